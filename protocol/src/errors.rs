@@ -1,0 +1,146 @@
+//! The stable error catalogue. A code never changes meaning once released; a
+//! retired code is never reused. `docs/src/reference/errors.md` lists the same
+//! table for people (a test keeps the two in step).
+
+use std::fmt;
+
+macro_rules! catalogue {
+    ($($variant:ident = $num:literal, $msg:literal;)*) => {
+        /// Every error a client can receive from qpq-server.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u16)]
+        pub enum ErrorCode {
+            $($variant = $num,)*
+        }
+
+        impl ErrorCode {
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            pub fn from_u16(n: u16) -> Option<Self> {
+                match n {
+                    $($num => Some(ErrorCode::$variant),)*
+                    _ => None,
+                }
+            }
+
+            /// The catalogue's one-line description of the code.
+            pub fn description(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $msg,)*
+                }
+            }
+        }
+    };
+}
+
+catalogue! {
+    Internal = 1, "internal server error; the request may be retried";
+    Malformed = 2, "the request could not be decoded";
+    TooLarge = 3, "the request is larger than the server accepts";
+    RateLimited = 4, "too many requests; retry after the given delay";
+    ShuttingDown = 5, "the server is shutting down; retry on another connection";
+    Unauthenticated = 10, "missing, invalid or expired session token; log in again";
+    LoginFailed = 11, "login failed: wrong username or password";
+    UsernameTaken = 12, "that username is already registered";
+    InvalidUsername = 13, "invalid username";
+    InvalidOpaqueMessage = 14, "the OPAQUE message is invalid";
+    UnknownLogin = 15, "unknown or expired login attempt; start the login again";
+    IdentityKeyTaken = 16, "that identity key is already bound to another account";
+    BadIdentityProof = 17, "the identity key signature does not verify";
+    UnknownUser = 20, "no such user";
+    NoKeyPackage = 21, "the user has no key package available";
+    ChannelDenied = 22, "not authorized for this channel";
+    LegacyPathDisabled = 23, "an empty channel id is not allowed on this server";
+    SelfChannel = 24, "a channel needs two different users";
+    PayloadTooLarge = 30, "the payload is larger than the server accepts";
+    TooManyRecipients = 31, "too many recipients in one request";
+    QueueFull = 32, "the recipient's mailbox is full";
+    StaleCommit = 33, "a commit for this group epoch was already accepted; process pending messages and retry";
+    InvalidPayload = 34, "the payload is not a padded MLS message";
+    TooManyKeyPackages = 35, "too many key packages";
+    KeyPackageTooLarge = 36, "a key package is larger than the server accepts";
+    NoRecipients = 37, "an enqueue needs at least one recipient unless it carries a commit";
+}
+
+impl ErrorCode {
+    pub fn as_u16(self) -> u16 {
+        self as u16
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "E{:03}", self.as_u16())
+    }
+}
+
+/// An error as it travels in a `Response`: a code, a message for people (no
+/// secrets, no internals), and for [`ErrorCode::RateLimited`] a retry delay.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct WireError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub retry_after_ms: u32,
+}
+
+impl WireError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            retry_after_ms: 0,
+        }
+    }
+
+    /// The catalogue message alone.
+    pub fn bare(code: ErrorCode) -> Self {
+        Self::new(code, code.description())
+    }
+
+    pub fn rate_limited(retry_after_ms: u32) -> Self {
+        Self {
+            retry_after_ms,
+            ..Self::bare(ErrorCode::RateLimited)
+        }
+    }
+}
+
+impl From<crate::types::InvalidValue> for WireError {
+    fn from(e: crate::types::InvalidValue) -> Self {
+        let code = if e.field == "username" {
+            ErrorCode::InvalidUsername
+        } else {
+            ErrorCode::Malformed
+        };
+        WireError::new(code, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for &c in ErrorCode::ALL {
+            assert!(seen.insert(c.as_u16()), "duplicate {c}");
+            assert_eq!(ErrorCode::from_u16(c.as_u16()), Some(c));
+        }
+        assert_eq!(ErrorCode::from_u16(999), None);
+        assert_eq!(ErrorCode::ChannelDenied.to_string(), "E022");
+    }
+
+    /// The book's error table lists exactly the catalogue.
+    #[test]
+    fn book_lists_every_code() {
+        let book = include_str!("../../docs/src/reference/errors.md");
+        for &c in ErrorCode::ALL {
+            let row = format!("| {c} |");
+            assert!(book.contains(&row), "errors.md lacks {c}");
+        }
+        let rows = book.lines().filter(|l| l.starts_with("| E0")).count();
+        assert_eq!(rows, ErrorCode::ALL.len(), "errors.md lists codes not in the catalogue");
+    }
+}

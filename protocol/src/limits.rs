@@ -1,0 +1,51 @@
+//! Limits the server enforces and clients respect. Exceeding one yields its own
+//! error code (see [`crate::errors::ErrorCode`]).
+
+use std::time::Duration;
+
+/// Largest MLS payload (after padding) accepted by `enqueue`. The largest
+/// commit qpqd produces — adding ~1,000 members in one hybrid-suite commit — is
+/// about 2.7 MB, so this leaves headroom.
+pub const MAX_PAYLOAD_BYTES: usize = 4 * 1024 * 1024;
+/// Largest encoded request: a payload plus the envelope around it.
+pub const MAX_REQUEST_BYTES: usize = MAX_PAYLOAD_BYTES + 64 * 1024;
+/// Largest encoded response a client reads (a fetch may return several payloads).
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// The server stops adding messages to one fetch answer past this many bytes
+/// (it always returns at least one message if any is waiting).
+pub const FETCH_RESPONSE_BUDGET: usize = 8 * 1024 * 1024;
+
+/// Recipients of one enqueue (a group fan-out).
+pub const MAX_RECIPIENTS: usize = 1024;
+/// Key packages in one upload.
+pub const MAX_KEY_PACKAGES_PER_UPLOAD: usize = 100;
+/// Key packages held per user (the last-resort package not counted).
+pub const MAX_KEY_PACKAGES_STORED: usize = 500;
+/// Size of one key package (a hybrid-suite package is ~2.7 KB).
+pub const MAX_KEY_PACKAGE_BYTES: usize = 16 * 1024;
+/// Messages waiting in one mailbox.
+pub const MAX_QUEUE_DEPTH: usize = 10_000;
+/// Messages returned by one fetch, and sequence numbers in one ack.
+pub const MAX_FETCH_LIMIT: u32 = 500;
+/// Longest a `fetchWait` is held open.
+pub const MAX_FETCH_WAIT: Duration = Duration::from_secs(60);
+
+pub const MAX_USERNAME_LEN: usize = 32;
+pub const SESSION_TOKEN_LEN: usize = 32;
+/// OPAQUE messages are a few hundred bytes; anything larger is not OPAQUE.
+pub const MAX_OPAQUE_MESSAGE_BYTES: usize = 4096;
+
+/// Login attempts (start) per account per minute, and per source address.
+pub const LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE: u32 = 10;
+pub const LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE: u32 = 30;
+/// Registrations per source address per hour.
+pub const REGISTRATIONS_PER_ADDRESS_PER_HOUR: u32 = 20;
+/// Sustained requests per second per account, and the burst allowed above it.
+pub const REQUESTS_PER_SECOND_PER_ACCOUNT: u32 = 2_000;
+pub const REQUEST_BURST_PER_ACCOUNT: u32 = 4_000;
+/// How long an OPAQUE login may sit between start and finish.
+pub const LOGIN_STATE_TTL: Duration = Duration::from_secs(60);
+/// Default lifetime of a session token.
+pub const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long idempotency keys are remembered.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);

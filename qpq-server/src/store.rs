@@ -1,0 +1,196 @@
+//! Server storage: the [`Store`] trait and its implementations.
+//!
+//! Everything the server keeps lives behind this trait: accounts (OPAQUE
+//! records bound to identity keys), sessions (hashed tokens), key packages,
+//! DM channels, mailboxes and the last accepted commit epoch of every group.
+//! SQLite ([`sqlite::SqliteStore`], the embedded default) implements it now;
+//! PostgreSQL will implement the same trait and must pass the same
+//! [`conformance`] suite unchanged.
+//!
+//! Durability contract: when a write method's future resolves `Ok`, the write
+//! is on disk and survives a kill -9 of the server. Implementations batch
+//! concurrent writes into one transaction to make that affordable.
+
+use std::future::Future;
+
+use quicproquo_protocol::types::{ChannelId, Epoch, IdempotencyKey, IdentityKey, Username};
+
+pub mod conformance;
+pub mod sqlite;
+
+/// A registered user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub username: Username,
+    pub identity_key: IdentityKey,
+    /// The serialized opaque-ke `ServerRegistration` (the password file).
+    pub opaque_record: Vec<u8>,
+    pub created_at_ms: u64,
+}
+
+/// One recipient of an enqueue, and the channel it is sent through (`None`:
+/// the legacy path without a channel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    pub recipient: IdentityKey,
+    pub channel: Option<ChannelId>,
+}
+
+/// A commit's claim on a group epoch: at most one commit is accepted per
+/// `(group_id, epoch)`, and never one for an epoch older than the last accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitClaim {
+    pub group_id: Vec<u8>,
+    pub epoch: Epoch,
+}
+
+/// Everything one `enqueue` request stores, applied atomically: either the
+/// idempotency key, the commit claim and every delivery are stored, or none.
+#[derive(Debug, Clone)]
+pub struct NewMail {
+    pub sender: IdentityKey,
+    pub idempotency_key: IdempotencyKey,
+    pub deliveries: Vec<Delivery>,
+    /// The padded payload, stored as received (the server never sees plaintext).
+    pub payload: Vec<u8>,
+    pub commit: Option<CommitClaim>,
+    pub now_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// Stored now; one mailbox sequence number per delivery, in order.
+    Stored { seqs: Vec<u64> },
+    /// The `(sender, idempotency_key)` pair was stored before: nothing was
+    /// stored again (and the commit claim, if any, was not re-checked).
+    Duplicate,
+}
+
+/// A message waiting in a mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    /// Increases with every message stored for the same recipient.
+    pub seq: u64,
+    pub channel: Option<ChannelId>,
+    pub payload: Vec<u8>,
+    pub enqueued_at_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("username already registered")]
+    UsernameTaken,
+    #[error("identity key already bound to an account")]
+    IdentityKeyTaken,
+    #[error("mailbox of {0} is full")]
+    QueueFull(IdentityKey),
+    #[error("a commit for epoch {requested:?} is stale: last accepted epoch is {accepted:?}")]
+    StaleCommit { requested: Epoch, accepted: Epoch },
+    #[error("too many key packages stored for this user")]
+    TooManyKeyPackages,
+    /// The database failed; the message is for logs, never for clients.
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+/// The server's persistent state. See the module docs for the durability
+/// contract; every method is safe to call concurrently.
+pub trait Store: Send + Sync + 'static {
+    /// Returns the secret stored under `name`, storing `init` first if there
+    /// is none. Atomic: concurrent callers (also on other server nodes sharing
+    /// the database) all get the same value.
+    fn server_secret(
+        &self,
+        name: &str,
+        init: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
+
+    /// Fails with `UsernameTaken` or `IdentityKeyTaken` on a conflict.
+    fn create_account(&self, account: Account)
+        -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn account(
+        &self,
+        username: &Username,
+    ) -> impl Future<Output = Result<Option<Account>, StoreError>> + Send;
+    fn account_by_identity(
+        &self,
+        key: &IdentityKey,
+    ) -> impl Future<Output = Result<Option<Account>, StoreError>> + Send;
+
+    /// Stores a session under the SHA-256 hash of its token.
+    fn create_session(
+        &self,
+        token_hash: [u8; 32],
+        username: &Username,
+        expires_at_ms: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The account of an unexpired session.
+    fn session(
+        &self,
+        token_hash: [u8; 32],
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<Account>, StoreError>> + Send;
+    /// Revokes a session; revoking an unknown one is not an error.
+    fn delete_session(&self, token_hash: [u8; 32])
+        -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds one-time key packages and, if given, replaces the owner's
+    /// last-resort package. Returns how many one-time packages are now stored.
+    /// Fails with `TooManyKeyPackages` (storing nothing) past
+    /// `limits::MAX_KEY_PACKAGES_STORED`.
+    fn add_key_packages(
+        &self,
+        owner: IdentityKey,
+        packages: Vec<Vec<u8>>,
+        last_resort: Option<Vec<u8>>,
+    ) -> impl Future<Output = Result<u32, StoreError>> + Send;
+    /// Removes and returns the oldest one-time package; when none is left,
+    /// returns (without removing) the last-resort package, flagged `true`.
+    fn take_key_package(
+        &self,
+        owner: IdentityKey,
+    ) -> impl Future<Output = Result<Option<(Vec<u8>, bool)>, StoreError>> + Send;
+
+    /// The channel of the unordered pair `{a, b}`: the existing one, or a new
+    /// one with id `new_id`.
+    fn create_channel(
+        &self,
+        a: IdentityKey,
+        b: IdentityKey,
+        new_id: ChannelId,
+    ) -> impl Future<Output = Result<ChannelId, StoreError>> + Send;
+    fn channel_members(
+        &self,
+        id: ChannelId,
+    ) -> impl Future<Output = Result<Option<(IdentityKey, IdentityKey)>, StoreError>> + Send;
+
+    /// Stores one enqueue atomically (see [`NewMail`]). Fails with
+    /// `StaleCommit` or `QueueFull` (storing nothing) when a rule is broken.
+    fn enqueue(&self, mail: NewMail)
+        -> impl Future<Output = Result<EnqueueOutcome, StoreError>> + Send;
+    /// Waiting mail of `recipient` in sequence order, optionally only from one
+    /// channel: at most `limit` messages, and no more once `byte_budget` is
+    /// exceeded (but always the first one).
+    fn fetch(
+        &self,
+        recipient: IdentityKey,
+        channel: Option<ChannelId>,
+        limit: u32,
+        byte_budget: usize,
+    ) -> impl Future<Output = Result<Vec<Mail>, StoreError>> + Send;
+    /// Deletes delivered mail of `recipient`; returns how many were removed.
+    /// Unknown sequence numbers are ignored (acks are retried).
+    fn ack(
+        &self,
+        recipient: IdentityKey,
+        seqs: Vec<u64>,
+    ) -> impl Future<Output = Result<u32, StoreError>> + Send;
+
+    /// Deletes expired sessions and idempotency keys older than
+    /// `idempotency_before_ms`; returns how many rows went.
+    fn purge_expired(
+        &self,
+        now_ms: u64,
+        idempotency_before_ms: u64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}

@@ -1,0 +1,208 @@
+# quicproquo client <-> server protocol (qpqd <-> qpq-server).
+#
+# Transport: QUIC (ALPN "qpq/1") with TLS 1.3. One request per bidirectional
+# stream: the client writes one `Request` message (standard Cap'n Proto
+# serialization, unpacked) and finishes its side; the server answers one
+# `Response` and finishes. Calls never block each other.
+#
+# Every field named `auth` carries the session token issued by
+# opaqueLoginFinish. Errors come back as `Response.error` with a stable code
+# (docs/src/reference/errors.md).
+#
+# The Rust code generated from this file is committed
+# (protocol/src/generated/node_capnp.rs); regenerate it with
+#   QPQ_REGEN_CAPNP=1 cargo build -p quicproquo-protocol
+@0xfb2a3b07874d0f04;
+
+struct Auth {
+  token @0 :Data;            # 32 bytes
+}
+
+struct Request {
+  union {
+    health @0 :Void;
+    opaqueRegisterStart @1 :OpaqueRegisterStart;
+    opaqueRegisterFinish @2 :OpaqueRegisterFinish;
+    opaqueLoginStart @3 :OpaqueLoginStart;
+    opaqueLoginFinish @4 :OpaqueLoginFinish;
+    logout @5 :Logout;
+    uploadKeyPackages @6 :UploadKeyPackages;
+    fetchKeyPackage @7 :FetchKeyPackage;
+    resolveUser @8 :ResolveUser;
+    createChannel @9 :CreateChannel;
+    enqueue @10 :Enqueue;
+    fetch @11 :Fetch;
+    fetchWait @12 :FetchWait;
+    ack @13 :Ack;
+  }
+}
+
+struct Response {
+  union {
+    error @0 :Error;
+    health @1 :Health;
+    opaqueRegisterStart @2 :Data;          # opaque-ke RegistrationResponse
+    opaqueRegisterFinish @3 :Void;
+    opaqueLoginStart @4 :LoginStarted;
+    opaqueLoginFinish @5 :LoginFinished;
+    logout @6 :Void;
+    uploadKeyPackages @7 :KeyPackagesStored;
+    fetchKeyPackage @8 :KeyPackageFetched;
+    resolveUser @9 :UserResolved;
+    createChannel @10 :ChannelCreated;
+    enqueue @11 :Enqueued;
+    fetch @12 :Mail;
+    fetchWait @13 :Mail;
+    ack @14 :Acked;
+  }
+}
+
+struct Error {
+  code @0 :UInt16;           # E001 = 1, ... (stable catalogue)
+  message @1 :Text;
+  retryAfterMs @2 :UInt32;   # set with E004 (rate limited)
+}
+
+struct Health {
+  protocolVersion @0 :UInt32;
+  serverVersion @1 :Text;
+}
+
+# --- accounts (OPAQUE, ristretto255, Argon2id stretching on the client) ---
+
+struct OpaqueRegisterStart {
+  username @0 :Text;
+  request @1 :Data;          # opaque-ke RegistrationRequest
+}
+
+struct OpaqueRegisterFinish {
+  username @0 :Text;
+  upload @1 :Data;           # opaque-ke RegistrationUpload
+  identityKey @2 :Data;      # Ed25519 public key, 32 bytes
+  identityProof @3 :Data;    # Ed25519 signature (64 bytes) by identityKey over
+                             # "qpq-register-v1\0" || username
+}
+
+struct OpaqueLoginStart {
+  username @0 :Text;
+  request @1 :Data;          # opaque-ke CredentialRequest
+}
+
+struct LoginStarted {
+  loginId @0 :Data;          # 16 bytes; names this attempt in opaqueLoginFinish
+  response @1 :Data;         # opaque-ke CredentialResponse
+}
+
+struct OpaqueLoginFinish {
+  loginId @0 :Data;
+  finalization @1 :Data;     # opaque-ke CredentialFinalization
+}
+
+struct LoginFinished {
+  token @0 :Data;            # session token (32 bytes); send it as Auth.token
+  expiresAtMs @1 :UInt64;    # unix time in ms
+  identityKey @2 :Data;      # the identity key bound at registration
+}
+
+struct Logout {
+  auth @0 :Auth;
+}
+
+# --- key packages and directory ---
+
+struct UploadKeyPackages {
+  auth @0 :Auth;
+  packages @1 :List(Data);   # one-time MLS KeyPackages
+  lastResort @2 :Data;       # empty: keep the current last-resort package
+}
+
+struct KeyPackagesStored {
+  available @0 :UInt32;      # one-time packages now stored
+}
+
+struct FetchKeyPackage {
+  auth @0 :Auth;
+  union {
+    username @1 :Text;
+    identityKey @2 :Data;
+  }
+}
+
+struct KeyPackageFetched {
+  keyPackage @0 :Data;
+  identityKey @1 :Data;
+  lastResort @2 :Bool;       # true: the shared last-resort package (not consumed)
+}
+
+struct ResolveUser {
+  auth @0 :Auth;
+  username @1 :Text;
+}
+
+struct UserResolved {
+  identityKey @0 :Data;
+}
+
+# --- DM channels (createChannel (auth :Auth, peerKey :Data) -> (channelId :Data)) ---
+
+struct CreateChannel {
+  auth @0 :Auth;
+  peerKey @1 :Data;          # the peer's identity key
+}
+
+struct ChannelCreated {
+  channelId @0 :Data;        # 16 bytes; the same for both members, in either order
+}
+
+# --- delivery ---
+
+struct Delivery {
+  recipient @0 :Data;        # identity key of the mailbox
+  channelId @1 :Data;        # 16 bytes: authorized against the channel's members;
+                             # empty: the legacy path (only if the server allows it)
+}
+
+struct Enqueue {
+  auth @0 :Auth;
+  deliveries @1 :List(Delivery);
+  payload @2 :Data;          # padded MLS message (protocol::padding)
+  idempotencyKey @3 :Data;   # 16 bytes chosen by the client; a retry is stored once
+}
+
+struct Enqueued {
+  duplicate @0 :Bool;        # true: this idempotency key was already stored
+  seqs @1 :List(UInt64);     # per delivery, in order (empty if duplicate)
+}
+
+struct Fetch {
+  auth @0 :Auth;
+  channelId @1 :Data;        # empty: the caller's whole mailbox
+  limit @2 :UInt32;          # 0: the server's maximum
+}
+
+struct FetchWait {
+  auth @0 :Auth;
+  channelId @1 :Data;
+  limit @2 :UInt32;
+  timeoutMs @3 :UInt32;      # held open until mail arrives or this passes
+}
+
+struct Envelope {
+  seq @0 :UInt64;
+  channelId @1 :Data;
+  payload @2 :Data;
+  enqueuedAtMs @3 :UInt64;
+}
+
+struct Mail {
+  messages @0 :List(Envelope);
+}
+
+struct Ack {
+  auth @0 :Auth;
+  seqs @1 :List(UInt64);
+}
+
+struct Acked {
+  removed @0 :UInt32;
+}
