@@ -141,6 +141,10 @@ mod tests {
             assert!(book.contains(&row), "errors.md lacks {c}");
         }
         let rows = book.lines().filter(|l| l.starts_with("| E0")).count();
-        assert_eq!(rows, ErrorCode::ALL.len(), "errors.md lists codes not in the catalogue");
+        assert_eq!(
+            rows,
+            ErrorCode::ALL.len(),
+            "errors.md lists codes not in the catalogue"
+        );
     }
 }

@@ -266,7 +266,10 @@ mod tests {
             assert!(read(&good[..cut]).is_err(), "cut {cut}");
         }
         // Non-minimal varint: 1 encoded in two bytes.
-        assert_eq!(read(&[0, 1, 0, 2, 0x40, 0x01, 0]), Err(FramingError::VarInt));
+        assert_eq!(
+            read(&[0, 1, 0, 2, 0x40, 0x01, 0]),
+            Err(FramingError::VarInt)
+        );
         // The 8-byte varint form is invalid in MLS.
         assert_eq!(read(&[0, 1, 0, 2, 0xc0]), Err(FramingError::VarInt));
         assert_eq!(
@@ -277,6 +280,9 @@ mod tests {
             read(&public(b"g", 1, &[7], 3)),
             Err(FramingError::SenderType(7))
         );
-        assert_eq!(read(&private(b"g", 1, 0)), Err(FramingError::ContentType(0)));
+        assert_eq!(
+            read(&private(b"g", 1, 0)),
+            Err(FramingError::ContentType(0))
+        );
     }
 }

@@ -246,7 +246,10 @@ fn read_one(
     if bytes.len() > max {
         return Err(WireError::new(
             ErrorCode::TooLarge,
-            format!("message of {} bytes exceeds the limit of {max}", bytes.len()),
+            format!(
+                "message of {} bytes exceeds the limit of {max}",
+                bytes.len()
+            ),
         ));
     }
     let mut rest = bytes;
@@ -257,7 +260,10 @@ fn read_one(
     Ok(msg)
 }
 
-fn text<'a>(t: capnp::Result<capnp::text::Reader<'a>>, field: &'static str) -> Result<&'a str, WireError> {
+fn text<'a>(
+    t: capnp::Result<capnp::text::Reader<'a>>,
+    field: &'static str,
+) -> Result<&'a str, WireError> {
     t?.to_str()
         .map_err(|_| InvalidValue::new(field, "not valid UTF-8").into())
 }
@@ -476,7 +482,9 @@ fn key_package(d: &[u8]) -> Result<Vec<u8>, WireError> {
     Ok(d.to_vec())
 }
 
-fn envelopes(list: capnp::struct_list::Reader<'_, schema::envelope::Owned>) -> Result<Vec<Envelope>, WireError> {
+fn envelopes(
+    list: capnp::struct_list::Reader<'_, schema::envelope::Owned>,
+) -> Result<Vec<Envelope>, WireError> {
     let mut out = Vec::with_capacity(list.len() as usize);
     for e in list.iter() {
         out.push(Envelope {
@@ -767,9 +775,9 @@ pub fn encode_response(resp: &Response) -> Vec<u8> {
         Response::ResolveUser { identity_key } => root
             .init_resolve_user()
             .set_identity_key(identity_key.as_bytes()),
-        Response::CreateChannel { channel } => {
-            root.init_create_channel().set_channel_id(channel.as_bytes())
-        }
+        Response::CreateChannel { channel } => root
+            .init_create_channel()
+            .set_channel_id(channel.as_bytes()),
         Response::Enqueue { duplicate, seqs } => {
             let mut b = root.init_enqueue();
             b.set_duplicate(*duplicate);

@@ -1,5 +1,17 @@
 //! qpq-server: OPAQUE accounts, key packages, delivery queues and DM channels
-//! over QUIC. The binary (`main.rs`) parses configuration and calls [`run`];
-//! tests and benches start the same server in-process.
+//! over QUIC. The binary (`main.rs`) parses configuration and calls
+//! [`server::start`]; tests and benches start the same server in-process.
+//!
+//! Layers, from the wire in: `server` (QUIC driver) → `service` (request
+//! dispatch, no I/O) → `auth` / `directory` / `delivery` (the rules) →
+//! `store` (persistence).
 
+pub mod auth;
+pub mod config;
+pub mod delivery;
+pub mod directory;
+pub mod ratelimit;
+pub mod server;
+pub mod service;
 pub mod store;
+pub mod tls;

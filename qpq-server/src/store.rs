@@ -28,13 +28,9 @@ pub struct Account {
     pub created_at_ms: u64,
 }
 
-/// One recipient of an enqueue, and the channel it is sent through (`None`:
-/// the legacy path without a channel).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Delivery {
-    pub recipient: IdentityKey,
-    pub channel: Option<ChannelId>,
-}
+/// One recipient of an enqueue and the channel it goes through; the wire
+/// type is stored as it is.
+pub use quicproquo_protocol::wire::Delivery;
 
 /// A commit's claim on a group epoch: at most one commit is accepted per
 /// `(group_id, epoch)`, and never one for an epoch older than the last accepted.
@@ -106,8 +102,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
 
     /// Fails with `UsernameTaken` or `IdentityKeyTaken` on a conflict.
-    fn create_account(&self, account: Account)
-        -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn create_account(
+        &self,
+        account: Account,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn account(
         &self,
         username: &Username,
@@ -131,8 +129,10 @@ pub trait Store: Send + Sync + 'static {
         now_ms: u64,
     ) -> impl Future<Output = Result<Option<Account>, StoreError>> + Send;
     /// Revokes a session; revoking an unknown one is not an error.
-    fn delete_session(&self, token_hash: [u8; 32])
-        -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn delete_session(
+        &self,
+        token_hash: [u8; 32],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Adds one-time key packages and, if given, replaces the owner's
     /// last-resort package. Returns how many one-time packages are now stored.
@@ -166,8 +166,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores one enqueue atomically (see [`NewMail`]). Fails with
     /// `StaleCommit` or `QueueFull` (storing nothing) when a rule is broken.
-    fn enqueue(&self, mail: NewMail)
-        -> impl Future<Output = Result<EnqueueOutcome, StoreError>> + Send;
+    fn enqueue(
+        &self,
+        mail: NewMail,
+    ) -> impl Future<Output = Result<EnqueueOutcome, StoreError>> + Send;
     /// Waiting mail of `recipient` in sequence order, optionally only from one
     /// channel: at most `limit` messages, and no more once `byte_budget` is
     /// exceeded (but always the first one).

@@ -1,0 +1,438 @@
+//! The async QUIC client for qpq-server (feature `client`): one connection,
+//! one bidirectional stream per call. qpqd, the integration tests and the
+//! load generator all use it, so the wire handling exists once.
+//!
+//! Server authentication is either a pinned certificate fingerprint (the
+//! default for a self-signed server), trust on first use (the caller stores
+//! [`Client::server_fingerprint`] and pins it from then on), or the system's
+//! CA roots (`QPQ_USE_CA_CERT=1`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+use crate::errors::WireError;
+use crate::limits::MAX_RESPONSE_BYTES;
+use crate::wire::{decode_response, encode_request, Request, Response};
+
+pub use crate::{cert_fingerprint as fingerprint, parse_fingerprint, Fingerprint};
+
+/// How the server's certificate is checked.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// The leaf certificate must have this SHA-256 fingerprint.
+    Pin(Fingerprint),
+    /// Accept any certificate (the handshake signature is still verified);
+    /// the caller pins [`Client::server_fingerprint`] for next time.
+    FirstUse,
+    /// Verify the chain against the operating system's CA roots.
+    SystemRoots,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: SocketAddr, reason: String },
+    #[error("connection lost: {0}")]
+    Connection(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The server answered with an error from the catalogue.
+    #[error("{0}")]
+    Server(WireError),
+    #[error("undecodable response: {0}")]
+    Decode(WireError),
+    #[error("TLS setup: {0}")]
+    Tls(String),
+}
+
+/// Transport settings shared with the server: keep-alive well below the idle
+/// timeout, so a quiet connection stays up through NATs.
+pub fn transport_config() -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(Duration::from_secs(30)).expect("30 s is a valid timeout"),
+    ));
+    t.keep_alive_interval(Some(Duration::from_secs(10)));
+    t
+}
+
+#[derive(Debug)]
+struct PinVerifier {
+    pin: Option<Fingerprint>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.pin {
+            None => Ok(ServerCertVerified::assertion()),
+            Some(pin) => {
+                let got = fingerprint(end_entity);
+                if got == pin {
+                    Ok(ServerCertVerified::assertion())
+                } else {
+                    Err(rustls::Error::General(format!(
+                        "server certificate changed: pinned fingerprint {}, server presented {}",
+                        hex::encode(pin),
+                        hex::encode(got)
+                    )))
+                }
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn client_config(trust: &Trust, alpn: &[u8]) -> Result<quinn::ClientConfig, ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    let mut tls = match trust {
+        Trust::SystemRoots => {
+            let mut roots = rustls::RootCertStore::empty();
+            let loaded = rustls_native_certs::load_native_certs();
+            for cert in loaded.certs {
+                // A malformed system root is skipped, like every TLS client does.
+                let _ = roots.add(cert);
+            }
+            if roots.is_empty() {
+                return Err(ClientError::Tls(
+                    "QPQ_USE_CA_CERT is set but no system CA certificates were found".into(),
+                ));
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        Trust::Pin(_) | Trust::FirstUse => {
+            let pin = match trust {
+                Trust::Pin(p) => Some(*p),
+                _ => None,
+            };
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(PinVerifier { pin, provider }))
+                .with_no_client_auth()
+        }
+    };
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
+    cfg.transport_config(Arc::new(transport_config()));
+    Ok(cfg)
+}
+
+/// A connection to qpq-server.
+pub struct Client {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    /// Time allowed for one call, on top of a fetchWait's own timeout.
+    pub call_timeout: Duration,
+}
+
+impl Client {
+    /// Connects to `addr`, expecting a certificate for `server_name`.
+    pub async fn connect(
+        addr: SocketAddr,
+        server_name: &str,
+        trust: Trust,
+    ) -> Result<Self, ClientError> {
+        Self::connect_with_alpn(addr, server_name, trust, crate::ALPN).await
+    }
+
+    /// As [`Client::connect`] with another ALPN (tests use it to check that a
+    /// wrong one is refused).
+    pub async fn connect_with_alpn(
+        addr: SocketAddr,
+        server_name: &str,
+        trust: Trust,
+        alpn: &[u8],
+    ) -> Result<Self, ClientError> {
+        let err = |reason: String| ClientError::Connect { addr, reason };
+        let bind: SocketAddr = if addr.is_ipv6() {
+            "[::]:0".parse().expect("valid literal")
+        } else {
+            "0.0.0.0:0".parse().expect("valid literal")
+        };
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| err(e.to_string()))?;
+        endpoint.set_default_client_config(client_config(&trust, alpn)?);
+        let connecting = endpoint
+            .connect(addr, server_name)
+            .map_err(|e| err(e.to_string()))?;
+        let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
+            .await
+            .map_err(|_| err("handshake timed out".into()))?
+            .map_err(|e| err(e.to_string()))?;
+        Ok(Self {
+            endpoint,
+            conn,
+            call_timeout: Duration::from_secs(30),
+        })
+    }
+
+    /// SHA-256 of the certificate the server presented.
+    pub fn server_fingerprint(&self) -> Option<Fingerprint> {
+        let any = self.conn.peer_identity()?;
+        let certs = any.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+        certs.first().map(|c| fingerprint(c))
+    }
+
+    /// Sends one request and returns the server's answer; a catalogue error
+    /// from the server is `Err(ClientError::Server)`.
+    pub async fn call(&self, req: &Request) -> Result<Response, ClientError> {
+        let extra = match req {
+            Request::FetchWait { timeout_ms, .. } => Duration::from_millis(u64::from(*timeout_ms)),
+            _ => Duration::ZERO,
+        };
+        let bytes = self
+            .call_raw_timeout(&encode_request(req), self.call_timeout + extra)
+            .await?;
+        match decode_response(&bytes).map_err(ClientError::Decode)? {
+            Response::Error(e) => Err(ClientError::Server(e)),
+            other => Ok(other),
+        }
+    }
+
+    /// Sends raw bytes on a new stream and returns the raw answer.
+    pub async fn call_raw(&self, bytes: &[u8]) -> Result<Vec<u8>, ClientError> {
+        self.call_raw_timeout(bytes, self.call_timeout).await
+    }
+
+    async fn call_raw_timeout(
+        &self,
+        bytes: &[u8],
+        limit: Duration,
+    ) -> Result<Vec<u8>, ClientError> {
+        let lost = |e: &dyn std::fmt::Display| ClientError::Connection(e.to_string());
+        let exchange = async {
+            let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| lost(&e))?;
+            send.write_all(bytes).await.map_err(|e| lost(&e))?;
+            send.finish().map_err(|e| lost(&e))?;
+            recv.read_to_end(MAX_RESPONSE_BYTES)
+                .await
+                .map_err(|e| lost(&e))
+        };
+        tokio::time::timeout(limit, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout(limit))?
+    }
+
+    /// True once the connection has been closed or lost.
+    pub fn is_closed(&self) -> bool {
+        self.conn.close_reason().is_some()
+    }
+
+    /// The underlying connection (for tests and the load generator).
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
+    /// Closes the connection and waits (briefly) for the server to learn of it.
+    pub async fn close(self) {
+        self.conn.close(0u32.into(), b"bye");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// A logged-in session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub token: crate::types::SessionToken,
+    pub expires_at_ms: u64,
+    pub identity_key: crate::types::IdentityKey,
+}
+
+fn unexpected(what: &str, got: &Response) -> ClientError {
+    ClientError::Decode(WireError::new(
+        crate::errors::ErrorCode::Malformed,
+        format!("expected a {what} response, got {got:?}"),
+    ))
+}
+
+fn client_opaque_error(e: opaque_ke::errors::ProtocolError) -> ClientError {
+    // The only client-side failure a wrong password can cause is on the
+    // server (E011); a local failure means a malformed server answer.
+    ClientError::Decode(WireError::new(
+        crate::errors::ErrorCode::InvalidOpaqueMessage,
+        format!("OPAQUE: {e}"),
+    ))
+}
+
+impl Client {
+    /// Registers `username` with OPAQUE and binds `identity_key`, proved by
+    /// `proof` = the identity key's Ed25519 signature over
+    /// [`crate::wire::identity_proof_message`].
+    pub async fn register(
+        &self,
+        username: &crate::types::Username,
+        password: &[u8],
+        identity_key: crate::types::IdentityKey,
+        proof: [u8; crate::wire::IDENTITY_PROOF_LEN],
+    ) -> Result<(), ClientError> {
+        use opaque_ke::{
+            ClientRegistration, ClientRegistrationFinishParameters, RegistrationResponse,
+        };
+        use rand::rngs::OsRng;
+
+        use crate::opaque::Suite;
+
+        let password = zeroize::Zeroizing::new(password.to_vec());
+        let start = ClientRegistration::<Suite>::start(&mut OsRng, &password)
+            .map_err(client_opaque_error)?;
+        let resp = self
+            .call(&Request::OpaqueRegisterStart {
+                username: username.clone(),
+                request: start.message.serialize().to_vec(),
+            })
+            .await?;
+        let Response::OpaqueRegisterStart { response } = resp else {
+            return Err(unexpected("opaqueRegisterStart", &resp));
+        };
+        let response =
+            RegistrationResponse::<Suite>::deserialize(&response).map_err(client_opaque_error)?;
+        let state = start.state;
+        // Argon2id takes tens of milliseconds: keep it off the async workers.
+        let upload = tokio::task::spawn_blocking(move || {
+            let ksf = crate::opaque::ksf();
+            state
+                .finish(
+                    &mut OsRng,
+                    &password,
+                    response,
+                    ClientRegistrationFinishParameters::new(Default::default(), Some(&ksf)),
+                )
+                .map(|f| f.message.serialize().to_vec())
+        })
+        .await
+        .map_err(|e| ClientError::Connection(e.to_string()))?
+        .map_err(client_opaque_error)?;
+        let resp = self
+            .call(&Request::OpaqueRegisterFinish {
+                username: username.clone(),
+                upload,
+                identity_key,
+                identity_proof: proof,
+            })
+            .await?;
+        match resp {
+            Response::OpaqueRegisterFinish => Ok(()),
+            other => Err(unexpected("opaqueRegisterFinish", &other)),
+        }
+    }
+
+    /// Logs in with OPAQUE; the password never leaves this process.
+    pub async fn login(
+        &self,
+        username: &crate::types::Username,
+        password: &[u8],
+    ) -> Result<Session, ClientError> {
+        use opaque_ke::{ClientLogin, ClientLoginFinishParameters, CredentialResponse};
+        use rand::rngs::OsRng;
+
+        use crate::opaque::{Suite, CONTEXT};
+
+        let password = zeroize::Zeroizing::new(password.to_vec());
+        let start =
+            ClientLogin::<Suite>::start(&mut OsRng, &password).map_err(client_opaque_error)?;
+        let resp = self
+            .call(&Request::OpaqueLoginStart {
+                username: username.clone(),
+                request: start.message.serialize().to_vec(),
+            })
+            .await?;
+        let Response::OpaqueLoginStart { login_id, response } = resp else {
+            return Err(unexpected("opaqueLoginStart", &resp));
+        };
+        let response =
+            CredentialResponse::<Suite>::deserialize(&response).map_err(client_opaque_error)?;
+        let state = start.state;
+        let finished = tokio::task::spawn_blocking(move || {
+            let ksf = crate::opaque::ksf();
+            state
+                .finish(
+                    &mut OsRng,
+                    &password,
+                    response,
+                    ClientLoginFinishParameters::new(Some(CONTEXT), Default::default(), Some(&ksf)),
+                )
+                .map(|f| f.message.serialize().to_vec())
+        })
+        .await
+        .map_err(|e| ClientError::Connection(e.to_string()))?;
+        let finalization = match finished {
+            Ok(f) => f,
+            // A wrong password makes the envelope fail to open here, before
+            // the server is told; report it as the server would.
+            Err(opaque_ke::errors::ProtocolError::InvalidLoginError) => {
+                return Err(ClientError::Server(WireError::bare(
+                    crate::errors::ErrorCode::LoginFailed,
+                )))
+            }
+            Err(e) => return Err(client_opaque_error(e)),
+        };
+        let resp = self
+            .call(&Request::OpaqueLoginFinish {
+                login_id,
+                finalization,
+            })
+            .await?;
+        match resp {
+            Response::OpaqueLoginFinish {
+                token,
+                expires_at_ms,
+                identity_key,
+            } => Ok(Session {
+                token,
+                expires_at_ms,
+                identity_key,
+            }),
+            other => Err(unexpected("opaqueLoginFinish", &other)),
+        }
+    }
+}

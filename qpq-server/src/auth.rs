@@ -1,0 +1,275 @@
+//! Accounts and sessions: OPAQUE registration and login (opaque-ke), the
+//! identity-key binding, session tokens, and the login rate limits.
+//!
+//! Username enumeration (the plan's item 1.4): a login start for a username
+//! that does not exist runs opaque-ke's fake-record path — the same
+//! computation, the same response shape and size — and fails only at finish,
+//! with the same E011 as a wrong password. Rate limits are keyed by the name
+//! asked for, whether or not it exists, so they reveal nothing either.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use opaque_ke::{
+    CredentialFinalization, CredentialRequest, RegistrationRequest, RegistrationUpload,
+    ServerLogin, ServerLoginParameters, ServerRegistration, ServerSetup,
+};
+use quicproquo_protocol::errors::{ErrorCode, WireError};
+use quicproquo_protocol::limits::{
+    LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE, LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE, LOGIN_STATE_TTL,
+    REGISTRATIONS_PER_ADDRESS_PER_HOUR,
+};
+use quicproquo_protocol::opaque::{Suite, CONTEXT};
+use quicproquo_protocol::types::{IdentityKey, LoginId, SessionToken, Username};
+use quicproquo_protocol::wire::{identity_proof_message, IDENTITY_PROOF_LEN};
+use rand::rngs::OsRng;
+use rand::RngCore;
+
+use crate::ratelimit::RateLimiter;
+use crate::service::{internal, Now};
+use crate::store::{Account, Store, StoreError};
+
+/// Name of the persisted OPAQUE `ServerSetup` in the store.
+const SETUP_SECRET: &str = "opaque_server_setup_v1";
+/// In-progress logins kept at most (each is a few hundred bytes).
+const MAX_PENDING_LOGINS: usize = 100_000;
+
+struct PendingLogin {
+    state: ServerLogin<Suite>,
+    username: Username,
+    started: Instant,
+}
+
+pub struct Auth {
+    setup: ServerSetup<Suite>,
+    pending: Mutex<HashMap<LoginId, PendingLogin>>,
+    login_per_account: RateLimiter<Username>,
+    login_per_address: RateLimiter<IpAddr>,
+    register_per_address: RateLimiter<IpAddr>,
+    session_ttl: Duration,
+}
+
+fn rate_limited(wait: Duration) -> WireError {
+    WireError::rate_limited(u32::try_from(wait.as_millis()).unwrap_or(u32::MAX).max(1))
+}
+
+fn opaque_error(what: &str) -> WireError {
+    WireError::new(
+        ErrorCode::InvalidOpaqueMessage,
+        format!("invalid OPAQUE {what}"),
+    )
+}
+
+impl Auth {
+    /// Loads the OPAQUE server setup, creating and persisting it on first
+    /// start: every account depends on it, so it is never regenerated.
+    pub async fn new<S: Store>(store: &S, session_ttl: Duration) -> Result<Self, StoreError> {
+        let fresh = ServerSetup::<Suite>::new(&mut OsRng).serialize().to_vec();
+        let stored = store.server_secret(SETUP_SECRET, fresh).await?;
+        let setup = ServerSetup::<Suite>::deserialize(&stored)
+            .map_err(|_| StoreError::Backend("the stored OPAQUE server setup is corrupt".into()))?;
+        Ok(Self {
+            setup,
+            pending: Mutex::new(HashMap::new()),
+            login_per_account: RateLimiter::per_window(
+                LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE,
+                Duration::from_secs(60),
+            ),
+            login_per_address: RateLimiter::per_window(
+                LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE,
+                Duration::from_secs(60),
+            ),
+            register_per_address: RateLimiter::per_window(
+                REGISTRATIONS_PER_ADDRESS_PER_HOUR,
+                Duration::from_secs(3600),
+            ),
+            session_ttl,
+        })
+    }
+
+    pub async fn register_start<S: Store>(
+        &self,
+        store: &S,
+        username: &Username,
+        request: &[u8],
+        peer: IpAddr,
+        now: Now,
+    ) -> Result<Vec<u8>, WireError> {
+        self.register_per_address
+            .check(&peer, now.mono)
+            .map_err(rate_limited)?;
+        if store.account(username).await.map_err(internal)?.is_some() {
+            return Err(WireError::bare(ErrorCode::UsernameTaken));
+        }
+        let request = RegistrationRequest::<Suite>::deserialize(request)
+            .map_err(|_| opaque_error("registration request"))?;
+        let started =
+            ServerRegistration::<Suite>::start(&self.setup, request, username.as_str().as_bytes())
+                .map_err(|_| opaque_error("registration request"))?;
+        Ok(started.message.serialize().to_vec())
+    }
+
+    pub async fn register_finish<S: Store>(
+        &self,
+        store: &S,
+        username: Username,
+        upload: &[u8],
+        identity_key: IdentityKey,
+        proof: &[u8; IDENTITY_PROOF_LEN],
+        now: Now,
+    ) -> Result<(), WireError> {
+        verify_identity_proof(&username, &identity_key, proof)?;
+        let upload = RegistrationUpload::<Suite>::deserialize(upload)
+            .map_err(|_| opaque_error("registration upload"))?;
+        let record = ServerRegistration::<Suite>::finish(upload);
+        let account = Account {
+            username,
+            identity_key,
+            opaque_record: record.serialize().to_vec(),
+            created_at_ms: now.unix_ms,
+        };
+        match store.create_account(account).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::UsernameTaken) => Err(WireError::bare(ErrorCode::UsernameTaken)),
+            Err(StoreError::IdentityKeyTaken) => Err(WireError::bare(ErrorCode::IdentityKeyTaken)),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    pub async fn login_start<S: Store>(
+        &self,
+        store: &S,
+        username: Username,
+        request: &[u8],
+        peer: IpAddr,
+        now: Now,
+    ) -> Result<(LoginId, Vec<u8>), WireError> {
+        self.login_per_address
+            .check(&peer, now.mono)
+            .map_err(rate_limited)?;
+        self.login_per_account
+            .check(&username, now.mono)
+            .map_err(rate_limited)?;
+        let request = CredentialRequest::<Suite>::deserialize(request)
+            .map_err(|_| opaque_error("credential request"))?;
+        // An unknown user gets `None`: opaque-ke then answers from a fake
+        // record derived from the server setup, indistinguishable on the wire.
+        let record = match store.account(&username).await.map_err(internal)? {
+            Some(a) => Some(
+                ServerRegistration::<Suite>::deserialize(&a.opaque_record)
+                    .map_err(|_| internal("stored OPAQUE record is corrupt"))?,
+            ),
+            None => None,
+        };
+        let params = ServerLoginParameters {
+            context: Some(CONTEXT),
+            ..Default::default()
+        };
+        let started = ServerLogin::start(
+            &mut OsRng,
+            &self.setup,
+            record,
+            request,
+            username.as_str().as_bytes(),
+            params,
+        )
+        .map_err(|_| opaque_error("credential request"))?;
+
+        let mut id = [0u8; 16];
+        OsRng.fill_bytes(&mut id);
+        let login_id = LoginId(id);
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.len() >= MAX_PENDING_LOGINS / 2 {
+            pending.retain(|_, p| now.mono.saturating_duration_since(p.started) < LOGIN_STATE_TTL);
+        }
+        if pending.len() >= MAX_PENDING_LOGINS {
+            return Err(WireError::rate_limited(1000));
+        }
+        pending.insert(
+            login_id,
+            PendingLogin {
+                state: started.state,
+                username,
+                started: now.mono,
+            },
+        );
+        Ok((login_id, started.message.serialize().to_vec()))
+    }
+
+    /// Completes a login; returns the new session token, its expiry and the
+    /// account's identity key.
+    pub async fn login_finish<S: Store>(
+        &self,
+        store: &S,
+        login_id: LoginId,
+        finalization: &[u8],
+        now: Now,
+    ) -> Result<(SessionToken, u64, IdentityKey), WireError> {
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&login_id)
+            .filter(|p| now.mono.saturating_duration_since(p.started) < LOGIN_STATE_TTL)
+            .ok_or_else(|| WireError::bare(ErrorCode::UnknownLogin))?;
+        let finalization = CredentialFinalization::<Suite>::deserialize(finalization)
+            .map_err(|_| opaque_error("credential finalization"))?;
+        let params = ServerLoginParameters {
+            context: Some(CONTEXT),
+            ..Default::default()
+        };
+        // Wrong password and unknown user fail here, identically.
+        pending
+            .state
+            .finish(finalization, params)
+            .map_err(|_| WireError::bare(ErrorCode::LoginFailed))?;
+        let account = store
+            .account(&pending.username)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| WireError::bare(ErrorCode::LoginFailed))?;
+
+        let token = SessionToken::generate(&mut OsRng);
+        let expires = now.unix_ms + self.session_ttl.as_millis() as u64;
+        store
+            .create_session(token.hash(), &account.username, expires)
+            .await
+            .map_err(internal)?;
+        tracing::info!(user = %account.username, "login");
+        Ok((token, expires, account.identity_key))
+    }
+
+    pub async fn logout<S: Store>(&self, store: &S, token: &SessionToken) -> Result<(), WireError> {
+        store.delete_session(token.hash()).await.map_err(internal)
+    }
+
+    /// The account behind a session token.
+    pub async fn authenticate<S: Store>(
+        &self,
+        store: &S,
+        token: &SessionToken,
+        now: Now,
+    ) -> Result<Account, WireError> {
+        store
+            .session(token.hash(), now.unix_ms)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| WireError::bare(ErrorCode::Unauthenticated))
+    }
+}
+
+/// The identity key must sign `identity_proof_message(username)`: nobody can
+/// bind (and so receive the mail of) a key they do not hold.
+fn verify_identity_proof(
+    username: &Username,
+    key: &IdentityKey,
+    proof: &[u8; IDENTITY_PROOF_LEN],
+) -> Result<(), WireError> {
+    let bad = || WireError::bare(ErrorCode::BadIdentityProof);
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(key.as_bytes()).map_err(|_| bad())?;
+    let sig = ed25519_dalek::Signature::from_bytes(proof);
+    vk.verify_strict(&identity_proof_message(username), &sig)
+        .map_err(|_| bad())
+}

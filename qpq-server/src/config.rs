@@ -1,0 +1,379 @@
+//! The server's configuration, in one typed struct.
+//!
+//! Sources, later ones winning: built-in defaults, `qpq-server.toml` (path by
+//! `--config`, default `<data dir>/qpq-server.toml`, optional), `QPQ_*`
+//! environment variables, command-line flags. Everything is validated once,
+//! here; an error names the key and the file. No other module reads the
+//! environment.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// qpq-server: accounts (OPAQUE), key packages, delivery queues and DM
+/// channels for quicproquo clients, over QUIC.
+///
+/// With no configuration it creates its data directory, the SQLite database
+/// qpq.db, a self-signed TLS certificate and the OPAQUE server setup, then
+/// prints the address it listens on and the certificate fingerprint clients
+/// pin. Every flag can also be set in qpq-server.toml or by the QPQ_*
+/// variable named below.
+#[derive(Debug, Parser)]
+#[command(name = "qpq-server", version)]
+pub struct Cli {
+    /// Configuration file [default: <data dir>/qpq-server.toml; optional]
+    #[arg(long, env = "QPQ_SERVER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address and UDP port to listen on [default: 127.0.0.1:7443]
+    #[arg(long, env = "QPQ_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for qpq.db, the TLS certificate and key [default: $XDG_DATA_HOME/quicproquo/server]
+    #[arg(long, env = "QPQ_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// SQLite database file [default: <data dir>/qpq.db]
+    #[arg(long, env = "QPQ_DATABASE")]
+    pub database: Option<PathBuf>,
+    /// TLS certificate chain (PEM), e.g. a Let's Encrypt fullchain.pem [default: a self-signed one in <data dir>/tls/]
+    #[arg(long, env = "QPQ_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) belonging to --tls-cert
+    #[arg(long, env = "QPQ_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Host names and addresses written into a generated self-signed certificate
+    /// [default: localhost,127.0.0.1,::1]
+    #[arg(long, env = "QPQ_TLS_HOSTNAMES", value_delimiter = ',')]
+    pub tls_hostnames: Option<Vec<String>>,
+    /// Refuse enqueue without a DM channel id (the legacy, unchecked path) [default: true]
+    #[arg(long, env = "QPQ_REQUIRE_CHANNEL_AUTHZ")]
+    pub require_channel_authz: Option<bool>,
+    /// Maximum simultaneous client connections [default: 10000]
+    #[arg(long, env = "QPQ_MAX_CONNECTIONS")]
+    pub max_connections: Option<u32>,
+    /// Maximum concurrent requests (streams) per connection [default: 128]
+    #[arg(long, env = "QPQ_MAX_STREAMS")]
+    pub max_streams_per_connection: Option<u32>,
+    /// Close a connection after this many seconds without traffic [default: 30]
+    #[arg(long, env = "QPQ_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Lifetime of a login session, in days [default: 30]
+    #[arg(long, env = "QPQ_SESSION_TTL_DAYS")]
+    pub session_ttl_days: Option<u64>,
+}
+
+/// The keys of `qpq-server.toml`; all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database: Option<PathBuf>,
+    require_channel_authz: Option<bool>,
+    max_connections: Option<u32>,
+    max_streams_per_connection: Option<u32>,
+    idle_timeout_secs: Option<u64>,
+    session_ttl_days: Option<u64>,
+    #[serde(default)]
+    tls: FileTls,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    hostnames: Option<Vec<String>>,
+}
+
+/// Where the TLS identity comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// Generated once and kept in `<data dir>/tls/`.
+    SelfSigned {
+        dir: PathBuf,
+        hostnames: Vec<String>,
+    },
+    /// Operator-supplied files (a CA-issued chain); re-read on SIGHUP.
+    Files { cert: PathBuf, key: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database: PathBuf,
+    pub tls: TlsSource,
+    pub require_channel_authz: bool,
+    pub max_connections: u32,
+    pub max_streams_per_connection: u32,
+    pub idle_timeout: Duration,
+    pub session_ttl: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("invalid `{key}` (from {source_name}): {reason}")]
+    Invalid {
+        key: &'static str,
+        source_name: String,
+        reason: String,
+    },
+    #[error("no data directory: set QPQ_DATA_DIR or --data-dir (no home directory found)")]
+    NoDataDir,
+}
+
+/// The default data directory: `$XDG_DATA_HOME/quicproquo/server` (or the
+/// platform's equivalent).
+pub fn default_data_dir() -> Option<PathBuf> {
+    directories::ProjectDirs::from("chat", "quicproquo", "quicproquo")
+        .map(|d| d.data_dir().join("server"))
+}
+
+impl Config {
+    /// Builds the configuration from defaults, the file and `cli` (which
+    /// clap already merged with the environment).
+    pub fn load(cli: Cli) -> Result<Config, ConfigError> {
+        // The data directory decides where the default config file is, so it
+        // can only come from the flag, the environment or the default.
+        let early_dir = cli.data_dir.clone().or_else(default_data_dir);
+        let (file, file_name) = match &cli.config {
+            Some(path) => (read_file(path, true)?, path.display().to_string()),
+            None => match &early_dir {
+                Some(dir) => {
+                    let path = dir.join("qpq-server.toml");
+                    (read_file(&path, false)?, path.display().to_string())
+                }
+                None => (FileConfig::default(), String::new()),
+            },
+        };
+        let src = |from_cli: bool| {
+            if from_cli {
+                "command line or environment".to_string()
+            } else {
+                file_name.clone()
+            }
+        };
+
+        let data_dir = cli
+            .data_dir
+            .or(file.data_dir)
+            .or(early_dir)
+            .ok_or(ConfigError::NoDataDir)?;
+        let database = cli
+            .database
+            .or(file.database)
+            .unwrap_or_else(|| data_dir.join("qpq.db"));
+        let tls = match (cli.tls_cert, cli.tls_key) {
+            (Some(cert), Some(key)) => TlsSource::Files { cert, key },
+            _ => match (file.tls.cert, file.tls.key) {
+                (Some(cert), Some(key)) => TlsSource::Files { cert, key },
+                (None, None) => TlsSource::SelfSigned {
+                    dir: data_dir.join("tls"),
+                    hostnames: cli.tls_hostnames.or(file.tls.hostnames).unwrap_or_else(|| {
+                        vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]
+                    }),
+                },
+                (Some(_), None) | (None, Some(_)) => {
+                    return Err(ConfigError::Invalid {
+                        key: "tls.cert / tls.key",
+                        source_name: file_name,
+                        reason: "set both or neither".into(),
+                    })
+                }
+            },
+        };
+        let max_connections = pick(cli.max_connections, file.max_connections, 10_000);
+        if max_connections.0 == 0 {
+            return Err(invalid(
+                "max_connections",
+                src(max_connections.1),
+                "must be at least 1",
+            ));
+        }
+        let max_streams = pick(
+            cli.max_streams_per_connection,
+            file.max_streams_per_connection,
+            128,
+        );
+        if !(1..=10_000).contains(&max_streams.0) {
+            return Err(invalid(
+                "max_streams_per_connection",
+                src(max_streams.1),
+                "must be between 1 and 10000",
+            ));
+        }
+        let idle = pick(cli.idle_timeout_secs, file.idle_timeout_secs, 30);
+        if !(15..=600).contains(&idle.0) {
+            return Err(invalid(
+                "idle_timeout_secs",
+                src(idle.1),
+                "must be between 15 and 600 (clients send keep-alives every 10 s)",
+            ));
+        }
+        let ttl = pick(cli.session_ttl_days, file.session_ttl_days, 30);
+        if !(1..=365).contains(&ttl.0) {
+            return Err(invalid(
+                "session_ttl_days",
+                src(ttl.1),
+                "must be between 1 and 365",
+            ));
+        }
+        Ok(Config {
+            listen: cli
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7443))),
+            data_dir,
+            database,
+            tls,
+            require_channel_authz: cli
+                .require_channel_authz
+                .or(file.require_channel_authz)
+                .unwrap_or(true),
+            max_connections: max_connections.0,
+            max_streams_per_connection: max_streams.0,
+            idle_timeout: Duration::from_secs(idle.0),
+            session_ttl: Duration::from_secs(ttl.0 * 24 * 3600),
+        })
+    }
+
+    /// A configuration for tests: loopback on a free port, everything in `dir`.
+    pub fn for_tests(dir: &Path) -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: dir.to_path_buf(),
+            database: dir.join("qpq.db"),
+            tls: TlsSource::SelfSigned {
+                dir: dir.join("tls"),
+                hostnames: vec!["localhost".into()],
+            },
+            require_channel_authz: true,
+            max_connections: 10_000,
+            max_streams_per_connection: 128,
+            idle_timeout: Duration::from_secs(30),
+            session_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// The first value given, and whether it came from the command line.
+fn pick<T>(cli: Option<T>, file: Option<T>, default: T) -> (T, bool) {
+    match (cli, file) {
+        (Some(v), _) => (v, true),
+        (None, Some(v)) => (v, false),
+        (None, None) => (default, false),
+    }
+}
+
+fn invalid(key: &'static str, source_name: String, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        source_name,
+        reason: reason.into(),
+    }
+}
+
+fn read_file(path: &Path, required: bool) -> Result<FileConfig, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            return Ok(FileConfig::default())
+        }
+        Err(e) => {
+            return Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })
+        }
+    };
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut v = vec!["qpq-server"];
+        v.extend_from_slice(args);
+        Cli::parse_from(v)
+    }
+
+    #[test]
+    fn defaults_then_file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let c = Config::load(cli(&["--data-dir", d])).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:7443".parse().unwrap());
+        assert_eq!(c.database, dir.path().join("qpq.db"));
+        assert!(c.require_channel_authz);
+        assert!(matches!(c.tls, TlsSource::SelfSigned { .. }));
+
+        std::fs::write(
+            dir.path().join("qpq-server.toml"),
+            "listen = \"0.0.0.0:9000\"\nrequire_channel_authz = false\n[tls]\ncert = \"/x/fullchain.pem\"\nkey = \"/x/privkey.pem\"\n",
+        )
+        .unwrap();
+        let c = Config::load(cli(&["--data-dir", d])).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:9000".parse().unwrap());
+        assert!(!c.require_channel_authz);
+        assert_eq!(
+            c.tls,
+            TlsSource::Files {
+                cert: "/x/fullchain.pem".into(),
+                key: "/x/privkey.pem".into()
+            }
+        );
+
+        let c = Config::load(cli(&["--data-dir", d, "--listen", "127.0.0.1:1"])).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:1".parse().unwrap());
+    }
+
+    #[test]
+    fn errors_name_the_key_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qpq-server.toml");
+        let d = dir.path().to_str().unwrap();
+
+        std::fs::write(&path, "listn = \"0.0.0.0:1\"\n").unwrap();
+        let e = Config::load(cli(&["--data-dir", d]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listn") && e.contains("qpq-server.toml"), "{e}");
+
+        std::fs::write(&path, "listen = \"nonsense\"\n").unwrap();
+        let e = Config::load(cli(&["--data-dir", d]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen") && e.contains("qpq-server.toml"), "{e}");
+
+        std::fs::write(&path, "idle_timeout_secs = 1\n").unwrap();
+        let e = Config::load(cli(&["--data-dir", d]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("idle_timeout_secs") && e.contains("qpq-server.toml"),
+            "{e}"
+        );
+
+        std::fs::write(&path, "[tls]\ncert = \"/a.pem\"\n").unwrap();
+        let e = Config::load(cli(&["--data-dir", d]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tls.cert"), "{e}");
+
+        let e = Config::load(cli(&["--config", "/nonexistent/qpq-server.toml"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/qpq-server.toml"), "{e}");
+    }
+}

@@ -1,0 +1,303 @@
+//! The QUIC driver: binds the endpoint, accepts connections (up to a cap),
+//! runs one task per request stream, and shuts down gracefully — in-flight
+//! requests finish and every answer is acknowledged by the client before
+//! connections close (quinn's `close` would discard unsent data).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quicproquo_protocol::errors::{ErrorCode, WireError};
+use quicproquo_protocol::limits::{IDEMPOTENCY_TTL, MAX_REQUEST_BYTES};
+use quicproquo_protocol::wire::{decode_request, encode_response, Response};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::service::{Now, Service};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, StoreError};
+use crate::tls::{self, ReloadableCert, TlsError};
+
+/// How long a client may take to send one request.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the server waits for a client to acknowledge an answer.
+const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a graceful shutdown waits for in-flight requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {path}: {reason}")]
+    DataDir { path: String, reason: String },
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+}
+
+/// A started server.
+pub struct Running {
+    pub local_addr: SocketAddr,
+    /// SHA-256 of the certificate in use, hex.
+    pub fingerprint: String,
+    certs: Arc<ReloadableCert>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Re-reads the TLS certificate and key (SIGHUP); returns the new
+    /// fingerprint. Open connections are not affected.
+    pub fn reload_tls(&self) -> Result<String, TlsError> {
+        self.certs.reload()
+    }
+
+    /// Stops accepting, lets in-flight requests finish, closes connections
+    /// once their answers are acknowledged, and waits for all of it.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(path).map_err(|e| StartError::DataDir {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Opens the store, loads TLS, binds and starts serving.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    create_private_dir(&config.data_dir)?;
+    if let Some(parent) = config.database.parent() {
+        create_private_dir(parent)?;
+    }
+    let db = config.database.clone();
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db))
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))??;
+    start_with_store(config, store).await
+}
+
+/// As [`start`] with a given store (tests, and later PostgreSQL).
+pub async fn start_with_store<S: Store>(config: Config, store: S) -> Result<Running, StartError> {
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let service = Arc::new(
+        Service::new(
+            store,
+            config.require_channel_authz,
+            config.session_ttl,
+            shutdown_rx.clone(),
+        )
+        .await?,
+    );
+
+    let certs = Arc::new(ReloadableCert::new(config.tls.clone())?);
+    let fingerprint = tls::fingerprint_hex(&certs.current());
+    let crypto =
+        quinn::crypto::rustls::QuicServerConfig::try_from(tls::server_config(certs.clone())?)
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+    let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quicproquo_protocol_transport(config.idle_timeout);
+    transport.max_concurrent_bidi_streams(config.max_streams_per_connection.into());
+    transport.max_concurrent_uni_streams(0u32.into());
+    server_config.transport_config(Arc::new(transport));
+    server_config.max_incoming(config.max_connections as usize);
+
+    let endpoint =
+        quinn::Endpoint::server(server_config, config.listen).map_err(|e| StartError::Bind {
+            addr: config.listen,
+            reason: e.to_string(),
+        })?;
+    let local_addr = endpoint.local_addr().map_err(|e| StartError::Bind {
+        addr: config.listen,
+        reason: e.to_string(),
+    })?;
+    tracing::info!(%local_addr, %fingerprint, "listening");
+    let task = tokio::spawn(accept_loop(
+        endpoint,
+        service,
+        shutdown_rx,
+        config.max_connections as usize,
+    ));
+    Ok(Running {
+        local_addr,
+        fingerprint,
+        certs,
+        shutdown: shutdown_tx,
+        task,
+    })
+}
+
+fn quicproquo_protocol_transport(idle: Duration) -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(idle).unwrap_or(quinn::VarInt::from_u32(30_000).into()),
+    ));
+    // Clients keep connections alive; the server pings too, so a client
+    // behind a NAT that stops pinging is detected either way.
+    t.keep_alive_interval(Some(idle / 3));
+    t
+}
+
+async fn accept_loop<S: Store>(
+    endpoint: quinn::Endpoint,
+    service: Arc<Service<S>>,
+    mut shutdown: watch::Receiver<bool>,
+    max_connections: usize,
+) {
+    let mut conns = JoinSet::new();
+    let mut purge = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        tokio::select! {
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                while conns.try_join_next().is_some() {}
+                if conns.len() >= max_connections {
+                    tracing::warn!(peer = %incoming.remote_address(), "connection refused: at max_connections");
+                    incoming.refuse();
+                    continue;
+                }
+                conns.spawn(serve_connection(incoming, service.clone(), shutdown.clone()));
+            }
+            _ = purge.tick() => {
+                let now = Now::current();
+                let cutoff = now.unix_ms.saturating_sub(IDEMPOTENCY_TTL.as_millis() as u64);
+                match service.store.purge_expired(now.unix_ms, cutoff).await {
+                    Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired sessions and idempotency keys"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "purge failed"),
+                }
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    tracing::info!(
+        connections = conns.len(),
+        "shutting down: draining requests"
+    );
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("drain timed out; closing remaining connections");
+        conns.abort_all();
+    }
+    endpoint.close(0u32.into(), b"server shutting down");
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    tracing::info!("stopped");
+}
+
+async fn serve_connection<S: Store>(
+    incoming: quinn::Incoming,
+    service: Arc<Service<S>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let peer = incoming.remote_address();
+    let conn = match incoming.accept() {
+        Ok(connecting) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "handshake timed out");
+                return;
+            }
+        },
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "refused");
+            return;
+        }
+    };
+    tracing::debug!(%peer, "connected");
+    let mut streams = JoinSet::new();
+    let closed_by_peer = loop {
+        tokio::select! {
+            s = conn.accept_bi() => match s {
+                Ok((send, recv)) => {
+                    streams.spawn(serve_stream(send, recv, peer, service.clone()));
+                }
+                Err(e) => {
+                    tracing::debug!(%peer, reason = %e, "connection ended");
+                    break true;
+                }
+            },
+            Some(_) = streams.join_next(), if !streams.is_empty() => {}
+            _ = shutdown.changed() => break false,
+        }
+    };
+    // Let every accepted request finish and its answer be acknowledged.
+    while streams.join_next().await.is_some() {}
+    if !closed_by_peer {
+        conn.close(0u32.into(), b"server shutting down");
+    }
+}
+
+async fn serve_stream<S: Store>(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    peer: SocketAddr,
+    service: Arc<Service<S>>,
+) {
+    let response =
+        match tokio::time::timeout(READ_TIMEOUT, recv.read_to_end(MAX_REQUEST_BYTES)).await {
+            Ok(Ok(bytes)) => match decode_request(&bytes) {
+                Ok(req) => {
+                    let kind = req.kind();
+                    let resp = service.handle(req, peer.ip(), Now::current()).await;
+                    if let Response::Error(e) = &resp {
+                        tracing::debug!(%peer, kind, code = %e.code, "refused");
+                    }
+                    resp
+                }
+                Err(e) => {
+                    tracing::debug!(%peer, code = %e.code, "undecodable request");
+                    Response::Error(e)
+                }
+            },
+            Ok(Err(quinn::ReadToEndError::TooLong)) => {
+                let _ = recv.stop(0u32.into());
+                Response::Error(WireError::new(
+                    ErrorCode::TooLarge,
+                    format!("requests are at most {MAX_REQUEST_BYTES} bytes"),
+                ))
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "stream failed before the request was complete");
+                return;
+            }
+            Err(_) => {
+                let _ = recv.stop(0u32.into());
+                Response::Error(WireError::new(
+                    ErrorCode::Malformed,
+                    format!(
+                        "the request was not completed within {} s",
+                        READ_TIMEOUT.as_secs()
+                    ),
+                ))
+            }
+        };
+    let bytes = encode_response(&response);
+    if send.write_all(&bytes).await.is_err() || send.finish().is_err() {
+        return;
+    }
+    // Wait until the client has the whole answer, so a shutdown right after
+    // cannot discard it.
+    let _ = tokio::time::timeout(ACK_TIMEOUT, send.stopped()).await;
+}

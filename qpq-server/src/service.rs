@@ -1,0 +1,227 @@
+//! Request handling without I/O: a decoded [`Request`] in, a [`Response`]
+//! out. The QUIC driver (`server.rs`) calls [`Service::handle`]; tests may
+//! call it directly. Time comes in as [`Now`].
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use quicproquo_protocol::errors::{ErrorCode, WireError};
+use quicproquo_protocol::limits::{REQUESTS_PER_SECOND_PER_ACCOUNT, REQUEST_BURST_PER_ACCOUNT};
+use quicproquo_protocol::types::IdentityKey;
+use quicproquo_protocol::wire::{Request, Response};
+use tokio::sync::watch;
+
+use crate::auth::Auth;
+use crate::delivery::{self, EnqueueRequest, Mailboxes};
+use crate::directory;
+use crate::ratelimit::RateLimiter;
+use crate::store::{Store, StoreError};
+
+/// The time of a request: monotonic for rate limits and timeouts, wall clock
+/// for what is stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub mono: Instant,
+    pub unix_ms: u64,
+}
+
+impl Now {
+    pub fn current() -> Self {
+        Self {
+            mono: Instant::now(),
+            unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// Logs an internal failure and returns the E001 a client sees (which says
+/// nothing about internals).
+pub fn internal(e: impl std::fmt::Display) -> WireError {
+    tracing::error!(error = %e, "internal error");
+    WireError::bare(ErrorCode::Internal)
+}
+
+pub struct Service<S: Store> {
+    pub store: S,
+    auth: Auth,
+    pub mailboxes: Mailboxes,
+    require_channel_authz: bool,
+    per_account: RateLimiter<IdentityKey>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl<S: Store> Service<S> {
+    pub async fn new(
+        store: S,
+        require_channel_authz: bool,
+        session_ttl: Duration,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Self, StoreError> {
+        let auth = Auth::new(&store, session_ttl).await?;
+        Ok(Self {
+            store,
+            auth,
+            mailboxes: Mailboxes::default(),
+            require_channel_authz,
+            per_account: RateLimiter::new(
+                f64::from(REQUESTS_PER_SECOND_PER_ACCOUNT),
+                REQUEST_BURST_PER_ACCOUNT,
+            ),
+            shutdown,
+        })
+    }
+
+    /// Answers one request. Never panics on peer input; every failure is a
+    /// catalogue error.
+    pub async fn handle(&self, req: Request, peer: IpAddr, now: Now) -> Response {
+        match self.dispatch(req, peer, now).await {
+            Ok(r) => r,
+            Err(e) => Response::Error(e),
+        }
+    }
+
+    async fn dispatch(&self, req: Request, peer: IpAddr, now: Now) -> Result<Response, WireError> {
+        let store = &self.store;
+        // Requests without a session.
+        let req = match req {
+            Request::Health => {
+                return Ok(Response::Health {
+                    protocol_version: quicproquo_protocol::PROTOCOL_VERSION,
+                    server_version: env!("CARGO_PKG_VERSION").to_string(),
+                })
+            }
+            Request::OpaqueRegisterStart { username, request } => {
+                let response = self
+                    .auth
+                    .register_start(store, &username, &request, peer, now)
+                    .await?;
+                return Ok(Response::OpaqueRegisterStart { response });
+            }
+            Request::OpaqueRegisterFinish {
+                username,
+                upload,
+                identity_key,
+                identity_proof,
+            } => {
+                self.auth
+                    .register_finish(store, username, &upload, identity_key, &identity_proof, now)
+                    .await?;
+                return Ok(Response::OpaqueRegisterFinish);
+            }
+            Request::OpaqueLoginStart { username, request } => {
+                let (login_id, response) = self
+                    .auth
+                    .login_start(store, username, &request, peer, now)
+                    .await?;
+                return Ok(Response::OpaqueLoginStart { login_id, response });
+            }
+            Request::OpaqueLoginFinish {
+                login_id,
+                finalization,
+            } => {
+                let (token, expires_at_ms, identity_key) = self
+                    .auth
+                    .login_finish(store, login_id, &finalization, now)
+                    .await?;
+                return Ok(Response::OpaqueLoginFinish {
+                    token,
+                    expires_at_ms,
+                    identity_key,
+                });
+            }
+            other => other,
+        };
+
+        let token = req
+            .auth()
+            .ok_or_else(|| WireError::bare(ErrorCode::Unauthenticated))?;
+        let me = self.auth.authenticate(store, token, now).await?;
+        self.per_account
+            .check(&me.identity_key, now.mono)
+            .map_err(|wait| WireError::rate_limited(wait.as_millis().max(1) as u32))?;
+
+        Ok(match req {
+            Request::Logout { auth } => {
+                self.auth.logout(store, &auth).await?;
+                Response::Logout
+            }
+            Request::UploadKeyPackages {
+                packages,
+                last_resort,
+                ..
+            } => Response::UploadKeyPackages {
+                available: directory::upload_key_packages(store, &me, packages, last_resort)
+                    .await?,
+            },
+            Request::FetchKeyPackage { target, .. } => {
+                let (key_package, identity_key, last_resort) =
+                    directory::fetch_key_package(store, &target).await?;
+                Response::FetchKeyPackage {
+                    key_package,
+                    identity_key,
+                    last_resort,
+                }
+            }
+            Request::ResolveUser { username, .. } => Response::ResolveUser {
+                identity_key: directory::resolve_user(store, username).await?,
+            },
+            Request::CreateChannel { peer, .. } => Response::CreateChannel {
+                channel: directory::create_channel(store, &me, peer).await?,
+            },
+            Request::Enqueue {
+                deliveries,
+                payload,
+                idempotency_key,
+                ..
+            } => {
+                let (duplicate, seqs) = delivery::enqueue(
+                    store,
+                    &self.mailboxes,
+                    self.require_channel_authz,
+                    &me,
+                    EnqueueRequest {
+                        deliveries,
+                        payload,
+                        idempotency_key,
+                    },
+                    now,
+                )
+                .await?;
+                Response::Enqueue { duplicate, seqs }
+            }
+            Request::Fetch { channel, limit, .. } => {
+                Response::Fetch(delivery::fetch(store, &me, channel, limit).await?)
+            }
+            Request::FetchWait {
+                channel,
+                limit,
+                timeout_ms,
+                ..
+            } => Response::FetchWait(
+                delivery::fetch_wait(
+                    store,
+                    &self.mailboxes,
+                    &self.shutdown,
+                    &me,
+                    channel,
+                    limit,
+                    Duration::from_millis(u64::from(timeout_ms)),
+                )
+                .await?,
+            ),
+            Request::Ack { seqs, .. } => Response::Ack {
+                removed: delivery::ack(store, &me, seqs).await?,
+            },
+            Request::Health
+            | Request::OpaqueRegisterStart { .. }
+            | Request::OpaqueRegisterFinish { .. }
+            | Request::OpaqueLoginStart { .. }
+            | Request::OpaqueLoginFinish { .. } => {
+                unreachable!("answered before authentication")
+            }
+        })
+    }
+}

@@ -1,0 +1,229 @@
+//! OPAQUE registration and login, identity binding, sessions, enumeration.
+
+use ed25519_dalek::{Signer, SigningKey};
+use opaque_ke::ClientLogin;
+use quicproquo_protocol::client::ClientError;
+use quicproquo_protocol::errors::ErrorCode;
+use quicproquo_protocol::opaque::Suite;
+use quicproquo_protocol::types::{IdentityKey, LoginId, SessionToken, Username};
+use quicproquo_protocol::wire::{identity_proof_message, Request, Response};
+
+use crate::harness::{code, TestServer};
+
+#[tokio::test]
+async fn register_login_and_wrong_password() {
+    let srv = TestServer::start().await;
+    let alice = srv.register("alice").await;
+    let bob = srv.register("bob").await;
+    assert_ne!(alice.identity, bob.identity);
+
+    // Logging in again gives a fresh, working session.
+    let again = alice
+        .client
+        .login(&alice.username, alice.password.as_bytes())
+        .await
+        .unwrap();
+    assert_ne!(again.token, alice.session.token);
+
+    // A wrong password fails with E011.
+    let e = alice.client.login(&alice.username, b"wrong password").await;
+    match e {
+        Err(ClientError::Server(w)) => assert_eq!(w.code, ErrorCode::LoginFailed),
+        other => panic!("{other:?}"),
+    }
+    // So does an unknown user, identically.
+    let e = alice
+        .client
+        .login(&Username::parse("nobody").unwrap(), b"whatever")
+        .await;
+    match e {
+        Err(ClientError::Server(w)) => assert_eq!(w.code, ErrorCode::LoginFailed),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The plan's item 1.4: the answer to a login start has the same shape and
+/// size whether or not the user exists. (Timing: see BENCHMARKS.md.)
+#[tokio::test]
+async fn login_start_does_not_reveal_whether_a_user_exists() {
+    let srv = TestServer::start().await;
+    let alice = srv.register("alice").await;
+    let mut sizes = Vec::new();
+    for name in ["alice", "mallory"] {
+        let start = ClientLogin::<Suite>::start(&mut rand::rngs::OsRng, b"guess").unwrap();
+        let req = Request::OpaqueLoginStart {
+            username: Username::parse(name).unwrap(),
+            request: start.message.serialize().to_vec(),
+        };
+        let raw = alice
+            .client
+            .call_raw(&quicproquo_protocol::wire::encode_request(&req))
+            .await
+            .unwrap();
+        match quicproquo_protocol::wire::decode_response(&raw).unwrap() {
+            Response::OpaqueLoginStart { response, .. } => sizes.push((raw.len(), response.len())),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        sizes[0], sizes[1],
+        "existing vs unknown user answers differ"
+    );
+
+    // A forged finalization for either gets the same E011 from the server.
+    for name in ["alice", "mallory"] {
+        let start = ClientLogin::<Suite>::start(&mut rand::rngs::OsRng, b"guess").unwrap();
+        let r = alice
+            .client
+            .call(&Request::OpaqueLoginStart {
+                username: Username::parse(name).unwrap(),
+                request: start.message.serialize().to_vec(),
+            })
+            .await
+            .unwrap();
+        let Response::OpaqueLoginStart { login_id, .. } = r else {
+            panic!("{r:?}")
+        };
+        let forged = Request::OpaqueLoginFinish {
+            login_id,
+            finalization: vec![7; 64],
+        };
+        assert_eq!(
+            code(alice.client.call(&forged).await),
+            ErrorCode::LoginFailed,
+            "{name}"
+        );
+        // The attempt is used up.
+        assert_eq!(
+            code(alice.client.call(&forged).await),
+            ErrorCode::UnknownLogin
+        );
+    }
+    let unknown = Request::OpaqueLoginFinish {
+        login_id: LoginId([1; 16]),
+        finalization: vec![7; 64],
+    };
+    assert_eq!(
+        code(alice.client.call(&unknown).await),
+        ErrorCode::UnknownLogin
+    );
+}
+
+#[tokio::test]
+async fn registration_conflicts_and_identity_proof() {
+    let srv = TestServer::start().await;
+    let alice = srv.register("alice").await;
+    let c = &alice.client;
+
+    // The name is taken.
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let id = IdentityKey(key.verifying_key().to_bytes());
+    let name = Username::parse("alice").unwrap();
+    let proof = key.sign(&identity_proof_message(&name)).to_bytes();
+    match c.register(&name, b"pw", id, proof).await {
+        Err(ClientError::Server(w)) => assert_eq!(w.code, ErrorCode::UsernameTaken),
+        other => panic!("{other:?}"),
+    }
+
+    // Someone else's identity key cannot be bound without its signature...
+    let carol = Username::parse("carol").unwrap();
+    match c.register(&carol, b"pw", alice.identity, [0; 64]).await {
+        Err(ClientError::Server(w)) => assert_eq!(w.code, ErrorCode::BadIdentityProof),
+        other => panic!("{other:?}"),
+    }
+    // ...nor with a signature over another name...
+    let proof_for_alice = key.sign(&identity_proof_message(&name)).to_bytes();
+    match c.register(&carol, b"pw", id, proof_for_alice).await {
+        Err(ClientError::Server(w)) => assert_eq!(w.code, ErrorCode::BadIdentityProof),
+        other => panic!("{other:?}"),
+    }
+    // ...and a key already bound stays with its account.
+    let dave = srv.register("dave").await;
+    drop(dave);
+    let reuse_key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let reuse_id = IdentityKey(reuse_key.verifying_key().to_bytes());
+    let erin = Username::parse("erin").unwrap();
+    let frank = Username::parse("frank").unwrap();
+    c.register(
+        &erin,
+        b"pw",
+        reuse_id,
+        reuse_key.sign(&identity_proof_message(&erin)).to_bytes(),
+    )
+    .await
+    .unwrap();
+    match c
+        .register(
+            &frank,
+            b"pw",
+            reuse_id,
+            reuse_key.sign(&identity_proof_message(&frank)).to_bytes(),
+        )
+        .await
+    {
+        Err(ClientError::Server(w)) => assert_eq!(w.code, ErrorCode::IdentityKeyTaken),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn sessions_logout_and_bad_tokens() {
+    let srv = TestServer::start().await;
+    let alice = srv.register("alice").await;
+    let fetch = |auth: SessionToken| Request::Fetch {
+        auth,
+        channel: None,
+        limit: 1,
+    };
+    alice.call(fetch(alice.auth())).await.unwrap();
+
+    let forged = SessionToken::from_slice(&[42; 32]).unwrap();
+    assert_eq!(
+        code(alice.call(fetch(forged)).await),
+        ErrorCode::Unauthenticated
+    );
+
+    alice
+        .call(Request::Logout { auth: alice.auth() })
+        .await
+        .unwrap();
+    assert_eq!(
+        code(alice.call(fetch(alice.auth())).await),
+        ErrorCode::Unauthenticated,
+        "a revoked token must not work"
+    );
+}
+
+#[tokio::test]
+async fn login_attempts_are_rate_limited_per_account() {
+    let srv = TestServer::start().await;
+    let alice = srv.register("alice").await;
+    let limit = quicproquo_protocol::limits::LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE;
+    let mut limited = None;
+    // register() logged in once already.
+    for i in 1..=limit + 1 {
+        let start = ClientLogin::<Suite>::start(&mut rand::rngs::OsRng, b"guess").unwrap();
+        let r = alice
+            .client
+            .call(&Request::OpaqueLoginStart {
+                username: alice.username.clone(),
+                request: start.message.serialize().to_vec(),
+            })
+            .await;
+        if let Err(ClientError::Server(w)) = r {
+            assert_eq!(w.code, ErrorCode::RateLimited);
+            assert!(w.retry_after_ms > 0);
+            limited = Some(i);
+            break;
+        }
+    }
+    assert_eq!(
+        limited,
+        Some(limit),
+        "the {}th attempt should be refused",
+        limit + 1
+    );
+    // Another account is not affected.
+    let bob = srv.register("bob").await;
+    drop(bob);
+}

@@ -1,0 +1,147 @@
+//! The `qpq-server` binary as an operator runs it.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use quicproquo_protocol::client::{Client, Trust};
+use quicproquo_protocol::wire::{Request, Response};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_qpq-server");
+
+fn command(data_dir: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("QPQ_DATA_DIR", data_dir)
+        .env("QPQ_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    c
+}
+
+/// Starts the binary and reads the address and fingerprint it prints.
+async fn start(data_dir: &Path) -> (Child, std::net::SocketAddr, String) {
+    let mut child = command(data_dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .spawn()
+        .expect("spawn qpq-server");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut addr, mut fp) = (None, None);
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(a) = line.strip_prefix("qpq-server listening on ") {
+                addr = Some(a.parse().unwrap());
+            }
+            if let Some(f) = line.strip_prefix("certificate SHA-256 fingerprint: ") {
+                fp = Some(f.to_string());
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("server printed its address and fingerprint");
+    (
+        child,
+        addr.expect("address line"),
+        fp.expect("fingerprint line"),
+    )
+}
+
+async fn terminate(mut child: Child) -> std::process::ExitStatus {
+    let pid = child.id().expect("running").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn fresh_start_creates_everything_and_restart_reuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server-data");
+    let (child, addr, fp) = start(&data).await;
+    for f in ["qpq.db", "tls/cert.pem", "tls/key.pem"] {
+        assert!(data.join(f).exists(), "{f} was not created");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "data directory must be private");
+    }
+    let pin = quicproquo_protocol::parse_fingerprint(&fp).expect("64 hex digits");
+    let c = Client::connect(addr, "localhost", Trust::Pin(pin))
+        .await
+        .unwrap();
+    assert_eq!(c.server_fingerprint(), Some(pin));
+    assert!(matches!(
+        c.call(&Request::Health).await.unwrap(),
+        Response::Health { .. }
+    ));
+    let status = terminate(child).await;
+    assert!(status.success(), "SIGTERM is a clean exit: {status:?}");
+
+    let (child, _, fp2) = start(&data).await;
+    assert_eq!(fp, fp2, "the certificate is kept");
+    assert!(terminate(child).await.success());
+}
+
+#[tokio::test]
+async fn config_errors_name_the_key_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("qpq-server.toml");
+    std::fs::write(&file, "max_connections = 0\n").unwrap();
+    let out = command(dir.path())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("max_connections"), "{err}");
+    assert!(err.contains("qpq-server.toml"), "{err}");
+
+    // An environment variable overrides the file.
+    let out = command(dir.path())
+        .env("QPQ_MAX_CONNECTIONS", "zero")
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("QPQ_MAX_CONNECTIONS") || err.contains("max-connections"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn help_explains_every_setting() {
+    let out = Command::new(BIN).arg("--help").output().await.unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "--data-dir",
+        "--tls-cert",
+        "--tls-key",
+        "--require-channel-authz",
+        "--max-connections",
+        "QPQ_LISTEN",
+        "qpq-server.toml",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}

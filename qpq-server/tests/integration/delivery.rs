@@ -1,0 +1,592 @@
+//! Key packages, channels, enqueue/fetch/fetchWait/ack, commit ordering,
+//! restarts.
+
+use std::time::{Duration, Instant};
+
+use quicproquo_protocol::errors::ErrorCode;
+use quicproquo_protocol::types::{ChannelId, IdentityKey};
+use quicproquo_protocol::wire::{Delivery, Request, Response, UserRef};
+
+use crate::harness::{app_message, code, idem, mls_payload, TestServer};
+
+#[tokio::test]
+async fn key_packages_are_consumed_but_the_last_resort_survives() {
+    let srv = TestServer::start().await;
+    let alice = srv.register("alice").await;
+    let bob = srv.register("bob").await;
+    let r = bob
+        .call(Request::UploadKeyPackages {
+            auth: bob.auth(),
+            packages: vec![b"kp-1".to_vec(), b"kp-2".to_vec()],
+            last_resort: Some(b"kp-last".to_vec()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(r, Response::UploadKeyPackages { available: 2 });
+
+    let fetch = |target| Request::FetchKeyPackage {
+        auth: alice.auth(),
+        target,
+    };
+    let mut got = Vec::new();
+    for target in [
+        UserRef::Username(bob.username.clone()),
+        UserRef::Identity(bob.identity),
+        UserRef::Username(bob.username.clone()),
+        UserRef::Username(bob.username.clone()),
+    ] {
+        match alice.call(fetch(target)).await.unwrap() {
+            Response::FetchKeyPackage {
+                key_package,
+                identity_key,
+                last_resort,
+            } => {
+                assert_eq!(identity_key, bob.identity);
+                got.push((key_package, last_resort));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        got,
+        vec![
+            (b"kp-1".to_vec(), false),
+            (b"kp-2".to_vec(), false),
+            (b"kp-last".to_vec(), true),
+            (b"kp-last".to_vec(), true),
+        ]
+    );
+
+    // A user with no packages at all, and a user who does not exist.
+    assert_eq!(
+        code(alice.call(fetch(UserRef::Identity(alice.identity))).await),
+        ErrorCode::NoKeyPackage
+    );
+    let nobody = quicproquo_protocol::types::Username::parse("nobody").unwrap();
+    assert_eq!(
+        code(alice.call(fetch(UserRef::Username(nobody.clone()))).await),
+        ErrorCode::UnknownUser
+    );
+    assert_eq!(
+        code(
+            alice
+                .call(Request::ResolveUser {
+                    auth: alice.auth(),
+                    username: nobody
+                })
+                .await
+        ),
+        ErrorCode::UnknownUser
+    );
+    assert_eq!(
+        alice
+            .call(Request::ResolveUser {
+                auth: alice.auth(),
+                username: bob.username.clone()
+            })
+            .await
+            .unwrap(),
+        Response::ResolveUser {
+            identity_key: bob.identity
+        }
+    );
+}
+
+#[tokio::test]
+async fn channel_delivery_and_authorization() {
+    let srv = TestServer::start().await;
+    let alice = srv.register("alice").await;
+    let bob = srv.register("bob").await;
+    let carol = srv.register("carol").await;
+
+    // The same channel for the pair, whoever asks.
+    let ab = alice.channel_with(&bob).await;
+    assert_eq!(bob.channel_with(&alice).await, ab);
+    let ac = alice.channel_with(&carol).await;
+    assert_ne!(ab, ac);
+    assert_eq!(
+        code(
+            alice
+                .call(Request::CreateChannel {
+                    auth: alice.auth(),
+                    peer: alice.identity
+                })
+                .await
+        ),
+        ErrorCode::SelfChannel
+    );
+    assert_eq!(
+        code(
+            alice
+                .call(Request::CreateChannel {
+                    auth: alice.auth(),
+                    peer: IdentityKey([9; 32])
+                })
+                .await
+        ),
+        ErrorCode::UnknownUser
+    );
+
+    // alice → bob through their channel.
+    let r = alice
+        .send(&bob, ab, app_message(b"hello bob"))
+        .await
+        .unwrap();
+    let Response::Enqueue {
+        duplicate: false,
+        seqs,
+    } = r
+    else {
+        panic!("{r:?}")
+    };
+    assert_eq!(seqs.len(), 1);
+    let mail = bob.fetch_all().await;
+    assert_eq!(mail.len(), 1);
+    assert_eq!(mail[0].channel, Some(ab));
+    assert_eq!(mail[0].payload, app_message(b"hello bob"));
+    assert_eq!(mail[0].seq, seqs[0]);
+
+    // carol is not a member: she can neither send on it, nor read it.
+    assert_eq!(
+        code(carol.send(&bob, ab, app_message(b"x")).await),
+        ErrorCode::ChannelDenied
+    );
+    assert_eq!(
+        code(
+            carol
+                .call(Request::Fetch {
+                    auth: carol.auth(),
+                    channel: Some(ab),
+                    limit: 0
+                })
+                .await
+        ),
+        ErrorCode::ChannelDenied
+    );
+    assert_eq!(
+        code(
+            carol
+                .call(Request::FetchWait {
+                    auth: carol.auth(),
+                    channel: Some(ab),
+                    limit: 0,
+                    timeout_ms: 10
+                })
+                .await
+        ),
+        ErrorCode::ChannelDenied
+    );
+    // alice cannot use her channel with carol to reach bob, nor name an
+    // unknown channel.
+    assert_eq!(
+        code(alice.send(&bob, ac, app_message(b"x")).await),
+        ErrorCode::ChannelDenied
+    );
+    assert_eq!(
+        code(
+            alice
+                .send(&bob, ChannelId([0; 16]), app_message(b"x"))
+                .await
+        ),
+        ErrorCode::ChannelDenied
+    );
+    // The legacy path is off by default.
+    let legacy = Request::Enqueue {
+        auth: alice.auth(),
+        deliveries: vec![Delivery {
+            recipient: bob.identity,
+            channel: None,
+        }],
+        payload: app_message(b"legacy"),
+        idempotency_key: idem(),
+    };
+    assert_eq!(
+        code(alice.call(legacy).await),
+        ErrorCode::LegacyPathDisabled
+    );
+    // Nothing of that reached bob.
+    assert_eq!(bob.fetch_all().await.len(), 1);
+
+    // A channel filter returns only that channel's mail.
+    let ba_only = bob
+        .call(Request::Fetch {
+            auth: bob.auth(),
+            channel: Some(ab),
+            limit: 0,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(ba_only, Response::Fetch(m) if m.len() == 1));
+
+    // Ack removes it; acking again, or someone else's seq, removes nothing.
+    let ack = |u: &crate::harness::User, seqs: Vec<u64>| Request::Ack {
+        auth: u.auth(),
+        seqs,
+    };
+    assert_eq!(
+        carol.call(ack(&carol, vec![mail[0].seq])).await.unwrap(),
+        Response::Ack { removed: 0 }
+    );
+    assert_eq!(
+        bob.call(ack(&bob, vec![mail[0].seq])).await.unwrap(),
+        Response::Ack { removed: 1 }
+    );
+    assert_eq!(
+        bob.call(ack(&bob, vec![mail[0].seq])).await.unwrap(),
+        Response::Ack { removed: 0 }
+    );
+    assert!(bob.fetch_all().await.is_empty());
+}
+
+#[tokio::test]
+async fn legacy_path_when_allowed_and_fan_out() {
+    let srv = TestServer::start_with(|c| c.require_channel_authz = false).await;
+    let alice = srv.register("alice").await;
+    let bob = srv.register("bob").await;
+    let carol = srv.register("carol").await;
+    let r = alice
+        .call(Request::Enqueue {
+            auth: alice.auth(),
+            deliveries: vec![
+                Delivery {
+                    recipient: bob.identity,
+                    channel: None,
+                },
+                Delivery {
+                    recipient: carol.identity,
+                    channel: None,
+                },
+            ],
+            payload: app_message(b"to both"),
+            idempotency_key: idem(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(r, Response::Enqueue { ref seqs, .. } if seqs.len() == 2),
+        "{r:?}"
+    );
+    assert_eq!(bob.fetch_all().await[0].payload, app_message(b"to both"));
+    assert_eq!(carol.fetch_all().await[0].payload, app_message(b"to both"));
+    // An unknown recipient is refused, storing nothing.
+    let r = alice
+        .call(Request::Enqueue {
+            auth: alice.auth(),
+            deliveries: vec![
+                Delivery {
+                    recipient: bob.identity,
+                    channel: None,
+                },
+                Delivery {
+                    recipient: IdentityKey([7; 32]),
+                    channel: None,
+                },
+            ],
+            payload: app_message(b"x"),
+            idempotency_key: idem(),
+        })
+        .await;
+    assert_eq!(code(r), ErrorCode::UnknownUser);
+    assert_eq!(bob.fetch_all().await.len(), 1);
+}
+
+#[tokio::test]
+async fn duplicate_idempotency_key_stores_once() {
+    let srv = TestServer::start().await;
+    let alice = srv.register("alice").await;
+    let bob = srv.register("bob").await;
+    let ab = alice.channel_with(&bob).await;
+    let req = Request::Enqueue {
+        auth: alice.auth(),
+        deliveries: vec![Delivery {
+            recipient: bob.identity,
+            channel: Some(ab),
+        }],
+        payload: app_message(b"once"),
+        idempotency_key: idem(),
+    };
+    let first = alice.call(req.clone()).await.unwrap();
+    assert!(matches!(
+        first,
+        Response::Enqueue {
+            duplicate: false,
+            ..
+        }
+    ));
+    let second = alice.call(req).await.unwrap();
+    assert_eq!(
+        second,
+        Response::Enqueue {
+            duplicate: true,
+            seqs: vec![]
+        }
+    );
+    assert_eq!(bob.fetch_all().await.len(), 1);
+}
+
+#[tokio::test]
+async fn stale_commit_is_refused_and_the_group_does_not_fork() {
+    let srv = TestServer::start().await;
+    let alice = srv.register("alice").await;
+    let bob = srv.register("bob").await;
+    let carol = srv.register("carol").await;
+    let ab = alice.channel_with(&bob).await;
+    let cb = carol.channel_with(&bob).await;
+    let group = b"group-fork-test1";
+
+    // alice and carol both commit on epoch 4; only the first is accepted.
+    alice
+        .send(&bob, ab, mls_payload(group, 4, 3, b"alice's commit"))
+        .await
+        .unwrap();
+    let r = carol
+        .send(&bob, cb, mls_payload(group, 4, 3, b"carol's commit"))
+        .await;
+    match r {
+        Err(quicproquo_protocol::client::ClientError::Server(w)) => {
+            assert_eq!(w.code, ErrorCode::StaleCommit);
+            assert!(w.message.contains("epoch 4"), "{w}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // An older epoch is stale too; the next epoch is accepted; application
+    // messages at any epoch are not ordered.
+    assert_eq!(
+        code(carol.send(&bob, cb, mls_payload(group, 3, 3, b"old")).await),
+        ErrorCode::StaleCommit
+    );
+    carol
+        .send(&bob, cb, mls_payload(group, 5, 3, b"rebased"))
+        .await
+        .unwrap();
+    carol
+        .send(&bob, cb, mls_payload(group, 4, 1, b"late app msg"))
+        .await
+        .unwrap();
+    let got: Vec<Vec<u8>> = bob
+        .fetch_all()
+        .await
+        .into_iter()
+        .map(|m| m.payload)
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            mls_payload(group, 4, 3, b"alice's commit"),
+            mls_payload(group, 5, 3, b"rebased"),
+            mls_payload(group, 4, 1, b"late app msg"),
+        ]
+    );
+
+    // Concurrent commits for one epoch: exactly one wins.
+    let mut tasks = Vec::new();
+    for i in 0..8u8 {
+        let payload = mls_payload(group, 6, 3, &[i; 20]);
+        let (sender, peer, ch) = if i % 2 == 0 {
+            (&alice, &bob, ab)
+        } else {
+            (&carol, &bob, cb)
+        };
+        tasks.push(sender.send(peer, ch, payload));
+    }
+    let results = futures_join_all(tasks).await;
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(accepted, 1, "{results:?}");
+    for r in results.into_iter().filter(|r| r.is_err()) {
+        assert_eq!(code(r), ErrorCode::StaleCommit);
+    }
+}
+
+async fn futures_join_all<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {
+    let mut out = Vec::new();
+    let mut pinned: Vec<_> = fs.into_iter().map(Box::pin).collect();
+    // Poll all concurrently: they share one QUIC connection per user.
+    let mut done: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if done[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => done[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    for d in done {
+        out.push(d.expect("every future completed"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn invalid_payloads_and_empty_recipients() {
+    let srv = TestServer::start().await;
+    let alice = srv.register("alice").await;
+    let bob = srv.register("bob").await;
+    let ab = alice.channel_with(&bob).await;
+    // Not padded.
+    assert_eq!(
+        code(alice.send(&bob, ab, b"plain text".to_vec()).await),
+        ErrorCode::InvalidPayload
+    );
+    // Padded, but not MLS.
+    assert_eq!(
+        code(
+            alice
+                .send(&bob, ab, quicproquo_protocol::padding::pad(b"hello"))
+                .await
+        ),
+        ErrorCode::InvalidPayload
+    );
+    // No recipient and no commit.
+    let r = alice
+        .call(Request::Enqueue {
+            auth: alice.auth(),
+            deliveries: vec![],
+            payload: app_message(b"x"),
+            idempotency_key: idem(),
+        })
+        .await;
+    assert_eq!(code(r), ErrorCode::NoRecipients);
+    // A commit with no recipients (a group of one) still claims its epoch.
+    alice
+        .call(Request::Enqueue {
+            auth: alice.auth(),
+            deliveries: vec![],
+            payload: mls_payload(b"solo-group", 0, 3, b"c"),
+            idempotency_key: idem(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            alice
+                .send(&bob, ab, mls_payload(b"solo-group", 0, 3, b"c2"))
+                .await
+        ),
+        ErrorCode::StaleCommit
+    );
+}
+
+#[tokio::test]
+async fn fetch_wait_wakes_on_enqueue_and_times_out_empty() {
+    let srv = TestServer::start().await;
+    let alice = srv.register("alice").await;
+    let bob = srv.register("bob").await;
+    let ab = alice.channel_with(&bob).await;
+
+    // Nothing arrives: an empty answer after about the timeout.
+    let t = Instant::now();
+    let r = bob
+        .call(Request::FetchWait {
+            auth: bob.auth(),
+            channel: None,
+            limit: 0,
+            timeout_ms: 200,
+        })
+        .await
+        .unwrap();
+    assert_eq!(r, Response::FetchWait(vec![]));
+    assert!(t.elapsed() >= Duration::from_millis(200));
+
+    // A waiting fetch returns as soon as alice's message is stored.
+    let waiting = bob.call(Request::FetchWait {
+        auth: bob.auth(),
+        channel: Some(ab),
+        limit: 0,
+        timeout_ms: 20_000,
+    });
+    let send = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        alice.send(&bob, ab, app_message(b"wake up")).await.unwrap();
+        Instant::now()
+    };
+    let (r, sent_at) = tokio::join!(waiting, send);
+    let woke_at = Instant::now();
+    match r.unwrap() {
+        Response::FetchWait(m) => {
+            assert_eq!(m.len(), 1);
+            assert_eq!(m[0].payload, app_message(b"wake up"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Woken by the enqueue, not by the 20 s timeout (latency: BENCHMARKS.md).
+    assert!(woke_at.duration_since(sent_at) < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn restarted_server_still_delivers() {
+    let mut srv = TestServer::start().await;
+    let alice = srv.register("alice").await;
+    let bob = srv.register("bob").await;
+    let ab = alice.channel_with(&bob).await;
+    let fp_before = srv.running.as_ref().unwrap().fingerprint.clone();
+    alice
+        .send(&bob, ab, app_message(b"survives"))
+        .await
+        .unwrap();
+
+    srv.restart().await;
+    assert_eq!(
+        srv.running.as_ref().unwrap().fingerprint,
+        fp_before,
+        "the certificate is kept across restarts"
+    );
+    // Old connections were closed by the shutdown; sessions persist.
+    assert!(bob.client.is_closed());
+    let client = srv.client().await;
+    let r = client
+        .call(&Request::Fetch {
+            auth: bob.auth(),
+            channel: None,
+            limit: 0,
+        })
+        .await
+        .unwrap();
+    match r {
+        Response::Fetch(m) => {
+            assert_eq!(m.len(), 1);
+            assert_eq!(m[0].payload, app_message(b"survives"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // And the OPAQUE setup survived: logging in still works.
+    client
+        .login(&alice.username, alice.password.as_bytes())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn graceful_shutdown_answers_in_flight_requests() {
+    let mut srv = TestServer::start().await;
+    let alice = srv.register("alice").await;
+    let bob = srv.register("bob").await;
+    let ab = alice.channel_with(&bob).await;
+    let waiting = bob.call(Request::FetchWait {
+        auth: bob.auth(),
+        channel: None,
+        limit: 0,
+        timeout_ms: 30_000,
+    });
+    let stop = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let running = srv.running.take().unwrap();
+        let t = Instant::now();
+        running.shutdown().await;
+        t.elapsed()
+    };
+    let (r, took) = tokio::join!(waiting, stop);
+    // The held request got an answer (empty), not a reset stream.
+    assert_eq!(r.unwrap(), Response::FetchWait(vec![]));
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    // A request after shutdown fails cleanly on the client side.
+    assert!(alice.send(&bob, ab, app_message(b"late")).await.is_err());
+}

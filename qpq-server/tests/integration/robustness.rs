@@ -1,0 +1,160 @@
+//! Malformed input: each gets an error or a clean refusal, and the server
+//! keeps serving everyone else.
+
+use quicproquo_protocol::client::{Client, ClientError};
+use quicproquo_protocol::errors::ErrorCode;
+use quicproquo_protocol::limits::MAX_REQUEST_BYTES;
+use quicproquo_protocol::wire::{decode_response, encode_request, Request, Response};
+
+use crate::harness::TestServer;
+
+async fn raw_error(client: &Client, bytes: &[u8]) -> (ErrorCode, String) {
+    let raw = client
+        .call_raw(bytes)
+        .await
+        .expect("an answer, not a reset");
+    match decode_response(&raw).expect("a decodable answer") {
+        Response::Error(e) => (e.code, e.message),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+async fn still_serving(srv: &TestServer) {
+    let fresh = srv.client().await;
+    let r = fresh.call(&Request::Health).await.unwrap();
+    assert!(
+        matches!(
+            r,
+            Response::Health {
+                protocol_version: 1,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_requests_get_errors_and_the_server_keeps_serving() {
+    let srv = TestServer::start().await;
+    let c = srv.client().await;
+
+    // Truncated Cap'n Proto.
+    let good = encode_request(&Request::Health);
+    let (code, _) = raw_error(&c, &good[..good.len() - 3]).await;
+    assert_eq!(code, ErrorCode::Malformed);
+
+    // Garbage bytes.
+    let (code, _) = raw_error(&c, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(code, ErrorCode::Malformed);
+    let (code, _) = raw_error(&c, &[]).await;
+    assert_eq!(code, ErrorCode::Malformed);
+
+    // A well-formed message of the wrong type: the root is text, not a Request.
+    let mut msg = capnp::message::Builder::new_default();
+    msg.set_root("hello").unwrap();
+    let (code, _) = raw_error(&c, &capnp::serialize::write_message_to_words(&msg)).await;
+    assert_eq!(code, ErrorCode::Malformed);
+
+    // A request kind this server does not know (a newer client).
+    let mut unknown = encode_request(&Request::Health);
+    // Segment table (8 bytes) + root pointer (8 bytes), then the union
+    // discriminant in the first data word.
+    unknown[16] = 99;
+    let (code, message) = raw_error(&c, &unknown).await;
+    assert_eq!(code, ErrorCode::Malformed);
+    assert!(message.contains("unknown request kind"), "{message}");
+
+    // Oversize: refused with E003 without reading it all.
+    let huge = vec![0u8; MAX_REQUEST_BYTES + 1024];
+    let (code, _) = raw_error(&c, &huge).await;
+    assert_eq!(code, ErrorCode::TooLarge);
+
+    // A stream abandoned half-way (reset, never finished).
+    let (mut send, _recv) = c.connection().open_bi().await.unwrap();
+    send.write_all(&good[..5]).await.unwrap();
+    send.reset(7u32.into()).unwrap();
+
+    // The same connection still works, and so does a new one.
+    assert!(matches!(
+        c.call(&Request::Health).await.unwrap(),
+        Response::Health { .. }
+    ));
+    still_serving(&srv).await;
+}
+
+#[tokio::test]
+async fn a_wrong_alpn_or_certificate_is_refused_cleanly() {
+    let srv = TestServer::start().await;
+    let r = Client::connect_with_alpn(srv.addr(), "localhost", srv.pin(), b"http/1.1").await;
+    assert!(
+        matches!(r, Err(ClientError::Connect { .. })),
+        "{:?}",
+        r.err()
+    );
+
+    let r = Client::connect(
+        srv.addr(),
+        "localhost",
+        quicproquo_protocol::client::Trust::Pin([0; 32]),
+    )
+    .await;
+    match r {
+        Err(ClientError::Connect { reason, .. }) => {
+            assert!(reason.contains("certificate"), "{reason}")
+        }
+        other => panic!("{:?}", other.err()),
+    }
+    still_serving(&srv).await;
+}
+
+#[tokio::test]
+async fn tls_reload_keeps_connections_and_new_ones_see_the_new_certificate() {
+    use quicproquo_server::config::TlsSource;
+    let dir = tempfile::tempdir().unwrap();
+    // Two certificates; the server starts with the first.
+    let make = |sub: &str| {
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let d = dir.path().join(sub);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("cert.pem"), c.cert.pem()).unwrap();
+        std::fs::write(d.join("key.pem"), c.signing_key.serialize_pem()).unwrap();
+        d
+    };
+    let one = make("one");
+    let two = make("two");
+    let live = dir.path().join("live");
+    std::fs::create_dir_all(&live).unwrap();
+    for f in ["cert.pem", "key.pem"] {
+        std::fs::copy(one.join(f), live.join(f)).unwrap();
+    }
+    let srv = TestServer::start_with(|c| {
+        c.tls = TlsSource::Files {
+            cert: live.join("cert.pem"),
+            key: live.join("key.pem"),
+        }
+    })
+    .await;
+    let old = srv.client().await;
+    for f in ["cert.pem", "key.pem"] {
+        std::fs::copy(two.join(f), live.join(f)).unwrap();
+    }
+    let new_fp = srv.running.as_ref().unwrap().reload_tls().unwrap();
+    assert_ne!(new_fp, srv.running.as_ref().unwrap().fingerprint);
+
+    // The old connection is still up.
+    old.call(&Request::Health).await.unwrap();
+    // A client pinned to the old certificate is now refused; the new pin works.
+    assert!(Client::connect(srv.addr(), "localhost", srv.pin())
+        .await
+        .is_err());
+    let pin = quicproquo_protocol::parse_fingerprint(&new_fp).unwrap();
+    let fresh = Client::connect(
+        srv.addr(),
+        "localhost",
+        quicproquo_protocol::client::Trust::Pin(pin),
+    )
+    .await
+    .unwrap();
+    fresh.call(&Request::Health).await.unwrap();
+}
