@@ -17,16 +17,14 @@ use opaque_ke::{
     ServerLogin, ServerLoginParameters, ServerRegistration, ServerSetup,
 };
 use quicproquo_protocol::errors::{ErrorCode, WireError};
-use quicproquo_protocol::limits::{
-    LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE, LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE, LOGIN_STATE_TTL,
-    REGISTRATIONS_PER_ADDRESS_PER_HOUR,
-};
+use quicproquo_protocol::limits::LOGIN_STATE_TTL;
 use quicproquo_protocol::opaque::{Suite, CONTEXT};
 use quicproquo_protocol::types::{IdentityKey, LoginId, SessionToken, Username};
 use quicproquo_protocol::wire::{identity_proof_message, IDENTITY_PROOF_LEN};
 use rand::rngs::OsRng;
 use rand::RngCore;
 
+use crate::config::RateLimits;
 use crate::ratelimit::RateLimiter;
 use crate::service::{internal, Now};
 use crate::store::{Account, Store, StoreError};
@@ -65,7 +63,11 @@ fn opaque_error(what: &str) -> WireError {
 impl Auth {
     /// Loads the OPAQUE server setup, creating and persisting it on first
     /// start: every account depends on it, so it is never regenerated.
-    pub async fn new<S: Store>(store: &S, session_ttl: Duration) -> Result<Self, StoreError> {
+    pub async fn new<S: Store>(
+        store: &S,
+        session_ttl: Duration,
+        limits: RateLimits,
+    ) -> Result<Self, StoreError> {
         let fresh = ServerSetup::<Suite>::new(&mut OsRng).serialize().to_vec();
         let stored = store.server_secret(SETUP_SECRET, fresh).await?;
         let setup = ServerSetup::<Suite>::deserialize(&stored)
@@ -74,15 +76,15 @@ impl Auth {
             setup,
             pending: Mutex::new(HashMap::new()),
             login_per_account: RateLimiter::per_window(
-                LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE,
+                limits.login_per_account_per_minute,
                 Duration::from_secs(60),
             ),
             login_per_address: RateLimiter::per_window(
-                LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE,
+                limits.login_per_address_per_minute,
                 Duration::from_secs(60),
             ),
             register_per_address: RateLimiter::per_window(
-                REGISTRATIONS_PER_ADDRESS_PER_HOUR,
+                limits.registrations_per_address_per_hour,
                 Duration::from_secs(3600),
             ),
             session_ttl,

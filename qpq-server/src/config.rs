@@ -99,6 +99,44 @@ pub enum TlsSource {
     Files { cert: PathBuf, key: PathBuf },
 }
 
+/// Rate limits (defaults: `quicproquo_protocol::limits`). Benchmarks lift
+/// them; operators keep the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    pub login_per_account_per_minute: u32,
+    pub login_per_address_per_minute: u32,
+    pub registrations_per_address_per_hour: u32,
+    pub requests_per_second_per_account: u32,
+    pub request_burst_per_account: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        use quicproquo_protocol::limits as l;
+        Self {
+            login_per_account_per_minute: l::LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE,
+            login_per_address_per_minute: l::LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE,
+            registrations_per_address_per_hour: l::REGISTRATIONS_PER_ADDRESS_PER_HOUR,
+            requests_per_second_per_account: l::REQUESTS_PER_SECOND_PER_ACCOUNT,
+            request_burst_per_account: l::REQUEST_BURST_PER_ACCOUNT,
+        }
+    }
+}
+
+impl RateLimits {
+    /// No effective limit (benchmarks and load tests).
+    pub fn unlimited() -> Self {
+        let n = u32::MAX / 2;
+        Self {
+            login_per_account_per_minute: n,
+            login_per_address_per_minute: n,
+            registrations_per_address_per_hour: n,
+            requests_per_second_per_account: n,
+            request_burst_per_account: n,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -110,6 +148,7 @@ pub struct Config {
     pub max_streams_per_connection: u32,
     pub idle_timeout: Duration,
     pub session_ttl: Duration,
+    pub rate_limits: RateLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +279,7 @@ impl Config {
             max_streams_per_connection: max_streams.0,
             idle_timeout: Duration::from_secs(idle.0),
             session_ttl: Duration::from_secs(ttl.0 * 24 * 3600),
+            rate_limits: RateLimits::default(),
         })
     }
 
@@ -258,6 +298,7 @@ impl Config {
             max_streams_per_connection: 128,
             idle_timeout: Duration::from_secs(30),
             session_ttl: Duration::from_secs(24 * 3600),
+            rate_limits: RateLimits::default(),
         }
     }
 }

@@ -96,13 +96,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 pub async fn start_with_store<S: Store>(config: Config, store: S) -> Result<Running, StartError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let service = Arc::new(
-        Service::new(
-            store,
-            config.require_channel_authz,
-            config.session_ttl,
-            shutdown_rx.clone(),
-        )
-        .await?,
+        Service::new(store, &config, shutdown_rx.clone()).await?,
     );
 
     let certs = Arc::new(ReloadableCert::new(config.tls.clone())?);

@@ -6,12 +6,12 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use quicproquo_protocol::errors::{ErrorCode, WireError};
-use quicproquo_protocol::limits::{REQUESTS_PER_SECOND_PER_ACCOUNT, REQUEST_BURST_PER_ACCOUNT};
 use quicproquo_protocol::types::IdentityKey;
 use quicproquo_protocol::wire::{Request, Response};
 use tokio::sync::watch;
 
 use crate::auth::Auth;
+use crate::config::Config;
 use crate::delivery::{self, EnqueueRequest, Mailboxes};
 use crate::directory;
 use crate::ratelimit::RateLimiter;
@@ -54,21 +54,23 @@ pub struct Service<S: Store> {
 }
 
 impl<S: Store> Service<S> {
+    /// Uses `config`'s policy settings (channel authorization, session
+    /// lifetime, rate limits); `shutdown` ends held `fetchWait`s.
     pub async fn new(
         store: S,
-        require_channel_authz: bool,
-        session_ttl: Duration,
+        config: &Config,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self, StoreError> {
-        let auth = Auth::new(&store, session_ttl).await?;
+        let limits = config.rate_limits;
+        let auth = Auth::new(&store, config.session_ttl, limits).await?;
         Ok(Self {
             store,
             auth,
             mailboxes: Mailboxes::default(),
-            require_channel_authz,
+            require_channel_authz: config.require_channel_authz,
             per_account: RateLimiter::new(
-                f64::from(REQUESTS_PER_SECOND_PER_ACCOUNT),
-                REQUEST_BURST_PER_ACCOUNT,
+                f64::from(limits.requests_per_second_per_account),
+                limits.request_burst_per_account,
             ),
             shutdown,
         })

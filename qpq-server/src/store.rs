@@ -9,7 +9,9 @@
 //!
 //! Durability contract: when a write method's future resolves `Ok`, the write
 //! is on disk and survives a kill -9 of the server. Implementations batch
-//! concurrent writes into one transaction to make that affordable.
+//! concurrent writes into one transaction to make that affordable. A call
+//! whose future is dropped after it was handed to the backend may still
+//! commit: callers that need to know retry with the same idempotency key.
 
 use std::future::Future;
 
