@@ -801,7 +801,7 @@ mod tests {
         SessionToken::from_slice(&[9; 32]).unwrap()
     }
 
-    fn all_requests() -> Vec<Request> {
+    pub(super) fn sample_requests() -> Vec<Request> {
         let u = Username::parse("alice").unwrap();
         let k = IdentityKey([3; 32]);
         let c = ChannelId([4; 16]);
@@ -887,7 +887,7 @@ mod tests {
 
     #[test]
     fn every_request_round_trips() {
-        for req in all_requests() {
+        for req in sample_requests() {
             let bytes = encode_request(&req);
             assert_eq!(decode_request(&bytes).unwrap(), req, "{}", req.kind());
         }
@@ -954,7 +954,7 @@ mod tests {
 
     #[test]
     fn truncated_and_garbage_input_is_malformed_not_a_panic() {
-        for req in all_requests() {
+        for req in sample_requests() {
             let bytes = encode_request(&req);
             for cut in [0, 1, 4, 8, bytes.len() / 2, bytes.len() - 1] {
                 let e = decode_request(&bytes[..cut]).unwrap_err();
@@ -1042,5 +1042,44 @@ mod tests {
         let e = decode_request(&serialize::write_message_to_words(&msg)).unwrap_err();
         assert_eq!(e.code, ErrorCode::Malformed);
         assert!(e.message.contains("channel id"), "{e}");
+    }
+}
+
+/// The decoders under random input, on stable Rust: the fuzz targets in
+/// `fuzz/` do the same with coverage guidance.
+#[cfg(test)]
+mod random_input {
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    #[test]
+    fn decoders_never_panic_on_random_or_mutated_bytes() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x9e37_79b9);
+        let seeds: Vec<Vec<u8>> = super::tests::sample_requests()
+            .iter()
+            .map(encode_request)
+            .collect();
+        for i in 0..20_000 {
+            let bytes = if i % 2 == 0 {
+                let len = rng.gen_range(0..200);
+                (0..len).map(|_| rng.gen()).collect::<Vec<u8>>()
+            } else {
+                let mut b = seeds[i % seeds.len()].clone();
+                for _ in 0..rng.gen_range(1..6) {
+                    let at = rng.gen_range(0..b.len());
+                    b[at] = rng.gen();
+                }
+                b
+            };
+            if let Ok(req) = decode_request(&bytes) {
+                assert_eq!(decode_request(&encode_request(&req)).unwrap(), req);
+            }
+            let _ = decode_response(&bytes);
+            let _ = crate::mls_framing::read(&bytes);
+            if let Ok(m) = crate::padding::unpad(&bytes) {
+                assert_eq!(crate::padding::pad(m), bytes);
+            }
+        }
     }
 }

@@ -95,9 +95,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 /// As [`start`] with a given store (tests, and later PostgreSQL).
 pub async fn start_with_store<S: Store>(config: Config, store: S) -> Result<Running, StartError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let service = Arc::new(
-        Service::new(store, &config, shutdown_rx.clone()).await?,
-    );
+    let service = Arc::new(Service::new(store, &config, shutdown_rx.clone()).await?);
 
     let certs = Arc::new(ReloadableCert::new(config.tls.clone())?);
     let fingerprint = tls::fingerprint_hex(&certs.current());

@@ -222,7 +222,9 @@ impl<S: Store> Service<S> {
             | Request::OpaqueRegisterFinish { .. }
             | Request::OpaqueLoginStart { .. }
             | Request::OpaqueLoginFinish { .. } => {
-                unreachable!("answered before authentication")
+                return Err(internal(
+                    "session-less request reached the authenticated path",
+                ))
             }
         })
     }
