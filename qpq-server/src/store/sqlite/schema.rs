@@ -1,0 +1,157 @@
+//! The database file and what is in it: the file is created private, each
+//! connection gets its settings (WAL, `synchronous=FULL`), and the
+//! migrations bring the schema to the newest version.
+//!
+//! Schema notes: a payload sent to many recipients is stored once
+//! (`payloads`, reference-counted by its `mail` rows), because a group commit
+//! can be megabytes fanned out to a thousand members. `mailboxes` keeps each
+//! recipient's last sequence number (so a seq is never reused, even after the
+//! mailbox was emptied) and queue depth (so the limit check does not count rows).
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::store::StoreError;
+
+/// How long SQLite retries when another process holds the database lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Schema migrations; `PRAGMA user_version` counts how many have run.
+const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+
+const SCHEMA_V1: &str = "
+CREATE TABLE server_secrets (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) STRICT;
+
+CREATE TABLE accounts (
+    username      TEXT PRIMARY KEY,
+    identity_key  BLOB NOT NULL UNIQUE CHECK (length(identity_key) = 32),
+    opaque_record BLOB NOT NULL,
+    created_at_ms INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE sessions (
+    token_hash    BLOB PRIMARY KEY CHECK (length(token_hash) = 32),
+    username      TEXT NOT NULL REFERENCES accounts (username) ON DELETE CASCADE,
+    expires_at_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX sessions_by_username ON sessions (username);
+CREATE INDEX sessions_by_expiry ON sessions (expires_at_ms);
+
+-- One-time key packages; the rowid orders them oldest first.
+CREATE TABLE key_packages (
+    id    INTEGER PRIMARY KEY,
+    owner BLOB NOT NULL,
+    data  BLOB NOT NULL
+) STRICT;
+CREATE INDEX key_packages_by_owner ON key_packages (owner, id);
+
+CREATE TABLE last_resort_key_packages (
+    owner BLOB PRIMARY KEY,
+    data  BLOB NOT NULL
+) STRICT;
+
+-- member_lo <= member_hi bytewise, so the pair is unordered.
+CREATE TABLE channels (
+    id        BLOB PRIMARY KEY CHECK (length(id) = 16),
+    member_lo BLOB NOT NULL,
+    member_hi BLOB NOT NULL,
+    UNIQUE (member_lo, member_hi),
+    CHECK (member_lo <= member_hi)
+) STRICT;
+
+-- Never deleted: last_seq must survive an empty mailbox.
+CREATE TABLE mailboxes (
+    recipient BLOB PRIMARY KEY,
+    last_seq  INTEGER NOT NULL,
+    depth     INTEGER NOT NULL
+) STRICT;
+
+-- refs counts the mail rows pointing here (maintained by enqueue and ack,
+-- not by a foreign key, which would need an index on mail.payload_id).
+CREATE TABLE payloads (
+    id   INTEGER PRIMARY KEY,
+    refs INTEGER NOT NULL,
+    data BLOB NOT NULL
+) STRICT;
+
+CREATE TABLE mail (
+    recipient      BLOB NOT NULL,
+    seq            INTEGER NOT NULL,
+    channel        BLOB,
+    payload_id     INTEGER NOT NULL,
+    enqueued_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (recipient, seq)
+) STRICT;
+CREATE INDEX mail_by_channel ON mail (recipient, channel, seq);
+
+CREATE TABLE idempotency (
+    sender        BLOB NOT NULL,
+    key           BLOB NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (sender, key)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX idempotency_by_age ON idempotency (created_at_ms);
+
+-- epoch holds the u64 bit pattern (see epoch_to_sql).
+CREATE TABLE group_epochs (
+    group_id BLOB PRIMARY KEY,
+    epoch    INTEGER NOT NULL
+) STRICT;
+";
+
+#[cfg(unix)]
+pub(super) fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // SQLite gives the -wal and -shm files the mode of the database file.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+}
+
+#[cfg(not(unix))]
+pub(super) fn create_private(_path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Per-connection settings. `synchronous=FULL` makes every COMMIT fsync the WAL.
+pub(super) fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Backend(format!(
+            "the database refused WAL mode (journal_mode is {mode})"
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// Brings the schema to the newest version, refusing a database written by a
+/// newer server.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: usize = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Backend(format!(
+            "the database schema is version {version}; this server knows up to {}",
+            MIGRATIONS.len()
+        )));
+    }
+    for (done, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", done + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,373 @@
+//! Tests of the SQLite store: the shared conformance suite, durability
+//! across reopen and kill -9, connection settings, and group commit.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use quicproquo_protocol::types::{Epoch, IdempotencyKey};
+use tokio::task::JoinSet;
+
+use super::queries::{enqueue, fetch};
+use super::schema::{configure, create_private, migrate};
+use super::writer::run_batch;
+use super::*;
+use crate::store::conformance::{self, key};
+use crate::store::{CommitClaim, Delivery};
+
+fn new_mail(sender: u8, idem: u8, recipient: u8, payload: &[u8]) -> NewMail {
+    NewMail {
+        sender: key(sender),
+        idempotency_key: IdempotencyKey([idem; 16]),
+        deliveries: vec![Delivery {
+            recipient: key(recipient),
+            channel: None,
+        }],
+        payload: payload.to_vec(),
+        commit: None,
+        now_ms: 1,
+    }
+}
+
+fn commit(mut mail: NewMail, epoch: u64) -> NewMail {
+    mail.commit = Some(CommitClaim {
+        group_id: b"g".to_vec(),
+        epoch: Epoch(epoch),
+    });
+    mail
+}
+
+/// A job for [`run_batch`], with the receiver of its answer.
+fn job<T: Send + 'static>(
+    work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+) -> (Box<dyn Job>, oneshot::Receiver<Result<T, StoreError>>) {
+    let (reply, answer) = oneshot::channel();
+    let job = Box::new(Call::new(work, reply));
+    (job, answer)
+}
+
+fn answer<T>(mut rx: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
+    rx.try_recv().expect("answered after the batch")
+}
+
+fn open_conn(path: &Path) -> Connection {
+    create_private(path).expect("create");
+    let mut conn = Connection::open(path).expect("open");
+    configure(&conn).expect("configure");
+    migrate(&mut conn).expect("migrate");
+    conn
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = AtomicUsize::new(0);
+    conformance::run_all(|| {
+        let path = dir
+            .path()
+            .join(format!("{}.db", n.fetch_add(1, Ordering::Relaxed)));
+        async move { SqliteStore::open(&path).expect("open") }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_survives_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("qpq.db");
+    let store = SqliteStore::open(&path).expect("open");
+    store.server_secret("s", vec![1]).await.expect("secret");
+    let seqs = match store.enqueue(commit(new_mail(1, 1, 2, b"kept"), 3)).await {
+        Ok(EnqueueOutcome::Stored { seqs }) => seqs,
+        other => panic!("{other:?}"),
+    };
+    drop(store); // without close(): every Ok was already durable
+
+    let store = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(
+        store.server_secret("s", vec![2]).await.expect("secret"),
+        vec![1]
+    );
+    let mail = store
+        .fetch(key(2), None, 10, usize::MAX)
+        .await
+        .expect("fetch");
+    assert_eq!(mail.len(), 1);
+    assert_eq!(
+        (mail[0].seq, mail[0].payload.as_slice()),
+        (seqs[0], b"kept".as_slice())
+    );
+    let dup = store
+        .enqueue(new_mail(1, 1, 2, b"kept"))
+        .await
+        .expect("enqueue");
+    assert_eq!(dup, EnqueueOutcome::Duplicate, "idempotency key kept");
+    let stale = store.enqueue(commit(new_mail(1, 2, 2, b"old"), 3)).await;
+    assert!(
+        matches!(stale, Err(StoreError::StaleCommit { .. })),
+        "{stale:?}"
+    );
+    store.close().await;
+
+    let store = SqliteStore::open(&path).expect("reopen after close");
+    let next = store
+        .enqueue(new_mail(1, 3, 2, b"next"))
+        .await
+        .expect("enqueue");
+    assert!(
+        matches!(&next, EnqueueOutcome::Stored { seqs: s } if s[0] > seqs[0]),
+        "seqs continue after reopen: {next:?}"
+    );
+}
+
+#[test]
+fn connection_settings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conn = open_conn(&dir.path().join("qpq.db"));
+    let get = |pragma: &str| -> i64 {
+        conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
+            .expect("pragma")
+    };
+    assert_eq!(get("synchronous"), 2, "FULL");
+    assert_eq!(get("foreign_keys"), 1);
+    assert_eq!(get("busy_timeout"), 5_000);
+    assert_eq!(get("user_version"), 1);
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("pragma");
+    assert_eq!(mode, "wal");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("qpq.db");
+    let store = SqliteStore::open(&path).expect("open");
+    store.server_secret("s", vec![1]).await.expect("write");
+    for file in ["qpq.db", "qpq.db-wal"] {
+        let mode = std::fs::metadata(dir.path().join(file))
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    store.close().await;
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("qpq.db");
+    let conn = open_conn(&path);
+    conn.pragma_update(None, "user_version", 99).expect("bump");
+    drop(conn);
+    let err = SqliteStore::open(&path).expect_err("must refuse");
+    assert!(err.to_string().contains("version 99"), "{err}");
+}
+
+#[test]
+fn a_failing_job_is_rolled_back_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut conn = open_conn(&dir.path().join("qpq.db"));
+    let (first, first_rx) = job(|c| enqueue(c, &commit(new_mail(1, 1, 9, b"e5"), 5)));
+    // Stale because of the first job in the same, still uncommitted, batch.
+    let (stale, stale_rx) = job(|c| enqueue(c, &commit(new_mail(1, 2, 9, b"e5'"), 5)));
+    // Fails after writing: its writes must be undone, the others' kept.
+    let (partial, partial_rx) = job(|c| {
+        enqueue(c, &commit(new_mail(3, 1, 9, b"undone"), 7))?;
+        Err::<(), _>(StoreError::QueueFull(key(9)))
+    });
+    let (plain, plain_rx) = job(|c| enqueue(c, &new_mail(2, 1, 9, b"plain")));
+    let (retry, retry_rx) = job(|c| enqueue(c, &commit(new_mail(3, 1, 9, b"e6"), 6)));
+    let (read, read_rx) = job(|c| fetch(c, key(9), None, 10, usize::MAX));
+    let mut batch = vec![first, stale, partial, plain, retry, read];
+    run_batch(&mut conn, &mut batch);
+    assert!(batch.is_empty(), "every job answered");
+
+    let stored = |r: Result<EnqueueOutcome, StoreError>| {
+        assert!(matches!(r, Ok(EnqueueOutcome::Stored { .. })), "{r:?}");
+    };
+    stored(answer(first_rx));
+    let stale = answer(stale_rx);
+    assert!(
+        matches!(
+            stale,
+            Err(StoreError::StaleCommit {
+                requested: Epoch(5),
+                accepted: Epoch(5)
+            })
+        ),
+        "{stale:?}"
+    );
+    let partial = answer(partial_rx);
+    assert!(
+        matches!(partial, Err(StoreError::QueueFull(_))),
+        "{partial:?}"
+    );
+    stored(answer(plain_rx));
+    // Same sender and key as the failed job, and epoch 6 < 7: both of its
+    // writes (idempotency key, epoch claim) were rolled back.
+    stored(answer(retry_rx));
+    let read = answer(read_rx).expect("fetch");
+    let payloads: Vec<&[u8]> = read.iter().map(|m| m.payload.as_slice()).collect();
+    assert_eq!(payloads, vec![b"e5".as_slice(), b"plain", b"e6"]);
+    assert!(conn.is_autocommit(), "the batch transaction is closed");
+}
+
+#[test]
+fn a_failed_commit_fails_every_job() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut conn = open_conn(&dir.path().join("qpq.db"));
+    conn.execute_batch(
+        "CREATE TABLE parent (id INTEGER PRIMARY KEY);
+         CREATE TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
+    )
+    .expect("test tables");
+    let (good, good_rx) = job(|c| enqueue(c, &new_mail(1, 1, 9, b"lost")));
+    // A deferred foreign key is only checked at COMMIT, which then fails.
+    let (bad, bad_rx) = job(|c| {
+        c.execute("INSERT INTO child (p) VALUES (42)", [])?;
+        Ok(())
+    });
+    let mut batch = vec![good, bad];
+    run_batch(&mut conn, &mut batch);
+
+    for result in [answer(good_rx).map(drop), answer(bad_rx)] {
+        assert!(matches!(result, Err(StoreError::Backend(_))), "{result:?}");
+    }
+    assert!(
+        conn.is_autocommit(),
+        "the failed transaction was rolled back"
+    );
+    let mail = fetch(&conn, key(9), None, 10, usize::MAX).expect("fetch");
+    assert!(mail.is_empty(), "nothing of the failed batch is stored");
+}
+
+/// Set (to a database path) only in the child process of the kill test.
+const KILL_CHILD_DB: &str = "QPQ_SQLITE_KILL_CHILD_DB";
+
+/// The child of [`acknowledged_writes_survive_kill_9`]: enqueues from
+/// eight tasks and prints `acked <n>` after every `Ok`, until killed.
+#[test]
+#[ignore = "run in a child process by acknowledged_writes_survive_kill_9"]
+fn kill_9_child() {
+    use std::io::Write;
+    let Some(path) = std::env::var_os(KILL_CHILD_DB) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let store = Arc::new(SqliteStore::open(Path::new(&path)).expect("open"));
+        let mut tasks = JoinSet::new();
+        for task in 0..8u32 {
+            let store = Arc::clone(&store);
+            tasks.spawn(async move {
+                // Bounded, in case the parent dies without killing us.
+                for n in (task..20_000).step_by(8) {
+                    let mut mail = new_mail(1, 0, 2, &n.to_be_bytes());
+                    mail.idempotency_key.0[..4].copy_from_slice(&n.to_be_bytes());
+                    store.enqueue(mail).await.expect("enqueue");
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "acked {n}")
+                        .and_then(|()| out.flush())
+                        .expect("stdout");
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    });
+}
+
+/// The durability contract from the process side: every write answered
+/// `Ok` before a kill -9 is there after reopening.
+#[cfg(unix)]
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill(); // SIGKILL
+            let _ = self.0.wait();
+        }
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("qpq.db");
+    let mut child = KillOnDrop(
+        Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", "store::sqlite::tests::kill_9_child"])
+            .args(["--ignored", "--nocapture", "--test-threads=1"])
+            .env(KILL_CHILD_DB, &path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn child"),
+    );
+    let stdout = child.0.stdout.take().expect("piped stdout");
+    let mut acked = BTreeSet::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("read child");
+        if let Some(n) = line.strip_prefix("acked ") {
+            acked.insert(n.parse::<u32>().expect("number"));
+            if acked.len() == 300 {
+                break;
+            }
+        }
+    }
+    drop(child); // kill -9 while the other writers are in flight
+    assert_eq!(acked.len(), 300, "the child acknowledged writes");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let store = SqliteStore::open(&path).expect("reopen after kill");
+    let mail = runtime
+        .block_on(store.fetch(key(2), None, u32::MAX, usize::MAX))
+        .expect("fetch");
+    let found: BTreeSet<u32> = mail
+        .iter()
+        .map(|m| u32::from_be_bytes(m.payload.as_slice().try_into().expect("4 bytes")))
+        .collect();
+    let lost: Vec<&u32> = acked.difference(&found).collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+}
+
+/// Stale commits racing ordinary enqueues through the real writer thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_stale_commits_do_not_disturb_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SqliteStore::open(&dir.path().join("qpq.db")).expect("open"));
+    let mut tasks = JoinSet::new();
+    for i in 0..100u8 {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            // Every even task claims epoch 1 of one group: exactly one wins.
+            let mail = new_mail(i, 1, 50, &[i]);
+            let mail = if i % 2 == 0 { commit(mail, 1) } else { mail };
+            (i, store.enqueue(mail).await)
+        });
+    }
+    let (mut commits, mut plain) = (0, 0);
+    while let Some(joined) = tasks.join_next().await {
+        match joined.expect("task") {
+            (i, Ok(EnqueueOutcome::Stored { .. })) if i % 2 == 0 => commits += 1,
+            (_, Ok(EnqueueOutcome::Stored { .. })) => plain += 1,
+            (i, Err(StoreError::StaleCommit { .. })) if i % 2 == 0 => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((commits, plain), (1, 50));
+    let mail = store
+        .fetch(key(50), None, 500, usize::MAX)
+        .await
+        .expect("fetch");
+    assert_eq!(mail.len(), 51, "one commit and every ordinary message");
+}
