@@ -10,10 +10,12 @@
 pub mod client;
 pub mod compat;
 pub mod errors;
+pub mod ipc;
 pub mod limits;
 pub mod mls_framing;
 pub mod opaque;
 pub mod padding;
+pub mod paths;
 pub mod types;
 
 /// The server's ALPN.

@@ -1,0 +1,674 @@
+//! Every method of ipc.md with its typed params and result.
+//!
+//! One table ([`methods!`] below) generates three faces of it:
+//! - [`Call`], one variant per method with its params, for the daemon's
+//!   dispatch ([`Call::from_parts`] turns `(method, params)` into one);
+//! - [`Method`] and the markers in [`method`], so a front-end writes
+//!   `client.request::<method::Send>(params)` and gets the result type checked;
+//! - [`Call::METHODS`], which a test compares with the table in ipc.md.
+//!
+//! Params refuse unknown fields (a typo is a `-32602` naming the field);
+//! results accept them, so a daemon can add a field without breaking an older
+//! front-end.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::error::{ErrorObject, IpcError, IpcErrorCode};
+use super::values::{
+    identity_hex, Account, Ciphersuite, ConnectionState, Conversation, ConversationRef,
+    KeystoreState, Limit, Member, Message, MessageId, Secret, Seq,
+};
+use super::IPC_PROTOCOL_VERSION;
+use crate::types::IdentityKey;
+use crate::Fingerprint;
+
+/// A method of the IPC: its name, params and result types.
+pub trait Method {
+    const NAME: &'static str;
+    type Params: Serialize + DeserializeOwned;
+    type Result: Serialize + DeserializeOwned;
+}
+
+macro_rules! methods {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal ($params:ty) -> $result:ty;)*) => {
+        /// A request the daemon dispatches on: the method and its typed params.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Call {
+            $($(#[$doc])* $variant($params),)*
+        }
+
+        impl Call {
+            /// Every method name, in the order of ipc.md.
+            pub const METHODS: &'static [&'static str] = &[$($name,)*];
+
+            pub fn method(&self) -> &'static str {
+                match self {
+                    $(Call::$variant(_) => $name,)*
+                }
+            }
+
+            /// Parses `params` (absent, `null` or an object) for `method`.
+            /// The error has no id yet; the caller sets it.
+            pub fn from_parts(method: &str, params: Option<Value>) -> Result<Call, IpcError> {
+                match method {
+                    $($name => parse_params::<$params>(method, params).map(Call::$variant),)*
+                    _ => Err(IpcError::new(
+                        None,
+                        IpcErrorCode::MethodNotFound,
+                        format!("method not found: `{method}`"),
+                    )),
+                }
+            }
+
+            /// The params as JSON.
+            pub fn params(&self) -> Result<Value, serde_json::Error> {
+                match self {
+                    $(Call::$variant(p) => serde_json::to_value(p),)*
+                }
+            }
+        }
+
+        /// One marker type per method, for [`Method`].
+        pub mod method {
+            use super::*;
+
+            $(
+                $(#[$doc])*
+                #[derive(Debug, Clone, Copy)]
+                pub struct $variant;
+
+                impl super::Method for $variant {
+                    const NAME: &'static str = $name;
+                    type Params = $params;
+                    type Result = $result;
+                }
+            )*
+        }
+    };
+}
+
+methods! {
+    /// First call on a connection: versions and profile.
+    Hello = "hello" (HelloParams) -> HelloResult;
+    Status = "status" (NoParams) -> StatusResult;
+    /// Only when `keystore` is `locked`.
+    Unlock = "unlock" (UnlockParams) -> Empty;
+    Register = "register" (AccountParams) -> Account;
+    Login = "login" (AccountParams) -> Account;
+    Logout = "logout" (NoParams) -> Empty;
+    Whoami = "whoami" (NoParams) -> WhoamiResult;
+    Conversations = "conversations" (NoParams) -> Vec<Conversation>;
+    /// The DM with a user, the same one every time.
+    DmOpen = "dm.open" (DmOpenParams) -> Conversation;
+    GroupCreate = "group.create" (GroupCreateParams) -> Conversation;
+    GroupAdd = "group.add" (GroupMembersParams) -> Conversation;
+    GroupRemove = "group.remove" (GroupMembersParams) -> Conversation;
+    GroupLeave = "group.leave" (ConversationParams) -> Empty;
+    GroupRekey = "group.rekey" (ConversationParams) -> RekeyResult;
+    Members = "members" (ConversationParams) -> Vec<Member>;
+    /// Returns the message `queued`: durable in the outbox.
+    Send = "send" (SendParams) -> Message;
+    /// Oldest first.
+    History = "history" (HistoryParams) -> Vec<Message>;
+    /// Best first.
+    Search = "search" (SearchParams) -> Vec<Message>;
+    Read = "read" (ReadParams) -> ReadResult;
+    Verify = "verify" (VerifyParams) -> VerifyResult;
+    /// The latest sequence number; notifications follow.
+    Subscribe = "subscribe" (SubscribeParams) -> SubscribeResult;
+    /// Answered, then the daemon flushes and exits.
+    Shutdown = "shutdown" (NoParams) -> Empty;
+}
+
+fn parse_params<P: DeserializeOwned>(method: &str, params: Option<Value>) -> Result<P, IpcError> {
+    let invalid = |detail: String| {
+        IpcError::new(
+            None,
+            IpcErrorCode::InvalidParams,
+            format!("invalid params for `{method}`: {detail}"),
+        )
+    };
+    let params = match params {
+        None | Some(Value::Null) => Value::Object(Default::default()),
+        Some(obj @ Value::Object(_)) => obj,
+        Some(_) => {
+            return Err(invalid(
+                "params must be an object (parameters are passed by name)".into(),
+            ))
+        }
+    };
+    serde_path_to_error::deserialize(params).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            invalid(inner.to_string())
+        } else {
+            invalid(format!("`{path}`: {inner}"))
+        }
+    })
+}
+
+/// The params of a method that takes none: absent, `null` or `{}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+/// The `{}` result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Empty {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelloParams {
+    /// The front-end's name, e.g. `qpq-ctl`.
+    pub client: String,
+    pub client_version: String,
+    pub protocol: u32,
+}
+
+impl HelloParams {
+    /// The `-32010` to answer when the client speaks another version.
+    pub fn check_version(&self) -> Result<(), ErrorObject> {
+        if self.protocol == IPC_PROTOCOL_VERSION {
+            Ok(())
+        } else {
+            Err(ErrorObject::version_mismatch(
+                IPC_PROTOCOL_VERSION,
+                self.protocol,
+            ))
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloResult {
+    pub daemon_version: String,
+    pub protocol: u32,
+    pub profile: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusResult {
+    pub profile: String,
+    /// `None` before `register`/`login`.
+    pub account: Option<Account>,
+    /// The server as `host:port`; `None` before `register`/`login`.
+    pub server: Option<String>,
+    pub connection: ConnectionState,
+    pub keystore: KeystoreState,
+    /// The suite new groups get.
+    pub ciphersuite: Ciphersuite,
+    /// Messages waiting in the outbox.
+    pub outbox: u64,
+    /// Unread messages in all conversations.
+    pub unread: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnlockParams {
+    pub passphrase: Secret,
+}
+
+/// The params of `register` and `login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountParams {
+    /// `host:port`.
+    pub server: String,
+    /// The server certificate's SHA-256, to pin instead of trusting a CA.
+    #[serde(
+        default,
+        with = "super::values::fingerprint_hex",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub server_fingerprint: Option<Fingerprint>,
+    pub username: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoamiResult {
+    pub username: String,
+    #[serde(with = "identity_hex")]
+    pub identity: IdentityKey,
+    pub server: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmOpenParams {
+    pub username: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupCreateParams {
+    pub name: String,
+    pub members: Vec<String>,
+    #[serde(default)]
+    pub ciphersuite: Ciphersuite,
+}
+
+/// The params of `group.add` and `group.remove`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMembersParams {
+    pub conversation: ConversationRef,
+    pub members: Vec<String>,
+}
+
+/// The params of methods that name only a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationParams {
+    pub conversation: ConversationRef,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RekeyResult {
+    /// The group's MLS epoch after the re-key.
+    pub epoch: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendParams {
+    pub conversation: ConversationRef,
+    pub text: String,
+    /// Send even though a member's identity key changed (after `-32006`).
+    #[serde(default)]
+    pub confirm_changed_keys: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    pub conversation: ConversationRef,
+    /// Only messages older than this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<MessageId>,
+    #[serde(default)]
+    pub limit: Limit,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    pub query: String,
+    /// Search one conversation instead of all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<ConversationRef>,
+    #[serde(default)]
+    pub limit: Limit,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadParams {
+    pub conversation: ConversationRef,
+    /// Mark read up to and including this message; all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up_to: Option<MessageId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadResult {
+    /// Unread messages left in the conversation.
+    pub unread: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyParams {
+    pub username: String,
+    /// Mark the user's current key verified.
+    #[serde(default)]
+    pub confirm: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyResult {
+    pub username: String,
+    pub safety_number: String,
+    pub verified: bool,
+    pub key_changed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeParams {
+    /// Replay every notification after this one first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Seq>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscribeResult {
+    /// The latest sequence number at the time of the call.
+    pub seq: Seq,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::ipc::jsonrpc::{request_line, Id, IncomingRequest};
+    use crate::ipc::values::{ConversationId, ConversationKind, MessageState};
+
+    fn conv() -> ConversationRef {
+        ConversationRef::parse("team").unwrap()
+    }
+
+    /// One value of every call, with every optional field set where there is one.
+    fn sample_calls() -> Vec<Call> {
+        let msg_id = MessageId([9; 16]);
+        vec![
+            Call::Hello(HelloParams {
+                client: "qpq-tui".into(),
+                client_version: "0.1.0".into(),
+                protocol: 1,
+            }),
+            Call::Status(NoParams {}),
+            Call::Unlock(UnlockParams {
+                passphrase: Secret::new("correct horse"),
+            }),
+            Call::Register(AccountParams {
+                server: "chat.example:7000".into(),
+                server_fingerprint: Some([0xab; 32]),
+                username: "alice".into(),
+                password: Secret::new("pw"),
+            }),
+            Call::Login(AccountParams {
+                server: "chat.example:7000".into(),
+                server_fingerprint: None,
+                username: "alice".into(),
+                password: Secret::new("pw"),
+            }),
+            Call::Logout(NoParams {}),
+            Call::Whoami(NoParams {}),
+            Call::Conversations(NoParams {}),
+            Call::DmOpen(DmOpenParams {
+                username: "bob".into(),
+            }),
+            Call::GroupCreate(GroupCreateParams {
+                name: "team".into(),
+                members: vec!["bob".into(), "carol".into()],
+                ciphersuite: Ciphersuite::Classic,
+            }),
+            Call::GroupAdd(GroupMembersParams {
+                conversation: conv(),
+                members: vec!["dave".into()],
+            }),
+            Call::GroupRemove(GroupMembersParams {
+                conversation: ConversationRef::Id(ConversationId([1; 16])),
+                members: vec!["dave".into()],
+            }),
+            Call::GroupLeave(ConversationParams {
+                conversation: conv(),
+            }),
+            Call::GroupRekey(ConversationParams {
+                conversation: conv(),
+            }),
+            Call::Members(ConversationParams {
+                conversation: ConversationRef::Dm("bob".into()),
+            }),
+            Call::Send(SendParams {
+                conversation: conv(),
+                text: "hello \u{1F600}\n\"quoted\"".into(),
+                confirm_changed_keys: true,
+            }),
+            Call::History(HistoryParams {
+                conversation: conv(),
+                before: Some(msg_id),
+                limit: Limit::new(500).unwrap(),
+            }),
+            Call::Search(SearchParams {
+                query: "lunch".into(),
+                conversation: Some(conv()),
+                limit: Limit::new(3).unwrap(),
+            }),
+            Call::Read(ReadParams {
+                conversation: conv(),
+                up_to: Some(msg_id),
+            }),
+            Call::Verify(VerifyParams {
+                username: "bob".into(),
+                confirm: true,
+            }),
+            Call::Subscribe(SubscribeParams {
+                since: Some(Seq(41)),
+            }),
+            Call::Shutdown(NoParams {}),
+        ]
+    }
+
+    #[test]
+    fn every_call_round_trips_through_a_line() {
+        let calls = sample_calls();
+        let names: Vec<&str> = calls.iter().map(Call::method).collect();
+        assert_eq!(names, Call::METHODS, "sample_calls misses a method");
+        for (n, call) in calls.into_iter().enumerate() {
+            let id = Id::Num(n as i64);
+            let line = request_line(&id, call.method(), &call.params().unwrap()).unwrap();
+            let req = IncomingRequest::parse(&line[..line.len() - 1]).unwrap();
+            assert_eq!(req.id, id);
+            assert_eq!(req.call, call);
+        }
+    }
+
+    #[test]
+    fn optional_params_have_their_defaults() {
+        let parse = |method, params| Call::from_parts(method, Some(params)).unwrap();
+        assert_eq!(
+            parse("history", json!({"conversation": "team"})),
+            Call::History(HistoryParams {
+                conversation: conv(),
+                before: None,
+                limit: Limit::DEFAULT,
+            })
+        );
+        assert_eq!(
+            parse("group.create", json!({"name": "t", "members": []})),
+            Call::GroupCreate(GroupCreateParams {
+                name: "t".into(),
+                members: vec![],
+                ciphersuite: Ciphersuite::Hybrid,
+            })
+        );
+        assert_eq!(
+            parse("send", json!({"conversation": "@bob", "text": "x"})),
+            Call::Send(SendParams {
+                conversation: ConversationRef::Dm("bob".into()),
+                text: "x".into(),
+                confirm_changed_keys: false,
+            })
+        );
+        assert_eq!(
+            parse("subscribe", json!({"since": null})),
+            Call::Subscribe(SubscribeParams { since: None })
+        );
+        assert_eq!(
+            Call::from_parts("subscribe", None).unwrap(),
+            Call::Subscribe(SubscribeParams { since: None })
+        );
+        assert_eq!(
+            parse(
+                "login",
+                json!({"server": "h:1", "username": "a", "password": "p", "server_fingerprint": "AB:".repeat(31) + "AB"})
+            ),
+            Call::Login(AccountParams {
+                server: "h:1".into(),
+                server_fingerprint: Some([0xab; 32]),
+                username: "a".into(),
+                password: Secret::new("p"),
+            })
+        );
+        let e = Call::from_parts("login", Some(json!({"server": "h:1", "username": "a", "password": "p", "server_fingerprint": "abc"}))).unwrap_err();
+        assert_eq!(e.code, IpcErrorCode::InvalidParams);
+        assert!(e.message.contains("server_fingerprint"), "{}", e.message);
+    }
+
+    #[test]
+    fn secrets_are_not_in_debug_output() {
+        let call = Call::from_parts(
+            "login",
+            Some(json!({"server": "h:1", "username": "a", "password": "hunter2"})),
+        )
+        .unwrap();
+        assert!(!format!("{call:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn hello_version_check() {
+        let mut hello = HelloParams {
+            client: "t".into(),
+            client_version: "0".into(),
+            protocol: IPC_PROTOCOL_VERSION,
+        };
+        assert!(hello.check_version().is_ok());
+        hello.protocol = 7;
+        let e = hello.check_version().unwrap_err();
+        assert_eq!(e.code, IpcErrorCode::VersionMismatch.as_i32());
+        assert!(
+            e.message.contains('7') && e.message.contains('1'),
+            "{}",
+            e.message
+        );
+    }
+
+    fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(v: T) {
+        let json = serde_json::to_string(&v).unwrap();
+        let back: T = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, v, "{json}");
+    }
+
+    #[test]
+    fn every_result_round_trips() {
+        let identity = IdentityKey([3; 32]);
+        let account = Account {
+            username: "alice".into(),
+            identity,
+        };
+        let conversation = Conversation {
+            id: ConversationId([2; 16]),
+            name: "team".into(),
+            kind: ConversationKind::Group,
+            members: vec!["alice".into(), "bob".into()],
+            unread: 3,
+            ciphersuite: Ciphersuite::Hybrid,
+            last_activity_ms: 1_700_000_000_000,
+        };
+        let message = Message {
+            id: MessageId([4; 16]),
+            conversation: conversation.id,
+            sender: "bob".into(),
+            timestamp_ms: 1_700_000_000_001,
+            text: "hi".into(),
+            outgoing: false,
+            state: MessageState::Received,
+        };
+        round_trip(HelloResult {
+            daemon_version: "0.1.0".into(),
+            protocol: 1,
+            profile: "default".into(),
+        });
+        round_trip(StatusResult {
+            profile: "default".into(),
+            account: Some(account.clone()),
+            server: Some("h:1".into()),
+            connection: ConnectionState::Reconnecting,
+            keystore: KeystoreState::Keyring,
+            ciphersuite: Ciphersuite::Hybrid,
+            outbox: 2,
+            unread: 5,
+        });
+        round_trip(StatusResult {
+            profile: "p".into(),
+            account: None,
+            server: None,
+            connection: ConnectionState::LoggedOut,
+            keystore: KeystoreState::Locked,
+            ciphersuite: Ciphersuite::Classic,
+            outbox: 0,
+            unread: 0,
+        });
+        round_trip(Empty {});
+        round_trip(account);
+        round_trip(WhoamiResult {
+            username: "alice".into(),
+            identity,
+            server: "h:1".into(),
+        });
+        round_trip(vec![conversation.clone()]);
+        round_trip(conversation);
+        round_trip(RekeyResult { epoch: 9 });
+        round_trip(vec![Member {
+            username: "bob".into(),
+            identity,
+            verified: false,
+            key_changed: true,
+        }]);
+        round_trip(message.clone());
+        round_trip(vec![message]);
+        round_trip(ReadResult { unread: 0 });
+        round_trip(VerifyResult {
+            username: "bob".into(),
+            safety_number: "12345 67890".into(),
+            verified: true,
+            key_changed: false,
+        });
+        round_trip(SubscribeResult { seq: Seq(12) });
+    }
+
+    #[test]
+    fn results_accept_fields_from_newer_daemons() {
+        let r: HelloResult = serde_json::from_value(json!({
+            "daemon_version": "9.0", "protocol": 1, "profile": "p", "features": ["x"]
+        }))
+        .unwrap();
+        assert_eq!(r.profile, "p");
+        let _: Empty = serde_json::from_value(json!({"note": 1})).unwrap();
+    }
+
+    #[test]
+    fn method_markers_match_the_calls() {
+        fn name<M: Method>() -> &'static str {
+            M::NAME
+        }
+        assert_eq!(name::<method::DmOpen>(), "dm.open");
+        assert_eq!(name::<method::Send>(), "send");
+        assert_eq!(name::<method::Shutdown>(), "shutdown");
+    }
+
+    /// The Methods table of ipc.md lists exactly the methods of [`Call`].
+    #[test]
+    fn book_lists_every_method() {
+        let book = include_str!("../../../docs/src/reference/ipc.md");
+        let in_book = table_names(book, "## Methods");
+        let ours: BTreeSet<String> = Call::METHODS.iter().map(|m| (*m).to_owned()).collect();
+        assert_eq!(in_book, ours, "ipc.md's method table and Call disagree");
+    }
+
+    /// The first-column names (in backticks) of the table under `heading`.
+    pub(crate) fn table_names(book: &str, heading: &str) -> BTreeSet<String> {
+        let section = book
+            .split(&format!("\n{heading}"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("ipc.md has no {heading:?}"));
+        let section = section.split("\n## ").next().unwrap();
+        let names: Vec<String> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .map(|l| l.split('`').next().unwrap().to_owned())
+            .collect();
+        let set: BTreeSet<String> = names.iter().cloned().collect();
+        assert_eq!(set.len(), names.len(), "{heading} lists a name twice");
+        set
+    }
+}

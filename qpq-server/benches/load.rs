@@ -1,0 +1,1203 @@
+//! Load generator for qpq-server on loopback, beside a bare quinn baseline
+//! measured in the same run (the figures in BENCHMARKS.md).
+//!
+//! `cargo bench -p quicproquo-server --bench load -- <scenario>...` with
+//! scenarios:
+//!
+//! - `baseline`: a bare quinn server in this process (own runtime, same TLS
+//!   1.3 / ring setup, one bidirectional stream per request as qpq does),
+//!   driven through the qpq client's `call_raw` with requests the size of an
+//!   enqueue: request rate with 50 clients, single-client round trip p50/p99.
+//! - `throughput`: the `qpq-server` release binary; 50 senders enqueue padded
+//!   ~1 KiB MLS application payloads through DM channels to 50 receivers, who
+//!   `fetchWait` and ack. Messages/s delivered, enqueue latency p50/p99.
+//! - `wake`: a receiver holds `fetchWait`, a sender enqueues; wake-up latency
+//!   (enqueue answer → fetchWait answer) and end-to-end, 1,000 samples.
+//! - `idle-connections`: 5,000 connections (10 client endpoints), each after
+//!   a `health`; the server's VmRSS before and after, per connection.
+//! - `kill9`: as `throughput` without receivers; `kill -9` of the server
+//!   after 3 s, restart on the same data directory, then check that every
+//!   enqueue answered Ok is fetched exactly once.
+//! - `all`: every scenario, the baseline once.
+//!
+//! `throughput` and `wake` run the baseline first. Results are printed as
+//! plain lines; nothing is written to BENCHMARKS.md. Users are registered
+//! and logged in with an in-process server (rate limits lifted) on the data
+//! directory the binary then serves: sessions are in the database.
+//!
+//! Every loop is bounded in count and time; every address is loopback.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signer, SigningKey};
+use quicproquo_protocol::client::{Client, ClientError, Trust};
+use quicproquo_protocol::limits::MAX_REQUEST_BYTES;
+use quicproquo_protocol::padding;
+use quicproquo_protocol::types::{ChannelId, IdempotencyKey, IdentityKey, SessionToken, Username};
+use quicproquo_protocol::wire::{
+    encode_request, identity_proof_message, Delivery, Envelope, Request, Response,
+};
+use quicproquo_protocol::{Fingerprint, ALPN};
+use quicproquo_server::config::{Config, RateLimits};
+use quicproquo_server::server;
+use rand::RngCore;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::runtime::Runtime;
+use tokio::sync::{watch, Barrier};
+use tokio::task::JoinSet;
+
+/// Sender/receiver pairs (and baseline clients).
+const PAIRS: usize = 50;
+/// How long the baseline clients and the senders send.
+const RUN: Duration = Duration::from_secs(10);
+/// Upper bound on requests per client in one run.
+const MAX_PER_CLIENT: u64 = 1_000_000;
+/// Receivers give up this long after the senders stopped.
+const DRAIN: Duration = Duration::from_secs(30);
+const RTT_SAMPLES: usize = 1_000;
+const WAKE_SAMPLES: usize = 1_000;
+const WARMUP: usize = 50;
+/// Pause between issuing the fetchWait and the enqueue, so the fetchWait is
+/// parked on the server when the mail arrives.
+const WAKE_ARM: Duration = Duration::from_millis(5);
+const IDLE_CONNECTIONS: usize = 5_000;
+const IDLE_ENDPOINTS: usize = 10;
+const IDLE_HANDSHAKES_IN_FLIGHT: usize = 64;
+const IDLE_SETTLE: Duration = Duration::from_secs(2);
+const KILL_AFTER: Duration = Duration::from_secs(3);
+/// Message body inside the MLS framing; padded, the payload is 1,280 bytes.
+const BODY_LEN: usize = 1_000;
+/// Size of the bare server's answer (an enqueue answer is about this).
+const REPLY_LEN: usize = 64;
+const MAGIC: &[u8] = b"qpq-load";
+const GROUP: &[u8] = b"load-group-0001";
+const MLS_HEADER_LEN: usize = 5 + GROUP.len() + 8 + 1;
+const PASSWORD: &[u8] = b"load generator password";
+const SCENARIOS: &[&str] = &[
+    "baseline",
+    "throughput",
+    "wake",
+    "idle-connections",
+    "kill9",
+];
+
+fn main() {
+    // `cargo bench` appends `--bench`; `cargo test --benches` runs us bare.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if args.is_empty() {
+        println!("usage: cargo bench -p quicproquo-server --bench load -- <scenario>...");
+        println!("scenarios: {} all", SCENARIOS.join(" "));
+        return;
+    }
+    let mut todo: Vec<&str> = Vec::new();
+    for a in &args {
+        if a == "all" {
+            todo.extend(SCENARIOS);
+        } else if let Some(s) = SCENARIOS.iter().find(|s| **s == a) {
+            todo.push(s);
+        } else {
+            eprintln!("unknown scenario {a:?}; known: {} all", SCENARIOS.join(" "));
+            std::process::exit(2);
+        }
+    }
+    print_machine();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let mut baseline: Option<Baseline> = None;
+    for scenario in todo {
+        println!(
+            "\n== {scenario} (1-minute load average before: {})",
+            load_average()
+        );
+        let needs_baseline = matches!(scenario, "throughput" | "wake") && baseline.is_none();
+        if scenario == "baseline" || needs_baseline {
+            baseline = Some(run_baseline(&rt));
+            println!();
+        }
+        match scenario {
+            "throughput" => rt.block_on(throughput(baseline.as_ref().expect("ran"))),
+            "wake" => rt.block_on(wake(baseline.as_ref().expect("ran"))),
+            "idle-connections" => rt.block_on(idle_connections()),
+            "kill9" => rt.block_on(kill9()),
+            _ => {}
+        }
+    }
+}
+
+fn print_machine() {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']))
+        .unwrap_or("unknown");
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal"))
+        .unwrap_or("MemTotal: unknown");
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("machine: {cpus} CPUs, {model}, {mem}");
+}
+
+/// The 1-minute load average: other work on the machine skews every figure.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+// ----- measurements ------------------------------------------------------------
+
+/// Percentile `q` of sorted `v` (nearest rank).
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// p50 and p99 in microseconds of durations in microseconds.
+fn p50_p99(mut us: Vec<f64>) -> (f64, f64) {
+    us.sort_by(f64::total_cmp);
+    (percentile(&us, 0.50), percentile(&us, 0.99))
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// Microseconds, shown as ms above 1,000.
+fn show(us: f64) -> String {
+    if us.abs() >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+/// CPU time (user + system) used so far by process `pid` ("self" for this
+/// one), from /proc/PID/stat; Linux reports it in 1/100 s.
+fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name is in parentheses and may hold spaces; utime and stime
+    // are the 12th and 13th fields after it.
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// "X.X CPU-s (Y.YY cores)" for CPU time `cpu` used over `wall`.
+fn cores(cpu: Duration, wall: Duration) -> String {
+    format!(
+        "{:.1} CPU-s ({:.2} cores)",
+        cpu.as_secs_f64(),
+        cpu.as_secs_f64() / wall.as_secs_f64()
+    )
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "MET"
+    } else {
+        "NOT MET"
+    }
+}
+
+// ----- payloads ----------------------------------------------------------------
+
+/// A padded MLS PrivateMessage framing (application content) whose body
+/// carries the sender's index and a counter; the server reads only the framing.
+fn payload(sender: u32, counter: u64) -> Vec<u8> {
+    let mut m = vec![0, 1, 0, 2, GROUP.len() as u8];
+    m.extend_from_slice(GROUP);
+    m.extend_from_slice(&1u64.to_be_bytes());
+    m.push(1);
+    m.extend_from_slice(MAGIC);
+    m.extend_from_slice(&sender.to_be_bytes());
+    m.extend_from_slice(&counter.to_be_bytes());
+    m.resize(MLS_HEADER_LEN + BODY_LEN, 0x5a);
+    padding::pad(&m)
+}
+
+/// The `(sender, counter)` inside a payload built by [`payload`].
+fn parse_payload(padded: &[u8]) -> Option<(u32, u64)> {
+    let inner = padding::unpad(padded).ok()?;
+    let rest = inner.get(MLS_HEADER_LEN..)?.strip_prefix(MAGIC)?;
+    let sender = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+    let counter = u64::from_be_bytes(rest.get(4..12)?.try_into().ok()?);
+    Some((sender, counter))
+}
+
+fn idempotency_key() -> IdempotencyKey {
+    let mut k = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut k);
+    IdempotencyKey(k)
+}
+
+fn enqueue(from: &Member, to: IdentityKey, channel: ChannelId, body: Vec<u8>) -> Request {
+    Request::Enqueue {
+        auth: from.token.clone(),
+        deliveries: vec![Delivery {
+            recipient: to,
+            channel: Some(channel),
+        }],
+        payload: body,
+        idempotency_key: idempotency_key(),
+    }
+}
+
+// ----- the bare quinn baseline -------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct Baseline {
+    rate: f64,
+    rtt_p50_us: f64,
+    rtt_p99_us: f64,
+}
+
+/// Starts a bare quinn server on `rt`: TLS 1.3 with ring and a self-signed
+/// rcgen certificate, ALPN `qpq/1`, qpq's transport limits; each stream is
+/// read to its end and answered with [`REPLY_LEN`] bytes.
+fn bare_server(rt: &Runtime) -> (SocketAddr, Fingerprint) {
+    let _guard = rt.enter();
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert = generated.cert.der().clone();
+    let fingerprint = quicproquo_protocol::cert_fingerprint(&cert);
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .unwrap();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.max_early_data_size = 0;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap();
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quicproquo_protocol::client::transport_config();
+    transport.max_concurrent_bidi_streams(128u32.into());
+    transport.max_concurrent_uni_streams(0u32.into());
+    config.transport_config(Arc::new(transport));
+    let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = endpoint.local_addr().unwrap();
+    rt.spawn(async move {
+        while let Some(incoming) = endpoint.accept().await {
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    tokio::spawn(async move {
+                        if recv.read_to_end(MAX_REQUEST_BYTES).await.is_ok() {
+                            let _ = send.write_all(&[0u8; REPLY_LEN]).await;
+                            let _ = send.finish();
+                        }
+                    });
+                }
+            });
+        }
+    });
+    (addr, fingerprint)
+}
+
+fn run_baseline(rt: &Runtime) -> Baseline {
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let (addr, fingerprint) = bare_server(&server_rt);
+    // The same bytes as a real enqueue, with made-up keys.
+    let request = encode_request(&Request::Enqueue {
+        auth: SessionToken::from_slice(&[7; 32]).unwrap(),
+        deliveries: vec![Delivery {
+            recipient: IdentityKey([1; 32]),
+            channel: Some(ChannelId([2; 16])),
+        }],
+        payload: payload(0, 0),
+        idempotency_key: IdempotencyKey([3; 16]),
+    });
+    let result = rt.block_on(async {
+        let trust = || Trust::Pin(fingerprint);
+        let connect = || Client::connect(addr, "localhost", trust());
+
+        let one = connect().await.expect("connect to the bare server");
+        let mut rtts = Vec::with_capacity(RTT_SAMPLES);
+        for i in 0..WARMUP + RTT_SAMPLES {
+            let t = Instant::now();
+            one.call_raw(&request).await.expect("bare call");
+            if i >= WARMUP {
+                rtts.push(us(t.elapsed()));
+            }
+        }
+        one.close().await;
+        let (rtt_p50_us, rtt_p99_us) = p50_p99(rtts);
+
+        let mut clients = Vec::new();
+        for _ in 0..PAIRS {
+            clients.push(connect().await.expect("connect to the bare server"));
+        }
+        let start = Arc::new(Barrier::new(PAIRS + 1));
+        let request = Arc::new(request);
+        let mut tasks = JoinSet::new();
+        for client in clients {
+            let (start, request) = (start.clone(), request.clone());
+            tasks.spawn(async move {
+                start.wait().await;
+                let deadline = Instant::now() + RUN;
+                let (mut ok, mut failed) = (0u64, 0u64);
+                while Instant::now() < deadline && ok + failed < MAX_PER_CLIENT {
+                    match client.call_raw(&request).await {
+                        Ok(_) => ok += 1,
+                        Err(_) => failed += 1,
+                    }
+                }
+                client.close().await;
+                (ok, failed)
+            });
+        }
+        start.wait().await;
+        let t = Instant::now();
+        let cpu = cpu_time("self");
+        let (mut ok, mut failed) = (0, 0);
+        while let Some(r) = tasks.join_next().await {
+            let (o, f) = r.expect("baseline client task");
+            ok += o;
+            failed += f;
+        }
+        let elapsed = t.elapsed();
+        let cpu = cpu_time("self").saturating_sub(cpu);
+        let rate = ok as f64 / elapsed.as_secs_f64();
+        println!(
+            "baseline: bare quinn, request {} B, answer {REPLY_LEN} B, one bidi stream each",
+            request.len()
+        );
+        println!(
+            "baseline: 1 client, {RTT_SAMPLES} sequential requests: round trip p50 {} p99 {}",
+            show(rtt_p50_us),
+            show(rtt_p99_us)
+        );
+        println!(
+            "baseline: {PAIRS} clients (own connections, sequential requests), {:.1} s: {ok} answered, {failed} failed, {rate:.0} req/s",
+            elapsed.as_secs_f64()
+        );
+        println!(
+            "baseline: CPU during the 50-client run (bare server and clients, one process): {}",
+            cores(cpu, elapsed)
+        );
+        Baseline {
+            rate,
+            rtt_p50_us,
+            rtt_p99_us,
+        }
+    });
+    server_rt.shutdown_background();
+    result
+}
+
+// ----- fixture: users, channels, the server process -----------------------------
+
+#[derive(Clone)]
+struct Member {
+    token: SessionToken,
+    identity: IdentityKey,
+}
+
+struct Pair {
+    sender: Member,
+    receiver: Member,
+    channel: ChannelId,
+}
+
+/// A data directory with `pairs` sender/receiver pairs registered, logged in
+/// and sharing a DM channel each.
+struct Fixture {
+    dir: tempfile::TempDir,
+    pairs: Vec<Pair>,
+}
+
+async fn register(client: &Client, name: &str) -> Member {
+    let username = Username::parse(name).expect("valid username");
+    let signing = SigningKey::generate(&mut rand::rngs::OsRng);
+    let identity = IdentityKey(signing.verifying_key().to_bytes());
+    let proof = signing.sign(&identity_proof_message(&username)).to_bytes();
+    client
+        .register(&username, PASSWORD, identity, proof)
+        .await
+        .expect("register");
+    let session = client.login(&username, PASSWORD).await.expect("login");
+    Member {
+        token: session.token,
+        identity,
+    }
+}
+
+impl Fixture {
+    async fn new(pairs: usize) -> Self {
+        let t = Instant::now();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::for_tests(dir.path());
+        config.rate_limits = RateLimits::unlimited();
+        let running = server::start(config).await.expect("in-process server");
+        let trust = Trust::Pin(
+            quicproquo_protocol::parse_fingerprint(&running.fingerprint).expect("fingerprint"),
+        );
+        let client = Arc::new(
+            Client::connect(running.local_addr, "localhost", trust)
+                .await
+                .expect("connect"),
+        );
+        // Argon2id runs on the client: a few at a time on a small machine.
+        let mut tasks = JoinSet::new();
+        let mut members: HashMap<String, Member> = HashMap::new();
+        for i in 0..pairs {
+            for name in [format!("s{i:03}"), format!("r{i:03}")] {
+                if tasks.len() >= 4 {
+                    let (n, m) = tasks.join_next().await.unwrap().expect("register task");
+                    members.insert(n, m);
+                }
+                let client = client.clone();
+                tasks.spawn(async move {
+                    let m = register(&client, &name).await;
+                    (name, m)
+                });
+            }
+        }
+        while let Some(r) = tasks.join_next().await {
+            let (n, m) = r.expect("register task");
+            members.insert(n, m);
+        }
+        let mut out = Vec::with_capacity(pairs);
+        for i in 0..pairs {
+            let sender = members.remove(&format!("s{i:03}")).expect("registered");
+            let receiver = members.remove(&format!("r{i:03}")).expect("registered");
+            let resp = client
+                .call(&Request::CreateChannel {
+                    auth: sender.token.clone(),
+                    peer: receiver.identity,
+                })
+                .await
+                .expect("createChannel");
+            let Response::CreateChannel { channel } = resp else {
+                panic!("createChannel: {resp:?}");
+            };
+            out.push(Pair {
+                sender,
+                receiver,
+                channel,
+            });
+        }
+        if let Ok(client) = Arc::try_unwrap(client) {
+            client.close().await;
+        }
+        running.shutdown().await;
+        println!(
+            "setup: {} users registered and logged in, {pairs} channels, in {:.1} s",
+            pairs * 2,
+            t.elapsed().as_secs_f64()
+        );
+        Self { dir, pairs: out }
+    }
+}
+
+/// The `qpq-server` binary: the one cargo built for this bench, else the one
+/// next to this executable (`target/release/deps/..`).
+fn server_binary() -> PathBuf {
+    if let Some(bin) = option_env!("CARGO_BIN_EXE_qpq-server").map(PathBuf::from) {
+        if bin.is_file() {
+            return bin;
+        }
+    }
+    let exe = std::env::current_exe().expect("own executable path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("qpq-server"))
+        .filter(|p| p.is_file());
+    match bin {
+        Some(b) => b,
+        None => {
+            eprintln!(
+                "qpq-server binary not found next to {} (expected target/release/qpq-server): \
+                 run `cargo build --release -p quicproquo-server` first",
+                exe.display()
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+/// A running `qpq-server` process.
+struct ServerProcess {
+    child: Child,
+    pid: u32,
+    addr: SocketAddr,
+    trust: Trust,
+}
+
+impl ServerProcess {
+    /// Starts the binary on `data_dir`, listening on a free loopback port,
+    /// and reads the address and fingerprint it prints.
+    async fn start(data_dir: &Path) -> Self {
+        let mut child = Command::new(server_binary())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("QPQ_DATA_DIR", data_dir)
+            .env("QPQ_LOG", "warn")
+            .args(["--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn qpq-server");
+        let pid = child.id().expect("running");
+        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let (mut addr, mut fingerprint) = (None, None);
+        let read = async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(a) = line.strip_prefix("qpq-server listening on ") {
+                    addr = a.parse().ok();
+                }
+                if let Some(f) = line.strip_prefix("certificate SHA-256 fingerprint: ") {
+                    fingerprint = quicproquo_protocol::parse_fingerprint(f);
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .expect("qpq-server printed its address and fingerprint");
+        // Keep draining, so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            child,
+            pid,
+            addr: addr.expect("address line"),
+            trust: Trust::Pin(fingerprint.expect("fingerprint line")),
+        }
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect(self.addr, "localhost", self.trust.clone())
+            .await
+            .expect("connect to qpq-server")
+    }
+
+    /// The server's resident set size in KiB.
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .expect("/proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS line")
+    }
+
+    /// `kill -9`, then reap.
+    async fn kill9(mut self) {
+        let status = std::process::Command::new("kill")
+            .args(["-9", &self.pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -9 {} failed", self.pid);
+        let _ = self.child.wait().await;
+    }
+
+    /// SIGTERM (graceful shutdown), SIGKILL if it takes more than 20 s.
+    async fn stop(mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        if tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.start_kill();
+            let _ = self.child.wait().await;
+        }
+    }
+}
+
+// ----- throughput and kill9 --------------------------------------------------
+
+#[derive(Default)]
+struct SenderReport {
+    /// Counters of the enqueues answered Ok.
+    answered: Vec<u64>,
+    latencies_us: Vec<f64>,
+    failed: u64,
+    first_error: Option<String>,
+    /// When the last enqueue was answered (before the connection closed).
+    finished: Option<Instant>,
+}
+
+async fn run_sender(
+    index: u32,
+    client: Client,
+    pair: Arc<Pair>,
+    start: Arc<Barrier>,
+    answered_count: Arc<AtomicU64>,
+    mut kill: watch::Receiver<bool>,
+) -> SenderReport {
+    let mut report = SenderReport::default();
+    start.wait().await;
+    let deadline = Instant::now() + RUN;
+    for counter in 0..MAX_PER_CLIENT {
+        if Instant::now() >= deadline || *kill.borrow() {
+            break;
+        }
+        let req = enqueue(
+            &pair.sender,
+            pair.receiver.identity,
+            pair.channel,
+            payload(index, counter),
+        );
+        let t = Instant::now();
+        let result = tokio::select! {
+            r = client.call(&req) => r,
+            // The server is gone: this enqueue stays unanswered.
+            _ = kill.changed() => break,
+        };
+        match result {
+            Ok(Response::Enqueue {
+                duplicate: false, ..
+            }) => {
+                report.latencies_us.push(us(t.elapsed()));
+                report.answered.push(counter);
+                answered_count.fetch_add(1, Ordering::Relaxed);
+            }
+            other => {
+                report.failed += 1;
+                if report.first_error.is_none() {
+                    report.first_error = Some(format!("{other:?}"));
+                }
+                if matches!(
+                    other,
+                    Err(ClientError::Connection(_) | ClientError::Timeout(_))
+                ) {
+                    break;
+                }
+            }
+        }
+    }
+    report.finished = Some(Instant::now());
+    client.close().await;
+    report
+}
+
+#[derive(Default)]
+struct ReceiverReport {
+    received: u64,
+    duplicates: u64,
+    foreign: u64,
+    last_at: Option<Instant>,
+    first_error: Option<String>,
+}
+
+/// Fetches (fetchWait) and acks until every answered enqueue of its sender
+/// arrived after the senders stopped, or [`DRAIN`] passed.
+async fn run_receiver(
+    index: u32,
+    client: Client,
+    pair: Arc<Pair>,
+    start: Arc<Barrier>,
+    answered_count: Arc<AtomicU64>,
+    senders_done: Arc<AtomicBool>,
+) -> ReceiverReport {
+    let mut report = ReceiverReport::default();
+    let mut seen = HashSet::new();
+    start.wait().await;
+    let give_up = Instant::now() + RUN + DRAIN;
+    while Instant::now() < give_up {
+        if senders_done.load(Ordering::Acquire)
+            && report.received >= answered_count.load(Ordering::Relaxed)
+        {
+            break;
+        }
+        let resp = client
+            .call(&Request::FetchWait {
+                auth: pair.receiver.token.clone(),
+                channel: None,
+                limit: 0,
+                timeout_ms: 250,
+            })
+            .await;
+        let mail = match resp {
+            Ok(Response::FetchWait(mail)) => mail,
+            other => {
+                report.first_error.get_or_insert(format!("{other:?}"));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if mail.is_empty() {
+            continue;
+        }
+        report.last_at = Some(Instant::now());
+        let seqs = mail.iter().map(|m| m.seq).collect();
+        for m in &mail {
+            match parse_payload(&m.payload) {
+                Some((s, c)) if s == index => {
+                    if seen.insert(c) {
+                        report.received += 1;
+                    } else {
+                        report.duplicates += 1;
+                    }
+                }
+                _ => report.foreign += 1,
+            }
+        }
+        if let Err(e) = client
+            .call(&Request::Ack {
+                auth: pair.receiver.token.clone(),
+                seqs,
+            })
+            .await
+        {
+            report.first_error.get_or_insert(format!("ack: {e}"));
+        }
+    }
+    client.close().await;
+    report
+}
+
+async fn throughput(base: &Baseline) {
+    let fixture = Fixture::new(PAIRS).await;
+    let server = ServerProcess::start(fixture.dir.path()).await;
+    let pairs: Vec<Arc<Pair>> = fixture.pairs.into_iter().map(Arc::new).collect();
+    let start = Arc::new(Barrier::new(2 * PAIRS + 1));
+    let senders_done = Arc::new(AtomicBool::new(false));
+    let (_kill, kill_rx) = watch::channel(false);
+    let mut senders = JoinSet::new();
+    let mut receivers = JoinSet::new();
+    for (i, pair) in pairs.iter().enumerate() {
+        let answered = Arc::new(AtomicU64::new(0));
+        senders.spawn(run_sender(
+            i as u32,
+            server.client().await,
+            pair.clone(),
+            start.clone(),
+            answered.clone(),
+            kill_rx.clone(),
+        ));
+        receivers.spawn(run_receiver(
+            i as u32,
+            server.client().await,
+            pair.clone(),
+            start.clone(),
+            answered,
+            senders_done.clone(),
+        ));
+    }
+    let server_pid = server.pid.to_string();
+    let (server_cpu, own_cpu) = (cpu_time(&server_pid), cpu_time("self"));
+    start.wait().await;
+    let t0 = Instant::now();
+    let mut sent = SenderReport::default();
+    while let Some(r) = senders.join_next().await {
+        let r = r.expect("sender task");
+        sent.answered.extend(r.answered);
+        sent.latencies_us.extend(r.latencies_us);
+        sent.failed += r.failed;
+        sent.first_error = sent.first_error.or(r.first_error);
+        sent.finished = sent.finished.max(r.finished);
+    }
+    let send_time = sent.finished.map_or_else(|| t0.elapsed(), |t| t - t0);
+    senders_done.store(true, Ordering::Release);
+    let mut got = ReceiverReport::default();
+    while let Some(r) = receivers.join_next().await {
+        let r = r.expect("receiver task");
+        got.received += r.received;
+        got.duplicates += r.duplicates;
+        got.foreign += r.foreign;
+        got.last_at = got.last_at.max(r.last_at);
+        got.first_error = got.first_error.or(r.first_error);
+    }
+    let wall = t0.elapsed();
+    let server_cpu = cpu_time(&server_pid).saturating_sub(server_cpu);
+    let own_cpu = cpu_time("self").saturating_sub(own_cpu);
+    server.stop().await;
+
+    let answered = sent.answered.len() as u64;
+    let delivered_in = got.last_at.map_or(send_time, |t| t - t0);
+    let rate = got.received as f64 / delivered_in.as_secs_f64();
+    let (p50, p99) = p50_p99(sent.latencies_us);
+    println!(
+        "throughput: qpq-server binary, {PAIRS} senders -> {PAIRS} receivers (fetchWait + ack), \
+         payload {} B padded, {:.1} s of sending",
+        payload(0, 0).len(),
+        send_time.as_secs_f64()
+    );
+    println!(
+        "throughput: enqueues answered Ok {answered} ({:.0}/s), failed {}{}; enqueue latency p50 {} p99 {}",
+        answered as f64 / send_time.as_secs_f64(),
+        sent.failed,
+        sent.first_error.map(|e| format!(" (first: {e})")).unwrap_or_default(),
+        show(p50),
+        show(p99)
+    );
+    println!(
+        "throughput: delivered (enqueued and fetched) {} in {:.2} s = {rate:.0} msg/s; \
+         missing {}, duplicates {}, foreign {}{}",
+        got.received,
+        delivered_in.as_secs_f64(),
+        answered.saturating_sub(got.received),
+        got.duplicates,
+        got.foreign,
+        got.first_error
+            .map(|e| format!(" (first receiver error: {e})"))
+            .unwrap_or_default()
+    );
+    println!(
+        "throughput: CPU over {:.1} s: qpq-server {}, load generator {}",
+        wall.as_secs_f64(),
+        cores(server_cpu, wall),
+        cores(own_cpu, wall)
+    );
+    let ratio = rate / base.rate;
+    println!(
+        "throughput: {rate:.0} msg/s vs bare quinn {:.0} req/s in this run = {ratio:.3}x \
+         (target >= 0.5x: {})",
+        base.rate,
+        verdict(ratio >= 0.5)
+    );
+}
+
+async fn kill9() {
+    let fixture = Fixture::new(PAIRS).await;
+    let server = ServerProcess::start(fixture.dir.path()).await;
+    let pairs: Vec<Arc<Pair>> = fixture.pairs.into_iter().map(Arc::new).collect();
+    let start = Arc::new(Barrier::new(PAIRS + 1));
+    let (kill, kill_rx) = watch::channel(false);
+    let mut senders = JoinSet::new();
+    for (i, pair) in pairs.iter().enumerate() {
+        let (index, client) = (i as u32, server.client().await);
+        let (pair, start, kill_rx) = (pair.clone(), start.clone(), kill_rx.clone());
+        senders.spawn(async move {
+            let count = Arc::new(AtomicU64::new(0));
+            let r = run_sender(index, client, pair, start, count, kill_rx).await;
+            (index, r)
+        });
+    }
+    start.wait().await;
+    tokio::time::sleep(KILL_AFTER).await;
+    server.kill9().await;
+    let _ = kill.send(true);
+    let mut answered: HashMap<u32, HashSet<u64>> = HashMap::new();
+    let mut latest: HashMap<u32, u64> = HashMap::new();
+    while let Some(r) = senders.join_next().await {
+        let (index, r) = r.expect("sender task");
+        latest.insert(index, r.answered.iter().max().map_or(0, |c| c + 1));
+        answered.insert(index, r.answered.into_iter().collect());
+    }
+    let total_answered: usize = answered.values().map(HashSet::len).sum();
+    println!(
+        "kill9: {PAIRS} senders, no receivers; kill -9 after {:.1} s with {total_answered} enqueues answered Ok",
+        KILL_AFTER.as_secs_f64()
+    );
+
+    let server = ServerProcess::start(fixture.dir.path()).await;
+    let (mut lost, mut duplicates, mut unanswered_stored, mut foreign) = (0usize, 0u64, 0u64, 0u64);
+    for (i, pair) in pairs.iter().enumerate() {
+        let index = i as u32;
+        let client = server.client().await;
+        let mut found: HashMap<u64, u32> = HashMap::new();
+        // Each round takes up to 500; bounded by what could be there.
+        let rounds = latest.get(&index).copied().unwrap_or(0) / 100 + 10;
+        for _ in 0..rounds {
+            let mail = fetch(&client, &pair.receiver).await;
+            if mail.is_empty() {
+                break;
+            }
+            for m in &mail {
+                match parse_payload(&m.payload) {
+                    Some((s, c)) if s == index => *found.entry(c).or_default() += 1,
+                    _ => foreign += 1,
+                }
+            }
+            let seqs = mail.iter().map(|m| m.seq).collect();
+            client
+                .call(&Request::Ack {
+                    auth: pair.receiver.token.clone(),
+                    seqs,
+                })
+                .await
+                .expect("ack after restart");
+        }
+        client.close().await;
+        let mine = answered.get(&index).cloned().unwrap_or_default();
+        lost += mine.iter().filter(|c| !found.contains_key(c)).count();
+        duplicates += found
+            .values()
+            .filter(|n| **n > 1)
+            .map(|n| u64::from(*n - 1))
+            .sum::<u64>();
+        unanswered_stored += found.keys().filter(|c| !mine.contains(c)).count() as u64;
+    }
+    server.stop().await;
+    println!(
+        "kill9: after restart: answered {total_answered}, lost {lost}, duplicates {duplicates}, \
+         stored but unanswered (in flight at the kill) {unanswered_stored}, foreign {foreign}"
+    );
+    println!(
+        "kill9: every answered enqueue fetched exactly once: {}",
+        verdict(lost == 0 && duplicates == 0 && foreign == 0)
+    );
+}
+
+async fn fetch(client: &Client, who: &Member) -> Vec<Envelope> {
+    match client
+        .call(&Request::Fetch {
+            auth: who.token.clone(),
+            channel: None,
+            limit: 0,
+        })
+        .await
+        .expect("fetch")
+    {
+        Response::Fetch(mail) => mail,
+        other => panic!("fetch: {other:?}"),
+    }
+}
+
+// ----- wake ----------------------------------------------------------------------
+
+async fn wake(base: &Baseline) {
+    let fixture = Fixture::new(1).await;
+    let server = ServerProcess::start(fixture.dir.path()).await;
+    let pair = fixture.pairs.first().expect("one pair");
+    let sender = server.client().await;
+    let receiver = Arc::new(server.client().await);
+    let (mut wake_us, mut end_to_end_us) = (Vec::new(), Vec::new());
+    let mut failures = 0u32;
+    for counter in 0..(WARMUP + WAKE_SAMPLES) as u64 {
+        let waiting = {
+            let (receiver, token) = (receiver.clone(), pair.receiver.token.clone());
+            tokio::spawn(async move {
+                let r = receiver
+                    .call(&Request::FetchWait {
+                        auth: token,
+                        channel: None,
+                        limit: 0,
+                        timeout_ms: 5_000,
+                    })
+                    .await;
+                (Instant::now(), r)
+            })
+        };
+        tokio::time::sleep(WAKE_ARM).await;
+        let req = enqueue(
+            &pair.sender,
+            pair.receiver.identity,
+            pair.channel,
+            payload(0, counter),
+        );
+        let t0 = Instant::now();
+        let sent = sender.call(&req).await;
+        let t1 = Instant::now();
+        let (t2, got) = waiting.await.expect("fetchWait task");
+        let mail = match (sent, got) {
+            (Ok(Response::Enqueue { .. }), Ok(Response::FetchWait(mail)))
+                if mail.len() == 1 && parse_payload(&mail[0].payload) == Some((0, counter)) =>
+            {
+                mail
+            }
+            (s, g) => {
+                failures += 1;
+                eprintln!("wake: sample {counter}: enqueue {s:?}, fetchWait {g:?}");
+                fetch(&receiver, &pair.receiver).await
+            }
+        };
+        let seqs = mail.iter().map(|m| m.seq).collect();
+        receiver
+            .call(&Request::Ack {
+                auth: pair.receiver.token.clone(),
+                seqs,
+            })
+            .await
+            .expect("ack");
+        if counter >= WARMUP as u64 {
+            // t2 may precede t1: the receiver can be told before the sender.
+            wake_us
+                .push(us(t2.saturating_duration_since(t1)) - us(t1.saturating_duration_since(t2)));
+            end_to_end_us.push(us(t2 - t0));
+        }
+    }
+    sender.close().await;
+    if let Ok(r) = Arc::try_unwrap(receiver) {
+        r.close().await;
+    }
+    server.stop().await;
+    let (w50, w99) = p50_p99(wake_us);
+    let (e50, e99) = p50_p99(end_to_end_us);
+    println!("wake: qpq-server binary, {WAKE_SAMPLES} samples, fetchWait parked {WAKE_ARM:?} before each enqueue, {failures} failed");
+    println!(
+        "wake: enqueue answer -> fetchWait answer p50 {} p99 {}",
+        show(w50),
+        show(w99)
+    );
+    println!(
+        "wake: enqueue sent -> fetchWait answer (end to end) p50 {} p99 {}",
+        show(e50),
+        show(e99)
+    );
+    println!(
+        "wake: bare quinn round trip in this run p50 {} p99 {}; target wake-up p99 <= bare p99 + 2 ms = {}: {} (end to end: {})",
+        show(base.rtt_p50_us),
+        show(base.rtt_p99_us),
+        show(base.rtt_p99_us + 2000.0),
+        verdict(w99 <= base.rtt_p99_us + 2000.0),
+        verdict(e99 <= base.rtt_p99_us + 2000.0)
+    );
+}
+
+// ----- idle connections ----------------------------------------------------------
+
+/// A client configuration trusting the server's self-signed certificate from
+/// its data directory (many connections share a few endpoints, which
+/// `Client` does not do).
+fn idle_client_config(data_dir: &Path) -> quinn::ClientConfig {
+    let pem = std::fs::read(data_dir.join("tls/cert.pem")).expect("server certificate");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots
+            .add(cert.expect("PEM certificate"))
+            .expect("usable root");
+    }
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(Arc::new(quicproquo_protocol::client::transport_config()));
+    config
+}
+
+/// Connects and completes one `health` request.
+async fn healthy_connection(
+    endpoint: quinn::Endpoint,
+    addr: SocketAddr,
+) -> Result<quinn::Connection, String> {
+    let work = async {
+        let conn = endpoint
+            .connect(addr, "localhost")
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        send.write_all(&encode_request(&Request::Health))
+            .await
+            .map_err(|e| e.to_string())?;
+        send.finish().map_err(|e| e.to_string())?;
+        let bytes = recv.read_to_end(4096).await.map_err(|e| e.to_string())?;
+        match quicproquo_protocol::wire::decode_response(&bytes) {
+            Ok(Response::Health { .. }) => Ok(conn),
+            other => Err(format!("health: {other:?}")),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), work)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
+async fn idle_connections() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerProcess::start(dir.path()).await;
+    let config = idle_client_config(dir.path());
+    let endpoints: Vec<quinn::Endpoint> = (0..IDLE_ENDPOINTS)
+        .map(|_| {
+            let mut e = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("endpoint");
+            e.set_default_client_config(config.clone());
+            e
+        })
+        .collect();
+    // One connection first, so lazily set-up state is in the "before" figure.
+    let first = healthy_connection(endpoints[0].clone(), server.addr)
+        .await
+        .expect("first connection");
+    tokio::time::sleep(IDLE_SETTLE).await;
+    let before = server.rss_kib();
+
+    let t = Instant::now();
+    let mut conns = Vec::with_capacity(IDLE_CONNECTIONS);
+    let mut failed = Vec::new();
+    let mut tasks = JoinSet::new();
+    for i in 0..IDLE_CONNECTIONS {
+        if tasks.len() >= IDLE_HANDSHAKES_IN_FLIGHT {
+            match tasks.join_next().await.expect("task").expect("join") {
+                Ok(c) => conns.push(c),
+                Err(e) => failed.push(e),
+            }
+        }
+        tasks.spawn(healthy_connection(
+            endpoints[i % IDLE_ENDPOINTS].clone(),
+            server.addr,
+        ));
+    }
+    while let Some(r) = tasks.join_next().await {
+        match r.expect("join") {
+            Ok(c) => conns.push(c),
+            Err(e) => failed.push(e),
+        }
+    }
+    let opened_in = t.elapsed();
+    tokio::time::sleep(IDLE_SETTLE).await;
+    let after = server.rss_kib();
+    let open = conns.iter().filter(|c| c.close_reason().is_none()).count();
+    let per = after.saturating_sub(before) as f64 / conns.len().max(1) as f64;
+    println!(
+        "idle-connections: {} connections over {IDLE_ENDPOINTS} client endpoints in {:.1} s \
+         ({} failed{}), {open} still open after {IDLE_SETTLE:?}",
+        conns.len(),
+        opened_in.as_secs_f64(),
+        failed.len(),
+        failed
+            .first()
+            .map(|e| format!(", first: {e}"))
+            .unwrap_or_default()
+    );
+    println!(
+        "idle-connections: server VmRSS {before} KiB before, {after} KiB after = {per:.1} KiB per connection \
+         (target <= 50 KiB: {})",
+        verdict(per <= 50.0 && conns.len() == IDLE_CONNECTIONS)
+    );
+    for c in conns.iter().chain([&first]) {
+        c.close(0u32.into(), b"done");
+    }
+    for e in &endpoints {
+        let _ = tokio::time::timeout(Duration::from_secs(5), e.wait_idle()).await;
+    }
+    server.stop().await;
+}

@@ -1,0 +1,567 @@
+//! Sending (durable in the outbox before `send` returns), draining the
+//! outbox when the server is reachable, and receiving: every message is
+//! processed and stored in one transaction before it is acknowledged to the
+//! server, so nothing received is lost and a redelivery is shown once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quicproquo_protocol::client::ClientError;
+use quicproquo_protocol::errors::ErrorCode;
+use quicproquo_protocol::ipc::error::IpcErrorCode;
+use quicproquo_protocol::ipc::notifications::{
+    DeliveryUpdate, MembershipChange, NewMessage, Notification,
+};
+use quicproquo_protocol::ipc::values::{
+    ConversationRef, DeliveryState, MembershipEvent, Message as IpcMessage, MessageId, MessageState,
+};
+use quicproquo_protocol::padding;
+use quicproquo_protocol::types::IdempotencyKey;
+use quicproquo_protocol::wire::{Envelope, Request, Response};
+
+use super::{conv_id, emit, err, internal, Agent, AgentResult};
+use crate::core::{Core, CoreError};
+use crate::db::messages::{self, Message, State};
+use crate::db::{conversations, now_ms, outbox, Id};
+use crate::link::{ConnState, Link, LinkError};
+use crate::mls::{classify, GroupId, Incoming, MlsError, Processed, ProposalKind};
+use crate::payload::{Payload, MAX_TEXT_BYTES};
+
+/// How long one `fetchWait` is held by the server.
+const FETCH_WAIT_MS: u32 = 25_000;
+
+pub(crate) fn ipc_message(m: &Message) -> IpcMessage {
+    IpcMessage {
+        id: MessageId(m.id.0),
+        conversation: conv_id(m.conversation),
+        sender: m.sender.clone(),
+        timestamp_ms: m.timestamp_ms,
+        text: m.text.clone(),
+        outgoing: m.outgoing,
+        state: match m.state {
+            State::Queued => MessageState::Queued,
+            State::Sent => MessageState::Sent,
+            State::Delivered => MessageState::Delivered,
+            State::Received => MessageState::Received,
+        },
+    }
+}
+
+/// What processing one envelope produced.
+enum Outcome {
+    Events(Vec<Notification>),
+    Joined(GroupId, Vec<Notification>),
+    CommitProposals(GroupId, Vec<Notification>),
+}
+
+impl Agent {
+    pub async fn send(
+        &self,
+        r: &ConversationRef,
+        text: &str,
+        confirm_changed_keys: bool,
+    ) -> AgentResult<IpcMessage> {
+        if text.trim().is_empty() {
+            return Err(err(
+                IpcErrorCode::InvalidInput,
+                "an empty message is not sent",
+            ));
+        }
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(err(
+                IpcErrorCode::InvalidInput,
+                format!(
+                    "the message is {} bytes; the limit is {MAX_TEXT_BYTES}",
+                    text.len()
+                ),
+            ));
+        }
+        let conv = self.find(r).await?;
+        if !conv.active {
+            return Err(err(
+                IpcErrorCode::NotFound,
+                format!("you are no longer a member of `{r}`"),
+            ));
+        }
+        let me = self.whoami().await?.username;
+        let text = text.to_owned();
+        let conv_id_ = conv.id;
+        let group = conv.group_id.clone();
+        let (msg, ev) = self
+            .core()?
+            .run(move |c| {
+                c.atomically(|c| -> Result<_, SendError> {
+                    if !confirm_changed_keys {
+                        if let Some(g) = GroupId::from_slice(&group) {
+                            if let Ok(members) = c.engine()?.members(g) {
+                                for m in members {
+                                    if let Some(k) = conversations::contact(c.db(), m.username.as_str())? {
+                                        if k.key_changed {
+                                            return Err(SendError::Changed(m.username.to_string()));
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    let m = Message {
+                        id: Id::random(),
+                        conversation: conv_id_,
+                        sender: me,
+                        timestamp_ms: now_ms(),
+                        text,
+                        outgoing: true,
+                        state: State::Queued,
+                    };
+                    messages::insert(c.db(), &m)?;
+                    let body = Payload::text(m.id, m.timestamp_ms, &m.text).encode();
+                    outbox::push(c.db(), conv_id_, &body, Some(m.id), now_ms())?;
+                    conversations::touch(c.db(), conv_id_, m.timestamp_ms)?;
+                    let ev = emit(c, |seq| {
+                        Notification::Message(NewMessage {
+                            seq,
+                            message: ipc_message(&m),
+                        })
+                    })?;
+                    Ok((m, ev))
+                })
+            })
+            .await
+            .map_err(|e| match e {
+                SendError::Changed(u) => err(
+                    IpcErrorCode::IdentityChanged,
+                    format!("the identity key of `{u}` changed: compare safety numbers (verify {u}), then resend with confirmation"),
+                ),
+                SendError::Core(c) => c.into(),
+            })?;
+        self.publish(vec![ev]);
+        self.outbox_kick.notify_one();
+        Ok(ipc_message(&msg))
+    }
+
+    /// Queues a payload that is not a chat message (a conversation's meta).
+    pub(crate) async fn queue_payload(
+        &self,
+        conv: Id,
+        body: Vec<u8>,
+        message_id: Option<Id>,
+    ) -> AgentResult<()> {
+        self.core()?
+            .run(move |c| outbox::push(c.db(), conv, &body, message_id, now_ms()))
+            .await
+            .map_err(internal)?;
+        self.outbox_kick.notify_one();
+        Ok(())
+    }
+
+    pub async fn history(
+        &self,
+        r: &ConversationRef,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> AgentResult<Vec<IpcMessage>> {
+        let conv = self.find(r).await?;
+        let before = before.map(|m| Id(m.0));
+        self.core()?
+            .run(move |c| messages::history(c.db(), conv.id, before, limit))
+            .await
+            .map(|ms| ms.iter().map(ipc_message).collect())
+            .map_err(internal)
+    }
+
+    pub async fn search(
+        &self,
+        query: &str,
+        r: Option<&ConversationRef>,
+        limit: u32,
+    ) -> AgentResult<Vec<IpcMessage>> {
+        let conv = match r {
+            Some(r) => Some(self.find(r).await?.id),
+            None => None,
+        };
+        let q = query.to_owned();
+        self.core()?
+            .run(move |c| messages::search(c.db(), &q, conv, limit))
+            .await
+            .map(|ms| ms.iter().map(ipc_message).collect())
+            .map_err(internal)
+    }
+
+    pub async fn read(&self, r: &ConversationRef, up_to: Option<MessageId>) -> AgentResult<u64> {
+        let conv = self.find(r).await?;
+        let up_to = up_to.map(|m| Id(m.0));
+        self.core()?
+            .run(move |c| -> rusqlite::Result<u64> {
+                messages::mark_read(c.db(), conv.id, up_to)?;
+                messages::unread(c.db(), conv.id)
+            })
+            .await
+            .map_err(internal)
+    }
+
+    /// Drains the outbox whenever something is queued or the link comes up.
+    pub(crate) async fn outbox_loop(self: Arc<Self>, link: Link) {
+        let mut shutdown = self.shutdown_signal();
+        loop {
+            if link.state() == ConnState::Online {
+                if let Err(e) = self.drain_outbox().await {
+                    tracing::debug!(error = %e.message, "outbox paused");
+                }
+            }
+            tokio::select! {
+                _ = self.outbox_kick.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    async fn drain_outbox(&self) -> AgentResult<()> {
+        let core = self.core()?.clone();
+        while let Some(entry) = core
+            .run(|c| outbox::first(c.db()))
+            .await
+            .map_err(internal)?
+        {
+            let conv_id_ = entry.conversation;
+            let conv = core
+                .run(move |c| conversations::by_id(c.db(), conv_id_))
+                .await
+                .map_err(internal)?;
+            let Some(group) = conv
+                .as_ref()
+                .filter(|c| c.active)
+                .and_then(|c| GroupId::from_slice(&c.group_id))
+            else {
+                let seq = entry.seq;
+                core.run(move |c| outbox::remove(c.db(), seq))
+                    .await
+                    .map_err(internal)?;
+                continue;
+            };
+            let lock = self.group_lock(&group.0);
+            let guard = lock.lock().await;
+            let recipients = self.others(group).await?;
+            let body = entry.body.clone();
+            let encrypted = core
+                .run(move |c| c.engine()?.encrypt(group, &body).map_err(CoreError::from))
+                .await;
+            let ciphertext = match encrypted {
+                Ok(ct) => ct,
+                Err(CoreError::Mls(MlsError::PendingProposals(_))) => {
+                    drop(guard);
+                    self.commit(group, &[], move |c| {
+                        c.engine()?
+                            .commit_pending_proposals(group)
+                            .map_err(CoreError::from)
+                    })
+                    .await?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let sent = if recipients.is_empty() {
+                Ok(false)
+            } else {
+                self.deliver(
+                    &recipients,
+                    &ciphertext,
+                    IdempotencyKey(entry.idempotency_key),
+                )
+                .await
+            };
+            drop(guard);
+            match sent {
+                Ok(_) => {
+                    let seq = entry.seq;
+                    let mid = entry.message_id;
+                    let ev = core
+                        .run(move |c| {
+                            c.atomically(|c| -> rusqlite::Result<Option<Notification>> {
+                                outbox::remove(c.db(), seq)?;
+                                let Some(mid) = mid else { return Ok(None) };
+                                messages::set_state(c.db(), mid, State::Sent)?;
+                                Ok(Some(emit(c, |seq| {
+                                    Notification::Delivery(DeliveryUpdate {
+                                        seq,
+                                        conversation: conv_id(conv_id_),
+                                        id: MessageId(mid.0),
+                                        state: DeliveryState::Sent,
+                                    })
+                                })?))
+                            })
+                        })
+                        .await
+                        .map_err(internal)?;
+                    self.publish(ev.into_iter().collect());
+                }
+                Err(LinkError::Call(ClientError::Server(w)))
+                    if w.code != ErrorCode::QueueFull && w.code != ErrorCode::RateLimited =>
+                {
+                    // Refused for good (e.g. no longer authorized): drop it
+                    // rather than block everything behind it.
+                    tracing::warn!(code = %w.code, "an outgoing message was refused by the server");
+                    let seq = entry.seq;
+                    core.run(move |c| outbox::remove(c.db(), seq))
+                        .await
+                        .map_err(internal)?;
+                }
+                Err(e) => return Err(super::from_link(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Long-polls the mailbox and processes what arrives, in order.
+    pub(crate) async fn receive_loop(self: Arc<Self>, link: Link) {
+        let mut shutdown = self.shutdown_signal();
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            if link.state() != ConnState::Online {
+                let mut w = link.watch();
+                tokio::select! {
+                    _ = w.wait_for(|s| *s == ConnState::Online) => {}
+                    _ = shutdown.changed() => return,
+                }
+                continue;
+            }
+            let Ok(token) = self.token().await else {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            };
+            let wait = Request::FetchWait {
+                auth: token.clone(),
+                channel: None,
+                limit: 100,
+                timeout_ms: FETCH_WAIT_MS,
+            };
+            let fetched = tokio::select! {
+                r = link.call(&wait) => r,
+                _ = shutdown.changed() => return,
+            };
+            let mail = match fetched {
+                Ok(Response::FetchWait(m)) => m,
+                Ok(other) => {
+                    tracing::warn!(?other, "unexpected answer to fetchWait");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "fetchWait failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            if mail.is_empty() {
+                continue;
+            }
+            let mut seqs = Vec::with_capacity(mail.len());
+            for env in mail {
+                seqs.push(env.seq);
+                match self.process(&env).await {
+                    Ok(Outcome::Events(ev)) => self.publish(ev),
+                    Ok(Outcome::Joined(g, ev)) => {
+                        self.publish(ev);
+                        self.spawn_self_update(g);
+                    }
+                    Ok(Outcome::CommitProposals(g, ev)) => {
+                        self.publish(ev);
+                        self.spawn_commit_proposals(g);
+                    }
+                    Err(e) => {
+                        tracing::warn!(seq = env.seq, error = %e, "an incoming message could not be processed")
+                    }
+                }
+            }
+            // Stored (or found unprocessable) before acknowledged.
+            if let Err(e) = link.call(&Request::Ack { auth: token, seqs }).await {
+                tracing::debug!(error = %e, "ack failed; the mail will be redelivered and de-duplicated");
+            }
+        }
+    }
+
+    async fn process(&self, env: &Envelope) -> Result<Outcome, String> {
+        let bytes = padding::unpad(&env.payload)
+            .map_err(|e| e.to_string())?
+            .to_vec();
+        let kind = classify(&bytes).map_err(|e| e.to_string())?;
+        match kind {
+            Incoming::Welcome => {
+                let core = self.core().map_err(|e| e.message)?;
+                core.run(move |c| join(c, &bytes))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Incoming::Group { group, content, .. } => {
+                let lock = self.group_lock(&group.0);
+                let _guard = match content {
+                    crate::mls::ContentType::Application => None,
+                    _ => Some(lock.lock().await),
+                };
+                let core = self.core().map_err(|e| e.message)?;
+                core.run(move |c| process_group(c, group, &bytes))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            other => Err(format!("unexpected message kind {other:?}")),
+        }
+    }
+}
+
+enum SendError {
+    Changed(String),
+    Core(CoreError),
+}
+
+impl From<rusqlite::Error> for SendError {
+    fn from(e: rusqlite::Error) -> Self {
+        SendError::Core(e.into())
+    }
+}
+
+impl From<CoreError> for SendError {
+    fn from(e: CoreError) -> Self {
+        SendError::Core(e)
+    }
+}
+
+fn join(c: &mut Core, welcome: &[u8]) -> Result<Outcome, CoreError> {
+    c.atomically(|c| {
+        let joined = c.engine()?.join(welcome)?;
+        let conv = conversations::Conversation {
+            id: Id::random(),
+            kind: conversations::Kind::Group,
+            name: format!("group-{}", &joined.group.to_hex()[..8]),
+            group_id: joined.group.0.to_vec(),
+            peer: None,
+            ciphersuite: if joined.suite == crate::mls::Suite::Classic {
+                "classic"
+            } else {
+                "hybrid"
+            }
+            .into(),
+            last_activity_ms: now_ms(),
+            active: true,
+        };
+        conversations::insert(c.db(), &conv, now_ms())?;
+        let members = joined
+            .members
+            .iter()
+            .map(|m| m.username.to_string())
+            .collect();
+        let ev = emit(c, |seq| {
+            Notification::Membership(MembershipChange {
+                seq,
+                conversation: conv_id(conv.id),
+                event: MembershipEvent::Joined,
+                members,
+                by: joined.inviter.username.to_string(),
+            })
+        })?;
+        Ok(Outcome::Joined(joined.group, vec![ev]))
+    })
+}
+
+fn process_group(c: &mut Core, group: GroupId, bytes: &[u8]) -> Result<Outcome, CoreError> {
+    c.atomically(|c| {
+        let conv = conversations::by_group(c.db(), &group.0)?;
+        let processed = match c.engine()?.process(bytes) {
+            Ok(p) => p,
+            Err(e @ (MlsError::TooOld { .. } | MlsError::Replay(_) | MlsError::StaleHandshake { .. })) => {
+                tracing::info!(error = %e, "skipped a message");
+                return Ok(Outcome::Events(Vec::new()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Some(conv) = conv else {
+            return Ok(Outcome::Events(Vec::new()));
+        };
+        match processed {
+            Processed::Application { sender, plaintext, .. } => match Payload::decode(&plaintext) {
+                Ok(Payload::Text { id, ts, text }) => {
+                    let Some(id) = Id::parse_hex(&id) else {
+                        return Ok(Outcome::Events(Vec::new()));
+                    };
+                    let m = Message {
+                        id,
+                        conversation: conv.id,
+                        sender: sender.username.to_string(),
+                        timestamp_ms: ts,
+                        text,
+                        outgoing: false,
+                        state: State::Received,
+                    };
+                    if !messages::insert(c.db(), &m)? {
+                        return Ok(Outcome::Events(Vec::new()));
+                    }
+                    conversations::touch(c.db(), conv.id, now_ms())?;
+                    let ev = emit(c, |seq| {
+                        Notification::Message(NewMessage {
+                            seq,
+                            message: ipc_message(&m),
+                        })
+                    })?;
+                    Ok(Outcome::Events(vec![ev]))
+                }
+                Ok(Payload::Meta { kind, name }) => {
+                    if kind == "dm" {
+                        let peer = sender.username.to_string();
+                        let taken = conversations::dm_with(c.db(), &peer)?.is_some_and(|d| d.id != conv.id);
+                        if !taken {
+                            c.db().execute(
+                                "UPDATE conversations SET kind = 'dm', name = ?2, peer = ?3 WHERE id = ?1",
+                                rusqlite::params![conv.id, format!("@{peer}"), peer],
+                            )?;
+                        }
+                    } else if conv.kind == conversations::Kind::Group {
+                        c.db().execute(
+                            "UPDATE conversations SET name = ?2 WHERE id = ?1",
+                            rusqlite::params![conv.id, name],
+                        )?;
+                    }
+                    Ok(Outcome::Events(Vec::new()))
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "ignored an application message of unknown form");
+                    Ok(Outcome::Events(Vec::new()))
+                }
+            },
+            Processed::Commit(s) => {
+                let mut events = Vec::new();
+                let by = s.committer.username.to_string();
+                let mut push = |c: &Core, event: MembershipEvent, members: Vec<String>| -> rusqlite::Result<()> {
+                    if members.is_empty() {
+                        return Ok(());
+                    }
+                    let by = by.clone();
+                    events.push(emit(c, |seq| {
+                        Notification::Membership(MembershipChange {
+                            seq,
+                            conversation: conv_id(conv.id),
+                            event,
+                            members,
+                            by,
+                        })
+                    })?);
+                    Ok(())
+                };
+                push(c, MembershipEvent::Added, s.added.iter().map(|m| m.username.to_string()).collect())?;
+                push(c, MembershipEvent::Removed, s.removed.iter().map(|m| m.username.to_string()).collect())?;
+                if s.added.is_empty() && s.removed.is_empty() {
+                    push(c, MembershipEvent::Rekeyed, vec![s.committer.username.to_string()])?;
+                }
+                if s.we_were_removed {
+                    conversations::set_active(c.db(), conv.id, false)?;
+                }
+                conversations::touch(c.db(), conv.id, now_ms())?;
+                Ok(Outcome::Events(events))
+            }
+            Processed::Proposal { kind, .. } => match kind {
+                ProposalKind::Remove(_) | ProposalKind::Update => Ok(Outcome::CommitProposals(group, Vec::new())),
+                ProposalKind::Add(_) => Ok(Outcome::Events(Vec::new())),
+            },
+            Processed::Own { .. } => Ok(Outcome::Events(Vec::new())),
+        }
+    })
+}

@@ -1,0 +1,594 @@
+//! DMs and groups: creating them, changing membership, re-keying, leaving.
+//!
+//! Every commit follows the same path ([`Agent::commit`]): build it, have the
+//! server accept it (it orders commits per group epoch), merge it, and only
+//! then deliver the Welcome. A commit refused as stale (E033) is discarded,
+//! the winning commit is processed as it arrives, and the change is built
+//! again on the new epoch — without the user doing anything.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quicproquo_protocol::errors::ErrorCode;
+use quicproquo_protocol::ipc::error::{ErrorObject, IpcErrorCode};
+use quicproquo_protocol::ipc::methods::GroupCreateParams;
+use quicproquo_protocol::ipc::notifications::{MembershipChange, Notification};
+use quicproquo_protocol::ipc::values::{
+    Ciphersuite, Conversation as IpcConversation, ConversationRef, MembershipEvent,
+};
+use quicproquo_protocol::padding;
+use quicproquo_protocol::types::{ChannelId, IdempotencyKey, IdentityKey, Username};
+use quicproquo_protocol::wire::{Delivery, Request, Response, UserRef};
+
+use super::{conv_id, emit, err, from_link, internal, Agent, AgentResult};
+use crate::core::{Core, CoreError};
+use crate::db::conversations::{self, Conversation, Kind};
+use crate::db::{now_ms, Id};
+use crate::link::LinkError;
+use crate::mls::{CommitSummary, GroupId, MlsError, Staged, Suite, Who};
+use crate::payload::Payload;
+
+/// Attempts at a membership change that keeps losing the epoch race.
+const COMMIT_ATTEMPTS: usize = 5;
+
+fn idem() -> IdempotencyKey {
+    IdempotencyKey(Id::random().0)
+}
+
+fn mls_err(e: MlsError) -> ErrorObject {
+    match e {
+        MlsError::NotMember(_) => err(
+            IpcErrorCode::NotFound,
+            "you are no longer a member of this conversation",
+        ),
+        other => err(IpcErrorCode::Internal, other.to_string()),
+    }
+}
+
+impl Agent {
+    /// The DM channel with `user`, created on first use and kept.
+    pub(crate) async fn channel_to(
+        &self,
+        user: &Username,
+        identity: IdentityKey,
+    ) -> AgentResult<ChannelId> {
+        let name = user.to_string();
+        let cached = self
+            .core()?
+            .run(move |c| conversations::contact(c.db(), &name))
+            .await
+            .map_err(internal)?
+            .filter(|k| k.identity == identity.0)
+            .and_then(|k| k.channel);
+        if let Some(c) = cached {
+            return Ok(ChannelId(c));
+        }
+        let link = self.online_link().await?;
+        let r = link
+            .call(&Request::CreateChannel {
+                auth: self.token().await?,
+                peer: identity,
+            })
+            .await
+            .map_err(from_link)?;
+        let Response::CreateChannel { channel } = r else {
+            return Err(internal("unexpected answer to createChannel"));
+        };
+        let name = user.to_string();
+        self.core()?
+            .run(move |c| -> rusqlite::Result<()> {
+                conversations::pin_identity(c.db(), &name, identity.as_bytes())?;
+                conversations::set_channel(c.db(), &name, channel.as_bytes())
+            })
+            .await
+            .map_err(internal)?;
+        Ok(channel)
+    }
+
+    /// One payload to several members, each through our DM channel with them.
+    pub(crate) async fn deliver(
+        &self,
+        to: &[(Username, IdentityKey)],
+        mls_message: &[u8],
+        key: IdempotencyKey,
+    ) -> Result<bool, LinkError> {
+        let mut deliveries = Vec::with_capacity(to.len());
+        for (u, k) in to {
+            let channel = self
+                .channel_to(u, *k)
+                .await
+                .map_err(|_| LinkError::Offline)?;
+            deliveries.push(Delivery {
+                recipient: *k,
+                channel: Some(channel),
+            });
+        }
+        let link = self.link().await.map_err(|_| LinkError::Offline)?;
+        let r = link
+            .call(&Request::Enqueue {
+                auth: self.token().await.map_err(|_| LinkError::Offline)?,
+                deliveries,
+                payload: padding::pad(mls_message),
+                idempotency_key: key,
+            })
+            .await?;
+        Ok(matches!(
+            r,
+            Response::Enqueue {
+                duplicate: true,
+                ..
+            }
+        ))
+    }
+
+    /// The other members of a group (who receive what we send to it).
+    pub(crate) async fn others(&self, group: GroupId) -> AgentResult<Vec<(Username, IdentityKey)>> {
+        self.core()?
+            .run(move |c| -> Result<_, CoreError> {
+                let e = c.engine()?;
+                let me = e.identity_key();
+                Ok(e.members(group)?
+                    .into_iter()
+                    .filter(|m| m.identity != me)
+                    .map(|m| (m.username, m.identity))
+                    .collect())
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    /// Builds a commit with `build`, has the server accept it, merges it and
+    /// delivers its Welcome; retries on a lost epoch race.
+    pub(crate) async fn commit(
+        &self,
+        group: GroupId,
+        welcome_to: &[(Username, IdentityKey)],
+        build: impl Fn(&mut Core) -> Result<Staged, CoreError> + Send + Sync + Clone + 'static,
+    ) -> AgentResult<CommitSummary> {
+        let lock = self.group_lock(&group.0);
+        for attempt in 1..=COMMIT_ATTEMPTS {
+            let guard = lock.lock().await;
+            let recipients = self.others(group).await?;
+            let b = build.clone();
+            let staged = self.core()?.run(move |c| b(c)).await?;
+            let outcome = self.deliver(&recipients, &staged.commit, idem()).await;
+            match outcome {
+                Ok(_) => {
+                    let summary = self
+                        .core()?
+                        .run(move |c| c.engine()?.merge_pending(group).map_err(CoreError::from))
+                        .await?;
+                    drop(guard);
+                    if let Some(w) = staged.welcome {
+                        self.deliver(welcome_to, &w, idem())
+                            .await
+                            .map_err(from_link)?;
+                    }
+                    return Ok(summary);
+                }
+                Err(LinkError::Call(quicproquo_protocol::client::ClientError::Server(w)))
+                    if w.code == ErrorCode::StaleCommit =>
+                {
+                    self.core()?
+                        .run(move |c| c.engine()?.clear_pending(group).map_err(CoreError::from))
+                        .await?;
+                    drop(guard);
+                    tracing::info!(attempt, group = %group.to_hex(), "commit lost the epoch race; re-basing");
+                    self.wait_for_epoch_after(group, staged.epoch).await;
+                }
+                Err(e) => {
+                    let _ = self
+                        .core()?
+                        .run(move |c| c.engine()?.clear_pending(group).map_err(CoreError::from))
+                        .await;
+                    return Err(from_link(e));
+                }
+            }
+        }
+        Err(err(
+            IpcErrorCode::ServerRefused,
+            "the group kept changing; the change was not made, try again",
+        ))
+    }
+
+    /// Waits (bounded) until the receive loop has processed a commit past
+    /// `epoch` in `group`.
+    async fn wait_for_epoch_after(&self, group: GroupId, epoch: crate::mls::Epoch) {
+        let Ok(core) = self.core() else { return };
+        for _ in 0..100 {
+            let now = core
+                .run(move |c| c.engine().ok().and_then(|e| e.epoch(group).ok()))
+                .await;
+            if now.is_some_and(|e| e > epoch) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Fetches one key package per user (pinning their identity keys).
+    async fn key_packages(
+        &self,
+        users: &[String],
+    ) -> AgentResult<Vec<(Username, IdentityKey, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let me = self.whoami().await?.username;
+        for name in users {
+            if name == &me {
+                return Err(err(IpcErrorCode::InvalidInput, "you are already a member"));
+            }
+            let (u, k) = self.resolve_contact(name).await?;
+            let link = self.online_link().await?;
+            let r = link
+                .call(&Request::FetchKeyPackage {
+                    auth: self.token().await?,
+                    target: UserRef::Identity(k),
+                })
+                .await
+                .map_err(from_link)?;
+            let Response::FetchKeyPackage { key_package, .. } = r else {
+                return Err(internal("unexpected answer to fetchKeyPackage"));
+            };
+            out.push((u, k, key_package));
+        }
+        Ok(out)
+    }
+
+    /// Sends the conversation's kind and name to its members (new members
+    /// learn it right after their Welcome).
+    async fn send_meta(&self, conv: &Conversation) -> AgentResult<()> {
+        let meta = Payload::Meta {
+            kind: conv.kind.as_str().into(),
+            name: conv.name.clone(),
+        };
+        self.queue_payload(conv.id, meta.encode(), None).await
+    }
+
+    async fn create(
+        &self,
+        kind: Kind,
+        name: String,
+        peer: Option<String>,
+        members: &[String],
+        suite: Suite,
+    ) -> AgentResult<IpcConversation> {
+        let kps = self.key_packages(members).await?;
+        let group = self
+            .core()?
+            .run(move |c| c.engine()?.create_group(suite).map_err(CoreError::from))
+            .await?;
+        let packages: Vec<Vec<u8>> = kps.iter().map(|k| k.2.clone()).collect();
+        let welcome_to: Vec<(Username, IdentityKey)> =
+            kps.iter().map(|k| (k.0.clone(), k.1)).collect();
+        let summary = self
+            .commit(group, &welcome_to, move |c| {
+                c.engine()?
+                    .add_members(group, &packages)
+                    .map_err(CoreError::from)
+            })
+            .await;
+        let summary = match summary {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = self
+                    .core()?
+                    .run(move |c| c.engine()?.forget(group).map_err(CoreError::from))
+                    .await;
+                return Err(e);
+            }
+        };
+        let conv = Conversation {
+            id: Id::random(),
+            kind,
+            name,
+            group_id: group.0.to_vec(),
+            peer,
+            ciphersuite: if suite == Suite::Classic {
+                "classic"
+            } else {
+                "hybrid"
+            }
+            .into(),
+            last_activity_ms: now_ms(),
+            active: true,
+        };
+        let stored = conv.clone();
+        let added: Vec<String> = summary
+            .added
+            .iter()
+            .map(|m| m.username.to_string())
+            .collect();
+        let (view, ev) = self
+            .core()?
+            .run(move |c| {
+                c.atomically(|c| -> Result<_, CoreError> {
+                    conversations::insert(c.db(), &stored, now_ms())?;
+                    let ev = emit(c, |seq| {
+                        Notification::Membership(MembershipChange {
+                            seq,
+                            conversation: conv_id(stored.id),
+                            event: MembershipEvent::Added,
+                            members: added.clone(),
+                            by: c
+                                .engine_ref()
+                                .map(|e| e.username().to_string())
+                                .unwrap_or_default(),
+                        })
+                    })?;
+                    Ok((Agent::view(c, &stored)?, ev))
+                })
+            })
+            .await?;
+        self.publish(vec![ev]);
+        self.send_meta(&conv).await?;
+        Ok(view)
+    }
+
+    pub async fn dm_open(&self, user: &str) -> AgentResult<IpcConversation> {
+        let name = user.trim_start_matches('@').to_string();
+        let key = name.clone();
+        let existing = self
+            .core()?
+            .run(move |c| -> Result<_, CoreError> {
+                match conversations::dm_with(c.db(), &key)? {
+                    Some(conv) => Ok(Some(Agent::view(c, &conv)?)),
+                    None => Ok(None),
+                }
+            })
+            .await?;
+        if let Some(v) = existing {
+            return Ok(v);
+        }
+        self.create(
+            Kind::Dm,
+            format!("@{name}"),
+            Some(name.clone()),
+            &[name],
+            Suite::Hybrid,
+        )
+        .await
+    }
+
+    pub async fn group_create(&self, p: GroupCreateParams) -> AgentResult<IpcConversation> {
+        if p.name.trim().is_empty() || p.name.starts_with('@') {
+            return Err(err(
+                IpcErrorCode::InvalidInput,
+                "a group name must not be empty or start with `@`",
+            ));
+        }
+        let suite = match p.ciphersuite {
+            Ciphersuite::Hybrid => Suite::Hybrid,
+            Ciphersuite::Classic => Suite::Classic,
+        };
+        if p.members.is_empty() {
+            let group = self
+                .core()?
+                .run(move |c| c.engine()?.create_group(suite).map_err(CoreError::from))
+                .await?;
+            let conv = Conversation {
+                id: Id::random(),
+                kind: Kind::Group,
+                name: p.name,
+                group_id: group.0.to_vec(),
+                peer: None,
+                ciphersuite: if suite == Suite::Classic {
+                    "classic"
+                } else {
+                    "hybrid"
+                }
+                .into(),
+                last_activity_ms: now_ms(),
+                active: true,
+            };
+            return self
+                .core()?
+                .run(move |c| -> Result<_, CoreError> {
+                    conversations::insert(c.db(), &conv, now_ms())?;
+                    Agent::view(c, &conv)
+                })
+                .await
+                .map_err(Into::into);
+        }
+        self.create(Kind::Group, p.name, None, &p.members, suite)
+            .await
+    }
+
+    async fn group_of(&self, r: &ConversationRef) -> AgentResult<(Conversation, GroupId)> {
+        let conv = self.find(r).await?;
+        if !conv.active {
+            return Err(err(
+                IpcErrorCode::NotFound,
+                format!("you are no longer a member of `{r}`"),
+            ));
+        }
+        let g = GroupId::from_slice(&conv.group_id).ok_or_else(|| internal("bad group id"))?;
+        Ok((conv, g))
+    }
+
+    async fn membership(
+        &self,
+        conv: &Conversation,
+        event: MembershipEvent,
+        members: Vec<String>,
+    ) -> AgentResult<IpcConversation> {
+        let conv = conv.clone();
+        let (view, ev) = self
+            .core()?
+            .run(move |c| -> Result<_, CoreError> {
+                let by = c
+                    .engine_ref()
+                    .map(|e| e.username().to_string())
+                    .unwrap_or_default();
+                let ev = emit(c, |seq| {
+                    Notification::Membership(MembershipChange {
+                        seq,
+                        conversation: conv_id(conv.id),
+                        event,
+                        members: members.clone(),
+                        by,
+                    })
+                })?;
+                conversations::touch(c.db(), conv.id, now_ms())?;
+                Ok((Agent::view(c, &conv)?, ev))
+            })
+            .await?;
+        self.publish(vec![ev]);
+        Ok(view)
+    }
+
+    pub async fn group_add(
+        &self,
+        r: &ConversationRef,
+        members: &[String],
+    ) -> AgentResult<IpcConversation> {
+        let (conv, group) = self.group_of(r).await?;
+        if conv.kind == Kind::Dm {
+            return Err(err(
+                IpcErrorCode::InvalidInput,
+                "a DM has exactly two members; create a group",
+            ));
+        }
+        let kps = self.key_packages(members).await?;
+        let packages: Vec<Vec<u8>> = kps.iter().map(|k| k.2.clone()).collect();
+        let welcome_to: Vec<(Username, IdentityKey)> =
+            kps.iter().map(|k| (k.0.clone(), k.1)).collect();
+        let summary = self
+            .commit(group, &welcome_to, move |c| {
+                c.engine()?
+                    .add_members(group, &packages)
+                    .map_err(CoreError::from)
+            })
+            .await?;
+        let added = summary
+            .added
+            .iter()
+            .map(|m| m.username.to_string())
+            .collect();
+        let view = self
+            .membership(&conv, MembershipEvent::Added, added)
+            .await?;
+        self.send_meta(&conv).await?;
+        Ok(view)
+    }
+
+    pub async fn group_remove(
+        &self,
+        r: &ConversationRef,
+        members: &[String],
+    ) -> AgentResult<IpcConversation> {
+        let (conv, group) = self.group_of(r).await?;
+        if conv.kind == Kind::Dm {
+            return Err(err(
+                IpcErrorCode::InvalidInput,
+                "cannot remove a member from a DM",
+            ));
+        }
+        let mut who = Vec::new();
+        for m in members {
+            who.push(Who::Username(
+                Username::parse(m).map_err(|e| err(IpcErrorCode::InvalidInput, e.to_string()))?,
+            ));
+        }
+        let current = self.others(group).await?;
+        for w in &who {
+            if let Who::Username(u) = w {
+                if !current.iter().any(|(cu, _)| cu == u) {
+                    return Err(err(
+                        IpcErrorCode::NotFound,
+                        format!("`{u}` is not a member"),
+                    ));
+                }
+            }
+        }
+        let summary = self
+            .commit(group, &[], move |c| {
+                c.engine()?
+                    .remove_members(group, &who)
+                    .map_err(CoreError::from)
+            })
+            .await?;
+        let removed = summary
+            .removed
+            .iter()
+            .map(|m| m.username.to_string())
+            .collect();
+        self.membership(&conv, MembershipEvent::Removed, removed)
+            .await
+    }
+
+    pub async fn group_rekey(&self, r: &ConversationRef) -> AgentResult<u64> {
+        let (conv, group) = self.group_of(r).await?;
+        self.commit(group, &[], move |c| {
+            c.engine()?.self_update(group).map_err(CoreError::from)
+        })
+        .await?;
+        let me = self.whoami().await?.username;
+        self.membership(&conv, MembershipEvent::Rekeyed, vec![me])
+            .await?;
+        let epoch = self
+            .core()?
+            .run(move |c| c.engine()?.epoch(group).map_err(CoreError::from))
+            .await?;
+        Ok(epoch.0)
+    }
+
+    pub async fn group_leave(&self, r: &ConversationRef) -> AgentResult<()> {
+        let (conv, group) = self.group_of(r).await?;
+        let recipients = self.others(group).await?;
+        let proposal = self
+            .core()?
+            .run(move |c| c.engine()?.leave(group).map_err(CoreError::from))
+            .await
+            .map_err(|e| match e {
+                CoreError::Mls(m) => mls_err(m),
+                other => other.into(),
+            })?;
+        self.deliver(&recipients, &proposal, idem())
+            .await
+            .map_err(from_link)?;
+        let id = conv.id;
+        self.core()?
+            .run(move |c| conversations::set_active(c.db(), id, false))
+            .await
+            .map_err(internal)?;
+        let me = self.whoami().await?.username;
+        self.membership(&conv, MembershipEvent::Left, vec![me])
+            .await?;
+        Ok(())
+    }
+
+    /// Keeps the arc alive for spawned work.
+    pub(crate) fn spawn_self_update(self: &Arc<Self>, group: GroupId) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            // A joiner's leaf keys come from a published key package: replace
+            // them soon (MLS-NOTES: keeps later commits small, too).
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Err(e) = me
+                .commit(group, &[], move |c| {
+                    c.engine()?.self_update(group).map_err(CoreError::from)
+                })
+                .await
+            {
+                tracing::debug!(error = %e.message, "post-join self-update deferred");
+            }
+        });
+    }
+
+    /// Commits proposals others sent (e.g. a member leaving).
+    pub(crate) fn spawn_commit_proposals(self: &Arc<Self>, group: GroupId) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = me
+                .commit(group, &[], move |c| {
+                    c.engine()?
+                        .commit_pending_proposals(group)
+                        .map_err(CoreError::from)
+                })
+                .await
+            {
+                tracing::debug!(error = %e.message, "committing proposals deferred");
+            }
+        });
+    }
+}

@@ -1,0 +1,138 @@
+//! The core thread: the one owner of the state database and the MLS engine
+//! (they share one connection, so a received message's MLS processing and its
+//! history row commit together). Async code sends it closures and awaits the
+//! result — the same pattern as the server's SQLite writer.
+
+use std::sync::mpsc;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::mls::{Identity, MlsEngine, MlsError};
+
+/// Before an account exists there is only the database; after, the engine
+/// owns the connection.
+pub struct Core {
+    bare: Option<Connection>,
+    engine: Option<MlsEngine>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("no account in this profile: register or log in first")]
+    NoAccount,
+    #[error(transparent)]
+    Mls(#[from] MlsError),
+    #[error("state database: {0}")]
+    Db(#[from] rusqlite::Error),
+}
+
+impl Core {
+    pub fn new(conn: Connection) -> Self {
+        Self {
+            bare: Some(conn),
+            engine: None,
+        }
+    }
+
+    pub fn db(&self) -> &Connection {
+        match (&self.engine, &self.bare) {
+            (Some(e), _) => e.connection(),
+            (None, Some(c)) => c,
+            (None, None) => unreachable!("the core always holds its connection"),
+        }
+    }
+
+    pub fn engine_ref(&self) -> Option<&MlsEngine> {
+        self.engine.as_ref()
+    }
+
+    pub fn has_engine(&self) -> bool {
+        self.engine.is_some()
+    }
+
+    pub fn engine(&mut self) -> Result<&mut MlsEngine, CoreError> {
+        self.engine.as_mut().ok_or(CoreError::NoAccount)
+    }
+
+    /// Hands the connection to an MLS engine for `identity`.
+    pub fn attach(&mut self, identity: Identity) -> Result<(), CoreError> {
+        if self.engine.is_some() {
+            return Ok(());
+        }
+        let conn = self.bare.take().ok_or(CoreError::NoAccount)?;
+        match MlsEngine::new(conn, identity) {
+            Ok(e) => {
+                self.engine = Some(e);
+                Ok(())
+            }
+            Err(e) => {
+                // The engine consumed the connection: without it the core
+                // cannot go on, and continuing would lose data.
+                tracing::error!(error = %e, "cannot open the MLS store; stopping");
+                std::process::exit(70);
+            }
+        }
+    }
+
+    /// Runs `f` in one transaction: all of it or none of it is stored.
+    pub fn atomically<T, E: From<rusqlite::Error>>(
+        &mut self,
+        f: impl FnOnce(&mut Core) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.db().execute_batch("BEGIN IMMEDIATE")?;
+        match f(self) {
+            Ok(v) => {
+                if let Err(e) = self.db().execute_batch("COMMIT") {
+                    let _ = self.db().execute_batch("ROLLBACK");
+                    return Err(e.into());
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.db().execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Core) + Send>;
+
+/// A handle to the core thread; cheap to clone.
+#[derive(Clone)]
+pub struct CoreHandle {
+    tx: mpsc::Sender<Job>,
+}
+
+impl CoreHandle {
+    /// Moves `core` onto its own thread. The thread ends when every handle
+    /// is dropped.
+    pub fn spawn(core: Core) -> std::io::Result<(CoreHandle, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("qpqd-core".into())
+            .spawn(move || {
+                let mut core = core;
+                while let Ok(job) = rx.recv() {
+                    job(&mut core);
+                }
+            })?;
+        Ok((CoreHandle { tx }, thread))
+    }
+
+    /// Runs `f` on the core thread and returns its result.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Core) -> T + Send + 'static,
+    ) -> T {
+        let (reply, wait) = oneshot::channel();
+        let job: Job = Box::new(move |core| {
+            let _ = reply.send(f(core));
+        });
+        if self.tx.send(job).is_err() {
+            panic!("the core thread has stopped");
+        }
+        wait.await.expect("the core thread answers every job")
+    }
+}

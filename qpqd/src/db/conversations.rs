@@ -1,0 +1,275 @@
+//! Conversations (a DM or a group, each one MLS group) and contacts (the
+//! identity key pinned per username, its DM channel, verification state).
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::Id;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dm,
+    Group,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Dm => "dm",
+            Kind::Group => "group",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    pub id: Id,
+    pub kind: Kind,
+    pub name: String,
+    pub group_id: Vec<u8>,
+    /// The other user of a DM.
+    pub peer: Option<String>,
+    pub ciphersuite: String,
+    pub last_activity_ms: u64,
+    pub active: bool,
+}
+
+const COLUMNS: &str = "id, kind, name, group_id, peer, ciphersuite, last_activity_ms, active";
+
+fn row(r: &Row<'_>) -> rusqlite::Result<Conversation> {
+    let kind: String = r.get(1)?;
+    Ok(Conversation {
+        id: r.get(0)?,
+        kind: if kind == "dm" { Kind::Dm } else { Kind::Group },
+        name: r.get(2)?,
+        group_id: r.get(3)?,
+        peer: r.get(4)?,
+        ciphersuite: r.get(5)?,
+        last_activity_ms: r.get::<_, i64>(6)? as u64,
+        active: r.get(7)?,
+    })
+}
+
+pub fn insert(c: &Connection, conv: &Conversation, now_ms: u64) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO conversations (id, kind, name, group_id, peer, ciphersuite, created_ms, last_activity_ms, active)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
+        params![
+            conv.id,
+            conv.kind.as_str(),
+            conv.name,
+            conv.group_id,
+            conv.peer,
+            conv.ciphersuite,
+            now_ms as i64,
+            conv.active
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn all(c: &Connection) -> rusqlite::Result<Vec<Conversation>> {
+    let mut st = c.prepare(&format!(
+        "SELECT {COLUMNS} FROM conversations ORDER BY last_activity_ms DESC, name"
+    ))?;
+    let rows = st.query_map([], row)?;
+    rows.collect()
+}
+
+pub fn by_id(c: &Connection, id: Id) -> rusqlite::Result<Option<Conversation>> {
+    c.query_row(
+        &format!("SELECT {COLUMNS} FROM conversations WHERE id = ?1"),
+        [id],
+        row,
+    )
+    .optional()
+}
+
+pub fn by_group(c: &Connection, group_id: &[u8]) -> rusqlite::Result<Option<Conversation>> {
+    c.query_row(
+        &format!("SELECT {COLUMNS} FROM conversations WHERE group_id = ?1"),
+        [group_id],
+        row,
+    )
+    .optional()
+}
+
+pub fn dm_with(c: &Connection, peer: &str) -> rusqlite::Result<Option<Conversation>> {
+    c.query_row(
+        &format!("SELECT {COLUMNS} FROM conversations WHERE kind = 'dm' AND peer = ?1"),
+        [peer],
+        row,
+    )
+    .optional()
+}
+
+/// Resolves what a user typed: an id (32 hex digits), `@username` for a
+/// DM, or a name (the most recently active conversation of that name).
+pub fn resolve(c: &Connection, reference: &str) -> rusqlite::Result<Option<Conversation>> {
+    if let Some(peer) = reference.strip_prefix('@') {
+        return dm_with(c, peer);
+    }
+    if let Some(id) = Id::parse_hex(reference) {
+        if let Some(conv) = by_id(c, id)? {
+            return Ok(Some(conv));
+        }
+    }
+    c.query_row(
+        &format!(
+            "SELECT {COLUMNS} FROM conversations WHERE name = ?1 ORDER BY last_activity_ms DESC LIMIT 1"
+        ),
+        [reference],
+        row,
+    )
+    .optional()
+}
+
+pub fn touch(c: &Connection, id: Id, at_ms: u64) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE conversations SET last_activity_ms = max(last_activity_ms, ?2) WHERE id = ?1",
+        params![id, at_ms as i64],
+    )?;
+    Ok(())
+}
+
+pub fn set_active(c: &Connection, id: Id, active: bool) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE conversations SET active = ?2 WHERE id = ?1",
+        params![id, active],
+    )?;
+    Ok(())
+}
+
+/// A contact: the identity key first seen for a username (pinned on first
+/// use), and what changed since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    pub username: String,
+    pub identity: [u8; 32],
+    pub channel: Option<[u8; 16]>,
+    pub verified: bool,
+    pub key_changed: bool,
+}
+
+pub fn contact(c: &Connection, username: &str) -> rusqlite::Result<Option<Contact>> {
+    c.query_row(
+        "SELECT username, identity, channel, verified, key_changed FROM contacts WHERE username = ?1",
+        [username],
+        |r| {
+            let identity: Vec<u8> = r.get(1)?;
+            let channel: Option<Vec<u8>> = r.get(2)?;
+            Ok(Contact {
+                username: r.get(0)?,
+                identity: identity.try_into().unwrap_or([0; 32]),
+                channel: channel.and_then(|c| c.try_into().ok()),
+                verified: r.get(3)?,
+                key_changed: r.get(4)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// What pinning an identity key for a username found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pin {
+    New,
+    Same,
+    /// The user's key differs from the pinned one: flagged, not accepted
+    /// silently (the new key is recorded, `key_changed` set, `verified`
+    /// cleared).
+    Changed {
+        previous: [u8; 32],
+    },
+}
+
+pub fn pin_identity(c: &Connection, username: &str, identity: &[u8; 32]) -> rusqlite::Result<Pin> {
+    match contact(c, username)? {
+        None => {
+            c.execute(
+                "INSERT INTO contacts (username, identity) VALUES (?1, ?2)",
+                params![username, &identity[..]],
+            )?;
+            Ok(Pin::New)
+        }
+        Some(k) if &k.identity == identity => Ok(Pin::Same),
+        Some(k) => {
+            c.execute(
+                "UPDATE contacts SET previous_identity = identity, identity = ?2, key_changed = 1,
+                     verified = 0, channel = NULL WHERE username = ?1",
+                params![username, &identity[..]],
+            )?;
+            Ok(Pin::Changed {
+                previous: k.identity,
+            })
+        }
+    }
+}
+
+pub fn set_channel(c: &Connection, username: &str, channel: &[u8; 16]) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE contacts SET channel = ?2 WHERE username = ?1",
+        params![username, &channel[..]],
+    )?;
+    Ok(())
+}
+
+pub fn set_verified(c: &Connection, username: &str) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE contacts SET verified = 1, key_changed = 0 WHERE username = ?1",
+        [username],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv(name: &str, kind: Kind, peer: Option<&str>) -> Conversation {
+        Conversation {
+            id: Id::random(),
+            kind,
+            name: name.into(),
+            group_id: Id::random().0.to_vec(),
+            peer: peer.map(Into::into),
+            ciphersuite: "hybrid".into(),
+            last_activity_ms: 0,
+            active: true,
+        }
+    }
+
+    #[test]
+    fn resolve_by_id_name_and_at_user() {
+        let (_d, c) = crate::db::test_db();
+        let team = conv("team", Kind::Group, None);
+        let dm = conv("@bob", Kind::Dm, Some("bob"));
+        insert(&c, &team, 1).unwrap();
+        insert(&c, &dm, 2).unwrap();
+        assert_eq!(resolve(&c, "team").unwrap().unwrap().id, team.id);
+        assert_eq!(
+            resolve(&c, &team.id.to_string()).unwrap().unwrap().id,
+            team.id
+        );
+        assert_eq!(resolve(&c, "@bob").unwrap().unwrap().id, dm.id);
+        assert!(resolve(&c, "@carol").unwrap().is_none());
+        assert!(resolve(&c, "nothing").unwrap().is_none());
+        // One DM per peer.
+        assert!(insert(&c, &conv("@bob", Kind::Dm, Some("bob")), 3).is_err());
+        assert_eq!(by_group(&c, &team.group_id).unwrap().unwrap().id, team.id);
+    }
+
+    #[test]
+    fn identity_keys_are_pinned_and_changes_flagged() {
+        let (_d, c) = crate::db::test_db();
+        assert_eq!(pin_identity(&c, "bob", &[1; 32]).unwrap(), Pin::New);
+        set_verified(&c, "bob").unwrap();
+        assert_eq!(pin_identity(&c, "bob", &[1; 32]).unwrap(), Pin::Same);
+        assert_eq!(
+            pin_identity(&c, "bob", &[2; 32]).unwrap(),
+            Pin::Changed { previous: [1; 32] }
+        );
+        let k = contact(&c, "bob").unwrap().unwrap();
+        assert!(k.key_changed && !k.verified);
+        assert_eq!(k.identity, [2; 32]);
+    }
+}

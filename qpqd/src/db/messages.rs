@@ -1,0 +1,288 @@
+//! The message history: stored before a message is acknowledged to the
+//! server (so nothing received is lost), de-duplicated by message id (so
+//! at-least-once delivery shows each message once), searchable (FTS5), with
+//! read state kept here so every front-end agrees on unread counts.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::Id;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Queued,
+    Sent,
+    Delivered,
+    Received,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Sent => "sent",
+            State::Delivered => "delivered",
+            State::Received => "received",
+        }
+    }
+
+    fn parse(s: &str) -> State {
+        match s {
+            "queued" => State::Queued,
+            "sent" => State::Sent,
+            "delivered" => State::Delivered,
+            _ => State::Received,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: Id,
+    pub conversation: Id,
+    pub sender: String,
+    pub timestamp_ms: u64,
+    pub text: String,
+    pub outgoing: bool,
+    pub state: State,
+}
+
+const COLUMNS: &str = "m.id, m.conversation, m.sender, m.timestamp_ms, m.text, m.outgoing, m.state";
+
+fn row(r: &Row<'_>) -> rusqlite::Result<Message> {
+    let state: String = r.get(6)?;
+    Ok(Message {
+        id: r.get(0)?,
+        conversation: r.get(1)?,
+        sender: r.get(2)?,
+        timestamp_ms: r.get::<_, i64>(3)? as u64,
+        text: r.get(4)?,
+        outgoing: r.get(5)?,
+        state: State::parse(&state),
+    })
+}
+
+/// Stores a message; `false` if its id was stored before (a redelivery).
+pub fn insert(c: &Connection, m: &Message) -> rusqlite::Result<bool> {
+    let n = c.execute(
+        "INSERT OR IGNORE INTO messages (id, conversation, sender, timestamp_ms, text, outgoing, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            m.id,
+            m.conversation,
+            m.sender,
+            m.timestamp_ms as i64,
+            m.text,
+            m.outgoing,
+            m.state.as_str()
+        ],
+    )?;
+    Ok(n == 1)
+}
+
+pub fn by_id(c: &Connection, id: Id) -> rusqlite::Result<Option<Message>> {
+    c.query_row(
+        &format!("SELECT {COLUMNS} FROM messages m WHERE m.id = ?1"),
+        [id],
+        row,
+    )
+    .optional()
+}
+
+pub fn set_state(c: &Connection, id: Id, state: State) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE messages SET state = ?2 WHERE id = ?1",
+        params![id, state.as_str()],
+    )?;
+    Ok(())
+}
+
+/// Up to `limit` messages of a conversation before `before` (or the newest),
+/// oldest first.
+pub fn history(
+    c: &Connection,
+    conversation: Id,
+    before: Option<Id>,
+    limit: u32,
+) -> rusqlite::Result<Vec<Message>> {
+    let before_row: i64 = match before {
+        Some(id) => c
+            .query_row("SELECT rowid FROM messages WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(i64::MAX),
+        None => i64::MAX,
+    };
+    let mut st = c.prepare(&format!(
+        "SELECT {COLUMNS} FROM messages m WHERE m.conversation = ?1 AND m.rowid < ?2
+         ORDER BY m.rowid DESC LIMIT ?3"
+    ))?;
+    let mut out: Vec<Message> = st
+        .query_map(params![conversation, before_row, limit], row)?
+        .collect::<rusqlite::Result<_>>()?;
+    out.reverse();
+    Ok(out)
+}
+
+/// Turns what a person typed into an FTS5 query: every word must appear
+/// (prefix match on the last), and nothing typed is FTS syntax.
+fn fts_query(words: &str) -> Option<String> {
+    let terms: Vec<String> = words
+        .split_whitespace()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
+    if terms.is_empty() {
+        return None;
+    }
+    let mut q = terms.join(" ");
+    q.push('*');
+    Some(q)
+}
+
+/// Full-text search over the whole history (or one conversation), best
+/// match first.
+pub fn search(
+    c: &Connection,
+    words: &str,
+    conversation: Option<Id>,
+    limit: u32,
+) -> rusqlite::Result<Vec<Message>> {
+    let Some(q) = fts_query(words) else {
+        return Ok(Vec::new());
+    };
+    let mut st = c.prepare(&format!(
+        "SELECT {COLUMNS} FROM messages_fts f JOIN messages m ON m.rowid = f.rowid
+         WHERE messages_fts MATCH ?1 AND (?2 IS NULL OR m.conversation = ?2)
+         ORDER BY bm25(messages_fts), m.rowid DESC LIMIT ?3"
+    ))?;
+    let rows = st.query_map(params![q, conversation, limit], row)?;
+    rows.collect()
+}
+
+pub fn unread(c: &Connection, conversation: Id) -> rusqlite::Result<u64> {
+    c.query_row(
+        "SELECT count(*) FROM messages m JOIN conversations v ON v.id = m.conversation
+         WHERE m.conversation = ?1 AND m.outgoing = 0 AND m.rowid > v.read_up_to",
+        [conversation],
+        |r| r.get::<_, i64>(0).map(|n| n as u64),
+    )
+}
+
+pub fn unread_total(c: &Connection) -> rusqlite::Result<u64> {
+    c.query_row(
+        "SELECT count(*) FROM messages m JOIN conversations v ON v.id = m.conversation
+         WHERE m.outgoing = 0 AND m.rowid > v.read_up_to",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n as u64),
+    )
+}
+
+/// Marks a conversation read up to a message (or entirely).
+pub fn mark_read(c: &Connection, conversation: Id, up_to: Option<Id>) -> rusqlite::Result<()> {
+    let row: i64 = match up_to {
+        Some(id) => c
+            .query_row(
+                "SELECT rowid FROM messages WHERE id = ?1 AND conversation = ?2",
+                params![id, conversation],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0),
+        None => c.query_row(
+            "SELECT coalesce(max(rowid), 0) FROM messages WHERE conversation = ?1",
+            [conversation],
+            |r| r.get(0),
+        )?,
+    };
+    c.execute(
+        "UPDATE conversations SET read_up_to = max(read_up_to, ?2) WHERE id = ?1",
+        params![conversation, row],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::conversations::{self, Conversation, Kind};
+
+    fn setup() -> (tempfile::TempDir, Connection, Id) {
+        let (d, c) = crate::db::test_db();
+        let conv = Conversation {
+            id: Id::random(),
+            kind: Kind::Group,
+            name: "team".into(),
+            group_id: vec![1; 16],
+            peer: None,
+            ciphersuite: "hybrid".into(),
+            last_activity_ms: 0,
+            active: true,
+        };
+        conversations::insert(&c, &conv, 0).unwrap();
+        (d, c, conv.id)
+    }
+
+    fn msg(conv: Id, text: &str, outgoing: bool) -> Message {
+        Message {
+            id: Id::random(),
+            conversation: conv,
+            sender: if outgoing { "me" } else { "bob" }.into(),
+            timestamp_ms: 1,
+            text: text.into(),
+            outgoing,
+            state: if outgoing {
+                State::Queued
+            } else {
+                State::Received
+            },
+        }
+    }
+
+    #[test]
+    fn dedupe_history_pages_and_unread() {
+        let (_d, c, conv) = setup();
+        let first = msg(conv, "one", false);
+        assert!(insert(&c, &first).unwrap());
+        assert!(!insert(&c, &first).unwrap(), "a redelivery is stored once");
+        let mut ids = vec![first.id];
+        for i in 2..=5 {
+            let m = msg(conv, &format!("msg {i}"), i == 3);
+            insert(&c, &m).unwrap();
+            ids.push(m.id);
+        }
+        let last2 = history(&c, conv, None, 2).unwrap();
+        assert_eq!(last2.iter().map(|m| m.id).collect::<Vec<_>>(), ids[3..]);
+        let before = history(&c, conv, Some(ids[3]), 10).unwrap();
+        assert_eq!(before.iter().map(|m| m.id).collect::<Vec<_>>(), ids[..3]);
+        assert_eq!(
+            unread(&c, conv).unwrap(),
+            4,
+            "own messages are never unread"
+        );
+        mark_read(&c, conv, Some(ids[1])).unwrap();
+        assert_eq!(unread(&c, conv).unwrap(), 2);
+        mark_read(&c, conv, None).unwrap();
+        assert_eq!(unread_total(&c).unwrap(), 0);
+    }
+
+    #[test]
+    fn search_takes_words_not_syntax() {
+        let (_d, c, conv) = setup();
+        insert(&c, &msg(conv, "the deploy is done", false)).unwrap();
+        insert(
+            &c,
+            &msg(conv, "deployment failed: \"quota\" AND more", false),
+        )
+        .unwrap();
+        insert(&c, &msg(conv, "lunch?", false)).unwrap();
+        assert_eq!(search(&c, "deploy", None, 10).unwrap().len(), 2, "prefix");
+        assert_eq!(search(&c, "deploy done", None, 10).unwrap().len(), 1);
+        // Quotes, operators and stray punctuation are plain words.
+        assert_eq!(search(&c, "\"quota\" AND", None, 10).unwrap().len(), 1);
+        assert!(search(&c, "NEAR( ) * -", None, 10).is_ok());
+        assert!(search(&c, "   ", None, 10).unwrap().is_empty());
+        assert!(search(&c, "lunch", Some(Id::random()), 10)
+            .unwrap()
+            .is_empty());
+    }
+}

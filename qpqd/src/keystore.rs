@@ -1,0 +1,399 @@
+//! Where the key that encrypts the daemon's state comes from.
+//!
+//! A profile's state (`qpq-state.bin`, an SQLCipher database holding the
+//! identity, MLS groups, history and outbox) is encrypted with a 32-byte key.
+//! The key lives in the OS keyring (Secret Service, macOS Keychain, Windows
+//! Credential Manager) under service `chat.quicproquo`, account = profile.
+//! Where no keyring works (a headless box, a locked keyring), the key is
+//! derived from a passphrase with Argon2id. The choice is recorded at creation
+//! in `keystore.json` beside the state and never changes silently: a profile
+//! made with the keyring that later finds no keyring is an error, not a fresh
+//! state, and a wrong passphrase is an error too.
+//!
+//! Keyring calls run on their own thread with a timeout: a locked Secret
+//! Service can block a D-Bus call indefinitely.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use quicproquo_protocol::compat::HKDF_LABEL_STATE_KEY;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+pub const KEYRING_SERVICE: &str = "chat.quicproquo";
+const KEYRING_TIMEOUT: Duration = Duration::from_secs(5);
+const MANIFEST: &str = "keystore.json";
+
+/// The key of the state database. Zeroized on drop; never printed.
+pub struct StateKey(Zeroizing<[u8; 32]>);
+
+impl StateKey {
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Stretches `ikm` (a random keyring secret or an Argon2id output) with
+    /// HKDF under the historical state-key label, so the same input keys
+    /// nothing else.
+    fn derive(ikm: &[u8]) -> Self {
+        let hk = hkdf::Hkdf::<sha2::Sha256>::new(None, ikm);
+        let mut out = Zeroizing::new([0u8; 32]);
+        hk.expand(HKDF_LABEL_STATE_KEY.as_bytes(), &mut *out)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        Self(out)
+    }
+}
+
+impl std::fmt::Debug for StateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StateKey(***)")
+    }
+}
+
+/// How a profile's key is kept; written once, when the profile is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Manifest {
+    Keyring,
+    Passphrase {
+        salt: String,
+        m_kib: u32,
+        t: u32,
+        p: u32,
+    },
+}
+
+/// What `status` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    Keyring,
+    Passphrase,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeystoreError {
+    /// The passphrase path is in use and no passphrase was given.
+    #[error("the state is locked: give the passphrase (QPQ_PASSPHRASE or the `unlock` call)")]
+    NeedPassphrase,
+    #[error("wrong passphrase")]
+    WrongPassphrase,
+    #[error(
+        "this profile keeps its key in the OS keyring, which is not available now ({0}); \
+         unlock or start the keyring and try again"
+    )]
+    KeyringUnavailable(String),
+    #[error(
+        "the OS keyring has no key for this profile although it was created with one; \
+             the state cannot be decrypted"
+    )]
+    KeyringKeyMissing,
+    #[error("{path}: {reason}")]
+    Manifest { path: PathBuf, reason: String },
+}
+
+/// The OS keyring, behind a small interface so tests can run against the
+/// real Secret Service or a stand-in.
+pub trait Keyring: Send + Sync {
+    fn get(&self, profile: &str) -> Result<Option<Vec<u8>>, String>;
+    fn set(&self, profile: &str, secret: &[u8]) -> Result<(), String>;
+}
+
+/// The real OS keyring via the `keyring` crate.
+pub struct OsKeyring;
+
+fn with_timeout<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("qpqd-keyring".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(|e| e.to_string())?;
+    rx.recv_timeout(KEYRING_TIMEOUT).unwrap_or_else(|_| {
+        Err(format!(
+            "the keyring did not answer within {} s (is it locked?)",
+            KEYRING_TIMEOUT.as_secs()
+        ))
+    })
+}
+
+impl Keyring for OsKeyring {
+    fn get(&self, profile: &str) -> Result<Option<Vec<u8>>, String> {
+        let profile = profile.to_owned();
+        with_timeout(move || {
+            let entry =
+                keyring::Entry::new(KEYRING_SERVICE, &profile).map_err(|e| e.to_string())?;
+            match entry.get_secret() {
+                Ok(s) => Ok(Some(s)),
+                Err(keyring::Error::NoEntry) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+
+    fn set(&self, profile: &str, secret: &[u8]) -> Result<(), String> {
+        let profile = profile.to_owned();
+        let secret = Zeroizing::new(secret.to_vec());
+        with_timeout(move || {
+            let entry =
+                keyring::Entry::new(KEYRING_SERVICE, &profile).map_err(|e| e.to_string())?;
+            entry.set_secret(&secret).map_err(|e| e.to_string())?;
+            // Read it back: some stores accept a write they cannot keep.
+            match entry.get_secret() {
+                Ok(s) if s == *secret => Ok(()),
+                Ok(_) => Err("the keyring returned another value than stored".into()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+}
+
+fn manifest_path(dir: &Path) -> PathBuf {
+    dir.join(MANIFEST)
+}
+
+pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>, KeystoreError> {
+    let path = manifest_path(dir);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| KeystoreError::Manifest {
+                    path,
+                    reason: e.to_string(),
+                })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(KeystoreError::Manifest {
+            path,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), KeystoreError> {
+    let path = manifest_path(dir);
+    let err = |e: std::io::Error| KeystoreError::Manifest {
+        path: path.clone(),
+        reason: e.to_string(),
+    };
+    let tmp = dir.join(format!("{MANIFEST}.tmp"));
+    let bytes = serde_json::to_vec_pretty(m).expect("a manifest serializes");
+    std::fs::write(&tmp, bytes).map_err(err)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(err)?;
+    std::fs::rename(&tmp, &path).map_err(err)
+}
+
+/// Argon2id parameters for the passphrase path (OWASP's first option).
+const ARGON_M_KIB: u32 = 19 * 1024;
+const ARGON_T: u32 = 2;
+const ARGON_P: u32 = 1;
+
+fn stretch(
+    passphrase: &str,
+    salt: &[u8],
+    m: u32,
+    t: u32,
+    p: u32,
+) -> Result<StateKey, KeystoreError> {
+    let params = argon2::Params::new(m, t, p, Some(32)).map_err(|e| KeystoreError::Manifest {
+        path: PathBuf::from(MANIFEST),
+        reason: format!("invalid Argon2 parameters: {e}"),
+    })?;
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut out = Zeroizing::new([0u8; 32]);
+    argon
+        .hash_password_into(passphrase.as_bytes(), salt, &mut *out)
+        .map_err(|e| KeystoreError::Manifest {
+            path: PathBuf::from(MANIFEST),
+            reason: format!("Argon2id: {e}"),
+        })?;
+    Ok(StateKey::derive(&*out))
+}
+
+/// Obtains the state key of the profile whose state lives in `dir`,
+/// creating it (and the manifest) for a new profile. Blocking: Argon2id and
+/// the keyring take tens of milliseconds to seconds; call from a blocking
+/// thread.
+///
+/// Whether the key is *right* is only known when the database opens; the
+/// caller maps a failure there to [`KeystoreError::WrongPassphrase`].
+pub fn obtain(
+    dir: &Path,
+    profile: &str,
+    keyring: &dyn Keyring,
+    passphrase: Option<&str>,
+) -> Result<(StateKey, KeySource), KeystoreError> {
+    match read_manifest(dir)? {
+        Some(Manifest::Keyring) => match keyring.get(profile) {
+            Ok(Some(secret)) => Ok((
+                StateKey::derive(&Zeroizing::new(secret)),
+                KeySource::Keyring,
+            )),
+            Ok(None) => Err(KeystoreError::KeyringKeyMissing),
+            Err(e) => Err(KeystoreError::KeyringUnavailable(e)),
+        },
+        Some(Manifest::Passphrase { salt, m_kib, t, p }) => {
+            let pass = passphrase.ok_or(KeystoreError::NeedPassphrase)?;
+            let salt = hex::decode(&salt).map_err(|e| KeystoreError::Manifest {
+                path: manifest_path(dir),
+                reason: format!("salt: {e}"),
+            })?;
+            Ok((stretch(pass, &salt, m_kib, t, p)?, KeySource::Passphrase))
+        }
+        None => create(dir, profile, keyring, passphrase),
+    }
+}
+
+fn create(
+    dir: &Path,
+    profile: &str,
+    keyring: &dyn Keyring,
+    passphrase: Option<&str>,
+) -> Result<(StateKey, KeySource), KeystoreError> {
+    // A passphrase given on purpose wins; otherwise try the keyring.
+    if passphrase.is_none() {
+        let mut secret = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(&mut *secret);
+        match keyring.set(profile, &*secret) {
+            Ok(()) => {
+                write_manifest(dir, &Manifest::Keyring)?;
+                tracing::info!("state key kept in the OS keyring");
+                return Ok((StateKey::derive(&*secret), KeySource::Keyring));
+            }
+            Err(e) => {
+                tracing::warn!(reason = %e, "no usable OS keyring; the state key will come from a passphrase");
+                return Err(KeystoreError::NeedPassphrase);
+            }
+        }
+    }
+    let pass = passphrase.ok_or(KeystoreError::NeedPassphrase)?;
+    let mut salt = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut salt);
+    let key = stretch(pass, &salt, ARGON_M_KIB, ARGON_T, ARGON_P)?;
+    write_manifest(
+        dir,
+        &Manifest::Passphrase {
+            salt: hex::encode(salt),
+            m_kib: ARGON_M_KIB,
+            t: ARGON_T,
+            p: ARGON_P,
+        },
+    )?;
+    tracing::info!("state key derived from a passphrase (Argon2id)");
+    Ok((key, KeySource::Passphrase))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A keyring stand-in: working, or failing like a missing D-Bus.
+    #[derive(Default)]
+    pub struct FakeKeyring {
+        pub entries: Mutex<HashMap<String, Vec<u8>>>,
+        pub broken: bool,
+    }
+
+    impl Keyring for FakeKeyring {
+        fn get(&self, profile: &str) -> Result<Option<Vec<u8>>, String> {
+            if self.broken {
+                return Err("Unable to autolaunch a dbus-daemon".into());
+            }
+            Ok(self.entries.lock().unwrap().get(profile).cloned())
+        }
+        fn set(&self, profile: &str, secret: &[u8]) -> Result<(), String> {
+            if self.broken {
+                return Err("Unable to autolaunch a dbus-daemon".into());
+            }
+            self.entries
+                .lock()
+                .unwrap()
+                .insert(profile.into(), secret.to_vec());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn keyring_path_creates_then_reads_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let kr = FakeKeyring::default();
+        let (k1, src) = obtain(dir.path(), "default", &kr, None).unwrap();
+        assert_eq!(src, KeySource::Keyring);
+        assert_eq!(read_manifest(dir.path()).unwrap(), Some(Manifest::Keyring));
+        let (k2, _) = obtain(dir.path(), "default", &kr, None).unwrap();
+        assert_eq!(k1.expose(), k2.expose());
+        // The keyring holds the input, not the database key itself.
+        let stored = kr.entries.lock().unwrap()["default"].clone();
+        assert_ne!(&stored[..], &k1.expose()[..]);
+    }
+
+    #[test]
+    fn no_keyring_falls_back_to_a_passphrase() {
+        let dir = tempfile::tempdir().unwrap();
+        let broken = FakeKeyring {
+            broken: true,
+            ..Default::default()
+        };
+        assert!(matches!(
+            obtain(dir.path(), "default", &broken, None),
+            Err(KeystoreError::NeedPassphrase)
+        ));
+        assert_eq!(
+            read_manifest(dir.path()).unwrap(),
+            None,
+            "nothing decided yet"
+        );
+        let (k1, src) = obtain(dir.path(), "default", &broken, Some("hunter2 hunter2")).unwrap();
+        assert_eq!(src, KeySource::Passphrase);
+        let (k2, _) = obtain(dir.path(), "default", &broken, Some("hunter2 hunter2")).unwrap();
+        assert_eq!(k1.expose(), k2.expose());
+        let (k3, _) = obtain(dir.path(), "default", &broken, Some("wrong")).unwrap();
+        assert_ne!(
+            k1.expose(),
+            k3.expose(),
+            "a wrong passphrase gives another key"
+        );
+        // Once a passphrase profile, always: a working keyring changes nothing.
+        let working = FakeKeyring::default();
+        assert!(matches!(
+            obtain(dir.path(), "default", &working, None),
+            Err(KeystoreError::NeedPassphrase)
+        ));
+    }
+
+    #[test]
+    fn a_keyring_profile_never_silently_becomes_a_fresh_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let kr = FakeKeyring::default();
+        obtain(dir.path(), "default", &kr, None).unwrap();
+        let broken = FakeKeyring {
+            broken: true,
+            ..Default::default()
+        };
+        assert!(matches!(
+            obtain(dir.path(), "default", &broken, Some("pass")),
+            Err(KeystoreError::KeyringUnavailable(_))
+        ));
+        let empty = FakeKeyring::default();
+        assert!(matches!(
+            obtain(dir.path(), "default", &empty, None),
+            Err(KeystoreError::KeyringKeyMissing)
+        ));
+    }
+
+    #[test]
+    fn key_debug_hides_the_key() {
+        let k = StateKey::derive(b"x");
+        assert_eq!(format!("{k:?}"), "StateKey(***)");
+    }
+}

@@ -1,0 +1,18 @@
+//! qpqd: the user's agent. One daemon per account profile holds the identity
+//! key, the MLS group state, the message history and outbox, and the one QUIC
+//! connection to qpq-server; front-ends talk to it over a local socket.
+//!
+//! Modules: `keystore` (where the state key comes from: OS keyring or
+//! passphrase), `state` (the encrypted state database), `mls` (groups and
+//! messages on openmls, no I/O beyond its storage).
+
+pub mod agent;
+pub mod core;
+pub mod db;
+pub mod ipc_server;
+pub mod keystore;
+pub mod lifecycle;
+pub mod link;
+pub mod mls;
+pub mod payload;
+pub mod state;

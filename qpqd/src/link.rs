@@ -1,0 +1,174 @@
+//! The one QUIC connection to qpq-server, owned by one supervisor task that
+//! connects, notices a lost connection, and reconnects with exponential
+//! back-off. Everyone else borrows the current connection through [`Link`]:
+//! a call while offline fails at once with [`LinkError::Offline`] (the
+//! outbox, not the caller, waits for the server).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quicproquo_protocol::client::{Client, ClientError, Trust};
+use quicproquo_protocol::wire::{Request, Response};
+use tokio::sync::{watch, Notify, RwLock};
+
+/// What front-ends see as `connection`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnState {
+    Online,
+    Offline,
+    Reconnecting,
+}
+
+impl ConnState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnState::Online => "online",
+            ConnState::Offline => "offline",
+            ConnState::Reconnecting => "reconnecting",
+        }
+    }
+}
+
+/// Where and how to reach the server.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub server_name: String,
+    pub trust: Trust,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("the server is not reachable now")]
+    Offline,
+    #[error(transparent)]
+    Call(#[from] ClientError),
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// A handle to the supervised connection; cheap to clone.
+#[derive(Clone)]
+pub struct Link {
+    current: Arc<RwLock<Option<Arc<Client>>>>,
+    state: watch::Receiver<ConnState>,
+    /// Wakes the supervisor to reconnect now (e.g. a call found the
+    /// connection dead before the idle timeout noticed).
+    poke: Arc<Notify>,
+}
+
+impl Link {
+    /// Starts the supervisor for `target`; it runs until `shutdown` flips.
+    pub fn start(
+        target: Target,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> (Link, tokio::task::JoinHandle<()>) {
+        let current = Arc::new(RwLock::new(None));
+        let (state_tx, state) = watch::channel(ConnState::Reconnecting);
+        let poke = Arc::new(Notify::new());
+        let link = Link {
+            current: current.clone(),
+            state,
+            poke: poke.clone(),
+        };
+        let task = tokio::spawn(async move {
+            let mut backoff = BACKOFF_MIN;
+            loop {
+                if *shutdown.borrow() {
+                    break;
+                }
+                match Client::connect(target.addr, &target.server_name, target.trust.clone()).await
+                {
+                    Ok(client) => {
+                        let client = Arc::new(client);
+                        *current.write().await = Some(client.clone());
+                        let _ = state_tx.send(ConnState::Online);
+                        tracing::info!(server = %target.addr, "connected");
+                        backoff = BACKOFF_MIN;
+                        tokio::select! {
+                            _ = client.connection().closed() => {}
+                            _ = poke.notified() => {}
+                            _ = shutdown.changed() => {}
+                        }
+                        *current.write().await = None;
+                        if *shutdown.borrow() {
+                            let _ = state_tx.send(ConnState::Offline);
+                            if let Ok(c) = Arc::try_unwrap(client) {
+                                c.close().await;
+                            }
+                            break;
+                        }
+                        tracing::warn!("connection to the server lost; reconnecting");
+                        let _ = state_tx.send(ConnState::Reconnecting);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, ?backoff, "connect failed");
+                        let _ = state_tx.send(if backoff >= BACKOFF_MAX / 2 {
+                            ConnState::Offline
+                        } else {
+                            ConnState::Reconnecting
+                        });
+                        // A pinned-certificate mismatch will not fix itself by
+                        // retrying fast; the back-off grows to its maximum.
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = poke.notified() => {}
+                            _ = shutdown.changed() => {}
+                        }
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
+                }
+            }
+        });
+        (link, task)
+    }
+
+    pub fn state(&self) -> ConnState {
+        *self.state.borrow()
+    }
+
+    /// Resolves when the state changes.
+    pub fn watch(&self) -> watch::Receiver<ConnState> {
+        self.state.clone()
+    }
+
+    /// One request on the current connection.
+    pub async fn call(&self, req: &Request) -> Result<Response, LinkError> {
+        let client = self
+            .current
+            .read()
+            .await
+            .clone()
+            .ok_or(LinkError::Offline)?;
+        match client.call(req).await {
+            Err(e @ (ClientError::Connection(_) | ClientError::Timeout(_)))
+                if client.is_closed() =>
+            {
+                tracing::debug!(error = %e, "call failed on a closed connection");
+                self.poke.notify_one();
+                Err(LinkError::Offline)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Waits until online (or `limit` passes).
+    pub async fn wait_online(&self, limit: Duration) -> bool {
+        let mut w = self.state.clone();
+        tokio::time::timeout(limit, w.wait_for(|s| *s == ConnState::Online))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The certificate fingerprint of the current connection (for pinning
+    /// on first use).
+    pub async fn server_fingerprint(&self) -> Option<[u8; 32]> {
+        self.current
+            .read()
+            .await
+            .as_ref()
+            .and_then(|c| c.server_fingerprint())
+    }
+}

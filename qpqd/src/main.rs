@@ -1,0 +1,116 @@
+//! `qpqd [--profile NAME] [--foreground]`: the quicproquo agent. One per
+//! profile; front-ends start it on demand. Stops on SIGTERM/SIGINT or the
+//! `shutdown` IPC call, flushing state.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use quicproquo_daemon::agent::{Agent, StartOptions};
+use quicproquo_daemon::keystore::OsKeyring;
+use quicproquo_daemon::{ipc_server, lifecycle};
+use quicproquo_protocol::ipc::error::IpcErrorCode;
+use quicproquo_protocol::paths::{ensure_private_dir, Paths};
+use zeroize::Zeroizing;
+
+/// qpqd: holds your quicproquo identity, MLS groups, history and the
+/// connection to the server; qpq-tui and qpq-ctl talk to it.
+#[derive(Debug, Parser)]
+#[command(name = "qpqd", version)]
+struct Cli {
+    /// Account profile (one daemon and one identity per profile) [default: default]
+    #[arg(long, env = "QPQ_PROFILE")]
+    profile: Option<String>,
+    /// Log to stderr instead of the profile's qpqd.log
+    #[arg(long)]
+    foreground: bool,
+}
+
+fn init_logging(foreground: bool, paths: &Paths) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("QPQ_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if foreground {
+        builder.with_writer(std::io::stderr).init();
+    } else {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&paths.log_file)
+            .with_context(|| format!("opening {}", paths.log_file.display()))?;
+        builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .init();
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let paths = Paths::resolve(cli.profile.as_deref()).context("resolving paths")?;
+    ensure_private_dir(&paths.data_dir).context("data directory")?;
+    ensure_private_dir(&paths.runtime_dir).context("runtime directory")?;
+    init_logging(cli.foreground, &paths)?;
+    let profile = paths.profile.as_str().to_owned();
+
+    let _lock = lifecycle::lock_profile(&paths.lock, &profile)?;
+    lifecycle::harden_process();
+    let listener = lifecycle::bind(&paths.socket)?;
+
+    // Read once, here: the rest of the daemon never reads the environment.
+    let passphrase = std::env::var("QPQ_PASSPHRASE").ok().map(Zeroizing::new);
+    let use_ca = std::env::var("QPQ_USE_CA_CERT").is_ok_and(|v| v == "1" || v == "true");
+    let agent = Agent::new(StartOptions {
+        profile: profile.clone(),
+        data_dir: paths.data_dir.clone(),
+        state_file: paths.state_file.clone(),
+        passphrase: passphrase.clone(),
+        use_ca,
+        keyring: Arc::new(OsKeyring),
+    });
+    match agent.open(passphrase).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == Some(IpcErrorCode::Locked) => {
+            tracing::warn!(reason = %e.message, "starting locked; waiting for `unlock`");
+        }
+        Err(e) => anyhow::bail!("opening the state: {}", e.message),
+    }
+    tracing::info!(profile, socket = %paths.socket.display(), "qpqd ready");
+
+    let server = tokio::spawn(ipc_server::serve(listener, agent.clone()));
+    wait_for_stop(&agent).await;
+    agent.request_shutdown();
+    let _ = server.await;
+    // Give background tasks a moment to finish their current transaction.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let _ = std::fs::remove_file(&paths.socket);
+    tracing::info!("qpqd stopped");
+    Ok(())
+}
+
+async fn wait_for_stop(agent: &Agent) {
+    let mut stop = agent.shutdown_signal();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            let _ = stop.wait_for(|s| *s).await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = stop.wait_for(|s| *s) => {}
+    }
+}

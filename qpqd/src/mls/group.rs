@@ -1,0 +1,320 @@
+//! Groups as the daemon sees them: creating one, joining one from a Welcome,
+//! listing them and their members, forgetting one.
+//!
+//! Commits (add, remove, update, leave) and the pending-commit protocol live in
+//! `commit.rs`; messages in `message.rs`.
+
+use std::fmt;
+
+use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::{
+    Capabilities, ExtensionType, MlsGroup, MlsMessageBodyIn, MlsMessageIn, StagedWelcome,
+    WelcomeError,
+};
+use openmls_traits::random::OpenMlsRand;
+use openmls_traits::OpenMlsProvider;
+use quicproquo_protocol::types::{Epoch, IdentityKey, Username};
+use rusqlite::{params, OptionalExtension};
+
+use super::errors::MlsError;
+use super::identity::Member;
+use super::provider::Provider;
+use super::suite::Suite;
+use super::{join_config, load_group, MlsEngine, MAX_PAST_EPOCHS};
+
+/// An MLS group id. qpq creates 16 random bytes and refuses groups with ids
+/// of any other length.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupId(pub [u8; 16]);
+
+impl GroupId {
+    pub const LEN: usize = 16;
+
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub(crate) fn to_openmls(self) -> openmls::group::GroupId {
+        openmls::group::GroupId::from_slice(&self.0)
+    }
+
+    pub(crate) fn from_openmls(id: &openmls::group::GroupId) -> Result<Self, MlsError> {
+        Self::from_slice(id.as_slice()).ok_or_else(|| {
+            MlsError::Malformed(format!(
+                "group id of {} bytes (qpq groups have {})",
+                id.as_slice().len(),
+                Self::LEN
+            ))
+        })
+    }
+}
+
+impl fmt::Debug for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GroupId({})", self.to_hex())
+    }
+}
+
+impl fmt::Display for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// What a Welcome put us into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    pub group: GroupId,
+    pub suite: Suite,
+    pub epoch: Epoch,
+    /// The member who added us.
+    pub inviter: Member,
+    /// Everyone, us included, in leaf order.
+    pub members: Vec<Member>,
+}
+
+/// Names a member to remove.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Who {
+    Username(Username),
+    Identity(IdentityKey),
+}
+
+impl Who {
+    pub(crate) fn matches(&self, m: &Member) -> bool {
+        match self {
+            Who::Username(u) => &m.username == u,
+            Who::Identity(k) => &m.identity == k,
+        }
+    }
+}
+
+impl fmt::Display for Who {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Who::Username(u) => write!(f, "{u}"),
+            Who::Identity(k) => write!(f, "{k}"),
+        }
+    }
+}
+
+/// Leaf capabilities of everything we create: openmls' defaults (which list
+/// both our suites) plus the last-resort key package extension, which a key
+/// package may only carry if its leaf lists it (key_packages/key_package_in.rs
+/// `validate`).
+pub(crate) fn capabilities() -> Capabilities {
+    Capabilities::builder()
+        .extensions(vec![ExtensionType::LastResort])
+        .build()
+}
+
+pub(crate) fn members_of(g: &MlsGroup) -> Result<Vec<Member>, MlsError> {
+    g.members().map(|m| Member::from_openmls(&m)).collect()
+}
+
+fn remember_group(p: &Provider<'_>, group: GroupId, suite: Suite) -> Result<(), MlsError> {
+    p.connection().execute(
+        "INSERT INTO qpq_mls_groups (group_id, suite) VALUES (?1, ?2)",
+        params![group.0.as_slice(), suite.code()],
+    )?;
+    Ok(())
+}
+
+fn forget_state(p: &Provider<'_>, g: &mut MlsGroup, group: GroupId) -> Result<(), MlsError> {
+    g.delete(p.storage())?;
+    for table in ["qpq_mls_groups", "qpq_mls_past_leaves"] {
+        p.connection().execute(
+            &format!("DELETE FROM {table} WHERE group_id = ?1"),
+            [group.0.as_slice()],
+        )?;
+    }
+    Ok(())
+}
+
+fn welcome_error(e: WelcomeError<rusqlite::Error>) -> MlsError {
+    match e {
+        WelcomeError::NoMatchingKeyPackage => MlsError::WelcomeNotForUs,
+        WelcomeError::StorageError(e) => e.into(),
+        WelcomeError::LibraryError(e) => e.into(),
+        WelcomeError::UnsupportedCiphersuite(cs) => MlsError::UnsupportedSuite(u16::from(cs)),
+        other => MlsError::Rejected(other.to_string()),
+    }
+}
+
+impl MlsEngine {
+    /// Creates a group with only us in it, under a fresh random id.
+    pub fn create_group(&mut self, suite: Suite) -> Result<GroupId, MlsError> {
+        let identity = &self.identity;
+        self.store.atomic(|p| {
+            let bytes: [u8; 16] = p
+                .rand()
+                .random_array()
+                .map_err(|e| MlsError::Internal(format!("randomness: {e:?}")))?;
+            let group = GroupId(bytes);
+            MlsGroup::builder()
+                .with_group_id(group.to_openmls())
+                .ciphersuite(suite.ciphersuite())
+                .max_past_epochs(MAX_PAST_EPOCHS)
+                .use_ratchet_tree_extension(true)
+                .with_capabilities(capabilities())
+                .build(p, identity, identity.credential_with_key())
+                .map_err(|e| {
+                    use openmls::prelude::NewGroupError as E;
+                    match e {
+                        E::GroupAlreadyExists => MlsError::GroupExists(group),
+                        E::StorageError(e) => e.into(),
+                        E::LibraryError(e) => e.into(),
+                        E::UnsupportedCiphersuite(cs) => MlsError::UnsupportedSuite(u16::from(cs)),
+                        other => MlsError::Refused(other.to_string()),
+                    }
+                })?;
+            remember_group(p, group, suite)?;
+            Ok(group)
+        })
+    }
+
+    /// Joins the group a Welcome (serialized `MLSMessage`) invites us to.
+    /// Every member's credential must be a qpq one. If we hold the state of
+    /// a group with that id that removed us, it is replaced (we were
+    /// re-added); an active one is [`MlsError::GroupExists`]. Call
+    /// [`MlsEngine::self_update`] soon after, so that our leaf stops using the
+    /// keys of the published key package.
+    pub fn join(&mut self, welcome: &[u8]) -> Result<Joined, MlsError> {
+        let msg = MlsMessageIn::tls_deserialize_exact(welcome)
+            .map_err(|e| MlsError::Malformed(e.to_string()))?;
+        let MlsMessageBodyIn::Welcome(welcome) = msg.extract() else {
+            return Err(MlsError::Malformed("not a Welcome".into()));
+        };
+        let cs = welcome.ciphersuite();
+        let suite = Suite::from_ciphersuite(cs).ok_or(MlsError::UnsupportedSuite(u16::from(cs)))?;
+        self.store.atomic(|p| {
+            let builder = StagedWelcome::build_from_welcome(p, &join_config(), welcome)
+                .map_err(welcome_error)?;
+            // Not yet verified; only used to find state of ours it would
+            // collide with. The verified id is checked against it below.
+            let claimed = builder
+                .processed_welcome()
+                .unverified_group_info()
+                .group_id()
+                .clone();
+            let group = GroupId::from_openmls(&claimed)?;
+            match MlsGroup::load(p.storage(), &claimed)? {
+                Some(old) if old.is_active() => return Err(MlsError::GroupExists(group)),
+                // Re-added to a group we were removed from: start afresh.
+                Some(mut old) => forget_state(p, &mut old, group)?,
+                None => {}
+            }
+            let staged = builder.build().map_err(welcome_error)?;
+            if staged.group_context().group_id() != &claimed {
+                return Err(MlsError::Internal("welcome group id changed".into()));
+            }
+            let members = staged
+                .members()
+                .map(|m| Member::from_openmls(&m))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut names: Vec<&Username> = members.iter().map(|m| &m.username).collect();
+            names.sort();
+            if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+                return Err(MlsError::Rejected(format!(
+                    "{} is in the group twice",
+                    w[0]
+                )));
+            }
+            let sender = staged.welcome_sender()?;
+            let inviter =
+                Member::from_leaf(sender.credential(), sender.signature_key().as_slice())?;
+            let g = staged.into_group(p).map_err(welcome_error)?;
+            remember_group(p, group, suite)?;
+            Ok(Joined {
+                group,
+                suite,
+                epoch: Epoch(g.epoch().as_u64()),
+                inviter,
+                members,
+            })
+        })
+    }
+
+    /// Every group we hold state for (including ones we were removed from,
+    /// until [`MlsEngine::forget`]).
+    pub fn groups(&self) -> Result<Vec<GroupId>, MlsError> {
+        let conn = self.store.connection();
+        let mut stmt = conn.prepare("SELECT group_id FROM qpq_mls_groups ORDER BY group_id")?;
+        let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+        rows.map(|r| {
+            let bytes = r?;
+            GroupId::from_slice(&bytes)
+                .ok_or_else(|| MlsError::Internal("bad group id in qpq_mls_groups".into()))
+        })
+        .collect()
+    }
+
+    pub fn suite(&self, group: GroupId) -> Result<Suite, MlsError> {
+        let code: Option<u16> = self
+            .store
+            .connection()
+            .query_row(
+                "SELECT suite FROM qpq_mls_groups WHERE group_id = ?1",
+                [group.0.as_slice()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let code = code.ok_or(MlsError::UnknownGroup(group))?;
+        Suite::from_code(code).ok_or(MlsError::UnsupportedSuite(code))
+    }
+
+    /// Members in leaf order, us included.
+    pub fn members(&self, group: GroupId) -> Result<Vec<Member>, MlsError> {
+        members_of(&load_group(&self.store.provider(), group)?)
+    }
+
+    pub fn epoch(&self, group: GroupId) -> Result<Epoch, MlsError> {
+        Ok(Epoch(
+            load_group(&self.store.provider(), group)?.epoch().as_u64(),
+        ))
+    }
+
+    /// False once a commit removed us.
+    pub fn is_active(&self, group: GroupId) -> Result<bool, MlsError> {
+        Ok(load_group(&self.store.provider(), group)?.is_active())
+    }
+
+    pub fn has_pending_commit(&self, group: GroupId) -> Result<bool, MlsError> {
+        Ok(load_group(&self.store.provider(), group)?
+            .pending_commit()
+            .is_some())
+    }
+
+    /// Deletes all state of a group (e.g. after we were removed; `join`
+    /// also replaces such state by itself when we are re-added).
+    pub fn forget(&mut self, group: GroupId) -> Result<(), MlsError> {
+        self.store
+            .atomic(|p| forget_state(p, &mut load_group(p, group)?, group))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_id_parsing() {
+        assert!(GroupId::from_slice(&[0; 15]).is_none());
+        let g = GroupId::from_slice(&[0xab; 16]).unwrap();
+        assert_eq!(g.to_string(), "ab".repeat(16));
+        assert_eq!(GroupId::from_openmls(&g.to_openmls()).unwrap(), g);
+        let long = openmls::group::GroupId::from_slice(&[1; 32]);
+        assert!(matches!(
+            GroupId::from_openmls(&long),
+            Err(MlsError::Malformed(_))
+        ));
+    }
+}

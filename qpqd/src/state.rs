@@ -1,0 +1,232 @@
+//! The daemon's state database `qpq-state.bin`: one SQLCipher file holding
+//! the account (identity seed, server, session token), conversations,
+//! contacts (pinned identity keys), message history with a full-text index,
+//! the outbox, the notification log and — in the same file, written in the
+//! same transactions — openmls' group storage. One file and one key make
+//! "stored before acknowledged" a single transaction.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+use zeroize::Zeroizing;
+
+use crate::keystore::StateKey;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The key does not open the file: a wrong passphrase or another key.
+    #[error("the state file cannot be decrypted with this key")]
+    WrongKey,
+    #[error("the state file was written by a newer qpqd (schema {found}, this one knows {known})")]
+    NewerSchema { found: i64, known: i64 },
+    #[error("state database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Io(String),
+}
+
+const SCHEMA_V1: &str = r#"
+CREATE TABLE account (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    username TEXT NOT NULL,
+    identity_seed BLOB NOT NULL,
+    server TEXT NOT NULL,
+    server_name TEXT NOT NULL,
+    server_fingerprint BLOB,
+    use_ca INTEGER NOT NULL DEFAULT 0,
+    token BLOB,
+    token_expires_ms INTEGER,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE contacts (
+    username TEXT PRIMARY KEY,
+    identity BLOB NOT NULL,
+    channel BLOB,
+    verified INTEGER NOT NULL DEFAULT 0,
+    key_changed INTEGER NOT NULL DEFAULT 0,
+    previous_identity BLOB
+);
+CREATE TABLE conversations (
+    id BLOB PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('dm', 'group')),
+    name TEXT NOT NULL,
+    group_id BLOB NOT NULL UNIQUE,
+    peer TEXT,
+    ciphersuite TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    last_activity_ms INTEGER NOT NULL,
+    read_up_to INTEGER NOT NULL DEFAULT 0,
+    active INTEGER NOT NULL DEFAULT 1
+);
+CREATE UNIQUE INDEX conversations_dm_peer ON conversations (peer) WHERE kind = 'dm';
+CREATE TABLE messages (
+    rowid INTEGER PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    conversation BLOB NOT NULL REFERENCES conversations (id),
+    sender TEXT NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    outgoing INTEGER NOT NULL,
+    state TEXT NOT NULL
+);
+CREATE INDEX messages_by_conversation ON messages (conversation, rowid);
+CREATE VIRTUAL TABLE messages_fts USING fts5 (text, content = 'messages', content_rowid = 'rowid');
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts (rowid, text) VALUES (new.rowid, new.text);
+END;
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+END;
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY,
+    conversation BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    body BLOB NOT NULL,
+    idempotency_key BLOB NOT NULL,
+    message_id BLOB,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE notifications (
+    seq INTEGER PRIMARY KEY,
+    method TEXT NOT NULL,
+    params TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+"#;
+
+const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+
+/// Opens (creating if needed) the state database with `key`. A wrong key is
+/// [`StateError::WrongKey`]; an existing file is never replaced.
+pub fn open(path: &Path, key: &StateKey) -> Result<Connection, StateError> {
+    let existed = path.exists();
+    let conn = Connection::open(path)?;
+    // SQLCipher logs a failed key check to stderr; the caller reports it.
+    let _ = conn.execute_batch("PRAGMA cipher_log_level = NONE;");
+    let pragma = Zeroizing::new(format!(
+        "PRAGMA key = \"x'{}'\";",
+        hex::encode(key.expose())
+    ));
+    conn.execute_batch(&pragma)?;
+    // SQLCipher only notices a wrong key on the first read.
+    if let Err(e) = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        return Err(if existed && is_not_a_database(&e) {
+            StateError::WrongKey
+        } else {
+            e.into()
+        });
+    }
+    restrict_permissions(path)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+fn is_not_a_database(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase
+    )
+}
+
+fn restrict_permissions(path: &Path) -> Result<(), StateError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StateError::Io(format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+fn migrate(conn: &Connection) -> Result<(), StateError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StateError::NewerSchema {
+            found: version,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keystore::tests::FakeKeyring;
+    use crate::keystore::{obtain, KeySource};
+
+    fn key(dir: &Path, pass: &str) -> StateKey {
+        let broken = FakeKeyring {
+            broken: true,
+            ..Default::default()
+        };
+        let (k, src) = obtain(dir, "t", &broken, Some(pass)).unwrap();
+        assert_eq!(src, KeySource::Passphrase);
+        k
+    }
+
+    #[test]
+    fn encrypted_at_rest_and_a_wrong_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qpq-state.bin");
+        {
+            let c = open(&path, &key(dir.path(), "right passphrase")).unwrap();
+            c.execute(
+                "INSERT INTO contacts (username, identity) VALUES ('bob', x'00')",
+                [],
+            )
+            .unwrap();
+            c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+        }
+        let raw = std::fs::read(&path).unwrap();
+        assert!(!raw.windows(3).any(|w| w == b"bob"), "plaintext on disk");
+        assert!(!raw.starts_with(b"SQLite format 3"), "not encrypted");
+
+        match open(&path, &key(dir.path(), "wrong passphrase")) {
+            Err(StateError::WrongKey) => {}
+            other => panic!("{other:?}"),
+        }
+        // The right key still opens it, with the data.
+        let c = open(&path, &key(dir.path(), "right passphrase")).unwrap();
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM contacts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn full_text_search_indexes_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open(&dir.path().join("s.bin"), &key(dir.path(), "p")).unwrap();
+        c.execute_batch(
+            "INSERT INTO conversations (id, kind, name, group_id, ciphersuite, created_ms, last_activity_ms)
+               VALUES (x'01', 'group', 'team', x'aa', 'hybrid', 0, 0);
+             INSERT INTO messages (id, conversation, sender, timestamp_ms, text, outgoing, state)
+               VALUES (x'10', x'01', 'bob', 1, 'the deploy is done', 0, 'received'),
+                      (x'11', x'01', 'bob', 2, 'lunch?', 0, 'received');",
+        )
+        .unwrap();
+        let hit: Vec<u8> = c
+            .query_row(
+                "SELECT m.id FROM messages_fts f JOIN messages m ON m.rowid = f.rowid
+                 WHERE messages_fts MATCH 'deploy'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(hit, vec![0x10]);
+    }
+}
