@@ -177,11 +177,16 @@ impl Paths {
 
         let base_dirs = || directories::BaseDirs::new().ok_or(PathError::NoHome);
         let data_override = match var("QPQ_DATA_DIR") {
+            // Absolute and without `.`, doubled or trailing slashes, so that
+            // spellings of one directory name one socket.
             Some(dir) => Some(
-                std::path::absolute(&dir).map_err(|e| PathError::InvalidVar {
-                    var: "QPQ_DATA_DIR",
-                    reason: e.to_string(),
-                })?,
+                std::path::absolute(&dir)
+                    .map_err(|e| PathError::InvalidVar {
+                        var: "QPQ_DATA_DIR",
+                        reason: e.to_string(),
+                    })?
+                    .components()
+                    .collect::<PathBuf>(),
             ),
             None => None,
         };
@@ -408,9 +413,13 @@ pub(crate) mod tests {
         let b = Paths::resolve_with(Some("bob"), env(&vars)).unwrap();
         assert_ne!(a.socket, b.socket);
         assert_eq!(a.runtime_dir, b.runtime_dir);
-        // Stable: the same directory always names the same socket.
+        // Stable: the same directory always names the same socket, however spelled.
         let again = Paths::resolve_with(Some("bob"), env(&vars)).unwrap();
         assert_eq!(b, again);
+        vars.pop();
+        vars.push(("QPQ_DATA_DIR", "/srv//./qpq-b/"));
+        let respelled = Paths::resolve_with(Some("bob"), env(&vars)).unwrap();
+        assert_eq!(b, respelled);
     }
 
     #[test]

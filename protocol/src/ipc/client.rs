@@ -160,6 +160,9 @@ pub enum CallError {
     /// The daemon's answer did not make sense.
     #[error("qpqd answered `{method}` with something this client cannot read: {reason}")]
     Protocol { method: String, reason: String },
+    /// The request would exceed the daemon's line limit.
+    #[error("the request `{method}` is {len} bytes, more than the {max} a line may hold", max = super::MAX_LINE)]
+    TooLarge { method: String, len: usize },
     #[error("this connection already has a subscription")]
     AlreadySubscribed,
 }
@@ -231,7 +234,10 @@ struct Inner {
     _tasks: JoinSet<()>,
 }
 
-/// A connection to `qpqd`. Calls may run concurrently from several tasks.
+/// A connection to `qpqd`. Calls may run concurrently from several tasks;
+/// clones share the connection, which closes when the last clone and the
+/// subscription are dropped.
+#[derive(Clone)]
 pub struct IpcClient {
     inner: Arc<Inner>,
     hello: HelloResult,
@@ -467,6 +473,14 @@ impl Inner {
                 method: method.to_owned(),
                 source,
             })?;
+        // The daemon would answer an over-long line with `"id": null`,
+        // which no call could be matched to.
+        if line.len() > super::MAX_LINE + 1 {
+            return Err(CallError::TooLarge {
+                method: method.to_owned(),
+                len: line.len() - 1,
+            });
+        }
         let (reply, answer) = oneshot::channel();
         match self.shared.lock().as_mut() {
             None => return Err(CallError::Disconnected),

@@ -324,6 +324,10 @@ impl Agent {
         })
         .await?;
         self.go_online(&acct).await?;
+        // Others can add us only once our key packages are on the server:
+        // upload them before saying the account is ready.
+        let link = self.online_link().await?;
+        self.refill_key_packages(&link).await?;
         Ok(IpcAccount {
             username: acct.username,
             identity,

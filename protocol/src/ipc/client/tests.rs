@@ -27,6 +27,8 @@ enum Step {
     Sleep(Duration),
     /// Close the connection.
     Hangup,
+    Signal(Arc<Notify>),
+    Wait(Arc<Notify>),
 }
 
 type Handler = dyn Fn(&IncomingRequest) -> Vec<Step> + Send + Sync;
@@ -117,6 +119,8 @@ async fn connection(stream: Stream, handler: Arc<Handler>, closed: Arc<Notify>) 
                             Step::Hangup => {
                                 let _ = out.send(None).await;
                             }
+                            Step::Signal(n) => n.notify_one(),
+                            Step::Wait(n) => n.notified().await,
                         }
                     }
                 });
@@ -298,11 +302,25 @@ async fn hello_version_mismatch_is_a_clear_error() {
 async fn calls_are_routed_by_id_while_notifications_stream() {
     let tmp = TempDir::new("client-route");
     let paths = test_paths(&tmp);
-    let _daemon = FakeDaemon::start(&paths, standard(200));
+    // `whoami` is answered only once `status` has been.
+    let status_sent = Arc::new(Notify::new());
+    let inner = standard(200);
+    let _daemon = FakeDaemon::start(
+        &paths,
+        Arc::new(move |req: &IncomingRequest| match &req.call {
+            Call::Status(_) => vec![reply(req, status()), Step::Signal(Arc::clone(&status_sent))],
+            Call::Whoami(_) => {
+                let mut steps = vec![Step::Wait(Arc::clone(&status_sent))];
+                steps.extend(inner(req));
+                steps
+            }
+            _ => inner(req),
+        }),
+    );
     let client = IpcClient::connect_with(&paths, &opts()).await.unwrap();
     let mut sub = client.subscribe(Some(Seq(0))).await.unwrap();
 
-    // The slow call is sent first and answered last.
+    // The first call sent is answered last.
     let order = Mutex::new(Vec::new());
     let slow = async {
         let w = client.request::<method::Whoami>(NoParams {}).await.unwrap();
@@ -376,6 +394,15 @@ async fn daemon_errors_keep_code_message_and_data() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(IpcErrorCode::MethodNotFound), "{err}");
+    // Too long for a line: refused before it is sent.
+    let err = client
+        .call::<_, Value>(
+            "send",
+            json!({"conversation": "t", "text": "x".repeat(MAX_LINE)}),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::TooLarge { .. }), "{err}");
 }
 
 #[tokio::test]
@@ -476,16 +503,12 @@ async fn daemon_gone_fails_waiting_and_later_calls() {
     );
     let client = IpcClient::connect_with(&paths, &opts()).await.unwrap();
     let mut sub = client.subscribe(None).await.unwrap();
-    let started = Instant::now();
+    // Disconnected, not Timeout: the waiting call learns at once.
     let err = client
         .request::<method::Whoami>(NoParams {})
         .await
         .unwrap_err();
     assert!(matches!(err, CallError::Disconnected), "{err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "waited for the timeout"
-    );
     let err = client
         .request::<method::Status>(NoParams {})
         .await
@@ -610,12 +633,11 @@ async fn a_daemon_that_exits_at_start_is_reported_at_once() {
         start_timeout: Duration::from_secs(30),
         ..opts()
     };
-    let started = Instant::now();
+    // DaemonExited, not StartTimeout: reported without waiting the 30 s.
     let err = IpcClient::connect_or_start_with(&paths, &launcher, &options)
         .await
         .unwrap_err();
     assert!(matches!(err, ConnectError::DaemonExited { .. }), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(10));
     let text = err.to_string();
     assert!(text.contains("3") && text.contains("qpqd.log"), "{text}");
 }

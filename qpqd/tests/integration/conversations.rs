@@ -1,0 +1,268 @@
+//! Groups, DMs, membership changes, restarts and crashes across real daemons.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use quicproquo_protocol::ipc::error::IpcErrorCode;
+use quicproquo_protocol::ipc::methods::{
+    method, ConversationParams, DmOpenParams, GroupCreateParams, GroupMembersParams,
+};
+use quicproquo_protocol::ipc::values::{Ciphersuite, ConversationKind, ConversationRef};
+
+use crate::harness::{Daemon, Server};
+
+fn conv(s: &str) -> ConversationRef {
+    ConversationRef::parse(s).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_messages_removal_and_rekey() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let alice = Daemon::start(root.path(), "alice").await;
+    let bob = Daemon::start(root.path(), "bob").await;
+    let carol = Daemon::start(root.path(), "carol").await;
+    for d in [&alice, &bob, &carol] {
+        d.register(&srv).await;
+    }
+
+    let team = alice
+        .client
+        .request::<method::GroupCreate>(GroupCreateParams {
+            name: "team".into(),
+            members: vec!["bob".into(), "carol".into()],
+            ciphersuite: Ciphersuite::Hybrid,
+        })
+        .await
+        .unwrap();
+    assert_eq!(team.kind, ConversationKind::Group);
+    assert_eq!(
+        team.ciphersuite,
+        Ciphersuite::Hybrid,
+        "the plan's M7: post-quantum by default"
+    );
+    bob.wait_for_conversation("team").await;
+    carol.wait_for_conversation("team").await;
+
+    // Messages flow every way.
+    alice.send("team", "hello team").await.unwrap();
+    bob.wait_for("team", "hello team").await;
+    carol.wait_for("team", "hello team").await;
+    bob.send("team", "hi from bob").await.unwrap();
+    alice.wait_for("team", "hi from bob").await;
+    carol.wait_for("team", "hi from bob").await;
+    let mut members = bob.members("team").await;
+    members.sort();
+    assert_eq!(members, ["alice", "bob", "carol"]);
+
+    // carol is removed and reads nothing sent after.
+    alice
+        .client
+        .request::<method::GroupRemove>(GroupMembersParams {
+            conversation: conv("team"),
+            members: vec!["carol".into()],
+        })
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        if carol.members("team").await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let e = carol.send("team", "am I still here?").await.unwrap_err();
+    assert_eq!(e.code(), Some(IpcErrorCode::NotFound), "{e}");
+    alice.send("team", "after carol left").await.unwrap();
+    bob.wait_for("team", "after carol left").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !carol
+            .history("team")
+            .await
+            .iter()
+            .any(|m| m.text == "after carol left"),
+        "a removed member must not read later messages"
+    );
+
+    // bob re-keys; everyone continues.
+    let before = alice
+        .client
+        .request::<method::GroupRekey>(ConversationParams {
+            conversation: conv("team"),
+        })
+        .await
+        .unwrap();
+    let after = bob
+        .client
+        .request::<method::GroupRekey>(ConversationParams {
+            conversation: conv("team"),
+        })
+        .await
+        .unwrap();
+    assert!(after.epoch > before.epoch);
+    bob.send("team", "after rekey").await.unwrap();
+    alice.wait_for("team", "after rekey").await;
+    alice.send("team", "still here").await.unwrap();
+    bob.wait_for("team", "still here").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dm_survives_daemon_and_server_restarts() {
+    let mut srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let alice = Daemon::start(root.path(), "alice").await;
+    let mut bob = Daemon::start(root.path(), "bob").await;
+    alice.register(&srv).await;
+    bob.register(&srv).await;
+
+    let dm = alice
+        .client
+        .request::<method::DmOpen>(DmOpenParams {
+            username: "bob".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(dm.kind, ConversationKind::Dm);
+    // Opening it again is the same conversation.
+    let again = alice
+        .client
+        .request::<method::DmOpen>(DmOpenParams {
+            username: "bob".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.id, dm.id);
+
+    alice.send("@bob", "first").await.unwrap();
+    bob.wait_for("@alice", "first").await;
+
+    // bob's daemon restarts: history intact, new mail arrives.
+    bob.restart().await;
+    assert!(bob
+        .history("@alice")
+        .await
+        .iter()
+        .any(|m| m.text == "first"));
+    alice.send("@bob", "after bob restarted").await.unwrap();
+    bob.wait_for("@alice", "after bob restarted").await;
+
+    // The server goes away; sends are queued, then drained when it is back.
+    srv.stop().await;
+    let queued = alice
+        .send("@bob", "sent while the server was down")
+        .await
+        .unwrap();
+    assert_eq!(
+        queued.state,
+        quicproquo_protocol::ipc::values::MessageState::Queued
+    );
+    srv.start_again().await;
+    bob.wait_for("@alice", "sent while the server was down")
+        .await;
+    bob.send("@alice", "and back").await.unwrap();
+    alice.wait_for("@bob", "and back").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commits_do_not_fork_the_group() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let alice = Daemon::start(root.path(), "alice").await;
+    let bob = Daemon::start(root.path(), "bob").await;
+    let carol = Daemon::start(root.path(), "carol").await;
+    for d in [&alice, &bob, &carol] {
+        d.register(&srv).await;
+    }
+    alice
+        .client
+        .request::<method::GroupCreate>(GroupCreateParams {
+            name: "race".into(),
+            members: vec!["bob".into(), "carol".into()],
+            ciphersuite: Ciphersuite::Hybrid,
+        })
+        .await
+        .unwrap();
+    bob.wait_for_conversation("race").await;
+    carol.wait_for_conversation("race").await;
+    // Let the joiners' own post-join updates settle.
+    alice.send("race", "warm up").await.unwrap();
+    bob.wait_for("race", "warm up").await;
+    carol.wait_for("race", "warm up").await;
+
+    let params = || ConversationParams {
+        conversation: conv("race"),
+    };
+    let (a, b) = tokio::join!(
+        alice.client.request::<method::GroupRekey>(params()),
+        bob.client.request::<method::GroupRekey>(params())
+    );
+    a.unwrap();
+    b.unwrap();
+    // Nobody forked: everyone still reads everyone.
+    for (who, text) in [
+        (&alice, "a after race"),
+        (&bob, "b after race"),
+        (&carol, "c after race"),
+    ] {
+        who.send("race", text).await.unwrap();
+    }
+    for d in [&alice, &bob, &carol] {
+        for text in ["a after race", "b after race", "c after race"] {
+            d.wait_for("race", text).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_burst_loses_and_repeats_nothing() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let mut alice = Daemon::start(root.path(), "alice").await;
+    let bob = Daemon::start(root.path(), "bob").await;
+    alice.register(&srv).await;
+    bob.register(&srv).await;
+    alice
+        .client
+        .request::<method::DmOpen>(DmOpenParams {
+            username: "bob".into(),
+        })
+        .await
+        .unwrap();
+
+    // Send a burst; kill -9 the daemon while it drains its outbox.
+    let mut answered = Vec::new();
+    for i in 0..40 {
+        let text = format!("burst {i}");
+        if alice.send("@bob", &text).await.is_ok() {
+            answered.push(text);
+        }
+        if i == 25 {
+            break;
+        }
+    }
+    alice.kill9_and_restart().await;
+    for i in 26..40 {
+        let text = format!("burst {i}");
+        alice.send("@bob", &text).await.unwrap();
+        answered.push(text);
+    }
+    for text in &answered {
+        bob.wait_for("@alice", text).await;
+    }
+    let got: Vec<String> = bob
+        .history("@alice")
+        .await
+        .into_iter()
+        .map(|m| m.text)
+        .filter(|t| t.starts_with("burst "))
+        .collect();
+    let unique: HashSet<&String> = got.iter().collect();
+    assert_eq!(
+        got.len(),
+        unique.len(),
+        "a message was shown twice: {got:?}"
+    );
+    assert_eq!(got.len(), answered.len(), "every answered send arrives");
+    // Per-sender order is kept.
+    assert_eq!(got, answered);
+}

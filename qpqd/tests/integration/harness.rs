@@ -1,0 +1,248 @@
+//! A server in a temporary directory and one `qpqd` process per user.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use quicproquo_protocol::ipc::client::{CallError, IpcClient};
+use quicproquo_protocol::ipc::methods::{
+    self, method, AccountParams, ConversationParams, HistoryParams, NoParams,
+};
+use quicproquo_protocol::ipc::values::{Conversation, ConversationRef, Limit, Message, Secret};
+use quicproquo_protocol::paths::Paths;
+use quicproquo_server::config::Config;
+use quicproquo_server::server::{self, Running};
+use tokio::process::{Child, Command};
+
+pub const QPQD: &str = env!("CARGO_BIN_EXE_qpqd");
+
+pub struct Server {
+    _dir: tempfile::TempDir,
+    pub config: Config,
+    pub running: Option<Running>,
+    pub addr: SocketAddr,
+    pub fingerprint: String,
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::for_tests(dir.path());
+        config.rate_limits = quicproquo_server::config::RateLimits::unlimited();
+        let running = server::start(config.clone()).await.unwrap();
+        let addr = running.local_addr;
+        let fingerprint = running.fingerprint.clone();
+        config.listen = addr;
+        Server {
+            _dir: dir,
+            config,
+            running: Some(running),
+            addr,
+            fingerprint,
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+
+    pub async fn start_again(&mut self) {
+        self.running = Some(server::start(self.config.clone()).await.unwrap());
+    }
+}
+
+/// One user's daemon.
+pub struct Daemon {
+    pub name: String,
+    pub home: PathBuf,
+    pub passphrase: String,
+    pub child: Option<Child>,
+    pub client: IpcClient,
+}
+
+fn env_for(home: &Path, name: &str) -> Vec<(String, OsString)> {
+    vec![
+        ("QPQ_DATA_DIR".into(), home.join("data").into()),
+        ("XDG_RUNTIME_DIR".into(), home.join("run").into()),
+        ("XDG_CONFIG_HOME".into(), home.join("config").into()),
+        ("HOME".into(), home.into()),
+        (
+            "QPQ_LOG".into(),
+            format!("info,quicproquo_daemon=debug,qpqd={name}").into(),
+        ),
+    ]
+}
+
+pub fn paths_for(home: &Path) -> Paths {
+    let env = env_for(home, "");
+    Paths::resolve_with(None, |k| {
+        env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    })
+    .unwrap()
+}
+
+impl Daemon {
+    /// Starts a daemon in a fresh home (passphrase path: no keyring here).
+    pub async fn start(root: &Path, name: &str) -> Daemon {
+        let home = root.join(name);
+        std::fs::create_dir_all(home.join("run")).unwrap();
+        let passphrase = format!("{name}'s state passphrase");
+        let (child, client) = Self::spawn(&home, name, Some(&passphrase)).await;
+        Daemon {
+            name: name.into(),
+            home,
+            passphrase,
+            child: Some(child),
+            client,
+        }
+    }
+
+    pub async fn spawn(home: &Path, name: &str, passphrase: Option<&str>) -> (Child, IpcClient) {
+        let mut cmd = Command::new(QPQD);
+        cmd.arg("--foreground")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(env_for(home, name))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(home.join(format!("qpqd-{}.log", std::process::id())))
+                    .map(Stdio::from)
+                    .unwrap_or(Stdio::null()),
+            )
+            .kill_on_drop(true);
+        if let Some(p) = passphrase {
+            cmd.env("QPQ_PASSPHRASE", p);
+        }
+        let child = cmd.spawn().expect("spawn qpqd");
+        let paths = paths_for(home);
+        let mut last = None;
+        for _ in 0..200 {
+            match IpcClient::connect(&paths).await {
+                Ok(c) => return (child, c),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("qpqd for {name} did not come up: {last:?}");
+    }
+
+    pub async fn register(&self, srv: &Server) {
+        self.client
+            .request::<method::Register>(AccountParams {
+                server: srv.addr.to_string(),
+                server_fingerprint: quicproquo_protocol::parse_fingerprint(&srv.fingerprint),
+                username: self.name.clone(),
+                password: Secret::new(format!("{} login password", self.name)),
+            })
+            .await
+            .unwrap();
+    }
+
+    /// Stops the daemon gracefully and starts it again.
+    pub async fn restart(&mut self) {
+        let _ = self.client.request::<method::Shutdown>(NoParams {}).await;
+        if let Some(mut c) = self.child.take() {
+            tokio::time::timeout(Duration::from_secs(10), c.wait())
+                .await
+                .expect("qpqd exits after shutdown")
+                .unwrap();
+        }
+        let (child, client) = Self::spawn(&self.home, &self.name, Some(&self.passphrase)).await;
+        self.child = Some(child);
+        self.client = client;
+    }
+
+    /// kill -9, then start again.
+    pub async fn kill9_and_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.start_kill().unwrap();
+            c.wait().await.unwrap();
+        }
+        let (child, client) = Self::spawn(&self.home, &self.name, Some(&self.passphrase)).await;
+        self.child = Some(child);
+        self.client = client;
+    }
+
+    pub async fn send(&self, conv: &str, text: &str) -> Result<Message, CallError> {
+        self.client
+            .request::<method::Send>(methods::SendParams {
+                conversation: ConversationRef::parse(conv).unwrap(),
+                text: text.into(),
+                confirm_changed_keys: false,
+            })
+            .await
+    }
+
+    pub async fn history(&self, conv: &str) -> Vec<Message> {
+        self.client
+            .request::<method::History>(HistoryParams {
+                conversation: ConversationRef::parse(conv).unwrap(),
+                before: None,
+                limit: Limit::new(500).unwrap(),
+            })
+            .await
+            .unwrap_or_default()
+    }
+
+    pub async fn conversations(&self) -> Vec<Conversation> {
+        self.client
+            .request::<method::Conversations>(NoParams {})
+            .await
+            .unwrap()
+    }
+
+    /// Waits until `conv`'s history holds a message with `text`.
+    pub async fn wait_for(&self, conv: &str, text: &str) -> Message {
+        for _ in 0..300 {
+            if let Some(m) = self
+                .history(conv)
+                .await
+                .into_iter()
+                .find(|m| m.text == text)
+            {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "{} never received {text:?} in {conv}; has {:?}",
+            self.name,
+            self.history(conv)
+                .await
+                .iter()
+                .map(|m| &m.text)
+                .collect::<Vec<_>>()
+        );
+    }
+
+    /// Waits until a conversation called `name` exists.
+    pub async fn wait_for_conversation(&self, name: &str) -> Conversation {
+        for _ in 0..300 {
+            if let Some(c) = self
+                .conversations()
+                .await
+                .into_iter()
+                .find(|c| c.name == name)
+            {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{} never saw conversation {name}", self.name);
+    }
+
+    pub async fn members(&self, conv: &str) -> Vec<String> {
+        self.client
+            .request::<method::Members>(ConversationParams {
+                conversation: ConversationRef::parse(conv).unwrap(),
+            })
+            .await
+            .map(|ms| ms.into_iter().map(|m| m.username).collect())
+            .unwrap_or_default()
+    }
+}

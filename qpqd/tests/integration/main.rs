@@ -1,0 +1,10 @@
+//! qpqd end to end: a real qpq-server on loopback (in-process), daemons as
+//! real `qpqd` processes, driven through the same IPC client the front-ends
+//! use. One test binary for the crate.
+
+// Test helpers outside #[test] fns may unwrap: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
+mod conversations;
+mod harness;
+mod robustness;

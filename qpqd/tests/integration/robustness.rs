@@ -1,0 +1,207 @@
+//! Bad IPC input, the passphrase path, and who may connect.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use quicproquo_protocol::ipc::client::IpcClient;
+use quicproquo_protocol::ipc::error::IpcErrorCode;
+use quicproquo_protocol::ipc::methods::{method, NoParams, UnlockParams};
+use quicproquo_protocol::ipc::values::{KeystoreState, Secret};
+use serde_json::Value;
+
+use crate::harness::{paths_for, Daemon, Server};
+
+fn roundtrip(s: &mut BufReader<UnixStream>, line: &[u8]) -> Value {
+    s.get_mut().write_all(line).unwrap();
+    let mut out = String::new();
+    s.read_line(&mut out).unwrap();
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_errors_and_the_connection_stays_usable() {
+    let root = tempfile::tempdir().unwrap();
+    let d = Daemon::start(root.path(), "alice").await;
+    let socket = paths_for(&d.home).socket;
+    let stream = UnixStream::connect(&socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut s = BufReader::new(stream);
+    let code = |v: &Value| v["error"]["code"].as_i64().unwrap_or(0);
+
+    // Not hello first.
+    let v = roundtrip(
+        &mut s,
+        b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"status\"}\n",
+    );
+    assert_eq!(code(&v), -32600, "{v}");
+    let v = roundtrip(
+        &mut s,
+        b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"hello\",\"params\":{\"client\":\"t\",\"client_version\":\"0\",\"protocol\":99}}\n",
+    );
+    assert_eq!(code(&v), -32010, "{v}");
+    let v = roundtrip(
+        &mut s,
+        b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"hello\",\"params\":{\"client\":\"t\",\"client_version\":\"0\",\"protocol\":1}}\n",
+    );
+    assert!(v["result"].is_object(), "{v}");
+    // Garbage, wrong shapes, unknown methods, wrong types.
+    assert_eq!(code(&roundtrip(&mut s, b"this is not json\n")), -32700);
+    assert_eq!(code(&roundtrip(&mut s, b"[1,2,3]\n")), -32600);
+    assert_eq!(
+        code(&roundtrip(
+            &mut s,
+            b"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"fly\"}\n"
+        )),
+        -32601
+    );
+    let v = roundtrip(
+        &mut s,
+        b"{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"send\",\"params\":{\"conversation\":7,\"text\":\"x\"}}\n",
+    );
+    assert_eq!(code(&v), -32602);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("conversation"),
+        "{v}"
+    );
+    // A huge line is refused and skipped.
+    let mut huge = vec![b'x'; 2 * 1024 * 1024];
+    huge.push(b'\n');
+    assert_eq!(code(&roundtrip(&mut s, &huge)), -32600);
+    // Not logged in yet: a clear error, not a crash.
+    let v = roundtrip(
+        &mut s,
+        b"{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"send\",\"params\":{\"conversation\":\"@bob\",\"text\":\"x\"}}\n",
+    );
+    assert!(code(&v) == -32002 || code(&v) == -32001, "{v}");
+    // Still serving.
+    let v = roundtrip(
+        &mut s,
+        b"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"status\"}\n",
+    );
+    assert_eq!(v["result"]["profile"], "default", "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_passphrase_locks_and_unlock_opens() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(root.path(), "alice").await;
+    d.register(&srv).await;
+    d.send_self_check().await;
+    // Stop, then start with a wrong passphrase: the daemon runs locked.
+    let _ = d.client.request::<method::Shutdown>(NoParams {}).await;
+    let mut c = d.child.take().unwrap();
+    c.wait().await.unwrap();
+    let (child, client) = Daemon::spawn(&d.home, "alice", Some("not the passphrase")).await;
+    d.child = Some(child);
+    let st = client.request::<method::Status>(NoParams {}).await.unwrap();
+    assert_eq!(st.keystore, KeystoreState::Locked);
+    let e = client
+        .request::<method::Conversations>(NoParams {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(IpcErrorCode::Locked));
+    let e = client
+        .request::<method::Unlock>(UnlockParams {
+            passphrase: Secret::new("still wrong"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(IpcErrorCode::Locked), "{e}");
+    client
+        .request::<method::Unlock>(UnlockParams {
+            passphrase: Secret::new(d.passphrase.clone()),
+        })
+        .await
+        .unwrap();
+    let st = client.request::<method::Status>(NoParams {}).await.unwrap();
+    assert_eq!(st.keystore, KeystoreState::Passphrase);
+    assert_eq!(
+        st.account.unwrap().username,
+        "alice",
+        "the same state, not a fresh one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_for_the_profile_refuses_to_start() {
+    let root = tempfile::tempdir().unwrap();
+    let d = Daemon::start(root.path(), "alice").await;
+    let out = tokio::process::Command::new(crate::harness::QPQD)
+        .arg("--foreground")
+        .env("QPQ_DATA_DIR", d.home.join("data"))
+        .env("XDG_RUNTIME_DIR", d.home.join("run"))
+        .env("QPQ_PASSPHRASE", &d.passphrase)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already running"), "{err}");
+    // The first one still answers.
+    IpcClient::connect(&paths_for(&d.home)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_user_cannot_connect() {
+    let runuser = std::path::Path::new("/usr/sbin/runuser");
+    if !runuser.exists() || !rustix_is_root() {
+        eprintln!("skipped: needs root and runuser to act as another user");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let d = Daemon::start(root.path(), "alice").await;
+    let socket = paths_for(&d.home).socket;
+    // Let `nobody` traverse to the socket, so the daemon's own uid check is
+    // what refuses it (the 0700 runtime directory would stop it earlier).
+    use std::os::unix::fs::PermissionsExt;
+    for dir in [root.path(), &d.home, &d.home.join("run")] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let qdir = socket.parent().unwrap();
+    std::fs::set_permissions(qdir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let script = format!(
+        "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.settimeout(5)\ns.connect({:?})\n\
+         s.sendall(b'{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"hello\",\"params\":{{\"client\":\"x\",\"client_version\":\"0\",\"protocol\":1}}}}\\n')\n\
+         data=s.recv(4096)\nsys.stdout.write(data.decode() or 'CLOSED')\n",
+        socket.display().to_string()
+    );
+    let out = tokio::process::Command::new(runuser)
+        .args(["-u", "nobody", "--", "python3", "-c", &script])
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !said.contains("\"result\""),
+        "another uid got an answer: {said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn rustix_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+impl Daemon {
+    /// The account is there and usable.
+    async fn send_self_check(&self) {
+        let st = self
+            .client
+            .request::<method::Status>(NoParams {})
+            .await
+            .unwrap();
+        assert_eq!(st.account.unwrap().username, self.name);
+    }
+}
