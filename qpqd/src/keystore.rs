@@ -391,6 +391,30 @@ pub(crate) mod tests {
         ));
     }
 
+    /// Against the real OS keyring (a Secret Service in CI: gnome-keyring
+    /// under dbus-run-session, started by .ci/run).
+    #[test]
+    fn os_keyring_stores_and_reads_back() {
+        if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
+            eprintln!("skipped: no D-Bus session bus, so no Secret Service (CI runs this under dbus-run-session)");
+            return;
+        }
+        let profile = format!("qpq-test-{}", hex::encode(rand::random::<[u8; 6]>()));
+        let dir = tempfile::tempdir().unwrap();
+        let (k1, src) = obtain(dir.path(), &profile, &OsKeyring, None).unwrap();
+        assert_eq!(src, KeySource::Keyring);
+        let (k2, _) = obtain(dir.path(), &profile, &OsKeyring, None).unwrap();
+        assert_eq!(k1.expose(), k2.expose());
+        let entry = keyring::Entry::new(KEYRING_SERVICE, &profile).unwrap();
+        assert_eq!(entry.get_secret().unwrap().len(), 32);
+        entry.delete_credential().unwrap();
+        // Gone from the keyring: the profile reports it instead of starting over.
+        assert!(matches!(
+            obtain(dir.path(), &profile, &OsKeyring, None),
+            Err(KeystoreError::KeyringKeyMissing)
+        ));
+    }
+
     #[test]
     fn key_debug_hides_the_key() {
         let k = StateKey::derive(b"x");

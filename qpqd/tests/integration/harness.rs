@@ -118,6 +118,10 @@ impl Daemon {
         if let Some(p) = passphrase {
             cmd.env("QPQ_PASSPHRASE", p);
         }
+        // The Secret Service (if any) is reached through the session bus.
+        if let Some(bus) = std::env::var_os("DBUS_SESSION_BUS_ADDRESS") {
+            cmd.env("DBUS_SESSION_BUS_ADDRESS", bus);
+        }
         let child = cmd.spawn().expect("spawn qpqd");
         let paths = paths_for(home);
         let mut last = None;

@@ -129,6 +129,42 @@ async fn a_wrong_passphrase_locks_and_unlock_opens() {
     );
 }
 
+/// With a Secret Service running (CI: gnome-keyring under dbus-run-session),
+/// a new profile keeps its key in the keyring and reopens without any
+/// passphrase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keyring_holds_the_state_key_when_there_is_one() {
+    if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
+        eprintln!("skipped: no D-Bus session bus, so no Secret Service (CI runs this under dbus-run-session)");
+        return;
+    }
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let home = root.path().join("kr");
+    std::fs::create_dir_all(home.join("run")).unwrap();
+    let (child, client) = Daemon::spawn(&home, "keyring-user", None).await;
+    let st = client.request::<method::Status>(NoParams {}).await.unwrap();
+    assert_eq!(st.keystore, KeystoreState::Keyring);
+    let mut d = Daemon {
+        name: "kruser".into(),
+        home: home.clone(),
+        passphrase: String::new(),
+        child: Some(child),
+        client,
+    };
+    d.register(&srv).await;
+    let _ = d.client.request::<method::Shutdown>(NoParams {}).await;
+    d.child.take().unwrap().wait().await.unwrap();
+    let (_child, client) = Daemon::spawn(&home, "keyring-user", None).await;
+    let st = client.request::<method::Status>(NoParams {}).await.unwrap();
+    assert_eq!(st.keystore, KeystoreState::Keyring);
+    assert_eq!(
+        st.account.unwrap().username,
+        "kruser",
+        "reopened from the keyring"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_daemon_for_the_profile_refuses_to_start() {
     let root = tempfile::tempdir().unwrap();
