@@ -112,12 +112,12 @@ struct Logout {
 
 struct UploadKeyPackages {
   auth @0 :Auth;
-  packages @1 :List(Data);   # one-time MLS KeyPackages
-  lastResort @2 :Data;       # empty: keep the current last-resort package
+  packages @1 :List(Data);   # one-time MLS KeyPackages (MLSMessage), all of one ciphersuite
+  lastResort @2 :Data;       # empty: keep the current last-resort package of that suite
 }
 
 struct KeyPackagesStored {
-  available @0 :UInt32;      # one-time packages now stored
+  available @0 :UInt32;      # one-time packages of that suite now stored
 }
 
 struct FetchKeyPackage {
@@ -126,6 +126,7 @@ struct FetchKeyPackage {
     username @1 :Text;
     identityKey @2 :Data;
   }
+  suite @3 :UInt16;          # MLS ciphersuite; 0 means the default, 0x004F (X-Wing hybrid)
 }
 
 struct KeyPackageFetched {

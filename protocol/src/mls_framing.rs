@@ -34,7 +34,10 @@ pub enum Framing {
     },
     Welcome,
     GroupInfo,
-    KeyPackage,
+    /// A `KeyPackage`, with its ciphersuite.
+    KeyPackage {
+        suite: u16,
+    },
 }
 
 impl Framing {
@@ -188,7 +191,13 @@ pub fn read(msg: &[u8]) -> Result<Framing, FramingError> {
         }
         3 => Ok(Framing::Welcome),
         4 => Ok(Framing::GroupInfo),
-        5 => Ok(Framing::KeyPackage),
+        5 => {
+            let version = c.u16()?;
+            if version != MLS10 {
+                return Err(FramingError::Version(version));
+            }
+            Ok(Framing::KeyPackage { suite: c.u16()? })
+        }
         other => Err(FramingError::WireFormat(other)),
     }
 }
@@ -254,7 +263,11 @@ mod tests {
     fn other_wire_formats() {
         assert_eq!(read(&[0, 1, 0, 3, 9, 9]).unwrap(), Framing::Welcome);
         assert_eq!(read(&[0, 1, 0, 4]).unwrap(), Framing::GroupInfo);
-        assert_eq!(read(&[0, 1, 0, 5]).unwrap(), Framing::KeyPackage);
+        assert_eq!(
+            read(&[0, 1, 0, 5, 0, 1, 0, 0x4f, 9]).unwrap(),
+            Framing::KeyPackage { suite: 0x4f }
+        );
+        assert_eq!(read(&[0, 1, 0, 5, 0, 1]), Err(FramingError::Truncated));
         assert_eq!(read(&[0, 1, 0, 9]), Err(FramingError::WireFormat(9)));
         assert_eq!(read(&[0, 2, 0, 1]), Err(FramingError::Version(2)));
     }

@@ -19,6 +19,12 @@ use crate::types::{
     ChannelId, IdempotencyKey, IdentityKey, InvalidValue, LoginId, SessionToken, Username,
 };
 
+/// The default MLS ciphersuite, `MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519`
+/// (X-Wing hybrid; a provisional code point of the IETF draft).
+pub const DEFAULT_SUITE: u16 = 0x004F;
+/// The classic `MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519`.
+pub const CLASSIC_SUITE: u16 = 0x0001;
+
 /// Length of the Ed25519 signature proving possession of the identity key.
 pub const IDENTITY_PROOF_LEN: usize = 64;
 
@@ -86,6 +92,8 @@ pub enum Request {
     FetchKeyPackage {
         auth: SessionToken,
         target: UserRef,
+        /// The MLS ciphersuite wanted (a package only joins a group of its suite).
+        suite: u16,
     },
     ResolveUser {
         auth: SessionToken,
@@ -386,6 +394,10 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, WireError> {
             Request::FetchKeyPackage {
                 auth: auth(r.get_auth())?,
                 target,
+                suite: match r.get_suite() {
+                    0 => DEFAULT_SUITE,
+                    s => s,
+                },
             }
         }
         W::ResolveUser(r) => {
@@ -634,9 +646,14 @@ pub fn encode_request(req: &Request) -> Vec<u8> {
                 b.set_last_resort(lr);
             }
         }
-        Request::FetchKeyPackage { auth, target } => {
+        Request::FetchKeyPackage {
+            auth,
+            target,
+            suite,
+        } => {
             let mut b = root.init_fetch_key_package();
             set_auth(b.reborrow().init_auth(), auth);
+            b.set_suite(*suite);
             match target {
                 UserRef::Username(u) => b.set_username(u.as_str()),
                 UserRef::Identity(k) => b.set_identity_key(k.as_bytes()),
@@ -839,10 +856,12 @@ mod tests {
             Request::FetchKeyPackage {
                 auth: token(),
                 target: UserRef::Username(u.clone()),
+                suite: DEFAULT_SUITE,
             },
             Request::FetchKeyPackage {
                 auth: token(),
                 target: UserRef::Identity(k),
+                suite: CLASSIC_SUITE,
             },
             Request::ResolveUser {
                 auth: token(),

@@ -3,6 +3,7 @@
 //! plan's item 5.1; one per unordered pair of users, a random 16-byte id).
 
 use quicproquo_protocol::errors::{ErrorCode, WireError};
+use quicproquo_protocol::mls_framing::{self, Framing};
 use quicproquo_protocol::types::{ChannelId, IdentityKey, Username};
 use quicproquo_protocol::wire::UserRef;
 use rand::rngs::OsRng;
@@ -11,14 +12,39 @@ use rand::RngCore;
 use crate::service::internal;
 use crate::store::{Account, Store, StoreError};
 
+/// The ciphersuite of every package in one upload (they must share one).
+fn upload_suite(packages: &[Vec<u8>], last_resort: Option<&Vec<u8>>) -> Result<u16, WireError> {
+    let mut suite = None;
+    for p in packages.iter().chain(last_resort) {
+        let s = match mls_framing::read(p) {
+            Ok(Framing::KeyPackage { suite }) => suite,
+            _ => {
+                return Err(WireError::new(
+                    ErrorCode::InvalidPayload,
+                    "a key package is not a serialized MLS KeyPackage",
+                ))
+            }
+        };
+        if suite.is_some_and(|prev| prev != s) {
+            return Err(WireError::new(
+                ErrorCode::InvalidPayload,
+                "one upload holds key packages of one ciphersuite",
+            ));
+        }
+        suite = Some(s);
+    }
+    suite.ok_or_else(|| WireError::new(ErrorCode::Malformed, "no key packages"))
+}
+
 pub async fn upload_key_packages<S: Store>(
     store: &S,
     me: &Account,
     packages: Vec<Vec<u8>>,
     last_resort: Option<Vec<u8>>,
 ) -> Result<u32, WireError> {
+    let suite = upload_suite(&packages, last_resort.as_ref())?;
     match store
-        .add_key_packages(me.identity_key, packages, last_resort)
+        .add_key_packages(me.identity_key, suite, packages, last_resort)
         .await
     {
         Ok(n) => Ok(n),
@@ -42,14 +68,16 @@ async fn find<S: Store>(store: &S, who: &UserRef) -> Result<Account, WireError> 
     found.ok_or_else(|| WireError::bare(ErrorCode::UnknownUser))
 }
 
-/// Consumes one of `who`'s key packages (or hands out the last-resort one).
+/// Consumes one of `who`'s key packages of `suite` (or hands out the
+/// last-resort one).
 pub async fn fetch_key_package<S: Store>(
     store: &S,
     who: &UserRef,
+    suite: u16,
 ) -> Result<(Vec<u8>, IdentityKey, bool), WireError> {
     let account = find(store, who).await?;
     let (kp, last_resort) = store
-        .take_key_package(account.identity_key)
+        .take_key_package(account.identity_key, suite)
         .await
         .map_err(internal)?
         .ok_or_else(|| WireError::bare(ErrorCode::NoKeyPackage))?;

@@ -158,9 +158,9 @@ impl<S: Store> Service<S> {
                 available: directory::upload_key_packages(store, &me, packages, last_resort)
                     .await?,
             },
-            Request::FetchKeyPackage { target, .. } => {
+            Request::FetchKeyPackage { target, suite, .. } => {
                 let (key_package, identity_key, last_resort) =
-                    directory::fetch_key_package(store, &target).await?;
+                    directory::fetch_key_package(store, &target, suite).await?;
                 Response::FetchKeyPackage {
                     key_package,
                     identity_key,

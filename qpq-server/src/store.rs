@@ -136,21 +136,25 @@ pub trait Store: Send + Sync + 'static {
         token_hash: [u8; 32],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Adds one-time key packages and, if given, replaces the owner's
-    /// last-resort package. Returns how many one-time packages are now stored.
-    /// Fails with `TooManyKeyPackages` (storing nothing) past
-    /// `limits::MAX_KEY_PACKAGES_STORED`.
+    /// Adds one-time key packages of MLS ciphersuite `suite` and, if given,
+    /// replaces the owner's last-resort package of that suite. Returns how
+    /// many one-time packages of that suite are now stored. Fails with
+    /// `TooManyKeyPackages` (storing nothing) past
+    /// `limits::MAX_KEY_PACKAGES_STORED` per suite.
     fn add_key_packages(
         &self,
         owner: IdentityKey,
+        suite: u16,
         packages: Vec<Vec<u8>>,
         last_resort: Option<Vec<u8>>,
     ) -> impl Future<Output = Result<u32, StoreError>> + Send;
-    /// Removes and returns the oldest one-time package; when none is left,
-    /// returns (without removing) the last-resort package, flagged `true`.
+    /// Removes and returns the oldest one-time package of `suite`; when none
+    /// is left, returns (without removing) the last-resort package of that
+    /// suite, flagged `true`.
     fn take_key_package(
         &self,
         owner: IdentityKey,
+        suite: u16,
     ) -> impl Future<Output = Result<Option<(Vec<u8>, bool)>, StoreError>> + Send;
 
     /// The channel of the unordered pair `{a, b}`: the existing one, or a new

@@ -33,6 +33,7 @@ where
     case_accounts(&fresh().await).await;
     case_sessions(&fresh().await).await;
     case_key_packages(&fresh().await).await;
+    case_key_packages_per_suite(&fresh().await).await;
     case_key_package_limit(&fresh().await).await;
     case_channels(&fresh().await).await;
     case_enqueue_and_fetch(&fresh().await).await;
@@ -258,28 +259,69 @@ pub async fn case_sessions<S: Store>(store: &S) {
 }
 
 /// One-time packages come out oldest first; the last-resort one is never consumed.
+/// The default (hybrid) and the classic MLS ciphersuite codes.
+const HYBRID: u16 = 0x004F;
+const CLASSIC: u16 = 0x0001;
+
+/// Key packages of one suite are never handed out for another, and each
+/// suite has its own last-resort package.
+pub async fn case_key_packages_per_suite<S: Store>(store: &S) {
+    let owner = IdentityKey([0x51; 32]);
+    store
+        .add_key_packages(
+            owner,
+            CLASSIC,
+            vec![b"classic-1".to_vec()],
+            Some(b"classic-lr".to_vec()),
+        )
+        .await
+        .expect("add classic");
+    assert_eq!(
+        store.take_key_package(owner, HYBRID).await.expect("take"),
+        None,
+        "a classic package must not be handed out for the hybrid suite"
+    );
+    store
+        .add_key_packages(owner, HYBRID, vec![], Some(b"hybrid-lr".to_vec()))
+        .await
+        .expect("add hybrid last resort");
+    assert_eq!(
+        store.take_key_package(owner, HYBRID).await.expect("take"),
+        Some((b"hybrid-lr".to_vec(), true))
+    );
+    assert_eq!(
+        store.take_key_package(owner, CLASSIC).await.expect("take"),
+        Some((b"classic-1".to_vec(), false))
+    );
+    assert_eq!(
+        store.take_key_package(owner, CLASSIC).await.expect("take"),
+        Some((b"classic-lr".to_vec(), true))
+    );
+}
+
 pub async fn case_key_packages<S: Store>(store: &S) {
     let (owner, other) = (key(1), key(2));
     assert_eq!(
-        store.take_key_package(owner).await.expect("take"),
+        store.take_key_package(owner, HYBRID).await.expect("take"),
         None,
         "nothing stored"
     );
     let n = store
         .add_key_packages(
             owner,
+            HYBRID,
             vec![b"kp1".to_vec(), b"kp2".to_vec()],
             Some(b"lr1".to_vec()),
         )
         .await;
     assert_eq!(n.expect("add"), 2);
     let n = store
-        .add_key_packages(owner, vec![b"kp3".to_vec()], None)
+        .add_key_packages(owner, HYBRID, vec![b"kp3".to_vec()], None)
         .await;
     assert_eq!(n.expect("add"), 3, "the count includes earlier uploads");
 
     for expected in [b"kp1", b"kp2", b"kp3"] {
-        let taken = store.take_key_package(owner).await.expect("take");
+        let taken = store.take_key_package(owner, HYBRID).await.expect("take");
         assert_eq!(
             taken,
             Some((expected.to_vec(), false)),
@@ -287,7 +329,7 @@ pub async fn case_key_packages<S: Store>(store: &S) {
         );
     }
     for _ in 0..2 {
-        let taken = store.take_key_package(owner).await.expect("take");
+        let taken = store.take_key_package(owner, HYBRID).await.expect("take");
         assert_eq!(
             taken,
             Some((b"lr1".to_vec(), true)),
@@ -295,29 +337,29 @@ pub async fn case_key_packages<S: Store>(store: &S) {
         );
     }
     assert_eq!(
-        store.take_key_package(other).await.expect("take"),
+        store.take_key_package(other, HYBRID).await.expect("take"),
         None,
         "owners are separate"
     );
 
     let n = store
-        .add_key_packages(owner, vec![], Some(b"lr2".to_vec()))
+        .add_key_packages(owner, HYBRID, vec![], Some(b"lr2".to_vec()))
         .await;
     assert_eq!(n.expect("add"), 0, "no one-time packages left");
-    let taken = store.take_key_package(owner).await.expect("take");
+    let taken = store.take_key_package(owner, HYBRID).await.expect("take");
     assert_eq!(taken, Some((b"lr2".to_vec(), true)), "last resort replaced");
 
     store
-        .add_key_packages(owner, vec![b"kp4".to_vec()], None)
+        .add_key_packages(owner, HYBRID, vec![b"kp4".to_vec()], None)
         .await
         .expect("add");
-    let taken = store.take_key_package(owner).await.expect("take");
+    let taken = store.take_key_package(owner, HYBRID).await.expect("take");
     assert_eq!(
         taken,
         Some((b"kp4".to_vec(), false)),
         "one-time packages before last resort"
     );
-    let taken = store.take_key_package(owner).await.expect("take");
+    let taken = store.take_key_package(owner, HYBRID).await.expect("take");
     assert_eq!(
         taken,
         Some((b"lr2".to_vec(), true)),
@@ -325,13 +367,13 @@ pub async fn case_key_packages<S: Store>(store: &S) {
     );
 
     store
-        .add_key_packages(other, vec![b"only".to_vec()], None)
+        .add_key_packages(other, HYBRID, vec![b"only".to_vec()], None)
         .await
         .expect("add");
-    let taken = store.take_key_package(other).await.expect("take");
+    let taken = store.take_key_package(other, HYBRID).await.expect("take");
     assert_eq!(taken, Some((b"only".to_vec(), false)));
     assert_eq!(
-        store.take_key_package(other).await.expect("take"),
+        store.take_key_package(other, HYBRID).await.expect("take"),
         None,
         "no last resort"
     );
@@ -343,13 +385,14 @@ pub async fn case_key_package_limit<S: Store>(store: &S) {
     let max = u32::try_from(MAX_KEY_PACKAGES_STORED).expect("limit fits u32");
     let first: Vec<Vec<u8>> = (0..max - 1).map(|i| i.to_be_bytes().to_vec()).collect();
     let n = store
-        .add_key_packages(owner, first, Some(b"lr1".to_vec()))
+        .add_key_packages(owner, HYBRID, first, Some(b"lr1".to_vec()))
         .await;
     assert_eq!(n.expect("add"), max - 1);
 
     let over = store
         .add_key_packages(
             owner,
+            HYBRID,
             vec![b"a".to_vec(), b"b".to_vec()],
             Some(b"lr2".to_vec()),
         )
@@ -359,7 +402,7 @@ pub async fn case_key_package_limit<S: Store>(store: &S) {
         "exceeding the limit must fail, got {over:?}"
     );
     let n = store
-        .add_key_packages(owner, vec![b"last".to_vec()], None)
+        .add_key_packages(owner, HYBRID, vec![b"last".to_vec()], None)
         .await;
     assert_eq!(
         n.expect("exactly at the limit"),
@@ -367,7 +410,7 @@ pub async fn case_key_package_limit<S: Store>(store: &S) {
         "the failed upload stored nothing"
     );
     let over = store
-        .add_key_packages(owner, vec![b"x".to_vec()], None)
+        .add_key_packages(owner, HYBRID, vec![b"x".to_vec()], None)
         .await;
     assert!(
         matches!(over, Err(StoreError::TooManyKeyPackages)),
@@ -375,16 +418,16 @@ pub async fn case_key_package_limit<S: Store>(store: &S) {
     );
 
     for i in 0..max - 1 {
-        let taken = store.take_key_package(owner).await.expect("take");
+        let taken = store.take_key_package(owner, HYBRID).await.expect("take");
         assert_eq!(
             taken,
             Some((i.to_be_bytes().to_vec(), false)),
             "package {i}"
         );
     }
-    let taken = store.take_key_package(owner).await.expect("take");
+    let taken = store.take_key_package(owner, HYBRID).await.expect("take");
     assert_eq!(taken, Some((b"last".to_vec(), false)));
-    let taken = store.take_key_package(owner).await.expect("take");
+    let taken = store.take_key_package(owner, HYBRID).await.expect("take");
     assert_eq!(
         taken,
         Some((b"lr1".to_vec(), true)),

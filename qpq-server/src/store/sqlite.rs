@@ -156,18 +156,22 @@ impl Store for SqliteStore {
     async fn add_key_packages(
         &self,
         owner: IdentityKey,
+        suite: u16,
         packages: Vec<Vec<u8>>,
         last_resort: Option<Vec<u8>>,
     ) -> Result<u32, StoreError> {
-        self.call(move |c| queries::add_key_packages(c, owner, &packages, last_resort.as_deref()))
-            .await
+        self.call(move |c| {
+            queries::add_key_packages(c, owner, suite, &packages, last_resort.as_deref())
+        })
+        .await
     }
 
     async fn take_key_package(
         &self,
         owner: IdentityKey,
+        suite: u16,
     ) -> Result<Option<(Vec<u8>, bool)>, StoreError> {
-        self.call(move |c| queries::take_key_package(c, owner))
+        self.call(move |c| queries::take_key_package(c, owner, suite))
             .await
     }
 

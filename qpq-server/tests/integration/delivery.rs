@@ -9,6 +9,59 @@ use quicproquo_protocol::wire::{Delivery, Request, Response, UserRef};
 
 use crate::harness::{app_message, code, idem, mls_payload, TestServer};
 
+const HYBRID: u16 = quicproquo_protocol::wire::DEFAULT_SUITE;
+const CLASSIC: u16 = quicproquo_protocol::wire::CLASSIC_SUITE;
+
+/// The public framing of a serialized MLS KeyPackage of `suite`, then `tag`
+/// (the server reads only the framing).
+fn kp(suite: u16, tag: &[u8]) -> Vec<u8> {
+    let mut v = vec![0, 1, 0, 5, 0, 1];
+    v.extend_from_slice(&suite.to_be_bytes());
+    v.extend_from_slice(tag);
+    v
+}
+
+#[tokio::test]
+async fn key_packages_are_kept_per_ciphersuite() {
+    let srv = TestServer::start().await;
+    let alice = srv.register("alice").await;
+    let bob = srv.register("bob").await;
+    let upload = |packages: Vec<Vec<u8>>| Request::UploadKeyPackages {
+        auth: bob.auth(),
+        packages,
+        last_resort: None,
+    };
+    bob.call(upload(vec![kp(CLASSIC, b"c1")])).await.unwrap();
+    // Mixed suites in one upload, or something that is not a KeyPackage.
+    assert_eq!(
+        code(
+            bob.call(upload(vec![kp(CLASSIC, b"c2"), kp(HYBRID, b"h1")]))
+                .await
+        ),
+        ErrorCode::InvalidPayload
+    );
+    assert_eq!(
+        code(bob.call(upload(vec![b"not a key package".to_vec()])).await),
+        ErrorCode::InvalidPayload
+    );
+    let fetch = |suite| Request::FetchKeyPackage {
+        auth: alice.auth(),
+        target: UserRef::Identity(bob.identity),
+        suite,
+    };
+    assert_eq!(
+        code(alice.call(fetch(HYBRID)).await),
+        ErrorCode::NoKeyPackage,
+        "a classic package is never handed out for a hybrid group"
+    );
+    match alice.call(fetch(CLASSIC)).await.unwrap() {
+        Response::FetchKeyPackage { key_package, .. } => {
+            assert_eq!(key_package, kp(CLASSIC, b"c1"))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn key_packages_are_consumed_but_the_last_resort_survives() {
     let srv = TestServer::start().await;
@@ -17,8 +70,8 @@ async fn key_packages_are_consumed_but_the_last_resort_survives() {
     let r = bob
         .call(Request::UploadKeyPackages {
             auth: bob.auth(),
-            packages: vec![b"kp-1".to_vec(), b"kp-2".to_vec()],
-            last_resort: Some(b"kp-last".to_vec()),
+            packages: vec![kp(HYBRID, b"kp-1"), kp(HYBRID, b"kp-2")],
+            last_resort: Some(kp(HYBRID, b"kp-last")),
         })
         .await
         .unwrap();
@@ -27,6 +80,7 @@ async fn key_packages_are_consumed_but_the_last_resort_survives() {
     let fetch = |target| Request::FetchKeyPackage {
         auth: alice.auth(),
         target,
+        suite: HYBRID,
     };
     let mut got = Vec::new();
     for target in [
@@ -50,10 +104,10 @@ async fn key_packages_are_consumed_but_the_last_resort_survives() {
     assert_eq!(
         got,
         vec![
-            (b"kp-1".to_vec(), false),
-            (b"kp-2".to_vec(), false),
-            (b"kp-last".to_vec(), true),
-            (b"kp-last".to_vec(), true),
+            (kp(HYBRID, b"kp-1"), false),
+            (kp(HYBRID, b"kp-2"), false),
+            (kp(HYBRID, b"kp-last"), true),
+            (kp(HYBRID, b"kp-last"), true),
         ]
     );
 

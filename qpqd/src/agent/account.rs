@@ -209,14 +209,24 @@ impl Agent {
     }
 
     /// Keeps a stock of one-time key packages (and one last-resort package)
-    /// on the server.
+    /// on the server, for each ciphersuite a group may use.
     pub(crate) async fn refill_key_packages(&self, link: &Link) -> AgentResult<()> {
+        for (suite, stock) in [
+            (Suite::Hybrid, KEY_PACKAGE_STOCK),
+            (Suite::Classic, KEY_PACKAGE_STOCK / 4),
+        ] {
+            self.refill_suite(link, suite, stock).await?;
+        }
+        Ok(())
+    }
+
+    async fn refill_suite(&self, link: &Link, suite: Suite, stock: usize) -> AgentResult<()> {
         let token = self.token().await?;
         let core = self.core()?;
         let last_resort = core
-            .run(|c| {
+            .run(move |c| {
                 c.engine()?
-                    .last_resort_key_package(Suite::Hybrid)
+                    .last_resort_key_package(suite)
                     .map_err(CoreError::from)
             })
             .await?;
@@ -232,13 +242,13 @@ impl Agent {
             Response::UploadKeyPackages { available } => available,
             other => return Err(internal(format!("unexpected answer {other:?}"))),
         };
-        if available >= KEY_PACKAGE_LOW {
+        if available >= KEY_PACKAGE_LOW.min(stock as u32) {
             return Ok(());
         }
         let packages = core
-            .run(|c| {
+            .run(move |c| {
                 c.engine()?
-                    .key_packages(Suite::Hybrid, KEY_PACKAGE_STOCK)
+                    .key_packages(suite, stock)
                     .map_err(CoreError::from)
             })
             .await?;
@@ -249,7 +259,7 @@ impl Agent {
         })
         .await
         .map_err(from_link)?;
-        tracing::info!(uploaded = KEY_PACKAGE_STOCK, "key packages refilled");
+        tracing::info!(uploaded = stock, ?suite, "key packages refilled");
         Ok(())
     }
 

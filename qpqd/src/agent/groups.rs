@@ -210,6 +210,7 @@ impl Agent {
     async fn key_packages(
         &self,
         users: &[String],
+        suite: Suite,
     ) -> AgentResult<Vec<(Username, IdentityKey, Vec<u8>)>> {
         let mut out = Vec::new();
         let me = self.whoami().await?.username;
@@ -223,6 +224,7 @@ impl Agent {
                 .call(&Request::FetchKeyPackage {
                     auth: self.token().await?,
                     target: UserRef::Identity(k),
+                    suite: suite.code(),
                 })
                 .await
                 .map_err(from_link)?;
@@ -252,7 +254,7 @@ impl Agent {
         members: &[String],
         suite: Suite,
     ) -> AgentResult<IpcConversation> {
-        let kps = self.key_packages(members).await?;
+        let kps = self.key_packages(members, suite).await?;
         let group = self
             .core()?
             .run(move |c| c.engine()?.create_group(suite).map_err(CoreError::from))
@@ -448,7 +450,11 @@ impl Agent {
                 "a DM has exactly two members; create a group",
             ));
         }
-        let kps = self.key_packages(members).await?;
+        let suite = self
+            .core()?
+            .run(move |c| c.engine()?.suite(group).map_err(CoreError::from))
+            .await?;
+        let kps = self.key_packages(members, suite).await?;
         let packages: Vec<Vec<u8>> = kps.iter().map(|k| k.2.clone()).collect();
         let welcome_to: Vec<(Username, IdentityKey)> =
             kps.iter().map(|k| (k.0.clone(), k.1)).collect();

@@ -369,3 +369,28 @@ async fn notifications_resume_after_a_daemon_restart_and_search_and_verify_work(
         .unwrap();
     assert!(confirmed.verified);
 }
+
+/// The classic X25519 suite stays selectable per group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_classic_suite_group_works_too() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let alice = Daemon::start(root.path(), "alice").await;
+    let bob = Daemon::start(root.path(), "bob").await;
+    alice.register(&srv).await;
+    bob.register(&srv).await;
+    let g = alice
+        .client
+        .request::<method::GroupCreate>(GroupCreateParams {
+            name: "old-school".into(),
+            members: vec!["bob".into()],
+            ciphersuite: Ciphersuite::Classic,
+        })
+        .await
+        .unwrap();
+    assert_eq!(g.ciphersuite, Ciphersuite::Classic);
+    let seen = bob.wait_for_conversation("old-school").await;
+    assert_eq!(seen.ciphersuite, Ciphersuite::Classic);
+    alice.send("old-school", "classic hello").await.unwrap();
+    bob.wait_for("old-school", "classic hello").await;
+}

@@ -121,26 +121,28 @@ pub(super) fn delete_session(c: &Connection, token_hash: [u8; 32]) -> Result<(),
 pub(super) fn add_key_packages(
     c: &Connection,
     owner: IdentityKey,
+    suite: u16,
     packages: &[Vec<u8>],
     last_resort: Option<&[u8]>,
 ) -> Result<u32, StoreError> {
     let stored: usize = c
-        .prepare_cached("SELECT count(*) FROM key_packages WHERE owner = ?1")?
-        .query_row([owner.0], |r| r.get(0))?;
+        .prepare_cached("SELECT count(*) FROM key_packages WHERE owner = ?1 AND suite = ?2")?
+        .query_row(params![owner.0, suite], |r| r.get(0))?;
     let total = stored.saturating_add(packages.len());
     if total > MAX_KEY_PACKAGES_STORED {
         return Err(StoreError::TooManyKeyPackages);
     }
-    let mut insert = c.prepare_cached("INSERT INTO key_packages (owner, data) VALUES (?1, ?2)")?;
+    let mut insert =
+        c.prepare_cached("INSERT INTO key_packages (owner, suite, data) VALUES (?1, ?2, ?3)")?;
     for package in packages {
-        insert.execute(params![owner.0, package])?;
+        insert.execute(params![owner.0, suite, package])?;
     }
     if let Some(data) = last_resort {
         c.prepare_cached(
-            "INSERT INTO last_resort_key_packages (owner, data) VALUES (?1, ?2)
-             ON CONFLICT (owner) DO UPDATE SET data = excluded.data",
+            "INSERT INTO last_resort_key_packages (owner, suite, data) VALUES (?1, ?2, ?3)
+             ON CONFLICT (owner, suite) DO UPDATE SET data = excluded.data",
         )?
-        .execute(params![owner.0, data])?;
+        .execute(params![owner.0, suite, data])?;
     }
     u32::try_from(total).map_err(|_| StoreError::TooManyKeyPackages)
 }
@@ -148,10 +150,13 @@ pub(super) fn add_key_packages(
 pub(super) fn take_key_package(
     c: &Connection,
     owner: IdentityKey,
+    suite: u16,
 ) -> Result<Option<(Vec<u8>, bool)>, StoreError> {
     let oldest: Option<(i64, Vec<u8>)> = c
-        .prepare_cached("SELECT id, data FROM key_packages WHERE owner = ?1 ORDER BY id LIMIT 1")?
-        .query_row([owner.0], |r| Ok((r.get(0)?, r.get(1)?)))
+        .prepare_cached(
+            "SELECT id, data FROM key_packages WHERE owner = ?1 AND suite = ?2 ORDER BY id LIMIT 1",
+        )?
+        .query_row(params![owner.0, suite], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     if let Some((id, data)) = oldest {
         c.prepare_cached("DELETE FROM key_packages WHERE id = ?1")?
@@ -159,8 +164,10 @@ pub(super) fn take_key_package(
         return Ok(Some((data, false)));
     }
     let last_resort: Option<Vec<u8>> = c
-        .prepare_cached("SELECT data FROM last_resort_key_packages WHERE owner = ?1")?
-        .query_row([owner.0], |r| r.get(0))
+        .prepare_cached(
+            "SELECT data FROM last_resort_key_packages WHERE owner = ?1 AND suite = ?2",
+        )?
+        .query_row(params![owner.0, suite], |r| r.get(0))
         .optional()?;
     Ok(last_resort.map(|data| (data, true)))
 }

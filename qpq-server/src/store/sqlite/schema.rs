@@ -42,17 +42,21 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_by_username ON sessions (username);
 CREATE INDEX sessions_by_expiry ON sessions (expires_at_ms);
 
--- One-time key packages; the rowid orders them oldest first.
+-- One-time key packages per MLS ciphersuite (a package only joins a group
+-- of its suite); the rowid orders them oldest first.
 CREATE TABLE key_packages (
     id    INTEGER PRIMARY KEY,
     owner BLOB NOT NULL,
+    suite INTEGER NOT NULL,
     data  BLOB NOT NULL
 ) STRICT;
-CREATE INDEX key_packages_by_owner ON key_packages (owner, id);
+CREATE INDEX key_packages_by_owner ON key_packages (owner, suite, id);
 
 CREATE TABLE last_resort_key_packages (
-    owner BLOB PRIMARY KEY,
-    data  BLOB NOT NULL
+    owner BLOB NOT NULL,
+    suite INTEGER NOT NULL,
+    data  BLOB NOT NULL,
+    PRIMARY KEY (owner, suite)
 ) STRICT;
 
 -- member_lo <= member_hi bytewise, so the pair is unordered.
