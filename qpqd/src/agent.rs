@@ -265,3 +265,27 @@ pub(crate) fn emit(
 pub(crate) fn conv_id(id: Id) -> ConversationId {
     ConversationId(id.0)
 }
+
+/// A new conversation row for an MLS group we created or joined.
+pub(crate) fn new_conversation(
+    kind: Kind,
+    name: String,
+    group: crate::mls::GroupId,
+    peer: Option<String>,
+    suite: crate::mls::Suite,
+) -> Conversation {
+    Conversation {
+        id: Id::random(),
+        kind,
+        name,
+        group_id: group.0.to_vec(),
+        peer,
+        ciphersuite: match suite {
+            crate::mls::Suite::Classic => "classic",
+            crate::mls::Suite::Hybrid => "hybrid",
+        }
+        .into(),
+        last_activity_ms: db::now_ms(),
+        active: true,
+    }
+}

@@ -429,21 +429,13 @@ impl From<CoreError> for SendError {
 fn join(c: &mut Core, welcome: &[u8]) -> Result<Outcome, CoreError> {
     c.atomically(|c| {
         let joined = c.engine()?.join(welcome)?;
-        let conv = conversations::Conversation {
-            id: Id::random(),
-            kind: conversations::Kind::Group,
-            name: format!("group-{}", &joined.group.to_hex()[..8]),
-            group_id: joined.group.0.to_vec(),
-            peer: None,
-            ciphersuite: if joined.suite == crate::mls::Suite::Classic {
-                "classic"
-            } else {
-                "hybrid"
-            }
-            .into(),
-            last_activity_ms: now_ms(),
-            active: true,
-        };
+        let conv = super::new_conversation(
+            conversations::Kind::Group,
+            format!("group-{}", &joined.group.to_hex()[..8]),
+            joined.group,
+            None,
+            joined.suite,
+        );
         conversations::insert(c.db(), &conv, now_ms())?;
         let members = joined
             .members

@@ -279,21 +279,7 @@ impl Agent {
                 return Err(e);
             }
         };
-        let conv = Conversation {
-            id: Id::random(),
-            kind,
-            name,
-            group_id: group.0.to_vec(),
-            peer,
-            ciphersuite: if suite == Suite::Classic {
-                "classic"
-            } else {
-                "hybrid"
-            }
-            .into(),
-            last_activity_ms: now_ms(),
-            active: true,
-        };
+        let conv = super::new_conversation(kind, name, group, peer, suite);
         let stored = conv.clone();
         let added: Vec<String> = summary
             .added
@@ -367,21 +353,7 @@ impl Agent {
                 .core()?
                 .run(move |c| c.engine()?.create_group(suite).map_err(CoreError::from))
                 .await?;
-            let conv = Conversation {
-                id: Id::random(),
-                kind: Kind::Group,
-                name: p.name,
-                group_id: group.0.to_vec(),
-                peer: None,
-                ciphersuite: if suite == Suite::Classic {
-                    "classic"
-                } else {
-                    "hybrid"
-                }
-                .into(),
-                last_activity_ms: now_ms(),
-                active: true,
-            };
+            let conv = super::new_conversation(Kind::Group, p.name, group, None, suite);
             return self
                 .core()?
                 .run(move |c| -> Result<_, CoreError> {
@@ -393,6 +365,22 @@ impl Agent {
         }
         self.create(Kind::Group, p.name, None, &p.members, suite)
             .await
+    }
+
+    /// A group (not a DM) whose membership `what` changes.
+    async fn group_only(
+        &self,
+        r: &ConversationRef,
+        what: &str,
+    ) -> AgentResult<(Conversation, GroupId)> {
+        let (conv, group) = self.group_of(r).await?;
+        if conv.kind == Kind::Dm {
+            return Err(err(
+                IpcErrorCode::InvalidInput,
+                format!("a DM has exactly two members: {what} works on groups"),
+            ));
+        }
+        Ok((conv, group))
     }
 
     async fn group_of(&self, r: &ConversationRef) -> AgentResult<(Conversation, GroupId)> {
@@ -443,13 +431,7 @@ impl Agent {
         r: &ConversationRef,
         members: &[String],
     ) -> AgentResult<IpcConversation> {
-        let (conv, group) = self.group_of(r).await?;
-        if conv.kind == Kind::Dm {
-            return Err(err(
-                IpcErrorCode::InvalidInput,
-                "a DM has exactly two members; create a group",
-            ));
-        }
+        let (conv, group) = self.group_only(r, "adding members").await?;
         let suite = self
             .core()?
             .run(move |c| c.engine()?.suite(group).map_err(CoreError::from))
@@ -482,13 +464,7 @@ impl Agent {
         r: &ConversationRef,
         members: &[String],
     ) -> AgentResult<IpcConversation> {
-        let (conv, group) = self.group_of(r).await?;
-        if conv.kind == Kind::Dm {
-            return Err(err(
-                IpcErrorCode::InvalidInput,
-                "cannot remove a member from a DM",
-            ));
-        }
+        let (conv, group) = self.group_only(r, "removing members").await?;
         let mut who = Vec::new();
         for m in members {
             who.push(Who::Username(
