@@ -266,6 +266,47 @@ pub(crate) fn conv_id(id: Id) -> ConversationId {
     ConversationId(id.0)
 }
 
+/// Pins `username`'s identity key on first sight; a different key later is
+/// recorded, flagged (`key_changed`, verification cleared) and announced
+/// with an `identity` notification — never accepted silently.
+pub(crate) fn pin_identity(
+    c: &Core,
+    username: &str,
+    identity: &[u8; 32],
+) -> rusqlite::Result<Option<Notification>> {
+    match conversations::pin_identity(c.db(), username, identity)? {
+        conversations::Pin::Changed { previous } => {
+            let ev = emit(c, |seq| {
+                Notification::Identity(quicproquo_protocol::ipc::notifications::IdentityChange {
+                    seq,
+                    username: username.to_owned(),
+                    old_fingerprint: account::fingerprint(&previous),
+                    new_fingerprint: account::fingerprint(identity),
+                })
+            })?;
+            tracing::warn!(user = username, "a contact's identity key changed");
+            Ok(Some(ev))
+        }
+        conversations::Pin::New | conversations::Pin::Same => Ok(None),
+    }
+}
+
+/// Pins every member but ourselves (members seen in a Welcome or a commit).
+pub(crate) fn pin_members(
+    c: &Core,
+    members: &[crate::mls::Member],
+) -> rusqlite::Result<Vec<Notification>> {
+    let me = c.engine_ref().map(|e| e.identity_key());
+    let mut out = Vec::new();
+    for m in members {
+        if Some(m.identity) == me {
+            continue;
+        }
+        out.extend(pin_identity(c, m.username.as_str(), m.identity.as_bytes())?);
+    }
+    Ok(out)
+}
+
 /// A new conversation row for an MLS group we created or joined.
 pub(crate) fn new_conversation(
     kind: Kind,

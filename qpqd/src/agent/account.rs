@@ -511,26 +511,10 @@ impl Agent {
         let name = username.to_string();
         let events = self
             .core()?
-            .run(move |c| -> rusqlite::Result<Vec<Notification>> {
-                let pin = conversations::pin_identity(c.db(), &name, identity_key.as_bytes())?;
-                if let conversations::Pin::Changed { previous } = pin {
-                    let ev = emit(c, |seq| {
-                        Notification::Identity(
-                            quicproquo_protocol::ipc::notifications::IdentityChange {
-                                seq,
-                                username: name.clone(),
-                                old_fingerprint: fingerprint(&previous),
-                                new_fingerprint: fingerprint(identity_key.as_bytes()),
-                            },
-                        )
-                    })?;
-                    return Ok(vec![ev]);
-                }
-                Ok(Vec::new())
-            })
+            .run(move |c| super::pin_identity(c, &name, identity_key.as_bytes()))
             .await
             .map_err(internal)?;
-        self.publish(events);
+        self.publish(events.into_iter().collect());
         Ok((username, identity_key))
     }
 

@@ -437,6 +437,7 @@ fn join(c: &mut Core, welcome: &[u8]) -> Result<Outcome, CoreError> {
             joined.suite,
         );
         conversations::insert(c.db(), &conv, now_ms())?;
+        let mut events = super::pin_members(c, &joined.members)?;
         let members = joined
             .members
             .iter()
@@ -451,7 +452,8 @@ fn join(c: &mut Core, welcome: &[u8]) -> Result<Outcome, CoreError> {
                 by: joined.inviter.username.to_string(),
             })
         })?;
-        Ok(Outcome::Joined(joined.group, vec![ev]))
+        events.push(ev);
+        Ok(Outcome::Joined(joined.group, events))
     })
 }
 
@@ -520,7 +522,7 @@ fn process_group(c: &mut Core, group: GroupId, bytes: &[u8]) -> Result<Outcome, 
                 }
             },
             Processed::Commit(s) => {
-                let mut events = Vec::new();
+                let mut events = super::pin_members(c, &s.added)?;
                 let by = s.committer.username.to_string();
                 let mut push = |c: &Core, event: MembershipEvent, members: Vec<String>| -> rusqlite::Result<()> {
                     if members.is_empty() {
