@@ -24,10 +24,12 @@
 //!   encrypt ([`MlsError::PendingProposals`]): commit them first.
 //!
 //! Every operation runs in one SQLite savepoint, so a failure (or a crash)
-//! leaves the state as it was before the call. Group state is loaded from
-//! SQLite per call, never cached, so a daemon transaction around a call that
-//! it rolls back cannot leave the engine out of step with the database.
+//! leaves the state as it was before the call. Groups stay in memory between
+//! calls, but a kept copy is used only while SQLite still holds the same
+//! state (cache.rs), so a daemon transaction around a call that it rolls back
+//! cannot leave the engine out of step with the database.
 
+mod cache;
 mod commit;
 mod errors;
 mod group;
@@ -49,12 +51,12 @@ pub use errors::MlsError;
 pub use group::{GroupId, Joined, Who};
 pub use identity::{Identity, Member};
 pub use message::{classify, Incoming, Processed, ProposalKind};
-pub use provider::{JsonCodec, MlsStore};
 pub use quicproquo_protocol::mls_framing::ContentType;
 pub use quicproquo_protocol::types::Epoch;
 pub use suite::Suite;
 
-use provider::Provider;
+use cache::GroupCache;
+use provider::{MlsStore, Provider};
 
 /// How many past epochs' application keys a member keeps (openmls' default
 /// is 0: any message that crosses a commit in flight would be unreadable).
@@ -64,6 +66,7 @@ pub const MAX_PAST_EPOCHS: usize = 5;
 pub struct MlsEngine {
     store: MlsStore,
     identity: Identity,
+    cache: GroupCache,
 }
 
 impl MlsEngine {
@@ -73,6 +76,7 @@ impl MlsEngine {
         Ok(Self {
             store: MlsStore::open(conn)?,
             identity,
+            cache: GroupCache::default(),
         })
     }
 
@@ -105,7 +109,42 @@ fn join_config() -> MlsGroupJoinConfig {
         .build()
 }
 
-fn load_group(p: &Provider<'_>, group: GroupId) -> Result<MlsGroup, MlsError> {
-    use openmls_traits::OpenMlsProvider;
-    MlsGroup::load(p.storage(), &group.to_openmls())?.ok_or(MlsError::UnknownGroup(group))
+impl MlsEngine {
+    /// Runs `f` on the group inside one savepoint. The group's state comes
+    /// from the cache when it is current; it goes back there only if `f` and
+    /// the savepoint succeed (see cache.rs).
+    fn with_group<T>(
+        &mut self,
+        group: GroupId,
+        f: impl FnOnce(&mut MlsGroup, &Provider<'_>, &Identity) -> Result<T, MlsError>,
+    ) -> Result<T, MlsError> {
+        let Self {
+            store,
+            identity,
+            cache,
+        } = self;
+        let kept = cache.take(group);
+        let (out, g, version) = store.atomic(|p| {
+            let mut g = cache::current(p, group, kept)?;
+            let out = f(&mut g, p, identity)?;
+            let version = cache::stamp(p, group)?;
+            Ok((out, g, version))
+        })?;
+        cache.insert(group, version, g);
+        Ok(out)
+    }
+
+    /// Reads the group without changing it.
+    fn read_group<T>(
+        &self,
+        group: GroupId,
+        f: impl FnOnce(&MlsGroup) -> Result<T, MlsError>,
+    ) -> Result<T, MlsError> {
+        let p = self.store.provider();
+        let version = cache::version(&p, group)?;
+        match self.cache.get(group, version) {
+            Some(g) => f(g),
+            None => f(&cache::current(&p, group, None)?),
+        }
+    }
 }

@@ -28,7 +28,7 @@ use super::group::{GroupId, Who};
 use super::history::{self, Snapshot};
 use super::identity::{Identity, Member};
 use super::provider::Provider;
-use super::{load_group, MlsEngine};
+use super::MlsEngine;
 
 /// A commit waiting for the server's verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,9 +151,7 @@ impl MlsEngine {
             &Identity,
         ) -> Result<(MlsMessageOut, Option<MlsMessageOut>), MlsError>,
     ) -> Result<Staged, MlsError> {
-        let identity = &self.identity;
-        self.store.atomic(|p| {
-            let mut g = load_group(p, group)?;
+        self.with_group(group, |g, p, identity| {
             if !g.is_active() {
                 return Err(MlsError::NotMember(group));
             }
@@ -161,7 +159,7 @@ impl MlsEngine {
                 return Err(MlsError::PendingCommit(group));
             }
             let epoch = Epoch(g.epoch().as_u64());
-            let (commit, welcome) = f(&mut g, p, identity)?;
+            let (commit, welcome) = f(g, p, identity)?;
             Ok(Staged {
                 group,
                 epoch,
@@ -286,9 +284,7 @@ impl MlsEngine {
     /// epoch: if a commit arrives that does not remove us, send a new one.
     /// openmls refuses to encrypt while it is queued.
     pub fn leave(&mut self, group: GroupId) -> Result<Vec<u8>, MlsError> {
-        let identity = &self.identity;
-        self.store.atomic(|p| {
-            let mut g = load_group(p, group)?;
+        self.with_group(group, |g, p, identity| {
             let proposal = g
                 .leave_group(p, identity)
                 .map_err(|e| op_error!(group, e, LeaveGroupError))?;
@@ -299,9 +295,7 @@ impl MlsEngine {
     /// The server accepted our staged commit: apply it. Returns what it
     /// changed, like processing another member's commit does.
     pub fn merge_pending(&mut self, group: GroupId) -> Result<CommitSummary, MlsError> {
-        let me = self.identity.member();
-        self.store.atomic(|p| {
-            let mut g = load_group(p, group)?;
+        self.with_group(group, |g, p, identity| {
             if !g.is_active() {
                 return Err(MlsError::NotMember(group));
             }
@@ -309,7 +303,7 @@ impl MlsEngine {
                 return Err(MlsError::NoPendingCommit(group));
             };
             let we_were_removed = pending.self_removed();
-            let before = history::snapshot(&g)?;
+            let before = history::snapshot(g)?;
             g.merge_pending_commit(p).map_err(|e| match e {
                 MergePendingCommitError::MlsGroupStateError(e) => state_error(group, e),
                 MergePendingCommitError::MergeCommitError(e) => {
@@ -320,8 +314,9 @@ impl MlsEngine {
                     }
                 }
             })?;
-            let after = history::snapshot(&g)?;
-            summarize(p, &g, group, &before, after, me, we_were_removed, false)
+            let after = history::snapshot(g)?;
+            let me = identity.member();
+            summarize(p, g, group, &before, after, me, we_were_removed, false)
         })
     }
 
@@ -330,8 +325,7 @@ impl MlsEngine {
     /// there is no pending commit (processing the winning commit already
     /// discarded ours).
     pub fn clear_pending(&mut self, group: GroupId) -> Result<(), MlsError> {
-        self.store.atomic(|p| {
-            let mut g = load_group(p, group)?;
+        self.with_group(group, |g, p, _| {
             g.clear_pending_commit(p.storage())?;
             Ok(())
         })

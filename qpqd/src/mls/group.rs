@@ -16,11 +16,12 @@ use openmls_traits::OpenMlsProvider;
 use quicproquo_protocol::types::{Epoch, IdentityKey, Username};
 use rusqlite::{params, OptionalExtension};
 
+use super::cache;
 use super::errors::MlsError;
 use super::identity::Member;
 use super::provider::Provider;
 use super::suite::Suite;
-use super::{join_config, load_group, MlsEngine, MAX_PAST_EPOCHS};
+use super::{join_config, MlsEngine, MAX_PAST_EPOCHS};
 
 /// An MLS group id. qpq creates 16 random bytes and refuses groups with ids
 /// of any other length.
@@ -120,12 +121,14 @@ pub(crate) fn members_of(g: &MlsGroup) -> Result<Vec<Member>, MlsError> {
     g.members().map(|m| Member::from_openmls(&m)).collect()
 }
 
-fn remember_group(p: &Provider<'_>, group: GroupId, suite: Suite) -> Result<(), MlsError> {
+/// Adds the group to our table; returns its first version (see cache.rs).
+fn remember_group(p: &Provider<'_>, group: GroupId, suite: Suite) -> Result<i64, MlsError> {
+    let version = cache::new_version(p)?;
     p.connection().execute(
-        "INSERT INTO qpq_mls_groups (group_id, suite) VALUES (?1, ?2)",
-        params![group.0.as_slice(), suite.code()],
+        "INSERT INTO qpq_mls_groups (group_id, suite, version) VALUES (?1, ?2, ?3)",
+        params![group.0.as_slice(), suite.code(), version],
     )?;
-    Ok(())
+    Ok(version)
 }
 
 fn forget_state(p: &Provider<'_>, g: &mut MlsGroup, group: GroupId) -> Result<(), MlsError> {
@@ -153,13 +156,13 @@ impl MlsEngine {
     /// Creates a group with only us in it, under a fresh random id.
     pub fn create_group(&mut self, suite: Suite) -> Result<GroupId, MlsError> {
         let identity = &self.identity;
-        self.store.atomic(|p| {
+        let (group, version, g) = self.store.atomic(|p| {
             let bytes: [u8; 16] = p
                 .rand()
                 .random_array()
                 .map_err(|e| MlsError::Internal(format!("randomness: {e:?}")))?;
             let group = GroupId(bytes);
-            MlsGroup::builder()
+            let g = MlsGroup::builder()
                 .with_group_id(group.to_openmls())
                 .ciphersuite(suite.ciphersuite())
                 .max_past_epochs(MAX_PAST_EPOCHS)
@@ -176,9 +179,11 @@ impl MlsEngine {
                         other => MlsError::Refused(other.to_string()),
                     }
                 })?;
-            remember_group(p, group, suite)?;
-            Ok(group)
-        })
+            let version = remember_group(p, group, suite)?;
+            Ok((group, version, g))
+        })?;
+        self.cache.insert(group, version, g);
+        Ok(group)
     }
 
     /// Joins the group a Welcome (serialized `MLSMessage`) invites us to.
@@ -195,7 +200,8 @@ impl MlsEngine {
         };
         let cs = welcome.ciphersuite();
         let suite = Suite::from_ciphersuite(cs).ok_or(MlsError::UnsupportedSuite(u16::from(cs)))?;
-        self.store.atomic(|p| {
+        let cache = &mut self.cache;
+        let (joined, version, g) = self.store.atomic(|p| {
             let builder = StagedWelcome::build_from_welcome(p, &join_config(), welcome)
                 .map_err(welcome_error)?;
             // Not yet verified; only used to find state of ours it would
@@ -209,7 +215,10 @@ impl MlsEngine {
             match MlsGroup::load(p.storage(), &claimed)? {
                 Some(old) if old.is_active() => return Err(MlsError::GroupExists(group)),
                 // Re-added to a group we were removed from: start afresh.
-                Some(mut old) => forget_state(p, &mut old, group)?,
+                Some(mut old) => {
+                    cache.take(group);
+                    forget_state(p, &mut old, group)?
+                }
                 None => {}
             }
             let staged = builder.build().map_err(welcome_error)?;
@@ -232,15 +241,18 @@ impl MlsEngine {
             let inviter =
                 Member::from_leaf(sender.credential(), sender.signature_key().as_slice())?;
             let g = staged.into_group(p).map_err(welcome_error)?;
-            remember_group(p, group, suite)?;
-            Ok(Joined {
+            let version = remember_group(p, group, suite)?;
+            let joined = Joined {
                 group,
                 suite,
                 epoch: Epoch(g.epoch().as_u64()),
                 inviter,
                 members,
-            })
-        })
+            };
+            Ok((joined, version, g))
+        })?;
+        self.cache.insert(joined.group, version, g);
+        Ok(joined)
     }
 
     /// Every group we hold state for (including ones we were removed from,
@@ -273,31 +285,30 @@ impl MlsEngine {
 
     /// Members in leaf order, us included.
     pub fn members(&self, group: GroupId) -> Result<Vec<Member>, MlsError> {
-        members_of(&load_group(&self.store.provider(), group)?)
+        self.read_group(group, members_of)
     }
 
     pub fn epoch(&self, group: GroupId) -> Result<Epoch, MlsError> {
-        Ok(Epoch(
-            load_group(&self.store.provider(), group)?.epoch().as_u64(),
-        ))
+        self.read_group(group, |g| Ok(Epoch(g.epoch().as_u64())))
     }
 
     /// False once a commit removed us.
     pub fn is_active(&self, group: GroupId) -> Result<bool, MlsError> {
-        Ok(load_group(&self.store.provider(), group)?.is_active())
+        self.read_group(group, |g| Ok(g.is_active()))
     }
 
     pub fn has_pending_commit(&self, group: GroupId) -> Result<bool, MlsError> {
-        Ok(load_group(&self.store.provider(), group)?
-            .pending_commit()
-            .is_some())
+        self.read_group(group, |g| Ok(g.pending_commit().is_some()))
     }
 
     /// Deletes all state of a group (e.g. after we were removed; `join`
     /// also replaces such state by itself when we are re-added).
     pub fn forget(&mut self, group: GroupId) -> Result<(), MlsError> {
-        self.store
-            .atomic(|p| forget_state(p, &mut load_group(p, group)?, group))
+        let kept = self.cache.take(group);
+        self.store.atomic(|p| {
+            let mut g = cache::current(p, group, kept)?;
+            forget_state(p, &mut g, group)
+        })
     }
 }
 

@@ -68,3 +68,53 @@ impl MlsEngine {
             .ok_or_else(|| MlsError::Internal("no key package built".into()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+    use openmls::prelude::{KeyPackageIn, KeyPackageVerifyError, MlsMessageBodyIn, MlsMessageIn};
+    use openmls::versions::ProtocolVersion;
+    use openmls_traits::OpenMlsProvider;
+    use quicproquo_protocol::types::Username;
+
+    use super::*;
+    use crate::mls::identity::Identity;
+    use crate::mls::provider::MlsStore;
+
+    /// Regression pin: openmls' `mark_as_last_resort` does not list the
+    /// extension in the leaf's capabilities, and `KeyPackageIn::validate`
+    /// then refuses the package, so every adder would reject our fallback.
+    #[test]
+    fn last_resort_needs_the_capability() {
+        let store = MlsStore::open(rusqlite::Connection::open_in_memory().unwrap()).unwrap();
+        let p = store.provider();
+        let id = Identity::from_seed(Username::parse("carol").unwrap(), &[3; 32]);
+        for suite in Suite::ALL {
+            let bare = KeyPackage::builder()
+                .mark_as_last_resort()
+                .build(suite.ciphersuite(), &p, &id, id.credential_with_key())
+                .unwrap();
+            let bytes = bare.key_package().tls_serialize_detached().unwrap();
+            let parsed = KeyPackageIn::tls_deserialize_exact(bytes).unwrap();
+            assert_eq!(
+                parsed
+                    .validate(p.crypto(), ProtocolVersion::Mls10)
+                    .unwrap_err(),
+                KeyPackageVerifyError::UnsupportedExtension
+            );
+        }
+        let mut engine =
+            MlsEngine::new(rusqlite::Connection::open_in_memory().unwrap(), id).unwrap();
+        for suite in Suite::ALL {
+            let ours = engine.last_resort_key_package(suite).unwrap();
+            let MlsMessageBodyIn::KeyPackage(kp) =
+                MlsMessageIn::tls_deserialize_exact(ours).unwrap().extract()
+            else {
+                panic!("not a key package");
+            };
+            let kp = kp.validate(p.crypto(), ProtocolVersion::Mls10).unwrap();
+            assert!(kp.last_resort());
+            assert_eq!(kp.ciphersuite(), suite.ciphersuite());
+        }
+    }
+}

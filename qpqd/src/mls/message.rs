@@ -21,7 +21,7 @@ use super::group::GroupId;
 use super::history;
 use super::identity::Member;
 use super::provider::Provider;
-use super::{load_group, MlsEngine, MAX_PAST_EPOCHS};
+use super::{MlsEngine, MAX_PAST_EPOCHS};
 
 /// What an incoming message was, before processing: the daemon passes a
 /// Welcome to `join` and everything for a group to `process`.
@@ -192,9 +192,7 @@ impl MlsEngine {
     /// Encrypts application data for the group; returns a serialized
     /// `MLSMessage` (PrivateMessage) for every other member.
     pub fn encrypt(&mut self, group: GroupId, plaintext: &[u8]) -> Result<Vec<u8>, MlsError> {
-        let identity = &self.identity;
-        self.store.atomic(|p| {
-            let mut g = load_group(p, group)?;
+        self.with_group(group, |g, p, identity| {
             let out: MlsMessageOut = g.create_message(p, identity, plaintext).map_err(|e| {
                 use openmls::prelude::CreateMessageError as E;
                 match e {
@@ -214,8 +212,7 @@ impl MlsEngine {
         let group = GroupId::from_openmls(protocol.group_id())?;
         let message = Epoch(protocol.epoch().as_u64());
         let content = content_type(protocol.content_type());
-        self.store.atomic(|p| {
-            let mut g = load_group(p, group)?;
+        self.with_group(group, |g, p, _| {
             if !g.is_active() {
                 return Err(MlsError::NotMember(group));
             }
@@ -248,7 +245,7 @@ impl MlsEngine {
             match processed.into_content() {
                 ProcessedMessageContent::ApplicationMessage(app) => {
                     let leaf = member_leaf(&sender)?;
-                    let member = sender_at(p, &g, group, leaf, message)?;
+                    let member = sender_at(p, g, group, leaf, message)?;
                     // openmls resolved the sender's credential for that epoch
                     // itself; the two records must agree.
                     if Member::from_leaf(&credential, member.identity.as_bytes())? != member {
@@ -266,8 +263,8 @@ impl MlsEngine {
                 }
                 ProcessedMessageContent::ProposalMessage(q) => {
                     let leaf = member_leaf(&sender)?;
-                    let sender = sender_at(p, &g, group, leaf, message)?;
-                    let kind = proposal_kind(&g, &q, &sender)?;
+                    let sender = sender_at(p, g, group, leaf, message)?;
+                    let kind = proposal_kind(g, &q, &sender)?;
                     g.store_pending_proposal(p.storage(), *q)?;
                     Ok(Processed::Proposal {
                         group,
@@ -278,7 +275,7 @@ impl MlsEngine {
                 }
                 ProcessedMessageContent::StagedCommitMessage(staged) => {
                     let leaf = member_leaf(&sender)?;
-                    let committer = sender_at(p, &g, group, leaf, message)?;
+                    let committer = sender_at(p, g, group, leaf, message)?;
                     // Leaves the commit empties on purpose; any other leaf
                     // must keep its occupant (see `check_transition`).
                     let vacated: Vec<u32> = staged
@@ -291,7 +288,7 @@ impl MlsEngine {
                         .collect();
                     let we_were_removed = staged.self_removed();
                     let dropped_own_commit = g.pending_commit().is_some();
-                    let before = history::snapshot(&g)?;
+                    let before = history::snapshot(g)?;
                     g.merge_staged_commit(p, *staged).map_err(|e| {
                         use openmls::prelude::MergeCommitError as E;
                         match e {
@@ -300,11 +297,11 @@ impl MlsEngine {
                         }
                     })?;
                     // Checked on the merged state; an error rolls it back.
-                    let after = history::snapshot(&g)?;
+                    let after = history::snapshot(g)?;
                     check_transition(&before, &after, &vacated)?;
                     Ok(Processed::Commit(summarize(
                         p,
-                        &g,
+                        g,
                         group,
                         &before,
                         after,

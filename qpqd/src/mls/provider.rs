@@ -40,9 +40,11 @@ pub type Storage<'a> = SqliteStorageProvider<JsonCodec, &'a Connection>;
 /// The engine's own bookkeeping, next to openmls' tables. `IF NOT EXISTS`
 /// keeps opening idempotent; `PRAGMA user_version` is left to the daemon.
 const SCHEMA: &str = "
+-- version: random, new after every change; see cache.rs.
 CREATE TABLE IF NOT EXISTS qpq_mls_groups (
     group_id BLOB PRIMARY KEY NOT NULL,
-    suite INTEGER NOT NULL
+    suite INTEGER NOT NULL,
+    version INTEGER NOT NULL
 ) WITHOUT ROWID;
 -- Who sat in a leaf until a commit changed or emptied it, so that an
 -- application message from a past epoch is attributed to its real sender
@@ -179,7 +181,7 @@ mod tests {
         };
         let insert = |p: &Provider<'_>, id: u8| {
             p.connection().execute(
-                "INSERT INTO qpq_mls_groups (group_id, suite) VALUES (?1, 1)",
+                "INSERT INTO qpq_mls_groups (group_id, suite, version) VALUES (?1, 1, 0)",
                 [vec![id]],
             )
         };

@@ -34,6 +34,7 @@ for_each_suite!(
     past_epoch_window,
     past_sender_survives_leaf_reuse,
     restart_continues_the_group,
+    daemon_rollback_is_respected,
     garbage_is_an_error,
     leave_is_committed_by_another_member,
     key_package_kinds,
@@ -483,6 +484,34 @@ fn restart_continues_the_group(suite: Suite) {
     bob.expect_text(&m, &carol, "joined");
 }
 
+fn daemon_rollback_is_respected(suite: Suite) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::default();
+    let (mut alice, mut bob) = (Client::new(&dir, "alice"), Client::new(&dir, "bob"));
+    let g = group_of(suite, &mut server, &mut alice, &mut [&mut bob]);
+    let m = alice.send(g, "exactly once");
+    // The daemon processes inside its own transaction, then fails to store
+    // the plaintext and rolls back: the message must be readable again.
+    bob.engine.connection().execute_batch("BEGIN").unwrap();
+    bob.expect_text(&m, &alice, "exactly once");
+    bob.engine.connection().execute_batch("ROLLBACK").unwrap();
+    bob.expect_text(&m, &alice, "exactly once");
+    assert!(matches!(bob.engine.process(&m), Err(MlsError::Replay(_))));
+    // Likewise for a commit: rolled back, the group is back in its epoch.
+    let c = alice.engine.self_update(g).unwrap();
+    assert!(server.submit(&c));
+    alice.engine.merge_pending(g).unwrap();
+    let epoch = bob.engine.epoch(g).unwrap();
+    bob.engine.connection().execute_batch("BEGIN").unwrap();
+    bob.expect_commit(&c.commit);
+    bob.engine.connection().execute_batch("ROLLBACK").unwrap();
+    assert_eq!(bob.engine.epoch(g).unwrap(), epoch);
+    bob.expect_commit(&c.commit);
+    assert_in_sync(g, &[&alice, &bob]);
+    let m = bob.send(g, "in sync");
+    alice.expect_text(&m, &bob, "in sync");
+}
+
 fn garbage_is_an_error(suite: Suite) {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::default();
@@ -714,82 +743,4 @@ fn key_package_kinds(suite: Suite) {
         alice.engine.add_members(g, &[bob.kp(other)]),
         Err(MlsError::InvalidKeyPackage(_))
     ));
-}
-
-#[test]
-#[ignore = "measurement, run with --release"]
-fn measure_costs() {
-    use std::time::Instant;
-    for wal in [false, true] {
-        for n in [2usize, 50, 200] {
-            let dir = tempfile::tempdir().unwrap();
-            let mut server = Server::default();
-            let mut alice = Client::new(&dir, "alice");
-            let mut bob = Client::new(&dir, "bob");
-            if wal {
-                for c in [&alice, &bob] {
-                    c.engine
-                        .connection()
-                        .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
-                        .unwrap();
-                }
-            }
-            let suite = Suite::Hybrid;
-            let g = group_of(suite, &mut server, &mut alice, &mut [&mut bob]);
-            let mut others: Vec<MlsEngine> = (2..n)
-                .map(|i| {
-                    let name: &'static str = Box::leak(format!("u{i}").into_boxed_str());
-                    open_in_memory_seeded(name, i as u8)
-                })
-                .collect();
-            if !others.is_empty() {
-                let kps: Vec<Vec<u8>> = others
-                    .iter_mut()
-                    .map(|e| e.key_packages(suite, 1).unwrap().remove(0))
-                    .collect();
-                let c = alice.engine.add_members(g, &kps).unwrap();
-                assert!(server.submit(&c));
-                alice.engine.merge_pending(g).unwrap();
-                bob.expect_commit(&c.commit);
-            }
-            let text = "x".repeat(1024);
-            let k = 50;
-            let t = Instant::now();
-            let msgs: Vec<Vec<u8>> = (0..k).map(|_| alice.send(g, &text)).collect();
-            let enc = t.elapsed() / k;
-            let t = Instant::now();
-            for m in &msgs {
-                bob.expect_text(m, &alice, &text);
-            }
-            let dec = t.elapsed() / k;
-            let t = Instant::now();
-            for _ in 0..k {
-                bob.engine.members(g).unwrap();
-            }
-            let load = t.elapsed() / k;
-            let t = Instant::now();
-            let c = bob.engine.self_update(g).unwrap();
-            let upd = t.elapsed();
-            assert!(server.submit(&c));
-            let t = Instant::now();
-            bob.engine.merge_pending(g).unwrap();
-            let merge = t.elapsed();
-            let t = Instant::now();
-            alice.expect_commit(&c.commit);
-            let proc_commit = t.elapsed();
-            let t = Instant::now();
-            alice.engine.key_packages(suite, 20).unwrap();
-            let kp = t.elapsed() / 20;
-            eprintln!(
-                "wal={wal} n={n}: encrypt {enc:?}, decrypt {dec:?}, load-only {load:?}, \
-                 update create {upd:?} merge {merge:?} process {proc_commit:?} ({} B), key package {kp:?}",
-                c.commit.len()
-            );
-        }
-    }
-}
-
-fn open_in_memory_seeded(name: &str, seed: u8) -> MlsEngine {
-    let conn = Connection::open_in_memory().unwrap();
-    MlsEngine::new(conn, Identity::from_seed(user(name), &[seed; 32])).unwrap()
 }
