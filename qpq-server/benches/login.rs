@@ -6,7 +6,8 @@
 //! `SqliteStore` on a temporary file and no rate limits, i.e. the whole
 //! request path past the decoder (rate-limit checks, the account lookup on
 //! the database thread, opaque-ke, the pending-login table). Beside it, the
-//! bare opaque-ke `ServerLogin::start` with `Some(record)` and with `None`.
+//! bare opaque-ke `ServerLogin::start` with `Some(record)` and with `None`,
+//! and the parsing of a stored record (which only the existing-user path does).
 //!
 //! Each timed login start for one name follows an untimed one for the other,
 //! so both see the same conditions; every start is followed by an untimed
@@ -218,6 +219,11 @@ fn login_start(c: &mut Criterion) {
             )
             .expect("server login start")
         })
+    });
+    // What the service does for an existing user only: parse the stored record.
+    let stored = record.serialize().to_vec();
+    group.bench_function("opaque_ke/deserialize_record", |b| {
+        b.iter(|| ServerRegistration::<Suite>::deserialize(black_box(&stored)).expect("record"))
     });
     group.finish();
 }
