@@ -24,6 +24,7 @@ use quicproquo_protocol::wire::{identity_proof_message, IDENTITY_PROOF_LEN};
 use rand::rngs::OsRng;
 use rand::RngCore;
 
+use crate::cache::TtlCache;
 use crate::config::RateLimits;
 use crate::ratelimit::RateLimiter;
 use crate::service::{internal, Now};
@@ -33,6 +34,11 @@ use crate::store::{Account, Store, StoreError};
 const SETUP_SECRET: &str = "opaque_server_setup_v1";
 /// In-progress logins kept at most (each is a few hundred bytes).
 const MAX_PENDING_LOGINS: usize = 100_000;
+/// How long a looked-up session is trusted without asking the store again.
+/// Bounds how late a logout on another server node takes effect (a logout
+/// on this node evicts at once); saves every request a store round trip.
+const SESSION_CACHE_TTL: Duration = Duration::from_secs(30);
+const SESSION_CACHE_MAX: usize = 100_000;
 
 struct PendingLogin {
     state: ServerLogin<Suite>,
@@ -47,6 +53,7 @@ pub struct Auth {
     login_per_address: RateLimiter<IpAddr>,
     register_per_address: RateLimiter<IpAddr>,
     session_ttl: Duration,
+    sessions: TtlCache<[u8; 32], Account>,
 }
 
 fn rate_limited(wait: Duration) -> WireError {
@@ -88,6 +95,7 @@ impl Auth {
                 Duration::from_secs(3600),
             ),
             session_ttl,
+            sessions: TtlCache::new(SESSION_CACHE_TTL, SESSION_CACHE_MAX),
         })
     }
 
@@ -244,6 +252,7 @@ impl Auth {
     }
 
     pub async fn logout<S: Store>(&self, store: &S, token: &SessionToken) -> Result<(), WireError> {
+        self.sessions.remove(&token.hash());
         store.delete_session(token.hash()).await.map_err(internal)
     }
 
@@ -254,11 +263,17 @@ impl Auth {
         token: &SessionToken,
         now: Now,
     ) -> Result<Account, WireError> {
-        store
-            .session(token.hash(), now.unix_ms)
+        let hash = token.hash();
+        if let Some(a) = self.sessions.get(&hash, now.mono) {
+            return Ok(a);
+        }
+        let account = store
+            .session(hash, now.unix_ms)
             .await
             .map_err(internal)?
-            .ok_or_else(|| WireError::bare(ErrorCode::Unauthenticated))
+            .ok_or_else(|| WireError::bare(ErrorCode::Unauthenticated))?;
+        self.sessions.put(hash, account.clone(), now.mono);
+        Ok(account)
     }
 }
 

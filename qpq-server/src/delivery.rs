@@ -16,6 +16,7 @@ use quicproquo_protocol::wire::{Delivery, Envelope};
 use quicproquo_protocol::{mls_framing, padding};
 use tokio::sync::{watch, Notify};
 
+use crate::cache::TtlCache;
 use crate::service::{internal, Now};
 use crate::store::{Account, CommitClaim, EnqueueOutcome, Mail, NewMail, Store, StoreError};
 
@@ -53,19 +54,36 @@ impl Mailboxes {
     }
 }
 
+/// Members of DM channels already looked up: a channel's members never
+/// change, so they are kept (bounded) instead of asked for per request.
+pub type ChannelCache = TtlCache<ChannelId, (IdentityKey, IdentityKey)>;
+
+pub fn channel_cache() -> ChannelCache {
+    TtlCache::new(Duration::from_secs(3600), 100_000)
+}
+
 /// Checks that `me` may use `channel` (E022 otherwise) and returns the other
 /// member. An unknown channel is E022 as well, so ids cannot be probed.
 async fn other_member<S: Store>(
     store: &S,
+    cache: &ChannelCache,
     me: &IdentityKey,
     channel: ChannelId,
 ) -> Result<IdentityKey, WireError> {
     let denied = || WireError::bare(ErrorCode::ChannelDenied);
-    let (a, b) = store
-        .channel_members(channel)
-        .await
-        .map_err(internal)?
-        .ok_or_else(denied)?;
+    let now = std::time::Instant::now();
+    let (a, b) = match cache.get(&channel, now) {
+        Some(pair) => pair,
+        None => {
+            let pair = store
+                .channel_members(channel)
+                .await
+                .map_err(internal)?
+                .ok_or_else(denied)?;
+            cache.put(channel, pair, now);
+            pair
+        }
+    };
     if a == *me {
         Ok(b)
     } else if b == *me {
@@ -84,6 +102,7 @@ pub struct EnqueueRequest {
 pub async fn enqueue<S: Store>(
     store: &S,
     mailboxes: &Mailboxes,
+    channels: &ChannelCache,
     require_channel_authz: bool,
     sender: &Account,
     req: EnqueueRequest,
@@ -108,7 +127,7 @@ pub async fn enqueue<S: Store>(
                 let other = match checked.get(&c) {
                     Some(o) => *o,
                     None => {
-                        let o = other_member(store, &sender.identity_key, c).await?;
+                        let o = other_member(store, channels, &sender.identity_key, c).await?;
                         checked.insert(c, o);
                         o
                     }
@@ -191,12 +210,13 @@ fn envelopes(mail: Vec<Mail>) -> Vec<Envelope> {
 /// The caller's mail, all of it or one channel's (after authorizing it).
 pub async fn fetch<S: Store>(
     store: &S,
+    channels: &ChannelCache,
     me: &Account,
     channel: Option<ChannelId>,
     limit: u32,
 ) -> Result<Vec<Envelope>, WireError> {
     if let Some(c) = channel {
-        other_member(store, &me.identity_key, c).await?;
+        other_member(store, channels, &me.identity_key, c).await?;
     }
     let mail = store
         .fetch(me.identity_key, channel, limit, FETCH_RESPONSE_BUDGET)
@@ -207,9 +227,11 @@ pub async fn fetch<S: Store>(
 
 /// As [`fetch`], but when nothing is waiting, holds the request until mail
 /// arrives, `timeout` passes or the server shuts down (then answers empty).
+#[allow(clippy::too_many_arguments)]
 pub async fn fetch_wait<S: Store>(
     store: &S,
     mailboxes: &Mailboxes,
+    channels: &ChannelCache,
     shutdown: &watch::Receiver<bool>,
     me: &Account,
     channel: Option<ChannelId>,
@@ -217,7 +239,7 @@ pub async fn fetch_wait<S: Store>(
     timeout: Duration,
 ) -> Result<Vec<Envelope>, WireError> {
     if let Some(c) = channel {
-        other_member(store, &me.identity_key, c).await?;
+        other_member(store, channels, &me.identity_key, c).await?;
     }
     let deadline = tokio::time::Instant::now() + timeout.min(MAX_FETCH_WAIT);
     let notify = mailboxes.subscribe(me.identity_key);

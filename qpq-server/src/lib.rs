@@ -7,6 +7,7 @@
 //! `store` (persistence).
 
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod delivery;
 pub mod directory;

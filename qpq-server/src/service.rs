@@ -48,6 +48,7 @@ pub struct Service<S: Store> {
     pub store: S,
     auth: Auth,
     pub mailboxes: Mailboxes,
+    channels: delivery::ChannelCache,
     require_channel_authz: bool,
     per_account: RateLimiter<IdentityKey>,
     shutdown: watch::Receiver<bool>,
@@ -67,6 +68,7 @@ impl<S: Store> Service<S> {
             store,
             auth,
             mailboxes: Mailboxes::default(),
+            channels: delivery::channel_cache(),
             require_channel_authz: config.require_channel_authz,
             per_account: RateLimiter::new(
                 f64::from(limits.requests_per_second_per_account),
@@ -182,6 +184,7 @@ impl<S: Store> Service<S> {
                 let (duplicate, seqs) = delivery::enqueue(
                     store,
                     &self.mailboxes,
+                    &self.channels,
                     self.require_channel_authz,
                     &me,
                     EnqueueRequest {
@@ -195,7 +198,7 @@ impl<S: Store> Service<S> {
                 Response::Enqueue { duplicate, seqs }
             }
             Request::Fetch { channel, limit, .. } => {
-                Response::Fetch(delivery::fetch(store, &me, channel, limit).await?)
+                Response::Fetch(delivery::fetch(store, &self.channels, &me, channel, limit).await?)
             }
             Request::FetchWait {
                 channel,
@@ -206,6 +209,7 @@ impl<S: Store> Service<S> {
                 delivery::fetch_wait(
                     store,
                     &self.mailboxes,
+                    &self.channels,
                     &self.shutdown,
                     &me,
                     channel,
