@@ -1,0 +1,384 @@
+//! The command line, as clap definitions: the one source of `--help`, the
+//! man pages and the shell completions. Names and words follow the IPC
+//! methods (`docs/src/reference/ipc.md`) and the TUI's commands; this is a
+//! contract with scripts, so options are added, never renamed or removed.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use quicproquo_protocol::ipc::values::{Ciphersuite, ConversationRef, Limit};
+use quicproquo_protocol::paths::Profile;
+use quicproquo_protocol::Fingerprint;
+
+use crate::exit::Exit;
+
+const ABOUT: &str = "quicproquo from a shell: everything qpqd does, for scripts, cron and CI";
+
+const LONG_ABOUT: &str = "\
+quicproquo from a shell: everything qpqd does, for scripts, cron jobs and CI pipelines.
+
+qpq-ctl talks to qpqd, the agent that holds your identity, groups and history, and
+starts it on demand (unless --no-autostart). With --json every command prints JSON on
+stdout, and an error as one JSON object on stderr; without it, output is for people.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "qpq-ctl",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = Exit::help_table(),
+    propagate_version = true,
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    /// Account profile: one qpqd and one identity per profile [default: $QPQ_PROFILE, else `default`]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<Profile>,
+    /// Print JSON on stdout (one object per line for `recv --follow`)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Do not start qpqd when it is not running: fail with exit status 3
+    #[arg(long, global = true)]
+    pub no_autostart: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start, stop or check qpqd, the agent of this profile
+    #[command(subcommand)]
+    Daemon(DaemonCommand),
+    /// Create an account on a server, in this profile
+    Register(AccountArgs),
+    /// Log this profile's account in again (after `logout` or an expired session)
+    Login(AccountArgs),
+    /// End the session on the server; the identity stays in the profile
+    Logout,
+    /// Show the account of this profile: username, identity key, server
+    Whoami,
+    /// Show the account, connection, keystore, outbox and unread count
+    Status,
+    /// Give qpqd the passphrase that decrypts its state (when `status` says locked)
+    Unlock(UnlockArgs),
+    /// List conversations: id, name, kind, members, unread
+    List,
+    /// Open (or create) the DM with a user; prints the conversation
+    Dm {
+        /// The other user
+        username: String,
+    },
+    /// Create groups, add or remove members, leave, re-key
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// List a conversation's members and whether their keys are verified
+    Members {
+        /// Name, id, or @username
+        conversation: ConversationRef,
+    },
+    /// Send a message; with no text or `-` it is read from stdin
+    Send(SendArgs),
+    /// Show a conversation's latest messages, oldest first
+    History(HistoryArgs),
+    /// Print new incoming messages; with --follow, stream them until interrupted
+    #[command(long_about = RECV_LONG_ABOUT)]
+    Recv(RecvArgs),
+    /// Show the safety number shared with a user; --confirm marks their key verified
+    Verify(VerifyArgs),
+    /// Search messages, best match first
+    Search(SearchArgs),
+    /// Print a shell completion script
+    #[command(
+        after_help = "Install, e.g.: qpq-ctl completions bash > ~/.local/share/bash-completion/completions/qpq-ctl"
+    )]
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command to a directory
+    #[command(after_help = "Read it with: qpq-ctl man | man -l -")]
+    Man {
+        /// Write qpq-ctl.1 and one page per command (qpq-ctl-send.1, …) here
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+const RECV_LONG_ABOUT: &str = "\
+Print new incoming messages (messages sent from this profile are not shown).
+
+Without --since, recv resumes where the last recv of this profile stopped: the last
+sequence number seen is kept in `qpq-ctl.seq` in the profile's data directory (one
+cursor per --conversation), so each message is printed by one recv. The first recv of
+a profile prints every message it has. With --since SEQ, recv prints what came after
+SEQ and leaves the cursor alone; JSON output carries each message's `seq`.
+
+With --follow, recv streams messages until interrupted (Ctrl-C, SIGTERM, or its reader
+going away, which ends it with success). It survives a restart of qpqd: it reconnects
+and resumes after the last sequence number, losing and repeating nothing. With --json
+it prints one JSON object per line, flushed per message.";
+
+#[derive(Debug, Subcommand)]
+pub enum DaemonCommand {
+    /// Start qpqd for this profile unless it already runs
+    Start,
+    /// Stop qpqd (it flushes its state first); waits until it has exited
+    Stop,
+    /// Tell whether qpqd runs (exit status 0) or not (3)
+    Status,
+}
+
+#[derive(Debug, Args)]
+pub struct AccountArgs {
+    /// The server, HOST:PORT
+    #[arg(long, env = "QPQ_SERVER", value_name = "HOST:PORT")]
+    pub server: String,
+    /// Pin the server's certificate: its SHA-256, 64 hex digits (colons allowed)
+    #[arg(long, value_name = "SHA256", value_parser = parse_fingerprint)]
+    pub server_fingerprint: Option<Fingerprint>,
+    /// Read the password from the first line of stdin instead of prompting
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The account's username
+    pub username: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Read the passphrase from the first line of stdin instead of prompting
+    #[arg(long)]
+    pub passphrase_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group, optionally with members; prints the conversation
+    Create {
+        /// The group's name
+        name: String,
+        /// Users to add
+        usernames: Vec<String>,
+        /// MLS ciphersuite: hybrid (X25519 + ML-KEM-768) or classic (X25519)
+        #[arg(long, value_enum, default_value_t = Suite::Hybrid)]
+        ciphersuite: Suite,
+    },
+    /// Add users to a group; prints the conversation
+    Add {
+        /// Name, id, or @username
+        conversation: ConversationRef,
+        #[arg(required = true)]
+        usernames: Vec<String>,
+    },
+    /// Remove users from a group; prints the conversation
+    Remove {
+        /// Name, id, or @username
+        conversation: ConversationRef,
+        #[arg(required = true)]
+        usernames: Vec<String>,
+    },
+    /// Leave a group
+    Leave {
+        /// Name, id, or @username
+        conversation: ConversationRef,
+    },
+    /// Re-key the group (an MLS self-update: new keys for everything after)
+    Rekey {
+        /// Name, id, or @username
+        conversation: ConversationRef,
+    },
+}
+
+/// The ciphersuite of a new group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Suite {
+    Hybrid,
+    Classic,
+}
+
+impl From<Suite> for Ciphersuite {
+    fn from(s: Suite) -> Self {
+        match s {
+            Suite::Hybrid => Ciphersuite::Hybrid,
+            Suite::Classic => Ciphersuite::Classic,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Name, id, or @username
+    pub conversation: ConversationRef,
+    /// The message; without it, or with `-`, the message is read from stdin
+    /// (any UTF-8, any number of lines; trailing line breaks are dropped)
+    pub text: Option<String>,
+    /// Send even though a member's identity key changed (exit status 11 otherwise)
+    #[arg(long)]
+    pub confirm_changed_keys: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Name, id, or @username
+    pub conversation: ConversationRef,
+    /// How many of the latest messages, 1 to 500
+    #[arg(long, value_name = "N", default_value = "50", value_parser = parse_limit)]
+    pub limit: Limit,
+}
+
+#[derive(Debug, Args)]
+pub struct RecvArgs {
+    /// Stream messages until interrupted
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Print what came after this sequence number (and leave the cursor alone)
+    #[arg(long, value_name = "SEQ")]
+    pub since: Option<u64>,
+    /// Only this conversation: name, id, or @username
+    #[arg(long, value_name = "C")]
+    pub conversation: Option<ConversationRef>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The user
+    pub username: String,
+    /// Mark the user's current identity key verified (after comparing safety numbers)
+    #[arg(long)]
+    pub confirm: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Words to look for
+    #[arg(required = true)]
+    pub words: Vec<String>,
+    /// Only this conversation: name, id, or @username
+    #[arg(long, value_name = "C")]
+    pub conversation: Option<ConversationRef>,
+    /// At most this many results, 1 to 500
+    #[arg(long, value_name = "N", default_value = "50", value_parser = parse_limit)]
+    pub limit: Limit,
+}
+
+fn parse_fingerprint(s: &str) -> Result<Fingerprint, String> {
+    quicproquo_protocol::parse_fingerprint(s)
+        .ok_or_else(|| "expected a SHA-256: 64 hex digits, colons allowed".to_owned())
+}
+
+fn parse_limit(s: &str) -> Result<Limit, String> {
+    s.parse::<u16>()
+        .ok()
+        .and_then(Limit::new)
+        .ok_or_else(|| format!("expected a number from 1 to {}", Limit::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("qpq-ctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let cli = parse(&["send", "--json", "@bob", "hi", "--profile", "work"]).unwrap();
+        assert!(cli.json);
+        assert_eq!(cli.profile.unwrap().as_str(), "work");
+        let Command::Send(s) = cli.command else {
+            panic!("not send")
+        };
+        assert_eq!(s.conversation, ConversationRef::Dm("bob".into()));
+        assert_eq!(s.text.as_deref(), Some("hi"));
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for args in [
+            &["history", "team", "--limit", "0"][..],
+            &["history", "team", "--limit", "501"],
+            &["send", ""],
+            &["send", "@", "hi"],
+            &["--profile", "Bad Name", "list"],
+            &[
+                "register",
+                "--server",
+                "h:1",
+                "--server-fingerprint",
+                "abc",
+                "a",
+            ],
+            &["group", "add", "team"],
+            &["search"],
+            &["completions", "tcsh"],
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+        }
+    }
+
+    /// The synopsis in qpq-ctl.md names every command and every option.
+    #[test]
+    fn book_lists_every_command_and_option() {
+        let book = include_str!("../../docs/src/reference/qpq-ctl.md");
+        let synopsis = book.split("```").nth(1).expect("a synopsis block");
+        let cli = Cli::command();
+        let mut leaves: Vec<(String, &clap::Command)> = Vec::new();
+        for sub in cli.get_subcommands() {
+            if sub.has_subcommands() {
+                for leaf in sub.get_subcommands() {
+                    leaves.push((format!("{} {}", sub.get_name(), leaf.get_name()), leaf));
+                }
+            } else {
+                leaves.push((sub.get_name().to_owned(), sub));
+            }
+        }
+        for (path, cmd) in leaves {
+            let (group, leaf) = path.split_once(' ').unwrap_or((&path, ""));
+            let line = synopsis
+                .lines()
+                .map(str::trim_start)
+                .find(|l| l.starts_with(&format!("{group} ")) || *l == group)
+                .unwrap_or_else(|| panic!("qpq-ctl.md lacks `{path}`"));
+            let line = if leaf.is_empty() || line.contains(leaf) {
+                line.to_owned()
+            } else {
+                synopsis
+                    .lines()
+                    .map(str::trim_start)
+                    .find(|l| l.starts_with(&path))
+                    .unwrap_or_else(|| panic!("qpq-ctl.md lacks `{path}`"))
+                    .to_owned()
+            };
+            for arg in cmd.get_arguments() {
+                if let Some(long) = arg.get_long() {
+                    if ["help", "version", "profile", "json", "no-autostart"].contains(&long) {
+                        continue;
+                    }
+                    assert!(
+                        line.contains(&format!("--{long}")),
+                        "`{path}` lacks --{long}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn help_documents_exit_statuses() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("Exit status:"), "{help}");
+        assert!(
+            help.contains("11  a member's identity key changed"),
+            "{help}"
+        );
+    }
+}

@@ -1,0 +1,59 @@
+//! The commands, one module per group, each a function from parsed
+//! arguments to output on [`Out`] and an exit status. They only call the
+//! daemon through the shared IPC client; nothing here holds a secret longer
+//! than one call.
+
+use crate::cli::{Cli, Command};
+use crate::error::CtlError;
+use crate::exit::Exit;
+use crate::output::Out;
+use crate::session::Session;
+
+mod account;
+mod conversations;
+mod daemon;
+mod docs;
+mod messages;
+mod names;
+mod recv;
+mod verify;
+
+/// Runs the command line's command.
+pub async fn run(cli: Cli, out: &mut Out) -> Result<Exit, CtlError> {
+    // The docs need no daemon, no paths and no environment: the session is
+    // made only for the commands that talk to qpqd.
+    let session = || Session::new(cli.profile.as_ref(), !cli.no_autostart);
+    match cli.command {
+        Command::Completions { shell } => docs::completions(out, shell),
+        Command::Man { out_dir } => docs::man(out, out_dir.as_deref()),
+        Command::Daemon(c) => daemon::run(&session()?, out, c).await,
+        Command::Register(a) => {
+            account::account(&session()?, out, a, account::Kind::Register).await
+        }
+        Command::Login(a) => account::account(&session()?, out, a, account::Kind::Login).await,
+        Command::Logout => account::logout(&session()?, out).await,
+        Command::Whoami => account::whoami(&session()?, out).await,
+        Command::Status => account::status(&session()?, out).await,
+        Command::Unlock(a) => account::unlock(&session()?, out, a).await,
+        Command::List => conversations::list(&session()?, out).await,
+        Command::Dm { username } => conversations::dm(&session()?, out, username).await,
+        Command::Group(c) => conversations::group(&session()?, out, c).await,
+        Command::Members { conversation } => {
+            conversations::members(&session()?, out, conversation).await
+        }
+        Command::Send(a) => messages::send(&session()?, out, a).await,
+        Command::History(a) => messages::history(&session()?, out, a).await,
+        Command::Search(a) => messages::search(&session()?, out, a).await,
+        Command::Recv(a) => recv::run(&session()?, out, a).await,
+        Command::Verify(a) => verify::run(&session()?, out, a).await,
+    }
+}
+
+/// A word enum (`online`, `hybrid`…) as the IPC spells it.
+fn word<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}

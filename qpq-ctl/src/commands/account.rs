@@ -1,0 +1,128 @@
+//! `register`, `login`, `logout`, `whoami`, `status`, `unlock`: the account
+//! of this profile and the daemon's state.
+
+use quicproquo_protocol::ipc::methods::{method, AccountParams, NoParams, UnlockParams};
+use quicproquo_protocol::ipc::values::Secret;
+
+use super::word;
+use crate::cli::{AccountArgs, UnlockArgs};
+use crate::error::CtlError;
+use crate::exit::Exit;
+use crate::input::{blocking, prompt_secret, read_secret_line};
+use crate::output::{Out, Paint, Table};
+use crate::session::Session;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Register,
+    Login,
+}
+
+/// The password or passphrase: from stdin's first line, else the terminal.
+async fn secret(from_stdin: bool, what: &'static str, confirm: bool) -> Result<Secret, CtlError> {
+    if from_stdin {
+        blocking(move || read_secret_line(std::io::stdin().lock(), what)).await
+    } else {
+        blocking(move || prompt_secret(what, confirm)).await
+    }
+}
+
+pub async fn account(
+    session: &Session,
+    out: &mut Out,
+    args: AccountArgs,
+    kind: Kind,
+) -> Result<Exit, CtlError> {
+    // Ask before starting anything: a cancelled prompt leaves no daemon.
+    let password = secret(args.password_stdin, "password", kind == Kind::Register).await?;
+    let client = session.connect().await?;
+    let server = args.server.clone();
+    let params = AccountParams {
+        server: args.server,
+        server_fingerprint: args.server_fingerprint,
+        username: args.username,
+        password,
+    };
+    let account = match kind {
+        Kind::Register => client.request::<method::Register>(params).await?,
+        Kind::Login => client.request::<method::Login>(params).await?,
+    };
+    if out.is_json() {
+        out.json(&account)?;
+    } else {
+        let style = out.style();
+        let verb = match kind {
+            Kind::Register => "registered",
+            Kind::Login => "logged in as",
+        };
+        let mut t = Table::plain();
+        t.row(["identity:", &account.identity.to_hex()]);
+        out.line(&format!(
+            "{verb} {} on {server}",
+            style.paint(Paint::Name, &account.username)
+        ))?;
+        out.write(&t.render(&style))?;
+    }
+    Ok(Exit::Ok)
+}
+
+pub async fn logout(session: &Session, out: &mut Out) -> Result<Exit, CtlError> {
+    let client = session.connect().await?;
+    let empty = client.request::<method::Logout>(NoParams {}).await?;
+    if out.is_json() {
+        out.json(&empty)?;
+    } else {
+        out.line(&format!(
+            "logged out; the identity stays in profile `{}` (`qpq-ctl login` logs in again)",
+            session.paths().profile
+        ))?;
+    }
+    Ok(Exit::Ok)
+}
+
+pub async fn whoami(session: &Session, out: &mut Out) -> Result<Exit, CtlError> {
+    let client = session.connect().await?;
+    let me = client.request::<method::Whoami>(NoParams {}).await?;
+    let mut t = Table::plain();
+    t.styled_row(vec![
+        ("username:".into(), None),
+        (me.username.clone(), Some(Paint::Name)),
+    ]);
+    t.row(["identity:", &me.identity.to_hex()]);
+    t.row(["server:", &me.server]);
+    out.table_or_json(t, &me)?;
+    Ok(Exit::Ok)
+}
+
+pub async fn status(session: &Session, out: &mut Out) -> Result<Exit, CtlError> {
+    let client = session.connect().await?;
+    let st = client.request::<method::Status>(NoParams {}).await?;
+    let mut t = Table::plain();
+    t.row(["profile:", &st.profile]);
+    t.row([
+        "account:",
+        st.account.as_ref().map_or("none", |a| a.username.as_str()),
+    ]);
+    t.row(["server:", st.server.as_deref().unwrap_or("none")]);
+    t.row(["connection:", &word(&st.connection)]);
+    t.row(["keystore:", &word(&st.keystore)]);
+    t.row(["ciphersuite:", &word(&st.ciphersuite)]);
+    t.row(["outbox:", &st.outbox.to_string()]);
+    t.row(["unread:", &st.unread.to_string()]);
+    out.table_or_json(t, &st)?;
+    Ok(Exit::Ok)
+}
+
+pub async fn unlock(session: &Session, out: &mut Out, args: UnlockArgs) -> Result<Exit, CtlError> {
+    let passphrase = secret(args.passphrase_stdin, "passphrase", false).await?;
+    let client = session.connect().await?;
+    let empty = client
+        .request::<method::Unlock>(UnlockParams { passphrase })
+        .await?;
+    if out.is_json() {
+        out.json(&empty)?;
+    } else {
+        out.line("unlocked")?;
+    }
+    Ok(Exit::Ok)
+}

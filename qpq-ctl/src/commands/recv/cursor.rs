@@ -1,0 +1,96 @@
+//! Where the last `recv` stopped: a sequence number in a small file in the
+//! profile's data directory (`qpq-ctl.seq`, or `qpq-ctl-<id>.seq` for a
+//! `--conversation` view, so a filtered recv never hides messages from an
+//! unfiltered one). Replaced atomically (write, then rename): a crash leaves
+//! the old number or the new one, so at worst a message is printed twice,
+//! never skipped.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use quicproquo_protocol::ipc::values::{ConversationId, Seq};
+
+use crate::error::CtlError;
+
+#[derive(Debug, Clone)]
+pub struct Cursor {
+    path: PathBuf,
+}
+
+impl Cursor {
+    pub fn new(data_dir: &Path, only: Option<ConversationId>) -> Cursor {
+        let file = match only {
+            None => "qpq-ctl.seq".to_owned(),
+            Some(id) => format!("qpq-ctl-{id}.seq"),
+        };
+        Cursor {
+            path: data_dir.join(file),
+        }
+    }
+
+    /// The saved sequence number; `None` before the first `recv`.
+    pub async fn load(&self) -> Result<Option<Seq>, CtlError> {
+        match tokio::fs::read_to_string(&self.path).await {
+            Ok(text) => text.trim().parse().map(|n| Some(Seq(n))).map_err(|_| {
+                CtlError::io(
+                    format!("reading the recv cursor {}", self.path.display()),
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "{:?} is not a sequence number; delete the file to start over, \
+                             or pass --since",
+                            text.trim()
+                        ),
+                    ),
+                )
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(CtlError::io(
+                format!("reading the recv cursor {}", self.path.display()),
+                e,
+            )),
+        }
+    }
+
+    pub async fn save(&self, seq: Seq) -> Result<(), CtlError> {
+        let tmp = self
+            .path
+            .with_extension(format!("seq.{}.tmp", std::process::id()));
+        let err = |e| CtlError::io(format!("saving the recv cursor {}", self.path.display()), e);
+        tokio::fs::write(&tmp, format!("{}\n", seq.0))
+            .await
+            .map_err(err)?;
+        tokio::fs::rename(&tmp, &self.path).await.map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn saves_loads_and_refuses_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let all = Cursor::new(dir.path(), None);
+        let one = Cursor::new(dir.path(), Some(ConversationId([0xab; 16])));
+        assert_eq!(all.load().await.unwrap(), None);
+        all.save(Seq(41)).await.unwrap();
+        all.save(Seq(42)).await.unwrap();
+        assert_eq!(all.load().await.unwrap(), Some(Seq(42)));
+        assert_eq!(one.load().await.unwrap(), None, "views are separate");
+        assert!(dir
+            .path()
+            .join(format!("qpq-ctl-{}.seq", "ab".repeat(16)))
+            .to_str()
+            .is_some());
+        std::fs::write(dir.path().join("qpq-ctl.seq"), "junk").unwrap();
+        let e = all.load().await.unwrap_err();
+        assert!(e.to_string().contains("delete the file"), "{e}");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+}

@@ -1,0 +1,275 @@
+//! Every documented exit status that a test can provoke, with its message
+//! on stderr (and its hint), nothing on stdout, and the JSON form.
+
+use serde_json::Value;
+
+use crate::harness::{Server, User};
+
+/// The exact limit qpq-ctl enforces (`input::MAX_TEXT_BYTES`).
+const MAX_TEXT_BYTES: usize = 64 * 1024;
+
+#[track_caller]
+fn says(run: &crate::harness::Run, words: &[&str]) {
+    for w in words {
+        assert!(
+            run.stderr.contains(w),
+            "stderr lacks {w:?}: {:?}",
+            run.stderr
+        );
+    }
+    assert_eq!(run.stdout, "", "errors go to stderr only");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_error_has_its_status_and_says_what_to_do() {
+    let srv = Server::start().await;
+    let root = crate::harness::root();
+    let alice = User::new(root.path(), "alice");
+    let bob = User::new(root.path(), "bob");
+    let eve = User::new(root.path(), "eve");
+    alice.register(&srv).await;
+    bob.register(&srv).await;
+    alice.ok(&["dm", "bob"]).await;
+
+    // 2: usage.
+    says(&alice.run(&["history"]).await.expect(2), &["Usage"]);
+    says(
+        &alice
+            .run(&["history", "@bob", "--limit", "0"])
+            .await
+            .expect(2),
+        &["1 to 500"],
+    );
+    says(
+        &alice.run(&["frobnicate"]).await.expect(2),
+        &["unrecognized subcommand"],
+    );
+    // No terminal to prompt on (a new session has no controlling terminal).
+    if std::path::Path::new("/usr/bin/setsid").exists() {
+        let mut cmd = alice.command_for("/usr/bin/setsid");
+        cmd.args([
+            "-w",
+            crate::harness::CTL,
+            "login",
+            "--server",
+            "127.0.0.1:1",
+            "alice",
+        ]);
+        let out = cmd.output().await.unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains("--password-stdin"), "{stderr}");
+    } else {
+        eprintln!("skipping the no-terminal check: no /usr/bin/setsid");
+    }
+
+    // 3: daemon unreachable.
+    says(
+        &eve.run(&["--no-autostart", "whoami"]).await.expect(3),
+        &["qpqd is not running", "qpq-ctl daemon start"],
+    );
+
+    // 4: not logged in (eve's daemon starts on demand; she has no account).
+    says(
+        &eve.run(&["whoami"]).await.expect(4),
+        &["no account", "qpq-ctl login"],
+    );
+
+    // 5: not found, conversation or user.
+    says(
+        &alice.run(&["send", "nosuch", "hi"]).await.expect(5),
+        &["nosuch", "qpq-ctl list"],
+    );
+    says(&alice.run(&["dm", "nobody"]).await.expect(5), &["nobody"]);
+    says(
+        &alice.run(&["members", "@nobody"]).await.expect(5),
+        &["@nobody"],
+    );
+    says(
+        &alice
+            .run(&["recv", "--conversation", "nosuch"])
+            .await
+            .expect(5),
+        &["nosuch"],
+    );
+
+    // 6: refused by the server, with its E-code.
+    let addr = srv.addr.to_string();
+    let taken = eve
+        .run_stdin(
+            &["register", "--server", &addr, "--password-stdin", "alice"],
+            Some(b"pw\n"),
+        )
+        .await
+        .expect(6);
+    says(
+        &taken,
+        &["E012", "already registered", "choose another username"],
+    );
+    let json = eve
+        .run_stdin(
+            &[
+                "--json",
+                "register",
+                "--server",
+                &addr,
+                "--password-stdin",
+                "alice",
+            ],
+            Some(b"pw\n"),
+        )
+        .await
+        .expect(6);
+    assert_eq!(json.stdout, "");
+    let e: Value = serde_json::from_str(&json.stderr).unwrap();
+    assert_eq!(e["error"]["exit_code"], 6);
+    assert_eq!(e["error"]["kind"], "refused");
+    assert_eq!(e["error"]["server_code"], "E012");
+    assert!(e["error"]["hint"].is_string());
+    alice.ok(&["logout"]).await;
+    // 4 again: logged out, so nothing that needs the server works.
+    says(
+        &alice.run(&["dm", "nobody"]).await.expect(4),
+        &["not logged in", "qpq-ctl login"],
+    );
+    says(
+        &alice
+            .run_stdin(
+                &["login", "--server", &addr, "--password-stdin", "alice"],
+                Some(b"wrong\n"),
+            )
+            .await
+            .expect(6),
+        &["E011", "password"],
+    );
+    let password = format!("{}\n", alice.password);
+    let back = alice
+        .run_stdin(
+            &["login", "--server", &addr, "--password-stdin", "alice"],
+            Some(password.as_bytes()),
+        )
+        .await
+        .expect(0);
+    assert!(
+        back.stdout.starts_with("logged in as alice"),
+        "{}",
+        back.stdout
+    );
+
+    // 9: invalid input, refused before anything is sent.
+    says(
+        &alice.run(&["send", "@bob", ""]).await.expect(9),
+        &["empty"],
+    );
+    says(
+        &alice.run(&["send", "@bob", " \n\t "]).await.expect(9),
+        &["empty"],
+    );
+    says(
+        &alice
+            .run_stdin(&["send", "@bob"], Some(b"\n\n"))
+            .await
+            .expect(9),
+        &["empty"],
+    );
+    says(
+        &alice
+            .run_stdin(&["send", "@bob", "-"], Some(b"caf\xe9\n"))
+            .await
+            .expect(9),
+        &["UTF-8"],
+    );
+    let too_big = "x".repeat(MAX_TEXT_BYTES + 1);
+    says(
+        &alice
+            .run_stdin(&["send", "@bob"], Some(too_big.as_bytes()))
+            .await
+            .expect(9),
+        &["65536"],
+    );
+    says(
+        &alice.run(&["send", "@bob", &too_big]).await.expect(9),
+        &["65537 bytes", "65536"],
+    );
+    // Even with no daemon to ask: checked before connecting.
+    let offline = User::new(root.path(), "offline");
+    says(
+        &offline
+            .run_stdin(
+                &["--no-autostart", "send", "@bob"],
+                Some(too_big.as_bytes()),
+            )
+            .await
+            .expect(9),
+        &["nothing was sent"],
+    );
+    assert!(offline.daemon_pid().is_none(), "no daemon was started");
+    // Exactly the limit goes through, intact.
+    let max: String = "é".repeat(MAX_TEXT_BYTES / 2);
+    alice
+        .run_stdin(&["send", "@bob"], Some(max.as_bytes()))
+        .await
+        .expect(0);
+    bob.wait_for_text("@alice", &max).await;
+    says(
+        &eve.run_stdin(
+            &["register", "--server", &addr, "--password-stdin", "Not OK"],
+            Some(b"pw\n"),
+        )
+        .await
+        .expect(9),
+        &["username"],
+    );
+    says(
+        &eve.run_stdin(
+            &["register", "--server", &addr, "--password-stdin", "eve"],
+            Some(b"\n"),
+        )
+        .await
+        .expect(9),
+        &["password", "empty"],
+    );
+
+    // 10: conflict: a second account in one profile.
+    says(
+        &alice
+            .run_stdin(
+                &["register", "--server", &addr, "--password-stdin", "alice2"],
+                Some(b"pw\n"),
+            )
+            .await
+            .expect(10),
+        &["already has an account", "--profile"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_daemon_is_status_8_until_unlocked() {
+    let root = crate::harness::root();
+    // No QPQ_PASSPHRASE and no keyring (no D-Bus in the environment).
+    let user = User::with_passphrase(root.path(), "locked", None);
+    let status = user.json(&["status"]).await;
+    assert_eq!(status["keystore"], "locked");
+    let locked = user.run(&["whoami"]).await.expect(8);
+    assert!(
+        locked.stderr.contains("qpq-ctl unlock"),
+        "{}",
+        locked.stderr
+    );
+    user.run_stdin(&["unlock", "--passphrase-stdin"], Some(b"a passphrase\n"))
+        .await
+        .expect(0);
+    user.run(&["whoami"]).await.expect(4);
+    assert_eq!(user.json(&["status"]).await["keystore"], "passphrase");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_is_status_7() {
+    let mut srv = Server::start().await;
+    let root = crate::harness::root();
+    let alice = User::new(root.path(), "alice");
+    alice.register(&srv).await;
+    srv.stop().await;
+    let down = alice.run(&["dm", "bob"]).await.expect(7);
+    assert!(down.stderr.contains("network"), "{}", down.stderr);
+}
