@@ -30,6 +30,10 @@ pub const MAX_FETCH_LIMIT: u32 = 500;
 /// Longest a `fetchWait` is held open.
 pub const MAX_FETCH_WAIT: Duration = Duration::from_secs(60);
 
+/// Longest chat message text (UTF-8 bytes) a front-end may send; far below
+/// the payload limit once encrypted and padded.
+pub const MAX_MESSAGE_TEXT_BYTES: usize = 64 * 1024;
+
 pub const MAX_USERNAME_LEN: usize = 32;
 pub const SESSION_TOKEN_LEN: usize = 32;
 /// OPAQUE messages are a few hundred bytes; anything larger is not OPAQUE.

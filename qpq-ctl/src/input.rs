@@ -15,11 +15,8 @@ use quicproquo_protocol::ipc::values::Secret;
 
 use crate::error::CtlError;
 
-/// The longest message qpqd accepts, in bytes of UTF-8. Mirrors qpqd's
-/// `payload::MAX_TEXT_BYTES`, which is not in `protocol::limits` yet; the
-/// integration tests send exactly this much, so a smaller daemon limit fails
-/// them.
-pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+/// The longest message text the daemon accepts.
+pub use quicproquo_protocol::limits::MAX_MESSAGE_TEXT_BYTES as MAX_TEXT_BYTES;
 /// Trailing line breaks read beyond the limit before giving up.
 const SLACK: usize = 1024;
 /// The longest password line read from stdin.

@@ -6,9 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::Id;
 
-/// Longest text accepted from a front-end (the padded, encrypted message
-/// stays far below the server's payload limit).
-pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+/// Longest text accepted from a front-end (shared with the front-ends).
+pub use quicproquo_protocol::limits::MAX_MESSAGE_TEXT_BYTES as MAX_TEXT_BYTES;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]

@@ -434,7 +434,9 @@ impl Agent {
             Some(KeySource::Passphrase) => KeystoreState::Passphrase,
             None => KeystoreState::Locked,
         };
+        let logged_in = self.token().await.is_ok();
         let connection = match self.link.read().await.as_ref() {
+            _ if !logged_in => ConnectionState::LoggedOut,
             None => ConnectionState::LoggedOut,
             Some(l) => match l.state() {
                 ConnState::Online => ConnectionState::Online,

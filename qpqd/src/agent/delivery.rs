@@ -76,6 +76,8 @@ impl Agent {
                 ),
             ));
         }
+        // Queuing for an account that is logged out would only fail later.
+        self.token().await?;
         let conv = self.find(r).await?;
         if !conv.active {
             return Err(err(
