@@ -236,6 +236,23 @@ impl Agent {
         Ok(out)
     }
 
+    /// Adds the owners of `kps` to `group` (commit, merge, Welcome).
+    async fn add_to(
+        &self,
+        group: GroupId,
+        kps: Vec<(Username, IdentityKey, Vec<u8>)>,
+    ) -> AgentResult<CommitSummary> {
+        let welcome_to: Vec<(Username, IdentityKey)> =
+            kps.iter().map(|k| (k.0.clone(), k.1)).collect();
+        let packages: Vec<Vec<u8>> = kps.into_iter().map(|k| k.2).collect();
+        self.commit(group, &welcome_to, move |c| {
+            c.engine()?
+                .add_members(group, &packages)
+                .map_err(CoreError::from)
+        })
+        .await
+    }
+
     /// Sends the conversation's kind and name to its members (new members
     /// learn it right after their Welcome).
     async fn send_meta(&self, conv: &Conversation) -> AgentResult<()> {
@@ -259,16 +276,7 @@ impl Agent {
             .core()?
             .run(move |c| c.engine()?.create_group(suite).map_err(CoreError::from))
             .await?;
-        let packages: Vec<Vec<u8>> = kps.iter().map(|k| k.2.clone()).collect();
-        let welcome_to: Vec<(Username, IdentityKey)> =
-            kps.iter().map(|k| (k.0.clone(), k.1)).collect();
-        let summary = self
-            .commit(group, &welcome_to, move |c| {
-                c.engine()?
-                    .add_members(group, &packages)
-                    .map_err(CoreError::from)
-            })
-            .await;
+        let summary = self.add_to(group, kps).await;
         let summary = match summary {
             Ok(s) => s,
             Err(e) => {
@@ -437,16 +445,7 @@ impl Agent {
             .run(move |c| c.engine()?.suite(group).map_err(CoreError::from))
             .await?;
         let kps = self.key_packages(members, suite).await?;
-        let packages: Vec<Vec<u8>> = kps.iter().map(|k| k.2.clone()).collect();
-        let welcome_to: Vec<(Username, IdentityKey)> =
-            kps.iter().map(|k| (k.0.clone(), k.1)).collect();
-        let summary = self
-            .commit(group, &welcome_to, move |c| {
-                c.engine()?
-                    .add_members(group, &packages)
-                    .map_err(CoreError::from)
-            })
-            .await?;
+        let summary = self.add_to(group, kps).await?;
         let added = summary
             .added
             .iter()

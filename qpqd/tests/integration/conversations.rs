@@ -19,12 +19,8 @@ fn conv(s: &str) -> ConversationRef {
 async fn group_messages_removal_and_rekey() {
     let srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
-    let alice = Daemon::start(root.path(), "alice").await;
-    let bob = Daemon::start(root.path(), "bob").await;
-    let carol = Daemon::start(root.path(), "carol").await;
-    for d in [&alice, &bob, &carol] {
-        d.register(&srv).await;
-    }
+    let [alice, bob, carol] =
+        Daemon::registered(root.path(), &srv, ["alice", "bob", "carol"]).await;
 
     let team = alice
         .client
@@ -110,10 +106,7 @@ async fn group_messages_removal_and_rekey() {
 async fn dm_survives_daemon_and_server_restarts() {
     let mut srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
-    let alice = Daemon::start(root.path(), "alice").await;
-    let mut bob = Daemon::start(root.path(), "bob").await;
-    alice.register(&srv).await;
-    bob.register(&srv).await;
+    let [alice, mut bob] = Daemon::registered(root.path(), &srv, ["alice", "bob"]).await;
 
     let dm = alice
         .client
@@ -167,12 +160,8 @@ async fn dm_survives_daemon_and_server_restarts() {
 async fn concurrent_commits_do_not_fork_the_group() {
     let srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
-    let alice = Daemon::start(root.path(), "alice").await;
-    let bob = Daemon::start(root.path(), "bob").await;
-    let carol = Daemon::start(root.path(), "carol").await;
-    for d in [&alice, &bob, &carol] {
-        d.register(&srv).await;
-    }
+    let [alice, bob, carol] =
+        Daemon::registered(root.path(), &srv, ["alice", "bob", "carol"]).await;
     alice
         .client
         .request::<method::GroupCreate>(GroupCreateParams {
@@ -217,10 +206,7 @@ async fn concurrent_commits_do_not_fork_the_group() {
 async fn kill_9_during_a_burst_loses_and_repeats_nothing() {
     let srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
-    let mut alice = Daemon::start(root.path(), "alice").await;
-    let bob = Daemon::start(root.path(), "bob").await;
-    alice.register(&srv).await;
-    bob.register(&srv).await;
+    let [mut alice, bob] = Daemon::registered(root.path(), &srv, ["alice", "bob"]).await;
     alice
         .client
         .request::<method::DmOpen>(DmOpenParams {
@@ -275,10 +261,7 @@ async fn notifications_resume_after_a_daemon_restart_and_search_and_verify_work(
 
     let srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
-    let alice = Daemon::start(root.path(), "alice").await;
-    let mut bob = Daemon::start(root.path(), "bob").await;
-    alice.register(&srv).await;
-    bob.register(&srv).await;
+    let [alice, mut bob] = Daemon::registered(root.path(), &srv, ["alice", "bob"]).await;
     alice
         .client
         .request::<method::DmOpen>(DmOpenParams {
@@ -375,10 +358,7 @@ async fn notifications_resume_after_a_daemon_restart_and_search_and_verify_work(
 async fn a_classic_suite_group_works_too() {
     let srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
-    let alice = Daemon::start(root.path(), "alice").await;
-    let bob = Daemon::start(root.path(), "bob").await;
-    alice.register(&srv).await;
-    bob.register(&srv).await;
+    let [alice, bob] = Daemon::registered(root.path(), &srv, ["alice", "bob"]).await;
     let g = alice
         .client
         .request::<method::GroupCreate>(GroupCreateParams {

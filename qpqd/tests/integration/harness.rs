@@ -101,6 +101,22 @@ impl Daemon {
         }
     }
 
+    /// Starts one daemon per name and registers each with `srv`.
+    pub async fn registered<const N: usize>(
+        root: &Path,
+        srv: &Server,
+        names: [&str; N],
+    ) -> [Daemon; N] {
+        let mut out = Vec::with_capacity(N);
+        for name in names {
+            let d = Daemon::start(root, name).await;
+            d.register(srv).await;
+            out.push(d);
+        }
+        out.try_into()
+            .unwrap_or_else(|_| unreachable!("one daemon per name"))
+    }
+
     pub async fn spawn(home: &Path, name: &str, passphrase: Option<&str>) -> (Child, IpcClient) {
         let mut cmd = Command::new(QPQD);
         cmd.arg("--foreground")
