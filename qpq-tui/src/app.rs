@@ -1,0 +1,282 @@
+//! The whole state of the UI. `update` changes it, `render` draws it; no I/O
+//! happens here and nothing here knows about the terminal or the socket.
+
+use std::collections::{HashMap, HashSet};
+
+use jiff::tz::TimeZone;
+use quicproquo_protocol::ipc::methods::{StatusResult, VerifyResult};
+use quicproquo_protocol::ipc::values::{
+    Ciphersuite, ConnectionState, Conversation, ConversationId, Member, Message,
+};
+
+use crate::commands::Completion;
+use crate::config::Config;
+use crate::input::Editor;
+use crate::timeline::Timeline;
+
+/// Something that is being fetched: lists say which state they are in, so
+/// "loading" is never shown as "empty".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loadable<T> {
+    Loading,
+    Ready(T),
+    Failed(String),
+}
+
+/// The link to qpqd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Daemon {
+    Connecting,
+    Connected,
+    /// Gone; the worker retries by itself.
+    Gone(String),
+}
+
+/// Which full screen is up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Screen {
+    /// Waiting for the daemon's first answer.
+    Starting,
+    /// No account in this profile: register or log in.
+    Account(Box<AccountForm>),
+    /// The state is locked: the passphrase.
+    Unlock(UnlockForm),
+    Main,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountMode {
+    Register,
+    Login,
+}
+
+/// The first-run form. Fields: server, fingerprint, username, password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountForm {
+    pub mode: AccountMode,
+    pub fields: [Editor; 4],
+    /// 0 is the mode switch, 1..=4 the fields.
+    pub focus: usize,
+    pub busy: bool,
+    pub error: Option<String>,
+}
+
+impl AccountForm {
+    pub const LABELS: [&'static str; 4] = [
+        "Server (host:port)",
+        "Server certificate SHA-256 (optional)",
+        "Username",
+        "Password",
+    ];
+
+    pub fn new(server: &str) -> AccountForm {
+        let mut fields: [Editor; 4] = Default::default();
+        fields[0].set_text(server);
+        AccountForm {
+            mode: AccountMode::Register,
+            fields,
+            focus: 3,
+            busy: false,
+            error: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UnlockForm {
+    pub passphrase: Editor,
+    pub busy: bool,
+    pub error: Option<String>,
+}
+
+/// A box over the main screen that takes the keys while it is up.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Overlay {
+    Help {
+        scroll: usize,
+    },
+    /// A safety number; `v` marks the key verified.
+    Verify(VerifyResult),
+    /// A send refused because a member's key changed: `y` sends anyway.
+    ConfirmSend {
+        conversation: ConversationId,
+        text: String,
+        /// Members whose key changed, when known.
+        changed: Vec<String>,
+    },
+    Search {
+        query: String,
+        results: Loadable<Vec<Message>>,
+        selected: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeLevel {
+    Info,
+    Error,
+}
+
+/// A line for the status bar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub level: NoticeLevel,
+    pub text: String,
+}
+
+/// Tab completion in progress: the candidates and which one is shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completing {
+    pub completion: Completion,
+    pub index: usize,
+}
+
+pub struct App {
+    pub config: Config,
+    /// Times are shown in this zone (tests use UTC).
+    pub tz: TimeZone,
+    pub profile: String,
+    /// Terminal size (columns, rows).
+    pub size: (u16, u16),
+    pub daemon: Daemon,
+    pub status: Option<StatusResult>,
+    pub screen: Screen,
+    pub conversations: Loadable<Vec<Conversation>>,
+    pub selected: Option<ConversationId>,
+    pub timelines: HashMap<ConversationId, Timeline>,
+    pub members: HashMap<ConversationId, Loadable<Vec<Member>>>,
+    pub show_members: bool,
+    pub editor: Editor,
+    pub overlay: Option<Overlay>,
+    pub notice: Option<Notice>,
+    /// Users whose identity key changed since it was last verified.
+    pub changed_keys: HashSet<String>,
+    pub completing: Option<Completing>,
+    pub quit: bool,
+}
+
+impl App {
+    pub fn new(config: Config, profile: impl Into<String>, size: (u16, u16)) -> App {
+        App {
+            config,
+            tz: TimeZone::try_system().unwrap_or(TimeZone::UTC),
+            profile: profile.into(),
+            size,
+            daemon: Daemon::Connecting,
+            status: None,
+            screen: Screen::Starting,
+            conversations: Loadable::Loading,
+            selected: None,
+            timelines: HashMap::new(),
+            members: HashMap::new(),
+            show_members: false,
+            editor: Editor::default(),
+            overlay: None,
+            notice: None,
+            changed_keys: HashSet::new(),
+            completing: None,
+            quit: false,
+        }
+    }
+
+    /// Our username, once known.
+    pub fn me(&self) -> Option<&str> {
+        self.status
+            .as_ref()
+            .and_then(|s| s.account.as_ref())
+            .map(|a| a.username.as_str())
+    }
+
+    pub fn conversation_list(&self) -> &[Conversation] {
+        match &self.conversations {
+            Loadable::Ready(list) => list,
+            _ => &[],
+        }
+    }
+
+    pub fn conversation(&self, id: ConversationId) -> Option<&Conversation> {
+        self.conversation_list().iter().find(|c| c.id == id)
+    }
+
+    pub fn current(&self) -> Option<&Conversation> {
+        self.selected.and_then(|id| self.conversation(id))
+    }
+
+    pub fn timeline(&self) -> Option<&Timeline> {
+        self.selected.and_then(|id| self.timelines.get(&id))
+    }
+
+    /// The connection to the server, as far as known.
+    pub fn connection(&self) -> Option<ConnectionState> {
+        match self.daemon {
+            Daemon::Connected => self.status.as_ref().map(|s| s.connection),
+            _ => None,
+        }
+    }
+
+    /// Is the open conversation post-quantum protected?
+    pub fn post_quantum(&self) -> Option<bool> {
+        self.current().map(|c| c.ciphersuite == Ciphersuite::Hybrid)
+    }
+
+    /// How a conversation is titled: `@bob` for a DM, the name for a group.
+    pub fn title(&self, c: &Conversation) -> String {
+        use quicproquo_protocol::ipc::values::ConversationKind;
+        match c.kind {
+            ConversationKind::Dm => {
+                let me = self.me();
+                let peer = c
+                    .members
+                    .iter()
+                    .find(|m| Some(m.as_str()) != me)
+                    .map_or(c.name.as_str(), String::as_str);
+                format!("@{}", peer.trim_start_matches('@'))
+            }
+            ConversationKind::Group => format!("#{}", c.name),
+        }
+    }
+
+    /// Does the conversation have a member whose key changed?
+    pub fn has_changed_key(&self, c: &Conversation) -> bool {
+        c.members.iter().any(|m| self.changed_keys.contains(m))
+    }
+
+    /// Every username the TUI has seen, for completion.
+    pub fn known_users(&self) -> Vec<String> {
+        let me = self.me();
+        let mut users: Vec<String> = self
+            .conversation_list()
+            .iter()
+            .flat_map(|c| c.members.iter())
+            .chain(
+                self.members
+                    .values()
+                    .filter_map(|m| match m {
+                        Loadable::Ready(ms) => Some(ms),
+                        _ => None,
+                    })
+                    .flatten()
+                    .map(|m| &m.username),
+            )
+            .filter(|u| Some(u.as_str()) != me)
+            .cloned()
+            .collect();
+        users.sort();
+        users.dedup();
+        users
+    }
+
+    pub fn info(&mut self, text: impl Into<String>) {
+        self.notice = Some(Notice {
+            level: NoticeLevel::Info,
+            text: text.into(),
+        });
+    }
+
+    pub fn error(&mut self, text: impl Into<String>) {
+        self.notice = Some(Notice {
+            level: NoticeLevel::Error,
+            text: text.into(),
+        });
+    }
+}

@@ -1,0 +1,329 @@
+//! Slash commands: the same words as `qpq-ctl` (`/dm user`, `/group create
+//! name [users]`, `/add user`, …), parsed from the editor's text, and Tab
+//! completion of command names and usernames. Pure functions; what a command
+//! does is decided in `update`.
+
+/// A parsed slash command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Dm(String),
+    GroupCreate { name: String, members: Vec<String> },
+    Add(Vec<String>),
+    Remove(Vec<String>),
+    Leave,
+    Rekey,
+    Members,
+    Verify(String),
+    Search(String),
+    Help,
+    Quit,
+}
+
+/// One command for help and completion.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    pub name: &'static str,
+    pub args: &'static str,
+    pub help: &'static str,
+    /// Which argument positions (0-based) are usernames; `usize::MAX` means
+    /// "from this one on".
+    pub users_from: Option<usize>,
+}
+
+pub const COMMANDS: &[Spec] = &[
+    Spec {
+        name: "dm",
+        args: "user",
+        help: "open the direct conversation with a user",
+        users_from: Some(0),
+    },
+    Spec {
+        name: "group",
+        args: "create name [users…]",
+        help: "create a group (post-quantum hybrid suite)",
+        users_from: Some(2),
+    },
+    Spec {
+        name: "add",
+        args: "user…",
+        help: "add users to this group",
+        users_from: Some(0),
+    },
+    Spec {
+        name: "remove",
+        args: "user…",
+        help: "remove users from this group",
+        users_from: Some(0),
+    },
+    Spec {
+        name: "leave",
+        args: "",
+        help: "leave this group",
+        users_from: None,
+    },
+    Spec {
+        name: "rekey",
+        args: "",
+        help: "new keys for this group (MLS self-update)",
+        users_from: None,
+    },
+    Spec {
+        name: "members",
+        args: "",
+        help: "show/hide the members and their key status",
+        users_from: None,
+    },
+    Spec {
+        name: "verify",
+        args: "user",
+        help: "show the safety number shared with a user",
+        users_from: Some(0),
+    },
+    Spec {
+        name: "search",
+        args: "words",
+        help: "search all conversations and jump to a result",
+        users_from: None,
+    },
+    Spec {
+        name: "help",
+        args: "",
+        help: "keys and commands",
+        users_from: None,
+    },
+    Spec {
+        name: "quit",
+        args: "",
+        help: "quit",
+        users_from: None,
+    },
+];
+
+/// What the editor's text is when Enter is pressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A message to send (`//x` sends `/x`).
+    Message(String),
+    Command(Command),
+}
+
+/// Parses the editor's text. `Err` is a message for the user.
+pub fn parse(text: &str) -> Result<Input, String> {
+    let Some(rest) = text.strip_prefix('/') else {
+        return Ok(Input::Message(text.to_owned()));
+    };
+    if rest.starts_with('/') {
+        return Ok(Input::Message(rest.to_owned()));
+    }
+    let mut words = rest.split_whitespace();
+    let name = words.next().unwrap_or("");
+    let args: Vec<String> = words
+        .map(|w| w.trim_start_matches('@').to_owned())
+        .collect();
+    let usage = |spec: &str| format!("usage: /{name} {spec}");
+    let one = |args: Vec<String>, spec: &str| match <[String; 1]>::try_from(args) {
+        Ok([a]) => Ok(a),
+        Err(_) => Err(usage(spec)),
+    };
+    let none = |args: &[String]| {
+        if args.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("/{name} takes no arguments"))
+        }
+    };
+    let cmd = match name {
+        "dm" => Command::Dm(one(args, "user")?),
+        "group" => match args.split_first() {
+            Some((sub, rest)) if sub == "create" && !rest.is_empty() => Command::GroupCreate {
+                name: rest[0].clone(),
+                members: rest[1..].to_vec(),
+            },
+            _ => return Err(usage("create name [users…]")),
+        },
+        "add" if !args.is_empty() => Command::Add(args),
+        "add" => return Err(usage("user…")),
+        "remove" if !args.is_empty() => Command::Remove(args),
+        "remove" => return Err(usage("user…")),
+        "leave" => none(&args).map(|_| Command::Leave)?,
+        "rekey" => none(&args).map(|_| Command::Rekey)?,
+        "members" => none(&args).map(|_| Command::Members)?,
+        "verify" => Command::Verify(one(args, "user")?),
+        "search" => {
+            let query = rest["search".len()..].trim();
+            if query.is_empty() {
+                return Err(usage("words"));
+            }
+            Command::Search(query.to_owned())
+        }
+        "help" | "?" => Command::Help,
+        "quit" | "q" | "exit" => Command::Quit,
+        "" => return Err("type a command after /, e.g. /help (// sends a /)".into()),
+        other => return Err(format!("unknown command /{other}; /help lists them")),
+    };
+    Ok(Input::Command(cmd))
+}
+
+/// A completion: replace `text[start..end]` with one of `candidates`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub start: usize,
+    pub end: usize,
+    pub candidates: Vec<String>,
+}
+
+/// Completes the word before `cursor`: a command name after a leading `/`,
+/// a username where the command takes one, or any `@name` in a message.
+/// `users` is every username the TUI knows of.
+pub fn complete(text: &str, cursor: usize, users: &[String]) -> Option<Completion> {
+    let before = &text[..cursor];
+    let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+    let word = &before[start..];
+    let mut candidates: Vec<String> =
+        if let Some(prefix) = word.strip_prefix('/').filter(|_| start == 0) {
+            COMMANDS
+                .iter()
+                .filter(|c| c.name.starts_with(prefix))
+                .map(|c| format!("/{}", c.name))
+                .collect()
+        } else if let Some(prefix) = word.strip_prefix('@') {
+            users
+                .iter()
+                .filter(|u| u.starts_with(prefix))
+                .map(|u| format!("@{u}"))
+                .collect()
+        } else if let Some(cmd) = before.strip_prefix('/') {
+            let mut words = cmd.split_whitespace();
+            let name = words.next()?;
+            let spec = COMMANDS.iter().find(|c| c.name == name)?;
+            // The argument being completed: words before it, not counting the
+            // command itself.
+            let index = cmd[..start - 1].split_whitespace().count() - 1;
+            if spec.users_from.is_some_and(|from| index >= from) {
+                users
+                    .iter()
+                    .filter(|u| u.starts_with(word))
+                    .cloned()
+                    .collect()
+            } else if name == "group" && index == 0 {
+                ["create"]
+                    .iter()
+                    .filter(|s| s.starts_with(word))
+                    .map(|s| (*s).to_owned())
+                    .collect()
+            } else {
+                Vec::new()
+            }
+        } else {
+            Vec::new()
+        };
+    candidates.sort();
+    candidates.dedup();
+    (!candidates.is_empty()).then_some(Completion {
+        start,
+        end: cursor,
+        candidates,
+    })
+}
+
+/// The longest prefix all candidates share.
+pub fn common_prefix(candidates: &[String]) -> &str {
+    let Some(first) = candidates.first() else {
+        return "";
+    };
+    let mut prefix = first.as_str();
+    for c in &candidates[1..] {
+        while !c.starts_with(prefix) {
+            let cut = prefix.char_indices().next_back().map_or(0, |(i, _)| i);
+            prefix = &prefix[..cut];
+        }
+    }
+    prefix
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn cmd(s: &str) -> Command {
+        match parse(s).unwrap() {
+            Input::Command(c) => c,
+            Input::Message(m) => panic!("{s:?} parsed as message {m:?}"),
+        }
+    }
+
+    #[test]
+    fn the_same_words_as_qpq_ctl() {
+        assert_eq!(cmd("/dm bob"), Command::Dm("bob".into()));
+        assert_eq!(cmd("/dm @bob"), Command::Dm("bob".into()));
+        assert_eq!(
+            cmd("/group create team bob carol"),
+            Command::GroupCreate {
+                name: "team".into(),
+                members: vec!["bob".into(), "carol".into()]
+            }
+        );
+        assert_eq!(
+            cmd("/group create solo"),
+            Command::GroupCreate {
+                name: "solo".into(),
+                members: vec![]
+            }
+        );
+        assert_eq!(cmd("/add dave"), Command::Add(vec!["dave".into()]));
+        assert_eq!(cmd("/remove dave"), Command::Remove(vec!["dave".into()]));
+        assert_eq!(cmd("/leave"), Command::Leave);
+        assert_eq!(cmd("/rekey"), Command::Rekey);
+        assert_eq!(cmd("/members"), Command::Members);
+        assert_eq!(cmd("/verify bob"), Command::Verify("bob".into()));
+        assert_eq!(
+            cmd("/search  lunch  plans "),
+            Command::Search("lunch  plans".into())
+        );
+        assert_eq!(cmd("/help"), Command::Help);
+        assert_eq!(cmd("/quit"), Command::Quit);
+    }
+
+    #[test]
+    fn messages_and_mistakes() {
+        assert_eq!(parse("hello").unwrap(), Input::Message("hello".into()));
+        assert_eq!(parse("//etc").unwrap(), Input::Message("/etc".into()));
+        assert!(parse("/dm").unwrap_err().contains("usage: /dm user"));
+        assert!(parse("/dm a b").is_err());
+        assert!(parse("/group team").unwrap_err().contains("create"));
+        assert!(parse("/leave now").is_err());
+        assert!(parse("/frobnicate").unwrap_err().contains("/help"));
+        assert!(parse("/search ").is_err());
+    }
+
+    #[test]
+    fn completes_commands_and_users() {
+        let users: Vec<String> = ["bob", "bobby", "carol"].map(String::from).to_vec();
+        let c = complete("/re", 3, &users).unwrap();
+        assert_eq!(c.candidates, ["/rekey", "/remove"]);
+        assert_eq!(common_prefix(&c.candidates), "/re");
+        let c = complete("/dm b", 5, &users).unwrap();
+        assert_eq!((c.start, c.end), (4, 5));
+        assert_eq!(c.candidates, ["bob", "bobby"]);
+        assert_eq!(common_prefix(&c.candidates), "bob");
+        assert_eq!(
+            complete("/group create team c", 20, &users)
+                .unwrap()
+                .candidates,
+            ["carol"]
+        );
+        // The group's name is not a username.
+        assert_eq!(complete("/group create c", 15, &users), None);
+        assert_eq!(
+            complete("/group c", 8, &users).unwrap().candidates,
+            ["create"]
+        );
+        assert_eq!(
+            complete("hi @ca", 6, &users).unwrap().candidates,
+            ["@carol"]
+        );
+        assert_eq!(complete("hello b", 7, &users), None);
+        assert_eq!(complete("/search b", 9, &users), None);
+    }
+}

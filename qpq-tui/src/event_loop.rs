@@ -1,0 +1,332 @@
+//! The loop that owns the terminal: wait for an action, drain every action
+//! already queued (a batch), update, carry out the effects, draw once.
+//! Redraws happen only when something happened, and at most once per frame
+//! budget: a burst of a thousand notifications costs one frame, not a
+//! thousand.
+
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+use ratatui::backend::Backend;
+use ratatui::Terminal;
+use tokio::sync::mpsc;
+
+use crate::action::{Action, Effect, Request};
+use crate::app::App;
+use crate::render::render;
+use crate::update::update;
+
+/// The shortest time between two frames (~120 fps at most).
+const FRAME_BUDGET: Duration = Duration::from_millis(8);
+/// Actions applied before a frame is drawn regardless.
+const MAX_BATCH: usize = 4096;
+
+/// Side effects that need the outside world besides the worker.
+pub trait Outside {
+    fn bell(&mut self);
+    fn notify(&mut self, title: &str, body: &str);
+}
+
+/// The real terminal's bell and `notify-send`.
+pub struct Desktop;
+
+impl Outside for Desktop {
+    fn bell(&mut self) {
+        let mut out = io::stdout();
+        let _ = out.write_all(b"\x07");
+        let _ = out.flush();
+    }
+
+    fn notify(&mut self, title: &str, body: &str) {
+        // Best effort: no notification daemon is no error. A thread reaps
+        // the child so no zombie is left.
+        let child = std::process::Command::new("notify-send")
+            .arg("--app-name=qpq-tui")
+            .arg(title)
+            .arg(body)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        if let Ok(mut child) = child {
+            std::thread::spawn(move || child.wait());
+        }
+    }
+}
+
+/// The bell and desktop notifications of one batch: a burst of messages
+/// rings once and notifies once.
+#[derive(Default)]
+struct Alerts {
+    bell: bool,
+    notify: Option<(String, String)>,
+}
+
+impl Alerts {
+    fn flush(&mut self, outside: &mut dyn Outside) {
+        if std::mem::take(&mut self.bell) {
+            outside.bell();
+        }
+        if let Some((title, body)) = self.notify.take() {
+            outside.notify(&title, &body);
+        }
+    }
+}
+
+/// Runs until a quit. `on_frame` is called after every draw; returning true
+/// ends the loop (start-up measurements).
+pub async fn run<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    actions: &mut mpsc::Receiver<Action>,
+    requests: &mpsc::Sender<Request>,
+    outside: &mut dyn Outside,
+    mut on_frame: impl FnMut(&App) -> bool,
+) -> io::Result<()>
+where
+    B::Error: Send + Sync + 'static,
+{
+    let mut last_draw: Option<Instant> = None;
+    let mut dirty = true;
+    let mut alerts = Alerts::default();
+    loop {
+        if dirty {
+            if let Some(t) = last_draw {
+                let next = t + FRAME_BUDGET;
+                if Instant::now() < next {
+                    tokio::time::sleep_until(next.into()).await;
+                    // Whatever arrived meanwhile joins this frame.
+                    if drain(app, actions, requests, &mut alerts) {
+                        return Ok(());
+                    }
+                }
+            }
+            alerts.flush(outside);
+            terminal
+                .draw(|f| render(app, f))
+                .map_err(io::Error::other)?;
+            if on_frame(app) {
+                return Ok(());
+            }
+            last_draw = Some(Instant::now());
+        }
+        let Some(first) = actions.recv().await else {
+            return Ok(());
+        };
+        if apply(app, first, requests, &mut alerts) || drain(app, actions, requests, &mut alerts) {
+            return Ok(());
+        }
+        dirty = true;
+    }
+}
+
+/// Applies every queued action (up to a batch). True on quit.
+fn drain(
+    app: &mut App,
+    actions: &mut mpsc::Receiver<Action>,
+    requests: &mpsc::Sender<Request>,
+    alerts: &mut Alerts,
+) -> bool {
+    for _ in 0..MAX_BATCH {
+        match actions.try_recv() {
+            Ok(a) => {
+                if apply(app, a, requests, alerts) {
+                    return true;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    false
+}
+
+/// One action through `update`, then its effects. True on quit.
+fn apply(
+    app: &mut App,
+    action: Action,
+    requests: &mpsc::Sender<Request>,
+    alerts: &mut Alerts,
+) -> bool {
+    let mut quit = false;
+    for effect in update(app, action) {
+        match effect {
+            Effect::Request(r) => {
+                if requests.try_send(r).is_err() {
+                    app.error("Too many requests queued for qpqd; try again");
+                }
+            }
+            Effect::Bell => alerts.bell = true,
+            Effect::Notify { title, body } => alerts.notify = Some((title, body)),
+            Effect::Quit => quit = true,
+        }
+    }
+    quit
+}
+
+/// What a terminal session needs besides the daemon.
+pub struct Session {
+    pub config: crate::config::Config,
+    pub profile: String,
+    /// Quit right after the first frame (start-up timing).
+    pub exit_after_first_frame: bool,
+}
+
+/// When the first frames were drawn, counted from the start.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartTimes {
+    /// Any first frame (it may say "Connecting to qpqd…").
+    pub first_frame: Duration,
+    /// The first frame showing the conversations (or the first-run form).
+    pub ready: Option<Duration>,
+}
+
+/// Takes over the terminal, starts the worker and input thread, and runs
+/// the loop until the user quits. The terminal is restored however this
+/// ends.
+pub async fn run_terminal(
+    target: crate::worker::Target,
+    session: Session,
+    started: Instant,
+) -> io::Result<StartTimes> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let (tx, mut actions) = mpsc::channel(1024);
+    let (requests, worker) = crate::worker::spawn(target, tx.clone());
+    let (mut terminal, guard) = crate::terminal::setup(session.config.mouse)?;
+    let size = terminal.size()?;
+    let mut app = App::new(session.config, session.profile, (size.width, size.height));
+    let stop = Arc::new(AtomicBool::new(false));
+    let input = crate::terminal::spawn_input(tx, Arc::clone(&stop));
+    let mut times: Option<StartTimes> = None;
+    let exit_early = session.exit_after_first_frame;
+    let result = run(
+        &mut terminal,
+        &mut app,
+        &mut actions,
+        &requests,
+        &mut Desktop,
+        |app| {
+            let t = times.get_or_insert(StartTimes {
+                first_frame: started.elapsed(),
+                ready: None,
+            });
+            let ready = match &app.screen {
+                crate::app::Screen::Main => {
+                    matches!(app.conversations, crate::app::Loadable::Ready(_))
+                        && app.timeline().is_none_or(|tl| !tl.is_empty())
+                }
+                crate::app::Screen::Account(_) | crate::app::Screen::Unlock(_) => true,
+                crate::app::Screen::Starting => false,
+            };
+            if ready && t.ready.is_none() {
+                t.ready = Some(started.elapsed());
+            }
+            exit_early && t.ready.is_some()
+        },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    drop(requests);
+    worker.abort();
+    drop(guard);
+    // The input thread notices `stop` within its poll timeout.
+    let _ = tokio::task::spawn_blocking(move || input.join()).await;
+    result.map(|()| times.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use quicproquo_protocol::ipc::notifications::NewMessage;
+    use quicproquo_protocol::ipc::values::Seq;
+    use quicproquo_protocol::ipc::Notification;
+    use ratatui::backend::TestBackend;
+
+    use super::*;
+    use crate::action::DaemonEvent;
+    use crate::testing::{app, message, BOB, TEAM};
+
+    #[derive(Default)]
+    struct Counting {
+        bells: usize,
+    }
+
+    impl Outside for Counting {
+        fn bell(&mut self) {
+            self.bells += 1;
+        }
+        fn notify(&mut self, _: &str, _: &str) {}
+    }
+
+    fn note(seq: u64, conv: quicproquo_protocol::ipc::values::ConversationId) -> Action {
+        Action::Daemon(DaemonEvent::Notification(Notification::Message(
+            NewMessage {
+                seq: Seq(seq),
+                message: message(conv, 100 + seq as u32, "bob", 5000 + seq, "burst"),
+            },
+        )))
+    }
+
+    /// A burst of notifications is one batch and one frame, and the loop
+    /// forwards requests to the worker's channel.
+    #[tokio::test]
+    async fn a_burst_is_drawn_once() {
+        let mut app = app(80, 20);
+        let mut terminal = Terminal::new(TestBackend::new(80, 20)).unwrap();
+        let (tx, mut rx) = mpsc::channel(4096);
+        let (req_tx, mut req_rx) = mpsc::channel(4096);
+        for seq in 0..1000 {
+            tx.send(note(seq, if seq % 2 == 0 { TEAM } else { BOB }))
+                .await
+                .unwrap();
+        }
+        let mut frames = 0;
+        let mut outside = Counting::default();
+        let quit = tx.clone();
+        tokio::spawn(async move {
+            // After the burst has been drawn.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let _ = quit
+                .send(Action::Key(KeyEvent::new(
+                    KeyCode::Char('q'),
+                    KeyModifiers::CONTROL,
+                )))
+                .await;
+        });
+        run(
+            &mut terminal,
+            &mut app,
+            &mut rx,
+            &req_tx,
+            &mut outside,
+            |_| {
+                frames += 1;
+                false
+            },
+        )
+        .await
+        .unwrap();
+        // The first frame, then one for the whole burst.
+        assert_eq!(frames, 2);
+        assert_eq!(outside.bells, 1, "a burst rings once");
+        assert_eq!(app.timeline().unwrap().len(), 4 + 500);
+        assert_eq!(app.conversation(BOB).unwrap().unread, 2 + 500);
+        let mut reads = 0;
+        while let Ok(r) = req_rx.try_recv() {
+            assert!(
+                matches!(
+                    r,
+                    Request::Read {
+                        conversation: TEAM,
+                        ..
+                    }
+                ),
+                "{r:?}"
+            );
+            reads += 1;
+        }
+        assert_eq!(reads, 500);
+    }
+}

@@ -1,0 +1,32 @@
+//! qpq-tui: the full-screen quicproquo chat, a front-end of `qpqd`.
+//!
+//! The Elm architecture (STYLE rule 7): [`app::App`] is the whole state,
+//! [`action::Action`] everything that can happen, [`update::update`] the only
+//! place state changes (returning [`action::Effect`]s instead of doing I/O),
+//! and [`render::render`] draws the state without side effects. The
+//! [`event_loop`] owns the terminal, drains a batch of actions and draws
+//! once; the [`worker`] owns the IPC connection and reports results and the
+//! daemon's notifications as actions on the same channel.
+//!
+//! Also here: the editor ([`input`]), slash commands and completion
+//! ([`commands`]), width-aware wrapping ([`wrap`]), the per-conversation
+//! history window ([`timeline`], [`scroll`]), configuration ([`config`]),
+//! terminal setup and restore ([`terminal`]) and the one-command demo
+//! ([`demo`]).
+
+pub mod action;
+pub mod app;
+pub mod commands;
+pub mod config;
+pub mod demo;
+pub mod event_loop;
+pub mod input;
+pub mod render;
+pub mod scroll;
+pub mod terminal;
+#[cfg(test)]
+mod testing;
+pub mod timeline;
+pub mod update;
+pub mod worker;
+pub mod wrap;

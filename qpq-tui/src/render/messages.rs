@@ -1,0 +1,317 @@
+//! The message pane. Only what is visible is laid out: from the anchor
+//! message upwards until the pane is full, so 100,000 loaded messages cost
+//! no more per frame than 50.
+//!
+//! A message's *block* is everything drawn for it: a day separator when the
+//! day changes, the "new messages" marker when it is the first unread, then
+//! its wrapped text behind a `time state sender` prefix. Scrolling counts
+//! rows of blocks, and the selected message is a block, so separators never
+//! move the selection.
+
+use std::collections::HashSet;
+
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use quicproquo_protocol::ipc::values::{Message, MessageState};
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use crate::app::App;
+use crate::timeline::{LoadState, Timeline, View};
+use crate::wrap;
+
+/// What formatting a block needs besides the timeline.
+pub struct BlockCtx<'a> {
+    pub tz: &'a TimeZone,
+    pub me: Option<&'a str>,
+    pub changed_keys: &'a HashSet<String>,
+    pub width: usize,
+}
+
+impl<'a> BlockCtx<'a> {
+    pub fn new(app: &'a App, width: usize) -> BlockCtx<'a> {
+        BlockCtx {
+            tz: &app.tz,
+            me: app.me(),
+            changed_keys: &app.changed_keys,
+            width,
+        }
+    }
+
+    fn nick_width(&self) -> usize {
+        (self.width / 5).clamp(4, 12)
+    }
+
+    /// The prefix: `HH:MM ` + 2 columns of delivery state + ` ` + nick + ` `.
+    fn prefix_width(&self) -> usize {
+        6 + 3 + self.nick_width() + 1
+    }
+
+    /// Narrow panes put the sender on its own row.
+    fn compact(&self) -> bool {
+        self.width < self.prefix_width() + 12
+    }
+}
+
+fn datetime(tz: &TimeZone, ms: u64) -> Option<jiff::civil::DateTime> {
+    let ts = Timestamp::from_millisecond(i64::try_from(ms).ok()?).ok()?;
+    Some(tz.to_datetime(ts))
+}
+
+fn day_of(tz: &TimeZone, ms: u64) -> Option<jiff::civil::Date> {
+    datetime(tz, ms).map(|d| d.date())
+}
+
+/// A line of `─` with `label` in the middle, `width` columns.
+fn rule(label: &str, width: usize, style: Style) -> Line<'static> {
+    let label = wrap::truncate(label, width.saturating_sub(2));
+    let lw = wrap::width(&label) + 2;
+    if width <= lw {
+        return Line::from(Span::styled(label.into_owned(), style));
+    }
+    let left = (width - lw) / 2;
+    let right = width - lw - left;
+    Line::from(vec![
+        Span::styled("─".repeat(left), style),
+        Span::styled(format!(" {label} "), style.add_modifier(Modifier::BOLD)),
+        Span::styled("─".repeat(right), style),
+    ])
+}
+
+const NICK_COLORS: [Color; 6] = [
+    Color::Cyan,
+    Color::Magenta,
+    Color::Yellow,
+    Color::Blue,
+    Color::LightRed,
+    Color::LightCyan,
+];
+
+pub fn nick_color(name: &str) -> Color {
+    let h = name
+        .bytes()
+        .fold(5381u32, |h, b| h.wrapping_mul(33) ^ u32::from(b));
+    NICK_COLORS[h as usize % NICK_COLORS.len()]
+}
+
+fn state_mark(m: &Message) -> (&'static str, Style) {
+    if !m.outgoing {
+        return ("  ", Style::default());
+    }
+    match m.state {
+        MessageState::Queued => ("… ", Style::default().fg(Color::DarkGray)),
+        MessageState::Sent => ("✓ ", Style::default().fg(Color::DarkGray)),
+        MessageState::Delivered => ("✓✓", Style::default().fg(Color::Green)),
+        MessageState::Received => ("  ", Style::default()),
+    }
+}
+
+/// The rows of message `i`'s block.
+pub fn block_lines(
+    ctx: &BlockCtx<'_>,
+    tl: &Timeline,
+    i: usize,
+    selected: bool,
+) -> Vec<Line<'static>> {
+    let msgs = tl.messages();
+    let Some(m) = msgs.get(i) else {
+        return Vec::new();
+    };
+    let width = ctx.width.max(1);
+    let mut out = Vec::new();
+    let dim = Style::default().fg(Color::DarkGray);
+    if i == 0 {
+        let label = if tl.has_older {
+            "loading older messages…"
+        } else {
+            "start of the conversation"
+        };
+        out.push(rule(label, width, dim));
+    }
+    let day = day_of(ctx.tz, m.timestamp_ms);
+    let prev_day = i
+        .checked_sub(1)
+        .and_then(|p| msgs.get(p))
+        .and_then(|p| day_of(ctx.tz, p.timestamp_ms));
+    if day != prev_day || i == 0 {
+        if let Some(d) = day {
+            out.push(rule(&d.strftime("%A, %-d %B %Y").to_string(), width, dim));
+        }
+    }
+    if tl.new_marker == Some(m.id) {
+        out.push(rule(
+            "new messages",
+            width,
+            Style::default().fg(Color::LightRed),
+        ));
+    }
+
+    let time = datetime(ctx.tz, m.timestamp_ms).map_or_else(
+        || "--:--".to_owned(),
+        |d| format!("{:02}:{:02}", d.hour(), d.minute()),
+    );
+    let own = m.outgoing || ctx.me == Some(m.sender.as_str());
+    let nick_style = if own {
+        Style::default()
+            .fg(Color::Green)
+            .add_modifier(Modifier::BOLD)
+    } else {
+        Style::default()
+            .fg(nick_color(&m.sender))
+            .add_modifier(Modifier::BOLD)
+    };
+    let changed = !own && ctx.changed_keys.contains(&m.sender);
+    let (mark, mark_style) = state_mark(m);
+    let text_style = if selected {
+        Style::default().add_modifier(Modifier::REVERSED)
+    } else {
+        Style::default()
+    };
+    let text = wrap::sanitize(&m.text);
+    let sender = wrap::sanitize(&m.sender);
+
+    if ctx.compact() {
+        let nick = wrap::truncate(&sender, width.saturating_sub(9 + usize::from(changed)));
+        let mut head = vec![
+            Span::styled(format!("{time} "), dim),
+            Span::styled(mark, mark_style),
+            Span::raw(" "),
+            Span::styled(nick.into_owned(), nick_style),
+        ];
+        if changed {
+            head.push(Span::styled("!", Style::default().fg(Color::LightRed)));
+        }
+        out.push(Line::from(head));
+        for r in wrap::wrap(&text, width) {
+            out.push(Line::from(Span::styled(text[r].to_owned(), text_style)));
+        }
+        return out;
+    }
+
+    let nw = ctx.nick_width();
+    let nick = wrap::truncate(&sender, nw - usize::from(changed));
+    let pad = nw - usize::from(changed) - wrap::width(&nick);
+    let text_w = width - ctx.prefix_width();
+    let indent = " ".repeat(ctx.prefix_width());
+    for (row, r) in wrap::wrap(&text, text_w).into_iter().enumerate() {
+        let body = Span::styled(text[r].to_owned(), text_style);
+        if row == 0 {
+            let mut spans = vec![
+                Span::styled(format!("{time} "), dim),
+                Span::styled(mark, mark_style),
+                Span::raw(" "),
+                Span::raw(" ".repeat(pad)),
+            ];
+            if changed {
+                spans.push(Span::styled("!", Style::default().fg(Color::LightRed)));
+            }
+            spans.push(Span::styled(nick.to_string(), nick_style));
+            spans.push(Span::raw(" "));
+            spans.push(body);
+            out.push(Line::from(spans));
+        } else {
+            out.push(Line::from(vec![Span::raw(indent.clone()), body]));
+        }
+    }
+    out
+}
+
+pub fn block_height(ctx: &BlockCtx<'_>, tl: &Timeline, i: usize) -> usize {
+    block_lines(ctx, tl, i, false).len().max(1)
+}
+
+/// The rows visible in a pane `height` rows tall, top to bottom, and the
+/// index of the topmost message any row of which shows.
+pub fn visible_lines(
+    ctx: &BlockCtx<'_>,
+    tl: &Timeline,
+    height: usize,
+) -> (Vec<Line<'static>>, usize) {
+    if tl.is_empty() || height == 0 {
+        return (Vec::new(), 0);
+    }
+    let (mut idx, skip, selected) = match tl.view {
+        View::Follow => (tl.len() - 1, 0, None),
+        View::At { index, skip } => {
+            let index = index.min(tl.len() - 1);
+            (index, skip, Some(index))
+        }
+    };
+    let mut blocks: Vec<Vec<Line<'static>>> = Vec::new();
+    let mut rows = 0;
+    let top;
+    loop {
+        let block = block_lines(ctx, tl, idx, selected == Some(idx));
+        rows += block.len();
+        blocks.push(block);
+        if rows >= height + skip || idx == 0 {
+            top = idx;
+            break;
+        }
+        idx -= 1;
+    }
+    let mut lines: Vec<Line<'static>> = blocks.into_iter().rev().flatten().collect();
+    lines.truncate(lines.len().saturating_sub(skip));
+    let start = lines.len().saturating_sub(height);
+    (lines.split_off(start), top)
+}
+
+/// Draws the pane: the conversation's messages, or which state it is in.
+pub fn render(app: &App, f: &mut Frame<'_>, area: Rect) {
+    if area.height == 0 || area.width == 0 {
+        return;
+    }
+    let dim = Style::default().fg(Color::DarkGray);
+    let placeholder = |f: &mut Frame<'_>, text: &str| {
+        f.render_widget(
+            Paragraph::new(Line::from(Span::styled(text.to_owned(), dim)))
+                .wrap(ratatui::widgets::Wrap { trim: true }),
+            area,
+        );
+    };
+    let Some(tl) = app.timeline() else {
+        let text = match &app.conversations {
+            crate::app::Loadable::Ready(list) if list.is_empty() => {
+                "No conversation open. Start one: /dm user, or /group create name [users]."
+            }
+            crate::app::Loadable::Ready(_) => "Select a conversation (Alt+Up/Down, Ctrl+P/N).",
+            crate::app::Loadable::Loading => "Loading conversations…",
+            crate::app::Loadable::Failed(_) => "Conversations could not be loaded.",
+        };
+        placeholder(f, text);
+        return;
+    };
+    if tl.is_empty() {
+        let text = match &tl.load {
+            LoadState::NotLoaded | LoadState::Loading => "Loading messages…".to_owned(),
+            LoadState::Loaded => "No messages yet. Say hello!".to_owned(),
+            LoadState::Failed(e) => format!("The history could not be loaded: {e}"),
+        };
+        placeholder(f, &text);
+        return;
+    }
+    let ctx = BlockCtx::new(app, usize::from(area.width));
+    let (lines, _) = visible_lines(&ctx, tl, usize::from(area.height));
+    // Chat style: the newest message sits on the bottom row.
+    let pad = usize::from(area.height).saturating_sub(lines.len());
+    let mut all = vec![Line::default(); pad];
+    all.extend(lines);
+    f.render_widget(Paragraph::new(all), area);
+    if tl.unseen_below > 0 && matches!(tl.view, View::At { .. }) {
+        let text = format!(" ↓ {} new below (PgDn) ", tl.unseen_below);
+        let w = (wrap::width(&text) as u16).min(area.width);
+        let r = Rect {
+            x: area.right() - w,
+            y: area.bottom() - 1,
+            width: w,
+            height: 1,
+        };
+        f.render_widget(
+            Paragraph::new(text).style(Style::default().fg(Color::Black).bg(Color::Yellow)),
+            r,
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! Boxes over the main screen: help, a safety number, the confirmation a
+//! changed key requires, and search results.
+
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::Frame;
+
+use crate::app::{App, Loadable, Overlay};
+use crate::commands::COMMANDS;
+use crate::config::KeyAction;
+use crate::wrap;
+
+/// A box of at most `w`×`h` centred in `area`.
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+/// Everything the help box lists: keys (as configured) and commands.
+pub fn help_lines(app: &App) -> Vec<Line<'static>> {
+    let bold = Style::default().add_modifier(Modifier::BOLD);
+    let mut out = vec![Line::from(Span::styled("Keys", bold))];
+    for &action in KeyAction::ALL {
+        let keys: Vec<String> = app
+            .config
+            .keys
+            .keys_for(action)
+            .iter()
+            .map(|k| k.label())
+            .collect();
+        out.push(Line::from(vec![
+            Span::styled(
+                format!("  {:<24}", keys.join(", ")),
+                Style::default().fg(Color::Cyan),
+            ),
+            Span::raw(action.describe()),
+        ]));
+    }
+    for (keys, what) in [
+        ("Up/Down", "in an empty input: recall sent messages"),
+        ("Mouse wheel", "scroll"),
+        ("Ctrl+W / Ctrl+U", "delete a word / to the line start"),
+        ("Esc", "close a box, return to the newest message"),
+    ] {
+        out.push(Line::from(vec![
+            Span::styled(format!("  {keys:<24}"), Style::default().fg(Color::Cyan)),
+            Span::raw(what),
+        ]));
+    }
+    out.push(Line::default());
+    out.push(Line::from(Span::styled("Commands (Tab completes)", bold)));
+    for c in COMMANDS {
+        let usage = format!("/{} {}", c.name, c.args);
+        out.push(Line::from(vec![
+            Span::styled(format!("  {usage:<30}"), Style::default().fg(Color::Cyan)),
+            Span::raw(c.help),
+        ]));
+    }
+    out.push(Line::default());
+    out.push(Line::from(Span::styled(
+        format!(
+            "Keys are set in {} ([keys] table). Esc closes.",
+            crate::config::FILE_NAME
+        ),
+        Style::default().fg(Color::DarkGray),
+    )));
+    out
+}
+
+pub fn render(app: &App, overlay: &Overlay, f: &mut Frame<'_>, area: Rect) {
+    match overlay {
+        Overlay::Help { scroll } => {
+            let lines = help_lines(app);
+            let r = centered(area, 82, lines.len() as u16 + 2);
+            let scroll = (*scroll).min(lines.len().saturating_sub(1));
+            draw_box(
+                f,
+                r,
+                " Help ",
+                Paragraph::new(lines).scroll((scroll as u16, 0)),
+                " ↑↓ scroll · Esc close ",
+            );
+        }
+        Overlay::Verify(v) => {
+            let mut lines = vec![
+                Line::from(format!(
+                    "Safety number shared with {}:",
+                    wrap::sanitize(&v.username)
+                )),
+                Line::default(),
+                Line::from(Span::styled(
+                    format!("  {}", v.safety_number),
+                    Style::default().add_modifier(Modifier::BOLD),
+                )),
+                Line::default(),
+                Line::from("Compare it with theirs in person or over a trusted channel."),
+            ];
+            if v.key_changed {
+                lines.push(Line::from(Span::styled(
+                    "Their identity key CHANGED since you last trusted it.",
+                    Style::default()
+                        .fg(Color::LightRed)
+                        .add_modifier(Modifier::BOLD),
+                )));
+            }
+            lines.push(Line::from(if v.verified {
+                "Status: verified ✓"
+            } else {
+                "Status: not verified"
+            }));
+            lines.push(Line::default());
+            lines.push(Line::from(Span::styled(
+                "v: they match, mark verified · Esc: close",
+                Style::default().fg(Color::Cyan),
+            )));
+            let r = centered(area, 64, lines.len() as u16 + 2);
+            draw_box(
+                f,
+                r,
+                " Verify ",
+                Paragraph::new(lines).wrap(Wrap { trim: false }),
+                "",
+            );
+        }
+        Overlay::ConfirmSend { text, changed, .. } => {
+            let who = if changed.is_empty() {
+                "A member".to_owned()
+            } else {
+                changed.join(", ")
+            };
+            let lines = vec![
+                Line::from(Span::styled(
+                    format!("{who}: identity key changed."),
+                    Style::default()
+                        .fg(Color::LightRed)
+                        .add_modifier(Modifier::BOLD),
+                )),
+                Line::default(),
+                Line::from("This message was NOT sent:"),
+                Line::from(Span::styled(
+                    format!(
+                        "  {}",
+                        wrap::truncate(&wrap::sanitize(text).replace('\n', " "), 56)
+                    ),
+                    Style::default().fg(Color::DarkGray),
+                )),
+                Line::default(),
+                Line::from("Check the safety number with /verify user first."),
+                Line::default(),
+                Line::from(Span::styled(
+                    "y: send it anyway to the new key · n/Esc: don't send",
+                    Style::default().fg(Color::Cyan),
+                )),
+            ];
+            let r = centered(area, 64, lines.len() as u16 + 2);
+            draw_box(
+                f,
+                r,
+                " Key changed ",
+                Paragraph::new(lines).wrap(Wrap { trim: false }),
+                "",
+            );
+        }
+        Overlay::Search {
+            query,
+            results,
+            selected,
+        } => {
+            let title = format!(" Search: {} ", wrap::sanitize(query));
+            let rows = match results {
+                Loadable::Ready(ms) => ms.len().max(1),
+                _ => 1,
+            };
+            let r = centered(
+                area,
+                area.width.saturating_sub(8).max(20),
+                (rows as u16 + 2).min(area.height.saturating_sub(4)).max(3),
+            );
+            let inner_w = usize::from(r.width.saturating_sub(2));
+            let inner_h = usize::from(r.height.saturating_sub(2));
+            let dim = Style::default().fg(Color::DarkGray);
+            let lines: Vec<Line<'static>> = match results {
+                Loadable::Loading => vec![Line::from(Span::styled("Searching…", dim))],
+                Loadable::Failed(e) => vec![Line::from(Span::styled(e.clone(), dim))],
+                Loadable::Ready(ms) if ms.is_empty() => {
+                    vec![Line::from(Span::styled("No message matches.", dim))]
+                }
+                Loadable::Ready(ms) => {
+                    let first = selected.saturating_sub(inner_h.saturating_sub(1));
+                    ms.iter()
+                        .enumerate()
+                        .skip(first)
+                        .take(inner_h)
+                        .map(|(i, m)| {
+                            let conv = app
+                                .conversation(m.conversation)
+                                .map_or_else(|| "?".to_owned(), |c| app.title(c));
+                            let text =
+                                format!("{conv} {}: {}", m.sender, m.text.replace('\n', " "));
+                            let text = wrap::truncate(&wrap::sanitize(&text), inner_w).into_owned();
+                            let style = if i == *selected {
+                                Style::default().add_modifier(Modifier::REVERSED)
+                            } else {
+                                Style::default()
+                            };
+                            Line::from(Span::styled(text, style))
+                        })
+                        .collect()
+                }
+            };
+            draw_box(
+                f,
+                r,
+                &title,
+                Paragraph::new(lines),
+                " ↑↓ choose · Enter jump · Esc close ",
+            );
+        }
+    }
+}
+
+fn draw_box(f: &mut Frame<'_>, r: Rect, title: &str, body: Paragraph<'_>, hint: &str) {
+    f.render_widget(Clear, r);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(title.to_owned())
+        .title_bottom(hint.to_owned())
+        .border_style(Style::default().fg(Color::Cyan));
+    let inner = block.inner(r);
+    f.render_widget(block, r);
+    f.render_widget(body, inner);
+}

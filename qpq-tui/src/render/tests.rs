@@ -1,0 +1,180 @@
+//! TestBackend snapshots (insta) of every screen, and sizes down to 1×1:
+//! nothing panics and nothing draws outside its area.
+
+#![allow(clippy::unwrap_used)]
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use insta::assert_snapshot;
+use quicproquo_protocol::ipc::methods::VerifyResult;
+
+use crate::action::{Action, DaemonEvent};
+use crate::app::{AccountForm, App, Overlay, Screen};
+use crate::testing::*;
+
+fn key(code: KeyCode) -> Action {
+    Action::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn typed(app: &mut App, text: &str) {
+    for c in text.chars() {
+        act(app, key(KeyCode::Char(c)));
+    }
+}
+
+#[test]
+fn main_screen() {
+    let mut app = app(100, 20);
+    typed(&mut app, "draft");
+    assert_snapshot!(screen(&app));
+}
+
+#[test]
+fn main_screen_with_members_and_a_changed_key() {
+    let mut app = app(100, 16);
+    app.show_members = true;
+    daemon(
+        &mut app,
+        DaemonEvent::Members {
+            conversation: TEAM,
+            members: vec![
+                quicproquo_protocol::ipc::values::Member {
+                    username: "bob".into(),
+                    identity: quicproquo_protocol::types::IdentityKey([2; 32]),
+                    verified: true,
+                    key_changed: false,
+                },
+                quicproquo_protocol::ipc::values::Member {
+                    username: "carol".into(),
+                    identity: quicproquo_protocol::types::IdentityKey([3; 32]),
+                    verified: false,
+                    key_changed: true,
+                },
+            ],
+        },
+    );
+    assert_snapshot!(screen(&app));
+}
+
+#[test]
+fn first_run_screen() {
+    let mut app = loading_app(80, 24);
+    let mut status = status();
+    status.account = None;
+    status.server = None;
+    daemon(&mut app, DaemonEvent::Status(status));
+    assert!(matches!(app.screen, Screen::Account(_)));
+    typed(&mut app, "alice");
+    act(&mut app, key(KeyCode::Tab));
+    typed(&mut app, "pw");
+    assert_snapshot!(screen(&app));
+}
+
+#[test]
+fn help_overlay() {
+    let mut app = app(100, 36);
+    act(&mut app, key(KeyCode::F(1)));
+    assert!(matches!(app.overlay, Some(Overlay::Help { .. })));
+    assert_snapshot!(screen(&app));
+}
+
+#[test]
+fn long_wrapped_message_and_wide_characters() {
+    let mut app = app(60, 20);
+    let long = "This is a long message that has to wrap over several lines of the \
+                message pane without breaking words unless a word is itself too long: \
+                supercalifragilisticexpialidociousandthensomemoreletters.";
+    let wide = "日本語のテキストは二列の幅で表示されます。絵文字も😀👍🏽 e\u{301}t\u{e9} combining.";
+    for (i, text) in [long, wide].iter().enumerate() {
+        daemon(
+            &mut app,
+            DaemonEvent::Notification(quicproquo_protocol::ipc::Notification::Message(
+                quicproquo_protocol::ipc::notifications::NewMessage {
+                    seq: quicproquo_protocol::ipc::values::Seq(10 + i as u64),
+                    message: message(TEAM, 20 + i as u32, "李小龍", 2 * 24 * 60 + i as u64, text),
+                },
+            )),
+        );
+    }
+    assert_snapshot!(screen(&app));
+}
+
+#[test]
+fn loading_is_not_empty() {
+    let app = loading_app(60, 8);
+    let s = screen(&app);
+    assert!(s.contains("Loading"), "{s}");
+    assert_snapshot!(s);
+    let mut app = app_with_no_conversations();
+    app.size = (60, 8);
+    let s = screen(&app);
+    assert!(s.contains("No") && s.contains("/dm user"), "{s}");
+}
+
+fn app_with_no_conversations() -> App {
+    let mut app = loading_app(60, 8);
+    daemon(&mut app, DaemonEvent::Conversations(vec![]));
+    app
+}
+
+#[test]
+fn daemon_gone_keeps_the_screen_and_says_so() {
+    let mut app = app(80, 10);
+    daemon(
+        &mut app,
+        DaemonEvent::Disconnected {
+            reason: "the connection to qpqd is closed".into(),
+        },
+    );
+    let s = screen(&app);
+    assert!(s.contains("qpqd gone, retrying"), "{s}");
+    assert!(s.contains("Thanks!"), "the conversation stays up: {s}");
+}
+
+#[test]
+fn verify_and_confirm_overlays() {
+    let mut app = app(80, 20);
+    daemon(
+        &mut app,
+        DaemonEvent::Verified {
+            result: VerifyResult {
+                username: "bob".into(),
+                safety_number: "12345 67890 12345 67890 12345 67890".into(),
+                verified: false,
+                key_changed: true,
+            },
+            confirmed: false,
+        },
+    );
+    assert_snapshot!("verify", screen(&app));
+    app.overlay = Some(Overlay::ConfirmSend {
+        conversation: TEAM,
+        text: "the launch code".into(),
+        changed: vec!["bob".into()],
+    });
+    assert_snapshot!("confirm_send", screen(&app));
+}
+
+#[test]
+fn tiny_terminal() {
+    let app = app(20, 5);
+    assert_snapshot!(screen(&app));
+}
+
+#[test]
+fn every_size_renders_without_panicking() {
+    let mut app = app(1, 1);
+    let mut form = loading_app(1, 1);
+    form.screen = Screen::Account(Box::new(AccountForm::new("h:1")));
+    for w in [1, 2, 5, 10, 19, 20, 33, 49, 50, 69, 70, 120] {
+        for h in [1, 2, 3, 4, 5, 8, 13, 30] {
+            app.size = (w, h);
+            form.size = (w, h);
+            for overlay in [None, Some(Overlay::Help { scroll: 0 })] {
+                app.overlay = overlay;
+                app.show_members = h % 2 == 0;
+                screen(&app);
+            }
+            screen(&form);
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! One conversation's messages as far as they are loaded (oldest first,
+//! each once), where the view is, and whether older pages remain.
+//!
+//! The view is anchored to a message, not to a row: [`View::At`] names the
+//! message at the bottom of the pane (the selected one) and how many of its
+//! rows are scrolled below the edge. Day separators and the "new messages"
+//! marker belong to the block of the message after them, so they can never
+//! shift which message is selected. Loading an older page shifts the anchor's
+//! index by the page's length.
+
+use std::collections::HashSet;
+
+use quicproquo_protocol::ipc::values::{DeliveryState, Message, MessageId, MessageState};
+
+/// How much of the history is here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadState {
+    /// Nothing asked yet.
+    NotLoaded,
+    Loading,
+    Loaded,
+    Failed(String),
+}
+
+/// Where the message pane is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum View {
+    /// Pinned to the newest message; new ones scroll in.
+    #[default]
+    Follow,
+    /// Message `index` is at the bottom with `skip` of its rows hidden below.
+    At { index: usize, skip: usize },
+}
+
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    messages: Vec<Message>,
+    ids: HashSet<MessageId>,
+    pub load: LoadState,
+    /// Older messages may exist on the daemon.
+    pub has_older: bool,
+    pub loading_older: bool,
+    pub view: View,
+    /// The first message that was unread when the conversation was opened.
+    pub new_marker: Option<MessageId>,
+    /// Incoming messages that arrived while scrolled back.
+    pub unseen_below: usize,
+}
+
+impl Default for Timeline {
+    fn default() -> Self {
+        Timeline {
+            messages: Vec::new(),
+            ids: HashSet::new(),
+            load: LoadState::NotLoaded,
+            has_older: true,
+            loading_older: false,
+            view: View::Follow,
+            new_marker: None,
+            unseen_below: 0,
+        }
+    }
+}
+
+impl Timeline {
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    pub fn contains(&self, id: &MessageId) -> bool {
+        self.ids.contains(id)
+    }
+
+    pub fn index_of(&self, id: &MessageId) -> Option<usize> {
+        if !self.ids.contains(id) {
+            return None;
+        }
+        self.messages.iter().rposition(|m| m.id == *id)
+    }
+
+    /// Adds a live message at the end. False when it was already here.
+    pub fn push(&mut self, message: Message) -> bool {
+        if !self.ids.insert(message.id) {
+            // A resend or a notification after `send` answered: keep the
+            // furthest delivery state.
+            if let Some(m) = self.messages.iter_mut().rev().find(|m| m.id == message.id) {
+                if rank(message.state) > rank(m.state) {
+                    m.state = message.state;
+                }
+            }
+            return false;
+        }
+        self.messages.push(message);
+        true
+    }
+
+    /// The latest page arrived: it replaces nothing, but messages that came
+    /// live before it stay after it.
+    pub fn set_latest(&mut self, page: Vec<Message>, complete: bool) {
+        let live = std::mem::take(&mut self.messages);
+        self.ids.clear();
+        // What was here and is not older than the page came live meanwhile;
+        // anything older returns with the older pages.
+        let from = page.first().map_or(0, |m| m.timestamp_ms);
+        let live = live.into_iter().filter(|m| m.timestamp_ms >= from);
+        for m in page.into_iter().chain(live) {
+            if self.ids.insert(m.id) {
+                self.messages.push(m);
+            }
+        }
+        self.load = LoadState::Loaded;
+        self.has_older = !complete;
+        self.loading_older = false;
+        self.view = View::Follow;
+    }
+
+    /// An older page arrived (oldest first): prepend what is new and keep
+    /// the anchor on the same message. Returns how many were added.
+    pub fn prepend(&mut self, page: Vec<Message>, complete: bool) -> usize {
+        let fresh: Vec<Message> = page
+            .into_iter()
+            .filter(|m| !self.ids.contains(&m.id))
+            .collect();
+        let n = fresh.len();
+        for m in &fresh {
+            self.ids.insert(m.id);
+        }
+        self.messages.splice(0..0, fresh);
+        if let View::At { index, skip } = self.view {
+            self.view = View::At {
+                index: index + n,
+                skip,
+            };
+        }
+        self.has_older = !complete;
+        self.loading_older = false;
+        n
+    }
+
+    /// A delivery notification for an own message.
+    pub fn delivered(&mut self, id: &MessageId, state: DeliveryState) {
+        let state = match state {
+            DeliveryState::Sent => MessageState::Sent,
+            DeliveryState::Delivered => MessageState::Delivered,
+        };
+        if let Some(m) = self.messages.iter_mut().rev().find(|m| m.id == *id) {
+            if rank(state) > rank(m.state) {
+                m.state = state;
+            }
+        }
+    }
+
+    /// The oldest loaded message, for the next page's `before`.
+    pub fn oldest(&self) -> Option<MessageId> {
+        self.messages.first().map(|m| m.id)
+    }
+
+    pub fn newest(&self) -> Option<&Message> {
+        self.messages.last()
+    }
+
+    /// The selected message: the one at the bottom when scrolled back.
+    pub fn selected(&self) -> Option<usize> {
+        match self.view {
+            View::Follow => None,
+            View::At { index, .. } => Some(index),
+        }
+    }
+}
+
+fn rank(s: MessageState) -> u8 {
+    match s {
+        MessageState::Queued => 0,
+        MessageState::Sent => 1,
+        MessageState::Delivered => 2,
+        MessageState::Received => 3,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use quicproquo_protocol::ipc::values::ConversationId;
+
+    use super::*;
+
+    pub(crate) fn msg(n: u32, text: &str) -> Message {
+        let mut id = [0u8; 16];
+        id[..4].copy_from_slice(&n.to_be_bytes());
+        Message {
+            id: MessageId(id),
+            conversation: ConversationId([1; 16]),
+            sender: "bob".into(),
+            timestamp_ms: 1_767_225_600_000 + u64::from(n) * 60_000,
+            text: text.into(),
+            outgoing: false,
+            state: MessageState::Received,
+        }
+    }
+
+    #[test]
+    fn each_message_once_and_pages_keep_the_anchor() {
+        let mut t = Timeline::default();
+        assert!(t.push(msg(10, "live")));
+        t.set_latest(vec![msg(8, "a"), msg(9, "b"), msg(10, "live")], false);
+        assert_eq!(t.len(), 3);
+        assert!(!t.push(msg(9, "b")));
+        t.view = View::At { index: 1, skip: 0 };
+        let added = t.prepend(vec![msg(6, "x"), msg(7, "y"), msg(8, "a")], true);
+        assert_eq!(added, 2);
+        assert_eq!(t.view, View::At { index: 3, skip: 0 });
+        assert_eq!(t.messages()[3].text, "b", "still the same message");
+        assert!(!t.has_older);
+        assert_eq!(t.index_of(&msg(7, "").id), Some(1));
+    }
+
+    #[test]
+    fn delivery_states_only_move_forward() {
+        let mut t = Timeline::default();
+        let mut m = msg(1, "mine");
+        m.outgoing = true;
+        m.state = MessageState::Queued;
+        t.push(m.clone());
+        t.delivered(&m.id, DeliveryState::Delivered);
+        t.delivered(&m.id, DeliveryState::Sent);
+        assert_eq!(t.messages()[0].state, MessageState::Delivered);
+        t.push(m);
+        assert_eq!(t.messages()[0].state, MessageState::Delivered);
+    }
+}

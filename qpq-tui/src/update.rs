@@ -1,0 +1,224 @@
+//! `update(&mut App, Action) -> Vec<Effect>`: every state change of the UI,
+//! with no I/O. Keys, the mouse, resizes and the worker's results come in;
+//! requests for the worker, the bell and desktop notifications go out.
+//! Tests drive it directly, without a terminal or a daemon.
+
+mod daemon;
+mod keys;
+
+use quicproquo_protocol::ipc::values::{ConversationId, MessageId};
+
+use crate::action::{Action, Effect, Request};
+use crate::app::{App, Loadable, Screen};
+use crate::render::layout::message_pane;
+use crate::render::messages::BlockCtx;
+use crate::scroll;
+use crate::timeline::{LoadState, View};
+
+/// Load an older page when the top of the view is this close to the oldest
+/// loaded message.
+const PREFETCH: usize = 100;
+
+pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
+    let mut fx = Vec::new();
+    match action {
+        Action::Resize(w, h) => {
+            app.size = (w, h);
+            maybe_load_older(app, &mut fx);
+        }
+        Action::Paste(text) => keys::paste(app, &text),
+        Action::Key(key) => keys::key(app, key, &mut fx),
+        Action::Mouse(m) => keys::mouse(app, m, &mut fx),
+        Action::Daemon(ev) => daemon::event(app, ev, &mut fx),
+    }
+    if app.quit && !fx.contains(&Effect::Quit) {
+        fx.push(Effect::Quit);
+    }
+    fx
+}
+
+/// Opens a conversation: loads its history if needed, marks it read.
+pub(crate) fn select(app: &mut App, id: ConversationId, fx: &mut Vec<Effect>) {
+    if app.selected != Some(id) {
+        app.completing = None;
+        // Leaving a conversation: what was new has been seen.
+        if let Some(tl) = app.selected.and_then(|old| app.timelines.get_mut(&old)) {
+            tl.new_marker = None;
+        }
+    }
+    app.selected = Some(id);
+    let tl = app.timelines.entry(id).or_default();
+    match tl.load {
+        LoadState::NotLoaded | LoadState::Failed(_) => {
+            tl.load = LoadState::Loading;
+            fx.push(Effect::Request(Request::History {
+                conversation: id,
+                before: None,
+                until: None,
+            }));
+        }
+        LoadState::Loading => {}
+        LoadState::Loaded => {
+            set_new_marker(app, id);
+            mark_read(app, id, fx);
+        }
+    }
+    if app.show_members {
+        request_members(app, id, fx);
+    }
+}
+
+pub(crate) fn request_members(app: &mut App, id: ConversationId, fx: &mut Vec<Effect>) {
+    if !matches!(app.members.get(&id), Some(Loadable::Ready(_))) {
+        app.members.insert(id, Loadable::Loading);
+    }
+    fx.push(Effect::Request(Request::Members(id)));
+}
+
+/// Places the "new messages" marker before the first of the conversation's
+/// unread incoming messages.
+pub(crate) fn set_new_marker(app: &mut App, id: ConversationId) {
+    let unread = app.conversation(id).map_or(0, |c| c.unread);
+    let Some(tl) = app.timelines.get_mut(&id) else {
+        return;
+    };
+    if unread == 0 {
+        return;
+    }
+    let mut left = unread;
+    let mut marker = None;
+    for m in tl.messages().iter().rev() {
+        if !m.outgoing {
+            marker = Some(m.id);
+            left -= 1;
+            if left == 0 {
+                break;
+            }
+        }
+    }
+    tl.new_marker = marker;
+}
+
+/// Tells the daemon the conversation was read (when it has unread ones).
+pub(crate) fn mark_read(app: &mut App, id: ConversationId, fx: &mut Vec<Effect>) {
+    let Loadable::Ready(list) = &mut app.conversations else {
+        return;
+    };
+    if let Some(c) = list.iter_mut().find(|c| c.id == id) {
+        if c.unread > 0 {
+            c.unread = 0;
+            fx.push(Effect::Request(Request::Read {
+                conversation: id,
+                up_to: None,
+            }));
+        }
+    }
+    if let Some(tl) = app.timelines.get_mut(&id) {
+        tl.unseen_below = 0;
+    }
+}
+
+/// Scrolls the open conversation; negative `rows` go back in time.
+pub(crate) fn scroll_by(app: &mut App, rows: isize, fx: &mut Vec<Effect>) {
+    let Some(id) = app.selected else {
+        return;
+    };
+    let (w, h) = message_pane(app);
+    let Some(tl) = app.timelines.get(&id) else {
+        return;
+    };
+    let ctx = BlockCtx::new(app, w);
+    let view = if rows < 0 {
+        scroll::up(&ctx, tl, rows.unsigned_abs(), h)
+    } else {
+        scroll::down(&ctx, tl, rows.unsigned_abs())
+    };
+    if let Some(tl) = app.timelines.get_mut(&id) {
+        tl.view = view;
+    }
+    if view == View::Follow {
+        mark_read(app, id, fx);
+    }
+    maybe_load_older(app, fx);
+}
+
+/// Asks for an older page when the view nears the oldest loaded message.
+/// Called after anything that moves the view or changes the pane.
+pub(crate) fn maybe_load_older(app: &mut App, fx: &mut Vec<Effect>) {
+    let Some(id) = app.selected else {
+        return;
+    };
+    let (w, h) = message_pane(app);
+    let Some(tl) = app.timelines.get(&id) else {
+        return;
+    };
+    if tl.load != LoadState::Loaded || !tl.has_older || tl.loading_older {
+        return;
+    }
+    let top = scroll::top_index(&BlockCtx::new(app, w), tl, h);
+    if top >= PREFETCH {
+        return;
+    }
+    let before = tl.oldest();
+    if let Some(tl) = app.timelines.get_mut(&id) {
+        tl.loading_older = true;
+    }
+    fx.push(Effect::Request(Request::History {
+        conversation: id,
+        before,
+        until: None,
+    }));
+}
+
+/// Shows message `target` of conversation `id`, loading history until it is
+/// there.
+pub(crate) fn jump_to(app: &mut App, id: ConversationId, target: MessageId, fx: &mut Vec<Effect>) {
+    app.overlay = None;
+    app.selected = Some(id);
+    let tl = app.timelines.entry(id).or_default();
+    if let Some(index) = tl.index_of(&target) {
+        tl.view = View::At { index, skip: 0 };
+        maybe_load_older(app, fx);
+        return;
+    }
+    let before = match tl.load {
+        LoadState::Loaded => tl.oldest(),
+        _ => {
+            tl.load = LoadState::Loading;
+            None
+        }
+    };
+    tl.loading_older = before.is_some();
+    fx.push(Effect::Request(Request::History {
+        conversation: id,
+        before,
+        until: Some(target),
+    }));
+}
+
+/// Moves the conversation selection by `delta` (wrapping).
+pub(crate) fn switch(app: &mut App, delta: isize, fx: &mut Vec<Effect>) {
+    let list = app.conversation_list();
+    if list.is_empty() {
+        return;
+    }
+    let n = list.len() as isize;
+    let cur = app
+        .selected
+        .and_then(|id| list.iter().position(|c| c.id == id))
+        .map_or(-1, |i| i as isize);
+    let next = if cur < 0 {
+        0
+    } else {
+        (cur + delta).rem_euclid(n)
+    };
+    let id = list[next as usize].id;
+    select(app, id, fx);
+}
+
+pub(crate) fn is_main(app: &App) -> bool {
+    app.screen == Screen::Main
+}
+
+#[cfg(test)]
+mod tests;

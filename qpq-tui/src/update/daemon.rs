@@ -1,0 +1,348 @@
+//! What the worker reports: connection changes, call results and the
+//! daemon's notifications.
+
+use quicproquo_protocol::ipc::values::{ConversationKind, KeystoreState};
+use quicproquo_protocol::ipc::{IpcErrorCode, Notification};
+
+use super::{is_main, mark_read, maybe_load_older, request_members, select, set_new_marker};
+use crate::action::{DaemonEvent, Effect, Request};
+use crate::app::{AccountForm, App, Daemon, Loadable, Overlay, Screen, UnlockForm};
+use crate::timeline::{LoadState, View};
+
+pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
+    match ev {
+        DaemonEvent::Disconnected { reason } => {
+            if app.daemon != Daemon::Gone(reason.clone()) && is_main(app) {
+                app.error(format!("qpqd: {reason}"));
+            }
+            app.daemon = Daemon::Gone(reason);
+        }
+        DaemonEvent::Connected { status } => {
+            let was_gone = matches!(app.daemon, Daemon::Gone(_));
+            app.daemon = Daemon::Connected;
+            app.status = Some(status);
+            pick_screen(app, fx);
+            if is_main(app) {
+                if was_gone {
+                    app.info("Connected to qpqd again.");
+                }
+                fx.push(Effect::Request(Request::Conversations));
+                // What failed while it was gone is asked again.
+                if let Some(id) = app.selected {
+                    if matches!(
+                        app.timelines.get(&id).map(|t| &t.load),
+                        Some(LoadState::Failed(_))
+                    ) {
+                        select(app, id, fx);
+                    }
+                }
+            }
+        }
+        DaemonEvent::Status(status) => {
+            app.status = Some(status);
+            let was_main = is_main(app);
+            pick_screen(app, fx);
+            if is_main(app) && !was_main {
+                fx.push(Effect::Request(Request::Conversations));
+            }
+        }
+        DaemonEvent::Conversations(mut list) => {
+            list.sort_by_key(|c| std::cmp::Reverse(c.last_activity_ms));
+            // Members (and whose key changed) of each conversation seen for
+            // the first time, so the list can mark changed keys at once.
+            for c in &list {
+                if let std::collections::hash_map::Entry::Vacant(e) = app.members.entry(c.id) {
+                    e.insert(Loadable::Loading);
+                    fx.push(Effect::Request(Request::Members(c.id)));
+                }
+            }
+            app.conversations = Loadable::Ready(list);
+            let still_there = app.selected.and_then(|id| app.conversation(id)).is_some();
+            if !still_there {
+                app.selected = None;
+                if let Some(first) = app.conversation_list().first().map(|c| c.id) {
+                    select(app, first, fx);
+                }
+            }
+        }
+        DaemonEvent::ConversationsFailed(f) => {
+            if !matches!(app.conversations, Loadable::Ready(_)) {
+                app.conversations = Loadable::Failed(f.message.clone());
+            }
+            app.error(format!("Conversations: {}", f.message));
+        }
+        DaemonEvent::Notification(n) => notification(app, n, fx),
+        DaemonEvent::History {
+            conversation,
+            before,
+            messages,
+            complete,
+            target,
+        } => {
+            let tl = app.timelines.entry(conversation).or_default();
+            if before.is_none() {
+                tl.set_latest(messages, complete);
+            } else {
+                tl.prepend(messages, complete);
+            }
+            if let Some(t) = target {
+                match tl.index_of(&t) {
+                    Some(index) => tl.view = View::At { index, skip: 0 },
+                    None => app.error("That message is no longer in the history."),
+                }
+            }
+            if before.is_none() && app.selected == Some(conversation) {
+                set_new_marker(app, conversation);
+                if target.is_none() {
+                    mark_read(app, conversation, fx);
+                }
+            }
+            maybe_load_older(app, fx);
+        }
+        DaemonEvent::HistoryFailed {
+            conversation,
+            failure,
+        } => {
+            let tl = app.timelines.entry(conversation).or_default();
+            tl.loading_older = false;
+            if tl.load != LoadState::Loaded {
+                tl.load = LoadState::Failed(failure.message.clone());
+            }
+            app.error(format!("History: {}", failure.message));
+        }
+        DaemonEvent::Sent(m) => {
+            let id = m.conversation;
+            app.timelines.entry(id).or_default().push(m);
+        }
+        DaemonEvent::SendFailed {
+            conversation,
+            text,
+            failure,
+        } => {
+            if failure.code == Some(IpcErrorCode::IdentityChanged) {
+                let changed: Vec<String> = app
+                    .conversation(conversation)
+                    .map(|c| {
+                        c.members
+                            .iter()
+                            .filter(|m| app.changed_keys.contains(*m))
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                app.overlay = Some(Overlay::ConfirmSend {
+                    conversation,
+                    text,
+                    changed,
+                });
+            } else {
+                if app.editor.is_empty() {
+                    app.editor.set_text(text);
+                }
+                app.error(format!("Not sent: {}", failure.message));
+            }
+        }
+        DaemonEvent::Opened(c) => {
+            let id = c.id;
+            match &mut app.conversations {
+                Loadable::Ready(list) => match list.iter_mut().find(|x| x.id == id) {
+                    Some(x) => *x = c,
+                    None => list.insert(0, c),
+                },
+                other => *other = Loadable::Ready(vec![c]),
+            }
+            app.notice = None;
+            select(app, id, fx);
+        }
+        DaemonEvent::Members {
+            conversation,
+            members,
+        } => {
+            for m in &members {
+                if m.key_changed {
+                    app.changed_keys.insert(m.username.clone());
+                } else {
+                    app.changed_keys.remove(&m.username);
+                }
+            }
+            app.members.insert(conversation, Loadable::Ready(members));
+        }
+        DaemonEvent::MembersFailed {
+            conversation,
+            failure,
+        } => {
+            app.members
+                .insert(conversation, Loadable::Failed(failure.message));
+        }
+        DaemonEvent::Verified { result, confirmed } => {
+            if confirmed {
+                app.changed_keys.remove(&result.username);
+                app.info(format!("{} is verified.", result.username));
+                if app.show_members {
+                    if let Some(id) = app.selected {
+                        request_members(app, id, fx);
+                    }
+                }
+            } else {
+                if result.key_changed {
+                    app.changed_keys.insert(result.username.clone());
+                }
+                app.overlay = Some(Overlay::Verify(result));
+            }
+        }
+        DaemonEvent::SearchResults { query, messages } => {
+            if let Some(Overlay::Search {
+                query: q, results, ..
+            }) = &mut app.overlay
+            {
+                if *q == query {
+                    *results = Loadable::Ready(messages);
+                }
+            }
+        }
+        DaemonEvent::Done(text) => {
+            app.info(text);
+            fx.push(Effect::Request(Request::Conversations));
+        }
+        DaemonEvent::Failed(f) => {
+            if let Some(Overlay::Search { results, .. }) = &mut app.overlay {
+                if *results == Loadable::Loading {
+                    *results = Loadable::Failed(f.message.clone());
+                }
+            }
+            app.error(f.message);
+        }
+        DaemonEvent::AccountReady => {
+            fx.push(Effect::Request(Request::Status));
+        }
+        DaemonEvent::AccountFailed(f) => match &mut app.screen {
+            Screen::Account(form) => {
+                form.busy = false;
+                form.error = Some(f.message);
+            }
+            Screen::Unlock(form) => {
+                form.busy = false;
+                form.error = Some(f.message);
+            }
+            _ => app.error(f.message),
+        },
+    }
+}
+
+/// Which screen the daemon's status calls for.
+fn pick_screen(app: &mut App, fx: &mut Vec<Effect>) {
+    let Some(status) = &app.status else {
+        return;
+    };
+    let next = if status.keystore == KeystoreState::Locked {
+        match &app.screen {
+            Screen::Unlock(_) => return,
+            _ => Screen::Unlock(UnlockForm::default()),
+        }
+    } else if status.account.is_none() {
+        match &app.screen {
+            Screen::Account(_) => return,
+            _ => Screen::Account(Box::new(AccountForm::new(&app.config.default_server))),
+        }
+    } else {
+        Screen::Main
+    };
+    // A form that was waiting gets its answer from the new status.
+    if matches!(app.screen, Screen::Unlock(_))
+        && next != app.screen
+        && !matches!(next, Screen::Unlock(_))
+    {
+        fx.push(Effect::Request(Request::Status));
+    }
+    app.screen = next;
+}
+
+fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
+    match n {
+        Notification::Message(nm) => {
+            let m = nm.message;
+            let id = m.conversation;
+            let known = app.conversation(id).is_some();
+            let incoming = !m.outgoing;
+            let sender = m.sender.clone();
+            let preview: String = m.text.chars().take(120).collect();
+            let tl = app.timelines.entry(id).or_default();
+            if !tl.push(m) {
+                return;
+            }
+            let following = tl.view == View::Follow;
+            if !known {
+                // A conversation someone else opened: learn about it.
+                fx.push(Effect::Request(Request::Conversations));
+            }
+            if !incoming {
+                return;
+            }
+            let here = app.selected == Some(id) && is_main(app);
+            if here && following {
+                fx.push(Effect::Request(Request::Read {
+                    conversation: id,
+                    up_to: None,
+                }));
+                return;
+            }
+            if here {
+                if let Some(tl) = app.timelines.get_mut(&id) {
+                    tl.unseen_below += 1;
+                }
+            }
+            let title = match app.conversation(id) {
+                Some(c) if c.kind == ConversationKind::Group => {
+                    format!("{sender} in {}", app.title(c))
+                }
+                _ => sender,
+            };
+            if let Loadable::Ready(list) = &mut app.conversations {
+                if let Some(c) = list.iter_mut().find(|c| c.id == id) {
+                    c.unread += 1;
+                }
+            }
+            if app.config.bell {
+                fx.push(Effect::Bell);
+            }
+            if app.config.desktop_notifications {
+                fx.push(Effect::Notify {
+                    title,
+                    body: preview,
+                });
+            }
+        }
+        Notification::Membership(change) => {
+            let verb = format!("{:?}", change.event).to_lowercase();
+            let who = change.members.join(", ");
+            let title = app
+                .conversation(change.conversation)
+                .map_or_else(|| "a group".to_owned(), |c| app.title(c));
+            app.info(format!("{title}: {who} {verb}"));
+            fx.push(Effect::Request(Request::Conversations));
+            if app.show_members && app.selected == Some(change.conversation) {
+                request_members(app, change.conversation, fx);
+            }
+        }
+        Notification::Delivery(d) => {
+            if let Some(tl) = app.timelines.get_mut(&d.conversation) {
+                tl.delivered(&d.id, d.state);
+            }
+        }
+        Notification::Connection(c) => {
+            if let Some(s) = &mut app.status {
+                s.connection = c.state;
+            }
+            if !c.detail.is_empty() {
+                app.info(c.detail);
+            }
+        }
+        Notification::Identity(i) => {
+            app.error(format!(
+                "{}'s identity key changed! Compare safety numbers: /verify {}",
+                i.username, i.username
+            ));
+            app.changed_keys.insert(i.username);
+        }
+    }
+}

@@ -1,0 +1,534 @@
+//! Keys, paste and the mouse, per screen and overlay.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
+use quicproquo_protocol::ipc::methods::AccountParams;
+use quicproquo_protocol::ipc::values::{ConversationKind, Secret};
+
+use super::{jump_to, request_members, scroll_by, select, switch};
+use crate::action::{Effect, Request};
+use crate::app::{AccountMode, App, Completing, Loadable, Overlay, Screen};
+use crate::commands::{self, Command, Input};
+use crate::config::KeyAction;
+use crate::input::Editor;
+use crate::render::layout::{areas, message_pane};
+use crate::timeline::View;
+
+/// Rows the mouse wheel scrolls per notch.
+const WHEEL_ROWS: isize = 3;
+
+pub(super) fn paste(app: &mut App, text: &str) {
+    // The form fields are one line: a pasted password loses its line break.
+    let one_line = !matches!(app.screen, Screen::Main);
+    if let Some(editor) = focused_editor(app) {
+        if one_line {
+            editor.insert_str(
+                text.trim_end_matches(['\r', '\n'])
+                    .replace(['\r', '\n'], " ")
+                    .as_str(),
+            );
+        } else {
+            editor.insert_str(text);
+        }
+    }
+}
+
+fn focused_editor(app: &mut App) -> Option<&mut Editor> {
+    match &mut app.screen {
+        Screen::Main if app.overlay.is_none() => Some(&mut app.editor),
+        Screen::Account(form) if form.focus > 0 => Some(&mut form.fields[form.focus - 1]),
+        Screen::Unlock(form) => Some(&mut form.passphrase),
+        _ => None,
+    }
+}
+
+pub(super) fn mouse(app: &mut App, m: MouseEvent, fx: &mut Vec<Effect>) {
+    if app.screen != Screen::Main {
+        return;
+    }
+    match m.kind {
+        MouseEventKind::ScrollUp if app.overlay.is_none() => scroll_by(app, -WHEEL_ROWS, fx),
+        MouseEventKind::ScrollDown if app.overlay.is_none() => scroll_by(app, WHEEL_ROWS, fx),
+        MouseEventKind::Down(_) if app.overlay.is_none() => {
+            let a = areas(
+                app,
+                ratatui::layout::Rect::new(0, 0, app.size.0, app.size.1),
+            );
+            let Some(list) = a.list else {
+                return;
+            };
+            if m.column >= list.right().saturating_sub(1)
+                || m.row < list.y
+                || m.row >= list.bottom()
+            {
+                return;
+            }
+            let rows = usize::from(list.height);
+            let items = app.conversation_list();
+            let sel = app
+                .selected
+                .and_then(|id| items.iter().position(|c| c.id == id))
+                .unwrap_or(0);
+            let first = sel.saturating_sub(rows.saturating_sub(1));
+            if let Some(c) = items.get(first + usize::from(m.row - list.y)) {
+                let id = c.id;
+                select(app, id, fx);
+            }
+        }
+        _ => {}
+    }
+}
+
+pub(super) fn key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
+    if key.kind == KeyEventKind::Release {
+        return;
+    }
+    let bound = app.config.keys.action(&key);
+    if bound == Some(KeyAction::Quit) {
+        app.quit = true;
+        return;
+    }
+    match &app.screen {
+        Screen::Starting => {}
+        Screen::Account(_) => account_key(app, key, fx),
+        Screen::Unlock(_) => unlock_key(app, key, fx),
+        Screen::Main => {
+            if app.overlay.is_some() {
+                overlay_key(app, key, fx);
+            } else {
+                main_key(app, key, bound, fx);
+            }
+        }
+    }
+}
+
+fn ctrl(key: &KeyEvent) -> bool {
+    key.modifiers.contains(KeyModifiers::CONTROL)
+}
+
+/// Editing keys shared by every text field. True when the key was one.
+fn edit(editor: &mut Editor, key: &KeyEvent) -> bool {
+    match key.code {
+        KeyCode::Char('w') if ctrl(key) => editor.delete_word(),
+        KeyCode::Char('u') if ctrl(key) => editor.delete_to_line_start(),
+        KeyCode::Char('a') if ctrl(key) => editor.home(),
+        KeyCode::Char('e') if ctrl(key) => editor.end(),
+        KeyCode::Char(_) if ctrl(key) || key.modifiers.contains(KeyModifiers::ALT) => return false,
+        KeyCode::Char(c) => editor.insert_char(c),
+        KeyCode::Backspace => editor.backspace(),
+        KeyCode::Delete => editor.delete(),
+        KeyCode::Left => editor.left(),
+        KeyCode::Right => editor.right(),
+        KeyCode::Home => editor.home(),
+        KeyCode::End => editor.end(),
+        _ => return false,
+    }
+    true
+}
+
+fn main_key(app: &mut App, key: KeyEvent, bound: Option<KeyAction>, fx: &mut Vec<Effect>) {
+    if bound != Some(KeyAction::Complete) {
+        app.completing = None;
+    }
+    if let Some(action) = bound {
+        let page = message_pane(app).1.saturating_sub(2).max(1) as isize;
+        match action {
+            KeyAction::Send => submit(app, fx),
+            KeyAction::Newline => app.editor.insert_char('\n'),
+            KeyAction::Quit => app.quit = true,
+            KeyAction::Help => app.overlay = Some(Overlay::Help { scroll: 0 }),
+            KeyAction::NextConversation => switch(app, 1, fx),
+            KeyAction::PrevConversation => switch(app, -1, fx),
+            KeyAction::PageUp => scroll_by(app, -page, fx),
+            KeyAction::PageDown => scroll_by(app, page, fx),
+            KeyAction::ToggleMembers => toggle_members(app, fx),
+            KeyAction::Complete => complete(app),
+        }
+        return;
+    }
+    if edit(&mut app.editor, &key) {
+        return;
+    }
+    match key.code {
+        KeyCode::Up if !app.editor.recall_prev() => {
+            app.editor.up();
+        }
+        KeyCode::Down if !app.editor.recall_next() => {
+            app.editor.down();
+        }
+        KeyCode::Esc => {
+            app.notice = None;
+            if let Some(id) = app.selected {
+                if let Some(tl) = app.timelines.get_mut(&id) {
+                    if tl.view != View::Follow {
+                        tl.view = View::Follow;
+                        super::mark_read(app, id, fx);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn toggle_members(app: &mut App, fx: &mut Vec<Effect>) {
+    app.show_members = !app.show_members;
+    if app.show_members {
+        if let Some(id) = app.selected {
+            request_members(app, id, fx);
+        }
+    }
+}
+
+/// Tab: complete the word before the cursor; again: the next candidate.
+fn complete(app: &mut App) {
+    if let Some(c) = &mut app.completing {
+        let cur = &c.completion.candidates[c.index];
+        let start = c.completion.start;
+        if app.editor.text().get(start..app.editor.cursor()) == Some(cur.as_str()) {
+            c.index = (c.index + 1) % c.completion.candidates.len();
+            let next = c.completion.candidates[c.index].clone();
+            let end = app.editor.cursor();
+            app.editor.replace_range(start, end, &next);
+            return;
+        }
+    }
+    let users = app.known_users();
+    let Some(completion) = commands::complete(app.editor.text(), app.editor.cursor(), &users)
+    else {
+        app.completing = None;
+        return;
+    };
+    let (start, end) = (completion.start, completion.end);
+    if let [only] = completion.candidates.as_slice() {
+        let with = format!("{only} ");
+        app.editor.replace_range(start, end, &with);
+        app.completing = None;
+        return;
+    }
+    let prefix = commands::common_prefix(&completion.candidates).to_owned();
+    app.info(completion.candidates.join("  "));
+    if prefix.len() > end - start {
+        app.editor.replace_range(start, end, &prefix);
+        app.completing = None;
+    } else {
+        let first = completion.candidates[0].clone();
+        app.editor.replace_range(start, end, &first);
+        app.completing = Some(Completing {
+            completion,
+            index: 0,
+        });
+    }
+}
+
+/// Enter: send the message or run the command.
+fn submit(app: &mut App, fx: &mut Vec<Effect>) {
+    let text = app.editor.text().trim_end().to_owned();
+    if text.trim().is_empty() {
+        return;
+    }
+    match commands::parse(&text) {
+        Err(e) => app.error(e),
+        Ok(Input::Message(m)) => {
+            let Some(id) = app.selected else {
+                app.error("No conversation is open: /dm user or /group create name");
+                return;
+            };
+            app.editor.remember(&text);
+            app.editor.take();
+            app.notice = None;
+            if let Some(tl) = app.timelines.get_mut(&id) {
+                tl.view = View::Follow;
+            }
+            fx.push(Effect::Request(Request::Send {
+                conversation: id,
+                text: m,
+                confirm_changed_keys: false,
+            }));
+        }
+        Ok(Input::Command(cmd)) => {
+            app.notice = None;
+            // A command refused here keeps its text for fixing.
+            if run(app, cmd, fx) {
+                app.editor.remember(&text);
+                app.editor.take();
+            }
+        }
+    }
+}
+
+/// Runs a command; false when it was refused (the notice says why).
+fn run(app: &mut App, cmd: Command, fx: &mut Vec<Effect>) -> bool {
+    let current = app.current().map(|c| (c.id, c.kind, app.title(c)));
+    let group = || match current.clone() {
+        Some((id, ConversationKind::Group, _)) => Ok(id),
+        Some((_, ConversationKind::Dm, title)) => {
+            Err(format!("{title} is a direct conversation, not a group"))
+        }
+        None => Err("no conversation is open".to_owned()),
+    };
+    let request = match cmd {
+        Command::Dm(user) => {
+            app.info(format!("Opening the conversation with {user}…"));
+            Request::DmOpen(user)
+        }
+        Command::GroupCreate { name, members } => {
+            app.info(format!("Creating #{name}…"));
+            Request::GroupCreate { name, members }
+        }
+        Command::Add(members) => match group() {
+            Ok(conversation) => Request::GroupAdd {
+                conversation,
+                members,
+            },
+            Err(e) => {
+                app.error(e);
+                return false;
+            }
+        },
+        Command::Remove(members) => match group() {
+            Ok(conversation) => Request::GroupRemove {
+                conversation,
+                members,
+            },
+            Err(e) => {
+                app.error(e);
+                return false;
+            }
+        },
+        Command::Leave => match group() {
+            Ok(id) => Request::Leave(id),
+            Err(e) => {
+                app.error(e);
+                return false;
+            }
+        },
+        Command::Rekey => match group() {
+            Ok(id) => {
+                app.info("Re-keying…");
+                Request::Rekey(id)
+            }
+            Err(e) => {
+                app.error(e);
+                return false;
+            }
+        },
+        Command::Members => {
+            toggle_members(app, fx);
+            return true;
+        }
+        Command::Verify(username) => Request::Verify {
+            username,
+            confirm: false,
+        },
+        Command::Search(query) => {
+            app.overlay = Some(Overlay::Search {
+                query: query.clone(),
+                results: Loadable::Loading,
+                selected: 0,
+            });
+            Request::Search(query)
+        }
+        Command::Help => {
+            app.overlay = Some(Overlay::Help { scroll: 0 });
+            return true;
+        }
+        Command::Quit => {
+            app.quit = true;
+            return true;
+        }
+    };
+    fx.push(Effect::Request(request));
+    true
+}
+
+fn overlay_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
+    let Some(overlay) = app.overlay.take() else {
+        return;
+    };
+    let close =
+        matches!(key.code, KeyCode::Esc) || app.config.keys.action(&key) == Some(KeyAction::Help);
+    app.overlay = match overlay {
+        Overlay::Help { scroll } => match key.code {
+            _ if close => None,
+            KeyCode::Enter | KeyCode::Char('q') => None,
+            KeyCode::Up => Some(Overlay::Help {
+                scroll: scroll.saturating_sub(1),
+            }),
+            KeyCode::PageUp => Some(Overlay::Help {
+                scroll: scroll.saturating_sub(10),
+            }),
+            KeyCode::Down => Some(Overlay::Help { scroll: scroll + 1 }),
+            KeyCode::PageDown => Some(Overlay::Help {
+                scroll: scroll + 10,
+            }),
+            _ => Some(Overlay::Help { scroll }),
+        },
+        Overlay::Verify(v) => match key.code {
+            KeyCode::Char('v') | KeyCode::Char('V') => {
+                fx.push(Effect::Request(Request::Verify {
+                    username: v.username.clone(),
+                    confirm: true,
+                }));
+                None
+            }
+            KeyCode::Enter | KeyCode::Char('q') | KeyCode::Char('n') => None,
+            _ if close => None,
+            _ => Some(Overlay::Verify(v)),
+        },
+        Overlay::ConfirmSend {
+            conversation,
+            text,
+            changed,
+        } => match key.code {
+            KeyCode::Char('y') | KeyCode::Char('Y') => {
+                fx.push(Effect::Request(Request::Send {
+                    conversation,
+                    text,
+                    confirm_changed_keys: true,
+                }));
+                None
+            }
+            KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
+                if app.editor.is_empty() {
+                    app.editor.set_text(text);
+                }
+                app.info("Not sent; the text is back in the input.");
+                None
+            }
+            _ => Some(Overlay::ConfirmSend {
+                conversation,
+                text,
+                changed,
+            }),
+        },
+        Overlay::Search {
+            query,
+            results,
+            selected,
+        } => {
+            let n = match &results {
+                Loadable::Ready(ms) => ms.len(),
+                _ => 0,
+            };
+            match key.code {
+                _ if close => None,
+                KeyCode::Up => Some(Overlay::Search {
+                    query,
+                    results,
+                    selected: selected.saturating_sub(1),
+                }),
+                KeyCode::Down => Some(Overlay::Search {
+                    query,
+                    results,
+                    selected: (selected + 1).min(n.saturating_sub(1)),
+                }),
+                KeyCode::Enter => {
+                    if let Loadable::Ready(ms) = &results {
+                        if let Some(m) = ms.get(selected) {
+                            let (conv, id) = (m.conversation, m.id);
+                            jump_to(app, conv, id, fx);
+                            return;
+                        }
+                    }
+                    None
+                }
+                _ => Some(Overlay::Search {
+                    query,
+                    results,
+                    selected,
+                }),
+            }
+        }
+    };
+}
+
+fn account_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
+    let Screen::Account(form) = &mut app.screen else {
+        return;
+    };
+    if form.busy {
+        return;
+    }
+    match key.code {
+        KeyCode::Tab | KeyCode::Down => form.focus = (form.focus + 1) % 5,
+        KeyCode::BackTab | KeyCode::Up => form.focus = (form.focus + 4) % 5,
+        KeyCode::Left | KeyCode::Right | KeyCode::Char(' ') if form.focus == 0 => {
+            form.mode = match form.mode {
+                AccountMode::Register => AccountMode::Login,
+                AccountMode::Login => AccountMode::Register,
+            };
+        }
+        KeyCode::Enter => {
+            let [server, fingerprint, username, password] = &form.fields;
+            let server = server.text().trim().to_owned();
+            let username = username.text().trim().to_owned();
+            let fp_text = fingerprint.text().trim().to_owned();
+            let missing = [
+                (server.is_empty(), 1, "the server"),
+                (username.is_empty(), 3, "a username"),
+                (password.is_empty(), 4, "a password"),
+            ]
+            .into_iter()
+            .find(|(empty, _, _)| *empty);
+            if let Some((_, field, what)) = missing {
+                form.error = Some(format!("Enter {what}."));
+                form.focus = field;
+                return;
+            }
+            let server_fingerprint = if fp_text.is_empty() {
+                None
+            } else {
+                match quicproquo_protocol::parse_fingerprint(&fp_text) {
+                    Some(fp) => Some(fp),
+                    None => {
+                        form.error =
+                            Some("The fingerprint is 64 hex digits (colons allowed).".into());
+                        form.focus = 2;
+                        return;
+                    }
+                }
+            };
+            let params = AccountParams {
+                server,
+                server_fingerprint,
+                username,
+                password: Secret::new(password.text()),
+            };
+            form.busy = true;
+            form.error = None;
+            fx.push(Effect::Request(match form.mode {
+                AccountMode::Register => Request::Register(params),
+                AccountMode::Login => Request::Login(params),
+            }));
+        }
+        _ if form.focus > 0 => {
+            let field = &mut form.fields[form.focus - 1];
+            // One-line fields: no line breaks.
+            if key.code != KeyCode::Enter {
+                edit(field, &key);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn unlock_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
+    let Screen::Unlock(form) = &mut app.screen else {
+        return;
+    };
+    if form.busy {
+        return;
+    }
+    if key.code == KeyCode::Enter {
+        if form.passphrase.is_empty() {
+            form.error = Some("Enter the passphrase.".into());
+            return;
+        }
+        form.busy = true;
+        form.error = None;
+        let secret = Secret::new(form.passphrase.take());
+        fx.push(Effect::Request(Request::Unlock(secret)));
+    } else {
+        edit(&mut form.passphrase, &key);
+    }
+}

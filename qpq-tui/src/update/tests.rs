@@ -1,0 +1,664 @@
+//! The app's behaviour without a terminal or a daemon: keys in, effects
+//! and state out.
+
+#![allow(clippy::unwrap_used)]
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+use quicproquo_protocol::ipc::notifications::{DeliveryUpdate, NewMessage};
+use quicproquo_protocol::ipc::values::{DeliveryState, MessageState, Seq};
+use quicproquo_protocol::ipc::{IpcErrorCode, Notification};
+use ratatui::backend::TestBackend;
+use ratatui::style::Modifier;
+use ratatui::Terminal;
+
+use crate::action::{Action, DaemonEvent, Effect, Failure, Request};
+use crate::app::{App, Daemon, Overlay};
+use crate::testing::*;
+use crate::timeline::View;
+
+fn press(app: &mut App, code: KeyCode, mods: KeyModifiers) -> Vec<Effect> {
+    act(app, Action::Key(KeyEvent::new(code, mods)))
+}
+
+fn key(app: &mut App, code: KeyCode) -> Vec<Effect> {
+    press(app, code, KeyModifiers::NONE)
+}
+
+fn typed(app: &mut App, text: &str) {
+    for c in text.chars() {
+        key(app, KeyCode::Char(c));
+    }
+}
+
+fn requests(fx: &[Effect]) -> Vec<Request> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Request(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn incoming(app: &mut App, seq: u64, m: quicproquo_protocol::ipc::values::Message) -> Vec<Effect> {
+    daemon(
+        app,
+        DaemonEvent::Notification(Notification::Message(NewMessage {
+            seq: Seq(seq),
+            message: m,
+        })),
+    )
+}
+
+#[test]
+fn enter_sends_and_up_recalls() {
+    let mut app = app(80, 20);
+    typed(&mut app, "hello 😀");
+    let fx = key(&mut app, KeyCode::Enter);
+    assert_eq!(
+        requests(&fx),
+        [Request::Send {
+            conversation: TEAM,
+            text: "hello 😀".into(),
+            confirm_changed_keys: false
+        }]
+    );
+    assert!(app.editor.is_empty());
+    key(&mut app, KeyCode::Up);
+    assert_eq!(app.editor.text(), "hello 😀");
+    key(&mut app, KeyCode::Down);
+    assert!(app.editor.is_empty());
+    // An empty input sends nothing.
+    assert!(requests(&key(&mut app, KeyCode::Enter)).is_empty());
+}
+
+#[test]
+fn alt_or_shift_enter_inserts_a_line_break() {
+    let mut app = app(80, 20);
+    typed(&mut app, "a");
+    press(&mut app, KeyCode::Enter, KeyModifiers::ALT);
+    typed(&mut app, "b");
+    press(&mut app, KeyCode::Enter, KeyModifiers::SHIFT);
+    typed(&mut app, "c");
+    assert_eq!(app.editor.text(), "a\nb\nc");
+    // Up moves within the text instead of recalling.
+    key(&mut app, KeyCode::Up);
+    typed(&mut app, "!");
+    assert_eq!(app.editor.text(), "a\nb!\nc");
+}
+
+#[test]
+fn ctrl_q_quits() {
+    let mut app = app(80, 20);
+    let fx = press(&mut app, KeyCode::Char('q'), KeyModifiers::CONTROL);
+    assert!(fx.contains(&Effect::Quit));
+    let mut app2 = crate::testing::app(80, 20);
+    typed(&mut app2, "/quit");
+    assert!(key(&mut app2, KeyCode::Enter).contains(&Effect::Quit));
+}
+
+#[test]
+fn slash_commands_become_requests() {
+    let mut app = app(80, 20);
+    let run = |app: &mut App, line: &str| {
+        typed(app, line);
+        requests(&key(app, KeyCode::Enter))
+    };
+    assert_eq!(
+        run(&mut app, "/dm carol"),
+        [Request::DmOpen("carol".into())]
+    );
+    assert_eq!(
+        run(&mut app, "/group create ops bob carol"),
+        [Request::GroupCreate {
+            name: "ops".into(),
+            members: vec!["bob".into(), "carol".into()]
+        }]
+    );
+    assert_eq!(
+        run(&mut app, "/add dave"),
+        [Request::GroupAdd {
+            conversation: TEAM,
+            members: vec!["dave".into()]
+        }]
+    );
+    assert_eq!(run(&mut app, "/rekey"), [Request::Rekey(TEAM)]);
+    assert_eq!(run(&mut app, "/leave"), [Request::Leave(TEAM)]);
+    assert_eq!(
+        run(&mut app, "/verify bob"),
+        [Request::Verify {
+            username: "bob".into(),
+            confirm: false
+        }]
+    );
+    assert_eq!(run(&mut app, "/members"), [Request::Members(TEAM)]);
+    assert!(app.show_members);
+    assert_eq!(
+        run(&mut app, "/search release"),
+        [Request::Search("release".into())]
+    );
+    assert!(matches!(app.overlay, Some(Overlay::Search { .. })));
+    key(&mut app, KeyCode::Esc);
+    assert!(run(&mut app, "/help").is_empty());
+    assert!(matches!(app.overlay, Some(Overlay::Help { .. })));
+    key(&mut app, KeyCode::Esc);
+    // Group commands in a DM are refused locally, the text kept.
+    press(&mut app, KeyCode::Down, KeyModifiers::ALT);
+    assert_eq!(app.selected, Some(BOB));
+    assert!(run(&mut app, "/add dave").is_empty());
+    assert!(app.notice.as_ref().unwrap().text.contains("not a group"));
+    assert_eq!(app.editor.text(), "/add dave");
+    app.editor.take();
+    assert!(run(&mut app, "/bogus").is_empty());
+    assert!(app
+        .notice
+        .as_ref()
+        .unwrap()
+        .text
+        .contains("unknown command"));
+}
+
+#[test]
+fn tab_completes_commands_and_usernames() {
+    let mut app = app(80, 20);
+    typed(&mut app, "/dm b");
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.editor.text(), "/dm bob ");
+    app.editor.take();
+    typed(&mut app, "/re");
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.editor.text(), "/rekey");
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.editor.text(), "/remove");
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.editor.text(), "/rekey");
+    app.editor.take();
+    typed(&mut app, "/v");
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.editor.text(), "/verify ");
+    typed(&mut app, "李");
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.editor.text(), "/verify 李 ");
+}
+
+#[test]
+fn unread_counts_bell_and_read_marks() {
+    let mut app = app(80, 20);
+    // Elsewhere: unread + bell.
+    let fx = incoming(&mut app, 1, message(BOB, 50, "bob", 3000, "psst"));
+    assert!(fx.contains(&Effect::Bell));
+    assert_eq!(app.conversation(BOB).unwrap().unread, 3);
+    // Here, at the bottom: read at once, no bell.
+    let fx = incoming(&mut app, 2, message(TEAM, 51, "bob", 3001, "here"));
+    assert!(!fx.contains(&Effect::Bell));
+    assert!(matches!(
+        requests(&fx)[..],
+        [Request::Read {
+            conversation: TEAM,
+            ..
+        }]
+    ));
+    assert_eq!(app.conversation(TEAM).unwrap().unread, 0);
+    // The same message twice counts once.
+    let fx = incoming(&mut app, 3, message(BOB, 50, "bob", 3000, "psst"));
+    assert!(fx.is_empty());
+    assert_eq!(app.conversation(BOB).unwrap().unread, 3);
+    // No bell when configured off.
+    app.config.bell = false;
+    let fx = incoming(&mut app, 4, message(BOB, 52, "bob", 3002, "again"));
+    assert!(!fx.contains(&Effect::Bell));
+}
+
+#[test]
+fn opening_a_conversation_loads_it_marks_new_messages_and_reads_it() {
+    let mut app = app(80, 20);
+    let fx = press(&mut app, KeyCode::Char('n'), KeyModifiers::CONTROL);
+    assert_eq!(app.selected, Some(BOB));
+    assert_eq!(
+        requests(&fx),
+        [Request::History {
+            conversation: BOB,
+            before: None,
+            until: None
+        }]
+    );
+    assert!(screen(&app).contains("Loading messages"));
+    let history = vec![
+        message(BOB, 1, "bob", 10, "old"),
+        message(BOB, 2, "alice", 11, "mine"),
+        message(BOB, 3, "bob", 12, "new one"),
+        message(BOB, 4, "bob", 13, "new two"),
+    ];
+    let fx = daemon(
+        &mut app,
+        DaemonEvent::History {
+            conversation: BOB,
+            before: None,
+            messages: history,
+            complete: true,
+            target: None,
+        },
+    );
+    assert!(matches!(
+        requests(&fx)[..],
+        [Request::Read {
+            conversation: BOB,
+            up_to: None
+        }]
+    ));
+    assert_eq!(app.conversation(BOB).unwrap().unread, 0);
+    let tl = app.timeline().unwrap();
+    assert_eq!(tl.new_marker, Some(tl.messages()[2].id));
+    let s = screen(&app);
+    let marker = s.find("new messages").unwrap();
+    assert!(
+        marker < s.find("new one").unwrap() && marker > s.find("mine").unwrap(),
+        "{s}"
+    );
+    // Ctrl+P goes back.
+    press(&mut app, KeyCode::Char('p'), KeyModifiers::CONTROL);
+    assert_eq!(app.selected, Some(TEAM));
+}
+
+fn big_app(n: u32) -> App {
+    let mut app = app(80, 20);
+    app.timelines.remove(&TEAM);
+    let msgs = (0..n)
+        .map(|i| {
+            // A day separator every 100 messages, some long ones.
+            let text = if i % 7 == 0 {
+                format!(
+                    "message {i} which is long enough to wrap across at least two rows of the pane"
+                )
+            } else {
+                format!("message {i}")
+            };
+            message(
+                TEAM,
+                1000 + i,
+                if i % 3 == 0 { "alice" } else { "bob" },
+                u64::from(i) * 15,
+                &text,
+            )
+        })
+        .collect();
+    daemon(
+        &mut app,
+        DaemonEvent::History {
+            conversation: TEAM,
+            before: None,
+            messages: msgs,
+            complete: false,
+            target: None,
+        },
+    );
+    app
+}
+
+/// The text drawn in the message pane with the selection style.
+fn highlighted(app: &App) -> String {
+    let mut t = Terminal::new(TestBackend::new(app.size.0, app.size.1)).unwrap();
+    t.draw(|f| crate::render::render(app, f)).unwrap();
+    let buf = t.backend().buffer();
+    let pane = crate::render::layout::areas(app, buf.area).messages;
+    let mut out = String::new();
+    for y in pane.top()..pane.bottom() {
+        for x in pane.left()..pane.right() {
+            let c = &buf[(x, y)];
+            if c.modifier.contains(Modifier::REVERSED) {
+                out.push_str(c.symbol());
+            }
+        }
+        out.push(' ');
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn page_keys_scroll_and_the_selection_is_the_message_seen() {
+    let mut app = big_app(1000);
+    app.timelines.get_mut(&TEAM).unwrap().new_marker =
+        Some(app.timeline().unwrap().messages()[990].id);
+    assert_eq!(app.timeline().unwrap().view, View::Follow);
+    for _ in 0..5 {
+        key(&mut app, KeyCode::PageUp);
+        let tl = app.timeline().unwrap();
+        let i = tl.selected().unwrap();
+        let text = tl.messages()[i]
+            .text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        // The highlighted row is exactly the selected message, whatever
+        // separators and markers sit between.
+        let hl = highlighted(&app);
+        assert!(
+            text.starts_with(&hl) || hl.starts_with(&text),
+            "{hl:?} vs {text:?}"
+        );
+        assert!(!hl.is_empty());
+    }
+    let up5 = app.timeline().unwrap().selected().unwrap();
+    assert!(up5 < 990);
+    for _ in 0..5 {
+        key(&mut app, KeyCode::PageDown);
+    }
+    assert_eq!(app.timeline().unwrap().view, View::Follow);
+    // The wheel too.
+    let wheel = |kind| {
+        Action::Mouse(MouseEvent {
+            kind,
+            column: 40,
+            row: 5,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    act(&mut app, wheel(MouseEventKind::ScrollUp));
+    assert!(matches!(app.timeline().unwrap().view, View::At { .. }));
+    act(&mut app, wheel(MouseEventKind::ScrollDown));
+    act(&mut app, wheel(MouseEventKind::ScrollDown));
+    assert_eq!(app.timeline().unwrap().view, View::Follow);
+}
+
+#[test]
+fn history_loads_in_pages_near_the_top_and_keeps_the_selection() {
+    let mut app = big_app(150);
+    let mut asked = None;
+    for _ in 0..40 {
+        let fx = key(&mut app, KeyCode::PageUp);
+        if let Some(Request::History { before, .. }) = requests(&fx).into_iter().next() {
+            asked = before;
+            break;
+        }
+    }
+    let tl = app.timeline().unwrap();
+    assert_eq!(asked, tl.oldest(), "the next page is before the oldest");
+    assert!(tl.loading_older);
+    let sel = tl.selected().unwrap();
+    let sel_id = tl.messages()[sel].id;
+    // No second request while one is out.
+    assert!(
+        requests(&key(&mut app, KeyCode::PageUp)).is_empty()
+            || app.timeline().unwrap().loading_older
+    );
+    let page: Vec<_> = (0..200)
+        .map(|i| message(TEAM, 5000 + i, "bob", 1, &format!("older {i}")))
+        .collect();
+    let sel_now = app.timeline().unwrap().selected().unwrap();
+    let sel_now_id = app.timeline().unwrap().messages()[sel_now].id;
+    daemon(
+        &mut app,
+        DaemonEvent::History {
+            conversation: TEAM,
+            before: asked,
+            messages: page,
+            complete: true,
+            target: None,
+        },
+    );
+    let tl = app.timeline().unwrap();
+    assert_eq!(tl.len(), 350);
+    assert!(!tl.has_older);
+    assert_eq!(tl.messages()[tl.selected().unwrap()].id, sel_now_id);
+    let _ = sel_id;
+}
+
+#[test]
+fn search_jumps_to_a_result_loading_history_when_needed() {
+    let mut app = app(80, 20);
+    typed(&mut app, "/search ship");
+    key(&mut app, KeyCode::Enter);
+    let hit = message(TEAM, 3, "carol", 0, "Shipped it 🚀");
+    let far = message(BOB, 77, "bob", 0, "shipping soon");
+    daemon(
+        &mut app,
+        DaemonEvent::SearchResults {
+            query: "ship".into(),
+            messages: vec![hit.clone(), far.clone()],
+        },
+    );
+    assert!(screen(&app).contains("Shipped it"));
+    let fx = key(&mut app, KeyCode::Enter);
+    assert!(app.overlay.is_none());
+    assert!(requests(&fx)
+        .iter()
+        .all(|r| !matches!(r, Request::History { .. })));
+    let tl = app.timeline().unwrap();
+    assert_eq!(tl.messages()[tl.selected().unwrap()].id, hit.id);
+    // A result in a conversation not loaded yet: load until it is there.
+    typed(&mut app, "/search ship");
+    key(&mut app, KeyCode::Enter);
+    daemon(
+        &mut app,
+        DaemonEvent::SearchResults {
+            query: "ship".into(),
+            messages: vec![hit, far.clone()],
+        },
+    );
+    key(&mut app, KeyCode::Down);
+    let fx = key(&mut app, KeyCode::Enter);
+    assert_eq!(
+        requests(&fx),
+        [Request::History {
+            conversation: BOB,
+            before: None,
+            until: Some(far.id)
+        }]
+    );
+    daemon(
+        &mut app,
+        DaemonEvent::History {
+            conversation: BOB,
+            before: None,
+            messages: vec![far.clone(), message(BOB, 78, "bob", 1, "later")],
+            complete: true,
+            target: Some(far.id),
+        },
+    );
+    let tl = app.timeline().unwrap();
+    assert_eq!(tl.selected(), Some(0));
+}
+
+#[test]
+fn a_changed_key_asks_before_sending() {
+    let mut app = app(80, 20);
+    typed(&mut app, "secret plans");
+    key(&mut app, KeyCode::Enter);
+    daemon(
+        &mut app,
+        DaemonEvent::Notification(Notification::Identity(
+            quicproquo_protocol::ipc::notifications::IdentityChange {
+                seq: Seq(9),
+                username: "bob".into(),
+                old_fingerprint: "aa".into(),
+                new_fingerprint: "bb".into(),
+            },
+        )),
+    );
+    assert!(screen(&app).contains("bob's key changed"));
+    daemon(
+        &mut app,
+        DaemonEvent::SendFailed {
+            conversation: TEAM,
+            text: "secret plans".into(),
+            failure: Failure {
+                code: Some(IpcErrorCode::IdentityChanged),
+                message: "identity changed".into(),
+            },
+        },
+    );
+    assert!(
+        matches!(&app.overlay, Some(Overlay::ConfirmSend { changed, .. }) if changed == &["bob"])
+    );
+    // Any other key keeps asking; `n` gives the text back.
+    assert!(requests(&key(&mut app, KeyCode::Enter)).is_empty());
+    key(&mut app, KeyCode::Char('n'));
+    assert!(app.overlay.is_none());
+    assert_eq!(app.editor.text(), "secret plans");
+    // Again, and this time confirm explicitly.
+    key(&mut app, KeyCode::Enter);
+    daemon(
+        &mut app,
+        DaemonEvent::SendFailed {
+            conversation: TEAM,
+            text: "secret plans".into(),
+            failure: Failure {
+                code: Some(IpcErrorCode::IdentityChanged),
+                message: "identity changed".into(),
+            },
+        },
+    );
+    let fx = key(&mut app, KeyCode::Char('y'));
+    assert_eq!(
+        requests(&fx),
+        [Request::Send {
+            conversation: TEAM,
+            text: "secret plans".into(),
+            confirm_changed_keys: true
+        }]
+    );
+}
+
+#[test]
+fn delivery_states_and_sent_messages() {
+    let mut app = app(80, 20);
+    let mut m = message(TEAM, 60, "alice", 4000, "on its way");
+    m.state = MessageState::Queued;
+    daemon(&mut app, DaemonEvent::Sent(m.clone()));
+    assert!(
+        screen(&app).contains("…      alice on its way") || screen(&app).contains("on its way")
+    );
+    daemon(
+        &mut app,
+        DaemonEvent::Notification(Notification::Delivery(DeliveryUpdate {
+            seq: Seq(5),
+            conversation: TEAM,
+            id: m.id,
+            state: DeliveryState::Delivered,
+        })),
+    );
+    assert_eq!(
+        app.timeline().unwrap().newest().unwrap().state,
+        MessageState::Delivered
+    );
+}
+
+#[test]
+fn the_daemon_going_away_and_coming_back() {
+    let mut app = app(80, 20);
+    daemon(
+        &mut app,
+        DaemonEvent::Disconnected {
+            reason: "gone".into(),
+        },
+    );
+    assert_eq!(app.daemon, Daemon::Gone("gone".into()));
+    // Sending while gone fails visibly and keeps the text.
+    daemon(
+        &mut app,
+        DaemonEvent::SendFailed {
+            conversation: TEAM,
+            text: "later".into(),
+            failure: Failure::new("qpqd is not reachable right now; retrying"),
+        },
+    );
+    assert_eq!(app.editor.text(), "later");
+    let fx = daemon(&mut app, DaemonEvent::Connected { status: status() });
+    assert_eq!(app.daemon, Daemon::Connected);
+    assert_eq!(requests(&fx), [Request::Conversations]);
+    assert_eq!(app.timeline().unwrap().len(), 4, "the history stays");
+}
+
+#[test]
+fn first_run_registers_then_opens_the_main_screen() {
+    let mut app = loading_app(80, 24);
+    let mut st = status();
+    st.account = None;
+    daemon(&mut app, DaemonEvent::Status(st));
+    // Username has focus; server is pre-filled.
+    assert!(
+        requests(&key(&mut app, KeyCode::Enter)).is_empty(),
+        "no username yet"
+    );
+    typed(&mut app, "alice");
+    key(&mut app, KeyCode::Tab);
+    typed(&mut app, "hunter2");
+    let fx = key(&mut app, KeyCode::Enter);
+    match &requests(&fx)[..] {
+        [Request::Register(p)] => {
+            assert_eq!(p.username, "alice");
+            assert_eq!(p.server, "127.0.0.1:7443");
+            assert_eq!(p.password.expose(), "hunter2");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!screen(&app).contains("hunter2"), "the password is masked");
+    let fx = daemon(&mut app, DaemonEvent::AccountReady);
+    assert_eq!(requests(&fx), [Request::Status]);
+    let fx = daemon(&mut app, DaemonEvent::Status(status()));
+    assert_eq!(app.screen, crate::app::Screen::Main);
+    assert_eq!(requests(&fx), [Request::Conversations]);
+}
+
+#[test]
+fn resize_at_any_moment() {
+    let mut app = big_app(300);
+    key(&mut app, KeyCode::PageUp);
+    for (w, h) in [(20, 5), (200, 60), (1, 1), (80, 20)] {
+        act(&mut app, Action::Resize(w, h));
+        let _ = screen(&app);
+    }
+}
+
+#[test]
+fn verify_shows_the_safety_number_and_v_confirms() {
+    let mut app = app(80, 20);
+    app.changed_keys.insert("bob".into());
+    let result = quicproquo_protocol::ipc::methods::VerifyResult {
+        username: "bob".into(),
+        safety_number: "11111 22222".into(),
+        verified: false,
+        key_changed: true,
+    };
+    daemon(
+        &mut app,
+        DaemonEvent::Verified {
+            result: result.clone(),
+            confirmed: false,
+        },
+    );
+    assert!(screen(&app).contains("11111 22222"));
+    let fx = key(&mut app, KeyCode::Char('v'));
+    assert_eq!(
+        requests(&fx),
+        [Request::Verify {
+            username: "bob".into(),
+            confirm: true
+        }]
+    );
+    assert!(app.overlay.is_none());
+    daemon(
+        &mut app,
+        DaemonEvent::Verified {
+            result: quicproquo_protocol::ipc::methods::VerifyResult {
+                verified: true,
+                key_changed: false,
+                ..result
+            },
+            confirmed: true,
+        },
+    );
+    assert!(!app.changed_keys.contains("bob"));
+}
+
+#[test]
+fn desktop_notifications_when_configured() {
+    let mut app = app(80, 20);
+    app.config.desktop_notifications = true;
+    let fx = incoming(&mut app, 1, message(TEAM, 70, "bob", 10, "not elsewhere"));
+    assert!(!fx.iter().any(|e| matches!(e, Effect::Notify { .. })));
+    let fx = incoming(&mut app, 2, message(WIDE, 71, "李", 10, "你好"));
+    assert!(fx.contains(&Effect::Notify {
+        title: "李 in #日本語チーム".into(),
+        body: "你好".into()
+    }));
+}

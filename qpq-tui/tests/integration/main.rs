@@ -1,0 +1,260 @@
+//! qpq-tui end to end, in a real terminal: tmux runs the `qpq-tui` binary
+//! against a real qpq-server (loopback QUIC, SQLite) and real agents (the
+//! daemon's code, in this process, each on its own socket). One test binary
+//! for the crate (STYLE rule 9). Skips with a printed reason without tmux.
+
+// Test helpers may unwrap: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
+mod tmux;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use quicproquo_protocol::ipc::client::IpcClient;
+use quicproquo_protocol::ipc::methods::{
+    method, DmOpenParams, HistoryParams, NoParams, SendParams,
+};
+use quicproquo_protocol::ipc::values::{ConversationRef, Limit, Message};
+use quicproquo_tui::demo::{register, InProcessDaemon};
+use quicproquo_tui::wrap::width;
+
+use tmux::Tmux;
+
+/// `qpq-ctl` built next to this test binary (as `cargo test --workspace`
+/// does), run for the profile under `home`.
+struct QpqCtl {
+    program: PathBuf,
+    home: PathBuf,
+}
+
+impl QpqCtl {
+    fn find(home: &Path) -> Option<QpqCtl> {
+        let exe = std::env::current_exe().ok()?;
+        let dir = exe.parent()?;
+        let dir = if dir.ends_with("deps") {
+            dir.parent()?
+        } else {
+            dir
+        };
+        let program = dir.join("qpq-ctl");
+        program.is_file().then(|| QpqCtl {
+            program,
+            home: home.to_owned(),
+        })
+    }
+
+    async fn output(&self, args: &[&str]) -> std::process::Output {
+        let h = &self.home;
+        tokio::process::Command::new(&self.program)
+            .arg("--no-autostart")
+            .args(args)
+            .env("QPQ_DATA_DIR", h.join("data"))
+            .env("XDG_RUNTIME_DIR", h.join("run"))
+            .env("XDG_CONFIG_HOME", h.join("config"))
+            .env("XDG_DATA_HOME", h.join("share"))
+            .env("HOME", h)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .unwrap()
+    }
+
+    async fn run(&self, args: &[&str]) {
+        let out = self.output(args).await;
+        assert!(
+            out.status.success(),
+            "qpq-ctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs until stdout contains `text` (at most 15 s); returns stdout.
+    async fn wait_for(&self, args: &[&str], text: &str) -> String {
+        let mut last = String::new();
+        for _ in 0..150 {
+            let out = self.output(args).await;
+            last = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if out.status.success() && last.contains(text) {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("qpq-ctl {args:?} never showed {text:?}: {last}");
+    }
+}
+
+async fn history(c: &IpcClient, conv: &str) -> Vec<Message> {
+    c.request::<method::History>(HistoryParams {
+        conversation: ConversationRef::parse(conv).unwrap(),
+        before: None,
+        limit: Limit::new(100).unwrap(),
+    })
+    .await
+    .unwrap_or_default()
+}
+
+async fn wait_for_message(c: &IpcClient, conv: &str, text: &str) -> Message {
+    for _ in 0..300 {
+        if let Some(m) = history(c, conv).await.into_iter().find(|m| m.text == text) {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{text:?} never arrived in {conv}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_in_a_real_terminal() {
+    let Some(tmux) = Tmux::available() else {
+        eprintln!("skipping chat_in_a_real_terminal: tmux is not installed");
+        return;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("qpq-tui-e2e-")
+        .tempdir()
+        .unwrap();
+    let mut config = quicproquo_server::config::Config::for_tests(&dir.path().join("server"));
+    let server = quicproquo_server::server::start(config.clone())
+        .await
+        .unwrap();
+    // Restarts come back on the same port.
+    config.listen = server.local_addr;
+    let alice_home = dir.path().join("alice");
+    let mut alice = InProcessDaemon::start(&alice_home, "alice's passphrase")
+        .await
+        .unwrap();
+    let bob_home = dir.path().join("bob");
+    let mut bob = InProcessDaemon::start(&bob_home, "bob's passphrase")
+        .await
+        .unwrap();
+    let ac = alice.client().await.unwrap();
+    let bc = bob.client().await.unwrap();
+    register(&ac, &server, "alice").await.unwrap();
+    register(&bc, &server, "bob").await.unwrap();
+    ac.request::<method::DmOpen>(DmOpenParams {
+        username: "bob".into(),
+    })
+    .await
+    .unwrap();
+    for _ in 0..200 {
+        if !bc
+            .request::<method::Conversations>(NoParams {})
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // alice's qpq-tui in a 100×30 terminal.
+    let mut term = tmux
+        .start(env!("CARGO_BIN_EXE_qpq-tui"), &alice_home, 100, 30)
+        .unwrap();
+    let screen = term.wait_for("@bob").await;
+    assert!(screen.contains("● online"), "{screen}");
+    assert!(
+        screen.contains("PQ✓"),
+        "the DM is marked post-quantum: {screen}"
+    );
+
+    // alice types; bob's agent receives it.
+    let text = "hello from tmux, 日本語 ✓";
+    term.type_text(text);
+    term.keys(&["Enter"]);
+    let got = wait_for_message(&bc, "@alice", text).await;
+    assert_eq!(got.sender, "alice");
+    let bob_ctl = QpqCtl::find(&bob_home);
+    match &bob_ctl {
+        Some(ctl) => {
+            // And through qpq-ctl, the peer's shell-facing front-end.
+            let out = ctl.wait_for(&["history", "@alice"], text).await;
+            assert!(out.contains("alice"), "{out}");
+        }
+        None => eprintln!(
+            "qpq-ctl is not built next to this test: the peer checks through the IPC client only"
+        ),
+    }
+    // Her own message is on her screen with its delivery state.
+    term.wait_for("hello from tmux").await;
+
+    // bob answers (with qpq-ctl when there is one); it appears on alice's
+    // screen without any key pressed.
+    match &bob_ctl {
+        Some(ctl) => ctl.run(&["send", "@alice", "answer from bob"]).await,
+        None => {
+            bc.request::<method::Send>(SendParams {
+                conversation: ConversationRef::parse("@alice").unwrap(),
+                text: "answer from bob".into(),
+                confirm_changed_keys: false,
+            })
+            .await
+            .unwrap();
+        }
+    }
+    term.wait_for("answer from bob").await;
+
+    // Resize: the screen redraws cleanly at the new size.
+    term.resize(60, 20);
+    let screen = term
+        .wait_until(|s| s.lines().count() == 20 && s.contains("answer from bob"))
+        .await;
+    for line in screen.lines() {
+        assert!(width(line) <= 60, "line wider than the pane: {line:?}");
+    }
+    assert!(
+        screen.lines().last().unwrap().contains("alice@"),
+        "{screen}"
+    );
+    term.resize(100, 30);
+    term.wait_until(|s| s.lines().count() == 30 && s.contains("answer from bob"))
+        .await;
+
+    // The server goes down: the UI stays up and says so; it comes back
+    // by itself when the server does.
+    server.shutdown().await;
+    term.wait_until(|s| !s.contains("● online")).await;
+    let server = quicproquo_server::server::start(config.clone())
+        .await
+        .unwrap();
+    term.wait_for("● online").await;
+    assert!(term.screen().contains("answer from bob"));
+
+    // The daemon goes away: the UI says so, keeps the conversation on
+    // screen, and reconnects (replaying what it missed) when it is back.
+    alice.stop().await;
+    drop(alice);
+    term.wait_for("qpqd gone").await;
+    let alice = InProcessDaemon::start(&alice_home, "alice's passphrase")
+        .await
+        .unwrap();
+    bc.request::<method::Send>(SendParams {
+        conversation: ConversationRef::parse("@alice").unwrap(),
+        text: "sent while you were away".into(),
+        confirm_changed_keys: false,
+    })
+    .await
+    .unwrap();
+    term.wait_until(|s| s.contains("● online") && s.contains("sent while you were away"))
+        .await;
+
+    // F1 help and Esc, then Ctrl+Q: qpq-tui exits and gives the terminal back.
+    term.keys(&["F1"]);
+    term.wait_for("Commands (Tab completes)").await;
+    term.keys(&["Escape"]);
+    term.wait_until(|s| !s.contains("Commands (Tab completes)"))
+        .await;
+    term.keys(&["C-q"]);
+    term.wait_for_exit().await;
+
+    let mut alice = alice;
+    alice.stop().await;
+    bob.stop().await;
+    server.shutdown().await;
+}

@@ -1,0 +1,162 @@
+//! Driving a program in tmux: start it in a detached session of a private
+//! tmux server (`-L`), type, read the screen, resize, and kill the server on
+//! drop so nothing is left running.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+pub struct Tmux;
+
+impl Tmux {
+    /// `Some` when `tmux` runs.
+    pub fn available() -> Option<Tmux> {
+        Command::new("tmux")
+            .arg("-V")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|_| Tmux)
+    }
+
+    /// Runs `program` with the profile under `home` (the same variables
+    /// `demo::paths_in` reads) in a `w`×`h` terminal.
+    pub fn start(&self, program: &str, home: &Path, w: u16, h: u16) -> std::io::Result<Session> {
+        let socket = format!("qpqtest-{}", std::process::id());
+        let script = home.join("run-tui.sh");
+        let log = home.join("tui.stderr");
+        let q = |p: &Path| format!("'{}'", p.display());
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nexport QPQ_DATA_DIR={} XDG_RUNTIME_DIR={} XDG_CONFIG_HOME={} \
+                 XDG_DATA_HOME={} HOME={} QPQ_DAEMON=/nonexistent/qpqd\n\
+                 {} 2>{}\necho $? >{}\n",
+                q(&home.join("data")),
+                q(&home.join("run")),
+                q(&home.join("config")),
+                q(&home.join("share")),
+                q(home),
+                q(Path::new(program)),
+                q(&log),
+                q(&home.join("tui.status")),
+            ),
+        )?;
+        let session = Session {
+            socket,
+            log,
+            status: home.join("tui.status"),
+        };
+        let out = session.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            &w.to_string(),
+            "-y",
+            &h.to_string(),
+            "sh",
+            &script.display().to_string(),
+        ])?;
+        if !out.status.success() {
+            return Err(std::io::Error::other(
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
+        }
+        // Keep the pane after the program exits, to tell exit from crash.
+        let _ = session.tmux(&["set-option", "-t", "t", "remain-on-exit", "on"]);
+        Ok(session)
+    }
+}
+
+pub struct Session {
+    socket: String,
+    log: PathBuf,
+    /// Where the script writes the program's exit status.
+    status: PathBuf,
+}
+
+impl Session {
+    fn tmux(&self, args: &[&str]) -> std::io::Result<Output> {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+    }
+
+    pub fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-t", "t"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Types `text` literally.
+    pub fn type_text(&self, text: &str) {
+        self.tmux(&["send-keys", "-t", "t", "-l", text]).unwrap();
+    }
+
+    /// Presses keys by tmux name (`Enter`, `C-q`, `F1`).
+    pub fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend_from_slice(keys);
+        self.tmux(&args).unwrap();
+    }
+
+    pub fn resize(&self, w: u16, h: u16) {
+        let out = self
+            .tmux(&[
+                "resize-window",
+                "-t",
+                "t",
+                "-x",
+                &w.to_string(),
+                "-y",
+                &h.to_string(),
+            ])
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub async fn wait_for(&self, text: &str) -> String {
+        self.wait_until(|s| s.contains(text)).await
+    }
+
+    /// Polls the screen (the test's side; the TUI itself never polls) until
+    /// `ok`, for at most 20 s.
+    pub async fn wait_until(&self, ok: impl Fn(&str) -> bool) -> String {
+        let mut last = String::new();
+        for _ in 0..200 {
+            last = self.screen();
+            if ok(&last) {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        panic!("the screen never got there:\n{last}\nstderr of qpq-tui:\n{log}");
+    }
+
+    /// Waits until the program exited by itself, successfully.
+    pub async fn wait_for_exit(&mut self) {
+        for _ in 0..100 {
+            if let Ok(status) = std::fs::read_to_string(&self.status) {
+                assert_eq!(status.trim(), "0", "qpq-tui exited with status {status}");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("qpq-tui did not exit:\n{}", self.screen());
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
