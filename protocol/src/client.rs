@@ -295,6 +295,16 @@ fn unexpected(what: &str, got: &Response) -> ClientError {
     ))
 }
 
+/// Runs an OPAQUE step that stretches the password with Argon2id (tens of
+/// milliseconds) off the async workers.
+async fn with_ksf<T: Send + 'static>(
+    f: impl FnOnce(&argon2::Argon2<'static>) -> T + Send + 'static,
+) -> Result<T, ClientError> {
+    tokio::task::spawn_blocking(move || f(&crate::opaque::ksf()))
+        .await
+        .map_err(|e| ClientError::Connection(e.to_string()))
+}
+
 fn client_opaque_error(e: opaque_ke::errors::ProtocolError) -> ClientError {
     // The only client-side failure a wrong password can cause is on the
     // server (E011); a local failure means a malformed server answer.
@@ -337,20 +347,17 @@ impl Client {
         let response =
             RegistrationResponse::<Suite>::deserialize(&response).map_err(client_opaque_error)?;
         let state = start.state;
-        // Argon2id takes tens of milliseconds: keep it off the async workers.
-        let upload = tokio::task::spawn_blocking(move || {
-            let ksf = crate::opaque::ksf();
+        let upload = with_ksf(move |ksf| {
             state
                 .finish(
                     &mut OsRng,
                     &password,
                     response,
-                    ClientRegistrationFinishParameters::new(Default::default(), Some(&ksf)),
+                    ClientRegistrationFinishParameters::new(Default::default(), Some(ksf)),
                 )
                 .map(|f| f.message.serialize().to_vec())
         })
-        .await
-        .map_err(|e| ClientError::Connection(e.to_string()))?
+        .await?
         .map_err(client_opaque_error)?;
         let resp = self
             .call(&Request::OpaqueRegisterFinish {
@@ -392,19 +399,17 @@ impl Client {
         let response =
             CredentialResponse::<Suite>::deserialize(&response).map_err(client_opaque_error)?;
         let state = start.state;
-        let finished = tokio::task::spawn_blocking(move || {
-            let ksf = crate::opaque::ksf();
+        let finished = with_ksf(move |ksf| {
             state
                 .finish(
                     &mut OsRng,
                     &password,
                     response,
-                    ClientLoginFinishParameters::new(Some(CONTEXT), Default::default(), Some(&ksf)),
+                    ClientLoginFinishParameters::new(Some(CONTEXT), Default::default(), Some(ksf)),
                 )
                 .map(|f| f.message.serialize().to_vec())
         })
-        .await
-        .map_err(|e| ClientError::Connection(e.to_string()))?;
+        .await?;
         let finalization = match finished {
             Ok(f) => f,
             // A wrong password makes the envelope fail to open here, before

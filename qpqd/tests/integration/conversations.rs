@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use quicproquo_protocol::ipc::error::IpcErrorCode;
 use quicproquo_protocol::ipc::methods::{
-    method, ConversationParams, DmOpenParams, GroupCreateParams, GroupMembersParams,
+    method, ConversationParams, DmOpenParams, GroupMembersParams,
 };
 use quicproquo_protocol::ipc::values::{Ciphersuite, ConversationKind, ConversationRef};
 
@@ -23,14 +23,8 @@ async fn group_messages_removal_and_rekey() {
         Daemon::registered(root.path(), &srv, ["alice", "bob", "carol"]).await;
 
     let team = alice
-        .client
-        .request::<method::GroupCreate>(GroupCreateParams {
-            name: "team".into(),
-            members: vec!["bob".into(), "carol".into()],
-            ciphersuite: Ciphersuite::Hybrid,
-        })
-        .await
-        .unwrap();
+        .create_group("team", &["bob", "carol"], Ciphersuite::Hybrid)
+        .await;
     assert_eq!(team.kind, ConversationKind::Group);
     assert_eq!(
         team.ciphersuite,
@@ -163,14 +157,8 @@ async fn concurrent_commits_do_not_fork_the_group() {
     let [alice, bob, carol] =
         Daemon::registered(root.path(), &srv, ["alice", "bob", "carol"]).await;
     alice
-        .client
-        .request::<method::GroupCreate>(GroupCreateParams {
-            name: "race".into(),
-            members: vec!["bob".into(), "carol".into()],
-            ciphersuite: Ciphersuite::Hybrid,
-        })
-        .await
-        .unwrap();
+        .create_group("race", &["bob", "carol"], Ciphersuite::Hybrid)
+        .await;
     bob.wait_for_conversation("race").await;
     carol.wait_for_conversation("race").await;
     // Let the joiners' own post-join updates settle.
@@ -360,14 +348,8 @@ async fn a_classic_suite_group_works_too() {
     let root = tempfile::tempdir().unwrap();
     let [alice, bob] = Daemon::registered(root.path(), &srv, ["alice", "bob"]).await;
     let g = alice
-        .client
-        .request::<method::GroupCreate>(GroupCreateParams {
-            name: "old-school".into(),
-            members: vec!["bob".into()],
-            ciphersuite: Ciphersuite::Classic,
-        })
-        .await
-        .unwrap();
+        .create_group("old-school", &["bob"], Ciphersuite::Classic)
+        .await;
     assert_eq!(g.ciphersuite, Ciphersuite::Classic);
     let seen = bob.wait_for_conversation("old-school").await;
     assert_eq!(seen.ciphersuite, Ciphersuite::Classic);

@@ -163,6 +163,23 @@ impl Daemon {
             .unwrap();
     }
 
+    /// Creates a group with `members` and returns it as this user sees it.
+    pub async fn create_group(
+        &self,
+        name: &str,
+        members: &[&str],
+        ciphersuite: quicproquo_protocol::ipc::values::Ciphersuite,
+    ) -> Conversation {
+        self.client
+            .request::<method::GroupCreate>(methods::GroupCreateParams {
+                name: name.into(),
+                members: members.iter().map(|m| m.to_string()).collect(),
+                ciphersuite,
+            })
+            .await
+            .unwrap()
+    }
+
     /// Stops the daemon gracefully and starts it again.
     pub async fn restart(&mut self) {
         let _ = self.client.request::<method::Shutdown>(NoParams {}).await;
