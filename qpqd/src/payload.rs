@@ -1,6 +1,7 @@
-//! What travels inside an MLS application message: a versioned JSON object.
-//! `text` is a chat message; `meta` tells new members what the conversation
-//! is (a DM or a named group) right after they join.
+//! What travels inside MLS: the application message payload (a versioned JSON
+//! object; `text` is a chat message) and the conversation info a group's
+//! creator puts in the group context, which tells every new member what the
+//! conversation is (a DM or a named group) the moment it joins.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +14,68 @@ pub use quicproquo_protocol::limits::MAX_MESSAGE_TEXT_BYTES as MAX_TEXT_BYTES;
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum Payload {
     Text { id: String, ts: u64, text: String },
-    Meta { kind: String, name: String },
+}
+
+/// `qpq1` then the JSON object: the version prefix lets a later format be
+/// told apart.
+fn encode_versioned<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut v = b"qpq1".to_vec();
+    v.extend(serde_json::to_vec(value).expect("our own types serialize"));
+    v
+}
+
+fn decode_versioned<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, PayloadError> {
+    let body = bytes
+        .strip_prefix(b"qpq1")
+        .ok_or_else(|| PayloadError::Format("missing version prefix".into()))?;
+    serde_json::from_slice(body).map_err(|e| PayloadError::Format(e.to_string()))
+}
+
+/// Longest group name, in characters.
+pub const MAX_GROUP_NAME_CHARS: usize = 64;
+
+/// What a conversation is, as its creator set it in the group context
+/// (`mls::group::CONVERSATION_INFO_EXTENSION`). Comes from another user:
+/// [`ConversationInfo::decode`] bounds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ConversationInfo {
+    /// A DM; the peer is whoever else is in the group (the inviter).
+    Dm,
+    Group {
+        name: String,
+    },
+}
+
+impl ConversationInfo {
+    pub fn encode(&self) -> Vec<u8> {
+        encode_versioned(self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, PayloadError> {
+        let info: ConversationInfo = decode_versioned(bytes)?;
+        if let ConversationInfo::Group { name } = &info {
+            check_group_name(name).map_err(|e| PayloadError::Format(e.into()))?;
+        }
+        Ok(info)
+    }
+}
+
+/// The rule for group names, for names typed here and names received: not
+/// empty, not starting with `@` (that names a DM), at most
+/// [`MAX_GROUP_NAME_CHARS`] characters, no control characters (a name is
+/// printed on other people's terminals).
+pub fn check_group_name(name: &str) -> Result<(), &'static str> {
+    if name.trim().is_empty() || name.starts_with('@') {
+        return Err("a group name must not be empty or start with `@`");
+    }
+    if name.chars().count() > MAX_GROUP_NAME_CHARS {
+        return Err("a group name is at most 64 characters");
+    }
+    if name.chars().any(char::is_control) {
+        return Err("a group name must not contain control characters");
+    }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,20 +96,13 @@ impl Payload {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = b"qpq1".to_vec();
-        v.extend(serde_json::to_vec(self).expect("a payload serializes"));
-        v
+        encode_versioned(self)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, PayloadError> {
-        let body = bytes
-            .strip_prefix(b"qpq1")
-            .ok_or_else(|| PayloadError::Format("missing version prefix".into()))?;
-        let p: Payload =
-            serde_json::from_slice(body).map_err(|e| PayloadError::Format(e.to_string()))?;
-        if let Payload::Text { id, .. } = &p {
-            Id::parse_hex(id).ok_or(PayloadError::BadId)?;
-        }
+        let p: Payload = decode_versioned(bytes)?;
+        let Payload::Text { id, .. } = &p;
+        Id::parse_hex(id).ok_or(PayloadError::BadId)?;
         Ok(p)
     }
 }
@@ -60,15 +115,42 @@ mod tests {
     fn round_trip_and_refusals() {
         let p = Payload::text(Id([1; 16]), 5, "hello\nwörld 🦀");
         assert_eq!(Payload::decode(&p.encode()).unwrap(), p);
-        let m = Payload::Meta {
-            kind: "dm".into(),
-            name: "@alice".into(),
-        };
-        assert_eq!(Payload::decode(&m.encode()).unwrap(), m);
         assert!(Payload::decode(b"{}").is_err());
         assert!(
             Payload::decode(b"qpq1{\"t\":\"text\",\"id\":\"zz\",\"ts\":1,\"text\":\"\"}").is_err()
         );
         assert!(Payload::decode(b"qpq1\xff").is_err());
+    }
+
+    #[test]
+    fn conversation_info_round_trip_and_refusals() {
+        for info in [
+            ConversationInfo::Dm,
+            ConversationInfo::Group {
+                name: "team ü 🦀".into(),
+            },
+        ] {
+            assert_eq!(ConversationInfo::decode(&info.encode()).unwrap(), info);
+        }
+        // What another user may put in a group context and we refuse.
+        for bad in [
+            &b"{\"kind\":\"dm\"}"[..],
+            b"qpq1{\"kind\":\"channel\"}",
+            b"qpq1{\"kind\":\"group\"}",
+            b"qpq1{\"kind\":\"group\",\"name\":\"\"}",
+            b"qpq1{\"kind\":\"group\",\"name\":\"@bob\"}",
+            b"qpq1{\"kind\":\"group\",\"name\":\"evil\\u001b[2J\"}",
+            b"qpq1\xff",
+        ] {
+            assert!(ConversationInfo::decode(bad).is_err(), "{bad:?}");
+        }
+        let long = ConversationInfo::Group {
+            name: "x".repeat(MAX_GROUP_NAME_CHARS + 1),
+        };
+        assert!(ConversationInfo::decode(&long.encode()).is_err());
+        let longest = ConversationInfo::Group {
+            name: "é".repeat(MAX_GROUP_NAME_CHARS),
+        };
+        assert!(ConversationInfo::decode(&longest.encode()).is_ok());
     }
 }

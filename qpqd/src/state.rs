@@ -94,7 +94,18 @@ CREATE TABLE notifications (
 );
 "#;
 
-const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+/// Other MLS groups whose messages belong to a conversation. When two users
+/// open a DM with each other at once, two groups exist for one pair; both
+/// daemons send on the one with the smaller group id and map the other here,
+/// so that what was sent on it still lands in the same conversation.
+const SCHEMA_V2: &str = r#"
+CREATE TABLE conversation_groups (
+    group_id BLOB PRIMARY KEY,
+    conversation BLOB NOT NULL REFERENCES conversations (id)
+);
+"#;
+
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
 
 /// Opens (creating if needed) the state database with `key`. A wrong key is
 /// [`StateError::WrongKey`]; an existing file is never replaced.

@@ -21,11 +21,12 @@ use quicproquo_protocol::wire::{Envelope, Request, Response};
 
 use super::{conv_id, emit, err, internal, Agent, AgentResult};
 use crate::core::{Core, CoreError};
+use crate::db::conversations::{self, Conversation, Kind};
 use crate::db::messages::{self, Message, State};
-use crate::db::{conversations, now_ms, outbox, Id};
+use crate::db::{now_ms, outbox, Id};
 use crate::link::{ConnState, Link, LinkError};
-use crate::mls::{classify, GroupId, Incoming, MlsError, Processed, ProposalKind};
-use crate::payload::{Payload, MAX_TEXT_BYTES};
+use crate::mls::{classify, GroupId, Incoming, Joined, MlsError, Processed, ProposalKind};
+use crate::payload::{ConversationInfo, Payload, MAX_TEXT_BYTES};
 
 /// How long one `fetchWait` is held by the server.
 const FETCH_WAIT_MS: u32 = 25_000;
@@ -139,21 +140,6 @@ impl Agent {
         self.publish(vec![ev]);
         self.outbox_kick.notify_one();
         Ok(ipc_message(&msg))
-    }
-
-    /// Queues a payload that is not a chat message (a conversation's meta).
-    pub(crate) async fn queue_payload(
-        &self,
-        conv: Id,
-        body: Vec<u8>,
-        message_id: Option<Id>,
-    ) -> AgentResult<()> {
-        self.core()?
-            .run(move |c| outbox::push(c.db(), conv, &body, message_id, now_ms()))
-            .await
-            .map_err(internal)?;
-        self.outbox_kick.notify_one();
-        Ok(())
     }
 
     pub async fn history(
@@ -431,15 +417,10 @@ impl From<CoreError> for SendError {
 fn join(c: &mut Core, welcome: &[u8]) -> Result<Outcome, CoreError> {
     c.atomically(|c| {
         let joined = c.engine()?.join(welcome)?;
-        let conv = super::new_conversation(
-            conversations::Kind::Group,
-            format!("group-{}", &joined.group.to_hex()[..8]),
-            joined.group,
-            None,
-            joined.suite,
-        );
-        conversations::insert(c.db(), &conv, now_ms())?;
         let mut events = super::pin_members(c, &joined.members)?;
+        let Some(conv) = joined_conversation(c, &joined)? else {
+            return Ok(Outcome::Joined(joined.group, events));
+        };
         let members = joined
             .members
             .iter()
@@ -459,12 +440,55 @@ fn join(c: &mut Core, welcome: &[u8]) -> Result<Outcome, CoreError> {
     })
 }
 
+/// The conversation a group we just joined belongs to, stored: the one we
+/// had if we were re-added, else a new one named by the creator's
+/// conversation info. `None` when it is a second group for a DM we have
+/// (both users opened it at once), merged into that DM.
+fn joined_conversation(c: &Core, joined: &Joined) -> Result<Option<Conversation>, CoreError> {
+    if let Some(conv) = conversations::by_group(c.db(), &joined.group.0)? {
+        // Re-added to a group that removed us: same conversation, history kept.
+        conversations::set_active(c.db(), conv.id, true)?;
+        return Ok(Some(conv));
+    }
+    let inviter = joined.inviter.username.to_string();
+    let (kind, name, peer) = match joined.info.as_deref().map(ConversationInfo::decode) {
+        // A DM is a group of exactly the inviter and us.
+        Some(Ok(ConversationInfo::Dm)) if joined.members.len() == 2 => {
+            if let Some(dm) = conversations::dm_with(c.db(), &inviter)? {
+                let kept = conversations::merge_dm_group(c.db(), &dm, &joined.group.0)?;
+                tracing::info!(
+                    peer = %inviter,
+                    sending_on = %hex::encode(&kept.group_id),
+                    "both opened the DM at once; merged the second group into it"
+                );
+                return Ok(None);
+            }
+            (Kind::Dm, format!("@{inviter}"), Some(inviter))
+        }
+        Some(Ok(ConversationInfo::Group { name })) => (Kind::Group, name, None),
+        other => {
+            if let Some(info) = other {
+                tracing::info!(?info, %inviter, "unusable conversation info; named by group id");
+            }
+            let name = format!("group-{}", &joined.group.to_hex()[..8]);
+            (Kind::Group, name, None)
+        }
+    };
+    let conv = super::new_conversation(kind, name, joined.group, peer, joined.suite);
+    conversations::insert(c.db(), &conv, now_ms())?;
+    Ok(Some(conv))
+}
+
 fn process_group(c: &mut Core, group: GroupId, bytes: &[u8]) -> Result<Outcome, CoreError> {
     c.atomically(|c| {
         let conv = conversations::by_group(c.db(), &group.0)?;
         let processed = match c.engine()?.process(bytes) {
             Ok(p) => p,
-            Err(e @ (MlsError::TooOld { .. } | MlsError::Replay(_) | MlsError::StaleHandshake { .. })) => {
+            Err(
+                e @ (MlsError::TooOld { .. }
+                | MlsError::Replay(_)
+                | MlsError::StaleHandshake { .. }),
+            ) => {
                 tracing::info!(error = %e, "skipped a message");
                 return Ok(Outcome::Events(Vec::new()));
             }
@@ -474,7 +498,9 @@ fn process_group(c: &mut Core, group: GroupId, bytes: &[u8]) -> Result<Outcome, 
             return Ok(Outcome::Events(Vec::new()));
         };
         match processed {
-            Processed::Application { sender, plaintext, .. } => match Payload::decode(&plaintext) {
+            Processed::Application {
+                sender, plaintext, ..
+            } => match Payload::decode(&plaintext) {
                 Ok(Payload::Text { id, ts, text }) => {
                     let Some(id) = Id::parse_hex(&id) else {
                         return Ok(Outcome::Events(Vec::new()));
@@ -500,24 +526,6 @@ fn process_group(c: &mut Core, group: GroupId, bytes: &[u8]) -> Result<Outcome, 
                     })?;
                     Ok(Outcome::Events(vec![ev]))
                 }
-                Ok(Payload::Meta { kind, name }) => {
-                    if kind == "dm" {
-                        let peer = sender.username.to_string();
-                        let taken = conversations::dm_with(c.db(), &peer)?.is_some_and(|d| d.id != conv.id);
-                        if !taken {
-                            c.db().execute(
-                                "UPDATE conversations SET kind = 'dm', name = ?2, peer = ?3 WHERE id = ?1",
-                                rusqlite::params![conv.id, format!("@{peer}"), peer],
-                            )?;
-                        }
-                    } else if conv.kind == conversations::Kind::Group {
-                        c.db().execute(
-                            "UPDATE conversations SET name = ?2 WHERE id = ?1",
-                            rusqlite::params![conv.id, name],
-                        )?;
-                    }
-                    Ok(Outcome::Events(Vec::new()))
-                }
                 Err(e) => {
                     tracing::info!(error = %e, "ignored an application message of unknown form");
                     Ok(Outcome::Events(Vec::new()))
@@ -526,7 +534,10 @@ fn process_group(c: &mut Core, group: GroupId, bytes: &[u8]) -> Result<Outcome, 
             Processed::Commit(s) => {
                 let mut events = super::pin_members(c, &s.added)?;
                 let by = s.committer.username.to_string();
-                let mut push = |c: &Core, event: MembershipEvent, members: Vec<String>| -> rusqlite::Result<()> {
+                let mut push = |c: &Core,
+                                event: MembershipEvent,
+                                members: Vec<String>|
+                 -> rusqlite::Result<()> {
                     if members.is_empty() {
                         return Ok(());
                     }
@@ -542,10 +553,22 @@ fn process_group(c: &mut Core, group: GroupId, bytes: &[u8]) -> Result<Outcome, 
                     })?);
                     Ok(())
                 };
-                push(c, MembershipEvent::Added, s.added.iter().map(|m| m.username.to_string()).collect())?;
-                push(c, MembershipEvent::Removed, s.removed.iter().map(|m| m.username.to_string()).collect())?;
+                push(
+                    c,
+                    MembershipEvent::Added,
+                    s.added.iter().map(|m| m.username.to_string()).collect(),
+                )?;
+                push(
+                    c,
+                    MembershipEvent::Removed,
+                    s.removed.iter().map(|m| m.username.to_string()).collect(),
+                )?;
                 if s.added.is_empty() && s.removed.is_empty() {
-                    push(c, MembershipEvent::Rekeyed, vec![s.committer.username.to_string()])?;
+                    push(
+                        c,
+                        MembershipEvent::Rekeyed,
+                        vec![s.committer.username.to_string()],
+                    )?;
                 }
                 if s.we_were_removed {
                     conversations::set_active(c.db(), conv.id, false)?;
@@ -554,7 +577,9 @@ fn process_group(c: &mut Core, group: GroupId, bytes: &[u8]) -> Result<Outcome, 
                 Ok(Outcome::Events(events))
             }
             Processed::Proposal { kind, .. } => match kind {
-                ProposalKind::Remove(_) | ProposalKind::Update => Ok(Outcome::CommitProposals(group, Vec::new())),
+                ProposalKind::Remove(_) | ProposalKind::Update => {
+                    Ok(Outcome::CommitProposals(group, Vec::new()))
+                }
                 ProposalKind::Add(_) => Ok(Outcome::Events(Vec::new())),
             },
             Processed::Own { .. } => Ok(Outcome::Events(Vec::new())),

@@ -26,7 +26,7 @@ use crate::db::conversations::{self, Conversation, Kind};
 use crate::db::{now_ms, Id};
 use crate::link::LinkError;
 use crate::mls::{CommitSummary, GroupId, MlsError, Staged, Suite, Who};
-use crate::payload::Payload;
+use crate::payload::{check_group_name, ConversationInfo};
 
 /// Attempts at a membership change that keeps losing the epoch race.
 const COMMIT_ATTEMPTS: usize = 5;
@@ -253,16 +253,6 @@ impl Agent {
         .await
     }
 
-    /// Sends the conversation's kind and name to its members (new members
-    /// learn it right after their Welcome).
-    async fn send_meta(&self, conv: &Conversation) -> AgentResult<()> {
-        let meta = Payload::Meta {
-            kind: conv.kind.as_str().into(),
-            name: conv.name.clone(),
-        };
-        self.queue_payload(conv.id, meta.encode(), None).await
-    }
-
     async fn create(
         &self,
         kind: Kind,
@@ -272,10 +262,7 @@ impl Agent {
         suite: Suite,
     ) -> AgentResult<IpcConversation> {
         let kps = self.key_packages(members, suite).await?;
-        let group = self
-            .core()?
-            .run(move |c| c.engine()?.create_group(suite).map_err(CoreError::from))
-            .await?;
+        let group = self.create_group(kind, &name, suite).await?;
         let summary = self.add_to(group, kps).await;
         let summary = match summary {
             Ok(s) => s,
@@ -288,7 +275,6 @@ impl Agent {
             }
         };
         let conv = super::new_conversation(kind, name, group, peer, suite);
-        let stored = conv.clone();
         let added: Vec<String> = summary
             .added
             .iter()
@@ -298,7 +284,19 @@ impl Agent {
             .core()?
             .run(move |c| {
                 c.atomically(|c| -> Result<_, CoreError> {
-                    conversations::insert(c.db(), &stored, now_ms())?;
+                    let existing = match &conv.peer {
+                        Some(peer) => conversations::dm_with(c.db(), peer)?,
+                        None => None,
+                    };
+                    let stored = match existing {
+                        // Their Welcome for the same DM arrived while we
+                        // built ours: one conversation, two groups.
+                        Some(dm) => conversations::merge_dm_group(c.db(), &dm, &conv.group_id)?,
+                        None => {
+                            conversations::insert(c.db(), &conv, now_ms())?;
+                            conv.clone()
+                        }
+                    };
                     let ev = emit(c, |seq| {
                         Notification::Membership(MembershipChange {
                             seq,
@@ -316,8 +314,25 @@ impl Agent {
             })
             .await?;
         self.publish(vec![ev]);
-        self.send_meta(&conv).await?;
         Ok(view)
+    }
+
+    /// An MLS group with only us in it, whose group context tells every
+    /// member who joins later what the conversation is.
+    async fn create_group(&self, kind: Kind, name: &str, suite: Suite) -> AgentResult<GroupId> {
+        let info = match kind {
+            Kind::Dm => ConversationInfo::Dm,
+            Kind::Group => ConversationInfo::Group { name: name.into() },
+        }
+        .encode();
+        Ok(self
+            .core()?
+            .run(move |c| {
+                c.engine()?
+                    .create_group_with_info(suite, Some(&info))
+                    .map_err(CoreError::from)
+            })
+            .await?)
     }
 
     pub async fn dm_open(&self, user: &str) -> AgentResult<IpcConversation> {
@@ -346,21 +361,13 @@ impl Agent {
     }
 
     pub async fn group_create(&self, p: GroupCreateParams) -> AgentResult<IpcConversation> {
-        if p.name.trim().is_empty() || p.name.starts_with('@') {
-            return Err(err(
-                IpcErrorCode::InvalidInput,
-                "a group name must not be empty or start with `@`",
-            ));
-        }
+        check_group_name(&p.name).map_err(|e| err(IpcErrorCode::InvalidInput, e))?;
         let suite = match p.ciphersuite {
             Ciphersuite::Hybrid => Suite::Hybrid,
             Ciphersuite::Classic => Suite::Classic,
         };
         if p.members.is_empty() {
-            let group = self
-                .core()?
-                .run(move |c| c.engine()?.create_group(suite).map_err(CoreError::from))
-                .await?;
+            let group = self.create_group(Kind::Group, &p.name, suite).await?;
             let conv = super::new_conversation(Kind::Group, p.name, group, None, suite);
             return self
                 .core()?
@@ -454,7 +461,6 @@ impl Agent {
         let view = self
             .membership(&conv, MembershipEvent::Added, added)
             .await?;
-        self.send_meta(&conv).await?;
         Ok(view)
     }
 

@@ -84,13 +84,62 @@ pub fn by_id(c: &Connection, id: Id) -> rusqlite::Result<Option<Conversation>> {
     .optional()
 }
 
+/// The conversation an MLS group belongs to: the one sending on it, or the
+/// one it was merged into (see [`merge_dm_group`]).
 pub fn by_group(c: &Connection, group_id: &[u8]) -> rusqlite::Result<Option<Conversation>> {
-    c.query_row(
-        &format!("SELECT {COLUMNS} FROM conversations WHERE group_id = ?1"),
-        [group_id],
-        row,
-    )
-    .optional()
+    let direct = c
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM conversations WHERE group_id = ?1"),
+            [group_id],
+            row,
+        )
+        .optional()?;
+    if direct.is_some() {
+        return Ok(direct);
+    }
+    let merged: Option<Id> = c
+        .query_row(
+            "SELECT conversation FROM conversation_groups WHERE group_id = ?1",
+            [group_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match merged {
+        Some(id) => by_id(c, id),
+        None => Ok(None),
+    }
+}
+
+/// A second MLS group for the DM `dm` (both users opened it at once). Both
+/// daemons apply the same rule, so they converge without talking: the group
+/// with the smaller id is the one sent on; the other stays mapped to the same
+/// conversation, so nothing sent on it is lost. Returns the conversation as
+/// it is now.
+pub fn merge_dm_group(
+    c: &Connection,
+    dm: &Conversation,
+    other_group: &[u8],
+) -> rusqlite::Result<Conversation> {
+    if other_group == dm.group_id.as_slice() {
+        return Ok(dm.clone());
+    }
+    let (keep, alias) = if other_group < dm.group_id.as_slice() {
+        (other_group, dm.group_id.as_slice())
+    } else {
+        (dm.group_id.as_slice(), other_group)
+    };
+    c.execute(
+        "INSERT OR IGNORE INTO conversation_groups (group_id, conversation) VALUES (?1, ?2)",
+        params![alias, dm.id],
+    )?;
+    c.execute(
+        "UPDATE conversations SET group_id = ?2 WHERE id = ?1",
+        params![dm.id, keep],
+    )?;
+    Ok(Conversation {
+        group_id: keep.to_vec(),
+        ..dm.clone()
+    })
 }
 
 pub fn dm_with(c: &Connection, peer: &str) -> rusqlite::Result<Option<Conversation>> {
@@ -256,6 +305,29 @@ mod tests {
         // One DM per peer.
         assert!(insert(&c, &conv("@bob", Kind::Dm, Some("bob")), 3).is_err());
         assert_eq!(by_group(&c, &team.group_id).unwrap().unwrap().id, team.id);
+    }
+
+    /// Both sides of a DM opened at once merge the two groups the same way:
+    /// whichever group each side had first, the smaller id is sent on and
+    /// both ids find the one conversation.
+    #[test]
+    fn a_second_dm_group_merges_into_the_dm_on_both_sides() {
+        let (small, large) = (vec![1u8; 16], vec![2u8; 16]);
+        for (ours, theirs) in [(&small, &large), (&large, &small)] {
+            let (_d, c) = crate::db::test_db();
+            let mut dm = conv("@bob", Kind::Dm, Some("bob"));
+            dm.group_id = ours.clone();
+            insert(&c, &dm, 1).unwrap();
+            let merged = merge_dm_group(&c, &dm, theirs).unwrap();
+            assert_eq!(merged.group_id, small);
+            assert_eq!(by_id(&c, dm.id).unwrap().unwrap().group_id, small);
+            for g in [&small, &large] {
+                assert_eq!(by_group(&c, g).unwrap().unwrap().id, dm.id);
+            }
+            assert_eq!(resolve(&c, "@bob").unwrap().unwrap().group_id, small);
+            // The same Welcome processed twice changes nothing.
+            assert_eq!(merge_dm_group(&c, &merged, theirs).unwrap(), merged);
+        }
     }
 
     #[test]

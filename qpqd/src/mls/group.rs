@@ -8,8 +8,8 @@ use std::fmt;
 
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
-    Capabilities, ExtensionType, MlsGroup, MlsMessageBodyIn, MlsMessageIn, StagedWelcome,
-    WelcomeError,
+    Capabilities, Extension, ExtensionType, Extensions, MlsGroup, MlsMessageBodyIn, MlsMessageIn,
+    StagedWelcome, UnknownExtension, WelcomeError,
 };
 use openmls_traits::random::OpenMlsRand;
 use openmls_traits::OpenMlsProvider;
@@ -80,6 +80,9 @@ pub struct Joined {
     pub inviter: Member,
     /// Everyone, us included, in leaf order.
     pub members: Vec<Member>,
+    /// The creator's [`CONVERSATION_INFO_EXTENSION`], if the group has one.
+    /// Unverified application data: the caller parses and bounds it.
+    pub info: Option<Vec<u8>>,
 }
 
 /// Names a member to remove.
@@ -107,13 +110,24 @@ impl fmt::Display for Who {
     }
 }
 
+/// A group context extension of ours, in RFC 9420's private-use range
+/// (0xF000–0xFFFF): what the conversation is (a DM or a named group), set by
+/// the creator. It travels inside the encrypted GroupInfo of every Welcome,
+/// so a new member knows the conversation the moment it joins, and the
+/// server never sees it.
+pub const CONVERSATION_INFO_EXTENSION: u16 = 0xF0A1;
+
 /// Leaf capabilities of everything we create: openmls' defaults (which list
 /// both our suites) plus the last-resort key package extension, which a key
 /// package may only carry if its leaf lists it (key_packages/key_package_in.rs
-/// `validate`).
+/// `validate`), and [`CONVERSATION_INFO_EXTENSION`], since every member must
+/// support each group context extension (openmls refuses the add otherwise).
 pub(crate) fn capabilities() -> Capabilities {
     Capabilities::builder()
-        .extensions(vec![ExtensionType::LastResort])
+        .extensions(vec![
+            ExtensionType::LastResort,
+            ExtensionType::Unknown(CONVERSATION_INFO_EXTENSION),
+        ])
         .build()
 }
 
@@ -155,6 +169,25 @@ fn welcome_error(e: WelcomeError<rusqlite::Error>) -> MlsError {
 impl MlsEngine {
     /// Creates a group with only us in it, under a fresh random id.
     pub fn create_group(&mut self, suite: Suite) -> Result<GroupId, MlsError> {
+        self.create_group_with_info(suite, None)
+    }
+
+    /// [`MlsEngine::create_group`] with `info` as the group's
+    /// [`CONVERSATION_INFO_EXTENSION`], which every member gets in its
+    /// [`Joined::info`].
+    pub fn create_group_with_info(
+        &mut self,
+        suite: Suite,
+        info: Option<&[u8]>,
+    ) -> Result<GroupId, MlsError> {
+        let extensions = match info {
+            Some(bytes) => Extensions::single(Extension::Unknown(
+                CONVERSATION_INFO_EXTENSION,
+                UnknownExtension(bytes.to_vec()),
+            ))
+            .map_err(|e| MlsError::Internal(format!("conversation info extension: {e}")))?,
+            None => Extensions::empty(),
+        };
         let identity = &self.identity;
         let (group, version, g) = self.store.atomic(|p| {
             let bytes: [u8; 16] = p
@@ -168,6 +201,7 @@ impl MlsEngine {
                 .max_past_epochs(MAX_PAST_EPOCHS)
                 .use_ratchet_tree_extension(true)
                 .with_capabilities(capabilities())
+                .with_group_context_extensions(extensions)
                 .build(p, identity, identity.credential_with_key())
                 .map_err(|e| {
                     use openmls::prelude::NewGroupError as E;
@@ -237,6 +271,11 @@ impl MlsEngine {
                     w[0]
                 )));
             }
+            let info = staged
+                .group_context()
+                .extensions()
+                .unknown(CONVERSATION_INFO_EXTENSION)
+                .map(|e| e.0.clone());
             let sender = staged.welcome_sender()?;
             let inviter =
                 Member::from_leaf(sender.credential(), sender.signature_key().as_slice())?;
@@ -248,6 +287,7 @@ impl MlsEngine {
                 epoch: Epoch(g.epoch().as_u64()),
                 inviter,
                 members,
+                info,
             };
             Ok((joined, version, g))
         })?;

@@ -4,9 +4,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use quicproquo_protocol::ipc::error::IpcErrorCode;
-use quicproquo_protocol::ipc::methods::{
-    method, ConversationParams, DmOpenParams, GroupMembersParams,
-};
+use quicproquo_protocol::ipc::methods::{method, ConversationParams, GroupMembersParams};
 use quicproquo_protocol::ipc::values::{Ciphersuite, ConversationKind, ConversationRef};
 
 use crate::harness::{Daemon, Server};
@@ -102,22 +100,10 @@ async fn dm_survives_daemon_and_server_restarts() {
     let root = tempfile::tempdir().unwrap();
     let [alice, mut bob] = Daemon::registered(root.path(), &srv, ["alice", "bob"]).await;
 
-    let dm = alice
-        .client
-        .request::<method::DmOpen>(DmOpenParams {
-            username: "bob".into(),
-        })
-        .await
-        .unwrap();
+    let dm = alice.dm_open("bob").await.unwrap();
     assert_eq!(dm.kind, ConversationKind::Dm);
     // Opening it again is the same conversation.
-    let again = alice
-        .client
-        .request::<method::DmOpen>(DmOpenParams {
-            username: "bob".into(),
-        })
-        .await
-        .unwrap();
+    let again = alice.dm_open("bob").await.unwrap();
     assert_eq!(again.id, dm.id);
 
     alice.send("@bob", "first").await.unwrap();
@@ -195,13 +181,7 @@ async fn kill_9_during_a_burst_loses_and_repeats_nothing() {
     let srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
     let [mut alice, bob] = Daemon::registered(root.path(), &srv, ["alice", "bob"]).await;
-    alice
-        .client
-        .request::<method::DmOpen>(DmOpenParams {
-            username: "bob".into(),
-        })
-        .await
-        .unwrap();
+    alice.dm_open("bob").await.unwrap();
 
     // Send a burst; kill -9 the daemon while it drains its outbox.
     let mut answered = Vec::new();
@@ -250,13 +230,7 @@ async fn notifications_resume_after_a_daemon_restart_and_search_and_verify_work(
     let srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
     let [alice, mut bob] = Daemon::registered(root.path(), &srv, ["alice", "bob"]).await;
-    alice
-        .client
-        .request::<method::DmOpen>(DmOpenParams {
-            username: "bob".into(),
-        })
-        .await
-        .unwrap();
+    alice.dm_open("bob").await.unwrap();
 
     // bob's front-end subscribes and sees the first message live.
     let mut sub = bob.client.subscribe(None).await.unwrap();
@@ -355,4 +329,167 @@ async fn a_classic_suite_group_works_too() {
     assert_eq!(seen.ciphersuite, Ciphersuite::Classic);
     alice.send("old-school", "classic hello").await.unwrap();
     bob.wait_for("old-school", "classic hello").await;
+}
+
+/// What a conversation is travels in the group context of the Welcome, so
+/// the new member's conversation has its kind and name the moment the
+/// `joined` notification arrives (it used to be `group-<hex>` until a
+/// separate message came).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joiners_know_the_conversation_at_once() {
+    use quicproquo_protocol::ipc::notifications::Notification;
+    use quicproquo_protocol::ipc::values::MembershipEvent;
+
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, bob] = Daemon::registered(root.path(), &srv, ["alice", "bob"]).await;
+    let mut sub = bob.client.subscribe(None).await.unwrap();
+    alice.dm_open("bob").await.unwrap();
+    let team = alice
+        .create_group("team ü", &["bob"], Ciphersuite::Classic)
+        .await;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let n = tokio::time::timeout(Duration::from_secs(20), sub.next())
+            .await
+            .expect("bob is told he joined")
+            .unwrap();
+        let Notification::Membership(m) = n else {
+            continue;
+        };
+        if m.event != MembershipEvent::Joined {
+            continue;
+        }
+        assert_eq!(m.by, "alice");
+        let conv = bob
+            .conversations()
+            .await
+            .into_iter()
+            .find(|c| c.id == m.conversation)
+            .expect("the joined conversation is listed");
+        seen.push((conv.name, conv.kind, conv.ciphersuite));
+    }
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        seen,
+        [
+            (
+                "@alice".to_string(),
+                ConversationKind::Dm,
+                Ciphersuite::Hybrid
+            ),
+            (
+                "team ü".to_string(),
+                ConversationKind::Group,
+                team.ciphersuite
+            ),
+        ]
+    );
+    // `dm.open` on bob's side now finds that DM instead of making another.
+    let dm = bob.dm_open("alice").await.unwrap();
+    assert_eq!(dm.name, "@alice");
+    assert_eq!(bob.conversations().await.len(), 2);
+}
+
+/// Both users open the DM at the same moment: two MLS groups exist for one
+/// pair. Both daemons keep one conversation and send on the same group, and
+/// nothing sent on either group is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dm_opened_by_both_at_once_converges() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, bob] = Daemon::registered(root.path(), &srv, ["alice", "bob"]).await;
+    let (a, b) = tokio::join!(alice.dm_open("bob"), bob.dm_open("alice"));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!((a.name.as_str(), b.name.as_str()), ("@bob", "@alice"));
+    // Sent at once too, each on whichever group its side had then.
+    let (x, y) = tokio::join!(
+        alice.send("@bob", "first from alice"),
+        bob.send("@alice", "first from bob")
+    );
+    x.unwrap();
+    y.unwrap();
+    bob.wait_for("@alice", "first from alice").await;
+    alice.wait_for("@bob", "first from bob").await;
+    for (d, peer) in [(&alice, "@bob"), (&bob, "@alice")] {
+        let convs = d.conversations().await;
+        assert_eq!(
+            convs.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            [peer],
+            "{} has one conversation",
+            d.name
+        );
+    }
+    // After both Welcomes, both sides send on the same group: later
+    // messages keep arriving in the one conversation.
+    alice.send("@bob", "second from alice").await.unwrap();
+    bob.send("@alice", "second from bob").await.unwrap();
+    bob.wait_for("@alice", "second from alice").await;
+    alice.wait_for("@bob", "second from bob").await;
+    for d in [&alice, &bob] {
+        let peer = if d.name == "alice" { "@bob" } else { "@alice" };
+        let mut texts: Vec<String> = d.history(peer).await.into_iter().map(|m| m.text).collect();
+        texts.sort();
+        assert_eq!(
+            texts,
+            [
+                "first from alice",
+                "first from bob",
+                "second from alice",
+                "second from bob"
+            ],
+            "{}'s history",
+            d.name
+        );
+    }
+}
+
+/// Regression: re-adding a member who was removed failed on their side
+/// (the conversation row for that group already existed), so they never
+/// rejoined. They rejoin the same conversation, its history kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_can_be_added_again() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, bob] = Daemon::registered(root.path(), &srv, ["alice", "bob"]).await;
+    alice
+        .create_group("team", &["bob"], Ciphersuite::Hybrid)
+        .await;
+    alice.send("team", "before").await.unwrap();
+    bob.wait_for("team", "before").await;
+    let bob_in_team = || GroupMembersParams {
+        conversation: conv("team"),
+        members: vec!["bob".into()],
+    };
+    for round in 0..2 {
+        let remove = alice.client.request::<method::GroupRemove>(bob_in_team());
+        remove.await.unwrap();
+        for _ in 0..200 {
+            if bob.members("team").await.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            bob.members("team").await.is_empty(),
+            "bob sees he was removed"
+        );
+        let add = alice.client.request::<method::GroupAdd>(bob_in_team());
+        add.await.unwrap();
+        let text = format!("after re-add {round}");
+        alice.send("team", &text).await.unwrap();
+        bob.wait_for("team", &text).await;
+    }
+    let convs = bob.conversations().await;
+    assert_eq!(convs.len(), 1, "one conversation, not one per join");
+    let texts: Vec<String> = bob
+        .history("team")
+        .await
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["before", "after re-add 0", "after re-add 1"]);
+    let mut members = bob.members("team").await;
+    members.sort();
+    assert_eq!(members, ["alice", "bob"]);
 }

@@ -163,6 +163,14 @@ impl Daemon {
             .unwrap();
     }
 
+    pub async fn dm_open(&self, peer: &str) -> Result<Conversation, CallError> {
+        self.client
+            .request::<method::DmOpen>(methods::DmOpenParams {
+                username: peer.into(),
+            })
+            .await
+    }
+
     /// Creates a group with `members` and returns it as this user sees it.
     pub async fn create_group(
         &self,

@@ -1,0 +1,499 @@
+//! End-to-end figures through a real `qpq-server` on loopback and real
+//! `qpqd` processes (the `bench` profile build), each beside a baseline
+//! measured in the same run:
+//!
+//! - `latency`: `send` on alice's daemon → bob's subscribed front-end gets the
+//!   `message` notification (DM, hybrid suite), one message at a time.
+//!   Baseline: the same server path without the daemons — a raw QUIC client
+//!   enqueues an MLS ciphertext of the same size and another raw client,
+//!   parked in `fetchWait`, gets it.
+//! - `add250`: alice adds dave to a 250-member hybrid group; time until
+//!   dave's front-end sees `membership joined`, and until it gets a message
+//!   alice sends right after `group.add` returns (dave can read). The other
+//!   248 members are accounts whose key packages come from the daemon's MLS
+//!   engine in this process; they never fetch (they would not change alice's
+//!   or dave's work). Baseline: the engine-level add + join at the same size
+//!   in this process (no server, no IPC).
+//! - `idle-rss`: qpqd's resident memory, idle, logged in with no
+//!   conversation (baseline) and then with 100 DMs, one message sent in each.
+//!
+//! `cargo bench -j2 -p quicproquo-daemon --bench e2e [-- latency|add250|idle-rss]`
+//! Prints its figures; writes nothing.
+
+#![allow(clippy::unwrap_used)]
+
+#[allow(dead_code)]
+#[path = "../tests/integration/harness.rs"]
+mod harness;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signer as _, SigningKey};
+use harness::{Daemon, Server};
+use quicproquo_daemon::mls::{GroupId, Identity, MlsEngine, Suite};
+use quicproquo_protocol::client::{Client, Trust};
+use quicproquo_protocol::ipc::client::Subscription;
+use quicproquo_protocol::ipc::methods::{method, GroupMembersParams, NoParams};
+use quicproquo_protocol::ipc::notifications::Notification;
+use quicproquo_protocol::ipc::values::{
+    Ciphersuite, ConversationId, ConversationRef, MembershipEvent,
+};
+use quicproquo_protocol::padding;
+use quicproquo_protocol::types::{IdempotencyKey, IdentityKey, SessionToken, Username};
+use quicproquo_protocol::wire::{identity_proof_message, Delivery, Request, Response};
+use rusqlite::Connection;
+
+const PASSWORD: &[u8] = b"bench password";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wanted = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "e2e: {} UTC, load average {}",
+        now_utc(),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    if wanted("latency") {
+        rt.block_on(latency(50, 1000));
+    }
+    if wanted("add250") {
+        rt.block_on(add_to_large_group(250, 5));
+    }
+    if wanted("idle-rss") {
+        rt.block_on(idle_rss(100));
+    }
+    println!(
+        "e2e: done {} UTC, load average {}",
+        now_utc(),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+}
+
+// ----------------------------------------------------------------- latency
+
+async fn latency(warm_up: usize, samples: usize) {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, bob] = Daemon::registered(root.path(), &srv, ["alice", "bob"]).await;
+    alice.dm_open("bob").await.unwrap();
+    alice.send("@bob", "hello").await.unwrap();
+    bob.wait_for("@alice", "hello").await;
+    let mut sub = bob.client.subscribe(None).await.unwrap();
+
+    let text = |i: usize| format!("latency sample {i:06} {}", "x".repeat(100));
+    let mut ack = Vec::with_capacity(samples);
+    let mut recv = Vec::with_capacity(samples);
+    for i in 0..warm_up + samples {
+        let t = text(i);
+        let t0 = Instant::now();
+        alice.send("@bob", &t).await.unwrap();
+        let acked = t0.elapsed();
+        next_message(&mut sub, &t).await;
+        if i >= warm_up {
+            ack.push(acked);
+            recv.push(t0.elapsed());
+        }
+    }
+    report("latency/qpqd send returned (in the outbox)", &mut ack);
+    report(
+        "latency/qpqd send -> peer's subscribed client has it",
+        &mut recv,
+    );
+
+    // Baseline: the server path alone, same server, same payload size.
+    let client = Arc::new(connect(&srv).await);
+    let a = Silent::register(&client, "base-a", Suite::Hybrid).await;
+    let mut b = Silent::register(&client, "base-b", Suite::Hybrid).await;
+    let mut a_engine = a.engine;
+    let group = a_engine.create_group(Suite::Hybrid).unwrap();
+    let kp = b.engine.key_packages(Suite::Hybrid, 1).unwrap();
+    a_engine.add_members(group, &kp).unwrap();
+    a_engine.merge_pending(group).unwrap();
+    let Response::CreateChannel { channel, .. } = client
+        .call(&Request::CreateChannel {
+            auth: a.token.clone(),
+            peer: b.identity,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("createChannel");
+    };
+    let receiver = Arc::new(connect(&srv).await);
+    let mut wake = Vec::with_capacity(samples);
+    for i in 0..warm_up + samples {
+        let body = padding::pad(&a_engine.encrypt(group, text(i).as_bytes()).unwrap());
+        let (r, token) = (Arc::clone(&receiver), b.token.clone());
+        let parked = tokio::spawn(async move {
+            let got = r
+                .call(&Request::FetchWait {
+                    auth: token.clone(),
+                    channel: Some(channel),
+                    limit: 1,
+                    timeout_ms: 10_000,
+                })
+                .await
+                .unwrap();
+            let at = Instant::now();
+            let Response::FetchWait(list) = got else {
+                panic!("fetchWait: {got:?}");
+            };
+            let seqs = list.iter().map(|m| m.seq).collect();
+            r.call(&Request::Ack { auth: token, seqs }).await.unwrap();
+            (at, list.len())
+        });
+        // Let the fetchWait reach the server and park.
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        let t0 = Instant::now();
+        client
+            .call(&Request::Enqueue {
+                auth: a.token.clone(),
+                deliveries: vec![Delivery {
+                    recipient: b.identity,
+                    channel: Some(channel),
+                }],
+                payload: body,
+                idempotency_key: IdempotencyKey(rand::random()),
+            })
+            .await
+            .unwrap();
+        let (at, n) = parked.await.unwrap();
+        assert_eq!(n, 1, "the parked fetchWait got the message");
+        if i >= warm_up {
+            wake.push(at.saturating_duration_since(t0));
+        }
+    }
+    report(
+        "latency/baseline raw enqueue -> parked fetchWait returns (no daemons)",
+        &mut wake,
+    );
+    drop(sub);
+}
+
+async fn next_message(sub: &mut Subscription, text: &str) {
+    loop {
+        match tokio::time::timeout(WAIT, sub.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Notification::Message(m) if m.message.text == text => return,
+            _ => {}
+        }
+    }
+}
+
+// ------------------------------------------------------------------ add250
+
+async fn add_to_large_group(size: usize, samples: usize) {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, dave] = Daemon::registered(root.path(), &srv, ["alice", "dave"]).await;
+    let client = Arc::new(connect(&srv).await);
+    let t = Instant::now();
+    let others = Silent::register_many(&client, "m", size - 1, Suite::Hybrid).await;
+    println!(
+        "add{size}: {} accounts registered with key packages in {:?}",
+        others.len(),
+        t.elapsed()
+    );
+    let names: Vec<&str> = others.iter().map(|s| s.name.as_str()).collect();
+    let t = Instant::now();
+    let conv = alice.create_group("big", &names, Ciphersuite::Hybrid).await;
+    println!(
+        "add{size}: group.create with {} members (alice + {}) returned in {:?}",
+        conv.members.len(),
+        names.len(),
+        t.elapsed()
+    );
+    assert_eq!(conv.members.len(), size);
+    let conv_ref = ConversationRef::Id(conv.id);
+    let mut sub = dave.client.subscribe(None).await.unwrap();
+    let (mut returned, mut joined, mut read) = (Vec::new(), Vec::new(), Vec::new());
+    for sample in 0..samples {
+        let t0 = Instant::now();
+        alice
+            .client
+            .request::<method::GroupAdd>(GroupMembersParams {
+                conversation: conv_ref.clone(),
+                members: vec!["dave".into()],
+            })
+            .await
+            .unwrap();
+        returned.push(t0.elapsed());
+        let text = format!("welcome, dave ({sample})");
+        alice.send(&conv.id.to_string(), &text).await.unwrap();
+        let daves = next_membership(&mut sub, None, MembershipEvent::Joined).await;
+        joined.push(t0.elapsed());
+        next_message(&mut sub, &text).await;
+        read.push(t0.elapsed());
+        alice
+            .client
+            .request::<method::GroupRemove>(GroupMembersParams {
+                conversation: conv_ref.clone(),
+                members: vec!["dave".into()],
+            })
+            .await
+            .unwrap();
+        next_membership(&mut sub, Some(daves), MembershipEvent::Removed).await;
+    }
+    report(
+        &format!("add{size}/group.add returned (commit accepted)"),
+        &mut returned,
+    );
+    report(
+        &format!("add{size}/dave's client sees `joined`"),
+        &mut joined,
+    );
+    report(
+        &format!("add{size}/dave's client has alice's next message (can read)"),
+        &mut read,
+    );
+
+    // Baseline: the engine alone, same size, both parties in this process.
+    let mut creator = engine("alice");
+    let group = creator.create_group(Suite::Hybrid).unwrap();
+    let kps: Vec<Vec<u8>> = (0..size - 1)
+        .map(|i| {
+            engine(&format!("b{i}"))
+                .key_packages(Suite::Hybrid, 1)
+                .unwrap()
+                .remove(0)
+        })
+        .collect();
+    creator.add_members(group, &kps).unwrap();
+    creator.merge_pending(group).unwrap();
+    let mut bare = Vec::new();
+    for _ in 0..samples {
+        let mut new = engine("dave");
+        let kp = new.key_packages(Suite::Hybrid, 1).unwrap();
+        let t0 = Instant::now();
+        let staged = creator.add_members(group, &kp).unwrap();
+        creator.merge_pending(group).unwrap();
+        new.join(&staged.welcome.unwrap()).unwrap();
+        bare.push(t0.elapsed());
+        remove_dave(&mut creator, group);
+    }
+    report(
+        &format!("add{size}/baseline engine add + merge + join (no server, in-memory)"),
+        &mut bare,
+    );
+}
+
+fn remove_dave(creator: &mut MlsEngine, group: GroupId) {
+    use quicproquo_daemon::mls::Who;
+    creator
+        .remove_members(group, &[Who::Username(Username::parse("dave").unwrap())])
+        .unwrap();
+    creator.merge_pending(group).unwrap();
+}
+
+/// The next `event` (in `conv`, if given: conversation ids are each
+/// daemon's own); returns the conversation it happened in.
+async fn next_membership(
+    sub: &mut Subscription,
+    conv: Option<ConversationId>,
+    event: MembershipEvent,
+) -> ConversationId {
+    loop {
+        match tokio::time::timeout(WAIT, sub.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Notification::Membership(m)
+                if m.event == event && conv.is_none_or(|c| c == m.conversation) =>
+            {
+                return m.conversation
+            }
+            _ => {}
+        }
+    }
+}
+
+// ---------------------------------------------------------------- idle-rss
+
+async fn idle_rss(conversations: usize) {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice] = Daemon::registered(root.path(), &srv, ["alice"]).await;
+    let pid = alice.child.as_ref().unwrap().id().unwrap();
+    settle(&alice).await;
+    let (base, base_hwm) = rss(pid);
+    println!(
+        "idle-rss/baseline logged in, 0 conversations: VmRSS {base} KiB, VmHWM {base_hwm} KiB"
+    );
+
+    let client = Arc::new(connect(&srv).await);
+    let peers = Silent::register_many(&client, "p", conversations, Suite::Hybrid).await;
+    let t = Instant::now();
+    for p in &peers {
+        alice.dm_open(&p.name).await.unwrap();
+        alice
+            .send(&format!("@{}", p.name), "one message for the history")
+            .await
+            .unwrap();
+    }
+    println!(
+        "idle-rss: {conversations} DMs opened and one message sent in each in {:?}",
+        t.elapsed()
+    );
+    assert_eq!(alice.conversations().await.len(), conversations);
+    settle(&alice).await;
+    let (full, full_hwm) = rss(pid);
+    println!(
+        "idle-rss/{conversations} conversations: VmRSS {full} KiB ({:.1} MiB), VmHWM {full_hwm} KiB",
+        full as f64 / 1024.0
+    );
+}
+
+/// Waits until the outbox is empty, then 5 s of idleness.
+async fn settle(d: &Daemon) {
+    for _ in 0..600 {
+        let s = d
+            .client
+            .request::<method::Status>(NoParams {})
+            .await
+            .unwrap();
+        if s.outbox == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+}
+
+/// (VmRSS, VmHWM) in KiB.
+fn rss(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+// ------------------------------------------------------------------ helpers
+
+/// An account whose MLS work happens in this process: it registers, logs in
+/// and uploads one key package, then never fetches.
+struct Silent {
+    name: String,
+    token: SessionToken,
+    identity: IdentityKey,
+    engine: MlsEngine,
+}
+
+impl Silent {
+    async fn register(client: &Client, name: &str, suite: Suite) -> Silent {
+        let username = Username::parse(name).unwrap();
+        let seed: [u8; 32] = rand::random();
+        let signing = SigningKey::from_bytes(&seed);
+        let identity = IdentityKey(signing.verifying_key().to_bytes());
+        let proof = signing.sign(&identity_proof_message(&username)).to_bytes();
+        client
+            .register(&username, PASSWORD, identity, proof)
+            .await
+            .unwrap();
+        let token = client.login(&username, PASSWORD).await.unwrap().token;
+        let mut engine = MlsEngine::new(
+            Connection::open_in_memory().unwrap(),
+            Identity::from_seed(username, &seed),
+        )
+        .unwrap();
+        let packages = engine.key_packages(suite, 1).unwrap();
+        let r = client
+            .call(&Request::UploadKeyPackages {
+                auth: token.clone(),
+                packages,
+                last_resort: None,
+            })
+            .await
+            .unwrap();
+        assert!(matches!(r, Response::UploadKeyPackages { .. }), "{r:?}");
+        Silent {
+            name: name.into(),
+            token,
+            identity,
+            engine,
+        }
+    }
+
+    /// `n` accounts named `{prefix}000`…, a few at a time (Argon2id runs here).
+    async fn register_many(
+        client: &Arc<Client>,
+        prefix: &str,
+        n: usize,
+        suite: Suite,
+    ) -> Vec<Silent> {
+        let mut out = Vec::with_capacity(n);
+        for chunk in (0..n).collect::<Vec<_>>().chunks(4) {
+            let mut set = tokio::task::JoinSet::new();
+            for &i in chunk {
+                let (c, name) = (Arc::clone(client), format!("{prefix}{i:03}"));
+                set.spawn(async move { Silent::register(&c, &name, suite).await });
+            }
+            while let Some(s) = set.join_next().await {
+                out.push(s.unwrap());
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+}
+
+async fn connect(srv: &Server) -> Client {
+    let pin = quicproquo_protocol::parse_fingerprint(&srv.fingerprint).unwrap();
+    Client::connect(srv.addr, "localhost", Trust::Pin(pin))
+        .await
+        .unwrap()
+}
+
+fn engine(name: &str) -> MlsEngine {
+    let seed: [u8; 32] = rand::random();
+    MlsEngine::new(
+        Connection::open_in_memory().unwrap(),
+        Identity::from_seed(Username::parse(name).unwrap(), &seed),
+    )
+    .unwrap()
+}
+
+/// Prints n, p50, p90, p99 and max.
+fn report(what: &str, xs: &mut [Duration]) {
+    xs.sort();
+    let q = |p: f64| xs[((xs.len() as f64 * p).ceil() as usize).clamp(1, xs.len()) - 1];
+    println!(
+        "{what}: n={} p50={:?} p90={:?} p99={:?} max={:?}",
+        xs.len(),
+        q(0.50),
+        q(0.90),
+        q(0.99),
+        xs[xs.len() - 1]
+    );
+}
+
+fn now_utc() -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%H:%M:%S"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    out
+}
