@@ -298,7 +298,7 @@ fn unexpected(what: &str, got: &Response) -> ClientError {
 /// Runs an OPAQUE step that stretches the password with Argon2id (tens of
 /// milliseconds) off the async workers.
 async fn with_ksf<T: Send + 'static>(
-    f: impl FnOnce(&argon2::Argon2<'static>) -> T + Send + 'static,
+    f: impl FnOnce(&crate::opaque::Stretch) -> T + Send + 'static,
 ) -> Result<T, ClientError> {
     tokio::task::spawn_blocking(move || f(&crate::opaque::ksf()))
         .await

@@ -206,10 +206,14 @@ fn stretch(
         path: PathBuf::from(MANIFEST),
         reason: format!("invalid Argon2 parameters: {e}"),
     })?;
-    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let argon = quicproquo_protocol::opaque::Stretch(argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        params,
+    ));
     let mut out = Zeroizing::new([0u8; 32]);
     argon
-        .hash_password_into(passphrase.as_bytes(), salt, &mut *out)
+        .hash_into(passphrase.as_bytes(), salt, &mut *out)
         .map_err(|e| KeystoreError::Manifest {
             path: PathBuf::from(MANIFEST),
             reason: format!("Argon2id: {e}"),
