@@ -16,6 +16,7 @@ pub mod mls_framing;
 pub mod opaque;
 pub mod padding;
 pub mod paths;
+pub mod text;
 pub mod types;
 
 /// The server's ALPN.

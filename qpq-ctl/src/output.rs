@@ -12,6 +12,7 @@
 
 use std::io::{self, IsTerminal, Write};
 
+use quicproquo_protocol::text::is_terminal_unsafe;
 use serde::Serialize;
 use unicode_width::UnicodeWidthStr;
 
@@ -147,7 +148,7 @@ pub fn sanitize(text: &str) -> String {
         .map(|c| match c {
             '\n' => '\n',
             '\t' => ' ',
-            c if c.is_control() || is_bidi_control(c) => '\u{FFFD}',
+            c if is_terminal_unsafe(c) => '\u{FFFD}',
             c => c,
         })
         .collect()
@@ -156,10 +157,6 @@ pub fn sanitize(text: &str) -> String {
 /// [`sanitize`] for one-line fields (names): newlines go too.
 pub fn sanitize_line(text: &str) -> String {
     sanitize(text).replace('\n', "\u{FFFD}")
-}
-
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
 }
 
 /// Display width in terminal columns.

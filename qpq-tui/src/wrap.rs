@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+use quicproquo_protocol::text::is_terminal_unsafe;
 use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
@@ -24,9 +25,10 @@ pub fn grapheme_width(g: &str) -> usize {
 }
 
 /// `s` with tabs as spaces and every other control character (except `\n`)
-/// replaced by a visible stand-in, so the terminal only ever receives text.
+/// and every bidirectional override replaced by a visible stand-in, so the
+/// terminal only ever receives text, shown in the order it was written.
 pub fn sanitize(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(|c| c != '\n' && c.is_control()) {
+    if !s.chars().any(|c| c != '\n' && is_terminal_unsafe(c)) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len());
@@ -34,7 +36,7 @@ pub fn sanitize(s: &str) -> Cow<'_, str> {
         match c {
             '\n' => out.push('\n'),
             '\t' => out.push_str("    "),
-            c if c.is_control() => out.push('\u{FFFD}'),
+            c if is_terminal_unsafe(c) => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }
@@ -149,6 +151,8 @@ mod tests {
     fn controls_are_made_visible() {
         assert_eq!(sanitize("a\x1b[2Jb\tc\n"), "a\u{FFFD}[2Jb    c\n");
         assert!(matches!(sanitize("plain\ntext"), Cow::Borrowed(_)));
+        // Regression: bidi overrides reached the terminal (the audit's gap).
+        assert_eq!(sanitize("abc\u{202E}fed"), "abc\u{FFFD}fed");
     }
 
     #[test]

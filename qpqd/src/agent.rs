@@ -44,6 +44,7 @@ impl From<CoreError> for ErrorObject {
     fn from(e: CoreError) -> Self {
         match e {
             CoreError::NoAccount => err(IpcErrorCode::NotLoggedIn, e.to_string()),
+            CoreError::Mls(m) => groups::mls_err(m),
             other => internal(other),
         }
     }

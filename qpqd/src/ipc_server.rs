@@ -101,9 +101,7 @@ async fn serve_connection(stream: Stream, agent: Arc<Agent>) {
                             ),
                         )
                     } else {
-                        if matches!(req.call, Call::Hello(_)) {
-                            greeted = true;
-                        }
+                        let hello = matches!(req.call, Call::Hello(_));
                         let id = req.id.clone();
                         if let Call::Subscribe(p) = req.call {
                             if let Some(f) = forwarder.take() {
@@ -118,7 +116,12 @@ async fn serve_connection(stream: Stream, agent: Arc<Agent>) {
                             }
                         } else {
                             match handle(&agent, req.call).await {
-                                Ok(value) => Response::result(id, value),
+                                Ok(value) => {
+                                    // Only a hello that succeeded opens the
+                                    // connection (a version mismatch does not).
+                                    greeted |= hello;
+                                    Response::result(id, value)
+                                }
                                 Err(e) => Response::error(Some(id), e),
                             }
                         }

@@ -263,6 +263,27 @@ fn create(
 ) -> Result<(StateKey, KeySource), KeystoreError> {
     // A passphrase given on purpose wins; otherwise try the keyring.
     if passphrase.is_none() {
+        // The entry is named by the profile only, so it may already hold the
+        // key of a profile of that name in another data directory (or one
+        // whose directory was deleted). Overwriting it would make that
+        // state undecryptable for good; the new state uses the same key.
+        match keyring.get(profile) {
+            Ok(Some(existing)) => {
+                write_manifest(dir, &Manifest::Keyring)?;
+                tracing::info!(
+                    "state key kept in the OS keyring (the entry for this profile name already existed; reused)"
+                );
+                return Ok((
+                    StateKey::derive(&Zeroizing::new(existing)),
+                    KeySource::Keyring,
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(reason = %e, "no usable OS keyring; the state key will come from a passphrase");
+                return Err(KeystoreError::NeedPassphrase);
+            }
+        }
         let mut secret = Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(&mut *secret);
         match keyring.set(profile, &*secret) {
@@ -339,6 +360,21 @@ pub(crate) mod tests {
         // The keyring holds the input, not the database key itself.
         let stored = kr.entries.lock().unwrap()["default"].clone();
         assert_ne!(&stored[..], &k1.expose()[..]);
+    }
+
+    /// Regression: the keyring entry is named by profile only, and creating
+    /// the same profile name under a second data directory overwrote it, so
+    /// the first profile's state could never be opened again.
+    #[test]
+    fn a_second_data_dir_with_the_same_profile_name_keeps_the_first_key() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let kr = FakeKeyring::default();
+        let (k1, _) = obtain(one.path(), "default", &kr, None).unwrap();
+        let (k2, s2) = obtain(two.path(), "default", &kr, None).unwrap();
+        assert_eq!(s2, KeySource::Keyring);
+        assert_eq!(k2.expose(), k1.expose(), "the existing entry is reused");
+        let (again, _) = obtain(one.path(), "default", &kr, None).unwrap();
+        assert_eq!(again.expose(), k1.expose(), "the first profile still opens");
     }
 
     #[test]

@@ -61,6 +61,11 @@ async fn main() -> anyhow::Result<()> {
 
     // Read once, here: the rest of the daemon never reads the environment.
     let passphrase = std::env::var("QPQ_PASSPHRASE").ok().map(Zeroizing::new);
+    if passphrase.as_ref().is_some_and(|p| p.is_empty()) {
+        anyhow::bail!(
+            "QPQ_PASSPHRASE is set but empty: unset it to use the OS keyring, or set the passphrase"
+        );
+    }
     let use_ca = std::env::var("QPQ_USE_CA_CERT").is_ok_and(|v| v == "1" || v == "true");
     let agent = Agent::new(StartOptions {
         profile: profile.clone(),

@@ -72,8 +72,11 @@ pub fn check_group_name(name: &str) -> Result<(), &'static str> {
     if name.chars().count() > MAX_GROUP_NAME_CHARS {
         return Err("a group name is at most 64 characters");
     }
-    if name.chars().any(char::is_control) {
-        return Err("a group name must not contain control characters");
+    if name
+        .chars()
+        .any(quicproquo_protocol::text::is_terminal_unsafe)
+    {
+        return Err("a group name must not contain control or bidirectional-override characters");
     }
     Ok(())
 }

@@ -25,7 +25,7 @@ use crate::core::{Core, CoreError};
 use crate::db::conversations::{self, Conversation, Kind};
 use crate::db::{now_ms, Id};
 use crate::link::LinkError;
-use crate::mls::{CommitSummary, GroupId, MlsError, Staged, Suite, Who};
+use crate::mls::{CommitSummary, GroupId, Member, MlsError, Staged, Suite, Who};
 use crate::payload::{check_group_name, ConversationInfo};
 
 /// Attempts at a membership change that keeps losing the epoch race.
@@ -35,13 +35,35 @@ fn idem() -> IdempotencyKey {
     IdempotencyKey(Id::random().0)
 }
 
-fn mls_err(e: MlsError) -> ErrorObject {
+/// Most members a group may have: every message goes to all the others in
+/// one `enqueue`, which names at most `MAX_RECIPIENTS` recipients.
+pub const MAX_GROUP_MEMBERS: usize = quicproquo_protocol::limits::MAX_RECIPIENTS + 1;
+
+/// Refuses to grow a group of `size` members by `adding` past
+/// [`MAX_GROUP_MEMBERS`], before any key package is fetched.
+fn check_group_size(size: usize, adding: usize) -> AgentResult<()> {
+    if size.saturating_add(adding) > MAX_GROUP_MEMBERS {
+        return Err(err(
+            IpcErrorCode::InvalidInput,
+            format!(
+                "a group has at most {MAX_GROUP_MEMBERS} members; this one has {size} and {adding} would be added"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn mls_err(e: MlsError) -> ErrorObject {
     match e {
+        MlsError::InvalidKeyPackage(why) => err(
+            IpcErrorCode::InvalidInput,
+            format!("cannot add that user: {why}"),
+        ),
         MlsError::NotMember(_) => err(
             IpcErrorCode::NotFound,
             "you are no longer a member of this conversation",
         ),
-        other => err(IpcErrorCode::Internal, other.to_string()),
+        other => internal(other),
     }
 }
 
@@ -244,10 +266,13 @@ impl Agent {
     ) -> AgentResult<CommitSummary> {
         let welcome_to: Vec<(Username, IdentityKey)> =
             kps.iter().map(|k| (k.0.clone(), k.1)).collect();
-        let packages: Vec<Vec<u8>> = kps.into_iter().map(|k| k.2).collect();
+        let packages: Vec<(Member, Vec<u8>)> = kps
+            .into_iter()
+            .map(|(username, identity, kp)| (Member { username, identity }, kp))
+            .collect();
         self.commit(group, &welcome_to, move |c| {
             c.engine()?
-                .add_members(group, &packages)
+                .add_members_of(group, &packages)
                 .map_err(CoreError::from)
         })
         .await
@@ -261,6 +286,7 @@ impl Agent {
         members: &[String],
         suite: Suite,
     ) -> AgentResult<IpcConversation> {
+        check_group_size(1, members.len())?;
         let kps = self.key_packages(members, suite).await?;
         let group = self.create_group(kind, &name, suite).await?;
         let summary = self.add_to(group, kps).await;
@@ -447,10 +473,14 @@ impl Agent {
         members: &[String],
     ) -> AgentResult<IpcConversation> {
         let (conv, group) = self.group_only(r, "adding members").await?;
-        let suite = self
+        let (suite, size) = self
             .core()?
-            .run(move |c| c.engine()?.suite(group).map_err(CoreError::from))
+            .run(move |c| {
+                let e = c.engine()?;
+                Ok::<_, CoreError>((e.suite(group)?, e.members(group)?.len()))
+            })
             .await?;
+        check_group_size(size, members.len())?;
         let kps = self.key_packages(members, suite).await?;
         let summary = self.add_to(group, kps).await?;
         let added = summary
@@ -577,5 +607,20 @@ impl Agent {
                 tracing::debug!(error = %e.message, "committing proposals deferred");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_stop_at_what_one_enqueue_can_reach() {
+        assert!(check_group_size(1, MAX_GROUP_MEMBERS - 1).is_ok());
+        assert!(check_group_size(MAX_GROUP_MEMBERS - 1, 1).is_ok());
+        let e = check_group_size(MAX_GROUP_MEMBERS, 1).unwrap_err();
+        assert_eq!(e.code, IpcErrorCode::InvalidInput.as_i32());
+        assert!(e.message.contains("at most 1025 members"), "{}", e.message);
+        assert!(check_group_size(1, usize::MAX).is_err());
     }
 }

@@ -177,6 +177,33 @@ impl MlsEngine {
         group: GroupId,
         key_packages: &[impl AsRef<[u8]>],
     ) -> Result<Staged, MlsError> {
+        let kps: Vec<(Option<&Member>, &[u8])> =
+            key_packages.iter().map(|k| (None, k.as_ref())).collect();
+        self.add(group, &kps)
+    }
+
+    /// [`MlsEngine::add_members`] for key packages fetched for known users:
+    /// each must belong to the user it was fetched for (username and
+    /// identity key in its leaf), or nothing is added. Without this a server
+    /// could hand out its own key package for anyone, and a user could
+    /// publish packages naming someone else.
+    pub fn add_members_of(
+        &mut self,
+        group: GroupId,
+        key_packages: &[(Member, Vec<u8>)],
+    ) -> Result<Staged, MlsError> {
+        let kps: Vec<(Option<&Member>, &[u8])> = key_packages
+            .iter()
+            .map(|(m, k)| (Some(m), k.as_slice()))
+            .collect();
+        self.add(group, &kps)
+    }
+
+    fn add(
+        &mut self,
+        group: GroupId,
+        key_packages: &[(Option<&Member>, &[u8])],
+    ) -> Result<Staged, MlsError> {
         if key_packages.is_empty() {
             return Err(MlsError::Refused("no key packages to add".into()));
         }
@@ -184,8 +211,8 @@ impl MlsEngine {
             let current = history::snapshot(g)?;
             let mut kps = Vec::with_capacity(key_packages.len());
             let mut adding = Vec::with_capacity(key_packages.len());
-            for bytes in key_packages {
-                let kp = parse_key_package(p, bytes.as_ref())?;
+            for (expected, bytes) in key_packages {
+                let kp = parse_key_package(p, bytes)?;
                 if kp.ciphersuite() != g.ciphersuite() {
                     return Err(MlsError::InvalidKeyPackage(format!(
                         "key package is for suite 0x{:04x}, the group uses 0x{:04x}",
@@ -195,6 +222,12 @@ impl MlsEngine {
                 }
                 let leaf = kp.leaf_node();
                 let m = Member::from_leaf(leaf.credential(), leaf.signature_key().as_slice())?;
+                if let Some(expected) = expected.filter(|e| **e != m) {
+                    return Err(MlsError::InvalidKeyPackage(format!(
+                        "the key package fetched for {} belongs to {m} (identity {})",
+                        expected.username, m.identity
+                    )));
+                }
                 let clash = |o: &Member| o.identity == m.identity || o.username == m.username;
                 if current.values().any(|l| clash(&l.member)) || adding.iter().any(clash) {
                     return Err(MlsError::InvalidKeyPackage(format!(

@@ -38,6 +38,7 @@ for_each_suite!(
     garbage_is_an_error,
     leave_is_committed_by_another_member,
     key_package_kinds,
+    key_packages_must_belong_to_who_they_were_fetched_for,
 );
 
 struct Client {
@@ -510,6 +511,46 @@ fn daemon_rollback_is_respected(suite: Suite) {
     assert_in_sync(g, &[&alice, &bob]);
     let m = bob.send(g, "in sync");
     alice.expect_text(&m, &bob, "in sync");
+}
+
+/// A server handing out its own key package for bob, or mallory publishing
+/// packages that name bob, is refused before anything is staged: the
+/// package's leaf must carry the username and identity key asked for.
+fn key_packages_must_belong_to_who_they_were_fetched_for(suite: Suite) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob, mut mallory) = (
+        Client::new(&dir, "alice"),
+        Client::new(&dir, "bob"),
+        Client::new(&dir, "mallory"),
+    );
+    let g = alice.engine.create_group(suite).unwrap();
+    // mallory's package offered as bob's: another username and key.
+    let swapped = [(bob.member(), mallory.kp(suite))];
+    let e = alice.engine.add_members_of(g, &swapped).unwrap_err();
+    assert!(
+        matches!(&e, MlsError::InvalidKeyPackage(why) if why.contains("fetched for bob") && why.contains("mallory")),
+        "{e}"
+    );
+    // bob's name with another identity key (a substituted key).
+    let mut wrong_key = bob.member();
+    wrong_key.identity = mallory.member().identity;
+    let e = alice
+        .engine
+        .add_members_of(g, &[(wrong_key, bob.kp(suite))])
+        .unwrap_err();
+    assert!(matches!(e, MlsError::InvalidKeyPackage(_)), "{e}");
+    assert!(
+        !alice.engine.has_pending_commit(g).unwrap(),
+        "nothing staged"
+    );
+    // The right owner is added.
+    let c = alice
+        .engine
+        .add_members_of(g, &[(bob.member(), bob.kp(suite))])
+        .unwrap();
+    alice.engine.merge_pending(g).unwrap();
+    bob.engine.join(&c.welcome.unwrap()).unwrap();
+    assert_in_sync(g, &[&alice, &bob]);
 }
 
 fn garbage_is_an_error(suite: Suite) {

@@ -42,6 +42,12 @@ async fn bad_input_gets_errors_and_the_connection_stays_usable() {
         b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"hello\",\"params\":{\"client\":\"t\",\"client_version\":\"0\",\"protocol\":99}}\n",
     );
     assert_eq!(code(&v), -32010, "{v}");
+    // A hello that failed does not open the connection.
+    let v = roundtrip(
+        &mut s,
+        b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"status\"}\n",
+    );
+    assert_eq!(code(&v), -32600, "{v}");
     let v = roundtrip(
         &mut s,
         b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"hello\",\"params\":{\"client\":\"t\",\"client_version\":\"0\",\"protocol\":1}}\n",
@@ -240,4 +246,31 @@ impl Daemon {
             .unwrap();
         assert_eq!(st.account.unwrap().username, self.name);
     }
+}
+
+/// `QPQ_PASSPHRASE=` (set, empty) is a mistake, not a passphrase: qpqd says
+/// so and exits instead of encrypting the state with an empty passphrase.
+#[test]
+fn an_empty_passphrase_variable_is_refused() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join("run")).unwrap();
+    let out = std::process::Command::new(crate::harness::QPQD)
+        .arg("--foreground")
+        .env_clear()
+        .env("QPQ_DATA_DIR", home.path().join("data"))
+        .env("XDG_RUNTIME_DIR", home.path().join("run"))
+        .env("HOME", home.path())
+        .env("QPQ_PASSPHRASE", "")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("QPQ_PASSPHRASE is set but empty"),
+        "{stderr}"
+    );
+    assert!(
+        !home.path().join("data/default/qpq-state.bin").exists(),
+        "no state was created"
+    );
 }
