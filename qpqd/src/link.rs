@@ -57,6 +57,9 @@ pub struct Link {
     /// Wakes the supervisor to reconnect now (e.g. a call found the
     /// connection dead before the idle timeout noticed).
     poke: Arc<Notify>,
+    /// Why the last connection attempt failed (empty while online), for
+    /// people: a pinned certificate that changed does not fix itself.
+    detail: Arc<std::sync::Mutex<String>>,
 }
 
 impl Link {
@@ -68,10 +71,17 @@ impl Link {
         let current = Arc::new(RwLock::new(None));
         let (state_tx, state) = watch::channel(ConnState::Reconnecting);
         let poke = Arc::new(Notify::new());
+        let detail = Arc::new(std::sync::Mutex::new(String::new()));
         let link = Link {
             current: current.clone(),
             state,
             poke: poke.clone(),
+            detail: detail.clone(),
+        };
+        let set_detail = move |d: String| {
+            *detail
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = d;
         };
         let task = tokio::spawn(async move {
             let mut backoff = BACKOFF_MIN;
@@ -84,6 +94,7 @@ impl Link {
                     Ok(client) => {
                         let client = Arc::new(client);
                         *current.write().await = Some(client.clone());
+                        set_detail(String::new());
                         let _ = state_tx.send(ConnState::Online);
                         tracing::info!(server = %target.addr, "connected");
                         backoff = BACKOFF_MIN;
@@ -101,10 +112,12 @@ impl Link {
                             break;
                         }
                         tracing::warn!("connection to the server lost; reconnecting");
+                        set_detail("the connection to the server was lost".into());
                         let _ = state_tx.send(ConnState::Reconnecting);
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, ?backoff, "connect failed");
+                        set_detail(e.to_string());
                         let _ = state_tx.send(if backoff >= BACKOFF_MAX / 2 {
                             ConnState::Offline
                         } else {
@@ -127,6 +140,14 @@ impl Link {
 
     pub fn state(&self) -> ConnState {
         *self.state.borrow()
+    }
+
+    /// Why the connection is not up (empty while online).
+    pub fn detail(&self) -> String {
+        self.detail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Resolves when the state changes.

@@ -197,6 +197,10 @@ pub struct StatusResult {
     /// The server as `host:port`; `None` before `register`/`login`.
     pub server: Option<String>,
     pub connection: ConnectionState,
+    /// Why the connection is not up, for people (e.g. the server's
+    /// certificate no longer matches the pin); empty while online.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub connection_detail: String,
     pub keystore: KeystoreState,
     /// The suite new groups get.
     pub ciphersuite: Ciphersuite,
@@ -583,6 +587,7 @@ pub(crate) mod tests {
             account: Some(account.clone()),
             server: Some("h:1".into()),
             connection: ConnectionState::Reconnecting,
+            connection_detail: String::new(),
             keystore: KeystoreState::Keyring,
             ciphersuite: Ciphersuite::Hybrid,
             outbox: 2,
@@ -593,6 +598,7 @@ pub(crate) mod tests {
             account: None,
             server: None,
             connection: ConnectionState::LoggedOut,
+            connection_detail: String::new(),
             keystore: KeystoreState::Locked,
             ciphersuite: Ciphersuite::Classic,
             outbox: 0,

@@ -9,7 +9,7 @@ use crate::cli::{AccountArgs, UnlockArgs};
 use crate::error::CtlError;
 use crate::exit::Exit;
 use crate::input::{blocking, prompt_secret, read_secret_line};
-use crate::output::{Out, Paint, Table};
+use crate::output::{sanitize_line, Out, Paint, Table};
 use crate::session::Session;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +104,11 @@ pub async fn status(session: &Session, out: &mut Out) -> Result<Exit, CtlError> 
         st.account.as_ref().map_or("none", |a| a.username.as_str()),
     ]);
     t.row(["server:", st.server.as_deref().unwrap_or("none")]);
-    t.row(["connection:", &word(&st.connection)]);
+    let connection = match st.connection_detail.as_str() {
+        "" => word(&st.connection),
+        why => format!("{} ({})", word(&st.connection), sanitize_line(why)),
+    };
+    t.row(["connection:", &connection]);
     t.row(["keystore:", &word(&st.keystore)]);
     t.row(["ciphersuite:", &word(&st.ciphersuite)]);
     t.row(["outbox:", &st.outbox.to_string()]);

@@ -174,6 +174,7 @@ impl Agent {
         let mut shutdown = self.shutdown_signal();
         loop {
             let state = *w.borrow_and_update();
+            let detail = link.detail();
             if let Ok(core) = self.core() {
                 let st = match state {
                     ConnState::Online => ConnectionState::Online,
@@ -186,7 +187,7 @@ impl Agent {
                             Notification::Connection(ConnectionChange {
                                 seq,
                                 state: st,
-                                detail: String::new(),
+                                detail,
                             })
                         })
                     })
@@ -435,14 +436,17 @@ impl Agent {
             None => KeystoreState::Locked,
         };
         let logged_in = self.token().await.is_ok();
-        let connection = match self.link.read().await.as_ref() {
-            _ if !logged_in => ConnectionState::LoggedOut,
-            None => ConnectionState::LoggedOut,
-            Some(l) => match l.state() {
-                ConnState::Online => ConnectionState::Online,
-                ConnState::Offline => ConnectionState::Offline,
-                ConnState::Reconnecting => ConnectionState::Reconnecting,
-            },
+        let (connection, connection_detail) = match self.link.read().await.as_ref() {
+            _ if !logged_in => (ConnectionState::LoggedOut, String::new()),
+            None => (ConnectionState::LoggedOut, String::new()),
+            Some(l) => (
+                match l.state() {
+                    ConnState::Online => ConnectionState::Online,
+                    ConnState::Offline => ConnectionState::Offline,
+                    ConnState::Reconnecting => ConnectionState::Reconnecting,
+                },
+                l.detail(),
+            ),
         };
         let (account, server, outbox, unread) = match self.core() {
             Err(_) => (None, None, 0, 0),
@@ -471,6 +475,7 @@ impl Agent {
             account,
             server,
             connection,
+            connection_detail,
             keystore,
             ciphersuite: Ciphersuite::Hybrid,
             outbox,

@@ -274,3 +274,34 @@ fn an_empty_passphrase_variable_is_refused() {
         "no state was created"
     );
 }
+
+/// A server whose certificate no longer matches the pin is a hard error the
+/// user can see: `status` says why the daemon stays disconnected (it used to
+/// say only "reconnecting").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_server_certificate_is_shown_in_status() {
+    use quicproquo_protocol::ipc::values::ConnectionState;
+
+    let mut srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice] = Daemon::registered(root.path(), &srv, ["alice"]).await;
+    srv.stop().await;
+    // Same address, new self-signed certificate.
+    std::fs::remove_dir_all(srv.config.data_dir.join("tls")).unwrap();
+    srv.start_again().await;
+    let mut last = None;
+    for _ in 0..200 {
+        let st = alice
+            .client
+            .request::<method::Status>(NoParams {})
+            .await
+            .unwrap();
+        if st.connection_detail.contains("server certificate changed") {
+            assert_ne!(st.connection, ConnectionState::Online);
+            return;
+        }
+        last = Some(st);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("status never named the certificate change: {last:?}");
+}

@@ -157,6 +157,7 @@ fn status() -> StatusResult {
         account: None,
         server: None,
         connection: ConnectionState::Offline,
+        connection_detail: String::new(),
         keystore: KeystoreState::Keyring,
         ciphersuite: Ciphersuite::Hybrid,
         outbox: 0,
