@@ -60,6 +60,13 @@ pub struct Link {
     /// Why the last connection attempt failed (empty while online), for
     /// people: a pinned certificate that changed does not fix itself.
     detail: Arc<std::sync::Mutex<String>>,
+    /// Where to connect; read at every attempt, so a `login` with a new
+    /// server or pin takes effect without restarting the daemon.
+    target: Arc<std::sync::Mutex<Target>>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Link {
@@ -72,23 +79,22 @@ impl Link {
         let (state_tx, state) = watch::channel(ConnState::Reconnecting);
         let poke = Arc::new(Notify::new());
         let detail = Arc::new(std::sync::Mutex::new(String::new()));
+        let shared_target = Arc::new(std::sync::Mutex::new(target));
         let link = Link {
             current: current.clone(),
             state,
             poke: poke.clone(),
             detail: detail.clone(),
+            target: shared_target.clone(),
         };
-        let set_detail = move |d: String| {
-            *detail
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = d;
-        };
+        let set_detail = move |d: String| *lock(&detail) = d;
         let task = tokio::spawn(async move {
             let mut backoff = BACKOFF_MIN;
             loop {
                 if *shutdown.borrow() {
                     break;
                 }
+                let target = lock(&shared_target).clone();
                 match Client::connect(target.addr, &target.server_name, target.trust.clone()).await
                 {
                     Ok(client) => {
@@ -144,10 +150,13 @@ impl Link {
 
     /// Why the connection is not up (empty while online).
     pub fn detail(&self) -> String {
-        self.detail
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        lock(&self.detail).clone()
+    }
+
+    /// Connects to `target` from now on, dropping the current connection.
+    pub fn retarget(&self, target: Target) {
+        *lock(&self.target) = target;
+        self.poke.notify_one();
     }
 
     /// Resolves when the state changes.

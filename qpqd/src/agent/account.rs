@@ -275,8 +275,12 @@ impl Agent {
         quicproquo_protocol::types::SessionToken::from_slice(&token[..]).map_err(internal)
     }
 
-    async fn connect_once(&self, p: &AccountParams) -> AgentResult<(Client, Option<[u8; 32]>)> {
-        let target = self.target(&p.server, p.server_fingerprint, false)?;
+    async fn connect_once(
+        &self,
+        p: &AccountParams,
+        use_ca: bool,
+    ) -> AgentResult<(Client, Option<[u8; 32]>)> {
+        let target = self.target(&p.server, p.server_fingerprint, use_ca)?;
         let client = Client::connect(target.addr, &target.server_name, target.trust.clone())
             .await
             .map_err(|e| err(IpcErrorCode::NetworkDown, e.to_string()))?;
@@ -302,7 +306,7 @@ impl Agent {
                 "this profile already has an account; use another --profile",
             ));
         }
-        let (client, pin) = self.connect_once(&p).await?;
+        let (client, pin) = self.connect_once(&p, false).await?;
         let signing = SigningKey::generate(&mut rand::rngs::OsRng);
         let identity = IdentityKey(signing.verifying_key().to_bytes());
         let proof = signing.sign(&identity_proof_message(&username)).to_bytes();
@@ -370,7 +374,8 @@ impl Agent {
             server_fingerprint: p.server_fingerprint.or(acct.server_fingerprint),
             ..p
         };
-        let (client, pin) = self.connect_once(&params).await?;
+        // An account registered with CA verification keeps it.
+        let (client, pin) = self.connect_once(&params, acct.use_ca).await?;
         let session = client
             .login(&username, params.password.expose().as_bytes())
             .await
@@ -391,8 +396,14 @@ impl Agent {
         core.run(move |c| account::put(c.db(), &stored, now_ms()))
             .await
             .map_err(internal)?;
-        if self.link.read().await.is_none() {
-            self.go_online(&acct).await?;
+        // A running connection moves to what this login used (a new
+        // server, or a pin re-established after a certificate change).
+        let running = self.link.read().await.clone();
+        match running {
+            Some(link) => {
+                link.retarget(self.target(&acct.server, acct.server_fingerprint, acct.use_ca)?)
+            }
+            None => self.go_online(&acct).await?,
         }
         Ok(IpcAccount {
             username: acct.username,

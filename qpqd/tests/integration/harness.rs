@@ -50,8 +50,12 @@ impl Server {
         }
     }
 
+    /// Starts the server again on the same address and data directory
+    /// (a new certificate if its files were removed).
     pub async fn start_again(&mut self) {
-        self.running = Some(server::start(self.config.clone()).await.unwrap());
+        let running = server::start(self.config.clone()).await.unwrap();
+        self.fingerprint = running.fingerprint.clone();
+        self.running = Some(running);
     }
 }
 

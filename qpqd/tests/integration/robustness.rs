@@ -277,7 +277,8 @@ fn an_empty_passphrase_variable_is_refused() {
 
 /// A server whose certificate no longer matches the pin is a hard error the
 /// user can see: `status` says why the daemon stays disconnected (it used to
-/// say only "reconnecting").
+/// say only "reconnecting"). A `login` with the new pin then reconnects the
+/// running daemon (it used to keep the old pin until restarted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_server_certificate_is_shown_in_status() {
     use quicproquo_protocol::ipc::values::ConnectionState;
@@ -298,10 +299,41 @@ async fn a_changed_server_certificate_is_shown_in_status() {
             .unwrap();
         if st.connection_detail.contains("server certificate changed") {
             assert_ne!(st.connection, ConnectionState::Online);
-            return;
+            last = None;
+            break;
         }
         last = Some(st);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("status never named the certificate change: {last:?}");
+    assert!(
+        last.is_none(),
+        "status never named the certificate change: {last:?}"
+    );
+    // The user checks the new fingerprint with the operator and logs in
+    // with it: the running daemon reconnects, no restart needed.
+    alice
+        .client
+        .request::<method::Login>(quicproquo_protocol::ipc::methods::AccountParams {
+            server: srv.addr.to_string(),
+            server_fingerprint: quicproquo_protocol::parse_fingerprint(&srv.fingerprint),
+            username: "alice".into(),
+            password: Secret::new("alice login password".to_string()),
+        })
+        .await
+        .unwrap();
+    let mut st = None;
+    for _ in 0..200 {
+        let s = alice
+            .client
+            .request::<method::Status>(NoParams {})
+            .await
+            .unwrap();
+        if s.connection == ConnectionState::Online {
+            assert_eq!(s.connection_detail, "");
+            return;
+        }
+        st = Some(s);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the daemon did not reconnect after login with the new pin: {st:?}");
 }
