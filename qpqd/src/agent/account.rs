@@ -126,13 +126,16 @@ impl Agent {
             })?;
         let host = server.rsplit_once(':').map(|(h, _)| h).unwrap_or(server);
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let server_name = if host.parse::<std::net::IpAddr>().is_ok() {
-            // Self-signed certificates name localhost; pinning checks the key.
+        let use_ca = use_ca || self.options.use_ca;
+        let server_name = if host.parse::<std::net::IpAddr>().is_ok() && !use_ca {
+            // Self-signed certificates name localhost; pinning checks the
+            // certificate itself. Under CA verification an IP address is
+            // checked as one (the certificate must list it).
             "localhost".to_string()
         } else {
             host.to_string()
         };
-        let trust = if use_ca || self.options.use_ca {
+        let trust = if use_ca {
             Trust::SystemRoots
         } else {
             match fingerprint {

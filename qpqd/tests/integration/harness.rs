@@ -28,9 +28,15 @@ pub struct Server {
 
 impl Server {
     pub async fn start() -> Server {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`Server::start`] with `configure` applied to the test config.
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::for_tests(dir.path());
         config.rate_limits = quicproquo_server::config::RateLimits::unlimited();
+        configure(&mut config);
         let running = server::start(config.clone()).await.unwrap();
         let addr = running.local_addr;
         let fingerprint = running.fingerprint.clone();
@@ -92,10 +98,15 @@ pub fn paths_for(home: &Path) -> Paths {
 impl Daemon {
     /// Starts a daemon in a fresh home (passphrase path: no keyring here).
     pub async fn start(root: &Path, name: &str) -> Daemon {
+        Self::start_with_env(root, name, &[]).await
+    }
+
+    /// [`Daemon::start`] with more environment variables for qpqd.
+    pub async fn start_with_env(root: &Path, name: &str, extra: &[(&str, OsString)]) -> Daemon {
         let home = root.join(name);
         std::fs::create_dir_all(home.join("run")).unwrap();
         let passphrase = format!("{name}'s state passphrase");
-        let (child, client) = Self::spawn(&home, name, Some(&passphrase)).await;
+        let (child, client) = Self::spawn_with(&home, name, Some(&passphrase), extra).await;
         Daemon {
             name: name.into(),
             home,
@@ -122,11 +133,21 @@ impl Daemon {
     }
 
     pub async fn spawn(home: &Path, name: &str, passphrase: Option<&str>) -> (Child, IpcClient) {
+        Self::spawn_with(home, name, passphrase, &[]).await
+    }
+
+    async fn spawn_with(
+        home: &Path,
+        name: &str,
+        passphrase: Option<&str>,
+        extra: &[(&str, OsString)],
+    ) -> (Child, IpcClient) {
         let mut cmd = Command::new(QPQD);
         cmd.arg("--foreground")
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(env_for(home, name))
+            .envs(extra.iter().map(|(k, v)| (*k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(

@@ -337,3 +337,77 @@ async fn a_changed_server_certificate_is_shown_in_status() {
     }
     panic!("the daemon did not reconnect after login with the new pin: {st:?}");
 }
+
+/// CA verification (`QPQ_USE_CA_CERT=1`) against a server certificate issued
+/// by a CA the daemon trusts (`SSL_CERT_FILE`, as a private CA is trusted),
+/// for a server given by IP address: the certificate is checked for that
+/// address (it used to be checked for the name `localhost`). A daemon that
+/// does not trust that CA is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_verification_checks_the_ip_address_it_was_given() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+
+    let pki = tempfile::tempdir().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &Issuer::from_params(&ca_params, &ca_key))
+        .unwrap();
+    let (ca_pem, cert_pem, key_pem) = (
+        pki.path().join("ca.pem"),
+        pki.path().join("cert.pem"),
+        pki.path().join("key.pem"),
+    );
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    std::fs::write(&cert_pem, server_cert.pem()).unwrap();
+    std::fs::write(&key_pem, server_key.serialize_pem()).unwrap();
+    let srv = Server::start_with(|c| {
+        c.tls = quicproquo_server::config::TlsSource::Files {
+            cert: cert_pem.clone(),
+            key: key_pem.clone(),
+        };
+    })
+    .await;
+    let root = tempfile::tempdir().unwrap();
+    let ca_env = |file: &std::path::Path| {
+        [
+            ("QPQ_USE_CA_CERT", "1".into()),
+            ("SSL_CERT_FILE", file.as_os_str().to_owned()),
+        ]
+    };
+    let alice = Daemon::start_with_env(root.path(), "alice", &ca_env(&ca_pem)).await;
+    let account = register_unpinned(&alice, &srv).await.unwrap();
+    assert_eq!(account.username, "alice");
+
+    // Another CA in the trust store: the same server is refused.
+    let other = pki.path().join("other-ca.pem");
+    let mut other_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    other_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let other_ca = other_params
+        .self_signed(&KeyPair::generate().unwrap())
+        .unwrap();
+    std::fs::write(&other, other_ca.pem()).unwrap();
+    let mallory = Daemon::start_with_env(root.path(), "mallory", &ca_env(&other)).await;
+    let e = register_unpinned(&mallory, &srv).await.unwrap_err();
+    assert_eq!(e.code(), Some(IpcErrorCode::NetworkDown), "{e}");
+    assert!(e.to_string().contains("invalid peer certificate"), "{e}");
+}
+
+async fn register_unpinned(
+    d: &Daemon,
+    srv: &Server,
+) -> Result<quicproquo_protocol::ipc::values::Account, quicproquo_protocol::ipc::client::CallError>
+{
+    d.client
+        .request::<method::Register>(quicproquo_protocol::ipc::methods::AccountParams {
+            server: srv.addr.to_string(),
+            server_fingerprint: None,
+            username: d.name.clone(),
+            password: Secret::new(format!("{} login password", d.name)),
+        })
+        .await
+}
