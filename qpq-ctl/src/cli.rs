@@ -246,6 +246,10 @@ pub struct VerifyArgs {
     /// Mark the user's current identity key verified (after comparing safety numbers)
     #[arg(long)]
     pub confirm: bool,
+    /// With --confirm: the safety number you compared; nothing is marked if the key
+    /// changed since (recommended)
+    #[arg(long, value_name = "NUMBER", requires = "confirm")]
+    pub safety_number: Option<String>,
 }
 
 #[derive(Debug, Args)]

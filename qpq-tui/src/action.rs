@@ -164,6 +164,8 @@ pub enum Request {
     Verify {
         username: String,
         confirm: bool,
+        /// With `confirm`: the number the user was shown.
+        safety_number: Option<String>,
     },
     Search(String),
     Register(AccountParams),

@@ -326,9 +326,17 @@ async fn call(client: &IpcClient, r: Request) -> CallResult {
                 })
                 .await?,
         },
-        Request::Verify { username, confirm } => DaemonEvent::Verified {
+        Request::Verify {
+            username,
+            confirm,
+            safety_number,
+        } => DaemonEvent::Verified {
             result: client
-                .request::<method::Verify>(VerifyParams { username, confirm })
+                .request::<method::Verify>(VerifyParams {
+                    username,
+                    confirm,
+                    safety_number,
+                })
                 .await?,
             confirmed: confirm,
         },

@@ -199,7 +199,11 @@ async fn handle(agent: &Arc<Agent>, call: Call) -> AgentResult<serde_json::Value
                 .await
                 .map(|unread| ReadResult { unread }),
         ),
-        Call::Verify(p) => json(agent.verify(&p.username, p.confirm).await),
+        Call::Verify(p) => json(
+            agent
+                .verify(&p.username, p.confirm, p.safety_number.as_deref())
+                .await,
+        ),
         Call::Subscribe(_) => Err(ErrorObject::new(
             IpcErrorCode::Internal,
             "subscribe is handled by the connection",

@@ -331,6 +331,11 @@ pub struct VerifyParams {
     /// Mark the user's current key verified.
     #[serde(default)]
     pub confirm: bool,
+    /// With `confirm`: the safety number the user compared. If the current
+    /// one differs (the key changed since it was shown), nothing is marked
+    /// and the call fails with -32006.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_number: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -444,6 +449,7 @@ pub(crate) mod tests {
             Call::Verify(VerifyParams {
                 username: "bob".into(),
                 confirm: true,
+                safety_number: Some("12345 67890".into()),
             }),
             Call::Subscribe(SubscribeParams {
                 since: Some(Seq(41)),

@@ -15,6 +15,7 @@ pub async fn run(session: &Session, out: &mut Out, args: VerifyArgs) -> Result<E
         .request::<method::Verify>(VerifyParams {
             username: args.username,
             confirm: args.confirm,
+            safety_number: args.safety_number,
         })
         .await?;
     if out.is_json() {
@@ -45,7 +46,8 @@ pub async fn run(session: &Session, out: &mut Out, args: VerifyArgs) -> Result<E
     } else {
         text.push_str(&format!(
             "not verified: compare this number with {user} in person or on a call; \
-             if it matches, run `qpq-ctl verify {user} --confirm`\n"
+             if it matches, run `qpq-ctl verify {user} --confirm --safety-number \"{}\"`\n",
+            r.safety_number
         ));
     }
     out.write(&text)?;

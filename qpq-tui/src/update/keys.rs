@@ -319,6 +319,7 @@ fn run(app: &mut App, cmd: Command, fx: &mut Vec<Effect>) -> bool {
         Command::Verify(username) => Request::Verify {
             username,
             confirm: false,
+            safety_number: None,
         },
         Command::Search(query) => {
             app.overlay = Some(Overlay::Search {
@@ -368,6 +369,7 @@ fn overlay_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
                 fx.push(Effect::Request(Request::Verify {
                     username: v.username.clone(),
                     confirm: true,
+                    safety_number: Some(v.safety_number.clone()),
                 }));
                 None
             }

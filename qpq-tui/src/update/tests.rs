@@ -127,7 +127,8 @@ fn slash_commands_become_requests() {
         run(&mut app, "/verify bob"),
         [Request::Verify {
             username: "bob".into(),
-            confirm: false
+            confirm: false,
+            safety_number: None,
         }]
     );
     assert_eq!(run(&mut app, "/members"), [Request::Members(TEAM)]);
@@ -632,7 +633,8 @@ fn verify_shows_the_safety_number_and_v_confirms() {
         requests(&fx),
         [Request::Verify {
             username: "bob".into(),
-            confirm: true
+            confirm: true,
+            safety_number: Some(result.safety_number.clone()),
         }]
     );
     assert!(app.overlay.is_none());

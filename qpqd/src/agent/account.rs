@@ -539,9 +539,31 @@ impl Agent {
         Ok((username, identity_key))
     }
 
-    pub async fn verify(&self, name: &str, confirm: bool) -> AgentResult<VerifyResult> {
+    /// The safety number with `name` (from the key pinned for them, which
+    /// the server's current answer may just have replaced and flagged).
+    /// `confirm` marks that key verified; with `compared`, only if it is
+    /// still the number the user compared.
+    pub async fn verify(
+        &self,
+        name: &str,
+        confirm: bool,
+        compared: Option<&str>,
+    ) -> AgentResult<VerifyResult> {
         let (username, theirs) = self.resolve_contact(name).await?;
         let mine = self.whoami().await?.identity;
+        let number = safety_number(&mine, &theirs);
+        let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+        if let Some(compared) = compared.filter(|_| confirm) {
+            if digits(compared) != digits(&number) {
+                return Err(err(
+                    IpcErrorCode::IdentityChanged,
+                    format!(
+                        "not marked verified: the safety number with {username} is no longer the one you compared \
+                         (their key changed); compare the new number first"
+                    ),
+                ));
+            }
+        }
         let u = username.to_string();
         let contact = self
             .core()?
@@ -556,7 +578,7 @@ impl Agent {
             .ok_or_else(|| internal("contact vanished"))?;
         Ok(VerifyResult {
             username: username.to_string(),
-            safety_number: safety_number(&mine, &theirs),
+            safety_number: number,
             verified: contact.verified,
             key_changed: contact.key_changed,
         })

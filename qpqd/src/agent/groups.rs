@@ -97,13 +97,18 @@ impl Agent {
             return Err(internal("unexpected answer to createChannel"));
         };
         let name = user.to_string();
-        self.core()?
-            .run(move |c| -> rusqlite::Result<()> {
-                conversations::pin_identity(c.db(), &name, identity.as_bytes())?;
-                conversations::set_channel(c.db(), &name, channel.as_bytes())
+        // Pinned like every other sighting of a key: a change is flagged and
+        // announced (`identity` notification), never taken silently.
+        let changed = self
+            .core()?
+            .run(move |c| -> rusqlite::Result<_> {
+                let ev = super::pin_identity(c, &name, identity.as_bytes())?;
+                conversations::set_channel(c.db(), &name, channel.as_bytes())?;
+                Ok(ev)
             })
             .await
             .map_err(internal)?;
+        self.publish(changed.into_iter().collect());
         Ok(channel)
     }
 

@@ -291,6 +291,7 @@ async fn notifications_resume_after_a_daemon_restart_and_search_and_verify_work(
     let verify = |peer: &str| VerifyParams {
         username: peer.into(),
         confirm: false,
+        safety_number: None,
     };
     let a = alice
         .client
@@ -309,10 +310,29 @@ async fn notifications_resume_after_a_daemon_restart_and_search_and_verify_work(
         .request::<method::Verify>(VerifyParams {
             username: "bob".into(),
             confirm: true,
+            safety_number: Some(a.safety_number.clone()),
         })
         .await
         .unwrap();
     assert!(confirmed.verified);
+    // A confirmation bound to another number (the key changed after the
+    // user compared) marks nothing.
+    let e = bob
+        .client
+        .request::<method::Verify>(VerifyParams {
+            username: "alice".into(),
+            confirm: true,
+            safety_number: Some("00000 ".repeat(12)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(IpcErrorCode::IdentityChanged), "{e}");
+    let b = bob
+        .client
+        .request::<method::Verify>(verify("alice"))
+        .await
+        .unwrap();
+    assert!(!b.verified, "nothing was marked");
 }
 
 /// The classic X25519 suite stays selectable per group.
