@@ -13,8 +13,19 @@ pub use quicproquo_protocol::limits::MAX_MESSAGE_TEXT_BYTES as MAX_TEXT_BYTES;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum Payload {
-    Text { id: String, ts: u64, text: String },
+    Text {
+        id: String,
+        ts: u64,
+        text: String,
+    },
+    /// In a DM: these messages of the peer's are stored here (delivered).
+    Receipt {
+        ids: Vec<String>,
+    },
 }
+
+/// Most message ids one receipt names.
+pub const MAX_RECEIPT_IDS: usize = 100;
 
 /// `qpq1` then the JSON object: the version prefix lets a later format be
 /// told apart.
@@ -104,8 +115,18 @@ impl Payload {
 
     pub fn decode(bytes: &[u8]) -> Result<Self, PayloadError> {
         let p: Payload = decode_versioned(bytes)?;
-        let Payload::Text { id, .. } = &p;
-        Id::parse_hex(id).ok_or(PayloadError::BadId)?;
+        let ids = match &p {
+            Payload::Text { id, .. } => std::slice::from_ref(id),
+            Payload::Receipt { ids } if ids.len() <= MAX_RECEIPT_IDS => ids.as_slice(),
+            Payload::Receipt { .. } => {
+                return Err(PayloadError::Format(
+                    "a receipt names too many messages".into(),
+                ))
+            }
+        };
+        for id in ids {
+            Id::parse_hex(id).ok_or(PayloadError::BadId)?;
+        }
         Ok(p)
     }
 }
@@ -123,6 +144,15 @@ mod tests {
             Payload::decode(b"qpq1{\"t\":\"text\",\"id\":\"zz\",\"ts\":1,\"text\":\"\"}").is_err()
         );
         assert!(Payload::decode(b"qpq1\xff").is_err());
+        let r = Payload::Receipt {
+            ids: vec![Id([2; 16]).to_string()],
+        };
+        assert_eq!(Payload::decode(&r.encode()).unwrap(), r);
+        assert!(Payload::decode(b"qpq1{\"t\":\"receipt\",\"ids\":[\"zz\"]}").is_err());
+        let many = Payload::Receipt {
+            ids: vec![Id([2; 16]).to_string(); MAX_RECEIPT_IDS + 1],
+        };
+        assert!(Payload::decode(&many.encode()).is_err());
     }
 
     #[test]

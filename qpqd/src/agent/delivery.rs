@@ -268,7 +268,10 @@ impl Agent {
                             c.atomically(|c| -> rusqlite::Result<Option<Notification>> {
                                 outbox::remove(c.db(), seq)?;
                                 let Some(mid) = mid else { return Ok(None) };
-                                messages::set_state(c.db(), mid, State::Sent)?;
+                                // A receipt may have made it `delivered` already.
+                                if !messages::advance(c.db(), mid, conv_id_, State::Sent)? {
+                                    return Ok(None);
+                                }
                                 Ok(Some(emit(c, |seq| {
                                     Notification::Delivery(DeliveryUpdate {
                                         seq,
@@ -362,6 +365,8 @@ impl Agent {
                     }
                 }
             }
+            // Receipts for what was just stored wait in the outbox.
+            self.outbox_kick.notify_one();
             // Stored (or found unprocessable) before acknowledged.
             if let Err(e) = link.call(&Request::Ack { auth: token, seqs }).await {
                 tracing::debug!(error = %e, "ack failed; the mail will be redelivered and de-duplicated");
@@ -518,6 +523,15 @@ fn process_group(c: &mut Core, group: GroupId, bytes: &[u8]) -> Result<Outcome, 
                         return Ok(Outcome::Events(Vec::new()));
                     }
                     conversations::touch(c.db(), conv.id, now_ms())?;
+                    if conv.kind == Kind::Dm {
+                        // Stored: tell the peer (through the outbox, so it is
+                        // sent once we are online). DMs only: in a group every
+                        // receipt would reach every member.
+                        let receipt = Payload::Receipt {
+                            ids: vec![id.to_string()],
+                        };
+                        outbox::push(c.db(), conv.id, &receipt.encode(), None, now_ms())?;
+                    }
                     let ev = emit(c, |seq| {
                         Notification::Message(NewMessage {
                             seq,
@@ -525,6 +539,25 @@ fn process_group(c: &mut Core, group: GroupId, bytes: &[u8]) -> Result<Outcome, 
                         })
                     })?;
                     Ok(Outcome::Events(vec![ev]))
+                }
+                Ok(Payload::Receipt { ids }) => {
+                    let mut events = Vec::new();
+                    if conv.kind != Kind::Dm {
+                        return Ok(Outcome::Events(events));
+                    }
+                    for id in ids.iter().filter_map(|i| Id::parse_hex(i)) {
+                        if messages::advance(c.db(), id, conv.id, State::Delivered)? {
+                            events.push(emit(c, |seq| {
+                                Notification::Delivery(DeliveryUpdate {
+                                    seq,
+                                    conversation: conv_id(conv.id),
+                                    id: MessageId(id.0),
+                                    state: DeliveryState::Delivered,
+                                })
+                            })?);
+                        }
+                    }
+                    Ok(Outcome::Events(events))
                 }
                 Err(e) => {
                     tracing::info!(error = %e, "ignored an application message of unknown form");

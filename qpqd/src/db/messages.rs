@@ -88,12 +88,22 @@ pub fn by_id(c: &Connection, id: Id) -> rusqlite::Result<Option<Message>> {
     .optional()
 }
 
-pub fn set_state(c: &Connection, id: Id, state: State) -> rusqlite::Result<()> {
-    c.execute(
-        "UPDATE messages SET state = ?2 WHERE id = ?1",
-        params![id, state.as_str()],
-    )?;
-    Ok(())
+/// Moves our message `id` in `conversation` to `to` if it is in one of the
+/// states before it (queued → sent → delivered; never back). Whether it moved.
+pub fn advance(c: &Connection, id: Id, conversation: Id, to: State) -> rusqlite::Result<bool> {
+    let before: &[&str] = match to {
+        State::Sent => &["queued"],
+        State::Delivered => &["queued", "sent"],
+        State::Queued | State::Received => &[],
+    };
+    let mut n = 0;
+    for from in before {
+        n += c.execute(
+            "UPDATE messages SET state = ?3 WHERE id = ?1 AND conversation = ?2 AND outgoing = 1 AND state = ?4",
+            params![id, conversation, to.as_str(), from],
+        )?;
+    }
+    Ok(n > 0)
 }
 
 /// Up to `limit` messages of a conversation before `before` (or the newest),

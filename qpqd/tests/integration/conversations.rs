@@ -513,3 +513,52 @@ async fn a_removed_member_can_be_added_again() {
     members.sort();
     assert_eq!(members, ["alice", "bob"]);
 }
+
+/// In a DM, the peer's daemon says when it has stored a message: the
+/// sender's message goes `sent` → `delivered`, with `delivery`
+/// notifications. Groups send no receipts (each would reach every member),
+/// so a group message stays `sent`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dm_messages_become_delivered_group_messages_stay_sent() {
+    use quicproquo_protocol::ipc::notifications::Notification;
+    use quicproquo_protocol::ipc::values::{DeliveryState, MessageState};
+
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, bob] = Daemon::registered(root.path(), &srv, ["alice", "bob"]).await;
+    alice.dm_open("bob").await.unwrap();
+    alice
+        .create_group("team", &["bob"], Ciphersuite::Hybrid)
+        .await;
+    bob.wait_for_conversation("team").await;
+    let mut sub = alice.client.subscribe(None).await.unwrap();
+    let sent = alice.send("@bob", "are you there").await.unwrap();
+    let mut states = Vec::new();
+    while !states.contains(&DeliveryState::Delivered) {
+        let n = tokio::time::timeout(Duration::from_secs(20), sub.next())
+            .await
+            .expect("a delivery notification")
+            .unwrap();
+        if let Notification::Delivery(d) = n {
+            if d.id == sent.id {
+                states.push(d.state);
+            }
+        }
+    }
+    assert_eq!(states.last(), Some(&DeliveryState::Delivered));
+    let mine = alice.history("@bob").await;
+    let m = mine.iter().find(|m| m.id == sent.id).unwrap();
+    assert_eq!(m.state, MessageState::Delivered);
+    // bob's copy is an ordinary received message; his receipt is no message.
+    let theirs = bob.history("@alice").await;
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0].state, MessageState::Received);
+
+    alice.send("team", "to the group").await.unwrap();
+    bob.wait_for("team", "to the group").await;
+    alice.send("@bob", "after the group one").await.unwrap();
+    bob.wait_for("@alice", "after the group one").await;
+    let team = alice.history("team").await;
+    assert_eq!(team.len(), 1);
+    assert_eq!(team[0].state, MessageState::Sent, "no receipts in groups");
+}
