@@ -78,6 +78,10 @@ pub struct Agent {
     shutdown: watch::Receiver<bool>,
     group_locks: std::sync::Mutex<HashMap<[u8; 16], Arc<Mutex<()>>>>,
     outbox_kick: Notify,
+    /// One key-package refill at a time (registration and the connection
+    /// coming up both refill; unserialized, both saw an empty stock and
+    /// uploaded a batch each).
+    refill: Mutex<()>,
     options: StartOptions,
 }
 
@@ -94,6 +98,7 @@ impl Agent {
             shutdown_tx,
             shutdown,
             group_locks: std::sync::Mutex::new(HashMap::new()),
+            refill: Mutex::new(()),
             outbox_kick: Notify::new(),
             options,
         })

@@ -215,6 +215,7 @@ impl Agent {
     /// Keeps a stock of one-time key packages (and one last-resort package)
     /// on the server, for each ciphersuite a group may use.
     pub(crate) async fn refill_key_packages(&self, link: &Link) -> AgentResult<()> {
+        let _one_at_a_time = self.refill.lock().await;
         for (suite, stock) in [
             (Suite::Hybrid, KEY_PACKAGE_STOCK),
             (Suite::Classic, KEY_PACKAGE_STOCK / 4),

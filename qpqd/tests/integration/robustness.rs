@@ -411,3 +411,35 @@ async fn register_unpinned(
         })
         .await
 }
+
+/// Regression: registration refilled the key-package stock twice at once
+/// (its own refill and the one when the connection came up), so the server
+/// held 40 + 10 packages instead of 20 + 5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_uploads_one_stock_of_key_packages() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [_alice] = Daemon::registered(root.path(), &srv, ["alice"]).await;
+    let db = rusqlite::Connection::open(&srv.config.database).unwrap();
+    let count = || -> Vec<(i64, i64)> {
+        let mut st = db
+            .prepare("SELECT suite, count(*) FROM key_packages GROUP BY suite ORDER BY suite")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    // Both refills (registration's and the connection's) have run once the
+    // stock stops changing.
+    let mut last = count();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = count();
+        if now == last && now.len() == 2 {
+            break;
+        }
+        last = now;
+    }
+    assert_eq!(count(), [(0x0001, 5), (0x004F, 20)]);
+}
