@@ -47,6 +47,7 @@ catalogue! {
     UnknownLogin = 15, "unknown or expired login attempt; start the login again";
     IdentityKeyTaken = 16, "that identity key is already bound to another account";
     BadIdentityProof = 17, "the identity key signature does not verify";
+    UnknownRegistration = 18, "unknown or expired registration; start the registration again";
     UnknownUser = 20, "no such user";
     NoKeyPackage = 21, "the user has no key package available";
     ChannelDenied = 22, "not authorized for this channel";

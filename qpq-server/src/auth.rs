@@ -38,6 +38,9 @@ const MAX_PENDING_LOGINS: usize = 100_000;
 /// Bounds how late a logout on another server node takes effect (a logout
 /// on this node evicts at once); saves every request a store round trip.
 const SESSION_CACHE_TTL: Duration = Duration::from_secs(30);
+/// How long a started registration may take to finish.
+const REGISTRATION_TTL: Duration = Duration::from_secs(300);
+const REGISTRATIONS_MAX: usize = 10_000;
 const SESSION_CACHE_MAX: usize = 100_000;
 
 struct PendingLogin {
@@ -54,6 +57,10 @@ pub struct Auth {
     register_per_address: RateLimiter<IpAddr>,
     session_ttl: Duration,
     sessions: TtlCache<[u8; 32], Account>,
+    /// Usernames whose registration was started (rate-limited per address)
+    /// and may be finished once: without it `opaqueRegisterFinish` alone
+    /// created accounts without any limit.
+    registrations: TtlCache<Username, ()>,
 }
 
 fn rate_limited(wait: Duration) -> WireError {
@@ -96,6 +103,7 @@ impl Auth {
             ),
             session_ttl,
             sessions: TtlCache::new(SESSION_CACHE_TTL, SESSION_CACHE_MAX),
+            registrations: TtlCache::new(REGISTRATION_TTL, REGISTRATIONS_MAX),
         })
     }
 
@@ -118,6 +126,7 @@ impl Auth {
         let started =
             ServerRegistration::<Suite>::start(&self.setup, request, username.as_str().as_bytes())
                 .map_err(|_| opaque_error("registration request"))?;
+        self.registrations.put(username.clone(), (), now.mono);
         Ok(started.message.serialize().to_vec())
     }
 
@@ -130,6 +139,9 @@ impl Auth {
         proof: &[u8; IDENTITY_PROOF_LEN],
         now: Now,
     ) -> Result<(), WireError> {
+        if self.registrations.get(&username, now.mono).is_none() {
+            return Err(WireError::bare(ErrorCode::UnknownRegistration));
+        }
         verify_identity_proof(&username, &identity_key, proof)?;
         let upload = RegistrationUpload::<Suite>::deserialize(upload)
             .map_err(|_| opaque_error("registration upload"))?;
@@ -140,8 +152,12 @@ impl Auth {
             opaque_record: record.serialize().to_vec(),
             created_at_ms: now.unix_ms,
         };
+        let name = account.username.clone();
         match store.create_account(account).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.registrations.remove(&name);
+                Ok(())
+            }
             Err(StoreError::UsernameTaken) => Err(WireError::bare(ErrorCode::UsernameTaken)),
             Err(StoreError::IdentityKeyTaken) => Err(WireError::bare(ErrorCode::IdentityKeyTaken)),
             Err(e) => Err(internal(e)),

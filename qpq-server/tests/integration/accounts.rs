@@ -227,3 +227,44 @@ async fn login_attempts_are_rate_limited_per_account() {
     let bob = srv.register("bob").await;
     drop(bob);
 }
+
+/// Regression: `opaqueRegisterFinish` needed no `opaqueRegisterStart`, so the
+/// per-address registration limit (which runs at the start) could be
+/// skipped and usernames squatted without limit. A finish now needs a start
+/// for that username in the last five minutes, and each start allows one.
+#[tokio::test]
+async fn a_registration_finish_needs_its_start() {
+    use opaque_ke::ClientRegistration;
+
+    let srv = TestServer::start().await;
+    let client = srv.client().await;
+    let finish = |name: &str, upload: Vec<u8>| {
+        let username = Username::parse(name).unwrap();
+        let signing = SigningKey::generate(&mut rand::rngs::OsRng);
+        Request::OpaqueRegisterFinish {
+            identity_key: IdentityKey(signing.verifying_key().to_bytes()),
+            identity_proof: signing.sign(&identity_proof_message(&username)).to_bytes(),
+            username,
+            upload,
+        }
+    };
+    // No start at all.
+    let r = client.call(&finish("squatter", vec![0; 64])).await;
+    assert_eq!(code(r), ErrorCode::UnknownRegistration);
+    // After a start the finish is checked on its merits (here: garbage).
+    let start = ClientRegistration::<Suite>::start(&mut rand::rngs::OsRng, b"pw").unwrap();
+    let r = client
+        .call(&Request::OpaqueRegisterStart {
+            username: Username::parse("squatter").unwrap(),
+            request: start.message.serialize().to_vec(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(r, Response::OpaqueRegisterStart { .. }), "{r:?}");
+    let r = client.call(&finish("squatter", vec![0; 64])).await;
+    assert_eq!(code(r), ErrorCode::InvalidOpaqueMessage);
+    // A real registration works, and its start cannot be used again.
+    let alice = srv.register("alice").await;
+    let r = alice.client.call(&finish("alice", vec![0; 64])).await;
+    assert_eq!(code(r), ErrorCode::UnknownRegistration);
+}
