@@ -3,7 +3,7 @@
 //!
 //! Both sides use `openmls_sqlite_storage` on a SQLite file (WAL and
 //! `synchronous = FULL` as the daemon's state database, but unencrypted;
-//! JSON codec) and the RustCrypto provider. Bare openmls does what the engine
+//! the engine's CBOR codec) and the RustCrypto provider. Bare openmls does what the engine
 //! must do for the same operation: one transaction per step (the engine's
 //! savepoint; BEGIN/COMMIT around each bare step), so staging a commit and
 //! merging it are two transactions on both sides, and key packages arrive as
@@ -32,7 +32,7 @@ use openmls::prelude::{
 };
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::RustCrypto;
-use openmls_sqlite_storage::{Codec, SqliteStorageProvider};
+use openmls_sqlite_storage::SqliteStorageProvider;
 use openmls_traits::types::SignatureScheme;
 use openmls_traits::OpenMlsProvider;
 use quicproquo_daemon::mls::{GroupId, Identity, MlsEngine, Processed, Suite, Who};
@@ -49,20 +49,8 @@ const MAX_PAST_EPOCHS: usize = 5;
 
 // ---------------------------------------------------------------- storage
 
-#[derive(Debug, Default)]
-struct JsonCodec;
-
-impl Codec for JsonCodec {
-    type Error = serde_json::Error;
-
-    fn to_vec<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Self::Error> {
-        serde_json::to_vec(value)
-    }
-
-    fn from_slice<T: serde::de::DeserializeOwned>(slice: &[u8]) -> Result<T, Self::Error> {
-        serde_json::from_slice(slice)
-    }
-}
+/// The engine's storage encoding, so both sides write the same bytes.
+use quicproquo_daemon::mls::CborCodec as StorageCodec;
 
 /// A database file in a directory that lives as long as the bench.
 struct Files {
@@ -103,13 +91,13 @@ fn memory() -> Connection {
 struct BareProvider {
     crypto: RustCrypto,
     conn: Rc<Connection>,
-    storage: SqliteStorageProvider<JsonCodec, Rc<Connection>>,
+    storage: SqliteStorageProvider<StorageCodec, Rc<Connection>>,
 }
 
 impl OpenMlsProvider for BareProvider {
     type CryptoProvider = RustCrypto;
     type RandProvider = RustCrypto;
-    type StorageProvider = SqliteStorageProvider<JsonCodec, Rc<Connection>>;
+    type StorageProvider = SqliteStorageProvider<StorageCodec, Rc<Connection>>;
 
     fn storage(&self) -> &Self::StorageProvider {
         &self.storage
@@ -133,7 +121,7 @@ struct Bare {
 
 impl Bare {
     fn new(mut conn: Connection, name: &str) -> Self {
-        SqliteStorageProvider::<JsonCodec, &mut Connection>::new(&mut conn)
+        SqliteStorageProvider::<StorageCodec, &mut Connection>::new(&mut conn)
             .run_migrations()
             .unwrap();
         let conn = Rc::new(conn);

@@ -17,25 +17,32 @@ use rusqlite::Connection;
 
 use super::errors::MlsError;
 
-/// How openmls values are encoded in SQLite: JSON, the encoding openmls' own
-/// storage tests use. Byte strings become number arrays (about 3.5x larger
-/// than raw), which the measured costs in MLS-NOTES.md already include.
+/// How openmls values are encoded in SQLite: CBOR (RFC 8949), compact and
+/// self-describing. It replaced JSON, which wrote every byte of a key as a
+/// decimal number (about 3.5x the raw size): a 250-member group's state is
+/// megabytes, written at every commit (see BENCHMARKS.md, the 250-member add).
 #[derive(Debug, Default)]
-pub struct JsonCodec;
+pub struct CborCodec;
 
-impl Codec for JsonCodec {
-    type Error = serde_json::Error;
+#[derive(Debug, thiserror::Error)]
+#[error("MLS storage encoding: {0}")]
+pub struct CodecError(String);
+
+impl Codec for CborCodec {
+    type Error = CodecError;
 
     fn to_vec<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Self::Error> {
-        serde_json::to_vec(value)
+        let mut out = Vec::new();
+        ciborium::into_writer(value, &mut out).map_err(|e| CodecError(e.to_string()))?;
+        Ok(out)
     }
 
     fn from_slice<T: serde::de::DeserializeOwned>(slice: &[u8]) -> Result<T, Self::Error> {
-        serde_json::from_slice(slice)
+        ciborium::from_reader(slice).map_err(|e| CodecError(e.to_string()))
     }
 }
 
-pub type Storage<'a> = SqliteStorageProvider<JsonCodec, &'a Connection>;
+pub type Storage<'a> = SqliteStorageProvider<CborCodec, &'a Connection>;
 
 /// The engine's own bookkeeping, next to openmls' tables. `IF NOT EXISTS`
 /// keeps opening idempotent; `PRAGMA user_version` is left to the daemon.
@@ -68,7 +75,7 @@ pub struct MlsStore {
 impl MlsStore {
     /// Runs openmls' migrations and creates the engine's tables.
     pub fn open(mut conn: Connection) -> Result<Self, MlsError> {
-        SqliteStorageProvider::<JsonCodec, &mut Connection>::new(&mut conn)
+        SqliteStorageProvider::<CborCodec, &mut Connection>::new(&mut conn)
             .run_migrations()
             .map_err(|e| MlsError::Storage(format!("migrations: {e}")))?;
         conn.execute_batch(SCHEMA)?;
