@@ -19,6 +19,14 @@ pub enum StateError {
     WrongKey,
     #[error("the state file was written by a newer qpqd (schema {found}, this one knows {known})")]
     NewerSchema { found: i64, known: i64 },
+    /// Written by a development build whose MLS storage encoding (JSON) this
+    /// one does not read (CBOR since schema 3). The file is left as it is.
+    #[error(
+        "the state file was written by an earlier development build of qpqd whose MLS group \
+         storage this version cannot read; it was left untouched: move it aside (or use another \
+         profile) and register a new account"
+    )]
+    OldMlsEncoding,
     #[error("state database: {0}")]
     Db(#[from] rusqlite::Error),
     #[error("{0}")]
@@ -105,7 +113,12 @@ CREATE TABLE conversation_groups (
 );
 "#;
 
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+/// No table change: marks states whose openmls storage is CBOR (see
+/// `mls::provider::CborCodec`); a state below this with openmls rows was
+/// written in JSON and is refused (`StateError::OldMlsEncoding`).
+const SCHEMA_V3: &str = "SELECT 1;";
+
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 /// Opens (creating if needed) the state database with `key`. A wrong key is
 /// [`StateError::WrongKey`]; an existing file is never replaced.
@@ -164,6 +177,9 @@ fn migrate(conn: &Connection) -> Result<(), StateError> {
             known,
         });
     }
+    if version > 0 && version < 3 && has_json_mls_state(conn)? {
+        return Err(StateError::OldMlsEncoding);
+    }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.unchecked_transaction()?;
         tx.execute_batch(sql)?;
@@ -171,6 +187,24 @@ fn migrate(conn: &Connection) -> Result<(), StateError> {
         tx.commit()?;
     }
     Ok(())
+}
+
+/// Whether openmls has stored anything (in the encoding of its time).
+fn has_json_mls_state(conn: &Connection) -> Result<bool, StateError> {
+    let tables: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'openmls_group_data'",
+        [],
+        |r| r.get(0),
+    )?;
+    if tables == 0 {
+        return Ok(false);
+    }
+    let rows: i64 = conn.query_row(
+        "SELECT (SELECT count(*) FROM openmls_group_data) + (SELECT count(*) FROM openmls_key_packages)",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(rows > 0)
 }
 
 #[cfg(test)]
@@ -239,5 +273,49 @@ mod tests {
             )
             .unwrap();
         assert_eq!(hit, vec![0x10]);
+    }
+
+    /// A state from before the CBOR storage encoding, with MLS data in it,
+    /// is refused with a message saying what to do, and left unchanged; one
+    /// without MLS data (nothing to misread) is upgraded.
+    #[test]
+    fn a_state_with_json_mls_storage_is_refused_not_misread() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key(dir.path(), "pass");
+        for (name, mls_rows) in [("empty.bin", false), ("old.bin", true)] {
+            let path = dir.path().join(name);
+            let c = open(&path, &k).unwrap();
+            c.execute_batch(
+                "PRAGMA user_version = 2;
+                 CREATE TABLE openmls_group_data (group_id BLOB, data_type TEXT, group_data BLOB);
+                 CREATE TABLE openmls_key_packages (key_package_ref BLOB, key_package BLOB);",
+            )
+            .unwrap();
+            if mls_rows {
+                c.execute_batch(
+                    "INSERT INTO openmls_group_data VALUES (x'7b7d', 'tree', x'7b7d');",
+                )
+                .unwrap();
+            }
+            drop(c);
+            match (open(&path, &k), mls_rows) {
+                (Err(StateError::OldMlsEncoding), true) => {}
+                (Ok(c), false) => {
+                    let v: i64 = c
+                        .query_row("PRAGMA user_version", [], |r| r.get(0))
+                        .unwrap();
+                    assert_eq!(v, MIGRATIONS.len() as i64);
+                }
+                (other, _) => panic!("{name}: {:?}", other.map(|_| ())),
+            }
+        }
+        // Refusing changed nothing: still schema 2, row still there.
+        let c = Connection::open(dir.path().join("old.bin")).unwrap();
+        c.execute_batch(&format!("PRAGMA key = \"x'{}'\";", hex::encode(k.expose())))
+            .unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 2);
     }
 }
