@@ -191,26 +191,59 @@ impl Agent {
     pub(crate) async fn outbox_loop(self: Arc<Self>, link: Link) {
         let mut shutdown = self.shutdown_signal();
         loop {
+            let mut idle = Duration::from_secs(5);
             if link.state() == ConnState::Online {
-                if let Err(e) = self.drain_outbox().await {
-                    tracing::debug!(error = %e.message, "outbox paused");
+                match self.drain_outbox().await {
+                    Ok(Some(receipts_due_ms)) => {
+                        idle = idle.min(Duration::from_millis(receipts_due_ms));
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(error = %e.message, "outbox paused"),
                 }
             }
             tokio::select! {
                 _ = self.outbox_kick.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = tokio::time::sleep(idle) => {}
                 _ = shutdown.changed() => return,
             }
         }
     }
 
-    async fn drain_outbox(&self) -> AgentResult<()> {
+    /// Sends what the outbox holds; `Some(ms)` when only receipts wait,
+    /// the next due in `ms`.
+    async fn drain_outbox(&self) -> AgentResult<Option<u64>> {
         let core = self.core()?.clone();
-        while let Some(entry) = core
-            .run(|c| outbox::first(c.db()))
-            .await
-            .map_err(internal)?
-        {
+        loop {
+            let next = core
+                .run(|c| outbox::next(c.db(), now_ms()))
+                .await
+                .map_err(internal)?;
+            let entry = match next {
+                outbox::Next::Empty => return Ok(None),
+                outbox::Next::Wait(ms) => return Ok(Some(ms)),
+                outbox::Next::Message(e) => Outgoing {
+                    conversation: e.conversation,
+                    body: e.body,
+                    idempotency_key: e.idempotency_key,
+                    seqs: vec![e.seq],
+                    message_id: e.message_id,
+                },
+                outbox::Next::Receipts {
+                    conversation,
+                    ids,
+                    seqs,
+                    idempotency_key,
+                } => Outgoing {
+                    conversation,
+                    body: Payload::Receipt {
+                        ids: ids.iter().map(Id::to_string).collect(),
+                    }
+                    .encode(),
+                    idempotency_key,
+                    seqs,
+                    message_id: None,
+                },
+            };
             let conv_id_ = entry.conversation;
             let conv = core
                 .run(move |c| conversations::by_id(c.db(), conv_id_))
@@ -221,8 +254,8 @@ impl Agent {
                 .filter(|c| c.active)
                 .and_then(|c| GroupId::from_slice(&c.group_id))
             else {
-                let seq = entry.seq;
-                core.run(move |c| outbox::remove(c.db(), seq))
+                let seqs = entry.seqs;
+                core.run(move |c| outbox::remove_all(c.db(), &seqs))
                     .await
                     .map_err(internal)?;
                 continue;
@@ -261,12 +294,12 @@ impl Agent {
             drop(guard);
             match sent {
                 Ok(_) => {
-                    let seq = entry.seq;
+                    let seqs = entry.seqs;
                     let mid = entry.message_id;
                     let ev = core
                         .run(move |c| {
                             c.atomically(|c| -> rusqlite::Result<Option<Notification>> {
-                                outbox::remove(c.db(), seq)?;
+                                outbox::remove_all(c.db(), &seqs)?;
                                 let Some(mid) = mid else { return Ok(None) };
                                 // A receipt may have made it `delivered` already.
                                 if !messages::advance(c.db(), mid, conv_id_, State::Sent)? {
@@ -292,15 +325,14 @@ impl Agent {
                     // Refused for good (e.g. no longer authorized): drop it
                     // rather than block everything behind it.
                     tracing::warn!(code = %w.code, "an outgoing message was refused by the server");
-                    let seq = entry.seq;
-                    core.run(move |c| outbox::remove(c.db(), seq))
+                    let seqs = entry.seqs;
+                    core.run(move |c| outbox::remove_all(c.db(), &seqs))
                         .await
                         .map_err(internal)?;
                 }
                 Err(e) => return Err(super::from_link(e)),
             }
         }
-        Ok(())
     }
 
     /// Long-polls the mailbox and processes what arrives, in order.
@@ -400,6 +432,18 @@ impl Agent {
             other => Err(format!("unexpected message kind {other:?}")),
         }
     }
+}
+
+/// One MLS application message the outbox sends: a chat message, or the
+/// receipts of one DM batched into one.
+struct Outgoing {
+    conversation: Id,
+    body: Vec<u8>,
+    idempotency_key: [u8; 16],
+    /// The outbox entries it stands for.
+    seqs: Vec<u64>,
+    /// The chat message whose state moves to `sent`.
+    message_id: Option<Id>,
 }
 
 enum SendError {
@@ -524,13 +568,10 @@ fn process_group(c: &mut Core, group: GroupId, bytes: &[u8]) -> Result<Outcome, 
                     }
                     conversations::touch(c.db(), conv.id, now_ms())?;
                     if conv.kind == Kind::Dm {
-                        // Stored: tell the peer (through the outbox, so it is
+                        // Stored: tell the peer (through the outbox, batched,
                         // sent once we are online). DMs only: in a group every
                         // receipt would reach every member.
-                        let receipt = Payload::Receipt {
-                            ids: vec![id.to_string()],
-                        };
-                        outbox::push(c.db(), conv.id, &receipt.encode(), None, now_ms())?;
+                        outbox::push_receipt(c.db(), conv.id, id, now_ms())?;
                     }
                     let ev = emit(c, |seq| {
                         Notification::Message(NewMessage {

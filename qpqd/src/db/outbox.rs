@@ -18,6 +18,41 @@ pub struct Entry {
     pub message_id: Option<Id>,
 }
 
+/// Queues a delivery receipt for message `id` of the DM `conversation`.
+/// Receipts are not sent in order with messages: [`first`] hands them out
+/// only when no message waits, [`RECEIPT_DELAY_MS`] after they were queued,
+/// all of a conversation's together (one MLS message for a burst).
+pub fn push_receipt(c: &Connection, conversation: Id, id: Id, now_ms: u64) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO outbox (conversation, kind, body, idempotency_key, message_id, created_ms)
+         VALUES (?1, 'receipt', x'', ?2, ?3, ?4)",
+        params![conversation, Id::random(), id, now_ms as i64],
+    )?;
+    Ok(())
+}
+
+/// How long a receipt waits before it is sent, so that a burst of messages
+/// gets one receipt and receipts keep out of the way of the conversation.
+pub const RECEIPT_DELAY_MS: u64 = 250;
+
+/// What the outbox should send next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// A message (in order: the oldest first).
+    Message(Entry),
+    /// Receipts for these message ids of one conversation; remove `seqs`
+    /// once sent.
+    Receipts {
+        conversation: Id,
+        ids: Vec<Id>,
+        seqs: Vec<u64>,
+        idempotency_key: [u8; 16],
+    },
+    /// Only receipts wait, the oldest due in this many milliseconds.
+    Wait(u64),
+    Empty,
+}
+
 pub fn push(
     c: &Connection,
     conversation: Id,
@@ -34,10 +69,60 @@ pub fn push(
     Ok(c.last_insert_rowid() as u64)
 }
 
-/// The oldest entry (the outbox drains in order, per conversation and overall).
-pub fn first(c: &Connection) -> rusqlite::Result<Option<Entry>> {
+/// What to send next at `now_ms`: the oldest message (messages drain in
+/// order, per conversation and overall), else the receipts that are due.
+pub fn next(c: &Connection, now_ms: u64) -> rusqlite::Result<Next> {
+    if let Some(e) = first(c)? {
+        return Ok(Next::Message(e));
+    }
+    let oldest: Option<(Id, i64)> = c
+        .query_row(
+            "SELECT conversation, created_ms FROM outbox WHERE kind = 'receipt' ORDER BY seq LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((conversation, created)) = oldest else {
+        return Ok(Next::Empty);
+    };
+    let due = (created.max(0) as u64).saturating_add(RECEIPT_DELAY_MS);
+    if due > now_ms {
+        return Ok(Next::Wait(due - now_ms));
+    }
+    let mut st = c.prepare(
+        "SELECT seq, message_id, idempotency_key FROM outbox
+          WHERE kind = 'receipt' AND conversation = ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = st.query_map(
+        params![conversation, crate::payload::MAX_RECEIPT_IDS as i64],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, Id>(1)?,
+                r.get::<_, Id>(2)?,
+            ))
+        },
+    )?;
+    let (mut ids, mut seqs, mut key) = (Vec::new(), Vec::new(), None);
+    for row in rows {
+        let (seq, id, k) = row?;
+        seqs.push(seq);
+        ids.push(id);
+        key.get_or_insert(k.0);
+    }
+    Ok(Next::Receipts {
+        conversation,
+        ids,
+        seqs,
+        idempotency_key: key.unwrap_or_default(),
+    })
+}
+
+/// The oldest message entry.
+fn first(c: &Connection) -> rusqlite::Result<Option<Entry>> {
     c.query_row(
-        "SELECT seq, conversation, body, idempotency_key, message_id FROM outbox ORDER BY seq LIMIT 1",
+        "SELECT seq, conversation, body, idempotency_key, message_id FROM outbox
+          WHERE kind = 'app' ORDER BY seq LIMIT 1",
         [],
         |r| {
             let key: Id = r.get(3)?;
@@ -58,8 +143,16 @@ pub fn remove(c: &Connection, seq: u64) -> rusqlite::Result<()> {
     Ok(())
 }
 
+pub fn remove_all(c: &Connection, seqs: &[u64]) -> rusqlite::Result<()> {
+    for seq in seqs {
+        remove(c, *seq)?;
+    }
+    Ok(())
+}
+
+/// Messages waiting (receipts not counted).
 pub fn len(c: &Connection) -> rusqlite::Result<u64> {
-    c.query_row("SELECT count(*) FROM outbox", [], |r| {
+    c.query_row("SELECT count(*) FROM outbox WHERE kind = 'app'", [], |r| {
         r.get::<_, i64>(0).map(|n| n as u64)
     })
 }
@@ -85,5 +178,46 @@ mod tests {
         let e2 = first(&c).unwrap().unwrap();
         assert_eq!(e2.body, b"second");
         assert_ne!(e2.idempotency_key, e1.idempotency_key);
+    }
+
+    #[test]
+    fn receipts_wait_give_way_to_messages_and_go_together() {
+        let (_d, c) = crate::db::test_db();
+        let (dm, other) = (Id::random(), Id::random());
+        let (m1, m2, m3) = (Id::random(), Id::random(), Id::random());
+        push_receipt(&c, dm, m1, 1_000).unwrap();
+        push_receipt(&c, other, m3, 1_050).unwrap();
+        push_receipt(&c, dm, m2, 1_100).unwrap();
+        assert_eq!(len(&c).unwrap(), 0, "receipts are not messages waiting");
+        assert_eq!(next(&c, 1_000).unwrap(), Next::Wait(RECEIPT_DELAY_MS));
+        // A message goes first, whatever is older.
+        let msg = push(&c, other, b"hi", None, 1_200).unwrap();
+        match next(&c, 5_000).unwrap() {
+            Next::Message(e) => assert_eq!(e.seq, msg),
+            n => panic!("{n:?}"),
+        }
+        remove(&c, msg).unwrap();
+        // Then one batch per conversation, oldest conversation first.
+        match next(&c, 5_000).unwrap() {
+            Next::Receipts {
+                conversation,
+                ids,
+                seqs,
+                ..
+            } => {
+                assert_eq!(conversation, dm);
+                assert_eq!(ids, [m1, m2]);
+                remove_all(&c, &seqs).unwrap();
+            }
+            n => panic!("{n:?}"),
+        }
+        match next(&c, 5_000).unwrap() {
+            Next::Receipts { ids, seqs, .. } => {
+                assert_eq!(ids, [m3]);
+                remove_all(&c, &seqs).unwrap();
+            }
+            n => panic!("{n:?}"),
+        }
+        assert_eq!(next(&c, 5_000).unwrap(), Next::Empty);
     }
 }
