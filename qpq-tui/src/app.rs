@@ -80,6 +80,16 @@ impl AccountForm {
             error: None,
         }
     }
+
+    /// The form for logging an existing account (logged out) back in:
+    /// its server and username filled in, the password focused.
+    pub fn login(server: &str, username: &str) -> AccountForm {
+        let mut form = AccountForm::new(server);
+        form.mode = AccountMode::Login;
+        form.fields[2].set_text(username);
+        form.focus = 4;
+        form
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

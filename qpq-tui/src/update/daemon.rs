@@ -1,7 +1,7 @@
 //! What the worker reports: connection changes, call results and the
 //! daemon's notifications.
 
-use quicproquo_protocol::ipc::values::{ConversationKind, KeystoreState};
+use quicproquo_protocol::ipc::values::{ConnectionState, ConversationKind, KeystoreState};
 use quicproquo_protocol::ipc::{IpcErrorCode, Notification};
 
 use super::{is_main, mark_read, maybe_load_older, request_members, select, set_new_marker};
@@ -243,6 +243,23 @@ fn pick_screen(app: &mut App, fx: &mut Vec<Effect>) {
         match &app.screen {
             Screen::Account(_) => return,
             _ => Screen::Account(Box::new(AccountForm::new(&app.config.default_server))),
+        }
+    } else if status.connection == ConnectionState::LoggedOut {
+        // The account exists but has no session (after `logout`): log in.
+        match &app.screen {
+            Screen::Account(_) => return,
+            _ => {
+                let server = status
+                    .server
+                    .clone()
+                    .unwrap_or_else(|| app.config.default_server.clone());
+                let user = status
+                    .account
+                    .as_ref()
+                    .map(|a| a.username.clone())
+                    .unwrap_or_default();
+                Screen::Account(Box::new(AccountForm::login(&server, &user)))
+            }
         }
     } else {
         Screen::Main

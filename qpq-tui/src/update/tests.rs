@@ -600,6 +600,33 @@ fn first_run_registers_then_opens_the_main_screen() {
     assert_eq!(requests(&fx), [Request::Conversations]);
 }
 
+/// After `logout` the account is still there without a session: the TUI
+/// asks for the password and logs in (it used to have no way to).
+#[test]
+fn a_logged_out_account_logs_in_again() {
+    let mut app = loading_app(80, 24);
+    let mut st = status();
+    st.connection = quicproquo_protocol::ipc::values::ConnectionState::LoggedOut;
+    let user = st.account.as_ref().unwrap().username.clone();
+    let server = st.server.clone().unwrap();
+    daemon(&mut app, DaemonEvent::Status(st));
+    assert!(screen(&app).contains("Log in"), "{}", screen(&app));
+    typed(&mut app, "hunter2");
+    let fx = key(&mut app, KeyCode::Enter);
+    match &requests(&fx)[..] {
+        [Request::Login(p)] => {
+            assert_eq!(p.username, user);
+            assert_eq!(p.server, server);
+            assert_eq!(p.password.expose(), "hunter2");
+        }
+        other => panic!("{other:?}"),
+    }
+    let fx = daemon(&mut app, DaemonEvent::AccountReady);
+    assert_eq!(requests(&fx), [Request::Status]);
+    daemon(&mut app, DaemonEvent::Status(status()));
+    assert_eq!(app.screen, crate::app::Screen::Main);
+}
+
 #[test]
 fn resize_at_any_moment() {
     let mut app = big_app(300);
