@@ -118,7 +118,13 @@ CREATE TABLE conversation_groups (
 /// written in JSON and is refused (`StateError::OldMlsEncoding`).
 const SCHEMA_V3: &str = "SELECT 1;";
 
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+/// The MLS epoch at which we joined each conversation's group (0 for groups
+/// we created): a message from before it was never meant for us, one from
+/// after it that can no longer be decrypted was lost and is reported.
+const SCHEMA_V4: &str =
+    "ALTER TABLE conversations ADD COLUMN joined_epoch INTEGER NOT NULL DEFAULT 0;";
+
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
 
 /// Opens (creating if needed) the state database with `key`. A wrong key is
 /// [`StateError::WrongKey`]; an existing file is never replaced.
@@ -287,6 +293,7 @@ mod tests {
             let c = open(&path, &k).unwrap();
             c.execute_batch(
                 "PRAGMA user_version = 2;
+                 ALTER TABLE conversations DROP COLUMN joined_epoch;
                  CREATE TABLE openmls_group_data (group_id BLOB, data_type TEXT, group_data BLOB);
                  CREATE TABLE openmls_key_packages (key_package_ref BLOB, key_package BLOB);",
             )

@@ -470,6 +470,7 @@ fn join(c: &mut Core, welcome: &[u8]) -> Result<Outcome, CoreError> {
         let Some(conv) = joined_conversation(c, &joined)? else {
             return Ok(Outcome::Joined(joined.group, events));
         };
+        conversations::set_joined_epoch(c.db(), conv.id, joined.epoch.0)?;
         let members = joined
             .members
             .iter()
@@ -528,16 +529,61 @@ fn joined_conversation(c: &Core, joined: &Joined) -> Result<Option<Conversation>
     Ok(Some(conv))
 }
 
+/// What to tell the user about a message from `message_epoch` that can no
+/// longer be decrypted (we are at `current` and keep the keys of
+/// `MAX_PAST_EPOCHS` before it). Nothing when it is from before we joined
+/// (`joined_epoch`): it was never meant for us.
+fn lost_message_notice(joined_epoch: u64, message_epoch: u64, current: u64) -> Option<String> {
+    (message_epoch >= joined_epoch).then(|| {
+        format!(
+            "⚠ a message could not be decrypted: it was sent in epoch {message_epoch} and arrived \
+             in epoch {current}, after its keys were discarded (kept: {} epochs)",
+            crate::mls::MAX_PAST_EPOCHS
+        )
+    })
+}
+
 fn process_group(c: &mut Core, group: GroupId, bytes: &[u8]) -> Result<Outcome, CoreError> {
     c.atomically(|c| {
         let conv = conversations::by_group(c.db(), &group.0)?;
         let processed = match c.engine()?.process(bytes) {
             Ok(p) => p,
-            Err(
-                e @ (MlsError::TooOld { .. }
-                | MlsError::Replay(_)
-                | MlsError::StaleHandshake { .. }),
-            ) => {
+            Err(MlsError::TooOld {
+                message, current, ..
+            }) => {
+                tracing::info!(
+                    message = message.0,
+                    current = current.0,
+                    "skipped a message from an epoch whose keys are gone"
+                );
+                let Some(conv) = conv else {
+                    return Ok(Outcome::Events(Vec::new()));
+                };
+                let joined = conversations::joined_epoch(c.db(), conv.id)?;
+                let Some(text) = lost_message_notice(joined, message.0, current.0) else {
+                    return Ok(Outcome::Events(Vec::new()));
+                };
+                // Said in the conversation itself, so nobody thinks the
+                // silence was the sender's.
+                let m = Message {
+                    id: Id::random(),
+                    conversation: conv.id,
+                    sender: String::new(),
+                    timestamp_ms: now_ms(),
+                    text,
+                    outgoing: false,
+                    state: State::Received,
+                };
+                messages::insert(c.db(), &m)?;
+                let ev = emit(c, |seq| {
+                    Notification::Message(NewMessage {
+                        seq,
+                        message: ipc_message(&m),
+                    })
+                })?;
+                return Ok(Outcome::Events(vec![ev]));
+            }
+            Err(e @ (MlsError::Replay(_) | MlsError::StaleHandshake { .. })) => {
                 tracing::info!(error = %e, "skipped a message");
                 return Ok(Outcome::Events(Vec::new()));
             }
@@ -659,4 +705,26 @@ fn process_group(c: &mut Core, group: GroupId, bytes: &[u8]) -> Result<Outcome, 
             Processed::Own { .. } => Ok(Outcome::Events(Vec::new())),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message that arrives too late is reported, unless it is from
+    /// before we joined (then it was never meant for us).
+    #[test]
+    fn a_late_message_is_reported_unless_it_predates_us() {
+        let notice = lost_message_notice(3, 4, 12).unwrap();
+        assert!(
+            notice.contains("epoch 4") && notice.contains("epoch 12"),
+            "{notice}"
+        );
+        assert!(lost_message_notice(3, 3, 12).is_some());
+        assert_eq!(lost_message_notice(3, 2, 4), None);
+        assert!(
+            lost_message_notice(0, 0, 9).is_some(),
+            "the creator joined at 0"
+        );
+    }
 }

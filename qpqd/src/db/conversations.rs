@@ -180,6 +180,23 @@ pub fn touch(c: &Connection, id: Id, at_ms: u64) -> rusqlite::Result<()> {
     Ok(())
 }
 
+pub fn set_joined_epoch(c: &Connection, id: Id, epoch: u64) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE conversations SET joined_epoch = ?2 WHERE id = ?1",
+        params![id, epoch as i64],
+    )?;
+    Ok(())
+}
+
+pub fn joined_epoch(c: &Connection, id: Id) -> rusqlite::Result<u64> {
+    c.query_row(
+        "SELECT joined_epoch FROM conversations WHERE id = ?1",
+        [id],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|e| e.max(0) as u64)
+}
+
 pub fn set_active(c: &Connection, id: Id, active: bool) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE conversations SET active = ?2 WHERE id = ?1",
