@@ -33,10 +33,7 @@ async fn the_shell_bot_answers() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/qpq-bot.sh");
     let srv = Server::start().await;
     let root = crate::harness::root();
-    let alice = User::new(root.path(), "alice");
-    let bob = User::new(root.path(), "bob");
-    alice.register(&srv).await;
-    bob.register(&srv).await;
+    let [alice, bob] = User::registered(root.path(), &srv, ["alice", "bob"]).await;
 
     // Asked before the bot runs: answered once it starts (recv's cursor).
     alice.ok(&["dm", "bob"]).await;

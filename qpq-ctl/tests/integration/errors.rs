@@ -24,11 +24,8 @@ fn says(run: &crate::harness::Run, words: &[&str]) {
 async fn each_error_has_its_status_and_says_what_to_do() {
     let srv = Server::start().await;
     let root = crate::harness::root();
-    let alice = User::new(root.path(), "alice");
-    let bob = User::new(root.path(), "bob");
+    let [alice, bob] = User::registered(root.path(), &srv, ["alice", "bob"]).await;
     let eve = User::new(root.path(), "eve");
-    alice.register(&srv).await;
-    bob.register(&srv).await;
     alice.ok(&["dm", "bob"]).await;
 
     // 2: usage.

@@ -22,12 +22,7 @@ fn names(members: &Value) -> Vec<String> {
 async fn groups_create_add_remove_rekey_leave() {
     let srv = Server::start().await;
     let root = crate::harness::root();
-    let alice = User::new(root.path(), "alice");
-    let bob = User::new(root.path(), "bob");
-    let carol = User::new(root.path(), "carol");
-    for u in [&alice, &bob, &carol] {
-        u.register(&srv).await;
-    }
+    let [alice, bob, carol] = User::registered(root.path(), &srv, ["alice", "bob", "carol"]).await;
 
     let team = alice.json(&["group", "create", "team", "bob"]).await;
     assert_eq!(team["kind"], "group");

@@ -164,6 +164,26 @@ pub struct User {
 }
 
 impl User {
+    /// One user per name, each registered with `srv`.
+    pub async fn registered<const N: usize>(
+        root: &Path,
+        srv: &Server,
+        names: [&str; N],
+    ) -> [User; N] {
+        let users = names.map(|n| User::new(root, n));
+        for u in &users {
+            u.register(srv).await;
+        }
+        users
+    }
+
+    /// Opens the DM with `peer`, sends `text`, waits until `peer` has it.
+    pub async fn dm_with(&self, peer: &User, text: &str) {
+        self.ok(&["dm", &peer.name]).await;
+        self.ok(&["send", &format!("@{}", peer.name), text]).await;
+        peer.wait_for_text(&format!("@{}", self.name), text).await;
+    }
+
     pub fn new(root: &Path, name: &str) -> User {
         Self::with_passphrase(root, name, Some(&format!("{name}'s state passphrase")))
     }

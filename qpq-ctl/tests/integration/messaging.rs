@@ -162,13 +162,8 @@ async fn dm_send_from_argument_and_stdin_and_recv_exactly_that() {
 async fn follow_survives_a_daemon_restart_losing_and_repeating_nothing() {
     let srv = Server::start().await;
     let root = crate::harness::root();
-    let alice = User::new(root.path(), "alice");
-    let bob = User::new(root.path(), "bob");
-    alice.register(&srv).await;
-    bob.register(&srv).await;
-    alice.ok(&["dm", "bob"]).await;
-    alice.ok(&["send", "@bob", "m1"]).await;
-    bob.wait_for_text("@alice", "m1").await;
+    let [alice, bob] = User::registered(root.path(), &srv, ["alice", "bob"]).await;
+    alice.dm_with(&bob, "m1").await;
 
     // --no-autostart: the stream waits for the daemon to come back.
     let (mut follow, mut lines) = bob.spawn(&[
@@ -240,10 +235,7 @@ async fn follow_survives_a_daemon_restart_losing_and_repeating_nothing() {
 async fn a_reader_going_away_ends_qpq_ctl_quietly_with_success() {
     let srv = Server::start().await;
     let root = crate::harness::root();
-    let alice = User::new(root.path(), "alice");
-    let bob = User::new(root.path(), "bob");
-    alice.register(&srv).await;
-    bob.register(&srv).await;
+    let [alice, bob] = User::registered(root.path(), &srv, ["alice", "bob"]).await;
     alice.ok(&["dm", "bob"]).await;
     for text in ["one", "two", "three"] {
         alice.ok(&["send", "@bob", text]).await;
@@ -285,13 +277,8 @@ async fn a_reader_going_away_ends_qpq_ctl_quietly_with_success() {
 async fn verify_gives_the_same_safety_number_on_both_sides() {
     let srv = Server::start().await;
     let root = crate::harness::root();
-    let alice = User::new(root.path(), "alice");
-    let bob = User::new(root.path(), "bob");
-    alice.register(&srv).await;
-    bob.register(&srv).await;
-    alice.ok(&["dm", "bob"]).await;
-    alice.ok(&["send", "@bob", "hi"]).await;
-    bob.wait_for_text("@alice", "hi").await;
+    let [alice, bob] = User::registered(root.path(), &srv, ["alice", "bob"]).await;
+    alice.dm_with(&bob, "hi").await;
 
     let a = alice.json(&["verify", "bob"]).await;
     let b = bob.json(&["verify", "alice"]).await;
@@ -308,7 +295,28 @@ async fn verify_gives_the_same_safety_number_on_both_sides() {
     assert!(human.contains(&groups[..4].join(" ")), "{human}");
     assert!(human.contains("qpq-ctl verify bob --confirm"), "{human}");
 
-    let confirmed = alice.json(&["verify", "bob", "--confirm"]).await;
+    // A confirmation bound to a number that is not the current one (the key
+    // changed since it was compared) marks nothing: status 11.
+    let wrong = "00000 ".repeat(12);
+    let refused = alice
+        .run(&[
+            "verify",
+            "bob",
+            "--confirm",
+            "--safety-number",
+            wrong.trim(),
+        ])
+        .await
+        .expect(11);
+    assert!(
+        refused.stderr.contains("no longer the one you compared"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(alice.json(&["verify", "bob"]).await["verified"], false);
+    let confirmed = alice
+        .json(&["verify", "bob", "--confirm", "--safety-number", number])
+        .await;
     assert_eq!(confirmed["verified"], true);
     assert_eq!(confirmed["safety_number"], a["safety_number"]);
     eventually("members shows bob verified", || async {
