@@ -6,6 +6,7 @@
 //! once by the server.
 
 use rusqlite::{params, Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
 
 use super::Id;
 
@@ -103,18 +104,24 @@ pub fn next(c: &Connection, now_ms: u64) -> rusqlite::Result<Next> {
             ))
         },
     )?;
-    let (mut ids, mut seqs, mut key) = (Vec::new(), Vec::new(), None);
+    // The batch's idempotency key comes from its entries' keys, so a retry
+    // of the same batch is stored once by the server, while a batch that
+    // grew meanwhile (after a crash) is a new message, not a "duplicate"
+    // that would drop the receipts it added.
+    let (mut ids, mut seqs, mut key) = (Vec::new(), Vec::new(), Sha256::new());
     for row in rows {
         let (seq, id, k) = row?;
         seqs.push(seq);
         ids.push(id);
-        key.get_or_insert(k.0);
+        key.update(k.0);
     }
+    let mut idempotency_key = [0u8; 16];
+    idempotency_key.copy_from_slice(&key.finalize()[..16]);
     Ok(Next::Receipts {
         conversation,
         ids,
         seqs,
-        idempotency_key: key.unwrap_or_default(),
+        idempotency_key,
     })
 }
 
@@ -219,5 +226,24 @@ mod tests {
             n => panic!("{n:?}"),
         }
         assert_eq!(next(&c, 5_000).unwrap(), Next::Empty);
+    }
+
+    /// A retried batch keeps its idempotency key (stored once); a batch that
+    /// grew meanwhile gets another (not dropped as a duplicate).
+    #[test]
+    fn a_receipt_batch_key_follows_its_entries() {
+        let (_d, c) = crate::db::test_db();
+        let dm = Id::random();
+        push_receipt(&c, dm, Id::random(), 1).unwrap();
+        let key = |c: &Connection| match next(c, 10_000).unwrap() {
+            Next::Receipts {
+                idempotency_key, ..
+            } => idempotency_key,
+            n => panic!("{n:?}"),
+        };
+        let first = key(&c);
+        assert_eq!(key(&c), first);
+        push_receipt(&c, dm, Id::random(), 2).unwrap();
+        assert_ne!(key(&c), first);
     }
 }
