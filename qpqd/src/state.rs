@@ -124,7 +124,19 @@ const SCHEMA_V3: &str = "SELECT 1;";
 const SCHEMA_V4: &str =
     "ALTER TABLE conversations ADD COLUMN joined_epoch INTEGER NOT NULL DEFAULT 0;";
 
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+/// The last-resort key package uploaded per suite, re-sent on every
+/// connection (the upload's answer is how the daemon learns its stock) and
+/// replaced only when a week old, instead of a new one — with new private
+/// keys kept forever — on every connection.
+const SCHEMA_V5: &str = r#"
+CREATE TABLE last_resort_key_packages (
+    suite INTEGER PRIMARY KEY,
+    package BLOB NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+"#;
+
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
 
 /// Opens (creating if needed) the state database with `key`. A wrong key is
 /// [`StateError::WrongKey`]; an existing file is never replaced.
@@ -290,10 +302,14 @@ mod tests {
         let k = key(dir.path(), "pass");
         for (name, mls_rows) in [("empty.bin", false), ("old.bin", true)] {
             let path = dir.path().join(name);
-            let c = open(&path, &k).unwrap();
+            // A schema-2 state as that build left it.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(&format!("PRAGMA key = \"x'{}'\";", hex::encode(k.expose())))
+                .unwrap();
+            c.execute_batch(SCHEMA_V1).unwrap();
+            c.execute_batch(SCHEMA_V2).unwrap();
             c.execute_batch(
                 "PRAGMA user_version = 2;
-                 ALTER TABLE conversations DROP COLUMN joined_epoch;
                  CREATE TABLE openmls_group_data (group_id BLOB, data_type TEXT, group_data BLOB);
                  CREATE TABLE openmls_key_packages (key_package_ref BLOB, key_package BLOB);",
             )

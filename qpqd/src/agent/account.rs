@@ -41,6 +41,8 @@ pub struct StartOptions {
 /// One-time key packages kept on the server; refilled below the low mark.
 const KEY_PACKAGE_STOCK: usize = 20;
 const KEY_PACKAGE_LOW: u32 = 5;
+/// How long one last-resort key package is re-used.
+const LAST_RESORT_MAX_AGE_MS: u64 = 7 * 24 * 3600 * 1000;
 
 fn map_keystore(e: KeystoreError) -> quicproquo_protocol::ipc::error::ErrorObject {
     match e {
@@ -228,11 +230,19 @@ impl Agent {
     async fn refill_suite(&self, link: &Link, suite: Suite, stock: usize) -> AgentResult<()> {
         let token = self.token().await?;
         let core = self.core()?;
+        // The same last-resort package until it is a week old: a new one on
+        // every connection kept new private keys forever.
         let last_resort = core
-            .run(move |c| {
-                c.engine()?
-                    .last_resort_key_package(suite)
-                    .map_err(CoreError::from)
+            .run(move |c| -> Result<Vec<u8>, CoreError> {
+                let now = now_ms();
+                if let Some(kept) =
+                    account::last_resort(c.db(), suite.code(), now, LAST_RESORT_MAX_AGE_MS)?
+                {
+                    return Ok(kept);
+                }
+                let fresh = c.engine()?.last_resort_key_package(suite)?;
+                account::set_last_resort(c.db(), suite.code(), &fresh, now)?;
+                Ok(fresh)
             })
             .await?;
         let r = link

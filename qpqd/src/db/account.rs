@@ -95,6 +95,35 @@ pub fn set_token(
     Ok(())
 }
 
+/// The last-resort key package of `suite` we uploaded, if younger than
+/// `max_age_ms`.
+pub fn last_resort(
+    c: &Connection,
+    suite: u16,
+    now_ms: u64,
+    max_age_ms: u64,
+) -> rusqlite::Result<Option<Vec<u8>>> {
+    c.query_row(
+        "SELECT package FROM last_resort_key_packages WHERE suite = ?1 AND created_ms >= ?2",
+        params![suite, now_ms.saturating_sub(max_age_ms) as i64],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+pub fn set_last_resort(
+    c: &Connection,
+    suite: u16,
+    package: &[u8],
+    now_ms: u64,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT OR REPLACE INTO last_resort_key_packages (suite, package, created_ms) VALUES (?1, ?2, ?3)",
+        params![suite, package, now_ms as i64],
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

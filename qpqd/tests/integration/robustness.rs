@@ -422,13 +422,10 @@ async fn registration_uploads_one_stock_of_key_packages() {
     let [_alice] = Daemon::registered(root.path(), &srv, ["alice"]).await;
     let db = rusqlite::Connection::open(&srv.config.database).unwrap();
     let count = || -> Vec<(i64, i64)> {
-        let mut st = db
-            .prepare("SELECT suite, count(*) FROM key_packages GROUP BY suite ORDER BY suite")
-            .unwrap();
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
+        pairs(
+            &db,
+            "SELECT suite, count(*) FROM key_packages GROUP BY suite ORDER BY suite",
+        )
     };
     // Both refills (registration's and the connection's) have run once the
     // stock stops changing.
@@ -442,4 +439,48 @@ async fn registration_uploads_one_stock_of_key_packages() {
         last = now;
     }
     assert_eq!(count(), [(0x0001, 5), (0x004F, 20)]);
+}
+
+/// The last-resort key package is re-sent on each connection, not made
+/// anew: a new one every time kept new private keys forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_keeps_the_last_resort_key_package() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [mut alice] = Daemon::registered(root.path(), &srv, ["alice"]).await;
+    let db = rusqlite::Connection::open(&srv.config.database).unwrap();
+    let last_resort = || -> Vec<(i64, Vec<u8>)> {
+        pairs(
+            &db,
+            "SELECT suite, data FROM last_resort_key_packages ORDER BY suite",
+        )
+    };
+    let mut before = last_resort();
+    for _ in 0..50 {
+        if before.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        before = last_resort();
+    }
+    assert_eq!(before.len(), 2, "one per suite");
+    alice.restart().await;
+    // The reconnect's refill has run once the stock query is answered;
+    // give it the time a refill takes, then compare.
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last_resort(), before, "the same packages, byte for byte");
+}
+
+/// The rows of a two-column query on the server's database.
+fn pairs<A: rusqlite::types::FromSql, B: rusqlite::types::FromSql>(
+    db: &rusqlite::Connection,
+    sql: &str,
+) -> Vec<(A, B)> {
+    let mut st = db.prepare(sql).unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
