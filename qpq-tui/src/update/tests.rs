@@ -39,6 +39,21 @@ fn requests(fx: &[Effect]) -> Vec<Request> {
         .collect()
 }
 
+/// The daemon refused `text` for TEAM: a member's identity key changed.
+fn refused_for_a_changed_key(app: &mut App, text: &str) -> Vec<Effect> {
+    daemon(
+        app,
+        DaemonEvent::SendFailed {
+            conversation: TEAM,
+            text: text.into(),
+            failure: Failure {
+                code: Some(IpcErrorCode::IdentityChanged),
+                message: "identity changed".into(),
+            },
+        },
+    )
+}
+
 fn incoming(app: &mut App, seq: u64, m: quicproquo_protocol::ipc::values::Message) -> Vec<Effect> {
     daemon(
         app,
@@ -476,17 +491,7 @@ fn a_changed_key_asks_before_sending() {
         )),
     );
     assert!(screen(&app).contains("bob's key changed"));
-    daemon(
-        &mut app,
-        DaemonEvent::SendFailed {
-            conversation: TEAM,
-            text: "secret plans".into(),
-            failure: Failure {
-                code: Some(IpcErrorCode::IdentityChanged),
-                message: "identity changed".into(),
-            },
-        },
-    );
+    refused_for_a_changed_key(&mut app, "secret plans");
     assert!(
         matches!(&app.overlay, Some(Overlay::ConfirmSend { changed, .. }) if changed == &["bob"])
     );
@@ -497,17 +502,7 @@ fn a_changed_key_asks_before_sending() {
     assert_eq!(app.editor.text(), "secret plans");
     // Again, and this time confirm explicitly.
     key(&mut app, KeyCode::Enter);
-    daemon(
-        &mut app,
-        DaemonEvent::SendFailed {
-            conversation: TEAM,
-            text: "secret plans".into(),
-            failure: Failure {
-                code: Some(IpcErrorCode::IdentityChanged),
-                message: "identity changed".into(),
-            },
-        },
-    );
+    refused_for_a_changed_key(&mut app, "secret plans");
     let fx = key(&mut app, KeyCode::Char('y'));
     assert_eq!(
         requests(&fx),
