@@ -24,7 +24,7 @@ use serde::Deserialize;
 #[derive(Debug, Parser)]
 #[command(name = "qpq-server", version)]
 pub struct Cli {
-    /// Configuration file [default: <data dir>/qpq-server.toml; optional]
+    /// Configuration file [default: DATA_DIR/qpq-server.toml; optional]
     #[arg(long, env = "QPQ_SERVER_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address and UDP port to listen on [default: 127.0.0.1:7443]
@@ -33,10 +33,10 @@ pub struct Cli {
     /// Directory for qpq.db, the TLS certificate and key [default: $XDG_DATA_HOME/quicproquo/server]
     #[arg(long, env = "QPQ_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// SQLite database file [default: <data dir>/qpq.db]
+    /// SQLite database file [default: DATA_DIR/qpq.db]
     #[arg(long, env = "QPQ_DATABASE")]
     pub database: Option<PathBuf>,
-    /// TLS certificate chain (PEM), e.g. a Let's Encrypt fullchain.pem [default: a self-signed one in <data dir>/tls/]
+    /// TLS certificate chain (PEM), e.g. a Let's Encrypt fullchain.pem [default: a self-signed one in DATA_DIR/tls/]
     #[arg(long, env = "QPQ_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM) belonging to --tls-cert

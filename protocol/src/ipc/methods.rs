@@ -1,6 +1,6 @@
 //! Every method of ipc.md with its typed params and result.
 //!
-//! One table ([`methods!`] below) generates three faces of it:
+//! One table (`methods!` below) generates three faces of it:
 //! - [`Call`], one variant per method with its params, for the daemon's
 //!   dispatch ([`Call::from_parts`] turns `(method, params)` into one);
 //! - [`Method`] and the markers in [`method`], so a front-end writes

@@ -20,7 +20,7 @@ pub struct Entry {
 }
 
 /// Queues a delivery receipt for message `id` of the DM `conversation`.
-/// Receipts are not sent in order with messages: [`first`] hands them out
+/// Receipts are not sent in order with messages: `first` hands them out
 /// only when no message waits, [`RECEIPT_DELAY_MS`] after they were queued,
 /// all of a conversation's together (one MLS message for a burst).
 pub fn push_receipt(c: &Connection, conversation: Id, id: Id, now_ms: u64) -> rusqlite::Result<()> {

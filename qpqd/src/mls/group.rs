@@ -80,7 +80,7 @@ pub struct Joined {
     pub inviter: Member,
     /// Everyone, us included, in leaf order.
     pub members: Vec<Member>,
-    /// The creator's [`CONVERSATION_INFO_EXTENSION`], if the group has one.
+    /// The creator's `CONVERSATION_INFO_EXTENSION`, if the group has one.
     /// Unverified application data: the caller parses and bounds it.
     pub info: Option<Vec<u8>>,
 }
@@ -173,7 +173,7 @@ impl MlsEngine {
     }
 
     /// [`MlsEngine::create_group`] with `info` as the group's
-    /// [`CONVERSATION_INFO_EXTENSION`], which every member gets in its
+    /// `CONVERSATION_INFO_EXTENSION`, which every member gets in its
     /// [`Joined::info`].
     pub fn create_group_with_info(
         &mut self,

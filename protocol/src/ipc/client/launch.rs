@@ -1,6 +1,6 @@
 //! Starting `qpqd` on demand, the way gpg-agent and tmux are started.
 //!
-//! [`connect_or_start`]: try to connect; if nobody answers, take an exclusive
+//! `connect_or_start`: try to connect; if nobody answers, take an exclusive
 //! lock on `paths.spawn_lock`, try again (another front-end may have started
 //! the daemon meanwhile), else launch it and poll-connect with back-off until
 //! it answers, it exits, or the start timeout passes; then release the lock.
