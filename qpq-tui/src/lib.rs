@@ -1,6 +1,7 @@
 //! qpq-tui: the full-screen quicproquo chat, a front-end of `qpqd`.
 //!
-//! The Elm architecture (STYLE rule 7): [`app::App`] is the whole state,
+//! The Elm architecture (see docs/src/contributing/architecture.md):
+//! [`app::App`] is the whole state,
 //! [`action::Action`] everything that can happen, [`update::update`] the only
 //! place state changes (returning [`action::Effect`]s instead of doing I/O),
 //! and [`render::render`] draws the state without side effects. The

@@ -1,4 +1,5 @@
-//! The task that talks to qpqd (STYLE rule 6 and 7): it owns the IPC
+//! The task that talks to qpqd (see docs/src/contributing/architecture.md,
+//! one owner per resource and the Elm architecture): it owns the IPC
 //! connection and its subscription, carries out [`Request`]s (each call in
 //! its own task, so a slow one blocks nothing) and reports everything as
 //! [`Action`]s on the event loop's channel. Notifications are pushed to the

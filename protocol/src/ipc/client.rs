@@ -5,7 +5,8 @@
 //! serialized by a file lock so that many front-ends starting at once make
 //! one daemon (see [`launch`]).
 //!
-//! Tasks (STYLE rule 6): a reader task owns the socket's read side and routes
+//! Tasks (one owner per resource; see docs/src/contributing/architecture.md):
+//! a reader task owns the socket's read side and routes
 //! each response to its waiting call through a oneshot, keyed by id, and each
 //! notification to the subscription's bounded queue; a writer task owns the
 //! write side and writes whole lines it receives over a bounded mpsc, so a

@@ -1,7 +1,8 @@
 //! qpq-tui end to end, in a real terminal: tmux runs the `qpq-tui` binary
 //! against a real qpq-server (loopback QUIC, SQLite) and real agents (the
 //! daemon's code, in this process, each on its own socket). One test binary
-//! for the crate (STYLE rule 9). Skips with a printed reason without tmux.
+//! for the crate (see docs/src/contributing/testing.md). Skips with a
+//! printed reason without tmux.
 
 // Test helpers may unwrap: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
