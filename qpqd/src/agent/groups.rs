@@ -584,7 +584,7 @@ impl Agent {
         let me = self.clone();
         tokio::spawn(async move {
             // A joiner's leaf keys come from a published key package: replace
-            // them soon (MLS-NOTES: keeps later commits small, too).
+            // them soon (which also keeps later commits small).
             tokio::time::sleep(Duration::from_millis(200)).await;
             if let Err(e) = me
                 .commit(group, &[], move |c| {
