@@ -22,6 +22,8 @@ use tokio::task::JoinSet;
 use zeroize::Zeroizing;
 
 use crate::agent::{Agent, AgentResult};
+
+mod error;
 use crate::lifecycle;
 
 /// Lines queued for one connection's writer.
@@ -140,13 +142,13 @@ async fn serve_connection(stream: Stream, agent: Arc<Agent>) {
     let _ = writer.await;
 }
 
-fn json<T: serde::Serialize>(v: AgentResult<T>) -> AgentResult<serde_json::Value> {
-    v.and_then(|v| {
+fn json<T: serde::Serialize>(v: AgentResult<T>) -> Result<serde_json::Value, ErrorObject> {
+    v.map_err(ErrorObject::from).and_then(|v| {
         serde_json::to_value(v).map_err(|e| ErrorObject::new(IpcErrorCode::Internal, e.to_string()))
     })
 }
 
-async fn handle(agent: &Arc<Agent>, call: Call) -> AgentResult<serde_json::Value> {
+async fn handle(agent: &Arc<Agent>, call: Call) -> Result<serde_json::Value, ErrorObject> {
     match call {
         Call::Hello(p) => {
             p.check_version()?;
@@ -227,7 +229,7 @@ async fn subscribe(
     let (latest, backlog, mut live) = agent
         .subscribe(since)
         .await
-        .map_err(|e| Response::error(Some(id.clone()), e))?;
+        .map_err(|e| Response::error(Some(id.clone()), e.into()))?;
     let answer = Response::success(id.clone(), &SubscribeResult { seq: latest });
     if tx.send(answer.to_line()).await.is_err() {
         return Err(Response::error(
