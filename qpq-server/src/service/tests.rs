@@ -660,3 +660,18 @@ async fn a_parked_fetch_wait_answers_empty_on_shutdown() {
     .expect("shutdown ends the fetchWait");
     assert!(mail(answer).is_empty());
 }
+
+/// A client that goes away drops its held request; the mailbox must not
+/// stay registered (it did before the subscription became a drop guard).
+#[tokio::test]
+async fn a_cancelled_fetch_wait_forgets_its_mailbox() {
+    let f = Fixture::new().await;
+    let bob = f.user("bob").await;
+    tokio::select! {
+        answer = f.fetch_wait(&bob, None) => panic!("answered early: {answer:?}"),
+        () = f.until_parked() => {}
+    }
+    let mailboxes = f.service.delivery().mailboxes();
+    assert_eq!(mailboxes.waiting(), 0);
+    assert_eq!(mailboxes.watched(), 0);
+}
