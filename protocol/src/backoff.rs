@@ -1,6 +1,7 @@
 //! Retry delays that grow and are jittered, for every retry loop in the
-//! daemon, the front-ends' reconnects and the link to the server. Pure: the
-//! randomness comes in as an argument, so tests pin the sequence.
+//! daemon, the front-ends' reconnects and the link to the server. The core is
+//! pure ([`Backoff::next_delay`] takes the randomness, so tests pin the
+//! sequence); [`Backoff::wait`] draws it.
 
 use std::time::Duration;
 
@@ -33,6 +34,11 @@ impl Backoff {
         let delay = half + Duration::from_nanos(jitter);
         self.step = (self.step * 2).min(self.max);
         delay
+    }
+
+    /// The next delay, jittered with fresh randomness.
+    pub fn wait(&mut self) -> Duration {
+        self.next_delay(rand::random())
     }
 
     /// The step the next delay is drawn from (for messages: "retrying in …").

@@ -13,7 +13,7 @@ use quicproquo_protocol::errors::ErrorCode;
 use quicproquo_protocol::ipc::methods::GroupCreateParams;
 use quicproquo_protocol::ipc::notifications::{MembershipChange, Notification};
 use quicproquo_protocol::ipc::values::{
-    Ciphersuite, Conversation as IpcConversation, ConversationRef, MembershipEvent,
+    Conversation as IpcConversation, ConversationRef, MembershipEvent,
 };
 use quicproquo_protocol::types::{IdempotencyKey, IdentityKey, Username};
 use quicproquo_protocol::wire::{Request, Response, UserRef};
@@ -273,10 +273,7 @@ impl Agent {
 
     pub async fn group_create(&self, p: GroupCreateParams) -> AgentResult<IpcConversation> {
         check_group_name(&p.name).map_err(|e| AgentError::InvalidInput(e.to_string()))?;
-        let suite = match p.ciphersuite {
-            Ciphersuite::Hybrid => Suite::Hybrid,
-            Ciphersuite::Classic => Suite::Classic,
-        };
+        let suite = p.ciphersuite;
         if p.members.is_empty() {
             let group = self.create_group(Kind::Group, &p.name, suite).await?;
             let conv = new_conversation(Kind::Group, p.name, group, None, suite);

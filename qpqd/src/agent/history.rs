@@ -2,8 +2,8 @@
 //! full-text search and read markers. Each call is one core trip.
 
 use quicproquo_protocol::ipc::values::{
-    Ciphersuite, Conversation as IpcConversation, ConversationId, ConversationKind,
-    ConversationRef, Message as IpcMessage, MessageId, MessageState,
+    Conversation as IpcConversation, ConversationId, ConversationKind, ConversationRef,
+    Message as IpcMessage, MessageId, MessageState,
 };
 
 use super::{Agent, AgentError, AgentResult};
@@ -118,11 +118,7 @@ pub(crate) fn view(c: &Core, conv: &Conversation) -> AgentResult<IpcConversation
         },
         members,
         unread,
-        ciphersuite: if conv.ciphersuite == "classic" {
-            Ciphersuite::Classic
-        } else {
-            Ciphersuite::Hybrid
-        },
+        ciphersuite: conv.ciphersuite,
         last_activity_ms: conv.last_activity_ms,
     })
 }
@@ -162,11 +158,7 @@ pub(crate) fn new_conversation(
         name,
         group_id: group.0.to_vec(),
         peer,
-        ciphersuite: match suite {
-            Suite::Classic => "classic",
-            Suite::Hybrid => "hybrid",
-        }
-        .into(),
+        ciphersuite: suite,
         last_activity_ms: db::now_ms(),
         active: true,
     }

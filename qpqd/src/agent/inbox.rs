@@ -90,7 +90,7 @@ impl Agent {
                 Err(None) => return,
                 Err(Some(e)) => {
                     tracing::debug!(error = %e, "receiving paused");
-                    retry.next_delay(rand::random())
+                    retry.wait()
                 }
             };
             tokio::select! {
