@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quicproquo_protocol::client::{Client, ClientError, Trust};
-use quicproquo_protocol::wire::{Request, Response};
+use quicproquo_protocol::wire::{Call, Request, Response};
 use tokio::sync::{watch, Notify, RwLock};
 
 /// What front-ends see as `connection`.
@@ -164,7 +164,18 @@ impl Link {
         self.state.clone()
     }
 
-    /// One request on the current connection.
+    /// One request on the current connection, with its typed answer:
+    /// `link.request(wire::Enqueue { .. })` is an `Enqueued`. An answer of
+    /// another kind is `LinkError::Call(ClientError::Unexpected)`.
+    pub async fn request<C: Call>(&self, call: C) -> Result<C::Response, LinkError> {
+        let answer = self.call(&call.request()).await?;
+        Ok(C::response(answer).map_err(ClientError::Unexpected)?)
+    }
+
+    /// One request on the current connection, answered whatever its kind.
+    ///
+    /// The untyped escape hatch: prefer [`Link::request`]. Left for the
+    /// agent's calls until they are converted.
     pub async fn call(&self, req: &Request) -> Result<Response, LinkError> {
         let client = self
             .current
