@@ -35,9 +35,6 @@ pub trait Method {
     const NAME: &'static str;
     type Params: Serialize + DeserializeOwned;
     type Result: Serialize + DeserializeOwned;
-
-    /// The [`Call`] of this method with `params`.
-    fn call(params: Self::Params) -> Call;
 }
 
 macro_rules! methods {
@@ -114,10 +111,6 @@ macro_rules! methods {
                     const NAME: &'static str = $name;
                     type Params = $params;
                     type Result = $result;
-
-                    fn call(params: $params) -> Call {
-                        Call::$variant(params)
-                    }
                 }
             )*
         }
