@@ -16,7 +16,7 @@ use quicproquo_protocol::ipc::values::{
     Conversation as IpcConversation, ConversationRef, MembershipEvent,
 };
 use quicproquo_protocol::types::{IdempotencyKey, IdentityKey, Username};
-use quicproquo_protocol::wire::{Request, Response, UserRef};
+use quicproquo_protocol::wire::{self, UserRef};
 
 use super::history::{conv_id, new_conversation, view};
 use super::{emit, Agent, AgentError, AgentResult};
@@ -128,17 +128,14 @@ impl Agent {
             }
             let (u, k) = self.resolve_contact(name).await?;
             let link = self.online_link().await?;
-            let r = link
-                .call(&Request::FetchKeyPackage {
+            let kp = link
+                .request(wire::FetchKeyPackage {
                     auth: self.token()?,
                     target: UserRef::Identity(k),
                     suite: suite.code(),
                 })
                 .await?;
-            let Response::FetchKeyPackage { key_package, .. } = r else {
-                return Err(AgentError::internal("unexpected answer to fetchKeyPackage"));
-            };
-            out.push((u, k, key_package));
+            out.push((u, k, kp.key_package));
         }
         Ok(out)
     }

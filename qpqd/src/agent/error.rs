@@ -119,6 +119,9 @@ impl From<ClientError> for AgentError {
     fn from(e: ClientError) -> Self {
         match e {
             ClientError::Server(w) => AgentError::Refused(w),
+            // The server answered a request with another kind: a bug on one
+            // side, not the network.
+            ClientError::Unexpected(u) => AgentError::internal(u),
             other => AgentError::NetworkDown(other.to_string()),
         }
     }

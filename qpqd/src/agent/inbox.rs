@@ -14,7 +14,7 @@ use quicproquo_protocol::ipc::notifications::{
 };
 use quicproquo_protocol::ipc::values::{DeliveryState, MembershipEvent, MessageId};
 use quicproquo_protocol::padding;
-use quicproquo_protocol::wire::{Envelope, Request, Response};
+use quicproquo_protocol::wire::{self, Envelope};
 use tokio::sync::OwnedMutexGuard;
 
 use super::history::{conv_id, ipc_message, new_conversation};
@@ -108,18 +108,15 @@ impl Agent {
         shutdown: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), Option<AgentError>> {
         let token = self.token().map_err(Some)?;
-        let wait = Request::FetchWait {
+        let wait = wire::FetchWait {
             auth: token.clone(),
             channel: None,
             limit: FETCH_LIMIT,
             timeout_ms: FETCH_WAIT_MS,
         };
-        let fetched = tokio::select! {
-            r = link.call(&wait) => r.map_err(|e| Some(e.into()))?,
+        let mail = tokio::select! {
+            r = link.request(wait) => r.map_err(|e| Some(e.into()))?,
             _ = shutdown.changed() => return Err(None),
-        };
-        let Response::FetchWait(mail) = fetched else {
-            return Err(Some(AgentError::internal("unexpected answer to fetchWait")));
         };
         if mail.is_empty() {
             return Ok(());
@@ -137,7 +134,7 @@ impl Agent {
         self.outbox_kick.notify_one();
         // Stored (or found unprocessable) before acknowledged. A batch whose
         // transaction failed is not acknowledged: the server keeps it.
-        if let Err(e) = link.call(&Request::Ack { auth: token, seqs }).await {
+        if let Err(e) = link.request(wire::Ack { auth: token, seqs }).await {
             tracing::debug!(error = %e, "ack failed; the mail will be redelivered and de-duplicated");
         }
         Ok(())

@@ -16,7 +16,7 @@ use quicproquo_protocol::ipc::values::{
 use quicproquo_protocol::padding;
 use quicproquo_protocol::text::MessageText;
 use quicproquo_protocol::types::{ChannelId, IdempotencyKey, IdentityKey, Username};
-use quicproquo_protocol::wire::{Delivery, Request, Response};
+use quicproquo_protocol::wire::{self, Delivery};
 use tokio::sync::OwnedMutexGuard;
 
 use super::history::{conv_id, find_active, ipc_message};
@@ -195,15 +195,12 @@ impl Agent {
         identity: IdentityKey,
     ) -> AgentResult<ChannelId> {
         let link = self.online_link().await?;
-        let r = link
-            .call(&Request::CreateChannel {
+        let channel = link
+            .request(wire::CreateChannel {
                 auth: self.token()?,
                 peer: identity,
             })
             .await?;
-        let Response::CreateChannel { channel } = r else {
-            return Err(AgentError::internal("unexpected answer to createChannel"));
-        };
         let name = user.to_string();
         // Pinned like every other sighting of a key: a change is flagged and
         // announced (`identity` notification), never taken silently.
@@ -242,22 +239,16 @@ impl Agent {
                 channel: Some(channel),
             });
         }
-        let r = self
+        let enqueued = self
             .link()?
-            .call(&Request::Enqueue {
+            .request(wire::Enqueue {
                 auth: self.token()?,
                 deliveries,
                 payload: padding::pad(mls_message),
                 idempotency_key: key,
             })
             .await?;
-        Ok(matches!(
-            r,
-            Response::Enqueue {
-                duplicate: true,
-                ..
-            }
-        ))
+        Ok(enqueued.duplicate)
     }
 
     /// The other members of a group (who receive what we send to it).

@@ -16,7 +16,7 @@ use quicproquo_protocol::ipc::values::{
     Account as IpcAccount, Ciphersuite, ConnectionState, KeystoreState,
 };
 use quicproquo_protocol::types::{IdentityKey, SessionToken, Username};
-use quicproquo_protocol::wire::{identity_proof_message, Request, Response};
+use quicproquo_protocol::wire::{self, identity_proof_message};
 use zeroize::Zeroizing;
 
 use super::{emit, Agent, AgentError, AgentResult, Me, Opened, Phase};
@@ -280,17 +280,13 @@ impl Agent {
                 Ok(fresh)
             })
             .await?;
-        let r = link
-            .call(&Request::UploadKeyPackages {
+        let available = link
+            .request(wire::UploadKeyPackages {
                 auth: token.clone(),
                 packages: Vec::new(),
                 last_resort: Some(last_resort),
             })
             .await?;
-        let available = match r {
-            Response::UploadKeyPackages { available } => available,
-            other => return Err(AgentError::internal(format!("unexpected answer {other:?}"))),
-        };
         if available >= KEY_PACKAGE_LOW.min(stock as u32) {
             return Ok(());
         }
@@ -301,7 +297,7 @@ impl Agent {
                     .map_err(CoreError::from)
             })
             .await?;
-        link.call(&Request::UploadKeyPackages {
+        link.request(wire::UploadKeyPackages {
             auth: token,
             packages,
             last_resort: None,
@@ -433,7 +429,7 @@ impl Agent {
     pub async fn logout(&self) -> AgentResult<()> {
         if let (Ok(token), Ok(link)) = (self.token(), self.link()) {
             // Best effort: the local token is dropped either way.
-            let _ = link.call(&Request::Logout { auth: token }).await;
+            let _ = link.request(wire::Logout { auth: token }).await;
         }
         self.core()?
             .run(|c| account::set_token(c.db(), None, None))

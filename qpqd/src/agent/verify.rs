@@ -7,7 +7,7 @@ use quicproquo_protocol::ipc::methods::VerifyResult;
 use quicproquo_protocol::ipc::notifications::{IdentityChange, Notification};
 use quicproquo_protocol::ipc::values::{ConversationRef, Member as IpcMember};
 use quicproquo_protocol::types::{IdentityKey, Username};
-use quicproquo_protocol::wire::{Request, Response};
+use quicproquo_protocol::wire;
 
 use super::{emit, Agent, AgentError, AgentResult};
 use crate::core::{Core, CoreError};
@@ -21,8 +21,8 @@ impl Agent {
         let username =
             Username::parse(name).map_err(|e| AgentError::InvalidInput(e.to_string()))?;
         let link = self.link()?;
-        let r = link
-            .call(&Request::ResolveUser {
+        let identity_key = link
+            .request(wire::ResolveUser {
                 auth: self.token()?,
                 username: username.clone(),
             })
@@ -35,9 +35,6 @@ impl Agent {
                 }
                 other => other.into(),
             })?;
-        let Response::ResolveUser { identity_key } = r else {
-            return Err(AgentError::internal("unexpected answer to resolveUser"));
-        };
         let name = username.to_string();
         let events = self
             .core()?
