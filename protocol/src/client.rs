@@ -18,7 +18,9 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::errors::WireError;
 use crate::limits::MAX_RESPONSE_BYTES;
-use crate::wire::{decode_response, encode_request, Request, Response};
+use crate::wire::{self, decode_response, encode_request, Call, Request, Response};
+
+pub use crate::wire::Session;
 
 pub use crate::{cert_fingerprint as fingerprint, parse_fingerprint, Fingerprint};
 
@@ -47,6 +49,9 @@ pub enum ClientError {
     Server(WireError),
     #[error("undecodable response: {0}")]
     Decode(WireError),
+    /// The server answered with a response of another kind.
+    #[error(transparent)]
+    Unexpected(#[from] wire::UnexpectedResponse),
     #[error("TLS setup: {0}")]
     Tls(String),
 }
@@ -223,8 +228,21 @@ impl Client {
         certs.first().map(|c| fingerprint(c))
     }
 
-    /// Sends one request and returns the server's answer; a catalogue error
-    /// from the server is `Err(ClientError::Server)`.
+    /// Sends one request and returns its typed answer:
+    /// `client.request(wire::Ack { auth, seqs })` is the number removed. A
+    /// catalogue error from the server is `Err(ClientError::Server)`, an
+    /// answer of another kind `Err(ClientError::Unexpected)`.
+    pub async fn request<C: Call>(&self, call: C) -> Result<C::Response, ClientError> {
+        let answer = self.call(&call.request()).await?;
+        Ok(C::response(answer)?)
+    }
+
+    /// Sends one request and returns the server's answer, whatever its kind;
+    /// a catalogue error from the server is `Err(ClientError::Server)`.
+    ///
+    /// The untyped escape hatch: prefer [`Client::request`], which checks
+    /// the answer's kind. This is for tests that send what a typed call
+    /// cannot, and for callers not converted yet.
     pub async fn call(&self, req: &Request) -> Result<Response, ClientError> {
         let extra = match req {
             Request::FetchWait { timeout_ms, .. } => Duration::from_millis(u64::from(*timeout_ms)),
@@ -280,21 +298,6 @@ impl Client {
     }
 }
 
-/// A logged-in session.
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub token: crate::types::SessionToken,
-    pub expires_at_ms: u64,
-    pub identity_key: crate::types::IdentityKey,
-}
-
-fn unexpected(what: &str, got: &Response) -> ClientError {
-    ClientError::Decode(WireError::new(
-        crate::errors::ErrorCode::Malformed,
-        format!("expected a {what} response, got {got:?}"),
-    ))
-}
-
 /// Runs an OPAQUE step that stretches the password with Argon2id (tens of
 /// milliseconds) off the async workers.
 async fn with_ksf<T: Send + 'static>(
@@ -335,15 +338,12 @@ impl Client {
         let password = zeroize::Zeroizing::new(password.to_vec());
         let start = ClientRegistration::<Suite>::start(&mut OsRng, &password)
             .map_err(client_opaque_error)?;
-        let resp = self
-            .call(&Request::OpaqueRegisterStart {
+        let response = self
+            .request(wire::OpaqueRegisterStart {
                 username: username.clone(),
                 request: start.message.serialize().to_vec(),
             })
             .await?;
-        let Response::OpaqueRegisterStart { response } = resp else {
-            return Err(unexpected("opaqueRegisterStart", &resp));
-        };
         let response =
             RegistrationResponse::<Suite>::deserialize(&response).map_err(client_opaque_error)?;
         let state = start.state;
@@ -359,18 +359,13 @@ impl Client {
         })
         .await?
         .map_err(client_opaque_error)?;
-        let resp = self
-            .call(&Request::OpaqueRegisterFinish {
-                username: username.clone(),
-                upload,
-                identity_key,
-                identity_proof: proof,
-            })
-            .await?;
-        match resp {
-            Response::OpaqueRegisterFinish => Ok(()),
-            other => Err(unexpected("opaqueRegisterFinish", &other)),
-        }
+        self.request(wire::OpaqueRegisterFinish {
+            username: username.clone(),
+            upload,
+            identity_key,
+            identity_proof: proof,
+        })
+        .await
     }
 
     /// Logs in with OPAQUE; the password never leaves this process.
@@ -387,15 +382,12 @@ impl Client {
         let password = zeroize::Zeroizing::new(password.to_vec());
         let start =
             ClientLogin::<Suite>::start(&mut OsRng, &password).map_err(client_opaque_error)?;
-        let resp = self
-            .call(&Request::OpaqueLoginStart {
+        let wire::LoginStarted { login_id, response } = self
+            .request(wire::OpaqueLoginStart {
                 username: username.clone(),
                 request: start.message.serialize().to_vec(),
             })
             .await?;
-        let Response::OpaqueLoginStart { login_id, response } = resp else {
-            return Err(unexpected("opaqueLoginStart", &resp));
-        };
         let response =
             CredentialResponse::<Suite>::deserialize(&response).map_err(client_opaque_error)?;
         let state = start.state;
@@ -421,23 +413,10 @@ impl Client {
             }
             Err(e) => return Err(client_opaque_error(e)),
         };
-        let resp = self
-            .call(&Request::OpaqueLoginFinish {
-                login_id,
-                finalization,
-            })
-            .await?;
-        match resp {
-            Response::OpaqueLoginFinish {
-                token,
-                expires_at_ms,
-                identity_key,
-            } => Ok(Session {
-                token,
-                expires_at_ms,
-                identity_key,
-            }),
-            other => Err(unexpected("opaqueLoginFinish", &other)),
-        }
+        self.request(wire::OpaqueLoginFinish {
+            login_id,
+            finalization,
+        })
+        .await
     }
 }

@@ -6,6 +6,7 @@
 //! Pulls in no async runtime and opens no socket, except for the QUIC client
 //! behind the `client` feature.
 
+pub mod backoff;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod compat;

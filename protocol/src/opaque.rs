@@ -18,6 +18,38 @@ impl CipherSuite for Suite {
 /// or version is never accepted.
 pub const CONTEXT: &[u8] = b"qpq/1 opaque login";
 
+/// The client's second registration step, without I/O: the upload that
+/// answers the server's `response` to the `state` of
+/// `ClientRegistration::<Suite>::start`. Runs the key-stretching function.
+pub fn registration_upload(
+    state: opaque_ke::ClientRegistration<Suite>,
+    password: &[u8],
+    response: &[u8],
+) -> Result<Vec<u8>, opaque_ke::errors::ProtocolError> {
+    let response = opaque_ke::RegistrationResponse::<Suite>::deserialize(response)?;
+    let ksf = ksf();
+    let params = opaque_ke::ClientRegistrationFinishParameters::new(Default::default(), Some(&ksf));
+    let finished = state.finish(&mut rand::rngs::OsRng, password, response, params)?;
+    Ok(finished.message.serialize().to_vec())
+}
+
+/// The client's second login step, without I/O: the finalization that
+/// answers the server's `response` to the `state` of
+/// `ClientLogin::<Suite>::start`. A wrong password (or an unknown user)
+/// fails here with `InvalidLoginError`. Runs the key-stretching function.
+pub fn login_finalization(
+    state: opaque_ke::ClientLogin<Suite>,
+    password: &[u8],
+    response: &[u8],
+) -> Result<Vec<u8>, opaque_ke::errors::ProtocolError> {
+    let response = opaque_ke::CredentialResponse::<Suite>::deserialize(response)?;
+    let ksf = ksf();
+    let params =
+        opaque_ke::ClientLoginFinishParameters::new(Some(CONTEXT), Default::default(), Some(&ksf));
+    let finished = state.finish(&mut rand::rngs::OsRng, password, response, params)?;
+    Ok(finished.message.serialize().to_vec())
+}
+
 /// Argon2id with 19 MiB of memory and two passes (OWASP's minimum).
 pub fn ksf() -> Stretch {
     let params = argon2::Params::new(19 * 1024, 2, 1, None).expect("constant parameters are valid");

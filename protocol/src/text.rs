@@ -1,4 +1,46 @@
-//! Text that came from another user and is shown on a terminal.
+//! Message text: the rule for what may be sent ([`MessageText`], checked by
+//! the daemon and by front-ends before they call it), and what must not reach
+//! a terminal when text from another user is shown.
+
+use crate::limits::MAX_MESSAGE_TEXT_BYTES;
+
+/// The text of a chat message: not blank, at most
+/// [`MAX_MESSAGE_TEXT_BYTES`] bytes of UTF-8. (Control characters are
+/// allowed — a message may have several lines; front-ends neutralize them
+/// when they show text, see [`is_terminal_unsafe`].)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageText(String);
+
+/// Why a text is not a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageTextError {
+    #[error("an empty message is not sent")]
+    Empty,
+    #[error(
+        "the message is {len} bytes, over the limit of {MAX_MESSAGE_TEXT_BYTES}; nothing was sent"
+    )]
+    TooLong { len: usize },
+}
+
+impl MessageText {
+    pub fn new(text: String) -> Result<Self, MessageTextError> {
+        if text.trim().is_empty() {
+            return Err(MessageTextError::Empty);
+        }
+        if text.len() > MAX_MESSAGE_TEXT_BYTES {
+            return Err(MessageTextError::TooLong { len: text.len() });
+        }
+        Ok(Self(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
 
 /// A character that must not reach a terminal as it is: a control character
 /// (escape sequences start with one, and can move the cursor, rewrite the
@@ -17,6 +59,30 @@ pub fn is_terminal_unsafe(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_is_not_blank_and_not_over_the_limit() {
+        assert_eq!(
+            MessageText::new(" \n\t".into()),
+            Err(MessageTextError::Empty)
+        );
+        assert_eq!(
+            MessageText::new(String::new()),
+            Err(MessageTextError::Empty)
+        );
+        let max = "x".repeat(MAX_MESSAGE_TEXT_BYTES);
+        assert_eq!(MessageText::new(max.clone()).unwrap().as_str(), max);
+        // Bytes, not characters: 'é' is two.
+        let over = "é".repeat(MAX_MESSAGE_TEXT_BYTES / 2 + 1);
+        assert_eq!(
+            MessageText::new(over.clone()),
+            Err(MessageTextError::TooLong { len: over.len() })
+        );
+        assert_eq!(
+            MessageText::new("two\nlines".into()).unwrap().into_string(),
+            "two\nlines"
+        );
+    }
 
     #[test]
     fn controls_and_bidi_overrides_are_unsafe() {

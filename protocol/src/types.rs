@@ -175,9 +175,76 @@ impl fmt::Display for Username {
     }
 }
 
+/// The MLS ciphersuites qpq offers — the one type for them everywhere: the
+/// IPC (`"hybrid"` / `"classic"`), the daemon's groups and stored
+/// conversations, and (by [`Ciphersuite::code`]) the wire and the server's
+/// key-package stock. Both sign with Ed25519, so an identity key works in
+/// either.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Ciphersuite {
+    /// `MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519` (0x004F, a
+    /// provisional code point of draft-ietf-mls-pq-ciphersuites): X25519 +
+    /// ML-KEM-768. The default.
+    #[default]
+    Hybrid,
+    /// `MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519` (0x0001).
+    Classic,
+}
+
+impl Ciphersuite {
+    pub const ALL: [Ciphersuite; 2] = [Ciphersuite::Hybrid, Ciphersuite::Classic];
+
+    /// The IANA (or draft) code point.
+    pub const fn code(self) -> u16 {
+        match self {
+            Ciphersuite::Hybrid => 0x004F,
+            Ciphersuite::Classic => 0x0001,
+        }
+    }
+
+    pub fn from_code(code: u16) -> Option<Ciphersuite> {
+        Self::ALL.into_iter().find(|s| s.code() == code)
+    }
+
+    /// The name the IPC and the state database use.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Ciphersuite::Hybrid => "hybrid",
+            Ciphersuite::Classic => "classic",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Ciphersuite> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl fmt::Display for Ciphersuite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ciphersuite_codes_and_names_round_trip() {
+        assert_eq!(Ciphersuite::Hybrid.code(), 0x004F);
+        assert_eq!(Ciphersuite::Classic.code(), 0x0001);
+        assert_eq!(Ciphersuite::default(), Ciphersuite::Hybrid);
+        for s in Ciphersuite::ALL {
+            assert_eq!(Ciphersuite::from_code(s.code()), Some(s));
+            assert_eq!(Ciphersuite::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
+        }
+        assert_eq!(Ciphersuite::from_code(0x0003), None);
+        assert_eq!(Ciphersuite::parse("Hybrid"), None);
+    }
 
     #[test]
     fn usernames() {

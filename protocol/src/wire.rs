@@ -5,6 +5,8 @@
 //! usernames, limits — so code past this module handles only well-formed
 //! values. Decoding never panics on any input (there is a fuzz target for it);
 //! a failure is a [`WireError`] whose code says what was wrong.
+//!
+//! [`calls`] lists every request kind with its typed answer ([`Call`]).
 
 use capnp::message::{Builder, ReaderOptions};
 use capnp::serialize;
@@ -17,6 +19,15 @@ use crate::limits::{
 };
 use crate::types::{
     ChannelId, IdempotencyKey, IdentityKey, InvalidValue, LoginId, SessionToken, Username,
+};
+
+pub mod calls;
+
+pub use calls::{
+    Ack, Call, CreateChannel, Enqueue, Enqueued, Fetch, FetchKeyPackage, FetchWait, Health,
+    KeyPackage, LoginStarted, Logout, OpaqueLoginFinish, OpaqueLoginStart, OpaqueRegisterFinish,
+    OpaqueRegisterStart, Request, ResolveUser, ServerInfo, Session, UnexpectedResponse,
+    UploadKeyPackages,
 };
 
 /// The default MLS ciphersuite, `MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519`
@@ -60,93 +71,7 @@ pub struct Envelope {
     pub enqueued_at_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
-    Health,
-    OpaqueRegisterStart {
-        username: Username,
-        request: Vec<u8>,
-    },
-    OpaqueRegisterFinish {
-        username: Username,
-        upload: Vec<u8>,
-        identity_key: IdentityKey,
-        identity_proof: [u8; IDENTITY_PROOF_LEN],
-    },
-    OpaqueLoginStart {
-        username: Username,
-        request: Vec<u8>,
-    },
-    OpaqueLoginFinish {
-        login_id: LoginId,
-        finalization: Vec<u8>,
-    },
-    Logout {
-        auth: SessionToken,
-    },
-    UploadKeyPackages {
-        auth: SessionToken,
-        packages: Vec<Vec<u8>>,
-        last_resort: Option<Vec<u8>>,
-    },
-    FetchKeyPackage {
-        auth: SessionToken,
-        target: UserRef,
-        /// The MLS ciphersuite wanted (a package only joins a group of its suite).
-        suite: u16,
-    },
-    ResolveUser {
-        auth: SessionToken,
-        username: Username,
-    },
-    CreateChannel {
-        auth: SessionToken,
-        peer: IdentityKey,
-    },
-    Enqueue {
-        auth: SessionToken,
-        deliveries: Vec<Delivery>,
-        payload: Vec<u8>,
-        idempotency_key: IdempotencyKey,
-    },
-    Fetch {
-        auth: SessionToken,
-        channel: Option<ChannelId>,
-        limit: u32,
-    },
-    FetchWait {
-        auth: SessionToken,
-        channel: Option<ChannelId>,
-        limit: u32,
-        timeout_ms: u32,
-    },
-    Ack {
-        auth: SessionToken,
-        seqs: Vec<u64>,
-    },
-}
-
 impl Request {
-    /// The request's name as in the schema, for logs and metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Request::Health => "health",
-            Request::OpaqueRegisterStart { .. } => "opaqueRegisterStart",
-            Request::OpaqueRegisterFinish { .. } => "opaqueRegisterFinish",
-            Request::OpaqueLoginStart { .. } => "opaqueLoginStart",
-            Request::OpaqueLoginFinish { .. } => "opaqueLoginFinish",
-            Request::Logout { .. } => "logout",
-            Request::UploadKeyPackages { .. } => "uploadKeyPackages",
-            Request::FetchKeyPackage { .. } => "fetchKeyPackage",
-            Request::ResolveUser { .. } => "resolveUser",
-            Request::CreateChannel { .. } => "createChannel",
-            Request::Enqueue { .. } => "enqueue",
-            Request::Fetch { .. } => "fetch",
-            Request::FetchWait { .. } => "fetchWait",
-            Request::Ack { .. } => "ack",
-        }
-    }
-
     /// The session token, for requests that need one.
     pub fn auth(&self) -> Option<&SessionToken> {
         match self {

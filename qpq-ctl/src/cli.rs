@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use quicproquo_protocol::ipc::values::{Ciphersuite, ConversationRef, Limit};
 use quicproquo_protocol::paths::Profile;
 use quicproquo_protocol::Fingerprint;
@@ -160,8 +160,8 @@ pub enum GroupCommand {
         /// Users to add
         usernames: Vec<String>,
         /// MLS ciphersuite: hybrid (X25519 + ML-KEM-768) or classic (X25519)
-        #[arg(long, value_enum, default_value_t = Suite::Hybrid)]
-        ciphersuite: Suite,
+        #[arg(long, default_value_t = Ciphersuite::Hybrid, value_parser = suite_parser())]
+        ciphersuite: Ciphersuite,
     },
     /// Add users to a group; prints the conversation
     Add {
@@ -189,20 +189,12 @@ pub enum GroupCommand {
     },
 }
 
-/// The ciphersuite of a new group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Suite {
-    Hybrid,
-    Classic,
-}
-
-impl From<Suite> for Ciphersuite {
-    fn from(s: Suite) -> Self {
-        match s {
-            Suite::Hybrid => Ciphersuite::Hybrid,
-            Suite::Classic => Ciphersuite::Classic,
-        }
-    }
+/// `hybrid` or `classic`, listed in `--help` and completions from the one
+/// ciphersuite type.
+fn suite_parser() -> impl clap::builder::TypedValueParser<Value = Ciphersuite> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(Ciphersuite::ALL.map(Ciphersuite::as_str))
+        .map(|s| Ciphersuite::parse(&s).unwrap_or_default())
 }
 
 #[derive(Debug, Args)]

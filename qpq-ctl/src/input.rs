@@ -17,6 +17,7 @@ use crate::error::CtlError;
 
 /// The longest message text the daemon accepts.
 pub use quicproquo_protocol::limits::MAX_MESSAGE_TEXT_BYTES as MAX_TEXT_BYTES;
+use quicproquo_protocol::text::MessageText;
 /// Trailing line breaks read beyond the limit before giving up.
 const SLACK: usize = 1024;
 /// The longest password line read from stdin.
@@ -32,19 +33,12 @@ pub async fn blocking<T: Send + 'static>(
 }
 
 /// Checks a message given on the command line.
+/// The rule is the daemon's ([`MessageText`]); checking it here too means a
+/// script gets the error before anything is started.
 pub fn check_message(text: String) -> Result<String, CtlError> {
-    if text.trim().is_empty() {
-        return Err(CtlError::Input(
-            "the message is empty; nothing was sent".into(),
-        ));
-    }
-    if text.len() > MAX_TEXT_BYTES {
-        return Err(CtlError::Input(format!(
-            "the message is {} bytes, over the limit of {MAX_TEXT_BYTES}; nothing was sent",
-            text.len()
-        )));
-    }
-    Ok(text)
+    MessageText::new(text)
+        .map(MessageText::into_string)
+        .map_err(|e| CtlError::Input(e.to_string()))
 }
 
 /// Reads a message from `reader` to its end: trailing line breaks (`\n`,

@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use ed25519_dalek::{Signer, SigningKey};
 use opaque_ke::{
-    ClientLogin, ClientRegistration, ClientRegistrationFinishParameters, CredentialRequest,
-    RegistrationResponse, ServerLogin, ServerLoginParameters, ServerRegistration, ServerSetup,
+    ClientLogin, ClientRegistration, CredentialRequest, RegistrationUpload, ServerLogin,
+    ServerLoginParameters, ServerRegistration, ServerSetup,
 };
-use quicproquo_protocol::opaque::{ksf, Suite, CONTEXT};
+use quicproquo_protocol::opaque::{registration_upload, Suite, CONTEXT};
 use quicproquo_protocol::types::{IdentityKey, Username};
 use quicproquo_protocol::wire::{identity_proof_message, Request, Response};
 use quicproquo_server::config::{Config, RateLimits};
@@ -98,19 +98,7 @@ impl Fixture {
         let Response::OpaqueRegisterStart { response } = resp else {
             panic!("opaqueRegisterStart: {resp:?}");
         };
-        let ksf = ksf();
-        let upload = start
-            .state
-            .finish(
-                &mut OsRng,
-                PASSWORD,
-                RegistrationResponse::deserialize(&response).expect("registration response"),
-                ClientRegistrationFinishParameters::new(Default::default(), Some(&ksf)),
-            )
-            .expect("client registration finish")
-            .message
-            .serialize()
-            .to_vec();
+        let upload = registration_upload(start.state, PASSWORD, &response).expect("registration");
         let signing = SigningKey::generate(&mut OsRng);
         let resp = self.handle(Request::OpaqueRegisterFinish {
             identity_key: IdentityKey(signing.verifying_key().to_bytes()),
@@ -159,19 +147,10 @@ fn bare_record(setup: &ServerSetup<Suite>, name: &[u8]) -> ServerRegistration<Su
     let start = ClientRegistration::<Suite>::start(&mut OsRng, PASSWORD).expect("start");
     let response = ServerRegistration::<Suite>::start(setup, start.message, name)
         .expect("server registration start")
-        .message;
-    let ksf = ksf();
-    let upload = start
-        .state
-        .finish(
-            &mut OsRng,
-            PASSWORD,
-            response,
-            ClientRegistrationFinishParameters::new(Default::default(), Some(&ksf)),
-        )
-        .expect("client registration finish")
-        .message;
-    ServerRegistration::finish(upload)
+        .message
+        .serialize();
+    let upload = registration_upload(start.state, PASSWORD, &response).expect("registration");
+    ServerRegistration::finish(RegistrationUpload::deserialize(&upload).expect("upload"))
 }
 
 fn login_start(c: &mut Criterion) {

@@ -1,55 +1,66 @@
-//! A small bounded cache with a time-to-live, for look-ups that would
-//! otherwise wait for the store's next group commit on every request
-//! (sessions, DM channel members). Pure: callers pass the time.
+//! A bounded cache with a time-to-live, for look-ups that would otherwise
+//! wait for the store's next group commit on every request (sessions, DM
+//! channel members, started registrations).
+//!
+//! The bound and the eviction are `quick_cache`'s (S3-FIFO: when full, it
+//! evicts a few cold entries per insert). The hand-written map this replaces
+//! cleared itself when full of live entries, so every live session then
+//! missed at once and all those look-ups queued on the store's single
+//! writer thread. The time-to-live is ours: each value is stored with the
+//! time it was inserted and checked against the caller's `now`, so the cache
+//! never reads the clock and tests run it on virtual time. `quick_cache` has
+//! no background threads; an expired entry stays until it is looked up or
+//! evicted.
 
-use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 pub struct TtlCache<K, V> {
     ttl: Duration,
-    max: usize,
-    entries: Mutex<HashMap<K, (V, Instant)>>,
+    entries: quick_cache::sync::Cache<K, (V, Instant)>,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
+    /// Holds at most about `max` entries, each for at most `ttl`.
     pub fn new(ttl: Duration, max: usize) -> Self {
         Self {
             ttl,
-            max,
-            entries: Mutex::new(HashMap::new()),
+            entries: quick_cache::sync::Cache::new(max),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (V, Instant)>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    fn fresh(&self, inserted: Instant, now: Instant) -> bool {
+        now.saturating_duration_since(inserted) < self.ttl
     }
 
-    /// The value cached for `key` if it is younger than the TTL.
+    /// The value cached for `key` if it is younger than the TTL; an expired
+    /// one is dropped.
     pub fn get(&self, key: &K, now: Instant) -> Option<V> {
-        let map = self.lock();
-        map.get(key)
-            .filter(|(_, at)| now.saturating_duration_since(*at) < self.ttl)
-            .map(|(v, _)| v.clone())
+        let (value, inserted) = self.entries.get(key)?;
+        if self.fresh(inserted, now) {
+            return Some(value);
+        }
+        // Only if it is still the expired value: another request may have
+        // put a fresh one since.
+        self.entries.remove_if(key, |(_, at)| !self.fresh(*at, now));
+        None
     }
 
     pub fn put(&self, key: K, value: V, now: Instant) {
-        let mut map = self.lock();
-        if map.len() >= self.max {
-            let ttl = self.ttl;
-            map.retain(|_, (_, at)| now.saturating_duration_since(*at) < ttl);
-            if map.len() >= self.max {
-                // Still full of live entries: start over rather than grow.
-                map.clear();
-            }
-        }
-        map.insert(key, (value, now));
+        self.entries.insert(key, (value, now));
     }
 
     pub fn remove(&self, key: &K) {
-        self.lock().remove(key);
+        self.entries.remove(key);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 
@@ -58,17 +69,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn expires_and_stays_bounded() {
-        let c = TtlCache::new(Duration::from_secs(10), 3);
+    fn expires_by_the_callers_clock() {
+        let c = TtlCache::new(Duration::from_secs(10), 100);
         let t0 = Instant::now();
         c.put(1, "a", t0);
         assert_eq!(c.get(&1, t0 + Duration::from_secs(9)), Some("a"));
         assert_eq!(c.get(&1, t0 + Duration::from_secs(10)), None);
-        c.remove(&1);
-        assert_eq!(c.get(&1, t0), None);
-        for k in 0..10 {
-            c.put(k, "x", t0);
+        assert!(c.is_empty(), "an expired entry is dropped when seen");
+        c.put(2, "b", t0);
+        c.remove(&2);
+        assert_eq!(c.get(&2, t0), None);
+    }
+
+    /// The regression the crate fixes: filling the cache with live entries
+    /// evicts some of them, never all (the old cache cleared itself).
+    #[test]
+    fn a_full_cache_evicts_some_entries_not_all() {
+        const MAX: usize = 1_000;
+        let c = TtlCache::new(Duration::from_secs(3600), MAX);
+        let t0 = Instant::now();
+        for k in 0..MAX {
+            c.put(k, k, t0);
         }
-        assert!(c.lock().len() <= 3);
+        for k in MAX..MAX + MAX / 10 {
+            c.put(k, k, t0);
+            assert!(
+                c.len() > MAX / 2,
+                "a put into a full cache dropped most of it"
+            );
+        }
+        assert!(c.len() <= MAX, "stays bounded: {}", c.len());
+        let kept = (0..MAX + MAX / 10)
+            .filter(|k| c.get(k, t0).is_some())
+            .count();
+        assert!(kept > MAX / 2 && kept <= c.len(), "{kept}");
     }
 }

@@ -1,18 +1,36 @@
-//! Delivery: enqueue (with channel authorization, padding check and commit
-//! ordering), fetch, fetchWait and ack.
+//! Delivery: who may put mail into which mailbox, and how it comes out.
 //!
-//! Routing is by recipient identity key; the stored mail carries no sender.
-//! A `fetchWait` registers interest in its mailbox *before* looking at it, so
-//! an enqueue landing between the look and the wait still wakes it.
+//! [`Delivery`] owns the delivery rules and the state they need: the
+//! [`Mailboxes`] that wake held `fetchWait`s, the cache of DM channel
+//! members, whether an enqueue must name a channel (`require_channel_authz`)
+//! and the shutdown signal that ends held requests. [`Service`] holds one
+//! and calls [`Delivery::enqueue`], [`Delivery::fetch`],
+//! [`Delivery::fetch_wait`] and [`Delivery::ack`] with the store, the
+//! authenticated account and the request's [`Now`]; nothing here reads the
+//! clock. Creating channels is the directory's (`directory.rs`).
+//!
+//! The rules: an enqueue's payload must be a padded MLS message (E034); a
+//! delivery through a channel must go to the channel's other member and
+//! the sender must be a member (E022, also for an unknown channel, so ids
+//! cannot be probed); a delivery without a channel is refused when the
+//! server requires channels (E023); at most one commit per group epoch is
+//! accepted (E033). Routing is by recipient identity key; the stored mail
+//! carries no sender.
+//!
+//! A `fetchWait` registers interest in its mailbox *before* looking at it,
+//! so an enqueue landing between the look and the wait still wakes it.
+//!
+//! [`Service`]: crate::service::Service
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use quicproquo_protocol::errors::{ErrorCode, WireError};
 use quicproquo_protocol::limits::{FETCH_RESPONSE_BUDGET, MAX_FETCH_WAIT};
 use quicproquo_protocol::types::{ChannelId, IdempotencyKey, IdentityKey};
-use quicproquo_protocol::wire::{Delivery, Envelope};
+use quicproquo_protocol::wire::{self, Envelope};
 use quicproquo_protocol::{mls_framing, padding};
 use tokio::sync::{watch, Notify};
 
@@ -20,10 +38,47 @@ use crate::cache::TtlCache;
 use crate::service::{internal, Now};
 use crate::store::{Account, CommitClaim, EnqueueOutcome, Mail, NewMail, Store, StoreError};
 
+/// How long a channel's members are kept: they never change, so this only
+/// bounds how long a deleted channel would still be honoured.
+const CHANNEL_CACHE_TTL: Duration = Duration::from_secs(3600);
+const CHANNEL_CACHE_MAX: usize = 100_000;
+
 /// Wakes `fetchWait`s when mail arrives for their mailbox.
 #[derive(Default)]
 pub struct Mailboxes {
     waiters: Mutex<HashMap<IdentityKey, Arc<Notify>>>,
+    parked: AtomicUsize,
+}
+
+/// Interest in one mailbox; dropping it (also when a held request is
+/// cancelled) forgets the mailbox once nobody else waits on it.
+struct Subscription<'a> {
+    mailboxes: &'a Mailboxes,
+    key: IdentityKey,
+    notify: Arc<Notify>,
+}
+
+impl Drop for Subscription<'_> {
+    fn drop(&mut self) {
+        let mut map = self.mailboxes.lock();
+        // Clones are made under this lock: two references (the map's and
+        // ours) mean nobody else is waiting.
+        if map
+            .get(&self.key)
+            .is_some_and(|n| Arc::strong_count(n) == 2)
+        {
+            map.remove(&self.key);
+        }
+    }
+}
+
+/// Counts a `fetchWait` as parked while it lives.
+struct Parked<'a>(&'a AtomicUsize);
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Mailboxes {
@@ -37,163 +92,304 @@ impl Mailboxes {
         }
     }
 
-    fn subscribe(&self, key: IdentityKey) -> Arc<Notify> {
-        self.lock().entry(key).or_default().clone()
-    }
-
-    fn unsubscribe(&self, key: &IdentityKey, n: Arc<Notify>) {
-        let mut map = self.lock();
-        drop(n);
-        if map.get(key).is_some_and(|n| Arc::strong_count(n) == 1) {
-            map.remove(key);
+    fn subscribe(&self, key: IdentityKey) -> Subscription<'_> {
+        let notify = self.lock().entry(key).or_default().clone();
+        Subscription {
+            mailboxes: self,
+            key,
+            notify,
         }
     }
 
+    fn park(&self) -> Parked<'_> {
+        self.parked.fetch_add(1, Ordering::SeqCst);
+        Parked(&self.parked)
+    }
+
+    /// How many `fetchWait`s found their mailbox empty and are now held
+    /// until mail arrives (tests wait for this before enqueueing).
     pub fn waiting(&self) -> usize {
+        self.parked.load(Ordering::SeqCst)
+    }
+
+    /// How many mailboxes have a `fetchWait` registered.
+    pub fn watched(&self) -> usize {
         self.lock().len()
     }
 }
 
-/// Members of DM channels already looked up: a channel's members never
-/// change, so they are kept (bounded) instead of asked for per request.
-pub type ChannelCache = TtlCache<ChannelId, (IdentityKey, IdentityKey)>;
-
-pub fn channel_cache() -> ChannelCache {
-    TtlCache::new(Duration::from_secs(3600), 100_000)
-}
-
-/// Checks that `me` may use `channel` (E022 otherwise) and returns the other
-/// member. An unknown channel is E022 as well, so ids cannot be probed.
-async fn other_member<S: Store>(
-    store: &S,
-    cache: &ChannelCache,
-    me: &IdentityKey,
-    channel: ChannelId,
-) -> Result<IdentityKey, WireError> {
-    let denied = || WireError::bare(ErrorCode::ChannelDenied);
-    let now = std::time::Instant::now();
-    let (a, b) = match cache.get(&channel, now) {
-        Some(pair) => pair,
-        None => {
-            let pair = store
-                .channel_members(channel)
-                .await
-                .map_err(internal)?
-                .ok_or_else(denied)?;
-            cache.put(channel, pair, now);
-            pair
-        }
-    };
-    if a == *me {
-        Ok(b)
-    } else if b == *me {
-        Ok(a)
-    } else {
-        Err(denied())
-    }
-}
-
+/// An enqueue as the service received it.
 pub struct EnqueueRequest {
-    pub deliveries: Vec<Delivery>,
+    pub deliveries: Vec<wire::Delivery>,
     pub payload: Vec<u8>,
     pub idempotency_key: IdempotencyKey,
 }
 
-pub async fn enqueue<S: Store>(
-    store: &S,
-    mailboxes: &Mailboxes,
-    channels: &ChannelCache,
+/// What an enqueue did: stored (with the recipients' sequence numbers) or
+/// recognised as a retry of one already stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    pub duplicate: bool,
+    pub seqs: Vec<u64>,
+}
+
+/// Which mail a fetch asks for: all of the caller's or one channel's, at
+/// most `limit` messages (0: as many as fit the response budget).
+#[derive(Debug, Clone, Copy)]
+pub struct FetchRequest {
+    pub channel: Option<ChannelId>,
+    pub limit: u32,
+}
+
+/// The delivery rules and their state; see the module documentation.
+pub struct Delivery {
+    mailboxes: Mailboxes,
+    /// Members of DM channels already looked up: a channel's members never
+    /// change, so they are kept (bounded) instead of asked for per request.
+    channels: TtlCache<ChannelId, (IdentityKey, IdentityKey)>,
     require_channel_authz: bool,
-    sender: &Account,
-    req: EnqueueRequest,
-    now: Now,
-) -> Result<(bool, Vec<u64>), WireError> {
-    let inner = padding::unpad(&req.payload)
-        .map_err(|e| WireError::new(ErrorCode::InvalidPayload, e.to_string()))?;
-    let framing = mls_framing::read(inner)
-        .map_err(|e| WireError::new(ErrorCode::InvalidPayload, format!("MLS framing: {e}")))?;
-    let commit = framing.commit().map(|(group_id, epoch)| CommitClaim {
-        group_id: group_id.to_vec(),
-        epoch,
-    });
-    if req.deliveries.is_empty() && commit.is_none() {
-        return Err(WireError::bare(ErrorCode::NoRecipients));
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Delivery {
+    /// `require_channel_authz` refuses deliveries without a channel (E023);
+    /// `shutdown` turning true answers held `fetchWait`s empty.
+    pub fn new(require_channel_authz: bool, shutdown: watch::Receiver<bool>) -> Self {
+        Self {
+            mailboxes: Mailboxes::default(),
+            channels: TtlCache::new(CHANNEL_CACHE_TTL, CHANNEL_CACHE_MAX),
+            require_channel_authz,
+            shutdown,
+        }
     }
 
-    let mut checked: HashMap<ChannelId, IdentityKey> = HashMap::new();
-    for d in &req.deliveries {
-        match d.channel {
-            Some(c) => {
-                let other = match checked.get(&c) {
-                    Some(o) => *o,
-                    None => {
-                        let o = other_member(store, channels, &sender.identity_key, c).await?;
-                        checked.insert(c, o);
-                        o
-                    }
-                };
-                if d.recipient != other {
-                    return Err(WireError::new(
-                        ErrorCode::ChannelDenied,
-                        "not authorized for this channel: the recipient is not its other member",
-                    ));
-                }
-            }
-            None if require_channel_authz => {
-                return Err(WireError::bare(ErrorCode::LegacyPathDisabled))
-            }
+    pub fn mailboxes(&self) -> &Mailboxes {
+        &self.mailboxes
+    }
+
+    /// Checks that `me` may use `channel` (E022 otherwise) and returns the
+    /// other member. An unknown channel is E022 as well, so ids cannot be
+    /// probed.
+    async fn other_member<S: Store>(
+        &self,
+        store: &S,
+        me: &IdentityKey,
+        channel: ChannelId,
+        now: Now,
+    ) -> Result<IdentityKey, WireError> {
+        let denied = || WireError::bare(ErrorCode::ChannelDenied);
+        let (a, b) = match self.channels.get(&channel, now.mono) {
+            Some(pair) => pair,
             None => {
-                if store
-                    .account_by_identity(&d.recipient)
+                let pair = store
+                    .channel_members(channel)
                     .await
                     .map_err(internal)?
-                    .is_none()
-                {
-                    return Err(WireError::new(
-                        ErrorCode::UnknownUser,
-                        format!("no user has identity key {}", d.recipient),
-                    ));
+                    .ok_or_else(denied)?;
+                self.channels.put(channel, pair, now.mono);
+                pair
+            }
+        };
+        if a == *me {
+            Ok(b)
+        } else if b == *me {
+            Ok(a)
+        } else {
+            Err(denied())
+        }
+    }
+
+    /// Refuses any delivery `sender` may not make (see the module rules).
+    async fn authorize<S: Store>(
+        &self,
+        store: &S,
+        sender: &Account,
+        deliveries: &[wire::Delivery],
+        now: Now,
+    ) -> Result<(), WireError> {
+        let mut checked: HashMap<ChannelId, IdentityKey> = HashMap::new();
+        for d in deliveries {
+            match d.channel {
+                Some(c) => {
+                    let other = match checked.get(&c) {
+                        Some(o) => *o,
+                        None => {
+                            let o = self
+                                .other_member(store, &sender.identity_key, c, now)
+                                .await?;
+                            checked.insert(c, o);
+                            o
+                        }
+                    };
+                    if d.recipient != other {
+                        return Err(WireError::new(
+                            ErrorCode::ChannelDenied,
+                            "not authorized for this channel: the recipient is not its other member",
+                        ));
+                    }
                 }
+                None if self.require_channel_authz => {
+                    return Err(WireError::bare(ErrorCode::LegacyPathDisabled))
+                }
+                None => {
+                    if store
+                        .account_by_identity(&d.recipient)
+                        .await
+                        .map_err(internal)?
+                        .is_none()
+                    {
+                        return Err(WireError::new(
+                            ErrorCode::UnknownUser,
+                            format!("no user has identity key {}", d.recipient),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores one payload for every recipient (once per idempotency key) and
+    /// wakes their held `fetchWait`s.
+    pub async fn enqueue<S: Store>(
+        &self,
+        store: &S,
+        sender: &Account,
+        req: EnqueueRequest,
+        now: Now,
+    ) -> Result<Enqueued, WireError> {
+        let inner = padding::unpad(&req.payload)
+            .map_err(|e| WireError::new(ErrorCode::InvalidPayload, e.to_string()))?;
+        let framing = mls_framing::read(inner)
+            .map_err(|e| WireError::new(ErrorCode::InvalidPayload, format!("MLS framing: {e}")))?;
+        let commit = framing.commit().map(|(group_id, epoch)| CommitClaim {
+            group_id: group_id.to_vec(),
+            epoch,
+        });
+        if req.deliveries.is_empty() && commit.is_none() {
+            return Err(WireError::bare(ErrorCode::NoRecipients));
+        }
+        self.authorize(store, sender, &req.deliveries, now).await?;
+
+        let recipients: Vec<IdentityKey> = req.deliveries.iter().map(|d| d.recipient).collect();
+        let outcome = store
+            .enqueue(NewMail {
+                sender: sender.identity_key,
+                idempotency_key: req.idempotency_key,
+                deliveries: req.deliveries,
+                payload: req.payload,
+                commit,
+                now_ms: now.unix_ms,
+            })
+            .await;
+        match outcome {
+            Ok(EnqueueOutcome::Stored { seqs }) => {
+                for r in &recipients {
+                    self.mailboxes.notify(r);
+                }
+                Ok(Enqueued {
+                    duplicate: false,
+                    seqs,
+                })
+            }
+            Ok(EnqueueOutcome::Duplicate) => Ok(Enqueued {
+                duplicate: true,
+                seqs: Vec::new(),
+            }),
+            Err(StoreError::StaleCommit {
+                requested,
+                accepted,
+            }) => Err(WireError::new(
+                ErrorCode::StaleCommit,
+                format!(
+                    "stale commit for epoch {}: a commit for epoch {} was already accepted; \
+                     process pending messages and retry",
+                    requested.0, accepted.0
+                ),
+            )),
+            Err(StoreError::QueueFull(k)) => Err(WireError::new(
+                ErrorCode::QueueFull,
+                format!("the mailbox of {k} is full"),
+            )),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    /// The caller's mail, all of it or one channel's (after authorizing it).
+    pub async fn fetch<S: Store>(
+        &self,
+        store: &S,
+        me: &Account,
+        req: FetchRequest,
+        now: Now,
+    ) -> Result<Vec<Envelope>, WireError> {
+        if let Some(c) = req.channel {
+            self.other_member(store, &me.identity_key, c, now).await?;
+        }
+        read_mailbox(store, me, req).await
+    }
+
+    /// As [`Delivery::fetch`], but when nothing is waiting, holds the
+    /// request until mail arrives, `timeout` (at most `MAX_FETCH_WAIT`) after
+    /// `now` passes, or the server shuts down (then answers empty).
+    pub async fn fetch_wait<S: Store>(
+        &self,
+        store: &S,
+        me: &Account,
+        req: FetchRequest,
+        timeout: Duration,
+        now: Now,
+    ) -> Result<Vec<Envelope>, WireError> {
+        if let Some(c) = req.channel {
+            self.other_member(store, &me.identity_key, c, now).await?;
+        }
+        let deadline = tokio::time::Instant::from_std(now.mono) + timeout.min(MAX_FETCH_WAIT);
+        let subscription = self.mailboxes.subscribe(me.identity_key);
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let notified = subscription.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let mail = read_mailbox(store, me, req).await?;
+            if !mail.is_empty() || *shutdown.borrow() {
+                return Ok(mail);
+            }
+            let _parked = self.mailboxes.park();
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
+                _ = shutdown.changed() => return Ok(Vec::new()),
             }
         }
     }
 
-    let recipients: Vec<IdentityKey> = req.deliveries.iter().map(|d| d.recipient).collect();
-    let outcome = store
-        .enqueue(NewMail {
-            sender: sender.identity_key,
-            idempotency_key: req.idempotency_key,
-            deliveries: req.deliveries,
-            payload: req.payload,
-            commit,
-            now_ms: now.unix_ms,
-        })
-        .await;
-    match outcome {
-        Ok(EnqueueOutcome::Stored { seqs }) => {
-            for r in &recipients {
-                mailboxes.notify(r);
-            }
-            Ok((false, seqs))
-        }
-        Ok(EnqueueOutcome::Duplicate) => Ok((true, Vec::new())),
-        Err(StoreError::StaleCommit {
-            requested,
-            accepted,
-        }) => Err(WireError::new(
-            ErrorCode::StaleCommit,
-            format!(
-                "stale commit for epoch {}: a commit for epoch {} was already accepted; \
-                 process pending messages and retry",
-                requested.0, accepted.0
-            ),
-        )),
-        Err(StoreError::QueueFull(k)) => Err(WireError::new(
-            ErrorCode::QueueFull,
-            format!("the mailbox of {k} is full"),
-        )),
-        Err(e) => Err(internal(e)),
+    /// Removes the caller's mail with these sequence numbers; returns how
+    /// many were there.
+    pub async fn ack<S: Store>(
+        &self,
+        store: &S,
+        me: &Account,
+        seqs: Vec<u64>,
+    ) -> Result<u32, WireError> {
+        store.ack(me.identity_key, seqs).await.map_err(internal)
     }
+}
+
+async fn read_mailbox<S: Store>(
+    store: &S,
+    me: &Account,
+    req: FetchRequest,
+) -> Result<Vec<Envelope>, WireError> {
+    let mail = store
+        .fetch(
+            me.identity_key,
+            req.channel,
+            req.limit,
+            FETCH_RESPONSE_BUDGET,
+        )
+        .await
+        .map_err(internal)?;
+    Ok(envelopes(mail))
 }
 
 fn envelopes(mail: Vec<Mail>) -> Vec<Envelope> {
@@ -205,69 +401,4 @@ fn envelopes(mail: Vec<Mail>) -> Vec<Envelope> {
             enqueued_at_ms: m.enqueued_at_ms,
         })
         .collect()
-}
-
-/// The caller's mail, all of it or one channel's (after authorizing it).
-pub async fn fetch<S: Store>(
-    store: &S,
-    channels: &ChannelCache,
-    me: &Account,
-    channel: Option<ChannelId>,
-    limit: u32,
-) -> Result<Vec<Envelope>, WireError> {
-    if let Some(c) = channel {
-        other_member(store, channels, &me.identity_key, c).await?;
-    }
-    let mail = store
-        .fetch(me.identity_key, channel, limit, FETCH_RESPONSE_BUDGET)
-        .await
-        .map_err(internal)?;
-    Ok(envelopes(mail))
-}
-
-/// As [`fetch`], but when nothing is waiting, holds the request until mail
-/// arrives, `timeout` passes or the server shuts down (then answers empty).
-#[allow(clippy::too_many_arguments)]
-pub async fn fetch_wait<S: Store>(
-    store: &S,
-    mailboxes: &Mailboxes,
-    channels: &ChannelCache,
-    shutdown: &watch::Receiver<bool>,
-    me: &Account,
-    channel: Option<ChannelId>,
-    limit: u32,
-    timeout: Duration,
-) -> Result<Vec<Envelope>, WireError> {
-    if let Some(c) = channel {
-        other_member(store, channels, &me.identity_key, c).await?;
-    }
-    let deadline = tokio::time::Instant::now() + timeout.min(MAX_FETCH_WAIT);
-    let notify = mailboxes.subscribe(me.identity_key);
-    let mut shutdown = shutdown.clone();
-    let result = async {
-        loop {
-            let notified = notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let mail = store
-                .fetch(me.identity_key, channel, limit, FETCH_RESPONSE_BUDGET)
-                .await
-                .map_err(internal)?;
-            if !mail.is_empty() || *shutdown.borrow() {
-                return Ok(envelopes(mail));
-            }
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
-                _ = shutdown.changed() => return Ok(Vec::new()),
-            }
-        }
-    }
-    .await;
-    mailboxes.unsubscribe(&me.identity_key, notify);
-    result
-}
-
-pub async fn ack<S: Store>(store: &S, me: &Account, seqs: Vec<u64>) -> Result<u32, WireError> {
-    store.ack(me.identity_key, seqs).await.map_err(internal)
 }

@@ -1,6 +1,15 @@
 //! Request handling without I/O: a decoded [`Request`] in, a [`Response`]
-//! out. The QUIC driver (`server.rs`) calls [`Service::handle`]; tests may
-//! call it directly. Time comes in as [`Now`].
+//! out, with the time of the request passed in as [`Now`].
+//!
+//! [`Service`] owns the rules and their state: [`Auth`] (OPAQUE, sessions,
+//! login limits), the per-account request limit, and [`Delivery`]
+//! (mailboxes, the channel cache, the delivery settings); the directory's
+//! rules are plain functions over the store. [`Service::handle`]
+//! authenticates the request, charges the account's rate limit and hands it
+//! to the owner of its rule. Nothing under `Service` reads the clock: the
+//! QUIC driver (`server.rs`) takes [`Now::current`] once per request, and
+//! the unit tests (`service/tests.rs`) drive `handle` on a temporary store
+//! with a clock they advance themselves, without sockets.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,7 +21,7 @@ use tokio::sync::watch;
 
 use crate::auth::Auth;
 use crate::config::Config;
-use crate::delivery::{self, EnqueueRequest, Mailboxes};
+use crate::delivery::{Delivery, EnqueueRequest, Enqueued, FetchRequest};
 use crate::directory;
 use crate::ratelimit::RateLimiter;
 use crate::store::{Store, StoreError};
@@ -26,6 +35,7 @@ pub struct Now {
 }
 
 impl Now {
+    /// The clock's time: read by the driver only, once per request.
     pub fn current() -> Self {
         Self {
             mono: Instant::now(),
@@ -33,6 +43,14 @@ impl Now {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
+        }
+    }
+
+    /// The time `d` after this one (both clocks advance together).
+    pub fn plus(self, d: Duration) -> Self {
+        Self {
+            mono: self.mono + d,
+            unix_ms: self.unix_ms.saturating_add(d.as_millis() as u64),
         }
     }
 }
@@ -47,11 +65,8 @@ pub fn internal(e: impl std::fmt::Display) -> WireError {
 pub struct Service<S: Store> {
     pub store: S,
     auth: Auth,
-    pub mailboxes: Mailboxes,
-    channels: delivery::ChannelCache,
-    require_channel_authz: bool,
     per_account: RateLimiter<IdentityKey>,
-    shutdown: watch::Receiver<bool>,
+    delivery: Delivery,
 }
 
 impl<S: Store> Service<S> {
@@ -67,15 +82,16 @@ impl<S: Store> Service<S> {
         Ok(Self {
             store,
             auth,
-            mailboxes: Mailboxes::default(),
-            channels: delivery::channel_cache(),
-            require_channel_authz: config.require_channel_authz,
             per_account: RateLimiter::new(
                 f64::from(limits.requests_per_second_per_account),
                 limits.request_burst_per_account,
             ),
-            shutdown,
+            delivery: Delivery::new(config.require_channel_authz, shutdown),
         })
+    }
+
+    pub fn delivery(&self) -> &Delivery {
+        &self.delivery
     }
 
     /// Answers one request. Never panics on peer input; every failure is a
@@ -181,45 +197,35 @@ impl<S: Store> Service<S> {
                 idempotency_key,
                 ..
             } => {
-                let (duplicate, seqs) = delivery::enqueue(
-                    store,
-                    &self.mailboxes,
-                    &self.channels,
-                    self.require_channel_authz,
-                    &me,
-                    EnqueueRequest {
-                        deliveries,
-                        payload,
-                        idempotency_key,
-                    },
-                    now,
-                )
-                .await?;
+                let req = EnqueueRequest {
+                    deliveries,
+                    payload,
+                    idempotency_key,
+                };
+                let Enqueued { duplicate, seqs } =
+                    self.delivery.enqueue(store, &me, req, now).await?;
                 Response::Enqueue { duplicate, seqs }
             }
             Request::Fetch { channel, limit, .. } => {
-                Response::Fetch(delivery::fetch(store, &self.channels, &me, channel, limit).await?)
+                let req = FetchRequest { channel, limit };
+                Response::Fetch(self.delivery.fetch(store, &me, req, now).await?)
             }
             Request::FetchWait {
                 channel,
                 limit,
                 timeout_ms,
                 ..
-            } => Response::FetchWait(
-                delivery::fetch_wait(
-                    store,
-                    &self.mailboxes,
-                    &self.channels,
-                    &self.shutdown,
-                    &me,
-                    channel,
-                    limit,
-                    Duration::from_millis(u64::from(timeout_ms)),
+            } => {
+                let req = FetchRequest { channel, limit };
+                let timeout = Duration::from_millis(u64::from(timeout_ms));
+                Response::FetchWait(
+                    self.delivery
+                        .fetch_wait(store, &me, req, timeout, now)
+                        .await?,
                 )
-                .await?,
-            ),
+            }
             Request::Ack { seqs, .. } => Response::Ack {
-                removed: delivery::ack(store, &me, seqs).await?,
+                removed: self.delivery.ack(store, &me, seqs).await?,
             },
             Request::Health
             | Request::OpaqueRegisterStart { .. }
@@ -233,3 +239,6 @@ impl<S: Store> Service<S> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,15 +1,15 @@
 //! What flows through the event loop: [`Action`]s come in (terminal events,
 //! the worker's results and the daemon's notifications) and `update` turns
 //! each into state changes plus [`Effect`]s; a [`Request`] is an effect the
-//! worker carries out against qpqd.
+//! worker carries out against qpqd — a [`Call`] of the IPC method table,
+//! typed as the table types it, so the TUI keeps no list of methods of its
+//! own.
 
 use crossterm::event::{KeyEvent, MouseEvent};
 use quicproquo_protocol::ipc::client::CallError;
-use quicproquo_protocol::ipc::methods::{AccountParams, StatusResult, VerifyResult};
-use quicproquo_protocol::ipc::values::{
-    Conversation, ConversationId, Member, Message, MessageId, Secret,
-};
-use quicproquo_protocol::ipc::{IpcErrorCode, Notification};
+use quicproquo_protocol::ipc::methods::{StatusResult, VerifyResult};
+use quicproquo_protocol::ipc::values::{Conversation, ConversationId, Member, Message, MessageId};
+use quicproquo_protocol::ipc::{Call, IpcErrorCode, Notification};
 
 /// One input to `update`.
 #[derive(Debug, Clone)]
@@ -128,47 +128,22 @@ pub enum Effect {
 /// A call the worker makes to qpqd.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
-    Status,
-    Conversations,
+    /// One method of the IPC table with its typed params; the worker turns
+    /// the answer into the event for that method.
+    Call(Call),
+    /// A page of history before `before` (`None`: the latest), or with
+    /// `until` pages until that message is among them (a search jump). The
+    /// worker picks the page size.
     History {
         conversation: ConversationId,
         before: Option<MessageId>,
-        /// Keep loading older pages until this message is among them.
         until: Option<MessageId>,
     },
-    Send {
-        conversation: ConversationId,
-        text: String,
-        confirm_changed_keys: bool,
-    },
-    Read {
-        conversation: ConversationId,
-        up_to: Option<MessageId>,
-    },
-    DmOpen(String),
-    GroupCreate {
-        name: String,
-        members: Vec<String>,
-    },
-    GroupAdd {
-        conversation: ConversationId,
-        members: Vec<String>,
-    },
-    GroupRemove {
-        conversation: ConversationId,
-        members: Vec<String>,
-    },
-    Leave(ConversationId),
-    Rekey(ConversationId),
-    Members(ConversationId),
-    Verify {
-        username: String,
-        confirm: bool,
-        /// With `confirm`: the number the user was shown.
-        safety_number: Option<String>,
-    },
-    Search(String),
-    Register(AccountParams),
-    Login(AccountParams),
-    Unlock(Secret),
+}
+
+impl Effect {
+    /// The effect of calling one IPC method.
+    pub fn call(call: Call) -> Effect {
+        Effect::Request(Request::Call(call))
+    }
 }

@@ -98,7 +98,7 @@ impl InProcessDaemon {
         agent
             .open(passphrase)
             .await
-            .map_err(|e| DemoError(format!("opening the agent's state: {}", e.message)))?;
+            .map_err(|e| DemoError(format!("opening the agent's state: {e}")))?;
         let serve = tokio::spawn(ipc_server::serve(listener, Arc::clone(&agent)));
         Ok(InProcessDaemon {
             paths,

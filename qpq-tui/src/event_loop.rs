@@ -239,9 +239,10 @@ pub async fn run_terminal(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use quicproquo_protocol::ipc::methods::ReadParams;
     use quicproquo_protocol::ipc::notifications::NewMessage;
-    use quicproquo_protocol::ipc::values::Seq;
-    use quicproquo_protocol::ipc::Notification;
+    use quicproquo_protocol::ipc::values::{ConversationRef, Seq};
+    use quicproquo_protocol::ipc::{Call, Notification};
     use ratatui::backend::TestBackend;
 
     use super::*;
@@ -318,10 +319,10 @@ mod tests {
             assert!(
                 matches!(
                     r,
-                    Request::Read {
-                        conversation: TEAM,
+                    Request::Call(Call::Read(ReadParams {
+                        conversation: ConversationRef::Id(TEAM),
                         ..
-                    }
+                    }))
                 ),
                 "{r:?}"
             );

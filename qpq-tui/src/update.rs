@@ -6,7 +6,9 @@
 mod daemon;
 mod keys;
 
+use quicproquo_protocol::ipc::methods::{ConversationParams, ReadParams};
 use quicproquo_protocol::ipc::values::{ConversationId, MessageId};
+use quicproquo_protocol::ipc::Call;
 
 use crate::action::{Action, Effect, Request};
 use crate::app::{App, Loadable, Screen};
@@ -72,7 +74,9 @@ pub(crate) fn request_members(app: &mut App, id: ConversationId, fx: &mut Vec<Ef
     if !matches!(app.members.get(&id), Some(Loadable::Ready(_))) {
         app.members.insert(id, Loadable::Loading);
     }
-    fx.push(Effect::Request(Request::Members(id)));
+    fx.push(Effect::call(Call::Members(ConversationParams {
+        conversation: id.into(),
+    })));
 }
 
 /// Places the "new messages" marker before the first of the conversation's
@@ -107,10 +111,10 @@ pub(crate) fn mark_read(app: &mut App, id: ConversationId, fx: &mut Vec<Effect>)
     if let Some(c) = list.iter_mut().find(|c| c.id == id) {
         if c.unread > 0 {
             c.unread = 0;
-            fx.push(Effect::Request(Request::Read {
-                conversation: id,
+            fx.push(Effect::call(Call::Read(ReadParams {
+                conversation: id.into(),
                 up_to: None,
-            }));
+            })));
         }
     }
     if let Some(tl) = app.timelines.get_mut(&id) {

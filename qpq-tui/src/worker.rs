@@ -9,15 +9,14 @@
 //! (starting the daemon again when it has a launcher) and resubscribes from
 //! the last `seq` it saw, so no notification is lost or repeated.
 
+use quicproquo_protocol::backoff::Backoff;
 use std::time::Duration;
 
+use quicproquo_protocol::ipc::client::CallError;
 use quicproquo_protocol::ipc::client::{ClientOptions, DaemonLauncher, IpcClient, Subscription};
-use quicproquo_protocol::ipc::methods::{
-    method, ConversationParams, DmOpenParams, GroupCreateParams, GroupMembersParams, HistoryParams,
-    NoParams, ReadParams, SearchParams, SendParams, UnlockParams, VerifyParams,
-};
-use quicproquo_protocol::ipc::values::{Ciphersuite, ConversationRef, Limit, Message, Seq};
-use quicproquo_protocol::ipc::IpcErrorCode;
+use quicproquo_protocol::ipc::methods::{method, HistoryParams, NoParams};
+use quicproquo_protocol::ipc::values::{ConversationId, ConversationRef, Limit, Message, Seq};
+use quicproquo_protocol::ipc::{Call, IpcErrorCode};
 use quicproquo_protocol::paths::Paths;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -30,7 +29,6 @@ const PAGE: u16 = 200;
 const SEARCH_PAGE: u16 = 500;
 /// A search jump gives up after loading this many messages.
 const SEARCH_DEPTH: usize = 200_000;
-const RESULTS: u16 = 100;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(3);
 
@@ -59,7 +57,7 @@ async fn send(events: &mpsc::Sender<Action>, ev: DaemonEvent) -> bool {
 async fn run(target: Target, events: mpsc::Sender<Action>, mut requests: mpsc::Receiver<Request>) {
     let opts = ClientOptions::new("qpq-tui");
     let mut since: Option<Seq> = None;
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     let mut calls = JoinSet::new();
     loop {
         let connected = match &target.launcher {
@@ -68,7 +66,7 @@ async fn run(target: Target, events: mpsc::Sender<Action>, mut requests: mpsc::R
         };
         let reason = match connected {
             Ok(client) => {
-                backoff = FIRST_BACKOFF;
+                backoff.reset();
                 match serve(&client, &mut since, &events, &mut requests, &mut calls).await {
                     Ended::UiGone => return,
                     Ended::Lost(reason) => reason,
@@ -81,8 +79,7 @@ async fn run(target: Target, events: mpsc::Sender<Action>, mut requests: mpsc::R
         }
         // Wait before the next attempt; what is asked meanwhile fails at
         // once instead of hanging.
-        let wake = tokio::time::Instant::now() + backoff;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        let wake = tokio::time::Instant::now() + backoff.wait();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(wake) => break,
@@ -145,7 +142,7 @@ async fn serve(
             },
             r = requests.recv() => match r {
                 None => return Ended::UiGone,
-                Some(r @ Request::Unlock(_)) if sub.is_none() => {
+                Some(r @ Request::Call(Call::Unlock(_))) if sub.is_none() => {
                     // Inline, so the subscription can start right after.
                     perform(client.clone(), r, events.clone()).await;
                     if let Ok(s) = client.subscribe(*since).await {
@@ -165,7 +162,7 @@ async fn serve(
 /// The next notification; never, without a subscription.
 async fn next(
     sub: &mut Option<Subscription>,
-) -> Result<quicproquo_protocol::ipc::Notification, quicproquo_protocol::ipc::client::CallError> {
+) -> Result<quicproquo_protocol::ipc::Notification, CallError> {
     match sub {
         Some(s) => s.next().await,
         None => std::future::pending().await,
@@ -174,27 +171,49 @@ async fn next(
 
 /// The event that reports `r` failed with `f`.
 fn failed(r: Request, f: Failure) -> DaemonEvent {
-    match r {
-        Request::Conversations => DaemonEvent::ConversationsFailed(f),
-        Request::History { conversation, .. } => DaemonEvent::HistoryFailed {
-            conversation,
-            failure: f,
-        },
-        Request::Send {
-            conversation, text, ..
-        } => DaemonEvent::SendFailed {
-            conversation,
-            text,
-            failure: f,
-        },
-        Request::Members(conversation) => DaemonEvent::MembersFailed {
-            conversation,
-            failure: f,
-        },
-        Request::Register(_) | Request::Login(_) | Request::Unlock(_) => {
-            DaemonEvent::AccountFailed(f)
+    let call = match r {
+        Request::History { conversation, .. } => {
+            return DaemonEvent::HistoryFailed {
+                conversation,
+                failure: f,
+            }
         }
+        Request::Call(call) => call,
+    };
+    match call {
+        Call::Conversations(_) => DaemonEvent::ConversationsFailed(f),
+        Call::History(p) => match id_of(&p.conversation) {
+            Some(conversation) => DaemonEvent::HistoryFailed {
+                conversation,
+                failure: f,
+            },
+            None => DaemonEvent::Failed(f),
+        },
+        Call::Send(p) => match id_of(&p.conversation) {
+            Some(conversation) => DaemonEvent::SendFailed {
+                conversation,
+                text: p.text,
+                failure: f,
+            },
+            None => DaemonEvent::Failed(f),
+        },
+        Call::Members(p) => match id_of(&p.conversation) {
+            Some(conversation) => DaemonEvent::MembersFailed {
+                conversation,
+                failure: f,
+            },
+            None => DaemonEvent::Failed(f),
+        },
+        Call::Register(_) | Call::Login(_) | Call::Unlock(_) => DaemonEvent::AccountFailed(f),
         _ => DaemonEvent::Failed(f),
+    }
+}
+
+/// The TUI names every conversation by its id.
+fn id_of(r: &ConversationRef) -> Option<ConversationId> {
+    match r {
+        ConversationRef::Id(id) => Some(*id),
+        _ => None,
     }
 }
 
@@ -207,164 +226,137 @@ async fn perform(client: IpcClient, r: Request, events: mpsc::Sender<Action>) {
     let _ = events.send(Action::Daemon(ev)).await;
 }
 
-type CallResult = Result<Option<DaemonEvent>, quicproquo_protocol::ipc::client::CallError>;
+type CallResult = Result<Option<DaemonEvent>, CallError>;
 
 async fn call(client: &IpcClient, r: Request) -> CallResult {
-    let conv = |id| ConversationRef::Id(id);
-    Ok(Some(match r {
-        Request::Status => {
-            DaemonEvent::Status(client.request::<method::Status>(NoParams {}).await?)
-        }
-        Request::Conversations => {
-            DaemonEvent::Conversations(client.request::<method::Conversations>(NoParams {}).await?)
-        }
+    match r {
         Request::History {
             conversation,
             before,
             until,
         } => {
-            let (messages, complete) = history(client, conv(conversation), before, until).await?;
-            DaemonEvent::History {
+            let (messages, complete) =
+                history(client, ConversationRef::Id(conversation), before, until).await?;
+            Ok(Some(DaemonEvent::History {
                 conversation,
                 before,
                 messages,
                 complete,
                 target: until,
+            }))
+        }
+        Request::Call(call) => answer(client, call).await,
+    }
+}
+
+/// Makes `call` and turns its typed answer into the event `update` expects
+/// for that method (`None`: nothing to report).
+async fn answer(client: &IpcClient, call: Call) -> CallResult {
+    Ok(Some(match call {
+        Call::Status(p) => DaemonEvent::Status(client.request::<method::Status>(p).await?),
+        Call::Conversations(p) => {
+            DaemonEvent::Conversations(client.request::<method::Conversations>(p).await?)
+        }
+        Call::History(p) => {
+            let limit = p.limit.get();
+            let (conversation, before) = (id_of(&p.conversation), p.before);
+            let messages = client.request::<method::History>(p).await?;
+            match conversation {
+                Some(conversation) => DaemonEvent::History {
+                    conversation,
+                    before,
+                    complete: messages.len() < limit,
+                    messages,
+                    target: None,
+                },
+                None => return Ok(None),
             }
         }
-        Request::Send {
-            conversation,
-            text,
-            confirm_changed_keys,
-        } => {
-            let params = SendParams {
-                conversation: conv(conversation),
-                text: text.clone(),
-                confirm_changed_keys,
-            };
-            match client.request::<method::Send>(params).await {
-                Ok(m) => DaemonEvent::Sent(m),
-                Err(e) => DaemonEvent::SendFailed {
+        Call::Send(p) => {
+            let (conversation, text) = (id_of(&p.conversation), p.text.clone());
+            match (client.request::<method::Send>(p).await, conversation) {
+                (Ok(m), _) => DaemonEvent::Sent(m),
+                (Err(e), Some(conversation)) => DaemonEvent::SendFailed {
                     conversation,
                     text,
                     failure: e.into(),
                 },
+                (Err(e), None) => return Err(e),
             }
         }
-        Request::Read {
-            conversation,
-            up_to,
-        } => {
-            client
-                .request::<method::Read>(ReadParams {
-                    conversation: conv(conversation),
-                    up_to,
-                })
-                .await?;
+        Call::Read(p) => {
+            client.request::<method::Read>(p).await?;
             return Ok(None);
         }
-        Request::DmOpen(username) => DaemonEvent::Opened(
-            client
-                .request::<method::DmOpen>(DmOpenParams { username })
-                .await?,
-        ),
-        Request::GroupCreate { name, members } => DaemonEvent::Opened(
-            client
-                .request::<method::GroupCreate>(GroupCreateParams {
-                    name,
-                    members,
-                    ciphersuite: Ciphersuite::Hybrid,
-                })
-                .await?,
-        ),
-        Request::GroupAdd {
-            conversation,
-            members,
-        } => {
-            let who = members.join(", ");
-            let c = client
-                .request::<method::GroupAdd>(GroupMembersParams {
-                    conversation: conv(conversation),
-                    members,
-                })
-                .await?;
+        Call::DmOpen(p) => DaemonEvent::Opened(client.request::<method::DmOpen>(p).await?),
+        Call::GroupCreate(p) => {
+            DaemonEvent::Opened(client.request::<method::GroupCreate>(p).await?)
+        }
+        Call::GroupAdd(p) => {
+            let who = p.members.join(", ");
+            let c = client.request::<method::GroupAdd>(p).await?;
             DaemonEvent::Done(format!("Added {who} to #{}", c.name))
         }
-        Request::GroupRemove {
-            conversation,
-            members,
-        } => {
-            let who = members.join(", ");
-            let c = client
-                .request::<method::GroupRemove>(GroupMembersParams {
-                    conversation: conv(conversation),
-                    members,
-                })
-                .await?;
+        Call::GroupRemove(p) => {
+            let who = p.members.join(", ");
+            let c = client.request::<method::GroupRemove>(p).await?;
             DaemonEvent::Done(format!("Removed {who} from #{}", c.name))
         }
-        Request::Leave(id) => {
-            client
-                .request::<method::GroupLeave>(ConversationParams {
-                    conversation: conv(id),
-                })
-                .await?;
+        Call::GroupLeave(p) => {
+            client.request::<method::GroupLeave>(p).await?;
             DaemonEvent::Done("You left the group.".into())
         }
-        Request::Rekey(id) => {
-            let r = client
-                .request::<method::GroupRekey>(ConversationParams {
-                    conversation: conv(id),
-                })
-                .await?;
+        Call::GroupRekey(p) => {
+            let r = client.request::<method::GroupRekey>(p).await?;
             DaemonEvent::Done(format!("Re-keyed: the group is at epoch {}", r.epoch))
         }
-        Request::Members(id) => DaemonEvent::Members {
-            conversation: id,
-            members: client
-                .request::<method::Members>(ConversationParams {
-                    conversation: conv(id),
-                })
-                .await?,
-        },
-        Request::Verify {
-            username,
-            confirm,
-            safety_number,
-        } => DaemonEvent::Verified {
-            result: client
-                .request::<method::Verify>(VerifyParams {
-                    username,
-                    confirm,
-                    safety_number,
-                })
-                .await?,
-            confirmed: confirm,
-        },
-        Request::Search(query) => DaemonEvent::SearchResults {
-            messages: client
-                .request::<method::Search>(SearchParams {
-                    query: query.clone(),
-                    conversation: None,
-                    limit: Limit::new(RESULTS).unwrap_or_default(),
-                })
-                .await?,
-            query,
-        },
-        Request::Register(params) => {
-            client.request::<method::Register>(params).await?;
+        Call::Members(p) => {
+            let conversation = id_of(&p.conversation);
+            let members = client.request::<method::Members>(p).await?;
+            match conversation {
+                Some(conversation) => DaemonEvent::Members {
+                    conversation,
+                    members,
+                },
+                None => return Ok(None),
+            }
+        }
+        Call::Verify(p) => {
+            let confirmed = p.confirm;
+            DaemonEvent::Verified {
+                result: client.request::<method::Verify>(p).await?,
+                confirmed,
+            }
+        }
+        Call::Search(p) => {
+            let query = p.query.clone();
+            DaemonEvent::SearchResults {
+                messages: client.request::<method::Search>(p).await?,
+                query,
+            }
+        }
+        Call::Register(p) => {
+            client.request::<method::Register>(p).await?;
             DaemonEvent::AccountReady
         }
-        Request::Login(params) => {
-            client.request::<method::Login>(params).await?;
+        Call::Login(p) => {
+            client.request::<method::Login>(p).await?;
             DaemonEvent::AccountReady
         }
-        Request::Unlock(passphrase) => {
-            client
-                .request::<method::Unlock>(UnlockParams { passphrase })
-                .await?;
+        Call::Unlock(p) => {
+            client.request::<method::Unlock>(p).await?;
             DaemonEvent::AccountReady
         }
+        // The connection's own calls (`hello`, `subscribe`) are the
+        // worker's, and the TUI offers none of the others.
+        other @ (Call::Hello(_)
+        | Call::Subscribe(_)
+        | Call::Logout(_)
+        | Call::Whoami(_)
+        | Call::Shutdown(_)) => DaemonEvent::Failed(Failure::new(format!(
+            "the chat does not call `{}`",
+            other.method()
+        ))),
     }))
 }
 
@@ -376,7 +368,7 @@ async fn history(
     conversation: ConversationRef,
     mut before: Option<quicproquo_protocol::ipc::values::MessageId>,
     until: Option<quicproquo_protocol::ipc::values::MessageId>,
-) -> Result<(Vec<Message>, bool), quicproquo_protocol::ipc::client::CallError> {
+) -> Result<(Vec<Message>, bool), CallError> {
     let n = if until.is_some() { SEARCH_PAGE } else { PAGE };
     let limit = Limit::new(n).unwrap_or_default();
     let mut all: Vec<Message> = Vec::new();

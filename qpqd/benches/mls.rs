@@ -20,6 +20,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use quicproquo_daemon::mls::SuiteExt as _;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 

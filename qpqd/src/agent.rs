@@ -1,88 +1,119 @@
-//! The agent: what each IPC call does. Async orchestration only — the core
-//! thread owns the database and MLS state, [`Link`] owns the connection; the
-//! agent sequences them (fetch a key package, build the commit, have the
-//! server accept it, merge, deliver the Welcome) and emits notifications.
+//! The agent: what each IPC call does, one module per flow.
 //!
-//! Submodules: `account` (register/login/status), `groups` (DMs, groups,
-//! membership changes), `delivery` (send, the outbox, receiving).
+//! - `session`: the daemon's lifecycle (locked → open → online), the account
+//!   (register, login, logout, status) and the connection's side effects
+//!   (key-package stock, `connection` notifications);
+//! - `outbox`: sending — `send` queues, the drain encrypts and enqueues, DM
+//!   channels are looked up or created;
+//! - `inbox`: receiving — the long-poll loop; each fetched batch is processed
+//!   and stored in one transaction before it is acknowledged;
+//! - `commit`: creating DMs and groups and changing their membership, all
+//!   through one commit path the server orders;
+//! - `verify`: identity pins, safety numbers, the members list;
+//! - `history`: conversations, history, search, read markers.
+//!
+//! Async orchestration only: the core thread ([`crate::core`]) owns the
+//! database and the MLS state and runs the named operations each flow
+//! defines (`outbox::queue_outgoing`, `inbox::store_incoming`, …); [`Link`]
+//! owns the connection. Errors are [`AgentError`]s; the IPC server alone
+//! maps them to what a front-end sees.
 
-mod account;
-mod delivery;
-mod groups;
+mod commit;
+mod error;
+mod history;
+mod inbox;
+mod outbox;
+mod session;
+mod verify;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use quicproquo_protocol::errors::WireError;
-use quicproquo_protocol::ipc::error::{ErrorObject, IpcErrorCode};
 use quicproquo_protocol::ipc::notifications::Notification;
-use quicproquo_protocol::ipc::values::{Ciphersuite, ConversationId, ConversationKind, Seq};
-use quicproquo_protocol::ipc::values::{Conversation as IpcConversation, ConversationRef};
-use tokio::sync::{broadcast, watch, Mutex, Notify, OnceCell, RwLock};
+use quicproquo_protocol::ipc::values::Seq;
+use quicproquo_protocol::types::{IdentityKey, SessionToken, Username};
+use tokio::sync::{broadcast, watch, Mutex, Notify};
+use tokio_util::task::TaskTracker;
 
-use crate::core::{Core, CoreError, CoreHandle};
-use crate::db::conversations::{self, Conversation, Kind};
-use crate::db::{self, messages, notifications, Id};
+use crate::core::{Core, CoreHandle};
+use crate::db::{self, notifications};
 use crate::keystore::KeySource;
-use crate::link::{Link, LinkError};
+use crate::link::Link;
 
-pub use account::StartOptions;
-
-/// A failure as the front-end sees it.
-pub type AgentResult<T> = Result<T, ErrorObject>;
-
-pub(crate) fn err(code: IpcErrorCode, message: impl Into<String>) -> ErrorObject {
-    ErrorObject::new(code, message)
-}
-
-pub(crate) fn internal(e: impl std::fmt::Display) -> ErrorObject {
-    tracing::error!(error = %e, "internal error");
-    err(IpcErrorCode::Internal, format!("internal error: {e}"))
-}
-
-impl From<CoreError> for ErrorObject {
-    fn from(e: CoreError) -> Self {
-        match e {
-            CoreError::NoAccount => err(IpcErrorCode::NotLoggedIn, e.to_string()),
-            CoreError::Mls(m) => groups::mls_err(m),
-            other => internal(other),
-        }
-    }
-}
-
-pub(crate) fn from_link(e: LinkError) -> ErrorObject {
-    match e {
-        LinkError::Offline => err(
-            IpcErrorCode::NetworkDown,
-            "the server cannot be reached now; try again when online",
-        ),
-        LinkError::Call(quicproquo_protocol::client::ClientError::Server(w)) => refused(&w),
-        LinkError::Call(other) => err(IpcErrorCode::NetworkDown, other.to_string()),
-    }
-}
-
-pub(crate) fn refused(w: &WireError) -> ErrorObject {
-    ErrorObject::server_refused(w)
-}
+pub use error::{AgentError, AgentResult};
+pub use session::StartOptions;
+pub use verify::safety_number;
 
 /// A notification together with what subscribers need to replay it.
 pub type Event = Notification;
 
+/// Where the daemon is in its life. Each phase holds exactly what exists in
+/// it: no core before the state is open, no link before there is an account
+/// with a session.
+#[derive(Clone)]
+enum Phase {
+    /// The state is encrypted and its key has not been given (`unlock`).
+    Locked,
+    /// The state is open; there is no connection (no account yet, or it
+    /// never had a session).
+    Open(Opened),
+    /// The state is open and the connection to the server is supervised
+    /// (online or reconnecting; logged out keeps the link).
+    Online(Opened, Link),
+}
+
+#[derive(Clone)]
+struct Opened {
+    core: CoreHandle,
+    key_source: KeySource,
+    /// The account, once registered or logged in (kept in memory so that no
+    /// call re-reads it or re-derives the identity key).
+    me: Option<Me>,
+}
+
+/// The account this profile holds.
+#[derive(Clone)]
+pub(crate) struct Me {
+    pub username: Username,
+    pub identity: IdentityKey,
+    pub server: String,
+    /// `None` after `logout`.
+    pub token: Option<SessionToken>,
+}
+
 pub struct Agent {
     pub profile: String,
-    core: OnceCell<CoreHandle>,
-    key_source: RwLock<Option<KeySource>>,
-    link: RwLock<Option<Link>>,
+    phase: std::sync::RwLock<Phase>,
     events: broadcast::Sender<Event>,
     shutdown_tx: watch::Sender<bool>,
     shutdown: watch::Receiver<bool>,
-    group_locks: std::sync::Mutex<HashMap<[u8; 16], Arc<Mutex<()>>>>,
+    /// Serializes membership changes (and handshake processing) per group.
+    group_locks: Arc<GroupLocks>,
     outbox_kick: Notify,
     /// One key-package refill at a time (registration and the connection
     /// coming up both refill; unserialized, both saw an empty stock and
     /// uploaded a batch each).
     refill: Mutex<()>,
+    /// Every background task, joined on shutdown.
+    tasks: TaskTracker,
     options: StartOptions,
+}
+
+/// One async lock per group: a commit in flight holds it from building to
+/// merging, so nothing else encrypts in or processes a handshake for that
+/// group meanwhile.
+#[derive(Default)]
+pub(crate) struct GroupLocks(std::sync::Mutex<HashMap<[u8; 16], Arc<Mutex<()>>>>);
+
+impl GroupLocks {
+    pub(crate) fn get(&self, group: &[u8; 16]) -> Arc<Mutex<()>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(*group)
+            .or_default()
+            .clone()
+    }
 }
 
 impl Agent {
@@ -91,35 +122,67 @@ impl Agent {
         let (events, _) = broadcast::channel(1024);
         Arc::new(Self {
             profile: options.profile.clone(),
-            core: OnceCell::new(),
-            key_source: RwLock::new(None),
-            link: RwLock::new(None),
+            phase: std::sync::RwLock::new(Phase::Locked),
             events,
             shutdown_tx,
             shutdown,
-            group_locks: std::sync::Mutex::new(HashMap::new()),
+            group_locks: Arc::default(),
             refill: Mutex::new(()),
             outbox_kick: Notify::new(),
+            tasks: TaskTracker::new(),
             options,
         })
     }
 
-    pub(crate) fn core(&self) -> AgentResult<&CoreHandle> {
-        self.core.get().ok_or_else(|| {
-            err(
-                IpcErrorCode::Locked,
-                "the state is locked: unlock with the passphrase (QPQ_PASSPHRASE or `unlock`)",
-            )
+    fn phase(&self) -> Phase {
+        self.phase.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Changes what the open state knows (the account, its token).
+    fn update_opened(&self, f: impl FnOnce(&mut Opened)) {
+        match &mut *self.phase.write().unwrap_or_else(|p| p.into_inner()) {
+            Phase::Open(o) | Phase::Online(o, _) => f(o),
+            Phase::Locked => {}
+        }
+    }
+
+    fn opened(&self) -> AgentResult<Opened> {
+        match self.phase() {
+            Phase::Open(o) | Phase::Online(o, _) => Ok(o),
+            Phase::Locked => Err(AgentError::locked()),
+        }
+    }
+
+    pub(crate) fn core(&self) -> AgentResult<CoreHandle> {
+        self.opened().map(|o| o.core)
+    }
+
+    /// The account, or `NotLoggedIn`.
+    pub(crate) fn me(&self) -> AgentResult<Me> {
+        self.opened()?.me.ok_or_else(|| {
+            AgentError::NotLoggedIn("no account in this profile: register or log in first".into())
         })
     }
 
-    pub(crate) async fn link(&self) -> AgentResult<Link> {
-        self.link.read().await.clone().ok_or_else(|| {
-            err(
-                IpcErrorCode::NotLoggedIn,
-                "not logged in: register or log in first",
-            )
-        })
+    /// The session token, or `NotLoggedIn`.
+    pub(crate) fn token(&self) -> AgentResult<SessionToken> {
+        self.me()?
+            .token
+            .ok_or_else(|| AgentError::NotLoggedIn("not logged in: log in first".into()))
+    }
+
+    pub(crate) fn link(&self) -> AgentResult<Link> {
+        match self.phase() {
+            Phase::Online(_, link) => Ok(link),
+            Phase::Open(_) => Err(AgentError::not_logged_in()),
+            Phase::Locked => Err(AgentError::locked()),
+        }
+    }
+
+    /// Core-thread trips so far (0 while locked): what tests and benches
+    /// count to hold each flow to its budget.
+    pub fn core_trips(&self) -> u64 {
+        self.core().map(|c| c.trips()).unwrap_or(0)
     }
 
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
@@ -134,14 +197,28 @@ impl Agent {
         *self.shutdown.borrow()
     }
 
-    /// Serializes membership changes (and handshake processing) per group.
+    /// Waits (bounded) until every background task has seen the shutdown
+    /// and finished its current step; call after [`Agent::request_shutdown`].
+    pub async fn stopped(&self) {
+        self.tasks.close();
+        if tokio::time::timeout(std::time::Duration::from_secs(5), self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                running = self.tasks.len(),
+                "background tasks still running at shutdown"
+            );
+        }
+    }
+
+    /// Runs `task` in the background, owned by the agent (joined at shutdown).
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
     pub(crate) fn group_lock(&self, group: &[u8; 16]) -> Arc<Mutex<()>> {
-        self.group_locks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(*group)
-            .or_default()
-            .clone()
+        self.group_locks.get(group)
     }
 
     /// Publishes notifications the core has already persisted.
@@ -159,90 +236,39 @@ impl Agent {
         since: Option<Seq>,
     ) -> AgentResult<(Seq, Vec<Event>, broadcast::Receiver<Event>)> {
         let rx = self.events.subscribe();
-        let core = self.core()?;
-        let (latest, backlog) = core
-            .run(move |c| -> rusqlite::Result<(u64, Vec<Event>)> {
-                let latest = notifications::latest(c.db())?;
-                let mut out = Vec::new();
-                if let Some(Seq(from)) = since {
-                    let mut cursor = from;
-                    loop {
-                        let page = notifications::since(c.db(), cursor, 500)?;
-                        let Some(last) = page.last().map(|p| p.0) else {
-                            break;
-                        };
-                        for (_, method, params) in page {
-                            let raw = quicproquo_protocol::ipc::jsonrpc::RawNotification {
-                                method,
-                                params: serde_json::from_str(&params).unwrap_or_default(),
-                            };
-                            if let Ok(Some(n)) = Notification::from_raw(&raw) {
-                                out.push(n);
-                            }
-                        }
-                        cursor = last;
-                    }
-                }
-                Ok((latest, out))
-            })
+        let (latest, backlog) = self
+            .core()?
+            .run(move |c| backlog(c, since))
             .await
-            .map_err(internal)?;
+            .map_err(AgentError::internal)?;
         Ok((Seq(latest), backlog, rx))
     }
+}
 
-    /// A conversation as front-ends see it.
-    pub(crate) fn view(c: &Core, conv: &Conversation) -> Result<IpcConversation, CoreError> {
-        let unread = messages::unread(c.db(), conv.id)?;
-        let members = match c.engine_ref() {
-            Some(e) => match crate::mls::GroupId::from_slice(&conv.group_id) {
-                Some(g) if conv.active => e
-                    .members(g)
-                    .map(|ms| ms.into_iter().map(|m| m.username.to_string()).collect())
-                    .unwrap_or_default(),
-                _ => Vec::new(),
-            },
-            None => Vec::new(),
-        };
-        Ok(IpcConversation {
-            id: ConversationId(conv.id.0),
-            name: conv.name.clone(),
-            kind: match conv.kind {
-                Kind::Dm => ConversationKind::Dm,
-                Kind::Group => ConversationKind::Group,
-            },
-            members,
-            unread,
-            ciphersuite: if conv.ciphersuite == "classic" {
-                Ciphersuite::Classic
-            } else {
-                Ciphersuite::Hybrid
-            },
-            last_activity_ms: conv.last_activity_ms,
-        })
+/// The newest sequence number and the notifications logged after `since`.
+fn backlog(c: &mut Core, since: Option<Seq>) -> rusqlite::Result<(u64, Vec<Event>)> {
+    let latest = notifications::latest(c.db())?;
+    let mut out = Vec::new();
+    if let Some(Seq(from)) = since {
+        let mut cursor = from;
+        loop {
+            let page = notifications::since(c.db(), cursor, 500)?;
+            let Some(last) = page.last().map(|p| p.0) else {
+                break;
+            };
+            for (_, method, params) in page {
+                let raw = quicproquo_protocol::ipc::jsonrpc::RawNotification {
+                    method,
+                    params: serde_json::from_str(&params).unwrap_or_default(),
+                };
+                if let Ok(Some(n)) = Notification::from_raw(&raw) {
+                    out.push(n);
+                }
+            }
+            cursor = last;
+        }
     }
-
-    pub async fn conversations(&self) -> AgentResult<Vec<IpcConversation>> {
-        self.core()?
-            .run(|c| -> Result<_, CoreError> {
-                conversations::all(c.db())?
-                    .iter()
-                    .map(|conv| Agent::view(c, conv))
-                    .collect()
-            })
-            .await
-            .map_err(Into::into)
-    }
-
-    /// Finds a conversation by what the user typed, or says it does not exist.
-    pub(crate) async fn find(&self, r: &ConversationRef) -> AgentResult<Conversation> {
-        let text = r.to_string();
-        let found = self
-            .core()?
-            .run(move |c| conversations::resolve(c.db(), &text))
-            .await
-            .map_err(internal)?;
-        found.ok_or_else(|| err(IpcErrorCode::NotFound, format!("no conversation `{r}`")))
-    }
+    Ok((latest, out))
 }
 
 /// Appends a notification to the log inside the current transaction and
@@ -266,73 +292,4 @@ pub(crate) fn emit(
         ],
     )?;
     Ok(n)
-}
-
-pub(crate) fn conv_id(id: Id) -> ConversationId {
-    ConversationId(id.0)
-}
-
-/// Pins `username`'s identity key on first sight; a different key later is
-/// recorded, flagged (`key_changed`, verification cleared) and announced
-/// with an `identity` notification — never accepted silently.
-pub(crate) fn pin_identity(
-    c: &Core,
-    username: &str,
-    identity: &[u8; 32],
-) -> rusqlite::Result<Option<Notification>> {
-    match conversations::pin_identity(c.db(), username, identity)? {
-        conversations::Pin::Changed { previous } => {
-            let ev = emit(c, |seq| {
-                Notification::Identity(quicproquo_protocol::ipc::notifications::IdentityChange {
-                    seq,
-                    username: username.to_owned(),
-                    old_fingerprint: account::fingerprint(&previous),
-                    new_fingerprint: account::fingerprint(identity),
-                })
-            })?;
-            tracing::warn!(user = username, "a contact's identity key changed");
-            Ok(Some(ev))
-        }
-        conversations::Pin::New | conversations::Pin::Same => Ok(None),
-    }
-}
-
-/// Pins every member but ourselves (members seen in a Welcome or a commit).
-pub(crate) fn pin_members(
-    c: &Core,
-    members: &[crate::mls::Member],
-) -> rusqlite::Result<Vec<Notification>> {
-    let me = c.engine_ref().map(|e| e.identity_key());
-    let mut out = Vec::new();
-    for m in members {
-        if Some(m.identity) == me {
-            continue;
-        }
-        out.extend(pin_identity(c, m.username.as_str(), m.identity.as_bytes())?);
-    }
-    Ok(out)
-}
-
-/// A new conversation row for an MLS group we created or joined.
-pub(crate) fn new_conversation(
-    kind: Kind,
-    name: String,
-    group: crate::mls::GroupId,
-    peer: Option<String>,
-    suite: crate::mls::Suite,
-) -> Conversation {
-    Conversation {
-        id: Id::random(),
-        kind,
-        name,
-        group_id: group.0.to_vec(),
-        peer,
-        ciphersuite: match suite {
-            crate::mls::Suite::Classic => "classic",
-            crate::mls::Suite::Hybrid => "hybrid",
-        }
-        .into(),
-        last_activity_ms: db::now_ms(),
-        active: true,
-    }
 }

@@ -1,9 +1,13 @@
 //! The core thread: the one owner of the state database and the MLS engine
 //! (they share one connection, so a received message's MLS processing and its
-//! history row commit together). Async code sends it closures and awaits the
-//! result — the same pattern as the server's SQLite writer.
+//! history row commit together). Async code sends it jobs and awaits the
+//! result — the same pattern as the server's SQLite writer. The agent's flows
+//! send *named* operations (`outbox::queue_outgoing`, `inbox::store_incoming`,
+//! …), one trip per step; [`CoreHandle::trips`] counts the trips so tests and
+//! benches can hold the flows to their budget.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -95,6 +99,26 @@ impl Core {
             }
         }
     }
+
+    /// Runs `f` in a savepoint inside the current transaction: if it fails,
+    /// what it wrote (its own rows and openmls' writes, which share the
+    /// connection) is rolled back and the rest of the transaction stands.
+    pub fn savepoint<T, E: From<rusqlite::Error>>(
+        &mut self,
+        f: impl FnOnce(&mut Core) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.db().execute_batch("SAVEPOINT item")?;
+        match f(self) {
+            Ok(v) => {
+                self.db().execute_batch("RELEASE item")?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.db().execute_batch("ROLLBACK TO item; RELEASE item")?;
+                Err(e)
+            }
+        }
+    }
 }
 
 type Job = Box<dyn FnOnce(&mut Core) + Send>;
@@ -103,6 +127,7 @@ type Job = Box<dyn FnOnce(&mut Core) + Send>;
 #[derive(Clone)]
 pub struct CoreHandle {
     tx: mpsc::Sender<Job>,
+    trips: Arc<AtomicU64>,
 }
 
 impl CoreHandle {
@@ -118,7 +143,13 @@ impl CoreHandle {
                     job(&mut core);
                 }
             })?;
-        Ok((CoreHandle { tx }, thread))
+        Ok((
+            CoreHandle {
+                tx,
+                trips: Arc::new(AtomicU64::new(0)),
+            },
+            thread,
+        ))
     }
 
     /// Runs `f` on the core thread and returns its result.
@@ -126,6 +157,7 @@ impl CoreHandle {
         &self,
         f: impl FnOnce(&mut Core) -> T + Send + 'static,
     ) -> T {
+        self.trips.fetch_add(1, Ordering::Relaxed);
         let (reply, wait) = oneshot::channel();
         let job: Job = Box::new(move |core| {
             let _ = reply.send(f(core));
@@ -134,5 +166,10 @@ impl CoreHandle {
             panic!("the core thread has stopped");
         }
         wait.await.expect("the core thread answers every job")
+    }
+
+    /// How many jobs have been sent to the core thread so far.
+    pub fn trips(&self) -> u64 {
+        self.trips.load(Ordering::Relaxed)
     }
 }

@@ -4,25 +4,29 @@
 //! A malformed line, unknown method or bad params gets its JSON-RPC error and
 //! the connection stays usable. One writer task owns each connection's write
 //! half; requests and the notification forwarder send it lines.
+//!
+//! Submodules: `handler` (each method's agent call, behind the method table's
+//! `Handler` trait), `error` (the one mapping of agent failures to IPC error
+//! objects) and `subscription` (the notification stream).
+
+mod error;
+mod handler;
+mod subscription;
 
 use std::sync::Arc;
 
 use interprocess::local_socket::tokio::{Listener, Stream};
 use quicproquo_protocol::ipc::codec::{LineBuffer, LineError};
 use quicproquo_protocol::ipc::error::{ErrorObject, IpcError, IpcErrorCode};
-use quicproquo_protocol::ipc::jsonrpc::{Id, IncomingRequest, Response};
-use quicproquo_protocol::ipc::methods::{
-    Call, Empty, HelloResult, ReadResult, RekeyResult, SubscribeResult,
-};
-use quicproquo_protocol::ipc::values::Seq;
-use quicproquo_protocol::ipc::IPC_PROTOCOL_VERSION;
+use quicproquo_protocol::ipc::jsonrpc::{IncomingRequest, Response};
+use quicproquo_protocol::ipc::methods::Call;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use zeroize::Zeroizing;
 
-use crate::agent::{Agent, AgentResult};
+use crate::agent::Agent;
 use crate::lifecycle;
+use handler::AgentHandler;
 
 /// Lines queued for one connection's writer.
 const WRITE_QUEUE: usize = 1024;
@@ -65,6 +69,7 @@ async fn serve_connection(stream: Stream, agent: Arc<Agent>) {
     });
     let mut buf = LineBuffer::new();
     let mut chunk = vec![0u8; 64 * 1024];
+    let handler = AgentHandler::new(agent);
     let mut greeted = false;
     let mut forwarder: Option<tokio::task::JoinHandle<()>> = None;
     'conn: loop {
@@ -89,47 +94,47 @@ async fn serve_connection(stream: Stream, agent: Arc<Agent>) {
                 }
                 Some(Err(LineError::Incomplete)) => break,
             };
-            let response = match IncomingRequest::parse(&line) {
-                Err(e) => e.to_response(),
-                Ok(req) => {
-                    if !greeted && !matches!(req.call, Call::Hello(_)) {
-                        Response::error(
-                            Some(req.id),
-                            ErrorObject::new(
-                                IpcErrorCode::InvalidRequest,
-                                "the first call on a connection must be `hello`",
-                            ),
-                        )
-                    } else {
-                        let hello = matches!(req.call, Call::Hello(_));
-                        let id = req.id.clone();
-                        if let Call::Subscribe(p) = req.call {
-                            if let Some(f) = forwarder.take() {
-                                f.abort();
-                            }
-                            match subscribe(&agent, p.since, id, &tx).await {
-                                Ok(f) => {
-                                    forwarder = Some(f);
-                                    continue;
-                                }
-                                Err(response) => response,
-                            }
-                        } else {
-                            match handle(&agent, req.call).await {
-                                Ok(value) => {
-                                    // Only a hello that succeeded opens the
-                                    // connection (a version mismatch does not).
-                                    greeted |= hello;
-                                    Response::result(id, value)
-                                }
-                                Err(e) => Response::error(Some(id), e),
-                            }
-                        }
+            let req = match IncomingRequest::parse(&line) {
+                Ok(req) => req,
+                Err(e) => {
+                    if tx.send(e.to_response().to_line()).await.is_err() {
+                        break 'conn;
                     }
+                    continue;
+                }
+            };
+            let hello = matches!(req.call, Call::Hello(_));
+            if matches!(req.call, Call::Subscribe(_)) {
+                // A new subscription replaces the old one; stopping the old
+                // first means no notification is written twice.
+                if let Some(f) = forwarder.take() {
+                    f.abort();
+                }
+            }
+            let response = if !greeted && !hello {
+                Response::error(
+                    Some(req.id),
+                    ErrorObject::new(
+                        IpcErrorCode::InvalidRequest,
+                        "the first call on a connection must be `hello`",
+                    ),
+                )
+            } else {
+                match req.call.dispatch(&handler).await {
+                    Ok(value) => {
+                        // Only a hello that succeeded opens the connection
+                        // (a version mismatch does not).
+                        greeted |= hello;
+                        Response::result(req.id, value)
+                    }
+                    Err(e) => Response::error(Some(req.id), e),
                 }
             };
             if tx.send(response.to_line()).await.is_err() {
                 break 'conn;
+            }
+            if let Some(opened) = handler.take_subscription() {
+                forwarder = Some(opened.start(tx.clone()));
             }
         }
     }
@@ -138,139 +143,4 @@ async fn serve_connection(stream: Stream, agent: Arc<Agent>) {
     }
     drop(tx);
     let _ = writer.await;
-}
-
-fn json<T: serde::Serialize>(v: AgentResult<T>) -> AgentResult<serde_json::Value> {
-    v.and_then(|v| {
-        serde_json::to_value(v).map_err(|e| ErrorObject::new(IpcErrorCode::Internal, e.to_string()))
-    })
-}
-
-async fn handle(agent: &Arc<Agent>, call: Call) -> AgentResult<serde_json::Value> {
-    match call {
-        Call::Hello(p) => {
-            p.check_version()?;
-            json(Ok(HelloResult {
-                daemon_version: env!("CARGO_PKG_VERSION").into(),
-                protocol: IPC_PROTOCOL_VERSION,
-                profile: agent.profile.clone(),
-            }))
-        }
-        Call::Status(_) => json(agent.status().await),
-        Call::Unlock(p) => {
-            let pass = Zeroizing::new(p.passphrase.expose().to_owned());
-            json(agent.unlock(pass).await.map(|()| Empty {}))
-        }
-        Call::Register(p) => json(agent.register(p).await),
-        Call::Login(p) => json(agent.login(p).await),
-        Call::Logout(_) => json(agent.logout().await.map(|()| Empty {})),
-        Call::Whoami(_) => json(agent.whoami().await),
-        Call::Conversations(_) => json(agent.conversations().await),
-        Call::DmOpen(p) => json(agent.dm_open(&p.username).await),
-        Call::GroupCreate(p) => json(agent.group_create(p).await),
-        Call::GroupAdd(p) => json(agent.group_add(&p.conversation, &p.members).await),
-        Call::GroupRemove(p) => json(agent.group_remove(&p.conversation, &p.members).await),
-        Call::GroupLeave(p) => json(agent.group_leave(&p.conversation).await.map(|()| Empty {})),
-        Call::GroupRekey(p) => json(
-            agent
-                .group_rekey(&p.conversation)
-                .await
-                .map(|epoch| RekeyResult { epoch }),
-        ),
-        Call::Members(p) => json(agent.members(&p.conversation).await),
-        Call::Send(p) => json(
-            agent
-                .send(&p.conversation, &p.text, p.confirm_changed_keys)
-                .await,
-        ),
-        Call::History(p) => json(
-            agent
-                .history(&p.conversation, p.before, p.limit.get() as u32)
-                .await,
-        ),
-        Call::Search(p) => json(
-            agent
-                .search(&p.query, p.conversation.as_ref(), p.limit.get() as u32)
-                .await,
-        ),
-        Call::Read(p) => json(
-            agent
-                .read(&p.conversation, p.up_to)
-                .await
-                .map(|unread| ReadResult { unread }),
-        ),
-        Call::Verify(p) => json(
-            agent
-                .verify(&p.username, p.confirm, p.safety_number.as_deref())
-                .await,
-        ),
-        Call::Subscribe(_) => Err(ErrorObject::new(
-            IpcErrorCode::Internal,
-            "subscribe is handled by the connection",
-        )),
-        Call::Shutdown(_) => {
-            agent.request_shutdown();
-            json(Ok(Empty {}))
-        }
-    }
-}
-
-/// Answers `subscribe`, then replays what the client missed and streams live
-/// notifications, never repeating one (live events up to the last replayed
-/// sequence number are skipped).
-async fn subscribe(
-    agent: &Arc<Agent>,
-    since: Option<Seq>,
-    id: Id,
-    tx: &mpsc::Sender<Vec<u8>>,
-) -> Result<tokio::task::JoinHandle<()>, Response> {
-    let (latest, backlog, mut live) = agent
-        .subscribe(since)
-        .await
-        .map_err(|e| Response::error(Some(id.clone()), e))?;
-    let answer = Response::success(id.clone(), &SubscribeResult { seq: latest });
-    if tx.send(answer.to_line()).await.is_err() {
-        return Err(Response::error(
-            Some(id),
-            ErrorObject::new(IpcErrorCode::Internal, "connection closed"),
-        ));
-    }
-    let tx = tx.clone();
-    let mut last = since.map(|s| s.0).unwrap_or(latest.0);
-    Ok(tokio::spawn(async move {
-        for n in backlog {
-            last = last.max(n.seq().0);
-            match n.to_line() {
-                Ok(l) => {
-                    if tx.send(l).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "notification encoding"),
-            }
-        }
-        loop {
-            match live.recv().await {
-                Ok(n) if n.seq().0 > last => {
-                    last = n.seq().0;
-                    match n.to_line() {
-                        Ok(l) => {
-                            if tx.send(l).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => tracing::error!(error = %e, "notification encoding"),
-                    }
-                }
-                Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    // The client fell behind; it resumes with `subscribe
-                    // since` and loses nothing. Closing tells it to.
-                    tracing::warn!(skipped = n, "a subscriber lagged; ending its stream");
-                    return;
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    }))
 }

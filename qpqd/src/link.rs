@@ -4,12 +4,13 @@
 //! a call while offline fails at once with [`LinkError::Offline`] (the
 //! outbox, not the caller, waits for the server).
 
+use quicproquo_protocol::backoff::Backoff;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use quicproquo_protocol::client::{Client, ClientError, Trust};
-use quicproquo_protocol::wire::{Request, Response};
+use quicproquo_protocol::wire::{Call, Request, Response};
 use tokio::sync::{watch, Notify, RwLock};
 
 /// What front-ends see as `connection`.
@@ -89,7 +90,7 @@ impl Link {
         };
         let set_detail = move |d: String| *lock(&detail) = d;
         let task = tokio::spawn(async move {
-            let mut backoff = BACKOFF_MIN;
+            let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
             loop {
                 if *shutdown.borrow() {
                     break;
@@ -103,7 +104,7 @@ impl Link {
                         set_detail(String::new());
                         let _ = state_tx.send(ConnState::Online);
                         tracing::info!(server = %target.addr, "connected");
-                        backoff = BACKOFF_MIN;
+                        backoff.reset();
                         tokio::select! {
                             _ = client.connection().closed() => {}
                             _ = poke.notified() => {}
@@ -122,9 +123,10 @@ impl Link {
                         let _ = state_tx.send(ConnState::Reconnecting);
                     }
                     Err(e) => {
-                        tracing::debug!(error = %e, ?backoff, "connect failed");
+                        let delay = backoff.wait();
+                        tracing::debug!(error = %e, ?delay, "connect failed");
                         set_detail(e.to_string());
-                        let _ = state_tx.send(if backoff >= BACKOFF_MAX / 2 {
+                        let _ = state_tx.send(if backoff.step() >= BACKOFF_MAX / 2 {
                             ConnState::Offline
                         } else {
                             ConnState::Reconnecting
@@ -132,11 +134,10 @@ impl Link {
                         // A pinned-certificate mismatch will not fix itself by
                         // retrying fast; the back-off grows to its maximum.
                         tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
+                            _ = tokio::time::sleep(delay) => {}
                             _ = poke.notified() => {}
                             _ = shutdown.changed() => {}
                         }
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
                     }
                 }
             }
@@ -164,7 +165,18 @@ impl Link {
         self.state.clone()
     }
 
-    /// One request on the current connection.
+    /// One request on the current connection, with its typed answer:
+    /// `link.request(wire::Enqueue { .. })` is an `Enqueued`. An answer of
+    /// another kind is `LinkError::Call(ClientError::Unexpected)`.
+    pub async fn request<C: Call>(&self, call: C) -> Result<C::Response, LinkError> {
+        let answer = self.call(&call.request()).await?;
+        Ok(C::response(answer).map_err(ClientError::Unexpected)?)
+    }
+
+    /// One request on the current connection, answered whatever its kind.
+    ///
+    /// The untyped escape hatch: prefer [`Link::request`]. Left for the
+    /// agent's calls until they are converted.
     pub async fn call(&self, req: &Request) -> Result<Response, LinkError> {
         let client = self
             .current

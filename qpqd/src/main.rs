@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use quicproquo_daemon::agent::{Agent, StartOptions};
+use quicproquo_daemon::agent::{Agent, AgentError, StartOptions};
 use quicproquo_daemon::keystore::OsKeyring;
 use quicproquo_daemon::{ipc_server, lifecycle};
-use quicproquo_protocol::ipc::error::IpcErrorCode;
 use quicproquo_protocol::paths::{ensure_private_dir, Paths};
 use zeroize::Zeroizing;
 
@@ -77,10 +76,10 @@ async fn main() -> anyhow::Result<()> {
     });
     match agent.open(passphrase).await {
         Ok(()) => {}
-        Err(e) if e.kind() == Some(IpcErrorCode::Locked) => {
-            tracing::warn!(reason = %e.message, "starting locked; waiting for `unlock`");
+        Err(AgentError::Locked(reason)) => {
+            tracing::warn!(%reason, "starting locked; waiting for `unlock`");
         }
-        Err(e) => anyhow::bail!("opening the state: {}", e.message),
+        Err(e) => anyhow::bail!("opening the state: {e}"),
     }
     tracing::info!(profile, socket = %paths.socket.display(), "qpqd ready");
 
@@ -88,8 +87,9 @@ async fn main() -> anyhow::Result<()> {
     wait_for_stop(&agent).await;
     agent.request_shutdown();
     let _ = server.await;
-    // Give background tasks a moment to finish their current transaction.
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Every background task finishes its current step (a transaction in
+    // flight completes) before the process exits.
+    agent.stopped().await;
     let _ = std::fs::remove_file(&paths.socket);
     tracing::info!("qpqd stopped");
     Ok(())

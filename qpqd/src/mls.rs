@@ -54,7 +54,7 @@ pub use message::{classify, Incoming, Processed, ProposalKind};
 pub use provider::CborCodec;
 pub use quicproquo_protocol::mls_framing::ContentType;
 pub use quicproquo_protocol::types::Epoch;
-pub use suite::Suite;
+pub use suite::{Suite, SuiteExt};
 
 use cache::GroupCache;
 use provider::{MlsStore, Provider};

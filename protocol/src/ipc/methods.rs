@@ -1,8 +1,12 @@
 //! Every method of ipc.md with its typed params and result.
 //!
-//! One table (`methods!` below) generates three faces of it:
+//! One table (`methods!` below) generates four faces of it:
 //! - [`Call`], one variant per method with its params, for the daemon's
 //!   dispatch ([`Call::from_parts`] turns `(method, params)` into one);
+//! - [`Handler`], one function per method from typed params to a typed
+//!   result, which the daemon implements; [`Call::dispatch`] calls the right
+//!   one and turns its result into JSON, so adding a method is one table
+//!   entry plus one handler function;
 //! - [`Method`] and the markers in [`method`], so a front-end writes
 //!   `client.request::<method::Send>(params)` and gets the result type checked;
 //! - [`Call::METHODS`], which a test compares with the table in ipc.md.
@@ -10,6 +14,8 @@
 //! Params refuse unknown fields (a typo is a `-32602` naming the field);
 //! results accept them, so a daemon can add a field without breaking an older
 //! front-end.
+
+use std::future::Future;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -32,11 +38,25 @@ pub trait Method {
 }
 
 macro_rules! methods {
-    ($($(#[$doc:meta])* $variant:ident = $name:literal ($params:ty) -> $result:ty;)*) => {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal, fn $handler:ident ($params:ty) -> $result:ty;)*) => {
         /// A request the daemon dispatches on: the method and its typed params.
         #[derive(Debug, Clone, PartialEq)]
         pub enum Call {
             $($(#[$doc])* $variant($params),)*
+        }
+
+        /// What the daemon does for each method, one function per method.
+        ///
+        /// The futures are `Send` because the daemon serves each connection
+        /// on its own task. An `Err` is answered as the JSON-RPC error as is.
+        pub trait Handler {
+            $(
+                $(#[$doc])*
+                fn $handler(
+                    &self,
+                    params: $params,
+                ) -> impl Future<Output = Result<$result, ErrorObject>> + Send;
+            )*
         }
 
         impl Call {
@@ -68,6 +88,14 @@ macro_rules! methods {
                     $(Call::$variant(p) => serde_json::to_value(p),)*
                 }
             }
+
+            /// Runs the call on `handler`'s function for its method and
+            /// returns the result as the JSON-RPC `result`.
+            pub async fn dispatch(self, handler: &impl Handler) -> Result<Value, ErrorObject> {
+                match self {
+                    $(Call::$variant(p) => result_json(handler.$handler(p).await),)*
+                }
+            }
         }
 
         /// One marker type per method, for [`Method`].
@@ -91,35 +119,41 @@ macro_rules! methods {
 
 methods! {
     /// First call on a connection: versions and profile.
-    Hello = "hello" (HelloParams) -> HelloResult;
-    Status = "status" (NoParams) -> StatusResult;
+    Hello = "hello", fn hello(HelloParams) -> HelloResult;
+    Status = "status", fn status(NoParams) -> StatusResult;
     /// Only when `keystore` is `locked`.
-    Unlock = "unlock" (UnlockParams) -> Empty;
-    Register = "register" (AccountParams) -> Account;
-    Login = "login" (AccountParams) -> Account;
-    Logout = "logout" (NoParams) -> Empty;
-    Whoami = "whoami" (NoParams) -> WhoamiResult;
-    Conversations = "conversations" (NoParams) -> Vec<Conversation>;
+    Unlock = "unlock", fn unlock(UnlockParams) -> Empty;
+    Register = "register", fn register(AccountParams) -> Account;
+    Login = "login", fn login(AccountParams) -> Account;
+    Logout = "logout", fn logout(NoParams) -> Empty;
+    Whoami = "whoami", fn whoami(NoParams) -> WhoamiResult;
+    Conversations = "conversations", fn conversations(NoParams) -> Vec<Conversation>;
     /// The DM with a user, the same one every time.
-    DmOpen = "dm.open" (DmOpenParams) -> Conversation;
-    GroupCreate = "group.create" (GroupCreateParams) -> Conversation;
-    GroupAdd = "group.add" (GroupMembersParams) -> Conversation;
-    GroupRemove = "group.remove" (GroupMembersParams) -> Conversation;
-    GroupLeave = "group.leave" (ConversationParams) -> Empty;
-    GroupRekey = "group.rekey" (ConversationParams) -> RekeyResult;
-    Members = "members" (ConversationParams) -> Vec<Member>;
+    DmOpen = "dm.open", fn dm_open(DmOpenParams) -> Conversation;
+    GroupCreate = "group.create", fn group_create(GroupCreateParams) -> Conversation;
+    GroupAdd = "group.add", fn group_add(GroupMembersParams) -> Conversation;
+    GroupRemove = "group.remove", fn group_remove(GroupMembersParams) -> Conversation;
+    GroupLeave = "group.leave", fn group_leave(ConversationParams) -> Empty;
+    GroupRekey = "group.rekey", fn group_rekey(ConversationParams) -> RekeyResult;
+    Members = "members", fn members(ConversationParams) -> Vec<Member>;
     /// Returns the message `queued`: durable in the outbox.
-    Send = "send" (SendParams) -> Message;
+    Send = "send", fn send(SendParams) -> Message;
     /// Oldest first.
-    History = "history" (HistoryParams) -> Vec<Message>;
+    History = "history", fn history(HistoryParams) -> Vec<Message>;
     /// Best first.
-    Search = "search" (SearchParams) -> Vec<Message>;
-    Read = "read" (ReadParams) -> ReadResult;
-    Verify = "verify" (VerifyParams) -> VerifyResult;
+    Search = "search", fn search(SearchParams) -> Vec<Message>;
+    Read = "read", fn read(ReadParams) -> ReadResult;
+    Verify = "verify", fn verify(VerifyParams) -> VerifyResult;
     /// The latest sequence number; notifications follow.
-    Subscribe = "subscribe" (SubscribeParams) -> SubscribeResult;
+    Subscribe = "subscribe", fn subscribe(SubscribeParams) -> SubscribeResult;
     /// Answered, then the daemon flushes and exits.
-    Shutdown = "shutdown" (NoParams) -> Empty;
+    Shutdown = "shutdown", fn shutdown(NoParams) -> Empty;
+}
+
+/// A handler's typed result as the JSON-RPC `result`.
+fn result_json<R: Serialize>(result: Result<R, ErrorObject>) -> Result<Value, ErrorObject> {
+    serde_json::to_value(result?)
+        .map_err(|e| ErrorObject::new(IpcErrorCode::Internal, e.to_string()))
 }
 
 fn parse_params<P: DeserializeOwned>(method: &str, params: Option<Value>) -> Result<P, IpcError> {
@@ -361,6 +395,9 @@ pub struct SubscribeResult {
 }
 
 #[cfg(test)]
+mod dispatch_tests;
+
+#[cfg(test)]
 pub(crate) mod tests {
     use std::collections::BTreeSet;
 
@@ -375,7 +412,7 @@ pub(crate) mod tests {
     }
 
     /// One value of every call, with every optional field set where there is one.
-    fn sample_calls() -> Vec<Call> {
+    pub(crate) fn sample_calls() -> Vec<Call> {
         let msg_id = MessageId([9; 16]);
         vec![
             Call::Hello(HelloParams {

@@ -270,13 +270,7 @@ word_enum!(
 
 /// The MLS ciphersuite: `hybrid` (X-Wing: X25519 + ML-KEM-768, the default)
 /// or `classic` (X25519).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Ciphersuite {
-    #[default]
-    Hybrid,
-    Classic,
-}
+pub use crate::types::Ciphersuite;
 
 /// A conversation as `conversations`, `dm.open` and `group.*` return it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -62,7 +62,7 @@ pub async fn group(session: &Session, out: &mut Out, cmd: GroupCommand) -> Resul
                 .request::<method::GroupCreate>(GroupCreateParams {
                     name,
                     members: usernames,
-                    ciphersuite: ciphersuite.into(),
+                    ciphersuite,
                 })
                 .await?;
             print_conversation(out, &c)

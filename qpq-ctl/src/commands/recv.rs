@@ -33,6 +33,7 @@ mod cursor;
 mod stop;
 
 use cursor::Cursor;
+use quicproquo_protocol::backoff::Backoff;
 use stop::Stop;
 
 /// Longest wait for the replay of notifications the daemon already has.
@@ -242,7 +243,7 @@ async fn reconnect(
     if !quiet {
         crate::report::notice("qpqd went away; reconnecting…");
     }
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     loop {
         let attempt = async {
             let client = session.connect().await?;
@@ -265,9 +266,8 @@ async fn reconnect(
         }
         tokio::select! {
             () = stop.requested() => return Ok(None),
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(backoff.wait()) => {}
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 

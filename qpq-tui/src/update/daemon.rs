@@ -1,11 +1,12 @@
 //! What the worker reports: connection changes, call results and the
 //! daemon's notifications.
 
+use quicproquo_protocol::ipc::methods::{ConversationParams, NoParams, ReadParams};
 use quicproquo_protocol::ipc::values::{ConnectionState, ConversationKind, KeystoreState};
-use quicproquo_protocol::ipc::{IpcErrorCode, Notification};
+use quicproquo_protocol::ipc::{Call, IpcErrorCode, Notification};
 
 use super::{is_main, mark_read, maybe_load_older, request_members, select, set_new_marker};
-use crate::action::{DaemonEvent, Effect, Request};
+use crate::action::{DaemonEvent, Effect};
 use crate::app::{AccountForm, App, Daemon, Loadable, Overlay, Screen, UnlockForm};
 use crate::timeline::{LoadState, View};
 
@@ -26,7 +27,7 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
                 if was_gone {
                     app.info("Connected to qpqd again.");
                 }
-                fx.push(Effect::Request(Request::Conversations));
+                fx.push(Effect::call(Call::Conversations(NoParams {})));
                 // What failed while it was gone is asked again.
                 if let Some(id) = app.selected {
                     if matches!(
@@ -43,7 +44,7 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
             let was_main = is_main(app);
             pick_screen(app, fx);
             if is_main(app) && !was_main {
-                fx.push(Effect::Request(Request::Conversations));
+                fx.push(Effect::call(Call::Conversations(NoParams {})));
             }
         }
         DaemonEvent::Conversations(mut list) => {
@@ -53,7 +54,9 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
             for c in &list {
                 if let std::collections::hash_map::Entry::Vacant(e) = app.members.entry(c.id) {
                     e.insert(Loadable::Loading);
-                    fx.push(Effect::Request(Request::Members(c.id)));
+                    fx.push(Effect::call(Call::Members(ConversationParams {
+                        conversation: c.id.into(),
+                    })));
                 }
             }
             app.conversations = Loadable::Ready(list);
@@ -202,7 +205,7 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
         }
         DaemonEvent::Done(text) => {
             app.info(text);
-            fx.push(Effect::Request(Request::Conversations));
+            fx.push(Effect::call(Call::Conversations(NoParams {})));
         }
         DaemonEvent::Failed(f) => {
             if let Some(Overlay::Search { results, .. }) = &mut app.overlay {
@@ -213,7 +216,7 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
             app.error(f.message);
         }
         DaemonEvent::AccountReady => {
-            fx.push(Effect::Request(Request::Status));
+            fx.push(Effect::call(Call::Status(NoParams {})));
         }
         DaemonEvent::AccountFailed(f) => match &mut app.screen {
             Screen::Account(form) => {
@@ -269,7 +272,7 @@ fn pick_screen(app: &mut App, fx: &mut Vec<Effect>) {
         && next != app.screen
         && !matches!(next, Screen::Unlock(_))
     {
-        fx.push(Effect::Request(Request::Status));
+        fx.push(Effect::call(Call::Status(NoParams {})));
     }
     app.screen = next;
 }
@@ -290,17 +293,17 @@ fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
             let following = tl.view == View::Follow;
             if !known {
                 // A conversation someone else opened: learn about it.
-                fx.push(Effect::Request(Request::Conversations));
+                fx.push(Effect::call(Call::Conversations(NoParams {})));
             }
             if !incoming {
                 return;
             }
             let here = app.selected == Some(id) && is_main(app);
             if here && following {
-                fx.push(Effect::Request(Request::Read {
-                    conversation: id,
+                fx.push(Effect::call(Call::Read(ReadParams {
+                    conversation: id.into(),
                     up_to: None,
-                }));
+                })));
                 return;
             }
             if here {
@@ -336,7 +339,7 @@ fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
                 .conversation(change.conversation)
                 .map_or_else(|| "a group".to_owned(), |c| app.title(c));
             app.info(format!("{title}: {who} {verb}"));
-            fx.push(Effect::Request(Request::Conversations));
+            fx.push(Effect::call(Call::Conversations(NoParams {})));
             if app.show_members && app.selected == Some(change.conversation) {
                 request_members(app, change.conversation, fx);
             }

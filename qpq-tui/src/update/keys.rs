@@ -1,11 +1,15 @@
 //! Keys, paste and the mouse, per screen and overlay.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
-use quicproquo_protocol::ipc::methods::AccountParams;
-use quicproquo_protocol::ipc::values::{ConversationKind, Secret};
+use quicproquo_protocol::ipc::methods::{
+    AccountParams, ConversationParams, DmOpenParams, GroupCreateParams, GroupMembersParams,
+    SearchParams, SendParams, UnlockParams, VerifyParams,
+};
+use quicproquo_protocol::ipc::values::{Ciphersuite, ConversationKind, Limit, Secret};
+use quicproquo_protocol::ipc::Call;
 
 use super::{jump_to, request_members, scroll_by, select, switch};
-use crate::action::{Effect, Request};
+use crate::action::Effect;
 use crate::app::{AccountMode, App, Completing, Loadable, Overlay, Screen};
 use crate::commands::{self, Command, Input};
 use crate::config::KeyAction;
@@ -15,6 +19,8 @@ use crate::timeline::View;
 
 /// Rows the mouse wheel scrolls per notch.
 const WHEEL_ROWS: isize = 3;
+/// Search results asked for at once.
+const SEARCH_RESULTS: u16 = 100;
 
 pub(super) fn paste(app: &mut App, text: &str) {
     // The form fields are one line: a pasted password loses its line break.
@@ -239,11 +245,11 @@ fn submit(app: &mut App, fx: &mut Vec<Effect>) {
             if let Some(tl) = app.timelines.get_mut(&id) {
                 tl.view = View::Follow;
             }
-            fx.push(Effect::Request(Request::Send {
-                conversation: id,
+            fx.push(Effect::call(Call::Send(SendParams {
+                conversation: id.into(),
                 text: m,
                 confirm_changed_keys: false,
-            }));
+            })));
         }
         Ok(Input::Command(cmd)) => {
             app.notice = None;
@@ -266,37 +272,43 @@ fn run(app: &mut App, cmd: Command, fx: &mut Vec<Effect>) -> bool {
         }
         None => Err("no conversation is open".to_owned()),
     };
-    let request = match cmd {
-        Command::Dm(user) => {
-            app.info(format!("Opening the conversation with {user}…"));
-            Request::DmOpen(user)
+    let call = match cmd {
+        Command::Dm(username) => {
+            app.info(format!("Opening the conversation with {username}…"));
+            Call::DmOpen(DmOpenParams { username })
         }
         Command::GroupCreate { name, members } => {
             app.info(format!("Creating #{name}…"));
-            Request::GroupCreate { name, members }
+            Call::GroupCreate(GroupCreateParams {
+                name,
+                members,
+                ciphersuite: Ciphersuite::Hybrid,
+            })
         }
         Command::Add(members) => match group() {
-            Ok(conversation) => Request::GroupAdd {
-                conversation,
+            Ok(id) => Call::GroupAdd(GroupMembersParams {
+                conversation: id.into(),
                 members,
-            },
+            }),
             Err(e) => {
                 app.error(e);
                 return false;
             }
         },
         Command::Remove(members) => match group() {
-            Ok(conversation) => Request::GroupRemove {
-                conversation,
+            Ok(id) => Call::GroupRemove(GroupMembersParams {
+                conversation: id.into(),
                 members,
-            },
+            }),
             Err(e) => {
                 app.error(e);
                 return false;
             }
         },
         Command::Leave => match group() {
-            Ok(id) => Request::Leave(id),
+            Ok(id) => Call::GroupLeave(ConversationParams {
+                conversation: id.into(),
+            }),
             Err(e) => {
                 app.error(e);
                 return false;
@@ -305,7 +317,9 @@ fn run(app: &mut App, cmd: Command, fx: &mut Vec<Effect>) -> bool {
         Command::Rekey => match group() {
             Ok(id) => {
                 app.info("Re-keying…");
-                Request::Rekey(id)
+                Call::GroupRekey(ConversationParams {
+                    conversation: id.into(),
+                })
             }
             Err(e) => {
                 app.error(e);
@@ -316,18 +330,22 @@ fn run(app: &mut App, cmd: Command, fx: &mut Vec<Effect>) -> bool {
             toggle_members(app, fx);
             return true;
         }
-        Command::Verify(username) => Request::Verify {
+        Command::Verify(username) => Call::Verify(VerifyParams {
             username,
             confirm: false,
             safety_number: None,
-        },
+        }),
         Command::Search(query) => {
             app.overlay = Some(Overlay::Search {
                 query: query.clone(),
                 results: Loadable::Loading,
                 selected: 0,
             });
-            Request::Search(query)
+            Call::Search(SearchParams {
+                query,
+                conversation: None,
+                limit: Limit::new(SEARCH_RESULTS).unwrap_or_default(),
+            })
         }
         Command::Help => {
             app.overlay = Some(Overlay::Help { scroll: 0 });
@@ -338,7 +356,7 @@ fn run(app: &mut App, cmd: Command, fx: &mut Vec<Effect>) -> bool {
             return true;
         }
     };
-    fx.push(Effect::Request(request));
+    fx.push(Effect::call(call));
     true
 }
 
@@ -366,11 +384,11 @@ fn overlay_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
         },
         Overlay::Verify(v) => match key.code {
             KeyCode::Char('v') | KeyCode::Char('V') => {
-                fx.push(Effect::Request(Request::Verify {
+                fx.push(Effect::call(Call::Verify(VerifyParams {
                     username: v.username.clone(),
                     confirm: true,
                     safety_number: Some(v.safety_number.clone()),
-                }));
+                })));
                 None
             }
             KeyCode::Enter | KeyCode::Char('q') | KeyCode::Char('n') => None,
@@ -383,11 +401,11 @@ fn overlay_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
             changed,
         } => match key.code {
             KeyCode::Char('y') | KeyCode::Char('Y') => {
-                fx.push(Effect::Request(Request::Send {
-                    conversation,
+                fx.push(Effect::call(Call::Send(SendParams {
+                    conversation: conversation.into(),
                     text,
                     confirm_changed_keys: true,
-                }));
+                })));
                 None
             }
             KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
@@ -498,9 +516,9 @@ fn account_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
             };
             form.busy = true;
             form.error = None;
-            fx.push(Effect::Request(match form.mode {
-                AccountMode::Register => Request::Register(params),
-                AccountMode::Login => Request::Login(params),
+            fx.push(Effect::call(match form.mode {
+                AccountMode::Register => Call::Register(params),
+                AccountMode::Login => Call::Login(params),
             }));
         }
         _ if form.focus > 0 => {
@@ -528,8 +546,8 @@ fn unlock_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
         }
         form.busy = true;
         form.error = None;
-        let secret = Secret::new(form.passphrase.take());
-        fx.push(Effect::Request(Request::Unlock(secret)));
+        let passphrase = Secret::new(form.passphrase.take());
+        fx.push(Effect::call(Call::Unlock(UnlockParams { passphrase })));
     } else {
         edit(&mut form.passphrase, &key);
     }

@@ -4,9 +4,15 @@
 #![allow(clippy::unwrap_used)]
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+use quicproquo_protocol::ipc::methods::{
+    ConversationParams, DmOpenParams, GroupCreateParams, GroupMembersParams, NoParams, ReadParams,
+    SearchParams, SendParams, VerifyParams,
+};
 use quicproquo_protocol::ipc::notifications::{DeliveryUpdate, NewMessage};
-use quicproquo_protocol::ipc::values::{DeliveryState, MessageState, Seq};
-use quicproquo_protocol::ipc::{IpcErrorCode, Notification};
+use quicproquo_protocol::ipc::values::{
+    Ciphersuite, ConversationId, ConversationRef, DeliveryState, Limit, MessageState, Seq,
+};
+use quicproquo_protocol::ipc::{Call, IpcErrorCode, Notification};
 use ratatui::backend::TestBackend;
 use ratatui::style::Modifier;
 use ratatui::Terminal;
@@ -28,6 +34,21 @@ fn typed(app: &mut App, text: &str) {
     for c in text.chars() {
         key(app, KeyCode::Char(c));
     }
+}
+
+/// The params of a call that names only `id`.
+fn on(id: ConversationId) -> ConversationParams {
+    ConversationParams {
+        conversation: id.into(),
+    }
+}
+
+fn send(text: &str, confirm_changed_keys: bool) -> Request {
+    Request::Call(Call::Send(SendParams {
+        conversation: TEAM.into(),
+        text: text.into(),
+        confirm_changed_keys,
+    }))
 }
 
 fn requests(fx: &[Effect]) -> Vec<Request> {
@@ -69,14 +90,7 @@ fn enter_sends_and_up_recalls() {
     let mut app = app(80, 20);
     typed(&mut app, "hello 😀");
     let fx = key(&mut app, KeyCode::Enter);
-    assert_eq!(
-        requests(&fx),
-        [Request::Send {
-            conversation: TEAM,
-            text: "hello 😀".into(),
-            confirm_changed_keys: false
-        }]
-    );
+    assert_eq!(requests(&fx), [send("hello 😀", false)]);
     assert!(app.editor.is_empty());
     key(&mut app, KeyCode::Up);
     assert_eq!(app.editor.text(), "hello 😀");
@@ -120,37 +134,53 @@ fn slash_commands_become_requests() {
     };
     assert_eq!(
         run(&mut app, "/dm carol"),
-        [Request::DmOpen("carol".into())]
+        [Request::Call(Call::DmOpen(DmOpenParams {
+            username: "carol".into()
+        }))]
     );
     assert_eq!(
         run(&mut app, "/group create ops bob carol"),
-        [Request::GroupCreate {
+        [Request::Call(Call::GroupCreate(GroupCreateParams {
             name: "ops".into(),
-            members: vec!["bob".into(), "carol".into()]
-        }]
+            members: vec!["bob".into(), "carol".into()],
+            ciphersuite: Ciphersuite::Hybrid,
+        }))]
     );
     assert_eq!(
         run(&mut app, "/add dave"),
-        [Request::GroupAdd {
-            conversation: TEAM,
+        [Request::Call(Call::GroupAdd(GroupMembersParams {
+            conversation: TEAM.into(),
             members: vec!["dave".into()]
-        }]
+        }))]
     );
-    assert_eq!(run(&mut app, "/rekey"), [Request::Rekey(TEAM)]);
-    assert_eq!(run(&mut app, "/leave"), [Request::Leave(TEAM)]);
+    assert_eq!(
+        run(&mut app, "/rekey"),
+        [Request::Call(Call::GroupRekey(on(TEAM)))]
+    );
+    assert_eq!(
+        run(&mut app, "/leave"),
+        [Request::Call(Call::GroupLeave(on(TEAM)))]
+    );
     assert_eq!(
         run(&mut app, "/verify bob"),
-        [Request::Verify {
+        [Request::Call(Call::Verify(VerifyParams {
             username: "bob".into(),
             confirm: false,
             safety_number: None,
-        }]
+        }))]
     );
-    assert_eq!(run(&mut app, "/members"), [Request::Members(TEAM)]);
+    assert_eq!(
+        run(&mut app, "/members"),
+        [Request::Call(Call::Members(on(TEAM)))]
+    );
     assert!(app.show_members);
     assert_eq!(
         run(&mut app, "/search release"),
-        [Request::Search("release".into())]
+        [Request::Call(Call::Search(SearchParams {
+            query: "release".into(),
+            conversation: None,
+            limit: Limit::new(100).unwrap(),
+        }))]
     );
     assert!(matches!(app.overlay, Some(Overlay::Search { .. })));
     key(&mut app, KeyCode::Esc);
@@ -208,10 +238,10 @@ fn unread_counts_bell_and_read_marks() {
     assert!(!fx.contains(&Effect::Bell));
     assert!(matches!(
         requests(&fx)[..],
-        [Request::Read {
-            conversation: TEAM,
+        [Request::Call(Call::Read(ReadParams {
+            conversation: ConversationRef::Id(TEAM),
             ..
-        }]
+        }))]
     ));
     assert_eq!(app.conversation(TEAM).unwrap().unread, 0);
     // The same message twice counts once.
@@ -256,10 +286,10 @@ fn opening_a_conversation_loads_it_marks_new_messages_and_reads_it() {
     );
     assert!(matches!(
         requests(&fx)[..],
-        [Request::Read {
-            conversation: BOB,
+        [Request::Call(Call::Read(ReadParams {
+            conversation: ConversationRef::Id(BOB),
             up_to: None
-        }]
+        }))]
     ));
     assert_eq!(app.conversation(BOB).unwrap().unread, 0);
     let tl = app.timeline().unwrap();
@@ -504,14 +534,7 @@ fn a_changed_key_asks_before_sending() {
     key(&mut app, KeyCode::Enter);
     refused_for_a_changed_key(&mut app, "secret plans");
     let fx = key(&mut app, KeyCode::Char('y'));
-    assert_eq!(
-        requests(&fx),
-        [Request::Send {
-            conversation: TEAM,
-            text: "secret plans".into(),
-            confirm_changed_keys: true
-        }]
-    );
+    assert_eq!(requests(&fx), [send("secret plans", true)]);
 }
 
 #[test]
@@ -560,7 +583,10 @@ fn the_daemon_going_away_and_coming_back() {
     assert_eq!(app.editor.text(), "later");
     let fx = daemon(&mut app, DaemonEvent::Connected { status: status() });
     assert_eq!(app.daemon, Daemon::Connected);
-    assert_eq!(requests(&fx), [Request::Conversations]);
+    assert_eq!(
+        requests(&fx),
+        [Request::Call(Call::Conversations(NoParams {}))]
+    );
     assert_eq!(app.timeline().unwrap().len(), 4, "the history stays");
 }
 
@@ -580,7 +606,7 @@ fn first_run_registers_then_opens_the_main_screen() {
     typed(&mut app, "hunter2");
     let fx = key(&mut app, KeyCode::Enter);
     match &requests(&fx)[..] {
-        [Request::Register(p)] => {
+        [Request::Call(Call::Register(p))] => {
             assert_eq!(p.username, "alice");
             assert_eq!(p.server, "127.0.0.1:7443");
             assert_eq!(p.password.expose(), "hunter2");
@@ -589,10 +615,13 @@ fn first_run_registers_then_opens_the_main_screen() {
     }
     assert!(!screen(&app).contains("hunter2"), "the password is masked");
     let fx = daemon(&mut app, DaemonEvent::AccountReady);
-    assert_eq!(requests(&fx), [Request::Status]);
+    assert_eq!(requests(&fx), [Request::Call(Call::Status(NoParams {}))]);
     let fx = daemon(&mut app, DaemonEvent::Status(status()));
     assert_eq!(app.screen, crate::app::Screen::Main);
-    assert_eq!(requests(&fx), [Request::Conversations]);
+    assert_eq!(
+        requests(&fx),
+        [Request::Call(Call::Conversations(NoParams {}))]
+    );
 }
 
 /// After `logout` the account is still there without a session: the TUI
@@ -609,7 +638,7 @@ fn a_logged_out_account_logs_in_again() {
     typed(&mut app, "hunter2");
     let fx = key(&mut app, KeyCode::Enter);
     match &requests(&fx)[..] {
-        [Request::Login(p)] => {
+        [Request::Call(Call::Login(p))] => {
             assert_eq!(p.username, user);
             assert_eq!(p.server, server);
             assert_eq!(p.password.expose(), "hunter2");
@@ -617,7 +646,7 @@ fn a_logged_out_account_logs_in_again() {
         other => panic!("{other:?}"),
     }
     let fx = daemon(&mut app, DaemonEvent::AccountReady);
-    assert_eq!(requests(&fx), [Request::Status]);
+    assert_eq!(requests(&fx), [Request::Call(Call::Status(NoParams {}))]);
     daemon(&mut app, DaemonEvent::Status(status()));
     assert_eq!(app.screen, crate::app::Screen::Main);
 }
@@ -653,11 +682,11 @@ fn verify_shows_the_safety_number_and_v_confirms() {
     let fx = key(&mut app, KeyCode::Char('v'));
     assert_eq!(
         requests(&fx),
-        [Request::Verify {
+        [Request::Call(Call::Verify(VerifyParams {
             username: "bob".into(),
             confirm: true,
             safety_number: Some(result.safety_number.clone()),
-        }]
+        }))]
     );
     assert!(app.overlay.is_none());
     daemon(

@@ -4,6 +4,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::Id;
+use crate::mls::Suite;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -28,7 +29,7 @@ pub struct Conversation {
     pub group_id: Vec<u8>,
     /// The other user of a DM.
     pub peer: Option<String>,
-    pub ciphersuite: String,
+    pub ciphersuite: Suite,
     pub last_activity_ms: u64,
     pub active: bool,
 }
@@ -43,7 +44,16 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Conversation> {
         name: r.get(2)?,
         group_id: r.get(3)?,
         peer: r.get(4)?,
-        ciphersuite: r.get(5)?,
+        ciphersuite: {
+            let name: String = r.get(5)?;
+            Suite::parse(&name).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    5,
+                    rusqlite::types::Type::Text,
+                    format!("unknown ciphersuite `{name}`").into(),
+                )
+            })?
+        },
         last_activity_ms: r.get::<_, i64>(6)? as u64,
         active: r.get(7)?,
     })
@@ -59,7 +69,7 @@ pub fn insert(c: &Connection, conv: &Conversation, now_ms: u64) -> rusqlite::Res
             conv.name,
             conv.group_id,
             conv.peer,
-            conv.ciphersuite,
+            conv.ciphersuite.as_str(),
             now_ms as i64,
             conv.active
         ],
@@ -298,7 +308,7 @@ mod tests {
             name: name.into(),
             group_id: Id::random().0.to_vec(),
             peer: peer.map(Into::into),
-            ciphersuite: "hybrid".into(),
+            ciphersuite: Suite::Hybrid,
             last_activity_ms: 0,
             active: true,
         }

@@ -224,7 +224,7 @@ mod tests {
             name: "team".into(),
             group_id: vec![1; 16],
             peer: None,
-            ciphersuite: "hybrid".into(),
+            ciphersuite: crate::mls::Suite::Hybrid,
             last_activity_ms: 0,
             active: true,
         };

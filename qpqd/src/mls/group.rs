@@ -4,6 +4,7 @@
 //! Commits (add, remove, update, leave) and the pending-commit protocol live in
 //! `commit.rs`; messages in `message.rs`.
 
+use crate::mls::SuiteExt as _;
 use std::fmt;
 
 use openmls::prelude::tls_codec::Deserialize as _;

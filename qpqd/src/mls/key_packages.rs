@@ -8,6 +8,7 @@
 //! Packages live for openmls' default lifetime (about 3 months): refresh the
 //! stock well before that.
 
+use crate::mls::SuiteExt as _;
 use openmls::prelude::{KeyPackage, KeyPackageNewError, MlsMessageOut};
 
 use super::errors::MlsError;

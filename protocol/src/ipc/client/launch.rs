@@ -25,6 +25,7 @@ use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 use super::{ClientOptions, ConnectError, IpcClient};
+use crate::backoff::Backoff;
 use crate::paths::{ensure_private_dir, Paths};
 
 /// The daemon's file name.
@@ -155,10 +156,9 @@ pub(super) async fn connect_or_start(
     }
     let mut child = launcher.launch(paths).map_err(ConnectError::Launch)?;
     let deadline = Instant::now() + opts.start_timeout;
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     loop {
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        tokio::time::sleep(backoff.wait()).await;
         match IpcClient::connect_with(paths, opts).await {
             Err(ConnectError::NotRunning { .. }) => {}
             done => return done,
@@ -209,7 +209,7 @@ async fn spawn_lock(paths: &Paths, timeout: Duration) -> Result<File, ConnectErr
     .map_err(|e| lock_err(io::Error::other(e)))??;
 
     let deadline = Instant::now() + timeout;
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     loop {
         match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => return Ok(file),
@@ -222,7 +222,6 @@ async fn spawn_lock(paths: &Paths, timeout: Duration) -> Result<File, ConnectErr
                 lock: paths.spawn_lock.clone(),
             });
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        tokio::time::sleep(backoff.wait()).await;
     }
 }

@@ -10,22 +10,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quicproquo_protocol::errors::ErrorCode;
-use quicproquo_protocol::ipc::error::{ErrorObject, IpcErrorCode};
 use quicproquo_protocol::ipc::methods::GroupCreateParams;
 use quicproquo_protocol::ipc::notifications::{MembershipChange, Notification};
 use quicproquo_protocol::ipc::values::{
-    Ciphersuite, Conversation as IpcConversation, ConversationRef, MembershipEvent,
+    Conversation as IpcConversation, ConversationRef, MembershipEvent,
 };
-use quicproquo_protocol::padding;
-use quicproquo_protocol::types::{ChannelId, IdempotencyKey, IdentityKey, Username};
-use quicproquo_protocol::wire::{Delivery, Request, Response, UserRef};
+use quicproquo_protocol::types::{IdempotencyKey, IdentityKey, Username};
+use quicproquo_protocol::wire::{self, UserRef};
 
-use super::{conv_id, emit, err, from_link, internal, Agent, AgentResult};
+use super::history::{conv_id, new_conversation, view};
+use super::{emit, Agent, AgentError, AgentResult};
 use crate::core::{Core, CoreError};
 use crate::db::conversations::{self, Conversation, Kind};
 use crate::db::{now_ms, Id};
-use crate::link::LinkError;
-use crate::mls::{CommitSummary, GroupId, Member, MlsError, Staged, Suite, Who};
+use crate::mls::{CommitSummary, GroupId, Member, Staged, Suite, Who};
 use crate::payload::{check_group_name, ConversationInfo};
 
 /// Attempts at a membership change that keeps losing the epoch race.
@@ -43,127 +41,14 @@ pub const MAX_GROUP_MEMBERS: usize = quicproquo_protocol::limits::MAX_RECIPIENTS
 /// [`MAX_GROUP_MEMBERS`], before any key package is fetched.
 fn check_group_size(size: usize, adding: usize) -> AgentResult<()> {
     if size.saturating_add(adding) > MAX_GROUP_MEMBERS {
-        return Err(err(
-            IpcErrorCode::InvalidInput,
-            format!(
-                "a group has at most {MAX_GROUP_MEMBERS} members; this one has {size} and {adding} would be added"
-            ),
-        ));
+        return Err(AgentError::InvalidInput(format!(
+            "a group has at most {MAX_GROUP_MEMBERS} members; this one has {size} and {adding} would be added"
+        )));
     }
     Ok(())
 }
 
-pub(crate) fn mls_err(e: MlsError) -> ErrorObject {
-    match e {
-        MlsError::InvalidKeyPackage(why) => err(
-            IpcErrorCode::InvalidInput,
-            format!("cannot add that user: {why}"),
-        ),
-        MlsError::NotMember(_) => err(
-            IpcErrorCode::NotFound,
-            "you are no longer a member of this conversation",
-        ),
-        other => internal(other),
-    }
-}
-
 impl Agent {
-    /// The DM channel with `user`, created on first use and kept.
-    pub(crate) async fn channel_to(
-        &self,
-        user: &Username,
-        identity: IdentityKey,
-    ) -> AgentResult<ChannelId> {
-        let name = user.to_string();
-        let cached = self
-            .core()?
-            .run(move |c| conversations::contact(c.db(), &name))
-            .await
-            .map_err(internal)?
-            .filter(|k| k.identity == identity.0)
-            .and_then(|k| k.channel);
-        if let Some(c) = cached {
-            return Ok(ChannelId(c));
-        }
-        let link = self.online_link().await?;
-        let r = link
-            .call(&Request::CreateChannel {
-                auth: self.token().await?,
-                peer: identity,
-            })
-            .await
-            .map_err(from_link)?;
-        let Response::CreateChannel { channel } = r else {
-            return Err(internal("unexpected answer to createChannel"));
-        };
-        let name = user.to_string();
-        // Pinned like every other sighting of a key: a change is flagged and
-        // announced (`identity` notification), never taken silently.
-        let changed = self
-            .core()?
-            .run(move |c| -> rusqlite::Result<_> {
-                let ev = super::pin_identity(c, &name, identity.as_bytes())?;
-                conversations::set_channel(c.db(), &name, channel.as_bytes())?;
-                Ok(ev)
-            })
-            .await
-            .map_err(internal)?;
-        self.publish(changed.into_iter().collect());
-        Ok(channel)
-    }
-
-    /// One payload to several members, each through our DM channel with them.
-    pub(crate) async fn deliver(
-        &self,
-        to: &[(Username, IdentityKey)],
-        mls_message: &[u8],
-        key: IdempotencyKey,
-    ) -> Result<bool, LinkError> {
-        let mut deliveries = Vec::with_capacity(to.len());
-        for (u, k) in to {
-            let channel = self
-                .channel_to(u, *k)
-                .await
-                .map_err(|_| LinkError::Offline)?;
-            deliveries.push(Delivery {
-                recipient: *k,
-                channel: Some(channel),
-            });
-        }
-        let link = self.link().await.map_err(|_| LinkError::Offline)?;
-        let r = link
-            .call(&Request::Enqueue {
-                auth: self.token().await.map_err(|_| LinkError::Offline)?,
-                deliveries,
-                payload: padding::pad(mls_message),
-                idempotency_key: key,
-            })
-            .await?;
-        Ok(matches!(
-            r,
-            Response::Enqueue {
-                duplicate: true,
-                ..
-            }
-        ))
-    }
-
-    /// The other members of a group (who receive what we send to it).
-    pub(crate) async fn others(&self, group: GroupId) -> AgentResult<Vec<(Username, IdentityKey)>> {
-        self.core()?
-            .run(move |c| -> Result<_, CoreError> {
-                let e = c.engine()?;
-                let me = e.identity_key();
-                Ok(e.members(group)?
-                    .into_iter()
-                    .filter(|m| m.identity != me)
-                    .map(|m| (m.username, m.identity))
-                    .collect())
-            })
-            .await
-            .map_err(Into::into)
-    }
-
     /// Builds a commit with `build`, has the server accept it, merges it and
     /// delivers its Welcome; retries on a lost epoch race.
     pub(crate) async fn commit(
@@ -187,15 +72,12 @@ impl Agent {
                         .await?;
                     drop(guard);
                     if let Some(w) = staged.welcome {
-                        self.deliver(welcome_to, &w, idem())
-                            .await
-                            .map_err(from_link)?;
+                        let to = self.recipients(welcome_to.to_vec()).await?;
+                        self.deliver(&to, &w, idem()).await?;
                     }
                     return Ok(summary);
                 }
-                Err(LinkError::Call(quicproquo_protocol::client::ClientError::Server(w)))
-                    if w.code == ErrorCode::StaleCommit =>
-                {
+                Err(AgentError::Refused(w)) if w.code == ErrorCode::StaleCommit => {
                     self.core()?
                         .run(move |c| c.engine()?.clear_pending(group).map_err(CoreError::from))
                         .await?;
@@ -208,13 +90,12 @@ impl Agent {
                         .core()?
                         .run(move |c| c.engine()?.clear_pending(group).map_err(CoreError::from))
                         .await;
-                    return Err(from_link(e));
+                    return Err(e);
                 }
             }
         }
-        Err(err(
-            IpcErrorCode::ServerRefused,
-            "the group kept changing; the change was not made, try again",
+        Err(AgentError::Contended(
+            "the group kept changing; the change was not made, try again".into(),
         ))
     }
 
@@ -240,25 +121,21 @@ impl Agent {
         suite: Suite,
     ) -> AgentResult<Vec<(Username, IdentityKey, Vec<u8>)>> {
         let mut out = Vec::new();
-        let me = self.whoami().await?.username;
+        let me = self.me()?.username;
         for name in users {
-            if name == &me {
-                return Err(err(IpcErrorCode::InvalidInput, "you are already a member"));
+            if name == me.as_str() {
+                return Err(AgentError::InvalidInput("you are already a member".into()));
             }
             let (u, k) = self.resolve_contact(name).await?;
             let link = self.online_link().await?;
-            let r = link
-                .call(&Request::FetchKeyPackage {
-                    auth: self.token().await?,
+            let kp = link
+                .request(wire::FetchKeyPackage {
+                    auth: self.token()?,
                     target: UserRef::Identity(k),
                     suite: suite.code(),
                 })
-                .await
-                .map_err(from_link)?;
-            let Response::FetchKeyPackage { key_package, .. } = r else {
-                return Err(internal("unexpected answer to fetchKeyPackage"));
-            };
-            out.push((u, k, key_package));
+                .await?;
+            out.push((u, k, kp.key_package));
         }
         Ok(out)
     }
@@ -305,7 +182,7 @@ impl Agent {
                 return Err(e);
             }
         };
-        let conv = super::new_conversation(kind, name, group, peer, suite);
+        let conv = new_conversation(kind, name, group, peer, suite);
         let added: Vec<String> = summary
             .added
             .iter()
@@ -314,7 +191,7 @@ impl Agent {
         let (view, ev) = self
             .core()?
             .run(move |c| {
-                c.atomically(|c| -> Result<_, CoreError> {
+                c.atomically(|c| -> AgentResult<_> {
                     let existing = match &conv.peer {
                         Some(peer) => conversations::dm_with(c.db(), peer)?,
                         None => None,
@@ -340,7 +217,7 @@ impl Agent {
                                 .unwrap_or_default(),
                         })
                     })?;
-                    Ok((Agent::view(c, &stored)?, ev))
+                    Ok((view(c, &stored)?, ev))
                 })
             })
             .await?;
@@ -371,9 +248,9 @@ impl Agent {
         let key = name.clone();
         let existing = self
             .core()?
-            .run(move |c| -> Result<_, CoreError> {
+            .run(move |c| -> AgentResult<_> {
                 match conversations::dm_with(c.db(), &key)? {
-                    Some(conv) => Ok(Some(Agent::view(c, &conv)?)),
+                    Some(conv) => Ok(Some(view(c, &conv)?)),
                     None => Ok(None),
                 }
             })
@@ -392,22 +269,18 @@ impl Agent {
     }
 
     pub async fn group_create(&self, p: GroupCreateParams) -> AgentResult<IpcConversation> {
-        check_group_name(&p.name).map_err(|e| err(IpcErrorCode::InvalidInput, e))?;
-        let suite = match p.ciphersuite {
-            Ciphersuite::Hybrid => Suite::Hybrid,
-            Ciphersuite::Classic => Suite::Classic,
-        };
+        check_group_name(&p.name).map_err(|e| AgentError::InvalidInput(e.to_string()))?;
+        let suite = p.ciphersuite;
         if p.members.is_empty() {
             let group = self.create_group(Kind::Group, &p.name, suite).await?;
-            let conv = super::new_conversation(Kind::Group, p.name, group, None, suite);
+            let conv = new_conversation(Kind::Group, p.name, group, None, suite);
             return self
                 .core()?
-                .run(move |c| -> Result<_, CoreError> {
+                .run(move |c| -> AgentResult<_> {
                     conversations::insert(c.db(), &conv, now_ms())?;
-                    Agent::view(c, &conv)
+                    view(c, &conv)
                 })
-                .await
-                .map_err(Into::into);
+                .await;
         }
         self.create(Kind::Group, p.name, None, &p.members, suite)
             .await
@@ -421,23 +294,21 @@ impl Agent {
     ) -> AgentResult<(Conversation, GroupId)> {
         let (conv, group) = self.group_of(r).await?;
         if conv.kind == Kind::Dm {
-            return Err(err(
-                IpcErrorCode::InvalidInput,
-                format!("a DM has exactly two members: {what} works on groups"),
-            ));
+            return Err(AgentError::InvalidInput(format!(
+                "a DM has exactly two members: {what} works on groups"
+            )));
         }
         Ok((conv, group))
     }
 
     async fn group_of(&self, r: &ConversationRef) -> AgentResult<(Conversation, GroupId)> {
-        let conv = self.find(r).await?;
-        if !conv.active {
-            return Err(err(
-                IpcErrorCode::NotFound,
-                format!("you are no longer a member of `{r}`"),
-            ));
-        }
-        let g = GroupId::from_slice(&conv.group_id).ok_or_else(|| internal("bad group id"))?;
+        let r = r.clone();
+        let conv = self
+            .core()?
+            .run(move |c| super::history::find_active(c, &r))
+            .await?;
+        let g = GroupId::from_slice(&conv.group_id)
+            .ok_or_else(|| AgentError::internal("bad group id"))?;
         Ok((conv, g))
     }
 
@@ -450,7 +321,7 @@ impl Agent {
         let conv = conv.clone();
         let (view, ev) = self
             .core()?
-            .run(move |c| -> Result<_, CoreError> {
+            .run(move |c| -> AgentResult<_> {
                 let by = c
                     .engine_ref()
                     .map(|e| e.username().to_string())
@@ -465,7 +336,7 @@ impl Agent {
                     })
                 })?;
                 conversations::touch(c.db(), conv.id, now_ms())?;
-                Ok((Agent::view(c, &conv)?, ev))
+                Ok((view(c, &conv)?, ev))
             })
             .await?;
         self.publish(vec![ev]);
@@ -508,17 +379,14 @@ impl Agent {
         let mut who = Vec::new();
         for m in members {
             who.push(Who::Username(
-                Username::parse(m).map_err(|e| err(IpcErrorCode::InvalidInput, e.to_string()))?,
+                Username::parse(m).map_err(|e| AgentError::InvalidInput(e.to_string()))?,
             ));
         }
         let current = self.others(group).await?;
         for w in &who {
             if let Who::Username(u) = w {
-                if !current.iter().any(|(cu, _)| cu == u) {
-                    return Err(err(
-                        IpcErrorCode::NotFound,
-                        format!("`{u}` is not a member"),
-                    ));
+                if !current.iter().any(|r| &r.username == u) {
+                    return Err(AgentError::NotFound(format!("`{u}` is not a member")));
                 }
             }
         }
@@ -544,7 +412,7 @@ impl Agent {
             c.engine()?.self_update(group).map_err(CoreError::from)
         })
         .await?;
-        let me = self.whoami().await?.username;
+        let me = self.me()?.username.to_string();
         self.membership(&conv, MembershipEvent::Rekeyed, vec![me])
             .await?;
         let epoch = self
@@ -560,20 +428,13 @@ impl Agent {
         let proposal = self
             .core()?
             .run(move |c| c.engine()?.leave(group).map_err(CoreError::from))
-            .await
-            .map_err(|e| match e {
-                CoreError::Mls(m) => mls_err(m),
-                other => other.into(),
-            })?;
-        self.deliver(&recipients, &proposal, idem())
-            .await
-            .map_err(from_link)?;
+            .await?;
+        self.deliver(&recipients, &proposal, idem()).await?;
         let id = conv.id;
         self.core()?
             .run(move |c| conversations::set_active(c.db(), id, false))
-            .await
-            .map_err(internal)?;
-        let me = self.whoami().await?.username;
+            .await?;
+        let me = self.me()?.username.to_string();
         self.membership(&conv, MembershipEvent::Left, vec![me])
             .await?;
         Ok(())
@@ -582,7 +443,7 @@ impl Agent {
     /// Keeps the arc alive for spawned work.
     pub(crate) fn spawn_self_update(self: &Arc<Self>, group: GroupId) {
         let me = self.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             // A joiner's leaf keys come from a published key package: replace
             // them soon (which also keeps later commits small).
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -592,7 +453,7 @@ impl Agent {
                 })
                 .await
             {
-                tracing::debug!(error = %e.message, "post-join self-update deferred");
+                tracing::debug!(error = %e, "post-join self-update deferred");
             }
         });
     }
@@ -600,7 +461,7 @@ impl Agent {
     /// Commits proposals others sent (e.g. a member leaving).
     pub(crate) fn spawn_commit_proposals(self: &Arc<Self>, group: GroupId) {
         let me = self.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             if let Err(e) = me
                 .commit(group, &[], move |c| {
                     c.engine()?
@@ -609,7 +470,7 @@ impl Agent {
                 })
                 .await
             {
-                tracing::debug!(error = %e.message, "committing proposals deferred");
+                tracing::debug!(error = %e, "committing proposals deferred");
             }
         });
     }
@@ -624,8 +485,10 @@ mod tests {
         assert!(check_group_size(1, MAX_GROUP_MEMBERS - 1).is_ok());
         assert!(check_group_size(MAX_GROUP_MEMBERS - 1, 1).is_ok());
         let e = check_group_size(MAX_GROUP_MEMBERS, 1).unwrap_err();
-        assert_eq!(e.code, IpcErrorCode::InvalidInput.as_i32());
-        assert!(e.message.contains("at most 1025 members"), "{}", e.message);
+        assert!(
+            matches!(&e, AgentError::InvalidInput(m) if m.contains("at most 1025 members")),
+            "{e}"
+        );
         assert!(check_group_size(1, usize::MAX).is_err());
     }
 }

@@ -1,0 +1,165 @@
+//! Reading what is stored: the conversation list, a conversation's history,
+//! full-text search and read markers. Each call is one core trip.
+
+use quicproquo_protocol::ipc::values::{
+    Conversation as IpcConversation, ConversationId, ConversationKind, ConversationRef,
+    Message as IpcMessage, MessageId, MessageState,
+};
+
+use super::{Agent, AgentError, AgentResult};
+use crate::core::Core;
+use crate::db::conversations::{self, Conversation, Kind};
+use crate::db::messages::{self, Message, State};
+use crate::db::{self, Id};
+use crate::mls::{GroupId, Suite};
+
+impl Agent {
+    pub async fn conversations(&self) -> AgentResult<Vec<IpcConversation>> {
+        self.core()?
+            .run(|c| -> AgentResult<_> {
+                conversations::all(c.db())?
+                    .iter()
+                    .map(|conv| view(c, conv))
+                    .collect()
+            })
+            .await
+    }
+
+    pub async fn history(
+        &self,
+        r: &ConversationRef,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> AgentResult<Vec<IpcMessage>> {
+        let r = r.clone();
+        let before = before.map(|m| Id(m.0));
+        self.core()?
+            .run(move |c| {
+                let conv = find(c, &r)?;
+                Ok(messages::history(c.db(), conv.id, before, limit)?
+                    .iter()
+                    .map(ipc_message)
+                    .collect())
+            })
+            .await
+    }
+
+    pub async fn search(
+        &self,
+        query: &str,
+        r: Option<&ConversationRef>,
+        limit: u32,
+    ) -> AgentResult<Vec<IpcMessage>> {
+        let r = r.cloned();
+        let q = query.to_owned();
+        self.core()?
+            .run(move |c| {
+                let conv = match &r {
+                    Some(r) => Some(find(c, r)?.id),
+                    None => None,
+                };
+                Ok(messages::search(c.db(), &q, conv, limit)?
+                    .iter()
+                    .map(ipc_message)
+                    .collect())
+            })
+            .await
+    }
+
+    pub async fn read(&self, r: &ConversationRef, up_to: Option<MessageId>) -> AgentResult<u64> {
+        let r = r.clone();
+        let up_to = up_to.map(|m| Id(m.0));
+        self.core()?
+            .run(move |c| {
+                let conv = find(c, &r)?;
+                messages::mark_read(c.db(), conv.id, up_to)?;
+                Ok(messages::unread(c.db(), conv.id)?)
+            })
+            .await
+    }
+}
+
+/// Finds a conversation by what the user typed, or says it does not exist.
+pub(crate) fn find(c: &Core, r: &ConversationRef) -> AgentResult<Conversation> {
+    conversations::resolve(c.db(), &r.to_string())?
+        .ok_or_else(|| AgentError::NotFound(format!("no conversation `{r}`")))
+}
+
+/// [`find`], for a conversation we are still a member of.
+pub(crate) fn find_active(c: &Core, r: &ConversationRef) -> AgentResult<Conversation> {
+    let conv = find(c, r)?;
+    if !conv.active {
+        return Err(AgentError::NotFound(format!(
+            "you are no longer a member of `{r}`"
+        )));
+    }
+    Ok(conv)
+}
+
+/// A conversation as front-ends see it.
+pub(crate) fn view(c: &Core, conv: &Conversation) -> AgentResult<IpcConversation> {
+    let unread = messages::unread(c.db(), conv.id)?;
+    let members = match c.engine_ref() {
+        Some(e) => match GroupId::from_slice(&conv.group_id) {
+            Some(g) if conv.active => e
+                .members(g)
+                .map(|ms| ms.into_iter().map(|m| m.username.to_string()).collect())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        },
+        None => Vec::new(),
+    };
+    Ok(IpcConversation {
+        id: conv_id(conv.id),
+        name: conv.name.clone(),
+        kind: match conv.kind {
+            Kind::Dm => ConversationKind::Dm,
+            Kind::Group => ConversationKind::Group,
+        },
+        members,
+        unread,
+        ciphersuite: conv.ciphersuite,
+        last_activity_ms: conv.last_activity_ms,
+    })
+}
+
+pub(crate) fn ipc_message(m: &Message) -> IpcMessage {
+    IpcMessage {
+        id: MessageId(m.id.0),
+        conversation: conv_id(m.conversation),
+        sender: m.sender.clone(),
+        timestamp_ms: m.timestamp_ms,
+        text: m.text.clone(),
+        outgoing: m.outgoing,
+        state: match m.state {
+            State::Queued => MessageState::Queued,
+            State::Sent => MessageState::Sent,
+            State::Delivered => MessageState::Delivered,
+            State::Received => MessageState::Received,
+        },
+    }
+}
+
+pub(crate) fn conv_id(id: Id) -> ConversationId {
+    ConversationId(id.0)
+}
+
+/// A new conversation row for an MLS group we created or joined.
+pub(crate) fn new_conversation(
+    kind: Kind,
+    name: String,
+    group: GroupId,
+    peer: Option<String>,
+    suite: Suite,
+) -> Conversation {
+    Conversation {
+        id: Id::random(),
+        kind,
+        name,
+        group_id: group.0.to_vec(),
+        peer,
+        ciphersuite: suite,
+        last_activity_ms: db::now_ms(),
+        active: true,
+    }
+}

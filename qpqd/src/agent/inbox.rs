@@ -1,0 +1,589 @@
+//! Receiving: the long-poll loop, and processing what it fetched. A fetched
+//! batch is processed and stored in **one transaction** (one core trip, one
+//! fsync), each message in its own savepoint — openmls' writes share the
+//! connection, so a message that fails rolls back alone and the rest of the
+//! batch commits — before the batch is acknowledged to the server. A
+//! redelivery after a crash is recognised and shown once.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quicproquo_protocol::ipc::notifications::{
+    DeliveryUpdate, MembershipChange, NewMessage, Notification,
+};
+use quicproquo_protocol::ipc::values::{DeliveryState, MembershipEvent, MessageId};
+use quicproquo_protocol::padding;
+use quicproquo_protocol::wire::{self, Envelope};
+use tokio::sync::OwnedMutexGuard;
+
+use super::history::{conv_id, ipc_message, new_conversation};
+use super::verify::pin_members;
+use super::{emit, Agent, AgentError};
+use crate::core::{Core, CoreError};
+use crate::db::conversations::{self, Conversation, Kind};
+use crate::db::messages::{self, Message, State};
+use crate::db::{now_ms, outbox, Id};
+use crate::link::{ConnState, Link};
+use crate::mls::{
+    classify, ContentType, GroupId, Incoming, Joined, MlsError, Processed, ProposalKind,
+};
+use crate::payload::{ConversationInfo, Payload};
+
+/// How long one `fetchWait` is held by the server.
+const FETCH_WAIT_MS: u32 = 25_000;
+/// Most messages fetched (and so stored in one transaction) at once: large
+/// enough that a backlog costs few fsyncs, small enough that the core thread
+/// is not held for long (a few hundred milliseconds at worst) while a
+/// front-end waits.
+const FETCH_LIMIT: u32 = 250;
+
+/// One fetched message, unpadded and classified before the core trip.
+struct Fetched {
+    seq: u64,
+    parsed: Result<(Incoming, Vec<u8>), String>,
+}
+
+/// What processing one message produced.
+enum Outcome {
+    Events(Vec<Notification>),
+    Joined(GroupId, Vec<Notification>),
+    CommitProposals(GroupId, Vec<Notification>),
+}
+
+/// What a stored batch produced, published once it is committed.
+#[derive(Default)]
+struct Stored {
+    events: Vec<Notification>,
+    /// Groups we joined: we re-key soon (our leaf keys came from a
+    /// published key package).
+    joined: Vec<GroupId>,
+    /// Groups with proposals (a member leaving) for us to commit.
+    proposals: Vec<GroupId>,
+}
+
+impl Agent {
+    /// Long-polls the mailbox and processes what arrives, in order.
+    pub(crate) async fn receive_loop(self: Arc<Self>, link: Link) {
+        let mut shutdown = self.shutdown_signal();
+        let mut retry = quicproquo_protocol::backoff::Backoff::new(
+            Duration::from_millis(200),
+            Duration::from_secs(10),
+        );
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            if link.state() != ConnState::Online {
+                let mut w = link.watch();
+                tokio::select! {
+                    _ = w.wait_for(|s| *s == ConnState::Online) => {}
+                    _ = shutdown.changed() => return,
+                }
+                continue;
+            }
+            let pause = match self.receive_once(&link, &mut shutdown).await {
+                Ok(()) => {
+                    retry.reset();
+                    continue;
+                }
+                Err(None) => return,
+                Err(Some(e)) => {
+                    tracing::debug!(error = %e, "receiving paused");
+                    retry.wait()
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// One `fetchWait`, and the batch it brings stored and acknowledged.
+    /// `Err(None)` when the daemon is shutting down.
+    async fn receive_once(
+        self: &Arc<Self>,
+        link: &Link,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), Option<AgentError>> {
+        let token = self.token().map_err(Some)?;
+        let wait = wire::FetchWait {
+            auth: token.clone(),
+            channel: None,
+            limit: FETCH_LIMIT,
+            timeout_ms: FETCH_WAIT_MS,
+        };
+        let mail = tokio::select! {
+            r = link.request(wait) => r.map_err(|e| Some(e.into()))?,
+            _ = shutdown.changed() => return Err(None),
+        };
+        if mail.is_empty() {
+            return Ok(());
+        }
+        let seqs: Vec<u64> = mail.iter().map(|e| e.seq).collect();
+        let stored = self.store_batch(mail).await.map_err(Some)?;
+        self.publish(stored.events);
+        for g in stored.joined {
+            self.spawn_self_update(g);
+        }
+        for g in stored.proposals {
+            self.spawn_commit_proposals(g);
+        }
+        // Receipts for what was just stored wait in the outbox.
+        self.outbox_kick.notify_one();
+        // Stored (or found unprocessable) before acknowledged. A batch whose
+        // transaction failed is not acknowledged: the server keeps it.
+        if let Err(e) = link.request(wire::Ack { auth: token, seqs }).await {
+            tracing::debug!(error = %e, "ack failed; the mail will be redelivered and de-duplicated");
+        }
+        Ok(())
+    }
+
+    /// Processes and stores a fetched batch in one core trip, holding the
+    /// locks of the groups whose handshakes it carries (so no commit of ours
+    /// is in flight in those groups meanwhile).
+    async fn store_batch(&self, mail: Vec<Envelope>) -> Result<Stored, AgentError> {
+        let batch: Vec<Fetched> = mail
+            .into_iter()
+            .map(|env| Fetched {
+                seq: env.seq,
+                parsed: parse(&env.payload),
+            })
+            .collect();
+        let handshake_groups: BTreeSet<[u8; 16]> = batch
+            .iter()
+            .filter_map(|f| match &f.parsed {
+                Ok((Incoming::Group { group, content, .. }, _))
+                    if *content != ContentType::Application =>
+                {
+                    Some(group.0)
+                }
+                _ => None,
+            })
+            .collect();
+        // In a fixed order, so two batches can never wait on each other.
+        let mut guards: Vec<OwnedMutexGuard<()>> = Vec::with_capacity(handshake_groups.len());
+        for g in &handshake_groups {
+            guards.push(self.group_lock(g).lock_owned().await);
+        }
+        let stored = self
+            .core()?
+            .run(move |c| store_incoming(c, batch))
+            .await
+            .map_err(AgentError::from)?;
+        drop(guards);
+        Ok(stored)
+    }
+}
+
+fn parse(payload: &[u8]) -> Result<(Incoming, Vec<u8>), String> {
+    let bytes = padding::unpad(payload).map_err(|e| e.to_string())?.to_vec();
+    let kind = classify(&bytes).map_err(|e| e.to_string())?;
+    Ok((kind, bytes))
+}
+
+/// Core operation: processes and stores a fetched batch in one transaction,
+/// each message in its own savepoint. A message that cannot be processed is
+/// logged and skipped (its own writes rolled back); a failure of the
+/// transaction itself fails the whole batch, which is then not acknowledged.
+fn store_incoming(c: &mut Core, batch: Vec<Fetched>) -> Result<Stored, CoreError> {
+    c.atomically(|c| {
+        let mut stored = Stored::default();
+        for f in batch {
+            let outcome = match f.parsed {
+                Err(e) => Err(e),
+                Ok((kind, bytes)) => c
+                    .savepoint(|c| process_one(c, kind, &bytes))
+                    .map_err(|e| e.to_string()),
+            };
+            match outcome {
+                Ok(Outcome::Events(ev)) => stored.events.extend(ev),
+                Ok(Outcome::Joined(g, ev)) => {
+                    stored.events.extend(ev);
+                    stored.joined.push(g);
+                }
+                Ok(Outcome::CommitProposals(g, ev)) => {
+                    stored.events.extend(ev);
+                    stored.proposals.push(g);
+                }
+                Err(e) => {
+                    tracing::warn!(seq = f.seq, error = %e, "an incoming message could not be processed")
+                }
+            }
+        }
+        Ok(stored)
+    })
+}
+
+fn process_one(c: &mut Core, kind: Incoming, bytes: &[u8]) -> Result<Outcome, CoreError> {
+    match kind {
+        Incoming::Welcome => join(c, bytes),
+        Incoming::Group { group, .. } => process_group(c, group, bytes),
+        other => Err(CoreError::Mls(MlsError::Malformed(format!(
+            "unexpected message kind {other:?}"
+        )))),
+    }
+}
+
+fn join(c: &mut Core, welcome: &[u8]) -> Result<Outcome, CoreError> {
+    let joined = c.engine()?.join(welcome)?;
+    let mut events = pin_members(c, &joined.members)?;
+    let Some(conv) = joined_conversation(c, &joined)? else {
+        return Ok(Outcome::Joined(joined.group, events));
+    };
+    conversations::set_joined_epoch(c.db(), conv.id, joined.epoch.0)?;
+    let members = joined
+        .members
+        .iter()
+        .map(|m| m.username.to_string())
+        .collect();
+    let ev = emit(c, |seq| {
+        Notification::Membership(MembershipChange {
+            seq,
+            conversation: conv_id(conv.id),
+            event: MembershipEvent::Joined,
+            members,
+            by: joined.inviter.username.to_string(),
+        })
+    })?;
+    events.push(ev);
+    Ok(Outcome::Joined(joined.group, events))
+}
+
+/// The conversation a group we just joined belongs to, stored: the one we
+/// had if we were re-added, else a new one named by the creator's
+/// conversation info. `None` when it is a second group for a DM we have
+/// (both users opened it at once), merged into that DM.
+fn joined_conversation(c: &Core, joined: &Joined) -> Result<Option<Conversation>, CoreError> {
+    if let Some(conv) = conversations::by_group(c.db(), &joined.group.0)? {
+        // Re-added to a group that removed us: same conversation, history kept.
+        conversations::set_active(c.db(), conv.id, true)?;
+        return Ok(Some(conv));
+    }
+    let inviter = joined.inviter.username.to_string();
+    let (kind, name, peer) = match joined.info.as_deref().map(ConversationInfo::decode) {
+        // A DM is a group of exactly the inviter and us.
+        Some(Ok(ConversationInfo::Dm)) if joined.members.len() == 2 => {
+            if let Some(dm) = conversations::dm_with(c.db(), &inviter)? {
+                let kept = conversations::merge_dm_group(c.db(), &dm, &joined.group.0)?;
+                tracing::info!(
+                    peer = %inviter,
+                    sending_on = %hex::encode(&kept.group_id),
+                    "both opened the DM at once; merged the second group into it"
+                );
+                return Ok(None);
+            }
+            (Kind::Dm, format!("@{inviter}"), Some(inviter))
+        }
+        Some(Ok(ConversationInfo::Group { name })) => (Kind::Group, name, None),
+        other => {
+            if let Some(info) = other {
+                tracing::info!(?info, %inviter, "unusable conversation info; named by group id");
+            }
+            let name = format!("group-{}", &joined.group.to_hex()[..8]);
+            (Kind::Group, name, None)
+        }
+    };
+    let conv = new_conversation(kind, name, joined.group, peer, joined.suite);
+    conversations::insert(c.db(), &conv, now_ms())?;
+    Ok(Some(conv))
+}
+
+/// What to tell the user about a message from `message_epoch` that can no
+/// longer be decrypted (we are at `current` and keep the keys of
+/// `MAX_PAST_EPOCHS` before it). Nothing when it is from before we joined
+/// (`joined_epoch`): it was never meant for us.
+fn lost_message_notice(joined_epoch: u64, message_epoch: u64, current: u64) -> Option<String> {
+    (message_epoch >= joined_epoch).then(|| {
+        format!(
+            "⚠ a message could not be decrypted: it was sent in epoch {message_epoch} and arrived \
+             in epoch {current}, after its keys were discarded (kept: {} epochs)",
+            crate::mls::MAX_PAST_EPOCHS
+        )
+    })
+}
+
+fn process_group(c: &mut Core, group: GroupId, bytes: &[u8]) -> Result<Outcome, CoreError> {
+    let conv = conversations::by_group(c.db(), &group.0)?;
+    let processed = match c.engine()?.process(bytes) {
+        Ok(p) => p,
+        Err(MlsError::TooOld {
+            message, current, ..
+        }) => {
+            tracing::info!(
+                message = message.0,
+                current = current.0,
+                "skipped a message from an epoch whose keys are gone"
+            );
+            let Some(conv) = conv else {
+                return Ok(Outcome::Events(Vec::new()));
+            };
+            let joined = conversations::joined_epoch(c.db(), conv.id)?;
+            let Some(text) = lost_message_notice(joined, message.0, current.0) else {
+                return Ok(Outcome::Events(Vec::new()));
+            };
+            // Said in the conversation itself, so nobody thinks the
+            // silence was the sender's.
+            let m = Message {
+                id: Id::random(),
+                conversation: conv.id,
+                sender: String::new(),
+                timestamp_ms: now_ms(),
+                text,
+                outgoing: false,
+                state: State::Received,
+            };
+            messages::insert(c.db(), &m)?;
+            let ev = emit(c, |seq| {
+                Notification::Message(NewMessage {
+                    seq,
+                    message: ipc_message(&m),
+                })
+            })?;
+            return Ok(Outcome::Events(vec![ev]));
+        }
+        Err(e @ (MlsError::Replay(_) | MlsError::StaleHandshake { .. })) => {
+            tracing::info!(error = %e, "skipped a message");
+            return Ok(Outcome::Events(Vec::new()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Some(conv) = conv else {
+        return Ok(Outcome::Events(Vec::new()));
+    };
+    match processed {
+        Processed::Application {
+            sender, plaintext, ..
+        } => match Payload::decode(&plaintext) {
+            Ok(Payload::Text { id, ts, text }) => {
+                let Some(id) = Id::parse_hex(&id) else {
+                    return Ok(Outcome::Events(Vec::new()));
+                };
+                let m = Message {
+                    id,
+                    conversation: conv.id,
+                    sender: sender.username.to_string(),
+                    timestamp_ms: ts,
+                    text,
+                    outgoing: false,
+                    state: State::Received,
+                };
+                if !messages::insert(c.db(), &m)? {
+                    return Ok(Outcome::Events(Vec::new()));
+                }
+                conversations::touch(c.db(), conv.id, now_ms())?;
+                if conv.kind == Kind::Dm {
+                    // Stored: tell the peer (through the outbox, batched,
+                    // sent once we are online). DMs only: in a group every
+                    // receipt would reach every member.
+                    outbox::push_receipt(c.db(), conv.id, id, now_ms())?;
+                }
+                let ev = emit(c, |seq| {
+                    Notification::Message(NewMessage {
+                        seq,
+                        message: ipc_message(&m),
+                    })
+                })?;
+                Ok(Outcome::Events(vec![ev]))
+            }
+            Ok(Payload::Receipt { ids }) => {
+                let mut events = Vec::new();
+                if conv.kind != Kind::Dm {
+                    return Ok(Outcome::Events(events));
+                }
+                for id in ids.iter().filter_map(|i| Id::parse_hex(i)) {
+                    if messages::advance(c.db(), id, conv.id, State::Delivered)? {
+                        events.push(emit(c, |seq| {
+                            Notification::Delivery(DeliveryUpdate {
+                                seq,
+                                conversation: conv_id(conv.id),
+                                id: MessageId(id.0),
+                                state: DeliveryState::Delivered,
+                            })
+                        })?);
+                    }
+                }
+                Ok(Outcome::Events(events))
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "ignored an application message of unknown form");
+                Ok(Outcome::Events(Vec::new()))
+            }
+        },
+        Processed::Commit(s) => {
+            let mut events = pin_members(c, &s.added)?;
+            let by = s.committer.username.to_string();
+            let mut push =
+                |c: &Core, event: MembershipEvent, members: Vec<String>| -> rusqlite::Result<()> {
+                    if members.is_empty() {
+                        return Ok(());
+                    }
+                    let by = by.clone();
+                    events.push(emit(c, |seq| {
+                        Notification::Membership(MembershipChange {
+                            seq,
+                            conversation: conv_id(conv.id),
+                            event,
+                            members,
+                            by,
+                        })
+                    })?);
+                    Ok(())
+                };
+            push(
+                c,
+                MembershipEvent::Added,
+                s.added.iter().map(|m| m.username.to_string()).collect(),
+            )?;
+            push(
+                c,
+                MembershipEvent::Removed,
+                s.removed.iter().map(|m| m.username.to_string()).collect(),
+            )?;
+            if s.added.is_empty() && s.removed.is_empty() {
+                push(
+                    c,
+                    MembershipEvent::Rekeyed,
+                    vec![s.committer.username.to_string()],
+                )?;
+            }
+            if s.we_were_removed {
+                conversations::set_active(c.db(), conv.id, false)?;
+            }
+            conversations::touch(c.db(), conv.id, now_ms())?;
+            Ok(Outcome::Events(events))
+        }
+        Processed::Proposal { kind, .. } => match kind {
+            ProposalKind::Remove(_) | ProposalKind::Update => {
+                Ok(Outcome::CommitProposals(group, Vec::new()))
+            }
+            ProposalKind::Add(_) => Ok(Outcome::Events(Vec::new())),
+        },
+        Processed::Own { .. } => Ok(Outcome::Events(Vec::new())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message that arrives too late is reported, unless it is from
+    /// before we joined (then it was never meant for us).
+    #[test]
+    fn a_late_message_is_reported_unless_it_predates_us() {
+        let notice = lost_message_notice(3, 4, 12).unwrap();
+        assert!(
+            notice.contains("epoch 4") && notice.contains("epoch 12"),
+            "{notice}"
+        );
+        assert!(lost_message_notice(3, 3, 12).is_some());
+        assert_eq!(lost_message_notice(3, 2, 4), None);
+        assert!(
+            lost_message_notice(0, 0, 9).is_some(),
+            "the creator joined at 0"
+        );
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use std::path::Path;
+
+    use ed25519_dalek::SigningKey;
+    use quicproquo_protocol::types::Username;
+
+    use super::*;
+    use crate::keystore::tests::FakeKeyring;
+    use crate::mls::{Identity, Suite};
+
+    /// A core with its own encrypted state file and an MLS identity.
+    fn core(dir: &Path, name: &str) -> Core {
+        let home = dir.join(name);
+        std::fs::create_dir_all(&home).unwrap();
+        let no_keyring = FakeKeyring {
+            broken: true,
+            ..Default::default()
+        };
+        let (key, _) = crate::keystore::obtain(&home, name, &no_keyring, Some("pass")).unwrap();
+        let conn = crate::state::open(&home.join("qpq-state.bin"), &key).unwrap();
+        let mut c = Core::new(conn);
+        let signing = SigningKey::generate(&mut rand::rngs::OsRng);
+        c.attach(Identity::new(Username::parse(name).unwrap(), signing))
+            .unwrap();
+        c
+    }
+
+    fn fetched(seq: u64, mls: &[u8]) -> Fetched {
+        Fetched {
+            seq,
+            parsed: parse(&padding::pad(mls)),
+        }
+    }
+
+    fn text(c: &mut Core, group: GroupId, t: &str) -> Vec<u8> {
+        let body = Payload::text(Id::random(), 1, t).encode();
+        c.engine().unwrap().encrypt(group, &body).unwrap()
+    }
+
+    /// One call stores a whole batch: a Welcome, messages, and among them
+    /// two that cannot be processed (a group we are not in, bytes that are
+    /// not MLS) — those are skipped alone, everything else is stored.
+    #[test]
+    fn a_batch_is_stored_together_and_a_bad_message_is_skipped_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut alice = core(dir.path(), "alice");
+        let mut bob = core(dir.path(), "bob");
+        let mut carol = core(dir.path(), "carol");
+        let info = ConversationInfo::Group {
+            name: "team".into(),
+        }
+        .encode();
+        let group = alice
+            .engine()
+            .unwrap()
+            .create_group_with_info(Suite::Hybrid, Some(&info))
+            .unwrap();
+        let kp = bob
+            .engine()
+            .unwrap()
+            .key_packages(Suite::Hybrid, 1)
+            .unwrap();
+        let staged = alice.engine().unwrap().add_members(group, &kp).unwrap();
+        alice.engine().unwrap().merge_pending(group).unwrap();
+        let elsewhere = carol.engine().unwrap().create_group(Suite::Hybrid).unwrap();
+
+        let batch = vec![
+            fetched(1, &staged.welcome.unwrap()),
+            fetched(2, &text(&mut alice, group, "one")),
+            fetched(3, &text(&mut carol, elsewhere, "not for bob")),
+            Fetched {
+                seq: 4,
+                parsed: parse(b"not an MLS message"),
+            },
+            fetched(5, &text(&mut alice, group, "two")),
+        ];
+        let stored = store_incoming(&mut bob, batch).unwrap();
+
+        assert_eq!(stored.joined, vec![group]);
+        let texts: Vec<String> = stored
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Notification::Message(m) => Some(m.message.text.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(texts, ["one", "two"]);
+        let conv = conversations::by_group(bob.db(), &group.0)
+            .unwrap()
+            .expect("the joined group has a conversation");
+        let history: Vec<String> = messages::history(bob.db(), conv.id, None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(history, ["one", "two"]);
+        assert!(bob.db().is_autocommit(), "the batch's transaction ended");
+    }
+}

@@ -1,0 +1,517 @@
+//! The daemon's lifecycle and the account: opening the state (locked →
+//! open), registering and logging in (→ online: the supervised connection and
+//! the background loops), logging out, status, and what a fresh connection
+//! needs (the key-package stock, `connection` notifications).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::{Signer, SigningKey};
+use quicproquo_protocol::client::{Client, Trust};
+use quicproquo_protocol::ipc::methods::{AccountParams, StatusResult, WhoamiResult};
+use quicproquo_protocol::ipc::notifications::{ConnectionChange, Notification};
+use quicproquo_protocol::ipc::values::{
+    Account as IpcAccount, Ciphersuite, ConnectionState, KeystoreState,
+};
+use quicproquo_protocol::types::{IdentityKey, SessionToken, Username};
+use quicproquo_protocol::wire::{self, identity_proof_message};
+use zeroize::Zeroizing;
+
+use super::{emit, Agent, AgentError, AgentResult, Me, Opened, Phase};
+use crate::core::{Core, CoreError, CoreHandle};
+use crate::db::{account, messages, now_ms, outbox};
+use crate::keystore::{self, KeySource, Keyring, KeystoreError};
+use crate::link::{ConnState, Link, Target};
+use crate::mls::{Identity, Suite};
+
+/// What the daemon was started with.
+#[derive(Clone)]
+pub struct StartOptions {
+    pub profile: String,
+    pub data_dir: PathBuf,
+    pub state_file: PathBuf,
+    /// `QPQ_PASSPHRASE`, if set.
+    pub passphrase: Option<Zeroizing<String>>,
+    /// `QPQ_USE_CA_CERT=1`: verify the server against the system roots.
+    pub use_ca: bool,
+    pub keyring: Arc<dyn Keyring>,
+}
+
+/// One-time key packages kept on the server; refilled below the low mark.
+const KEY_PACKAGE_STOCK: usize = 20;
+const KEY_PACKAGE_LOW: u32 = 5;
+/// How long one last-resort key package is re-used.
+const LAST_RESORT_MAX_AGE_MS: u64 = 7 * 24 * 3600 * 1000;
+
+impl From<KeystoreError> for AgentError {
+    fn from(e: KeystoreError) -> Self {
+        AgentError::Locked(e.to_string())
+    }
+}
+
+/// The account as the agent keeps it in memory.
+fn me_of(a: &account::Account) -> Result<Me, CoreError> {
+    let username = Username::parse(&a.username)
+        .map_err(|e| CoreError::Db(rusqlite::Error::InvalidParameterName(e.to_string())))?;
+    let token = match &a.token {
+        Some(t) => Some(
+            SessionToken::from_slice(&t[..])
+                .map_err(|e| CoreError::Db(rusqlite::Error::InvalidParameterName(e.to_string())))?,
+        ),
+        None => None,
+    };
+    Ok(Me {
+        username,
+        identity: IdentityKey(
+            SigningKey::from_bytes(&a.identity_seed)
+                .verifying_key()
+                .to_bytes(),
+        ),
+        server: a.server.clone(),
+        token,
+    })
+}
+
+/// Core operation: loads the account (if any) and hands the connection to
+/// its MLS engine.
+fn load_account(c: &mut Core) -> Result<Option<(account::Account, Me)>, CoreError> {
+    let Some(a) = account::get(c.db())? else {
+        return Ok(None);
+    };
+    let me = me_of(&a)?;
+    c.attach(Identity::from_seed(me.username.clone(), &a.identity_seed))?;
+    Ok(Some((a, me)))
+}
+
+impl Agent {
+    /// Opens the state with `passphrase` (or the keyring) and, if an account
+    /// with a session exists, connects. Called at start and by `unlock`.
+    pub async fn open(self: &Arc<Self>, passphrase: Option<Zeroizing<String>>) -> AgentResult<()> {
+        if !matches!(self.phase(), Phase::Locked) {
+            return Ok(());
+        }
+        let opts = self.options.clone();
+        let opened = tokio::task::spawn_blocking(move || -> Result<_, KeystoreError> {
+            let (key, source) = keystore::obtain(
+                &opts.data_dir,
+                &opts.profile,
+                opts.keyring.as_ref(),
+                passphrase.as_deref().map(|s| s.as_str()),
+            )?;
+            let conn = crate::state::open(&opts.state_file, &key).map_err(|e| match e {
+                crate::state::StateError::WrongKey => KeystoreError::WrongPassphrase,
+                other => KeystoreError::Manifest {
+                    path: opts.state_file.clone(),
+                    reason: other.to_string(),
+                },
+            })?;
+            Ok((conn, source))
+        })
+        .await
+        .map_err(AgentError::internal)?;
+        let (conn, key_source) = opened?;
+        let (core, _thread) = CoreHandle::spawn(Core::new(conn)).map_err(AgentError::internal)?;
+        let account = core.run(load_account).await?;
+        {
+            let mut phase = self.phase.write().unwrap_or_else(|p| p.into_inner());
+            if !matches!(*phase, Phase::Locked) {
+                // A concurrent `unlock` won; this core thread ends with its
+                // last handle.
+                return Ok(());
+            }
+            *phase = Phase::Open(Opened {
+                core,
+                key_source,
+                me: account.as_ref().map(|(_, me)| me.clone()),
+            });
+        }
+        tracing::info!(keystore = ?key_source, "state opened");
+        if let Some((a, me)) = account {
+            if me.token.is_some() {
+                self.go_online(&a)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn target(
+        &self,
+        server: &str,
+        fingerprint: Option<[u8; 32]>,
+        use_ca: bool,
+    ) -> AgentResult<Target> {
+        let addr: SocketAddr = server
+            .to_socket_addrs()
+            .map_err(|e| AgentError::InvalidInput(format!("server `{server}`: {e}")))?
+            .next()
+            .ok_or_else(|| AgentError::InvalidInput(format!("server `{server}` has no address")))?;
+        let host = server.rsplit_once(':').map(|(h, _)| h).unwrap_or(server);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let use_ca = use_ca || self.options.use_ca;
+        let server_name = if host.parse::<std::net::IpAddr>().is_ok() && !use_ca {
+            // Self-signed certificates name localhost; pinning checks the
+            // certificate itself. Under CA verification an IP address is
+            // checked as one (the certificate must list it).
+            "localhost".to_string()
+        } else {
+            host.to_string()
+        };
+        let trust = if use_ca {
+            Trust::SystemRoots
+        } else {
+            match fingerprint {
+                Some(f) => Trust::Pin(f),
+                None => Trust::FirstUse,
+            }
+        };
+        Ok(Target {
+            addr,
+            server_name,
+            trust,
+        })
+    }
+
+    /// open → online: starts the supervised connection and the background
+    /// loops. A running link is re-pointed instead (a `login` with a new
+    /// server or pin).
+    fn go_online(self: &Arc<Self>, a: &account::Account) -> AgentResult<()> {
+        let target = self.target(&a.server, a.server_fingerprint, a.use_ca)?;
+        let link = {
+            let mut phase = self.phase.write().unwrap_or_else(|p| p.into_inner());
+            match &*phase {
+                Phase::Online(_, link) => {
+                    link.retarget(target);
+                    return Ok(());
+                }
+                Phase::Locked => return Err(AgentError::locked()),
+                Phase::Open(o) => {
+                    let (link, task) = Link::start(target, self.shutdown_signal());
+                    self.spawn(async move {
+                        let _ = task.await;
+                    });
+                    *phase = Phase::Online(o.clone(), link.clone());
+                    link
+                }
+            }
+        };
+        let me = self.clone();
+        let l = link.clone();
+        self.spawn(async move { me.connection_events(l).await });
+        let me = self.clone();
+        let l = link.clone();
+        self.spawn(async move { me.receive_loop(l).await });
+        let me = self.clone();
+        self.spawn(async move { me.outbox_loop(link).await });
+        Ok(())
+    }
+
+    /// Turns link state changes into `connection` notifications, and does
+    /// what a fresh connection needs (key package stock, outbox drain).
+    async fn connection_events(self: Arc<Self>, link: Link) {
+        let mut w = link.watch();
+        let mut shutdown = self.shutdown_signal();
+        loop {
+            let state = *w.borrow_and_update();
+            let detail = link.detail();
+            if let Ok(core) = self.core() {
+                let st = match state {
+                    ConnState::Online => ConnectionState::Online,
+                    ConnState::Offline => ConnectionState::Offline,
+                    ConnState::Reconnecting => ConnectionState::Reconnecting,
+                };
+                let ev = core
+                    .run(move |c| {
+                        emit(c, |seq| {
+                            Notification::Connection(ConnectionChange {
+                                seq,
+                                state: st,
+                                detail,
+                            })
+                        })
+                    })
+                    .await;
+                if let Ok(ev) = ev {
+                    self.publish(vec![ev]);
+                }
+            }
+            if state == ConnState::Online {
+                if let Err(e) = self.refill_key_packages(&link).await {
+                    tracing::warn!(error = %e, "key package refill failed");
+                }
+                self.outbox_kick.notify_one();
+            }
+            tokio::select! {
+                r = w.changed() => if r.is_err() { return },
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Keeps a stock of one-time key packages (and one last-resort package)
+    /// on the server, for each ciphersuite a group may use.
+    pub(crate) async fn refill_key_packages(&self, link: &Link) -> AgentResult<()> {
+        let _one_at_a_time = self.refill.lock().await;
+        for (suite, stock) in [
+            (Suite::Hybrid, KEY_PACKAGE_STOCK),
+            (Suite::Classic, KEY_PACKAGE_STOCK / 4),
+        ] {
+            self.refill_suite(link, suite, stock).await?;
+        }
+        Ok(())
+    }
+
+    async fn refill_suite(&self, link: &Link, suite: Suite, stock: usize) -> AgentResult<()> {
+        let token = self.token()?;
+        let core = self.core()?;
+        // The same last-resort package until it is a week old: a new one on
+        // every connection kept new private keys forever.
+        let last_resort = core
+            .run(move |c| -> Result<Vec<u8>, CoreError> {
+                let now = now_ms();
+                if let Some(kept) =
+                    account::last_resort(c.db(), suite.code(), now, LAST_RESORT_MAX_AGE_MS)?
+                {
+                    return Ok(kept);
+                }
+                let fresh = c.engine()?.last_resort_key_package(suite)?;
+                account::set_last_resort(c.db(), suite.code(), &fresh, now)?;
+                Ok(fresh)
+            })
+            .await?;
+        let available = link
+            .request(wire::UploadKeyPackages {
+                auth: token.clone(),
+                packages: Vec::new(),
+                last_resort: Some(last_resort),
+            })
+            .await?;
+        if available >= KEY_PACKAGE_LOW.min(stock as u32) {
+            return Ok(());
+        }
+        let packages = core
+            .run(move |c| {
+                c.engine()?
+                    .key_packages(suite, stock)
+                    .map_err(CoreError::from)
+            })
+            .await?;
+        link.request(wire::UploadKeyPackages {
+            auth: token,
+            packages,
+            last_resort: None,
+        })
+        .await?;
+        tracing::info!(uploaded = stock, ?suite, "key packages refilled");
+        Ok(())
+    }
+
+    async fn connect_once(
+        &self,
+        p: &AccountParams,
+        use_ca: bool,
+    ) -> AgentResult<(Client, Option<[u8; 32]>)> {
+        let target = self.target(&p.server, p.server_fingerprint, use_ca)?;
+        let client = Client::connect(target.addr, &target.server_name, target.trust.clone())
+            .await
+            .map_err(|e| AgentError::NetworkDown(e.to_string()))?;
+        let pin = match target.trust {
+            Trust::SystemRoots => None,
+            _ => client.server_fingerprint(),
+        };
+        Ok((client, pin))
+    }
+
+    /// Stores the account and makes it the agent's (in memory too).
+    async fn keep_account(&self, acct: account::Account) -> AgentResult<()> {
+        let me = me_of(&acct)?;
+        let username = me.username.clone();
+        self.core()?
+            .run(move |c| -> Result<(), CoreError> {
+                account::put(c.db(), &acct, now_ms())?;
+                c.attach(Identity::from_seed(username, &acct.identity_seed))?;
+                Ok(())
+            })
+            .await?;
+        self.update_opened(|o| o.me = Some(me));
+        Ok(())
+    }
+
+    pub async fn register(self: &Arc<Self>, p: AccountParams) -> AgentResult<IpcAccount> {
+        let username =
+            Username::parse(&p.username).map_err(|e| AgentError::InvalidInput(e.to_string()))?;
+        if self.opened()?.me.is_some() {
+            return Err(AgentError::Conflict(
+                "this profile already has an account; use another --profile".into(),
+            ));
+        }
+        let (client, pin) = self.connect_once(&p, false).await?;
+        let signing = SigningKey::generate(&mut rand::rngs::OsRng);
+        let identity = IdentityKey(signing.verifying_key().to_bytes());
+        let proof = signing.sign(&identity_proof_message(&username)).to_bytes();
+        let password = p.password.expose().as_bytes();
+        client
+            .register(&username, password, identity, proof)
+            .await?;
+        let session = client.login(&username, password).await?;
+        client.close().await;
+        let acct = account::Account {
+            username: username.to_string(),
+            identity_seed: Zeroizing::new(signing.to_bytes()),
+            server: p.server.clone(),
+            server_name: String::new(),
+            server_fingerprint: pin,
+            use_ca: self.options.use_ca,
+            token: Some(Zeroizing::new(*session.token.expose())),
+            token_expires_ms: Some(session.expires_at_ms),
+        };
+        self.keep_account(acct.clone()).await?;
+        self.go_online(&acct)?;
+        // Others can add us only once our key packages are on the server:
+        // upload them before saying the account is ready.
+        let link = self.online_link().await?;
+        self.refill_key_packages(&link).await?;
+        Ok(IpcAccount {
+            username: acct.username,
+            identity,
+        })
+    }
+
+    pub async fn login(self: &Arc<Self>, p: AccountParams) -> AgentResult<IpcAccount> {
+        let username =
+            Username::parse(&p.username).map_err(|e| AgentError::InvalidInput(e.to_string()))?;
+        let existing = self.core()?.run(|c| account::get(c.db())).await?;
+        let Some(mut acct) = existing else {
+            return Err(AgentError::NotFound(
+                "this profile has no identity for that account: an identity lives on the device \
+                 that registered it (register a new account in a new profile)"
+                    .into(),
+            ));
+        };
+        if acct.username != username.as_str() {
+            return Err(AgentError::Conflict(format!(
+                "this profile belongs to `{}`; use another --profile",
+                acct.username
+            )));
+        }
+        let params = AccountParams {
+            server_fingerprint: p.server_fingerprint.or(acct.server_fingerprint),
+            ..p
+        };
+        // An account registered with CA verification keeps it.
+        let (client, pin) = self.connect_once(&params, acct.use_ca).await?;
+        let session = client
+            .login(&username, params.password.expose().as_bytes())
+            .await?;
+        client.close().await;
+        let signing = SigningKey::from_bytes(&acct.identity_seed);
+        if session.identity_key.0 != signing.verifying_key().to_bytes() {
+            return Err(AgentError::Conflict(
+                "the server has another identity key for this account than this profile holds"
+                    .into(),
+            ));
+        }
+        acct.server = params.server.clone();
+        acct.server_fingerprint = pin.or(acct.server_fingerprint);
+        acct.token = Some(Zeroizing::new(*session.token.expose()));
+        acct.token_expires_ms = Some(session.expires_at_ms);
+        self.keep_account(acct.clone()).await?;
+        // A running connection moves to what this login used (a new
+        // server, or a pin re-established after a certificate change).
+        self.go_online(&acct)?;
+        Ok(IpcAccount {
+            username: acct.username,
+            identity: session.identity_key,
+        })
+    }
+
+    pub async fn logout(&self) -> AgentResult<()> {
+        if let (Ok(token), Ok(link)) = (self.token(), self.link()) {
+            // Best effort: the local token is dropped either way.
+            let _ = link.request(wire::Logout { auth: token }).await;
+        }
+        self.core()?
+            .run(|c| account::set_token(c.db(), None, None))
+            .await?;
+        self.update_opened(|o| {
+            if let Some(me) = &mut o.me {
+                me.token = None;
+            }
+        });
+        Ok(())
+    }
+
+    pub async fn whoami(&self) -> AgentResult<WhoamiResult> {
+        let me = self.me()?;
+        Ok(WhoamiResult {
+            username: me.username.to_string(),
+            identity: me.identity,
+            server: me.server,
+        })
+    }
+
+    pub async fn status(&self) -> AgentResult<StatusResult> {
+        let phase = self.phase();
+        let (keystore, me, link) = match &phase {
+            Phase::Locked => (KeystoreState::Locked, None, None),
+            Phase::Open(o) => (keystore_state(o.key_source), o.me.clone(), None),
+            Phase::Online(o, l) => (keystore_state(o.key_source), o.me.clone(), Some(l)),
+        };
+        let logged_in = me.as_ref().is_some_and(|m| m.token.is_some());
+        let (connection, connection_detail) = match link {
+            Some(l) if logged_in => (
+                match l.state() {
+                    ConnState::Online => ConnectionState::Online,
+                    ConnState::Offline => ConnectionState::Offline,
+                    ConnState::Reconnecting => ConnectionState::Reconnecting,
+                },
+                l.detail(),
+            ),
+            _ => (ConnectionState::LoggedOut, String::new()),
+        };
+        let (outbox, unread) = match self.core() {
+            Err(_) => (0, 0),
+            Ok(core) => {
+                core.run(|c| -> rusqlite::Result<_> {
+                    Ok((outbox::len(c.db())?, messages::unread_total(c.db())?))
+                })
+                .await?
+            }
+        };
+        Ok(StatusResult {
+            profile: self.profile.clone(),
+            account: me.as_ref().map(|m| IpcAccount {
+                username: m.username.to_string(),
+                identity: m.identity,
+            }),
+            server: me.map(|m| m.server),
+            connection,
+            connection_detail,
+            keystore,
+            ciphersuite: Ciphersuite::Hybrid,
+            outbox,
+            unread,
+        })
+    }
+
+    pub async fn unlock(self: &Arc<Self>, passphrase: Zeroizing<String>) -> AgentResult<()> {
+        self.open(Some(passphrase)).await
+    }
+
+    /// The link once it is online (waits a few seconds for a reconnect).
+    pub(crate) async fn online_link(&self) -> AgentResult<Link> {
+        let link = self.link()?;
+        if !link.wait_online(Duration::from_secs(5)).await {
+            return Err(AgentError::offline());
+        }
+        Ok(link)
+    }
+}
+
+fn keystore_state(source: KeySource) -> KeystoreState {
+    match source {
+        KeySource::Keyring => KeystoreState::Keyring,
+        KeySource::Passphrase => KeystoreState::Passphrase,
+    }
+}

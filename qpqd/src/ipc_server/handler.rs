@@ -1,0 +1,166 @@
+//! The agent behind the IPC method table: one function per method, from its
+//! typed params to the agent call that does it. `Call::dispatch` picks the
+//! function; the connection loop in `ipc_server` only writes the answer.
+//!
+//! One handler serves one connection, because `subscribe` leaves a stream
+//! behind that only the connection can start (after its answer is written).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use quicproquo_protocol::ipc::error::ErrorObject;
+use quicproquo_protocol::ipc::methods::{
+    AccountParams, ConversationParams, DmOpenParams, Empty, GroupCreateParams, GroupMembersParams,
+    Handler, HelloParams, HelloResult, HistoryParams, NoParams, ReadParams, ReadResult,
+    RekeyResult, SearchParams, SendParams, StatusResult, SubscribeParams, SubscribeResult,
+    UnlockParams, VerifyParams, VerifyResult, WhoamiResult,
+};
+use quicproquo_protocol::ipc::values::{Account, Conversation, Member, Message};
+use quicproquo_protocol::ipc::IPC_PROTOCOL_VERSION;
+use zeroize::Zeroizing;
+
+use super::subscription::Subscription;
+use crate::agent::Agent;
+
+/// An agent failure becomes its IPC error object through `super::error`.
+type Answer<T> = Result<T, ErrorObject>;
+
+/// The IPC methods of one connection, done by the agent.
+pub(super) struct AgentHandler {
+    agent: Arc<Agent>,
+    /// What the last `subscribe` opened, until the connection starts it.
+    opened: Mutex<Option<Subscription>>,
+}
+
+impl AgentHandler {
+    pub(super) fn new(agent: Arc<Agent>) -> Self {
+        AgentHandler {
+            agent,
+            opened: Mutex::new(None),
+        }
+    }
+
+    /// The subscription a `subscribe` just answered opened, to stream once
+    /// the answer is on its way (so the answer comes first).
+    pub(super) fn take_subscription(&self) -> Option<Subscription> {
+        self.opened
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl Handler for AgentHandler {
+    async fn hello(&self, p: HelloParams) -> Answer<HelloResult> {
+        p.check_version()?;
+        Ok(HelloResult {
+            daemon_version: env!("CARGO_PKG_VERSION").into(),
+            protocol: IPC_PROTOCOL_VERSION,
+            profile: self.agent.profile.clone(),
+        })
+    }
+
+    async fn status(&self, _: NoParams) -> Answer<StatusResult> {
+        Ok(self.agent.status().await?)
+    }
+
+    async fn unlock(&self, p: UnlockParams) -> Answer<Empty> {
+        let passphrase = Zeroizing::new(p.passphrase.expose().to_owned());
+        self.agent.unlock(passphrase).await?;
+        Ok(Empty {})
+    }
+
+    async fn register(&self, p: AccountParams) -> Answer<Account> {
+        Ok(self.agent.register(p).await?)
+    }
+
+    async fn login(&self, p: AccountParams) -> Answer<Account> {
+        Ok(self.agent.login(p).await?)
+    }
+
+    async fn logout(&self, _: NoParams) -> Answer<Empty> {
+        self.agent.logout().await?;
+        Ok(Empty {})
+    }
+
+    async fn whoami(&self, _: NoParams) -> Answer<WhoamiResult> {
+        Ok(self.agent.whoami().await?)
+    }
+
+    async fn conversations(&self, _: NoParams) -> Answer<Vec<Conversation>> {
+        Ok(self.agent.conversations().await?)
+    }
+
+    async fn dm_open(&self, p: DmOpenParams) -> Answer<Conversation> {
+        Ok(self.agent.dm_open(&p.username).await?)
+    }
+
+    async fn group_create(&self, p: GroupCreateParams) -> Answer<Conversation> {
+        Ok(self.agent.group_create(p).await?)
+    }
+
+    async fn group_add(&self, p: GroupMembersParams) -> Answer<Conversation> {
+        Ok(self.agent.group_add(&p.conversation, &p.members).await?)
+    }
+
+    async fn group_remove(&self, p: GroupMembersParams) -> Answer<Conversation> {
+        Ok(self.agent.group_remove(&p.conversation, &p.members).await?)
+    }
+
+    async fn group_leave(&self, p: ConversationParams) -> Answer<Empty> {
+        self.agent.group_leave(&p.conversation).await?;
+        Ok(Empty {})
+    }
+
+    async fn group_rekey(&self, p: ConversationParams) -> Answer<RekeyResult> {
+        let epoch = self.agent.group_rekey(&p.conversation).await?;
+        Ok(RekeyResult { epoch })
+    }
+
+    async fn members(&self, p: ConversationParams) -> Answer<Vec<Member>> {
+        Ok(self.agent.members(&p.conversation).await?)
+    }
+
+    async fn send(&self, p: SendParams) -> Answer<Message> {
+        Ok(self
+            .agent
+            .send(&p.conversation, &p.text, p.confirm_changed_keys)
+            .await?)
+    }
+
+    async fn history(&self, p: HistoryParams) -> Answer<Vec<Message>> {
+        let limit = p.limit.get() as u32;
+        Ok(self.agent.history(&p.conversation, p.before, limit).await?)
+    }
+
+    async fn search(&self, p: SearchParams) -> Answer<Vec<Message>> {
+        let limit = p.limit.get() as u32;
+        Ok(self
+            .agent
+            .search(&p.query, p.conversation.as_ref(), limit)
+            .await?)
+    }
+
+    async fn read(&self, p: ReadParams) -> Answer<ReadResult> {
+        let unread = self.agent.read(&p.conversation, p.up_to).await?;
+        Ok(ReadResult { unread })
+    }
+
+    async fn verify(&self, p: VerifyParams) -> Answer<VerifyResult> {
+        Ok(self
+            .agent
+            .verify(&p.username, p.confirm, p.safety_number.as_deref())
+            .await?)
+    }
+
+    async fn subscribe(&self, p: SubscribeParams) -> Answer<SubscribeResult> {
+        let (latest, backlog, live) = self.agent.subscribe(p.since).await?;
+        let opened = Subscription::new(p.since, latest, backlog, live);
+        *self.opened.lock().unwrap_or_else(PoisonError::into_inner) = Some(opened);
+        Ok(SubscribeResult { seq: latest })
+    }
+
+    async fn shutdown(&self, _: NoParams) -> Answer<Empty> {
+        self.agent.request_shutdown();
+        Ok(Empty {})
+    }
+}

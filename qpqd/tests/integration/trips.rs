@@ -1,0 +1,137 @@
+//! The agent's flows held to their budget of core-thread trips (each trip is
+//! a hop to the thread that owns the database and the MLS state, and each
+//! write trip an fsync). Agents run in this process so the test can read
+//! their trip counters.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quicproquo_daemon::agent::{Agent, StartOptions};
+use quicproquo_daemon::keystore::Keyring;
+use quicproquo_protocol::ipc::methods::{AccountParams, GroupCreateParams};
+use quicproquo_protocol::ipc::notifications::Notification;
+use quicproquo_protocol::ipc::values::{
+    Ciphersuite, ConversationRef, DeliveryState, MembershipEvent, Secret,
+};
+use tokio::sync::broadcast;
+use zeroize::Zeroizing;
+
+use crate::harness::Server;
+
+/// A machine without an OS keyring: the passphrase path.
+struct NoKeyring;
+
+impl Keyring for NoKeyring {
+    fn get(&self, _: &str) -> Result<Option<Vec<u8>>, String> {
+        Err("no keyring in this test".into())
+    }
+    fn set(&self, _: &str, _: &[u8]) -> Result<(), String> {
+        Err("no keyring in this test".into())
+    }
+}
+
+async fn agent(root: &Path, srv: &Server, name: &str) -> Arc<Agent> {
+    let home = root.join(name);
+    std::fs::create_dir_all(&home).unwrap();
+    let pass = Some(Zeroizing::new(format!("{name} passphrase")));
+    let agent = Agent::new(StartOptions {
+        profile: name.into(),
+        data_dir: home.clone(),
+        state_file: home.join("qpq-state.bin"),
+        passphrase: pass.clone(),
+        use_ca: false,
+        keyring: Arc::new(NoKeyring),
+    });
+    agent.open(pass).await.unwrap();
+    agent
+        .register(AccountParams {
+            server: srv.addr.to_string(),
+            server_fingerprint: quicproquo_protocol::parse_fingerprint(&srv.fingerprint),
+            username: name.into(),
+            password: Secret::new(format!("{name} password")),
+        })
+        .await
+        .unwrap();
+    agent
+}
+
+async fn next(rx: &mut broadcast::Receiver<Notification>) -> Notification {
+    tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .expect("a notification in time")
+        .unwrap()
+}
+
+/// Sending: at most three trips per message (queue it; encrypt it with its
+/// recipients' channels; record it sent and look at the next). The old agent
+/// took eleven for one DM message. Receipts (DMs only) would add trips of
+/// their own, so the burst goes to a group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sending_costs_at_most_three_core_trips_per_message() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let alice = agent(root.path(), &srv, "alice").await;
+    let bob = agent(root.path(), &srv, "bob").await;
+    let (_, _, mut alice_events) = alice.subscribe(None).await.unwrap();
+    alice
+        .group_create(GroupCreateParams {
+            name: "team".into(),
+            members: vec!["bob".into()],
+            ciphersuite: Ciphersuite::Hybrid,
+        })
+        .await
+        .unwrap();
+    // Bob joins and re-keys (his leaf came from a published key package);
+    // once alice has processed that commit the group is quiet.
+    loop {
+        if let Notification::Membership(m) = next(&mut alice_events).await {
+            if m.event == MembershipEvent::Rekeyed && m.members == ["bob"] {
+                break;
+            }
+        }
+    }
+    let team = ConversationRef::parse("team").unwrap();
+    let (_, _, mut bob_events) = bob.subscribe(None).await.unwrap();
+    const N: u64 = 20;
+    let before = alice.core_trips();
+    let mut ids = Vec::new();
+    for i in 0..N {
+        ids.push(
+            alice
+                .send(&team, &format!("message {i}"), false)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let mut sent = 0;
+    while sent < N {
+        if let Notification::Delivery(d) = next(&mut alice_events).await {
+            if d.state == DeliveryState::Sent && ids.contains(&d.id) {
+                sent += 1;
+            }
+        }
+    }
+    let trips = alice.core_trips() - before;
+    assert!(
+        trips <= 3 * N,
+        "{trips} core trips to send {N} messages (budget {})",
+        3 * N
+    );
+    // Bob has them all, in order.
+    let mut received = Vec::new();
+    while received.len() < N as usize {
+        if let Notification::Message(m) = next(&mut bob_events).await {
+            if !m.message.outgoing {
+                received.push(m.message.text);
+            }
+        }
+    }
+    let want: Vec<String> = (0..N).map(|i| format!("message {i}")).collect();
+    assert_eq!(received, want);
+    for a in [alice, bob] {
+        a.request_shutdown();
+        a.stopped().await;
+    }
+}
