@@ -1,4 +1,4 @@
-//! Every request kind with its typed answer, from one table ([`calls!`]
+//! Every request kind with its typed answer, from one table (`calls!`
 //! below). It generates:
 //! - the [`Request`] enum, one variant per kind with its fields, and
 //!   [`Request::kind`];
