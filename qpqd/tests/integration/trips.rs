@@ -95,6 +95,7 @@ async fn sending_costs_at_most_three_core_trips_per_message() {
     let (_, _, mut bob_events) = bob.subscribe(None).await.unwrap();
     const N: u64 = 20;
     let before = alice.core_trips();
+    let bob_before = bob.core_trips();
     let mut ids = Vec::new();
     for i in 0..N {
         ids.push(
@@ -130,6 +131,11 @@ async fn sending_costs_at_most_three_core_trips_per_message() {
     }
     let want: Vec<String> = (0..N).map(|i| format!("message {i}")).collect();
     assert_eq!(received, want);
+    // For the record (`--nocapture`): how many trips each side took.
+    eprintln!(
+        "core trips: alice sent {N} messages in {trips}; bob received them in {}",
+        bob.core_trips() - bob_before
+    );
     for a in [alice, bob] {
         a.request_shutdown();
         a.stopped().await;
