@@ -11,6 +11,8 @@ use quicproquo_protocol::ipc::methods::VerifyResult;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Cell;
 use ratatui::layout::{Position, Rect};
+use ratatui::style::{Color, Style};
+use ratatui::text::Span;
 use ratatui::{Frame, Terminal};
 
 use super::{account, conversations, input, layout, messages, overlay, status};
@@ -63,12 +65,51 @@ fn main_screen_with_members_and_a_changed_key() {
 }
 
 #[test]
+fn a_long_header_drops_the_member_count_then_ends_with_an_ellipsis() {
+    let mut app = app(100, 16);
+    app.changed_keys.insert("carol".into());
+    let header = |app: &App| screen(app).lines().next().unwrap().to_owned();
+    let full = "│#team  PQ✓  3 members  ! carol's key changed: /verify carol";
+    assert!(header(&app).ends_with(full), "{}", header(&app));
+    app.size = (70, 16);
+    let h = header(&app);
+    assert!(
+        h.ends_with("│#team  PQ✓  ! carol's key changed: /verify carol"),
+        "{h}"
+    );
+    app.size = (60, 16);
+    let h = header(&app);
+    assert!(
+        h.ends_with("│#team  PQ✓  ! carol's key changed: /verify …"),
+        "{h}"
+    );
+}
+
+#[test]
+fn fit_cuts_at_a_grapheme_and_keeps_the_styles() {
+    let red = Style::default().fg(Color::LightRed);
+    let spans = vec![Span::raw("#日本"), Span::styled("  ! 李", red)];
+    assert_eq!(super::fit(spans.clone(), 11), spans);
+    assert_eq!(
+        super::fit(spans.clone(), 8),
+        [
+            Span::raw("#日本"),
+            Span::styled("  ", red),
+            Span::styled("…", red)
+        ]
+    );
+    // `本` fits in five columns, but not with the `…` after it.
+    assert_eq!(
+        super::fit(spans.clone(), 5),
+        [Span::raw("#日"), Span::raw("…")]
+    );
+    assert_eq!(super::fit(spans, 0), []);
+}
+
+#[test]
 fn first_run_screen() {
     let mut app = loading_app(80, 24);
-    let mut status = status();
-    status.account = None;
-    status.server = None;
-    daemon(&mut app, DaemonEvent::Status(status));
+    daemon(&mut app, DaemonEvent::Status(no_account_status()));
     assert!(matches!(app.screen, Screen::Account(_)));
     typed(&mut app, "alice");
     act(&mut app, key(KeyCode::Tab));

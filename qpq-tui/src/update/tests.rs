@@ -597,9 +597,7 @@ fn the_daemon_going_away_and_coming_back() {
 #[test]
 fn first_run_registers_then_opens_the_main_screen() {
     let mut app = loading_app(80, 24);
-    let mut st = status();
-    st.account = None;
-    daemon(&mut app, DaemonEvent::Status(st));
+    daemon(&mut app, DaemonEvent::Status(no_account_status()));
     // Username has focus; server is pre-filled.
     assert!(
         requests(&key(&mut app, KeyCode::Enter)).is_empty(),
