@@ -92,29 +92,78 @@ fn render_header(app: &App, f: &mut Frame<'_>, area: Rect) {
         )),
         None => {}
     }
-    if c.kind == quicproquo_protocol::ipc::values::ConversationKind::Group {
-        spans.push(Span::styled(
+    let count = (c.kind == quicproquo_protocol::ipc::values::ConversationKind::Group).then(|| {
+        Span::styled(
             format!("  {} members", c.members.len()),
             Style::default().fg(Color::DarkGray),
-        ));
-    }
+        )
+    });
     let changed: Vec<&String> = c
         .members
         .iter()
         .filter(|m| app.changed_keys.contains(*m))
         .collect();
-    if let Some(first) = changed.first() {
-        spans.push(Span::styled(
+    let warning = changed.first().map(|first| {
+        Span::styled(
             format!("  ! {first}'s key changed: /verify {first}"),
             Style::default()
                 .fg(Color::LightRed)
                 .add_modifier(Modifier::BOLD),
-        ));
-    }
+        )
+    });
+    // The member count gives way first, so the changed-key hint keeps the
+    // whole command to type; what still does not fit is cut with `…`.
+    let max = usize::from(area.width);
+    let fits = |spans: &[Span<'_>]| {
+        spans
+            .iter()
+            .map(|s| crate::wrap::width(&s.content))
+            .sum::<usize>()
+            <= max
+    };
+    let with_count: Vec<Span<'_>> = spans
+        .iter()
+        .cloned()
+        .chain(count)
+        .chain(warning.clone())
+        .collect();
+    let spans = if fits(&with_count) || warning.is_none() {
+        with_count
+    } else {
+        spans.into_iter().chain(warning).collect()
+    };
     f.render_widget(
-        Paragraph::new(Line::from(spans)).style(Style::default().bg(Color::Reset)),
+        Paragraph::new(Line::from(fit(spans, max))).style(Style::default().bg(Color::Reset)),
         area,
     );
+}
+
+/// `spans` cut to `max` columns, the cut marked with `…` (a paragraph alone
+/// would clip mid-word with no sign that anything is missing).
+fn fit(spans: Vec<Span<'static>>, max: usize) -> Vec<Span<'static>> {
+    let line: String = spans.iter().map(|s| s.content.as_ref()).collect();
+    if crate::wrap::width(&line) <= max {
+        return spans;
+    }
+    // `truncate` picks the grapheme boundary; the spans keep their styles
+    // up to it.
+    let cut = crate::wrap::truncate(&line, max);
+    let mut left = cut.strip_suffix('…').unwrap_or(&cut).len();
+    let mut out = Vec::new();
+    let mut style = Style::default();
+    for s in spans {
+        if left == 0 {
+            break;
+        }
+        let n = left.min(s.content.len());
+        left -= n;
+        style = s.style;
+        out.push(Span::styled(s.content[..n].to_owned(), s.style));
+    }
+    if max > 0 {
+        out.push(Span::styled("…", style));
+    }
+    out
 }
 
 #[cfg(test)]

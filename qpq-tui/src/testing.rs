@@ -43,6 +43,18 @@ pub fn status() -> StatusResult {
     }
 }
 
+/// What qpqd reports for a profile with no account yet: no session, so
+/// logged out, never online.
+pub fn no_account_status() -> StatusResult {
+    StatusResult {
+        account: None,
+        server: None,
+        connection: ConnectionState::LoggedOut,
+        unread: 0,
+        ..status()
+    }
+}
+
 pub fn conversation(
     id: ConversationId,
     name: &str,

@@ -176,16 +176,36 @@ mod tests {
     use super::*;
     use crate::errors::{ErrorCode, WireError};
 
+    /// The released codes, written out by hand apart from the macro. Two
+    /// variants sharing a number do not compile (E0081), so what can slip is
+    /// a code renumbered, reused, or added or dropped without a row here.
     #[test]
-    fn codes_round_trip_and_are_unique() {
-        let mut seen = std::collections::HashSet::new();
-        for &c in IpcErrorCode::ALL {
-            assert!(seen.insert(c.as_i32()), "duplicate {c}");
-            assert_eq!(IpcErrorCode::from_i32(c.as_i32()), Some(c));
+    fn codes_are_the_released_ones() {
+        use IpcErrorCode::*;
+        let released = [
+            (ParseError, -32700),
+            (InvalidRequest, -32600),
+            (MethodNotFound, -32601),
+            (InvalidParams, -32602),
+            (Internal, -32603),
+            (NotLoggedIn, -32001),
+            (NotFound, -32002),
+            (ServerRefused, -32003),
+            (NetworkDown, -32004),
+            (Locked, -32005),
+            (IdentityChanged, -32006),
+            (InvalidInput, -32007),
+            (Conflict, -32008),
+            (VersionMismatch, -32010),
+        ];
+        let ours: Vec<(IpcErrorCode, i32)> =
+            IpcErrorCode::ALL.iter().map(|&c| (c, c.as_i32())).collect();
+        assert_eq!(ours, released);
+        for (c, n) in released {
+            assert_eq!(IpcErrorCode::from_i32(n), Some(c));
+            assert_eq!(c.to_string(), n.to_string());
         }
         assert_eq!(IpcErrorCode::from_i32(-32099), None);
-        assert_eq!(IpcErrorCode::MethodNotFound.as_i32(), -32601);
-        assert_eq!(IpcErrorCode::VersionMismatch.to_string(), "-32010");
     }
 
     /// The "Errors" table of ipc.md lists exactly the catalogue.

@@ -1,5 +1,6 @@
 //! TestBackend snapshots (insta) of every screen, and sizes down to 1×1:
-//! nothing panics and nothing draws outside its area.
+//! nothing panics, and each part drawn alone on a blank screen leaves every
+//! cell outside its area blank.
 
 #![allow(clippy::unwrap_used)]
 
@@ -7,8 +8,16 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use insta::assert_snapshot;
 use quicproquo_protocol::ipc::methods::VerifyResult;
 
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Cell;
+use ratatui::layout::{Position, Rect};
+use ratatui::style::{Color, Style};
+use ratatui::text::Span;
+use ratatui::{Frame, Terminal};
+
+use super::{account, conversations, input, layout, messages, overlay, status};
 use crate::action::{Action, DaemonEvent};
-use crate::app::{AccountForm, App, Overlay, Screen};
+use crate::app::{AccountForm, App, Overlay, Screen, UnlockForm};
 use crate::testing::*;
 
 fn key(code: KeyCode) -> Action {
@@ -56,12 +65,51 @@ fn main_screen_with_members_and_a_changed_key() {
 }
 
 #[test]
+fn a_long_header_drops_the_member_count_then_ends_with_an_ellipsis() {
+    let mut app = app(100, 16);
+    app.changed_keys.insert("carol".into());
+    let header = |app: &App| screen(app).lines().next().unwrap().to_owned();
+    let full = "│#team  PQ✓  3 members  ! carol's key changed: /verify carol";
+    assert!(header(&app).ends_with(full), "{}", header(&app));
+    app.size = (70, 16);
+    let h = header(&app);
+    assert!(
+        h.ends_with("│#team  PQ✓  ! carol's key changed: /verify carol"),
+        "{h}"
+    );
+    app.size = (60, 16);
+    let h = header(&app);
+    assert!(
+        h.ends_with("│#team  PQ✓  ! carol's key changed: /verify …"),
+        "{h}"
+    );
+}
+
+#[test]
+fn fit_cuts_at_a_grapheme_and_keeps_the_styles() {
+    let red = Style::default().fg(Color::LightRed);
+    let spans = vec![Span::raw("#日本"), Span::styled("  ! 李", red)];
+    assert_eq!(super::fit(spans.clone(), 11), spans);
+    assert_eq!(
+        super::fit(spans.clone(), 8),
+        [
+            Span::raw("#日本"),
+            Span::styled("  ", red),
+            Span::styled("…", red)
+        ]
+    );
+    // `本` fits in five columns, but not with the `…` after it.
+    assert_eq!(
+        super::fit(spans.clone(), 5),
+        [Span::raw("#日"), Span::raw("…")]
+    );
+    assert_eq!(super::fit(spans, 0), []);
+}
+
+#[test]
 fn first_run_screen() {
     let mut app = loading_app(80, 24);
-    let mut status = status();
-    status.account = None;
-    status.server = None;
-    daemon(&mut app, DaemonEvent::Status(status));
+    daemon(&mut app, DaemonEvent::Status(no_account_status()));
     assert!(matches!(app.screen, Screen::Account(_)));
     typed(&mut app, "alice");
     act(&mut app, key(KeyCode::Tab));
@@ -160,19 +208,124 @@ fn tiny_terminal() {
     assert_snapshot!(screen(&app));
 }
 
+/// The cells `draw` changed on a blank `size` screen outside `allowed`.
+fn strays(size: (u16, u16), allowed: &[Rect], draw: impl FnOnce(&mut Frame<'_>)) -> Vec<Position> {
+    let mut t = Terminal::new(TestBackend::new(size.0, size.1)).unwrap();
+    t.draw(draw).unwrap();
+    let buf = t.backend().buffer();
+    buf.area
+        .positions()
+        .filter(|p| !allowed.iter().any(|r| r.contains(*p)))
+        .filter(|p| buf[*p] != Cell::default())
+        .collect()
+}
+
+/// A part of the screen: its name, the area it may draw in, how to draw it.
+type Part<'a> = (&'static str, Vec<Rect>, Box<dyn Fn(&mut Frame<'_>) + 'a>);
+
+/// Each part of the main screen, drawn alone, leaves every cell outside its
+/// area blank; the overlays and the account screens, given an area inset in
+/// the screen, leave the margin blank.
+fn assert_each_part_stays_in_its_area(app: &App, form: &App) {
+    let size = app.size;
+    let full = Rect::new(0, 0, size.0, size.1);
+    let a = layout::areas(app, full);
+    let mut parts: Vec<Part<'_>> = vec![
+        (
+            "header",
+            vec![a.header],
+            Box::new(|f| super::render_header(app, f, a.header)),
+        ),
+        (
+            "messages",
+            vec![a.messages],
+            Box::new(|f| messages::render(app, f, a.messages)),
+        ),
+        (
+            "input",
+            vec![a.input_title, a.input],
+            Box::new(|f| input::render(app, f, a.input_title, a.input)),
+        ),
+        (
+            "status",
+            vec![a.status],
+            Box::new(|f| status::render(app, f, a.status)),
+        ),
+    ];
+    if let Some(list) = a.list {
+        parts.push((
+            "list",
+            vec![list],
+            Box::new(move |f| conversations::render(app, f, list)),
+        ));
+    }
+    if let Some(members) = a.members {
+        parts.push((
+            "members",
+            vec![members],
+            Box::new(move |f| conversations::render_members(app, f, members)),
+        ));
+    }
+    let inset = Rect::new(1, 1, size.0.saturating_sub(2), size.1.saturating_sub(2));
+    if let Some(o) = &app.overlay {
+        parts.push((
+            "overlay",
+            vec![inset],
+            Box::new(move |f| overlay::render(app, o, f, inset)),
+        ));
+    }
+    if let Screen::Account(account) = &form.screen {
+        parts.push((
+            "account",
+            vec![inset],
+            Box::new(move |f| account::render_account(form, account, f, inset)),
+        ));
+    }
+    let unlock = UnlockForm::default();
+    parts.push((
+        "unlock",
+        vec![inset],
+        Box::new(move |f| account::render_unlock(form, &unlock, f, inset)),
+    ));
+    for (name, allowed, draw) in parts {
+        let out = strays(size, &allowed, draw);
+        assert!(
+            out.is_empty(),
+            "{name} at {size:?} ({allowed:?}) drew outside at {out:?}"
+        );
+    }
+}
+
 #[test]
-fn every_size_renders_without_panicking() {
+fn every_size_renders_and_each_part_stays_in_its_area() {
     let mut app = app(1, 1);
     let mut form = loading_app(1, 1);
     form.screen = Screen::Account(Box::new(AccountForm::new("h:1")));
+    let verify = Overlay::Verify(VerifyResult {
+        username: "bob".into(),
+        safety_number: "12345 67890 12345 67890 12345 67890".into(),
+        verified: false,
+        key_changed: true,
+    });
+    let confirm = Overlay::ConfirmSend {
+        conversation: TEAM,
+        text: "the launch code".into(),
+        changed: vec!["bob".into()],
+    };
     for w in [1, 2, 5, 10, 19, 20, 33, 49, 50, 69, 70, 120] {
         for h in [1, 2, 3, 4, 5, 8, 13, 30] {
             app.size = (w, h);
             form.size = (w, h);
-            for overlay in [None, Some(Overlay::Help { scroll: 0 })] {
+            for overlay in [
+                None,
+                Some(Overlay::Help { scroll: 0 }),
+                Some(verify.clone()),
+                Some(confirm.clone()),
+            ] {
                 app.overlay = overlay;
                 app.show_members = h % 2 == 0;
                 screen(&app);
+                assert_each_part_stays_in_its_area(&app, &form);
             }
             screen(&form);
         }
