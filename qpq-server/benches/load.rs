@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use quicproquo_protocol::client::{Client, ClientError, Trust};
 use quicproquo_protocol::limits::MAX_REQUEST_BYTES;
 use quicproquo_protocol::padding;
-use quicproquo_protocol::types::{ChannelId, IdempotencyKey, IdentityKey, SessionToken, Username};
+use quicproquo_protocol::types::{ChannelId, IdempotencyKey, IdentityKey, SessionToken};
 use quicproquo_protocol::wire::{encode_request, Delivery, Envelope, Request, Response};
 use quicproquo_protocol::{Fingerprint, ALPN};
 use quicproquo_testkit::{wire, TestServer};
