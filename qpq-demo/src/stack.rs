@@ -52,8 +52,6 @@ impl Demo {
             .subscribe(None)
             .await
             .map_err(TestkitError::call("subscribing"))?;
-        // demo-peer opens the DM with its greeting: the first thing you read.
-        first_dm(&pc, &yc, bot::DM_GREETING).await?;
         yc.request::<method::GroupCreate>(GroupCreateParams {
             name: GROUP.to_owned(),
             members: vec![PEER.to_owned()],
@@ -63,6 +61,9 @@ impl Demo {
         .map_err(TestkitError::call("creating #demo"))?;
         let group = wait_for_conversation(&pc, GROUP).await?;
         bot::say(&pc, group.id, bot::GROUP_GREETING).await;
+        // demo-peer opens the DM with its greeting last, so the DM is on
+        // top and its greeting is the first thing you read.
+        first_dm(&pc, &yc, bot::DM_GREETING).await?;
         progress("opened a DM and the group #demo");
         let bot = tokio::spawn(bot::answer(pc, sub));
         Ok(Demo {

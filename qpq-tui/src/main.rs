@@ -5,7 +5,8 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 use quicproquo_protocol::ipc::client::DaemonLauncher;
 use quicproquo_protocol::paths::Paths;
 use quicproquo_tui::config::Config;
@@ -33,10 +34,13 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let cli = Cli::parse();
     if cli.demo {
-        anyhow::bail!(
-            "the demo is its own program now: `cargo run --release --bin qpq-demo` \
-             (or `qpq-demo` where it is installed)"
-        );
+        Cli::command()
+            .error(
+                ErrorKind::UnknownArgument,
+                "the demo is its own program now: `cargo run --release --bin qpq-demo` \
+                 (or `qpq-demo` where it is installed)",
+            )
+            .exit();
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

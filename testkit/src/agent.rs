@@ -80,7 +80,7 @@ async fn username(client: &IpcClient) -> Result<String, TestkitError> {
     status
         .account
         .map(|a| a.username)
-        .ok_or_else(|| TestkitError::Open("the agent has no account yet".into()))
+        .ok_or(TestkitError::NoAccount)
 }
 
 /// The newest 500 messages of `conversation` (`@name`, `#group` or an id);

@@ -18,6 +18,8 @@ pub enum TestkitError {
     Lifecycle(#[from] quicproquo_daemon::lifecycle::LifecycleError),
     #[error("opening the agent's state: {0}")]
     Open(String),
+    #[error("the agent has no account yet: register first")]
+    NoAccount,
     #[error("connecting to the agent: {0}")]
     Connect(#[from] ConnectError),
     #[error("{what}: {source}")]
