@@ -7,7 +7,6 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
 
 pub use quicproquo_testkit::home::root;
 use quicproquo_testkit::{home, qpqd_binary};
@@ -296,14 +295,11 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let polled = quicproquo_testkit::agent::eventually(what, || {
+        let holds = check();
+        async move { holds.await.then_some(()) }
+    });
+    polled.await.unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Ends a long-running qpq-ctl with SIGTERM and returns its exit status.
