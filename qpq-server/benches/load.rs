@@ -37,17 +37,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::{Signer, SigningKey};
 use quicproquo_protocol::client::{Client, ClientError, Trust};
 use quicproquo_protocol::limits::MAX_REQUEST_BYTES;
 use quicproquo_protocol::padding;
-use quicproquo_protocol::types::{ChannelId, IdempotencyKey, IdentityKey, SessionToken, Username};
-use quicproquo_protocol::wire::{
-    encode_request, identity_proof_message, Delivery, Envelope, Request, Response,
-};
+use quicproquo_protocol::types::{ChannelId, IdempotencyKey, IdentityKey, SessionToken};
+use quicproquo_protocol::wire::{encode_request, Delivery, Envelope, Request, Response};
 use quicproquo_protocol::{Fingerprint, ALPN};
-use quicproquo_server::config::{Config, RateLimits};
-use quicproquo_server::server;
+use quicproquo_testkit::{wire, TestServer};
 use rand::RngCore;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -81,7 +77,6 @@ const REPLY_LEN: usize = 64;
 const MAGIC: &[u8] = b"qpq-load";
 const GROUP: &[u8] = b"load-group-0001";
 const MLS_HEADER_LEN: usize = 5 + GROUP.len() + 8 + 1;
-const PASSWORD: &[u8] = b"load generator password";
 const SCENARIOS: &[&str] = &[
     "baseline",
     "throughput",
@@ -441,19 +436,12 @@ struct Fixture {
     pairs: Vec<Pair>,
 }
 
-async fn register(client: &Client, name: &str) -> Member {
-    let username = Username::parse(name).expect("valid username");
-    let signing = SigningKey::generate(&mut rand::rngs::OsRng);
-    let identity = IdentityKey(signing.verifying_key().to_bytes());
-    let proof = signing.sign(&identity_proof_message(&username)).to_bytes();
-    client
-        .register(&username, PASSWORD, identity, proof)
-        .await
-        .expect("register");
-    let session = client.login(&username, PASSWORD).await.expect("login");
-    Member {
-        token: session.token,
-        identity,
+impl From<wire::Account> for Member {
+    fn from(a: wire::Account) -> Member {
+        Member {
+            token: a.session.token,
+            identity: a.identity,
+        }
     }
 }
 
@@ -461,61 +449,45 @@ impl Fixture {
     async fn new(pairs: usize) -> Self {
         let t = Instant::now();
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = Config::for_tests(dir.path());
-        config.rate_limits = RateLimits::unlimited();
-        let running = server::start(config).await.expect("in-process server");
-        let trust = Trust::Pin(
-            quicproquo_protocol::parse_fingerprint(&running.fingerprint).expect("fingerprint"),
-        );
-        let client = Arc::new(
-            Client::connect(running.local_addr, "localhost", trust)
-                .await
-                .expect("connect"),
-        );
+        let mut server = TestServer::start_in(dir.path())
+            .await
+            .expect("in-process server");
+        let client = Arc::new(server.client().await);
         // Argon2id runs on the client: a few at a time on a small machine.
         let mut tasks = JoinSet::new();
-        let mut members: HashMap<String, Member> = HashMap::new();
+        let mut accounts: HashMap<String, wire::Account> = HashMap::new();
         for i in 0..pairs {
             for name in [format!("s{i:03}"), format!("r{i:03}")] {
                 if tasks.len() >= 4 {
-                    let (n, m) = tasks.join_next().await.unwrap().expect("register task");
-                    members.insert(n, m);
+                    let (n, a) = tasks.join_next().await.unwrap().expect("register task");
+                    accounts.insert(n, a);
                 }
                 let client = client.clone();
                 tasks.spawn(async move {
-                    let m = register(&client, &name).await;
-                    (name, m)
+                    let a = wire::register(&client, &name).await;
+                    (name, a)
                 });
             }
         }
         while let Some(r) = tasks.join_next().await {
-            let (n, m) = r.expect("register task");
-            members.insert(n, m);
+            let (n, a) = r.expect("register task");
+            accounts.insert(n, a);
         }
         let mut out = Vec::with_capacity(pairs);
         for i in 0..pairs {
-            let sender = members.remove(&format!("s{i:03}")).expect("registered");
-            let receiver = members.remove(&format!("r{i:03}")).expect("registered");
-            let resp = client
-                .call(&Request::CreateChannel {
-                    auth: sender.token.clone(),
-                    peer: receiver.identity,
-                })
-                .await
-                .expect("createChannel");
-            let Response::CreateChannel { channel } = resp else {
-                panic!("createChannel: {resp:?}");
-            };
+            let sender = accounts.remove(&format!("s{i:03}")).expect("registered");
+            let receiver = accounts.remove(&format!("r{i:03}")).expect("registered");
+            let channel = wire::first_dm(&client, &sender, &receiver).await;
             out.push(Pair {
-                sender,
-                receiver,
+                sender: sender.into(),
+                receiver: receiver.into(),
                 channel,
             });
         }
         if let Ok(client) = Arc::try_unwrap(client) {
             client.close().await;
         }
-        running.shutdown().await;
+        server.stop().await;
         println!(
             "setup: {} users registered and logged in, {pairs} channels, in {:.1} s",
             pairs * 2,

@@ -12,14 +12,13 @@
 //! Also here: the editor ([`input`]), slash commands and completion
 //! ([`commands`]), width-aware wrapping ([`wrap`]), the per-conversation
 //! history window ([`timeline`], [`scroll`]), configuration ([`config`]),
-//! terminal setup and restore ([`terminal`]) and the one-command demo
-//! ([`demo`]).
+//! and terminal setup and restore ([`terminal`]). The one-command demo,
+//! `qpq-demo`, is a crate of its own that uses this one as a library.
 
 pub mod action;
 pub mod app;
 pub mod commands;
 pub mod config;
-pub mod demo;
 pub mod event_loop;
 pub mod input;
 pub mod render;

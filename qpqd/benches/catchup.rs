@@ -17,17 +17,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[allow(dead_code)]
-#[path = "../tests/integration/harness.rs"]
-mod harness;
-
 use std::time::{Duration, Instant};
 
-use harness::{Daemon, Server};
 use quicproquo_daemon::mls::{Identity, MlsEngine, Suite};
 use quicproquo_protocol::ipc::methods::{method, NoParams};
 use quicproquo_protocol::ipc::notifications::Notification;
 use quicproquo_protocol::types::Username;
+use quicproquo_testkit::{TestDaemon as Daemon, TestServer as Server};
 
 const WAIT: Duration = Duration::from_secs(120);
 

@@ -22,17 +22,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[allow(dead_code)]
-#[path = "../tests/integration/harness.rs"]
-mod harness;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::{Signer as _, SigningKey};
-use harness::{Daemon, Server};
 use quicproquo_daemon::mls::{GroupId, Identity, MlsEngine, Suite};
-use quicproquo_protocol::client::{Client, Trust};
+use quicproquo_protocol::client::Client;
 use quicproquo_protocol::ipc::client::Subscription;
 use quicproquo_protocol::ipc::methods::{method, GroupMembersParams, NoParams};
 use quicproquo_protocol::ipc::notifications::Notification;
@@ -41,11 +35,10 @@ use quicproquo_protocol::ipc::values::{
 };
 use quicproquo_protocol::padding;
 use quicproquo_protocol::types::{IdempotencyKey, IdentityKey, SessionToken, Username};
-use quicproquo_protocol::wire::{self, identity_proof_message, Delivery};
+use quicproquo_protocol::wire::{self, Delivery};
+use quicproquo_testkit::agent::first_dm;
+use quicproquo_testkit::{wire as kit, TestDaemon as Daemon, TestServer as Server, WAIT};
 use rusqlite::Connection;
-
-const PASSWORD: &[u8] = b"bench password";
-const WAIT: Duration = Duration::from_secs(30);
 
 fn main() {
     let args: Vec<String> = std::env::args()
@@ -89,9 +82,7 @@ async fn latency(warm_up: usize, samples: usize) {
     let srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
     let [alice, bob] = Daemon::registered(root.path(), &srv, ["alice", "bob"]).await;
-    alice.dm_open("bob").await.unwrap();
-    alice.send("@bob", "hello").await.unwrap();
-    bob.wait_for("@alice", "hello").await;
+    first_dm(&alice.client, &bob.client, "hello").await.unwrap();
     let mut sub = bob.client.subscribe(None).await.unwrap();
 
     let text = |i: usize| format!("latency sample {i:06} {}", "x".repeat(100));
@@ -115,7 +106,7 @@ async fn latency(warm_up: usize, samples: usize) {
     );
 
     // Baseline: the server path alone, same server, same payload size.
-    let client = Arc::new(connect(&srv).await);
+    let client = Arc::new(srv.client().await);
     let a = Silent::register(&client, "base-a", Suite::Hybrid).await;
     let mut b = Silent::register(&client, "base-b", Suite::Hybrid).await;
     let mut a_engine = a.engine;
@@ -123,14 +114,8 @@ async fn latency(warm_up: usize, samples: usize) {
     let kp = b.engine.key_packages(Suite::Hybrid, 1).unwrap();
     a_engine.add_members(group, &kp).unwrap();
     a_engine.merge_pending(group).unwrap();
-    let channel = client
-        .request(wire::CreateChannel {
-            auth: a.token.clone(),
-            peer: b.identity,
-        })
-        .await
-        .unwrap();
-    let receiver = Arc::new(connect(&srv).await);
+    let channel = kit::first_dm(&client, &a.account, &b.account).await;
+    let receiver = Arc::new(srv.client().await);
     let mut wake = Vec::with_capacity(samples);
     for i in 0..warm_up + samples {
         let body = padding::pad(&a_engine.encrypt(group, text(i).as_bytes()).unwrap());
@@ -197,7 +182,7 @@ async fn add_to_large_group(size: usize, samples: usize) {
     let srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
     let [alice, dave] = Daemon::registered(root.path(), &srv, ["alice", "dave"]).await;
-    let client = Arc::new(connect(&srv).await);
+    let client = Arc::new(srv.client().await);
     let t = Instant::now();
     let others = Silent::register_many(&client, "m", size - 1, Suite::Hybrid).await;
     println!(
@@ -332,7 +317,7 @@ async fn idle_rss(conversations: usize) {
         "idle-rss/baseline logged in, 0 conversations: VmRSS {base} KiB, VmHWM {base_hwm} KiB"
     );
 
-    let client = Arc::new(connect(&srv).await);
+    let client = Arc::new(srv.client().await);
     let peers = Silent::register_many(&client, "p", conversations, Suite::Hybrid).await;
     let t = Instant::now();
     for p in &peers {
@@ -390,6 +375,7 @@ fn rss(pid: u32) -> (u64, u64) {
 /// and uploads one key package, then never fetches.
 struct Silent {
     name: String,
+    account: kit::Account,
     token: SessionToken,
     identity: IdentityKey,
     engine: MlsEngine,
@@ -397,19 +383,11 @@ struct Silent {
 
 impl Silent {
     async fn register(client: &Client, name: &str, suite: Suite) -> Silent {
-        let username = Username::parse(name).unwrap();
-        let seed: [u8; 32] = rand::random();
-        let signing = SigningKey::from_bytes(&seed);
-        let identity = IdentityKey(signing.verifying_key().to_bytes());
-        let proof = signing.sign(&identity_proof_message(&username)).to_bytes();
-        client
-            .register(&username, PASSWORD, identity, proof)
-            .await
-            .unwrap();
-        let token = client.login(&username, PASSWORD).await.unwrap().token;
+        let account = kit::register(client, name).await;
+        let token = account.session.token.clone();
         let mut engine = MlsEngine::new(
             Connection::open_in_memory().unwrap(),
-            Identity::from_seed(username, &seed),
+            Identity::from_seed(account.username.clone(), &account.signing.to_bytes()),
         )
         .unwrap();
         let packages = engine.key_packages(suite, 1).unwrap();
@@ -423,8 +401,9 @@ impl Silent {
             .unwrap();
         Silent {
             name: name.into(),
+            identity: account.identity,
+            account,
             token,
-            identity,
             engine,
         }
     }
@@ -450,13 +429,6 @@ impl Silent {
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
     }
-}
-
-async fn connect(srv: &Server) -> Client {
-    let pin = quicproquo_protocol::parse_fingerprint(&srv.fingerprint).unwrap();
-    Client::connect(srv.addr, "localhost", Trust::Pin(pin))
-        .await
-        .unwrap()
 }
 
 fn engine(name: &str) -> MlsEngine {

@@ -1,132 +1,21 @@
-//! A real server (in-process, on loopback) and users who only ever run the
-//! `qpq-ctl` binary, each in a home of its own: its own data directory,
-//! runtime directory (socket) and passphrase, so each gets its own `qpqd`,
-//! started by qpq-ctl on demand exactly as on a user's machine.
-//!
-//! `qpqd` is a binary of another package, which cargo does not build for
-//! this package's tests: [`qpqd`] builds it once per test run with the same
-//! cargo, profile and target directory, and the users' qpq-ctl start that
-//! one (through `QPQ_DAEMON`).
+//! Users who only ever run the `qpq-ctl` binary, each in a home of its own
+//! (see `quicproquo_testkit::home`): its own data directory, runtime
+//! directory (socket) and passphrase, so each gets its own `qpqd`, started
+//! by qpq-ctl on demand exactly as on a user's machine — the test kit's
+//! `qpqd_binary`, through `QPQ_DAEMON`. The server is the test kit's.
 
 use std::ffi::OsString;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::OnceLock;
-use std::time::Duration;
 
-use quicproquo_server::config::{Config, RateLimits};
-use quicproquo_server::server::{self, Running};
+pub use quicproquo_testkit::home::root;
+use quicproquo_testkit::{home, qpqd_binary};
+pub use quicproquo_testkit::{TestServer as Server, WAIT};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
 pub const CTL: &str = env!("CARGO_BIN_EXE_qpq-ctl");
-/// Long enough for a slow CI machine, short enough to fail a hung test.
-pub const WAIT: Duration = Duration::from_secs(30);
-
-/// The `qpqd` binary, built (or found up to date) once per test binary.
-pub fn qpqd() -> &'static Path {
-    static QPQD: OnceLock<PathBuf> = OnceLock::new();
-    QPQD.get_or_init(|| {
-        let bin_dir = Path::new(CTL).parent().expect("qpq-ctl has a directory");
-        let target_dir = bin_dir
-            .parent()
-            .expect("the profile directory has a parent");
-        let profile = match bin_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev".to_owned(),
-            Some(other) => other.to_owned(),
-        };
-        let mut cargo = std::process::Command::new(env!("CARGO"));
-        cargo
-            .env_clear()
-            .envs(std::env::vars_os().filter(|(k, _)| !set_by_cargo_for_tests(k)));
-        if std::env::var_os("CARGO_BUILD_JOBS").is_none() {
-            // A 2-core machine, shared.
-            cargo.env("CARGO_BUILD_JOBS", "2");
-        }
-        let status = cargo
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "quicproquo-daemon",
-                "--bin",
-                "qpqd",
-            ])
-            .arg("--profile")
-            .arg(&profile)
-            .arg("--target-dir")
-            .arg(target_dir)
-            .status()
-            .expect("run cargo to build qpqd");
-        assert!(status.success(), "building qpqd failed: {status}");
-        let qpqd = bin_dir.join("qpqd");
-        assert!(qpqd.is_file(), "{} was not built", qpqd.display());
-        qpqd
-    })
-}
-
-/// Variables cargo sets for the test process. A build started from here
-/// must not see them: build scripts watch some (ring reruns when
-/// `CARGO_MANIFEST_DIR` changes), and a rebuild of the shared dependencies
-/// on every test run would cost minutes.
-fn set_by_cargo_for_tests(name: &std::ffi::OsStr) -> bool {
-    let Some(name) = name.to_str() else {
-        return false;
-    };
-    [
-        "CARGO_PKG_",
-        "CARGO_BIN_",
-        "CARGO_CRATE_",
-        "CARGO_MANIFEST_",
-    ]
-    .iter()
-    .any(|p| name.starts_with(p))
-        || [
-            "CARGO_PRIMARY_PACKAGE",
-            "CARGO_TARGET_TMPDIR",
-            "CARGO_RUSTC_CURRENT_DIR",
-            "OUT_DIR",
-        ]
-        .contains(&name)
-}
-
-/// A root for homes, under /tmp: socket paths must stay short.
-pub fn root() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("qc")
-        .tempdir_in("/tmp")
-        .expect("temp dir in /tmp")
-}
-
-pub struct Server {
-    _dir: tempfile::TempDir,
-    running: Option<Running>,
-    pub addr: SocketAddr,
-    pub fingerprint: String,
-}
-
-impl Server {
-    pub async fn start() -> Server {
-        let dir = tempfile::tempdir().expect("server dir");
-        let mut config = Config::for_tests(dir.path());
-        config.rate_limits = RateLimits::unlimited();
-        let running = server::start(config).await.expect("server starts");
-        Server {
-            addr: running.local_addr,
-            fingerprint: running.fingerprint.clone(),
-            running: Some(running),
-            _dir: dir,
-        }
-    }
-
-    pub async fn stop(&mut self) {
-        if let Some(r) = self.running.take() {
-            r.shutdown().await;
-        }
-    }
-}
 
 /// What one qpq-ctl run did.
 #[derive(Debug)]
@@ -198,16 +87,16 @@ impl User {
             std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
         ))
         .expect("PATH");
-        let mut env: Vec<(String, OsString)> = vec![
+        let mut env: Vec<(String, OsString)> = home::env(&home)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        env.extend([
             ("PATH".into(), path),
-            ("HOME".into(), home.clone().into()),
-            ("QPQ_DATA_DIR".into(), home.join("data").into()),
-            ("XDG_RUNTIME_DIR".into(), home.join("run").into()),
-            ("XDG_CONFIG_HOME".into(), home.join("config").into()),
-            ("QPQ_DAEMON".into(), qpqd().into()),
+            ("QPQ_DAEMON".into(), qpqd_binary().into()),
             ("QPQ_LOG".into(), "info".into()),
             ("TZ".into(), "UTC".into()),
-        ];
+        ]);
         if let Some(p) = passphrase {
             env.push(("QPQ_PASSPHRASE".into(), p.into()));
         }
@@ -406,14 +295,11 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let polled = quicproquo_testkit::agent::eventually(what, || {
+        let holds = check();
+        async move { holds.await.then_some(()) }
+    });
+    polled.await.unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Ends a long-running qpq-ctl with SIGTERM and returns its exit status.

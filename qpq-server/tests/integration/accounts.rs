@@ -8,7 +8,7 @@ use quicproquo_protocol::opaque::Suite;
 use quicproquo_protocol::types::{IdentityKey, LoginId, SessionToken, Username};
 use quicproquo_protocol::wire::{identity_proof_message, Request, Response};
 
-use crate::harness::{code, TestServer};
+use crate::harness::{code, Register, TestServer};
 
 #[tokio::test]
 async fn register_login_and_wrong_password() {
@@ -196,7 +196,11 @@ async fn sessions_logout_and_bad_tokens() {
 
 #[tokio::test]
 async fn login_attempts_are_rate_limited_per_account() {
-    let srv = TestServer::start().await;
+    // The test kit lifts the limits; this test is about them.
+    let srv = TestServer::start_with(|c| {
+        c.rate_limits = quicproquo_server::config::RateLimits::default();
+    })
+    .await;
     let alice = srv.register("alice").await;
     let limit = quicproquo_protocol::limits::LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE;
     let mut limited = None;

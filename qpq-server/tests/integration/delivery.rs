@@ -7,7 +7,7 @@ use quicproquo_protocol::errors::ErrorCode;
 use quicproquo_protocol::types::{ChannelId, IdentityKey};
 use quicproquo_protocol::wire::{Delivery, Request, Response, UserRef};
 
-use crate::harness::{app_message, code, idem, mls_payload, TestServer};
+use crate::harness::{app_message, code, idem, mls_payload, Register, TestServer};
 
 const HYBRID: u16 = quicproquo_protocol::wire::DEFAULT_SUITE;
 const CLASSIC: u16 = quicproquo_protocol::wire::CLASSIC_SUITE;

@@ -1,96 +1,40 @@
-//! A server in a temporary directory and logged-in test users.
+//! The test kit's server, and logged-in users who each keep a connection.
 
-use std::net::SocketAddr;
-
-use ed25519_dalek::{Signer, SigningKey};
-use quicproquo_protocol::client::{Client, ClientError, Session, Trust};
+use quicproquo_protocol::client::{Client, ClientError};
 use quicproquo_protocol::errors::ErrorCode;
 use quicproquo_protocol::padding;
-use quicproquo_protocol::types::{IdempotencyKey, IdentityKey, Username};
-use quicproquo_protocol::wire::{identity_proof_message, Delivery, Request, Response};
-use quicproquo_server::config::Config;
-use quicproquo_server::server::{self, Running};
+use quicproquo_protocol::types::IdempotencyKey;
+use quicproquo_protocol::wire::{Delivery, Request, Response};
+use quicproquo_testkit::wire;
+pub use quicproquo_testkit::TestServer;
 use rand::RngCore;
 
-pub struct TestServer {
-    /// Kept so the directory lives as long as the server.
-    pub _dir: tempfile::TempDir,
-    pub config: Config,
-    pub running: Option<Running>,
+/// `srv.register(name)`: a user registered and logged in on its own
+/// connection.
+pub trait Register {
+    async fn register(&self, name: &str) -> User;
 }
 
-impl TestServer {
-    pub async fn start() -> Self {
-        Self::start_with(|_| {}).await
-    }
-
-    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = Config::for_tests(dir.path());
-        tweak(&mut config);
-        let running = server::start(config.clone()).await.expect("server starts");
-        Self {
-            _dir: dir,
-            config,
-            running: Some(running),
-        }
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.running.as_ref().expect("running").local_addr
-    }
-
-    pub fn pin(&self) -> Trust {
-        let fp = &self.running.as_ref().expect("running").fingerprint;
-        Trust::Pin(quicproquo_protocol::parse_fingerprint(fp).expect("hex fingerprint"))
-    }
-
-    pub async fn client(&self) -> Client {
-        Client::connect(self.addr(), "localhost", self.pin())
-            .await
-            .expect("connect")
-    }
-
-    /// Graceful stop, then start again on the same port and data directory.
-    pub async fn restart(&mut self) {
-        let addr = self.addr();
-        self.running.take().expect("running").shutdown().await;
-        self.config.listen = addr;
-        self.running = Some(server::start(self.config.clone()).await.expect("restart"));
-    }
-
-    pub async fn register(&self, name: &str) -> User {
+impl Register for TestServer {
+    async fn register(&self, name: &str) -> User {
         let client = self.client().await;
-        let username = Username::parse(name).expect("valid name");
-        let signing = SigningKey::generate(&mut rand::rngs::OsRng);
-        let identity = IdentityKey(signing.verifying_key().to_bytes());
-        let proof = signing.sign(&identity_proof_message(&username)).to_bytes();
-        let password = format!("{name} correct horse battery staple");
-        client
-            .register(&username, password.as_bytes(), identity, proof)
-            .await
-            .expect("register");
-        let session = client
-            .login(&username, password.as_bytes())
-            .await
-            .expect("login");
-        assert_eq!(session.identity_key, identity);
-        User {
-            username,
-            password,
-            identity,
-            session,
-            client,
-        }
+        let account = wire::register(&client, name).await;
+        User { account, client }
     }
 }
 
 pub struct User {
-    pub username: Username,
-    pub password: String,
-    pub identity: IdentityKey,
-    pub session: Session,
+    pub account: wire::Account,
     pub client: Client,
+}
+
+/// `alice.username`, `alice.identity`, `alice.session`: the account's.
+impl std::ops::Deref for User {
+    type Target = wire::Account;
+
+    fn deref(&self) -> &wire::Account {
+        &self.account
+    }
 }
 
 pub fn code(r: Result<Response, ClientError>) -> ErrorCode {
@@ -131,17 +75,7 @@ impl User {
     }
 
     pub async fn channel_with(&self, peer: &User) -> quicproquo_protocol::types::ChannelId {
-        match self
-            .call(Request::CreateChannel {
-                auth: self.auth(),
-                peer: peer.identity,
-            })
-            .await
-            .expect("createChannel")
-        {
-            Response::CreateChannel { channel } => channel,
-            other => panic!("{other:?}"),
-        }
+        wire::first_dm(&self.client, self, peer).await
     }
 
     pub async fn send(

@@ -86,7 +86,7 @@ async fn malformed_requests_get_errors_and_the_server_keeps_serving() {
 #[tokio::test]
 async fn a_wrong_alpn_or_certificate_is_refused_cleanly() {
     let srv = TestServer::start().await;
-    let r = Client::connect_with_alpn(srv.addr(), "localhost", srv.pin(), b"http/1.1").await;
+    let r = Client::connect_with_alpn(srv.addr, "localhost", srv.trust(), b"http/1.1").await;
     assert!(
         matches!(r, Err(ClientError::Connect { .. })),
         "{:?}",
@@ -94,7 +94,7 @@ async fn a_wrong_alpn_or_certificate_is_refused_cleanly() {
     );
 
     let r = Client::connect(
-        srv.addr(),
+        srv.addr,
         "localhost",
         quicproquo_protocol::client::Trust::Pin([0; 32]),
     )
@@ -145,12 +145,12 @@ async fn tls_reload_keeps_connections_and_new_ones_see_the_new_certificate() {
     // The old connection is still up.
     old.call(&Request::Health).await.unwrap();
     // A client pinned to the old certificate is now refused; the new pin works.
-    assert!(Client::connect(srv.addr(), "localhost", srv.pin())
+    assert!(Client::connect(srv.addr, "localhost", srv.trust())
         .await
         .is_err());
     let pin = quicproquo_protocol::parse_fingerprint(&new_fp).unwrap();
     let fresh = Client::connect(
-        srv.addr(),
+        srv.addr,
         "localhost",
         quicproquo_protocol::client::Trust::Pin(pin),
     )

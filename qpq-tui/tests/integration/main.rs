@@ -12,12 +12,10 @@ mod tmux;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use quicproquo_protocol::ipc::client::IpcClient;
-use quicproquo_protocol::ipc::methods::{
-    method, DmOpenParams, HistoryParams, NoParams, SendParams,
-};
-use quicproquo_protocol::ipc::values::{ConversationRef, Limit, Message};
-use quicproquo_tui::demo::{register, InProcessDaemon};
+use quicproquo_protocol::ipc::methods::{method, SendParams};
+use quicproquo_protocol::ipc::values::ConversationRef;
+use quicproquo_testkit::agent::{first_dm, register, wait_for_message};
+use quicproquo_testkit::{home, InProcessDaemon, TestServer};
 use quicproquo_tui::wrap::width;
 
 use tmux::Tmux;
@@ -46,15 +44,10 @@ impl QpqCtl {
     }
 
     async fn output(&self, args: &[&str]) -> std::process::Output {
-        let h = &self.home;
         tokio::process::Command::new(&self.program)
             .arg("--no-autostart")
             .args(args)
-            .env("QPQ_DATA_DIR", h.join("data"))
-            .env("XDG_RUNTIME_DIR", h.join("run"))
-            .env("XDG_CONFIG_HOME", h.join("config"))
-            .env("XDG_DATA_HOME", h.join("share"))
-            .env("HOME", h)
+            .envs(home::env(&self.home))
             .stdin(std::process::Stdio::null())
             .output()
             .await
@@ -89,42 +82,14 @@ impl QpqCtl {
     }
 }
 
-async fn history(c: &IpcClient, conv: &str) -> Vec<Message> {
-    c.request::<method::History>(HistoryParams {
-        conversation: ConversationRef::parse(conv).unwrap(),
-        before: None,
-        limit: Limit::new(100).unwrap(),
-    })
-    .await
-    .unwrap_or_default()
-}
-
-async fn wait_for_message(c: &IpcClient, conv: &str, text: &str) -> Message {
-    for _ in 0..300 {
-        if let Some(m) = history(c, conv).await.into_iter().find(|m| m.text == text) {
-            return m;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{text:?} never arrived in {conv}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_in_a_real_terminal() {
     let Some(tmux) = Tmux::available() else {
         eprintln!("skipping chat_in_a_real_terminal: tmux is not installed");
         return;
     };
-    let dir = tempfile::Builder::new()
-        .prefix("qpq-tui-e2e-")
-        .tempdir()
-        .unwrap();
-    let mut config = quicproquo_server::config::Config::for_tests(&dir.path().join("server"));
-    let server = quicproquo_server::server::start(config.clone())
-        .await
-        .unwrap();
-    // Restarts come back on the same port.
-    config.listen = server.local_addr;
+    let dir = home::root();
+    let mut server = TestServer::start().await;
     let alice_home = dir.path().join("alice");
     let mut alice = InProcessDaemon::start(&alice_home, "alice's passphrase")
         .await
@@ -137,22 +102,7 @@ async fn chat_in_a_real_terminal() {
     let bc = bob.client().await.unwrap();
     register(&ac, &server, "alice").await.unwrap();
     register(&bc, &server, "bob").await.unwrap();
-    ac.request::<method::DmOpen>(DmOpenParams {
-        username: "bob".into(),
-    })
-    .await
-    .unwrap();
-    for _ in 0..200 {
-        if !bc
-            .request::<method::Conversations>(NoParams {})
-            .await
-            .unwrap()
-            .is_empty()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    first_dm(&ac, &bc, "hi bob").await.unwrap();
 
     // alice's qpq-tui in a 100×30 terminal.
     let mut term = tmux
@@ -169,7 +119,7 @@ async fn chat_in_a_real_terminal() {
     let text = "hello from tmux, 日本語 ✓";
     term.type_text(text);
     term.keys(&["Enter"]);
-    let got = wait_for_message(&bc, "@alice", text).await;
+    let got = wait_for_message(&bc, "@alice", text).await.unwrap();
     assert_eq!(got.sender, "alice");
     let bob_ctl = QpqCtl::find(&bob_home);
     match &bob_ctl {
@@ -219,11 +169,9 @@ async fn chat_in_a_real_terminal() {
 
     // The server goes down: the UI stays up and says so; it comes back
     // by itself when the server does.
-    server.shutdown().await;
+    server.stop().await;
     term.wait_until(|s| !s.contains("● online")).await;
-    let server = quicproquo_server::server::start(config.clone())
-        .await
-        .unwrap();
+    server.start_again().await;
     term.wait_for("● online").await;
     assert!(term.screen().contains("answer from bob"));
 
@@ -257,5 +205,5 @@ async fn chat_in_a_real_terminal() {
     let mut alice = alice;
     alice.stop().await;
     bob.stop().await;
-    server.shutdown().await;
+    server.stop().await;
 }

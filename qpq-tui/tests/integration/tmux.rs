@@ -19,8 +19,8 @@ impl Tmux {
             .map(|_| Tmux)
     }
 
-    /// Runs `program` with the profile under `home` (the same variables
-    /// `demo::paths_in` reads) in a `w`×`h` terminal.
+    /// Runs `program` with the profile under `home` (see
+    /// `quicproquo_testkit::home`) in a `w`×`h` terminal.
     pub fn start(&self, program: &str, home: &Path, w: u16, h: u16) -> std::io::Result<Session> {
         let socket = format!("qpqtest-{}", std::process::id());
         let script = home.join("run-tui.sh");
@@ -29,14 +29,8 @@ impl Tmux {
         std::fs::write(
             &script,
             format!(
-                "#!/bin/sh\nexport QPQ_DATA_DIR={} XDG_RUNTIME_DIR={} XDG_CONFIG_HOME={} \
-                 XDG_DATA_HOME={} HOME={} QPQ_DAEMON=/nonexistent/qpqd\n\
-                 {} 2>{}\necho $? >{}\n",
-                q(&home.join("data")),
-                q(&home.join("run")),
-                q(&home.join("config")),
-                q(&home.join("share")),
-                q(home),
+                "#!/bin/sh\n{}export QPQ_DAEMON=/nonexistent/qpqd\n{} 2>{}\necho $? >{}\n",
+                quicproquo_testkit::home::shell_exports(home),
                 q(Path::new(program)),
                 q(&log),
                 q(&home.join("tui.status")),

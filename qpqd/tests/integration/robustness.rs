@@ -99,7 +99,7 @@ async fn a_wrong_passphrase_locks_and_unlock_opens() {
     let root = tempfile::tempdir().unwrap();
     let mut d = Daemon::start(root.path(), "alice").await;
     d.register(&srv).await;
-    d.send_self_check().await;
+    send_self_check(&d).await;
     // Stop, then start with a wrong passphrase: the daemon runs locked.
     let _ = d.client.request::<method::Shutdown>(NoParams {}).await;
     let mut c = d.child.take().unwrap();
@@ -236,16 +236,14 @@ fn rustix_is_root() -> bool {
         .unwrap_or(false)
 }
 
-impl Daemon {
-    /// The account is there and usable.
-    async fn send_self_check(&self) {
-        let st = self
-            .client
-            .request::<method::Status>(NoParams {})
-            .await
-            .unwrap();
-        assert_eq!(st.account.unwrap().username, self.name);
-    }
+/// The account is there and usable.
+async fn send_self_check(d: &Daemon) {
+    let st = d
+        .client
+        .request::<method::Status>(NoParams {})
+        .await
+        .unwrap();
+    assert_eq!(st.account.unwrap().username, d.name);
 }
 
 /// `QPQ_PASSPHRASE=` (set, empty) is a mistake, not a passphrase: qpqd says

@@ -7,53 +7,27 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quicproquo_daemon::agent::{Agent, StartOptions};
-use quicproquo_daemon::keystore::Keyring;
-use quicproquo_protocol::ipc::methods::{AccountParams, GroupCreateParams};
+use quicproquo_daemon::agent::Agent;
+use quicproquo_protocol::ipc::methods::GroupCreateParams;
 use quicproquo_protocol::ipc::notifications::Notification;
 use quicproquo_protocol::ipc::values::{
-    Ciphersuite, ConversationRef, DeliveryState, MembershipEvent, Secret,
+    Ciphersuite, ConversationRef, DeliveryState, MembershipEvent,
 };
+use quicproquo_testkit::{agent::register, InProcessDaemon};
 use tokio::sync::broadcast;
-use zeroize::Zeroizing;
 
 use crate::harness::Server;
 
-/// A machine without an OS keyring: the passphrase path.
-struct NoKeyring;
-
-impl Keyring for NoKeyring {
-    fn get(&self, _: &str) -> Result<Option<Vec<u8>>, String> {
-        Err("no keyring in this test".into())
-    }
-    fn set(&self, _: &str, _: &[u8]) -> Result<(), String> {
-        Err("no keyring in this test".into())
-    }
-}
-
-async fn agent(root: &Path, srv: &Server, name: &str) -> Arc<Agent> {
-    let home = root.join(name);
-    std::fs::create_dir_all(&home).unwrap();
-    let pass = Some(Zeroizing::new(format!("{name} passphrase")));
-    let agent = Agent::new(StartOptions {
-        profile: name.into(),
-        data_dir: home.clone(),
-        state_file: home.join("qpq-state.bin"),
-        passphrase: pass.clone(),
-        use_ca: false,
-        keyring: Arc::new(NoKeyring),
-    });
-    agent.open(pass).await.unwrap();
-    agent
-        .register(AccountParams {
-            server: srv.addr.to_string(),
-            server_fingerprint: quicproquo_protocol::parse_fingerprint(&srv.fingerprint),
-            username: name.into(),
-            password: Secret::new(format!("{name} password")),
-        })
+/// An agent in this process, registered on `srv`.
+async fn agent(root: &Path, srv: &Server, name: &str) -> (InProcessDaemon, Arc<Agent>) {
+    let d = InProcessDaemon::start(&root.join(name), &format!("{name} passphrase"))
         .await
         .unwrap();
-    agent
+    register(&d.client().await.unwrap(), srv, name)
+        .await
+        .unwrap();
+    let agent = Arc::clone(d.agent());
+    (d, agent)
 }
 
 async fn next(rx: &mut broadcast::Receiver<Notification>) -> Notification {
@@ -71,8 +45,8 @@ async fn next(rx: &mut broadcast::Receiver<Notification>) -> Notification {
 async fn sending_costs_at_most_three_core_trips_per_message() {
     let srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
-    let alice = agent(root.path(), &srv, "alice").await;
-    let bob = agent(root.path(), &srv, "bob").await;
+    let (mut alice_daemon, alice) = agent(root.path(), &srv, "alice").await;
+    let (mut bob_daemon, bob) = agent(root.path(), &srv, "bob").await;
     let (_, _, mut alice_events) = alice.subscribe(None).await.unwrap();
     alice
         .group_create(GroupCreateParams {
@@ -136,8 +110,7 @@ async fn sending_costs_at_most_three_core_trips_per_message() {
         "core trips: alice sent {N} messages in {trips}; bob received them in {}",
         bob.core_trips() - bob_before
     );
-    for a in [alice, bob] {
-        a.request_shutdown();
-        a.stopped().await;
+    for d in [&mut alice_daemon, &mut bob_daemon] {
+        d.stop().await;
     }
 }

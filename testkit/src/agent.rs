@@ -1,0 +1,153 @@
+//! What a test or the demo does through an agent's IPC client, whichever
+//! kind of test daemon runs it: register a user on a test server, open the
+//! first DM between two users, read a history, wait for a message.
+//!
+//! The waits poll the agent: a front-end's subscription would be the event
+//! to wait on, but an IPC client has one, and the test may need it.
+
+use std::future::Future;
+use std::time::Duration;
+
+use quicproquo_protocol::ipc::client::IpcClient;
+use quicproquo_protocol::ipc::methods::{
+    method, AccountParams, DmOpenParams, HistoryParams, NoParams, SendParams,
+};
+use quicproquo_protocol::ipc::values::{
+    Account, Conversation, ConversationRef, Limit, Message, Secret,
+};
+
+use crate::{TestServer, TestkitError};
+
+/// How often a wait asks again.
+const POLL: Duration = Duration::from_millis(50);
+
+/// The password [`register`] gives `username`.
+pub fn password(username: &str) -> String {
+    format!("{username} login password")
+}
+
+/// Registers `username` on `server` through the agent behind `client` (its
+/// certificate pinned); the agent is online when this returns.
+pub async fn register(
+    client: &IpcClient,
+    server: &TestServer,
+    username: &str,
+) -> Result<Account, TestkitError> {
+    client
+        .request::<method::Register>(AccountParams {
+            server: server.addr.to_string(),
+            server_fingerprint: Some(server.pin()),
+            username: username.to_owned(),
+            password: Secret::new(password(username)),
+        })
+        .await
+        .map_err(TestkitError::call("registering"))
+}
+
+/// `from` opens the DM with `to` and sends `text`; returns `from`'s
+/// conversation once `to`'s agent has received and stored the message (so
+/// both sides have the DM).
+pub async fn first_dm(
+    from: &IpcClient,
+    to: &IpcClient,
+    text: &str,
+) -> Result<Conversation, TestkitError> {
+    let from_name = username(from).await?;
+    let to_name = username(to).await?;
+    let conversation = from
+        .request::<method::DmOpen>(DmOpenParams {
+            username: to_name.clone(),
+        })
+        .await
+        .map_err(TestkitError::call("opening the DM"))?;
+    from.request::<method::Send>(SendParams {
+        conversation: ConversationRef::Id(conversation.id),
+        text: text.to_owned(),
+        confirm_changed_keys: false,
+    })
+    .await
+    .map_err(TestkitError::call("sending the first message"))?;
+    wait_for_message(to, &format!("@{from_name}"), text).await?;
+    Ok(conversation)
+}
+
+/// The username of the account behind `client`.
+async fn username(client: &IpcClient) -> Result<String, TestkitError> {
+    let status = client
+        .request::<method::Status>(NoParams {})
+        .await
+        .map_err(TestkitError::call("asking for the status"))?;
+    status
+        .account
+        .map(|a| a.username)
+        .ok_or(TestkitError::NoAccount)
+}
+
+/// The newest 500 messages of `conversation` (`@name`, `#group` or an id);
+/// empty when there is no such conversation (yet).
+pub async fn history(client: &IpcClient, conversation: &str) -> Vec<Message> {
+    let Ok(conversation) = ConversationRef::parse(conversation) else {
+        return Vec::new();
+    };
+    client
+        .request::<method::History>(HistoryParams {
+            conversation,
+            before: None,
+            limit: Limit::new(500).expect("500 is within the history limit"),
+        })
+        .await
+        .unwrap_or_default()
+}
+
+/// Waits until `conversation`'s history holds a message with `text`.
+pub async fn wait_for_message(
+    client: &IpcClient,
+    conversation: &str,
+    text: &str,
+) -> Result<Message, TestkitError> {
+    let what = format!("{text:?} arrives in {conversation}");
+    eventually(&what, move || async move {
+        history(client, conversation)
+            .await
+            .into_iter()
+            .find(|m| m.text == text)
+    })
+    .await
+}
+
+/// Waits until the agent has a conversation called `name`.
+pub async fn wait_for_conversation(
+    client: &IpcClient,
+    name: &str,
+) -> Result<Conversation, TestkitError> {
+    eventually(&format!("conversation {name} exists"), move || async move {
+        client
+            .request::<method::Conversations>(NoParams {})
+            .await
+            .ok()?
+            .into_iter()
+            .find(|c| c.name == name)
+    })
+    .await
+}
+
+/// Asks `check` until it answers `Some`, for at most [`crate::WAIT`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> Result<T, TestkitError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + crate::WAIT;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(TestkitError::Timeout {
+                what: what.to_owned(),
+                wait: crate::WAIT,
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}

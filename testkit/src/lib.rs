@@ -1,0 +1,34 @@
+//! quicproquo-testkit: the fixtures every integration test, bench and the demo
+//! share, written once. Not published; nothing in a release binary but
+//! `qpq-demo` links it.
+//!
+//! - [`TestServer`]: `qpq-server` in this process on a loopback port, its data
+//!   (SQLite, a self-signed certificate) in a temporary directory; gives its
+//!   address, certificate fingerprint and pin, and restarts on the same port.
+//! - [`wire`]: accounts registered over the wire protocol (the Rust client),
+//!   and the DM channel between two of them — for tests of the server alone.
+//! - [`home`]: one profile's directories and environment under one directory,
+//!   as every test daemon and front-end process is given them.
+//! - [`TestDaemon`]: a real `qpqd` process in such a home ([`qpqd_binary`]
+//!   finds or builds it); [`InProcessDaemon`]: the same agent code running in
+//!   this process (the demo, and tests that need no second binary).
+//! - [`agent`]: through any agent's IPC client, [`agent::register`] a user on
+//!   a test server and open the [`agent::first_dm`] between two users.
+
+pub mod agent;
+mod error;
+pub mod home;
+mod in_process;
+mod qpqd;
+mod server;
+pub mod wire;
+
+pub use error::TestkitError;
+pub use in_process::InProcessDaemon;
+pub use qpqd::{qpqd_binary, TestDaemon};
+pub use server::TestServer;
+
+/// How long a fixture waits for something that should happen soon (a
+/// daemon's socket, a message arriving) before it fails: long enough for a
+/// slow, shared CI machine, short enough to fail a hung test.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(30);

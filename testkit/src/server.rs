@@ -1,0 +1,109 @@
+//! The test server: `qpq-server`'s own code in this process, on a loopback
+//! port the system picks, with its SQLite database and self-signed
+//! certificate in a directory of its own.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use quicproquo_protocol::client::{Client, Trust};
+use quicproquo_protocol::Fingerprint;
+use quicproquo_server::config::{Config, RateLimits};
+use quicproquo_server::server::{self, Running};
+
+use crate::TestkitError;
+
+pub struct TestServer {
+    /// The configuration it runs with; `listen` is the port it got, so a
+    /// restart comes back on the same address.
+    pub config: Config,
+    /// `None` between [`TestServer::stop`] and [`TestServer::start_again`].
+    pub running: Option<Running>,
+    pub addr: SocketAddr,
+    /// The certificate's SHA-256, hex, as `qpq-server` prints it.
+    pub fingerprint: String,
+    /// Removed with the server, unless the caller owns the directory.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// A server in a new temporary directory. Rate limits are lifted: every
+    /// test user connects from the same loopback address, and agents log in
+    /// again on every reconnect. (Tests of the limits set them with
+    /// [`TestServer::start_with`].)
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`TestServer::start`] with `configure` applied to the configuration.
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("a temporary directory for the server");
+        let mut server = Self::start_configured(dir.path(), configure)
+            .await
+            .expect("the test server starts");
+        server._dir = Some(dir);
+        server
+    }
+
+    /// A server whose data lives in `dir`, which the caller owns and removes.
+    pub async fn start_in(dir: &Path) -> Result<TestServer, TestkitError> {
+        Self::start_configured(dir, |_| {}).await
+    }
+
+    async fn start_configured(
+        dir: &Path,
+        configure: impl FnOnce(&mut Config),
+    ) -> Result<TestServer, TestkitError> {
+        let mut config = Config::for_tests(dir);
+        config.rate_limits = RateLimits::unlimited();
+        configure(&mut config);
+        let running = server::start(config.clone()).await?;
+        config.listen = running.local_addr;
+        Ok(TestServer {
+            addr: running.local_addr,
+            fingerprint: running.fingerprint.clone(),
+            running: Some(running),
+            config,
+            _dir: None,
+        })
+    }
+
+    /// The certificate fingerprint a client pins.
+    pub fn pin(&self) -> Fingerprint {
+        quicproquo_protocol::parse_fingerprint(&self.fingerprint)
+            .expect("qpq-server reports its fingerprint in hex")
+    }
+
+    pub fn trust(&self) -> Trust {
+        Trust::Pin(self.pin())
+    }
+
+    /// A new QUIC connection that pins the certificate.
+    pub async fn client(&self) -> Client {
+        Client::connect(self.addr, "localhost", self.trust())
+            .await
+            .expect("connect to the test server")
+    }
+
+    /// Graceful shutdown; the data stays.
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+
+    /// Starts again on the same address and data directory (a new
+    /// certificate if its files were removed).
+    pub async fn start_again(&mut self) {
+        let running = server::start(self.config.clone())
+            .await
+            .expect("the test server starts again");
+        self.fingerprint = running.fingerprint.clone();
+        self.running = Some(running);
+    }
+
+    /// [`TestServer::stop`], then [`TestServer::start_again`].
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.start_again().await;
+    }
+}
