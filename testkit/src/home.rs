@@ -28,7 +28,7 @@ pub fn env(home: &Path) -> Vec<(&'static str, OsString)> {
     ]
 }
 
-/// The default profile's paths in `home`, as a process given [`env`] would
+/// The default profile's paths in `home`, as a process given [`env()`] would
 /// resolve them.
 pub fn paths(home: &Path) -> Result<Paths, PathError> {
     let env = env(home);
@@ -37,7 +37,7 @@ pub fn paths(home: &Path) -> Result<Paths, PathError> {
     })
 }
 
-/// [`env`] as `export` lines of a shell script, for a program started by
+/// [`env()`] as `export` lines of a shell script, for a program started by
 /// something that cannot pass an environment (tmux).
 pub fn shell_exports(home: &Path) -> String {
     env(home)
