@@ -8,13 +8,14 @@
 use std::future::Future;
 use std::time::Duration;
 
-use quicproquo_protocol::ipc::client::IpcClient;
+use quicproquo_protocol::ipc::client::{CallError, IpcClient};
 use quicproquo_protocol::ipc::methods::{
     method, AccountParams, DmOpenParams, HistoryParams, NoParams, SendParams,
 };
 use quicproquo_protocol::ipc::values::{
     Account, Conversation, ConversationRef, Limit, Message, Secret,
 };
+use quicproquo_protocol::ipc::IpcErrorCode;
 
 use crate::{TestServer, TestkitError};
 
@@ -83,20 +84,31 @@ async fn username(client: &IpcClient) -> Result<String, TestkitError> {
         .ok_or(TestkitError::NoAccount)
 }
 
-/// The newest 500 messages of `conversation` (`@name`, `#group` or an id);
-/// empty when there is no such conversation (yet).
-pub async fn history(client: &IpcClient, conversation: &str) -> Vec<Message> {
-    let Ok(conversation) = ConversationRef::parse(conversation) else {
-        return Vec::new();
-    };
+/// The newest 500 messages of `conversation` (`@name`, `#group` or an id).
+/// Every failure is an error — a negative check ("carol got nothing") must
+/// rest on a call that succeeded, never on one that failed.
+pub async fn history(client: &IpcClient, conversation: &str) -> Result<Vec<Message>, CallError> {
     client
         .request::<method::History>(HistoryParams {
-            conversation,
+            conversation: ConversationRef::parse(conversation)
+                .expect("a valid conversation reference"),
             before: None,
             limit: Limit::new(500).expect("500 is within the history limit"),
         })
         .await
-        .unwrap_or_default()
+}
+
+/// [`history`], or `None` while the conversation does not exist yet (an
+/// invitation still on its way); any other failure is an error.
+async fn history_once_it_exists(
+    client: &IpcClient,
+    conversation: &str,
+) -> Result<Option<Vec<Message>>, CallError> {
+    match history(client, conversation).await {
+        Ok(h) => Ok(Some(h)),
+        Err(e) if e.code() == Some(IpcErrorCode::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Waits until `conversation`'s history holds a message with `text`.
@@ -106,13 +118,14 @@ pub async fn wait_for_message(
     text: &str,
 ) -> Result<Message, TestkitError> {
     let what = format!("{text:?} arrives in {conversation}");
-    eventually(&what, move || async move {
-        history(client, conversation)
-            .await
-            .into_iter()
-            .find(|m| m.text == text)
+    let found = eventually(&what, move || async move {
+        match history_once_it_exists(client, conversation).await {
+            Ok(h) => h?.into_iter().find(|m| m.text == text).map(Ok),
+            Err(e) => Some(Err(e)),
+        }
     })
-    .await
+    .await?;
+    found.map_err(TestkitError::call("reading the history"))
 }
 
 /// Waits until the agent has a conversation called `name`.

@@ -255,8 +255,12 @@ impl TestDaemon {
             .await
     }
 
+    /// The conversation's history; panics if the call fails (so a check
+    /// that something is absent rests on a call that worked).
     pub async fn history(&self, conv: &str) -> Vec<Message> {
-        agent::history(&self.client, conv).await
+        agent::history(&self.client, conv)
+            .await
+            .unwrap_or_else(|e| panic!("{}: history of {conv}: {e}", self.name))
     }
 
     pub async fn conversations(&self) -> Vec<Conversation> {
@@ -273,11 +277,9 @@ impl TestDaemon {
             Err(e) => panic!(
                 "{}: {e}; has {:?}",
                 self.name,
-                self.history(conv)
+                agent::history(&self.client, conv)
                     .await
-                    .iter()
-                    .map(|m| &m.text)
-                    .collect::<Vec<_>>()
+                    .map(|h| h.into_iter().map(|m| m.text).collect::<Vec<_>>())
             ),
         }
     }
@@ -296,6 +298,6 @@ impl TestDaemon {
             })
             .await
             .map(|ms| ms.into_iter().map(|m| m.username).collect())
-            .unwrap_or_default()
+            .unwrap_or_else(|e| panic!("{}: members of {conv}: {e}", self.name))
     }
 }
