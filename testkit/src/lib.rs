@@ -21,6 +21,7 @@ pub mod home;
 mod in_process;
 mod qpqd;
 mod server;
+pub mod skip;
 pub mod wire;
 
 pub use error::TestkitError;

@@ -1,6 +1,7 @@
 //! `examples/qpq-bot.sh`: a bot in a few lines of shell, on `recv --follow
 //! --json` and `send`, answering in DMs and groups.
 
+use quicproquo_testkit::skip::skip;
 use std::path::Path;
 
 use crate::harness::{eventually, Server, User, WAIT};
@@ -27,7 +28,10 @@ async fn answers(alice: &User, conversation: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shell_bot_answers() {
     if !on_path("jq") {
-        eprintln!("skipping: the example bot needs jq, which is not on PATH");
+        skip(
+            "the_shell_bot_answers",
+            "the example bot needs jq, which is not on PATH",
+        );
         return;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/qpq-bot.sh");

@@ -1,6 +1,7 @@
 //! Every documented exit status that a test can provoke, with its message
 //! on stderr (and its hint), nothing on stdout, and the JSON form.
 
+use quicproquo_testkit::skip::skip;
 use serde_json::Value;
 
 use crate::harness::{Server, User};
@@ -57,7 +58,7 @@ async fn each_error_has_its_status_and_says_what_to_do() {
         let stderr = String::from_utf8(out.stderr).unwrap();
         assert!(stderr.contains("--password-stdin"), "{stderr}");
     } else {
-        eprintln!("skipping the no-terminal check: no /usr/bin/setsid");
+        skip("the no-terminal check", "no /usr/bin/setsid");
     }
 
     // 3: daemon unreachable.

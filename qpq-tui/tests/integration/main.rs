@@ -9,6 +9,7 @@
 
 mod tmux;
 
+use quicproquo_testkit::skip::skip;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -85,7 +86,7 @@ impl QpqCtl {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_in_a_real_terminal() {
     let Some(tmux) = Tmux::available() else {
-        eprintln!("skipping chat_in_a_real_terminal: tmux is not installed");
+        skip("chat_in_a_real_terminal", "tmux is not installed");
         return;
     };
     let dir = home::root();

@@ -1,5 +1,6 @@
 //! Bad IPC input, the passphrase path, and who may connect.
 
+use quicproquo_testkit::skip::skip;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
@@ -141,7 +142,10 @@ async fn a_wrong_passphrase_locks_and_unlock_opens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_keyring_holds_the_state_key_when_there_is_one() {
     if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
-        eprintln!("skipped: no D-Bus session bus, so no Secret Service (CI runs this under dbus-run-session)");
+        skip(
+            "the_keyring_holds_the_state_key_when_there_is_one",
+            "no D-Bus session bus, so no Secret Service (CI runs this under dbus-run-session)",
+        );
         return;
     }
     let srv = Server::start().await;
@@ -194,7 +198,10 @@ async fn a_second_daemon_for_the_profile_refuses_to_start() {
 async fn another_user_cannot_connect() {
     let runuser = std::path::Path::new("/usr/sbin/runuser");
     if !runuser.exists() || !rustix_is_root() {
-        eprintln!("skipped: needs root and runuser to act as another user");
+        skip(
+            "another_user_cannot_connect",
+            "needs root and runuser to act as another user",
+        );
         return;
     }
     let root = tempfile::tempdir().unwrap();
@@ -209,23 +216,46 @@ async fn another_user_cannot_connect() {
     let qdir = socket.parent().unwrap();
     std::fs::set_permissions(qdir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // Prints CONNECTED once the socket accepted it, then what came back:
+    // the daemon's answer, or CLOSED when it hung up without one.
     let script = format!(
         "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.settimeout(5)\ns.connect({:?})\n\
-         s.sendall(b'{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"hello\",\"params\":{{\"client\":\"x\",\"client_version\":\"0\",\"protocol\":1}}}}\\n')\n\
-         data=s.recv(4096)\nsys.stdout.write(data.decode() or 'CLOSED')\n",
+         print('CONNECTED', flush=True)\n\
+         try:\n  s.sendall(b'{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"hello\",\"params\":{{\"client\":\"x\",\"client_version\":\"0\",\"protocol\":1}}}}\\n')\n  data=s.recv(4096)\n\
+         except (ConnectionResetError, BrokenPipeError):\n  data=b''\n\
+         sys.stdout.write(data.decode() or 'CLOSED')\n",
         socket.display().to_string()
     );
-    let out = tokio::process::Command::new(runuser)
-        .args(["-u", "nobody", "--", "python3", "-c", &script])
-        .output()
-        .await
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
+    let run_as = |user: &'static str| {
+        let script = script.clone();
+        async move {
+            let out = tokio::time::timeout(
+                Duration::from_secs(20),
+                tokio::process::Command::new(runuser)
+                    .args(["-u", user, "--", "python3", "-c", &script])
+                    .output(),
+            )
+            .await
+            .expect("the probe finishes")
+            .unwrap();
+            let said = String::from_utf8_lossy(&out.stdout).into_owned();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(
+                out.status.success(),
+                "the probe as {user} ran: {said} {err}"
+            );
+            said
+        }
+    };
+    // The probe works: as the daemon's own user it gets an answer.
+    let own = run_as("root").await;
     assert!(
-        !said.contains("\"result\""),
-        "another uid got an answer: {said} {}",
-        String::from_utf8_lossy(&out.stderr)
+        own.starts_with("CONNECTED\n") && own.contains("\"result\""),
+        "{own}"
     );
+    // As another user it reaches the socket and is hung up on, unanswered.
+    let other = run_as("nobody").await;
+    assert_eq!(other, "CONNECTED\nCLOSED", "another uid must get no answer");
 }
 
 fn rustix_is_root() -> bool {
