@@ -30,11 +30,11 @@ pub use calls::{
     UploadKeyPackages,
 };
 
-/// The default MLS ciphersuite, `MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519`
-/// (X-Wing hybrid; a provisional code point of the IETF draft).
-pub const DEFAULT_SUITE: u16 = 0x004F;
-/// The classic `MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519`.
-pub const CLASSIC_SUITE: u16 = 0x0001;
+/// The default MLS ciphersuite's code point on the wire (the hybrid
+/// [`Ciphersuite`](crate::types::Ciphersuite), the one type for suites).
+pub const DEFAULT_SUITE: u16 = crate::types::Ciphersuite::Hybrid.code();
+/// The classic suite's code point on the wire.
+pub const CLASSIC_SUITE: u16 = crate::types::Ciphersuite::Classic.code();
 
 /// Length of the Ed25519 signature proving possession of the identity key.
 pub const IDENTITY_PROOF_LEN: usize = 64;

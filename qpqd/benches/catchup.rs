@@ -89,7 +89,7 @@ async fn catch_up(senders: usize, per_sender: usize) {
     });
     futures_join_all(sends).await;
     for d in &from {
-        wait_outbox_empty(d).await;
+        d.wait_outbox_empty().await;
     }
     println!(
         "catchup: {total} messages queued for bob by {senders} senders in {:.1} s (setup)",
@@ -147,22 +147,6 @@ async fn futures_join_all<F: std::future::Future<Output = ()>>(fs: impl Iterator
         }
     })
     .await
-}
-
-async fn wait_outbox_empty(d: &Daemon) {
-    let t0 = Instant::now();
-    loop {
-        let s = d
-            .client
-            .request::<method::Status>(NoParams {})
-            .await
-            .unwrap();
-        if s.outbox == 0 {
-            return;
-        }
-        assert!(t0.elapsed() < WAIT, "{}'s outbox drains", d.name);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Mail waiting on the server, read from its database file.

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use quicproquo_daemon::mls::{GroupId, Identity, MlsEngine, Suite};
 use quicproquo_protocol::client::Client;
 use quicproquo_protocol::ipc::client::Subscription;
-use quicproquo_protocol::ipc::methods::{method, GroupMembersParams, NoParams};
+use quicproquo_protocol::ipc::methods::{method, GroupMembersParams};
 use quicproquo_protocol::ipc::notifications::Notification;
 use quicproquo_protocol::ipc::values::{
     Ciphersuite, ConversationId, ConversationRef, MembershipEvent,
@@ -342,17 +342,7 @@ async fn idle_rss(conversations: usize) {
 
 /// Waits until the outbox is empty, then 5 s of idleness.
 async fn settle(d: &Daemon) {
-    for _ in 0..600 {
-        let s = d
-            .client
-            .request::<method::Status>(NoParams {})
-            .await
-            .unwrap();
-        if s.outbox == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    d.wait_outbox_empty().await;
     tokio::time::sleep(Duration::from_secs(5)).await;
 }
 

@@ -173,11 +173,9 @@ impl Link {
         Ok(C::response(answer).map_err(ClientError::Unexpected)?)
     }
 
-    /// One request on the current connection, answered whatever its kind.
-    ///
-    /// The untyped escape hatch: prefer [`Link::request`]. Left for the
-    /// agent's calls until they are converted.
-    pub async fn call(&self, req: &Request) -> Result<Response, LinkError> {
+    /// One request on the current connection, answered whatever its kind
+    /// (what [`Link::request`] types).
+    async fn call(&self, req: &Request) -> Result<Response, LinkError> {
         let client = self
             .current
             .read()

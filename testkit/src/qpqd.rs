@@ -284,6 +284,20 @@ impl TestDaemon {
         }
     }
 
+    /// Waits until everything this daemon queued has gone to the server.
+    pub async fn wait_outbox_empty(&self) {
+        agent::eventually(&format!("{}'s outbox drains", self.name), || async {
+            let s = self
+                .client
+                .request::<method::Status>(NoParams {})
+                .await
+                .expect("status");
+            (s.outbox == 0).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     /// Waits until a conversation called `name` exists.
     pub async fn wait_for_conversation(&self, name: &str) -> Conversation {
         agent::wait_for_conversation(&self.client, name)
