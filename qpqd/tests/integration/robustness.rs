@@ -1,6 +1,7 @@
 //! Bad IPC input, the passphrase path, and who may connect.
 
 use quicproquo_testkit::agent::eventually;
+use quicproquo_testkit::process::{output, output_blocking};
 use quicproquo_testkit::skip::skip;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -103,9 +104,7 @@ async fn a_wrong_passphrase_locks_and_unlock_opens() {
     d.register(&srv).await;
     send_self_check(&d).await;
     // Stop, then start with a wrong passphrase: the daemon runs locked.
-    let _ = d.client.request::<method::Shutdown>(NoParams {}).await;
-    let mut c = d.child.take().unwrap();
-    c.wait().await.unwrap();
+    d.stop().await;
     let (child, client) = Daemon::spawn(&d.home, "alice", Some("not the passphrase")).await;
     d.child = Some(child);
     let st = client.request::<method::Status>(NoParams {}).await.unwrap();
@@ -164,8 +163,7 @@ async fn the_keyring_holds_the_state_key_when_there_is_one() {
         client,
     };
     d.register(&srv).await;
-    let _ = d.client.request::<method::Shutdown>(NoParams {}).await;
-    d.child.take().unwrap().wait().await.unwrap();
+    d.stop().await;
     let (_child, client) = Daemon::spawn(&home, "keyring-user", None).await;
     let st = client.request::<method::Status>(NoParams {}).await.unwrap();
     assert_eq!(st.keystore, KeystoreState::Keyring);
@@ -180,14 +178,14 @@ async fn the_keyring_holds_the_state_key_when_there_is_one() {
 async fn a_second_daemon_for_the_profile_refuses_to_start() {
     let root = tempfile::tempdir().unwrap();
     let d = Daemon::start(root.path(), "alice").await;
-    let out = tokio::process::Command::new(crate::harness::QPQD)
-        .arg("--foreground")
-        .env("QPQ_DATA_DIR", d.home.join("data"))
-        .env("XDG_RUNTIME_DIR", d.home.join("run"))
-        .env("QPQ_PASSPHRASE", &d.passphrase)
-        .output()
-        .await
-        .unwrap();
+    let out = output(
+        tokio::process::Command::new(crate::harness::QPQD)
+            .arg("--foreground")
+            .env("QPQ_DATA_DIR", d.home.join("data"))
+            .env("XDG_RUNTIME_DIR", d.home.join("run"))
+            .env("QPQ_PASSPHRASE", &d.passphrase),
+    )
+    .await;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("already running"), "{err}");
@@ -230,15 +228,11 @@ async fn another_user_cannot_connect() {
     let run_as = |user: &'static str| {
         let script = script.clone();
         async move {
-            let out = tokio::time::timeout(
-                Duration::from_secs(20),
+            let out = output(
                 tokio::process::Command::new(runuser)
-                    .args(["-u", user, "--", "python3", "-c", &script])
-                    .output(),
+                    .args(["-u", user, "--", "python3", "-c", &script]),
             )
-            .await
-            .expect("the probe finishes")
-            .unwrap();
+            .await;
             let said = String::from_utf8_lossy(&out.stdout).into_owned();
             let err = String::from_utf8_lossy(&out.stderr).into_owned();
             assert!(
@@ -260,9 +254,7 @@ async fn another_user_cannot_connect() {
 }
 
 fn rustix_is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
+    output_blocking(std::process::Command::new("id").arg("-u"))
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
@@ -283,15 +275,16 @@ async fn send_self_check(d: &Daemon) {
 fn an_empty_passphrase_variable_is_refused() {
     let home = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(home.path().join("run")).unwrap();
-    let out = std::process::Command::new(crate::harness::QPQD)
-        .arg("--foreground")
-        .env_clear()
-        .env("QPQ_DATA_DIR", home.path().join("data"))
-        .env("XDG_RUNTIME_DIR", home.path().join("run"))
-        .env("HOME", home.path())
-        .env("QPQ_PASSPHRASE", "")
-        .output()
-        .unwrap();
+    let out = output_blocking(
+        std::process::Command::new(crate::harness::QPQD)
+            .arg("--foreground")
+            .env_clear()
+            .env("QPQ_DATA_DIR", home.path().join("data"))
+            .env("XDG_RUNTIME_DIR", home.path().join("run"))
+            .env("HOME", home.path())
+            .env("QPQ_PASSPHRASE", ""),
+    )
+    .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
