@@ -48,6 +48,9 @@ pub struct Running {
     certs: Arc<ReloadableCert>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    /// Reads the service's parked-`fetchWait` count; a closure because the
+    /// service is generic over its store and `Running` is not.
+    waiting: Box<dyn Fn() -> usize + Send + Sync>,
 }
 
 impl Running {
@@ -55,6 +58,12 @@ impl Running {
     /// fingerprint. Open connections are not affected.
     pub fn reload_tls(&self) -> Result<String, TlsError> {
         self.certs.reload()
+    }
+
+    /// How many `fetchWait`s are held waiting for mail right now, so a test
+    /// can enqueue only once its waiter is parked.
+    pub fn waiting_fetches(&self) -> usize {
+        (self.waiting)()
     }
 
     /// Stops accepting, lets in-flight requests finish, closes connections
@@ -119,6 +128,10 @@ pub async fn start_with_store<S: Store>(config: Config, store: S) -> Result<Runn
         reason: e.to_string(),
     })?;
     tracing::info!(%local_addr, %fingerprint, "listening");
+    let waiting = {
+        let service = service.clone();
+        Box::new(move || service.delivery().mailboxes().waiting())
+    };
     let task = tokio::spawn(accept_loop(
         endpoint,
         service,
@@ -131,6 +144,7 @@ pub async fn start_with_store<S: Store>(config: Config, store: S) -> Result<Runn
         certs,
         shutdown: shutdown_tx,
         task,
+        waiting,
     })
 }
 

@@ -285,17 +285,10 @@ mod tests {
         }
         let mut frames = 0;
         let mut outside = Counting::default();
+        // The quit is queued by the frame hook, once the second frame is
+        // drawn: if the burst took more than one frame, the rest of it is
+        // still queued ahead of the quit and shows up as more frames.
         let quit = tx.clone();
-        tokio::spawn(async move {
-            // After the burst has been drawn.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let _ = quit
-                .send(Action::Key(KeyEvent::new(
-                    KeyCode::Char('q'),
-                    KeyModifiers::CONTROL,
-                )))
-                .await;
-        });
         run(
             &mut terminal,
             &mut app,
@@ -304,6 +297,13 @@ mod tests {
             &mut outside,
             |_| {
                 frames += 1;
+                if frames == 2 {
+                    quit.try_send(Action::Key(KeyEvent::new(
+                        KeyCode::Char('q'),
+                        KeyModifiers::CONTROL,
+                    )))
+                    .expect("room for the quit");
+                }
                 false
             },
         )

@@ -14,11 +14,13 @@
 //!   this process (the demo, and tests that need no second binary).
 //! - [`agent`]: through any agent's IPC client, [`agent::register`] a user on
 //!   a test server and open the [`agent::first_dm`] between two users.
+//! - [`process`]: run a child process to completion under a deadline.
 
 pub mod agent;
 mod error;
 pub mod home;
 mod in_process;
+pub mod process;
 mod qpqd;
 mod server;
 pub mod skip;

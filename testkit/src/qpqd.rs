@@ -195,6 +195,13 @@ impl TestDaemon {
 
     /// Stops the daemon gracefully and starts it again.
     pub async fn restart(&mut self) {
+        self.stop().await;
+        self.start_again().await;
+    }
+
+    /// Stops the daemon gracefully and waits until it has exited, so a
+    /// test can change what it finds on the next start.
+    pub async fn stop(&mut self) {
         let _ = self.client.request::<method::Shutdown>(NoParams {}).await;
         if let Some(mut c) = self.child.take() {
             tokio::time::timeout(Duration::from_secs(10), c.wait())
@@ -202,6 +209,10 @@ impl TestDaemon {
                 .expect("qpqd exits after shutdown")
                 .expect("wait for qpqd");
         }
+    }
+
+    /// Starts the daemon again after [`TestDaemon::stop`].
+    pub async fn start_again(&mut self) {
         self.respawn().await;
     }
 
@@ -209,7 +220,10 @@ impl TestDaemon {
     pub async fn kill9_and_restart(&mut self) {
         if let Some(mut c) = self.child.take() {
             c.start_kill().expect("kill qpqd");
-            c.wait().await.expect("wait for qpqd");
+            tokio::time::timeout(Duration::from_secs(10), c.wait())
+                .await
+                .expect("qpqd exits after kill -9")
+                .expect("wait for qpqd");
         }
         self.respawn().await;
     }

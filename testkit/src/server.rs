@@ -84,6 +84,16 @@ impl TestServer {
             .expect("connect to the test server")
     }
 
+    /// Waits until `n` `fetchWait`s are held by the server, so what a test
+    /// does next is known to take the wake-up path, not the first read.
+    pub async fn parked_fetches(&self, n: usize) -> Result<(), TestkitError> {
+        crate::agent::eventually("the fetchWait is parked", || async {
+            let running = self.running.as_ref()?;
+            (running.waiting_fetches() >= n).then_some(())
+        })
+        .await
+    }
+
     /// Graceful shutdown; the data stays.
     pub async fn stop(&mut self) {
         if let Some(r) = self.running.take() {

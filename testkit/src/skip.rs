@@ -36,16 +36,17 @@ mod tests {
         }
         let me = std::env::current_exe().unwrap();
         let run = |require: &str| {
-            std::process::Command::new(&me)
-                .args([
-                    "--exact",
-                    "--nocapture",
-                    "skip::tests::a_skip_fails_when_everything_is_required",
-                ])
-                .env("QPQ_SKIP_CHILD", "1")
-                .env(REQUIRE_ALL, require)
-                .output()
-                .unwrap()
+            crate::process::output_blocking(
+                std::process::Command::new(&me)
+                    .args([
+                        "--exact",
+                        "--nocapture",
+                        "skip::tests::a_skip_fails_when_everything_is_required",
+                    ])
+                    .env("QPQ_SKIP_CHILD", "1")
+                    .env(REQUIRE_ALL, require),
+            )
+            .unwrap()
         };
         let strict = run("1");
         assert!(

@@ -53,7 +53,7 @@ async fn each_error_has_its_status_and_says_what_to_do() {
             "127.0.0.1:1",
             "alice",
         ]);
-        let out = cmd.output().await.unwrap();
+        let out = quicproquo_testkit::process::output(&mut cmd).await;
         assert_eq!(out.status.code(), Some(2));
         let stderr = String::from_utf8(out.stderr).unwrap();
         assert!(stderr.contains("--password-stdin"), "{stderr}");

@@ -232,14 +232,12 @@ impl Drop for User {
     /// Stops the daemon qpq-ctl started for this user (detached, so nobody
     /// else would), and kills it if it will not stop.
     fn drop(&mut self) {
-        let _ = std::process::Command::new(CTL)
-            .args(["--no-autostart", "daemon", "stop"])
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let _ = quicproquo_testkit::process::output_blocking(
+            std::process::Command::new(CTL)
+                .args(["--no-autostart", "daemon", "stop"])
+                .env_clear()
+                .envs(self.env.iter().map(|(k, v)| (k, v))),
+        );
         if let Some(pid) = self.daemon_pid().and_then(rustix::process::Pid::from_raw) {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }

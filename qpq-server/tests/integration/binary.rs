@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use quicproquo_protocol::client::{Client, Trust};
 use quicproquo_protocol::wire::{Request, Response};
+use quicproquo_testkit::process::{output, output_blocking};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -55,11 +56,8 @@ async fn start(data_dir: &Path) -> (Child, std::net::SocketAddr, String) {
 
 async fn terminate(mut child: Child) -> std::process::ExitStatus {
     let pid = child.id().expect("running").to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    let killed = output_blocking(std::process::Command::new("kill").args(["-TERM", &pid])).unwrap();
+    assert!(killed.status.success());
     tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
         .expect("exits after SIGTERM")
@@ -102,23 +100,19 @@ async fn config_errors_name_the_key_and_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("qpq-server.toml");
     std::fs::write(&file, "max_connections = 0\n").unwrap();
-    let out = command(dir.path())
-        .stderr(Stdio::piped())
-        .output()
-        .await
-        .unwrap();
+    let out = output(command(dir.path()).stderr(Stdio::piped())).await;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("max_connections"), "{err}");
     assert!(err.contains("qpq-server.toml"), "{err}");
 
     // An environment variable overrides the file.
-    let out = command(dir.path())
-        .env("QPQ_MAX_CONNECTIONS", "zero")
-        .stderr(Stdio::piped())
-        .output()
-        .await
-        .unwrap();
+    let out = output(
+        command(dir.path())
+            .env("QPQ_MAX_CONNECTIONS", "zero")
+            .stderr(Stdio::piped()),
+    )
+    .await;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -129,7 +123,7 @@ async fn config_errors_name_the_key_and_the_file() {
 
 #[tokio::test]
 async fn help_explains_every_setting() {
-    let out = Command::new(BIN).arg("--help").output().await.unwrap();
+    let out = output(Command::new(BIN).arg("--help")).await;
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [

@@ -558,7 +558,7 @@ async fn fetch_wait_wakes_on_enqueue_and_times_out_empty() {
         timeout_ms: 20_000,
     });
     let send = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        srv.parked_fetches(1).await.unwrap();
         alice.send(&bob, ab, app_message(b"wake up")).await.unwrap();
         Instant::now()
     };
@@ -631,7 +631,9 @@ async fn graceful_shutdown_answers_in_flight_requests() {
         timeout_ms: 30_000,
     });
     let stop = async {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Shut down only once the request is held: the test is about a
+        // parked request, not one that has not reached the server yet.
+        srv.parked_fetches(1).await.unwrap();
         let running = srv.running.take().unwrap();
         let t = Instant::now();
         running.shutdown().await;

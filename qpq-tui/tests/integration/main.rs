@@ -45,14 +45,13 @@ impl QpqCtl {
     }
 
     async fn output(&self, args: &[&str]) -> std::process::Output {
-        tokio::process::Command::new(&self.program)
-            .arg("--no-autostart")
-            .args(args)
-            .envs(home::env(&self.home))
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
-            .unwrap()
+        quicproquo_testkit::process::output(
+            tokio::process::Command::new(&self.program)
+                .arg("--no-autostart")
+                .args(args)
+                .envs(home::env(&self.home)),
+        )
+        .await
     }
 
     async fn run(&self, args: &[&str]) {

@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use quicproquo_testkit::process::output_blocking;
+
 pub struct Tmux;
 
 impl Tmux {
     /// `Some` when `tmux` runs.
     pub fn available() -> Option<Tmux> {
-        Command::new("tmux")
-            .arg("-V")
-            .output()
+        output_blocking(Command::new("tmux").arg("-V"))
             .ok()
             .filter(|o| o.status.success())
             .map(|_| Tmux)
@@ -73,11 +73,7 @@ pub struct Session {
 
 impl Session {
     fn tmux(&self, args: &[&str]) -> std::io::Result<Output> {
-        Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
+        output_blocking(Command::new("tmux").arg("-L").arg(&self.socket).args(args))
     }
 
     pub fn screen(&self) -> String {

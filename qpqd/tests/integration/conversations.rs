@@ -65,7 +65,16 @@ async fn group_messages_removal_and_rekey() {
     assert_eq!(e.code(), Some(IpcErrorCode::NotFound), "{e}");
     alice.send("team", "after carol left").await.unwrap();
     bob.wait_for("team", "after carol left").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A barrier instead of a grace period: alice's DM is stored after the
+    // group message (bob already has that one), and carol's daemon reads
+    // its mailbox in order, so once the DM is there, anything alice's
+    // daemon had sent carol for the group has been handled too.
+    alice.dm_open("carol").await.unwrap();
+    alice
+        .send("@carol", "after the group message")
+        .await
+        .unwrap();
+    carol.wait_for("@alice", "after the group message").await;
     let carols = carol.history("team").await;
     assert!(
         carols.iter().any(|m| m.text == "hello team"),
@@ -180,25 +189,35 @@ async fn concurrent_commits_do_not_fork_the_group() {
     }
 }
 
+/// kill -9 while the outbox holds a burst: the server is stopped first so
+/// nothing can drain, which makes "queued at the kill" a checked fact
+/// instead of a hope about timing. Every send answered before the kill is
+/// durable: it arrives once the server is back, exactly once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_a_burst_loses_and_repeats_nothing() {
-    let srv = Server::start().await;
+    let mut srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
     let [mut alice, bob] = Daemon::registered(root.path(), &srv, ["alice", "bob"]).await;
     alice.dm_open("bob").await.unwrap();
+    alice.send("@bob", "before the stop").await.unwrap();
+    bob.wait_for("@alice", "before the stop").await;
+    eventually("alice's outbox is empty", || async {
+        (outbox(&alice).await == 0).then_some(())
+    })
+    .await
+    .unwrap();
 
-    // Send a burst; kill -9 the daemon while it drains its outbox.
+    srv.stop().await;
     let mut answered = Vec::new();
-    for i in 0..40 {
+    for i in 0..26 {
         let text = format!("burst {i}");
-        if alice.send("@bob", &text).await.is_ok() {
-            answered.push(text);
-        }
-        if i == 25 {
-            break;
-        }
+        alice.send("@bob", &text).await.unwrap();
+        answered.push(text);
     }
+    assert_eq!(outbox(&alice).await, 26, "the burst is queued at the kill");
     alice.kill9_and_restart().await;
+    assert_eq!(outbox(&alice).await, 26, "the outbox survived kill -9");
+    srv.start_again().await;
     for i in 26..40 {
         let text = format!("burst {i}");
         alice.send("@bob", &text).await.unwrap();
@@ -561,4 +580,13 @@ async fn dm_messages_become_delivered_group_messages_stay_sent() {
     let team = alice.history("team").await;
     assert_eq!(team.len(), 1);
     assert_eq!(team[0].state, MessageState::Sent, "no receipts in groups");
+}
+
+/// How many messages wait in `d`'s outbox, as `status` reports it.
+async fn outbox(d: &Daemon) -> u64 {
+    d.client
+        .request::<method::Status>(quicproquo_protocol::ipc::methods::NoParams {})
+        .await
+        .unwrap()
+        .outbox
 }

@@ -1,5 +1,7 @@
 //! Bad IPC input, the passphrase path, and who may connect.
 
+use quicproquo_testkit::agent::eventually;
+use quicproquo_testkit::process::{output, output_blocking};
 use quicproquo_testkit::skip::skip;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -102,9 +104,7 @@ async fn a_wrong_passphrase_locks_and_unlock_opens() {
     d.register(&srv).await;
     send_self_check(&d).await;
     // Stop, then start with a wrong passphrase: the daemon runs locked.
-    let _ = d.client.request::<method::Shutdown>(NoParams {}).await;
-    let mut c = d.child.take().unwrap();
-    c.wait().await.unwrap();
+    d.stop().await;
     let (child, client) = Daemon::spawn(&d.home, "alice", Some("not the passphrase")).await;
     d.child = Some(child);
     let st = client.request::<method::Status>(NoParams {}).await.unwrap();
@@ -163,8 +163,7 @@ async fn the_keyring_holds_the_state_key_when_there_is_one() {
         client,
     };
     d.register(&srv).await;
-    let _ = d.client.request::<method::Shutdown>(NoParams {}).await;
-    d.child.take().unwrap().wait().await.unwrap();
+    d.stop().await;
     let (_child, client) = Daemon::spawn(&home, "keyring-user", None).await;
     let st = client.request::<method::Status>(NoParams {}).await.unwrap();
     assert_eq!(st.keystore, KeystoreState::Keyring);
@@ -179,14 +178,14 @@ async fn the_keyring_holds_the_state_key_when_there_is_one() {
 async fn a_second_daemon_for_the_profile_refuses_to_start() {
     let root = tempfile::tempdir().unwrap();
     let d = Daemon::start(root.path(), "alice").await;
-    let out = tokio::process::Command::new(crate::harness::QPQD)
-        .arg("--foreground")
-        .env("QPQ_DATA_DIR", d.home.join("data"))
-        .env("XDG_RUNTIME_DIR", d.home.join("run"))
-        .env("QPQ_PASSPHRASE", &d.passphrase)
-        .output()
-        .await
-        .unwrap();
+    let out = output(
+        tokio::process::Command::new(crate::harness::QPQD)
+            .arg("--foreground")
+            .env("QPQ_DATA_DIR", d.home.join("data"))
+            .env("XDG_RUNTIME_DIR", d.home.join("run"))
+            .env("QPQ_PASSPHRASE", &d.passphrase),
+    )
+    .await;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("already running"), "{err}");
@@ -229,15 +228,11 @@ async fn another_user_cannot_connect() {
     let run_as = |user: &'static str| {
         let script = script.clone();
         async move {
-            let out = tokio::time::timeout(
-                Duration::from_secs(20),
+            let out = output(
                 tokio::process::Command::new(runuser)
-                    .args(["-u", user, "--", "python3", "-c", &script])
-                    .output(),
+                    .args(["-u", user, "--", "python3", "-c", &script]),
             )
-            .await
-            .expect("the probe finishes")
-            .unwrap();
+            .await;
             let said = String::from_utf8_lossy(&out.stdout).into_owned();
             let err = String::from_utf8_lossy(&out.stderr).into_owned();
             assert!(
@@ -259,9 +254,7 @@ async fn another_user_cannot_connect() {
 }
 
 fn rustix_is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
+    output_blocking(std::process::Command::new("id").arg("-u"))
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
@@ -282,15 +275,16 @@ async fn send_self_check(d: &Daemon) {
 fn an_empty_passphrase_variable_is_refused() {
     let home = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(home.path().join("run")).unwrap();
-    let out = std::process::Command::new(crate::harness::QPQD)
-        .arg("--foreground")
-        .env_clear()
-        .env("QPQ_DATA_DIR", home.path().join("data"))
-        .env("XDG_RUNTIME_DIR", home.path().join("run"))
-        .env("HOME", home.path())
-        .env("QPQ_PASSPHRASE", "")
-        .output()
-        .unwrap();
+    let out = output_blocking(
+        std::process::Command::new(crate::harness::QPQD)
+            .arg("--foreground")
+            .env_clear()
+            .env("QPQ_DATA_DIR", home.path().join("data"))
+            .env("XDG_RUNTIME_DIR", home.path().join("run"))
+            .env("HOME", home.path())
+            .env("QPQ_PASSPHRASE", ""),
+    )
+    .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -445,27 +439,48 @@ async fn register_unpinned(
 /// held 40 + 10 packages instead of 20 + 5.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_uploads_one_stock_of_key_packages() {
-    let srv = Server::start().await;
+    let mut srv = Server::start().await;
+    let db = rusqlite::Connection::open(&srv.config.database).unwrap();
+    // A test hook in the server's database: every last-resort upload is
+    // logged. Each refill begins each suite with one, so the log says how
+    // far the refills got.
+    db.execute_batch(
+        "CREATE TABLE test_last_resort_log (suite INTEGER);
+         CREATE TRIGGER test_log_insert AFTER INSERT ON last_resort_key_packages
+         BEGIN INSERT INTO test_last_resort_log VALUES (new.suite); END;
+         CREATE TRIGGER test_log_update AFTER UPDATE ON last_resort_key_packages
+         BEGIN INSERT INTO test_last_resort_log VALUES (new.suite); END;",
+    )
+    .unwrap();
+    let uploads = || -> i64 {
+        db.query_row("SELECT count(*) FROM test_last_resort_log", [], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
     let root = tempfile::tempdir().unwrap();
     let [_alice] = Daemon::registered(root.path(), &srv, ["alice"]).await;
-    let db = rusqlite::Connection::open(&srv.config.database).unwrap();
     let count = || -> Vec<(i64, i64)> {
         pairs(
             &db,
             "SELECT suite, count(*) FROM key_packages GROUP BY suite ORDER BY suite",
         )
     };
-    // Both refills (registration's and the connection's) have run once the
-    // stock stops changing.
-    let mut last = count();
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = count();
-        if now == last && now.len() == 2 {
-            break;
-        }
-        last = now;
-    }
+    // Registration's refill and the connection's have both begun their
+    // last suite (two suites each)...
+    eventually("both refills reach their last suite", || async {
+        (uploads() >= 4).then_some(())
+    })
+    .await
+    .unwrap();
+    // ...and a third refill, after a reconnect, has begun: refills take
+    // turns, so the second one is finished, whatever it uploaded.
+    srv.restart().await;
+    eventually("the reconnect's refill begins", || async {
+        (uploads() >= 6).then_some(())
+    })
+    .await
+    .unwrap();
     assert_eq!(count(), [(0x0001, 5), (0x004F, 20)]);
 }
 
@@ -483,22 +498,28 @@ async fn a_reconnect_keeps_the_last_resort_key_package() {
             "SELECT suite, data FROM last_resort_key_packages ORDER BY suite",
         )
     };
-    let mut before = last_resort();
-    for _ in 0..50 {
-        if before.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        before = last_resort();
-    }
-    assert_eq!(before.len(), 2, "one per suite");
-    alice.restart().await;
-    // The reconnect's refill has run once the stock query is answered;
-    // give it the time a refill takes, then compare.
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(last_resort(), before, "the same packages, byte for byte");
+    let before = eventually("one last-resort package per suite", || async {
+        let now = last_resort();
+        (now.len() == 2).then_some(now)
+    })
+    .await
+    .unwrap();
+    // With the daemon stopped, the rows are removed: their return is the
+    // reconnect's upload, not an earlier one still settling.
+    alice.stop().await;
+    db.execute("DELETE FROM last_resort_key_packages", [])
+        .unwrap();
+    alice.start_again().await;
+    let after = eventually(
+        "the reconnect re-sends the last-resort packages",
+        || async {
+            let now = last_resort();
+            (now.len() == 2).then_some(now)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(after, before, "the same packages, byte for byte");
 }
 
 /// The rows of a two-column query on the server's database.

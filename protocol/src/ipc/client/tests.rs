@@ -305,12 +305,17 @@ async fn calls_are_routed_by_id_while_notifications_stream() {
     let paths = test_paths(&tmp);
     // `whoami` is answered only once `status` has been.
     let status_sent = Arc::new(Notify::new());
+    // `status` is sent only once the daemon holds `whoami`, so the first
+    // call sent is known to be the one answered last.
+    let whoami_held = Arc::new(Notify::new());
+    let held = Arc::clone(&whoami_held);
     let inner = standard(200);
     let _daemon = FakeDaemon::start(
         &paths,
         Arc::new(move |req: &IncomingRequest| match &req.call {
             Call::Status(_) => vec![reply(req, status()), Step::Signal(Arc::clone(&status_sent))],
             Call::Whoami(_) => {
+                held.notify_one();
                 let mut steps = vec![Step::Wait(Arc::clone(&status_sent))];
                 steps.extend(inner(req));
                 steps
@@ -329,7 +334,7 @@ async fn calls_are_routed_by_id_while_notifications_stream() {
         w
     };
     let fast = async {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        whoami_held.notified().await;
         let s = client.request::<method::Status>(NoParams {}).await.unwrap();
         order.lock().unwrap().push("status");
         s
@@ -747,12 +752,14 @@ async fn spawned_daemon_is_detached_in_its_own_process_group() {
     let pgid = rustix::process::getpgid(Some(pid)).unwrap();
     assert_eq!(pgid, pid, "not the leader of its own group");
     assert_ne!(pgid, rustix::process::getpgrp());
+    // Until the whole line is written (the file exists before it is).
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !out.exists() && Instant::now() < deadline {
+    let mut args = String::new();
+    while !args.ends_with('\n') && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
+        args = std::fs::read_to_string(&out).unwrap_or_default();
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(std::fs::read_to_string(&out).unwrap(), "--profile test\n");
+    assert_eq!(args, "--profile test\n");
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 }
