@@ -514,6 +514,18 @@ mod batch_tests {
         c
     }
 
+    /// One core per name, side by side in `dir`.
+    fn cores<const N: usize>(dir: &Path, names: [&str; N]) -> [Core; N] {
+        names.map(|n| core(dir, n))
+    }
+
+    /// The conversation info of a group called "team".
+    fn team() -> ConversationInfo {
+        ConversationInfo::Group {
+            name: "team".into(),
+        }
+    }
+
     fn fetched(seq: u64, mls: &[u8]) -> Fetched {
         Fetched {
             seq,
@@ -560,13 +572,8 @@ mod batch_tests {
     #[test]
     fn a_batch_is_stored_together_and_a_bad_message_is_skipped_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let mut alice = core(dir.path(), "alice");
-        let mut bob = core(dir.path(), "bob");
-        let mut carol = core(dir.path(), "carol");
-        let info = ConversationInfo::Group {
-            name: "team".into(),
-        };
-        let (group, welcome) = group_of(&mut alice, info, &mut [&mut bob]);
+        let [mut alice, mut bob, mut carol] = cores(dir.path(), ["alice", "bob", "carol"]);
+        let (group, welcome) = group_of(&mut alice, team(), &mut [&mut bob]);
         let elsewhere = carol.engine().unwrap().create_group(Suite::Hybrid).unwrap();
 
         let batch = vec![
@@ -609,12 +616,8 @@ mod batch_tests {
     #[test]
     fn a_message_held_back_past_the_key_window_is_reported_as_lost() {
         let dir = tempfile::tempdir().unwrap();
-        let mut alice = core(dir.path(), "alice");
-        let mut bob = core(dir.path(), "bob");
-        let info = ConversationInfo::Group {
-            name: "team".into(),
-        };
-        let (group, welcome) = group_of(&mut alice, info, &mut [&mut bob]);
+        let [mut alice, mut bob] = cores(dir.path(), ["alice", "bob"]);
+        let (group, welcome) = group_of(&mut alice, team(), &mut [&mut bob]);
         store_incoming(&mut bob, vec![fetched(1, &welcome)]).unwrap();
         let joined_at = bob.engine().unwrap().epoch(group).unwrap();
 
@@ -663,10 +666,8 @@ mod batch_tests {
     #[test]
     fn a_dm_label_on_a_group_of_three_does_not_make_it_a_dm() {
         let dir = tempfile::tempdir().unwrap();
-        let mut alice = core(dir.path(), "alice");
-        let mut bob = core(dir.path(), "bob");
-        let mut carol = core(dir.path(), "carol");
-        let mut dave = core(dir.path(), "dave");
+        let [mut alice, mut bob, mut carol, mut dave] =
+            cores(dir.path(), ["alice", "bob", "carol", "dave"]);
 
         let (three, welcome) = group_of(
             &mut alice,
@@ -686,5 +687,50 @@ mod batch_tests {
         let conv = conversation(&dave, two);
         assert_eq!(conv.kind, Kind::Dm, "{conv:?}");
         assert_eq!(conv.peer.as_deref(), Some("alice"));
+    }
+
+    /// Attack: a member of a group relabels it, for everyone, as a DM with
+    /// himself (or renames it) by sending a conversation-info message — what
+    /// the old `meta` payload did. The defence: a conversation's kind and
+    /// name come only from the creator's group context, read once at join;
+    /// an application message that is not text or a receipt changes nothing.
+    #[test]
+    fn a_member_cannot_relabel_a_group_as_a_dm_with_himself() {
+        let dir = tempfile::tempdir().unwrap();
+        let [mut alice, mut bob, mut carol] = cores(dir.path(), ["alice", "bob", "carol"]);
+        let (group, welcome) = group_of(&mut alice, team(), &mut [&mut bob, &mut carol]);
+        store_incoming(&mut bob, vec![fetched(1, &welcome)]).unwrap();
+        store_incoming(&mut carol, vec![fetched(1, &welcome)]).unwrap();
+        let before = conversation(&carol, group);
+
+        let relabels = [
+            &br#"qpq1{"t":"meta","kind":"dm","name":"@bob"}"#[..],
+            br#"qpq1{"t":"meta","kind":"group","name":"bob's"}"#,
+            &ConversationInfo::Dm.encode(),
+        ]
+        .map(|body| bob.engine().unwrap().encrypt(group, body).unwrap());
+        let batch = relabels
+            .iter()
+            .enumerate()
+            .map(|(i, m)| fetched(2 + i as u64, m))
+            .chain([fetched(9, &text(&mut bob, group, "still a group"))])
+            .collect();
+        store_incoming(&mut carol, batch).unwrap();
+
+        let after = conversation(&carol, group);
+        assert_eq!(
+            after,
+            Conversation {
+                last_activity_ms: after.last_activity_ms,
+                ..before
+            }
+        );
+        assert_eq!(conversations::dm_with(carol.db(), "bob").unwrap(), None);
+        let history: Vec<String> = messages::history(carol.db(), after.id, None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(history, ["still a group"], "bob's messages did arrive");
     }
 }
