@@ -675,3 +675,45 @@ async fn a_cancelled_fetch_wait_forgets_its_mailbox() {
     assert_eq!(mailboxes.waiting(), 0);
     assert_eq!(mailboxes.watched(), 0);
 }
+
+/// Attack: copy the server's database (a backup, a stolen disk) and present
+/// the session tokens found in it. The defence: the `sessions` table holds
+/// SHA-256 of each token (`SessionToken::hash`), never the token a client
+/// presents. Read from the file itself, as the thief would.
+#[tokio::test]
+async fn a_leaked_session_table_holds_no_usable_token() {
+    use sha2::{Digest, Sha256};
+
+    let f = Fixture::new().await;
+    let alice = f.user("alice").await;
+    let database = Config::for_tests(f._dir.path()).database;
+    let conn = rusqlite::Connection::open_with_flags(
+        &database,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let rows: Vec<(Vec<u8>, String)> = conn
+        .prepare("SELECT token_hash, username FROM sessions")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let raw = alice.token.expose().to_vec();
+    let digest = Sha256::digest(&raw).to_vec();
+    assert_eq!(
+        rows,
+        [(digest, "alice".to_string())],
+        "one session, stored as the token's SHA-256"
+    );
+    // Nowhere in the table, in any column, is the token itself.
+    let hits: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sessions \
+             WHERE instr(token_hash, ?1) > 0 OR instr(CAST(username AS BLOB), ?1) > 0",
+            [&raw],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(hits, 0);
+}

@@ -514,6 +514,18 @@ mod batch_tests {
         c
     }
 
+    /// One core per name, side by side in `dir`.
+    fn cores<const N: usize>(dir: &Path, names: [&str; N]) -> [Core; N] {
+        names.map(|n| core(dir, n))
+    }
+
+    /// The conversation info of a group called "team".
+    fn team() -> ConversationInfo {
+        ConversationInfo::Group {
+            name: "team".into(),
+        }
+    }
+
     fn fetched(seq: u64, mls: &[u8]) -> Fetched {
         Fetched {
             seq,
@@ -526,35 +538,46 @@ mod batch_tests {
         c.engine().unwrap().encrypt(group, &body).unwrap()
     }
 
+    /// A group `creator` makes with `info` and adds `joiners` to, committed
+    /// on the creator's side: the group and the Welcome for the joiners.
+    fn group_of(
+        creator: &mut Core,
+        info: ConversationInfo,
+        joiners: &mut [&mut Core],
+    ) -> (GroupId, Vec<u8>) {
+        let group = creator
+            .engine()
+            .unwrap()
+            .create_group_with_info(Suite::Hybrid, Some(&info.encode()))
+            .unwrap();
+        let kps: Vec<Vec<u8>> = joiners
+            .iter_mut()
+            .flat_map(|j| j.engine().unwrap().key_packages(Suite::Hybrid, 1).unwrap())
+            .collect();
+        let staged = creator.engine().unwrap().add_members(group, &kps).unwrap();
+        creator.engine().unwrap().merge_pending(group).unwrap();
+        (group, staged.welcome.unwrap())
+    }
+
+    /// What a core stored for the conversation of `group`.
+    fn conversation(c: &Core, group: GroupId) -> Conversation {
+        conversations::by_group(c.db(), &group.0)
+            .unwrap()
+            .expect("the joined group has a conversation")
+    }
+
     /// One call stores a whole batch: a Welcome, messages, and among them
     /// two that cannot be processed (a group we are not in, bytes that are
     /// not MLS) — those are skipped alone, everything else is stored.
     #[test]
     fn a_batch_is_stored_together_and_a_bad_message_is_skipped_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let mut alice = core(dir.path(), "alice");
-        let mut bob = core(dir.path(), "bob");
-        let mut carol = core(dir.path(), "carol");
-        let info = ConversationInfo::Group {
-            name: "team".into(),
-        }
-        .encode();
-        let group = alice
-            .engine()
-            .unwrap()
-            .create_group_with_info(Suite::Hybrid, Some(&info))
-            .unwrap();
-        let kp = bob
-            .engine()
-            .unwrap()
-            .key_packages(Suite::Hybrid, 1)
-            .unwrap();
-        let staged = alice.engine().unwrap().add_members(group, &kp).unwrap();
-        alice.engine().unwrap().merge_pending(group).unwrap();
+        let [mut alice, mut bob, mut carol] = cores(dir.path(), ["alice", "bob", "carol"]);
+        let (group, welcome) = group_of(&mut alice, team(), &mut [&mut bob]);
         let elsewhere = carol.engine().unwrap().create_group(Suite::Hybrid).unwrap();
 
         let batch = vec![
-            fetched(1, &staged.welcome.unwrap()),
+            fetched(1, &welcome),
             fetched(2, &text(&mut alice, group, "one")),
             fetched(3, &text(&mut carol, elsewhere, "not for bob")),
             Fetched {
@@ -575,9 +598,7 @@ mod batch_tests {
             })
             .collect();
         assert_eq!(texts, ["one", "two"]);
-        let conv = conversations::by_group(bob.db(), &group.0)
-            .unwrap()
-            .expect("the joined group has a conversation");
+        let conv = conversation(&bob, group);
         let history: Vec<String> = messages::history(bob.db(), conv.id, None, 10)
             .unwrap()
             .into_iter()
@@ -585,5 +606,131 @@ mod batch_tests {
             .collect();
         assert_eq!(history, ["one", "two"]);
         assert!(bob.db().is_autocommit(), "the batch's transaction ended");
+    }
+
+    /// Attack: hold a member's message back (a slow or malicious server)
+    /// until the group has moved past the epochs whose keys are kept, so it
+    /// can never be decrypted — and hope nobody notices it was sent. The
+    /// defence: the lost message is reported in its conversation, by a
+    /// notice with no sender (`lost_message_notice`).
+    #[test]
+    fn a_message_held_back_past_the_key_window_is_reported_as_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let [mut alice, mut bob] = cores(dir.path(), ["alice", "bob"]);
+        let (group, welcome) = group_of(&mut alice, team(), &mut [&mut bob]);
+        store_incoming(&mut bob, vec![fetched(1, &welcome)]).unwrap();
+        let joined_at = bob.engine().unwrap().epoch(group).unwrap();
+
+        let held_back = text(&mut alice, group, "held back");
+        let mut seq = 2;
+        for _ in 0..=crate::mls::MAX_PAST_EPOCHS {
+            let c = alice.engine().unwrap().self_update(group).unwrap();
+            alice.engine().unwrap().merge_pending(group).unwrap();
+            store_incoming(&mut bob, vec![fetched(seq, &c.commit)]).unwrap();
+            seq += 1;
+        }
+        let now = bob.engine().unwrap().epoch(group).unwrap();
+        assert_eq!(
+            now.0,
+            joined_at.0 + crate::mls::MAX_PAST_EPOCHS as u64 + 1,
+            "bob followed every commit, so the held-back epoch's keys are gone"
+        );
+        let stored = store_incoming(&mut bob, vec![fetched(seq, &held_back)]).unwrap();
+
+        let history = messages::history(bob.db(), conversation(&bob, group).id, None, 10).unwrap();
+        let [notice] = history.as_slice() else {
+            panic!("one notice in the conversation, got {history:?}");
+        };
+        assert_eq!(notice.sender, "", "a notice, not a message from someone");
+        assert!(
+            notice.text.contains("could not be decrypted")
+                && notice.text.contains(&format!("epoch {}", joined_at.0)),
+            "{}",
+            notice.text
+        );
+        assert!(
+            stored
+                .events
+                .iter()
+                .any(|e| matches!(e, Notification::Message(m) if m.message.text == notice.text)),
+            "front-ends are told at once: {:?}",
+            stored.events
+        );
+    }
+
+    /// Attack: a member creates a group with a third user and labels it a
+    /// DM, so it shows as a private conversation with him (named after him,
+    /// his DM) while someone else reads along. The defence: a Welcome
+    /// labelled DM is a DM only if the group is exactly the inviter and us
+    /// (`joined_conversation`); otherwise it is an ordinary group.
+    #[test]
+    fn a_dm_label_on_a_group_of_three_does_not_make_it_a_dm() {
+        let dir = tempfile::tempdir().unwrap();
+        let [mut alice, mut bob, mut carol, mut dave] =
+            cores(dir.path(), ["alice", "bob", "carol", "dave"]);
+
+        let (three, welcome) = group_of(
+            &mut alice,
+            ConversationInfo::Dm,
+            &mut [&mut bob, &mut carol],
+        );
+        store_incoming(&mut bob, vec![fetched(1, &welcome)]).unwrap();
+        let conv = conversation(&bob, three);
+        assert_eq!(conv.kind, Kind::Group, "{conv:?}");
+        assert_eq!(conv.peer, None, "{conv:?}");
+        assert_eq!(conversations::dm_with(bob.db(), "alice").unwrap(), None);
+
+        // The same label on a group of two is honoured: the check is the
+        // member count, not a refusal of every DM label.
+        let (two, welcome) = group_of(&mut alice, ConversationInfo::Dm, &mut [&mut dave]);
+        store_incoming(&mut dave, vec![fetched(1, &welcome)]).unwrap();
+        let conv = conversation(&dave, two);
+        assert_eq!(conv.kind, Kind::Dm, "{conv:?}");
+        assert_eq!(conv.peer.as_deref(), Some("alice"));
+    }
+
+    /// Attack: a member of a group relabels it, for everyone, as a DM with
+    /// himself (or renames it) by sending a conversation-info message — what
+    /// the old `meta` payload did. The defence: a conversation's kind and
+    /// name come only from the creator's group context, read once at join;
+    /// an application message that is not text or a receipt changes nothing.
+    #[test]
+    fn a_member_cannot_relabel_a_group_as_a_dm_with_himself() {
+        let dir = tempfile::tempdir().unwrap();
+        let [mut alice, mut bob, mut carol] = cores(dir.path(), ["alice", "bob", "carol"]);
+        let (group, welcome) = group_of(&mut alice, team(), &mut [&mut bob, &mut carol]);
+        store_incoming(&mut bob, vec![fetched(1, &welcome)]).unwrap();
+        store_incoming(&mut carol, vec![fetched(1, &welcome)]).unwrap();
+        let before = conversation(&carol, group);
+
+        let relabels = [
+            &br#"qpq1{"t":"meta","kind":"dm","name":"@bob"}"#[..],
+            br#"qpq1{"t":"meta","kind":"group","name":"bob's"}"#,
+            &ConversationInfo::Dm.encode(),
+        ]
+        .map(|body| bob.engine().unwrap().encrypt(group, body).unwrap());
+        let batch = relabels
+            .iter()
+            .enumerate()
+            .map(|(i, m)| fetched(2 + i as u64, m))
+            .chain([fetched(9, &text(&mut bob, group, "still a group"))])
+            .collect();
+        store_incoming(&mut carol, batch).unwrap();
+
+        let after = conversation(&carol, group);
+        assert_eq!(
+            after,
+            Conversation {
+                last_activity_ms: after.last_activity_ms,
+                ..before
+            }
+        );
+        assert_eq!(conversations::dm_with(carol.db(), "bob").unwrap(), None);
+        let history: Vec<String> = messages::history(carol.db(), after.id, None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(history, ["still a group"], "bob's messages did arrive");
     }
 }

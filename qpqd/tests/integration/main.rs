@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod conversations;
+mod defences;
 mod harness;
 mod robustness;
 mod trips;
