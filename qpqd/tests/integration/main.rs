@@ -8,5 +8,6 @@
 mod conversations;
 mod defences;
 mod harness;
+mod promises;
 mod robustness;
 mod trips;
