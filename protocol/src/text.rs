@@ -42,6 +42,13 @@ impl MessageText {
     }
 }
 
+/// Whether text written to a stream (log lines) may carry colour codes: only
+/// when the stream is a terminal, and never with `NO_COLOR` set to something
+/// (no-color.org). A log file, a pipe or a journal gets plain text.
+pub fn colour_allowed(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 /// A character that must not reach a terminal as it is: a control character
 /// (escape sequences start with one, and can move the cursor, rewrite the
 /// screen or set the window title) or a bidirectional override, isolate or
@@ -59,6 +66,16 @@ pub fn is_terminal_unsafe(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_and_never_with_no_color() {
+        use std::ffi::OsStr;
+        assert!(colour_allowed(true, None));
+        assert!(!colour_allowed(false, None));
+        assert!(!colour_allowed(true, Some(OsStr::new("1"))));
+        // An empty NO_COLOR does not count (no-color.org).
+        assert!(colour_allowed(true, Some(OsStr::new(""))));
+    }
 
     #[test]
     fn a_message_is_not_blank_and_not_over_the_limit() {

@@ -7,6 +7,7 @@
 //! `store` (persistence).
 
 pub mod auth;
+pub mod banner;
 pub mod cache;
 pub mod config;
 pub mod delivery;

@@ -6,13 +6,20 @@ use std::io::Write;
 use anyhow::Context;
 use clap::Parser;
 use quicproquo_server::config::{Cli, Config, TlsSource};
-use quicproquo_server::server;
+use quicproquo_server::{banner, server};
 
 fn init_logging() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("QPQ_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only on a terminal: a log file or a pipe gets plain text.
+    let colour = quicproquo_protocol::text::colour_allowed(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .init();
 }
@@ -31,18 +38,12 @@ async fn main() -> anyhow::Result<()> {
 
     // stdout may be a pipe nobody reads to the end (a supervisor, a test):
     // a failed write must not take the server down.
-    let mut banner = format!(
-        "qpq-server listening on {}\ndata directory: {}\ncertificate SHA-256 fingerprint: {}\n",
+    let banner = banner::banner(
         running.local_addr,
-        config.data_dir.display(),
-        running.fingerprint
+        &config.data_dir,
+        &running.fingerprint,
+        self_signed,
     );
-    if self_signed {
-        banner.push_str(&format!(
-            "(self-signed: clients pin this fingerprint, e.g. qpq-ctl login --server {} --server-fingerprint {})\n",
-            running.local_addr, running.fingerprint
-        ));
-    }
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
     drop(out);

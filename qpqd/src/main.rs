@@ -30,7 +30,17 @@ fn init_logging(foreground: bool, paths: &Paths) -> anyhow::Result<()> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if foreground {
-        builder.with_writer(std::io::stderr).init();
+        use std::io::IsTerminal;
+        // Colour codes only on a terminal (not when stderr is a file or a
+        // pipe, as under a supervisor) and never with NO_COLOR.
+        let colour = quicproquo_protocol::text::colour_allowed(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        );
+        builder
+            .with_ansi(colour)
+            .with_writer(std::io::stderr)
+            .init();
     } else {
         let file = std::fs::OpenOptions::new()
             .create(true)

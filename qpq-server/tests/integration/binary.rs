@@ -12,7 +12,7 @@ use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qpq-server");
 
-fn command(data_dir: &Path) -> Command {
+pub(crate) fn command(data_dir: &Path) -> Command {
     let mut c = Command::new(BIN);
     c.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -54,7 +54,7 @@ async fn start(data_dir: &Path) -> (Child, std::net::SocketAddr, String) {
     )
 }
 
-async fn terminate(mut child: Child) -> std::process::ExitStatus {
+pub(crate) async fn terminate(mut child: Child) -> std::process::ExitStatus {
     let pid = child.id().expect("running").to_string();
     let killed = output_blocking(std::process::Command::new("kill").args(["-TERM", &pid])).unwrap();
     assert!(killed.status.success());

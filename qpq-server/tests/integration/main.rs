@@ -8,4 +8,5 @@ mod accounts;
 mod binary;
 mod delivery;
 mod harness;
+mod output;
 mod robustness;
