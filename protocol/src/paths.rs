@@ -42,7 +42,12 @@ pub const APP_DIR: &str = "quicproquo";
 /// the BSDs (108 on Linux), including the terminating NUL.
 pub const MAX_SOCKET_PATH: usize = 103;
 
-/// A validated profile name: 1 to 32 of `a-z`, `0-9`, `_`, `-`.
+/// The one name a profile may not have: the server's default data directory
+/// sits where that profile's would.
+pub const RESERVED_PROFILE: &str = "server";
+
+/// A validated profile name: 1 to 32 of `a-z`, `0-9`, `_`, `-`, not
+/// [`RESERVED_PROFILE`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Profile(String);
 
@@ -63,6 +68,11 @@ impl Profile {
         if !name.chars().all(allowed) {
             return Err(invalid(
                 "it contains a character other than a-z, 0-9, '_' and '-'",
+            ));
+        }
+        if name == RESERVED_PROFILE {
+            return Err(invalid(
+                "it is the server's default data directory ($XDG_DATA_HOME/quicproquo/server); pick another name",
             ));
         }
         Ok(Self(name.to_owned()))
@@ -436,7 +446,7 @@ pub(crate) mod tests {
 
     #[test]
     fn profile_names_are_validated() {
-        for good in ["default", "a", "work_2", "x-y", &"z".repeat(32)] {
+        for good in ["default", "a", "work_2", "x-y", "servers", &"z".repeat(32)] {
             assert!(Profile::parse(good).is_ok(), "{good}");
         }
         for (bad, why) in [
@@ -446,6 +456,8 @@ pub(crate) mod tests {
             ("a/b", "a-z, 0-9"),
             ("..", "a-z, 0-9"),
             ("é", "a-z, 0-9"),
+            // It would share the server's default data directory.
+            ("server", "server's default data directory"),
         ] {
             let err = Profile::parse(bad).unwrap_err().to_string();
             assert!(err.contains(why), "{bad}: {err}");

@@ -31,8 +31,14 @@ pub struct Cli {
     #[arg(long, env = "QPQ_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// Directory for qpq.db, the TLS certificate and key [default: $XDG_DATA_HOME/quicproquo/server]
-    #[arg(long, env = "QPQ_DATA_DIR")]
+    #[arg(long, env = "QPQ_SERVER_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The server's data directory under its old variable, `QPQ_DATA_DIR`,
+    /// which the clients read as the parent of their profiles: still
+    /// honoured when `QPQ_SERVER_DATA_DIR` and `--data-dir` are not given,
+    /// with a deprecation notice.
+    #[arg(long = "legacy-data-dir", env = "QPQ_DATA_DIR", hide = true)]
+    pub legacy_data_dir: Option<PathBuf>,
     /// SQLite database file [default: DATA_DIR/qpq.db]
     #[arg(long, env = "QPQ_DATABASE")]
     pub database: Option<PathBuf>,
@@ -163,7 +169,7 @@ pub enum ConfigError {
         source_name: String,
         reason: String,
     },
-    #[error("no data directory: set QPQ_DATA_DIR or --data-dir (no home directory found)")]
+    #[error("no data directory: set QPQ_SERVER_DATA_DIR or --data-dir (no home directory found)")]
     NoDataDir,
 }
 
@@ -180,7 +186,19 @@ impl Config {
     pub fn load(cli: Cli) -> Result<Config, ConfigError> {
         // The data directory decides where the default config file is, so it
         // can only come from the flag, the environment or the default.
-        let early_dir = cli.data_dir.clone().or_else(default_data_dir);
+        let cli_dir = match (cli.data_dir.clone(), cli.legacy_data_dir.clone()) {
+            (Some(dir), _) => Some(dir),
+            (None, Some(dir)) => {
+                tracing::warn!(
+                    "QPQ_DATA_DIR names the server's data directory for the last time: \
+                     set QPQ_SERVER_DATA_DIR instead (clients read QPQ_DATA_DIR as the \
+                     parent of their profiles)"
+                );
+                Some(dir)
+            }
+            (None, None) => None,
+        };
+        let early_dir = cli_dir.clone().or_else(default_data_dir);
         let (file, file_name) = match &cli.config {
             Some(path) => (read_file(path, true)?, path.display().to_string()),
             None => match &early_dir {
@@ -199,8 +217,7 @@ impl Config {
             }
         };
 
-        let data_dir = cli
-            .data_dir
+        let data_dir = cli_dir
             .or(file.data_dir)
             .or(early_dir)
             .ok_or(ConfigError::NoDataDir)?;
