@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use quicproquo_protocol::client::{Client, Trust};
 use quicproquo_protocol::wire::{Request, Response};
+use quicproquo_testkit::agent::eventually;
 use quicproquo_testkit::process::{output, output_blocking};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -54,10 +55,18 @@ async fn start(data_dir: &Path) -> (Child, std::net::SocketAddr, String) {
     )
 }
 
-async fn terminate(mut child: Child) -> std::process::ExitStatus {
+/// Sends `signal` (as `kill` names it: "TERM", "HUP") to the child.
+fn send_signal(child: &Child, signal: &str) {
     let pid = child.id().expect("running").to_string();
-    let killed = output_blocking(std::process::Command::new("kill").args(["-TERM", &pid])).unwrap();
-    assert!(killed.status.success());
+    let sent = output_blocking(
+        std::process::Command::new("kill").args([format!("-{signal}").as_str(), &pid]),
+    )
+    .unwrap();
+    assert!(sent.status.success(), "kill -{signal}: {sent:?}");
+}
+
+async fn terminate(mut child: Child) -> std::process::ExitStatus {
+    send_signal(&child, "TERM");
     tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
         .expect("exits after SIGTERM")
@@ -138,4 +147,48 @@ async fn help_explains_every_setting() {
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
+}
+
+async fn connect(addr: std::net::SocketAddr, fingerprint: &str) -> Client {
+    let pin = quicproquo_protocol::parse_fingerprint(fingerprint).expect("64 hex digits");
+    Client::connect(addr, "localhost", Trust::Pin(pin))
+        .await
+        .expect("connects with the printed fingerprint")
+}
+
+async fn healthy(c: &Client) -> bool {
+    matches!(c.call(&Request::Health).await, Ok(Response::Health { .. }))
+}
+
+/// SIGHUP through the signal, as an operator renews a certificate: the
+/// files in `tls/` are replaced with a new pair, new connections then see
+/// the new certificate, and a connection made before keeps working.
+#[tokio::test]
+async fn sighup_serves_a_replaced_certificate_to_new_connections() {
+    use quicproquo_server::config::TlsSource;
+    use quicproquo_server::tls;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server-data");
+    let (child, addr, old_fp) = start(&data).await;
+    let old = connect(addr, &old_fp).await;
+
+    let renewed = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (data.join("tls/cert.pem"), data.join("tls/key.pem"));
+    std::fs::write(&key, renewed.signing_key.serialize_pem()).unwrap();
+    std::fs::write(&cert, renewed.cert.pem()).unwrap();
+    let new_fp = tls::fingerprint_hex(&tls::load(&TlsSource::Files { cert, key }).unwrap());
+    assert_ne!(new_fp, old_fp);
+    let new_pin = quicproquo_protocol::parse_fingerprint(&new_fp).unwrap();
+
+    send_signal(&child, "HUP");
+    let fresh = eventually("a new connection is served the new certificate", || async {
+        Client::connect(addr, "localhost", Trust::Pin(new_pin))
+            .await
+            .ok()
+    })
+    .await
+    .unwrap();
+    assert!(healthy(&fresh).await);
+    assert!(healthy(&old).await, "a connection made before the reload");
+    assert!(terminate(child).await.success());
 }
