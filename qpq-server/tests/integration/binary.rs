@@ -28,7 +28,12 @@ fn command(data_dir: &Path) -> Command {
 
 /// Starts the binary and reads the address and fingerprint it prints.
 async fn start(data_dir: &Path) -> (Child, std::net::SocketAddr, String) {
-    let mut child = command(data_dir)
+    start_command(command(data_dir)).await
+}
+
+/// [`start`] for a command the caller adjusted (its log filter, stderr).
+async fn start_command(mut cmd: Command) -> (Child, std::net::SocketAddr, String) {
+    let mut child = cmd
         .args(["--listen", "127.0.0.1:0"])
         .spawn()
         .expect("spawn qpq-server");
@@ -191,4 +196,51 @@ async fn sighup_serves_a_replaced_certificate_to_new_connections() {
     assert!(healthy(&fresh).await);
     assert!(healthy(&old).await, "a connection made before the reload");
     assert!(terminate(child).await.success());
+}
+
+/// SIGTERM while a client holds a fetchWait: the wait is answered (empty)
+/// before the process exits 0, rather than cut off with the connection.
+#[tokio::test]
+async fn sigterm_answers_a_held_fetch_wait_before_exiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(&dir.path().join("server-data"));
+    cmd.env("QPQ_LOG", "warn,quicproquo_server::delivery=debug")
+        .stderr(Stdio::piped());
+    let (mut child, addr, fp) = start_command(cmd).await;
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let client = connect(addr, &fp).await;
+    let alice = quicproquo_testkit::wire::register(&client, "alice").await;
+    let wait = Request::FetchWait {
+        auth: alice.session.token.clone(),
+        channel: None,
+        limit: 0,
+        timeout_ms: 60_000,
+    };
+    let held = tokio::spawn(async move { client.call(&wait).await });
+    // The signal must find the wait parked, or the shutdown path is not what
+    // answers it; the server says so in its debug log.
+    let parked = async {
+        while let Some(line) = log.next_line().await.unwrap() {
+            if line.contains("fetchWait parked") {
+                return;
+            }
+        }
+        panic!("the server's log ended before the wait was parked");
+    };
+    tokio::time::timeout(quicproquo_testkit::WAIT, parked)
+        .await
+        .expect("the fetchWait is parked");
+    assert!(!held.is_finished(), "a 60 s fetchWait answered early");
+    // Keep draining the log so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    let status = terminate(child).await;
+    assert!(status.success(), "SIGTERM is a clean exit: {status:?}");
+    let answer = tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .expect("the held fetchWait was answered")
+        .unwrap();
+    match answer {
+        Ok(Response::FetchWait(mail)) => assert!(mail.is_empty(), "{mail:?}"),
+        other => panic!("expected an empty fetchWait answer, got {other:?}"),
+    }
 }
