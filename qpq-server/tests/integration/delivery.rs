@@ -624,12 +624,7 @@ async fn graceful_shutdown_answers_in_flight_requests() {
     let alice = srv.register("alice").await;
     let bob = srv.register("bob").await;
     let ab = alice.channel_with(&bob).await;
-    let waiting = bob.call(Request::FetchWait {
-        auth: bob.auth(),
-        channel: None,
-        limit: 0,
-        timeout_ms: 30_000,
-    });
+    let waiting = bob.fetch_wait(30_000);
     let stop = async {
         // Shut down only once the request is held: the test is about a
         // parked request, not one that has not reached the server yet.
