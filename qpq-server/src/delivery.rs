@@ -355,6 +355,9 @@ impl Delivery {
                 return Ok(mail);
             }
             let _parked = self.mailboxes.park();
+            // What an operator (and the binary's SIGTERM test) sees of a
+            // held wait; it names no account.
+            tracing::debug!("fetchWait parked");
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),

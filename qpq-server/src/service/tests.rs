@@ -33,6 +33,8 @@ use crate::config::{Config, RateLimits};
 use crate::store::sqlite::SqliteStore;
 
 const PEER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// A second source address, to show a limit is kept per address.
+const ELSEWHERE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
 const PASSWORD: &[u8] = b"correct horse battery staple";
 const SUITE: u16 = quicproquo_protocol::wire::DEFAULT_SUITE;
 /// Long enough that a test finishing in time was woken, not timed out.
@@ -46,6 +48,13 @@ struct Fixture {
     now: Cell<Now>,
     shutdown: watch::Sender<bool>,
     _dir: tempfile::TempDir,
+}
+
+/// The first step of an OPAQUE exchange.
+#[derive(Debug, Clone, Copy)]
+enum Opening {
+    Login,
+    Registration,
 }
 
 /// A registered, logged-in user.
@@ -84,7 +93,62 @@ impl Fixture {
     }
 
     async fn handle(&self, req: Request) -> Response {
-        self.service.handle(req, PEER, self.now.get()).await
+        self.handle_from(req, PEER).await
+    }
+
+    async fn handle_from(&self, req: Request, peer: IpAddr) -> Response {
+        self.service.handle(req, peer, self.now.get()).await
+    }
+
+    /// The first step of an OPAQUE login or registration of `name` from
+    /// `peer`: the step the per-address limits guard.
+    async fn open_from(&self, opening: Opening, name: &str, peer: IpAddr) -> Response {
+        let username = Username::parse(name).unwrap();
+        let req = match opening {
+            Opening::Login => Request::OpaqueLoginStart {
+                username,
+                request: ClientLogin::<Suite>::start(&mut OsRng, PASSWORD)
+                    .unwrap()
+                    .message
+                    .serialize()
+                    .to_vec(),
+            },
+            Opening::Registration => Request::OpaqueRegisterStart {
+                username,
+                request: ClientRegistration::<Suite>::start(&mut OsRng, PASSWORD)
+                    .unwrap()
+                    .message
+                    .serialize()
+                    .to_vec(),
+            },
+        };
+        self.handle_from(req, peer).await
+    }
+
+    /// Pins a per-address limit of 2 `opening`s per `window`: a third from
+    /// the same address is E004 (each attempt names a different account, so
+    /// only the address is shared) while another address is let through; a
+    /// sixth of the window (a third of a token) is not enough to be let
+    /// through again, the whole window is.
+    async fn assert_two_per_window_per_address(&self, opening: Opening, window: Duration) {
+        let opened = |resp: &Response| {
+            matches!(
+                resp,
+                Response::OpaqueLoginStart { .. } | Response::OpaqueRegisterStart { .. }
+            )
+        };
+        for name in ["ann", "ben"] {
+            let resp = self.open_from(opening, name, PEER).await;
+            assert!(opened(&resp), "{resp:?}");
+        }
+        assert_rate_limited(self.open_from(opening, "cat", PEER).await, window);
+        let resp = self.open_from(opening, "cat", ELSEWHERE).await;
+        assert!(opened(&resp), "another address: {resp:?}");
+        self.advance(window / 6);
+        assert_rate_limited(self.open_from(opening, "cat", PEER).await, window);
+        self.advance(window);
+        let resp = self.open_from(opening, "cat", PEER).await;
+        assert!(opened(&resp), "after the window: {resp:?}");
     }
 
     /// Registers `name` with [`PASSWORD`] and a fresh identity key.
@@ -404,22 +468,51 @@ async fn requests_past_the_accounts_burst_are_e004_until_the_clock_refills_it() 
             Response::ResolveUser { .. }
         ));
     }
-    match f.resolve(&alice, "alice").await {
-        Response::Error(e) => {
-            assert_eq!(e.code, ErrorCode::RateLimited);
-            assert!(
-                (1..=1000).contains(&e.retry_after_ms),
-                "{}",
-                e.retry_after_ms
-            );
-        }
-        other => panic!("expected E004, got {other:?}"),
-    }
+    assert_rate_limited(f.resolve(&alice, "alice").await, Duration::from_secs(1));
     f.advance(Duration::from_secs(1));
     assert!(matches!(
         f.resolve(&alice, "alice").await,
         Response::ResolveUser { .. }
     ));
+}
+
+/// Asserts `resp` is E004 with a retry-after within `window`.
+fn assert_rate_limited(resp: Response, window: Duration) {
+    match resp {
+        Response::Error(e) => {
+            assert_eq!(e.code, ErrorCode::RateLimited);
+            let ms = u128::from(e.retry_after_ms);
+            assert!((1..=window.as_millis()).contains(&ms), "{ms}");
+        }
+        other => panic!("expected E004, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn logins_past_the_addresss_limit_are_e004_whatever_the_account() {
+    let f = Fixture::with(|c| {
+        c.rate_limits = RateLimits {
+            login_per_address_per_minute: 2,
+            ..RateLimits::unlimited()
+        }
+    })
+    .await;
+    // Unknown names get a login answer too (from a fake record).
+    f.assert_two_per_window_per_address(Opening::Login, Duration::from_secs(60))
+        .await;
+}
+
+#[tokio::test]
+async fn registrations_past_the_addresss_limit_are_e004_until_the_hour_refills_it() {
+    let f = Fixture::with(|c| {
+        c.rate_limits = RateLimits {
+            registrations_per_address_per_hour: 2,
+            ..RateLimits::unlimited()
+        }
+    })
+    .await;
+    f.assert_two_per_window_per_address(Opening::Registration, Duration::from_secs(3600))
+        .await;
 }
 
 // ---- directory ----

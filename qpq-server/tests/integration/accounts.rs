@@ -272,3 +272,36 @@ async fn a_registration_finish_needs_its_start() {
     let r = alice.client.call(&finish("alice", vec![0; 64])).await;
     assert_eq!(code(r), ErrorCode::UnknownRegistration);
 }
+
+/// E001 through the wire: a login for an account whose stored OPAQUE record
+/// is corrupt (as a damaged database would hold) is an internal error, and
+/// says nothing more; other accounts keep working.
+#[tokio::test]
+async fn a_corrupt_stored_record_is_e001_and_names_no_detail() {
+    let srv = TestServer::start().await;
+    let alice = srv.register("alice").await;
+    let bob = srv.register("bob").await;
+    let db = rusqlite::Connection::open(&srv.config.database).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE accounts SET opaque_record = x'00' WHERE username = 'alice'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    match alice
+        .client
+        .login(&alice.username, alice.password.as_bytes())
+        .await
+    {
+        Err(ClientError::Server(w)) => {
+            assert_eq!(w.code, ErrorCode::Internal);
+            assert!(!w.message.contains("OPAQUE"), "{}", w.message);
+        }
+        other => panic!("expected E001, got {other:?}"),
+    }
+    bob.client
+        .login(&bob.username, bob.password.as_bytes())
+        .await
+        .expect("another account still logs in");
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use quicproquo_protocol::client::{Client, Trust};
 use quicproquo_protocol::wire::{Request, Response};
+use quicproquo_testkit::agent::eventually;
 use quicproquo_testkit::process::{output, output_blocking};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -16,7 +17,7 @@ pub(crate) fn command(data_dir: &Path) -> Command {
     let mut c = Command::new(BIN);
     c.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("QPQ_DATA_DIR", data_dir)
+        .env("QPQ_SERVER_DATA_DIR", data_dir)
         .env("QPQ_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -27,7 +28,12 @@ pub(crate) fn command(data_dir: &Path) -> Command {
 
 /// Starts the binary and reads the address and fingerprint it prints.
 async fn start(data_dir: &Path) -> (Child, std::net::SocketAddr, String) {
-    let mut child = command(data_dir)
+    start_command(command(data_dir)).await
+}
+
+/// [`start`] for a command the caller adjusted (its log filter, stderr).
+async fn start_command(mut cmd: Command) -> (Child, std::net::SocketAddr, String) {
+    let mut child = cmd
         .args(["--listen", "127.0.0.1:0"])
         .spawn()
         .expect("spawn qpq-server");
@@ -54,10 +60,18 @@ async fn start(data_dir: &Path) -> (Child, std::net::SocketAddr, String) {
     )
 }
 
-pub(crate) async fn terminate(mut child: Child) -> std::process::ExitStatus {
+/// Sends `signal` (as `kill` names it: "TERM", "HUP") to the child.
+fn send_signal(child: &Child, signal: &str) {
     let pid = child.id().expect("running").to_string();
-    let killed = output_blocking(std::process::Command::new("kill").args(["-TERM", &pid])).unwrap();
-    assert!(killed.status.success());
+    let sent = output_blocking(
+        std::process::Command::new("kill").args([format!("-{signal}").as_str(), &pid]),
+    )
+    .unwrap();
+    assert!(sent.status.success(), "kill -{signal}: {sent:?}");
+}
+
+pub(crate) async fn terminate(mut child: Child) -> std::process::ExitStatus {
+    send_signal(&child, "TERM");
     tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
         .expect("exits after SIGTERM")
@@ -137,5 +151,96 @@ async fn help_explains_every_setting() {
         "qpq-server.toml",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}
+
+async fn connect(addr: std::net::SocketAddr, fingerprint: &str) -> Client {
+    let pin = quicproquo_protocol::parse_fingerprint(fingerprint).expect("64 hex digits");
+    Client::connect(addr, "localhost", Trust::Pin(pin))
+        .await
+        .expect("connects with the printed fingerprint")
+}
+
+async fn healthy(c: &Client) -> bool {
+    matches!(c.call(&Request::Health).await, Ok(Response::Health { .. }))
+}
+
+/// SIGHUP through the signal, as an operator renews a certificate: the
+/// files in `tls/` are replaced with a new pair, new connections then see
+/// the new certificate, and a connection made before keeps working.
+#[tokio::test]
+async fn sighup_serves_a_replaced_certificate_to_new_connections() {
+    use quicproquo_server::config::TlsSource;
+    use quicproquo_server::tls;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server-data");
+    let (child, addr, old_fp) = start(&data).await;
+    let old = connect(addr, &old_fp).await;
+
+    let renewed = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (data.join("tls/cert.pem"), data.join("tls/key.pem"));
+    std::fs::write(&key, renewed.signing_key.serialize_pem()).unwrap();
+    std::fs::write(&cert, renewed.cert.pem()).unwrap();
+    let new_fp = tls::fingerprint_hex(&tls::load(&TlsSource::Files { cert, key }).unwrap());
+    assert_ne!(new_fp, old_fp);
+    let new_pin = quicproquo_protocol::parse_fingerprint(&new_fp).unwrap();
+
+    send_signal(&child, "HUP");
+    let fresh = eventually("a new connection is served the new certificate", || async {
+        Client::connect(addr, "localhost", Trust::Pin(new_pin))
+            .await
+            .ok()
+    })
+    .await
+    .unwrap();
+    assert!(healthy(&fresh).await);
+    assert!(healthy(&old).await, "a connection made before the reload");
+    assert!(terminate(child).await.success());
+}
+
+/// SIGTERM while a client holds a fetchWait: the wait is answered (empty)
+/// before the process exits 0, rather than cut off with the connection.
+#[tokio::test]
+async fn sigterm_answers_a_held_fetch_wait_before_exiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(&dir.path().join("server-data"));
+    cmd.env("QPQ_LOG", "warn,quicproquo_server::delivery=debug")
+        .stderr(Stdio::piped());
+    let (mut child, addr, fp) = start_command(cmd).await;
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let client = connect(addr, &fp).await;
+    let alice = quicproquo_testkit::wire::register(&client, "alice").await;
+    let wait = Request::FetchWait {
+        auth: alice.session.token.clone(),
+        channel: None,
+        limit: 0,
+        timeout_ms: 60_000,
+    };
+    let held = tokio::spawn(async move { client.call(&wait).await });
+    // The signal must find the wait parked, or the shutdown path is not what
+    // answers it; the server says so in its debug log.
+    let parked = async {
+        while let Some(line) = log.next_line().await.unwrap() {
+            if line.contains("fetchWait parked") {
+                return;
+            }
+        }
+        panic!("the server's log ended before the wait was parked");
+    };
+    tokio::time::timeout(quicproquo_testkit::WAIT, parked)
+        .await
+        .expect("the fetchWait is parked");
+    assert!(!held.is_finished(), "a 60 s fetchWait answered early");
+    // Keep draining the log so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    let status = terminate(child).await;
+    assert!(status.success(), "SIGTERM is a clean exit: {status:?}");
+    let answer = tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .expect("the held fetchWait was answered")
+        .unwrap();
+    match answer {
+        Ok(Response::FetchWait(mail)) => assert!(mail.is_empty(), "{mail:?}"),
+        other => panic!("expected an empty fetchWait answer, got {other:?}"),
     }
 }

@@ -624,12 +624,7 @@ async fn graceful_shutdown_answers_in_flight_requests() {
     let alice = srv.register("alice").await;
     let bob = srv.register("bob").await;
     let ab = alice.channel_with(&bob).await;
-    let waiting = bob.call(Request::FetchWait {
-        auth: bob.auth(),
-        channel: None,
-        limit: 0,
-        timeout_ms: 30_000,
-    });
+    let waiting = bob.fetch_wait(30_000);
     let stop = async {
         // Shut down only once the request is held: the test is about a
         // parked request, not one that has not reached the server yet.
@@ -645,4 +640,114 @@ async fn graceful_shutdown_answers_in_flight_requests() {
     assert!(took < Duration::from_secs(10), "{took:?}");
     // A request after shutdown fails cleanly on the client side.
     assert!(alice.send(&bob, ab, app_message(b"late")).await.is_err());
+}
+
+/// The mailbox bound (`MAX_QUEUE_DEPTH`, a constant) filled through the
+/// wire in enqueues of `MAX_RECIPIENTS` deliveries: the next mail is E032,
+/// and acknowledging one makes room for one.
+#[tokio::test]
+async fn a_full_mailbox_refuses_mail_with_e032_until_one_is_acknowledged() {
+    use quicproquo_protocol::limits::{MAX_QUEUE_DEPTH, MAX_RECIPIENTS};
+    let srv = TestServer::start().await;
+    let alice = srv.register("alice").await;
+    let bob = srv.register("bob").await;
+    let ab = alice.channel_with(&bob).await;
+    let mut left = MAX_QUEUE_DEPTH;
+    while left > 0 {
+        let n = left.min(MAX_RECIPIENTS);
+        alice
+            .call(Request::Enqueue {
+                auth: alice.auth(),
+                deliveries: vec![
+                    Delivery {
+                        recipient: bob.identity,
+                        channel: Some(ab),
+                    };
+                    n
+                ],
+                payload: app_message(b"fill"),
+                idempotency_key: idem(),
+            })
+            .await
+            .expect("below the bound");
+        left -= n;
+    }
+    assert_eq!(
+        code(alice.send(&bob, ab, app_message(b"one too many")).await),
+        ErrorCode::QueueFull
+    );
+    let first = match bob
+        .call(Request::Fetch {
+            auth: bob.auth(),
+            channel: None,
+            limit: 1,
+        })
+        .await
+        .unwrap()
+    {
+        Response::Fetch(m) => m[0].seq,
+        other => panic!("{other:?}"),
+    };
+    bob.call(Request::Ack {
+        auth: bob.auth(),
+        seqs: vec![first],
+    })
+    .await
+    .unwrap();
+    alice
+        .send(&bob, ab, app_message(b"room for one"))
+        .await
+        .expect("one acknowledged, one fits");
+    assert_eq!(
+        code(alice.send(&bob, ab, app_message(b"full again")).await),
+        ErrorCode::QueueFull
+    );
+}
+
+/// A key package of exactly `MAX_KEY_PACKAGE_BYTES` is stored; one byte
+/// more is E036 and nothing of that upload is stored.
+#[tokio::test]
+async fn a_key_package_over_16_kib_is_e036() {
+    use quicproquo_protocol::limits::MAX_KEY_PACKAGE_BYTES;
+    let srv = TestServer::start().await;
+    let bob = srv.register("bob").await;
+    let sized = |n: usize, fill: u8| {
+        let header = kp(HYBRID, b"");
+        kp(HYBRID, &vec![fill; n - header.len()])
+    };
+    let upload = |packages| Request::UploadKeyPackages {
+        auth: bob.auth(),
+        packages,
+        last_resort: None,
+    };
+    assert_eq!(
+        code(
+            bob.call(upload(vec![
+                sized(MAX_KEY_PACKAGE_BYTES, 1),
+                sized(MAX_KEY_PACKAGE_BYTES + 1, 2)
+            ]))
+            .await
+        ),
+        ErrorCode::KeyPackageTooLarge
+    );
+    let alice = srv.register("alice").await;
+    let fetch = || Request::FetchKeyPackage {
+        auth: alice.auth(),
+        target: UserRef::Identity(bob.identity),
+        suite: HYBRID,
+    };
+    assert_eq!(
+        code(alice.call(fetch()).await),
+        ErrorCode::NoKeyPackage,
+        "the refused upload stored nothing"
+    );
+    bob.call(upload(vec![sized(MAX_KEY_PACKAGE_BYTES, 1)]))
+        .await
+        .expect("exactly the limit is accepted");
+    match alice.call(fetch()).await.unwrap() {
+        Response::FetchKeyPackage { key_package, .. } => {
+            assert_eq!(key_package, sized(MAX_KEY_PACKAGE_BYTES, 1))
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -96,6 +96,17 @@ impl User {
         .await
     }
 
+    /// A fetchWait for all of this user's mail, held up to `timeout_ms`.
+    pub async fn fetch_wait(&self, timeout_ms: u32) -> Result<Response, ClientError> {
+        self.call(Request::FetchWait {
+            auth: self.auth(),
+            channel: None,
+            limit: 0,
+            timeout_ms,
+        })
+        .await
+    }
+
     pub async fn fetch_all(&self) -> Vec<quicproquo_protocol::wire::Envelope> {
         match self
             .call(Request::Fetch {

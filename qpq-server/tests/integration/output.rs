@@ -58,10 +58,10 @@ async fn the_banner_says_register_and_logs_to_a_pipe_carry_no_colour_codes() {
 async fn the_server_data_directory_has_its_own_variable() {
     let dir = tempfile::tempdir().unwrap();
     let (new, old) = (dir.path().join("new"), dir.path().join("old"));
-    // `command` sets QPQ_DATA_DIR; each case sets what it needs on top.
+    // `command` sets QPQ_SERVER_DATA_DIR; each case sets what it needs.
     let run = |old_var: Option<&std::path::Path>, new_var: Option<&std::path::Path>| {
         let mut c = command(&dir.path().join("unused"));
-        c.env_remove("QPQ_DATA_DIR")
+        c.env_remove("QPQ_SERVER_DATA_DIR")
             .env("QPQ_LOG", "warn")
             .env("HOME", dir.path())
             .env("XDG_DATA_HOME", dir.path().join("xdg"))

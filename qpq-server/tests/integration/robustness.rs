@@ -1,12 +1,14 @@
-//! Malformed input: each gets an error or a clean refusal, and the server
-//! keeps serving everyone else.
+//! Malformed input and the connection limits: each gets an error or a
+//! clean refusal, and the server keeps serving everyone else.
 
 use quicproquo_protocol::client::{Client, ClientError};
 use quicproquo_protocol::errors::ErrorCode;
 use quicproquo_protocol::limits::MAX_REQUEST_BYTES;
 use quicproquo_protocol::wire::{decode_response, encode_request, Request, Response};
 
-use crate::harness::TestServer;
+use std::time::Duration;
+
+use crate::harness::{app_message, Register, TestServer};
 
 async fn raw_error(client: &Client, bytes: &[u8]) -> (ErrorCode, String) {
     let raw = client
@@ -157,4 +159,59 @@ async fn tls_reload_keeps_connections_and_new_ones_see_the_new_certificate() {
     .await
     .unwrap();
     fresh.call(&Request::Health).await.unwrap();
+}
+
+async fn healthy(c: &Client) -> bool {
+    matches!(c.call(&Request::Health).await, Ok(Response::Health { .. }))
+}
+
+/// `max_connections` as the book describes it: connections past the bound
+/// are refused (not queued), and closing one makes room again.
+#[tokio::test]
+async fn connections_past_max_connections_are_refused_until_one_closes() {
+    let srv = TestServer::start_with(|c| c.max_connections = 2).await;
+    let first = srv.client().await;
+    let second = srv.client().await;
+    assert!(healthy(&first).await && healthy(&second).await);
+    let refused = Client::connect(srv.addr, "localhost", srv.trust()).await;
+    assert!(refused.is_err(), "a third connection was accepted");
+    drop(first);
+    let third = quicproquo_testkit::agent::eventually("room for a connection again", || async {
+        Client::connect(srv.addr, "localhost", srv.trust())
+            .await
+            .ok()
+    })
+    .await
+    .unwrap();
+    assert!(healthy(&third).await && healthy(&second).await);
+}
+
+/// `max_streams_per_connection`: with a limit of one, a connection whose
+/// stream holds a fetchWait cannot start a second request until the wait is
+/// answered, while other connections are served.
+#[tokio::test]
+async fn a_connection_at_its_stream_limit_holds_further_requests() {
+    let srv = TestServer::start_with(|c| c.max_streams_per_connection = 1).await;
+    let alice = srv.register("alice").await;
+    let bob = srv.register("bob").await;
+    let ab = alice.channel_with(&bob).await;
+    let waiting = bob.fetch_wait(20_000);
+    let meanwhile = async {
+        srv.parked_fetches(1).await.unwrap();
+        // Not a sleep for ordering: the assertion is that nothing is
+        // answered in this window. Without the limit a Health call takes
+        // milliseconds.
+        let second = tokio::time::timeout(Duration::from_millis(300), healthy(&bob.client)).await;
+        assert!(second.is_err(), "a second stream was opened past the limit");
+        alice
+            .send(&bob, ab, app_message(b"frees the stream"))
+            .await
+            .unwrap();
+    };
+    let (answer, ()) = tokio::join!(waiting, meanwhile);
+    assert!(
+        matches!(&answer, Ok(Response::FetchWait(m)) if m.len() == 1),
+        "{answer:?}"
+    );
+    assert!(healthy(&bob.client).await, "the stream is free again");
 }
