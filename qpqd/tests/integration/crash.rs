@@ -1,12 +1,15 @@
-//! Crashes on the daemon's side of what the README and the book promise: a
-//! message is stored before it is acknowledged, so `kill -9` while a burst
-//! arrives loses and repeats nothing.
+//! Crashes and signals on the daemon's side of what the README and the book
+//! promise: a message is stored before it is acknowledged, so `kill -9`
+//! while a burst arrives loses and repeats nothing; SIGTERM and SIGINT stop
+//! qpqd cleanly — exit 0, its socket removed, its outbox kept.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use quicproquo_testkit::agent::eventually;
+use rustix::process::{kill_process, Pid, Signal};
 
-use crate::harness::{Daemon, Server};
+use crate::conversations::outbox;
+use crate::harness::{paths_for, Daemon, Server};
 
 /// How many messages alice sends in the burst bob is killed during.
 const BURST: usize = 30;
@@ -71,4 +74,80 @@ async fn kill_9_while_a_burst_arrives_loses_and_repeats_nothing() {
         sent,
         "after kill -9 at {sent_at_kill} of {BURST} sent, every message once and in order"
     );
+}
+
+/// SIGTERM and SIGINT stop qpqd the way the book says: it exits 0, removes
+/// its socket, and what it told a front-end was queued (the server is down,
+/// so nothing can leave) is still queued after the restart — and delivered
+/// once the server is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_and_sigint_exit_0_remove_the_socket_and_keep_the_outbox() {
+    let mut srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [mut alice, bob] = Daemon::registered(root.path(), &srv, ["alice", "bob"]).await;
+    alice.dm_open("bob").await.unwrap();
+    alice.send("@bob", "hello").await.unwrap();
+    bob.wait_for("@alice", "hello").await;
+    alice.wait_outbox_empty().await;
+    let socket = paths_for(&alice.home).socket;
+
+    srv.stop().await;
+    let mut queued = Vec::new();
+    for signal in [Signal::TERM, Signal::INT] {
+        let text = format!("queued before {signal:?}");
+        alice.send("@bob", &text).await.unwrap();
+        queued.push(text);
+        assert_eq!(
+            outbox(&alice).await,
+            queued.len() as u64,
+            "queued at the {signal:?}"
+        );
+        assert!(
+            socket.exists(),
+            "{} is there while qpqd runs",
+            socket.display()
+        );
+
+        let mut child = alice.child.take().unwrap();
+        let pid = Pid::from_raw(child.id().unwrap() as i32).unwrap();
+        kill_process(pid, signal).unwrap();
+        let status = tokio::time::timeout(quicproquo_testkit::WAIT, child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("qpqd did not exit after {signal:?}"))
+            .unwrap();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "qpqd's exit after {signal:?}: {status}"
+        );
+        assert!(
+            !socket.exists(),
+            "{} is left after {signal:?}",
+            socket.display()
+        );
+
+        alice.start_again().await;
+        assert_eq!(
+            outbox(&alice).await,
+            queued.len() as u64,
+            "the outbox after {signal:?} and a restart"
+        );
+        let texts: Vec<String> = alice
+            .history("@bob")
+            .await
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        for text in &queued {
+            assert!(
+                texts.contains(text),
+                "{text:?} is in alice's history: {texts:?}"
+            );
+        }
+    }
+
+    srv.start_again().await;
+    for text in &queued {
+        bob.wait_for("@alice", text).await;
+    }
 }
