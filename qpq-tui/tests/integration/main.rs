@@ -207,3 +207,54 @@ async fn chat_in_a_real_terminal() {
     bob.stop().await;
     server.stop().await;
 }
+
+/// The TUI's own autostart: with no daemon running for the profile, qpq-tui
+/// starts qpqd itself (the one `QPQ_DAEMON` names, as a user's would be
+/// found next to qpq-tui), connects, and shows the first-run screen the
+/// fresh daemon asks for; the daemon outlives the TUI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tui_starts_qpqd_when_none_runs() {
+    use quicproquo_protocol::ipc::client::IpcClient;
+    use quicproquo_protocol::ipc::methods::NoParams;
+
+    let Some(tmux) = Tmux::available() else {
+        skip(
+            "the_tui_starts_qpqd_when_none_runs",
+            "tmux is not installed",
+        );
+        return;
+    };
+    let dir = home::root();
+    let carol_home = dir.path().join("carol");
+    std::fs::create_dir_all(&carol_home).unwrap();
+    let paths = home::paths(&carol_home).unwrap();
+    assert!(
+        IpcClient::connect(&paths).await.is_err(),
+        "no qpqd runs for the profile before the TUI"
+    );
+
+    let mut term = tmux
+        .start_with(
+            env!("CARGO_BIN_EXE_qpq-tui"),
+            &carol_home,
+            100,
+            30,
+            quicproquo_testkit::qpqd_binary(),
+            "export QPQ_PASSPHRASE='carol state passphrase'\n",
+        )
+        .unwrap();
+    term.wait_for("has no account yet").await;
+    term.keys(&["C-q"]);
+    term.wait_for_exit().await;
+
+    // The qpqd the TUI started is still there, and it is a fresh one.
+    let client = IpcClient::connect(&paths).await.unwrap();
+    let status = client.request::<method::Status>(NoParams {}).await.unwrap();
+    assert!(status.account.is_none(), "{status:?}");
+    let _ = client.request::<method::Shutdown>(NoParams {}).await;
+    quicproquo_testkit::agent::eventually("the autostarted qpqd stops", || async {
+        IpcClient::connect(&paths).await.is_err().then_some(())
+    })
+    .await
+    .unwrap();
+}

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use quicproquo_testkit::process::output_blocking;
@@ -22,15 +23,33 @@ impl Tmux {
     /// Runs `program` with the profile under `home` (see
     /// `quicproquo_testkit::home`) in a `w`×`h` terminal.
     pub fn start(&self, program: &str, home: &Path, w: u16, h: u16) -> std::io::Result<Session> {
-        let socket = format!("qpqtest-{}", std::process::id());
+        self.start_with(program, home, w, h, Path::new("/nonexistent/qpqd"), "")
+    }
+
+    /// [`Tmux::start`] with `daemon` as the qpqd the program may start
+    /// (`QPQ_DAEMON`) and `exports` (shell `export` lines) before it runs.
+    pub fn start_with(
+        &self,
+        program: &str,
+        home: &Path,
+        w: u16,
+        h: u16,
+        daemon: &Path,
+        exports: &str,
+    ) -> std::io::Result<Session> {
+        // One tmux server per session: tests of one binary run in parallel.
+        static SESSIONS: AtomicUsize = AtomicUsize::new(0);
+        let n = SESSIONS.fetch_add(1, Ordering::Relaxed);
+        let socket = format!("qpqtest-{}-{n}", std::process::id());
         let script = home.join("run-tui.sh");
         let log = home.join("tui.stderr");
         let q = |p: &Path| format!("'{}'", p.display());
         std::fs::write(
             &script,
             format!(
-                "#!/bin/sh\n{}export QPQ_DAEMON=/nonexistent/qpqd\n{} 2>{}\necho $? >{}\n",
+                "#!/bin/sh\n{}{exports}export QPQ_DAEMON={}\n{} 2>{}\necho $? >{}\n",
                 quicproquo_testkit::home::shell_exports(home),
+                q(daemon),
                 q(Path::new(program)),
                 q(&log),
                 q(&home.join("tui.status")),

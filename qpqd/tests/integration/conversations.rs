@@ -583,7 +583,7 @@ async fn dm_messages_become_delivered_group_messages_stay_sent() {
 }
 
 /// How many messages wait in `d`'s outbox, as `status` reports it.
-async fn outbox(d: &Daemon) -> u64 {
+pub(crate) async fn outbox(d: &Daemon) -> u64 {
     d.client
         .request::<method::Status>(quicproquo_protocol::ipc::methods::NoParams {})
         .await

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod conversations;
+mod crash;
 mod defences;
 mod harness;
 mod promises;
