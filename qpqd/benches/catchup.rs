@@ -34,16 +34,10 @@ fn main() {
         .collect();
     let senders = args.first().copied().unwrap_or(10);
     let per_sender = args.get(1).copied().unwrap_or(900);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = quicproquo_testkit::bench::runtime();
     println!(
         "catchup: load average {}",
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .trim()
+        quicproquo_testkit::bench::load_average()
     );
     rt.block_on(catch_up(senders, per_sender));
     baseline(senders * per_sender);

@@ -46,17 +46,11 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let wanted = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = quicproquo_testkit::bench::runtime();
     println!(
         "e2e: {} UTC, load average {}",
         now_utc(),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .trim()
+        quicproquo_testkit::bench::load_average()
     );
     if wanted("latency") {
         rt.block_on(latency(50, 1000));
@@ -70,9 +64,7 @@ fn main() {
     println!(
         "e2e: done {} UTC, load average {}",
         now_utc(),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .trim()
+        quicproquo_testkit::bench::load_average()
     );
 }
 

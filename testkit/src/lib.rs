@@ -17,6 +17,7 @@
 //! - [`process`]: run a child process to completion under a deadline.
 
 pub mod agent;
+pub mod bench;
 mod error;
 pub mod home;
 mod in_process;
