@@ -242,6 +242,10 @@ pub struct VerifyArgs {
     /// changed since (recommended)
     #[arg(long, value_name = "NUMBER", requires = "confirm")]
     pub safety_number: Option<String>,
+    /// The conversation whose copy of the user's key to check (default: your DM
+    /// with them): the key messages there are encrypted to
+    #[arg(long = "in", value_name = "CONVERSATION")]
+    pub conversation: Option<ConversationRef>,
 }
 
 #[derive(Debug, Args)]

@@ -15,8 +15,11 @@
 //! - [`agent`]: through any agent's IPC client, [`agent::register`] a user on
 //!   a test server and open the [`agent::first_dm`] between two users.
 //! - [`process`]: run a child process to completion under a deadline.
+//! - [`attacker`]: an ordinary account driven by hand, with forged MLS
+//!   credentials, for the tests of attacks.
 
 pub mod agent;
+pub mod attacker;
 pub mod bench;
 mod error;
 pub mod home;

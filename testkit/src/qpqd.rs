@@ -12,7 +12,7 @@ use quicproquo_protocol::ipc::client::{CallError, IpcClient};
 use quicproquo_protocol::ipc::methods::{
     self, method, ConversationParams, GroupCreateParams, NoParams, SendParams,
 };
-use quicproquo_protocol::ipc::values::{Ciphersuite, Conversation, ConversationRef, Message};
+use quicproquo_protocol::ipc::values::{Ciphersuite, Conversation, ConversationRef, Member, Message};
 use tokio::process::{Child, Command};
 
 use crate::{agent, home, TestServer};
@@ -317,6 +317,36 @@ impl TestDaemon {
         agent::wait_for_conversation(&self.client, name)
             .await
             .unwrap_or_else(|e| panic!("{}: {e}", self.name))
+    }
+
+    /// `verify`: the safety number with `user` for the key they hold in
+    /// `conversation` (their DM when `None`); `confirm` marks it verified
+    /// if it is still `compared`.
+    pub async fn verify(
+        &self,
+        user: &str,
+        conversation: Option<&str>,
+        confirm: Option<&str>,
+    ) -> Result<methods::VerifyResult, CallError> {
+        self.client
+            .request::<method::Verify>(methods::VerifyParams {
+                username: user.into(),
+                confirm: confirm.is_some(),
+                safety_number: confirm.map(str::to_owned),
+                conversation: conversation
+                    .map(|c| ConversationRef::parse(c).expect("a conversation reference")),
+            })
+            .await
+    }
+
+    /// The members of `conv` with their keys and verification state.
+    pub async fn member_list(&self, conv: &str) -> Vec<Member> {
+        self.client
+            .request::<method::Members>(ConversationParams {
+                conversation: ConversationRef::parse(conv).expect("a conversation reference"),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{}: members of {conv}: {e}", self.name))
     }
 
     pub async fn members(&self, conv: &str) -> Vec<String> {

@@ -370,14 +370,29 @@ pub struct VerifyParams {
     /// and the call fails with -32006.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety_number: Option<String>,
+    /// The conversation whose copy of the user's key is compared: the key
+    /// they hold in it, which is what the messages there are encrypted to.
+    /// Without it, their DM (or, with no DM, the key the server lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<ConversationRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyResult {
     pub username: String,
     pub safety_number: String,
+    /// This key (the one the number is computed from) was confirmed.
     pub verified: bool,
     pub key_changed: bool,
+    /// The key is the one the server lists for the name. When not, the
+    /// conversation holds someone else under that name: it cannot be
+    /// confirmed.
+    #[serde(default = "yes")]
+    pub matches_directory: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -487,6 +502,7 @@ pub(crate) mod tests {
                 username: "bob".into(),
                 confirm: true,
                 safety_number: Some("12345 67890".into()),
+                conversation: Some(ConversationRef::parse("team").unwrap()),
             }),
             Call::Subscribe(SubscribeParams {
                 since: Some(Seq(41)),
@@ -671,6 +687,7 @@ pub(crate) mod tests {
             safety_number: "12345 67890".into(),
             verified: true,
             key_changed: false,
+            matches_directory: false,
         });
         round_trip(SubscribeResult { seq: Seq(12) });
     }

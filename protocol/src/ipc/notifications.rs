@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use super::jsonrpc::RawNotification;
 use super::values::{
-    ConnectionState, ConversationId, DeliveryState, MembershipEvent, Message, MessageId, Seq,
+    ConnectionState, ConversationId, DeliveryState, InvitationState, MembershipEvent, Message,
+    MessageId, Seq,
 };
 
 macro_rules! notifications {
@@ -63,6 +64,9 @@ notifications! {
     Connection = "connection" (ConnectionChange);
     /// A contact's identity key changed.
     Identity = "identity" (IdentityChange);
+    /// Someone put us into a group (or opened a DM with us): what we were
+    /// invited to, and what became of it.
+    Invitation = "invitation" (InvitationUpdate);
 }
 
 impl Notification {
@@ -112,6 +116,22 @@ pub struct IdentityChange {
     pub username: String,
     pub old_fingerprint: String,
     pub new_fingerprint: String,
+}
+
+/// An invitation into a group or DM: who sent it, to what, and its state.
+/// A `refused` one was never joined; `reason` says why (e.g. the inviter's
+/// key is not the one the server lists for that name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitationUpdate {
+    pub seq: Seq,
+    /// Who invited us, as their credential names them.
+    pub from: String,
+    /// The conversation's name as the inviter set it (`@<from>` for a DM).
+    pub name: String,
+    pub state: InvitationState,
+    /// For people; empty unless the invitation was refused or declined.
+    #[serde(default)]
+    pub reason: String,
 }
 
 #[cfg(test)]

@@ -264,6 +264,10 @@ word_enum!(
     MembershipEvent { Joined, Added, Removed, Left, Rekeyed }
 );
 word_enum!(
+    /// `invitation` notification states.
+    InvitationState { Refused }
+);
+word_enum!(
     /// `delivery` notification states.
     DeliveryState { Sent, Delivered }
 );

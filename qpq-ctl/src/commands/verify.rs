@@ -16,6 +16,7 @@ pub async fn run(session: &Session, out: &mut Out, args: VerifyArgs) -> Result<E
             username: args.username,
             confirm: args.confirm,
             safety_number: args.safety_number,
+            conversation: args.conversation,
         })
         .await?;
     if out.is_json() {
@@ -30,6 +31,16 @@ pub async fn run(session: &Session, out: &mut Out, args: VerifyArgs) -> Result<E
     for line in groups.chunks(4) {
         text.push_str("    ");
         text.push_str(&style.paint(Paint::Bold, &line.join(" ")));
+        text.push('\n');
+    }
+    if !r.matches_directory {
+        text.push_str(&style.paint(
+            Paint::Warn,
+            &format!(
+                "this is not the key the server lists for {user}: someone else holds this name \
+                 in that conversation. Do not trust it; it cannot be marked verified."
+            ),
+        ));
         text.push('\n');
     }
     if r.key_changed {

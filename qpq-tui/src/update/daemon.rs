@@ -2,7 +2,9 @@
 //! daemon's notifications.
 
 use quicproquo_protocol::ipc::methods::{ConversationParams, NoParams, ReadParams};
-use quicproquo_protocol::ipc::values::{ConnectionState, ConversationKind, KeystoreState};
+use quicproquo_protocol::ipc::values::{
+    ConnectionState, ConversationKind, InvitationState, KeystoreState,
+};
 use quicproquo_protocol::ipc::{Call, IpcErrorCode, Notification};
 
 use super::{is_main, mark_read, maybe_load_older, request_members, select, set_new_marker};
@@ -364,5 +366,11 @@ fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
             ));
             app.changed_keys.insert(i.username);
         }
+        Notification::Invitation(i) => match i.state {
+            InvitationState::Refused => app.error(format!(
+                "Refused an invitation from {} to {}: {}",
+                i.from, i.name, i.reason
+            )),
+        },
     }
 }

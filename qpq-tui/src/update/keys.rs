@@ -330,10 +330,13 @@ fn run(app: &mut App, cmd: Command, fx: &mut Vec<Effect>) -> bool {
             toggle_members(app, fx);
             return true;
         }
+        // The key the user holds in the open conversation: the one the
+        // messages here are encrypted to.
         Command::Verify(username) => Call::Verify(VerifyParams {
             username,
             confirm: false,
             safety_number: None,
+            conversation: app.current().map(|c| c.id.into()),
         }),
         Command::Search(query) => {
             app.overlay = Some(Overlay::Search {
@@ -388,6 +391,7 @@ fn overlay_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
                     username: v.username.clone(),
                     confirm: true,
                     safety_number: Some(v.safety_number.clone()),
+                    conversation: app.current().map(|c| c.id.into()),
                 })));
                 None
             }

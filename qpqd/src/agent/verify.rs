@@ -82,6 +82,7 @@ impl Agent {
             safety_number: number,
             verified: contact.verified,
             key_changed: contact.key_changed,
+            matches_directory: true,
         })
     }
 

@@ -315,6 +315,7 @@ async fn notifications_resume_after_a_daemon_restart_and_search_and_verify_work(
         username: peer.into(),
         confirm: false,
         safety_number: None,
+        conversation: None,
     };
     let a = alice
         .client
@@ -334,6 +335,7 @@ async fn notifications_resume_after_a_daemon_restart_and_search_and_verify_work(
             username: "bob".into(),
             confirm: true,
             safety_number: Some(a.safety_number.clone()),
+            conversation: None,
         })
         .await
         .unwrap();
@@ -346,6 +348,7 @@ async fn notifications_resume_after_a_daemon_restart_and_search_and_verify_work(
             username: "alice".into(),
             confirm: true,
             safety_number: Some("00000 ".repeat(12)),
+            conversation: None,
         })
         .await
         .unwrap_err();
