@@ -50,7 +50,7 @@ pub use commit::{CommitSummary, Staged};
 pub use errors::MlsError;
 pub use group::{GroupId, Joined, Who};
 pub use identity::{Identity, Member};
-pub use message::{classify, Incoming, Processed, ProposalKind};
+pub use message::{classify, Incoming, Membership, Processed, ProposalKind};
 pub use provider::CborCodec;
 pub use quicproquo_protocol::mls_framing::ContentType;
 pub use quicproquo_protocol::types::Epoch;

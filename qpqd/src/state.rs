@@ -136,7 +136,17 @@ CREATE TABLE last_resort_key_packages (
 );
 "#;
 
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+/// Verification binds a name to one key: the key the user confirmed. A
+/// contact is verified while its pinned key is that key; a later key is not
+/// verified by the name alone.
+const SCHEMA_V6: &str = r#"
+ALTER TABLE contacts ADD COLUMN verified_key BLOB;
+UPDATE contacts SET verified_key = identity WHERE verified = 1;
+"#;
+
+const MIGRATIONS: &[&str] = &[
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+];
 
 /// Opens (creating if needed) the state database with `key`. A wrong key is
 /// [`StateError::WrongKey`]; an existing file is never replaced.

@@ -91,9 +91,7 @@ impl Attacker {
     /// Publishes key packages made by `engine`, so that a daemon adding the
     /// attacker's account adds `engine`'s credential.
     pub async fn publish_key_packages(&self, engine: &mut MlsEngine, n: usize) {
-        let packages = engine
-            .key_packages(Suite::Hybrid, n)
-            .expect("key packages");
+        let packages = engine.key_packages(Suite::Hybrid, n).expect("key packages");
         self.client
             .request(wire::UploadKeyPackages {
                 auth: self.account.session.token.clone(),

@@ -12,7 +12,9 @@ use quicproquo_protocol::ipc::client::{CallError, IpcClient};
 use quicproquo_protocol::ipc::methods::{
     self, method, ConversationParams, GroupCreateParams, NoParams, SendParams,
 };
-use quicproquo_protocol::ipc::values::{Ciphersuite, Conversation, ConversationRef, Member, Message};
+use quicproquo_protocol::ipc::values::{
+    Ciphersuite, Conversation, ConversationRef, Member, Message,
+};
 use tokio::process::{Child, Command};
 
 use crate::{agent, home, TestServer};

@@ -5,20 +5,23 @@
 //! batch commits — before the batch is acknowledged to the server. A
 //! redelivery after a crash is recognised and shown once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use quicproquo_protocol::ipc::notifications::{
-    DeliveryUpdate, MembershipChange, NewMessage, Notification,
+    DeliveryUpdate, InvitationUpdate, MembershipChange, NewMessage, Notification,
 };
-use quicproquo_protocol::ipc::values::{DeliveryState, MembershipEvent, MessageId};
+use quicproquo_protocol::ipc::values::{
+    DeliveryState, InvitationState, MembershipEvent, MessageId,
+};
 use quicproquo_protocol::padding;
-use quicproquo_protocol::wire::{self, Envelope};
+use quicproquo_protocol::types::{IdentityKey, Username};
+use quicproquo_protocol::wire;
 use tokio::sync::OwnedMutexGuard;
 
 use super::history::{conv_id, ipc_message, new_conversation};
-use super::verify::pin_members;
+use super::verify::{pin_identity, unknown_members};
 use super::{emit, Agent, AgentError};
 use crate::core::{Core, CoreError};
 use crate::db::conversations::{self, Conversation, Kind};
@@ -26,7 +29,7 @@ use crate::db::messages::{self, Message, State};
 use crate::db::{now_ms, outbox, Id};
 use crate::link::{ConnState, Link};
 use crate::mls::{
-    classify, ContentType, GroupId, Incoming, Joined, MlsError, Processed, ProposalKind,
+    classify, ContentType, GroupId, Incoming, Joined, Membership, MlsError, Processed, ProposalKind,
 };
 use crate::payload::{ConversationInfo, Payload};
 
@@ -44,14 +47,12 @@ struct Fetched {
     parsed: Result<(Incoming, Vec<u8>), String>,
 }
 
-/// What processing one message produced.
-enum Outcome {
-    Events(Vec<Notification>),
-    Joined(GroupId, Vec<Notification>),
-    CommitProposals(GroupId, Vec<Notification>),
-}
+/// The keys the server lists for the inviters of a batch's Welcomes
+/// (`None`: no such user), looked up before the batch is processed.
+type Directory = HashMap<Username, Option<IdentityKey>>;
 
-/// What a stored batch produced, published once it is committed.
+/// What processing a message (or a whole batch) produced, published once
+/// the batch is committed.
 #[derive(Default)]
 struct Stored {
     events: Vec<Notification>,
@@ -60,6 +61,29 @@ struct Stored {
     joined: Vec<GroupId>,
     /// Groups with proposals (a member leaving) for us to commit.
     proposals: Vec<GroupId>,
+    /// Members we met and have no key pinned for: looked up in the
+    /// directory afterwards.
+    unknown: Vec<String>,
+}
+
+impl Stored {
+    fn events(events: Vec<Notification>) -> Stored {
+        Stored {
+            events,
+            ..Stored::default()
+        }
+    }
+
+    fn nothing() -> Stored {
+        Stored::default()
+    }
+
+    fn add(&mut self, other: Stored) {
+        self.events.extend(other.events);
+        self.joined.extend(other.joined);
+        self.proposals.extend(other.proposals);
+        self.unknown.extend(other.unknown);
+    }
 }
 
 impl Agent {
@@ -122,7 +146,15 @@ impl Agent {
             return Ok(());
         }
         let seqs: Vec<u64> = mail.iter().map(|e| e.seq).collect();
-        let stored = self.store_batch(mail).await.map_err(Some)?;
+        let batch: Vec<Fetched> = mail
+            .into_iter()
+            .map(|env| Fetched {
+                seq: env.seq,
+                parsed: parse(&env.payload),
+            })
+            .collect();
+        let directory = self.inviters(&batch).await.map_err(Some)?;
+        let stored = self.store_batch(batch, directory).await.map_err(Some)?;
         self.publish(stored.events);
         for g in stored.joined {
             self.spawn_self_update(g);
@@ -130,6 +162,7 @@ impl Agent {
         for g in stored.proposals {
             self.spawn_commit_proposals(g);
         }
+        self.spawn_look_up(stored.unknown);
         // Receipts for what was just stored wait in the outbox.
         self.outbox_kick.notify_one();
         // Stored (or found unprocessable) before acknowledged. A batch whose
@@ -140,17 +173,50 @@ impl Agent {
         Ok(())
     }
 
+    /// The keys the server lists for whoever sent the batch's Welcomes, so
+    /// that an inviter whose credential names someone with another key is
+    /// refused before anything is joined or pinned. One core trip (to read
+    /// the Welcomes) and one lookup per inviter, only for batches with
+    /// Welcomes. A failed lookup fails the batch: it is fetched again.
+    async fn inviters(&self, batch: &[Fetched]) -> Result<Directory, AgentError> {
+        let welcomes: Vec<Vec<u8>> = batch
+            .iter()
+            .filter_map(|f| match &f.parsed {
+                Ok((Incoming::Welcome, bytes)) => Some(bytes.clone()),
+                _ => None,
+            })
+            .collect();
+        if welcomes.is_empty() {
+            return Ok(Directory::new());
+        }
+        let names: BTreeSet<Username> = self
+            .core()?
+            .run(move |c| -> Result<_, CoreError> {
+                let e = c.engine()?;
+                // One that cannot be read is dealt with (skipped) later.
+                Ok(welcomes
+                    .iter()
+                    .filter_map(|w| e.peek_welcome(w).ok())
+                    .map(|j| j.inviter.username)
+                    .collect())
+            })
+            .await?;
+        let mut directory = Directory::new();
+        for name in names {
+            let key = self.listed_key(&name).await?;
+            directory.insert(name, key);
+        }
+        Ok(directory)
+    }
+
     /// Processes and stores a fetched batch in one core trip, holding the
     /// locks of the groups whose handshakes it carries (so no commit of ours
     /// is in flight in those groups meanwhile).
-    async fn store_batch(&self, mail: Vec<Envelope>) -> Result<Stored, AgentError> {
-        let batch: Vec<Fetched> = mail
-            .into_iter()
-            .map(|env| Fetched {
-                seq: env.seq,
-                parsed: parse(&env.payload),
-            })
-            .collect();
+    async fn store_batch(
+        &self,
+        batch: Vec<Fetched>,
+        directory: Directory,
+    ) -> Result<Stored, AgentError> {
         let handshake_groups: BTreeSet<[u8; 16]> = batch
             .iter()
             .filter_map(|f| match &f.parsed {
@@ -169,7 +235,7 @@ impl Agent {
         }
         let stored = self
             .core()?
-            .run(move |c| store_incoming(c, batch))
+            .run(move |c| store_incoming(c, batch, &directory))
             .await
             .map_err(AgentError::from)?;
         drop(guards);
@@ -187,26 +253,22 @@ fn parse(payload: &[u8]) -> Result<(Incoming, Vec<u8>), String> {
 /// each message in its own savepoint. A message that cannot be processed is
 /// logged and skipped (its own writes rolled back); a failure of the
 /// transaction itself fails the whole batch, which is then not acknowledged.
-fn store_incoming(c: &mut Core, batch: Vec<Fetched>) -> Result<Stored, CoreError> {
+fn store_incoming(
+    c: &mut Core,
+    batch: Vec<Fetched>,
+    directory: &Directory,
+) -> Result<Stored, CoreError> {
     c.atomically(|c| {
         let mut stored = Stored::default();
         for f in batch {
             let outcome = match f.parsed {
                 Err(e) => Err(e),
                 Ok((kind, bytes)) => c
-                    .savepoint(|c| process_one(c, kind, &bytes))
+                    .savepoint(|c| process_one(c, kind, &bytes, directory))
                     .map_err(|e| e.to_string()),
             };
             match outcome {
-                Ok(Outcome::Events(ev)) => stored.events.extend(ev),
-                Ok(Outcome::Joined(g, ev)) => {
-                    stored.events.extend(ev);
-                    stored.joined.push(g);
-                }
-                Ok(Outcome::CommitProposals(g, ev)) => {
-                    stored.events.extend(ev);
-                    stored.proposals.push(g);
-                }
+                Ok(one) => stored.add(one),
                 Err(e) => {
                     tracing::warn!(seq = f.seq, error = %e, "an incoming message could not be processed")
                 }
@@ -216,9 +278,14 @@ fn store_incoming(c: &mut Core, batch: Vec<Fetched>) -> Result<Stored, CoreError
     })
 }
 
-fn process_one(c: &mut Core, kind: Incoming, bytes: &[u8]) -> Result<Outcome, CoreError> {
+fn process_one(
+    c: &mut Core,
+    kind: Incoming,
+    bytes: &[u8],
+    directory: &Directory,
+) -> Result<Stored, CoreError> {
     match kind {
-        Incoming::Welcome => join(c, bytes),
+        Incoming::Welcome => join(c, bytes, directory),
         Incoming::Group { group, .. } => process_group(c, group, bytes),
         other => Err(CoreError::Mls(MlsError::Malformed(format!(
             "unexpected message kind {other:?}"
@@ -226,11 +293,41 @@ fn process_one(c: &mut Core, kind: Incoming, bytes: &[u8]) -> Result<Outcome, Co
     }
 }
 
-fn join(c: &mut Core, welcome: &[u8]) -> Result<Outcome, CoreError> {
+fn join(c: &mut Core, welcome: &[u8], directory: &Directory) -> Result<Stored, CoreError> {
+    let invited = c.engine()?.peek_welcome(welcome)?;
+    if let Some(reason) = refusal(c, &invited, directory)? {
+        tracing::warn!(inviter = %invited.inviter.username, %reason, "refused an invitation");
+        let ev = emit(c, |seq| {
+            Notification::Invitation(InvitationUpdate {
+                seq,
+                from: invited.inviter.username.to_string(),
+                name: invitation_name(&invited),
+                state: InvitationState::Refused,
+                reason,
+            })
+        })?;
+        return Ok(Stored::events(vec![ev]));
+    }
     let joined = c.engine()?.join(welcome)?;
-    let mut events = pin_members(c, &joined.members)?;
+    // The inviter's key is the directory's (checked above): pinned like any
+    // lookup. The other members are looked up afterwards.
+    let inviter = &joined.inviter;
+    let mut events: Vec<Notification> =
+        pin_identity(c, inviter.username.as_str(), inviter.identity.as_bytes())?
+            .into_iter()
+            .collect();
+    let mut unknown = unknown_members(c, &joined.members)?;
+    unknown.retain(|u| u != inviter.username.as_str());
+    let joined_group = Stored {
+        joined: vec![joined.group],
+        unknown,
+        ..Stored::default()
+    };
     let Some(conv) = joined_conversation(c, &joined)? else {
-        return Ok(Outcome::Joined(joined.group, events));
+        return Ok(Stored {
+            events,
+            ..joined_group
+        });
     };
     conversations::set_joined_epoch(c.db(), conv.id, joined.epoch.0)?;
     let members = joined
@@ -248,7 +345,52 @@ fn join(c: &mut Core, welcome: &[u8]) -> Result<Outcome, CoreError> {
         })
     })?;
     events.push(ev);
-    Ok(Outcome::Joined(joined.group, events))
+    Ok(Stored {
+        events,
+        ..joined_group
+    })
+}
+
+/// Why an invitation (a Welcome, read but not joined) is refused, if it is:
+/// its inviter's credential holds a key other than the one the server lists
+/// for that name (someone posing as them), or it is a second DM from a
+/// contact with a key other than the one pinned for them (it would be merged
+/// into the DM we have and take it over).
+fn refusal(c: &Core, invited: &Joined, directory: &Directory) -> rusqlite::Result<Option<String>> {
+    let inviter = &invited.inviter;
+    let name = &inviter.username;
+    match directory.get(name) {
+        None => return Ok(Some(format!("{name} could not be looked up"))),
+        Some(None) => return Ok(Some(format!("the server has no user named {name}"))),
+        Some(Some(listed)) if *listed != inviter.identity => return Ok(Some(format!(
+            "the invitation is signed with a key that is not the key the server lists for {name}: \
+                 someone is posing as {name}"
+        ))),
+        Some(Some(_)) => {}
+    }
+    let is_dm = matches!(
+        invited.info.as_deref().map(ConversationInfo::decode),
+        Some(Ok(ConversationInfo::Dm))
+    ) && invited.members.len() == 2;
+    if is_dm && conversations::dm_with(c.db(), name.as_str())?.is_some() {
+        let pinned = conversations::contact(c.db(), name.as_str())?.map(|k| k.identity);
+        if pinned != Some(inviter.identity.0) {
+            return Ok(Some(format!(
+                "a second DM from {name} with a key other than the one pinned for {name}; \
+                 compare safety numbers with {name} (verify {name})"
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// What an invitation calls its conversation, bounded like a joined one.
+fn invitation_name(invited: &Joined) -> String {
+    match invited.info.as_deref().map(ConversationInfo::decode) {
+        Some(Ok(ConversationInfo::Group { name })) => name,
+        Some(Ok(ConversationInfo::Dm)) => format!("@{}", invited.inviter.username),
+        _ => format!("group-{}", &invited.group.to_hex()[..8]),
+    }
 }
 
 /// The conversation a group we just joined belongs to, stored: the one we
@@ -256,10 +398,12 @@ fn join(c: &mut Core, welcome: &[u8]) -> Result<Outcome, CoreError> {
 /// conversation info. `None` when it is a second group for a DM we have
 /// (both users opened it at once), merged into that DM.
 fn joined_conversation(c: &Core, joined: &Joined) -> Result<Option<Conversation>, CoreError> {
-    if let Some(conv) = conversations::by_group(c.db(), &joined.group.0)? {
-        // Re-added to a group that removed us: same conversation, history kept.
-        conversations::set_active(c.db(), conv.id, true)?;
-        return Ok(Some(conv));
+    if let Some(old) = conversations::by_group(c.db(), &joined.group.0)? {
+        // A group that removed us (or that we left), joined again. Whoever
+        // invites us chose its members now, and may not even be the group
+        // it was: it gets a conversation of its own; the old one keeps its
+        // history, inactive.
+        conversations::retire_group(c.db(), old.id)?;
     }
     let inviter = joined.inviter.username.to_string();
     let (kind, name, peer) = match joined.info.as_deref().map(ConversationInfo::decode) {
@@ -304,9 +448,37 @@ fn lost_message_notice(joined_epoch: u64, message_epoch: u64, current: u64) -> O
     })
 }
 
-fn process_group(c: &mut Core, group: GroupId, bytes: &[u8]) -> Result<Outcome, CoreError> {
+/// Says `text` in the conversation itself (a notice: empty sender), so
+/// that nobody takes a silence, or a refusal, for the sender's.
+fn notice(c: &Core, conv: &Conversation, text: String) -> Result<Stored, CoreError> {
+    let m = Message {
+        id: Id::random(),
+        conversation: conv.id,
+        sender: String::new(),
+        timestamp_ms: now_ms(),
+        text,
+        outgoing: false,
+        state: State::Received,
+    };
+    messages::insert(c.db(), &m)?;
+    let ev = emit(c, |seq| {
+        Notification::Message(NewMessage {
+            seq,
+            message: ipc_message(&m),
+        })
+    })?;
+    Ok(Stored::events(vec![ev]))
+}
+
+fn process_group(c: &mut Core, group: GroupId, bytes: &[u8]) -> Result<Stored, CoreError> {
     let conv = conversations::by_group(c.db(), &group.0)?;
-    let processed = match c.engine()?.process(bytes) {
+    // A DM is always its two users: a commit that adds or removes anyone
+    // is refused, whoever sends it.
+    let membership = match &conv {
+        Some(conv) if conv.kind == Kind::Dm => Membership::Fixed,
+        _ => Membership::Open,
+    };
+    let processed = match c.engine()?.process_in(bytes, membership) {
         Ok(p) => p,
         Err(MlsError::TooOld {
             message, current, ..
@@ -317,102 +489,64 @@ fn process_group(c: &mut Core, group: GroupId, bytes: &[u8]) -> Result<Outcome, 
                 "skipped a message from an epoch whose keys are gone"
             );
             let Some(conv) = conv else {
-                return Ok(Outcome::Events(Vec::new()));
+                return Ok(Stored::nothing());
             };
             let joined = conversations::joined_epoch(c.db(), conv.id)?;
-            let Some(text) = lost_message_notice(joined, message.0, current.0) else {
-                return Ok(Outcome::Events(Vec::new()));
+            return match lost_message_notice(joined, message.0, current.0) {
+                Some(text) => notice(c, &conv, text),
+                None => Ok(Stored::nothing()),
             };
-            // Said in the conversation itself, so nobody thinks the
-            // silence was the sender's.
-            let m = Message {
-                id: Id::random(),
-                conversation: conv.id,
-                sender: String::new(),
-                timestamp_ms: now_ms(),
-                text,
-                outgoing: false,
-                state: State::Received,
+        }
+        Err(MlsError::Rejected(reason)) if membership == Membership::Fixed => {
+            tracing::warn!(%reason, "refused a commit changing a DM's members");
+            let Some(conv) = conv else {
+                return Ok(Stored::nothing());
             };
-            messages::insert(c.db(), &m)?;
-            let ev = emit(c, |seq| {
-                Notification::Message(NewMessage {
-                    seq,
-                    message: ipc_message(&m),
-                })
-            })?;
-            return Ok(Outcome::Events(vec![ev]));
+            return notice(
+                c,
+                &conv,
+                format!(
+                    "⚠ refused a change to this DM: {reason}; a DM stays between its two users"
+                ),
+            );
         }
         Err(e @ (MlsError::Replay(_) | MlsError::StaleHandshake { .. })) => {
             tracing::info!(error = %e, "skipped a message");
-            return Ok(Outcome::Events(Vec::new()));
+            return Ok(Stored::nothing());
         }
         Err(e) => return Err(e.into()),
     };
     let Some(conv) = conv else {
-        return Ok(Outcome::Events(Vec::new()));
+        return Ok(Stored::nothing());
     };
     match processed {
         Processed::Application {
-            sender, plaintext, ..
-        } => match Payload::decode(&plaintext) {
-            Ok(Payload::Text { id, ts, text }) => {
-                let Some(id) = Id::parse_hex(&id) else {
-                    return Ok(Outcome::Events(Vec::new()));
-                };
-                let m = Message {
-                    id,
-                    conversation: conv.id,
-                    sender: sender.username.to_string(),
-                    timestamp_ms: ts,
-                    text,
-                    outgoing: false,
-                    state: State::Received,
-                };
-                if !messages::insert(c.db(), &m)? {
-                    return Ok(Outcome::Events(Vec::new()));
+            sender,
+            plaintext,
+            epoch,
+            ..
+        } => {
+            // Members keep a few past epochs' keys for messages that
+            // crossed a commit in flight; a removed member still has them.
+            // A late message counts only from someone still a member.
+            if epoch < c.engine()?.epoch(group)? {
+                let members = c.engine()?.members(group)?;
+                if !members.contains(&sender) {
+                    tracing::info!(sender = %sender.username, "dropped a late message from a former member");
+                    return notice(
+                        c,
+                        &conv,
+                        format!(
+                            "⚠ a message from {} was dropped: it came late, and {} is no longer a member",
+                            sender.username, sender.username
+                        ),
+                    );
                 }
-                conversations::touch(c.db(), conv.id, now_ms())?;
-                if conv.kind == Kind::Dm {
-                    // Stored: tell the peer (through the outbox, batched,
-                    // sent once we are online). DMs only: in a group every
-                    // receipt would reach every member.
-                    outbox::push_receipt(c.db(), conv.id, id, now_ms())?;
-                }
-                let ev = emit(c, |seq| {
-                    Notification::Message(NewMessage {
-                        seq,
-                        message: ipc_message(&m),
-                    })
-                })?;
-                Ok(Outcome::Events(vec![ev]))
             }
-            Ok(Payload::Receipt { ids }) => {
-                let mut events = Vec::new();
-                if conv.kind != Kind::Dm {
-                    return Ok(Outcome::Events(events));
-                }
-                for id in ids.iter().filter_map(|i| Id::parse_hex(i)) {
-                    if messages::advance(c.db(), id, conv.id, State::Delivered)? {
-                        events.push(emit(c, |seq| {
-                            Notification::Delivery(DeliveryUpdate {
-                                seq,
-                                conversation: conv_id(conv.id),
-                                id: MessageId(id.0),
-                                state: DeliveryState::Delivered,
-                            })
-                        })?);
-                    }
-                }
-                Ok(Outcome::Events(events))
-            }
-            Err(e) => {
-                tracing::info!(error = %e, "ignored an application message of unknown form");
-                Ok(Outcome::Events(Vec::new()))
-            }
-        },
+            application(c, &conv, &sender.username, &plaintext)
+        }
         Processed::Commit(s) => {
-            let mut events = pin_members(c, &s.added)?;
+            let mut events = Vec::new();
             let by = s.committer.username.to_string();
             let mut push =
                 |c: &Core, event: MembershipEvent, members: Vec<String>| -> rusqlite::Result<()> {
@@ -452,15 +586,86 @@ fn process_group(c: &mut Core, group: GroupId, bytes: &[u8]) -> Result<Outcome, 
                 conversations::set_active(c.db(), conv.id, false)?;
             }
             conversations::touch(c.db(), conv.id, now_ms())?;
-            Ok(Outcome::Events(events))
+            Ok(Stored {
+                events,
+                unknown: unknown_members(c, &s.added)?,
+                ..Stored::default()
+            })
         }
         Processed::Proposal { kind, .. } => match kind {
-            ProposalKind::Remove(_) | ProposalKind::Update => {
-                Ok(Outcome::CommitProposals(group, Vec::new()))
-            }
-            ProposalKind::Add(_) => Ok(Outcome::Events(Vec::new())),
+            ProposalKind::Remove(_) | ProposalKind::Update => Ok(Stored {
+                proposals: vec![group],
+                ..Stored::default()
+            }),
+            ProposalKind::Add(_) => Ok(Stored::nothing()),
         },
-        Processed::Own { .. } => Ok(Outcome::Events(Vec::new())),
+        Processed::Own { .. } => Ok(Stored::nothing()),
+    }
+}
+
+/// An application message from `sender` in `conv`: a text (stored, and in a
+/// DM a receipt queued) or receipts for ours.
+fn application(
+    c: &mut Core,
+    conv: &Conversation,
+    sender: &Username,
+    plaintext: &[u8],
+) -> Result<Stored, CoreError> {
+    match Payload::decode(plaintext) {
+        Ok(Payload::Text { id, ts, text }) => {
+            let Some(id) = Id::parse_hex(&id) else {
+                return Ok(Stored::nothing());
+            };
+            let m = Message {
+                id,
+                conversation: conv.id,
+                sender: sender.to_string(),
+                timestamp_ms: ts,
+                text,
+                outgoing: false,
+                state: State::Received,
+            };
+            if !messages::insert(c.db(), &m)? {
+                return Ok(Stored::nothing());
+            }
+            conversations::touch(c.db(), conv.id, now_ms())?;
+            if conv.kind == Kind::Dm {
+                // Stored: tell the peer (through the outbox, batched,
+                // sent once we are online). DMs only: in a group every
+                // receipt would reach every member.
+                outbox::push_receipt(c.db(), conv.id, id, now_ms())?;
+            }
+            let ev = emit(c, |seq| {
+                Notification::Message(NewMessage {
+                    seq,
+                    message: ipc_message(&m),
+                })
+            })?;
+            Ok(Stored::events(vec![ev]))
+        }
+        Ok(Payload::Receipt { ids }) => {
+            let mut events = Vec::new();
+            if conv.kind != Kind::Dm {
+                return Ok(Stored::nothing());
+            }
+            for id in ids.iter().filter_map(|i| Id::parse_hex(i)) {
+                if messages::advance(c.db(), id, conv.id, State::Delivered)? {
+                    events.push(emit(c, |seq| {
+                        Notification::Delivery(DeliveryUpdate {
+                            seq,
+                            conversation: conv_id(conv.id),
+                            id: MessageId(id.0),
+                            state: DeliveryState::Delivered,
+                        })
+                    })?);
+                }
+            }
+            Ok(Stored::events(events))
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "ignored an application message of unknown form");
+            Ok(Stored::nothing())
+        }
     }
 }
 
@@ -559,6 +764,14 @@ mod batch_tests {
         (group, staged.welcome.unwrap())
     }
 
+    /// [`store_incoming`] with the directory listing `inviter`'s real key
+    /// (what the daemon looks up before storing a batch with Welcomes).
+    fn store_from(c: &mut Core, inviter: &Core, batch: Vec<Fetched>) -> Result<Stored, CoreError> {
+        let e = inviter.engine_ref().unwrap();
+        let directory = Directory::from([(e.username().clone(), Some(e.identity_key()))]);
+        store_incoming(c, batch, &directory)
+    }
+
     /// What a core stored for the conversation of `group`.
     fn conversation(c: &Core, group: GroupId) -> Conversation {
         conversations::by_group(c.db(), &group.0)
@@ -586,7 +799,7 @@ mod batch_tests {
             },
             fetched(5, &text(&mut alice, group, "two")),
         ];
-        let stored = store_incoming(&mut bob, batch).unwrap();
+        let stored = store_from(&mut bob, &alice, batch).unwrap();
 
         assert_eq!(stored.joined, vec![group]);
         let texts: Vec<String> = stored
@@ -618,7 +831,7 @@ mod batch_tests {
         let dir = tempfile::tempdir().unwrap();
         let [mut alice, mut bob] = cores(dir.path(), ["alice", "bob"]);
         let (group, welcome) = group_of(&mut alice, team(), &mut [&mut bob]);
-        store_incoming(&mut bob, vec![fetched(1, &welcome)]).unwrap();
+        store_from(&mut bob, &alice, vec![fetched(1, &welcome)]).unwrap();
         let joined_at = bob.engine().unwrap().epoch(group).unwrap();
 
         let held_back = text(&mut alice, group, "held back");
@@ -626,7 +839,7 @@ mod batch_tests {
         for _ in 0..=crate::mls::MAX_PAST_EPOCHS {
             let c = alice.engine().unwrap().self_update(group).unwrap();
             alice.engine().unwrap().merge_pending(group).unwrap();
-            store_incoming(&mut bob, vec![fetched(seq, &c.commit)]).unwrap();
+            store_from(&mut bob, &alice, vec![fetched(seq, &c.commit)]).unwrap();
             seq += 1;
         }
         let now = bob.engine().unwrap().epoch(group).unwrap();
@@ -635,7 +848,7 @@ mod batch_tests {
             joined_at.0 + crate::mls::MAX_PAST_EPOCHS as u64 + 1,
             "bob followed every commit, so the held-back epoch's keys are gone"
         );
-        let stored = store_incoming(&mut bob, vec![fetched(seq, &held_back)]).unwrap();
+        let stored = store_from(&mut bob, &alice, vec![fetched(seq, &held_back)]).unwrap();
 
         let history = messages::history(bob.db(), conversation(&bob, group).id, None, 10).unwrap();
         let [notice] = history.as_slice() else {
@@ -674,7 +887,7 @@ mod batch_tests {
             ConversationInfo::Dm,
             &mut [&mut bob, &mut carol],
         );
-        store_incoming(&mut bob, vec![fetched(1, &welcome)]).unwrap();
+        store_from(&mut bob, &alice, vec![fetched(1, &welcome)]).unwrap();
         let conv = conversation(&bob, three);
         assert_eq!(conv.kind, Kind::Group, "{conv:?}");
         assert_eq!(conv.peer, None, "{conv:?}");
@@ -683,7 +896,7 @@ mod batch_tests {
         // The same label on a group of two is honoured: the check is the
         // member count, not a refusal of every DM label.
         let (two, welcome) = group_of(&mut alice, ConversationInfo::Dm, &mut [&mut dave]);
-        store_incoming(&mut dave, vec![fetched(1, &welcome)]).unwrap();
+        store_from(&mut dave, &alice, vec![fetched(1, &welcome)]).unwrap();
         let conv = conversation(&dave, two);
         assert_eq!(conv.kind, Kind::Dm, "{conv:?}");
         assert_eq!(conv.peer.as_deref(), Some("alice"));
@@ -699,8 +912,8 @@ mod batch_tests {
         let dir = tempfile::tempdir().unwrap();
         let [mut alice, mut bob, mut carol] = cores(dir.path(), ["alice", "bob", "carol"]);
         let (group, welcome) = group_of(&mut alice, team(), &mut [&mut bob, &mut carol]);
-        store_incoming(&mut bob, vec![fetched(1, &welcome)]).unwrap();
-        store_incoming(&mut carol, vec![fetched(1, &welcome)]).unwrap();
+        store_from(&mut bob, &alice, vec![fetched(1, &welcome)]).unwrap();
+        store_from(&mut carol, &alice, vec![fetched(1, &welcome)]).unwrap();
         let before = conversation(&carol, group);
 
         let relabels = [
@@ -715,7 +928,7 @@ mod batch_tests {
             .map(|(i, m)| fetched(2 + i as u64, m))
             .chain([fetched(9, &text(&mut bob, group, "still a group"))])
             .collect();
-        store_incoming(&mut carol, batch).unwrap();
+        store_from(&mut carol, &alice, batch).unwrap();
 
         let after = conversation(&carol, group);
         assert_eq!(

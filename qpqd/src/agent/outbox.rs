@@ -202,17 +202,19 @@ impl Agent {
             })
             .await?;
         let name = user.to_string();
-        // Pinned like every other sighting of a key: a change is flagged and
-        // announced (`identity` notification), never taken silently.
-        let changed = self
-            .core()?
+        // Kept only for the key pinned for the name (which comes from the
+        // server's directory): a key from an MLS credential never re-pins a
+        // name, so an impostor leaf cannot take over a contact's channel.
+        self.core()?
             .run(move |c| -> rusqlite::Result<_> {
-                let ev = super::verify::pin_identity(c, &name, identity.as_bytes())?;
-                conversations::set_channel(c.db(), &name, channel.as_bytes())?;
-                Ok(ev)
+                conversations::set_channel_for(
+                    c.db(),
+                    &name,
+                    identity.as_bytes(),
+                    channel.as_bytes(),
+                )
             })
             .await?;
-        self.publish(changed.into_iter().collect());
         Ok(channel)
     }
 
@@ -313,7 +315,8 @@ fn refuse_changed_keys(c: &mut Core, group: &[u8]) -> AgentResult<()> {
     };
     for m in members {
         let u = m.username.as_str();
-        if conversations::contact(c.db(), u)?.is_some_and(|k| k.key_changed) {
+        let k = conversations::contact(c.db(), u)?;
+        if conversations::trust(k.as_ref(), &m.identity.0).1 {
             return Err(AgentError::IdentityChanged(format!(
                 "the identity key of `{u}` changed: compare safety numbers (verify {u}), then resend with confirmation"
             )));

@@ -16,25 +16,35 @@ use crate::link::LinkError;
 use crate::mls::GroupId;
 
 impl Agent {
-    /// Looks a user up on the server and pins (or checks) their identity key.
-    pub(crate) async fn resolve_contact(&self, name: &str) -> AgentResult<(Username, IdentityKey)> {
-        let username =
-            Username::parse(name).map_err(|e| AgentError::InvalidInput(e.to_string()))?;
+    /// The identity key the server lists for `username`; `None` when it has
+    /// no such user. Pins nothing.
+    pub(crate) async fn listed_key(&self, username: &Username) -> AgentResult<Option<IdentityKey>> {
         let link = self.link()?;
-        let identity_key = link
+        match link
             .request(wire::ResolveUser {
                 auth: self.token()?,
                 username: username.clone(),
             })
             .await
-            .map_err(|e| match e {
-                LinkError::Call(quicproquo_protocol::client::ClientError::Server(w))
-                    if w.code == ErrorCode::UnknownUser =>
-                {
-                    AgentError::NotFound(format!("no user `{username}` on the server"))
-                }
-                other => other.into(),
-            })?;
+        {
+            Ok(k) => Ok(Some(k)),
+            Err(LinkError::Call(quicproquo_protocol::client::ClientError::Server(w)))
+                if w.code == ErrorCode::UnknownUser =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Looks a user up on the server and pins (or checks) their identity key.
+    pub(crate) async fn resolve_contact(&self, name: &str) -> AgentResult<(Username, IdentityKey)> {
+        let username =
+            Username::parse(name).map_err(|e| AgentError::InvalidInput(e.to_string()))?;
+        let identity_key = self
+            .listed_key(&username)
+            .await?
+            .ok_or_else(|| AgentError::NotFound(format!("no user `{username}` on the server")))?;
         let name = username.to_string();
         let events = self
             .core()?
@@ -44,22 +54,40 @@ impl Agent {
         Ok((username, identity_key))
     }
 
-    /// The safety number with `name` (from the key pinned for them, which
-    /// the server's current answer may just have replaced and flagged).
-    /// `confirm` marks that key verified; with `compared`, only if it is
-    /// still the number the user compared.
+    /// The safety number with `name` for the key they hold in
+    /// `conversation` (without one: in our DM with them; with no DM, the key
+    /// the server lists) — the key our messages there are encrypted to.
+    /// `confirm` marks that key verified: only if it is the key the server
+    /// lists for the name (else the conversation holds someone else under
+    /// that name) and, with `compared`, only if it is still the number the
+    /// user compared. The mark stays with that key.
     pub async fn verify(
         &self,
         name: &str,
         confirm: bool,
         compared: Option<&str>,
+        conversation: Option<&ConversationRef>,
     ) -> AgentResult<VerifyResult> {
-        let (username, theirs) = self.resolve_contact(name).await?;
+        let (username, listed) = self.resolve_contact(name).await?;
         let mine = self.me()?.identity;
-        let number = safety_number(&mine, &theirs);
-        let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
-        if let Some(compared) = compared.filter(|_| confirm) {
-            if digits(compared) != digits(&number) {
+        let u = username.to_string();
+        let r = conversation.cloned();
+        let held = self
+            .core()?
+            .run(move |c| key_held(c, &u, r.as_ref()))
+            .await?
+            .unwrap_or(listed);
+        let number = safety_number(&mine, &held);
+        let matches_directory = held == listed;
+        if confirm {
+            if !matches_directory {
+                return Err(AgentError::IdentityChanged(format!(
+                    "not marked verified: the key {username} holds there is not the key the server \
+                     lists for {username}: someone else is using that name in this conversation"
+                )));
+            }
+            let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+            if compared.is_some_and(|n| digits(n) != digits(&number)) {
                 return Err(AgentError::IdentityChanged(format!(
                     "not marked verified: the safety number with {username} is no longer the one you compared \
                      (their key changed); compare the new number first"
@@ -71,18 +99,18 @@ impl Agent {
             .core()?
             .run(move |c| -> rusqlite::Result<_> {
                 if confirm {
-                    conversations::set_verified(c.db(), &u)?;
+                    conversations::set_verified(c.db(), &u, &held.0)?;
                 }
                 conversations::contact(c.db(), &u)
             })
-            .await?
-            .ok_or_else(|| AgentError::internal("contact vanished"))?;
+            .await?;
+        let (verified, key_changed) = conversations::trust(contact.as_ref(), &held.0);
         Ok(VerifyResult {
             username: username.to_string(),
             safety_number: number,
-            verified: contact.verified,
-            key_changed: contact.key_changed,
-            matches_directory: true,
+            verified,
+            key_changed,
+            matches_directory,
         })
     }
 
@@ -109,14 +137,57 @@ fn members(c: &mut Core, conv: &Conversation) -> AgentResult<Vec<IpcMember>> {
     let mut out = Vec::new();
     for m in members {
         let k = conversations::contact(c.db(), m.username.as_str())?;
+        let (verified, key_changed) = conversations::trust(k.as_ref(), &m.identity.0);
         out.push(IpcMember {
             username: m.username.to_string(),
             identity: m.identity,
-            verified: k.as_ref().is_some_and(|k| k.verified),
-            key_changed: k.as_ref().is_some_and(|k| k.key_changed),
+            verified,
+            key_changed,
         });
     }
     Ok(out)
+}
+
+/// Core operation: the key `username` holds in the conversation `r` (their
+/// DM without one). `None` with no conversation and no DM; an error if they
+/// are not in it, or hold two keys there.
+fn key_held(
+    c: &mut Core,
+    username: &str,
+    r: Option<&ConversationRef>,
+) -> AgentResult<Option<IdentityKey>> {
+    let conv = match r {
+        Some(r) => super::history::find(c, r)?,
+        None => match conversations::dm_with(c.db(), username)? {
+            Some(dm) => dm,
+            None => return Ok(None),
+        },
+    };
+    let Some(g) = GroupId::from_slice(&conv.group_id).filter(|_| conv.active) else {
+        return Err(AgentError::NotFound(format!(
+            "{} is not a conversation you are in",
+            conv.name
+        )));
+    };
+    let keys: Vec<IdentityKey> = c
+        .engine()?
+        .members(g)
+        .map_err(CoreError::from)?
+        .into_iter()
+        .filter(|m| m.username.as_str() == username)
+        .map(|m| m.identity)
+        .collect();
+    match keys.as_slice() {
+        [] => Err(AgentError::NotFound(format!(
+            "{username} is not a member of {}",
+            conv.name
+        ))),
+        [k] => Ok(Some(*k)),
+        _ => Err(AgentError::InvalidInput(format!(
+            "{username} holds more than one key in {}",
+            conv.name
+        ))),
+    }
 }
 
 /// Pins `username`'s identity key on first sight; a different key later is
@@ -144,20 +215,40 @@ pub(crate) fn pin_identity(
     }
 }
 
-/// Pins every member but ourselves (members seen in a Welcome or a commit).
-pub(crate) fn pin_members(
+/// The members (but ourselves) we have pinned no key for: to look up in
+/// the directory (a credential's key is never pinned; see
+/// [`Agent::spawn_look_up`]).
+pub(crate) fn unknown_members(
     c: &Core,
     members: &[crate::mls::Member],
-) -> rusqlite::Result<Vec<Notification>> {
+) -> rusqlite::Result<Vec<String>> {
     let me = c.engine_ref().map(|e| e.identity_key());
     let mut out = Vec::new();
-    for m in members {
-        if Some(m.identity) == me {
-            continue;
+    for m in members.iter().filter(|m| Some(m.identity) != me) {
+        if conversations::contact(c.db(), m.username.as_str())?.is_none() {
+            out.push(m.username.to_string());
         }
-        out.extend(pin_identity(c, m.username.as_str(), m.identity.as_bytes())?);
     }
     Ok(out)
+}
+
+impl Agent {
+    /// Pins the keys the server lists for `names` (members we just met in a
+    /// group), in the background: what a member's credential says is
+    /// compared with that, never pinned.
+    pub(crate) fn spawn_look_up(self: &std::sync::Arc<Self>, names: Vec<String>) {
+        if names.is_empty() {
+            return;
+        }
+        let me = self.clone();
+        self.spawn(async move {
+            for name in names {
+                if let Err(e) = me.resolve_contact(&name).await {
+                    tracing::debug!(user = %name, error = %e, "looking up a new member");
+                }
+            }
+        });
+    }
 }
 
 /// SHA-256 of an identity key, hex: what `identity` notifications show.

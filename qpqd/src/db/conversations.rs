@@ -207,6 +207,22 @@ pub fn joined_epoch(c: &Connection, id: Id) -> rusqlite::Result<u64> {
     .map(|e| e.max(0) as u64)
 }
 
+/// Detaches an inactive conversation from its MLS group, so that a new
+/// instance of the group (joined again) gets a conversation of its own. The
+/// old one keeps its history; its group id becomes a random one that names
+/// no group.
+pub fn retire_group(c: &Connection, id: Id) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE conversations SET group_id = randomblob(16), active = 0 WHERE id = ?1",
+        [id],
+    )?;
+    c.execute(
+        "DELETE FROM conversation_groups WHERE conversation = ?1",
+        [id],
+    )?;
+    Ok(())
+}
+
 pub fn set_active(c: &Connection, id: Id, active: bool) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE conversations SET active = ?2 WHERE id = ?1",
@@ -215,29 +231,51 @@ pub fn set_active(c: &Connection, id: Id, active: bool) -> rusqlite::Result<()> 
     Ok(())
 }
 
-/// A contact: the identity key first seen for a username (pinned on first
-/// use), and what changed since.
+/// A contact: the identity key the server lists for a username (pinned on
+/// first use), and what changed since.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contact {
     pub username: String,
     pub identity: [u8; 32],
     pub channel: Option<[u8; 16]>,
-    pub verified: bool,
+    /// The key the user confirmed by comparing safety numbers, if any.
+    pub verified_key: Option<[u8; 32]>,
     pub key_changed: bool,
+}
+
+impl Contact {
+    /// The pinned key is the one the user confirmed.
+    pub fn verified(&self) -> bool {
+        self.verified_key == Some(self.identity)
+    }
+}
+
+/// How far a (username, key) pair is trusted: `verified` only for the very
+/// key the user confirmed; `key_changed` when the key is not the one pinned
+/// for the name, or the pinned one changed unconfirmed.
+pub fn trust(contact: Option<&Contact>, key: &[u8; 32]) -> (bool, bool) {
+    match contact {
+        None => (false, false),
+        Some(k) => (
+            k.verified_key.as_ref() == Some(key) && &k.identity == key,
+            &k.identity != key || k.key_changed,
+        ),
+    }
 }
 
 pub fn contact(c: &Connection, username: &str) -> rusqlite::Result<Option<Contact>> {
     c.query_row(
-        "SELECT username, identity, channel, verified, key_changed FROM contacts WHERE username = ?1",
+        "SELECT username, identity, channel, verified_key, key_changed FROM contacts WHERE username = ?1",
         [username],
         |r| {
             let identity: Vec<u8> = r.get(1)?;
             let channel: Option<Vec<u8>> = r.get(2)?;
+            let verified_key: Option<Vec<u8>> = r.get(3)?;
             Ok(Contact {
                 username: r.get(0)?,
                 identity: identity.try_into().unwrap_or([0; 32]),
                 channel: channel.and_then(|c| c.try_into().ok()),
-                verified: r.get(3)?,
+                verified_key: verified_key.and_then(|k| k.try_into().ok()),
                 key_changed: r.get(4)?,
             })
         },
@@ -281,20 +319,30 @@ pub fn pin_identity(c: &Connection, username: &str, identity: &[u8; 32]) -> rusq
     }
 }
 
-pub fn set_channel(c: &Connection, username: &str, channel: &[u8; 16]) -> rusqlite::Result<()> {
+/// Keeps `channel` as our DM channel with `username`, if `identity` is the
+/// key pinned for them (a channel to another key is someone else's).
+pub fn set_channel_for(
+    c: &Connection,
+    username: &str,
+    identity: &[u8; 32],
+    channel: &[u8; 16],
+) -> rusqlite::Result<()> {
     c.execute(
-        "UPDATE contacts SET channel = ?2 WHERE username = ?1",
-        params![username, &channel[..]],
+        "UPDATE contacts SET channel = ?3 WHERE username = ?1 AND identity = ?2",
+        params![username, &identity[..], &channel[..]],
     )?;
     Ok(())
 }
 
-pub fn set_verified(c: &Connection, username: &str) -> rusqlite::Result<()> {
-    c.execute(
-        "UPDATE contacts SET verified = 1, key_changed = 0 WHERE username = ?1",
-        [username],
+/// Marks `key` verified for `username`, if it is the key pinned for them
+/// (whether it was is the answer): the mark stays with that key.
+pub fn set_verified(c: &Connection, username: &str, key: &[u8; 32]) -> rusqlite::Result<bool> {
+    let n = c.execute(
+        "UPDATE contacts SET verified = 1, verified_key = ?2, key_changed = 0
+         WHERE username = ?1 AND identity = ?2",
+        params![username, &key[..]],
     )?;
-    Ok(())
+    Ok(n == 1)
 }
 
 #[cfg(test)]
@@ -361,14 +409,29 @@ mod tests {
     fn identity_keys_are_pinned_and_changes_flagged() {
         let (_d, c) = crate::db::test_db();
         assert_eq!(pin_identity(&c, "bob", &[1; 32]).unwrap(), Pin::New);
-        set_verified(&c, "bob").unwrap();
+        assert!(
+            !set_verified(&c, "bob", &[2; 32]).unwrap(),
+            "not bob's pinned key"
+        );
+        assert!(set_verified(&c, "bob", &[1; 32]).unwrap());
+        assert_eq!(
+            trust(contact(&c, "bob").unwrap().as_ref(), &[1; 32]),
+            (true, false)
+        );
+        assert_eq!(
+            trust(contact(&c, "bob").unwrap().as_ref(), &[3; 32]),
+            (false, true),
+            "another key under bob's name is neither verified nor bob's"
+        );
         assert_eq!(pin_identity(&c, "bob", &[1; 32]).unwrap(), Pin::Same);
         assert_eq!(
             pin_identity(&c, "bob", &[2; 32]).unwrap(),
             Pin::Changed { previous: [1; 32] }
         );
         let k = contact(&c, "bob").unwrap().unwrap();
-        assert!(k.key_changed && !k.verified);
+        assert!(k.key_changed && !k.verified());
         assert_eq!(k.identity, [2; 32]);
+        // The confirmation stays with the key that was confirmed.
+        assert_eq!(k.verified_key, Some([1; 32]));
     }
 }

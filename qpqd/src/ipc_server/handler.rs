@@ -148,7 +148,12 @@ impl Handler for AgentHandler {
     async fn verify(&self, p: VerifyParams) -> Answer<VerifyResult> {
         Ok(self
             .agent
-            .verify(&p.username, p.confirm, p.safety_number.as_deref())
+            .verify(
+                &p.username,
+                p.confirm,
+                p.safety_number.as_deref(),
+                p.conversation.as_ref(),
+            )
             .await?)
     }
 

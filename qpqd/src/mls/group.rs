@@ -10,7 +10,7 @@ use std::fmt;
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
     Capabilities, Extension, ExtensionType, Extensions, MlsGroup, MlsMessageBodyIn, MlsMessageIn,
-    StagedWelcome, UnknownExtension, WelcomeError,
+    StagedWelcome, UnknownExtension, Welcome, WelcomeError,
 };
 use openmls_traits::random::OpenMlsRand;
 use openmls_traits::OpenMlsProvider;
@@ -228,72 +228,44 @@ impl MlsEngine {
     /// [`MlsEngine::self_update`] soon after, so that our leaf stops using the
     /// keys of the published key package.
     pub fn join(&mut self, welcome: &[u8]) -> Result<Joined, MlsError> {
-        let msg = MlsMessageIn::tls_deserialize_exact(welcome)
-            .map_err(|e| MlsError::Malformed(e.to_string()))?;
-        let MlsMessageBodyIn::Welcome(welcome) = msg.extract() else {
-            return Err(MlsError::Malformed("not a Welcome".into()));
-        };
-        let cs = welcome.ciphersuite();
-        let suite = Suite::from_ciphersuite(cs).ok_or(MlsError::UnsupportedSuite(u16::from(cs)))?;
+        let welcome = parse_welcome(welcome)?;
         let cache = &mut self.cache;
         let (joined, version, g) = self.store.atomic(|p| {
-            let builder = StagedWelcome::build_from_welcome(p, &join_config(), welcome)
-                .map_err(welcome_error)?;
-            // Not yet verified; only used to find state of ours it would
-            // collide with. The verified id is checked against it below.
-            let claimed = builder
-                .processed_welcome()
-                .unverified_group_info()
-                .group_id()
-                .clone();
-            let group = GroupId::from_openmls(&claimed)?;
-            match MlsGroup::load(p.storage(), &claimed)? {
-                Some(old) if old.is_active() => return Err(MlsError::GroupExists(group)),
-                // Re-added to a group we were removed from: start afresh.
-                Some(mut old) => {
-                    cache.take(group);
-                    forget_state(p, &mut old, group)?
+            let (staged, read) = stage_welcome(p, welcome, |group, p, claimed| {
+                match MlsGroup::load(p.storage(), claimed)? {
+                    Some(old) if old.is_active() => Err(MlsError::GroupExists(group)),
+                    // Re-added to a group we were removed from: start afresh.
+                    Some(mut old) => {
+                        cache.take(group);
+                        forget_state(p, &mut old, group)
+                    }
+                    None => Ok(()),
                 }
-                None => {}
-            }
-            let staged = builder.build().map_err(welcome_error)?;
-            if staged.group_context().group_id() != &claimed {
-                return Err(MlsError::Internal("welcome group id changed".into()));
-            }
-            let members = staged
-                .members()
-                .map(|m| Member::from_openmls(&m))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut names: Vec<&Username> = members.iter().map(|m| &m.username).collect();
-            names.sort();
-            if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-                return Err(MlsError::Rejected(format!(
-                    "{} is in the group twice",
-                    w[0]
-                )));
-            }
-            let info = staged
-                .group_context()
-                .extensions()
-                .unknown(CONVERSATION_INFO_EXTENSION)
-                .map(|e| e.0.clone());
-            let sender = staged.welcome_sender()?;
-            let inviter =
-                Member::from_leaf(sender.credential(), sender.signature_key().as_slice())?;
+            })?;
             let g = staged.into_group(p).map_err(welcome_error)?;
-            let version = remember_group(p, group, suite)?;
+            let version = remember_group(p, read.group, read.suite)?;
             let joined = Joined {
-                group,
-                suite,
                 epoch: Epoch(g.epoch().as_u64()),
-                inviter,
-                members,
-                info,
+                ..read
             };
             Ok((joined, version, g))
         })?;
         self.cache.insert(joined.group, version, g);
         Ok(joined)
+    }
+
+    /// What joining with this Welcome would give (the group, its inviter,
+    /// members and conversation info), without joining: nothing is kept,
+    /// the key package stays usable. For deciding whether to join at all.
+    pub fn peek_welcome(&self, welcome: &[u8]) -> Result<Joined, MlsError> {
+        let welcome = parse_welcome(welcome)?;
+        self.store.peek(|p| {
+            let (staged, read) = stage_welcome(p, welcome, |_, _, _| Ok(()))?;
+            Ok(Joined {
+                epoch: Epoch(staged.group_context().epoch().as_u64()),
+                ..read
+            })
+        })
     }
 
     /// Every group we hold state for (including ones we were removed from,
@@ -351,6 +323,71 @@ impl MlsEngine {
             forget_state(p, &mut g, group)
         })
     }
+}
+
+fn parse_welcome(welcome: &[u8]) -> Result<Welcome, MlsError> {
+    let msg = MlsMessageIn::tls_deserialize_exact(welcome)
+        .map_err(|e| MlsError::Malformed(e.to_string()))?;
+    let MlsMessageBodyIn::Welcome(welcome) = msg.extract() else {
+        return Err(MlsError::Malformed("not a Welcome".into()));
+    };
+    Ok(welcome)
+}
+
+/// Stages `welcome` and reads what it says (epoch left at 0: the caller
+/// knows whether it joins). `collide` sees the claimed group id first, to
+/// deal with state of ours it would replace. Every member's credential must
+/// be a qpq one, and no username may appear twice.
+fn stage_welcome(
+    p: &Provider<'_>,
+    welcome: Welcome,
+    collide: impl FnOnce(GroupId, &Provider<'_>, &openmls::group::GroupId) -> Result<(), MlsError>,
+) -> Result<(StagedWelcome, Joined), MlsError> {
+    let cs = welcome.ciphersuite();
+    let suite = Suite::from_ciphersuite(cs).ok_or(MlsError::UnsupportedSuite(u16::from(cs)))?;
+    let builder =
+        StagedWelcome::build_from_welcome(p, &join_config(), welcome).map_err(welcome_error)?;
+    // Not yet verified; only used to find state of ours it would collide
+    // with. The verified id is checked against it below.
+    let claimed = builder
+        .processed_welcome()
+        .unverified_group_info()
+        .group_id()
+        .clone();
+    let group = GroupId::from_openmls(&claimed)?;
+    collide(group, p, &claimed)?;
+    let staged = builder.build().map_err(welcome_error)?;
+    if staged.group_context().group_id() != &claimed {
+        return Err(MlsError::Internal("welcome group id changed".into()));
+    }
+    let members = staged
+        .members()
+        .map(|m| Member::from_openmls(&m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut names: Vec<&Username> = members.iter().map(|m| &m.username).collect();
+    names.sort();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(MlsError::Rejected(format!(
+            "{} is in the group twice",
+            w[0]
+        )));
+    }
+    let info = staged
+        .group_context()
+        .extensions()
+        .unknown(CONVERSATION_INFO_EXTENSION)
+        .map(|e| e.0.clone());
+    let sender = staged.welcome_sender()?;
+    let inviter = Member::from_leaf(sender.credential(), sender.signature_key().as_slice())?;
+    let read = Joined {
+        group,
+        suite,
+        epoch: Epoch(0),
+        inviter,
+        members,
+        info,
+    };
+    Ok((staged, read))
 }
 
 #[cfg(test)]

@@ -49,6 +49,14 @@ pub enum ProposalKind {
     Update,
 }
 
+/// Who may join or leave a group, as the conversation it belongs to says:
+/// a DM is always its two users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    Open,
+    Fixed,
+}
+
 /// The outcome of processing one group message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Processed {
@@ -208,6 +216,17 @@ impl MlsEngine {
     /// Processes one message the server delivered for a group (a serialized
     /// `MLSMessage` holding a PublicMessage or PrivateMessage).
     pub fn process(&mut self, bytes: &[u8]) -> Result<Processed, MlsError> {
+        self.process_in(bytes, Membership::Open)
+    }
+
+    /// [`MlsEngine::process`] for a group whose `membership` rule the
+    /// caller knows: a commit that breaks it is refused
+    /// ([`MlsError::Rejected`]) and nothing of it is kept.
+    pub fn process_in(
+        &mut self,
+        bytes: &[u8],
+        membership: Membership,
+    ) -> Result<Processed, MlsError> {
         let protocol = parse_group_message(bytes)?;
         let group = GroupId::from_openmls(protocol.group_id())?;
         let message = Epoch(protocol.epoch().as_u64());
@@ -299,6 +318,23 @@ impl MlsEngine {
                     // Checked on the merged state; an error rolls it back.
                     let after = history::snapshot(g)?;
                     check_transition(&before, &after, &vacated)?;
+                    if membership == Membership::Fixed {
+                        let d = history::diff(&before, &after);
+                        let names = |v: &[(u32, Member)]| {
+                            v.iter()
+                                .map(|(_, m)| m.username.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        };
+                        if !d.added.is_empty() || !d.removed.is_empty() {
+                            return Err(MlsError::Rejected(format!(
+                                "{committer} tried to change the members (add: [{}], remove: [{}]) \
+                                 of a conversation whose members are fixed",
+                                names(&d.added),
+                                names(&d.removed)
+                            )));
+                        }
+                    }
                     Ok(Processed::Commit(summarize(
                         p,
                         g,

@@ -128,6 +128,19 @@ impl MlsStore {
         }
     }
 
+    /// Runs `f` in a savepoint that is always rolled back: whatever openmls
+    /// wrote (e.g. deleting a key package while reading a Welcome) is
+    /// undone, and only `f`'s answer remains.
+    pub fn peek<T>(
+        &self,
+        f: impl FnOnce(&Provider<'_>) -> Result<T, MlsError>,
+    ) -> Result<T, MlsError> {
+        self.conn.execute_batch("SAVEPOINT qpq_mls")?;
+        let out = f(&self.provider());
+        self.rollback();
+        out
+    }
+
     fn rollback(&self) {
         // If SQLite already rolled the whole transaction back (it does on
         // some I/O errors) the savepoint is gone and this fails: nothing

@@ -11,5 +11,5 @@ mod defences;
 mod harness;
 mod promises;
 mod robustness;
-mod trust;
 mod trips;
+mod trust;

@@ -154,7 +154,10 @@ async fn an_impostor_member_is_flagged_and_cannot_be_verified() {
         .await
         .expect_err("the impostor's key cannot be confirmed");
     assert_eq!(e.code(), Some(IpcErrorCode::IdentityChanged), "{e}");
-    assert!(e.to_string().contains("not the key the server lists"), "{e}");
+    assert!(
+        e.to_string().contains("not the key the server lists"),
+        "{e}"
+    );
 
     // The real DM is still verified, and bob is not "changed" there.
     let dm = alice.member_list("@bob").await;
@@ -225,9 +228,9 @@ async fn a_removed_member_cannot_keep_posting() {
         "{history:?}"
     );
     assert!(
-        history
-            .iter()
-            .any(|m| m.sender.is_empty() && m.text.contains("carol") && m.text.contains("no longer a member")),
+        history.iter().any(|m| m.sender.is_empty()
+            && m.text.contains("carol")
+            && m.text.contains("no longer a member")),
         "the drop is said in the conversation: {history:?}"
     );
 }
