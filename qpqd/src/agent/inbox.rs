@@ -362,10 +362,12 @@ fn refusal(c: &Core, invited: &Joined, directory: &Directory) -> rusqlite::Resul
     match directory.get(name) {
         None => return Ok(Some(format!("{name} could not be looked up"))),
         Some(None) => return Ok(Some(format!("the server has no user named {name}"))),
-        Some(Some(listed)) if *listed != inviter.identity => return Ok(Some(format!(
+        Some(Some(listed)) if *listed != inviter.identity => {
+            return Ok(Some(format!(
             "the invitation is signed with a key that is not the key the server lists for {name}: \
                  someone is posing as {name}"
-        ))),
+        )))
+        }
         Some(Some(_)) => {}
     }
     let is_dm = matches!(

@@ -162,7 +162,8 @@ pub fn dm_with(c: &Connection, peer: &str) -> rusqlite::Result<Option<Conversati
 }
 
 /// Resolves what a user typed: an id (32 hex digits), `@username` for a
-/// DM, or a name (the most recently active conversation of that name).
+/// DM, or a name (of the conversations with that name, one we are still in
+/// before one we left, then the most recently active).
 pub fn resolve(c: &Connection, reference: &str) -> rusqlite::Result<Option<Conversation>> {
     if let Some(peer) = reference.strip_prefix('@') {
         return dm_with(c, peer);
@@ -174,7 +175,8 @@ pub fn resolve(c: &Connection, reference: &str) -> rusqlite::Result<Option<Conve
     }
     c.query_row(
         &format!(
-            "SELECT {COLUMNS} FROM conversations WHERE name = ?1 ORDER BY last_activity_ms DESC LIMIT 1"
+            "SELECT {COLUMNS} FROM conversations WHERE name = ?1
+             ORDER BY active DESC, last_activity_ms DESC LIMIT 1"
         ),
         [reference],
         row,

@@ -232,15 +232,8 @@ impl MlsEngine {
         let cache = &mut self.cache;
         let (joined, version, g) = self.store.atomic(|p| {
             let (staged, read) = stage_welcome(p, welcome, |group, p, claimed| {
-                match MlsGroup::load(p.storage(), claimed)? {
-                    Some(old) if old.is_active() => Err(MlsError::GroupExists(group)),
-                    // Re-added to a group we were removed from: start afresh.
-                    Some(mut old) => {
-                        cache.take(group);
-                        forget_state(p, &mut old, group)
-                    }
-                    None => Ok(()),
-                }
+                cache.take(group);
+                make_room(group, p, claimed)
             })?;
             let g = staged.into_group(p).map_err(welcome_error)?;
             let version = remember_group(p, read.group, read.suite)?;
@@ -260,7 +253,9 @@ impl MlsEngine {
     pub fn peek_welcome(&self, welcome: &[u8]) -> Result<Joined, MlsError> {
         let welcome = parse_welcome(welcome)?;
         self.store.peek(|p| {
-            let (staged, read) = stage_welcome(p, welcome, |_, _, _| Ok(()))?;
+            // The old state goes only inside the savepoint that is undone;
+            // the kept copy in the cache stays valid.
+            let (staged, read) = stage_welcome(p, welcome, make_room)?;
             Ok(Joined {
                 epoch: Epoch(staged.group_context().epoch().as_u64()),
                 ..read
@@ -322,6 +317,21 @@ impl MlsEngine {
             let mut g = cache::current(p, group, kept)?;
             forget_state(p, &mut g, group)
         })
+    }
+}
+
+/// Before joining `group`: an active group of ours with that id is
+/// [`MlsError::GroupExists`]; the state of one that removed us (or that we
+/// left) is dropped, to start afresh.
+fn make_room(
+    group: GroupId,
+    p: &Provider<'_>,
+    claimed: &openmls::group::GroupId,
+) -> Result<(), MlsError> {
+    match MlsGroup::load(p.storage(), claimed)? {
+        Some(old) if old.is_active() => Err(MlsError::GroupExists(group)),
+        Some(mut old) => forget_state(p, &mut old, group),
+        None => Ok(()),
     }
 }
 

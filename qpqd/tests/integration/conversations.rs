@@ -492,7 +492,8 @@ async fn a_dm_opened_by_both_at_once_converges() {
 
 /// Regression: re-adding a member who was removed failed on their side
 /// (the conversation row for that group already existed), so they never
-/// rejoined. They rejoin the same conversation, its history kept.
+/// rejoined. They rejoin, in a new conversation: the old one keeps its
+/// history.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_member_can_be_added_again() {
     let srv = Server::start().await;
@@ -522,15 +523,26 @@ async fn a_removed_member_can_be_added_again() {
         alice.send("team", &text).await.unwrap();
         bob.wait_for("team", &text).await;
     }
+    // Each join is a conversation of its own (whoever re-invites bob chose
+    // the members; issue 12, 6): the old ones keep their history, inactive,
+    // and the name finds the one he is in.
     let convs = bob.conversations().await;
-    assert_eq!(convs.len(), 1, "one conversation, not one per join");
+    assert_eq!(convs.len(), 3, "one conversation per join: {convs:?}");
     let texts: Vec<String> = bob
         .history("team")
         .await
         .into_iter()
         .map(|m| m.text)
         .collect();
-    assert_eq!(texts, ["before", "after re-add 0", "after re-add 1"]);
+    assert_eq!(texts, ["after re-add 1"]);
+    let first = convs.iter().min_by_key(|c| c.last_activity_ms).unwrap();
+    let kept: Vec<String> = bob
+        .history(&first.id.to_string())
+        .await
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(kept, ["before"], "the first join's history is kept");
     let mut members = bob.members("team").await;
     members.sort();
     assert_eq!(members, ["alice", "bob"]);
