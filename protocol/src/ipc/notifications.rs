@@ -181,6 +181,13 @@ pub(crate) mod tests {
                 old_fingerprint: "aa".into(),
                 new_fingerprint: "bb".into(),
             }),
+            Notification::Invitation(InvitationUpdate {
+                seq: Seq(6),
+                from: "bob".into(),
+                name: "@bob".into(),
+                state: InvitationState::Refused,
+                reason: "not the key the server lists for bob".into(),
+            }),
         ]
     }
 

@@ -103,6 +103,15 @@ pub fn render(app: &App, overlay: &Overlay, f: &mut Frame<'_>, area: Rect) {
                 Line::default(),
                 Line::from("Compare it with theirs in person or over a trusted channel."),
             ];
+            if !v.matches_directory {
+                lines.push(Line::from(Span::styled(
+                    "NOT the key the server lists for this name: someone else holds it here. \
+                     It cannot be marked verified.",
+                    Style::default()
+                        .fg(Color::LightRed)
+                        .add_modifier(Modifier::BOLD),
+                )));
+            }
             if v.key_changed {
                 lines.push(Line::from(Span::styled(
                     "Their identity key CHANGED since you last trusted it.",

@@ -189,6 +189,7 @@ fn verify_and_confirm_overlays() {
                 safety_number: "12345 67890 12345 67890 12345 67890".into(),
                 verified: false,
                 key_changed: true,
+                matches_directory: true,
             },
             confirmed: false,
         },
@@ -306,6 +307,7 @@ fn every_size_renders_and_each_part_stays_in_its_area() {
         safety_number: "12345 67890 12345 67890 12345 67890".into(),
         verified: false,
         key_changed: true,
+        matches_directory: false,
     });
     let confirm = Overlay::ConfirmSend {
         conversation: TEAM,

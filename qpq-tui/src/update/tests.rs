@@ -167,6 +167,7 @@ fn slash_commands_become_requests() {
             username: "bob".into(),
             confirm: false,
             safety_number: None,
+            conversation: Some(on(TEAM).conversation),
         }))]
     );
     assert_eq!(
@@ -672,6 +673,7 @@ fn verify_shows_the_safety_number_and_v_confirms() {
         safety_number: "11111 22222".into(),
         verified: false,
         key_changed: true,
+        matches_directory: true,
     };
     daemon(
         &mut app,
@@ -688,6 +690,7 @@ fn verify_shows_the_safety_number_and_v_confirms() {
             username: "bob".into(),
             confirm: true,
             safety_number: Some(result.safety_number.clone()),
+            conversation: app.current().map(|c| c.id.into()),
         }))]
     );
     assert!(app.overlay.is_none());
@@ -703,6 +706,27 @@ fn verify_shows_the_safety_number_and_v_confirms() {
         },
     );
     assert!(!app.changed_keys.contains("bob"));
+
+    // A key the server does not list for the name (an impostor in the open
+    // conversation) is said plainly.
+    daemon(
+        &mut app,
+        DaemonEvent::Verified {
+            result: quicproquo_protocol::ipc::methods::VerifyResult {
+                username: "bob".into(),
+                safety_number: "33333 44444".into(),
+                verified: false,
+                key_changed: true,
+                matches_directory: false,
+            },
+            confirmed: false,
+        },
+    );
+    assert!(
+        screen(&app).contains("NOT the key the server lists"),
+        "{}",
+        screen(&app)
+    );
 }
 
 #[test]
