@@ -22,6 +22,7 @@ mod commit;
 mod error;
 mod history;
 mod inbox;
+mod invites;
 mod outbox;
 mod session;
 mod verify;

@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod conversations;
+pub mod invitations;
 pub mod messages;
 pub mod notifications;
 pub mod outbox;

@@ -22,10 +22,18 @@ pub enum Payload {
     Receipt {
         ids: Vec<String>,
     },
+    /// The sender was invited and declines: it asks to be removed next
+    /// (a leave proposal follows), and says why.
+    Declined {
+        reason: String,
+    },
 }
 
 /// Most message ids one receipt names.
 pub const MAX_RECEIPT_IDS: usize = 100;
+
+/// Longest reason a decline notice carries, in characters.
+pub const MAX_DECLINE_REASON_CHARS: usize = 200;
 
 /// `qpq1` then the JSON object: the version prefix lets a later format be
 /// told apart.
@@ -123,6 +131,10 @@ impl Payload {
                     "a receipt names too many messages".into(),
                 ))
             }
+            Payload::Declined { reason } if reason.chars().count() > MAX_DECLINE_REASON_CHARS => {
+                return Err(PayloadError::Format("a decline reason is too long".into()))
+            }
+            Payload::Declined { .. } => &[],
         };
         for id in ids {
             Id::parse_hex(id).ok_or(PayloadError::BadId)?;
@@ -153,6 +165,14 @@ mod tests {
             ids: vec![Id([2; 16]).to_string(); MAX_RECEIPT_IDS + 1],
         };
         assert!(Payload::decode(&many.encode()).is_err());
+        let declined = Payload::Declined {
+            reason: "not now".into(),
+        };
+        assert_eq!(Payload::decode(&declined.encode()).unwrap(), declined);
+        let long = Payload::Declined {
+            reason: "x".repeat(MAX_DECLINE_REASON_CHARS + 1),
+        };
+        assert!(Payload::decode(&long.encode()).is_err());
     }
 
     #[test]

@@ -144,8 +144,36 @@ ALTER TABLE contacts ADD COLUMN verified_key BLOB;
 UPDATE contacts SET verified_key = identity WHERE verified = 1;
 "#;
 
+/// Invitations wait for the user's consent (see `db::invitations`), with
+/// the group mail that arrives meanwhile; `settings` holds which
+/// invitations need no asking.
+const SCHEMA_V7: &str = r#"
+CREATE TABLE invitations (
+    id BLOB PRIMARY KEY,
+    group_id BLOB NOT NULL UNIQUE,
+    welcome BLOB NOT NULL,
+    inviter TEXT NOT NULL,
+    inviter_key BLOB NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    members TEXT NOT NULL,
+    received_ms INTEGER NOT NULL,
+    state TEXT NOT NULL
+);
+CREATE TABLE held_mail (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id BLOB NOT NULL,
+    bytes BLOB NOT NULL
+);
+CREATE INDEX held_mail_by_group ON held_mail (group_id, seq);
+CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#;
+
 const MIGRATIONS: &[&str] = &[
-    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
 ];
 
 /// Opens (creating if needed) the state database with `key`. A wrong key is

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use quicproquo_protocol::ipc::client::{CallError, IpcClient};
 use quicproquo_protocol::ipc::methods::{
-    method, AccountParams, DmOpenParams, HistoryParams, NoParams, SendParams,
+    method, AccountParams, AutoAcceptParams, DmOpenParams, HistoryParams, NoParams, SendParams,
 };
 use quicproquo_protocol::ipc::values::{
-    Account, Conversation, ConversationRef, Limit, Message, Secret,
+    Account, AutoAccept, Conversation, ConversationRef, Limit, Message, Secret,
 };
 use quicproquo_protocol::ipc::IpcErrorCode;
 
@@ -28,13 +28,16 @@ pub fn password(username: &str) -> String {
 }
 
 /// Registers `username` on `server` through the agent behind `client` (its
-/// certificate pinned); the agent is online when this returns.
+/// certificate pinned); the agent is online when this returns. The kit's
+/// users accept every invitation without asking (`auto_accept` =
+/// `everyone`, as a bot would), so that tests of other things need no
+/// consent step; the consent tests set the mode they test.
 pub async fn register(
     client: &IpcClient,
     server: &TestServer,
     username: &str,
 ) -> Result<Account, TestkitError> {
-    client
+    let account = client
         .request::<method::Register>(AccountParams {
             server: server.addr.to_string(),
             server_fingerprint: Some(server.pin()),
@@ -42,7 +45,18 @@ pub async fn register(
             password: Secret::new(password(username)),
         })
         .await
-        .map_err(TestkitError::call("registering"))
+        .map_err(TestkitError::call("registering"))?;
+    set_auto_accept(client, AutoAccept::Everyone).await?;
+    Ok(account)
+}
+
+/// Sets which invitations the agent behind `client` joins without asking.
+pub async fn set_auto_accept(client: &IpcClient, mode: AutoAccept) -> Result<(), TestkitError> {
+    client
+        .request::<method::AutoAcceptSetting>(AutoAcceptParams { mode: Some(mode) })
+        .await
+        .map_err(TestkitError::call("setting auto_accept"))?;
+    Ok(())
 }
 
 /// `from` opens the DM with `to` and sends `text`; returns `from`'s

@@ -23,8 +23,8 @@ use serde_json::Value;
 
 use super::error::{ErrorObject, IpcError, IpcErrorCode};
 use super::values::{
-    identity_hex, Account, Ciphersuite, ConnectionState, Conversation, ConversationRef,
-    KeystoreState, Limit, Member, Message, MessageId, Secret, Seq,
+    identity_hex, Account, AutoAccept, Ciphersuite, ConnectionState, Conversation, ConversationRef,
+    Invitation, InvitationId, KeystoreState, Limit, Member, Message, MessageId, Secret, Seq,
 };
 use super::IPC_PROTOCOL_VERSION;
 use crate::types::IdentityKey;
@@ -144,6 +144,15 @@ methods! {
     Search = "search", fn search(SearchParams) -> Vec<Message>;
     Read = "read", fn read(ReadParams) -> ReadResult;
     Verify = "verify", fn verify(VerifyParams) -> VerifyResult;
+    /// Invitations waiting for the user, oldest first.
+    Invites = "invites", fn invites(NoParams) -> Vec<Invitation>;
+    /// Joins: the Welcome, then what the group sent meanwhile.
+    Accept = "accept", fn accept(InvitationParams) -> Conversation;
+    /// Tells the inviter and leaves; forgets the Welcome and its keys.
+    Decline = "decline", fn decline(DeclineParams) -> Empty;
+    /// Reads (without `mode`) or sets which invitations are accepted without
+    /// asking.
+    AutoAcceptSetting = "auto_accept", fn auto_accept(AutoAcceptParams) -> AutoAcceptResult;
     /// The latest sequence number; notifications follow.
     Subscribe = "subscribe", fn subscribe(SubscribeParams) -> SubscribeResult;
     /// Answered, then the daemon flushes and exits.
@@ -395,6 +404,33 @@ fn yes() -> bool {
     true
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvitationParams {
+    pub id: InvitationId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclineParams {
+    pub id: InvitationId,
+    /// Told to the inviter; at most 200 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoAcceptParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<AutoAccept>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoAcceptResult {
+    pub mode: AutoAccept,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubscribeParams {
@@ -503,6 +539,17 @@ pub(crate) mod tests {
                 confirm: true,
                 safety_number: Some("12345 67890".into()),
                 conversation: Some(ConversationRef::parse("team").unwrap()),
+            }),
+            Call::Invites(NoParams {}),
+            Call::Accept(InvitationParams {
+                id: InvitationId([3; 16]),
+            }),
+            Call::Decline(DeclineParams {
+                id: InvitationId([3; 16]),
+                reason: Some("not now".into()),
+            }),
+            Call::AutoAcceptSetting(AutoAcceptParams {
+                mode: Some(AutoAccept::Verified),
             }),
             Call::Subscribe(SubscribeParams {
                 since: Some(Seq(41)),

@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use super::jsonrpc::RawNotification;
 use super::values::{
-    ConnectionState, ConversationId, DeliveryState, InvitationState, MembershipEvent, Message,
-    MessageId, Seq,
+    ConnectionState, ConversationId, DeliveryState, InvitationId, InvitationState, MembershipEvent,
+    Message, MessageId, Seq,
 };
 
 macro_rules! notifications {
@@ -124,6 +124,9 @@ pub struct IdentityChange {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvitationUpdate {
     pub seq: Seq,
+    /// For `accept`/`decline`; absent for a refused one (nothing kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<InvitationId>,
     /// Who invited us, as their credential names them.
     pub from: String,
     /// The conversation's name as the inviter set it (`@<from>` for a DM).
@@ -183,6 +186,7 @@ pub(crate) mod tests {
             }),
             Notification::Invitation(InvitationUpdate {
                 seq: Seq(6),
+                id: Some(InvitationId([9; 16])),
                 from: "bob".into(),
                 name: "@bob".into(),
                 state: InvitationState::Refused,

@@ -85,6 +85,11 @@ hex_id!(
     MessageId,
     "a message id"
 );
+hex_id!(
+    /// An invitation's id (ours, not the group's): 16 bytes, 32 hex digits.
+    InvitationId,
+    "an invitation id"
+);
 
 /// How a request names a conversation: its id (32 hex digits, always read as
 /// an id), `@username` for the DM with that user, or else its name.
@@ -264,8 +269,15 @@ word_enum!(
     MembershipEvent { Joined, Added, Removed, Left, Rekeyed }
 );
 word_enum!(
-    /// `invitation` notification states.
-    InvitationState { Refused }
+    /// `invitation` notification states: `pending` until the user accepts
+    /// or declines; `refused` by the daemon itself (never joined).
+    InvitationState { Pending, Accepted, Declined, Refused }
+);
+word_enum!(
+    /// Which invitations are accepted without asking: from `everyone`
+    /// (bots), from users whose key the user `verified`, from `contacts`
+    /// (users we share a conversation with; the default), or `none`.
+    AutoAccept { Everyone, Verified, Contacts, None }
 );
 word_enum!(
     /// `delivery` notification states.
@@ -275,6 +287,18 @@ word_enum!(
 /// The MLS ciphersuite: `hybrid` (X-Wing: X25519 + ML-KEM-768, the default)
 /// or `classic` (X25519).
 pub use crate::types::Ciphersuite;
+
+/// An invitation waiting for the user: who invites us, to what, and with
+/// whom (each member with their trust state, as `members` gives it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitation {
+    pub id: InvitationId,
+    pub from: String,
+    pub name: String,
+    pub kind: ConversationKind,
+    pub members: Vec<Member>,
+    pub received_ms: u64,
+}
 
 /// A conversation as `conversations`, `dm.open` and `group.*` return it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,7 +26,7 @@ use super::{emit, Agent, AgentError};
 use crate::core::{Core, CoreError};
 use crate::db::conversations::{self, Conversation, Kind};
 use crate::db::messages::{self, Message, State};
-use crate::db::{now_ms, outbox, Id};
+use crate::db::{invitations, now_ms, outbox, Id};
 use crate::link::{ConnState, Link};
 use crate::mls::{
     classify, ContentType, GroupId, Incoming, Joined, Membership, MlsError, Processed, ProposalKind,
@@ -54,16 +54,16 @@ type Directory = HashMap<Username, Option<IdentityKey>>;
 /// What processing a message (or a whole batch) produced, published once
 /// the batch is committed.
 #[derive(Default)]
-struct Stored {
-    events: Vec<Notification>,
+pub(super) struct Stored {
+    pub(super) events: Vec<Notification>,
     /// Groups we joined: we re-key soon (our leaf keys came from a
     /// published key package).
-    joined: Vec<GroupId>,
+    pub(super) joined: Vec<GroupId>,
     /// Groups with proposals (a member leaving) for us to commit.
-    proposals: Vec<GroupId>,
+    pub(super) proposals: Vec<GroupId>,
     /// Members we met and have no key pinned for: looked up in the
     /// directory afterwards.
-    unknown: Vec<String>,
+    pub(super) unknown: Vec<String>,
 }
 
 impl Stored {
@@ -78,7 +78,7 @@ impl Stored {
         Stored::default()
     }
 
-    fn add(&mut self, other: Stored) {
+    pub(super) fn add(&mut self, other: Stored) {
         self.events.extend(other.events);
         self.joined.extend(other.joined);
         self.proposals.extend(other.proposals);
@@ -155,14 +155,7 @@ impl Agent {
             .collect();
         let directory = self.inviters(&batch).await.map_err(Some)?;
         let stored = self.store_batch(batch, directory).await.map_err(Some)?;
-        self.publish(stored.events);
-        for g in stored.joined {
-            self.spawn_self_update(g);
-        }
-        for g in stored.proposals {
-            self.spawn_commit_proposals(g);
-        }
-        self.spawn_look_up(stored.unknown);
+        self.after_stored(stored);
         // Receipts for what was just stored wait in the outbox.
         self.outbox_kick.notify_one();
         // Stored (or found unprocessable) before acknowledged. A batch whose
@@ -171,6 +164,20 @@ impl Agent {
             tracing::debug!(error = %e, "ack failed; the mail will be redelivered and de-duplicated");
         }
         Ok(())
+    }
+
+    /// What follows a committed batch (or an accepted invitation): tell the
+    /// front-ends, re-key the groups we joined, commit what others proposed,
+    /// look up the members we met.
+    pub(super) fn after_stored(self: &Arc<Self>, stored: Stored) {
+        self.publish(stored.events);
+        for g in stored.joined {
+            self.spawn_self_update(g);
+        }
+        for g in stored.proposals {
+            self.spawn_commit_proposals(g);
+        }
+        self.spawn_look_up(stored.unknown);
     }
 
     /// The keys the server lists for whoever sent the batch's Welcomes, so
@@ -300,14 +307,28 @@ fn join(c: &mut Core, welcome: &[u8], directory: &Directory) -> Result<Stored, C
         let ev = emit(c, |seq| {
             Notification::Invitation(InvitationUpdate {
                 seq,
+                id: None,
                 from: invited.inviter.username.to_string(),
-                name: invitation_name(&invited),
+                name: super::invites::invitation_name(&invited),
                 state: InvitationState::Refused,
                 reason,
             })
         })?;
         return Ok(Stored::events(vec![ev]));
     }
+    if !super::invites::accepted_without_asking(c, &invited)? {
+        return super::invites::hold_invitation(c, welcome, &invited);
+    }
+    Ok(enter(c, welcome)?.0)
+}
+
+/// Joins the group of `welcome` (already checked, and consented to): its
+/// conversation, our pins, and what to do next. The conversation is `None`
+/// when the group was merged into a DM we have.
+pub(super) fn enter(
+    c: &mut Core,
+    welcome: &[u8],
+) -> Result<(Stored, Option<Conversation>), CoreError> {
     let joined = c.engine()?.join(welcome)?;
     // The inviter's key is the directory's (checked above): pinned like any
     // lookup. The other members are looked up afterwards.
@@ -324,10 +345,14 @@ fn join(c: &mut Core, welcome: &[u8], directory: &Directory) -> Result<Stored, C
         ..Stored::default()
     };
     let Some(conv) = joined_conversation(c, &joined)? else {
-        return Ok(Stored {
-            events,
-            ..joined_group
-        });
+        let dm = conversations::dm_with(c.db(), inviter.username.as_str())?;
+        return Ok((
+            Stored {
+                events,
+                ..joined_group
+            },
+            dm,
+        ));
     };
     conversations::set_joined_epoch(c.db(), conv.id, joined.epoch.0)?;
     let members = joined
@@ -345,10 +370,13 @@ fn join(c: &mut Core, welcome: &[u8], directory: &Directory) -> Result<Stored, C
         })
     })?;
     events.push(ev);
-    Ok(Stored {
-        events,
-        ..joined_group
-    })
+    Ok((
+        Stored {
+            events,
+            ..joined_group
+        },
+        Some(conv),
+    ))
 }
 
 /// Why an invitation (a Welcome, read but not joined) is refused, if it is:
@@ -384,15 +412,6 @@ fn refusal(c: &Core, invited: &Joined, directory: &Directory) -> rusqlite::Resul
         }
     }
     Ok(None)
-}
-
-/// What an invitation calls its conversation, bounded like a joined one.
-fn invitation_name(invited: &Joined) -> String {
-    match invited.info.as_deref().map(ConversationInfo::decode) {
-        Some(Ok(ConversationInfo::Group { name })) => name,
-        Some(Ok(ConversationInfo::Dm)) => format!("@{}", invited.inviter.username),
-        _ => format!("group-{}", &invited.group.to_hex()[..8]),
-    }
 }
 
 /// The conversation a group we just joined belongs to, stored: the one we
@@ -472,8 +491,24 @@ fn notice(c: &Core, conv: &Conversation, text: String) -> Result<Stored, CoreErr
     Ok(Stored::events(vec![ev]))
 }
 
-fn process_group(c: &mut Core, group: GroupId, bytes: &[u8]) -> Result<Stored, CoreError> {
+pub(super) fn process_group(
+    c: &mut Core,
+    group: GroupId,
+    bytes: &[u8],
+) -> Result<Stored, CoreError> {
     let conv = conversations::by_group(c.db(), &group.0)?;
+    if conv.is_none() {
+        // Mail for a group we are invited to waits for the user's answer;
+        // mail for one we declined is dropped.
+        match invitations::state_of_group(c.db(), &group.0)? {
+            Some(invitations::State::Pending) => {
+                invitations::hold(c.db(), &group.0, bytes)?;
+                return Ok(Stored::nothing());
+            }
+            Some(invitations::State::Declined) => return Ok(Stored::nothing()),
+            None => {}
+        }
+    }
     // A DM is always its two users: a commit that adds or removes anyone
     // is refused, whoever sends it.
     let membership = match &conv {
@@ -663,6 +698,14 @@ fn application(
                 }
             }
             Ok(Stored::events(events))
+        }
+        Ok(Payload::Declined { reason }) => {
+            let why = if reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {reason}")
+            };
+            notice(c, conv, format!("{sender} declined the invitation{why}"))
         }
         Err(e) => {
             tracing::info!(error = %e, "ignored an application message of unknown form");

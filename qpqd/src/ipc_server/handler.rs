@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use quicproquo_protocol::ipc::error::ErrorObject;
 use quicproquo_protocol::ipc::methods::{
-    AccountParams, ConversationParams, DmOpenParams, Empty, GroupCreateParams, GroupMembersParams,
-    Handler, HelloParams, HelloResult, HistoryParams, NoParams, ReadParams, ReadResult,
-    RekeyResult, SearchParams, SendParams, StatusResult, SubscribeParams, SubscribeResult,
-    UnlockParams, VerifyParams, VerifyResult, WhoamiResult,
+    AccountParams, AutoAcceptParams, AutoAcceptResult, ConversationParams, DeclineParams,
+    DmOpenParams, Empty, GroupCreateParams, GroupMembersParams, Handler, HelloParams, HelloResult,
+    HistoryParams, InvitationParams, NoParams, ReadParams, ReadResult, RekeyResult, SearchParams,
+    SendParams, StatusResult, SubscribeParams, SubscribeResult, UnlockParams, VerifyParams,
+    VerifyResult, WhoamiResult,
 };
-use quicproquo_protocol::ipc::values::{Account, Conversation, Member, Message};
+use quicproquo_protocol::ipc::values::{Account, Conversation, Invitation, Member, Message};
 use quicproquo_protocol::ipc::IPC_PROTOCOL_VERSION;
 use zeroize::Zeroizing;
 
@@ -143,6 +144,25 @@ impl Handler for AgentHandler {
     async fn read(&self, p: ReadParams) -> Answer<ReadResult> {
         let unread = self.agent.read(&p.conversation, p.up_to).await?;
         Ok(ReadResult { unread })
+    }
+
+    async fn invites(&self, _: NoParams) -> Answer<Vec<Invitation>> {
+        Ok(self.agent.invites().await?)
+    }
+
+    async fn accept(&self, p: InvitationParams) -> Answer<Conversation> {
+        Ok(self.agent.accept(p.id).await?)
+    }
+
+    async fn decline(&self, p: DeclineParams) -> Answer<Empty> {
+        self.agent.decline(p.id, p.reason).await?;
+        Ok(Empty {})
+    }
+
+    async fn auto_accept(&self, p: AutoAcceptParams) -> Answer<AutoAcceptResult> {
+        Ok(AutoAcceptResult {
+            mode: self.agent.auto_accept(p.mode).await?,
+        })
     }
 
     async fn verify(&self, p: VerifyParams) -> Answer<VerifyResult> {
