@@ -29,7 +29,7 @@
 //! ([`Paths::resolve_with`]) so tests never touch the process environment;
 //! when an XDG variable is unset the platform default comes from the
 //! `directories` crate. Nothing here creates a file except
-//! [`ensure_private_dir`].
+//! [`ensure_private_dir`] (and [`make_file_private`] changes only modes).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -53,6 +53,8 @@ pub const MAX_SOCKET_PATH: usize = 103;
 /// The one name a profile may not have: the server's default data directory
 /// sits where that profile's would.
 pub const RESERVED_PROFILE: &str = "server";
+/// The state database's file name in a profile's data directory.
+pub const STATE_FILE: &str = "qpq-state.bin";
 /// The runtime directory's name under the data root when `XDG_RUNTIME_DIR`
 /// is unset; not a valid profile name, so no profile can own it.
 pub const FALLBACK_RUNTIME_DIR: &str = ".run";
@@ -259,7 +261,7 @@ impl Paths {
         Ok(Paths {
             spawn_lock: runtime_dir.join(format!("{instance}.spawn.lock")),
             lock: data_dir.join("qpqd.lock"),
-            state_file: data_dir.join("qpq-state.bin"),
+            state_file: data_dir.join(STATE_FILE),
             log_file: data_dir.join("qpqd.log"),
             profile,
             data_dir,
@@ -291,6 +293,18 @@ pub fn ensure_private_dir(path: &Path) -> Result<(), PathError> {
         Err(e) => return Err(io_err("create the directory")(e)),
     }
     check_private_dir(path)
+}
+
+/// Takes group and other permissions off an existing file (files made
+/// 0644 by older versions); best effort, as the 0700 directory around it
+/// keeps others out anyway.
+pub fn make_file_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
+        }
+    }
 }
 
 /// Checks that `path` is a directory owned by this user with no group or
