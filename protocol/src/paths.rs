@@ -7,10 +7,18 @@
 //! |---|---|
 //! | `data_dir` | `$QPQ_DATA_DIR/<profile>/`, else `$XDG_DATA_HOME/quicproquo/<profile>/` |
 //! | `config_dir` | `$XDG_CONFIG_HOME/quicproquo/` |
-//! | `runtime_dir` | `$XDG_RUNTIME_DIR/quicproquo/`, else `/tmp/quicproquo-<uid>/` |
+//! | `runtime_dir` | `$XDG_RUNTIME_DIR/quicproquo/`, else `<data root>/.run/` |
 //! | `socket` | `runtime_dir/<profile>.sock` |
 //! | `spawn_lock` | `runtime_dir/<profile>.spawn.lock` |
 //! | `lock`, `state_file`, `log_file` | `data_dir/qpqd.lock`, `qpq-state.bin`, `qpqd.log` |
+//!
+//! The data root is `$QPQ_DATA_DIR`, else `$XDG_DATA_HOME/quicproquo`.
+//! Without `XDG_RUNTIME_DIR` (cron, `su`, containers) the socket lives in
+//! the user's own data root, not in `/tmp`: a fixed name under `/tmp` can be
+//! created first by any other user, who then owns the directory the
+//! front-ends connect through. `.run` cannot collide with a profile (a
+//! profile name has no dot). Front-ends still check the directory and the
+//! daemon's uid before they send anything (`ipc::client::trust`).
 //!
 //! When `QPQ_DATA_DIR` is set, the socket and spawn lock are named
 //! `<profile>-<8 hex>` instead, the hex being a hash of the data directory:
@@ -21,7 +29,7 @@
 //! ([`Paths::resolve_with`]) so tests never touch the process environment;
 //! when an XDG variable is unset the platform default comes from the
 //! `directories` crate. Nothing here creates a file except
-//! [`ensure_private_dir`].
+//! [`ensure_private_dir`] (and [`make_file_private`] changes only modes).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -45,6 +53,11 @@ pub const MAX_SOCKET_PATH: usize = 103;
 /// The one name a profile may not have: the server's default data directory
 /// sits where that profile's would.
 pub const RESERVED_PROFILE: &str = "server";
+/// The state database's file name in a profile's data directory.
+pub const STATE_FILE: &str = "qpq-state.bin";
+/// The runtime directory's name under the data root when `XDG_RUNTIME_DIR`
+/// is unset; not a valid profile name, so no profile can own it.
+pub const FALLBACK_RUNTIME_DIR: &str = ".run";
 
 /// A validated profile name: 1 to 32 of `a-z`, `0-9`, `_`, `-`, not
 /// [`RESERVED_PROFILE`].
@@ -137,10 +150,21 @@ pub enum PathError {
     NoHome,
     #[error(
         "socket path {} is {len} bytes, longer than a Unix socket allows ({MAX_SOCKET_PATH}); \
-         set XDG_RUNTIME_DIR to a shorter directory",
-        path.display()
+         set XDG_RUNTIME_DIR to a shorter directory{}",
+        path.display(),
+        if *under_data_dir {
+            " (XDG_RUNTIME_DIR is unset, so the socket is under the data directory; \
+             a shorter QPQ_DATA_DIR or XDG_DATA_HOME also works)"
+        } else {
+            ""
+        }
     )]
-    SocketPathTooLong { path: PathBuf, len: usize },
+    SocketPathTooLong {
+        path: PathBuf,
+        len: usize,
+        /// The socket is in the fallback directory under the data root.
+        under_data_dir: bool,
+    },
     #[error("refusing to use {}: {problem}", path.display())]
     NotPrivate { path: PathBuf, problem: String },
     #[error("{}: cannot {action}: {source}", path.display())]
@@ -209,12 +233,11 @@ impl Paths {
             Some(dir) => dir.join(APP_DIR),
             None => base_dirs()?.config_dir().join(APP_DIR),
         };
-        let runtime_dir = match xdg("XDG_RUNTIME_DIR") {
+        let xdg_runtime = xdg("XDG_RUNTIME_DIR");
+        let under_data_dir = xdg_runtime.is_none();
+        let runtime_dir = match xdg_runtime {
             Some(dir) => dir.join(APP_DIR),
-            None => PathBuf::from(format!(
-                "/tmp/{APP_DIR}-{}",
-                rustix::process::getuid().as_raw()
-            )),
+            None => data_root.join(FALLBACK_RUNTIME_DIR),
         };
 
         let data_dir = data_root.join(profile.as_str());
@@ -228,13 +251,17 @@ impl Paths {
         let socket = runtime_dir.join(format!("{instance}.sock"));
         let len = socket.as_os_str().len();
         if len > MAX_SOCKET_PATH {
-            return Err(PathError::SocketPathTooLong { path: socket, len });
+            return Err(PathError::SocketPathTooLong {
+                path: socket,
+                len,
+                under_data_dir,
+            });
         }
 
         Ok(Paths {
             spawn_lock: runtime_dir.join(format!("{instance}.spawn.lock")),
             lock: data_dir.join("qpqd.lock"),
-            state_file: data_dir.join("qpq-state.bin"),
+            state_file: data_dir.join(STATE_FILE),
             log_file: data_dir.join("qpqd.log"),
             profile,
             data_dir,
@@ -266,6 +293,18 @@ pub fn ensure_private_dir(path: &Path) -> Result<(), PathError> {
         Err(e) => return Err(io_err("create the directory")(e)),
     }
     check_private_dir(path)
+}
+
+/// Takes group and other permissions off an existing file (files made
+/// 0644 by older versions); best effort, as the 0700 directory around it
+/// keeps others out anyway.
+pub fn make_file_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
+        }
+    }
 }
 
 /// Checks that `path` is a directory owned by this user with no group or
@@ -389,14 +428,57 @@ pub(crate) mod tests {
         vars[2] = ("XDG_RUNTIME_DIR", "relative/run");
         let p = Paths::resolve_with(None, env(&vars)).unwrap();
         assert_eq!(p.profile.as_str(), "default");
-        let uid = rustix::process::getuid().as_raw();
         assert_eq!(
             p.runtime_dir,
-            PathBuf::from(format!("/tmp/quicproquo-{uid}"))
+            Path::new("/home/u/.local/share/quicproquo/.run")
         );
-        assert_eq!(
-            p.socket,
-            PathBuf::from(format!("/tmp/quicproquo-{uid}/default.sock"))
+    }
+
+    /// Regression: without `XDG_RUNTIME_DIR` the socket directory was
+    /// `/tmp/quicproquo-<uid>`, which any other user could create first and
+    /// then serve a fake daemon from. Now it is under the user's own data
+    /// root, and made private there.
+    #[test]
+    fn without_xdg_runtime_dir_the_socket_is_private_under_the_data_dir() {
+        let tmp = TempDir::new("fallback");
+        let data = tmp.0.join("share");
+        let data = data.to_str().unwrap();
+        let p = Paths::resolve_with(
+            None,
+            env(&[("XDG_DATA_HOME", data), ("XDG_CONFIG_HOME", "/c")]),
+        )
+        .unwrap();
+        let root = tmp.0.join("share/quicproquo");
+        assert_eq!(p.runtime_dir, root.join(".run"));
+        assert_eq!(p.socket, root.join(".run/default.sock"));
+        assert!(!p.socket.starts_with("/tmp/quicproquo-"));
+        // `.run` is no profile's directory.
+        assert!(Profile::parse(FALLBACK_RUNTIME_DIR).is_err());
+        // What qpqd and a starting front-end do with it: a private directory.
+        ensure_private_dir(&p.runtime_dir).unwrap();
+        assert_eq!(mode(&p.runtime_dir), 0o700);
+        check_private_dir(&p.runtime_dir).unwrap();
+
+        // With QPQ_DATA_DIR, under that.
+        let p = Paths::resolve_with(
+            None,
+            env(&[("QPQ_DATA_DIR", "/srv/q"), ("XDG_CONFIG_HOME", "/c")]),
+        )
+        .unwrap();
+        assert_eq!(p.runtime_dir, Path::new("/srv/q/.run"));
+
+        // A data directory too deep for a socket path: a clear refusal.
+        let deep = format!("/{}", "d".repeat(100));
+        let err = Paths::resolve_with(
+            None,
+            env(&[("QPQ_DATA_DIR", &deep), ("XDG_CONFIG_HOME", "/c")]),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, PathError::SocketPathTooLong { .. }), "{text}");
+        assert!(
+            text.contains("XDG_RUNTIME_DIR") && text.contains("data directory"),
+            "{text}"
         );
     }
 

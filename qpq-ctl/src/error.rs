@@ -92,6 +92,7 @@ impl CtlError {
             CtlError::NotRunning { .. } => Exit::DaemonUnreachable,
             CtlError::Connect(e) => match e {
                 ConnectError::Paths(_) => Exit::Failure,
+                ConnectError::Untrusted { .. } => Exit::UntrustedDaemon,
                 _ => Exit::DaemonUnreachable,
             },
             CtlError::Call(e) => call_exit(e),
@@ -111,6 +112,11 @@ impl CtlError {
             CtlError::Connect(ConnectError::StartTimeout { .. })
             | CtlError::Connect(ConnectError::DaemonExited { .. }) => {
                 "the daemon's log (named above) says why; `qpq-ctl daemon status` checks again"
+            }
+            CtlError::Connect(ConnectError::Untrusted { .. }) => {
+                "another user may be posing as qpqd: check who owns the directory \
+                 (`ls -ld`) and remove it if it is not yours, or set XDG_RUNTIME_DIR \
+                 to a private directory of your own"
             }
             CtlError::Connect(ConnectError::Launch(_)) => {
                 "install qpqd next to qpq-ctl or on PATH, or set QPQ_DAEMON to its path"
@@ -258,6 +264,25 @@ mod tests {
             ErrorCode::UnknownUser,
         )));
         assert_eq!(unknown.exit(), Exit::NotFound);
+    }
+
+    /// A socket that is not provably our own daemon has a status of its
+    /// own: a script must not retry it like a daemon that is starting.
+    #[test]
+    fn an_untrusted_socket_has_its_own_status() {
+        use quicproquo_protocol::ipc::client::Untrusted;
+        let e = CtlError::Connect(ConnectError::Untrusted {
+            socket: PathBuf::from("/x/default.sock"),
+            reason: Untrusted::PeerUid { peer: 65534, me: 0 },
+        });
+        assert_eq!(e.exit(), Exit::UntrustedDaemon);
+        assert_eq!(e.exit().code(), 12);
+        let text = e.to_string();
+        assert!(
+            text.contains("uid 65534") && text.contains("nothing was sent"),
+            "{text}"
+        );
+        assert!(e.hint().unwrap().contains("posing as qpqd"));
     }
 
     #[test]

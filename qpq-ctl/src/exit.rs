@@ -25,6 +25,7 @@ pub enum Exit {
     InvalidInput = 9,
     Conflict = 10,
     IdentityChanged = 11,
+    UntrustedDaemon = 12,
 }
 
 impl Exit {
@@ -42,6 +43,7 @@ impl Exit {
         Exit::InvalidInput,
         Exit::Conflict,
         Exit::IdentityChanged,
+        Exit::UntrustedDaemon,
     ];
 
     pub fn code(self) -> u8 {
@@ -63,6 +65,7 @@ impl Exit {
             Exit::InvalidInput => "invalid_input",
             Exit::Conflict => "conflict",
             Exit::IdentityChanged => "identity_changed",
+            Exit::UntrustedDaemon => "untrusted_daemon",
         }
     }
 
@@ -87,6 +90,10 @@ impl Exit {
             Exit::Conflict => "conflict: already exists (e.g. a second account in one profile)",
             Exit::IdentityChanged => {
                 "a member's identity key changed: verify, then resend with --confirm-changed-keys"
+            }
+            Exit::UntrustedDaemon => {
+                "refused to talk to the socket: its directory is not private to you, or \
+                 another user runs the process behind it; nothing was sent"
             }
         }
     }

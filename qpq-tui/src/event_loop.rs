@@ -15,6 +15,7 @@ use crate::action::{Action, Effect, Request};
 use crate::app::App;
 use crate::render::render;
 use crate::update::update;
+use crate::wrap::sanitize;
 
 /// The shortest time between two frames (~120 fps at most).
 const FRAME_BUDGET: Duration = Duration::from_millis(8);
@@ -41,9 +42,7 @@ impl Outside for Desktop {
         // Best effort: no notification daemon is no error. A thread reaps
         // the child so no zombie is left.
         let child = std::process::Command::new("notify-send")
-            .arg("--app-name=qpq-tui")
-            .arg(title)
-            .arg(body)
+            .args(notify_send_args(title, body))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -52,6 +51,32 @@ impl Outside for Desktop {
             std::thread::spawn(move || child.wait());
         }
     }
+}
+
+/// The arguments of `notify-send` for a notification whose title (a
+/// sender, a group name) and body (the start of a message) come from other
+/// users. `--` ends the options, so a title starting with `-` is not read as
+/// one (`-u critical`, `--action=…`). The body is Pango markup to most
+/// notification servers, so `&`, `<` and `>` are escaped: a message cannot
+/// set links, images or styles. Control characters and bidi overrides are
+/// replaced as on the terminal ([`sanitize`]); the body keeps its line
+/// breaks.
+pub fn notify_send_args(title: &str, body: &str) -> [String; 4] {
+    let mut markup = String::with_capacity(body.len());
+    for c in sanitize(body).chars() {
+        match c {
+            '&' => markup.push_str("&amp;"),
+            '<' => markup.push_str("&lt;"),
+            '>' => markup.push_str("&gt;"),
+            c => markup.push(c),
+        }
+    }
+    [
+        "--app-name=qpq-tui".to_owned(),
+        "--".to_owned(),
+        sanitize(title).replace('\n', "\u{FFFD}"),
+        markup,
+    ]
 }
 
 /// The bell and desktop notifications of one batch: a burst of messages
@@ -268,6 +293,31 @@ mod tests {
                 message: message(conv, 100 + seq as u32, "bob", 5000 + seq, "burst"),
             },
         )))
+    }
+
+    /// Regression: the title and body went to `notify-send` as they came,
+    /// so a group named `-u critical` was an option and a message's
+    /// `<a href>` or `<img>` was markup to the notification server.
+    #[test]
+    fn notify_send_gets_plain_arguments_and_escaped_markup() {
+        let args = notify_send_args(
+            "--action=x=pwn in \u{1b}[2Jteam\n",
+            "<a href=\"https://evil\">click</a> & <img src=\"file:///x\"/>\u{202E}\nline 2\x07",
+        );
+        assert_eq!(args[0], "--app-name=qpq-tui");
+        assert_eq!(args[1], "--", "options end before the title");
+        assert_eq!(args[2], "--action=x=pwn in \u{FFFD}[2Jteam\u{FFFD}");
+        assert_eq!(
+            args[3],
+            "&lt;a href=\"https://evil\"&gt;click&lt;/a&gt; &amp; \
+             &lt;img src=\"file:///x\"/&gt;\u{FFFD}\nline 2\u{FFFD}"
+        );
+        // Ordinary text is unchanged.
+        let plain = notify_send_args("bob", "héllo 👋\nsee you");
+        assert_eq!(
+            plain[2..],
+            ["bob".to_owned(), "héllo 👋\nsee you".to_owned()]
+        );
     }
 
     /// A burst of notifications is one batch and one frame, and the loop

@@ -10,6 +10,26 @@
 //! made with the keyring that later finds no keyring is an error, not a fresh
 //! state, and a wrong passphrase is an error too.
 //!
+//! **Two copies of the manifest.** For a passphrase profile the manifest
+//! holds the Argon2id salt, without which the passphrase no longer opens the
+//! state: losing that one small file would lose everything. So the same
+//! manifest is written twice, to `keystore.json` and to
+//! `qpq-state.keystore.json` (named after the state so that whoever copies
+//! `qpq-state*` takes it along), each atomically (temporary file, fsync,
+//! rename). At start both are read: when one is missing or unreadable, the
+//! other is used and the lost one written again from it; when both are
+//! readable but differ, nothing is guessed and the start fails naming both.
+//! A profile made before the copy existed gets it at its next start. The
+//! simpler alternatives do not work: the SQLCipher file's own plaintext
+//! header has no room for our data (its first 16 bytes are SQLCipher's salt,
+//! the rest is encrypted), and the salt cannot be derived from anything
+//! stable without weakening it. When both copies are gone and the state
+//! exists, no new manifest is made (a new salt would never open it, and
+//! writing it would hide what happened): the start fails and says so, unless
+//! the OS keyring still holds the profile's key.
+//!
+//! Both files, like the log, are created 0600 in the 0700 data directory.
+//!
 //! Keyring calls run on their own thread with a timeout: a locked Secret
 //! Service can block a D-Bus call indefinitely.
 
@@ -18,6 +38,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use quicproquo_protocol::compat::HKDF_LABEL_STATE_KEY;
+use quicproquo_protocol::paths::{make_file_private, STATE_FILE};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -25,6 +46,8 @@ use zeroize::Zeroizing;
 pub const KEYRING_SERVICE: &str = "chat.quicproquo";
 const KEYRING_TIMEOUT: Duration = Duration::from_secs(5);
 const MANIFEST: &str = "keystore.json";
+/// The second copy of [`MANIFEST`] (see the module docs).
+const MANIFEST_COPY: &str = "qpq-state.keystore.json";
 
 /// The key of the state database. Zeroized on drop; never printed.
 pub struct StateKey(Zeroizing<[u8; 32]>);
@@ -91,6 +114,13 @@ pub enum KeystoreError {
     KeyringKeyMissing,
     #[error("{path}: {reason}")]
     Manifest { path: PathBuf, reason: String },
+    #[error(
+        "{} exists but both copies of its key-store manifest ({MANIFEST} and \
+         {MANIFEST_COPY}) are gone, so the passphrase's salt is lost and the state \
+         cannot be opened; restore either file from a backup",
+        state.display()
+    )]
+    ManifestLost { state: PathBuf },
 }
 
 /// The OS keyring, behind a small interface so tests can run against the
@@ -156,38 +186,84 @@ fn manifest_path(dir: &Path) -> PathBuf {
     dir.join(MANIFEST)
 }
 
-pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>, KeystoreError> {
-    let path = manifest_path(dir);
-    match std::fs::read(&path) {
+/// One copy of the manifest: `Ok(None)` when the file does not exist.
+fn read_copy(path: &Path) -> Result<Option<Manifest>, KeystoreError> {
+    let err = |reason: String| KeystoreError::Manifest {
+        path: path.to_owned(),
+        reason,
+    };
+    match std::fs::read(path) {
         Ok(bytes) => {
+            // Made 0644 by versions before 0600 was asked for.
+            make_file_private(path);
             serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| KeystoreError::Manifest {
-                    path,
-                    reason: e.to_string(),
-                })
+                .map_err(|e| err(e.to_string()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(KeystoreError::Manifest {
-            path,
-            reason: e.to_string(),
-        }),
+        Err(e) => Err(err(e.to_string())),
     }
 }
 
+/// The profile's manifest from whichever copy survives, writing a missing
+/// or unreadable copy again from the other (see the module docs).
+pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>, KeystoreError> {
+    let (main, copy) = (dir.join(MANIFEST), dir.join(MANIFEST_COPY));
+    let (from_main, from_copy) = (read_copy(&main), read_copy(&copy));
+    let (manifest, lost) = match (from_main, from_copy) {
+        (Ok(Some(a)), Ok(Some(b))) if a == b => (a, None),
+        (Ok(Some(_)), Ok(Some(_))) => {
+            return Err(KeystoreError::Manifest {
+                path: main,
+                reason: format!(
+                    "it and {} say different things; restore the right one from a backup",
+                    copy.display()
+                ),
+            })
+        }
+        (Ok(Some(m)), Ok(None) | Err(_)) => (m, Some(copy)),
+        (Ok(None) | Err(_), Ok(Some(m))) => (m, Some(main)),
+        (Ok(None), Ok(None)) => return Ok(None),
+        // Neither is readable: the first error says why.
+        (Err(e), _) | (_, Err(e)) => return Err(e),
+    };
+    if let Some(path) = lost {
+        tracing::warn!(file = %path.display(), "a copy of the key-store manifest was missing or unreadable; writing it again");
+        write_file(&path, &manifest)?;
+    }
+    Ok(Some(manifest))
+}
+
+/// Writes both copies.
 fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), KeystoreError> {
-    let path = manifest_path(dir);
+    write_file(&dir.join(MANIFEST), m)?;
+    write_file(&dir.join(MANIFEST_COPY), m)
+}
+
+/// Writes one copy atomically, 0600: a temporary file, fsync, rename.
+fn write_file(path: &Path, m: &Manifest) -> Result<(), KeystoreError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let err = |e: std::io::Error| KeystoreError::Manifest {
-        path: path.clone(),
+        path: path.to_owned(),
         reason: e.to_string(),
     };
-    let tmp = dir.join(format!("{MANIFEST}.tmp"));
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
     let bytes = serde_json::to_vec_pretty(m).expect("a manifest serializes");
-    std::fs::write(&tmp, bytes).map_err(err)?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
+    // A stale temporary file (a crash mid-write) may have another mode.
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
         .map_err(err)?;
-    std::fs::rename(&tmp, &path).map_err(err)
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
 }
 
 /// Argon2id parameters for the passphrase path (OWASP's first option).
@@ -255,6 +331,12 @@ pub fn obtain(
     }
 }
 
+/// Whether a state database already sits in `dir`: then a new manifest
+/// would describe a key it was never encrypted with.
+fn state_exists(dir: &Path) -> bool {
+    dir.join(STATE_FILE).exists()
+}
+
 fn create(
     dir: &Path,
     profile: &str,
@@ -284,6 +366,11 @@ fn create(
                 return Err(KeystoreError::NeedPassphrase);
             }
         }
+        if state_exists(dir) {
+            return Err(KeystoreError::ManifestLost {
+                state: dir.join(STATE_FILE),
+            });
+        }
         let mut secret = Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(&mut *secret);
         match keyring.set(profile, &*secret) {
@@ -299,6 +386,11 @@ fn create(
         }
     }
     let pass = passphrase.ok_or(KeystoreError::NeedPassphrase)?;
+    if state_exists(dir) {
+        return Err(KeystoreError::ManifestLost {
+            state: dir.join(STATE_FILE),
+        });
+    }
     let mut salt = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut salt);
     let key = stretch(pass, &salt, ARGON_M_KIB, ARGON_T, ARGON_P)?;
@@ -459,6 +551,90 @@ pub(crate) mod tests {
             obtain(dir.path(), &profile, &OsKeyring, None),
             Err(KeystoreError::KeyringKeyMissing)
         ));
+    }
+
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    fn passphrase_profile() -> (tempfile::TempDir, FakeKeyring, StateKey) {
+        let dir = tempfile::tempdir().unwrap();
+        let broken = FakeKeyring {
+            broken: true,
+            ..Default::default()
+        };
+        let (key, _) = obtain(dir.path(), "default", &broken, Some("pass")).unwrap();
+        // The state exists from here on, as after the first open.
+        std::fs::write(dir.path().join(STATE_FILE), b"encrypted").unwrap();
+        (dir, broken, key)
+    }
+
+    /// Regression: the Argon2id salt was only in `keystore.json`; deleting
+    /// that file made the next start derive a fresh salt, a key that never
+    /// opened the state, and overwrite the manifest with it.
+    #[test]
+    fn either_copy_of_the_manifest_restores_the_other() {
+        let (dir, broken, key) = passphrase_profile();
+        let (main, copy) = (dir.path().join(MANIFEST), dir.path().join(MANIFEST_COPY));
+        let original = std::fs::read(&main).unwrap();
+        assert_eq!(std::fs::read(&copy).unwrap(), original);
+        for lost in [&main, &copy] {
+            std::fs::remove_file(lost).unwrap();
+            let (again, _) = obtain(dir.path(), "default", &broken, Some("pass")).unwrap();
+            assert_eq!(again.expose(), key.expose(), "{}", lost.display());
+            assert_eq!(std::fs::read(lost).unwrap(), original, "written again");
+            // Unreadable counts as lost too.
+            std::fs::write(lost, b"{not json").unwrap();
+            let (again, _) = obtain(dir.path(), "default", &broken, Some("pass")).unwrap();
+            assert_eq!(again.expose(), key.expose());
+            assert_eq!(std::fs::read(lost).unwrap(), original);
+        }
+    }
+
+    #[test]
+    fn copies_that_disagree_or_are_both_gone_are_refused_not_replaced() {
+        let (dir, broken, _) = passphrase_profile();
+        let (main, copy) = (dir.path().join(MANIFEST), dir.path().join(MANIFEST_COPY));
+        let other = serde_json::to_vec(&Manifest::Passphrase {
+            salt: "00".repeat(16),
+            m_kib: ARGON_M_KIB,
+            t: ARGON_T,
+            p: ARGON_P,
+        })
+        .unwrap();
+        std::fs::write(&copy, &other).unwrap();
+        let err = obtain(dir.path(), "default", &broken, Some("pass")).unwrap_err();
+        assert!(err.to_string().contains("different"), "{err}");
+        assert_eq!(std::fs::read(&copy).unwrap(), other, "nothing overwritten");
+
+        std::fs::remove_file(&main).unwrap();
+        std::fs::remove_file(&copy).unwrap();
+        let err = obtain(dir.path(), "default", &broken, Some("pass")).unwrap_err();
+        assert!(matches!(err, KeystoreError::ManifestLost { .. }), "{err}");
+        assert!(!main.exists() && !copy.exists(), "no made-up manifest");
+        // Without a passphrase and with an empty keyring: the same.
+        let empty = FakeKeyring::default();
+        let err = obtain(dir.path(), "default", &empty, None).unwrap_err();
+        assert!(matches!(err, KeystoreError::ManifestLost { .. }), "{err}");
+        assert!(
+            empty.entries.lock().unwrap().is_empty(),
+            "no new keyring key"
+        );
+    }
+
+    #[test]
+    fn the_manifest_files_are_private() {
+        let (dir, broken, _) = passphrase_profile();
+        for name in [MANIFEST, MANIFEST_COPY] {
+            assert_eq!(mode(&dir.path().join(name)), 0o600, "{name}");
+        }
+        // One left 0644 by an older version is tightened when read.
+        use std::os::unix::fs::PermissionsExt;
+        let main = dir.path().join(MANIFEST);
+        std::fs::set_permissions(&main, std::fs::Permissions::from_mode(0o644)).unwrap();
+        obtain(dir.path(), "default", &broken, Some("pass")).unwrap();
+        assert_eq!(mode(&main), 0o600);
     }
 
     #[test]

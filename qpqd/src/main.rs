@@ -9,7 +9,7 @@ use clap::Parser;
 use quicproquo_daemon::agent::{Agent, AgentError, StartOptions};
 use quicproquo_daemon::keystore::OsKeyring;
 use quicproquo_daemon::{ipc_server, lifecycle};
-use quicproquo_protocol::paths::{ensure_private_dir, Paths};
+use quicproquo_protocol::paths::{ensure_private_dir, make_file_private, Paths};
 use zeroize::Zeroizing;
 
 /// qpqd: holds your quicproquo identity, MLS groups, history and the
@@ -42,11 +42,16 @@ fn init_logging(foreground: bool, paths: &Paths) -> anyhow::Result<()> {
             .with_writer(std::io::stderr)
             .init();
     } else {
+        use std::os::unix::fs::OpenOptionsExt;
+        // 0600: the log names the server, groups and users whose key changed.
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&paths.log_file)
             .with_context(|| format!("opening {}", paths.log_file.display()))?;
+        // Made 0644 by versions before this one.
+        make_file_private(&paths.log_file);
         builder
             .with_ansi(false)
             .with_writer(std::sync::Mutex::new(file))

@@ -1,6 +1,8 @@
 //! The async IPC client `qpq-ctl` and `qpq-tui` share (feature `ipc-client`).
 //!
-//! [`IpcClient::connect`] opens the profile's socket and says `hello`;
+//! [`IpcClient::connect`] opens the profile's socket, checks that the
+//! daemon behind it is this user's own ([`trust`]: before anything is
+//! sent), and says `hello`;
 //! [`IpcClient::connect_or_start`] also starts `qpqd` when nobody answers,
 //! serialized by a file lock so that many front-ends starting at once make
 //! one daemon (see [`launch`]).
@@ -43,8 +45,10 @@ use super::{ErrorObject, IpcErrorCode, LineBuffer, Notification, IPC_PROTOCOL_VE
 use crate::paths::{PathError, Paths};
 
 pub mod launch;
+pub mod trust;
 
 pub use launch::{locate_daemon, spawn_detached, DaemonLauncher, DAEMON_PROGRAM};
+pub use trust::Untrusted;
 
 /// How long a call waits for its answer by default.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -104,6 +108,14 @@ pub enum ConnectError {
         #[source]
         source: std::io::Error,
     },
+    /// The socket is not provably this user's own daemon (see [`trust`]);
+    /// nothing was written to it.
+    #[error(
+        "refusing to talk to {}: {reason}; nothing was sent to it \
+         (another user may be posing as qpqd)",
+        socket.display()
+    )]
+    Untrusted { socket: PathBuf, reason: Untrusted },
     #[error("{}", version_message(*client, *daemon))]
     VersionMismatch { client: u32, daemon: Option<u32> },
     #[error("qpqd refused hello: {0}")]
@@ -385,7 +397,17 @@ fn decode<R: DeserializeOwned>(method: &str, value: Value) -> Result<R, CallErro
     })
 }
 
+/// Connects to `socket` once both trust checks pass ([`trust`]): the
+/// directory before connecting, the peer's uid after. Nothing is written
+/// here; the caller's `hello` is the first byte sent.
 async fn open(socket: &Path, timeout: Duration) -> Result<Stream, ConnectError> {
+    trust::check_directory(socket)?;
+    let stream = connect(socket, timeout).await?;
+    trust::check_peer(socket, &stream)?;
+    Ok(stream)
+}
+
+async fn connect(socket: &Path, timeout: Duration) -> Result<Stream, ConnectError> {
     let io = |source| ConnectError::Io {
         socket: socket.to_owned(),
         source,

@@ -59,7 +59,7 @@ pub async fn account(
         t.row(["identity:", &account.identity.to_hex()]);
         out.line(&format!(
             "{verb} {} on {server}",
-            style.paint(Paint::Name, &account.username)
+            style.paint(Paint::Name, &sanitize_line(&account.username))
         ))?;
         out.write(&t.render(&style))?;
     }

@@ -134,7 +134,10 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "QPQ_PASSPHRASE",
         "read by a qpqd that qpq-ctl starts: the state passphrase where no OS keyring is available",
     ),
-    ("XDG_RUNTIME_DIR", "where the daemon's socket lives"),
+    (
+        "XDG_RUNTIME_DIR",
+        "where the daemon's socket lives (unset: in .run of the data directory)",
+    ),
     (
         "NO_COLOR",
         "when set and not empty, no colour even on a terminal",

@@ -71,3 +71,35 @@ async fn start_stop_status() {
     user.ok(&["daemon", "start"]).await;
     user.ok(&["status"]).await;
 }
+
+/// Regression: `qpqd.log` and `keystore.json` were created 0644 (world
+/// readable wherever the data directory is not 0700, e.g. after a copy).
+/// Everything a started daemon creates is private to the user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemons_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = crate::harness::root();
+    let user = User::new(root.path(), "files");
+    user.ok(&["status"]).await;
+    let paths = quicproquo_testkit::home::paths(&user.home).unwrap();
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    for dir in [&paths.data_dir, &paths.runtime_dir] {
+        assert_eq!(mode(dir), 0o700, "{}", dir.display());
+    }
+    for file in [
+        paths.log_file.clone(),
+        paths.data_dir.join("keystore.json"),
+        paths.data_dir.join("qpq-state.keystore.json"),
+        paths.state_file.clone(),
+        paths.socket.clone(),
+    ] {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    user.ok(&["daemon", "stop"]).await;
+}

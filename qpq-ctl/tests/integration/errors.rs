@@ -271,3 +271,93 @@ async fn an_unreachable_server_is_status_7() {
     let down = alice.run(&["dm", "bob"]).await.expect(7);
     assert!(down.stderr.contains("network"), "{}", down.stderr);
 }
+
+/// 12: another local user poses as qpqd. A listener run as `nobody` sits at
+/// alice's socket path, in a directory that is alice's own and private (as
+/// if it had been swapped in after the directory check); qpq-ctl connects,
+/// sees the peer's uid, and leaves without sending a byte: the listener
+/// records one connection that carried nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_run_by_another_user_gets_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+    let runuser = std::path::Path::new("/usr/sbin/runuser");
+    if !runuser.exists() || rustix::process::geteuid().as_raw() != 0 {
+        skip(
+            "a_daemon_run_by_another_user_gets_nothing",
+            "needs root and runuser to listen as another user",
+        );
+        return;
+    }
+    let root = crate::harness::root();
+    let alice = User::new(root.path(), "alice");
+    let paths = quicproquo_testkit::home::paths(&alice.home).unwrap();
+    quicproquo_protocol::paths::ensure_private_dir(&paths.runtime_dir).unwrap();
+    let chmod = |dir: &std::path::Path, mode| {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    // `nobody` must reach the directory, and bind in it once.
+    for dir in paths.runtime_dir.ancestors().skip(1) {
+        if dir.starts_with(root.path()) {
+            chmod(dir, 0o755);
+        }
+    }
+    chmod(&paths.runtime_dir, 0o777);
+    // Accepts connections one at a time and prints how many bytes each
+    // carried (up to a newline: one request), until one says END.
+    let script = format!(
+        "import socket\n\
+         s=socket.socket(socket.AF_UNIX)\ns.settimeout(20)\ns.bind({:?})\ns.listen(8)\n\
+         print('READY', flush=True)\n\
+         while True:\n  c,_=s.accept()\n  data=b''\n\
+         \x20 while not data.endswith(b'\\n'):\n    chunk=c.recv(4096)\n    if not chunk: break\n    data+=chunk\n\
+         \x20 c.close()\n  if data==b'END': break\n  print('RECEIVED', len(data), flush=True)\n",
+        paths.socket.display().to_string()
+    );
+    let mut fake = tokio::process::Command::new(runuser)
+        .args(["-u", "nobody", "--", "python3", "-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(fake.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(crate::harness::WAIT, lines.next_line())
+        .await
+        .expect("the fake daemon starts")
+        .unwrap();
+    assert_eq!(ready.as_deref(), Some("READY"));
+    // Private again, and alice's: only the peer's uid gives the fake away.
+    chmod(&paths.runtime_dir, 0o700);
+
+    let run = alice.run(&["whoami"]).await.expect(12);
+    says(
+        &run,
+        &[
+            "refusing",
+            "runs as uid",
+            "nothing was sent",
+            "posing as qpqd",
+        ],
+    );
+    let json = alice.run(&["--json", "whoami"]).await.expect(12);
+    let err: Value = serde_json::from_str(&json.stderr).unwrap();
+    assert_eq!(err["error"]["kind"], "untrusted_daemon", "{err}");
+
+    let mut end = std::os::unix::net::UnixStream::connect(&paths.socket).unwrap();
+    std::io::Write::write_all(&mut end, b"END").unwrap();
+    drop(end);
+    let mut rest = String::new();
+    tokio::time::timeout(
+        crate::harness::WAIT,
+        lines.into_inner().read_to_string(&mut rest),
+    )
+    .await
+    .expect("the fake daemon ends")
+    .unwrap();
+    assert_eq!(
+        rest, "RECEIVED 0\nRECEIVED 0\n",
+        "qpq-ctl connected twice and sent nothing"
+    );
+}

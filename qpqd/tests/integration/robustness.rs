@@ -121,6 +121,11 @@ async fn a_wrong_passphrase_locks_and_unlock_opens() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Some(IpcErrorCode::Locked), "{e}");
+    unlock_opens_the_same_state(&client, &d).await;
+}
+
+/// `unlock` with `d`'s passphrase opens the state that has `d`'s account.
+async fn unlock_opens_the_same_state(client: &IpcClient, d: &Daemon) {
     client
         .request::<method::Unlock>(UnlockParams {
             passphrase: Secret::new(d.passphrase.clone()),
@@ -131,9 +136,35 @@ async fn a_wrong_passphrase_locks_and_unlock_opens() {
     assert_eq!(st.keystore, KeystoreState::Passphrase);
     assert_eq!(
         st.account.unwrap().username,
-        "alice",
+        d.name,
         "the same state, not a fresh one"
     );
+}
+
+/// Regression: the Argon2id salt lived only in `keystore.json`, so deleting
+/// that file lost the state (the next start made a new salt, and the
+/// passphrase never opened the state again). The copy beside the state
+/// restores it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_keystore_json_is_restored_and_the_passphrase_still_opens() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(root.path(), "alice").await;
+    d.register(&srv).await;
+    d.stop().await;
+    let manifest = paths_for(&d.home).data_dir.join("keystore.json");
+    let before = std::fs::read(&manifest).unwrap();
+    std::fs::remove_file(&manifest).unwrap();
+
+    // Started locked (no passphrase), then unlocked: the passphrase opens
+    // the same state.
+    let (child, client) = Daemon::spawn(&d.home, "alice", None).await;
+    d.child = Some(child);
+    unlock_opens_the_same_state(&client, &d).await;
+    assert_eq!(std::fs::read(&manifest).unwrap(), before, "written again");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&manifest).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
 }
 
 /// With a Secret Service running (CI: gnome-keyring under dbus-run-session),

@@ -48,7 +48,7 @@ impl Drop for FakeDaemon {
 
 impl FakeDaemon {
     fn start(paths: &Paths, handler: Arc<Handler>) -> FakeDaemon {
-        std::fs::create_dir_all(&paths.runtime_dir).unwrap();
+        crate::paths::ensure_private_dir(&paths.runtime_dir).unwrap();
         let name = paths
             .socket
             .clone()
