@@ -8,7 +8,9 @@
 use crossterm::event::{KeyEvent, MouseEvent};
 use quicproquo_protocol::ipc::client::CallError;
 use quicproquo_protocol::ipc::methods::{StatusResult, VerifyResult};
-use quicproquo_protocol::ipc::values::{Conversation, ConversationId, Member, Message, MessageId};
+use quicproquo_protocol::ipc::values::{
+    Conversation, ConversationId, Invitation, Member, Message, MessageId,
+};
 use quicproquo_protocol::ipc::{Call, IpcErrorCode, Notification};
 
 /// One input to `update`.
@@ -84,8 +86,11 @@ pub enum DaemonEvent {
         text: String,
         failure: Failure,
     },
-    /// `dm.open` or `group.create` answered: select it.
+    /// `dm.open` or `group.create` answered (or an invitation was
+    /// accepted): select it.
     Opened(Conversation),
+    /// The invitations waiting.
+    Invites(Vec<Invitation>),
     Members {
         conversation: ConversationId,
         members: Vec<Member>,

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use jiff::tz::TimeZone;
 use quicproquo_protocol::ipc::methods::{StatusResult, VerifyResult};
+use quicproquo_protocol::ipc::values::Invitation;
 use quicproquo_protocol::ipc::values::{
     Ciphersuite, ConnectionState, Conversation, ConversationId, Member, Message,
 };
@@ -117,6 +118,12 @@ pub enum Overlay {
     Search {
         query: String,
         results: Loadable<Vec<Message>>,
+        selected: usize,
+    },
+    /// Invitations waiting for the user: `a` accepts the selected one, `d`
+    /// declines it.
+    Invites {
+        list: Vec<Invitation>,
         selected: usize,
     },
 }

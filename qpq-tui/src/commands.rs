@@ -14,6 +14,7 @@ pub enum Command {
     Rekey,
     Members,
     Verify(String),
+    Invites,
     Search(String),
     Help,
     Quit,
@@ -54,6 +55,12 @@ pub const COMMANDS: &[Spec] = &[
         args: "user…",
         help: "remove users from this group",
         users_from: Some(0),
+    },
+    Spec {
+        name: "invites",
+        args: "",
+        help: "invitations waiting for you (accept or decline)",
+        users_from: None,
     },
     Spec {
         name: "leave",
@@ -149,6 +156,7 @@ pub fn parse(text: &str) -> Result<Input, String> {
         "rekey" => none(&args).map(|_| Command::Rekey)?,
         "members" => none(&args).map(|_| Command::Members)?,
         "verify" => Command::Verify(one(args, "user")?),
+        "invites" => none(&args).map(|_| Command::Invites)?,
         "search" => {
             let query = rest["search".len()..].trim();
             if query.is_empty() {
@@ -277,6 +285,7 @@ mod tests {
         assert_eq!(cmd("/rekey"), Command::Rekey);
         assert_eq!(cmd("/members"), Command::Members);
         assert_eq!(cmd("/verify bob"), Command::Verify("bob".into()));
+        assert_eq!(cmd("/invites"), Command::Invites);
         assert_eq!(
             cmd("/search  lunch  plans "),
             Command::Search("lunch  plans".into())

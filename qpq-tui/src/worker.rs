@@ -321,6 +321,16 @@ async fn answer(client: &IpcClient, call: Call) -> CallResult {
                 None => return Ok(None),
             }
         }
+        Call::Invites(p) => DaemonEvent::Invites(client.request::<method::Invites>(p).await?),
+        Call::Accept(p) => DaemonEvent::Opened(client.request::<method::Accept>(p).await?),
+        Call::Decline(p) => {
+            client.request::<method::Decline>(p).await?;
+            DaemonEvent::Done("Declined; the group was told.".into())
+        }
+        Call::AutoAcceptSetting(p) => {
+            let r = client.request::<method::AutoAcceptSetting>(p).await?;
+            DaemonEvent::Done(format!("Invitations joined without asking: {:?}", r.mode))
+        }
         Call::Verify(p) => {
             let confirmed = p.confirm;
             DaemonEvent::Verified {

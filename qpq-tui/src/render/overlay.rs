@@ -1,6 +1,7 @@
 //! Boxes over the main screen: help, a safety number, the confirmation a
 //! changed key requires, and search results.
 
+use quicproquo_protocol::ipc::values::ConversationKind;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -174,6 +175,63 @@ pub fn render(app: &App, overlay: &Overlay, f: &mut Frame<'_>, area: Rect) {
                 f,
                 r,
                 " Key changed ",
+                Paragraph::new(lines).wrap(Wrap { trim: false }),
+                "",
+            );
+        }
+        Overlay::Invites { list, selected } => {
+            let dim = Style::default().fg(Color::DarkGray);
+            let warn = Style::default()
+                .fg(Color::LightRed)
+                .add_modifier(Modifier::BOLD);
+            let mut lines = Vec::new();
+            for (i, inv) in list.iter().enumerate() {
+                let style = if i == *selected {
+                    Style::default().add_modifier(Modifier::REVERSED)
+                } else {
+                    Style::default()
+                };
+                let what = match inv.kind {
+                    ConversationKind::Dm => "a DM".to_owned(),
+                    ConversationKind::Group => format!("#{}", wrap::sanitize(&inv.name)),
+                };
+                lines.push(Line::from(Span::styled(
+                    wrap::truncate(
+                        &format!("{} invites you to {what}", wrap::sanitize(&inv.from)),
+                        60,
+                    )
+                    .into_owned(),
+                    style,
+                )));
+                let members: Vec<Span<'static>> = inv
+                    .members
+                    .iter()
+                    .flat_map(|m| {
+                        let (mark, st) = if m.key_changed {
+                            (" ! not the key you know", warn)
+                        } else if m.verified {
+                            (" ✓", Style::default().fg(Color::Green))
+                        } else {
+                            ("", dim)
+                        };
+                        [
+                            Span::raw(format!("  {}", wrap::sanitize(&m.username))),
+                            Span::styled(mark, st),
+                        ]
+                    })
+                    .collect();
+                lines.push(Line::from(members));
+            }
+            lines.push(Line::default());
+            lines.push(Line::from(Span::styled(
+                "a: accept · d: decline · ↑↓ choose · Esc: later",
+                Style::default().fg(Color::Cyan),
+            )));
+            let r = centered(area, 64, lines.len() as u16 + 2);
+            draw_box(
+                f,
+                r,
+                " Invitations ",
                 Paragraph::new(lines).wrap(Wrap { trim: false }),
                 "",
             );

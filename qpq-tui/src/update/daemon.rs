@@ -179,6 +179,16 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
             app.members
                 .insert(conversation, Loadable::Failed(failure.message));
         }
+        DaemonEvent::Invites(list) => {
+            if list.is_empty() {
+                app.info("No invitations waiting.");
+            } else if app.overlay.is_none() || matches!(app.overlay, Some(Overlay::Invites { .. }))
+            {
+                app.overlay = Some(Overlay::Invites { list, selected: 0 });
+            } else {
+                app.info(format!("{} invitation(s) waiting: /invites", list.len()));
+            }
+        }
         DaemonEvent::Verified { result, confirmed } => {
             if confirmed {
                 app.changed_keys.remove(&result.username);
@@ -371,6 +381,18 @@ fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
                 "Refused an invitation from {} to {}: {}",
                 i.from, i.name, i.reason
             )),
+            InvitationState::Pending => {
+                app.info(format!("{} invites you to {}: /invites", i.from, i.name));
+                // The prompt, with the members and their trust state.
+                fx.push(Effect::call(Call::Invites(NoParams {})));
+            }
+            InvitationState::Accepted => {
+                app.info(format!("Joined {} (invited by {}).", i.name, i.from));
+                fx.push(Effect::call(Call::Conversations(NoParams {})));
+            }
+            InvitationState::Declined => {
+                app.info(format!("Declined {}'s invitation to {}.", i.from, i.name));
+            }
         },
     }
 }

@@ -2,8 +2,9 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 use quicproquo_protocol::ipc::methods::{
-    AccountParams, ConversationParams, DmOpenParams, GroupCreateParams, GroupMembersParams,
-    SearchParams, SendParams, UnlockParams, VerifyParams,
+    AccountParams, ConversationParams, DeclineParams, DmOpenParams, GroupCreateParams,
+    GroupMembersParams, InvitationParams, NoParams, SearchParams, SendParams, UnlockParams,
+    VerifyParams,
 };
 use quicproquo_protocol::ipc::values::{Ciphersuite, ConversationKind, Limit, Secret};
 use quicproquo_protocol::ipc::Call;
@@ -338,6 +339,7 @@ fn run(app: &mut App, cmd: Command, fx: &mut Vec<Effect>) -> bool {
             safety_number: None,
             conversation: app.current().map(|c| c.id.into()),
         }),
+        Command::Invites => Call::Invites(NoParams {}),
         Command::Search(query) => {
             app.overlay = Some(Overlay::Search {
                 query: query.clone(),
@@ -424,6 +426,35 @@ fn overlay_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
                 text,
                 changed,
             }),
+        },
+        Overlay::Invites { list, selected } => match key.code {
+            _ if close => None,
+            KeyCode::Up => Some(Overlay::Invites {
+                list,
+                selected: selected.saturating_sub(1),
+            }),
+            KeyCode::Down => Some(Overlay::Invites {
+                selected: (selected + 1).min(list.len().saturating_sub(1)),
+                list,
+            }),
+            KeyCode::Char(c @ ('a' | 'A' | 'd' | 'D')) => {
+                let Some(inv) = list.get(selected) else {
+                    return;
+                };
+                let id = inv.id;
+                fx.push(Effect::call(if c.eq_ignore_ascii_case(&'a') {
+                    Call::Accept(InvitationParams { id })
+                } else {
+                    Call::Decline(DeclineParams { id, reason: None })
+                }));
+                let mut list = list;
+                list.remove(selected);
+                (!list.is_empty()).then(|| Overlay::Invites {
+                    selected: selected.min(list.len() - 1),
+                    list,
+                })
+            }
+            _ => Some(Overlay::Invites { list, selected }),
         },
         Overlay::Search {
             query,

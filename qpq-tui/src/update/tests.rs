@@ -741,3 +741,69 @@ fn desktop_notifications_when_configured() {
         body: "你好".into()
     }));
 }
+
+/// An invitation is a prompt: the notification fetches the list (with each
+/// member's trust state), the list opens the invitations box, `a` accepts
+/// the selected one and `d` declines the next; an impostor member is marked.
+#[test]
+fn an_invitation_prompts_and_a_accepts_d_declines() {
+    use quicproquo_protocol::ipc::methods::{DeclineParams, InvitationParams, NoParams};
+    use quicproquo_protocol::ipc::notifications::InvitationUpdate;
+    use quicproquo_protocol::ipc::values::{
+        ConversationKind, Invitation, InvitationId, InvitationState, Member, Seq,
+    };
+    use quicproquo_protocol::types::IdentityKey;
+
+    let mut app = app(80, 20);
+    let fx = daemon(
+        &mut app,
+        DaemonEvent::Notification(Notification::Invitation(InvitationUpdate {
+            seq: Seq(1),
+            id: Some(InvitationId([1; 16])),
+            from: "bob".into(),
+            name: "ops".into(),
+            state: InvitationState::Pending,
+            reason: String::new(),
+        })),
+    );
+    assert_eq!(requests(&fx), [Request::Call(Call::Invites(NoParams {}))]);
+    let member = |name: &str, verified: bool, key_changed: bool| Member {
+        username: name.into(),
+        identity: IdentityKey([2; 32]),
+        verified,
+        key_changed,
+    };
+    let invitation = |id: u8, name: &str| Invitation {
+        id: InvitationId([id; 16]),
+        from: "bob".into(),
+        name: name.into(),
+        kind: ConversationKind::Group,
+        members: vec![member("bob", true, false), member("carol", false, true)],
+        received_ms: 1,
+    };
+    daemon(
+        &mut app,
+        DaemonEvent::Invites(vec![invitation(1, "ops"), invitation(2, "lab")]),
+    );
+    let shown = screen(&app);
+    assert!(shown.contains("bob invites you to #ops"), "{shown}");
+    assert!(shown.contains("not the key you know"), "{shown}");
+
+    let fx = key(&mut app, KeyCode::Char('a'));
+    assert_eq!(
+        requests(&fx),
+        [Request::Call(Call::Accept(InvitationParams {
+            id: InvitationId([1; 16])
+        }))]
+    );
+    assert!(screen(&app).contains("#lab"), "the next one stays shown");
+    let fx = key(&mut app, KeyCode::Char('d'));
+    assert_eq!(
+        requests(&fx),
+        [Request::Call(Call::Decline(DeclineParams {
+            id: InvitationId([2; 16]),
+            reason: None,
+        }))]
+    );
+    assert!(app.overlay.is_none(), "none left");
+}
