@@ -15,6 +15,7 @@
 //! - [`agent`]: through any agent's IPC client, [`agent::register`] a user on
 //!   a test server and open the [`agent::first_dm`] between two users.
 //! - [`process`]: run a child process to completion under a deadline.
+//! - [`relay`]: a UDP relay a test cuts, so a QUIC peer goes silent.
 
 pub mod agent;
 pub mod bench;
@@ -23,6 +24,7 @@ pub mod home;
 mod in_process;
 pub mod process;
 mod qpqd;
+pub mod relay;
 mod server;
 pub mod skip;
 pub mod wire;
