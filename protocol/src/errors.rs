@@ -38,6 +38,9 @@ catalogue! {
     Malformed = 2, "the request could not be decoded";
     TooLarge = 3, "the request is larger than the server accepts";
     RateLimited = 4, "too many requests; retry after the given delay";
+    // Reserved, never sent: a shutdown stops accepting connections and lets
+    // every accepted request finish (a held fetchWait is answered empty),
+    // so no request is refused for it. No test can reach it from outside.
     ShuttingDown = 5, "the server is shutting down; retry on another connection";
     Unauthenticated = 10, "missing, invalid or expired session token; log in again";
     LoginFailed = 11, "login failed: wrong username or password";

@@ -153,9 +153,17 @@ pub struct Config {
     pub max_connections: u32,
     pub max_streams_per_connection: u32,
     pub idle_timeout: Duration,
+    /// How long a client may take to send one request (once it has opened
+    /// the stream). Not in the file or on the command line: always
+    /// [`REQUEST_READ_TIMEOUT`], except in tests that do not wait that long.
+    pub request_read_timeout: Duration,
     pub session_ttl: Duration,
     pub rate_limits: RateLimits,
 }
+
+/// The time allowed to send one request: long enough for 4 MiB on a slow
+/// link, short enough that a client cannot hold a stream open for nothing.
+pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -295,6 +303,7 @@ impl Config {
             max_connections: max_connections.0,
             max_streams_per_connection: max_streams.0,
             idle_timeout: Duration::from_secs(idle.0),
+            request_read_timeout: REQUEST_READ_TIMEOUT,
             session_ttl: Duration::from_secs(ttl.0 * 24 * 3600),
             rate_limits: RateLimits::default(),
         })
@@ -314,6 +323,7 @@ impl Config {
             max_connections: 10_000,
             max_streams_per_connection: 128,
             idle_timeout: Duration::from_secs(30),
+            request_read_timeout: REQUEST_READ_TIMEOUT,
             session_ttl: Duration::from_secs(24 * 3600),
             rate_limits: RateLimits::default(),
         }

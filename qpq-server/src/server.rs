@@ -19,8 +19,6 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 use crate::tls::{self, ReloadableCert, TlsError};
 
-/// How long a client may take to send one request.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the server waits for a client to acknowledge an answer.
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -137,6 +135,7 @@ pub async fn start_with_store<S: Store>(config: Config, store: S) -> Result<Runn
         service,
         shutdown_rx,
         config.max_connections as usize,
+        config.request_read_timeout,
     ));
     Ok(Running {
         local_addr,
@@ -164,6 +163,7 @@ async fn accept_loop<S: Store>(
     service: Arc<Service<S>>,
     mut shutdown: watch::Receiver<bool>,
     max_connections: usize,
+    read_timeout: Duration,
 ) {
     let mut conns = JoinSet::new();
     let mut purge = tokio::time::interval(PURGE_INTERVAL);
@@ -177,7 +177,7 @@ async fn accept_loop<S: Store>(
                     incoming.refuse();
                     continue;
                 }
-                conns.spawn(serve_connection(incoming, service.clone(), shutdown.clone()));
+                conns.spawn(serve_connection(incoming, service.clone(), shutdown.clone(), read_timeout));
             }
             _ = purge.tick() => {
                 let now = Now::current();
@@ -212,6 +212,7 @@ async fn serve_connection<S: Store>(
     incoming: quinn::Incoming,
     service: Arc<Service<S>>,
     mut shutdown: watch::Receiver<bool>,
+    read_timeout: Duration,
 ) {
     let peer = incoming.remote_address();
     let conn = match incoming.accept() {
@@ -237,7 +238,7 @@ async fn serve_connection<S: Store>(
         tokio::select! {
             s = conn.accept_bi() => match s {
                 Ok((send, recv)) => {
-                    streams.spawn(serve_stream(send, recv, peer, service.clone()));
+                    streams.spawn(serve_stream(send, recv, peer, service.clone(), read_timeout));
                 }
                 Err(e) => {
                     tracing::debug!(%peer, reason = %e, "connection ended");
@@ -260,9 +261,10 @@ async fn serve_stream<S: Store>(
     mut recv: quinn::RecvStream,
     peer: SocketAddr,
     service: Arc<Service<S>>,
+    read_timeout: Duration,
 ) {
     let response =
-        match tokio::time::timeout(READ_TIMEOUT, recv.read_to_end(MAX_REQUEST_BYTES)).await {
+        match tokio::time::timeout(read_timeout, recv.read_to_end(MAX_REQUEST_BYTES)).await {
             Ok(Ok(bytes)) => match decode_request(&bytes) {
                 Ok(req) => {
                     let kind = req.kind();
@@ -294,7 +296,7 @@ async fn serve_stream<S: Store>(
                     ErrorCode::Malformed,
                     format!(
                         "the request was not completed within {} s",
-                        READ_TIMEOUT.as_secs()
+                        read_timeout.as_secs()
                     ),
                 ))
             }

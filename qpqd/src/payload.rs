@@ -193,6 +193,9 @@ mod tests {
             b"qpq1{\"kind\":\"group\",\"name\":\"\"}",
             b"qpq1{\"kind\":\"group\",\"name\":\"@bob\"}",
             b"qpq1{\"kind\":\"group\",\"name\":\"evil\\u001b[2J\"}",
+            // A right-to-left override: the name would read differently
+            // on other members' terminals than it was written.
+            b"qpq1{\"kind\":\"group\",\"name\":\"evil\\u202etxt.exe\"}",
             b"qpq1\xff",
         ] {
             assert!(ConversationInfo::decode(bad).is_err(), "{bad:?}");

@@ -17,6 +17,7 @@
 //! - [`process`]: run a child process to completion under a deadline.
 //! - [`attacker`]: an ordinary account driven by hand, with forged MLS
 //!   credentials, for the tests of attacks.
+//! - [`relay`]: a UDP relay a test cuts, so a QUIC peer goes silent.
 
 pub mod agent;
 pub mod attacker;
@@ -26,6 +27,7 @@ pub mod home;
 mod in_process;
 pub mod process;
 mod qpqd;
+pub mod relay;
 mod server;
 pub mod skip;
 pub mod wire;

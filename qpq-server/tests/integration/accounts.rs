@@ -305,3 +305,50 @@ async fn a_corrupt_stored_record_is_e001_and_names_no_detail() {
         .await
         .expect("another account still logs in");
 }
+
+/// E013 over the wire: a client that sends a username outside the rule
+/// (here with a capital letter, which the typed client cannot build) gets
+/// the code of its own, for a registration and for a login; the same
+/// request with the name written right is served.
+#[tokio::test]
+async fn a_username_outside_the_rule_is_e013() {
+    use opaque_ke::ClientRegistration;
+    use quicproquo_protocol::wire::{decode_response, encode_request};
+
+    let srv = TestServer::start().await;
+    let client = srv.client().await;
+    let start = ClientRegistration::<Suite>::start(&mut rand::rngs::OsRng, b"pw").unwrap();
+    let login = ClientLogin::<Suite>::start(&mut rand::rngs::OsRng, b"pw").unwrap();
+    let requests = [
+        Request::OpaqueRegisterStart {
+            username: Username::parse("zoe.q").unwrap(),
+            request: start.message.serialize().to_vec(),
+        },
+        Request::OpaqueLoginStart {
+            username: Username::parse("zoe.q").unwrap(),
+            request: login.message.serialize().to_vec(),
+        },
+    ];
+    for request in requests {
+        let good = encode_request(&request);
+        let at = good
+            .windows(5)
+            .position(|w| w == b"zoe.q")
+            .expect("the username is in the encoding");
+        let mut bad = good.clone();
+        bad[at] = b'Z';
+        let answer = decode_response(&client.call_raw(&bad).await.unwrap()).unwrap();
+        match answer {
+            Response::Error(e) => assert_eq!(e.code, ErrorCode::InvalidUsername, "{e}"),
+            other => panic!("{other:?}"),
+        }
+        let answer = decode_response(&client.call_raw(&good).await.unwrap()).unwrap();
+        assert!(
+            matches!(
+                answer,
+                Response::OpaqueRegisterStart { .. } | Response::OpaqueLoginStart { .. }
+            ),
+            "{answer:?}"
+        );
+    }
+}

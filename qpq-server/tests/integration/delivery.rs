@@ -751,3 +751,103 @@ async fn a_key_package_over_16_kib_is_e036() {
         other => panic!("{other:?}"),
     }
 }
+
+/// E030 and E031 over the wire: a payload one byte over 4 MiB, or one
+/// recipient over 1,024, is refused and nothing of it reaches the
+/// recipient; the next message, within the limits, does.
+#[tokio::test]
+async fn an_enqueue_over_its_size_or_recipient_limit_is_e030_or_e031() {
+    use quicproquo_protocol::limits::{MAX_PAYLOAD_BYTES, MAX_RECIPIENTS};
+
+    let srv = TestServer::start().await;
+    let alice = srv.register("alice").await;
+    let bob = srv.register("bob").await;
+    let ab = alice.channel_with(&bob).await;
+    let to_bob = Delivery {
+        recipient: bob.identity,
+        channel: Some(ab),
+    };
+    let enqueue = |deliveries: Vec<Delivery>, payload: Vec<u8>| Request::Enqueue {
+        auth: alice.auth(),
+        deliveries,
+        payload,
+        idempotency_key: idem(),
+    };
+    let r = alice
+        .call(enqueue(vec![to_bob], vec![0; MAX_PAYLOAD_BYTES + 1]))
+        .await;
+    assert_eq!(code(r), ErrorCode::PayloadTooLarge);
+    let r = alice
+        .call(enqueue(
+            vec![to_bob; MAX_RECIPIENTS + 1],
+            app_message(b"to too many"),
+        ))
+        .await;
+    assert_eq!(code(r), ErrorCode::TooManyRecipients);
+
+    alice
+        .send(&bob, ab, app_message(b"within the limits"))
+        .await
+        .unwrap();
+    let got = bob.fetch_all().await;
+    assert_eq!(got.len(), 1, "only the message within the limits arrived");
+    assert_eq!(got[0].payload, app_message(b"within the limits"));
+}
+
+/// E035 over the wire: more than 100 key packages in one upload, or more
+/// than 500 stored for one user and ciphersuite, is refused and stores
+/// nothing of that upload.
+#[tokio::test]
+async fn key_packages_past_the_upload_or_stock_limit_are_e035() {
+    use quicproquo_protocol::limits::{MAX_KEY_PACKAGES_PER_UPLOAD, MAX_KEY_PACKAGES_STORED};
+
+    let srv = TestServer::start().await;
+    let bob = srv.register("bob").await;
+    let mut tag = 0u32;
+    let mut batch = |n: usize| -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|_| {
+                tag += 1;
+                kp(HYBRID, &tag.to_be_bytes())
+            })
+            .collect()
+    };
+    let upload = |packages| Request::UploadKeyPackages {
+        auth: bob.auth(),
+        packages,
+        last_resort: None,
+    };
+    let stored = |r: Result<Response, _>| match r {
+        Ok(Response::UploadKeyPackages { available }) => available,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        code(
+            bob.call(upload(batch(MAX_KEY_PACKAGES_PER_UPLOAD + 1)))
+                .await
+        ),
+        ErrorCode::TooManyKeyPackages
+    );
+    // The stock fills to the limit in uploads of 100; one more is refused.
+    let mut available = 0;
+    for _ in 0..MAX_KEY_PACKAGES_STORED / MAX_KEY_PACKAGES_PER_UPLOAD {
+        available = stored(bob.call(upload(batch(MAX_KEY_PACKAGES_PER_UPLOAD))).await);
+    }
+    assert_eq!(available as usize, MAX_KEY_PACKAGES_STORED);
+    assert_eq!(
+        code(bob.call(upload(batch(1))).await),
+        ErrorCode::TooManyKeyPackages
+    );
+    // Nothing of the refused uploads was stored: the count is unchanged.
+    assert_eq!(
+        stored(
+            bob.call(Request::UploadKeyPackages {
+                auth: bob.auth(),
+                packages: vec![],
+                last_resort: Some(kp(HYBRID, b"last resort")),
+            })
+            .await
+        ) as usize,
+        MAX_KEY_PACKAGES_STORED
+    );
+}

@@ -215,3 +215,69 @@ async fn a_connection_at_its_stream_limit_holds_further_requests() {
     );
     assert!(healthy(&bob.client).await, "the stream is free again");
 }
+
+/// A client that opens a stream, sends part of a request and goes quiet
+/// holds that stream only until the read timeout: then it gets E002 saying
+/// so, and the connection keeps serving. (The timeout is 30 s in service;
+/// 1 s here.)
+#[tokio::test]
+async fn a_request_left_unfinished_is_answered_after_the_read_timeout() {
+    let srv = TestServer::start_with(|c| c.request_read_timeout = Duration::from_secs(1)).await;
+    let c = srv.client().await;
+    let good = encode_request(&Request::Health);
+    let (mut send, mut recv) = c.connection().open_bi().await.unwrap();
+    send.write_all(&good[..5]).await.unwrap();
+    // Nothing more, and no finish. Ten times the timeout bounds a failure:
+    // without one the server would wait for the rest for ever.
+    let answer = tokio::time::timeout(Duration::from_secs(10), recv.read_to_end(64 * 1024))
+        .await
+        .expect("the server answered the unfinished request")
+        .unwrap();
+    match decode_response(&answer).unwrap() {
+        Response::Error(e) => {
+            assert_eq!(e.code, ErrorCode::Malformed, "{e}");
+            assert!(e.message.contains("not completed within 1 s"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(healthy(&c).await, "the connection still serves");
+}
+
+/// A client whose network goes silent (no close, no packets) is closed
+/// after the idle timeout, and its place under `max_connections` is free
+/// again. (30 s in service; 1 s here.)
+#[tokio::test]
+async fn a_connection_gone_silent_is_closed_after_the_idle_timeout() {
+    use quicproquo_testkit::relay::UdpRelay;
+
+    let srv = TestServer::start_with(|c| {
+        c.max_connections = 1;
+        c.idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let relay = UdpRelay::start(srv.addr).await.unwrap();
+    let silent = Client::connect(relay.addr, "localhost", srv.trust())
+        .await
+        .unwrap();
+    assert!(healthy(&silent).await);
+    assert!(
+        Client::connect(srv.addr, "localhost", srv.trust())
+            .await
+            .is_err(),
+        "the one connection allowed is taken"
+    );
+    relay.cut();
+    // Ten times the idle timeout bounds a failure; quinn's own default (and
+    // the client's) is 30 s, so a server that ignored its setting fails.
+    let fresh = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(c) = Client::connect(srv.addr, "localhost", srv.trust()).await {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the silent connection was closed");
+    assert!(healthy(&fresh).await);
+}

@@ -4,9 +4,9 @@
 
 use quicproquo_protocol::ipc::client::Subscription;
 use quicproquo_protocol::ipc::error::IpcErrorCode;
-use quicproquo_protocol::ipc::methods::{method, GroupMembersParams};
+use quicproquo_protocol::ipc::methods::{method, GroupCreateParams, GroupMembersParams};
 use quicproquo_protocol::ipc::notifications::{ConnectionChange, Notification};
-use quicproquo_protocol::ipc::values::{ConnectionState, ConversationRef};
+use quicproquo_protocol::ipc::values::{Ciphersuite, ConnectionState, ConversationRef};
 use quicproquo_testkit::WAIT;
 
 use crate::harness::{Daemon, Server};
@@ -45,6 +45,52 @@ async fn a_dm_cannot_be_grown_into_a_group_or_emptied() {
     assert_eq!(remove.code(), Some(IpcErrorCode::InvalidInput), "{remove}");
 
     assert_eq!(alice.members("@bob").await, ["alice", "bob"]);
+}
+
+/// Attack (on oneself, by mistake or by a script): grow a group past what
+/// one `enqueue` can reach (1,024 recipients, E031), after which no member
+/// can send to it at all. The defence: `group.create` and `group.add`
+/// refuse it up front, before any key package is fetched
+/// (`check_group_size` in qpqd's commit.rs). Without the check the same
+/// calls fail later with "no user" for the made-up names, so the test
+/// checks the message, not only the code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_cannot_grow_past_what_one_enqueue_reaches() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, _bob] = Daemon::registered(root.path(), &srv, ["alice", "bob"]).await;
+    let names = |n: usize| (0..n).map(|i| format!("u{i}")).collect::<Vec<_>>();
+    let too_big = |e: &quicproquo_protocol::ipc::client::CallError| {
+        e.code() == Some(IpcErrorCode::InvalidInput)
+            && e.to_string().contains("at most 1025 members")
+    };
+
+    // Alice and 1,025 others: one too many.
+    let create = alice
+        .client
+        .request::<method::GroupCreate>(GroupCreateParams {
+            name: "everyone".into(),
+            members: names(1025),
+            ciphersuite: Ciphersuite::default(),
+        })
+        .await
+        .expect_err("a group of 1,026 is refused");
+    assert!(too_big(&create), "{create}");
+
+    // A group of two that works, then 1,024 more: one too many again.
+    alice
+        .create_group("team", &["bob"], Ciphersuite::default())
+        .await;
+    let add = alice
+        .client
+        .request::<method::GroupAdd>(GroupMembersParams {
+            conversation: ConversationRef::parse("team").unwrap(),
+            members: names(1024),
+        })
+        .await
+        .expect_err("growing the group to 1,026 is refused");
+    assert!(too_big(&add), "{add}");
+    assert_eq!(alice.members("team").await, ["alice", "bob"]);
 }
 
 /// Attack: a server that stops answering, or an impostor at its address

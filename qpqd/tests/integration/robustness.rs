@@ -398,6 +398,85 @@ async fn a_changed_server_certificate_is_shown_in_status() {
 /// does not trust that CA is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ca_verification_checks_the_ip_address_it_was_given() {
+    let (pki, srv) = server_with_a_private_ca().await;
+    let root = tempfile::tempdir().unwrap();
+    let alice =
+        Daemon::start_with_env(root.path(), "alice", &ca_env(&pki.path().join("ca.pem"))).await;
+    let account = register_unpinned(&alice, &srv).await.unwrap();
+    assert_eq!(account.username, "alice");
+
+    // Another CA in the trust store: the same server is refused.
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let other = pki.path().join("other-ca.pem");
+    let mut other_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    other_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let other_ca = other_params
+        .self_signed(&KeyPair::generate().unwrap())
+        .unwrap();
+    std::fs::write(&other, other_ca.pem()).unwrap();
+    let mallory = Daemon::start_with_env(root.path(), "mallory", &ca_env(&other)).await;
+    let e = register_unpinned(&mallory, &srv).await.unwrap_err();
+    assert_eq!(e.code(), Some(IpcErrorCode::NetworkDown), "{e}");
+    assert!(e.to_string().contains("invalid peer certificate"), "{e}");
+}
+
+/// An account registered with CA verification keeps it: a `login` from a
+/// daemon started without `QPQ_USE_CA_CERT` still checks the certificate
+/// chain. It used to fall back to trust on first use, so whoever answered
+/// at the server's address that moment was accepted and pinned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_keeps_the_ca_verification_the_account_was_registered_with() {
+    use quicproquo_protocol::ipc::values::ConnectionState;
+
+    let (pki, mut srv) = server_with_a_private_ca().await;
+    let ca_pem = pki.path().join("ca.pem");
+    let root = tempfile::tempdir().unwrap();
+    let mut alice = Daemon::start_with_env(root.path(), "alice", &ca_env(&ca_pem)).await;
+    register_unpinned(&alice, &srv).await.unwrap();
+    alice.stop().await;
+    // The same profile, the CA still trusted, the variable gone: the
+    // account's own mode brings it online.
+    let alice = Daemon::start_with_env(
+        root.path(),
+        "alice",
+        &[("SSL_CERT_FILE", ca_pem.as_os_str().to_owned())],
+    )
+    .await;
+    eventually("alice is online through CA verification", || async {
+        let st = alice
+            .client
+            .request::<method::Status>(NoParams {})
+            .await
+            .ok()?;
+        (st.connection == ConnectionState::Online).then_some(())
+    })
+    .await
+    .unwrap();
+
+    // An impostor at the server's address, with a self-signed certificate.
+    srv.stop().await;
+    srv.config.tls = quicproquo_server::config::TlsSource::SelfSigned {
+        dir: srv.config.data_dir.join("tls"),
+        hostnames: vec!["localhost".into()],
+    };
+    srv.start_again().await;
+    let e = alice
+        .client
+        .request::<method::Login>(quicproquo_protocol::ipc::methods::AccountParams {
+            server: srv.addr.to_string(),
+            server_fingerprint: None,
+            username: "alice".into(),
+            password: Secret::new("alice login password".to_string()),
+        })
+        .await
+        .expect_err("the impostor's certificate is not accepted");
+    assert_eq!(e.code(), Some(IpcErrorCode::NetworkDown), "{e}");
+    assert!(e.to_string().contains("invalid peer certificate"), "{e}");
+}
+
+/// A private CA, and a server on 127.0.0.1 whose certificate it issued for
+/// that address. The CA's certificate is `ca.pem` in the returned directory.
+async fn server_with_a_private_ca() -> (tempfile::TempDir, Server) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
     let pki = tempfile::tempdir().unwrap();
@@ -410,44 +489,27 @@ async fn ca_verification_checks_the_ip_address_it_was_given() {
         .unwrap()
         .signed_by(&server_key, &Issuer::from_params(&ca_params, &ca_key))
         .unwrap();
-    let (ca_pem, cert_pem, key_pem) = (
-        pki.path().join("ca.pem"),
-        pki.path().join("cert.pem"),
-        pki.path().join("key.pem"),
-    );
-    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    let (cert_pem, key_pem) = (pki.path().join("cert.pem"), pki.path().join("key.pem"));
+    std::fs::write(pki.path().join("ca.pem"), ca.pem()).unwrap();
     std::fs::write(&cert_pem, server_cert.pem()).unwrap();
     std::fs::write(&key_pem, server_key.serialize_pem()).unwrap();
     let srv = Server::start_with(|c| {
         c.tls = quicproquo_server::config::TlsSource::Files {
-            cert: cert_pem.clone(),
-            key: key_pem.clone(),
+            cert: cert_pem,
+            key: key_pem,
         };
     })
     .await;
-    let root = tempfile::tempdir().unwrap();
-    let ca_env = |file: &std::path::Path| {
-        [
-            ("QPQ_USE_CA_CERT", "1".into()),
-            ("SSL_CERT_FILE", file.as_os_str().to_owned()),
-        ]
-    };
-    let alice = Daemon::start_with_env(root.path(), "alice", &ca_env(&ca_pem)).await;
-    let account = register_unpinned(&alice, &srv).await.unwrap();
-    assert_eq!(account.username, "alice");
+    (pki, srv)
+}
 
-    // Another CA in the trust store: the same server is refused.
-    let other = pki.path().join("other-ca.pem");
-    let mut other_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    other_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let other_ca = other_params
-        .self_signed(&KeyPair::generate().unwrap())
-        .unwrap();
-    std::fs::write(&other, other_ca.pem()).unwrap();
-    let mallory = Daemon::start_with_env(root.path(), "mallory", &ca_env(&other)).await;
-    let e = register_unpinned(&mallory, &srv).await.unwrap_err();
-    assert_eq!(e.code(), Some(IpcErrorCode::NetworkDown), "{e}");
-    assert!(e.to_string().contains("invalid peer certificate"), "{e}");
+/// The environment of a daemon that verifies servers against the system's
+/// CA roots, here the one CA in `file`.
+fn ca_env(file: &std::path::Path) -> [(&'static str, std::ffi::OsString); 2] {
+    [
+        ("QPQ_USE_CA_CERT", "1".into()),
+        ("SSL_CERT_FILE", file.as_os_str().to_owned()),
+    ]
 }
 
 async fn register_unpinned(

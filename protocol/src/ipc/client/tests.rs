@@ -563,8 +563,15 @@ async fn slow_subscriber_resubscribes_without_loss_or_repeats() {
     );
     let client = IpcClient::connect_with(&paths, &opts()).await.unwrap();
     let mut sub = client.subscribe(Some(Seq(0))).await.unwrap();
-    // Let the queue overflow before reading anything.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Read nothing until the queue has overflowed: it is full exactly when
+    // the reader has put the lag marker in its last slot.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while sub.rx.len() < NOTIFICATION_QUEUE {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the notification queue never filled");
     let mut seqs = Vec::new();
     while seqs.len() < total as usize {
         let n = tokio::time::timeout(Duration::from_secs(10), sub.next())
