@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use quicproquo_protocol::ipc::values::{Ciphersuite, ConversationRef, Limit};
+use quicproquo_protocol::ipc::values::{
+    AutoAccept, Ciphersuite, ConversationRef, InvitationId, Limit,
+};
 use quicproquo_protocol::paths::Profile;
 use quicproquo_protocol::Fingerprint;
 
@@ -88,6 +90,29 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Search messages, best match first
     Search(SearchArgs),
+    /// List invitations waiting for you: groups, and first DMs from people you share no
+    /// conversation with
+    Invites,
+    /// Accept an invitation: join, and read what the group sent meanwhile
+    Accept {
+        /// The invitation's id (from `invites`)
+        id: InvitationId,
+    },
+    /// Decline an invitation: the group is told, and its keys are forgotten
+    Decline {
+        /// The invitation's id (from `invites`)
+        id: InvitationId,
+        /// Told to the inviter (at most 200 characters)
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Show or set which invitations are joined without asking
+    AutoAccept {
+        /// everyone, verified (users whose key you verified), contacts (users you share a
+        /// conversation with; the default) or none
+        #[arg(value_parser = parse_auto_accept)]
+        mode: Option<AutoAccept>,
+    },
     /// Print a shell completion script
     #[command(
         after_help = "Install, e.g.: qpq-ctl completions bash > ~/.local/share/bash-completion/completions/qpq-ctl"
@@ -271,6 +296,12 @@ fn parse_limit(s: &str) -> Result<Limit, String> {
         .ok()
         .and_then(Limit::new)
         .ok_or_else(|| format!("expected a number from 1 to {}", Limit::MAX))
+}
+
+/// An `auto_accept` mode as the IPC spells it.
+fn parse_auto_accept(s: &str) -> Result<AutoAccept, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| format!("`{s}` is not one of everyone, verified, contacts, none"))
 }
 
 #[cfg(test)]

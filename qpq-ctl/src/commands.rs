@@ -13,6 +13,7 @@ mod account;
 mod conversations;
 mod daemon;
 mod docs;
+mod invites;
 mod messages;
 mod names;
 mod recv;
@@ -46,6 +47,10 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<Exit, CtlError> {
         Command::Search(a) => messages::search(&session()?, out, a).await,
         Command::Recv(a) => recv::run(&session()?, out, a).await,
         Command::Verify(a) => verify::run(&session()?, out, a).await,
+        Command::Invites => invites::list(&session()?, out).await,
+        Command::Accept { id } => invites::accept(&session()?, out, id).await,
+        Command::Decline { id, reason } => invites::decline(&session()?, out, id, reason).await,
+        Command::AutoAccept { mode } => invites::auto_accept(&session()?, out, mode).await,
     }
 }
 

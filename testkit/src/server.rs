@@ -94,6 +94,14 @@ impl TestServer {
         .await
     }
 
+    /// How many messages wait in all mailboxes (read from the database, as
+    /// an operator could): 0 once every recipient fetched and acknowledged.
+    pub fn queued_mail(&self) -> usize {
+        let db = rusqlite::Connection::open(&self.config.database).expect("the server's database");
+        db.query_row("SELECT count(*) FROM mail", [], |r| r.get::<_, i64>(0))
+            .expect("count the mail") as usize
+    }
+
     /// Graceful shutdown; the data stays.
     pub async fn stop(&mut self) {
         if let Some(r) = self.running.take() {

@@ -37,7 +37,7 @@ pub async fn list(session: &Session, out: &mut Out) -> Result<Exit, CtlError> {
     Ok(Exit::Ok)
 }
 
-fn print_conversation(out: &mut Out, c: &Conversation) -> Result<Exit, CtlError> {
+pub(super) fn print_conversation(out: &mut Out, c: &Conversation) -> Result<Exit, CtlError> {
     out.table_or_json(conversation_table(std::slice::from_ref(c)), c)?;
     Ok(Exit::Ok)
 }
@@ -131,7 +131,7 @@ pub async fn members(
     Ok(Exit::Ok)
 }
 
-fn member_table(members: &[Member]) -> Table {
+pub(super) fn member_table(members: &[Member]) -> Table {
     let mut t = Table::new(&["USERNAME", "KEY", "IDENTITY"]);
     for m in members {
         let (trust, paint) = if m.key_changed {

@@ -18,7 +18,7 @@ use crate::harness::{Daemon, Server};
 
 /// The one group id the server has seen commits for (the DM just opened).
 fn only_group_on(srv: &Server) -> [u8; 16] {
-    let db = rusqlite::Connection::open(srv.config.data_dir.join("qpq.db")).unwrap();
+    let db = rusqlite::Connection::open(&srv.config.database).unwrap();
     let ids: Vec<Vec<u8>> = db
         .prepare("SELECT group_id FROM group_epochs")
         .unwrap()

@@ -107,6 +107,19 @@ impl Handler for Recorder {
     fn verify(&self, p: VerifyParams) -> Answer<VerifyResult> {
         self.refuse(Call::Verify(p))
     }
+    fn invites(&self, p: NoParams) -> Answer<Vec<Invitation>> {
+        self.answer(Call::Invites(p), Vec::new())
+    }
+    fn accept(&self, p: InvitationParams) -> Answer<Conversation> {
+        self.refuse(Call::Accept(p))
+    }
+    fn decline(&self, p: DeclineParams) -> Answer<Empty> {
+        self.refuse(Call::Decline(p))
+    }
+    fn auto_accept(&self, p: AutoAcceptParams) -> Answer<AutoAcceptResult> {
+        let mode = p.mode.unwrap_or(AutoAccept::Contacts);
+        self.answer(Call::AutoAcceptSetting(p), AutoAcceptResult { mode })
+    }
     fn subscribe(&self, p: SubscribeParams) -> Answer<SubscribeResult> {
         let seq = p.since.unwrap_or(Seq(0));
         self.answer(Call::Subscribe(p), SubscribeResult { seq })
