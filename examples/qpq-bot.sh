@@ -18,6 +18,10 @@
 set -eu
 ctl=${QPQ_CTL:-qpq-ctl}
 
+# A bot talks to whoever writes to it: it joins every DM and group it is
+# invited to without asking (a person's profile asks, by default).
+"$ctl" auto-accept everyone >/dev/null
+
 "$ctl" --json recv --follow | while IFS= read -r message; do
   conversation=$(printf '%s' "$message" | jq -r .conversation)
   text=$(printf '%s' "$message" | jq -r .text)

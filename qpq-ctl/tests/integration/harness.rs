@@ -185,6 +185,10 @@ impl User {
             )
             .await
             .expect(0);
+        // Like the test kit's users: every invitation joined without asking,
+        // so the tests of other things need no consent step.
+        let mode = self.run(&["auto-accept", "everyone"]).await.expect(0);
+        assert_eq!(mode.stdout.trim(), "everyone");
         r.json()
     }
 
