@@ -761,6 +761,12 @@ mod batch_tests {
         let signing = SigningKey::generate(&mut rand::rngs::OsRng);
         c.attach(Identity::new(Username::parse(name).unwrap(), signing))
             .unwrap();
+        // These tests are about processing, not consent: join at once.
+        invitations::set_auto_accept(
+            c.db(),
+            quicproquo_protocol::ipc::values::AutoAccept::Everyone,
+        )
+        .unwrap();
         c
     }
 
