@@ -229,7 +229,7 @@ mod tests {
         let team = invitation(7);
         assert!(insert(&c, &team).unwrap());
         assert!(!insert(&c, &invitation(7)).unwrap(), "one per group");
-        assert_eq!(pending(&c).unwrap(), [team.clone()]);
+        assert_eq!(pending(&c).unwrap(), std::slice::from_ref(&team));
         assert_eq!(state_of_group(&c, &[7; 16]).unwrap(), Some(State::Pending));
         hold(&c, &[7; 16], b"one").unwrap();
         hold(&c, &[7; 16], b"two").unwrap();
