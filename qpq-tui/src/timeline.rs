@@ -202,6 +202,7 @@ pub(crate) mod tests {
             text: text.into(),
             outgoing: false,
             state: MessageState::Received,
+            failure: None,
         }
     }
 

@@ -136,7 +136,14 @@ CREATE TABLE last_resort_key_packages (
 );
 "#;
 
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+/// Why an outbox entry was parked (refused for good: its message is
+/// `failed`); NULL while it waits to be sent. A parked entry keeps its body
+/// and idempotency key for `message.retry`, and holds up nothing else.
+const SCHEMA_V6: &str = "ALTER TABLE outbox ADD COLUMN parked TEXT;";
+
+const MIGRATIONS: &[&str] = &[
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+];
 
 /// Opens (creating if needed) the state database with `key`. A wrong key is
 /// [`StateError::WrongKey`]; an existing file is never replaced.

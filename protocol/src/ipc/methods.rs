@@ -143,6 +143,10 @@ methods! {
     /// Best first.
     Search = "search", fn search(SearchParams) -> Vec<Message>;
     Read = "read", fn read(ReadParams) -> ReadResult;
+    /// A `failed` message back into the outbox; returns it `queued`.
+    MessageRetry = "message.retry", fn message_retry(MessageParams) -> Message;
+    /// A `failed` message out of the outbox and the history.
+    MessageDiscard = "message.discard", fn message_discard(MessageParams) -> Empty;
     Verify = "verify", fn verify(VerifyParams) -> VerifyResult;
     /// The latest sequence number; notifications follow.
     Subscribe = "subscribe", fn subscribe(SubscribeParams) -> SubscribeResult;
@@ -350,6 +354,13 @@ pub struct ReadParams {
     /// Mark read up to and including this message; all when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub up_to: Option<MessageId>,
+}
+
+/// One of our messages, by id (`message.retry`, `message.discard`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageParams {
+    pub id: MessageId,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -619,6 +630,7 @@ pub(crate) mod tests {
             text: "hi".into(),
             outgoing: false,
             state: MessageState::Received,
+            failure: None,
         };
         round_trip(HelloResult {
             daemon_version: "0.1.0".into(),

@@ -130,6 +130,7 @@ mod tests {
             text: text.into(),
             outgoing: false,
             state: MessageState::Received,
+            failure: None,
         }
     }
 

@@ -556,6 +556,7 @@ fn delivery_states_and_sent_messages() {
             conversation: TEAM,
             id: m.id,
             state: DeliveryState::Delivered,
+            reason: None,
         })),
     );
     assert_eq!(

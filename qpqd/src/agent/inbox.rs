@@ -400,6 +400,7 @@ fn process_group(c: &mut Core, group: GroupId, bytes: &[u8]) -> Result<Outcome, 
                                 conversation: conv_id(conv.id),
                                 id: MessageId(id.0),
                                 state: DeliveryState::Delivered,
+                                reason: None,
                             })
                         })?);
                     }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use quicproquo_protocol::ipc::error::ErrorObject;
 use quicproquo_protocol::ipc::methods::{
     AccountParams, ConversationParams, DmOpenParams, Empty, GroupCreateParams, GroupMembersParams,
-    Handler, HelloParams, HelloResult, HistoryParams, NoParams, ReadParams, ReadResult,
+    Handler, HelloParams, HelloResult, HistoryParams, MessageParams, NoParams, ReadParams, ReadResult,
     RekeyResult, SearchParams, SendParams, StatusResult, SubscribeParams, SubscribeResult,
     UnlockParams, VerifyParams, VerifyResult, WhoamiResult,
 };
@@ -125,6 +125,15 @@ impl Handler for AgentHandler {
             .agent
             .send(&p.conversation, &p.text, p.confirm_changed_keys)
             .await?)
+    }
+
+    async fn message_retry(&self, p: MessageParams) -> Answer<Message> {
+        Ok(self.agent.retry_message(p.id).await?)
+    }
+
+    async fn message_discard(&self, p: MessageParams) -> Answer<Empty> {
+        self.agent.discard_message(p.id).await?;
+        Ok(Empty {})
     }
 
     async fn history(&self, p: HistoryParams) -> Answer<Vec<Message>> {
