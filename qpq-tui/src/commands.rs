@@ -7,7 +7,10 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Dm(String),
-    GroupCreate { name: String, members: Vec<String> },
+    GroupCreate {
+        name: String,
+        members: Vec<String>,
+    },
     Add(Vec<String>),
     Remove(Vec<String>),
     Leave,
@@ -15,6 +18,10 @@ pub enum Command {
     Members,
     Verify(String),
     Search(String),
+    /// The last failed message of the open conversation: send it again.
+    Retry,
+    /// The last failed message of the open conversation: delete it.
+    Discard,
     Help,
     Quit,
 }
@@ -86,6 +93,18 @@ pub const COMMANDS: &[Spec] = &[
         users_from: None,
     },
     Spec {
+        name: "retry",
+        args: "",
+        help: "send the last failed (✗) message here again",
+        users_from: None,
+    },
+    Spec {
+        name: "discard",
+        args: "",
+        help: "delete the last failed (✗) message here",
+        users_from: None,
+    },
+    Spec {
         name: "help",
         args: "",
         help: "keys and commands",
@@ -149,6 +168,8 @@ pub fn parse(text: &str) -> Result<Input, String> {
         "rekey" => none(&args).map(|_| Command::Rekey)?,
         "members" => none(&args).map(|_| Command::Members)?,
         "verify" => Command::Verify(one(args, "user")?),
+        "retry" => none(&args).map(|_| Command::Retry)?,
+        "discard" => none(&args).map(|_| Command::Discard)?,
         "search" => {
             let query = rest["search".len()..].trim();
             if query.is_empty() {
@@ -275,6 +296,8 @@ mod tests {
         assert_eq!(cmd("/remove dave"), Command::Remove(vec!["dave".into()]));
         assert_eq!(cmd("/leave"), Command::Leave);
         assert_eq!(cmd("/rekey"), Command::Rekey);
+        assert_eq!(cmd("/retry"), Command::Retry);
+        assert_eq!(cmd("/discard"), Command::Discard);
         assert_eq!(cmd("/members"), Command::Members);
         assert_eq!(cmd("/verify bob"), Command::Verify("bob".into()));
         assert_eq!(
@@ -301,7 +324,7 @@ mod tests {
     fn completes_commands_and_users() {
         let users: Vec<String> = ["bob", "bobby", "carol"].map(String::from).to_vec();
         let c = complete("/re", 3, &users).unwrap();
-        assert_eq!(c.candidates, ["/rekey", "/remove"]);
+        assert_eq!(c.candidates, ["/rekey", "/remove", "/retry"]);
         assert_eq!(common_prefix(&c.candidates), "/re");
         let c = complete("/dm b", 5, &users).unwrap();
         assert_eq!((c.start, c.end), (4, 5));

@@ -869,16 +869,28 @@ mod tests {
         let due = q.next_due(1_000).unwrap();
         assert!((RETRY_MIN.as_millis() as u64 / 2..=RETRY_MIN.as_millis() as u64).contains(&due));
         assert!(q.skip(1_000 + due).is_empty(), "due again");
-        assert_eq!(q.failed(a, 5_000, false), 4_000, "counted from the first failure");
+        assert_eq!(
+            q.failed(a, 5_000, false),
+            4_000,
+            "counted from the first failure"
+        );
         q.parked(a, true);
         assert!(q.skip(5_000).is_empty(), "the next entry goes at once");
-        assert_eq!(q.failed(a, 6_000, false), 5_000, "a full mailbox keeps its run");
+        assert_eq!(
+            q.failed(a, 6_000, false),
+            5_000,
+            "a full mailbox keeps its run"
+        );
         q.parked(a, false);
         assert_eq!(q.failed(a, 7_000, false), 0, "other reasons start afresh");
 
         q.failed(b, 7_000, true);
         q.online();
-        assert_eq!(q.skip(7_000), [a], "the network's waits end when it is back");
+        assert_eq!(
+            q.skip(7_000),
+            [a],
+            "the network's waits end when it is back"
+        );
         q.clear(a);
         assert!(q.skip(7_000).is_empty());
         assert_eq!(q.next_due(7_000), None);

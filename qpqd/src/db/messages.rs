@@ -123,10 +123,7 @@ pub fn set_state(c: &Connection, id: Id, to: State) -> rusqlite::Result<bool> {
 
 /// Removes our message `id` from the history (a discarded failed message).
 pub fn delete(c: &Connection, id: Id) -> rusqlite::Result<()> {
-    c.execute(
-        "DELETE FROM messages WHERE id = ?1 AND outgoing = 1",
-        [id],
-    )?;
+    c.execute("DELETE FROM messages WHERE id = ?1 AND outgoing = 1", [id])?;
     Ok(())
 }
 

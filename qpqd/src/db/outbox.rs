@@ -208,14 +208,13 @@ pub fn park(c: &Connection, seq: u64, reason: &str) -> rusqlite::Result<()> {
 
 /// Why the message `id` is parked, if it is.
 pub fn parked_reason(c: &Connection, id: Id) -> rusqlite::Result<Option<String>> {
-    Ok(c
-        .query_row(
-            "SELECT parked FROM outbox WHERE message_id = ?1 AND kind = 'app'",
-            [id],
-            |r| r.get::<_, Option<String>>(0),
-        )
-        .optional()?
-        .flatten())
+    Ok(c.query_row(
+        "SELECT parked FROM outbox WHERE message_id = ?1 AND kind = 'app'",
+        [id],
+        |r| r.get::<_, Option<String>>(0),
+    )
+    .optional()?
+    .flatten())
 }
 
 /// Puts the parked message `id` back in its queue; whether it was parked.
@@ -316,13 +315,20 @@ mod tests {
             n => panic!("{n:?}"),
         };
         assert_eq!(head(&[]), s1, "oldest first");
-        assert_eq!(head(&[stuck]), f, "a skipped conversation holds up no other");
+        assert_eq!(
+            head(&[stuck]),
+            f,
+            "a skipped conversation holds up no other"
+        );
         push_receipt(&c, stuck, Id::random(), 0).unwrap();
         remove(&c, f).unwrap();
         assert_eq!(next(&c, 10_000, &[stuck]).unwrap(), Next::Empty);
 
         park(&c, s1, "E020: no such user").unwrap();
-        assert_eq!(parked_reason(&c, m1).unwrap().as_deref(), Some("E020: no such user"));
+        assert_eq!(
+            parked_reason(&c, m1).unwrap().as_deref(),
+            Some("E020: no such user")
+        );
         assert_eq!(parked_reason(&c, m2).unwrap(), None);
         assert_eq!(head(&[]), s2, "a parked entry holds up nothing");
         assert_eq!(len(&c).unwrap(), 1, "parked is not waiting");
@@ -332,7 +338,10 @@ mod tests {
         park(&c, s1, "again").unwrap();
         assert!(discard(&c, m1).unwrap());
         assert!(!discard(&c, m1).unwrap());
-        assert!(!discard(&c, m2).unwrap(), "a waiting entry is not discarded");
+        assert!(
+            !discard(&c, m2).unwrap(),
+            "a waiting entry is not discarded"
+        );
         assert_eq!(head(&[]), s2);
     }
 

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use quicproquo_protocol::ipc::error::ErrorObject;
 use quicproquo_protocol::ipc::methods::{
     AccountParams, ConversationParams, DmOpenParams, Empty, GroupCreateParams, GroupMembersParams,
-    Handler, HelloParams, HelloResult, HistoryParams, MessageParams, NoParams, ReadParams, ReadResult,
-    RekeyResult, SearchParams, SendParams, StatusResult, SubscribeParams, SubscribeResult,
-    UnlockParams, VerifyParams, VerifyResult, WhoamiResult,
+    Handler, HelloParams, HelloResult, HistoryParams, MessageParams, NoParams, ReadParams,
+    ReadResult, RekeyResult, SearchParams, SendParams, StatusResult, SubscribeParams,
+    SubscribeResult, UnlockParams, VerifyParams, VerifyResult, WhoamiResult,
 };
 use quicproquo_protocol::ipc::values::{Account, Conversation, Member, Message};
 use quicproquo_protocol::ipc::IPC_PROTOCOL_VERSION;

@@ -199,7 +199,10 @@ async fn a_member_the_server_does_not_know_does_not_stop_other_conversations() {
     })
     .await;
     assert!(
-        parked.failure.as_deref().is_some_and(|r| r.contains("E020")),
+        parked
+            .failure
+            .as_deref()
+            .is_some_and(|r| r.contains("E020")),
         "{parked:?}"
     );
     wait_for_state(&alice, "club", "never mind", WAIT, |m| {
@@ -232,9 +235,9 @@ async fn a_member_the_server_does_not_know_does_not_stop_other_conversations() {
     // Discard removes it from the outbox and the history.
     alice
         .client
-        .request::<method::MessageDiscard>(
-            quicproquo_protocol::ipc::methods::MessageParams { id: second.id },
-        )
+        .request::<method::MessageDiscard>(quicproquo_protocol::ipc::methods::MessageParams {
+            id: second.id,
+        })
         .await
         .unwrap();
     assert!(!alice
@@ -246,9 +249,9 @@ async fn a_member_the_server_does_not_know_does_not_stop_other_conversations() {
     // not found.
     let again = alice
         .client
-        .request::<method::MessageDiscard>(
-            quicproquo_protocol::ipc::methods::MessageParams { id: second.id },
-        )
+        .request::<method::MessageDiscard>(quicproquo_protocol::ipc::methods::MessageParams {
+            id: second.id,
+        })
         .await
         .expect_err("gone");
     assert_eq!(
@@ -261,9 +264,9 @@ async fn a_member_the_server_does_not_know_does_not_stop_other_conversations() {
     operator.restore_account(&deleted);
     let retried = alice
         .client
-        .request::<method::MessageRetry>(
-            quicproquo_protocol::ipc::methods::MessageParams { id: first.id },
-        )
+        .request::<method::MessageRetry>(quicproquo_protocol::ipc::methods::MessageParams {
+            id: first.id,
+        })
         .await
         .unwrap();
     assert_eq!(retried.state, MessageState::Queued);
