@@ -494,6 +494,8 @@ pub(crate) mod tests {
                 conversation: conv(),
                 up_to: Some(msg_id),
             }),
+            Call::MessageRetry(MessageParams { id: msg_id }),
+            Call::MessageDiscard(MessageParams { id: msg_id }),
             Call::Verify(VerifyParams {
                 username: "bob".into(),
                 confirm: true,
