@@ -10,7 +10,7 @@
 //! the caller's `skip` list) holds up no other. An entry refused for good is
 //! parked with its reason and holds up nothing, not even its conversation.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 use super::Id;
@@ -82,19 +82,15 @@ pub fn next(c: &Connection, now_ms: u64, skip: &[Id]) -> rusqlite::Result<Next> 
     if let Some(e) = first(c, skip)? {
         return Ok(Next::Message(e));
     }
-    let mut oldest = None;
-    let mut st = c.prepare_cached(
-        "SELECT conversation, min(created_ms) AS t FROM outbox WHERE kind = 'receipt'
-          GROUP BY conversation ORDER BY t",
-    )?;
-    let mut rows = st.query([])?;
-    while let Some(r) = rows.next()? {
-        let conversation: Id = r.get(0)?;
-        if !skip.contains(&conversation) {
-            oldest = Some((conversation, r.get::<_, i64>(1)?));
-            break;
-        }
-    }
+    let oldest: Option<(Id, i64)> = c
+        .prepare_cached(&format!(
+            "SELECT conversation, created_ms FROM outbox
+              WHERE kind = 'receipt' AND conversation NOT IN ({})
+              ORDER BY seq LIMIT 1",
+            placeholders(skip.len())
+        ))?
+        .query_row(params_from_iter(skip), |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
     let Some((conversation, created)) = oldest else {
         return Ok(Next::Empty);
     };
@@ -137,41 +133,32 @@ pub fn next(c: &Connection, now_ms: u64, skip: &[Id]) -> rusqlite::Result<Next> 
     })
 }
 
+/// `n` SQL parameters, `?,?,…` (an empty `IN ()` is valid in SQLite).
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(",")
+}
+
 /// The oldest message entry waiting (not parked) in a conversation not in
-/// `skip`.
+/// `skip`: the head of its conversation, since nothing older of it waits.
+/// In key order, so with nothing skipped this reads one row; a skipped
+/// conversation costs the rows of it that are older than the answer.
 fn first(c: &Connection, skip: &[Id]) -> rusqlite::Result<Option<Entry>> {
-    // One head per conversation: what `skip` leaves out costs a row each,
-    // not a row per entry queued behind it.
-    let mut st = c.prepare_cached(
-        "SELECT conversation, min(seq) AS head FROM outbox WHERE kind = 'app' AND parked IS NULL
-          GROUP BY conversation ORDER BY head",
-    )?;
-    let mut rows = st.query([])?;
-    let mut head = None;
-    while let Some(r) = rows.next()? {
-        let conversation: Id = r.get(0)?;
-        if !skip.contains(&conversation) {
-            head = Some(r.get::<_, i64>(1)?);
-            break;
-        }
-    }
-    let Some(seq) = head else {
-        return Ok(None);
-    };
-    c.query_row(
-        "SELECT seq, conversation, body, idempotency_key, message_id FROM outbox WHERE seq = ?1",
-        [seq],
-        |r| {
-            let key: Id = r.get(3)?;
-            Ok(Entry {
-                seq: r.get::<_, i64>(0)? as u64,
-                conversation: r.get(1)?,
-                body: r.get(2)?,
-                idempotency_key: key.0,
-                message_id: r.get(4)?,
-            })
-        },
-    )
+    c.prepare_cached(&format!(
+        "SELECT seq, conversation, body, idempotency_key, message_id FROM outbox
+          WHERE kind = 'app' AND parked IS NULL AND conversation NOT IN ({})
+          ORDER BY seq LIMIT 1",
+        placeholders(skip.len())
+    ))?
+    .query_row(params_from_iter(skip), |r| {
+        let key: Id = r.get(3)?;
+        Ok(Entry {
+            seq: r.get::<_, i64>(0)? as u64,
+            conversation: r.get(1)?,
+            body: r.get(2)?,
+            idempotency_key: key.0,
+            message_id: r.get(4)?,
+        })
+    })
     .optional()
 }
 
