@@ -12,7 +12,7 @@ use quicproquo_protocol::ipc::client::Subscription;
 use quicproquo_protocol::ipc::methods::{method, ConversationParams, NoParams};
 use quicproquo_protocol::ipc::notifications::Notification;
 use quicproquo_protocol::ipc::values::{
-    Ciphersuite, ConversationRef, MembershipEvent, MessageState,
+    Ciphersuite, ConversationId, ConversationRef, MembershipEvent, MessageState,
 };
 use quicproquo_protocol::types::IdentityKey;
 use quicproquo_testkit::{agent, wire, WAIT};
@@ -176,6 +176,11 @@ async fn a_member_the_server_does_not_know_does_not_stop_other_conversations() {
     agent::first_dm(&alice.client, &bob.client, "hello bob")
         .await
         .unwrap();
+    // Each invitee shares a conversation with the inviter (whom a daemon
+    // may ask before joining for).
+    agent::first_dm(&bob.client, &mallory.client, "hello mallory")
+        .await
+        .unwrap();
     alice.stop().await;
     bob.create_group("club", &["alice", "mallory"], Ciphersuite::Hybrid)
         .await;
@@ -296,19 +301,25 @@ async fn next_failure(
     found.expect("a `delivery` notification with state `failed`")
 }
 
-/// Waits until `events` has announced `member`'s re-key.
-async fn rekeyed(events: &mut Subscription, member: &str) {
-    tokio::time::timeout(WAIT, async {
-        loop {
+/// Waits until `events` has announced the re-key of each of `members` in
+/// `conversation`, in any order.
+async fn rekeyed(events: &mut Subscription, conversation: ConversationId, members: &[&str]) {
+    let mut waiting: Vec<&str> = members.to_vec();
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(WAIT, async {
+        while !waiting.is_empty() {
             if let Notification::Membership(m) = events.next().await.unwrap() {
-                if m.event == MembershipEvent::Rekeyed && m.members == [member] {
-                    return;
+                if m.conversation == conversation && m.event == MembershipEvent::Rekeyed {
+                    waiting.retain(|w| m.members != [*w]);
                 }
+                seen.push(m);
             }
         }
     })
-    .await
-    .unwrap_or_else(|_| panic!("{member}'s re-key in time"));
+    .await;
+    if found.is_err() {
+        panic!("the re-keys of {waiting:?} in time; saw {seen:?}");
+    }
 }
 
 /// Attack: freeze a group's commits with a forged commit claim at epoch
@@ -327,18 +338,23 @@ async fn a_frozen_group_with_a_pending_proposal_does_not_stop_other_conversation
     agent::first_dm(&alice.client, &bob.client, "hello bob")
         .await
         .unwrap();
+    agent::first_dm(&alice.client, &carol.client, "hello carol")
+        .await
+        .unwrap();
     let mut alice_events = alice.client.subscribe(None).await.unwrap();
     let mut bob_events = bob.client.subscribe(None).await.unwrap();
     let mut carol_events = carol.client.subscribe(None).await.unwrap();
-    alice
+    let team = alice
         .create_group("team", &["bob", "carol"], Ciphersuite::Hybrid)
-        .await;
+        .await
+        .id;
     let group = Operator::open(&srv).newest_group();
+    let bob_team = bob.wait_for_conversation("team").await.id;
+    let carol_team = carol.wait_for_conversation("team").await.id;
     // Quiet: everyone has processed both joiners' re-keys.
-    rekeyed(&mut alice_events, "bob").await;
-    rekeyed(&mut alice_events, "carol").await;
-    rekeyed(&mut bob_events, "carol").await;
-    rekeyed(&mut carol_events, "bob").await;
+    rekeyed(&mut alice_events, team, &["bob", "carol"]).await;
+    rekeyed(&mut bob_events, bob_team, &["carol"]).await;
+    rekeyed(&mut carol_events, carol_team, &["bob"]).await;
 
     let raw = srv.client().await;
     let eve = wire::register(&raw, "eve").await;
