@@ -348,4 +348,37 @@ mod tests {
             .unwrap();
         assert_eq!(v, 2);
     }
+
+    /// A schema-5 state with messages waiting keeps them waiting after the
+    /// upgrade that adds parking: nothing is parked by a migration.
+    #[test]
+    fn an_upgraded_outbox_keeps_its_entries_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key(dir.path(), "pass");
+        let path = dir.path().join("v5.bin");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(&format!("PRAGMA key = \"x'{}'\";", hex::encode(k.expose())))
+            .unwrap();
+        for sql in &MIGRATIONS[..5] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.execute_batch(
+            "PRAGMA user_version = 5;
+             INSERT INTO outbox (conversation, kind, body, idempotency_key, created_ms)
+             VALUES (x'00000000000000000000000000000001', 'app', x'01',
+                     x'00000000000000000000000000000002', 1);",
+        )
+        .unwrap();
+        drop(c);
+        let c = open(&path, &k).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 6);
+        assert_eq!(crate::db::outbox::len(&c).unwrap(), 1);
+        assert!(matches!(
+            crate::db::outbox::next(&c, 0, &[]).unwrap(),
+            crate::db::outbox::Next::Message(_)
+        ));
+    }
 }
