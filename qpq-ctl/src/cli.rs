@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use quicproquo_protocol::ipc::values::{
-    AutoAccept, Ciphersuite, ConversationRef, InvitationId, Limit,
+    AutoAccept, Ciphersuite, ConversationRef, InvitationId, Limit, MessageId,
 };
 use quicproquo_protocol::paths::Profile;
 use quicproquo_protocol::Fingerprint;
@@ -83,6 +83,16 @@ pub enum Command {
     Send(SendArgs),
     /// Show a conversation's latest messages, oldest first
     History(HistoryArgs),
+    /// Send a failed message again (its id is in `history`)
+    Retry {
+        /// The message id, 32 hex digits
+        message: MessageId,
+    },
+    /// Delete a failed message instead of sending it (its id is in `history`)
+    Discard {
+        /// The message id, 32 hex digits
+        message: MessageId,
+    },
     /// Print new incoming messages; with --follow, stream them until interrupted
     #[command(long_about = RECV_LONG_ABOUT)]
     Recv(RecvArgs),

@@ -44,6 +44,8 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<Exit, CtlError> {
         }
         Command::Send(a) => messages::send(&session()?, out, a).await,
         Command::History(a) => messages::history(&session()?, out, a).await,
+        Command::Retry { message } => messages::retry(&session()?, out, message).await,
+        Command::Discard { message } => messages::discard(&session()?, out, message).await,
         Command::Search(a) => messages::search(&session()?, out, a).await,
         Command::Recv(a) => recv::run(&session()?, out, a).await,
         Command::Verify(a) => verify::run(&session()?, out, a).await,

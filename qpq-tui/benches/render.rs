@@ -79,6 +79,7 @@ fn app(w: u16, h: u16) -> App {
                 } else {
                     MessageState::Received
                 },
+                failure: None,
             }
         })
         .collect();

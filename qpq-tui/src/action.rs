@@ -110,6 +110,8 @@ pub enum DaemonEvent {
     },
     /// Something done, for the status line.
     Done(String),
+    /// A failed message was discarded: gone from the history.
+    Discarded(MessageId),
     Failed(Failure),
     /// `register`, `login` or `unlock` went through.
     AccountReady,

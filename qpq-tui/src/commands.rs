@@ -7,7 +7,10 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Dm(String),
-    GroupCreate { name: String, members: Vec<String> },
+    GroupCreate {
+        name: String,
+        members: Vec<String>,
+    },
     Add(Vec<String>),
     Remove(Vec<String>),
     Leave,
@@ -16,6 +19,10 @@ pub enum Command {
     Verify(String),
     Invites,
     Search(String),
+    /// The last failed message of the open conversation: send it again.
+    Retry,
+    /// The last failed message of the open conversation: delete it.
+    Discard,
     Help,
     Quit,
 }
@@ -93,6 +100,18 @@ pub const COMMANDS: &[Spec] = &[
         users_from: None,
     },
     Spec {
+        name: "retry",
+        args: "",
+        help: "send the last failed (✗) message here again",
+        users_from: None,
+    },
+    Spec {
+        name: "discard",
+        args: "",
+        help: "delete the last failed (✗) message here",
+        users_from: None,
+    },
+    Spec {
         name: "help",
         args: "",
         help: "keys and commands",
@@ -157,6 +176,8 @@ pub fn parse(text: &str) -> Result<Input, String> {
         "members" => none(&args).map(|_| Command::Members)?,
         "verify" => Command::Verify(one(args, "user")?),
         "invites" => none(&args).map(|_| Command::Invites)?,
+        "retry" => none(&args).map(|_| Command::Retry)?,
+        "discard" => none(&args).map(|_| Command::Discard)?,
         "search" => {
             let query = rest["search".len()..].trim();
             if query.is_empty() {
@@ -283,6 +304,8 @@ mod tests {
         assert_eq!(cmd("/remove dave"), Command::Remove(vec!["dave".into()]));
         assert_eq!(cmd("/leave"), Command::Leave);
         assert_eq!(cmd("/rekey"), Command::Rekey);
+        assert_eq!(cmd("/retry"), Command::Retry);
+        assert_eq!(cmd("/discard"), Command::Discard);
         assert_eq!(cmd("/members"), Command::Members);
         assert_eq!(cmd("/verify bob"), Command::Verify("bob".into()));
         assert_eq!(cmd("/invites"), Command::Invites);
@@ -310,7 +333,7 @@ mod tests {
     fn completes_commands_and_users() {
         let users: Vec<String> = ["bob", "bobby", "carol"].map(String::from).to_vec();
         let c = complete("/re", 3, &users).unwrap();
-        assert_eq!(c.candidates, ["/rekey", "/remove"]);
+        assert_eq!(c.candidates, ["/rekey", "/remove", "/retry"]);
         assert_eq!(common_prefix(&c.candidates), "/re");
         let c = complete("/dm b", 5, &users).unwrap();
         assert_eq!((c.start, c.end), (4, 5));

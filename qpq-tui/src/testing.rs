@@ -90,6 +90,7 @@ pub fn message(conv: ConversationId, n: u32, sender: &str, minutes: u64, text: &
         } else {
             MessageState::Received
         },
+        failure: None,
     }
 }
 

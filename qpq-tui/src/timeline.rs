@@ -146,15 +146,61 @@ impl Timeline {
     }
 
     /// A delivery notification for an own message.
-    pub fn delivered(&mut self, id: &MessageId, state: DeliveryState) {
-        let state = match state {
-            DeliveryState::Sent => MessageState::Sent,
-            DeliveryState::Delivered => MessageState::Delivered,
+    /// A `delivery` notification: states move forward, except that a
+    /// message fails (with `reason`) and a failed one is queued again.
+    pub fn delivered(&mut self, id: &MessageId, state: DeliveryState, reason: Option<String>) {
+        let Some(m) = self.messages.iter_mut().rev().find(|m| m.id == *id) else {
+            return;
         };
-        if let Some(m) = self.messages.iter_mut().rev().find(|m| m.id == *id) {
-            if rank(state) > rank(m.state) {
-                m.state = state;
+        match state {
+            DeliveryState::Failed => {
+                m.state = MessageState::Failed;
+                m.failure = reason;
             }
+            DeliveryState::Queued => {
+                if m.state == MessageState::Failed {
+                    m.state = MessageState::Queued;
+                    m.failure = None;
+                }
+            }
+            DeliveryState::Sent | DeliveryState::Delivered => {
+                let state = if state == DeliveryState::Sent {
+                    MessageState::Sent
+                } else {
+                    MessageState::Delivered
+                };
+                if rank(state) > rank(m.state) {
+                    m.state = state;
+                    m.failure = None;
+                }
+            }
+        }
+    }
+
+    /// The newest of our messages that failed (what `/retry` and
+    /// `/discard` act on).
+    pub fn last_failed(&self) -> Option<&Message> {
+        self.messages
+            .iter()
+            .rev()
+            .find(|m| m.outgoing && m.state == MessageState::Failed)
+    }
+
+    /// Forgets a message (discarded).
+    pub fn remove(&mut self, id: &MessageId) {
+        if !self.ids.remove(id) {
+            return;
+        }
+        let Some(at) = self.messages.iter().rposition(|m| m.id == *id) else {
+            return;
+        };
+        self.messages.remove(at);
+        // A view anchored at or after it keeps its message in sight.
+        if let View::At { index, skip } = self.view {
+            self.view = match index.checked_sub(usize::from(at <= index)) {
+                Some(index) if index < self.messages.len() => View::At { index, skip },
+                _ => View::Follow,
+            };
         }
     }
 
@@ -178,7 +224,7 @@ impl Timeline {
 
 fn rank(s: MessageState) -> u8 {
     match s {
-        MessageState::Queued => 0,
+        MessageState::Queued | MessageState::Failed => 0,
         MessageState::Sent => 1,
         MessageState::Delivered => 2,
         MessageState::Received => 3,
@@ -202,6 +248,7 @@ pub(crate) mod tests {
             text: text.into(),
             outgoing: false,
             state: MessageState::Received,
+            failure: None,
         }
     }
 
@@ -228,8 +275,8 @@ pub(crate) mod tests {
         m.outgoing = true;
         m.state = MessageState::Queued;
         t.push(m.clone());
-        t.delivered(&m.id, DeliveryState::Delivered);
-        t.delivered(&m.id, DeliveryState::Sent);
+        t.delivered(&m.id, DeliveryState::Delivered, None);
+        t.delivered(&m.id, DeliveryState::Sent, None);
         assert_eq!(t.messages()[0].state, MessageState::Delivered);
         t.push(m);
         assert_eq!(t.messages()[0].state, MessageState::Delivered);

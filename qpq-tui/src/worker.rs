@@ -338,6 +338,15 @@ async fn answer(client: &IpcClient, call: Call) -> CallResult {
                 confirmed,
             }
         }
+        Call::MessageRetry(p) => {
+            client.request::<method::MessageRetry>(p).await?;
+            DaemonEvent::Done("Sending the message again…".into())
+        }
+        Call::MessageDiscard(p) => {
+            let id = p.id;
+            client.request::<method::MessageDiscard>(p).await?;
+            DaemonEvent::Discarded(id)
+        }
         Call::Search(p) => {
             let query = p.query.clone();
             DaemonEvent::SearchResults {

@@ -91,6 +91,8 @@ pub struct Agent {
     /// Serializes membership changes (and handshake processing) per group.
     group_locks: Arc<GroupLocks>,
     outbox_kick: Notify,
+    /// The outbox's per-conversation back-off and waits.
+    outbox_queues: std::sync::Mutex<outbox::Queues>,
     /// One key-package refill at a time (registration and the connection
     /// coming up both refill; unserialized, both saw an empty stock and
     /// uploaded a batch each).
@@ -130,6 +132,7 @@ impl Agent {
             group_locks: Arc::default(),
             refill: Mutex::new(()),
             outbox_kick: Notify::new(),
+            outbox_queues: std::sync::Mutex::default(),
             tasks: TaskTracker::new(),
             options,
         })

@@ -172,8 +172,13 @@ CREATE TABLE settings (
 );
 "#;
 
+/// Why an outbox entry was parked (refused for good: its message is
+/// `failed`); NULL while it waits to be sent. A parked entry keeps its body
+/// and idempotency key for `message.retry`, and holds up nothing else.
+const SCHEMA_V8: &str = "ALTER TABLE outbox ADD COLUMN parked TEXT;";
+
 const MIGRATIONS: &[&str] = &[
-    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
 ];
 
 /// Opens (creating if needed) the state database with `key`. A wrong key is
@@ -378,5 +383,38 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, 2);
+    }
+
+    /// A schema-5 state with messages waiting keeps them waiting after the
+    /// upgrade that adds parking: nothing is parked by a migration.
+    #[test]
+    fn an_upgraded_outbox_keeps_its_entries_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key(dir.path(), "pass");
+        let path = dir.path().join("v5.bin");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(&format!("PRAGMA key = \"x'{}'\";", hex::encode(k.expose())))
+            .unwrap();
+        for sql in &MIGRATIONS[..5] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.execute_batch(
+            "PRAGMA user_version = 5;
+             INSERT INTO outbox (conversation, kind, body, idempotency_key, created_ms)
+             VALUES (x'00000000000000000000000000000001', 'app', x'01',
+                     x'00000000000000000000000000000002', 1);",
+        )
+        .unwrap();
+        drop(c);
+        let c = open(&path, &k).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        assert_eq!(crate::db::outbox::len(&c).unwrap(), 1);
+        assert!(matches!(
+            crate::db::outbox::next(&c, 0, &[]).unwrap(),
+            crate::db::outbox::Next::Message(_)
+        ));
     }
 }

@@ -60,3 +60,71 @@ pub async fn first_dm(client: &Client, from: &Account, to: &Account) -> ChannelI
         other => panic!("createChannel answered {other:?}"),
     }
 }
+
+/// A padded MLS PrivateMessage framing for `group` at `epoch` with the
+/// given content type (1 application, 3 commit) and an opaque body: all the
+/// server reads of a message. What an attacker with an account sends.
+pub fn mls_framing(group: &[u8], epoch: u64, content_type: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![0, 1, 0, 2, group.len() as u8];
+    m.extend_from_slice(group);
+    m.extend_from_slice(&epoch.to_be_bytes());
+    m.push(content_type);
+    m.extend_from_slice(body);
+    quicproquo_protocol::padding::pad(&m)
+}
+
+fn random_key() -> quicproquo_protocol::types::IdempotencyKey {
+    quicproquo_protocol::types::IdempotencyKey(rand::random())
+}
+
+/// Fills `victim`'s mailbox to `MAX_QUEUE_DEPTH` with junk from `from`
+/// (through their DM channel, as any account may): the next mail for the
+/// victim is refused with E032 until the victim fetches.
+pub async fn fill_mailbox(client: &Client, from: &Account, victim: IdentityKey) {
+    use quicproquo_protocol::limits::{MAX_QUEUE_DEPTH, MAX_RECIPIENTS};
+    use quicproquo_protocol::wire::Delivery;
+    let channel = match client
+        .call(&Request::CreateChannel {
+            auth: from.session.token.clone(),
+            peer: victim,
+        })
+        .await
+        .expect("createChannel")
+    {
+        Response::CreateChannel { channel } => channel,
+        other => panic!("createChannel answered {other:?}"),
+    };
+    let mut left = MAX_QUEUE_DEPTH;
+    while left > 0 {
+        let n = left.min(MAX_RECIPIENTS);
+        let delivery = Delivery {
+            recipient: victim,
+            channel: Some(channel),
+        };
+        client
+            .call(&Request::Enqueue {
+                auth: from.session.token.clone(),
+                deliveries: vec![delivery; n],
+                payload: mls_framing(b"junk-group-00001", 1, 1, b"junk"),
+                idempotency_key: random_key(),
+            })
+            .await
+            .expect("the mailbox takes mail below its bound");
+        left -= n;
+    }
+}
+
+/// Claims `epoch` of `group` for a commit nobody receives (an enqueue with
+/// no deliveries carrying a commit framing): the server then refuses every
+/// real commit at or below it as stale (E033) — the audit's known gap 1.
+pub async fn claim_epoch(client: &Client, from: &Account, group: &[u8], epoch: u64) {
+    client
+        .call(&Request::Enqueue {
+            auth: from.session.token.clone(),
+            deliveries: Vec::new(),
+            payload: mls_framing(group, epoch, 3, b"forged commit"),
+            idempotency_key: random_key(),
+        })
+        .await
+        .expect("the server accepts a bare commit claim");
+}

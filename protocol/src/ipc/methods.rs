@@ -143,6 +143,10 @@ methods! {
     /// Best first.
     Search = "search", fn search(SearchParams) -> Vec<Message>;
     Read = "read", fn read(ReadParams) -> ReadResult;
+    /// A `failed` message back into the outbox; returns it `queued`.
+    MessageRetry = "message.retry", fn message_retry(MessageParams) -> Message;
+    /// A `failed` message out of the outbox and the history.
+    MessageDiscard = "message.discard", fn message_discard(MessageParams) -> Empty;
     Verify = "verify", fn verify(VerifyParams) -> VerifyResult;
     /// Invitations waiting for the user, oldest first.
     Invites = "invites", fn invites(NoParams) -> Vec<Invitation>;
@@ -361,6 +365,13 @@ pub struct ReadParams {
     pub up_to: Option<MessageId>,
 }
 
+/// One of our messages, by id (`message.retry`, `message.discard`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageParams {
+    pub id: MessageId,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadResult {
     /// Unread messages left in the conversation.
@@ -534,6 +545,8 @@ pub(crate) mod tests {
                 conversation: conv(),
                 up_to: Some(msg_id),
             }),
+            Call::MessageRetry(MessageParams { id: msg_id }),
+            Call::MessageDiscard(MessageParams { id: msg_id }),
             Call::Verify(VerifyParams {
                 username: "bob".into(),
                 confirm: true,
@@ -682,6 +695,7 @@ pub(crate) mod tests {
             text: "hi".into(),
             outgoing: false,
             state: MessageState::Received,
+            failure: None,
         };
         round_trip(HelloResult {
             daemon_version: "0.1.0".into(),

@@ -99,6 +99,9 @@ pub struct DeliveryUpdate {
     pub conversation: ConversationId,
     pub id: MessageId,
     pub state: DeliveryState,
+    /// With `failed`: why, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +161,7 @@ pub(crate) mod tests {
                     text: "hi".into(),
                     outgoing: false,
                     state: MessageState::Received,
+                    failure: None,
                 },
             }),
             Notification::Membership(MembershipChange {
@@ -172,6 +176,7 @@ pub(crate) mod tests {
                 conversation,
                 id: MessageId([7; 16]),
                 state: DeliveryState::Delivered,
+                reason: None,
             }),
             Notification::Connection(ConnectionChange {
                 seq: Seq(4),

@@ -252,8 +252,10 @@ word_enum!(
 );
 word_enum!(
     /// Where a message is: `queued` in the outbox, `sent` to the server,
-    /// `delivered` to the recipients, or `received` (an incoming one).
-    MessageState { Queued, Sent, Delivered, Received }
+    /// `delivered` to the recipients, `failed` (refused for good: parked in
+    /// the outbox until retried or discarded; `failure` says why), or
+    /// `received` (an incoming one).
+    MessageState { Queued, Sent, Delivered, Received, Failed }
 );
 word_enum!(
     /// The daemon's link to the server (`status.connection`, and the
@@ -280,8 +282,9 @@ word_enum!(
     AutoAccept { Everyone, Verified, Contacts, None }
 );
 word_enum!(
-    /// `delivery` notification states.
-    DeliveryState { Sent, Delivered }
+    /// `delivery` notification states: `queued` again after a retry,
+    /// `failed` when parked (the notification's `reason` says why).
+    DeliveryState { Queued, Sent, Delivered, Failed }
 );
 
 /// The MLS ciphersuite: `hybrid` (X-Wing: X25519 + ML-KEM-768, the default)
@@ -323,6 +326,9 @@ pub struct Message {
     pub text: String,
     pub outgoing: bool,
     pub state: MessageState,
+    /// Why a `failed` message was not sent, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// A user's Ed25519 identity key as 64 hex digits.
@@ -478,7 +484,7 @@ mod tests {
             let v = serde_json::to_value(s).unwrap();
             assert_eq!(serde_json::from_value::<MessageState>(v).unwrap(), *s);
         }
-        assert!(serde_json::from_value::<DeliveryState>(json!("queued")).is_err());
+        assert!(serde_json::from_value::<DeliveryState>(json!("received")).is_err());
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! `send`, `history` and `search`.
+//! `send`, `history`, `search`, and `retry` / `discard` of a failed message.
 
 use std::io::IsTerminal;
 
-use quicproquo_protocol::ipc::methods::{method, HistoryParams, SearchParams, SendParams};
-use quicproquo_protocol::ipc::values::Message;
+use quicproquo_protocol::ipc::methods::{
+    method, HistoryParams, MessageParams, SearchParams, SendParams,
+};
+use quicproquo_protocol::ipc::values::{Message, MessageId};
 
 use super::names::Names;
 use crate::cli::{HistoryArgs, SearchArgs, SendArgs};
@@ -40,6 +42,33 @@ pub async fn send(session: &Session, out: &mut Out, args: SendArgs) -> Result<Ex
         let mut names = Names::load(&client).await?;
         let name = names.name(sent.conversation).await?;
         out.json(&view(&sent, &name).json())?;
+    }
+    Ok(Exit::Ok)
+}
+
+/// `retry <id>`: a failed message back in the outbox. Like `send`, silent
+/// for people; scripts get the message, `queued`.
+pub async fn retry(session: &Session, out: &mut Out, id: MessageId) -> Result<Exit, CtlError> {
+    let client = session.connect().await?;
+    let queued = client
+        .request::<method::MessageRetry>(MessageParams { id })
+        .await?;
+    if out.is_json() {
+        let mut names = Names::load(&client).await?;
+        let name = names.name(queued.conversation).await?;
+        out.json(&view(&queued, &name).json())?;
+    }
+    Ok(Exit::Ok)
+}
+
+/// `discard <id>`: a failed message out of the outbox and the history.
+pub async fn discard(session: &Session, out: &mut Out, id: MessageId) -> Result<Exit, CtlError> {
+    let client = session.connect().await?;
+    client
+        .request::<method::MessageDiscard>(MessageParams { id })
+        .await?;
+    if out.is_json() {
+        out.json(&serde_json::json!({}))?;
     }
     Ok(Exit::Ok)
 }

@@ -307,6 +307,7 @@ mod tests {
                 text: "hi".into(),
                 outgoing,
                 state: MessageState::Received,
+                failure: None,
             },
         })
     }

@@ -2,10 +2,12 @@
 //! printed it (`send`, `history`, `search`, `recv`).
 //!
 //! JSON: the IPC `Message` fields (`id`, `conversation`, `sender`,
-//! `timestamp_ms`, `text`, `outgoing`, `state`) plus `conversation_name`,
-//! `timestamp` (RFC 3339, UTC) and, from `recv`, `seq`. People get
-//! `TIME  [CONVERSATION]  SENDER  TEXT`, columns aligned within one batch and
-//! the lines of a multi-line message indented under the first.
+//! `timestamp_ms`, `text`, `outgoing`, `state`, `failure` when failed) plus
+//! `conversation_name`, `timestamp` (RFC 3339, UTC) and, from `recv`, `seq`.
+//! People get `TIME  [CONVERSATION]  SENDER  TEXT`, columns aligned within
+//! one batch and the lines of a multi-line message indented under the
+//! first; a failed message ends with why and its id, for `retry` or
+//! `discard`.
 
 use quicproquo_protocol::ipc::values::{ConversationId, Message, MessageId, MessageState};
 use serde::Serialize;
@@ -34,6 +36,8 @@ pub struct MessageJson<'a> {
     pub text: &'a str,
     pub outgoing: bool,
     pub state: MessageState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<&'a str>,
 }
 
 impl<'a> MessageView<'a> {
@@ -50,6 +54,7 @@ impl<'a> MessageView<'a> {
             text: &m.text,
             outgoing: m.outgoing,
             state: m.state,
+            failure: m.failure.as_deref(),
         }
     }
 }
@@ -61,7 +66,8 @@ pub fn render(views: &[MessageView<'_>], with_conversation: bool, style: &Style)
         conversation: String,
         sender: String,
         text: String,
-        queued: bool,
+        /// After the text: `(queued)`, or why it failed.
+        note: Option<(Paint, String)>,
     }
     let rows: Vec<Row> = views
         .iter()
@@ -70,7 +76,7 @@ pub fn render(views: &[MessageView<'_>], with_conversation: bool, style: &Style)
             conversation: sanitize_line(v.conversation_name),
             sender: sanitize_line(&v.message.sender),
             text: sanitize(&v.message.text),
-            queued: v.message.outgoing && v.message.state == MessageState::Queued,
+            note: note(v.message),
         })
         .collect();
     let conv_w = rows
@@ -104,15 +110,35 @@ pub fn render(views: &[MessageView<'_>], with_conversation: bool, style: &Style)
             out.push_str(&pad);
             out.push_str(line);
         }
-        if r.queued {
+        if let Some((paint, note)) = &r.note {
             out.push(' ');
-            out.push_str(&style.paint(Paint::Dim, "(queued)"));
+            out.push_str(&style.paint(*paint, note));
         }
         let trimmed = out.trim_end_matches(' ').len();
         out.truncate(trimmed);
         out.push('\n');
     }
     out
+}
+
+/// What follows the text of our message that has not gone: `(queued)`, or
+/// for a failed one why (the daemon's words, sanitized) and what to do.
+fn note(m: &Message) -> Option<(Paint, String)> {
+    if !m.outgoing {
+        return None;
+    }
+    match m.state {
+        MessageState::Queued => Some((Paint::Dim, "(queued)".into())),
+        MessageState::Failed => Some((
+            Paint::Warn,
+            format!(
+                "(failed: {}; qpq-ctl retry|discard {})",
+                sanitize_line(m.failure.as_deref().unwrap_or("refused")),
+                m.id
+            ),
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -130,6 +156,7 @@ mod tests {
             text: text.into(),
             outgoing: false,
             state: MessageState::Received,
+            failure: None,
         }
     }
 
@@ -188,5 +215,49 @@ mod tests {
         assert_eq!(col(lines[0], "one"), col(lines[2], "three"));
         assert_eq!(col(lines[0], "one"), col(lines[1], "two"));
         assert_eq!(col(lines[0], "bob"), col(lines[2], "carol"));
+    }
+
+    #[test]
+    fn a_failed_message_says_why_and_how_to_retry_it() {
+        let mut m = msg("alice", "hello club");
+        m.outgoing = true;
+        m.state = MessageState::Failed;
+        m.failure = Some("E020: no such user\u{1b}[2J".into());
+        let views = [MessageView {
+            message: &m,
+            conversation_name: "club",
+            seq: None,
+        }];
+        let style = Style {
+            json: false,
+            color: false,
+        };
+        let text = render(&views, false, &style);
+        assert!(
+            text.contains("hello club (failed: E020: no such user")
+                && text.contains(&format!("qpq-ctl retry|discard {}", m.id)),
+            "{text}"
+        );
+        assert!(
+            !text.contains('\u{1b}'),
+            "the reason is sanitized: {text:?}"
+        );
+        let json = serde_json::to_value(views[0].json()).unwrap();
+        assert_eq!(json["state"], "failed");
+        assert!(json["failure"].as_str().unwrap().starts_with("E020"));
+        let sent = msg("bob", "hi");
+        let json = serde_json::to_value(
+            MessageView {
+                message: &sent,
+                conversation_name: "c",
+                seq: None,
+            }
+            .json(),
+        )
+        .unwrap();
+        assert!(
+            json.get("failure").is_none(),
+            "only a failed message has one"
+        );
     }
 }

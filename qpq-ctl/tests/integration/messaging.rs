@@ -329,3 +329,33 @@ async fn verify_gives_the_same_safety_number_on_both_sides() {
     })
     .await;
 }
+
+/// `retry` and `discard` act only on a failed message: one that went is
+/// invalid input (9) and is left alone, an unknown id is not found (5), a
+/// malformed one a usage error (2). (The failed path itself, through the
+/// same IPC methods, is in qpqd's outbox tests.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_and_discard_only_take_a_failed_message() {
+    let srv = Server::start().await;
+    let root = crate::harness::root();
+    let [alice, bob] = User::registered(root.path(), &srv, ["alice", "bob"]).await;
+    alice.dm_with(&bob, "went fine").await;
+    let history = alice.json(&["history", "@bob"]).await;
+    let id = history[0]["id"].as_str().unwrap().to_owned();
+    assert!(history[0].get("failure").is_none(), "{history}");
+
+    for verb in ["retry", "discard"] {
+        let run = alice.run(&[verb, &id]).await.expect(9);
+        assert!(
+            run.stderr.contains("only a failed message"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert_eq!(
+        texts(&alice.json(&["history", "@bob"]).await),
+        ["went fine"]
+    );
+    alice.run(&["retry", &"0".repeat(32)]).await.expect(5);
+    alice.run(&["discard", "not-an-id"]).await.expect(2);
+}

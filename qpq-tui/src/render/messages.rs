@@ -105,6 +105,7 @@ fn state_mark(m: &Message) -> (&'static str, Style) {
         MessageState::Queued => ("… ", Style::default().fg(Color::DarkGray)),
         MessageState::Sent => ("✓ ", Style::default().fg(Color::DarkGray)),
         MessageState::Delivered => ("✓✓", Style::default().fg(Color::Green)),
+        MessageState::Failed => ("✗ ", Style::default().fg(Color::Red)),
         MessageState::Received => ("  ", Style::default()),
     }
 }

@@ -3,7 +3,7 @@
 
 use quicproquo_protocol::ipc::methods::{ConversationParams, NoParams, ReadParams};
 use quicproquo_protocol::ipc::values::{
-    ConnectionState, ConversationKind, InvitationState, KeystoreState,
+    ConnectionState, ConversationKind, DeliveryState, InvitationState, KeystoreState,
 };
 use quicproquo_protocol::ipc::{Call, IpcErrorCode, Notification};
 
@@ -114,6 +114,12 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
                 tl.load = LoadState::Failed(failure.message.clone());
             }
             app.error(format!("History: {}", failure.message));
+        }
+        DaemonEvent::Discarded(id) => {
+            for tl in app.timelines.values_mut() {
+                tl.remove(&id);
+            }
+            app.info("The failed message was deleted.");
         }
         DaemonEvent::Sent(m) => {
             let id = m.conversation;
@@ -357,8 +363,17 @@ fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
             }
         }
         Notification::Delivery(d) => {
+            if d.state == DeliveryState::Failed {
+                let title = app
+                    .conversation(d.conversation)
+                    .map_or_else(|| "a conversation".to_owned(), |c| app.title(c));
+                app.error(format!(
+                    "A message to {title} could not be sent ({}): /retry or /discard there",
+                    d.reason.as_deref().unwrap_or("refused")
+                ));
+            }
             if let Some(tl) = app.timelines.get_mut(&d.conversation) {
-                tl.delivered(&d.id, d.state);
+                tl.delivered(&d.id, d.state, d.reason);
             }
         }
         Notification::Connection(c) => {

@@ -3,8 +3,8 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 use quicproquo_protocol::ipc::methods::{
     AccountParams, ConversationParams, DeclineParams, DmOpenParams, GroupCreateParams,
-    GroupMembersParams, InvitationParams, NoParams, SearchParams, SendParams, UnlockParams,
-    VerifyParams,
+    GroupMembersParams, InvitationParams, MessageParams, NoParams, SearchParams, SendParams,
+    UnlockParams, VerifyParams,
 };
 use quicproquo_protocol::ipc::values::{Ciphersuite, ConversationKind, Limit, Secret};
 use quicproquo_protocol::ipc::Call;
@@ -351,6 +351,23 @@ fn run(app: &mut App, cmd: Command, fx: &mut Vec<Effect>) -> bool {
                 conversation: None,
                 limit: Limit::new(SEARCH_RESULTS).unwrap_or_default(),
             })
+        }
+        Command::Retry | Command::Discard => {
+            let failed = current
+                .as_ref()
+                .and_then(|(id, _, _)| app.timelines.get(id))
+                .and_then(|tl| tl.last_failed())
+                .map(|m| m.id);
+            let Some(id) = failed else {
+                app.error("no failed (✗) message in this conversation");
+                return false;
+            };
+            let params = MessageParams { id };
+            if cmd == Command::Retry {
+                Call::MessageRetry(params)
+            } else {
+                Call::MessageDiscard(params)
+            }
         }
         Command::Help => {
             app.overlay = Some(Overlay::Help { scroll: 0 });

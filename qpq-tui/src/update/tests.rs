@@ -5,8 +5,8 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 use quicproquo_protocol::ipc::methods::{
-    ConversationParams, DmOpenParams, GroupCreateParams, GroupMembersParams, NoParams, ReadParams,
-    SearchParams, SendParams, VerifyParams,
+    ConversationParams, DmOpenParams, GroupCreateParams, GroupMembersParams, MessageParams,
+    NoParams, ReadParams, SearchParams, SendParams, VerifyParams,
 };
 use quicproquo_protocol::ipc::notifications::{DeliveryUpdate, NewMessage};
 use quicproquo_protocol::ipc::values::{
@@ -216,6 +216,8 @@ fn tab_completes_commands_and_usernames() {
     assert_eq!(app.editor.text(), "/rekey");
     key(&mut app, KeyCode::Tab);
     assert_eq!(app.editor.text(), "/remove");
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.editor.text(), "/retry");
     key(&mut app, KeyCode::Tab);
     assert_eq!(app.editor.text(), "/rekey");
     app.editor.take();
@@ -557,6 +559,7 @@ fn delivery_states_and_sent_messages() {
             conversation: TEAM,
             id: m.id,
             state: DeliveryState::Delivered,
+            reason: None,
         })),
     );
     assert_eq!(
@@ -564,6 +567,69 @@ fn delivery_states_and_sent_messages() {
         MessageState::Delivered
     );
     assert!(row(&app).ends_with("18:40 ✓✓        alice on its way"));
+}
+
+/// A message the daemon parked shows ✗ with the reason in the status line;
+/// `/retry` and `/discard` act on the newest failed message of the open
+/// conversation, and are refused where there is none.
+#[test]
+fn a_failed_message_is_marked_and_can_be_retried_or_discarded() {
+    let mut app = app(160, 20);
+    let mut m = message(TEAM, 61, "alice", 4000, "refused for good");
+    m.state = MessageState::Queued;
+    daemon(&mut app, DaemonEvent::Sent(m.clone()));
+    let delivery = |state, reason: Option<&str>| {
+        DaemonEvent::Notification(Notification::Delivery(DeliveryUpdate {
+            seq: Seq(6),
+            conversation: TEAM,
+            id: m.id,
+            state,
+            reason: reason.map(str::to_owned),
+        }))
+    };
+    daemon(
+        &mut app,
+        delivery(DeliveryState::Failed, Some("E020: no such user")),
+    );
+    let s = screen(&app);
+    let row = s.lines().find(|l| l.contains("refused for good")).unwrap();
+    assert!(row.contains("✗"), "{s}");
+    assert!(s.contains("E020: no such user"), "{s}");
+    assert_eq!(
+        app.timeline().unwrap().newest().unwrap().failure.as_deref(),
+        Some("E020: no such user")
+    );
+
+    typed(&mut app, "/retry");
+    let fx = key(&mut app, KeyCode::Enter);
+    assert_eq!(
+        requests(&fx),
+        [Request::Call(Call::MessageRetry(MessageParams {
+            id: m.id
+        }))]
+    );
+    daemon(&mut app, delivery(DeliveryState::Queued, None));
+    assert_eq!(
+        app.timeline().unwrap().newest().unwrap().state,
+        MessageState::Queued
+    );
+    // Nothing failed now: refused, and the text stays for fixing.
+    typed(&mut app, "/discard");
+    assert!(requests(&key(&mut app, KeyCode::Enter)).is_empty());
+    assert!(screen(&app).contains("no failed"), "{}", screen(&app));
+    app.editor.take();
+
+    daemon(&mut app, delivery(DeliveryState::Failed, Some("E022")));
+    typed(&mut app, "/discard");
+    let fx = key(&mut app, KeyCode::Enter);
+    assert_eq!(
+        requests(&fx),
+        [Request::Call(Call::MessageDiscard(MessageParams {
+            id: m.id
+        }))]
+    );
+    daemon(&mut app, DaemonEvent::Discarded(m.id));
+    assert!(!app.timeline().unwrap().contains(&m.id));
 }
 
 #[test]

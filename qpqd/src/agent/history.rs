@@ -36,10 +36,10 @@ impl Agent {
         self.core()?
             .run(move |c| {
                 let conv = find(c, &r)?;
-                Ok(messages::history(c.db(), conv.id, before, limit)?
-                    .iter()
-                    .map(ipc_message)
-                    .collect())
+                let stored = messages::history(c.db(), conv.id, before, limit)?;
+                let out: rusqlite::Result<Vec<_>> =
+                    stored.iter().map(|m| stored_message(c, m)).collect();
+                Ok(out?)
             })
             .await
     }
@@ -58,10 +58,10 @@ impl Agent {
                     Some(r) => Some(find(c, r)?.id),
                     None => None,
                 };
-                Ok(messages::search(c.db(), &q, conv, limit)?
-                    .iter()
-                    .map(ipc_message)
-                    .collect())
+                let found = messages::search(c.db(), &q, conv, limit)?;
+                let out: rusqlite::Result<Vec<_>> =
+                    found.iter().map(|m| stored_message(c, m)).collect();
+                Ok(out?)
             })
             .await
     }
@@ -136,8 +136,19 @@ pub(crate) fn ipc_message(m: &Message) -> IpcMessage {
             State::Sent => MessageState::Sent,
             State::Delivered => MessageState::Delivered,
             State::Received => MessageState::Received,
+            State::Failed => MessageState::Failed,
         },
+        failure: None,
     }
+}
+
+/// [`ipc_message`] for a stored message: a `failed` one says why.
+fn stored_message(c: &Core, m: &Message) -> rusqlite::Result<IpcMessage> {
+    let mut out = ipc_message(m);
+    if m.state == State::Failed {
+        out.failure = db::outbox::parked_reason(c.db(), m.id)?;
+    }
+    Ok(out)
 }
 
 pub(crate) fn conv_id(id: Id) -> ConversationId {

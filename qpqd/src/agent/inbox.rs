@@ -693,6 +693,7 @@ fn application(
                             conversation: conv_id(conv.id),
                             id: MessageId(id.0),
                             state: DeliveryState::Delivered,
+                            reason: None,
                         })
                     })?);
                 }

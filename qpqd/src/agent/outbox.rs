@@ -4,10 +4,23 @@
 //! marks it sent and prepares the next entry (one trip) — three trips for a
 //! message sent alone, two each in a burst. DM channels are created on first
 //! use and kept.
+//!
+//! Each conversation is a queue of its own ([`Queues`]): a conversation that
+//! cannot send never holds up another. A failure that may pass (the
+//! network, a rate limit, a full mailbox for a while) puts its conversation
+//! in jittered back-off; one that will not (a recipient or channel the
+//! server refuses, a message that cannot be encrypted, a full mailbox past
+//! [`FULL_MAILBOX_BUDGET_MS`]) parks the entry: the message becomes
+//! `failed`, with its reason, until the user retries or discards it.
+//! Receipts are never parked: one refused for good is dropped. A group
+//! whose pending proposals cannot be committed drops them, so that it can
+//! encrypt again, instead of refusing to send forever.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use quicproquo_protocol::backoff::Backoff;
 use quicproquo_protocol::errors::ErrorCode;
 use quicproquo_protocol::ipc::notifications::{DeliveryUpdate, NewMessage, Notification};
 use quicproquo_protocol::ipc::values::{
@@ -42,27 +55,157 @@ enum Prepared {
     Empty,
     /// Only receipts wait, the next due in this many milliseconds.
     Wait(u64),
-    /// The next entry's group has a commit in flight: wait for it.
-    Busy(GroupId),
+    /// The conversation's group has a commit in flight: wait for it aside.
+    Busy(Id, GroupId),
     /// The group has proposals to commit before anything can be encrypted.
-    NeedsCommit(GroupId),
+    NeedsCommit(Id, GroupId),
+    /// The entry cannot be encrypted for its group.
+    Unsendable(Unsent, AgentError),
     Ready(Outgoing),
+}
+
+/// The outbox entries one MLS message stands for.
+struct Unsent {
+    conversation: Id,
+    seqs: Vec<u64>,
+    /// The chat message whose state follows (`None`: receipts).
+    message_id: Option<Id>,
 }
 
 /// One encrypted MLS application message ready to enqueue: a chat message,
 /// or the receipts of one DM batched into one.
 struct Outgoing {
-    conversation: Id,
+    entry: Unsent,
     ciphertext: Vec<u8>,
     recipients: Vec<Recipient>,
     idempotency_key: [u8; 16],
-    /// The outbox entries it stands for.
-    seqs: Vec<u64>,
-    /// The chat message whose state moves to `sent`.
-    message_id: Option<Id>,
     /// Holds the group's lock until it is enqueued, so no commit of ours
     /// moves the epoch in between.
     _group: OwnedMutexGuard<()>,
+}
+
+/// How long a full mailbox (E032) is retried before the message is parked:
+/// long enough for a recipient who is back to make room, short enough that
+/// the user learns the message is stuck.
+pub(crate) const FULL_MAILBOX_BUDGET_MS: u64 = 5 * 60 * 1000;
+
+/// The first and the longest wait before a conversation tries again.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// What the drain keeps per conversation between attempts, in memory:
+/// after a restart every conversation tries at once.
+#[derive(Default)]
+pub(crate) struct Queues {
+    /// Conversations in back-off after a failure that may pass.
+    retrying: HashMap<Id, Retry>,
+    /// Conversations waiting for a commit in their group (ours, committing
+    /// pending proposals, or one holding the group's lock).
+    waiting: HashSet<Id>,
+}
+
+struct Retry {
+    backoff: Backoff,
+    /// When the next attempt may go (Unix ms).
+    at_ms: u64,
+    /// When this run of failures began: a full mailbox's budget counts from
+    /// here.
+    since_ms: u64,
+    /// Whether the last failure was the network (tried again as soon as the
+    /// link is back).
+    network: bool,
+}
+
+impl Queues {
+    /// The conversations the drain leaves out at `now`.
+    fn skip(&self, now: u64) -> Vec<Id> {
+        self.retrying
+            .iter()
+            .filter(|(_, r)| r.at_ms > now)
+            .map(|(id, _)| *id)
+            .chain(self.waiting.iter().copied())
+            .collect()
+    }
+
+    /// Milliseconds until the next conversation in back-off may try again.
+    fn next_due(&self, now: u64) -> Option<u64> {
+        self.retrying
+            .values()
+            .filter(|r| r.at_ms > now)
+            .map(|r| r.at_ms - now)
+            .min()
+    }
+
+    /// Records a failure of `conversation` at `now` and schedules its next
+    /// attempt; returns for how long it has been failing.
+    fn failed(&mut self, conversation: Id, now: u64, network: bool) -> u64 {
+        let r = self.retrying.entry(conversation).or_insert_with(|| Retry {
+            backoff: Backoff::new(RETRY_MIN, RETRY_MAX),
+            at_ms: now,
+            since_ms: now,
+            network,
+        });
+        r.at_ms = now.saturating_add(r.backoff.wait().as_millis() as u64);
+        r.network = network;
+        now.saturating_sub(r.since_ms)
+    }
+
+    /// The conversation's next entry may go at once (after a success, a
+    /// retry by the user, or a parked entry whose cause is its own).
+    fn clear(&mut self, conversation: Id) {
+        self.retrying.remove(&conversation);
+    }
+
+    /// After parking: the next entry goes at once, but a full mailbox keeps
+    /// its run of failures, so the entries behind it are parked at their
+    /// first refusal instead of each waiting out the budget again.
+    fn parked(&mut self, conversation: Id, full_mailbox: bool) {
+        match self.retrying.get_mut(&conversation) {
+            Some(r) if full_mailbox => r.at_ms = 0,
+            _ => self.clear(conversation),
+        }
+    }
+
+    /// The link is back: what failed for want of it goes again now.
+    fn online(&mut self) {
+        self.retrying.retain(|_, r| !r.network);
+    }
+}
+
+/// What becomes of an entry whose sending failed.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// It may pass: the conversation backs off and tries again.
+    Retry,
+    /// It will not pass by itself: park the entry with this reason.
+    Park(String),
+}
+
+/// The verdict on `e` for a conversation that has been failing for
+/// `failing_for_ms`. The reason names the server's code with the
+/// catalogue's description, never the server's own text.
+fn verdict(e: &AgentError, failing_for_ms: u64) -> Verdict {
+    match e {
+        AgentError::Refused(w) => match w.code {
+            ErrorCode::QueueFull if failing_for_ms < FULL_MAILBOX_BUDGET_MS => Verdict::Retry,
+            ErrorCode::RateLimited
+            | ErrorCode::Internal
+            | ErrorCode::ShuttingDown
+            | ErrorCode::Unauthenticated => Verdict::Retry,
+            ErrorCode::QueueFull => Verdict::Park(format!(
+                "{}: {} (for {} minutes)",
+                w.code,
+                w.code.description(),
+                FULL_MAILBOX_BUDGET_MS / 60_000
+            )),
+            code => Verdict::Park(format!("{code}: {}", code.description())),
+        },
+        AgentError::NetworkDown(_)
+        | AgentError::Locked(_)
+        | AgentError::NotLoggedIn(_)
+        | AgentError::Contended(_) => Verdict::Retry,
+        other => Verdict::Park(other.to_string()),
+    }
 }
 
 impl Agent {
@@ -86,18 +229,49 @@ impl Agent {
         Ok(ipc_message(&msg))
     }
 
-    /// Drains the outbox whenever something is queued or the link comes up.
+    /// Puts the `failed` message `id` back in its conversation's queue and
+    /// tries it at once.
+    pub async fn retry_message(&self, id: MessageId) -> AgentResult<IpcMessage> {
+        let id = Id(id.0);
+        let (msg, ev) = self.core()?.run(move |c| retry_parked(c, id)).await?;
+        self.queues().clear(msg.conversation);
+        self.publish(vec![ev]);
+        self.outbox_kick.notify_one();
+        Ok(ipc_message(&msg))
+    }
+
+    /// Removes the `failed` message `id` from the outbox and the history.
+    pub async fn discard_message(&self, id: MessageId) -> AgentResult<()> {
+        let id = Id(id.0);
+        self.core()?.run(move |c| discard_parked(c, id)).await
+    }
+
+    fn queues(&self) -> std::sync::MutexGuard<'_, Queues> {
+        self.outbox_queues.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drains the outbox whenever something is queued, the link comes up or
+    /// a conversation's back-off ends.
     pub(crate) async fn outbox_loop(self: Arc<Self>, link: Link) {
         let mut shutdown = self.shutdown_signal();
+        let mut was_online = false;
         loop {
             let mut idle = Duration::from_secs(5);
-            if link.state() == ConnState::Online {
+            let online = link.state() == ConnState::Online;
+            if online && !was_online {
+                self.queues().online();
+            }
+            was_online = online;
+            if online {
                 match self.drain_outbox().await {
                     Ok(Some(receipts_due_ms)) => {
                         idle = idle.min(Duration::from_millis(receipts_due_ms));
                     }
                     Ok(None) => {}
                     Err(e) => tracing::debug!(error = %e, "outbox paused"),
+                }
+                if let Some(ms) = self.queues().next_due(now_ms()) {
+                    idle = idle.min(Duration::from_millis(ms));
                 }
             }
             tokio::select! {
@@ -108,82 +282,149 @@ impl Agent {
         }
     }
 
-    /// Sends what the outbox holds; `Some(ms)` when only receipts wait,
-    /// the next due in `ms`. Two core trips per message: one prepares it,
-    /// one records it sent and prepares the next.
-    async fn drain_outbox(&self) -> AgentResult<Option<u64>> {
+    /// Sends what the outbox holds, conversation by conversation; `Some(ms)`
+    /// when only receipts wait, the next due in `ms`. Two core trips per
+    /// message: one prepares it, one records how it went and prepares the
+    /// next.
+    async fn drain_outbox(self: &Arc<Self>) -> AgentResult<Option<u64>> {
         let core = self.core()?;
         let locks = Arc::clone(&self.group_locks);
+        let skip = self.queues().skip(now_ms());
         let mut next = core
-            .run(move |c| prepare_outgoing(c, &locks, now_ms()))
+            .run(move |c| prepare_outgoing(c, &locks, now_ms(), &skip))
             .await?;
         loop {
-            let out = match next {
+            let (entry, sent) = match next {
                 Prepared::Empty => return Ok(None),
                 Prepared::Wait(ms) => return Ok(Some(ms)),
-                Prepared::Busy(group) => {
-                    drop(self.group_lock(&group.0).lock().await);
-                    let locks = Arc::clone(&self.group_locks);
-                    next = core
-                        .run(move |c| prepare_outgoing(c, &locks, now_ms()))
-                        .await?;
-                    continue;
+                Prepared::Busy(conversation, group) => {
+                    self.wait_for_group(conversation, group, false);
+                    (None, None)
                 }
-                Prepared::NeedsCommit(group) => {
-                    self.commit(group, &[], move |c| {
-                        c.engine()?
-                            .commit_pending_proposals(group)
-                            .map_err(CoreError::from)
-                    })
-                    .await?;
-                    let locks = Arc::clone(&self.group_locks);
-                    next = core
-                        .run(move |c| prepare_outgoing(c, &locks, now_ms()))
-                        .await?;
-                    continue;
+                Prepared::NeedsCommit(conversation, group) => {
+                    self.wait_for_group(conversation, group, true);
+                    (None, None)
                 }
-                Prepared::Ready(out) => out,
+                Prepared::Unsendable(entry, e) => (Some(entry), Some(Err(e))),
+                Prepared::Ready(out) => {
+                    let sent = if out.recipients.is_empty() {
+                        Ok(false)
+                    } else {
+                        self.deliver(
+                            &out.recipients,
+                            &out.ciphertext,
+                            IdempotencyKey(out.idempotency_key),
+                        )
+                        .await
+                    };
+                    (Some(out.entry), Some(sent))
+                }
             };
-            let sent = if out.recipients.is_empty() {
-                Ok(false)
-            } else {
-                self.deliver(
-                    &out.recipients,
-                    &out.ciphertext,
-                    IdempotencyKey(out.idempotency_key),
-                )
-                .await
-            };
-            let Outgoing {
-                conversation,
-                seqs,
-                message_id,
-                _group,
-                ..
-            } = out;
-            drop(_group);
-            let done = match sent {
-                Ok(_) => Done::Sent {
-                    seqs,
-                    conversation,
-                    message_id,
-                },
-                Err(AgentError::Refused(w))
-                    if w.code != ErrorCode::QueueFull && w.code != ErrorCode::RateLimited =>
-                {
-                    // Refused for good (e.g. no longer authorized): drop it
-                    // rather than block everything behind it.
-                    tracing::warn!(code = %w.code, "an outgoing message was refused by the server");
-                    Done::Dropped { seqs }
-                }
-                Err(e) => return Err(e),
+            let done = match (entry, sent) {
+                (Some(entry), Some(sent)) => self.judge(entry, sent),
+                _ => Done::Later,
             };
             let locks = Arc::clone(&self.group_locks);
+            let skip = self.queues().skip(now_ms());
             let (ev, prepared) = core
-                .run(move |c| finish_outgoing(c, done, &locks, now_ms()))
+                .run(move |c| finish_outgoing(c, done, &locks, now_ms(), &skip))
                 .await?;
             self.publish(ev.into_iter().collect());
             next = prepared;
+        }
+    }
+
+    /// How an attempt at `entry` went, in the terms of the outbox; keeps
+    /// the conversation's back-off.
+    fn judge(&self, entry: Unsent, sent: AgentResult<bool>) -> Done {
+        let conversation = entry.conversation;
+        let e = match sent {
+            Ok(_) => {
+                self.queues().clear(conversation);
+                return Done::Sent(entry);
+            }
+            Err(e) => e,
+        };
+        let network = matches!(e, AgentError::NetworkDown(_));
+        let failing_for = self.queues().failed(conversation, now_ms(), network);
+        match verdict(&e, failing_for) {
+            Verdict::Retry => {
+                tracing::debug!(error = %e, "an outgoing message waits to be tried again");
+                Done::Later
+            }
+            Verdict::Park(reason) => {
+                let full = e.server_code() == Some(ErrorCode::QueueFull);
+                self.queues().parked(conversation, full);
+                if entry.message_id.is_none() {
+                    tracing::warn!(%reason, "receipts refused for good are dropped");
+                    return Done::Dropped(entry.seqs);
+                }
+                tracing::warn!(%reason, "an outgoing message failed; parked until retried or discarded");
+                Done::Parked(entry, reason)
+            }
+        }
+    }
+
+    /// Sets `conversation` aside until its group's lock is free (a commit in
+    /// flight) or — with `commit` — until the group's pending proposals are
+    /// committed or, when that cannot be done, dropped; then kicks the drain.
+    fn wait_for_group(self: &Arc<Self>, conversation: Id, group: GroupId, commit: bool) {
+        if !self.queues().waiting.insert(conversation) {
+            return;
+        }
+        let me = Arc::clone(self);
+        self.spawn(async move {
+            if commit {
+                me.commit_or_drop_proposals(conversation, group).await;
+            } else {
+                drop(me.group_lock(&group.0).lock().await);
+            }
+            me.queues().waiting.remove(&conversation);
+            me.outbox_kick.notify_one();
+        });
+    }
+
+    /// Commits the group's pending proposals; if that fails for good (the
+    /// server refuses every commit, e.g. a forged claim on a later epoch, or
+    /// the commit cannot be built) drops them, so that the group can send
+    /// again. A failure that may pass backs the conversation off instead.
+    async fn commit_or_drop_proposals(&self, conversation: Id, group: GroupId) {
+        let r = self
+            .commit(group, &[], move |c| {
+                c.engine()?
+                    .commit_pending_proposals(group)
+                    .map_err(CoreError::from)
+            })
+            .await;
+        let e = match r {
+            Ok(_) => return,
+            Err(e) => e,
+        };
+        if matches!(
+            e,
+            AgentError::NetworkDown(_) | AgentError::Locked(_) | AgentError::NotLoggedIn(_)
+        ) {
+            let network = matches!(e, AgentError::NetworkDown(_));
+            self.queues().failed(conversation, now_ms(), network);
+            return;
+        }
+        tracing::warn!(
+            error = %e, group = %group.to_hex(),
+            "the group's pending proposals cannot be committed; dropping them so that it can send"
+        );
+        let dropped = match self.core() {
+            Ok(core) => {
+                core.run(move |c| {
+                    c.engine()?
+                        .clear_pending_proposals(group)
+                        .map_err(CoreError::from)
+                })
+                .await
+            }
+            Err(_) => return,
+        };
+        if let Err(e) = dropped {
+            tracing::warn!(error = %e, "dropping the pending proposals failed");
         }
     }
 
@@ -231,10 +472,15 @@ impl Agent {
         for r in to {
             let channel = match r.channel {
                 Some(c) => c,
+                // A refusal (E020: the server does not know this member)
+                // is kept: it is for good, unlike the network.
                 None => self
                     .channel_to(&r.username, r.identity)
                     .await
-                    .map_err(|_| AgentError::offline())?,
+                    .map_err(|e| match e {
+                        AgentError::Refused(_) => e,
+                        _ => AgentError::offline(),
+                    })?,
             };
             deliveries.push(Delivery {
                 recipient: r.identity,
@@ -325,75 +571,87 @@ fn refuse_changed_keys(c: &mut Core, group: &[u8]) -> AgentResult<()> {
     Ok(())
 }
 
-/// Core operation: the next outbox entry, encrypted for its group, with its
-/// recipients and their channels. Entries of conversations we left are
-/// dropped on the way.
-fn prepare_outgoing(c: &mut Core, locks: &GroupLocks, now: u64) -> AgentResult<Prepared> {
+/// Core operation: the next outbox entry of a conversation not in `skip`,
+/// encrypted for its group, with its recipients and their channels. Entries
+/// of conversations we left are dropped on the way.
+fn prepare_outgoing(
+    c: &mut Core,
+    locks: &GroupLocks,
+    now: u64,
+    skip: &[Id],
+) -> AgentResult<Prepared> {
     loop {
-        let (conversation, body, idempotency_key, seqs, message_id) =
-            match outbox::next(c.db(), now)? {
-                outbox::Next::Empty => return Ok(Prepared::Empty),
-                outbox::Next::Wait(ms) => return Ok(Prepared::Wait(ms)),
-                outbox::Next::Message(e) => (
-                    e.conversation,
-                    e.body,
-                    e.idempotency_key,
-                    vec![e.seq],
-                    e.message_id,
-                ),
-                outbox::Next::Receipts {
+        let (entry, body, idempotency_key) = match outbox::next(c.db(), now, skip)? {
+            outbox::Next::Empty => return Ok(Prepared::Empty),
+            outbox::Next::Wait(ms) => return Ok(Prepared::Wait(ms)),
+            outbox::Next::Message(e) => (
+                Unsent {
+                    conversation: e.conversation,
+                    seqs: vec![e.seq],
+                    message_id: e.message_id,
+                },
+                e.body,
+                e.idempotency_key,
+            ),
+            outbox::Next::Receipts {
+                conversation,
+                ids,
+                seqs,
+                idempotency_key,
+            } => (
+                Unsent {
                     conversation,
-                    ids,
                     seqs,
-                    idempotency_key,
-                } => (
-                    conversation,
-                    Payload::Receipt {
-                        ids: ids.iter().map(Id::to_string).collect(),
-                    }
-                    .encode(),
-                    idempotency_key,
-                    seqs,
-                    None,
-                ),
-            };
+                    message_id: None,
+                },
+                Payload::Receipt {
+                    ids: ids.iter().map(Id::to_string).collect(),
+                }
+                .encode(),
+                idempotency_key,
+            ),
+        };
+        let conversation = entry.conversation;
         let group = conversations::by_id(c.db(), conversation)?
             .filter(|c| c.active)
             .and_then(|c| GroupId::from_slice(&c.group_id));
         let Some(group) = group else {
-            outbox::remove_all(c.db(), &seqs)?;
+            outbox::remove_all(c.db(), &entry.seqs)?;
             continue;
         };
         let Ok(guard) = locks.get(&group.0).try_lock_owned() else {
-            return Ok(Prepared::Busy(group));
+            return Ok(Prepared::Busy(conversation, group));
         };
-        let recipients = others(c, group)?;
+        let recipients = match others(c, group) {
+            Ok(r) => r,
+            Err(e) => return Ok(Prepared::Unsendable(entry, e)),
+        };
         let ciphertext = match c.engine()?.encrypt(group, &body) {
             Ok(ct) => ct,
-            Err(MlsError::PendingProposals(_)) => return Ok(Prepared::NeedsCommit(group)),
-            Err(e) => return Err(e.into()),
+            Err(MlsError::PendingProposals(_)) => {
+                return Ok(Prepared::NeedsCommit(conversation, group))
+            }
+            Err(e) => return Ok(Prepared::Unsendable(entry, e.into())),
         };
         return Ok(Prepared::Ready(Outgoing {
-            conversation,
+            entry,
             ciphertext,
             recipients,
             idempotency_key,
-            seqs,
-            message_id,
             _group: guard,
         }));
     }
 }
 
-/// How an entry left the outbox.
+/// How an attempt at an entry went.
 enum Done {
-    Sent {
-        seqs: Vec<u64>,
-        conversation: Id,
-        message_id: Option<Id>,
-    },
-    /// Refused by the server for good.
-    Dropped { seqs: Vec<u64> },
+    Sent(Unsent),
+    /// Not now: it stays queued (its conversation backs off, or waits).
+    Later,
+    /// Receipts refused for good.
+    Dropped(Vec<u64>),
+    /// A message refused for good, with the reason.
+    Parked(Unsent, String),
 }
 
 /// Core operation: records how the last entry went, then prepares the next.
@@ -402,45 +660,117 @@ fn finish_outgoing(
     done: Done,
     locks: &GroupLocks,
     now: u64,
+    skip: &[Id],
 ) -> AgentResult<(Option<Notification>, Prepared)> {
     let ev = match done {
-        Done::Sent {
-            seqs,
-            conversation,
-            message_id,
-        } => mark_sent(c, &seqs, conversation, message_id)?,
-        Done::Dropped { seqs } => {
+        Done::Sent(entry) => mark_sent(c, entry)?,
+        Done::Later => None,
+        Done::Dropped(seqs) => {
             outbox::remove_all(c.db(), &seqs)?;
             None
         }
+        Done::Parked(entry, reason) => Some(park(c, entry, reason)?),
     };
-    Ok((ev, prepare_outgoing(c, locks, now)?))
+    Ok((ev, prepare_outgoing(c, locks, now, skip)?))
 }
 
-/// Core operation: the entries `seqs` went out; a chat message moves to
-/// `sent` (unless a receipt made it `delivered` already).
-fn mark_sent(
-    c: &mut Core,
-    seqs: &[u64],
+/// The `delivery` notification for our message `id` in `conversation`.
+fn delivery(
+    c: &Core,
     conversation: Id,
-    message_id: Option<Id>,
-) -> AgentResult<Option<Notification>> {
+    id: Id,
+    state: DeliveryState,
+    reason: Option<String>,
+) -> rusqlite::Result<Notification> {
+    emit(c, |seq| {
+        Notification::Delivery(DeliveryUpdate {
+            seq,
+            conversation: conv_id(conversation),
+            id: MessageId(id.0),
+            state,
+            reason,
+        })
+    })
+}
+
+/// Core operation: the entries went out; a chat message moves to `sent`
+/// (unless a receipt made it `delivered` already).
+fn mark_sent(c: &mut Core, entry: Unsent) -> AgentResult<Option<Notification>> {
     c.atomically(|c| {
-        outbox::remove_all(c.db(), seqs)?;
-        let Some(mid) = message_id else {
+        outbox::remove_all(c.db(), &entry.seqs)?;
+        let Some(mid) = entry.message_id else {
             return Ok(None);
         };
-        if !messages::advance(c.db(), mid, conversation, State::Sent)? {
+        if !messages::advance(c.db(), mid, entry.conversation, State::Sent)? {
             return Ok(None);
         }
-        Ok(Some(emit(c, |seq| {
-            Notification::Delivery(DeliveryUpdate {
-                seq,
-                conversation: conv_id(conversation),
-                id: MessageId(mid.0),
-                state: DeliveryState::Sent,
-            })
-        })?))
+        Ok(Some(delivery(
+            c,
+            entry.conversation,
+            mid,
+            DeliveryState::Sent,
+            None,
+        )?))
+    })
+}
+
+/// Core operation: parks a message refused for good; it becomes `failed`.
+fn park(c: &mut Core, entry: Unsent, reason: String) -> AgentResult<Notification> {
+    c.atomically(|c| {
+        for seq in &entry.seqs {
+            outbox::park(c.db(), *seq, &reason)?;
+        }
+        let mid = entry
+            .message_id
+            .ok_or_else(|| AgentError::internal("only messages are parked"))?;
+        messages::set_state(c.db(), mid, State::Failed)?;
+        Ok(delivery(
+            c,
+            entry.conversation,
+            mid,
+            DeliveryState::Failed,
+            Some(reason),
+        )?)
+    })
+}
+
+/// Our message `id`, if it is `failed`; a clear error otherwise.
+fn failed_message(c: &Core, id: Id) -> AgentResult<Message> {
+    let m = messages::by_id(c.db(), id)?
+        .filter(|m| m.outgoing)
+        .ok_or_else(|| AgentError::NotFound(format!("no message of ours has id {id}")))?;
+    if m.state != State::Failed {
+        return Err(AgentError::InvalidInput(format!(
+            "only a failed message can be retried or discarded; this one is {}",
+            m.state.as_str()
+        )));
+    }
+    Ok(m)
+}
+
+/// Core operation: a `failed` message back in its queue, `queued`.
+fn retry_parked(c: &mut Core, id: Id) -> AgentResult<(Message, Notification)> {
+    c.atomically(|c| {
+        let mut m = failed_message(c, id)?;
+        if !outbox::unpark(c.db(), id)? {
+            return Err(AgentError::InvalidInput(
+                "this message can no longer be sent (its conversation is gone): discard it".into(),
+            ));
+        }
+        messages::set_state(c.db(), id, State::Queued)?;
+        m.state = State::Queued;
+        let ev = delivery(c, m.conversation, id, DeliveryState::Queued, None)?;
+        Ok((m, ev))
+    })
+}
+
+/// Core operation: a `failed` message out of the outbox and the history.
+fn discard_parked(c: &mut Core, id: Id) -> AgentResult<()> {
+    c.atomically(|c| {
+        failed_message(c, id)?;
+        outbox::discard(c.db(), id)?;
+        messages::delete(c.db(), id)?;
+        Ok(())
     })
 }
 
@@ -475,4 +805,97 @@ fn with_channels(c: &Core, users: Vec<(Username, IdentityKey)>) -> AgentResult<V
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quicproquo_protocol::errors::WireError;
+
+    fn refused(code: ErrorCode) -> AgentError {
+        AgentError::Refused(WireError::new(code, "text the server chose"))
+    }
+
+    #[test]
+    fn what_may_pass_is_retried_and_the_rest_parked_with_the_catalogue_reason() {
+        for e in [
+            AgentError::offline(),
+            refused(ErrorCode::RateLimited),
+            refused(ErrorCode::Internal),
+            refused(ErrorCode::Unauthenticated),
+            AgentError::Contended("busy".into()),
+        ] {
+            assert_eq!(verdict(&e, u64::MAX), Verdict::Retry, "{e}");
+        }
+        for code in [
+            ErrorCode::UnknownUser,
+            ErrorCode::ChannelDenied,
+            ErrorCode::SelfChannel,
+        ] {
+            match verdict(&refused(code), 0) {
+                Verdict::Park(r) => {
+                    assert!(r.starts_with(&code.to_string()), "{r}");
+                    assert!(!r.contains("chose"), "never the server's own text: {r}");
+                }
+                v => panic!("{code}: {v:?}"),
+            }
+        }
+        assert!(matches!(
+            verdict(&AgentError::internal("cannot encrypt"), 0),
+            Verdict::Park(_)
+        ));
+    }
+
+    #[test]
+    fn a_full_mailbox_is_retried_for_its_budget_then_parked() {
+        let full = refused(ErrorCode::QueueFull);
+        assert_eq!(verdict(&full, 0), Verdict::Retry);
+        assert_eq!(verdict(&full, FULL_MAILBOX_BUDGET_MS - 1), Verdict::Retry);
+        match verdict(&full, FULL_MAILBOX_BUDGET_MS) {
+            Verdict::Park(r) => assert!(r.contains("E032") && r.contains("5 minutes"), "{r}"),
+            v => panic!("{v:?}"),
+        }
+    }
+
+    /// A conversation in back-off is left out until its time; its run of
+    /// failures is counted from the first; a full mailbox keeps its run when
+    /// an entry is parked, other reasons do not; the link coming back ends
+    /// the waits the network caused.
+    #[test]
+    fn back_off_is_per_conversation() {
+        let mut q = Queues::default();
+        let (a, b) = (Id::random(), Id::random());
+        assert!(q.skip(0).is_empty());
+        assert_eq!(q.failed(a, 1_000, false), 0);
+        let skip = q.skip(1_000);
+        assert_eq!(skip, [a], "only the failing conversation waits");
+        let due = q.next_due(1_000).unwrap();
+        assert!((RETRY_MIN.as_millis() as u64 / 2..=RETRY_MIN.as_millis() as u64).contains(&due));
+        assert!(q.skip(1_000 + due).is_empty(), "due again");
+        assert_eq!(
+            q.failed(a, 5_000, false),
+            4_000,
+            "counted from the first failure"
+        );
+        q.parked(a, true);
+        assert!(q.skip(5_000).is_empty(), "the next entry goes at once");
+        assert_eq!(
+            q.failed(a, 6_000, false),
+            5_000,
+            "a full mailbox keeps its run"
+        );
+        q.parked(a, false);
+        assert_eq!(q.failed(a, 7_000, false), 0, "other reasons start afresh");
+
+        q.failed(b, 7_000, true);
+        q.online();
+        assert_eq!(
+            q.skip(7_000),
+            [a],
+            "the network's waits end when it is back"
+        );
+        q.clear(a);
+        assert!(q.skip(7_000).is_empty());
+        assert_eq!(q.next_due(7_000), None);
+    }
 }

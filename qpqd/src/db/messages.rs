@@ -13,6 +13,8 @@ pub enum State {
     Sent,
     Delivered,
     Received,
+    /// Refused for good; its outbox entry is parked (`outbox::park`).
+    Failed,
 }
 
 impl State {
@@ -22,6 +24,7 @@ impl State {
             State::Sent => "sent",
             State::Delivered => "delivered",
             State::Received => "received",
+            State::Failed => "failed",
         }
     }
 
@@ -30,6 +33,7 @@ impl State {
             "queued" => State::Queued,
             "sent" => State::Sent,
             "delivered" => State::Delivered,
+            "failed" => State::Failed,
             _ => State::Received,
         }
     }
@@ -94,7 +98,7 @@ pub fn advance(c: &Connection, id: Id, conversation: Id, to: State) -> rusqlite:
     let before: &[&str] = match to {
         State::Sent => &["queued"],
         State::Delivered => &["queued", "sent"],
-        State::Queued | State::Received => &[],
+        State::Queued | State::Received | State::Failed => &[],
     };
     let mut n = 0;
     for from in before {
@@ -104,6 +108,23 @@ pub fn advance(c: &Connection, id: Id, conversation: Id, to: State) -> rusqlite:
         )?;
     }
     Ok(n > 0)
+}
+
+/// Sets our message `id` to `to` whatever its state: a message fails
+/// (queued → failed) and is retried (failed → queued) outside the forward
+/// order of [`advance`]. Whether it exists.
+pub fn set_state(c: &Connection, id: Id, to: State) -> rusqlite::Result<bool> {
+    let n = c.execute(
+        "UPDATE messages SET state = ?2 WHERE id = ?1 AND outgoing = 1",
+        params![id, to.as_str()],
+    )?;
+    Ok(n > 0)
+}
+
+/// Removes our message `id` from the history (a discarded failed message).
+pub fn delete(c: &Connection, id: Id) -> rusqlite::Result<()> {
+    c.execute("DELETE FROM messages WHERE id = ?1 AND outgoing = 1", [id])?;
+    Ok(())
 }
 
 /// Up to `limit` messages of a conversation before `before` (or the newest),

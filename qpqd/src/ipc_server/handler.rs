@@ -11,9 +11,9 @@ use quicproquo_protocol::ipc::error::ErrorObject;
 use quicproquo_protocol::ipc::methods::{
     AccountParams, AutoAcceptParams, AutoAcceptResult, ConversationParams, DeclineParams,
     DmOpenParams, Empty, GroupCreateParams, GroupMembersParams, Handler, HelloParams, HelloResult,
-    HistoryParams, InvitationParams, NoParams, ReadParams, ReadResult, RekeyResult, SearchParams,
-    SendParams, StatusResult, SubscribeParams, SubscribeResult, UnlockParams, VerifyParams,
-    VerifyResult, WhoamiResult,
+    HistoryParams, InvitationParams, MessageParams, NoParams, ReadParams, ReadResult, RekeyResult,
+    SearchParams, SendParams, StatusResult, SubscribeParams, SubscribeResult, UnlockParams,
+    VerifyParams, VerifyResult, WhoamiResult,
 };
 use quicproquo_protocol::ipc::values::{Account, Conversation, Invitation, Member, Message};
 use quicproquo_protocol::ipc::IPC_PROTOCOL_VERSION;
@@ -126,6 +126,15 @@ impl Handler for AgentHandler {
             .agent
             .send(&p.conversation, &p.text, p.confirm_changed_keys)
             .await?)
+    }
+
+    async fn message_retry(&self, p: MessageParams) -> Answer<Message> {
+        Ok(self.agent.retry_message(p.id).await?)
+    }
+
+    async fn message_discard(&self, p: MessageParams) -> Answer<Empty> {
+        self.agent.discard_message(p.id).await?;
+        Ok(Empty {})
     }
 
     async fn history(&self, p: HistoryParams) -> Answer<Vec<Message>> {

@@ -311,6 +311,17 @@ impl MlsEngine {
         })
     }
 
+    /// Drops the proposals queued in `group` (received, not yet committed):
+    /// the last resort when they cannot be committed, since openmls refuses
+    /// to encrypt while any is queued. A commit that covers them can no
+    /// longer be processed afterwards.
+    pub fn clear_pending_proposals(&mut self, group: GroupId) -> Result<(), MlsError> {
+        self.with_group(group, |g, p, _| {
+            g.clear_pending_proposals(p.storage())?;
+            Ok(())
+        })
+    }
+
     /// Proposes our own removal; returns the proposal (a serialized
     /// `MLSMessage`) to send to the group. Another member commits it; we see
     /// that commit with `we_were_removed`. A proposal only lives for its

@@ -104,6 +104,12 @@ impl Handler for Recorder {
     fn read(&self, p: ReadParams) -> Answer<ReadResult> {
         self.answer(Call::Read(p), ReadResult { unread: 7 })
     }
+    fn message_retry(&self, p: MessageParams) -> Answer<Message> {
+        self.refuse(Call::MessageRetry(p))
+    }
+    fn message_discard(&self, p: MessageParams) -> Answer<Empty> {
+        self.answer(Call::MessageDiscard(p), Empty {})
+    }
     fn verify(&self, p: VerifyParams) -> Answer<VerifyResult> {
         self.refuse(Call::Verify(p))
     }
