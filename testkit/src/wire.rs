@@ -22,8 +22,13 @@ pub struct Account {
 /// Argon2id runs here, in the client: on a small machine register a few at
 /// a time.
 pub async fn register(client: &Client, name: &str) -> Account {
+    register_with(client, name, SigningKey::generate(&mut rand::rngs::OsRng)).await
+}
+
+/// [`register`] with a given identity key (e.g. one an attacker also
+/// uses under another name).
+pub async fn register_with(client: &Client, name: &str, signing: SigningKey) -> Account {
     let username = Username::parse(name).expect("a valid username");
-    let signing = SigningKey::generate(&mut rand::rngs::OsRng);
     let identity = IdentityKey(signing.verifying_key().to_bytes());
     let proof = signing.sign(&identity_proof_message(&username)).to_bytes();
     let password = format!("{name} correct horse battery staple");

@@ -125,6 +125,10 @@ async fn an_impostor_member_is_flagged_and_cannot_be_verified() {
 
     let mallory = Attacker::register(&srv, "mallory").await;
     let fake_bob_key = SigningKey::generate(&mut rand::rngs::OsRng);
+    // The key is a real account's (under another name), so the server
+    // opens channels to it: a send reaches it.
+    quicproquo_testkit::wire::register_with(&mallory.client, "mallory2", fake_bob_key.clone())
+        .await;
     let mut fake_bob = Attacker::engine("bob", &fake_bob_key);
     let fake_bob_kp = fake_bob
         .key_packages(quicproquo_daemon::mls::Suite::Hybrid, 1)
@@ -158,6 +162,31 @@ async fn an_impostor_member_is_flagged_and_cannot_be_verified() {
         e.to_string().contains("not the key the server lists"),
         "{e}"
     );
+
+    // Sending there is refused until alice says so; when she does, the
+    // message goes to the impostor's key (it is a member) — and looking up
+    // its channel pins nothing: bob stays bob.
+    let refused = alice
+        .send("team", "hello team")
+        .await
+        .expect_err("a member whose key is not bob's stops the send");
+    assert_eq!(
+        refused.code(),
+        Some(IpcErrorCode::IdentityChanged),
+        "{refused}"
+    );
+    alice
+        .client
+        .request::<quicproquo_protocol::ipc::methods::method::Send>(
+            quicproquo_protocol::ipc::methods::SendParams {
+                conversation: "team".parse().unwrap(),
+                text: "hello team".into(),
+                confirm_changed_keys: true,
+            },
+        )
+        .await
+        .unwrap();
+    alice.wait_outbox_empty().await;
 
     // The real DM is still verified, and bob is not "changed" there.
     let dm = alice.member_list("@bob").await;
