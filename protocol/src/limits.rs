@@ -53,3 +53,43 @@ pub const LOGIN_STATE_TTL: Duration = Duration::from_secs(60);
 pub const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How long idempotency keys are remembered.
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Shortest password a new account gets (checked by the daemon and, early,
+/// by the front-ends; the server never sees the password).
+pub const MIN_PASSWORD_CHARS: usize = 10;
+/// Shortest passphrase a new state gets (it cannot be recovered: a state
+/// whose passphrase is lost is lost).
+pub const MIN_PASSPHRASE_CHARS: usize = 10;
+
+/// Why `secret` cannot be a new password or passphrase (`what` names it,
+/// `min` is its shortest length in characters), or `None` when it can.
+pub fn new_secret_problem(what: &str, secret: &str, min: usize) -> Option<String> {
+    let n = secret.chars().count();
+    if secret.trim().is_empty() {
+        Some(format!("the {what} is empty"))
+    } else if n < min {
+        Some(format!(
+            "the {what} is {n} characters; choose one of at least {min}"
+        ))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_secrets_have_a_minimum_length() {
+        assert!(new_secret_problem("password", "   ", 10)
+            .unwrap()
+            .contains("empty"));
+        let short = new_secret_problem("passphrase", "täglich", 10).unwrap();
+        assert!(
+            short.contains("7 characters") && short.contains("at least 10"),
+            "{short}"
+        );
+        assert_eq!(new_secret_problem("password", "ten chars!", 10), None);
+    }
+}

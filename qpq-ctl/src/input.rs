@@ -97,8 +97,9 @@ pub fn read_secret_line(reader: impl BufRead, what: &str) -> Result<Secret, CtlE
     Ok(Secret::new(text))
 }
 
-/// Asks for a secret on the terminal without echo; with `confirm`, twice.
-pub fn prompt_secret(what: &str, confirm: bool) -> Result<Secret, CtlError> {
+/// Asks for a secret on the terminal without echo. A `new` one (its
+/// shortest length given) is asked twice and must be long enough.
+pub fn prompt_secret(what: &str, new: Option<usize>) -> Result<Secret, CtlError> {
     let ask = |prompt: &str| {
         rpassword::prompt_password(prompt)
             .map(Secret::new)
@@ -118,13 +119,24 @@ pub fn prompt_secret(what: &str, confirm: bool) -> Result<Secret, CtlError> {
     if first.expose().is_empty() {
         return Err(CtlError::Input(format!("the {what} is empty")));
     }
-    if confirm {
+    if let Some(min) = new {
+        check_new_secret(what, &first, min)?;
         let again = ask(&format!("{} again: ", capitalize(what)))?;
         if again != first {
-            return Err(CtlError::Input(format!("the two {what}s differ")));
+            return Err(CtlError::Input(format!(
+                "the two {what}s differ; nothing was changed"
+            )));
         }
     }
     Ok(first)
+}
+
+/// A new password or passphrase must be long enough.
+pub fn check_new_secret(what: &str, secret: &Secret, min: usize) -> Result<(), CtlError> {
+    match quicproquo_protocol::limits::new_secret_problem(what, secret.expose(), min) {
+        Some(problem) => Err(CtlError::Input(problem)),
+        None => Ok(()),
+    }
 }
 
 fn capitalize(s: &str) -> String {

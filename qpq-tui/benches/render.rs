@@ -42,6 +42,7 @@ fn app(w: u16, h: u16) -> App {
         ciphersuite: Ciphersuite::Hybrid,
         outbox: 0,
         unread: 0,
+        new_state: false,
     };
     update(&mut app, Action::Daemon(DaemonEvent::Connected { status }));
     let conv = Conversation {

@@ -40,6 +40,7 @@ pub fn status() -> StatusResult {
         ciphersuite: Ciphersuite::Hybrid,
         outbox: 0,
         unread: 2,
+        new_state: false,
     }
 }
 
@@ -51,6 +52,7 @@ pub fn no_account_status() -> StatusResult {
         server: None,
         connection: ConnectionState::LoggedOut,
         unread: 0,
+        new_state: false,
         ..status()
     }
 }

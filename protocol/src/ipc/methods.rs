@@ -255,6 +255,11 @@ pub struct StatusResult {
     pub outbox: u64,
     /// Unread messages in all conversations.
     pub unread: u64,
+    /// With `keystore` `locked`: no state exists yet, so the passphrase
+    /// `unlock` is given creates it — front-ends ask for it twice and say
+    /// it cannot be recovered.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub new_state: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -712,6 +717,7 @@ pub(crate) mod tests {
             ciphersuite: Ciphersuite::Hybrid,
             outbox: 2,
             unread: 5,
+            new_state: false,
         });
         round_trip(StatusResult {
             profile: "p".into(),
@@ -723,6 +729,7 @@ pub(crate) mod tests {
             ciphersuite: Ciphersuite::Classic,
             outbox: 0,
             unread: 0,
+            new_state: false,
         });
         round_trip(Empty {});
         round_trip(account);

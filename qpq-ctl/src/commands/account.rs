@@ -3,12 +3,13 @@
 
 use quicproquo_protocol::ipc::methods::{method, AccountParams, NoParams, UnlockParams};
 use quicproquo_protocol::ipc::values::Secret;
+use quicproquo_protocol::limits::{MIN_PASSPHRASE_CHARS, MIN_PASSWORD_CHARS};
 
 use super::word;
 use crate::cli::{AccountArgs, UnlockArgs};
 use crate::error::CtlError;
 use crate::exit::Exit;
-use crate::input::{blocking, prompt_secret, read_secret_line};
+use crate::input::{blocking, check_new_secret, prompt_secret, read_secret_line};
 use crate::output::{sanitize_line, Out, Paint, Table};
 use crate::session::Session;
 
@@ -19,11 +20,21 @@ pub enum Kind {
 }
 
 /// The password or passphrase: from stdin's first line, else the terminal.
-async fn secret(from_stdin: bool, what: &'static str, confirm: bool) -> Result<Secret, CtlError> {
+/// A `new` one (its shortest length given) must be long enough, and on a
+/// terminal is asked twice.
+async fn secret(
+    from_stdin: bool,
+    what: &'static str,
+    new: Option<usize>,
+) -> Result<Secret, CtlError> {
     if from_stdin {
-        blocking(move || read_secret_line(std::io::stdin().lock(), what)).await
+        let s = blocking(move || read_secret_line(std::io::stdin().lock(), what)).await?;
+        if let Some(min) = new {
+            check_new_secret(what, &s, min)?;
+        }
+        Ok(s)
     } else {
-        blocking(move || prompt_secret(what, confirm)).await
+        blocking(move || prompt_secret(what, new)).await
     }
 }
 
@@ -34,7 +45,15 @@ pub async fn account(
     kind: Kind,
 ) -> Result<Exit, CtlError> {
     // Ask before starting anything: a cancelled prompt leaves no daemon.
-    let password = secret(args.password_stdin, "password", kind == Kind::Register).await?;
+    let new = (kind == Kind::Register).then_some(MIN_PASSWORD_CHARS);
+    if new.is_some() && !args.password_stdin {
+        eprintln!(
+            "Choose a password for {} (at least {MIN_PASSWORD_CHARS} characters). The server never \
+             sees it; you need it to log in again.",
+            sanitize_line(&args.username)
+        );
+    }
+    let password = secret(args.password_stdin, "password", new).await?;
     let client = session.connect().await?;
     let server = args.server.clone();
     let params = AccountParams {
@@ -118,8 +137,21 @@ pub async fn status(session: &Session, out: &mut Out) -> Result<Exit, CtlError> 
 }
 
 pub async fn unlock(session: &Session, out: &mut Out, args: UnlockArgs) -> Result<Exit, CtlError> {
-    let passphrase = secret(args.passphrase_stdin, "passphrase", false).await?;
     let client = session.connect().await?;
+    // A fresh profile without a keyring: this passphrase creates the state.
+    let new = client
+        .request::<method::Status>(NoParams {})
+        .await?
+        .new_state
+        .then_some(MIN_PASSPHRASE_CHARS);
+    if new.is_some() && !args.passphrase_stdin {
+        eprintln!(
+            "No keyring found: choose a passphrase for this profile's state (at least \
+             {MIN_PASSPHRASE_CHARS} characters). It encrypts everything qpqd keeps and cannot be \
+             recovered: without it the state is lost."
+        );
+    }
+    let passphrase = secret(args.passphrase_stdin, "passphrase", new).await?;
     let empty = client
         .request::<method::Unlock>(UnlockParams { passphrase })
         .await?;

@@ -341,6 +341,13 @@ impl Agent {
     pub async fn register(self: &Arc<Self>, p: AccountParams) -> AgentResult<IpcAccount> {
         let username =
             Username::parse(&p.username).map_err(|e| AgentError::InvalidInput(e.to_string()))?;
+        if let Some(problem) = quicproquo_protocol::limits::new_secret_problem(
+            "password",
+            p.password.expose(),
+            quicproquo_protocol::limits::MIN_PASSWORD_CHARS,
+        ) {
+            return Err(AgentError::InvalidInput(problem));
+        }
         if self.opened()?.me.is_some() {
             return Err(AgentError::Conflict(
                 "this profile already has an account; use another --profile".into(),
@@ -453,6 +460,8 @@ impl Agent {
 
     pub async fn status(&self) -> AgentResult<StatusResult> {
         let phase = self.phase();
+        // Locked with no state file: the passphrase `unlock` gets creates it.
+        let new_state = matches!(phase, Phase::Locked) && !self.options.state_file.exists();
         let (keystore, me, link) = match &phase {
             Phase::Locked => (KeystoreState::Locked, None, None),
             Phase::Open(o) => (keystore_state(o.key_source), o.me.clone(), None),
@@ -492,10 +501,21 @@ impl Agent {
             ciphersuite: Ciphersuite::Hybrid,
             outbox,
             unread,
+            new_state,
         })
     }
 
     pub async fn unlock(self: &Arc<Self>, passphrase: Zeroizing<String>) -> AgentResult<()> {
+        // A new state's passphrase is chosen here, and cannot be recovered.
+        if matches!(self.phase(), Phase::Locked) && !self.options.state_file.exists() {
+            if let Some(problem) = quicproquo_protocol::limits::new_secret_problem(
+                "passphrase",
+                &passphrase,
+                quicproquo_protocol::limits::MIN_PASSPHRASE_CHARS,
+            ) {
+                return Err(AgentError::InvalidInput(problem));
+            }
+        }
         self.open(Some(passphrase)).await
     }
 

@@ -162,6 +162,7 @@ fn status() -> StatusResult {
         ciphersuite: Ciphersuite::Hybrid,
         outbox: 0,
         unread: 7,
+        new_state: false,
     }
 }
 
