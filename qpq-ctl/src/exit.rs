@@ -25,6 +25,8 @@ pub enum Exit {
     InvalidInput = 9,
     Conflict = 10,
     IdentityChanged = 11,
+    /// `status` found the state damaged or rolled back (`integrity`).
+    Integrity = 12,
 }
 
 impl Exit {
@@ -42,6 +44,7 @@ impl Exit {
         Exit::InvalidInput,
         Exit::Conflict,
         Exit::IdentityChanged,
+        Exit::Integrity,
     ];
 
     pub fn code(self) -> u8 {
@@ -63,6 +66,7 @@ impl Exit {
             Exit::InvalidInput => "invalid_input",
             Exit::Conflict => "conflict",
             Exit::IdentityChanged => "identity_changed",
+            Exit::Integrity => "integrity",
         }
     }
 
@@ -87,6 +91,10 @@ impl Exit {
             Exit::Conflict => "conflict: already exists (e.g. a second account in one profile)",
             Exit::IdentityChanged => {
                 "a member's identity key changed: verify, then resend with --confirm-changed-keys"
+            }
+            Exit::Integrity => {
+                "status: the state was found damaged or rolled back; sending is held until \
+                 `qpq-ctl ack-integrity`"
             }
         }
     }

@@ -42,6 +42,8 @@ fn app(w: u16, h: u16) -> App {
         ciphersuite: Ciphersuite::Hybrid,
         outbox: 0,
         unread: 0,
+        integrity: Default::default(),
+        integrity_detail: String::new(),
     };
     update(&mut app, Action::Daemon(DaemonEvent::Connected { status }));
     let conv = Conversation {

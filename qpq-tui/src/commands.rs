@@ -7,11 +7,16 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Dm(String),
-    GroupCreate { name: String, members: Vec<String> },
+    GroupCreate {
+        name: String,
+        members: Vec<String>,
+    },
     Add(Vec<String>),
     Remove(Vec<String>),
     Leave,
     Rekey,
+    /// Acknowledge a damaged or rolled-back state (`integrity.acknowledge`).
+    AckIntegrity,
     Members,
     Verify(String),
     Search(String),
@@ -65,6 +70,12 @@ pub const COMMANDS: &[Spec] = &[
         name: "rekey",
         args: "",
         help: "new keys for this group (MLS self-update)",
+        users_from: None,
+    },
+    Spec {
+        name: "ack-integrity",
+        args: "",
+        help: "re-key all groups, resume after a state alarm",
         users_from: None,
     },
     Spec {
@@ -147,6 +158,7 @@ pub fn parse(text: &str) -> Result<Input, String> {
         "remove" => return Err(usage("user…")),
         "leave" => none(&args).map(|_| Command::Leave)?,
         "rekey" => none(&args).map(|_| Command::Rekey)?,
+        "ack-integrity" => none(&args).map(|_| Command::AckIntegrity)?,
         "members" => none(&args).map(|_| Command::Members)?,
         "verify" => Command::Verify(one(args, "user")?),
         "search" => {
@@ -275,6 +287,7 @@ mod tests {
         assert_eq!(cmd("/remove dave"), Command::Remove(vec!["dave".into()]));
         assert_eq!(cmd("/leave"), Command::Leave);
         assert_eq!(cmd("/rekey"), Command::Rekey);
+        assert_eq!(cmd("/ack-integrity"), Command::AckIntegrity);
         assert_eq!(cmd("/members"), Command::Members);
         assert_eq!(cmd("/verify bob"), Command::Verify("bob".into()));
         assert_eq!(

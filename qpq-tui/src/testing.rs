@@ -40,6 +40,8 @@ pub fn status() -> StatusResult {
         ciphersuite: Ciphersuite::Hybrid,
         outbox: 0,
         unread: 2,
+        integrity: Default::default(),
+        integrity_detail: String::new(),
     }
 }
 

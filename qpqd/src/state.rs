@@ -136,7 +136,13 @@ CREATE TABLE last_resort_key_packages (
 );
 "#;
 
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+/// The commit counter the integrity check at open compares with the file
+/// beside the state (`integrity`).
+const SCHEMA_V6: &str = crate::integrity::SCHEMA;
+
+const MIGRATIONS: &[&str] = &[
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+];
 
 /// Opens (creating if needed) the state database with `key`. A wrong key is
 /// [`StateError::WrongKey`]; an existing file is never replaced.

@@ -24,7 +24,7 @@ use serde_json::Value;
 use super::error::{ErrorObject, IpcError, IpcErrorCode};
 use super::values::{
     identity_hex, Account, Ciphersuite, ConnectionState, Conversation, ConversationRef,
-    KeystoreState, Limit, Member, Message, MessageId, Secret, Seq,
+    IntegrityState, KeystoreState, Limit, Member, Message, MessageId, Secret, Seq,
 };
 use super::IPC_PROTOCOL_VERSION;
 use crate::types::IdentityKey;
@@ -123,6 +123,9 @@ methods! {
     Status = "status", fn status(NoParams) -> StatusResult;
     /// Only when `keystore` is `locked`.
     Unlock = "unlock", fn unlock(UnlockParams) -> Empty;
+    /// Only when `status.integrity` is not `ok`: re-keys every group, then
+    /// resumes sending and receiving.
+    IntegrityAcknowledge = "integrity.acknowledge", fn integrity_acknowledge(NoParams) -> IntegrityAckResult;
     Register = "register", fn register(AccountParams) -> Account;
     Login = "login", fn login(AccountParams) -> Account;
     Logout = "logout", fn logout(NoParams) -> Empty;
@@ -242,6 +245,30 @@ pub struct StatusResult {
     pub outbox: u64,
     /// Unread messages in all conversations.
     pub unread: u64,
+    /// Whether the state opened as it was last written; anything but `ok`
+    /// holds sending and receiving until `integrity.acknowledge`.
+    #[serde(default)]
+    pub integrity: IntegrityState,
+    /// What was found and what it means, for people; empty when `ok`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub integrity_detail: String,
+}
+
+/// What `integrity.acknowledge` did before sending resumed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct IntegrityAckResult {
+    /// The conversations re-keyed (a self-update commit in each group).
+    pub rekeyed: Vec<String>,
+    /// The conversations that could not be re-keyed, and why (e.g. a group
+    /// whose state was rolled back past a commit: someone must re-add us).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<RekeyFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RekeyFailure {
+    pub conversation: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -424,6 +451,7 @@ pub(crate) mod tests {
             Call::Unlock(UnlockParams {
                 passphrase: Secret::new("correct horse"),
             }),
+            Call::IntegrityAcknowledge(NoParams {}),
             Call::Register(AccountParams {
                 server: "chat.example:7000".into(),
                 server_fingerprint: Some([0xab; 32]),
@@ -635,6 +663,8 @@ pub(crate) mod tests {
             ciphersuite: Ciphersuite::Hybrid,
             outbox: 2,
             unread: 5,
+            integrity: IntegrityState::Rollback,
+            integrity_detail: "rolled back".into(),
         });
         round_trip(StatusResult {
             profile: "p".into(),
@@ -646,6 +676,8 @@ pub(crate) mod tests {
             ciphersuite: Ciphersuite::Classic,
             outbox: 0,
             unread: 0,
+            integrity: IntegrityState::Ok,
+            integrity_detail: String::new(),
         });
         round_trip(Empty {});
         round_trip(account);

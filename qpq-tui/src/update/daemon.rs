@@ -1,8 +1,10 @@
 //! What the worker reports: connection changes, call results and the
 //! daemon's notifications.
 
-use quicproquo_protocol::ipc::methods::{ConversationParams, NoParams, ReadParams};
-use quicproquo_protocol::ipc::values::{ConnectionState, ConversationKind, KeystoreState};
+use quicproquo_protocol::ipc::methods::{ConversationParams, NoParams, ReadParams, StatusResult};
+use quicproquo_protocol::ipc::values::{
+    ConnectionState, ConversationKind, IntegrityState, KeystoreState,
+};
 use quicproquo_protocol::ipc::{Call, IpcErrorCode, Notification};
 
 use super::{is_main, mark_read, maybe_load_older, request_members, select, set_new_marker};
@@ -21,6 +23,7 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
         DaemonEvent::Connected { status } => {
             let was_gone = matches!(app.daemon, Daemon::Gone(_));
             app.daemon = Daemon::Connected;
+            warn_integrity(app, &status);
             app.status = Some(status);
             pick_screen(app, fx);
             if is_main(app) {
@@ -40,6 +43,7 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
             }
         }
         DaemonEvent::Status(status) => {
+            warn_integrity(app, &status);
             app.status = Some(status);
             let was_main = is_main(app);
             pick_screen(app, fx);
@@ -203,6 +207,10 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
                 }
             }
         }
+        DaemonEvent::IntegrityAcknowledged { status, text } => {
+            app.status = Some(status);
+            app.info(text);
+        }
         DaemonEvent::Done(text) => {
             app.info(text);
             fx.push(Effect::call(Call::Conversations(NoParams {})));
@@ -364,5 +372,14 @@ fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
             ));
             app.changed_keys.insert(i.username);
         }
+    }
+}
+
+/// A new integrity finding in `status` is said once, in full, on the status
+/// line; the banner above the conversation stays until it is acknowledged.
+fn warn_integrity(app: &mut App, status: &StatusResult) {
+    let before = app.status.as_ref().map(|s| s.integrity);
+    if status.integrity != IntegrityState::Ok && before != Some(status.integrity) {
+        app.error(status.integrity_detail.clone());
     }
 }

@@ -3,7 +3,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 use quicproquo_protocol::ipc::methods::{
     AccountParams, ConversationParams, DmOpenParams, GroupCreateParams, GroupMembersParams,
-    SearchParams, SendParams, UnlockParams, VerifyParams,
+    NoParams, SearchParams, SendParams, UnlockParams, VerifyParams,
 };
 use quicproquo_protocol::ipc::values::{Ciphersuite, ConversationKind, Limit, Secret};
 use quicproquo_protocol::ipc::Call;
@@ -326,6 +326,10 @@ fn run(app: &mut App, cmd: Command, fx: &mut Vec<Effect>) -> bool {
                 return false;
             }
         },
+        Command::AckIntegrity => {
+            app.info("Re-keying every group before sending again…");
+            Call::IntegrityAcknowledge(NoParams {})
+        }
         Command::Members => {
             toggle_members(app, fx);
             return true;

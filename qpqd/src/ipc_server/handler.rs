@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use quicproquo_protocol::ipc::error::ErrorObject;
 use quicproquo_protocol::ipc::methods::{
     AccountParams, ConversationParams, DmOpenParams, Empty, GroupCreateParams, GroupMembersParams,
-    Handler, HelloParams, HelloResult, HistoryParams, NoParams, ReadParams, ReadResult,
-    RekeyResult, SearchParams, SendParams, StatusResult, SubscribeParams, SubscribeResult,
-    UnlockParams, VerifyParams, VerifyResult, WhoamiResult,
+    Handler, HelloParams, HelloResult, HistoryParams, IntegrityAckResult, NoParams, ReadParams,
+    ReadResult, RekeyResult, SearchParams, SendParams, StatusResult, SubscribeParams,
+    SubscribeResult, UnlockParams, VerifyParams, VerifyResult, WhoamiResult,
 };
 use quicproquo_protocol::ipc::values::{Account, Conversation, Member, Message};
 use quicproquo_protocol::ipc::IPC_PROTOCOL_VERSION;
@@ -67,6 +67,10 @@ impl Handler for AgentHandler {
         let passphrase = Zeroizing::new(p.passphrase.expose().to_owned());
         self.agent.unlock(passphrase).await?;
         Ok(Empty {})
+    }
+
+    async fn integrity_acknowledge(&self, _: NoParams) -> Answer<IntegrityAckResult> {
+        Ok(self.agent.integrity_acknowledge().await?)
     }
 
     async fn register(&self, p: AccountParams) -> Answer<Account> {

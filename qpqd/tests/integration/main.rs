@@ -9,6 +9,7 @@ mod conversations;
 mod crash;
 mod defences;
 mod harness;
+mod integrity;
 mod promises;
 mod robustness;
 mod trips;
