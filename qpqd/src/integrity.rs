@@ -31,7 +31,9 @@
 //! - **a received batch**, before it is acknowledged (`inbox`): the server
 //!   deletes acknowledged mail, so a batch lost after its ack is lost for
 //!   good. This is the one write per batch (one `pwrite` + `fdatasync` of
-//!   56 bytes in place; no core trip).
+//!   56 bytes in place; no core trip): 3.6–3.9 ms on the test machine's
+//!   virtual disk, about one SQLite commit there. It delays the ack and the
+//!   next fetch, not the batch's notifications (published before it).
 //! - **not the outbox's own commits** (`queue_outgoing`, `mark_sent`):
 //!   losing one re-sends an entry under the same idempotency key, which the
 //!   server de-duplicates, and the peer keeps a message id once; a lost
@@ -589,5 +591,15 @@ mod tests {
                 each.join(", ")
             );
         }
+        // What the counter file adds per acknowledged batch.
+        let committed = Arc::new(AtomicU64::new(db_counter(&conn).unwrap()));
+        let guard = Guard::new(file, Arc::clone(&committed), None);
+        let seals = 200;
+        let t = std::time::Instant::now();
+        for _ in 0..seals {
+            committed.fetch_add(1, Ordering::SeqCst);
+            guard.seal().unwrap();
+        }
+        println!("seal (pwrite + fdatasync): {:?} each", t.elapsed() / seals);
     }
 }
