@@ -55,6 +55,11 @@
 //!
 //! ## Limits
 //!
+//! A damaged database file stays damaged after the acknowledgement: it is
+//! reported again at every start, until the state is replaced. Only each
+//! conversation's own group is re-keyed on acknowledgement; the second group
+//! of a DM that both users opened at once only receives, so it is not.
+//!
 //! Someone who restores *both* an old state and its counter file from the
 //! same backup is not detected: that needs storage the attacker cannot roll
 //! back (a server-side counter, or a TPM). The OS keyring was considered and
@@ -368,6 +373,18 @@ pub struct Guard {
     file: Mutex<(CounterFile, u64)>,
     committed: Arc<AtomicU64>,
     finding: std::sync::RwLock<Option<Finding>>,
+    /// One acknowledgement at a time (each starts the outbox at its end).
+    acknowledging: std::sync::atomic::AtomicBool,
+}
+
+/// Held while an acknowledgement runs; the next may start once it is
+/// dropped (finished or failed).
+pub struct Acknowledging<'a>(&'a Guard);
+
+impl Drop for Acknowledging<'_> {
+    fn drop(&mut self) {
+        self.0.acknowledging.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Guard {
@@ -378,7 +395,16 @@ impl Guard {
             file: Mutex::new((file, now)),
             committed,
             finding: std::sync::RwLock::new(finding),
+            acknowledging: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// `None` while another acknowledgement runs.
+    pub fn begin_acknowledgement(&self) -> Option<Acknowledging<'_>> {
+        self.acknowledging
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .ok()
+            .map(|_| Acknowledging(self))
     }
 
     /// What the checks at open found, until it is acknowledged.

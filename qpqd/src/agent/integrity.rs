@@ -63,6 +63,11 @@ impl Agent {
     /// the counter file, then send again.
     pub async fn integrity_acknowledge(self: &Arc<Self>) -> AgentResult<IntegrityAckResult> {
         let opened = self.opened()?;
+        let Some(_one_at_a_time) = opened.guard.begin_acknowledgement() else {
+            return Err(AgentError::Conflict(
+                "an acknowledgement is already under way (re-keying every group)".into(),
+            ));
+        };
         let Some(finding) = opened.guard.finding() else {
             return Ok(IntegrityAckResult::default());
         };
