@@ -37,8 +37,8 @@ pub enum CoreError {
 
 impl Core {
     pub fn new(conn: Connection) -> Self {
-        // A state without the counter table is refused by `state::open`
-        // (it migrates); 0 here only for a connection opened otherwise.
+        // `state::open` gives every state the counter table (schema 6);
+        // 0 only for a connection opened some other way.
         let counter = crate::integrity::db_counter(&conn).unwrap_or(0);
         Self {
             bare: Some(conn),

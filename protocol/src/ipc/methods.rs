@@ -623,6 +623,31 @@ pub(crate) mod tests {
         assert_eq!(back, v, "{json}");
     }
 
+    /// A daemon from before `integrity` answers `status` without it: that
+    /// reads as `ok`, and the words on the wire are the ones ipc.md lists.
+    #[test]
+    fn status_integrity_defaults_to_ok_and_uses_the_documented_words() {
+        let old = json!({
+            "profile": "p", "account": null, "server": null, "connection": "online",
+            "keystore": "keyring", "ciphersuite": "hybrid", "outbox": 0, "unread": 0
+        });
+        let st: StatusResult = serde_json::from_value(old).unwrap();
+        assert_eq!(st.integrity, IntegrityState::Ok);
+        assert_eq!(st.integrity_detail, "");
+        let book = include_str!("../../../docs/src/reference/ipc.md");
+        for state in [
+            IntegrityState::Ok,
+            IntegrityState::Corrupt,
+            IntegrityState::Rollback,
+            IntegrityState::CounterInvalid,
+            IntegrityState::CounterMissing,
+        ] {
+            let word = serde_json::to_value(state).unwrap();
+            let word = word.as_str().unwrap();
+            assert!(book.contains(&format!("`{word}`")), "ipc.md lacks `{word}`");
+        }
+    }
+
     #[test]
     fn every_result_round_trips() {
         let identity = IdentityKey([3; 32]);
