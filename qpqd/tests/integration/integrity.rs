@@ -141,7 +141,8 @@ async fn a_flipped_bit_in_the_wal_is_reported_not_silently_rolled_back() {
 /// copied earlier) after the daemon had received more. Detected as a
 /// rollback; sending and receiving wait. Acknowledging re-keys the DM (the
 /// peer sees the epoch change before anything else from bob), then what
-/// bob queued meanwhile goes out; afterwards restarts are clean again.
+/// bob queued meanwhile goes out, and what was sent to him meanwhile
+/// arrives; afterwards restarts are clean again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_copy_put_back_is_a_rollback_and_acknowledging_rekeys_then_sends() {
     let srv = Server::start().await;
@@ -177,6 +178,10 @@ async fn an_older_copy_put_back_is_a_rollback_and_acknowledging_rekeys_then_send
         "a call that needs the server names the hold: {refused}"
     );
 
+    // Alice's mail to him waits on the server meanwhile.
+    alice.send("@bob", "sent while bob was held").await.unwrap();
+    alice.wait_outbox_empty().await;
+
     let mut alice_events = alice.client.subscribe(None).await.unwrap();
     let ack = bob
         .client
@@ -207,6 +212,7 @@ async fn an_older_copy_put_back_is_a_rollback_and_acknowledging_rekeys_then_send
         }
     }
     assert_eq!(seen, ["rekeyed by bob", "written while held"]);
+    bob.wait_for("@alice", "sent while bob was held").await;
 
     bob.restart().await;
     assert_eq!(status(&bob).await.integrity, IntegrityState::Ok);
