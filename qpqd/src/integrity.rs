@@ -111,6 +111,16 @@ impl Alarm {
         }
     }
 
+    /// What was found, as in "an earlier start found the state …".
+    fn found(self) -> &'static str {
+        match self {
+            Alarm::Corrupt => "damaged",
+            Alarm::Rollback => "rolled back",
+            Alarm::CounterInvalid => "with a tampered counter file",
+            Alarm::CounterMissing => "without its counter file",
+        }
+    }
+
     fn from_code(code: u8) -> Option<Option<Alarm>> {
         Some(match code {
             0 => None,
@@ -286,7 +296,7 @@ pub fn advance(conn: &Connection) -> rusqlite::Result<u64> {
 /// when either reports anything. A check that fails outright (a page so
 /// damaged that reading it is an error) is a problem too, not a reason to
 /// refuse to open.
-fn integrity_problems(conn: &Connection) -> rusqlite::Result<Option<String>> {
+fn integrity_problems(conn: &Connection) -> Option<String> {
     let mut problems = Vec::new();
     for pragma in ["PRAGMA cipher_integrity_check", "PRAGMA quick_check"] {
         let run = || -> rusqlite::Result<Vec<String>> {
@@ -299,10 +309,10 @@ fn integrity_problems(conn: &Connection) -> rusqlite::Result<Option<String>> {
             Err(e) => problems.push(e.to_string()),
         }
     }
-    Ok((!problems.is_empty()).then(|| {
+    (!problems.is_empty()).then(|| {
         let shown: Vec<&str> = problems.iter().take(3).map(String::as_str).collect();
         format!("{} problem(s): {}", problems.len(), shown.join("; "))
-    }))
+    })
 }
 
 /// Runs both checks on a freshly opened state and records the outcome in
@@ -310,14 +320,16 @@ fn integrity_problems(conn: &Connection) -> rusqlite::Result<Option<String>> {
 /// that it outlasts a restart). `None` when everything holds.
 pub fn check_at_open(conn: &Connection, file: &CounterFile) -> Result<Option<Finding>, CheckError> {
     let db = db_counter(conn)?;
-    let damaged = integrity_problems(conn)?;
+    let damaged = integrity_problems(conn);
     let recorded = file.read();
     let name = file.path().display().to_string();
     let finding = match (&recorded, damaged) {
         (Recorded::Valid { alarm: Some(a), .. }, _) => Some(Finding::new(
             *a,
-            "an earlier start found the state damaged or rolled back, and this was not \
-             acknowledged yet",
+            format!(
+                "an earlier start found the state {}, and that was not acknowledged yet",
+                a.found()
+            ),
         )),
         (_, Some(problems)) => Some(Finding::new(
             Alarm::Corrupt,
@@ -506,6 +518,11 @@ mod tests {
         }
         let again = check_at_open(&conn, &file).unwrap().unwrap();
         assert_eq!(again.alarm, Alarm::Rollback, "{again:?}");
+        assert!(
+            again.detail.contains("found the state rolled back"),
+            "{}",
+            again.detail
+        );
     }
 
     /// A flipped bit anywhere in the file, another key's file, and a
