@@ -64,6 +64,9 @@ pub enum Command {
     Status,
     /// Give qpqd the passphrase that decrypts its state (when `status` says locked)
     Unlock(UnlockArgs),
+    /// Acknowledge a damaged or rolled-back state (when `status` shows `integrity`):
+    /// re-key every group, then send again
+    AckIntegrity,
     /// List conversations: id, name, kind, members, unread
     List,
     /// Open (or create) the DM with a user; prints the conversation

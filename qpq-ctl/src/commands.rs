@@ -36,6 +36,7 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<Exit, CtlError> {
         Command::Whoami => account::whoami(&session()?, out).await,
         Command::Status => account::status(&session()?, out).await,
         Command::Unlock(a) => account::unlock(&session()?, out, a).await,
+        Command::AckIntegrity => account::ack_integrity(&session()?, out).await,
         Command::List => conversations::list(&session()?, out).await,
         Command::Dm { username } => conversations::dm(&session()?, out, username).await,
         Command::Group(c) => conversations::group(&session()?, out, c).await,

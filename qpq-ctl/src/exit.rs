@@ -26,6 +26,8 @@ pub enum Exit {
     Conflict = 10,
     IdentityChanged = 11,
     UntrustedDaemon = 12,
+    /// `status` found the state damaged or rolled back (`integrity`).
+    Integrity = 13,
 }
 
 impl Exit {
@@ -44,6 +46,7 @@ impl Exit {
         Exit::Conflict,
         Exit::IdentityChanged,
         Exit::UntrustedDaemon,
+        Exit::Integrity,
     ];
 
     pub fn code(self) -> u8 {
@@ -66,6 +69,7 @@ impl Exit {
             Exit::Conflict => "conflict",
             Exit::IdentityChanged => "identity_changed",
             Exit::UntrustedDaemon => "untrusted_daemon",
+            Exit::Integrity => "integrity",
         }
     }
 
@@ -94,6 +98,10 @@ impl Exit {
             Exit::UntrustedDaemon => {
                 "refused to talk to the socket: its directory is not private to you, or \
                  another user runs the process behind it; nothing was sent"
+            }
+            Exit::Integrity => {
+                "status: the state was found damaged or rolled back; sending is held until \
+                 `qpq-ctl ack-integrity`"
             }
         }
     }

@@ -43,6 +43,8 @@ fn app(w: u16, h: u16) -> App {
         outbox: 0,
         unread: 0,
         new_state: false,
+        integrity: Default::default(),
+        integrity_detail: String::new(),
     };
     update(&mut app, Action::Daemon(DaemonEvent::Connected { status }));
     let conv = Conversation {

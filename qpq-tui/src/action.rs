@@ -63,6 +63,12 @@ pub enum DaemonEvent {
         status: StatusResult,
     },
     Status(StatusResult),
+    /// `integrity.acknowledge` went through: the status after it, and what
+    /// it did, for the status line.
+    IntegrityAcknowledged {
+        status: StatusResult,
+        text: String,
+    },
     Conversations(Vec<Conversation>),
     ConversationsFailed(Failure),
     Notification(Notification),

@@ -15,6 +15,8 @@ pub enum Command {
     Remove(Vec<String>),
     Leave,
     Rekey,
+    /// Acknowledge a damaged or rolled-back state (`integrity.acknowledge`).
+    AckIntegrity,
     Members,
     Verify(String),
     Invites,
@@ -79,6 +81,12 @@ pub const COMMANDS: &[Spec] = &[
         name: "rekey",
         args: "",
         help: "new keys for this group (MLS self-update)",
+        users_from: None,
+    },
+    Spec {
+        name: "ack-integrity",
+        args: "",
+        help: "re-key all groups, resume after a state alarm",
         users_from: None,
     },
     Spec {
@@ -173,6 +181,7 @@ pub fn parse(text: &str) -> Result<Input, String> {
         "remove" => return Err(usage("user…")),
         "leave" => none(&args).map(|_| Command::Leave)?,
         "rekey" => none(&args).map(|_| Command::Rekey)?,
+        "ack-integrity" => none(&args).map(|_| Command::AckIntegrity)?,
         "members" => none(&args).map(|_| Command::Members)?,
         "verify" => Command::Verify(one(args, "user")?),
         "invites" => none(&args).map(|_| Command::Invites)?,
@@ -306,6 +315,7 @@ mod tests {
         assert_eq!(cmd("/rekey"), Command::Rekey);
         assert_eq!(cmd("/retry"), Command::Retry);
         assert_eq!(cmd("/discard"), Command::Discard);
+        assert_eq!(cmd("/ack-integrity"), Command::AckIntegrity);
         assert_eq!(cmd("/members"), Command::Members);
         assert_eq!(cmd("/verify bob"), Command::Verify("bob".into()));
         assert_eq!(cmd("/invites"), Command::Invites);

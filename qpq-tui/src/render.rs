@@ -17,6 +17,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 use ratatui::Frame;
 
+use quicproquo_protocol::ipc::values::IntegrityState;
+
 use crate::app::{App, Screen};
 
 /// Draws the whole screen.
@@ -54,7 +56,14 @@ fn render_main(app: &App, f: &mut Frame<'_>, area: Rect) {
     if let Some(list) = a.list {
         conversations::render(app, f, list);
     }
-    render_header(app, f, a.header);
+    match app
+        .status
+        .as_ref()
+        .filter(|s| s.integrity != IntegrityState::Ok)
+    {
+        Some(s) => render_integrity_banner(s.integrity, f, a.header),
+        None => render_header(app, f, a.header),
+    }
     messages::render(app, f, a.messages);
     if let Some(members) = a.members {
         conversations::render_members(app, f, members);
@@ -64,6 +73,35 @@ fn render_main(app: &App, f: &mut Frame<'_>, area: Rect) {
     if let Some(o) = &app.overlay {
         overlay::render(app, o, f, area);
     }
+}
+
+/// In place of the conversation's title while the daemon holds sending
+/// after a damaged or rolled-back state: what happened and what to type.
+fn render_integrity_banner(state: IntegrityState, f: &mut Frame<'_>, area: Rect) {
+    if area.height == 0 {
+        return;
+    }
+    let what = match state {
+        IntegrityState::Corrupt => "state damaged",
+        IntegrityState::Rollback => "state rolled back",
+        IntegrityState::CounterInvalid => "state counter tampered with",
+        IntegrityState::CounterMissing => "state counter missing",
+        IntegrityState::Ok => return,
+    };
+    // The command first: a narrow terminal cuts the end.
+    let text = format!("⚠ {what} — sending held: /ack-integrity (messages may be missing)");
+    let style = Style::default()
+        .fg(Color::White)
+        .bg(Color::Red)
+        .add_modifier(Modifier::BOLD);
+    f.render_widget(
+        Paragraph::new(Line::from(fit(
+            vec![Span::raw(text)],
+            usize::from(area.width),
+        )))
+        .style(style),
+        area,
+    );
 }
 
 /// The conversation's title, its protection and any changed keys.

@@ -41,6 +41,8 @@ pub fn status() -> StatusResult {
         outbox: 0,
         unread: 2,
         new_state: false,
+        integrity: Default::default(),
+        integrity_detail: String::new(),
     }
 }
 

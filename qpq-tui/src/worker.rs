@@ -354,6 +354,23 @@ async fn answer(client: &IpcClient, call: Call) -> CallResult {
                 query,
             }
         }
+        Call::IntegrityAcknowledge(p) => {
+            let r = client.request::<method::IntegrityAcknowledge>(p).await?;
+            let mut text = format!(
+                "Acknowledged: {} conversation(s) re-keyed; sending again.",
+                r.rekeyed.len()
+            );
+            for f in &r.failed {
+                text.push_str(&format!(
+                    " Not re-keyed: {} ({}).",
+                    f.conversation, f.reason
+                ));
+            }
+            DaemonEvent::IntegrityAcknowledged {
+                status: client.request::<method::Status>(NoParams {}).await?,
+                text,
+            }
+        }
         Call::Register(p) => {
             client.request::<method::Register>(p).await?;
             DaemonEvent::AccountReady

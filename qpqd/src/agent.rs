@@ -10,7 +10,10 @@
 //! - `commit`: creating DMs and groups and changing their membership, all
 //!   through one commit path the server orders;
 //! - `verify`: identity pins, safety numbers, the members list;
-//! - `history`: conversations, history, search, read markers.
+//! - `history`: conversations, history, search, read markers;
+//! - `integrity`: the counter file after each acknowledged batch, the hold
+//!   while a damaged or rolled-back state is unacknowledged, and the
+//!   acknowledgement (re-key every group, then send again).
 //!
 //! Async orchestration only: the core thread ([`crate::core`]) owns the
 //! database and the MLS state and runs the named operations each flow
@@ -22,6 +25,7 @@ mod commit;
 mod error;
 mod history;
 mod inbox;
+mod integrity;
 mod invites;
 mod outbox;
 mod session;
@@ -67,6 +71,8 @@ enum Phase {
 struct Opened {
     core: CoreHandle,
     key_source: KeySource,
+    /// The counter file and what the checks at open found.
+    guard: Arc<crate::integrity::Guard>,
     /// The account, once registered or logged in (kept in memory so that no
     /// call re-reads it or re-derives the identity key).
     me: Option<Me>,
@@ -178,7 +184,10 @@ impl Agent {
     pub(crate) fn link(&self) -> AgentResult<Link> {
         match self.phase() {
             Phase::Online(_, link) => Ok(link),
-            Phase::Open(_) => Err(AgentError::not_logged_in()),
+            Phase::Open(o) => Err(o
+                .guard
+                .finding()
+                .map_or_else(AgentError::not_logged_in, |f| integrity::held(&f))),
             Phase::Locked => Err(AgentError::locked()),
         }
     }

@@ -19,6 +19,10 @@ use crate::mls::{Identity, MlsEngine, MlsError};
 pub struct Core {
     bare: Option<Connection>,
     engine: Option<MlsEngine>,
+    /// The database's commit counter as of the last committed transaction
+    /// (`integrity`): read without a trip by whoever writes the counter
+    /// file.
+    committed: Arc<AtomicU64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,10 +37,19 @@ pub enum CoreError {
 
 impl Core {
     pub fn new(conn: Connection) -> Self {
+        // `state::open` gives every state the counter table (schema 6);
+        // 0 only for a connection opened some other way.
+        let counter = crate::integrity::db_counter(&conn).unwrap_or(0);
         Self {
             bare: Some(conn),
             engine: None,
+            committed: Arc::new(AtomicU64::new(counter)),
         }
+    }
+
+    /// The commit counter this core publishes after each transaction.
+    pub fn commit_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.committed)
     }
 
     pub fn db(&self) -> &Connection {
@@ -80,17 +93,20 @@ impl Core {
     }
 
     /// Runs `f` in one transaction: all of it or none of it is stored.
+    /// Every transaction advances the commit counter (`integrity`): a lost
+    /// transaction then shows as a counter below the one recorded outside.
     pub fn atomically<T, E: From<rusqlite::Error>>(
         &mut self,
         f: impl FnOnce(&mut Core) -> Result<T, E>,
     ) -> Result<T, E> {
         self.db().execute_batch("BEGIN IMMEDIATE")?;
-        match f(self) {
-            Ok(v) => {
+        match f(self).and_then(|v| Ok((v, crate::integrity::advance(self.db())?))) {
+            Ok((v, counter)) => {
                 if let Err(e) = self.db().execute_batch("COMMIT") {
                     let _ = self.db().execute_batch("ROLLBACK");
                     return Err(e.into());
                 }
+                self.committed.store(counter, Ordering::SeqCst);
                 Ok(v)
             }
             Err(e) => {

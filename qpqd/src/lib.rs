@@ -3,12 +3,14 @@
 //! connection to qpq-server; front-ends talk to it over a local socket.
 //!
 //! Modules: `keystore` (where the state key comes from: OS keyring or
-//! passphrase), `state` (the encrypted state database), `mls` (groups and
-//! messages on openmls, no I/O beyond its storage).
+//! passphrase), `state` (the encrypted state database), `integrity` (is the
+//! state we opened the one we last wrote: checks at open, the counter file),
+//! `mls` (groups and messages on openmls, no I/O beyond its storage).
 
 pub mod agent;
 pub mod core;
 pub mod db;
+pub mod integrity;
 pub mod ipc_server;
 pub mod keystore;
 pub mod lifecycle;

@@ -177,8 +177,13 @@ CREATE TABLE settings (
 /// and idempotency key for `message.retry`, and holds up nothing else.
 const SCHEMA_V8: &str = "ALTER TABLE outbox ADD COLUMN parked TEXT;";
 
+/// The commit counter the integrity check at open compares with the file
+/// beside the state (`integrity`).
+const SCHEMA_V9: &str = crate::integrity::SCHEMA;
+
 const MIGRATIONS: &[&str] = &[
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
+    SCHEMA_V9,
 ];
 
 /// Opens (creating if needed) the state database with `key`. A wrong key is

@@ -220,6 +220,14 @@ impl TestDaemon {
 
     /// kill -9, then start again.
     pub async fn kill9_and_restart(&mut self) {
+        self.kill9().await;
+        self.respawn().await;
+    }
+
+    /// kill -9, and wait until the process is gone: nothing is flushed or
+    /// checkpointed, so the state's write-ahead log is left as it was.
+    /// [`TestDaemon::start_again`] starts it again.
+    pub async fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             c.start_kill().expect("kill qpqd");
             tokio::time::timeout(Duration::from_secs(10), c.wait())
@@ -227,7 +235,6 @@ impl TestDaemon {
                 .expect("qpqd exits after kill -9")
                 .expect("wait for qpqd");
         }
-        self.respawn().await;
     }
 
     async fn respawn(&mut self) {

@@ -24,7 +24,8 @@ use serde_json::Value;
 use super::error::{ErrorObject, IpcError, IpcErrorCode};
 use super::values::{
     identity_hex, Account, AutoAccept, Ciphersuite, ConnectionState, Conversation, ConversationRef,
-    Invitation, InvitationId, KeystoreState, Limit, Member, Message, MessageId, Secret, Seq,
+    IntegrityState, Invitation, InvitationId, KeystoreState, Limit, Member, Message, MessageId,
+    Secret, Seq,
 };
 use super::IPC_PROTOCOL_VERSION;
 use crate::types::IdentityKey;
@@ -123,6 +124,9 @@ methods! {
     Status = "status", fn status(NoParams) -> StatusResult;
     /// Only when `keystore` is `locked`.
     Unlock = "unlock", fn unlock(UnlockParams) -> Empty;
+    /// Only when `status.integrity` is not `ok`: re-keys every group, then
+    /// resumes sending and receiving.
+    IntegrityAcknowledge = "integrity.acknowledge", fn integrity_acknowledge(NoParams) -> IntegrityAckResult;
     Register = "register", fn register(AccountParams) -> Account;
     Login = "login", fn login(AccountParams) -> Account;
     Logout = "logout", fn logout(NoParams) -> Empty;
@@ -260,6 +264,30 @@ pub struct StatusResult {
     /// it cannot be recovered.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub new_state: bool,
+    /// Whether the state opened as it was last written; anything but `ok`
+    /// holds sending and receiving until `integrity.acknowledge`.
+    #[serde(default)]
+    pub integrity: IntegrityState,
+    /// What was found and what it means, for people; empty when `ok`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub integrity_detail: String,
+}
+
+/// What `integrity.acknowledge` did before sending resumed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct IntegrityAckResult {
+    /// The conversations re-keyed (a self-update commit in each group).
+    pub rekeyed: Vec<String>,
+    /// The conversations that could not be re-keyed, and why (e.g. a group
+    /// whose state was rolled back past a commit: someone must re-add us).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<RekeyFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RekeyFailure {
+    pub conversation: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -491,6 +519,7 @@ pub(crate) mod tests {
             Call::Unlock(UnlockParams {
                 passphrase: Secret::new("correct horse"),
             }),
+            Call::IntegrityAcknowledge(NoParams {}),
             Call::Register(AccountParams {
                 server: "chat.example:7000".into(),
                 server_fingerprint: Some([0xab; 32]),
@@ -676,6 +705,31 @@ pub(crate) mod tests {
         assert_eq!(back, v, "{json}");
     }
 
+    /// A daemon from before `integrity` answers `status` without it: that
+    /// reads as `ok`, and the words on the wire are the ones ipc.md lists.
+    #[test]
+    fn status_integrity_defaults_to_ok_and_uses_the_documented_words() {
+        let old = json!({
+            "profile": "p", "account": null, "server": null, "connection": "online",
+            "keystore": "keyring", "ciphersuite": "hybrid", "outbox": 0, "unread": 0
+        });
+        let st: StatusResult = serde_json::from_value(old).unwrap();
+        assert_eq!(st.integrity, IntegrityState::Ok);
+        assert_eq!(st.integrity_detail, "");
+        let book = include_str!("../../../docs/src/reference/ipc.md");
+        for state in [
+            IntegrityState::Ok,
+            IntegrityState::Corrupt,
+            IntegrityState::Rollback,
+            IntegrityState::CounterInvalid,
+            IntegrityState::CounterMissing,
+        ] {
+            let word = serde_json::to_value(state).unwrap();
+            let word = word.as_str().unwrap();
+            assert!(book.contains(&format!("`{word}`")), "ipc.md lacks `{word}`");
+        }
+    }
+
     #[test]
     fn every_result_round_trips() {
         let identity = IdentityKey([3; 32]);
@@ -718,6 +772,8 @@ pub(crate) mod tests {
             outbox: 2,
             unread: 5,
             new_state: false,
+            integrity: IntegrityState::Rollback,
+            integrity_detail: "rolled back".into(),
         });
         round_trip(StatusResult {
             profile: "p".into(),
@@ -730,6 +786,8 @@ pub(crate) mod tests {
             outbox: 0,
             unread: 0,
             new_state: false,
+            integrity: IntegrityState::Ok,
+            integrity_detail: String::new(),
         });
         round_trip(Empty {});
         round_trip(account);

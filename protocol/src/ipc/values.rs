@@ -266,6 +266,24 @@ word_enum!(
     /// Where the state key comes from, or `locked` until `unlock`.
     KeystoreState { Keyring, Passphrase, Locked }
 );
+/// Whether the state opened as it was last written (`status.integrity`,
+/// checked when the state opens): `ok`, or what was found — the database
+/// failed its integrity check (`corrupt`), it holds fewer commits than were
+/// recorded outside it (`rollback`), or that record was tampered with
+/// (`counter_invalid`) or deleted (`counter_missing`). Anything but `ok`
+/// holds sending and receiving until `integrity.acknowledge`. A daemon that
+/// does not report it means `ok`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntegrityState {
+    #[default]
+    Ok,
+    Corrupt,
+    Rollback,
+    CounterInvalid,
+    CounterMissing,
+}
+
 word_enum!(
     /// `membership` notification events.
     MembershipEvent { Joined, Added, Removed, Left, Rekeyed }

@@ -1,8 +1,8 @@
-//! `register`, `login`, `logout`, `whoami`, `status`, `unlock`: the account
-//! of this profile and the daemon's state.
+//! `register`, `login`, `logout`, `whoami`, `status`, `unlock`,
+//! `ack-integrity`: the account of this profile and the daemon's state.
 
 use quicproquo_protocol::ipc::methods::{method, AccountParams, NoParams, UnlockParams};
-use quicproquo_protocol::ipc::values::Secret;
+use quicproquo_protocol::ipc::values::{IntegrityState, Secret};
 use quicproquo_protocol::limits::{MIN_PASSPHRASE_CHARS, MIN_PASSWORD_CHARS};
 
 use super::word;
@@ -132,7 +132,35 @@ pub async fn status(session: &Session, out: &mut Out) -> Result<Exit, CtlError> 
     t.row(["ciphersuite:", &word(&st.ciphersuite)]);
     t.row(["outbox:", &st.outbox.to_string()]);
     t.row(["unread:", &st.unread.to_string()]);
+    let integrity = match st.integrity_detail.as_str() {
+        "" => word(&st.integrity),
+        what => format!("{} ({})", word(&st.integrity), sanitize_line(what)),
+    };
+    t.row(["integrity:", &integrity]);
     out.table_or_json(t, &st)?;
+    // A damaged or rolled-back state is never a quiet success.
+    Ok(if st.integrity == IntegrityState::Ok {
+        Exit::Ok
+    } else {
+        Exit::Integrity
+    })
+}
+
+/// `integrity.acknowledge`: the daemon re-keys every group, then sends again.
+pub async fn ack_integrity(session: &Session, out: &mut Out) -> Result<Exit, CtlError> {
+    let client = session.connect().await?;
+    let r = client
+        .request::<method::IntegrityAcknowledge>(NoParams {})
+        .await?;
+    let mut t = Table::plain();
+    t.row(["re-keyed:", &sanitize_line(&r.rekeyed.join(", "))]);
+    for f in &r.failed {
+        t.row([
+            "not re-keyed:",
+            &sanitize_line(&format!("{} ({})", f.conversation, f.reason)),
+        ]);
+    }
+    out.table_or_json(t, &r)?;
     Ok(Exit::Ok)
 }
 

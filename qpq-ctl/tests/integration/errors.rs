@@ -361,3 +361,45 @@ async fn a_daemon_run_by_another_user_gets_nothing() {
         "qpq-ctl connected twice and sent nothing"
     );
 }
+
+/// A state whose counter file was tampered with while qpqd was down:
+/// `status` says so on an `integrity:` line and exits 13 (with `--json`
+/// too); `ack-integrity` clears it and `status` is 0 again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_state_is_status_13_until_acknowledged() {
+    let srv = Server::start().await;
+    let root = crate::harness::root();
+    let alice = User::new(root.path(), "alice");
+    alice.register(&srv).await;
+    assert!(alice.ok(&["status"]).await.contains("integrity:"));
+    alice.ok(&["daemon", "stop"]).await;
+
+    let mut counter = quicproquo_testkit::home::paths(&alice.home)
+        .unwrap()
+        .state_file
+        .into_os_string();
+    counter.push(".counter");
+    let mut bytes = std::fs::read(&counter).unwrap();
+    bytes[12] ^= 0x40;
+    std::fs::write(&counter, bytes).unwrap();
+
+    let held = alice.run(&["status"]).await.expect(13);
+    assert!(
+        held.stdout.contains("integrity:")
+            && held.stdout.contains("counter_invalid")
+            && held.stdout.contains("ack-integrity"),
+        "{}",
+        held.stdout
+    );
+    let json = alice.run(&["status", "--json"]).await.expect(13).json();
+    assert_eq!(json["integrity"], "counter_invalid", "{json}");
+
+    alice.run(&["ack-integrity"]).await.expect(0);
+    let clean = alice.run(&["status"]).await.expect(0);
+    assert!(clean.stdout.contains("integrity:"), "{}", clean.stdout);
+    assert!(
+        !clean.stdout.contains("counter_invalid"),
+        "{}",
+        clean.stdout
+    );
+}

@@ -333,3 +333,52 @@ fn every_size_renders_and_each_part_stays_in_its_area() {
         }
     }
 }
+
+/// A damaged or rolled-back state: a banner in place of the conversation's
+/// title says so and what to type, the status line gives the daemon's
+/// words once, `/ack-integrity` asks the daemon, and the banner goes once
+/// the status says `ok`.
+#[test]
+fn an_integrity_finding_shows_a_banner_until_acknowledged() {
+    use quicproquo_protocol::ipc::methods::NoParams;
+    use quicproquo_protocol::ipc::values::IntegrityState;
+    use quicproquo_protocol::ipc::Call;
+
+    let mut app = app(110, 12);
+    let mut held = status();
+    held.integrity = IntegrityState::Rollback;
+    held.integrity_detail = "the state was rolled back: acknowledge it".into();
+    daemon(&mut app, DaemonEvent::Status(held));
+    let shown = screen(&app);
+    assert!(
+        shown.contains("⚠ state rolled back — sending held: /ack-integrity")
+            && shown.contains("/ack-integrity"),
+        "{shown}"
+    );
+    assert!(
+        app.notice
+            .as_ref()
+            .is_some_and(|n| n.text.contains("acknowledge it")),
+        "{:?}",
+        app.notice
+    );
+
+    typed(&mut app, "/ack-integrity");
+    let fx = act(&mut app, key(KeyCode::Enter));
+    assert!(
+        fx.contains(&crate::action::Effect::call(Call::IntegrityAcknowledge(
+            NoParams {}
+        ))),
+        "{fx:?}"
+    );
+    daemon(
+        &mut app,
+        DaemonEvent::IntegrityAcknowledged {
+            status: status(),
+            text: "Acknowledged: 1 conversation(s) re-keyed; sending again.".into(),
+        },
+    );
+    let shown = screen(&app);
+    assert!(!shown.contains("/ack-integrity"), "{shown}");
+    assert!(shown.contains("Acknowledged"), "{shown}");
+}

@@ -1,9 +1,10 @@
 //! What the worker reports: connection changes, call results and the
 //! daemon's notifications.
 
-use quicproquo_protocol::ipc::methods::{ConversationParams, NoParams, ReadParams};
+use quicproquo_protocol::ipc::methods::{ConversationParams, NoParams, ReadParams, StatusResult};
 use quicproquo_protocol::ipc::values::{
-    ConnectionState, ConversationKind, DeliveryState, InvitationState, KeystoreState,
+    ConnectionState, ConversationKind, DeliveryState, IntegrityState, InvitationState,
+    KeystoreState,
 };
 use quicproquo_protocol::ipc::{Call, IpcErrorCode, Notification};
 
@@ -23,6 +24,7 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
         DaemonEvent::Connected { status } => {
             let was_gone = matches!(app.daemon, Daemon::Gone(_));
             app.daemon = Daemon::Connected;
+            warn_integrity(app, &status);
             app.status = Some(status);
             pick_screen(app, fx);
             if is_main(app) {
@@ -42,6 +44,7 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
             }
         }
         DaemonEvent::Status(status) => {
+            warn_integrity(app, &status);
             app.status = Some(status);
             let was_main = is_main(app);
             pick_screen(app, fx);
@@ -220,6 +223,10 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
                     *results = Loadable::Ready(messages);
                 }
             }
+        }
+        DaemonEvent::IntegrityAcknowledged { status, text } => {
+            app.status = Some(status);
+            app.info(text);
         }
         DaemonEvent::Done(text) => {
             app.info(text);
@@ -409,5 +416,14 @@ fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
                 app.info(format!("Declined {}'s invitation to {}.", i.from, i.name));
             }
         },
+    }
+}
+
+/// A new integrity finding in `status` is said once, in full, on the status
+/// line; the banner above the conversation stays until it is acknowledged.
+fn warn_integrity(app: &mut App, status: &StatusResult) {
+    let before = app.status.as_ref().map(|s| s.integrity);
+    if status.integrity != IntegrityState::Ok && before != Some(status.integrity) {
+        app.error(status.integrity_detail.clone());
     }
 }

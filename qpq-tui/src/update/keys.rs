@@ -327,6 +327,10 @@ fn run(app: &mut App, cmd: Command, fx: &mut Vec<Effect>) -> bool {
                 return false;
             }
         },
+        Command::AckIntegrity => {
+            app.info("Re-keying every group before sending again…");
+            Call::IntegrityAcknowledge(NoParams {})
+        }
         Command::Members => {
             toggle_members(app, fx);
             return true;

@@ -160,6 +160,9 @@ impl Agent {
         self.outbox_kick.notify_one();
         // Stored (or found unprocessable) before acknowledged. A batch whose
         // transaction failed is not acknowledged: the server keeps it.
+        // The commit is recorded outside the state before the server
+        // forgets the batch (`integrity`); if it cannot be, no ack.
+        self.seal_state().await.map_err(Some)?;
         if let Err(e) = link.request(wire::Ack { auth: token, seqs }).await {
             tracing::debug!(error = %e, "ack failed; the mail will be redelivered and de-duplicated");
         }

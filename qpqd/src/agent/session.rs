@@ -22,6 +22,7 @@ use zeroize::Zeroizing;
 use super::{emit, Agent, AgentError, AgentResult, Me, Opened, Phase};
 use crate::core::{Core, CoreError, CoreHandle};
 use crate::db::{account, messages, now_ms, outbox};
+use crate::integrity::{self, CounterFile, Guard};
 use crate::keystore::{self, KeySource, Keyring, KeystoreError};
 use crate::link::{ConnState, Link, Target};
 use crate::mls::{Identity, Suite};
@@ -107,12 +108,23 @@ impl Agent {
                     reason: other.to_string(),
                 },
             })?;
-            Ok((conn, source))
+            let counter = CounterFile::new(&opts.state_file, &key);
+            let finding =
+                integrity::check_at_open(&conn, &counter).map_err(|e| KeystoreError::Manifest {
+                    path: opts.state_file.clone(),
+                    reason: e.to_string(),
+                })?;
+            Ok((conn, source, counter, finding))
         })
         .await
         .map_err(AgentError::internal)?;
-        let (conn, key_source) = opened?;
-        let (core, _thread) = CoreHandle::spawn(Core::new(conn)).map_err(AgentError::internal)?;
+        let (conn, key_source, counter, finding) = opened?;
+        let core = Core::new(conn);
+        if let Some(f) = &finding {
+            tracing::error!(alarm = ?f.alarm, detail = %f.detail, "the state failed its integrity checks; holding the connection");
+        }
+        let guard = Arc::new(Guard::new(counter, core.commit_counter(), finding));
+        let (core, _thread) = CoreHandle::spawn(core).map_err(AgentError::internal)?;
         let account = core.run(load_account).await?;
         {
             let mut phase = self.phase.write().unwrap_or_else(|p| p.into_inner());
@@ -124,6 +136,7 @@ impl Agent {
             *phase = Phase::Open(Opened {
                 core,
                 key_source,
+                guard,
                 me: account.as_ref().map(|(_, me)| me.clone()),
             });
         }
@@ -175,8 +188,24 @@ impl Agent {
 
     /// open → online: starts the supervised connection and the background
     /// loops. A running link is re-pointed instead (a `login` with a new
-    /// server or pin).
+    /// server or pin). While an integrity finding is unacknowledged the
+    /// daemon stays offline (`integrity`).
     fn go_online(self: &Arc<Self>, a: &account::Account) -> AgentResult<()> {
+        if self.integrity_finding().is_some() {
+            tracing::info!("not connecting: the integrity finding is not acknowledged yet");
+            return Ok(());
+        }
+        self.start_link(a, true)
+    }
+
+    /// The link and the loops of [`Agent::go_online`]; the outbox loop only
+    /// with `outbox` (after an integrity finding it starts once every group
+    /// is re-keyed).
+    pub(crate) fn start_link(
+        self: &Arc<Self>,
+        a: &account::Account,
+        outbox: bool,
+    ) -> AgentResult<()> {
         let target = self.target(&a.server, a.server_fingerprint, a.use_ca)?;
         let link = {
             let mut phase = self.phase.write().unwrap_or_else(|p| p.into_inner());
@@ -202,8 +231,10 @@ impl Agent {
         let me = self.clone();
         let l = link.clone();
         self.spawn(async move { me.receive_loop(l).await });
-        let me = self.clone();
-        self.spawn(async move { me.outbox_loop(link).await });
+        if outbox {
+            let me = self.clone();
+            self.spawn(async move { me.outbox_loop(link).await });
+        }
         Ok(())
     }
 
@@ -477,8 +508,15 @@ impl Agent {
                 },
                 l.detail(),
             ),
-            _ => (ConnectionState::LoggedOut, String::new()),
+            _ => match self.integrity_finding() {
+                Some(_) if logged_in => (
+                    ConnectionState::Offline,
+                    "held until the integrity finding is acknowledged (see `integrity`)".into(),
+                ),
+                _ => (ConnectionState::LoggedOut, String::new()),
+            },
         };
+        let finding = self.integrity_finding();
         let (outbox, unread) = match self.core() {
             Err(_) => (0, 0),
             Ok(core) => {
@@ -502,6 +540,8 @@ impl Agent {
             outbox,
             unread,
             new_state,
+            integrity: super::integrity::integrity_state(finding.as_ref()),
+            integrity_detail: finding.map(|f| f.detail).unwrap_or_default(),
         })
     }
 

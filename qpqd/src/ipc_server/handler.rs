@@ -11,9 +11,9 @@ use quicproquo_protocol::ipc::error::ErrorObject;
 use quicproquo_protocol::ipc::methods::{
     AccountParams, AutoAcceptParams, AutoAcceptResult, ConversationParams, DeclineParams,
     DmOpenParams, Empty, GroupCreateParams, GroupMembersParams, Handler, HelloParams, HelloResult,
-    HistoryParams, InvitationParams, MessageParams, NoParams, ReadParams, ReadResult, RekeyResult,
-    SearchParams, SendParams, StatusResult, SubscribeParams, SubscribeResult, UnlockParams,
-    VerifyParams, VerifyResult, WhoamiResult,
+    HistoryParams, IntegrityAckResult, InvitationParams, MessageParams, NoParams, ReadParams,
+    ReadResult, RekeyResult, SearchParams, SendParams, StatusResult, SubscribeParams,
+    SubscribeResult, UnlockParams, VerifyParams, VerifyResult, WhoamiResult,
 };
 use quicproquo_protocol::ipc::values::{Account, Conversation, Invitation, Member, Message};
 use quicproquo_protocol::ipc::IPC_PROTOCOL_VERSION;
@@ -68,6 +68,10 @@ impl Handler for AgentHandler {
         let passphrase = Zeroizing::new(p.passphrase.expose().to_owned());
         self.agent.unlock(passphrase).await?;
         Ok(Empty {})
+    }
+
+    async fn integrity_acknowledge(&self, _: NoParams) -> Answer<IntegrityAckResult> {
+        Ok(self.agent.integrity_acknowledge().await?)
     }
 
     async fn register(&self, p: AccountParams) -> Answer<Account> {

@@ -163,6 +163,8 @@ fn status() -> StatusResult {
         outbox: 0,
         unread: 7,
         new_state: false,
+        integrity: Default::default(),
+        integrity_detail: String::new(),
     }
 }
 

@@ -56,6 +56,9 @@ impl Handler for Recorder {
     fn unlock(&self, p: UnlockParams) -> Answer<Empty> {
         self.answer(Call::Unlock(p), Empty {})
     }
+    fn integrity_acknowledge(&self, p: NoParams) -> Answer<IntegrityAckResult> {
+        self.refuse(Call::IntegrityAcknowledge(p))
+    }
     fn register(&self, p: AccountParams) -> Answer<Account> {
         self.refuse(Call::Register(p))
     }
