@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use quicproquo_protocol::ipc::methods::{method, GroupCreateParams};
 use quicproquo_protocol::ipc::values::Ciphersuite;
-use quicproquo_testkit::agent::{first_dm, register, wait_for_conversation};
+use quicproquo_testkit::agent::{first_dm, register, wait_for_conversation, wait_for_message};
 use quicproquo_testkit::{InProcessDaemon, TestServer, TestkitError};
 use tokio::task::JoinHandle;
 
@@ -61,6 +61,9 @@ impl Demo {
         .map_err(TestkitError::call("creating #demo"))?;
         let group = wait_for_conversation(&pc, GROUP).await?;
         bot::say(&pc, group.id, bot::GROUP_GREETING).await;
+        // Each conversation has its own queue, so the DM's greeting could
+        // overtake this one: wait until it is in, so the DM ends on top.
+        wait_for_message(&yc, GROUP, bot::GROUP_GREETING).await?;
         // demo-peer opens the DM with its greeting last, so the DM is on
         // top and its greeting is the first thing you read.
         first_dm(&pc, &yc, bot::DM_GREETING).await?;

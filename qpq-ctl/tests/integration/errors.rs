@@ -96,7 +96,7 @@ async fn each_error_has_its_status_and_says_what_to_do() {
     let taken = eve
         .run_stdin(
             &["register", "--server", &addr, "--password-stdin", "alice"],
-            Some(b"pw\n"),
+            Some(b"a long enough password\n"),
         )
         .await
         .expect(6);
@@ -114,7 +114,7 @@ async fn each_error_has_its_status_and_says_what_to_do() {
                 "--password-stdin",
                 "alice",
             ],
-            Some(b"pw\n"),
+            Some(b"a long enough password\n"),
         )
         .await
         .expect(6);
@@ -212,7 +212,7 @@ async fn each_error_has_its_status_and_says_what_to_do() {
     says(
         &eve.run_stdin(
             &["register", "--server", &addr, "--password-stdin", "Not OK"],
-            Some(b"pw\n"),
+            Some(b"a long enough password\n"),
         )
         .await
         .expect(9),
@@ -233,7 +233,7 @@ async fn each_error_has_its_status_and_says_what_to_do() {
         &alice
             .run_stdin(
                 &["register", "--server", &addr, "--password-stdin", "alice2"],
-                Some(b"pw\n"),
+                Some(b"a long enough password\n"),
             )
             .await
             .expect(10),

@@ -625,7 +625,11 @@ pub(super) fn process_group(
             if s.we_were_removed {
                 conversations::set_active(c.db(), conv.id, false)?;
             }
-            conversations::touch(c.db(), conv.id, now_ms())?;
+            // A change of members is news; a re-key alone is not, and must
+            // not move the conversation up the list.
+            if !(s.added.is_empty() && s.removed.is_empty()) {
+                conversations::touch(c.db(), conv.id, now_ms())?;
+            }
             Ok(Stored {
                 events,
                 unknown: unknown_members(c, &s.added)?,
