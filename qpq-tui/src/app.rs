@@ -55,23 +55,25 @@ pub enum AccountMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountForm {
     pub mode: AccountMode,
-    pub fields: [Editor; 4],
-    /// 0 is the mode switch, 1..=4 the fields.
+    pub fields: [Editor; 5],
+    /// 0 is the mode switch, 1..=5 the fields (the fifth, the password
+    /// again, only when creating an account).
     pub focus: usize,
     pub busy: bool,
     pub error: Option<String>,
 }
 
 impl AccountForm {
-    pub const LABELS: [&'static str; 4] = [
+    pub const LABELS: [&'static str; 5] = [
         "Server (host:port)",
         "Server certificate SHA-256 (optional)",
         "Username",
         "Password",
+        "Password again",
     ];
 
     pub fn new(server: &str) -> AccountForm {
-        let mut fields: [Editor; 4] = Default::default();
+        let mut fields: [Editor; 5] = Default::default();
         fields[0].set_text(server);
         AccountForm {
             mode: AccountMode::Register,
@@ -91,11 +93,26 @@ impl AccountForm {
         form.focus = 4;
         form
     }
+
+    /// How many fields the mode shows: a new account's password is typed
+    /// twice.
+    pub fn field_count(&self) -> usize {
+        match self.mode {
+            AccountMode::Register => 5,
+            AccountMode::Login => 4,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UnlockForm {
+    /// No state exists yet: this passphrase creates it, so it is chosen
+    /// (typed twice, long enough) rather than just entered.
+    pub new_state: bool,
     pub passphrase: Editor,
+    pub again: Editor,
+    /// The cursor is on `again`.
+    pub on_again: bool,
     pub busy: bool,
     pub error: Option<String>,
 }

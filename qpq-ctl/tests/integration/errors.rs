@@ -91,6 +91,23 @@ async fn each_error_has_its_status_and_says_what_to_do() {
         &["nosuch"],
     );
 
+    // 9: a new account's password must be long enough (the server never
+    // sees it, so nobody could ever say it is weak).
+    let short = eve
+        .run_stdin(
+            &[
+                "register",
+                "--server",
+                &srv.addr.to_string(),
+                "--password-stdin",
+                "eve",
+            ],
+            Some(b"hunter2\n"),
+        )
+        .await
+        .expect(9);
+    says(&short, &["password is 7 characters", "at least 10"]);
+
     // 6: refused by the server, with its E-code.
     let addr = srv.addr.to_string();
     let taken = eve

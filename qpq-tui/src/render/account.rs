@@ -9,6 +9,7 @@ use ratatui::Frame;
 use crate::app::{AccountForm, AccountMode, App, UnlockForm};
 use crate::input::Editor;
 use crate::wrap;
+use quicproquo_protocol::limits::MIN_PASSPHRASE_CHARS;
 
 fn frame_box(f: &mut Frame<'_>, area: Rect, title: &str, rows: u16) -> Rect {
     let w = area.width.min(64);
@@ -86,13 +87,17 @@ pub fn render_account(app: &App, form: &AccountForm, f: &mut Frame<'_>, area: Re
         Span::styled(log, mode_style),
     ]));
     let mut cursor = None;
-    for (i, label) in AccountForm::LABELS.iter().enumerate() {
+    for (i, label) in AccountForm::LABELS
+        .iter()
+        .enumerate()
+        .take(form.field_count())
+    {
         let focused = form.focus == i + 1;
         lines.push(Line::from(Span::styled(
             (*label).to_owned(),
             if focused { focus } else { dim },
         )));
-        let (value, cx) = field_line(&form.fields[i], i == 3, w.saturating_sub(2));
+        let (value, cx) = field_line(&form.fields[i], i >= 3, w.saturating_sub(2));
         if focused {
             cursor = Some((cx + 2, lines.len()));
         }
@@ -129,22 +134,52 @@ pub fn render_account(app: &App, form: &AccountForm, f: &mut Frame<'_>, area: Re
 
 pub fn render_unlock(app: &App, form: &UnlockForm, f: &mut Frame<'_>, area: Rect) {
     super::status::render(app, f, super::layout::areas(app, area).status);
-    let inner = frame_box(f, area, " Unlock ", 7);
+    let (title, height) = if form.new_state {
+        (" Choose a passphrase ", 12)
+    } else {
+        (" Unlock ", 7)
+    };
+    let inner = frame_box(f, area, title, height);
     let w = usize::from(inner.width);
+    let focus = Style::default().fg(Color::Yellow);
+    let dim = Style::default().fg(Color::DarkGray);
     let (value, cx) = field_line(&form.passphrase, true, w.saturating_sub(2));
-    let mut lines = vec![
-        Line::from(format!(
-            "Profile `{}`: qpqd needs the passphrase",
-            app.profile
-        )),
-        Line::from("that encrypts its state."),
-        Line::from(Span::styled(
-            "Passphrase",
-            Style::default().fg(Color::Yellow),
-        )),
-        Line::from(format!("> {value}")),
-        Line::default(),
-    ];
+    let mut lines = if form.new_state {
+        vec![
+            Line::from("No keyring found: choose a passphrase for"),
+            Line::from(format!("profile `{}`'s state.", app.profile)),
+            Line::from(format!(
+                "At least {MIN_PASSPHRASE_CHARS} characters. It cannot be recovered:"
+            )),
+            Line::from("forget it and everything qpqd keeps is lost."),
+        ]
+    } else {
+        vec![
+            Line::from(format!(
+                "Profile `{}`: qpqd needs the passphrase",
+                app.profile
+            )),
+            Line::from("that encrypts its state."),
+        ]
+    };
+    lines.push(Line::from(Span::styled(
+        "Passphrase",
+        if form.on_again { dim } else { focus },
+    )));
+    let mut cursor = (cx, lines.len());
+    lines.push(Line::from(format!("> {value}")));
+    if form.new_state {
+        let (again, ax) = field_line(&form.again, true, w.saturating_sub(2));
+        lines.push(Line::from(Span::styled(
+            "Passphrase again",
+            if form.on_again { focus } else { dim },
+        )));
+        if form.on_again {
+            cursor = (ax, lines.len());
+        }
+        lines.push(Line::from(format!("> {again}")));
+    }
+    lines.push(Line::default());
     if form.busy {
         lines.push(Line::from("Unlocking…"));
     } else if let Some(e) = &form.error {
@@ -154,14 +189,19 @@ pub fn render_unlock(app: &App, form: &UnlockForm, f: &mut Frame<'_>, area: Rect
         )));
     }
     lines.push(Line::from(Span::styled(
-        "Enter unlock · Ctrl+Q quit",
-        Style::default().fg(Color::DarkGray),
+        if form.new_state {
+            "Tab other field · Enter next/create · Ctrl+Q quit"
+        } else {
+            "Enter unlock · Ctrl+Q quit"
+        },
+        dim,
     )));
     f.render_widget(Paragraph::new(lines), inner);
-    if inner.height > 3 && inner.width > 0 {
+    let (x, y) = cursor;
+    if (y as u16) < inner.height && inner.width > 0 {
         f.set_cursor_position(Position {
-            x: inner.x + ((cx + 2) as u16).min(inner.width - 1),
-            y: inner.y + 3,
+            x: inner.x + ((x + 2) as u16).min(inner.width - 1),
+            y: inner.y + y as u16,
         });
     }
 }

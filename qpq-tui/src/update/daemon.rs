@@ -265,7 +265,10 @@ fn pick_screen(app: &mut App, fx: &mut Vec<Effect>) {
     let next = if status.keystore == KeystoreState::Locked {
         match &app.screen {
             Screen::Unlock(_) => return,
-            _ => Screen::Unlock(UnlockForm::default()),
+            _ => Screen::Unlock(UnlockForm {
+                new_state: status.new_state,
+                ..UnlockForm::default()
+            }),
         }
     } else if status.account.is_none() {
         match &app.screen {

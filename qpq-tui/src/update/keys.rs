@@ -17,6 +17,7 @@ use crate::config::KeyAction;
 use crate::input::Editor;
 use crate::render::layout::{areas, message_pane};
 use crate::timeline::View;
+use quicproquo_protocol::limits::{new_secret_problem, MIN_PASSPHRASE_CHARS, MIN_PASSWORD_CHARS};
 
 /// Rows the mouse wheel scrolls per notch.
 const WHEEL_ROWS: isize = 3;
@@ -526,8 +527,11 @@ fn account_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
         return;
     }
     match key.code {
-        KeyCode::Tab | KeyCode::Down => form.focus = (form.focus + 1) % 5,
-        KeyCode::BackTab | KeyCode::Up => form.focus = (form.focus + 4) % 5,
+        KeyCode::Tab | KeyCode::Down => form.focus = (form.focus + 1) % (form.field_count() + 1),
+        KeyCode::BackTab | KeyCode::Up => {
+            let n = form.field_count() + 1;
+            form.focus = (form.focus + n - 1) % n;
+        }
         KeyCode::Left | KeyCode::Right | KeyCode::Char(' ') if form.focus == 0 => {
             form.mode = match form.mode {
                 AccountMode::Register => AccountMode::Login,
@@ -535,7 +539,7 @@ fn account_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
             };
         }
         KeyCode::Enter => {
-            let [server, fingerprint, username, password] = &form.fields;
+            let [server, fingerprint, username, password, again] = &form.fields;
             let server = server.text().trim().to_owned();
             let username = username.text().trim().to_owned();
             let fp_text = fingerprint.text().trim().to_owned();
@@ -550,6 +554,22 @@ fn account_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
                 form.error = Some(format!("Enter {what}."));
                 form.focus = field;
                 return;
+            }
+            if form.mode == AccountMode::Register {
+                // The server never sees the password: nobody can reset it.
+                if let Some(problem) =
+                    new_secret_problem("password", &password.text(), MIN_PASSWORD_CHARS)
+                {
+                    form.error = Some(capitalized(&problem));
+                    form.focus = 4;
+                    return;
+                }
+                if again.text() != password.text() {
+                    form.error = Some("The two passwords differ: type it again.".into());
+                    form.fields[4].take();
+                    form.focus = 5;
+                    return;
+                }
             }
             let server_fingerprint = if fp_text.is_empty() {
                 None
@@ -595,16 +615,55 @@ fn unlock_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
     if form.busy {
         return;
     }
-    if key.code == KeyCode::Enter {
-        if form.passphrase.is_empty() {
-            form.error = Some("Enter the passphrase.".into());
-            return;
+    match key.code {
+        KeyCode::Tab | KeyCode::BackTab | KeyCode::Up | KeyCode::Down if form.new_state => {
+            form.on_again = !form.on_again;
         }
-        form.busy = true;
-        form.error = None;
-        let passphrase = Secret::new(form.passphrase.take());
-        fx.push(Effect::call(Call::Unlock(UnlockParams { passphrase })));
-    } else {
-        edit(&mut form.passphrase, &key);
+        KeyCode::Enter => {
+            if form.passphrase.is_empty() {
+                form.error = Some("Enter the passphrase.".into());
+                form.on_again = false;
+                return;
+            }
+            if form.new_state {
+                if let Some(problem) =
+                    new_secret_problem("passphrase", &form.passphrase.text(), MIN_PASSPHRASE_CHARS)
+                {
+                    form.error = Some(capitalized(&problem));
+                    form.on_again = false;
+                    return;
+                }
+                if !form.on_again && form.again.is_empty() {
+                    form.error = None;
+                    form.on_again = true;
+                    return;
+                }
+                if form.again.text() != form.passphrase.text() {
+                    form.error = Some("The two passphrases differ: type it again.".into());
+                    form.again.take();
+                    form.on_again = true;
+                    return;
+                }
+            }
+            form.busy = true;
+            form.error = None;
+            form.again.take();
+            let passphrase = Secret::new(form.passphrase.take());
+            fx.push(Effect::call(Call::Unlock(UnlockParams { passphrase })));
+        }
+        _ if form.on_again => {
+            edit(&mut form.again, &key);
+        }
+        _ => {
+            edit(&mut form.passphrase, &key);
+        }
     }
+}
+
+/// A sentence from a lower-case problem ("the password is…").
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }

@@ -672,13 +672,20 @@ fn first_run_registers_then_opens_the_main_screen() {
     );
     typed(&mut app, "alice");
     key(&mut app, KeyCode::Tab);
+    // A new account's password: long enough, and typed twice.
     typed(&mut app, "hunter2");
+    assert!(requests(&key(&mut app, KeyCode::Enter)).is_empty());
+    assert!(screen(&app).contains("at least 10"), "{}", screen(&app));
+    typed(&mut app, " is long now");
+    assert!(requests(&key(&mut app, KeyCode::Enter)).is_empty());
+    assert!(screen(&app).contains("differ"), "{}", screen(&app));
+    typed(&mut app, "hunter2 is long now");
     let fx = key(&mut app, KeyCode::Enter);
     match &requests(&fx)[..] {
         [Request::Call(Call::Register(p))] => {
             assert_eq!(p.username, "alice");
             assert_eq!(p.server, "127.0.0.1:7443");
-            assert_eq!(p.password.expose(), "hunter2");
+            assert_eq!(p.password.expose(), "hunter2 is long now");
         }
         other => panic!("{other:?}"),
     }
@@ -872,4 +879,40 @@ fn an_invitation_prompts_and_a_accepts_d_declines() {
         }))]
     );
     assert!(app.overlay.is_none(), "none left");
+}
+
+/// A fresh profile without a keyring: the passphrase creates the state, so
+/// it is chosen — explained, long enough, typed twice — before `unlock`.
+#[test]
+fn a_new_state_passphrase_is_chosen_twice() {
+    use quicproquo_protocol::ipc::methods::UnlockParams;
+    use quicproquo_protocol::ipc::values::KeystoreState;
+
+    let mut app = loading_app(80, 24);
+    let mut st = no_account_status();
+    st.keystore = KeystoreState::Locked;
+    st.new_state = true;
+    daemon(&mut app, DaemonEvent::Status(st));
+    let shown = screen(&app);
+    assert!(shown.contains("No keyring found"), "{shown}");
+    assert!(shown.contains("cannot be recovered"), "{shown}");
+
+    typed(&mut app, "short");
+    assert!(requests(&key(&mut app, KeyCode::Enter)).is_empty());
+    assert!(screen(&app).contains("at least 10"), "{}", screen(&app));
+    typed(&mut app, " but now long");
+    assert!(
+        requests(&key(&mut app, KeyCode::Enter)).is_empty(),
+        "Enter moves to the second field"
+    );
+    typed(&mut app, "short but now lonG");
+    assert!(requests(&key(&mut app, KeyCode::Enter)).is_empty());
+    assert!(screen(&app).contains("differ"), "{}", screen(&app));
+    typed(&mut app, "short but now long");
+    assert_eq!(
+        requests(&key(&mut app, KeyCode::Enter)),
+        [Request::Call(Call::Unlock(UnlockParams {
+            passphrase: quicproquo_protocol::ipc::values::Secret::new("short but now long"),
+        }))]
+    );
 }
