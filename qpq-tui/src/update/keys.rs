@@ -558,7 +558,7 @@ fn account_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
             if form.mode == AccountMode::Register {
                 // The server never sees the password: nobody can reset it.
                 if let Some(problem) =
-                    new_secret_problem("password", &password.text(), MIN_PASSWORD_CHARS)
+                    new_secret_problem("password", password.text(), MIN_PASSWORD_CHARS)
                 {
                     form.error = Some(capitalized(&problem));
                     form.focus = 4;
@@ -627,7 +627,7 @@ fn unlock_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
             }
             if form.new_state {
                 if let Some(problem) =
-                    new_secret_problem("passphrase", &form.passphrase.text(), MIN_PASSPHRASE_CHARS)
+                    new_secret_problem("passphrase", form.passphrase.text(), MIN_PASSPHRASE_CHARS)
                 {
                     form.error = Some(capitalized(&problem));
                     form.on_again = false;
