@@ -131,6 +131,10 @@ pub struct Paths {
     pub lock: PathBuf,
     /// Held by a front-end while it starts the daemon: one start at a time.
     pub spawn_lock: PathBuf,
+    /// Left by a daemon stopped on purpose (`shutdown`, `qpq-ctl daemon
+    /// stop`): front-ends do not start it again on their own until it is
+    /// started explicitly (or the runtime directory is cleared at boot).
+    pub stopped_marker: PathBuf,
     pub state_file: PathBuf,
     pub log_file: PathBuf,
 }
@@ -260,6 +264,7 @@ impl Paths {
 
         Ok(Paths {
             spawn_lock: runtime_dir.join(format!("{instance}.spawn.lock")),
+            stopped_marker: runtime_dir.join(format!("{instance}.stopped")),
             lock: data_dir.join("qpqd.lock"),
             state_file: data_dir.join(STATE_FILE),
             log_file: data_dir.join("qpqd.log"),

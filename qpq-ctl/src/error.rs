@@ -118,6 +118,10 @@ impl CtlError {
                  (`ls -ld`) and remove it if it is not yours, or set XDG_RUNTIME_DIR \
                  to a private directory of your own"
             }
+            CtlError::Connect(ConnectError::StoppedOnPurpose { .. }) => {
+                "`qpq-ctl daemon start` starts it again; until then commands fail at once \
+                 and followers (`recv --follow`, the TUI) wait"
+            }
             CtlError::Connect(ConnectError::Launch(_)) => {
                 "install qpqd next to qpq-ctl or on PATH, or set QPQ_DAEMON to its path"
             }

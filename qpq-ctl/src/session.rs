@@ -64,8 +64,13 @@ impl Session {
         }
     }
 
-    /// Starts qpqd when nobody answers, whatever `--no-autostart` says.
+    /// Starts qpqd when nobody answers, whatever `--no-autostart` says, and
+    /// even if it was stopped on purpose (this is the explicit start).
     pub async fn start(&self) -> Result<IpcClient, CtlError> {
-        Ok(IpcClient::connect_or_start_with(&self.paths, &self.launcher, &self.options).await?)
+        let options = ClientOptions {
+            start_stopped: true,
+            ..self.options.clone()
+        };
+        Ok(IpcClient::connect_or_start_with(&self.paths, &self.launcher, &options).await?)
     }
 }

@@ -55,7 +55,12 @@ async fn send(events: &mpsc::Sender<Action>, ev: DaemonEvent) -> bool {
 }
 
 async fn run(target: Target, events: mpsc::Sender<Action>, mut requests: mpsc::Receiver<Request>) {
-    let opts = ClientOptions::new("qpq-tui");
+    // Starting the TUI starts a daemon the user had stopped; once it was
+    // connected, the TUI only waits for a daemon stopped on purpose.
+    let mut opts = ClientOptions {
+        start_stopped: true,
+        ..ClientOptions::new("qpq-tui")
+    };
     let mut since: Option<Seq> = None;
     let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     let mut calls = JoinSet::new();
@@ -67,6 +72,7 @@ async fn run(target: Target, events: mpsc::Sender<Action>, mut requests: mpsc::R
         let reason = match connected {
             Ok(client) => {
                 backoff.reset();
+                opts.start_stopped = false;
                 match serve(&client, &mut since, &events, &mut requests, &mut calls).await {
                     Ended::UiGone => return,
                     Ended::Lost(reason) => reason,

@@ -72,6 +72,12 @@ async fn main() -> anyhow::Result<()> {
     let _lock = lifecycle::lock_profile(&paths.lock, &profile)?;
     lifecycle::harden_process();
     let listener = lifecycle::bind(&paths.socket)?;
+    // Started, however: front-ends may start it on their own again.
+    match std::fs::remove_file(&paths.stopped_marker) {
+        Ok(()) => tracing::info!("started after being stopped on purpose"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(error = %e, "could not clear the stopped-on-purpose mark"),
+    }
 
     // Read once, here: the rest of the daemon never reads the environment.
     let passphrase = std::env::var("QPQ_PASSPHRASE").ok().map(Zeroizing::new);
@@ -99,8 +105,16 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(profile, socket = %paths.socket.display(), "qpqd ready");
 
     let server = tokio::spawn(ipc_server::serve(listener, agent.clone()));
-    wait_for_stop(&agent).await;
+    let why = wait_for_stop(&agent, &paths).await;
     agent.request_shutdown();
+    if why == Stop::Requested {
+        // Stopped on purpose: front-ends must not start it again behind
+        // the user's back. Marked before the socket goes, so a front-end
+        // that finds no socket finds the mark.
+        if let Err(e) = write_private(&paths.stopped_marker) {
+            tracing::warn!(error = %e, "could not mark the daemon as stopped on purpose");
+        }
+    }
     let _ = server.await;
     // Every background task finishes its current step (a transaction in
     // flight completes) before the process exits.
@@ -110,27 +124,66 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_stop(agent: &Agent) {
+/// Why the daemon stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// `shutdown` over IPC (`qpq-ctl daemon stop`): on purpose.
+    Requested,
+    /// SIGTERM or SIGINT.
+    Signal,
+    /// Its socket or data directory was removed: nobody can reach it, and
+    /// its state may be gone; a daemon must not run on unseen.
+    Vanished,
+}
+
+async fn wait_for_stop(agent: &Agent, paths: &Paths) -> Stop {
     let mut stop = agent.shutdown_signal();
+    let vanished = async {
+        loop {
+            tokio::time::sleep(VANISHED_CHECK).await;
+            if !paths.socket.exists() || !paths.data_dir.exists() {
+                tracing::warn!(
+                    socket = %paths.socket.display(),
+                    data_dir = %paths.data_dir.display(),
+                    "the socket or the data directory was removed; stopping"
+                );
+                return;
+            }
+        }
+    };
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
+        if let (Ok(mut term), Ok(mut int)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
-        ) else {
-            let _ = stop.wait_for(|s| *s).await;
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-            _ = stop.wait_for(|s| *s) => {}
+        ) {
+            return tokio::select! {
+                _ = term.recv() => Stop::Signal,
+                _ = int.recv() => Stop::Signal,
+                _ = stop.wait_for(|s| *s) => Stop::Requested,
+                () = vanished => Stop::Vanished,
+            };
         }
     }
-    #[cfg(not(unix))]
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = stop.wait_for(|s| *s) => {}
+        _ = stop.wait_for(|s| *s) => Stop::Requested,
+        () = vanished => Stop::Vanished,
     }
+}
+
+/// How often the daemon checks that its socket and data directory are
+/// still there.
+const VANISHED_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Creates (or truncates) `path` as an empty file only this user can read.
+fn write_private(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
 }

@@ -71,6 +71,9 @@ pub struct ClientOptions {
     pub call_timeout: Duration,
     pub connect_timeout: Duration,
     pub start_timeout: Duration,
+    /// Start the daemon even if it was stopped on purpose (an explicit
+    /// start); clears the mark.
+    pub start_stopped: bool,
 }
 
 impl Default for ClientOptions {
@@ -80,6 +83,7 @@ impl Default for ClientOptions {
             call_timeout: CALL_TIMEOUT,
             connect_timeout: CONNECT_TIMEOUT,
             start_timeout: START_TIMEOUT,
+            start_stopped: false,
         }
     }
 }
@@ -116,6 +120,13 @@ pub enum ConnectError {
         socket.display()
     )]
     Untrusted { socket: PathBuf, reason: Untrusted },
+    /// Not running because it was stopped on purpose; not started again
+    /// behind the user's back.
+    #[error(
+        "qpqd was stopped on purpose (`qpq-ctl daemon stop`) and is not started again \
+         on its own: start it with `qpq-ctl daemon start` (or the TUI)"
+    )]
+    StoppedOnPurpose { marker: PathBuf },
     #[error("{}", version_message(*client, *daemon))]
     VersionMismatch { client: u32, daemon: Option<u32> },
     #[error("qpqd refused hello: {0}")]

@@ -244,6 +244,7 @@ async fn reconnect(
         crate::report::notice("qpqd went away; reconnecting…");
     }
     let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
+    let mut said_stopped = false;
     loop {
         let attempt = async {
             let client = session.connect().await?;
@@ -260,6 +261,17 @@ async fn reconnect(
                     crate::report::notice("reconnected to qpqd");
                 }
                 return Ok(Some(pair));
+            }
+            // Stopped on purpose: wait for it to be started, say so once,
+            // and never start it behind the user's back.
+            Err(CtlError::Connect(ConnectError::StoppedOnPurpose { .. })) => {
+                if !quiet && !said_stopped {
+                    crate::report::notice(
+                        "qpqd was stopped on purpose; waiting for it to be started again \
+                         (`qpq-ctl daemon start`)",
+                    );
+                }
+                said_stopped = true;
             }
             Err(e) if retryable(&e) => {}
             Err(e) => return Err(e),

@@ -65,6 +65,15 @@ async fn start_stop_status() {
     );
     let twice = user.json(&["daemon", "stop"]).await;
     assert_eq!(twice["changed"], false);
+    // Stopped on purpose, it stays stopped: a one-shot command (cron's
+    // `send`) fails at once and says why, instead of starting it again.
+    let refused = user.run(&["status"]).await.expect(3);
+    assert!(
+        refused.stderr.contains("stopped on purpose") && refused.stderr.contains("daemon start"),
+        "{}",
+        refused.stderr
+    );
+    user.run(&["daemon", "status"]).await.expect(3);
     // stop, then start at once: no race with the old daemon's lock.
     user.ok(&["daemon", "start"]).await;
     user.ok(&["daemon", "stop"]).await;
@@ -102,4 +111,59 @@ async fn the_daemons_files_are_private() {
         assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
     user.ok(&["daemon", "stop"]).await;
+}
+
+/// A follower (`recv --follow`) does not start again a daemon the user
+/// stopped: it says it waits, and goes on once the daemon is started
+/// explicitly, missing nothing sent meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_waits_for_a_daemon_stopped_on_purpose() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let srv = crate::harness::Server::start().await;
+    let root = crate::harness::root();
+    let [alice, bob] = User::registered(root.path(), &srv, ["alice", "bob"]).await;
+    alice.ok(&["dm", "bob"]).await;
+    alice.ok(&["send", "@bob", "m1"]).await;
+
+    let mut cmd = bob.command();
+    // Text output: its notices go to stderr (with --json it keeps quiet).
+    cmd.args(["recv", "--follow", "--since", "0"]);
+    let mut follower = cmd.spawn().unwrap();
+    let mut out = BufReader::new(follower.stdout.take().unwrap()).lines();
+    let mut err = BufReader::new(follower.stderr.take().unwrap()).lines();
+    let first = next_line(&mut out).await;
+    assert!(first.contains("m1"), "{first}");
+
+    bob.ok(&["daemon", "stop"]).await;
+    let said = tokio::time::timeout(crate::harness::WAIT, async {
+        while let Some(line) = err.next_line().await.unwrap() {
+            if line.contains("stopped on purpose") {
+                return line;
+            }
+        }
+        panic!("the follower ended without saying it waits");
+    })
+    .await
+    .expect("the follower says it waits");
+    assert!(said.contains("daemon start"), "{said}");
+    // It has tried and decided: the daemon is still stopped.
+    bob.run(&["daemon", "status"]).await.expect(3);
+
+    alice.ok(&["send", "@bob", "m2"]).await;
+    bob.ok(&["daemon", "start"]).await;
+    let second = next_line(&mut out).await;
+    assert!(second.contains("m2"), "{second}");
+    crate::harness::terminate(&mut follower).await;
+}
+
+/// The next line a follower prints, within the kit's wait.
+async fn next_line(
+    out: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) -> String {
+    tokio::time::timeout(crate::harness::WAIT, out.next_line())
+        .await
+        .expect("a line in time")
+        .unwrap()
+        .expect("the follower goes on")
 }

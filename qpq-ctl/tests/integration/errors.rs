@@ -400,6 +400,7 @@ async fn a_tampered_state_is_status_13_until_acknowledged() {
     bytes[12] ^= 0x40;
     std::fs::write(&counter, bytes).unwrap();
 
+    alice.ok(&["daemon", "start"]).await;
     let held = alice.run(&["status"]).await.expect(13);
     assert!(
         held.stdout.contains("integrity:")

@@ -626,3 +626,20 @@ fn pairs<A: rusqlite::types::FromSql, B: rusqlite::types::FromSql>(
         .map(Result::unwrap)
         .collect()
 }
+
+/// A daemon whose socket (or data directory) is removed cannot be reached
+/// and may have lost its files: it notices within seconds and exits
+/// cleanly, instead of running on unseen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_whose_socket_is_removed_exits() {
+    let root = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(root.path(), "gone").await;
+    std::fs::remove_file(paths_for(&d.home).socket).unwrap();
+    let child = d.child.as_mut().unwrap();
+    let status = tokio::time::timeout(quicproquo_testkit::WAIT, child.wait())
+        .await
+        .expect("qpqd exits once its socket is gone")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    d.child = None;
+}

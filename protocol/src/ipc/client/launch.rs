@@ -149,6 +149,20 @@ pub(super) async fn connect_or_start(
         Err(ConnectError::NotRunning { .. }) => {}
         done => return done,
     }
+    // A daemon the user stopped stays stopped until started explicitly;
+    // one that was never started, or that crashed, is started.
+    if paths.stopped_marker.exists() {
+        if !opts.start_stopped {
+            return Err(ConnectError::StoppedOnPurpose {
+                marker: paths.stopped_marker.clone(),
+            });
+        }
+        match std::fs::remove_file(&paths.stopped_marker) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ConnectError::Launch(e)),
+        }
+    }
     let _lock = spawn_lock(paths, opts.start_timeout + LOCK_MARGIN).await?;
     match IpcClient::connect_with(paths, opts).await {
         Err(ConnectError::NotRunning { .. }) => {}
