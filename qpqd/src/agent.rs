@@ -232,48 +232,94 @@ impl Agent {
         }
     }
 
-    /// The notifications after `since` (persisted), then a live receiver.
-    /// Subscribing first and reading the log second means nothing falls in
-    /// between; the caller drops live events with `seq <= ` the last replayed.
-    pub async fn subscribe(
-        &self,
-        since: Option<Seq>,
-    ) -> AgentResult<(Seq, Vec<Event>, broadcast::Receiver<Event>)> {
+    /// The newest sequence number, and a live receiver subscribed before
+    /// it was read, so nothing falls in between: the caller replays the log
+    /// up to that number page by page ([`Agent::backlog_page`]) and drops
+    /// live events with `seq <=` the last replayed.
+    pub async fn subscribe(&self) -> AgentResult<(Seq, broadcast::Receiver<Event>)> {
         let rx = self.events.subscribe();
-        let (latest, backlog) = self
+        let latest = self
             .core()?
-            .run(move |c| backlog(c, since))
+            .run(|c| notifications::latest(c.db()))
             .await
             .map_err(AgentError::internal)?;
-        Ok((Seq(latest), backlog, rx))
+        Ok((Seq(latest), rx))
+    }
+
+    /// One page of the log after `after` and up to `upto`, at most about
+    /// [`BACKLOG_PAGE_BYTES`] of it, and the sequence number the next page
+    /// starts after (`upto` when the log is exhausted). One core trip;
+    /// what a page holds is all the memory a replay takes at once.
+    pub async fn backlog_page(&self, after: Seq, upto: Seq) -> AgentResult<(Seq, Vec<Event>)> {
+        self.core()?
+            .run(move |c| backlog_page(c, after.0, upto.0))
+            .await
+            .map_err(AgentError::internal)
     }
 }
 
-/// The newest sequence number and the notifications logged after `since`.
-fn backlog(c: &mut Core, since: Option<Seq>) -> rusqlite::Result<(u64, Vec<Event>)> {
-    let latest = notifications::latest(c.db())?;
+/// The most bytes of notifications one backlog page reads (plus the one
+/// that crosses it): a replay from the beginning holds one page at a time.
+pub const BACKLOG_PAGE_BYTES: usize = 1024 * 1024;
+
+/// Notifications (at most) one page reads from the log.
+const BACKLOG_PAGE_ROWS: u32 = 256;
+
+fn backlog_page(c: &mut Core, after: u64, upto: u64) -> rusqlite::Result<(Seq, Vec<Event>)> {
+    let rows = notifications::since(c.db(), after, upto, BACKLOG_PAGE_ROWS)?;
+    // A short read reached `upto`: the next page starts after it.
+    let full = rows.len() == BACKLOG_PAGE_ROWS as usize;
     let mut out = Vec::new();
-    if let Some(Seq(from)) = since {
-        let mut cursor = from;
-        loop {
-            let page = notifications::since(c.db(), cursor, 500)?;
-            let Some(last) = page.last().map(|p| p.0) else {
-                break;
-            };
-            for (_, method, params) in page {
-                let raw = quicproquo_protocol::ipc::jsonrpc::RawNotification {
-                    method,
-                    params: serde_json::from_str(&params).unwrap_or_default(),
-                };
-                if let Ok(Some(n)) = Notification::from_raw(&raw) {
-                    out.push(n);
-                }
-            }
-            cursor = last;
+    let mut bytes = 0;
+    let mut cursor = after;
+    for (seq, method, params) in rows {
+        cursor = seq;
+        let raw = quicproquo_protocol::ipc::jsonrpc::RawNotification {
+            method,
+            params: serde_json::from_str(&params).unwrap_or_default(),
+        };
+        let n = match Notification::from_raw(&raw) {
+            Ok(Some(Notification::Message(m))) => match stored_message(c, m)? {
+                Some(n) => n,
+                None => continue,
+            },
+            Ok(Some(n)) => n,
+            Ok(None) | Err(_) => continue,
+        };
+        bytes += params.len() + event_text_len(&n);
+        out.push(n);
+        if bytes >= BACKLOG_PAGE_BYTES {
+            return Ok((Seq(cursor), out));
         }
     }
-    Ok((latest, out))
+    Ok((Seq(if full { cursor } else { upto.max(after) }), out))
 }
+
+fn event_text_len(n: &Event) -> usize {
+    match n {
+        Notification::Message(m) => m.message.text.len(),
+        _ => 0,
+    }
+}
+
+/// A logged `message` notification with its message as the history holds it
+/// now (the log keeps the id, not the text); `None` once the history no
+/// longer has it (discarded), so the log never outlives the history.
+fn stored_message(
+    c: &Core,
+    mut m: quicproquo_protocol::ipc::notifications::NewMessage,
+) -> rusqlite::Result<Option<Event>> {
+    let Some(stored) = db::messages::by_id(c.db(), db::Id(m.message.id.0))? else {
+        return Ok(None);
+    };
+    m.message = history::stored_message(c, &stored)?;
+    Ok(Some(Notification::Message(m)))
+}
+
+/// How many notifications the log keeps: older ones are deleted as new ones
+/// are logged. A front-end that resumes from before the oldest kept gets
+/// the replay from there on (and reloads what it shows anyway on reconnect).
+pub const NOTIFICATIONS_KEPT: u64 = 10_000;
 
 /// Appends a notification to the log inside the current transaction and
 /// returns it (with its sequence number) for publishing after commit.
@@ -283,9 +329,17 @@ pub(crate) fn emit(
 ) -> rusqlite::Result<Notification> {
     let seq = notifications::latest(c.db())? + 1;
     let n = build(Seq(seq));
-    let raw = n
+    let mut raw = n
         .to_raw()
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    // The log names a message by its id; a replay reads the text from the
+    // history (see `stored_message`), so no text outlives the history.
+    if let Some(text) = raw.params.pointer_mut("/message/text") {
+        *text = serde_json::Value::String(String::new());
+    }
+    if seq % 256 == 0 {
+        notifications::prune(c.db(), seq.saturating_sub(NOTIFICATIONS_KEPT))?;
+    }
     c.db().execute(
         "INSERT INTO notifications (seq, method, params, created_ms) VALUES (?1, ?2, ?3, ?4)",
         rusqlite::params![

@@ -45,9 +45,11 @@ use super::{ErrorObject, IpcErrorCode, LineBuffer, Notification, IPC_PROTOCOL_VE
 use crate::paths::{PathError, Paths};
 
 pub mod launch;
+pub mod paging;
 pub mod trust;
 
 pub use launch::{locate_daemon, spawn_detached, DaemonLauncher, DAEMON_PROGRAM};
+pub use paging::HistoryPage;
 pub use trust::Untrusted;
 
 /// How long a call waits for its answer by default.

@@ -171,12 +171,13 @@ fn fts_query(words: &str) -> Option<String> {
 }
 
 /// Full-text search over the whole history (or one conversation), best
-/// match first.
+/// match first, skipping the `offset` best.
 pub fn search(
     c: &Connection,
     words: &str,
     conversation: Option<Id>,
     limit: u32,
+    offset: u32,
 ) -> rusqlite::Result<Vec<Message>> {
     let Some(q) = fts_query(words) else {
         return Ok(Vec::new());
@@ -184,9 +185,9 @@ pub fn search(
     let mut st = c.prepare(&format!(
         "SELECT {COLUMNS} FROM messages_fts f JOIN messages m ON m.rowid = f.rowid
          WHERE messages_fts MATCH ?1 AND (?2 IS NULL OR m.conversation = ?2)
-         ORDER BY bm25(messages_fts), m.rowid DESC LIMIT ?3"
+         ORDER BY bm25(messages_fts), m.rowid DESC LIMIT ?3 OFFSET ?4"
     ))?;
-    let rows = st.query_map(params![q, conversation, limit], row)?;
+    let rows = st.query_map(params![q, conversation, limit, offset], row)?;
     rows.collect()
 }
 
@@ -306,13 +307,17 @@ mod tests {
         )
         .unwrap();
         insert(&c, &msg(conv, "lunch?", false)).unwrap();
-        assert_eq!(search(&c, "deploy", None, 10).unwrap().len(), 2, "prefix");
-        assert_eq!(search(&c, "deploy done", None, 10).unwrap().len(), 1);
+        assert_eq!(
+            search(&c, "deploy", None, 10, 0).unwrap().len(),
+            2,
+            "prefix"
+        );
+        assert_eq!(search(&c, "deploy done", None, 10, 0).unwrap().len(), 1);
         // Quotes, operators and stray punctuation are plain words.
-        assert_eq!(search(&c, "\"quota\" AND", None, 10).unwrap().len(), 1);
-        assert!(search(&c, "NEAR( ) * -", None, 10).is_ok());
-        assert!(search(&c, "   ", None, 10).unwrap().is_empty());
-        assert!(search(&c, "lunch", Some(Id::random()), 10)
+        assert_eq!(search(&c, "\"quota\" AND", None, 10, 0).unwrap().len(), 1);
+        assert!(search(&c, "NEAR( ) * -", None, 10, 0).is_ok());
+        assert!(search(&c, "   ", None, 10, 0).unwrap().is_empty());
+        assert!(search(&c, "lunch", Some(Id::random()), 10, 0)
             .unwrap()
             .is_empty());
     }
