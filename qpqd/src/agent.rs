@@ -351,3 +351,137 @@ pub(crate) fn emit(
     )?;
     Ok(n)
 }
+
+#[cfg(test)]
+mod log_tests {
+    use quicproquo_protocol::ipc::notifications::{ConnectionChange, NewMessage};
+    use quicproquo_protocol::ipc::values::ConnectionState;
+
+    use super::*;
+    use crate::db::conversations::{self, Conversation, Kind};
+    use crate::db::messages::{self, Message, State};
+    use crate::db::Id;
+
+    fn core() -> (tempfile::TempDir, Core, Id) {
+        let (d, conn) = db::test_db();
+        let conv = Conversation {
+            id: Id::random(),
+            kind: Kind::Group,
+            name: "team".into(),
+            group_id: vec![1; 16],
+            peer: None,
+            ciphersuite: crate::mls::Suite::Hybrid,
+            last_activity_ms: 0,
+            active: true,
+        };
+        conversations::insert(&conn, &conv, 0).unwrap();
+        (d, Core::new(conn), conv.id)
+    }
+
+    /// Stores our message `text` and logs its notification, as `send` does.
+    fn logged_message(c: &Core, conv: Id, text: &str) -> Id {
+        let m = Message {
+            id: Id::random(),
+            conversation: conv,
+            sender: "me".into(),
+            timestamp_ms: 1,
+            text: text.into(),
+            outgoing: true,
+            state: State::Queued,
+        };
+        messages::insert(c.db(), &m).unwrap();
+        emit(c, |seq| {
+            Notification::Message(NewMessage {
+                seq,
+                message: history::ipc_message(&m),
+            })
+        })
+        .unwrap();
+        m.id
+    }
+
+    fn connection(c: &Core) {
+        emit(c, |seq| {
+            Notification::Connection(ConnectionChange {
+                seq,
+                state: ConnectionState::Online,
+                detail: String::new(),
+            })
+        })
+        .unwrap();
+    }
+
+    fn texts(page: &[Event]) -> Vec<String> {
+        page.iter()
+            .filter_map(|n| match n {
+                Notification::Message(m) => Some(m.message.text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_log_keeps_no_text_and_forgets_what_the_history_forgot() {
+        let (_d, mut c, conv) = core();
+        let id = logged_message(&c, conv, "the secret plan");
+        let logged: String = c
+            .db()
+            .query_row("SELECT group_concat(params) FROM notifications", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(!logged.contains("secret"), "text in the log: {logged}");
+        let (_, page) = backlog_page(&mut c, 0, u64::MAX).unwrap();
+        assert_eq!(texts(&page), ["the secret plan"], "replayed from the history");
+        messages::delete(c.db(), id).unwrap();
+        let (next, page) = backlog_page(&mut c, 0, 1).unwrap();
+        assert!(page.is_empty(), "a message gone from the history: {page:?}");
+        assert_eq!(next, Seq(1));
+    }
+
+    #[test]
+    fn the_log_is_pruned_to_the_newest_it_keeps() {
+        let (_d, c, _) = core();
+        c.db().execute_batch("BEGIN").unwrap();
+        for _ in 0..NOTIFICATIONS_KEPT + 600 {
+            connection(&c);
+        }
+        c.db().execute_batch("COMMIT").unwrap();
+        let rows: u64 = c
+            .db()
+            .query_row("SELECT count(*) FROM notifications", [], |r| r.get(0))
+            .unwrap();
+        assert!(rows <= NOTIFICATIONS_KEPT + 256, "{rows} kept");
+        assert!(rows >= NOTIFICATIONS_KEPT, "{rows} kept");
+    }
+
+    /// A replay from the beginning reads a page of at most about a MiB at a
+    /// time (the whole log once went into memory at once), and one past the
+    /// newest number reads nothing.
+    #[test]
+    fn the_backlog_is_read_in_pages_bounded_in_bytes() {
+        let (_d, mut c, conv) = core();
+        let big = "\"".repeat(crate::payload::MAX_TEXT_BYTES);
+        for _ in 0..40 {
+            logged_message(&c, conv, &big);
+        }
+        for _ in 0..300 {
+            connection(&c);
+        }
+        let latest = notifications::latest(c.db()).unwrap();
+        let (mut cursor, mut pages, mut seen) = (0, 0, 0);
+        while cursor < latest {
+            let (next, page) = backlog_page(&mut c, cursor, latest).unwrap();
+            assert!(next.0 > cursor, "a page moves on");
+            let bytes: usize = texts(&page).iter().map(String::len).sum();
+            assert!(bytes <= BACKLOG_PAGE_BYTES + big.len(), "{bytes} in a page");
+            seen += page.len();
+            cursor = next.0;
+            pages += 1;
+        }
+        assert_eq!(seen as u64, latest, "every notification, once");
+        assert!(pages >= 4, "{pages} pages");
+        let (next, page) = backlog_page(&mut c, u64::MAX, u64::MAX).unwrap();
+        assert!(page.is_empty() && next == Seq(u64::MAX));
+    }
+}

@@ -10,6 +10,7 @@ mod conversations;
 mod crash;
 mod defences;
 mod harness;
+mod load;
 mod outbox;
 mod promises;
 mod robustness;
