@@ -72,7 +72,7 @@ async fn alice_with_big_messages(root: &std::path::Path, srv: &Server, n: usize)
     let [alice] = Daemon::registered(root, srv, ["alice"]).await;
     alice.create_group("solo", &[], Ciphersuite::Classic).await;
     for i in 0..n {
-        alice.send("#solo", &worst(&format!("big{i}"))).await.unwrap();
+        alice.send("solo", &worst(&format!("big{i}"))).await.unwrap();
     }
     alice
 }
@@ -161,7 +161,7 @@ async fn a_client_that_never_reads_cannot_grow_the_daemon() {
     let alice = alice_with_big_messages(root.path(), &srv, 8).await;
     let idle = rss_kib(&alice);
     let mut raw = Raw::connect(&alice);
-    let request = r##"{"jsonrpc":"2.0","id":1,"method":"history","params":{"conversation":"#solo","limit":50}}"##;
+    let request = r##"{"jsonrpc":"2.0","id":1,"method":"history","params":{"conversation":"solo","limit":50}}"##;
     let mut stream = raw.0.get_mut().try_clone().unwrap();
     // The writer stops when the daemon stops reading (its write blocks).
     stream
@@ -191,7 +191,7 @@ async fn a_client_that_never_reads_cannot_grow_the_daemon() {
     assert!(peak < idle + bound, "{idle} KiB idle, {peak} KiB peak");
     // Everyone else is served meanwhile.
     let started = Instant::now();
-    alice.history("#solo").await;
+    alice.history("solo").await;
     assert!(started.elapsed() < Duration::from_secs(5));
     // The stalled client still gets its answers once it reads.
     let first = raw.line().expect("an answer");
@@ -210,7 +210,7 @@ async fn a_subscriber_that_cannot_keep_up_is_disconnected_with_a_reason() {
     raw.send(r#"{"jsonrpc":"2.0","id":1,"method":"subscribe"}"#);
     assert!(raw.line().unwrap()["result"]["seq"].is_u64());
     for i in 0..N {
-        alice.send("#solo", &worst(&format!("big{i}"))).await.unwrap();
+        alice.send("solo", &worst(&format!("big{i}"))).await.unwrap();
     }
     let (mut last, mut lines) = (0, Vec::new());
     while let Some(v) = raw.line() {
@@ -249,12 +249,12 @@ async fn a_since_past_the_newest_replays_nothing() {
     let srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
     let alice = alice_with_big_messages(root.path(), &srv, 0).await;
-    alice.send("#solo", "before").await.unwrap();
+    alice.send("solo", "before").await.unwrap();
     let mut raw = Raw::connect(&alice);
     raw.send(r#"{"jsonrpc":"2.0","id":1,"method":"subscribe","params":{"since":18446744073709551615}}"#);
     let latest = raw.line().unwrap()["result"]["seq"].as_u64().unwrap();
     assert!(latest > 0);
-    alice.send("#solo", "after").await.unwrap();
+    alice.send("solo", "after").await.unwrap();
     // The first notification is a new one, not a replay.
     let first = raw.line().unwrap();
     assert!(first["params"]["seq"].as_u64().unwrap() > latest, "{first}");
@@ -280,7 +280,7 @@ async fn peak_rss_under_load() {
             .get_mut()
             .set_write_timeout(Some(Duration::from_secs(2)))
             .unwrap();
-        let line = r##"{"jsonrpc":"2.0","id":1,"method":"history","params":{"conversation":"#solo","limit":500}}"##;
+        let line = r##"{"jsonrpc":"2.0","id":1,"method":"history","params":{"conversation":"solo","limit":500}}"##;
         for _ in 0..20_000 {
             if raw.0.get_mut().write_all(format!("{line}\n").as_bytes()).is_err() {
                 break;
@@ -305,7 +305,7 @@ async fn peak_rss_under_load() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let started = Instant::now();
-    alice.history("#solo").await;
+    alice.history("solo").await;
     println!(
         "qpqd RSS: idle {idle} KiB; item 3 (10 connections never reading) peak {item3} KiB; \
          item 4 (6 subscribers since 0 over {LOGGED} x 64 KiB, never reading) peak {item4} KiB; \
