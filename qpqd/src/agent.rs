@@ -432,7 +432,11 @@ mod log_tests {
             .unwrap();
         assert!(!logged.contains("secret"), "text in the log: {logged}");
         let (_, page) = backlog_page(&mut c, 0, u64::MAX).unwrap();
-        assert_eq!(texts(&page), ["the secret plan"], "replayed from the history");
+        assert_eq!(
+            texts(&page),
+            ["the secret plan"],
+            "replayed from the history"
+        );
         messages::delete(c.db(), id).unwrap();
         let (next, page) = backlog_page(&mut c, 0, 1).unwrap();
         assert!(page.is_empty(), "a message gone from the history: {page:?}");

@@ -72,7 +72,10 @@ async fn alice_with_big_messages(root: &std::path::Path, srv: &Server, n: usize)
     let [alice] = Daemon::registered(root, srv, ["alice"]).await;
     alice.create_group("solo", &[], Ciphersuite::Classic).await;
     for i in 0..n {
-        alice.send("solo", &worst(&format!("big{i}"))).await.unwrap();
+        alice
+            .send("solo", &worst(&format!("big{i}")))
+            .await
+            .unwrap();
     }
     alice
 }
@@ -118,11 +121,20 @@ async fn a_peer_cannot_make_history_search_or_the_backlog_too_long_to_read() {
         })
         .await
         .expect("history answers whatever the messages hold");
-    assert!(!page.is_empty() && page.len() < N, "{} messages", page.len());
+    assert!(
+        !page.is_empty() && page.len() < N,
+        "{} messages",
+        page.len()
+    );
     assert!(serde_json::to_vec(&page).unwrap().len() <= MAX_REPLY_BYTES);
     assert_eq!(page.last().unwrap().text, sent[N - 1], "the newest first");
     // Paging on reads them all, in order.
-    let all: Vec<String> = alice.history("@bob").await.into_iter().map(|m| m.text).collect();
+    let all: Vec<String> = alice
+        .history("@bob")
+        .await
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
     assert_eq!(all, sent);
 
     // Search: one answer fits; paging on finds every match once.
@@ -186,7 +198,10 @@ async fn a_client_that_never_reads_cannot_grow_the_daemon() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(writer.join().unwrap(), "qpqd stopped reading the connection");
+    assert!(
+        writer.join().unwrap(),
+        "qpqd stopped reading the connection"
+    );
     peak = peak.max(rss_kib(&alice));
     assert!(peak < idle + bound, "{idle} KiB idle, {peak} KiB peak");
     // Everyone else is served meanwhile.
@@ -210,7 +225,10 @@ async fn a_subscriber_that_cannot_keep_up_is_disconnected_with_a_reason() {
     raw.send(r#"{"jsonrpc":"2.0","id":1,"method":"subscribe"}"#);
     assert!(raw.line().unwrap()["result"]["seq"].is_u64());
     for i in 0..N {
-        alice.send("solo", &worst(&format!("big{i}"))).await.unwrap();
+        alice
+            .send("solo", &worst(&format!("big{i}")))
+            .await
+            .unwrap();
     }
     let (mut last, mut lines) = (0, Vec::new());
     while let Some(v) = raw.line() {
@@ -251,7 +269,9 @@ async fn a_since_past_the_newest_replays_nothing() {
     let alice = alice_with_big_messages(root.path(), &srv, 0).await;
     alice.send("solo", "before").await.unwrap();
     let mut raw = Raw::connect(&alice);
-    raw.send(r#"{"jsonrpc":"2.0","id":1,"method":"subscribe","params":{"since":18446744073709551615}}"#);
+    raw.send(
+        r#"{"jsonrpc":"2.0","id":1,"method":"subscribe","params":{"since":18446744073709551615}}"#,
+    );
     let latest = raw.line().unwrap()["result"]["seq"].as_u64().unwrap();
     assert!(latest > 0);
     alice.send("solo", "after").await.unwrap();
@@ -282,7 +302,12 @@ async fn peak_rss_under_load() {
             .unwrap();
         let line = r##"{"jsonrpc":"2.0","id":1,"method":"history","params":{"conversation":"solo","limit":500}}"##;
         for _ in 0..20_000 {
-            if raw.0.get_mut().write_all(format!("{line}\n").as_bytes()).is_err() {
+            if raw
+                .0
+                .get_mut()
+                .write_all(format!("{line}\n").as_bytes())
+                .is_err()
+            {
                 break;
             }
         }
