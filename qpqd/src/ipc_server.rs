@@ -28,6 +28,7 @@ use quicproquo_protocol::ipc::methods::Call;
 use quicproquo_protocol::ipc::MAX_LINE;
 use tokio::io::AsyncReadExt;
 use tokio::task::JoinSet;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::agent::Agent;
 use crate::lifecycle;
@@ -62,11 +63,15 @@ pub async fn serve(listener: Listener, agent: Arc<Agent>) {
 async fn serve_connection(stream: Stream, agent: Arc<Agent>) {
     let (mut read, write) = tokio::io::split(stream);
     let (tx, writer) = WriteQueue::start(write);
+    // The writer and the notification stream end with this task, also when
+    // it is aborted at shutdown: each holds the connection (and the stream
+    // the agent), so a front-end would never see the daemon go.
+    let writer = AbortOnDropHandle::new(writer);
     let mut buf = LineBuffer::new();
     let mut chunk = vec![0u8; 64 * 1024];
     let handler = AgentHandler::new(agent);
     let mut greeted = false;
-    let mut forwarder: Option<tokio::task::JoinHandle<()>> = None;
+    let mut forwarder: Option<AbortOnDropHandle<()>> = None;
     'conn: loop {
         let n = tokio::select! {
             r = read.read(&mut chunk) => match r {
@@ -107,9 +112,7 @@ async fn serve_connection(stream: Stream, agent: Arc<Agent>) {
             if matches!(req.call, Call::Subscribe(_)) {
                 // A new subscription replaces the old one; stopping the old
                 // first means no notification is written twice.
-                if let Some(f) = forwarder.take() {
-                    f.abort();
-                }
+                drop(forwarder.take());
             }
             let response = if !greeted && !hello {
                 Response::error(
@@ -136,13 +139,11 @@ async fn serve_connection(stream: Stream, agent: Arc<Agent>) {
                 break 'conn;
             }
             if let Some(opened) = handler.take_subscription() {
-                forwarder = Some(opened.start(tx.clone()));
+                forwarder = Some(AbortOnDropHandle::new(opened.start(tx.clone())));
             }
         }
     }
-    if let Some(f) = forwarder {
-        f.abort();
-    }
+    drop(forwarder);
     drop(tx);
     let _ = writer.await;
 }
