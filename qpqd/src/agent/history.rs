@@ -43,7 +43,10 @@ impl Agent {
         self.core()?
             .run(move |c| {
                 let conv = find(c, &r)?;
-                let stored = messages::history(c.db(), conv.id, before, limit)?;
+                // No message's JSON is shorter than its text: rows past
+                // that many bytes of text could not be sent anyway.
+                let stored =
+                    messages::history_within(c.db(), conv.id, before, limit, MAX_REPLY_BYTES)?;
                 // The newest that fit: the caller goes on before the oldest.
                 let mut out = fit(c, stored.iter().rev())?;
                 out.reverse();

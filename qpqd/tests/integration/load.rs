@@ -286,13 +286,43 @@ async fn a_since_past_the_newest_replays_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement; run by hand"]
 async fn peak_rss_under_load() {
+    use quicproquo_protocol::ipc::methods::NoParams;
     const LOGGED: usize = 300;
     let srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
-    let alice = alice_with_big_messages(root.path(), &srv, LOGGED).await;
-    let idle = rss_kib(&alice);
-    // Item 3: 10 connections sending `history` requests, never reading.
-    let mut item3 = idle;
+    let mut alice = alice_with_big_messages(root.path(), &srv, LOGGED).await;
+    alice.wait_outbox_empty().await;
+
+    // Item 4: six subscribers from the beginning of a log of LOGGED 64 KiB
+    // messages, never reading; `status` meanwhile. A fresh process each.
+    alice.restart().await;
+    let idle4 = rss_kib(&alice);
+    let mut peak4 = idle4;
+    let mut subs = Vec::new();
+    for _ in 0..6 {
+        let mut raw = Raw::connect(&alice);
+        raw.send(r#"{"jsonrpc":"2.0","id":1,"method":"subscribe","params":{"since":0}}"#);
+        subs.push(raw);
+    }
+    let mut slowest_status = Duration::ZERO;
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        peak4 = peak4.max(rss_kib(&alice));
+        let started = Instant::now();
+        alice
+            .client
+            .request::<method::Status>(NoParams {})
+            .await
+            .unwrap();
+        slowest_status = slowest_status.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(subs);
+
+    // Item 3: ten connections sending `history` requests, never reading.
+    alice.restart().await;
+    let idle3 = rss_kib(&alice);
+    let mut peak3 = idle3;
     let mut raws = Vec::new();
     for _ in 0..10 {
         let mut raw = Raw::connect(&alice);
@@ -301,7 +331,7 @@ async fn peak_rss_under_load() {
             .set_write_timeout(Some(Duration::from_secs(2)))
             .unwrap();
         let line = r##"{"jsonrpc":"2.0","id":1,"method":"history","params":{"conversation":"solo","limit":500}}"##;
-        for _ in 0..20_000 {
+        for i in 0..20_000 {
             if raw
                 .0
                 .get_mut()
@@ -310,31 +340,19 @@ async fn peak_rss_under_load() {
             {
                 break;
             }
+            if i % 100 == 0 {
+                peak3 = peak3.max(rss_kib(&alice));
+            }
         }
-        item3 = item3.max(rss_kib(&alice));
         raws.push(raw);
     }
-    drop(raws);
-    // Item 4: six subscribers from the beginning of a log of LOGGED 64 KiB
-    // messages, never reading.
-    let mut item4 = rss_kib(&alice);
-    let mut subs = Vec::new();
-    for _ in 0..6 {
-        let mut raw = Raw::connect(&alice);
-        raw.send(r#"{"jsonrpc":"2.0","id":1,"method":"subscribe","params":{"since":0}}"#);
-        subs.push(raw);
-    }
-    let until = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < until {
-        item4 = item4.max(rss_kib(&alice));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let started = Instant::now();
-    alice.history("solo").await;
+    peak3 = peak3.max(rss_kib(&alice));
     println!(
-        "qpqd RSS: idle {idle} KiB; item 3 (10 connections never reading) peak {item3} KiB; \
-         item 4 (6 subscribers since 0 over {LOGGED} x 64 KiB, never reading) peak {item4} KiB; \
-         history meanwhile {:?}",
-        started.elapsed()
+        "qpqd RSS (KiB): item 4, 6 subscribers since 0 over {LOGGED} x 64 KiB never reading: \
+         idle {idle4}, peak {peak4} (+{}), slowest status meanwhile {slowest_status:?}; \
+         item 3, 10 connections sending history (limit 500) never reading: idle {idle3}, \
+         peak {peak3} (+{})",
+        peak4 - idle4,
+        peak3 - idle3,
     );
 }
