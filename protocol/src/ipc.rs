@@ -27,7 +27,7 @@ pub mod methods;
 pub mod notifications;
 pub mod values;
 
-pub use codec::{LineBuffer, LineError, MAX_LINE};
+pub use codec::{LineBuffer, LineError, MAX_LINE, MAX_REPLY_BYTES};
 pub use error::{ErrorObject, IpcError, IpcErrorCode};
 pub use jsonrpc::{Id, IncomingRequest, MalformedLine, RawNotification, Response, ServerMessage};
 pub use methods::{Call, Method};

@@ -159,7 +159,9 @@ fn call_exit(e: &CallError) -> Exit {
             }
             Some(IpcErrorCode::Conflict) => Exit::Conflict,
             Some(IpcErrorCode::IdentityChanged) => Exit::IdentityChanged,
-            Some(IpcErrorCode::VersionMismatch) => Exit::DaemonUnreachable,
+            Some(IpcErrorCode::VersionMismatch) | Some(IpcErrorCode::TooSlow) => {
+                Exit::DaemonUnreachable
+            }
             Some(IpcErrorCode::ParseError)
             | Some(IpcErrorCode::InvalidRequest)
             | Some(IpcErrorCode::MethodNotFound)

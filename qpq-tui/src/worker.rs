@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use quicproquo_protocol::ipc::client::CallError;
 use quicproquo_protocol::ipc::client::{ClientOptions, DaemonLauncher, IpcClient, Subscription};
-use quicproquo_protocol::ipc::methods::{method, HistoryParams, NoParams};
-use quicproquo_protocol::ipc::values::{ConversationId, ConversationRef, Limit, Message, Seq};
+use quicproquo_protocol::ipc::methods::{method, NoParams};
+use quicproquo_protocol::ipc::values::{ConversationId, ConversationRef, Message, Seq};
 use quicproquo_protocol::ipc::{Call, IpcErrorCode};
 use quicproquo_protocol::paths::Paths;
 use tokio::sync::mpsc;
@@ -264,15 +264,16 @@ async fn answer(client: &IpcClient, call: Call) -> CallResult {
             DaemonEvent::Conversations(client.request::<method::Conversations>(p).await?)
         }
         Call::History(p) => {
-            let limit = p.limit.get();
             let (conversation, before) = (id_of(&p.conversation), p.before);
-            let messages = client.request::<method::History>(p).await?;
+            let page = client
+                .history_pages(&p.conversation, p.before, p.limit.get())
+                .await?;
             match conversation {
                 Some(conversation) => DaemonEvent::History {
                     conversation,
                     before,
-                    complete: messages.len() < limit,
-                    messages,
+                    complete: page.complete,
+                    messages: page.messages,
                     target: None,
                 },
                 None => return Ok(None),
@@ -353,13 +354,12 @@ async fn answer(client: &IpcClient, call: Call) -> CallResult {
             client.request::<method::MessageDiscard>(p).await?;
             DaemonEvent::Discarded(id)
         }
-        Call::Search(p) => {
-            let query = p.query.clone();
-            DaemonEvent::SearchResults {
-                messages: client.request::<method::Search>(p).await?,
-                query,
-            }
-        }
+        Call::Search(p) => DaemonEvent::SearchResults {
+            messages: client
+                .search_pages(&p.query, p.conversation.as_ref(), p.limit.get())
+                .await?,
+            query: p.query,
+        },
         Call::IntegrityAcknowledge(p) => {
             let r = client.request::<method::IntegrityAcknowledge>(p).await?;
             let mut text = format!(
@@ -412,20 +412,15 @@ async fn history(
     until: Option<quicproquo_protocol::ipc::values::MessageId>,
 ) -> Result<(Vec<Message>, bool), CallError> {
     let n = if until.is_some() { SEARCH_PAGE } else { PAGE };
-    let limit = Limit::new(n).unwrap_or_default();
     let mut all: Vec<Message> = Vec::new();
     loop {
         let page = client
-            .request::<method::History>(HistoryParams {
-                conversation: conversation.clone(),
-                before,
-                limit,
-            })
+            .history_pages(&conversation, before, usize::from(n))
             .await?;
-        let complete = page.len() < limit.get();
+        let complete = page.complete;
+        let mut page = page.messages;
         let found = until.is_some_and(|t| page.iter().any(|m| m.id == t));
         before = page.first().map(|m| m.id);
-        let mut page = page;
         page.extend(all);
         all = page;
         if until.is_none() || found || complete || before.is_none() || all.len() >= SEARCH_DEPTH {

@@ -241,48 +241,94 @@ impl Agent {
         }
     }
 
-    /// The notifications after `since` (persisted), then a live receiver.
-    /// Subscribing first and reading the log second means nothing falls in
-    /// between; the caller drops live events with `seq <= ` the last replayed.
-    pub async fn subscribe(
-        &self,
-        since: Option<Seq>,
-    ) -> AgentResult<(Seq, Vec<Event>, broadcast::Receiver<Event>)> {
+    /// The newest sequence number, and a live receiver subscribed before
+    /// it was read, so nothing falls in between: the caller replays the log
+    /// up to that number page by page ([`Agent::backlog_page`]) and drops
+    /// live events with `seq <=` the last replayed.
+    pub async fn subscribe(&self) -> AgentResult<(Seq, broadcast::Receiver<Event>)> {
         let rx = self.events.subscribe();
-        let (latest, backlog) = self
+        let latest = self
             .core()?
-            .run(move |c| backlog(c, since))
+            .run(|c| notifications::latest(c.db()))
             .await
             .map_err(AgentError::internal)?;
-        Ok((Seq(latest), backlog, rx))
+        Ok((Seq(latest), rx))
+    }
+
+    /// One page of the log after `after` and up to `upto`, at most about
+    /// [`BACKLOG_PAGE_BYTES`] of it, and the sequence number the next page
+    /// starts after (`upto` when the log is exhausted). One core trip;
+    /// what a page holds is all the memory a replay takes at once.
+    pub async fn backlog_page(&self, after: Seq, upto: Seq) -> AgentResult<(Seq, Vec<Event>)> {
+        self.core()?
+            .run(move |c| backlog_page(c, after.0, upto.0))
+            .await
+            .map_err(AgentError::internal)
     }
 }
 
-/// The newest sequence number and the notifications logged after `since`.
-fn backlog(c: &mut Core, since: Option<Seq>) -> rusqlite::Result<(u64, Vec<Event>)> {
-    let latest = notifications::latest(c.db())?;
+/// The most bytes of notifications one backlog page reads (plus the one
+/// that crosses it): a replay from the beginning holds one page at a time.
+pub const BACKLOG_PAGE_BYTES: usize = 1024 * 1024;
+
+/// Notifications (at most) one page reads from the log.
+const BACKLOG_PAGE_ROWS: u32 = 256;
+
+fn backlog_page(c: &mut Core, after: u64, upto: u64) -> rusqlite::Result<(Seq, Vec<Event>)> {
+    let rows = notifications::since(c.db(), after, upto, BACKLOG_PAGE_ROWS)?;
+    // A short read reached `upto`: the next page starts after it.
+    let full = rows.len() == BACKLOG_PAGE_ROWS as usize;
     let mut out = Vec::new();
-    if let Some(Seq(from)) = since {
-        let mut cursor = from;
-        loop {
-            let page = notifications::since(c.db(), cursor, 500)?;
-            let Some(last) = page.last().map(|p| p.0) else {
-                break;
-            };
-            for (_, method, params) in page {
-                let raw = quicproquo_protocol::ipc::jsonrpc::RawNotification {
-                    method,
-                    params: serde_json::from_str(&params).unwrap_or_default(),
-                };
-                if let Ok(Some(n)) = Notification::from_raw(&raw) {
-                    out.push(n);
-                }
-            }
-            cursor = last;
+    let mut bytes = 0;
+    let mut cursor = after;
+    for (seq, method, params) in rows {
+        cursor = seq;
+        let raw = quicproquo_protocol::ipc::jsonrpc::RawNotification {
+            method,
+            params: serde_json::from_str(&params).unwrap_or_default(),
+        };
+        let n = match Notification::from_raw(&raw) {
+            Ok(Some(Notification::Message(m))) => match stored_message(c, m)? {
+                Some(n) => n,
+                None => continue,
+            },
+            Ok(Some(n)) => n,
+            Ok(None) | Err(_) => continue,
+        };
+        bytes += params.len() + event_text_len(&n);
+        out.push(n);
+        if bytes >= BACKLOG_PAGE_BYTES {
+            return Ok((Seq(cursor), out));
         }
     }
-    Ok((latest, out))
+    Ok((Seq(if full { cursor } else { upto.max(after) }), out))
 }
+
+fn event_text_len(n: &Event) -> usize {
+    match n {
+        Notification::Message(m) => m.message.text.len(),
+        _ => 0,
+    }
+}
+
+/// A logged `message` notification with its message as the history holds it
+/// now (the log keeps the id, not the text); `None` once the history no
+/// longer has it (discarded), so the log never outlives the history.
+fn stored_message(
+    c: &Core,
+    mut m: quicproquo_protocol::ipc::notifications::NewMessage,
+) -> rusqlite::Result<Option<Event>> {
+    let Some(stored) = db::messages::by_id(c.db(), db::Id(m.message.id.0))? else {
+        return Ok(None);
+    };
+    m.message = history::stored_message(c, &stored)?;
+    Ok(Some(Notification::Message(m)))
+}
+
+/// How many notifications the log keeps: older ones are deleted as new ones
+/// are logged. A front-end that resumes from before the oldest kept gets
+/// the replay from there on (and reloads what it shows anyway on reconnect).
+pub const NOTIFICATIONS_KEPT: u64 = 10_000;
 
 /// Appends a notification to the log inside the current transaction and
 /// returns it (with its sequence number) for publishing after commit.
@@ -292,9 +338,17 @@ pub(crate) fn emit(
 ) -> rusqlite::Result<Notification> {
     let seq = notifications::latest(c.db())? + 1;
     let n = build(Seq(seq));
-    let raw = n
+    let mut raw = n
         .to_raw()
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    // The log names a message by its id; a replay reads the text from the
+    // history (see `stored_message`), so no text outlives the history.
+    if let Some(text) = raw.params.pointer_mut("/message/text") {
+        *text = serde_json::Value::String(String::new());
+    }
+    if seq % 256 == 0 {
+        notifications::prune(c.db(), seq.saturating_sub(NOTIFICATIONS_KEPT))?;
+    }
     c.db().execute(
         "INSERT INTO notifications (seq, method, params, created_ms) VALUES (?1, ?2, ?3, ?4)",
         rusqlite::params![
@@ -305,4 +359,142 @@ pub(crate) fn emit(
         ],
     )?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod log_tests {
+    use quicproquo_protocol::ipc::notifications::{ConnectionChange, NewMessage};
+    use quicproquo_protocol::ipc::values::ConnectionState;
+
+    use super::*;
+    use crate::db::conversations::{self, Conversation, Kind};
+    use crate::db::messages::{self, Message, State};
+    use crate::db::Id;
+
+    fn core() -> (tempfile::TempDir, Core, Id) {
+        let (d, conn) = db::test_db();
+        let conv = Conversation {
+            id: Id::random(),
+            kind: Kind::Group,
+            name: "team".into(),
+            group_id: vec![1; 16],
+            peer: None,
+            ciphersuite: crate::mls::Suite::Hybrid,
+            last_activity_ms: 0,
+            active: true,
+        };
+        conversations::insert(&conn, &conv, 0).unwrap();
+        (d, Core::new(conn), conv.id)
+    }
+
+    /// Stores our message `text` and logs its notification, as `send` does.
+    fn logged_message(c: &Core, conv: Id, text: &str) -> Id {
+        let m = Message {
+            id: Id::random(),
+            conversation: conv,
+            sender: "me".into(),
+            timestamp_ms: 1,
+            text: text.into(),
+            outgoing: true,
+            state: State::Queued,
+        };
+        messages::insert(c.db(), &m).unwrap();
+        emit(c, |seq| {
+            Notification::Message(NewMessage {
+                seq,
+                message: history::ipc_message(&m),
+            })
+        })
+        .unwrap();
+        m.id
+    }
+
+    fn connection(c: &Core) {
+        emit(c, |seq| {
+            Notification::Connection(ConnectionChange {
+                seq,
+                state: ConnectionState::Online,
+                detail: String::new(),
+            })
+        })
+        .unwrap();
+    }
+
+    fn texts(page: &[Event]) -> Vec<String> {
+        page.iter()
+            .filter_map(|n| match n {
+                Notification::Message(m) => Some(m.message.text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_log_keeps_no_text_and_forgets_what_the_history_forgot() {
+        let (_d, mut c, conv) = core();
+        let id = logged_message(&c, conv, "the secret plan");
+        let logged: String = c
+            .db()
+            .query_row("SELECT group_concat(params) FROM notifications", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(!logged.contains("secret"), "text in the log: {logged}");
+        let (_, page) = backlog_page(&mut c, 0, u64::MAX).unwrap();
+        assert_eq!(
+            texts(&page),
+            ["the secret plan"],
+            "replayed from the history"
+        );
+        messages::delete(c.db(), id).unwrap();
+        let (next, page) = backlog_page(&mut c, 0, 1).unwrap();
+        assert!(page.is_empty(), "a message gone from the history: {page:?}");
+        assert_eq!(next, Seq(1));
+    }
+
+    #[test]
+    fn the_log_is_pruned_to_the_newest_it_keeps() {
+        let (_d, c, _) = core();
+        c.db().execute_batch("BEGIN").unwrap();
+        for _ in 0..NOTIFICATIONS_KEPT + 600 {
+            connection(&c);
+        }
+        c.db().execute_batch("COMMIT").unwrap();
+        let rows: u64 = c
+            .db()
+            .query_row("SELECT count(*) FROM notifications", [], |r| r.get(0))
+            .unwrap();
+        assert!(rows <= NOTIFICATIONS_KEPT + 256, "{rows} kept");
+        assert!(rows >= NOTIFICATIONS_KEPT, "{rows} kept");
+    }
+
+    /// A replay from the beginning reads a page of at most about a MiB at a
+    /// time (the whole log once went into memory at once), and one past the
+    /// newest number reads nothing.
+    #[test]
+    fn the_backlog_is_read_in_pages_bounded_in_bytes() {
+        let (_d, mut c, conv) = core();
+        let big = "\"".repeat(crate::payload::MAX_TEXT_BYTES);
+        for _ in 0..40 {
+            logged_message(&c, conv, &big);
+        }
+        for _ in 0..300 {
+            connection(&c);
+        }
+        let latest = notifications::latest(c.db()).unwrap();
+        let (mut cursor, mut pages, mut seen) = (0, 0, 0);
+        while cursor < latest {
+            let (next, page) = backlog_page(&mut c, cursor, latest).unwrap();
+            assert!(next.0 > cursor, "a page moves on");
+            let bytes: usize = texts(&page).iter().map(String::len).sum();
+            assert!(bytes <= BACKLOG_PAGE_BYTES + big.len(), "{bytes} in a page");
+            seen += page.len();
+            cursor = next.0;
+            pages += 1;
+        }
+        assert_eq!(seen as u64, latest, "every notification, once");
+        assert!(pages >= 4, "{pages} pages");
+        let (next, page) = backlog_page(&mut c, u64::MAX, u64::MAX).unwrap();
+        assert!(page.is_empty() && next == Seq(u64::MAX));
+    }
 }

@@ -181,9 +181,19 @@ const SCHEMA_V8: &str = "ALTER TABLE outbox ADD COLUMN parked TEXT;";
 /// beside the state (`integrity`).
 const SCHEMA_V9: &str = crate::integrity::SCHEMA;
 
+/// The notification log keeps no message text and only the newest 10,000
+/// (`agent::NOTIFICATIONS_KEPT`; see `db::notifications`): what an older
+/// version logged is brought under the same rule.
+const SCHEMA_V10: &str = r#"
+UPDATE notifications SET params = json_set(params, '$.message.text', '')
+    WHERE method = 'message';
+DELETE FROM notifications
+    WHERE seq <= (SELECT coalesce(max(seq), 0) FROM notifications) - 10000;
+"#;
+
 const MIGRATIONS: &[&str] = &[
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
-    SCHEMA_V9,
+    SCHEMA_V9, SCHEMA_V10,
 ];
 
 /// Opens (creating if needed) the state database with `key`. A wrong key is
@@ -421,5 +431,35 @@ mod tests {
             crate::db::outbox::next(&c, 0, &[]).unwrap(),
             crate::db::outbox::Next::Message(_)
         ));
+    }
+
+    /// A log written before the rule loses its message texts on upgrade.
+    #[test]
+    fn an_upgraded_notification_log_keeps_no_message_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key(dir.path(), "pass");
+        let path = dir.path().join("v8.bin");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(&format!("PRAGMA key = \"x'{}'\";", hex::encode(k.expose())))
+            .unwrap();
+        for sql in &MIGRATIONS[..8] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.execute_batch(
+            r#"PRAGMA user_version = 8;
+             INSERT INTO notifications (seq, method, params, created_ms) VALUES
+             (1, 'message', '{"seq":1,"message":{"id":"00","text":"the secret plan"}}', 1),
+             (2, 'connection', '{"seq":2,"state":"online","detail":""}', 1);"#,
+        )
+        .unwrap();
+        drop(c);
+        let c = open(&path, &k).unwrap();
+        let logged: String = c
+            .query_row("SELECT group_concat(params) FROM notifications", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(!logged.contains("secret"), "{logged}");
+        assert!(logged.contains("online"), "{logged}");
     }
 }

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use quicproquo_protocol::ipc::client::{CallError, IpcClient};
 use quicproquo_protocol::ipc::methods::{
-    method, AccountParams, AutoAcceptParams, DmOpenParams, HistoryParams, NoParams, SendParams,
+    method, AccountParams, AutoAcceptParams, DmOpenParams, NoParams, SendParams,
 };
 use quicproquo_protocol::ipc::values::{
-    Account, AutoAccept, Conversation, ConversationRef, Limit, Message, Secret,
+    Account, AutoAccept, Conversation, ConversationRef, Message, Secret,
 };
 use quicproquo_protocol::ipc::IpcErrorCode;
 
@@ -101,15 +101,15 @@ async fn username(client: &IpcClient) -> Result<String, TestkitError> {
 /// The newest 500 messages of `conversation` (`@name`, `#group` or an id).
 /// Every failure is an error — a negative check ("carol got nothing") must
 /// rest on a call that succeeded, never on one that failed.
+/// Pages on as a front-end does (an answer holds at most
+/// `MAX_REPLY_BYTES` of messages).
 pub async fn history(client: &IpcClient, conversation: &str) -> Result<Vec<Message>, CallError> {
-    client
-        .request::<method::History>(HistoryParams {
-            conversation: ConversationRef::parse(conversation)
-                .expect("a valid conversation reference"),
-            before: None,
-            limit: Limit::new(500).expect("500 is within the history limit"),
-        })
-        .await
+    let conversation =
+        ConversationRef::parse(conversation).expect("a valid conversation reference");
+    Ok(client
+        .history_pages(&conversation, None, 500)
+        .await?
+        .messages)
 }
 
 /// [`history`], or `None` while the conversation does not exist yet (an

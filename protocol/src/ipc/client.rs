@@ -45,9 +45,11 @@ use super::{ErrorObject, IpcErrorCode, LineBuffer, Notification, IPC_PROTOCOL_VE
 use crate::paths::{PathError, Paths};
 
 pub mod launch;
+pub mod paging;
 pub mod trust;
 
 pub use launch::{locate_daemon, spawn_detached, DaemonLauncher, DAEMON_PROGRAM};
+pub use paging::HistoryPage;
 pub use trust::Untrusted;
 
 /// How long a call waits for its answer by default.
@@ -591,7 +593,16 @@ fn route(line: &[u8], shared: &Shared, notes: &mpsc::Sender<Item>, dropping: &mu
     match ServerMessage::parse(line) {
         Ok(ServerMessage::Response(response)) => {
             let Some(Id::Num(id)) = response.id else {
-                tracing::warn!("qpqd answered with an id this client never sent: {response:?}");
+                match &response.outcome {
+                    // A line that answers no request: why the daemon is
+                    // closing the connection (`-32012`, too slow). The
+                    // subscription then ends `Disconnected`, and the
+                    // front-end resubscribes from its last `seq`.
+                    Err(e) if response.id.is_none() => tracing::warn!("qpqd: {e}"),
+                    _ => tracing::warn!(
+                        "qpqd answered with an id this client never sent: {response:?}"
+                    ),
+                }
                 return;
             };
             // No entry: the call already timed out or was cancelled.

@@ -12,6 +12,13 @@
 /// The longest line accepted, excluding its `\n`.
 pub const MAX_LINE: usize = 1024 * 1024;
 
+/// The most bytes of messages one `history` or `search` reply carries (the
+/// JSON of its messages). A quarter under [`MAX_LINE`] leaves room for the
+/// envelope, so a reply always fits whatever the messages hold; a reply cut
+/// short by it says so by holding fewer messages than asked (the caller
+/// pages on, see docs/src/reference/ipc.md).
+pub const MAX_REPLY_BYTES: usize = 768 * 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum LineError {
     /// No complete line is buffered yet: read more.

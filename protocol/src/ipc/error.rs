@@ -56,6 +56,7 @@ catalogue! {
     InvalidInput = -32007, "invalid input";
     Conflict = -32008, "already exists";
     VersionMismatch = -32010, "IPC protocol version mismatch";
+    TooSlow = -32012, "the connection fell too far behind and was closed; reconnect and subscribe with `since`";
 }
 
 impl IpcErrorCode {
@@ -197,6 +198,7 @@ mod tests {
             (InvalidInput, -32007),
             (Conflict, -32008),
             (VersionMismatch, -32010),
+            (TooSlow, -32012),
         ];
         let ours: Vec<(IpcErrorCode, i32)> =
             IpcErrorCode::ALL.iter().map(|&c| (c, c.as_i32())).collect();

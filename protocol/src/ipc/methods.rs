@@ -142,9 +142,11 @@ methods! {
     Members = "members", fn members(ConversationParams) -> Vec<Member>;
     /// Returns the message `queued`: durable in the outbox.
     Send = "send", fn send(SendParams) -> Message;
-    /// Oldest first.
+    /// Oldest first; at most `MAX_REPLY_BYTES` of messages, so fewer than
+    /// `limit` is not the start: page on with `before` until an empty page.
     History = "history", fn history(HistoryParams) -> Vec<Message>;
-    /// Best first.
+    /// Best first; at most `MAX_REPLY_BYTES` of messages (page on with
+    /// `offset`).
     Search = "search", fn search(SearchParams) -> Vec<Message>;
     Read = "read", fn read(ReadParams) -> ReadResult;
     /// A `failed` message back into the outbox; returns it `queued`.
@@ -387,6 +389,14 @@ pub struct SearchParams {
     pub conversation: Option<ConversationRef>,
     #[serde(default)]
     pub limit: Limit,
+    /// Skip this many of the best matches: the next page after an answer
+    /// cut short by [`crate::ipc::MAX_REPLY_BYTES`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub offset: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -574,6 +584,7 @@ pub(crate) mod tests {
                 query: "lunch".into(),
                 conversation: Some(conv()),
                 limit: Limit::new(3).unwrap(),
+                offset: 6,
             }),
             Call::Read(ReadParams {
                 conversation: conv(),

@@ -2,9 +2,7 @@
 
 use std::io::IsTerminal;
 
-use quicproquo_protocol::ipc::methods::{
-    method, HistoryParams, MessageParams, SearchParams, SendParams,
-};
+use quicproquo_protocol::ipc::methods::{method, MessageParams, SendParams};
 use quicproquo_protocol::ipc::values::{Message, MessageId};
 
 use super::names::Names;
@@ -113,12 +111,9 @@ pub async fn history(
 ) -> Result<Exit, CtlError> {
     let client = session.connect().await?;
     let messages = client
-        .request::<method::History>(HistoryParams {
-            conversation: args.conversation,
-            before: None,
-            limit: args.limit,
-        })
-        .await?;
+        .history_pages(&args.conversation, None, args.limit.get())
+        .await?
+        .messages;
     let mut names = Names::load(&client).await?;
     print_messages(out, &mut names, &messages, false).await?;
     Ok(Exit::Ok)
@@ -127,11 +122,11 @@ pub async fn history(
 pub async fn search(session: &Session, out: &mut Out, args: SearchArgs) -> Result<Exit, CtlError> {
     let client = session.connect().await?;
     let messages = client
-        .request::<method::Search>(SearchParams {
-            query: args.words.join(" "),
-            conversation: args.conversation,
-            limit: args.limit,
-        })
+        .search_pages(
+            &args.words.join(" "),
+            args.conversation.as_ref(),
+            args.limit.get(),
+        )
         .await?;
     let mut names = Names::load(&client).await?;
     print_messages(out, &mut names, &messages, true).await?;

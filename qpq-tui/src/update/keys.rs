@@ -355,6 +355,7 @@ fn run(app: &mut App, cmd: Command, fx: &mut Vec<Effect>) -> bool {
                 query,
                 conversation: None,
                 limit: Limit::new(SEARCH_RESULTS).unwrap_or_default(),
+                offset: 0,
             })
         }
         Command::Retry | Command::Discard => {

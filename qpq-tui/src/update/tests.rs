@@ -181,6 +181,7 @@ fn slash_commands_become_requests() {
             query: "release".into(),
             conversation: None,
             limit: Limit::new(100).unwrap(),
+            offset: 0,
         }))]
     );
     assert!(matches!(app.overlay, Some(Overlay::Search { .. })));

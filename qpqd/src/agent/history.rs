@@ -1,10 +1,17 @@
 //! Reading what is stored: the conversation list, a conversation's history,
 //! full-text search and read markers. Each call is one core trip.
+//!
+//! A `history` or `search` answer holds at most [`MAX_REPLY_BYTES`] of
+//! messages ([`fit`]): a peer's 64 KiB messages, whose JSON escaping may
+//! double them, can no longer make an answer longer than the line limit.
+//! An answer cut short holds fewer messages than asked for; the caller pages
+//! on (`before` the oldest for `history`, `offset` for `search`).
 
 use quicproquo_protocol::ipc::values::{
     Conversation as IpcConversation, ConversationId, ConversationKind, ConversationRef,
     Message as IpcMessage, MessageId, MessageState,
 };
+use quicproquo_protocol::ipc::MAX_REPLY_BYTES;
 
 use super::{Agent, AgentError, AgentResult};
 use crate::core::Core;
@@ -36,10 +43,14 @@ impl Agent {
         self.core()?
             .run(move |c| {
                 let conv = find(c, &r)?;
-                let stored = messages::history(c.db(), conv.id, before, limit)?;
-                let out: rusqlite::Result<Vec<_>> =
-                    stored.iter().map(|m| stored_message(c, m)).collect();
-                Ok(out?)
+                // No message's JSON is shorter than its text: rows past
+                // that many bytes of text could not be sent anyway.
+                let stored =
+                    messages::history_within(c.db(), conv.id, before, limit, MAX_REPLY_BYTES)?;
+                // The newest that fit: the caller goes on before the oldest.
+                let mut out = fit(c, stored.iter().rev())?;
+                out.reverse();
+                Ok(out)
             })
             .await
     }
@@ -49,6 +60,7 @@ impl Agent {
         query: &str,
         r: Option<&ConversationRef>,
         limit: u32,
+        offset: u32,
     ) -> AgentResult<Vec<IpcMessage>> {
         let r = r.cloned();
         let q = query.to_owned();
@@ -58,10 +70,8 @@ impl Agent {
                     Some(r) => Some(find(c, r)?.id),
                     None => None,
                 };
-                let found = messages::search(c.db(), &q, conv, limit)?;
-                let out: rusqlite::Result<Vec<_>> =
-                    found.iter().map(|m| stored_message(c, m)).collect();
-                Ok(out?)
+                let found = messages::search(c.db(), &q, conv, limit, offset)?;
+                Ok(fit(c, found.iter())?)
             })
             .await
     }
@@ -142,8 +152,47 @@ pub(crate) fn ipc_message(m: &Message) -> IpcMessage {
     }
 }
 
+/// The messages, in the order given, while their JSON stays within
+/// [`MAX_REPLY_BYTES`] — at least one, which always fits (64 KiB of text is
+/// at most 128 KiB of JSON: control characters, escaped six-fold, are
+/// refused in messages).
+fn fit<'a>(
+    c: &Core,
+    stored: impl Iterator<Item = &'a Message>,
+) -> rusqlite::Result<Vec<IpcMessage>> {
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for m in stored {
+        let m = stored_message(c, m)?;
+        bytes += json_len(&m) + 1;
+        if bytes > MAX_REPLY_BYTES && !out.is_empty() {
+            break;
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// The length of `m`'s JSON, counted without building it.
+fn json_len(m: &IpcMessage) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    // Serializing plain data into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut n, m);
+    n.0
+}
+
 /// [`ipc_message`] for a stored message: a `failed` one says why.
-fn stored_message(c: &Core, m: &Message) -> rusqlite::Result<IpcMessage> {
+pub(crate) fn stored_message(c: &Core, m: &Message) -> rusqlite::Result<IpcMessage> {
     let mut out = ipc_message(m);
     if m.state == State::Failed {
         out.failure = db::outbox::parked_reason(c.db(), m.id)?;

@@ -135,6 +135,19 @@ pub fn history(
     before: Option<Id>,
     limit: u32,
 ) -> rusqlite::Result<Vec<Message>> {
+    history_within(c, conversation, before, limit, usize::MAX)
+}
+
+/// [`history`], reading no further back once the texts read add up to
+/// `text_bytes` (the one that crosses it included): an answer capped in
+/// bytes need not read 500 maximum-size messages to send six.
+pub fn history_within(
+    c: &Connection,
+    conversation: Id,
+    before: Option<Id>,
+    limit: u32,
+    text_bytes: usize,
+) -> rusqlite::Result<Vec<Message>> {
     let before_row: i64 = match before {
         Some(id) => c
             .query_row("SELECT rowid FROM messages WHERE id = ?1", [id], |r| {
@@ -148,9 +161,16 @@ pub fn history(
         "SELECT {COLUMNS} FROM messages m WHERE m.conversation = ?1 AND m.rowid < ?2
          ORDER BY m.rowid DESC LIMIT ?3"
     ))?;
-    let mut out: Vec<Message> = st
-        .query_map(params![conversation, before_row, limit], row)?
-        .collect::<rusqlite::Result<_>>()?;
+    let mut out: Vec<Message> = Vec::new();
+    let mut bytes = 0;
+    for m in st.query_map(params![conversation, before_row, limit], row)? {
+        let m = m?;
+        bytes += m.text.len();
+        out.push(m);
+        if bytes >= text_bytes {
+            break;
+        }
+    }
     out.reverse();
     Ok(out)
 }
@@ -171,12 +191,13 @@ fn fts_query(words: &str) -> Option<String> {
 }
 
 /// Full-text search over the whole history (or one conversation), best
-/// match first.
+/// match first, skipping the `offset` best.
 pub fn search(
     c: &Connection,
     words: &str,
     conversation: Option<Id>,
     limit: u32,
+    offset: u32,
 ) -> rusqlite::Result<Vec<Message>> {
     let Some(q) = fts_query(words) else {
         return Ok(Vec::new());
@@ -184,9 +205,9 @@ pub fn search(
     let mut st = c.prepare(&format!(
         "SELECT {COLUMNS} FROM messages_fts f JOIN messages m ON m.rowid = f.rowid
          WHERE messages_fts MATCH ?1 AND (?2 IS NULL OR m.conversation = ?2)
-         ORDER BY bm25(messages_fts), m.rowid DESC LIMIT ?3"
+         ORDER BY bm25(messages_fts), m.rowid DESC LIMIT ?3 OFFSET ?4"
     ))?;
-    let rows = st.query_map(params![q, conversation, limit], row)?;
+    let rows = st.query_map(params![q, conversation, limit, offset], row)?;
     rows.collect()
 }
 
@@ -285,6 +306,9 @@ mod tests {
         assert_eq!(last2.iter().map(|m| m.id).collect::<Vec<_>>(), ids[3..]);
         let before = history(&c, conv, Some(ids[3]), 10).unwrap();
         assert_eq!(before.iter().map(|m| m.id).collect::<Vec<_>>(), ids[..3]);
+        // Read no further back than the bytes asked for (the crossing one in).
+        let within = history_within(&c, conv, None, 10, "msg 5".len() + 1).unwrap();
+        assert_eq!(within.iter().map(|m| m.id).collect::<Vec<_>>(), ids[3..]);
         assert_eq!(
             unread(&c, conv).unwrap(),
             4,
@@ -306,13 +330,17 @@ mod tests {
         )
         .unwrap();
         insert(&c, &msg(conv, "lunch?", false)).unwrap();
-        assert_eq!(search(&c, "deploy", None, 10).unwrap().len(), 2, "prefix");
-        assert_eq!(search(&c, "deploy done", None, 10).unwrap().len(), 1);
+        assert_eq!(
+            search(&c, "deploy", None, 10, 0).unwrap().len(),
+            2,
+            "prefix"
+        );
+        assert_eq!(search(&c, "deploy done", None, 10, 0).unwrap().len(), 1);
         // Quotes, operators and stray punctuation are plain words.
-        assert_eq!(search(&c, "\"quota\" AND", None, 10).unwrap().len(), 1);
-        assert!(search(&c, "NEAR( ) * -", None, 10).is_ok());
-        assert!(search(&c, "   ", None, 10).unwrap().is_empty());
-        assert!(search(&c, "lunch", Some(Id::random()), 10)
+        assert_eq!(search(&c, "\"quota\" AND", None, 10, 0).unwrap().len(), 1);
+        assert!(search(&c, "NEAR( ) * -", None, 10, 0).is_ok());
+        assert!(search(&c, "   ", None, 10, 0).unwrap().is_empty());
+        assert!(search(&c, "lunch", Some(Id::random()), 10, 0)
             .unwrap()
             .is_empty());
     }

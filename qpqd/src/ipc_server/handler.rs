@@ -150,7 +150,7 @@ impl Handler for AgentHandler {
         let limit = p.limit.get() as u32;
         Ok(self
             .agent
-            .search(&p.query, p.conversation.as_ref(), limit)
+            .search(&p.query, p.conversation.as_ref(), limit, p.offset)
             .await?)
     }
 
@@ -191,8 +191,8 @@ impl Handler for AgentHandler {
     }
 
     async fn subscribe(&self, p: SubscribeParams) -> Answer<SubscribeResult> {
-        let (latest, backlog, live) = self.agent.subscribe(p.since).await?;
-        let opened = Subscription::new(p.since, latest, backlog, live);
+        let (latest, live) = self.agent.subscribe().await?;
+        let opened = Subscription::new(self.agent.clone(), p.since, latest, live);
         *self.opened.lock().unwrap_or_else(PoisonError::into_inner) = Some(opened);
         Ok(SubscribeResult { seq: latest })
     }

@@ -305,6 +305,7 @@ async fn notifications_resume_after_a_daemon_restart_and_search_and_verify_work(
             query: "missed".into(),
             conversation: None,
             limit: Limit::new(10).unwrap(),
+            offset: 0,
         })
         .await
         .unwrap();

@@ -11,6 +11,7 @@ mod crash;
 mod defences;
 mod harness;
 mod integrity;
+mod load;
 mod outbox;
 mod promises;
 mod robustness;

@@ -47,7 +47,7 @@ async fn sending_costs_at_most_three_core_trips_per_message() {
     let root = tempfile::tempdir().unwrap();
     let (mut alice_daemon, alice) = agent(root.path(), &srv, "alice").await;
     let (mut bob_daemon, bob) = agent(root.path(), &srv, "bob").await;
-    let (_, _, mut alice_events) = alice.subscribe(None).await.unwrap();
+    let (_, mut alice_events) = alice.subscribe().await.unwrap();
     alice
         .group_create(GroupCreateParams {
             name: "team".into(),
@@ -66,7 +66,7 @@ async fn sending_costs_at_most_three_core_trips_per_message() {
         }
     }
     let team = ConversationRef::parse("team").unwrap();
-    let (_, _, mut bob_events) = bob.subscribe(None).await.unwrap();
+    let (_, mut bob_events) = bob.subscribe().await.unwrap();
     const N: u64 = 20;
     let before = alice.core_trips();
     let bob_before = bob.core_trips();
