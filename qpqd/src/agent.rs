@@ -99,7 +99,34 @@ pub struct Agent {
     refill: Mutex<()>,
     /// Every background task, joined on shutdown.
     tasks: TaskTracker,
+    /// Whether the last fetched batch could be stored (`status.storage`).
+    storage: StorageHealth,
     options: StartOptions,
+}
+
+/// Why the state could not be written the last time the inbox stored a
+/// batch (the disk full, an I/O error, …), until a batch is stored again.
+/// Kept in memory only: while it fails there is nowhere to persist it.
+#[derive(Default)]
+pub(crate) struct StorageHealth(std::sync::Mutex<Option<String>>);
+
+impl StorageHealth {
+    pub(crate) fn set(&self, failing: Option<String>) {
+        let mut now = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match (&*now, &failing) {
+            (None, Some(why)) => {
+                tracing::warn!(error = %why, "cannot store incoming mail; it stays on the server and is fetched again")
+            }
+            (Some(_), None) => tracing::info!("incoming mail is stored again"),
+            _ => {}
+        }
+        *now = failing;
+    }
+
+    /// `None` while storing works.
+    pub(crate) fn failing(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// One async lock per group: a commit in flight holds it from building to
@@ -134,6 +161,7 @@ impl Agent {
             outbox_kick: Notify::new(),
             outbox_queues: std::sync::Mutex::default(),
             tasks: TaskTracker::new(),
+            storage: StorageHealth::default(),
             options,
         })
     }

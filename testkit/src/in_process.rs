@@ -48,6 +48,7 @@ impl InProcessDaemon {
             passphrase: passphrase.clone(),
             use_ca: false,
             keyring: Arc::new(OsKeyring),
+            test_disk_full: false,
         });
         agent
             .open(passphrase)

@@ -25,6 +25,7 @@ use super::error::{ErrorObject, IpcError, IpcErrorCode};
 use super::values::{
     identity_hex, Account, AutoAccept, Ciphersuite, ConnectionState, Conversation, ConversationRef,
     Invitation, InvitationId, KeystoreState, Limit, Member, Message, MessageId, Secret, Seq,
+    StorageState,
 };
 use super::IPC_PROTOCOL_VERSION;
 use crate::types::IdentityKey;
@@ -255,6 +256,13 @@ pub struct StatusResult {
     pub outbox: u64,
     /// Unread messages in all conversations.
     pub unread: u64,
+    /// Whether incoming mail can be stored (absent from older daemons: `ok`).
+    #[serde(default)]
+    pub storage: StorageState,
+    /// Why it cannot, for people (e.g. "database or disk is full"); empty
+    /// while `ok`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub storage_detail: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -712,6 +720,8 @@ pub(crate) mod tests {
             ciphersuite: Ciphersuite::Hybrid,
             outbox: 2,
             unread: 5,
+            storage: StorageState::Failing,
+            storage_detail: "database or disk is full".into(),
         });
         round_trip(StatusResult {
             profile: "p".into(),
@@ -723,6 +733,8 @@ pub(crate) mod tests {
             ciphersuite: Ciphersuite::Classic,
             outbox: 0,
             unread: 0,
+            storage: StorageState::Ok,
+            storage_detail: String::new(),
         });
         round_trip(Empty {});
         round_trip(account);

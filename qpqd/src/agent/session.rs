@@ -13,7 +13,7 @@ use quicproquo_protocol::client::{Client, Trust};
 use quicproquo_protocol::ipc::methods::{AccountParams, StatusResult, WhoamiResult};
 use quicproquo_protocol::ipc::notifications::{ConnectionChange, Notification};
 use quicproquo_protocol::ipc::values::{
-    Account as IpcAccount, Ciphersuite, ConnectionState, KeystoreState,
+    Account as IpcAccount, Ciphersuite, ConnectionState, KeystoreState, StorageState,
 };
 use quicproquo_protocol::types::{IdentityKey, SessionToken, Username};
 use quicproquo_protocol::wire::{self, identity_proof_message};
@@ -37,6 +37,9 @@ pub struct StartOptions {
     /// `QPQ_USE_CA_CERT=1`: verify the server against the system roots.
     pub use_ca: bool,
     pub keyring: Arc<dyn Keyring>,
+    /// `QPQ_TEST_DISK_FULL=1`, read by test (debug) builds only: the state
+    /// file may not grow, as on a full disk ([`crate::core::simulate_full_disk`]).
+    pub test_disk_full: bool,
 }
 
 /// One-time key packages kept on the server; refilled below the low mark.
@@ -107,6 +110,13 @@ impl Agent {
                     reason: other.to_string(),
                 },
             })?;
+            #[cfg(debug_assertions)]
+            if opts.test_disk_full {
+                crate::core::simulate_full_disk(&conn).map_err(|e| KeystoreError::Manifest {
+                    path: opts.state_file.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
             Ok((conn, source))
         })
         .await
@@ -479,6 +489,7 @@ impl Agent {
                 .await?
             }
         };
+        let failing = self.storage.failing();
         Ok(StatusResult {
             profile: self.profile.clone(),
             account: me.as_ref().map(|m| IpcAccount {
@@ -492,6 +503,11 @@ impl Agent {
             ciphersuite: Ciphersuite::Hybrid,
             outbox,
             unread,
+            storage: match failing {
+                None => StorageState::Ok,
+                Some(_) => StorageState::Failing,
+            },
+            storage_detail: failing.unwrap_or_default(),
         })
     }
 

@@ -162,6 +162,8 @@ fn status() -> StatusResult {
         ciphersuite: Ciphersuite::Hybrid,
         outbox: 0,
         unread: 7,
+        storage: Default::default(),
+        storage_detail: String::new(),
     }
 }
 
