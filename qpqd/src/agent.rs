@@ -66,6 +66,8 @@ enum Phase {
 #[derive(Clone)]
 struct Opened {
     core: CoreHandle,
+    /// The read-only connection searches run on, off the core thread.
+    reader: crate::reader::Reader,
     key_source: KeySource,
     /// The account, once registered or logged in (kept in memory so that no
     /// call re-reads it or re-derives the identity key).

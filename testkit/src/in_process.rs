@@ -49,6 +49,7 @@ impl InProcessDaemon {
             use_ca: false,
             keyring: Arc::new(OsKeyring),
             test_disk_full: false,
+            test_search_delay: std::time::Duration::ZERO,
         });
         agent
             .open(passphrase)

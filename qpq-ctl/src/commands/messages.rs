@@ -125,10 +125,12 @@ pub async fn history(
 }
 
 pub async fn search(session: &Session, out: &mut Out, args: SearchArgs) -> Result<Exit, CtlError> {
+    let query = args.words.join(" ");
+    quicproquo_protocol::limits::check_search_query(&query).map_err(CtlError::Usage)?;
     let client = session.connect().await?;
     let messages = client
         .request::<method::Search>(SearchParams {
-            query: args.words.join(" "),
+            query,
             conversation: args.conversation,
             limit: args.limit,
         })

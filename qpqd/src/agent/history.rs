@@ -6,7 +6,14 @@ use quicproquo_protocol::ipc::values::{
     Message as IpcMessage, MessageId, MessageState,
 };
 
+use quicproquo_protocol::limits::check_search_query;
+use rusqlite::Connection;
+
 use super::{Agent, AgentError, AgentResult};
+use crate::reader::ReadError;
+
+/// Longest a search runs before it is stopped (-32007).
+const SEARCH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::core::Core;
 use crate::db::conversations::{self, Conversation, Kind};
 use crate::db::messages::{self, Message, State};
@@ -38,32 +45,49 @@ impl Agent {
                 let conv = find(c, &r)?;
                 let stored = messages::history(c.db(), conv.id, before, limit)?;
                 let out: rusqlite::Result<Vec<_>> =
-                    stored.iter().map(|m| stored_message(c, m)).collect();
+                    stored.iter().map(|m| stored_message(c.db(), m)).collect();
                 Ok(out?)
             })
             .await
     }
 
+    /// Full-text search, bounded twice: the query in words and bytes
+    /// (`check_search_query`), and the time, [`SEARCH_DEADLINE`]. It runs on
+    /// the read-only connection, off the core thread, so a long search holds
+    /// up nothing else.
     pub async fn search(
         &self,
         query: &str,
         r: Option<&ConversationRef>,
         limit: u32,
     ) -> AgentResult<Vec<IpcMessage>> {
+        check_search_query(query).map_err(AgentError::InvalidInput)?;
         let r = r.cloned();
         let q = query.to_owned();
-        self.core()?
-            .run(move |c| {
+        let reader = self.opened()?.reader;
+        let found = reader
+            .run(SEARCH_DEADLINE, move |db| {
                 let conv = match &r {
-                    Some(r) => Some(find(c, r)?.id),
+                    Some(r) => match conversations::resolve(db, &r.to_string())? {
+                        Some(conv) => Some(conv.id),
+                        None => return Ok(Err(r.to_string())),
+                    },
                     None => None,
                 };
-                let found = messages::search(c.db(), &q, conv, limit)?;
+                let found = messages::search(db, &q, conv, limit)?;
                 let out: rusqlite::Result<Vec<_>> =
-                    found.iter().map(|m| stored_message(c, m)).collect();
-                Ok(out?)
+                    found.iter().map(|m| stored_message(db, m)).collect();
+                Ok(Ok(out?))
             })
-            .await
+            .await;
+        match found {
+            Ok(Ok(messages)) => Ok(messages),
+            Ok(Err(r)) => Err(AgentError::NotFound(format!("no conversation `{r}`"))),
+            Err(ReadError::Deadline(d)) => {
+                Err(AgentError::InvalidInput(ReadError::Deadline(d).to_string()))
+            }
+            Err(e) => Err(AgentError::internal(e)),
+        }
     }
 
     pub async fn read(&self, r: &ConversationRef, up_to: Option<MessageId>) -> AgentResult<u64> {
@@ -143,10 +167,10 @@ pub(crate) fn ipc_message(m: &Message) -> IpcMessage {
 }
 
 /// [`ipc_message`] for a stored message: a `failed` one says why.
-fn stored_message(c: &Core, m: &Message) -> rusqlite::Result<IpcMessage> {
+fn stored_message(db: &Connection, m: &Message) -> rusqlite::Result<IpcMessage> {
     let mut out = ipc_message(m);
     if m.state == State::Failed {
-        out.failure = db::outbox::parked_reason(c.db(), m.id)?;
+        out.failure = db::outbox::parked_reason(db, m.id)?;
     }
     Ok(out)
 }

@@ -25,6 +25,7 @@ use crate::db::{account, messages, now_ms, outbox};
 use crate::keystore::{self, KeySource, Keyring, KeystoreError};
 use crate::link::{ConnState, Link, Target};
 use crate::mls::{Identity, Suite};
+use crate::reader::Reader;
 
 /// What the daemon was started with.
 #[derive(Clone)]
@@ -40,6 +41,9 @@ pub struct StartOptions {
     /// `QPQ_TEST_DISK_FULL=1`, read by test (debug) builds only: the state
     /// file may not grow, as on a full disk ([`crate::core::simulate_full_disk`]).
     pub test_disk_full: bool,
+    /// `QPQ_TEST_SEARCH_DELAY_MS`, test (debug) builds only: each search
+    /// first waits this long, as one over a large history would take.
+    pub test_search_delay: Duration,
 }
 
 /// One-time key packages kept on the server; refilled below the low mark.
@@ -117,11 +121,18 @@ impl Agent {
                     reason: e.to_string(),
                 })?;
             }
-            Ok((conn, source))
+            let reader = crate::state::open_reader(&opts.state_file, &key).map_err(|e| {
+                KeystoreError::Manifest {
+                    path: opts.state_file.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+            let reader = Reader::new(reader, opts.test_search_delay);
+            Ok((conn, reader, source))
         })
         .await
         .map_err(AgentError::internal)?;
-        let (conn, key_source) = opened?;
+        let (conn, reader, key_source) = opened?;
         let (core, _thread) = CoreHandle::spawn(Core::new(conn)).map_err(AgentError::internal)?;
         let account = core.run(load_account).await?;
         {
@@ -133,6 +144,7 @@ impl Agent {
             }
             *phase = Phase::Open(Opened {
                 core,
+                reader,
                 key_source,
                 me: account.as_ref().map(|(_, me)| me.clone()),
             });

@@ -1,11 +1,13 @@
-//! The daemon under faults (issue 13): a disk that fills up while mail
-//! arrives.
+//! The daemon under faults and heavy use (issue 13): a disk that fills up
+//! while mail arrives, a search that would take long.
 
-use quicproquo_protocol::ipc::methods::{method, NoParams};
+use quicproquo_protocol::ipc::client::IpcClient;
+use quicproquo_protocol::ipc::error::IpcErrorCode;
+use quicproquo_protocol::ipc::methods::{method, NoParams, SearchParams};
 use quicproquo_protocol::ipc::values::StorageState;
-use quicproquo_testkit::agent::eventually;
+use quicproquo_testkit::agent::{eventually, first_dm};
 
-use crate::harness::{Daemon, Server};
+use crate::harness::{paths_for, Daemon, Server};
 
 /// How many messages arrive while bob's disk is full.
 const WHILE_FULL: usize = 5;
@@ -20,9 +22,7 @@ async fn mail_that_cannot_be_stored_is_not_acknowledged() {
     let srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
     let [alice, mut bob] = Daemon::registered(root.path(), &srv, ["alice", "bob"]).await;
-    alice.dm_open("bob").await.unwrap();
-    alice.send("@bob", "hello").await.unwrap();
-    bob.wait_for("@alice", "hello").await;
+    first_dm(&alice.client, &bob.client, "hello").await.unwrap();
     alice.wait_outbox_empty().await;
     bob.stop().await;
     assert_eq!(srv.queued_mail(), 0, "nothing waits before the disk fills");
@@ -82,4 +82,71 @@ async fn mail_that_cannot_be_stored_is_not_acknowledged() {
     })
     .await
     .unwrap();
+}
+
+/// How many `status` calls must be answered while one 3 s search runs. With
+/// the search on the core thread only the calls that got there before it
+/// were (3 in a run); off it, thousands are (4,776 in the same run).
+const ANSWERED_DURING_SEARCH: usize = 20;
+
+/// A search over a large history used to run on the core thread, so
+/// `status` (and sending, and the inbox) waited for it — 22 s for one 4 KB
+/// query. `QPQ_TEST_SEARCH_DELAY_MS` stands in for such a search; `status`
+/// calls made while it runs are answered before it finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_answers_while_a_long_search_runs() {
+    let root = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with_env(
+        root.path(),
+        "alice",
+        &[("QPQ_TEST_SEARCH_DELAY_MS", "3000".into())],
+    )
+    .await;
+    let searcher = IpcClient::connect(&paths_for(&d.home)).await.unwrap();
+    let search = searcher.request::<method::Search>(SearchParams {
+        query: "lunch".into(),
+        conversation: None,
+        limit: Default::default(),
+    });
+    tokio::pin!(search);
+    let mut answered = 0;
+    let found = loop {
+        tokio::select! {
+            biased;
+            r = &mut search => break r.unwrap(),
+            st = d.client.request::<method::Status>(NoParams {}) => {
+                st.unwrap();
+                answered += 1;
+            }
+        }
+    };
+    assert!(found.is_empty(), "{found:?}");
+    assert!(
+        answered >= ANSWERED_DURING_SEARCH,
+        "only {answered} status calls were answered while the search ran"
+    );
+}
+
+/// Past the bounds a search is refused at once, saying the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unbounded_search_is_refused_with_the_bound() {
+    let root = tempfile::tempdir().unwrap();
+    let d = Daemon::start(root.path(), "alice").await;
+    let words: Vec<String> = (0..200).map(|i| format!("word{i}")).collect();
+    for (query, bound) in [
+        (words[..17].join(" "), "at most 16"),
+        ("x".repeat(257), "at most 256 bytes"),
+    ] {
+        let e = d
+            .client
+            .request::<method::Search>(SearchParams {
+                query,
+                conversation: None,
+                limit: Default::default(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some(IpcErrorCode::InvalidInput), "{e:?}");
+        assert!(e.to_string().contains(bound), "{e}");
+    }
 }
