@@ -177,8 +177,14 @@ CREATE TABLE settings (
 /// and idempotency key for `message.retry`, and holds up nothing else.
 const SCHEMA_V8: &str = "ALTER TABLE outbox ADD COLUMN parked TEXT;";
 
+/// Schema 9: an account stored before the server created it (`register`
+/// stores the identity first, so a crash in between loses nothing).
+const SCHEMA_V9: &str =
+    "ALTER TABLE account ADD COLUMN registration_pending INTEGER NOT NULL DEFAULT 0;";
+
 const MIGRATIONS: &[&str] = &[
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
+    SCHEMA_V9,
 ];
 
 /// Opens (creating if needed) the state database with `key`. A wrong key is

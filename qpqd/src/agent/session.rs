@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::{Signer, SigningKey};
-use quicproquo_protocol::client::{Client, Trust};
+use quicproquo_protocol::client::{Client, ClientError, Trust};
+use quicproquo_protocol::errors::ErrorCode;
 use quicproquo_protocol::ipc::methods::{AccountParams, StatusResult, WhoamiResult};
 use quicproquo_protocol::ipc::notifications::{ConnectionChange, Notification};
 use quicproquo_protocol::ipc::values::{
@@ -360,34 +361,78 @@ impl Agent {
         Ok(())
     }
 
+    /// Registers `p.username` with a new identity — stored, marked pending,
+    /// before the server creates the account, so a crash in between loses
+    /// nothing: `register` again (or `login`) with the same name completes
+    /// it with the stored identity.
     pub async fn register(self: &Arc<Self>, p: AccountParams) -> AgentResult<IpcAccount> {
         let username =
             Username::parse(&p.username).map_err(|e| AgentError::InvalidInput(e.to_string()))?;
-        if self.opened()?.me.is_some() {
-            return Err(AgentError::Conflict(
-                "this profile already has an account; use another --profile".into(),
-            ));
-        }
+        let existing = self.core()?.run(|c| account::get(c.db())).await?;
+        let (signing, resumed) = match existing {
+            Some(a) if a.registration_pending && a.username == username.as_str() => {
+                (SigningKey::from_bytes(&a.identity_seed), true)
+            }
+            Some(a) if a.registration_pending => {
+                return Err(AgentError::Conflict(format!(
+                    "this profile holds an unfinished registration of `{}`: register `{}` again \
+                     to finish it, or use another --profile",
+                    a.username, a.username
+                )))
+            }
+            Some(_) => {
+                return Err(AgentError::Conflict(
+                    "this profile already has an account; use another --profile".into(),
+                ))
+            }
+            None => (SigningKey::generate(&mut rand::rngs::OsRng), false),
+        };
         let (client, pin) = self.connect_once(&p, false).await?;
-        let signing = SigningKey::generate(&mut rand::rngs::OsRng);
         let identity = IdentityKey(signing.verifying_key().to_bytes());
         let proof = signing.sign(&identity_proof_message(&username)).to_bytes();
         let password = p.password.expose().as_bytes();
-        client
-            .register(&username, password, identity, proof)
-            .await?;
-        let session = client.login(&username, password).await?;
-        client.close().await;
-        let acct = account::Account {
+        let mut acct = account::Account {
             username: username.to_string(),
             identity_seed: Zeroizing::new(signing.to_bytes()),
             server: p.server.clone(),
             server_name: String::new(),
             server_fingerprint: pin,
             use_ca: self.options.use_ca,
-            token: Some(Zeroizing::new(*session.token.expose())),
-            token_expires_ms: Some(session.expires_at_ms),
+            token: None,
+            token_expires_ms: None,
+            registration_pending: true,
         };
+        let pending = acct.clone();
+        self.core()?
+            .run(move |c| account::put(c.db(), &pending, now_ms()))
+            .await?;
+        match client.register(&username, password, identity, proof).await {
+            Ok(()) => {}
+            // The server created the account before a crash cut the first
+            // try short: the login below shows whether it holds our key.
+            Err(ClientError::Server(w)) if resumed && w.code == ErrorCode::UsernameTaken => {}
+            Err(e) => {
+                if matches!(e, ClientError::Server(_)) && !resumed {
+                    // Refused for good (the name taken, say): nothing was
+                    // created, so the profile may register another name.
+                    self.core()?
+                        .run(|c| account::forget_pending(c.db()))
+                        .await?;
+                }
+                return Err(e.into());
+            }
+        }
+        let session = client.login(&username, password).await?;
+        client.close().await;
+        if session.identity_key != identity {
+            return Err(AgentError::Conflict(format!(
+                "`{username}` was registered by someone else meanwhile; use another name in \
+                 another --profile"
+            )));
+        }
+        acct.token = Some(Zeroizing::new(*session.token.expose()));
+        acct.token_expires_ms = Some(session.expires_at_ms);
+        acct.registration_pending = false;
         self.keep_account(acct.clone()).await?;
         self.go_online(&acct)?;
         // Others can add us only once our key packages are on the server:
@@ -438,6 +483,9 @@ impl Agent {
         acct.server_fingerprint = pin.or(acct.server_fingerprint);
         acct.token = Some(Zeroizing::new(*session.token.expose()));
         acct.token_expires_ms = Some(session.expires_at_ms);
+        // A registration a crash cut short is complete: the server has the
+        // account with our key.
+        acct.registration_pending = false;
         self.keep_account(acct.clone()).await?;
         // A running connection moves to what this login used (a new
         // server, or a pin re-established after a certificate change).

@@ -1,10 +1,11 @@
 //! The daemon under faults and heavy use (issue 13): a disk that fills up
-//! while mail arrives, a search that would take long.
+//! while mail arrives, a search that would take long, a crash during
+//! `register`.
 
 use quicproquo_protocol::ipc::client::IpcClient;
 use quicproquo_protocol::ipc::error::IpcErrorCode;
-use quicproquo_protocol::ipc::methods::{method, NoParams, SearchParams};
-use quicproquo_protocol::ipc::values::StorageState;
+use quicproquo_protocol::ipc::methods::{method, AccountParams, NoParams, SearchParams};
+use quicproquo_protocol::ipc::values::{Secret, StorageState};
 use quicproquo_testkit::agent::{eventually, first_dm};
 
 use crate::harness::{paths_for, Daemon, Server};
@@ -149,4 +150,60 @@ async fn an_unbounded_search_is_refused_with_the_bound() {
         assert_eq!(e.code(), Some(IpcErrorCode::InvalidInput), "{e:?}");
         assert!(e.to_string().contains(bound), "{e}");
     }
+}
+
+/// kill -9 of qpqd after the server created bob's account and before his
+/// profile kept it used to leave the name taken (E012 on `register` again)
+/// and the profile without the identity (`login` refused). The identity is
+/// now stored, marked pending, before the server creates the account: the
+/// retried `register` completes it with the same key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_during_register_keeps_the_username() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let mut bob = Daemon::start(root.path(), "bob").await;
+    let registrar = IpcClient::connect(&paths_for(&bob.home)).await.unwrap();
+    let registering = quicproquo_testkit::agent::register(&registrar, &srv, "bob");
+    let killing = async {
+        // Polled finely: the window (the daemon's OPAQUE login, then its
+        // write) is short.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while srv.account_identity("bob").is_none() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the server never created bob"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let mut child = bob.child.take().unwrap();
+        child.start_kill().unwrap();
+        child.wait().await.unwrap();
+    };
+    let (first, ()) = tokio::join!(registering, killing);
+    assert!(
+        first.is_err(),
+        "qpqd was killed after register had finished: the kill came too late to test anything"
+    );
+    bob.start_again().await;
+    let again = bob
+        .client
+        .request::<method::Register>(AccountParams {
+            server: srv.addr.to_string(),
+            server_fingerprint: Some(srv.pin()),
+            username: "bob".into(),
+            password: Secret::new(quicproquo_testkit::agent::password("bob")),
+        })
+        .await
+        .expect("register again completes the registration");
+    assert_eq!(
+        Some(again.identity.0),
+        srv.account_identity("bob"),
+        "the profile holds the key the server has for bob"
+    );
+    let st = bob
+        .client
+        .request::<method::Status>(NoParams {})
+        .await
+        .unwrap();
+    assert_eq!(st.account.map(|a| a.username).as_deref(), Some("bob"));
 }
