@@ -159,6 +159,25 @@ async fn an_unbounded_search_is_refused_with_the_bound() {
 /// retried `register` completes it with the same key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_during_register_keeps_the_username() {
+    crash_during_register_then::<method::Register>().await;
+}
+
+/// The same crash, completed by `login` instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_cut_short_is_completed_by_login() {
+    crash_during_register_then::<method::Login>().await;
+}
+
+/// Kills bob's qpqd once the server has created his account (before the
+/// daemon's own login and write), then calls `M` (`register` or `login`)
+/// and checks the profile holds the key the server has for bob.
+async fn crash_during_register_then<M>()
+where
+    M: quicproquo_protocol::ipc::methods::Method<
+        Params = AccountParams,
+        Result = quicproquo_protocol::ipc::values::Account,
+    >,
+{
     let srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
     let mut bob = Daemon::start(root.path(), "bob").await;
@@ -187,14 +206,14 @@ async fn a_crash_during_register_keeps_the_username() {
     bob.start_again().await;
     let again = bob
         .client
-        .request::<method::Register>(AccountParams {
+        .request::<M>(AccountParams {
             server: srv.addr.to_string(),
             server_fingerprint: Some(srv.pin()),
             username: "bob".into(),
             password: Secret::new(quicproquo_testkit::agent::password("bob")),
         })
         .await
-        .expect("register again completes the registration");
+        .unwrap_or_else(|e| panic!("{} completes the registration: {e:?}", M::NAME));
     assert_eq!(
         Some(again.identity.0),
         srv.account_identity("bob"),
