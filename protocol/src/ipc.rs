@@ -25,6 +25,7 @@ pub mod error;
 pub mod jsonrpc;
 pub mod methods;
 pub mod notifications;
+pub mod unique_members;
 pub mod values;
 
 pub use codec::{LineBuffer, LineError, MAX_LINE, MAX_REPLY_BYTES};

@@ -76,6 +76,33 @@ pub fn new_secret_problem(what: &str, secret: &str, min: usize) -> Option<String
     }
 }
 
+/// Most distinct words in one `search` query: full-text search time grows
+/// with the square of the words, and a pasted paragraph once held the daemon
+/// for 38 s.
+pub const MAX_SEARCH_WORDS: usize = 16;
+/// Longest `search` query, in bytes (UTF-8).
+pub const MAX_SEARCH_BYTES: usize = 256;
+
+/// Checks a `search` query against [`MAX_SEARCH_WORDS`] and
+/// [`MAX_SEARCH_BYTES`]: the daemon refuses (-32007) what this refuses, and
+/// the front-ends check first with the same words.
+pub fn check_search_query(query: &str) -> Result<(), String> {
+    if query.len() > MAX_SEARCH_BYTES {
+        return Err(format!(
+            "the search is {} bytes long; at most {MAX_SEARCH_BYTES} bytes are searched for",
+            query.len()
+        ));
+    }
+    let words: std::collections::HashSet<&str> = query.split_whitespace().collect();
+    if words.len() > MAX_SEARCH_WORDS {
+        return Err(format!(
+            "the search has {} different words; at most {MAX_SEARCH_WORDS} are searched for",
+            words.len()
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +118,26 @@ mod tests {
             "{short}"
         );
         assert_eq!(new_secret_problem("password", "ten chars!", 10), None);
+    }
+
+    #[test]
+    fn search_queries_are_bounded_in_words_and_bytes() {
+        let words = |n: usize| {
+            (0..n)
+                .map(|i| format!("w{i}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(check_search_query(&words(MAX_SEARCH_WORDS)), Ok(()));
+        let e = check_search_query(&words(MAX_SEARCH_WORDS + 1)).unwrap_err();
+        assert!(e.contains("at most 16"), "{e}");
+        // Repeats are one word.
+        assert_eq!(check_search_query(&"lunch ".repeat(40)), Ok(()));
+        let e = check_search_query(&"x".repeat(MAX_SEARCH_BYTES + 1)).unwrap_err();
+        assert!(e.contains("at most 256 bytes"), "{e}");
+        assert_eq!(
+            check_search_query(&"é".repeat(MAX_SEARCH_BYTES / 2)),
+            Ok(())
+        );
     }
 }

@@ -38,6 +38,8 @@ fn app(w: u16, h: u16) -> App {
         server: Some("127.0.0.1:7443".into()),
         connection: ConnectionState::Online,
         connection_detail: String::new(),
+        storage: Default::default(),
+        storage_detail: String::new(),
         keystore: KeystoreState::Passphrase,
         ciphersuite: Ciphersuite::Hybrid,
         outbox: 0,

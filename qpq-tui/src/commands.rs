@@ -192,6 +192,7 @@ pub fn parse(text: &str) -> Result<Input, String> {
             if query.is_empty() {
                 return Err(usage("words"));
             }
+            quicproquo_protocol::limits::check_search_query(query)?;
             Command::Search(query.to_owned())
         }
         "help" | "?" => Command::Help,
@@ -337,6 +338,12 @@ mod tests {
         assert!(parse("/leave now").is_err());
         assert!(parse("/frobnicate").unwrap_err().contains("/help"));
         assert!(parse("/search ").is_err());
+        let words: Vec<String> = (0..20).map(|i| format!("w{i}")).collect();
+        let pasted = format!("/search {}", words.join(" "));
+        assert!(
+            parse(&pasted).unwrap_err().contains("at most 16"),
+            "a pasted paragraph is refused before it reaches qpqd"
+        );
     }
 
     #[test]

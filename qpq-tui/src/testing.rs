@@ -36,6 +36,8 @@ pub fn status() -> StatusResult {
         server: Some("chat.example:7443".into()),
         connection: ConnectionState::Online,
         connection_detail: String::new(),
+        storage: Default::default(),
+        storage_detail: String::new(),
         keystore: KeystoreState::Passphrase,
         ciphersuite: Ciphersuite::Hybrid,
         outbox: 0,

@@ -3,7 +3,8 @@
 //! connection and its subscription, carries out [`Request`]s (each call in
 //! its own task, so a slow one blocks nothing) and reports everything as
 //! [`Action`]s on the event loop's channel. Notifications are pushed to the
-//! loop the moment they arrive: there is no polling interval.
+//! loop the moment they arrive: there is no polling interval for them (only
+//! `status`, for what no notification carries, is read every 10 s).
 //!
 //! When the daemon goes away the worker says so, reconnects with back-off
 //! (starting the daemon again when it has a launcher) and resubscribes from
@@ -31,6 +32,8 @@ const SEARCH_PAGE: u16 = 500;
 const SEARCH_DEPTH: usize = 200_000;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(3);
+/// How often `status` is read again while connected.
+const STATUS_EVERY: Duration = Duration::from_secs(10);
 
 /// How the worker reaches the daemon.
 pub struct Target {
@@ -133,8 +136,18 @@ async fn serve(
     if !send(events, DaemonEvent::Connected { status }).await {
         return Ended::UiGone;
     }
+    // What no notification carries (whether qpqd can store incoming mail:
+    // while it cannot, it has nowhere to log a notification) is re-read
+    // from `status` now and then.
+    let mut refresh =
+        tokio::time::interval_at(tokio::time::Instant::now() + STATUS_EVERY, STATUS_EVERY);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = refresh.tick() => {
+                let status = Request::Call(Call::Status(NoParams {}));
+                calls.spawn(perform(client.clone(), status, events.clone()));
+            }
             n = next(&mut sub) => match n {
                 Ok(n) => {
                     if let Some(s) = &sub {

@@ -70,6 +70,8 @@ enum Phase {
 #[derive(Clone)]
 struct Opened {
     core: CoreHandle,
+    /// The read-only connection searches run on, off the core thread.
+    reader: crate::reader::Reader,
     key_source: KeySource,
     /// The counter file and what the checks at open found.
     guard: Arc<crate::integrity::Guard>,
@@ -105,7 +107,34 @@ pub struct Agent {
     refill: Mutex<()>,
     /// Every background task, joined on shutdown.
     tasks: TaskTracker,
+    /// Whether the last fetched batch could be stored (`status.storage`).
+    storage: StorageHealth,
     options: StartOptions,
+}
+
+/// Why the state could not be written the last time the inbox stored a
+/// batch (the disk full, an I/O error, …), until a batch is stored again.
+/// Kept in memory only: while it fails there is nowhere to persist it.
+#[derive(Default)]
+pub(crate) struct StorageHealth(std::sync::Mutex<Option<String>>);
+
+impl StorageHealth {
+    pub(crate) fn set(&self, failing: Option<String>) {
+        let mut now = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match (&*now, &failing) {
+            (None, Some(why)) => {
+                tracing::warn!(error = %why, "cannot store incoming mail; it stays on the server and is fetched again")
+            }
+            (Some(_), None) => tracing::info!("incoming mail is stored again"),
+            _ => {}
+        }
+        *now = failing;
+    }
+
+    /// `None` while storing works.
+    pub(crate) fn failing(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// One async lock per group: a commit in flight holds it from building to
@@ -140,6 +169,7 @@ impl Agent {
             outbox_kick: Notify::new(),
             outbox_queues: std::sync::Mutex::default(),
             tasks: TaskTracker::new(),
+            storage: StorageHealth::default(),
             options,
         })
     }
@@ -321,7 +351,7 @@ fn stored_message(
     let Some(stored) = db::messages::by_id(c.db(), db::Id(m.message.id.0))? else {
         return Ok(None);
     };
-    m.message = history::stored_message(c, &stored)?;
+    m.message = history::stored_message(c.db(), &stored)?;
     Ok(Some(Notification::Message(m)))
 }
 

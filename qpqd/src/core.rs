@@ -35,6 +35,50 @@ pub enum CoreError {
     Db(#[from] rusqlite::Error),
 }
 
+impl CoreError {
+    /// Why the state cannot be written now, when that is the failure: the
+    /// disk is full, an I/O error, the database busy or locked. Such a
+    /// failure says nothing about the message or call that met it — the same
+    /// work succeeds once the cause is gone — so the inbox must not give up
+    /// on (and acknowledge) what it was storing.
+    pub fn storage_unavailable(&self) -> Option<String> {
+        match self {
+            CoreError::Db(e) if unavailable(e) => Some(e.to_string()),
+            CoreError::Mls(MlsError::StorageUnavailable(why)) => Some(why.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `e` is SQLite failing to read or write (a condition of the
+/// machine), as opposed to a statement or its data being wrong.
+pub fn unavailable(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            DiskFull
+                | SystemIoFailure
+                | DatabaseBusy
+                | DatabaseLocked
+                | OutOfMemory
+                | CannotOpen
+                | ReadOnly
+                | FileLockingProtocolFailed
+        )
+    )
+}
+
+/// Test builds only (`QPQ_TEST_DISK_FULL`): lets the state file grow no more,
+/// so every write that needs a new page fails with SQLite's real "database
+/// or disk is full". Compacted first, so no free page is left to reuse.
+#[cfg(debug_assertions)]
+pub fn simulate_full_disk(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("VACUUM")?;
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+}
+
 impl Core {
     pub fn new(conn: Connection) -> Self {
         // `state::open` gives every state the counter table (schema 6);

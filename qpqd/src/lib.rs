@@ -17,4 +17,5 @@ pub mod lifecycle;
 pub mod link;
 pub mod mls;
 pub mod payload;
+pub mod reader;
 pub mod state;

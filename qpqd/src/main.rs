@@ -87,6 +87,16 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let use_ca = std::env::var("QPQ_USE_CA_CERT").is_ok_and(|v| v == "1" || v == "true");
+    // A fault for the tests to inject; a release build never reads it.
+    let test_disk_full =
+        cfg!(debug_assertions) && std::env::var("QPQ_TEST_DISK_FULL").is_ok_and(|v| v == "1");
+    let test_search_delay = std::time::Duration::from_millis(
+        std::env::var("QPQ_TEST_SEARCH_DELAY_MS")
+            .ok()
+            .filter(|_| cfg!(debug_assertions))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    );
     let agent = Agent::new(StartOptions {
         profile: profile.clone(),
         data_dir: paths.data_dir.clone(),
@@ -94,6 +104,8 @@ async fn main() -> anyhow::Result<()> {
         passphrase: passphrase.clone(),
         use_ca,
         keyring: Arc::new(OsKeyring),
+        test_disk_full,
+        test_search_delay,
     });
     match agent.open(passphrase).await {
         Ok(()) => {}

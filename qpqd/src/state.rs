@@ -191,9 +191,14 @@ DELETE FROM notifications
     WHERE seq <= (SELECT coalesce(max(seq), 0) FROM notifications) - 10000;
 "#;
 
+/// Schema 11: an account stored before the server created it (`register`
+/// stores the identity first, so a crash in between loses nothing).
+const SCHEMA_V11: &str =
+    "ALTER TABLE account ADD COLUMN registration_pending INTEGER NOT NULL DEFAULT 0;";
+
 const MIGRATIONS: &[&str] = &[
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
-    SCHEMA_V9, SCHEMA_V10,
+    SCHEMA_V9, SCHEMA_V10, SCHEMA_V11,
 ];
 
 /// Opens (creating if needed) the state database with `key`. A wrong key is
@@ -201,6 +206,33 @@ const MIGRATIONS: &[&str] = &[
 pub fn open(path: &Path, key: &StateKey) -> Result<Connection, StateError> {
     let existed = path.exists();
     let conn = Connection::open(path)?;
+    apply_key(&conn, key, existed)?;
+    restrict_permissions(path)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+/// A second connection to the state [`open`] made, read-only: searches run
+/// on it off the core thread (`reader.rs`), so they never hold up the calls
+/// the core serves.
+pub fn open_reader(path: &Path, key: &StateKey) -> Result<Connection, StateError> {
+    use rusqlite::OpenFlags;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    apply_key(&conn, key, true)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// Gives SQLCipher the key and checks it (`WrongKey` for a file that
+/// `existed` and does not open with it).
+fn apply_key(conn: &Connection, key: &StateKey, existed: bool) -> Result<(), StateError> {
     // SQLCipher logs a failed key check to stderr; the caller reports it.
     let _ = conn.execute_batch("PRAGMA cipher_log_level = NONE;");
     let pragma = Zeroizing::new(format!(
@@ -218,13 +250,7 @@ pub fn open(path: &Path, key: &StateKey) -> Result<Connection, StateError> {
             e.into()
         });
     }
-    restrict_permissions(path)?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    migrate(&conn)?;
-    Ok(conn)
+    Ok(())
 }
 
 fn is_not_a_database(e: &rusqlite::Error) -> bool {

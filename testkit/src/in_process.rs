@@ -48,6 +48,8 @@ impl InProcessDaemon {
             passphrase: passphrase.clone(),
             use_ca: false,
             keyring: Arc::new(OsKeyring),
+            test_disk_full: false,
+            test_search_delay: std::time::Duration::ZERO,
         });
         agent
             .open(passphrase)

@@ -218,6 +218,16 @@ impl TestDaemon {
         self.respawn().await;
     }
 
+    /// Starts the daemon again after [`TestDaemon::stop`] with more
+    /// environment variables (a fault to inject, say); the next
+    /// [`TestDaemon::restart`] goes without them.
+    pub async fn start_again_with_env(&mut self, extra: &[(&str, OsString)]) {
+        let (child, client) =
+            Self::spawn_with(&self.home, &self.name, Some(&self.passphrase), extra).await;
+        self.child = Some(child);
+        self.client = client;
+    }
+
     /// kill -9, then start again.
     pub async fn kill9_and_restart(&mut self) {
         self.kill9().await;

@@ -102,6 +102,19 @@ impl TestServer {
             .expect("count the mail") as usize
     }
 
+    /// The identity key the server holds for `username` (read from the
+    /// database, as an operator could); `None` before it registered.
+    pub fn account_identity(&self, username: &str) -> Option<[u8; 32]> {
+        let db = rusqlite::Connection::open(&self.config.database).expect("the server's database");
+        db.query_row(
+            "SELECT identity_key FROM accounts WHERE username = ?1",
+            [username],
+            |r| r.get::<_, Vec<u8>>(0),
+        )
+        .ok()
+        .and_then(|k| k.try_into().ok())
+    }
+
     /// Graceful shutdown; the data stays.
     pub async fn stop(&mut self) {
         if let Some(r) = self.running.take() {

@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 
 use super::error::{ErrorObject, IpcError, IpcErrorCode};
 use super::methods::Call;
+use super::unique_members::{Malformed, UniqueValue};
 use super::JSONRPC_VERSION;
 
 /// A request id: an integer or a string, echoed in the response.
@@ -112,12 +113,15 @@ impl IncomingRequest {
             IpcError::new(id, InvalidRequest, format!("invalid request: {msg}"))
         };
 
-        let value: Value = serde_json::from_slice(line).map_err(|e| {
-            IpcError::new(
+        // A member named twice would be read as the last one by us and
+        // possibly as the first by whatever checked the line before us.
+        let value = UniqueValue::from_slice(line).map_err(|e| match e {
+            Malformed::NotJson(e) => IpcError::new(
                 None,
                 IpcErrorCode::ParseError,
                 format!("parse error: the line is not JSON ({e})"),
-            )
+            ),
+            Malformed::Duplicate(why) => invalid(None, &why),
         })?;
         let mut obj = match value {
             Value::Object(obj) => obj,
@@ -398,6 +402,22 @@ mod tests {
             let (id, code, msg) = refused(line);
             assert_eq!((id, code), (None, IpcErrorCode::InvalidRequest), "{line}");
             assert!(msg.contains(says), "{line}: {msg}");
+        }
+    }
+
+    /// `serde_json` keeps the last of two members with one name: a wrapper
+    /// that checks the first `method` would pass a `shutdown`.
+    #[test]
+    fn a_duplicate_member_cannot_smuggle_a_second_method() {
+        for line in [
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"status","method":"shutdown"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"status","method":"shutdown"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"history","params":{"conversation":"a","conversation":"b"}}"#,
+        ] {
+            let (id, code, msg) = refused(line);
+            assert_eq!(code, IpcErrorCode::InvalidRequest, "{line}");
+            assert_eq!(id, None, "{line}: the id is ambiguous, so none is echoed");
+            assert!(msg.contains("duplicate member"), "{msg}");
         }
     }
 

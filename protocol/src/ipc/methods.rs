@@ -25,7 +25,7 @@ use super::error::{ErrorObject, IpcError, IpcErrorCode};
 use super::values::{
     identity_hex, Account, AutoAccept, Ciphersuite, ConnectionState, Conversation, ConversationRef,
     IntegrityState, Invitation, InvitationId, KeystoreState, Limit, Member, Message, MessageId,
-    Secret, Seq,
+    Secret, Seq, StorageState,
 };
 use super::IPC_PROTOCOL_VERSION;
 use crate::types::IdentityKey;
@@ -273,6 +273,13 @@ pub struct StatusResult {
     /// What was found and what it means, for people; empty when `ok`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub integrity_detail: String,
+    /// Whether incoming mail can be stored (absent from older daemons: `ok`).
+    #[serde(default)]
+    pub storage: StorageState,
+    /// Why it cannot, for people (e.g. "database or disk is full"); empty
+    /// while `ok`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub storage_detail: String,
 }
 
 /// What `integrity.acknowledge` did before sending resumed.
@@ -785,6 +792,8 @@ pub(crate) mod tests {
             new_state: false,
             integrity: IntegrityState::Rollback,
             integrity_detail: "rolled back".into(),
+            storage: StorageState::Failing,
+            storage_detail: "database or disk is full".into(),
         });
         round_trip(StatusResult {
             profile: "p".into(),
@@ -799,6 +808,8 @@ pub(crate) mod tests {
             new_state: false,
             integrity: IntegrityState::Ok,
             integrity_detail: String::new(),
+            storage: StorageState::Ok,
+            storage_detail: String::new(),
         });
         round_trip(Empty {});
         round_trip(account);

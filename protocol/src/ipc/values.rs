@@ -263,6 +263,22 @@ word_enum!(
     ConnectionState { Online, Offline, Reconnecting, LoggedOut }
 );
 word_enum!(
+    /// Whether the daemon could store the mail it last fetched
+    /// (`status.storage`): `failing` while the disk is full, an I/O error or a
+    /// busy database stops it; the mail then stays on the server and is
+    /// fetched again, with back-off, until it can be stored.
+    StorageState { Ok, Failing }
+);
+
+// By hand: `word_enum!` derives one fixed list for every enum it makes.
+#[allow(clippy::derivable_impls)]
+impl Default for StorageState {
+    fn default() -> Self {
+        StorageState::Ok
+    }
+}
+
+word_enum!(
     /// Where the state key comes from, or `locked` until `unlock`.
     KeystoreState { Keyring, Passphrase, Locked }
 );

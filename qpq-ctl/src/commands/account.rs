@@ -123,11 +123,10 @@ pub async fn status(session: &Session, out: &mut Out) -> Result<Exit, CtlError> 
         st.account.as_ref().map_or("none", |a| a.username.as_str()),
     ]);
     t.row(["server:", st.server.as_deref().unwrap_or("none")]);
-    let connection = match st.connection_detail.as_str() {
-        "" => word(&st.connection),
-        why => format!("{} ({})", word(&st.connection), sanitize_line(why)),
-    };
-    t.row(["connection:", &connection]);
+    t.row([
+        "connection:",
+        &with_detail(word(&st.connection), &st.connection_detail),
+    ]);
     t.row(["keystore:", &word(&st.keystore)]);
     t.row(["ciphersuite:", &word(&st.ciphersuite)]);
     t.row(["outbox:", &st.outbox.to_string()]);
@@ -137,6 +136,10 @@ pub async fn status(session: &Session, out: &mut Out) -> Result<Exit, CtlError> 
         what => format!("{} ({})", word(&st.integrity), sanitize_line(what)),
     };
     t.row(["integrity:", &integrity]);
+    t.row([
+        "storage:",
+        &with_detail(word(&st.storage), &st.storage_detail),
+    ]);
     out.table_or_json(t, &st)?;
     // A damaged or rolled-back state is never a quiet success.
     Ok(if st.integrity == IntegrityState::Ok {
@@ -162,6 +165,14 @@ pub async fn ack_integrity(session: &Session, out: &mut Out) -> Result<Exit, Ctl
     }
     out.table_or_json(t, &r)?;
     Ok(Exit::Ok)
+}
+
+/// A state word and, when there is one, the daemon's reason in brackets.
+fn with_detail(state: String, why: &str) -> String {
+    match why {
+        "" => state,
+        why => format!("{state} ({})", sanitize_line(why)),
+    }
 }
 
 pub async fn unlock(session: &Session, out: &mut Out, args: UnlockArgs) -> Result<Exit, CtlError> {

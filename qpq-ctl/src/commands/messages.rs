@@ -120,13 +120,11 @@ pub async fn history(
 }
 
 pub async fn search(session: &Session, out: &mut Out, args: SearchArgs) -> Result<Exit, CtlError> {
+    let query = args.words.join(" ");
+    quicproquo_protocol::limits::check_search_query(&query).map_err(CtlError::Usage)?;
     let client = session.connect().await?;
     let messages = client
-        .search_pages(
-            &args.words.join(" "),
-            args.conversation.as_ref(),
-            args.limit.get(),
-        )
+        .search_pages(&query, args.conversation.as_ref(), args.limit.get())
         .await?;
     let mut names = Names::load(&client).await?;
     print_messages(out, &mut names, &messages, true).await?;

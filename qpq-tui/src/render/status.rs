@@ -2,7 +2,7 @@
 //! server), whether the conversation is post-quantum protected, and the
 //! latest notice.
 
-use quicproquo_protocol::ipc::values::ConnectionState;
+use quicproquo_protocol::ipc::values::{ConnectionState, StorageState};
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -57,6 +57,19 @@ pub fn render(app: &App, f: &mut Frame<'_>, area: Rect) {
             spans.push(Span::styled("classic X25519", bar.fg(Color::Yellow)));
         }
         None => {}
+    }
+    if app
+        .status
+        .as_ref()
+        .is_some_and(|s| s.storage == StorageState::Failing)
+    {
+        // Mail is kept on the server until it can be stored; the detail
+        // (`status.storage_detail`) is in `qpq-ctl status`.
+        spans.push(Span::styled(" │ ", bar));
+        spans.push(Span::styled(
+            "⚠ cannot store mail (disk?)",
+            bar.fg(Color::LightRed).add_modifier(Modifier::BOLD),
+        ));
     }
     if let Some(out) = app.status.as_ref().map(|s| s.outbox).filter(|n| *n > 0) {
         spans.push(Span::styled(format!(" │ {out} queued"), bar));

@@ -86,6 +86,18 @@ fn a_long_header_drops_the_member_count_then_ends_with_an_ellipsis() {
 }
 
 #[test]
+fn the_status_bar_says_when_mail_cannot_be_stored() {
+    let mut app = app(120, 16);
+    let bar = |app: &App| screen(app).lines().last().unwrap().to_owned();
+    assert!(!bar(&app).contains("cannot store mail"), "{}", bar(&app));
+    if let Some(st) = app.status.as_mut() {
+        st.storage = quicproquo_protocol::ipc::values::StorageState::Failing;
+        st.storage_detail = "database or disk is full".into();
+    }
+    assert!(bar(&app).contains("⚠ cannot store mail"), "{}", bar(&app));
+}
+
+#[test]
 fn fit_cuts_at_a_grapheme_and_keeps_the_styles() {
     let red = Style::default().fg(Color::LightRed);
     let spans = vec![Span::raw("#日本"), Span::styled("  ! 李", red)];

@@ -13,7 +13,14 @@ use quicproquo_protocol::ipc::values::{
 };
 use quicproquo_protocol::ipc::MAX_REPLY_BYTES;
 
+use quicproquo_protocol::limits::check_search_query;
+use rusqlite::Connection;
+
 use super::{Agent, AgentError, AgentResult};
+use crate::reader::ReadError;
+
+/// Longest a search runs before it is stopped (-32007).
+const SEARCH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::core::Core;
 use crate::db::conversations::{self, Conversation, Kind};
 use crate::db::messages::{self, Message, State};
@@ -48,13 +55,17 @@ impl Agent {
                 let stored =
                     messages::history_within(c.db(), conv.id, before, limit, MAX_REPLY_BYTES)?;
                 // The newest that fit: the caller goes on before the oldest.
-                let mut out = fit(c, stored.iter().rev())?;
+                let mut out = fit(c.db(), stored.iter().rev())?;
                 out.reverse();
                 Ok(out)
             })
             .await
     }
 
+    /// Full-text search, bounded twice: the query in words and bytes
+    /// (`check_search_query`), and the time, [`SEARCH_DEADLINE`]. It runs on
+    /// the read-only connection, off the core thread, so a long search holds
+    /// up nothing else.
     pub async fn search(
         &self,
         query: &str,
@@ -62,18 +73,31 @@ impl Agent {
         limit: u32,
         offset: u32,
     ) -> AgentResult<Vec<IpcMessage>> {
+        check_search_query(query).map_err(AgentError::InvalidInput)?;
         let r = r.cloned();
         let q = query.to_owned();
-        self.core()?
-            .run(move |c| {
+        let reader = self.opened()?.reader;
+        let found = reader
+            .run(SEARCH_DEADLINE, move |db| {
                 let conv = match &r {
-                    Some(r) => Some(find(c, r)?.id),
+                    Some(r) => match conversations::resolve(db, &r.to_string())? {
+                        Some(conv) => Some(conv.id),
+                        None => return Ok(Err(r.to_string())),
+                    },
                     None => None,
                 };
-                let found = messages::search(c.db(), &q, conv, limit, offset)?;
-                Ok(fit(c, found.iter())?)
+                let found = messages::search(db, &q, conv, limit, offset)?;
+                Ok(Ok(fit(db, found.iter())?))
             })
-            .await
+            .await;
+        match found {
+            Ok(Ok(messages)) => Ok(messages),
+            Ok(Err(r)) => Err(AgentError::NotFound(format!("no conversation `{r}`"))),
+            Err(ReadError::Deadline(d)) => {
+                Err(AgentError::InvalidInput(ReadError::Deadline(d).to_string()))
+            }
+            Err(e) => Err(AgentError::internal(e)),
+        }
     }
 
     pub async fn read(&self, r: &ConversationRef, up_to: Option<MessageId>) -> AgentResult<u64> {
@@ -157,13 +181,13 @@ pub(crate) fn ipc_message(m: &Message) -> IpcMessage {
 /// at most 128 KiB of JSON: control characters, escaped six-fold, are
 /// refused in messages).
 fn fit<'a>(
-    c: &Core,
+    db: &Connection,
     stored: impl Iterator<Item = &'a Message>,
 ) -> rusqlite::Result<Vec<IpcMessage>> {
     let mut out = Vec::new();
     let mut bytes = 0;
     for m in stored {
-        let m = stored_message(c, m)?;
+        let m = stored_message(db, m)?;
         bytes += json_len(&m) + 1;
         if bytes > MAX_REPLY_BYTES && !out.is_empty() {
             break;
@@ -192,10 +216,10 @@ fn json_len(m: &IpcMessage) -> usize {
 }
 
 /// [`ipc_message`] for a stored message: a `failed` one says why.
-pub(crate) fn stored_message(c: &Core, m: &Message) -> rusqlite::Result<IpcMessage> {
+pub(crate) fn stored_message(db: &Connection, m: &Message) -> rusqlite::Result<IpcMessage> {
     let mut out = ipc_message(m);
     if m.state == State::Failed {
-        out.failure = db::outbox::parked_reason(c.db(), m.id)?;
+        out.failure = db::outbox::parked_reason(db, m.id)?;
     }
     Ok(out)
 }

@@ -246,10 +246,18 @@ impl Agent {
         let stored = self
             .core()?
             .run(move |c| store_incoming(c, batch, &directory))
-            .await
-            .map_err(AgentError::from)?;
+            .await;
         drop(guards);
-        Ok(stored)
+        // Said in `status` until a batch is stored again.
+        match &stored {
+            Ok(_) => self.storage.set(None),
+            Err(e) => {
+                if let Some(why) = e.storage_unavailable() {
+                    self.storage.set(Some(why));
+                }
+            }
+        }
+        Ok(stored?)
     }
 }
 
@@ -260,9 +268,12 @@ fn parse(payload: &[u8]) -> Result<(Incoming, Vec<u8>), String> {
 }
 
 /// Core operation: processes and stores a fetched batch in one transaction,
-/// each message in its own savepoint. A message that cannot be processed is
-/// logged and skipped (its own writes rolled back); a failure of the
-/// transaction itself fails the whole batch, which is then not acknowledged.
+/// each message in its own savepoint. A message that can never be processed
+/// is logged and skipped (its own writes rolled back), and acknowledged with
+/// the rest. A failure to store — the disk full, an I/O error, the database
+/// busy, or SQLite having given up the transaction — fails the whole batch:
+/// nothing of it is acknowledged, so the server keeps all of it, and the
+/// next fetch brings it again (what was stored before is recognised).
 fn store_incoming(
     c: &mut Core,
     batch: Vec<Fetched>,
@@ -273,9 +284,18 @@ fn store_incoming(
         for f in batch {
             let outcome = match f.parsed {
                 Err(e) => Err(e),
-                Ok((kind, bytes)) => c
-                    .savepoint(|c| process_one(c, kind, &bytes, directory))
-                    .map_err(|e| e.to_string()),
+                Ok((kind, bytes)) => {
+                    match c.savepoint(|c| process_one(c, kind, &bytes, directory)) {
+                        Ok(one) => Ok(one),
+                        // SQLite may roll back the whole transaction on
+                        // such errors; the savepoint's rollback then fails
+                        // with an error of its own, so both are checked.
+                        Err(e) if e.storage_unavailable().is_some() || c.db().is_autocommit() => {
+                            return Err(e)
+                        }
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
             };
             match outcome {
                 Ok(one) => stored.add(one),

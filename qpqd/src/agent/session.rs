@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::{Signer, SigningKey};
-use quicproquo_protocol::client::{Client, Trust};
+use quicproquo_protocol::client::{Client, ClientError, Trust};
+use quicproquo_protocol::errors::ErrorCode;
 use quicproquo_protocol::ipc::methods::{AccountParams, StatusResult, WhoamiResult};
 use quicproquo_protocol::ipc::notifications::{ConnectionChange, Notification};
 use quicproquo_protocol::ipc::values::{
-    Account as IpcAccount, Ciphersuite, ConnectionState, KeystoreState,
+    Account as IpcAccount, Ciphersuite, ConnectionState, KeystoreState, StorageState,
 };
 use quicproquo_protocol::types::{IdentityKey, SessionToken, Username};
 use quicproquo_protocol::wire::{self, identity_proof_message};
@@ -26,6 +27,7 @@ use crate::integrity::{self, CounterFile, Guard};
 use crate::keystore::{self, KeySource, Keyring, KeystoreError};
 use crate::link::{ConnState, Link, Target};
 use crate::mls::{Identity, Suite};
+use crate::reader::Reader;
 
 /// What the daemon was started with.
 #[derive(Clone)]
@@ -38,6 +40,12 @@ pub struct StartOptions {
     /// `QPQ_USE_CA_CERT=1`: verify the server against the system roots.
     pub use_ca: bool,
     pub keyring: Arc<dyn Keyring>,
+    /// `QPQ_TEST_DISK_FULL=1`, read by test (debug) builds only: the state
+    /// file may not grow, as on a full disk ([`crate::core::simulate_full_disk`]).
+    pub test_disk_full: bool,
+    /// `QPQ_TEST_SEARCH_DELAY_MS`, test (debug) builds only: each search
+    /// first waits this long, as one over a large history would take.
+    pub test_search_delay: Duration,
 }
 
 /// One-time key packages kept on the server; refilled below the low mark.
@@ -114,11 +122,25 @@ impl Agent {
                     path: opts.state_file.clone(),
                     reason: e.to_string(),
                 })?;
-            Ok((conn, source, counter, finding))
+            #[cfg(debug_assertions)]
+            if opts.test_disk_full {
+                crate::core::simulate_full_disk(&conn).map_err(|e| KeystoreError::Manifest {
+                    path: opts.state_file.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
+            let reader = crate::state::open_reader(&opts.state_file, &key).map_err(|e| {
+                KeystoreError::Manifest {
+                    path: opts.state_file.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+            let reader = Reader::new(reader, opts.test_search_delay);
+            Ok((conn, source, counter, finding, reader))
         })
         .await
         .map_err(AgentError::internal)?;
-        let (conn, key_source, counter, finding) = opened?;
+        let (conn, key_source, counter, finding, reader) = opened?;
         let core = Core::new(conn);
         if let Some(f) = &finding {
             tracing::error!(alarm = ?f.alarm, detail = %f.detail, "the state failed its integrity checks; holding the connection");
@@ -135,6 +157,7 @@ impl Agent {
             }
             *phase = Phase::Open(Opened {
                 core,
+                reader,
                 key_source,
                 guard,
                 me: account.as_ref().map(|(_, me)| me.clone()),
@@ -369,6 +392,10 @@ impl Agent {
         Ok(())
     }
 
+    /// Registers `p.username` with a new identity — stored, marked pending,
+    /// before the server creates the account, so a crash in between loses
+    /// nothing: `register` again (or `login`) with the same name completes
+    /// it with the stored identity.
     pub async fn register(self: &Arc<Self>, p: AccountParams) -> AgentResult<IpcAccount> {
         let username =
             Username::parse(&p.username).map_err(|e| AgentError::InvalidInput(e.to_string()))?;
@@ -379,31 +406,71 @@ impl Agent {
         ) {
             return Err(AgentError::InvalidInput(problem));
         }
-        if self.opened()?.me.is_some() {
-            return Err(AgentError::Conflict(
-                "this profile already has an account; use another --profile".into(),
-            ));
-        }
+        let existing = self.core()?.run(|c| account::get(c.db())).await?;
+        let (signing, resumed) = match existing {
+            Some(a) if a.registration_pending && a.username == username.as_str() => {
+                (SigningKey::from_bytes(&a.identity_seed), true)
+            }
+            Some(a) if a.registration_pending => {
+                return Err(AgentError::Conflict(format!(
+                    "this profile holds an unfinished registration of `{}`: register `{}` again \
+                     to finish it, or use another --profile",
+                    a.username, a.username
+                )))
+            }
+            Some(_) => {
+                return Err(AgentError::Conflict(
+                    "this profile already has an account; use another --profile".into(),
+                ))
+            }
+            None => (SigningKey::generate(&mut rand::rngs::OsRng), false),
+        };
         let (client, pin) = self.connect_once(&p, false).await?;
-        let signing = SigningKey::generate(&mut rand::rngs::OsRng);
         let identity = IdentityKey(signing.verifying_key().to_bytes());
         let proof = signing.sign(&identity_proof_message(&username)).to_bytes();
         let password = p.password.expose().as_bytes();
-        client
-            .register(&username, password, identity, proof)
-            .await?;
-        let session = client.login(&username, password).await?;
-        client.close().await;
-        let acct = account::Account {
+        let mut acct = account::Account {
             username: username.to_string(),
             identity_seed: Zeroizing::new(signing.to_bytes()),
             server: p.server.clone(),
             server_name: String::new(),
             server_fingerprint: pin,
             use_ca: self.options.use_ca,
-            token: Some(Zeroizing::new(*session.token.expose())),
-            token_expires_ms: Some(session.expires_at_ms),
+            token: None,
+            token_expires_ms: None,
+            registration_pending: true,
         };
+        let pending = acct.clone();
+        self.core()?
+            .run(move |c| account::put(c.db(), &pending, now_ms()))
+            .await?;
+        match client.register(&username, password, identity, proof).await {
+            Ok(()) => {}
+            // The server created the account before a crash cut the first
+            // try short: the login below shows whether it holds our key.
+            Err(ClientError::Server(w)) if resumed && w.code == ErrorCode::UsernameTaken => {}
+            Err(e) => {
+                if matches!(e, ClientError::Server(_)) && !resumed {
+                    // Refused for good (the name taken, say): nothing was
+                    // created, so the profile may register another name.
+                    self.core()?
+                        .run(|c| account::forget_pending(c.db()))
+                        .await?;
+                }
+                return Err(e.into());
+            }
+        }
+        let session = client.login(&username, password).await?;
+        client.close().await;
+        if session.identity_key != identity {
+            return Err(AgentError::Conflict(format!(
+                "`{username}` was registered by someone else meanwhile; use another name in \
+                 another --profile"
+            )));
+        }
+        acct.token = Some(Zeroizing::new(*session.token.expose()));
+        acct.token_expires_ms = Some(session.expires_at_ms);
+        acct.registration_pending = false;
         self.keep_account(acct.clone()).await?;
         self.go_online(&acct)?;
         // Others can add us only once our key packages are on the server:
@@ -454,6 +521,9 @@ impl Agent {
         acct.server_fingerprint = pin.or(acct.server_fingerprint);
         acct.token = Some(Zeroizing::new(*session.token.expose()));
         acct.token_expires_ms = Some(session.expires_at_ms);
+        // A registration a crash cut short is complete: the server has the
+        // account with our key.
+        acct.registration_pending = false;
         self.keep_account(acct.clone()).await?;
         // A running connection moves to what this login used (a new
         // server, or a pin re-established after a certificate change).
@@ -526,6 +596,7 @@ impl Agent {
                 .await?
             }
         };
+        let failing = self.storage.failing();
         Ok(StatusResult {
             profile: self.profile.clone(),
             account: me.as_ref().map(|m| IpcAccount {
@@ -542,6 +613,11 @@ impl Agent {
             new_state,
             integrity: super::integrity::integrity_state(finding.as_ref()),
             integrity_detail: finding.map(|f| f.detail).unwrap_or_default(),
+            storage: match failing {
+                None => StorageState::Ok,
+                Some(_) => StorageState::Failing,
+            },
+            storage_detail: failing.unwrap_or_default(),
         })
     }
 

@@ -15,6 +15,10 @@ pub struct Account {
     pub use_ca: bool,
     pub token: Option<Zeroizing<[u8; 32]>>,
     pub token_expires_ms: Option<u64>,
+    /// Stored by `register` before the server created the account; cleared
+    /// once it did and we logged in (a retried `register` or a `login`
+    /// completes it after a crash).
+    pub registration_pending: bool,
 }
 
 impl std::fmt::Debug for Account {
@@ -34,7 +38,8 @@ fn arr32(v: Option<Vec<u8>>) -> Option<[u8; 32]> {
 
 pub fn get(c: &Connection) -> rusqlite::Result<Option<Account>> {
     c.query_row(
-        "SELECT username, identity_seed, server, server_name, server_fingerprint, use_ca, token, token_expires_ms
+        "SELECT username, identity_seed, server, server_name, server_fingerprint, use_ca, token,
+                token_expires_ms, registration_pending
            FROM account WHERE id = 1",
         [],
         |r| {
@@ -55,6 +60,7 @@ pub fn get(c: &Connection) -> rusqlite::Result<Option<Account>> {
                 use_ca: r.get(5)?,
                 token: arr32(r.get(6)?).map(Zeroizing::new),
                 token_expires_ms: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+                registration_pending: r.get(8)?,
             })
         },
     )
@@ -64,10 +70,11 @@ pub fn get(c: &Connection) -> rusqlite::Result<Option<Account>> {
 pub fn put(c: &Connection, a: &Account, now_ms: u64) -> rusqlite::Result<()> {
     c.execute(
         "INSERT INTO account (id, username, identity_seed, server, server_name, server_fingerprint,
-                              use_ca, token, token_expires_ms, created_ms)
-         VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                              use_ca, token, token_expires_ms, created_ms, registration_pending)
+         VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (id) DO UPDATE SET username = ?1, identity_seed = ?2, server = ?3,
-             server_name = ?4, server_fingerprint = ?5, use_ca = ?6, token = ?7, token_expires_ms = ?8",
+             server_name = ?4, server_fingerprint = ?5, use_ca = ?6, token = ?7, token_expires_ms = ?8,
+             registration_pending = ?10",
         params![
             a.username,
             &a.identity_seed[..],
@@ -77,8 +84,19 @@ pub fn put(c: &Connection, a: &Account, now_ms: u64) -> rusqlite::Result<()> {
             a.use_ca,
             a.token.as_ref().map(|t| &t[..]),
             a.token_expires_ms.map(|v| v as i64),
-            now_ms as i64
+            now_ms as i64,
+            a.registration_pending
         ],
+    )?;
+    Ok(())
+}
+
+/// Forgets a registration the server refused (the name taken, say), so the
+/// profile can register another; an account that exists is never touched.
+pub fn forget_pending(c: &Connection) -> rusqlite::Result<()> {
+    c.execute(
+        "DELETE FROM account WHERE id = 1 AND registration_pending = 1",
+        [],
     )?;
     Ok(())
 }
@@ -141,6 +159,7 @@ mod tests {
             use_ca: false,
             token: None,
             token_expires_ms: None,
+            registration_pending: false,
         };
         put(&c, &a, 1).unwrap();
         set_token(&c, Some(&[9; 32]), Some(99)).unwrap();

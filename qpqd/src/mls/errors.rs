@@ -107,6 +107,11 @@ pub enum MlsError {
     /// SQLite (or openmls' use of it) failed; the operation had no effect.
     #[error("MLS storage: {0}")]
     Storage(String),
+    /// SQLite could not read or write (disk full, I/O error, busy): the
+    /// operation had no effect and may succeed later
+    /// ([`crate::core::unavailable`]).
+    #[error("MLS storage unavailable: {0}")]
+    StorageUnavailable(String),
     /// openmls refused an operation for a reason the engine does not
     /// distinguish further (the text says which).
     #[error("MLS operation refused: {0}")]
@@ -118,7 +123,11 @@ pub enum MlsError {
 
 impl From<rusqlite::Error> for MlsError {
     fn from(e: rusqlite::Error) -> Self {
-        MlsError::Storage(e.to_string())
+        if crate::core::unavailable(&e) {
+            MlsError::StorageUnavailable(e.to_string())
+        } else {
+            MlsError::Storage(e.to_string())
+        }
     }
 }
 

@@ -96,6 +96,47 @@ async fn bad_input_gets_errors_and_the_connection_stays_usable() {
     assert_eq!(v["result"]["profile"], "default", "{v}");
 }
 
+/// A request naming `id` and `method` twice: serde_json alone keeps the
+/// last `method`, so a wrapper that checked the first (`status`) would let a
+/// `shutdown` through. The daemon refuses the line and keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_member_cannot_smuggle_a_shutdown() {
+    let root = tempfile::tempdir().unwrap();
+    let d = Daemon::start(root.path(), "alice").await;
+    let stream = UnixStream::connect(paths_for(&d.home).socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut s = BufReader::new(stream);
+    let v = roundtrip(
+        &mut s,
+        b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"hello\",\"params\":{\"client\":\"t\",\"client_version\":\"0\",\"protocol\":1}}\n",
+    );
+    assert!(v["result"].is_object(), "{v}");
+    for line in [
+        &b"{\"jsonrpc\":\"2.0\",\"id\":1,\"id\":2,\"method\":\"status\",\"method\":\"shutdown\"}\n"[..],
+        b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"status\",\"params\":{},\"method\":\"shutdown\"}\n",
+        b"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"search\",\"params\":{\"query\":\"a\",\"query\":\"b\"}}\n",
+    ] {
+        let v = roundtrip(&mut s, line);
+        assert_eq!(v["error"]["code"], -32600, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("duplicate member")),
+            "{v}"
+        );
+    }
+    // Still running and serving, on this connection and a new one.
+    let v = roundtrip(
+        &mut s,
+        b"{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"status\"}\n",
+    );
+    assert_eq!(v["result"]["profile"], "default", "{v}");
+    let client = IpcClient::connect(&paths_for(&d.home)).await.unwrap();
+    client.request::<method::Status>(NoParams {}).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_passphrase_locks_and_unlock_opens() {
     let srv = Server::start().await;

@@ -165,6 +165,8 @@ fn status() -> StatusResult {
         new_state: false,
         integrity: Default::default(),
         integrity_detail: String::new(),
+        storage: Default::default(),
+        storage_detail: String::new(),
     }
 }
 
