@@ -196,9 +196,13 @@ DELETE FROM notifications
 const SCHEMA_V11: &str =
     "ALTER TABLE account ADD COLUMN registration_pending INTEGER NOT NULL DEFAULT 0;";
 
+/// Messages for a waiting invitation that were dropped past its bound
+/// (`db::invitations::MAX_HELD_MESSAGES`), so accepting can say so.
+const SCHEMA_V12: &str = "ALTER TABLE invitations ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;";
+
 const MIGRATIONS: &[&str] = &[
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
-    SCHEMA_V9, SCHEMA_V10, SCHEMA_V11,
+    SCHEMA_V9, SCHEMA_V10, SCHEMA_V11, SCHEMA_V12,
 ];
 
 /// Opens (creating if needed) the state database with `key`. A wrong key is

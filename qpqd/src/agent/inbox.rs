@@ -494,7 +494,7 @@ fn lost_message_notice(joined_epoch: u64, message_epoch: u64, current: u64) -> O
 
 /// Says `text` in the conversation itself (a notice: empty sender), so
 /// that nobody takes a silence, or a refusal, for the sender's.
-fn notice(c: &Core, conv: &Conversation, text: String) -> Result<Stored, CoreError> {
+pub(super) fn notice(c: &Core, conv: &Conversation, text: String) -> Result<Stored, CoreError> {
     let m = Message {
         id: Id::random(),
         conversation: conv.id,
@@ -525,7 +525,9 @@ pub(super) fn process_group(
         // mail for one we declined is dropped.
         match invitations::state_of_group(c.db(), &group.0)? {
             Some(invitations::State::Pending) => {
-                invitations::hold(c.db(), &group.0, bytes)?;
+                if !invitations::hold(c.db(), &group.0, bytes)? {
+                    tracing::info!("dropped a message for a waiting invitation past its bound");
+                }
                 return Ok(Stored::nothing());
             }
             Some(invitations::State::Declined) => return Ok(Stored::nothing()),

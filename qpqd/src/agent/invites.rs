@@ -105,6 +105,7 @@ impl Agent {
 fn accept(c: &mut Core, id: Id) -> AgentResult<(Stored, IpcConversation)> {
     let inv = invitations::pending_by_id(c.db(), id)?
         .ok_or_else(|| AgentError::NotFound(format!("no pending invitation {id}")))?;
+    let dropped = invitations::dropped(c.db(), &inv.group_id)?;
     let (mut stored, conv) = enter(c, &inv.welcome)?;
     let group = GroupId(inv.group_id);
     for bytes in invitations::take_held(c.db(), &inv.group_id)? {
@@ -120,6 +121,18 @@ fn accept(c: &mut Core, id: Id) -> AgentResult<(Stored, IpcConversation)> {
         .events
         .push(update(c, &inv, InvitationState::Accepted, String::new())?);
     let conv = conv.ok_or_else(|| AgentError::internal("the joined group has no conversation"))?;
+    if dropped > 0 {
+        stored.add(super::inbox::notice(
+            c,
+            &conv,
+            format!(
+                "⚠ {dropped} message(s) sent here while the invitation waited were not kept \
+                 (at most {} messages or {} MiB wait); later ones may not be readable",
+                invitations::MAX_HELD_MESSAGES,
+                invitations::MAX_HELD_BYTES / (1024 * 1024)
+            ),
+        )?);
+    }
     Ok((stored, super::history::view(c, &conv)?))
 }
 
@@ -214,6 +227,24 @@ pub(super) fn hold_invitation(
             .collect(),
         received_ms: now_ms(),
     };
+    if invitations::state_of_group(c.db(), &inv.group_id)?.is_some() {
+        return Ok(Stored::default());
+    }
+    if invitations::pending_count(c.db())? >= invitations::MAX_PENDING {
+        tracing::warn!(inviter = %inv.inviter, "too many invitations waiting; refused one");
+        return Ok(Stored {
+            events: vec![update(
+                c,
+                &inv,
+                InvitationState::Refused,
+                format!(
+                    "{} invitations are already waiting: accept or decline some first",
+                    invitations::MAX_PENDING
+                ),
+            )?],
+            ..Stored::default()
+        });
+    }
     if !invitations::insert(c.db(), &inv)? {
         return Ok(Stored::default());
     }
@@ -242,7 +273,8 @@ fn update(
     emit(c, |seq| {
         Notification::Invitation(InvitationUpdate {
             seq,
-            id: Some(InvitationId(inv.id.0)),
+            // A refused invitation was never kept: nothing to answer.
+            id: (state != InvitationState::Refused).then_some(InvitationId(inv.id.0)),
             from: inv.inviter.clone(),
             name: inv.name.clone(),
             state,

@@ -144,13 +144,56 @@ pub fn state_of_group(c: &Connection, group: &[u8]) -> rusqlite::Result<Option<S
     }))
 }
 
-/// Holds a message for the group of a pending invitation.
-pub fn hold(c: &Connection, group: &[u8], bytes: &[u8]) -> rusqlite::Result<()> {
+/// Most invitations waiting at once: anyone can invite, so what waits is
+/// bounded; past it a new invitation is refused (and said).
+pub const MAX_PENDING: usize = 20;
+/// Most messages held for one invitation, and their bytes: past either,
+/// what arrives is dropped and counted, and accepting says so.
+pub const MAX_HELD_MESSAGES: usize = 1_000;
+pub const MAX_HELD_BYTES: usize = 8 * 1024 * 1024;
+
+/// How many invitations wait.
+pub fn pending_count(c: &Connection) -> rusqlite::Result<usize> {
+    c.query_row(
+        "SELECT count(*) FROM invitations WHERE state = 'pending'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n as usize)
+}
+
+/// Holds a message for the group of a pending invitation, within
+/// [`MAX_HELD_MESSAGES`] and [`MAX_HELD_BYTES`]; `false` when it was
+/// dropped (and counted) instead.
+pub fn hold(c: &Connection, group: &[u8], bytes: &[u8]) -> rusqlite::Result<bool> {
+    let (n, size): (i64, i64) = c.query_row(
+        "SELECT count(*), coalesce(sum(length(bytes)), 0) FROM held_mail WHERE group_id = ?1",
+        [group],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if n as usize >= MAX_HELD_MESSAGES || size as usize + bytes.len() > MAX_HELD_BYTES {
+        c.execute(
+            "UPDATE invitations SET dropped = dropped + 1 WHERE group_id = ?1",
+            [group],
+        )?;
+        return Ok(false);
+    }
     c.execute(
         "INSERT INTO held_mail (group_id, bytes) VALUES (?1, ?2)",
         params![group, bytes],
     )?;
-    Ok(())
+    Ok(true)
+}
+
+/// How many messages for `group` were dropped while it waited.
+pub fn dropped(c: &Connection, group: &[u8]) -> rusqlite::Result<u64> {
+    c.query_row(
+        "SELECT dropped FROM invitations WHERE group_id = ?1",
+        [group],
+        |r| r.get::<_, i64>(0),
+    )
+    .optional()
+    .map(|n| n.unwrap_or(0).max(0) as u64)
 }
 
 /// The messages held for `group`, in arrival order, removed.
@@ -246,6 +289,27 @@ mod tests {
         assert_eq!(state_of_group(&c, &[7; 16]).unwrap(), Some(State::Declined));
         assert!(take_held(&c, &[7; 16]).unwrap().is_empty(), "dropped");
         assert_eq!(take_held(&c, &[8; 16]).unwrap(), [b"other".to_vec()]);
+    }
+
+    /// Anyone can invite: what waits is bounded, and what was dropped is
+    /// counted so accepting can say so.
+    #[test]
+    fn held_mail_is_bounded_and_drops_are_counted() {
+        let (_d, c) = crate::db::test_db();
+        insert(&c, &invitation(3)).unwrap();
+        for _ in 0..MAX_HELD_MESSAGES {
+            assert!(hold(&c, &[3; 16], b"x").unwrap());
+        }
+        assert!(!hold(&c, &[3; 16], b"one too many").unwrap());
+        assert!(!hold(&c, &[3; 16], b"and another").unwrap());
+        assert_eq!(dropped(&c, &[3; 16]).unwrap(), 2);
+        assert_eq!(take_held(&c, &[3; 16]).unwrap().len(), MAX_HELD_MESSAGES);
+
+        insert(&c, &invitation(4)).unwrap();
+        assert!(hold(&c, &[4; 16], &vec![0; MAX_HELD_BYTES]).unwrap());
+        assert!(!hold(&c, &[4; 16], b"over the bytes").unwrap());
+        assert_eq!(dropped(&c, &[4; 16]).unwrap(), 1);
+        assert_eq!(pending_count(&c).unwrap(), 2);
     }
 
     #[test]
