@@ -45,6 +45,9 @@ const FETCH_LIMIT: u32 = 250;
 struct Fetched {
     seq: u64,
     parsed: Result<(Incoming, Vec<u8>), String>,
+    /// For a Welcome: what it says, read once before the batch is stored
+    /// (reading one is about as costly as joining).
+    peeked: Option<Joined>,
 }
 
 /// The keys the server lists for the inviters of a batch's Welcomes
@@ -151,9 +154,11 @@ impl Agent {
             .map(|env| Fetched {
                 seq: env.seq,
                 parsed: parse(&env.payload),
+                peeked: None,
             })
             .collect();
-        let directory = self.inviters(&batch).await.map_err(Some)?;
+        let mut batch = batch;
+        let directory = self.inviters(&mut batch).await.map_err(Some)?;
         let stored = self.store_batch(batch, directory).await.map_err(Some)?;
         self.after_stored(stored);
         // Receipts for what was just stored wait in the outbox.
@@ -188,29 +193,36 @@ impl Agent {
     /// refused before anything is joined or pinned. One core trip (to read
     /// the Welcomes) and one lookup per inviter, only for batches with
     /// Welcomes. A failed lookup fails the batch: it is fetched again.
-    async fn inviters(&self, batch: &[Fetched]) -> Result<Directory, AgentError> {
-        let welcomes: Vec<Vec<u8>> = batch
+    async fn inviters(&self, batch: &mut [Fetched]) -> Result<Directory, AgentError> {
+        let welcomes: Vec<(usize, Vec<u8>)> = batch
             .iter()
-            .filter_map(|f| match &f.parsed {
-                Ok((Incoming::Welcome, bytes)) => Some(bytes.clone()),
+            .enumerate()
+            .filter_map(|(i, f)| match &f.parsed {
+                Ok((Incoming::Welcome, bytes)) => Some((i, bytes.clone())),
                 _ => None,
             })
             .collect();
         if welcomes.is_empty() {
             return Ok(Directory::new());
         }
-        let names: BTreeSet<Username> = self
+        let peeked: Vec<(usize, Joined)> = self
             .core()?
             .run(move |c| -> Result<_, CoreError> {
                 let e = c.engine()?;
                 // One that cannot be read is dealt with (skipped) later.
                 Ok(welcomes
                     .iter()
-                    .filter_map(|w| e.peek_welcome(w).ok())
-                    .map(|j| j.inviter.username)
+                    .filter_map(|(i, w)| e.peek_welcome(w).ok().map(|j| (*i, j)))
                     .collect())
             })
             .await?;
+        let names: BTreeSet<Username> = peeked
+            .iter()
+            .map(|(_, j)| j.inviter.username.clone())
+            .collect();
+        for (i, j) in peeked {
+            batch[i].peeked = Some(j);
+        }
         let mut directory = Directory::new();
         for name in names {
             let key = self.listed_key(&name).await?;
@@ -282,10 +294,11 @@ fn store_incoming(
     c.atomically(|c| {
         let mut stored = Stored::default();
         for f in batch {
+            let peeked = f.peeked;
             let outcome = match f.parsed {
                 Err(e) => Err(e),
                 Ok((kind, bytes)) => {
-                    match c.savepoint(|c| process_one(c, kind, &bytes, directory)) {
+                    match c.savepoint(|c| process_one(c, kind, &bytes, directory, peeked.clone())) {
                         Ok(one) => Ok(one),
                         // SQLite may roll back the whole transaction on
                         // such errors; the savepoint's rollback then fails
@@ -313,9 +326,10 @@ fn process_one(
     kind: Incoming,
     bytes: &[u8],
     directory: &Directory,
+    peeked: Option<Joined>,
 ) -> Result<Stored, CoreError> {
     match kind {
-        Incoming::Welcome => join(c, bytes, directory),
+        Incoming::Welcome => join(c, bytes, directory, peeked),
         Incoming::Group { group, .. } => process_group(c, group, bytes),
         other => Err(CoreError::Mls(MlsError::Malformed(format!(
             "unexpected message kind {other:?}"
@@ -323,8 +337,17 @@ fn process_one(
     }
 }
 
-fn join(c: &mut Core, welcome: &[u8], directory: &Directory) -> Result<Stored, CoreError> {
-    let invited = c.engine()?.peek_welcome(welcome)?;
+fn join(
+    c: &mut Core,
+    welcome: &[u8],
+    directory: &Directory,
+    peeked: Option<Joined>,
+) -> Result<Stored, CoreError> {
+    // Read (and verified) before the batch, when its inviter was looked up.
+    let invited = match peeked {
+        Some(j) => j,
+        None => c.engine()?.peek_welcome(welcome)?,
+    };
     if let Some(reason) = refusal(c, &invited, directory)? {
         tracing::warn!(inviter = %invited.inviter.username, %reason, "refused an invitation");
         let ev = emit(c, |seq| {
@@ -816,6 +839,7 @@ mod batch_tests {
         Fetched {
             seq,
             parsed: parse(&padding::pad(mls)),
+            peeked: None,
         }
     }
 
@@ -877,6 +901,7 @@ mod batch_tests {
             Fetched {
                 seq: 4,
                 parsed: parse(b"not an MLS message"),
+                peeked: None,
             },
             fetched(5, &text(&mut alice, group, "two")),
         ];

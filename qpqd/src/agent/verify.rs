@@ -242,10 +242,38 @@ impl Agent {
         }
         let me = self.clone();
         self.spawn(async move {
+            // Looked up one by one, pinned together: one core trip for a
+            // group of any size.
+            let mut found = Vec::with_capacity(names.len());
             for name in names {
-                if let Err(e) = me.resolve_contact(&name).await {
-                    tracing::debug!(user = %name, error = %e, "looking up a new member");
+                let Ok(username) = Username::parse(&name) else {
+                    continue;
+                };
+                match me.listed_key(&username).await {
+                    Ok(Some(key)) => found.push((name, key)),
+                    Ok(None) => tracing::info!(user = %name, "a member the server does not know"),
+                    Err(e) => {
+                        tracing::debug!(user = %name, error = %e, "looking up a new member");
+                        return;
+                    }
                 }
+            }
+            let Ok(core) = me.core() else { return };
+            let pinned = core
+                .run(move |c| {
+                    // One transaction: one fsync, not one per member.
+                    c.atomically(|c| -> rusqlite::Result<Vec<Notification>> {
+                        let mut events = Vec::new();
+                        for (name, key) in &found {
+                            events.extend(pin_identity(c, name, key.as_bytes())?);
+                        }
+                        Ok(events)
+                    })
+                })
+                .await;
+            match pinned {
+                Ok(events) => me.publish(events),
+                Err(e) => tracing::debug!(error = %e, "pinning new members"),
             }
         });
     }
