@@ -397,24 +397,12 @@ mod log_tests {
     use quicproquo_protocol::ipc::values::ConnectionState;
 
     use super::*;
-    use crate::db::conversations::{self, Conversation, Kind};
     use crate::db::messages::{self, Message, State};
     use crate::db::Id;
 
     fn core() -> (tempfile::TempDir, Core, Id) {
-        let (d, conn) = db::test_db();
-        let conv = Conversation {
-            id: Id::random(),
-            kind: Kind::Group,
-            name: "team".into(),
-            group_id: vec![1; 16],
-            peer: None,
-            ciphersuite: crate::mls::Suite::Hybrid,
-            last_activity_ms: 0,
-            active: true,
-        };
-        conversations::insert(&conn, &conv, 0).unwrap();
-        (d, Core::new(conn), conv.id)
+        let (d, conn, team) = db::test_db_with_team();
+        (d, Core::new(conn), team)
     }
 
     /// Stores our message `text` and logs its notification, as `send` does.

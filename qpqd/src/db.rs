@@ -78,3 +78,21 @@ pub(crate) fn test_db() -> (tempfile::TempDir, rusqlite::Connection) {
     let conn = crate::state::open(&dir.path().join("qpq-state.bin"), &key).expect("open");
     (dir, conn)
 }
+
+/// [`test_db`] with one group conversation, `team`, in it.
+#[cfg(test)]
+pub(crate) fn test_db_with_team() -> (tempfile::TempDir, rusqlite::Connection, Id) {
+    let (d, c) = test_db();
+    let conv = conversations::Conversation {
+        id: Id::random(),
+        kind: conversations::Kind::Group,
+        name: "team".into(),
+        group_id: vec![1; 16],
+        peer: None,
+        ciphersuite: crate::mls::Suite::Hybrid,
+        last_activity_ms: 0,
+        active: true,
+    };
+    conversations::insert(&c, &conv, 0).expect("insert team");
+    (d, c, conv.id)
+}

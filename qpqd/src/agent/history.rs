@@ -63,7 +63,7 @@ impl Agent {
     }
 
     /// Full-text search, bounded twice: the query in words and bytes
-    /// (`check_search_query`), and the time, [`SEARCH_DEADLINE`]. It runs on
+    /// (`check_search_query`), and the time, `SEARCH_DEADLINE`. It runs on
     /// the read-only connection, off the core thread, so a long search holds
     /// up nothing else.
     pub async fn search(

@@ -528,10 +528,15 @@ pub(super) fn notice(c: &Core, conv: &Conversation, text: String) -> Result<Stor
         state: State::Received,
     };
     messages::insert(c.db(), &m)?;
+    announce(c, &m)
+}
+
+/// Tells the front-ends of a message just stored.
+fn announce(c: &Core, m: &Message) -> Result<Stored, CoreError> {
     let ev = emit(c, |seq| {
         Notification::Message(NewMessage {
             seq,
-            message: ipc_message(&m),
+            message: ipc_message(m),
         })
     })?;
     Ok(Stored::events(vec![ev]))
@@ -724,13 +729,7 @@ fn application(
                 // receipt would reach every member.
                 outbox::push_receipt(c.db(), conv.id, id, now_ms())?;
             }
-            let ev = emit(c, |seq| {
-                Notification::Message(NewMessage {
-                    seq,
-                    message: ipc_message(&m),
-                })
-            })?;
-            Ok(Stored::events(vec![ev]))
+            announce(c, &m)
         }
         Ok(Payload::Receipt { ids }) => {
             let mut events = Vec::new();

@@ -256,22 +256,9 @@ pub fn mark_read(c: &Connection, conversation: Id, up_to: Option<Id>) -> rusqlit
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::conversations::{self, Conversation, Kind};
 
     fn setup() -> (tempfile::TempDir, Connection, Id) {
-        let (d, c) = crate::db::test_db();
-        let conv = Conversation {
-            id: Id::random(),
-            kind: Kind::Group,
-            name: "team".into(),
-            group_id: vec![1; 16],
-            peer: None,
-            ciphersuite: crate::mls::Suite::Hybrid,
-            last_activity_ms: 0,
-            active: true,
-        };
-        conversations::insert(&c, &conv, 0).unwrap();
-        (d, c, conv.id)
+        crate::db::test_db_with_team()
     }
 
     fn msg(conv: Id, text: &str, outgoing: bool) -> Message {
