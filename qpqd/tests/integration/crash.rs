@@ -32,9 +32,9 @@ async fn kill_9_while_a_burst_arrives_loses_and_repeats_nothing() {
     let srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
     let [alice, mut bob] = Daemon::registered(root.path(), &srv, ["alice", "bob"]).await;
-    alice.dm_open("bob").await.unwrap();
-    alice.send("@bob", "hello").await.unwrap();
-    bob.wait_for("@alice", "hello").await;
+    quicproquo_testkit::agent::first_dm(&alice.client, &bob.client, "hello")
+        .await
+        .unwrap();
 
     let sent: Vec<String> = (0..BURST).map(|i| format!("burst {i}")).collect();
     let sent_count = AtomicUsize::new(0);
@@ -85,9 +85,9 @@ async fn sigterm_and_sigint_exit_0_remove_the_socket_and_keep_the_outbox() {
     let mut srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
     let [mut alice, bob] = Daemon::registered(root.path(), &srv, ["alice", "bob"]).await;
-    alice.dm_open("bob").await.unwrap();
-    alice.send("@bob", "hello").await.unwrap();
-    bob.wait_for("@alice", "hello").await;
+    quicproquo_testkit::agent::first_dm(&alice.client, &bob.client, "hello")
+        .await
+        .unwrap();
     alice.wait_outbox_empty().await;
     let socket = paths_for(&alice.home).socket;
 

@@ -226,9 +226,9 @@ async fn a_tampered_or_deleted_counter_file_is_reported() {
     let srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
     let [alice, mut bob] = Daemon::registered(root.path(), &srv, ["alice", "bob"]).await;
-    alice.dm_open("bob").await.unwrap();
-    alice.send("@bob", "hello").await.unwrap();
-    bob.wait_for("@alice", "hello").await;
+    quicproquo_testkit::agent::first_dm(&alice.client, &bob.client, "hello")
+        .await
+        .unwrap();
     bob.stop().await;
 
     let counter = counter_file_of(&bob.home);

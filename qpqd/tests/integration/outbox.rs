@@ -176,8 +176,8 @@ async fn a_member_the_server_does_not_know_does_not_stop_other_conversations() {
     agent::first_dm(&alice.client, &bob.client, "hello bob")
         .await
         .unwrap();
-    // Each invitee shares a conversation with the inviter (whom a daemon
-    // may ask before joining for).
+    // bob and mallory share a DM too, so the group below joins them with
+    // a conversation already in common.
     agent::first_dm(&bob.client, &mallory.client, "hello mallory")
         .await
         .unwrap();
