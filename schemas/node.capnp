@@ -34,6 +34,8 @@ struct Request {
     fetch @11 :Fetch;
     fetchWait @12 :FetchWait;
     ack @13 :Ack;
+    registerGroup @14 :RegisterGroup;
+    enqueueGroup @15 :EnqueueGroup;
   }
 }
 
@@ -54,6 +56,8 @@ struct Response {
     fetch @12 :Mail;
     fetchWait @13 :Mail;
     ack @14 :Acked;
+    registerGroup @15 :Void;
+    enqueueGroup @16 :GroupEnqueued;
   }
 }
 
@@ -64,8 +68,22 @@ struct Error {
 }
 
 struct Health {
-  protocolVersion @0 :UInt32;
+  protocolVersion @0 :UInt32;  # 2; a client speaking another version stops and says so
   serverVersion @1 :Text;
+  serverTimeMs @2 :UInt64;     # the server's clock, unix time in ms (clients warn on skew)
+  removalKey @3 :Data;         # Ed25519 public key of the server as an MLS external sender:
+                               # every group lists it in external_senders from creation
+  limits @4 :Limits;
+}
+
+# Limits a client depends on; the server enforces them (protocol::limits).
+struct Limits {
+  maxPayloadBytes @0 :UInt32;
+  maxRecipients @1 :UInt32;          # per enqueue, and members per group minus one
+  maxFetchLimit @2 :UInt32;          # envelopes per fetch answer
+  fetchResponseBytes @3 :UInt32;     # bytes per fetch answer (the first envelope always fits)
+  maxKeyPackagesPerUpload @4 :UInt32;
+  maxGroupIdBytes @5 :UInt32;
 }
 
 # --- accounts (OPAQUE, ristretto255, Argon2id stretching on the client) ---
@@ -206,4 +224,38 @@ struct Ack {
 
 struct Acked {
   removed @0 :UInt32;
+}
+
+# --- groups the server validates (docs/src/reference/wire.md) ---
+#
+# Handshake messages (commits, proposals) to a group travel as MLS
+# PublicMessages so the server can check them against the group's public
+# state; application messages stay PrivateMessages.
+
+struct RegisterGroup {
+  auth @0 :Auth;
+  groupInfo @1 :Data;        # MLSMessage(GroupInfo), with the ratchet tree extension,
+                             # signed by the caller, whose identity key is a leaf
+}
+
+struct EnqueueGroup {
+  auth @0 :Auth;
+  group @1 :Data;            # the MLS group id (1 to limits.maxGroupIdBytes bytes)
+  payload @2 :Data;          # padded MLS message of that group
+  idempotencyKey @3 :Data;   # 16 bytes; a retry is stored once
+  groupInfo @4 :Data;        # with a commit: MLSMessage(GroupInfo) of the epoch it
+                             # creates (ratchet tree extension included); else empty
+  welcome @5 :Data;          # with a commit that adds members: the padded
+                             # MLSMessage(Welcome), delivered to them alone; else empty
+}
+
+struct GroupEnqueued {
+  duplicate @0 :Bool;        # true: this idempotency key was already stored
+  members @1 :List(MemberDelivery);   # one per recipient (empty if duplicate)
+}
+
+struct MemberDelivery {
+  member @0 :Data;           # identity key of the mailbox
+  seq @1 :UInt64;            # its sequence number there; 0 if not stored
+  error @2 :UInt16;          # 0: stored; else the code, e.g. 32 (mailbox full)
 }

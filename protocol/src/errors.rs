@@ -64,6 +64,16 @@ catalogue! {
     TooManyKeyPackages = 35, "too many key packages";
     KeyPackageTooLarge = 36, "a key package is larger than the server accepts";
     NoRecipients = 37, "an enqueue needs at least one recipient unless it carries a commit";
+    UnknownGroup = 40, "the server holds no state for this group; register it first";
+    NotGroupMember = 41, "the sender is not a member of this group";
+    InvalidCommit = 42, "the commit or proposal is not valid for the group's current state";
+    FutureEpoch = 43, "the message names an epoch the group has not reached";
+    GroupInfoMismatch = 44, "a commit needs the GroupInfo of the epoch it creates, and only a commit carries one";
+    EncryptedHandshake = 45, "commits and proposals to a group must be MLS PublicMessages";
+    GroupExists = 46, "a group with this id is already registered";
+    InvalidGroupInfo = 47, "the GroupInfo or its ratchet tree is not valid";
+    UpgradeRequired = 48, "this server speaks a newer protocol; upgrade qpqd";
+    WrongGroup = 49, "the message belongs to another group, or is not a group message";
 }
 
 impl ErrorCode {

@@ -17,6 +17,7 @@ use crate::limits::{
     MAX_FETCH_LIMIT, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_KEY_PACKAGE_BYTES, MAX_OPAQUE_MESSAGE_BYTES,
     MAX_PAYLOAD_BYTES, MAX_RECIPIENTS, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES,
 };
+use crate::mls_framing::MAX_GROUP_ID;
 use crate::types::{
     ChannelId, IdempotencyKey, IdentityKey, InvalidValue, LoginId, SessionToken, Username,
 };
@@ -24,10 +25,10 @@ use crate::types::{
 pub mod calls;
 
 pub use calls::{
-    Ack, Call, CreateChannel, Enqueue, Enqueued, Fetch, FetchKeyPackage, FetchWait, Health,
-    KeyPackage, LoginStarted, Logout, OpaqueLoginFinish, OpaqueLoginStart, OpaqueRegisterFinish,
-    OpaqueRegisterStart, Request, ResolveUser, ServerInfo, Session, UnexpectedResponse,
-    UploadKeyPackages,
+    Ack, Call, CreateChannel, Enqueue, EnqueueGroup, Enqueued, Fetch, FetchKeyPackage, FetchWait,
+    GroupEnqueued, Health, KeyPackage, LoginStarted, Logout, OpaqueLoginFinish, OpaqueLoginStart,
+    OpaqueRegisterFinish, OpaqueRegisterStart, RegisterGroup, Request, ResolveUser, ServerInfo,
+    Session, UnexpectedResponse, UploadKeyPackages,
 };
 
 /// The default MLS ciphersuite's code point on the wire (the hybrid
@@ -62,6 +63,41 @@ pub struct Delivery {
     pub channel: Option<ChannelId>,
 }
 
+/// What a group delivery did for one member: stored under `seq`, or refused
+/// for that member alone with `error` (e.g. [`ErrorCode::QueueFull`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberDelivery {
+    pub member: IdentityKey,
+    pub seq: u64,
+    pub error: Option<ErrorCode>,
+}
+
+/// The limits a client depends on, as `health` reports them (the server's
+/// `protocol::limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    pub max_payload_bytes: u32,
+    pub max_recipients: u32,
+    pub max_fetch_limit: u32,
+    pub fetch_response_bytes: u32,
+    pub max_key_packages_per_upload: u32,
+    pub max_group_id_bytes: u32,
+}
+
+impl Limits {
+    /// This build's limits.
+    pub fn current() -> Self {
+        Self {
+            max_payload_bytes: MAX_PAYLOAD_BYTES as u32,
+            max_recipients: MAX_RECIPIENTS as u32,
+            max_fetch_limit: MAX_FETCH_LIMIT,
+            fetch_response_bytes: crate::limits::FETCH_RESPONSE_BUDGET as u32,
+            max_key_packages_per_upload: MAX_KEY_PACKAGES_PER_UPLOAD as u32,
+            max_group_id_bytes: MAX_GROUP_ID as u32,
+        }
+    }
+}
+
 /// A message handed out by `fetch`/`fetchWait`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
@@ -83,7 +119,9 @@ impl Request {
             | Request::Enqueue { auth, .. }
             | Request::Fetch { auth, .. }
             | Request::FetchWait { auth, .. }
-            | Request::Ack { auth, .. } => Some(auth),
+            | Request::Ack { auth, .. }
+            | Request::RegisterGroup { auth, .. }
+            | Request::EnqueueGroup { auth, .. } => Some(auth),
             _ => None,
         }
     }
@@ -95,6 +133,10 @@ pub enum Response {
     Health {
         protocol_version: u32,
         server_version: String,
+        server_time_ms: u64,
+        /// The server's Ed25519 key as an MLS external sender (empty: none).
+        removal_key: Vec<u8>,
+        limits: Limits,
     },
     OpaqueRegisterStart {
         response: Vec<u8>,
@@ -132,6 +174,11 @@ pub enum Response {
     FetchWait(Vec<Envelope>),
     Ack {
         removed: u32,
+    },
+    RegisterGroup,
+    EnqueueGroup {
+        duplicate: bool,
+        members: Vec<MemberDelivery>,
     },
 }
 
@@ -356,20 +403,10 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, WireError> {
                     channel: ChannelId::from_optional(d.get_channel_id()?)?,
                 });
             }
-            let payload = r.get_payload()?;
-            if payload.len() > MAX_PAYLOAD_BYTES {
-                return Err(WireError::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!(
-                        "payload of {} bytes exceeds the limit of {MAX_PAYLOAD_BYTES}",
-                        payload.len()
-                    ),
-                ));
-            }
             Request::Enqueue {
                 auth,
                 deliveries,
-                payload: payload.to_vec(),
+                payload: payload(r.get_payload()?)?,
                 idempotency_key: IdempotencyKey::from_slice(r.get_idempotency_key()?)?,
             }
         }
@@ -403,7 +440,62 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, WireError> {
                 seqs: list.iter().collect(),
             }
         }
+        W::RegisterGroup(r) => {
+            let r = r?;
+            Request::RegisterGroup {
+                auth: auth(r.get_auth())?,
+                group_info: required(payload(r.get_group_info()?)?, "groupInfo")?,
+            }
+        }
+        W::EnqueueGroup(r) => {
+            let r = r?;
+            Request::EnqueueGroup {
+                auth: auth(r.get_auth())?,
+                group: group_id(r.get_group()?)?,
+                payload: required(payload(r.get_payload()?)?, "payload")?,
+                idempotency_key: IdempotencyKey::from_slice(r.get_idempotency_key()?)?,
+                group_info: optional(payload(r.get_group_info()?)?),
+                welcome: optional(payload(r.get_welcome()?)?),
+            }
+        }
     })
+}
+
+/// A payload-sized field: at most `MAX_PAYLOAD_BYTES` (E030).
+fn payload(d: &[u8]) -> Result<Vec<u8>, WireError> {
+    if d.len() > MAX_PAYLOAD_BYTES {
+        return Err(WireError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "payload of {} bytes exceeds the limit of {MAX_PAYLOAD_BYTES}",
+                d.len()
+            ),
+        ));
+    }
+    Ok(d.to_vec())
+}
+
+fn required(d: Vec<u8>, field: &'static str) -> Result<Vec<u8>, WireError> {
+    if d.is_empty() {
+        return Err(malformed(format!("{field} is empty")));
+    }
+    Ok(d)
+}
+
+fn optional(d: Vec<u8>) -> Option<Vec<u8>> {
+    (!d.is_empty()).then_some(d)
+}
+
+/// An MLS group id: 1 to `MAX_GROUP_ID` bytes (RFC 9420 sets no bound; this
+/// is the documented one).
+fn group_id(d: &[u8]) -> Result<Vec<u8>, WireError> {
+    if d.is_empty() || d.len() > MAX_GROUP_ID {
+        return Err(malformed(format!(
+            "group id must be 1 to {MAX_GROUP_ID} bytes, not {}",
+            d.len()
+        )));
+    }
+    Ok(d.to_vec())
 }
 
 fn key_package(d: &[u8]) -> Result<Vec<u8>, WireError> {
@@ -456,9 +548,20 @@ pub fn decode_response(bytes: &[u8]) -> Result<Response, WireError> {
         }
         W::Health(h) => {
             let h = h?;
+            let l = h.get_limits()?;
             Response::Health {
                 protocol_version: h.get_protocol_version(),
                 server_version: text(h.get_server_version(), "serverVersion")?.to_owned(),
+                server_time_ms: h.get_server_time_ms(),
+                removal_key: h.get_removal_key()?.to_vec(),
+                limits: Limits {
+                    max_payload_bytes: l.get_max_payload_bytes(),
+                    max_recipients: l.get_max_recipients(),
+                    max_fetch_limit: l.get_max_fetch_limit(),
+                    fetch_response_bytes: l.get_fetch_response_bytes(),
+                    max_key_packages_per_upload: l.get_max_key_packages_per_upload(),
+                    max_group_id_bytes: l.get_max_group_id_bytes(),
+                },
             }
         }
         W::OpaqueRegisterStart(d) => Response::OpaqueRegisterStart {
@@ -510,6 +613,25 @@ pub fn decode_response(bytes: &[u8]) -> Result<Response, WireError> {
         W::Ack(r) => Response::Ack {
             removed: r?.get_removed(),
         },
+        W::RegisterGroup(()) => Response::RegisterGroup,
+        W::EnqueueGroup(r) => {
+            let r = r?;
+            let mut members = Vec::new();
+            for m in r.get_members()?.iter() {
+                members.push(MemberDelivery {
+                    member: IdentityKey::from_slice(m.get_member()?)?,
+                    seq: m.get_seq(),
+                    error: match m.get_error() {
+                        0 => None,
+                        n => Some(ErrorCode::from_u16(n).unwrap_or(ErrorCode::Internal)),
+                    },
+                });
+            }
+            Response::EnqueueGroup {
+                duplicate: r.get_duplicate(),
+                members,
+            }
+        }
     })
 }
 
@@ -647,6 +769,31 @@ pub fn encode_request(req: &Request) -> Vec<u8> {
                 list.set(i as u32, *s);
             }
         }
+        Request::RegisterGroup { auth, group_info } => {
+            let mut b = root.init_register_group();
+            set_auth(b.reborrow().init_auth(), auth);
+            b.set_group_info(group_info);
+        }
+        Request::EnqueueGroup {
+            auth,
+            group,
+            payload,
+            idempotency_key,
+            group_info,
+            welcome,
+        } => {
+            let mut b = root.init_enqueue_group();
+            set_auth(b.reborrow().init_auth(), auth);
+            b.set_group(group);
+            b.set_payload(payload);
+            b.set_idempotency_key(idempotency_key.as_bytes());
+            if let Some(gi) = group_info {
+                b.set_group_info(gi);
+            }
+            if let Some(w) = welcome {
+                b.set_welcome(w);
+            }
+        }
     }
     serialize::write_message_to_words(&msg)
 }
@@ -678,10 +825,22 @@ pub fn encode_response(resp: &Response) -> Vec<u8> {
         Response::Health {
             protocol_version,
             server_version,
+            server_time_ms,
+            removal_key,
+            limits,
         } => {
             let mut b = root.init_health();
             b.set_protocol_version(*protocol_version);
             b.set_server_version(server_version.as_str());
+            b.set_server_time_ms(*server_time_ms);
+            b.set_removal_key(removal_key);
+            let mut l = b.init_limits();
+            l.set_max_payload_bytes(limits.max_payload_bytes);
+            l.set_max_recipients(limits.max_recipients);
+            l.set_max_fetch_limit(limits.max_fetch_limit);
+            l.set_fetch_response_bytes(limits.fetch_response_bytes);
+            l.set_max_key_packages_per_upload(limits.max_key_packages_per_upload);
+            l.set_max_group_id_bytes(limits.max_group_id_bytes);
         }
         Response::OpaqueRegisterStart { response } => root.set_opaque_register_start(response),
         Response::OpaqueRegisterFinish => root.set_opaque_register_finish(()),
@@ -731,6 +890,18 @@ pub fn encode_response(resp: &Response) -> Vec<u8> {
         Response::Fetch(list) => set_envelopes(root.init_fetch(), list),
         Response::FetchWait(list) => set_envelopes(root.init_fetch_wait(), list),
         Response::Ack { removed } => root.init_ack().set_removed(*removed),
+        Response::RegisterGroup => root.set_register_group(()),
+        Response::EnqueueGroup { duplicate, members } => {
+            let mut b = root.init_enqueue_group();
+            b.set_duplicate(*duplicate);
+            let mut l = b.init_members(members.len() as u32);
+            for (i, m) in members.iter().enumerate() {
+                let mut e = l.reborrow().get(i as u32);
+                e.set_member(m.member.as_bytes());
+                e.set_seq(m.seq);
+                e.set_error(m.error.map_or(0, ErrorCode::as_u16));
+            }
+        }
     }
     serialize::write_message_to_words(&msg)
 }
@@ -826,6 +997,26 @@ mod tests {
                 auth: token(),
                 seqs: vec![1, 2, 99],
             },
+            Request::RegisterGroup {
+                auth: token(),
+                group_info: vec![0, 1, 0, 4, 9],
+            },
+            Request::EnqueueGroup {
+                auth: token(),
+                group: vec![0x42; 32],
+                payload: vec![0xab; 512],
+                idempotency_key: IdempotencyKey([2; 16]),
+                group_info: Some(vec![7; 40]),
+                welcome: None,
+            },
+            Request::EnqueueGroup {
+                auth: token(),
+                group: vec![0x42; 16],
+                payload: vec![0xab; 64],
+                idempotency_key: IdempotencyKey([3; 16]),
+                group_info: None,
+                welcome: Some(vec![5; 80]),
+            },
         ]
     }
 
@@ -855,8 +1046,11 @@ mod tests {
         vec![
             Response::Error(WireError::rate_limited(250)),
             Response::Health {
-                protocol_version: 1,
+                protocol_version: 2,
                 server_version: "0.1.0".into(),
+                server_time_ms: 1_700_000_000_000,
+                removal_key: vec![4; 32],
+                limits: Limits::current(),
             },
             Response::OpaqueRegisterStart { response: vec![1] },
             Response::OpaqueRegisterFinish,
@@ -897,6 +1091,22 @@ mod tests {
                 },
             ]),
             Response::Ack { removed: 2 },
+            Response::RegisterGroup,
+            Response::EnqueueGroup {
+                duplicate: false,
+                members: vec![
+                    MemberDelivery {
+                        member: IdentityKey([1; 32]),
+                        seq: 9,
+                        error: None,
+                    },
+                    MemberDelivery {
+                        member: IdentityKey([2; 32]),
+                        seq: 0,
+                        error: Some(ErrorCode::QueueFull),
+                    },
+                ],
+            },
         ]
     }
 
@@ -924,7 +1134,12 @@ mod tests {
         // union is an unknown kind; some tags line up with a request (an
         // `Error` reads as `health`). Either way nothing half-read comes out:
         // an error, or a request that re-encodes to itself.
-        let e = decode_request(&encode_response(&Response::Ack { removed: 1 })).unwrap_err();
+        // The response's tag must be past the request union's last member.
+        let past = Response::EnqueueGroup {
+            duplicate: false,
+            members: vec![],
+        };
+        let e = decode_request(&encode_response(&past)).unwrap_err();
         assert_eq!(e.code, ErrorCode::Malformed);
         assert!(e.message.contains("unknown request kind"), "{e}");
         for r in sample_responses() {

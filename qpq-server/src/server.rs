@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use quicproquo_protocol::errors::{ErrorCode, WireError};
 use quicproquo_protocol::limits::{IDEMPOTENCY_TTL, MAX_REQUEST_BYTES};
-use quicproquo_protocol::wire::{decode_request, encode_response, Response};
+use quicproquo_protocol::wire::{decode_request, encode_response, Request, Response};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -233,12 +233,20 @@ async fn serve_connection<S: Store>(
         }
     };
     tracing::debug!(%peer, "connected");
+    let old_protocol = speaks_old_protocol(&conn);
     let mut streams = JoinSet::new();
     let closed_by_peer = loop {
         tokio::select! {
             s = conn.accept_bi() => match s {
                 Ok((send, recv)) => {
-                    streams.spawn(serve_stream(send, recv, peer, service.clone(), read_timeout));
+                    streams.spawn(serve_stream(
+                        send,
+                        recv,
+                        peer,
+                        service.clone(),
+                        read_timeout,
+                        old_protocol,
+                    ));
                 }
                 Err(e) => {
                     tracing::debug!(%peer, reason = %e, "connection ended");
@@ -256,16 +264,35 @@ async fn serve_connection<S: Store>(
     }
 }
 
+/// Whether the client chose one of `OLD_ALPNS`: an older qpqd, which gets
+/// E048 for everything but `health`.
+fn speaks_old_protocol(conn: &quinn::Connection) -> bool {
+    conn.handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol)
+        .is_some_and(|alpn| alpn != quicproquo_protocol::ALPN)
+}
+
 async fn serve_stream<S: Store>(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     peer: SocketAddr,
     service: Arc<Service<S>>,
     read_timeout: Duration,
+    old_protocol: bool,
 ) {
     let response =
         match tokio::time::timeout(read_timeout, recv.read_to_end(MAX_REQUEST_BYTES)).await {
             Ok(Ok(bytes)) => match decode_request(&bytes) {
+                Ok(req) if old_protocol && !matches!(req, Request::Health) => {
+                    Response::Error(WireError::new(
+                        ErrorCode::UpgradeRequired,
+                        format!(
+                            "this server speaks protocol {}; upgrade qpqd",
+                            quicproquo_protocol::PROTOCOL_VERSION
+                        ),
+                    ))
+                }
                 Ok(req) => {
                     let kind = req.kind();
                     let resp = service.handle(req, peer.ip(), Now::current()).await;

@@ -111,6 +111,9 @@ impl<S: Store> Service<S> {
                 return Ok(Response::Health {
                     protocol_version: quicproquo_protocol::PROTOCOL_VERSION,
                     server_version: env!("CARGO_PKG_VERSION").to_string(),
+                    server_time_ms: now.unix_ms,
+                    removal_key: Vec::new(),
+                    limits: quicproquo_protocol::wire::Limits::current(),
                 })
             }
             Request::OpaqueRegisterStart { username, request } => {
@@ -227,6 +230,10 @@ impl<S: Store> Service<S> {
             Request::Ack { seqs, .. } => Response::Ack {
                 removed: self.delivery.ack(store, &me, seqs).await?,
             },
+            // Being built (issue 14): the validating delivery service.
+            Request::RegisterGroup { .. } | Request::EnqueueGroup { .. } => {
+                return Err(WireError::bare(ErrorCode::UnknownGroup))
+            }
             Request::Health
             | Request::OpaqueRegisterStart { .. }
             | Request::OpaqueRegisterFinish { .. }

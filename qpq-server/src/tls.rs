@@ -146,7 +146,8 @@ impl ResolvesServerCert for ReloadableCert {
     }
 }
 
-/// TLS 1.3 only, ALPN `qpq/1`, and no 0-RTT: early data could be replayed,
+/// TLS 1.3 only, ALPN `qpq/2` (and the older ALPNs, answered E048 by the
+/// server), and no 0-RTT: early data could be replayed,
 /// and most requests (enqueue, login) are not idempotent.
 pub fn server_config(resolver: Arc<ReloadableCert>) -> Result<rustls::ServerConfig, TlsError> {
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
@@ -154,7 +155,10 @@ pub fn server_config(resolver: Arc<ReloadableCert>) -> Result<rustls::ServerConf
         .map_err(|e| TlsError::Generate(e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
-    cfg.alpn_protocols = vec![quicproquo_protocol::ALPN.to_vec()];
+    cfg.alpn_protocols = std::iter::once(quicproquo_protocol::ALPN)
+        .chain(quicproquo_protocol::OLD_ALPNS.iter().copied())
+        .map(<[u8]>::to_vec)
+        .collect();
     cfg.max_early_data_size = 0;
     Ok(cfg)
 }

@@ -12,7 +12,7 @@
 //! Adding a request kind is one table entry (plus its encoding, decoding and
 //! the server's handling).
 
-use super::{Delivery, Envelope, Response, UserRef, IDENTITY_PROOF_LEN};
+use super::{Delivery, Envelope, Limits, MemberDelivery, Response, UserRef, IDENTITY_PROOF_LEN};
 use crate::types::{ChannelId, IdempotencyKey, IdentityKey, LoginId, SessionToken, Username};
 
 /// A request kind with its typed answer.
@@ -104,8 +104,8 @@ macro_rules! calls {
 calls! {
     /// The server's versions; needs no session.
     Health = "health" -> ServerInfo {
-        Response::Health { protocol_version, server_version } =>
-            ServerInfo { protocol_version, server_version }
+        Response::Health { protocol_version, server_version, server_time_ms, removal_key, limits } =>
+            ServerInfo { protocol_version, server_version, server_time_ms, removal_key, limits }
     }
     OpaqueRegisterStart = "opaqueRegisterStart" {
         username: Username,
@@ -181,6 +181,26 @@ calls! {
         auth: SessionToken,
         seqs: Vec<u64>,
     } -> u32 { Response::Ack { removed } => removed }
+    /// Registers a new group with the server from its creator's GroupInfo
+    /// (ratchet tree extension included).
+    RegisterGroup = "registerGroup" {
+        auth: SessionToken,
+        group_info: Vec<u8>,
+    } -> () { Response::RegisterGroup => () }
+    /// One message to a group: the server checks it against the group's
+    /// state and stores it for every other member.
+    EnqueueGroup = "enqueueGroup" {
+        auth: SessionToken,
+        group: Vec<u8>,
+        payload: Vec<u8>,
+        idempotency_key: IdempotencyKey,
+        /// With a commit: the GroupInfo of the epoch it creates.
+        group_info: Option<Vec<u8>>,
+        /// With a commit that adds members: their Welcome.
+        welcome: Option<Vec<u8>>,
+    } -> GroupEnqueued {
+        Response::EnqueueGroup { duplicate, members } => GroupEnqueued { duplicate, members }
+    }
 }
 
 /// What `health` answers.
@@ -188,6 +208,21 @@ calls! {
 pub struct ServerInfo {
     pub protocol_version: u32,
     pub server_version: String,
+    /// The server's clock (unix ms), for a client to notice its own skew.
+    pub server_time_ms: u64,
+    /// The server's Ed25519 public key as an MLS external sender; groups
+    /// list it in `external_senders` from creation.
+    pub removal_key: Vec<u8>,
+    pub limits: Limits,
+}
+
+/// What `enqueueGroup` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupEnqueued {
+    /// The idempotency key was seen before; nothing was stored again.
+    pub duplicate: bool,
+    /// One result per recipient: a full mailbox fails that member alone.
+    pub members: Vec<MemberDelivery>,
 }
 
 /// What `opaqueLoginStart` answers.

@@ -28,7 +28,7 @@ async fn still_serving(srv: &TestServer) {
         matches!(
             r,
             Response::Health {
-                protocol_version: 1,
+                protocol_version: quicproquo_protocol::PROTOCOL_VERSION,
                 ..
             }
         ),
