@@ -20,6 +20,8 @@ use quicproquo_protocol::limits::{MAX_FETCH_LIMIT, MAX_KEY_PACKAGES_STORED, MAX_
 use quicproquo_protocol::types::{ChannelId, Epoch, IdempotencyKey, IdentityKey, Username};
 use tokio::task::JoinSet;
 
+mod account_changes;
+
 use super::{Account, CommitClaim, Delivery, EnqueueOutcome, Mail, NewMail, Store, StoreError};
 
 /// Runs every case, each on a store returned by `fresh` (which must be empty).
@@ -44,6 +46,8 @@ where
     case_ack(&fresh().await).await;
     case_purge(&fresh().await).await;
     case_concurrent_enqueues(Arc::new(fresh().await)).await;
+    account_changes::case_change_password(&fresh().await).await;
+    account_changes::case_delete_account(&fresh().await).await;
 }
 
 // ----- helpers ---------------------------------------------------------------

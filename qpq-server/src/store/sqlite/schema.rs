@@ -19,7 +19,7 @@ use crate::store::StoreError;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema migrations; `PRAGMA user_version` counts how many have run.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2_RETIRED_USERNAMES];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE server_secrets (
@@ -105,6 +105,15 @@ CREATE INDEX idempotency_by_age ON idempotency (created_at_ms);
 CREATE TABLE group_epochs (
     group_id BLOB PRIMARY KEY,
     epoch    INTEGER NOT NULL
+) STRICT;
+";
+
+/// Usernames of deleted accounts: kept so a name is never registered again
+/// (a contact who knew the old owner would otherwise reach a stranger).
+const SCHEMA_V2_RETIRED_USERNAMES: &str = "
+CREATE TABLE retired_usernames (
+    username      TEXT PRIMARY KEY,
+    retired_at_ms INTEGER NOT NULL
 ) STRICT;
 ";
 
