@@ -25,10 +25,11 @@ use crate::types::{
 pub mod calls;
 
 pub use calls::{
-    Ack, Call, CreateChannel, Enqueue, EnqueueGroup, Enqueued, Fetch, FetchKeyPackage, FetchWait,
-    GroupEnqueued, Health, KeyPackage, LoginStarted, Logout, OpaqueLoginFinish, OpaqueLoginStart,
-    OpaqueRegisterFinish, OpaqueRegisterStart, RegisterGroup, Request, ResolveUser, ServerInfo,
-    Session, UnexpectedResponse, UploadKeyPackages,
+    Ack, Call, ChangePasswordFinish, ChangePasswordStart, CreateChannel, DeleteAccount, Enqueue,
+    EnqueueGroup, Enqueued, Fetch, FetchKeyPackage, FetchWait, GroupEnqueued, Health, KeyPackage,
+    LoginStarted, Logout, OpaqueLoginFinish, OpaqueLoginStart, OpaqueRegisterFinish,
+    OpaqueRegisterStart, RegisterGroup, Request, ResolveUser, ServerInfo, Session,
+    UnexpectedResponse, UploadKeyPackages,
 };
 
 /// The default MLS ciphersuite's code point on the wire (the hybrid

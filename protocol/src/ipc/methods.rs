@@ -130,6 +130,12 @@ methods! {
     Register = "register", fn register(AccountParams) -> Account;
     Login = "login", fn login(AccountParams) -> Account;
     Logout = "logout", fn logout(NoParams) -> Empty;
+    /// A new account password (proven with the current one); the server
+    /// ends every other session of the account.
+    AccountPassword = "account.password", fn account_password(PasswordChangeParams) -> Empty;
+    /// Deletes the account on the server (proven with its password), then
+    /// this profile: answered, then the daemon removes its data and exits.
+    AccountDelete = "account.delete", fn account_delete(AccountDeleteParams) -> Empty;
     Whoami = "whoami", fn whoami(NoParams) -> WhoamiResult;
     Conversations = "conversations", fn conversations(NoParams) -> Vec<Conversation>;
     /// The DM with a user, the same one every time.
@@ -319,6 +325,19 @@ pub struct AccountParams {
     )]
     pub server_fingerprint: Option<Fingerprint>,
     pub username: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChangeParams {
+    pub current_password: Secret,
+    pub new_password: Secret,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountDeleteParams {
     pub password: Secret,
 }
 
@@ -550,6 +569,13 @@ pub(crate) mod tests {
                 password: Secret::new("pw"),
             }),
             Call::Logout(NoParams {}),
+            Call::AccountPassword(PasswordChangeParams {
+                current_password: Secret::new("old password"),
+                new_password: Secret::new("new password"),
+            }),
+            Call::AccountDelete(AccountDeleteParams {
+                password: Secret::new("the password"),
+            }),
             Call::Whoami(NoParams {}),
             Call::Conversations(NoParams {}),
             Call::DmOpen(DmOpenParams {

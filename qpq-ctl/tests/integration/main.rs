@@ -6,6 +6,7 @@
 // Test helpers may unwrap: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
 
+mod account_changes;
 mod bot;
 mod daemon;
 mod docs;
