@@ -67,6 +67,9 @@ pub enum Command {
     Whoami,
     /// Show the account, connection, keystore, outbox and unread count
     Status,
+    /// Check the keystore, directories, daemon, server, clock, session and key packages;
+    /// each line ✓ or ✗ with the fix (exit status 1 when something is wrong)
+    Doctor,
     /// Give qpqd the passphrase that decrypts its state (when `status` says locked)
     Unlock(UnlockArgs),
     /// Acknowledge a damaged or rolled-back state (when `status` shows `integrity`):

@@ -14,6 +14,7 @@ mod account_changes;
 mod conversations;
 mod daemon;
 mod docs;
+mod doctor;
 mod invites;
 mod messages;
 mod names;
@@ -40,6 +41,7 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<Exit, CtlError> {
         }
         Command::Whoami => account::whoami(&session()?, out).await,
         Command::Status => account::status(&session()?, out).await,
+        Command::Doctor => doctor::run(&session()?, out).await,
         Command::Unlock(a) => account::unlock(&session()?, out, a).await,
         Command::AckIntegrity => account::ack_integrity(&session()?, out).await,
         Command::List => conversations::list(&session()?, out).await,

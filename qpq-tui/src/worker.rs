@@ -408,6 +408,9 @@ async fn answer(client: &IpcClient, call: Call) -> CallResult {
         | Call::Subscribe(_)
         | Call::Logout(_)
         | Call::Whoami(_)
+        | Call::AccountPassword(_)
+        | Call::AccountDelete(_)
+        | Call::Diagnose(_)
         | Call::Shutdown(_)) => DaemonEvent::Failed(Failure::new(format!(
             "the chat does not call `{}`",
             other.method()

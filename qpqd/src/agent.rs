@@ -23,6 +23,7 @@
 
 mod account_changes;
 mod commit;
+mod diagnose;
 mod error;
 mod history;
 mod inbox;

@@ -10,6 +10,7 @@ mod account_changes;
 mod bot;
 mod daemon;
 mod docs;
+mod doctor;
 mod errors;
 mod groups;
 mod harness;

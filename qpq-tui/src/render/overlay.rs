@@ -66,6 +66,12 @@ pub fn help_lines(app: &App) -> Vec<Line<'static>> {
         ]));
     }
     out.push(Line::default());
+    out.push(Line::from(vec![
+        Span::styled("Trouble? ", bold),
+        Span::styled("qpq-ctl doctor", Style::default().fg(Color::Cyan)),
+        Span::raw(" in a shell checks everything and names each fix."),
+    ]));
+    out.push(Line::default());
     out.push(Line::from(Span::styled(
         format!(
             "Keys are set in {} ([keys] table). Esc closes.",

@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use quicproquo_protocol::ipc::error::ErrorObject;
 use quicproquo_protocol::ipc::methods::{
     AccountDeleteParams, AccountParams, AutoAcceptParams, AutoAcceptResult, ConversationParams,
-    DeclineParams, DmOpenParams, Empty, GroupCreateParams, GroupMembersParams, Handler,
-    HelloParams, HelloResult, HistoryParams, IntegrityAckResult, InvitationParams, MessageParams,
-    NoParams, PasswordChangeParams, ReadParams, ReadResult, RekeyResult, SearchParams, SendParams,
-    StatusResult, SubscribeParams, SubscribeResult, UnlockParams, VerifyParams, VerifyResult,
-    WhoamiResult,
+    DeclineParams, DiagnoseResult, DmOpenParams, Empty, GroupCreateParams, GroupMembersParams,
+    Handler, HelloParams, HelloResult, HistoryParams, IntegrityAckResult, InvitationParams,
+    MessageParams, NoParams, PasswordChangeParams, ReadParams, ReadResult, RekeyResult,
+    SearchParams, SendParams, StatusResult, SubscribeParams, SubscribeResult, UnlockParams,
+    VerifyParams, VerifyResult, WhoamiResult,
 };
 use quicproquo_protocol::ipc::values::{Account, Conversation, Invitation, Member, Message};
 use quicproquo_protocol::ipc::IPC_PROTOCOL_VERSION;
@@ -99,6 +99,10 @@ impl Handler for AgentHandler {
         let password = Zeroizing::new(p.password.expose().to_owned());
         self.agent.delete_account(password).await?;
         Ok(Empty {})
+    }
+
+    async fn diagnose(&self, _: NoParams) -> Answer<DiagnoseResult> {
+        Ok(self.agent.diagnose().await?)
     }
 
     async fn whoami(&self, _: NoParams) -> Answer<WhoamiResult> {

@@ -74,6 +74,9 @@ impl Handler for Recorder {
     fn account_delete(&self, p: AccountDeleteParams) -> Answer<Empty> {
         self.refuse(Call::AccountDelete(p))
     }
+    fn diagnose(&self, p: NoParams) -> Answer<DiagnoseResult> {
+        self.refuse(Call::Diagnose(p))
+    }
     fn whoami(&self, p: NoParams) -> Answer<WhoamiResult> {
         self.refuse(Call::Whoami(p))
     }
