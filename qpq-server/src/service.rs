@@ -19,7 +19,7 @@ use quicproquo_protocol::types::IdentityKey;
 use quicproquo_protocol::wire::{Request, Response};
 use tokio::sync::watch;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, PasswordProof};
 use crate::config::Config;
 use crate::delivery::{
     Delivery, EnqueueRequest, Enqueued, FetchRequest, GroupEnqueueRequest, GroupEnqueued,
@@ -270,6 +270,36 @@ impl<S: Store> Service<S> {
                     .enqueue_group(store, &self.groups, &me, req, now)
                     .await?;
                 Response::EnqueueGroup { duplicate, members }
+            }
+            Request::ChangePasswordStart { request, .. } => Response::ChangePasswordStart {
+                response: self.auth.change_password_start(&me, &request)?,
+            },
+            Request::ChangePasswordFinish {
+                auth,
+                upload,
+                login_id,
+                finalization,
+            } => {
+                let proof = PasswordProof {
+                    login_id,
+                    finalization: &finalization,
+                };
+                self.auth
+                    .change_password_finish(store, &me, &auth, proof, &upload, now)
+                    .await?;
+                Response::ChangePasswordFinish
+            }
+            Request::DeleteAccount {
+                login_id,
+                finalization,
+                ..
+            } => {
+                let proof = PasswordProof {
+                    login_id,
+                    finalization: &finalization,
+                };
+                self.auth.delete_account(store, &me, proof, now).await?;
+                Response::DeleteAccount
             }
             Request::Health
             | Request::OpaqueRegisterStart { .. }

@@ -158,7 +158,8 @@ pub trait Store: Send + Sync + 'static {
         init: Vec<u8>,
     ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
 
-    /// Fails with `UsernameTaken` or `IdentityKeyTaken` on a conflict.
+    /// Fails with `UsernameTaken` or `IdentityKeyTaken` on a conflict; a
+    /// username of a deleted account stays taken.
     fn create_account(
         &self,
         account: Account,
@@ -171,6 +172,24 @@ pub trait Store: Send + Sync + 'static {
         &self,
         key: &IdentityKey,
     ) -> impl Future<Output = Result<Option<Account>, StoreError>> + Send;
+
+    /// Replaces the account's OPAQUE record and ends every session of the
+    /// account except `keep` (the one that changed the password), at once.
+    fn change_password(
+        &self,
+        username: &Username,
+        opaque_record: Vec<u8>,
+        keep: [u8; 32],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes the account at once: its sessions, key packages, waiting mail
+    /// and DM channels go, and its username is retired (never registered
+    /// again, so nobody can take over the name its contacts know). Deleting
+    /// an unknown account is not an error.
+    fn delete_account(
+        &self,
+        username: &Username,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Stores a session under the SHA-256 hash of its token.
     fn create_session(

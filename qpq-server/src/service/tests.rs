@@ -20,7 +20,9 @@ use quicproquo_protocol::errors::{ErrorCode, WireError};
 use quicproquo_protocol::limits::MAX_FETCH_LIMIT;
 use quicproquo_protocol::opaque::{login_finalization, registration_upload, Suite};
 use quicproquo_protocol::padding;
-use quicproquo_protocol::types::{ChannelId, IdempotencyKey, IdentityKey, SessionToken, Username};
+use quicproquo_protocol::types::{
+    ChannelId, IdempotencyKey, IdentityKey, LoginId, SessionToken, Username,
+};
 use quicproquo_protocol::wire::{
     identity_proof_message, Delivery, Envelope, Request, Response, UserRef,
 };
@@ -187,6 +189,31 @@ impl Fixture {
         name: &str,
         password: &[u8],
     ) -> Result<(SessionToken, IdentityKey), ErrorCode> {
+        let (login_id, finalization) = self.login_attempt(name, password).await?;
+        match self
+            .handle(Request::OpaqueLoginFinish {
+                login_id,
+                finalization,
+            })
+            .await
+        {
+            Response::OpaqueLoginFinish {
+                token,
+                identity_key,
+                ..
+            } => Ok((token, identity_key)),
+            Response::Error(e) => Err(e.code),
+            other => panic!("opaqueLoginFinish: {other:?}"),
+        }
+    }
+
+    /// The client's side of a login of `name` with `password`: started on
+    /// the server, finished locally, ready to be sent.
+    async fn login_attempt(
+        &self,
+        name: &str,
+        password: &[u8],
+    ) -> Result<(LoginId, Vec<u8>), ErrorCode> {
         let start = ClientLogin::<Suite>::start(&mut OsRng, password).unwrap();
         let resp = self
             .handle(Request::OpaqueLoginStart {
@@ -205,21 +232,7 @@ impl Fixture {
             Err(ProtocolError::InvalidLoginError) => vec![0; 64],
             Err(e) => panic!("client login finish: {e:?}"),
         };
-        match self
-            .handle(Request::OpaqueLoginFinish {
-                login_id,
-                finalization,
-            })
-            .await
-        {
-            Response::OpaqueLoginFinish {
-                token,
-                identity_key,
-                ..
-            } => Ok((token, identity_key)),
-            Response::Error(e) => Err(e.code),
-            other => panic!("opaqueLoginFinish: {other:?}"),
-        }
+        Ok((login_id, finalization))
     }
 
     async fn user(&self, name: &str) -> User {
@@ -814,3 +827,5 @@ async fn a_leaked_session_table_holds_no_usable_token() {
         .unwrap();
     assert_eq!(hits, 0);
 }
+
+mod account_changes;

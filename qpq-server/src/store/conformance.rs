@@ -20,6 +20,8 @@ use quicproquo_protocol::limits::{MAX_FETCH_LIMIT, MAX_KEY_PACKAGES_STORED, MAX_
 use quicproquo_protocol::types::{ChannelId, Epoch, IdempotencyKey, IdentityKey, Username};
 use tokio::task::JoinSet;
 
+mod account_changes;
+
 use super::{
     Account, Delivery, EnqueueOutcome, GroupEnqueueOutcome, GroupMail, GroupUpdate, Mail, NewGroup,
     NewMail, Store, StoreError, StoredGroup,
@@ -47,6 +49,8 @@ where
     case_ack(&fresh().await).await;
     case_purge(&fresh().await).await;
     case_concurrent_enqueues(Arc::new(fresh().await)).await;
+    account_changes::case_change_password(&fresh().await).await;
+    account_changes::case_delete_account(&fresh().await).await;
 }
 
 // ----- helpers ---------------------------------------------------------------

@@ -131,6 +131,23 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn change_password(
+        &self,
+        username: &Username,
+        opaque_record: Vec<u8>,
+        keep: [u8; 32],
+    ) -> Result<(), StoreError> {
+        let name = username.as_str().to_owned();
+        self.call(move |c| queries::change_password(c, &name, &opaque_record, keep))
+            .await
+    }
+
+    async fn delete_account(&self, username: &Username, now_ms: u64) -> Result<(), StoreError> {
+        let name = username.as_str().to_owned();
+        self.call(move |c| queries::delete_account(c, &name, now_ms))
+            .await
+    }
+
     async fn create_session(
         &self,
         token_hash: [u8; 32],

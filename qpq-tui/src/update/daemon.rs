@@ -243,6 +243,20 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
         DaemonEvent::AccountReady => {
             fx.push(Effect::call(Call::Status(NoParams {})));
         }
+        DaemonEvent::PasswordChanged => {
+            app.overlay = None;
+            app.info("Password changed; your other sessions were ended.");
+        }
+        DaemonEvent::AccountDeleted => {
+            app.overlay = None;
+            app.quit = true;
+        }
+        DaemonEvent::AccountFailed(f) if matches!(app.overlay, Some(Overlay::AccountChange(_))) => {
+            if let Some(Overlay::AccountChange(form)) = &mut app.overlay {
+                form.busy = false;
+                form.error = Some(f.message);
+            }
+        }
         DaemonEvent::AccountFailed(f) => match &mut app.screen {
             Screen::Account(form) => {
                 form.busy = false;

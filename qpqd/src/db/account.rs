@@ -129,6 +129,25 @@ pub fn last_resort(
     .optional()
 }
 
+/// The last-resort package of `suite`, whatever its age, and that age.
+pub fn last_resort_with_age(
+    c: &Connection,
+    suite: u16,
+    now_ms: u64,
+) -> rusqlite::Result<Option<(Vec<u8>, u64)>> {
+    c.query_row(
+        "SELECT package, created_ms FROM last_resort_key_packages WHERE suite = ?1",
+        params![suite],
+        |r| {
+            Ok((
+                r.get(0)?,
+                now_ms.saturating_sub(r.get::<_, i64>(1)?.max(0) as u64),
+            ))
+        },
+    )
+    .optional()
+}
+
 pub fn set_last_resort(
     c: &Connection,
     suite: u16,

@@ -54,8 +54,11 @@ pub(super) fn create_account(c: &Connection, account: &Account) -> Result<(), St
     // Checked before inserting rather than by parsing constraint messages; the
     // transaction holds the write lock, so nothing can slip in between.
     let name = account.username.as_str();
-    if c.prepare_cached("SELECT 1 FROM accounts WHERE username = ?1")?
-        .exists([name])?
+    if c.prepare_cached(
+        "SELECT 1 FROM accounts WHERE username = ?1
+         UNION ALL SELECT 1 FROM retired_usernames WHERE username = ?1",
+    )?
+    .exists([name])?
     {
         return Err(StoreError::UsernameTaken);
     }
@@ -112,6 +115,60 @@ pub(super) fn create_session(
         "INSERT INTO sessions (token_hash, username, expires_at_ms) VALUES (?1, ?2, ?3)",
     )?
     .execute(params![token_hash, username, expires_at_ms])?;
+    Ok(())
+}
+
+pub(super) fn change_password(
+    c: &Connection,
+    username: &str,
+    opaque_record: &[u8],
+    keep: [u8; 32],
+) -> Result<(), StoreError> {
+    let changed = c
+        .prepare_cached("UPDATE accounts SET opaque_record = ?2 WHERE username = ?1")?
+        .execute(params![username, opaque_record])?;
+    if changed == 0 {
+        return Err(StoreError::Backend(format!("no account {username}")));
+    }
+    c.prepare_cached("DELETE FROM sessions WHERE username = ?1 AND token_hash != ?2")?
+        .execute(params![username, keep])?;
+    Ok(())
+}
+
+pub(super) fn delete_account(
+    c: &Connection,
+    username: &str,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    let key: Option<[u8; 32]> = c
+        .prepare_cached("SELECT identity_key FROM accounts WHERE username = ?1")?
+        .query_row([username], |r| r.get(0))
+        .optional()?;
+    let Some(key) = key else {
+        return Ok(());
+    };
+    // The mail goes through `ack`, which keeps payload reference counts and
+    // the mailbox depth right; the mailbox row itself stays (its last_seq).
+    let seqs: Vec<u64> = c
+        .prepare_cached("SELECT seq FROM mail WHERE recipient = ?1")?
+        .query_map([key], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    ack(c, IdentityKey(key), &seqs)?;
+    for sql in [
+        "DELETE FROM key_packages WHERE owner = ?1",
+        "DELETE FROM last_resort_key_packages WHERE owner = ?1",
+        "DELETE FROM channels WHERE member_lo = ?1 OR member_hi = ?1",
+    ] {
+        c.prepare_cached(sql)?.execute([key])?;
+    }
+    // Sessions go with the account (ON DELETE CASCADE).
+    c.prepare_cached("DELETE FROM accounts WHERE username = ?1")?
+        .execute([username])?;
+    c.prepare_cached(
+        "INSERT INTO retired_usernames (username, retired_at_ms)
+         VALUES (?1, ?2)",
+    )?
+    .execute(params![username, now_ms])?;
     Ok(())
 }
 

@@ -19,7 +19,7 @@ use crate::store::StoreError;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema migrations; `PRAGMA user_version` counts how many have run.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE server_secrets (
@@ -125,6 +125,15 @@ CREATE TABLE groups (
     last_used_ms INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX groups_by_use ON groups (last_used_ms);
+";
+
+/// Usernames of deleted accounts: kept so a name is never registered again
+/// (a contact who knew the old owner would otherwise reach a stranger).
+const SCHEMA_V3: &str = "
+CREATE TABLE retired_usernames (
+    username      TEXT PRIMARY KEY,
+    retired_at_ms INTEGER NOT NULL
+) STRICT;
 ";
 
 #[cfg(unix)]
