@@ -14,8 +14,11 @@
 //! the sender must be a member (E022, also for an unknown channel, so ids
 //! cannot be probed); a delivery without a channel is refused when the
 //! server requires channels (E023); at most one commit per group epoch is
-//! accepted (E033). Routing is by recipient identity key; the stored mail
-//! carries no sender.
+//! accepted (E033); an enqueue names each recipient once (E038); a mailbox
+//! holds at most its byte quota, and one sender at most its share of it
+//! (E032, see [`MailQuota`]). Routing is by recipient identity key; the
+//! stored mail records its sender for the share (never shown to the
+//! recipient by the server), and expires after the configured time.
 //!
 //! A `fetchWait` registers interest in its mailbox *before* looking at it,
 //! so an enqueue landing between the look and the wait still wakes it.
@@ -36,7 +39,9 @@ use tokio::sync::{watch, Notify};
 
 use crate::cache::TtlCache;
 use crate::service::{internal, Now};
-use crate::store::{Account, CommitClaim, EnqueueOutcome, Mail, NewMail, Store, StoreError};
+use crate::store::{
+    Account, CommitClaim, EnqueueOutcome, Mail, MailQuota, NewMail, Store, StoreError,
+};
 
 /// How long a channel's members are kept: they never change, so this only
 /// bounds how long a deleted channel would still be honoured.
@@ -148,17 +153,24 @@ pub struct Delivery {
     /// change, so they are kept (bounded) instead of asked for per request.
     channels: TtlCache<ChannelId, (IdentityKey, IdentityKey)>,
     require_channel_authz: bool,
+    quota: MailQuota,
     shutdown: watch::Receiver<bool>,
 }
 
 impl Delivery {
     /// `require_channel_authz` refuses deliveries without a channel (E023);
-    /// `shutdown` turning true answers held `fetchWait`s empty.
-    pub fn new(require_channel_authz: bool, shutdown: watch::Receiver<bool>) -> Self {
+    /// `quota` bounds what waits in one mailbox; `shutdown` turning true
+    /// answers held `fetchWait`s empty.
+    pub fn new(
+        require_channel_authz: bool,
+        quota: MailQuota,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Self {
             mailboxes: Mailboxes::default(),
             channels: TtlCache::new(CHANNEL_CACHE_TTL, CHANNEL_CACHE_MAX),
             require_channel_authz,
+            quota,
             shutdown,
         }
     }
@@ -269,6 +281,7 @@ impl Delivery {
         if req.deliveries.is_empty() && commit.is_none() {
             return Err(WireError::bare(ErrorCode::NoRecipients));
         }
+        refuse_repeated_recipients(&req.deliveries)?;
         self.authorize(store, sender, &req.deliveries, now).await?;
 
         let recipients: Vec<IdentityKey> = req.deliveries.iter().map(|d| d.recipient).collect();
@@ -280,6 +293,7 @@ impl Delivery {
                 payload: req.payload,
                 commit,
                 now_ms: now.unix_ms,
+                quota: self.quota,
             })
             .await;
         match outcome {
@@ -310,6 +324,13 @@ impl Delivery {
             Err(StoreError::QueueFull(k)) => Err(WireError::new(
                 ErrorCode::QueueFull,
                 format!("the mailbox of {k} is full"),
+            )),
+            Err(StoreError::ShareFull(k)) => Err(WireError::new(
+                ErrorCode::QueueFull,
+                format!(
+                    "your share of the mailbox of {k} is full: retry once the recipient has \
+                     fetched your earlier messages"
+                ),
             )),
             Err(e) => Err(internal(e)),
         }
@@ -375,6 +396,19 @@ impl Delivery {
         seqs: Vec<u64>,
     ) -> Result<u32, WireError> {
         store.ack(me.identity_key, seqs).await.map_err(internal)
+    }
+}
+
+/// E038 when one recipient is named twice: each copy would be stored (and
+/// counted against the mailbox) again.
+fn refuse_repeated_recipients(deliveries: &[wire::Delivery]) -> Result<(), WireError> {
+    let mut seen = std::collections::HashSet::with_capacity(deliveries.len());
+    match deliveries.iter().find(|d| !seen.insert(d.recipient)) {
+        Some(d) => Err(WireError::new(
+            ErrorCode::DuplicateRecipient,
+            format!("the enqueue names {} more than once", d.recipient),
+        )),
+        None => Ok(()),
     }
 }
 

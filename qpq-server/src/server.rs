@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quicproquo_protocol::errors::{ErrorCode, WireError};
-use quicproquo_protocol::limits::{IDEMPOTENCY_TTL, MAX_REQUEST_BYTES};
+use quicproquo_protocol::limits::MAX_REQUEST_BYTES;
 use quicproquo_protocol::wire::{decode_request, encode_response, Request, Response};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -180,10 +180,8 @@ async fn accept_loop<S: Store>(
                 conns.spawn(serve_connection(incoming, service.clone(), shutdown.clone(), read_timeout));
             }
             _ = purge.tick() => {
-                let now = Now::current();
-                let cutoff = now.unix_ms.saturating_sub(IDEMPOTENCY_TTL.as_millis() as u64);
-                match service.store.purge_expired(now.unix_ms, cutoff).await {
-                    Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired sessions and idempotency keys"),
+                match service.purge(Now::current()).await {
+                    Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired sessions, key packages, idempotency keys and mail"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "purge failed"),
                 }

@@ -6,7 +6,9 @@ use quicproquo_protocol::types::{ChannelId, Epoch, IdentityKey, Username};
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::store::{Account, EnqueueOutcome, Mail, NewMail, StoreError};
+use crate::store::{
+    Account, EnqueueOutcome, Mail, NewMail, Purge, StoreError, StoredKeyPackage, Take,
+};
 
 /// Epochs are `u64`; SQLite integers are `i64`. The bit pattern is stored, so
 /// every epoch round-trips and comparisons happen in Rust on `u64`.
@@ -122,27 +124,34 @@ pub(super) fn add_key_packages(
     c: &Connection,
     owner: IdentityKey,
     suite: u16,
-    packages: &[Vec<u8>],
-    last_resort: Option<&[u8]>,
+    packages: &[StoredKeyPackage],
+    last_resort: Option<&StoredKeyPackage>,
+    now_ms: u64,
 ) -> Result<u32, StoreError> {
     let stored: usize = c
-        .prepare_cached("SELECT count(*) FROM key_packages WHERE owner = ?1 AND suite = ?2")?
-        .query_row(params![owner.0, suite], |r| r.get(0))?;
+        .prepare_cached(
+            "SELECT count(*) FROM key_packages
+             WHERE owner = ?1 AND suite = ?2 AND not_after_ms > ?3",
+        )?
+        .query_row(params![owner.0, suite, now_ms], |r| r.get(0))?;
     let total = stored.saturating_add(packages.len());
     if total > MAX_KEY_PACKAGES_STORED {
         return Err(StoreError::TooManyKeyPackages);
     }
-    let mut insert =
-        c.prepare_cached("INSERT INTO key_packages (owner, suite, data) VALUES (?1, ?2, ?3)")?;
+    let mut insert = c.prepare_cached(
+        "INSERT INTO key_packages (owner, suite, data, not_after_ms) VALUES (?1, ?2, ?3, ?4)",
+    )?;
     for package in packages {
-        insert.execute(params![owner.0, suite, package])?;
+        insert.execute(params![owner.0, suite, package.data, package.not_after_ms])?;
     }
-    if let Some(data) = last_resort {
+    if let Some(kp) = last_resort {
         c.prepare_cached(
-            "INSERT INTO last_resort_key_packages (owner, suite, data) VALUES (?1, ?2, ?3)
-             ON CONFLICT (owner, suite) DO UPDATE SET data = excluded.data",
+            "INSERT INTO last_resort_key_packages (owner, suite, data, not_after_ms)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (owner, suite)
+             DO UPDATE SET data = excluded.data, not_after_ms = excluded.not_after_ms",
         )?
-        .execute(params![owner.0, suite, data])?;
+        .execute(params![owner.0, suite, kp.data, kp.not_after_ms])?;
     }
     u32::try_from(total).map_err(|_| StoreError::TooManyKeyPackages)
 }
@@ -151,23 +160,32 @@ pub(super) fn take_key_package(
     c: &Connection,
     owner: IdentityKey,
     suite: u16,
+    now_ms: u64,
+    take: Take,
 ) -> Result<Option<(Vec<u8>, bool)>, StoreError> {
-    let oldest: Option<(i64, Vec<u8>)> = c
-        .prepare_cached(
-            "SELECT id, data FROM key_packages WHERE owner = ?1 AND suite = ?2 ORDER BY id LIMIT 1",
-        )?
-        .query_row(params![owner.0, suite], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    if let Some((id, data)) = oldest {
-        c.prepare_cached("DELETE FROM key_packages WHERE id = ?1")?
-            .execute([id])?;
-        return Ok(Some((data, false)));
+    if take == Take::OneTimeFirst {
+        let oldest: Option<(i64, Vec<u8>)> = c
+            .prepare_cached(
+                "SELECT id, data FROM key_packages
+                 WHERE owner = ?1 AND suite = ?2 AND not_after_ms > ?3
+                 ORDER BY id LIMIT 1",
+            )?
+            .query_row(params![owner.0, suite, now_ms], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        if let Some((id, data)) = oldest {
+            c.prepare_cached("DELETE FROM key_packages WHERE id = ?1")?
+                .execute([id])?;
+            return Ok(Some((data, false)));
+        }
     }
     let last_resort: Option<Vec<u8>> = c
         .prepare_cached(
-            "SELECT data FROM last_resort_key_packages WHERE owner = ?1 AND suite = ?2",
+            "SELECT data FROM last_resort_key_packages
+             WHERE owner = ?1 AND suite = ?2 AND not_after_ms > ?3",
         )?
-        .query_row(params![owner.0, suite], |r| r.get(0))
+        .query_row(params![owner.0, suite, now_ms], |r| r.get(0))
         .optional()?;
     Ok(last_resort.map(|data| (data, true)))
 }
@@ -240,30 +258,47 @@ pub(super) fn enqueue(c: &Connection, mail: &NewMail) -> Result<EnqueueOutcome, 
     c.prepare_cached("INSERT INTO payloads (refs, data) VALUES (?1, ?2)")?
         .execute(params![mail.deliveries.len(), mail.payload])?;
     let payload_id = c.last_insert_rowid();
+    let size = mail.payload.len() as u64;
 
+    // Counted before the checks: a refusal rolls back the job's savepoint.
     let mut next_seq = c.prepare_cached(
-        "INSERT INTO mailboxes (recipient, last_seq, depth) VALUES (?1, 1, 1)
-         ON CONFLICT (recipient) DO UPDATE SET last_seq = last_seq + 1, depth = depth + 1
-         RETURNING last_seq, depth",
+        "INSERT INTO mailboxes (recipient, last_seq, depth, bytes) VALUES (?1, 1, 1, ?2)
+         ON CONFLICT (recipient)
+         DO UPDATE SET last_seq = last_seq + 1, depth = depth + 1, bytes = bytes + ?2
+         RETURNING last_seq, depth, bytes",
+    )?;
+    let mut share = c.prepare_cached(
+        "INSERT INTO mail_shares (recipient, sender, bytes) VALUES (?1, ?2, ?3)
+         ON CONFLICT (recipient, sender) DO UPDATE SET bytes = bytes + ?3
+         RETURNING bytes",
     )?;
     let mut insert = c.prepare_cached(
-        "INSERT INTO mail (recipient, seq, channel, payload_id, enqueued_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO mail (recipient, seq, channel, payload_id, enqueued_at_ms, sender, size)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     let mut seqs = Vec::with_capacity(mail.deliveries.len());
     for delivery in &mail.deliveries {
-        let (seq, depth): (u64, usize) =
-            next_seq.query_row([delivery.recipient.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        if depth > MAX_QUEUE_DEPTH {
-            return Err(StoreError::QueueFull(delivery.recipient));
+        let recipient = delivery.recipient;
+        let (seq, depth, bytes): (u64, usize, u64) = next_seq
+            .query_row(params![recipient.0, size], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        if depth > MAX_QUEUE_DEPTH || bytes > mail.quota.mailbox_bytes {
+            return Err(StoreError::QueueFull(recipient));
+        }
+        let shared: u64 = share.query_row(params![recipient.0, sender, size], |r| r.get(0))?;
+        if shared > mail.quota.sender_bytes {
+            return Err(StoreError::ShareFull(recipient));
         }
         let channel = delivery.channel.map(|ch| ch.0);
         insert.execute(params![
-            delivery.recipient.0,
+            recipient.0,
             seq,
             channel,
             payload_id,
-            mail.now_ms
+            mail.now_ms,
+            sender,
+            size
         ])?;
         seqs.push(seq);
     }
@@ -309,47 +344,84 @@ pub(super) fn fetch(
 }
 
 pub(super) fn ack(c: &Connection, recipient: IdentityKey, seqs: &[u64]) -> Result<u32, StoreError> {
-    let mut delete = c.prepare_cached(
-        "DELETE FROM mail WHERE recipient = ?1 AND seq = ?2 RETURNING payload_id",
-    )?;
-    let mut release =
-        c.prepare_cached("UPDATE payloads SET refs = refs - 1 WHERE id = ?1 RETURNING refs")?;
     let mut removed = 0u32;
     for &seq in seqs {
         // A seq past i64::MAX was never issued: unknown, so ignored.
         let Ok(seq) = i64::try_from(seq) else {
             continue;
         };
-        let payload_id: Option<i64> = delete
-            .query_row(params![recipient.0, seq], |r| r.get(0))
-            .optional()?;
-        let Some(payload_id) = payload_id else {
-            continue;
-        };
-        removed = removed.saturating_add(1);
-        let refs: i64 = release.query_row([payload_id], |r| r.get(0))?;
-        if refs <= 0 {
-            c.prepare_cached("DELETE FROM payloads WHERE id = ?1")?
-                .execute([payload_id])?;
+        if remove_mail(c, &recipient.0, seq)? {
+            removed = removed.saturating_add(1);
         }
-    }
-    if removed > 0 {
-        c.prepare_cached("UPDATE mailboxes SET depth = depth - ?2 WHERE recipient = ?1")?
-            .execute(params![recipient.0, removed])?;
     }
     Ok(removed)
 }
 
-pub(super) fn purge_expired(
-    c: &Connection,
-    now_ms: u64,
-    idempotency_before_ms: u64,
-) -> Result<u64, StoreError> {
-    let sessions = c
-        .prepare_cached("DELETE FROM sessions WHERE expires_at_ms <= ?1")?
-        .execute([now_ms])?;
-    let keys = c
-        .prepare_cached("DELETE FROM idempotency WHERE created_at_ms < ?1")?
-        .execute([idempotency_before_ms])?;
-    Ok(u64::try_from(sessions.saturating_add(keys)).unwrap_or(u64::MAX))
+/// Deletes one mail row and gives back what it held: the payload's
+/// reference, the mailbox's depth and bytes, the sender's share. Returns
+/// whether the row was there.
+fn remove_mail(c: &Connection, recipient: &[u8], seq: i64) -> Result<bool, StoreError> {
+    let row: Option<(i64, Option<Vec<u8>>, i64)> = c
+        .prepare_cached(
+            "DELETE FROM mail WHERE recipient = ?1 AND seq = ?2
+             RETURNING payload_id, sender, size",
+        )?
+        .query_row(params![recipient, seq], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let Some((payload_id, sender, size)) = row else {
+        return Ok(false);
+    };
+    let refs: i64 = c
+        .prepare_cached("UPDATE payloads SET refs = refs - 1 WHERE id = ?1 RETURNING refs")?
+        .query_row([payload_id], |r| r.get(0))?;
+    if refs <= 0 {
+        c.prepare_cached("DELETE FROM payloads WHERE id = ?1")?
+            .execute([payload_id])?;
+    }
+    c.prepare_cached(
+        "UPDATE mailboxes SET depth = depth - 1, bytes = max(bytes - ?2, 0) WHERE recipient = ?1",
+    )?
+    .execute(params![recipient, size])?;
+    // Mail stored before senders were recorded has none, and no share.
+    if let Some(sender) = sender {
+        let left: Option<i64> = c
+            .prepare_cached(
+                "UPDATE mail_shares SET bytes = bytes - ?3 WHERE recipient = ?1 AND sender = ?2
+                 RETURNING bytes",
+            )?
+            .query_row(params![recipient, sender, size], |r| r.get(0))
+            .optional()?;
+        if left.is_some_and(|b| b <= 0) {
+            c.prepare_cached("DELETE FROM mail_shares WHERE recipient = ?1 AND sender = ?2")?
+                .execute(params![recipient, sender])?;
+        }
+    }
+    Ok(true)
+}
+
+pub(super) fn purge_expired(c: &Connection, purge: Purge) -> Result<u64, StoreError> {
+    let mut gone = 0usize;
+    for sql in [
+        "DELETE FROM sessions WHERE expires_at_ms <= ?1",
+        "DELETE FROM key_packages WHERE not_after_ms <= ?1",
+        "DELETE FROM last_resort_key_packages WHERE not_after_ms <= ?1",
+    ] {
+        gone = gone.saturating_add(c.prepare_cached(sql)?.execute([purge.now_ms])?);
+    }
+    gone = gone.saturating_add(
+        c.prepare_cached("DELETE FROM idempotency WHERE created_at_ms < ?1")?
+            .execute([purge.idempotency_before_ms])?,
+    );
+    let expired: Vec<(Vec<u8>, i64)> = c
+        .prepare_cached("SELECT recipient, seq FROM mail WHERE enqueued_at_ms < ?1")?
+        .query_map([purge.mail_before_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (recipient, seq) in expired {
+        if remove_mail(c, &recipient, seq)? {
+            gone = gone.saturating_add(1);
+        }
+    }
+    Ok(u64::try_from(gone).unwrap_or(u64::MAX))
 }

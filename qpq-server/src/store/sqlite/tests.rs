@@ -26,6 +26,7 @@ fn new_mail(sender: u8, idem: u8, recipient: u8, payload: &[u8]) -> NewMail {
         payload: payload.to_vec(),
         commit: None,
         now_ms: 1,
+        quota: crate::store::MailQuota::UNLIMITED,
     }
 }
 
@@ -131,7 +132,7 @@ fn connection_settings() {
     assert_eq!(get("synchronous"), 2, "FULL");
     assert_eq!(get("foreign_keys"), 1);
     assert_eq!(get("busy_timeout"), 5_000);
-    assert_eq!(get("user_version"), 1);
+    assert_eq!(get("user_version"), 2);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("pragma");
