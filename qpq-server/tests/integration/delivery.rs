@@ -775,11 +775,11 @@ async fn a_key_package_over_16_kib_is_e036() {
     }
 }
 
-/// E030 and E031 over the wire: a payload one byte over 4 MiB, or one
-/// recipient over 1,024, is refused and nothing of it reaches the
+/// E030, E031 and E038 over the wire: a payload one byte over 4 MiB, one
+/// recipient over 1,024, or a recipient named twice, is refused and nothing of it reaches the
 /// recipient; the next message, within the limits, does.
 #[tokio::test]
-async fn an_enqueue_over_its_size_or_recipient_limit_is_e030_or_e031() {
+async fn an_enqueue_over_its_limits_or_naming_a_recipient_twice_is_e030_e031_or_e038() {
     use quicproquo_protocol::limits::{MAX_PAYLOAD_BYTES, MAX_RECIPIENTS};
 
     let srv = TestServer::start().await;
@@ -807,6 +807,12 @@ async fn an_enqueue_over_its_size_or_recipient_limit_is_e030_or_e031() {
         ))
         .await;
     assert_eq!(code(r), ErrorCode::TooManyRecipients);
+    // Attack (issue 15): bob named 1,024 times, so nine requests filled his
+    // mailbox. A repeated recipient is E038.
+    let r = alice
+        .call(enqueue(vec![to_bob; MAX_RECIPIENTS], app_message(b"flood")))
+        .await;
+    assert_eq!(code(r), ErrorCode::DuplicateRecipient);
 
     alice
         .send(&bob, ab, app_message(b"within the limits"))
@@ -874,4 +880,49 @@ async fn key_packages_past_the_upload_or_stock_limit_are_e035() {
         ) as usize,
         MAX_KEY_PACKAGES_STORED
     );
+}
+
+/// Attack (issue 15) over the wire: alice drained bob's one-time key
+/// packages. Now she gets ten an hour, then bob's last-resort package,
+/// while carol still gets one-time packages.
+#[tokio::test]
+async fn one_requester_cannot_drain_a_users_key_packages() {
+    let srv = TestServer::start().await;
+    let alice = srv.register("alice").await;
+    let bob = srv.register("bob").await;
+    let carol = srv.register("carol").await;
+    bob.call(Request::UploadKeyPackages {
+        auth: bob.auth(),
+        packages: real(&bob, Ciphersuite::Hybrid, 12),
+        last_resort: Some(real_last_resort(&bob)),
+    })
+    .await
+    .expect("upload");
+    for i in 0..10 {
+        assert!(
+            !took_last_resort(&alice, &bob).await,
+            "take {i}: a one-time package"
+        );
+    }
+    assert!(
+        took_last_resort(&alice, &bob).await,
+        "the 11th within the hour: the last resort"
+    );
+    assert!(
+        !took_last_resort(&carol, &bob).await,
+        "another requester: a one-time package"
+    );
+}
+
+/// Takes one of `of`'s hybrid key packages as `who`: was it the last resort?
+async fn took_last_resort(who: &User, of: &User) -> bool {
+    let req = Request::FetchKeyPackage {
+        auth: who.auth(),
+        target: UserRef::Identity(of.identity),
+        suite: HYBRID,
+    };
+    match who.call(req).await {
+        Ok(Response::FetchKeyPackage { last_resort, .. }) => last_resort,
+        other => panic!("{other:?}"),
+    }
 }

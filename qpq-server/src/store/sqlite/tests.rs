@@ -8,7 +8,7 @@ use std::sync::Arc;
 use quicproquo_protocol::types::{Epoch, IdempotencyKey};
 use tokio::task::JoinSet;
 
-use super::queries::{enqueue, fetch};
+use super::queries::{ack, enqueue, fetch};
 use super::schema::{configure, create_private, migrate};
 use super::writer::run_batch;
 use super::*;
@@ -155,6 +155,64 @@ async fn files_are_private() {
         assert_eq!(mode & 0o777, 0o600, "{file}");
     }
     store.close().await;
+}
+
+/// Mail stored by a server before the quotas keeps counting after the
+/// upgrade: its size is filled in and the mailbox's bytes summed, so acks
+/// give back what it holds; the unverified key packages are gone.
+#[tokio::test]
+async fn step_2_counts_the_mail_already_stored_and_drops_unverified_key_packages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("qpq.db");
+    create_private(&path).expect("create");
+    let conn = Connection::open(&path).expect("open");
+    configure(&conn).expect("configure");
+    conn.execute_batch(super::schema::MIGRATIONS[0])
+        .expect("schema 1");
+    conn.execute_batch(
+        "PRAGMA user_version = 1;
+         INSERT INTO payloads (id, refs, data) VALUES (1, 2, x'00112233'), (2, 1, x'44');
+         INSERT INTO key_packages (owner, suite, data) VALUES (x'01', 79, x'00010005');
+         INSERT INTO last_resort_key_packages (owner, suite, data) VALUES (x'01', 79, x'00');",
+    )
+    .expect("schema 1 rows");
+    let r = key(9).0;
+    conn.execute(
+        "INSERT INTO mailboxes (recipient, last_seq, depth) VALUES (?1, 3, 3)",
+        [r],
+    )
+    .expect("mailbox");
+    for (seq, payload) in [(1, 1), (2, 1), (3, 2)] {
+        conn.execute(
+            "INSERT INTO mail (recipient, seq, channel, payload_id, enqueued_at_ms)
+             VALUES (?1, ?2, NULL, ?3, 1)",
+            rusqlite::params![r, seq, payload],
+        )
+        .expect("mail");
+    }
+    drop(conn);
+
+    let mut conn = Connection::open(&path).expect("reopen");
+    migrate(&mut conn).expect("migrate");
+    let bytes: i64 = conn
+        .query_row("SELECT bytes FROM mailboxes", [], |r| r.get(0))
+        .expect("bytes");
+    assert_eq!(bytes, 9, "4 + 4 + 1 bytes waiting");
+    assert_eq!(ack(&conn, key(9), &[1, 2]).expect("ack"), 2);
+    let (depth, bytes): (i64, i64) = conn
+        .query_row("SELECT depth, bytes FROM mailboxes", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .expect("counters");
+    assert_eq!((depth, bytes), (1, 1), "the acks gave back what they held");
+    let kps: i64 = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM key_packages) + (SELECT count(*) FROM last_resort_key_packages)",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(kps, 0);
 }
 
 #[test]
