@@ -436,6 +436,7 @@ fn envelopes(mail: Vec<Mail>) -> Vec<Envelope> {
             channel: m.channel,
             payload: m.payload,
             enqueued_at_ms: m.enqueued_at_ms,
+            expired: m.expired,
         })
         .collect()
 }

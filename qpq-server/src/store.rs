@@ -115,7 +115,12 @@ pub struct Mail {
     pub channel: Option<ChannelId>,
     pub payload: Vec<u8>,
     pub enqueued_at_ms: u64,
+    /// Set on an expiry notice (empty payload, no channel): mail this
+    /// mailbox's owner sent expired unfetched.
+    pub expired: Option<Expired>,
 }
+
+pub use quicproquo_protocol::wire::Expired;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -250,7 +255,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes what [`Purge`] names as over: expired sessions and key
     /// packages (last-resort ones too), old idempotency keys, and mail
-    /// enqueued before `mail_before_ms` (releasing its quota). Returns how
-    /// many rows went.
+    /// enqueued before `mail_before_ms` (releasing its quota). Each expired
+    /// mail with a recorded sender leaves an expiry notice ([`Mail::expired`],
+    /// enqueued at `now_ms`) in the sender's mailbox; notices have no sender
+    /// and leave none. Returns how many rows went.
     fn purge_expired(&self, purge: Purge) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }

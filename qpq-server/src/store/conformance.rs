@@ -21,8 +21,8 @@ use quicproquo_protocol::types::{ChannelId, Epoch, IdempotencyKey, IdentityKey, 
 use tokio::task::JoinSet;
 
 use super::{
-    Account, CommitClaim, Delivery, EnqueueOutcome, Mail, MailQuota, NewMail, Purge, Store,
-    StoreError, StoredKeyPackage, Take,
+    Account, CommitClaim, Delivery, EnqueueOutcome, Expired, Mail, MailQuota, NewMail, Purge,
+    Store, StoreError, StoredKeyPackage, Take,
 };
 
 /// Runs every case, each on a store returned by `fresh` (which must be empty).
@@ -616,13 +616,15 @@ pub async fn case_enqueue_and_fetch<S: Store>(store: &S) {
                 seq: seqs[0],
                 channel: None,
                 payload: b"hello".to_vec(),
-                enqueued_at_ms: 5_000
+                enqueued_at_ms: 5_000,
+                expired: None,
             },
             Mail {
                 seq: seqs2[0],
                 channel: None,
                 payload: b"again".to_vec(),
-                enqueued_at_ms: 5_000
+                enqueued_at_ms: 5_000,
+                expired: None,
             },
         ]
     );
@@ -634,7 +636,8 @@ pub async fn case_enqueue_and_fetch<S: Store>(store: &S) {
             seq: seqs[1],
             channel: Some(channel(9)),
             payload: b"hello".to_vec(),
-            enqueued_at_ms: 5_000
+            enqueued_at_ms: 5_000,
+            expired: None,
         }]
     );
     assert!(
@@ -1007,7 +1010,8 @@ pub async fn case_mail_quota<S: Store>(store: &S) {
 }
 
 /// Mail enqueued before `mail_before_ms` is deleted by the purge, with its
-/// quota; younger mail stays, and sequence numbers are not reused.
+/// quota, and its sender gets an expiry notice; younger mail stays, and
+/// sequence numbers are not reused.
 pub async fn case_mail_expiry<S: Store>(store: &S) {
     let (sender, r) = (key(1), key(2));
     let quota = MailQuota {
@@ -1036,6 +1040,25 @@ pub async fn case_mail_expiry<S: Store>(store: &S) {
         .expect("purge");
     assert_eq!(gone, 1, "the old mail");
     assert!(fetch_all(store, r).await.is_empty());
+    let notices = fetch_all(store, sender).await;
+    assert_eq!(
+        notices.len(),
+        1,
+        "the sender is told, once per expired copy"
+    );
+    assert_eq!(
+        notices[0].expired,
+        Some(Expired {
+            recipient: r,
+            idempotency_key: idem(1),
+        }),
+        "the notice names the recipient and the enqueue"
+    );
+    assert!(notices[0].payload.is_empty() && notices[0].channel.is_none());
+    assert_eq!(
+        notices[0].enqueued_at_ms, 3_000,
+        "stored at the purge's time"
+    );
     let young = stored(store, at(3, 3_000)).await;
     assert!(young[0] > old[0], "seqs are not reused");
     assert_eq!(

@@ -243,16 +243,15 @@ async fn one_sender_cannot_fill_a_mailbox_for_everyone_else() {
     stored(f.send(&alice, &bob, Some(ab), big, idem()).await);
 }
 
-/// Attack (issue 15): undelivered mail was kept for ever.
+/// Attack (issue 15): undelivered mail was kept for ever. Now it goes after
+/// 30 days, and its sender gets an expiry notice.
 #[tokio::test]
 async fn undelivered_mail_expires_after_30_days() {
     let f = Fixture::long_sessions().await;
     let (alice, bob) = (f.user("alice").await, f.user("bob").await);
     let channel = f.channel(&alice, &bob).await;
-    stored(
-        f.send(&alice, &bob, Some(channel), app(b"old"), idem())
-            .await,
-    );
+    let key = idem();
+    stored(f.send(&alice, &bob, Some(channel), app(b"old"), key).await);
     f.advance(29 * DAY);
     f.purge().await;
     assert_eq!(mail(f.fetch(&bob, None).await).len(), 1, "kept 29 days");
@@ -261,5 +260,15 @@ async fn undelivered_mail_expires_after_30_days() {
     assert!(
         mail(f.fetch(&bob, None).await).is_empty(),
         "gone after 31 days"
+    );
+    // Alice is told which of her enqueues expired, and for whom.
+    let notices = mail(f.fetch(&alice, None).await);
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(
+        notices[0].expired,
+        Some(quicproquo_protocol::wire::Expired {
+            recipient: bob.identity,
+            idempotency_key: key,
+        })
     );
 }

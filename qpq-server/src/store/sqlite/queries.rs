@@ -2,12 +2,12 @@
 //! on a connection, run by the writer thread inside a job's savepoint.
 
 use quicproquo_protocol::limits::{MAX_KEY_PACKAGES_STORED, MAX_QUEUE_DEPTH};
-use quicproquo_protocol::types::{ChannelId, Epoch, IdentityKey, Username};
+use quicproquo_protocol::types::{ChannelId, Epoch, IdempotencyKey, IdentityKey, Username};
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::store::{
-    Account, EnqueueOutcome, Mail, NewMail, Purge, StoreError, StoredKeyPackage, Take,
+    Account, EnqueueOutcome, Expired, Mail, NewMail, Purge, StoreError, StoredKeyPackage, Take,
 };
 
 /// Epochs are `u64`; SQLite integers are `i64`. The bit pattern is stored, so
@@ -255,8 +255,12 @@ pub(super) fn enqueue(c: &Connection, mail: &NewMail) -> Result<EnqueueOutcome, 
     if mail.deliveries.is_empty() {
         return Ok(EnqueueOutcome::Stored { seqs: Vec::new() });
     }
-    c.prepare_cached("INSERT INTO payloads (refs, data) VALUES (?1, ?2)")?
-        .execute(params![mail.deliveries.len(), mail.payload])?;
+    c.prepare_cached("INSERT INTO payloads (refs, data, idempotency_key) VALUES (?1, ?2, ?3)")?
+        .execute(params![
+            mail.deliveries.len(),
+            mail.payload,
+            mail.idempotency_key.0
+        ])?;
     let payload_id = c.last_insert_rowid();
     let size = mail.payload.len() as u64;
 
@@ -312,10 +316,12 @@ pub(super) fn fetch(
     limit: u32,
     byte_budget: usize,
 ) -> Result<Vec<Mail>, StoreError> {
-    const ALL: &str = "SELECT m.seq, m.channel, m.enqueued_at_ms, length(p.data), p.data
+    const ALL: &str = "SELECT m.seq, m.channel, m.enqueued_at_ms, length(p.data), p.data,
+            m.expired_for, m.expired_key
         FROM mail m JOIN payloads p ON p.id = m.payload_id
         WHERE m.recipient = ?1 ORDER BY m.seq LIMIT ?2";
-    const ONE_CHANNEL: &str = "SELECT m.seq, m.channel, m.enqueued_at_ms, length(p.data), p.data
+    const ONE_CHANNEL: &str = "SELECT m.seq, m.channel, m.enqueued_at_ms, length(p.data), p.data,
+            m.expired_for, m.expired_key
         FROM mail m JOIN payloads p ON p.id = m.payload_id
         WHERE m.recipient = ?1 AND m.channel = ?3 ORDER BY m.seq LIMIT ?2";
     let mut stmt = c.prepare_cached(if channel.is_some() { ONE_CHANNEL } else { ALL })?;
@@ -333,11 +339,17 @@ pub(super) fn fetch(
             break;
         }
         let channel: Option<[u8; 16]> = row.get(1)?;
+        let expired_for: Option<[u8; 32]> = row.get(5)?;
+        let expired_key: Option<[u8; 16]> = row.get(6)?;
         out.push(Mail {
             seq: row.get(0)?,
             channel: channel.map(ChannelId),
             payload: row.get(4)?,
             enqueued_at_ms: row.get(2)?,
+            expired: expired_for.zip(expired_key).map(|(r, k)| Expired {
+                recipient: IdentityKey(r),
+                idempotency_key: IdempotencyKey(k),
+            }),
         });
     }
     Ok(out)
@@ -414,14 +426,55 @@ pub(super) fn purge_expired(c: &Connection, purge: Purge) -> Result<u64, StoreEr
         c.prepare_cached("DELETE FROM idempotency WHERE created_at_ms < ?1")?
             .execute([purge.idempotency_before_ms])?,
     );
-    let expired: Vec<(Vec<u8>, i64)> = c
-        .prepare_cached("SELECT recipient, seq FROM mail WHERE enqueued_at_ms < ?1")?
-        .query_map([purge.mail_before_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
+    type Expiring = (Vec<u8>, i64, Option<[u8; 32]>, Option<[u8; 16]>);
+    let expired: Vec<Expiring> = c
+        .prepare_cached(
+            "SELECT m.recipient, m.seq, m.sender, p.idempotency_key
+             FROM mail m JOIN payloads p ON p.id = m.payload_id
+             WHERE m.enqueued_at_ms < ?1",
+        )?
+        .query_map([purge.mail_before_ms], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
         .collect::<Result<_, _>>()?;
-    for (recipient, seq) in expired {
-        if remove_mail(c, &recipient, seq)? {
-            gone = gone.saturating_add(1);
+    for (recipient, seq, sender, key) in expired {
+        if !remove_mail(c, &recipient, seq)? {
+            continue;
+        }
+        gone = gone.saturating_add(1);
+        if let (Some(sender), Some(key)) = (sender, key) {
+            notify_expired(c, &sender, &recipient, &key, purge.now_ms)?;
         }
     }
     Ok(u64::try_from(gone).unwrap_or(u64::MAX))
+}
+
+/// Puts an expiry notice in `sender`'s mailbox: `recipient`'s copy of the
+/// enqueue `key` is gone. Not held to the quotas (it has no bytes, and
+/// there is at most one per row the sender's own mail held); it does count
+/// in the depth, like any mail.
+fn notify_expired(
+    c: &Connection,
+    sender: &[u8],
+    recipient: &[u8],
+    key: &[u8],
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    c.prepare_cached("INSERT INTO payloads (refs, data) VALUES (1, x'')")?
+        .execute([])?;
+    let payload_id = c.last_insert_rowid();
+    let seq: i64 = c
+        .prepare_cached(
+            "INSERT INTO mailboxes (recipient, last_seq, depth, bytes) VALUES (?1, 1, 1, 0)
+             ON CONFLICT (recipient) DO UPDATE SET last_seq = last_seq + 1, depth = depth + 1
+             RETURNING last_seq",
+        )?
+        .query_row([sender], |r| r.get(0))?;
+    c.prepare_cached(
+        "INSERT INTO mail (recipient, seq, channel, payload_id, enqueued_at_ms, sender, size,
+                           expired_for, expired_key)
+         VALUES (?1, ?2, NULL, ?3, ?4, NULL, 0, ?5, ?6)",
+    )?
+    .execute(params![sender, seq, payload_id, now_ms, recipient, key])?;
+    Ok(())
 }

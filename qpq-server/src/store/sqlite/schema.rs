@@ -110,8 +110,8 @@ CREATE TABLE group_epochs (
 
 /// Issue 15's bounds. Mail rows record their sender and size, mailboxes and
 /// each sender's share of one count their bytes (kept as counters, like
-/// `depth`, so a quota check reads one row), and key packages their
-/// lifetime's end. Key packages stored before were never
+/// `depth`, so a quota check reads one row), expired mail becomes a notice
+/// to its sender, and key packages keep their lifetime's end. Key packages stored before were never
 /// verified (any MLS header passed), so they are deleted: daemons upload a
 /// verified stock, and their last-resort package, on their next connection.
 const SCHEMA_V2_BOUNDS: &str = "
@@ -125,6 +125,13 @@ UPDATE mailboxes SET bytes =
     (SELECT coalesce(sum(size), 0) FROM mail WHERE mail.recipient = mailboxes.recipient);
 
 -- What one sender has waiting in one mailbox; a row goes when it reaches 0.
+-- An expiry notice is a mail row to the sender of mail that expired: no
+-- sender, an empty payload, and what it names (see `Envelope` in the
+-- schema). The payload keeps its enqueue's idempotency key for it.
+ALTER TABLE mail ADD COLUMN expired_for BLOB;
+ALTER TABLE mail ADD COLUMN expired_key BLOB;
+ALTER TABLE payloads ADD COLUMN idempotency_key BLOB;
+
 CREATE TABLE mail_shares (
     recipient BLOB NOT NULL,
     sender    BLOB NOT NULL,
