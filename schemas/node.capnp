@@ -248,6 +248,14 @@ struct Envelope {
   channelId @1 :Data;
   payload @2 :Data;
   enqueuedAtMs @3 :UInt64;
+  # An expiry notice, which the server puts in a sender's mailbox when mail
+  # it sent was not fetched in time (the server's `quotas.mail_ttl_days`) and
+  # was deleted: the recipient (32 bytes) whose copy expired and the
+  # idempotency key (16 bytes) of the enqueue. Both empty on ordinary mail;
+  # a notice has no channel and an empty payload, and is acknowledged like
+  # mail.
+  expiredFor @4 :Data;
+  expiredKey @5 :Data;
 }
 
 struct Mail {

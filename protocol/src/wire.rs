@@ -106,6 +106,17 @@ pub struct Envelope {
     pub channel: Option<ChannelId>,
     pub payload: Vec<u8>,
     pub enqueued_at_ms: u64,
+    /// Set on an expiry notice (no channel, empty payload): mail we sent
+    /// was deleted unfetched.
+    pub expired: Option<Expired>,
+}
+
+/// What an expiry notice names: the recipient whose copy of our enqueue
+/// expired, and that enqueue's idempotency key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expired {
+    pub recipient: IdentityKey,
+    pub idempotency_key: IdempotencyKey,
 }
 
 impl Request {
@@ -553,11 +564,21 @@ fn envelopes(
 ) -> Result<Vec<Envelope>, WireError> {
     let mut out = Vec::with_capacity(list.len() as usize);
     for e in list.iter() {
+        let (for_, key) = (e.get_expired_for()?, e.get_expired_key()?);
+        let expired = if for_.is_empty() && key.is_empty() {
+            None
+        } else {
+            Some(Expired {
+                recipient: IdentityKey::from_slice(for_)?,
+                idempotency_key: IdempotencyKey::from_slice(key)?,
+            })
+        };
         out.push(Envelope {
             seq: e.get_seq(),
             channel: ChannelId::from_optional(e.get_channel_id()?)?,
             payload: e.get_payload()?.to_vec(),
             enqueued_at_ms: e.get_enqueued_at_ms(),
+            expired,
         });
     }
     Ok(out)
@@ -878,6 +899,10 @@ fn set_envelopes(b: schema::mail::Builder<'_>, list: &[Envelope]) {
         }
         e.set_payload(&m.payload);
         e.set_enqueued_at_ms(m.enqueued_at_ms);
+        if let Some(x) = m.expired {
+            e.set_expired_for(&x.recipient.0);
+            e.set_expired_key(&x.idempotency_key.0);
+        }
     }
 }
 
@@ -1130,6 +1155,7 @@ mod tests {
             channel: Some(ChannelId([1; 16])),
             payload: vec![1, 2, 3],
             enqueued_at_ms: 1234,
+            expired: None,
         };
         vec![
             Response::Error(WireError::rate_limited(250)),
@@ -1176,6 +1202,10 @@ mod tests {
                     channel: None,
                     payload: vec![],
                     enqueued_at_ms: 0,
+                    expired: Some(Expired {
+                        recipient: IdentityKey([9; 32]),
+                        idempotency_key: IdempotencyKey([8; 16]),
+                    }),
                 },
             ]),
             Response::Ack { removed: 2 },

@@ -51,6 +51,10 @@ use self::public_state::PublicState;
 use crate::service::internal;
 use crate::store::{GroupUpdate, NewGroup, Store, StoredGroup};
 
+/// A group nobody sent anything to for this long is deleted (its members'
+/// daemons re-create it if it is ever used again: E040).
+pub const GROUP_IDLE_TTL: std::time::Duration = std::time::Duration::from_secs(400 * 24 * 3600);
+
 /// How many members (summed over groups) the cache of loaded groups holds.
 const CACHE_MEMBERS: u64 = 200_000;
 

@@ -326,7 +326,13 @@ async fn registration_takes_the_creator_alone_and_any_group_id_length() {
 
 #[tokio::test]
 async fn a_full_mailbox_fails_that_member_alone() {
-    let srv = TestServer::start().await;
+    // Small quotas, one sender's share as large as a mailbox: one stranger
+    // can fill carol's mailbox for the test.
+    let srv = TestServer::start_with(|c| {
+        c.quotas.mailbox_bytes = 16 << 20;
+        c.quotas.sender_share_bytes = 16 << 20;
+    })
+    .await;
     let (client, mut alice, mut bob) = team(&srv).await;
     let mut carol = Member::register(&client, "carol").await;
     let add = alice.add(&[carol.key_package(HYBRID)]);

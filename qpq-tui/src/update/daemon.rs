@@ -387,14 +387,22 @@ fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
             }
         }
         Notification::Delivery(d) => {
-            if d.state == DeliveryState::Failed {
+            if matches!(d.state, DeliveryState::Failed | DeliveryState::Expired) {
                 let title = app
                     .conversation(d.conversation)
                     .map_or_else(|| "a conversation".to_owned(), |c| app.title(c));
-                app.error(format!(
-                    "A message to {title} could not be sent ({}): /retry or /discard there",
-                    d.reason.as_deref().unwrap_or("refused")
-                ));
+                let why = d.reason.as_deref();
+                app.error(if d.state == DeliveryState::Failed {
+                    format!(
+                        "A message to {title} could not be sent ({}): /retry or /discard there",
+                        why.unwrap_or("refused")
+                    )
+                } else {
+                    format!(
+                        "A message to {title} expired unread: {}",
+                        why.unwrap_or("the server deleted it")
+                    )
+                });
             }
             if let Some(tl) = app.timelines.get_mut(&d.conversation) {
                 tl.delivered(&d.id, d.state, d.reason);

@@ -64,7 +64,19 @@ pub async fn case_delete_account<S: Store>(store: &S) {
         .await
         .expect("session");
     store
-        .add_key_packages(key(1), super::HYBRID, vec![vec![1; 8]], Some(vec![2; 8]))
+        .add_key_packages(
+            key(1),
+            super::HYBRID,
+            vec![super::StoredKeyPackage {
+                data: vec![1; 8],
+                not_after_ms: 4_000_000_000_000,
+            }],
+            Some(super::StoredKeyPackage {
+                data: vec![2; 8],
+                not_after_ms: 4_000_000_000_000,
+            }),
+            0,
+        )
         .await
         .expect("key packages");
     let dm = store
@@ -91,7 +103,7 @@ pub async fn case_delete_account<S: Store>(store: &S) {
     );
     assert_eq!(
         store
-            .take_key_package(key(1), super::HYBRID)
+            .take_key_package(key(1), super::HYBRID, 0, super::Take::OneTimeFirst)
             .await
             .expect("take"),
         None,
