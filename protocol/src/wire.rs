@@ -25,10 +25,10 @@ use crate::types::{
 pub mod calls;
 
 pub use calls::{
-    Ack, Call, CreateChannel, Enqueue, EnqueueGroup, Enqueued, Fetch, FetchKeyPackage, FetchWait,
-    GroupEnqueued, Health, KeyPackage, LoginStarted, Logout, OpaqueLoginFinish, OpaqueLoginStart,
-    OpaqueRegisterFinish, OpaqueRegisterStart, RegisterGroup, Request, ResolveUser, ServerInfo,
-    Session, UnexpectedResponse, UploadKeyPackages,
+    Ack, Authenticate, Call, CreateChannel, Enqueue, EnqueueGroup, Enqueued, Fetch,
+    FetchKeyPackage, FetchWait, GroupEnqueued, Health, KeyPackage, LoginStarted, Logout,
+    OpaqueLoginFinish, OpaqueLoginStart, OpaqueRegisterFinish, OpaqueRegisterStart, RegisterGroup,
+    Request, ResolveUser, ServerInfo, Session, UnexpectedResponse, UploadKeyPackages,
 };
 
 /// The default MLS ciphersuite's code point on the wire (the hybrid
@@ -121,7 +121,8 @@ impl Request {
             | Request::FetchWait { auth, .. }
             | Request::Ack { auth, .. }
             | Request::RegisterGroup { auth, .. }
-            | Request::EnqueueGroup { auth, .. } => Some(auth),
+            | Request::EnqueueGroup { auth, .. }
+            | Request::Authenticate { auth } => Some(auth),
             _ => None,
         }
     }
@@ -176,6 +177,7 @@ pub enum Response {
         removed: u32,
     },
     RegisterGroup,
+    Authenticate,
     EnqueueGroup {
         duplicate: bool,
         members: Vec<MemberDelivery>,
@@ -195,8 +197,10 @@ fn malformed(e: impl std::fmt::Display) -> WireError {
 }
 
 impl From<capnp::Error> for WireError {
-    fn from(e: capnp::Error) -> Self {
-        malformed(e)
+    fn from(_: capnp::Error) -> Self {
+        // capnp's own text names its internals (build features, word
+        // offsets); the peer learns only that the bytes do not fit the schema.
+        malformed("not a Cap'n Proto message of the qpq schema (docs/src/reference/wire.md)")
     }
 }
 
@@ -230,6 +234,11 @@ fn read_one(
                 "message of {} bytes exceeds the limit of {max}",
                 bytes.len()
             ),
+        ));
+    }
+    if bytes.is_empty() {
+        return Err(malformed(
+            "the stream carried no bytes: write one message, then finish the stream",
         ));
     }
     let mut rest = bytes;
@@ -319,12 +328,16 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, WireError> {
         W::OpaqueLoginFinish(r) => {
             let r = r?;
             Request::OpaqueLoginFinish {
-                login_id: LoginId::from_slice(r.get_login_id()?)
-                    .map_err(|e| WireError::new(ErrorCode::UnknownLogin, e.to_string()))?,
+                // A wrong-sized id is malformed (E002) like every other
+                // wrong-sized field; E015 is for a well-formed unknown one.
+                login_id: LoginId::from_slice(r.get_login_id()?)?,
                 finalization: opaque_msg(r.get_finalization()?, "finalization")?,
             }
         }
         W::Logout(r) => Request::Logout {
+            auth: auth(r?.get_auth())?,
+        },
+        W::Authenticate(r) => Request::Authenticate {
             auth: auth(r?.get_auth())?,
         },
         W::UploadKeyPackages(r) => {
@@ -584,6 +597,7 @@ pub fn decode_response(bytes: &[u8]) -> Result<Response, WireError> {
             }
         }
         W::Logout(()) => Response::Logout,
+        W::Authenticate(()) => Response::Authenticate,
         W::UploadKeyPackages(r) => Response::UploadKeyPackages {
             available: r?.get_available(),
         },
@@ -678,6 +692,7 @@ pub fn encode_request(req: &Request) -> Vec<u8> {
             b.set_finalization(finalization);
         }
         Request::Logout { auth } => set_auth(root.init_logout().init_auth(), auth),
+        Request::Authenticate { auth } => set_auth(root.init_authenticate().init_auth(), auth),
         Request::UploadKeyPackages {
             auth,
             packages,
@@ -860,6 +875,7 @@ pub fn encode_response(resp: &Response) -> Vec<u8> {
             b.set_identity_key(identity_key.as_bytes());
         }
         Response::Logout => root.set_logout(()),
+        Response::Authenticate => root.set_authenticate(()),
         Response::UploadKeyPackages { available } => {
             root.init_upload_key_packages().set_available(*available)
         }
@@ -939,6 +955,7 @@ mod tests {
                 finalization: vec![7; 64],
             },
             Request::Logout { auth: token() },
+            Request::Authenticate { auth: token() },
             Request::UploadKeyPackages {
                 auth: token(),
                 packages: vec![vec![1; 10], vec![2; 20]],
@@ -1064,6 +1081,7 @@ mod tests {
                 identity_key: IdentityKey([2; 32]),
             },
             Response::Logout,
+            Response::Authenticate,
             Response::UploadKeyPackages { available: 3 },
             Response::FetchKeyPackage {
                 key_package: vec![1],
@@ -1135,10 +1153,7 @@ mod tests {
         // `Error` reads as `health`). Either way nothing half-read comes out:
         // an error, or a request that re-encodes to itself.
         // The response's tag must be past the request union's last member.
-        let past = Response::EnqueueGroup {
-            duplicate: false,
-            members: vec![],
-        };
+        let past = Response::Authenticate;
         let e = decode_request(&encode_response(&past)).unwrap_err();
         assert_eq!(e.code, ErrorCode::Malformed);
         assert!(e.message.contains("unknown request kind"), "{e}");

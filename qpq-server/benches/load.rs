@@ -285,7 +285,7 @@ fn bare_server(rt: &Runtime) -> (SocketAddr, Fingerprint) {
     let fingerprint = quicproquo_protocol::cert_fingerprint(&cert);
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
     let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
+        rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_protocol_versions(&[&rustls::version::TLS13])
     .unwrap()
@@ -1064,7 +1064,7 @@ fn idle_client_config(data_dir: &Path) -> quinn::ClientConfig {
             .expect("usable root");
     }
     let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
+        rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_protocol_versions(&[&rustls::version::TLS13])
     .unwrap()

@@ -3,8 +3,24 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// The group `ip` is counted in: an IPv4 address alone, an IPv6 address by
+/// its first `v6_prefix` bits (a customer usually holds a whole /64, so
+/// counting full addresses gives one machine 2^64 fresh limits). An
+/// IPv4-mapped IPv6 address counts as the IPv4 address.
+pub fn address_group(ip: IpAddr, v6_prefix: u8) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let bits = u32::from(v6_prefix.min(128));
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -70,6 +86,18 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_is_grouped_by_prefix_and_ipv4_stays_whole() {
+        let g = |s: &str, p| address_group(s.parse().unwrap(), p);
+        assert_eq!(g("2001:db8:1:2:aaaa::1", 64), g("2001:db8:1:2:ffff::9", 64));
+        assert_ne!(g("2001:db8:1:2::1", 64), g("2001:db8:1:3::1", 64));
+        assert_eq!(g("2001:db8:1:2::1", 48), g("2001:db8:1:3::1", 48));
+        assert_ne!(g("2001:db8::1", 128), g("2001:db8::2", 128));
+        assert_eq!(g("2001:db8::1", 0), g("::", 0));
+        assert_ne!(g("192.0.2.1", 64), g("192.0.2.2", 64));
+        assert_eq!(g("::ffff:192.0.2.1", 64), g("192.0.2.1", 64));
+    }
 
     #[test]
     fn burst_then_refill() {

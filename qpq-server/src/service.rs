@@ -167,6 +167,9 @@ impl<S: Store> Service<S> {
             .map_err(|wait| WireError::rate_limited(wait.as_millis().max(1) as u32))?;
 
         Ok(match req {
+            // The session is valid (checked above); the driver binds the
+            // connection to it on this success.
+            Request::Authenticate { .. } => Response::Authenticate,
             Request::Logout { auth } => {
                 self.auth.logout(store, &auth).await?;
                 Response::Logout

@@ -31,7 +31,7 @@ fn file_err(path: &Path, reason: impl ToString) -> TlsError {
 }
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// Loads the identity `source` names, generating the self-signed one on first

@@ -201,6 +201,12 @@ calls! {
     } -> GroupEnqueued {
         Response::EnqueueGroup { duplicate, members } => GroupEnqueued { duplicate, members }
     }
+    /// Binds the connection to the session, lifting the limits a
+    /// connection without one has (request size, streams); a login on the
+    /// connection binds it too.
+    Authenticate = "authenticate" {
+        auth: SessionToken,
+    } -> () { Response::Authenticate => () }
 }
 
 /// What `health` answers.
