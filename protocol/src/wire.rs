@@ -955,7 +955,6 @@ mod tests {
                 finalization: vec![7; 64],
             },
             Request::Logout { auth: token() },
-            Request::Authenticate { auth: token() },
             Request::UploadKeyPackages {
                 auth: token(),
                 packages: vec![vec![1; 10], vec![2; 20]],
@@ -1034,6 +1033,7 @@ mod tests {
                 group_info: None,
                 welcome: Some(vec![5; 80]),
             },
+            Request::Authenticate { auth: token() },
         ]
     }
 
@@ -1081,7 +1081,6 @@ mod tests {
                 identity_key: IdentityKey([2; 32]),
             },
             Response::Logout,
-            Response::Authenticate,
             Response::UploadKeyPackages { available: 3 },
             Response::FetchKeyPackage {
                 key_package: vec![1],
@@ -1125,6 +1124,7 @@ mod tests {
                     },
                 ],
             },
+            Response::Authenticate,
         ]
     }
 
@@ -1229,6 +1229,39 @@ mod tests {
         let e = decode_request(&serialize::write_message_to_words(&msg)).unwrap_err();
         assert_eq!(e.code, ErrorCode::Malformed);
         assert!(e.message.contains("channel id"), "{e}");
+    }
+
+    /// A wrong-sized `loginId` is malformed (E002) like every other
+    /// wrong-sized field; it used to get E015 ("unknown login"), so a client
+    /// could not tell its own bug from an expired attempt.
+    #[test]
+    fn a_wrong_sized_login_id_is_malformed() {
+        for len in [0usize, 15, 17] {
+            let mut msg = Builder::new_default();
+            let mut f = msg
+                .init_root::<schema::request::Builder>()
+                .init_opaque_login_finish();
+            f.set_login_id(&vec![1u8; len][..]);
+            f.set_finalization(&[1u8; 10][..]);
+            let e = decode_request(&serialize::write_message_to_words(&msg)).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Malformed, "{len} bytes: {e}");
+        }
+    }
+
+    /// Decoding errors say what is wrong in the protocol's terms, never
+    /// how the decoder was built: an empty stream used to answer "...
+    /// compile `capnp` crate with \"unaligned\" feature...".
+    #[test]
+    fn decoding_errors_show_no_internals() {
+        let health = encode_request(&Request::Health);
+        let inputs: [&[u8]; 4] = [&[], &health[..3], &health[..9], b"\xff\xff\xff\xffGARBAGE"];
+        for bytes in inputs {
+            let e = decode_request(bytes).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Malformed);
+            for internal in ["capnp", "unaligned", "crate", "feature", "word"] {
+                assert!(!e.message.contains(internal), "{:?}: {e}", bytes);
+            }
+        }
     }
 }
 

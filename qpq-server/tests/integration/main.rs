@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod admission;
 mod binary;
 mod delivery;
 mod harness;
