@@ -10,4 +10,5 @@ mod binary;
 mod delivery;
 mod harness;
 mod output;
+mod pq_tls;
 mod robustness;
