@@ -536,6 +536,12 @@ impl ServerProcess {
     /// Starts the binary on `data_dir`, listening on a free loopback port,
     /// and reads the address and fingerprint it prints.
     async fn start(data_dir: &Path) -> Self {
+        // Every client here comes from one loopback address.
+        std::fs::write(
+            data_dir.join("qpq-server.toml"),
+            "[network]\nmax_connections_per_address = 100000\npending_logins_per_address = 100000\n",
+        )
+        .expect("write qpq-server.toml");
         let mut child = Command::new(server_binary())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())

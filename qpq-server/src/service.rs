@@ -78,7 +78,7 @@ impl<S: Store> Service<S> {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self, StoreError> {
         let limits = config.rate_limits;
-        let auth = Auth::new(&store, config.session_ttl, limits).await?;
+        let auth = Auth::new(&store, config.session_ttl, limits, &config.network).await?;
         Ok(Self {
             store,
             auth,
