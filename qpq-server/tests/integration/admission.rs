@@ -194,7 +194,9 @@ async fn strangers_memory_figure() {
                     .unwrap(),
             );
         }
-        let body = vec![0xAB; MAX_REQUEST_BYTES - 1024];
+        // Shared, not copied per stream: 384 copies of 4 MiB would stall
+        // this process (and its round-trip samples) for seconds.
+        let body = std::sync::Arc::new(vec![0xAB; MAX_REQUEST_BYTES - 1024]);
         let mut tasks = tokio::task::JoinSet::new();
         for c in &conns {
             for _ in 0..128 {
