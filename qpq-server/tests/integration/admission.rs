@@ -60,6 +60,50 @@ async fn a_strangers_large_request_is_refused_before_it_is_read() {
     assert_eq!(code, ErrorCode::TooLarge);
 }
 
+/// A new connection with a token from an earlier login: the raw request
+/// over 64 KiB is refused (E003), but the client sends `authenticate` first
+/// by itself, so the same request through `Client::request` is read and
+/// judged on its content (E034: these are not key packages). A bad token
+/// does not bind (E010).
+#[tokio::test]
+async fn a_token_from_an_earlier_login_binds_a_new_connection() {
+    use quicproquo_protocol::wire::{encode_request, UploadKeyPackages};
+
+    let srv = TestServer::start().await;
+    let alice = srv.register("alice").await;
+    let upload = UploadKeyPackages {
+        auth: alice.auth(),
+        packages: vec![vec![0xAB; 15 * 1024]; 10],
+        last_resort: None,
+    };
+    let raw = encode_request(&upload.clone().into());
+    assert!(raw.len() > MAX_REQUEST_BYTES_BEFORE_LOGIN);
+
+    let fresh = srv.client().await;
+    let (code, _) = error_for(&fresh, &raw).await;
+    assert_eq!(code, ErrorCode::TooLarge, "read before authenticate");
+    let answer = fresh.request(upload).await;
+    assert!(
+        matches!(&answer, Err(quicproquo_protocol::client::ClientError::Server(e)) if e.code == ErrorCode::InvalidPayload),
+        "{answer:?}"
+    );
+    // Bound now: the raw request is read too.
+    let (code, _) = error_for(&fresh, &raw).await;
+    assert_eq!(code, ErrorCode::InvalidPayload);
+
+    let other = srv.client().await;
+    let bad = quicproquo_protocol::wire::Authenticate {
+        auth: quicproquo_protocol::types::SessionToken::from_slice(&[7; 32]).unwrap(),
+    };
+    let answer = other.request(bad).await;
+    assert!(
+        matches!(&answer, Err(quicproquo_protocol::client::ClientError::Server(e)) if e.code == ErrorCode::Unauthenticated),
+        "{answer:?}"
+    );
+    let (code, _) = error_for(&other, &raw).await;
+    assert_eq!(code, ErrorCode::TooLarge, "a bad token binds nothing");
+}
+
 /// A stranger may open `streams_before_login` streams at once (it used to
 /// be 128); a login on the connection raises it to
 /// `max_streams_per_connection`.
