@@ -1,6 +1,10 @@
 # quicproquo client <-> server protocol (qpqd <-> qpq-server).
 #
-# Transport: QUIC (ALPN "qpq/1") with TLS 1.3. One request per bidirectional
+# The wire page of the book, docs/src/reference/wire.md, describes the whole
+# protocol for an implementer: stream rules, close codes, limits, OPAQUE and
+# the order of checks.
+#
+# Transport: QUIC (ALPN "qpq/2") with TLS 1.3. One request per bidirectional
 # stream: the client writes one `Request` message (standard Cap'n Proto
 # serialization, unpacked) and finishes its side; the server answers one
 # `Response` and finishes. Calls never block each other.
@@ -8,6 +12,13 @@
 # Every field named `auth` carries the session token issued by
 # opaqueLoginFinish. Errors come back as `Response.error` with a stable code
 # (docs/src/reference/errors.md).
+#
+# Sessions are bound to the connection: until a successful opaqueLoginFinish
+# or `authenticate` on it, a connection is a stranger's, and the server reads
+# at most 64 KiB of a request (E003 past it), allows few concurrent streams
+# and a small flow-control window. Once bound, requests up to the full size
+# are read and more streams are allowed. Every request still carries its own
+# `auth`, checked on its own: binding only lifts the stranger's limits.
 #
 # The Rust code generated from this file is committed
 # (protocol/src/generated/node_capnp.rs); regenerate it with
@@ -36,7 +47,7 @@ struct Request {
     ack @13 :Ack;
     registerGroup @14 :RegisterGroup;
     enqueueGroup @15 :EnqueueGroup;
-    reserved16 @16 :Void;                  # held for issue 15's request; answered E002
+    authenticate @16 :Authenticate;
     changePasswordStart @17 :ChangePasswordStart;
     changePasswordFinish @18 :ChangePasswordFinish;
     deleteAccount @19 :DeleteAccount;
@@ -62,7 +73,7 @@ struct Response {
     ack @14 :Acked;
     registerGroup @15 :Void;
     enqueueGroup @16 :GroupEnqueued;
-    reserved17 @17 :Void;                  # held for issue 15's response
+    authenticate @17 :Void;
     changePasswordStart @18 :Data;         # opaque-ke RegistrationResponse
     changePasswordFinish @19 :Void;
     deleteAccount @20 :Void;
@@ -131,6 +142,13 @@ struct LoginFinished {
 }
 
 struct Logout {
+  auth @0 :Auth;
+}
+
+# Binds this connection to the session (after a reconnect, when the client
+# holds a token already): lifts the stranger's limits above. E010 if the
+# token is not valid.
+struct Authenticate {
   auth @0 :Auth;
 }
 

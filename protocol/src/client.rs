@@ -8,6 +8,7 @@
 //! CA roots (`QPQ_USE_CA_CERT=1`).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -134,8 +135,19 @@ impl ServerCertVerifier for PinVerifier {
     }
 }
 
-fn client_config(trust: &Trust, alpn: &[u8]) -> Result<quinn::ClientConfig, ClientError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+/// The TLS primitives of client and server: aws-lc-rs, whose default key
+/// exchange order (crate feature `prefer-post-quantum`) puts the hybrid
+/// X25519MLKEM768 first, so recorded traffic — logins, tokens, metadata —
+/// does not fall to a future quantum computer; X25519 stays as the fallback.
+pub fn tls_provider() -> CryptoProvider {
+    rustls::crypto::aws_lc_rs::default_provider()
+}
+
+fn client_config(
+    trust: &Trust,
+    alpn: &[u8],
+    provider: Arc<CryptoProvider>,
+) -> Result<quinn::ClientConfig, ClientError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| ClientError::Tls(e.to_string()))?;
@@ -177,6 +189,10 @@ fn client_config(trust: &Trust, alpn: &[u8]) -> Result<quinn::ClientConfig, Clie
 pub struct Client {
     endpoint: quinn::Endpoint,
     conn: quinn::Connection,
+    /// Whether the connection is bound to a session (a login or an
+    /// `authenticate` on it succeeded): until then the server reads only
+    /// small requests and allows few streams (docs/src/reference/wire.md).
+    bound: AtomicBool,
     /// Time allowed for one call, on top of a fetchWait's own timeout.
     pub call_timeout: Duration,
 }
@@ -199,6 +215,18 @@ impl Client {
         trust: Trust,
         alpn: &[u8],
     ) -> Result<Self, ClientError> {
+        Self::connect_with_tls(addr, server_name, trust, alpn, tls_provider()).await
+    }
+
+    /// As [`Client::connect_with_alpn`] with other TLS primitives (tests use
+    /// it to offer classical key exchange only).
+    pub async fn connect_with_tls(
+        addr: SocketAddr,
+        server_name: &str,
+        trust: Trust,
+        alpn: &[u8],
+        provider: CryptoProvider,
+    ) -> Result<Self, ClientError> {
         let err = |reason: String| ClientError::Connect { addr, reason };
         let bind: SocketAddr = if addr.is_ipv6() {
             "[::]:0".parse().expect("valid literal")
@@ -206,7 +234,7 @@ impl Client {
             "0.0.0.0:0".parse().expect("valid literal")
         };
         let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| err(e.to_string()))?;
-        endpoint.set_default_client_config(client_config(&trust, alpn)?);
+        endpoint.set_default_client_config(client_config(&trust, alpn, Arc::new(provider))?);
         let connecting = endpoint
             .connect(addr, server_name)
             .map_err(|e| err(e.to_string()))?;
@@ -217,6 +245,7 @@ impl Client {
         Ok(Self {
             endpoint,
             conn,
+            bound: AtomicBool::new(false),
             call_timeout: Duration::from_secs(30),
         })
     }
@@ -243,7 +272,21 @@ impl Client {
     /// The untyped escape hatch: prefer [`Client::request`], which checks
     /// the answer's kind. This is for tests that send what a typed call
     /// cannot, and for callers not converted yet.
+    ///
+    /// The first request with a session token on a connection not bound yet
+    /// is preceded by `authenticate` with that token, so every caller (qpqd
+    /// after a reconnect, tests) binds the connection without knowing it.
     pub async fn call(&self, req: &Request) -> Result<Response, ClientError> {
+        if let Some(auth) = req.auth() {
+            if !self.bound.load(Ordering::Relaxed) && !matches!(req, Request::Authenticate { .. }) {
+                self.exchange(&Request::Authenticate { auth: auth.clone() })
+                    .await?;
+            }
+        }
+        self.exchange(req).await
+    }
+
+    async fn exchange(&self, req: &Request) -> Result<Response, ClientError> {
         let extra = match req {
             Request::FetchWait { timeout_ms, .. } => Duration::from_millis(u64::from(*timeout_ms)),
             _ => Duration::ZERO,
@@ -253,7 +296,15 @@ impl Client {
             .await?;
         match decode_response(&bytes).map_err(ClientError::Decode)? {
             Response::Error(e) => Err(ClientError::Server(e)),
-            other => Ok(other),
+            other => {
+                if matches!(
+                    other,
+                    Response::Authenticate | Response::OpaqueLoginFinish { .. }
+                ) {
+                    self.bound.store(true, Ordering::Relaxed);
+                }
+                Ok(other)
+            }
         }
     }
 
@@ -270,8 +321,15 @@ impl Client {
         let lost = |e: &dyn std::fmt::Display| ClientError::Connection(e.to_string());
         let exchange = async {
             let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| lost(&e))?;
-            send.write_all(bytes).await.map_err(|e| lost(&e))?;
-            send.finish().map_err(|e| lost(&e))?;
+            match send.write_all(bytes).await {
+                // The server refused the request before reading it all
+                // (too large, or a budget full): its answer says why.
+                Err(quinn::WriteError::Stopped(_)) => {}
+                other => {
+                    other.map_err(|e| lost(&e))?;
+                    send.finish().map_err(|e| lost(&e))?;
+                }
+            }
             recv.read_to_end(MAX_RESPONSE_BYTES)
                 .await
                 .map_err(|e| lost(&e))

@@ -9,6 +9,11 @@ use std::time::Duration;
 pub const MAX_PAYLOAD_BYTES: usize = 4 * 1024 * 1024;
 /// Largest encoded request: a payload plus the envelope around it.
 pub const MAX_REQUEST_BYTES: usize = MAX_PAYLOAD_BYTES + 64 * 1024;
+/// Largest encoded request read on a connection not bound to a session (no
+/// login or `authenticate` on it yet): a stranger's requests are OPAQUE
+/// messages and `health`, a few hundred bytes, so nothing large is buffered
+/// for someone the server does not know.
+pub const MAX_REQUEST_BYTES_BEFORE_LOGIN: usize = 64 * 1024;
 /// Largest encoded response a client reads (a fetch may return several payloads).
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 /// The server stops adding messages to one fetch answer past this many bytes

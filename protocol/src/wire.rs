@@ -25,11 +25,11 @@ use crate::types::{
 pub mod calls;
 
 pub use calls::{
-    Ack, Call, ChangePasswordFinish, ChangePasswordStart, CreateChannel, DeleteAccount, Enqueue,
-    EnqueueGroup, Enqueued, Fetch, FetchKeyPackage, FetchWait, GroupEnqueued, Health, KeyPackage,
-    LoginStarted, Logout, OpaqueLoginFinish, OpaqueLoginStart, OpaqueRegisterFinish,
-    OpaqueRegisterStart, RegisterGroup, Request, ResolveUser, ServerInfo, Session,
-    UnexpectedResponse, UploadKeyPackages,
+    Ack, Authenticate, Call, ChangePasswordFinish, ChangePasswordStart, CreateChannel,
+    DeleteAccount, Enqueue, EnqueueGroup, Enqueued, Fetch, FetchKeyPackage, FetchWait,
+    GroupEnqueued, Health, KeyPackage, LoginStarted, Logout, OpaqueLoginFinish, OpaqueLoginStart,
+    OpaqueRegisterFinish, OpaqueRegisterStart, RegisterGroup, Request, ResolveUser, ServerInfo,
+    Session, UnexpectedResponse, UploadKeyPackages,
 };
 
 /// The default MLS ciphersuite's code point on the wire (the hybrid
@@ -136,7 +136,8 @@ impl Request {
             | Request::EnqueueGroup { auth, .. }
             | Request::ChangePasswordStart { auth, .. }
             | Request::ChangePasswordFinish { auth, .. }
-            | Request::DeleteAccount { auth, .. } => Some(auth),
+            | Request::DeleteAccount { auth, .. }
+            | Request::Authenticate { auth } => Some(auth),
             _ => None,
         }
     }
@@ -191,6 +192,7 @@ pub enum Response {
         removed: u32,
     },
     RegisterGroup,
+    Authenticate,
     EnqueueGroup {
         duplicate: bool,
         members: Vec<MemberDelivery>,
@@ -215,8 +217,10 @@ fn malformed(e: impl std::fmt::Display) -> WireError {
 }
 
 impl From<capnp::Error> for WireError {
-    fn from(e: capnp::Error) -> Self {
-        malformed(e)
+    fn from(_: capnp::Error) -> Self {
+        // capnp's own text names its internals (build features, word
+        // offsets); the peer learns only that the bytes do not fit the schema.
+        malformed("not a Cap'n Proto message of the qpq schema (docs/src/reference/wire.md)")
     }
 }
 
@@ -250,6 +254,11 @@ fn read_one(
                 "message of {} bytes exceeds the limit of {max}",
                 bytes.len()
             ),
+        ));
+    }
+    if bytes.is_empty() {
+        return Err(malformed(
+            "the stream carried no bytes: write one message, then finish the stream",
         ));
     }
     let mut rest = bytes;
@@ -339,11 +348,16 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, WireError> {
         W::OpaqueLoginFinish(r) => {
             let r = r?;
             Request::OpaqueLoginFinish {
-                login_id: login_id(r.get_login_id()?)?,
+                // A wrong-sized id is malformed (E002) like every other
+                // wrong-sized field; E015 is for a well-formed unknown one.
+                login_id: LoginId::from_slice(r.get_login_id()?)?,
                 finalization: opaque_msg(r.get_finalization()?, "finalization")?,
             }
         }
         W::Logout(r) => Request::Logout {
+            auth: auth(r?.get_auth())?,
+        },
+        W::Authenticate(r) => Request::Authenticate {
             auth: auth(r?.get_auth())?,
         },
         W::UploadKeyPackages(r) => {
@@ -477,7 +491,6 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, WireError> {
                 welcome: optional(payload(r.get_welcome()?)?),
             }
         }
-        W::Reserved16(()) => return Err(capnp::NotInSchema(16).into()),
         W::ChangePasswordStart(r) => {
             let r = r?;
             Request::ChangePasswordStart {
@@ -490,7 +503,7 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, WireError> {
             Request::ChangePasswordFinish {
                 auth: auth(r.get_auth())?,
                 upload: opaque_msg(r.get_upload()?, "upload")?,
-                login_id: login_id(r.get_login_id()?)?,
+                login_id: LoginId::from_slice(r.get_login_id()?)?,
                 finalization: opaque_msg(r.get_finalization()?, "finalization")?,
             }
         }
@@ -498,15 +511,11 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, WireError> {
             let r = r?;
             Request::DeleteAccount {
                 auth: auth(r.get_auth())?,
-                login_id: login_id(r.get_login_id()?)?,
+                login_id: LoginId::from_slice(r.get_login_id()?)?,
                 finalization: opaque_msg(r.get_finalization()?, "finalization")?,
             }
         }
     })
-}
-
-fn login_id(d: &[u8]) -> Result<LoginId, WireError> {
-    LoginId::from_slice(d).map_err(|e| WireError::new(ErrorCode::UnknownLogin, e.to_string()))
 }
 
 /// A payload-sized field: at most `MAX_PAYLOAD_BYTES` (E030).
@@ -642,6 +651,7 @@ pub fn decode_response(bytes: &[u8]) -> Result<Response, WireError> {
             }
         }
         W::Logout(()) => Response::Logout,
+        W::Authenticate(()) => Response::Authenticate,
         W::UploadKeyPackages(r) => Response::UploadKeyPackages {
             available: r?.get_available(),
         },
@@ -690,7 +700,6 @@ pub fn decode_response(bytes: &[u8]) -> Result<Response, WireError> {
                 members,
             }
         }
-        W::Reserved17(()) => return Err(capnp::NotInSchema(17).into()),
         W::ChangePasswordStart(d) => Response::ChangePasswordStart {
             response: d?.to_vec(),
         },
@@ -742,6 +751,7 @@ pub fn encode_request(req: &Request) -> Vec<u8> {
             b.set_finalization(finalization);
         }
         Request::Logout { auth } => set_auth(root.init_logout().init_auth(), auth),
+        Request::Authenticate { auth } => set_auth(root.init_authenticate().init_auth(), auth),
         Request::UploadKeyPackages {
             auth,
             packages,
@@ -955,6 +965,7 @@ pub fn encode_response(resp: &Response) -> Vec<u8> {
             b.set_identity_key(identity_key.as_bytes());
         }
         Response::Logout => root.set_logout(()),
+        Response::Authenticate => root.set_authenticate(()),
         Response::UploadKeyPackages { available } => {
             root.init_upload_key_packages().set_available(*available)
         }
@@ -1115,6 +1126,7 @@ mod tests {
                 group_info: None,
                 welcome: Some(vec![5; 80]),
             },
+            Request::Authenticate { auth: token() },
             Request::ChangePasswordStart {
                 auth: token(),
                 request: vec![1; 32],
@@ -1225,6 +1237,7 @@ mod tests {
                     },
                 ],
             },
+            Response::Authenticate,
             Response::ChangePasswordStart {
                 response: vec![3; 64],
             },
@@ -1258,10 +1271,7 @@ mod tests {
         // `Error` reads as `health`). Either way nothing half-read comes out:
         // an error, or a request that re-encodes to itself.
         // The response's tag must be past the request union's last member.
-        let past = Response::EnqueueGroup {
-            duplicate: false,
-            members: vec![],
-        };
+        let past = Response::DeleteAccount;
         let e = decode_request(&encode_response(&past)).unwrap_err();
         assert_eq!(e.code, ErrorCode::Malformed);
         assert!(e.message.contains("unknown request kind"), "{e}");
@@ -1337,6 +1347,39 @@ mod tests {
         let e = decode_request(&serialize::write_message_to_words(&msg)).unwrap_err();
         assert_eq!(e.code, ErrorCode::Malformed);
         assert!(e.message.contains("channel id"), "{e}");
+    }
+
+    /// A wrong-sized `loginId` is malformed (E002) like every other
+    /// wrong-sized field; it used to get E015 ("unknown login"), so a client
+    /// could not tell its own bug from an expired attempt.
+    #[test]
+    fn a_wrong_sized_login_id_is_malformed() {
+        for len in [0usize, 15, 17] {
+            let mut msg = Builder::new_default();
+            let mut f = msg
+                .init_root::<schema::request::Builder>()
+                .init_opaque_login_finish();
+            f.set_login_id(&vec![1u8; len][..]);
+            f.set_finalization(&[1u8; 10][..]);
+            let e = decode_request(&serialize::write_message_to_words(&msg)).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Malformed, "{len} bytes: {e}");
+        }
+    }
+
+    /// Decoding errors say what is wrong in the protocol's terms, never
+    /// how the decoder was built: an empty stream used to answer "...
+    /// compile `capnp` crate with \"unaligned\" feature...".
+    #[test]
+    fn decoding_errors_show_no_internals() {
+        let health = encode_request(&Request::Health);
+        let inputs: [&[u8]; 4] = [&[], &health[..3], &health[..9], b"\xff\xff\xff\xffGARBAGE"];
+        for bytes in inputs {
+            let e = decode_request(bytes).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Malformed);
+            for internal in ["capnp", "unaligned", "crate", "feature", "word"] {
+                assert!(!e.message.contains(internal), "{:?}: {e}", bytes);
+            }
+        }
     }
 }
 

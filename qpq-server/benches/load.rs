@@ -288,7 +288,7 @@ fn bare_server(rt: &Runtime) -> (SocketAddr, Fingerprint) {
     let fingerprint = quicproquo_protocol::cert_fingerprint(&cert);
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
     let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
+        rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_protocol_versions(&[&rustls::version::TLS13])
     .unwrap()
@@ -542,6 +542,12 @@ impl ServerProcess {
     /// Starts the binary on `data_dir`, listening on a free loopback port,
     /// and reads the address and fingerprint it prints.
     async fn start(data_dir: &Path) -> Self {
+        // Every client here comes from one loopback address.
+        std::fs::write(
+            data_dir.join("qpq-server.toml"),
+            "[network]\nmax_connections_per_address = 100000\npending_logins_per_address = 100000\n",
+        )
+        .expect("write qpq-server.toml");
         let mut child = Command::new(server_binary())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -1064,7 +1070,7 @@ fn idle_client_config(data_dir: &Path) -> quinn::ClientConfig {
             .expect("usable root");
     }
     let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
+        rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_protocol_versions(&[&rustls::version::TLS13])
     .unwrap()

@@ -62,6 +62,8 @@ impl Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::for_tests(dir.path());
         config.rate_limits = RateLimits::unlimited();
+        // Thousands of starts from one address: no cap on pending logins.
+        config.network.pending_logins_per_address = u32::MAX;
         let store = SqliteStore::open(&config.database).expect("open the database");
         let (shutdown, shutdown_rx) = watch::channel(false);
         let service = rt

@@ -12,9 +12,8 @@
 //! which is finished here as proof of the password without issuing a
 //! session. A stolen session token alone changes nothing lasting.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use opaque_ke::{
@@ -30,14 +29,16 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 
 use crate::cache::TtlCache;
-use crate::config::RateLimits;
-use crate::ratelimit::RateLimiter;
+use crate::config::{NetworkLimits, RateLimits};
+use crate::ratelimit::{address_group, RateLimiter, SlidingWindow, DEFAULT_MAX_KEYS};
 use crate::service::{internal, Now};
 use crate::store::{Account, Store, StoreError};
 
 /// Name of the persisted OPAQUE `ServerSetup` in the store.
 const SETUP_SECRET: &str = "opaque_server_setup_v1";
-/// In-progress logins kept at most (each is a few hundred bytes).
+/// In-progress logins kept at most (each is a few hundred bytes). Past it
+/// the coldest are evicted (their finish gets E015 and the client starts
+/// again); the server never refuses every login because the map is full.
 const MAX_PENDING_LOGINS: usize = 100_000;
 /// How long a looked-up session is trusted without asking the store again.
 /// Bounds how late a logout on another server node takes effect (a logout
@@ -54,12 +55,20 @@ struct PendingLogin {
     started: Instant,
 }
 
+/// A pending login, taken once by its finish.
+type Pending = Arc<Mutex<Option<PendingLogin>>>;
+
 pub struct Auth {
     setup: ServerSetup<Suite>,
-    pending: Mutex<HashMap<LoginId, PendingLogin>>,
+    pending: quick_cache::sync::Cache<LoginId, Pending>,
+    /// Logins started per address group within `LOGIN_STATE_TTL`: at most
+    /// `pending_logins_per_address` pending from one group.
+    pending_per_group: SlidingWindow<IpAddr>,
     login_per_account: RateLimiter<Username>,
+    /// Keyed by address group (`address_group`), as is registration.
     login_per_address: RateLimiter<IpAddr>,
     register_per_address: RateLimiter<IpAddr>,
+    ipv6_prefix_len: u8,
     session_ttl: Duration,
     sessions: TtlCache<[u8; 32], Account>,
     /// Usernames whose registration was started (rate-limited per address)
@@ -91,6 +100,7 @@ impl Auth {
         store: &S,
         session_ttl: Duration,
         limits: RateLimits,
+        network: &NetworkLimits,
     ) -> Result<Self, StoreError> {
         let fresh = ServerSetup::<Suite>::new(&mut OsRng).serialize().to_vec();
         let stored = store.server_secret(SETUP_SECRET, fresh).await?;
@@ -98,7 +108,13 @@ impl Auth {
             .map_err(|_| StoreError::Backend("the stored OPAQUE server setup is corrupt".into()))?;
         Ok(Self {
             setup,
-            pending: Mutex::new(HashMap::new()),
+            pending: quick_cache::sync::Cache::new(MAX_PENDING_LOGINS),
+            pending_per_group: SlidingWindow::new(
+                network.pending_logins_per_address,
+                LOGIN_STATE_TTL,
+                DEFAULT_MAX_KEYS,
+            ),
+            ipv6_prefix_len: network.ipv6_prefix_len,
             login_per_account: RateLimiter::per_window(
                 limits.login_per_account_per_minute,
                 Duration::from_secs(60),
@@ -118,6 +134,11 @@ impl Auth {
         })
     }
 
+    /// The group `peer` is counted in for the limits above.
+    fn group(&self, peer: IpAddr) -> IpAddr {
+        address_group(peer, self.ipv6_prefix_len)
+    }
+
     pub async fn register_start<S: Store>(
         &self,
         store: &S,
@@ -127,7 +148,7 @@ impl Auth {
         now: Now,
     ) -> Result<Vec<u8>, WireError> {
         self.register_per_address
-            .check(&peer, now.mono)
+            .check(&self.group(peer), now.mono)
             .map_err(rate_limited)?;
         if store.account(username).await.map_err(internal)?.is_some() {
             return Err(WireError::bare(ErrorCode::UsernameTaken));
@@ -183,8 +204,9 @@ impl Auth {
         peer: IpAddr,
         now: Now,
     ) -> Result<(LoginId, Vec<u8>), WireError> {
+        let group = self.group(peer);
         self.login_per_address
-            .check(&peer, now.mono)
+            .check(&group, now.mono)
             .map_err(rate_limited)?;
         self.login_per_account
             .check(&username, now.mono)
@@ -217,20 +239,18 @@ impl Auth {
         let mut id = [0u8; 16];
         OsRng.fill_bytes(&mut id);
         let login_id = LoginId(id);
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if pending.len() >= MAX_PENDING_LOGINS / 2 {
-            pending.retain(|_, p| now.mono.saturating_duration_since(p.started) < LOGIN_STATE_TTL);
-        }
-        if pending.len() >= MAX_PENDING_LOGINS {
-            return Err(WireError::rate_limited(1000));
-        }
-        pending.insert(
+        // Counted last, once the login is sure to be stored: a refused
+        // start does not use up the group's room.
+        self.pending_per_group
+            .check(&group, now.mono)
+            .map_err(rate_limited)?;
+        self.pending.insert(
             login_id,
-            PendingLogin {
+            Arc::new(Mutex::new(Some(PendingLogin {
                 state: started.state,
                 username,
                 started: now.mono,
-            },
+            }))),
         );
         Ok((login_id, started.message.serialize().to_vec()))
     }
@@ -271,9 +291,8 @@ impl Auth {
     ) -> Result<Username, WireError> {
         let pending = self
             .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .remove(&login_id)
+            .and_then(|(_, p)| p.lock().unwrap_or_else(|e| e.into_inner()).take())
             .filter(|p| now.mono.saturating_duration_since(p.started) < LOGIN_STATE_TTL)
             .ok_or_else(|| WireError::bare(ErrorCode::UnknownLogin))?;
         let finalization = CredentialFinalization::<Suite>::deserialize(finalization)

@@ -85,6 +85,8 @@ struct FileConfig {
     tls: FileTls,
     #[serde(default)]
     quotas: FileQuotas,
+    #[serde(default)]
+    network: FileNetwork,
 }
 
 /// The `[quotas]` table: what one account may make the server keep.
@@ -95,6 +97,18 @@ struct FileQuotas {
     sender_share_mib: Option<u64>,
     mail_ttl_days: Option<u64>,
     key_packages_per_requester_per_hour: Option<u32>,
+}
+
+/// `[network]`: what strangers and connections may hold (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNetwork {
+    max_connections_per_address: Option<u32>,
+    streams_before_login: Option<u32>,
+    connection_request_bytes: Option<usize>,
+    request_bytes_in_flight: Option<usize>,
+    ipv6_prefix_len: Option<u8>,
+    pending_logins_per_address: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -184,6 +198,40 @@ impl Default for Quotas {
     }
 }
 
+/// Bounds on what the network side holds (the `[network]` table); see
+/// `admission` and the book's server configuration page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetworkLimits {
+    /// Live connections per source address group.
+    pub max_connections_per_address: u32,
+    /// Concurrent streams of a connection without a session (at most
+    /// `max_streams_per_connection`, which applies once bound).
+    pub streams_before_login: u32,
+    /// Request bytes in flight on one bound connection (and its QUIC
+    /// flow-control window); at least one largest request.
+    pub connection_request_bytes: usize,
+    /// Request bytes in flight on the whole server.
+    pub request_bytes_in_flight: usize,
+    /// IPv6 addresses are grouped by this prefix for connection caps and
+    /// rate limits (one customer usually holds a whole /64).
+    pub ipv6_prefix_len: u8,
+    /// OPAQUE logins started and not finished, per address group.
+    pub pending_logins_per_address: u32,
+}
+
+impl Default for NetworkLimits {
+    fn default() -> Self {
+        Self {
+            max_connections_per_address: 32,
+            streams_before_login: 8,
+            connection_request_bytes: 16 * 1024 * 1024,
+            request_bytes_in_flight: 512 * 1024 * 1024,
+            ipv6_prefix_len: 64,
+            pending_logins_per_address: 64,
+        }
+    }
+}
+
 impl Quotas {
     /// The file's `[quotas]` over the defaults, each checked.
     fn load(file: FileQuotas, source: &str) -> Result<Quotas, ConfigError> {
@@ -234,6 +282,71 @@ impl Quotas {
     }
 }
 
+impl NetworkLimits {
+    fn from_file(
+        f: &FileNetwork,
+        streams_after_login: u32,
+        src: &str,
+    ) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let n = Self {
+            max_connections_per_address: f
+                .max_connections_per_address
+                .unwrap_or(d.max_connections_per_address),
+            streams_before_login: f.streams_before_login.unwrap_or(d.streams_before_login),
+            connection_request_bytes: f
+                .connection_request_bytes
+                .unwrap_or(d.connection_request_bytes),
+            request_bytes_in_flight: f
+                .request_bytes_in_flight
+                .unwrap_or(d.request_bytes_in_flight),
+            ipv6_prefix_len: f.ipv6_prefix_len.unwrap_or(d.ipv6_prefix_len),
+            pending_logins_per_address: f
+                .pending_logins_per_address
+                .unwrap_or(d.pending_logins_per_address),
+        };
+        let bad = |key, reason: String| Err(invalid(key, src.to_string(), &reason));
+        use quicproquo_protocol::limits::MAX_REQUEST_BYTES;
+        if n.max_connections_per_address == 0 {
+            return bad(
+                "network.max_connections_per_address",
+                "must be at least 1".into(),
+            );
+        }
+        if !(1..=streams_after_login).contains(&n.streams_before_login) {
+            return bad(
+                "network.streams_before_login",
+                format!("must be between 1 and max_streams_per_connection ({streams_after_login})"),
+            );
+        }
+        if n.connection_request_bytes < MAX_REQUEST_BYTES {
+            return bad(
+                "network.connection_request_bytes",
+                format!("must be at least one largest request, {MAX_REQUEST_BYTES} bytes"),
+            );
+        }
+        if n.request_bytes_in_flight < n.connection_request_bytes {
+            return bad(
+                "network.request_bytes_in_flight",
+                "must be at least network.connection_request_bytes".into(),
+            );
+        }
+        if !(32..=128).contains(&n.ipv6_prefix_len) {
+            return bad(
+                "network.ipv6_prefix_len",
+                "must be between 32 and 128".into(),
+            );
+        }
+        if n.pending_logins_per_address == 0 {
+            return bad(
+                "network.pending_logins_per_address",
+                "must be at least 1".into(),
+            );
+        }
+        Ok(n)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -251,6 +364,7 @@ pub struct Config {
     pub session_ttl: Duration,
     pub rate_limits: RateLimits,
     pub quotas: Quotas,
+    pub network: NetworkLimits,
 }
 
 /// The time allowed to send one request: long enough for 4 MiB on a slow
@@ -381,6 +495,7 @@ impl Config {
             ));
         }
         let quotas = Quotas::load(file.quotas, &file_name)?;
+        let network = NetworkLimits::from_file(&file.network, max_streams.0, &file_name)?;
         Ok(Config {
             listen: cli
                 .listen
@@ -400,6 +515,7 @@ impl Config {
             session_ttl: Duration::from_secs(ttl.0 * 24 * 3600),
             rate_limits: RateLimits::default(),
             quotas,
+            network,
         })
     }
 
@@ -421,6 +537,7 @@ impl Config {
             session_ttl: Duration::from_secs(24 * 3600),
             rate_limits: RateLimits::default(),
             quotas: Quotas::default(),
+            network: NetworkLimits::default(),
         }
     }
 }

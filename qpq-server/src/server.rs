@@ -1,19 +1,21 @@
-//! The QUIC driver: binds the endpoint, accepts connections (up to a cap),
-//! runs one task per request stream, and shuts down gracefully — in-flight
-//! requests finish and every answer is acknowledged by the client before
-//! connections close (quinn's `close` would discard unsent data).
+//! The QUIC driver: binds the endpoint, accepts connections (up to a cap,
+//! and a cap per address group), runs one task per request stream, and
+//! shuts down gracefully — in-flight requests finish and every answer is
+//! acknowledged by the client before connections close (quinn's `close`
+//! would discard unsent data). What a request may hold in memory before and
+//! after the connection is bound to a session is `admission`'s.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use quicproquo_protocol::errors::{ErrorCode, WireError};
-use quicproquo_protocol::limits::MAX_REQUEST_BYTES;
 use quicproquo_protocol::wire::{decode_request, encode_response, Request, Response};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::config::Config;
+use crate::admission::{self, AddressSlot, ConnectionBudget, ConnectionsPerAddress, Refusal};
+use crate::config::{Config, NetworkLimits};
 use crate::service::{Now, Service};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
@@ -111,8 +113,11 @@ pub async fn start_with_store<S: Store>(config: Config, store: S) -> Result<Runn
             .map_err(|e| TlsError::Generate(e.to_string()))?;
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quicproquo_protocol_transport(config.idle_timeout);
-    transport.max_concurrent_bidi_streams(config.max_streams_per_connection.into());
-    transport.max_concurrent_uni_streams(0u32.into());
+    admission::stranger_transport(
+        &config.network,
+        config.max_streams_per_connection,
+        &mut transport,
+    );
     server_config.transport_config(Arc::new(transport));
     server_config.max_incoming(config.max_connections as usize);
 
@@ -130,13 +135,13 @@ pub async fn start_with_store<S: Store>(config: Config, store: S) -> Result<Runn
         let service = service.clone();
         Box::new(move || service.delivery().mailboxes().waiting())
     };
-    let task = tokio::spawn(accept_loop(
-        endpoint,
-        service,
-        shutdown_rx,
-        config.max_connections as usize,
-        config.request_read_timeout,
-    ));
+    let limits = Limits {
+        max_connections: config.max_connections as usize,
+        max_streams: config.max_streams_per_connection,
+        read_timeout: config.request_read_timeout,
+        network: config.network,
+    };
+    let task = tokio::spawn(accept_loop(endpoint, service, shutdown_rx, limits));
     Ok(Running {
         local_addr,
         fingerprint,
@@ -158,13 +163,24 @@ fn quicproquo_protocol_transport(idle: Duration) -> quinn::TransportConfig {
     t
 }
 
+/// The driver's settings, from [`Config`].
+#[derive(Clone, Copy)]
+struct Limits {
+    max_connections: usize,
+    max_streams: u32,
+    read_timeout: Duration,
+    network: NetworkLimits,
+}
+
 async fn accept_loop<S: Store>(
     endpoint: quinn::Endpoint,
     service: Arc<Service<S>>,
     mut shutdown: watch::Receiver<bool>,
-    max_connections: usize,
-    read_timeout: Duration,
+    limits: Limits,
 ) {
+    let max_connections = limits.max_connections;
+    let per_address = ConnectionsPerAddress::new(&limits.network);
+    let in_flight = Arc::new(Semaphore::new(limits.network.request_bytes_in_flight));
     let mut conns = JoinSet::new();
     let mut purge = tokio::time::interval(PURGE_INTERVAL);
     loop {
@@ -177,7 +193,13 @@ async fn accept_loop<S: Store>(
                     incoming.refuse();
                     continue;
                 }
-                conns.spawn(serve_connection(incoming, service.clone(), shutdown.clone(), read_timeout));
+                let Some(slot) = per_address.admit(incoming.remote_address().ip()) else {
+                    tracing::debug!(peer = %incoming.remote_address(), "connection refused: at max_connections_per_address");
+                    incoming.refuse();
+                    continue;
+                };
+                let budget = ConnectionBudget::new(&limits.network, limits.max_streams, in_flight.clone());
+                conns.spawn(serve_connection(incoming, slot, budget, service.clone(), shutdown.clone(), limits.read_timeout));
             }
             _ = purge.tick() => {
                 match service.purge(Now::current()).await {
@@ -208,6 +230,9 @@ async fn accept_loop<S: Store>(
 
 async fn serve_connection<S: Store>(
     incoming: quinn::Incoming,
+    // Held for the connection's life: its place under the address's cap.
+    _slot: AddressSlot,
+    budget: ConnectionBudget,
     service: Arc<Service<S>>,
     mut shutdown: watch::Receiver<bool>,
     read_timeout: Duration,
@@ -232,6 +257,7 @@ async fn serve_connection<S: Store>(
     };
     tracing::debug!(%peer, "connected");
     let old_protocol = speaks_old_protocol(&conn);
+    let budget = Arc::new(budget);
     let mut streams = JoinSet::new();
     let closed_by_peer = loop {
         tokio::select! {
@@ -240,10 +266,9 @@ async fn serve_connection<S: Store>(
                     streams.spawn(serve_stream(
                         send,
                         recv,
-                        peer,
+                        Peer { addr: peer, conn: conn.clone(), budget: budget.clone(), old_protocol },
                         service.clone(),
                         read_timeout,
-                        old_protocol,
                     ));
                 }
                 Err(e) => {
@@ -271,61 +296,47 @@ fn speaks_old_protocol(conn: &quinn::Connection) -> bool {
         .is_some_and(|alpn| alpn != quicproquo_protocol::ALPN)
 }
 
+/// The connection a stream belongs to.
+struct Peer {
+    addr: SocketAddr,
+    conn: quinn::Connection,
+    budget: Arc<ConnectionBudget>,
+    /// The client chose an old ALPN: everything but `health` gets E048.
+    old_protocol: bool,
+}
+
 async fn serve_stream<S: Store>(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-    peer: SocketAddr,
+    peer: Peer,
     service: Arc<Service<S>>,
     read_timeout: Duration,
-    old_protocol: bool,
 ) {
-    let response =
-        match tokio::time::timeout(read_timeout, recv.read_to_end(MAX_REQUEST_BYTES)).await {
-            Ok(Ok(bytes)) => match decode_request(&bytes) {
-                Ok(req) if old_protocol && !matches!(req, Request::Health) => {
-                    Response::Error(WireError::new(
-                        ErrorCode::UpgradeRequired,
-                        format!(
-                            "this server speaks protocol {}; upgrade qpqd",
-                            quicproquo_protocol::PROTOCOL_VERSION
-                        ),
-                    ))
-                }
-                Ok(req) => {
-                    let kind = req.kind();
-                    let resp = service.handle(req, peer.ip(), Now::current()).await;
-                    if let Response::Error(e) = &resp {
-                        tracing::debug!(%peer, kind, code = %e.code, "refused");
-                    }
-                    resp
-                }
-                Err(e) => {
-                    tracing::debug!(%peer, code = %e.code, "undecodable request");
-                    Response::Error(e)
-                }
-            },
-            Ok(Err(quinn::ReadToEndError::TooLong)) => {
-                let _ = recv.stop(0u32.into());
-                Response::Error(WireError::new(
-                    ErrorCode::TooLarge,
-                    format!("requests are at most {MAX_REQUEST_BYTES} bytes"),
-                ))
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "stream failed before the request was complete");
-                return;
-            }
-            Err(_) => {
-                let _ = recv.stop(0u32.into());
-                Response::Error(WireError::new(
-                    ErrorCode::Malformed,
-                    format!(
-                        "the request was not completed within {} s",
-                        read_timeout.as_secs()
-                    ),
-                ))
-            }
-        };
+    let read = match tokio::time::timeout(read_timeout, peer.budget.read(&mut recv)).await {
+        Ok(Ok(read)) => Ok(read),
+        Ok(Err(Refusal::Answer(e))) => {
+            let _ = recv.stop(0u32.into());
+            Err(e)
+        }
+        Ok(Err(Refusal::Lost(e))) => {
+            tracing::debug!(peer = %peer.addr, error = %e, "stream failed before the request was complete");
+            return;
+        }
+        Err(_) => {
+            let _ = recv.stop(0u32.into());
+            Err(WireError::new(
+                ErrorCode::Malformed,
+                format!(
+                    "the request was not completed within {} s",
+                    read_timeout.as_secs()
+                ),
+            ))
+        }
+    };
+    let response = match read {
+        Ok(read) => answer(&read.bytes, &peer, &service).await,
+        Err(e) => Response::Error(e),
+    };
     let bytes = encode_response(&response);
     if send.write_all(&bytes).await.is_err() || send.finish().is_err() {
         return;
@@ -333,4 +344,38 @@ async fn serve_stream<S: Store>(
     // Wait until the client has the whole answer, so a shutdown right after
     // cannot discard it.
     let _ = tokio::time::timeout(ACK_TIMEOUT, send.stopped()).await;
+}
+
+/// Decodes and handles one request; a login or `authenticate` that succeeds
+/// binds the connection to the session.
+async fn answer<S: Store>(bytes: &[u8], peer: &Peer, service: &Service<S>) -> Response {
+    match decode_request(bytes) {
+        Ok(req) if peer.old_protocol && !matches!(req, Request::Health) => {
+            Response::Error(WireError::new(
+                ErrorCode::UpgradeRequired,
+                format!(
+                    "this server speaks protocol {}; upgrade qpqd",
+                    quicproquo_protocol::PROTOCOL_VERSION
+                ),
+            ))
+        }
+        Ok(req) => {
+            let kind = req.kind();
+            let resp = service.handle(req, peer.addr.ip(), Now::current()).await;
+            match &resp {
+                Response::Error(e) => {
+                    tracing::debug!(peer = %peer.addr, kind, code = %e.code, "refused")
+                }
+                Response::OpaqueLoginFinish { .. } | Response::Authenticate => {
+                    peer.budget.bind(&peer.conn)
+                }
+                _ => {}
+            }
+            resp
+        }
+        Err(e) => {
+            tracing::debug!(peer = %peer.addr, code = %e.code, "undecodable request");
+            Response::Error(e)
+        }
+    }
 }

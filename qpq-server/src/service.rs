@@ -94,7 +94,7 @@ impl<S: Store> Service<S> {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self, StoreError> {
         let limits = config.rate_limits;
-        let auth = Auth::new(&store, config.session_ttl, limits).await?;
+        let auth = Auth::new(&store, config.session_ttl, limits, &config.network).await?;
         let removal_key = removal_key(&store).await?;
         Ok(Self {
             store,
@@ -219,6 +219,9 @@ impl<S: Store> Service<S> {
             .map_err(|wait| WireError::rate_limited(wait.as_millis().max(1) as u32))?;
 
         Ok(match req {
+            // The session is valid (checked above); the driver binds the
+            // connection to it on this success.
+            Request::Authenticate { .. } => Response::Authenticate,
             Request::Logout { auth } => {
                 self.auth.logout(store, &auth).await?;
                 Response::Logout

@@ -30,8 +30,12 @@ fn file_err(path: &Path, reason: impl ToString) -> TlsError {
     }
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// aws-lc-rs, whose key exchange order (crate feature
+/// `prefer-post-quantum`) puts the hybrid X25519MLKEM768 first: a recorded
+/// session cannot be decrypted later by a quantum computer. X25519 alone
+/// stays for clients that do not offer the hybrid.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// Loads the identity `source` names, generating the self-signed one on first
@@ -150,7 +154,16 @@ impl ResolvesServerCert for ReloadableCert {
 /// server), and no 0-RTT: early data could be replayed,
 /// and most requests (enqueue, login) are not idempotent.
 pub fn server_config(resolver: Arc<ReloadableCert>) -> Result<rustls::ServerConfig, TlsError> {
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+    server_config_with(resolver, provider())
+}
+
+/// [`server_config`] with other TLS primitives (tests restrict the key
+/// exchange groups).
+pub fn server_config_with(
+    resolver: Arc<ReloadableCert>,
+    provider: Arc<CryptoProvider>,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Generate(e.to_string()))?
         .with_no_client_auth()
@@ -166,6 +179,17 @@ pub fn server_config(resolver: Arc<ReloadableCert>) -> Result<rustls::ServerConf
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hybrid_key_exchange_comes_first() {
+        let groups: Vec<_> = provider().kx_groups.iter().map(|g| g.name()).collect();
+        assert_eq!(
+            groups.first(),
+            Some(&rustls::NamedGroup::X25519MLKEM768),
+            "{groups:?}"
+        );
+        assert!(groups.contains(&rustls::NamedGroup::X25519), "{groups:?}");
+    }
 
     #[test]
     fn self_signed_is_generated_once_and_reused() {

@@ -55,6 +55,9 @@ impl TestServer {
     ) -> Result<TestServer, TestkitError> {
         let mut config = Config::for_tests(dir);
         config.rate_limits = RateLimits::unlimited();
+        // Every client of a test comes from one loopback address.
+        config.network.max_connections_per_address = u32::MAX;
+        config.network.pending_logins_per_address = u32::MAX;
         configure(&mut config);
         let running = server::start(config.clone()).await?;
         config.listen = running.local_addr;

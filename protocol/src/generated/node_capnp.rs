@@ -212,7 +212,7 @@ pub mod auth {
 }
 
 pub mod request {
-    pub use self::Which::{Health,OpaqueRegisterStart,OpaqueRegisterFinish,OpaqueLoginStart,OpaqueLoginFinish,Logout,UploadKeyPackages,FetchKeyPackage,ResolveUser,CreateChannel,Enqueue,Fetch,FetchWait,Ack,RegisterGroup,EnqueueGroup,Reserved16,ChangePasswordStart,ChangePasswordFinish,DeleteAccount};
+    pub use self::Which::{Health,OpaqueRegisterStart,OpaqueRegisterFinish,OpaqueLoginStart,OpaqueLoginFinish,Logout,UploadKeyPackages,FetchKeyPackage,ResolveUser,CreateChannel,Enqueue,Fetch,FetchWait,Ack,RegisterGroup,EnqueueGroup,Authenticate,ChangePasswordStart,ChangePasswordFinish,DeleteAccount};
 
     #[derive(Copy, Clone)]
     pub struct Owned(());
@@ -350,6 +350,11 @@ pub mod request {
             !self.reader.get_pointer_field(0).is_null()
         }
         #[inline]
+        pub fn has_authenticate(&self) -> bool {
+            if self.reader.get_data_field::<u16>(0) != 16 { return false; }
+            !self.reader.get_pointer_field(0).is_null()
+        }
+        #[inline]
         pub fn has_change_password_start(&self) -> bool {
             if self.reader.get_data_field::<u16>(0) != 17 { return false; }
             !self.reader.get_pointer_field(0).is_null()
@@ -448,8 +453,8 @@ pub mod request {
                     ))
                 }
                 16 => {
-                    ::core::result::Result::Ok(Reserved16(
-                        ()
+                    ::core::result::Result::Ok(Authenticate(
+                        ::capnp::traits::FromPointerReader::get_from_pointer(&self.reader.get_pointer_field(0), ::core::option::Option::None)
                     ))
                 }
                 17 => {
@@ -754,8 +759,19 @@ pub mod request {
             !self.builder.is_pointer_field_null(0)
         }
         #[inline]
-        pub fn set_reserved16(&mut self, _value: ())  {
+        pub fn set_authenticate(&mut self, value: crate::generated::node_capnp::authenticate::Reader<'_>) -> ::capnp::Result<()> {
             self.builder.set_data_field::<u16>(0, 16);
+            ::capnp::traits::SetterInput::set_pointer_builder(self.builder.reborrow().get_pointer_field(0), value, false)
+        }
+        #[inline]
+        pub fn init_authenticate(self, ) -> crate::generated::node_capnp::authenticate::Builder<'a> {
+            self.builder.set_data_field::<u16>(0, 16);
+            ::capnp::traits::FromPointerBuilder::init_pointer(self.builder.get_pointer_field(0), 0)
+        }
+        #[inline]
+        pub fn has_authenticate(&self) -> bool {
+            if self.builder.get_data_field::<u16>(0) != 16 { return false; }
+            !self.builder.is_pointer_field_null(0)
         }
         #[inline]
         pub fn set_change_password_start(&mut self, value: crate::generated::node_capnp::change_password_start::Reader<'_>) -> ::capnp::Result<()> {
@@ -886,8 +902,8 @@ pub mod request {
                     ))
                 }
                 16 => {
-                    ::core::result::Result::Ok(Reserved16(
-                        ()
+                    ::core::result::Result::Ok(Authenticate(
+                        ::capnp::traits::FromPointerBuilder::get_from_pointer(self.builder.get_pointer_field(0), ::core::option::Option::None)
                     ))
                 }
                 17 => {
@@ -1052,7 +1068,7 @@ pub mod request {
             ::capnp::word(16, 0, 239, 255, 0, 0, 0, 0),
             ::capnp::word(0, 0, 1, 0, 16, 0, 0, 0),
             ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
-            ::capnp::word(161, 2, 0, 0, 90, 0, 0, 0),
+            ::capnp::word(161, 2, 0, 0, 106, 0, 0, 0),
             ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
             ::capnp::word(160, 2, 0, 0, 3, 0, 1, 0),
             ::capnp::word(172, 2, 0, 0, 2, 0, 1, 0),
@@ -1221,13 +1237,13 @@ pub mod request {
             ::capnp::word(16, 0, 0, 0, 0, 0, 0, 0),
             ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
             ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
-            ::capnp::word(114, 101, 115, 101, 114, 118, 101, 100),
-            ::capnp::word(49, 54, 0, 0, 0, 0, 0, 0),
+            ::capnp::word(97, 117, 116, 104, 101, 110, 116, 105),
+            ::capnp::word(99, 97, 116, 101, 0, 0, 0, 0),
+            ::capnp::word(16, 0, 0, 0, 0, 0, 0, 0),
+            ::capnp::word(14, 96, 237, 174, 253, 4, 130, 167),
             ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
             ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
-            ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
-            ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
-            ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
+            ::capnp::word(16, 0, 0, 0, 0, 0, 0, 0),
             ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
             ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
             ::capnp::word(99, 104, 97, 110, 103, 101, 80, 97),
@@ -1278,7 +1294,7 @@ pub mod request {
                 13 => <crate::generated::node_capnp::ack::Owned as ::capnp::introspect::Introspect>::introspect(),
                 14 => <crate::generated::node_capnp::register_group::Owned as ::capnp::introspect::Introspect>::introspect(),
                 15 => <crate::generated::node_capnp::enqueue_group::Owned as ::capnp::introspect::Introspect>::introspect(),
-                16 => <() as ::capnp::introspect::Introspect>::introspect(),
+                16 => <crate::generated::node_capnp::authenticate::Owned as ::capnp::introspect::Introspect>::introspect(),
                 17 => <crate::generated::node_capnp::change_password_start::Owned as ::capnp::introspect::Introspect>::introspect(),
                 18 => <crate::generated::node_capnp::change_password_finish::Owned as ::capnp::introspect::Introspect>::introspect(),
                 19 => <crate::generated::node_capnp::delete_account::Owned as ::capnp::introspect::Introspect>::introspect(),
@@ -1297,10 +1313,10 @@ pub mod request {
         );
         pub(crate) static NONUNION_MEMBERS : &[u16] = &[];
         pub(crate) static MEMBERS_BY_DISCRIMINANT : &[u16] = &[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19];
-        pub(crate) static MEMBERS_BY_NAME : &[u16] = &[13,18,17,9,19,10,15,11,7,12,0,5,4,3,2,1,14,16,8,6];
+        pub(crate) static MEMBERS_BY_NAME : &[u16] = &[13,16,18,17,9,19,10,15,11,7,12,0,5,4,3,2,1,14,8,6];
         pub(crate) const TYPE_ID: u64 = 0xc66d_3879_6a7c_e169;
     }
-    pub enum Which<A0,A1,A2,A3,A4,A5,A6,A7,A8,A9,A10,A11,A12,A13,A14,A15,A16,A17> {
+    pub enum Which<A0,A1,A2,A3,A4,A5,A6,A7,A8,A9,A10,A11,A12,A13,A14,A15,A16,A17,A18> {
         Health(()),
         OpaqueRegisterStart(A0),
         OpaqueRegisterFinish(A1),
@@ -1317,17 +1333,17 @@ pub mod request {
         Ack(A12),
         RegisterGroup(A13),
         EnqueueGroup(A14),
-        Reserved16(()),
-        ChangePasswordStart(A15),
-        ChangePasswordFinish(A16),
-        DeleteAccount(A17),
+        Authenticate(A15),
+        ChangePasswordStart(A16),
+        ChangePasswordFinish(A17),
+        DeleteAccount(A18),
     }
-    pub type WhichReader<'a,> = Which<::capnp::Result<crate::generated::node_capnp::opaque_register_start::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::opaque_register_finish::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::opaque_login_start::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::opaque_login_finish::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::logout::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::upload_key_packages::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::fetch_key_package::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::resolve_user::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::create_channel::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::enqueue::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::fetch::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::fetch_wait::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::ack::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::register_group::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::enqueue_group::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::change_password_start::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::change_password_finish::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::delete_account::Reader<'a>>>;
-    pub type WhichBuilder<'a,> = Which<::capnp::Result<crate::generated::node_capnp::opaque_register_start::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::opaque_register_finish::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::opaque_login_start::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::opaque_login_finish::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::logout::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::upload_key_packages::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::fetch_key_package::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::resolve_user::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::create_channel::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::enqueue::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::fetch::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::fetch_wait::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::ack::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::register_group::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::enqueue_group::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::change_password_start::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::change_password_finish::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::delete_account::Builder<'a>>>;
+    pub type WhichReader<'a,> = Which<::capnp::Result<crate::generated::node_capnp::opaque_register_start::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::opaque_register_finish::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::opaque_login_start::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::opaque_login_finish::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::logout::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::upload_key_packages::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::fetch_key_package::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::resolve_user::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::create_channel::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::enqueue::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::fetch::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::fetch_wait::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::ack::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::register_group::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::enqueue_group::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::authenticate::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::change_password_start::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::change_password_finish::Reader<'a>>,::capnp::Result<crate::generated::node_capnp::delete_account::Reader<'a>>>;
+    pub type WhichBuilder<'a,> = Which<::capnp::Result<crate::generated::node_capnp::opaque_register_start::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::opaque_register_finish::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::opaque_login_start::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::opaque_login_finish::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::logout::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::upload_key_packages::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::fetch_key_package::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::resolve_user::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::create_channel::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::enqueue::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::fetch::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::fetch_wait::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::ack::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::register_group::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::enqueue_group::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::authenticate::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::change_password_start::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::change_password_finish::Builder<'a>>,::capnp::Result<crate::generated::node_capnp::delete_account::Builder<'a>>>;
 }
 
 pub mod response {
-    pub use self::Which::{Error,Health,OpaqueRegisterStart,OpaqueRegisterFinish,OpaqueLoginStart,OpaqueLoginFinish,Logout,UploadKeyPackages,FetchKeyPackage,ResolveUser,CreateChannel,Enqueue,Fetch,FetchWait,Ack,RegisterGroup,EnqueueGroup,Reserved17,ChangePasswordStart,ChangePasswordFinish,DeleteAccount};
+    pub use self::Which::{Error,Health,OpaqueRegisterStart,OpaqueRegisterFinish,OpaqueLoginStart,OpaqueLoginFinish,Logout,UploadKeyPackages,FetchKeyPackage,ResolveUser,CreateChannel,Enqueue,Fetch,FetchWait,Ack,RegisterGroup,EnqueueGroup,Authenticate,ChangePasswordStart,ChangePasswordFinish,DeleteAccount};
 
     #[derive(Copy, Clone)]
     pub struct Owned(());
@@ -1553,7 +1569,7 @@ pub mod response {
                     ))
                 }
                 17 => {
-                    ::core::result::Result::Ok(Reserved17(
+                    ::core::result::Result::Ok(Authenticate(
                         ()
                     ))
                 }
@@ -1852,7 +1868,7 @@ pub mod response {
             !self.builder.is_pointer_field_null(0)
         }
         #[inline]
-        pub fn set_reserved17(&mut self, _value: ())  {
+        pub fn set_authenticate(&mut self, _value: ())  {
             self.builder.set_data_field::<u16>(0, 17);
         }
         #[inline]
@@ -1967,7 +1983,7 @@ pub mod response {
                     ))
                 }
                 17 => {
-                    ::core::result::Result::Ok(Reserved17(
+                    ::core::result::Result::Ok(Authenticate(
                         ()
                     ))
                 }
@@ -2140,7 +2156,7 @@ pub mod response {
             ::capnp::word(17, 0, 238, 255, 0, 0, 0, 0),
             ::capnp::word(0, 0, 1, 0, 17, 0, 0, 0),
             ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
-            ::capnp::word(193, 2, 0, 0, 90, 0, 0, 0),
+            ::capnp::word(193, 2, 0, 0, 106, 0, 0, 0),
             ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
             ::capnp::word(192, 2, 0, 0, 3, 0, 1, 0),
             ::capnp::word(204, 2, 0, 0, 2, 0, 1, 0),
@@ -2317,8 +2333,8 @@ pub mod response {
             ::capnp::word(16, 0, 0, 0, 0, 0, 0, 0),
             ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
             ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
-            ::capnp::word(114, 101, 115, 101, 114, 118, 101, 100),
-            ::capnp::word(49, 55, 0, 0, 0, 0, 0, 0),
+            ::capnp::word(97, 117, 116, 104, 101, 110, 116, 105),
+            ::capnp::word(99, 97, 116, 101, 0, 0, 0, 0),
             ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
             ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
             ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
@@ -2394,7 +2410,7 @@ pub mod response {
         );
         pub(crate) static NONUNION_MEMBERS : &[u16] = &[];
         pub(crate) static MEMBERS_BY_DISCRIMINANT : &[u16] = &[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20];
-        pub(crate) static MEMBERS_BY_NAME : &[u16] = &[14,19,18,10,20,11,16,0,12,8,13,1,6,5,4,3,2,15,17,9,7];
+        pub(crate) static MEMBERS_BY_NAME : &[u16] = &[14,17,19,18,10,20,11,16,0,12,8,13,1,6,5,4,3,2,15,9,7];
         pub(crate) const TYPE_ID: u64 = 0xe583_8f3a_48ed_55ff;
     }
     pub enum Which<A0,A1,A2,A3,A4,A5,A6,A7,A8,A9,A10,A11,A12,A13,A14> {
@@ -2415,7 +2431,7 @@ pub mod response {
         Ack(A12),
         RegisterGroup(()),
         EnqueueGroup(A13),
-        Reserved17(()),
+        Authenticate(()),
         ChangePasswordStart(A14),
         ChangePasswordFinish(()),
         DeleteAccount(()),
@@ -5192,6 +5208,216 @@ pub mod logout {
         pub(crate) static MEMBERS_BY_DISCRIMINANT : &[u16] = &[];
         pub(crate) static MEMBERS_BY_NAME : &[u16] = &[0];
         pub(crate) const TYPE_ID: u64 = 0x9896_51d0_53b6_c8d9;
+    }
+}
+
+pub mod authenticate {
+    #[derive(Copy, Clone)]
+    pub struct Owned(());
+    impl ::capnp::introspect::Introspect for Owned { fn introspect() -> ::capnp::introspect::Type { ::capnp::introspect::TypeVariant::Struct(::capnp::introspect::RawBrandedStructSchema { generic: &_private::RAW_SCHEMA, field_types: _private::get_field_types, annotation_types: _private::get_annotation_types, type_id: ::core::any::TypeId::of::<Owned>() }).into() } }
+    impl ::capnp::traits::Owned for Owned { type Reader<'a> = Reader<'a>; type Builder<'a> = Builder<'a>; }
+    impl ::capnp::traits::OwnedStruct for Owned { type Reader<'a> = Reader<'a>; type Builder<'a> = Builder<'a>; }
+    impl ::capnp::traits::Pipelined for Owned { type Pipeline = Pipeline; }
+
+    pub struct Reader<'a> { reader: ::capnp::private::layout::StructReader<'a> }
+    impl <> ::core::marker::Copy for Reader<'_,>  {}
+    impl <> ::core::clone::Clone for Reader<'_,>  {
+        fn clone(&self) -> Self { *self }
+    }
+
+    impl <> ::capnp::traits::HasTypeId for Reader<'_,>  {
+        const TYPE_ID: u64 = _private::TYPE_ID;
+    }
+    impl <'a,> ::core::convert::From<::capnp::private::layout::StructReader<'a>> for Reader<'a,>  {
+        fn from(reader: ::capnp::private::layout::StructReader<'a>) -> Self {
+            Self { reader,  }
+        }
+    }
+
+    impl <'a,> ::core::convert::From<Reader<'a,>> for ::capnp::dynamic_value::Reader<'a>  {
+        fn from(reader: Reader<'a,>) -> Self {
+            Self::Struct(::capnp::dynamic_struct::Reader::new(reader.reader, ::capnp::schema::StructSchema::new(::capnp::introspect::RawBrandedStructSchema { generic: &_private::RAW_SCHEMA, field_types: _private::get_field_types::<>, annotation_types: _private::get_annotation_types::<>, type_id: ::core::any::TypeId::of::<Owned<>>()})))
+        }
+    }
+
+    impl <> ::core::fmt::Debug for Reader<'_,>  {
+        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::result::Result<(), ::core::fmt::Error> {
+            core::fmt::Debug::fmt(&::core::convert::Into::<::capnp::dynamic_value::Reader<'_>>::into(*self), f)
+        }
+    }
+
+    impl <'a,> ::capnp::traits::FromPointerReader<'a> for Reader<'a,>  {
+        fn get_from_pointer(reader: &::capnp::private::layout::PointerReader<'a>, default: ::core::option::Option<&'a [::capnp::Word]>) -> ::capnp::Result<Self> {
+            ::core::result::Result::Ok(reader.get_struct(default)?.into())
+        }
+    }
+
+    impl <'a,> ::capnp::traits::IntoInternalStructReader<'a> for Reader<'a,>  {
+        fn into_internal_struct_reader(self) -> ::capnp::private::layout::StructReader<'a> {
+            self.reader
+        }
+    }
+
+    impl <'a,> ::capnp::traits::Imbue<'a> for Reader<'a,>  {
+        fn imbue(&mut self, cap_table: &'a ::capnp::private::layout::CapTable) {
+            self.reader.imbue(::capnp::private::layout::CapTableReader::from_ref(cap_table))
+        }
+    }
+
+    impl <'a,> Reader<'a,>  {
+        pub fn reborrow(&self) -> Reader<'_,> {
+            Self { .. *self }
+        }
+
+        pub fn total_size(&self) -> ::capnp::Result<::capnp::MessageSize> {
+            self.reader.total_size()
+        }
+        #[inline]
+        pub fn get_auth(self) -> ::capnp::Result<crate::generated::node_capnp::auth::Reader<'a>> {
+            ::capnp::traits::FromPointerReader::get_from_pointer(&self.reader.get_pointer_field(0), ::core::option::Option::None)
+        }
+        #[inline]
+        pub fn has_auth(&self) -> bool {
+            !self.reader.get_pointer_field(0).is_null()
+        }
+    }
+
+    pub struct Builder<'a> { builder: ::capnp::private::layout::StructBuilder<'a> }
+    impl <> ::capnp::traits::HasStructSize for Builder<'_,>  {
+        const STRUCT_SIZE: ::capnp::private::layout::StructSize = ::capnp::private::layout::StructSize { data: 0, pointers: 1 };
+    }
+    impl <> ::capnp::traits::HasTypeId for Builder<'_,>  {
+        const TYPE_ID: u64 = _private::TYPE_ID;
+    }
+    impl <'a,> ::core::convert::From<::capnp::private::layout::StructBuilder<'a>> for Builder<'a,>  {
+        fn from(builder: ::capnp::private::layout::StructBuilder<'a>) -> Self {
+            Self { builder,  }
+        }
+    }
+
+    impl <'a,> ::core::convert::From<Builder<'a,>> for ::capnp::dynamic_value::Builder<'a>  {
+        fn from(builder: Builder<'a,>) -> Self {
+            Self::Struct(::capnp::dynamic_struct::Builder::new(builder.builder, ::capnp::schema::StructSchema::new(::capnp::introspect::RawBrandedStructSchema { generic: &_private::RAW_SCHEMA, field_types: _private::get_field_types::<>, annotation_types: _private::get_annotation_types::<>, type_id: ::core::any::TypeId::of::<Owned<>>()})))
+        }
+    }
+
+    impl <'a,> ::capnp::traits::ImbueMut<'a> for Builder<'a,>  {
+        fn imbue_mut(&mut self, cap_table: &'a mut ::capnp::private::layout::CapTable) {
+            self.builder.imbue(::capnp::private::layout::CapTableBuilder::from_ref(cap_table))
+        }
+    }
+
+    impl <'a,> ::capnp::traits::FromPointerBuilder<'a> for Builder<'a,>  {
+        fn init_pointer(builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {
+            builder.init_struct(<Self as ::capnp::traits::HasStructSize>::STRUCT_SIZE).into()
+        }
+        fn get_from_pointer(builder: ::capnp::private::layout::PointerBuilder<'a>, default: ::core::option::Option<&'a [::capnp::Word]>) -> ::capnp::Result<Self> {
+            ::core::result::Result::Ok(builder.get_struct(<Self as ::capnp::traits::HasStructSize>::STRUCT_SIZE, default)?.into())
+        }
+    }
+
+    impl <> ::capnp::traits::SetterInput<Owned<>> for Reader<'_,>  {
+        fn set_pointer_builder(mut pointer: ::capnp::private::layout::PointerBuilder<'_>, value: Self, canonicalize: bool) -> ::capnp::Result<()> { pointer.set_struct(&value.reader, canonicalize) }
+    }
+
+    impl <'a,> Builder<'a,>  {
+        pub fn into_reader(self) -> Reader<'a,> {
+            self.builder.into_reader().into()
+        }
+        pub fn reborrow(&mut self) -> Builder<'_,> {
+            Builder { builder: self.builder.reborrow() }
+        }
+        pub fn reborrow_as_reader(&self) -> Reader<'_,> {
+            self.builder.as_reader().into()
+        }
+
+        pub fn total_size(&self) -> ::capnp::Result<::capnp::MessageSize> {
+            self.builder.as_reader().total_size()
+        }
+        #[inline]
+        pub fn get_auth(self) -> ::capnp::Result<crate::generated::node_capnp::auth::Builder<'a>> {
+            ::capnp::traits::FromPointerBuilder::get_from_pointer(self.builder.get_pointer_field(0), ::core::option::Option::None)
+        }
+        #[inline]
+        pub fn set_auth(&mut self, value: crate::generated::node_capnp::auth::Reader<'_>) -> ::capnp::Result<()> {
+            ::capnp::traits::SetterInput::set_pointer_builder(self.builder.reborrow().get_pointer_field(0), value, false)
+        }
+        #[inline]
+        pub fn init_auth(self, ) -> crate::generated::node_capnp::auth::Builder<'a> {
+            ::capnp::traits::FromPointerBuilder::init_pointer(self.builder.get_pointer_field(0), 0)
+        }
+        #[inline]
+        pub fn has_auth(&self) -> bool {
+            !self.builder.is_pointer_field_null(0)
+        }
+    }
+
+    pub struct Pipeline { _typeless: ::capnp::any_pointer::Pipeline }
+    impl ::capnp::capability::FromTypelessPipeline for Pipeline {
+        fn new(typeless: ::capnp::any_pointer::Pipeline) -> Self {
+            Self { _typeless: typeless,  }
+        }
+    }
+    impl Pipeline  {
+        pub fn get_auth(&self) -> crate::generated::node_capnp::auth::Pipeline {
+            ::capnp::capability::FromTypelessPipeline::new(self._typeless.get_pointer_field(0))
+        }
+    }
+    mod _private {
+        pub(crate) static ENCODED_NODE: [::capnp::Word; 32] = [
+            ::capnp::word(0, 0, 0, 0, 5, 0, 6, 0),
+            ::capnp::word(14, 96, 237, 174, 253, 4, 130, 167),
+            ::capnp::word(11, 0, 0, 0, 1, 0, 0, 0),
+            ::capnp::word(4, 15, 77, 135, 7, 59, 42, 251),
+            ::capnp::word(1, 0, 7, 0, 0, 0, 0, 0),
+            ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
+            ::capnp::word(21, 0, 0, 0, 194, 0, 0, 0),
+            ::capnp::word(29, 0, 0, 0, 7, 0, 0, 0),
+            ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
+            ::capnp::word(25, 0, 0, 0, 63, 0, 0, 0),
+            ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
+            ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
+            ::capnp::word(110, 111, 100, 101, 46, 99, 97, 112),
+            ::capnp::word(110, 112, 58, 65, 117, 116, 104, 101),
+            ::capnp::word(110, 116, 105, 99, 97, 116, 101, 0),
+            ::capnp::word(0, 0, 0, 0, 1, 0, 1, 0),
+            ::capnp::word(4, 0, 0, 0, 3, 0, 4, 0),
+            ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
+            ::capnp::word(0, 0, 1, 0, 0, 0, 0, 0),
+            ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
+            ::capnp::word(13, 0, 0, 0, 42, 0, 0, 0),
+            ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
+            ::capnp::word(8, 0, 0, 0, 3, 0, 1, 0),
+            ::capnp::word(20, 0, 0, 0, 2, 0, 1, 0),
+            ::capnp::word(97, 117, 116, 104, 0, 0, 0, 0),
+            ::capnp::word(16, 0, 0, 0, 0, 0, 0, 0),
+            ::capnp::word(145, 230, 8, 147, 43, 27, 154, 251),
+            ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
+            ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
+            ::capnp::word(16, 0, 0, 0, 0, 0, 0, 0),
+            ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
+            ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
+        ];
+        pub(crate) fn get_field_types(index: u16) -> ::capnp::introspect::Type {
+            match index {
+                0 => <crate::generated::node_capnp::auth::Owned as ::capnp::introspect::Introspect>::introspect(),
+                _ => ::capnp::introspect::panic_invalid_field_index(index),
+            }
+        }
+        pub(crate) fn get_annotation_types(child_index: Option<u16>, index: u32) -> ::capnp::introspect::Type {
+            ::capnp::introspect::panic_invalid_annotation_indices(child_index, index)
+        }
+        pub(crate) static ARENA: ::capnp::private::arena::GeneratedCodeArena = ::capnp::private::arena::GeneratedCodeArena::new(&ENCODED_NODE);
+        pub(crate) static RAW_SCHEMA: ::capnp::introspect::RawStructSchema = ::capnp::introspect::RawStructSchema::new(
+            &ARENA,
+            NONUNION_MEMBERS,
+            MEMBERS_BY_DISCRIMINANT,
+            MEMBERS_BY_NAME
+        );
+        pub(crate) static NONUNION_MEMBERS : &[u16] = &[0];
+        pub(crate) static MEMBERS_BY_DISCRIMINANT : &[u16] = &[];
+        pub(crate) static MEMBERS_BY_NAME : &[u16] = &[0];
+        pub(crate) const TYPE_ID: u64 = 0xa782_04fd_aeed_600e;
     }
 }
 

@@ -201,6 +201,12 @@ calls! {
     } -> GroupEnqueued {
         Response::EnqueueGroup { duplicate, members } => GroupEnqueued { duplicate, members }
     }
+    /// Binds the connection to the session, lifting the limits a
+    /// connection without one has (request size, streams); a login on the
+    /// connection binds it too.
+    Authenticate = "authenticate" {
+        auth: SessionToken,
+    } -> () { Response::Authenticate => () }
     /// Starts an OPAQUE re-registration of the session's account.
     ChangePasswordStart = "changePasswordStart" {
         auth: SessionToken,
@@ -316,7 +322,7 @@ mod tests {
             .unwrap_or_else(|| panic!("node.capnp has no union in {name}"));
         body.lines()
             .filter_map(|l| l.split_whitespace().next())
-            .filter(|w| !w.starts_with('#') && !w.starts_with("reserved"))
+            .filter(|w| !w.starts_with('#'))
             .map(str::to_owned)
             .collect()
     }

@@ -17,7 +17,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use opaque_ke::errors::ProtocolError;
 use opaque_ke::{ClientLogin, ClientRegistration};
 use quicproquo_protocol::errors::{ErrorCode, WireError};
-use quicproquo_protocol::limits::MAX_FETCH_LIMIT;
+use quicproquo_protocol::limits::{LOGIN_STATE_TTL, MAX_FETCH_LIMIT};
 use quicproquo_protocol::opaque::{login_finalization, registration_upload, Suite};
 use quicproquo_protocol::padding;
 use quicproquo_protocol::types::{
@@ -554,6 +554,60 @@ async fn registrations_past_the_addresss_limit_are_e004_until_the_hour_refills_i
     .await;
     f.assert_two_per_window_per_address(Opening::Registration, Duration::from_secs(3600))
         .await;
+}
+
+/// Addresses of one IPv6 /64 share one login limit (a customer holds the
+/// whole /64: counting full addresses gave one machine 2^64 limits); the
+/// next /64 has its own.
+#[tokio::test]
+async fn logins_from_one_ipv6_prefix_share_its_limit() {
+    let f = Fixture::with(|c| {
+        c.rate_limits = RateLimits {
+            login_per_address_per_minute: 2,
+            ..RateLimits::unlimited()
+        }
+    })
+    .await;
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let started = |r: &Response| matches!(r, Response::OpaqueLoginStart { .. });
+    for (name, addr) in [("ann", "2001:db8:1:2::1"), ("ben", "2001:db8:1:2:ffff::2")] {
+        let r = f.open_from(Opening::Login, name, ip(addr)).await;
+        assert!(started(&r), "{r:?}");
+    }
+    let third = f
+        .open_from(Opening::Login, "cat", ip("2001:db8:1:2:1234::3"))
+        .await;
+    assert_rate_limited(third, Duration::from_secs(60));
+    let next = f
+        .open_from(Opening::Login, "cat", ip("2001:db8:1:3::1"))
+        .await;
+    assert!(started(&next), "the next /64: {next:?}");
+}
+
+/// One address group has at most `pending_logins_per_address` logins
+/// pending, whatever the rate limits say, while other groups still log in.
+/// (The pending map used to be global: 100,000 pending starts from anyone
+/// refused every login with E004.)
+#[tokio::test]
+async fn pending_logins_are_capped_per_address_group() {
+    let f = Fixture::with(|c| {
+        c.rate_limits = RateLimits::unlimited();
+        c.network.pending_logins_per_address = 3;
+    })
+    .await;
+    let started = |r: &Response| matches!(r, Response::OpaqueLoginStart { .. });
+    for name in ["ann", "ben", "cat"] {
+        let r = f.open_from(Opening::Login, name, PEER).await;
+        assert!(started(&r), "{r:?}");
+    }
+    let fourth = f.open_from(Opening::Login, "dan", PEER).await;
+    assert_rate_limited(fourth, LOGIN_STATE_TTL);
+    let r = f.open_from(Opening::Login, "dan", ELSEWHERE).await;
+    assert!(started(&r), "another address: {r:?}");
+    // Once the pending ones have expired, the group has room again.
+    f.advance(LOGIN_STATE_TTL);
+    let r = f.open_from(Opening::Login, "dan", PEER).await;
+    assert!(started(&r), "after the login lifetime: {r:?}");
 }
 
 // ---- directory ----

@@ -27,7 +27,7 @@ pub(crate) fn command(data_dir: &Path) -> Command {
 }
 
 /// Starts the binary and reads the address and fingerprint it prints.
-async fn start(data_dir: &Path) -> (Child, std::net::SocketAddr, String) {
+pub(crate) async fn start(data_dir: &Path) -> (Child, std::net::SocketAddr, String) {
     start_command(command(data_dir)).await
 }
 

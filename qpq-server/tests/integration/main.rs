@@ -5,9 +5,11 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod admission;
 mod binary;
 mod delivery;
 mod groups;
 mod harness;
 mod output;
+mod pq_tls;
 mod robustness;
