@@ -57,7 +57,7 @@ impl Agent {
         welcome_to: &[(Username, IdentityKey)],
         build: impl Fn(&mut Core) -> Result<Staged, CoreError> + Send + Sync + Clone + 'static,
     ) -> AgentResult<CommitSummary> {
-        let lock = self.group_lock(&group.0);
+        let lock = self.group_lock(&group);
         for attempt in 1..=COMMIT_ATTEMPTS {
             let guard = lock.lock().await;
             let recipients = self.others(group).await?;
@@ -237,7 +237,7 @@ impl Agent {
             .core()?
             .run(move |c| {
                 c.engine()?
-                    .create_group_with_info(suite, Some(&info))
+                    .create_group_with_info(suite, Some(&info), &[])
                     .map_err(CoreError::from)
             })
             .await?)

@@ -239,13 +239,13 @@ impl Agent {
         batch: Vec<Fetched>,
         directory: Directory,
     ) -> Result<Stored, AgentError> {
-        let handshake_groups: BTreeSet<[u8; 16]> = batch
+        let handshake_groups: BTreeSet<GroupId> = batch
             .iter()
             .filter_map(|f| match &f.parsed {
                 Ok((Incoming::Group { group, content, .. }, _))
                     if *content != ContentType::Application =>
                 {
-                    Some(group.0)
+                    Some(*group)
                 }
                 _ => None,
             })
@@ -465,7 +465,7 @@ fn refusal(c: &Core, invited: &Joined, directory: &Directory) -> rusqlite::Resul
 /// conversation info. `None` when it is a second group for a DM we have
 /// (both users opened it at once), merged into that DM.
 fn joined_conversation(c: &Core, joined: &Joined) -> Result<Option<Conversation>, CoreError> {
-    if let Some(old) = conversations::by_group(c.db(), &joined.group.0)? {
+    if let Some(old) = conversations::by_group(c.db(), joined.group.as_bytes())? {
         // A group that removed us (or that we left), joined again. Whoever
         // invites us chose its members now, and may not even be the group
         // it was: it gets a conversation of its own; the old one keeps its
@@ -477,7 +477,7 @@ fn joined_conversation(c: &Core, joined: &Joined) -> Result<Option<Conversation>
         // A DM is a group of exactly the inviter and us.
         Some(Ok(ConversationInfo::Dm)) if joined.members.len() == 2 => {
             if let Some(dm) = conversations::dm_with(c.db(), &inviter)? {
-                let kept = conversations::merge_dm_group(c.db(), &dm, &joined.group.0)?;
+                let kept = conversations::merge_dm_group(c.db(), &dm, joined.group.as_bytes())?;
                 tracing::info!(
                     peer = %inviter,
                     sending_on = %hex::encode(&kept.group_id),
@@ -547,13 +547,13 @@ pub(super) fn process_group(
     group: GroupId,
     bytes: &[u8],
 ) -> Result<Stored, CoreError> {
-    let conv = conversations::by_group(c.db(), &group.0)?;
+    let conv = conversations::by_group(c.db(), group.as_bytes())?;
     if conv.is_none() {
         // Mail for a group we are invited to waits for the user's answer;
         // mail for one we declined is dropped.
-        match invitations::state_of_group(c.db(), &group.0)? {
+        match invitations::state_of_group(c.db(), group.as_bytes())? {
             Some(invitations::State::Pending) => {
-                if !invitations::hold(c.db(), &group.0, bytes)? {
+                if !invitations::hold(c.db(), group.as_bytes(), bytes)? {
                     tracing::info!("dropped a message for a waiting invitation past its bound");
                 }
                 return Ok(Stored::nothing());
@@ -857,7 +857,7 @@ mod batch_tests {
         let group = creator
             .engine()
             .unwrap()
-            .create_group_with_info(Suite::Hybrid, Some(&info.encode()))
+            .create_group_with_info(Suite::Hybrid, Some(&info.encode()), &[])
             .unwrap();
         let kps: Vec<Vec<u8>> = joiners
             .iter_mut()
@@ -878,7 +878,7 @@ mod batch_tests {
 
     /// What a core stored for the conversation of `group`.
     fn conversation(c: &Core, group: GroupId) -> Conversation {
-        conversations::by_group(c.db(), &group.0)
+        conversations::by_group(c.db(), group.as_bytes())
             .unwrap()
             .expect("the joined group has a conversation")
     }

@@ -107,7 +107,8 @@ fn accept(c: &mut Core, id: Id) -> AgentResult<(Stored, IpcConversation)> {
         .ok_or_else(|| AgentError::NotFound(format!("no pending invitation {id}")))?;
     let dropped = invitations::dropped(c.db(), &inv.group_id)?;
     let (mut stored, conv) = enter(c, &inv.welcome)?;
-    let group = GroupId(inv.group_id);
+    let group = GroupId::from_slice(&inv.group_id)
+        .ok_or_else(|| AgentError::internal("bad group id in invitations"))?;
     for bytes in invitations::take_held(c.db(), &inv.group_id)? {
         match c.savepoint(|c| process_group(c, group, &bytes)) {
             Ok(s) => stored.add(s),
@@ -214,7 +215,7 @@ pub(super) fn hold_invitation(
     ) && invited.members.len() == 2;
     let inv = Invitation {
         id: Id::random(),
-        group_id: invited.group.0,
+        group_id: invited.group.as_bytes().to_vec(),
         welcome: welcome.to_vec(),
         inviter: invited.inviter.username.to_string(),
         inviter_key: invited.inviter.identity.0,

@@ -377,7 +377,7 @@ impl Agent {
             if commit {
                 me.commit_or_drop_proposals(conversation, group).await;
             } else {
-                drop(me.group_lock(&group.0).lock().await);
+                drop(me.group_lock(&group).lock().await);
             }
             me.queues().waiting.remove(&conversation);
             me.outbox_kick.notify_one();
@@ -619,7 +619,7 @@ fn prepare_outgoing(
             outbox::remove_all(c.db(), &entry.seqs)?;
             continue;
         };
-        let Ok(guard) = locks.get(&group.0).try_lock_owned() else {
+        let Ok(guard) = locks.get(&group).try_lock_owned() else {
             return Ok(Prepared::Busy(conversation, group));
         };
         let recipients = match others(c, group) {
