@@ -67,7 +67,7 @@ impl Agent {
             )));
         }
         self.online_link().await?;
-        let (recipients, notice, leave, ev) = self
+        let (group, notice, leave, ev) = self
             .core()?
             .run(move |c| c.atomically(|c| decline(c, Id(id.0), reason)))
             .await?;
@@ -76,7 +76,7 @@ impl Agent {
         // the inviter keeps a leaf nobody uses (its keys are gone).
         for bytes in [notice, leave] {
             if let Err(e) = self
-                .deliver(&recipients, &bytes, IdempotencyKey(rand::random()))
+                .deliver_group(group, &bytes, IdempotencyKey(rand::random()), None, None)
                 .await
             {
                 return Err(AgentError::internal(format!(
@@ -139,7 +139,7 @@ fn accept(c: &mut Core, id: Id) -> AgentResult<(Stored, IpcConversation)> {
 
 /// What declining sends, to whom, and the notification that says it.
 type Declined = (
-    Vec<super::outbox::Recipient>,
+    GroupId,
     Vec<u8>,
     Vec<u8>,
     quicproquo_protocol::ipc::Notification,
@@ -166,11 +166,10 @@ fn decline(c: &mut Core, id: Id, reason: String) -> AgentResult<Declined> {
         )
         .map_err(CoreError::from)?;
     let leave = e.leave(group).map_err(CoreError::from)?;
-    let recipients = super::outbox::others(c, group)?;
     c.engine()?.forget(group).map_err(CoreError::from)?;
     invitations::mark_declined(c.db(), id)?;
     let ev = update(c, &inv, InvitationState::Declined, reason)?;
-    Ok((recipients, notice, leave, ev))
+    Ok((group, notice, leave, ev))
 }
 
 /// Whether the `auto_accept` setting lets us join without asking.
