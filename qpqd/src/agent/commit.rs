@@ -24,9 +24,9 @@ use super::history::{conv_id, new_conversation, view};
 use super::{emit, Agent, AgentError, AgentResult};
 use crate::core::{Core, CoreError};
 use crate::db::conversations::{self, Conversation, Kind};
-use crate::db::{now_ms, Id};
+use crate::db::{now_ms, outbox, Id};
 use crate::mls::{CommitSummary, GroupId, Member, Staged, Suite, Who};
-use crate::payload::{check_group_name, ConversationInfo};
+use crate::payload::{check_group_name, ConversationInfo, Payload};
 
 /// Attempts at a membership change that keeps losing the epoch race.
 const COMMIT_ATTEMPTS: usize = 5;
@@ -176,7 +176,7 @@ impl Agent {
     ) -> AgentResult<IpcConversation> {
         check_group_size(1, members.len())?;
         let kps = self.key_packages(members, suite).await?;
-        let group = self.create_group(kind, &name, suite).await?;
+        let group = self.create_group(kind, suite).await?;
         let summary = self.add_to(group, kps).await;
         let summary = match summary {
             Ok(s) => s,
@@ -223,11 +223,15 @@ impl Agent {
                                 .unwrap_or_default(),
                         })
                     })?;
+                    if stored.kind == Kind::Group {
+                        name_group(c, &stored)?;
+                    }
                     Ok((view(c, &stored)?, ev))
                 })
             })
             .await?;
         self.publish(vec![ev]);
+        self.outbox_kick.notify_one();
         Ok(view)
     }
 
@@ -235,10 +239,12 @@ impl Agent {
     /// member who joins later what the conversation is, registered with the
     /// server (which refuses any message to a group it does not know). A
     /// group the server refuses is forgotten.
-    async fn create_group(&self, kind: Kind, name: &str, suite: Suite) -> AgentResult<GroupId> {
+    async fn create_group(&self, kind: Kind, suite: Suite) -> AgentResult<GroupId> {
         let info = match kind {
             Kind::Dm => ConversationInfo::Dm,
-            Kind::Group => ConversationInfo::Group { name: name.into() },
+            // The name is sent encrypted after each add (`name_group`):
+            // the group context is public.
+            Kind::Group => ConversationInfo::Group { name: None },
         }
         .encode();
         let link = self.online_link().await?;
@@ -296,7 +302,7 @@ impl Agent {
         check_group_name(&p.name).map_err(|e| AgentError::InvalidInput(e.to_string()))?;
         let suite = p.ciphersuite;
         if p.members.is_empty() {
-            let group = self.create_group(Kind::Group, &p.name, suite).await?;
+            let group = self.create_group(Kind::Group, suite).await?;
             let conv = new_conversation(Kind::Group, p.name, group, None, suite);
             return self
                 .core()?
@@ -383,6 +389,9 @@ impl Agent {
         check_group_size(size, members.len())?;
         let kps = self.key_packages(members, suite).await?;
         let summary = self.add_to(group, kps).await?;
+        let named = conv.clone();
+        self.core()?.run(move |c| name_group(c, &named)).await?;
+        self.outbox_kick.notify_one();
         let added = summary
             .added
             .iter()
@@ -498,6 +507,18 @@ impl Agent {
             }
         });
     }
+}
+
+/// Core operation: queues the group's name for its members (after an add,
+/// so that the new ones learn it; the others already have it and ignore
+/// it). Like a receipt it has no message of its own: a refusal drops it.
+fn name_group(c: &mut Core, conv: &Conversation) -> AgentResult<()> {
+    let body = Payload::GroupName {
+        name: conv.name.clone(),
+    }
+    .encode();
+    outbox::push(c.db(), conv.id, &body, None, now_ms())?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use quicproquo_protocol::ipc::values::{
     AutoAccept, Conversation as IpcConversation, ConversationKind, Invitation as IpcInvitation,
     InvitationId, InvitationState, Member as IpcMember,
 };
-use quicproquo_protocol::types::{IdempotencyKey, IdentityKey};
+use quicproquo_protocol::types::{IdempotencyKey, IdentityKey, Username};
 
 use super::inbox::{enter, process_group, Stored};
 use super::{emit, Agent, AgentError, AgentResult};
@@ -208,6 +208,7 @@ pub(super) fn hold_invitation(
     welcome: &[u8],
     invited: &Joined,
 ) -> Result<Stored, CoreError> {
+    let me = our_name(c)?;
     let is_dm = matches!(
         invited.info.as_deref().map(ConversationInfo::decode),
         Some(Ok(ConversationInfo::Dm))
@@ -218,7 +219,7 @@ pub(super) fn hold_invitation(
         welcome: welcome.to_vec(),
         inviter: invited.inviter.username.to_string(),
         inviter_key: invited.inviter.identity.0,
-        name: invitation_name(invited),
+        name: invitation_name(invited, &me),
         kind: if is_dm { Kind::Dm } else { Kind::Group },
         members: invited
             .members
@@ -255,12 +256,45 @@ pub(super) fn hold_invitation(
     })
 }
 
-/// What an invitation calls its conversation, bounded like a joined one.
-pub(super) fn invitation_name(invited: &Joined) -> String {
+/// What an invitation (for `me`) calls its conversation, bounded like a
+/// joined one.
+pub(super) fn invitation_name(invited: &Joined, me: &Username) -> String {
     match invited.info.as_deref().map(ConversationInfo::decode) {
-        Some(Ok(ConversationInfo::Group { name })) => name,
+        Some(Ok(ConversationInfo::Group { name: Some(name) })) => name,
         Some(Ok(ConversationInfo::Dm)) => format!("@{}", invited.inviter.username),
-        _ => format!("group-{}", &invited.group.to_hex()[..8]),
+        _ => placeholder_name(invited, me),
+    }
+}
+
+/// Our username (the account the core holds).
+pub(super) fn our_name(c: &Core) -> Result<Username, CoreError> {
+    Ok(c.engine_ref()
+        .ok_or(CoreError::NoAccount)?
+        .username()
+        .clone())
+}
+
+/// Members named in a placeholder before "and N more".
+const PLACEHOLDER_MEMBERS: usize = 3;
+
+/// What a group `me` joined is called until its name arrives (the adder
+/// sends it encrypted right after the add): "group with alice, bob", the
+/// inviter first.
+pub(super) fn placeholder_name(invited: &Joined, me: &Username) -> String {
+    let mut names: Vec<&str> = vec![invited.inviter.username.as_str()];
+    names.extend(
+        invited
+            .members
+            .iter()
+            .filter(|m| &m.username != me && m.username != invited.inviter.username)
+            .map(|m| m.username.as_str()),
+    );
+    let more = names.len().saturating_sub(PLACEHOLDER_MEMBERS);
+    names.truncate(PLACEHOLDER_MEMBERS);
+    if more > 0 {
+        format!("group with {} and {more} more", names.join(", "))
+    } else {
+        format!("group with {}", names.join(", "))
     }
 }
 
