@@ -156,15 +156,15 @@ impl fmt::Display for Who {
 }
 
 /// A group context extension of ours, in RFC 9420's private-use range
-/// (0xF000–0xFFFF): what the conversation is (a DM or a named group), set by
-/// the creator. It travels inside the encrypted GroupInfo of every Welcome,
-/// so a new member knows the conversation the moment it joins, and the
-/// server never sees it.
+/// (0xF000–0xFFFF): what the conversation is (a DM or a group), set by the
+/// creator, so a new member knows the moment it joins. The group context is
+/// public — the server keeps each group's GroupInfo — so it says nothing
+/// more (the group's name travels encrypted; see `payload.rs`).
 pub const CONVERSATION_INFO_EXTENSION: u16 = 0xF0A1;
 
-/// Leaf capabilities of everything we create: our two suites, plus the last-resort key package extension, which a key
-/// package may only carry if its leaf lists it (key_packages/key_package_in.rs
-/// `validate`), and [`CONVERSATION_INFO_EXTENSION`], since every member must
+/// Leaf capabilities of everything we create: our two suites, the
+/// last-resort key package extension, which a key package may only carry
+/// if its leaf lists it (key_packages/key_package_in.rs `validate`), and [`CONVERSATION_INFO_EXTENSION`], since every member must
 /// support each group context extension (openmls refuses the add otherwise).
 ///
 /// The ciphersuites are ours alone (RFC 9420 §7.2: a leaf lists what its
