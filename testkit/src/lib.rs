@@ -18,6 +18,8 @@
 //! - [`attacker`]: an ordinary account driven by hand, with forged MLS
 //!   credentials, for the tests of attacks.
 //! - [`relay`]: a UDP relay a test cuts, so a QUIC peer goes silent.
+//! - [`mls`]: a bare MLS member over the wire (openmls driven by hand), for
+//!   tests of the server's group rules.
 
 pub mod agent;
 pub mod attacker;
@@ -25,6 +27,7 @@ pub mod bench;
 mod error;
 pub mod home;
 mod in_process;
+pub mod mls;
 pub mod process;
 mod qpqd;
 pub mod relay;
