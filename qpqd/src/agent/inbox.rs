@@ -416,6 +416,17 @@ pub(super) fn enter(
         unknown,
         ..Stored::default()
     };
+    if let Some(moved) = super::legacy::adopt(c, &joined)? {
+        events.extend(moved.events);
+        let conv = conversations::by_group(c.db(), joined.group.as_bytes())?;
+        return Ok((
+            Stored {
+                events,
+                ..joined_group
+            },
+            conv,
+        ));
+    }
     let Some(conv) = joined_conversation(c, &joined)? else {
         let dm = conversations::dm_with(c.db(), inviter.username.as_str())?;
         return Ok((
