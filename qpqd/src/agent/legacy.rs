@@ -6,6 +6,9 @@
 //! the same members (fresh key packages), keeps the conversation and its
 //! history, and says so in it.
 //!
+//! Messages queued for such a conversation wait for the new group (E040
+//! is retried for it, not parked).
+//!
 //! One member re-creates — the one whose username sorts first — so that the
 //! members do not build competing groups. The others attach the new group
 //! to their legacy conversation when its Welcome comes from that member

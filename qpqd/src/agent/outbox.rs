@@ -181,10 +181,7 @@ fn verdict(e: &AgentError, failing_for_ms: u64) -> Verdict {
     match e {
         AgentError::Refused(w) => match w.code {
             ErrorCode::QueueFull if failing_for_ms < FULL_MAILBOX_BUDGET_MS => Verdict::Retry,
-            // A group not registered yet: one made before the server
-            // validated groups, re-created meanwhile (`agent::legacy`).
-            ErrorCode::UnknownGroup
-            | ErrorCode::RateLimited
+            ErrorCode::RateLimited
             | ErrorCode::Internal
             | ErrorCode::ShuttingDown
             | ErrorCode::Unauthenticated => Verdict::Retry,
@@ -325,7 +322,27 @@ impl Agent {
                 (Some(entry), Some(Err(AgentError::Refused(_)))) => entry.seqs.clone(),
                 _ => Vec::new(),
             };
+            // The server holds no state for the group: if it is one made
+            // before the server validated groups, its re-creation is under
+            // way (`agent::legacy`) and the message waits for it.
+            let unregistered = match (&entry, &sent) {
+                (Some(entry), Some(Err(e))) if e.server_code() == Some(ErrorCode::UnknownGroup) => {
+                    Some(entry.conversation)
+                }
+                _ => None,
+            };
+            let recreating = match unregistered {
+                Some(id) => {
+                    core.run(move |c| conversations::is_legacy(c.db(), id))
+                        .await?
+                }
+                None => false,
+            };
             let done = match (entry, sent) {
+                (Some(entry), Some(_)) if recreating => {
+                    self.queues().failed(entry.conversation, now_ms(), false);
+                    Done::Later
+                }
                 (Some(entry), Some(sent)) => self.judge(entry, sent),
                 _ => Done::Later,
             };

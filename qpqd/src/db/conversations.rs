@@ -208,6 +208,17 @@ pub fn replace_group(c: &Connection, id: Id, group: &[u8]) -> rusqlite::Result<(
     Ok(())
 }
 
+/// Whether the conversation's group waits to be re-created (`legacy`).
+pub fn is_legacy(c: &Connection, id: Id) -> rusqlite::Result<bool> {
+    Ok(c.query_row(
+        "SELECT legacy FROM conversations WHERE id = ?1",
+        [id],
+        |r| r.get::<_, bool>(0),
+    )
+    .optional()?
+    .unwrap_or(false))
+}
+
 /// The conversation is no longer legacy (its group is gone: nothing to
 /// re-create).
 pub fn clear_legacy(c: &Connection, id: Id) -> rusqlite::Result<()> {
