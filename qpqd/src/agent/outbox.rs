@@ -27,7 +27,7 @@ use quicproquo_protocol::ipc::values::{
 };
 use quicproquo_protocol::padding;
 use quicproquo_protocol::text::MessageText;
-use quicproquo_protocol::types::IdempotencyKey;
+use quicproquo_protocol::types::{IdempotencyKey, IdentityKey};
 use quicproquo_protocol::wire::{self, GroupEnqueued};
 use tokio::sync::OwnedMutexGuard;
 
@@ -301,7 +301,7 @@ impl Agent {
                 Prepared::Unsendable(entry, e) => (Some(entry), Some(Err(e))),
                 Prepared::Ready(out) => {
                     let sent = if out.alone {
-                        Ok(())
+                        Ok(Vec::new())
                     } else {
                         self.deliver_group(
                             out.group,
@@ -361,12 +361,12 @@ impl Agent {
 
     /// How an attempt at `entry` went, in the terms of the outbox; keeps
     /// the conversation's back-off.
-    fn judge(&self, entry: Unsent, sent: AgentResult<()>) -> Done {
+    fn judge(&self, entry: Unsent, sent: AgentResult<Missed>) -> Done {
         let conversation = entry.conversation;
         let e = match sent {
-            Ok(_) => {
+            Ok(missed) => {
                 self.queues().clear(conversation);
-                return Done::Sent(entry);
+                return Done::Sent(entry, missed);
             }
             Err(e) => e,
         };
@@ -495,15 +495,23 @@ impl Agent {
     }
 }
 
+/// Members a group message was not stored for, with the server's code.
+type Missed = Vec<(IdentityKey, ErrorCode)>;
+
 /// An application message the server stored for no member at all (in a DM:
 /// the peer's mailbox is full) failed like a refusal, with the first
-/// member's code; stored for some, it went (those it missed are logged).
-fn nobody_took(g: &GroupEnqueued) -> AgentResult<()> {
+/// member's code; stored for some, it went, and the members it missed are
+/// said in its `delivery` notification.
+fn nobody_took(g: &GroupEnqueued) -> AgentResult<Missed> {
     match g.members.first().and_then(|m| m.error) {
         Some(code) if g.members.iter().all(|m| m.error.is_some()) => Err(AgentError::Refused(
             WireError::new(code, "no member's mailbox took the message"),
         )),
-        _ => Ok(()),
+        _ => Ok(g
+            .members
+            .iter()
+            .filter_map(|m| Some((m.member, m.error?)))
+            .collect()),
     }
 }
 
@@ -640,7 +648,8 @@ fn prepare_outgoing(
 
 /// How an attempt at an entry went.
 enum Done {
-    Sent(Unsent),
+    /// Sent, though not stored for these members.
+    Sent(Unsent, Missed),
     /// Not now: it stays queued (its conversation backs off, or waits).
     Later,
     /// Receipts refused for good.
@@ -658,7 +667,7 @@ fn finish_outgoing(
     skip: &[Id],
 ) -> AgentResult<(Option<Notification>, Prepared)> {
     let ev = match done {
-        Done::Sent(entry) => mark_sent(c, entry)?,
+        Done::Sent(entry, missed) => mark_sent(c, entry, &missed)?,
         Done::Later => None,
         Done::Dropped(seqs) => {
             outbox::remove_all(c.db(), &seqs)?;
@@ -689,8 +698,9 @@ fn delivery(
 }
 
 /// Core operation: the entries went out; a chat message moves to `sent`
-/// (unless a receipt made it `delivered` already).
-fn mark_sent(c: &mut Core, entry: Unsent) -> AgentResult<Option<Notification>> {
+/// (unless a receipt made it `delivered` already), its notification saying
+/// which members the server could not store it for, if any.
+fn mark_sent(c: &mut Core, entry: Unsent, missed: &Missed) -> AgentResult<Option<Notification>> {
     c.atomically(|c| {
         outbox::remove_all(c.db(), &entry.seqs)?;
         let Some(mid) = entry.message_id else {
@@ -699,14 +709,40 @@ fn mark_sent(c: &mut Core, entry: Unsent) -> AgentResult<Option<Notification>> {
         if !messages::advance(c.db(), mid, entry.conversation, State::Sent)? {
             return Ok(None);
         }
+        let reason = match missed.is_empty() {
+            true => None,
+            false => Some(missed_reason(c, entry.conversation, missed)?),
+        };
         Ok(Some(delivery(
             c,
             entry.conversation,
             mid,
             DeliveryState::Sent,
-            None,
+            reason,
         )?))
     })
+}
+
+/// "not stored for carol (E032: …)": the members a group message missed,
+/// by name where the group still lists them.
+fn missed_reason(c: &mut Core, conversation: Id, missed: &Missed) -> AgentResult<String> {
+    let group = conversations::by_id(c.db(), conversation)?
+        .and_then(|conv| GroupId::from_slice(&conv.group_id));
+    let members = match group {
+        Some(g) => c.engine()?.members(g).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let each: Vec<String> = missed
+        .iter()
+        .map(|(key, code)| {
+            let who = members
+                .iter()
+                .find(|m| m.identity == *key)
+                .map_or_else(|| key.to_string(), |m| m.username.to_string());
+            format!("{who} ({code}: {})", code.description())
+        })
+        .collect();
+    Ok(format!("not stored for {}", each.join(", ")))
 }
 
 /// Core operation: parks a message refused for good; it becomes `failed`.

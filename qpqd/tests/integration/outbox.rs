@@ -17,6 +17,7 @@ use quicproquo_protocol::ipc::values::{
     Ciphersuite, ConversationId, ConversationRef, MembershipEvent, MessageState,
 };
 use quicproquo_protocol::types::IdentityKey;
+use quicproquo_testkit::agent::eventually;
 use quicproquo_testkit::{agent, wire, WAIT};
 
 use crate::harness::{Daemon, Server};
@@ -121,6 +122,58 @@ async fn a_full_mailbox_does_not_stop_other_conversations() {
     // The message to carol is neither lost nor given up on yet.
     let stuck = wait_for_state(&alice, "@carol", "into the full mailbox", WAIT, |_| true).await;
     assert_eq!(stuck.state, MessageState::Queued, "{stuck:?}");
+}
+
+/// A full mailbox in a group fails that member alone: the message reaches
+/// the others, is `sent`, and its `delivery` notification names the member
+/// it missed, with the server's code (issue 14: delivery per member).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_mailbox_in_a_group_is_said_and_stops_nobody_else() {
+    use quicproquo_protocol::ipc::values::DeliveryState;
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, bob, mut carol] =
+        Daemon::registered(root.path(), &srv, ["alice", "bob", "carol"]).await;
+    let mut carol_events = carol.client.subscribe(None).await.unwrap();
+    alice
+        .create_group("team", &["bob", "carol"], Ciphersuite::Hybrid)
+        .await;
+    alice.send("team", "all here").await.unwrap();
+    bob.wait_for("team", "all here").await;
+    let carol_team = carol.wait_for("team", "all here").await.conversation;
+    // Quiet: carol has bob's re-key (her own goes out), so her mailbox
+    // is empty.
+    rekeyed(&mut carol_events, carol_team, &["bob"]).await;
+    eventually("carol's mailbox drains", || async {
+        (srv.queued_mail() == 0).then_some(())
+    })
+    .await
+    .unwrap();
+    let carol_key = identity(&carol).await;
+    carol.stop().await;
+    let raw = srv.client().await;
+    let mallory = wire::register(&raw, "mallory").await;
+    wire::fill_mailbox(&raw, &mallory, carol_key).await;
+
+    let mut events = alice.client.subscribe(None).await.unwrap();
+    let sent = alice.send("team", "carol's box is full").await.unwrap();
+    bob.wait_for("team", "carol's box is full").await;
+    let reason = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Notification::Delivery(d) = events.next().await.unwrap() {
+                if d.id == sent.id && d.state == DeliveryState::Sent {
+                    return d.reason;
+                }
+            }
+        }
+    })
+    .await
+    .expect("a `delivery` notification with state `sent`")
+    .expect("with the members it missed");
+    assert!(
+        reason.contains("carol") && reason.contains("E032") && !reason.contains("bob"),
+        "{reason}"
+    );
 }
 
 /// Attack: be (or make) a member of a victim's group whose account the
