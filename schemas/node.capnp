@@ -36,6 +36,10 @@ struct Request {
     ack @13 :Ack;
     registerGroup @14 :RegisterGroup;
     enqueueGroup @15 :EnqueueGroup;
+    reserved16 @16 :Void;                  # held for issue 15's request; answered E002
+    changePasswordStart @17 :ChangePasswordStart;
+    changePasswordFinish @18 :ChangePasswordFinish;
+    deleteAccount @19 :DeleteAccount;
   }
 }
 
@@ -58,6 +62,10 @@ struct Response {
     ack @14 :Acked;
     registerGroup @15 :Void;
     enqueueGroup @16 :GroupEnqueued;
+    reserved17 @17 :Void;                  # held for issue 15's response
+    changePasswordStart @18 :Data;         # opaque-ke RegistrationResponse
+    changePasswordFinish @19 :Void;
+    deleteAccount @20 :Void;
   }
 }
 
@@ -125,6 +133,35 @@ struct LoginFinished {
 struct Logout {
   auth @0 :Auth;
 }
+
+# --- account management (a logged-in user; each change proves the password) ---
+#
+# Both changes below carry a login the caller has just run with
+# opaqueLoginStart (for the session's own username) and finished on its side:
+# the server finishes it as proof of the current password, without issuing
+# a session. A stolen session token alone can neither change the password
+# nor delete the account.
+
+struct ChangePasswordStart {
+  auth @0 :Auth;
+  request @1 :Data;          # opaque-ke RegistrationRequest for the new password
+}
+
+struct ChangePasswordFinish {
+  auth @0 :Auth;
+  upload @1 :Data;           # opaque-ke RegistrationUpload for the new password
+  loginId @2 :Data;          # proof of the current password: a login started
+  finalization @3 :Data;     # with it, and its CredentialFinalization
+}
+# On success every other session of the account is ended; this one stays.
+
+struct DeleteAccount {
+  auth @0 :Auth;
+  loginId @1 :Data;          # proof of the password, as in ChangePasswordFinish
+  finalization @2 :Data;
+}
+# Deletes the account, its sessions, key packages, mailbox and DM channels;
+# the username is never registered again.
 
 # --- key packages and directory ---
 
@@ -211,6 +248,14 @@ struct Envelope {
   channelId @1 :Data;
   payload @2 :Data;
   enqueuedAtMs @3 :UInt64;
+  # An expiry notice, which the server puts in a sender's mailbox when mail
+  # it sent was not fetched in time (the server's `quotas.mail_ttl_days`) and
+  # was deleted: the recipient (32 bytes) whose copy expired and the
+  # idempotency key (16 bytes) of the enqueue. Both empty on ordinary mail;
+  # a notice has no channel and an empty payload, and is acknowledged like
+  # mail.
+  expiredFor @4 :Data;
+  expiredKey @5 :Data;
 }
 
 struct Mail {

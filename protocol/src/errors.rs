@@ -64,6 +64,7 @@ catalogue! {
     TooManyKeyPackages = 35, "too many key packages";
     KeyPackageTooLarge = 36, "a key package is larger than the server accepts";
     NoRecipients = 37, "an enqueue needs at least one recipient unless it carries a commit";
+    DuplicateRecipient = 38, "an enqueue names the same recipient more than once";
     UnknownGroup = 40, "the server holds no state for this group; register it first";
     NotGroupMember = 41, "the sender is not a member of this group";
     InvalidCommit = 42, "the commit or proposal is not valid for the group's current state";

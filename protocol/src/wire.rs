@@ -25,10 +25,11 @@ use crate::types::{
 pub mod calls;
 
 pub use calls::{
-    Ack, Call, CreateChannel, Enqueue, EnqueueGroup, Enqueued, Fetch, FetchKeyPackage, FetchWait,
-    GroupEnqueued, Health, KeyPackage, LoginStarted, Logout, OpaqueLoginFinish, OpaqueLoginStart,
-    OpaqueRegisterFinish, OpaqueRegisterStart, RegisterGroup, Request, ResolveUser, ServerInfo,
-    Session, UnexpectedResponse, UploadKeyPackages,
+    Ack, Call, ChangePasswordFinish, ChangePasswordStart, CreateChannel, DeleteAccount, Enqueue,
+    EnqueueGroup, Enqueued, Fetch, FetchKeyPackage, FetchWait, GroupEnqueued, Health, KeyPackage,
+    LoginStarted, Logout, OpaqueLoginFinish, OpaqueLoginStart, OpaqueRegisterFinish,
+    OpaqueRegisterStart, RegisterGroup, Request, ResolveUser, ServerInfo, Session,
+    UnexpectedResponse, UploadKeyPackages,
 };
 
 /// The default MLS ciphersuite's code point on the wire (the hybrid
@@ -105,6 +106,17 @@ pub struct Envelope {
     pub channel: Option<ChannelId>,
     pub payload: Vec<u8>,
     pub enqueued_at_ms: u64,
+    /// Set on an expiry notice (no channel, empty payload): mail we sent
+    /// was deleted unfetched.
+    pub expired: Option<Expired>,
+}
+
+/// What an expiry notice names: the recipient whose copy of our enqueue
+/// expired, and that enqueue's idempotency key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expired {
+    pub recipient: IdentityKey,
+    pub idempotency_key: IdempotencyKey,
 }
 
 impl Request {
@@ -121,7 +133,10 @@ impl Request {
             | Request::FetchWait { auth, .. }
             | Request::Ack { auth, .. }
             | Request::RegisterGroup { auth, .. }
-            | Request::EnqueueGroup { auth, .. } => Some(auth),
+            | Request::EnqueueGroup { auth, .. }
+            | Request::ChangePasswordStart { auth, .. }
+            | Request::ChangePasswordFinish { auth, .. }
+            | Request::DeleteAccount { auth, .. } => Some(auth),
             _ => None,
         }
     }
@@ -180,6 +195,11 @@ pub enum Response {
         duplicate: bool,
         members: Vec<MemberDelivery>,
     },
+    ChangePasswordStart {
+        response: Vec<u8>,
+    },
+    ChangePasswordFinish,
+    DeleteAccount,
 }
 
 impl From<WireError> for Response {
@@ -319,8 +339,7 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, WireError> {
         W::OpaqueLoginFinish(r) => {
             let r = r?;
             Request::OpaqueLoginFinish {
-                login_id: LoginId::from_slice(r.get_login_id()?)
-                    .map_err(|e| WireError::new(ErrorCode::UnknownLogin, e.to_string()))?,
+                login_id: login_id(r.get_login_id()?)?,
                 finalization: opaque_msg(r.get_finalization()?, "finalization")?,
             }
         }
@@ -458,7 +477,36 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, WireError> {
                 welcome: optional(payload(r.get_welcome()?)?),
             }
         }
+        W::Reserved16(()) => return Err(capnp::NotInSchema(16).into()),
+        W::ChangePasswordStart(r) => {
+            let r = r?;
+            Request::ChangePasswordStart {
+                auth: auth(r.get_auth())?,
+                request: opaque_msg(r.get_request()?, "request")?,
+            }
+        }
+        W::ChangePasswordFinish(r) => {
+            let r = r?;
+            Request::ChangePasswordFinish {
+                auth: auth(r.get_auth())?,
+                upload: opaque_msg(r.get_upload()?, "upload")?,
+                login_id: login_id(r.get_login_id()?)?,
+                finalization: opaque_msg(r.get_finalization()?, "finalization")?,
+            }
+        }
+        W::DeleteAccount(r) => {
+            let r = r?;
+            Request::DeleteAccount {
+                auth: auth(r.get_auth())?,
+                login_id: login_id(r.get_login_id()?)?,
+                finalization: opaque_msg(r.get_finalization()?, "finalization")?,
+            }
+        }
     })
+}
+
+fn login_id(d: &[u8]) -> Result<LoginId, WireError> {
+    LoginId::from_slice(d).map_err(|e| WireError::new(ErrorCode::UnknownLogin, e.to_string()))
 }
 
 /// A payload-sized field: at most `MAX_PAYLOAD_BYTES` (E030).
@@ -516,11 +564,21 @@ fn envelopes(
 ) -> Result<Vec<Envelope>, WireError> {
     let mut out = Vec::with_capacity(list.len() as usize);
     for e in list.iter() {
+        let (for_, key) = (e.get_expired_for()?, e.get_expired_key()?);
+        let expired = if for_.is_empty() && key.is_empty() {
+            None
+        } else {
+            Some(Expired {
+                recipient: IdentityKey::from_slice(for_)?,
+                idempotency_key: IdempotencyKey::from_slice(key)?,
+            })
+        };
         out.push(Envelope {
             seq: e.get_seq(),
             channel: ChannelId::from_optional(e.get_channel_id()?)?,
             payload: e.get_payload()?.to_vec(),
             enqueued_at_ms: e.get_enqueued_at_ms(),
+            expired,
         });
     }
     Ok(out)
@@ -632,6 +690,12 @@ pub fn decode_response(bytes: &[u8]) -> Result<Response, WireError> {
                 members,
             }
         }
+        W::Reserved17(()) => return Err(capnp::NotInSchema(17).into()),
+        W::ChangePasswordStart(d) => Response::ChangePasswordStart {
+            response: d?.to_vec(),
+        },
+        W::ChangePasswordFinish(()) => Response::ChangePasswordFinish,
+        W::DeleteAccount(()) => Response::DeleteAccount,
     })
 }
 
@@ -794,6 +858,33 @@ pub fn encode_request(req: &Request) -> Vec<u8> {
                 b.set_welcome(w);
             }
         }
+        Request::ChangePasswordStart { auth, request } => {
+            let mut b = root.init_change_password_start();
+            set_auth(b.reborrow().init_auth(), auth);
+            b.set_request(request);
+        }
+        Request::ChangePasswordFinish {
+            auth,
+            upload,
+            login_id,
+            finalization,
+        } => {
+            let mut b = root.init_change_password_finish();
+            set_auth(b.reborrow().init_auth(), auth);
+            b.set_upload(upload);
+            b.set_login_id(login_id.as_bytes());
+            b.set_finalization(finalization);
+        }
+        Request::DeleteAccount {
+            auth,
+            login_id,
+            finalization,
+        } => {
+            let mut b = root.init_delete_account();
+            set_auth(b.reborrow().init_auth(), auth);
+            b.set_login_id(login_id.as_bytes());
+            b.set_finalization(finalization);
+        }
     }
     serialize::write_message_to_words(&msg)
 }
@@ -808,6 +899,10 @@ fn set_envelopes(b: schema::mail::Builder<'_>, list: &[Envelope]) {
         }
         e.set_payload(&m.payload);
         e.set_enqueued_at_ms(m.enqueued_at_ms);
+        if let Some(x) = m.expired {
+            e.set_expired_for(&x.recipient.0);
+            e.set_expired_key(&x.idempotency_key.0);
+        }
     }
 }
 
@@ -902,6 +997,9 @@ pub fn encode_response(resp: &Response) -> Vec<u8> {
                 e.set_error(m.error.map_or(0, ErrorCode::as_u16));
             }
         }
+        Response::ChangePasswordStart { response } => root.set_change_password_start(response),
+        Response::ChangePasswordFinish => root.set_change_password_finish(()),
+        Response::DeleteAccount => root.set_delete_account(()),
     }
     serialize::write_message_to_words(&msg)
 }
@@ -1017,6 +1115,21 @@ mod tests {
                 group_info: None,
                 welcome: Some(vec![5; 80]),
             },
+            Request::ChangePasswordStart {
+                auth: token(),
+                request: vec![1; 32],
+            },
+            Request::ChangePasswordFinish {
+                auth: token(),
+                upload: vec![2; 100],
+                login_id: LoginId([6; 16]),
+                finalization: vec![7; 64],
+            },
+            Request::DeleteAccount {
+                auth: token(),
+                login_id: LoginId([6; 16]),
+                finalization: vec![7; 64],
+            },
         ]
     }
 
@@ -1042,6 +1155,7 @@ mod tests {
             channel: Some(ChannelId([1; 16])),
             payload: vec![1, 2, 3],
             enqueued_at_ms: 1234,
+            expired: None,
         };
         vec![
             Response::Error(WireError::rate_limited(250)),
@@ -1088,6 +1202,10 @@ mod tests {
                     channel: None,
                     payload: vec![],
                     enqueued_at_ms: 0,
+                    expired: Some(Expired {
+                        recipient: IdentityKey([9; 32]),
+                        idempotency_key: IdempotencyKey([8; 16]),
+                    }),
                 },
             ]),
             Response::Ack { removed: 2 },
@@ -1107,6 +1225,11 @@ mod tests {
                     },
                 ],
             },
+            Response::ChangePasswordStart {
+                response: vec![3; 64],
+            },
+            Response::ChangePasswordFinish,
+            Response::DeleteAccount,
         ]
     }
 

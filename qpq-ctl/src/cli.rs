@@ -58,10 +58,18 @@ pub enum Command {
     Login(AccountArgs),
     /// End the session on the server; the identity stays in the profile
     Logout,
+    /// Change the account's password (asks for the current one); other sessions end
+    Passwd(PasswdArgs),
+    /// Delete the account on the server, then this profile
+    #[command(subcommand)]
+    Account(AccountCommand),
     /// Show the account of this profile: username, identity key, server
     Whoami,
     /// Show the account, connection, keystore, outbox and unread count
     Status,
+    /// Check the keystore, directories, daemon, server, clock, session and key packages;
+    /// each line ✓ or ✗ with the fix (exit status 1 when something is wrong)
+    Doctor,
     /// Give qpqd the passphrase that decrypts its state (when `status` says locked)
     Unlock(UnlockArgs),
     /// Acknowledge a damaged or rolled-back state (when `status` shows `integrity`):
@@ -180,6 +188,32 @@ pub struct AccountArgs {
     pub password_stdin: bool,
     /// The account's username
     pub username: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PasswdArgs {
+    /// Read the current password from the first line of stdin and the new one from the
+    /// second, instead of prompting
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Delete the account on the server (mail waiting there, key packages, sessions; the
+    /// name is never registered again), then this profile. Asks for the password and for
+    /// the username typed out
+    Delete(AccountDeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AccountDeleteArgs {
+    /// Confirm without a prompt: the account's username, typed out
+    #[arg(long, value_name = "USERNAME")]
+    pub confirm: Option<String>,
+    /// Read the password from the first line of stdin instead of prompting (needs --confirm)
+    #[arg(long)]
+    pub password_stdin: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,16 +3,18 @@
 //! daemon through the shared IPC client; nothing here holds a secret longer
 //! than one call.
 
-use crate::cli::{Cli, Command};
+use crate::cli::{AccountCommand, Cli, Command};
 use crate::error::CtlError;
 use crate::exit::Exit;
 use crate::output::Out;
 use crate::session::Session;
 
 mod account;
+mod account_changes;
 mod conversations;
 mod daemon;
 mod docs;
+mod doctor;
 mod invites;
 mod messages;
 mod names;
@@ -33,8 +35,13 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<Exit, CtlError> {
         }
         Command::Login(a) => account::account(&session()?, out, a, account::Kind::Login).await,
         Command::Logout => account::logout(&session()?, out).await,
+        Command::Passwd(a) => account_changes::passwd(&session()?, out, a).await,
+        Command::Account(AccountCommand::Delete(a)) => {
+            account_changes::delete(&session()?, out, a).await
+        }
         Command::Whoami => account::whoami(&session()?, out).await,
         Command::Status => account::status(&session()?, out).await,
+        Command::Doctor => doctor::run(&session()?, out).await,
         Command::Unlock(a) => account::unlock(&session()?, out, a).await,
         Command::AckIntegrity => account::ack_integrity(&session()?, out).await,
         Command::List => conversations::list(&session()?, out).await,

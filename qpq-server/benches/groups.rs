@@ -44,7 +44,7 @@ impl Bench {
         let (_tx, rx) = tokio::sync::watch::channel(false);
         Bench {
             store,
-            delivery: Delivery::new(true, rx),
+            delivery: Delivery::new(true, quicproquo_server::store::MailQuota::UNLIMITED, rx),
             groups: Groups::default(),
             _dir: dir,
         }

@@ -6,6 +6,11 @@
 //! computation, the same response shape and size — and fails only at finish,
 //! with the same E011 as a wrong password. Rate limits are keyed by the name
 //! asked for, whether or not it exists, so they reveal nothing either.
+//!
+//! Account changes (a new password, deleting the account) need more than a
+//! session: each carries a login the caller just ran for its own username,
+//! which is finished here as proof of the password without issuing a
+//! session. A stolen session token alone changes nothing lasting.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -61,6 +66,11 @@ pub struct Auth {
     /// and may be finished once: without it `opaqueRegisterFinish` alone
     /// created accounts without any limit.
     registrations: TtlCache<Username, ()>,
+    /// Accounts whose sessions were ended (password changed, account deleted)
+    /// less than `SESSION_CACHE_TTL` ago: their cached sessions are checked
+    /// against the store again, so an ended session stops at once on this
+    /// node without scanning the session cache.
+    changed_accounts: TtlCache<Username, ()>,
 }
 
 fn rate_limited(wait: Duration) -> WireError {
@@ -104,6 +114,7 @@ impl Auth {
             session_ttl,
             sessions: TtlCache::new(SESSION_CACHE_TTL, SESSION_CACHE_MAX),
             registrations: TtlCache::new(REGISTRATION_TTL, REGISTRATIONS_MAX),
+            changed_accounts: TtlCache::new(SESSION_CACHE_TTL, REGISTRATIONS_MAX),
         })
     }
 
@@ -233,6 +244,31 @@ impl Auth {
         finalization: &[u8],
         now: Now,
     ) -> Result<(SessionToken, u64, IdentityKey), WireError> {
+        let username = self.finish_pending(login_id, finalization, now)?;
+        let account = store
+            .account(&username)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| WireError::bare(ErrorCode::LoginFailed))?;
+
+        let token = SessionToken::generate(&mut OsRng);
+        let expires = now.unix_ms + self.session_ttl.as_millis() as u64;
+        store
+            .create_session(token.hash(), &account.username, expires)
+            .await
+            .map_err(internal)?;
+        tracing::info!(user = %account.username, "login");
+        Ok((token, expires, account.identity_key))
+    }
+
+    /// Finishes a started login: the username it was started for, if the
+    /// password was right. Consumes the login either way.
+    fn finish_pending(
+        &self,
+        login_id: LoginId,
+        finalization: &[u8],
+        now: Now,
+    ) -> Result<Username, WireError> {
         let pending = self
             .pending
             .lock()
@@ -251,20 +287,88 @@ impl Auth {
             .state
             .finish(finalization, params)
             .map_err(|_| WireError::bare(ErrorCode::LoginFailed))?;
-        let account = store
-            .account(&pending.username)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| WireError::bare(ErrorCode::LoginFailed))?;
+        Ok(pending.username)
+    }
 
-        let token = SessionToken::generate(&mut OsRng);
-        let expires = now.unix_ms + self.session_ttl.as_millis() as u64;
+    /// The caller's proof of `me`'s current password: a login it started
+    /// for `me`'s own username (a login into another account proves nothing
+    /// about this one).
+    fn prove_password(
+        &self,
+        me: &Account,
+        login_id: LoginId,
+        finalization: &[u8],
+        now: Now,
+    ) -> Result<(), WireError> {
+        if self.finish_pending(login_id, finalization, now)? != me.username {
+            return Err(WireError::new(
+                ErrorCode::LoginFailed,
+                "the password proof is a login into another account",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The first step of a new password: like `register_start`, for the
+    /// session's own account. The server keeps no state for it (the OPRF key
+    /// is derived from the setup and the username); the proof of the current
+    /// password comes with the second step.
+    pub fn change_password_start(
+        &self,
+        me: &Account,
+        request: &[u8],
+    ) -> Result<Vec<u8>, WireError> {
+        let request = RegistrationRequest::<Suite>::deserialize(request)
+            .map_err(|_| opaque_error("registration request"))?;
+        let started = ServerRegistration::<Suite>::start(
+            &self.setup,
+            request,
+            me.username.as_str().as_bytes(),
+        )
+        .map_err(|_| opaque_error("registration request"))?;
+        Ok(started.message.serialize().to_vec())
+    }
+
+    /// Replaces `me`'s password once the current one is proven; every other
+    /// session of the account ends, the caller's stays.
+    pub async fn change_password_finish<S: Store>(
+        &self,
+        store: &S,
+        me: &Account,
+        token: &SessionToken,
+        call: PasswordProof<'_>,
+        upload: &[u8],
+        now: Now,
+    ) -> Result<(), WireError> {
+        let upload = RegistrationUpload::<Suite>::deserialize(upload)
+            .map_err(|_| opaque_error("registration upload"))?;
+        self.prove_password(me, call.login_id, call.finalization, now)?;
+        let record = ServerRegistration::<Suite>::finish(upload);
         store
-            .create_session(token.hash(), &account.username, expires)
+            .change_password(&me.username, record.serialize().to_vec(), token.hash())
             .await
             .map_err(internal)?;
-        tracing::info!(user = %account.username, "login");
-        Ok((token, expires, account.identity_key))
+        self.changed_accounts.put(me.username.clone(), (), now.mono);
+        tracing::info!(user = %me.username, "password changed");
+        Ok(())
+    }
+
+    /// Deletes `me`'s account once its password is proven.
+    pub async fn delete_account<S: Store>(
+        &self,
+        store: &S,
+        me: &Account,
+        call: PasswordProof<'_>,
+        now: Now,
+    ) -> Result<(), WireError> {
+        self.prove_password(me, call.login_id, call.finalization, now)?;
+        store
+            .delete_account(&me.username, now.unix_ms)
+            .await
+            .map_err(internal)?;
+        self.changed_accounts.put(me.username.clone(), (), now.mono);
+        tracing::info!(user = %me.username, "account deleted");
+        Ok(())
     }
 
     pub async fn logout<S: Store>(&self, store: &S, token: &SessionToken) -> Result<(), WireError> {
@@ -281,7 +385,9 @@ impl Auth {
     ) -> Result<Account, WireError> {
         let hash = token.hash();
         if let Some(a) = self.sessions.get(&hash, now.mono) {
-            return Ok(a);
+            if self.changed_accounts.get(&a.username, now.mono).is_none() {
+                return Ok(a);
+            }
         }
         let account = store
             .session(hash, now.unix_ms)
@@ -291,6 +397,14 @@ impl Auth {
         self.sessions.put(hash, account.clone(), now.mono);
         Ok(account)
     }
+}
+
+/// A login the caller started for its own username and finished on its
+/// side: the proof of the password an account change carries.
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordProof<'a> {
+    pub login_id: LoginId,
+    pub finalization: &'a [u8],
 }
 
 /// The identity key must sign `identity_proof_message(username)`: nobody can

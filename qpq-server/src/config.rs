@@ -83,6 +83,18 @@ struct FileConfig {
     session_ttl_days: Option<u64>,
     #[serde(default)]
     tls: FileTls,
+    #[serde(default)]
+    quotas: FileQuotas,
+}
+
+/// The `[quotas]` table: what one account may make the server keep.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileQuotas {
+    mailbox_mib: Option<u64>,
+    sender_share_mib: Option<u64>,
+    mail_ttl_days: Option<u64>,
+    key_packages_per_requester_per_hour: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,6 +155,85 @@ impl RateLimits {
     }
 }
 
+/// Storage bounds per account (the `[quotas]` table of `qpq-server.toml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Bytes of undelivered mail one mailbox holds (E032 past it).
+    pub mailbox_bytes: u64,
+    /// Bytes one sender may have waiting in one mailbox (E032 past it), so
+    /// one sender cannot fill a mailbox for everyone else.
+    pub sender_share_bytes: u64,
+    /// Undelivered mail older than this is deleted.
+    pub mail_ttl: Duration,
+    /// One-time key packages of one user handed to one requester per hour;
+    /// past it the requester gets the user's last-resort package.
+    pub key_packages_per_requester_per_hour: u32,
+}
+
+const MIB: u64 = 1024 * 1024;
+const DAY_SECS: u64 = 24 * 3600;
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self {
+            mailbox_bytes: 512 * MIB,
+            sender_share_bytes: 32 * MIB,
+            mail_ttl: Duration::from_secs(30 * DAY_SECS),
+            key_packages_per_requester_per_hour: 10,
+        }
+    }
+}
+
+impl Quotas {
+    /// The file's `[quotas]` over the defaults, each checked.
+    fn load(file: FileQuotas, source: &str) -> Result<Quotas, ConfigError> {
+        let d = Quotas::default();
+        let src = || source.to_string();
+        let mailbox_mib = file.mailbox_mib.unwrap_or(d.mailbox_bytes / MIB);
+        if !(16..=1024 * 1024).contains(&mailbox_mib) {
+            return Err(invalid(
+                "quotas.mailbox_mib",
+                src(),
+                "must be between 16 and 1048576 (a mailbox must hold a few 4 MiB messages)",
+            ));
+        }
+        let share_mib = file.sender_share_mib.unwrap_or(d.sender_share_bytes / MIB);
+        if !(8..=mailbox_mib).contains(&share_mib) {
+            return Err(invalid(
+                "quotas.sender_share_mib",
+                src(),
+                "must be at least 8 (two 4 MiB messages) and at most quotas.mailbox_mib",
+            ));
+        }
+        let ttl_days = file
+            .mail_ttl_days
+            .unwrap_or(d.mail_ttl.as_secs() / DAY_SECS);
+        if !(1..=365).contains(&ttl_days) {
+            return Err(invalid(
+                "quotas.mail_ttl_days",
+                src(),
+                "must be between 1 and 365",
+            ));
+        }
+        let per_hour = file
+            .key_packages_per_requester_per_hour
+            .unwrap_or(d.key_packages_per_requester_per_hour);
+        if !(1..=1000).contains(&per_hour) {
+            return Err(invalid(
+                "quotas.key_packages_per_requester_per_hour",
+                src(),
+                "must be between 1 and 1000",
+            ));
+        }
+        Ok(Quotas {
+            mailbox_bytes: mailbox_mib * MIB,
+            sender_share_bytes: share_mib * MIB,
+            mail_ttl: Duration::from_secs(ttl_days * DAY_SECS),
+            key_packages_per_requester_per_hour: per_hour,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -159,6 +250,7 @@ pub struct Config {
     pub request_read_timeout: Duration,
     pub session_ttl: Duration,
     pub rate_limits: RateLimits,
+    pub quotas: Quotas,
 }
 
 /// The time allowed to send one request: long enough for 4 MiB on a slow
@@ -288,6 +380,7 @@ impl Config {
                 "must be between 1 and 365",
             ));
         }
+        let quotas = Quotas::load(file.quotas, &file_name)?;
         Ok(Config {
             listen: cli
                 .listen
@@ -306,6 +399,7 @@ impl Config {
             request_read_timeout: REQUEST_READ_TIMEOUT,
             session_ttl: Duration::from_secs(ttl.0 * 24 * 3600),
             rate_limits: RateLimits::default(),
+            quotas,
         })
     }
 
@@ -326,6 +420,7 @@ impl Config {
             request_read_timeout: REQUEST_READ_TIMEOUT,
             session_ttl: Duration::from_secs(24 * 3600),
             rate_limits: RateLimits::default(),
+            quotas: Quotas::default(),
         }
     }
 }
@@ -404,6 +499,24 @@ mod tests {
 
         let c = Config::load(cli(&["--data-dir", d, "--listen", "127.0.0.1:1"])).unwrap();
         assert_eq!(c.listen, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(c.quotas, Quotas::default());
+
+        std::fs::write(
+            dir.path().join("qpq-server.toml"),
+            "[quotas]\nmailbox_mib = 64\nsender_share_mib = 16\nmail_ttl_days = 7\n\
+             key_packages_per_requester_per_hour = 3\n",
+        )
+        .unwrap();
+        let q = Config::load(cli(&["--data-dir", d])).unwrap().quotas;
+        assert_eq!(
+            (
+                q.mailbox_bytes,
+                q.sender_share_bytes,
+                q.mail_ttl,
+                q.key_packages_per_requester_per_hour
+            ),
+            (64 * MIB, 16 * MIB, Duration::from_secs(7 * DAY_SECS), 3)
+        );
     }
 
     #[test]
@@ -432,6 +545,12 @@ mod tests {
             e.contains("idle_timeout_secs") && e.contains("qpq-server.toml"),
             "{e}"
         );
+
+        std::fs::write(&path, "[quotas]\nsender_share_mib = 4\n").unwrap();
+        let e = Config::load(cli(&["--data-dir", d]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("quotas.sender_share_mib"), "{e}");
 
         std::fs::write(&path, "[tls]\ncert = \"/a.pem\"\n").unwrap();
         let e = Config::load(cli(&["--data-dir", d]))

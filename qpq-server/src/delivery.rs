@@ -13,11 +13,14 @@
 //! delivery through a channel must go to the channel's other member and
 //! the sender must be a member (E022, also for an unknown channel, so ids
 //! cannot be probed); a delivery without a channel is refused when the
-//! server requires channels (E023); a group's messages are refused here
-//! (E049) and go through `enqueueGroup`, checked against the group's state
-//! (`groups.rs`) and delivered to its members, each alone: a full mailbox
-//! fails that member only. Routing is by recipient identity key; the stored
-//! mail carries no sender.
+//! server requires channels (E023); an enqueue names each recipient once
+//! (E038); a group's messages are refused here (E049) and go through
+//! `enqueueGroup`, checked against the group's state (`groups.rs`) and
+//! delivered to its members, each alone: a full mailbox fails that member
+//! only. A mailbox holds at most its byte quota, and one sender at most its
+//! share of it (E032, see [`MailQuota`]). Routing is by recipient identity
+//! key; the stored mail records its sender for the share (never shown to the
+//! recipient by the server), and expires after the configured time.
 //!
 //! A `fetchWait` registers interest in its mailbox *before* looking at it,
 //! so an enqueue landing between the look and the wait still wakes it.
@@ -40,7 +43,8 @@ use crate::cache::TtlCache;
 use crate::groups::Groups;
 use crate::service::{internal, Now};
 use crate::store::{
-    Account, EnqueueOutcome, GroupEnqueueOutcome, GroupMail, Mail, NewMail, Store, StoreError,
+    Account, EnqueueOutcome, GroupEnqueueOutcome, GroupMail, Mail, MailQuota, NewMail, Store,
+    StoreError,
 };
 
 /// How long a channel's members are kept: they never change, so this only
@@ -169,17 +173,24 @@ pub struct Delivery {
     /// change, so they are kept (bounded) instead of asked for per request.
     channels: TtlCache<ChannelId, (IdentityKey, IdentityKey)>,
     require_channel_authz: bool,
+    quota: MailQuota,
     shutdown: watch::Receiver<bool>,
 }
 
 impl Delivery {
     /// `require_channel_authz` refuses deliveries without a channel (E023);
-    /// `shutdown` turning true answers held `fetchWait`s empty.
-    pub fn new(require_channel_authz: bool, shutdown: watch::Receiver<bool>) -> Self {
+    /// `quota` bounds what waits in one mailbox; `shutdown` turning true
+    /// answers held `fetchWait`s empty.
+    pub fn new(
+        require_channel_authz: bool,
+        quota: MailQuota,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Self {
             mailboxes: Mailboxes::default(),
             channels: TtlCache::new(CHANNEL_CACHE_TTL, CHANNEL_CACHE_MAX),
             require_channel_authz,
+            quota,
             shutdown,
         }
     }
@@ -295,6 +306,7 @@ impl Delivery {
         if req.deliveries.is_empty() {
             return Err(WireError::bare(ErrorCode::NoRecipients));
         }
+        refuse_repeated_recipients(&req.deliveries)?;
         self.authorize(store, sender, &req.deliveries, now).await?;
 
         let recipients: Vec<IdentityKey> = req.deliveries.iter().map(|d| d.recipient).collect();
@@ -305,6 +317,7 @@ impl Delivery {
                 deliveries: req.deliveries,
                 payload: req.payload,
                 now_ms: now.unix_ms,
+                quota: self.quota,
             })
             .await;
         match outcome {
@@ -324,6 +337,13 @@ impl Delivery {
             Err(StoreError::QueueFull(k)) => Err(WireError::new(
                 ErrorCode::QueueFull,
                 format!("the mailbox of {k} is full"),
+            )),
+            Err(StoreError::ShareFull(k)) => Err(WireError::new(
+                ErrorCode::QueueFull,
+                format!(
+                    "your share of the mailbox of {k} is full: retry once the recipient has \
+                     fetched your earlier messages"
+                ),
             )),
             Err(e) => Err(internal(e)),
         }
@@ -378,6 +398,7 @@ impl Delivery {
                 welcome,
                 update: checked.update.clone(),
                 now_ms: now.unix_ms,
+                quota: self.quota,
             })
             .await;
         match outcome {
@@ -478,6 +499,19 @@ impl Delivery {
     }
 }
 
+/// E038 when one recipient is named twice: each copy would be stored (and
+/// counted against the mailbox) again.
+fn refuse_repeated_recipients(deliveries: &[wire::Delivery]) -> Result<(), WireError> {
+    let mut seen = std::collections::HashSet::with_capacity(deliveries.len());
+    match deliveries.iter().find(|d| !seen.insert(d.recipient)) {
+        Some(d) => Err(WireError::new(
+            ErrorCode::DuplicateRecipient,
+            format!("the enqueue names {} more than once", d.recipient),
+        )),
+        None => Ok(()),
+    }
+}
+
 async fn read_mailbox<S: Store>(
     store: &S,
     me: &Account,
@@ -502,6 +536,7 @@ fn envelopes(mail: Vec<Mail>) -> Vec<Envelope> {
             channel: m.channel,
             payload: m.payload,
             enqueued_at_ms: m.enqueued_at_ms,
+            expired: m.expired,
         })
         .collect()
 }

@@ -15,7 +15,9 @@
 //!   proposals, path and resulting tree); a commit must carry the GroupInfo
 //!   of the epoch it creates (E044). A commit goes to every member of the
 //!   epoch it ends (so removed members learn it) and its Welcome to the
-//!   members it adds, who must have accounts.
+//!   members it adds. Every leaf a message brings in or changes must be an
+//!   account's: its key that account's identity key, its credential that
+//!   account's username (E042; E047 at registration).
 //!
 //! Validation is CPU work outside the store's writer thread (on the
 //! blocking pool); the store then applies the new state with a
@@ -48,6 +50,10 @@ use tokio::sync::Mutex;
 use self::public_state::PublicState;
 use crate::service::internal;
 use crate::store::{GroupUpdate, NewGroup, Store, StoredGroup};
+
+/// A group nobody sent anything to for this long is deleted (its members'
+/// daemons re-create it if it is ever used again: E040).
+pub const GROUP_IDLE_TTL: std::time::Duration = std::time::Duration::from_secs(400 * 24 * 3600);
 
 /// How many members (summed over groups) the cache of loaded groups holds.
 const CACHE_MEMBERS: u64 = 200_000;
@@ -123,6 +129,59 @@ pub struct Checked {
     pub welcomed: Vec<IdentityKey>,
     /// The group's new state, for a proposal or commit.
     pub update: Option<GroupUpdate>,
+    /// Every leaf the message brings in or changes, as (key, the username
+    /// its credential claims): each must be that account's.
+    claims: Vec<(IdentityKey, Vec<u8>)>,
+}
+
+/// The account a leaf claims: its signature key (an identity key) and the
+/// username in its basic credential.
+fn leaf_claim(leaf: &openmls::prelude::LeafNode) -> Result<(IdentityKey, Vec<u8>), WireError> {
+    let key = IdentityKey::from_slice(leaf.signature_key().as_slice()).map_err(|_| {
+        refuse(
+            ErrorCode::InvalidCommit,
+            "a leaf's signature key must be an Ed25519 identity key",
+        )
+    })?;
+    let name = openmls::prelude::BasicCredential::try_from(leaf.credential().clone())
+        .map_err(|_| {
+            refuse(
+                ErrorCode::InvalidCommit,
+                "a leaf's credential must be basic",
+            )
+        })?
+        .identity()
+        .to_vec();
+    Ok((key, name))
+}
+
+/// Refuses a leaf whose credential names another user than the account of
+/// its key (or a key of no account): only daemons checked this before, so a
+/// member could add an impostor leaf the server passed on.
+async fn check_claims<S: Store>(
+    store: &S,
+    claims: &[(IdentityKey, Vec<u8>)],
+    code: ErrorCode,
+) -> Result<(), WireError> {
+    for (key, name) in claims {
+        let account = store.account_by_identity(key).await.map_err(internal)?;
+        match account {
+            Some(a) if a.username.as_str().as_bytes() == name.as_slice() => {}
+            Some(_) => {
+                return Err(refuse(
+                    code,
+                    format!("the leaf of {key} names another user than its account"),
+                ))
+            }
+            None => {
+                return Err(refuse(
+                    code,
+                    format!("the leaf of {key} belongs to no account here"),
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A checked message whose state change is not stored yet. It holds the
@@ -227,7 +286,7 @@ impl Groups {
         now_ms: u64,
     ) -> Result<(), WireError> {
         let gi = group_info.clone();
-        let (group_id, epoch, state) = tokio::task::spawn_blocking(move || {
+        let registered = tokio::task::spawn_blocking(move || {
             let vgi = group_info_of(&gi, ErrorCode::InvalidGroupInfo)?;
             let tree = vgi
                 .extensions()
@@ -263,12 +322,19 @@ impl Groups {
                     "a group is registered with its creator alone in it",
                 ));
             }
+            let claims = group
+                .members()
+                .filter_map(|m| group.leaf(m.index).map(leaf_claim))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| refuse(ErrorCode::InvalidGroupInfo, e.message))?;
             let epoch = Epoch(group.group_context().epoch().as_u64());
             let bytes = state.to_bytes().map_err(internal)?;
-            Ok((group_id, epoch, bytes))
+            Ok((group_id, epoch, bytes, claims))
         })
         .await
         .map_err(internal)??;
+        let (group_id, epoch, state, claims) = registered;
+        check_claims(store, &claims, ErrorCode::InvalidGroupInfo).await?;
         store
             .register_group(NewGroup {
                 group_id,
@@ -371,6 +437,7 @@ impl Groups {
                 recipients: loaded.others(&sender),
                 welcomed: Vec::new(),
                 update: None,
+                claims: Vec::new(),
             }));
         }
         if epoch < current {
@@ -403,19 +470,7 @@ impl Groups {
         // applied before the GroupInfo was refused): then it is not put
         // back, and the group is loaded again next time.
         let checked = result?;
-        for key in &checked.welcomed {
-            if store
-                .account_by_identity(key)
-                .await
-                .map_err(internal)?
-                .is_none()
-            {
-                return Err(refuse(
-                    ErrorCode::InvalidCommit,
-                    format!("the commit adds {key}, who has no account here"),
-                ));
-            }
-        }
+        check_claims(store, &checked.claims, ErrorCode::InvalidCommit).await?;
         self.remember(group, &slot, &loaded);
         *guard = Some(loaded);
         Ok(Pending {
@@ -472,6 +527,13 @@ fn apply(
     let from_revision = loaded.revision;
     match processed.into_content() {
         ProcessedMessageContent::ProposalMessage(q) => {
+            let claims = match q.proposal() {
+                openmls::prelude::Proposal::Add(a) => {
+                    vec![leaf_claim(a.key_package().leaf_node())?]
+                }
+                openmls::prelude::Proposal::Update(u) => vec![leaf_claim(u.leaf_node())?],
+                _ => Vec::new(),
+            };
             loaded
                 .group
                 .add_proposal(&loaded.state, *q)
@@ -485,6 +547,7 @@ fn apply(
                     state: loaded.state.to_bytes().map_err(internal)?,
                     group_info: None,
                 }),
+                claims,
             })
         }
         ProcessedMessageContent::StagedCommitMessage(staged) => {
@@ -512,6 +575,16 @@ fn apply(
                 .collect();
             welcomed.sort_unstable_by_key(|k| k.0);
             welcomed.dedup();
+            let mut claims = Vec::new();
+            for a in staged.add_proposals() {
+                claims.push(leaf_claim(a.add_proposal().key_package().leaf_node())?);
+            }
+            for u in staged.update_proposals() {
+                claims.push(leaf_claim(u.update_proposal().leaf_node())?);
+            }
+            if let Some(path_leaf) = staged.update_path_leaf_node() {
+                claims.push(leaf_claim(path_leaf)?);
+            }
             if welcomed.is_empty() == has_welcome {
                 return Err(refuse(
                     ErrorCode::GroupInfoMismatch,
@@ -527,6 +600,7 @@ fn apply(
             Ok(Checked {
                 recipients,
                 welcomed,
+                claims,
                 update: Some(GroupUpdate {
                     from_revision,
                     epoch: loaded.epoch(),

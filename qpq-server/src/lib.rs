@@ -13,6 +13,7 @@ pub mod config;
 pub mod delivery;
 pub mod directory;
 pub mod groups;
+pub mod key_package;
 pub mod ratelimit;
 pub mod server;
 pub mod service;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quicproquo_protocol::errors::{ErrorCode, WireError};
-use quicproquo_protocol::limits::{IDEMPOTENCY_TTL, MAX_REQUEST_BYTES};
+use quicproquo_protocol::limits::MAX_REQUEST_BYTES;
 use quicproquo_protocol::wire::{decode_request, encode_response, Request, Response};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -158,10 +158,6 @@ fn quicproquo_protocol_transport(idle: Duration) -> quinn::TransportConfig {
     t
 }
 
-/// A group nobody sent anything to for this long is deleted (its members'
-/// daemons re-create it if it is ever used again: E040).
-pub const GROUP_IDLE_TTL: Duration = Duration::from_secs(400 * 24 * 3600);
-
 async fn accept_loop<S: Store>(
     endpoint: quinn::Endpoint,
     service: Arc<Service<S>>,
@@ -184,18 +180,10 @@ async fn accept_loop<S: Store>(
                 conns.spawn(serve_connection(incoming, service.clone(), shutdown.clone(), read_timeout));
             }
             _ = purge.tick() => {
-                let now = Now::current();
-                let cutoff = now.unix_ms.saturating_sub(IDEMPOTENCY_TTL.as_millis() as u64);
-                match service.store.purge_expired(now.unix_ms, cutoff).await {
-                    Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired sessions and idempotency keys"),
+                match service.purge(Now::current()).await {
+                    Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired sessions, key packages, idempotency keys, mail and idle groups"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "purge failed"),
-                }
-                let idle = now.unix_ms.saturating_sub(GROUP_IDLE_TTL.as_millis() as u64);
-                match service.store.purge_idle_groups(idle).await {
-                    Ok(n) if n > 0 => tracing::info!(groups = n, "purged idle groups"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "purging idle groups failed"),
                 }
             }
             _ = shutdown.changed() => break,

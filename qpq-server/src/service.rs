@@ -15,11 +15,12 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use quicproquo_protocol::errors::{ErrorCode, WireError};
+use quicproquo_protocol::limits::IDEMPOTENCY_TTL;
 use quicproquo_protocol::types::IdentityKey;
 use quicproquo_protocol::wire::{Request, Response};
 use tokio::sync::watch;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, PasswordProof};
 use crate::config::Config;
 use crate::delivery::{
     Delivery, EnqueueRequest, Enqueued, FetchRequest, GroupEnqueueRequest, GroupEnqueued,
@@ -27,7 +28,7 @@ use crate::delivery::{
 use crate::directory;
 use crate::groups::Groups;
 use crate::ratelimit::RateLimiter;
-use crate::store::{Store, StoreError};
+use crate::store::{MailQuota, Purge, Store, StoreError};
 
 /// The time of a request: monotonic for rate limits and timeouts, wall clock
 /// for what is stored.
@@ -69,12 +70,16 @@ pub struct Service<S: Store> {
     pub store: S,
     auth: Auth,
     per_account: RateLimiter<IdentityKey>,
+    /// One-time key packages of one user (second) taken by one requester
+    /// (first): past the hourly share the requester gets the last resort.
+    key_package_takes: RateLimiter<(IdentityKey, IdentityKey)>,
     delivery: Delivery,
     groups: Groups,
     /// The public half of the server's MLS external-sender key (the seed is
     /// a server secret): groups list it in `external_senders` so that the
     /// server can later propose removing a revoked device.
     removal_key: Vec<u8>,
+    mail_ttl: Duration,
 }
 
 /// Name of the server secret that seeds the removal key.
@@ -98,10 +103,43 @@ impl<S: Store> Service<S> {
                 f64::from(limits.requests_per_second_per_account),
                 limits.request_burst_per_account,
             ),
-            delivery: Delivery::new(config.require_channel_authz, shutdown),
+            key_package_takes: RateLimiter::per_window(
+                config.quotas.key_packages_per_requester_per_hour,
+                Duration::from_secs(3600),
+            ),
+            delivery: Delivery::new(
+                config.require_channel_authz,
+                MailQuota {
+                    mailbox_bytes: config.quotas.mailbox_bytes,
+                    sender_bytes: config.quotas.sender_share_bytes,
+                },
+                shutdown,
+            ),
+            mail_ttl: config.quotas.mail_ttl,
             groups: Groups::default(),
             removal_key,
         })
+    }
+
+    /// Deletes what is over at `now` (see [`Purge`]): expired sessions and
+    /// key packages, idempotency keys past `IDEMPOTENCY_TTL`, and mail
+    /// undelivered for the configured time, and groups idle for
+    /// `GROUP_IDLE_TTL`. Returns how many rows went.
+    pub async fn purge(&self, now: Now) -> Result<u64, StoreError> {
+        let before = |d: Duration| now.unix_ms.saturating_sub(d.as_millis() as u64);
+        let rows = self
+            .store
+            .purge_expired(Purge {
+                now_ms: now.unix_ms,
+                idempotency_before_ms: before(IDEMPOTENCY_TTL),
+                mail_before_ms: before(self.mail_ttl),
+            })
+            .await?;
+        let groups = self
+            .store
+            .purge_idle_groups(before(crate::groups::GROUP_IDLE_TTL))
+            .await?;
+        Ok(rows + groups)
     }
 
     pub fn delivery(&self) -> &Delivery {
@@ -190,12 +228,25 @@ impl<S: Store> Service<S> {
                 last_resort,
                 ..
             } => Response::UploadKeyPackages {
-                available: directory::upload_key_packages(store, &me, packages, last_resort)
-                    .await?,
+                available: directory::upload_key_packages(
+                    store,
+                    &me,
+                    packages,
+                    last_resort,
+                    now.unix_ms,
+                )
+                .await?,
             },
             Request::FetchKeyPackage { target, suite, .. } => {
-                let (key_package, identity_key, last_resort) =
-                    directory::fetch_key_package(store, &target, suite).await?;
+                let (key_package, identity_key, last_resort) = directory::fetch_key_package(
+                    store,
+                    &self.key_package_takes,
+                    &me,
+                    &target,
+                    suite,
+                    now,
+                )
+                .await?;
                 Response::FetchKeyPackage {
                     key_package,
                     identity_key,
@@ -270,6 +321,36 @@ impl<S: Store> Service<S> {
                     .enqueue_group(store, &self.groups, &me, req, now)
                     .await?;
                 Response::EnqueueGroup { duplicate, members }
+            }
+            Request::ChangePasswordStart { request, .. } => Response::ChangePasswordStart {
+                response: self.auth.change_password_start(&me, &request)?,
+            },
+            Request::ChangePasswordFinish {
+                auth,
+                upload,
+                login_id,
+                finalization,
+            } => {
+                let proof = PasswordProof {
+                    login_id,
+                    finalization: &finalization,
+                };
+                self.auth
+                    .change_password_finish(store, &me, &auth, proof, &upload, now)
+                    .await?;
+                Response::ChangePasswordFinish
+            }
+            Request::DeleteAccount {
+                login_id,
+                finalization,
+                ..
+            } => {
+                let proof = PasswordProof {
+                    login_id,
+                    finalization: &finalization,
+                };
+                self.auth.delete_account(store, &me, proof, now).await?;
+                Response::DeleteAccount
             }
             Request::Health
             | Request::OpaqueRegisterStart { .. }

@@ -40,10 +40,53 @@ pub use quicproquo_protocol::wire::Delivery;
 pub struct NewMail {
     pub sender: IdentityKey,
     pub idempotency_key: IdempotencyKey,
+    /// Each recipient at most once (the caller refuses repeats).
     pub deliveries: Vec<Delivery>,
     /// The padded payload, stored as received (the server never sees plaintext).
     pub payload: Vec<u8>,
     pub now_ms: u64,
+    pub quota: MailQuota,
+}
+
+/// Bytes of waiting mail a mailbox may hold, in all and from one sender
+/// (each recipient's copy counts the whole payload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailQuota {
+    pub mailbox_bytes: u64,
+    pub sender_bytes: u64,
+}
+
+impl MailQuota {
+    pub const UNLIMITED: MailQuota = MailQuota {
+        mailbox_bytes: u64::MAX,
+        sender_bytes: u64::MAX,
+    };
+}
+
+/// A verified key package as stored: its serialized `MLSMessage` and the end
+/// of its lifetime, after which it is never handed out and is deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKeyPackage {
+    pub data: Vec<u8>,
+    pub not_after_ms: u64,
+}
+
+/// Which key package `take_key_package` may hand out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// The oldest unexpired one-time package, else the last-resort one.
+    OneTimeFirst,
+    /// Only the last-resort package (the requester took its share).
+    LastResortOnly,
+}
+
+/// The cut-offs of one purge: what ends at or before `now_ms` (sessions,
+/// key packages), idempotency keys and undelivered mail older than theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Purge {
+    pub now_ms: u64,
+    pub idempotency_before_ms: u64,
+    pub mail_before_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,12 +146,16 @@ pub struct GroupMail {
     pub welcome: Option<(Vec<u8>, Vec<IdentityKey>)>,
     pub update: Option<GroupUpdate>,
     pub now_ms: u64,
+    /// Bounds each recipient's mailbox as for [`NewMail`]; a member past
+    /// it is skipped.
+    pub quota: MailQuota,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupEnqueueOutcome {
     /// Per recipient (the payload's, then the Welcome's), its sequence
-    /// number, or `None` where its mailbox was full.
+    /// number, or `None` where its mailbox (or the sender's share of it)
+    /// was full.
     Stored {
         members: Vec<(IdentityKey, Option<u64>)>,
     },
@@ -124,7 +171,12 @@ pub struct Mail {
     pub channel: Option<ChannelId>,
     pub payload: Vec<u8>,
     pub enqueued_at_ms: u64,
+    /// Set on an expiry notice (empty payload, no channel): mail this
+    /// mailbox's owner sent expired unfetched.
+    pub expired: Option<Expired>,
 }
+
+pub use quicproquo_protocol::wire::Expired;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -134,6 +186,9 @@ pub enum StoreError {
     IdentityKeyTaken,
     #[error("mailbox of {0} is full")]
     QueueFull(IdentityKey),
+    /// The sender's share of the recipient's mailbox is used up.
+    #[error("the sender's share of the mailbox of {0} is full")]
+    ShareFull(IdentityKey),
     #[error("too many key packages stored for this user")]
     TooManyKeyPackages,
     #[error("a group with this id is already registered")]
@@ -158,7 +213,8 @@ pub trait Store: Send + Sync + 'static {
         init: Vec<u8>,
     ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
 
-    /// Fails with `UsernameTaken` or `IdentityKeyTaken` on a conflict.
+    /// Fails with `UsernameTaken` or `IdentityKeyTaken` on a conflict; a
+    /// username of a deleted account stays taken.
     fn create_account(
         &self,
         account: Account,
@@ -171,6 +227,24 @@ pub trait Store: Send + Sync + 'static {
         &self,
         key: &IdentityKey,
     ) -> impl Future<Output = Result<Option<Account>, StoreError>> + Send;
+
+    /// Replaces the account's OPAQUE record and ends every session of the
+    /// account except `keep` (the one that changed the password), at once.
+    fn change_password(
+        &self,
+        username: &Username,
+        opaque_record: Vec<u8>,
+        keep: [u8; 32],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes the account at once: its sessions, key packages, waiting mail
+    /// and DM channels go, and its username is retired (never registered
+    /// again, so nobody can take over the name its contacts know). Deleting
+    /// an unknown account is not an error.
+    fn delete_account(
+        &self,
+        username: &Username,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Stores a session under the SHA-256 hash of its token.
     fn create_session(
@@ -195,21 +269,27 @@ pub trait Store: Send + Sync + 'static {
     /// replaces the owner's last-resort package of that suite. Returns how
     /// many one-time packages of that suite are now stored. Fails with
     /// `TooManyKeyPackages` (storing nothing) past
-    /// `limits::MAX_KEY_PACKAGES_STORED` per suite.
+    /// `limits::MAX_KEY_PACKAGES_STORED` per suite (expired ones not
+    /// counted).
     fn add_key_packages(
         &self,
         owner: IdentityKey,
         suite: u16,
-        packages: Vec<Vec<u8>>,
-        last_resort: Option<Vec<u8>>,
+        packages: Vec<StoredKeyPackage>,
+        last_resort: Option<StoredKeyPackage>,
+        now_ms: u64,
     ) -> impl Future<Output = Result<u32, StoreError>> + Send;
-    /// Removes and returns the oldest one-time package of `suite`; when none
-    /// is left, returns (without removing) the last-resort package of that
-    /// suite, flagged `true`.
+    /// With [`Take::OneTimeFirst`], removes and returns the oldest one-time
+    /// package of `suite`; when none is left (or with
+    /// [`Take::LastResortOnly`]), returns (without removing) the last-resort
+    /// package of that suite, flagged `true`. A package whose lifetime ended
+    /// at or before `now_ms` is never returned.
     fn take_key_package(
         &self,
         owner: IdentityKey,
         suite: u16,
+        now_ms: u64,
+        take: Take,
     ) -> impl Future<Output = Result<Option<(Vec<u8>, bool)>, StoreError>> + Send;
 
     /// The channel of the unordered pair `{a, b}`: the existing one, or a new
@@ -226,7 +306,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<(IdentityKey, IdentityKey)>, StoreError>> + Send;
 
     /// Stores one enqueue atomically (see [`NewMail`]). Fails with
-    /// `QueueFull` (storing nothing) when a mailbox is full.
+    /// `QueueFull` (depth or the mailbox's bytes) or `ShareFull` (the
+    /// sender's bytes in one mailbox), storing nothing, when a rule is
+    /// broken. Records the sender of every mail row.
     fn enqueue(
         &self,
         mail: NewMail,
@@ -249,13 +331,13 @@ pub trait Store: Send + Sync + 'static {
         seqs: Vec<u64>,
     ) -> impl Future<Output = Result<u32, StoreError>> + Send;
 
-    /// Deletes expired sessions and idempotency keys older than
-    /// `idempotency_before_ms`; returns how many rows went.
-    fn purge_expired(
-        &self,
-        now_ms: u64,
-        idempotency_before_ms: u64,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Deletes what [`Purge`] names as over: expired sessions and key
+    /// packages (last-resort ones too), old idempotency keys, and mail
+    /// enqueued before `mail_before_ms` (releasing its quota). Each expired
+    /// mail with a recorded sender leaves an expiry notice ([`Mail::expired`],
+    /// enqueued at `now_ms`) in the sender's mailbox; notices have no sender
+    /// and leave none. Returns how many rows went.
+    fn purge_expired(&self, purge: Purge) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Stores a new group at revision 1. Fails with `GroupExists` if the id
     /// is taken.

@@ -121,6 +121,11 @@ pub enum DaemonEvent {
     Failed(Failure),
     /// `register`, `login` or `unlock` went through.
     AccountReady,
+    /// `account.password` went through (the text says so).
+    PasswordChanged,
+    /// `account.delete` went through: the daemon removes the profile and
+    /// stops; the TUI quits.
+    AccountDeleted,
     AccountFailed(Failure),
 }
 

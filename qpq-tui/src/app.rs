@@ -117,12 +117,44 @@ pub struct UnlockForm {
     pub error: Option<String>,
 }
 
+/// `/passwd` or `/delete-account`: secrets typed in masked fields over the
+/// main screen, checked before anything is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccountChange {
+    pub delete: bool,
+    /// `/passwd`: the current password, the new one, the new one again.
+    /// `/delete-account`: the username typed out, the password.
+    pub fields: [Editor; 3],
+    pub focus: usize,
+    pub busy: bool,
+    pub error: Option<String>,
+}
+
+impl AccountChange {
+    pub fn new(delete: bool) -> AccountChange {
+        AccountChange {
+            delete,
+            ..AccountChange::default()
+        }
+    }
+
+    /// The fields' labels; a label ending in `*` is masked.
+    pub fn labels(&self) -> &'static [&'static str] {
+        if self.delete {
+            &["Type your username to confirm", "Password*"]
+        } else {
+            &["Current password*", "New password*", "New password again*"]
+        }
+    }
+}
+
 /// A box over the main screen that takes the keys while it is up.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Overlay {
     Help {
         scroll: usize,
     },
+    AccountChange(Box<AccountChange>),
     /// A safety number; `v` marks the key verified.
     Verify(VerifyResult),
     /// A send refused because a member's key changed: `y` sends anyway.

@@ -25,6 +25,10 @@ pub enum Command {
     Retry,
     /// The last failed message of the open conversation: delete it.
     Discard,
+    /// A new account password, typed in a box.
+    Passwd,
+    /// Delete the account (a box asks for the username and the password).
+    DeleteAccount,
     Help,
     Quit,
 }
@@ -120,6 +124,18 @@ pub const COMMANDS: &[Spec] = &[
         users_from: None,
     },
     Spec {
+        name: "passwd",
+        args: "",
+        help: "change the password; other sessions end",
+        users_from: None,
+    },
+    Spec {
+        name: "delete-account",
+        args: "",
+        help: "delete the account and this profile",
+        users_from: None,
+    },
+    Spec {
         name: "help",
         args: "",
         help: "keys and commands",
@@ -195,6 +211,8 @@ pub fn parse(text: &str) -> Result<Input, String> {
             quicproquo_protocol::limits::check_search_query(query)?;
             Command::Search(query.to_owned())
         }
+        "passwd" => none(&args).map(|_| Command::Passwd)?,
+        "delete-account" => none(&args).map(|_| Command::DeleteAccount)?,
         "help" | "?" => Command::Help,
         "quit" | "q" | "exit" => Command::Quit,
         "" => return Err("type a command after /, e.g. /help (// sends a /)".into()),

@@ -146,8 +146,9 @@ impl Timeline {
     }
 
     /// A delivery notification for an own message.
-    /// A `delivery` notification: states move forward, except that a
-    /// message fails (with `reason`) and a failed one is queued again.
+    /// A `delivery` notification: states move forward (to delivered, or to
+    /// expired with `reason`), except that a message fails (with `reason`)
+    /// and a failed one is queued again.
     pub fn delivered(&mut self, id: &MessageId, state: DeliveryState, reason: Option<String>) {
         let Some(m) = self.messages.iter_mut().rev().find(|m| m.id == *id) else {
             return;
@@ -156,6 +157,13 @@ impl Timeline {
             DeliveryState::Failed => {
                 m.state = MessageState::Failed;
                 m.failure = reason;
+            }
+            // A recipient never fetched it; `reason` says who.
+            DeliveryState::Expired => {
+                if rank(m.state) < rank(MessageState::Expired) {
+                    m.state = MessageState::Expired;
+                    m.failure = reason;
+                }
             }
             DeliveryState::Queued => {
                 if m.state == MessageState::Failed {
@@ -226,7 +234,7 @@ fn rank(s: MessageState) -> u8 {
     match s {
         MessageState::Queued | MessageState::Failed => 0,
         MessageState::Sent => 1,
-        MessageState::Delivered => 2,
+        MessageState::Delivered | MessageState::Expired => 2,
         MessageState::Received => 3,
     }
 }
@@ -280,5 +288,21 @@ pub(crate) mod tests {
         assert_eq!(t.messages()[0].state, MessageState::Delivered);
         t.push(m);
         assert_eq!(t.messages()[0].state, MessageState::Delivered);
+    }
+
+    #[test]
+    fn a_sent_message_expires_with_its_reason_and_stays_expired() {
+        let mut t = Timeline::default();
+        let mut m = msg(1, "mine");
+        m.outgoing = true;
+        m.state = MessageState::Sent;
+        t.push(m.clone());
+        let why = "bob did not fetch it";
+        t.delivered(&m.id, DeliveryState::Expired, Some(why.into()));
+        assert_eq!(t.messages()[0].state, MessageState::Expired);
+        assert_eq!(t.messages()[0].failure.as_deref(), Some(why));
+        t.delivered(&m.id, DeliveryState::Sent, None);
+        assert_eq!(t.messages()[0].state, MessageState::Expired);
+        assert!(t.last_failed().is_none(), "nothing to retry");
     }
 }

@@ -223,7 +223,11 @@ fn failed(r: Request, f: Failure) -> DaemonEvent {
             },
             None => DaemonEvent::Failed(f),
         },
-        Call::Register(_) | Call::Login(_) | Call::Unlock(_) => DaemonEvent::AccountFailed(f),
+        Call::Register(_)
+        | Call::Login(_)
+        | Call::Unlock(_)
+        | Call::AccountPassword(_)
+        | Call::AccountDelete(_) => DaemonEvent::AccountFailed(f),
         _ => DaemonEvent::Failed(f),
     }
 }
@@ -402,12 +406,21 @@ async fn answer(client: &IpcClient, call: Call) -> CallResult {
             client.request::<method::Unlock>(p).await?;
             DaemonEvent::AccountReady
         }
+        Call::AccountPassword(p) => {
+            client.request::<method::AccountPassword>(p).await?;
+            DaemonEvent::PasswordChanged
+        }
+        Call::AccountDelete(p) => {
+            client.request::<method::AccountDelete>(p).await?;
+            DaemonEvent::AccountDeleted
+        }
         // The connection's own calls (`hello`, `subscribe`) are the
         // worker's, and the TUI offers none of the others.
         other @ (Call::Hello(_)
         | Call::Subscribe(_)
         | Call::Logout(_)
         | Call::Whoami(_)
+        | Call::Diagnose(_)
         | Call::Shutdown(_)) => DaemonEvent::Failed(Failure::new(format!(
             "the chat does not call `{}`",
             other.method()

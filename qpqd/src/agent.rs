@@ -21,7 +21,9 @@
 //! owns the connection. Errors are [`AgentError`]s; the IPC server alone
 //! maps them to what a front-end sees.
 
+mod account_changes;
 mod commit;
+mod diagnose;
 mod error;
 mod history;
 mod inbox;
@@ -111,6 +113,8 @@ pub struct Agent {
     tasks: TaskTracker,
     /// Whether the last fetched batch could be stored (`status.storage`).
     storage: StorageHealth,
+    /// Set by `account.delete`: remove the profile once stopped.
+    profile_deleted: std::sync::atomic::AtomicBool,
     options: StartOptions,
 }
 
@@ -172,6 +176,7 @@ impl Agent {
             outbox_queues: std::sync::Mutex::default(),
             tasks: TaskTracker::new(),
             storage: StorageHealth::default(),
+            profile_deleted: Default::default(),
             options,
         })
     }

@@ -69,8 +69,9 @@ async fn serve_connection(stream: Stream, agent: Arc<Agent>) {
     let writer = AbortOnDropHandle::new(writer);
     let mut buf = LineBuffer::new();
     let mut chunk = vec![0u8; 64 * 1024];
-    let handler = AgentHandler::new(agent);
+    let handler = AgentHandler::new(agent.clone());
     let mut greeted = false;
+    let mut deleted = false;
     let mut forwarder: Option<AbortOnDropHandle<()>> = None;
     'conn: loop {
         let n = tokio::select! {
@@ -108,6 +109,7 @@ async fn serve_connection(stream: Stream, agent: Arc<Agent>) {
                 }
             };
             let hello = matches!(req.call, Call::Hello(_));
+            let delete = matches!(req.call, Call::AccountDelete(_));
             let id = req.id.clone();
             if matches!(req.call, Call::Subscribe(_)) {
                 // A new subscription replaces the old one; stopping the old
@@ -135,7 +137,8 @@ async fn serve_connection(stream: Stream, agent: Arc<Agent>) {
             };
             // Sending waits while the connection's queue is full: this loop
             // reads nothing more from a client that does not read.
-            if tx.send(fitted(response, &id)).await.is_err() {
+            deleted |= delete && agent.profile_deleted();
+            if tx.send(fitted(response, &id)).await.is_err() || deleted {
                 break 'conn;
             }
             if let Some(opened) = handler.take_subscription() {
@@ -146,6 +149,10 @@ async fn serve_connection(stream: Stream, agent: Arc<Agent>) {
     drop(forwarder);
     drop(tx);
     let _ = writer.await;
+    // Only once the answer is written: stopping aborts every connection.
+    if deleted {
+        agent.request_shutdown();
+    }
 }
 
 /// The response as a line, or — if it would still be longer than a line may

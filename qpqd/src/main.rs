@@ -119,7 +119,8 @@ async fn main() -> anyhow::Result<()> {
     let server = tokio::spawn(ipc_server::serve(listener, agent.clone()));
     let why = wait_for_stop(&agent, &paths).await;
     agent.request_shutdown();
-    if why == Stop::Requested {
+    // A deleted profile is gone, not stopped: there is nothing to keep from starting.
+    if why == Stop::Requested && !agent.profile_deleted() {
         // Stopped on purpose: front-ends must not start it again behind
         // the user's back. Marked before the socket goes, so a front-end
         // that finds no socket finds the mark.
@@ -132,6 +133,17 @@ async fn main() -> anyhow::Result<()> {
     // flight completes) before the process exits.
     agent.stopped().await;
     let _ = std::fs::remove_file(&paths.socket);
+    if agent.profile_deleted() {
+        // After the state is closed, so nothing writes into it again.
+        match std::fs::remove_dir_all(&paths.data_dir) {
+            Ok(()) => eprintln!("qpqd: the account was deleted; profile `{profile}` removed"),
+            Err(e) => anyhow::bail!(
+                "the account was deleted, but removing {} failed: {e}; remove it by hand",
+                paths.data_dir.display()
+            ),
+        }
+        return Ok(());
+    }
     tracing::info!("qpqd stopped");
     Ok(())
 }

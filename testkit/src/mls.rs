@@ -1,4 +1,4 @@
-//! A bare MLS member over the wire: an account (see [`wire`](crate::wire))
+//! A bare MLS member over the wire: an account (see [`crate::wire`])
 //! with an openmls group of its own, driven by hand. For tests of the
 //! server's group rules (registration, validated commits, group delivery)
 //! without a daemon, and for members that break the rules on purpose.
@@ -43,6 +43,8 @@ pub struct Member {
     provider: OpenMlsRustCrypto,
     signer: SignatureKeyPair,
     pub group: Option<MlsGroup>,
+    /// The username our credentials claim, when it is not ours (an impostor).
+    claimed: Option<String>,
 }
 
 fn bytes(m: &MlsMessageOut) -> Vec<u8> {
@@ -86,13 +88,23 @@ impl Member {
             provider: OpenMlsRustCrypto::default(),
             signer,
             group: None,
+            claimed: None,
         }
     }
 
+    /// From now on our credentials claim `name` (with our own key): an
+    /// impostor's leaves.
+    pub fn impersonate(&mut self, name: &str) {
+        self.claimed = Some(name.to_owned());
+    }
+
     fn credential(&self) -> CredentialWithKey {
+        let name = self
+            .claimed
+            .as_deref()
+            .unwrap_or(self.account.username.as_str());
         CredentialWithKey {
-            credential: BasicCredential::new(self.account.username.as_str().as_bytes().to_vec())
-                .into(),
+            credential: BasicCredential::new(name.as_bytes().to_vec()).into(),
             signature_key: self.account.identity.0.to_vec().into(),
         }
     }

@@ -3,7 +3,7 @@
 //! the DM channel between two accounts.
 
 use ed25519_dalek::{Signer, SigningKey};
-use quicproquo_protocol::client::{Client, Session};
+use quicproquo_protocol::client::{Client, ClientError, Session};
 use quicproquo_protocol::types::{ChannelId, IdentityKey, Username};
 use quicproquo_protocol::wire::{identity_proof_message, Request, Response};
 
@@ -107,11 +107,15 @@ fn random_key() -> quicproquo_protocol::types::IdempotencyKey {
     quicproquo_protocol::types::IdempotencyKey(rand::random())
 }
 
-/// Fills `victim`'s mailbox to `MAX_QUEUE_DEPTH` with junk from `from`
-/// (through their DM channel, as any account may): the next mail for the
-/// victim is refused with E032 until the victim fetches.
+/// Fills `victim`'s mailbox with junk from `from` (through their DM
+/// channel, as any account may) until the server answers E032: the next
+/// mail for the victim is refused until the victim fetches. Since issue 15
+/// one sender fills only its share of a mailbox, so the server must run
+/// with `quotas.sender_share_bytes` as large as `quotas.mailbox_bytes`
+/// (and both small: the junk is 4 MiB messages).
 pub async fn fill_mailbox(client: &Client, from: &Account, victim: IdentityKey) {
-    use quicproquo_protocol::limits::{MAX_QUEUE_DEPTH, MAX_RECIPIENTS};
+    use quicproquo_protocol::errors::ErrorCode;
+    use quicproquo_protocol::limits::MAX_PAYLOAD_BYTES;
     use quicproquo_protocol::wire::Delivery;
     let channel = match client
         .call(&Request::CreateChannel {
@@ -124,23 +128,37 @@ pub async fn fill_mailbox(client: &Client, from: &Account, victim: IdentityKey) 
         Response::CreateChannel { channel } => channel,
         other => panic!("createChannel answered {other:?}"),
     };
-    let mut left = MAX_QUEUE_DEPTH;
-    while left > 0 {
-        let n = left.min(MAX_RECIPIENTS);
-        let delivery = Delivery {
-            recipient: victim,
-            channel: Some(channel),
-        };
-        client
-            .call(&Request::Enqueue {
-                auth: from.session.token.clone(),
-                deliveries: vec![delivery; n],
-                payload: quicproquo_protocol::padding::pad(b"\0\x01\0\x03junk welcome"),
-                idempotency_key: random_key(),
-            })
-            .await
-            .expect("the mailbox takes mail below its bound");
-        left -= n;
+    // Large junk first, then ever smaller, until even the smallest padded
+    // message (256 bytes) is refused: then no real message fits either.
+    let mut sent = 0;
+    for body in [MAX_PAYLOAD_BYTES - 64 * 1024, 1 << 20, 1 << 16, 1 << 12, 16] {
+        // Not a group's message (those go through enqueueGroup): a Welcome
+        // framing, which the per-recipient path takes.
+        let mut welcome = vec![0, 1, 0, 3];
+        welcome.resize(4 + body, 0);
+        let junk = quicproquo_protocol::padding::pad(&welcome);
+        loop {
+            let r = client
+                .call(&Request::Enqueue {
+                    auth: from.session.token.clone(),
+                    deliveries: vec![Delivery {
+                        recipient: victim,
+                        channel: Some(channel),
+                    }],
+                    payload: junk.clone(),
+                    idempotency_key: random_key(),
+                })
+                .await;
+            match r {
+                Ok(_) => sent += 1,
+                Err(ClientError::Server(e)) if e.code == ErrorCode::QueueFull => break,
+                Err(e) => panic!("the mailbox takes mail below its bound: {e}"),
+            }
+            assert!(
+                sent < 2_000,
+                "2,000 junk messages and the mailbox is not full: are the quotas small?"
+            );
+        }
     }
 }
 

@@ -130,7 +130,17 @@ methods! {
     Register = "register", fn register(AccountParams) -> Account;
     Login = "login", fn login(AccountParams) -> Account;
     Logout = "logout", fn logout(NoParams) -> Empty;
+    /// A new account password (proven with the current one); the server
+    /// ends every other session of the account.
+    AccountPassword = "account.password", fn account_password(PasswordChangeParams) -> Empty;
+    /// Deletes the account on the server (proven with its password), then
+    /// this profile: answered, then the daemon removes its data and exits.
+    AccountDelete = "account.delete", fn account_delete(AccountDeleteParams) -> Empty;
     Whoami = "whoami", fn whoami(NoParams) -> WhoamiResult;
+    /// What `qpq-ctl doctor` needs from the daemon: the server's `health`
+    /// (and the clock offset), whether the session is valid, the key-package
+    /// stock.
+    Diagnose = "diagnose", fn diagnose(NoParams) -> DiagnoseResult;
     Conversations = "conversations", fn conversations(NoParams) -> Vec<Conversation>;
     /// The DM with a user, the same one every time.
     DmOpen = "dm.open", fn dm_open(DmOpenParams) -> Conversation;
@@ -320,6 +330,63 @@ pub struct AccountParams {
     pub server_fingerprint: Option<Fingerprint>,
     pub username: String,
     pub password: Secret,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChangeParams {
+    pub current_password: Secret,
+    pub new_password: Secret,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountDeleteParams {
+    pub password: Secret,
+}
+
+/// What `diagnose` found; a part that could not be checked says why.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DiagnoseResult {
+    /// The server's `health` answer; `None` when it could not be asked.
+    #[serde(default)]
+    pub server: Option<ServerHealth>,
+    /// Why the server could not be asked (offline, not logged in, …).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub server_problem: String,
+    /// The session was accepted by the server just now.
+    #[serde(default)]
+    pub session_valid: bool,
+    /// Why it was not (expired, logged out, …); empty when valid.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub session_problem: String,
+    /// One-time key packages on the server, per ciphersuite (empty when the
+    /// session is not valid).
+    #[serde(default)]
+    pub key_packages: Vec<KeyPackageStock>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerHealth {
+    pub server_version: String,
+    pub protocol_version: u32,
+    /// The server's clock minus ours (ms), the round trip halved out.
+    pub clock_offset_ms: i64,
+    pub round_trip_ms: u64,
+    /// How the server's certificate is checked: `pinned` (its fingerprint)
+    /// or `ca` (the system's roots).
+    pub trust: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPackageStock {
+    pub ciphersuite: Ciphersuite,
+    /// One-time packages the server holds; others can add us while > 0 (and
+    /// then through the last-resort package).
+    pub available: u32,
+    /// Age of the last-resort package (replaced after a week); `None`: none yet.
+    #[serde(default)]
+    pub last_resort_age_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -550,7 +617,15 @@ pub(crate) mod tests {
                 password: Secret::new("pw"),
             }),
             Call::Logout(NoParams {}),
+            Call::AccountPassword(PasswordChangeParams {
+                current_password: Secret::new("old password"),
+                new_password: Secret::new("new password"),
+            }),
+            Call::AccountDelete(AccountDeleteParams {
+                password: Secret::new("the password"),
+            }),
             Call::Whoami(NoParams {}),
+            Call::Diagnose(NoParams {}),
             Call::Conversations(NoParams {}),
             Call::DmOpen(DmOpenParams {
                 username: "bob".into(),

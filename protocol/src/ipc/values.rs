@@ -253,9 +253,10 @@ word_enum!(
 word_enum!(
     /// Where a message is: `queued` in the outbox, `sent` to the server,
     /// `delivered` to the recipients, `failed` (refused for good: parked in
-    /// the outbox until retried or discarded; `failure` says why), or
-    /// `received` (an incoming one).
-    MessageState { Queued, Sent, Delivered, Received, Failed }
+    /// the outbox until retried or discarded; `failure` says why),
+    /// `expired` (sent, but a recipient did not fetch it before the server
+    /// deleted it), or `received` (an incoming one).
+    MessageState { Queued, Sent, Delivered, Received, Failed, Expired }
 );
 word_enum!(
     /// The daemon's link to the server (`status.connection`, and the
@@ -317,8 +318,10 @@ word_enum!(
 );
 word_enum!(
     /// `delivery` notification states: `queued` again after a retry,
-    /// `failed` when parked (the notification's `reason` says why).
-    DeliveryState { Queued, Sent, Delivered, Failed }
+    /// `failed` when parked (the notification's `reason` says why),
+    /// `expired` when the server deleted a recipient's copy unfetched (the
+    /// `reason` names the recipient).
+    DeliveryState { Queued, Sent, Delivered, Failed, Expired }
 );
 
 /// The MLS ciphersuite: `hybrid` (X-Wing: X25519 + ML-KEM-768, the default)

@@ -201,6 +201,26 @@ calls! {
     } -> GroupEnqueued {
         Response::EnqueueGroup { duplicate, members } => GroupEnqueued { duplicate, members }
     }
+    /// Starts an OPAQUE re-registration of the session's account.
+    ChangePasswordStart = "changePasswordStart" {
+        auth: SessionToken,
+        request: Vec<u8>,
+    } -> Vec<u8> { Response::ChangePasswordStart { response } => response }
+    /// Replaces the password; proven by a login just started with the
+    /// current one. Ends every other session of the account.
+    ChangePasswordFinish = "changePasswordFinish" {
+        auth: SessionToken,
+        upload: Vec<u8>,
+        login_id: LoginId,
+        finalization: Vec<u8>,
+    } -> () { Response::ChangePasswordFinish => () }
+    /// Deletes the session's account, proven by a login just started with
+    /// its password.
+    DeleteAccount = "deleteAccount" {
+        auth: SessionToken,
+        login_id: LoginId,
+        finalization: Vec<u8>,
+    } -> () { Response::DeleteAccount => () }
 }
 
 /// What `health` answers.
@@ -296,7 +316,7 @@ mod tests {
             .unwrap_or_else(|| panic!("node.capnp has no union in {name}"));
         body.lines()
             .filter_map(|l| l.split_whitespace().next())
-            .filter(|w| !w.starts_with('#'))
+            .filter(|w| !w.starts_with('#') && !w.starts_with("reserved"))
             .map(str::to_owned)
             .collect()
     }

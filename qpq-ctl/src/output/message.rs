@@ -121,8 +121,9 @@ pub fn render(views: &[MessageView<'_>], with_conversation: bool, style: &Style)
     out
 }
 
-/// What follows the text of our message that has not gone: `(queued)`, or
-/// for a failed one why (the daemon's words, sanitized) and what to do.
+/// What follows the text of our message that has not gone: `(queued)`,
+/// for a failed one why (the daemon's words, sanitized) and what to do, or
+/// `(expired: …)`.
 fn note(m: &Message) -> Option<(Paint, String)> {
     if !m.outgoing {
         return None;
@@ -136,6 +137,10 @@ fn note(m: &Message) -> Option<(Paint, String)> {
                 sanitize_line(m.failure.as_deref().unwrap_or("refused")),
                 m.id
             ),
+        )),
+        MessageState::Expired => Some((
+            Paint::Warn,
+            "(expired: a recipient did not fetch it in time and the server deleted it)".into(),
         )),
         _ => None,
     }

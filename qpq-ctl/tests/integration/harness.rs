@@ -167,22 +167,35 @@ impl User {
         r.json()
     }
 
-    pub async fn register(&self, srv: &Server) -> Value {
+    /// `register` or `login` (`verb`) of `username` on `srv`, the password
+    /// on stdin, with JSON output.
+    pub async fn account_run(
+        &self,
+        srv: &Server,
+        verb: &str,
+        username: &str,
+        password: &str,
+    ) -> Run {
         let addr = srv.addr.to_string();
+        self.run_stdin(
+            &[
+                "--json",
+                verb,
+                "--server",
+                &addr,
+                "--server-fingerprint",
+                &srv.fingerprint,
+                "--password-stdin",
+                username,
+            ],
+            Some(format!("{password}\n").as_bytes()),
+        )
+        .await
+    }
+
+    pub async fn register(&self, srv: &Server) -> Value {
         let r = self
-            .run_stdin(
-                &[
-                    "--json",
-                    "register",
-                    "--server",
-                    &addr,
-                    "--server-fingerprint",
-                    &srv.fingerprint,
-                    "--password-stdin",
-                    &self.name,
-                ],
-                Some(format!("{}\n", self.password).as_bytes()),
-            )
+            .account_run(srv, "register", &self.name, &self.password)
             .await
             .expect(0);
         // Like the test kit's users: every invitation joined without asking,

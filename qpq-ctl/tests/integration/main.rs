@@ -6,9 +6,11 @@
 // Test helpers may unwrap: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
 
+mod account_changes;
 mod bot;
 mod daemon;
 mod docs;
+mod doctor;
 mod errors;
 mod groups;
 mod harness;

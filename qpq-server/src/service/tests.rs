@@ -20,10 +20,13 @@ use quicproquo_protocol::errors::{ErrorCode, WireError};
 use quicproquo_protocol::limits::MAX_FETCH_LIMIT;
 use quicproquo_protocol::opaque::{login_finalization, registration_upload, Suite};
 use quicproquo_protocol::padding;
-use quicproquo_protocol::types::{ChannelId, IdempotencyKey, IdentityKey, SessionToken, Username};
+use quicproquo_protocol::types::{
+    ChannelId, Ciphersuite, IdempotencyKey, IdentityKey, LoginId, SessionToken, Username,
+};
 use quicproquo_protocol::wire::{
     identity_proof_message, Delivery, Envelope, Request, Response, UserRef,
 };
+use quicproquo_testkit::attacker::Attacker;
 use rand::rngs::OsRng;
 use rand::RngCore;
 use tokio::sync::watch;
@@ -61,6 +64,8 @@ enum Opening {
 struct User {
     name: Username,
     identity: IdentityKey,
+    /// The identity key's secret half, which signs the user's key packages.
+    signing: SigningKey,
     token: SessionToken,
 }
 
@@ -153,6 +158,12 @@ impl Fixture {
 
     /// Registers `name` with [`PASSWORD`] and a fresh identity key.
     async fn register(&self, name: &str) -> (Username, IdentityKey) {
+        let (username, identity, _) = self.register_keyed(name).await;
+        (username, identity)
+    }
+
+    /// [`Fixture::register`], also giving the identity key's secret half.
+    async fn register_keyed(&self, name: &str) -> (Username, IdentityKey, SigningKey) {
         let username = Username::parse(name).unwrap();
         let start = ClientRegistration::<Suite>::start(&mut OsRng, PASSWORD).unwrap();
         let resp = self
@@ -176,7 +187,7 @@ impl Fixture {
             })
             .await;
         assert_eq!(resp, Response::OpaqueRegisterFinish, "registration");
-        (username, identity)
+        (username, identity, signing)
     }
 
     /// An OPAQUE login of `name` with `password`. A client whose password is
@@ -187,6 +198,31 @@ impl Fixture {
         name: &str,
         password: &[u8],
     ) -> Result<(SessionToken, IdentityKey), ErrorCode> {
+        let (login_id, finalization) = self.login_attempt(name, password).await?;
+        match self
+            .handle(Request::OpaqueLoginFinish {
+                login_id,
+                finalization,
+            })
+            .await
+        {
+            Response::OpaqueLoginFinish {
+                token,
+                identity_key,
+                ..
+            } => Ok((token, identity_key)),
+            Response::Error(e) => Err(e.code),
+            other => panic!("opaqueLoginFinish: {other:?}"),
+        }
+    }
+
+    /// The client's side of a login of `name` with `password`: started on
+    /// the server, finished locally, ready to be sent.
+    async fn login_attempt(
+        &self,
+        name: &str,
+        password: &[u8],
+    ) -> Result<(LoginId, Vec<u8>), ErrorCode> {
         let start = ClientLogin::<Suite>::start(&mut OsRng, password).unwrap();
         let resp = self
             .handle(Request::OpaqueLoginStart {
@@ -205,30 +241,17 @@ impl Fixture {
             Err(ProtocolError::InvalidLoginError) => vec![0; 64],
             Err(e) => panic!("client login finish: {e:?}"),
         };
-        match self
-            .handle(Request::OpaqueLoginFinish {
-                login_id,
-                finalization,
-            })
-            .await
-        {
-            Response::OpaqueLoginFinish {
-                token,
-                identity_key,
-                ..
-            } => Ok((token, identity_key)),
-            Response::Error(e) => Err(e.code),
-            other => panic!("opaqueLoginFinish: {other:?}"),
-        }
+        Ok((login_id, finalization))
     }
 
     async fn user(&self, name: &str) -> User {
-        let (username, identity) = self.register(name).await;
+        let (username, identity, signing) = self.register_keyed(name).await;
         let (token, logged_in_as) = self.login(name, PASSWORD).await.unwrap();
         assert_eq!(logged_in_as, identity, "login names the registered key");
         User {
             name: username,
             identity,
+            signing,
             token,
         }
     }
@@ -368,6 +391,20 @@ fn app(body: &[u8]) -> Vec<u8> {
     let mut m = vec![0, 1, 0, 3];
     m.extend_from_slice(body);
     padding::pad(&m)
+}
+
+/// `n` hybrid-suite key packages made as qpqd makes them, by an engine whose
+/// credential names `name` and whose signature key is `key`.
+fn real_key_packages(name: &str, key: &SigningKey, n: usize) -> Vec<Vec<u8>> {
+    Attacker::engine(name, key)
+        .key_packages(Ciphersuite::Hybrid, n)
+        .unwrap()
+}
+
+fn real_last_resort(name: &str, key: &SigningKey) -> Vec<u8> {
+    Attacker::engine(name, key)
+        .last_resort_key_package(Ciphersuite::Hybrid)
+        .unwrap()
 }
 
 /// The public framing of a serialized MLS KeyPackage, then `tag`.
@@ -526,11 +563,13 @@ async fn key_packages_are_consumed_and_the_last_resort_survives() {
     let f = Fixture::new().await;
     let alice = f.user("alice").await;
     let bob = f.user("bob").await;
+    let packages = real_key_packages("bob", &bob.signing, 2);
+    let last = real_last_resort("bob", &bob.signing);
     let resp = f
         .handle(Request::UploadKeyPackages {
             auth: bob.token.clone(),
-            packages: vec![key_package(b"one"), key_package(b"two")],
-            last_resort: Some(key_package(b"last")),
+            packages: packages.clone(),
+            last_resort: Some(last.clone()),
         })
         .await;
     assert_eq!(resp, Response::UploadKeyPackages { available: 2 });
@@ -554,22 +593,21 @@ async fn key_packages_are_consumed_and_the_last_resort_survives() {
             other => panic!("{other:?}"),
         }
     }
-    regular.sort();
-    assert_eq!(regular, vec![key_package(b"one"), key_package(b"two")]);
+    assert!(regular == packages, "oldest first, each once");
     // The stock is used up; the last-resort package is handed out again and
     // again, by name or by identity key.
     for target in [
         UserRef::Identity(bob.identity),
         UserRef::Username(bob.name.clone()),
     ] {
-        assert_eq!(
-            f.handle(fetch(target)).await,
+        match f.handle(fetch(target)).await {
             Response::FetchKeyPackage {
-                key_package: key_package(b"last"),
-                identity_key: bob.identity,
+                key_package,
+                identity_key,
                 last_resort: true,
-            }
-        );
+            } => assert!(identity_key == bob.identity && key_package == last),
+            other => panic!("{other:?}"),
+        }
     }
     let nobody = UserRef::Username(Username::parse("nobody").unwrap());
     assert_eq!(code(f.handle(fetch(nobody)).await), ErrorCode::UnknownUser);
@@ -814,3 +852,6 @@ async fn a_leaked_session_table_holds_no_usable_token() {
         .unwrap();
     assert_eq!(hits, 0);
 }
+
+mod account_changes;
+mod bounds;

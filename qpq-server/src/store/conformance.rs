@@ -20,9 +20,11 @@ use quicproquo_protocol::limits::{MAX_FETCH_LIMIT, MAX_KEY_PACKAGES_STORED, MAX_
 use quicproquo_protocol::types::{ChannelId, Epoch, IdempotencyKey, IdentityKey, Username};
 use tokio::task::JoinSet;
 
+mod account_changes;
+
 use super::{
-    Account, Delivery, EnqueueOutcome, GroupEnqueueOutcome, GroupMail, GroupUpdate, Mail, NewGroup,
-    NewMail, Store, StoreError, StoredGroup,
+    Account, Delivery, EnqueueOutcome, Expired, GroupEnqueueOutcome, GroupMail, GroupUpdate, Mail,
+    MailQuota, NewGroup, NewMail, Purge, Store, StoreError, StoredGroup, StoredKeyPackage, Take,
 };
 
 /// Runs every case, each on a store returned by `fresh` (which must be empty).
@@ -46,7 +48,12 @@ where
     case_fetch_limit_budget_and_channel(&fresh().await).await;
     case_ack(&fresh().await).await;
     case_purge(&fresh().await).await;
+    case_mail_quota(&fresh().await).await;
+    case_mail_expiry(&fresh().await).await;
+    case_key_package_expiry(&fresh().await).await;
     case_concurrent_enqueues(Arc::new(fresh().await)).await;
+    account_changes::case_change_password(&fresh().await).await;
+    account_changes::case_delete_account(&fresh().await).await;
 }
 
 // ----- helpers ---------------------------------------------------------------
@@ -93,6 +100,31 @@ fn mail(sender: IdentityKey, key: u32, recipients: &[IdentityKey], payload: &[u8
             .collect(),
         payload: payload.to_vec(),
         now_ms: 5_000,
+        quota: MailQuota::UNLIMITED,
+    }
+}
+
+/// A purge at `now_ms` that keeps all mail.
+fn purge(now_ms: u64, idempotency_before_ms: u64) -> Purge {
+    Purge {
+        now_ms,
+        idempotency_before_ms,
+        mail_before_ms: 0,
+    }
+}
+
+/// The time the key-package cases run at.
+const NOW: u64 = 5_000;
+
+/// Key packages that outlive every case.
+fn lives(packages: Vec<Vec<u8>>) -> Vec<StoredKeyPackage> {
+    packages.into_iter().map(lives_one).collect()
+}
+
+fn lives_one(data: Vec<u8>) -> StoredKeyPackage {
+    StoredKeyPackage {
+        data,
+        not_after_ms: u64::MAX >> 1,
     }
 }
 
@@ -265,30 +297,49 @@ pub async fn case_key_packages_per_suite<S: Store>(store: &S) {
         .add_key_packages(
             owner,
             CLASSIC,
-            vec![b"classic-1".to_vec()],
-            Some(b"classic-lr".to_vec()),
+            lives(vec![b"classic-1".to_vec()]),
+            Some(lives_one(b"classic-lr".to_vec())),
+            NOW,
         )
         .await
         .expect("add classic");
     assert_eq!(
-        store.take_key_package(owner, HYBRID).await.expect("take"),
+        store
+            .take_key_package(owner, HYBRID, NOW, Take::OneTimeFirst)
+            .await
+            .expect("take"),
         None,
         "a classic package must not be handed out for the hybrid suite"
     );
     store
-        .add_key_packages(owner, HYBRID, vec![], Some(b"hybrid-lr".to_vec()))
+        .add_key_packages(
+            owner,
+            HYBRID,
+            lives(vec![]),
+            Some(lives_one(b"hybrid-lr".to_vec())),
+            NOW,
+        )
         .await
         .expect("add hybrid last resort");
     assert_eq!(
-        store.take_key_package(owner, HYBRID).await.expect("take"),
+        store
+            .take_key_package(owner, HYBRID, NOW, Take::OneTimeFirst)
+            .await
+            .expect("take"),
         Some((b"hybrid-lr".to_vec(), true))
     );
     assert_eq!(
-        store.take_key_package(owner, CLASSIC).await.expect("take"),
+        store
+            .take_key_package(owner, CLASSIC, NOW, Take::OneTimeFirst)
+            .await
+            .expect("take"),
         Some((b"classic-1".to_vec(), false))
     );
     assert_eq!(
-        store.take_key_package(owner, CLASSIC).await.expect("take"),
+        store
+            .take_key_package(owner, CLASSIC, NOW, Take::OneTimeFirst)
+            .await
+            .expect("take"),
         Some((b"classic-lr".to_vec(), true))
     );
 }
@@ -296,7 +347,10 @@ pub async fn case_key_packages_per_suite<S: Store>(store: &S) {
 pub async fn case_key_packages<S: Store>(store: &S) {
     let (owner, other) = (key(1), key(2));
     assert_eq!(
-        store.take_key_package(owner, HYBRID).await.expect("take"),
+        store
+            .take_key_package(owner, HYBRID, NOW, Take::OneTimeFirst)
+            .await
+            .expect("take"),
         None,
         "nothing stored"
     );
@@ -304,18 +358,22 @@ pub async fn case_key_packages<S: Store>(store: &S) {
         .add_key_packages(
             owner,
             HYBRID,
-            vec![b"kp1".to_vec(), b"kp2".to_vec()],
-            Some(b"lr1".to_vec()),
+            lives(vec![b"kp1".to_vec(), b"kp2".to_vec()]),
+            Some(lives_one(b"lr1".to_vec())),
+            NOW,
         )
         .await;
     assert_eq!(n.expect("add"), 2);
     let n = store
-        .add_key_packages(owner, HYBRID, vec![b"kp3".to_vec()], None)
+        .add_key_packages(owner, HYBRID, lives(vec![b"kp3".to_vec()]), None, NOW)
         .await;
     assert_eq!(n.expect("add"), 3, "the count includes earlier uploads");
 
     for expected in [b"kp1", b"kp2", b"kp3"] {
-        let taken = store.take_key_package(owner, HYBRID).await.expect("take");
+        let taken = store
+            .take_key_package(owner, HYBRID, NOW, Take::OneTimeFirst)
+            .await
+            .expect("take");
         assert_eq!(
             taken,
             Some((expected.to_vec(), false)),
@@ -323,7 +381,10 @@ pub async fn case_key_packages<S: Store>(store: &S) {
         );
     }
     for _ in 0..2 {
-        let taken = store.take_key_package(owner, HYBRID).await.expect("take");
+        let taken = store
+            .take_key_package(owner, HYBRID, NOW, Take::OneTimeFirst)
+            .await
+            .expect("take");
         assert_eq!(
             taken,
             Some((b"lr1".to_vec(), true)),
@@ -331,29 +392,47 @@ pub async fn case_key_packages<S: Store>(store: &S) {
         );
     }
     assert_eq!(
-        store.take_key_package(other, HYBRID).await.expect("take"),
+        store
+            .take_key_package(other, HYBRID, NOW, Take::OneTimeFirst)
+            .await
+            .expect("take"),
         None,
         "owners are separate"
     );
 
     let n = store
-        .add_key_packages(owner, HYBRID, vec![], Some(b"lr2".to_vec()))
+        .add_key_packages(
+            owner,
+            HYBRID,
+            lives(vec![]),
+            Some(lives_one(b"lr2".to_vec())),
+            NOW,
+        )
         .await;
     assert_eq!(n.expect("add"), 0, "no one-time packages left");
-    let taken = store.take_key_package(owner, HYBRID).await.expect("take");
+    let taken = store
+        .take_key_package(owner, HYBRID, NOW, Take::OneTimeFirst)
+        .await
+        .expect("take");
     assert_eq!(taken, Some((b"lr2".to_vec(), true)), "last resort replaced");
 
     store
-        .add_key_packages(owner, HYBRID, vec![b"kp4".to_vec()], None)
+        .add_key_packages(owner, HYBRID, lives(vec![b"kp4".to_vec()]), None, NOW)
         .await
         .expect("add");
-    let taken = store.take_key_package(owner, HYBRID).await.expect("take");
+    let taken = store
+        .take_key_package(owner, HYBRID, NOW, Take::OneTimeFirst)
+        .await
+        .expect("take");
     assert_eq!(
         taken,
         Some((b"kp4".to_vec(), false)),
         "one-time packages before last resort"
     );
-    let taken = store.take_key_package(owner, HYBRID).await.expect("take");
+    let taken = store
+        .take_key_package(owner, HYBRID, NOW, Take::OneTimeFirst)
+        .await
+        .expect("take");
     assert_eq!(
         taken,
         Some((b"lr2".to_vec(), true)),
@@ -361,13 +440,19 @@ pub async fn case_key_packages<S: Store>(store: &S) {
     );
 
     store
-        .add_key_packages(other, HYBRID, vec![b"only".to_vec()], None)
+        .add_key_packages(other, HYBRID, lives(vec![b"only".to_vec()]), None, NOW)
         .await
         .expect("add");
-    let taken = store.take_key_package(other, HYBRID).await.expect("take");
+    let taken = store
+        .take_key_package(other, HYBRID, NOW, Take::OneTimeFirst)
+        .await
+        .expect("take");
     assert_eq!(taken, Some((b"only".to_vec(), false)));
     assert_eq!(
-        store.take_key_package(other, HYBRID).await.expect("take"),
+        store
+            .take_key_package(other, HYBRID, NOW, Take::OneTimeFirst)
+            .await
+            .expect("take"),
         None,
         "no last resort"
     );
@@ -379,7 +464,13 @@ pub async fn case_key_package_limit<S: Store>(store: &S) {
     let max = u32::try_from(MAX_KEY_PACKAGES_STORED).expect("limit fits u32");
     let first: Vec<Vec<u8>> = (0..max - 1).map(|i| i.to_be_bytes().to_vec()).collect();
     let n = store
-        .add_key_packages(owner, HYBRID, first, Some(b"lr1".to_vec()))
+        .add_key_packages(
+            owner,
+            HYBRID,
+            lives(first),
+            Some(lives_one(b"lr1".to_vec())),
+            NOW,
+        )
         .await;
     assert_eq!(n.expect("add"), max - 1);
 
@@ -387,8 +478,9 @@ pub async fn case_key_package_limit<S: Store>(store: &S) {
         .add_key_packages(
             owner,
             HYBRID,
-            vec![b"a".to_vec(), b"b".to_vec()],
-            Some(b"lr2".to_vec()),
+            lives(vec![b"a".to_vec(), b"b".to_vec()]),
+            Some(lives_one(b"lr2".to_vec())),
+            NOW,
         )
         .await;
     assert!(
@@ -396,7 +488,7 @@ pub async fn case_key_package_limit<S: Store>(store: &S) {
         "exceeding the limit must fail, got {over:?}"
     );
     let n = store
-        .add_key_packages(owner, HYBRID, vec![b"last".to_vec()], None)
+        .add_key_packages(owner, HYBRID, lives(vec![b"last".to_vec()]), None, NOW)
         .await;
     assert_eq!(
         n.expect("exactly at the limit"),
@@ -404,7 +496,7 @@ pub async fn case_key_package_limit<S: Store>(store: &S) {
         "the failed upload stored nothing"
     );
     let over = store
-        .add_key_packages(owner, HYBRID, vec![b"x".to_vec()], None)
+        .add_key_packages(owner, HYBRID, lives(vec![b"x".to_vec()]), None, NOW)
         .await;
     assert!(
         matches!(over, Err(StoreError::TooManyKeyPackages)),
@@ -412,16 +504,25 @@ pub async fn case_key_package_limit<S: Store>(store: &S) {
     );
 
     for i in 0..max - 1 {
-        let taken = store.take_key_package(owner, HYBRID).await.expect("take");
+        let taken = store
+            .take_key_package(owner, HYBRID, NOW, Take::OneTimeFirst)
+            .await
+            .expect("take");
         assert_eq!(
             taken,
             Some((i.to_be_bytes().to_vec(), false)),
             "package {i}"
         );
     }
-    let taken = store.take_key_package(owner, HYBRID).await.expect("take");
+    let taken = store
+        .take_key_package(owner, HYBRID, NOW, Take::OneTimeFirst)
+        .await
+        .expect("take");
     assert_eq!(taken, Some((b"last".to_vec(), false)));
-    let taken = store.take_key_package(owner, HYBRID).await.expect("take");
+    let taken = store
+        .take_key_package(owner, HYBRID, NOW, Take::OneTimeFirst)
+        .await
+        .expect("take");
     assert_eq!(
         taken,
         Some((b"lr1".to_vec(), true)),
@@ -510,13 +611,15 @@ pub async fn case_enqueue_and_fetch<S: Store>(store: &S) {
                 seq: seqs[0],
                 channel: None,
                 payload: b"hello".to_vec(),
-                enqueued_at_ms: 5_000
+                enqueued_at_ms: 5_000,
+                expired: None,
             },
             Mail {
                 seq: seqs2[0],
                 channel: None,
                 payload: b"again".to_vec(),
-                enqueued_at_ms: 5_000
+                enqueued_at_ms: 5_000,
+                expired: None,
             },
         ]
     );
@@ -528,7 +631,8 @@ pub async fn case_enqueue_and_fetch<S: Store>(store: &S) {
             seq: seqs[1],
             channel: Some(channel(9)),
             payload: b"hello".to_vec(),
-            enqueued_at_ms: 5_000
+            enqueued_at_ms: 5_000,
+            expired: None,
         }]
     );
     assert!(
@@ -621,6 +725,7 @@ pub async fn case_groups<S: Store>(store: &S) {
             group_info: Some(info.to_vec()),
         }),
         now_ms: 2_000,
+        quota: MailQuota::UNLIMITED,
     };
     let first = store
         .enqueue_group(commit(1, 1, b"c1", b"info 1"))
@@ -684,6 +789,7 @@ pub async fn case_groups<S: Store>(store: &S) {
         welcome: None,
         update: None,
         now_ms: 3_000,
+        quota: MailQuota::UNLIMITED,
     };
     let GroupEnqueueOutcome::Stored { members } = store.enqueue_group(app).await.expect("store")
     else {
@@ -711,6 +817,7 @@ pub async fn case_groups<S: Store>(store: &S) {
         update: None,
         sender: a,
         now_ms: 3_000,
+        quota: MailQuota::UNLIMITED,
     };
     assert!(matches!(
         store.enqueue_group(stray).await,
@@ -932,7 +1039,7 @@ pub async fn case_purge<S: Store>(store: &S) {
     new.now_ms = 2_000;
     stored(store, new).await;
 
-    let gone = store.purge_expired(200, 2_000).await.expect("purge");
+    let gone = store.purge_expired(purge(200, 2_000)).await.expect("purge");
     assert_eq!(
         gone, 3,
         "two sessions (expiring at or before now) and one key"
@@ -957,9 +1064,169 @@ pub async fn case_purge<S: Store>(store: &S) {
         "young key kept"
     );
     assert_eq!(
-        store.purge_expired(200, 2_000).await.expect("purge"),
+        store.purge_expired(purge(200, 2_000)).await.expect("purge"),
         0,
         "nothing left to purge"
+    );
+}
+
+/// A mailbox holds at most `mailbox_bytes`, and one sender at most
+/// `sender_bytes` of it; a refused enqueue stores nothing, and acks give the
+/// bytes back.
+pub async fn case_mail_quota<S: Store>(store: &S) {
+    let (a, b, c, r, other) = (key(1), key(2), key(3), key(4), key(5));
+    let quota = MailQuota {
+        mailbox_bytes: 100,
+        sender_bytes: 40,
+    };
+    let send = |sender, n, to: &[IdentityKey], size: usize| {
+        let mut m = mail(sender, n, to, &vec![b'x'; size]);
+        m.quota = quota;
+        m
+    };
+    let a1 = stored(store, send(a, 1, &[r], 40)).await;
+    match store.enqueue(send(a, 2, &[other, r], 1)).await {
+        Err(StoreError::ShareFull(who)) => assert_eq!(who, r, "names the mailbox"),
+        got => panic!("a's share of r is used up: expected ShareFull, got {got:?}"),
+    }
+    assert!(
+        fetch_all(store, other).await.is_empty(),
+        "a refused enqueue stores nothing for anyone"
+    );
+    stored(store, send(a, 3, &[other], 40)).await;
+    stored(store, send(b, 1, &[r], 40)).await;
+    match store.enqueue(send(c, 1, &[r], 21)).await {
+        Err(StoreError::QueueFull(who)) => assert_eq!(who, r),
+        got => panic!("r holds 80 of 100 bytes: expected QueueFull, got {got:?}"),
+    }
+    stored(store, send(c, 2, &[r], 20)).await;
+    assert_eq!(store.ack(r, a1).await.expect("ack"), 1);
+    stored(store, send(a, 4, &[r], 40)).await;
+    assert_eq!(fetch_all(store, r).await.len(), 3);
+}
+
+/// Mail enqueued before `mail_before_ms` is deleted by the purge, with its
+/// quota, and its sender gets an expiry notice; younger mail stays, and
+/// sequence numbers are not reused.
+pub async fn case_mail_expiry<S: Store>(store: &S) {
+    let (sender, r) = (key(1), key(2));
+    let quota = MailQuota {
+        mailbox_bytes: u64::MAX,
+        sender_bytes: 10,
+    };
+    let at = |n: u32, now_ms: u64| {
+        let mut m = mail(sender, n, &[r], &[n as u8; 10]);
+        m.now_ms = now_ms;
+        m.quota = quota;
+        m
+    };
+    let old = stored(store, at(1, 1_000)).await;
+    let refused = store.enqueue(at(2, 3_000)).await;
+    assert!(
+        matches!(refused, Err(StoreError::ShareFull(_))),
+        "the sender's share is full: {refused:?}"
+    );
+    let gone = store
+        .purge_expired(Purge {
+            now_ms: 3_000,
+            idempotency_before_ms: 0,
+            mail_before_ms: 2_000,
+        })
+        .await
+        .expect("purge");
+    assert_eq!(gone, 1, "the old mail");
+    assert!(fetch_all(store, r).await.is_empty());
+    let notices = fetch_all(store, sender).await;
+    assert_eq!(
+        notices.len(),
+        1,
+        "the sender is told, once per expired copy"
+    );
+    assert_eq!(
+        notices[0].expired,
+        Some(Expired {
+            recipient: r,
+            idempotency_key: idem(1),
+        }),
+        "the notice names the recipient and the enqueue"
+    );
+    assert!(notices[0].payload.is_empty() && notices[0].channel.is_none());
+    assert_eq!(
+        notices[0].enqueued_at_ms, 3_000,
+        "stored at the purge's time"
+    );
+    let young = stored(store, at(3, 3_000)).await;
+    assert!(young[0] > old[0], "seqs are not reused");
+    assert_eq!(
+        store
+            .purge_expired(Purge {
+                now_ms: 3_000,
+                idempotency_before_ms: 0,
+                mail_before_ms: 2_000,
+            })
+            .await
+            .expect("purge"),
+        0
+    );
+    assert_eq!(payloads(&fetch_all(store, r).await), vec![&[3u8; 10][..]]);
+}
+
+/// A key package is never handed out at or after its lifetime's end, does
+/// not count against the stock limit then, and the purge deletes it; with
+/// `Take::LastResortOnly` only the last-resort package comes out.
+pub async fn case_key_package_expiry<S: Store>(store: &S) {
+    let owner = key(1);
+    let until = |data: &[u8], not_after_ms| StoredKeyPackage {
+        data: data.to_vec(),
+        not_after_ms,
+    };
+    store
+        .add_key_packages(
+            owner,
+            HYBRID,
+            vec![until(b"short", 100), until(b"long", 1_000)],
+            Some(until(b"lr", 500)),
+            50,
+        )
+        .await
+        .expect("add");
+    assert_eq!(
+        store
+            .take_key_package(owner, HYBRID, 50, Take::LastResortOnly)
+            .await
+            .expect("take"),
+        Some((b"lr".to_vec(), true)),
+        "only the last resort, the stock untouched"
+    );
+    assert_eq!(
+        store
+            .take_key_package(owner, HYBRID, 100, Take::OneTimeFirst)
+            .await
+            .expect("take"),
+        Some((b"long".to_vec(), false)),
+        "the expired package is skipped"
+    );
+    assert_eq!(
+        store
+            .take_key_package(owner, HYBRID, 500, Take::OneTimeFirst)
+            .await
+            .expect("take"),
+        None,
+        "the last resort expired at 500"
+    );
+    let n = store
+        .add_key_packages(owner, HYBRID, vec![until(b"next", 2_000)], None, 600)
+        .await
+        .expect("add");
+    assert_eq!(n, 1, "expired packages are not counted");
+    let gone = store.purge_expired(purge(600, 0)).await.expect("purge");
+    assert_eq!(gone, 2, "the expired one-time package and the last resort");
+    assert_eq!(
+        store
+            .take_key_package(owner, HYBRID, 600, Take::OneTimeFirst)
+            .await
+            .expect("take"),
+        Some((b"next".to_vec(), false))
     );
 }
 

@@ -33,8 +33,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::writer::{Call, Job};
 use super::{
-    Account, EnqueueOutcome, GroupEnqueueOutcome, GroupMail, Mail, NewGroup, NewMail, Store,
-    StoreError, StoredGroup,
+    Account, EnqueueOutcome, GroupEnqueueOutcome, GroupMail, Mail, NewGroup, NewMail, Purge, Store,
+    StoreError, StoredGroup, StoredKeyPackage, Take,
 };
 
 /// The SQLite [`Store`]. Cheap to share behind an `Arc`; see the module docs.
@@ -131,6 +131,23 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn change_password(
+        &self,
+        username: &Username,
+        opaque_record: Vec<u8>,
+        keep: [u8; 32],
+    ) -> Result<(), StoreError> {
+        let name = username.as_str().to_owned();
+        self.call(move |c| queries::change_password(c, &name, &opaque_record, keep))
+            .await
+    }
+
+    async fn delete_account(&self, username: &Username, now_ms: u64) -> Result<(), StoreError> {
+        let name = username.as_str().to_owned();
+        self.call(move |c| queries::delete_account(c, &name, now_ms))
+            .await
+    }
+
     async fn create_session(
         &self,
         token_hash: [u8; 32],
@@ -160,11 +177,12 @@ impl Store for SqliteStore {
         &self,
         owner: IdentityKey,
         suite: u16,
-        packages: Vec<Vec<u8>>,
-        last_resort: Option<Vec<u8>>,
+        packages: Vec<StoredKeyPackage>,
+        last_resort: Option<StoredKeyPackage>,
+        now_ms: u64,
     ) -> Result<u32, StoreError> {
         self.call(move |c| {
-            queries::add_key_packages(c, owner, suite, &packages, last_resort.as_deref())
+            queries::add_key_packages(c, owner, suite, &packages, last_resort.as_ref(), now_ms)
         })
         .await
     }
@@ -173,8 +191,10 @@ impl Store for SqliteStore {
         &self,
         owner: IdentityKey,
         suite: u16,
+        now_ms: u64,
+        take: Take,
     ) -> Result<Option<(Vec<u8>, bool)>, StoreError> {
-        self.call(move |c| queries::take_key_package(c, owner, suite))
+        self.call(move |c| queries::take_key_package(c, owner, suite, now_ms, take))
             .await
     }
 
@@ -214,13 +234,8 @@ impl Store for SqliteStore {
         self.call(move |c| queries::ack(c, recipient, &seqs)).await
     }
 
-    async fn purge_expired(
-        &self,
-        now_ms: u64,
-        idempotency_before_ms: u64,
-    ) -> Result<u64, StoreError> {
-        self.call(move |c| queries::purge_expired(c, now_ms, idempotency_before_ms))
-            .await
+    async fn purge_expired(&self, purge: Purge) -> Result<u64, StoreError> {
+        self.call(move |c| queries::purge_expired(c, purge)).await
     }
 
     async fn register_group(&self, group: NewGroup) -> Result<(), StoreError> {

@@ -7,18 +7,34 @@ use quicproquo_protocol::errors::ErrorCode;
 use quicproquo_protocol::types::{ChannelId, IdentityKey};
 use quicproquo_protocol::wire::{Delivery, Request, Response, UserRef};
 
-use crate::harness::{app_message, code, idem, mls_payload, Register, TestServer};
+use quicproquo_protocol::types::Ciphersuite;
+use quicproquo_testkit::attacker::Attacker;
+
+use crate::harness::{app_message, code, idem, mls_payload, Register, TestServer, User};
 
 const HYBRID: u16 = quicproquo_protocol::wire::DEFAULT_SUITE;
 const CLASSIC: u16 = quicproquo_protocol::wire::CLASSIC_SUITE;
 
-/// The public framing of a serialized MLS KeyPackage of `suite`, then `tag`
-/// (the server reads only the framing).
+/// The public framing of a serialized MLS KeyPackage of `suite`, then `tag`:
+/// what the server refuses (E034) now that it verifies whole packages.
 fn kp(suite: u16, tag: &[u8]) -> Vec<u8> {
     let mut v = vec![0, 1, 0, 5, 0, 1];
     v.extend_from_slice(&suite.to_be_bytes());
     v.extend_from_slice(tag);
     v
+}
+
+/// `n` real key packages of `user` in `suite`, as qpqd makes them.
+fn real(user: &User, suite: Ciphersuite, n: usize) -> Vec<Vec<u8>> {
+    Attacker::engine(user.username.as_str(), &user.signing)
+        .key_packages(suite, n)
+        .expect("key packages")
+}
+
+fn real_last_resort(user: &User) -> Vec<u8> {
+    Attacker::engine(user.username.as_str(), &user.signing)
+        .last_resort_key_package(Ciphersuite::Hybrid)
+        .expect("a last-resort key package")
 }
 
 #[tokio::test]
@@ -31,18 +47,22 @@ async fn key_packages_are_kept_per_ciphersuite() {
         packages,
         last_resort: None,
     };
-    bob.call(upload(vec![kp(CLASSIC, b"c1")])).await.unwrap();
+    let classic = real(&bob, Ciphersuite::Classic, 1);
+    bob.call(upload(classic.clone())).await.unwrap();
     // Mixed suites in one upload, or something that is not a KeyPackage.
+    let mixed = [classic.clone(), real(&bob, Ciphersuite::Hybrid, 1)].concat();
     assert_eq!(
-        code(
-            bob.call(upload(vec![kp(CLASSIC, b"c2"), kp(HYBRID, b"h1")]))
-                .await
-        ),
+        code(bob.call(upload(mixed)).await),
         ErrorCode::InvalidPayload
     );
     assert_eq!(
         code(bob.call(upload(vec![b"not a key package".to_vec()])).await),
         ErrorCode::InvalidPayload
+    );
+    assert_eq!(
+        code(bob.call(upload(vec![kp(CLASSIC, b"c2")])).await),
+        ErrorCode::InvalidPayload,
+        "an MLS header is not a key package"
     );
     let fetch = |suite| Request::FetchKeyPackage {
         auth: alice.auth(),
@@ -56,7 +76,7 @@ async fn key_packages_are_kept_per_ciphersuite() {
     );
     match alice.call(fetch(CLASSIC)).await.unwrap() {
         Response::FetchKeyPackage { key_package, .. } => {
-            assert_eq!(key_package, kp(CLASSIC, b"c1"))
+            assert!(key_package == classic[0], "the classic package")
         }
         other => panic!("{other:?}"),
     }
@@ -67,11 +87,13 @@ async fn key_packages_are_consumed_but_the_last_resort_survives() {
     let srv = TestServer::start().await;
     let alice = srv.register("alice").await;
     let bob = srv.register("bob").await;
+    let packages = real(&bob, Ciphersuite::Hybrid, 2);
+    let last = real_last_resort(&bob);
     let r = bob
         .call(Request::UploadKeyPackages {
             auth: bob.auth(),
-            packages: vec![kp(HYBRID, b"kp-1"), kp(HYBRID, b"kp-2")],
-            last_resort: Some(kp(HYBRID, b"kp-last")),
+            packages: packages.clone(),
+            last_resort: Some(last.clone()),
         })
         .await
         .unwrap();
@@ -101,14 +123,15 @@ async fn key_packages_are_consumed_but_the_last_resort_survives() {
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(
-        got,
-        vec![
-            (kp(HYBRID, b"kp-1"), false),
-            (kp(HYBRID, b"kp-2"), false),
-            (kp(HYBRID, b"kp-last"), true),
-            (kp(HYBRID, b"kp-last"), true),
-        ]
+    let expected = vec![
+        (packages[0].clone(), false),
+        (packages[1].clone(), false),
+        (last.clone(), true),
+        (last, true),
+    ];
+    assert!(
+        got == expected,
+        "oldest first, then the last resort again and again"
     );
 
     // A user with no packages at all, and a user who does not exist.
@@ -535,44 +558,38 @@ async fn graceful_shutdown_answers_in_flight_requests() {
     assert!(alice.send(&bob, ab, app_message(b"late")).await.is_err());
 }
 
-/// The mailbox bound (`MAX_QUEUE_DEPTH`, a constant) filled through the
-/// wire in enqueues of `MAX_RECIPIENTS` deliveries: the next mail is E032,
-/// and acknowledging one makes room for one.
+/// A sender's share of a mailbox (`quotas.sender_share_mib`, 32 MiB by
+/// default) filled through the wire with 4 MiB messages: the next mail is
+/// E032, another sender still gets through, and acknowledging one makes
+/// room for one. (The depth bound, 10,000 messages, is pinned by the
+/// store's conformance suite: one sender now meets its share first.)
 #[tokio::test]
-async fn a_full_mailbox_refuses_mail_with_e032_until_one_is_acknowledged() {
-    use quicproquo_protocol::limits::{MAX_QUEUE_DEPTH, MAX_RECIPIENTS};
+async fn a_full_share_refuses_mail_with_e032_until_one_is_acknowledged() {
+    use quicproquo_protocol::limits::MAX_PAYLOAD_BYTES;
     let srv = TestServer::start().await;
     let alice = srv.register("alice").await;
     let bob = srv.register("bob").await;
+    let carol = srv.register("carol").await;
     let ab = alice.channel_with(&bob).await;
-    let mut left = MAX_QUEUE_DEPTH;
-    while left > 0 {
-        let n = left.min(MAX_RECIPIENTS);
-        alice
-            .call(Request::Enqueue {
-                auth: alice.auth(),
-                deliveries: vec![
-                    Delivery {
-                        recipient: bob.identity,
-                        channel: Some(ab),
-                    };
-                    n
-                ],
-                payload: app_message(b"fill"),
-                idempotency_key: idem(),
-            })
-            .await
-            .expect("below the bound");
-        left -= n;
-    }
-    assert_eq!(
-        code(alice.send(&bob, ab, app_message(b"one too many")).await),
-        ErrorCode::QueueFull
-    );
+    let cb = carol.channel_with(&bob).await;
+    let big = app_message(&vec![1; MAX_PAYLOAD_BYTES - 64 * 1024]);
+    let mut stored = 0;
+    let refused = loop {
+        match alice.send(&bob, ab, big.clone()).await {
+            Ok(_) => stored += 1,
+            Err(e) => break e,
+        }
+        assert!(stored <= 8, "32 MiB hold at most eight 4 MiB messages");
+    };
+    assert_eq!(code(Err(refused)), ErrorCode::QueueFull);
+    carol
+        .send(&bob, cb, app_message(b"another sender"))
+        .await
+        .expect("another sender's share is untouched");
     let first = match bob
         .call(Request::Fetch {
             auth: bob.auth(),
-            channel: None,
+            channel: Some(ab),
             limit: 1,
         })
         .await
@@ -588,17 +605,14 @@ async fn a_full_mailbox_refuses_mail_with_e032_until_one_is_acknowledged() {
     .await
     .unwrap();
     alice
-        .send(&bob, ab, app_message(b"room for one"))
+        .send(&bob, ab, big)
         .await
         .expect("one acknowledged, one fits");
-    assert_eq!(
-        code(alice.send(&bob, ab, app_message(b"full again")).await),
-        ErrorCode::QueueFull
-    );
 }
 
-/// A key package of exactly `MAX_KEY_PACKAGE_BYTES` is stored; one byte
-/// more is E036 and nothing of that upload is stored.
+/// A key package of exactly `MAX_KEY_PACKAGE_BYTES` passes the size check
+/// (and, being no real package, is then refused as E034); one byte more is
+/// E036, and nothing of that upload is stored.
 #[tokio::test]
 async fn a_key_package_over_16_kib_is_e036() {
     use quicproquo_protocol::limits::MAX_KEY_PACKAGE_BYTES;
@@ -613,10 +627,11 @@ async fn a_key_package_over_16_kib_is_e036() {
         packages,
         last_resort: None,
     };
+    let good = real(&bob, Ciphersuite::Hybrid, 1);
     assert_eq!(
         code(
             bob.call(upload(vec![
-                sized(MAX_KEY_PACKAGE_BYTES, 1),
+                good[0].clone(),
                 sized(MAX_KEY_PACKAGE_BYTES + 1, 2)
             ]))
             .await
@@ -634,22 +649,30 @@ async fn a_key_package_over_16_kib_is_e036() {
         ErrorCode::NoKeyPackage,
         "the refused upload stored nothing"
     );
-    bob.call(upload(vec![sized(MAX_KEY_PACKAGE_BYTES, 1)]))
+    assert_eq!(
+        code(
+            bob.call(upload(vec![sized(MAX_KEY_PACKAGE_BYTES, 1)]))
+                .await
+        ),
+        ErrorCode::InvalidPayload,
+        "exactly the limit is not too large"
+    );
+    bob.call(upload(good.clone()))
         .await
-        .expect("exactly the limit is accepted");
+        .expect("a real package");
     match alice.call(fetch()).await.unwrap() {
         Response::FetchKeyPackage { key_package, .. } => {
-            assert_eq!(key_package, sized(MAX_KEY_PACKAGE_BYTES, 1))
+            assert!(key_package == good[0], "the real package")
         }
         other => panic!("{other:?}"),
     }
 }
 
-/// E030 and E031 over the wire: a payload one byte over 4 MiB, or one
-/// recipient over 1,024, is refused and nothing of it reaches the
+/// E030, E031 and E038 over the wire: a payload one byte over 4 MiB, one
+/// recipient over 1,024, or a recipient named twice, is refused and nothing of it reaches the
 /// recipient; the next message, within the limits, does.
 #[tokio::test]
-async fn an_enqueue_over_its_size_or_recipient_limit_is_e030_or_e031() {
+async fn an_enqueue_over_its_limits_or_naming_a_recipient_twice_is_e030_e031_or_e038() {
     use quicproquo_protocol::limits::{MAX_PAYLOAD_BYTES, MAX_RECIPIENTS};
 
     let srv = TestServer::start().await;
@@ -677,6 +700,12 @@ async fn an_enqueue_over_its_size_or_recipient_limit_is_e030_or_e031() {
         ))
         .await;
     assert_eq!(code(r), ErrorCode::TooManyRecipients);
+    // Attack (issue 15): bob named 1,024 times, so nine requests filled his
+    // mailbox. A repeated recipient is E038.
+    let r = alice
+        .call(enqueue(vec![to_bob; MAX_RECIPIENTS], app_message(b"flood")))
+        .await;
+    assert_eq!(code(r), ErrorCode::DuplicateRecipient);
 
     alice
         .send(&bob, ab, app_message(b"within the limits"))
@@ -696,14 +725,11 @@ async fn key_packages_past_the_upload_or_stock_limit_are_e035() {
 
     let srv = TestServer::start().await;
     let bob = srv.register("bob").await;
-    let mut tag = 0u32;
+    let mut engine = Attacker::engine(bob.username.as_str(), &bob.signing);
     let mut batch = |n: usize| -> Vec<Vec<u8>> {
-        (0..n)
-            .map(|_| {
-                tag += 1;
-                kp(HYBRID, &tag.to_be_bytes())
-            })
-            .collect()
+        engine
+            .key_packages(Ciphersuite::Classic, n)
+            .expect("key packages")
     };
     let upload = |packages| Request::UploadKeyPackages {
         auth: bob.auth(),
@@ -737,10 +763,59 @@ async fn key_packages_past_the_upload_or_stock_limit_are_e035() {
             bob.call(Request::UploadKeyPackages {
                 auth: bob.auth(),
                 packages: vec![],
-                last_resort: Some(kp(HYBRID, b"last resort")),
+                last_resort: Some(
+                    Attacker::engine(bob.username.as_str(), &bob.signing)
+                        .last_resort_key_package(Ciphersuite::Classic)
+                        .expect("a last-resort package")
+                ),
             })
             .await
         ) as usize,
         MAX_KEY_PACKAGES_STORED
     );
+}
+
+/// Attack (issue 15) over the wire: alice drained bob's one-time key
+/// packages. Now she gets ten an hour, then bob's last-resort package,
+/// while carol still gets one-time packages.
+#[tokio::test]
+async fn one_requester_cannot_drain_a_users_key_packages() {
+    let srv = TestServer::start().await;
+    let alice = srv.register("alice").await;
+    let bob = srv.register("bob").await;
+    let carol = srv.register("carol").await;
+    bob.call(Request::UploadKeyPackages {
+        auth: bob.auth(),
+        packages: real(&bob, Ciphersuite::Hybrid, 12),
+        last_resort: Some(real_last_resort(&bob)),
+    })
+    .await
+    .expect("upload");
+    for i in 0..10 {
+        assert!(
+            !took_last_resort(&alice, &bob).await,
+            "take {i}: a one-time package"
+        );
+    }
+    assert!(
+        took_last_resort(&alice, &bob).await,
+        "the 11th within the hour: the last resort"
+    );
+    assert!(
+        !took_last_resort(&carol, &bob).await,
+        "another requester: a one-time package"
+    );
+}
+
+/// Takes one of `of`'s hybrid key packages as `who`: was it the last resort?
+async fn took_last_resort(who: &User, of: &User) -> bool {
+    let req = Request::FetchKeyPackage {
+        auth: who.auth(),
+        target: UserRef::Identity(of.identity),
+        suite: HYBRID,
+    };
+    match who.call(req).await {
+        Ok(Response::FetchKeyPackage { last_resort, .. }) => last_resort,
+        other => panic!("{other:?}"),
+    }
 }

@@ -326,7 +326,13 @@ async fn registration_takes_the_creator_alone_and_any_group_id_length() {
 
 #[tokio::test]
 async fn a_full_mailbox_fails_that_member_alone() {
-    let srv = TestServer::start().await;
+    // Small quotas, one sender's share as large as a mailbox: one stranger
+    // can fill carol's mailbox for the test.
+    let srv = TestServer::start_with(|c| {
+        c.quotas.mailbox_bytes = 16 << 20;
+        c.quotas.sender_share_bytes = 16 << 20;
+    })
+    .await;
     let (client, mut alice, mut bob) = team(&srv).await;
     let mut carol = Member::register(&client, "carol").await;
     let add = alice.add(&[carol.key_package(HYBRID)]);
@@ -379,4 +385,34 @@ async fn an_older_client_is_told_to_upgrade() {
         })
         .await;
     assert_eq!(code(r), ErrorCode::UpgradeRequired);
+}
+
+/// Attack: a leaf whose credential names another user than its key's
+/// account (mallory's key, "alice" in the credential) — in a registration
+/// or brought in by an add — was stored and passed on; only the daemons
+/// caught it. The server refuses it now.
+#[tokio::test]
+async fn a_leaf_claiming_another_users_name_is_refused() {
+    let srv = TestServer::start().await;
+    let client = srv.client().await;
+    let _alice = Member::register(&client, "alice").await;
+    let mut mallory = Member::register(&client, "mallory").await;
+    let mut bob = Member::register(&client, "bob").await;
+
+    mallory.impersonate("alice");
+    mallory.create_group(HYBRID, None);
+    assert_eq!(
+        refused(mallory.register_group(&client).await),
+        ErrorCode::InvalidGroupInfo
+    );
+
+    bob.create_group(HYBRID, None);
+    bob.register_group(&client).await.unwrap();
+    let forged = mallory.key_package(HYBRID);
+    let add = bob.add(&[forged]);
+    assert_eq!(
+        refused(bob.commit(&client, add).await),
+        ErrorCode::InvalidCommit
+    );
+    assert!(mallory.take_mail(&client).await.is_empty());
 }

@@ -31,7 +31,7 @@ fn frame_box(f: &mut Frame<'_>, area: Rect, title: &str, rows: u16) -> Rect {
 }
 
 /// One field: label row, then the value (masked for secrets).
-fn field_line(editor: &Editor, secret: bool, width: usize) -> (String, usize) {
+pub(super) fn field_line(editor: &Editor, secret: bool, width: usize) -> (String, usize) {
     let text = if secret {
         "•".repeat(editor.text().chars().count())
     } else {

@@ -106,6 +106,8 @@ fn state_mark(m: &Message) -> (&'static str, Style) {
         MessageState::Sent => ("✓ ", Style::default().fg(Color::DarkGray)),
         MessageState::Delivered => ("✓✓", Style::default().fg(Color::Green)),
         MessageState::Failed => ("✗ ", Style::default().fg(Color::Red)),
+        // Not fetched before the server deleted it: nothing to retry here.
+        MessageState::Expired => ("✗ ", Style::default().fg(Color::Yellow)),
         MessageState::Received => ("  ", Style::default()),
     }
 }

@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
-use crate::app::{App, Loadable, Overlay};
+use crate::app::{AccountChange, App, Loadable, Overlay};
 use crate::commands::COMMANDS;
 use crate::config::KeyAction;
 use crate::wrap;
@@ -66,6 +66,12 @@ pub fn help_lines(app: &App) -> Vec<Line<'static>> {
         ]));
     }
     out.push(Line::default());
+    out.push(Line::from(vec![
+        Span::styled("Trouble? ", bold),
+        Span::styled("qpq-ctl doctor", Style::default().fg(Color::Cyan)),
+        Span::raw(" in a shell checks everything and names each fix."),
+    ]));
+    out.push(Line::default());
     out.push(Line::from(Span::styled(
         format!(
             "Keys are set in {} ([keys] table). Esc closes.",
@@ -78,6 +84,7 @@ pub fn help_lines(app: &App) -> Vec<Line<'static>> {
 
 pub fn render(app: &App, overlay: &Overlay, f: &mut Frame<'_>, area: Rect) {
     match overlay {
+        Overlay::AccountChange(form) => render_account_change(form, f, area),
         Overlay::Help { scroll } => {
             let lines = help_lines(app);
             let r = centered(area, 82, lines.len() as u16 + 2);
@@ -292,6 +299,61 @@ pub fn render(app: &App, overlay: &Overlay, f: &mut Frame<'_>, area: Rect) {
             );
         }
     }
+}
+
+/// The `/passwd` and `/delete-account` box: masked secrets, the problem
+/// with what was typed, what Enter does.
+fn render_account_change(form: &AccountChange, f: &mut Frame<'_>, area: Rect) {
+    let focus = Style::default()
+        .fg(Color::Yellow)
+        .add_modifier(Modifier::BOLD);
+    let dim = Style::default().fg(Color::DarkGray);
+    let mut lines = vec![Line::from(if form.delete {
+        "This deletes your account on the server (mail waiting there, key packages, \
+         sessions; the name is never registered again), then this profile and its \
+         history. It cannot be undone."
+    } else {
+        "A new password for your account. Your other logged-in devices are logged out."
+    })];
+    lines.push(Line::default());
+    for (i, label) in form.labels().iter().enumerate() {
+        let secret = label.ends_with('*');
+        let style = if form.focus == i { focus } else { dim };
+        lines.push(Line::from(Span::styled(
+            label.trim_end_matches('*').to_owned(),
+            style,
+        )));
+        let (value, _) = super::account::field_line(&form.fields[i], secret, 56);
+        lines.push(Line::from(format!("> {value}")));
+    }
+    lines.push(Line::default());
+    lines.push(match (&form.error, form.busy) {
+        (_, true) => Line::from(Span::styled("Working…", Style::default().fg(Color::Yellow))),
+        (Some(e), _) => Line::from(Span::styled(
+            e.clone(),
+            Style::default().fg(Color::LightRed),
+        )),
+        (None, _) => Line::default(),
+    });
+    let (title, hint) = if form.delete {
+        (
+            " Delete the account ",
+            " Enter: next / delete · Esc: cancel ",
+        )
+    } else {
+        (
+            " Change the password ",
+            " Enter: next / change · Esc: cancel ",
+        )
+    };
+    let r = centered(area, 64, lines.len() as u16 + 4);
+    draw_box(
+        f,
+        r,
+        title,
+        Paragraph::new(lines).wrap(Wrap { trim: false }),
+        hint,
+    );
 }
 
 fn draw_box(f: &mut Frame<'_>, r: Rect, title: &str, body: Paragraph<'_>, hint: &str) {

@@ -135,6 +135,11 @@ fn help_overlay() {
     act(&mut app, key(KeyCode::F(1)));
     assert!(matches!(app.overlay, Some(Overlay::Help { .. })));
     assert_snapshot!(screen(&app));
+    let help: String = crate::render::overlay::help_lines(&app)
+        .iter()
+        .flat_map(|l| l.spans.iter().map(|s| s.content.to_string()))
+        .collect();
+    assert!(help.contains("qpq-ctl doctor"), "F1 points at doctor");
 }
 
 #[test]

@@ -243,6 +243,20 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
         DaemonEvent::AccountReady => {
             fx.push(Effect::call(Call::Status(NoParams {})));
         }
+        DaemonEvent::PasswordChanged => {
+            app.overlay = None;
+            app.info("Password changed; your other sessions were ended.");
+        }
+        DaemonEvent::AccountDeleted => {
+            app.overlay = None;
+            app.quit = true;
+        }
+        DaemonEvent::AccountFailed(f) if matches!(app.overlay, Some(Overlay::AccountChange(_))) => {
+            if let Some(Overlay::AccountChange(form)) = &mut app.overlay {
+                form.busy = false;
+                form.error = Some(f.message);
+            }
+        }
         DaemonEvent::AccountFailed(f) => match &mut app.screen {
             Screen::Account(form) => {
                 form.busy = false;
@@ -373,14 +387,22 @@ fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
             }
         }
         Notification::Delivery(d) => {
-            if d.state == DeliveryState::Failed {
+            if matches!(d.state, DeliveryState::Failed | DeliveryState::Expired) {
                 let title = app
                     .conversation(d.conversation)
                     .map_or_else(|| "a conversation".to_owned(), |c| app.title(c));
-                app.error(format!(
-                    "A message to {title} could not be sent ({}): /retry or /discard there",
-                    d.reason.as_deref().unwrap_or("refused")
-                ));
+                let why = d.reason.as_deref();
+                app.error(if d.state == DeliveryState::Failed {
+                    format!(
+                        "A message to {title} could not be sent ({}): /retry or /discard there",
+                        why.unwrap_or("refused")
+                    )
+                } else {
+                    format!(
+                        "A message to {title} expired unread: {}",
+                        why.unwrap_or("the server deleted it")
+                    )
+                });
             }
             if let Some(tl) = app.timelines.get_mut(&d.conversation) {
                 tl.delivered(&d.id, d.state, d.reason);

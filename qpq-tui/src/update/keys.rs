@@ -2,16 +2,16 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 use quicproquo_protocol::ipc::methods::{
-    AccountParams, ConversationParams, DeclineParams, DmOpenParams, GroupCreateParams,
-    GroupMembersParams, InvitationParams, MessageParams, NoParams, SearchParams, SendParams,
-    UnlockParams, VerifyParams,
+    AccountDeleteParams, AccountParams, ConversationParams, DeclineParams, DmOpenParams,
+    GroupCreateParams, GroupMembersParams, InvitationParams, MessageParams, NoParams,
+    PasswordChangeParams, SearchParams, SendParams, UnlockParams, VerifyParams,
 };
 use quicproquo_protocol::ipc::values::{Ciphersuite, ConversationKind, Limit, Secret};
 use quicproquo_protocol::ipc::Call;
 
 use super::{jump_to, request_members, scroll_by, select, switch};
 use crate::action::Effect;
-use crate::app::{AccountMode, App, Completing, Loadable, Overlay, Screen};
+use crate::app::{AccountChange, AccountMode, App, Completing, Loadable, Overlay, Screen};
 use crate::commands::{self, Command, Input};
 use crate::config::KeyAction;
 use crate::input::Editor;
@@ -43,6 +43,10 @@ pub(super) fn paste(app: &mut App, text: &str) {
 fn focused_editor(app: &mut App) -> Option<&mut Editor> {
     match &mut app.screen {
         Screen::Main if app.overlay.is_none() => Some(&mut app.editor),
+        Screen::Main => match &mut app.overlay {
+            Some(Overlay::AccountChange(form)) => Some(&mut form.fields[form.focus]),
+            _ => None,
+        },
         Screen::Account(form) if form.focus > 0 => Some(&mut form.fields[form.focus - 1]),
         Screen::Unlock(form) => Some(&mut form.passphrase),
         _ => None,
@@ -379,6 +383,11 @@ fn run(app: &mut App, cmd: Command, fx: &mut Vec<Effect>) -> bool {
             app.overlay = Some(Overlay::Help { scroll: 0 });
             return true;
         }
+        Command::Passwd | Command::DeleteAccount => {
+            let delete = cmd == Command::DeleteAccount;
+            app.overlay = Some(Overlay::AccountChange(Box::new(AccountChange::new(delete))));
+            return true;
+        }
         Command::Quit => {
             app.quit = true;
             return true;
@@ -395,6 +404,14 @@ fn overlay_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
     let close =
         matches!(key.code, KeyCode::Esc) || app.config.keys.action(&key) == Some(KeyAction::Help);
     app.overlay = match overlay {
+        Overlay::AccountChange(mut form) => {
+            if close {
+                None
+            } else {
+                account_change_key(app, &mut form, &key, fx);
+                Some(Overlay::AccountChange(form))
+            }
+        }
         Overlay::Help { scroll } => match key.code {
             _ if close => None,
             KeyCode::Enter | KeyCode::Char('q') => None,
@@ -657,6 +674,71 @@ fn unlock_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
         }
         _ => {
             edit(&mut form.passphrase, &key);
+        }
+    }
+}
+
+/// Keys in the `/passwd` and `/delete-account` box: Tab and the arrows move,
+/// Enter moves on or, on the last field, checks and sends.
+fn account_change_key(app: &App, form: &mut AccountChange, key: &KeyEvent, fx: &mut Vec<Effect>) {
+    if form.busy {
+        return;
+    }
+    let n = form.labels().len();
+    match key.code {
+        KeyCode::Tab | KeyCode::Down => form.focus = (form.focus + 1) % n,
+        KeyCode::BackTab | KeyCode::Up => form.focus = (form.focus + n - 1) % n,
+        KeyCode::Enter if form.focus + 1 < n => form.focus += 1,
+        KeyCode::Enter => {
+            let [first, second, third] = &form.fields;
+            let call = if form.delete {
+                let me = app
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.account.as_ref())
+                    .map(|a| a.username.as_str());
+                if me != Some(first.text().trim()) {
+                    form.error = Some("That is not your username: nothing was deleted.".into());
+                    form.focus = 0;
+                    return;
+                }
+                if second.is_empty() {
+                    form.error = Some("Enter the password.".into());
+                    return;
+                }
+                Call::AccountDelete(AccountDeleteParams {
+                    password: Secret::new(second.text()),
+                })
+            } else {
+                if first.is_empty() {
+                    form.error = Some("Enter the current password.".into());
+                    form.focus = 0;
+                    return;
+                }
+                if let Some(problem) =
+                    new_secret_problem("new password", second.text(), MIN_PASSWORD_CHARS)
+                {
+                    form.error = Some(capitalized(&problem));
+                    form.focus = 1;
+                    return;
+                }
+                if third.text() != second.text() {
+                    form.error = Some("The two new passwords differ: type it again.".into());
+                    form.fields[2].take();
+                    form.focus = 2;
+                    return;
+                }
+                Call::AccountPassword(PasswordChangeParams {
+                    current_password: Secret::new(first.text()),
+                    new_password: Secret::new(second.text()),
+                })
+            };
+            form.busy = true;
+            form.error = None;
+            fx.push(Effect::call(call));
+        }
+        _ => {
+            edit(&mut form.fields[form.focus], key);
         }
     }
 }

@@ -917,3 +917,5 @@ fn a_new_state_passphrase_is_chosen_twice() {
         }))]
     );
 }
+
+mod account_change;

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod tmux;
+mod walkthrough;
 
 use quicproquo_testkit::skip::skip;
 use std::path::{Path, PathBuf};

@@ -171,6 +171,7 @@ pub(crate) fn ipc_message(m: &Message) -> IpcMessage {
             State::Delivered => MessageState::Delivered,
             State::Received => MessageState::Received,
             State::Failed => MessageState::Failed,
+            State::Expired => MessageState::Expired,
         },
         failure: None,
     }

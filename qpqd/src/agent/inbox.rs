@@ -18,6 +18,7 @@ use quicproquo_protocol::ipc::values::{
 use quicproquo_protocol::padding;
 use quicproquo_protocol::types::{IdentityKey, Username};
 use quicproquo_protocol::wire;
+use rusqlite::OptionalExtension as _;
 use tokio::sync::OwnedMutexGuard;
 
 use super::history::{conv_id, ipc_message, new_conversation};
@@ -153,6 +154,19 @@ impl Agent {
             return Ok(());
         }
         let seqs: Vec<u64> = mail.iter().map(|e| e.seq).collect();
+        // Expiry notices are the server's, not MLS: they mark our messages.
+        let (notices, mail): (Vec<wire::Envelope>, Vec<wire::Envelope>) =
+            mail.into_iter().partition(|e| e.expired.is_some());
+        let expired: Vec<wire::Expired> = notices.iter().filter_map(|e| e.expired).collect();
+        if !expired.is_empty() {
+            let events = self
+                .core()
+                .map_err(Some)?
+                .run(move |c| mark_expired(c, &expired))
+                .await
+                .map_err(|e| Some(e.into()))?;
+            self.publish(events);
+        }
         let batch: Vec<Fetched> = mail
             .into_iter()
             .map(|env| Fetched {
@@ -283,6 +297,46 @@ impl Agent {
         }
         Ok(stored?)
     }
+}
+
+/// Core operation: each of our messages an expiry notice names (its
+/// idempotency key is the message id, `db::outbox::push`) becomes
+/// `expired` unless a recipient already had it (`delivered`), with a
+/// `delivery` notification naming the recipient. A notice for something
+/// else (a receipt, a commit, a message since deleted) is dropped.
+fn mark_expired(c: &mut Core, notices: &[wire::Expired]) -> Result<Vec<Notification>, CoreError> {
+    let mut events = Vec::new();
+    for n in notices {
+        let id = Id(n.idempotency_key.0);
+        let Some(m) = messages::by_id(c.db(), id)? else {
+            continue;
+        };
+        if !m.outgoing || !messages::advance(c.db(), id, m.conversation, State::Expired)? {
+            continue;
+        }
+        let who: Option<String> = c
+            .db()
+            .query_row(
+                "SELECT username FROM contacts WHERE identity = ?1",
+                [n.recipient.0],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let who = who.unwrap_or_else(|| format!("the user with identity key {}", n.recipient));
+        let reason = format!(
+            "{who} did not fetch it before the server's time limit, and the server deleted it"
+        );
+        events.push(emit(c, |seq| {
+            Notification::Delivery(DeliveryUpdate {
+                seq,
+                conversation: conv_id(m.conversation),
+                id: MessageId(id.0),
+                state: DeliveryState::Expired,
+                reason: Some(reason),
+            })
+        })?);
+    }
+    Ok(events)
 }
 
 fn parse(payload: &[u8]) -> Result<(Incoming, Vec<u8>), String> {

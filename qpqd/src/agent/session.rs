@@ -53,6 +53,50 @@ const KEY_PACKAGE_STOCK: usize = 20;
 const KEY_PACKAGE_LOW: u32 = 5;
 /// How long one last-resort key package is re-used.
 const LAST_RESORT_MAX_AGE_MS: u64 = 7 * 24 * 3600 * 1000;
+/// A stock of one-time packages last uploaded this long ago is topped up
+/// with fresh ones whatever its count: halfway through their 84 days, so
+/// the server always holds packages with weeks left.
+const KEY_PACKAGE_MAX_AGE_MS: u64 = 42 * 24 * 3600 * 1000;
+/// While the connection stays up, the stock is checked this often (not only
+/// when the connection comes up).
+const REFILL_EVERY: Duration = Duration::from_secs(6 * 3600);
+
+/// Whether a suite's one-time stock is topped up: when fewer than the low
+/// mark are left, or when the last upload (`uploaded`, never: `None`) is
+/// [`KEY_PACKAGE_MAX_AGE_MS`] old, whatever is left.
+fn needs_refill(available: u32, stock: usize, uploaded: Option<u64>, now_ms: u64) -> bool {
+    let low = KEY_PACKAGE_LOW.min(u32::try_from(stock).unwrap_or(u32::MAX));
+    let fresh = uploaded.is_some_and(|t| now_ms.saturating_sub(t) < KEY_PACKAGE_MAX_AGE_MS);
+    available < low || !fresh
+}
+
+#[cfg(test)]
+#[test]
+fn the_stock_is_refilled_by_count_and_by_age() {
+    let day = 24 * 3600 * 1000;
+    let now = 100 * day;
+    assert!(
+        !needs_refill(20, 20, Some(now - day), now),
+        "full and young"
+    );
+    assert!(
+        needs_refill(4, 20, Some(now - day), now),
+        "below the low mark"
+    );
+    assert!(
+        !needs_refill(5, 5, Some(now - day), now),
+        "a small stock is full at its size"
+    );
+    assert!(needs_refill(4, 5, Some(now - day), now));
+    assert!(
+        needs_refill(20, 20, Some(now - 42 * day), now),
+        "full but 42 days old"
+    );
+    assert!(
+        needs_refill(20, 20, None, now),
+        "never uploaded by this version"
+    );
+}
 
 impl From<KeystoreError> for AgentError {
     fn from(e: KeystoreError) -> Self {
@@ -298,9 +342,20 @@ impl Agent {
                 let me = Arc::clone(&self);
                 self.spawn(async move { me.recreate_legacy().await });
             }
-            tokio::select! {
-                r = w.changed() => if r.is_err() { return },
-                _ = shutdown.changed() => return,
+            // Until the state changes; while online, the stock is checked
+            // every REFILL_EVERY too.
+            let mut refill =
+                tokio::time::interval_at(tokio::time::Instant::now() + REFILL_EVERY, REFILL_EVERY);
+            loop {
+                tokio::select! {
+                    r = w.changed() => if r.is_err() { return } else { break },
+                    _ = shutdown.changed() => return,
+                    _ = refill.tick(), if state == ConnState::Online => {
+                        if let Err(e) = self.refill_key_packages(&link).await {
+                            tracing::warn!(error = %e, "key package refill failed");
+                        }
+                    }
+                }
             }
         }
     }
@@ -322,18 +377,20 @@ impl Agent {
         let token = self.token()?;
         let core = self.core()?;
         // The same last-resort package until it is a week old: a new one on
-        // every connection kept new private keys forever.
-        let last_resort = core
-            .run(move |c| -> Result<Vec<u8>, CoreError> {
+        // every connection kept new private keys forever. The one it
+        // replaces is remembered, to delete its keys once the new one is up.
+        let (last_resort, replaced) = core
+            .run(move |c| -> Result<(Vec<u8>, Option<Vec<u8>>), CoreError> {
                 let now = now_ms();
                 if let Some(kept) =
                     account::last_resort(c.db(), suite.code(), now, LAST_RESORT_MAX_AGE_MS)?
                 {
-                    return Ok(kept);
+                    return Ok((kept, None));
                 }
+                let replaced = account::last_resort(c.db(), suite.code(), now, u64::MAX)?;
                 let fresh = c.engine()?.last_resort_key_package(suite)?;
                 account::set_last_resort(c.db(), suite.code(), &fresh, now)?;
-                Ok(fresh)
+                Ok((fresh, replaced))
             })
             .await?;
         let available = link
@@ -343,7 +400,20 @@ impl Agent {
                 last_resort: Some(last_resort),
             })
             .await?;
-        if available >= KEY_PACKAGE_LOW.min(stock as u32) {
+        if let Some(old) = replaced {
+            // The server hands out the new one now: a Welcome for the old
+            // one could only come from an adder that fetched it before.
+            core.run(move |c| -> Result<bool, CoreError> {
+                Ok(c.engine()?.forget_key_package(&old)?)
+            })
+            .await?;
+        }
+        // By age as well as by count: packages live 84 days, and the server
+        // neither counts nor hands out expired ones.
+        let uploaded = core
+            .run(move |c| account::key_packages_uploaded(c.db(), suite.code()))
+            .await?;
+        if !needs_refill(available, stock, uploaded, now_ms()) {
             return Ok(());
         }
         let packages = core
@@ -359,6 +429,8 @@ impl Agent {
             last_resort: None,
         })
         .await?;
+        core.run(move |c| account::set_key_packages_uploaded(c.db(), suite.code(), now_ms()))
+            .await?;
         tracing::info!(uploaded = stock, ?suite, "key packages refilled");
         Ok(())
     }

@@ -129,6 +129,25 @@ pub fn last_resort(
     .optional()
 }
 
+/// The last-resort package of `suite`, whatever its age, and that age.
+pub fn last_resort_with_age(
+    c: &Connection,
+    suite: u16,
+    now_ms: u64,
+) -> rusqlite::Result<Option<(Vec<u8>, u64)>> {
+    c.query_row(
+        "SELECT package, created_ms FROM last_resort_key_packages WHERE suite = ?1",
+        params![suite],
+        |r| {
+            Ok((
+                r.get(0)?,
+                now_ms.saturating_sub(r.get::<_, i64>(1)?.max(0) as u64),
+            ))
+        },
+    )
+    .optional()
+}
+
 pub fn set_last_resort(
     c: &Connection,
     suite: u16,
@@ -140,6 +159,32 @@ pub fn set_last_resort(
         params![suite, package, now_ms as i64],
     )?;
     Ok(())
+}
+
+/// When one-time key packages of `suite` were last uploaded (kept in
+/// `settings`, so no schema step is needed).
+pub fn key_packages_uploaded(c: &Connection, suite: u16) -> rusqlite::Result<Option<u64>> {
+    let value: Option<String> = c
+        .query_row(
+            "SELECT value FROM settings WHERE key = ?1",
+            [uploaded_key(suite)],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(value.and_then(|v| v.parse().ok()))
+}
+
+pub fn set_key_packages_uploaded(c: &Connection, suite: u16, now_ms: u64) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![uploaded_key(suite), now_ms.to_string()],
+    )?;
+    Ok(())
+}
+
+fn uploaded_key(suite: u16) -> String {
+    format!("key_packages_uploaded_ms.{suite}")
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ pub enum State {
     Received,
     /// Refused for good; its outbox entry is parked (`outbox::park`).
     Failed,
+    /// Sent, but a recipient's copy expired on the server unfetched.
+    Expired,
 }
 
 impl State {
@@ -25,6 +27,7 @@ impl State {
             State::Delivered => "delivered",
             State::Received => "received",
             State::Failed => "failed",
+            State::Expired => "expired",
         }
     }
 
@@ -34,6 +37,7 @@ impl State {
             "sent" => State::Sent,
             "delivered" => State::Delivered,
             "failed" => State::Failed,
+            "expired" => State::Expired,
             _ => State::Received,
         }
     }
@@ -93,11 +97,12 @@ pub fn by_id(c: &Connection, id: Id) -> rusqlite::Result<Option<Message>> {
 }
 
 /// Moves our message `id` in `conversation` to `to` if it is in one of the
-/// states before it (queued → sent → delivered; never back). Whether it moved.
+/// states before it (queued → sent → delivered or expired; never back).
+/// Whether it moved.
 pub fn advance(c: &Connection, id: Id, conversation: Id, to: State) -> rusqlite::Result<bool> {
     let before: &[&str] = match to {
         State::Sent => &["queued"],
-        State::Delivered => &["queued", "sent"],
+        State::Delivered | State::Expired => &["queued", "sent"],
         State::Queued | State::Received | State::Failed => &[],
     };
     let mut n = 0;

@@ -66,7 +66,9 @@ pub fn push(
     message_id: Option<Id>,
     now_ms: u64,
 ) -> rusqlite::Result<u64> {
-    let key = Id::random();
+    // A message's idempotency key is its id: the server's expiry notice
+    // names the key, and so the message (`agent::inbox`).
+    let key = message_id.unwrap_or_else(Id::random);
     c.execute(
         "INSERT INTO outbox (conversation, kind, body, idempotency_key, message_id, created_ms)
          VALUES (?1, 'app', ?2, ?3, ?4, ?5)",

@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use quicproquo_protocol::ipc::error::ErrorObject;
 use quicproquo_protocol::ipc::methods::{
-    AccountParams, AutoAcceptParams, AutoAcceptResult, ConversationParams, DeclineParams,
-    DmOpenParams, Empty, GroupCreateParams, GroupMembersParams, Handler, HelloParams, HelloResult,
-    HistoryParams, IntegrityAckResult, InvitationParams, MessageParams, NoParams, ReadParams,
-    ReadResult, RekeyResult, SearchParams, SendParams, StatusResult, SubscribeParams,
-    SubscribeResult, UnlockParams, VerifyParams, VerifyResult, WhoamiResult,
+    AccountDeleteParams, AccountParams, AutoAcceptParams, AutoAcceptResult, ConversationParams,
+    DeclineParams, DiagnoseResult, DmOpenParams, Empty, GroupCreateParams, GroupMembersParams,
+    Handler, HelloParams, HelloResult, HistoryParams, IntegrityAckResult, InvitationParams,
+    MessageParams, NoParams, PasswordChangeParams, ReadParams, ReadResult, RekeyResult,
+    SearchParams, SendParams, StatusResult, SubscribeParams, SubscribeResult, UnlockParams,
+    VerifyParams, VerifyResult, WhoamiResult,
 };
 use quicproquo_protocol::ipc::values::{Account, Conversation, Invitation, Member, Message};
 use quicproquo_protocol::ipc::IPC_PROTOCOL_VERSION;
@@ -85,6 +86,23 @@ impl Handler for AgentHandler {
     async fn logout(&self, _: NoParams) -> Answer<Empty> {
         self.agent.logout().await?;
         Ok(Empty {})
+    }
+
+    async fn account_password(&self, p: PasswordChangeParams) -> Answer<Empty> {
+        let current = Zeroizing::new(p.current_password.expose().to_owned());
+        let new = Zeroizing::new(p.new_password.expose().to_owned());
+        self.agent.change_password(current, new).await?;
+        Ok(Empty {})
+    }
+
+    async fn account_delete(&self, p: AccountDeleteParams) -> Answer<Empty> {
+        let password = Zeroizing::new(p.password.expose().to_owned());
+        self.agent.delete_account(password).await?;
+        Ok(Empty {})
+    }
+
+    async fn diagnose(&self, _: NoParams) -> Answer<DiagnoseResult> {
+        Ok(self.agent.diagnose().await?)
     }
 
     async fn whoami(&self, _: NoParams) -> Answer<WhoamiResult> {

@@ -9,7 +9,13 @@
 //! stock well before that.
 
 use crate::mls::SuiteExt as _;
-use openmls::prelude::{KeyPackage, KeyPackageNewError, MlsMessageOut};
+use openmls::ciphersuite::hash_ref::make_key_package_ref;
+use openmls::prelude::{
+    Ciphersuite as OpenMlsSuite, KeyPackage, KeyPackageNewError, MlsMessageOut,
+};
+use openmls_traits::storage::StorageProvider as _;
+use openmls_traits::OpenMlsProvider as _;
+use quicproquo_protocol::mls_framing::{self, Framing};
 
 use super::errors::MlsError;
 use super::group::capabilities;
@@ -67,6 +73,73 @@ impl MlsEngine {
         self.build_key_packages(suite, 1, true)?
             .pop()
             .ok_or_else(|| MlsError::Internal("no key package built".into()))
+    }
+
+    /// Deletes the private keys of one of our key packages (as
+    /// [`MlsEngine::key_packages`] serialized it): a Welcome made with it can
+    /// no longer be opened. For a replaced last-resort package, which
+    /// openmls keeps after every join. Returns `false` for bytes that are
+    /// not a key package; deleting keys already gone is not an error.
+    pub fn forget_key_package(&mut self, serialized: &[u8]) -> Result<bool, MlsError> {
+        let Ok(Framing::KeyPackage { suite }) = mls_framing::read(serialized) else {
+            return Ok(false);
+        };
+        let Ok(suite) = OpenMlsSuite::try_from(suite) else {
+            return Ok(false);
+        };
+        // The MLSMessage header (version, wire format) is four bytes; the
+        // reference hashes the KeyPackage after it.
+        let Some(package) = serialized.get(4..) else {
+            return Ok(false);
+        };
+        self.store.atomic(|p| {
+            let reference = make_key_package_ref(package, suite, p.crypto())
+                .map_err(|e| MlsError::Internal(e.to_string()))?;
+            p.storage()
+                .delete_key_package(&reference)
+                .map_err(|_| MlsError::Storage("deleting a key package".into()))?;
+            Ok(true)
+        })
+    }
+}
+
+#[cfg(test)]
+mod forget_tests {
+    use openmls::prelude::KeyPackageBundle;
+    use openmls_traits::storage::StorageProvider as _;
+    use quicproquo_protocol::types::Username;
+
+    use super::*;
+    use crate::mls::identity::Identity;
+
+    fn stored(engine: &MlsEngine, serialized: &[u8]) -> bool {
+        let p = engine.store.provider();
+        let suite =
+            OpenMlsSuite::try_from(u16::from_be_bytes([serialized[6], serialized[7]])).unwrap();
+        let reference = make_key_package_ref(&serialized[4..], suite, p.crypto()).unwrap();
+        let bundle: Option<KeyPackageBundle> = p.storage().key_package(&reference).unwrap();
+        bundle.is_some()
+    }
+
+    /// A replaced last-resort package's private keys go; the others stay.
+    #[test]
+    fn forgetting_a_key_package_deletes_its_private_keys_only() {
+        let id = Identity::from_seed(Username::parse("dave").unwrap(), &[4; 32]);
+        let mut engine =
+            MlsEngine::new(rusqlite::Connection::open_in_memory().unwrap(), id).unwrap();
+        for suite in Suite::ALL {
+            let old = engine.last_resort_key_package(suite).unwrap();
+            let new = engine.last_resort_key_package(suite).unwrap();
+            assert!(stored(&engine, &old) && stored(&engine, &new));
+            assert!(engine.forget_key_package(&old).unwrap());
+            assert!(
+                !stored(&engine, &old),
+                "the replaced package's keys are gone"
+            );
+            assert!(stored(&engine, &new), "the current one's are kept");
+            assert!(engine.forget_key_package(&old).unwrap(), "again: no error");
+        }
+        assert!(!engine.forget_key_package(b"not a key package").unwrap());
     }
 }
 

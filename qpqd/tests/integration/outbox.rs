@@ -14,7 +14,7 @@ use quicproquo_protocol::ipc::client::Subscription;
 use quicproquo_protocol::ipc::methods::{method, ConversationParams, NoParams};
 use quicproquo_protocol::ipc::notifications::Notification;
 use quicproquo_protocol::ipc::values::{
-    Ciphersuite, ConversationId, ConversationRef, MembershipEvent, MessageState,
+    Ciphersuite, ConversationId, ConversationRef, DeliveryState, MembershipEvent, MessageState,
 };
 use quicproquo_protocol::types::IdentityKey;
 use quicproquo_testkit::agent::eventually;
@@ -91,15 +91,21 @@ async fn wait_for_state(
     }
 }
 
-/// Attack: fill a recipient's mailbox (any account can, 10,000 junk
+/// Attack: fill a recipient's mailbox (any account could, 10,000 junk
 /// messages through its channel with the victim) while the recipient is
 /// away. The sender's message to that recipient is refused with E032 and
 /// was retried forever at the head of the one queue: nothing else the
 /// sender wrote left. Now it retries on its own (with back-off, parked only
-/// after a budget of minutes) while the other conversations flow.
+/// after a budget of minutes) while the other conversations flow. (Since
+/// issue 15 one sender fills only its share of a mailbox; the server here
+/// lifts that bound, as a mailbox filled by many senders would be full.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_mailbox_does_not_stop_other_conversations() {
-    let srv = Server::start().await;
+    let srv = Server::start_with(|c| {
+        c.quotas.mailbox_bytes = 16 * 1024 * 1024;
+        c.quotas.sender_share_bytes = c.quotas.mailbox_bytes;
+    })
+    .await;
     let root = tempfile::tempdir().unwrap();
     let [alice, bob, mut carol] =
         Daemon::registered(root.path(), &srv, ["alice", "bob", "carol"]).await;
@@ -288,4 +294,58 @@ async fn a_group_with_a_pending_proposal_does_not_stop_other_conversations() {
     })
     .await;
     bob.wait_for("team", "to the frozen team").await;
+}
+
+/// Issue 15, 2: mail a recipient never fetches expires on the server, and
+/// the sender learns it: the message becomes `expired` (not `failed`: there
+/// is nothing to retry), with a `delivery` notification naming the
+/// recipient. The server's mail lifetime is zero here, so the purge when it
+/// starts again deletes everything enqueued before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_never_fetched_expires_and_the_sender_is_told() {
+    let mut srv = Server::start_with(|c| c.quotas.mail_ttl = Duration::ZERO).await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice] = Daemon::registered(root.path(), &srv, ["alice"]).await;
+    // bob has key packages but never fetches.
+    let bob = quicproquo_testkit::attacker::Attacker::register(&srv, "bob").await;
+    let mut engine = quicproquo_testkit::attacker::Attacker::engine("bob", &bob.account.signing);
+    bob.publish_key_packages(&mut engine, 2).await;
+    alice.dm_open("bob").await.unwrap();
+    let mut events = alice.client.subscribe(None).await.unwrap();
+    let sent = alice.send("@bob", "into the void").await.unwrap();
+    let state = |want: MessageState| {
+        let (alice, id) = (&alice, sent.id);
+        async move {
+            agent::eventually("the message's state", || async {
+                alice
+                    .history("@bob")
+                    .await
+                    .into_iter()
+                    .find(|m| m.id == id && m.state == want)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    state(MessageState::Sent).await;
+
+    srv.restart().await;
+    let expired = state(MessageState::Expired).await;
+    assert!(expired.outgoing);
+    let notice = tokio::time::timeout(WAIT, async {
+        loop {
+            match events.next().await {
+                Ok(Notification::Delivery(d)) if d.state == DeliveryState::Expired => break d,
+                Ok(_) => continue,
+                Err(e) => panic!("the subscription failed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("a delivery notification");
+    assert_eq!(notice.id, sent.id);
+    assert!(
+        notice.reason.as_deref().unwrap_or("").contains("bob"),
+        "names the recipient: {notice:?}"
+    );
 }

@@ -68,6 +68,15 @@ impl Handler for Recorder {
     fn logout(&self, p: NoParams) -> Answer<Empty> {
         self.refuse(Call::Logout(p))
     }
+    fn account_password(&self, p: PasswordChangeParams) -> Answer<Empty> {
+        self.refuse(Call::AccountPassword(p))
+    }
+    fn account_delete(&self, p: AccountDeleteParams) -> Answer<Empty> {
+        self.refuse(Call::AccountDelete(p))
+    }
+    fn diagnose(&self, p: NoParams) -> Answer<DiagnoseResult> {
+        self.refuse(Call::Diagnose(p))
+    }
     fn whoami(&self, p: NoParams) -> Answer<WhoamiResult> {
         self.refuse(Call::Whoami(p))
     }

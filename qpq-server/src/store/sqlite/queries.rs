@@ -2,13 +2,13 @@
 //! on a connection, run by the writer thread inside a job's savepoint.
 
 use quicproquo_protocol::limits::{MAX_KEY_PACKAGES_STORED, MAX_QUEUE_DEPTH};
-use quicproquo_protocol::types::{ChannelId, Epoch, IdentityKey, Username};
+use quicproquo_protocol::types::{ChannelId, Epoch, IdempotencyKey, IdentityKey, Username};
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::store::{
-    Account, EnqueueOutcome, GroupEnqueueOutcome, GroupMail, Mail, NewGroup, NewMail, StoreError,
-    StoredGroup,
+    Account, EnqueueOutcome, Expired, GroupEnqueueOutcome, GroupMail, Mail, NewGroup, NewMail,
+    Purge, StoreError, StoredGroup, StoredKeyPackage, Take,
 };
 
 /// Epochs are `u64`; SQLite integers are `i64`. The bit pattern is stored, so
@@ -54,8 +54,11 @@ pub(super) fn create_account(c: &Connection, account: &Account) -> Result<(), St
     // Checked before inserting rather than by parsing constraint messages; the
     // transaction holds the write lock, so nothing can slip in between.
     let name = account.username.as_str();
-    if c.prepare_cached("SELECT 1 FROM accounts WHERE username = ?1")?
-        .exists([name])?
+    if c.prepare_cached(
+        "SELECT 1 FROM accounts WHERE username = ?1
+         UNION ALL SELECT 1 FROM retired_usernames WHERE username = ?1",
+    )?
+    .exists([name])?
     {
         return Err(StoreError::UsernameTaken);
     }
@@ -115,6 +118,60 @@ pub(super) fn create_session(
     Ok(())
 }
 
+pub(super) fn change_password(
+    c: &Connection,
+    username: &str,
+    opaque_record: &[u8],
+    keep: [u8; 32],
+) -> Result<(), StoreError> {
+    let changed = c
+        .prepare_cached("UPDATE accounts SET opaque_record = ?2 WHERE username = ?1")?
+        .execute(params![username, opaque_record])?;
+    if changed == 0 {
+        return Err(StoreError::Backend(format!("no account {username}")));
+    }
+    c.prepare_cached("DELETE FROM sessions WHERE username = ?1 AND token_hash != ?2")?
+        .execute(params![username, keep])?;
+    Ok(())
+}
+
+pub(super) fn delete_account(
+    c: &Connection,
+    username: &str,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    let key: Option<[u8; 32]> = c
+        .prepare_cached("SELECT identity_key FROM accounts WHERE username = ?1")?
+        .query_row([username], |r| r.get(0))
+        .optional()?;
+    let Some(key) = key else {
+        return Ok(());
+    };
+    // The mail goes through `ack`, which keeps payload reference counts and
+    // the mailbox depth right; the mailbox row itself stays (its last_seq).
+    let seqs: Vec<u64> = c
+        .prepare_cached("SELECT seq FROM mail WHERE recipient = ?1")?
+        .query_map([key], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    ack(c, IdentityKey(key), &seqs)?;
+    for sql in [
+        "DELETE FROM key_packages WHERE owner = ?1",
+        "DELETE FROM last_resort_key_packages WHERE owner = ?1",
+        "DELETE FROM channels WHERE member_lo = ?1 OR member_hi = ?1",
+    ] {
+        c.prepare_cached(sql)?.execute([key])?;
+    }
+    // Sessions go with the account (ON DELETE CASCADE).
+    c.prepare_cached("DELETE FROM accounts WHERE username = ?1")?
+        .execute([username])?;
+    c.prepare_cached(
+        "INSERT INTO retired_usernames (username, retired_at_ms)
+         VALUES (?1, ?2)",
+    )?
+    .execute(params![username, now_ms])?;
+    Ok(())
+}
+
 pub(super) fn delete_session(c: &Connection, token_hash: [u8; 32]) -> Result<(), StoreError> {
     c.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
         .execute([token_hash])?;
@@ -125,27 +182,34 @@ pub(super) fn add_key_packages(
     c: &Connection,
     owner: IdentityKey,
     suite: u16,
-    packages: &[Vec<u8>],
-    last_resort: Option<&[u8]>,
+    packages: &[StoredKeyPackage],
+    last_resort: Option<&StoredKeyPackage>,
+    now_ms: u64,
 ) -> Result<u32, StoreError> {
     let stored: usize = c
-        .prepare_cached("SELECT count(*) FROM key_packages WHERE owner = ?1 AND suite = ?2")?
-        .query_row(params![owner.0, suite], |r| r.get(0))?;
+        .prepare_cached(
+            "SELECT count(*) FROM key_packages
+             WHERE owner = ?1 AND suite = ?2 AND not_after_ms > ?3",
+        )?
+        .query_row(params![owner.0, suite, now_ms], |r| r.get(0))?;
     let total = stored.saturating_add(packages.len());
     if total > MAX_KEY_PACKAGES_STORED {
         return Err(StoreError::TooManyKeyPackages);
     }
-    let mut insert =
-        c.prepare_cached("INSERT INTO key_packages (owner, suite, data) VALUES (?1, ?2, ?3)")?;
+    let mut insert = c.prepare_cached(
+        "INSERT INTO key_packages (owner, suite, data, not_after_ms) VALUES (?1, ?2, ?3, ?4)",
+    )?;
     for package in packages {
-        insert.execute(params![owner.0, suite, package])?;
+        insert.execute(params![owner.0, suite, package.data, package.not_after_ms])?;
     }
-    if let Some(data) = last_resort {
+    if let Some(kp) = last_resort {
         c.prepare_cached(
-            "INSERT INTO last_resort_key_packages (owner, suite, data) VALUES (?1, ?2, ?3)
-             ON CONFLICT (owner, suite) DO UPDATE SET data = excluded.data",
+            "INSERT INTO last_resort_key_packages (owner, suite, data, not_after_ms)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (owner, suite)
+             DO UPDATE SET data = excluded.data, not_after_ms = excluded.not_after_ms",
         )?
-        .execute(params![owner.0, suite, data])?;
+        .execute(params![owner.0, suite, kp.data, kp.not_after_ms])?;
     }
     u32::try_from(total).map_err(|_| StoreError::TooManyKeyPackages)
 }
@@ -154,23 +218,32 @@ pub(super) fn take_key_package(
     c: &Connection,
     owner: IdentityKey,
     suite: u16,
+    now_ms: u64,
+    take: Take,
 ) -> Result<Option<(Vec<u8>, bool)>, StoreError> {
-    let oldest: Option<(i64, Vec<u8>)> = c
-        .prepare_cached(
-            "SELECT id, data FROM key_packages WHERE owner = ?1 AND suite = ?2 ORDER BY id LIMIT 1",
-        )?
-        .query_row(params![owner.0, suite], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    if let Some((id, data)) = oldest {
-        c.prepare_cached("DELETE FROM key_packages WHERE id = ?1")?
-            .execute([id])?;
-        return Ok(Some((data, false)));
+    if take == Take::OneTimeFirst {
+        let oldest: Option<(i64, Vec<u8>)> = c
+            .prepare_cached(
+                "SELECT id, data FROM key_packages
+                 WHERE owner = ?1 AND suite = ?2 AND not_after_ms > ?3
+                 ORDER BY id LIMIT 1",
+            )?
+            .query_row(params![owner.0, suite, now_ms], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        if let Some((id, data)) = oldest {
+            c.prepare_cached("DELETE FROM key_packages WHERE id = ?1")?
+                .execute([id])?;
+            return Ok(Some((data, false)));
+        }
     }
     let last_resort: Option<Vec<u8>> = c
         .prepare_cached(
-            "SELECT data FROM last_resort_key_packages WHERE owner = ?1 AND suite = ?2",
+            "SELECT data FROM last_resort_key_packages
+             WHERE owner = ?1 AND suite = ?2 AND not_after_ms > ?3",
         )?
-        .query_row(params![owner.0, suite], |r| r.get(0))
+        .query_row(params![owner.0, suite, now_ms], |r| r.get(0))
         .optional()?;
     Ok(last_resort.map(|data| (data, true)))
 }
@@ -221,33 +294,54 @@ pub(super) fn enqueue(c: &Connection, mail: &NewMail) -> Result<EnqueueOutcome, 
     if mail.deliveries.is_empty() {
         return Ok(EnqueueOutcome::Stored { seqs: Vec::new() });
     }
-    c.prepare_cached("INSERT INTO payloads (refs, data) VALUES (?1, ?2)")?
-        .execute(params![mail.deliveries.len(), mail.payload])?;
+    c.prepare_cached("INSERT INTO payloads (refs, data, idempotency_key) VALUES (?1, ?2, ?3)")?
+        .execute(params![
+            mail.deliveries.len(),
+            mail.payload,
+            mail.idempotency_key.0
+        ])?;
     let payload_id = c.last_insert_rowid();
+    let size = mail.payload.len() as u64;
 
+    // Counted before the checks: a refusal rolls back the job's savepoint.
     let mut next_seq = c.prepare_cached(
-        "INSERT INTO mailboxes (recipient, last_seq, depth) VALUES (?1, 1, 1)
-         ON CONFLICT (recipient) DO UPDATE SET last_seq = last_seq + 1, depth = depth + 1
-         RETURNING last_seq, depth",
+        "INSERT INTO mailboxes (recipient, last_seq, depth, bytes) VALUES (?1, 1, 1, ?2)
+         ON CONFLICT (recipient)
+         DO UPDATE SET last_seq = last_seq + 1, depth = depth + 1, bytes = bytes + ?2
+         RETURNING last_seq, depth, bytes",
+    )?;
+    let mut share = c.prepare_cached(
+        "INSERT INTO mail_shares (recipient, sender, bytes) VALUES (?1, ?2, ?3)
+         ON CONFLICT (recipient, sender) DO UPDATE SET bytes = bytes + ?3
+         RETURNING bytes",
     )?;
     let mut insert = c.prepare_cached(
-        "INSERT INTO mail (recipient, seq, channel, payload_id, enqueued_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO mail (recipient, seq, channel, payload_id, enqueued_at_ms, sender, size)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     let mut seqs = Vec::with_capacity(mail.deliveries.len());
     for delivery in &mail.deliveries {
-        let (seq, depth): (u64, usize) =
-            next_seq.query_row([delivery.recipient.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        if depth > MAX_QUEUE_DEPTH {
-            return Err(StoreError::QueueFull(delivery.recipient));
+        let recipient = delivery.recipient;
+        let (seq, depth, bytes): (u64, usize, u64) = next_seq
+            .query_row(params![recipient.0, size], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        if depth > MAX_QUEUE_DEPTH || bytes > mail.quota.mailbox_bytes {
+            return Err(StoreError::QueueFull(recipient));
+        }
+        let shared: u64 = share.query_row(params![recipient.0, sender, size], |r| r.get(0))?;
+        if shared > mail.quota.sender_bytes {
+            return Err(StoreError::ShareFull(recipient));
         }
         let channel = delivery.channel.map(|ch| ch.0);
         insert.execute(params![
-            delivery.recipient.0,
+            recipient.0,
             seq,
             channel,
             payload_id,
-            mail.now_ms
+            mail.now_ms,
+            sender,
+            size
         ])?;
         seqs.push(seq);
     }
@@ -261,10 +355,12 @@ pub(super) fn fetch(
     limit: u32,
     byte_budget: usize,
 ) -> Result<Vec<Mail>, StoreError> {
-    const ALL: &str = "SELECT m.seq, m.channel, m.enqueued_at_ms, length(p.data), p.data
+    const ALL: &str = "SELECT m.seq, m.channel, m.enqueued_at_ms, length(p.data), p.data,
+            m.expired_for, m.expired_key
         FROM mail m JOIN payloads p ON p.id = m.payload_id
         WHERE m.recipient = ?1 ORDER BY m.seq LIMIT ?2";
-    const ONE_CHANNEL: &str = "SELECT m.seq, m.channel, m.enqueued_at_ms, length(p.data), p.data
+    const ONE_CHANNEL: &str = "SELECT m.seq, m.channel, m.enqueued_at_ms, length(p.data), p.data,
+            m.expired_for, m.expired_key
         FROM mail m JOIN payloads p ON p.id = m.payload_id
         WHERE m.recipient = ?1 AND m.channel = ?3 ORDER BY m.seq LIMIT ?2";
     let mut stmt = c.prepare_cached(if channel.is_some() { ONE_CHANNEL } else { ALL })?;
@@ -282,60 +378,144 @@ pub(super) fn fetch(
             break;
         }
         let channel: Option<[u8; 16]> = row.get(1)?;
+        let expired_for: Option<[u8; 32]> = row.get(5)?;
+        let expired_key: Option<[u8; 16]> = row.get(6)?;
         out.push(Mail {
             seq: row.get(0)?,
             channel: channel.map(ChannelId),
             payload: row.get(4)?,
             enqueued_at_ms: row.get(2)?,
+            expired: expired_for.zip(expired_key).map(|(r, k)| Expired {
+                recipient: IdentityKey(r),
+                idempotency_key: IdempotencyKey(k),
+            }),
         });
     }
     Ok(out)
 }
 
 pub(super) fn ack(c: &Connection, recipient: IdentityKey, seqs: &[u64]) -> Result<u32, StoreError> {
-    let mut delete = c.prepare_cached(
-        "DELETE FROM mail WHERE recipient = ?1 AND seq = ?2 RETURNING payload_id",
-    )?;
-    let mut release =
-        c.prepare_cached("UPDATE payloads SET refs = refs - 1 WHERE id = ?1 RETURNING refs")?;
     let mut removed = 0u32;
     for &seq in seqs {
         // A seq past i64::MAX was never issued: unknown, so ignored.
         let Ok(seq) = i64::try_from(seq) else {
             continue;
         };
-        let payload_id: Option<i64> = delete
-            .query_row(params![recipient.0, seq], |r| r.get(0))
-            .optional()?;
-        let Some(payload_id) = payload_id else {
-            continue;
-        };
-        removed = removed.saturating_add(1);
-        let refs: i64 = release.query_row([payload_id], |r| r.get(0))?;
-        if refs <= 0 {
-            c.prepare_cached("DELETE FROM payloads WHERE id = ?1")?
-                .execute([payload_id])?;
+        if remove_mail(c, &recipient.0, seq)? {
+            removed = removed.saturating_add(1);
         }
-    }
-    if removed > 0 {
-        c.prepare_cached("UPDATE mailboxes SET depth = depth - ?2 WHERE recipient = ?1")?
-            .execute(params![recipient.0, removed])?;
     }
     Ok(removed)
 }
 
-pub(super) fn purge_expired(
+/// Deletes one mail row and gives back what it held: the payload's
+/// reference, the mailbox's depth and bytes, the sender's share. Returns
+/// whether the row was there.
+fn remove_mail(c: &Connection, recipient: &[u8], seq: i64) -> Result<bool, StoreError> {
+    let row: Option<(i64, Option<Vec<u8>>, i64)> = c
+        .prepare_cached(
+            "DELETE FROM mail WHERE recipient = ?1 AND seq = ?2
+             RETURNING payload_id, sender, size",
+        )?
+        .query_row(params![recipient, seq], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let Some((payload_id, sender, size)) = row else {
+        return Ok(false);
+    };
+    let refs: i64 = c
+        .prepare_cached("UPDATE payloads SET refs = refs - 1 WHERE id = ?1 RETURNING refs")?
+        .query_row([payload_id], |r| r.get(0))?;
+    if refs <= 0 {
+        c.prepare_cached("DELETE FROM payloads WHERE id = ?1")?
+            .execute([payload_id])?;
+    }
+    c.prepare_cached(
+        "UPDATE mailboxes SET depth = depth - 1, bytes = max(bytes - ?2, 0) WHERE recipient = ?1",
+    )?
+    .execute(params![recipient, size])?;
+    // Mail stored before senders were recorded has none, and no share.
+    if let Some(sender) = sender {
+        let left: Option<i64> = c
+            .prepare_cached(
+                "UPDATE mail_shares SET bytes = bytes - ?3 WHERE recipient = ?1 AND sender = ?2
+                 RETURNING bytes",
+            )?
+            .query_row(params![recipient, sender, size], |r| r.get(0))
+            .optional()?;
+        if left.is_some_and(|b| b <= 0) {
+            c.prepare_cached("DELETE FROM mail_shares WHERE recipient = ?1 AND sender = ?2")?
+                .execute(params![recipient, sender])?;
+        }
+    }
+    Ok(true)
+}
+
+pub(super) fn purge_expired(c: &Connection, purge: Purge) -> Result<u64, StoreError> {
+    let mut gone = 0usize;
+    for sql in [
+        "DELETE FROM sessions WHERE expires_at_ms <= ?1",
+        "DELETE FROM key_packages WHERE not_after_ms <= ?1",
+        "DELETE FROM last_resort_key_packages WHERE not_after_ms <= ?1",
+    ] {
+        gone = gone.saturating_add(c.prepare_cached(sql)?.execute([purge.now_ms])?);
+    }
+    gone = gone.saturating_add(
+        c.prepare_cached("DELETE FROM idempotency WHERE created_at_ms < ?1")?
+            .execute([purge.idempotency_before_ms])?,
+    );
+    type Expiring = (Vec<u8>, i64, Option<[u8; 32]>, Option<[u8; 16]>);
+    let expired: Vec<Expiring> = c
+        .prepare_cached(
+            "SELECT m.recipient, m.seq, m.sender, p.idempotency_key
+             FROM mail m JOIN payloads p ON p.id = m.payload_id
+             WHERE m.enqueued_at_ms < ?1",
+        )?
+        .query_map([purge.mail_before_ms], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    for (recipient, seq, sender, key) in expired {
+        if !remove_mail(c, &recipient, seq)? {
+            continue;
+        }
+        gone = gone.saturating_add(1);
+        if let (Some(sender), Some(key)) = (sender, key) {
+            notify_expired(c, &sender, &recipient, &key, purge.now_ms)?;
+        }
+    }
+    Ok(u64::try_from(gone).unwrap_or(u64::MAX))
+}
+
+/// Puts an expiry notice in `sender`'s mailbox: `recipient`'s copy of the
+/// enqueue `key` is gone. Not held to the quotas (it has no bytes, and
+/// there is at most one per row the sender's own mail held); it does count
+/// in the depth, like any mail.
+fn notify_expired(
     c: &Connection,
+    sender: &[u8],
+    recipient: &[u8],
+    key: &[u8],
     now_ms: u64,
-    idempotency_before_ms: u64,
-) -> Result<u64, StoreError> {
-    let sessions = c
-        .prepare_cached("DELETE FROM sessions WHERE expires_at_ms <= ?1")?
-        .execute([now_ms])?;
-    let keys = c
-        .prepare_cached("DELETE FROM idempotency WHERE created_at_ms < ?1")?
-        .execute([idempotency_before_ms])?;
-    Ok(u64::try_from(sessions.saturating_add(keys)).unwrap_or(u64::MAX))
+) -> Result<(), StoreError> {
+    c.prepare_cached("INSERT INTO payloads (refs, data) VALUES (1, x'')")?
+        .execute([])?;
+    let payload_id = c.last_insert_rowid();
+    let seq: i64 = c
+        .prepare_cached(
+            "INSERT INTO mailboxes (recipient, last_seq, depth, bytes) VALUES (?1, 1, 1, 0)
+             ON CONFLICT (recipient) DO UPDATE SET last_seq = last_seq + 1, depth = depth + 1
+             RETURNING last_seq",
+        )?
+        .query_row([sender], |r| r.get(0))?;
+    c.prepare_cached(
+        "INSERT INTO mail (recipient, seq, channel, payload_id, enqueued_at_ms, sender, size,
+                           expired_for, expired_key)
+         VALUES (?1, ?2, NULL, ?3, ?4, NULL, 0, ?5, ?6)",
+    )?
+    .execute(params![sender, seq, payload_id, now_ms, recipient, key])?;
+    Ok(())
 }
 
 pub(super) fn register_group(c: &Connection, g: &NewGroup) -> Result<(), StoreError> {
@@ -416,56 +596,69 @@ pub(super) fn enqueue_group(
         .execute(params![sender, mail.idempotency_key.0, mail.now_ms])?;
 
     let mut members = Vec::new();
-    store_for_each(
-        c,
-        &mail.payload,
-        &mail.recipients,
-        mail.now_ms,
-        &mut members,
-    )?;
+    store_for_each(c, mail, &mail.payload, &mail.recipients, &mut members)?;
     if let Some((welcome, to)) = &mail.welcome {
-        store_for_each(c, welcome, to, mail.now_ms, &mut members)?;
+        store_for_each(c, mail, welcome, to, &mut members)?;
     }
     Ok(GroupEnqueueOutcome::Stored { members })
 }
 
 /// Stores `payload` once and a mail row for each recipient whose mailbox has
-/// room; a full one is reported as `None`, not an error.
+/// room (depth, bytes, and the sender's share of its bytes); one without is
+/// reported as `None`, not an error. Rows record the sender and size, as
+/// [`enqueue`]'s do, so the quotas and expiry treat group mail alike.
 fn store_for_each(
     c: &Connection,
+    mail: &GroupMail,
     payload: &[u8],
     recipients: &[IdentityKey],
-    now_ms: u64,
     out: &mut Vec<(IdentityKey, Option<u64>)>,
 ) -> Result<(), StoreError> {
     if recipients.is_empty() {
         return Ok(());
     }
-    c.prepare_cached("INSERT INTO payloads (refs, data) VALUES (0, ?1)")?
-        .execute(params![payload])?;
+    let sender = mail.sender.0;
+    let size = payload.len() as u64;
+    c.prepare_cached("INSERT INTO payloads (refs, data, idempotency_key) VALUES (0, ?1, ?2)")?
+        .execute(params![payload, mail.idempotency_key.0])?;
     let payload_id = c.last_insert_rowid();
-    let mut depth = c.prepare_cached("SELECT depth FROM mailboxes WHERE recipient = ?1")?;
+    let mut room = c.prepare_cached(
+        "SELECT m.depth, m.bytes, coalesce(s.bytes, 0)
+         FROM mailboxes m LEFT JOIN mail_shares s ON s.recipient = m.recipient AND s.sender = ?2
+         WHERE m.recipient = ?1",
+    )?;
     let mut next_seq = c.prepare_cached(
-        "INSERT INTO mailboxes (recipient, last_seq, depth) VALUES (?1, 1, 1)
-         ON CONFLICT (recipient) DO UPDATE SET last_seq = last_seq + 1, depth = depth + 1
+        "INSERT INTO mailboxes (recipient, last_seq, depth, bytes) VALUES (?1, 1, 1, ?2)
+         ON CONFLICT (recipient)
+         DO UPDATE SET last_seq = last_seq + 1, depth = depth + 1, bytes = bytes + ?2
          RETURNING last_seq",
     )?;
+    let mut share = c.prepare_cached(
+        "INSERT INTO mail_shares (recipient, sender, bytes) VALUES (?1, ?2, ?3)
+         ON CONFLICT (recipient, sender) DO UPDATE SET bytes = bytes + ?3",
+    )?;
     let mut insert = c.prepare_cached(
-        "INSERT INTO mail (recipient, seq, channel, payload_id, enqueued_at_ms)
-         VALUES (?1, ?2, NULL, ?3, ?4)",
+        "INSERT INTO mail (recipient, seq, channel, payload_id, enqueued_at_ms, sender, size)
+         VALUES (?1, ?2, NULL, ?3, ?4, ?5, ?6)",
     )?;
     let mut stored = 0usize;
     for r in recipients {
-        let full = depth
-            .query_row([r.0], |row| row.get::<_, usize>(0))
+        let (depth, bytes, shared): (usize, u64, u64) = room
+            .query_row(params![r.0, sender], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
             .optional()?
-            .is_some_and(|d| d >= MAX_QUEUE_DEPTH);
+            .unwrap_or((0, 0, 0));
+        let full = depth >= MAX_QUEUE_DEPTH
+            || bytes.saturating_add(size) > mail.quota.mailbox_bytes
+            || shared.saturating_add(size) > mail.quota.sender_bytes;
         if full {
             out.push((*r, None));
             continue;
         }
-        let seq: u64 = next_seq.query_row([r.0], |row| row.get(0))?;
-        insert.execute(params![r.0, seq, payload_id, now_ms])?;
+        let seq: u64 = next_seq.query_row(params![r.0, size], |row| row.get(0))?;
+        share.execute(params![r.0, sender, size])?;
+        insert.execute(params![r.0, seq, payload_id, mail.now_ms, sender, size])?;
         out.push((*r, Some(seq)));
         stored += 1;
     }

@@ -19,7 +19,7 @@ use crate::store::StoreError;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema migrations; `PRAGMA user_version` counts how many have run.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+pub(super) const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4_BOUNDS];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE server_secrets (
@@ -125,6 +125,54 @@ CREATE TABLE groups (
     last_used_ms INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX groups_by_use ON groups (last_used_ms);
+";
+
+/// Usernames of deleted accounts: kept so a name is never registered again
+/// (a contact who knew the old owner would otherwise reach a stranger).
+const SCHEMA_V3: &str = "
+CREATE TABLE retired_usernames (
+    username      TEXT PRIMARY KEY,
+    retired_at_ms INTEGER NOT NULL
+) STRICT;
+";
+
+/// Issue 15's bounds. Mail rows record their sender and size, mailboxes and
+/// each sender's share of one count their bytes (kept as counters, like
+/// `depth`, so a quota check reads one row), expired mail becomes a notice
+/// to its sender, and key packages keep their lifetime's end. Key packages stored before were never
+/// verified (any MLS header passed), so they are deleted: daemons upload a
+/// verified stock, and their last-resort package, on their next connection.
+const SCHEMA_V4_BOUNDS: &str = "
+ALTER TABLE mail ADD COLUMN sender BLOB;
+ALTER TABLE mail ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+UPDATE mail SET size = (SELECT length(data) FROM payloads WHERE payloads.id = mail.payload_id);
+CREATE INDEX mail_by_age ON mail (enqueued_at_ms);
+
+ALTER TABLE mailboxes ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE mailboxes SET bytes =
+    (SELECT coalesce(sum(size), 0) FROM mail WHERE mail.recipient = mailboxes.recipient);
+
+-- What one sender has waiting in one mailbox; a row goes when it reaches 0.
+-- An expiry notice is a mail row to the sender of mail that expired: no
+-- sender, an empty payload, and what it names (see `Envelope` in the
+-- schema). The payload keeps its enqueue's idempotency key for it.
+ALTER TABLE mail ADD COLUMN expired_for BLOB;
+ALTER TABLE mail ADD COLUMN expired_key BLOB;
+ALTER TABLE payloads ADD COLUMN idempotency_key BLOB;
+
+CREATE TABLE mail_shares (
+    recipient BLOB NOT NULL,
+    sender    BLOB NOT NULL,
+    bytes     INTEGER NOT NULL,
+    PRIMARY KEY (recipient, sender)
+) STRICT, WITHOUT ROWID;
+
+DELETE FROM key_packages;
+DELETE FROM last_resort_key_packages;
+ALTER TABLE key_packages ADD COLUMN not_after_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE last_resort_key_packages ADD COLUMN not_after_ms INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX key_packages_by_expiry ON key_packages (not_after_ms);
+CREATE INDEX last_resort_key_packages_by_expiry ON last_resort_key_packages (not_after_ms);
 ";
 
 #[cfg(unix)]

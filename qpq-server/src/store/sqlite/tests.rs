@@ -8,7 +8,7 @@ use std::sync::Arc;
 use quicproquo_protocol::types::{Epoch, IdempotencyKey};
 use tokio::task::JoinSet;
 
-use super::queries::{enqueue, enqueue_group, fetch, register_group};
+use super::queries::{ack, enqueue, enqueue_group, fetch, register_group};
 use super::schema::{configure, create_private, migrate};
 use super::writer::run_batch;
 use super::*;
@@ -25,6 +25,7 @@ fn new_mail(sender: u8, idem: u8, recipient: u8, payload: &[u8]) -> NewMail {
         }],
         payload: payload.to_vec(),
         now_ms: 1,
+        quota: crate::store::MailQuota::UNLIMITED,
     }
 }
 
@@ -45,6 +46,7 @@ fn change(sender: u8, idem: u8, recipient: u8, payload: &[u8], from_revision: u6
             group_info: None,
         }),
         now_ms: 1,
+        quota: crate::store::MailQuota::UNLIMITED,
     }
 }
 
@@ -147,7 +149,7 @@ fn connection_settings() {
     assert_eq!(get("synchronous"), 2, "FULL");
     assert_eq!(get("foreign_keys"), 1);
     assert_eq!(get("busy_timeout"), 5_000);
-    assert_eq!(get("user_version"), 2);
+    assert_eq!(get("user_version"), 4, "every migration ran");
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("pragma");
@@ -170,6 +172,64 @@ async fn files_are_private() {
         assert_eq!(mode & 0o777, 0o600, "{file}");
     }
     store.close().await;
+}
+
+/// Mail stored by a server before the quotas keeps counting after the
+/// upgrade: its size is filled in and the mailbox's bytes summed, so acks
+/// give back what it holds; the unverified key packages are gone.
+#[tokio::test]
+async fn step_2_counts_the_mail_already_stored_and_drops_unverified_key_packages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("qpq.db");
+    create_private(&path).expect("create");
+    let conn = Connection::open(&path).expect("open");
+    configure(&conn).expect("configure");
+    conn.execute_batch(super::schema::MIGRATIONS[0])
+        .expect("schema 1");
+    conn.execute_batch(
+        "PRAGMA user_version = 1;
+         INSERT INTO payloads (id, refs, data) VALUES (1, 2, x'00112233'), (2, 1, x'44');
+         INSERT INTO key_packages (owner, suite, data) VALUES (x'01', 79, x'00010005');
+         INSERT INTO last_resort_key_packages (owner, suite, data) VALUES (x'01', 79, x'00');",
+    )
+    .expect("schema 1 rows");
+    let r = key(9).0;
+    conn.execute(
+        "INSERT INTO mailboxes (recipient, last_seq, depth) VALUES (?1, 3, 3)",
+        [r],
+    )
+    .expect("mailbox");
+    for (seq, payload) in [(1, 1), (2, 1), (3, 2)] {
+        conn.execute(
+            "INSERT INTO mail (recipient, seq, channel, payload_id, enqueued_at_ms)
+             VALUES (?1, ?2, NULL, ?3, 1)",
+            rusqlite::params![r, seq, payload],
+        )
+        .expect("mail");
+    }
+    drop(conn);
+
+    let mut conn = Connection::open(&path).expect("reopen");
+    migrate(&mut conn).expect("migrate");
+    let bytes: i64 = conn
+        .query_row("SELECT bytes FROM mailboxes", [], |r| r.get(0))
+        .expect("bytes");
+    assert_eq!(bytes, 9, "4 + 4 + 1 bytes waiting");
+    assert_eq!(ack(&conn, key(9), &[1, 2]).expect("ack"), 2);
+    let (depth, bytes): (i64, i64) = conn
+        .query_row("SELECT depth, bytes FROM mailboxes", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .expect("counters");
+    assert_eq!((depth, bytes), (1, 1), "the acks gave back what they held");
+    let kps: i64 = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM key_packages) + (SELECT count(*) FROM last_resort_key_packages)",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(kps, 0);
 }
 
 #[test]

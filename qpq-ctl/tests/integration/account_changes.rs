@@ -1,0 +1,100 @@
+//! `passwd` and `account delete` through the real binaries: a server, the
+//! users' daemons, and qpq-ctl with its prompts fed on stdin.
+
+use crate::harness::{eventually, root, Server, User};
+
+const NEW_PASSWORD: &str = "alice's brand new password";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwd_changes_the_password_and_account_delete_removes_everything() {
+    let root = root();
+    let srv = Server::start().await;
+    let [alice, bob] = User::registered(root.path(), &srv, ["alice", "bob"]).await;
+    let passwd = |stdin: String| {
+        let alice = &alice;
+        async move {
+            alice
+                .run_stdin(&["passwd", "--password-stdin"], Some(stdin.as_bytes()))
+                .await
+        }
+    };
+
+    let wrong = passwd(format!("not her password\n{NEW_PASSWORD}\n"))
+        .await
+        .expect(6);
+    assert!(wrong.stderr.contains("E011"), "{}", wrong.stderr);
+    let short = passwd(format!("{}\nshort\n", alice.password))
+        .await
+        .expect(9);
+    assert!(short.stderr.contains("at least"), "{}", short.stderr);
+    passwd(format!("{}\n{NEW_PASSWORD}\n", alice.password))
+        .await
+        .expect(0);
+
+    alice.ok(&["logout"]).await;
+    alice
+        .account_run(&srv, "login", "alice", &alice.password)
+        .await
+        .expect(6);
+    alice
+        .account_run(&srv, "login", "alice", NEW_PASSWORD)
+        .await
+        .expect(0);
+    alice
+        .dm_with(&bob, "still here after the new password")
+        .await;
+
+    let delete = |confirm: &'static str, password: &'static str| {
+        let alice = &alice;
+        async move {
+            alice
+                .run_stdin(
+                    &[
+                        "account",
+                        "delete",
+                        "--confirm",
+                        confirm,
+                        "--password-stdin",
+                    ],
+                    Some(format!("{password}\n").as_bytes()),
+                )
+                .await
+        }
+    };
+    let typo = delete("alcie", NEW_PASSWORD).await.expect(9);
+    assert!(
+        typo.stderr.contains("nothing was deleted"),
+        "{}",
+        typo.stderr
+    );
+    delete("alice", "not her password").await.expect(6);
+    let pid = alice.daemon_pid().expect("alice's daemon runs");
+    let deleted = delete("alice", NEW_PASSWORD).await.expect(0);
+    assert!(deleted.stdout.contains("deleted"), "{}", deleted.stdout);
+
+    let paths = quicproquo_testkit::home::paths(&alice.home).unwrap();
+    eventually("alice's daemon exits and her profile is removed", || {
+        let gone = !crate::harness::process_alive(pid as u64) && !paths.data_dir.exists();
+        async move { gone }
+    })
+    .await;
+    assert!(
+        !paths.stopped_marker.exists(),
+        "a deleted profile is not stopped on purpose: the next command starts afresh"
+    );
+
+    // The directory no longer knows her, and her name is never given out again.
+    let carol = User::new(root.path(), "carol");
+    carol.register(&srv).await;
+    carol.run(&["dm", "alice"]).await.expect(5);
+    let taker = User::new(root.path(), "taker");
+    let taken = taker
+        .account_run(&srv, "register", "alice", "a password for the taker")
+        .await
+        .expect(6);
+    assert!(
+        taken.stderr.contains("E012"),
+        "the name is taken: {}",
+        taken.stderr
+    );
+}
