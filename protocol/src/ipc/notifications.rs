@@ -99,7 +99,8 @@ pub struct DeliveryUpdate {
     pub conversation: ConversationId,
     pub id: MessageId,
     pub state: DeliveryState,
-    /// With `failed`: why, for people.
+    /// With `failed`: why, for people; with `sent`: the group members the
+    /// server could not store it for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }

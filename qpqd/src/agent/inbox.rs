@@ -68,6 +68,9 @@ pub(super) struct Stored {
     /// Members we met and have no key pinned for: looked up in the
     /// directory afterwards.
     pub(super) unknown: Vec<String>,
+    /// Groups whose Welcome we refused, with what tells them (the decline
+    /// notice with its reason, and our leave proposal), to send afterwards.
+    pub(super) replies: Vec<(GroupId, Vec<Vec<u8>>)>,
 }
 
 impl Stored {
@@ -87,6 +90,7 @@ impl Stored {
         self.joined.extend(other.joined);
         self.proposals.extend(other.proposals);
         self.unknown.extend(other.unknown);
+        self.replies.extend(other.replies);
     }
 }
 
@@ -200,6 +204,14 @@ impl Agent {
             self.spawn_commit_proposals(g);
         }
         self.spawn_look_up(stored.unknown);
+        for (group, messages) in stored.replies {
+            let me = Arc::clone(self);
+            self.spawn(async move {
+                if let Err(e) = me.tell_group(group, messages).await {
+                    tracing::info!(error = %e, "the group of a refused invitation could not be told");
+                }
+            });
+        }
     }
 
     /// The keys the server lists for whoever sent the batch's Welcomes, so
@@ -253,13 +265,13 @@ impl Agent {
         batch: Vec<Fetched>,
         directory: Directory,
     ) -> Result<Stored, AgentError> {
-        let handshake_groups: BTreeSet<[u8; 16]> = batch
+        let handshake_groups: BTreeSet<GroupId> = batch
             .iter()
             .filter_map(|f| match &f.parsed {
                 Ok((Incoming::Group { group, content, .. }, _))
                     if *content != ContentType::Application =>
                 {
-                    Some(group.0)
+                    Some(*group)
                 }
                 _ => None,
             })
@@ -404,17 +416,31 @@ fn join(
     };
     if let Some(reason) = refusal(c, &invited, directory)? {
         tracing::warn!(inviter = %invited.inviter.username, %reason, "refused an invitation");
+        let name = super::invites::invitation_name(&invited, &super::invites::our_name(c)?);
         let ev = emit(c, |seq| {
             Notification::Invitation(InvitationUpdate {
                 seq,
                 id: None,
                 from: invited.inviter.username.to_string(),
-                name: super::invites::invitation_name(&invited),
+                name,
                 state: InvitationState::Refused,
-                reason,
+                reason: reason.clone(),
             })
         })?;
-        return Ok(Stored::events(vec![ev]));
+        // Where we can join, the inviter learns why (a decline notice);
+        // where we cannot, the refusal stays ours.
+        let replies = match c.savepoint(|c| super::invites::say_no(c, welcome, &reason)) {
+            Ok((group, notice, leave)) => vec![(group, vec![notice, leave])],
+            Err(e) => {
+                tracing::info!(error = %e, "a refused invitation cannot be answered");
+                Vec::new()
+            }
+        };
+        return Ok(Stored {
+            events: vec![ev],
+            replies,
+            ..Stored::default()
+        });
     }
     if !super::invites::accepted_without_asking(c, &invited)? {
         return super::invites::hold_invitation(c, welcome, &invited);
@@ -444,6 +470,17 @@ pub(super) fn enter(
         unknown,
         ..Stored::default()
     };
+    if let Some(moved) = super::legacy::adopt(c, &joined)? {
+        events.extend(moved.events);
+        let conv = conversations::by_group(c.db(), joined.group.as_bytes())?;
+        return Ok((
+            Stored {
+                events,
+                ..joined_group
+            },
+            conv,
+        ));
+    }
     let Some(conv) = joined_conversation(c, &joined)? else {
         let dm = conversations::dm_with(c.db(), inviter.username.as_str())?;
         return Ok((
@@ -519,7 +556,7 @@ fn refusal(c: &Core, invited: &Joined, directory: &Directory) -> rusqlite::Resul
 /// conversation info. `None` when it is a second group for a DM we have
 /// (both users opened it at once), merged into that DM.
 fn joined_conversation(c: &Core, joined: &Joined) -> Result<Option<Conversation>, CoreError> {
-    if let Some(old) = conversations::by_group(c.db(), &joined.group.0)? {
+    if let Some(old) = conversations::by_group(c.db(), joined.group.as_bytes())? {
         // A group that removed us (or that we left), joined again. Whoever
         // invites us chose its members now, and may not even be the group
         // it was: it gets a conversation of its own; the old one keeps its
@@ -531,7 +568,7 @@ fn joined_conversation(c: &Core, joined: &Joined) -> Result<Option<Conversation>
         // A DM is a group of exactly the inviter and us.
         Some(Ok(ConversationInfo::Dm)) if joined.members.len() == 2 => {
             if let Some(dm) = conversations::dm_with(c.db(), &inviter)? {
-                let kept = conversations::merge_dm_group(c.db(), &dm, &joined.group.0)?;
+                let kept = conversations::merge_dm_group(c.db(), &dm, joined.group.as_bytes())?;
                 tracing::info!(
                     peer = %inviter,
                     sending_on = %hex::encode(&kept.group_id),
@@ -541,12 +578,14 @@ fn joined_conversation(c: &Core, joined: &Joined) -> Result<Option<Conversation>
             }
             (Kind::Dm, format!("@{inviter}"), Some(inviter))
         }
-        Some(Ok(ConversationInfo::Group { name })) => (Kind::Group, name, None),
+        // Named in the context: a group made before names left it.
+        Some(Ok(ConversationInfo::Group { name: Some(name) })) => (Kind::Group, name, None),
         other => {
-            if let Some(info) = other {
-                tracing::info!(?info, %inviter, "unusable conversation info; named by group id");
+            if let Some(Err(info)) = other {
+                tracing::info!(?info, %inviter, "unusable conversation info; a placeholder name");
             }
-            let name = format!("group-{}", &joined.group.to_hex()[..8]);
+            let me = super::invites::our_name(c)?;
+            let name = super::invites::placeholder_name(joined, &me);
             (Kind::Group, name, None)
         }
     };
@@ -601,13 +640,13 @@ pub(super) fn process_group(
     group: GroupId,
     bytes: &[u8],
 ) -> Result<Stored, CoreError> {
-    let conv = conversations::by_group(c.db(), &group.0)?;
+    let conv = conversations::by_group(c.db(), group.as_bytes())?;
     if conv.is_none() {
         // Mail for a group we are invited to waits for the user's answer;
         // mail for one we declined is dropped.
-        match invitations::state_of_group(c.db(), &group.0)? {
+        match invitations::state_of_group(c.db(), group.as_bytes())? {
             Some(invitations::State::Pending) => {
-                if !invitations::hold(c.db(), &group.0, bytes)? {
+                if !invitations::hold(c.db(), group.as_bytes(), bytes)? {
                     tracing::info!("dropped a message for a waiting invitation past its bound");
                 }
                 return Ok(Stored::nothing());
@@ -687,7 +726,7 @@ pub(super) fn process_group(
                     );
                 }
             }
-            application(c, &conv, &sender.username, &plaintext)
+            application(c, &conv, &sender.username, epoch.0, &plaintext)
         }
         Processed::Commit(s) => {
             let mut events = Vec::new();
@@ -751,12 +790,14 @@ pub(super) fn process_group(
     }
 }
 
-/// An application message from `sender` in `conv`: a text (stored, and in a
-/// DM a receipt queued) or receipts for ours.
+/// An application message from `sender` in `conv`, sent in `epoch`: a
+/// text (stored, and in a DM a receipt queued), receipts for ours, a
+/// decline notice or the group's name.
 fn application(
     c: &mut Core,
     conv: &Conversation,
     sender: &Username,
+    epoch: u64,
     plaintext: &[u8],
 ) -> Result<Stored, CoreError> {
     match Payload::decode(plaintext) {
@@ -805,6 +846,7 @@ fn application(
             }
             Ok(Stored::events(events))
         }
+        Ok(Payload::GroupName { name }) => group_named(c, conv, sender, epoch, name),
         Ok(Payload::Declined { reason }) => {
             let why = if reason.is_empty() {
                 String::new()
@@ -818,6 +860,33 @@ fn application(
             Ok(Stored::nothing())
         }
     }
+}
+
+/// A member says what the group is called (sent by whoever adds members,
+/// right after the add, in the epoch the add made): the conversation takes
+/// the name. Sent in the epoch we joined, it is the name we were invited
+/// to, replacing the placeholder quietly; any later change is said in the
+/// conversation, with who made it. The name we already have is nothing
+/// new; a DM has no name.
+fn group_named(
+    c: &mut Core,
+    conv: &Conversation,
+    sender: &Username,
+    epoch: u64,
+    name: String,
+) -> Result<Stored, CoreError> {
+    if conv.kind != Kind::Group || conv.name == name {
+        return Ok(Stored::nothing());
+    }
+    conversations::set_name(c.db(), conv.id, &name)?;
+    if epoch == conversations::joined_epoch(c.db(), conv.id)? {
+        return Ok(Stored::nothing());
+    }
+    let renamed = Conversation {
+        name: name.clone(),
+        ..conv.clone()
+    };
+    notice(c, &renamed, format!("{sender} named the group “{name}”"))
 }
 
 #[cfg(test)]
@@ -884,7 +953,7 @@ mod batch_tests {
     /// The conversation info of a group called "team".
     fn team() -> ConversationInfo {
         ConversationInfo::Group {
-            name: "team".into(),
+            name: Some("team".into()),
         }
     }
 
@@ -911,7 +980,7 @@ mod batch_tests {
         let group = creator
             .engine()
             .unwrap()
-            .create_group_with_info(Suite::Hybrid, Some(&info.encode()))
+            .create_group_with_info(Suite::Hybrid, Some(&info.encode()), &[])
             .unwrap();
         let kps: Vec<Vec<u8>> = joiners
             .iter_mut()
@@ -932,7 +1001,7 @@ mod batch_tests {
 
     /// What a core stored for the conversation of `group`.
     fn conversation(c: &Core, group: GroupId) -> Conversation {
-        conversations::by_group(c.db(), &group.0)
+        conversations::by_group(c.db(), group.as_bytes())
             .unwrap()
             .expect("the joined group has a conversation")
     }
@@ -978,6 +1047,136 @@ mod batch_tests {
             .collect();
         assert_eq!(history, ["one", "two"]);
         assert!(bob.db().is_autocommit(), "the batch's transaction ended");
+    }
+
+    /// A refused Welcome is answered where it can be: we join only to send
+    /// the decline notice with the reason and our leave proposal, then
+    /// forget the group. The inviter sees why.
+    #[test]
+    fn a_refused_invitation_is_answered_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let [mut alice, mut bob] = cores(dir.path(), ["alice", "bob"]);
+        let (group, welcome) = group_of(&mut alice, team(), &mut [&mut bob]);
+        // The directory lists another key for alice: an impostor.
+        let directory = Directory::from([(
+            alice.engine_ref().unwrap().username().clone(),
+            Some(IdentityKey([9; 32])),
+        )]);
+        let stored = store_incoming(&mut bob, vec![fetched(1, &welcome)], &directory).unwrap();
+        assert!(stored.joined.is_empty());
+        assert!(
+            bob.engine().unwrap().groups().unwrap().is_empty(),
+            "nothing kept"
+        );
+        let [(to, messages)] = stored.replies.as_slice() else {
+            panic!("one reply, got {:?}", stored.replies);
+        };
+        assert_eq!(*to, group);
+        let [notice, leave] = messages.as_slice() else {
+            panic!("the notice and the leave proposal");
+        };
+        match alice.engine().unwrap().process(notice).unwrap() {
+            crate::mls::Processed::Application { plaintext, .. } => {
+                match Payload::decode(&plaintext).unwrap() {
+                    Payload::Declined { reason } => {
+                        assert!(reason.contains("posing as alice"), "{reason}")
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            alice.engine().unwrap().process(leave).unwrap(),
+            crate::mls::Processed::Proposal { .. }
+        ));
+    }
+
+    /// A group made before the server validated groups (schema 13 marks
+    /// its conversation legacy) is re-created by its first member; the
+    /// Welcome of the new group from that member, with the same members,
+    /// takes over the conversation: same id, history kept, the move said.
+    /// A Welcome from anyone else is an ordinary new conversation.
+    #[test]
+    fn a_re_created_legacy_group_keeps_its_conversation() {
+        let dir = tempfile::tempdir().unwrap();
+        let [mut alice, mut bob, mut carol] = cores(dir.path(), ["alice", "bob", "carol"]);
+        let (old, welcome) = group_of(&mut alice, team(), &mut [&mut bob]);
+        store_from(&mut bob, &alice, vec![fetched(1, &welcome)]).unwrap();
+        let hello = text(&mut alice, old, "before");
+        store_from(&mut bob, &alice, vec![fetched(2, &hello)]).unwrap();
+        let before = conversation(&bob, old);
+        bob.db()
+            .execute("UPDATE conversations SET legacy = 1", [])
+            .unwrap();
+
+        // Carol is no member of it: her group with bob is new.
+        let (other, welcome) = group_of(&mut carol, team(), &mut [&mut bob]);
+        store_from(&mut bob, &carol, vec![fetched(3, &welcome)]).unwrap();
+        assert_ne!(conversation(&bob, other).id, before.id);
+
+        let (new, welcome) = group_of(&mut alice, team(), &mut [&mut bob]);
+        store_from(&mut bob, &alice, vec![fetched(4, &welcome)]).unwrap();
+        let after = conversation(&bob, new);
+        assert_eq!(after.id, before.id, "the same conversation");
+        assert!(conversations::legacy(bob.db()).unwrap().is_empty());
+        assert!(
+            !bob.engine().unwrap().groups().unwrap().contains(&old),
+            "the legacy group's state is gone"
+        );
+        let history: Vec<String> = messages::history(bob.db(), after.id, None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(history.len(), 2, "{history:?}");
+        assert_eq!(history[0], "before");
+        assert!(history[1].contains("moved to a new group"), "{history:?}");
+    }
+
+    /// A group's name is not in its (public) group context: a joiner shows
+    /// a placeholder naming the members until the adder's encrypted name
+    /// arrives; the name arriving again changes nothing.
+    #[test]
+    fn a_joiner_learns_the_name_from_an_encrypted_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let [mut alice, mut bob, mut carol] = cores(dir.path(), ["alice", "bob", "carol"]);
+        let unnamed = ConversationInfo::Group { name: None };
+        let (group, welcome) = group_of(&mut alice, unnamed, &mut [&mut bob, &mut carol]);
+        store_from(&mut bob, &alice, vec![fetched(1, &welcome)]).unwrap();
+        assert_eq!(conversation(&bob, group).name, "group with alice, carol");
+
+        let body = Payload::GroupName {
+            name: "team".into(),
+        }
+        .encode();
+        let named = alice.engine().unwrap().encrypt(group, &body).unwrap();
+        let again = alice.engine().unwrap().encrypt(group, &body).unwrap();
+        store_from(&mut bob, &alice, vec![fetched(2, &named)]).unwrap();
+        store_from(&mut bob, &alice, vec![fetched(3, &again)]).unwrap();
+        let conv = conversation(&bob, group);
+        assert_eq!(conv.name, "team");
+        let history = |bob: &Core| -> Vec<String> {
+            messages::history(bob.db(), conv.id, None, 10)
+                .unwrap()
+                .into_iter()
+                .map(|m| m.text)
+                .collect()
+        };
+        assert!(history(&bob).is_empty(), "the name we were invited to");
+
+        // A later rename is said, with who made it.
+        let c = alice.engine().unwrap().self_update(group).unwrap();
+        alice.engine().unwrap().merge_pending(group).unwrap();
+        store_from(&mut bob, &alice, vec![fetched(4, &c.commit)]).unwrap();
+        let body = Payload::GroupName {
+            name: "renamed".into(),
+        }
+        .encode();
+        let renamed = alice.engine().unwrap().encrypt(group, &body).unwrap();
+        store_from(&mut bob, &alice, vec![fetched(5, &renamed)]).unwrap();
+        assert_eq!(conversation(&bob, group).name, "renamed");
+        assert_eq!(history(&bob), ["alice named the group “renamed”"]);
     }
 
     /// Attack: hold a member's message back (a slow or malicious server)

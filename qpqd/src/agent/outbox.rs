@@ -1,15 +1,14 @@
 //! Sending: `send` makes a message durable in the outbox (one core trip);
-//! the drain picks the next entry, encrypts it for its group and looks up
-//! the recipients' DM channels (one trip), enqueues it on the server, then
+//! the drain picks the next entry and encrypts it for its group (one trip),
+//! enqueues it on the server for the whole group (one `enqueueGroup`), then
 //! marks it sent and prepares the next entry (one trip) — three trips for a
-//! message sent alone, two each in a burst. DM channels are created on first
-//! use and kept.
+//! message sent alone, two each in a burst.
 //!
 //! Each conversation is a queue of its own ([`Queues`]): a conversation that
 //! cannot send never holds up another. A failure that may pass (the
 //! network, a rate limit, a full mailbox for a while) puts its conversation
-//! in jittered back-off; one that will not (a recipient or channel the
-//! server refuses, a message that cannot be encrypted, a full mailbox past
+//! in jittered back-off; one that will not (the server refusing us in the
+//! group, a message that cannot be encrypted, a full mailbox past
 //! [`FULL_MAILBOX_BUDGET_MS`]) parks the entry: the message becomes
 //! `failed`, with its reason, until the user retries or discards it.
 //! Receipts are never parked: one refused for good is dropped. A group
@@ -21,15 +20,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quicproquo_protocol::backoff::Backoff;
-use quicproquo_protocol::errors::ErrorCode;
+use quicproquo_protocol::errors::{ErrorCode, WireError};
 use quicproquo_protocol::ipc::notifications::{DeliveryUpdate, NewMessage, Notification};
 use quicproquo_protocol::ipc::values::{
     ConversationRef, DeliveryState, Message as IpcMessage, MessageId,
 };
 use quicproquo_protocol::padding;
 use quicproquo_protocol::text::MessageText;
-use quicproquo_protocol::types::{ChannelId, IdempotencyKey, IdentityKey, Username};
-use quicproquo_protocol::wire::{self, Delivery};
+use quicproquo_protocol::types::{IdempotencyKey, IdentityKey};
+use quicproquo_protocol::wire::{self, GroupEnqueued};
 use tokio::sync::OwnedMutexGuard;
 
 use super::history::{conv_id, find_active, ipc_message};
@@ -39,16 +38,8 @@ use crate::db::conversations;
 use crate::db::messages::{self, Message, State};
 use crate::db::{now_ms, outbox, Id};
 use crate::link::{ConnState, Link};
-use crate::mls::{GroupId, MlsError};
+use crate::mls::{GroupId, Member, MlsError};
 use crate::payload::Payload;
-
-/// Someone a message goes to, with our DM channel to them if we have one.
-#[derive(Debug, Clone)]
-pub(crate) struct Recipient {
-    pub username: Username,
-    pub identity: IdentityKey,
-    pub channel: Option<ChannelId>,
-}
 
 /// What the drain does next (the outcome of [`prepare_outgoing`]).
 enum Prepared {
@@ -76,8 +67,10 @@ struct Unsent {
 /// or the receipts of one DM batched into one.
 struct Outgoing {
     entry: Unsent,
+    group: GroupId,
     ciphertext: Vec<u8>,
-    recipients: Vec<Recipient>,
+    /// Nobody else is in the group: nothing to send.
+    alone: bool,
     idempotency_key: [u8; 16],
     /// Holds the group's lock until it is enqueued, so no commit of ours
     /// moves the epoch in between.
@@ -307,27 +300,59 @@ impl Agent {
                 }
                 Prepared::Unsendable(entry, e) => (Some(entry), Some(Err(e))),
                 Prepared::Ready(out) => {
-                    let sent = if out.recipients.is_empty() {
-                        Ok(false)
+                    let sent = if out.alone {
+                        Ok(Vec::new())
                     } else {
-                        self.deliver(
-                            &out.recipients,
+                        self.deliver_group(
+                            out.group,
                             &out.ciphertext,
                             IdempotencyKey(out.idempotency_key),
+                            None,
+                            None,
                         )
                         .await
+                        .and_then(|g| nobody_took(&g))
                     };
                     (Some(out.entry), Some(sent))
                 }
             };
+            // The server answered without storing it for anyone: the next
+            // attempt is a new message to the server, under a new key.
+            let rekey = match (&entry, &sent) {
+                (Some(entry), Some(Err(AgentError::Refused(_)))) => entry.seqs.clone(),
+                _ => Vec::new(),
+            };
+            // The server holds no state for the group: if it is one made
+            // before the server validated groups, its re-creation is under
+            // way (`agent::legacy`) and the message waits for it.
+            let unregistered = match (&entry, &sent) {
+                (Some(entry), Some(Err(e))) if e.server_code() == Some(ErrorCode::UnknownGroup) => {
+                    Some(entry.conversation)
+                }
+                _ => None,
+            };
+            let recreating = match unregistered {
+                Some(id) => {
+                    core.run(move |c| conversations::is_legacy(c.db(), id))
+                        .await?
+                }
+                None => false,
+            };
             let done = match (entry, sent) {
+                (Some(entry), Some(_)) if recreating => {
+                    self.queues().failed(entry.conversation, now_ms(), false);
+                    Done::Later
+                }
                 (Some(entry), Some(sent)) => self.judge(entry, sent),
                 _ => Done::Later,
             };
             let locks = Arc::clone(&self.group_locks);
             let skip = self.queues().skip(now_ms());
             let (ev, prepared) = core
-                .run(move |c| finish_outgoing(c, done, &locks, now_ms(), &skip))
+                .run(move |c| {
+                    outbox::new_keys(c.db(), &rekey)?;
+                    finish_outgoing(c, done, &locks, now_ms(), &skip)
+                })
                 .await?;
             self.publish(ev.into_iter().collect());
             next = prepared;
@@ -336,12 +361,12 @@ impl Agent {
 
     /// How an attempt at `entry` went, in the terms of the outbox; keeps
     /// the conversation's back-off.
-    fn judge(&self, entry: Unsent, sent: AgentResult<bool>) -> Done {
+    fn judge(&self, entry: Unsent, sent: AgentResult<Missed>) -> Done {
         let conversation = entry.conversation;
         let e = match sent {
-            Ok(_) => {
+            Ok(missed) => {
                 self.queues().clear(conversation);
-                return Done::Sent(entry);
+                return Done::Sent(entry, missed);
             }
             Err(e) => e,
         };
@@ -377,7 +402,7 @@ impl Agent {
             if commit {
                 me.commit_or_drop_proposals(conversation, group).await;
             } else {
-                drop(me.group_lock(&group.0).lock().await);
+                drop(me.group_lock(&group).lock().await);
             }
             me.queues().waiting.remove(&conversation);
             me.outbox_kick.notify_one();
@@ -390,7 +415,7 @@ impl Agent {
     /// again. A failure that may pass backs the conversation off instead.
     async fn commit_or_drop_proposals(&self, conversation: Id, group: GroupId) {
         let r = self
-            .commit(group, &[], move |c| {
+            .commit(group, move |c| {
                 c.engine()?
                     .commit_pending_proposals(group)
                     .map_err(CoreError::from)
@@ -428,88 +453,65 @@ impl Agent {
         }
     }
 
-    /// The DM channel with `user`, created (the server answers the same id
-    /// for the same pair every time) and kept.
-    pub(crate) async fn channel_to(
+    /// One message to a group with one `enqueueGroup`, whatever the group's
+    /// size: the server delivers it to every other current member. A commit
+    /// goes with the GroupInfo of the epoch it creates, and its Welcome (for
+    /// the members it adds) in the same request. A member the server could
+    /// not store it for (e.g. a full mailbox, E032) fails alone: that is
+    /// logged, and the message counts as sent.
+    pub(crate) async fn deliver_group(
         &self,
-        user: &Username,
-        identity: IdentityKey,
-    ) -> AgentResult<ChannelId> {
-        let link = self.online_link().await?;
-        let channel = link
-            .request(wire::CreateChannel {
-                auth: self.token()?,
-                peer: identity,
-            })
-            .await?;
-        let name = user.to_string();
-        // Kept only for the key pinned for the name (which comes from the
-        // server's directory): a key from an MLS credential never re-pins a
-        // name, so an impostor leaf cannot take over a contact's channel.
-        self.core()?
-            .run(move |c| -> rusqlite::Result<_> {
-                conversations::set_channel_for(
-                    c.db(),
-                    &name,
-                    identity.as_bytes(),
-                    channel.as_bytes(),
-                )
-            })
-            .await?;
-        Ok(channel)
-    }
-
-    /// One payload to several members, each through our DM channel with
-    /// them (created first where we have none). `true` when the server had
-    /// it already (a retry).
-    pub(crate) async fn deliver(
-        &self,
-        to: &[Recipient],
+        group: GroupId,
         mls_message: &[u8],
         key: IdempotencyKey,
-    ) -> AgentResult<bool> {
-        let mut deliveries = Vec::with_capacity(to.len());
-        for r in to {
-            let channel = match r.channel {
-                Some(c) => c,
-                // A refusal (E020: the server does not know this member)
-                // is kept: it is for good, unlike the network.
-                None => self
-                    .channel_to(&r.username, r.identity)
-                    .await
-                    .map_err(|e| match e {
-                        AgentError::Refused(_) => e,
-                        _ => AgentError::offline(),
-                    })?,
-            };
-            deliveries.push(Delivery {
-                recipient: r.identity,
-                channel: Some(channel),
-            });
-        }
+        group_info: Option<Vec<u8>>,
+        welcome: Option<&[u8]>,
+    ) -> AgentResult<GroupEnqueued> {
         let enqueued = self
             .link()?
-            .request(wire::Enqueue {
+            .request(wire::EnqueueGroup {
                 auth: self.token()?,
-                deliveries,
+                group: group.as_bytes().to_vec(),
                 payload: padding::pad(mls_message),
                 idempotency_key: key,
+                group_info,
+                welcome: welcome.map(padding::pad),
             })
             .await?;
-        Ok(enqueued.duplicate)
+        for m in &enqueued.members {
+            if let Some(code) = m.error {
+                tracing::warn!(
+                    member = %m.member, %code, group = %group.to_hex(),
+                    "the server could not store a group message for one member"
+                );
+            }
+        }
+        Ok(enqueued)
     }
 
     /// The other members of a group (who receive what we send to it).
-    pub(crate) async fn others(&self, group: GroupId) -> AgentResult<Vec<Recipient>> {
+    pub(crate) async fn others(&self, group: GroupId) -> AgentResult<Vec<Member>> {
         self.core()?.run(move |c| others(c, group)).await
     }
+}
 
-    /// `users` with the DM channels we hold for them.
-    pub(crate) async fn recipients(
-        &self,
-        users: Vec<(Username, IdentityKey)>,
-    ) -> AgentResult<Vec<Recipient>> {
-        self.core()?.run(move |c| with_channels(c, users)).await
+/// Members a group message was not stored for, with the server's code.
+type Missed = Vec<(IdentityKey, ErrorCode)>;
+
+/// An application message the server stored for no member at all (in a DM:
+/// the peer's mailbox is full) failed like a refusal, with the first
+/// member's code; stored for some, it went, and the members it missed are
+/// said in its `delivery` notification.
+fn nobody_took(g: &GroupEnqueued) -> AgentResult<Missed> {
+    match g.members.first().and_then(|m| m.error) {
+        Some(code) if g.members.iter().all(|m| m.error.is_some()) => Err(AgentError::Refused(
+            WireError::new(code, "no member's mailbox took the message"),
+        )),
+        _ => Ok(g
+            .members
+            .iter()
+            .filter_map(|m| Some((m.member, m.error?)))
+            .collect()),
     }
 }
 
@@ -619,12 +621,12 @@ fn prepare_outgoing(
             outbox::remove_all(c.db(), &entry.seqs)?;
             continue;
         };
-        let Ok(guard) = locks.get(&group.0).try_lock_owned() else {
+        let Ok(guard) = locks.get(&group).try_lock_owned() else {
             return Ok(Prepared::Busy(conversation, group));
         };
-        let recipients = match others(c, group) {
-            Ok(r) => r,
-            Err(e) => return Ok(Prepared::Unsendable(entry, e)),
+        let alone = match c.engine()?.members(group) {
+            Ok(m) => m.len() <= 1,
+            Err(e) => return Ok(Prepared::Unsendable(entry, CoreError::from(e).into())),
         };
         let ciphertext = match c.engine()?.encrypt(group, &body) {
             Ok(ct) => ct,
@@ -635,8 +637,9 @@ fn prepare_outgoing(
         };
         return Ok(Prepared::Ready(Outgoing {
             entry,
+            group,
             ciphertext,
-            recipients,
+            alone,
             idempotency_key,
             _group: guard,
         }));
@@ -645,7 +648,8 @@ fn prepare_outgoing(
 
 /// How an attempt at an entry went.
 enum Done {
-    Sent(Unsent),
+    /// Sent, though not stored for these members.
+    Sent(Unsent, Missed),
     /// Not now: it stays queued (its conversation backs off, or waits).
     Later,
     /// Receipts refused for good.
@@ -663,7 +667,7 @@ fn finish_outgoing(
     skip: &[Id],
 ) -> AgentResult<(Option<Notification>, Prepared)> {
     let ev = match done {
-        Done::Sent(entry) => mark_sent(c, entry)?,
+        Done::Sent(entry, missed) => mark_sent(c, entry, &missed)?,
         Done::Later => None,
         Done::Dropped(seqs) => {
             outbox::remove_all(c.db(), &seqs)?;
@@ -694,8 +698,9 @@ fn delivery(
 }
 
 /// Core operation: the entries went out; a chat message moves to `sent`
-/// (unless a receipt made it `delivered` already).
-fn mark_sent(c: &mut Core, entry: Unsent) -> AgentResult<Option<Notification>> {
+/// (unless a receipt made it `delivered` already), its notification saying
+/// which members the server could not store it for, if any.
+fn mark_sent(c: &mut Core, entry: Unsent, missed: &Missed) -> AgentResult<Option<Notification>> {
     c.atomically(|c| {
         outbox::remove_all(c.db(), &entry.seqs)?;
         let Some(mid) = entry.message_id else {
@@ -704,14 +709,40 @@ fn mark_sent(c: &mut Core, entry: Unsent) -> AgentResult<Option<Notification>> {
         if !messages::advance(c.db(), mid, entry.conversation, State::Sent)? {
             return Ok(None);
         }
+        let reason = match missed.is_empty() {
+            true => None,
+            false => Some(missed_reason(c, entry.conversation, missed)?),
+        };
         Ok(Some(delivery(
             c,
             entry.conversation,
             mid,
             DeliveryState::Sent,
-            None,
+            reason,
         )?))
     })
+}
+
+/// "not stored for carol (E032: …)": the members a group message missed,
+/// by name where the group still lists them.
+fn missed_reason(c: &mut Core, conversation: Id, missed: &Missed) -> AgentResult<String> {
+    let group = conversations::by_id(c.db(), conversation)?
+        .and_then(|conv| GroupId::from_slice(&conv.group_id));
+    let members = match group {
+        Some(g) => c.engine()?.members(g).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let each: Vec<String> = missed
+        .iter()
+        .map(|(key, code)| {
+            let who = members
+                .iter()
+                .find(|m| m.identity == *key)
+                .map_or_else(|| key.to_string(), |m| m.username.to_string());
+            format!("{who} ({code}: {})", code.description())
+        })
+        .collect();
+    Ok(format!("not stored for {}", each.join(", ")))
 }
 
 /// Core operation: parks a message refused for good; it becomes `failed`.
@@ -774,37 +805,15 @@ fn discard_parked(c: &mut Core, id: Id) -> AgentResult<()> {
     })
 }
 
-/// Core operation: the other members of `group`, with their channels.
-pub(crate) fn others(c: &mut Core, group: GroupId) -> AgentResult<Vec<Recipient>> {
+/// Core operation: the other members of `group`.
+pub(crate) fn others(c: &mut Core, group: GroupId) -> AgentResult<Vec<Member>> {
     let e = c.engine()?;
     let me = e.identity_key();
-    let users = e
-        .members(group)
+    Ok(e.members(group)
         .map_err(CoreError::from)?
         .into_iter()
         .filter(|m| m.identity != me)
-        .map(|m| (m.username, m.identity))
-        .collect();
-    with_channels(c, users)
-}
-
-/// Core operation: `users` with the channel we keep for each (none where the
-/// key we pinned is not the one given: that channel is someone else's).
-fn with_channels(c: &Core, users: Vec<(Username, IdentityKey)>) -> AgentResult<Vec<Recipient>> {
-    users
-        .into_iter()
-        .map(|(username, identity)| {
-            let channel = conversations::contact(c.db(), username.as_str())?
-                .filter(|k| k.identity == identity.0)
-                .and_then(|k| k.channel)
-                .map(ChannelId);
-            Ok(Recipient {
-                username,
-                identity,
-                channel,
-            })
-        })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]

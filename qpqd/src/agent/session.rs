@@ -339,6 +339,8 @@ impl Agent {
                     tracing::warn!(error = %e, "key package refill failed");
                 }
                 self.outbox_kick.notify_one();
+                let me = Arc::clone(&self);
+                self.spawn(async move { me.recreate_legacy().await });
             }
             // Until the state changes; while online, the stock is checked
             // every REFILL_EVERY too.
