@@ -18,6 +18,8 @@
 //! - [`attacker`]: an ordinary account driven by hand, with forged MLS
 //!   credentials, for the tests of attacks.
 //! - [`relay`]: a UDP relay a test cuts, so a QUIC peer goes silent.
+//! - `mlsrs` (feature `mlsrs`): a user whose MLS is mls-rs, an
+//!   implementation independent of openmls, for the interoperability tests.
 
 pub mod agent;
 pub mod attacker;
@@ -25,6 +27,8 @@ pub mod bench;
 mod error;
 pub mod home;
 mod in_process;
+#[cfg(feature = "mlsrs")]
+pub mod mlsrs;
 pub mod process;
 mod qpqd;
 pub mod relay;

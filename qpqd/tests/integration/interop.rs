@@ -1,0 +1,144 @@
+//! qpqd with another MLS implementation (issue 14 item 5): a user whose
+//! MLS is mls-rs (the test kit's `mlsrs`) in groups with qpqd daemons, over
+//! a real server — key packages, Welcomes and commits both ways, messages
+//! both ways, an mls-rs commit the daemons process, and an mls-rs group
+//! with mls-rs' own 32-byte group id.
+
+use quicproquo_daemon::payload::ConversationInfo;
+use quicproquo_protocol::ipc::values::Ciphersuite;
+use quicproquo_testkit::mlsrs::{Delivery, MlsRsUser, Received};
+
+use crate::harness::{Daemon, Server};
+
+/// How the mls-rs user's mail travels to the daemons of this build.
+const DELIVERY: Delivery = Delivery::Channels;
+
+/// Waits for a commit by `from` in `group` (a daemon re-keys after it
+/// joins): what the test does next must not race it.
+async fn wait_for_commit(bob: &mut MlsRsUser, group: &[u8], from: &str) -> u64 {
+    let got = bob
+        .wait_for(
+            &format!("a commit by {from}"),
+            |r| matches!(r, Received::Commit { group: g, from: f, .. } if g == group && f == from),
+        )
+        .await
+        .unwrap();
+    match got {
+        Received::Commit { epoch, .. } => epoch,
+        _ => unreachable!("matched a commit"),
+    }
+}
+
+/// A qpqd user makes a classic-suite group with the mls-rs user (its key
+/// package, its Welcome); they talk both ways; the mls-rs user re-keys
+/// (a commit the daemon processes) and adds a qpqd user (its Welcome to a
+/// daemon), and all three talk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mls_rs_user_and_qpqd_daemons_share_a_group() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, carol] = Daemon::registered(root.path(), &srv, ["alice", "carol"]).await;
+    let mut bob = MlsRsUser::register(&srv, "bob", DELIVERY).await;
+    assert_eq!(bob.upload_key_packages(3).await.unwrap(), 3);
+
+    // qpqd -> mls-rs: a key package of mls-rs', a Welcome of openmls'.
+    alice
+        .create_group("mixed", &["bob"], Ciphersuite::Classic)
+        .await;
+    let joined = bob
+        .wait_for("the Welcome", |r| matches!(r, Received::Joined { .. }))
+        .await
+        .unwrap();
+    let Received::Joined {
+        group,
+        inviter,
+        info,
+    } = joined
+    else {
+        unreachable!("matched a join")
+    };
+    assert_eq!(inviter, "alice");
+    assert_eq!(
+        info,
+        Some(ConversationInfo::Group {
+            name: "mixed".into()
+        }),
+        "the daemon's conversation info reads the same in mls-rs"
+    );
+    assert_eq!(bob.members(&group).unwrap(), ["alice", "bob"]);
+
+    // Messages both ways, in the daemon's payload format.
+    alice.send("mixed", "hello from openmls").await.unwrap();
+    assert_eq!(
+        bob.wait_for_text(&group, "hello from openmls")
+            .await
+            .unwrap(),
+        "alice"
+    );
+    bob.send_text(&group, "hello from mls-rs").await.unwrap();
+    let m = alice.wait_for("mixed", "hello from mls-rs").await;
+    assert_eq!(m.sender, "bob");
+
+    // An mls-rs commit (an update): the daemon follows it to the new epoch,
+    // or it could not read what bob sends there.
+    let before = bob.epoch(&group).unwrap();
+    bob.update(&group).await.unwrap();
+    assert_eq!(bob.epoch(&group), Some(before + 1));
+    bob.send_text(&group, "after my update").await.unwrap();
+    alice.wait_for("mixed", "after my update").await;
+    alice.send("mixed", "read you there").await.unwrap();
+    bob.wait_for_text(&group, "read you there").await.unwrap();
+
+    // mls-rs -> qpqd: an add by mls-rs, its Welcome opened by openmls.
+    bob.add(&group, "carol").await.unwrap();
+    let seen = carol.wait_for_conversation("mixed").await;
+    assert_eq!(seen.ciphersuite, Ciphersuite::Classic);
+    // carol re-keys once she has joined: wait, so nobody races her commit.
+    wait_for_commit(&mut bob, &group, "carol").await;
+    assert_eq!(bob.members(&group).unwrap(), ["alice", "bob", "carol"]);
+    let mut members = alice.members("mixed").await;
+    members.sort();
+    assert_eq!(members, ["alice", "bob", "carol"]);
+
+    bob.send_text(&group, "welcome, carol").await.unwrap();
+    carol.wait_for("mixed", "welcome, carol").await;
+    carol.send("mixed", "thanks, both").await.unwrap();
+    bob.wait_for_text(&group, "thanks, both").await.unwrap();
+    alice.wait_for("mixed", "thanks, both").await;
+    assert!(
+        !bob.received
+            .iter()
+            .any(|r| matches!(r, Received::Failed { .. })),
+        "mls-rs processed everything: {:?}",
+        bob.received
+    );
+}
+
+/// A group mls-rs creates has mls-rs' own 32-byte id: a daemon it adds
+/// joins it (the conversation's name from the group context) and reads and
+/// answers in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_with_an_mls_rs_32_byte_id_reaches_qpqd() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [carol] = Daemon::registered(root.path(), &srv, ["carol"]).await;
+    let mut bob = MlsRsUser::register(&srv, "bob", DELIVERY).await;
+    let group: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
+    bob.create_group(
+        group.clone(),
+        &ConversationInfo::Group {
+            name: "rs-made".into(),
+        },
+    )
+    .await
+    .unwrap();
+    bob.add(&group, "carol").await.unwrap();
+    carol.wait_for_conversation("rs-made").await;
+    bob.send_text(&group, "a long group id").await.unwrap();
+    carol.wait_for("rs-made", "a long group id").await;
+    carol.send("rs-made", "fine by me").await.unwrap();
+    assert_eq!(
+        bob.wait_for_text(&group, "fine by me").await.unwrap(),
+        "carol"
+    );
+}
