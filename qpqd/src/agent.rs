@@ -44,6 +44,7 @@ use crate::core::{Core, CoreHandle};
 use crate::db::{self, notifications};
 use crate::keystore::KeySource;
 use crate::link::Link;
+use crate::mls::GroupId;
 
 pub use error::{AgentError, AgentResult};
 pub use session::StartOptions;
@@ -141,10 +142,10 @@ impl StorageHealth {
 /// merging, so nothing else encrypts in or processes a handshake for that
 /// group meanwhile.
 #[derive(Default)]
-pub(crate) struct GroupLocks(std::sync::Mutex<HashMap<[u8; 16], Arc<Mutex<()>>>>);
+pub(crate) struct GroupLocks(std::sync::Mutex<HashMap<GroupId, Arc<Mutex<()>>>>);
 
 impl GroupLocks {
-    pub(crate) fn get(&self, group: &[u8; 16]) -> Arc<Mutex<()>> {
+    pub(crate) fn get(&self, group: &GroupId) -> Arc<Mutex<()>> {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -260,7 +261,7 @@ impl Agent {
         self.tasks.spawn(task);
     }
 
-    pub(crate) fn group_lock(&self, group: &[u8; 16]) -> Arc<Mutex<()>> {
+    pub(crate) fn group_lock(&self, group: &GroupId) -> Arc<Mutex<()>> {
         self.group_locks.get(group)
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quicproquo_protocol::client::{Client, ClientError, Trust};
-use quicproquo_protocol::wire::{Call, Request, Response};
+use quicproquo_protocol::wire::{Call, Health, Request, Response};
 use tokio::sync::{watch, Notify, RwLock};
 
 /// What front-ends see as `connection`.
@@ -64,10 +64,25 @@ pub struct Link {
     /// Where to connect; read at every attempt, so a `login` with a new
     /// server or pin takes effect without restarting the daemon.
     target: Arc<std::sync::Mutex<Target>>,
+    /// The server's removal key (its Ed25519 key as an MLS external sender),
+    /// from `health` at every connection; empty until a server gave one.
+    removal_key: Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Asks a fresh connection's server for its removal key and keeps it; if
+/// the server does not answer, the key we had stays.
+async fn learn_removal_key(client: &Client, kept: &std::sync::Mutex<Vec<u8>>) {
+    match client.call(&Health {}.request()).await {
+        Ok(answer) => match Health::response(answer) {
+            Ok(info) => *lock(kept) = info.removal_key,
+            Err(e) => tracing::warn!(error = %e, "health answered oddly; removal key unknown"),
+        },
+        Err(e) => tracing::warn!(error = %e, "health failed; removal key unknown"),
+    }
 }
 
 impl Link {
@@ -81,12 +96,14 @@ impl Link {
         let poke = Arc::new(Notify::new());
         let detail = Arc::new(std::sync::Mutex::new(String::new()));
         let shared_target = Arc::new(std::sync::Mutex::new(target));
+        let removal_key = Arc::new(std::sync::Mutex::new(Vec::new()));
         let link = Link {
             current: current.clone(),
             state,
             poke: poke.clone(),
             detail: detail.clone(),
             target: shared_target.clone(),
+            removal_key: removal_key.clone(),
         };
         let set_detail = move |d: String| *lock(&detail) = d;
         let task = tokio::spawn(async move {
@@ -99,6 +116,7 @@ impl Link {
                 match Client::connect(target.addr, &target.server_name, target.trust.clone()).await
                 {
                     Ok(client) => {
+                        learn_removal_key(&client, &removal_key).await;
                         let client = Arc::new(client);
                         *current.write().await = Some(client.clone());
                         set_detail(String::new());
@@ -143,6 +161,12 @@ impl Link {
             }
         });
         (link, task)
+    }
+
+    /// The server's removal key as the last connection's `health` gave it
+    /// (empty: none known).
+    pub fn removal_key(&self) -> Vec<u8> {
+        lock(&self.removal_key).clone()
     }
 
     pub fn state(&self) -> ConnState {

@@ -42,13 +42,13 @@ mod suite;
 #[cfg(test)]
 mod tests;
 
-use openmls::prelude::{MlsGroup, MlsGroupJoinConfig};
+use openmls::prelude::{MlsGroup, MlsGroupJoinConfig, PURE_PLAINTEXT_WIRE_FORMAT_POLICY};
 use quicproquo_protocol::types::{IdentityKey, Username};
 use rusqlite::Connection;
 
 pub use commit::{CommitSummary, Staged};
 pub use errors::MlsError;
-pub use group::{GroupId, Joined, Who};
+pub use group::{GroupId, Joined, Who, SERVER_SENDER_NAME};
 pub use identity::{Identity, Member};
 pub use message::{classify, Incoming, Membership, Processed, ProposalKind};
 pub use provider::CborCodec;
@@ -107,6 +107,10 @@ fn join_config() -> MlsGroupJoinConfig {
     MlsGroupJoinConfig::builder()
         .max_past_epochs(MAX_PAST_EPOCHS)
         .use_ratchet_tree_extension(true)
+        // Commits and proposals in the clear (still signed), so that the
+        // server can validate them; application messages stay encrypted
+        // whatever the policy.
+        .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
         .build()
 }
 

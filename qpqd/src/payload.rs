@@ -1,7 +1,9 @@
 //! What travels inside MLS: the application message payload (a versioned JSON
 //! object; `text` is a chat message) and the conversation info a group's
 //! creator puts in the group context, which tells every new member what the
-//! conversation is (a DM or a named group) the moment it joins.
+//! conversation is (a DM or a group) the moment it joins. The group context
+//! is public (the server keeps the GroupInfo), so a group's name is not in
+//! it: the adder sends it encrypted ([`Payload::GroupName`]) after each add.
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +28,11 @@ pub enum Payload {
     /// (a leave proposal follows), and says why.
     Declined {
         reason: String,
+    },
+    /// The group's name, sent encrypted by whoever adds members, right after
+    /// the add (the group context the server sees holds only the kind).
+    GroupName {
+        name: String,
     },
 }
 
@@ -55,14 +62,17 @@ pub const MAX_GROUP_NAME_CHARS: usize = 64;
 
 /// What a conversation is, as its creator set it in the group context
 /// (`mls::group::CONVERSATION_INFO_EXTENSION`). Comes from another user:
-/// [`ConversationInfo::decode`] bounds it.
+/// [`ConversationInfo::decode`] bounds it. The server sees it (the group
+/// context is in the public GroupInfo): qpqd writes no group name here; a
+/// name found here (groups made before names left the context) is used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ConversationInfo {
     /// A DM; the peer is whoever else is in the group (the inviter).
     Dm,
     Group {
-        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
     },
 }
 
@@ -73,7 +83,7 @@ impl ConversationInfo {
 
     pub fn decode(bytes: &[u8]) -> Result<Self, PayloadError> {
         let info: ConversationInfo = decode_versioned(bytes)?;
-        if let ConversationInfo::Group { name } = &info {
+        if let ConversationInfo::Group { name: Some(name) } = &info {
             check_group_name(name).map_err(|e| PayloadError::Format(e.into()))?;
         }
         Ok(info)
@@ -135,6 +145,10 @@ impl Payload {
                 return Err(PayloadError::Format("a decline reason is too long".into()))
             }
             Payload::Declined { .. } => &[],
+            Payload::GroupName { name } => {
+                check_group_name(name).map_err(|e| PayloadError::Format(e.into()))?;
+                &[]
+            }
         };
         for id in ids {
             Id::parse_hex(id).ok_or(PayloadError::BadId)?;
@@ -173,14 +187,23 @@ mod tests {
             reason: "x".repeat(MAX_DECLINE_REASON_CHARS + 1),
         };
         assert!(Payload::decode(&long.encode()).is_err());
+        let named = Payload::GroupName {
+            name: "team ü".into(),
+        };
+        assert_eq!(Payload::decode(&named.encode()).unwrap(), named);
+        for bad in ["", "@bob", "evil\u{1b}[2J"] {
+            let p = Payload::GroupName { name: bad.into() };
+            assert!(Payload::decode(&p.encode()).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
     fn conversation_info_round_trip_and_refusals() {
         for info in [
             ConversationInfo::Dm,
+            ConversationInfo::Group { name: None },
             ConversationInfo::Group {
-                name: "team ü 🦀".into(),
+                name: Some("team ü 🦀".into()),
             },
         ] {
             assert_eq!(ConversationInfo::decode(&info.encode()).unwrap(), info);
@@ -189,7 +212,6 @@ mod tests {
         for bad in [
             &b"{\"kind\":\"dm\"}"[..],
             b"qpq1{\"kind\":\"channel\"}",
-            b"qpq1{\"kind\":\"group\"}",
             b"qpq1{\"kind\":\"group\",\"name\":\"\"}",
             b"qpq1{\"kind\":\"group\",\"name\":\"@bob\"}",
             b"qpq1{\"kind\":\"group\",\"name\":\"evil\\u001b[2J\"}",
@@ -200,12 +222,17 @@ mod tests {
         ] {
             assert!(ConversationInfo::decode(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(
+            ConversationInfo::Group { name: None }.encode(),
+            b"qpq1{\"kind\":\"group\"}",
+            "nothing but the kind for the server to see"
+        );
         let long = ConversationInfo::Group {
-            name: "x".repeat(MAX_GROUP_NAME_CHARS + 1),
+            name: Some("x".repeat(MAX_GROUP_NAME_CHARS + 1)),
         };
         assert!(ConversationInfo::decode(&long.encode()).is_err());
         let longest = ConversationInfo::Group {
-            name: "é".repeat(MAX_GROUP_NAME_CHARS),
+            name: Some("é".repeat(MAX_GROUP_NAME_CHARS)),
         };
         assert!(ConversationInfo::decode(&longest.encode()).is_ok());
     }

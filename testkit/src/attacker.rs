@@ -70,7 +70,7 @@ impl Attacker {
     ) -> Forged {
         let group = loop {
             let g = engine
-                .create_group_with_info(Suite::Hybrid, Some(&info.encode()))
+                .create_group_with_info(Suite::Hybrid, Some(&info.encode()), &[])
                 .expect("create a group");
             if accept(&g) {
                 break g;

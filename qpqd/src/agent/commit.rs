@@ -1,8 +1,10 @@
 //! DMs and groups: creating them, changing membership, re-keying, leaving.
 //!
 //! Every commit follows the same path ([`Agent::commit`]): build it, have the
-//! server accept it (it orders commits per group epoch), merge it, and only
-//! then deliver the Welcome. A commit refused as stale (E033) is discarded,
+//! server accept it with the next epoch's GroupInfo and its Welcome in one
+//! `enqueueGroup` (the server validates it and orders commits per group
+//! epoch), then merge it. A new group is registered with the server before
+//! its first commit. A commit refused as stale (E033) is discarded,
 //! the winning commit is processed as it arrives, and the change is built
 //! again on the new epoch — without the user doing anything.
 
@@ -22,9 +24,9 @@ use super::history::{conv_id, new_conversation, view};
 use super::{emit, Agent, AgentError, AgentResult};
 use crate::core::{Core, CoreError};
 use crate::db::conversations::{self, Conversation, Kind};
-use crate::db::{now_ms, Id};
+use crate::db::{now_ms, outbox, Id};
 use crate::mls::{CommitSummary, GroupId, Member, Staged, Suite, Who};
-use crate::payload::{check_group_name, ConversationInfo};
+use crate::payload::{check_group_name, ConversationInfo, Payload};
 
 /// Attempts at a membership change that keeps losing the epoch race.
 const COMMIT_ATTEMPTS: usize = 5;
@@ -33,8 +35,8 @@ fn idem() -> IdempotencyKey {
     IdempotencyKey(Id::random().0)
 }
 
-/// Most members a group may have: every message goes to all the others in
-/// one `enqueue`, which names at most `MAX_RECIPIENTS` recipients.
+/// Most members a group may have: the server delivers one `enqueueGroup`
+/// to at most `MAX_RECIPIENTS` others (its `limits.maxRecipients`).
 pub const MAX_GROUP_MEMBERS: usize = quicproquo_protocol::limits::MAX_RECIPIENTS + 1;
 
 /// Refuses to grow a group of `size` members by `adding` past
@@ -49,21 +51,31 @@ fn check_group_size(size: usize, adding: usize) -> AgentResult<()> {
 }
 
 impl Agent {
-    /// Builds a commit with `build`, has the server accept it, merges it and
-    /// delivers its Welcome; retries on a lost epoch race.
+    /// Builds a commit with `build`, has the server accept it (with its
+    /// Welcome, if it adds anyone) and merges it; retries on a lost epoch
+    /// race.
     pub(crate) async fn commit(
         &self,
         group: GroupId,
-        welcome_to: &[(Username, IdentityKey)],
         build: impl Fn(&mut Core) -> Result<Staged, CoreError> + Send + Sync + Clone + 'static,
     ) -> AgentResult<CommitSummary> {
-        let lock = self.group_lock(&group.0);
+        let lock = self.group_lock(&group);
         for attempt in 1..=COMMIT_ATTEMPTS {
             let guard = lock.lock().await;
-            let recipients = self.others(group).await?;
             let b = build.clone();
             let staged = self.core()?.run(move |c| b(c)).await?;
-            let outcome = self.deliver(&recipients, &staged.commit, idem()).await;
+            // Commit, next GroupInfo and Welcome in one request: the server
+            // accepts all three or none, so there is no Welcome to deliver
+            // after a merge that a crash could lose.
+            let outcome = self
+                .deliver_group(
+                    group,
+                    &staged.commit,
+                    idem(),
+                    Some(staged.group_info.clone()),
+                    staged.welcome.as_deref(),
+                )
+                .await;
             match outcome {
                 Ok(_) => {
                     let summary = self
@@ -71,10 +83,6 @@ impl Agent {
                         .run(move |c| c.engine()?.merge_pending(group).map_err(CoreError::from))
                         .await?;
                     drop(guard);
-                    if let Some(w) = staged.welcome {
-                        let to = self.recipients(welcome_to.to_vec()).await?;
-                        self.deliver(&to, &w, idem()).await?;
-                    }
                     return Ok(summary);
                 }
                 Err(AgentError::Refused(w)) if w.code == ErrorCode::StaleCommit => {
@@ -146,13 +154,11 @@ impl Agent {
         group: GroupId,
         kps: Vec<(Username, IdentityKey, Vec<u8>)>,
     ) -> AgentResult<CommitSummary> {
-        let welcome_to: Vec<(Username, IdentityKey)> =
-            kps.iter().map(|k| (k.0.clone(), k.1)).collect();
         let packages: Vec<(Member, Vec<u8>)> = kps
             .into_iter()
             .map(|(username, identity, kp)| (Member { username, identity }, kp))
             .collect();
-        self.commit(group, &welcome_to, move |c| {
+        self.commit(group, move |c| {
             c.engine()?
                 .add_members_of(group, &packages)
                 .map_err(CoreError::from)
@@ -170,7 +176,7 @@ impl Agent {
     ) -> AgentResult<IpcConversation> {
         check_group_size(1, members.len())?;
         let kps = self.key_packages(members, suite).await?;
-        let group = self.create_group(kind, &name, suite).await?;
+        let group = self.create_group(kind, suite).await?;
         let summary = self.add_to(group, kps).await;
         let summary = match summary {
             Ok(s) => s,
@@ -217,30 +223,54 @@ impl Agent {
                                 .unwrap_or_default(),
                         })
                     })?;
+                    if stored.kind == Kind::Group {
+                        name_group(c, &stored)?;
+                    }
                     Ok((view(c, &stored)?, ev))
                 })
             })
             .await?;
         self.publish(vec![ev]);
+        self.outbox_kick.notify_one();
         Ok(view)
     }
 
     /// An MLS group with only us in it, whose group context tells every
-    /// member who joins later what the conversation is.
-    async fn create_group(&self, kind: Kind, name: &str, suite: Suite) -> AgentResult<GroupId> {
+    /// member who joins later what the conversation is, registered with the
+    /// server (which refuses any message to a group it does not know). A
+    /// group the server refuses is forgotten.
+    async fn create_group(&self, kind: Kind, suite: Suite) -> AgentResult<GroupId> {
         let info = match kind {
             Kind::Dm => ConversationInfo::Dm,
-            Kind::Group => ConversationInfo::Group { name: name.into() },
+            // The name is sent encrypted after each add (`name_group`):
+            // the group context is public.
+            Kind::Group => ConversationInfo::Group { name: None },
         }
         .encode();
-        Ok(self
+        let link = self.online_link().await?;
+        let removal_key = link.removal_key();
+        let (group, group_info) = self
             .core()?
             .run(move |c| {
-                c.engine()?
-                    .create_group_with_info(suite, Some(&info))
-                    .map_err(CoreError::from)
+                let e = c.engine()?;
+                let group = e.create_group_with_info(suite, Some(&info), &removal_key)?;
+                Ok::<_, CoreError>((group, e.group_info(group)?))
             })
-            .await?)
+            .await?;
+        let registered = link
+            .request(wire::RegisterGroup {
+                auth: self.token()?,
+                group_info,
+            })
+            .await;
+        if let Err(e) = registered {
+            let _ = self
+                .core()?
+                .run(move |c| c.engine()?.forget(group).map_err(CoreError::from))
+                .await;
+            return Err(e.into());
+        }
+        Ok(group)
     }
 
     pub async fn dm_open(&self, user: &str) -> AgentResult<IpcConversation> {
@@ -272,7 +302,7 @@ impl Agent {
         check_group_name(&p.name).map_err(|e| AgentError::InvalidInput(e.to_string()))?;
         let suite = p.ciphersuite;
         if p.members.is_empty() {
-            let group = self.create_group(Kind::Group, &p.name, suite).await?;
+            let group = self.create_group(Kind::Group, suite).await?;
             let conv = new_conversation(Kind::Group, p.name, group, None, suite);
             return self
                 .core()?
@@ -359,6 +389,9 @@ impl Agent {
         check_group_size(size, members.len())?;
         let kps = self.key_packages(members, suite).await?;
         let summary = self.add_to(group, kps).await?;
+        let named = conv.clone();
+        self.core()?.run(move |c| name_group(c, &named)).await?;
+        self.outbox_kick.notify_one();
         let added = summary
             .added
             .iter()
@@ -391,7 +424,7 @@ impl Agent {
             }
         }
         let summary = self
-            .commit(group, &[], move |c| {
+            .commit(group, move |c| {
                 c.engine()?
                     .remove_members(group, &who)
                     .map_err(CoreError::from)
@@ -408,7 +441,7 @@ impl Agent {
 
     pub async fn group_rekey(&self, r: &ConversationRef) -> AgentResult<u64> {
         let (conv, group) = self.group_of(r).await?;
-        self.commit(group, &[], move |c| {
+        self.commit(group, move |c| {
             c.engine()?.self_update(group).map_err(CoreError::from)
         })
         .await?;
@@ -424,12 +457,12 @@ impl Agent {
 
     pub async fn group_leave(&self, r: &ConversationRef) -> AgentResult<()> {
         let (conv, group) = self.group_of(r).await?;
-        let recipients = self.others(group).await?;
         let proposal = self
             .core()?
             .run(move |c| c.engine()?.leave(group).map_err(CoreError::from))
             .await?;
-        self.deliver(&recipients, &proposal, idem()).await?;
+        self.deliver_group(group, &proposal, idem(), None, None)
+            .await?;
         let id = conv.id;
         self.core()?
             .run(move |c| conversations::set_active(c.db(), id, false))
@@ -448,7 +481,7 @@ impl Agent {
             // them soon (which also keeps later commits small).
             tokio::time::sleep(Duration::from_millis(200)).await;
             if let Err(e) = me
-                .commit(group, &[], move |c| {
+                .commit(group, move |c| {
                     c.engine()?.self_update(group).map_err(CoreError::from)
                 })
                 .await
@@ -463,7 +496,7 @@ impl Agent {
         let me = self.clone();
         self.spawn(async move {
             if let Err(e) = me
-                .commit(group, &[], move |c| {
+                .commit(group, move |c| {
                     c.engine()?
                         .commit_pending_proposals(group)
                         .map_err(CoreError::from)
@@ -474,6 +507,18 @@ impl Agent {
             }
         });
     }
+}
+
+/// Core operation: queues the group's name for its members (after an add,
+/// so that the new ones learn it; the others already have it and ignore
+/// it). Like a receipt it has no message of its own: a refusal drops it.
+fn name_group(c: &mut Core, conv: &Conversation) -> AgentResult<()> {
+    let body = Payload::GroupName {
+        name: conv.name.clone(),
+    }
+    .encode();
+    outbox::push(c.db(), conv.id, &body, None, now_ms())?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -240,7 +240,7 @@ pub(crate) fn new_conversation(
         id: Id::random(),
         kind,
         name,
-        group_id: group.0.to_vec(),
+        group_id: group.as_bytes().to_vec(),
         peer,
         ciphersuite: suite,
         last_activity_ms: db::now_ms(),

@@ -239,13 +239,13 @@ impl Agent {
         batch: Vec<Fetched>,
         directory: Directory,
     ) -> Result<Stored, AgentError> {
-        let handshake_groups: BTreeSet<[u8; 16]> = batch
+        let handshake_groups: BTreeSet<GroupId> = batch
             .iter()
             .filter_map(|f| match &f.parsed {
                 Ok((Incoming::Group { group, content, .. }, _))
                     if *content != ContentType::Application =>
                 {
-                    Some(group.0)
+                    Some(*group)
                 }
                 _ => None,
             })
@@ -350,12 +350,13 @@ fn join(
     };
     if let Some(reason) = refusal(c, &invited, directory)? {
         tracing::warn!(inviter = %invited.inviter.username, %reason, "refused an invitation");
+        let name = super::invites::invitation_name(&invited, &super::invites::our_name(c)?);
         let ev = emit(c, |seq| {
             Notification::Invitation(InvitationUpdate {
                 seq,
                 id: None,
                 from: invited.inviter.username.to_string(),
-                name: super::invites::invitation_name(&invited),
+                name,
                 state: InvitationState::Refused,
                 reason,
             })
@@ -465,7 +466,7 @@ fn refusal(c: &Core, invited: &Joined, directory: &Directory) -> rusqlite::Resul
 /// conversation info. `None` when it is a second group for a DM we have
 /// (both users opened it at once), merged into that DM.
 fn joined_conversation(c: &Core, joined: &Joined) -> Result<Option<Conversation>, CoreError> {
-    if let Some(old) = conversations::by_group(c.db(), &joined.group.0)? {
+    if let Some(old) = conversations::by_group(c.db(), joined.group.as_bytes())? {
         // A group that removed us (or that we left), joined again. Whoever
         // invites us chose its members now, and may not even be the group
         // it was: it gets a conversation of its own; the old one keeps its
@@ -477,7 +478,7 @@ fn joined_conversation(c: &Core, joined: &Joined) -> Result<Option<Conversation>
         // A DM is a group of exactly the inviter and us.
         Some(Ok(ConversationInfo::Dm)) if joined.members.len() == 2 => {
             if let Some(dm) = conversations::dm_with(c.db(), &inviter)? {
-                let kept = conversations::merge_dm_group(c.db(), &dm, &joined.group.0)?;
+                let kept = conversations::merge_dm_group(c.db(), &dm, joined.group.as_bytes())?;
                 tracing::info!(
                     peer = %inviter,
                     sending_on = %hex::encode(&kept.group_id),
@@ -487,12 +488,14 @@ fn joined_conversation(c: &Core, joined: &Joined) -> Result<Option<Conversation>
             }
             (Kind::Dm, format!("@{inviter}"), Some(inviter))
         }
-        Some(Ok(ConversationInfo::Group { name })) => (Kind::Group, name, None),
+        // Named in the context: a group made before names left it.
+        Some(Ok(ConversationInfo::Group { name: Some(name) })) => (Kind::Group, name, None),
         other => {
-            if let Some(info) = other {
-                tracing::info!(?info, %inviter, "unusable conversation info; named by group id");
+            if let Some(Err(info)) = other {
+                tracing::info!(?info, %inviter, "unusable conversation info; a placeholder name");
             }
-            let name = format!("group-{}", &joined.group.to_hex()[..8]);
+            let me = super::invites::our_name(c)?;
+            let name = super::invites::placeholder_name(joined, &me);
             (Kind::Group, name, None)
         }
     };
@@ -547,13 +550,13 @@ pub(super) fn process_group(
     group: GroupId,
     bytes: &[u8],
 ) -> Result<Stored, CoreError> {
-    let conv = conversations::by_group(c.db(), &group.0)?;
+    let conv = conversations::by_group(c.db(), group.as_bytes())?;
     if conv.is_none() {
         // Mail for a group we are invited to waits for the user's answer;
         // mail for one we declined is dropped.
-        match invitations::state_of_group(c.db(), &group.0)? {
+        match invitations::state_of_group(c.db(), group.as_bytes())? {
             Some(invitations::State::Pending) => {
-                if !invitations::hold(c.db(), &group.0, bytes)? {
+                if !invitations::hold(c.db(), group.as_bytes(), bytes)? {
                     tracing::info!("dropped a message for a waiting invitation past its bound");
                 }
                 return Ok(Stored::nothing());
@@ -751,6 +754,7 @@ fn application(
             }
             Ok(Stored::events(events))
         }
+        Ok(Payload::GroupName { name }) => group_named(c, conv, sender, name),
         Ok(Payload::Declined { reason }) => {
             let why = if reason.is_empty() {
                 String::new()
@@ -764,6 +768,26 @@ fn application(
             Ok(Stored::nothing())
         }
     }
+}
+
+/// A member says what the group is called (sent by whoever adds members,
+/// right after the add): the conversation takes the name, and says who
+/// gave it. The name we already have is nothing new; a DM has no name.
+fn group_named(
+    c: &mut Core,
+    conv: &Conversation,
+    sender: &Username,
+    name: String,
+) -> Result<Stored, CoreError> {
+    if conv.kind != Kind::Group || conv.name == name {
+        return Ok(Stored::nothing());
+    }
+    conversations::set_name(c.db(), conv.id, &name)?;
+    let renamed = Conversation {
+        name: name.clone(),
+        ..conv.clone()
+    };
+    notice(c, &renamed, format!("{sender} named the group “{name}”"))
 }
 
 #[cfg(test)]
@@ -830,7 +854,7 @@ mod batch_tests {
     /// The conversation info of a group called "team".
     fn team() -> ConversationInfo {
         ConversationInfo::Group {
-            name: "team".into(),
+            name: Some("team".into()),
         }
     }
 
@@ -857,7 +881,7 @@ mod batch_tests {
         let group = creator
             .engine()
             .unwrap()
-            .create_group_with_info(Suite::Hybrid, Some(&info.encode()))
+            .create_group_with_info(Suite::Hybrid, Some(&info.encode()), &[])
             .unwrap();
         let kps: Vec<Vec<u8>> = joiners
             .iter_mut()
@@ -878,7 +902,7 @@ mod batch_tests {
 
     /// What a core stored for the conversation of `group`.
     fn conversation(c: &Core, group: GroupId) -> Conversation {
-        conversations::by_group(c.db(), &group.0)
+        conversations::by_group(c.db(), group.as_bytes())
             .unwrap()
             .expect("the joined group has a conversation")
     }
@@ -924,6 +948,36 @@ mod batch_tests {
             .collect();
         assert_eq!(history, ["one", "two"]);
         assert!(bob.db().is_autocommit(), "the batch's transaction ended");
+    }
+
+    /// A group's name is not in its (public) group context: a joiner shows
+    /// a placeholder naming the members until the adder's encrypted name
+    /// arrives; the name arriving again changes nothing.
+    #[test]
+    fn a_joiner_learns_the_name_from_an_encrypted_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let [mut alice, mut bob, mut carol] = cores(dir.path(), ["alice", "bob", "carol"]);
+        let unnamed = ConversationInfo::Group { name: None };
+        let (group, welcome) = group_of(&mut alice, unnamed, &mut [&mut bob, &mut carol]);
+        store_from(&mut bob, &alice, vec![fetched(1, &welcome)]).unwrap();
+        assert_eq!(conversation(&bob, group).name, "group with alice, carol");
+
+        let body = Payload::GroupName {
+            name: "team".into(),
+        }
+        .encode();
+        let named = alice.engine().unwrap().encrypt(group, &body).unwrap();
+        let again = alice.engine().unwrap().encrypt(group, &body).unwrap();
+        store_from(&mut bob, &alice, vec![fetched(2, &named)]).unwrap();
+        store_from(&mut bob, &alice, vec![fetched(3, &again)]).unwrap();
+        let conv = conversation(&bob, group);
+        assert_eq!(conv.name, "team");
+        let history: Vec<String> = messages::history(bob.db(), conv.id, None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(history, ["alice named the group “team”"], "said once");
     }
 
     /// Attack: hold a member's message back (a slow or malicious server)

@@ -18,7 +18,7 @@ use quicproquo_protocol::ipc::values::{
     AutoAccept, Conversation as IpcConversation, ConversationKind, Invitation as IpcInvitation,
     InvitationId, InvitationState, Member as IpcMember,
 };
-use quicproquo_protocol::types::{IdempotencyKey, IdentityKey};
+use quicproquo_protocol::types::{IdempotencyKey, IdentityKey, Username};
 
 use super::inbox::{enter, process_group, Stored};
 use super::{emit, Agent, AgentError, AgentResult};
@@ -67,7 +67,7 @@ impl Agent {
             )));
         }
         self.online_link().await?;
-        let (recipients, notice, leave, ev) = self
+        let (group, notice, leave, ev) = self
             .core()?
             .run(move |c| c.atomically(|c| decline(c, Id(id.0), reason)))
             .await?;
@@ -76,7 +76,7 @@ impl Agent {
         // the inviter keeps a leaf nobody uses (its keys are gone).
         for bytes in [notice, leave] {
             if let Err(e) = self
-                .deliver(&recipients, &bytes, IdempotencyKey(rand::random()))
+                .deliver_group(group, &bytes, IdempotencyKey(rand::random()), None, None)
                 .await
             {
                 return Err(AgentError::internal(format!(
@@ -107,7 +107,8 @@ fn accept(c: &mut Core, id: Id) -> AgentResult<(Stored, IpcConversation)> {
         .ok_or_else(|| AgentError::NotFound(format!("no pending invitation {id}")))?;
     let dropped = invitations::dropped(c.db(), &inv.group_id)?;
     let (mut stored, conv) = enter(c, &inv.welcome)?;
-    let group = GroupId(inv.group_id);
+    let group = GroupId::from_slice(&inv.group_id)
+        .ok_or_else(|| AgentError::internal("bad group id in invitations"))?;
     for bytes in invitations::take_held(c.db(), &inv.group_id)? {
         match c.savepoint(|c| process_group(c, group, &bytes)) {
             Ok(s) => stored.add(s),
@@ -138,7 +139,7 @@ fn accept(c: &mut Core, id: Id) -> AgentResult<(Stored, IpcConversation)> {
 
 /// What declining sends, to whom, and the notification that says it.
 type Declined = (
-    Vec<super::outbox::Recipient>,
+    GroupId,
     Vec<u8>,
     Vec<u8>,
     quicproquo_protocol::ipc::Notification,
@@ -165,11 +166,10 @@ fn decline(c: &mut Core, id: Id, reason: String) -> AgentResult<Declined> {
         )
         .map_err(CoreError::from)?;
     let leave = e.leave(group).map_err(CoreError::from)?;
-    let recipients = super::outbox::others(c, group)?;
     c.engine()?.forget(group).map_err(CoreError::from)?;
     invitations::mark_declined(c.db(), id)?;
     let ev = update(c, &inv, InvitationState::Declined, reason)?;
-    Ok((recipients, notice, leave, ev))
+    Ok((group, notice, leave, ev))
 }
 
 /// Whether the `auto_accept` setting lets us join without asking.
@@ -208,17 +208,18 @@ pub(super) fn hold_invitation(
     welcome: &[u8],
     invited: &Joined,
 ) -> Result<Stored, CoreError> {
+    let me = our_name(c)?;
     let is_dm = matches!(
         invited.info.as_deref().map(ConversationInfo::decode),
         Some(Ok(ConversationInfo::Dm))
     ) && invited.members.len() == 2;
     let inv = Invitation {
         id: Id::random(),
-        group_id: invited.group.0,
+        group_id: invited.group.as_bytes().to_vec(),
         welcome: welcome.to_vec(),
         inviter: invited.inviter.username.to_string(),
         inviter_key: invited.inviter.identity.0,
-        name: invitation_name(invited),
+        name: invitation_name(invited, &me),
         kind: if is_dm { Kind::Dm } else { Kind::Group },
         members: invited
             .members
@@ -255,12 +256,45 @@ pub(super) fn hold_invitation(
     })
 }
 
-/// What an invitation calls its conversation, bounded like a joined one.
-pub(super) fn invitation_name(invited: &Joined) -> String {
+/// What an invitation (for `me`) calls its conversation, bounded like a
+/// joined one.
+pub(super) fn invitation_name(invited: &Joined, me: &Username) -> String {
     match invited.info.as_deref().map(ConversationInfo::decode) {
-        Some(Ok(ConversationInfo::Group { name })) => name,
+        Some(Ok(ConversationInfo::Group { name: Some(name) })) => name,
         Some(Ok(ConversationInfo::Dm)) => format!("@{}", invited.inviter.username),
-        _ => format!("group-{}", &invited.group.to_hex()[..8]),
+        _ => placeholder_name(invited, me),
+    }
+}
+
+/// Our username (the account the core holds).
+pub(super) fn our_name(c: &Core) -> Result<Username, CoreError> {
+    Ok(c.engine_ref()
+        .ok_or(CoreError::NoAccount)?
+        .username()
+        .clone())
+}
+
+/// Members named in a placeholder before "and N more".
+const PLACEHOLDER_MEMBERS: usize = 3;
+
+/// What a group `me` joined is called until its name arrives (the adder
+/// sends it encrypted right after the add): "group with alice, bob", the
+/// inviter first.
+pub(super) fn placeholder_name(invited: &Joined, me: &Username) -> String {
+    let mut names: Vec<&str> = vec![invited.inviter.username.as_str()];
+    names.extend(
+        invited
+            .members
+            .iter()
+            .filter(|m| &m.username != me && m.username != invited.inviter.username)
+            .map(|m| m.username.as_str()),
+    );
+    let more = names.len().saturating_sub(PLACEHOLDER_MEMBERS);
+    names.truncate(PLACEHOLDER_MEMBERS);
+    if more > 0 {
+        format!("group with {} and {more} more", names.join(", "))
+    } else {
+        format!("group with {}", names.join(", "))
     }
 }
 

@@ -1,15 +1,14 @@
 //! Sending: `send` makes a message durable in the outbox (one core trip);
-//! the drain picks the next entry, encrypts it for its group and looks up
-//! the recipients' DM channels (one trip), enqueues it on the server, then
+//! the drain picks the next entry and encrypts it for its group (one trip),
+//! enqueues it on the server for the whole group (one `enqueueGroup`), then
 //! marks it sent and prepares the next entry (one trip) — three trips for a
-//! message sent alone, two each in a burst. DM channels are created on first
-//! use and kept.
+//! message sent alone, two each in a burst.
 //!
 //! Each conversation is a queue of its own ([`Queues`]): a conversation that
 //! cannot send never holds up another. A failure that may pass (the
 //! network, a rate limit, a full mailbox for a while) puts its conversation
-//! in jittered back-off; one that will not (a recipient or channel the
-//! server refuses, a message that cannot be encrypted, a full mailbox past
+//! in jittered back-off; one that will not (the server refusing us in the
+//! group, a message that cannot be encrypted, a full mailbox past
 //! [`FULL_MAILBOX_BUDGET_MS`]) parks the entry: the message becomes
 //! `failed`, with its reason, until the user retries or discards it.
 //! Receipts are never parked: one refused for good is dropped. A group
@@ -28,8 +27,8 @@ use quicproquo_protocol::ipc::values::{
 };
 use quicproquo_protocol::padding;
 use quicproquo_protocol::text::MessageText;
-use quicproquo_protocol::types::{ChannelId, IdempotencyKey, IdentityKey, Username};
-use quicproquo_protocol::wire::{self, Delivery};
+use quicproquo_protocol::types::IdempotencyKey;
+use quicproquo_protocol::wire::{self, GroupEnqueued};
 use tokio::sync::OwnedMutexGuard;
 
 use super::history::{conv_id, find_active, ipc_message};
@@ -39,16 +38,8 @@ use crate::db::conversations;
 use crate::db::messages::{self, Message, State};
 use crate::db::{now_ms, outbox, Id};
 use crate::link::{ConnState, Link};
-use crate::mls::{GroupId, MlsError};
+use crate::mls::{GroupId, Member, MlsError};
 use crate::payload::Payload;
-
-/// Someone a message goes to, with our DM channel to them if we have one.
-#[derive(Debug, Clone)]
-pub(crate) struct Recipient {
-    pub username: Username,
-    pub identity: IdentityKey,
-    pub channel: Option<ChannelId>,
-}
 
 /// What the drain does next (the outcome of [`prepare_outgoing`]).
 enum Prepared {
@@ -76,8 +67,10 @@ struct Unsent {
 /// or the receipts of one DM batched into one.
 struct Outgoing {
     entry: Unsent,
+    group: GroupId,
     ciphertext: Vec<u8>,
-    recipients: Vec<Recipient>,
+    /// Nobody else is in the group: nothing to send.
+    alone: bool,
     idempotency_key: [u8; 16],
     /// Holds the group's lock until it is enqueued, so no commit of ours
     /// moves the epoch in between.
@@ -307,15 +300,18 @@ impl Agent {
                 }
                 Prepared::Unsendable(entry, e) => (Some(entry), Some(Err(e))),
                 Prepared::Ready(out) => {
-                    let sent = if out.recipients.is_empty() {
-                        Ok(false)
+                    let sent = if out.alone {
+                        Ok(())
                     } else {
-                        self.deliver(
-                            &out.recipients,
+                        self.deliver_group(
+                            out.group,
                             &out.ciphertext,
                             IdempotencyKey(out.idempotency_key),
+                            None,
+                            None,
                         )
                         .await
+                        .map(drop)
                     };
                     (Some(out.entry), Some(sent))
                 }
@@ -336,7 +332,7 @@ impl Agent {
 
     /// How an attempt at `entry` went, in the terms of the outbox; keeps
     /// the conversation's back-off.
-    fn judge(&self, entry: Unsent, sent: AgentResult<bool>) -> Done {
+    fn judge(&self, entry: Unsent, sent: AgentResult<()>) -> Done {
         let conversation = entry.conversation;
         let e = match sent {
             Ok(_) => {
@@ -377,7 +373,7 @@ impl Agent {
             if commit {
                 me.commit_or_drop_proposals(conversation, group).await;
             } else {
-                drop(me.group_lock(&group.0).lock().await);
+                drop(me.group_lock(&group).lock().await);
             }
             me.queues().waiting.remove(&conversation);
             me.outbox_kick.notify_one();
@@ -390,7 +386,7 @@ impl Agent {
     /// again. A failure that may pass backs the conversation off instead.
     async fn commit_or_drop_proposals(&self, conversation: Id, group: GroupId) {
         let r = self
-            .commit(group, &[], move |c| {
+            .commit(group, move |c| {
                 c.engine()?
                     .commit_pending_proposals(group)
                     .map_err(CoreError::from)
@@ -428,88 +424,45 @@ impl Agent {
         }
     }
 
-    /// The DM channel with `user`, created (the server answers the same id
-    /// for the same pair every time) and kept.
-    pub(crate) async fn channel_to(
+    /// One message to a group with one `enqueueGroup`, whatever the group's
+    /// size: the server delivers it to every other current member. A commit
+    /// goes with the GroupInfo of the epoch it creates, and its Welcome (for
+    /// the members it adds) in the same request. A member the server could
+    /// not store it for (e.g. a full mailbox, E032) fails alone: that is
+    /// logged, and the message counts as sent.
+    pub(crate) async fn deliver_group(
         &self,
-        user: &Username,
-        identity: IdentityKey,
-    ) -> AgentResult<ChannelId> {
-        let link = self.online_link().await?;
-        let channel = link
-            .request(wire::CreateChannel {
-                auth: self.token()?,
-                peer: identity,
-            })
-            .await?;
-        let name = user.to_string();
-        // Kept only for the key pinned for the name (which comes from the
-        // server's directory): a key from an MLS credential never re-pins a
-        // name, so an impostor leaf cannot take over a contact's channel.
-        self.core()?
-            .run(move |c| -> rusqlite::Result<_> {
-                conversations::set_channel_for(
-                    c.db(),
-                    &name,
-                    identity.as_bytes(),
-                    channel.as_bytes(),
-                )
-            })
-            .await?;
-        Ok(channel)
-    }
-
-    /// One payload to several members, each through our DM channel with
-    /// them (created first where we have none). `true` when the server had
-    /// it already (a retry).
-    pub(crate) async fn deliver(
-        &self,
-        to: &[Recipient],
+        group: GroupId,
         mls_message: &[u8],
         key: IdempotencyKey,
-    ) -> AgentResult<bool> {
-        let mut deliveries = Vec::with_capacity(to.len());
-        for r in to {
-            let channel = match r.channel {
-                Some(c) => c,
-                // A refusal (E020: the server does not know this member)
-                // is kept: it is for good, unlike the network.
-                None => self
-                    .channel_to(&r.username, r.identity)
-                    .await
-                    .map_err(|e| match e {
-                        AgentError::Refused(_) => e,
-                        _ => AgentError::offline(),
-                    })?,
-            };
-            deliveries.push(Delivery {
-                recipient: r.identity,
-                channel: Some(channel),
-            });
-        }
+        group_info: Option<Vec<u8>>,
+        welcome: Option<&[u8]>,
+    ) -> AgentResult<GroupEnqueued> {
         let enqueued = self
             .link()?
-            .request(wire::Enqueue {
+            .request(wire::EnqueueGroup {
                 auth: self.token()?,
-                deliveries,
+                group: group.as_bytes().to_vec(),
                 payload: padding::pad(mls_message),
                 idempotency_key: key,
+                group_info,
+                welcome: welcome.map(padding::pad),
             })
             .await?;
-        Ok(enqueued.duplicate)
+        for m in &enqueued.members {
+            if let Some(code) = m.error {
+                tracing::warn!(
+                    member = %m.member, %code, group = %group.to_hex(),
+                    "the server could not store a group message for one member"
+                );
+            }
+        }
+        Ok(enqueued)
     }
 
     /// The other members of a group (who receive what we send to it).
-    pub(crate) async fn others(&self, group: GroupId) -> AgentResult<Vec<Recipient>> {
+    pub(crate) async fn others(&self, group: GroupId) -> AgentResult<Vec<Member>> {
         self.core()?.run(move |c| others(c, group)).await
-    }
-
-    /// `users` with the DM channels we hold for them.
-    pub(crate) async fn recipients(
-        &self,
-        users: Vec<(Username, IdentityKey)>,
-    ) -> AgentResult<Vec<Recipient>> {
-        self.core()?.run(move |c| with_channels(c, users)).await
     }
 }
 
@@ -619,12 +572,12 @@ fn prepare_outgoing(
             outbox::remove_all(c.db(), &entry.seqs)?;
             continue;
         };
-        let Ok(guard) = locks.get(&group.0).try_lock_owned() else {
+        let Ok(guard) = locks.get(&group).try_lock_owned() else {
             return Ok(Prepared::Busy(conversation, group));
         };
-        let recipients = match others(c, group) {
-            Ok(r) => r,
-            Err(e) => return Ok(Prepared::Unsendable(entry, e)),
+        let alone = match c.engine()?.members(group) {
+            Ok(m) => m.len() <= 1,
+            Err(e) => return Ok(Prepared::Unsendable(entry, CoreError::from(e).into())),
         };
         let ciphertext = match c.engine()?.encrypt(group, &body) {
             Ok(ct) => ct,
@@ -635,8 +588,9 @@ fn prepare_outgoing(
         };
         return Ok(Prepared::Ready(Outgoing {
             entry,
+            group,
             ciphertext,
-            recipients,
+            alone,
             idempotency_key,
             _group: guard,
         }));
@@ -774,37 +728,15 @@ fn discard_parked(c: &mut Core, id: Id) -> AgentResult<()> {
     })
 }
 
-/// Core operation: the other members of `group`, with their channels.
-pub(crate) fn others(c: &mut Core, group: GroupId) -> AgentResult<Vec<Recipient>> {
+/// Core operation: the other members of `group`.
+pub(crate) fn others(c: &mut Core, group: GroupId) -> AgentResult<Vec<Member>> {
     let e = c.engine()?;
     let me = e.identity_key();
-    let users = e
-        .members(group)
+    Ok(e.members(group)
         .map_err(CoreError::from)?
         .into_iter()
         .filter(|m| m.identity != me)
-        .map(|m| (m.username, m.identity))
-        .collect();
-    with_channels(c, users)
-}
-
-/// Core operation: `users` with the channel we keep for each (none where the
-/// key we pinned is not the one given: that channel is someone else's).
-fn with_channels(c: &Core, users: Vec<(Username, IdentityKey)>) -> AgentResult<Vec<Recipient>> {
-    users
-        .into_iter()
-        .map(|(username, identity)| {
-            let channel = conversations::contact(c.db(), username.as_str())?
-                .filter(|k| k.identity == identity.0)
-                .and_then(|k| k.channel)
-                .map(ChannelId);
-            Ok(Recipient {
-                username,
-                identity,
-                channel,
-            })
-        })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]

@@ -184,6 +184,14 @@ pub fn resolve(c: &Connection, reference: &str) -> rusqlite::Result<Option<Conve
     .optional()
 }
 
+pub fn set_name(c: &Connection, id: Id, name: &str) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE conversations SET name = ?2 WHERE id = ?1",
+        params![id, name],
+    )?;
+    Ok(())
+}
+
 pub fn touch(c: &Connection, id: Id, at_ms: u64) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE conversations SET last_activity_ms = max(last_activity_ms, ?2) WHERE id = ?1",

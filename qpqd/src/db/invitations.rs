@@ -20,7 +20,7 @@ use super::Id;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invitation {
     pub id: Id,
-    pub group_id: [u8; 16],
+    pub group_id: Vec<u8>,
     pub welcome: Vec<u8>,
     pub inviter: String,
     pub inviter_key: [u8; 32],
@@ -58,7 +58,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Invitation> {
         serde_json::from_str(&members).map_err(|_| bad(7, "members"))?;
     Ok(Invitation {
         id: r.get(0)?,
-        group_id: group.try_into().map_err(|_| bad(1, "group id"))?,
+        group_id: group,
         welcome: r.get(2)?,
         inviter: r.get(3)?,
         inviter_key: key.try_into().map_err(|_| bad(4, "inviter key"))?,
@@ -255,7 +255,7 @@ mod tests {
     fn invitation(group: u8) -> Invitation {
         Invitation {
             id: Id::random(),
-            group_id: [group; 16],
+            group_id: vec![group; 16],
             welcome: vec![1, 2, 3],
             inviter: "bob".into(),
             inviter_key: [2; 32],

@@ -53,7 +53,7 @@ pub(crate) fn version(p: &Provider<'_>, group: GroupId) -> Result<i64, MlsError>
     p.connection()
         .query_row(
             "SELECT version FROM qpq_mls_groups WHERE group_id = ?1",
-            [group.0.as_slice()],
+            [group.as_bytes()],
             |r| r.get(0),
         )
         .optional()?
@@ -74,7 +74,7 @@ pub(crate) fn stamp(p: &Provider<'_>, group: GroupId) -> Result<i64, MlsError> {
     let v = new_version(p)?;
     let n = p.connection().execute(
         "UPDATE qpq_mls_groups SET version = ?2 WHERE group_id = ?1",
-        rusqlite::params![group.0.as_slice(), v],
+        rusqlite::params![group.as_bytes(), v],
     )?;
     if n == 1 {
         Ok(v)

@@ -42,7 +42,15 @@ pub struct Staged {
     /// Serialized `MLSMessage` Welcome for the members being added; deliver it
     /// only after the commit was accepted and merged.
     pub welcome: Option<Vec<u8>>,
+    /// Serialized `MLSMessage` GroupInfo of the epoch the commit creates,
+    /// ratchet tree extension included: the server checks the commit
+    /// against it and hands it to whoever joins next.
+    pub group_info: Vec<u8>,
 }
+
+/// What a commit-building closure gives [`MlsEngine::stage`]: the commit,
+/// its Welcome, and the GroupInfo of the next epoch.
+type Built = (MlsMessageOut, Option<MlsMessageOut>, Option<MlsMessageOut>);
 
 /// What a merged commit changed, ours or another member's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,11 +153,7 @@ impl MlsEngine {
     fn stage(
         &mut self,
         group: GroupId,
-        f: impl FnOnce(
-            &mut MlsGroup,
-            &Provider<'_>,
-            &Identity,
-        ) -> Result<(MlsMessageOut, Option<MlsMessageOut>), MlsError>,
+        f: impl FnOnce(&mut MlsGroup, &Provider<'_>, &Identity) -> Result<Built, MlsError>,
     ) -> Result<Staged, MlsError> {
         self.with_group(group, |g, p, identity| {
             if !g.is_active() {
@@ -159,12 +163,18 @@ impl MlsEngine {
                 return Err(MlsError::PendingCommit(group));
             }
             let epoch = Epoch(g.epoch().as_u64());
-            let (commit, welcome) = f(g, p, identity)?;
+            let (commit, welcome, group_info) = f(g, p, identity)?;
+            // openmls exports it with every commit while the group uses the
+            // ratchet tree extension, which all our groups do.
+            let group_info = group_info.ok_or_else(|| {
+                MlsError::Internal("the commit came without the next epoch's GroupInfo".into())
+            })?;
             Ok(Staged {
                 group,
                 epoch,
                 commit: to_bytes(&commit)?,
                 welcome: welcome.as_ref().map(to_bytes).transpose()?,
+                group_info: to_bytes(&group_info)?,
             })
         })
     }
@@ -237,10 +247,10 @@ impl MlsEngine {
                 adding.push(m);
                 kps.push(kp);
             }
-            let (commit, welcome, _) = g
+            let (commit, welcome, info) = g
                 .add_members(p, identity, &kps)
                 .map_err(|e| op_error!(group, e, AddMembersError))?;
-            Ok((commit, Some(welcome)))
+            Ok((commit, Some(welcome), info.map(MlsMessageOut::from)))
         })
     }
 
@@ -277,14 +287,14 @@ impl MlsEngine {
                     leaves.push(i);
                 }
             }
-            let (commit, welcome, _) = if leaves.is_empty() {
+            let (commit, welcome, info) = if leaves.is_empty() {
                 g.commit_to_pending_proposals(p, identity)
                     .map_err(|e| op_error!(group, e, CommitToPendingProposalsError))?
             } else {
                 g.remove_members(p, identity, &leaves)
                     .map_err(|e| op_error!(group, e, RemoveMembersError))?
             };
-            Ok((commit, welcome))
+            Ok((commit, welcome, info.map(MlsMessageOut::from)))
         })
     }
 
@@ -295,8 +305,7 @@ impl MlsEngine {
             let bundle = g
                 .self_update(p, identity, LeafNodeParameters::default())
                 .map_err(|e| op_error!(group, e, SelfUpdateError))?;
-            let (commit, welcome, _) = bundle.into_messages();
-            Ok((commit, welcome))
+            Ok(bundle.into_messages())
         })
     }
 
@@ -304,10 +313,10 @@ impl MlsEngine {
     /// With none queued this is a plain rekey.
     pub fn commit_pending_proposals(&mut self, group: GroupId) -> Result<Staged, MlsError> {
         self.stage(group, |g, p, identity| {
-            let (commit, welcome, _) = g
+            let (commit, welcome, info) = g
                 .commit_to_pending_proposals(p, identity)
                 .map_err(|e| op_error!(group, e, CommitToPendingProposalsError))?;
-            Ok((commit, welcome))
+            Ok((commit, welcome, info.map(MlsMessageOut::from)))
         })
     }
 
@@ -361,6 +370,20 @@ impl MlsEngine {
             let after = history::snapshot(g)?;
             let me = identity.member();
             summarize(p, g, group, &before, after, me, we_were_removed, false)
+        })
+    }
+
+    /// The group's current GroupInfo (serialized `MLSMessage`, signed by us,
+    /// ratchet tree extension included), for registering the group with the
+    /// server.
+    pub fn group_info(&self, group: GroupId) -> Result<Vec<u8>, MlsError> {
+        let p = self.store.provider();
+        let identity = &self.identity;
+        self.read_group(group, |g| {
+            let info = g
+                .export_group_info(p.crypto(), identity, true)
+                .map_err(|e| MlsError::Internal(format!("exporting the GroupInfo: {e}")))?;
+            to_bytes(&info)
         })
     }
 

@@ -9,11 +9,13 @@ use std::fmt;
 
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
-    Capabilities, Extension, ExtensionType, Extensions, MlsGroup, MlsMessageBodyIn, MlsMessageIn,
-    StagedWelcome, UnknownExtension, Welcome, WelcomeError,
+    BasicCredential, Capabilities, Extension, ExtensionType, Extensions, ExternalSender, MlsGroup,
+    MlsMessageBodyIn, MlsMessageIn, StagedWelcome, UnknownExtension, Welcome, WelcomeError,
+    PURE_PLAINTEXT_WIRE_FORMAT_POLICY,
 };
 use openmls_traits::random::OpenMlsRand;
 use openmls_traits::OpenMlsProvider;
+use quicproquo_protocol::mls_framing::MAX_GROUP_ID;
 use quicproquo_protocol::types::{Epoch, IdentityKey, Username};
 use rusqlite::{params, OptionalExtension};
 
@@ -24,38 +26,80 @@ use super::provider::Provider;
 use super::suite::Suite;
 use super::{join_config, MlsEngine, MAX_PAST_EPOCHS};
 
-/// An MLS group id. qpq creates 16 random bytes and refuses groups with ids
-/// of any other length.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct GroupId(pub [u8; 16]);
+/// An MLS group id: 1 to [`GroupId::MAX_LEN`] bytes (RFC 9420 sets no
+/// bound; this is the protocol's). qpq creates 16 random bytes; other
+/// implementations pick other lengths (mls-rs: 32). Kept inline rather than
+/// boxed so that the type stays `Copy`, as the daemon passes it around freely.
+#[derive(Clone, Copy)]
+pub struct GroupId {
+    len: u16,
+    bytes: [u8; MAX_GROUP_ID],
+}
 
 impl GroupId {
+    /// The length of the ids qpq creates.
     pub const LEN: usize = 16;
+    /// The longest id accepted.
+    pub const MAX_LEN: usize = MAX_GROUP_ID;
 
     pub fn from_slice(bytes: &[u8]) -> Option<Self> {
-        bytes.try_into().ok().map(Self)
+        if bytes.is_empty() || bytes.len() > MAX_GROUP_ID {
+            return None;
+        }
+        let mut id = Self {
+            len: bytes.len() as u16,
+            bytes: [0; MAX_GROUP_ID],
+        };
+        id.bytes[..bytes.len()].copy_from_slice(bytes);
+        Some(id)
     }
 
-    pub fn as_bytes(&self) -> &[u8; 16] {
-        &self.0
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
     }
 
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        hex::encode(self.as_bytes())
     }
 
     pub(crate) fn to_openmls(self) -> openmls::group::GroupId {
-        openmls::group::GroupId::from_slice(&self.0)
+        openmls::group::GroupId::from_slice(self.as_bytes())
     }
 
     pub(crate) fn from_openmls(id: &openmls::group::GroupId) -> Result<Self, MlsError> {
         Self::from_slice(id.as_slice()).ok_or_else(|| {
             MlsError::Malformed(format!(
-                "group id of {} bytes (qpq groups have {})",
+                "group id of {} bytes (accepted: 1 to {})",
                 id.as_slice().len(),
-                Self::LEN
+                Self::MAX_LEN
             ))
         })
+    }
+}
+
+impl PartialEq for GroupId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for GroupId {}
+
+impl std::hash::Hash for GroupId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state)
+    }
+}
+
+impl PartialOrd for GroupId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for GroupId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
     }
 }
 
@@ -112,24 +156,46 @@ impl fmt::Display for Who {
 }
 
 /// A group context extension of ours, in RFC 9420's private-use range
-/// (0xF000–0xFFFF): what the conversation is (a DM or a named group), set by
-/// the creator. It travels inside the encrypted GroupInfo of every Welcome,
-/// so a new member knows the conversation the moment it joins, and the
-/// server never sees it.
+/// (0xF000–0xFFFF): what the conversation is (a DM or a group), set by the
+/// creator, so a new member knows the moment it joins. The group context is
+/// public — the server keeps each group's GroupInfo — so it says nothing
+/// more (the group's name travels encrypted; see `payload.rs`).
 pub const CONVERSATION_INFO_EXTENSION: u16 = 0xF0A1;
 
-/// Leaf capabilities of everything we create: openmls' defaults (which list
-/// both our suites) plus the last-resort key package extension, which a key
-/// package may only carry if its leaf lists it (key_packages/key_package_in.rs
-/// `validate`), and [`CONVERSATION_INFO_EXTENSION`], since every member must
+/// Leaf capabilities of everything we create: our two suites, the
+/// last-resort key package extension, which a key package may only carry
+/// if its leaf lists it (key_packages/key_package_in.rs `validate`), and [`CONVERSATION_INFO_EXTENSION`], since every member must
 /// support each group context extension (openmls refuses the add otherwise).
+///
+/// The ciphersuites are ours alone (RFC 9420 §7.2: a leaf lists what its
+/// client supports; openmls would list its 13 defaults, inviting a peer to
+/// build a group we cannot join).
 pub(crate) fn capabilities() -> Capabilities {
     Capabilities::builder()
+        .ciphersuites(Suite::ALL.into_iter().map(|s| s.ciphersuite()).collect())
         .extensions(vec![
             ExtensionType::LastResort,
             ExtensionType::Unknown(CONVERSATION_INFO_EXTENSION),
         ])
         .build()
+}
+
+/// The credential the server's removal key is listed under.
+pub const SERVER_SENDER_NAME: &[u8] = b"qpq-server";
+
+/// The external sender entry for the server's removal key (an Ed25519
+/// public key, 32 bytes).
+fn server_sender(removal_key: &[u8]) -> Result<ExternalSender, MlsError> {
+    if removal_key.len() != 32 {
+        return Err(MlsError::Refused(format!(
+            "the server's removal key has {} bytes; an Ed25519 key has 32",
+            removal_key.len()
+        )));
+    }
+    Ok(ExternalSender::new(
+        removal_key.to_vec().into(),
+        BasicCredential::new(SERVER_SENDER_NAME.to_vec()).into(),
+    ))
 }
 
 pub(crate) fn members_of(g: &MlsGroup) -> Result<Vec<Member>, MlsError> {
@@ -141,7 +207,7 @@ fn remember_group(p: &Provider<'_>, group: GroupId, suite: Suite) -> Result<i64,
     let version = cache::new_version(p)?;
     p.connection().execute(
         "INSERT INTO qpq_mls_groups (group_id, suite, version) VALUES (?1, ?2, ?3)",
-        params![group.0.as_slice(), suite.code(), version],
+        params![group.as_bytes(), suite.code(), version],
     )?;
     Ok(version)
 }
@@ -151,7 +217,7 @@ fn forget_state(p: &Provider<'_>, g: &mut MlsGroup, group: GroupId) -> Result<()
     for table in ["qpq_mls_groups", "qpq_mls_past_leaves"] {
         p.connection().execute(
             &format!("DELETE FROM {table} WHERE group_id = ?1"),
-            [group.0.as_slice()],
+            [group.as_bytes()],
         )?;
     }
     Ok(())
@@ -168,39 +234,53 @@ fn welcome_error(e: WelcomeError<rusqlite::Error>) -> MlsError {
 }
 
 impl MlsEngine {
-    /// Creates a group with only us in it, under a fresh random id.
+    /// Creates a group with only us in it, under a fresh random id, with no
+    /// conversation info and no external sender.
     pub fn create_group(&mut self, suite: Suite) -> Result<GroupId, MlsError> {
-        self.create_group_with_info(suite, None)
+        self.create_group_with_info(suite, None, &[])
     }
 
     /// [`MlsEngine::create_group`] with `info` as the group's
     /// `CONVERSATION_INFO_EXTENSION`, which every member gets in its
-    /// [`Joined::info`].
+    /// [`Joined::info`], and `removal_key` (the server's Ed25519 key, from
+    /// `health`) as the group's one external sender, so that the server can
+    /// later propose removing a member (a revoked device). An empty key means
+    /// the server offers none: the group then lists no external sender, and
+    /// cannot gain one later without a GroupContextExtensions commit.
     pub fn create_group_with_info(
         &mut self,
         suite: Suite,
         info: Option<&[u8]>,
+        removal_key: &[u8],
     ) -> Result<GroupId, MlsError> {
-        let extensions = match info {
-            Some(bytes) => Extensions::single(Extension::Unknown(
+        let mut list = Vec::new();
+        if let Some(bytes) = info {
+            list.push(Extension::Unknown(
                 CONVERSATION_INFO_EXTENSION,
                 UnknownExtension(bytes.to_vec()),
-            ))
-            .map_err(|e| MlsError::Internal(format!("conversation info extension: {e}")))?,
-            None => Extensions::empty(),
-        };
+            ));
+        }
+        if !removal_key.is_empty() {
+            list.push(Extension::ExternalSenders(vec![server_sender(
+                removal_key,
+            )?]));
+        }
+        let extensions = Extensions::from_vec(list)
+            .map_err(|e| MlsError::Internal(format!("group context extensions: {e}")))?;
         let identity = &self.identity;
         let (group, version, g) = self.store.atomic(|p| {
             let bytes: [u8; 16] = p
                 .rand()
                 .random_array()
                 .map_err(|e| MlsError::Internal(format!("randomness: {e:?}")))?;
-            let group = GroupId(bytes);
+            let group =
+                GroupId::from_slice(&bytes).ok_or_else(|| MlsError::Internal("group id".into()))?;
             let g = MlsGroup::builder()
                 .with_group_id(group.to_openmls())
                 .ciphersuite(suite.ciphersuite())
                 .max_past_epochs(MAX_PAST_EPOCHS)
                 .use_ratchet_tree_extension(true)
+                .with_wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
                 .with_capabilities(capabilities())
                 .with_group_context_extensions(extensions)
                 .build(p, identity, identity.credential_with_key())
@@ -283,7 +363,7 @@ impl MlsEngine {
             .connection()
             .query_row(
                 "SELECT suite FROM qpq_mls_groups WHERE group_id = ?1",
-                [group.0.as_slice()],
+                [group.as_bytes()],
                 |r| r.get(0),
             )
             .optional()?;
@@ -405,12 +485,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn group_id_parsing() {
-        assert!(GroupId::from_slice(&[0; 15]).is_none());
+    fn group_ids_of_1_to_256_bytes() {
+        assert!(GroupId::from_slice(&[]).is_none());
         let g = GroupId::from_slice(&[0xab; 16]).unwrap();
         assert_eq!(g.to_string(), "ab".repeat(16));
         assert_eq!(GroupId::from_openmls(&g.to_openmls()).unwrap(), g);
-        let long = openmls::group::GroupId::from_slice(&[1; 32]);
+        for len in [1, 15, 32, GroupId::MAX_LEN] {
+            let id = openmls::group::GroupId::from_slice(&vec![1; len]);
+            let g = GroupId::from_openmls(&id).unwrap();
+            assert_eq!(g.as_bytes().len(), len);
+        }
+        assert_ne!(
+            GroupId::from_slice(&[1; 16]),
+            GroupId::from_slice(&[1; 17]),
+            "the length is part of the id"
+        );
+        let long = openmls::group::GroupId::from_slice(&[1; GroupId::MAX_LEN + 1]);
         assert!(matches!(
             GroupId::from_openmls(&long),
             Err(MlsError::Malformed(_))

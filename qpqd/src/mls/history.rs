@@ -94,7 +94,7 @@ pub(crate) fn record(
                  (group_id, leaf, until_epoch, username, identity)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
-                group.0.as_slice(),
+                group.as_bytes(),
                 leaf,
                 until,
                 m.username.as_str(),
@@ -107,7 +107,7 @@ pub(crate) fn record(
     let horizon = until.saturating_sub(MAX_PAST_EPOCHS as i64);
     conn.execute(
         "DELETE FROM qpq_mls_past_leaves WHERE group_id = ?1 AND until_epoch <= ?2",
-        params![group.0.as_slice(), horizon],
+        params![group.as_bytes(), horizon],
     )?;
     Ok(())
 }
@@ -126,7 +126,7 @@ pub(crate) fn past_occupant(
             "SELECT username, identity FROM qpq_mls_past_leaves
              WHERE group_id = ?1 AND leaf = ?2 AND until_epoch > ?3
              ORDER BY until_epoch ASC LIMIT 1",
-            params![group.0.as_slice(), leaf, sql_epoch(epoch)?],
+            params![group.as_bytes(), leaf, sql_epoch(epoch)?],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;

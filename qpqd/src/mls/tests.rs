@@ -39,6 +39,7 @@ for_each_suite!(
     leave_is_committed_by_another_member,
     key_package_kinds,
     key_packages_must_belong_to_who_they_were_fetched_for,
+    the_server_can_follow_the_group,
 );
 
 struct Client {
@@ -641,7 +642,7 @@ fn garbage_is_an_error(suite: Suite) {
         alice.engine.add_members(g, &[bob.kp(suite)]),
         Err(MlsError::InvalidKeyPackage(_))
     ));
-    let unknown = GroupId([9; 16]);
+    let unknown = GroupId::from_slice(&[9; 16]).unwrap();
     assert!(matches!(
         alice.engine.encrypt(unknown, b"x"),
         Err(MlsError::UnknownGroup(_))
@@ -784,4 +785,158 @@ fn key_package_kinds(suite: Suite) {
         alice.engine.add_members(g, &[bob.kp(other)]),
         Err(MlsError::InvalidKeyPackage(_))
     ));
+}
+
+/// A GroupInfo as the server receives it: the message and the ratchet tree
+/// from its extension.
+fn read_group_info(
+    bytes: &[u8],
+) -> (
+    openmls::messages::group_info::VerifiableGroupInfo,
+    openmls::prelude::RatchetTreeIn,
+) {
+    use openmls::prelude::tls_codec::Deserialize as _;
+    use openmls::prelude::{MlsMessageBodyIn, MlsMessageIn};
+    let msg = MlsMessageIn::tls_deserialize_exact(bytes).unwrap();
+    let MlsMessageBodyIn::GroupInfo(gi) = msg.extract() else {
+        panic!("not a GroupInfo");
+    };
+    let tree = gi
+        .extensions()
+        .ratchet_tree()
+        .expect("the ratchet tree extension")
+        .ratchet_tree()
+        .clone();
+    (gi, tree)
+}
+
+/// A handshake message as the server receives it: it must be a
+/// PublicMessage (the server cannot read a PrivateMessage).
+fn public_message(bytes: &[u8]) -> openmls::prelude::ProtocolMessage {
+    use openmls::prelude::tls_codec::Deserialize as _;
+    use openmls::prelude::{MlsMessageBodyIn, MlsMessageIn};
+    match MlsMessageIn::tls_deserialize_exact(bytes)
+        .unwrap()
+        .extract()
+    {
+        MlsMessageBodyIn::PublicMessage(m) => m.into(),
+        other => panic!("a handshake message the server cannot check: {other:?}"),
+    }
+}
+
+/// The server's side of a commit, as qpq-server does it with openmls'
+/// `PublicGroup`: validate, apply, and check the GroupInfo it came with.
+fn server_accepts(
+    server: &openmls_rust_crypto::OpenMlsRustCrypto,
+    public: &mut openmls::prelude::PublicGroup,
+    staged: &Staged,
+) {
+    use openmls::prelude::ProcessedMessageContent;
+    use openmls_traits::OpenMlsProvider as _;
+    let processed = public
+        .process_message(server.crypto(), public_message(&staged.commit))
+        .expect("the server validates the commit");
+    let ProcessedMessageContent::StagedCommitMessage(commit) = processed.into_content() else {
+        panic!("not a commit");
+    };
+    public.merge_commit(server.storage(), *commit).unwrap();
+    let (gi, _) = read_group_info(&staged.group_info);
+    assert_eq!(gi.epoch(), public.group_context().epoch());
+    assert_eq!(gi.group_context(), public.group_context());
+}
+
+/// What the server sees of a group is enough to follow it: the creator's
+/// GroupInfo (with the ratchet tree, listing the server's removal key as
+/// external sender) builds a public group; every commit is a PublicMessage
+/// it validates, with the GroupInfo of the epoch it creates; application
+/// messages stay PrivateMessages. Leaves advertise our two suites only.
+fn the_server_can_follow_the_group(suite: Suite) {
+    use openmls::prelude::tls_codec::Deserialize as _;
+    use openmls::prelude::{
+        BasicCredential, ExternalSender, MlsMessageBodyIn, MlsMessageIn, ProposalStore, PublicGroup,
+    };
+    use openmls_traits::OpenMlsProvider as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob, mut carol) = (
+        Client::new(&dir, "alice"),
+        Client::new(&dir, "bob"),
+        Client::new(&dir, "carol"),
+    );
+    let removal_key = Identity::from_seed(user("server"), &[7; 32]).identity_key();
+    let g = alice
+        .engine
+        .create_group_with_info(suite, None, removal_key.as_bytes())
+        .unwrap();
+
+    let server = openmls_rust_crypto::OpenMlsRustCrypto::default();
+    let (gi, tree) = read_group_info(&alice.engine.group_info(g).unwrap());
+    assert_eq!(gi.group_id().as_slice(), g.as_bytes());
+    let senders = gi
+        .group_context()
+        .extensions()
+        .external_senders()
+        .expect("the server's removal key");
+    let expected = ExternalSender::new(
+        removal_key.as_bytes().to_vec().into(),
+        BasicCredential::new(SERVER_SENDER_NAME.to_vec()).into(),
+    );
+    assert_eq!(senders.as_slice(), [expected]);
+    let (mut public, _) = PublicGroup::from_external(
+        server.crypto(),
+        server.storage(),
+        tree,
+        gi,
+        ProposalStore::default(),
+    )
+    .expect("the server builds the group from its GroupInfo");
+
+    let bob_kp = bob.kp(suite);
+    let MlsMessageBodyIn::KeyPackage(kp) = MlsMessageIn::tls_deserialize_exact(&bob_kp)
+        .unwrap()
+        .extract()
+    else {
+        panic!("not a key package");
+    };
+    let kp = kp
+        .validate(server.crypto(), openmls::prelude::ProtocolVersion::Mls10)
+        .unwrap();
+    let advertised: Vec<u16> = kp
+        .leaf_node()
+        .capabilities()
+        .ciphersuites()
+        .iter()
+        .map(|c| c.value())
+        .collect();
+    let ours: Vec<u16> = Suite::ALL.iter().map(|s| s.code()).collect();
+    assert_eq!(advertised, ours, "only the suites qpqd supports");
+
+    let add = alice.engine.add_members(g, &[bob_kp]).unwrap();
+    server_accepts(&server, &mut public, &add);
+    alice.engine.merge_pending(g).unwrap();
+    bob.engine.join(add.welcome.as_ref().unwrap()).unwrap();
+
+    // A joiner's commits are public too (the join config sets the policy),
+    // and so is a remove.
+    let update = bob.engine.self_update(g).unwrap();
+    server_accepts(&server, &mut public, &update);
+    bob.engine.merge_pending(g).unwrap();
+    alice.expect_commit(&update.commit);
+    let add = bob.engine.add_members(g, &[carol.kp(suite)]).unwrap();
+    server_accepts(&server, &mut public, &add);
+    bob.engine.merge_pending(g).unwrap();
+    alice.expect_commit(&add.commit);
+    carol.engine.join(add.welcome.as_ref().unwrap()).unwrap();
+    let remove = carol
+        .engine
+        .remove_members(g, &[Who::Username(user("alice"))])
+        .unwrap();
+    server_accepts(&server, &mut public, &remove);
+    assert_eq!(public.members().count(), 2);
+
+    let m = bob.send(g, "private");
+    match MlsMessageIn::tls_deserialize_exact(&m).unwrap().extract() {
+        MlsMessageBodyIn::PrivateMessage(_) => {}
+        other => panic!("an application message in the clear: {other:?}"),
+    }
 }

@@ -137,7 +137,7 @@ async fn an_impostor_member_is_flagged_and_cannot_be_verified() {
     let (alice_kp, alice_key) = mallory.key_package("alice").await;
     let me = Attacker::engine("mallory", &mallory.account.signing);
     let team = ConversationInfo::Group {
-        name: "team".into(),
+        name: Some("team".into()),
     };
     let forged = Attacker::forge_group(me, &team, &[alice_kp, fake_bob_kp], |_| true);
     mallory.deliver(alice_key, &forged.welcome).await.unwrap();
