@@ -6,10 +6,15 @@
 //! daemon's payload format. Only what the interoperability tests need:
 //! everything lives in memory and ends with the value.
 //!
-//! How mail travels is [`Delivery`]: per member over DM channels (the
-//! daemons before issue 14), or to the group on a server that validates its
-//! handshakes (`registerGroup`/`enqueueGroup`, plaintext commits carrying the
-//! new epoch's GroupInfo and the padded Welcome).
+//! It follows the rules of the validating server (issue 14): a group is
+//! registered (`registerGroup`, its GroupInfo with the ratchet tree) before
+//! anything is sent to it; everything goes to the group in one
+//! `enqueueGroup`; handshakes are plaintext (PublicMessage) so that the
+//! server can check them, and a commit carries the GroupInfo of the epoch
+//! it creates and, if it adds, the padded Welcome. Group names stay out of
+//! the public group context: the context says only "group", and the adder
+//! sends the name encrypted ([`Payload::GroupName`]) after each add, as the
+//! daemon does.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -30,8 +35,8 @@ use quicproquo_daemon::db::Id;
 use quicproquo_daemon::payload::{ConversationInfo, Payload};
 use quicproquo_protocol::client::{Client, ClientError};
 use quicproquo_protocol::padding;
-use quicproquo_protocol::types::{ChannelId, IdempotencyKey, IdentityKey, Username};
-use quicproquo_protocol::wire::{self, Delivery as WireDelivery, UserRef};
+use quicproquo_protocol::types::{IdempotencyKey, SessionToken, Username};
+use quicproquo_protocol::wire::{self, UserRef};
 
 use crate::wire::{register_with, Account};
 use crate::TestServer;
@@ -53,17 +58,6 @@ type Config = WithIdentityProvider<
     BasicIdentityProvider,
     WithCryptoProvider<OpensslCryptoProvider, WithMlsRules<DefaultMlsRules, BaseConfig>>,
 >;
-
-/// How this user's mail reaches the other members.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    /// `enqueue` through the DM channel with each member, handshakes
-    /// encrypted (PrivateMessage): what daemons before issue 14 expect.
-    Channels,
-    /// `registerGroup` and `enqueueGroup`, handshakes in plaintext
-    /// (PublicMessage) so that the server can validate them.
-    Groups,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MlsRsError {
@@ -112,27 +106,28 @@ pub enum Received {
 /// A registered, logged-in qpq user speaking MLS through mls-rs.
 pub struct MlsRsUser {
     pub account: Account,
-    pub delivery: Delivery,
     client: Client,
     mls: mls_rs::Client<Config>,
     groups: HashMap<Vec<u8>, Group<Config>>,
+    /// The groups' names, as created or received.
+    names: HashMap<Vec<u8>, String>,
     /// Everything received so far, in order.
     pub received: Vec<Received>,
 }
 
 impl MlsRsUser {
     /// Registers `name` on `server` with a fresh identity key.
-    pub async fn register(server: &TestServer, name: &str, delivery: Delivery) -> MlsRsUser {
+    pub async fn register(server: &TestServer, name: &str) -> MlsRsUser {
         let client = server.client().await;
         let account =
             register_with(&client, name, SigningKey::generate(&mut rand::rngs::OsRng)).await;
-        let mls = mls_client(&account, delivery);
+        let mls = mls_client(&account);
         MlsRsUser {
             account,
-            delivery,
             client,
             mls,
             groups: HashMap::new(),
+            names: HashMap::new(),
             received: Vec::new(),
         }
     }
@@ -167,28 +162,27 @@ impl MlsRsUser {
             .to_bytes()?)
     }
 
-    /// Creates a group with `id` (any length mls-rs allows; its own ids
-    /// are 32 bytes) whose context says what the conversation is, as a
-    /// daemon's does; registers it with the server under [`Delivery::Groups`].
-    pub async fn create_group(&mut self, id: Vec<u8>, info: &ConversationInfo) -> Result<()> {
+    /// Creates a group called `name` with `id` (any length mls-rs allows;
+    /// its own ids are 32 bytes) whose context says it is a group, as a
+    /// daemon's does, and registers it with the server.
+    pub async fn create_group(&mut self, id: Vec<u8>, name: &str) -> Result<()> {
         let mut context = ExtensionList::new();
         context.set(Extension::new(
             ExtensionType::new(CONVERSATION_INFO_EXTENSION),
-            info.encode(),
+            ConversationInfo::Group { name: None }.encode(),
         ));
         let group =
             self.mls
                 .create_group_with_id(id.clone(), context, ExtensionList::new(), None)?;
-        if self.delivery == Delivery::Groups {
-            let group_info = group.group_info_message(true)?.to_bytes()?;
-            self.client
-                .request(wire::RegisterGroup {
-                    auth: self.token(),
-                    group_info,
-                })
-                .await?;
-        }
-        self.groups.insert(id, group);
+        let group_info = group.group_info_message(true)?.to_bytes()?;
+        self.client
+            .request(wire::RegisterGroup {
+                auth: self.token(),
+                group_info,
+            })
+            .await?;
+        self.groups.insert(id.clone(), group);
+        self.names.insert(id, name.to_owned());
         Ok(())
     }
 
@@ -206,18 +200,19 @@ impl MlsRsUser {
             .await?;
         let package = MlsMessage::from_bytes(&package.key_package)?;
         let g = self.group_mut(group)?;
-        let before = others(g);
         let commit = g.commit_builder().add_member(package)?.build()?;
-        self.publish(group, before, commit).await
+        self.publish(group, commit).await?;
+        match self.names.get(group).cloned() {
+            Some(name) => self.send_payload(group, &Payload::GroupName { name }).await,
+            None => Ok(()),
+        }
     }
 
     /// An empty commit: a new epoch with fresh keys for our leaf (an
     /// update), and any proposals we received.
     pub async fn update(&mut self, group: &[u8]) -> Result<()> {
-        let g = self.group_mut(group)?;
-        let before = others(g);
-        let commit = g.commit(Vec::new())?;
-        self.publish(group, before, commit).await
+        let commit = self.group_mut(group)?.commit(Vec::new())?;
+        self.publish(group, commit).await
     }
 
     /// Sends `text` to `group` as the daemons' text payload.
@@ -225,109 +220,55 @@ impl MlsRsUser {
         let ts = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let payload = Payload::text(Id::random(), ts, text).encode();
-        let g = self.group_mut(group)?;
-        let to = others(g);
-        let message = g
-            .encrypt_application_message(&payload, Vec::new())?
+        self.send_payload(group, &Payload::text(Id::random(), ts, text))
+            .await
+    }
+
+    /// Sends `payload` to `group` as an application message.
+    pub async fn send_payload(&mut self, group: &[u8], payload: &Payload) -> Result<()> {
+        let message = self
+            .group_mut(group)?
+            .encrypt_application_message(&payload.encode(), Vec::new())?
             .to_bytes()?;
-        self.send(group, &to, &message, None, None).await
+        self.send(group, &message, None, None).await
     }
 
     /// Merges our commit once built (mls-rs keeps it pending), then sends it
     /// with the new epoch's GroupInfo, and the Welcome to those it adds.
-    async fn publish(
-        &mut self,
-        group: &[u8],
-        before: Vec<IdentityKey>,
-        commit: CommitOutput,
-    ) -> Result<()> {
+    async fn publish(&mut self, group: &[u8], commit: CommitOutput) -> Result<()> {
         let g = self.group_mut(group)?;
         g.apply_pending_commit()?;
-        let added: Vec<IdentityKey> = others(g)
-            .into_iter()
-            .filter(|k| !before.contains(k))
-            .collect();
         // The new epoch's, ratchet tree included: the server's copy of the
-        // group, and what a later joiner's server-side checks rest on.
+        // group, which it checks the next commit against.
         let group_info = g.group_info_message(true)?.to_bytes()?;
         let welcome = match commit.welcome_messages.first() {
             Some(w) => Some(w.to_bytes()?),
             None => None,
         };
         let message = commit.commit_message.to_bytes()?;
-        match self.delivery {
-            Delivery::Channels => {
-                self.send(group, &before, &message, None, None).await?;
-                if let Some(w) = welcome {
-                    self.send(group, &added, &w, None, None).await?;
-                }
-            }
-            // The server fans the commit out to the members and the
-            // Welcome to those it adds.
-            Delivery::Groups => {
-                self.send(group, &[], &message, Some(group_info), welcome)
-                    .await?
-            }
-        }
-        Ok(())
+        self.send(group, &message, Some(group_info), welcome).await
     }
 
-    /// One MLS message to `group`: padded, per member or to the group.
+    /// One MLS message to `group`, padded; the server fans it out to the
+    /// other members (and a commit's Welcome to those it adds).
     async fn send(
         &self,
         group: &[u8],
-        to: &[IdentityKey],
         message: &[u8],
         group_info: Option<Vec<u8>>,
         welcome: Option<Vec<u8>>,
     ) -> Result<()> {
-        let key = IdempotencyKey(rand::random());
-        match self.delivery {
-            Delivery::Channels => {
-                if to.is_empty() {
-                    return Ok(());
-                }
-                let mut deliveries = Vec::with_capacity(to.len());
-                for &recipient in to {
-                    deliveries.push(WireDelivery {
-                        recipient,
-                        channel: Some(self.channel_to(recipient).await?),
-                    });
-                }
-                self.client
-                    .request(wire::Enqueue {
-                        auth: self.token(),
-                        deliveries,
-                        payload: padding::pad(message),
-                        idempotency_key: key,
-                    })
-                    .await?;
-            }
-            Delivery::Groups => {
-                self.client
-                    .request(wire::EnqueueGroup {
-                        auth: self.token(),
-                        group: group.to_vec(),
-                        payload: padding::pad(message),
-                        idempotency_key: key,
-                        group_info,
-                        welcome: welcome.map(|w| padding::pad(&w)),
-                    })
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn channel_to(&self, peer: IdentityKey) -> Result<ChannelId> {
-        Ok(self
-            .client
-            .request(wire::CreateChannel {
+        self.client
+            .request(wire::EnqueueGroup {
                 auth: self.token(),
-                peer,
+                group: group.to_vec(),
+                payload: padding::pad(message),
+                idempotency_key: IdempotencyKey(rand::random()),
+                group_info,
+                welcome: welcome.map(|w| padding::pad(&w)),
             })
-            .await?)
+            .await?;
+        Ok(())
     }
 
     /// Fetches (waiting up to `wait` for mail) and processes what came, in
@@ -420,6 +361,9 @@ impl MlsRsUser {
                 .transpose()
                 .map_err(|e| MlsRsError::Protocol(e.to_string()))?;
             let id = group.group_id().to_vec();
+            if let Some(ConversationInfo::Group { name: Some(name) }) = &info {
+                self.names.insert(id.clone(), name.clone());
+            }
             self.groups.insert(id.clone(), group);
             return Ok(Received::Joined {
                 group: id,
@@ -433,12 +377,19 @@ impl MlsRsUser {
             .to_vec();
         let g = self.group_mut(&id)?;
         Ok(match g.process_incoming_message(message)? {
-            ReceivedMessage::ApplicationMessage(m) => Received::Message {
-                from: username_at(g, m.sender_index)?,
-                payload: Payload::decode(m.data())
-                    .map_err(|e| MlsRsError::Protocol(e.to_string()))?,
-                group: id,
-            },
+            ReceivedMessage::ApplicationMessage(m) => {
+                let from = username_at(g, m.sender_index)?;
+                let payload =
+                    Payload::decode(m.data()).map_err(|e| MlsRsError::Protocol(e.to_string()))?;
+                if let Payload::GroupName { name } = &payload {
+                    self.names.insert(id.clone(), name.clone());
+                }
+                Received::Message {
+                    from,
+                    payload,
+                    group: id,
+                }
+            }
             ReceivedMessage::Commit(c) => {
                 if let CommitEffect::Removed { .. } = c.effect {
                     self.groups.remove(&id);
@@ -477,12 +428,17 @@ impl MlsRsUser {
             .collect()
     }
 
+    /// The group's name, once created or received.
+    pub fn name(&self, group: &[u8]) -> Option<&str> {
+        self.names.get(group).map(String::as_str)
+    }
+
     /// The group's current epoch.
     pub fn epoch(&self, group: &[u8]) -> Option<u64> {
         self.groups.get(group).map(|g| g.current_epoch())
     }
 
-    fn token(&self) -> quicproquo_protocol::types::SessionToken {
+    fn token(&self) -> SessionToken {
         self.account.session.token.clone()
     }
 }
@@ -491,7 +447,7 @@ impl MlsRsUser {
 /// holds its username; leaves list our extensions (a member must support
 /// every group context extension, and a key package may carry the
 /// last-resort extension only if its leaf lists it).
-fn mls_client(account: &Account, delivery: Delivery) -> mls_rs::Client<Config> {
+fn mls_client(account: &Account) -> mls_rs::Client<Config> {
     let credential = BasicCredential::new(account.username.as_str().as_bytes().to_vec());
     let identity = SigningIdentity::new(
         credential.into_credential(),
@@ -501,10 +457,8 @@ fn mls_client(account: &Account, delivery: Delivery) -> mls_rs::Client<Config> {
     let secret = SignatureSecretKey::new(account.signing.to_keypair_bytes().to_vec());
     let rules = DefaultMlsRules::new()
         .with_commit_options(CommitOptions::new().with_ratchet_tree_extension(true))
-        .with_encryption_options(EncryptionOptions::new(
-            delivery == Delivery::Channels,
-            PaddingMode::StepFunction,
-        ));
+        // Handshakes in plaintext, for the server to validate.
+        .with_encryption_options(EncryptionOptions::new(false, PaddingMode::StepFunction));
     mls_rs::Client::builder()
         .mls_rules(rules)
         .crypto_provider(OpensslCryptoProvider::default())
@@ -514,16 +468,6 @@ fn mls_client(account: &Account, delivery: Delivery) -> mls_rs::Client<Config> {
         .key_package_lifetime(Duration::from_secs(30 * 24 * 3600))
         .signing_identity(identity, secret, CLASSIC)
         .build()
-}
-
-/// The identity keys of everyone in `g` but us.
-fn others(g: &Group<Config>) -> Vec<IdentityKey> {
-    let me = g.current_member_index();
-    g.roster()
-        .members_iter()
-        .filter(|m| m.index != me)
-        .filter_map(|m| IdentityKey::from_slice(m.signing_identity.signature_key.as_ref()).ok())
-        .collect()
 }
 
 fn username_at(g: &Group<Config>, leaf: u32) -> Result<String> {

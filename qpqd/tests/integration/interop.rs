@@ -5,13 +5,11 @@
 //! with mls-rs' own 32-byte group id.
 
 use quicproquo_daemon::payload::ConversationInfo;
+use quicproquo_daemon::payload::Payload;
 use quicproquo_protocol::ipc::values::Ciphersuite;
-use quicproquo_testkit::mlsrs::{Delivery, MlsRsUser, Received};
+use quicproquo_testkit::mlsrs::{MlsRsUser, Received};
 
 use crate::harness::{Daemon, Server};
-
-/// How the mls-rs user's mail travels to the daemons of this build.
-const DELIVERY: Delivery = Delivery::Channels;
 
 /// Waits for a commit by `from` in `group` (a daemon re-keys after it
 /// joins): what the test does next must not race it.
@@ -38,7 +36,7 @@ async fn an_mls_rs_user_and_qpqd_daemons_share_a_group() {
     let srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
     let [alice, carol] = Daemon::registered(root.path(), &srv, ["alice", "carol"]).await;
-    let mut bob = MlsRsUser::register(&srv, "bob", DELIVERY).await;
+    let mut bob = MlsRsUser::register(&srv, "bob").await;
     assert_eq!(bob.upload_key_packages(3).await.unwrap(), 3);
 
     // qpqd -> mls-rs: a key package of mls-rs', a Welcome of openmls'.
@@ -60,12 +58,23 @@ async fn an_mls_rs_user_and_qpqd_daemons_share_a_group() {
     assert_eq!(inviter, "alice");
     assert_eq!(
         info,
-        Some(ConversationInfo::Group {
-            name: "mixed".into()
-        }),
+        Some(ConversationInfo::Group { name: None }),
         "the daemon's conversation info reads the same in mls-rs"
     );
     assert_eq!(bob.members(&group).unwrap(), ["alice", "bob"]);
+    // The name comes encrypted after the add.
+    bob.wait_for("the group's name", |r| {
+        matches!(
+            r,
+            Received::Message {
+                payload: Payload::GroupName { .. },
+                ..
+            }
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(bob.name(&group), Some("mixed"));
 
     // Messages both ways, in the daemon's payload format.
     alice.send("mixed", "hello from openmls").await.unwrap();
@@ -122,16 +131,9 @@ async fn a_group_with_an_mls_rs_32_byte_id_reaches_qpqd() {
     let srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
     let [carol] = Daemon::registered(root.path(), &srv, ["carol"]).await;
-    let mut bob = MlsRsUser::register(&srv, "bob", DELIVERY).await;
+    let mut bob = MlsRsUser::register(&srv, "bob").await;
     let group: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
-    bob.create_group(
-        group.clone(),
-        &ConversationInfo::Group {
-            name: "rs-made".into(),
-        },
-    )
-    .await
-    .unwrap();
+    bob.create_group(group.clone(), "rs-made").await.unwrap();
     bob.add(&group, "carol").await.unwrap();
     carol.wait_for_conversation("rs-made").await;
     bob.send_text(&group, "a long group id").await.unwrap();
