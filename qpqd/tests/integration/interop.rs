@@ -6,7 +6,9 @@
 
 use quicproquo_daemon::payload::ConversationInfo;
 use quicproquo_daemon::payload::Payload;
-use quicproquo_protocol::ipc::values::Ciphersuite;
+use quicproquo_protocol::ipc::methods::{method, DeclineParams, NoParams};
+use quicproquo_protocol::ipc::values::{AutoAccept, Ciphersuite};
+use quicproquo_testkit::agent::{eventually, set_auto_accept};
 use quicproquo_testkit::mlsrs::{MlsRsUser, Received};
 
 use crate::harness::{Daemon, Server};
@@ -143,4 +145,66 @@ async fn a_group_with_an_mls_rs_32_byte_id_reaches_qpqd() {
         bob.wait_for_text(&group, "fine by me").await.unwrap(),
         "carol"
     );
+}
+
+/// A qpqd user declines an mls-rs user's invitation: the decline notice
+/// (an application message) and the leave proposal (a PublicMessage of
+/// openmls') reach mls-rs, whose commit of that proposal the server takes
+/// and which removes the leaf.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qpqd_user_declines_an_mls_rs_invitation() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [carol] = Daemon::registered(root.path(), &srv, ["carol"]).await;
+    set_auto_accept(&carol.client, AutoAccept::None)
+        .await
+        .unwrap();
+    let mut bob = MlsRsUser::register(&srv, "bob").await;
+    let group: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
+    bob.create_group(group.clone(), "rs-made").await.unwrap();
+    bob.add(&group, "carol").await.unwrap();
+    let waiting = eventually("carol's invitation", || async {
+        carol
+            .client
+            .request::<method::Invites>(NoParams {})
+            .await
+            .unwrap()
+            .into_iter()
+            .next()
+    })
+    .await
+    .unwrap();
+    carol
+        .client
+        .request::<method::Decline>(DeclineParams {
+            id: waiting.id,
+            reason: Some("not now".into()),
+        })
+        .await
+        .unwrap();
+
+    let told = bob
+        .wait_for("the decline notice", |r| {
+            matches!(
+                r,
+                Received::Message {
+                    payload: Payload::Declined { .. },
+                    ..
+                }
+            )
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(&told, Received::Message { from, payload: Payload::Declined { reason }, .. }
+            if from == "carol" && reason == "not now"),
+        "{told:?}"
+    );
+    bob.wait_for("carol's leave proposal", |r| {
+        matches!(r, Received::Proposal { .. })
+    })
+    .await
+    .unwrap();
+    bob.update(&group).await.unwrap();
+    assert_eq!(bob.members(&group).unwrap(), ["bob"]);
 }
