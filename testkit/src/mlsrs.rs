@@ -34,6 +34,7 @@ use mls_rs_crypto_openssl::OpensslCryptoProvider;
 use quicproquo_daemon::db::Id;
 use quicproquo_daemon::payload::{ConversationInfo, Payload};
 use quicproquo_protocol::client::{Client, ClientError};
+use quicproquo_protocol::errors::ErrorCode;
 use quicproquo_protocol::padding;
 use quicproquo_protocol::types::{IdempotencyKey, SessionToken, Username};
 use quicproquo_protocol::wire::{self, UserRef};
@@ -69,6 +70,16 @@ pub enum MlsRsError {
     Protocol(String),
     #[error("timed out waiting for {0}")]
     Timeout(String),
+}
+
+impl MlsRsError {
+    /// The server's error code, if the server refused.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            MlsRsError::Server(ClientError::Server(e)) => Some(e.code),
+            _ => None,
+        }
+    }
 }
 
 pub type Result<T, E = MlsRsError> = std::result::Result<T, E>;
@@ -233,20 +244,30 @@ impl MlsRsUser {
         self.send(group, &message, None, None).await
     }
 
-    /// Merges our commit once built (mls-rs keeps it pending), then sends it
-    /// with the new epoch's GroupInfo, and the Welcome to those it adds.
+    /// Sends our commit (pending in mls-rs) with the GroupInfo of the epoch
+    /// it creates and the Welcome for those it adds; merges it once the
+    /// server took it, drops it if the server refused it (the group stays
+    /// where it was, to process what came first and try again).
     async fn publish(&mut self, group: &[u8], commit: CommitOutput) -> Result<()> {
         let g = self.group_mut(group)?;
-        g.apply_pending_commit()?;
+        // The GroupInfo exists only in the new epoch: merge into a copy.
+        let mut next = g.clone();
+        next.apply_pending_commit()?;
         // The new epoch's, ratchet tree included: the server's copy of the
         // group, which it checks the next commit against.
-        let group_info = g.group_info_message(true)?.to_bytes()?;
+        let group_info = next.group_info_message(true)?.to_bytes()?;
         let welcome = match commit.welcome_messages.first() {
             Some(w) => Some(w.to_bytes()?),
             None => None,
         };
         let message = commit.commit_message.to_bytes()?;
-        self.send(group, &message, Some(group_info), welcome).await
+        let sent = self.send(group, &message, Some(group_info), welcome).await;
+        let g = self.group_mut(group)?;
+        match sent {
+            Ok(()) => *g = next,
+            Err(_) => g.clear_pending_commit(),
+        }
+        sent
     }
 
     /// One MLS message to `group`, padded; the server fans it out to the
@@ -323,6 +344,24 @@ impl MlsRsUser {
                 return Err(MlsRsError::Timeout(format!(
                     "{what} (received: {:?})",
                     self.received
+                )));
+            }
+            self.receive(left.min(Duration::from_secs(5))).await?;
+        }
+    }
+
+    /// Receives until `group`'s members are `usernames` (in leaf order).
+    pub async fn wait_for_members(&mut self, group: &[u8], usernames: &[&str]) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + crate::WAIT;
+        loop {
+            let now = self.members(group)?;
+            if now == usernames {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(MlsRsError::Timeout(format!(
+                    "members {usernames:?} (now {now:?})"
                 )));
             }
             self.receive(left.min(Duration::from_secs(5))).await?;

@@ -6,8 +6,9 @@
 
 use quicproquo_daemon::payload::ConversationInfo;
 use quicproquo_daemon::payload::Payload;
-use quicproquo_protocol::ipc::methods::{method, DeclineParams, NoParams};
-use quicproquo_protocol::ipc::values::{AutoAccept, Ciphersuite};
+use quicproquo_protocol::errors::ErrorCode;
+use quicproquo_protocol::ipc::methods::{method, DeclineParams, GroupMembersParams, NoParams};
+use quicproquo_protocol::ipc::values::{AutoAccept, Ciphersuite, ConversationRef};
 use quicproquo_testkit::agent::{eventually, set_auto_accept};
 use quicproquo_testkit::mlsrs::{MlsRsUser, Received};
 
@@ -32,7 +33,7 @@ async fn wait_for_commit(bob: &mut MlsRsUser, group: &[u8], from: &str) -> u64 {
 /// A qpqd user makes a classic-suite group with the mls-rs user (its key
 /// package, its Welcome); they talk both ways; the mls-rs user re-keys
 /// (a commit the daemon processes) and adds a qpqd user (its Welcome to a
-/// daemon), and all three talk.
+/// daemon), and all three talk. The server refuses a stale mls-rs commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mls_rs_user_and_qpqd_daemons_share_a_group() {
     let srv = Server::start().await;
@@ -116,6 +117,28 @@ async fn an_mls_rs_user_and_qpqd_daemons_share_a_group() {
     carol.send("mixed", "thanks, both").await.unwrap();
     bob.wait_for_text(&group, "thanks, both").await.unwrap();
     alice.wait_for("mixed", "thanks, both").await;
+
+    // The server checks mls-rs' commits as any: one on an epoch that has
+    // passed (alice removed carol meanwhile) is refused and changes nothing;
+    // once bob has caught up, his next one goes through.
+    alice
+        .client
+        .request::<method::GroupRemove>(GroupMembersParams {
+            conversation: ConversationRef::parse("mixed").unwrap(),
+            members: vec!["carol".into()],
+        })
+        .await
+        .unwrap();
+    let stale = bob.epoch(&group).unwrap();
+    let refused = bob.update(&group).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::StaleCommit), "{refused}");
+    assert_eq!(bob.epoch(&group), Some(stale), "nothing merged");
+    bob.wait_for_members(&group, &["alice", "bob"])
+        .await
+        .unwrap();
+    bob.update(&group).await.unwrap();
+    bob.send_text(&group, "after the retry").await.unwrap();
+    alice.wait_for("mixed", "after the retry").await;
     assert!(
         !bob.received
             .iter()
