@@ -13,9 +13,11 @@
 //! delivery through a channel must go to the channel's other member and
 //! the sender must be a member (E022, also for an unknown channel, so ids
 //! cannot be probed); a delivery without a channel is refused when the
-//! server requires channels (E023); at most one commit per group epoch is
-//! accepted (E033). Routing is by recipient identity key; the stored mail
-//! carries no sender.
+//! server requires channels (E023); a group's messages are refused here
+//! (E049) and go through `enqueueGroup`, checked against the group's state
+//! (`groups.rs`) and delivered to its members, each alone: a full mailbox
+//! fails that member only. Routing is by recipient identity key; the stored
+//! mail carries no sender.
 //!
 //! A `fetchWait` registers interest in its mailbox *before* looking at it,
 //! so an enqueue landing between the look and the wait still wakes it.
@@ -30,13 +32,16 @@ use std::time::Duration;
 use quicproquo_protocol::errors::{ErrorCode, WireError};
 use quicproquo_protocol::limits::{FETCH_RESPONSE_BUDGET, MAX_FETCH_WAIT};
 use quicproquo_protocol::types::{ChannelId, IdempotencyKey, IdentityKey};
-use quicproquo_protocol::wire::{self, Envelope};
+use quicproquo_protocol::wire::{self, Envelope, MemberDelivery};
 use quicproquo_protocol::{mls_framing, padding};
 use tokio::sync::{watch, Notify};
 
 use crate::cache::TtlCache;
+use crate::groups::Groups;
 use crate::service::{internal, Now};
-use crate::store::{Account, CommitClaim, EnqueueOutcome, Mail, NewMail, Store, StoreError};
+use crate::store::{
+    Account, EnqueueOutcome, GroupEnqueueOutcome, GroupMail, Mail, NewMail, Store, StoreError,
+};
 
 /// How long a channel's members are kept: they never change, so this only
 /// bounds how long a deleted channel would still be honoured.
@@ -131,6 +136,22 @@ pub struct EnqueueRequest {
 pub struct Enqueued {
     pub duplicate: bool,
     pub seqs: Vec<u64>,
+}
+
+/// An `enqueueGroup` as the service received it.
+pub struct GroupEnqueueRequest {
+    pub group: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub idempotency_key: IdempotencyKey,
+    pub group_info: Option<Vec<u8>>,
+    pub welcome: Option<Vec<u8>>,
+}
+
+/// What an `enqueueGroup` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupEnqueued {
+    pub duplicate: bool,
+    pub members: Vec<MemberDelivery>,
 }
 
 /// Which mail a fetch asks for: all of the caller's or one channel's, at
@@ -262,11 +283,16 @@ impl Delivery {
             .map_err(|e| WireError::new(ErrorCode::InvalidPayload, e.to_string()))?;
         let framing = mls_framing::read(inner)
             .map_err(|e| WireError::new(ErrorCode::InvalidPayload, format!("MLS framing: {e}")))?;
-        let commit = framing.commit().map(|(group_id, epoch)| CommitClaim {
-            group_id: group_id.to_vec(),
-            epoch,
-        });
-        if req.deliveries.is_empty() && commit.is_none() {
+        // A group's messages are checked against its state: they go through
+        // enqueueGroup. Per-recipient delivery of one would let anyone with
+        // a channel to a member inject into the group.
+        if matches!(framing, mls_framing::Framing::Group { .. }) {
+            return Err(WireError::new(
+                ErrorCode::WrongGroup,
+                "messages to a group go through enqueueGroup",
+            ));
+        }
+        if req.deliveries.is_empty() {
             return Err(WireError::bare(ErrorCode::NoRecipients));
         }
         self.authorize(store, sender, &req.deliveries, now).await?;
@@ -278,7 +304,6 @@ impl Delivery {
                 idempotency_key: req.idempotency_key,
                 deliveries: req.deliveries,
                 payload: req.payload,
-                commit,
                 now_ms: now.unix_ms,
             })
             .await;
@@ -296,20 +321,95 @@ impl Delivery {
                 duplicate: true,
                 seqs: Vec::new(),
             }),
-            Err(StoreError::StaleCommit {
-                requested,
-                accepted,
-            }) => Err(WireError::new(
-                ErrorCode::StaleCommit,
-                format!(
-                    "stale commit for epoch {}: a commit for epoch {} was already accepted; \
-                     process pending messages and retry",
-                    requested.0, accepted.0
-                ),
-            )),
             Err(StoreError::QueueFull(k)) => Err(WireError::new(
                 ErrorCode::QueueFull,
                 format!("the mailbox of {k} is full"),
+            )),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    /// One message to a group: checked against the group's state
+    /// ([`Groups::check`]), then stored for every other member (and a
+    /// commit's Welcome for the members it adds) together with the group's
+    /// new state. A full mailbox fails that member alone.
+    pub async fn enqueue_group<S: Store>(
+        &self,
+        store: &S,
+        groups: &Groups,
+        sender: &Account,
+        req: GroupEnqueueRequest,
+        now: Now,
+    ) -> Result<GroupEnqueued, WireError> {
+        let inner = padding::unpad(&req.payload)
+            .map_err(|e| WireError::new(ErrorCode::InvalidPayload, format!("payload: {e}")))?;
+        if let Some(w) = &req.welcome {
+            let welcome = padding::unpad(w)
+                .map_err(|e| WireError::new(ErrorCode::InvalidPayload, format!("welcome: {e}")))?;
+            if !matches!(
+                mls_framing::read(welcome),
+                Ok(mls_framing::Framing::Welcome)
+            ) {
+                return Err(WireError::new(
+                    ErrorCode::InvalidPayload,
+                    "welcome is not an MLS Welcome",
+                ));
+            }
+        }
+        let pending = groups
+            .check(
+                store,
+                sender.identity_key,
+                &req.group,
+                inner,
+                req.group_info,
+                req.welcome.is_some(),
+            )
+            .await?;
+        let checked = &pending.checked;
+        let welcome = req.welcome.map(|w| (w, checked.welcomed.clone()));
+        let outcome = store
+            .enqueue_group(GroupMail {
+                sender: sender.identity_key,
+                idempotency_key: req.idempotency_key,
+                group_id: req.group,
+                payload: req.payload,
+                recipients: checked.recipients.clone(),
+                welcome,
+                update: checked.update.clone(),
+                now_ms: now.unix_ms,
+            })
+            .await;
+        match outcome {
+            Ok(GroupEnqueueOutcome::Stored { members }) => {
+                pending.stored();
+                let members = members
+                    .into_iter()
+                    .map(|(member, seq)| {
+                        if seq.is_some() {
+                            self.mailboxes.notify(&member);
+                        }
+                        MemberDelivery {
+                            member,
+                            seq: seq.unwrap_or(0),
+                            error: seq.is_none().then_some(ErrorCode::QueueFull),
+                        }
+                    })
+                    .collect();
+                Ok(GroupEnqueued {
+                    duplicate: false,
+                    members,
+                })
+            }
+            // A retry of a message already stored: the state change it
+            // carried was applied then, so the copy changed now is dropped.
+            Ok(GroupEnqueueOutcome::Duplicate) => Ok(GroupEnqueued {
+                duplicate: true,
+                members: Vec::new(),
+            }),
+            Err(StoreError::GroupChanged) => Err(WireError::new(
+                ErrorCode::StaleCommit,
+                "another commit changed the group first; process pending messages and retry",
             )),
             Err(e) => Err(internal(e)),
         }

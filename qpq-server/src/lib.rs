@@ -12,6 +12,7 @@ pub mod cache;
 pub mod config;
 pub mod delivery;
 pub mod directory;
+pub mod groups;
 pub mod ratelimit;
 pub mod server;
 pub mod service;

@@ -21,8 +21,11 @@ use tokio::sync::watch;
 
 use crate::auth::Auth;
 use crate::config::Config;
-use crate::delivery::{Delivery, EnqueueRequest, Enqueued, FetchRequest};
+use crate::delivery::{
+    Delivery, EnqueueRequest, Enqueued, FetchRequest, GroupEnqueueRequest, GroupEnqueued,
+};
 use crate::directory;
+use crate::groups::Groups;
 use crate::ratelimit::RateLimiter;
 use crate::store::{Store, StoreError};
 
@@ -67,7 +70,15 @@ pub struct Service<S: Store> {
     auth: Auth,
     per_account: RateLimiter<IdentityKey>,
     delivery: Delivery,
+    groups: Groups,
+    /// The public half of the server's MLS external-sender key (the seed is
+    /// a server secret): groups list it in `external_senders` so that the
+    /// server can later propose removing a revoked device.
+    removal_key: Vec<u8>,
 }
+
+/// Name of the server secret that seeds the removal key.
+const REMOVAL_KEY_SECRET: &str = "mls-removal-key-seed";
 
 impl<S: Store> Service<S> {
     /// Uses `config`'s policy settings (channel authorization, session
@@ -79,6 +90,7 @@ impl<S: Store> Service<S> {
     ) -> Result<Self, StoreError> {
         let limits = config.rate_limits;
         let auth = Auth::new(&store, config.session_ttl, limits).await?;
+        let removal_key = removal_key(&store).await?;
         Ok(Self {
             store,
             auth,
@@ -87,6 +99,8 @@ impl<S: Store> Service<S> {
                 limits.request_burst_per_account,
             ),
             delivery: Delivery::new(config.require_channel_authz, shutdown),
+            groups: Groups::default(),
+            removal_key,
         })
     }
 
@@ -112,7 +126,7 @@ impl<S: Store> Service<S> {
                     protocol_version: quicproquo_protocol::PROTOCOL_VERSION,
                     server_version: env!("CARGO_PKG_VERSION").to_string(),
                     server_time_ms: now.unix_ms,
-                    removal_key: Vec::new(),
+                    removal_key: self.removal_key.clone(),
                     limits: quicproquo_protocol::wire::Limits::current(),
                 })
             }
@@ -230,9 +244,32 @@ impl<S: Store> Service<S> {
             Request::Ack { seqs, .. } => Response::Ack {
                 removed: self.delivery.ack(store, &me, seqs).await?,
             },
-            // Being built (issue 14): the validating delivery service.
-            Request::RegisterGroup { .. } | Request::EnqueueGroup { .. } => {
-                return Err(WireError::bare(ErrorCode::UnknownGroup))
+            Request::RegisterGroup { group_info, .. } => {
+                self.groups
+                    .register(store, me.identity_key, group_info, now.unix_ms)
+                    .await?;
+                Response::RegisterGroup
+            }
+            Request::EnqueueGroup {
+                group,
+                payload,
+                idempotency_key,
+                group_info,
+                welcome,
+                ..
+            } => {
+                let req = GroupEnqueueRequest {
+                    group,
+                    payload,
+                    idempotency_key,
+                    group_info,
+                    welcome,
+                };
+                let GroupEnqueued { duplicate, members } = self
+                    .delivery
+                    .enqueue_group(store, &self.groups, &me, req, now)
+                    .await?;
+                Response::EnqueueGroup { duplicate, members }
             }
             Request::Health
             | Request::OpaqueRegisterStart { .. }
@@ -245,6 +282,21 @@ impl<S: Store> Service<S> {
             }
         })
     }
+}
+
+/// The removal key's public half, from its seed (made once, kept as a
+/// server secret so every node and restart has the same key).
+async fn removal_key<S: Store>(store: &S) -> Result<Vec<u8>, StoreError> {
+    use rand::RngCore as _;
+    let mut fresh = vec![0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut fresh);
+    let seed = zeroize::Zeroizing::new(store.server_secret(REMOVAL_KEY_SECRET, fresh).await?);
+    let seed: [u8; 32] = seed
+        .as_slice()
+        .try_into()
+        .map_err(|_| StoreError::Backend("the stored removal key seed is not 32 bytes".into()))?;
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    Ok(key.verifying_key().to_bytes().to_vec())
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //!
 //! Everything the server keeps lives behind this trait: accounts (OPAQUE
 //! records bound to identity keys), sessions (hashed tokens), key packages,
-//! DM channels, mailboxes and the last accepted commit epoch of every group.
+//! DM channels, mailboxes and the public MLS state of every group.
 //! SQLite ([`sqlite::SqliteStore`], the embedded default) implements it now;
 //! PostgreSQL will implement the same trait and must pass the same
 //! [`conformance`] suite unchanged.
@@ -34,16 +34,8 @@ pub struct Account {
 /// type is stored as it is.
 pub use quicproquo_protocol::wire::Delivery;
 
-/// A commit's claim on a group epoch: at most one commit is accepted per
-/// `(group_id, epoch)`, and never one for an epoch older than the last accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommitClaim {
-    pub group_id: Vec<u8>,
-    pub epoch: Epoch,
-}
-
 /// Everything one `enqueue` request stores, applied atomically: either the
-/// idempotency key, the commit claim and every delivery are stored, or none.
+/// idempotency key and every delivery are stored, or none.
 #[derive(Debug, Clone)]
 pub struct NewMail {
     pub sender: IdentityKey,
@@ -51,7 +43,6 @@ pub struct NewMail {
     pub deliveries: Vec<Delivery>,
     /// The padded payload, stored as received (the server never sees plaintext).
     pub payload: Vec<u8>,
-    pub commit: Option<CommitClaim>,
     pub now_ms: u64,
 }
 
@@ -60,7 +51,68 @@ pub enum EnqueueOutcome {
     /// Stored now; one mailbox sequence number per delivery, in order.
     Stored { seqs: Vec<u64> },
     /// The `(sender, idempotency_key)` pair was stored before: nothing was
-    /// stored again (and the commit claim, if any, was not re-checked).
+    /// stored again.
+    Duplicate,
+}
+
+/// A group the server validates, as stored: its public MLS state (see
+/// `groups::public_state`) at `epoch`, and `revision`, which every change
+/// (a commit, a proposal) increases; changes are compare-and-swapped on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredGroup {
+    pub revision: u64,
+    pub epoch: Epoch,
+    pub state: Vec<u8>,
+}
+
+/// A group registered by its creator.
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    pub group_id: Vec<u8>,
+    pub epoch: Epoch,
+    pub state: Vec<u8>,
+    /// The creator's GroupInfo (MLSMessage), kept current by every commit.
+    pub group_info: Vec<u8>,
+    pub now_ms: u64,
+}
+
+/// A change of a group's state that a message brings (a commit, a proposal),
+/// applied only if the group is still at `from_revision`.
+#[derive(Debug, Clone)]
+pub struct GroupUpdate {
+    pub from_revision: u64,
+    pub epoch: Epoch,
+    pub state: Vec<u8>,
+    /// With a commit: the new epoch's GroupInfo.
+    pub group_info: Option<Vec<u8>>,
+}
+
+/// Everything one `enqueueGroup` stores, atomically: the idempotency key,
+/// the group's new state (if any, compare-and-swapped) and the mail. A
+/// recipient whose mailbox is full is skipped (and reported), never the
+/// whole request.
+#[derive(Debug, Clone)]
+pub struct GroupMail {
+    pub sender: IdentityKey,
+    pub idempotency_key: IdempotencyKey,
+    pub group_id: Vec<u8>,
+    /// The padded payload, stored once for every recipient.
+    pub payload: Vec<u8>,
+    pub recipients: Vec<IdentityKey>,
+    /// A Welcome (padded) and the members it is for.
+    pub welcome: Option<(Vec<u8>, Vec<IdentityKey>)>,
+    pub update: Option<GroupUpdate>,
+    pub now_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupEnqueueOutcome {
+    /// Per recipient (the payload's, then the Welcome's), its sequence
+    /// number, or `None` where its mailbox was full.
+    Stored {
+        members: Vec<(IdentityKey, Option<u64>)>,
+    },
+    /// The `(sender, idempotency_key)` pair was stored before.
     Duplicate,
 }
 
@@ -82,10 +134,13 @@ pub enum StoreError {
     IdentityKeyTaken,
     #[error("mailbox of {0} is full")]
     QueueFull(IdentityKey),
-    #[error("a commit for epoch {requested:?} is stale: last accepted epoch is {accepted:?}")]
-    StaleCommit { requested: Epoch, accepted: Epoch },
     #[error("too many key packages stored for this user")]
     TooManyKeyPackages,
+    #[error("a group with this id is already registered")]
+    GroupExists,
+    /// The group changed since its state was read (another commit won).
+    #[error("the group's state changed since it was read")]
+    GroupChanged,
     /// The database failed; the message is for logs, never for clients.
     #[error("storage backend: {0}")]
     Backend(String),
@@ -171,7 +226,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<(IdentityKey, IdentityKey)>, StoreError>> + Send;
 
     /// Stores one enqueue atomically (see [`NewMail`]). Fails with
-    /// `StaleCommit` or `QueueFull` (storing nothing) when a rule is broken.
+    /// `QueueFull` (storing nothing) when a mailbox is full.
     fn enqueue(
         &self,
         mail: NewMail,
@@ -200,5 +255,34 @@ pub trait Store: Send + Sync + 'static {
         &self,
         now_ms: u64,
         idempotency_before_ms: u64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Stores a new group at revision 1. Fails with `GroupExists` if the id
+    /// is taken.
+    fn register_group(
+        &self,
+        group: NewGroup,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A group's current state.
+    fn group(
+        &self,
+        group_id: Vec<u8>,
+    ) -> impl Future<Output = Result<Option<StoredGroup>, StoreError>> + Send;
+    /// A group's current GroupInfo (for members joining by external commit later).
+    fn group_info(
+        &self,
+        group_id: Vec<u8>,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+    /// Stores one group message atomically (see [`GroupMail`]). Fails with
+    /// `GroupChanged` (storing nothing) when its update's `from_revision` is
+    /// no longer current.
+    fn enqueue_group(
+        &self,
+        mail: GroupMail,
+    ) -> impl Future<Output = Result<GroupEnqueueOutcome, StoreError>> + Send;
+    /// Deletes groups with no message since `idle_before_ms`; returns how many.
+    fn purge_idle_groups(
+        &self,
+        idle_before_ms: u64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }

@@ -104,24 +104,7 @@ impl Attacker {
 
     /// Everything in the attacker's mailbox (unpadded), acknowledged.
     pub async fn take_mail(&self) -> Vec<Vec<u8>> {
-        let auth = self.account.session.token.clone();
-        let mail = self
-            .client
-            .request(wire::Fetch {
-                auth: auth.clone(),
-                channel: None,
-                limit: 500,
-            })
-            .await
-            .expect("fetch");
-        let seqs = mail.iter().map(|e| e.seq).collect();
-        self.client
-            .request(wire::Ack { auth, seqs })
-            .await
-            .expect("ack");
-        mail.iter()
-            .map(|e| padding::unpad(&e.payload).expect("padded mail").to_vec())
-            .collect()
+        crate::wire::take_mail(&self.client, &self.account).await
     }
 
     /// Delivers `mls` (padded) to `to` over the attacker's DM channel with

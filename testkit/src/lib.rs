@@ -18,6 +18,8 @@
 //! - [`attacker`]: an ordinary account driven by hand, with forged MLS
 //!   credentials, for the tests of attacks.
 //! - [`relay`]: a UDP relay a test cuts, so a QUIC peer goes silent.
+//! - [`mls`]: a bare MLS member over the wire (openmls driven by hand), for
+//!   tests of the server's group rules.
 //! - `mlsrs` (feature `mlsrs`): a user whose MLS is mls-rs, an
 //!   implementation independent of openmls, for the interoperability tests.
 
@@ -27,6 +29,7 @@ pub mod bench;
 mod error;
 pub mod home;
 mod in_process;
+pub mod mls;
 #[cfg(feature = "mlsrs")]
 pub mod mlsrs;
 pub mod process;

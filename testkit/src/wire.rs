@@ -78,6 +78,31 @@ pub fn mls_framing(group: &[u8], epoch: u64, content_type: u8, body: &[u8]) -> V
     quicproquo_protocol::padding::pad(&m)
 }
 
+/// Everything in `who`'s mailbox (unpadded), in order, acknowledged.
+pub async fn take_mail(client: &Client, who: &Account) -> Vec<Vec<u8>> {
+    let auth = who.session.token.clone();
+    let mail = client
+        .request(quicproquo_protocol::wire::Fetch {
+            auth: auth.clone(),
+            channel: None,
+            limit: 500,
+        })
+        .await
+        .expect("fetch");
+    let seqs = mail.iter().map(|e| e.seq).collect();
+    client
+        .request(quicproquo_protocol::wire::Ack { auth, seqs })
+        .await
+        .expect("ack");
+    mail.iter()
+        .map(|e| {
+            quicproquo_protocol::padding::unpad(&e.payload)
+                .expect("padded mail")
+                .to_vec()
+        })
+        .collect()
+}
+
 fn random_key() -> quicproquo_protocol::types::IdempotencyKey {
     quicproquo_protocol::types::IdempotencyKey(rand::random())
 }
@@ -110,7 +135,7 @@ pub async fn fill_mailbox(client: &Client, from: &Account, victim: IdentityKey) 
             .call(&Request::Enqueue {
                 auth: from.session.token.clone(),
                 deliveries: vec![delivery; n],
-                payload: mls_framing(b"junk-group-00001", 1, 1, b"junk"),
+                payload: quicproquo_protocol::padding::pad(b"\0\x01\0\x03junk welcome"),
                 idempotency_key: random_key(),
             })
             .await

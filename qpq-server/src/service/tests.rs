@@ -362,8 +362,12 @@ fn mls(epoch: u64, content_type: u8, body: &[u8]) -> Vec<u8> {
     padding::pad(&m)
 }
 
+/// What the per-recipient path carries: an MLS message that is not a
+/// group's (a Welcome framing; group messages go through enqueueGroup).
 fn app(body: &[u8]) -> Vec<u8> {
-    mls(1, 1, body)
+    let mut m = vec![0, 1, 0, 3];
+    m.extend_from_slice(body);
+    padding::pad(&m)
 }
 
 /// The public framing of a serialized MLS KeyPackage, then `tag`.
@@ -693,23 +697,23 @@ async fn a_repeated_idempotency_key_is_stored_once() {
 }
 
 #[tokio::test]
-async fn a_second_commit_for_an_epoch_is_e033() {
+async fn a_group_message_through_the_per_recipient_path_is_e049() {
     let f = Fixture::new().await;
     let (alice, bob) = (f.user("alice").await, f.user("bob").await);
     let channel = f.channel(&alice, &bob).await;
-    let commit = |body: &[u8]| mls(5, 3, body);
-    let first = f
-        .send(&alice, &bob, Some(channel), commit(b"a"), idem())
-        .await;
-    stored(first);
-    let second = f
-        .send(&bob, &alice, Some(channel), commit(b"b"), idem())
-        .await;
-    assert_eq!(code(second), ErrorCode::StaleCommit);
-    let next = f
-        .send(&bob, &alice, Some(channel), mls(6, 3, b"c"), idem())
-        .await;
-    stored(next);
+    for content_type in [1, 2, 3] {
+        let sent = f
+            .send(
+                &alice,
+                &bob,
+                Some(channel),
+                mls(5, content_type, b"a"),
+                idem(),
+            )
+            .await;
+        assert_eq!(code(sent), ErrorCode::WrongGroup);
+    }
+    stored(f.send(&alice, &bob, Some(channel), app(b"b"), idem()).await);
 }
 
 #[tokio::test]

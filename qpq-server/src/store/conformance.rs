@@ -20,7 +20,10 @@ use quicproquo_protocol::limits::{MAX_FETCH_LIMIT, MAX_KEY_PACKAGES_STORED, MAX_
 use quicproquo_protocol::types::{ChannelId, Epoch, IdempotencyKey, IdentityKey, Username};
 use tokio::task::JoinSet;
 
-use super::{Account, CommitClaim, Delivery, EnqueueOutcome, Mail, NewMail, Store, StoreError};
+use super::{
+    Account, Delivery, EnqueueOutcome, GroupEnqueueOutcome, GroupMail, GroupUpdate, Mail, NewGroup,
+    NewMail, Store, StoreError, StoredGroup,
+};
 
 /// Runs every case, each on a store returned by `fresh` (which must be empty).
 pub async fn run_all<S, F, Fut>(mut fresh: F)
@@ -38,7 +41,7 @@ where
     case_channels(&fresh().await).await;
     case_enqueue_and_fetch(&fresh().await).await;
     case_idempotency(&fresh().await).await;
-    case_commit_ordering(&fresh().await).await;
+    case_groups(&fresh().await).await;
     case_queue_full(&fresh().await).await;
     case_fetch_limit_budget_and_channel(&fresh().await).await;
     case_ack(&fresh().await).await;
@@ -89,17 +92,8 @@ fn mail(sender: IdentityKey, key: u32, recipients: &[IdentityKey], payload: &[u8
             })
             .collect(),
         payload: payload.to_vec(),
-        commit: None,
         now_ms: 5_000,
     }
-}
-
-fn with_commit(mut new: NewMail, group: &[u8], epoch: u64) -> NewMail {
-    new.commit = Some(CommitClaim {
-        group_id: group.to_vec(),
-        epoch: Epoch(epoch),
-    });
-    new
 }
 
 async fn stored<S: Store>(store: &S, new: NewMail) -> Vec<u64> {
@@ -572,73 +566,171 @@ pub async fn case_idempotency<S: Store>(store: &S) {
     assert_eq!(fetch_all(store, r).await.len(), 3, "keys are per sender");
 }
 
-/// At most one commit per `(group, epoch)`, never an older one.
-pub async fn case_commit_ordering<S: Store>(store: &S) {
-    let (sender, r) = (key(1), key(2));
-    let g = b"group-g";
-    let stale = |requested, accepted| {
-        move |got: Result<EnqueueOutcome, StoreError>| match got {
-            Err(StoreError::StaleCommit {
-                requested: Epoch(req),
-                accepted: Epoch(acc),
-            }) if req == requested && acc == accepted => {}
-            other => panic!("expected StaleCommit {{ {requested}, {accepted} }}, got {other:?}"),
-        }
+/// Groups: registered once; a change applies only at the revision it was
+/// made from (one commit per epoch wins), together with its mail, and
+/// carries the new GroupInfo; a full mailbox skips that member alone.
+pub async fn case_groups<S: Store>(store: &S) {
+    let (a, b, c) = (key(1), key(2), key(3));
+    let g = b"group-g".to_vec();
+    assert_eq!(store.group(g.clone()).await.expect("store"), None);
+    let new = NewGroup {
+        group_id: g.clone(),
+        epoch: Epoch(0),
+        state: b"state 0".to_vec(),
+        group_info: b"info 0".to_vec(),
+        now_ms: 1_000,
     };
-
-    stored(store, with_commit(mail(sender, 1, &[r], b"c5"), g, 5)).await;
-    stale(5, 5)(
-        store
-            .enqueue(with_commit(mail(sender, 2, &[r], b"c5'"), g, 5))
-            .await,
-    );
-    stale(4, 5)(
-        store
-            .enqueue(with_commit(mail(sender, 3, &[r], b"c4"), g, 4))
-            .await,
+    store.register_group(new.clone()).await.expect("store");
+    assert!(matches!(
+        store.register_group(new).await,
+        Err(StoreError::GroupExists)
+    ));
+    let at = store
+        .group(g.clone())
+        .await
+        .expect("store")
+        .expect("the group");
+    assert_eq!(
+        at,
+        StoredGroup {
+            revision: 1,
+            epoch: Epoch(0),
+            state: b"state 0".to_vec()
+        }
     );
     assert_eq!(
-        payloads(&fetch_all(store, r).await),
-        vec![b"c5".as_slice()],
-        "a stale commit stores no mail"
-    );
-
-    // A stale commit did not consume its idempotency key: a corrected retry works.
-    stored(store, with_commit(mail(sender, 2, &[r], b"c6"), g, 6)).await;
-    stale(6, 6)(
         store
-            .enqueue(with_commit(mail(sender, 4, &[r], b"c6'"), g, 6))
-            .await,
+            .group_info(g.clone())
+            .await
+            .expect("store")
+            .expect("the group"),
+        b"info 0"
     );
-    // A duplicate is answered as such, without re-checking its (now stale) claim.
-    let dup = store
-        .enqueue(with_commit(mail(sender, 1, &[r], b"c5"), g, 5))
-        .await;
-    assert_eq!(dup.expect("duplicate"), EnqueueOutcome::Duplicate);
 
-    stored(
-        store,
-        with_commit(mail(sender, 5, &[r], b"h1"), b"group-h", 1),
-    )
-    .await;
-    stale(1, 1)(
-        store
-            .enqueue(with_commit(mail(sender, 6, &[r], b"h1'"), b"group-h", 1))
-            .await,
-    );
-    stored(store, with_commit(mail(sender, 7, &[r], b"g100"), g, 100)).await;
-    stored(store, mail(sender, 8, &[r], b"application message")).await;
-
+    let commit = |key: u32, from_revision, payload: &[u8], info: &[u8]| GroupMail {
+        sender: a,
+        idempotency_key: idem(key),
+        group_id: g.clone(),
+        payload: payload.to_vec(),
+        recipients: vec![b],
+        welcome: Some((b"welcome".to_vec(), vec![c])),
+        update: Some(GroupUpdate {
+            from_revision,
+            epoch: Epoch(1),
+            state: b"state 1".to_vec(),
+            group_info: Some(info.to_vec()),
+        }),
+        now_ms: 2_000,
+    };
+    let first = store
+        .enqueue_group(commit(1, 1, b"c1", b"info 1"))
+        .await
+        .expect("store");
+    let GroupEnqueueOutcome::Stored { members } = first else {
+        panic!("stored expected, got {first:?}")
+    };
+    assert_eq!(members.len(), 2, "the commit's recipient and the welcomed");
+    assert!(members.iter().all(|(_, seq)| seq.is_some()));
+    // The losing commit of the same epoch: nothing of it is stored.
+    assert!(matches!(
+        store.enqueue_group(commit(2, 1, b"c1'", b"info 1'")).await,
+        Err(StoreError::GroupChanged)
+    ));
+    assert_eq!(payloads(&fetch_all(store, b).await), vec![b"c1".as_slice()]);
     assert_eq!(
-        payloads(&fetch_all(store, r).await),
-        vec![
-            b"c5".as_slice(),
-            b"c6",
-            b"h1",
-            b"g100",
-            b"application message"
-        ]
+        payloads(&fetch_all(store, c).await),
+        vec![b"welcome".as_slice()]
     );
+    let at = store
+        .group(g.clone())
+        .await
+        .expect("store")
+        .expect("the group");
+    assert_eq!(
+        (at.revision, at.epoch, at.state.as_slice()),
+        (2, Epoch(1), b"state 1".as_slice())
+    );
+    assert_eq!(
+        store
+            .group_info(g.clone())
+            .await
+            .expect("store")
+            .expect("the group"),
+        b"info 1"
+    );
+    // The refused commit did not use up its idempotency key; a retry of the
+    // stored one is a duplicate.
+    assert_eq!(
+        store
+            .enqueue_group(commit(1, 2, b"c1", b"info 1"))
+            .await
+            .expect("store"),
+        GroupEnqueueOutcome::Duplicate
+    );
+
+    // An application message changes no state and reaches every recipient
+    // with room: a full mailbox is skipped, not fatal.
+    let mut fill = mail(a, 100, &[c], b"x");
+    for i in 0..MAX_QUEUE_DEPTH as u32 - 1 {
+        fill.idempotency_key = idem(1_000 + i);
+        stored(store, fill.clone()).await;
+    }
+    let app = GroupMail {
+        sender: a,
+        idempotency_key: idem(3),
+        group_id: g.clone(),
+        payload: b"hello".to_vec(),
+        recipients: vec![b, c],
+        welcome: None,
+        update: None,
+        now_ms: 3_000,
+    };
+    let GroupEnqueueOutcome::Stored { members } = store.enqueue_group(app).await.expect("store")
+    else {
+        panic!("stored expected")
+    };
+    assert!(members[0].1.is_some(), "{members:?}");
+    assert_eq!(members[1], (c, None), "the full mailbox is reported");
+    assert_eq!(
+        store
+            .group(g.clone())
+            .await
+            .expect("store")
+            .expect("the group")
+            .revision,
+        2
+    );
+
+    // A message to an unknown group stores nothing.
+    let stray = GroupMail {
+        group_id: b"nobody".to_vec(),
+        idempotency_key: idem(4),
+        payload: b"stray".to_vec(),
+        recipients: vec![b],
+        welcome: None,
+        update: None,
+        sender: a,
+        now_ms: 3_000,
+    };
+    assert!(matches!(
+        store.enqueue_group(stray).await,
+        Err(StoreError::GroupChanged)
+    ));
+
+    // Idle groups go; used ones stay.
+    store
+        .register_group(NewGroup {
+            group_id: b"idle".to_vec(),
+            epoch: Epoch(0),
+            state: vec![1],
+            group_info: vec![2],
+            now_ms: 500,
+        })
+        .await
+        .expect("store");
+    assert_eq!(store.purge_idle_groups(1_000).await.expect("store"), 1);
+    assert_eq!(store.group(b"idle".to_vec()).await.expect("store"), None);
+    assert!(store.group(g).await.expect("store").is_some());
 }
 
 /// A full mailbox refuses the whole enqueue, for every recipient.

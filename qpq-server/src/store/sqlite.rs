@@ -32,7 +32,10 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use self::writer::{Call, Job};
-use super::{Account, EnqueueOutcome, Mail, NewMail, Store, StoreError};
+use super::{
+    Account, EnqueueOutcome, GroupEnqueueOutcome, GroupMail, Mail, NewGroup, NewMail, Store,
+    StoreError, StoredGroup,
+};
 
 /// The SQLite [`Store`]. Cheap to share behind an `Arc`; see the module docs.
 pub struct SqliteStore {
@@ -217,6 +220,27 @@ impl Store for SqliteStore {
         idempotency_before_ms: u64,
     ) -> Result<u64, StoreError> {
         self.call(move |c| queries::purge_expired(c, now_ms, idempotency_before_ms))
+            .await
+    }
+
+    async fn register_group(&self, group: NewGroup) -> Result<(), StoreError> {
+        self.call(move |c| queries::register_group(c, &group)).await
+    }
+
+    async fn group(&self, group_id: Vec<u8>) -> Result<Option<StoredGroup>, StoreError> {
+        self.call(move |c| queries::group(c, &group_id)).await
+    }
+
+    async fn group_info(&self, group_id: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
+        self.call(move |c| queries::group_info(c, &group_id)).await
+    }
+
+    async fn enqueue_group(&self, mail: GroupMail) -> Result<GroupEnqueueOutcome, StoreError> {
+        self.call(move |c| queries::enqueue_group(c, &mail)).await
+    }
+
+    async fn purge_idle_groups(&self, idle_before_ms: u64) -> Result<u64, StoreError> {
+        self.call(move |c| queries::purge_idle_groups(c, idle_before_ms))
             .await
     }
 }

@@ -379,107 +379,6 @@ async fn duplicate_idempotency_key_stores_once() {
 }
 
 #[tokio::test]
-async fn stale_commit_is_refused_and_the_group_does_not_fork() {
-    let srv = TestServer::start().await;
-    let alice = srv.register("alice").await;
-    let bob = srv.register("bob").await;
-    let carol = srv.register("carol").await;
-    let ab = alice.channel_with(&bob).await;
-    let cb = carol.channel_with(&bob).await;
-    let group = b"group-fork-test1";
-
-    // alice and carol both commit on epoch 4; only the first is accepted.
-    alice
-        .send(&bob, ab, mls_payload(group, 4, 3, b"alice's commit"))
-        .await
-        .unwrap();
-    let r = carol
-        .send(&bob, cb, mls_payload(group, 4, 3, b"carol's commit"))
-        .await;
-    match r {
-        Err(quicproquo_protocol::client::ClientError::Server(w)) => {
-            assert_eq!(w.code, ErrorCode::StaleCommit);
-            assert!(w.message.contains("epoch 4"), "{w}");
-        }
-        other => panic!("{other:?}"),
-    }
-    // An older epoch is stale too; the next epoch is accepted; application
-    // messages at any epoch are not ordered.
-    assert_eq!(
-        code(carol.send(&bob, cb, mls_payload(group, 3, 3, b"old")).await),
-        ErrorCode::StaleCommit
-    );
-    carol
-        .send(&bob, cb, mls_payload(group, 5, 3, b"rebased"))
-        .await
-        .unwrap();
-    carol
-        .send(&bob, cb, mls_payload(group, 4, 1, b"late app msg"))
-        .await
-        .unwrap();
-    let got: Vec<Vec<u8>> = bob
-        .fetch_all()
-        .await
-        .into_iter()
-        .map(|m| m.payload)
-        .collect();
-    assert_eq!(
-        got,
-        vec![
-            mls_payload(group, 4, 3, b"alice's commit"),
-            mls_payload(group, 5, 3, b"rebased"),
-            mls_payload(group, 4, 1, b"late app msg"),
-        ]
-    );
-
-    // Concurrent commits for one epoch: exactly one wins.
-    let mut tasks = Vec::new();
-    for i in 0..8u8 {
-        let payload = mls_payload(group, 6, 3, &[i; 20]);
-        let (sender, peer, ch) = if i % 2 == 0 {
-            (&alice, &bob, ab)
-        } else {
-            (&carol, &bob, cb)
-        };
-        tasks.push(sender.send(peer, ch, payload));
-    }
-    let results = futures_join_all(tasks).await;
-    let accepted = results.iter().filter(|r| r.is_ok()).count();
-    assert_eq!(accepted, 1, "{results:?}");
-    for r in results.into_iter().filter(|r| r.is_err()) {
-        assert_eq!(code(r), ErrorCode::StaleCommit);
-    }
-}
-
-async fn futures_join_all<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {
-    let mut out = Vec::new();
-    let mut pinned: Vec<_> = fs.into_iter().map(Box::pin).collect();
-    // Poll all concurrently: they share one QUIC connection per user.
-    let mut done: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if done[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => done[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    for d in done {
-        out.push(d.expect("every future completed"));
-    }
-    out
-}
-
-#[tokio::test]
 async fn invalid_payloads_and_empty_recipients() {
     let srv = TestServer::start().await;
     let alice = srv.register("alice").await;
@@ -509,24 +408,18 @@ async fn invalid_payloads_and_empty_recipients() {
         })
         .await;
     assert_eq!(code(r), ErrorCode::NoRecipients);
-    // A commit with no recipients (a group of one) still claims its epoch.
-    alice
-        .call(Request::Enqueue {
-            auth: alice.auth(),
-            deliveries: vec![],
-            payload: mls_payload(b"solo-group", 0, 3, b"c"),
-            idempotency_key: idem(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        code(
-            alice
-                .send(&bob, ab, mls_payload(b"solo-group", 0, 3, b"c2"))
-                .await
-        ),
-        ErrorCode::StaleCommit
-    );
+    // A group's messages (any content type) go through enqueueGroup, not to
+    // recipients one by one: nobody with a channel can inject into a group.
+    for content_type in [1, 2, 3] {
+        assert_eq!(
+            code(
+                alice
+                    .send(&bob, ab, mls_payload(b"some-group", 0, content_type, b"c"))
+                    .await
+            ),
+            ErrorCode::WrongGroup
+        );
+    }
 }
 
 #[tokio::test]

@@ -61,8 +61,12 @@ pub fn mls_payload(group: &[u8], epoch: u64, content_type: u8, body: &[u8]) -> V
     padding::pad(&m)
 }
 
+/// What the per-recipient path carries now that group messages go through
+/// `enqueueGroup`: an MLS message of no group (a Welcome framing).
 pub fn app_message(body: &[u8]) -> Vec<u8> {
-    mls_payload(b"test-group-0001", 1, 1, body)
+    let mut m = vec![0, 1, 0, 3];
+    m.extend_from_slice(body);
+    padding::pad(&m)
 }
 
 impl User {

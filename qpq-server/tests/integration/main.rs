@@ -7,6 +7,7 @@
 mod accounts;
 mod binary;
 mod delivery;
+mod groups;
 mod harness;
 mod output;
 mod robustness;

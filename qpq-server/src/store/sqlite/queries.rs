@@ -6,7 +6,10 @@ use quicproquo_protocol::types::{ChannelId, Epoch, IdentityKey, Username};
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::store::{Account, EnqueueOutcome, Mail, NewMail, StoreError};
+use crate::store::{
+    Account, EnqueueOutcome, GroupEnqueueOutcome, GroupMail, Mail, NewGroup, NewMail, StoreError,
+    StoredGroup,
+};
 
 /// Epochs are `u64`; SQLite integers are `i64`. The bit pattern is stored, so
 /// every epoch round-trips and comparisons happen in Rust on `u64`.
@@ -212,25 +215,6 @@ pub(super) fn enqueue(c: &Connection, mail: &NewMail) -> Result<EnqueueOutcome, 
         return Ok(EnqueueOutcome::Duplicate);
     }
 
-    if let Some(claim) = &mail.commit {
-        let accepted = c
-            .prepare_cached("SELECT epoch FROM group_epochs WHERE group_id = ?1")?
-            .query_row([&claim.group_id], |r| r.get(0))
-            .optional()?
-            .map(epoch_from_sql);
-        if let Some(accepted) = accepted.filter(|&accepted| accepted >= claim.epoch) {
-            return Err(StoreError::StaleCommit {
-                requested: claim.epoch,
-                accepted,
-            });
-        }
-        c.prepare_cached(
-            "INSERT INTO group_epochs (group_id, epoch) VALUES (?1, ?2)
-             ON CONFLICT (group_id) DO UPDATE SET epoch = excluded.epoch",
-        )?
-        .execute(params![claim.group_id, epoch_to_sql(claim.epoch)])?;
-    }
-
     c.prepare_cached("INSERT INTO idempotency (sender, key, created_at_ms) VALUES (?1, ?2, ?3)")?
         .execute(params![sender, mail.idempotency_key.0, mail.now_ms])?;
 
@@ -352,4 +336,152 @@ pub(super) fn purge_expired(
         .prepare_cached("DELETE FROM idempotency WHERE created_at_ms < ?1")?
         .execute([idempotency_before_ms])?;
     Ok(u64::try_from(sessions.saturating_add(keys)).unwrap_or(u64::MAX))
+}
+
+pub(super) fn register_group(c: &Connection, g: &NewGroup) -> Result<(), StoreError> {
+    let inserted = c
+        .prepare_cached(
+            "INSERT INTO groups (group_id, revision, epoch, state, group_info, last_used_ms)
+             VALUES (?1, 1, ?2, ?3, ?4, ?5) ON CONFLICT (group_id) DO NOTHING",
+        )?
+        .execute(params![
+            g.group_id,
+            epoch_to_sql(g.epoch),
+            g.state,
+            g.group_info,
+            g.now_ms
+        ])?;
+    if inserted == 0 {
+        return Err(StoreError::GroupExists);
+    }
+    Ok(())
+}
+
+pub(super) fn group(c: &Connection, group_id: &[u8]) -> Result<Option<StoredGroup>, StoreError> {
+    Ok(
+        c.prepare_cached("SELECT revision, epoch, state FROM groups WHERE group_id = ?1")?
+            .query_row([group_id], |r| {
+                Ok(StoredGroup {
+                    revision: r.get(0)?,
+                    epoch: epoch_from_sql(r.get(1)?),
+                    state: r.get(2)?,
+                })
+            })
+            .optional()?,
+    )
+}
+
+pub(super) fn group_info(c: &Connection, group_id: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(
+        c.prepare_cached("SELECT group_info FROM groups WHERE group_id = ?1")?
+            .query_row([group_id], |r| r.get(0))
+            .optional()?,
+    )
+}
+
+pub(super) fn enqueue_group(
+    c: &Connection,
+    mail: &GroupMail,
+) -> Result<GroupEnqueueOutcome, StoreError> {
+    let sender = mail.sender.0;
+    let seen = c
+        .prepare_cached("SELECT 1 FROM idempotency WHERE sender = ?1 AND key = ?2")?
+        .exists(params![sender, mail.idempotency_key.0])?;
+    if seen {
+        return Ok(GroupEnqueueOutcome::Duplicate);
+    }
+    let changed = match &mail.update {
+        Some(u) => c
+            .prepare_cached(
+                "UPDATE groups SET revision = revision + 1, epoch = ?3, state = ?4,
+                     group_info = coalesce(?5, group_info), last_used_ms = ?6
+                 WHERE group_id = ?1 AND revision = ?2",
+            )?
+            .execute(params![
+                mail.group_id,
+                u.from_revision,
+                epoch_to_sql(u.epoch),
+                u.state,
+                u.group_info,
+                mail.now_ms
+            ])?,
+        None => c
+            .prepare_cached("UPDATE groups SET last_used_ms = ?2 WHERE group_id = ?1")?
+            .execute(params![mail.group_id, mail.now_ms])?,
+    };
+    if changed == 0 {
+        return Err(StoreError::GroupChanged);
+    }
+    c.prepare_cached("INSERT INTO idempotency (sender, key, created_at_ms) VALUES (?1, ?2, ?3)")?
+        .execute(params![sender, mail.idempotency_key.0, mail.now_ms])?;
+
+    let mut members = Vec::new();
+    store_for_each(
+        c,
+        &mail.payload,
+        &mail.recipients,
+        mail.now_ms,
+        &mut members,
+    )?;
+    if let Some((welcome, to)) = &mail.welcome {
+        store_for_each(c, welcome, to, mail.now_ms, &mut members)?;
+    }
+    Ok(GroupEnqueueOutcome::Stored { members })
+}
+
+/// Stores `payload` once and a mail row for each recipient whose mailbox has
+/// room; a full one is reported as `None`, not an error.
+fn store_for_each(
+    c: &Connection,
+    payload: &[u8],
+    recipients: &[IdentityKey],
+    now_ms: u64,
+    out: &mut Vec<(IdentityKey, Option<u64>)>,
+) -> Result<(), StoreError> {
+    if recipients.is_empty() {
+        return Ok(());
+    }
+    c.prepare_cached("INSERT INTO payloads (refs, data) VALUES (0, ?1)")?
+        .execute(params![payload])?;
+    let payload_id = c.last_insert_rowid();
+    let mut depth = c.prepare_cached("SELECT depth FROM mailboxes WHERE recipient = ?1")?;
+    let mut next_seq = c.prepare_cached(
+        "INSERT INTO mailboxes (recipient, last_seq, depth) VALUES (?1, 1, 1)
+         ON CONFLICT (recipient) DO UPDATE SET last_seq = last_seq + 1, depth = depth + 1
+         RETURNING last_seq",
+    )?;
+    let mut insert = c.prepare_cached(
+        "INSERT INTO mail (recipient, seq, channel, payload_id, enqueued_at_ms)
+         VALUES (?1, ?2, NULL, ?3, ?4)",
+    )?;
+    let mut stored = 0usize;
+    for r in recipients {
+        let full = depth
+            .query_row([r.0], |row| row.get::<_, usize>(0))
+            .optional()?
+            .is_some_and(|d| d >= MAX_QUEUE_DEPTH);
+        if full {
+            out.push((*r, None));
+            continue;
+        }
+        let seq: u64 = next_seq.query_row([r.0], |row| row.get(0))?;
+        insert.execute(params![r.0, seq, payload_id, now_ms])?;
+        out.push((*r, Some(seq)));
+        stored += 1;
+    }
+    if stored == 0 {
+        c.prepare_cached("DELETE FROM payloads WHERE id = ?1")?
+            .execute([payload_id])?;
+    } else {
+        c.prepare_cached("UPDATE payloads SET refs = ?2 WHERE id = ?1")?
+            .execute(params![payload_id, stored])?;
+    }
+    Ok(())
+}
+
+pub(super) fn purge_idle_groups(c: &Connection, idle_before_ms: u64) -> Result<u64, StoreError> {
+    Ok(
+        c.prepare_cached("DELETE FROM groups WHERE last_used_ms < ?1")?
+            .execute([idle_before_ms])? as u64,
+    )
 }

@@ -19,7 +19,7 @@ use crate::store::StoreError;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema migrations; `PRAGMA user_version` counts how many have run.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE server_secrets (
@@ -106,6 +106,25 @@ CREATE TABLE group_epochs (
     group_id BLOB PRIMARY KEY,
     epoch    INTEGER NOT NULL
 ) STRICT;
+";
+
+/// Protocol 2: the server validates groups. The epoch claims of protocol 1
+/// go (a claim was only a number a sender wrote; any user could freeze a
+/// group with one); a group's public MLS state replaces them. `revision`
+/// increases with every change and is compare-and-swapped; `last_used_ms`
+/// lets idle groups be purged.
+const SCHEMA_V2: &str = "
+DROP TABLE group_epochs;
+
+CREATE TABLE groups (
+    group_id     BLOB PRIMARY KEY,
+    revision     INTEGER NOT NULL,
+    epoch        INTEGER NOT NULL,
+    state        BLOB NOT NULL,
+    group_info   BLOB NOT NULL,
+    last_used_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX groups_by_use ON groups (last_used_ms);
 ";
 
 #[cfg(unix)]

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use quicproquo_protocol::types::{Epoch, IdempotencyKey};
 use tokio::task::JoinSet;
 
-use super::queries::{enqueue, fetch};
+use super::queries::{enqueue, enqueue_group, fetch, register_group};
 use super::schema::{configure, create_private, migrate};
 use super::writer::run_batch;
 use super::*;
 use crate::store::conformance::{self, key};
-use crate::store::{CommitClaim, Delivery};
+use crate::store::{Delivery, GroupEnqueueOutcome, GroupMail, GroupUpdate, NewGroup};
 
 fn new_mail(sender: u8, idem: u8, recipient: u8, payload: &[u8]) -> NewMail {
     NewMail {
@@ -24,17 +24,38 @@ fn new_mail(sender: u8, idem: u8, recipient: u8, payload: &[u8]) -> NewMail {
             channel: None,
         }],
         payload: payload.to_vec(),
-        commit: None,
         now_ms: 1,
     }
 }
 
-fn commit(mut mail: NewMail, epoch: u64) -> NewMail {
-    mail.commit = Some(CommitClaim {
+/// A group message to `recipient` that changes group `g`'s state from
+/// `from_revision` (a commit, as the store sees one).
+fn change(sender: u8, idem: u8, recipient: u8, payload: &[u8], from_revision: u64) -> GroupMail {
+    GroupMail {
+        sender: key(sender),
+        idempotency_key: IdempotencyKey([idem; 16]),
         group_id: b"g".to_vec(),
-        epoch: Epoch(epoch),
-    });
-    mail
+        payload: payload.to_vec(),
+        recipients: vec![key(recipient)],
+        welcome: None,
+        update: Some(GroupUpdate {
+            from_revision,
+            epoch: Epoch(from_revision),
+            state: vec![from_revision as u8],
+            group_info: None,
+        }),
+        now_ms: 1,
+    }
+}
+
+fn group_g() -> NewGroup {
+    NewGroup {
+        group_id: b"g".to_vec(),
+        epoch: Epoch(0),
+        state: vec![0],
+        group_info: vec![0],
+        now_ms: 1,
+    }
 }
 
 /// A job for [`run_batch`], with the receiver of its answer.
@@ -77,7 +98,7 @@ async fn data_survives_reopen() {
     let path = dir.path().join("qpq.db");
     let store = SqliteStore::open(&path).expect("open");
     store.server_secret("s", vec![1]).await.expect("secret");
-    let seqs = match store.enqueue(commit(new_mail(1, 1, 2, b"kept"), 3)).await {
+    let seqs = match store.enqueue(new_mail(1, 1, 2, b"kept")).await {
         Ok(EnqueueOutcome::Stored { seqs }) => seqs,
         other => panic!("{other:?}"),
     };
@@ -102,11 +123,6 @@ async fn data_survives_reopen() {
         .await
         .expect("enqueue");
     assert_eq!(dup, EnqueueOutcome::Duplicate, "idempotency key kept");
-    let stale = store.enqueue(commit(new_mail(1, 2, 2, b"old"), 3)).await;
-    assert!(
-        matches!(stale, Err(StoreError::StaleCommit { .. })),
-        "{stale:?}"
-    );
     store.close().await;
 
     let store = SqliteStore::open(&path).expect("reopen after close");
@@ -131,7 +147,7 @@ fn connection_settings() {
     assert_eq!(get("synchronous"), 2, "FULL");
     assert_eq!(get("foreign_keys"), 1);
     assert_eq!(get("busy_timeout"), 5_000);
-    assert_eq!(get("user_version"), 1);
+    assert_eq!(get("user_version"), 2);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("pragma");
@@ -171,44 +187,40 @@ fn newer_schema_is_refused() {
 fn a_failing_job_is_rolled_back_alone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut conn = open_conn(&dir.path().join("qpq.db"));
-    let (first, first_rx) = job(|c| enqueue(c, &commit(new_mail(1, 1, 9, b"e5"), 5)));
+    register_group(&conn, &group_g()).expect("register");
+    let (first, first_rx) = job(|c| enqueue_group(c, &change(1, 1, 9, b"e5", 1)));
     // Stale because of the first job in the same, still uncommitted, batch.
-    let (stale, stale_rx) = job(|c| enqueue(c, &commit(new_mail(1, 2, 9, b"e5'"), 5)));
+    let (stale, stale_rx) = job(|c| enqueue_group(c, &change(1, 2, 9, b"e5'", 1)));
     // Fails after writing: its writes must be undone, the others' kept.
     let (partial, partial_rx) = job(|c| {
-        enqueue(c, &commit(new_mail(3, 1, 9, b"undone"), 7))?;
+        enqueue_group(c, &change(3, 1, 9, b"undone", 2))?;
         Err::<(), _>(StoreError::QueueFull(key(9)))
     });
     let (plain, plain_rx) = job(|c| enqueue(c, &new_mail(2, 1, 9, b"plain")));
-    let (retry, retry_rx) = job(|c| enqueue(c, &commit(new_mail(3, 1, 9, b"e6"), 6)));
+    // Same sender and key as the failed job, from the same revision: both of
+    // its writes (idempotency key, state) were rolled back.
+    let (retry, retry_rx) = job(|c| enqueue_group(c, &change(3, 1, 9, b"e6", 2)));
     let (read, read_rx) = job(|c| fetch(c, key(9), None, 10, usize::MAX));
     let mut batch = vec![first, stale, partial, plain, retry, read];
     run_batch(&mut conn, &mut batch);
     assert!(batch.is_empty(), "every job answered");
 
-    let stored = |r: Result<EnqueueOutcome, StoreError>| {
-        assert!(matches!(r, Ok(EnqueueOutcome::Stored { .. })), "{r:?}");
+    let stored = |r: Result<GroupEnqueueOutcome, StoreError>| {
+        assert!(matches!(r, Ok(GroupEnqueueOutcome::Stored { .. })), "{r:?}");
     };
     stored(answer(first_rx));
     let stale = answer(stale_rx);
-    assert!(
-        matches!(
-            stale,
-            Err(StoreError::StaleCommit {
-                requested: Epoch(5),
-                accepted: Epoch(5)
-            })
-        ),
-        "{stale:?}"
-    );
+    assert!(matches!(stale, Err(StoreError::GroupChanged)), "{stale:?}");
     let partial = answer(partial_rx);
     assert!(
         matches!(partial, Err(StoreError::QueueFull(_))),
         "{partial:?}"
     );
-    stored(answer(plain_rx));
-    // Same sender and key as the failed job, and epoch 6 < 7: both of its
-    // writes (idempotency key, epoch claim) were rolled back.
+    let plain = answer(plain_rx);
+    assert!(
+        matches!(plain, Ok(EnqueueOutcome::Stored { .. })),
+        "{plain:?}"
+    );
     stored(answer(retry_rx));
     let read = answer(read_rx).expect("fetch");
     let payloads: Vec<&[u8]> = read.iter().map(|m| m.payload.as_slice()).collect();
@@ -340,28 +352,39 @@ fn acknowledged_writes_survive_kill_9() {
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
 }
 
-/// Stale commits racing ordinary enqueues through the real writer thread.
+/// Commits racing for one group revision, and ordinary enqueues, through
+/// the real writer thread: exactly one commit wins, nothing else is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_stale_commits_do_not_disturb_others() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(SqliteStore::open(&dir.path().join("qpq.db")).expect("open"));
+    store.register_group(group_g()).await.expect("register");
     let mut tasks = JoinSet::new();
     for i in 0..100u8 {
         let store = Arc::clone(&store);
         tasks.spawn(async move {
-            // Every even task claims epoch 1 of one group: exactly one wins.
-            let mail = new_mail(i, 1, 50, &[i]);
-            let mail = if i % 2 == 0 { commit(mail, 1) } else { mail };
-            (i, store.enqueue(mail).await)
+            let won = if i % 2 == 0 {
+                // Every even task changes revision 1 of one group.
+                matches!(
+                    store.enqueue_group(change(i, 1, 50, &[i], 1)).await,
+                    Ok(GroupEnqueueOutcome::Stored { .. })
+                )
+            } else {
+                matches!(
+                    store.enqueue(new_mail(i, 1, 50, &[i])).await,
+                    Ok(EnqueueOutcome::Stored { .. })
+                )
+            };
+            (i, won)
         });
     }
     let (mut commits, mut plain) = (0, 0);
     while let Some(joined) = tasks.join_next().await {
         match joined.expect("task") {
-            (i, Ok(EnqueueOutcome::Stored { .. })) if i % 2 == 0 => commits += 1,
-            (_, Ok(EnqueueOutcome::Stored { .. })) => plain += 1,
-            (i, Err(StoreError::StaleCommit { .. })) if i % 2 == 0 => {}
-            other => panic!("unexpected {other:?}"),
+            (i, true) if i % 2 == 0 => commits += 1,
+            (_, true) => plain += 1,
+            (i, false) if i % 2 == 0 => {}
+            other => panic!("an ordinary enqueue failed: {other:?}"),
         }
     }
     assert_eq!((commits, plain), (1, 50));
