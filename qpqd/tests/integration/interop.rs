@@ -149,8 +149,8 @@ async fn an_mls_rs_user_and_qpqd_daemons_share_a_group() {
 }
 
 /// A group mls-rs creates has mls-rs' own 32-byte id: a daemon it adds
-/// joins it (the conversation's name from the group context) and reads and
-/// answers in it.
+/// joins it (the name arrives encrypted after the add) and reads and
+/// answers in it. Ids past the protocol's bound are refused out loud.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_with_an_mls_rs_32_byte_id_reaches_qpqd() {
     let srv = Server::start().await;
@@ -158,9 +158,23 @@ async fn a_group_with_an_mls_rs_32_byte_id_reaches_qpqd() {
     let [carol] = Daemon::registered(root.path(), &srv, ["carol"]).await;
     let mut bob = MlsRsUser::register(&srv, "bob").await;
     let group: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
+    // Past the documented bound (256 bytes) the server refuses the group
+    // when it is registered, saying why; nothing reaches anyone.
+    let refused = bob
+        .create_group(vec![7; 257], "too-long")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(ErrorCode::InvalidGroupInfo),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("1 to 256 bytes"), "{refused}");
+
     bob.create_group(group.clone(), "rs-made").await.unwrap();
     bob.add(&group, "carol").await.unwrap();
     carol.wait_for_conversation("rs-made").await;
+    assert_eq!(carol.members("rs-made").await, ["bob", "carol"]);
     bob.send_text(&group, "a long group id").await.unwrap();
     carol.wait_for("rs-made", "a long group id").await;
     carol.send("rs-made", "fine by me").await.unwrap();
