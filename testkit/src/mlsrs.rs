@@ -219,6 +219,24 @@ impl MlsRsUser {
         }
     }
 
+    /// Removes `username` from `group` (a commit).
+    pub async fn remove(&mut self, group: &[u8], username: &str) -> Result<()> {
+        let g = self.group_mut(group)?;
+        let leaf = leaf_of(g, username)?;
+        let commit = g.commit_builder().remove_member(leaf)?.build()?;
+        self.publish(group, commit).await
+    }
+
+    /// Asks to leave `group`: a proposal to remove our own leaf, which
+    /// another member commits (RFC 9420 §12.4: nobody commits their own
+    /// removal), as a daemon's leave does.
+    pub async fn leave(&mut self, group: &[u8]) -> Result<()> {
+        let g = self.group_mut(group)?;
+        let me = g.current_member_index();
+        let proposal = g.propose_remove(me, Vec::new())?.to_bytes()?;
+        self.send(group, &proposal, None, None).await
+    }
+
     /// An empty commit: a new epoch with fresh keys for our leaf (an
     /// update), and any proposals we received.
     pub async fn update(&mut self, group: &[u8]) -> Result<()> {
@@ -507,6 +525,15 @@ fn mls_client(account: &Account) -> mls_rs::Client<Config> {
         .key_package_lifetime(Duration::from_secs(30 * 24 * 3600))
         .signing_identity(identity, secret, CLASSIC)
         .build()
+}
+
+/// The leaf of `username` in `g`.
+fn leaf_of(g: &Group<Config>, username: &str) -> Result<u32> {
+    g.roster()
+        .members_iter()
+        .find(|m| username_of(&m.signing_identity).is_ok_and(|u| u == username))
+        .map(|m| m.index)
+        .ok_or_else(|| MlsRsError::Protocol(format!("{username} is not in the group")))
 }
 
 fn username_at(g: &Group<Config>, leaf: u32) -> Result<String> {

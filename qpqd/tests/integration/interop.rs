@@ -245,3 +245,53 @@ async fn a_qpqd_user_declines_an_mls_rs_invitation() {
     bob.update(&group).await.unwrap();
     assert_eq!(bob.members(&group).unwrap(), ["bob"]);
 }
+
+/// Removals both ways: mls-rs removes a qpqd user (the daemon learns it is
+/// out); the mls-rs user asks to leave (its proposal) and the qpqd member
+/// commits it, which mls-rs reads as its removal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removals_between_mls_rs_and_qpqd() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, carol] = Daemon::registered(root.path(), &srv, ["alice", "carol"]).await;
+    let mut bob = MlsRsUser::register(&srv, "bob").await;
+    bob.upload_key_packages(1).await.unwrap();
+    alice
+        .create_group("mixed", &["bob", "carol"], Ciphersuite::Classic)
+        .await;
+    let joined = bob
+        .wait_for("the Welcome", |r| matches!(r, Received::Joined { .. }))
+        .await
+        .unwrap();
+    let Received::Joined { group, .. } = joined else {
+        unreachable!("matched a join")
+    };
+    carol.wait_for_conversation("mixed").await;
+    // Both joiners may re-key; bob sees carol's before he commits.
+    wait_for_commit(&mut bob, &group, "carol").await;
+
+    bob.remove(&group, "carol").await.unwrap();
+    assert_eq!(bob.members(&group).unwrap(), ["alice", "bob"]);
+    eventually("alice's daemon follows the removal", || async {
+        let mut m = alice.members("mixed").await;
+        m.sort();
+        (m == ["alice", "bob"]).then_some(())
+    })
+    .await
+    .unwrap();
+    bob.send_text(&group, "just us").await.unwrap();
+    alice.wait_for("mixed", "just us").await;
+
+    bob.leave(&group).await.unwrap();
+    bob.wait_for(
+        "alice commits bob's leaving",
+        |r| matches!(r, Received::Removed { group: g } if g == &group),
+    )
+    .await
+    .unwrap();
+    eventually("alice's daemon is alone", || async {
+        (alice.members("mixed").await == ["alice"]).then_some(())
+    })
+    .await
+    .unwrap();
+}
