@@ -16,17 +16,29 @@ use crate::harness::{Daemon, Server};
 
 /// Waits for a commit by `from` in `group` (a daemon re-keys after it
 /// joins): what the test does next must not race it.
-async fn wait_for_commit(bob: &mut MlsRsUser, group: &[u8], from: &str) -> u64 {
-    let got = bob
-        .wait_for(
-            &format!("a commit by {from}"),
-            |r| matches!(r, Received::Commit { group: g, from: f, .. } if g == group && f == from),
-        )
+async fn wait_for_commit(bob: &mut MlsRsUser, group: &[u8], from: &str) {
+    bob.wait_for(
+        &format!("a commit by {from}"),
+        |r| matches!(r, Received::Commit { group: g, from: f, .. } if g == group && f == from),
+    )
+    .await
+    .unwrap();
+}
+
+/// Waits for `bob`'s first Welcome: the group, who added him, and the
+/// group's conversation info.
+async fn wait_for_welcome(bob: &mut MlsRsUser) -> (Vec<u8>, String, Option<ConversationInfo>) {
+    let joined = bob
+        .wait_for("the Welcome", |r| matches!(r, Received::Joined { .. }))
         .await
         .unwrap();
-    match got {
-        Received::Commit { epoch, .. } => epoch,
-        _ => unreachable!("matched a commit"),
+    match joined {
+        Received::Joined {
+            group,
+            inviter,
+            info,
+        } => (group, inviter, info),
+        _ => unreachable!("matched a join"),
     }
 }
 
@@ -46,18 +58,7 @@ async fn an_mls_rs_user_and_qpqd_daemons_share_a_group() {
     alice
         .create_group("mixed", &["bob"], Ciphersuite::Classic)
         .await;
-    let joined = bob
-        .wait_for("the Welcome", |r| matches!(r, Received::Joined { .. }))
-        .await
-        .unwrap();
-    let Received::Joined {
-        group,
-        inviter,
-        info,
-    } = joined
-    else {
-        unreachable!("matched a join")
-    };
+    let (group, inviter, info) = wait_for_welcome(&mut bob).await;
     assert_eq!(inviter, "alice");
     assert_eq!(
         info,
@@ -259,13 +260,7 @@ async fn removals_between_mls_rs_and_qpqd() {
     alice
         .create_group("mixed", &["bob", "carol"], Ciphersuite::Classic)
         .await;
-    let joined = bob
-        .wait_for("the Welcome", |r| matches!(r, Received::Joined { .. }))
-        .await
-        .unwrap();
-    let Received::Joined { group, .. } = joined else {
-        unreachable!("matched a join")
-    };
+    let (group, _, _) = wait_for_welcome(&mut bob).await;
     carol.wait_for_conversation("mixed").await;
     // Both joiners may re-key; bob sees carol's before he commits.
     wait_for_commit(&mut bob, &group, "carol").await;
