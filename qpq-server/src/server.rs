@@ -158,6 +158,10 @@ fn quicproquo_protocol_transport(idle: Duration) -> quinn::TransportConfig {
     t
 }
 
+/// A group nobody sent anything to for this long is deleted (its members'
+/// daemons re-create it if it is ever used again: E040).
+pub const GROUP_IDLE_TTL: Duration = Duration::from_secs(400 * 24 * 3600);
+
 async fn accept_loop<S: Store>(
     endpoint: quinn::Endpoint,
     service: Arc<Service<S>>,
@@ -186,6 +190,12 @@ async fn accept_loop<S: Store>(
                     Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired sessions and idempotency keys"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "purge failed"),
+                }
+                let idle = now.unix_ms.saturating_sub(GROUP_IDLE_TTL.as_millis() as u64);
+                match service.store.purge_idle_groups(idle).await {
+                    Ok(n) if n > 0 => tracing::info!(groups = n, "purged idle groups"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "purging idle groups failed"),
                 }
             }
             _ = shutdown.changed() => break,

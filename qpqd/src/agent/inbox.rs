@@ -67,6 +67,9 @@ pub(super) struct Stored {
     /// Members we met and have no key pinned for: looked up in the
     /// directory afterwards.
     pub(super) unknown: Vec<String>,
+    /// Groups whose Welcome we refused, with what tells them (the decline
+    /// notice with its reason, and our leave proposal), to send afterwards.
+    pub(super) replies: Vec<(GroupId, Vec<Vec<u8>>)>,
 }
 
 impl Stored {
@@ -86,6 +89,7 @@ impl Stored {
         self.joined.extend(other.joined);
         self.proposals.extend(other.proposals);
         self.unknown.extend(other.unknown);
+        self.replies.extend(other.replies);
     }
 }
 
@@ -186,6 +190,14 @@ impl Agent {
             self.spawn_commit_proposals(g);
         }
         self.spawn_look_up(stored.unknown);
+        for (group, messages) in stored.replies {
+            let me = Arc::clone(self);
+            self.spawn(async move {
+                if let Err(e) = me.tell_group(group, messages).await {
+                    tracing::info!(error = %e, "the group of a refused invitation could not be told");
+                }
+            });
+        }
     }
 
     /// The keys the server lists for whoever sent the batch's Welcomes, so
@@ -358,10 +370,23 @@ fn join(
                 from: invited.inviter.username.to_string(),
                 name,
                 state: InvitationState::Refused,
-                reason,
+                reason: reason.clone(),
             })
         })?;
-        return Ok(Stored::events(vec![ev]));
+        // Where we can join, the inviter learns why (a decline notice);
+        // where we cannot, the refusal stays ours.
+        let replies = match c.savepoint(|c| super::invites::say_no(c, welcome, &reason)) {
+            Ok((group, notice, leave)) => vec![(group, vec![notice, leave])],
+            Err(e) => {
+                tracing::info!(error = %e, "a refused invitation cannot be answered");
+                Vec::new()
+            }
+        };
+        return Ok(Stored {
+            events: vec![ev],
+            replies,
+            ..Stored::default()
+        });
     }
     if !super::invites::accepted_without_asking(c, &invited)? {
         return super::invites::hold_invitation(c, welcome, &invited);
@@ -948,6 +973,49 @@ mod batch_tests {
             .collect();
         assert_eq!(history, ["one", "two"]);
         assert!(bob.db().is_autocommit(), "the batch's transaction ended");
+    }
+
+    /// A refused Welcome is answered where it can be: we join only to send
+    /// the decline notice with the reason and our leave proposal, then
+    /// forget the group. The inviter sees why.
+    #[test]
+    fn a_refused_invitation_is_answered_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let [mut alice, mut bob] = cores(dir.path(), ["alice", "bob"]);
+        let (group, welcome) = group_of(&mut alice, team(), &mut [&mut bob]);
+        // The directory lists another key for alice: an impostor.
+        let directory = Directory::from([(
+            alice.engine_ref().unwrap().username().clone(),
+            Some(IdentityKey([9; 32])),
+        )]);
+        let stored = store_incoming(&mut bob, vec![fetched(1, &welcome)], &directory).unwrap();
+        assert!(stored.joined.is_empty());
+        assert!(
+            bob.engine().unwrap().groups().unwrap().is_empty(),
+            "nothing kept"
+        );
+        let [(to, messages)] = stored.replies.as_slice() else {
+            panic!("one reply, got {:?}", stored.replies);
+        };
+        assert_eq!(*to, group);
+        let [notice, leave] = messages.as_slice() else {
+            panic!("the notice and the leave proposal");
+        };
+        match alice.engine().unwrap().process(notice).unwrap() {
+            crate::mls::Processed::Application { plaintext, .. } => {
+                match Payload::decode(&plaintext).unwrap() {
+                    Payload::Declined { reason } => {
+                        assert!(reason.contains("posing as alice"), "{reason}")
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            alice.engine().unwrap().process(leave).unwrap(),
+            crate::mls::Processed::Proposal { .. }
+        ));
     }
 
     /// A group's name is not in its (public) group context: a joiner shows

@@ -74,15 +74,20 @@ impl Agent {
         self.publish(vec![ev]);
         // Declined here whatever happens next; if the group cannot be told,
         // the inviter keeps a leaf nobody uses (its keys are gone).
-        for bytes in [notice, leave] {
-            if let Err(e) = self
-                .deliver_group(group, &bytes, IdempotencyKey(rand::random()), None, None)
-                .await
-            {
-                return Err(AgentError::internal(format!(
-                    "declined, but the group could not be told: {e}"
-                )));
-            }
+        self.tell_group(group, [notice, leave]).await.map_err(|e| {
+            AgentError::internal(format!("declined, but the group could not be told: {e}"))
+        })
+    }
+
+    /// Sends `messages` to `group`, in order, each once.
+    pub(super) async fn tell_group(
+        &self,
+        group: GroupId,
+        messages: impl IntoIterator<Item = Vec<u8>>,
+    ) -> AgentResult<()> {
+        for bytes in messages {
+            self.deliver_group(group, &bytes, IdempotencyKey(rand::random()), None, None)
+                .await?;
         }
         Ok(())
     }
@@ -150,26 +155,28 @@ type Declined = (
 fn decline(c: &mut Core, id: Id, reason: String) -> AgentResult<Declined> {
     let inv = invitations::pending_by_id(c.db(), id)?
         .ok_or_else(|| AgentError::NotFound(format!("no pending invitation {id}")))?;
-    let group = c
-        .engine()?
-        .join(&inv.welcome)
-        .map_err(CoreError::from)?
-        .group;
-    let e = c.engine()?;
-    let notice = e
-        .encrypt(
-            group,
-            &Payload::Declined {
-                reason: reason.clone(),
-            }
-            .encode(),
-        )
-        .map_err(CoreError::from)?;
-    let leave = e.leave(group).map_err(CoreError::from)?;
-    c.engine()?.forget(group).map_err(CoreError::from)?;
+    let (group, notice, leave) = say_no(c, &inv.welcome, &reason)?;
     invitations::mark_declined(c.db(), id)?;
     let ev = update(c, &inv, InvitationState::Declined, reason)?;
     Ok((group, notice, leave, ev))
+}
+
+/// Core operation: joins the group of `welcome` only to leave it, and
+/// forgets it; returns the decline notice with `reason` (cut to what a
+/// notice carries) and the leave proposal, for the caller to send to the
+/// group. Nothing of the group stays.
+pub(super) fn say_no(
+    c: &mut Core,
+    welcome: &[u8],
+    reason: &str,
+) -> Result<(GroupId, Vec<u8>, Vec<u8>), CoreError> {
+    let reason: String = reason.chars().take(MAX_DECLINE_REASON_CHARS).collect();
+    let e = c.engine()?;
+    let group = e.join(welcome)?.group;
+    let notice = e.encrypt(group, &Payload::Declined { reason }.encode())?;
+    let leave = e.leave(group)?;
+    e.forget(group)?;
+    Ok((group, notice, leave))
 }
 
 /// Whether the `auto_accept` setting lets us join without asking.

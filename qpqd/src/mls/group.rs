@@ -5,7 +5,9 @@
 //! `commit.rs`; messages in `message.rs`.
 
 use crate::mls::SuiteExt as _;
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::{Mutex, OnceLock};
 
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
@@ -28,12 +30,49 @@ use super::{join_config, MlsEngine, MAX_PAST_EPOCHS};
 
 /// An MLS group id: 1 to [`GroupId::MAX_LEN`] bytes (RFC 9420 sets no
 /// bound; this is the protocol's). qpq creates 16 random bytes; other
-/// implementations pick other lengths (mls-rs: 32). Kept inline rather than
-/// boxed so that the type stays `Copy`, as the daemon passes it around freely.
+/// implementations pick other lengths (mls-rs: 32).
+///
+/// `Copy` and small, as the daemon passes it around freely and every
+/// `MlsError` carries one: ids of up to [`INLINE`] bytes are kept inline;
+/// longer ones are interned once per process (see [`intern`]).
 #[derive(Clone, Copy)]
 pub struct GroupId {
     len: u16,
-    bytes: [u8; MAX_GROUP_ID],
+    repr: Repr,
+}
+
+#[derive(Clone, Copy)]
+enum Repr {
+    Inline([u8; INLINE]),
+    Interned(&'static [u8]),
+}
+
+/// Longest id kept inline: openmls' 16 bytes and mls-rs' 32.
+const INLINE: usize = 32;
+
+/// Most distinct ids longer than [`INLINE`] one process keeps; past it such
+/// ids are refused like over-long ones. Each costs at most
+/// `MAX_GROUP_ID` bytes for the life of the process, so this bounds what
+/// peers sending odd group ids can make us hold.
+const MAX_INTERNED: usize = 4096;
+
+/// The one copy of a long group id, leaked for the life of the process so
+/// that [`GroupId`] stays `Copy`; `None` once [`MAX_INTERNED`] are held.
+fn intern(bytes: &[u8]) -> Option<&'static [u8]> {
+    static LONG_IDS: OnceLock<Mutex<BTreeSet<&'static [u8]>>> = OnceLock::new();
+    let mut ids = LONG_IDS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(kept) = ids.get(bytes) {
+        return Some(kept);
+    }
+    if ids.len() >= MAX_INTERNED {
+        return None;
+    }
+    let kept: &'static [u8] = Box::leak(bytes.to_vec().into_boxed_slice());
+    ids.insert(kept);
+    Some(kept)
 }
 
 impl GroupId {
@@ -46,16 +85,24 @@ impl GroupId {
         if bytes.is_empty() || bytes.len() > MAX_GROUP_ID {
             return None;
         }
-        let mut id = Self {
-            len: bytes.len() as u16,
-            bytes: [0; MAX_GROUP_ID],
+        let repr = if bytes.len() <= INLINE {
+            let mut inline = [0; INLINE];
+            inline[..bytes.len()].copy_from_slice(bytes);
+            Repr::Inline(inline)
+        } else {
+            Repr::Interned(intern(bytes)?)
         };
-        id.bytes[..bytes.len()].copy_from_slice(bytes);
-        Some(id)
+        Some(Self {
+            len: bytes.len() as u16,
+            repr,
+        })
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
+        match &self.repr {
+            Repr::Inline(b) => &b[..usize::from(self.len)],
+            Repr::Interned(b) => b,
+        }
     }
 
     pub fn to_hex(&self) -> String {
@@ -499,6 +546,13 @@ mod tests {
             GroupId::from_slice(&[1; 16]),
             GroupId::from_slice(&[1; 17]),
             "the length is part of the id"
+        );
+        let long = GroupId::from_slice(&[2; 200]).unwrap();
+        assert_eq!(long, GroupId::from_slice(&[2; 200]).unwrap());
+        assert_eq!(long.as_bytes(), [2; 200]);
+        assert!(
+            std::mem::size_of::<GroupId>() <= 48,
+            "small enough to copy around and to carry in errors"
         );
         let long = openmls::group::GroupId::from_slice(&[1; GroupId::MAX_LEN + 1]);
         assert!(matches!(

@@ -80,7 +80,9 @@ async fn a_forged_bob_cannot_take_over_a_verified_dm() {
     let mallory = Attacker::register(&srv, "mallory").await;
     let (kp, alice_key) = mallory.key_package("alice").await;
     let as_bob = Attacker::engine("bob", &mallory.account.signing);
-    let forged = Attacker::forge_group(as_bob, &ConversationInfo::Dm, &[kp], |g| g.0 < real_dm);
+    let forged = Attacker::forge_group(as_bob, &ConversationInfo::Dm, &[kp], |g| {
+        g.as_bytes() < &real_dm[..]
+    });
     mallory.deliver(alice_key, &forged.welcome).await.unwrap();
 
     let refused = next_invitation(&mut events).await;
