@@ -25,7 +25,7 @@ use mls_rs::client_builder::{
 };
 use mls_rs::crypto::{SignaturePublicKey, SignatureSecretKey};
 use mls_rs::extension::ExtensionType;
-use mls_rs::group::{CommitEffect, CommitOutput, ReceivedMessage};
+use mls_rs::group::{CommitEffect, CommitOutput, Member, ReceivedMessage};
 use mls_rs::identity::basic::{BasicCredential, BasicIdentityProvider};
 use mls_rs::identity::SigningIdentity;
 use mls_rs::mls_rules::{CommitOptions, DefaultMlsRules, EncryptionOptions};
@@ -468,21 +468,31 @@ impl MlsRsUser {
     }
 
     fn group_mut(&mut self, id: &[u8]) -> Result<&mut Group<Config>> {
-        self.groups
-            .get_mut(id)
-            .ok_or_else(|| MlsRsError::Protocol(format!("not in group {}", hex(id))))
+        self.groups.get_mut(id).ok_or_else(|| not_in(id))
+    }
+
+    fn group(&self, id: &[u8]) -> Result<&Group<Config>> {
+        self.groups.get(id).ok_or_else(|| not_in(id))
     }
 
     /// The usernames in `group`, in leaf order (ours included).
     pub fn members(&self, group: &[u8]) -> Result<Vec<String>> {
-        let g = self
-            .groups
-            .get(group)
-            .ok_or_else(|| MlsRsError::Protocol(format!("not in group {}", hex(group))))?;
-        g.roster()
+        self.group(group)?
+            .roster()
             .members_iter()
             .map(|m| username_of(&m.signing_identity))
             .collect()
+    }
+
+    /// The ciphersuites `username`'s leaf in `group` says its client
+    /// supports (RFC 9420 §7.2).
+    pub fn suites_of(&self, group: &[u8], username: &str) -> Result<Vec<u16>> {
+        Ok(member_named(self.group(group)?, username)?
+            .capabilities
+            .cipher_suites
+            .iter()
+            .map(|s| s.raw_value())
+            .collect())
     }
 
     /// The group's name, once created or received.
@@ -529,11 +539,18 @@ fn mls_client(account: &Account) -> mls_rs::Client<Config> {
 
 /// The leaf of `username` in `g`.
 fn leaf_of(g: &Group<Config>, username: &str) -> Result<u32> {
+    member_named(g, username).map(|m| m.index)
+}
+
+fn member_named(g: &Group<Config>, username: &str) -> Result<Member> {
     g.roster()
         .members_iter()
         .find(|m| username_of(&m.signing_identity).is_ok_and(|u| u == username))
-        .map(|m| m.index)
         .ok_or_else(|| MlsRsError::Protocol(format!("{username} is not in the group")))
+}
+
+fn not_in(group: &[u8]) -> MlsRsError {
+    MlsRsError::Protocol(format!("not in group {}", hex(group)))
 }
 
 fn username_at(g: &Group<Config>, leaf: u32) -> Result<String> {

@@ -66,6 +66,12 @@ async fn an_mls_rs_user_and_qpqd_daemons_share_a_group() {
         "the daemon's conversation info reads the same in mls-rs"
     );
     assert_eq!(bob.members(&group).unwrap(), ["alice", "bob"]);
+    // The daemon's leaf lists the suites it supports, and no more.
+    let mut advertised = bob.suites_of(&group, "alice").unwrap();
+    advertised.sort();
+    let mut ours: Vec<u16> = Ciphersuite::ALL.iter().map(|s| s.code()).collect();
+    ours.sort();
+    assert_eq!(advertised, ours, "RFC 9420 §7.2");
     // The name comes encrypted after the add.
     bob.wait_for("the group's name", |r| {
         matches!(
