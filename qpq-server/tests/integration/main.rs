@@ -9,5 +9,6 @@ mod binary;
 mod delivery;
 mod groups;
 mod harness;
+mod interop;
 mod output;
 mod robustness;
