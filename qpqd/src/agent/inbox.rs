@@ -661,7 +661,7 @@ pub(super) fn process_group(
                     );
                 }
             }
-            application(c, &conv, &sender.username, &plaintext)
+            application(c, &conv, &sender.username, epoch.0, &plaintext)
         }
         Processed::Commit(s) => {
             let mut events = Vec::new();
@@ -725,12 +725,14 @@ pub(super) fn process_group(
     }
 }
 
-/// An application message from `sender` in `conv`: a text (stored, and in a
-/// DM a receipt queued) or receipts for ours.
+/// An application message from `sender` in `conv`, sent in `epoch`: a
+/// text (stored, and in a DM a receipt queued), receipts for ours, a
+/// decline notice or the group's name.
 fn application(
     c: &mut Core,
     conv: &Conversation,
     sender: &Username,
+    epoch: u64,
     plaintext: &[u8],
 ) -> Result<Stored, CoreError> {
     match Payload::decode(plaintext) {
@@ -779,7 +781,7 @@ fn application(
             }
             Ok(Stored::events(events))
         }
-        Ok(Payload::GroupName { name }) => group_named(c, conv, sender, name),
+        Ok(Payload::GroupName { name }) => group_named(c, conv, sender, epoch, name),
         Ok(Payload::Declined { reason }) => {
             let why = if reason.is_empty() {
                 String::new()
@@ -796,18 +798,25 @@ fn application(
 }
 
 /// A member says what the group is called (sent by whoever adds members,
-/// right after the add): the conversation takes the name, and says who
-/// gave it. The name we already have is nothing new; a DM has no name.
+/// right after the add, in the epoch the add made): the conversation takes
+/// the name. Sent in the epoch we joined, it is the name we were invited
+/// to, replacing the placeholder quietly; any later change is said in the
+/// conversation, with who made it. The name we already have is nothing
+/// new; a DM has no name.
 fn group_named(
     c: &mut Core,
     conv: &Conversation,
     sender: &Username,
+    epoch: u64,
     name: String,
 ) -> Result<Stored, CoreError> {
     if conv.kind != Kind::Group || conv.name == name {
         return Ok(Stored::nothing());
     }
     conversations::set_name(c.db(), conv.id, &name)?;
+    if epoch == conversations::joined_epoch(c.db(), conv.id)? {
+        return Ok(Stored::nothing());
+    }
     let renamed = Conversation {
         name: name.clone(),
         ..conv.clone()
@@ -1040,12 +1049,27 @@ mod batch_tests {
         store_from(&mut bob, &alice, vec![fetched(3, &again)]).unwrap();
         let conv = conversation(&bob, group);
         assert_eq!(conv.name, "team");
-        let history: Vec<String> = messages::history(bob.db(), conv.id, None, 10)
-            .unwrap()
-            .into_iter()
-            .map(|m| m.text)
-            .collect();
-        assert_eq!(history, ["alice named the group “team”"], "said once");
+        let history = |bob: &Core| -> Vec<String> {
+            messages::history(bob.db(), conv.id, None, 10)
+                .unwrap()
+                .into_iter()
+                .map(|m| m.text)
+                .collect()
+        };
+        assert!(history(&bob).is_empty(), "the name we were invited to");
+
+        // A later rename is said, with who made it.
+        let c = alice.engine().unwrap().self_update(group).unwrap();
+        alice.engine().unwrap().merge_pending(group).unwrap();
+        store_from(&mut bob, &alice, vec![fetched(4, &c.commit)]).unwrap();
+        let body = Payload::GroupName {
+            name: "renamed".into(),
+        }
+        .encode();
+        let renamed = alice.engine().unwrap().encrypt(group, &body).unwrap();
+        store_from(&mut bob, &alice, vec![fetched(5, &renamed)]).unwrap();
+        assert_eq!(conversation(&bob, group).name, "renamed");
+        assert_eq!(history(&bob), ["alice named the group “renamed”"]);
     }
 
     /// Attack: hold a member's message back (a slow or malicious server)

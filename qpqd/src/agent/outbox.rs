@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quicproquo_protocol::backoff::Backoff;
-use quicproquo_protocol::errors::ErrorCode;
+use quicproquo_protocol::errors::{ErrorCode, WireError};
 use quicproquo_protocol::ipc::notifications::{DeliveryUpdate, NewMessage, Notification};
 use quicproquo_protocol::ipc::values::{
     ConversationRef, DeliveryState, Message as IpcMessage, MessageId,
@@ -311,10 +311,16 @@ impl Agent {
                             None,
                         )
                         .await
-                        .map(drop)
+                        .and_then(|g| nobody_took(&g))
                     };
                     (Some(out.entry), Some(sent))
                 }
+            };
+            // The server answered without storing it for anyone: the next
+            // attempt is a new message to the server, under a new key.
+            let rekey = match (&entry, &sent) {
+                (Some(entry), Some(Err(AgentError::Refused(_)))) => entry.seqs.clone(),
+                _ => Vec::new(),
             };
             let done = match (entry, sent) {
                 (Some(entry), Some(sent)) => self.judge(entry, sent),
@@ -323,7 +329,10 @@ impl Agent {
             let locks = Arc::clone(&self.group_locks);
             let skip = self.queues().skip(now_ms());
             let (ev, prepared) = core
-                .run(move |c| finish_outgoing(c, done, &locks, now_ms(), &skip))
+                .run(move |c| {
+                    outbox::new_keys(c.db(), &rekey)?;
+                    finish_outgoing(c, done, &locks, now_ms(), &skip)
+                })
                 .await?;
             self.publish(ev.into_iter().collect());
             next = prepared;
@@ -463,6 +472,18 @@ impl Agent {
     /// The other members of a group (who receive what we send to it).
     pub(crate) async fn others(&self, group: GroupId) -> AgentResult<Vec<Member>> {
         self.core()?.run(move |c| others(c, group)).await
+    }
+}
+
+/// An application message the server stored for no member at all (in a DM:
+/// the peer's mailbox is full) failed like a refusal, with the first
+/// member's code; stored for some, it went (those it missed are logged).
+fn nobody_took(g: &GroupEnqueued) -> AgentResult<()> {
+    match g.members.first().and_then(|m| m.error) {
+        Some(code) if g.members.iter().all(|m| m.error.is_some()) => Err(AgentError::Refused(
+            WireError::new(code, "no member's mailbox took the message"),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -162,6 +162,19 @@ fn first(c: &Connection, skip: &[Id]) -> rusqlite::Result<Option<Entry>> {
     .optional()
 }
 
+/// Gives the entries `seqs` fresh idempotency keys: after the server
+/// answered an attempt without storing the message for anyone, the next
+/// attempt (a new ciphertext) must not look like a retry of it.
+pub fn new_keys(c: &Connection, seqs: &[u64]) -> rusqlite::Result<()> {
+    for seq in seqs {
+        c.execute(
+            "UPDATE outbox SET idempotency_key = ?2 WHERE seq = ?1",
+            params![*seq as i64, Id::random()],
+        )?;
+    }
+    Ok(())
+}
+
 pub fn remove(c: &Connection, seq: u64) -> rusqlite::Result<()> {
     c.execute("DELETE FROM outbox WHERE seq = ?1", [seq as i64])?;
     Ok(())

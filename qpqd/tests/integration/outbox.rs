@@ -4,7 +4,9 @@
 //! (E032), a group with a member the server no longer knows (E020), a group
 //! frozen by a forged commit claim with a proposal pending (openmls refuses
 //! to encrypt). Each was run against that outbox and failed: the message to
-//! the other conversation never arrived.
+//! the other conversation never arrived. Since the server delivers group
+//! messages per member and validates commits (issue 14), the last two no
+//! longer stop even their own group.
 
 use std::time::Duration;
 
@@ -19,17 +21,9 @@ use quicproquo_testkit::{agent, wire, WAIT};
 
 use crate::harness::{Daemon, Server};
 
-/// What the server's operator can do to its own database: read which
-/// groups exist, delete an account (and its channels) and put it back.
+/// What the server's operator can do to its own database: delete an
+/// account (and its channels).
 struct Operator(rusqlite::Connection);
-
-/// An account row as it was before [`Operator::delete_account`].
-struct DeletedAccount {
-    username: String,
-    identity: Vec<u8>,
-    record: Vec<u8>,
-    created: i64,
-}
 
 impl Operator {
     fn open(srv: &Server) -> Operator {
@@ -38,40 +32,21 @@ impl Operator {
         Operator(c)
     }
 
-    /// The group whose first commit the server accepted last (a member
-    /// learns the id from any message of the group; the test reads it here).
-    fn newest_group(&self) -> Vec<u8> {
-        self.0
-            .query_row(
-                "SELECT group_id FROM group_epochs ORDER BY rowid DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap()
-    }
-
     /// Deletes `username`'s account, sessions and channels, as an operator
     /// removing an account would.
-    fn delete_account(&self, username: &str) -> DeletedAccount {
-        let saved = self
+    fn delete_account(&self, username: &str) {
+        let identity: Vec<u8> = self
             .0
             .query_row(
-                "SELECT identity_key, opaque_record, created_at_ms FROM accounts WHERE username = ?1",
+                "SELECT identity_key FROM accounts WHERE username = ?1",
                 [username],
-                |r| {
-                    Ok(DeletedAccount {
-                        username: username.into(),
-                        identity: r.get(0)?,
-                        record: r.get(1)?,
-                        created: r.get(2)?,
-                    })
-                },
+                |r| r.get(0),
             )
             .unwrap();
         self.0
             .execute(
                 "DELETE FROM channels WHERE member_lo = ?1 OR member_hi = ?1",
-                [&saved.identity],
+                [&identity],
             )
             .unwrap();
         self.0
@@ -79,17 +54,6 @@ impl Operator {
             .unwrap();
         self.0
             .execute("DELETE FROM accounts WHERE username = ?1", [username])
-            .unwrap();
-        saved
-    }
-
-    fn restore_account(&self, a: &DeletedAccount) {
-        self.0
-            .execute(
-                "INSERT INTO accounts (username, identity_key, opaque_record, created_at_ms)
-                 VALUES (?1, ?2, ?3, ?4)",
-                rusqlite::params![a.username, a.identity, a.record, a.created],
-            )
             .unwrap();
     }
 }
@@ -161,12 +125,10 @@ async fn a_full_mailbox_does_not_stop_other_conversations() {
 
 /// Attack: be (or make) a member of a victim's group whose account the
 /// server no longer knows — here the operator deleted it while the victim
-/// was away. Every message to the group is refused (E020: no such user, on
-/// opening the channel to that member); the daemon took it for "offline"
-/// and retried it forever, ahead of everything else. Now the message is
-/// parked as failed, with its reason, in the history and in a `delivery`
-/// notification; it stays parked across a restart; `message.discard`
-/// removes one, and `message.retry` delivers one once the cause is gone.
+/// was away. With one delivery per member this stopped the group: every
+/// message was refused (E020, opening the channel to that member). Now the
+/// server delivers a group message per member: it reaches everyone else,
+/// and the message is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_the_server_does_not_know_does_not_stop_other_conversations() {
     let srv = Server::start().await;
@@ -186,119 +148,18 @@ async fn a_member_the_server_does_not_know_does_not_stop_other_conversations() {
         .await;
     mallory.wait_for_conversation("club").await;
     mallory.stop().await;
-    let operator = Operator::open(&srv);
-    let deleted = operator.delete_account("mallory");
+    Operator::open(&srv).delete_account("mallory");
 
     alice.start_again().await;
     alice.wait_for_conversation("club").await;
-    let mut events = alice.client.subscribe(None).await.unwrap();
-    let first = alice.send("club", "hello club").await.unwrap();
-    let second = alice.send("club", "never mind").await.unwrap();
+    alice.send("club", "hello club").await.unwrap();
     alice.send("@bob", "still here").await.unwrap();
     bob.wait_for("@alice", "still here").await;
-
-    let failed = next_failure(&mut events, &first.id).await;
-    assert!(failed.contains("E020"), "{failed}");
-    let parked = wait_for_state(&alice, "club", "hello club", WAIT, |m| {
-        m.state == MessageState::Failed
-    })
-    .await;
-    assert!(
-        parked
-            .failure
-            .as_deref()
-            .is_some_and(|r| r.contains("E020")),
-        "{parked:?}"
-    );
-    wait_for_state(&alice, "club", "never mind", WAIT, |m| {
-        m.state == MessageState::Failed
-    })
-    .await;
-
-    // Parked survives a restart, and a parked message is not "waiting".
-    alice.restart().await;
-    let h = alice.history("club").await;
-    let states: Vec<_> = h
-        .iter()
-        .filter(|m| m.outgoing)
-        .map(|m| (m.text.as_str(), m.state))
-        .collect();
-    assert_eq!(
-        states,
-        [
-            ("hello club", MessageState::Failed),
-            ("never mind", MessageState::Failed)
-        ]
-    );
-    let status = alice
-        .client
-        .request::<method::Status>(NoParams {})
-        .await
-        .unwrap();
-    assert_eq!(status.outbox, 0, "parked messages are not queued");
-
-    // Discard removes it from the outbox and the history.
-    alice
-        .client
-        .request::<method::MessageDiscard>(quicproquo_protocol::ipc::methods::MessageParams {
-            id: second.id,
-        })
-        .await
-        .unwrap();
-    assert!(!alice
-        .history("club")
-        .await
-        .iter()
-        .any(|m| m.text == "never mind"));
-    // Only a failed message can be retried or discarded; a missing one is
-    // not found.
-    let again = alice
-        .client
-        .request::<method::MessageDiscard>(quicproquo_protocol::ipc::methods::MessageParams {
-            id: second.id,
-        })
-        .await
-        .expect_err("gone");
-    assert_eq!(
-        again.code(),
-        Some(quicproquo_protocol::ipc::IpcErrorCode::NotFound),
-        "{again}"
-    );
-
-    // The operator restores the account: a retry delivers the message.
-    operator.restore_account(&deleted);
-    let retried = alice
-        .client
-        .request::<method::MessageRetry>(quicproquo_protocol::ipc::methods::MessageParams {
-            id: first.id,
-        })
-        .await
-        .unwrap();
-    assert_eq!(retried.state, MessageState::Queued);
     bob.wait_for("club", "hello club").await;
     wait_for_state(&alice, "club", "hello club", WAIT, |m| {
         m.state == MessageState::Sent && m.failure.is_none()
     })
     .await;
-}
-
-/// The reason of the `delivery` notification that says `id` failed.
-async fn next_failure(
-    events: &mut Subscription,
-    id: &quicproquo_protocol::ipc::values::MessageId,
-) -> String {
-    use quicproquo_protocol::ipc::values::DeliveryState;
-    let found = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Notification::Delivery(d) = events.next().await.unwrap() {
-                if &d.id == id && d.state == DeliveryState::Failed {
-                    return d.reason.unwrap_or_default();
-                }
-            }
-        }
-    })
-    .await;
-    found.expect("a `delivery` notification with state `failed`")
 }
 
 /// Waits until `events` has announced the re-key of each of `members` in
@@ -322,15 +183,14 @@ async fn rekeyed(events: &mut Subscription, conversation: ConversationId, member
     }
 }
 
-/// Attack: freeze a group's commits with a forged commit claim at epoch
-/// 2^64 − 1 (any account can send one: audit gap 1), and have a proposal
-/// pending (a member leaving). openmls refuses to encrypt until the
-/// proposal is committed, which can never happen: the victim's message to
-/// the group stayed at the head of the one queue and nothing else left.
-/// Now the other conversations flow at once, and once committing gives up
-/// the group drops the proposals it cannot commit and sends again.
+/// A proposal pending (a member leaving): openmls refuses to encrypt until
+/// it is committed, so the group's message waits for that commit — aside,
+/// while the other conversations flow. (This was the freeze attack of
+/// audit gap 1, a forged commit claim at epoch 2^64 − 1 that made the
+/// commit impossible; the validating server refuses such claims now — its
+/// own tests show it — so the commit goes and the message follows.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_frozen_group_with_a_pending_proposal_does_not_stop_other_conversations() {
+async fn a_group_with_a_pending_proposal_does_not_stop_other_conversations() {
     let srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
     let [alice, bob, carol] =
@@ -348,7 +208,6 @@ async fn a_frozen_group_with_a_pending_proposal_does_not_stop_other_conversation
         .create_group("team", &["bob", "carol"], Ciphersuite::Hybrid)
         .await
         .id;
-    let group = Operator::open(&srv).newest_group();
     let bob_team = bob.wait_for_conversation("team").await.id;
     let carol_team = carol.wait_for_conversation("team").await.id;
     // Quiet: everyone has processed both joiners' re-keys.
@@ -356,9 +215,6 @@ async fn a_frozen_group_with_a_pending_proposal_does_not_stop_other_conversation
     rekeyed(&mut bob_events, bob_team, &["carol"]).await;
     rekeyed(&mut carol_events, carol_team, &["bob"]).await;
 
-    let raw = srv.client().await;
-    let eve = wire::register(&raw, "eve").await;
-    wire::claim_epoch(&raw, &eve, &group, u64::MAX).await;
     carol
         .client
         .request::<method::GroupLeave>(ConversationParams {
@@ -374,10 +230,7 @@ async fn a_frozen_group_with_a_pending_proposal_does_not_stop_other_conversation
     alice.send("team", "to the frozen team").await.unwrap();
     alice.send("@bob", "meanwhile").await.unwrap();
     bob.wait_for("@alice", "meanwhile").await;
-    // Committing gives up after its attempts (each waits for a winning
-    // commit that never comes); then the group sends without the proposal.
-    let slow = Duration::from_secs(120);
-    wait_for_state(&alice, "team", "to the frozen team", slow, |m| {
+    wait_for_state(&alice, "team", "to the frozen team", WAIT, |m| {
         m.state == MessageState::Sent
     })
     .await;
