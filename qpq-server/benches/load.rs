@@ -9,8 +9,9 @@
 //!   driven through the qpq client's `call_raw` with requests the size of an
 //!   enqueue: request rate with 50 clients, single-client round trip p50/p99.
 //! - `throughput`: the `qpq-server` release binary; 50 senders enqueue padded
-//!   ~1 KiB MLS application payloads through DM channels to 50 receivers, who
-//!   `fetchWait` and ack. Messages/s delivered, enqueue latency p50/p99.
+//!   ~1 KiB MLS application payloads with `enqueueGroup`, each to its own
+//!   registered group of two (a DM, as qpqd sends it since protocol 2), to
+//!   50 receivers, who `fetchWait` and ack. Messages/s delivered, enqueue latency p50/p99.
 //! - `wake`: a receiver holds `fetchWait`, a sender enqueues; wake-up latency
 //!   (enqueue answer → fetchWait answer) and end-to-end, 1,000 samples.
 //! - `idle-connections`: 5,000 connections (10 client endpoints), each after
@@ -40,10 +41,10 @@ use std::time::{Duration, Instant};
 use quicproquo_protocol::client::{Client, ClientError, Trust};
 use quicproquo_protocol::limits::MAX_REQUEST_BYTES;
 use quicproquo_protocol::padding;
-use quicproquo_protocol::types::{ChannelId, IdempotencyKey, IdentityKey, SessionToken};
-use quicproquo_protocol::wire::{encode_request, Delivery, Envelope, Request, Response};
+use quicproquo_protocol::types::{IdempotencyKey, SessionToken};
+use quicproquo_protocol::wire::{encode_request, Envelope, Request, Response};
 use quicproquo_protocol::{Fingerprint, ALPN};
-use quicproquo_testkit::{wire, TestServer};
+use quicproquo_testkit::{mls, wire, TestServer};
 use rand::RngCore;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -75,8 +76,9 @@ const BODY_LEN: usize = 1_000;
 /// Size of the bare server's answer (an enqueue answer is about this).
 const REPLY_LEN: usize = 64;
 const MAGIC: &[u8] = b"qpq-load";
-const GROUP: &[u8] = b"load-group-0001";
-const MLS_HEADER_LEN: usize = 5 + GROUP.len() + 8 + 1;
+/// Length of the group ids (openmls' default, as qpqd makes them).
+const GROUP_LEN: usize = 16;
+const MLS_HEADER_LEN: usize = 5 + GROUP_LEN + 8 + 1;
 const SCENARIOS: &[&str] = &[
     "baseline",
     "throughput",
@@ -225,11 +227,13 @@ fn verdict(met: bool) -> &'static str {
 
 // ----- payloads ----------------------------------------------------------------
 
-/// A padded MLS PrivateMessage framing (application content) whose body
-/// carries the sender's index and a counter; the server reads only the framing.
-fn payload(sender: u32, counter: u64) -> Vec<u8> {
-    let mut m = vec![0, 1, 0, 2, GROUP.len() as u8];
-    m.extend_from_slice(GROUP);
+/// A padded MLS PrivateMessage framing (application content) of `group` at
+/// epoch 1 whose body carries the sender's index and a counter; the server
+/// reads only the framing of an application message (and checks the sender
+/// is a member).
+fn payload(group: &[u8], sender: u32, counter: u64) -> Vec<u8> {
+    let mut m = vec![0, 1, 0, 2, group.len() as u8];
+    m.extend_from_slice(group);
     m.extend_from_slice(&1u64.to_be_bytes());
     m.push(1);
     m.extend_from_slice(MAGIC);
@@ -254,15 +258,14 @@ fn idempotency_key() -> IdempotencyKey {
     IdempotencyKey(k)
 }
 
-fn enqueue(from: &Member, to: IdentityKey, channel: ChannelId, body: Vec<u8>) -> Request {
-    Request::Enqueue {
+fn enqueue(from: &Member, group: &[u8], body: Vec<u8>) -> Request {
+    Request::EnqueueGroup {
         auth: from.token.clone(),
-        deliveries: vec![Delivery {
-            recipient: to,
-            channel: Some(channel),
-        }],
+        group: group.to_vec(),
         payload: body,
         idempotency_key: idempotency_key(),
+        group_info: None,
+        welcome: None,
     }
 }
 
@@ -328,14 +331,13 @@ fn run_baseline(rt: &Runtime) -> Baseline {
         .expect("server runtime");
     let (addr, fingerprint) = bare_server(&server_rt);
     // The same bytes as a real enqueue, with made-up keys.
-    let request = encode_request(&Request::Enqueue {
+    let request = encode_request(&Request::EnqueueGroup {
         auth: SessionToken::from_slice(&[7; 32]).unwrap(),
-        deliveries: vec![Delivery {
-            recipient: IdentityKey([1; 32]),
-            channel: Some(ChannelId([2; 16])),
-        }],
-        payload: payload(0, 0),
+        group: vec![2; GROUP_LEN],
+        payload: payload(&[2; GROUP_LEN], 0, 0),
         idempotency_key: IdempotencyKey([3; 16]),
+        group_info: None,
+        welcome: None,
     });
     let result = rt.block_on(async {
         let trust = || Trust::Pin(fingerprint);
@@ -420,17 +422,18 @@ fn run_baseline(rt: &Runtime) -> Baseline {
 #[derive(Clone)]
 struct Member {
     token: SessionToken,
-    identity: IdentityKey,
 }
 
 struct Pair {
     sender: Member,
     receiver: Member,
-    channel: ChannelId,
+    /// Their registered group of two.
+    group: Vec<u8>,
 }
 
 /// A data directory with `pairs` sender/receiver pairs registered, logged in
-/// and sharing a DM channel each.
+/// and in a registered group of two each (the sender created it and added
+/// the receiver with a commit the server checked).
 struct Fixture {
     dir: tempfile::TempDir,
     pairs: Vec<Pair>,
@@ -440,7 +443,6 @@ impl From<wire::Account> for Member {
     fn from(a: wire::Account) -> Member {
         Member {
             token: a.session.token,
-            identity: a.identity,
         }
     }
 }
@@ -455,7 +457,7 @@ impl Fixture {
         let client = Arc::new(server.client().await);
         // Argon2id runs on the client: a few at a time on a small machine.
         let mut tasks = JoinSet::new();
-        let mut accounts: HashMap<String, wire::Account> = HashMap::new();
+        let mut accounts: HashMap<String, mls::Member> = HashMap::new();
         for i in 0..pairs {
             for name in [format!("s{i:03}"), format!("r{i:03}")] {
                 if tasks.len() >= 4 {
@@ -464,7 +466,7 @@ impl Fixture {
                 }
                 let client = client.clone();
                 tasks.spawn(async move {
-                    let a = wire::register(&client, &name).await;
+                    let a = mls::Member::register(&client, &name).await;
                     (name, a)
                 });
             }
@@ -475,13 +477,17 @@ impl Fixture {
         }
         let mut out = Vec::with_capacity(pairs);
         for i in 0..pairs {
-            let sender = accounts.remove(&format!("s{i:03}")).expect("registered");
+            let mut sender = accounts.remove(&format!("s{i:03}")).expect("registered");
             let receiver = accounts.remove(&format!("r{i:03}")).expect("registered");
-            let channel = wire::first_dm(&client, &sender, &receiver).await;
+            sender.create_group(mls::HYBRID, None);
+            sender.register_group(&client).await.expect("registerGroup");
+            let add = sender.add(&[receiver.key_package(mls::HYBRID)]);
+            sender.commit(&client, add).await.expect("the add");
+            assert_eq!(sender.epoch(), 1, "payload() frames epoch 1");
             out.push(Pair {
-                sender: sender.into(),
-                receiver: receiver.into(),
-                channel,
+                group: sender.group_id(),
+                sender: sender.account.into(),
+                receiver: receiver.account.into(),
             });
         }
         if let Ok(client) = Arc::try_unwrap(client) {
@@ -489,7 +495,7 @@ impl Fixture {
         }
         server.stop().await;
         println!(
-            "setup: {} users registered and logged in, {pairs} channels, in {:.1} s",
+            "setup: {} users registered and logged in, {pairs} groups of two, in {:.1} s",
             pairs * 2,
             t.elapsed().as_secs_f64()
         );
@@ -647,9 +653,8 @@ async fn run_sender(
         }
         let req = enqueue(
             &pair.sender,
-            pair.receiver.identity,
-            pair.channel,
-            payload(index, counter),
+            &pair.group,
+            payload(&pair.group, index, counter),
         );
         let t = Instant::now();
         let result = tokio::select! {
@@ -824,7 +829,7 @@ async fn throughput(base: &Baseline) {
     println!(
         "throughput: qpq-server binary, {PAIRS} senders -> {PAIRS} receivers (fetchWait + ack), \
          payload {} B padded, {:.1} s of sending",
-        payload(0, 0).len(),
+        payload(&[0; GROUP_LEN], 0, 0).len(),
         send_time.as_secs_f64()
     );
     println!(
@@ -985,12 +990,7 @@ async fn wake(base: &Baseline) {
             })
         };
         tokio::time::sleep(WAKE_ARM).await;
-        let req = enqueue(
-            &pair.sender,
-            pair.receiver.identity,
-            pair.channel,
-            payload(0, counter),
-        );
+        let req = enqueue(&pair.sender, &pair.group, payload(&pair.group, 0, counter));
         let t0 = Instant::now();
         let sent = sender.call(&req).await;
         let t1 = Instant::now();

@@ -166,21 +166,23 @@ impl Drop for Pending {
 
 /// The groups' cache and checks; see the module documentation.
 pub struct Groups {
-    cache: quick_cache::sync::Cache<Vec<u8>, Arc<Mutex<Option<Loaded>>>, MembersWeight>,
+    cache: quick_cache::sync::Cache<Vec<u8>, Entry, MembersWeight>,
+}
+
+/// A cached group: its slot (whoever holds the lock may change it) and its
+/// weight, the member count when it was last put in the cache.
+#[derive(Clone)]
+struct Entry {
+    members: u64,
+    slot: Arc<Mutex<Option<Loaded>>>,
 }
 
 #[derive(Clone)]
 struct MembersWeight;
 
-impl quick_cache::Weighter<Vec<u8>, Arc<Mutex<Option<Loaded>>>> for MembersWeight {
-    fn weight(&self, _key: &Vec<u8>, slot: &Arc<Mutex<Option<Loaded>>>) -> u64 {
-        // A slot in use is weighed as one member; it is re-weighed when put
-        // back by `remember`.
-        slot.try_lock()
-            .ok()
-            .and_then(|g| g.as_ref().map(|l| l.leaves.len() as u64))
-            .unwrap_or(1)
-            .max(1)
+impl quick_cache::Weighter<Vec<u8>, Entry> for MembersWeight {
+    fn weight(&self, _key: &Vec<u8>, entry: &Entry) -> u64 {
+        entry.members.max(1)
     }
 }
 
@@ -319,9 +321,13 @@ impl Groups {
         let slot = self
             .cache
             .get_or_insert_with(&group.to_vec(), || {
-                Ok::<_, std::convert::Infallible>(Arc::new(Mutex::new(None)))
+                Ok::<_, std::convert::Infallible>(Entry {
+                    members: 1,
+                    slot: Arc::new(Mutex::new(None)),
+                })
             })
-            .unwrap_or_else(|never| match never {});
+            .unwrap_or_else(|never| match never {})
+            .slot;
         let mut guard = slot.clone().lock_owned().await;
         if guard.is_none() {
             let stored = store
@@ -329,7 +335,9 @@ impl Groups {
                 .await
                 .map_err(internal)?
                 .ok_or_else(|| WireError::bare(ErrorCode::UnknownGroup))?;
-            *guard = Some(Loaded::from_stored(stored)?);
+            let loaded = Loaded::from_stored(stored)?;
+            self.remember(group, &slot, &loaded);
+            *guard = Some(loaded);
         }
         let loaded = guard.as_ref().expect("loaded above");
         if !loaded.is_member(&sender) {
@@ -408,8 +416,8 @@ impl Groups {
                 ));
             }
         }
+        self.remember(group, &slot, &loaded);
         *guard = Some(loaded);
-        self.remember(group, &slot);
         Ok(Pending {
             checked,
             guard: Some(guard),
@@ -417,9 +425,13 @@ impl Groups {
         })
     }
 
-    /// Re-weighs a group in the cache after its member count changed.
-    fn remember(&self, group: &[u8], slot: &Arc<Mutex<Option<Loaded>>>) {
-        self.cache.insert(group.to_vec(), slot.clone());
+    /// (Re-)weighs a group in the cache by its member count.
+    fn remember(&self, group: &[u8], slot: &Arc<Mutex<Option<Loaded>>>, loaded: &Loaded) {
+        let entry = Entry {
+            members: loaded.leaves.len() as u64,
+            slot: slot.clone(),
+        };
+        self.cache.insert(group.to_vec(), entry);
     }
 }
 

@@ -53,7 +53,29 @@ fn bytes(m: &MlsMessageOut) -> Vec<u8> {
 impl Member {
     /// A new account on the server behind `client`, with its MLS signer.
     pub async fn register(client: &Client, name: &str) -> Member {
-        let account = wire::register(client, name).await;
+        Self::with_account(wire::register(client, name).await)
+    }
+
+    /// A member with a fresh identity key and no account on any server (its
+    /// session token is random): for benches that drive a store directly.
+    pub fn offline(name: &str) -> Member {
+        use quicproquo_protocol::types::{SessionToken, Username};
+        let signing = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+        let identity = quicproquo_protocol::types::IdentityKey(signing.verifying_key().to_bytes());
+        Self::with_account(Account {
+            username: Username::parse(name).expect("a valid test username"),
+            password: String::new(),
+            signing,
+            identity,
+            session: quicproquo_protocol::wire::Session {
+                token: SessionToken::generate(&mut rand::rngs::OsRng),
+                expires_at_ms: 0,
+                identity_key: identity,
+            },
+        })
+    }
+
+    fn with_account(account: Account) -> Member {
         let signer = SignatureKeyPair::from_raw(
             SignatureScheme::ED25519,
             account.signing.to_bytes().to_vec(),
