@@ -129,10 +129,21 @@ pub struct MlsRsUser {
 impl MlsRsUser {
     /// Registers `name` on `server` with a fresh identity key.
     pub async fn register(server: &TestServer, name: &str) -> MlsRsUser {
+        Self::register_posing_as(server, name, name).await
+    }
+
+    /// Registers `name`, but its MLS credential says `credential_name`
+    /// (with `name`'s key): an impostor, as an attacker with its own MLS
+    /// stack would make one.
+    pub async fn register_posing_as(
+        server: &TestServer,
+        name: &str,
+        credential_name: &str,
+    ) -> MlsRsUser {
         let client = server.client().await;
         let account =
             register_with(&client, name, SigningKey::generate(&mut rand::rngs::OsRng)).await;
-        let mls = mls_client(&account);
+        let mls = mls_client(&account, credential_name);
         MlsRsUser {
             account,
             client,
@@ -511,11 +522,11 @@ impl MlsRsUser {
 }
 
 /// The mls-rs client of `account`: its identity key signs, the credential
-/// holds its username; leaves list our extensions (a member must support
+/// holds `credential_name` (its username unless it poses as someone); leaves list our extensions (a member must support
 /// every group context extension, and a key package may carry the
 /// last-resort extension only if its leaf lists it).
-fn mls_client(account: &Account) -> mls_rs::Client<Config> {
-    let credential = BasicCredential::new(account.username.as_str().as_bytes().to_vec());
+fn mls_client(account: &Account, credential_name: &str) -> mls_rs::Client<Config> {
+    let credential = BasicCredential::new(credential_name.as_bytes().to_vec());
     let identity = SigningIdentity::new(
         credential.into_credential(),
         SignaturePublicKey::new(account.signing.verifying_key().to_bytes().to_vec()),
