@@ -27,6 +27,7 @@ mod history;
 mod inbox;
 mod integrity;
 mod invites;
+mod legacy;
 mod outbox;
 mod session;
 mod verify;

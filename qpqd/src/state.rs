@@ -200,9 +200,18 @@ const SCHEMA_V11: &str =
 /// (`db::invitations::MAX_HELD_MESSAGES`), so accepting can say so.
 const SCHEMA_V12: &str = "ALTER TABLE invitations ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;";
 
+/// Issue 14: the server validates groups and the groups made before were
+/// never registered with it. They are not migrated (a former member could
+/// register a forged state): every active conversation is marked `legacy`,
+/// and the daemon re-creates its group under a new id (`agent::legacy`).
+const SCHEMA_V13: &str = r#"
+ALTER TABLE conversations ADD COLUMN legacy INTEGER NOT NULL DEFAULT 0;
+UPDATE conversations SET legacy = 1 WHERE active = 1;
+"#;
+
 const MIGRATIONS: &[&str] = &[
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
-    SCHEMA_V9, SCHEMA_V10, SCHEMA_V11, SCHEMA_V12,
+    SCHEMA_V9, SCHEMA_V10, SCHEMA_V11, SCHEMA_V12, SCHEMA_V13,
 ];
 
 /// Opens (creating if needed) the state database with `key`. A wrong key is
@@ -491,5 +500,38 @@ mod tests {
             .unwrap();
         assert!(!logged.contains("secret"), "{logged}");
         assert!(logged.contains("online"), "{logged}");
+    }
+
+    /// A schema-12 state (groups made before the server validated them)
+    /// has its active conversations marked for re-creation, and only those.
+    #[test]
+    fn an_upgrade_marks_the_groups_made_before_validation() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key(dir.path(), "pass");
+        let path = dir.path().join("v12.bin");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(&format!("PRAGMA key = \"x'{}'\";", hex::encode(k.expose())))
+            .unwrap();
+        for sql in &MIGRATIONS[..12] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.execute_batch(
+            "PRAGMA user_version = 12;
+             INSERT INTO conversations (id, kind, name, group_id, peer, ciphersuite,
+                                        created_ms, last_activity_ms, active)
+             VALUES (x'00000000000000000000000000000001', 'group', 'team', x'01', NULL,
+                     'hybrid', 1, 1, 1),
+                    (x'00000000000000000000000000000002', 'group', 'old', x'02', NULL,
+                     'hybrid', 1, 1, 0);",
+        )
+        .unwrap();
+        drop(c);
+        let c = open(&path, &k).unwrap();
+        let legacy: Vec<String> = crate::db::conversations::legacy(&c)
+            .unwrap()
+            .into_iter()
+            .map(|conv| conv.name)
+            .collect();
+        assert_eq!(legacy, ["team"]);
     }
 }

@@ -174,26 +174,8 @@ impl Agent {
         members: &[String],
         suite: Suite,
     ) -> AgentResult<IpcConversation> {
-        check_group_size(1, members.len())?;
-        let kps = self.key_packages(members, suite).await?;
-        let group = self.create_group(kind, suite).await?;
-        let summary = self.add_to(group, kps).await;
-        let summary = match summary {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = self
-                    .core()?
-                    .run(move |c| c.engine()?.forget(group).map_err(CoreError::from))
-                    .await;
-                return Err(e);
-            }
-        };
+        let (group, added) = self.create_with(kind, suite, members).await?;
         let conv = new_conversation(kind, name, group, peer, suite);
-        let added: Vec<String> = summary
-            .added
-            .iter()
-            .map(|m| m.username.to_string())
-            .collect();
         let (view, ev) = self
             .core()?
             .run(move |c| {
@@ -233,6 +215,40 @@ impl Agent {
         self.publish(vec![ev]);
         self.outbox_kick.notify_one();
         Ok(view)
+    }
+
+    /// A registered group of `kind` with `members` added (one commit; none
+    /// for no members); the group is forgotten if that fails. Returns the
+    /// group and the usernames added.
+    pub(super) async fn create_with(
+        &self,
+        kind: Kind,
+        suite: Suite,
+        members: &[String],
+    ) -> AgentResult<(GroupId, Vec<String>)> {
+        check_group_size(1, members.len())?;
+        let kps = self.key_packages(members, suite).await?;
+        let group = self.create_group(kind, suite).await?;
+        if kps.is_empty() {
+            return Ok((group, Vec::new()));
+        }
+        match self.add_to(group, kps).await {
+            Ok(summary) => Ok((
+                group,
+                summary
+                    .added
+                    .iter()
+                    .map(|m| m.username.to_string())
+                    .collect(),
+            )),
+            Err(e) => {
+                let _ = self
+                    .core()?
+                    .run(move |c| c.engine()?.forget(group).map_err(CoreError::from))
+                    .await;
+                Err(e)
+            }
+        }
     }
 
     /// An MLS group with only us in it, whose group context tells every
@@ -512,7 +528,7 @@ impl Agent {
 /// Core operation: queues the group's name for its members (after an add,
 /// so that the new ones learn it; the others already have it and ignore
 /// it). Like a receipt it has no message of its own: a refusal drops it.
-fn name_group(c: &mut Core, conv: &Conversation) -> AgentResult<()> {
+pub(super) fn name_group(c: &mut Core, conv: &Conversation) -> AgentResult<()> {
     let body = Payload::GroupName {
         name: conv.name.clone(),
     }

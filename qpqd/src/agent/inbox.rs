@@ -416,6 +416,17 @@ pub(super) fn enter(
         unknown,
         ..Stored::default()
     };
+    if let Some(moved) = super::legacy::adopt(c, &joined)? {
+        events.extend(moved.events);
+        let conv = conversations::by_group(c.db(), joined.group.as_bytes())?;
+        return Ok((
+            Stored {
+                events,
+                ..joined_group
+            },
+            conv,
+        ));
+    }
     let Some(conv) = joined_conversation(c, &joined)? else {
         let dm = conversations::dm_with(c.db(), inviter.username.as_str())?;
         return Ok((
@@ -1025,6 +1036,48 @@ mod batch_tests {
             alice.engine().unwrap().process(leave).unwrap(),
             crate::mls::Processed::Proposal { .. }
         ));
+    }
+
+    /// A group made before the server validated groups (schema 13 marks
+    /// its conversation legacy) is re-created by its first member; the
+    /// Welcome of the new group from that member, with the same members,
+    /// takes over the conversation: same id, history kept, the move said.
+    /// A Welcome from anyone else is an ordinary new conversation.
+    #[test]
+    fn a_re_created_legacy_group_keeps_its_conversation() {
+        let dir = tempfile::tempdir().unwrap();
+        let [mut alice, mut bob, mut carol] = cores(dir.path(), ["alice", "bob", "carol"]);
+        let (old, welcome) = group_of(&mut alice, team(), &mut [&mut bob]);
+        store_from(&mut bob, &alice, vec![fetched(1, &welcome)]).unwrap();
+        let hello = text(&mut alice, old, "before");
+        store_from(&mut bob, &alice, vec![fetched(2, &hello)]).unwrap();
+        let before = conversation(&bob, old);
+        bob.db()
+            .execute("UPDATE conversations SET legacy = 1", [])
+            .unwrap();
+
+        // Carol is no member of it: her group with bob is new.
+        let (other, welcome) = group_of(&mut carol, team(), &mut [&mut bob]);
+        store_from(&mut bob, &carol, vec![fetched(3, &welcome)]).unwrap();
+        assert_ne!(conversation(&bob, other).id, before.id);
+
+        let (new, welcome) = group_of(&mut alice, team(), &mut [&mut bob]);
+        store_from(&mut bob, &alice, vec![fetched(4, &welcome)]).unwrap();
+        let after = conversation(&bob, new);
+        assert_eq!(after.id, before.id, "the same conversation");
+        assert!(conversations::legacy(bob.db()).unwrap().is_empty());
+        assert!(
+            !bob.engine().unwrap().groups().unwrap().contains(&old),
+            "the legacy group's state is gone"
+        );
+        let history: Vec<String> = messages::history(bob.db(), after.id, None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(history.len(), 2, "{history:?}");
+        assert_eq!(history[0], "before");
+        assert!(history[1].contains("moved to a new group"), "{history:?}");
     }
 
     /// A group's name is not in its (public) group context: a joiner shows

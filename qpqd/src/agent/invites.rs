@@ -127,6 +127,8 @@ fn accept(c: &mut Core, id: Id) -> AgentResult<(Stored, IpcConversation)> {
         .events
         .push(update(c, &inv, InvitationState::Accepted, String::new())?);
     let conv = conv.ok_or_else(|| AgentError::internal("the joined group has no conversation"))?;
+    // As the held mail left it (its name, sent after the add, is in it).
+    let conv = conversations::by_id(c.db(), conv.id)?.unwrap_or(conv);
     if dropped > 0 {
         stored.add(super::inbox::notice(
             c,

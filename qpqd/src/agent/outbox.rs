@@ -181,7 +181,10 @@ fn verdict(e: &AgentError, failing_for_ms: u64) -> Verdict {
     match e {
         AgentError::Refused(w) => match w.code {
             ErrorCode::QueueFull if failing_for_ms < FULL_MAILBOX_BUDGET_MS => Verdict::Retry,
-            ErrorCode::RateLimited
+            // A group not registered yet: one made before the server
+            // validated groups, re-created meanwhile (`agent::legacy`).
+            ErrorCode::UnknownGroup
+            | ErrorCode::RateLimited
             | ErrorCode::Internal
             | ErrorCode::ShuttingDown
             | ErrorCode::Unauthenticated => Verdict::Retry,

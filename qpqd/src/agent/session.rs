@@ -295,6 +295,8 @@ impl Agent {
                     tracing::warn!(error = %e, "key package refill failed");
                 }
                 self.outbox_kick.notify_one();
+                let me = Arc::clone(&self);
+                self.spawn(async move { me.recreate_legacy().await });
             }
             tokio::select! {
                 r = w.changed() => if r.is_err() { return },

@@ -184,6 +184,37 @@ pub fn resolve(c: &Connection, reference: &str) -> rusqlite::Result<Option<Conve
     .optional()
 }
 
+/// Active conversations whose group was made before the server validated
+/// groups (schema 13), to re-create (`agent::legacy`).
+pub fn legacy(c: &Connection) -> rusqlite::Result<Vec<Conversation>> {
+    c.prepare(&format!(
+        "SELECT {COLUMNS} FROM conversations WHERE legacy = 1 AND active = 1 ORDER BY id"
+    ))?
+    .query_map([], row)?
+    .collect()
+}
+
+/// Moves a conversation to a new group (its legacy group re-created): the
+/// history stays; aliases of the old group go.
+pub fn replace_group(c: &Connection, id: Id, group: &[u8]) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE conversations SET group_id = ?2, legacy = 0 WHERE id = ?1",
+        params![id, group],
+    )?;
+    c.execute(
+        "DELETE FROM conversation_groups WHERE conversation = ?1",
+        [id],
+    )?;
+    Ok(())
+}
+
+/// The conversation is no longer legacy (its group is gone: nothing to
+/// re-create).
+pub fn clear_legacy(c: &Connection, id: Id) -> rusqlite::Result<()> {
+    c.execute("UPDATE conversations SET legacy = 0 WHERE id = ?1", [id])?;
+    Ok(())
+}
+
 pub fn set_name(c: &Connection, id: Id, name: &str) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE conversations SET name = ?2 WHERE id = ?1",

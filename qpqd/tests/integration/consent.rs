@@ -55,9 +55,11 @@ async fn a_stranger_cannot_put_you_into_a_group_without_asking() {
     }
     bob.wait_outbox_empty().await;
     let pending = invitation(&mut events, InvitationState::Pending).await;
+    // The name travels encrypted after the add (the group context is
+    // public): the invitation names the members.
     assert_eq!(
         (pending.from.as_str(), pending.name.as_str()),
-        ("bob", "lobby")
+        ("bob", "group with bob")
     );
 
     // The messages were fetched (the server's mailbox drains) and held.

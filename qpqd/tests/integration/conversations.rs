@@ -379,9 +379,11 @@ async fn a_classic_suite_group_works_too() {
 }
 
 /// What a conversation is travels in the group context of the Welcome, so
-/// the new member's conversation has its kind and name the moment the
-/// `joined` notification arrives (it used to be `group-<hex>` until a
-/// separate message came).
+/// the new member's conversation has its kind the moment the `joined`
+/// notification arrives (it used to be `group-<hex>` until a separate
+/// message came), a DM its name too. A group's name is not in the group
+/// context, which the server reads now (issue 14): until the adder's
+/// encrypted name arrives, the group is called after its members.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joiners_know_the_conversation_at_once() {
     use quicproquo_protocol::ipc::notifications::Notification;
@@ -426,12 +428,13 @@ async fn joiners_know_the_conversation_at_once() {
                 Ciphersuite::Hybrid
             ),
             (
-                "team ü".to_string(),
+                "group with alice".to_string(),
                 ConversationKind::Group,
                 team.ciphersuite
             ),
         ]
     );
+    bob.wait_for_conversation("team ü").await;
     // `dm.open` on bob's side now finds that DM instead of making another.
     let dm = bob.dm_open("alice").await.unwrap();
     assert_eq!(dm.name, "@alice");
