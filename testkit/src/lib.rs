@@ -20,6 +20,8 @@
 //! - [`relay`]: a UDP relay a test cuts, so a QUIC peer goes silent.
 //! - [`mls`]: a bare MLS member over the wire (openmls driven by hand), for
 //!   tests of the server's group rules.
+//! - `mlsrs` (feature `mlsrs`): a user whose MLS is mls-rs, an
+//!   implementation independent of openmls, for the interoperability tests.
 
 pub mod agent;
 pub mod attacker;
@@ -28,6 +30,8 @@ mod error;
 pub mod home;
 mod in_process;
 pub mod mls;
+#[cfg(feature = "mlsrs")]
+pub mod mlsrs;
 pub mod process;
 mod qpqd;
 pub mod relay;

@@ -10,6 +10,7 @@ mod binary;
 mod delivery;
 mod groups;
 mod harness;
+mod interop;
 mod output;
 mod pq_tls;
 mod robustness;

@@ -12,6 +12,7 @@ mod defences;
 mod faults;
 mod harness;
 mod integrity;
+mod interop;
 mod legacy;
 mod load;
 mod outbox;
