@@ -161,18 +161,3 @@ pub async fn fill_mailbox(client: &Client, from: &Account, victim: IdentityKey) 
         }
     }
 }
-
-/// Claims `epoch` of `group` for a commit nobody receives (an enqueue with
-/// no deliveries carrying a commit framing): the server then refuses every
-/// real commit at or below it as stale (E033) — the audit's known gap 1.
-pub async fn claim_epoch(client: &Client, from: &Account, group: &[u8], epoch: u64) {
-    client
-        .call(&Request::Enqueue {
-            auth: from.session.token.clone(),
-            deliveries: Vec::new(),
-            payload: mls_framing(group, epoch, 3, b"forged commit"),
-            idempotency_key: random_key(),
-        })
-        .await
-        .expect("the server accepts a bare commit claim");
-}
