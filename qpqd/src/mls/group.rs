@@ -33,8 +33,8 @@ use super::{join_config, MlsEngine, MAX_PAST_EPOCHS};
 /// implementations pick other lengths (mls-rs: 32).
 ///
 /// `Copy` and small, as the daemon passes it around freely and every
-/// `MlsError` carries one: ids of up to [`INLINE`] bytes are kept inline;
-/// longer ones are interned once per process (see [`intern`]).
+/// `MlsError` carries one: ids of up to 32 bytes are kept inline;
+/// longer ones are interned once per process (`intern`).
 #[derive(Clone, Copy)]
 pub struct GroupId {
     len: u16,
