@@ -34,8 +34,8 @@ use quicproquo_protocol::ipc::values::{
     Ciphersuite, ConversationId, ConversationRef, MembershipEvent,
 };
 use quicproquo_protocol::padding;
-use quicproquo_protocol::types::{IdempotencyKey, IdentityKey, SessionToken, Username};
-use quicproquo_protocol::wire::{self, Delivery};
+use quicproquo_protocol::types::{IdempotencyKey, SessionToken, Username};
+use quicproquo_protocol::wire;
 use quicproquo_testkit::agent::first_dm;
 use quicproquo_testkit::{wire as kit, TestDaemon as Daemon, TestServer as Server, WAIT};
 use rusqlite::Connection;
@@ -103,11 +103,46 @@ async fn latency(warm_up: usize, samples: usize) {
     let mut b = Silent::register(&client, "base-b", Suite::Hybrid).await;
     let mut a_engine = a.engine;
     let group = a_engine.create_group(Suite::Hybrid).unwrap();
+    // Protocol 2: the group is registered and b added by a commit the
+    // server checks; messages then go to the group with enqueueGroup.
+    client
+        .request(wire::RegisterGroup {
+            auth: a.token.clone(),
+            group_info: a_engine.group_info(group).unwrap(),
+        })
+        .await
+        .unwrap();
     let kp = b.engine.key_packages(Suite::Hybrid, 1).unwrap();
-    a_engine.add_members(group, &kp).unwrap();
+    let staged = a_engine.add_members(group, &kp).unwrap();
+    client
+        .request(wire::EnqueueGroup {
+            auth: a.token.clone(),
+            group: group.as_bytes().to_vec(),
+            payload: padding::pad(&staged.commit),
+            idempotency_key: IdempotencyKey(rand::random()),
+            group_info: Some(staged.group_info.clone()),
+            welcome: staged.welcome.as_deref().map(padding::pad),
+        })
+        .await
+        .unwrap();
     a_engine.merge_pending(group).unwrap();
-    let channel = kit::first_dm(&client, &a.account, &b.account).await;
     let receiver = Arc::new(srv.client().await);
+    // The Welcome is waiting for b: take it out of the way.
+    let waiting = receiver
+        .request(wire::Fetch {
+            auth: b.token.clone(),
+            channel: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    receiver
+        .request(wire::Ack {
+            auth: b.token.clone(),
+            seqs: waiting.iter().map(|m| m.seq).collect(),
+        })
+        .await
+        .unwrap();
     let mut wake = Vec::with_capacity(samples);
     for i in 0..warm_up + samples {
         let body = padding::pad(&a_engine.encrypt(group, text(i).as_bytes()).unwrap());
@@ -116,7 +151,7 @@ async fn latency(warm_up: usize, samples: usize) {
             let list = r
                 .request(wire::FetchWait {
                     auth: token.clone(),
-                    channel: Some(channel),
+                    channel: None,
                     limit: 1,
                     timeout_ms: 10_000,
                 })
@@ -131,14 +166,13 @@ async fn latency(warm_up: usize, samples: usize) {
         tokio::time::sleep(Duration::from_millis(3)).await;
         let t0 = Instant::now();
         client
-            .request(wire::Enqueue {
+            .request(wire::EnqueueGroup {
                 auth: a.token.clone(),
-                deliveries: vec![Delivery {
-                    recipient: b.identity,
-                    channel: Some(channel),
-                }],
+                group: group.as_bytes().to_vec(),
                 payload: body,
                 idempotency_key: IdempotencyKey(rand::random()),
+                group_info: None,
+                welcome: None,
             })
             .await
             .unwrap();
@@ -149,7 +183,7 @@ async fn latency(warm_up: usize, samples: usize) {
         }
     }
     report(
-        "latency/baseline raw enqueue -> parked fetchWait returns (no daemons)",
+        "latency/baseline raw enqueueGroup -> parked fetchWait returns (no daemons)",
         &mut wake,
     );
     drop(sub);
@@ -357,9 +391,7 @@ fn rss(pid: u32) -> (u64, u64) {
 /// and uploads one key package, then never fetches.
 struct Silent {
     name: String,
-    account: kit::Account,
     token: SessionToken,
-    identity: IdentityKey,
     engine: MlsEngine,
 }
 
@@ -383,8 +415,6 @@ impl Silent {
             .unwrap();
         Silent {
             name: name.into(),
-            identity: account.identity,
-            account,
             token,
             engine,
         }
