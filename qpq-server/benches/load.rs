@@ -484,6 +484,8 @@ impl Fixture {
             let add = sender.add(&[receiver.key_package(mls::HYBRID)]);
             sender.commit(&client, add).await.expect("the add");
             assert_eq!(sender.epoch(), 1, "payload() frames epoch 1");
+            // The Welcome: out of the way of the receivers' counts.
+            wire::take_mail(&client, &receiver.account).await;
             out.push(Pair {
                 group: sender.group_id(),
                 sender: sender.account.into(),
@@ -669,9 +671,10 @@ async fn run_sender(
             _ = kill.changed() => break,
         };
         match result {
-            Ok(Response::Enqueue {
-                duplicate: false, ..
-            }) => {
+            Ok(Response::EnqueueGroup {
+                duplicate: false,
+                members,
+            }) if members.iter().all(|m| m.error.is_none()) => {
                 report.latencies_us.push(us(t.elapsed()));
                 report.answered.push(counter);
                 answered_count.fetch_add(1, Ordering::Relaxed);
@@ -1002,7 +1005,7 @@ async fn wake(base: &Baseline) {
         let t1 = Instant::now();
         let (t2, got) = waiting.await.expect("fetchWait task");
         let mail = match (sent, got) {
-            (Ok(Response::Enqueue { .. }), Ok(Response::FetchWait(mail)))
+            (Ok(Response::EnqueueGroup { .. }), Ok(Response::FetchWait(mail)))
                 if mail.len() == 1 && parse_payload(&mail[0].payload) == Some((0, counter)) =>
             {
                 mail
