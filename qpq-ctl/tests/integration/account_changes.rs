@@ -40,6 +40,7 @@ async fn passwd_changes_the_password_and_account_delete_removes_everything() {
         .account_run(&srv, "login", "alice", NEW_PASSWORD)
         .await
         .expect(0);
+    alice.wait_online().await;
     alice
         .dm_with(&bob, "still here after the new password")
         .await;

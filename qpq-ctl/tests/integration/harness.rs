@@ -66,6 +66,17 @@ impl User {
         users
     }
 
+    /// Waits until the daemon's connection is up (after a `login`, the
+    /// daemon reconnects with the new session; a command that needs the
+    /// server fails at once, by design, while it does).
+    pub async fn wait_online(&self) {
+        eventually(&format!("{}'s daemon is online", self.name), || async {
+            let status = self.run(&["status", "--json"]).await;
+            status.stdout.contains("\"connection\":\"online\"")
+        })
+        .await;
+    }
+
     /// Opens the DM with `peer`, sends `text`, waits until `peer` has it.
     pub async fn dm_with(&self, peer: &User, text: &str) {
         self.ok(&["dm", &peer.name]).await;
