@@ -10,19 +10,7 @@ use quicproquo_protocol::errors::ErrorCode;
 use quicproquo_protocol::limits::{MAX_REQUEST_BYTES, MAX_REQUEST_BYTES_BEFORE_LOGIN};
 use quicproquo_protocol::wire::{decode_response, Request, Response};
 
-use crate::harness::{Register, TestServer};
-
-/// Sends `bytes` on a new stream of `client` and returns the error answered.
-async fn error_for(client: &Client, bytes: &[u8]) -> (ErrorCode, String) {
-    let raw = client
-        .call_raw(bytes)
-        .await
-        .expect("an answer, not a reset");
-    match decode_response(&raw).expect("a decodable answer") {
-        Response::Error(e) => (e.code, e.message),
-        other => panic!("expected an error, got {other:?}"),
-    }
-}
+use crate::harness::{raw_error, Register, TestServer};
 
 /// Whether `conn` may open another stream right now: the server's stream
 /// limit is known from the handshake, so a stream past it is not ready.
@@ -42,7 +30,7 @@ async fn a_strangers_large_request_is_refused_before_it_is_read() {
     let srv = TestServer::start().await;
     let stranger = srv.client().await;
     let garbage = vec![0xAB; 1024 * 1024];
-    let (code, message) = error_for(&stranger, &garbage).await;
+    let (code, message) = raw_error(&stranger, &garbage).await;
     assert_eq!(code, ErrorCode::TooLarge, "{message}");
     assert!(message.contains("authenticate"), "{message}");
     // Small requests are still served.
@@ -50,13 +38,13 @@ async fn a_strangers_large_request_is_refused_before_it_is_read() {
     assert!(matches!(health, Response::Health { .. }), "{health:?}");
 
     let alice = srv.register("alice").await;
-    let (code, message) = error_for(&alice.client, &garbage).await;
+    let (code, message) = raw_error(&alice.client, &garbage).await;
     assert_eq!(
         code,
         ErrorCode::Malformed,
         "read whole once bound: {message}"
     );
-    let (code, _) = error_for(&alice.client, &vec![0; MAX_REQUEST_BYTES + 1]).await;
+    let (code, _) = raw_error(&alice.client, &vec![0; MAX_REQUEST_BYTES + 1]).await;
     assert_eq!(code, ErrorCode::TooLarge);
 }
 
@@ -80,7 +68,7 @@ async fn a_token_from_an_earlier_login_binds_a_new_connection() {
     assert!(raw.len() > MAX_REQUEST_BYTES_BEFORE_LOGIN);
 
     let fresh = srv.client().await;
-    let (code, _) = error_for(&fresh, &raw).await;
+    let (code, _) = raw_error(&fresh, &raw).await;
     assert_eq!(code, ErrorCode::TooLarge, "read before authenticate");
     let answer = fresh.request(upload).await;
     assert!(
@@ -88,7 +76,7 @@ async fn a_token_from_an_earlier_login_binds_a_new_connection() {
         "{answer:?}"
     );
     // Bound now: the raw request is read too.
-    let (code, _) = error_for(&fresh, &raw).await;
+    let (code, _) = raw_error(&fresh, &raw).await;
     assert_eq!(code, ErrorCode::InvalidPayload);
 
     let other = srv.client().await;
@@ -100,7 +88,7 @@ async fn a_token_from_an_earlier_login_binds_a_new_connection() {
         matches!(&answer, Err(quicproquo_protocol::client::ClientError::Server(e)) if e.code == ErrorCode::Unauthenticated),
         "{answer:?}"
     );
-    let (code, _) = error_for(&other, &raw).await;
+    let (code, _) = raw_error(&other, &raw).await;
     assert_eq!(code, ErrorCode::TooLarge, "a bad token binds nothing");
 }
 

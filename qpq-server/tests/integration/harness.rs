@@ -126,3 +126,15 @@ impl User {
         }
     }
 }
+
+/// Sends `bytes` on a new stream of `client` and returns the error answered.
+pub async fn raw_error(client: &Client, bytes: &[u8]) -> (ErrorCode, String) {
+    let raw = client
+        .call_raw(bytes)
+        .await
+        .expect("an answer, not a reset");
+    match quicproquo_protocol::wire::decode_response(&raw).expect("a decodable answer") {
+        Response::Error(e) => (e.code, e.message),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}

@@ -8,18 +8,7 @@ use quicproquo_protocol::wire::{decode_response, encode_request, Request, Respon
 
 use std::time::Duration;
 
-use crate::harness::{app_message, Register, TestServer};
-
-async fn raw_error(client: &Client, bytes: &[u8]) -> (ErrorCode, String) {
-    let raw = client
-        .call_raw(bytes)
-        .await
-        .expect("an answer, not a reset");
-    match decode_response(&raw).expect("a decodable answer") {
-        Response::Error(e) => (e.code, e.message),
-        other => panic!("expected an error, got {other:?}"),
-    }
-}
+use crate::harness::{app_message, raw_error, Register, TestServer};
 
 async fn still_serving(srv: &TestServer) {
     let fresh = srv.client().await;
