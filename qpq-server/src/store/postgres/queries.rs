@@ -319,19 +319,17 @@ pub(super) async fn add_key_packages(
     if total > MAX_KEY_PACKAGES_STORED {
         return Err(StoreError::TooManyKeyPackages.into());
     }
-    for package in packages {
-        exec(
-            tx,
-            "INSERT INTO key_packages (owner, suite, data, not_after_ms) VALUES ($1, $2, $3, $4)",
-            &[
-                &&owner.0[..],
-                &suite,
-                &package.data,
-                &int(package.not_after_ms),
-            ],
-        )
-        .await?;
-    }
+    let data: Vec<&[u8]> = packages.iter().map(|p| &p.data[..]).collect();
+    let not_after: Vec<i64> = packages.iter().map(|p| int(p.not_after_ms)).collect();
+    // In the given order, so the identity keeps them oldest first.
+    exec(
+        tx,
+        "INSERT INTO key_packages (owner, suite, data, not_after_ms)
+         SELECT $1, $2, d, n FROM unnest($3::bytea[], $4::int8[]) WITH ORDINALITY AS t(d, n, i)
+         ORDER BY i",
+        &[&&owner.0[..], &suite, &data, &not_after],
+    )
+    .await?;
     if let Some(kp) = last_resort {
         exec(
             tx,
@@ -461,17 +459,22 @@ async fn insert_payload(
     .try_get(0)?)
 }
 
-/// Takes the next sequence number of `recipient`'s mailbox and counts one
-/// more message of `size` bytes in it; returns (seq, depth, bytes) after.
-/// Locks the mailbox row until the transaction ends.
-async fn next_seq(tx: &Tx<'_>, recipient: &[u8], size: i64) -> Result<(u64, u64, u64), Fail> {
+/// Takes the next `count` sequence numbers of `recipient`'s mailbox and
+/// counts `count` more messages of `bytes` bytes in all; returns (last seq,
+/// depth, bytes) after. Locks the mailbox row until the transaction ends.
+async fn bump_mailbox(
+    tx: &Tx<'_>,
+    recipient: &[u8],
+    count: i64,
+    bytes: i64,
+) -> Result<(u64, u64, u64), Fail> {
     let row = one(
         tx,
-        "INSERT INTO mailboxes AS m (recipient, last_seq, depth, bytes) VALUES ($1, 1, 1, $2)
+        "INSERT INTO mailboxes AS m (recipient, last_seq, depth, bytes) VALUES ($1, $2, $2, $3)
          ON CONFLICT (recipient) DO UPDATE
-         SET last_seq = m.last_seq + 1, depth = m.depth + 1, bytes = m.bytes + $2
+         SET last_seq = m.last_seq + $2, depth = m.depth + $2, bytes = m.bytes + $3
          RETURNING last_seq, depth, bytes",
-        &[&recipient, &size],
+        &[&recipient, &count, &bytes],
     )
     .await?;
     Ok((
@@ -494,33 +497,50 @@ async fn add_share(tx: &Tx<'_>, recipient: &[u8], sender: &[u8], size: i64) -> R
     Ok(uint(row.try_get(0)?))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn insert_mail(
-    tx: &Tx<'_>,
-    recipient: &[u8],
-    seq: u64,
-    channel: Option<&[u8]>,
-    payload_id: i64,
-    now_ms: u64,
-    sender: &[u8],
-    size: i64,
-) -> Result<(), Fail> {
-    exec(
-        tx,
-        "INSERT INTO mail (recipient, seq, channel, payload_id, enqueued_at_ms, sender, size)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &[
-            &recipient,
-            &int(seq),
-            &channel,
-            &payload_id,
-            &int(now_ms),
-            &sender,
-            &size,
-        ],
-    )
-    .await?;
-    Ok(())
+/// The mail rows of one payload, inserted in one statement.
+#[derive(Default)]
+struct MailRows<'a> {
+    recipients: Vec<&'a [u8]>,
+    seqs: Vec<i64>,
+    channels: Vec<Option<&'a [u8]>>,
+}
+
+impl<'a> MailRows<'a> {
+    fn push(&mut self, recipient: &'a [u8], seq: u64, channel: Option<&'a [u8]>) {
+        self.recipients.push(recipient);
+        self.seqs.push(int(seq));
+        self.channels.push(channel);
+    }
+
+    async fn insert(
+        &self,
+        tx: &Tx<'_>,
+        payload_id: i64,
+        now_ms: u64,
+        sender: &[u8],
+        size: i64,
+    ) -> Result<(), Fail> {
+        if self.seqs.is_empty() {
+            return Ok(());
+        }
+        exec(
+            tx,
+            "INSERT INTO mail (recipient, seq, channel, payload_id, enqueued_at_ms, sender, size)
+             SELECT r, s, c, $4, $5, $6, $7
+             FROM unnest($1::bytea[], $2::int8[], $3::bytea[]) AS t(r, s, c)",
+            &[
+                &self.recipients,
+                &self.seqs,
+                &self.channels,
+                &payload_id,
+                &int(now_ms),
+                &sender,
+                &size,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 pub(super) async fn enqueue(
@@ -543,32 +563,52 @@ pub(super) async fn enqueue(
     .await?;
     let size = int(mail.payload.len() as u64);
     let sender = &mail.sender.0[..];
-    let mut seqs = Vec::with_capacity(mail.deliveries.len());
-    // Counted before the checks: a refusal rolls the whole transaction back.
-    for delivery in &mail.deliveries {
-        let recipient = delivery.recipient;
-        let (seq, depth, bytes) = next_seq(tx, &recipient.0, size).await?;
-        if depth > MAX_QUEUE_DEPTH as u64 || bytes > mail.quota.mailbox_bytes {
-            return Err(StoreError::QueueFull(recipient).into());
+    // Each mailbox once (a recipient may repeat), locked in key order so
+    // that two enqueues to overlapping recipients cannot deadlock; checked
+    // in the order of the request, so the first full one is named.
+    let mut counts: Vec<(IdentityKey, i64)> = Vec::new();
+    for d in &mail.deliveries {
+        match counts.iter_mut().find(|(k, _)| *k == d.recipient) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((d.recipient, 1)),
         }
-        if add_share(tx, &recipient.0, sender, size).await? > mail.quota.sender_bytes {
-            return Err(StoreError::ShareFull(recipient).into());
-        }
-        let channel = delivery.channel.as_ref().map(|c| &c.0[..]);
-        insert_mail(
-            tx,
-            &recipient.0,
-            seq,
-            channel,
-            payload_id,
-            mail.now_ms,
-            sender,
-            size,
-        )
-        .await?;
-        seqs.push(seq);
-        changes.push(Change::Mail(recipient));
     }
+    let mut locked = counts.clone();
+    locked.sort_unstable();
+    let mut after = std::collections::BTreeMap::new();
+    for (recipient, n) in locked {
+        let bytes = size.saturating_mul(n);
+        let (last, depth, total) = bump_mailbox(tx, &recipient.0, n, bytes).await?;
+        let share = add_share(tx, &recipient.0, sender, bytes).await?;
+        after.insert(recipient, (last + 1 - uint(n), depth, total, share));
+    }
+    for (recipient, _) in &counts {
+        let (_, depth, total, share) = after[recipient];
+        if depth > MAX_QUEUE_DEPTH as u64 || total > mail.quota.mailbox_bytes {
+            return Err(StoreError::QueueFull(*recipient).into());
+        }
+        if share > mail.quota.sender_bytes {
+            return Err(StoreError::ShareFull(*recipient).into());
+        }
+    }
+    let mut rows = MailRows::default();
+    let mut seqs = Vec::with_capacity(mail.deliveries.len());
+    for delivery in &mail.deliveries {
+        let next = &mut after
+            .get_mut(&delivery.recipient)
+            .ok_or_else(|| StoreError::Backend("a recipient was not counted".into()))?
+            .0;
+        let seq = *next;
+        *next += 1;
+        rows.push(
+            &delivery.recipient.0,
+            seq,
+            delivery.channel.as_ref().map(|c| &c.0[..]),
+        );
+        seqs.push(seq);
+        changes.push(Change::Mail(delivery.recipient));
+    }
+    rows.insert(tx, payload_id, mail.now_ms, sender, size).await?;
     Ok(EnqueueOutcome::Stored { seqs })
 }
 
@@ -742,7 +782,7 @@ async fn notify_expired(
     now_ms: u64,
 ) -> Result<(), Fail> {
     let payload_id = insert_payload(tx, 1, &[], None).await?;
-    let (seq, _, _) = next_seq(tx, sender, 0).await?;
+    let (seq, _, _) = bump_mailbox(tx, sender, 1, 0).await?;
     exec(
         tx,
         "INSERT INTO mail (recipient, seq, channel, payload_id, enqueued_at_ms, sender, size,
@@ -892,6 +932,7 @@ async fn store_for_each(
     let sender = &mail.sender.0[..];
     let size = int(payload.len() as u64);
     let payload_id = insert_payload(tx, 0, payload, Some(&mail.idempotency_key)).await?;
+    let mut rows = MailRows::default();
     let mut stored = 0usize;
     for r in recipients {
         // Locks the mailbox first, so its counters cannot change between
@@ -921,12 +962,14 @@ async fn store_for_each(
             out.push((*r, None));
             continue;
         }
-        let (seq, _, _) = next_seq(tx, &r.0, size).await?;
+        let (seq, _, _) = bump_mailbox(tx, &r.0, 1, size).await?;
         add_share(tx, &r.0, sender, size).await?;
-        insert_mail(tx, &r.0, seq, None, payload_id, mail.now_ms, sender, size).await?;
+        rows.push(&r.0, seq, None);
         out.push((*r, Some(seq)));
         stored += 1;
     }
+    rows.insert(tx, payload_id, mail.now_ms, sender, size)
+        .await?;
     if stored == 0 {
         exec(tx, "DELETE FROM payloads WHERE id = $1", &[&payload_id]).await?;
     } else {
