@@ -191,7 +191,14 @@ impl Postgres {
         run(
             Command::new(self.bin.join("psql"))
                 .args(["-X", "-Atq", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
-                .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", database])
+                .args([
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    database,
+                ])
                 .args(["-c", sql]),
             "psql",
         )
@@ -201,14 +208,14 @@ impl Postgres {
         format!("{prefix}{}", self.next.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// A new, empty database; returns its URL. Use one where several stores
-    /// must share notifications with nobody else (LISTEN/NOTIFY is per
-    /// database).
+    /// A new, empty database; returns its name (for [`Postgres::url`] and
+    /// [`Postgres::psql`]). Use one where several stores must share
+    /// notifications with nobody else (LISTEN/NOTIFY is per database).
     pub fn new_database(&self) -> String {
         let name = self.fresh_name("db");
         self.psql("postgres", &format!("CREATE DATABASE {name}"))
             .expect("CREATE DATABASE");
-        self.url(&name)
+        name
     }
 
     /// A new, empty schema of a shared database; returns a URL whose

@@ -32,25 +32,13 @@ use tokio_postgres::error::SqlState;
 
 pub use self::options::PgOptions;
 use super::{
-    Account, EnqueueOutcome, GroupEnqueueOutcome, GroupMail, Mail, NewGroup, NewMail, Purge, Store,
-    StoreError, StoredGroup, StoredKeyPackage, Take,
+    Account, Change, EnqueueOutcome, GroupEnqueueOutcome, GroupMail, Mail, NewGroup, NewMail,
+    Purge, Store, StoreError, StoredGroup, StoredKeyPackage, Take, CHANGES_BUFFER,
 };
-
-/// Until main's `store::Change` lands, this branch's copy of its shape.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    Mail(IdentityKey),
-    Session([u8; 32]),
-    Account(Username),
-    Group { id: Vec<u8>, revision: u64 },
-    Lost,
-}
 
 /// How many times a transaction aborted by a deadlock or serialization
 /// failure is run again before the error is returned.
 const ATTEMPTS: u32 = 5;
-/// Changes a slow receiver may fall behind by before it gets `Lagged`.
-const CHANGES_CAPACITY: usize = 4096;
 
 /// The PostgreSQL [`Store`]. Cheap to share behind an `Arc`.
 pub struct PgStore {
@@ -160,7 +148,10 @@ macro_rules! in_transaction {
             match outcome {
                 Ok(value) => break Ok(value),
                 Err(e) if e.retryable() && attempt < ATTEMPTS => {
-                    tracing::debug!(attempt, "database transaction aborted by a conflict; retrying");
+                    tracing::debug!(
+                        attempt,
+                        "database transaction aborted by a conflict; retrying"
+                    );
                     attempt += 1;
                 }
                 Err(e) => break Err(e.into_store()),
@@ -201,7 +192,7 @@ impl PgStore {
         let _ = driver.await;
         migrated.map_err(|e| fail("migrating the schema", e.to_string()))?;
 
-        let (changes, _) = broadcast::channel(CHANGES_CAPACITY);
+        let (changes, _) = broadcast::channel(CHANGES_BUFFER);
         let listening = listen::listen(&config, &tls, &changes)
             .await
             .map_err(|e| fail("cannot listen for changes", describe(&e)))?;
@@ -229,13 +220,6 @@ impl PgStore {
             name,
         })
     }
-
-    /// Every change committed from now on, by this node or any other sharing
-    /// the database. A receiver that lags gets `RecvError::Lagged`: treat it
-    /// as [`Change::Lost`].
-    pub fn changes(&self) -> broadcast::Receiver<Change> {
-        self.changes.subscribe()
-    }
 }
 
 impl Store for PgStore {
@@ -248,7 +232,10 @@ impl Store for PgStore {
     }
 
     async fn account(&self, username: &Username) -> Result<Option<Account>, StoreError> {
-        read!(self, |c| queries::account_by_username(&c, username.as_str()))
+        read!(self, |c| queries::account_by_username(
+            &c,
+            username.as_str()
+        ))
     }
 
     async fn account_by_identity(&self, key: &IdentityKey) -> Result<Option<Account>, StoreError> {
@@ -419,5 +406,9 @@ impl Store for PgStore {
             idle_before_ms,
             &mut changes
         ))
+    }
+
+    fn changes(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
     }
 }

@@ -12,5 +12,6 @@ mod groups;
 mod harness;
 mod interop;
 mod output;
+mod postgres;
 mod pq_tls;
 mod robustness;

@@ -23,7 +23,8 @@ use tokio_postgres::{AsyncMessage, Client};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::queries::Tx;
-use super::{Change, Fail};
+use super::Fail;
+use crate::store::Change;
 
 /// The notification channel every node listens on.
 pub(super) const CHANNEL: &str = "qpq_changes";

@@ -254,11 +254,7 @@ mod tests {
             "postgres://qpq@db.example/qpq?password=s3cret&sslmode=disable",
         ] {
             let parsed: PgOptions = url.parse().expect("valid");
-            for shown in [
-                parsed.to_string(),
-                format!("{parsed:?}"),
-                redact(url),
-            ] {
+            for shown in [parsed.to_string(), format!("{parsed:?}"), redact(url)] {
                 assert!(!shown.contains("s3cret"), "{shown}");
                 assert!(shown.contains("db.example"), "{shown}");
             }
@@ -267,7 +263,10 @@ mod tests {
             .parse::<PgOptions>()
             .expect_err("verify-ca is refused");
         let shown = bad.to_string();
-        assert!(!shown.contains("s3cret") && shown.contains("verify-ca"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("verify-ca"),
+            "{shown}"
+        );
     }
 
     #[test]

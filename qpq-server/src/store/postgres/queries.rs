@@ -10,16 +10,17 @@
 //! its sequence numbers, depth, byte and sender-share counters change one
 //! transaction at a time.
 
+use deadpool_postgres::GenericClient;
 use quicproquo_protocol::limits::{MAX_KEY_PACKAGES_STORED, MAX_QUEUE_DEPTH};
 use quicproquo_protocol::types::{ChannelId, Epoch, IdempotencyKey, IdentityKey, Username};
 use tokio_postgres::types::ToSql;
-use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::{Change, Fail};
+use super::Fail;
+use crate::store::Change;
 use crate::store::{
-    Account, EnqueueOutcome, Expired, GroupEnqueueOutcome, GroupMail, Mail, NewGroup,
-    NewMail, Purge, StoreError, StoredGroup, StoredKeyPackage, Take,
+    Account, EnqueueOutcome, Expired, GroupEnqueueOutcome, GroupMail, Mail, NewGroup, NewMail,
+    Purge, StoreError, StoredGroup, StoredKeyPackage, Take,
 };
 
 pub(super) type Tx<'a> = deadpool_postgres::Transaction<'a>;
@@ -98,7 +99,12 @@ pub(super) async fn server_secret(tx: &Tx<'_>, name: &str, init: &[u8]) -> Resul
         &[&name, &init],
     )
     .await?;
-    let row = one(tx, "SELECT value FROM server_secrets WHERE name = $1", &[&name]).await?;
+    let row = one(
+        tx,
+        "SELECT value FROM server_secrets WHERE name = $1",
+        &[&name],
+    )
+    .await?;
     Ok(row.try_get(0)?)
 }
 
@@ -143,7 +149,11 @@ pub(super) async fn account_by_username(
     name: &str,
 ) -> Result<Option<Account>, Fail> {
     let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE username = $1");
-    opt(c, &sql, &[&name]).await?.as_ref().map(account_row).transpose()
+    opt(c, &sql, &[&name])
+        .await?
+        .as_ref()
+        .map(account_row)
+        .transpose()
 }
 
 pub(super) async fn account_by_identity(
@@ -608,7 +618,8 @@ pub(super) async fn enqueue(
         seqs.push(seq);
         changes.push(Change::Mail(delivery.recipient));
     }
-    rows.insert(tx, payload_id, mail.now_ms, sender, size).await?;
+    rows.insert(tx, payload_id, mail.now_ms, sender, size)
+        .await?;
     Ok(EnqueueOutcome::Stored { seqs })
 }
 

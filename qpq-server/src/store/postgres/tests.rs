@@ -21,7 +21,7 @@ async fn open(url: &str) -> PgStore {
 
 /// Two stores on one fresh database: two server nodes.
 async fn two_nodes(pg: &Postgres) -> (PgStore, PgStore) {
-    let url = pg.new_database();
+    let url = pg.url(&pg.new_database());
     let (a, b) = tokio::join!(open(&url), open(&url));
     (a, b)
 }
@@ -94,7 +94,8 @@ async fn an_empty_database_is_migrated_once_by_nodes_starting_together() {
     let Some(pg) = postgres::for_test("postgres migrations") else {
         return;
     };
-    let url = pg.new_database();
+    let db = pg.new_database();
+    let url = pg.url(&db);
     let opened: Vec<PgStore> = {
         let mut set = JoinSet::new();
         for _ in 0..4 {
@@ -104,9 +105,8 @@ async fn an_empty_database_is_migrated_once_by_nodes_starting_together() {
         set.join_all().await
     };
     assert_eq!(opened.len(), 4);
-    let db = url.rsplit('/').next().expect("a database name");
     let version = pg
-        .psql(db, "SELECT version FROM schema_version")
+        .psql(&db, "SELECT version FROM schema_version")
         .expect("read the version");
     assert_eq!(version.trim(), schema::MIGRATIONS.len().to_string());
     // Usable afterwards from every node.
@@ -222,10 +222,9 @@ async fn a_lost_listener_reconnects_and_reports_lost() {
     let Some(pg) = postgres::for_test("postgres listener reconnect") else {
         return;
     };
-    let url = pg.new_database();
-    let a = open(&url).await;
+    let db = pg.new_database();
+    let a = open(&pg.url(&db)).await;
     let mut rx = a.changes();
-    let db = url.rsplit('/').next().expect("a database name");
     // The database drops the node's LISTEN connection (a restart, a
     // failover, a network cut look the same to the node).
     let killed = pg
