@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 
 mod account_changes;
 mod admin;
+mod changes;
 
 use super::{
     Account, Delivery, EnqueueOutcome, Expired, GroupEnqueueOutcome, GroupMail, GroupUpdate, Mail,
@@ -59,6 +60,7 @@ where
     admin::case_disable_account(&fresh().await).await;
     admin::case_end_sessions(&fresh().await).await;
     admin::case_mailbox_sizes(&fresh().await).await;
+    changes::case_changes(&fresh().await).await;
 }
 
 // ----- helpers ---------------------------------------------------------------

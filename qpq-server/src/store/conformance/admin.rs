@@ -2,8 +2,9 @@
 //! (`qpq-server admin`): list them a page at a time, disable and enable
 //! them, end their sessions, and see whose mailboxes hold the most.
 
+use super::changes::received;
 use super::{account, alice_twice_bob_once, key, lives, mail, stored, user, HYBRID};
-use crate::store::{AccountSummary, MailboxSize, Store, StoreError};
+use crate::store::{AccountSummary, Change, MailboxSize, Store, StoreError};
 
 /// The listing's clock: sessions ending at or before it are not counted.
 const NOW: u64 = 5_000;
@@ -101,10 +102,12 @@ pub async fn case_disable_account<S: Store>(store: &S) {
     alice_twice_bob_once(store).await;
     stored(store, mail(key(2), 1, &[key(1)], b"waits")).await;
 
+    let mut changes = store.changes();
     assert!(store
         .set_disabled(&alice, true, NOW)
         .await
         .expect("disable"));
+    received(&mut changes, &[Change::Account(alice.clone())]).await;
     for token in [[1u8; 32], [2; 32]] {
         assert_eq!(
             store.session(token, 0).await.expect("session"),
@@ -160,7 +163,9 @@ pub async fn case_end_sessions<S: Store>(store: &S) {
     let alice = user("alice");
     alice_twice_bob_once(store).await;
 
+    let mut changes = store.changes();
     assert_eq!(store.end_sessions(&alice).await.expect("end"), 2);
+    received(&mut changes, &[Change::Account(alice.clone())]).await;
     assert_eq!(store.session([1; 32], 0).await.expect("session"), None);
     assert_eq!(store.session([2; 32], 0).await.expect("session"), None);
     assert!(store.session([3; 32], 0).await.expect("session").is_some());
