@@ -32,8 +32,9 @@ use tokio_postgres::error::SqlState;
 
 pub use self::options::PgOptions;
 use super::{
-    Account, Change, EnqueueOutcome, GroupEnqueueOutcome, GroupMail, Mail, NewGroup, NewMail,
-    Purge, Store, StoreError, StoredGroup, StoredKeyPackage, Take, CHANGES_BUFFER,
+    Account, AccountSummary, Change, EnqueueOutcome, GroupEnqueueOutcome, GroupMail, Mail,
+    MailboxSize, NewGroup, NewMail, Purge, Store, StoreError, StoredGroup, StoredKeyPackage, Take,
+    CHANGES_BUFFER,
 };
 
 /// How many times a transaction aborted by a deadlock or serialization
@@ -406,6 +407,44 @@ impl Store for PgStore {
             idle_before_ms,
             &mut changes
         ))
+    }
+
+    async fn accounts(
+        &self,
+        after: Option<Username>,
+        limit: u32,
+        now_ms: u64,
+    ) -> Result<Vec<AccountSummary>, StoreError> {
+        // The empty string sorts before every username.
+        let after = after.map(|u| u.as_str().to_owned()).unwrap_or_default();
+        read!(self, |c| queries::accounts(&c, &after, limit, now_ms))
+    }
+
+    async fn set_disabled(
+        &self,
+        username: &Username,
+        disabled: bool,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        in_transaction!(self, |tx, changes| queries::set_disabled(
+            &tx,
+            username,
+            disabled,
+            now_ms,
+            &mut changes
+        ))
+    }
+
+    async fn end_sessions(&self, username: &Username) -> Result<u32, StoreError> {
+        in_transaction!(self, |tx, changes| queries::end_sessions(
+            &tx,
+            username,
+            &mut changes
+        ))
+    }
+
+    async fn mailbox_sizes(&self, limit: u32) -> Result<Vec<MailboxSize>, StoreError> {
+        read!(self, |c| queries::mailbox_sizes(&c, limit))
     }
 
     fn changes(&self) -> broadcast::Receiver<Change> {

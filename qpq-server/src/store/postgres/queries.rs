@@ -19,8 +19,8 @@ use tokio_postgres::Row;
 use super::Fail;
 use crate::store::Change;
 use crate::store::{
-    Account, EnqueueOutcome, Expired, GroupEnqueueOutcome, GroupMail, Mail, NewGroup, NewMail,
-    Purge, StoreError, StoredGroup, StoredKeyPackage, Take,
+    Account, AccountSummary, EnqueueOutcome, Expired, GroupEnqueueOutcome, GroupMail, Mail,
+    MailboxSize, NewGroup, NewMail, Purge, StoreError, StoredGroup, StoredKeyPackage, Take,
 };
 
 pub(super) type Tx<'a> = deadpool_postgres::Transaction<'a>;
@@ -78,12 +78,16 @@ async fn exec(c: &impl GenericClient, sql: &str, params: Params<'_>) -> Result<u
 
 const ACCOUNT_COLUMNS: &str = "username, identity_key, opaque_record, created_at_ms";
 
+/// The username in column `i`.
+fn username_at(row: &Row, i: usize) -> Result<Username, Fail> {
+    let name: String = row.try_get(i)?;
+    Username::parse(&name)
+        .map_err(|e| Fail::Store(StoreError::Backend(format!("stored username: {e}"))))
+}
+
 fn account_row(row: &Row) -> Result<Account, Fail> {
-    let name: String = row.try_get(0)?;
-    let username = Username::parse(&name)
-        .map_err(|e| Fail::Store(StoreError::Backend(format!("stored username: {e}"))))?;
     Ok(Account {
-        username,
+        username: username_at(row, 0)?,
         identity_key: IdentityKey(fixed(row.try_get(1)?)?),
         opaque_record: row.try_get(2)?,
         created_at_ms: uint(row.try_get(3)?),
@@ -177,7 +181,7 @@ pub(super) async fn session(
         c,
         "SELECT a.username, a.identity_key, a.opaque_record, a.created_at_ms
          FROM sessions s JOIN accounts a ON a.username = s.username
-         WHERE s.token_hash = $1 AND s.expires_at_ms > $2",
+         WHERE s.token_hash = $1 AND s.expires_at_ms > $2 AND a.disabled_at_ms IS NULL",
         &[&&token_hash[..], &int(now_ms)],
     )
     .await?
@@ -192,6 +196,19 @@ pub(super) async fn create_session(
     username: &str,
     expires_at_ms: u64,
 ) -> Result<(), Fail> {
+    // FOR SHARE: a concurrent disabling (any node) either comes first and
+    // is seen here, or waits and then ends this session too.
+    let disabled = opt(
+        tx,
+        "SELECT disabled_at_ms IS NOT NULL FROM accounts WHERE username = $1 FOR SHARE",
+        &[&username],
+    )
+    .await?;
+    if let Some(row) = disabled {
+        if row.try_get::<_, bool>(0)? {
+            return Err(StoreError::AccountDisabled.into());
+        }
+    }
     exec(
         tx,
         "INSERT INTO sessions (token_hash, username, expires_at_ms) VALUES ($1, $2, $3)",
@@ -1014,4 +1031,120 @@ pub(super) async fn purge_idle_groups(
         });
     }
     Ok(gone.len() as u64)
+}
+
+pub(super) async fn accounts(
+    c: &impl GenericClient,
+    after: &str,
+    limit: u32,
+    now_ms: u64,
+) -> Result<Vec<AccountSummary>, Fail> {
+    // COLLATE "C": bytewise order whatever the database's locale, as the
+    // trait asks (and SQLite's BINARY collation gives).
+    let found = rows(
+        c,
+        "SELECT a.username, a.identity_key, a.created_at_ms, a.disabled_at_ms IS NOT NULL,
+             (SELECT count(*) FROM sessions s
+                 WHERE s.username = a.username AND s.expires_at_ms > $3),
+             coalesce(m.depth, 0), coalesce(m.bytes, 0),
+             (SELECT count(*) FROM key_packages k
+                 WHERE k.owner = a.identity_key AND k.not_after_ms > $3)
+             + (SELECT count(*) FROM last_resort_key_packages l
+                 WHERE l.owner = a.identity_key AND l.not_after_ms > $3)
+         FROM accounts a LEFT JOIN mailboxes m ON m.recipient = a.identity_key
+         WHERE a.username COLLATE \"C\" > $1
+         ORDER BY a.username COLLATE \"C\" LIMIT $2",
+        &[&after, &i64::from(limit), &int(now_ms)],
+    )
+    .await?;
+    found
+        .iter()
+        .map(|r| {
+            Ok(AccountSummary {
+                username: username_at(r, 0)?,
+                identity_key: IdentityKey(fixed(r.try_get(1)?)?),
+                created_at_ms: uint(r.try_get(2)?),
+                disabled: r.try_get(3)?,
+                sessions: u32::try_from(r.try_get::<_, i64>(4)?).unwrap_or(u32::MAX),
+                mail_count: uint(r.try_get(5)?),
+                mail_bytes: uint(r.try_get(6)?),
+                key_packages: u32::try_from(r.try_get::<_, i64>(7)?).unwrap_or(u32::MAX),
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn set_disabled(
+    tx: &Tx<'_>,
+    username: &Username,
+    disabled: bool,
+    now_ms: u64,
+    changes: &mut Vec<Change>,
+) -> Result<bool, Fail> {
+    let name = username.as_str();
+    let changed = if disabled {
+        exec(
+            tx,
+            "UPDATE accounts SET disabled_at_ms = coalesce(disabled_at_ms, $2) WHERE username = $1",
+            &[&name, &int(now_ms)],
+        )
+        .await?
+    } else {
+        exec(
+            tx,
+            "UPDATE accounts SET disabled_at_ms = NULL WHERE username = $1",
+            &[&name],
+        )
+        .await?
+    };
+    if changed == 0 {
+        return Ok(false);
+    }
+    if disabled {
+        exec(tx, "DELETE FROM sessions WHERE username = $1", &[&name]).await?;
+    }
+    changes.push(Change::Account(username.clone()));
+    Ok(true)
+}
+
+pub(super) async fn end_sessions(
+    tx: &Tx<'_>,
+    username: &Username,
+    changes: &mut Vec<Change>,
+) -> Result<u32, Fail> {
+    let ended = exec(
+        tx,
+        "DELETE FROM sessions WHERE username = $1",
+        &[&username.as_str()],
+    )
+    .await?;
+    if ended > 0 {
+        changes.push(Change::Account(username.clone()));
+    }
+    Ok(u32::try_from(ended).unwrap_or(u32::MAX))
+}
+
+pub(super) async fn mailbox_sizes(
+    c: &impl GenericClient,
+    limit: u32,
+) -> Result<Vec<MailboxSize>, Fail> {
+    let found = rows(
+        c,
+        "SELECT a.username, m.depth, m.bytes
+         FROM mailboxes m JOIN accounts a ON a.identity_key = m.recipient
+         WHERE m.depth > 0
+         ORDER BY m.bytes DESC, m.depth DESC, a.username COLLATE \"C\" LIMIT $1",
+        &[&i64::from(limit)],
+    )
+    .await?;
+    found
+        .iter()
+        .map(|r| {
+            Ok(MailboxSize {
+                username: username_at(r, 0)?,
+                mail_count: uint(r.try_get(1)?),
+                mail_bytes: uint(r.try_get(2)?),
+            })
+        })
+        .collect()
 }

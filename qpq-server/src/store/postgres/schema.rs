@@ -24,7 +24,7 @@ use crate::store::StoreError;
 const MIGRATION_LOCK: i64 = 0x7170_715f_7363_6865; // "qpq_sche"
 
 /// Every step, oldest first; the version is how many have run.
-pub(super) const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+pub(super) const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2_DISABLED];
 
 /// The schema of SQLite's version 4 (issue 15's bounds), in one step.
 const SCHEMA_V1: &str = "
@@ -139,6 +139,12 @@ CREATE TABLE groups (
     last_used_ms bigint NOT NULL
 );
 CREATE INDEX groups_by_use ON groups (last_used_ms);
+";
+
+/// As SQLite's step 5: accounts the operator disabled, and since when (NULL
+/// while enabled).
+const SCHEMA_V2_DISABLED: &str = "
+ALTER TABLE accounts ADD COLUMN disabled_at_ms bigint;
 ";
 
 /// Brings the schema to the newest version, one step per transaction,
