@@ -129,14 +129,16 @@ pub enum Database {
     Sqlite(PathBuf),
     /// A PostgreSQL database (`postgres://` or `postgresql://` URL), which
     /// any number of server nodes may share. Displays without its password.
-    Postgres(PgOptions),
+    Postgres(Box<PgOptions>),
 }
 
 impl Database {
     /// A `postgres://` / `postgresql://` URL, or else the path of an SQLite file.
     pub fn parse(given: PathBuf) -> Result<Database, UrlError> {
         match given.to_str() {
-            Some(s) if PgOptions::is_postgres_url(s) => Ok(Database::Postgres(s.parse()?)),
+            Some(s) if PgOptions::is_postgres_url(s) => {
+                Ok(Database::Postgres(Box::new(s.parse()?)))
+            }
             _ => Ok(Database::Sqlite(given)),
         }
     }

@@ -10,6 +10,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
 use tokio_postgres::config::SslMode;
@@ -17,6 +18,12 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Connections the pool keeps at most, unless `pool_size=` says otherwise.
 pub const DEFAULT_POOL_SIZE: usize = 16;
+
+/// Defaults where the URL says nothing (see [`PgOptions::from_str`]).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_RETRIES: u32 = 3;
 
 /// A parsed `postgres://` / `postgresql://` URL.
 #[derive(Clone)]
@@ -147,8 +154,24 @@ impl FromStr for PgOptions {
         } else {
             format!("{base}?{}", kept.join("&"))
         };
-        let config = tokio_postgres::Config::from_str(&rebuilt)
+        let mut config = tokio_postgres::Config::from_str(&rebuilt)
             .map_err(|e| Self::error(url, e.to_string()))?;
+        let given = |key: &str| kept.iter().any(|p| p.split('=').next() == Some(key));
+        // An unreachable host must not hold a start for minutes, and a
+        // silently dead LISTEN connection must be noticed in seconds (it
+        // would miss every change), not after the kernel's two hours.
+        if !given("connect_timeout") {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if !given("keepalives_idle") {
+            config.keepalives_idle(KEEPALIVE_IDLE);
+        }
+        if !given("keepalives_interval") {
+            config.keepalives_interval(KEEPALIVE_INTERVAL);
+        }
+        if !given("keepalives_retries") {
+            config.keepalives_retries(KEEPALIVE_RETRIES);
+        }
         if config.get_hosts().is_empty() {
             return Err(Self::error(url, "no host given"));
         }
@@ -279,6 +302,13 @@ mod tests {
         assert_eq!(o.root_cert, Some(PathBuf::from("/etc/ca x.pem")));
         assert_eq!(o.config.get_ssl_mode(), SslMode::Require);
         assert_eq!(o.config.get_dbname(), Some("d"));
+        assert_eq!(o.config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        let o: PgOptions = "postgres://u@h/d?connect_timeout=3".parse().expect("valid");
+        assert_eq!(
+            o.config.get_connect_timeout(),
+            Some(&Duration::from_secs(3)),
+            "the URL's own value wins"
+        );
         for bad in [
             "postgres://u@h/d?pool_size=0",
             "postgres://u@h/d?nonsense=1",
