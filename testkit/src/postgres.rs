@@ -85,15 +85,19 @@ fn is_root() -> bool {
     false
 }
 
-/// `program args…`, as user `postgres` when this process is root.
-fn as_server_user(program: &Path) -> Command {
-    if is_root() {
+/// `program args…` in `dir`, as user `postgres` when this process is root
+/// (which may not be allowed into the test's own working directory, e.g.
+/// a checkout under /root).
+fn as_server_user(program: &Path, dir: &Path) -> Command {
+    let mut c = if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(program);
         c
     } else {
         Command::new(program)
-    }
+    };
+    c.current_dir(dir);
+    c
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
@@ -123,7 +127,7 @@ fn start() -> Result<Postgres, String> {
     }
     let data = dir.join("data");
     run(
-        as_server_user(&bin.join("initdb"))
+        as_server_user(&bin.join("initdb"), &dir)
             .arg("-D")
             .arg(&data)
             .args([
@@ -144,7 +148,7 @@ fn start() -> Result<Postgres, String> {
     let script = "\"$1\" -D \"$2/data\" -p \"$3\" -k \"$2\" -c listen_addresses=127.0.0.1 \
                   -c max_connections=500 -c fsync=on -c synchronous_commit=off >\"$2/log\" 2>&1 & pid=$!; \
                   read _ignored; kill -INT $pid; wait $pid; rm -rf \"$2\"";
-    let supervisor = as_server_user(Path::new("sh"))
+    let supervisor = as_server_user(Path::new("sh"), &dir)
         .args(["-c", script, "qpq-pg-supervisor"])
         .arg(bin.join("postgres"))
         .arg(&dir)
@@ -228,5 +232,55 @@ impl Postgres {
             "{}?options=-c%20search_path%3D{name}",
             self.url(SHARED_DATABASE)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The server started by a test process stops when that process exits
+    /// (here: a child run of this same test).
+    #[test]
+    fn the_server_goes_with_the_test_process() {
+        if std::env::var_os("QPQ_PG_CHILD").is_some() {
+            if let Some(pg) = for_test("the child") {
+                println!("port={}", pg.port());
+            }
+            return;
+        }
+        if find_bin().is_none() {
+            crate::skip::skip(
+                "the_server_goes_with_the_test_process",
+                "no PostgreSQL server installed",
+            );
+            return;
+        }
+        let me = std::env::current_exe().expect("this test binary");
+        let out = crate::process::output_blocking(
+            Command::new(&me)
+                .args([
+                    "--exact",
+                    "--nocapture",
+                    "postgres::tests::the_server_goes_with_the_test_process",
+                ])
+                .env("QPQ_PG_CHILD", "1"),
+        )
+        .expect("run the child");
+        assert!(out.status.success(), "{out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let port: u16 = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("port="))
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("the child reports its port: {stdout}"));
+        let deadline = Instant::now() + crate::WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "postgres on port {port} outlived its test process"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
