@@ -9,6 +9,7 @@ use quicproquo_protocol::client::ClientError;
 use quicproquo_protocol::errors::ErrorCode;
 use quicproquo_protocol::types::Username;
 use quicproquo_protocol::wire::{Request, Response};
+use quicproquo_testkit::agent::eventually;
 use quicproquo_testkit::process::output;
 use quicproquo_testkit::skip::skip;
 use serde_json::Value;
@@ -280,4 +281,65 @@ async fn another_user_is_refused() {
     // The same command as root is served.
     admin_json(&dir, &["users"]).await;
     drop(srv);
+}
+
+/// The socket's bounds: a line past 64 KiB is refused and the connection
+/// closed; what is not a request gets a bad-request answer; a fifth
+/// connection while four are held is told to retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_socket_is_bounded() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::UnixStream;
+
+    let srv = TestServer::start().await;
+    let socket = srv.config.data_dir.join("admin.sock");
+    let answer = |stream: UnixStream| async move {
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).await.unwrap();
+        serde_json::from_str::<Value>(&line).unwrap()
+    };
+
+    let mut s = UnixStream::connect(&socket).await.unwrap();
+    s.write_all(b"{\"command\":\"fly\"}\n").await.unwrap();
+    let said = answer(s).await;
+    assert_eq!(said["code"], "bad-request", "{said}");
+
+    let mut s = UnixStream::connect(&socket).await.unwrap();
+    let mut long = vec![b' '; 64 * 1024 + 1];
+    long.push(b'\n');
+    // The server may stop reading once it has refused the line.
+    let _ = s.write_all(&long).await;
+    let said = answer(s).await;
+    assert_eq!(said["code"], "bad-request", "{said}");
+    assert!(
+        said["message"].as_str().unwrap().contains("65536"),
+        "{said}"
+    );
+
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        // Answered, so the connection is being served (holding its slot);
+        // the connections above may still hold theirs for a moment.
+        let served = eventually("a connection is served", || async {
+            let mut s = UnixStream::connect(&socket).await.ok()?;
+            let _ = s.write_all(b"{\"command\":\"queues\",\"top\":1}\n").await;
+            let mut r = BufReader::new(s);
+            let mut line = String::new();
+            r.read_line(&mut line).await.ok()?;
+            line.contains("\"queues\"").then_some(r)
+        })
+        .await
+        .unwrap();
+        held.push(served);
+    }
+    let said = answer(UnixStream::connect(&socket).await.unwrap()).await;
+    assert_eq!(said["code"], "busy", "{said}");
+    drop(held);
+    // The slots come back as the server sees the hang-ups.
+    let dir = srv.config.data_dir.clone();
+    eventually("a slot is free again", || async {
+        admin(&dir, &["users"]).await.status.success().then_some(())
+    })
+    .await
+    .unwrap();
 }
