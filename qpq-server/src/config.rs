@@ -67,6 +67,17 @@ pub struct Cli {
     /// Lifetime of a login session, in days [default: 30]
     #[arg(long, env = "QPQ_SESSION_TTL_DAYS")]
     pub session_ttl_days: Option<u64>,
+    /// Without a command the server starts.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What `qpq-server` does instead of serving.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Operator commands for the running server (list, disable, delete
+    /// users; revoke sessions; queue sizes) over its admin socket
+    Admin(crate::admin::cli::AdminArgs),
 }
 
 /// The keys of `qpq-server.toml`; all optional.

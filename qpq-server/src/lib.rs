@@ -6,6 +6,7 @@
 //! dispatch, no I/O) → `auth` / `directory` / `delivery` (the rules) →
 //! `store` (persistence).
 
+pub mod admin;
 pub mod admission;
 pub mod auth;
 pub mod banner;

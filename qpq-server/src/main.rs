@@ -5,8 +5,8 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::Parser;
-use quicproquo_server::config::{Cli, Config, TlsSource};
-use quicproquo_server::{banner, server};
+use quicproquo_server::config::{Cli, Command, Config, TlsSource};
+use quicproquo_server::{admin, banner, server};
 
 fn init_logging() {
     use std::io::IsTerminal;
@@ -26,8 +26,16 @@ fn init_logging() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     init_logging();
+    if let Some(Command::Admin(args)) = cli.command.take() {
+        let code = admin::cli::run(args, || {
+            Config::load(cli)
+                .map(|c| c.data_dir)
+                .map_err(|e| format!("configuration: {e}"))
+        });
+        std::process::exit(code);
+    }
     let config = Config::load(cli).context("configuration")?;
     let self_signed = matches!(config.tls, TlsSource::SelfSigned { .. });
     // Handlers first: a supervisor may signal as soon as the address is printed.

@@ -51,6 +51,8 @@ pub struct Running {
     /// Reads the service's parked-`fetchWait` count; a closure because the
     /// service is generic over its store and `Running` is not.
     waiting: Box<dyn Fn() -> usize + Send + Sync>,
+    /// Serves `admin.sock` until shutdown, then removes it.
+    admin: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -71,6 +73,9 @@ impl Running {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        if let Some(admin) = self.admin {
+            let _ = admin.await;
+        }
     }
 }
 
@@ -141,6 +146,11 @@ pub async fn start_with_store<S: Store>(config: Config, store: S) -> Result<Runn
         read_timeout: config.request_read_timeout,
         network: config.network,
     };
+    #[cfg(unix)]
+    let admin =
+        crate::admin::socket::start(&config.data_dir, service.clone(), shutdown_rx.clone()).await;
+    #[cfg(not(unix))]
+    let admin = None;
     let task = tokio::spawn(accept_loop(endpoint, service, shutdown_rx, limits));
     Ok(Running {
         local_addr,
@@ -149,6 +159,7 @@ pub async fn start_with_store<S: Store>(config: Config, store: S) -> Result<Runn
         shutdown: shutdown_tx,
         task,
         waiting,
+        admin,
     })
 }
 
