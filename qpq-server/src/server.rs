@@ -51,6 +51,8 @@ pub struct Running {
     /// Reads the service's parked-`fetchWait` count; a closure because the
     /// service is generic over its store and `Running` is not.
     waiting: Box<dyn Fn() -> usize + Send + Sync>,
+    /// Where `/metrics` and `/health` are served, if `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Running {
@@ -74,7 +76,8 @@ impl Running {
     }
 }
 
-fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
+/// Creates `path` (and its parents), private to the server's user.
+pub fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
     let mut b = std::fs::DirBuilder::new();
     b.recursive(true);
     #[cfg(unix)]
@@ -141,7 +144,31 @@ pub async fn start_with_store<S: Store>(config: Config, store: S) -> Result<Runn
         read_timeout: config.request_read_timeout,
         network: config.network,
     };
-    let task = tokio::spawn(accept_loop(endpoint, service, shutdown_rx, limits));
+    let metrics = match config.metrics_listen {
+        Some(addr) => {
+            Some(
+                crate::metrics::http::bind(addr)
+                    .await
+                    .map_err(|e| StartError::Bind {
+                        addr,
+                        reason: format!("metrics: {e}"),
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
+    let task = tokio::spawn(accept_loop(
+        endpoint,
+        service.clone(),
+        shutdown_rx.clone(),
+        limits,
+    ));
+    // The metrics listener lives exactly as long as the accept loop.
+    let task = match metrics {
+        Some(l) => crate::metrics::http::serve_beside(l, service, shutdown_rx, task),
+        None => task,
+    };
     Ok(Running {
         local_addr,
         fingerprint,
@@ -149,6 +176,7 @@ pub async fn start_with_store<S: Store>(config: Config, store: S) -> Result<Runn
         shutdown: shutdown_tx,
         task,
         waiting,
+        metrics_addr,
     })
 }
 
@@ -256,6 +284,7 @@ async fn serve_connection<S: Store>(
         }
     };
     tracing::debug!(%peer, "connected");
+    let _counted = crate::metrics::connection_opened();
     let old_protocol = speaks_old_protocol(&conn);
     let budget = Arc::new(budget);
     let mut streams = JoinSet::new();
@@ -361,7 +390,9 @@ async fn answer<S: Store>(bytes: &[u8], peer: &Peer, service: &Service<S>) -> Re
         }
         Ok(req) => {
             let kind = req.kind();
+            let started = std::time::Instant::now();
             let resp = service.handle(req, peer.addr.ip(), Now::current()).await;
+            crate::metrics::request(kind, &resp, started);
             match &resp {
                 Response::Error(e) => {
                     tracing::debug!(peer = %peer.addr, kind, code = %e.code, "refused")
@@ -375,7 +406,13 @@ async fn answer<S: Store>(bytes: &[u8], peer: &Peer, service: &Service<S>) -> Re
         }
         Err(e) => {
             tracing::debug!(peer = %peer.addr, code = %e.code, "undecodable request");
-            Response::Error(e)
+            let resp = Response::Error(e);
+            crate::metrics::request(
+                crate::metrics::UNDECODABLE,
+                &resp,
+                std::time::Instant::now(),
+            );
+            resp
         }
     }
 }
