@@ -7,6 +7,13 @@
 //! PostgreSQL will implement the same trait and must pass the same
 //! [`conformance`] suite unchanged.
 //!
+//! Change events: every write that other parts of the server must learn of
+//! (mail for a held `fetchWait`, an ended session, a changed group) is also
+//! announced as a [`Change`] after it committed, to every subscriber of
+//! [`Store::changes`]. SQLite announces them in-process; PostgreSQL through
+//! `NOTIFY`, so that every node sharing the database hears every node's
+//! changes.
+//!
 //! Durability contract: when a write method's future resolves `Ok`, the write
 //! is on disk and survives a kill -9 of the server. Implementations batch
 //! concurrent writes into one transaction to make that affordable. A call
@@ -177,6 +184,29 @@ pub struct Mail {
 }
 
 pub use quicproquo_protocol::wire::Expired;
+
+/// Something stored that caches and waiters, on this node or on another node
+/// sharing the database, must learn of. Announced only after it committed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Change {
+    /// Mail was stored in this mailbox (wakes its `fetchWait`).
+    Mail(IdentityKey),
+    /// This one session ended (logout).
+    Session([u8; 32]),
+    /// Some or all sessions of this account ended, or the account changed
+    /// (password, deletion, disabled): every cached session of it must be
+    /// checked against the store again.
+    Account(Username),
+    /// The group's stored state changed and is now at `revision`.
+    Group { id: Vec<u8>, revision: u64 },
+    /// Changes may have been missed (the database listener reconnected, or a
+    /// subscriber lagged): drop every cache and wake every waiter.
+    Lost,
+}
+
+/// How many changes a subscriber may fall behind before it gets
+/// `RecvError::Lagged` (and treats that as [`Change::Lost`]).
+pub const CHANGES_BUFFER: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -367,4 +397,9 @@ pub trait Store: Send + Sync + 'static {
         &self,
         idle_before_ms: u64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Every change committed from now on, by this process or (with a shared
+    /// database) by any node. A receiver that lags gets
+    /// `RecvError::Lagged`: it must treat that as [`Change::Lost`].
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<Change>;
 }

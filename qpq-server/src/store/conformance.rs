@@ -21,6 +21,7 @@ use quicproquo_protocol::types::{ChannelId, Epoch, IdempotencyKey, IdentityKey, 
 use tokio::task::JoinSet;
 
 mod account_changes;
+mod changes;
 
 use super::{
     Account, Delivery, EnqueueOutcome, Expired, GroupEnqueueOutcome, GroupMail, GroupUpdate, Mail,
@@ -54,6 +55,7 @@ where
     case_concurrent_enqueues(Arc::new(fresh().await)).await;
     account_changes::case_change_password(&fresh().await).await;
     account_changes::case_delete_account(&fresh().await).await;
+    changes::case_changes(&fresh().await).await;
 }
 
 // ----- helpers ---------------------------------------------------------------
