@@ -42,3 +42,41 @@ for unit in qpq-server.service qpqd.service; do
     echo "systemd-analyze security: not available without a running systemd here"
   fi
 done
+
+# The Containerfile's runtime stage without a container engine: its
+# entrypoint with its environment, as a non-root user, in an empty data
+# directory, answering its own HEALTHCHECK command.
+if [ "$(id -u)" != 0 ] || ! command -v runuser >/dev/null; then
+  echo "container runtime check: skipped (needs root and runuser to act as another user)"
+  exit 0
+fi
+data="$work/data"
+chmod 711 "$work"
+mkdir -m 700 "$data"
+chown nobody "$data"
+ports=$(python3 -c 'import socket
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
+t = socket.socket(); t.bind(("127.0.0.1", 0))
+print(u.getsockname()[1], t.getsockname()[1])')
+read -r quic_port metrics_port <<<"$ports"
+as_image() {
+  runuser -u nobody -- env -i PATH=/usr/bin:/bin QPQ_LOG=warn QPQ_SERVER_DATA_DIR="$data" \
+    QPQ_LISTEN="127.0.0.1:$quic_port" QPQ_METRICS_LISTEN="127.0.0.1:$metrics_port" \
+    "$bin_dir/qpq-server" "$@"
+}
+as_image >"$work/server.out" 2>&1 &
+server=$!
+healthy=""
+for _ in $(seq 1 60); do
+  if as_image health --timeout-secs 5 >"$work/health.out" 2>&1; then healthy=1; break; fi
+  kill -0 "$server" 2>/dev/null || break
+  sleep 0.5
+done
+kill -TERM "$server" 2>/dev/null || true
+wait "$server" || true
+if [ -z "$healthy" ]; then
+  cat "$work/server.out" "$work/health.out"
+  echo "container runtime check: the server as nobody never answered its health check"
+  exit 1
+fi
+echo "container runtime check: as nobody in an empty data dir, $(cat "$work/health.out")"
