@@ -38,7 +38,7 @@ use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use quicproquo_protocol::errors::ErrorCode;
+use quicproquo_protocol::errors::{ErrorCode, WireError};
 use quicproquo_protocol::wire::{Request, Response};
 
 /// Request-kind label of a request that could not be decoded.
@@ -147,6 +147,14 @@ pub fn request(kind: &'static str, response: &Response, started: Instant) {
     if let (Some(code), "enqueueGroup") = (code, kind) {
         f.rejected.add(code);
     }
+}
+
+/// Records a request refused before it was decoded (cut off, too large,
+/// too slow, undecodable) and returns its answer.
+pub fn undecodable(e: WireError) -> Response {
+    let refused = Response::Error(e);
+    request(UNDECODABLE, &refused, Instant::now());
+    refused
 }
 
 /// Counts an open connection until the guard is dropped.

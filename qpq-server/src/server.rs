@@ -364,7 +364,8 @@ async fn serve_stream<S: Store>(
     };
     let response = match read {
         Ok(read) => answer(&read.bytes, &peer, &service).await,
-        Err(e) => Response::Error(e),
+        // Refused before it was read whole (too large, too slow, busy).
+        Err(e) => crate::metrics::undecodable(e),
     };
     let bytes = encode_response(&response);
     if send.write_all(&bytes).await.is_err() || send.finish().is_err() {
@@ -406,13 +407,7 @@ async fn answer<S: Store>(bytes: &[u8], peer: &Peer, service: &Service<S>) -> Re
         }
         Err(e) => {
             tracing::debug!(peer = %peer.addr, code = %e.code, "undecodable request");
-            let resp = Response::Error(e);
-            crate::metrics::request(
-                crate::metrics::UNDECODABLE,
-                &resp,
-                std::time::Instant::now(),
-            );
-            resp
+            crate::metrics::undecodable(e)
         }
     }
 }
