@@ -152,16 +152,45 @@ async fn check_config_names_each_problem_and_passes_a_sound_configuration() {
 }
 
 #[tokio::test]
+async fn health_exits_0_only_for_a_server_that_answers_with_the_pinned_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (child, addr, _) = start(&data).await;
+    let addr = addr.to_string();
+    let health = |args: &[&str]| {
+        let mut c = command(&data);
+        c.stderr(Stdio::piped()).arg("health").args(args);
+        async move { output(&mut c).await }
+    };
+
+    // The certificate pinned by default is the one in the data directory.
+    let out = health(&[&addr]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("healthy"),
+        "{out:?}"
+    );
+    assert!(health(&[&addr, "--insecure-local"]).await.status.success());
+
+    let wrong = "ab".repeat(32);
+    let out = health(&[&addr, "--fingerprint", &wrong]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = health(&["192.0.2.1:7443", "--insecure-local"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("loopback"),
+        "{out:?}"
+    );
+    let out = health(&["127.0.0.1:9", "--timeout-secs", "1"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(terminate(child).await.success());
+}
+
+#[tokio::test]
 async fn backup_while_serving_then_restore_after_kill_9_keeps_accounts_and_mail() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("first");
     let (mut child, addr, fp) = start(&data).await;
-
-    let health = output(command(&data).args(["health", &addr.to_string()])).await;
-    assert!(health.status.success(), "{health:?}");
-    let closed =
-        output(command(&data).args(["health", "127.0.0.1:9", "--timeout-secs", "1"])).await;
-    assert_eq!(closed.status.code(), Some(1), "{closed:?}");
 
     let pin = quicproquo_protocol::parse_fingerprint(&fp).unwrap();
     let client = Client::connect(addr, "localhost", Trust::Pin(pin))
