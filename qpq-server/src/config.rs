@@ -170,6 +170,16 @@ impl Database {
     }
 }
 
+/// The file's path, or the URL without its password.
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            Database::Postgres(options) => write!(f, "{options}"),
+        }
+    }
+}
+
 /// Where the TLS identity comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsSource {

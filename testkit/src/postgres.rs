@@ -3,11 +3,11 @@
 //! cluster made by `initdb` in a temporary directory (as user `postgres`
 //! through `runuser` when the tests run as root, since `initdb` refuses
 //! root), listening on 127.0.0.1 on a free port with its socket in that
-//! directory, `fsync` on as in production. Commits do not wait for their
-//! WAL flush (`synchronous_commit=off`): the conformance suite makes
-//! thousands of one-message transactions, which would each wait for an
-//! fsync of this machine's disk, minutes in all; nothing here kills the
-//! database, so no test depends on that wait.
+//! directory, `fsync` and `synchronous_commit` on as in production (the
+//! load bench measures on it). Only [`Postgres::new_schema`]'s connections
+//! turn `synchronous_commit` off: the conformance suite makes thousands of
+//! one-message transactions that would each wait for an fsync of this
+//! machine's disk, minutes in all, and nothing there kills the database.
 //!
 //! One server per test process, started on first use ([`for_test`]) and
 //! shared; each test takes a database ([`Postgres::new_database`]) or, for
@@ -146,7 +146,7 @@ fn start() -> Result<Postgres, String> {
         .map_err(|e| format!("a free port: {e}"))?
         .port();
     let script = "\"$1\" -D \"$2/data\" -p \"$3\" -k \"$2\" -c listen_addresses=127.0.0.1 \
-                  -c max_connections=500 -c fsync=on -c synchronous_commit=off >\"$2/log\" 2>&1 & pid=$!; \
+                  -c max_connections=500 -c fsync=on >\"$2/log\" 2>&1 & pid=$!; \
                   read _ignored; kill -INT $pid; wait $pid; rm -rf \"$2\"";
     let supervisor = as_server_user(Path::new("sh"), &dir)
         .args(["-c", script, "qpq-pg-supervisor"])
@@ -223,13 +223,14 @@ impl Postgres {
     }
 
     /// A new, empty schema of a shared database; returns a URL whose
-    /// connections use it (`search_path`). Much faster than a database.
+    /// connections use it (`search_path`) and do not wait for their commits
+    /// to reach the disk (see the module docs). Much faster than a database.
     pub fn new_schema(&self) -> String {
         let name = self.fresh_name("s");
         self.psql(SHARED_DATABASE, &format!("CREATE SCHEMA {name}"))
             .expect("CREATE SCHEMA");
         format!(
-            "{}?options=-c%20search_path%3D{name}",
+            "{}?options=-c%20search_path%3D{name}%20-c%20synchronous_commit%3Doff",
             self.url(SHARED_DATABASE)
         )
     }

@@ -128,7 +128,11 @@ async fn a_newer_database_is_refused() {
     };
     let url = pg.new_schema();
     drop(open(&url).await);
-    let schema = url.rsplit("%3D").next().expect("the schema's name");
+    let schema = url
+        .split("search_path%3D")
+        .nth(1)
+        .and_then(|rest| rest.split('%').next())
+        .expect("the schema's name");
     pg.psql(
         "qpq_tests",
         &format!("UPDATE {schema}.schema_version SET version = 99"),
