@@ -25,8 +25,17 @@ const DATAGRAM: usize = 65_536;
 pub struct UdpRelay {
     /// Where the client connects instead of the server.
     pub addr: SocketAddr,
-    cut: Arc<AtomicBool>,
+    cut: Cut,
     task: JoinHandle<()>,
+}
+
+/// Which ways are cut; shared with the forwarding tasks.
+#[derive(Clone, Default)]
+struct Cut {
+    /// Clients to server.
+    up: Arc<AtomicBool>,
+    /// Server to clients.
+    down: Arc<AtomicBool>,
 }
 
 impl UdpRelay {
@@ -34,7 +43,7 @@ impl UdpRelay {
     pub async fn start(server: SocketAddr) -> std::io::Result<UdpRelay> {
         let front = UdpSocket::bind("127.0.0.1:0").await?;
         let addr = front.local_addr()?;
-        let cut = Arc::new(AtomicBool::new(false));
+        let cut = Cut::default();
         let task = tokio::spawn(forward(Arc::new(front), server, cut.clone()));
         Ok(UdpRelay { addr, cut, task })
     }
@@ -49,7 +58,21 @@ impl UdpRelay {
 
     /// Drops every datagram from now on, both ways.
     pub fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
+        self.cut_up();
+        self.cut_down();
+    }
+
+    /// Drops what clients send from now on; the server's datagrams still
+    /// pass (a request's answer arrives, the acknowledgement that follows
+    /// it does not).
+    pub fn cut_up(&self) {
+        self.cut.up.store(true, Ordering::SeqCst);
+    }
+
+    /// Drops what the server sends from now on; the clients' datagrams
+    /// still pass (a request arrives, its answer does not).
+    pub fn cut_down(&self) {
+        self.cut.down.store(true, Ordering::SeqCst);
     }
 }
 
@@ -60,7 +83,7 @@ impl Drop for UdpRelay {
     }
 }
 
-async fn forward(front: Arc<UdpSocket>, server: SocketAddr, cut: Arc<AtomicBool>) {
+async fn forward(front: Arc<UdpSocket>, server: SocketAddr, cut: Cut) {
     let mut up = vec![0u8; DATAGRAM];
     let mut clients: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
     let mut downstream = JoinSet::new();
@@ -68,7 +91,7 @@ async fn forward(front: Arc<UdpSocket>, server: SocketAddr, cut: Arc<AtomicBool>
         let Ok((n, from)) = front.recv_from(&mut up).await else {
             return;
         };
-        if cut.load(Ordering::SeqCst) {
+        if cut.up.load(Ordering::SeqCst) {
             continue;
         }
         let back = match clients.get(&from) {
@@ -78,7 +101,7 @@ async fn forward(front: Arc<UdpSocket>, server: SocketAddr, cut: Arc<AtomicBool>
                     continue;
                 };
                 let b = Arc::new(b);
-                downstream.spawn(back_to(b.clone(), front.clone(), from, cut.clone()));
+                downstream.spawn(back_to(b.clone(), front.clone(), from, cut.down.clone()));
                 clients.insert(from, b.clone());
                 b
             }

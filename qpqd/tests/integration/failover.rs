@@ -40,6 +40,43 @@ async fn online_at(d: &Daemon, addr: &str) -> StatusResult {
     .unwrap_or_else(|e| panic!("{e} (log in {})", d.home.display()))
 }
 
+/// One server behind two relays: a deployment of two nodes.
+struct TwoNodes {
+    srv: Server,
+    one: UdpRelay,
+    two: UdpRelay,
+    root: tempfile::TempDir,
+}
+
+impl TwoNodes {
+    async fn start_with(configure: impl FnOnce(&mut quicproquo_server::config::Config)) -> Self {
+        let srv = Server::start_with(configure).await;
+        TwoNodes {
+            one: UdpRelay::start(srv.addr).await.unwrap(),
+            two: UdpRelay::start(srv.addr).await.unwrap(),
+            srv,
+            root: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `mover` registered with both nodes (online through the first) and
+    /// `other` with the server itself, their DM open.
+    async fn users(&self, mover: &str, other: &str) -> (Daemon, Daemon) {
+        let servers = format!("{},{}", self.one.addr, self.two.addr);
+        let m = user_of(self.root.path(), mover, &servers, &self.srv).await;
+        let o = user_of(
+            self.root.path(),
+            other,
+            &self.srv.addr.to_string(),
+            &self.srv,
+        )
+        .await;
+        first_dm(&m.client, &o.client, "before").await.unwrap();
+        online_at(&m, &self.one.addr.to_string()).await;
+        (m, o)
+    }
+}
+
 /// A daemon that moves quickly, registered with the nodes `servers`.
 async fn user_of(root: &Path, name: &str, servers: &str, srv: &Server) -> Daemon {
     let d = Daemon::start_with_env(root, name, &quick_moves()).await;
@@ -90,24 +127,9 @@ async fn a_malformed_server_list_is_refused_with_the_entry_named() {
 
 #[tokio::test]
 async fn a_node_lost_during_a_burst_loses_and_repeats_nothing() {
-    let srv = Server::start().await;
-    let (one, two) = (
-        UdpRelay::start(srv.addr).await.unwrap(),
-        UdpRelay::start(srv.addr).await.unwrap(),
-    );
-    let root = tempfile::tempdir().unwrap();
-    let alice = user_of(
-        root.path(),
-        "alice",
-        &format!("{},{}", one.addr, two.addr),
-        &srv,
-    )
-    .await;
-    let [bob] = Daemon::registered(root.path(), &srv, ["bob"]).await;
-    first_dm(&alice.client, &bob.client, "before")
-        .await
-        .unwrap();
-    online_at(&alice, &one.addr.to_string()).await;
+    let nodes = TwoNodes::start_with(|_| {}).await;
+    let (one, two) = (&nodes.one, &nodes.two);
+    let (alice, bob) = nodes.users("alice", "bob").await;
 
     const BURST: usize = 30;
     for i in 0..BURST {
@@ -123,11 +145,8 @@ async fn a_node_lost_during_a_burst_loses_and_repeats_nothing() {
     alice.send("@bob", "after").await.expect("queued");
     bob.wait_for("@alice", "after").await;
 
+    let by_text = received(&bob, "@alice").await;
     let history = bob.history("@alice").await;
-    let mut by_text: HashMap<&str, usize> = HashMap::new();
-    for m in history.iter().filter(|m| !m.outgoing) {
-        *by_text.entry(m.text.as_str()).or_default() += 1;
-    }
     for i in 0..BURST {
         assert_eq!(
             by_text.get(format!("m{i}").as_str()),
@@ -171,4 +190,59 @@ async fn a_node_with_another_certificate_is_refused() {
     assert!(!matches!(st.connection, ConnectionState::Online), "{st:?}");
     assert_eq!(st.node, None);
     assert_eq!(impostor.account_identity("alice"), None);
+}
+
+/// How many times each text `from` sent is in `d`'s history of `conv`.
+async fn received(d: &Daemon, conv: &str) -> HashMap<String, usize> {
+    let mut by_text = HashMap::new();
+    for m in d.history(conv).await.into_iter().filter(|m| !m.outgoing) {
+        *by_text.entry(m.text).or_default() += 1;
+    }
+    by_text
+}
+
+/// The node stored the message but its answer died with it: the daemon
+/// sends it again through the next node under the same idempotency key,
+/// and the server (one database behind both) keeps the first copy only.
+#[tokio::test]
+async fn a_message_whose_answer_was_lost_with_its_node_is_stored_once() {
+    let nodes = TwoNodes::start_with(|_| {}).await;
+    let (one, two) = (&nodes.one, &nodes.two);
+    let (alice, bob) = nodes.users("alice", "bob").await;
+    // The request reaches the server; nothing comes back.
+    one.cut_down();
+    alice.send("@bob", "in flight").await.expect("queued");
+    bob.wait_for("@alice", "in flight").await;
+    online_at(&alice, &two.addr.to_string()).await;
+    alice.wait_outbox_empty().await;
+    alice.send("@bob", "after").await.expect("queued");
+    bob.wait_for("@alice", "after").await;
+    let got = received(&bob, "@alice").await;
+    assert_eq!(got.get("in flight"), Some(&1), "{got:?}");
+}
+
+/// The node handed out the mail but never heard the acknowledgement: the
+/// next node hands it out again and the daemon stores it once.
+#[tokio::test]
+async fn mail_fetched_but_not_acknowledged_is_fetched_again_and_stored_once() {
+    // A silent client is dropped after 2 s (30 s in service), so the lost
+    // acknowledgement ends the connection soon.
+    let nodes = TwoNodes::start_with(|c| c.idle_timeout = std::time::Duration::from_secs(2)).await;
+    let (srv, one, two) = (&nodes.srv, &nodes.one, &nodes.two);
+    let (bob, alice) = nodes.users("bob", "alice").await;
+    srv.parked_fetches(2).await.unwrap();
+    // Answers reach bob; what he sends (the acknowledgement) does not.
+    one.cut_up();
+    alice.send("@bob", "unacknowledged").await.expect("queued");
+    bob.wait_for("@alice", "unacknowledged").await;
+    online_at(&bob, &two.addr.to_string()).await;
+    alice.send("@bob", "after").await.expect("queued");
+    bob.wait_for("@alice", "after").await;
+    let got = received(&bob, "@alice").await;
+    assert_eq!(got.get("unacknowledged"), Some(&1), "{got:?}");
+    eventually("bob's mailbox is empty", || async {
+        (srv.queued_mail() == 0).then_some(())
+    })
+    .await
+    .unwrap();
 }
