@@ -3,24 +3,19 @@
 //! nothing. Two nodes are simulated by two UDP relays in front of one
 //! server (what one database shared by two servers gives the client: the
 //! same accounts, sessions and mail behind either address); cutting a relay
-//! is its node dying without a word.
+//! is its node dying without a word. The daemons give a silent node up
+//! after 1.5 s (30 s in service), so a move takes a second or two.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::path::Path;
 
 use quicproquo_protocol::ipc::methods::{method, NoParams, StatusResult};
 use quicproquo_protocol::ipc::values::ConnectionState;
 use quicproquo_testkit::agent::{eventually, first_dm, register_at};
+use quicproquo_testkit::quick_node_moves;
 use quicproquo_testkit::relay::UdpRelay;
 
 use crate::harness::{Daemon, Server};
-
-/// A silent node is given up after this (30 s in service), so a move takes
-/// a second or two here.
-fn quick_moves() -> [(&'static str, OsString); 1] {
-    [("QPQ_TEST_NODE_TIMEOUT_MS", "1500".into())]
-}
 
 async fn status(d: &Daemon) -> StatusResult {
     d.client
@@ -79,7 +74,7 @@ impl TwoNodes {
 
 /// A daemon that moves quickly, registered with the nodes `servers`.
 async fn user_of(root: &Path, name: &str, servers: &str, srv: &Server) -> Daemon {
-    let d = Daemon::start_with_env(root, name, &quick_moves()).await;
+    let d = Daemon::start_with_env(root, name, &quick_node_moves()).await;
     register_at(&d.client, servers, srv.pin(), name)
         .await
         .expect("register");
