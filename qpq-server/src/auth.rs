@@ -13,6 +13,7 @@
 //! session. A stolen session token alone changes nothing lasting.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,7 @@ use crate::cache::TtlCache;
 use crate::config::{NetworkLimits, RateLimits};
 use crate::ratelimit::{address_group, RateLimiter, SlidingWindow, DEFAULT_MAX_KEYS};
 use crate::service::{internal, Now};
-use crate::store::{Account, Store, StoreError};
+use crate::store::{Account, Change, Store, StoreError};
 
 /// Name of the persisted OPAQUE `ServerSetup` in the store.
 const SETUP_SECRET: &str = "opaque_server_setup_v1";
@@ -40,9 +41,11 @@ const SETUP_SECRET: &str = "opaque_server_setup_v1";
 /// the coldest are evicted (their finish gets E015 and the client starts
 /// again); the server never refuses every login because the map is full.
 const MAX_PENDING_LOGINS: usize = 100_000;
-/// How long a looked-up session is trusted without asking the store again.
-/// Bounds how late a logout on another server node takes effect (a logout
-/// on this node evicts at once); saves every request a store round trip.
+/// How long a looked-up session is trusted without asking the store again
+/// (saves every request a store round trip). Ended sessions are evicted at
+/// once, on every node, by the store's change announcements; this bounds
+/// only how long an announcement lost despite the store's `Lost` signal
+/// could leave one in use.
 const SESSION_CACHE_TTL: Duration = Duration::from_secs(30);
 /// How long a started registration may take to finish.
 const REGISTRATION_TTL: Duration = Duration::from_secs(300);
@@ -75,11 +78,10 @@ pub struct Auth {
     /// and may be finished once: without it `opaqueRegisterFinish` alone
     /// created accounts without any limit.
     registrations: TtlCache<Username, ()>,
-    /// Accounts whose sessions were ended (password changed, account deleted)
-    /// less than `SESSION_CACHE_TTL` ago: their cached sessions are checked
-    /// against the store again, so an ended session stops at once on this
-    /// node without scanning the session cache.
-    changed_accounts: TtlCache<Username, ()>,
+    /// Counts evictions ([`Auth::forget`]): a session read from the store
+    /// is cached only if none happened meanwhile, so a look-up racing a
+    /// logout cannot put the ended session back.
+    evictions: AtomicU64,
 }
 
 fn rate_limited(wait: Duration) -> WireError {
@@ -130,7 +132,7 @@ impl Auth {
             session_ttl,
             sessions: TtlCache::new(SESSION_CACHE_TTL, SESSION_CACHE_MAX),
             registrations: TtlCache::new(REGISTRATION_TTL, REGISTRATIONS_MAX),
-            changed_accounts: TtlCache::new(SESSION_CACHE_TTL, REGISTRATIONS_MAX),
+            evictions: AtomicU64::new(0),
         })
     }
 
@@ -273,10 +275,15 @@ impl Auth {
 
         let token = SessionToken::generate(&mut OsRng);
         let expires = now.unix_ms + self.session_ttl.as_millis() as u64;
+        // Refused only now, after the password proof: a disabled account
+        // tells someone guessing passwords nothing.
         store
             .create_session(token.hash(), &account.username, expires)
             .await
-            .map_err(internal)?;
+            .map_err(|e| match e {
+                StoreError::AccountDisabled => WireError::bare(ErrorCode::AccountDisabled),
+                e => internal(e),
+            })?;
         tracing::info!(user = %account.username, "login");
         Ok((token, expires, account.identity_key))
     }
@@ -367,7 +374,7 @@ impl Auth {
             .change_password(&me.username, record.serialize().to_vec(), token.hash())
             .await
             .map_err(internal)?;
-        self.changed_accounts.put(me.username.clone(), (), now.mono);
+        self.forget(&Change::Account(me.username.clone()));
         tracing::info!(user = %me.username, "password changed");
         Ok(())
     }
@@ -385,14 +392,38 @@ impl Auth {
             .delete_account(&me.username, now.unix_ms)
             .await
             .map_err(internal)?;
-        self.changed_accounts.put(me.username.clone(), (), now.mono);
+        self.forget(&Change::Account(me.username.clone()));
         tracing::info!(user = %me.username, "account deleted");
         Ok(())
     }
 
     pub async fn logout<S: Store>(&self, store: &S, token: &SessionToken) -> Result<(), WireError> {
-        self.sessions.remove(&token.hash());
-        store.delete_session(token.hash()).await.map_err(internal)
+        store.delete_session(token.hash()).await.map_err(internal)?;
+        self.forget(&Change::Session(token.hash()));
+        Ok(())
+    }
+
+    /// Drops the cached sessions a change ended: called at once for a change
+    /// made on this node, and for every node's changes as the store
+    /// announces them (so a logout elsewhere takes effect here too).
+    pub fn forget(&self, change: &Change) {
+        // Counted first: a look-up that read the store before this change
+        // committed sees the count move and does not cache what it read.
+        match change {
+            Change::Session(hash) => {
+                self.evictions.fetch_add(1, Ordering::SeqCst);
+                self.sessions.remove(hash);
+            }
+            Change::Account(name) => {
+                self.evictions.fetch_add(1, Ordering::SeqCst);
+                self.sessions.retain(|a| &a.username != name);
+            }
+            Change::Lost => {
+                self.evictions.fetch_add(1, Ordering::SeqCst);
+                self.sessions.clear();
+            }
+            Change::Mail(_) | Change::Group { .. } => {}
+        }
     }
 
     /// The account behind a session token.
@@ -404,16 +435,17 @@ impl Auth {
     ) -> Result<Account, WireError> {
         let hash = token.hash();
         if let Some(a) = self.sessions.get(&hash, now.mono) {
-            if self.changed_accounts.get(&a.username, now.mono).is_none() {
-                return Ok(a);
-            }
+            return Ok(a);
         }
+        let evictions = self.evictions.load(Ordering::SeqCst);
         let account = store
             .session(hash, now.unix_ms)
             .await
             .map_err(internal)?
             .ok_or_else(|| WireError::bare(ErrorCode::Unauthenticated))?;
-        self.sessions.put(hash, account.clone(), now.mono);
+        if self.evictions.load(Ordering::SeqCst) == evictions {
+            self.sessions.put(hash, account.clone(), now.mono);
+        }
         Ok(account)
     }
 }

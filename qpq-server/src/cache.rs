@@ -55,6 +55,16 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
         self.entries.remove(key);
     }
 
+    /// Drops every entry whose value fails `keep` (a full scan: for rare
+    /// events such as an account's sessions ending).
+    pub fn retain(&self, keep: impl Fn(&V) -> bool) {
+        self.entries.retain(|_, (v, _)| keep(v));
+    }
+
+    pub fn clear(&self) {
+        self.entries.clear();
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -101,6 +101,14 @@ impl Mailboxes {
         }
     }
 
+    /// Wakes every held `fetchWait` (changes may have been missed): each
+    /// looks at its mailbox again and waits on if it is still empty.
+    pub fn notify_all(&self) {
+        for n in self.lock().values() {
+            n.notify_waiters();
+        }
+    }
+
     fn subscribe(&self, key: IdentityKey) -> Subscription<'_> {
         let notify = self.lock().entry(key).or_default().clone();
         Subscription {
@@ -168,7 +176,9 @@ pub struct FetchRequest {
 
 /// The delivery rules and their state; see the module documentation.
 pub struct Delivery {
-    mailboxes: Mailboxes,
+    /// Shared with the service's follower of store changes, which wakes
+    /// `fetchWait`s for mail stored through other nodes.
+    mailboxes: Arc<Mailboxes>,
     /// Members of DM channels already looked up: a channel's members never
     /// change, so they are kept (bounded) instead of asked for per request.
     channels: TtlCache<ChannelId, (IdentityKey, IdentityKey)>,
@@ -187,7 +197,7 @@ impl Delivery {
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
-            mailboxes: Mailboxes::default(),
+            mailboxes: Arc::default(),
             channels: TtlCache::new(CHANNEL_CACHE_TTL, CHANNEL_CACHE_MAX),
             require_channel_authz,
             quota,
@@ -195,7 +205,7 @@ impl Delivery {
         }
     }
 
-    pub fn mailboxes(&self) -> &Mailboxes {
+    pub fn mailboxes(&self) -> &Arc<Mailboxes> {
         &self.mailboxes
     }
 
@@ -384,10 +394,12 @@ impl Delivery {
                 inner,
                 req.group_info,
                 req.welcome.is_some(),
+                now.mono,
             )
             .await?;
         let checked = &pending.checked;
         let welcome = req.welcome.map(|w| (w, checked.welcomed.clone()));
+        let group_id = req.group.clone();
         let outcome = store
             .enqueue_group(GroupMail {
                 sender: sender.identity_key,
@@ -428,10 +440,18 @@ impl Delivery {
                 duplicate: true,
                 members: Vec::new(),
             }),
-            Err(StoreError::GroupChanged) => Err(WireError::new(
-                ErrorCode::StaleCommit,
-                "another commit changed the group first; process pending messages and retry",
-            )),
+            Err(StoreError::GroupChanged) if pending.checked.update.is_some() => {
+                Err(WireError::new(
+                    ErrorCode::StaleCommit,
+                    "another commit changed the group first; process pending messages and retry",
+                ))
+            }
+            // Without a change to swap, the only way to miss is a group the
+            // store no longer has (purged idle, possibly through another node).
+            Err(StoreError::GroupChanged) => {
+                groups.forget(&group_id);
+                Err(WireError::bare(ErrorCode::UnknownGroup))
+            }
             Err(e) => Err(internal(e)),
         }
     }

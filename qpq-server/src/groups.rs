@@ -34,6 +34,7 @@
 mod public_state;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openmls::messages::group_info::VerifiableGroupInfo;
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
@@ -55,12 +56,19 @@ use crate::store::{GroupUpdate, NewGroup, Store, StoredGroup};
 /// daemons re-create it if it is ever used again: E040).
 pub const GROUP_IDLE_TTL: std::time::Duration = std::time::Duration::from_secs(400 * 24 * 3600);
 
+/// A cached group that messages keep finding behind (see [`Groups::check`])
+/// is read from the store again at most this often.
+const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How many members (summed over groups) the cache of loaded groups holds.
 const CACHE_MEMBERS: u64 = 200_000;
 
 /// A group loaded from the store, with what checks need at hand.
 struct Loaded {
     revision: u64,
+    /// When a message that found the copy behind had it read again (see
+    /// [`Groups::check`]); `None` for a copy read for another reason.
+    reloaded_at: Option<Instant>,
     group: PublicGroup,
     state: PublicState,
     /// Identity key of each leaf's owner, in leaf order (`None`: blank leaf).
@@ -68,7 +76,7 @@ struct Loaded {
 }
 
 impl Loaded {
-    fn from_stored(stored: StoredGroup) -> Result<Self, WireError> {
+    fn from_stored(stored: StoredGroup, reloaded_at: Option<Instant>) -> Result<Self, WireError> {
         let state = PublicState::from_bytes(&stored.state).map_err(internal)?;
         let group = PublicGroup::load(&state, &openmls::group::GroupId::from_slice(&[]))
             .map_err(internal)?
@@ -76,6 +84,7 @@ impl Loaded {
         let leaves = leaves_of(&group);
         Ok(Self {
             revision: stored.revision,
+            reloaded_at,
             group,
             state,
             leaves,
@@ -354,6 +363,14 @@ impl Groups {
     /// documentation). `inner` is the unpadded MLS message; `added_accounts`
     /// tells whether a key belongs to an account (for the members a commit
     /// adds).
+    ///
+    /// A cached copy may be behind a change made through another node whose
+    /// announcement has not arrived yet: a message at a later epoch than the
+    /// copy's, or from a sender it does not list, has the copy read from the
+    /// store again — the first time at once, then at most once per
+    /// [`RELOAD_INTERVAL`] per group, so that nobody can make every request
+    /// reload a large group. `now` is the request's monotonic time.
+    #[allow(clippy::too_many_arguments)]
     pub async fn check<S: Store>(
         &self,
         store: &S,
@@ -362,6 +379,7 @@ impl Groups {
         inner: &[u8],
         group_info: Option<Vec<u8>>,
         has_welcome: bool,
+        now: Instant,
     ) -> Result<Pending, WireError> {
         let framing = mls_framing::read(inner)
             .map_err(|e| refuse(ErrorCode::InvalidPayload, format!("MLS framing: {e}")))?;
@@ -395,13 +413,19 @@ impl Groups {
             .unwrap_or_else(|never| match never {})
             .slot;
         let mut guard = slot.clone().lock_owned().await;
-        if guard.is_none() {
+        let behind = |l: &Loaded| {
+            (epoch > l.epoch() || !l.is_member(&sender))
+                && l.reloaded_at
+                    .is_none_or(|t| now.saturating_duration_since(t) >= RELOAD_INTERVAL)
+        };
+        let reload = guard.as_ref().is_some_and(behind);
+        if guard.is_none() || reload {
             let stored = store
                 .group(group.to_vec())
                 .await
                 .map_err(internal)?
                 .ok_or_else(|| WireError::bare(ErrorCode::UnknownGroup))?;
-            let loaded = Loaded::from_stored(stored)?;
+            let loaded = Loaded::from_stored(stored, reload.then_some(now))?;
             self.remember(group, &slot, &loaded);
             *guard = Some(loaded);
         }
@@ -478,6 +502,29 @@ impl Groups {
             guard: Some(guard),
             stored: false,
         })
+    }
+
+    /// Drops the cached copy of a group that the store says is now at
+    /// `revision`, unless the copy is already there (this node's own change).
+    /// Waits for a check in progress on the group to finish first.
+    pub async fn changed(&self, group: &[u8], revision: u64) {
+        let Some(entry) = self.cache.get(group) else {
+            return;
+        };
+        let mut slot = entry.slot.lock().await;
+        if slot.as_ref().is_some_and(|l| l.revision < revision) {
+            *slot = None;
+        }
+    }
+
+    /// Drops a cached group (the store no longer has it).
+    pub fn forget(&self, group: &[u8]) {
+        self.cache.remove(group);
+    }
+
+    /// Drops every cached group (changes may have been missed).
+    pub fn forget_all(&self) {
+        self.cache.clear();
     }
 
     /// (Re-)weighs a group in the cache by its member count.

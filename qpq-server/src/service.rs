@@ -18,17 +18,19 @@ use quicproquo_protocol::errors::{ErrorCode, WireError};
 use quicproquo_protocol::limits::IDEMPOTENCY_TTL;
 use quicproquo_protocol::types::IdentityKey;
 use quicproquo_protocol::wire::{Request, Response};
-use tokio::sync::watch;
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, watch};
 
 use crate::auth::{Auth, PasswordProof};
 use crate::config::Config;
 use crate::delivery::{
-    Delivery, EnqueueRequest, Enqueued, FetchRequest, GroupEnqueueRequest, GroupEnqueued,
+    Delivery, EnqueueRequest, Enqueued, FetchRequest, GroupEnqueueRequest, GroupEnqueued, Mailboxes,
 };
 use crate::directory;
 use crate::groups::Groups;
 use crate::ratelimit::RateLimiter;
-use crate::store::{MailQuota, Purge, Store, StoreError};
+use crate::store::{Change, MailQuota, Purge, Store, StoreError};
 
 /// The time of a request: monotonic for rate limits and timeouts, wall clock
 /// for what is stored.
@@ -68,18 +70,55 @@ pub fn internal(e: impl std::fmt::Display) -> WireError {
 
 pub struct Service<S: Store> {
     pub store: S,
-    auth: Auth,
+    auth: Arc<Auth>,
     per_account: RateLimiter<IdentityKey>,
     /// One-time key packages of one user (second) taken by one requester
     /// (first): past the hourly share the requester gets the last resort.
     key_package_takes: RateLimiter<(IdentityKey, IdentityKey)>,
     delivery: Delivery,
-    groups: Groups,
+    groups: Arc<Groups>,
     /// The public half of the server's MLS external-sender key (the seed is
     /// a server secret): groups list it in `external_senders` so that the
     /// server can later propose removing a revoked device.
     removal_key: Vec<u8>,
     mail_ttl: Duration,
+}
+
+/// Applies the store's change announcements (this node's and, with a
+/// shared database, every node's) to this node's caches and held
+/// `fetchWait`s; ends when the store is dropped. Mail stored through this
+/// node already woke its waiters directly: the announcement is what reaches
+/// the other nodes.
+async fn follow_changes(
+    mut changes: broadcast::Receiver<Change>,
+    auth: Arc<Auth>,
+    groups: Arc<Groups>,
+    mailboxes: Arc<Mailboxes>,
+) {
+    loop {
+        let change = match changes.recv().await {
+            Ok(change) => change,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "store changes came faster than they were applied");
+                Change::Lost
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        match change {
+            Change::Mail(key) => mailboxes.notify(&key),
+            Change::Session(_) | Change::Account(_) => auth.forget(&change),
+            // Waits for a check in progress on the group: not in this loop.
+            Change::Group { id, revision } => {
+                let groups = groups.clone();
+                tokio::spawn(async move { groups.changed(&id, revision).await });
+            }
+            Change::Lost => {
+                auth.forget(&change);
+                groups.forget_all();
+                mailboxes.notify_all();
+            }
+        }
+    }
 }
 
 /// Name of the server secret that seeds the removal key.
@@ -94,9 +133,11 @@ impl<S: Store> Service<S> {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self, StoreError> {
         let limits = config.rate_limits;
-        let auth = Auth::new(&store, config.session_ttl, limits, &config.network).await?;
+        // Subscribed before anything is read, so no change is missed.
+        let changes = store.changes();
+        let auth = Arc::new(Auth::new(&store, config.session_ttl, limits, &config.network).await?);
         let removal_key = removal_key(&store).await?;
-        Ok(Self {
+        let service = Self {
             store,
             auth,
             per_account: RateLimiter::new(
@@ -116,9 +157,16 @@ impl<S: Store> Service<S> {
                 shutdown,
             ),
             mail_ttl: config.quotas.mail_ttl,
-            groups: Groups::default(),
+            groups: Arc::default(),
             removal_key,
-        })
+        };
+        tokio::spawn(follow_changes(
+            changes,
+            service.auth.clone(),
+            service.groups.clone(),
+            service.delivery.mailboxes().clone(),
+        ));
+        Ok(service)
     }
 
     /// Deletes what is over at `now` (see [`Purge`]): expired sessions and

@@ -10,6 +10,10 @@
 //! an `Ok` means the write is on disk; if `COMMIT` fails every job of the batch
 //! gets [`StoreError::Backend`]. One fsync thus covers many requests.
 //!
+//! Changes ([`Change`]) are announced from the async methods once their
+//! call committed, to this process's subscribers only: an SQLite database
+//! has one server.
+//!
 //! Reads go through the same thread: they see every earlier write, need no
 //! second connection, and a read-only batch commits without touching the disk.
 //! When every handle is dropped the channel closes; the thread finishes the
@@ -29,12 +33,12 @@ use std::thread;
 
 use quicproquo_protocol::types::{ChannelId, IdentityKey, Username};
 use rusqlite::Connection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use self::writer::{Call, Job};
 use super::{
-    Account, EnqueueOutcome, GroupEnqueueOutcome, GroupMail, Mail, NewGroup, NewMail, Purge, Store,
-    StoreError, StoredGroup, StoredKeyPackage, Take,
+    Account, AccountSummary, Change, EnqueueOutcome, GroupEnqueueOutcome, GroupMail, Mail,
+    MailboxSize, NewGroup, NewMail, Purge, Store, StoreError, StoredGroup, StoredKeyPackage, Take,
 };
 
 /// The SQLite [`Store`]. Cheap to share behind an `Arc`; see the module docs.
@@ -42,6 +46,7 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Box<dyn Job>>,
     /// Closed by the writer thread when it exits.
     stopped: oneshot::Receiver<()>,
+    changes: broadcast::Sender<Change>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -67,14 +72,24 @@ impl SqliteStore {
             .name("qpq-sqlite".into())
             .spawn(move || writer::writer(conn, queue, stop))
             .map_err(|e| StoreError::Backend(format!("starting the database thread: {e}")))?;
-        Ok(Self { jobs, stopped })
+        let (changes, _) = broadcast::channel(super::CHANGES_BUFFER);
+        Ok(Self {
+            jobs,
+            stopped,
+            changes,
+        })
+    }
+
+    /// Announces a committed change; nobody listening is fine.
+    fn announce(&self, change: Change) {
+        let _ = self.changes.send(change);
     }
 
     /// Drops this handle and waits until the writer thread has finished every
     /// queued job and closed the database. Dropping the store without calling
     /// this is also safe; it just does not wait.
     pub async fn close(self) {
-        let Self { jobs, stopped } = self;
+        let Self { jobs, stopped, .. } = self;
         drop(jobs);
         // Err means the thread is gone, which is what we wait for.
         let _ = stopped.await;
@@ -139,13 +154,17 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let name = username.as_str().to_owned();
         self.call(move |c| queries::change_password(c, &name, &opaque_record, keep))
-            .await
+            .await?;
+        self.announce(Change::Account(username.clone()));
+        Ok(())
     }
 
     async fn delete_account(&self, username: &Username, now_ms: u64) -> Result<(), StoreError> {
         let name = username.as_str().to_owned();
         self.call(move |c| queries::delete_account(c, &name, now_ms))
-            .await
+            .await?;
+        self.announce(Change::Account(username.clone()));
+        Ok(())
     }
 
     async fn create_session(
@@ -170,7 +189,9 @@ impl Store for SqliteStore {
 
     async fn delete_session(&self, token_hash: [u8; 32]) -> Result<(), StoreError> {
         self.call(move |c| queries::delete_session(c, token_hash))
-            .await
+            .await?;
+        self.announce(Change::Session(token_hash));
+        Ok(())
     }
 
     async fn add_key_packages(
@@ -216,7 +237,14 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue(&self, mail: NewMail) -> Result<EnqueueOutcome, StoreError> {
-        self.call(move |c| queries::enqueue(c, &mail)).await
+        let recipients: Vec<IdentityKey> = mail.deliveries.iter().map(|d| d.recipient).collect();
+        let outcome = self.call(move |c| queries::enqueue(c, &mail)).await?;
+        if let EnqueueOutcome::Stored { .. } = outcome {
+            for r in recipients {
+                self.announce(Change::Mail(r));
+            }
+        }
+        Ok(outcome)
     }
 
     async fn fetch(
@@ -251,11 +279,71 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue_group(&self, mail: GroupMail) -> Result<GroupEnqueueOutcome, StoreError> {
-        self.call(move |c| queries::enqueue_group(c, &mail)).await
+        let changed = mail.update.as_ref().map(|u| Change::Group {
+            id: mail.group_id.clone(),
+            revision: u.from_revision + 1,
+        });
+        let outcome = self.call(move |c| queries::enqueue_group(c, &mail)).await?;
+        if let GroupEnqueueOutcome::Stored { members } = &outcome {
+            if let Some(change) = changed {
+                self.announce(change);
+            }
+            for (member, seq) in members {
+                if seq.is_some() {
+                    self.announce(Change::Mail(*member));
+                }
+            }
+        }
+        Ok(outcome)
     }
 
     async fn purge_idle_groups(&self, idle_before_ms: u64) -> Result<u64, StoreError> {
         self.call(move |c| queries::purge_idle_groups(c, idle_before_ms))
             .await
+    }
+
+    async fn accounts(
+        &self,
+        after: Option<Username>,
+        limit: u32,
+        now_ms: u64,
+    ) -> Result<Vec<AccountSummary>, StoreError> {
+        // The empty string sorts before every username.
+        let after = after.map(|u| u.as_str().to_owned()).unwrap_or_default();
+        self.call(move |c| queries::accounts(c, &after, limit, now_ms))
+            .await
+    }
+
+    async fn set_disabled(
+        &self,
+        username: &Username,
+        disabled: bool,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let name = username.as_str().to_owned();
+        let found = self
+            .call(move |c| queries::set_disabled(c, &name, disabled, now_ms))
+            .await?;
+        if found {
+            self.announce(Change::Account(username.clone()));
+        }
+        Ok(found)
+    }
+
+    async fn end_sessions(&self, username: &Username) -> Result<u32, StoreError> {
+        let name = username.as_str().to_owned();
+        let ended = self.call(move |c| queries::end_sessions(c, &name)).await?;
+        if ended > 0 {
+            self.announce(Change::Account(username.clone()));
+        }
+        Ok(ended)
+    }
+
+    async fn mailbox_sizes(&self, limit: u32) -> Result<Vec<MailboxSize>, StoreError> {
+        self.call(move |c| queries::mailbox_sizes(c, limit)).await
+    }
+
+    fn changes(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
     }
 }
