@@ -12,6 +12,7 @@ mod delivery;
 mod groups;
 mod harness;
 mod interop;
+mod nodes;
 mod ops;
 mod output;
 mod postgres;
