@@ -75,6 +75,7 @@ catalogue! {
     InvalidGroupInfo = 47, "the GroupInfo or its ratchet tree is not valid";
     UpgradeRequired = 48, "this server speaks a newer protocol; upgrade qpqd";
     WrongGroup = 49, "the message belongs to another group, or is not a group message";
+    AccountDisabled = 50, "account disabled by the operator";
 }
 
 impl ErrorCode {

@@ -218,6 +218,7 @@ fn refusal_hint(code: Option<ErrorCode>) -> String {
         | Some(ErrorCode::ShuttingDown)
         | Some(ErrorCode::Internal) => "try again in a moment",
         Some(ErrorCode::UnknownUser) => "check the username's spelling",
+        Some(ErrorCode::AccountDisabled) => "the server's operator disabled this account; ask them",
         Some(ErrorCode::NoKeyPackage) => {
             "that user's device has no key package on the server; ask them to start qpq once"
         }

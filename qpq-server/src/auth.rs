@@ -275,10 +275,15 @@ impl Auth {
 
         let token = SessionToken::generate(&mut OsRng);
         let expires = now.unix_ms + self.session_ttl.as_millis() as u64;
+        // Refused only now, after the password proof: a disabled account
+        // tells someone guessing passwords nothing.
         store
             .create_session(token.hash(), &account.username, expires)
             .await
-            .map_err(internal)?;
+            .map_err(|e| match e {
+                StoreError::AccountDisabled => WireError::bare(ErrorCode::AccountDisabled),
+                e => internal(e),
+            })?;
         tracing::info!(user = %account.username, "login");
         Ok((token, expires, account.identity_key))
     }

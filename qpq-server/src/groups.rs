@@ -56,8 +56,8 @@ use crate::store::{GroupUpdate, NewGroup, Store, StoredGroup};
 /// daemons re-create it if it is ever used again: E040).
 pub const GROUP_IDLE_TTL: std::time::Duration = std::time::Duration::from_secs(400 * 24 * 3600);
 
-/// A cached group that a message finds behind (see [`Groups::check`]) is
-/// read from the store again at most this often.
+/// A cached group that messages keep finding behind (see [`Groups::check`])
+/// is read from the store again at most this often.
 const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How many members (summed over groups) the cache of loaded groups holds.
@@ -66,8 +66,9 @@ const CACHE_MEMBERS: u64 = 200_000;
 /// A group loaded from the store, with what checks need at hand.
 struct Loaded {
     revision: u64,
-    /// When it was read from the store (see [`RELOAD_INTERVAL`]).
-    loaded_at: Instant,
+    /// When a message that found the copy behind had it read again (see
+    /// [`Groups::check`]); `None` for a copy read for another reason.
+    reloaded_at: Option<Instant>,
     group: PublicGroup,
     state: PublicState,
     /// Identity key of each leaf's owner, in leaf order (`None`: blank leaf).
@@ -75,7 +76,7 @@ struct Loaded {
 }
 
 impl Loaded {
-    fn from_stored(stored: StoredGroup, now: Instant) -> Result<Self, WireError> {
+    fn from_stored(stored: StoredGroup, reloaded_at: Option<Instant>) -> Result<Self, WireError> {
         let state = PublicState::from_bytes(&stored.state).map_err(internal)?;
         let group = PublicGroup::load(&state, &openmls::group::GroupId::from_slice(&[]))
             .map_err(internal)?
@@ -83,7 +84,7 @@ impl Loaded {
         let leaves = leaves_of(&group);
         Ok(Self {
             revision: stored.revision,
-            loaded_at: now,
+            reloaded_at,
             group,
             state,
             leaves,
@@ -365,10 +366,10 @@ impl Groups {
     ///
     /// A cached copy may be behind a change made through another node whose
     /// announcement has not arrived yet: a message at a later epoch than the
-    /// copy's, or from a sender it does not list, sends the check to the
-    /// store once — at most once per [`RELOAD_INTERVAL`] per group, so that
-    /// nobody can make every request reload a large group. `now` is the
-    /// request's monotonic time.
+    /// copy's, or from a sender it does not list, has the copy read from the
+    /// store again — the first time at once, then at most once per
+    /// `RELOAD_INTERVAL` per group, so that nobody can make every request
+    /// reload a large group. `now` is the request's monotonic time.
     #[allow(clippy::too_many_arguments)]
     pub async fn check<S: Store>(
         &self,
@@ -414,15 +415,17 @@ impl Groups {
         let mut guard = slot.clone().lock_owned().await;
         let behind = |l: &Loaded| {
             (epoch > l.epoch() || !l.is_member(&sender))
-                && now.saturating_duration_since(l.loaded_at) >= RELOAD_INTERVAL
+                && l.reloaded_at
+                    .is_none_or(|t| now.saturating_duration_since(t) >= RELOAD_INTERVAL)
         };
-        if guard.as_ref().is_none_or(behind) {
+        let reload = guard.as_ref().is_some_and(behind);
+        if guard.is_none() || reload {
             let stored = store
                 .group(group.to_vec())
                 .await
                 .map_err(internal)?
                 .ok_or_else(|| WireError::bare(ErrorCode::UnknownGroup))?;
-            let loaded = Loaded::from_stored(stored, now)?;
+            let loaded = Loaded::from_stored(stored, reload.then_some(now))?;
             self.remember(group, &slot, &loaded);
             *guard = Some(loaded);
         }

@@ -6,6 +6,7 @@
 //! dispatch, no I/O) → `auth` / `directory` / `delivery` (the rules) →
 //! `store` (persistence).
 
+pub mod admin;
 pub mod admission;
 pub mod auth;
 pub mod banner;
@@ -15,6 +16,9 @@ pub mod delivery;
 pub mod directory;
 pub mod groups;
 pub mod key_package;
+pub mod lock;
+pub mod metrics;
+pub mod ops;
 pub mod ratelimit;
 pub mod server;
 pub mod service;

@@ -51,6 +51,10 @@ pub struct Running {
     /// Reads the service's parked-`fetchWait` count; a closure because the
     /// service is generic over its store and `Running` is not.
     waiting: Box<dyn Fn() -> usize + Send + Sync>,
+    /// Serves `admin.sock` until shutdown, then removes it.
+    admin: Option<tokio::task::JoinHandle<()>>,
+    /// Where `/metrics` and `/health` are served, if `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Running {
@@ -71,10 +75,14 @@ impl Running {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        if let Some(admin) = self.admin {
+            let _ = admin.await;
+        }
     }
 }
 
-fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
+/// Creates `path` (and its parents), private to the server's user.
+pub fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
     let mut b = std::fs::DirBuilder::new();
     b.recursive(true);
     #[cfg(unix)]
@@ -141,7 +149,36 @@ pub async fn start_with_store<S: Store>(config: Config, store: S) -> Result<Runn
         read_timeout: config.request_read_timeout,
         network: config.network,
     };
-    let task = tokio::spawn(accept_loop(endpoint, service, shutdown_rx, limits));
+    #[cfg(unix)]
+    let admin =
+        crate::admin::socket::start(&config.data_dir, service.clone(), shutdown_rx.clone()).await;
+    #[cfg(not(unix))]
+    let admin = None;
+    let metrics = match config.metrics_listen {
+        Some(addr) => {
+            Some(
+                crate::metrics::http::bind(addr)
+                    .await
+                    .map_err(|e| StartError::Bind {
+                        addr,
+                        reason: format!("metrics: {e}"),
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
+    let task = tokio::spawn(accept_loop(
+        endpoint,
+        service.clone(),
+        shutdown_rx.clone(),
+        limits,
+    ));
+    // The metrics listener lives exactly as long as the accept loop.
+    let task = match metrics {
+        Some(l) => crate::metrics::http::serve_beside(l, service, shutdown_rx, task),
+        None => task,
+    };
     Ok(Running {
         local_addr,
         fingerprint,
@@ -149,6 +186,8 @@ pub async fn start_with_store<S: Store>(config: Config, store: S) -> Result<Runn
         shutdown: shutdown_tx,
         task,
         waiting,
+        admin,
+        metrics_addr,
     })
 }
 
@@ -256,6 +295,7 @@ async fn serve_connection<S: Store>(
         }
     };
     tracing::debug!(%peer, "connected");
+    let _counted = crate::metrics::connection_opened();
     let old_protocol = speaks_old_protocol(&conn);
     let budget = Arc::new(budget);
     let mut streams = JoinSet::new();
@@ -335,7 +375,8 @@ async fn serve_stream<S: Store>(
     };
     let response = match read {
         Ok(read) => answer(&read.bytes, &peer, &service).await,
-        Err(e) => Response::Error(e),
+        // Refused before it was read whole (too large, too slow, busy).
+        Err(e) => crate::metrics::undecodable(e),
     };
     let bytes = encode_response(&response);
     if send.write_all(&bytes).await.is_err() || send.finish().is_err() {
@@ -361,7 +402,9 @@ async fn answer<S: Store>(bytes: &[u8], peer: &Peer, service: &Service<S>) -> Re
         }
         Ok(req) => {
             let kind = req.kind();
+            let started = std::time::Instant::now();
             let resp = service.handle(req, peer.addr.ip(), Now::current()).await;
+            crate::metrics::request(kind, &resp, started);
             match &resp {
                 Response::Error(e) => {
                     tracing::debug!(peer = %peer.addr, kind, code = %e.code, "refused")
@@ -375,7 +418,7 @@ async fn answer<S: Store>(bytes: &[u8], peer: &Peer, service: &Service<S>) -> Re
         }
         Err(e) => {
             tracing::debug!(peer = %peer.addr, code = %e.code, "undecodable request");
-            Response::Error(e)
+            crate::metrics::undecodable(e)
         }
     }
 }

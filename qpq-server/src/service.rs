@@ -190,6 +190,10 @@ impl<S: Store> Service<S> {
         Ok(rows + groups)
     }
 
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
     pub fn delivery(&self) -> &Delivery {
         &self.delivery
     }

@@ -185,6 +185,30 @@ pub struct Mail {
 
 pub use quicproquo_protocol::wire::Expired;
 
+/// One account as an operator's listing shows it (`qpq-server admin users`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSummary {
+    pub username: Username,
+    pub identity_key: IdentityKey,
+    pub created_at_ms: u64,
+    /// Disabled by the operator ([`Store::set_disabled`]).
+    pub disabled: bool,
+    /// Sessions unexpired at the listing's `now_ms`.
+    pub sessions: u32,
+    /// Mail waiting in the account's mailbox (expiry notices included).
+    pub mail_count: u64,
+    pub mail_bytes: u64,
+    /// Unexpired key packages stored, one-time and last-resort, every suite.
+    pub key_packages: u32,
+}
+
+/// The waiting mail of one account's mailbox (`qpq-server admin queues`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxSize {
+    pub username: Username,
+    pub mail_count: u64,
+    pub mail_bytes: u64,
+}
 /// Something stored that caches and waiters, on this node or on another node
 /// sharing the database, must learn of. Announced only after it committed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -226,6 +250,9 @@ pub enum StoreError {
     /// The group changed since its state was read (another commit won).
     #[error("the group's state changed since it was read")]
     GroupChanged,
+    /// The account was disabled by the operator: no session is created for it.
+    #[error("the account is disabled by the operator")]
+    AccountDisabled,
     /// The database failed; the message is for logs, never for clients.
     #[error("storage backend: {0}")]
     Backend(String),
@@ -276,14 +303,15 @@ pub trait Store: Send + Sync + 'static {
         now_ms: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Stores a session under the SHA-256 hash of its token.
+    /// Stores a session under the SHA-256 hash of its token. Fails with
+    /// `AccountDisabled` (storing nothing) for a disabled account.
     fn create_session(
         &self,
         token_hash: [u8; 32],
         username: &Username,
         expires_at_ms: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// The account of an unexpired session.
+    /// The account of an unexpired session (never of a disabled account).
     fn session(
         &self,
         token_hash: [u8; 32],
@@ -397,6 +425,41 @@ pub trait Store: Send + Sync + 'static {
         &self,
         idle_before_ms: u64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    // ----- operator (admin) ------------------------------------------------
+
+    /// Up to `limit` accounts whose username sorts after `after` (bytewise,
+    /// as UTF-8), in that order: one page of the operator's listing. Counts
+    /// (sessions, key packages) leave out what expired by `now_ms`.
+    fn accounts(
+        &self,
+        after: Option<Username>,
+        limit: u32,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<AccountSummary>, StoreError>> + Send;
+    /// Disables (or enables again) an account. Disabling ends every session
+    /// of it at once; while disabled, `session` finds none and
+    /// `create_session` refuses it. Returns `false` (changing nothing) when
+    /// there is no such account; setting the state it already has is not an
+    /// error (and keeps the first disabling time).
+    fn set_disabled(
+        &self,
+        username: &Username,
+        disabled: bool,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Ends every session of the account at once; returns how many ended
+    /// (0 for an unknown account).
+    fn end_sessions(
+        &self,
+        username: &Username,
+    ) -> impl Future<Output = Result<u32, StoreError>> + Send;
+    /// The `limit` accounts with the most waiting mail, biggest (in bytes,
+    /// then count) first; accounts with an empty mailbox are left out.
+    fn mailbox_sizes(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<MailboxSize>, StoreError>> + Send;
 
     /// Every change committed from now on, by this process or (with a shared
     /// database) by any node. A receiver that lags gets

@@ -21,6 +21,7 @@ use quicproquo_protocol::types::{ChannelId, Epoch, IdempotencyKey, IdentityKey, 
 use tokio::task::JoinSet;
 
 mod account_changes;
+mod admin;
 mod changes;
 
 use super::{
@@ -55,6 +56,10 @@ where
     case_concurrent_enqueues(Arc::new(fresh().await)).await;
     account_changes::case_change_password(&fresh().await).await;
     account_changes::case_delete_account(&fresh().await).await;
+    admin::case_account_listing(&fresh().await).await;
+    admin::case_disable_account(&fresh().await).await;
+    admin::case_end_sessions(&fresh().await).await;
+    admin::case_mailbox_sizes(&fresh().await).await;
     changes::case_changes(&fresh().await).await;
 }
 
@@ -85,6 +90,17 @@ fn account(name: &str, identity: IdentityKey) -> Account {
         identity_key: identity,
         opaque_record: format!("record of {name}").into_bytes(),
         created_at_ms: 1_000,
+    }
+}
+
+/// Sessions `[1; 32]` and `[2; 32]` of alice and `[3; 32]` of bob, ending
+/// at 10 000 (both accounts must exist).
+async fn alice_twice_bob_once<S: Store>(store: &S) {
+    for (token, name) in [([1u8; 32], "alice"), ([2; 32], "alice"), ([3; 32], "bob")] {
+        store
+            .create_session(token, &user(name), 10_000)
+            .await
+            .expect("session");
     }
 }
 

@@ -39,9 +39,13 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use self::writer::{Call, Job};
 use super::{
-    Account, Change, EnqueueOutcome, GroupEnqueueOutcome, GroupMail, Mail, NewGroup, NewMail,
-    Purge, Store, StoreError, StoredGroup, StoredKeyPackage, Take,
+    Account, AccountSummary, Change, EnqueueOutcome, GroupEnqueueOutcome, GroupMail, Mail,
+    MailboxSize, NewGroup, NewMail, Purge, Store, StoreError, StoredGroup, StoredKeyPackage, Take,
 };
+
+/// The schema version this build writes (`PRAGMA user_version`); a newer
+/// database is refused (`qpq-server check-config` and `restore` read it).
+pub const SCHEMA_VERSION: usize = schema::MIGRATIONS.len();
 
 /// The SQLite [`Store`]. Cheap to share behind an `Arc`; see the module docs.
 pub struct SqliteStore {
@@ -303,6 +307,47 @@ impl Store for SqliteStore {
     async fn purge_idle_groups(&self, idle_before_ms: u64) -> Result<u64, StoreError> {
         self.call(move |c| queries::purge_idle_groups(c, idle_before_ms))
             .await
+    }
+
+    async fn accounts(
+        &self,
+        after: Option<Username>,
+        limit: u32,
+        now_ms: u64,
+    ) -> Result<Vec<AccountSummary>, StoreError> {
+        // The empty string sorts before every username.
+        let after = after.map(|u| u.as_str().to_owned()).unwrap_or_default();
+        self.call(move |c| queries::accounts(c, &after, limit, now_ms))
+            .await
+    }
+
+    async fn set_disabled(
+        &self,
+        username: &Username,
+        disabled: bool,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let name = username.as_str().to_owned();
+        let found = self
+            .call(move |c| queries::set_disabled(c, &name, disabled, now_ms))
+            .await?;
+        if found {
+            self.announce(Change::Account(username.clone()));
+        }
+        Ok(found)
+    }
+
+    async fn end_sessions(&self, username: &Username) -> Result<u32, StoreError> {
+        let name = username.as_str().to_owned();
+        let ended = self.call(move |c| queries::end_sessions(c, &name)).await?;
+        if ended > 0 {
+            self.announce(Change::Account(username.clone()));
+        }
+        Ok(ended)
+    }
+
+    async fn mailbox_sizes(&self, limit: u32) -> Result<Vec<MailboxSize>, StoreError> {
+        self.call(move |c| queries::mailbox_sizes(c, limit)).await
     }
 
     fn changes(&self) -> broadcast::Receiver<Change> {

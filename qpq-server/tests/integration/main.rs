@@ -5,12 +5,14 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod admin;
 mod admission;
 mod binary;
 mod delivery;
 mod groups;
 mod harness;
 mod interop;
+mod ops;
 mod output;
 mod pq_tls;
 mod robustness;

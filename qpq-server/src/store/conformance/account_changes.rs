@@ -19,16 +19,7 @@ async fn alice_and_bob<S: Store>(store: &S) -> Account {
 /// `change_password` replaces the record and ends every session but the one kept.
 pub async fn case_change_password<S: Store>(store: &S) {
     let alice = alice_and_bob(store).await;
-    for token in [[1u8; 32], [2; 32]] {
-        store
-            .create_session(token, &alice.username, 10_000)
-            .await
-            .expect("alice's session");
-    }
-    store
-        .create_session([3; 32], &user("bob"), 10_000)
-        .await
-        .expect("bob's session");
+    super::alice_twice_bob_once(store).await;
 
     store
         .change_password(&alice.username, b"new record".to_vec(), [1; 32])

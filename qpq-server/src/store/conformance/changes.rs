@@ -19,7 +19,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 
 /// Waits until every change in `expected` was received on `changes`;
 /// panics naming the missing ones after [`DEADLINE`].
-async fn received(changes: &mut broadcast::Receiver<Change>, expected: &[Change]) {
+pub(super) async fn received(changes: &mut broadcast::Receiver<Change>, expected: &[Change]) {
     let mut missing: HashSet<Change> = expected.iter().cloned().collect();
     let waited = tokio::time::timeout(DEADLINE, async {
         while !missing.is_empty() {

@@ -7,8 +7,8 @@ use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::store::{
-    Account, EnqueueOutcome, Expired, GroupEnqueueOutcome, GroupMail, Mail, NewGroup, NewMail,
-    Purge, StoreError, StoredGroup, StoredKeyPackage, Take,
+    Account, AccountSummary, EnqueueOutcome, Expired, GroupEnqueueOutcome, GroupMail, Mail,
+    MailboxSize, NewGroup, NewMail, Purge, StoreError, StoredGroup, StoredKeyPackage, Take,
 };
 
 /// Epochs are `u64`; SQLite integers are `i64`. The bit pattern is stored, so
@@ -23,12 +23,16 @@ fn epoch_from_sql(stored: i64) -> Epoch {
 
 const ACCOUNT_COLUMNS: &str = "username, identity_key, opaque_record, created_at_ms";
 
+/// The username in column `i`.
+fn username_at(row: &Row<'_>, i: usize) -> rusqlite::Result<Username> {
+    let name: String = row.get(i)?;
+    Username::parse(&name)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e)))
+}
+
 fn account_row(row: &Row<'_>) -> rusqlite::Result<Account> {
-    let name: String = row.get(0)?;
-    let username = Username::parse(&name)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(e)))?;
     Ok(Account {
-        username,
+        username: username_at(row, 0)?,
         identity_key: IdentityKey(row.get(1)?),
         opaque_record: row.get(2)?,
         created_at_ms: row.get(3)?,
@@ -99,7 +103,7 @@ pub(super) fn session(
     Ok(c.prepare_cached(
         "SELECT a.username, a.identity_key, a.opaque_record, a.created_at_ms
              FROM sessions s JOIN accounts a ON a.username = s.username
-             WHERE s.token_hash = ?1 AND s.expires_at_ms > ?2",
+             WHERE s.token_hash = ?1 AND s.expires_at_ms > ?2 AND a.disabled_at_ms IS NULL",
     )?
     .query_row(params![token_hash, now_ms], account_row)
     .optional()?)
@@ -111,11 +115,97 @@ pub(super) fn create_session(
     username: &str,
     expires_at_ms: u64,
 ) -> Result<(), StoreError> {
+    let disabled: Option<bool> = c
+        .prepare_cached("SELECT disabled_at_ms IS NOT NULL FROM accounts WHERE username = ?1")?
+        .query_row([username], |r| r.get(0))
+        .optional()?;
+    if disabled == Some(true) {
+        return Err(StoreError::AccountDisabled);
+    }
     c.prepare_cached(
         "INSERT INTO sessions (token_hash, username, expires_at_ms) VALUES (?1, ?2, ?3)",
     )?
     .execute(params![token_hash, username, expires_at_ms])?;
     Ok(())
+}
+
+pub(super) fn accounts(
+    c: &Connection,
+    after: &str,
+    limit: u32,
+    now_ms: u64,
+) -> Result<Vec<AccountSummary>, StoreError> {
+    // Usernames are TEXT with the default BINARY collation: bytewise order.
+    let mut stmt = c.prepare_cached(
+        "SELECT a.username, a.identity_key, a.created_at_ms, a.disabled_at_ms IS NOT NULL,
+             (SELECT count(*) FROM sessions s
+                 WHERE s.username = a.username AND s.expires_at_ms > ?3),
+             coalesce(m.depth, 0), coalesce(m.bytes, 0),
+             (SELECT count(*) FROM key_packages k
+                 WHERE k.owner = a.identity_key AND k.not_after_ms > ?3)
+             + (SELECT count(*) FROM last_resort_key_packages l
+                 WHERE l.owner = a.identity_key AND l.not_after_ms > ?3)
+         FROM accounts a LEFT JOIN mailboxes m ON m.recipient = a.identity_key
+         WHERE a.username > ?1 ORDER BY a.username LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![after, limit, now_ms], |r| {
+        Ok(AccountSummary {
+            username: username_at(r, 0)?,
+            identity_key: IdentityKey(r.get(1)?),
+            created_at_ms: r.get(2)?,
+            disabled: r.get(3)?,
+            sessions: r.get(4)?,
+            mail_count: r.get(5)?,
+            mail_bytes: r.get(6)?,
+            key_packages: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn set_disabled(
+    c: &Connection,
+    username: &str,
+    disabled: bool,
+    now_ms: u64,
+) -> Result<bool, StoreError> {
+    let changed = if disabled {
+        c.prepare_cached(
+            "UPDATE accounts SET disabled_at_ms = coalesce(disabled_at_ms, ?2) WHERE username = ?1",
+        )?
+        .execute(params![username, now_ms])?
+    } else {
+        c.prepare_cached("UPDATE accounts SET disabled_at_ms = NULL WHERE username = ?1")?
+            .execute([username])?
+    };
+    if changed > 0 && disabled {
+        end_sessions(c, username)?;
+    }
+    Ok(changed > 0)
+}
+
+pub(super) fn end_sessions(c: &Connection, username: &str) -> Result<u32, StoreError> {
+    let ended = c
+        .prepare_cached("DELETE FROM sessions WHERE username = ?1")?
+        .execute([username])?;
+    Ok(u32::try_from(ended).unwrap_or(u32::MAX))
+}
+
+pub(super) fn mailbox_sizes(c: &Connection, limit: u32) -> Result<Vec<MailboxSize>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT a.username, m.depth, m.bytes
+         FROM mailboxes m JOIN accounts a ON a.identity_key = m.recipient
+         WHERE m.depth > 0
+         ORDER BY m.bytes DESC, m.depth DESC, a.username LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit], |r| {
+        Ok(MailboxSize {
+            username: username_at(r, 0)?,
+            mail_count: r.get(1)?,
+            mail_bytes: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub(super) fn change_password(

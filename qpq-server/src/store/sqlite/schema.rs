@@ -20,7 +20,13 @@ use crate::store::StoreError;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema migrations; `PRAGMA user_version` counts how many have run.
-pub(super) const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4_BOUNDS];
+pub(super) const MIGRATIONS: &[&str] = &[
+    SCHEMA_V1,
+    SCHEMA_V2,
+    SCHEMA_V3,
+    SCHEMA_V4_BOUNDS,
+    SCHEMA_V5_DISABLED,
+];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE server_secrets (
@@ -174,6 +180,12 @@ ALTER TABLE key_packages ADD COLUMN not_after_ms INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE last_resort_key_packages ADD COLUMN not_after_ms INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX key_packages_by_expiry ON key_packages (not_after_ms);
 CREATE INDEX last_resort_key_packages_by_expiry ON last_resort_key_packages (not_after_ms);
+";
+
+/// Accounts the operator disabled (`qpq-server admin disable`): when, or
+/// NULL while enabled. Nothing else changes, so enabling restores the account.
+const SCHEMA_V5_DISABLED: &str = "
+ALTER TABLE accounts ADD COLUMN disabled_at_ms INTEGER;
 ";
 
 #[cfg(unix)]

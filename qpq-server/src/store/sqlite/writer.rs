@@ -116,7 +116,12 @@ pub(super) fn writer(
                 Err(_) => break,
             }
         }
-        match commit_batch(&mut conn, &mut batch) {
+        // Metrics: the jobs still queued behind this batch, and the time it
+        // took to run and commit (its sync is the syncer's, not counted).
+        let (started, queued) = (std::time::Instant::now(), queue.len());
+        let committed = commit_batch(&mut conn, &mut batch);
+        crate::metrics::store_batch(started.elapsed(), queued);
+        match committed {
             Ok(()) => {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
                 if let Err(std_mpsc::SendError(full)) = to_sync.send(full) {
