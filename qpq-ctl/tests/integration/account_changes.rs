@@ -89,7 +89,8 @@ async fn passwd_changes_the_password_and_account_delete_removes_everything() {
     // The directory no longer knows her, and her name is never given out again.
     let carol = User::new(root.path(), "carol");
     carol.register(&srv).await;
-    carol.run(&["dm", "alice"]).await.expect(5);
+    let gone = carol.run(&["dm", "alice"]).await.expect(6);
+    assert!(gone.stderr.contains("E051"), "{}", gone.stderr);
     let taker = User::new(root.path(), "taker");
     let taken = taker
         .account_run(&srv, "register", "alice", "a password for the taker")
