@@ -60,11 +60,19 @@ pub enum ClientError {
 /// Transport settings shared with the server: keep-alive well below the idle
 /// timeout, so a quiet connection stays up through NATs.
 pub fn transport_config() -> quinn::TransportConfig {
+    transport_config_with_idle(DEFAULT_IDLE_TIMEOUT)
+}
+
+/// How long a silent peer is waited for before its connection counts as lost.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// [`transport_config`] with another idle timeout; keep-alive stays at a
+/// third of it, so a live but quiet peer never reaches it.
+pub fn transport_config_with_idle(idle: Duration) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
-    t.max_idle_timeout(Some(
-        quinn::IdleTimeout::try_from(Duration::from_secs(30)).expect("30 s is a valid timeout"),
-    ));
-    t.keep_alive_interval(Some(Duration::from_secs(10)));
+    // Beyond QUIC's range (about 146 years) is as good as never.
+    t.max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok());
+    t.keep_alive_interval(Some(idle / 3));
     t
 }
 
@@ -147,6 +155,7 @@ fn client_config(
     trust: &Trust,
     alpn: &[u8],
     provider: Arc<CryptoProvider>,
+    idle: Duration,
 ) -> Result<quinn::ClientConfig, ClientError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -181,7 +190,7 @@ fn client_config(
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| ClientError::Tls(e.to_string()))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
-    cfg.transport_config(Arc::new(transport_config()));
+    cfg.transport_config(Arc::new(transport_config_with_idle(idle)));
     Ok(cfg)
 }
 
@@ -218,6 +227,19 @@ impl Client {
         Self::connect_with_tls(addr, server_name, trust, alpn, tls_provider()).await
     }
 
+    /// As [`Client::connect`], counting the server as gone once it has been
+    /// silent for `idle` (the handshake included) instead of
+    /// [`DEFAULT_IDLE_TIMEOUT`]: qpqd, holding several nodes' addresses,
+    /// moves to another node that much sooner.
+    pub async fn connect_with_idle(
+        addr: SocketAddr,
+        server_name: &str,
+        trust: Trust,
+        idle: Duration,
+    ) -> Result<Self, ClientError> {
+        Self::connect_inner(addr, server_name, trust, crate::ALPN, tls_provider(), idle).await
+    }
+
     /// As [`Client::connect_with_alpn`] with other TLS primitives (tests use
     /// it to offer classical key exchange only).
     pub async fn connect_with_tls(
@@ -227,6 +249,25 @@ impl Client {
         alpn: &[u8],
         provider: CryptoProvider,
     ) -> Result<Self, ClientError> {
+        Self::connect_inner(
+            addr,
+            server_name,
+            trust,
+            alpn,
+            provider,
+            DEFAULT_IDLE_TIMEOUT,
+        )
+        .await
+    }
+
+    async fn connect_inner(
+        addr: SocketAddr,
+        server_name: &str,
+        trust: Trust,
+        alpn: &[u8],
+        provider: CryptoProvider,
+        idle: Duration,
+    ) -> Result<Self, ClientError> {
         let err = |reason: String| ClientError::Connect { addr, reason };
         let bind: SocketAddr = if addr.is_ipv6() {
             "[::]:0".parse().expect("valid literal")
@@ -234,7 +275,7 @@ impl Client {
             "0.0.0.0:0".parse().expect("valid literal")
         };
         let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| err(e.to_string()))?;
-        endpoint.set_default_client_config(client_config(&trust, alpn, Arc::new(provider))?);
+        endpoint.set_default_client_config(client_config(&trust, alpn, Arc::new(provider), idle)?);
         let connecting = endpoint
             .connect(addr, server_name)
             .map_err(|e| err(e.to_string()))?;

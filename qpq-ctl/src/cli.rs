@@ -177,8 +177,9 @@ pub enum DaemonCommand {
 
 #[derive(Debug, Args)]
 pub struct AccountArgs {
-    /// The server, HOST:PORT
-    #[arg(long, env = "QPQ_SERVER", value_name = "HOST:PORT")]
+    /// The server, HOST:PORT; a deployment of several nodes as HOST:PORT,HOST:PORT (or one
+    /// name with several addresses): the daemon moves to another when its node goes away
+    #[arg(long, env = "QPQ_SERVER", value_name = "HOST:PORT[,HOST:PORT…]")]
     pub server: String,
     /// Pin the server's certificate: its SHA-256, 64 hex digits (colons allowed)
     #[arg(long, value_name = "SHA256", value_parser = parse_fingerprint)]

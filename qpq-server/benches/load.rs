@@ -21,6 +21,13 @@
 //!   enqueue answered Ok is fetched exactly once.
 //! - `all`: every scenario, the baseline once.
 //!
+//! The servers keep their data in SQLite (the default), or with
+//! `QPQ_LOAD_DATABASE=postgres` in a throwaway PostgreSQL of the test kit,
+//! and with `QPQ_LOAD_NODES=2` (PostgreSQL only) `throughput` and `wake` run
+//! two nodes on that database: senders on the first, receivers on the
+//! second, so every message and every wake-up crosses nodes. The CPU line
+//! then adds PostgreSQL's processes.
+//!
 //! `throughput` and `wake` run the baseline first. Results are printed as
 //! plain lines; nothing is written to BENCHMARKS.md. Users are registered
 //! and logged in with an in-process server (rate limits lifted) on the data
@@ -35,7 +42,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use quicproquo_protocol::client::{Client, ClientError, Trust};
@@ -87,6 +94,59 @@ const SCENARIOS: &[&str] = &[
     "kill9",
 ];
 
+/// Where the servers under test keep their data (see the module docs).
+struct Deployment {
+    /// The shared database's URL; `None`: each server its own SQLite file.
+    postgres: Option<String>,
+    nodes: usize,
+}
+
+fn deployment() -> &'static Deployment {
+    static DEPLOYMENT: OnceLock<Deployment> = OnceLock::new();
+    DEPLOYMENT.get_or_init(|| {
+        let nodes = std::env::var("QPQ_LOAD_NODES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1usize)
+            .max(1);
+        let postgres = match std::env::var("QPQ_LOAD_DATABASE").as_deref() {
+            Ok("postgres") => {
+                let pg = quicproquo_testkit::postgres::for_test("load bench")
+                    .unwrap_or_else(|| std::process::exit(2));
+                Some(pg.url(&pg.new_database()))
+            }
+            Ok("sqlite") | Err(_) => None,
+            Ok(other) => {
+                eprintln!("QPQ_LOAD_DATABASE={other:?}: expected sqlite or postgres");
+                std::process::exit(2);
+            }
+        };
+        if nodes > 1 && postgres.is_none() {
+            eprintln!("QPQ_LOAD_NODES={nodes} needs QPQ_LOAD_DATABASE=postgres (nodes share a database)");
+            std::process::exit(2);
+        }
+        Deployment { postgres, nodes }
+    })
+}
+
+/// CPU time used so far by every PostgreSQL process of this machine (the
+/// throwaway server's, when the bench runs on one).
+fn postgres_cpu() -> Duration {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Duration::ZERO;
+    };
+    procs
+        .flatten()
+        .filter_map(|p| p.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(|pid| cpu_time(&pid))
+        .sum()
+}
+
 fn main() {
     // `cargo bench` appends `--bench`; `cargo test --benches` runs us bare.
     let args: Vec<String> = std::env::args()
@@ -110,6 +170,12 @@ fn main() {
         }
     }
     print_machine();
+    let d = deployment();
+    println!(
+        "database: {}, {} node(s)",
+        if d.postgres.is_some() { "PostgreSQL 15 (throwaway, fsync on)" } else { "SQLite" },
+        d.nodes
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -437,6 +503,8 @@ struct Pair {
 struct Fixture {
     dir: tempfile::TempDir,
     pairs: Vec<Pair>,
+    /// The data directories of the nodes after the first (PostgreSQL).
+    more_dirs: Vec<tempfile::TempDir>,
 }
 
 impl From<wire::Account> for Member {
@@ -451,9 +519,12 @@ impl Fixture {
     async fn new(pairs: usize) -> Self {
         let t = Instant::now();
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut server = TestServer::start_in(dir.path())
-            .await
-            .expect("in-process server");
+        let mut server = match &deployment().postgres {
+            Some(url) => TestServer::start_on_database(url).await,
+            None => TestServer::start_in(dir.path())
+                .await
+                .expect("in-process server"),
+        };
         let client = Arc::new(server.client().await);
         // Argon2id runs on the client: a few at a time on a small machine.
         let mut tasks = JoinSet::new();
@@ -501,7 +572,22 @@ impl Fixture {
             pairs * 2,
             t.elapsed().as_secs_f64()
         );
-        Self { dir, pairs: out }
+        Self {
+            dir,
+            pairs: out,
+            more_dirs: Vec::new(),
+        }
+    }
+
+    /// The deployment's nodes, started on the fixture's data.
+    async fn start_nodes(&mut self) -> Vec<ServerProcess> {
+        let mut nodes = vec![ServerProcess::start(self.dir.path()).await];
+        while nodes.len() < deployment().nodes {
+            let dir = tempfile::tempdir().expect("tempdir");
+            nodes.push(ServerProcess::start(dir.path()).await);
+            self.more_dirs.push(dir);
+        }
+        nodes
     }
 }
 
@@ -550,7 +636,11 @@ impl ServerProcess {
             "[network]\nmax_connections_per_address = 100000\npending_logins_per_address = 100000\n",
         )
         .expect("write qpq-server.toml");
-        let mut child = Command::new(server_binary())
+        let mut command = Command::new(server_binary());
+        if let Some(url) = &deployment().postgres {
+            command.args(["--database", url]);
+        }
+        let mut child = command
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("QPQ_DATA_DIR", data_dir)
@@ -775,9 +865,14 @@ async fn run_receiver(
 }
 
 async fn throughput(base: &Baseline) {
-    let fixture = Fixture::new(PAIRS).await;
-    let server = ServerProcess::start(fixture.dir.path()).await;
-    let pairs: Vec<Arc<Pair>> = fixture.pairs.into_iter().map(Arc::new).collect();
+    let mut fixture = Fixture::new(PAIRS).await;
+    let nodes = fixture.start_nodes().await;
+    // Senders on the first node, receivers on the last (the same one alone).
+    let (front, back) = (&nodes[0], &nodes[nodes.len() - 1]);
+    let pairs: Vec<Arc<Pair>> = std::mem::take(&mut fixture.pairs)
+        .into_iter()
+        .map(Arc::new)
+        .collect();
     let start = Arc::new(Barrier::new(2 * PAIRS + 1));
     let senders_done = Arc::new(AtomicBool::new(false));
     let (_kill, kill_rx) = watch::channel(false);
@@ -787,7 +882,7 @@ async fn throughput(base: &Baseline) {
         let answered = Arc::new(AtomicU64::new(0));
         senders.spawn(run_sender(
             i as u32,
-            server.client().await,
+            front.client().await,
             pair.clone(),
             start.clone(),
             answered.clone(),
@@ -795,15 +890,15 @@ async fn throughput(base: &Baseline) {
         ));
         receivers.spawn(run_receiver(
             i as u32,
-            server.client().await,
+            back.client().await,
             pair.clone(),
             start.clone(),
             answered,
             senders_done.clone(),
         ));
     }
-    let server_pid = server.pid.to_string();
-    let (server_cpu, own_cpu) = (cpu_time(&server_pid), cpu_time("self"));
+    let servers_cpu = || nodes.iter().map(|n| cpu_time(&n.pid.to_string())).sum::<Duration>();
+    let (server_cpu, own_cpu, db_cpu) = (servers_cpu(), cpu_time("self"), postgres_cpu());
     start.wait().await;
     let t0 = Instant::now();
     let mut sent = SenderReport::default();
@@ -827,9 +922,12 @@ async fn throughput(base: &Baseline) {
         got.first_error = got.first_error.or(r.first_error);
     }
     let wall = t0.elapsed();
-    let server_cpu = cpu_time(&server_pid).saturating_sub(server_cpu);
+    let server_cpu = servers_cpu().saturating_sub(server_cpu);
     let own_cpu = cpu_time("self").saturating_sub(own_cpu);
-    server.stop().await;
+    let db_cpu = postgres_cpu().saturating_sub(db_cpu);
+    for node in nodes {
+        node.stop().await;
+    }
 
     let answered = sent.answered.len() as u64;
     let delivered_in = got.last_at.map_or(send_time, |t| t - t0);
@@ -862,9 +960,11 @@ async fn throughput(base: &Baseline) {
             .unwrap_or_default()
     );
     println!(
-        "throughput: CPU over {:.1} s: qpq-server {}, load generator {}",
+        "throughput: CPU over {:.1} s: qpq-server {} ({} node(s)), PostgreSQL {}, load generator {}",
         wall.as_secs_f64(),
         cores(server_cpu, wall),
+        deployment().nodes,
+        cores(db_cpu, wall),
         cores(own_cpu, wall)
     );
     let ratio = rate / base.rate;
@@ -878,6 +978,7 @@ async fn throughput(base: &Baseline) {
 
 async fn kill9() {
     let fixture = Fixture::new(PAIRS).await;
+    // One node, killed and started again on the same data.
     let server = ServerProcess::start(fixture.dir.path()).await;
     let pairs: Vec<Arc<Pair>> = fixture.pairs.into_iter().map(Arc::new).collect();
     let start = Arc::new(Barrier::new(PAIRS + 1));
@@ -976,11 +1077,12 @@ async fn fetch(client: &Client, who: &Member) -> Vec<Envelope> {
 // ----- wake ----------------------------------------------------------------------
 
 async fn wake(base: &Baseline) {
-    let fixture = Fixture::new(1).await;
-    let server = ServerProcess::start(fixture.dir.path()).await;
+    let mut fixture = Fixture::new(1).await;
+    let nodes = fixture.start_nodes().await;
     let pair = fixture.pairs.first().expect("one pair");
-    let sender = server.client().await;
-    let receiver = Arc::new(server.client().await);
+    // The sender on the first node, the waiting receiver on the last.
+    let sender = nodes[0].client().await;
+    let receiver = Arc::new(nodes[nodes.len() - 1].client().await);
     let (mut wake_us, mut end_to_end_us) = (Vec::new(), Vec::new());
     let mut failures = 0u32;
     for counter in 0..(WARMUP + WAKE_SAMPLES) as u64 {
@@ -1035,10 +1137,15 @@ async fn wake(base: &Baseline) {
     if let Ok(r) = Arc::try_unwrap(receiver) {
         r.close().await;
     }
-    server.stop().await;
+    for node in nodes {
+        node.stop().await;
+    }
     let (w50, w99) = p50_p99(wake_us);
     let (e50, e99) = p50_p99(end_to_end_us);
-    println!("wake: qpq-server binary, {WAKE_SAMPLES} samples, fetchWait parked {WAKE_ARM:?} before each enqueue, {failures} failed");
+    println!(
+        "wake: qpq-server binary, {} node(s), {WAKE_SAMPLES} samples, fetchWait parked {WAKE_ARM:?} before each enqueue, {failures} failed",
+        deployment().nodes
+    );
     println!(
         "wake: enqueue answer -> fetchWait answer p50 {} p99 {}",
         show(w50),
@@ -1049,13 +1156,16 @@ async fn wake(base: &Baseline) {
         show(e50),
         show(e99)
     );
+    // One node: the first issue's 2 ms; across nodes the scale-out issue's 5 ms.
+    let margin_ms = if deployment().nodes > 1 { 5.0 } else { 2.0 };
+    let bound = base.rtt_p99_us + margin_ms * 1000.0;
     println!(
-        "wake: bare quinn round trip in this run p50 {} p99 {}; target wake-up p99 <= bare p99 + 2 ms = {}: {} (end to end: {})",
+        "wake: bare quinn round trip in this run p50 {} p99 {}; target wake-up p99 <= bare p99 + {margin_ms} ms = {}: {} (end to end: {})",
         show(base.rtt_p50_us),
         show(base.rtt_p99_us),
-        show(base.rtt_p99_us + 2000.0),
-        verdict(w99 <= base.rtt_p99_us + 2000.0),
-        verdict(e99 <= base.rtt_p99_us + 2000.0)
+        show(bound),
+        verdict(w99 <= bound),
+        verdict(e99 <= bound)
     );
 }
 

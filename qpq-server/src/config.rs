@@ -67,7 +67,11 @@ pub struct Cli {
     /// Lifetime of a login session, in days [default: 30]
     #[arg(long, env = "QPQ_SESSION_TTL_DAYS")]
     pub session_ttl_days: Option<u64>,
-    /// Without a command the server starts.
+    /// Serve Prometheus metrics and a load balancer's health check over
+    /// HTTP on this address, e.g. 127.0.0.1:9464 [default: off]
+    #[arg(long, env = "QPQ_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Without a subcommand the server starts.
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -78,6 +82,8 @@ pub enum Command {
     /// Operator commands for the running server (list, disable, delete
     /// users; revoke sessions; queue sizes) over its admin socket
     Admin(crate::admin::cli::AdminArgs),
+    #[command(flatten)]
+    Ops(crate::ops::OpsCommand),
 }
 
 /// The keys of `qpq-server.toml`; all optional.
@@ -92,6 +98,7 @@ struct FileConfig {
     max_streams_per_connection: Option<u32>,
     idle_timeout_secs: Option<u64>,
     session_ttl_days: Option<u64>,
+    metrics_listen: Option<SocketAddr>,
     #[serde(default)]
     tls: FileTls,
     #[serde(default)]
@@ -376,6 +383,8 @@ pub struct Config {
     pub rate_limits: RateLimits,
     pub quotas: Quotas,
     pub network: NetworkLimits,
+    /// Where `/metrics` and `/health` are served over HTTP; `None`: off.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The time allowed to send one request: long enough for 4 MiB on a slow
@@ -527,6 +536,7 @@ impl Config {
             rate_limits: RateLimits::default(),
             quotas,
             network,
+            metrics_listen: cli.metrics_listen.or(file.metrics_listen),
         })
     }
 
@@ -549,6 +559,7 @@ impl Config {
             rate_limits: RateLimits::default(),
             quotas: Quotas::default(),
             network: NetworkLimits::default(),
+            metrics_listen: None,
         }
     }
 }

@@ -368,7 +368,7 @@ impl Groups {
     /// announcement has not arrived yet: a message at a later epoch than the
     /// copy's, or from a sender it does not list, has the copy read from the
     /// store again — the first time at once, then at most once per
-    /// [`RELOAD_INTERVAL`] per group, so that nobody can make every request
+    /// `RELOAD_INTERVAL` per group, so that nobody can make every request
     /// reload a large group. `now` is the request's monotonic time.
     #[allow(clippy::too_many_arguments)]
     pub async fn check<S: Store>(

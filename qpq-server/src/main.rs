@@ -4,9 +4,8 @@
 use std::io::Write;
 
 use anyhow::Context;
-use clap::Parser;
-use quicproquo_server::config::{Cli, Command, Config, TlsSource};
-use quicproquo_server::{admin, banner, server};
+use quicproquo_server::config::{Command, Config, TlsSource};
+use quicproquo_server::{admin, banner, lock, ops, server};
 
 fn init_logging() {
     use std::io::IsTerminal;
@@ -26,17 +25,22 @@ fn init_logging() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut cli = Cli::parse();
+    let mut cli = ops::parse_cli();
     init_logging();
-    if let Some(Command::Admin(args)) = cli.command.take() {
-        let code = admin::cli::run(args, || {
-            Config::load(cli)
-                .map(|c| c.data_dir)
-                .map_err(|e| format!("configuration: {e}"))
-        });
+    if let Some(command) = cli.command.take() {
+        let code = match command {
+            Command::Ops(c) => ops::run(c, cli).await,
+            Command::Admin(args) => admin::cli::run(args, || {
+                Config::load(cli)
+                    .map(|c| c.data_dir)
+                    .map_err(|e| format!("configuration: {e}"))
+            }),
+        };
         std::process::exit(code);
     }
     let config = Config::load(cli).context("configuration")?;
+    // Held until the process ends: `restore` and a second server refuse.
+    let _lock = lock::DataDirLock::acquire(&config.data_dir).context("data directory")?;
     let self_signed = matches!(config.tls, TlsSource::SelfSigned { .. });
     // Handlers first: a supervisor may signal as soon as the address is printed.
     let signals = Signals::new()?;

@@ -53,6 +53,8 @@ pub struct Running {
     waiting: Box<dyn Fn() -> usize + Send + Sync>,
     /// Serves `admin.sock` until shutdown, then removes it.
     admin: Option<tokio::task::JoinHandle<()>>,
+    /// Where `/metrics` and `/health` are served, if `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Running {
@@ -79,7 +81,8 @@ impl Running {
     }
 }
 
-fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
+/// Creates `path` (and its parents), private to the server's user.
+pub fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
     let mut b = std::fs::DirBuilder::new();
     b.recursive(true);
     #[cfg(unix)]
@@ -151,7 +154,31 @@ pub async fn start_with_store<S: Store>(config: Config, store: S) -> Result<Runn
         crate::admin::socket::start(&config.data_dir, service.clone(), shutdown_rx.clone()).await;
     #[cfg(not(unix))]
     let admin = None;
-    let task = tokio::spawn(accept_loop(endpoint, service, shutdown_rx, limits));
+    let metrics = match config.metrics_listen {
+        Some(addr) => {
+            Some(
+                crate::metrics::http::bind(addr)
+                    .await
+                    .map_err(|e| StartError::Bind {
+                        addr,
+                        reason: format!("metrics: {e}"),
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
+    let task = tokio::spawn(accept_loop(
+        endpoint,
+        service.clone(),
+        shutdown_rx.clone(),
+        limits,
+    ));
+    // The metrics listener lives exactly as long as the accept loop.
+    let task = match metrics {
+        Some(l) => crate::metrics::http::serve_beside(l, service, shutdown_rx, task),
+        None => task,
+    };
     Ok(Running {
         local_addr,
         fingerprint,
@@ -160,6 +187,7 @@ pub async fn start_with_store<S: Store>(config: Config, store: S) -> Result<Runn
         task,
         waiting,
         admin,
+        metrics_addr,
     })
 }
 
@@ -267,6 +295,7 @@ async fn serve_connection<S: Store>(
         }
     };
     tracing::debug!(%peer, "connected");
+    let _counted = crate::metrics::connection_opened();
     let old_protocol = speaks_old_protocol(&conn);
     let budget = Arc::new(budget);
     let mut streams = JoinSet::new();
@@ -346,7 +375,8 @@ async fn serve_stream<S: Store>(
     };
     let response = match read {
         Ok(read) => answer(&read.bytes, &peer, &service).await,
-        Err(e) => Response::Error(e),
+        // Refused before it was read whole (too large, too slow, busy).
+        Err(e) => crate::metrics::undecodable(e),
     };
     let bytes = encode_response(&response);
     if send.write_all(&bytes).await.is_err() || send.finish().is_err() {
@@ -372,7 +402,9 @@ async fn answer<S: Store>(bytes: &[u8], peer: &Peer, service: &Service<S>) -> Re
         }
         Ok(req) => {
             let kind = req.kind();
+            let started = std::time::Instant::now();
             let resp = service.handle(req, peer.addr.ip(), Now::current()).await;
+            crate::metrics::request(kind, &resp, started);
             match &resp {
                 Response::Error(e) => {
                     tracing::debug!(peer = %peer.addr, kind, code = %e.code, "refused")
@@ -386,7 +418,7 @@ async fn answer<S: Store>(bytes: &[u8], peer: &Peer, service: &Service<S>) -> Re
         }
         Err(e) => {
             tracing::debug!(peer = %peer.addr, code = %e.code, "undecodable request");
-            Response::Error(e)
+            crate::metrics::undecodable(e)
         }
     }
 }

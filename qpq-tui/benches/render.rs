@@ -36,6 +36,7 @@ fn app(w: u16, h: u16) -> App {
             identity: IdentityKey([1; 32]),
         }),
         server: Some("127.0.0.1:7443".into()),
+        node: Some("127.0.0.1:7443".into()),
         connection: ConnectionState::Online,
         connection_detail: String::new(),
         storage: Default::default(),

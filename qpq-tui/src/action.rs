@@ -14,6 +14,9 @@ use quicproquo_protocol::ipc::values::{
 use quicproquo_protocol::ipc::{Call, IpcErrorCode, Notification};
 
 /// One input to `update`.
+// Actions pass one at a time; daemon events (a status among them) are the
+// common kind, so boxing them would allocate for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Action {
     Key(KeyEvent),

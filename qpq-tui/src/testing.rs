@@ -34,6 +34,7 @@ pub fn status() -> StatusResult {
             identity: IdentityKey([1; 32]),
         }),
         server: Some("chat.example:7443".into()),
+        node: Some("chat.example:7443 (192.0.2.7:7443)".into()),
         connection: ConnectionState::Online,
         connection_detail: String::new(),
         storage: Default::default(),

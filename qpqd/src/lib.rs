@@ -16,6 +16,7 @@ pub mod keystore;
 pub mod lifecycle;
 pub mod link;
 pub mod mls;
+pub mod nodes;
 pub mod payload;
 pub mod reader;
 pub mod state;

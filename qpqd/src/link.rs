@@ -3,15 +3,23 @@
 //! back-off. Everyone else borrows the current connection through [`Link`]:
 //! a call while offline fails at once with [`LinkError::Offline`] (the
 //! outbox, not the caller, waits for the server).
+//!
+//! A deployment may have several nodes ([`crate::nodes`]): the supervisor
+//! tries their addresses in turn (round robin), moving to the next one when
+//! its node goes away or does not answer, and waits the back-off only after
+//! a whole round failed. Every node must present the pinned certificate
+//! (the nodes of one deployment share it); one that does not is refused
+//! like any other mismatch.
 
 use quicproquo_protocol::backoff::Backoff;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use quicproquo_protocol::client::{Client, ClientError, Trust};
 use quicproquo_protocol::wire::{Call, Health, Request, Response};
 use tokio::sync::{watch, Notify, RwLock};
+
+use crate::nodes::{self, Candidate, Node};
 
 /// What front-ends see as `connection`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,9 +42,53 @@ impl ConnState {
 /// Where and how to reach the server.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub addr: SocketAddr,
-    pub server_name: String,
+    /// The deployment's nodes, in the order given.
+    pub nodes: Vec<Node>,
+    /// Verify certificates against the system roots (names are checked).
+    pub use_ca: bool,
     pub trust: Trust,
+    /// How long a silent node is waited for before it counts as gone.
+    pub idle: Duration,
+}
+
+/// A connection made by [`connect_round`].
+pub struct Connected {
+    pub client: Client,
+    /// The node's address as given (and resolved), for status and logs.
+    pub node: String,
+    /// Its place in the round, to start the next round after it.
+    pub index: usize,
+}
+
+/// One round over `target`'s addresses, starting at `start` (modulo their
+/// number): the first that connects; or why each one failed, for people.
+pub async fn connect_round(target: &Target, start: usize) -> Result<Connected, String> {
+    let (candidates, mut failures) = nodes::candidates(&target.nodes, target.use_ca).await;
+    let n = candidates.len();
+    for index in (0..n).map(|i| (start + i) % n.max(1)) {
+        let c: &Candidate = &candidates[index];
+        match Client::connect_with_idle(c.addr, &c.server_name, target.trust.clone(), target.idle)
+            .await
+        {
+            Ok(client) => {
+                return Ok(Connected {
+                    client,
+                    node: c.label.clone(),
+                    index,
+                })
+            }
+            Err(e) => {
+                tracing::debug!(node = %c.label, error = %e, "connect failed");
+                // One node: the error alone, as before several nodes.
+                failures.push(if target.nodes.len() == 1 && n == 1 {
+                    e.to_string()
+                } else {
+                    format!("node {}: {e}", c.label)
+                });
+            }
+        }
+    }
+    Err(failures.join("; "))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +119,8 @@ pub struct Link {
     /// The server's removal key (its Ed25519 key as an MLS external sender),
     /// from `health` at every connection; empty until a server gave one.
     removal_key: Arc<std::sync::Mutex<Vec<u8>>>,
+    /// The node connected to (see [`Connected::node`]); `None` offline.
+    node: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -97,6 +151,7 @@ impl Link {
         let detail = Arc::new(std::sync::Mutex::new(String::new()));
         let shared_target = Arc::new(std::sync::Mutex::new(target));
         let removal_key = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let node = Arc::new(std::sync::Mutex::new(None));
         let link = Link {
             current: current.clone(),
             state,
@@ -104,24 +159,40 @@ impl Link {
             detail: detail.clone(),
             target: shared_target.clone(),
             removal_key: removal_key.clone(),
+            node: node.clone(),
         };
         let set_detail = move |d: String| *lock(&detail) = d;
         let task = tokio::spawn(async move {
             let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+            // Where the next round starts: after the node last used, so a
+            // node that went away is tried last.
+            let mut start = 0;
             loop {
                 if *shutdown.borrow() {
                     break;
                 }
                 let target = lock(&shared_target).clone();
-                match Client::connect(target.addr, &target.server_name, target.trust.clone()).await
-                {
-                    Ok(client) => {
+                let round = tokio::select! {
+                    r = connect_round(&target, start) => Some(r),
+                    _ = poke.notified() => None,
+                    _ = shutdown.changed() => None,
+                };
+                match round {
+                    // Re-pointed or stopping: the loop looks again.
+                    None => {}
+                    Some(Ok(Connected {
+                        client,
+                        node: name,
+                        index,
+                    })) => {
+                        start = index + 1;
                         learn_removal_key(&client, &removal_key).await;
                         let client = Arc::new(client);
                         *current.write().await = Some(client.clone());
+                        *lock(&node) = Some(name.clone());
                         set_detail(String::new());
                         let _ = state_tx.send(ConnState::Online);
-                        tracing::info!(server = %target.addr, "connected");
+                        tracing::info!(node = %name, "connected");
                         backoff.reset();
                         tokio::select! {
                             _ = client.connection().closed() => {}
@@ -129,6 +200,7 @@ impl Link {
                             _ = shutdown.changed() => {}
                         }
                         *current.write().await = None;
+                        *lock(&node) = None;
                         if *shutdown.borrow() {
                             let _ = state_tx.send(ConnState::Offline);
                             if let Ok(c) = Arc::try_unwrap(client) {
@@ -136,14 +208,14 @@ impl Link {
                             }
                             break;
                         }
-                        tracing::warn!("connection to the server lost; reconnecting");
-                        set_detail("the connection to the server was lost".into());
+                        tracing::warn!(node = %name, "connection to the server lost; reconnecting");
+                        set_detail(format!("the connection to {name} was lost"));
                         let _ = state_tx.send(ConnState::Reconnecting);
                     }
-                    Err(e) => {
+                    Some(Err(why)) => {
                         let delay = backoff.wait();
-                        tracing::debug!(error = %e, ?delay, "connect failed");
-                        set_detail(e.to_string());
+                        tracing::debug!(error = %why, ?delay, "no node answered");
+                        set_detail(why);
                         let _ = state_tx.send(if backoff.step() >= BACKOFF_MAX / 2 {
                             ConnState::Offline
                         } else {
@@ -167,6 +239,11 @@ impl Link {
     /// (empty: none known).
     pub fn removal_key(&self) -> Vec<u8> {
         lock(&self.removal_key).clone()
+    }
+
+    /// The node connected to, while online.
+    pub fn node(&self) -> Option<String> {
+        lock(&self.node).clone()
     }
 
     pub fn state(&self) -> ConnState {

@@ -97,6 +97,15 @@ async fn main() -> anyhow::Result<()> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
     );
+    // How soon a silent node is given up for another; tests shorten it.
+    let node_timeout = std::env::var("QPQ_TEST_NODE_TIMEOUT_MS")
+        .ok()
+        .filter(|_| cfg!(debug_assertions))
+        .and_then(|v| v.parse().ok())
+        .map_or(
+            quicproquo_protocol::client::DEFAULT_IDLE_TIMEOUT,
+            std::time::Duration::from_millis,
+        );
     let agent = Agent::new(StartOptions {
         profile: profile.clone(),
         data_dir: paths.data_dir.clone(),
@@ -106,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
         keyring: Arc::new(OsKeyring),
         test_disk_full,
         test_search_delay,
+        node_timeout,
     });
     match agent.open(passphrase).await {
         Ok(()) => {}

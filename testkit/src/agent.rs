@@ -37,10 +37,21 @@ pub async fn register(
     server: &TestServer,
     username: &str,
 ) -> Result<Account, TestkitError> {
+    register_at(client, &server.addr.to_string(), server.pin(), username).await
+}
+
+/// [`register`] with the server given as the daemon takes it: `host:port`,
+/// or several nodes' addresses (`a:1,b:2`), all pinned to `pin`.
+pub async fn register_at(
+    client: &IpcClient,
+    server: &str,
+    pin: quicproquo_protocol::Fingerprint,
+    username: &str,
+) -> Result<Account, TestkitError> {
     let account = client
         .request::<method::Register>(AccountParams {
-            server: server.addr.to_string(),
-            server_fingerprint: Some(server.pin()),
+            server: server.to_owned(),
+            server_fingerprint: Some(pin),
             username: username.to_owned(),
             password: Secret::new(password(username)),
         })

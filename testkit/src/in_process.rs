@@ -50,6 +50,7 @@ impl InProcessDaemon {
             keyring: Arc::new(OsKeyring),
             test_disk_full: false,
             test_search_delay: std::time::Duration::ZERO,
+            node_timeout: quicproquo_protocol::client::DEFAULT_IDLE_TIMEOUT,
         });
         agent
             .open(passphrase)

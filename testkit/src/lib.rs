@@ -17,7 +17,9 @@
 //! - [`process`]: run a child process to completion under a deadline.
 //! - [`attacker`]: an ordinary account driven by hand, with forged MLS
 //!   credentials, for the tests of attacks.
-//! - [`relay`]: a UDP relay a test cuts, so a QUIC peer goes silent.
+//! - [`relay`]: a UDP relay a test cuts, so a QUIC peer goes silent; two in
+//!   front of one server are two nodes of a deployment for the failover tests
+//!   (with [`quick_node_moves`] and [`agent::register_at`]).
 //! - [`mls`]: a bare MLS member over the wire (openmls driven by hand), for
 //!   tests of the server's group rules.
 //! - `mlsrs` (feature `mlsrs`): a user whose MLS is mls-rs, an
@@ -41,7 +43,7 @@ pub mod wire;
 
 pub use error::TestkitError;
 pub use in_process::InProcessDaemon;
-pub use qpqd::{qpqd_binary, TestDaemon};
+pub use qpqd::{qpqd_binary, quick_node_moves, TestDaemon};
 pub use server::TestServer;
 
 /// How long a fixture waits for something that should happen soon (a

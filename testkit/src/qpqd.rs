@@ -94,6 +94,15 @@ fn set_by_cargo_for_tests(name: &OsStr) -> bool {
         .contains(&name)
 }
 
+/// The environment under which a test daemon gives up a silent node after
+/// 1.5 s instead of 30 s (`QPQ_TEST_NODE_TIMEOUT_MS`, debug builds), so a
+/// test of moving between the nodes of a deployment takes seconds:
+/// `TestDaemon::start_with_env(root, name, &quick_node_moves())`, then
+/// [`agent::register_at`] with every node's address.
+pub fn quick_node_moves() -> [(&'static str, OsString); 1] {
+    [("QPQ_TEST_NODE_TIMEOUT_MS", "1500".into())]
+}
+
 /// One user's `qpqd`.
 pub struct TestDaemon {
     pub name: String,

@@ -257,8 +257,14 @@ pub struct StatusResult {
     pub profile: String,
     /// `None` before `register`/`login`.
     pub account: Option<Account>,
-    /// The server as `host:port`; `None` before `register`/`login`.
+    /// The server as `host:port` (or several, comma-separated: the nodes
+    /// of one deployment); `None` before `register`/`login`.
     pub server: Option<String>,
+    /// The node the connection is to while `online`: the address as
+    /// given, and the one it resolved to when they differ
+    /// (`chat.example:7443 (192.0.2.7:7443)`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     pub connection: ConnectionState,
     /// Why the connection is not up, for people (e.g. the server's
     /// certificate no longer matches the pin); empty while online.
@@ -857,7 +863,8 @@ pub(crate) mod tests {
         round_trip(StatusResult {
             profile: "default".into(),
             account: Some(account.clone()),
-            server: Some("h:1".into()),
+            server: Some("h:1,h:2".into()),
+            node: Some("h:2 (192.0.2.7:2)".into()),
             connection: ConnectionState::Reconnecting,
             connection_detail: String::new(),
             keystore: KeystoreState::Keyring,
@@ -874,6 +881,7 @@ pub(crate) mod tests {
             profile: "p".into(),
             account: None,
             server: None,
+            node: None,
             connection: ConnectionState::LoggedOut,
             connection_detail: String::new(),
             keystore: KeystoreState::Locked,

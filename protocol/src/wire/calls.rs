@@ -51,6 +51,10 @@ macro_rules! calls {
         }
 
         impl Request {
+            /// Every request kind's name, as [`Request::kind`] returns them
+            /// (metrics label them all up front).
+            pub const KINDS: &'static [&'static str] = &[$($name,)*];
+
             /// The request's name as in the schema, for logs and metrics.
             pub fn kind(&self) -> &'static str {
                 match self {

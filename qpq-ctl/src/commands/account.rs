@@ -123,6 +123,9 @@ pub async fn status(session: &Session, out: &mut Out) -> Result<Exit, CtlError> 
         st.account.as_ref().map_or("none", |a| a.username.as_str()),
     ]);
     t.row(["server:", st.server.as_deref().unwrap_or("none")]);
+    if let Some(node) = &st.node {
+        t.row(["node:", node]);
+    }
     t.row([
         "connection:",
         &with_detail(word(&st.connection), &st.connection_detail),

@@ -21,6 +21,15 @@ async fn dm_send_from_argument_and_stdin_and_recv_exactly_that() {
     let me = alice.json(&["whoami"]).await;
     assert_eq!(me["username"], "alice");
     assert_eq!(me["identity"], registered["identity"]);
+    // `status` names the node the daemon is connected to.
+    alice.wait_online().await;
+    let st = alice.ok(&["status"]).await;
+    let node = srv.addr.to_string();
+    assert!(
+        st.lines()
+            .any(|l| l.starts_with("node:") && l.trim_end().ends_with(&node)),
+        "{st}"
+    );
 
     let dm = alice.json(&["dm", "bob"]).await;
     assert_eq!(dm["kind"], "dm");

@@ -41,6 +41,10 @@ use super::{
     MailboxSize, NewGroup, NewMail, Purge, Store, StoreError, StoredGroup, StoredKeyPackage, Take,
 };
 
+/// The schema version this build writes (`PRAGMA user_version`); a newer
+/// database is refused (`qpq-server check-config` and `restore` read it).
+pub const SCHEMA_VERSION: usize = schema::MIGRATIONS.len();
+
 /// The SQLite [`Store`]. Cheap to share behind an `Arc`; see the module docs.
 pub struct SqliteStore {
     jobs: mpsc::Sender<Box<dyn Job>>,

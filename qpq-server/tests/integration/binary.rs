@@ -32,7 +32,7 @@ pub(crate) async fn start(data_dir: &Path) -> (Child, std::net::SocketAddr, Stri
 }
 
 /// [`start`] for a command the caller adjusted (its log filter, stderr).
-async fn start_command(mut cmd: Command) -> (Child, std::net::SocketAddr, String) {
+pub(crate) async fn start_command(mut cmd: Command) -> (Child, std::net::SocketAddr, String) {
     let mut child = cmd
         .args(["--listen", "127.0.0.1:0"])
         .spawn()

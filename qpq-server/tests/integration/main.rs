@@ -12,6 +12,7 @@ mod delivery;
 mod groups;
 mod harness;
 mod interop;
+mod ops;
 mod output;
 mod pq_tls;
 mod robustness;

@@ -6,13 +6,17 @@
 //! refusing the token on B. Skipped (a failure in CI) where no PostgreSQL
 //! is installed.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quicproquo_protocol::client::{Client, ClientError};
+use quicproquo_protocol::client::{Client, ClientError, Trust};
 use quicproquo_protocol::errors::ErrorCode;
 use quicproquo_protocol::wire::{Delivery, Request, Response};
 use quicproquo_testkit::mls::{self, Member, HYBRID};
-use quicproquo_testkit::postgres;
+use quicproquo_testkit::agent::eventually;
+use quicproquo_testkit::{postgres, wire};
 
 use crate::harness::{app_message, idem, Register, TestServer};
 
@@ -231,4 +235,125 @@ async fn commits_racing_through_two_nodes_do_not_fork_the_group() {
             "round {round}: bob reads alice's message of the winning epoch"
         );
     }
+}
+
+/// Kill -9 of node A while senders load it: they move to node B, sending
+/// again (with the same idempotency key) whatever A never answered. Every
+/// answered enqueue is delivered exactly once, and nothing twice. The
+/// binaries run as an operator runs them, on one PostgreSQL.
+#[tokio::test]
+async fn a_node_killed_under_load_loses_and_repeats_nothing() {
+    const TEST: &str = "a_node_killed_under_load_loses_and_repeats_nothing";
+    let Some(pg) = postgres::for_test(TEST) else {
+        return;
+    };
+    let url = pg.url(&pg.new_database());
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let node = |dir: &std::path::Path| {
+        let mut c = crate::binary::command(dir);
+        c.args(["--database", &url]);
+        crate::binary::start_command(c)
+    };
+    let (mut node_a, addr_a, fp_a) = node(dir_a.path()).await;
+    let (node_b, addr_b, fp_b) = node(dir_b.path()).await;
+    assert_eq!(fp_a, fp_b, "one certificate for the deployment");
+    let trust = Trust::Pin(quicproquo_protocol::parse_fingerprint(&fp_a).unwrap());
+    let connect = |addr| {
+        let trust = trust.clone();
+        async move { Client::connect(addr, "localhost", trust).await }
+    };
+
+    // Three senders on A, each with a receiver on B.
+    let (on_a, on_b) = (connect(addr_a).await.unwrap(), connect(addr_b).await.unwrap());
+    let mut pairs = Vec::new();
+    for n in 0..3 {
+        let sender = wire::register(&on_a, &format!("sender{n}")).await;
+        let receiver = wire::register(&on_b, &format!("receiver{n}")).await;
+        let channel = wire::first_dm(&on_a, &sender, &receiver).await;
+        pairs.push((sender, receiver, channel));
+    }
+
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut senders = tokio::task::JoinSet::new();
+    for (n, (sender, receiver, channel)) in pairs.iter().enumerate() {
+        let (auth, to, channel) = (sender.session.token.clone(), receiver.identity, *channel);
+        let (answered, connect) = (answered.clone(), connect.clone());
+        senders.spawn(async move {
+            let mut client = connect(addr_a).await.unwrap();
+            let mut on_b = false;
+            let mut sent = Vec::new();
+            // Until 60 messages went through B after the move.
+            let mut after_move = 0;
+            for i in 0u32.. {
+                let req = Request::Enqueue {
+                    auth: auth.clone(),
+                    deliveries: vec![Delivery {
+                        recipient: to,
+                        channel: Some(channel),
+                    }],
+                    payload: app_message(format!("{n}:{i}").as_bytes()),
+                    idempotency_key: idem(),
+                };
+                loop {
+                    match client.call(&req).await {
+                        Ok(Response::Enqueue { .. }) => break,
+                        Ok(other) => panic!("enqueue answered {other:?}"),
+                        Err(ClientError::Server(e)) => panic!("enqueue refused: {e:?}"),
+                        // A is gone: the same request again, through B.
+                        Err(_) if !on_b => {
+                            client = connect(addr_b).await.expect("node B answers");
+                            on_b = true;
+                        }
+                        Err(e) => panic!("B failed too: {e}"),
+                    }
+                }
+                sent.push(i);
+                answered.fetch_add(1, Ordering::SeqCst);
+                if on_b {
+                    after_move += 1;
+                    if after_move == 60 {
+                        return (n, sent);
+                    }
+                }
+            }
+            unreachable!("the loop returns")
+        });
+    }
+
+    // Kill A once it has answered a fair share, mid-load.
+    eventually("node A answered 150 enqueues", || async {
+        (answered.load(Ordering::SeqCst) >= 150).then_some(())
+    })
+    .await
+    .unwrap();
+    node_a.start_kill().expect("kill -9 node A");
+    node_a.wait().await.unwrap();
+
+    let mut expected: HashMap<usize, Vec<u32>> = HashMap::new();
+    while let Some(done) = senders.join_next().await {
+        let (n, sent) = done.expect("a sender");
+        expected.insert(n, sent);
+    }
+    for (n, (_, receiver, _)) in pairs.iter().enumerate() {
+        let mut got: Vec<u32> = Vec::new();
+        loop {
+            let mail = wire::take_mail(&on_b, receiver).await;
+            if mail.is_empty() {
+                break;
+            }
+            for m in mail {
+                let text = String::from_utf8(m[4..].to_vec()).unwrap();
+                let (who, i) = text.split_once(':').unwrap();
+                assert_eq!(who, n.to_string(), "mail of another pair");
+                got.push(i.parse().unwrap());
+            }
+        }
+        let sent = &expected[&n];
+        let mut sorted = got.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), got.len(), "pair {n}: a message was delivered twice");
+        assert_eq!(&sorted, sent, "pair {n}: every answered enqueue, once");
+    }
+    drop(node_b);
 }

@@ -3,7 +3,6 @@
 //! the background loops), logging out, status, and what a fresh connection
 //! needs (the key-package stock, `connection` notifications).
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,8 +24,9 @@ use crate::core::{Core, CoreError, CoreHandle};
 use crate::db::{account, messages, now_ms, outbox};
 use crate::integrity::{self, CounterFile, Guard};
 use crate::keystore::{self, KeySource, Keyring, KeystoreError};
-use crate::link::{ConnState, Link, Target};
+use crate::link::{connect_round, ConnState, Link, Target};
 use crate::mls::{Identity, Suite};
+use crate::nodes;
 use crate::reader::Reader;
 
 /// What the daemon was started with.
@@ -46,6 +46,10 @@ pub struct StartOptions {
     /// `QPQ_TEST_SEARCH_DELAY_MS`, test (debug) builds only: each search
     /// first waits this long, as one over a large history would take.
     pub test_search_delay: Duration,
+    /// How long a silent node is waited for before the daemon moves to
+    /// another: [`quicproquo_protocol::client::DEFAULT_IDLE_TIMEOUT`];
+    /// test (debug) builds read `QPQ_TEST_NODE_TIMEOUT_MS`.
+    pub node_timeout: Duration,
 }
 
 /// One-time key packages kept on the server; refilled below the low mark.
@@ -222,22 +226,8 @@ impl Agent {
         fingerprint: Option<[u8; 32]>,
         use_ca: bool,
     ) -> AgentResult<Target> {
-        let addr: SocketAddr = server
-            .to_socket_addrs()
-            .map_err(|e| AgentError::InvalidInput(format!("server `{server}`: {e}")))?
-            .next()
-            .ok_or_else(|| AgentError::InvalidInput(format!("server `{server}` has no address")))?;
-        let host = server.rsplit_once(':').map(|(h, _)| h).unwrap_or(server);
-        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let nodes = nodes::parse(server).map_err(|e| AgentError::InvalidInput(e.to_string()))?;
         let use_ca = use_ca || self.options.use_ca;
-        let server_name = if host.parse::<std::net::IpAddr>().is_ok() && !use_ca {
-            // Self-signed certificates name localhost; pinning checks the
-            // certificate itself. Under CA verification an IP address is
-            // checked as one (the certificate must list it).
-            "localhost".to_string()
-        } else {
-            host.to_string()
-        };
         let trust = if use_ca {
             Trust::SystemRoots
         } else {
@@ -247,9 +237,10 @@ impl Agent {
             }
         };
         Ok(Target {
-            addr,
-            server_name,
+            nodes,
+            use_ca,
             trust,
+            idle: self.options.node_timeout,
         })
     }
 
@@ -441,9 +432,12 @@ impl Agent {
         use_ca: bool,
     ) -> AgentResult<(Client, Option<[u8; 32]>)> {
         let target = self.target(&p.server, p.server_fingerprint, use_ca)?;
-        let client = Client::connect(target.addr, &target.server_name, target.trust.clone())
+        // The first node that answers; with trust on first use, its
+        // certificate becomes the pin every node is checked against.
+        let client = connect_round(&target, 0)
             .await
-            .map_err(|e| AgentError::NetworkDown(e.to_string()))?;
+            .map_err(AgentError::NetworkDown)?
+            .client;
         let pin = match target.trust {
             Trust::SystemRoots => None,
             _ => client.server_fingerprint(),
@@ -678,6 +672,10 @@ impl Agent {
                 identity: m.identity,
             }),
             server: me.map(|m| m.server),
+            node: match link {
+                Some(l) if logged_in && matches!(connection, ConnectionState::Online) => l.node(),
+                _ => None,
+            },
             connection,
             connection_detail,
             keystore,

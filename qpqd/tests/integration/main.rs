@@ -9,6 +9,7 @@ mod consent;
 mod conversations;
 mod crash;
 mod defences;
+mod failover;
 mod faults;
 mod harness;
 mod integrity;

@@ -156,6 +156,7 @@ fn status() -> StatusResult {
         profile: "test".into(),
         account: None,
         server: None,
+        node: None,
         connection: ConnectionState::Offline,
         connection_detail: String::new(),
         keystore: KeystoreState::Keyring,

@@ -82,7 +82,10 @@ pub(super) fn writer(
                 Err(_) => break,
             }
         }
+        // Metrics: the jobs still queued behind this batch, and its time.
+        let (started, queued) = (std::time::Instant::now(), queue.len());
         run_batch(&mut conn, &mut batch);
+        crate::metrics::store_batch(started.elapsed(), queued);
     }
     if let Err((_, e)) = conn.close() {
         tracing::warn!(error = %e, "closing the database failed");

@@ -1,0 +1,393 @@
+//! `qpq-server backup` and `qpq-server restore` for the embedded SQLite
+//! store.
+//!
+//! Backup runs beside a serving server: it opens the database read-only on
+//! its own connection and copies it with SQLite's online backup API in a
+//! single step, which is one read transaction, so in WAL mode the copy is
+//! the database as of one commit while the server keeps writing. The copy
+//! goes to a temporary file next to the target (mode 0600), is fsynced,
+//! renamed into place and its directory fsynced: a crash leaves either the
+//! old file or the whole new one.
+//!
+//! Restore needs the server stopped (it takes the data directory's lock,
+//! see `lock`), checks the backup (`PRAGMA integrity_check`, a qpq schema
+//! no newer than this build's), and puts it in place the same way, removing
+//! the old database's `-wal` and `-shm` first: a WAL left beside a
+//! different database file would be replayed into it.
+//!
+//! PostgreSQL is backed up with its own tools (`pg_dump`, base backups);
+//! both commands say so and exit 2 when the database is a PostgreSQL URL.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::problem;
+use crate::config::{Cli, Config};
+use crate::lock::DataDirLock;
+use crate::store::sqlite::SCHEMA_VERSION;
+
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    /// The backup file to write (replaced if it exists; mode 0600)
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// The backup file to restore
+    #[arg(long)]
+    pub from: PathBuf,
+    /// Replace an existing database (by default restore only fills an empty place)
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("database {path}: {reason}")]
+    Sqlite { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// What a backup or restore moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Copied {
+    pub bytes: u64,
+    pub schema_version: usize,
+}
+
+/// The SQLite file `config` names, or `None` for a PostgreSQL URL.
+pub(crate) fn sqlite_database(config: &Config) -> Option<&Path> {
+    let db = config.database.to_string_lossy();
+    (!(db.starts_with("postgres://") || db.starts_with("postgresql://")))
+        .then_some(config.database.as_path())
+}
+
+const POSTGRES: &str = "the database is PostgreSQL: back it up with pg_dump or a base backup \
+                        (the book's Backup and restore page says how)";
+
+pub async fn run_backup(args: BackupArgs, cli: Cli) -> i32 {
+    let config = match Config::load(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            problem(e);
+            return 1;
+        }
+    };
+    let Some(db) = sqlite_database(&config).map(Path::to_path_buf) else {
+        problem(POSTGRES);
+        return 2;
+    };
+    let out = args.out.clone();
+    match tokio::task::spawn_blocking(move || backup(&db, &out)).await {
+        Ok(Ok(c)) => {
+            println!(
+                "backed up {} ({} bytes, schema version {}) to {}",
+                config.database.display(),
+                c.bytes,
+                c.schema_version,
+                args.out.display()
+            );
+            0
+        }
+        Ok(Err(e)) => {
+            problem(e);
+            1
+        }
+        Err(e) => {
+            problem(e);
+            1
+        }
+    }
+}
+
+pub async fn run_restore(args: RestoreArgs, cli: Cli) -> i32 {
+    let config = match Config::load(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            problem(e);
+            return 1;
+        }
+    };
+    let Some(db) = sqlite_database(&config).map(Path::to_path_buf) else {
+        problem(POSTGRES);
+        return 2;
+    };
+    let data_dir = config.data_dir.clone();
+    let from = args.from.clone();
+    let done =
+        tokio::task::spawn_blocking(move || restore(&from, &data_dir, &db, args.force)).await;
+    match done {
+        Ok(Ok(c)) => {
+            println!(
+                "restored {} ({} bytes, schema version {}) as {}",
+                args.from.display(),
+                c.bytes,
+                c.schema_version,
+                config.database.display()
+            );
+            0
+        }
+        Ok(Err(e)) => {
+            problem(e);
+            1
+        }
+        Err(e) => {
+            problem(e);
+            1
+        }
+    }
+}
+
+fn file_err(path: &Path) -> impl Fn(std::io::Error) -> BackupError + '_ {
+    move |e| BackupError::File {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> BackupError + '_ {
+    move |e| BackupError::Sqlite {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// Copies the database at `db` into `out` (see the module docs). Blocks.
+pub fn backup(db: &Path, out: &Path) -> Result<Copied, BackupError> {
+    if !db.is_file() {
+        // Opening would create an empty database: refuse instead.
+        return Err(BackupError::Refused(format!(
+            "there is no database at {} (check --data-dir / --database)",
+            db.display()
+        )));
+    }
+    let src =
+        Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql_err(db))?;
+    src.busy_timeout(Duration::from_secs(30))
+        .map_err(sql_err(db))?;
+    let schema_version = schema_version(&src, db)?;
+    let tmp = temporary_beside(out)?;
+    let copied = (|| {
+        let mut dst = Connection::open(&tmp).map_err(sql_err(&tmp))?;
+        copy_in_one_step(&src, &mut dst).map_err(sql_err(db))?;
+        dst.close().map_err(|(_, e)| sql_err(&tmp)(e))?;
+        put_in_place(&tmp, out)
+    })();
+    if copied.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    Ok(Copied {
+        bytes: copied?,
+        schema_version,
+    })
+}
+
+/// Every page in one `sqlite3_backup_step(-1)`: one read transaction, so
+/// the copy is one consistent snapshot (in steps, a write between two steps
+/// would restart the copy). Retries while the source is busy or locked.
+fn copy_in_one_step(src: &Connection, dst: &mut Connection) -> rusqlite::Result<()> {
+    use rusqlite::backup::{Backup, StepResult};
+    let backup = Backup::new(src, dst)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match backup.step(-1)? {
+            StepResult::Done => return Ok(()),
+            StepResult::More | StepResult::Busy | StepResult::Locked
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            _ => {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    Some("the database stayed busy for 60 s".into()),
+                ))
+            }
+        }
+    }
+}
+
+/// Puts the backup `from` in place as `db` in `data_dir` (see the module
+/// docs). Blocks.
+pub fn restore(
+    from: &Path,
+    data_dir: &Path,
+    db: &Path,
+    force: bool,
+) -> Result<Copied, BackupError> {
+    let _lock = DataDirLock::acquire(data_dir).map_err(|e| BackupError::Refused(e.to_string()))?;
+    if !from.is_file() {
+        return Err(BackupError::Refused(format!(
+            "there is no backup at {}",
+            from.display()
+        )));
+    }
+    let schema_version = {
+        let conn = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(sql_err(from))?;
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(sql_err(from))?;
+        if check != "ok" {
+            return Err(BackupError::Refused(format!(
+                "{} fails SQLite's integrity check: {check}",
+                from.display()
+            )));
+        }
+        schema_version(&conn, from)?
+    };
+    if db.exists() && !force {
+        return Err(BackupError::Refused(format!(
+            "a database already exists at {}; pass --force to replace it",
+            db.display()
+        )));
+    }
+    if let Some(parent) = db.parent() {
+        crate::server::create_private_dir(parent)
+            .map_err(|e| BackupError::Refused(e.to_string()))?;
+    }
+    let tmp = temporary_beside(db)?;
+    let copied = (|| {
+        let mut src = File::open(from).map_err(file_err(from))?;
+        let mut dst = OpenOptions::new()
+            .write(true)
+            .open(&tmp)
+            .map_err(file_err(&tmp))?;
+        std::io::copy(&mut src, &mut dst).map_err(file_err(&tmp))?;
+        dst.flush().map_err(file_err(&tmp))?;
+        drop(dst);
+        for suffix in ["-wal", "-shm"] {
+            let mut side = db.as_os_str().to_owned();
+            side.push(suffix);
+            match std::fs::remove_file(&side) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(file_err(Path::new(&side))(e)),
+            }
+        }
+        put_in_place(&tmp, db)
+    })();
+    if copied.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    Ok(Copied {
+        bytes: copied?,
+        schema_version,
+    })
+}
+
+/// The schema version of a qpq database, refusing one newer than this build
+/// or a file that is not a qpq database.
+pub(crate) fn schema_version(conn: &Connection, path: &Path) -> Result<usize, BackupError> {
+    let version: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sql_err(path))?;
+    if version == 0 {
+        return Err(BackupError::Refused(format!(
+            "{} is not a qpq-server database (schema version 0)",
+            path.display()
+        )));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(BackupError::Refused(format!(
+            "{} has schema version {version}; this qpq-server knows up to {SCHEMA_VERSION} \
+             (use the newer qpq-server that wrote it)",
+            path.display()
+        )));
+    }
+    Ok(version)
+}
+
+/// A new, empty, private file next to `target`, to be renamed onto it.
+fn temporary_beside(target: &Path) -> Result<PathBuf, BackupError> {
+    let name = target
+        .file_name()
+        .ok_or_else(|| BackupError::Refused(format!("{} names no file", target.display())))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".partial-{}", std::process::id()));
+    let tmp = target.with_file_name(tmp_name);
+    let _ = std::fs::remove_file(&tmp);
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(&tmp).map_err(file_err(&tmp))?;
+    Ok(tmp)
+}
+
+/// fsyncs `tmp`, renames it onto `target` and fsyncs the directory; returns
+/// the size.
+fn put_in_place(tmp: &Path, target: &Path) -> Result<u64, BackupError> {
+    let f = File::open(tmp).map_err(file_err(tmp))?;
+    f.sync_all().map_err(file_err(tmp))?;
+    let bytes = f.metadata().map_err(file_err(tmp))?.len();
+    std::fs::rename(tmp, target).map_err(file_err(target))?;
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(file_err(dir))?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restore_refuses_what_is_not_a_sound_qpq_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let db = data.join("qpq.db");
+
+        let junk = dir.path().join("junk.db");
+        std::fs::write(&junk, b"this is not SQLite at all, just some bytes").unwrap();
+        let e = restore(&junk, &data, &db, false).unwrap_err().to_string();
+        assert!(e.contains("junk.db"), "{e}");
+
+        let empty = dir.path().join("empty.db");
+        Connection::open(&empty).unwrap();
+        let e = restore(&empty, &data, &db, false).unwrap_err().to_string();
+        assert!(e.contains("not a qpq-server database"), "{e}");
+
+        let newer = dir.path().join("newer.db");
+        let c = Connection::open(&newer).unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(c);
+        let e = restore(&newer, &data, &db, false).unwrap_err().to_string();
+        assert!(e.contains("knows up to"), "{e}");
+        assert!(!db.exists(), "nothing was put in place");
+
+        let e = backup(&db, &dir.path().join("out.db"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no database"), "{e}");
+    }
+
+    #[test]
+    fn restore_refuses_while_the_data_directory_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let _server = DataDirLock::acquire(&data).unwrap();
+        let e = restore(&dir.path().join("b.db"), &data, &data.join("qpq.db"), true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("stop it first"), "{e}");
+    }
+}
