@@ -122,7 +122,9 @@ fn deployment() -> &'static Deployment {
             }
         };
         if nodes > 1 && postgres.is_none() {
-            eprintln!("QPQ_LOAD_NODES={nodes} needs QPQ_LOAD_DATABASE=postgres (nodes share a database)");
+            eprintln!(
+                "QPQ_LOAD_NODES={nodes} needs QPQ_LOAD_DATABASE=postgres (nodes share a database)"
+            );
             std::process::exit(2);
         }
         Deployment { postgres, nodes }
@@ -173,7 +175,11 @@ fn main() {
     let d = deployment();
     println!(
         "database: {}, {} node(s)",
-        if d.postgres.is_some() { "PostgreSQL 15 (throwaway, fsync on)" } else { "SQLite" },
+        if d.postgres.is_some() {
+            "PostgreSQL 15 (throwaway, fsync on)"
+        } else {
+            "SQLite"
+        },
         d.nodes
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -897,7 +903,12 @@ async fn throughput(base: &Baseline) {
             senders_done.clone(),
         ));
     }
-    let servers_cpu = || nodes.iter().map(|n| cpu_time(&n.pid.to_string())).sum::<Duration>();
+    let servers_cpu = || {
+        nodes
+            .iter()
+            .map(|n| cpu_time(&n.pid.to_string()))
+            .sum::<Duration>()
+    };
     let (server_cpu, own_cpu, db_cpu) = (servers_cpu(), cpu_time("self"), postgres_cpu());
     start.wait().await;
     let t0 = Instant::now();
