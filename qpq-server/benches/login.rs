@@ -64,7 +64,8 @@ impl Fixture {
         config.rate_limits = RateLimits::unlimited();
         // Thousands of starts from one address: no cap on pending logins.
         config.network.pending_logins_per_address = u32::MAX;
-        let store = SqliteStore::open(&config.database).expect("open the database");
+        let store = SqliteStore::open(config.database.sqlite_path().expect("SQLite"))
+            .expect("open the database");
         let (shutdown, shutdown_rx) = watch::channel(false);
         let service = rt
             .block_on(Service::new(store, &config, shutdown_rx))

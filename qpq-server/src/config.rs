@@ -13,6 +13,8 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::store::postgres::options::{PgOptions, UrlError};
+
 /// qpq-server: accounts (OPAQUE), key packages, delivery queues and DM
 /// channels for quicproquo clients, over QUIC.
 ///
@@ -39,7 +41,8 @@ pub struct Cli {
     /// with a deprecation notice.
     #[arg(long = "legacy-data-dir", env = "QPQ_DATA_DIR", hide = true)]
     pub legacy_data_dir: Option<PathBuf>,
-    /// SQLite database file [default: DATA_DIR/qpq.db]
+    /// SQLite database file, or a postgres:// URL to share one PostgreSQL
+    /// database between several servers [default: DATA_DIR/qpq.db]
     #[arg(long, env = "QPQ_DATABASE")]
     pub database: Option<PathBuf>,
     /// TLS certificate chain (PEM), e.g. a Let's Encrypt fullchain.pem [default: a self-signed one in DATA_DIR/tls/]
@@ -135,6 +138,46 @@ struct FileTls {
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
     hostnames: Option<Vec<String>>,
+}
+
+/// Where the server keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// An SQLite file: the embedded default, `DATA_DIR/qpq.db`.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (`postgres://` or `postgresql://` URL), which
+    /// any number of server nodes may share. Displays without its password.
+    Postgres(Box<PgOptions>),
+}
+
+impl Database {
+    /// A `postgres://` / `postgresql://` URL, or else the path of an SQLite file.
+    pub fn parse(given: PathBuf) -> Result<Database, UrlError> {
+        match given.to_str() {
+            Some(s) if PgOptions::is_postgres_url(s) => {
+                Ok(Database::Postgres(Box::new(s.parse()?)))
+            }
+            _ => Ok(Database::Sqlite(given)),
+        }
+    }
+
+    /// The SQLite file, if that is the store.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self {
+            Database::Sqlite(path) => Some(path),
+            Database::Postgres(_) => None,
+        }
+    }
+}
+
+/// The file's path, or the URL without its password.
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            Database::Postgres(options) => write!(f, "{options}"),
+        }
+    }
 }
 
 /// Where the TLS identity comes from.
@@ -369,7 +412,7 @@ impl NetworkLimits {
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    pub database: PathBuf,
+    pub database: Database,
     pub tls: TlsSource,
     pub require_channel_authz: bool,
     pub max_connections: u32,
@@ -455,10 +498,13 @@ impl Config {
             .or(file.data_dir)
             .or(early_dir)
             .ok_or(ConfigError::NoDataDir)?;
-        let database = cli
-            .database
-            .or(file.database)
-            .unwrap_or_else(|| data_dir.join("qpq.db"));
+        let database = match (cli.database, file.database) {
+            (Some(given), _) => Database::parse(given)
+                .map_err(|e| invalid("database", src(true), &e.to_string()))?,
+            (None, Some(given)) => Database::parse(given)
+                .map_err(|e| invalid("database", src(false), &e.to_string()))?,
+            (None, None) => Database::Sqlite(data_dir.join("qpq.db")),
+        };
         let tls = match (cli.tls_cert, cli.tls_key) {
             (Some(cert), Some(key)) => TlsSource::Files { cert, key },
             _ => match (file.tls.cert, file.tls.key) {
@@ -545,7 +591,7 @@ impl Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: dir.to_path_buf(),
-            database: dir.join("qpq.db"),
+            database: Database::Sqlite(dir.join("qpq.db")),
             tls: TlsSource::SelfSigned {
                 dir: dir.join("tls"),
                 hostnames: vec!["localhost".into()],
@@ -616,7 +662,7 @@ mod tests {
         let d = dir.path().to_str().unwrap();
         let c = Config::load(cli(&["--data-dir", d])).unwrap();
         assert_eq!(c.listen, "127.0.0.1:7443".parse().unwrap());
-        assert_eq!(c.database, dir.path().join("qpq.db"));
+        assert_eq!(c.database, Database::Sqlite(dir.path().join("qpq.db")));
         assert!(c.require_channel_authz);
         assert!(matches!(c.tls, TlsSource::SelfSigned { .. }));
 
@@ -656,6 +702,33 @@ mod tests {
             ),
             (64 * MIB, 16 * MIB, Duration::from_secs(7 * DAY_SECS), 3)
         );
+    }
+
+    #[test]
+    fn database_is_a_path_or_a_postgres_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let url = "postgres://qpq:s3cret@db.example/qpq?sslmode=require&pool_size=8";
+        let c = Config::load(cli(&["--data-dir", d, "--database", url])).unwrap();
+        let Database::Postgres(pg) = &c.database else {
+            panic!("{:?}", c.database)
+        };
+        assert_eq!(pg.pool_size(), 8);
+        assert!(!format!("{c:?}").contains("s3cret"), "{c:?}");
+
+        std::fs::write(
+            dir.path().join("qpq-server.toml"),
+            "database = \"postgresql://qpq:s3cret@db.example/qpq?sslmode=bogus\"\n",
+        )
+        .unwrap();
+        let e = Config::load(cli(&["--data-dir", d]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`database`") && e.contains("sslmode"), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+
+        let c = Config::load(cli(&["--data-dir", d, "--database", "/srv/q.db"])).unwrap();
+        assert_eq!(c.database, Database::Sqlite("/srv/q.db".into()));
     }
 
     #[test]

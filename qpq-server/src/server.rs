@@ -15,8 +15,9 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::admission::{self, AddressSlot, ConnectionBudget, ConnectionsPerAddress, Refusal};
-use crate::config::{Config, NetworkLimits};
+use crate::config::{Config, Database, NetworkLimits, TlsSource};
 use crate::service::{Now, Service};
+use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 use crate::tls::{self, ReloadableCert, TlsError};
@@ -99,17 +100,52 @@ pub fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
 /// Opens the store, loads TLS, binds and starts serving.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     create_private_dir(&config.data_dir)?;
-    if let Some(parent) = config.database.parent() {
-        create_private_dir(parent)?;
+    match &config.database {
+        Database::Sqlite(path) => {
+            if let Some(parent) = path.parent() {
+                create_private_dir(parent)?;
+            }
+            let db = path.clone();
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db))
+                .await
+                .map_err(|e| StoreError::Backend(e.to_string()))??;
+            start_with_store(config, store).await
+        }
+        Database::Postgres(options) => {
+            tracing::info!(database = %options, "opening the PostgreSQL database");
+            let store = PgStore::open(options).await?;
+            share_self_signed(&config.tls, &store).await?;
+            start_with_store(config, store).await
+        }
     }
-    let db = config.database.clone();
-    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db))
-        .await
-        .map_err(|e| StoreError::Backend(e.to_string()))??;
-    start_with_store(config, store).await
 }
 
-/// As [`start`] with a given store (tests, and later PostgreSQL).
+/// The name of the server secret holding the generated certificate and key.
+const SELF_SIGNED_SECRET: &str = "tls_self_signed_pem";
+
+/// With a shared database and no certificate files, every node must present
+/// the same self-signed certificate (clients pin its fingerprint, and move
+/// between nodes): the first node's generated pair is kept in the database
+/// as a server secret and installed in each node's `tls/` directory.
+async fn share_self_signed<S: Store>(source: &TlsSource, store: &S) -> Result<(), StartError> {
+    let TlsSource::SelfSigned { dir, hostnames } = source else {
+        return Ok(());
+    };
+    let (cert, key) = tls::generate_pem(hostnames)?;
+    let shared = store
+        .server_secret(SELF_SIGNED_SECRET, format!("{cert}{key}").into_bytes())
+        .await?;
+    let shared = String::from_utf8(shared)
+        .map_err(|_| StoreError::Backend(format!("{SELF_SIGNED_SECRET} is not PEM text")))?;
+    let at = shared
+        .find("-----BEGIN PRIVATE KEY-----")
+        .ok_or_else(|| StoreError::Backend(format!("{SELF_SIGNED_SECRET} holds no key")))?;
+    let (cert, key) = shared.split_at(at);
+    tls::install_self_signed(dir, cert, key)?;
+    Ok(())
+}
+
+/// As [`start`] with a given store (tests, and each backend [`start`] opens).
 pub async fn start_with_store<S: Store>(config: Config, store: S) -> Result<Running, StartError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let service = Arc::new(Service::new(store, &config, shutdown_rx.clone()).await?);

@@ -55,15 +55,31 @@ pub fn load(source: &TlsSource) -> Result<Arc<CertifiedKey>, TlsError> {
 }
 
 fn generate(dir: &Path, hostnames: &[String]) -> Result<(), TlsError> {
-    fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    let (cert, key) = generate_pem(hostnames)?;
+    install_self_signed(dir, &cert, &key)
+}
+
+/// A new self-signed certificate for `hostnames` and its key, both PEM.
+pub fn generate_pem(hostnames: &[String]) -> Result<(String, String), TlsError> {
     let generated = rcgen::generate_simple_self_signed(hostnames.to_vec())
         .map_err(|e| TlsError::Generate(e.to_string()))?;
-    write_private(
-        &dir.join("key.pem"),
-        generated.signing_key.serialize_pem().as_bytes(),
-    )?;
-    let cert = dir.join("cert.pem");
-    fs::write(&cert, generated.cert.pem()).map_err(|e| file_err(&cert, e))?;
+    Ok((generated.cert.pem(), generated.signing_key.serialize_pem()))
+}
+
+/// Makes `cert` and `key` (PEM) the self-signed identity kept in `dir`,
+/// replacing one that was there (a node sharing its database's identity).
+pub fn install_self_signed(dir: &Path, cert: &str, key: &str) -> Result<(), TlsError> {
+    fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    let key_path = dir.join("key.pem");
+    let cert_path = dir.join("cert.pem");
+    for path in [&key_path, &cert_path] {
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(file_err(path, e)),
+            _ => {}
+        }
+    }
+    write_private(&key_path, key.as_bytes())?;
+    fs::write(&cert_path, cert).map_err(|e| file_err(&cert_path, e))?;
     Ok(())
 }
 

@@ -14,6 +14,8 @@
 //!   this process (the demo, and tests that need no second binary).
 //! - [`agent`]: through any agent's IPC client, [`agent::register`] a user on
 //!   a test server and open the [`agent::first_dm`] between two users.
+//! - [`postgres`]: a throwaway PostgreSQL per test process, a database or
+//!   schema per test, for the PostgreSQL store's tests.
 //! - [`process`]: run a child process to completion under a deadline.
 //! - [`attacker`]: an ordinary account driven by hand, with forged MLS
 //!   credentials, for the tests of attacks.
@@ -34,6 +36,7 @@ mod in_process;
 pub mod mls;
 #[cfg(feature = "mlsrs")]
 pub mod mlsrs;
+pub mod postgres;
 pub mod process;
 mod qpqd;
 pub mod relay;

@@ -1,13 +1,14 @@
 //! The test server: `qpq-server`'s own code in this process, on a loopback
 //! port the system picks, with its SQLite database and self-signed
-//! certificate in a directory of its own.
+//! certificate in a directory of its own (or a PostgreSQL database:
+//! [`TestServer::start_with`] and set `config.database`).
 
 use std::net::SocketAddr;
 use std::path::Path;
 
 use quicproquo_protocol::client::{Client, Trust};
 use quicproquo_protocol::Fingerprint;
-use quicproquo_server::config::{Config, RateLimits};
+use quicproquo_server::config::{Config, Database, RateLimits};
 use quicproquo_server::server::{self, Running};
 
 use crate::TestkitError;
@@ -42,6 +43,14 @@ impl TestServer {
             .expect("the test server starts");
         server._dir = Some(dir);
         server
+    }
+
+    /// [`TestServer::start`] on a database named by URL (`postgres://…`, a
+    /// node of a shared database) instead of its own SQLite file; its TLS
+    /// identity still lives in a new temporary directory.
+    pub async fn start_on_database(url: &str) -> TestServer {
+        let database = Database::parse(url.into()).expect("a valid database URL");
+        Self::start_with(|c| c.database = database).await
     }
 
     /// A server whose data lives in `dir`, which the caller owns and removes.
@@ -97,10 +106,19 @@ impl TestServer {
         .await
     }
 
+    /// The server's SQLite file (what [`TestServer::queued_mail`] and
+    /// [`TestServer::account_identity`] read).
+    fn sqlite_path(&self) -> &Path {
+        self.config
+            .database
+            .sqlite_path()
+            .expect("this test server's store is SQLite (not PostgreSQL)")
+    }
+
     /// How many messages wait in all mailboxes (read from the database, as
     /// an operator could): 0 once every recipient fetched and acknowledged.
     pub fn queued_mail(&self) -> usize {
-        let db = rusqlite::Connection::open(&self.config.database).expect("the server's database");
+        let db = rusqlite::Connection::open(self.sqlite_path()).expect("the server's database");
         db.query_row("SELECT count(*) FROM mail", [], |r| r.get::<_, i64>(0))
             .expect("count the mail") as usize
     }
@@ -108,7 +126,7 @@ impl TestServer {
     /// The identity key the server holds for `username` (read from the
     /// database, as an operator could); `None` before it registered.
     pub fn account_identity(&self, username: &str) -> Option<[u8; 32]> {
-        let db = rusqlite::Connection::open(&self.config.database).expect("the server's database");
+        let db = rusqlite::Connection::open(self.sqlite_path()).expect("the server's database");
         db.query_row(
             "SELECT identity_key FROM accounts WHERE username = ?1",
             [username],

@@ -66,9 +66,7 @@ pub struct Copied {
 
 /// The SQLite file `config` names, or `None` for a PostgreSQL URL.
 pub(crate) fn sqlite_database(config: &Config) -> Option<&Path> {
-    let db = config.database.to_string_lossy();
-    (!(db.starts_with("postgres://") || db.starts_with("postgresql://")))
-        .then_some(config.database.as_path())
+    config.database.sqlite_path()
 }
 
 const POSTGRES: &str = "the database is PostgreSQL: back it up with pg_dump or a base backup \
@@ -91,7 +89,7 @@ pub async fn run_backup(args: BackupArgs, cli: Cli) -> i32 {
         Ok(Ok(c)) => {
             println!(
                 "backed up {} ({} bytes, schema version {}) to {}",
-                config.database.display(),
+                config.database,
                 c.bytes,
                 c.schema_version,
                 args.out.display()
@@ -132,7 +130,7 @@ pub async fn run_restore(args: RestoreArgs, cli: Cli) -> i32 {
                 args.from.display(),
                 c.bytes,
                 c.schema_version,
-                config.database.display()
+                config.database
             );
             0
         }

@@ -79,7 +79,7 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::for_tests(dir.path());
         tweak(&mut config);
-        let store = SqliteStore::open(&config.database).unwrap();
+        let store = SqliteStore::open(config.database.sqlite_path().expect("SQLite")).unwrap();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let service = Service::new(store, &config, shutdown_rx).await.unwrap();
         Self {
@@ -877,7 +877,7 @@ async fn a_leaked_session_table_holds_no_usable_token() {
     let alice = f.user("alice").await;
     let database = Config::for_tests(f._dir.path()).database;
     let conn = rusqlite::Connection::open_with_flags(
-        &database,
+        database.sqlite_path().expect("SQLite"),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )
     .unwrap();

@@ -6,8 +6,10 @@
 //! whatever else is queued (up to `MAX_BATCH`), and runs the whole batch in
 //! one `BEGIN IMMEDIATE` transaction, each job inside its own savepoint so a
 //! job that fails (a stale commit, a full mailbox) is rolled back alone.
-//! Answers are sent only after `COMMIT` returned, so with `synchronous=FULL`
-//! an `Ok` means the write is on disk; if `COMMIT` fails every job of the batch
+//! Answers are sent only after the batch is on disk: `COMMIT` writes it to
+//! the write-ahead log (`synchronous=NORMAL`) and a second thread, the
+//! syncer, `fdatasync`s the log before answering, while the writer already
+//! runs the next batch; if `COMMIT` or the sync fails every job of the batch
 //! gets [`StoreError::Backend`]. One fsync thus covers many requests.
 //!
 //! Changes ([`Change`]) are announced from the async methods once their
@@ -70,11 +72,12 @@ impl SqliteStore {
         let mut conn = Connection::open(path)?;
         schema::configure(&conn)?;
         schema::migrate(&mut conn)?;
+        let wal = schema::wal_path(path);
         let (jobs, queue) = mpsc::channel(writer::QUEUE_CAPACITY);
         let (stop, stopped) = oneshot::channel();
         thread::Builder::new()
             .name("qpq-sqlite".into())
-            .spawn(move || writer::writer(conn, queue, stop))
+            .spawn(move || writer::writer(conn, wal, queue, stop))
             .map_err(|e| StoreError::Backend(format!("starting the database thread: {e}")))?;
         let (changes, _) = broadcast::channel(super::CHANGES_BUFFER);
         Ok(Self {

@@ -281,7 +281,7 @@ async fn a_corrupt_stored_record_is_e001_and_names_no_detail() {
     let srv = TestServer::start().await;
     let alice = srv.register("alice").await;
     let bob = srv.register("bob").await;
-    let db = rusqlite::Connection::open(&srv.config.database).unwrap();
+    let db = rusqlite::Connection::open(srv.config.database.sqlite_path().unwrap()).unwrap();
     let changed = db
         .execute(
             "UPDATE accounts SET opaque_record = x'00' WHERE username = 'alice'",

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use quicproquo_protocol::client::{Client, ClientError, Trust};
 use quicproquo_protocol::errors::ErrorCode;
 use quicproquo_protocol::wire::{Delivery, Request, Response};
-use quicproquo_testkit::mls::{self, Member, HYBRID};
 use quicproquo_testkit::agent::eventually;
+use quicproquo_testkit::mls::{self, Member, HYBRID};
 use quicproquo_testkit::{postgres, wire};
 
 use crate::harness::{app_message, idem, Register, TestServer};
@@ -53,7 +53,8 @@ async fn fetch_on(
 
 #[tokio::test]
 async fn a_dm_through_one_node_wakes_the_fetch_wait_held_on_the_other() {
-    let Some((a, b)) = two_nodes("a_dm_through_one_node_wakes_the_fetch_wait_held_on_the_other").await
+    let Some((a, b)) =
+        two_nodes("a_dm_through_one_node_wakes_the_fetch_wait_held_on_the_other").await
     else {
         return;
     };
@@ -68,7 +69,10 @@ async fn a_dm_through_one_node_wakes_the_fetch_wait_held_on_the_other() {
     // Alice's session, made on A, is good on B: one account table.
     let alice_on_b = b.client().await;
     let fetched = fetch_on(&alice_on_b, alice.auth()).await;
-    assert!(matches!(fetched, Ok(Response::Fetch(ref m)) if m.is_empty()), "{fetched:?}");
+    assert!(
+        matches!(fetched, Ok(Response::Fetch(ref m)) if m.is_empty()),
+        "{fetched:?}"
+    );
 
     let channel = alice.channel_with(&bob).await;
     let waiting = tokio::spawn(async move {
@@ -76,7 +80,9 @@ async fn a_dm_through_one_node_wakes_the_fetch_wait_held_on_the_other() {
         let answer = bob.fetch_wait(20_000).await;
         (answer, started.elapsed())
     });
-    b.parked_fetches(1).await.expect("bob's fetchWait is held on B");
+    b.parked_fetches(1)
+        .await
+        .expect("bob's fetchWait is held on B");
     let sent = alice
         .call(Request::Enqueue {
             auth: alice.auth(),
@@ -95,7 +101,10 @@ async fn a_dm_through_one_node_wakes_the_fetch_wait_held_on_the_other() {
         other => panic!("bob's fetchWait on B answered {other:?}"),
     }
     // The wait was for 20 s: an answer well before is the wake-up's.
-    assert!(after < Duration::from_secs(15), "answered only after {after:?}");
+    assert!(
+        after < Duration::from_secs(15),
+        "answered only after {after:?}"
+    );
 }
 
 #[tokio::test]
@@ -168,7 +177,11 @@ async fn a_group_spread_over_two_nodes_is_one_group() {
     // Bob adds Carol through B: the group moves on without A.
     let add = bob.add(&[carol.key_package(HYBRID)]);
     let sent = bob.commit(&on_b, add).await.unwrap();
-    assert_eq!(mls::delivered(&sent).len(), 2, "alice the commit, carol the Welcome");
+    assert_eq!(
+        mls::delivered(&sent).len(),
+        2,
+        "alice the commit, carol the Welcome"
+    );
     carol.join(&carol.take_mail(&on_b).await[0]);
     assert_eq!(alice.process(&alice.take_mail(&on_a).await[0]), None);
     assert_eq!(alice.epoch(), carol.epoch());
@@ -209,23 +222,32 @@ async fn commits_racing_through_two_nodes_do_not_fork_the_group() {
     for round in 0..5 {
         let from_alice = alice.self_update();
         let from_bob = bob.self_update();
-        let (ra, rb) = tokio::join!(
-            alice.commit(&on_a, from_alice),
-            bob.commit(&on_b, from_bob)
-        );
+        let (ra, rb) = tokio::join!(alice.commit(&on_a, from_alice), bob.commit(&on_b, from_bob));
         // `commit` merged the winner's and discarded the loser's pending commit.
         match (ra, rb) {
             (Ok(_), Err(e)) => {
-                assert_eq!(refused::<()>(Err(e)), ErrorCode::StaleCommit, "round {round}");
+                assert_eq!(
+                    refused::<()>(Err(e)),
+                    ErrorCode::StaleCommit,
+                    "round {round}"
+                );
                 assert_eq!(bob.process(&bob.take_mail(&on_b).await[0]), None);
             }
             (Err(e), Ok(_)) => {
-                assert_eq!(refused::<()>(Err(e)), ErrorCode::StaleCommit, "round {round}");
+                assert_eq!(
+                    refused::<()>(Err(e)),
+                    ErrorCode::StaleCommit,
+                    "round {round}"
+                );
                 assert_eq!(alice.process(&alice.take_mail(&on_a).await[0]), None);
             }
             (ra, rb) => panic!("round {round}: exactly one commit wins, got {ra:?} and {rb:?}"),
         }
-        assert_eq!(alice.epoch(), bob.epoch(), "round {round}: one epoch, no fork");
+        assert_eq!(
+            alice.epoch(),
+            bob.epoch(),
+            "round {round}: one epoch, no fork"
+        );
         let text = format!("round {round}");
         let m = alice.encrypt(text.as_bytes());
         alice.send(&on_a, &m, None, None).await.unwrap();
@@ -258,13 +280,16 @@ async fn a_node_killed_under_load_loses_and_repeats_nothing() {
     let (node_b, addr_b, fp_b) = node(dir_b.path()).await;
     assert_eq!(fp_a, fp_b, "one certificate for the deployment");
     let trust = Trust::Pin(quicproquo_protocol::parse_fingerprint(&fp_a).unwrap());
-    let connect = |addr| {
+    let connect = move |addr| {
         let trust = trust.clone();
         async move { Client::connect(addr, "localhost", trust).await }
     };
 
     // Three senders on A, each with a receiver on B.
-    let (on_a, on_b) = (connect(addr_a).await.unwrap(), connect(addr_b).await.unwrap());
+    let (on_a, on_b) = (
+        connect(addr_a).await.unwrap(),
+        connect(addr_b).await.unwrap(),
+    );
     let mut pairs = Vec::new();
     for n in 0..3 {
         let sender = wire::register(&on_a, &format!("sender{n}")).await;
@@ -285,6 +310,7 @@ async fn a_node_killed_under_load_loses_and_repeats_nothing() {
             // Until 60 messages went through B after the move.
             let mut after_move = 0;
             for i in 0u32.. {
+                assert!(i < 100_000, "sender {n} never moved to node B");
                 let req = Request::Enqueue {
                     auth: auth.clone(),
                     deliveries: vec![Delivery {
@@ -352,7 +378,11 @@ async fn a_node_killed_under_load_loses_and_repeats_nothing() {
         let mut sorted = got.clone();
         sorted.sort_unstable();
         sorted.dedup();
-        assert_eq!(sorted.len(), got.len(), "pair {n}: a message was delivered twice");
+        assert_eq!(
+            sorted.len(),
+            got.len(),
+            "pair {n}: a message was delivered twice"
+        );
         assert_eq!(&sorted, sent, "pair {n}: every answered enqueue, once");
     }
     drop(node_b);

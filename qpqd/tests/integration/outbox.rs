@@ -28,7 +28,7 @@ struct Operator(rusqlite::Connection);
 
 impl Operator {
     fn open(srv: &Server) -> Operator {
-        let c = rusqlite::Connection::open(&srv.config.database).unwrap();
+        let c = rusqlite::Connection::open(srv.config.database.sqlite_path().unwrap()).unwrap();
         c.busy_timeout(Duration::from_secs(5)).unwrap();
         Operator(c)
     }

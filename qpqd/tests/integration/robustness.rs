@@ -574,7 +574,7 @@ async fn register_unpinned(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_uploads_one_stock_of_key_packages() {
     let mut srv = Server::start().await;
-    let db = rusqlite::Connection::open(&srv.config.database).unwrap();
+    let db = rusqlite::Connection::open(srv.config.database.sqlite_path().unwrap()).unwrap();
     // A test hook in the server's database: every last-resort upload is
     // logged. Each refill begins each suite with one, so the log says how
     // far the refills got.
@@ -625,7 +625,7 @@ async fn a_reconnect_keeps_the_last_resort_key_package() {
     let srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
     let [mut alice] = Daemon::registered(root.path(), &srv, ["alice"]).await;
-    let db = rusqlite::Connection::open(&srv.config.database).unwrap();
+    let db = rusqlite::Connection::open(srv.config.database.sqlite_path().unwrap()).unwrap();
     let last_resort = || -> Vec<(i64, Vec<u8>)> {
         pairs(
             &db,

@@ -20,7 +20,7 @@ use crate::harness::{Daemon, Server};
 
 /// The one group the server has registered (the DM just opened).
 fn only_group_on(srv: &Server) -> [u8; 16] {
-    let db = rusqlite::Connection::open(&srv.config.database).unwrap();
+    let db = rusqlite::Connection::open(srv.config.database.sqlite_path().unwrap()).unwrap();
     let ids: Vec<Vec<u8>> = db
         .prepare("SELECT group_id FROM groups")
         .unwrap()

@@ -1,5 +1,6 @@
 //! The database file and what is in it: the file is created private, each
-//! connection gets its settings (WAL, `synchronous=FULL`), and the
+//! connection gets its settings (WAL, `synchronous=NORMAL` with the writer's
+//! own sync of the log before any answer), and the
 //! migrations bring the schema to the newest version.
 //!
 //! Schema notes: a payload sent to many recipients is stored once
@@ -205,7 +206,14 @@ pub(super) fn create_private(_path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Per-connection settings. `synchronous=FULL` makes every COMMIT fsync the WAL.
+/// Per-connection settings.
+///
+/// `synchronous=NORMAL`: COMMIT writes the write-ahead log without syncing
+/// it; the writer's syncer thread `fdatasync`s the log after COMMIT and
+/// before any answer, which is what `FULL` would do inside COMMIT, but off
+/// the writer's path (see `writer`). SQLite still syncs the log before each
+/// checkpoint and the database after it, so the log is only reused once its
+/// content is on disk in the database.
 pub(super) fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
@@ -214,10 +222,17 @@ pub(super) fn configure(conn: &Connection) -> Result<(), StoreError> {
             "the database refused WAL mode (journal_mode is {mode})"
         )));
     }
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
+}
+
+/// The write-ahead log of the database at `path` (SQLite names it so).
+pub(super) fn wal_path(path: &Path) -> std::path::PathBuf {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    wal.into()
 }
 
 /// Brings the schema to the newest version, refusing a database written by a

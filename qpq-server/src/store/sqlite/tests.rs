@@ -146,7 +146,11 @@ fn connection_settings() {
         conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
             .expect("pragma")
     };
-    assert_eq!(get("synchronous"), 2, "FULL");
+    assert_eq!(
+        get("synchronous"),
+        1,
+        "NORMAL: the writer syncs the log itself"
+    );
     assert_eq!(get("foreign_keys"), 1);
     assert_eq!(get("busy_timeout"), 5_000);
     assert_eq!(
