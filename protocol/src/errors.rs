@@ -76,6 +76,7 @@ catalogue! {
     UpgradeRequired = 48, "this server speaks a newer protocol; upgrade qpqd";
     WrongGroup = 49, "the message belongs to another group, or is not a group message";
     AccountDisabled = 50, "account disabled by the operator";
+    AccountDeleted = 51, "this account was deleted";
 }
 
 impl ErrorCode {

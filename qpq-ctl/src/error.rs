@@ -219,6 +219,9 @@ fn refusal_hint(code: Option<ErrorCode>) -> String {
         | Some(ErrorCode::Internal) => "try again in a moment",
         Some(ErrorCode::UnknownUser) => "check the username's spelling",
         Some(ErrorCode::AccountDisabled) => "the server's operator disabled this account; ask them",
+        Some(ErrorCode::AccountDeleted) => {
+            "that account was deleted and its name is never given out again; remove them from your groups"
+        }
         Some(ErrorCode::NoKeyPackage) => {
             "that user's device has no key package on the server; ask them to start qpq once"
         }
@@ -271,6 +274,12 @@ mod tests {
             ErrorCode::UnknownUser,
         )));
         assert_eq!(unknown.exit(), Exit::NotFound);
+
+        let deleted = rpc(ErrorObject::server_refused(&WireError::bare(
+            ErrorCode::AccountDeleted,
+        )));
+        assert_eq!(deleted.exit(), Exit::Refused);
+        assert!(deleted.hint().is_some_and(|h| h.contains("deleted")));
     }
 
     /// A socket that is not provably our own daemon has a status of its

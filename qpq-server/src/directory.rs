@@ -85,7 +85,17 @@ async fn find<S: Store>(store: &S, who: &UserRef) -> Result<Account, WireError> 
         UserRef::Identity(k) => store.account_by_identity(k).await,
     }
     .map_err(internal)?;
-    found.ok_or_else(|| WireError::bare(ErrorCode::UnknownUser))
+    if let Some(account) = found {
+        return Ok(account);
+    }
+    // Only a name is retired (a deleted account's identity key is not kept),
+    // so only a look-up by name can tell "deleted" from "never registered".
+    match who {
+        UserRef::Username(u) if store.username_retired(u).await.map_err(internal)? => {
+            Err(WireError::bare(ErrorCode::AccountDeleted))
+        }
+        _ => Err(WireError::bare(ErrorCode::UnknownUser)),
+    }
 }
 
 /// Consumes one of `who`'s unexpired key packages of `suite` (or hands out

@@ -285,6 +285,12 @@ pub trait Store: Send + Sync + 'static {
         &self,
         key: &IdentityKey,
     ) -> impl Future<Output = Result<Option<Account>, StoreError>> + Send;
+    /// Whether `username` belonged to an account that was deleted (its name
+    /// is retired): look-ups answer "deleted" rather than "no such user".
+    fn username_retired(
+        &self,
+        username: &Username,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Replaces the account's OPAQUE record and ends every session of the
     /// account except `keep` (the one that changed the password), at once.

@@ -115,6 +115,10 @@ pub struct Agent {
     storage: StorageHealth,
     /// Set by `account.delete`: remove the profile once stopped.
     profile_deleted: std::sync::atomic::AtomicBool,
+    /// When each member was last looked up because a members list was
+    /// asked for (whether their account was deleted): at most once per
+    /// `verify::RECHECK_AFTER`, so listing a big group often costs nothing.
+    rechecked: std::sync::Mutex<HashMap<String, std::time::Instant>>,
     options: StartOptions,
 }
 
@@ -177,6 +181,7 @@ impl Agent {
             tasks: TaskTracker::new(),
             storage: StorageHealth::default(),
             profile_deleted: Default::default(),
+            rechecked: Default::default(),
             options,
         })
     }

@@ -209,9 +209,13 @@ ALTER TABLE conversations ADD COLUMN legacy INTEGER NOT NULL DEFAULT 0;
 UPDATE conversations SET legacy = 1 WHERE active = 1;
 "#;
 
+/// Issue 16: users the server said were deleted (E051). A retired name is
+/// never registered again, so the mark never needs undoing.
+const SCHEMA_V14: &str = "CREATE TABLE deleted_users (username TEXT PRIMARY KEY) WITHOUT ROWID;";
+
 const MIGRATIONS: &[&str] = &[
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
-    SCHEMA_V9, SCHEMA_V10, SCHEMA_V11, SCHEMA_V12, SCHEMA_V13,
+    SCHEMA_V9, SCHEMA_V10, SCHEMA_V11, SCHEMA_V12, SCHEMA_V13, SCHEMA_V14,
 ];
 
 /// Opens (creating if needed) the state database with `key`. A wrong key is

@@ -909,6 +909,7 @@ pub(crate) mod tests {
             identity,
             verified: false,
             key_changed: true,
+            deleted: true,
         }]);
         round_trip(message.clone());
         round_trip(vec![message]);

@@ -430,6 +430,10 @@ pub struct Member {
     pub identity: crate::types::IdentityKey,
     pub verified: bool,
     pub key_changed: bool,
+    /// The server says this member's account was deleted (E051): they stay
+    /// listed until a member removes them. Absent from older daemons.
+    #[serde(default)]
+    pub deleted: bool,
 }
 
 #[cfg(test)]
@@ -531,10 +535,17 @@ mod tests {
             identity: IdentityKey([7; 32]),
             verified: true,
             key_changed: false,
+            deleted: true,
         };
         let v = serde_json::to_value(&member).unwrap();
         assert_eq!(v["identity"], json!("07".repeat(32)));
         assert_eq!(serde_json::from_value::<Member>(v).unwrap(), member);
+        let mut old = serde_json::to_value(&member).unwrap();
+        old.as_object_mut().unwrap().remove("deleted");
+        assert!(
+            !serde_json::from_value::<Member>(old).unwrap().deleted,
+            "a daemon without `deleted` lists no one as deleted"
+        );
         let mut bad = serde_json::to_value(&member).unwrap();
         bad["identity"] = json!("07");
         assert!(serde_json::from_value::<Member>(bad).is_err());

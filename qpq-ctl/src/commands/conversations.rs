@@ -134,7 +134,10 @@ pub async fn members(
 pub(super) fn member_table(members: &[Member]) -> Table {
     let mut t = Table::new(&["USERNAME", "KEY", "IDENTITY"]);
     for m in members {
-        let (trust, paint) = if m.key_changed {
+        // A deleted account's key no longer matters: nobody answers to it.
+        let (trust, paint) = if m.deleted {
+            ("(deleted account)", Some(Paint::Dim))
+        } else if m.key_changed {
             ("CHANGED", Some(Paint::Warn))
         } else if m.verified {
             ("verified", None)

@@ -1,6 +1,8 @@
 //! `passwd` and `account delete` through the real binaries: a server, the
 //! users' daemons, and qpq-ctl with its prompts fed on stdin.
 
+use serde_json::Value;
+
 use crate::harness::{eventually, root, Server, User};
 
 const NEW_PASSWORD: &str = "alice's brand new password";
@@ -87,7 +89,8 @@ async fn passwd_changes_the_password_and_account_delete_removes_everything() {
     // The directory no longer knows her, and her name is never given out again.
     let carol = User::new(root.path(), "carol");
     carol.register(&srv).await;
-    carol.run(&["dm", "alice"]).await.expect(5);
+    let gone = carol.run(&["dm", "alice"]).await.expect(6);
+    assert!(gone.stderr.contains("E051"), "{}", gone.stderr);
     let taker = User::new(root.path(), "taker");
     let taken = taker
         .account_run(&srv, "register", "alice", "a password for the taker")
@@ -98,4 +101,81 @@ async fn passwd_changes_the_password_and_account_delete_removes_everything() {
         "the name is taken: {}",
         taken.stderr
     );
+}
+
+/// Whether `members` (a `--json members` answer) lists `name` as deleted;
+/// `None` when `name` is not listed.
+fn deleted_mark(members: &Value, name: &str) -> Option<bool> {
+    members
+        .as_array()?
+        .iter()
+        .find(|m| m["username"] == name)
+        .map(|m| m["deleted"] == true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_member_shows_as_deleted_until_removed_and_her_name_stays_hers() {
+    let root = root();
+    let srv = Server::start().await;
+    let [alice, bob, carol] = User::registered(root.path(), &srv, ["alice", "bob", "carol"]).await;
+    alice
+        .json(&["group", "create", "team", "bob", "carol"])
+        .await;
+    alice.dm_with(&carol, "hello carol").await;
+
+    carol
+        .run_stdin(
+            &[
+                "account",
+                "delete",
+                "--confirm",
+                "carol",
+                "--password-stdin",
+            ],
+            Some(format!("{}\n", carol.password).as_bytes()),
+        )
+        .await
+        .expect(0);
+
+    // Listing the members looks them up again in the background.
+    eventually("alice's members list shows carol as deleted", || async {
+        let r = alice.run(&["--json", "members", "team"]).await;
+        r.code == 0 && deleted_mark(&r.json(), "carol") == Some(true)
+    })
+    .await;
+    let members = alice.json(&["members", "team"]).await;
+    assert_eq!(deleted_mark(&members, "bob"), Some(false), "{members}");
+    let table = alice.ok(&["members", "team"]).await;
+    let line = table
+        .lines()
+        .find(|l| l.contains("carol"))
+        .expect("carol listed");
+    assert!(line.contains("(deleted account)"), "{table}");
+
+    // Her DM can no longer be sent to, and says why.
+    let refused = alice
+        .run(&["send", "@carol", "are you there?"])
+        .await
+        .expect(6);
+    assert!(refused.stderr.contains("E051"), "{}", refused.stderr);
+    // A look-up of her name says the account was deleted.
+    let looked_up = bob.run(&["dm", "carol"]).await.expect(6);
+    assert!(looked_up.stderr.contains("E051"), "{}", looked_up.stderr);
+
+    // Once removed, she (and her mark) are gone from the list.
+    alice.json(&["group", "remove", "team", "carol"]).await;
+    let members = alice.json(&["members", "team"]).await;
+    assert_eq!(deleted_mark(&members, "carol"), None, "{members}");
+    assert!(
+        !alice.ok(&["members", "team"]).await.contains("deleted"),
+        "no member is marked any more"
+    );
+
+    // Her name is never given to anyone else.
+    let taker = User::new(root.path(), "taker");
+    let taken = taker
+        .account_run(&srv, "register", "carol", "a password for the taker")
+        .await
+        .expect(6);
+    assert!(taken.stderr.contains("E012"), "{}", taken.stderr);
 }

@@ -243,6 +243,10 @@ impl Store for PgStore {
         read!(self, |c| queries::account_by_identity(&c, key))
     }
 
+    async fn username_retired(&self, username: &Username) -> Result<bool, StoreError> {
+        read!(self, |c| queries::username_retired(&c, username.as_str()))
+    }
+
     async fn change_password(
         &self,
         username: &Username,

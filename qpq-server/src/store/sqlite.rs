@@ -153,6 +153,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn username_retired(&self, username: &Username) -> Result<bool, StoreError> {
+        let name = username.as_str().to_owned();
+        self.call(move |c| queries::username_retired(c, &name))
+            .await
+    }
+
     async fn change_password(
         &self,
         username: &Username,

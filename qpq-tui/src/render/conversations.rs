@@ -115,12 +115,20 @@ pub fn render_members(app: &App, f: &mut Frame<'_>, area: Rect) {
                 } else {
                     ("  ", Style::default())
                 };
-                let name = wrap::truncate(
-                    &wrap::sanitize(&m.username),
-                    usize::from(inner.width).saturating_sub(2),
-                )
-                .into_owned();
-                Line::from(vec![Span::styled(mark, style), Span::raw(name)])
+                let (shown, name_style) = if m.deleted {
+                    (
+                        format!("{} (deleted account)", wrap::sanitize(&m.username)),
+                        dim,
+                    )
+                } else {
+                    (wrap::sanitize(&m.username).into_owned(), Style::default())
+                };
+                let name =
+                    wrap::truncate(&shown, usize::from(inner.width).saturating_sub(2)).into_owned();
+                Line::from(vec![
+                    Span::styled(mark, style),
+                    Span::styled(name, name_style),
+                ])
             })
             .collect(),
     };

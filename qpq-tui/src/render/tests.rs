@@ -51,17 +51,42 @@ fn main_screen_with_members_and_a_changed_key() {
                     identity: quicproquo_protocol::types::IdentityKey([2; 32]),
                     verified: true,
                     key_changed: false,
+                    deleted: false,
                 },
                 quicproquo_protocol::ipc::values::Member {
                     username: "carol".into(),
                     identity: quicproquo_protocol::types::IdentityKey([3; 32]),
                     verified: false,
                     key_changed: true,
+                    deleted: false,
                 },
             ],
         },
     );
     assert_snapshot!(screen(&app));
+}
+
+#[test]
+fn a_deleted_account_is_shown_as_such_in_the_member_list() {
+    let mut app = app(100, 16);
+    app.show_members = true;
+    let member = |name: &str, deleted: bool| quicproquo_protocol::ipc::values::Member {
+        username: name.into(),
+        identity: quicproquo_protocol::types::IdentityKey([2; 32]),
+        verified: false,
+        key_changed: false,
+        deleted,
+    };
+    daemon(
+        &mut app,
+        DaemonEvent::Members {
+            conversation: TEAM,
+            members: vec![member("bob", false), member("carol", true)],
+        },
+    );
+    let shown = screen(&app);
+    assert!(shown.contains("carol (deleted"), "{shown}");
+    assert!(!shown.contains("bob (deleted"), "{shown}");
 }
 
 #[test]

@@ -846,6 +846,7 @@ fn an_invitation_prompts_and_a_accepts_d_declines() {
         identity: IdentityKey([2; 32]),
         verified,
         key_changed,
+        deleted: false,
     };
     let invitation = |id: u8, name: &str| Invitation {
         id: InvitationId([id; 16]),

@@ -336,6 +336,7 @@ fn ipc_invitation(c: &Core, inv: &Invitation) -> rusqlite::Result<IpcInvitation>
             identity: IdentityKey(*key),
             verified,
             key_changed,
+            deleted: conversations::is_deleted(c.db(), name)?,
         });
     }
     Ok(IpcInvitation {

@@ -525,6 +525,7 @@ fn queue_outgoing(
 ) -> AgentResult<(Message, Notification)> {
     c.atomically(|c| {
         let conv = find_active(c, r)?;
+        refuse_deleted_peer(c, &conv)?;
         let me = c.engine()?.username().to_string();
         if !confirm_changed_keys {
             refuse_changed_keys(c, &conv.group_id)?;
@@ -550,6 +551,20 @@ fn queue_outgoing(
         })?;
         Ok((m, ev))
     })
+}
+
+/// E051 for a DM whose peer the server said was deleted: nobody can read
+/// what would be sent there.
+fn refuse_deleted_peer(c: &mut Core, conv: &conversations::Conversation) -> AgentResult<()> {
+    match &conv.peer {
+        Some(peer) if conversations::is_deleted(c.db(), peer)? => {
+            Err(AgentError::Refused(WireError::new(
+                ErrorCode::AccountDeleted,
+                format!("{peer} deleted their account: this conversation can no longer be sent to"),
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `IdentityChanged` if a member's key changed and the user has not

@@ -2,7 +2,7 @@
 //! identity keys on first sight (a later change is flagged, never taken
 //! silently), safety numbers, verification marks and the members list.
 
-use quicproquo_protocol::errors::ErrorCode;
+use quicproquo_protocol::errors::{ErrorCode, WireError};
 use quicproquo_protocol::ipc::methods::VerifyResult;
 use quicproquo_protocol::ipc::notifications::{IdentityChange, Notification};
 use quicproquo_protocol::ipc::values::{ConversationRef, Member as IpcMember};
@@ -15,36 +15,76 @@ use crate::db::conversations::{self, Conversation};
 use crate::link::LinkError;
 use crate::mls::GroupId;
 
+/// How long a member looked up for a members list is not looked up again
+/// for one (whether their account was deleted).
+const RECHECK_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What the server's directory says of a username.
+pub(crate) enum Listed {
+    Key(IdentityKey),
+    /// No such user (E020).
+    Unknown,
+    /// The account was deleted (E051); the name is never registered again.
+    Deleted,
+}
+
 impl Agent {
-    /// The identity key the server lists for `username`; `None` when it has
-    /// no such user. Pins nothing.
-    pub(crate) async fn listed_key(&self, username: &Username) -> AgentResult<Option<IdentityKey>> {
+    /// What the server lists for `username`. A deleted account is marked so
+    /// in the state (members lists show it). Pins nothing.
+    pub(crate) async fn look_up(&self, username: &Username) -> AgentResult<Listed> {
         let link = self.link()?;
-        match link
+        let refused = match link
             .request(wire::ResolveUser {
                 auth: self.token()?,
                 username: username.clone(),
             })
             .await
         {
-            Ok(k) => Ok(Some(k)),
-            Err(LinkError::Call(quicproquo_protocol::client::ClientError::Server(w)))
-                if w.code == ErrorCode::UnknownUser =>
-            {
-                Ok(None)
+            Ok(k) => return Ok(Listed::Key(k)),
+            Err(LinkError::Call(quicproquo_protocol::client::ClientError::Server(w))) => w,
+            Err(e) => return Err(e.into()),
+        };
+        match refused.code {
+            ErrorCode::UnknownUser => Ok(Listed::Unknown),
+            ErrorCode::AccountDeleted => {
+                let name = username.to_string();
+                self.core()?
+                    .run(move |c| conversations::mark_deleted(c.db(), &name))
+                    .await?;
+                tracing::info!(user = %username, "a contact's account was deleted");
+                Ok(Listed::Deleted)
             }
-            Err(e) => Err(e.into()),
+            _ => Err(AgentError::Refused(refused)),
         }
+    }
+
+    /// The identity key the server lists for `username`; `None` when it has
+    /// no such user (or it was deleted). Pins nothing.
+    pub(crate) async fn listed_key(&self, username: &Username) -> AgentResult<Option<IdentityKey>> {
+        Ok(match self.look_up(username).await? {
+            Listed::Key(k) => Some(k),
+            Listed::Unknown | Listed::Deleted => None,
+        })
     }
 
     /// Looks a user up on the server and pins (or checks) their identity key.
     pub(crate) async fn resolve_contact(&self, name: &str) -> AgentResult<(Username, IdentityKey)> {
         let username =
             Username::parse(name).map_err(|e| AgentError::InvalidInput(e.to_string()))?;
-        let identity_key = self
-            .listed_key(&username)
-            .await?
-            .ok_or_else(|| AgentError::NotFound(format!("no user `{username}` on the server")))?;
+        let identity_key = match self.look_up(&username).await? {
+            Listed::Key(k) => k,
+            Listed::Unknown => {
+                return Err(AgentError::NotFound(format!(
+                    "no user `{username}` on the server"
+                )))
+            }
+            Listed::Deleted => {
+                return Err(AgentError::Refused(WireError::new(
+                    ErrorCode::AccountDeleted,
+                    format!("`{username}` deleted their account"),
+                )))
+            }
+        };
         let name = username.to_string();
         let events = self
             .core()?
@@ -114,14 +154,37 @@ impl Agent {
         })
     }
 
-    pub async fn members(&self, r: &ConversationRef) -> AgentResult<Vec<IpcMember>> {
+    /// A conversation's members. Those not yet known to be deleted are
+    /// looked up again in the background (each at most once per
+    /// [`RECHECK_AFTER`]), so a later list shows a deletion.
+    pub async fn members(
+        self: &std::sync::Arc<Self>,
+        r: &ConversationRef,
+    ) -> AgentResult<Vec<IpcMember>> {
         let r = r.clone();
-        self.core()?
+        let (list, me) = self
+            .core()?
             .run(move |c| {
                 let conv = super::history::find(c, &r)?;
-                members(c, &conv)
+                let me = c.engine_ref().map(|e| e.identity_key());
+                Ok::<_, AgentError>((members(c, &conv)?, me))
             })
-            .await
+            .await?;
+        if self.token().is_err() {
+            return Ok(list);
+        }
+        let due = {
+            let mut rechecked = self.rechecked.lock().unwrap_or_else(|p| p.into_inner());
+            rechecked.retain(|_, at| at.elapsed() < RECHECK_AFTER);
+            let now = std::time::Instant::now();
+            list.iter()
+                .filter(|m| !m.deleted && Some(m.identity) != me)
+                .filter(|m| rechecked.insert(m.username.clone(), now).is_none())
+                .map(|m| m.username.clone())
+                .collect::<Vec<_>>()
+        };
+        self.spawn_look_up(due);
+        Ok(list)
     }
 }
 
@@ -143,6 +206,7 @@ fn members(c: &mut Core, conv: &Conversation) -> AgentResult<Vec<IpcMember>> {
             identity: m.identity,
             verified,
             key_changed,
+            deleted: conversations::is_deleted(c.db(), m.username.as_str())?,
         });
     }
     Ok(out)
@@ -234,8 +298,9 @@ pub(crate) fn unknown_members(
 
 impl Agent {
     /// Pins the keys the server lists for `names` (members we just met in a
-    /// group), in the background: what a member's credential says is
-    /// compared with that, never pinned.
+    /// group, or members listed again), in the background: what a member's
+    /// credential says is compared with that, never pinned. A deleted
+    /// account is marked (by [`Agent::look_up`]).
     pub(crate) fn spawn_look_up(self: &std::sync::Arc<Self>, names: Vec<String>) {
         if names.is_empty() {
             return;

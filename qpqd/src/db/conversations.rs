@@ -315,6 +315,21 @@ pub fn trust(contact: Option<&Contact>, key: &[u8; 32]) -> (bool, bool) {
     }
 }
 
+/// Records that the server said `username`'s account was deleted.
+pub fn mark_deleted(c: &Connection, username: &str) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT OR IGNORE INTO deleted_users (username) VALUES (?1)",
+        [username],
+    )?;
+    Ok(())
+}
+
+/// Whether the server said `username`'s account was deleted.
+pub fn is_deleted(c: &Connection, username: &str) -> rusqlite::Result<bool> {
+    c.prepare_cached("SELECT 1 FROM deleted_users WHERE username = ?1")?
+        .exists([username])
+}
+
 pub fn contact(c: &Connection, username: &str) -> rusqlite::Result<Option<Contact>> {
     c.query_row(
         "SELECT username, identity, channel, verified_key, key_changed FROM contacts WHERE username = ?1",

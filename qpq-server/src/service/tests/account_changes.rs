@@ -158,8 +158,13 @@ async fn a_deleted_account_is_gone_and_its_name_stays_taken() {
     );
     assert_eq!(
         code(f.resolve(&bob, "alice").await),
+        ErrorCode::AccountDeleted,
+        "the directory says her account was deleted"
+    );
+    assert_eq!(
+        code(f.resolve(&bob, "nobody").await),
         ErrorCode::UnknownUser,
-        "the directory no longer knows her"
+        "a name never registered is still unknown"
     );
     assert_eq!(
         f.login("alice", PASSWORD).await,

@@ -116,6 +116,24 @@ pub async fn case_delete_account<S: Store>(store: &S) {
         "a shared payload stays for the other recipients"
     );
 
+    assert!(
+        store
+            .username_retired(&alice.username)
+            .await
+            .expect("retired"),
+        "a deleted account's name is retired"
+    );
+    assert!(
+        !store.username_retired(&user("bob")).await.expect("retired"),
+        "a live account's name is not retired"
+    );
+    assert!(
+        !store
+            .username_retired(&user("nobody"))
+            .await
+            .expect("retired"),
+        "a name never registered is not retired"
+    );
     let again = store.create_account(account("alice", key(4))).await;
     assert!(
         matches!(again, Err(StoreError::UsernameTaken)),

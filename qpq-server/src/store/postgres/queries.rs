@@ -160,6 +160,11 @@ pub(super) async fn account_by_username(
         .transpose()
 }
 
+pub(super) async fn username_retired(c: &impl GenericClient, name: &str) -> Result<bool, Fail> {
+    let sql = "SELECT 1 FROM retired_usernames WHERE username = $1";
+    Ok(opt(c, sql, &[&name]).await?.is_some())
+}
+
 pub(super) async fn account_by_identity(
     c: &impl GenericClient,
     key: &IdentityKey,

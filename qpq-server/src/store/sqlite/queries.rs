@@ -225,6 +225,13 @@ pub(super) fn change_password(
     Ok(())
 }
 
+pub(super) fn username_retired(c: &Connection, username: &str) -> Result<bool, StoreError> {
+    Ok(
+        c.prepare_cached("SELECT 1 FROM retired_usernames WHERE username = ?1")?
+            .exists([username])?,
+    )
+}
+
 pub(super) fn delete_account(
     c: &Connection,
     username: &str,
