@@ -96,8 +96,9 @@ const SCENARIOS: &[&str] = &[
 
 /// Where the servers under test keep their data (see the module docs).
 struct Deployment {
-    /// The shared database's URL; `None`: each server its own SQLite file.
-    postgres: Option<String>,
+    /// The throwaway PostgreSQL (each fixture makes a database of its own
+    /// there); `None`: each server its own SQLite file.
+    postgres: Option<&'static quicproquo_testkit::postgres::Postgres>,
     nodes: usize,
 }
 
@@ -113,7 +114,7 @@ fn deployment() -> &'static Deployment {
             Ok("postgres") => {
                 let pg = quicproquo_testkit::postgres::for_test("load bench")
                     .unwrap_or_else(|| std::process::exit(2));
-                Some(pg.url(&pg.new_database()))
+                Some(pg)
             }
             Ok("sqlite") | Err(_) => None,
             Ok(other) => {
@@ -508,6 +509,8 @@ struct Pair {
 /// the receiver with a commit the server checked).
 struct Fixture {
     dir: tempfile::TempDir,
+    /// The fixture's PostgreSQL database, if the deployment has one.
+    database: Option<String>,
     pairs: Vec<Pair>,
     /// The data directories of the nodes after the first (PostgreSQL).
     more_dirs: Vec<tempfile::TempDir>,
@@ -525,7 +528,8 @@ impl Fixture {
     async fn new(pairs: usize) -> Self {
         let t = Instant::now();
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut server = match &deployment().postgres {
+        let database = deployment().postgres.map(|pg| pg.url(&pg.new_database()));
+        let mut server = match &database {
             Some(url) => TestServer::start_on_database(url).await,
             None => TestServer::start_in(dir.path())
                 .await
@@ -580,6 +584,7 @@ impl Fixture {
         );
         Self {
             dir,
+            database,
             pairs: out,
             more_dirs: Vec::new(),
         }
@@ -587,10 +592,11 @@ impl Fixture {
 
     /// The deployment's nodes, started on the fixture's data.
     async fn start_nodes(&mut self) -> Vec<ServerProcess> {
-        let mut nodes = vec![ServerProcess::start(self.dir.path()).await];
+        let database = self.database.as_deref();
+        let mut nodes = vec![ServerProcess::start(self.dir.path(), database).await];
         while nodes.len() < deployment().nodes {
             let dir = tempfile::tempdir().expect("tempdir");
-            nodes.push(ServerProcess::start(dir.path()).await);
+            nodes.push(ServerProcess::start(dir.path(), database).await);
             self.more_dirs.push(dir);
         }
         nodes
@@ -633,9 +639,10 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts the binary on `data_dir`, listening on a free loopback port,
-    /// and reads the address and fingerprint it prints.
-    async fn start(data_dir: &Path) -> Self {
+    /// Starts the binary on `data_dir` (and `database`, a PostgreSQL URL,
+    /// if given), listening on a free loopback port, and reads the address
+    /// and fingerprint it prints.
+    async fn start(data_dir: &Path, database: Option<&str>) -> Self {
         // Every client here comes from one loopback address.
         std::fs::write(
             data_dir.join("qpq-server.toml"),
@@ -643,7 +650,7 @@ impl ServerProcess {
         )
         .expect("write qpq-server.toml");
         let mut command = Command::new(server_binary());
-        if let Some(url) = &deployment().postgres {
+        if let Some(url) = database {
             command.args(["--database", url]);
         }
         let mut child = command
@@ -990,7 +997,7 @@ async fn throughput(base: &Baseline) {
 async fn kill9() {
     let fixture = Fixture::new(PAIRS).await;
     // One node, killed and started again on the same data.
-    let server = ServerProcess::start(fixture.dir.path()).await;
+    let server = ServerProcess::start(fixture.dir.path(), fixture.database.as_deref()).await;
     let pairs: Vec<Arc<Pair>> = fixture.pairs.into_iter().map(Arc::new).collect();
     let start = Arc::new(Barrier::new(PAIRS + 1));
     let (kill, kill_rx) = watch::channel(false);
@@ -1021,7 +1028,7 @@ async fn kill9() {
         KILL_AFTER.as_secs_f64()
     );
 
-    let server = ServerProcess::start(fixture.dir.path()).await;
+    let server = ServerProcess::start(fixture.dir.path(), fixture.database.as_deref()).await;
     let (mut lost, mut duplicates, mut unanswered_stored, mut foreign) = (0usize, 0u64, 0u64, 0u64);
     for (i, pair) in pairs.iter().enumerate() {
         let index = i as u32;
@@ -1236,7 +1243,7 @@ async fn healthy_connection(
 
 async fn idle_connections() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = ServerProcess::start(dir.path()).await;
+    let server = ServerProcess::start(dir.path(), None).await;
     let config = idle_client_config(dir.path());
     let endpoints: Vec<quinn::Endpoint> = (0..IDLE_ENDPOINTS)
         .map(|_| {
