@@ -171,11 +171,7 @@ fn bind_tcp(addr: SocketAddr) -> Result<String, String> {
 
 fn database(config: &Config) -> Result<String, String> {
     let Some(path) = sqlite_database(config) else {
-        // PostgreSQL (the pg helper's store): to be wired by the lead after
-        // merging: connect with the configured URL and TLS mode, read the
-        // schema version from its migrations table, refuse one newer than
-        // this build's. Until then a PostgreSQL URL is only reported.
-        return Ok("database: PostgreSQL (not checked by this build)".into());
+        return postgres(config);
     };
     if !path.exists() {
         let parent = path.parent().unwrap_or(Path::new("."));
@@ -200,4 +196,29 @@ fn database(config: &Config) -> Result<String, String> {
             path.display()
         )
     })
+}
+
+/// PostgreSQL: reachable with the configured URL and TLS mode, and at a
+/// schema version this binary can run (an older one is migrated at start).
+/// Runs on the blocking pool of the command's runtime.
+fn postgres(config: &Config) -> Result<String, String> {
+    let crate::config::Database::Postgres(options) = &config.database else {
+        return Err("database: neither an SQLite file nor a PostgreSQL URL".into());
+    };
+    let probe = crate::store::postgres::PgStore::probe(options);
+    let (version, current) = tokio::runtime::Handle::current()
+        .block_on(probe)
+        .map_err(|e| format!("database: {e}"))?;
+    match version.cmp(&current) {
+        std::cmp::Ordering::Equal => Ok(format!(
+            "database {options}: schema version {version}, current"
+        )),
+        std::cmp::Ordering::Less => Ok(format!(
+            "database {options}: schema version {version}, migrated to {current} at the next start"
+        )),
+        std::cmp::Ordering::Greater => Err(format!(
+            "database {options}: schema version {version} is newer than this server's {current}: \
+             upgrade qpq-server"
+        )),
+    }
 }

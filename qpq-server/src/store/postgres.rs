@@ -171,6 +171,25 @@ macro_rules! read {
 }
 
 impl PgStore {
+    /// Connects as [`PgStore::open`] does, changing nothing, and returns the
+    /// schema version the database is at (0: empty) and the newest this
+    /// binary knows: what `qpq-server check-config` reports.
+    pub async fn probe(options: &PgOptions) -> Result<(usize, usize), StoreError> {
+        let name = options.to_string();
+        let fail = |what: &str, e: String| StoreError::Backend(format!("{name}: {what}: {e}"));
+        let tls = options.tls().map_err(|e| fail("TLS", e))?;
+        let (client, connection) = options
+            .config
+            .connect(tls)
+            .await
+            .map_err(|e| fail("cannot connect", describe(&e)))?;
+        let driver = tokio::spawn(connection);
+        let version = schema::version(&client).await;
+        drop(client);
+        let _ = driver.await;
+        version.map_err(|e| fail("reading the schema version", e.to_string()))
+    }
+
     /// Connects (checking the database is reachable), migrates the schema,
     /// and starts listening for changes. Errors name the database by its
     /// redacted URL.

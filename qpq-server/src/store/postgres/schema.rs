@@ -147,6 +147,27 @@ const SCHEMA_V2_DISABLED: &str = "
 ALTER TABLE accounts ADD COLUMN disabled_at_ms bigint;
 ";
 
+/// The schema version the database is at (0: never migrated), read
+/// without changing anything, beside the newest this binary knows.
+pub(super) async fn version(client: &Client) -> Result<(usize, usize), StoreError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
+        .await
+        .map_err(backend)?
+        .get(0);
+    let version = if exists {
+        let v: i32 = client
+            .query_one("SELECT version FROM schema_version", &[])
+            .await
+            .map_err(backend)?
+            .get(0);
+        usize::try_from(v).unwrap_or(usize::MAX)
+    } else {
+        0
+    };
+    Ok((version, MIGRATIONS.len()))
+}
+
 /// Brings the schema to the newest version, one step per transaction,
 /// refusing a database written by a newer server.
 pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
