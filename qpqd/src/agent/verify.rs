@@ -156,7 +156,7 @@ impl Agent {
 
     /// A conversation's members. Those not yet known to be deleted are
     /// looked up again in the background (each at most once per
-    /// [`RECHECK_AFTER`]), so a later list shows a deletion.
+    /// `RECHECK_AFTER`), so a later list shows a deletion.
     pub async fn members(
         self: &std::sync::Arc<Self>,
         r: &ConversationRef,

@@ -321,3 +321,56 @@ async fn nodes_share_server_secrets_and_never_reuse_a_sequence_number() {
         .collect();
     assert_eq!(fetched, seqs, "visible in order");
 }
+
+/// A database a previous server left at schema step 1 (before accounts
+/// could be disabled), with an account in it, is migrated at the next
+/// start: the account is kept and the new step's column works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_the_previous_version_is_migrated_with_its_data() {
+    let Some(pg) = postgres::for_test("postgres migration from the previous version") else {
+        return;
+    };
+    let db = pg.new_database();
+    let url = pg.url(&db);
+    let options: PgOptions = url.parse().expect("a valid URL");
+    let (mut client, connection) = options
+        .config
+        .connect(options.tls().expect("TLS settings"))
+        .await
+        .expect("connect");
+    let driver = tokio::spawn(connection);
+    schema::migrate_to(&mut client, &schema::MIGRATIONS[..1])
+        .await
+        .expect("step 1");
+    drop(client);
+    let _ = driver.await;
+    pg.psql(
+        &db,
+        "INSERT INTO accounts (username, identity_key, opaque_record, created_at_ms)
+         VALUES ('alice', decode(repeat('01', 32), 'hex'), '\\x02', 1000)",
+    )
+    .expect("an account of the previous version");
+    assert_eq!(
+        version_of(pg, &db),
+        "1",
+        "the database starts at the previous version"
+    );
+
+    let store = open(&url).await;
+    assert_eq!(version_of(pg, &db), schema::MIGRATIONS.len().to_string());
+    let alice = Username::parse("alice").expect("valid");
+    let kept = store.account(&alice).await.expect("read").expect("kept");
+    assert_eq!(kept.identity_key, key(1));
+    assert!(store
+        .set_disabled(&alice, true, 2_000)
+        .await
+        .expect("disable"));
+}
+
+/// The schema version a database records, as psql prints it.
+fn version_of(pg: &Postgres, db: &str) -> String {
+    pg.psql(db, "SELECT version FROM schema_version")
+        .expect("read the version")
+        .trim()
+        .to_owned()
+}
