@@ -72,17 +72,26 @@ pub(crate) fn sqlite_database(config: &Config) -> Option<&Path> {
 const POSTGRES: &str = "the database is PostgreSQL: back it up with pg_dump or a base backup \
                         (the book's Backup and restore page says how)";
 
+/// The configuration and its SQLite file; else the exit code, after
+/// saying why (1: a bad configuration, 2: the database is PostgreSQL).
+fn load_sqlite(cli: Cli) -> Result<(Config, PathBuf), i32> {
+    let config = Config::load(cli).map_err(|e| {
+        problem(e);
+        1
+    })?;
+    let db = sqlite_database(&config)
+        .map(Path::to_path_buf)
+        .ok_or_else(|| {
+            problem(POSTGRES);
+            2
+        })?;
+    Ok((config, db))
+}
+
 pub async fn run_backup(args: BackupArgs, cli: Cli) -> i32 {
-    let config = match Config::load(cli) {
-        Ok(c) => c,
-        Err(e) => {
-            problem(e);
-            return 1;
-        }
-    };
-    let Some(db) = sqlite_database(&config).map(Path::to_path_buf) else {
-        problem(POSTGRES);
-        return 2;
+    let (config, db) = match load_sqlite(cli) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
     let out = args.out.clone();
     match tokio::task::spawn_blocking(move || backup(&db, &out)).await {
@@ -108,16 +117,9 @@ pub async fn run_backup(args: BackupArgs, cli: Cli) -> i32 {
 }
 
 pub async fn run_restore(args: RestoreArgs, cli: Cli) -> i32 {
-    let config = match Config::load(cli) {
-        Ok(c) => c,
-        Err(e) => {
-            problem(e);
-            return 1;
-        }
-    };
-    let Some(db) = sqlite_database(&config).map(Path::to_path_buf) else {
-        problem(POSTGRES);
-        return 2;
+    let (config, db) = match load_sqlite(cli) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
     let data_dir = config.data_dir.clone();
     let from = args.from.clone();
