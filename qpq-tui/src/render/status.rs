@@ -1,7 +1,9 @@
-//! The status bar: account and server, the connection (to qpqd and to the
+//! The status bar: account and server (the node in use, when the server
+//! has several), the connection (to qpqd and to the
 //! server), whether the conversation is post-quantum protected, and the
 //! latest notice.
 
+use quicproquo_protocol::ipc::methods::StatusResult;
 use quicproquo_protocol::ipc::values::{ConnectionState, StorageState};
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
@@ -13,16 +15,23 @@ use crate::app::{App, Daemon, NoticeLevel};
 use crate::config::KeyAction;
 use crate::wrap;
 
+/// The server as the bar names it: the node in use when the profile lists
+/// several (the whole list says nothing about where the daemon is), else
+/// the server as given.
+fn server_shown(status: &StatusResult) -> Option<&str> {
+    match (status.server.as_deref(), status.node.as_deref()) {
+        (Some(list), Some(node)) if list.contains(',') => Some(node),
+        (server, _) => server,
+    }
+}
+
 pub fn render(app: &App, f: &mut Frame<'_>, area: Rect) {
     if area.height == 0 {
         return;
     }
     let bar = Style::default().bg(Color::Rgb(40, 40, 48)).fg(Color::Gray);
     let mut spans = Vec::new();
-    let account = match (
-        app.me(),
-        app.status.as_ref().and_then(|s| s.server.as_deref()),
-    ) {
+    let account = match (app.me(), app.status.as_ref().and_then(server_shown)) {
         (Some(me), Some(server)) => format!(" {me}@{server} "),
         (Some(me), None) => format!(" {me} "),
         _ => format!(" {} ", app.profile),

@@ -123,6 +123,28 @@ fn the_status_bar_says_when_mail_cannot_be_stored() {
 }
 
 #[test]
+fn the_status_bar_names_the_node_in_use_when_the_server_has_several() {
+    let mut app = app(120, 16);
+    let bar = |app: &App| screen(app).lines().last().unwrap().to_owned();
+    assert!(bar(&app).contains("@chat.example:7443 "), "{}", bar(&app));
+    if let Some(st) = app.status.as_mut() {
+        st.server = Some("a.example:7443,b.example:7443".into());
+        st.node = Some("b.example:7443".into());
+    }
+    assert!(bar(&app).contains("@b.example:7443 "), "{}", bar(&app));
+    assert!(!bar(&app).contains("a.example"), "{}", bar(&app));
+    // Offline (no node): the list as given.
+    if let Some(st) = app.status.as_mut() {
+        st.node = None;
+    }
+    assert!(
+        bar(&app).contains("@a.example:7443,b.example:7443 "),
+        "{}",
+        bar(&app)
+    );
+}
+
+#[test]
 fn fit_cuts_at_a_grapheme_and_keeps_the_styles() {
     let red = Style::default().fg(Color::LightRed);
     let spans = vec![Span::raw("#日本"), Span::styled("  ! 李", red)];
