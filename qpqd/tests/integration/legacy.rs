@@ -13,13 +13,18 @@ use crate::harness::{Daemon, Server};
 const MOVED: &str = "moved to a new group";
 
 /// Puts a stopped daemon's state back to schema 12, as the daemon of
-/// before issue 14 left it: the next start runs schema step 13.
+/// before issue 14 left it: the next start runs schema step 13 (and every
+/// later step, whose tables go too).
 fn back_to_schema_12(d: &Daemon) {
     let dir = d.home.join("data/default");
     let (key, _) = keystore::obtain(&dir, "default", &OsKeyring, Some(&d.passphrase)).unwrap();
     let c = state::open(&dir.join("qpq-state.bin"), &key).unwrap();
-    c.execute_batch("ALTER TABLE conversations DROP COLUMN legacy; PRAGMA user_version = 12;")
-        .unwrap();
+    c.execute_batch(
+        "ALTER TABLE conversations DROP COLUMN legacy;
+         DROP TABLE deleted_users;
+         PRAGMA user_version = 12;",
+    )
+    .unwrap();
 }
 
 /// A state of schema 12 with a group and a DM: after the upgrade alice (the
