@@ -70,6 +70,18 @@ pub fn key(n: u8) -> IdentityKey {
     IdentityKey([n; 32])
 }
 
+/// Group "g" registered at epoch 0 with a one-byte state, for backend
+/// tests of the group compare-and-swap.
+pub fn group_g() -> NewGroup {
+    NewGroup {
+        group_id: b"g".to_vec(),
+        epoch: Epoch(0),
+        state: vec![0],
+        group_info: vec![0],
+        now_ms: 1,
+    }
+}
+
 fn idem(n: u32) -> IdempotencyKey {
     let mut bytes = [0u8; 16];
     bytes[..4].copy_from_slice(&n.to_be_bytes());

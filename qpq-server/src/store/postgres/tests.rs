@@ -10,7 +10,7 @@ use quicproquo_testkit::postgres::{self, Postgres};
 use tokio::task::JoinSet;
 
 use super::*;
-use crate::store::conformance::{self, key};
+use crate::store::conformance::{self, group_g, key};
 use crate::store::{Delivery, GroupUpdate, MailQuota};
 
 async fn open(url: &str) -> PgStore {
@@ -37,16 +37,6 @@ fn mail_to(recipient: u8, idem: u8) -> NewMail {
         payload: b"hello".to_vec(),
         now_ms: 1,
         quota: MailQuota::UNLIMITED,
-    }
-}
-
-fn group_g() -> NewGroup {
-    NewGroup {
-        group_id: b"g".to_vec(),
-        epoch: Epoch(0),
-        state: vec![0],
-        group_info: vec![0],
-        now_ms: 1,
     }
 }
 

@@ -12,8 +12,8 @@ use super::queries::{ack, enqueue, enqueue_group, fetch, register_group};
 use super::schema::{configure, create_private, migrate};
 use super::writer::run_batch;
 use super::*;
-use crate::store::conformance::{self, key};
-use crate::store::{Delivery, GroupEnqueueOutcome, GroupMail, GroupUpdate, NewGroup};
+use crate::store::conformance::{self, group_g, key};
+use crate::store::{Delivery, GroupEnqueueOutcome, GroupMail, GroupUpdate};
 
 fn new_mail(sender: u8, idem: u8, recipient: u8, payload: &[u8]) -> NewMail {
     NewMail {
@@ -47,16 +47,6 @@ fn change(sender: u8, idem: u8, recipient: u8, payload: &[u8], from_revision: u6
         }),
         now_ms: 1,
         quota: crate::store::MailQuota::UNLIMITED,
-    }
-}
-
-fn group_g() -> NewGroup {
-    NewGroup {
-        group_id: b"g".to_vec(),
-        epoch: Epoch(0),
-        state: vec![0],
-        group_info: vec![0],
-        now_ms: 1,
     }
 }
 
