@@ -151,7 +151,7 @@ fn call_exit(e: &CallError) -> Exit {
             {
                 Exit::NotFound
             }
-            Some(IpcErrorCode::ServerRefused) => Exit::Refused,
+            Some(IpcErrorCode::ServerRefused) | Some(IpcErrorCode::NotAllowed) => Exit::Refused,
             Some(IpcErrorCode::NetworkDown) => Exit::NetworkDown,
             Some(IpcErrorCode::Locked) => Exit::Locked,
             Some(IpcErrorCode::InvalidInput) | Some(IpcErrorCode::InvalidParams) => {

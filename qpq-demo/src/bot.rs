@@ -26,6 +26,7 @@ pub async fn say(pc: &IpcClient, conversation: ConversationId, text: &str) {
             conversation: ConversationRef::Id(conversation),
             text: text.to_owned(),
             confirm_changed_keys: false,
+            reply_to: None,
         })
         .await;
 }

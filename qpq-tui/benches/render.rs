@@ -86,6 +86,7 @@ fn app(w: u16, h: u16) -> App {
                     MessageState::Received
                 },
                 failure: None,
+                meta: Default::default(),
             }
         })
         .collect();

@@ -98,6 +98,7 @@ pub fn message(conv: ConversationId, n: u32, sender: &str, minutes: u64, text: &
             MessageState::Received
         },
         failure: None,
+        meta: Default::default(),
     }
 }
 

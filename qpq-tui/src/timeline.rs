@@ -257,6 +257,7 @@ pub(crate) mod tests {
             outgoing: false,
             state: MessageState::Received,
             failure: None,
+            meta: Default::default(),
         }
     }
 

@@ -421,7 +421,17 @@ async fn answer(client: &IpcClient, call: Call) -> CallResult {
         | Call::Logout(_)
         | Call::Whoami(_)
         | Call::Diagnose(_)
-        | Call::Shutdown(_)) => DaemonEvent::Failed(Failure::new(format!(
+        | Call::Shutdown(_)
+        // Issue 17: the tui helper wires these.
+        | Call::React(_)
+        | Call::Edit(_)
+        | Call::Delete(_)
+        | Call::MessageEdits(_)
+        | Call::Mentions(_)
+        | Call::Typing(_)
+        | Call::ConversationSettingsMethod(_)
+        | Call::SettingsMethod(_)
+        | Call::Focus(_)) => DaemonEvent::Failed(Failure::new(format!(
             "the chat does not call `{}`",
             other.method()
         ))),

@@ -22,6 +22,7 @@
 //! maps them to what a front-end sees.
 
 mod account_changes;
+mod actions;
 mod commit;
 mod diagnose;
 mod error;
@@ -31,6 +32,7 @@ mod integrity;
 mod invites;
 mod legacy;
 mod outbox;
+mod privacy;
 mod session;
 mod verify;
 
@@ -427,6 +429,7 @@ mod log_tests {
             text: text.into(),
             outgoing: true,
             state: State::Queued,
+            extra: Default::default(),
         };
         messages::insert(c.db(), &m).unwrap();
         emit(c, |seq| {

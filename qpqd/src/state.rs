@@ -213,9 +213,35 @@ UPDATE conversations SET legacy = 1 WHERE active = 1;
 /// never registered again, so the mark never needs undoing.
 const SCHEMA_V14: &str = "CREATE TABLE deleted_users (username TEXT PRIMARY KEY) WITHOUT ROWID;";
 
+/// Issue 17: what a message carries beyond its text (the reply it answers,
+/// whether it was edited or deleted, whether it names us, when it
+/// disappears), an edited text kept in the search index, and each
+/// conversation's settings (read receipts, typing, timer, notifications:
+/// `db::settings`).
+const SCHEMA_V15: &str = r#"
+ALTER TABLE messages ADD COLUMN reply_to BLOB;
+ALTER TABLE messages ADD COLUMN reply_sender TEXT;
+ALTER TABLE messages ADD COLUMN edited INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN mentions_me INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN expires_at_ms INTEGER;
+CREATE INDEX messages_expiring ON messages (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
+CREATE INDEX messages_mentioning ON messages (conversation, rowid) WHERE mentions_me = 1;
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+    INSERT INTO messages_fts (rowid, text) VALUES (new.rowid, new.text);
+END;
+CREATE TABLE conversation_settings (
+    conversation BLOB NOT NULL REFERENCES conversations (id),
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (conversation, name)
+) WITHOUT ROWID;
+"#;
+
 const MIGRATIONS: &[&str] = &[
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
-    SCHEMA_V9, SCHEMA_V10, SCHEMA_V11, SCHEMA_V12, SCHEMA_V13, SCHEMA_V14,
+    SCHEMA_V9, SCHEMA_V10, SCHEMA_V11, SCHEMA_V12, SCHEMA_V13, SCHEMA_V14, SCHEMA_V15,
 ];
 
 /// Opens (creating if needed) the state database with `key`. A wrong key is

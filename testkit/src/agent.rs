@@ -90,6 +90,7 @@ pub async fn first_dm(
         conversation: ConversationRef::Id(conversation.id),
         text: text.to_owned(),
         confirm_changed_keys: false,
+        reply_to: None,
     })
     .await
     .map_err(TestkitError::call("sending the first message"))?;

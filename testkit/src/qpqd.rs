@@ -293,6 +293,7 @@ impl TestDaemon {
                 conversation: ConversationRef::parse(conv).expect("a conversation reference"),
                 text: text.into(),
                 confirm_changed_keys: false,
+                reply_to: None,
             })
             .await
     }

@@ -245,7 +245,7 @@ impl Drop for PendingGuard<'_> {
 }
 
 enum Item {
-    Note(Notification),
+    Note(Box<Notification>),
     /// The queue was full: notifications after this were dropped.
     Lagged,
 }
@@ -386,7 +386,7 @@ impl Subscription {
                 Some(Item::Note(n)) if n.seq() <= self.last => {}
                 Some(Item::Note(n)) => {
                     self.last = n.seq();
-                    return Ok(n);
+                    return Ok(*n);
                 }
             }
         }
@@ -645,7 +645,7 @@ fn forward(note: Notification, notes: &mpsc::Sender<Item>, dropping: &mut bool) 
         *dropping = true;
         Item::Lagged
     } else {
-        Item::Note(note)
+        Item::Note(Box::new(note))
     };
     // Full cannot happen (see above); Closed means nobody listens.
     let _ = notes.try_send(item);

@@ -57,6 +57,7 @@ catalogue! {
     Conflict = -32008, "already exists";
     VersionMismatch = -32010, "IPC protocol version mismatch";
     TooSlow = -32012, "the connection fell too far behind and was closed; reconnect and subscribe with `since`";
+    NotAllowed = -32013, "not allowed: only a message's sender can edit it or delete it for everyone";
 }
 
 impl IpcErrorCode {
@@ -199,6 +200,7 @@ mod tests {
             (Conflict, -32008),
             (VersionMismatch, -32010),
             (TooSlow, -32012),
+            (NotAllowed, -32013),
         ];
         let ours: Vec<(IpcErrorCode, i32)> =
             IpcErrorCode::ALL.iter().map(|&c| (c, c.as_i32())).collect();

@@ -509,6 +509,7 @@ mod tests {
             conversation: ConversationRef::parse("@bob").unwrap(),
             text: "hi\nthere".into(),
             confirm_changed_keys: false,
+            reply_to: None,
         };
         let line = request_line(&Id::Num(12), "send", &params).unwrap();
         assert_eq!(line.last(), Some(&b'\n'));

@@ -24,8 +24,8 @@ use serde_json::Value;
 use super::error::{ErrorObject, IpcError, IpcErrorCode};
 use super::values::{
     identity_hex, Account, AutoAccept, Ciphersuite, ConnectionState, Conversation, ConversationRef,
-    IntegrityState, Invitation, InvitationId, KeystoreState, Limit, Member, Message, MessageId,
-    Secret, Seq, StorageState,
+    ConversationSettings, IntegrityState, Invitation, InvitationId, KeystoreState, Limit, Member,
+    Message, MessageId, MessageVersion, NotifyMode, Secret, Seq, Settings, StorageState,
 };
 use super::IPC_PROTOCOL_VERSION;
 use crate::types::IdentityKey;
@@ -152,6 +152,29 @@ methods! {
     Members = "members", fn members(ConversationParams) -> Vec<Member>;
     /// Returns the message `queued`: durable in the outbox.
     Send = "send", fn send(SendParams) -> Message;
+    /// Adds (or with `remove`, takes back) our reaction to a message;
+    /// returns the message with its reactions.
+    React = "react", fn react(ReactParams) -> Message;
+    /// Replaces the text of one of our messages for every member; returns
+    /// it `edited`.
+    Edit = "edit", fn edit(EditParams) -> Message;
+    /// Deletes a message: ours for everyone, or any for this profile only.
+    Delete = "delete", fn delete(DeleteParams) -> Empty;
+    /// The earlier versions of an edited message, oldest first.
+    MessageEdits = "message.edits", fn message_edits(MessageRefParams) -> Vec<MessageVersion>;
+    /// Messages that mention us, newest last, across conversations or in one.
+    Mentions = "mentions", fn mentions(MentionsParams) -> Vec<Message>;
+    /// The user is (or stopped) typing in a conversation: sent to the
+    /// members only where typing indicators are on.
+    Typing = "typing", fn typing(TypingParams) -> Empty;
+    /// Reads or sets a conversation's settings (read receipts, typing,
+    /// disappearing timer, notifications).
+    ConversationSettingsMethod = "conversation.settings", fn conversation_settings(ConversationSettingsParams) -> ConversationSettings;
+    /// Reads or sets the defaults conversations without their own value use.
+    SettingsMethod = "settings", fn settings(SettingsParams) -> Settings;
+    /// The conversation a front-end shows (none: it shows none): the daemon
+    /// does not notify the desktop of messages there.
+    Focus = "focus", fn focus(FocusParams) -> Empty;
     /// Oldest first; at most `MAX_REPLY_BYTES` of messages, so fewer than
     /// `limit` is not the start: page on with `before` until an empty page.
     History = "history", fn history(HistoryParams) -> Vec<Message>;
@@ -447,6 +470,111 @@ pub struct SendParams {
     /// Send even though a member's identity key changed (after `-32006`).
     #[serde(default)]
     pub confirm_changed_keys: bool,
+    /// The message (in the same conversation) this one answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<MessageId>,
+}
+
+/// A message in a conversation. Message ids are the same for every member
+/// (the sender chose it), so a script names a message by its id and its own
+/// name for the conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRefParams {
+    pub conversation: ConversationRef,
+    pub id: MessageId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReactParams {
+    pub conversation: ConversationRef,
+    pub id: MessageId,
+    /// One emoji (a short grapheme sequence: at most 32 bytes, no spaces or
+    /// control characters).
+    pub emoji: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remove: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditParams {
+    pub conversation: ConversationRef,
+    pub id: MessageId,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteParams {
+    pub conversation: ConversationRef,
+    pub id: MessageId,
+    /// Only from this profile's history (any message); else for everyone
+    /// (only our own).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub for_me: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MentionsParams {
+    /// One conversation instead of all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<ConversationRef>,
+    /// Only mentions older than this message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<MessageId>,
+    #[serde(default)]
+    pub limit: Limit,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypingParams {
+    pub conversation: ConversationRef,
+    /// Typing now (the members show it for a few seconds, or until `false`).
+    pub on: bool,
+}
+
+/// Each field given is set; the answer is every setting as it applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationSettingsParams {
+    pub conversation: ConversationRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_receipts: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typing: Option<bool>,
+    /// 0 turns disappearing messages off. Sent to every member (a `timer`
+    /// notification on each side); at most one year.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timer_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifyMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_content: Option<bool>,
+}
+
+/// Each field given is set; the answer is every default.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_receipts: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typing: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifyMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_content: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FocusParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<ConversationRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -590,7 +718,9 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::ipc::jsonrpc::{request_line, Id, IncomingRequest};
-    use crate::ipc::values::{ConversationId, ConversationKind, MessageState};
+    use crate::ipc::values::{
+        ConversationId, ConversationKind, MessageMeta, MessageState, Quote, Reaction,
+    };
 
     fn conv() -> ConversationRef {
         ConversationRef::parse("team").unwrap()
@@ -662,6 +792,52 @@ pub(crate) mod tests {
                 conversation: conv(),
                 text: "hello \u{1F600}\n\"quoted\"".into(),
                 confirm_changed_keys: true,
+                reply_to: Some(msg_id),
+            }),
+            Call::React(ReactParams {
+                conversation: conv(),
+                id: msg_id,
+                emoji: "\u{1F44D}".into(),
+                remove: true,
+            }),
+            Call::Edit(EditParams {
+                conversation: conv(),
+                id: msg_id,
+                text: "fixed".into(),
+            }),
+            Call::Delete(DeleteParams {
+                conversation: conv(),
+                id: msg_id,
+                for_me: true,
+            }),
+            Call::MessageEdits(MessageRefParams {
+                conversation: conv(),
+                id: msg_id,
+            }),
+            Call::Mentions(MentionsParams {
+                conversation: None,
+                before: Some(msg_id),
+                limit: Limit::new(20).unwrap(),
+            }),
+            Call::Typing(TypingParams {
+                conversation: conv(),
+                on: true,
+            }),
+            Call::ConversationSettingsMethod(ConversationSettingsParams {
+                conversation: conv(),
+                read_receipts: Some(true),
+                typing: None,
+                timer_seconds: Some(86_400),
+                notify: Some(NotifyMode::Mentions),
+                notify_content: Some(false),
+            }),
+            Call::SettingsMethod(SettingsParams {
+                read_receipts: Some(false),
+                notify: Some(NotifyMode::All),
+                ..SettingsParams::default()
+            }),
+            Call::Focus(FocusParams {
+                conversation: Some(conv()),
             }),
             Call::History(HistoryParams {
                 conversation: conv(),
@@ -743,7 +919,12 @@ pub(crate) mod tests {
                 conversation: ConversationRef::Dm("bob".into()),
                 text: "x".into(),
                 confirm_changed_keys: false,
+                reply_to: None,
             })
+        );
+        assert_eq!(
+            parse("settings", json!({})),
+            Call::SettingsMethod(SettingsParams::default())
         );
         assert_eq!(
             parse("subscribe", json!({"since": null})),
@@ -854,6 +1035,7 @@ pub(crate) mod tests {
             outgoing: false,
             state: MessageState::Received,
             failure: None,
+            meta: Default::default(),
         };
         round_trip(HelloResult {
             daemon_version: "0.1.0".into(),
@@ -912,7 +1094,51 @@ pub(crate) mod tests {
             deleted: true,
         }]);
         round_trip(message.clone());
-        round_trip(vec![message]);
+        let annotated = Message {
+            meta: MessageMeta {
+                reply_to: Some(Quote {
+                    id: MessageId([5; 16]),
+                    sender: "alice".into(),
+                    excerpt: "the deploy".into(),
+                    missing: false,
+                }),
+                reactions: vec![Reaction {
+                    emoji: "\u{1F44D}".into(),
+                    by: vec!["alice".into(), "bob".into()],
+                }],
+                edited: true,
+                deleted: false,
+                mentions_me: true,
+                expires_at_ms: Some(1_700_000_086_400),
+                read_by: vec!["carol".into()],
+            },
+            ..message.clone()
+        };
+        round_trip(annotated.clone());
+        let wire = serde_json::to_value(&message).unwrap();
+        assert!(
+            wire.get("reactions").is_none() && wire.get("edited").is_none(),
+            "empty annotations stay off the wire: {wire}"
+        );
+        round_trip(vec![message, annotated]);
+        round_trip(vec![MessageVersion {
+            text: "first".into(),
+            timestamp_ms: 1,
+        }]);
+        round_trip(ConversationSettings {
+            conversation: ConversationId([2; 16]),
+            read_receipts: true,
+            typing: false,
+            timer_seconds: 3600,
+            notify: NotifyMode::Mentions,
+            notify_content: false,
+        });
+        round_trip(Settings {
+            read_receipts: false,
+            typing: false,
+            notify: NotifyMode::All,
+            notify_content: true,
+        });
         round_trip(ReadResult { unread: 0 });
         round_trip(VerifyResult {
             username: "bob".into(),

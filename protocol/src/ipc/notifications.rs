@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use super::jsonrpc::RawNotification;
 use super::values::{
-    ConnectionState, ConversationId, DeliveryState, InvitationId, InvitationState, MembershipEvent,
-    Message, MessageId, Seq,
+    ConnectionState, Conversation, ConversationId, DeleteScope, DeliveryState, InvitationId,
+    InvitationState, MembershipEvent, Message, MessageId, Seq,
 };
 
 macro_rules! notifications {
@@ -67,6 +67,22 @@ notifications! {
     /// Someone put us into a group (or opened a DM with us): what we were
     /// invited to, and what became of it.
     Invitation = "invitation" (InvitationUpdate);
+    /// A reaction on a message was added or taken back.
+    Reaction = "reaction" (ReactionUpdate);
+    /// A message's sender changed its text.
+    Edit = "edit" (EditUpdate);
+    /// A message left the history: deleted by its sender for everyone, by
+    /// us for this profile, or at the end of its disappearing timer.
+    Delete = "delete" (DeleteUpdate);
+    /// A member read the conversation up to a message (read receipts).
+    Read = "read" (ReadUpdate);
+    /// A member started or stopped typing.
+    Typing = "typing" (TypingUpdate);
+    /// A member set the conversation's disappearing timer.
+    Timer = "timer" (TimerUpdate);
+    /// A conversation's name or kind changed (e.g. a member renamed a
+    /// group), or it became inactive.
+    Conversation = "conversation" (ConversationUpdate);
 }
 
 impl Notification {
@@ -141,6 +157,75 @@ pub struct InvitationUpdate {
     pub reason: String,
 }
 
+/// `id` is the message reacted to; `by` who reacted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionUpdate {
+    pub seq: Seq,
+    pub conversation: ConversationId,
+    pub id: MessageId,
+    pub emoji: String,
+    pub by: String,
+    /// The reaction was taken back.
+    #[serde(default)]
+    pub removed: bool,
+}
+
+/// `id` is the message edited, `text` its new text (empty in the
+/// notification log, as message texts are: read it with `history`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EditUpdate {
+    pub seq: Seq,
+    pub conversation: ConversationId,
+    pub id: MessageId,
+    pub by: String,
+    pub text: String,
+    pub timestamp_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteUpdate {
+    pub seq: Seq,
+    pub conversation: ConversationId,
+    pub id: MessageId,
+    /// Who deleted it (for `expired`: its sender).
+    pub by: String,
+    pub scope: DeleteScope,
+}
+
+/// `by` read everything up to and including `up_to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadUpdate {
+    pub seq: Seq,
+    pub conversation: ConversationId,
+    pub by: String,
+    pub up_to: MessageId,
+}
+
+/// `on` false: stopped (front-ends also stop showing it after 6 s without
+/// a new `typing`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypingUpdate {
+    pub seq: Seq,
+    pub conversation: ConversationId,
+    pub by: String,
+    pub on: bool,
+}
+
+/// Messages sent from now on disappear after `seconds` (0: they stay).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerUpdate {
+    pub seq: Seq,
+    pub conversation: ConversationId,
+    pub by: String,
+    pub seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationUpdate {
+    pub seq: Seq,
+    pub conversation: Conversation,
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use serde_json::json;
@@ -163,6 +248,7 @@ pub(crate) mod tests {
                     outgoing: false,
                     state: MessageState::Received,
                     failure: None,
+                    meta: Default::default(),
                 },
             }),
             Notification::Membership(MembershipChange {
@@ -198,6 +284,59 @@ pub(crate) mod tests {
                 state: InvitationState::Refused,
                 reason: "not the key the server lists for bob".into(),
             }),
+            Notification::Reaction(ReactionUpdate {
+                seq: Seq(7),
+                conversation,
+                id: MessageId([6; 16]),
+                emoji: "\u{1F44D}".into(),
+                by: "carol".into(),
+                removed: false,
+            }),
+            Notification::Edit(EditUpdate {
+                seq: Seq(8),
+                conversation,
+                id: MessageId([6; 16]),
+                by: "bob".into(),
+                text: "hi all".into(),
+                timestamp_ms: 2,
+            }),
+            Notification::Delete(DeleteUpdate {
+                seq: Seq(9),
+                conversation,
+                id: MessageId([6; 16]),
+                by: "bob".into(),
+                scope: DeleteScope::Everyone,
+            }),
+            Notification::Read(ReadUpdate {
+                seq: Seq(10),
+                conversation,
+                by: "carol".into(),
+                up_to: MessageId([6; 16]),
+            }),
+            Notification::Typing(TypingUpdate {
+                seq: Seq(11),
+                conversation,
+                by: "carol".into(),
+                on: true,
+            }),
+            Notification::Timer(TimerUpdate {
+                seq: Seq(12),
+                conversation,
+                by: "bob".into(),
+                seconds: 86_400,
+            }),
+            Notification::Conversation(ConversationUpdate {
+                seq: Seq(13),
+                conversation: crate::ipc::values::Conversation {
+                    id: conversation,
+                    name: "team ü".into(),
+                    kind: crate::ipc::values::ConversationKind::Group,
+                    members: vec!["alice".into(), "bob".into()],
+                    unread: 0,
+                    ciphersuite: crate::ipc::values::Ciphersuite::Hybrid,
+                    last_activity_ms: 3,
+                },
+            }),
         ]
     }
 
@@ -224,7 +363,7 @@ pub(crate) mod tests {
     #[test]
     fn unknown_methods_are_skipped_and_bad_params_refused() {
         let raw = RawNotification {
-            method: "typing".into(),
+            method: "poll".into(),
             params: json!({"seq": 1}),
         };
         assert_eq!(Notification::from_raw(&raw).unwrap(), None);

@@ -366,6 +366,115 @@ pub struct Message {
     /// Why a `failed` message was not sent, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// What issue 17 added: replies, reactions, edits, deletes, mentions,
+    /// timers, read receipts. Absent from older daemons (all empty).
+    #[serde(flatten)]
+    pub meta: MessageMeta,
+}
+
+/// The parts of a [`Message`] beyond its text, each absent on the wire when
+/// empty (and read as empty from daemons before issue 17).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageMeta {
+    /// The message this one answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<Quote>,
+    /// Reactions, one entry per emoji, in the order they were first given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<Reaction>,
+    /// The sender changed the text since it was sent (`message.edits` has
+    /// the earlier versions).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub edited: bool,
+    /// The sender deleted it for everyone: `text` is empty.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
+    /// The text names us (`@<our username>`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub mentions_me: bool,
+    /// When the daemon removes it (the conversation's disappearing timer
+    /// when it was sent or received).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+    /// For our own messages: the members who said they read it (only those
+    /// who send read receipts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_by: Vec<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The message a reply answers, as the reply shows it. `missing` when the
+/// original is not here (not arrived yet, deleted for me, expired): then
+/// only `id` and `sender` are known and front-ends show "(unknown message)".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quote {
+    pub id: MessageId,
+    pub sender: String,
+    /// The start of the original's text (at most 80 characters); empty when
+    /// `missing` or deleted.
+    #[serde(default)]
+    pub excerpt: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub missing: bool,
+}
+
+/// One emoji on a message and who gave it, in the order they gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    pub emoji: String,
+    pub by: Vec<String>,
+}
+
+/// An earlier version of an edited message (`message.edits`), oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageVersion {
+    pub text: String,
+    /// When this version was written (the original's send time, then each
+    /// edit's).
+    pub timestamp_ms: u64,
+}
+
+word_enum!(
+    /// When the daemon notifies the desktop of a conversation's messages:
+    /// `all`, only those that `mentions` us, or `none`.
+    NotifyMode { All, Mentions, None }
+);
+word_enum!(
+    /// Why a message left a history (`delete` notification): its sender
+    /// deleted it for `everyone`, we deleted it for `me`, or its
+    /// disappearing timer `expired`.
+    DeleteScope { Everyone, Me, Expired }
+);
+
+/// A conversation's settings as they apply (the conversation's own value,
+/// or the global default from `settings` where it has none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationSettings {
+    pub conversation: ConversationId,
+    /// Send read receipts here (off unless turned on).
+    pub read_receipts: bool,
+    /// Send typing indicators here (off unless turned on).
+    pub typing: bool,
+    /// Messages sent from now on disappear this many seconds after they
+    /// are sent or received; 0: they stay. Shared by every member.
+    pub timer_seconds: u64,
+    pub notify: NotifyMode,
+    /// Desktop notifications show the sender and text (else only that a
+    /// message arrived).
+    pub notify_content: bool,
+}
+
+/// The global defaults (`settings`): what a conversation without its own
+/// value uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub read_receipts: bool,
+    pub typing: bool,
+    pub notify: NotifyMode,
+    pub notify_content: bool,
 }
 
 /// A user's Ed25519 identity key as 64 hex digits.

@@ -32,6 +32,7 @@ pub async fn send(session: &Session, out: &mut Out, args: SendArgs) -> Result<Ex
             conversation: args.conversation,
             text,
             confirm_changed_keys: args.confirm_changed_keys,
+            reply_to: None,
         })
         .await?;
     // For people, success is silence (the message is durable in the

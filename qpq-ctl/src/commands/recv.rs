@@ -320,6 +320,7 @@ mod tests {
                 outgoing,
                 state: MessageState::Received,
                 failure: None,
+                meta: Default::default(),
             },
         })
     }

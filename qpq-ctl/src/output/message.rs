@@ -162,6 +162,7 @@ mod tests {
             outgoing: false,
             state: MessageState::Received,
             failure: None,
+            meta: Default::default(),
         }
     }
 

@@ -441,6 +441,14 @@ fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
                 app.info(format!("Declined {}'s invitation to {}.", i.from, i.name));
             }
         },
+        // Issue 17: the tui helper shows these.
+        Notification::Reaction(_)
+        | Notification::Edit(_)
+        | Notification::Delete(_)
+        | Notification::Read(_)
+        | Notification::Typing(_)
+        | Notification::Timer(_)
+        | Notification::Conversation(_) => {}
     }
 }
 

@@ -255,6 +255,7 @@ fn submit(app: &mut App, fx: &mut Vec<Effect>) {
                 conversation: id.into(),
                 text: m,
                 confirm_changed_keys: false,
+                reply_to: None,
             })));
         }
         Ok(Input::Command(cmd)) => {
@@ -451,6 +452,7 @@ fn overlay_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
                     conversation: conversation.into(),
                     text,
                     confirm_changed_keys: true,
+                    reply_to: None,
                 })));
                 None
             }

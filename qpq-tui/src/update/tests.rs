@@ -48,6 +48,7 @@ fn send(text: &str, confirm_changed_keys: bool) -> Request {
         conversation: TEAM.into(),
         text: text.into(),
         confirm_changed_keys,
+        reply_to: None,
     }))
 }
 

@@ -145,6 +145,7 @@ async fn chat_in_a_real_terminal() {
                 conversation: ConversationRef::parse("@alice").unwrap(),
                 text: "answer from bob".into(),
                 confirm_changed_keys: false,
+                reply_to: None,
             })
             .await
             .unwrap();
@@ -188,6 +189,7 @@ async fn chat_in_a_real_terminal() {
         conversation: ConversationRef::parse("@alice").unwrap(),
         text: "sent while you were away".into(),
         confirm_changed_keys: false,
+        reply_to: None,
     })
     .await
     .unwrap();

@@ -174,6 +174,7 @@ pub(crate) fn ipc_message(m: &Message) -> IpcMessage {
             State::Expired => MessageState::Expired,
         },
         failure: None,
+        meta: Default::default(),
     }
 }
 

@@ -23,6 +23,7 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::history::{conv_id, ipc_message, new_conversation};
 use super::verify::{pin_identity, unknown_members};
+use super::{actions, privacy};
 use super::{emit, Agent, AgentError};
 use crate::core::{Core, CoreError};
 use crate::db::conversations::{self, Conversation, Kind};
@@ -619,6 +620,7 @@ pub(super) fn notice(c: &Core, conv: &Conversation, text: String) -> Result<Stor
         text,
         outgoing: false,
         state: State::Received,
+        extra: Default::default(),
     };
     messages::insert(c.db(), &m)?;
     announce(c, &m)
@@ -801,7 +803,27 @@ fn application(
     plaintext: &[u8],
 ) -> Result<Stored, CoreError> {
     match Payload::decode(plaintext) {
-        Ok(Payload::Text { id, ts, text }) => {
+        Ok(Payload::Text {
+            id,
+            ts,
+            text,
+            x: Some(x),
+            ..
+        }) => {
+            let Some(id) = Id::parse_hex(&id) else {
+                return Ok(Stored::nothing());
+            };
+            actions::received(c, conv, sender, id, ts, text, &x)
+        }
+        Ok(Payload::Signal { x }) => privacy::signal_received(c, conv, sender, &x),
+        Ok(Payload::Text {
+            id,
+            ts,
+            text,
+            reply_to,
+            ttl,
+            x: None,
+        }) => {
             let Some(id) = Id::parse_hex(&id) else {
                 return Ok(Stored::nothing());
             };
@@ -813,6 +835,13 @@ fn application(
                 text,
                 outgoing: false,
                 state: State::Received,
+                extra: messages::Extra {
+                    // Issue 17 (actions): the quote is checked and shown by
+                    // `actions`; (privacy): `ttl` sets `expires_at_ms`.
+                    reply_to: reply_to.and_then(|r| Some((r.message_id()?, r.sender))),
+                    expires_at_ms: ttl.map(|s| now_ms().saturating_add(s.saturating_mul(1000))),
+                    ..Default::default()
+                },
             };
             if !messages::insert(c.db(), &m)? {
                 return Ok(Stored::nothing());

@@ -538,6 +538,7 @@ fn queue_outgoing(
             text: text.into_string(),
             outgoing: true,
             state: State::Queued,
+            extra: Default::default(),
         };
         messages::insert(c.db(), &m)?;
         let body = Payload::text(m.id, m.timestamp_ms, &m.text).encode();

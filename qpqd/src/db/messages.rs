@@ -52,12 +52,57 @@ pub struct Message {
     pub text: String,
     pub outgoing: bool,
     pub state: State,
+    pub extra: Extra,
 }
 
-const COLUMNS: &str = "m.id, m.conversation, m.sender, m.timestamp_ms, m.text, m.outgoing, m.state";
+/// What a message carries beyond its text (schema 15, issue 17).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extra {
+    /// The message it answers: its id and sender, as the reply named them.
+    pub reply_to: Option<(Id, String)>,
+    pub edited: bool,
+    pub deleted: Deleted,
+    pub mentions_me: bool,
+    pub expires_at_ms: Option<u64>,
+}
+
+/// Whether a message was deleted, and for whom.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Deleted {
+    #[default]
+    No,
+    /// By its sender: the text is gone, a marker stays.
+    ForEveryone,
+    /// By us, from this profile: not shown at all (the row stays as a
+    /// tombstone so a redelivery does not bring it back).
+    ForMe,
+}
+
+impl Deleted {
+    fn as_i64(self) -> i64 {
+        match self {
+            Deleted::No => 0,
+            Deleted::ForEveryone => 1,
+            Deleted::ForMe => 2,
+        }
+    }
+
+    fn from_i64(n: i64) -> Deleted {
+        match n {
+            1 => Deleted::ForEveryone,
+            2 => Deleted::ForMe,
+            _ => Deleted::No,
+        }
+    }
+}
+
+const COLUMNS: &str = "m.id, m.conversation, m.sender, m.timestamp_ms, m.text, m.outgoing, m.state,
+    m.reply_to, m.reply_sender, m.edited, m.deleted, m.mentions_me, m.expires_at_ms";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Message> {
     let state: String = r.get(6)?;
+    let reply_to: Option<Id> = r.get(7)?;
+    let reply_sender: Option<String> = r.get(8)?;
     Ok(Message {
         id: r.get(0)?,
         conversation: r.get(1)?,
@@ -66,14 +111,26 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Message> {
         text: r.get(4)?,
         outgoing: r.get(5)?,
         state: State::parse(&state),
+        extra: Extra {
+            reply_to: reply_to.map(|id| (id, reply_sender.unwrap_or_default())),
+            edited: r.get(9)?,
+            deleted: Deleted::from_i64(r.get(10)?),
+            mentions_me: r.get(11)?,
+            expires_at_ms: r.get::<_, Option<i64>>(12)?.map(|t| t as u64),
+        },
     })
 }
 
 /// Stores a message; `false` if its id was stored before (a redelivery).
 pub fn insert(c: &Connection, m: &Message) -> rusqlite::Result<bool> {
+    let (reply_to, reply_sender) = match &m.extra.reply_to {
+        Some((id, sender)) => (Some(*id), Some(sender.as_str())),
+        None => (None, None),
+    };
     let n = c.execute(
-        "INSERT OR IGNORE INTO messages (id, conversation, sender, timestamp_ms, text, outgoing, state)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT OR IGNORE INTO messages (id, conversation, sender, timestamp_ms, text, outgoing, state,
+             reply_to, reply_sender, edited, deleted, mentions_me, expires_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             m.id,
             m.conversation,
@@ -81,7 +138,13 @@ pub fn insert(c: &Connection, m: &Message) -> rusqlite::Result<bool> {
             m.timestamp_ms as i64,
             m.text,
             m.outgoing,
-            m.state.as_str()
+            m.state.as_str(),
+            reply_to,
+            reply_sender,
+            m.extra.edited,
+            m.extra.deleted.as_i64(),
+            m.extra.mentions_me,
+            m.extra.expires_at_ms.map(|t| t as i64),
         ],
     )?;
     Ok(n == 1)
@@ -279,6 +342,7 @@ mod tests {
             } else {
                 State::Received
             },
+            extra: Extra::default(),
         }
     }
 

@@ -16,12 +16,20 @@ use quicproquo_protocol::ipc::methods::{
     SearchParams, SendParams, StatusResult, SubscribeParams, SubscribeResult, UnlockParams,
     VerifyParams, VerifyResult, WhoamiResult,
 };
-use quicproquo_protocol::ipc::values::{Account, Conversation, Invitation, Member, Message};
+use quicproquo_protocol::ipc::methods::{
+    ConversationSettingsParams, DeleteParams, EditParams, FocusParams, MentionsParams,
+    MessageRefParams, ReactParams, SettingsParams, TypingParams,
+};
+use quicproquo_protocol::ipc::values::{
+    Account, Conversation, ConversationSettings, Invitation, Member, Message, MessageVersion,
+    Settings,
+};
 use quicproquo_protocol::ipc::IPC_PROTOCOL_VERSION;
 use zeroize::Zeroizing;
 
 use super::subscription::Subscription;
 use crate::agent::Agent;
+use quicproquo_protocol::ipc::error::IpcErrorCode;
 
 /// An agent failure becomes its IPC error object through `super::error`.
 type Answer<T> = Result<T, ErrorObject>;
@@ -150,6 +158,33 @@ impl Handler for AgentHandler {
             .await?)
     }
 
+    // Issue 17, actions: react, edit, delete, message.edits, mentions.
+
+    async fn react(&self, p: ReactParams) -> Answer<Message> {
+        let _ = p;
+        Err(not_yet("react"))
+    }
+
+    async fn edit(&self, p: EditParams) -> Answer<Message> {
+        let _ = p;
+        Err(not_yet("edit"))
+    }
+
+    async fn delete(&self, p: DeleteParams) -> Answer<Empty> {
+        let _ = p;
+        Err(not_yet("delete"))
+    }
+
+    async fn message_edits(&self, p: MessageRefParams) -> Answer<Vec<MessageVersion>> {
+        let _ = p;
+        Err(not_yet("message.edits"))
+    }
+
+    async fn mentions(&self, p: MentionsParams) -> Answer<Vec<Message>> {
+        let _ = p;
+        Err(not_yet("mentions"))
+    }
+
     async fn message_retry(&self, p: MessageParams) -> Answer<Message> {
         Ok(self.agent.retry_message(p.id).await?)
     }
@@ -208,6 +243,33 @@ impl Handler for AgentHandler {
             .await?)
     }
 
+    // Issue 17, privacy: typing, conversation.settings, settings.
+
+    async fn typing(&self, p: TypingParams) -> Answer<Empty> {
+        let _ = p;
+        Err(not_yet("typing"))
+    }
+
+    async fn conversation_settings(
+        &self,
+        p: ConversationSettingsParams,
+    ) -> Answer<ConversationSettings> {
+        let _ = p;
+        Err(not_yet("conversation.settings"))
+    }
+
+    async fn settings(&self, p: SettingsParams) -> Answer<Settings> {
+        let _ = p;
+        Err(not_yet("settings"))
+    }
+
+    // Issue 17, notifications: focus.
+
+    async fn focus(&self, p: FocusParams) -> Answer<Empty> {
+        let _ = p;
+        Err(not_yet("focus"))
+    }
+
     async fn subscribe(&self, p: SubscribeParams) -> Answer<SubscribeResult> {
         let (latest, live) = self.agent.subscribe().await?;
         let opened = Subscription::new(self.agent.clone(), p.since, latest, live);
@@ -219,4 +281,13 @@ impl Handler for AgentHandler {
         self.agent.request_shutdown();
         Ok(Empty {})
     }
+}
+
+/// A method of the table this build does not do yet (issue 17 lands in
+/// parts).
+fn not_yet(method: &str) -> ErrorObject {
+    ErrorObject::new(
+        IpcErrorCode::MethodNotFound,
+        format!("`{method}` is not available in this build yet"),
+    )
 }

@@ -186,6 +186,7 @@ async fn an_impostor_member_is_flagged_and_cannot_be_verified() {
                 conversation: "team".parse().unwrap(),
                 text: "hello team".into(),
                 confirm_changed_keys: true,
+                reply_to: None,
             },
         )
         .await

@@ -116,6 +116,33 @@ impl Handler for Recorder {
     fn read(&self, p: ReadParams) -> Answer<ReadResult> {
         self.answer(Call::Read(p), ReadResult { unread: 7 })
     }
+    fn react(&self, p: ReactParams) -> Answer<Message> {
+        self.refuse(Call::React(p))
+    }
+    fn edit(&self, p: EditParams) -> Answer<Message> {
+        self.refuse(Call::Edit(p))
+    }
+    fn delete(&self, p: DeleteParams) -> Answer<Empty> {
+        self.answer(Call::Delete(p), Empty {})
+    }
+    fn message_edits(&self, p: MessageRefParams) -> Answer<Vec<MessageVersion>> {
+        self.answer(Call::MessageEdits(p), Vec::new())
+    }
+    fn mentions(&self, p: MentionsParams) -> Answer<Vec<Message>> {
+        self.refuse(Call::Mentions(p))
+    }
+    fn typing(&self, p: TypingParams) -> Answer<Empty> {
+        self.answer(Call::Typing(p), Empty {})
+    }
+    fn conversation_settings(&self, p: ConversationSettingsParams) -> Answer<ConversationSettings> {
+        self.refuse(Call::ConversationSettingsMethod(p))
+    }
+    fn settings(&self, p: SettingsParams) -> Answer<Settings> {
+        self.refuse(Call::SettingsMethod(p))
+    }
+    fn focus(&self, p: FocusParams) -> Answer<Empty> {
+        self.answer(Call::Focus(p), Empty {})
+    }
     fn message_retry(&self, p: MessageParams) -> Answer<Message> {
         self.refuse(Call::MessageRetry(p))
     }
