@@ -9,7 +9,7 @@
 
 use quicproquo_protocol::ipc::values::{
     Conversation as IpcConversation, ConversationId, ConversationKind, ConversationRef,
-    Message as IpcMessage, MessageId, MessageState,
+    Message as IpcMessage, MessageId, MessageMeta, MessageState,
 };
 use quicproquo_protocol::ipc::MAX_REPLY_BYTES;
 
@@ -103,13 +103,21 @@ impl Agent {
     pub async fn read(&self, r: &ConversationRef, up_to: Option<MessageId>) -> AgentResult<u64> {
         let r = r.clone();
         let up_to = up_to.map(|m| Id(m.0));
-        self.core()?
+        let (unread, receipt) = self
+            .core()?
             .run(move |c| {
-                let conv = find(c, &r)?;
-                messages::mark_read(c.db(), conv.id, up_to)?;
-                Ok(messages::unread(c.db(), conv.id)?)
+                c.atomically(|c| -> AgentResult<_> {
+                    let conv = find(c, &r)?;
+                    messages::mark_read(c.db(), conv.id, up_to)?;
+                    let receipt = super::privacy::queue_read_receipt(c, &conv)?;
+                    Ok((messages::unread(c.db(), conv.id)?, receipt))
+                })
             })
-            .await
+            .await?;
+        if receipt {
+            self.outbox_kick.notify_one();
+        }
+        Ok(unread)
     }
 }
 
@@ -174,7 +182,10 @@ pub(crate) fn ipc_message(m: &Message) -> IpcMessage {
             State::Expired => MessageState::Expired,
         },
         failure: None,
-        meta: Default::default(),
+        meta: MessageMeta {
+            expires_at_ms: m.extra.expires_at_ms,
+            ..Default::default()
+        },
     }
 }
 
@@ -222,6 +233,9 @@ pub(crate) fn stored_message(db: &Connection, m: &Message) -> rusqlite::Result<I
     let mut out = ipc_message(m);
     if m.state == State::Failed {
         out.failure = db::outbox::parked_reason(db, m.id)?;
+    }
+    if m.outgoing {
+        out.meta.read_by = db::privacy::read_by(db, m.conversation, m.id)?;
     }
     Ok(out)
 }

@@ -839,7 +839,7 @@ fn application(
                     // Issue 17 (actions): the quote is checked and shown by
                     // `actions`; (privacy): `ttl` sets `expires_at_ms`.
                     reply_to: reply_to.and_then(|r| Some((r.message_id()?, r.sender))),
-                    expires_at_ms: ttl.map(|s| now_ms().saturating_add(s.saturating_mul(1000))),
+                    expires_at_ms: ttl.filter(|s| *s > 0).map(|s| privacy::expiry(now_ms(), s)),
                     ..Default::default()
                 },
             };

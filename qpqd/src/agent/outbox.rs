@@ -530,18 +530,30 @@ fn queue_outgoing(
         if !confirm_changed_keys {
             refuse_changed_keys(c, &conv.group_id)?;
         }
+        // The conversation's disappearing timer, if set: every member
+        // removes the message `ttl` seconds after it arrives, we after
+        // it was sent.
+        let ttl = super::privacy::ttl(c.db(), conv.id)?;
+        let now = now_ms();
         let m = Message {
             id: Id::random(),
             conversation: conv.id,
             sender: me,
-            timestamp_ms: now_ms(),
+            timestamp_ms: now,
             text: text.into_string(),
             outgoing: true,
             state: State::Queued,
-            extra: Default::default(),
+            extra: messages::Extra {
+                expires_at_ms: ttl.map(|s| super::privacy::expiry(now, s)),
+                ..Default::default()
+            },
         };
         messages::insert(c.db(), &m)?;
-        let body = Payload::text(m.id, m.timestamp_ms, &m.text).encode();
+        let mut payload = Payload::text(m.id, m.timestamp_ms, &m.text);
+        if let Payload::Text { ttl: t, .. } = &mut payload {
+            *t = ttl;
+        }
+        let body = payload.encode();
         outbox::push(c.db(), conv.id, &body, Some(m.id), now_ms())?;
         conversations::touch(c.db(), conv.id, m.timestamp_ms)?;
         let ev = emit(c, |seq| {
