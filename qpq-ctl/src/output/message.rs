@@ -104,7 +104,7 @@ pub fn render(views: &[MessageView<'_>], columns: Columns, style: &Style) -> Str
             conversation: sanitize_line(v.conversation_name),
             sender: sanitize_line(&v.message.sender),
             lines: body(v.message),
-            text_at: usize::from(v.message.meta.reply_to.is_some()),
+            text_at: usize::from(quotes(v.message)),
             notes: notes(v.message),
         })
         .collect();
@@ -169,7 +169,7 @@ pub fn render(views: &[MessageView<'_>], columns: Columns, style: &Style) -> Str
 /// it was deleted), its reactions. The peer's words are sanitized.
 fn body(m: &Message) -> Vec<(Option<Paint>, String)> {
     let mut lines = Vec::new();
-    if let Some(q) = &m.meta.reply_to {
+    if let (true, Some(q)) = (quotes(m), &m.meta.reply_to) {
         lines.push((Some(Paint::Dim), quote(q)));
     }
     if m.meta.deleted {
@@ -182,6 +182,12 @@ fn body(m: &Message) -> Vec<(Option<Paint>, String)> {
         lines.push((Some(Paint::Reactions), reactions(&m.meta.reactions)));
     }
     lines
+}
+
+/// Whether a message shows what it answers: not once it was deleted
+/// (nothing of it is left to put in context).
+fn quotes(m: &Message) -> bool {
+    m.meta.reply_to.is_some() && !m.meta.deleted
 }
 
 /// `> alice: the first words`, or `> (unknown message)`.
@@ -399,6 +405,7 @@ mod tests {
         let mut gone = msg("alice", "");
         gone.meta.deleted = true;
         gone.meta.edited = true;
+        gone.meta.reply_to = reply.meta.reply_to.clone();
         let mut mine = msg("alice", "see you");
         mine.outgoing = true;
         mine.state = MessageState::Sent;
