@@ -106,6 +106,9 @@ pub enum Command {
     /// Tell the members you are typing (on) or stopped (off), where typing indicators
     /// are on
     Typing(TypingArgs),
+    /// Mark a conversation read (up to a message); where read receipts are on, the
+    /// members are told
+    Read(ReadArgs),
     /// Show a conversation's settings (read receipts, typing, timer, notifications), or
     /// with --default the defaults
     Get(GetArgs),
@@ -384,6 +387,15 @@ pub struct TypingArgs {
     /// on: typing now (members show it for a few seconds); off: stopped
     #[arg(value_parser = parse_on_off, value_name = "on|off", action = clap::ArgAction::Set)]
     pub state: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// Name, id, or @username
+    pub conversation: ConversationRef,
+    /// Only up to and including this message (its id); default: everything
+    #[arg(long, value_name = "ID")]
+    pub up_to: Option<MessageId>,
 }
 
 #[derive(Debug, Args)]

@@ -59,6 +59,7 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<Exit, CtlError> {
         Command::Edits(a) => actions::edits(&session()?, out, a).await,
         Command::Mentions(a) => actions::mentions(&session()?, out, a).await,
         Command::Typing(a) => actions::typing(&session()?, out, a).await,
+        Command::Read(a) => actions::read(&session()?, out, a).await,
         Command::Get(a) => settings::get(&session()?, out, a).await,
         Command::Set(a) => settings::set(&session()?, out, a).await,
         Command::History(a) => messages::history(&session()?, out, a).await,

@@ -1,6 +1,6 @@
 //! What a member does to a message once it is sent: `react`, `edit`,
 //! `delete`, and reading what they left: `edits` (the earlier versions) and
-//! `mentions`; `typing` tells the members we type.
+//! `mentions`; `typing` tells the members we type and `read` what we read.
 //!
 //! A message is named by its conversation (this profile's name or id for
 //! it) and its id, which is the same on every member's side. Only the
@@ -8,11 +8,14 @@
 //! refuses the others with `-32013` (exit status 6, `refused`).
 
 use quicproquo_protocol::ipc::methods::{
-    method, DeleteParams, EditParams, MentionsParams, MessageRefParams, ReactParams, TypingParams,
+    method, DeleteParams, EditParams, MentionsParams, MessageRefParams, ReactParams, ReadParams,
+    TypingParams,
 };
 
 use super::messages::{print_changed, print_messages, text_argument};
-use crate::cli::{DeleteArgs, EditArgs, MentionsArgs, MessageArgs, ReactArgs, TypingArgs};
+use crate::cli::{
+    DeleteArgs, EditArgs, MentionsArgs, MessageArgs, ReactArgs, ReadArgs, TypingArgs,
+};
 use crate::error::CtlError;
 use crate::exit::Exit;
 use crate::output::{local_time, sanitize, Out, Paint};
@@ -112,6 +115,21 @@ pub async fn typing(session: &Session, out: &mut Out, args: TypingArgs) -> Resul
         .await?;
     if out.is_json() {
         out.json(&serde_json::json!({}))?;
+    }
+    Ok(Exit::Ok)
+}
+
+/// `read`: silent for people; scripts get `{unread}`, what is left unread.
+pub async fn read(session: &Session, out: &mut Out, args: ReadArgs) -> Result<Exit, CtlError> {
+    let client = session.connect().await?;
+    let r = client
+        .request::<method::Read>(ReadParams {
+            conversation: args.conversation,
+            up_to: args.up_to,
+        })
+        .await?;
+    if out.is_json() {
+        out.json(&r)?;
     }
     Ok(Exit::Ok)
 }

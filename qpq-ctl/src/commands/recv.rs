@@ -202,7 +202,7 @@ pub async fn run(session: &Session, out: &mut Out, args: RecvArgs) -> Result<Exi
     // nor moved.
     let cursor = match args.since {
         Some(_) => None,
-        None => Some(Cursor::new(&session.paths().data_dir, only)),
+        None => Some(Cursor::new(&session.paths().data_dir, only, args.mentions)),
     };
     let since = match (args.since, &cursor) {
         (Some(s), _) => Seq(s),

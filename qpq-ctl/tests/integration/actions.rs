@@ -217,6 +217,12 @@ async fn mentions_typing_and_the_timer_reach_the_other_member() {
     assert_eq!(mentions[0]["mentions_me"], true);
     let only = alice.json(&["recv", "--mentions"]).await;
     assert_eq!(crate::harness::texts(&only), ["@alice look at this"]);
+    // --mentions keeps a cursor of its own: a plain recv still has it all.
+    let all = alice.json(&["recv"]).await;
+    assert!(
+        crate::harness::texts(&all).contains(&"not for alice@elsewhere".to_owned()),
+        "{all}"
+    );
 
     // Settings: off by default; typing goes out once alice turns it on.
     let defaults = alice.json(&["get", "--default"]).await;
@@ -277,4 +283,23 @@ async fn mentions_typing_and_the_timer_reach_the_other_member() {
         .expect(2);
     assert!(bad.stderr.contains("no default"), "{}", bad.stderr);
     assert_eq!(alice.json(&["get", "team"]).await["timer_seconds"], 86_400);
+
+    // Read receipts: once bob turns them on, his `read` tells alice, and
+    // her message shows who read it.
+    alice.json(&["recv"]).await;
+    let (mut follow, mut lines) = alice.spawn(&["recv", "--follow", "--json"]);
+    bob.ok(&["set", "team", "read-receipts", "on"]).await;
+    let left = bob.json(&["read", "team"]).await;
+    assert_eq!(left["unread"], 0, "{left}");
+    let r = next_of(&mut lines, "read").await;
+    assert_eq!(r["by"], "bob", "{r}");
+    let read = message(&alice, r["up_to"].as_str().unwrap()).await;
+    assert_eq!(read["text"], "gone tomorrow", "{read}");
+    assert_eq!(read["read_by"], serde_json::json!(["bob"]));
+    let people = alice.ok(&["history", "team"]).await;
+    assert!(
+        people.contains("gone tomorrow (read by bob) (disappears "),
+        "{people}"
+    );
+    assert_eq!(terminate(&mut follow).await, 0);
 }
