@@ -114,7 +114,11 @@ pub enum Command {
     Get(GetArgs),
     /// Change a conversation's setting, or with --default the default of conversations
     /// without their own
-    #[command(long_about = SET_LONG_ABOUT)]
+    #[command(
+        long_about = SET_LONG_ABOUT,
+        override_usage = "qpq-ctl set <CONVERSATION> <SETTING> <VALUE>\n       \
+                          qpq-ctl set --default <SETTING> <VALUE>"
+    )]
     Set(SetArgs),
     /// Show a conversation's latest messages, oldest first
     History(HistoryArgs),
@@ -415,7 +419,7 @@ pub struct SetArgs {
     pub default: bool,
     /// CONVERSATION SETTING VALUE, or with --default SETTING VALUE (settings:
     /// read-receipts, typing, timer, notify, notify-content)
-    #[arg(value_name = "WORDS", num_args = 2..=3, required = true)]
+    #[arg(value_name = "ARG", num_args = 2..=3, required = true)]
     pub words: Vec<String>,
 }
 
