@@ -10,7 +10,9 @@
 
 use std::collections::HashSet;
 
-use quicproquo_protocol::ipc::values::{DeliveryState, Message, MessageId, MessageState};
+use quicproquo_protocol::ipc::values::{
+    DeliveryState, Message, MessageId, MessageState, Reaction,
+};
 
 /// How much of the history is here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +214,95 @@ impl Timeline {
         }
     }
 
+    pub fn get(&self, id: &MessageId) -> Option<&Message> {
+        self.index_of(id).and_then(|i| self.messages.get(i))
+    }
+
+    fn get_mut(&mut self, id: &MessageId) -> Option<&mut Message> {
+        let i = self.index_of(id)?;
+        self.messages.get_mut(i)
+    }
+
+    /// The daemon's current view of a message (the answer to `react` or
+    /// `edit`) replaces ours; the delivery state never goes back.
+    pub fn replace(&mut self, message: Message) {
+        if let Some(m) = self.get_mut(&message.id) {
+            let state = if rank(m.state) > rank(message.state) {
+                m.state
+            } else {
+                message.state
+            };
+            *m = Message { state, ..message };
+        }
+    }
+
+    /// A `reaction` notification: `by` added (or took back) `emoji`.
+    /// Reactions keep the order they were first given in.
+    pub fn react(&mut self, id: &MessageId, emoji: &str, by: &str, removed: bool) {
+        let Some(m) = self.get_mut(id) else {
+            return;
+        };
+        let reactions = &mut m.meta.reactions;
+        let at = reactions.iter().position(|r| r.emoji == emoji);
+        match (at, removed) {
+            (Some(i), true) => {
+                reactions[i].by.retain(|b| b != by);
+                if reactions[i].by.is_empty() {
+                    reactions.remove(i);
+                }
+            }
+            (Some(i), false) => {
+                if !reactions[i].by.iter().any(|b| b == by) {
+                    reactions[i].by.push(by.to_owned());
+                }
+            }
+            (None, false) => reactions.push(Reaction {
+                emoji: emoji.to_owned(),
+                by: vec![by.to_owned()],
+            }),
+            (None, true) => {}
+        }
+    }
+
+    /// An `edit` notification. The notification log keeps no text (a
+    /// replay after a reconnect has none): then only the marker changes.
+    pub fn edit(&mut self, id: &MessageId, text: &str) {
+        if let Some(m) = self.get_mut(id) {
+            if !text.is_empty() {
+                m.text = text.to_owned();
+            }
+            m.meta.edited = true;
+        }
+    }
+
+    /// Deleted by its sender for everyone: the text goes, a marker stays.
+    pub fn delete_for_everyone(&mut self, id: &MessageId) {
+        if let Some(m) = self.get_mut(id) {
+            m.text.clear();
+            m.meta.deleted = true;
+            m.meta.reactions.clear();
+        }
+    }
+
+    /// A `read` notification: `by` read everything up to `up_to`, so each
+    /// of our messages up to there lists them. The walk stops at the first
+    /// message that already does (everything before it was read with it),
+    /// so a receipt costs the messages it newly covers, not the history.
+    pub fn read(&mut self, up_to: &MessageId, by: &str) {
+        let Some(end) = self.index_of(up_to) else {
+            return;
+        };
+        for m in self.messages[..=end].iter_mut().rev() {
+            if !m.outgoing {
+                continue;
+            }
+            if m.meta.read_by.iter().any(|b| b == by) {
+                break;
+            }
+            m.meta.read_by.push(by.to_owned());
+        }
+    }
+
     /// The oldest loaded message, for the next page's `before`.
     pub fn oldest(&self) -> Option<MessageId> {
         self.messages.first().map(|m| m.id)
@@ -275,6 +366,43 @@ pub(crate) mod tests {
         assert_eq!(t.messages()[3].text, "b", "still the same message");
         assert!(!t.has_older);
         assert_eq!(t.index_of(&msg(7, "").id), Some(1));
+    }
+
+    #[test]
+    fn reactions_edits_deletes_and_receipts_change_the_message() {
+        let mut t = Timeline::default();
+        let mut mine = msg(1, "mine");
+        mine.outgoing = true;
+        mine.sender = "alice".into();
+        let mut mine2 = msg(3, "mine too");
+        mine2.outgoing = true;
+        t.set_latest(vec![mine.clone(), msg(2, "theirs"), mine2.clone()], true);
+        t.react(&mine.id, "👍", "bob", false);
+        t.react(&mine.id, "👍", "carol", false);
+        t.react(&mine.id, "👍", "bob", false);
+        t.react(&mine.id, "🎉", "bob", false);
+        let r = &t.get(&mine.id).unwrap().meta.reactions;
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].by, ["bob", "carol"], "once each, in order");
+        t.react(&mine.id, "🎉", "bob", true);
+        t.react(&mine.id, "😢", "bob", true);
+        assert_eq!(t.get(&mine.id).unwrap().meta.reactions.len(), 1);
+
+        t.edit(&msg(2, "").id, "fixed");
+        assert_eq!(t.messages()[1].text, "fixed");
+        t.edit(&msg(2, "").id, "");
+        assert_eq!(t.messages()[1].text, "fixed", "a replayed edit has no text");
+        assert!(t.messages()[1].meta.edited);
+
+        t.read(&mine2.id, "bob");
+        t.read(&mine2.id, "bob");
+        assert_eq!(t.messages()[0].meta.read_by, ["bob"]);
+        assert_eq!(t.messages()[2].meta.read_by, ["bob"]);
+        assert!(t.messages()[1].meta.read_by.is_empty(), "not ours");
+
+        t.delete_for_everyone(&mine.id);
+        let m = t.get(&mine.id).unwrap();
+        assert!(m.meta.deleted && m.text.is_empty() && m.meta.reactions.is_empty());
     }
 
     #[test]
