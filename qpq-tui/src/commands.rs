@@ -520,7 +520,10 @@ mod tests {
     fn completes_commands_and_users() {
         let users: Vec<String> = ["bob", "bobby", "carol"].map(String::from).to_vec();
         let c = complete("/re", 3, &users).unwrap();
-        assert_eq!(c.candidates, ["/rekey", "/remove", "/retry"]);
+        assert_eq!(
+            c.candidates,
+            ["/react", "/receipts", "/rekey", "/remove", "/retry"]
+        );
         assert_eq!(common_prefix(&c.candidates), "/re");
         let c = complete("/dm b", 5, &users).unwrap();
         assert_eq!((c.start, c.end), (4, 5));

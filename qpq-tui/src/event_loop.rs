@@ -315,6 +315,10 @@ mod tests {
         assert_eq!(app.conversation(BOB).unwrap().unread, 2 + 500);
         let mut reads = 0;
         while let Ok(r) = req_rx.try_recv() {
+            // Quitting tells qpqd nothing is shown any more.
+            if matches!(r, Request::Call(Call::Focus(_))) {
+                continue;
+            }
             assert!(
                 matches!(
                     r,

@@ -78,7 +78,11 @@ pub(crate) fn typed(app: &mut App, fx: &mut Vec<Effect>) {
     let Some(conversation) = app.selected else {
         return;
     };
-    if app.editor.is_empty() || app.editor.text().starts_with('/') {
+    // Commands and edits of a sent message are not typing a new one.
+    if app.editor.is_empty()
+        || app.editor.text().starts_with('/')
+        || matches!(app.compose, Some(Compose::Edit { .. }))
+    {
         return;
     }
     let now = app.now;

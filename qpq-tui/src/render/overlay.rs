@@ -47,12 +47,12 @@ pub fn help_lines(app: &App) -> Vec<Line<'static>> {
     }
     for (keys, what) in [
         ("Up/Down", "in an empty input: recall sent messages"),
-        ("r e/+ c d", "selected message: reply, react, change (edit), delete"),
-        ("h o", "selected message: edit history, the original of a reply"),
+        ("r e/+ c d", "on a selected message: reply, react, edit, delete"),
+        ("h o", "on a selected message: edit history, quoted original"),
         ("@name + Tab", "mention (Tab cycles the names)"),
         ("Mouse wheel", "scroll"),
         ("Ctrl+W / Ctrl+U", "delete a word / to the line start"),
-        ("Esc", "close a box, cancel a reply or edit, back to the newest"),
+        ("Esc", "close a box, cancel a reply/edit, back to newest"),
     ] {
         out.push(Line::from(vec![
             Span::styled(format!("  {keys:<24}"), Style::default().fg(Color::Cyan)),
