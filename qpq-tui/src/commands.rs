@@ -269,16 +269,18 @@ pub fn parse(text: &str) -> Result<Input, String> {
             Command::React(emoji)
         }
         "mentions" => none(&args).map(|_| Command::Mentions)?,
-        "receipts" => Command::Receipts(on_off(&one(args, "on|off")?).ok_or_else(|| usage("on|off"))?),
+        "receipts" => {
+            Command::Receipts(on_off(&one(args, "on|off")?).ok_or_else(|| usage("on|off"))?)
+        }
         "typing" => Command::Typing(on_off(&one(args, "on|off")?).ok_or_else(|| usage("on|off"))?),
-        "timer" => Command::Timer(
-            parse_duration(&one(args, "1d|8h|30m|off")?).ok_or_else(|| {
+        "timer" => {
+            Command::Timer(parse_duration(&one(args, "1d|8h|30m|off")?).ok_or_else(|| {
                 format!(
                     "usage: /timer 1d|8h|30m|90s|off (at most {} days)",
                     MAX_TIMER_SECONDS / 86_400
                 )
-            })?,
-        ),
+            })?)
+        }
         "notify" => {
             let word = one(args, "all|mentions|none")?;
             let mode = NotifyMode::ALL
@@ -317,7 +319,9 @@ pub fn parse_duration(word: &str) -> Option<u64> {
     if word == "off" {
         return Some(0);
     }
-    let split = word.find(|c: char| !c.is_ascii_digit()).unwrap_or(word.len());
+    let split = word
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(word.len());
     let (n, unit) = word.split_at(split);
     let n: u64 = n.parse().ok()?;
     let scale = match unit {
@@ -333,10 +337,15 @@ pub fn parse_duration(word: &str) -> Option<u64> {
 
 /// A timer as people say it: "1 day", "8 hours", "90 seconds".
 pub fn duration_words(seconds: u64) -> String {
-    let (n, unit) = [(7 * 86_400, "week"), (86_400, "day"), (3_600, "hour"), (60, "minute")]
-        .into_iter()
-        .find(|(u, _)| seconds >= *u && seconds % u == 0)
-        .map_or((seconds, "second"), |(u, name)| (seconds / u, name));
+    let (n, unit) = [
+        (7 * 86_400, "week"),
+        (86_400, "day"),
+        (3_600, "hour"),
+        (60, "minute"),
+    ]
+    .into_iter()
+    .find(|(u, _)| seconds >= *u && seconds % u == 0)
+    .map_or((seconds, "second"), |(u, name)| (seconds / u, name));
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
@@ -478,7 +487,10 @@ mod tests {
         assert_eq!(cmd("/typing off"), Command::Typing(false));
         assert_eq!(cmd("/timer 1d"), Command::Timer(86_400));
         assert_eq!(cmd("/timer off"), Command::Timer(0));
-        assert_eq!(cmd("/notify mentions"), Command::Notify(NotifyMode::Mentions));
+        assert_eq!(
+            cmd("/notify mentions"),
+            Command::Notify(NotifyMode::Mentions)
+        );
     }
 
     #[test]
@@ -487,7 +499,9 @@ mod tests {
         assert!(parse("/timer 2y").unwrap_err().contains("365 days"));
         assert!(parse("/timer 400d").is_err(), "longer than a year");
         assert!(parse("/timer 99999999999999999999d").is_err());
-        assert!(parse("/notify loud").unwrap_err().contains("all|mentions|none"));
+        assert!(parse("/notify loud")
+            .unwrap_err()
+            .contains("all|mentions|none"));
         assert!(parse("/react").is_err());
         assert!(parse(&format!("/react {}", "👍".repeat(20))).is_err());
         assert_eq!(parse_duration("90"), Some(90));

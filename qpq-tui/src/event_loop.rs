@@ -109,8 +109,7 @@ where
         let Some(first) = first else {
             return Ok(());
         };
-        if apply(app, first, requests, &mut alerts).0
-            || drain(app, actions, requests, &mut alerts)
+        if apply(app, first, requests, &mut alerts).0 || drain(app, actions, requests, &mut alerts)
         {
             return Ok(());
         }

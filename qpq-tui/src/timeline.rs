@@ -10,9 +10,7 @@
 
 use std::collections::HashSet;
 
-use quicproquo_protocol::ipc::values::{
-    DeliveryState, Message, MessageId, MessageState, Reaction,
-};
+use quicproquo_protocol::ipc::values::{DeliveryState, Message, MessageId, MessageState, Reaction};
 
 /// How much of the history is here.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -148,7 +148,11 @@ pub(crate) fn select(app: &mut App, id: ConversationId, fx: &mut Vec<Effect>) {
             stop_typing(app, fx);
         }
         // A reply or an edit belongs to the conversation it was started in.
-        if app.compose.take().is_some_and(|c| matches!(c, Compose::Edit { .. })) {
+        if app
+            .compose
+            .take()
+            .is_some_and(|c| matches!(c, Compose::Edit { .. }))
+        {
             app.editor.take();
         }
         // Leaving a conversation: what was new has been seen.

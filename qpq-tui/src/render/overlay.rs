@@ -47,8 +47,14 @@ pub fn help_lines(app: &App) -> Vec<Line<'static>> {
     }
     for (keys, what) in [
         ("Up/Down", "in an empty input: recall sent messages"),
-        ("r e/+ c d", "on a selected message: reply, react, edit, delete"),
-        ("h o", "on a selected message: edit history, quoted original"),
+        (
+            "r e/+ c d",
+            "on a selected message: reply, react, edit, delete",
+        ),
+        (
+            "h o",
+            "on a selected message: edit history, quoted original",
+        ),
         ("@name + Tab", "mention (Tab cycles the names)"),
         ("Mouse wheel", "scroll"),
         ("Ctrl+W / Ctrl+U", "delete a word / to the line start"),

@@ -495,7 +495,9 @@ fn replies_reactions_edits_deletes_mentions_and_read_ticks() {
     let find = |needle: &str| {
         let text = dump(buf);
         let row = text.lines().position(|l| l.contains(needle)).unwrap();
-        let line: String = (0..100).map(|x| buf[(x, row as u16)].symbol().to_owned()).collect();
+        let line: String = (0..100)
+            .map(|x| buf[(x, row as u16)].symbol().to_owned())
+            .collect();
         let col = line.find(needle).unwrap();
         // Columns: characters before it (all one column wide here).
         let x = line[..col].chars().count() as u16;

@@ -11,8 +11,8 @@ use quicproquo_protocol::ipc::{Call, IpcErrorCode, Notification};
 use super::{is_main, mark_read, maybe_load_older, request_members, select, set_new_marker};
 use crate::action::{DaemonEvent, Effect};
 use crate::app::{AccountForm, App, Compose, Daemon, Loadable, Overlay, Screen, UnlockForm};
-use crate::{commands, wrap};
 use crate::timeline::{LoadState, View};
+use crate::{commands, wrap};
 
 pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
     match ev {
@@ -539,7 +539,12 @@ fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
 
 /// A message left the history (`delete` notification or our own `delete`):
 /// for everyone it leaves its marker; for me or expired it goes from view.
-pub(super) fn deleted(app: &mut App, conversation: ConversationId, id: &MessageId, scope: DeleteScope) {
+pub(super) fn deleted(
+    app: &mut App,
+    conversation: ConversationId,
+    id: &MessageId,
+    scope: DeleteScope,
+) {
     let Some(tl) = app.timelines.get_mut(&conversation) else {
         return;
     };

@@ -11,9 +11,7 @@ use quicproquo_protocol::ipc::Call;
 
 use super::{jump_to, message, request_members, scroll_by, select, stop_typing, switch, typed};
 use crate::action::Effect;
-use crate::app::{
-    AccountChange, AccountMode, App, Completing, Compose, Loadable, Overlay, Screen,
-};
+use crate::app::{AccountChange, AccountMode, App, Completing, Compose, Loadable, Overlay, Screen};
 use crate::commands::{self, Command, Input};
 use crate::config::KeyAction;
 use crate::input::Editor;

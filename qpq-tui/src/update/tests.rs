@@ -229,7 +229,14 @@ fn tab_completes_commands_and_usernames() {
     assert_eq!(app.editor.text(), "/dm bob ");
     app.editor.take();
     typed(&mut app, "/re");
-    for next in ["/react", "/receipts", "/rekey", "/remove", "/retry", "/react"] {
+    for next in [
+        "/react",
+        "/receipts",
+        "/rekey",
+        "/remove",
+        "/retry",
+        "/react",
+    ] {
         key(&mut app, KeyCode::Tab);
         assert_eq!(app.editor.text(), next);
     }

@@ -51,7 +51,11 @@ fn shift_arrows_select_messages_and_letters_act_only_while_selecting() {
     shift(&mut app, KeyCode::Down);
     assert_eq!(selected_index(&app), Some(3));
     shift(&mut app, KeyCode::Down);
-    assert_eq!(app.timeline().unwrap().view, View::Follow, "past the newest");
+    assert_eq!(
+        app.timeline().unwrap().view,
+        View::Follow,
+        "past the newest"
+    );
     assert!(!app.selecting);
     // Not selecting: `r` is a letter of the message.
     typed(&mut app, "r");
@@ -95,7 +99,10 @@ fn r_replies_to_the_selected_message() {
     key(&mut app, KeyCode::Char('r'));
     key(&mut app, KeyCode::Esc);
     typed(&mut app, "plain");
-    assert_eq!(requests(&key(&mut app, KeyCode::Enter)), [send("plain", false)]);
+    assert_eq!(
+        requests(&key(&mut app, KeyCode::Enter)),
+        [send("plain", false)]
+    );
 }
 
 #[test]
@@ -130,7 +137,10 @@ fn e_opens_the_picker_and_reacting_again_takes_it_back() {
     );
     // `/react` takes any emoji, on the selected message.
     typed(&mut app, "/react 🦀");
-    assert_eq!(requests(&key(&mut app, KeyCode::Enter)), [react("🦀", false)]);
+    assert_eq!(
+        requests(&key(&mut app, KeyCode::Enter)),
+        [react("🦀", false)]
+    );
 }
 
 #[test]
@@ -175,8 +185,14 @@ fn d_asks_for_everyone_or_for_me() {
     };
     select_back(&mut app, 1);
     key(&mut app, KeyCode::Char('d'));
-    assert!(matches!(app.overlay, Some(Overlay::Delete { own: true, .. })));
-    assert_eq!(requests(&key(&mut app, KeyCode::Char('e'))), [delete(4, false)]);
+    assert!(matches!(
+        app.overlay,
+        Some(Overlay::Delete { own: true, .. })
+    ));
+    assert_eq!(
+        requests(&key(&mut app, KeyCode::Char('e'))),
+        [delete(4, false)]
+    );
     daemon(
         &mut app,
         DaemonEvent::Deleted {
@@ -195,9 +211,15 @@ fn d_asks_for_everyone_or_for_me() {
     assert!(app.notice.as_ref().unwrap().text.contains("your own"));
     select_back(&mut app, 1);
     key(&mut app, KeyCode::Char('d'));
-    assert!(requests(&key(&mut app, KeyCode::Esc)).is_empty(), "Esc keeps it");
+    assert!(
+        requests(&key(&mut app, KeyCode::Esc)).is_empty(),
+        "Esc keeps it"
+    );
     key(&mut app, KeyCode::Char('d'));
-    assert_eq!(requests(&key(&mut app, KeyCode::Char('m'))), [delete(2, true)]);
+    assert_eq!(
+        requests(&key(&mut app, KeyCode::Char('m'))),
+        [delete(2, true)]
+    );
 }
 
 #[test]
@@ -250,7 +272,12 @@ fn h_shows_the_edit_history_and_o_jumps_to_the_original() {
     tl.view = View::Follow;
     select_back(&mut app, 1);
     assert!(requests(&key(&mut app, KeyCode::Char('o'))).is_empty());
-    assert!(app.notice.as_ref().unwrap().text.contains("(unknown message)"));
+    assert!(app
+        .notice
+        .as_ref()
+        .unwrap()
+        .text
+        .contains("(unknown message)"));
     assert!(screen(&app).contains("↱ carol: (unknown message)"));
 }
 
@@ -414,7 +441,10 @@ fn settings_and_mentions_commands() {
         ("/typing off", set(|p| p.typing = Some(false))),
         ("/timer 1d", set(|p| p.timer_seconds = Some(86_400))),
         ("/timer off", set(|p| p.timer_seconds = Some(0))),
-        ("/notify mentions", set(|p| p.notify = Some(NotifyMode::Mentions))),
+        (
+            "/notify mentions",
+            set(|p| p.notify = Some(NotifyMode::Mentions)),
+        ),
     ] {
         typed(&mut app, cmd);
         assert_eq!(requests(&key(&mut app, KeyCode::Enter)), [want], "{cmd}");
