@@ -344,7 +344,7 @@ pub fn duration_words(seconds: u64) -> String {
         (60, "minute"),
     ]
     .into_iter()
-    .find(|(u, _)| seconds >= *u && seconds % u == 0)
+    .find(|(u, _)| seconds >= *u && seconds.is_multiple_of(*u))
     .map_or((seconds, "second"), |(u, name)| (seconds / u, name));
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
