@@ -75,14 +75,16 @@ async fn reply_react_edit_delete_and_mention_between_two_terminals() {
         .await;
 
     // React: back to bob's message (two up from the newest, our reply), `e`,
-    // Enter picks 👍.
-    a.keys(&["Escape", "S-Up", "S-Up", "e"]);
+    // Enter picks 👍. (No Escape before a key sequence: sent together, the
+    // terminal reads them as one Alt sequence, as it would from a person
+    // pressing them that fast.)
+    a.keys(&["S-Up", "S-Up", "e"]);
     a.wait_for("React").await;
     a.keys(&["Enter"]);
     b.wait_for("👍 1 alice").await;
 
-    // Edit our reply: select it, `c`, replace the text.
-    a.keys(&["Escape", "S-Up", "c"]);
+    // Edit our reply: select it (one down), `c`, replace the text.
+    a.keys(&["S-Down", "c"]);
     a.wait_for("editing your message").await;
     a.keys(&["C-u"]);
     a.type_text("a better reply");
@@ -90,15 +92,15 @@ async fn reply_react_edit_delete_and_mention_between_two_terminals() {
     b.wait_until(|s| s.contains("a better reply") && s.contains("(edited)"))
         .await;
 
-    // Delete it for everyone: `d`, `e`.
-    a.keys(&["Escape", "S-Up", "d"]);
+    // Delete it for everyone: select it again (down past the newest, then
+    // up), `d`, `e`.
+    a.keys(&["S-Down", "S-Up", "d"]);
     a.wait_for("for everyone").await;
     a.keys(&["e"]);
     b.wait_until(|s| s.contains("message deleted") && !s.contains("a better reply"))
         .await;
 
     // Mention: `@b` Tab completes bob's name.
-    a.keys(&["Escape"]);
     a.type_text("see you @b");
     a.keys(&["Tab"]);
     a.wait_for("see you @bob").await;
