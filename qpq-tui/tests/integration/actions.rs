@@ -1,6 +1,7 @@
 //! Issue 17 in two real terminals: alice replies to, reacts to, edits and
-//! deletes a selected message in her qpq-tui, and mentions bob with Tab
-//! completion; bob's qpq-tui (another tmux) shows each one. Real agents and
+//! deletes a selected message in her qpq-tui, mentions bob with Tab
+//! completion, types and sets a disappearing timer; bob's qpq-tui (another
+//! tmux) shows each one. Real agents and
 //! a real server; skips when this build's qpqd does not carry the actions
 //! yet (the IPC answers "not available in this build").
 
@@ -110,6 +111,24 @@ async fn reply_react_edit_delete_and_mention_between_two_terminals() {
         .unwrap();
     assert!(got.meta.mentions_me, "{got:?}");
     b.wait_for("see you @bob").await;
+
+    // Typing indicators, once both turned them on: bob sees alice typing,
+    // and it goes when she stops (5 s idle, `typing off`).
+    for t in [&a, &b] {
+        t.type_text("/typing on");
+        t.keys(&["Enter"]);
+        t.wait_for("typing on").await;
+    }
+    a.type_text("draft");
+    b.wait_for("alice is typing…").await;
+    a.keys(&["C-u"]);
+    b.wait_until(|s| !s.contains("alice is typing…")).await;
+
+    // A disappearing timer set by alice is said on bob's screen.
+    a.type_text("/timer 1d");
+    a.keys(&["Enter"]);
+    b.wait_for("alice set messages to disappear after 1 day")
+        .await;
 
     drop(a);
     drop(b);
