@@ -132,6 +132,13 @@ pub enum DaemonEvent {
         id: MessageId,
         for_me: bool,
     },
+    /// `edit` was refused: the text goes back into the input.
+    EditFailed {
+        conversation: ConversationId,
+        id: MessageId,
+        text: String,
+        failure: Failure,
+    },
     /// `message.edits`: the earlier versions, oldest first.
     Edits(Vec<MessageVersion>),
     /// `conversation.settings` answered with the settings as they apply.

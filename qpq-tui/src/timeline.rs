@@ -273,12 +273,19 @@ impl Timeline {
         }
     }
 
-    /// Deleted by its sender for everyone: the text goes, a marker stays.
+    /// Deleted by its sender for everyone: the text goes, a marker stays,
+    /// and replies quoting it lose their excerpt (as the daemon sends them).
     pub fn delete_for_everyone(&mut self, id: &MessageId) {
-        if let Some(m) = self.get_mut(id) {
-            m.text.clear();
-            m.meta.deleted = true;
-            m.meta.reactions.clear();
+        let Some(m) = self.get_mut(id) else {
+            return;
+        };
+        m.text.clear();
+        m.meta.deleted = true;
+        m.meta.reactions.clear();
+        for m in &mut self.messages {
+            if let Some(q) = m.meta.reply_to.as_mut().filter(|q| q.id == *id) {
+                q.excerpt.clear();
+            }
         }
     }
 
@@ -398,9 +405,22 @@ pub(crate) mod tests {
         assert_eq!(t.messages()[2].meta.read_by, ["bob"]);
         assert!(t.messages()[1].meta.read_by.is_empty(), "not ours");
 
+        let mut reply = msg(4, "re");
+        reply.meta.reply_to = Some(quicproquo_protocol::ipc::values::Quote {
+            id: mine.id,
+            sender: "alice".into(),
+            excerpt: "mine".into(),
+            missing: false,
+        });
+        t.push(reply);
         t.delete_for_everyone(&mine.id);
         let m = t.get(&mine.id).unwrap();
         assert!(m.meta.deleted && m.text.is_empty() && m.meta.reactions.is_empty());
+        let q = t.messages()[3].meta.reply_to.as_ref().unwrap();
+        assert!(
+            q.excerpt.is_empty(),
+            "the quote of a deleted message goes too"
+        );
     }
 
     #[test]

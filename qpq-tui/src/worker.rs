@@ -216,6 +216,15 @@ fn failed(r: Request, f: Failure) -> DaemonEvent {
             },
             None => DaemonEvent::Failed(f),
         },
+        Call::Edit(p) => match id_of(&p.conversation) {
+            Some(conversation) => DaemonEvent::EditFailed {
+                conversation,
+                id: p.id,
+                text: p.text,
+                failure: f,
+            },
+            None => DaemonEvent::Failed(f),
+        },
         Call::Members(p) => match id_of(&p.conversation) {
             Some(conversation) => DaemonEvent::MembersFailed {
                 conversation,

@@ -306,6 +306,9 @@ fn quote_line(m: &Message, width: usize) -> Option<Line<'static>> {
     let dim = Style::default().fg(Color::DarkGray);
     let excerpt = if q.missing {
         "(unknown message)".to_owned()
+    } else if q.excerpt.is_empty() {
+        // The daemon sends no excerpt of a deleted original.
+        "(message deleted)".to_owned()
     } else {
         wrap::sanitize(&q.excerpt).replace('\n', " ")
     };

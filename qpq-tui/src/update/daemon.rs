@@ -144,6 +144,19 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
             };
             deleted(app, conversation, &id, scope);
         }
+        DaemonEvent::EditFailed {
+            conversation,
+            id,
+            text,
+            failure,
+        } => {
+            if app.editor.is_empty() && app.compose.is_none() && app.selected == Some(conversation)
+            {
+                app.editor.set_text(text);
+                app.compose = Some(Compose::Edit { conversation, id });
+            }
+            app.error(format!("Not edited: {}", failure.message));
+        }
         DaemonEvent::Edits(list) => {
             if let Some(Overlay::Edits { versions, .. }) = &mut app.overlay {
                 *versions = Loadable::Ready(list);

@@ -202,6 +202,25 @@ fn d_asks_for_everyone_or_for_me() {
         },
     );
     assert!(app.timeline().unwrap().messages()[3].meta.deleted);
+    // A refused edit keeps its text: it comes back into the input.
+    daemon(
+        &mut app,
+        DaemonEvent::EditFailed {
+            conversation: TEAM,
+            id: id(2),
+            text: "my words".into(),
+            failure: Failure::new("not allowed"),
+        },
+    );
+    assert_eq!(app.editor.text(), "my words");
+    assert!(matches!(app.compose, Some(Compose::Edit { .. })));
+    assert!(app
+        .notice
+        .as_ref()
+        .unwrap()
+        .text
+        .contains("Not edited: not allowed"));
+    key(&mut app, KeyCode::Esc);
     assert!(screen(&app).contains("message deleted"), "{}", screen(&app));
     // Someone else's: for me only.
     key(&mut app, KeyCode::Esc);
