@@ -576,3 +576,31 @@ fn replying_banner() {
     typed(&mut app, "on it");
     assert_snapshot!(screen(&app));
 }
+
+/// However many reacted, the reactions are one row cut to the pane: a
+/// block's height (what scrolling and the frame measure) does not grow.
+#[test]
+fn many_reactions_are_one_row() {
+    use quicproquo_protocol::ipc::values::Reaction;
+    let mut app = app(80, 20);
+    let id = app.timeline().unwrap().messages()[0].id;
+    let tl = app.timelines.get_mut(&TEAM).unwrap();
+    for (n, e) in ["👍", "🎉", "👀", "🙏", "😂", "😮"].iter().enumerate() {
+        for who in 0..=n * 8 {
+            tl.react(&id, e, &format!("user{who}"), false);
+        }
+    }
+    let r: &Vec<Reaction> = &tl.get(&id).unwrap().meta.reactions;
+    assert_eq!(r.len(), 6);
+    let ctx = messages::BlockCtx::new(&app, 60);
+    let tl = app.timeline().unwrap();
+    let lines = messages::block_lines(&ctx, tl, 0, false);
+    let rows: Vec<String> = lines
+        .iter()
+        .map(|l| l.spans.iter().map(|s| s.content.as_ref()).collect())
+        .collect();
+    let reaction_rows = rows.iter().filter(|r| r.contains("👍")).count();
+    assert_eq!(reaction_rows, 1, "{rows:#?}");
+    assert!(rows.iter().all(|r| crate::wrap::width(r) <= 60), "{rows:#?}");
+    assert!(rows.iter().any(|r| r.ends_with('…')), "cut, not wrapped: {rows:#?}");
+}
