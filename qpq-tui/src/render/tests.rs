@@ -601,6 +601,12 @@ fn many_reactions_are_one_row() {
         .collect();
     let reaction_rows = rows.iter().filter(|r| r.contains("👍")).count();
     assert_eq!(reaction_rows, 1, "{rows:#?}");
-    assert!(rows.iter().all(|r| crate::wrap::width(r) <= 60), "{rows:#?}");
-    assert!(rows.iter().any(|r| r.ends_with('…')), "cut, not wrapped: {rows:#?}");
+    assert!(
+        rows.iter().all(|r| crate::wrap::width(r) <= 60),
+        "{rows:#?}"
+    );
+    assert!(
+        rows.iter().any(|r| r.ends_with('…')),
+        "cut, not wrapped: {rows:#?}"
+    );
 }
