@@ -1,7 +1,9 @@
 //! `update(&mut App, Action) -> Vec<Effect>`: every state change of the UI,
-//! with no I/O. Keys, the mouse, resizes and the worker's results come in;
-//! requests for the worker, the bell and desktop notifications go out.
-//! Tests drive it directly, without a terminal or a daemon.
+//! with no I/O and no clock (the time is `app.now`, set by the event loop).
+//! Keys, the mouse, resizes, ticks and the worker's results come in;
+//! requests for the worker and the bell go out (desktop notifications are
+//! qpqd's: `update` tells it what is shown with `focus`). Tests drive it
+//! directly, without a terminal or a daemon.
 
 mod daemon;
 mod keys;
