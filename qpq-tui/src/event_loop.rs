@@ -2,7 +2,8 @@
 //! already queued (a batch), update, carry out the effects, draw once.
 //! Redraws happen only when something happened, and at most once per frame
 //! budget: a burst of a thousand notifications costs one frame, not a
-//! thousand.
+//! thousand. A tick each second lets what depends on time alone change
+//! (typing indicators, our `typing off`); it draws only when it did.
 
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
