@@ -12,6 +12,9 @@ use std::collections::HashSet;
 
 use quicproquo_protocol::ipc::values::{DeliveryState, Message, MessageId, MessageState, Reaction};
 
+/// The longest excerpt of a quoted original (as the daemon's `Quote`).
+const QUOTE_CHARS: usize = 80;
+
 /// How much of the history is here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoadState {
@@ -265,11 +268,26 @@ impl Timeline {
     /// An `edit` notification. The notification log keeps no text (a
     /// replay after a reconnect has none): then only the marker changes.
     pub fn edit(&mut self, id: &MessageId, text: &str) {
-        if let Some(m) = self.get_mut(id) {
-            if !text.is_empty() {
-                m.text = text.to_owned();
+        let Some(m) = self.get_mut(id) else {
+            return;
+        };
+        m.meta.edited = true;
+        if text.is_empty() {
+            return;
+        }
+        m.text = text.to_owned();
+        // Replies quoting it show the new words, as the daemon's next page
+        // would.
+        let excerpt: String = text.chars().take(QUOTE_CHARS).collect();
+        self.requote(id, &excerpt);
+    }
+
+    /// Sets the excerpt of every loaded reply quoting `id`.
+    fn requote(&mut self, id: &MessageId, excerpt: &str) {
+        for m in &mut self.messages {
+            if let Some(q) = m.meta.reply_to.as_mut().filter(|q| q.id == *id) {
+                q.excerpt = excerpt.to_owned();
             }
-            m.meta.edited = true;
         }
     }
 
@@ -282,11 +300,7 @@ impl Timeline {
         m.text.clear();
         m.meta.deleted = true;
         m.meta.reactions.clear();
-        for m in &mut self.messages {
-            if let Some(q) = m.meta.reply_to.as_mut().filter(|q| q.id == *id) {
-                q.excerpt.clear();
-            }
-        }
+        self.requote(id, "");
     }
 
     /// A `read` notification: `by` read everything up to `up_to`, so each
@@ -413,6 +427,9 @@ pub(crate) mod tests {
             missing: false,
         });
         t.push(reply);
+        t.edit(&mine.id, "mine, edited");
+        let q = t.messages()[3].meta.reply_to.as_ref().unwrap();
+        assert_eq!(q.excerpt, "mine, edited", "a quote shows the edit");
         t.delete_for_everyone(&mine.id);
         let m = t.get(&mine.id).unwrap();
         assert!(m.meta.deleted && m.text.is_empty() && m.meta.reactions.is_empty());
