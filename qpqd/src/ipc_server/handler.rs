@@ -29,6 +29,7 @@ use zeroize::Zeroizing;
 
 use super::subscription::Subscription;
 use crate::agent::Agent;
+use crate::notifier::FocusSlot;
 use quicproquo_protocol::ipc::error::IpcErrorCode;
 
 /// An agent failure becomes its IPC error object through `super::error`.
@@ -39,11 +40,14 @@ pub(super) struct AgentHandler {
     agent: Arc<Agent>,
     /// What the last `subscribe` opened, until the connection starts it.
     opened: Mutex<Option<Subscription>>,
+    /// The conversation this connection shows (`focus`), until it closes.
+    focus: FocusSlot,
 }
 
 impl AgentHandler {
     pub(super) fn new(agent: Arc<Agent>) -> Self {
         AgentHandler {
+            focus: agent.focus().slot(),
             agent,
             opened: Mutex::new(None),
         }
@@ -266,8 +270,12 @@ impl Handler for AgentHandler {
     // Issue 17, notifications: focus.
 
     async fn focus(&self, p: FocusParams) -> Answer<Empty> {
-        let _ = p;
-        Err(not_yet("focus"))
+        let shown = match &p.conversation {
+            Some(r) => Some(self.agent.focus_target(r).await?),
+            None => None,
+        };
+        self.focus.set(shown);
+        Ok(Empty {})
     }
 
     async fn subscribe(&self, p: SubscribeParams) -> Answer<SubscribeResult> {
