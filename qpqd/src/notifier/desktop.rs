@@ -132,3 +132,57 @@ pub fn notify(conn: &Connection, note: &Note, replaces: u32) -> Result<u32, dbus
     )?;
     Ok(id)
 }
+
+#[cfg(test)]
+mod tests {
+    use quicproquo_protocol::text::notification_markup;
+    use quicproquo_testkit::dbus::{FakeNotifications, SessionBus};
+
+    use super::*;
+
+    /// Through the queue and the bus thread to a notification server: the
+    /// body as escaped markup, and a conversation's next notification
+    /// replacing its last.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn notifications_reach_the_server_escaped_and_replace_the_last() {
+        let bus = match SessionBus::start().await {
+            Ok(bus) => bus,
+            Err(why) => {
+                quicproquo_testkit::skip::skip("desktop notifications", &why);
+                return;
+            }
+        };
+        let server = FakeNotifications::serve(&bus.address).unwrap();
+        let desktop = Desktop::start(bus.address.clone()).unwrap();
+        let note = |body: &str| Note {
+            conversation: ConversationId([1; 16]),
+            summary: "alice in team".into(),
+            body: notification_markup(body),
+        };
+        assert!(desktop.send(note("<a href=\"https://evil\">click</a> & <img src=x>")));
+        let server = tokio::task::spawn_blocking(move || {
+            let first = server.next().expect("a Notify call");
+            assert_eq!(
+                first.body,
+                "&lt;a href=\"https://evil\"&gt;click&lt;/a&gt; &amp; &lt;img src=x&gt;"
+            );
+            assert_eq!(
+                (first.summary.as_str(), first.replaces_id),
+                ("alice in team", 0)
+            );
+            assert_eq!(first.app_name, APP_NAME);
+            server
+        })
+        .await
+        .unwrap();
+        assert!(desktop.send(note("again")));
+        let second = tokio::task::spawn_blocking(move || server.next())
+            .await
+            .unwrap()
+            .expect("a second Notify call");
+        assert_eq!(
+            second.replaces_id, 1,
+            "replaces the first (the server's id 1)"
+        );
+    }
+}
