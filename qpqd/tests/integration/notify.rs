@@ -114,7 +114,7 @@ async fn messages_notify_without_their_content_once_per_burst_and_not_where_focu
 
     alice.dm_open("bob").await.unwrap();
     alice.send("@bob", "the secret plan").await.unwrap();
-    let dm = hook.wait_for("alice", 1).await;
+    let dm = hook.wait_for("@alice", 1).await;
     assert_eq!(dm[0]["count"], 1);
     assert_eq!(dm[0]["mentions_me"], false);
     assert!(dm[0]["timestamp_ms"].as_u64().unwrap() > 0);
@@ -141,7 +141,7 @@ async fn messages_notify_without_their_content_once_per_burst_and_not_where_focu
     // The notifier takes events in order: once the DM's notification is
     // there, the team message before it was decided on.
     alice.send("@bob", "a barrier").await.unwrap();
-    hook.wait_for("alice", 2).await;
+    hook.wait_for("@alice", 2).await;
     assert!(hook.about("team").is_empty(), "{:?}", hook.notified());
     focus(&tui, None).await;
     alice.send("team", "not shown anywhere").await.unwrap();
@@ -162,7 +162,7 @@ async fn messages_notify_without_their_content_once_per_burst_and_not_where_focu
     .unwrap();
     assert_eq!(
         hook.notified().len(),
-        hook.about("team").len() + hook.about("alice").len()
+        hook.about("team").len() + hook.about("@alice").len()
     );
 
     // 20 messages while bob's daemon is stopped arrive in one catch-up:
@@ -198,6 +198,7 @@ async fn messages_notify_without_their_content_once_per_burst_and_not_where_focu
 async fn a_hanging_hook_is_killed_and_does_not_stop_the_next() {
     let srv = Server::start().await;
     let root = quicproquo_testkit::home::root();
+
     let hook = Hook::new(root.path());
     let alice = Daemon::start(root.path(), "alice").await;
     alice.register(&srv).await;
@@ -219,7 +220,7 @@ async fn a_hanging_hook_is_killed_and_does_not_stop_the_next() {
     .unwrap();
     alice.dm_open("bob").await.unwrap();
     alice.send("@bob", "still notified").await.unwrap();
-    hook.wait_for("alice", 1).await;
+    hook.wait_for("@alice", 1).await;
     eventually("the hanging hook is killed", || async {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
         stat.map_or(true, |s| s.contains(") Z ")).then_some(())
@@ -227,7 +228,7 @@ async fn a_hanging_hook_is_killed_and_does_not_stop_the_next() {
     .await
     .unwrap();
     alice.send("@bob", "and after").await.unwrap();
-    hook.wait_for("alice", 2).await;
+    hook.wait_for("@alice", 2).await;
 }
 
 /// Desktop notifications: `Notify` on the session bus, seen by a fake
