@@ -123,6 +123,8 @@ pub struct Agent {
     rechecked: std::sync::Mutex<HashMap<String, std::time::Instant>>,
     /// The conversations front-ends show (`focus`): not notified.
     focus: Arc<crate::notifier::Focus>,
+    /// Typing rate limits and the expiry sweeper's wake-up (`privacy`).
+    privacy: privacy::PrivacyState,
     options: StartOptions,
 }
 
@@ -187,6 +189,7 @@ impl Agent {
             profile_deleted: Default::default(),
             rechecked: Default::default(),
             focus: Arc::default(),
+            privacy: Default::default(),
             options,
         })
     }
@@ -298,6 +301,7 @@ impl Agent {
     /// Publishes notifications the core has already persisted.
     pub(crate) fn publish(&self, events: Vec<Event>) {
         for e in events {
+            self.privacy.saw(&e);
             let _ = self.events.send(e);
         }
     }
@@ -379,7 +383,9 @@ fn stored_message(
     c: &Core,
     mut m: quicproquo_protocol::ipc::notifications::NewMessage,
 ) -> rusqlite::Result<Option<Event>> {
-    let Some(stored) = db::messages::by_id(c.db(), db::Id(m.message.id.0))? else {
+    let Some(stored) = db::messages::by_id(c.db(), db::Id(m.message.id.0))?
+        .filter(|s| s.extra.deleted != db::messages::Deleted::ForMe)
+    else {
         return Ok(None);
     };
     m.message = history::stored_message(c.db(), &stored)?;
@@ -406,6 +412,12 @@ pub(crate) fn emit(
     // history (see `stored_message`), so no text outlives the history.
     if let Some(text) = raw.params.pointer_mut("/message/text") {
         *text = serde_json::Value::String(String::new());
+    }
+    // Nor an edit's: a replayed `edit` reads as text "" (`history` has it).
+    if raw.method == "edit" {
+        if let Some(text) = raw.params.pointer_mut("/text") {
+            *text = serde_json::Value::String(String::new());
+        }
     }
     if seq % 256 == 0 {
         notifications::prune(c.db(), seq.saturating_sub(NOTIFICATIONS_KEPT))?;

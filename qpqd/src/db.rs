@@ -3,11 +3,13 @@
 //! the connection and the transactions.
 
 pub mod account;
+pub mod actions;
 pub mod conversations;
 pub mod invitations;
 pub mod messages;
 pub mod notifications;
 pub mod outbox;
+pub mod privacy;
 pub mod settings;
 
 /// 16 random bytes, shown as 32 hex digits: conversation and message ids.

@@ -30,7 +30,6 @@ use zeroize::Zeroizing;
 use super::subscription::Subscription;
 use crate::agent::Agent;
 use crate::notifier::FocusSlot;
-use quicproquo_protocol::ipc::error::IpcErrorCode;
 
 /// An agent failure becomes its IPC error object through `super::error`.
 type Answer<T> = Result<T, ErrorObject>;
@@ -158,35 +157,38 @@ impl Handler for AgentHandler {
     async fn send(&self, p: SendParams) -> Answer<Message> {
         Ok(self
             .agent
-            .send(&p.conversation, &p.text, p.confirm_changed_keys)
+            .send_reply(&p.conversation, &p.text, p.confirm_changed_keys, p.reply_to)
             .await?)
     }
 
     // Issue 17, actions: react, edit, delete, message.edits, mentions.
 
     async fn react(&self, p: ReactParams) -> Answer<Message> {
-        let _ = p;
-        Err(not_yet("react"))
+        Ok(self
+            .agent
+            .react(&p.conversation, p.id, &p.emoji, p.remove)
+            .await?)
     }
 
     async fn edit(&self, p: EditParams) -> Answer<Message> {
-        let _ = p;
-        Err(not_yet("edit"))
+        Ok(self.agent.edit(&p.conversation, p.id, &p.text).await?)
     }
 
     async fn delete(&self, p: DeleteParams) -> Answer<Empty> {
-        let _ = p;
-        Err(not_yet("delete"))
+        self.agent.delete(&p.conversation, p.id, p.for_me).await?;
+        Ok(Empty {})
     }
 
     async fn message_edits(&self, p: MessageRefParams) -> Answer<Vec<MessageVersion>> {
-        let _ = p;
-        Err(not_yet("message.edits"))
+        Ok(self.agent.message_edits(&p.conversation, p.id).await?)
     }
 
     async fn mentions(&self, p: MentionsParams) -> Answer<Vec<Message>> {
-        let _ = p;
-        Err(not_yet("mentions"))
+        let limit = p.limit.get() as u32;
+        Ok(self
+            .agent
+            .mentions(p.conversation.as_ref(), p.before, limit)
+            .await?)
     }
 
     async fn message_retry(&self, p: MessageParams) -> Answer<Message> {
@@ -250,21 +252,19 @@ impl Handler for AgentHandler {
     // Issue 17, privacy: typing, conversation.settings, settings.
 
     async fn typing(&self, p: TypingParams) -> Answer<Empty> {
-        let _ = p;
-        Err(not_yet("typing"))
+        self.agent.typing(&p.conversation, p.on).await?;
+        Ok(Empty {})
     }
 
     async fn conversation_settings(
         &self,
         p: ConversationSettingsParams,
     ) -> Answer<ConversationSettings> {
-        let _ = p;
-        Err(not_yet("conversation.settings"))
+        Ok(self.agent.conversation_settings(p).await?)
     }
 
     async fn settings(&self, p: SettingsParams) -> Answer<Settings> {
-        let _ = p;
-        Err(not_yet("settings"))
+        Ok(self.agent.settings(p).await?)
     }
 
     // Issue 17, notifications: focus.
@@ -289,13 +289,4 @@ impl Handler for AgentHandler {
         self.agent.request_shutdown();
         Ok(Empty {})
     }
-}
-
-/// A method of the table this build does not do yet (issue 17 lands in
-/// parts).
-fn not_yet(method: &str) -> ErrorObject {
-    ErrorObject::new(
-        IpcErrorCode::MethodNotFound,
-        format!("`{method}` is not available in this build yet"),
-    )
 }

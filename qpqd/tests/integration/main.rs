@@ -18,6 +18,7 @@ mod legacy;
 mod load;
 mod notify;
 mod outbox;
+mod privacy;
 mod promises;
 mod robustness;
 mod trips;

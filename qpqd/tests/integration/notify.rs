@@ -8,8 +8,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use quicproquo_protocol::ipc::client::IpcClient;
-use quicproquo_protocol::ipc::methods::{method, FocusParams};
-use quicproquo_protocol::ipc::values::{Ciphersuite, ConversationRef};
+use quicproquo_protocol::ipc::methods::{method, ConversationSettingsParams, FocusParams};
+use quicproquo_protocol::ipc::values::{Ciphersuite, ConversationRef, NotifyMode};
 use quicproquo_testkit::agent::eventually;
 use serde_json::Value;
 
@@ -93,6 +93,22 @@ async fn focus(client: &IpcClient, conversation: Option<&str>) {
     client
         .request::<method::Focus>(FocusParams {
             conversation: conversation.map(|c| ConversationRef::parse(c).unwrap()),
+        })
+        .await
+        .unwrap();
+}
+
+/// Sets `conversation`'s `notify` and `notify_content` on `daemon`.
+async fn choose(daemon: &Daemon, conversation: &str, notify: NotifyMode, content: bool) {
+    daemon
+        .client
+        .request::<method::ConversationSettingsMethod>(ConversationSettingsParams {
+            conversation: ConversationRef::parse(conversation).unwrap(),
+            read_receipts: None,
+            typing: None,
+            timer_seconds: None,
+            notify: Some(notify),
+            notify_content: Some(content),
         })
         .await
         .unwrap();
@@ -190,6 +206,54 @@ async fn messages_notify_without_their_content_once_per_burst_and_not_where_focu
         burst.iter().any(|n| n["count"].as_u64().unwrap() > 1),
         "{burst:?}"
     );
+}
+
+/// `notify_content` shows the sender and the text; `mentions` lets only
+/// a mention through; `none` nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conversation_settings_choose_what_notifies_and_what_it_says() {
+    let srv = Server::start().await;
+    let root = quicproquo_testkit::home::root();
+    let hook = Hook::new(root.path());
+    let alice = Daemon::start(root.path(), "alice").await;
+    alice.register(&srv).await;
+    let bob = Daemon::start_with_env(root.path(), "bob", &hook.env).await;
+    bob.register(&srv).await;
+    alice
+        .create_group("team", &["bob"], Ciphersuite::Hybrid)
+        .await;
+    bob.wait_for_conversation("team").await;
+
+    choose(&bob, "team", NotifyMode::All, true).await;
+    alice
+        .send("team", "lunch <at> noon & after?")
+        .await
+        .unwrap();
+    let shown = hook.wait_for("team", 1).await;
+    assert_eq!(shown[0]["sender"], "alice");
+    assert_eq!(
+        shown[0]["text"], "lunch <at> noon & after?",
+        "as sent: JSON needs no markup escaping"
+    );
+
+    choose(&bob, "team", NotifyMode::Mentions, true).await;
+    alice.send("team", "nothing for bob").await.unwrap();
+    alice.send("team", "hey @bob, look").await.unwrap();
+    let mentioned = hook.wait_for("team", 2).await;
+    assert_eq!(mentioned[1]["text"], "hey @bob, look");
+    assert_eq!(mentioned[1]["mentions_me"], true);
+    assert_eq!(
+        mentioned[1]["count"], 1,
+        "the message without a mention does not count"
+    );
+
+    choose(&bob, "team", NotifyMode::None, true).await;
+    alice.send("team", "into the void").await.unwrap();
+    bob.wait_for("team", "into the void").await;
+    alice.dm_open("bob").await.unwrap();
+    alice.send("@bob", "a barrier").await.unwrap();
+    hook.wait_for("@alice", 1).await;
+    assert_eq!(hook.about("team").len(), 2, "{:?}", hook.notified());
 }
 
 /// A hook that hangs is killed at its deadline, and notifications go on
