@@ -107,6 +107,7 @@ impl Outlets {
                 conversation: burst.last.conversation,
                 summary,
                 body,
+                transient: burst.disappears,
             };
             if !d.send(note) {
                 self.dropped(1, "the desktop queue is full");
@@ -216,6 +217,7 @@ fn decide(m: Message, c: conversations::Conversation, s: &settings::Effective) -
         timestamp_ms: m.timestamp_ms,
         mentions_me: m.meta.mentions_me,
         content: s.notify_content,
+        disappears: m.meta.expires_at_ms.is_some(),
     })
 }
 
@@ -317,9 +319,11 @@ mod tests {
                 timestamp_ms: 42,
                 mentions_me: false,
                 content,
+                disappears: false,
             },
             count,
             mentions_me: count > 1,
+            disappears: false,
         }
     }
 

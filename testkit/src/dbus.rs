@@ -58,6 +58,8 @@ pub struct Notified {
     pub summary: String,
     pub body: String,
     pub category: Option<String>,
+    /// The `transient` hint: not to be kept in the server's history.
+    pub transient: bool,
 }
 
 /// `org.freedesktop.Notifications` on a bus, answering every `Notify` with
@@ -94,12 +96,17 @@ impl FakeNotifications {
                         let category = hints
                             .get("category")
                             .and_then(|v| v.0.as_str().map(str::to_owned));
+                        let transient = hints
+                            .get("transient")
+                            .and_then(|v| v.0.as_u64())
+                            .is_some_and(|b| b != 0);
                         let _ = tx.send(Notified {
                             app_name,
                             replaces_id,
                             summary,
                             body,
                             category,
+                            transient,
                         });
                     }
                     next_id += 1;

@@ -28,6 +28,8 @@ pub struct Incoming {
     pub mentions_me: bool,
     /// The conversation's `notify_content`: show the sender and the text.
     pub content: bool,
+    /// It disappears (a timer): the notification server should not keep it.
+    pub disappears: bool,
 }
 
 /// What one notification says: the newest message of the burst and how
@@ -38,6 +40,8 @@ pub struct Burst {
     pub count: u32,
     /// Any message of the burst mentions us.
     pub mentions_me: bool,
+    /// Any message of the burst disappears.
+    pub disappears: bool,
 }
 
 struct Slot {
@@ -62,16 +66,18 @@ impl Coalescer {
             Some((b, _)) => {
                 b.count = b.count.saturating_add(1);
                 b.mentions_me |= m.mentions_me;
+                b.disappears |= m.disappears;
                 b.last = m;
             }
             None => {
                 let due = (now + GATHER).max(slot.quiet_until);
-                let mentions_me = m.mentions_me;
+                let (mentions_me, disappears) = (m.mentions_me, m.disappears);
                 slot.pending = Some((
                     Burst {
                         last: m,
                         count: 1,
                         mentions_me,
+                        disappears,
                     },
                     due,
                 ));
@@ -122,6 +128,7 @@ mod tests {
             timestamp_ms: 1,
             mentions_me: text.contains('@'),
             content: false,
+            disappears: text.contains('⏲'),
         }
     }
 
@@ -133,13 +140,15 @@ mod tests {
             c.add(msg(1, &format!("m{i}")), t0 + Duration::from_millis(i));
         }
         c.add(msg(1, "hi @me"), t0 + Duration::from_millis(50));
+        c.add(msg(1, "gone soon ⏲"), t0 + Duration::from_millis(60));
+        c.add(msg(1, "hi @me"), t0 + Duration::from_millis(70));
         assert!(c.take_due(t0 + Duration::from_millis(100)).is_empty());
         assert_eq!(c.next_due(), Some(t0 + GATHER));
         let out = c.take_due(t0 + GATHER);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].count, 21);
+        assert_eq!(out[0].count, 23);
         assert_eq!(out[0].last.text, "hi @me");
-        assert!(out[0].mentions_me);
+        assert!(out[0].mentions_me && out[0].disappears);
         assert_eq!(c.next_due(), None);
     }
 

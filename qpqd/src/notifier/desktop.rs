@@ -33,6 +33,9 @@ pub struct Note {
     pub conversation: ConversationId,
     pub summary: String,
     pub body: String,
+    /// A disappearing message's: the server is asked not to keep it in its
+    /// history (the `transient` hint).
+    pub transient: bool,
 }
 
 /// The queue to the bus thread.
@@ -115,6 +118,12 @@ pub fn notify(conn: &Connection, note: &Note, replaces: u32) -> Result<u32, dbus
         "category".into(),
         Variant(Box::new("im.received".to_owned()) as Box<dyn RefArg>),
     );
+    if note.transient {
+        hints.insert(
+            "transient".into(),
+            Variant(Box::new(true) as Box<dyn RefArg>),
+        );
+    }
     let proxy = conn.with_proxy(BUS_NAME, OBJECT_PATH, CALL_TIMEOUT);
     let (id,): (u32,) = proxy.method_call(
         INTERFACE,
@@ -158,6 +167,7 @@ mod tests {
             conversation: ConversationId([1; 16]),
             summary: "alice in team".into(),
             body: notification_markup(body),
+            transient: body == "again",
         };
         assert!(desktop.send(note("<a href=\"https://evil\">click</a> & <img src=x>")));
         let server = tokio::task::spawn_blocking(move || {
@@ -171,6 +181,7 @@ mod tests {
                 ("alice in team", 0)
             );
             assert_eq!(first.app_name, APP_NAME);
+            assert!(!first.transient);
             server
         })
         .await
@@ -184,5 +195,6 @@ mod tests {
             second.replaces_id, 1,
             "replaces the first (the server's id 1)"
         );
+        assert!(second.transient, "a disappearing message's is not kept");
     }
 }
