@@ -40,7 +40,6 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::agent::{Agent, AgentError, AgentResult};
 use crate::db::conversations::{self, Kind};
 use crate::db::{settings, Id};
-use crate::reader::ReadError;
 
 pub use coalesce::{Burst, Incoming};
 pub use config::{file as config_file, Config, ConfigError};
@@ -298,7 +297,6 @@ impl Agent {
         match found {
             Ok(Some(c)) => Ok(ConversationId(c.id.0)),
             Ok(None) => Err(AgentError::NotFound(format!("no conversation `{r}`"))),
-            Err(ReadError::Db(e)) => Err(AgentError::internal(e)),
             Err(e) => Err(AgentError::internal(e)),
         }
     }
