@@ -152,4 +152,29 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, CommandError::Status(_)), "{e}");
     }
+
+    /// At most `MAX_RUNNING` at once: one more is refused (the caller
+    /// counts it dropped), and a slot frees when one ends.
+    #[tokio::test]
+    async fn commands_beyond_the_running_limit_are_refused_until_one_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = dir.path().join("go");
+        // Each waits for the gate (bounded by its deadline).
+        let script = format!("while [ ! -e '{}' ]; do sleep 0.05; done", gate.display());
+        let c = Command::new(
+            vec!["sh".into(), "-c".into(), script],
+            Duration::from_secs(20),
+        );
+        for _ in 0..MAX_RUNNING {
+            assert!(c.start(b"{}".to_vec()));
+        }
+        assert!(!c.start(b"{}".to_vec()), "a fifth while four run");
+        std::fs::write(&gate, "").unwrap();
+        quicproquo_testkit::agent::eventually("a slot frees", || async {
+            (c.running.available_permits() == MAX_RUNNING).then_some(())
+        })
+        .await
+        .unwrap();
+        assert!(c.start(b"{}".to_vec()));
+    }
 }
