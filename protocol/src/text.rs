@@ -63,6 +63,37 @@ pub fn is_terminal_unsafe(c: char) -> bool {
         )
 }
 
+/// `s` as the plain-text part of a desktop notification (its summary, a
+/// name): every character [`is_terminal_unsafe`] — line breaks included —
+/// shown as U+FFFD, so a sender or group name is one line in the order it
+/// was written.
+pub fn notification_plain(s: &str) -> String {
+    s.chars()
+        .map(|c| if is_terminal_unsafe(c) { '\u{FFFD}' } else { c })
+        .collect()
+}
+
+/// `s` (text from another user) as the body of a desktop notification. Most
+/// notification servers read the body as markup (a subset of HTML), so
+/// `&`, `<` and `>` are escaped: a message cannot set links, images or
+/// styles. Unsafe characters are replaced as on the terminal (tabs become
+/// spaces); line breaks stay.
+pub fn notification_markup(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\n' => out.push('\n'),
+            '\t' => out.push_str("    "),
+            c if is_terminal_unsafe(c) => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +142,18 @@ mod tests {
         for c in ['a', 'é', '🦀', '\u{05D0}', ' '] {
             assert!(!is_terminal_unsafe(c), "{c:?}");
         }
+    }
+
+    #[test]
+    fn notification_text_has_no_markup_and_nothing_unsafe() {
+        assert_eq!(
+            notification_markup("<b>hi</b> & <a href=\"x\">\tx</a>\nnext\u{1b}[2J"),
+            "&lt;b&gt;hi&lt;/b&gt; &amp; &lt;a href=\"x\"&gt;    x&lt;/a&gt;\nnext\u{FFFD}[2J"
+        );
+        assert_eq!(
+            notification_plain("ali\u{202E}ce\nteam <b>"),
+            "ali\u{FFFD}ce\u{FFFD}team <b>",
+            "a name stays one line; the summary is not markup"
+        );
     }
 }

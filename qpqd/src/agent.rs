@@ -121,6 +121,8 @@ pub struct Agent {
     /// asked for (whether their account was deleted): at most once per
     /// `verify::RECHECK_AFTER`, so listing a big group often costs nothing.
     rechecked: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+    /// The conversations front-ends show (`focus`): not notified.
+    focus: Arc<crate::notifier::Focus>,
     /// Typing rate limits and the expiry sweeper's wake-up (`privacy`).
     privacy: privacy::PrivacyState,
     options: StartOptions,
@@ -186,6 +188,7 @@ impl Agent {
             storage: StorageHealth::default(),
             profile_deleted: Default::default(),
             rechecked: Default::default(),
+            focus: Arc::default(),
             privacy: Default::default(),
             options,
         })
@@ -273,8 +276,22 @@ impl Agent {
     }
 
     /// Runs `task` in the background, owned by the agent (joined at shutdown).
-    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
         self.tasks.spawn(task);
+    }
+
+    /// The read-only connection, for reads off the core thread.
+    pub(crate) fn reader(&self) -> AgentResult<crate::reader::Reader> {
+        Ok(self.opened()?.reader)
+    }
+
+    /// The live events, from now on (the notifier follows them).
+    pub(crate) fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    pub(crate) fn focus(&self) -> &Arc<crate::notifier::Focus> {
+        &self.focus
     }
 
     pub(crate) fn group_lock(&self, group: &GroupId) -> Arc<Mutex<()>> {

@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod link;
 pub mod mls;
 pub mod nodes;
+pub mod notifier;
 pub mod payload;
 pub mod reader;
 pub mod state;

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use quicproquo_daemon::agent::{Agent, AgentError, StartOptions};
 use quicproquo_daemon::keystore::OsKeyring;
-use quicproquo_daemon::{ipc_server, lifecycle};
+use quicproquo_daemon::{ipc_server, lifecycle, notifier};
 use quicproquo_protocol::paths::{ensure_private_dir, make_file_private, Paths};
 use zeroize::Zeroizing;
 
@@ -117,6 +117,8 @@ async fn main() -> anyhow::Result<()> {
         test_search_delay,
         node_timeout,
     });
+    // Before the state opens: the catch-up it starts notifies too.
+    notifier::start(&agent, notifier_config(&paths));
     match agent.open(passphrase).await {
         Ok(()) => {}
         Err(AgentError::Locked(reason)) => {
@@ -156,6 +158,33 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!("qpqd stopped");
     Ok(())
+}
+
+/// How the daemon notifies: the profile's qpqd.toml, `QPQ_NOTIFY_COMMAND`
+/// and the session bus. A configuration that cannot be read turns
+/// notifications off (said in the log) rather than stopping the daemon or
+/// guessing what it meant.
+fn notifier_config(paths: &Paths) -> notifier::Config {
+    let file = notifier::config_file(paths);
+    let command = std::env::var("QPQ_NOTIFY_COMMAND").ok();
+    let bus = std::env::var("DBUS_SESSION_BUS_ADDRESS").ok();
+    let mut config = match notifier::Config::load(&file, command.as_deref(), bus) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "notifications are off until this is fixed");
+            return notifier::Config::off();
+        }
+    };
+    // Tests shorten the notify command's deadline; a release build never
+    // reads it.
+    if let Some(ms) = std::env::var("QPQ_TEST_NOTIFY_DEADLINE_MS")
+        .ok()
+        .filter(|_| cfg!(debug_assertions))
+        .and_then(|v| v.parse().ok())
+    {
+        config.command_deadline = std::time::Duration::from_millis(ms);
+    }
+    config
 }
 
 /// Why the daemon stops.

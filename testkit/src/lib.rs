@@ -30,6 +30,8 @@
 pub mod agent;
 pub mod attacker;
 pub mod bench;
+#[cfg(all(unix, not(target_os = "macos")))]
+pub mod dbus;
 mod error;
 pub mod home;
 mod in_process;

@@ -103,6 +103,20 @@ pub fn quick_node_moves() -> [(&'static str, OsString); 1] {
     [("QPQ_TEST_NODE_TIMEOUT_MS", "1500".into())]
 }
 
+/// Test daemons get the session bus (for the keyring) but must not pop up
+/// notifications on the desktop of whoever runs the tests: each home's
+/// `qpqd.toml` says `desktop = false`, unless the test wrote one first.
+fn quiet_desktop(home: &Path) {
+    let Ok(paths) = home::paths(home) else { return };
+    let file = quicproquo_daemon::notifier::config_file(&paths);
+    if !file.exists() {
+        if let Some(dir) = file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = std::fs::write(&file, "desktop = false\n");
+    }
+}
+
 /// One user's `qpqd`.
 pub struct TestDaemon {
     pub name: String,
@@ -180,10 +194,13 @@ impl TestDaemon {
         if let Some(p) = passphrase {
             cmd.env("QPQ_PASSPHRASE", p);
         }
-        // The Secret Service (if any) is reached through the session bus.
-        if let Some(bus) = std::env::var_os("DBUS_SESSION_BUS_ADDRESS") {
+        // The Secret Service (if any) is reached through the session bus
+        // (unless the test gives a bus of its own).
+        let own_bus = extra.iter().any(|(k, _)| *k == "DBUS_SESSION_BUS_ADDRESS");
+        if let Some(bus) = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").filter(|_| !own_bus) {
             cmd.env("DBUS_SESSION_BUS_ADDRESS", bus);
         }
+        quiet_desktop(home);
         let child = cmd.spawn().expect("spawn qpqd");
         let paths = home::paths(home).expect("the home's paths");
         let paths = &paths;

@@ -29,7 +29,7 @@ use zeroize::Zeroizing;
 
 use super::subscription::Subscription;
 use crate::agent::Agent;
-use quicproquo_protocol::ipc::error::IpcErrorCode;
+use crate::notifier::FocusSlot;
 
 /// An agent failure becomes its IPC error object through `super::error`.
 type Answer<T> = Result<T, ErrorObject>;
@@ -39,11 +39,14 @@ pub(super) struct AgentHandler {
     agent: Arc<Agent>,
     /// What the last `subscribe` opened, until the connection starts it.
     opened: Mutex<Option<Subscription>>,
+    /// The conversation this connection shows (`focus`), until it closes.
+    focus: FocusSlot,
 }
 
 impl AgentHandler {
     pub(super) fn new(agent: Arc<Agent>) -> Self {
         AgentHandler {
+            focus: agent.focus().slot(),
             agent,
             opened: Mutex::new(None),
         }
@@ -267,8 +270,12 @@ impl Handler for AgentHandler {
     // Issue 17, notifications: focus.
 
     async fn focus(&self, p: FocusParams) -> Answer<Empty> {
-        let _ = p;
-        Err(not_yet("focus"))
+        let shown = match &p.conversation {
+            Some(r) => Some(self.agent.focus_target(r).await?),
+            None => None,
+        };
+        self.focus.set(shown);
+        Ok(Empty {})
     }
 
     async fn subscribe(&self, p: SubscribeParams) -> Answer<SubscribeResult> {
@@ -282,13 +289,4 @@ impl Handler for AgentHandler {
         self.agent.request_shutdown();
         Ok(Empty {})
     }
-}
-
-/// A method of the table this build does not do yet (issue 17 lands in
-/// parts).
-fn not_yet(method: &str) -> ErrorObject {
-    ErrorObject::new(
-        IpcErrorCode::MethodNotFound,
-        format!("`{method}` is not available in this build yet"),
-    )
 }

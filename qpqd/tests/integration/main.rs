@@ -16,6 +16,7 @@ mod integrity;
 mod interop;
 mod legacy;
 mod load;
+mod notify;
 mod outbox;
 mod privacy;
 mod promises;
