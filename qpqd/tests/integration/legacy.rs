@@ -19,9 +19,21 @@ fn back_to_schema_12(d: &Daemon) {
     let dir = d.home.join("data/default");
     let (key, _) = keystore::obtain(&dir, "default", &OsKeyring, Some(&d.passphrase)).unwrap();
     let c = state::open(&dir.join("qpq-state.bin"), &key).unwrap();
+    // Every step after 12 undone, newest first: the upgrade runs them all
+    // again. A new schema step adds its undo here (the test fails at
+    // start-up, "state is locked", when one is missing).
     c.execute_batch(
-        "ALTER TABLE conversations DROP COLUMN legacy;
+        "DROP TABLE read_marks;
+         DROP TABLE reactions; DROP TABLE message_edits; DROP TABLE pending_actions;
+         DROP TABLE seen_actions;
+         DROP TRIGGER messages_fts_update; DROP INDEX messages_expiring;
+         DROP INDEX messages_mentioning; DROP TABLE conversation_settings;
+         ALTER TABLE messages DROP COLUMN reply_to; ALTER TABLE messages DROP COLUMN reply_sender;
+         ALTER TABLE messages DROP COLUMN edited; ALTER TABLE messages DROP COLUMN deleted;
+         ALTER TABLE messages DROP COLUMN mentions_me;
+         ALTER TABLE messages DROP COLUMN expires_at_ms;
          DROP TABLE deleted_users;
+         ALTER TABLE conversations DROP COLUMN legacy;
          PRAGMA user_version = 12;",
     )
     .unwrap();
