@@ -232,9 +232,59 @@ pub(crate) fn check_create(new: &NewBlob, used: u64) -> Result<(), BlobStoreErro
     Ok(())
 }
 
-/// Whether an existing blob is what a retried `create` asks for.
-pub(crate) fn same_blob(info: &BlobInfo, new: &NewBlob) -> bool {
-    info.owner == new.owner && info.group_id == new.group_id && info.size == new.size
+impl NewBlob {
+    /// What `create` answers when `existing` has this id: the blob itself
+    /// for a retried create (same owner, group and size), `Exists` otherwise.
+    pub(crate) fn retry_of(&self, existing: BlobInfo) -> Result<BlobInfo, BlobStoreError> {
+        if existing.owner == self.owner
+            && existing.group_id == self.group_id
+            && existing.size == self.size
+        {
+            Ok(existing)
+        } else {
+            Err(BlobStoreError::Exists)
+        }
+    }
+
+    /// The blob as `create` stored it.
+    pub(crate) fn into_info(self) -> BlobInfo {
+        BlobInfo {
+            id: self.id,
+            owner: self.owner,
+            group_id: self.group_id,
+            size: self.size,
+            stored: 0,
+            created_at_ms: self.now_ms,
+            finished_at_ms: None,
+        }
+    }
+}
+
+/// The blob if it is `owner`'s: another owner's is "not found", so an
+/// owner's operation does not confirm other people's ids.
+pub(crate) fn owned_by(
+    info: Option<BlobInfo>,
+    owner: &IdentityKey,
+) -> Result<BlobInfo, BlobStoreError> {
+    match info {
+        Some(i) if i.owner == *owner => Ok(i),
+        _ => Err(BlobStoreError::NotFound),
+    }
+}
+
+/// Whether `finish` has work to do: `false` for a finished blob (finishing
+/// again changes nothing), `Incomplete` while bytes are missing.
+pub(crate) fn plan_finish(info: &BlobInfo) -> Result<bool, BlobStoreError> {
+    if info.finished_at_ms.is_some() {
+        return Ok(false);
+    }
+    if info.stored != info.size {
+        return Err(BlobStoreError::Incomplete {
+            stored: info.stored,
+            size: info.size,
+        });
+    }
+    Ok(true)
 }
 
 /// What an append at `offset` of `len` bytes does to an upload at `stored`

@@ -23,8 +23,8 @@ use quicproquo_protocol::types::IdentityKey;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::blobs::{
-    check_create, plan_append, plan_read, same_blob, BlobExpiry, BlobId, BlobInfo, BlobStore,
-    BlobStoreError, BlobUsage, NewBlob,
+    check_create, owned_by, plan_append, plan_finish, plan_read, BlobExpiry, BlobId, BlobInfo,
+    BlobStore, BlobStoreError, BlobUsage, NewBlob,
 };
 
 const SCHEMA: &str = "
@@ -98,12 +98,8 @@ fn info(db: &Connection, id: &BlobId) -> Result<Option<BlobInfo>, BlobStoreError
         .map_err(backend)
 }
 
-/// The blob if it is `owner`'s; another owner's is "not found".
 fn owned(db: &Connection, id: &BlobId, owner: &IdentityKey) -> Result<BlobInfo, BlobStoreError> {
-    match info(db, id)? {
-        Some(i) if i.owner == *owner => Ok(i),
-        _ => Err(BlobStoreError::NotFound),
-    }
+    owned_by(info(db, id)?, owner)
 }
 
 fn remove_if_present(path: &Path) -> Result<(), BlobStoreError> {
@@ -132,11 +128,7 @@ impl Inner {
         let mut db = self.db();
         let tx = db.transaction().map_err(backend)?;
         if let Some(existing) = info(&tx, &new.id)? {
-            return if same_blob(&existing, &new) {
-                Ok(existing)
-            } else {
-                Err(BlobStoreError::Exists)
-            };
+            return new.retry_of(existing);
         }
         let used: i64 = tx
             .query_row(
@@ -152,15 +144,7 @@ impl Inner {
         )
         .map_err(backend)?;
         tx.commit().map_err(backend)?;
-        Ok(BlobInfo {
-            id: new.id,
-            owner: new.owner,
-            group_id: new.group_id,
-            size: new.size,
-            stored: 0,
-            created_at_ms: new.now_ms,
-            finished_at_ms: None,
-        })
+        Ok(new.into_info())
     }
 
     fn append(
@@ -220,14 +204,8 @@ impl Inner {
     ) -> Result<BlobInfo, BlobStoreError> {
         let db = self.db();
         let mut blob = owned(&db, &id, &owner)?;
-        if blob.finished_at_ms.is_some() {
+        if !plan_finish(&blob)? {
             return Ok(blob);
-        }
-        if blob.stored != blob.size {
-            return Err(BlobStoreError::Incomplete {
-                stored: blob.stored,
-                size: blob.size,
-            });
         }
         let (part, done) = (self.part(&id), self.done(&id));
         match std::fs::rename(&part, &done) {

@@ -85,25 +85,38 @@ pub async fn case_upload_and_read<S: BlobStore>(store: &S) {
     let done = store.finish(id, owner(1), 9).await.expect("finish");
     assert_eq!(done.finished_at_ms, Some(9));
     assert_eq!(done.group_id, b"g");
-    assert_eq!(store.read(id, 0, 3000).await.unwrap(), data);
-    assert_eq!(store.read(id, 999, 2).await.unwrap(), &data[999..1001]);
     assert_eq!(
-        store.read(id, 2990, 100).await.unwrap(),
+        store.read(id, 0, 3000).await.expect("the store answers"),
+        data
+    );
+    assert_eq!(
+        store.read(id, 999, 2).await.expect("the store answers"),
+        &data[999..1001]
+    );
+    assert_eq!(
+        store.read(id, 2990, 100).await.expect("the store answers"),
         &data[2990..],
         "a read is cut at the end"
     );
-    assert!(store.read(id, 5000, 10).await.unwrap().is_empty());
+    assert!(store
+        .read(id, 5000, 10)
+        .await
+        .expect("the store answers")
+        .is_empty());
     assert_eq!(
-        store.usage(owner(1)).await.unwrap(),
+        store.usage(owner(1)).await.expect("the store answers"),
         BlobUsage {
             blobs: 1,
             bytes: 3000
         }
     );
-    assert_eq!(store.usage(owner(2)).await.unwrap(), BlobUsage::default());
-    assert!(store.delete(id).await.unwrap());
-    assert!(!store.delete(id).await.unwrap());
-    assert_eq!(store.info(id).await.unwrap(), None);
+    assert_eq!(
+        store.usage(owner(2)).await.expect("the store answers"),
+        BlobUsage::default()
+    );
+    assert!(store.delete(id).await.expect("the store answers"));
+    assert!(!store.delete(id).await.expect("the store answers"));
+    assert_eq!(store.info(id).await.expect("the store answers"), None);
     assert_eq!(store.read(id, 0, 1).await, Err(BlobStoreError::NotFound));
 }
 
@@ -174,9 +187,16 @@ pub async fn case_retries_and_refusals<S: BlobStore>(store: &S) {
         store.append(id, owner(1), 10, Vec::new()).await,
         Err(BlobStoreError::Finished)
     );
-    assert_eq!(store.read(id, 0, 100).await.unwrap(), b"0123456789");
     assert_eq!(
-        store.read(id, 0, u32::MAX).await.unwrap().len(),
+        store.read(id, 0, 100).await.expect("the store answers"),
+        b"0123456789"
+    );
+    assert_eq!(
+        store
+            .read(id, 0, u32::MAX)
+            .await
+            .expect("the store answers")
+            .len(),
         10,
         "a read's length is clamped"
     );
@@ -224,12 +244,15 @@ pub async fn case_limits_and_quota<S: BlobStore>(store: &S) {
         })
         .await
         .expect("another owner");
-    assert!(store.delete(BlobId([1; 16])).await.unwrap());
+    assert!(store
+        .delete(BlobId([1; 16]))
+        .await
+        .expect("the store answers"));
     store
         .create(with(5, 100))
         .await
         .expect("a deletion frees quota");
-    let usage = store.usage(owner(1)).await.unwrap();
+    let usage = store.usage(owner(1)).await.expect("the store answers");
     assert_eq!(
         usage,
         BlobUsage {
@@ -245,18 +268,18 @@ pub async fn case_expiry<S: BlobStore>(store: &S) {
         ..new_blob(BlobId([id; 16]), 1, 1)
     };
     // Old and new uploads, unfinished; old and new finished blobs.
-    store.create(at(1, 100)).await.unwrap();
-    store.create(at(2, 300)).await.unwrap();
+    store.create(at(1, 100)).await.expect("the store answers");
+    store.create(at(2, 300)).await.expect("the store answers");
     for (id, finished) in [(3, 100), (4, 300)] {
-        store.create(at(id, 50)).await.unwrap();
+        store.create(at(id, 50)).await.expect("the store answers");
         store
             .append(BlobId([id; 16]), owner(1), 0, b"x".to_vec())
             .await
-            .unwrap();
+            .expect("the store answers");
         store
             .finish(BlobId([id; 16]), owner(1), finished)
             .await
-            .unwrap();
+            .expect("the store answers");
     }
     let gone = store
         .expire(BlobExpiry {
@@ -264,39 +287,75 @@ pub async fn case_expiry<S: BlobStore>(store: &S) {
             finished_before_ms: 200,
         })
         .await
-        .unwrap();
+        .expect("the store answers");
     assert_eq!(gone, 2);
     for (id, kept) in [(1, false), (2, true), (3, false), (4, true)] {
         assert_eq!(
-            store.info(BlobId([id; 16])).await.unwrap().is_some(),
+            store
+                .info(BlobId([id; 16]))
+                .await
+                .expect("the store answers")
+                .is_some(),
             kept,
             "blob {id}"
         );
     }
     // A finished blob counts from its finish, not its creation (4 was
     // created at 50, long before the cut-off).
-    assert_eq!(store.read(BlobId([4; 16]), 0, 1).await.unwrap(), b"x");
-    assert_eq!(store.usage(owner(1)).await.unwrap().blobs, 2);
+    assert_eq!(
+        store
+            .read(BlobId([4; 16]), 0, 1)
+            .await
+            .expect("the store answers"),
+        b"x"
+    );
+    assert_eq!(
+        store
+            .usage(owner(1))
+            .await
+            .expect("the store answers")
+            .blobs,
+        2
+    );
 }
 
 pub async fn case_empty_blob<S: BlobStore>(store: &S) {
     let id = BlobId([3; 16]);
-    store.create(new_blob(id, 1, 0)).await.unwrap();
+    store
+        .create(new_blob(id, 1, 0))
+        .await
+        .expect("the store answers");
     store
         .finish(id, owner(1), 2)
         .await
         .expect("nothing to upload");
-    assert!(store.read(id, 0, 10).await.unwrap().is_empty());
+    assert!(store
+        .read(id, 0, 10)
+        .await
+        .expect("the store answers")
+        .is_empty());
     // The largest append is accepted in one piece.
     let big = BlobId([4; 16]);
     let data = vec![0xA5; MAX_BLOB_CHUNK_BYTES];
     store
         .create(new_blob(big, 1, data.len() as u64))
         .await
-        .unwrap();
-    store.append(big, owner(1), 0, data.clone()).await.unwrap();
-    store.finish(big, owner(1), 2).await.unwrap();
-    assert!(store.read(big, 0, u32::MAX).await.unwrap() == data);
+        .expect("the store answers");
+    store
+        .append(big, owner(1), 0, data.clone())
+        .await
+        .expect("the store answers");
+    store
+        .finish(big, owner(1), 2)
+        .await
+        .expect("the store answers");
+    assert!(
+        store
+            .read(big, 0, u32::MAX)
+            .await
+            .expect("the store answers")
+            == data
+    );
 }
 
 pub async fn case_concurrent_creates_share_one_quota<S: BlobStore>(store: Arc<S>) {
