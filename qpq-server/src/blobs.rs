@@ -46,8 +46,9 @@ use quicproquo_protocol::types::IdentityKey;
 
 /// How long an unfinished upload is kept after its creation.
 pub const UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
-/// The largest blob an operator allows by default (ciphertext bytes).
-pub const DEFAULT_MAX_BLOB_BYTES: u64 = 100 * 1024 * 1024;
+/// The largest file an operator allows by default (plaintext bytes; the
+/// blob is its ciphertext, a little larger).
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
 /// What one user may store by default, all their blobs together.
 pub const DEFAULT_BLOB_QUOTA_BYTES: u64 = 1024 * 1024 * 1024;
 /// The most bytes one append or read moves: bounds a request and the memory
@@ -64,12 +65,25 @@ pub struct BlobLimits {
     pub quota_bytes: u64,
 }
 
+impl BlobLimits {
+    /// Limits that take any file of up to `max_file_bytes`, sealed with any
+    /// chunk size a receiver accepts (the smallest has the most tags).
+    pub fn for_files(max_file_bytes: u64, quota_bytes: u64) -> Self {
+        let max_blob_bytes = quicproquo_protocol::blob::ciphertext_len(
+            max_file_bytes,
+            quicproquo_protocol::blob::MIN_CHUNK_SIZE,
+        )
+        .unwrap_or(u64::MAX);
+        BlobLimits {
+            max_blob_bytes,
+            quota_bytes,
+        }
+    }
+}
+
 impl Default for BlobLimits {
     fn default() -> Self {
-        BlobLimits {
-            max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
-            quota_bytes: DEFAULT_BLOB_QUOTA_BYTES,
-        }
+        BlobLimits::for_files(DEFAULT_MAX_FILE_BYTES, DEFAULT_BLOB_QUOTA_BYTES)
     }
 }
 

@@ -404,6 +404,18 @@ mod tests {
         .await;
     }
 
+    /// The backend comparison of BENCHMARKS.md (100 MiB in 1 MiB appends);
+    /// `cargo test -p quicproquo-server --lib file_blobs -- --ignored --nocapture`.
+    #[tokio::test]
+    #[ignore = "a measurement"]
+    async fn throughput() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = FileBlobStore::open(dir.path()).expect("open");
+        let total = 100 << 20;
+        let times = blobs::time_upload_and_read(&store, total, 1 << 20).await;
+        blobs::report("files (fsync per append)", total, times);
+    }
+
     #[tokio::test]
     async fn blobs_survive_reopening_and_finished_files_are_named_by_id() {
         let dir = tempfile::tempdir().expect("temp dir");

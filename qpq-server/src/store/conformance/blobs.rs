@@ -382,3 +382,60 @@ pub async fn case_concurrent_creates_share_one_quota<S: BlobStore>(store: Arc<S>
         .iter()
         .all(|r| r.is_ok() || matches!(r, Err(BlobStoreError::QuotaExceeded { .. }))));
 }
+
+/// Uploads `total` bytes in appends of `chunk` bytes and reads them back in
+/// reads of `chunk` bytes; returns how long each way took (the backend
+/// comparison in BENCHMARKS.md, run by the backends' ignored tests).
+pub async fn time_upload_and_read<S: BlobStore>(
+    store: &S,
+    total: usize,
+    chunk: usize,
+) -> (std::time::Duration, std::time::Duration) {
+    let id = BlobId::generate();
+    let piece = vec![0x5A; chunk];
+    let started = std::time::Instant::now();
+    store
+        .create(NewBlob {
+            limits: BlobLimits {
+                max_blob_bytes: total as u64,
+                quota_bytes: total as u64,
+            },
+            ..new_blob(id, 1, total as u64)
+        })
+        .await
+        .expect("create");
+    let mut offset = 0;
+    while offset < total {
+        let n = chunk.min(total - offset);
+        store
+            .append(id, owner(1), offset as u64, piece[..n].to_vec())
+            .await
+            .expect("append");
+        offset += n;
+    }
+    store.finish(id, owner(1), 2).await.expect("finish");
+    let uploaded = started.elapsed();
+    let started = std::time::Instant::now();
+    let mut offset = 0;
+    while offset < total {
+        let got = store
+            .read(id, offset as u64, chunk as u32)
+            .await
+            .expect("read");
+        assert!(!got.is_empty(), "a read inside the blob returns bytes");
+        offset += got.len();
+    }
+    (uploaded, started.elapsed())
+}
+
+/// Prints one row of the comparison: MiB/s each way.
+pub fn report(backend: &str, total: usize, (up, down): (std::time::Duration, std::time::Duration)) {
+    let mib = total as f64 / (1024.0 * 1024.0);
+    println!(
+        "{backend}: {mib:.0} MiB up {:.1} MiB/s ({:.2} s), down {:.1} MiB/s ({:.2} s)",
+        mib / up.as_secs_f64(),
+        up.as_secs_f64(),
+        mib / down.as_secs_f64(),
+        down.as_secs_f64()
+    );
+}

@@ -350,6 +350,24 @@ mod tests {
         .await;
     }
 
+    /// The backend comparison of BENCHMARKS.md (100 MiB in 1 MiB appends,
+    /// on a database with `synchronous_commit` on, as in production).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement"]
+    async fn throughput() {
+        let Some(pg) = postgres::for_test("postgres blob throughput") else {
+            return;
+        };
+        let url = pg.url(&pg.new_database());
+        let store = PgStore::open(&url.parse().expect("a valid URL"))
+            .await
+            .expect("the store opens")
+            .blob_store();
+        let total = 100 << 20;
+        let times = blobs::time_upload_and_read(&store, total, 1 << 20).await;
+        blobs::report("postgres (bytea rows)", total, times);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_blob_uploaded_through_one_node_is_read_through_another() {
         let Some(pg) = postgres::for_test("postgres blobs across nodes") else {
