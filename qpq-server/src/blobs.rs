@@ -52,8 +52,8 @@ pub const DEFAULT_MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
 /// What one user may store by default, all their blobs together.
 pub const DEFAULT_BLOB_QUOTA_BYTES: u64 = 1024 * 1024 * 1024;
 /// The most bytes one append or read moves: bounds a request and the memory
-/// it takes.
-pub const MAX_BLOB_CHUNK_BYTES: usize = 1024 * 1024;
+/// it takes (the wire's limit).
+pub use quicproquo_protocol::limits::MAX_BLOB_CHUNK_BYTES;
 
 /// The operator's bounds a `create` is checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
