@@ -38,9 +38,13 @@
 //! fetched the message had as long to fetch the file. Both free the owner's
 //! quota.
 
+mod backend;
+pub mod rules;
+
 use std::future::Future;
 use std::time::Duration;
 
+pub use self::backend::AnyBlobStore;
 pub use quicproquo_protocol::types::BlobId;
 use quicproquo_protocol::types::IdentityKey;
 
