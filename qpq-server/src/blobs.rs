@@ -229,6 +229,12 @@ pub trait BlobStore: Send + Sync + 'static {
         &self,
         owner: IdentityKey,
     ) -> impl Future<Output = Result<BlobUsage, BlobStoreError>> + Send;
+
+    /// Deletes every blob of `owner` (a deleted account); returns how many.
+    fn delete_owned(
+        &self,
+        owner: IdentityKey,
+    ) -> impl Future<Output = Result<u64, BlobStoreError>> + Send;
 }
 
 /// The checks of `create` every backend makes the same way, given the

@@ -420,6 +420,11 @@ impl<S: Store> Service<S> {
                     finalization: &finalization,
                 };
                 self.auth.delete_account(store, &me, proof, now).await?;
+                // Its files go with it, as its mail does (after the account,
+                // so a failure here leaves only what expiry removes later).
+                if let Err(e) = self.blobs.delete_owned(me.identity_key).await {
+                    tracing::warn!(error = %e, "deleting a deleted account's files");
+                }
                 Response::DeleteAccount
             }
             Request::BlobCreate {

@@ -84,4 +84,8 @@ impl BlobStore for AnyBlobStore {
     async fn usage(&self, owner: IdentityKey) -> Result<BlobUsage, BlobStoreError> {
         each!(self, b => b.usage(owner))
     }
+
+    async fn delete_owned(&self, owner: IdentityKey) -> Result<u64, BlobStoreError> {
+        each!(self, b => b.delete_owned(owner))
+    }
 }

@@ -265,22 +265,18 @@ impl Inner {
         Ok(existed)
     }
 
-    fn expire(&self, expiry: BlobExpiry) -> Result<u64, BlobStoreError> {
+    /// Deletes the blobs `sql` selects (their ids) with `params`.
+    fn delete_where(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<u64, BlobStoreError> {
         let db = self.db();
         let ids: Vec<BlobId> = db
-            .prepare_cached(
-                "SELECT id FROM blobs WHERE (finished_at_ms IS NULL AND created_at_ms < ?1)
-                    OR finished_at_ms < ?2",
-            )
+            .prepare_cached(sql)
             .and_then(|mut s| {
-                s.query_map(
-                    params![
-                        int(expiry.unfinished_before_ms),
-                        int(expiry.finished_before_ms)
-                    ],
-                    |r| r.get::<_, Vec<u8>>(0),
-                )?
-                .collect::<Result<Vec<_>, _>>()
+                s.query_map(params, |r| r.get::<_, Vec<u8>>(0))?
+                    .collect::<Result<Vec<_>, _>>()
             })
             .map_err(backend)?
             .iter()
@@ -288,6 +284,17 @@ impl Inner {
             .collect();
         self.delete_rows(&db, &ids)?;
         Ok(ids.len() as u64)
+    }
+
+    fn expire(&self, expiry: BlobExpiry) -> Result<u64, BlobStoreError> {
+        self.delete_where(
+            "SELECT id FROM blobs WHERE (finished_at_ms IS NULL AND created_at_ms < ?1)
+                OR finished_at_ms < ?2",
+            params![
+                int(expiry.unfinished_before_ms),
+                int(expiry.finished_before_ms)
+            ],
+        )
     }
 
     fn usage(&self, owner: IdentityKey) -> Result<BlobUsage, BlobStoreError> {
@@ -384,6 +391,11 @@ impl BlobStore for FileBlobStore {
 
     async fn usage(&self, owner: IdentityKey) -> Result<BlobUsage, BlobStoreError> {
         self.run(move |s| s.usage(owner)).await
+    }
+
+    async fn delete_owned(&self, owner: IdentityKey) -> Result<u64, BlobStoreError> {
+        self.run(move |s| s.delete_where("SELECT id FROM blobs WHERE owner = ?1", [&owner.0[..]]))
+            .await
     }
 }
 

@@ -24,6 +24,7 @@ where
     case_limits_and_quota(&fresh().await).await;
     case_expiry(&fresh().await).await;
     case_empty_blob(&fresh().await).await;
+    case_delete_owned(&fresh().await).await;
     case_concurrent_creates_share_one_quota(Arc::new(fresh().await)).await;
 }
 
@@ -316,6 +317,25 @@ pub async fn case_expiry<S: BlobStore>(store: &S) {
             .expect("the store answers")
             .blobs,
         2
+    );
+}
+
+pub async fn case_delete_owned<S: BlobStore>(store: &S) {
+    let done = upload(store, 1, b"finished").await;
+    let partial = BlobId([5; 16]);
+    store.create(new_blob(partial, 1, 9)).await.expect("create");
+    let theirs = upload(store, 2, b"someone else's").await;
+    assert_eq!(store.delete_owned(owner(1)).await, Ok(2));
+    for (id, kept) in [(done, false), (partial, false), (theirs, true)] {
+        assert_eq!(
+            store.info(id).await.expect("the store answers").is_some(),
+            kept,
+            "{id}"
+        );
+    }
+    assert_eq!(
+        store.usage(owner(1)).await.expect("the store answers"),
+        BlobUsage::default()
     );
 }
 

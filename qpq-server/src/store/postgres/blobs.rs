@@ -308,6 +308,14 @@ impl BlobStore for PgBlobStore {
             .map_err(db)
     }
 
+    async fn delete_owned(&self, owner: IdentityKey) -> Result<u64, BlobStoreError> {
+        self.client()
+            .await?
+            .execute("DELETE FROM blobs WHERE owner = $1", &[&&owner.0[..]])
+            .await
+            .map_err(db)
+    }
+
     async fn usage(&self, owner: IdentityKey) -> Result<BlobUsage, BlobStoreError> {
         let row = self
             .client()
