@@ -297,6 +297,28 @@ impl Inner {
         )
     }
 
+    /// Removes blob files whose blob is gone (a crash between deleting a
+    /// row and its file); run at open, before any upload can race it.
+    fn remove_orphans(&self) -> Result<u64, BlobStoreError> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.dir).map_err(backend)? {
+            let path = entry.map_err(backend)?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let hex = name.strip_suffix(".part").unwrap_or(name);
+            let mut id = [0u8; BlobId::LEN];
+            if hex::decode_to_slice(hex, &mut id).is_err() {
+                continue; // not a blob file (the database, its WAL)
+            }
+            if info(&self.db(), &BlobId(id))?.is_none() {
+                remove_if_present(&path)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     fn usage(&self, owner: IdentityKey) -> Result<BlobUsage, BlobStoreError> {
         self.db()
             .query_row(
@@ -329,11 +351,16 @@ impl FileBlobStore {
             .and_then(|()| db.pragma_update(None, "synchronous", "NORMAL"))
             .and_then(|()| db.execute_batch(SCHEMA))
             .map_err(backend)?;
+        let inner = Inner {
+            dir: dir.to_owned(),
+            db: Mutex::new(db),
+        };
+        let orphans = inner.remove_orphans()?;
+        if orphans > 0 {
+            tracing::info!(orphans, "removed blob files that no blob names");
+        }
         Ok(FileBlobStore {
-            inner: Arc::new(Inner {
-                dir: dir.to_owned(),
-                db: Mutex::new(db),
-            }),
+            inner: Arc::new(inner),
         })
     }
 
@@ -440,6 +467,22 @@ mod tests {
         assert!(!dir.path().join(format!("{id}.part")).exists());
         assert!(store.delete(id).await.unwrap());
         assert!(!dir.path().join(id.to_string()).exists());
+    }
+
+    #[tokio::test]
+    async fn files_no_blob_names_are_removed_at_open() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = FileBlobStore::open(dir.path()).expect("open");
+        let kept = blobs::upload(&store, 1, b"kept").await;
+        drop(store);
+        let orphan = dir.path().join(BlobId([3; 16]).to_string());
+        let orphan_part = dir.path().join(format!("{}.part", BlobId([4; 16])));
+        std::fs::write(&orphan, b"x").expect("write");
+        std::fs::write(&orphan_part, b"x").expect("write");
+        let store = FileBlobStore::open(dir.path()).expect("reopen");
+        assert!(!orphan.exists() && !orphan_part.exists());
+        assert_eq!(store.read(kept, 0, 10).await.expect("read"), b"kept");
+        assert!(dir.path().join("blobs.sqlite3").exists());
     }
 
     #[tokio::test]
