@@ -51,6 +51,11 @@ struct Request {
     changePasswordStart @17 :ChangePasswordStart;
     changePasswordFinish @18 :ChangePasswordFinish;
     deleteAccount @19 :DeleteAccount;
+    blobCreate @20 :BlobCreate;
+    blobUpload @21 :BlobUpload;
+    blobStatus @22 :BlobRef;
+    blobFinish @23 :BlobRef;
+    blobDownload @24 :BlobDownload;
   }
 }
 
@@ -77,6 +82,11 @@ struct Response {
     changePasswordStart @18 :Data;         # opaque-ke RegistrationResponse
     changePasswordFinish @19 :Void;
     deleteAccount @20 :Void;
+    blobCreate @21 :BlobState;
+    blobUpload @22 :BlobState;
+    blobStatus @23 :BlobState;
+    blobFinish @24 :BlobState;
+    blobDownload @25 :Data;              # the bytes asked for (fewer at the end)
   }
 }
 
@@ -321,4 +331,47 @@ struct MemberDelivery {
   member @0 :Data;           # identity key of the mailbox
   seq @1 :UInt64;            # its sequence number there; 0 if not stored
   error @2 :UInt16;          # 0: stored; else the code, e.g. 32 (mailbox full)
+}
+
+# --- attachments (issue 18): encrypted files, stored as opaque blobs ---
+#
+# A blob is a file's ciphertext (the key, name and type travel inside MLS).
+# It belongs to the group it was created in: only an account that is a member
+# of that group (the server's validated state) may create it there, see its
+# status or download it; only its creator uploads and finishes it. Uploads
+# are resumable: blobStatus tells how many bytes are stored.
+
+struct BlobCreate {
+  auth @0 :Auth;
+  blobId @1 :Data;           # 16 random bytes chosen by the uploader; the same
+                             # create again (same group and size) is accepted
+  group @2 :Data;            # the MLS group id (1 to limits.maxGroupIdBytes bytes)
+  size @3 :UInt64;           # ciphertext bytes; within the operator's limit and
+                             # the caller's quota (E052, E053)
+}
+
+struct BlobUpload {
+  auth @0 :Auth;
+  blobId @1 :Data;
+  offset @2 :UInt64;         # where `data` starts; at most the stored length
+                             # (bytes already stored are a retry; past it: E055)
+  data @3 :Data;             # 1 byte to 1 MiB
+}
+
+struct BlobRef {
+  auth @0 :Auth;
+  blobId @1 :Data;
+}
+
+struct BlobDownload {
+  auth @0 :Auth;
+  blobId @1 :Data;
+  offset @2 :UInt64;
+  length @3 :UInt32;         # at most 1 MiB (more is cut to 1 MiB)
+}
+
+struct BlobState {
+  size @0 :UInt64;           # declared ciphertext bytes
+  stored @1 :UInt64;         # bytes stored: where an upload resumes
+  finished @2 :Bool;         # complete and downloadable
 }

@@ -77,6 +77,12 @@ catalogue! {
     WrongGroup = 49, "the message belongs to another group, or is not a group message";
     AccountDisabled = 50, "account disabled by the operator";
     AccountDeleted = 51, "this account was deleted";
+    BlobTooLarge = 52, "the file is larger than this server accepts";
+    BlobQuotaExceeded = 53, "your storage quota for files is used up";
+    BlobNotFound = 54, "no such file on the server (never uploaded, or expired)";
+    BlobGap = 55, "the upload does not continue where the stored part ends; ask its status and resume there";
+    BlobIncomplete = 56, "the file is not completely uploaded yet";
+    BlobConflict = 57, "another file with this id exists, or this one is already finished";
 }
 
 impl ErrorCode {

@@ -7,6 +7,7 @@
 //! behind the `client` feature.
 
 pub mod backoff;
+pub mod blob;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod compat;

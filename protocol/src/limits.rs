@@ -14,6 +14,9 @@ pub const MAX_REQUEST_BYTES: usize = MAX_PAYLOAD_BYTES + 64 * 1024;
 /// messages and `health`, a few hundred bytes, so nothing large is buffered
 /// for someone the server does not know.
 pub const MAX_REQUEST_BYTES_BEFORE_LOGIN: usize = 64 * 1024;
+/// The most bytes one `blobUpload` carries or one `blobDownload` returns
+/// (issue 18): a chunk of a resumable transfer, far under the request limit.
+pub const MAX_BLOB_CHUNK_BYTES: usize = 1024 * 1024;
 /// Largest encoded response a client reads (a fetch may return several payloads).
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 /// The server stops adding messages to one fetch answer past this many bytes

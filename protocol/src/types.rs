@@ -84,6 +84,11 @@ byte_id!(
     /// Chosen by the client per enqueue so that a retry is stored once.
     IdempotencyKey, 16, "idempotency key"
 );
+byte_id!(
+    /// Names one encrypted file on the server (issue 18); chosen at random by
+    /// the uploader, so a retried create after a lost answer names the same blob.
+    BlobId, 16, "blob id"
+);
 
 impl ChannelId {
     /// An empty field on the wire means "no channel" (the legacy path).

@@ -14,22 +14,24 @@ use capnp::serialize;
 use crate::errors::{ErrorCode, WireError};
 use crate::generated::node_capnp as schema;
 use crate::limits::{
-    MAX_FETCH_LIMIT, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_KEY_PACKAGE_BYTES, MAX_OPAQUE_MESSAGE_BYTES,
-    MAX_PAYLOAD_BYTES, MAX_RECIPIENTS, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES,
+    MAX_BLOB_CHUNK_BYTES, MAX_FETCH_LIMIT, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_KEY_PACKAGE_BYTES,
+    MAX_OPAQUE_MESSAGE_BYTES, MAX_PAYLOAD_BYTES, MAX_RECIPIENTS, MAX_REQUEST_BYTES,
+    MAX_RESPONSE_BYTES,
 };
 use crate::mls_framing::MAX_GROUP_ID;
 use crate::types::{
-    ChannelId, IdempotencyKey, IdentityKey, InvalidValue, LoginId, SessionToken, Username,
+    BlobId, ChannelId, IdempotencyKey, IdentityKey, InvalidValue, LoginId, SessionToken, Username,
 };
 
 pub mod calls;
 
 pub use calls::{
-    Ack, Authenticate, Call, ChangePasswordFinish, ChangePasswordStart, CreateChannel,
-    DeleteAccount, Enqueue, EnqueueGroup, Enqueued, Fetch, FetchKeyPackage, FetchWait,
-    GroupEnqueued, Health, KeyPackage, LoginStarted, Logout, OpaqueLoginFinish, OpaqueLoginStart,
-    OpaqueRegisterFinish, OpaqueRegisterStart, RegisterGroup, Request, ResolveUser, ServerInfo,
-    Session, UnexpectedResponse, UploadKeyPackages,
+    Ack, Authenticate, BlobCreate, BlobDownload, BlobFinish, BlobStatus, BlobUpload, Call,
+    ChangePasswordFinish, ChangePasswordStart, CreateChannel, DeleteAccount, Enqueue, EnqueueGroup,
+    Enqueued, Fetch, FetchKeyPackage, FetchWait, GroupEnqueued, Health, KeyPackage, LoginStarted,
+    Logout, OpaqueLoginFinish, OpaqueLoginStart, OpaqueRegisterFinish, OpaqueRegisterStart,
+    RegisterGroup, Request, ResolveUser, ServerInfo, Session, UnexpectedResponse,
+    UploadKeyPackages,
 };
 
 /// The default MLS ciphersuite's code point on the wire (the hybrid
@@ -99,6 +101,17 @@ impl Limits {
     }
 }
 
+/// Where a blob's upload stands (every blob request but download answers it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlobState {
+    /// Declared ciphertext bytes.
+    pub size: u64,
+    /// Bytes stored: where an upload resumes.
+    pub stored: u64,
+    /// Complete and downloadable.
+    pub finished: bool,
+}
+
 /// A message handed out by `fetch`/`fetchWait`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
@@ -137,6 +150,11 @@ impl Request {
             | Request::ChangePasswordStart { auth, .. }
             | Request::ChangePasswordFinish { auth, .. }
             | Request::DeleteAccount { auth, .. }
+            | Request::BlobCreate { auth, .. }
+            | Request::BlobUpload { auth, .. }
+            | Request::BlobStatus { auth, .. }
+            | Request::BlobFinish { auth, .. }
+            | Request::BlobDownload { auth, .. }
             | Request::Authenticate { auth } => Some(auth),
             _ => None,
         }
@@ -202,6 +220,13 @@ pub enum Response {
     },
     ChangePasswordFinish,
     DeleteAccount,
+    BlobCreate(BlobState),
+    BlobUpload(BlobState),
+    BlobStatus(BlobState),
+    BlobFinish(BlobState),
+    BlobDownload {
+        data: Vec<u8>,
+    },
 }
 
 impl From<WireError> for Response {
@@ -515,6 +540,57 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, WireError> {
                 finalization: opaque_msg(r.get_finalization()?, "finalization")?,
             }
         }
+        W::BlobCreate(r) => {
+            let r = r?;
+            Request::BlobCreate {
+                auth: auth(r.get_auth())?,
+                blob: BlobId::from_slice(r.get_blob_id()?)?,
+                group: group_id(r.get_group()?)?,
+                size: r.get_size(),
+            }
+        }
+        W::BlobUpload(r) => {
+            let r = r?;
+            let data = r.get_data()?;
+            if data.is_empty() || data.len() > MAX_BLOB_CHUNK_BYTES {
+                return Err(WireError::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "blobUpload carries 1 to {MAX_BLOB_CHUNK_BYTES} bytes, not {}",
+                        data.len()
+                    ),
+                ));
+            }
+            Request::BlobUpload {
+                auth: auth(r.get_auth())?,
+                blob: BlobId::from_slice(r.get_blob_id()?)?,
+                offset: r.get_offset(),
+                data: data.to_vec(),
+            }
+        }
+        W::BlobStatus(r) => {
+            let r = r?;
+            Request::BlobStatus {
+                auth: auth(r.get_auth())?,
+                blob: BlobId::from_slice(r.get_blob_id()?)?,
+            }
+        }
+        W::BlobFinish(r) => {
+            let r = r?;
+            Request::BlobFinish {
+                auth: auth(r.get_auth())?,
+                blob: BlobId::from_slice(r.get_blob_id()?)?,
+            }
+        }
+        W::BlobDownload(r) => {
+            let r = r?;
+            Request::BlobDownload {
+                auth: auth(r.get_auth())?,
+                blob: BlobId::from_slice(r.get_blob_id()?)?,
+                offset: r.get_offset(),
+                length: r.get_length().min(MAX_BLOB_CHUNK_BYTES as u32),
+            }
+        }
     })
 }
 
@@ -705,7 +781,26 @@ pub fn decode_response(bytes: &[u8]) -> Result<Response, WireError> {
         },
         W::ChangePasswordFinish(()) => Response::ChangePasswordFinish,
         W::DeleteAccount(()) => Response::DeleteAccount,
+        W::BlobCreate(r) => Response::BlobCreate(blob_state(r?)),
+        W::BlobUpload(r) => Response::BlobUpload(blob_state(r?)),
+        W::BlobStatus(r) => Response::BlobStatus(blob_state(r?)),
+        W::BlobFinish(r) => Response::BlobFinish(blob_state(r?)),
+        W::BlobDownload(d) => Response::BlobDownload { data: d?.to_vec() },
     })
+}
+
+fn blob_state(r: schema::blob_state::Reader<'_>) -> BlobState {
+    BlobState {
+        size: r.get_size(),
+        stored: r.get_stored(),
+        finished: r.get_finished(),
+    }
+}
+
+fn set_blob_state(mut b: schema::blob_state::Builder<'_>, s: &BlobState) {
+    b.set_size(s.size);
+    b.set_stored(s.stored);
+    b.set_finished(s.finished);
 }
 
 // ---------------------------------------------------------------- encoding
@@ -895,6 +990,52 @@ pub fn encode_request(req: &Request) -> Vec<u8> {
             b.set_login_id(login_id.as_bytes());
             b.set_finalization(finalization);
         }
+        Request::BlobCreate {
+            auth,
+            blob,
+            group,
+            size,
+        } => {
+            let mut b = root.init_blob_create();
+            set_auth(b.reborrow().init_auth(), auth);
+            b.set_blob_id(blob.as_bytes());
+            b.set_group(group);
+            b.set_size(*size);
+        }
+        Request::BlobUpload {
+            auth,
+            blob,
+            offset,
+            data,
+        } => {
+            let mut b = root.init_blob_upload();
+            set_auth(b.reborrow().init_auth(), auth);
+            b.set_blob_id(blob.as_bytes());
+            b.set_offset(*offset);
+            b.set_data(data);
+        }
+        Request::BlobStatus { auth, blob } => {
+            let mut b = root.init_blob_status();
+            set_auth(b.reborrow().init_auth(), auth);
+            b.set_blob_id(blob.as_bytes());
+        }
+        Request::BlobFinish { auth, blob } => {
+            let mut b = root.init_blob_finish();
+            set_auth(b.reborrow().init_auth(), auth);
+            b.set_blob_id(blob.as_bytes());
+        }
+        Request::BlobDownload {
+            auth,
+            blob,
+            offset,
+            length,
+        } => {
+            let mut b = root.init_blob_download();
+            set_auth(b.reborrow().init_auth(), auth);
+            b.set_blob_id(blob.as_bytes());
+            b.set_offset(*offset);
+            b.set_length(*length);
+        }
     }
     serialize::write_message_to_words(&msg)
 }
@@ -1011,6 +1152,11 @@ pub fn encode_response(resp: &Response) -> Vec<u8> {
         Response::ChangePasswordStart { response } => root.set_change_password_start(response),
         Response::ChangePasswordFinish => root.set_change_password_finish(()),
         Response::DeleteAccount => root.set_delete_account(()),
+        Response::BlobCreate(s) => set_blob_state(root.init_blob_create(), s),
+        Response::BlobUpload(s) => set_blob_state(root.init_blob_upload(), s),
+        Response::BlobStatus(s) => set_blob_state(root.init_blob_status(), s),
+        Response::BlobFinish(s) => set_blob_state(root.init_blob_finish(), s),
+        Response::BlobDownload { data } => root.set_blob_download(data),
     }
     serialize::write_message_to_words(&msg)
 }
@@ -1142,6 +1288,32 @@ mod tests {
                 login_id: LoginId([6; 16]),
                 finalization: vec![7; 64],
             },
+            Request::BlobCreate {
+                auth: token(),
+                blob: BlobId([1; 16]),
+                group: b"g".to_vec(),
+                size: 1 << 30,
+            },
+            Request::BlobUpload {
+                auth: token(),
+                blob: BlobId([1; 16]),
+                offset: 65552,
+                data: vec![8; 100],
+            },
+            Request::BlobStatus {
+                auth: token(),
+                blob: BlobId([1; 16]),
+            },
+            Request::BlobFinish {
+                auth: token(),
+                blob: BlobId([1; 16]),
+            },
+            Request::BlobDownload {
+                auth: token(),
+                blob: BlobId([1; 16]),
+                offset: 3,
+                length: 4096,
+            },
         ]
     }
 
@@ -1243,7 +1415,56 @@ mod tests {
             },
             Response::ChangePasswordFinish,
             Response::DeleteAccount,
+            Response::BlobCreate(BlobState::default()),
+            Response::BlobUpload(BlobState {
+                size: 10,
+                stored: 5,
+                finished: false,
+            }),
+            Response::BlobStatus(BlobState {
+                size: 10,
+                stored: 10,
+                finished: true,
+            }),
+            Response::BlobFinish(BlobState {
+                size: 0,
+                stored: 0,
+                finished: true,
+            }),
+            Response::BlobDownload {
+                data: vec![1, 2, 3],
+            },
         ]
+    }
+
+    #[test]
+    fn blob_chunks_are_bounded() {
+        let upload = |n: usize| Request::BlobUpload {
+            auth: token(),
+            blob: BlobId([1; 16]),
+            offset: 0,
+            data: vec![0; n],
+        };
+        for n in [0, MAX_BLOB_CHUNK_BYTES + 1] {
+            let e = decode_request(&encode_request(&upload(n))).unwrap_err();
+            assert_eq!(e.code, ErrorCode::TooLarge, "{n} bytes");
+        }
+        assert!(decode_request(&encode_request(&upload(MAX_BLOB_CHUNK_BYTES))).is_ok());
+        let download = Request::BlobDownload {
+            auth: token(),
+            blob: BlobId([1; 16]),
+            offset: 0,
+            length: u32::MAX,
+        };
+        let Request::BlobDownload { length, .. } =
+            decode_request(&encode_request(&download)).unwrap()
+        else {
+            panic!("a download")
+        };
+        assert_eq!(
+            length as usize, MAX_BLOB_CHUNK_BYTES,
+            "a download is cut to a chunk"
+        );
     }
 
     #[test]
@@ -1271,7 +1492,7 @@ mod tests {
         // `Error` reads as `health`). Either way nothing half-read comes out:
         // an error, or a request that re-encodes to itself.
         // The response's tag must be past the request union's last member.
-        let past = Response::DeleteAccount;
+        let past = Response::BlobDownload { data: vec![1] };
         let e = decode_request(&encode_response(&past)).unwrap_err();
         assert_eq!(e.code, ErrorCode::Malformed);
         assert!(e.message.contains("unknown request kind"), "{e}");

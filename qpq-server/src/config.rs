@@ -118,6 +118,8 @@ struct FileQuotas {
     sender_share_mib: Option<u64>,
     mail_ttl_days: Option<u64>,
     key_packages_per_requester_per_hour: Option<u32>,
+    blob_max_mib: Option<u64>,
+    blob_quota_mib: Option<u64>,
 }
 
 /// `[network]`: what strangers and connections may hold (all optional).
@@ -243,6 +245,8 @@ pub struct Quotas {
     /// One-time key packages of one user handed to one requester per hour;
     /// past it the requester gets the user's last-resort package.
     pub key_packages_per_requester_per_hour: u32,
+    /// Attachments (issue 18): the largest blob and one user's storage.
+    pub blobs: crate::blobs::BlobLimits,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -255,6 +259,7 @@ impl Default for Quotas {
             sender_share_bytes: 32 * MIB,
             mail_ttl: Duration::from_secs(30 * DAY_SECS),
             key_packages_per_requester_per_hour: 10,
+            blobs: crate::blobs::BlobLimits::default(),
         }
     }
 }
@@ -334,7 +339,26 @@ impl Quotas {
                 "must be between 1 and 1000",
             ));
         }
+        let blob_max_mib = file
+            .blob_max_mib
+            .unwrap_or(crate::blobs::DEFAULT_MAX_FILE_BYTES / MIB);
+        if !(1..=64 * 1024).contains(&blob_max_mib) {
+            return Err(invalid(
+                "quotas.blob_max_mib",
+                src(),
+                "must be between 1 and 65536",
+            ));
+        }
+        let blob_quota_mib = file.blob_quota_mib.unwrap_or(d.blobs.quota_bytes / MIB);
+        if !(blob_max_mib..=1024 * 1024).contains(&blob_quota_mib) {
+            return Err(invalid(
+                "quotas.blob_quota_mib",
+                src(),
+                "must be at least quotas.blob_max_mib (one largest file) and at most 1048576",
+            ));
+        }
         Ok(Quotas {
+            blobs: crate::blobs::BlobLimits::for_files(blob_max_mib * MIB, blob_quota_mib * MIB),
             mailbox_bytes: mailbox_mib * MIB,
             sender_share_bytes: share_mib * MIB,
             mail_ttl: Duration::from_secs(ttl_days * DAY_SECS),
@@ -702,6 +726,26 @@ mod tests {
             ),
             (64 * MIB, 16 * MIB, Duration::from_secs(7 * DAY_SECS), 3)
         );
+    }
+
+    #[test]
+    fn blob_limits_are_file_sizes_with_room_for_chunk_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let path = dir.path().join("qpq-server.toml");
+        std::fs::write(&path, "[quotas]\nblob_max_mib = 10\nblob_quota_mib = 50\n").unwrap();
+        let b = Config::load(cli(&["--data-dir", d])).unwrap().quotas.blobs;
+        assert_eq!(b.quota_bytes, 50 * MIB);
+        // A 10 MiB file in the smallest chunks (the most tags) still fits.
+        assert_eq!(
+            b.max_blob_bytes,
+            quicproquo_protocol::blob::ciphertext_len(10 * MIB, 1024).unwrap()
+        );
+        std::fs::write(&path, "[quotas]\nblob_max_mib = 10\nblob_quota_mib = 5\n").unwrap();
+        let e = Config::load(cli(&["--data-dir", d]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("quotas.blob_quota_mib"), "{e}");
     }
 
     #[test]

@@ -402,34 +402,12 @@ impl Groups {
             ));
         }
 
-        let slot = self
-            .cache
-            .get_or_insert_with(&group.to_vec(), || {
-                Ok::<_, std::convert::Infallible>(Entry {
-                    members: 1,
-                    slot: Arc::new(Mutex::new(None)),
-                })
+        let (slot, mut guard) = self
+            .load(store, group, now, |l| {
+                epoch > l.epoch() || !l.is_member(&sender)
             })
-            .unwrap_or_else(|never| match never {})
-            .slot;
-        let mut guard = slot.clone().lock_owned().await;
-        let behind = |l: &Loaded| {
-            (epoch > l.epoch() || !l.is_member(&sender))
-                && l.reloaded_at
-                    .is_none_or(|t| now.saturating_duration_since(t) >= RELOAD_INTERVAL)
-        };
-        let reload = guard.as_ref().is_some_and(behind);
-        if guard.is_none() || reload {
-            let stored = store
-                .group(group.to_vec())
-                .await
-                .map_err(internal)?
-                .ok_or_else(|| WireError::bare(ErrorCode::UnknownGroup))?;
-            let loaded = Loaded::from_stored(stored, reload.then_some(now))?;
-            self.remember(group, &slot, &loaded);
-            *guard = Some(loaded);
-        }
-        let loaded = guard.as_ref().expect("loaded above");
+            .await?;
+        let loaded = guard.as_ref().expect("loaded by load");
         if !loaded.is_member(&sender) {
             return Err(WireError::bare(ErrorCode::NotGroupMember));
         }
@@ -502,6 +480,66 @@ impl Groups {
             guard: Some(guard),
             stored: false,
         })
+    }
+
+    /// The group's cache slot, locked and loaded: read from the store when
+    /// absent, or again when the cached copy looks `behind` (at most once per
+    /// `RELOAD_INTERVAL`; see [`Groups::check`]). E040 for an unknown group.
+    async fn load<S: Store>(
+        &self,
+        store: &S,
+        group: &[u8],
+        now: Instant,
+        behind: impl Fn(&Loaded) -> bool,
+    ) -> Result<
+        (
+            Arc<Mutex<Option<Loaded>>>,
+            tokio::sync::OwnedMutexGuard<Option<Loaded>>,
+        ),
+        WireError,
+    > {
+        let slot = self
+            .cache
+            .get_or_insert_with(&group.to_vec(), || {
+                Ok::<_, std::convert::Infallible>(Entry {
+                    members: 1,
+                    slot: Arc::new(Mutex::new(None)),
+                })
+            })
+            .unwrap_or_else(|never| match never {})
+            .slot;
+        let mut guard = slot.clone().lock_owned().await;
+        let reload = guard.as_ref().is_some_and(|l| {
+            behind(l)
+                && l.reloaded_at
+                    .is_none_or(|t| now.saturating_duration_since(t) >= RELOAD_INTERVAL)
+        });
+        if guard.is_none() || reload {
+            let stored = store
+                .group(group.to_vec())
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| WireError::bare(ErrorCode::UnknownGroup))?;
+            let loaded = Loaded::from_stored(stored, reload.then_some(now))?;
+            self.remember(group, &slot, &loaded);
+            *guard = Some(loaded);
+        }
+        Ok((slot, guard))
+    }
+
+    /// Whether `key` is a member of `group` in the server's validated state
+    /// (attachments are authorized like mail: issue 18). A key the cached
+    /// copy does not list has the group read again, as in `check`, so a
+    /// member just added through another node is not refused for long.
+    pub async fn is_member<S: Store>(
+        &self,
+        store: &S,
+        group: &[u8],
+        key: &IdentityKey,
+        now: Instant,
+    ) -> Result<bool, WireError> {
+        let (_, guard) = self.load(store, group, now, |l| !l.is_member(key)).await?;
+        Ok(guard.as_ref().is_some_and(|l| l.is_member(key)))
     }
 
     /// Drops the cached copy of a group that the store says is now at

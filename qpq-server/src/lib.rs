@@ -10,6 +10,7 @@ pub mod admin;
 pub mod admission;
 pub mod auth;
 pub mod banner;
+pub mod blobs;
 pub mod cache;
 pub mod config;
 pub mod delivery;

@@ -23,6 +23,8 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, watch};
 
 use crate::auth::{Auth, PasswordProof};
+use crate::blobs::rules::BlobContext;
+use crate::blobs::{AnyBlobStore, BlobExpiry, BlobLimits, BlobStore};
 use crate::config::Config;
 use crate::delivery::{
     Delivery, EnqueueRequest, Enqueued, FetchRequest, GroupEnqueueRequest, GroupEnqueued, Mailboxes,
@@ -82,6 +84,10 @@ pub struct Service<S: Store> {
     /// server can later propose removing a revoked device.
     removal_key: Vec<u8>,
     mail_ttl: Duration,
+    /// Attachments (issue 18): the backend beside the store, and the
+    /// operator's limits.
+    blobs: AnyBlobStore,
+    blob_limits: BlobLimits,
 }
 
 /// Applies the store's change announcements (this node's and, with a
@@ -137,6 +143,8 @@ impl<S: Store> Service<S> {
         let changes = store.changes();
         let auth = Arc::new(Auth::new(&store, config.session_ttl, limits, &config.network).await?);
         let removal_key = removal_key(&store).await?;
+        let blobs = AnyBlobStore::for_store(&store, &config.data_dir)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         let service = Self {
             store,
             auth,
@@ -157,6 +165,8 @@ impl<S: Store> Service<S> {
                 shutdown,
             ),
             mail_ttl: config.quotas.mail_ttl,
+            blobs,
+            blob_limits: config.quotas.blobs,
             groups: Arc::default(),
             removal_key,
         };
@@ -187,7 +197,12 @@ impl<S: Store> Service<S> {
             .store
             .purge_idle_groups(before(crate::groups::GROUP_IDLE_TTL))
             .await?;
-        Ok(rows + groups)
+        let blobs = self
+            .blobs
+            .expire(BlobExpiry::at(now.unix_ms, self.mail_ttl))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(rows + groups + blobs)
     }
 
     pub fn auth(&self) -> &Auth {
@@ -405,8 +420,44 @@ impl<S: Store> Service<S> {
                     finalization: &finalization,
                 };
                 self.auth.delete_account(store, &me, proof, now).await?;
+                // Its files go with it, as its mail does (after the account,
+                // so a failure here leaves only what expiry removes later).
+                if let Err(e) = self.blobs.delete_owned(me.identity_key).await {
+                    tracing::warn!(error = %e, "deleting a deleted account's files");
+                }
                 Response::DeleteAccount
             }
+            Request::BlobCreate {
+                blob, group, size, ..
+            } => Response::BlobCreate(
+                self.blob_context(&me, now)
+                    .create(blob, group, size)
+                    .await?,
+            ),
+            Request::BlobUpload {
+                blob, offset, data, ..
+            } => Response::BlobUpload(
+                self.blob_context(&me, now)
+                    .upload(blob, offset, data)
+                    .await?,
+            ),
+            Request::BlobStatus { blob, .. } => {
+                Response::BlobStatus(self.blob_context(&me, now).status(blob).await?)
+            }
+            Request::BlobFinish { blob, .. } => {
+                Response::BlobFinish(self.blob_context(&me, now).finish(blob).await?)
+            }
+            Request::BlobDownload {
+                blob,
+                offset,
+                length,
+                ..
+            } => Response::BlobDownload {
+                data: self
+                    .blob_context(&me, now)
+                    .download(blob, offset, length)
+                    .await?,
+            },
             Request::Health
             | Request::OpaqueRegisterStart { .. }
             | Request::OpaqueRegisterFinish { .. }
@@ -417,6 +468,23 @@ impl<S: Store> Service<S> {
                 ))
             }
         })
+    }
+}
+
+impl<S: Store> Service<S> {
+    fn blob_context(
+        &self,
+        me: &crate::store::Account,
+        now: Now,
+    ) -> BlobContext<'_, S, AnyBlobStore> {
+        BlobContext {
+            store: &self.store,
+            groups: &self.groups,
+            blobs: &self.blobs,
+            limits: self.blob_limits,
+            me: me.identity_key,
+            now,
+        }
     }
 }
 

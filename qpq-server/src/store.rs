@@ -25,6 +25,7 @@ use std::future::Future;
 use quicproquo_protocol::types::{ChannelId, Epoch, IdempotencyKey, IdentityKey, Username};
 
 pub mod conformance;
+pub mod file_blobs;
 pub mod postgres;
 pub mod sqlite;
 

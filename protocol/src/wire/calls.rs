@@ -12,8 +12,12 @@
 //! Adding a request kind is one table entry (plus its encoding, decoding and
 //! the server's handling).
 
-use super::{Delivery, Envelope, Limits, MemberDelivery, Response, UserRef, IDENTITY_PROOF_LEN};
-use crate::types::{ChannelId, IdempotencyKey, IdentityKey, LoginId, SessionToken, Username};
+use super::{
+    BlobState, Delivery, Envelope, Limits, MemberDelivery, Response, UserRef, IDENTITY_PROOF_LEN,
+};
+use crate::types::{
+    BlobId, ChannelId, IdempotencyKey, IdentityKey, LoginId, SessionToken, Username,
+};
 
 /// A request kind with its typed answer.
 pub trait Call: Into<Request> {
@@ -231,6 +235,40 @@ calls! {
         login_id: LoginId,
         finalization: Vec<u8>,
     } -> () { Response::DeleteAccount => () }
+    /// Starts an upload of an encrypted file to a group the caller is a
+    /// member of (or answers the same upload's state again).
+    BlobCreate = "blobCreate" {
+        auth: SessionToken,
+        blob: BlobId,
+        group: Vec<u8>,
+        /// Ciphertext bytes.
+        size: u64,
+    } -> BlobState { Response::BlobCreate(state) => state }
+    /// Adds bytes of the caller's upload at `offset` (at most the stored length).
+    BlobUpload = "blobUpload" {
+        auth: SessionToken,
+        blob: BlobId,
+        offset: u64,
+        data: Vec<u8>,
+    } -> BlobState { Response::BlobUpload(state) => state }
+    /// How much of a blob is stored (the resume point), for a member.
+    BlobStatus = "blobStatus" {
+        auth: SessionToken,
+        blob: BlobId,
+    } -> BlobState { Response::BlobStatus(state) => state }
+    /// Seals the caller's complete upload: members may download it.
+    BlobFinish = "blobFinish" {
+        auth: SessionToken,
+        blob: BlobId,
+    } -> BlobState { Response::BlobFinish(state) => state }
+    /// Up to `length` bytes (at most `MAX_BLOB_CHUNK_BYTES`) of a finished
+    /// blob from `offset`, for a member of its group.
+    BlobDownload = "blobDownload" {
+        auth: SessionToken,
+        blob: BlobId,
+        offset: u64,
+        length: u32,
+    } -> Vec<u8> { Response::BlobDownload { data } => data }
 }
 
 /// What `health` answers.

@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 
 mod account_changes;
 mod admin;
+pub mod blobs;
 mod changes;
 
 use super::{

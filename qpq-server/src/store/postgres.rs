@@ -18,6 +18,7 @@
 //! The URL and TLS are `options`', the schema and migrations `schema`'s,
 //! the SQL `queries`'.
 
+mod blobs;
 mod listen;
 pub mod options;
 mod queries;
@@ -30,6 +31,7 @@ use quicproquo_protocol::types::{ChannelId, IdentityKey, Username};
 use tokio::sync::broadcast;
 use tokio_postgres::error::SqlState;
 
+pub use self::blobs::PgBlobStore;
 pub use self::options::PgOptions;
 use super::{
     Account, AccountSummary, Change, EnqueueOutcome, GroupEnqueueOutcome, GroupMail, Mail,

@@ -14,7 +14,7 @@ use quicproquo_testkit::wire;
 
 use crate::harness::{code, TestServer};
 
-fn refused<T: std::fmt::Debug>(
+pub(crate) fn refused<T: std::fmt::Debug>(
     r: Result<T, quicproquo_protocol::client::ClientError>,
 ) -> ErrorCode {
     match r {
@@ -39,7 +39,9 @@ fn public_framing(group: &[u8], epoch: u64, content_type: u8, body: &[u8]) -> Ve
 
 /// Alice's group with Bob in it, through the server: registered, Bob added
 /// by a checked commit, Bob joined from the Welcome the server delivered.
-async fn team(srv: &TestServer) -> (quicproquo_protocol::client::Client, Member, Member) {
+pub(crate) async fn team(
+    srv: &TestServer,
+) -> (quicproquo_protocol::client::Client, Member, Member) {
     let client = srv.client().await;
     let mut alice = Member::register(&client, "alice").await;
     let mut bob = Member::register(&client, "bob").await;

@@ -8,6 +8,7 @@ mod accounts;
 mod admin;
 mod admission;
 mod binary;
+mod blobs;
 mod delivery;
 mod groups;
 mod harness;

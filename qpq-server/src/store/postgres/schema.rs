@@ -24,7 +24,7 @@ use crate::store::StoreError;
 const MIGRATION_LOCK: i64 = 0x7170_715f_7363_6865; // "qpq_sche"
 
 /// Every step, oldest first; the version is how many have run.
-pub(super) const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2_DISABLED];
+pub(super) const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2_DISABLED, super::blobs::SCHEMA];
 
 /// The schema of SQLite's version 4 (issue 15's bounds), in one step.
 const SCHEMA_V1: &str = "

@@ -1,0 +1,514 @@
+//! [`FileBlobStore`]: the [`BlobStore`] of SQLite deployments — each blob a
+//! file in `<data dir>/blobs/`, their metadata in a small SQLite database
+//! beside them (`blobs/blobs.sqlite3`, its own file so that bulk uploads
+//! never queue behind the main store's group-commit writer).
+//!
+//! An upload is `<id>.part`: each append writes at the resume point and
+//! `fsync`s the file *before* the metadata's resume point moves, so after a
+//! crash the recorded point is never past the bytes on disk (bytes past it,
+//! from an append whose metadata did not commit, are overwritten by the
+//! resumed upload). `finish` renames it to `<id>` and `fsync`s the
+//! directory; a crash between the rename and the metadata is repaired by
+//! the retried `finish`. Metadata and file operations of one call run on a
+//! blocking thread; the metadata connection is held only for its queries,
+//! never across a file write, so uploads to different blobs go on in
+//! parallel.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use quicproquo_protocol::types::IdentityKey;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::blobs::{
+    check_create, owned_by, plan_append, plan_finish, plan_read, BlobExpiry, BlobId, BlobInfo,
+    BlobStore, BlobStoreError, BlobUsage, NewBlob,
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS blobs (
+    id             BLOB PRIMARY KEY,
+    owner          BLOB NOT NULL,
+    group_id       BLOB NOT NULL,
+    size           INTEGER NOT NULL,
+    stored         INTEGER NOT NULL DEFAULT 0,
+    created_at_ms  INTEGER NOT NULL,
+    finished_at_ms INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS blobs_by_owner ON blobs (owner);
+";
+
+/// The file-backed [`BlobStore`]. Cheap to clone.
+#[derive(Clone)]
+pub struct FileBlobStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    db: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for FileBlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileBlobStore")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> BlobStoreError {
+    BlobStoreError::Backend(e.to_string())
+}
+
+/// SQLite integers are signed; sizes and times are far below `i64::MAX`.
+fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn info_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BlobInfo> {
+    let id: Vec<u8> = r.get(0)?;
+    let owner: Vec<u8> = r.get(1)?;
+    let bad = |i, what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Blob,
+            format!("stored {what} has the wrong length").into(),
+        )
+    };
+    Ok(BlobInfo {
+        id: BlobId::from_slice(&id).map_err(|_| bad(0, "blob id"))?,
+        owner: IdentityKey::from_slice(&owner).map_err(|_| bad(1, "owner"))?,
+        group_id: r.get(2)?,
+        size: r.get::<_, i64>(3)? as u64,
+        stored: r.get::<_, i64>(4)? as u64,
+        created_at_ms: r.get::<_, i64>(5)? as u64,
+        finished_at_ms: r.get::<_, Option<i64>>(6)?.map(|t| t as u64),
+    })
+}
+
+const SELECT: &str =
+    "SELECT id, owner, group_id, size, stored, created_at_ms, finished_at_ms FROM blobs";
+
+fn info(db: &Connection, id: &BlobId) -> Result<Option<BlobInfo>, BlobStoreError> {
+    db.prepare_cached(&format!("{SELECT} WHERE id = ?1"))
+        .and_then(|mut s| s.query_row([&id.0[..]], info_row).optional())
+        .map_err(backend)
+}
+
+fn owned(db: &Connection, id: &BlobId, owner: &IdentityKey) -> Result<BlobInfo, BlobStoreError> {
+    owned_by(info(db, id)?, owner)
+}
+
+fn remove_if_present(path: &Path) -> Result<(), BlobStoreError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(backend(e)),
+        _ => Ok(()),
+    }
+}
+
+impl Inner {
+    fn part(&self, id: &BlobId) -> PathBuf {
+        self.dir.join(format!("{id}.part"))
+    }
+
+    fn done(&self, id: &BlobId) -> PathBuf {
+        self.dir.join(id.to_string())
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves no half-done state behind
+        // (every write is one statement or transaction): keep going.
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn create(&self, new: NewBlob) -> Result<BlobInfo, BlobStoreError> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(backend)?;
+        if let Some(existing) = info(&tx, &new.id)? {
+            return new.retry_of(existing);
+        }
+        let used: i64 = tx
+            .query_row(
+                "SELECT coalesce(sum(size), 0) FROM blobs WHERE owner = ?1",
+                [&new.owner.0[..]],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        check_create(&new, used as u64)?;
+        tx.execute(
+            "INSERT INTO blobs (id, owner, group_id, size, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![&new.id.0[..], &new.owner.0[..], new.group_id, int(new.size), int(new.now_ms)],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(new.into_info())
+    }
+
+    fn append(
+        &self,
+        id: BlobId,
+        owner: IdentityKey,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<u64, BlobStoreError> {
+        let before = owned(&self.db(), &id, &owner)?;
+        let Some(skip) = plan_append(&before, offset, data.len())? else {
+            return Ok(before.stored);
+        };
+        let path = self.part(&id);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(backend)?;
+        file.seek(SeekFrom::Start(before.stored))
+            .and_then(|_| file.write_all(&data[skip..]))
+            .and_then(|()| file.sync_data())
+            .map_err(backend)?;
+        let after = before.stored + (data.len() - skip) as u64;
+        let db = self.db();
+        let moved = db
+            .execute(
+                "UPDATE blobs SET stored = ?1 WHERE id = ?2 AND stored = ?3 AND finished_at_ms IS NULL",
+                params![int(after), &id.0[..], int(before.stored)],
+            )
+            .map_err(backend)?;
+        if moved == 1 {
+            return Ok(after);
+        }
+        // Another call got there first: the same append retried (fine), or
+        // the blob was deleted or expired meanwhile (drop the file we wrote).
+        match info(&db, &id)? {
+            Some(now) if now.stored >= after => Ok(now.stored),
+            Some(now) => Err(BlobStoreError::Gap {
+                offset,
+                stored: now.stored,
+            }),
+            None => {
+                drop(db);
+                remove_if_present(&path)?;
+                Err(BlobStoreError::NotFound)
+            }
+        }
+    }
+
+    fn finish(
+        &self,
+        id: BlobId,
+        owner: IdentityKey,
+        now_ms: u64,
+    ) -> Result<BlobInfo, BlobStoreError> {
+        let db = self.db();
+        let mut blob = owned(&db, &id, &owner)?;
+        if !plan_finish(&blob)? {
+            return Ok(blob);
+        }
+        let (part, done) = (self.part(&id), self.done(&id));
+        match std::fs::rename(&part, &done) {
+            Ok(()) => {}
+            // Renamed before a crash, or an empty blob that never had a file.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !done.exists() {
+                    File::create(&done).map_err(backend)?;
+                }
+            }
+            Err(e) => return Err(backend(e)),
+        }
+        // The file's bytes must be the part's, and stay if the data's cut past
+        // a resumed upload's end (bytes of an append whose metadata was lost).
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&done)
+            .map_err(backend)?;
+        file.set_len(blob.size)
+            .and_then(|()| file.sync_all())
+            .and_then(|()| File::open(&self.dir)?.sync_all())
+            .map_err(backend)?;
+        db.execute(
+            "UPDATE blobs SET finished_at_ms = ?1 WHERE id = ?2",
+            params![int(now_ms), &id.0[..]],
+        )
+        .map_err(backend)?;
+        blob.finished_at_ms = Some(now_ms);
+        Ok(blob)
+    }
+
+    fn read(&self, id: BlobId, offset: u64, len: u32) -> Result<Vec<u8>, BlobStoreError> {
+        let blob = info(&self.db(), &id)?.ok_or(BlobStoreError::NotFound)?;
+        let (start, len) = plan_read(&blob, offset, len)?;
+        let mut out = vec![0u8; len];
+        let mut file = File::open(self.done(&id)).map_err(backend)?;
+        file.seek(SeekFrom::Start(start))
+            .and_then(|_| file.read_exact(&mut out))
+            .map_err(backend)?;
+        Ok(out)
+    }
+
+    fn delete_rows(&self, db: &Connection, ids: &[BlobId]) -> Result<(), BlobStoreError> {
+        for id in ids {
+            db.execute("DELETE FROM blobs WHERE id = ?1", [&id.0[..]])
+                .map_err(backend)?;
+            remove_if_present(&self.part(id))?;
+            remove_if_present(&self.done(id))?;
+        }
+        Ok(())
+    }
+
+    fn delete(&self, id: BlobId) -> Result<bool, BlobStoreError> {
+        let db = self.db();
+        let existed = info(&db, &id)?.is_some();
+        self.delete_rows(&db, &[id])?;
+        Ok(existed)
+    }
+
+    /// Deletes the blobs `sql` selects (their ids) with `params`.
+    fn delete_where(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<u64, BlobStoreError> {
+        let db = self.db();
+        let ids: Vec<BlobId> = db
+            .prepare_cached(sql)
+            .and_then(|mut s| {
+                s.query_map(params, |r| r.get::<_, Vec<u8>>(0))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(backend)?
+            .iter()
+            .filter_map(|id| BlobId::from_slice(id).ok())
+            .collect();
+        self.delete_rows(&db, &ids)?;
+        Ok(ids.len() as u64)
+    }
+
+    fn expire(&self, expiry: BlobExpiry) -> Result<u64, BlobStoreError> {
+        self.delete_where(
+            "SELECT id FROM blobs WHERE (finished_at_ms IS NULL AND created_at_ms < ?1)
+                OR finished_at_ms < ?2",
+            params![
+                int(expiry.unfinished_before_ms),
+                int(expiry.finished_before_ms)
+            ],
+        )
+    }
+
+    /// Removes blob files whose blob is gone (a crash between deleting a
+    /// row and its file); run at open, before any upload can race it.
+    fn remove_orphans(&self) -> Result<u64, BlobStoreError> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.dir).map_err(backend)? {
+            let path = entry.map_err(backend)?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let hex = name.strip_suffix(".part").unwrap_or(name);
+            let mut id = [0u8; BlobId::LEN];
+            if hex::decode_to_slice(hex, &mut id).is_err() {
+                continue; // not a blob file (the database, its WAL)
+            }
+            if info(&self.db(), &BlobId(id))?.is_none() {
+                remove_if_present(&path)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn usage(&self, owner: IdentityKey) -> Result<BlobUsage, BlobStoreError> {
+        self.db()
+            .query_row(
+                "SELECT count(*), coalesce(sum(size), 0) FROM blobs WHERE owner = ?1",
+                [&owner.0[..]],
+                |r| {
+                    Ok(BlobUsage {
+                        blobs: r.get::<_, i64>(0)? as u64,
+                        bytes: r.get::<_, i64>(1)? as u64,
+                    })
+                },
+            )
+            .map_err(backend)
+    }
+}
+
+impl FileBlobStore {
+    /// Opens (creating it, private to this user) the blob directory `dir`.
+    pub fn open(dir: &Path) -> Result<Self, BlobStoreError> {
+        std::fs::create_dir_all(dir).map_err(backend)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(backend)?;
+        }
+        let db = Connection::open(dir.join("blobs.sqlite3")).map_err(backend)?;
+        db.busy_timeout(std::time::Duration::from_secs(5))
+            .and_then(|()| db.pragma_update(None, "journal_mode", "WAL"))
+            .and_then(|()| db.pragma_update(None, "synchronous", "NORMAL"))
+            .and_then(|()| db.execute_batch(SCHEMA))
+            .map_err(backend)?;
+        let inner = Inner {
+            dir: dir.to_owned(),
+            db: Mutex::new(db),
+        };
+        let orphans = inner.remove_orphans()?;
+        if orphans > 0 {
+            tracing::info!(orphans, "removed blob files that no blob names");
+        }
+        Ok(FileBlobStore {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Runs `work` on a blocking thread: file and SQLite calls block.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner) -> Result<T, BlobStoreError> + Send + 'static,
+    ) -> Result<T, BlobStoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(|e| backend(format!("blob task failed: {e}")))?
+    }
+}
+
+impl BlobStore for FileBlobStore {
+    async fn create(&self, new: NewBlob) -> Result<BlobInfo, BlobStoreError> {
+        self.run(move |s| s.create(new)).await
+    }
+
+    async fn append(
+        &self,
+        id: BlobId,
+        owner: IdentityKey,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<u64, BlobStoreError> {
+        self.run(move |s| s.append(id, owner, offset, &data)).await
+    }
+
+    async fn info(&self, id: BlobId) -> Result<Option<BlobInfo>, BlobStoreError> {
+        self.run(move |s| info(&s.db(), &id)).await
+    }
+
+    async fn finish(
+        &self,
+        id: BlobId,
+        owner: IdentityKey,
+        now_ms: u64,
+    ) -> Result<BlobInfo, BlobStoreError> {
+        self.run(move |s| s.finish(id, owner, now_ms)).await
+    }
+
+    async fn read(&self, id: BlobId, offset: u64, len: u32) -> Result<Vec<u8>, BlobStoreError> {
+        self.run(move |s| s.read(id, offset, len)).await
+    }
+
+    async fn delete(&self, id: BlobId) -> Result<bool, BlobStoreError> {
+        self.run(move |s| s.delete(id)).await
+    }
+
+    async fn expire(&self, expiry: BlobExpiry) -> Result<u64, BlobStoreError> {
+        self.run(move |s| s.expire(expiry)).await
+    }
+
+    async fn usage(&self, owner: IdentityKey) -> Result<BlobUsage, BlobStoreError> {
+        self.run(move |s| s.usage(owner)).await
+    }
+
+    async fn delete_owned(&self, owner: IdentityKey) -> Result<u64, BlobStoreError> {
+        self.run(move |s| s.delete_where("SELECT id FROM blobs WHERE owner = ?1", [&owner.0[..]]))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::blobs;
+
+    #[tokio::test]
+    async fn conformance() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut n = 0;
+        blobs::run_all(|| {
+            n += 1;
+            let path = dir.path().join(n.to_string());
+            async move { FileBlobStore::open(&path).expect("open") }
+        })
+        .await;
+    }
+
+    /// The backend comparison of BENCHMARKS.md (100 MiB in 1 MiB appends);
+    /// `cargo test -p quicproquo-server --lib file_blobs -- --ignored --nocapture`.
+    #[tokio::test]
+    #[ignore = "a measurement"]
+    async fn throughput() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = FileBlobStore::open(dir.path()).expect("open");
+        let total = 100 << 20;
+        let times = blobs::time_upload_and_read(&store, total, 1 << 20).await;
+        blobs::report("files (fsync per append)", total, times);
+    }
+
+    #[tokio::test]
+    async fn blobs_survive_reopening_and_finished_files_are_named_by_id() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = FileBlobStore::open(dir.path()).expect("open");
+        let id = blobs::upload(&store, 1, b"sealed bytes").await;
+        drop(store);
+        let store = FileBlobStore::open(dir.path()).expect("reopen");
+        assert_eq!(store.read(id, 0, 100).await.unwrap(), b"sealed bytes");
+        assert!(dir.path().join(id.to_string()).exists());
+        assert!(!dir.path().join(format!("{id}.part")).exists());
+        assert!(store.delete(id).await.unwrap());
+        assert!(!dir.path().join(id.to_string()).exists());
+    }
+
+    #[tokio::test]
+    async fn files_no_blob_names_are_removed_at_open() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = FileBlobStore::open(dir.path()).expect("open");
+        let kept = blobs::upload(&store, 1, b"kept").await;
+        drop(store);
+        let orphan = dir.path().join(BlobId([3; 16]).to_string());
+        let orphan_part = dir.path().join(format!("{}.part", BlobId([4; 16])));
+        std::fs::write(&orphan, b"x").expect("write");
+        std::fs::write(&orphan_part, b"x").expect("write");
+        let store = FileBlobStore::open(dir.path()).expect("reopen");
+        assert!(!orphan.exists() && !orphan_part.exists());
+        assert_eq!(store.read(kept, 0, 10).await.expect("read"), b"kept");
+        assert!(dir.path().join("blobs.sqlite3").exists());
+    }
+
+    #[tokio::test]
+    async fn bytes_past_the_resume_point_from_a_lost_append_are_overwritten() {
+        // An append whose data reached the file but whose metadata did not
+        // commit (a crash between the two): the resumed upload writes over it.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = FileBlobStore::open(dir.path()).expect("open");
+        let id = BlobId([7; 16]);
+        store.create(blobs::new_blob(id, 1, 6)).await.unwrap();
+        assert_eq!(
+            store
+                .append(id, blobs::owner(1), 0, b"abc".to_vec())
+                .await
+                .unwrap(),
+            3
+        );
+        std::fs::write(dir.path().join(format!("{id}.part")), b"abcXXXXXXX").unwrap();
+        assert_eq!(
+            store
+                .append(id, blobs::owner(1), 3, b"def".to_vec())
+                .await
+                .unwrap(),
+            6
+        );
+        store.finish(id, blobs::owner(1), 5).await.unwrap();
+        assert_eq!(store.read(id, 0, 100).await.unwrap(), b"abcdef");
+    }
+}
