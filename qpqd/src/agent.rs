@@ -366,7 +366,9 @@ fn stored_message(
     c: &Core,
     mut m: quicproquo_protocol::ipc::notifications::NewMessage,
 ) -> rusqlite::Result<Option<Event>> {
-    let Some(stored) = db::messages::by_id(c.db(), db::Id(m.message.id.0))? else {
+    let Some(stored) = db::messages::by_id(c.db(), db::Id(m.message.id.0))?
+        .filter(|s| s.extra.deleted != db::messages::Deleted::ForMe)
+    else {
         return Ok(None);
     };
     m.message = history::stored_message(c.db(), &stored)?;
@@ -393,6 +395,12 @@ pub(crate) fn emit(
     // history (see `stored_message`), so no text outlives the history.
     if let Some(text) = raw.params.pointer_mut("/message/text") {
         *text = serde_json::Value::String(String::new());
+    }
+    // Nor an edit's: a replayed `edit` reads as text "" (`history` has it).
+    if raw.method == "edit" {
+        if let Some(text) = raw.params.pointer_mut("/text") {
+            *text = serde_json::Value::String(String::new());
+        }
     }
     if seq % 256 == 0 {
         notifications::prune(c.db(), seq.saturating_sub(NOTIFICATIONS_KEPT))?;

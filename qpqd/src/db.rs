@@ -3,6 +3,7 @@
 //! the connection and the transactions.
 
 pub mod account;
+pub mod actions;
 pub mod conversations;
 pub mod invitations;
 pub mod messages;

@@ -239,6 +239,47 @@ CREATE TABLE conversation_settings (
 ) WITHOUT ROWID;
 "#;
 
+/// Issue 17, actions on messages (`db::actions`): reactions in the order
+/// they were given, the earlier versions of edited messages (a message's
+/// `edited` holds the time of its newest edit, 0 when never edited), both
+/// gone with their message; actions naming a message not here yet, kept
+/// until it arrives (bounded); and the ids of actions already applied, so a
+/// redelivered one is applied once.
+const SCHEMA_V16: &str = r#"
+CREATE TABLE reactions (
+    rowid INTEGER PRIMARY KEY,
+    message BLOB NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    reactor TEXT NOT NULL,
+    emoji TEXT NOT NULL,
+    UNIQUE (message, reactor, emoji)
+);
+CREATE TABLE message_edits (
+    rowid INTEGER PRIMARY KEY,
+    message BLOB NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    text TEXT NOT NULL,
+    timestamp_ms INTEGER NOT NULL
+);
+CREATE INDEX message_edits_by_message ON message_edits (message, rowid);
+CREATE TABLE pending_actions (
+    rowid INTEGER PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    conversation BLOB NOT NULL,
+    target BLOB NOT NULL,
+    sender TEXT NOT NULL,
+    action TEXT NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL
+);
+CREATE INDEX pending_actions_by_target ON pending_actions (target);
+CREATE INDEX pending_actions_by_conversation ON pending_actions (conversation, rowid);
+CREATE INDEX pending_actions_by_age ON pending_actions (received_ms);
+CREATE TABLE seen_actions (
+    id BLOB PRIMARY KEY,
+    seen_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX seen_actions_by_age ON seen_actions (seen_ms);
+"#;
+
 /// Issue 17 (privacy): read receipts — per conversation and member, the
 /// position (our `messages` rowid) of the newest message that member said
 /// they read; ours (`member = ''`, `db::privacy::ME`) is what our last
@@ -260,7 +301,8 @@ INSERT INTO messages_fts (messages_fts, rank) VALUES ('secure-delete', 1);
 
 const MIGRATIONS: &[&str] = &[
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
-    SCHEMA_V9, SCHEMA_V10, SCHEMA_V11, SCHEMA_V12, SCHEMA_V13, SCHEMA_V14, SCHEMA_V15, SCHEMA_V17,
+    SCHEMA_V9, SCHEMA_V10, SCHEMA_V11, SCHEMA_V12, SCHEMA_V13, SCHEMA_V14, SCHEMA_V15, SCHEMA_V16,
+    SCHEMA_V17,
 ];
 
 /// Opens (creating if needed) the state database with `key`. A wrong key is

@@ -1,15 +1,43 @@
-//! Actions on messages (issue 17): replies, reactions, edits, deletes —
-//! sent from the IPC methods and received from members. Each is bound to
-//! the message it names by (sender, id) (`payload::MessageRef`); only a
-//! message's sender edits or deletes it. An action whose `type` or version
-//! this build does not know is shown as "(unsupported message: …)".
+//! Actions on messages (issue 17): replies, reactions, edits, deletes and
+//! mentions — done from the IPC methods and received from members.
+//!
+//! A message is named by its id, which its sender chose and every member
+//! stores (a script names it by that id and its own name for the
+//! conversation). An action binds to (sender, id) (`payload::MessageRef`):
+//! the receiver applies it only to the message it holds with that id *in
+//! the same conversation* and *from that sender*, and an edit or a delete
+//! only when the member who sent it (MLS-authenticated) is that sender. A
+//! forged one — a member editing or deleting someone else's message, or
+//! naming the wrong sender — changes nothing and is said in the
+//! conversation (a notice: a message with no sender), so nobody takes it
+//! for the real thing.
+//!
+//! An action naming a message not here yet (delivery order differs between
+//! senders) waits in `pending_actions` and is applied when the message
+//! arrives (`arrived`); each action is applied once (`seen_actions`), so
+//! at-least-once delivery does not re-add a reaction taken back since. An
+//! action whose `type` or version this build does not know is shown as a
+//! message from its sender: "(unsupported message: <fallback>)".
 
-use super::inbox::{notice, Stored};
-use crate::core::{Core, CoreError};
-use crate::db::conversations::Conversation;
-use crate::db::Id;
-use crate::payload::{Action, Envelope, Known};
+use quicproquo_protocol::ipc::notifications::{
+    DeleteUpdate, EditUpdate, Notification, ReactionUpdate,
+};
+use quicproquo_protocol::ipc::values::{
+    ConversationRef, DeleteScope, Message as IpcMessage, MessageId, MessageVersion,
+};
+use quicproquo_protocol::text::MessageText;
 use quicproquo_protocol::types::Username;
+
+use super::history::{conv_id, find, find_active, stored_message};
+use super::inbox::{announce, notice, Stored};
+use super::invites::our_name;
+use super::{emit, Agent, AgentError, AgentResult};
+use crate::core::{Core, CoreError};
+use crate::db::actions::{self as store, Pending};
+use crate::db::conversations::{self, Conversation};
+use crate::db::messages::{self, Deleted, Message, State};
+use crate::db::{now_ms, outbox, Id};
+use crate::payload::{check_emoji, Action, Envelope, Known, MessageRef, MAX_TEXT_BYTES};
 
 /// An action `sender` sent in `conv` as a text with an envelope: `id` is
 /// the action's own id, `fallback` the text older daemons show.
@@ -22,20 +50,527 @@ pub(super) fn received(
     fallback: String,
     x: &Envelope,
 ) -> Result<Stored, CoreError> {
-    let _ = (id, ts);
-    match x.action() {
+    let action = match x.action() {
         Ok(Known::Yes(Action::Timer { seconds })) => {
-            super::privacy::timer_received(c, conv, sender, id, seconds)
+            return super::privacy::timer_received(c, conv, sender, id, seconds)
         }
-        // Issue 17 (actions helper): reactions, edits and deletes land here.
-        Ok(Known::Yes(_)) | Ok(Known::Unsupported(_)) => notice(
-            c,
-            conv,
-            format!("{sender}: (unsupported message: {fallback})"),
-        ),
+        Ok(Known::Yes(action)) => action,
+        Ok(Known::Unsupported(kind)) => {
+            tracing::debug!(%kind, "an action this build does not know");
+            return unsupported(c, conv, sender, id, ts, &fallback);
+        }
         Err(e) => {
             tracing::info!(error = %e, "ignored a malformed action");
+            return Ok(Stored::default());
+        }
+    };
+    if !store::first_seen(c.db(), id, now_ms())? {
+        return Ok(Stored::default());
+    }
+    let Some(target) = target_of(&action) else {
+        return Ok(Stored::default());
+    };
+    let Some(target_id) = target.message_id() else {
+        return Ok(Stored::default());
+    };
+    let sender = sender.as_str();
+    // Only a message's sender edits or deletes it: known before the message
+    // is, from the name the action gives.
+    if owner_only(&action) && target.sender != sender {
+        return notice(
+            c,
+            conv,
+            format!(
+                "{sender} tried to {} a message of {}'s; ignored",
+                verb(&action),
+                target.sender
+            ),
+        );
+    }
+    match messages::by_id(c.db(), target_id)? {
+        Some(m) => apply_checked(c, conv, sender, &m, &action, ts),
+        None => {
+            let pending = Pending {
+                id,
+                conversation: conv.id,
+                sender: sender.to_owned(),
+                action: serde_json::to_string(&action)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+                timestamp_ms: ts,
+            };
+            store::keep_pending(c.db(), target_id, &pending, now_ms())?;
             Ok(Stored::default())
         }
+    }
+}
+
+/// Message `m` was just stored in `conv`: the actions that waited for it
+/// are applied, in the order they came.
+pub(super) fn arrived(c: &mut Core, m: &Message) -> Result<Stored, CoreError> {
+    let mut stored = Stored::default();
+    for p in store::take_pending(c.db(), m.id)? {
+        let Ok(action) = serde_json::from_str::<Action>(&p.action) else {
+            continue;
+        };
+        let (Some(conv), Some(now)) = (
+            conversations::by_id(c.db(), p.conversation)?,
+            messages::by_id(c.db(), m.id)?,
+        ) else {
+            continue;
+        };
+        stored.add(apply_checked(
+            c,
+            &conv,
+            &p.sender,
+            &now,
+            &action,
+            p.timestamp_ms,
+        )?);
+    }
+    Ok(stored)
+}
+
+/// The message an action names.
+fn target_of(action: &Action) -> Option<&MessageRef> {
+    match action {
+        Action::Reaction { target, .. }
+        | Action::Edit { target, .. }
+        | Action::Delete { target } => Some(target),
+        Action::Timer { .. } => None,
+    }
+}
+
+fn owner_only(action: &Action) -> bool {
+    matches!(action, Action::Edit { .. } | Action::Delete { .. })
+}
+
+fn verb(action: &Action) -> &'static str {
+    match action {
+        Action::Reaction { .. } => "react to",
+        Action::Edit { .. } => "edit",
+        Action::Delete { .. } => "delete",
+        Action::Timer { .. } => "time",
+    }
+}
+
+/// Applies `action` from `sender` (in `conv`) to `m`, the message with the
+/// id it names, if `m` is what it names: in this conversation, from the
+/// sender it names (and, for an edit or delete, from `sender` itself).
+fn apply_checked(
+    c: &mut Core,
+    conv: &Conversation,
+    sender: &str,
+    m: &Message,
+    action: &Action,
+    ts: u64,
+) -> Result<Stored, CoreError> {
+    let Some(target) = target_of(action) else {
+        return Ok(Stored::default());
+    };
+    let verb = verb(action);
+    let whose = if m.sender.is_empty() {
+        "a notice of this daemon's".to_owned()
+    } else {
+        format!("a message of {}'s", m.sender)
+    };
+    let refused = if m.conversation != conv.id {
+        Some(format!(
+            "{sender} tried to {verb} a message that is not in this conversation; ignored"
+        ))
+    } else if owner_only(action) && m.sender != sender {
+        Some(format!("{sender} tried to {verb} {whose}; ignored"))
+    } else if m.sender != target.sender {
+        Some(format!(
+            "{sender} tried to {verb} {whose} as if it were {}'s; ignored",
+            target.sender
+        ))
+    } else {
+        None
+    };
+    match refused {
+        Some(text) => {
+            tracing::warn!(%sender, verb, "ignored an action on a message it does not match");
+            notice(c, conv, text)
+        }
+        None => apply(c, conv, sender, m, action, ts),
+    }
+}
+
+/// Applies `action` by `by` to `m` (checked), and tells the front-ends if
+/// anything changed (nothing does when it was done before, or the message
+/// is deleted).
+fn apply(
+    c: &mut Core,
+    conv: &Conversation,
+    by: &str,
+    m: &Message,
+    action: &Action,
+    ts: u64,
+) -> Result<Stored, CoreError> {
+    let conversation = conv_id(conv.id);
+    let id = MessageId(m.id.0);
+    let by = by.to_owned();
+    let event = match action {
+        Action::Reaction { emoji, remove, .. } => {
+            if m.extra.deleted == Deleted::ForMe {
+                return Ok(Stored::default());
+            }
+            let changed = if *remove {
+                store::remove_reaction(c.db(), m.id, &by, emoji)?
+            } else {
+                store::add_reaction(c.db(), m.id, &by, emoji)?
+            };
+            if !changed {
+                return Ok(Stored::default());
+            }
+            emit(c, |seq| {
+                Notification::Reaction(ReactionUpdate {
+                    seq,
+                    conversation,
+                    id,
+                    emoji: emoji.clone(),
+                    by,
+                    removed: *remove,
+                })
+            })?
+        }
+        Action::Edit { text, .. } => {
+            if m.extra.deleted != Deleted::No || text.trim().is_empty() || *text == m.text {
+                return Ok(Stored::default());
+            }
+            let mentions_me = !m.outgoing && store::mentions(text, our_name(c)?.as_str());
+            store::edit(c.db(), m, text, ts, mentions_me)?;
+            emit(c, |seq| {
+                Notification::Edit(EditUpdate {
+                    seq,
+                    conversation,
+                    id,
+                    by,
+                    text: text.clone(),
+                    timestamp_ms: ts,
+                })
+            })?
+        }
+        Action::Delete { .. } => {
+            if m.extra.deleted != Deleted::No {
+                return Ok(Stored::default());
+            }
+            store::delete(c.db(), m.id, Deleted::ForEveryone)?;
+            emit(c, |seq| {
+                Notification::Delete(DeleteUpdate {
+                    seq,
+                    conversation,
+                    id,
+                    by,
+                    scope: DeleteScope::Everyone,
+                })
+            })?
+        }
+        Action::Timer { .. } => return Ok(Stored::default()),
+    };
+    Ok(Stored {
+        events: vec![event],
+        ..Stored::default()
+    })
+}
+
+/// An action of a type or version this build does not know: shown as a
+/// message from its sender, so that nothing a member sent vanishes.
+fn unsupported(
+    c: &mut Core,
+    conv: &Conversation,
+    sender: &Username,
+    id: Id,
+    ts: u64,
+    fallback: &str,
+) -> Result<Stored, CoreError> {
+    let m = Message {
+        id,
+        conversation: conv.id,
+        sender: sender.to_string(),
+        timestamp_ms: ts,
+        text: format!("(unsupported message: {fallback})"),
+        outgoing: false,
+        state: State::Received,
+        extra: Default::default(),
+    };
+    if !messages::insert(c.db(), &m)? {
+        return Ok(Stored::default());
+    }
+    conversations::touch(c.db(), conv.id, now_ms())?;
+    announce(c, &m)
+}
+
+/// Message `id` of `conv` as a front-end may name it (not one deleted for
+/// me), or -32002.
+pub(super) fn message_in(c: &Core, conv: &Conversation, id: Id) -> AgentResult<Message> {
+    messages::by_id(c.db(), id)?
+        .filter(|m| m.conversation == conv.id && m.extra.deleted != Deleted::ForMe)
+        .ok_or_else(|| {
+            AgentError::NotFound(format!(
+                "no message {id} in the conversation `{}`",
+                conv.name
+            ))
+        })
+}
+
+/// What a reply to message `id` of `conv` names: its id and sender. A
+/// notice (no sender) is the daemon's own and cannot be answered.
+pub(super) fn reply_target(c: &Core, conv: &Conversation, id: Id) -> AgentResult<MessageRef> {
+    let m = message_in(c, conv, id)?;
+    if m.sender.is_empty() {
+        return Err(AgentError::InvalidInput(
+            "that is a notice of the daemon's, not a message: it cannot be answered".into(),
+        ));
+    }
+    Ok(MessageRef::new(m.id, &m.sender))
+}
+
+/// What the user asked to do to a message.
+enum Local {
+    React { emoji: String, remove: bool },
+    Edit(MessageText),
+    Delete,
+    DeleteForMe,
+}
+
+/// The text daemons before issue 17 show for `action` on `m` (as a message
+/// from us): short, and never longer than a message may be.
+fn fallback(action: &Action, m: &Message) -> String {
+    let words = store::excerpt(&m.text);
+    let text = match action {
+        Action::Reaction {
+            emoji,
+            remove: false,
+            ..
+        } => format!("reacted {emoji} to “{words}”"),
+        Action::Reaction { emoji, .. } => format!("took back {emoji} from “{words}”"),
+        Action::Edit { text, .. } => format!("(edited) {text}"),
+        Action::Delete { .. } => "deleted a message".to_owned(),
+        Action::Timer { .. } => String::new(),
+    };
+    truncate(text, MAX_TEXT_BYTES)
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+/// Core operation: does `what` to message `id` of `r` here — checked,
+/// applied, its notification logged — and queues the action for the other
+/// members (a delete for me stays here), in one transaction. The message as
+/// it is now, and the notifications to publish.
+fn act(
+    c: &mut Core,
+    r: &ConversationRef,
+    id: Id,
+    what: Local,
+) -> AgentResult<(IpcMessage, Vec<Notification>)> {
+    c.atomically(|c| {
+        let conv = match what {
+            Local::DeleteForMe => find(c, r)?,
+            _ => find_active(c, r)?,
+        };
+        let m = message_in(c, &conv, id)?;
+        let me = our_name(c)?.to_string();
+        let own = |verb: &str| -> AgentResult<()> {
+            if m.outgoing && m.sender == me {
+                return Ok(());
+            }
+            Err(AgentError::NotAllowed(format!(
+                "only its sender can {verb} a message; this one is {}",
+                if m.sender.is_empty() {
+                    "a notice of the daemon's".to_owned()
+                } else {
+                    format!("{}'s", m.sender)
+                }
+            )))
+        };
+        let target = || MessageRef::new(m.id, &m.sender);
+        let action = match what {
+            Local::React { emoji, remove } => {
+                if m.sender.is_empty() {
+                    return Err(AgentError::InvalidInput(
+                        "that is a notice of the daemon's, not a message: it takes no reactions"
+                            .into(),
+                    ));
+                }
+                if m.extra.deleted != Deleted::No {
+                    return Err(AgentError::InvalidInput(
+                        "the message was deleted: it takes no reactions".into(),
+                    ));
+                }
+                Action::Reaction {
+                    target: target(),
+                    emoji,
+                    remove,
+                }
+            }
+            Local::Edit(text) => {
+                own("edit")?;
+                if m.extra.deleted != Deleted::No {
+                    return Err(AgentError::InvalidInput(
+                        "the message was deleted: it cannot be edited".into(),
+                    ));
+                }
+                Action::Edit {
+                    target: target(),
+                    text: text.into_string(),
+                }
+            }
+            Local::Delete => {
+                own("delete for everyone")?;
+                Action::Delete { target: target() }
+            }
+            Local::DeleteForMe => {
+                store::delete(c.db(), m.id, Deleted::ForMe)?;
+                let ev = emit(c, |seq| {
+                    Notification::Delete(DeleteUpdate {
+                        seq,
+                        conversation: conv_id(conv.id),
+                        id: MessageId(m.id.0),
+                        by: me.clone(),
+                        scope: DeleteScope::Me,
+                    })
+                })?;
+                let now = messages::by_id(c.db(), m.id)?.unwrap_or(m);
+                return Ok((stored_message(c.db(), &now)?, vec![ev]));
+            }
+        };
+        let ts = now_ms();
+        let applied = apply(c, &conv, &me, &m, &action, ts)?;
+        // Nothing changed (a reaction given before, the same text, a
+        // message deleted already): nothing to tell anyone.
+        if !applied.events.is_empty() {
+            super::outbox::refuse_deleted_peer(c, &conv)?;
+            let body = action.payload(Id::random(), ts, fallback(&action, &m));
+            outbox::push(c.db(), conv.id, &body.encode(), None, now_ms())?;
+        }
+        let now = messages::by_id(c.db(), m.id)?.unwrap_or(m);
+        Ok((stored_message(c.db(), &now)?, applied.events))
+    })
+}
+
+impl Agent {
+    /// Runs [`act`] and publishes what it did; the action is sent by the
+    /// outbox.
+    async fn act(
+        &self,
+        r: &ConversationRef,
+        id: MessageId,
+        what: Local,
+    ) -> AgentResult<IpcMessage> {
+        self.token()?;
+        let r = r.clone();
+        let (m, events) = self
+            .core()?
+            .run(move |c| act(c, &r, Id(id.0), what))
+            .await?;
+        if !events.is_empty() {
+            self.publish(events);
+            self.outbox_kick.notify_one();
+        }
+        Ok(m)
+    }
+
+    /// `react`: gives (or with `remove` takes back) `emoji` on message `id`.
+    pub async fn react(
+        &self,
+        r: &ConversationRef,
+        id: MessageId,
+        emoji: &str,
+        remove: bool,
+    ) -> AgentResult<IpcMessage> {
+        check_emoji(emoji).map_err(|e| AgentError::InvalidInput(e.into()))?;
+        let emoji = emoji.to_owned();
+        self.act(r, id, Local::React { emoji, remove }).await
+    }
+
+    /// `edit`: replaces the text of our message `id`.
+    pub async fn edit(
+        &self,
+        r: &ConversationRef,
+        id: MessageId,
+        text: &str,
+    ) -> AgentResult<IpcMessage> {
+        let text = MessageText::new(text.to_owned())
+            .map_err(|e| AgentError::InvalidInput(e.to_string()))?;
+        self.act(r, id, Local::Edit(text)).await
+    }
+
+    /// `delete`: our message `id` for everyone, or any message for us.
+    pub async fn delete(
+        &self,
+        r: &ConversationRef,
+        id: MessageId,
+        for_me: bool,
+    ) -> AgentResult<()> {
+        let what = if for_me {
+            Local::DeleteForMe
+        } else {
+            Local::Delete
+        };
+        if for_me {
+            // Local only: no account or server needed.
+            let r = r.clone();
+            let (_, events) = self
+                .core()?
+                .run(move |c| act(c, &r, Id(id.0), what))
+                .await?;
+            self.publish(events);
+            return Ok(());
+        }
+        self.act(r, id, what).await.map(|_| ())
+    }
+
+    /// `message.edits`: the earlier versions of message `id`, oldest first.
+    pub async fn message_edits(
+        &self,
+        r: &ConversationRef,
+        id: MessageId,
+    ) -> AgentResult<Vec<MessageVersion>> {
+        let r = r.clone();
+        self.core()?
+            .run(move |c| {
+                let conv = find(c, &r)?;
+                let m = message_in(c, &conv, Id(id.0))?;
+                Ok(store::versions(c.db(), m.id)?
+                    .into_iter()
+                    .map(|(text, timestamp_ms)| MessageVersion { text, timestamp_ms })
+                    .collect())
+            })
+            .await
+    }
+
+    /// `mentions`: the newest `limit` messages that mention us (in one
+    /// conversation or all, before `before`), oldest first.
+    pub async fn mentions(
+        &self,
+        r: Option<&ConversationRef>,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> AgentResult<Vec<IpcMessage>> {
+        let r = r.cloned();
+        self.core()?
+            .run(move |c| {
+                let conv = match &r {
+                    Some(r) => Some(find(c, r)?.id),
+                    None => None,
+                };
+                let found = messages::mentioning(c.db(), conv, before.map(|b| Id(b.0)), limit)?;
+                // The newest that fit in one answer.
+                let mut out = super::history::fit(c.db(), found.iter().rev())?;
+                out.reverse();
+                Ok(out)
+            })
+            .await
     }
 }

@@ -24,6 +24,9 @@ pub enum AgentError {
     InvalidInput(String),
     #[error("{0}")]
     Conflict(String),
+    /// Only a message's sender may do that (edit it, delete it for everyone).
+    #[error("{0}")]
+    NotAllowed(String),
     /// A contact's identity key changed and the user has not confirmed it.
     #[error("{0}")]
     IdentityChanged(String),

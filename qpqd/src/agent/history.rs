@@ -9,7 +9,7 @@
 
 use quicproquo_protocol::ipc::values::{
     Conversation as IpcConversation, ConversationId, ConversationKind, ConversationRef,
-    Message as IpcMessage, MessageId, MessageMeta, MessageState,
+    Message as IpcMessage, MessageId, MessageMeta, MessageState, Quote,
 };
 use quicproquo_protocol::ipc::MAX_REPLY_BYTES;
 
@@ -23,7 +23,7 @@ use crate::reader::ReadError;
 const SEARCH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::core::Core;
 use crate::db::conversations::{self, Conversation, Kind};
-use crate::db::messages::{self, Message, State};
+use crate::db::messages::{self, Deleted, Message, State};
 use crate::db::{self, Id};
 use crate::mls::{GroupId, Suite};
 
@@ -140,6 +140,11 @@ pub(crate) fn find_active(c: &Core, r: &ConversationRef) -> AgentResult<Conversa
 
 /// A conversation as front-ends see it.
 pub(crate) fn view(c: &Core, conv: &Conversation) -> AgentResult<IpcConversation> {
+    Ok(view_db(c, conv)?)
+}
+
+/// [`view`], where a database error is what can go wrong (the inbox).
+pub(crate) fn view_db(c: &Core, conv: &Conversation) -> rusqlite::Result<IpcConversation> {
     let unread = messages::unread(c.db(), conv.id)?;
     let members = match c.engine_ref() {
         Some(e) => match GroupId::from_slice(&conv.group_id) {
@@ -182,7 +187,11 @@ pub(crate) fn ipc_message(m: &Message) -> IpcMessage {
             State::Expired => MessageState::Expired,
         },
         failure: None,
+        // The quote and reactions need the database: `stored_messages`.
         meta: MessageMeta {
+            edited: m.extra.edited,
+            deleted: m.extra.deleted == Deleted::ForEveryone,
+            mentions_me: m.extra.mentions_me,
             expires_at_ms: m.extra.expires_at_ms,
             ..Default::default()
         },
@@ -193,14 +202,14 @@ pub(crate) fn ipc_message(m: &Message) -> IpcMessage {
 /// [`MAX_REPLY_BYTES`] — at least one, which always fits (64 KiB of text is
 /// at most 128 KiB of JSON: control characters, escaped six-fold, are
 /// refused in messages).
-fn fit<'a>(
+pub(super) fn fit<'a>(
     db: &Connection,
     stored: impl Iterator<Item = &'a Message>,
 ) -> rusqlite::Result<Vec<IpcMessage>> {
+    let stored: Vec<&Message> = stored.collect();
     let mut out = Vec::new();
     let mut bytes = 0;
-    for m in stored {
-        let m = stored_message(db, m)?;
+    for m in stored_messages(db, &stored)? {
         bytes += json_len(&m) + 1;
         if bytes > MAX_REPLY_BYTES && !out.is_empty() {
             break;
@@ -228,16 +237,64 @@ fn json_len(m: &IpcMessage) -> usize {
     n.0
 }
 
-/// [`ipc_message`] for a stored message: a `failed` one says why.
+/// [`ipc_message`] for a stored message: a `failed` one says why, a reply
+/// quotes what it answers, reactions are listed.
 pub(crate) fn stored_message(db: &Connection, m: &Message) -> rusqlite::Result<IpcMessage> {
-    let mut out = ipc_message(m);
-    if m.state == State::Failed {
-        out.failure = db::outbox::parked_reason(db, m.id)?;
-    }
-    if m.outgoing {
-        out.meta.read_by = db::privacy::read_by(db, m.conversation, m.id)?;
+    let mut out = stored_messages(db, &[m])?;
+    Ok(out.pop().expect("one message in, one out"))
+}
+
+/// [`stored_message`] for a page of messages, in the same order: the
+/// reactions and quoted originals of the whole page are read in one query
+/// each (a page of 500 is three queries, not 1,500).
+pub(crate) fn stored_messages(
+    db: &Connection,
+    ms: &[&Message],
+) -> rusqlite::Result<Vec<IpcMessage>> {
+    let ids: Vec<Id> = ms.iter().map(|m| m.id).collect();
+    let mut reactions = db::actions::reactions_of(db, &ids)?;
+    let quoted: Vec<Id> = ms
+        .iter()
+        .filter_map(|m| m.extra.reply_to.as_ref().map(|(id, _)| *id))
+        .collect();
+    let originals = db::actions::originals_of(db, &quoted)?;
+    let mut out = Vec::with_capacity(ms.len());
+    for m in ms {
+        let mut ipc = ipc_message(m);
+        if m.state == State::Failed {
+            ipc.failure = db::outbox::parked_reason(db, m.id)?;
+        }
+        ipc.meta.reactions = reactions.remove(&m.id).unwrap_or_default();
+        ipc.meta.reply_to = m
+            .extra
+            .reply_to
+            .as_ref()
+            .map(|(id, sender)| quote(m, *id, sender, originals.get(id)));
+        if m.outgoing {
+            ipc.meta.read_by = db::privacy::read_by(db, m.conversation, m.id)?;
+        }
+        out.push(ipc);
     }
     Ok(out)
+}
+
+/// What reply `m` shows of the message `id` from `sender` it answers: the
+/// start of its text if it is here, in the same conversation and from that
+/// sender (a reply cannot put words in someone else's mouth), else
+/// `missing`; an empty excerpt once deleted.
+fn quote(m: &Message, id: Id, sender: &str, original: Option<&db::actions::Original>) -> Quote {
+    let shown = original.filter(|o| {
+        o.conversation == m.conversation && o.sender == sender && o.deleted != Deleted::ForMe
+    });
+    Quote {
+        id: MessageId(id.0),
+        sender: sender.to_owned(),
+        excerpt: match shown {
+            Some(o) if o.deleted == Deleted::No => db::actions::excerpt(&o.text),
+            _ => String::new(),
+        },
+        missing: shown.is_none(),
+    }
 }
 
 pub(crate) fn conv_id(id: Id) -> ConversationId {

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quicproquo_protocol::ipc::notifications::{
-    DeliveryUpdate, InvitationUpdate, MembershipChange, NewMessage, Notification,
+    ConversationUpdate, DeliveryUpdate, InvitationUpdate, MembershipChange, NewMessage,
+    Notification,
 };
 use quicproquo_protocol::ipc::values::{
     DeliveryState, InvitationState, MembershipEvent, MessageId,
@@ -21,14 +22,14 @@ use quicproquo_protocol::wire;
 use rusqlite::OptionalExtension as _;
 use tokio::sync::OwnedMutexGuard;
 
-use super::history::{conv_id, ipc_message, new_conversation};
+use super::history::{conv_id, new_conversation, stored_message, view_db};
 use super::verify::{pin_identity, unknown_members};
 use super::{actions, privacy};
 use super::{emit, Agent, AgentError};
 use crate::core::{Core, CoreError};
 use crate::db::conversations::{self, Conversation, Kind};
 use crate::db::messages::{self, Message, State};
-use crate::db::{invitations, now_ms, outbox, Id};
+use crate::db::{self, invitations, now_ms, outbox, Id};
 use crate::link::{ConnState, Link};
 use crate::mls::{
     classify, ContentType, GroupId, Incoming, Joined, Membership, MlsError, Processed, ProposalKind,
@@ -626,14 +627,10 @@ pub(super) fn notice(c: &Core, conv: &Conversation, text: String) -> Result<Stor
     announce(c, &m)
 }
 
-/// Tells the front-ends of a message just stored.
-fn announce(c: &Core, m: &Message) -> Result<Stored, CoreError> {
-    let ev = emit(c, |seq| {
-        Notification::Message(NewMessage {
-            seq,
-            message: ipc_message(m),
-        })
-    })?;
+/// Tells the front-ends of a message just stored (with what it quotes).
+pub(super) fn announce(c: &Core, m: &Message) -> Result<Stored, CoreError> {
+    let message = stored_message(c.db(), m)?;
+    let ev = emit(c, |seq| Notification::Message(NewMessage { seq, message }))?;
     Ok(Stored::events(vec![ev]))
 }
 
@@ -827,6 +824,7 @@ fn application(
             let Some(id) = Id::parse_hex(&id) else {
                 return Ok(Stored::nothing());
             };
+            let mentions_me = db::actions::mentions(&text, super::invites::our_name(c)?.as_str());
             let m = Message {
                 id,
                 conversation: conv.id,
@@ -836,9 +834,10 @@ fn application(
                 outgoing: false,
                 state: State::Received,
                 extra: messages::Extra {
-                    // Issue 17 (actions): the quote is checked and shown by
-                    // `actions`; (privacy): `ttl` sets `expires_at_ms`.
+                    // The quote is checked when shown (`history::quote`);
+                    // (privacy): `ttl` sets `expires_at_ms`.
                     reply_to: reply_to.and_then(|r| Some((r.message_id()?, r.sender))),
+                    mentions_me,
                     expires_at_ms: ttl.filter(|s| *s > 0).map(|s| privacy::expiry(now_ms(), s)),
                     ..Default::default()
                 },
@@ -853,7 +852,10 @@ fn application(
                 // receipt would reach every member.
                 outbox::push_receipt(c.db(), conv.id, id, now_ms())?;
             }
-            announce(c, &m)
+            let mut stored = announce(c, &m)?;
+            // Reactions, edits, deletes that came before it.
+            stored.add(actions::arrived(c, &m)?);
+            Ok(stored)
         }
         Ok(Payload::Receipt { ids }) => {
             let mut events = Vec::new();
@@ -908,14 +910,23 @@ fn group_named(
         return Ok(Stored::nothing());
     }
     conversations::set_name(c.db(), conv.id, &name)?;
-    if epoch == conversations::joined_epoch(c.db(), conv.id)? {
-        return Ok(Stored::nothing());
-    }
     let renamed = Conversation {
         name: name.clone(),
         ..conv.clone()
     };
-    notice(c, &renamed, format!("{sender} named the group “{name}”"))
+    // Front-ends show the name: they are told of every change.
+    let conversation = view_db(c, &renamed)?;
+    let mut stored = Stored::events(vec![emit(c, |seq| {
+        Notification::Conversation(ConversationUpdate { seq, conversation })
+    })?]);
+    if epoch != conversations::joined_epoch(c.db(), conv.id)? {
+        stored.add(notice(
+            c,
+            &renamed,
+            format!("{sender} named the group “{name}”"),
+        )?);
+    }
+    Ok(stored)
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use quicproquo_protocol::types::{IdempotencyKey, IdentityKey};
 use quicproquo_protocol::wire::{self, GroupEnqueued};
 use tokio::sync::OwnedMutexGuard;
 
-use super::history::{conv_id, find_active, ipc_message};
+use super::history::{conv_id, find_active, ipc_message, stored_message};
 use super::{emit, Agent, AgentError, AgentResult, GroupLocks};
 use crate::core::{Core, CoreError};
 use crate::db::conversations;
@@ -208,18 +208,30 @@ impl Agent {
         text: &str,
         confirm_changed_keys: bool,
     ) -> AgentResult<IpcMessage> {
+        self.send_reply(r, text, confirm_changed_keys, None).await
+    }
+
+    /// [`Agent::send`], answering message `reply_to` of the conversation.
+    pub async fn send_reply(
+        &self,
+        r: &ConversationRef,
+        text: &str,
+        confirm_changed_keys: bool,
+        reply_to: Option<MessageId>,
+    ) -> AgentResult<IpcMessage> {
         let text = MessageText::new(text.to_owned())
             .map_err(|e| AgentError::InvalidInput(e.to_string()))?;
         // Queuing for an account that is logged out would only fail later.
         self.token()?;
         let r = r.clone();
+        let reply_to = reply_to.map(|m| Id(m.0));
         let (msg, ev) = self
             .core()?
-            .run(move |c| queue_outgoing(c, &r, text, confirm_changed_keys))
+            .run(move |c| queue_outgoing(c, &r, text, confirm_changed_keys, reply_to))
             .await?;
         self.publish(vec![ev]);
         self.outbox_kick.notify_one();
-        Ok(ipc_message(&msg))
+        Ok(msg)
     }
 
     /// Puts the `failed` message `id` back in its conversation's queue and
@@ -522,7 +534,8 @@ fn queue_outgoing(
     r: &ConversationRef,
     text: MessageText,
     confirm_changed_keys: bool,
-) -> AgentResult<(Message, Notification)> {
+    reply_to: Option<Id>,
+) -> AgentResult<(IpcMessage, Notification)> {
     c.atomically(|c| {
         let conv = find_active(c, r)?;
         refuse_deleted_peer(c, &conv)?;
@@ -530,6 +543,11 @@ fn queue_outgoing(
         if !confirm_changed_keys {
             refuse_changed_keys(c, &conv.group_id)?;
         }
+        // Only a message of this conversation (-32002 otherwise).
+        let reply_to = match reply_to {
+            Some(id) => Some(super::actions::reply_target(c, &conv, id)?),
+            None => None,
+        };
         // The conversation's disappearing timer, if set: every member
         // removes the message `ttl` seconds after it arrives, we after
         // it was sent.
@@ -544,31 +562,43 @@ fn queue_outgoing(
             outgoing: true,
             state: State::Queued,
             extra: messages::Extra {
+                reply_to: reply_to
+                    .as_ref()
+                    .and_then(|r| Some((r.message_id()?, r.sender.clone()))),
                 expires_at_ms: ttl.map(|s| super::privacy::expiry(now, s)),
                 ..Default::default()
             },
         };
         messages::insert(c.db(), &m)?;
-        let mut payload = Payload::text(m.id, m.timestamp_ms, &m.text);
-        if let Payload::Text { ttl: t, .. } = &mut payload {
-            *t = ttl;
+        let body = Payload::Text {
+            id: m.id.to_string(),
+            ts: m.timestamp_ms,
+            text: m.text.clone(),
+            reply_to,
+            ttl,
+            x: None,
         }
-        let body = payload.encode();
+        .encode();
         outbox::push(c.db(), conv.id, &body, Some(m.id), now_ms())?;
         conversations::touch(c.db(), conv.id, m.timestamp_ms)?;
+        // With the quote, for a reply.
+        let message = stored_message(c.db(), &m)?;
         let ev = emit(c, |seq| {
             Notification::Message(NewMessage {
                 seq,
-                message: ipc_message(&m),
+                message: message.clone(),
             })
         })?;
-        Ok((m, ev))
+        Ok((message, ev))
     })
 }
 
 /// E051 for a DM whose peer the server said was deleted: nobody can read
 /// what would be sent there.
-fn refuse_deleted_peer(c: &mut Core, conv: &conversations::Conversation) -> AgentResult<()> {
+pub(super) fn refuse_deleted_peer(
+    c: &mut Core,
+    conv: &conversations::Conversation,
+) -> AgentResult<()> {
     match &conv.peer {
         Some(peer) if conversations::is_deleted(c.db(), peer)? => {
             Err(AgentError::Refused(WireError::new(

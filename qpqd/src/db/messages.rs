@@ -79,15 +79,15 @@ pub enum Deleted {
 }
 
 impl Deleted {
-    fn as_i64(self) -> i64 {
+    pub fn as_i64(self) -> i64 {
         match self {
             Deleted::No => 0,
             Deleted::ForEveryone => 1,
-            Deleted::ForMe => 2,
+            Deleted::ForMe => FOR_ME,
         }
     }
 
-    fn from_i64(n: i64) -> Deleted {
+    pub fn from_i64(n: i64) -> Deleted {
         match n {
             1 => Deleted::ForEveryone,
             2 => Deleted::ForMe,
@@ -95,6 +95,10 @@ impl Deleted {
         }
     }
 }
+
+/// `messages.deleted` of a message deleted for me: a tombstone no read
+/// shows (history, search, mentions, unread counts).
+const FOR_ME: i64 = 2;
 
 const COLUMNS: &str = "m.id, m.conversation, m.sender, m.timestamp_ms, m.text, m.outgoing, m.state,
     m.reply_to, m.reply_sender, m.edited, m.deleted, m.mentions_me, m.expires_at_ms";
@@ -216,17 +220,10 @@ pub fn history_within(
     limit: u32,
     text_bytes: usize,
 ) -> rusqlite::Result<Vec<Message>> {
-    let before_row: i64 = match before {
-        Some(id) => c
-            .query_row("SELECT rowid FROM messages WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()?
-            .unwrap_or(i64::MAX),
-        None => i64::MAX,
-    };
+    let before_row = rowid_before(c, before)?;
     let mut st = c.prepare(&format!(
         "SELECT {COLUMNS} FROM messages m WHERE m.conversation = ?1 AND m.rowid < ?2
+             AND m.deleted != {FOR_ME}
          ORDER BY m.rowid DESC LIMIT ?3"
     ))?;
     let mut out: Vec<Message> = Vec::new();
@@ -241,6 +238,42 @@ pub fn history_within(
     }
     out.reverse();
     Ok(out)
+}
+
+/// The messages that mention us (`mentions_me`), in one conversation or
+/// all, before message `before` (or the newest): the newest `limit`, oldest
+/// first. Deleted ones are not mentions any more.
+pub fn mentioning(
+    c: &Connection,
+    conversation: Option<Id>,
+    before: Option<Id>,
+    limit: u32,
+) -> rusqlite::Result<Vec<Message>> {
+    let before_row = rowid_before(c, before)?;
+    let mut st = c.prepare(&format!(
+        "SELECT {COLUMNS} FROM messages m WHERE m.mentions_me = 1 AND m.deleted = 0
+             AND (?1 IS NULL OR m.conversation = ?1) AND m.rowid < ?2
+         ORDER BY m.rowid DESC LIMIT ?3"
+    ))?;
+    let mut out = st
+        .query_map(params![conversation, before_row, limit], row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    out.reverse();
+    Ok(out)
+}
+
+/// The rowid a page "before `before`" ends at: everything when `None` (or
+/// an id not here).
+fn rowid_before(c: &Connection, before: Option<Id>) -> rusqlite::Result<i64> {
+    Ok(match before {
+        Some(id) => c
+            .query_row("SELECT rowid FROM messages WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(i64::MAX),
+        None => i64::MAX,
+    })
 }
 
 /// Turns what a person typed into an FTS5 query: every word must appear
@@ -273,6 +306,7 @@ pub fn search(
     let mut st = c.prepare(&format!(
         "SELECT {COLUMNS} FROM messages_fts f JOIN messages m ON m.rowid = f.rowid
          WHERE messages_fts MATCH ?1 AND (?2 IS NULL OR m.conversation = ?2)
+             AND m.deleted = 0
          ORDER BY bm25(messages_fts), m.rowid DESC LIMIT ?3 OFFSET ?4"
     ))?;
     let rows = st.query_map(params![q, conversation, limit, offset], row)?;
@@ -281,8 +315,11 @@ pub fn search(
 
 pub fn unread(c: &Connection, conversation: Id) -> rusqlite::Result<u64> {
     c.query_row(
-        "SELECT count(*) FROM messages m JOIN conversations v ON v.id = m.conversation
-         WHERE m.conversation = ?1 AND m.outgoing = 0 AND m.rowid > v.read_up_to",
+        &format!(
+            "SELECT count(*) FROM messages m JOIN conversations v ON v.id = m.conversation
+             WHERE m.conversation = ?1 AND m.outgoing = 0 AND m.rowid > v.read_up_to
+                 AND m.deleted != {FOR_ME}"
+        ),
         [conversation],
         |r| r.get::<_, i64>(0).map(|n| n as u64),
     )
@@ -290,8 +327,10 @@ pub fn unread(c: &Connection, conversation: Id) -> rusqlite::Result<u64> {
 
 pub fn unread_total(c: &Connection) -> rusqlite::Result<u64> {
     c.query_row(
-        "SELECT count(*) FROM messages m JOIN conversations v ON v.id = m.conversation
-         WHERE m.outgoing = 0 AND m.rowid > v.read_up_to",
+        &format!(
+            "SELECT count(*) FROM messages m JOIN conversations v ON v.id = m.conversation
+             WHERE m.outgoing = 0 AND m.rowid > v.read_up_to AND m.deleted != {FOR_ME}"
+        ),
         [],
         |r| r.get::<_, i64>(0).map(|n| n as u64),
     )

@@ -14,6 +14,7 @@ impl From<AgentError> for ErrorObject {
             AgentError::NotFound(_) => IpcErrorCode::NotFound,
             AgentError::InvalidInput(_) => IpcErrorCode::InvalidInput,
             AgentError::Conflict(_) => IpcErrorCode::Conflict,
+            AgentError::NotAllowed(_) => IpcErrorCode::NotAllowed,
             AgentError::IdentityChanged(_) => IpcErrorCode::IdentityChanged,
             AgentError::NetworkDown(_) => IpcErrorCode::NetworkDown,
             AgentError::Contended(_) => IpcErrorCode::ServerRefused,
@@ -43,6 +44,10 @@ mod tests {
                 IpcErrorCode::InvalidInput,
             ),
             (AgentError::Conflict("taken".into()), IpcErrorCode::Conflict),
+            (
+                AgentError::NotAllowed("not yours".into()),
+                IpcErrorCode::NotAllowed,
+            ),
             (
                 AgentError::IdentityChanged("changed".into()),
                 IpcErrorCode::IdentityChanged,

@@ -154,35 +154,38 @@ impl Handler for AgentHandler {
     async fn send(&self, p: SendParams) -> Answer<Message> {
         Ok(self
             .agent
-            .send(&p.conversation, &p.text, p.confirm_changed_keys)
+            .send_reply(&p.conversation, &p.text, p.confirm_changed_keys, p.reply_to)
             .await?)
     }
 
     // Issue 17, actions: react, edit, delete, message.edits, mentions.
 
     async fn react(&self, p: ReactParams) -> Answer<Message> {
-        let _ = p;
-        Err(not_yet("react"))
+        Ok(self
+            .agent
+            .react(&p.conversation, p.id, &p.emoji, p.remove)
+            .await?)
     }
 
     async fn edit(&self, p: EditParams) -> Answer<Message> {
-        let _ = p;
-        Err(not_yet("edit"))
+        Ok(self.agent.edit(&p.conversation, p.id, &p.text).await?)
     }
 
     async fn delete(&self, p: DeleteParams) -> Answer<Empty> {
-        let _ = p;
-        Err(not_yet("delete"))
+        self.agent.delete(&p.conversation, p.id, p.for_me).await?;
+        Ok(Empty {})
     }
 
     async fn message_edits(&self, p: MessageRefParams) -> Answer<Vec<MessageVersion>> {
-        let _ = p;
-        Err(not_yet("message.edits"))
+        Ok(self.agent.message_edits(&p.conversation, p.id).await?)
     }
 
     async fn mentions(&self, p: MentionsParams) -> Answer<Vec<Message>> {
-        let _ = p;
-        Err(not_yet("mentions"))
+        let limit = p.limit.get() as u32;
+        Ok(self
+            .agent
+            .mentions(p.conversation.as_ref(), p.before, limit)
+            .await?)
     }
 
     async fn message_retry(&self, p: MessageParams) -> Answer<Message> {
