@@ -180,10 +180,18 @@ pub fn purge(c: &Connection, ids: &[Id]) -> rusqlite::Result<()> {
     for id in ids {
         // Our message waiting to be sent, or the receipt for theirs.
         c.execute("DELETE FROM outbox WHERE message_id = ?1", [id])?;
-        // Issue 17: the actions tables (schema 16, not on this branch yet)
-        // drop a message's edits and reactions with it by cascade;
-        // `pending_actions` naming it (actions that arrived before it) go
-        // by their own bound.
+        // Our actions and signals naming it, still unsent (an edit's body
+        // holds its new text). Messages are left: a reply of ours to it
+        // still goes, as a reply to a message that is gone.
+        c.execute(
+            "DELETE FROM outbox WHERE kind = 'app' AND message_id IS NULL
+                AND instr(body, CAST(?1 AS BLOB)) > 0",
+            [id.to_string()],
+        )?;
+        // Members' actions on it that arrived before it (`db::actions`).
+        c.execute("DELETE FROM pending_actions WHERE target = ?1", [id])?;
+        // Its edits (earlier texts) and reactions go with the row
+        // (`ON DELETE CASCADE`, schema 16); its index entry by trigger.
         c.execute("DELETE FROM messages WHERE id = ?1", [id])?;
     }
     // One pass over the log for the whole batch: any row whose JSON names
@@ -337,6 +345,23 @@ mod tests {
         outbox::push(&c, team, b"body", Some(gone.id), 1).unwrap();
         outbox::push_receipt(&c, team, theirs.id, 1).unwrap();
         outbox::push_receipt(&c, team, stays.id, 1).unwrap();
+        // What the actions keep of it: an earlier version, a reaction, our
+        // unsent edit naming it, a member's action waiting for it.
+        crate::db::actions::edit(&c, &gone, "the secret plan, edited", 2, false).unwrap();
+        crate::db::actions::add_reaction(&c, gone.id, "bob", "👍").unwrap();
+        let edit = format!(
+            r#"qpq1{{"t":"text","x":{{"target":{{"id":"{}"}}}}}}"#,
+            gone.id
+        );
+        outbox::push(&c, team, edit.as_bytes(), None, 1).unwrap();
+        let waiting = crate::db::actions::Pending {
+            id: Id::random(),
+            conversation: team,
+            sender: "bob".into(),
+            action: "{}".into(),
+            timestamp_ms: 1,
+        };
+        crate::db::actions::keep_pending(&c, theirs.id, &waiting, 1).unwrap();
         for (i, id) in [stays.id, gone.id, theirs.id].iter().enumerate() {
             crate::db::notifications::append(
                 &c,
@@ -363,6 +388,13 @@ mod tests {
             .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
             .unwrap();
         assert_eq!(left, 1, "only the receipt for the message that stays");
+        assert!(crate::db::actions::versions(&c, gone.id)
+            .unwrap()
+            .is_empty());
+        assert!(crate::db::actions::reactions_of(&c, &[gone.id])
+            .unwrap()
+            .is_empty());
+        assert_eq!(crate::db::actions::pending_count(&c, team).unwrap(), 0);
         let log: String = c
             .query_row("SELECT group_concat(params) FROM notifications", [], |r| {
                 r.get(0)
