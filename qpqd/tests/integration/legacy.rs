@@ -22,6 +22,21 @@ fn back_to_schema_12(d: &Daemon) {
     c.execute_batch(
         "ALTER TABLE conversations DROP COLUMN legacy;
          DROP TABLE deleted_users;
+         DROP TABLE read_marks;
+         DROP TABLE reactions;
+         DROP TABLE message_edits;
+         DROP TABLE pending_actions;
+         DROP TABLE seen_actions;
+         DROP TABLE conversation_settings;
+         DROP INDEX messages_expiring;
+         DROP INDEX messages_mentioning;
+         DROP TRIGGER messages_fts_update;
+         ALTER TABLE messages DROP COLUMN reply_to;
+         ALTER TABLE messages DROP COLUMN reply_sender;
+         ALTER TABLE messages DROP COLUMN edited;
+         ALTER TABLE messages DROP COLUMN deleted;
+         ALTER TABLE messages DROP COLUMN mentions_me;
+         ALTER TABLE messages DROP COLUMN expires_at_ms;
          PRAGMA user_version = 12;",
     )
     .unwrap();
