@@ -5,11 +5,12 @@
 
 use quicproquo_protocol::ipc::client::Subscription;
 use quicproquo_protocol::ipc::methods::{
-    method, ConversationSettingsParams, ReadParams, SearchParams, TypingParams,
+    method, ConversationSettingsParams, NoParams, ReadParams, SearchParams, TypingParams,
 };
 use quicproquo_protocol::ipc::notifications::Notification;
 use quicproquo_protocol::ipc::values::{
-    Ciphersuite, ConversationRef, ConversationSettings, DeleteScope, Message, MessageId, Seq,
+    Ciphersuite, ConnectionState, ConversationRef, ConversationSettings, DeleteScope, Message,
+    MessageId, Seq,
 };
 use quicproquo_testkit::agent::eventually;
 use quicproquo_testkit::WAIT;
@@ -52,6 +53,30 @@ async fn search(d: &Daemon, words: &str) -> Vec<Message> {
         .unwrap()
 }
 
+async fn typing(d: &Daemon, on: bool) {
+    d.client
+        .request::<method::Typing>(TypingParams {
+            conversation: team(),
+            on,
+        })
+        .await
+        .unwrap();
+}
+
+/// Waits until `d`'s connection is (`is`) or is not (`!is`) `state`.
+async fn wait_connection(d: &Daemon, state: ConnectionState, is: bool) {
+    eventually(&format!("{}'s connection state", d.name), || async {
+        let s = d
+            .client
+            .request::<method::Status>(NoParams {})
+            .await
+            .unwrap();
+        ((s.connection == state) == is).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
 async fn read_and_type(d: &Daemon) {
     d.client
         .request::<method::Read>(ReadParams {
@@ -60,13 +85,7 @@ async fn read_and_type(d: &Daemon) {
         })
         .await
         .unwrap();
-    d.client
-        .request::<method::Typing>(TypingParams {
-            conversation: team(),
-            on: true,
-        })
-        .await
-        .unwrap();
+    typing(d, true).await;
 }
 
 /// The first notification `pick` accepts, within [`WAIT`].
@@ -172,7 +191,7 @@ async fn a_disappearing_message_is_gone_from_every_member() {
 /// bob, back, sees that alice read his message and was typing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_receipts_and_typing_are_sent_only_when_on() {
-    let srv = Server::start().await;
+    let mut srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
     let [alice, mut bob] = team_of_two(&srv, root.path()).await;
     let from_bob = bob.wait_for("team", "from bob").await;
@@ -213,6 +232,26 @@ async fn read_receipts_and_typing_are_sent_only_when_on() {
     read_and_type(&alice).await;
     alice.wait_outbox_empty().await;
     assert_eq!(srv.queued_mail_for("bob"), 3, "nothing new was read");
+
+    // Typing is never queued: said while offline, it is dropped, not sent
+    // after the reconnect (the `off` would go if online: it does below).
+    srv.stop().await;
+    wait_connection(&alice, ConnectionState::Online, false).await;
+    typing(&alice, false).await;
+    srv.start_again().await;
+    wait_connection(&alice, ConnectionState::Online, true).await;
+    alice.wait_outbox_empty().await;
+    assert_eq!(
+        srv.queued_mail_for("bob"),
+        3,
+        "the typing `off` was dropped"
+    );
+    typing(&alice, false).await;
+    assert_eq!(
+        srv.queued_mail_for("bob"),
+        4,
+        "sent now that alice is online"
+    );
 
     bob.start_again().await;
     let mut replay = bob.client.subscribe(Some(Seq(0))).await.unwrap();
