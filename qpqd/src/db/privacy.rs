@@ -129,6 +129,9 @@ pub fn drop_pending_receipt(c: &Connection, conversation: Id) -> rusqlite::Resul
     Ok(())
 }
 
+/// What a notification log row naming a purged message becomes.
+pub const PURGED: &str = "purged";
+
 /// A message whose disappearing timer ran out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expired {
@@ -167,8 +170,9 @@ pub fn due(c: &Connection, now_ms: u64, limit: u32) -> rusqlite::Result<Vec<Expi
 /// Removes the messages `ids` everywhere the state keeps their text: the
 /// message row (its full-text index entry goes with it, by trigger), our
 /// outbox entry for it if still unsent (its body is the text), the
-/// delivery receipt we queued for it, and every notification log row that
-/// names it (a reply's quote of it included).
+/// delivery receipt we queued for it, and the content of every
+/// notification log row that names it (a reply's quote of it included).
+/// Its edits and reactions go with the row (`ON DELETE CASCADE`).
 pub fn purge(c: &Connection, ids: &[Id]) -> rusqlite::Result<()> {
     if ids.is_empty() {
         return Ok(());
@@ -176,20 +180,32 @@ pub fn purge(c: &Connection, ids: &[Id]) -> rusqlite::Result<()> {
     for id in ids {
         // Our message waiting to be sent, or the receipt for theirs.
         c.execute("DELETE FROM outbox WHERE message_id = ?1", [id])?;
-        // Issue 17: the edits, reactions and pending actions of the
-        // message live in the actions tables; `db::actions::purge_message`
-        // removes them once that module is on this branch.
+        // Our actions and signals naming it, still unsent (an edit's body
+        // holds its new text). Messages are left: a reply of ours to it
+        // still goes, as a reply to a message that is gone.
+        c.execute(
+            "DELETE FROM outbox WHERE kind = 'app' AND message_id IS NULL
+                AND instr(body, CAST(?1 AS BLOB)) > 0",
+            [id.to_string()],
+        )?;
+        // Members' actions on it that arrived before it (`db::actions`).
+        c.execute("DELETE FROM pending_actions WHERE target = ?1", [id])?;
+        // Its edits (earlier texts) and reactions go with the row
+        // (`ON DELETE CASCADE`, schema 16); its index entry by trigger.
         c.execute("DELETE FROM messages WHERE id = ?1", [id])?;
     }
     // One pass over the log for the whole batch: any row whose JSON names
-    // one of the ids (ids are 128 random bits: no false match).
+    // one of the ids (ids are 128 random bits: no false match) is emptied,
+    // not deleted — the log's sequence numbers come from its newest row,
+    // and one handed out must never be handed out again. A replay skips
+    // the emptied row (a method no front-end knows).
     let hex: Vec<String> = ids.iter().map(Id::to_string).collect();
     let hex = serde_json::to_string(&hex)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     c.execute(
-        "DELETE FROM notifications
+        "UPDATE notifications SET method = ?2, params = '{}'
           WHERE EXISTS (SELECT 1 FROM json_each(?1) j WHERE instr(notifications.params, j.value) > 0)",
-        [hex],
+        params![hex, PURGED],
     )?;
     Ok(())
 }
@@ -329,7 +345,24 @@ mod tests {
         outbox::push(&c, team, b"body", Some(gone.id), 1).unwrap();
         outbox::push_receipt(&c, team, theirs.id, 1).unwrap();
         outbox::push_receipt(&c, team, stays.id, 1).unwrap();
-        for (i, id) in [gone.id, theirs.id, stays.id].iter().enumerate() {
+        // What the actions keep of it: an earlier version, a reaction, our
+        // unsent edit naming it, a member's action waiting for it.
+        crate::db::actions::edit(&c, &gone, "the secret plan, edited", 2, false).unwrap();
+        crate::db::actions::add_reaction(&c, gone.id, "bob", "👍").unwrap();
+        let edit = format!(
+            r#"qpq1{{"t":"text","x":{{"target":{{"id":"{}"}}}}}}"#,
+            gone.id
+        );
+        outbox::push(&c, team, edit.as_bytes(), None, 1).unwrap();
+        let waiting = crate::db::actions::Pending {
+            id: Id::random(),
+            conversation: team,
+            sender: "bob".into(),
+            action: "{}".into(),
+            timestamp_ms: 1,
+        };
+        crate::db::actions::keep_pending(&c, theirs.id, &waiting, 1).unwrap();
+        for (i, id) in [stays.id, gone.id, theirs.id].iter().enumerate() {
             crate::db::notifications::append(
                 &c,
                 "message",
@@ -355,6 +388,13 @@ mod tests {
             .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
             .unwrap();
         assert_eq!(left, 1, "only the receipt for the message that stays");
+        assert!(crate::db::actions::versions(&c, gone.id)
+            .unwrap()
+            .is_empty());
+        assert!(crate::db::actions::reactions_of(&c, &[gone.id])
+            .unwrap()
+            .is_empty());
+        assert_eq!(crate::db::actions::pending_count(&c, team).unwrap(), 0);
         let log: String = c
             .query_row("SELECT group_concat(params) FROM notifications", [], |r| {
                 r.get(0)
@@ -363,6 +403,11 @@ mod tests {
         assert!(
             log.contains(&stays.id.to_string()) && !log.contains(&gone.id.to_string()),
             "{log}"
+        );
+        assert_eq!(
+            crate::db::notifications::latest(&c).unwrap(),
+            3,
+            "the rows stay (emptied): a sequence number is never handed out twice"
         );
     }
 }

@@ -5,11 +5,12 @@
 
 use quicproquo_protocol::ipc::client::Subscription;
 use quicproquo_protocol::ipc::methods::{
-    method, ConversationSettingsParams, ReadParams, SearchParams, TypingParams,
+    method, ConversationSettingsParams, NoParams, ReadParams, SearchParams, TypingParams,
 };
 use quicproquo_protocol::ipc::notifications::Notification;
 use quicproquo_protocol::ipc::values::{
-    Ciphersuite, ConversationRef, ConversationSettings, DeleteScope, Message, MessageId, Seq,
+    Ciphersuite, ConnectionState, ConversationRef, ConversationSettings, DeleteScope, Message,
+    MessageId, Seq,
 };
 use quicproquo_testkit::agent::eventually;
 use quicproquo_testkit::WAIT;
@@ -52,6 +53,30 @@ async fn search(d: &Daemon, words: &str) -> Vec<Message> {
         .unwrap()
 }
 
+async fn typing(d: &Daemon, on: bool) {
+    d.client
+        .request::<method::Typing>(TypingParams {
+            conversation: team(),
+            on,
+        })
+        .await
+        .unwrap();
+}
+
+/// Waits until `d`'s connection is (`is`) or is not (`!is`) `state`.
+async fn wait_connection(d: &Daemon, state: ConnectionState, is: bool) {
+    eventually(&format!("{}'s connection state", d.name), || async {
+        let s = d
+            .client
+            .request::<method::Status>(NoParams {})
+            .await
+            .unwrap();
+        ((s.connection == state) == is).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
 async fn read_and_type(d: &Daemon) {
     d.client
         .request::<method::Read>(ReadParams {
@@ -60,17 +85,12 @@ async fn read_and_type(d: &Daemon) {
         })
         .await
         .unwrap();
-    d.client
-        .request::<method::Typing>(TypingParams {
-            conversation: team(),
-            on: true,
-        })
-        .await
-        .unwrap();
+    typing(d, true).await;
 }
 
 /// The first notification `pick` accepts, within [`WAIT`].
 async fn next_matching<T>(
+    what: &str,
     events: &mut Subscription,
     mut pick: impl FnMut(Notification) -> Option<T>,
 ) -> T {
@@ -82,7 +102,7 @@ async fn next_matching<T>(
         }
     })
     .await
-    .expect("the notification arrives")
+    .unwrap_or_else(|_| panic!("{what}: no such notification within {WAIT:?}"))
 }
 
 /// alice makes `team` with bob, and both have a message of the other's.
@@ -98,21 +118,23 @@ async fn team_of_two(srv: &Server, root: &std::path::Path) -> [Daemon; 2] {
     [alice, bob]
 }
 
-/// A message sent under a 1 s timer reaches bob, then disappears on both
+/// A message sent under a short timer reaches bob, then disappears on both
 /// sides: a `delete` of scope `expired`, and neither history nor search
-/// has it. Both sides show who set the timer.
+/// has it. Both sides show who set the timer. (5 s: a message still unsent
+/// when its timer runs out is removed from the outbox too, and a loaded
+/// test machine may take a second or two to send it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disappearing_message_is_gone_from_every_member() {
     let srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
     let [alice, bob] = team_of_two(&srv, root.path()).await;
 
-    let set = settings(&alice, |p| p.timer_seconds = Some(1)).await;
-    assert_eq!(set.timer_seconds, 1);
-    let notice = "alice set messages to disappear after 1 second";
+    let set = settings(&alice, |p| p.timer_seconds = Some(5)).await;
+    assert_eq!(set.timer_seconds, 5);
+    let notice = "alice set messages to disappear after 5 seconds";
     alice.wait_for("team", notice).await;
     bob.wait_for("team", notice).await;
-    assert_eq!(settings(&bob, |_| {}).await.timer_seconds, 1, "shared");
+    assert_eq!(settings(&bob, |_| {}).await.timer_seconds, 5, "shared");
 
     let mut alice_events = alice.client.subscribe(None).await.unwrap();
     let mut bob_events = bob.client.subscribe(None).await.unwrap();
@@ -126,7 +148,7 @@ async fn a_disappearing_message_is_gone_from_every_member() {
     };
     // Bob had it (a `message`), then lost it (a `delete`).
     let mut arrived = false;
-    let deleted = next_matching(&mut bob_events, |n| match n {
+    let deleted = next_matching("bob's copy expires", &mut bob_events, |n| match n {
         Notification::Message(m) if m.message.id == sent.id => {
             assert!(m.message.meta.expires_at_ms.is_some(), "{m:?}");
             arrived = true;
@@ -140,7 +162,7 @@ async fn a_disappearing_message_is_gone_from_every_member() {
         (deleted.scope, deleted.by.as_str()),
         (DeleteScope::Expired, "alice")
     );
-    let deleted = next_matching(&mut alice_events, gone(sent.id)).await;
+    let deleted = next_matching("alice's copy expires", &mut alice_events, gone(sent.id)).await;
     assert_eq!(deleted.scope, DeleteScope::Expired);
 
     for d in [&alice, &bob] {
@@ -169,7 +191,7 @@ async fn a_disappearing_message_is_gone_from_every_member() {
 /// bob, back, sees that alice read his message and was typing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_receipts_and_typing_are_sent_only_when_on() {
-    let srv = Server::start().await;
+    let mut srv = Server::start().await;
     let root = tempfile::tempdir().unwrap();
     let [alice, mut bob] = team_of_two(&srv, root.path()).await;
     let from_bob = bob.wait_for("team", "from bob").await;
@@ -211,10 +233,30 @@ async fn read_receipts_and_typing_are_sent_only_when_on() {
     alice.wait_outbox_empty().await;
     assert_eq!(srv.queued_mail_for("bob"), 3, "nothing new was read");
 
+    // Typing is never queued: said while offline, it is dropped, not sent
+    // after the reconnect (the `off` would go if online: it does below).
+    srv.stop().await;
+    wait_connection(&alice, ConnectionState::Online, false).await;
+    typing(&alice, false).await;
+    srv.start_again().await;
+    wait_connection(&alice, ConnectionState::Online, true).await;
+    alice.wait_outbox_empty().await;
+    assert_eq!(
+        srv.queued_mail_for("bob"),
+        3,
+        "the typing `off` was dropped"
+    );
+    typing(&alice, false).await;
+    assert_eq!(
+        srv.queued_mail_for("bob"),
+        4,
+        "sent now that alice is online"
+    );
+
     bob.start_again().await;
     let mut replay = bob.client.subscribe(Some(Seq(0))).await.unwrap();
     let (mut read, mut typing) = (None, false);
-    next_matching(&mut replay, |n| {
+    next_matching("bob sees alice's receipt and typing", &mut replay, |n| {
         match n {
             Notification::Read(r) => read = Some(r),
             Notification::Typing(t) => typing |= t.by == "alice" && t.on,
