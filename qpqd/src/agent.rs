@@ -125,6 +125,10 @@ pub struct Agent {
     focus: Arc<crate::notifier::Focus>,
     /// Typing rate limits and the expiry sweeper's wake-up (`privacy`).
     privacy: privacy::PrivacyState,
+    /// Why the state did not open, when it was not for want of the key (a
+    /// failed schema step, the keyring unavailable, a damaged manifest):
+    /// every call made while locked says so instead of "unlock".
+    open_failure: std::sync::Mutex<Option<String>>,
     options: StartOptions,
 }
 
@@ -189,6 +193,7 @@ impl Agent {
             profile_deleted: Default::default(),
             rechecked: Default::default(),
             focus: Arc::default(),
+            open_failure: Default::default(),
             privacy: Default::default(),
             options,
         })
@@ -209,8 +214,24 @@ impl Agent {
     fn opened(&self) -> AgentResult<Opened> {
         match self.phase() {
             Phase::Open(o) | Phase::Online(o, _) => Ok(o),
-            Phase::Locked => Err(AgentError::locked()),
+            Phase::Locked => Err(self.locked()),
         }
+    }
+
+    /// The error of a call made while locked: why the state did not open,
+    /// when that was not the missing key.
+    pub(crate) fn locked(&self) -> AgentError {
+        match self.open_failure() {
+            Some(why) => AgentError::Locked(format!("the state could not be opened: {why}")),
+            None => AgentError::locked(),
+        }
+    }
+
+    pub(crate) fn open_failure(&self) -> Option<String> {
+        self.open_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(crate) fn core(&self) -> AgentResult<CoreHandle> {
@@ -238,7 +259,7 @@ impl Agent {
                 .guard
                 .finding()
                 .map_or_else(AgentError::not_logged_in, |f| integrity::held(&f))),
-            Phase::Locked => Err(AgentError::locked()),
+            Phase::Locked => Err(self.locked()),
         }
     }
 

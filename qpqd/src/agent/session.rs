@@ -188,6 +188,13 @@ impl Agent {
         })
         .await
         .map_err(AgentError::internal)?;
+        let failure = match &opened {
+            Ok(_) | Err(KeystoreError::NeedPassphrase) | Err(KeystoreError::WrongPassphrase) => {
+                None
+            }
+            Err(e) => Some(e.to_string()),
+        };
+        *self.open_failure.lock().unwrap_or_else(|p| p.into_inner()) = failure;
         let (conn, key_source, counter, finding, reader) = opened?;
         let core = Core::new(conn);
         if let Some(f) = &finding {
@@ -275,7 +282,7 @@ impl Agent {
                     link.retarget(target);
                     return Ok(());
                 }
-                Phase::Locked => return Err(AgentError::locked()),
+                Phase::Locked => return Err(self.locked()),
                 Phase::Open(o) => {
                     let (link, task) = Link::start(target, self.shutdown_signal());
                     self.spawn(async move {
@@ -654,7 +661,11 @@ impl Agent {
                     ConnectionState::Offline,
                     "held until the integrity finding is acknowledged (see `integrity`)".into(),
                 ),
-                _ => (ConnectionState::LoggedOut, String::new()),
+                _ => (
+                    ConnectionState::LoggedOut,
+                    // Locked because the state failed to open: say why.
+                    self.open_failure().unwrap_or_default(),
+                ),
             },
         };
         let finding = self.integrity_finding();

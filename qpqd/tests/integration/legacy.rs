@@ -108,3 +108,46 @@ async fn groups_from_before_validation_are_re_created_in_their_conversations() {
     bob.send("@alice", "dm after").await.unwrap();
     alice.wait_for("@bob", "dm after").await;
 }
+
+/// A schema step that fails leaves the daemon locked; every call and
+/// `status` say why, instead of asking for an unlock that cannot help (the
+/// reason was only in the log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_schema_step_is_named_not_called_locked() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [mut alice] = Daemon::registered(root.path(), &srv, ["alice"]).await;
+    alice.stop().await;
+    {
+        let dir = alice.home.join("data/default");
+        let (key, _) =
+            keystore::obtain(&dir, "default", &OsKeyring, Some(&alice.passphrase)).unwrap();
+        let c = state::open(&dir.join("qpq-state.bin"), &key).unwrap();
+        // Step 15 runs again over its own columns: "duplicate column name".
+        c.execute_batch("PRAGMA user_version = 14;").unwrap();
+    }
+    alice.start_again().await;
+    let status = alice
+        .client
+        .request::<quicproquo_protocol::ipc::method::Status>(
+            quicproquo_protocol::ipc::methods::NoParams {},
+        )
+        .await
+        .unwrap();
+    assert!(
+        status.connection_detail.contains("duplicate column"),
+        "{status:?}"
+    );
+    let err = alice
+        .client
+        .request::<quicproquo_protocol::ipc::method::Conversations>(
+            quicproquo_protocol::ipc::methods::NoParams {},
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("could not be opened") && err.contains("duplicate column"),
+        "{err}"
+    );
+}
