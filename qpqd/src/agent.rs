@@ -121,6 +121,8 @@ pub struct Agent {
     /// asked for (whether their account was deleted): at most once per
     /// `verify::RECHECK_AFTER`, so listing a big group often costs nothing.
     rechecked: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+    /// Typing rate limits and the expiry sweeper's wake-up (`privacy`).
+    privacy: privacy::PrivacyState,
     options: StartOptions,
 }
 
@@ -184,6 +186,7 @@ impl Agent {
             storage: StorageHealth::default(),
             profile_deleted: Default::default(),
             rechecked: Default::default(),
+            privacy: Default::default(),
             options,
         })
     }
@@ -281,6 +284,7 @@ impl Agent {
     /// Publishes notifications the core has already persisted.
     pub(crate) fn publish(&self, events: Vec<Event>) {
         for e in events {
+            self.privacy.saw(&e);
             let _ = self.events.send(e);
         }
     }

@@ -9,6 +9,7 @@ pub mod invitations;
 pub mod messages;
 pub mod notifications;
 pub mod outbox;
+pub mod privacy;
 pub mod settings;
 
 /// 16 random bytes, shown as 32 hex digits: conversation and message ids.

@@ -280,9 +280,29 @@ CREATE TABLE seen_actions (
 CREATE INDEX seen_actions_by_age ON seen_actions (seen_ms);
 "#;
 
+/// Issue 17 (privacy): read receipts — per conversation and member, the
+/// position (our `messages` rowid) of the newest message that member said
+/// they read; ours (`member = ''`, `db::privacy::ME`) is what our last
+/// receipt named, with the key of that receipt's outbox entry while it
+/// waits — and the full-text index's `secure-delete` option, so the words of
+/// a deleted or expired message leave the index's pages at once instead of
+/// at some later merge. (Step 17 of the issue; step 16 is the actions
+/// helper's: the lead orders them when both are merged.)
+const SCHEMA_V17: &str = r#"
+CREATE TABLE read_marks (
+    conversation BLOB NOT NULL REFERENCES conversations (id),
+    member TEXT NOT NULL,
+    up_to_row INTEGER NOT NULL,
+    pending_key BLOB,
+    PRIMARY KEY (conversation, member)
+) WITHOUT ROWID;
+INSERT INTO messages_fts (messages_fts, rank) VALUES ('secure-delete', 1);
+"#;
+
 const MIGRATIONS: &[&str] = &[
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
     SCHEMA_V9, SCHEMA_V10, SCHEMA_V11, SCHEMA_V12, SCHEMA_V13, SCHEMA_V14, SCHEMA_V15, SCHEMA_V16,
+    SCHEMA_V17,
 ];
 
 /// Opens (creating if needed) the state database with `key`. A wrong key is
@@ -292,12 +312,23 @@ pub fn open(path: &Path, key: &StateKey) -> Result<Connection, StateError> {
     let conn = Connection::open(path)?;
     apply_key(&conn, key, existed)?;
     restrict_permissions(path)?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-    )?;
+    configure(&conn)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     migrate(&conn)?;
     Ok(conn)
+}
+
+/// The connection's settings. `secure_delete`: SQLite overwrites what a
+/// delete frees with zeros, so a removed message (expired, deleted) leaves
+/// no readable copy in the file's free pages for anyone who later has the
+/// key; with the full-text index's own `secure-delete` (schema 17) and the
+/// WAL checkpoint after each sweep (`db::privacy::checkpoint`), its text is
+/// gone from the file, not merely unlinked.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
+         PRAGMA secure_delete = ON;",
+    )
 }
 
 /// A second connection to the state [`open`] made, read-only: searches run
@@ -571,6 +602,46 @@ mod tests {
             .unwrap();
         assert!(!logged.contains("secret"), "{logged}");
         assert!(logged.contains("online"), "{logged}");
+    }
+
+    /// A purged message is gone from the file itself, not only unlinked:
+    /// no copy of its text in free pages, the full-text index's segments or
+    /// the write-ahead log. Checked on a file without encryption (the same
+    /// settings and schema), where the bytes can be read; before the purge
+    /// the word is there, so the check can fail.
+    #[test]
+    fn a_purged_message_leaves_no_bytes_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plain.bin");
+        let c = Connection::open(&path).unwrap();
+        configure(&c).unwrap();
+        migrate(&c).unwrap();
+        let word = "zygomorphicquokka";
+        c.execute_batch(&format!(
+            "INSERT INTO conversations (id, kind, name, group_id, ciphersuite, created_ms, last_activity_ms)
+               VALUES (x'00000000000000000000000000000001', 'group', 'team', x'aa', 'hybrid', 0, 0);
+             INSERT INTO messages (id, conversation, sender, timestamp_ms, text, outgoing, state)
+               VALUES (x'00000000000000000000000000000010', x'00000000000000000000000000000001',
+                       'bob', 1, 'keep this', 0, 'received'),
+                      (x'00000000000000000000000000000011', x'00000000000000000000000000000001',
+                       'bob', 2, '{word}', 0, 'received');"
+        ))
+        .unwrap();
+        let on_disk = |what: &str| -> bool {
+            [path.clone(), dir.path().join("plain.bin-wal")]
+                .iter()
+                .filter_map(|p| std::fs::read(p).ok())
+                .any(|raw| raw.windows(what.len()).any(|w| w == what.as_bytes()))
+        };
+        crate::db::privacy::checkpoint(&c).unwrap();
+        assert!(on_disk(word), "the test sees the text before the purge");
+        let mut id = [0u8; 16];
+        id[15] = 0x11;
+        let id = crate::db::Id(id);
+        crate::db::privacy::purge(&c, &[id]).unwrap();
+        crate::db::privacy::checkpoint(&c).unwrap();
+        assert!(!on_disk(word), "the purged text is still in the file");
+        assert!(on_disk("keep this"), "the rest is still there");
     }
 
     /// A schema-12 state (groups made before the server validated them)

@@ -123,6 +123,20 @@ impl TestServer {
             .expect("count the mail") as usize
     }
 
+    /// How many messages wait in `username`'s mailbox (read from the
+    /// database, as an operator could): what a test counts to see what a
+    /// daemon sent while the recipient was away.
+    pub fn queued_mail_for(&self, username: &str) -> usize {
+        let db = rusqlite::Connection::open(self.sqlite_path()).expect("the server's database");
+        db.query_row(
+            "SELECT count(*) FROM mail m JOIN accounts a ON a.identity_key = m.recipient
+              WHERE a.username = ?1",
+            [username],
+            |r| r.get::<_, i64>(0),
+        )
+        .expect("count the mail") as usize
+    }
+
     /// The identity key the server holds for `username` (read from the
     /// database, as an operator could); `None` before it registered.
     pub fn account_identity(&self, username: &str) -> Option<[u8; 32]> {

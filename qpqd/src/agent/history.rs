@@ -103,13 +103,21 @@ impl Agent {
     pub async fn read(&self, r: &ConversationRef, up_to: Option<MessageId>) -> AgentResult<u64> {
         let r = r.clone();
         let up_to = up_to.map(|m| Id(m.0));
-        self.core()?
+        let (unread, receipt) = self
+            .core()?
             .run(move |c| {
-                let conv = find(c, &r)?;
-                messages::mark_read(c.db(), conv.id, up_to)?;
-                Ok(messages::unread(c.db(), conv.id)?)
+                c.atomically(|c| -> AgentResult<_> {
+                    let conv = find(c, &r)?;
+                    messages::mark_read(c.db(), conv.id, up_to)?;
+                    let receipt = super::privacy::queue_read_receipt(c, &conv)?;
+                    Ok((messages::unread(c.db(), conv.id)?, receipt))
+                })
             })
-            .await
+            .await?;
+        if receipt {
+            self.outbox_kick.notify_one();
+        }
+        Ok(unread)
     }
 }
 
@@ -262,6 +270,9 @@ pub(crate) fn stored_messages(
             .reply_to
             .as_ref()
             .map(|(id, sender)| quote(m, *id, sender, originals.get(id)));
+        if m.outgoing {
+            ipc.meta.read_by = db::privacy::read_by(db, m.conversation, m.id)?;
+        }
         out.push(ipc);
     }
     Ok(out)

@@ -838,7 +838,7 @@ fn application(
                     // (privacy): `ttl` sets `expires_at_ms`.
                     reply_to: reply_to.and_then(|r| Some((r.message_id()?, r.sender))),
                     mentions_me,
-                    expires_at_ms: ttl.map(|s| now_ms().saturating_add(s.saturating_mul(1000))),
+                    expires_at_ms: ttl.filter(|s| *s > 0).map(|s| privacy::expiry(now_ms(), s)),
                     ..Default::default()
                 },
             };

@@ -548,11 +548,16 @@ fn queue_outgoing(
             Some(id) => Some(super::actions::reply_target(c, &conv, id)?),
             None => None,
         };
+        // The conversation's disappearing timer, if set: every member
+        // removes the message `ttl` seconds after it arrives, we after
+        // it was sent.
+        let ttl = super::privacy::ttl(c.db(), conv.id)?;
+        let now = now_ms();
         let m = Message {
             id: Id::random(),
             conversation: conv.id,
             sender: me,
-            timestamp_ms: now_ms(),
+            timestamp_ms: now,
             text: text.into_string(),
             outgoing: true,
             state: State::Queued,
@@ -560,6 +565,7 @@ fn queue_outgoing(
                 reply_to: reply_to
                     .as_ref()
                     .and_then(|r| Some((r.message_id()?, r.sender.clone()))),
+                expires_at_ms: ttl.map(|s| super::privacy::expiry(now, s)),
                 ..Default::default()
             },
         };
@@ -569,7 +575,7 @@ fn queue_outgoing(
             ts: m.timestamp_ms,
             text: m.text.clone(),
             reply_to,
-            ttl: None,
+            ttl,
             x: None,
         }
         .encode();

@@ -212,6 +212,9 @@ impl Agent {
             });
         }
         tracing::info!(keystore = ?key_source, "state opened");
+        // Expired messages go from the start, online or not.
+        let me = Arc::clone(self);
+        self.spawn(async move { me.expiry_loop().await });
         if let Some((a, me)) = account {
             if me.token.is_some() {
                 self.go_online(&a)?;

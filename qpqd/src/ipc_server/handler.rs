@@ -249,21 +249,19 @@ impl Handler for AgentHandler {
     // Issue 17, privacy: typing, conversation.settings, settings.
 
     async fn typing(&self, p: TypingParams) -> Answer<Empty> {
-        let _ = p;
-        Err(not_yet("typing"))
+        self.agent.typing(&p.conversation, p.on).await?;
+        Ok(Empty {})
     }
 
     async fn conversation_settings(
         &self,
         p: ConversationSettingsParams,
     ) -> Answer<ConversationSettings> {
-        let _ = p;
-        Err(not_yet("conversation.settings"))
+        Ok(self.agent.conversation_settings(p).await?)
     }
 
     async fn settings(&self, p: SettingsParams) -> Answer<Settings> {
-        let _ = p;
-        Err(not_yet("settings"))
+        Ok(self.agent.settings(p).await?)
     }
 
     // Issue 17, notifications: focus.

@@ -17,6 +17,7 @@ mod interop;
 mod legacy;
 mod load;
 mod outbox;
+mod privacy;
 mod promises;
 mod robustness;
 mod trips;
