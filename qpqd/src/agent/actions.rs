@@ -421,6 +421,9 @@ fn act(
                         "the message was deleted: it cannot be edited".into(),
                     ));
                 }
+                // New words, like a message: not to a member whose key
+                // changed unseen (`edit` has no confirmation; `verify` first).
+                super::outbox::refuse_changed_keys(c, &conv.group_id)?;
                 Action::Edit {
                     target: target(),
                     text: text.into_string(),
