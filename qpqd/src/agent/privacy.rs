@@ -497,7 +497,7 @@ fn duration_words(seconds: u64) -> String {
     let (size, unit) = UNITS
         .iter()
         .copied()
-        .find(|(size, _)| seconds % size == 0)
+        .find(|(size, _)| seconds.is_multiple_of(*size))
         .unwrap_or((1, "second"));
     let n = seconds / size;
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
