@@ -355,15 +355,24 @@ mod tests {
             }
             page.push(m.id);
         }
-        let stored = messages::history(&c, conv, None, 500).unwrap();
-        let refs: Vec<&Message> = stored.iter().collect();
         let started = std::time::Instant::now();
+        let stored = messages::history(&c, conv, None, 500).unwrap();
+        let read = started.elapsed();
+        let refs: Vec<&Message> = stored.iter().collect();
         let plain: Vec<IpcMessage> = stored.iter().map(ipc_message).collect();
-        let bare = started.elapsed();
         let started = std::time::Instant::now();
         let full = stored_messages(&c, &refs).unwrap();
         let with_meta = started.elapsed();
-        println!("a page of 500: {bare:?} without meta, {with_meta:?} with reactions and quotes");
+        // The same meta read one message at a time (two queries each).
+        let started = std::time::Instant::now();
+        for m in &refs {
+            stored_messages(&c, &[m]).unwrap();
+        }
+        let one_by_one = started.elapsed();
+        println!(
+            "a page of 500: {read:?} to read the rows, {with_meta:?} more for reactions and \
+             quotes batched, {one_by_one:?} one message at a time"
+        );
         assert_eq!(full.len(), plain.len());
         for (i, m) in full.iter().enumerate() {
             assert_eq!(m.meta.reactions.len(), usize::from(i % 10 == 0), "{i}");
