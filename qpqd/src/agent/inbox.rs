@@ -1218,8 +1218,17 @@ pub(super) mod batch_tests {
         }
         .encode();
         let renamed = alice.engine().unwrap().encrypt(group, &body).unwrap();
-        store_from(&mut bob, &alice, vec![fetched(5, &renamed)]).unwrap();
+        let stored = store_from(&mut bob, &alice, vec![fetched(5, &renamed)]).unwrap();
         assert_eq!(conversation(&bob, group).name, "renamed");
+        // Front-ends are told (a `conversation` notification), not only
+        // the history.
+        assert!(
+            stored.events.iter().any(
+                |e| matches!(e, Notification::Conversation(u) if u.conversation.name == "renamed")
+            ),
+            "{:?}",
+            stored.events
+        );
         assert_eq!(history(&bob), ["alice named the group “renamed”"]);
     }
 
