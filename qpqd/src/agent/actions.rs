@@ -955,5 +955,21 @@ mod tests {
             act(&mut bob, &r, id, Local::DeleteForMe),
             Err(AgentError::NotFound(_))
         ));
+        // A reply names a message of its own conversation, never a notice.
+        assert!(matches!(
+            reply_target(&bob, &conv, id),
+            Err(AgentError::NotFound(_))
+        ));
+        let (other, _) = say(&mut alice, group, "elsewhere");
+        assert!(matches!(
+            reply_target(&bob, &conv, other),
+            Err(AgentError::NotFound(_))
+        ));
+        notice(&bob, &conv, "a notice".into()).unwrap();
+        let notice_id = messages::history(bob.db(), conv.id, None, 1).unwrap()[0].id;
+        assert!(matches!(
+            reply_target(&bob, &conv, notice_id),
+            Err(AgentError::InvalidInput(_))
+        ));
     }
 }
