@@ -23,6 +23,9 @@ ctl=${QPQ_CTL:-qpq-ctl}
 "$ctl" auto-accept everyone >/dev/null
 
 "$ctl" --json recv --follow | while IFS= read -r message; do
+  # Lines are typed: reactions, edits and the like come too (an edit has a
+  # `text`); a bot answers messages.
+  [ "$(printf '%s' "$message" | jq -r .type)" = message ] || continue
   conversation=$(printf '%s' "$message" | jq -r .conversation)
   text=$(printf '%s' "$message" | jq -r .text)
   case "$text" in

@@ -92,6 +92,34 @@ pub enum Command {
     },
     /// Send a message; with no text or `-` it is read from stdin
     Send(SendArgs),
+    /// React to a message with an emoji, or take the reaction back (--remove)
+    React(ReactArgs),
+    /// Change the text of one of your messages, for every member; with `-` it is read
+    /// from stdin
+    Edit(EditArgs),
+    /// Delete one of your messages for everyone, or any message for yourself (--for-me)
+    Delete(DeleteArgs),
+    /// Show the earlier versions of an edited message, oldest first
+    Edits(MessageArgs),
+    /// Show messages that mention you (@username), oldest first
+    Mentions(MentionsArgs),
+    /// Tell the members you are typing (on) or stopped (off), where typing indicators
+    /// are on
+    Typing(TypingArgs),
+    /// Mark a conversation read (up to a message); where read receipts are on, the
+    /// members are told
+    Read(ReadArgs),
+    /// Show a conversation's settings (read receipts, typing, timer, notifications), or
+    /// with --default the defaults
+    Get(GetArgs),
+    /// Change a conversation's setting, or with --default the default of conversations
+    /// without their own
+    #[command(
+        long_about = SET_LONG_ABOUT,
+        override_usage = "qpq-ctl set <CONVERSATION> <SETTING> <VALUE>\n       \
+                          qpq-ctl set --default <SETTING> <VALUE>"
+    )]
+    Set(SetArgs),
     /// Show a conversation's latest messages, oldest first
     History(HistoryArgs),
     /// Send a failed message again (its id is in `history`)
@@ -151,6 +179,20 @@ pub enum Command {
     },
 }
 
+const SET_LONG_ABOUT: &str = "\
+Change a conversation's setting: set CONVERSATION SETTING VALUE, or the default of
+conversations without their own value: set --default SETTING VALUE. Prints the
+settings as they apply afterwards (as `get`).
+
+Settings and values:
+  read-receipts on|off        tell the members what you read (default off)
+  typing on|off               tell the members when you type (default off)
+  timer DURATION|off          messages sent from now on disappear after DURATION:
+                              a number and s, m, h, d or w (30s, 10m, 1d, 2w; at most
+                              a year); set for every member, per conversation only
+  notify all|mentions|none    which messages qpqd shows as desktop notifications
+  notify-content on|off       whether notifications show the sender and text";
+
 const RECV_LONG_ABOUT: &str = "\
 Print new incoming messages (messages sent from this profile are not shown).
 
@@ -163,7 +205,13 @@ SEQ and leaves the cursor alone; JSON output carries each message's `seq`.
 With --follow, recv streams messages until interrupted (Ctrl-C, SIGTERM, or its reader
 going away, which ends it with success). It survives a restart of qpqd: it reconnects
 and resumes after the last sequence number, losing and repeating nothing. With --json
-it prints one JSON object per line, flushed per message.";
+it prints one JSON object per line, flushed per message.
+
+With --follow it also prints what members do to messages and conversations, each
+as it happens: reactions, edits, deletes, read receipts, typing, timers, and
+conversations renamed (each JSON line has a `type`: message, reaction, edit,
+delete, read, typing, timer or conversation). What this profile did is not shown.
+With --mentions only messages that mention you are printed, and nothing else.";
 
 #[derive(Debug, Subcommand)]
 pub enum DaemonCommand {
@@ -280,6 +328,99 @@ pub struct SendArgs {
     /// Send even though a member's identity key changed (exit status 11 otherwise)
     #[arg(long)]
     pub confirm_changed_keys: bool,
+    /// Answer this message (its id, 32 hex digits, from `history --ids` or `--json`)
+    #[arg(long, value_name = "ID")]
+    pub reply_to: Option<MessageId>,
+}
+
+/// A message: its conversation (this profile's name for it) and its id, the
+/// same on every member's side.
+#[derive(Debug, Args)]
+pub struct MessageArgs {
+    /// Name, id, or @username
+    pub conversation: ConversationRef,
+    /// The message id, 32 hex digits
+    pub id: MessageId,
+}
+
+#[derive(Debug, Args)]
+pub struct ReactArgs {
+    #[command(flatten)]
+    pub message: MessageArgs,
+    /// One emoji, e.g. 👍 (at most 32 bytes, no spaces; the daemon checks it)
+    pub emoji: String,
+    /// Take back your reaction with this emoji
+    #[arg(long)]
+    pub remove: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    #[command(flatten)]
+    pub message: MessageArgs,
+    /// The new text; with `-` it is read from stdin (like `send`)
+    pub text: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub message: MessageArgs,
+    /// Delete it from this profile's history only (any message); without it, the
+    /// message goes for every member (only your own messages)
+    #[arg(long)]
+    pub for_me: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MentionsArgs {
+    /// Only this conversation: name, id, or @username
+    pub conversation: Option<ConversationRef>,
+    /// At most this many of the latest mentions, 1 to 500
+    #[arg(long, value_name = "N", default_value = "50", value_parser = parse_limit)]
+    pub limit: Limit,
+    /// Show each message's id (without --json)
+    #[arg(long)]
+    pub ids: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TypingArgs {
+    /// Name, id, or @username
+    pub conversation: ConversationRef,
+    /// on: typing now (members show it for a few seconds); off: stopped
+    #[arg(value_parser = parse_on_off, value_name = "on|off", action = clap::ArgAction::Set)]
+    pub state: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// Name, id, or @username
+    pub conversation: ConversationRef,
+    /// Only up to and including this message (its id); default: everything
+    #[arg(long, value_name = "ID")]
+    pub up_to: Option<MessageId>,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Name, id, or @username
+    #[arg(required_unless_present = "default", conflicts_with = "default")]
+    pub conversation: Option<ConversationRef>,
+    /// The defaults of conversations without their own value
+    #[arg(long)]
+    pub default: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// Set the default of conversations without their own value (then no CONVERSATION)
+    #[arg(long)]
+    pub default: bool,
+    /// CONVERSATION SETTING VALUE, or with --default SETTING VALUE (settings:
+    /// read-receipts, typing, timer, notify, notify-content)
+    #[arg(value_name = "ARG", num_args = 2..=3, required = true)]
+    pub words: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -289,6 +430,9 @@ pub struct HistoryArgs {
     /// How many of the latest messages, 1 to 500
     #[arg(long, value_name = "N", default_value = "50", value_parser = parse_limit)]
     pub limit: Limit,
+    /// Show each message's id (for `react`, `edit`, `delete`, `send --reply-to`)
+    #[arg(long)]
+    pub ids: bool,
 }
 
 #[derive(Debug, Args)]
@@ -302,6 +446,12 @@ pub struct RecvArgs {
     /// Only this conversation: name, id, or @username
     #[arg(long, value_name = "C")]
     pub conversation: Option<ConversationRef>,
+    /// Only messages that mention you (@username), and no other events
+    #[arg(long)]
+    pub mentions: bool,
+    /// Show each message's id (without --json)
+    #[arg(long)]
+    pub ids: bool,
 }
 
 #[derive(Debug, Args)]
@@ -332,6 +482,9 @@ pub struct SearchArgs {
     /// At most this many results, 1 to 500
     #[arg(long, value_name = "N", default_value = "50", value_parser = parse_limit)]
     pub limit: Limit,
+    /// Show each message's id (without --json)
+    #[arg(long)]
+    pub ids: bool,
 }
 
 fn parse_fingerprint(s: &str) -> Result<Fingerprint, String> {
@@ -344,6 +497,15 @@ fn parse_limit(s: &str) -> Result<Limit, String> {
         .ok()
         .and_then(Limit::new)
         .ok_or_else(|| format!("expected a number from 1 to {}", Limit::MAX))
+}
+
+/// `on` or `off`.
+pub fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("`{s}` is not on or off")),
+    }
 }
 
 /// An `auto_accept` mode as the IPC spells it.

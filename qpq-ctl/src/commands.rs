@@ -6,11 +6,12 @@
 use crate::cli::{AccountCommand, Cli, Command};
 use crate::error::CtlError;
 use crate::exit::Exit;
-use crate::output::Out;
+use crate::output::{word, Out};
 use crate::session::Session;
 
 mod account;
 mod account_changes;
+mod actions;
 mod conversations;
 mod daemon;
 mod docs;
@@ -19,6 +20,7 @@ mod invites;
 mod messages;
 mod names;
 mod recv;
+mod settings;
 mod verify;
 
 /// Runs the command line's command.
@@ -51,6 +53,15 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<Exit, CtlError> {
             conversations::members(&session()?, out, conversation).await
         }
         Command::Send(a) => messages::send(&session()?, out, a).await,
+        Command::React(a) => actions::react(&session()?, out, a).await,
+        Command::Edit(a) => actions::edit(&session()?, out, a).await,
+        Command::Delete(a) => actions::delete(&session()?, out, a).await,
+        Command::Edits(a) => actions::edits(&session()?, out, a).await,
+        Command::Mentions(a) => actions::mentions(&session()?, out, a).await,
+        Command::Typing(a) => actions::typing(&session()?, out, a).await,
+        Command::Read(a) => actions::read(&session()?, out, a).await,
+        Command::Get(a) => settings::get(&session()?, out, a).await,
+        Command::Set(a) => settings::set(&session()?, out, a).await,
         Command::History(a) => messages::history(&session()?, out, a).await,
         Command::Retry { message } => messages::retry(&session()?, out, message).await,
         Command::Discard { message } => messages::discard(&session()?, out, message).await,
@@ -61,14 +72,5 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<Exit, CtlError> {
         Command::Accept { id } => invites::accept(&session()?, out, id).await,
         Command::Decline { id, reason } => invites::decline(&session()?, out, id, reason).await,
         Command::AutoAccept { mode } => invites::auto_accept(&session()?, out, mode).await,
-    }
-}
-
-/// A word enum (`online`, `hybrid`…) as the IPC spells it.
-fn word<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(other) => other.to_string(),
-        Err(_) => String::new(),
     }
 }

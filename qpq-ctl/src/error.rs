@@ -203,6 +203,10 @@ fn call_hint(e: &CallError) -> Option<String> {
             "stop the running qpqd (`qpq-ctl daemon stop` from a matching version) and try again"
         }
         IpcErrorCode::MethodNotFound => "the running qpqd is older than qpq-ctl; restart it",
+        IpcErrorCode::NotAllowed => {
+            "only a message's sender can edit it or delete it for everyone; \
+             `qpq-ctl delete CONVERSATION ID --for-me` removes it from your history"
+        }
         _ => return None,
     };
     Some(hint.to_owned())
@@ -252,6 +256,7 @@ mod tests {
             (IpcErrorCode::Conflict, Exit::Conflict),
             (IpcErrorCode::IdentityChanged, Exit::IdentityChanged),
             (IpcErrorCode::Internal, Exit::Failure),
+            (IpcErrorCode::NotAllowed, Exit::Refused),
         ];
         for (code, exit) in cases {
             let e = rpc(ErrorObject::new(code, "x"));

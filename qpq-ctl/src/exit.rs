@@ -85,7 +85,10 @@ impl Exit {
             }
             Exit::NotLoggedIn => "not logged in: no account in this profile, or logged out",
             Exit::NotFound => "not found: no such user or conversation",
-            Exit::Refused => "refused by the server; the message names its E-code (E0xx)",
+            Exit::Refused => {
+                "refused by the server (the message names its E-code, E0xx), or not \
+                 allowed: only a message's sender can edit it or delete it for everyone"
+            }
             Exit::NetworkDown => "network down: the server cannot be reached",
             Exit::Locked => "locked: qpqd needs the state passphrase (`qpq-ctl unlock`)",
             Exit::InvalidInput => {

@@ -19,6 +19,7 @@ use clap::Parser;
 
 mod cli;
 mod commands;
+mod duration;
 mod error;
 mod exit;
 mod input;

@@ -18,9 +18,11 @@ use unicode_width::UnicodeWidthStr;
 
 use crate::error::CtlError;
 
+pub mod event;
 pub mod message;
 pub mod table;
 
+pub use event::EventView;
 pub use message::MessageView;
 pub use table::Table;
 
@@ -32,6 +34,9 @@ pub enum Paint {
     Name,
     Conversation,
     Warn,
+    /// A message that mentions us.
+    Mention,
+    Reactions,
 }
 
 impl Paint {
@@ -42,6 +47,8 @@ impl Paint {
             Paint::Name => "1;36",
             Paint::Conversation => "1;33",
             Paint::Warn => "1;31",
+            Paint::Mention => "1;35",
+            Paint::Reactions => "33",
         }
     }
 }
@@ -157,6 +164,15 @@ pub fn sanitize(text: &str) -> String {
 /// [`sanitize`] for one-line fields (names): newlines go too.
 pub fn sanitize_line(text: &str) -> String {
     sanitize(text).replace('\n', "\u{FFFD}")
+}
+
+/// A word enum (`online`, `hybrid`…) as the IPC spells it.
+pub fn word<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
 }
 
 /// Display width in terminal columns.

@@ -1,6 +1,9 @@
 //! Frame render time with 100,000 messages in the open conversation
 //! (target ≤ 2 ms), following the newest and scrolled to the middle, and a
-//! PgUp through `update`. `cargo bench -p quicproquo-tui --bench render`.
+//! PgUp through `update`; then the same with 10 % of the messages carrying
+//! reactions, a reply's quote or an edit (issue 17), measured in the same
+//! run against the plain baseline. `cargo bench -p quicproquo-tui --bench
+//! render`.
 //! Results and the start-up figure: qpq-tui/BENCHMARKS.md.
 
 #![allow(clippy::unwrap_used)]
@@ -11,7 +14,7 @@ use jiff::tz::TimeZone;
 use quicproquo_protocol::ipc::methods::StatusResult;
 use quicproquo_protocol::ipc::values::{
     Account, Ciphersuite, ConnectionState, Conversation, ConversationId, ConversationKind,
-    KeystoreState, Message, MessageId, MessageState,
+    KeystoreState, Message, MessageId, MessageMeta, MessageState, Quote, Reaction,
 };
 use quicproquo_protocol::types::IdentityKey;
 use quicproquo_tui::action::{Action, DaemonEvent};
@@ -26,7 +29,45 @@ use ratatui::Terminal;
 const N: u32 = 100_000;
 const CONV: ConversationId = ConversationId([7; 16]);
 
-fn app(w: u16, h: u16) -> App {
+/// Every tenth message annotated, in turn with reactions, a reply's quote
+/// or an edit (with a read receipt on our own).
+fn annotations(i: u32) -> MessageMeta {
+    let mut meta = MessageMeta::default();
+    if i % 10 != 7 {
+        return meta;
+    }
+    match (i / 10) % 3 {
+        0 => {
+            meta.reactions = vec![
+                Reaction {
+                    emoji: "👍".into(),
+                    by: vec!["alice".into(), "bob".into(), "李小龍".into()],
+                },
+                Reaction {
+                    emoji: "🎉".into(),
+                    by: vec!["bob".into()],
+                },
+            ]
+        }
+        1 => {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&(i - 1).to_be_bytes());
+            meta.reply_to = Some(Quote {
+                id: MessageId(id),
+                sender: "bob".into(),
+                excerpt: format!("message {}", i - 1),
+                missing: false,
+            });
+        }
+        _ => {
+            meta.edited = true;
+            meta.read_by = vec!["bob".into()];
+        }
+    }
+    meta
+}
+
+fn app(w: u16, h: u16, annotated: bool) -> App {
     let mut app = App::new(Config::default(), "bench", (w, h));
     app.tz = TimeZone::UTC;
     let status = StatusResult {
@@ -86,7 +127,11 @@ fn app(w: u16, h: u16) -> App {
                     MessageState::Received
                 },
                 failure: None,
-                meta: Default::default(),
+                meta: if annotated {
+                    annotations(i)
+                } else {
+                    MessageMeta::default()
+                },
             }
         })
         .collect();
@@ -105,20 +150,31 @@ fn app(w: u16, h: u16) -> App {
 }
 
 fn benches(c: &mut Criterion) {
+    for annotated in [false, true] {
+        let what = if annotated {
+            "100k messages, 10 % annotated"
+        } else {
+            "100k messages"
+        };
+        frames(c, what, annotated);
+    }
+}
+
+fn frames(c: &mut Criterion, what: &str, annotated: bool) {
     let (w, h) = (160, 50);
-    let mut app = app(w, h);
+    let mut app = app(w, h, annotated);
     let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
-    c.bench_function("frame, 100k messages, newest", |b| {
+    c.bench_function(&format!("frame, {what}, newest"), |b| {
         b.iter(|| terminal.draw(|f| render(&app, f)).unwrap().area)
     });
     app.timelines.get_mut(&CONV).unwrap().view = View::At {
         index: N as usize / 2,
         skip: 0,
     };
-    c.bench_function("frame, 100k messages, scrolled to the middle", |b| {
+    c.bench_function(&format!("frame, {what}, scrolled to the middle"), |b| {
         b.iter(|| terminal.draw(|f| render(&app, f)).unwrap().area)
     });
-    c.bench_function("PgUp then PgDn (update), 100k messages", |b| {
+    c.bench_function(&format!("PgUp then PgDn (update), {what}"), |b| {
         b.iter(|| {
             update(
                 &mut app,

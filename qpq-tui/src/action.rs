@@ -9,7 +9,8 @@ use crossterm::event::{KeyEvent, MouseEvent};
 use quicproquo_protocol::ipc::client::CallError;
 use quicproquo_protocol::ipc::methods::{StatusResult, VerifyResult};
 use quicproquo_protocol::ipc::values::{
-    Conversation, ConversationId, Invitation, Member, Message, MessageId,
+    Conversation, ConversationId, ConversationSettings, Invitation, Member, Message, MessageId,
+    MessageVersion,
 };
 use quicproquo_protocol::ipc::{Call, IpcErrorCode, Notification};
 
@@ -24,6 +25,8 @@ pub enum Action {
     Paste(String),
     Resize(u16, u16),
     Daemon(DaemonEvent),
+    /// Time passed (about a second): typing indicators expire, ours stops.
+    Tick,
 }
 
 /// A failed call, as the user needs to see it.
@@ -121,6 +124,25 @@ pub enum DaemonEvent {
     Done(String),
     /// A failed message was discarded: gone from the history.
     Discarded(MessageId),
+    /// `react` or `edit` answered with the message as it is now.
+    Updated(Message),
+    /// `delete` went through.
+    Deleted {
+        conversation: ConversationId,
+        id: MessageId,
+        for_me: bool,
+    },
+    /// `edit` was refused: the text goes back into the input.
+    EditFailed {
+        conversation: ConversationId,
+        id: MessageId,
+        text: String,
+        failure: Failure,
+    },
+    /// `message.edits`: the earlier versions, oldest first.
+    Edits(Vec<MessageVersion>),
+    /// `conversation.settings` answered with the settings as they apply.
+    Settings(ConversationSettings),
     Failed(Failure),
     /// `register`, `login` or `unlock` went through.
     AccountReady,
@@ -138,11 +160,8 @@ pub enum Effect {
     Request(Request),
     /// Ring the terminal bell.
     Bell,
-    /// A desktop notification (when configured).
-    Notify {
-        title: String,
-        body: String,
-    },
+    /// Draw again: something changed with time alone (a tick).
+    Redraw,
     Quit,
 }
 

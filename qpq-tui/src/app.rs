@@ -2,12 +2,14 @@
 //! happens here and nothing here knows about the terminal or the socket.
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use jiff::tz::TimeZone;
 use quicproquo_protocol::ipc::methods::{StatusResult, VerifyResult};
 use quicproquo_protocol::ipc::values::Invitation;
 use quicproquo_protocol::ipc::values::{
-    Ciphersuite, ConnectionState, Conversation, ConversationId, Member, Message,
+    Ciphersuite, ConnectionState, Conversation, ConversationId, Member, Message, MessageId,
+    MessageVersion,
 };
 
 use crate::commands::Completion;
@@ -175,6 +177,71 @@ pub enum Overlay {
         list: Vec<Invitation>,
         selected: usize,
     },
+    /// The emoji picker for the selected message: one of [`REACTIONS`]
+    /// (`/react` takes any other).
+    React {
+        conversation: ConversationId,
+        id: MessageId,
+        selected: usize,
+    },
+    /// "Delete for everyone / for me" on the selected message (for
+    /// everyone only on our own).
+    Delete {
+        conversation: ConversationId,
+        id: MessageId,
+        own: bool,
+    },
+    /// An edited message's earlier versions (`message.edits`), oldest
+    /// first, then the text it has now.
+    Edits {
+        current: String,
+        versions: Loadable<Vec<MessageVersion>>,
+    },
+}
+
+/// The picker's emoji, in its order (keys 1–8 pick them directly).
+pub const REACTIONS: [&str; 8] = [
+    "\u{1F44D}",
+    "\u{2764}\u{FE0F}",
+    "\u{1F602}",
+    "\u{1F62E}",
+    "\u{1F622}",
+    "\u{1F389}",
+    "\u{1F440}",
+    "\u{1F64F}",
+];
+
+/// A peer's typing indicator disappears this long after its last `typing`.
+pub const TYPING_SHOWN: Duration = Duration::from_secs(6);
+/// Our `typing on` is repeated at most this often while the user types.
+pub const TYPING_REPEAT: Duration = Duration::from_secs(3);
+/// Our `typing off` follows this long without a keystroke.
+pub const TYPING_IDLE: Duration = Duration::from_secs(5);
+
+/// What Enter does with the input besides sending a new message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compose {
+    /// The message answers `id` (shown as "replying to sender: excerpt").
+    Reply {
+        conversation: ConversationId,
+        id: MessageId,
+        sender: String,
+        excerpt: String,
+    },
+    /// The input holds the new text of our message `id`.
+    Edit {
+        conversation: ConversationId,
+        id: MessageId,
+    },
+}
+
+/// Our typing indicator: where it is on, when `typing on` was last sent
+/// and when the user last typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnTyping {
+    pub conversation: ConversationId,
+    pub sent_at: Instant,
+    pub last_key: Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,6 +286,19 @@ pub struct App {
     pub changed_keys: HashSet<String>,
     pub completing: Option<Completing>,
     pub quit: bool,
+    /// The time of the action being applied: the event loop sets it before
+    /// each one (tests move it by hand), so `update` reads no clock.
+    pub now: Instant,
+    /// Selecting a message (Shift+Up/Down): with an empty input, letters act
+    /// on the selected message (`r` reply, `e` react, …).
+    pub selecting: bool,
+    pub compose: Option<Compose>,
+    /// Who is typing where, and when their last `typing` came.
+    pub typing: HashMap<ConversationId, Vec<(String, Instant)>>,
+    pub own_typing: Option<OwnTyping>,
+    /// The conversation last given to `focus` (`None`: not told yet, e.g.
+    /// after a reconnect).
+    pub focused: Option<Option<ConversationId>>,
 }
 
 impl App {
@@ -242,6 +322,12 @@ impl App {
             changed_keys: HashSet::new(),
             completing: None,
             quit: false,
+            now: Instant::now(),
+            selecting: false,
+            compose: None,
+            typing: HashMap::new(),
+            own_typing: None,
+            focused: None,
         }
     }
 
@@ -330,6 +416,16 @@ impl App {
         users.sort();
         users.dedup();
         users
+    }
+
+    /// Who is typing in a conversation now, oldest first.
+    pub fn typing_in(&self, id: ConversationId) -> Vec<&str> {
+        self.typing.get(&id).map_or_else(Vec::new, |list| {
+            list.iter()
+                .filter(|(_, at)| self.now.saturating_duration_since(*at) < TYPING_SHOWN)
+                .map(|(who, _)| who.as_str())
+                .collect()
+        })
     }
 
     pub fn info(&mut self, text: impl Into<String>) {

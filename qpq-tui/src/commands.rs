@@ -3,6 +3,8 @@
 //! completion of command names and usernames. Pure functions; what a command
 //! does is decided in `update`.
 
+use quicproquo_protocol::ipc::values::NotifyMode;
+
 /// A parsed slash command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -29,6 +31,16 @@ pub enum Command {
     Passwd,
     /// Delete the account (a box asks for the username and the password).
     DeleteAccount,
+    /// React with any emoji to the selected message (else the newest).
+    React(String),
+    /// Messages that mention us, to jump to.
+    Mentions,
+    /// This conversation's settings (`conversation.settings`).
+    Receipts(bool),
+    Typing(bool),
+    /// Seconds; 0 turns disappearing messages off.
+    Timer(u64),
+    Notify(NotifyMode),
     Help,
     Quit,
 }
@@ -124,6 +136,42 @@ pub const COMMANDS: &[Spec] = &[
         users_from: None,
     },
     Spec {
+        name: "react",
+        args: "emoji",
+        help: "react to the selected message (else the newest)",
+        users_from: None,
+    },
+    Spec {
+        name: "mentions",
+        args: "",
+        help: "messages that mention you; Enter jumps to one",
+        users_from: None,
+    },
+    Spec {
+        name: "receipts",
+        args: "on|off",
+        help: "send read receipts in this conversation",
+        users_from: None,
+    },
+    Spec {
+        name: "typing",
+        args: "on|off",
+        help: "send typing indicators in this conversation",
+        users_from: None,
+    },
+    Spec {
+        name: "timer",
+        args: "1d|8h|30m|off",
+        help: "messages here disappear after this long (for everyone)",
+        users_from: None,
+    },
+    Spec {
+        name: "notify",
+        args: "all|mentions|none",
+        help: "which messages here qpqd notifies the desktop of",
+        users_from: None,
+    },
+    Spec {
         name: "passwd",
         args: "",
         help: "change the password; other sessions end",
@@ -211,6 +259,37 @@ pub fn parse(text: &str) -> Result<Input, String> {
             quicproquo_protocol::limits::check_search_query(query)?;
             Command::Search(query.to_owned())
         }
+        "react" => {
+            let emoji = one(args, "emoji")?;
+            if emoji.len() > MAX_EMOJI_BYTES {
+                return Err(format!(
+                    "/react takes one emoji (at most {MAX_EMOJI_BYTES} bytes)"
+                ));
+            }
+            Command::React(emoji)
+        }
+        "mentions" => none(&args).map(|_| Command::Mentions)?,
+        "receipts" => {
+            Command::Receipts(on_off(&one(args, "on|off")?).ok_or_else(|| usage("on|off"))?)
+        }
+        "typing" => Command::Typing(on_off(&one(args, "on|off")?).ok_or_else(|| usage("on|off"))?),
+        "timer" => {
+            Command::Timer(parse_duration(&one(args, "1d|8h|30m|off")?).ok_or_else(|| {
+                format!(
+                    "usage: /timer 1d|8h|30m|90s|off (at most {} days)",
+                    MAX_TIMER_SECONDS / 86_400
+                )
+            })?)
+        }
+        "notify" => {
+            let word = one(args, "all|mentions|none")?;
+            let mode = NotifyMode::ALL
+                .iter()
+                .copied()
+                .find(|m| notify_word(*m) == word)
+                .ok_or_else(|| usage("all|mentions|none"))?;
+            Command::Notify(mode)
+        }
         "passwd" => none(&args).map(|_| Command::Passwd)?,
         "delete-account" => none(&args).map(|_| Command::DeleteAccount)?,
         "help" | "?" => Command::Help,
@@ -219,6 +298,64 @@ pub fn parse(text: &str) -> Result<Input, String> {
         other => return Err(format!("unknown command /{other}; /help lists them")),
     };
     Ok(Input::Command(cmd))
+}
+
+/// The longest emoji `/react` passes on (the daemon checks it too).
+const MAX_EMOJI_BYTES: usize = 32;
+/// The longest disappearing timer: one year.
+pub const MAX_TIMER_SECONDS: u64 = 365 * 86_400;
+
+fn on_off(word: &str) -> Option<bool> {
+    match word {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// `30s`, `5m`, `8h`, `1d`, `2w` (a bare number is seconds); `off` or `0`
+/// is 0. `None` when it is none of those or longer than a year.
+pub fn parse_duration(word: &str) -> Option<u64> {
+    if word == "off" {
+        return Some(0);
+    }
+    let split = word
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(word.len());
+    let (n, unit) = word.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return None,
+    };
+    n.checked_mul(scale).filter(|s| *s <= MAX_TIMER_SECONDS)
+}
+
+/// A timer as people say it: "1 day", "8 hours", "90 seconds".
+pub fn duration_words(seconds: u64) -> String {
+    let (n, unit) = [
+        (7 * 86_400, "week"),
+        (86_400, "day"),
+        (3_600, "hour"),
+        (60, "minute"),
+    ]
+    .into_iter()
+    .find(|(u, _)| seconds >= *u && seconds.is_multiple_of(*u))
+    .map_or((seconds, "second"), |(u, name)| (seconds / u, name));
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+/// The word `/notify` and the daemon use for a mode.
+pub fn notify_word(mode: NotifyMode) -> &'static str {
+    match mode {
+        NotifyMode::All => "all",
+        NotifyMode::Mentions => "mentions",
+        NotifyMode::None => "none",
+    }
 }
 
 /// A completion: replace `text[start..end]` with one of `candidates`.
@@ -344,6 +481,35 @@ mod tests {
         );
         assert_eq!(cmd("/help"), Command::Help);
         assert_eq!(cmd("/quit"), Command::Quit);
+        assert_eq!(cmd("/react 🎉"), Command::React("🎉".into()));
+        assert_eq!(cmd("/mentions"), Command::Mentions);
+        assert_eq!(cmd("/receipts on"), Command::Receipts(true));
+        assert_eq!(cmd("/typing off"), Command::Typing(false));
+        assert_eq!(cmd("/timer 1d"), Command::Timer(86_400));
+        assert_eq!(cmd("/timer off"), Command::Timer(0));
+        assert_eq!(
+            cmd("/notify mentions"),
+            Command::Notify(NotifyMode::Mentions)
+        );
+    }
+
+    #[test]
+    fn settings_words_and_their_mistakes() {
+        assert!(parse("/receipts maybe").unwrap_err().contains("on|off"));
+        assert!(parse("/timer 2y").unwrap_err().contains("365 days"));
+        assert!(parse("/timer 400d").is_err(), "longer than a year");
+        assert!(parse("/timer 99999999999999999999d").is_err());
+        assert!(parse("/notify loud")
+            .unwrap_err()
+            .contains("all|mentions|none"));
+        assert!(parse("/react").is_err());
+        assert!(parse(&format!("/react {}", "👍".repeat(20))).is_err());
+        assert_eq!(parse_duration("90"), Some(90));
+        assert_eq!(parse_duration("2w"), Some(14 * 86_400));
+        assert_eq!(duration_words(86_400), "1 day");
+        assert_eq!(duration_words(8 * 3_600), "8 hours");
+        assert_eq!(duration_words(90), "90 seconds");
+        assert_eq!(duration_words(14 * 86_400), "2 weeks");
     }
 
     #[test]
@@ -368,7 +534,10 @@ mod tests {
     fn completes_commands_and_users() {
         let users: Vec<String> = ["bob", "bobby", "carol"].map(String::from).to_vec();
         let c = complete("/re", 3, &users).unwrap();
-        assert_eq!(c.candidates, ["/rekey", "/remove", "/retry"]);
+        assert_eq!(
+            c.candidates,
+            ["/react", "/receipts", "/rekey", "/remove", "/retry"]
+        );
         assert_eq!(common_prefix(&c.candidates), "/re");
         let c = complete("/dm b", 5, &users).unwrap();
         assert_eq!((c.start, c.end), (4, 5));

@@ -5,7 +5,6 @@
 //!
 //! ```toml
 //! bell = true                    # ring the terminal bell on a message elsewhere
-//! desktop_notifications = false  # run `notify-send` for a message elsewhere
 //! mouse = true                   # the wheel scrolls (Shift+drag still selects)
 //! default_server = "127.0.0.1:7443"
 //! [keys]                         # any action, one key or a list of keys
@@ -32,6 +31,8 @@ pub enum KeyAction {
     PageDown,
     ToggleMembers,
     Complete,
+    SelectOlder,
+    SelectNewer,
 }
 
 impl KeyAction {
@@ -46,6 +47,8 @@ impl KeyAction {
         KeyAction::PageDown,
         KeyAction::ToggleMembers,
         KeyAction::Complete,
+        KeyAction::SelectOlder,
+        KeyAction::SelectNewer,
     ];
 
     /// The name in the `[keys]` table.
@@ -61,6 +64,8 @@ impl KeyAction {
             KeyAction::PageDown => "page_down",
             KeyAction::ToggleMembers => "toggle_members",
             KeyAction::Complete => "complete",
+            KeyAction::SelectOlder => "select_older",
+            KeyAction::SelectNewer => "select_newer",
         }
     }
 
@@ -77,6 +82,8 @@ impl KeyAction {
             KeyAction::PageDown => "scroll forward a page",
             KeyAction::ToggleMembers => "show/hide the member panel",
             KeyAction::Complete => "complete a command or username",
+            KeyAction::SelectOlder => "select a message (older): then r e c d h o",
+            KeyAction::SelectNewer => "select the next newer message",
         }
     }
 
@@ -92,6 +99,8 @@ impl KeyAction {
             KeyAction::PageDown => &["pagedown"],
             KeyAction::ToggleMembers => &["f2"],
             KeyAction::Complete => &["tab"],
+            KeyAction::SelectOlder => &["shift+up"],
+            KeyAction::SelectNewer => &["shift+down"],
         }
     }
 }
@@ -247,7 +256,6 @@ impl Default for KeyMap {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub bell: bool,
-    pub desktop_notifications: bool,
     pub mouse: bool,
     /// Offered on the first-run screen.
     pub default_server: String,
@@ -258,7 +266,6 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             bell: true,
-            desktop_notifications: false,
             mouse: true,
             default_server: "127.0.0.1:7443".to_owned(),
             keys: KeyMap::default(),
@@ -288,7 +295,10 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     bell: Option<bool>,
-    desktop_notifications: Option<bool>,
+    /// Read and ignored: desktop notifications are qpqd's now (its
+    /// notifier; `qpq-ctl settings`). Kept so older files still load.
+    #[serde(rename = "desktop_notifications")]
+    _desktop_notifications: Option<bool>,
     mouse: Option<bool>,
     default_server: Option<String>,
     #[serde(default)]
@@ -324,9 +334,6 @@ impl Config {
         })?;
         let mut config = Config::default();
         config.bell = file.bell.unwrap_or(config.bell);
-        config.desktop_notifications = file
-            .desktop_notifications
-            .unwrap_or(config.desktop_notifications);
         config.mouse = file.mouse.unwrap_or(config.mouse);
         if let Some(server) = file.default_server {
             config.default_server = server;

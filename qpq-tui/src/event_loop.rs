@@ -2,7 +2,8 @@
 //! already queued (a batch), update, carry out the effects, draw once.
 //! Redraws happen only when something happened, and at most once per frame
 //! budget: a burst of a thousand notifications costs one frame, not a
-//! thousand.
+//! thousand. A tick each second lets what depends on time alone change
+//! (typing indicators, our `typing off`); it draws only when it did.
 
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
@@ -15,20 +16,22 @@ use crate::action::{Action, Effect, Request};
 use crate::app::App;
 use crate::render::render;
 use crate::update::update;
-use crate::wrap::sanitize;
 
 /// The shortest time between two frames (~120 fps at most).
 const FRAME_BUDGET: Duration = Duration::from_millis(8);
 /// Actions applied before a frame is drawn regardless.
 const MAX_BATCH: usize = 4096;
 
-/// Side effects that need the outside world besides the worker.
+/// How often time alone can change the screen (typing indicators).
+const TICK: Duration = Duration::from_secs(1);
+
+/// Side effects that need the outside world besides the worker. Desktop
+/// notifications are qpqd's (its notifier, told what is shown by `focus`).
 pub trait Outside {
     fn bell(&mut self);
-    fn notify(&mut self, title: &str, body: &str);
 }
 
-/// The real terminal's bell and `notify-send`.
+/// The real terminal's bell.
 pub struct Desktop;
 
 impl Outside for Desktop {
@@ -37,63 +40,18 @@ impl Outside for Desktop {
         let _ = out.write_all(b"\x07");
         let _ = out.flush();
     }
-
-    fn notify(&mut self, title: &str, body: &str) {
-        // Best effort: no notification daemon is no error. A thread reaps
-        // the child so no zombie is left.
-        let child = std::process::Command::new("notify-send")
-            .args(notify_send_args(title, body))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn();
-        if let Ok(mut child) = child {
-            std::thread::spawn(move || child.wait());
-        }
-    }
 }
 
-/// The arguments of `notify-send` for a notification whose title (a
-/// sender, a group name) and body (the start of a message) come from other
-/// users. `--` ends the options, so a title starting with `-` is not read as
-/// one (`-u critical`, `--action=…`). The body is Pango markup to most
-/// notification servers, so `&`, `<` and `>` are escaped: a message cannot
-/// set links, images or styles. Control characters and bidi overrides are
-/// replaced as on the terminal ([`sanitize`]); the body keeps its line
-/// breaks.
-pub fn notify_send_args(title: &str, body: &str) -> [String; 4] {
-    let mut markup = String::with_capacity(body.len());
-    for c in sanitize(body).chars() {
-        match c {
-            '&' => markup.push_str("&amp;"),
-            '<' => markup.push_str("&lt;"),
-            '>' => markup.push_str("&gt;"),
-            c => markup.push(c),
-        }
-    }
-    [
-        "--app-name=qpq-tui".to_owned(),
-        "--".to_owned(),
-        sanitize(title).replace('\n', "\u{FFFD}"),
-        markup,
-    ]
-}
-
-/// The bell and desktop notifications of one batch: a burst of messages
-/// rings once and notifies once.
+/// The bell of one batch: a burst of messages rings once.
 #[derive(Default)]
 struct Alerts {
     bell: bool,
-    notify: Option<(String, String)>,
 }
 
 impl Alerts {
     fn flush(&mut self, outside: &mut dyn Outside) {
         if std::mem::take(&mut self.bell) {
             outside.bell();
-        }
-        if let Some((title, body)) = self.notify.take() {
-            outside.notify(&title, &body);
         }
     }
 }
@@ -114,6 +72,8 @@ where
     let mut last_draw: Option<Instant> = None;
     let mut dirty = true;
     let mut alerts = Alerts::default();
+    let mut ticks = tokio::time::interval_at((Instant::now() + TICK).into(), TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if dirty {
             if let Some(t) = last_draw {
@@ -135,10 +95,23 @@ where
             }
             last_draw = Some(Instant::now());
         }
-        let Some(first) = actions.recv().await else {
+        let first = tokio::select! {
+            a = actions.recv() => a,
+            _ = ticks.tick() => {
+                // Time alone redraws only when it changed something.
+                let (quit, redraw) = apply(app, Action::Tick, requests, &mut alerts);
+                if quit {
+                    return Ok(());
+                }
+                dirty = redraw;
+                continue;
+            }
+        };
+        let Some(first) = first else {
             return Ok(());
         };
-        if apply(app, first, requests, &mut alerts) || drain(app, actions, requests, &mut alerts) {
+        if apply(app, first, requests, &mut alerts).0 || drain(app, actions, requests, &mut alerts)
+        {
             return Ok(());
         }
         dirty = true;
@@ -155,7 +128,7 @@ fn drain(
     for _ in 0..MAX_BATCH {
         match actions.try_recv() {
             Ok(a) => {
-                if apply(app, a, requests, alerts) {
+                if apply(app, a, requests, alerts).0 {
                     return true;
                 }
             }
@@ -165,14 +138,16 @@ fn drain(
     false
 }
 
-/// One action through `update`, then its effects. True on quit.
+/// One action through `update` (at the time it is applied), then its
+/// effects. Returns (quit, redraw asked).
 fn apply(
     app: &mut App,
     action: Action,
     requests: &mpsc::Sender<Request>,
     alerts: &mut Alerts,
-) -> bool {
-    let mut quit = false;
+) -> (bool, bool) {
+    let (mut quit, mut redraw) = (false, false);
+    app.now = Instant::now();
     for effect in update(app, action) {
         match effect {
             Effect::Request(r) => {
@@ -181,11 +156,11 @@ fn apply(
                 }
             }
             Effect::Bell => alerts.bell = true,
-            Effect::Notify { title, body } => alerts.notify = Some((title, body)),
+            Effect::Redraw => redraw = true,
             Effect::Quit => quit = true,
         }
     }
-    quit
+    (quit, redraw)
 }
 
 /// What a terminal session needs besides the daemon.
@@ -283,7 +258,6 @@ mod tests {
         fn bell(&mut self) {
             self.bells += 1;
         }
-        fn notify(&mut self, _: &str, _: &str) {}
     }
 
     fn note(seq: u64, conv: quicproquo_protocol::ipc::values::ConversationId) -> Action {
@@ -293,31 +267,6 @@ mod tests {
                 message: message(conv, 100 + seq as u32, "bob", 5000 + seq, "burst"),
             },
         )))
-    }
-
-    /// Regression: the title and body went to `notify-send` as they came,
-    /// so a group named `-u critical` was an option and a message's
-    /// `<a href>` or `<img>` was markup to the notification server.
-    #[test]
-    fn notify_send_gets_plain_arguments_and_escaped_markup() {
-        let args = notify_send_args(
-            "--action=x=pwn in \u{1b}[2Jteam\n",
-            "<a href=\"https://evil\">click</a> & <img src=\"file:///x\"/>\u{202E}\nline 2\x07",
-        );
-        assert_eq!(args[0], "--app-name=qpq-tui");
-        assert_eq!(args[1], "--", "options end before the title");
-        assert_eq!(args[2], "--action=x=pwn in \u{FFFD}[2Jteam\u{FFFD}");
-        assert_eq!(
-            args[3],
-            "&lt;a href=\"https://evil\"&gt;click&lt;/a&gt; &amp; \
-             &lt;img src=\"file:///x\"/&gt;\u{FFFD}\nline 2\u{FFFD}"
-        );
-        // Ordinary text is unchanged.
-        let plain = notify_send_args("bob", "héllo 👋\nsee you");
-        assert_eq!(
-            plain[2..],
-            ["bob".to_owned(), "héllo 👋\nsee you".to_owned()]
-        );
     }
 
     /// A burst of notifications is one batch and one frame, and the loop
@@ -366,6 +315,10 @@ mod tests {
         assert_eq!(app.conversation(BOB).unwrap().unread, 2 + 500);
         let mut reads = 0;
         while let Ok(r) = req_rx.try_recv() {
+            // Quitting tells qpqd nothing is shown any more.
+            if matches!(r, Request::Call(Call::Focus(_))) {
+                continue;
+            }
             assert!(
                 matches!(
                     r,

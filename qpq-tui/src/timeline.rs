@@ -10,7 +10,10 @@
 
 use std::collections::HashSet;
 
-use quicproquo_protocol::ipc::values::{DeliveryState, Message, MessageId, MessageState};
+use quicproquo_protocol::ipc::values::{DeliveryState, Message, MessageId, MessageState, Reaction};
+
+/// The longest excerpt of a quoted original (as the daemon's `Quote`).
+const QUOTE_CHARS: usize = 80;
 
 /// How much of the history is here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +215,113 @@ impl Timeline {
         }
     }
 
+    pub fn get(&self, id: &MessageId) -> Option<&Message> {
+        self.index_of(id).and_then(|i| self.messages.get(i))
+    }
+
+    fn get_mut(&mut self, id: &MessageId) -> Option<&mut Message> {
+        let i = self.index_of(id)?;
+        self.messages.get_mut(i)
+    }
+
+    /// The daemon's current view of a message (the answer to `react` or
+    /// `edit`) replaces ours; the delivery state never goes back.
+    pub fn replace(&mut self, message: Message) {
+        if let Some(m) = self.get_mut(&message.id) {
+            let state = if rank(m.state) > rank(message.state) {
+                m.state
+            } else {
+                message.state
+            };
+            *m = Message { state, ..message };
+        }
+    }
+
+    /// A `reaction` notification: `by` added (or took back) `emoji`.
+    /// Reactions keep the order they were first given in.
+    pub fn react(&mut self, id: &MessageId, emoji: &str, by: &str, removed: bool) {
+        let Some(m) = self.get_mut(id) else {
+            return;
+        };
+        let reactions = &mut m.meta.reactions;
+        let at = reactions.iter().position(|r| r.emoji == emoji);
+        match (at, removed) {
+            (Some(i), true) => {
+                reactions[i].by.retain(|b| b != by);
+                if reactions[i].by.is_empty() {
+                    reactions.remove(i);
+                }
+            }
+            (Some(i), false) => {
+                if !reactions[i].by.iter().any(|b| b == by) {
+                    reactions[i].by.push(by.to_owned());
+                }
+            }
+            (None, false) => reactions.push(Reaction {
+                emoji: emoji.to_owned(),
+                by: vec![by.to_owned()],
+            }),
+            (None, true) => {}
+        }
+    }
+
+    /// An `edit` notification. The notification log keeps no text (a
+    /// replay after a reconnect has none): then only the marker changes.
+    pub fn edit(&mut self, id: &MessageId, text: &str) {
+        let Some(m) = self.get_mut(id) else {
+            return;
+        };
+        m.meta.edited = true;
+        if text.is_empty() {
+            return;
+        }
+        m.text = text.to_owned();
+        // Replies quoting it show the new words, as the daemon's next page
+        // would.
+        let excerpt: String = text.chars().take(QUOTE_CHARS).collect();
+        self.requote(id, &excerpt);
+    }
+
+    /// Sets the excerpt of every loaded reply quoting `id`.
+    fn requote(&mut self, id: &MessageId, excerpt: &str) {
+        for m in &mut self.messages {
+            if let Some(q) = m.meta.reply_to.as_mut().filter(|q| q.id == *id) {
+                q.excerpt = excerpt.to_owned();
+            }
+        }
+    }
+
+    /// Deleted by its sender for everyone: the text goes, a marker stays,
+    /// and replies quoting it lose their excerpt (as the daemon sends them).
+    pub fn delete_for_everyone(&mut self, id: &MessageId) {
+        let Some(m) = self.get_mut(id) else {
+            return;
+        };
+        m.text.clear();
+        m.meta.deleted = true;
+        m.meta.reactions.clear();
+        self.requote(id, "");
+    }
+
+    /// A `read` notification: `by` read everything up to `up_to`, so each
+    /// of our messages up to there lists them. The walk stops at the first
+    /// message that already does (everything before it was read with it),
+    /// so a receipt costs the messages it newly covers, not the history.
+    pub fn read(&mut self, up_to: &MessageId, by: &str) {
+        let Some(end) = self.index_of(up_to) else {
+            return;
+        };
+        for m in self.messages[..=end].iter_mut().rev() {
+            if !m.outgoing {
+                continue;
+            }
+            if m.meta.read_by.iter().any(|b| b == by) {
+                break;
+            }
+            m.meta.read_by.push(by.to_owned());
+        }
+    }
+
     /// The oldest loaded message, for the next page's `before`.
     pub fn oldest(&self) -> Option<MessageId> {
         self.messages.first().map(|m| m.id)
@@ -275,6 +385,59 @@ pub(crate) mod tests {
         assert_eq!(t.messages()[3].text, "b", "still the same message");
         assert!(!t.has_older);
         assert_eq!(t.index_of(&msg(7, "").id), Some(1));
+    }
+
+    #[test]
+    fn reactions_edits_deletes_and_receipts_change_the_message() {
+        let mut t = Timeline::default();
+        let mut mine = msg(1, "mine");
+        mine.outgoing = true;
+        mine.sender = "alice".into();
+        let mut mine2 = msg(3, "mine too");
+        mine2.outgoing = true;
+        t.set_latest(vec![mine.clone(), msg(2, "theirs"), mine2.clone()], true);
+        t.react(&mine.id, "👍", "bob", false);
+        t.react(&mine.id, "👍", "carol", false);
+        t.react(&mine.id, "👍", "bob", false);
+        t.react(&mine.id, "🎉", "bob", false);
+        let r = &t.get(&mine.id).unwrap().meta.reactions;
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].by, ["bob", "carol"], "once each, in order");
+        t.react(&mine.id, "🎉", "bob", true);
+        t.react(&mine.id, "😢", "bob", true);
+        assert_eq!(t.get(&mine.id).unwrap().meta.reactions.len(), 1);
+
+        t.edit(&msg(2, "").id, "fixed");
+        assert_eq!(t.messages()[1].text, "fixed");
+        t.edit(&msg(2, "").id, "");
+        assert_eq!(t.messages()[1].text, "fixed", "a replayed edit has no text");
+        assert!(t.messages()[1].meta.edited);
+
+        t.read(&mine2.id, "bob");
+        t.read(&mine2.id, "bob");
+        assert_eq!(t.messages()[0].meta.read_by, ["bob"]);
+        assert_eq!(t.messages()[2].meta.read_by, ["bob"]);
+        assert!(t.messages()[1].meta.read_by.is_empty(), "not ours");
+
+        let mut reply = msg(4, "re");
+        reply.meta.reply_to = Some(quicproquo_protocol::ipc::values::Quote {
+            id: mine.id,
+            sender: "alice".into(),
+            excerpt: "mine".into(),
+            missing: false,
+        });
+        t.push(reply);
+        t.edit(&mine.id, "mine, edited");
+        let q = t.messages()[3].meta.reply_to.as_ref().unwrap();
+        assert_eq!(q.excerpt, "mine, edited", "a quote shows the edit");
+        t.delete_for_everyone(&mine.id);
+        let m = t.get(&mine.id).unwrap();
+        assert!(m.meta.deleted && m.text.is_empty() && m.meta.reactions.is_empty());
+        let q = t.messages()[3].meta.reply_to.as_ref().unwrap();
+        assert!(
+            q.excerpt.is_empty(),
+            "the quote of a deleted message goes too"
+        );
     }
 
     #[test]

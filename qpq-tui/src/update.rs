@@ -1,17 +1,26 @@
 //! `update(&mut App, Action) -> Vec<Effect>`: every state change of the UI,
-//! with no I/O. Keys, the mouse, resizes and the worker's results come in;
-//! requests for the worker, the bell and desktop notifications go out.
-//! Tests drive it directly, without a terminal or a daemon.
+//! with no I/O and no clock (the time is `app.now`, set by the event loop).
+//! Keys, the mouse, resizes, ticks and the worker's results come in;
+//! requests for the worker and the bell go out (desktop notifications are
+//! qpqd's: `update` tells it what is shown with `focus`). Tests drive it
+//! directly, without a terminal or a daemon.
 
 mod daemon;
 mod keys;
+mod message;
 
-use quicproquo_protocol::ipc::methods::{ConversationParams, ReadParams};
+pub use message::compose_banner;
+
+use quicproquo_protocol::ipc::methods::{
+    ConversationParams, FocusParams, ReadParams, TypingParams,
+};
 use quicproquo_protocol::ipc::values::{ConversationId, MessageId};
 use quicproquo_protocol::ipc::Call;
 
 use crate::action::{Action, Effect, Request};
-use crate::app::{App, Loadable, Screen};
+use crate::app::{
+    App, Compose, Daemon, Loadable, OwnTyping, Screen, TYPING_IDLE, TYPING_REPEAT, TYPING_SHOWN,
+};
 use crate::render::layout::message_pane;
 use crate::render::messages::BlockCtx;
 use crate::scroll;
@@ -32,17 +41,122 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         Action::Key(key) => keys::key(app, key, &mut fx),
         Action::Mouse(m) => keys::mouse(app, m, &mut fx),
         Action::Daemon(ev) => daemon::event(app, ev, &mut fx),
+        Action::Tick => tick(app, &mut fx),
     }
+    if app.quit {
+        stop_typing(app, &mut fx);
+    }
+    tell_focus(app, &mut fx);
     if app.quit && !fx.contains(&Effect::Quit) {
         fx.push(Effect::Quit);
     }
     fx
 }
 
+/// Time passed: typing indicators older than their time go (a redraw when
+/// one did), and ours stops after the user stopped typing.
+fn tick(app: &mut App, fx: &mut Vec<Effect>) {
+    let now = app.now;
+    let before: usize = app.typing.values().map(Vec::len).sum();
+    for list in app.typing.values_mut() {
+        list.retain(|(_, at)| now.saturating_duration_since(*at) < TYPING_SHOWN);
+    }
+    app.typing.retain(|_, list| !list.is_empty());
+    let after: usize = app.typing.values().map(Vec::len).sum();
+    if after != before {
+        fx.push(Effect::Redraw);
+    }
+    if let Some(t) = app.own_typing {
+        if now.saturating_duration_since(t.last_key) >= TYPING_IDLE {
+            stop_typing(app, fx);
+        }
+    }
+}
+
+/// The user typed in the open conversation's input: `typing on`, at most
+/// every [`TYPING_REPEAT`] (qpqd sends it on only where typing indicators
+/// are on). Commands are not typing.
+pub(crate) fn typed(app: &mut App, fx: &mut Vec<Effect>) {
+    let Some(conversation) = app.selected else {
+        return;
+    };
+    // Commands and edits of a sent message are not typing a new one.
+    if app.editor.is_empty()
+        || app.editor.text().starts_with('/')
+        || matches!(app.compose, Some(Compose::Edit { .. }))
+    {
+        return;
+    }
+    let now = app.now;
+    match &mut app.own_typing {
+        Some(t)
+            if t.conversation == conversation
+                && now.saturating_duration_since(t.sent_at) < TYPING_REPEAT =>
+        {
+            t.last_key = now;
+            return;
+        }
+        Some(t) if t.conversation != conversation => stop_typing(app, fx),
+        _ => {}
+    }
+    fx.push(Effect::call(Call::Typing(TypingParams {
+        conversation: conversation.into(),
+        on: true,
+    })));
+    app.own_typing = Some(OwnTyping {
+        conversation,
+        sent_at: now,
+        last_key: now,
+    });
+}
+
+/// `typing off` where ours is on (sent, idle, left, quitting).
+pub(crate) fn stop_typing(app: &mut App, fx: &mut Vec<Effect>) {
+    if let Some(t) = app.own_typing.take() {
+        fx.push(Effect::call(Call::Typing(TypingParams {
+            conversation: t.conversation.into(),
+            on: false,
+        })));
+    }
+}
+
+/// Tells qpqd which conversation is on screen whenever that changes (none
+/// outside the main screen and when quitting), so it does not notify the
+/// desktop of what the user is reading.
+fn tell_focus(app: &mut App, fx: &mut Vec<Effect>) {
+    if app.daemon != Daemon::Connected {
+        return;
+    }
+    let shown = if is_main(app) && !app.quit {
+        app.selected
+    } else {
+        None
+    };
+    if app.focused == Some(shown) {
+        return;
+    }
+    app.focused = Some(shown);
+    fx.push(Effect::call(Call::Focus(FocusParams {
+        conversation: shown.map(Into::into),
+    })));
+}
+
 /// Opens a conversation: loads its history if needed, marks it read.
 pub(crate) fn select(app: &mut App, id: ConversationId, fx: &mut Vec<Effect>) {
     if app.selected != Some(id) {
         app.completing = None;
+        app.selecting = false;
+        if app.own_typing.is_some_and(|t| t.conversation != id) {
+            stop_typing(app, fx);
+        }
+        // A reply or an edit belongs to the conversation it was started in.
+        if app
+            .compose
+            .take()
+            .is_some_and(|c| matches!(c, Compose::Edit { .. }))
+        {
+            app.editor.take();
+        }
         // Leaving a conversation: what was new has been seen.
         if let Some(tl) = app.selected.and_then(|old| app.timelines.get_mut(&old)) {
             tl.new_marker = None;

@@ -216,6 +216,15 @@ fn failed(r: Request, f: Failure) -> DaemonEvent {
             },
             None => DaemonEvent::Failed(f),
         },
+        Call::Edit(p) => match id_of(&p.conversation) {
+            Some(conversation) => DaemonEvent::EditFailed {
+                conversation,
+                id: p.id,
+                text: p.text,
+                failure: f,
+            },
+            None => DaemonEvent::Failed(f),
+        },
         Call::Members(p) => match id_of(&p.conversation) {
             Some(conversation) => DaemonEvent::MembersFailed {
                 conversation,
@@ -244,6 +253,9 @@ async fn perform(client: IpcClient, r: Request, events: mpsc::Sender<Action>) {
     let ev = match call(&client, r.clone()).await {
         Ok(Some(ev)) => ev,
         Ok(None) => return,
+        // Typing and focus are hints: a daemon without them (older, or
+        // typing off) is no news for the user.
+        Err(_) if matches!(r, Request::Call(Call::Typing(_) | Call::Focus(_))) => return,
         Err(e) => failed(r, e.into()),
     };
     let _ = events.send(Action::Daemon(ev)).await;
@@ -371,6 +383,37 @@ async fn answer(client: &IpcClient, call: Call) -> CallResult {
             client.request::<method::MessageDiscard>(p).await?;
             DaemonEvent::Discarded(id)
         }
+        Call::React(p) => DaemonEvent::Updated(client.request::<method::React>(p).await?),
+        Call::Edit(p) => DaemonEvent::Updated(client.request::<method::Edit>(p).await?),
+        Call::Delete(p) => {
+            let (conversation, id, for_me) = (id_of(&p.conversation), p.id, p.for_me);
+            client.request::<method::Delete>(p).await?;
+            match conversation {
+                Some(conversation) => DaemonEvent::Deleted {
+                    conversation,
+                    id,
+                    for_me,
+                },
+                None => return Ok(None),
+            }
+        }
+        Call::MessageEdits(p) => DaemonEvent::Edits(client.request::<method::MessageEdits>(p).await?),
+        // The mentions list is the search box with no query.
+        Call::Mentions(p) => DaemonEvent::SearchResults {
+            messages: client.request::<method::Mentions>(p).await?,
+            query: String::new(),
+        },
+        Call::ConversationSettingsMethod(p) => {
+            DaemonEvent::Settings(client.request::<method::ConversationSettingsMethod>(p).await?)
+        }
+        Call::Typing(p) => {
+            client.request::<method::Typing>(p).await?;
+            return Ok(None);
+        }
+        Call::Focus(p) => {
+            client.request::<method::Focus>(p).await?;
+            return Ok(None);
+        }
         Call::Search(p) => DaemonEvent::SearchResults {
             messages: client
                 .search_pages(&p.query, p.conversation.as_ref(), p.limit.get())
@@ -422,16 +465,8 @@ async fn answer(client: &IpcClient, call: Call) -> CallResult {
         | Call::Whoami(_)
         | Call::Diagnose(_)
         | Call::Shutdown(_)
-        // Issue 17: the tui helper wires these.
-        | Call::React(_)
-        | Call::Edit(_)
-        | Call::Delete(_)
-        | Call::MessageEdits(_)
-        | Call::Mentions(_)
-        | Call::Typing(_)
-        | Call::ConversationSettingsMethod(_)
-        | Call::SettingsMethod(_)
-        | Call::Focus(_)) => DaemonEvent::Failed(Failure::new(format!(
+        // The global defaults are `qpq-ctl settings`'s.
+        | Call::SettingsMethod(_)) => DaemonEvent::Failed(Failure::new(format!(
             "the chat does not call `{}`",
             other.method()
         ))),

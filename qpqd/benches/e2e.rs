@@ -16,8 +16,14 @@
 //!   in this process (no server, no IPC).
 //! - `idle-rss`: qpqd's resident memory, idle, logged in with no
 //!   conversation (baseline) and then with 100 DMs, one message sent in each.
+//! - `actions`: a reaction, an edit and a delete each cost no more than a
+//!   message, end to end: per sample alice sends a message (baseline:
+//!   `send` → bob's client has the `message` notification), then reacts to
+//!   it (`react` → bob's `reaction`), edits it (`edit` → `edit`) and
+//!   deletes it for everyone (`delete` → `delete`), interleaved so the four
+//!   figures share the run's conditions.
 //!
-//! `cargo bench -j2 -p quicproquo-daemon --bench e2e [-- latency|add250|idle-rss]`
+//! `cargo bench -j2 -p quicproquo-daemon --bench e2e [-- latency|add250|idle-rss|actions]`
 //! Prints its figures; writes nothing.
 
 #![allow(clippy::unwrap_used)]
@@ -60,6 +66,9 @@ fn main() {
     }
     if wanted("idle-rss") {
         rt.block_on(idle_rss(100));
+    }
+    if wanted("actions") {
+        rt.block_on(actions(20, 300));
     }
     println!(
         "e2e: done {} UTC, load average {}",
@@ -383,6 +392,104 @@ fn rss(pid: u32) -> (u64, u64) {
             .unwrap()
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+// ----------------------------------------------------------------- actions
+
+async fn actions(warm_up: usize, samples: usize) {
+    use quicproquo_protocol::ipc::methods::{DeleteParams, EditParams, ReactParams};
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, bob] = Daemon::registered(root.path(), &srv, ["alice", "bob"]).await;
+    first_dm(&alice.client, &bob.client, "hello").await.unwrap();
+    let mut sub = bob.client.subscribe(None).await.unwrap();
+    let dm = ConversationRef::Dm("bob".into());
+    let (mut send, mut react, mut edit, mut delete) = (
+        Vec::with_capacity(samples),
+        Vec::with_capacity(samples),
+        Vec::with_capacity(samples),
+        Vec::with_capacity(samples),
+    );
+    for i in 0..warm_up + samples {
+        let text = format!("action sample {i:06} {}", "x".repeat(100));
+        let t0 = Instant::now();
+        let m = alice.send("@bob", &text).await.unwrap();
+        next_message(&mut sub, &text).await;
+        let sent = t0.elapsed();
+
+        let params = ReactParams {
+            conversation: dm.clone(),
+            id: m.id,
+            emoji: "\u{1F44D}".into(),
+            remove: false,
+        };
+        let reacted = timed(
+            &mut sub,
+            alice.client.request::<method::React>(params),
+            |n| matches!(n, Notification::Reaction(r) if r.id == m.id),
+        )
+        .await;
+        let params = EditParams {
+            conversation: dm.clone(),
+            id: m.id,
+            text: format!("{text} (edited)"),
+        };
+        let edited = timed(
+            &mut sub,
+            alice.client.request::<method::Edit>(params),
+            |n| matches!(n, Notification::Edit(e) if e.id == m.id),
+        )
+        .await;
+        let params = DeleteParams {
+            conversation: dm.clone(),
+            id: m.id,
+            for_me: false,
+        };
+        let deleted = timed(
+            &mut sub,
+            alice.client.request::<method::Delete>(params),
+            |n| matches!(n, Notification::Delete(d) if d.id == m.id),
+        )
+        .await;
+        if i >= warm_up {
+            send.push(sent);
+            react.push(reacted);
+            edit.push(edited);
+            delete.push(deleted);
+        }
+    }
+    report(
+        "actions/baseline send -> peer's client has the `message`",
+        &mut send,
+    );
+    report(
+        "actions/react -> peer's client has the `reaction`",
+        &mut react,
+    );
+    report("actions/edit -> peer's client has the `edit`", &mut edit);
+    report(
+        "actions/delete -> peer's client has the `delete`",
+        &mut delete,
+    );
+}
+
+/// From the start of `call` until the first notification `is` picks.
+async fn timed<T>(
+    sub: &mut Subscription,
+    call: impl std::future::Future<Output = Result<T, quicproquo_protocol::ipc::client::CallError>>,
+    is: impl Fn(&Notification) -> bool,
+) -> Duration {
+    let t0 = Instant::now();
+    call.await.unwrap();
+    loop {
+        let n = tokio::time::timeout(WAIT, sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        if is(&n) {
+            return t0.elapsed();
+        }
+    }
 }
 
 // ------------------------------------------------------------------ helpers

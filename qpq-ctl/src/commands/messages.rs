@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 
+use quicproquo_protocol::ipc::client::IpcClient;
 use quicproquo_protocol::ipc::methods::{method, MessageParams, SendParams};
 use quicproquo_protocol::ipc::values::{Message, MessageId};
 
@@ -10,37 +11,52 @@ use crate::cli::{HistoryArgs, SearchArgs, SendArgs};
 use crate::error::CtlError;
 use crate::exit::Exit;
 use crate::input::{blocking, check_message, read_message};
+use crate::output::message::Columns;
 use crate::output::{message, MessageView, Out};
 use crate::session::Session;
 
-pub async fn send(session: &Session, out: &mut Out, args: SendArgs) -> Result<Exit, CtlError> {
-    // The text is complete and checked before the daemon is even reached:
-    // an empty or oversized message sends nothing.
-    let text = match args.text {
-        Some(text) if text != "-" => check_message(text)?,
+/// A message's text from the command line, or from stdin when absent or
+/// `-`. It is complete and checked before the daemon is even reached: an
+/// empty or oversized message sends nothing.
+pub async fn text_argument(text: Option<String>, out: &Out) -> Result<String, CtlError> {
+    match text {
+        Some(text) if text != "-" => check_message(text),
         _ => {
             let stdin = std::io::stdin();
             if stdin.is_terminal() && !out.is_json() {
                 crate::report::notice("type the message, then Ctrl-D on a line of its own");
             }
-            blocking(move || read_message(stdin.lock())).await?
+            blocking(move || read_message(stdin.lock())).await
         }
-    };
+    }
+}
+
+pub async fn send(session: &Session, out: &mut Out, args: SendArgs) -> Result<Exit, CtlError> {
+    let text = text_argument(args.text, out).await?;
     let client = session.connect().await?;
     let sent = client
         .request::<method::Send>(SendParams {
             conversation: args.conversation,
             text,
             confirm_changed_keys: args.confirm_changed_keys,
-            reply_to: None,
+            reply_to: args.reply_to,
         })
         .await?;
-    // For people, success is silence (the message is durable in the
-    // outbox); scripts get the message with its id.
+    print_changed(&client, out, &sent).await
+}
+
+/// For people, success is silence (a sent message is durable in the
+/// outbox; an action is on its way to the members); scripts get the
+/// message with its id.
+pub async fn print_changed(
+    client: &IpcClient,
+    out: &mut Out,
+    m: &Message,
+) -> Result<Exit, CtlError> {
     if out.is_json() {
-        let mut names = Names::load(&client).await?;
-        let name = names.name(sent.conversation).await?;
-        out.json(&view(&sent, &name).json())?;
+        let mut names = Names::load(client).await?;
+        let name = names.name(m.conversation).await?;
+        out.json(&view(m, &name).json())?;
     }
     Ok(Exit::Ok)
 }
@@ -52,12 +68,7 @@ pub async fn retry(session: &Session, out: &mut Out, id: MessageId) -> Result<Ex
     let queued = client
         .request::<method::MessageRetry>(MessageParams { id })
         .await?;
-    if out.is_json() {
-        let mut names = Names::load(&client).await?;
-        let name = names.name(queued.conversation).await?;
-        out.json(&view(&queued, &name).json())?;
-    }
-    Ok(Exit::Ok)
+    print_changed(&client, out, &queued).await
 }
 
 /// `discard <id>`: a failed message out of the outbox and the history.
@@ -80,13 +91,20 @@ fn view<'a>(m: &'a Message, conversation_name: &'a str) -> MessageView<'a> {
     }
 }
 
-/// Prints messages as a JSON array or aligned lines.
-async fn print_messages(
+/// Prints messages as a JSON array or aligned lines; `ids` adds their ids
+/// (people only), `with_conversation` the conversation's name.
+pub async fn print_messages(
+    client: &IpcClient,
     out: &mut Out,
-    names: &mut Names,
     messages: &[Message],
     with_conversation: bool,
-) -> Result<(), CtlError> {
+    ids: bool,
+) -> Result<Exit, CtlError> {
+    let mut names = Names::load(client).await?;
+    let columns = Columns {
+        conversation: with_conversation,
+        ids,
+    };
     let mut conversation_names = Vec::with_capacity(messages.len());
     for m in messages {
         conversation_names.push(names.name(m.conversation).await?);
@@ -98,11 +116,12 @@ async fn print_messages(
         .collect();
     if out.is_json() {
         let json: Vec<_> = views.iter().map(MessageView::json).collect();
-        out.json(&json)
+        out.json(&json)?;
     } else {
-        let text = message::render(&views, with_conversation, &out.style());
-        out.write(&text)
+        let text = message::render(&views, columns, &out.style());
+        out.write(&text)?;
     }
+    Ok(Exit::Ok)
 }
 
 pub async fn history(
@@ -115,9 +134,7 @@ pub async fn history(
         .history_pages(&args.conversation, None, args.limit.get())
         .await?
         .messages;
-    let mut names = Names::load(&client).await?;
-    print_messages(out, &mut names, &messages, false).await?;
-    Ok(Exit::Ok)
+    print_messages(&client, out, &messages, false, args.ids).await
 }
 
 pub async fn search(session: &Session, out: &mut Out, args: SearchArgs) -> Result<Exit, CtlError> {
@@ -127,7 +144,5 @@ pub async fn search(session: &Session, out: &mut Out, args: SearchArgs) -> Resul
     let messages = client
         .search_pages(&query, args.conversation.as_ref(), args.limit.get())
         .await?;
-    let mut names = Names::load(&client).await?;
-    print_messages(out, &mut names, &messages, true).await?;
-    Ok(Exit::Ok)
+    print_messages(&client, out, &messages, true, args.ids).await
 }

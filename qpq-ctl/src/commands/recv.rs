@@ -1,11 +1,16 @@
-//! `recv [--follow] [--since SEQ] [--conversation C]`: incoming messages.
+//! `recv [--follow] [--since SEQ] [--conversation C] [--mentions]`:
+//! incoming messages, and with `--follow` what members do.
 //!
 //! Both forms read the daemon's notification stream (`subscribe` with
 //! `since`), which replays everything after a sequence number and then goes
-//! live; `recv` keeps only `message` notifications of incoming messages
+//! live; `recv` keeps `message` notifications of incoming messages
 //! (`outgoing == false`: what this profile sent, from here or the TUI, is not
 //! "received", and a bot answering with `send` must not read its own
-//! answers).
+//! answers). `--follow` also keeps the events of issue 17 (`reaction`,
+//! `edit`, `delete`, `read`, `typing`, `timer`, `conversation`) that another
+//! member caused, by the same rule; a one-shot `recv` prints a JSON array
+//! of messages, as it always did, so it keeps to messages. `--mentions`
+//! keeps only messages that mention us.
 //!
 //! - Once: reads up to the sequence number that was the latest when it
 //!   started, prints the batch, and moves the cursor there.
@@ -18,7 +23,7 @@
 use std::time::Duration;
 
 use quicproquo_protocol::ipc::client::{CallError, ConnectError, IpcClient, Subscription};
-use quicproquo_protocol::ipc::methods::{method, SubscribeParams};
+use quicproquo_protocol::ipc::methods::{method, NoParams, SubscribeParams};
 use quicproquo_protocol::ipc::values::{ConversationId, Message, Seq};
 use quicproquo_protocol::ipc::Notification;
 
@@ -26,7 +31,9 @@ use super::names::Names;
 use crate::cli::RecvArgs;
 use crate::error::CtlError;
 use crate::exit::Exit;
-use crate::output::{message, MessageView, Out};
+use crate::output::event::{actor, conversation_of};
+use crate::output::message::Columns;
+use crate::output::{message, EventView, MessageView, Out};
 use crate::session::Session;
 
 mod cursor;
@@ -45,24 +52,62 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 struct Receiver<'o> {
     out: &'o mut Out,
     names: Names,
-    only: Option<ConversationId>,
+    filter: Filter,
+    ids: bool,
     cursor: Option<Cursor>,
 }
 
-/// The message of `n` if `recv` shows it: an incoming message, of the one
+/// Which notifications `recv` shows.
+#[derive(Debug, Clone, Default)]
+struct Filter {
+    /// One conversation (`--conversation`).
+    only: Option<ConversationId>,
+    /// Only messages that mention us (`--mentions`).
+    mentions: bool,
+    /// Events besides messages (`--follow`).
+    events: bool,
+    /// Our username: events we caused are not shown. `None` when the
+    /// profile has no account (then there are no events of ours).
+    me: Option<String>,
+}
+
+/// A notification `recv` shows.
+#[derive(Debug)]
+enum Item {
+    Message(Seq, Message),
+    Event(Notification),
+}
+
+/// What of `n` `recv` shows: an incoming message (one that mentions us
+/// with `--mentions`), or an event another member caused; of the one
 /// conversation when `only` names one.
-fn wanted(n: Notification, only: Option<ConversationId>) -> Option<(Seq, Message)> {
+fn wanted(n: Notification, f: &Filter) -> Option<Item> {
+    let ours = |id: ConversationId| f.only.is_none_or(|only| only == id);
     match n {
         Notification::Message(m)
-            if !m.message.outgoing && only.is_none_or(|id| id == m.message.conversation) =>
+            if !m.message.outgoing
+                && ours(m.message.conversation)
+                && (!f.mentions || m.message.meta.mentions_me) =>
         {
-            Some((m.seq, m.message))
+            Some(Item::Message(m.seq, m.message))
+        }
+        n if f.events && !f.mentions => {
+            let conversation = conversation_of(&n)?;
+            let by_us = actor(&n).is_some_and(|by| f.me.as_deref() == Some(by));
+            (ours(conversation) && !by_us).then_some(Item::Event(n))
         }
         _ => None,
     }
 }
 
 impl Receiver<'_> {
+    fn columns(&self) -> Columns {
+        Columns {
+            conversation: self.filter.only.is_none(),
+            ids: self.ids,
+        }
+    }
+
     async fn print(&mut self, batch: &[(Seq, Message)]) -> Result<(), CtlError> {
         let mut names = Vec::with_capacity(batch.len());
         for (_, m) in batch {
@@ -81,27 +126,55 @@ impl Receiver<'_> {
             let json: Vec<_> = views.iter().map(MessageView::json).collect();
             self.out.json(&json)
         } else {
-            let text = message::render(&views, self.only.is_none(), &self.out.style());
+            let text = message::render(&views, self.columns(), &self.out.style());
             self.out.write(&text)
         }
     }
 
-    /// One message of a followed stream: one JSON line or one entry. The
-    /// names are asked for again each time: a stream lives long, and names
-    /// change under it.
-    async fn print_live(&mut self, seq: Seq, m: &Message) -> Result<(), CtlError> {
+    /// One message or event of a followed stream: one JSON line or one
+    /// entry. The names are asked for again each time: a stream lives
+    /// long, and names change under it.
+    async fn print_live(&mut self, item: &Item) -> Result<(), CtlError> {
         self.names.refresh().await?;
-        let name = self.names.name(m.conversation).await?;
-        let view = MessageView {
-            message: m,
-            conversation_name: &name,
-            seq: Some(seq.0),
-        };
-        if self.out.is_json() {
-            self.out.json(&view.json())?;
-        } else {
-            let text = message::render(&[view], self.only.is_none(), &self.out.style());
-            self.out.write(&text)?;
+        match item {
+            Item::Message(seq, m) => {
+                let name = self.names.name(m.conversation).await?;
+                let view = MessageView {
+                    message: m,
+                    conversation_name: &name,
+                    seq: Some(seq.0),
+                };
+                if self.out.is_json() {
+                    self.out.json(&view.json())?;
+                } else {
+                    let text = message::render(&[view], self.columns(), &self.out.style());
+                    self.out.write(&text)?;
+                }
+            }
+            Item::Event(n) => {
+                let Some(id) = conversation_of(n) else {
+                    return Ok(());
+                };
+                let name = self.names.name(id).await?;
+                let view = EventView {
+                    event: n,
+                    conversation_name: &name,
+                };
+                if self.out.is_json() {
+                    let line = view
+                        .json_line()
+                        .map_err(|e| CtlError::io("encoding JSON", std::io::Error::other(e)))?;
+                    self.out.line(&line)?;
+                } else {
+                    let now = jiff::Timestamp::now().as_millisecond();
+                    let text = view.render(
+                        self.filter.only.is_none(),
+                        &self.out.style(),
+                        u64::try_from(now).unwrap_or_default(),
+                    );
+                    self.out.write(&text)?;
+                }
+            }
         }
         self.out.flush()
     }
@@ -129,17 +202,33 @@ pub async fn run(session: &Session, out: &mut Out, args: RecvArgs) -> Result<Exi
     // nor moved.
     let cursor = match args.since {
         Some(_) => None,
-        None => Some(Cursor::new(&session.paths().data_dir, only)),
+        None => Some(Cursor::new(&session.paths().data_dir, only, args.mentions)),
     };
     let since = match (args.since, &cursor) {
         (Some(s), _) => Seq(s),
         (None, Some(c)) => c.load().await?.unwrap_or_default(),
         (None, None) => Seq::default(),
     };
+    let me = if args.follow {
+        // Not logged in: nothing is ours yet (and the stream still runs).
+        client
+            .request::<method::Whoami>(NoParams {})
+            .await
+            .ok()
+            .map(|w| w.username)
+    } else {
+        None
+    };
     let mut recv = Receiver {
         out,
         names,
-        only,
+        filter: Filter {
+            only,
+            mentions: args.mentions,
+            events: args.follow,
+            me,
+        },
+        ids: args.ids,
         cursor,
     };
     if args.follow {
@@ -171,7 +260,9 @@ async fn once(
                     })
                 })??;
             last = n.seq();
-            batch.extend(wanted(n, recv.only));
+            if let Some(Item::Message(seq, m)) = wanted(n, &recv.filter) {
+                batch.push((seq, m));
+            }
         }
     }
     recv.print(&batch).await?;
@@ -210,8 +301,9 @@ async fn follow(
         };
         match next {
             Ok(n) => {
-                if let Some((seq, m)) = wanted(n, recv.only) {
-                    recv.print_live(seq, &m).await?;
+                let seq = n.seq();
+                if let Some(item) = wanted(n, &recv.filter) {
+                    recv.print_live(&item).await?;
                     recv.save(seq).await?;
                 }
             }
@@ -303,8 +395,10 @@ fn retryable(e: &CtlError) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use quicproquo_protocol::ipc::notifications::{ConnectionChange, NewMessage};
-    use quicproquo_protocol::ipc::values::{ConnectionState, MessageId, MessageState};
+    use quicproquo_protocol::ipc::notifications::{
+        ConnectionChange, DeleteUpdate, NewMessage, ReactionUpdate,
+    };
+    use quicproquo_protocol::ipc::values::{ConnectionState, DeleteScope, MessageId, MessageState};
 
     use super::*;
 
@@ -325,21 +419,86 @@ mod tests {
         })
     }
 
+    fn seq_of(item: Option<Item>) -> Option<u64> {
+        match item? {
+            Item::Message(seq, _) => Some(seq.0),
+            Item::Event(n) => Some(n.seq().0),
+        }
+    }
+
     #[test]
     fn only_incoming_messages_of_the_chosen_conversation() {
-        assert_eq!(
-            wanted(message(1, 1, false), None).map(|(s, _)| s),
-            Some(Seq(1))
-        );
-        assert!(wanted(message(2, 1, true), None).is_none(), "own messages");
-        let team = Some(ConversationId([1; 16]));
-        assert!(wanted(message(3, 1, false), team).is_some());
-        assert!(wanted(message(4, 2, false), team).is_none());
+        let all = Filter::default();
+        assert_eq!(seq_of(wanted(message(1, 1, false), &all)), Some(1));
+        assert!(wanted(message(2, 1, true), &all).is_none(), "own messages");
+        let team = Filter {
+            only: Some(ConversationId([1; 16])),
+            ..Filter::default()
+        };
+        assert!(wanted(message(3, 1, false), &team).is_some());
+        assert!(wanted(message(4, 2, false), &team).is_none());
         let other = Notification::Connection(ConnectionChange {
             seq: Seq(5),
             state: ConnectionState::Online,
             detail: String::new(),
         });
-        assert!(wanted(other, None).is_none());
+        assert!(wanted(other, &all).is_none());
+    }
+
+    fn reaction(seq: u64, conversation: u8, by: &str) -> Notification {
+        Notification::Reaction(ReactionUpdate {
+            seq: Seq(seq),
+            conversation: ConversationId([conversation; 16]),
+            id: MessageId([9; 16]),
+            emoji: "\u{1F44D}".into(),
+            by: by.into(),
+            removed: false,
+        })
+    }
+
+    #[test]
+    fn events_of_other_members_only_when_following() {
+        let once = Filter {
+            me: Some("alice".into()),
+            ..Filter::default()
+        };
+        assert!(wanted(reaction(1, 1, "bob"), &once).is_none(), "recv once");
+        let follow = Filter {
+            events: true,
+            ..once.clone()
+        };
+        assert_eq!(seq_of(wanted(reaction(2, 1, "bob"), &follow)), Some(2));
+        assert!(
+            wanted(reaction(3, 1, "alice"), &follow).is_none(),
+            "what we did is not received"
+        );
+        // Our own message expiring is not something we did.
+        let expired = |by: &str| {
+            Notification::Delete(DeleteUpdate {
+                seq: Seq(4),
+                conversation: ConversationId([1; 16]),
+                id: MessageId([9; 16]),
+                by: by.into(),
+                scope: DeleteScope::Expired,
+            })
+        };
+        assert!(wanted(expired("alice"), &follow).is_some());
+        let team = Filter {
+            only: Some(ConversationId([2; 16])),
+            ..follow.clone()
+        };
+        assert!(wanted(reaction(5, 1, "bob"), &team).is_none());
+        assert!(wanted(reaction(6, 2, "bob"), &team).is_some());
+        let mentions = Filter {
+            mentions: true,
+            ..follow
+        };
+        assert!(wanted(reaction(7, 1, "bob"), &mentions).is_none());
+        assert!(wanted(message(8, 1, false), &mentions).is_none());
+        let Notification::Message(mut m) = message(9, 1, false) else {
+            unreachable!()
+        };
+        m.message.meta.mentions_me = true;
+        assert!(wanted(Notification::Message(m), &mentions).is_some());
     }
 }

@@ -2,14 +2,21 @@
 //! printed it (`send`, `history`, `search`, `recv`).
 //!
 //! JSON: the IPC `Message` fields (`id`, `conversation`, `sender`,
-//! `timestamp_ms`, `text`, `outgoing`, `state`, `failure` when failed) plus
-//! `conversation_name`, `timestamp` (RFC 3339, UTC) and, from `recv`, `seq`.
-//! People get `TIME  [CONVERSATION]  SENDER  TEXT`, columns aligned within
-//! one batch and the lines of a multi-line message indented under the
-//! first; a failed message ends with why and its id, for `retry` or
-//! `discard`.
+//! `timestamp_ms`, `text`, `outgoing`, `state`, `failure` when failed, and
+//! issue 17's `reply_to`, `reactions`, `edited`, `deleted`, `mentions_me`,
+//! `expires_at_ms`, `read_by`, each only when not empty) plus
+//! `conversation_name`, `timestamp` (RFC 3339, UTC) and, from `recv`, `seq`
+//! and `type: "message"` (recv's lines also carry events).
+//! People get `TIME  [ID]  [CONVERSATION]  SENDER  TEXT`, columns aligned
+//! within one batch and the lines of a multi-line message indented under
+//! the first. A reply starts with the quoted line (`> alice: first words`),
+//! reactions follow the text on a line of their own (`👍 2 alice, bob`),
+//! and notes end it: `(edited)`, `(read by …)`, `(disappears …)`; a failed
+//! message ends with why and its id, for `retry` or `discard`.
 
-use quicproquo_protocol::ipc::values::{ConversationId, Message, MessageId, MessageState};
+use quicproquo_protocol::ipc::values::{
+    ConversationId, Message, MessageId, MessageMeta, MessageState, Quote, Reaction,
+};
 use serde::Serialize;
 
 use super::{local_time, rfc3339, sanitize, sanitize_line, width, Paint, Style};
@@ -38,6 +45,11 @@ pub struct MessageJson<'a> {
     pub state: MessageState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<&'a str>,
+    #[serde(flatten)]
+    pub meta: &'a MessageMeta,
+    /// `message` in `recv`'s output, where events are lines too.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
 }
 
 impl<'a> MessageView<'a> {
@@ -55,28 +67,45 @@ impl<'a> MessageView<'a> {
             outgoing: m.outgoing,
             state: m.state,
             failure: m.failure.as_deref(),
+            meta: &m.meta,
+            kind: self.seq.map(|_| "message"),
         }
     }
 }
 
-/// Messages for people; `with_conversation` adds the conversation column.
-pub fn render(views: &[MessageView<'_>], with_conversation: bool, style: &Style) -> String {
+/// Which columns people get.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Columns {
+    /// The conversation's name (messages of several conversations).
+    pub conversation: bool,
+    /// Each message's id (`--ids`).
+    pub ids: bool,
+}
+
+/// Messages for people.
+pub fn render(views: &[MessageView<'_>], columns: Columns, style: &Style) -> String {
     struct Row {
         time: String,
+        id: String,
         conversation: String,
         sender: String,
-        text: String,
-        /// After the text: `(queued)`, or why it failed.
-        note: Option<(Paint, String)>,
+        /// Lines: the quote, the text (or the deleted marker), reactions.
+        lines: Vec<(Option<Paint>, String)>,
+        /// Which of `lines` is the text.
+        text_at: usize,
+        /// After the text: `(edited)`, `(queued)`, why it failed…
+        notes: Vec<(Paint, String)>,
     }
     let rows: Vec<Row> = views
         .iter()
         .map(|v| Row {
             time: local_time(v.message.timestamp_ms),
+            id: v.message.id.to_string(),
             conversation: sanitize_line(v.conversation_name),
             sender: sanitize_line(&v.message.sender),
-            text: sanitize(&v.message.text),
-            note: note(v.message),
+            lines: body(v.message),
+            text_at: usize::from(quotes(v.message)),
+            notes: notes(v.message),
         })
         .collect();
     let conv_w = rows
@@ -90,7 +119,12 @@ pub fn render(views: &[MessageView<'_>], with_conversation: bool, style: &Style)
         let mut prefix = style.paint(Paint::Dim, &r.time);
         let mut indent = width(&r.time) + 2;
         prefix.push_str("  ");
-        if with_conversation {
+        if columns.ids {
+            prefix.push_str(&style.paint(Paint::Dim, &r.id));
+            prefix.push_str("  ");
+            indent += r.id.len() + 2;
+        }
+        if columns.conversation {
             prefix.push_str(&style.paint(Paint::Conversation, &r.conversation));
             prefix.extend(std::iter::repeat_n(
                 ' ',
@@ -102,48 +136,122 @@ pub fn render(views: &[MessageView<'_>], with_conversation: bool, style: &Style)
         prefix.extend(std::iter::repeat_n(' ', sender_w - width(&r.sender) + 2));
         indent += sender_w + 2;
         let pad = " ".repeat(indent);
-        let mut lines = r.text.split('\n');
         out.push_str(&prefix);
-        out.push_str(lines.next().unwrap_or_default());
-        for line in lines {
-            out.push('\n');
-            out.push_str(&pad);
-            out.push_str(line);
+        let mut first = true;
+        for (i, (paint, text)) in r.lines.iter().enumerate() {
+            for line in text.split('\n') {
+                if !first {
+                    out.push('\n');
+                    out.push_str(&pad);
+                }
+                first = false;
+                match paint {
+                    Some(p) => out.push_str(&style.paint(*p, line)),
+                    None => out.push_str(line),
+                }
+            }
+            // The notes close the text, before the reactions' line.
+            if i == r.text_at {
+                for (paint, note) in &r.notes {
+                    out.push(' ');
+                    out.push_str(&style.paint(*paint, note));
+                }
+            }
+            let trimmed = out.trim_end_matches(' ').len();
+            out.truncate(trimmed);
         }
-        if let Some((paint, note)) = &r.note {
-            out.push(' ');
-            out.push_str(&style.paint(*paint, note));
-        }
-        let trimmed = out.trim_end_matches(' ').len();
-        out.truncate(trimmed);
         out.push('\n');
     }
     out
 }
 
-/// What follows the text of our message that has not gone: `(queued)`,
-/// for a failed one why (the daemon's words, sanitized) and what to do, or
-/// `(expired: …)`.
-fn note(m: &Message) -> Option<(Paint, String)> {
-    if !m.outgoing {
-        return None;
+/// The lines of a message: the quote of what it answers, its text (or that
+/// it was deleted), its reactions. The peer's words are sanitized.
+fn body(m: &Message) -> Vec<(Option<Paint>, String)> {
+    let mut lines = Vec::new();
+    if let (true, Some(q)) = (quotes(m), &m.meta.reply_to) {
+        lines.push((Some(Paint::Dim), quote(q)));
     }
-    match m.state {
-        MessageState::Queued => Some((Paint::Dim, "(queued)".into())),
-        MessageState::Failed => Some((
-            Paint::Warn,
+    if m.meta.deleted {
+        lines.push((Some(Paint::Dim), "(message deleted)".to_owned()));
+    } else {
+        let paint = m.meta.mentions_me.then_some(Paint::Mention);
+        lines.push((paint, sanitize(&m.text)));
+    }
+    if !m.meta.reactions.is_empty() {
+        lines.push((Some(Paint::Reactions), reactions(&m.meta.reactions)));
+    }
+    lines
+}
+
+/// Whether a message shows what it answers: not once it was deleted
+/// (nothing of it is left to put in context).
+fn quotes(m: &Message) -> bool {
+    m.meta.reply_to.is_some() && !m.meta.deleted
+}
+
+/// `> alice: the first words`, or `> (unknown message)`.
+pub fn quote(q: &Quote) -> String {
+    let sender = sanitize_line(&q.sender);
+    if q.missing {
+        format!("> {sender}: (unknown message)")
+    } else if q.excerpt.is_empty() {
+        format!("> {sender}: (message deleted)")
+    } else {
+        format!("> {sender}: {}", sanitize_line(&q.excerpt))
+    }
+}
+
+/// `👍 2 alice, bob  🎉 1 carol`.
+pub fn reactions(all: &[Reaction]) -> String {
+    all.iter()
+        .map(|r| {
+            let by: Vec<String> = r.by.iter().map(|b| sanitize_line(b)).collect();
             format!(
-                "(failed: {}; qpq-ctl retry|discard {})",
-                sanitize_line(m.failure.as_deref().unwrap_or("refused")),
-                m.id
-            ),
-        )),
-        MessageState::Expired => Some((
-            Paint::Warn,
-            "(expired: a recipient did not fetch it in time and the server deleted it)".into(),
-        )),
-        _ => None,
+                "{} {} {}",
+                sanitize_line(&r.emoji),
+                r.by.len(),
+                by.join(", ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+/// What follows the text: `(edited)`; for our message that has not gone
+/// `(queued)`, for a failed one why (the daemon's words, sanitized) and what
+/// to do, or `(expired: …)`; who read it; when it disappears.
+fn notes(m: &Message) -> Vec<(Paint, String)> {
+    let mut notes = Vec::new();
+    if m.meta.edited && !m.meta.deleted {
+        notes.push((Paint::Dim, "(edited)".to_owned()));
     }
+    if m.outgoing {
+        match m.state {
+            MessageState::Queued => notes.push((Paint::Dim, "(queued)".into())),
+            MessageState::Failed => notes.push((
+                Paint::Warn,
+                format!(
+                    "(failed: {}; qpq-ctl retry|discard {})",
+                    sanitize_line(m.failure.as_deref().unwrap_or("refused")),
+                    m.id
+                ),
+            )),
+            MessageState::Expired => notes.push((
+                Paint::Warn,
+                "(expired: a recipient did not fetch it in time and the server deleted it)".into(),
+            )),
+            _ => {}
+        }
+    }
+    if !m.meta.read_by.is_empty() {
+        let by: Vec<String> = m.meta.read_by.iter().map(|b| sanitize_line(b)).collect();
+        notes.push((Paint::Dim, format!("(read by {})", by.join(", "))));
+    }
+    if let Some(at) = m.meta.expires_at_ms {
+        notes.push((Paint::Dim, format!("(disappears {})", local_time(at))));
+    }
+    notes
 }
 
 #[cfg(test)]
@@ -214,7 +322,14 @@ mod tests {
             json: false,
             color: false,
         };
-        let text = render(&views, true, &style);
+        let text = render(
+            &views,
+            Columns {
+                conversation: true,
+                ids: false,
+            },
+            &style,
+        );
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
         let col = |l: &str, needle: &str| width(&l[..l.find(needle).unwrap()]);
@@ -238,7 +353,7 @@ mod tests {
             json: false,
             color: false,
         };
-        let text = render(&views, false, &style);
+        let text = render(&views, Columns::default(), &style);
         assert!(
             text.contains("hello club (failed: E020: no such user")
                 && text.contains(&format!("qpq-ctl retry|discard {}", m.id)),
@@ -264,6 +379,116 @@ mod tests {
         assert!(
             json.get("failure").is_none(),
             "only a failed message has one"
+        );
+    }
+
+    #[test]
+    fn replies_reactions_edits_and_deletes_show() {
+        let mut reply = msg("bob", "sure, at 3");
+        reply.meta.reply_to = Some(Quote {
+            id: MessageId([7; 16]),
+            sender: "alice".into(),
+            excerpt: "meet today?\u{1b}[2J".into(),
+            missing: false,
+        });
+        reply.meta.edited = true;
+        reply.meta.reactions = vec![
+            Reaction {
+                emoji: "👍".into(),
+                by: vec!["alice".into(), "carol".into()],
+            },
+            Reaction {
+                emoji: "🎉".into(),
+                by: vec!["dave".into()],
+            },
+        ];
+        let mut gone = msg("alice", "");
+        gone.meta.deleted = true;
+        gone.meta.edited = true;
+        gone.meta.reply_to = reply.meta.reply_to.clone();
+        let mut mine = msg("alice", "see you");
+        mine.outgoing = true;
+        mine.state = MessageState::Sent;
+        mine.meta.read_by = vec!["bob".into()];
+        mine.meta.expires_at_ms = Some(1_700_086_400_000);
+        let mut unknown = msg("carol", "what?");
+        unknown.meta.reply_to = Some(Quote {
+            id: MessageId([8; 16]),
+            sender: "bob".into(),
+            excerpt: String::new(),
+            missing: true,
+        });
+        let all = [&reply, &gone, &mine, &unknown];
+        let views: Vec<MessageView<'_>> = all
+            .iter()
+            .map(|m| MessageView {
+                message: m,
+                conversation_name: "team",
+                seq: None,
+            })
+            .collect();
+        let style = Style {
+            json: false,
+            color: false,
+        };
+        let text = render(&views, Columns::default(), &style);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 7, "{text}");
+        assert!(
+            lines[0].ends_with("bob    > alice: meet today?\u{FFFD}[2J"),
+            "{text}"
+        );
+        assert!(lines[1].ends_with("       sure, at 3 (edited)"), "{text}");
+        assert!(
+            lines[2].ends_with("       👍 2 alice, carol  🎉 1 dave"),
+            "{text}"
+        );
+        let col = |l: &str, needle: &str| width(&l[..l.find(needle).unwrap()]);
+        assert_eq!(col(lines[0], ">"), col(lines[1], "sure"));
+        assert_eq!(col(lines[1], "sure"), col(lines[2], "👍"));
+        assert!(
+            lines[3].ends_with("alice  (message deleted)"),
+            "no (edited): {text}"
+        );
+        let disappears = local_time(1_700_086_400_000);
+        assert!(
+            lines[4].ends_with(&format!(
+                "alice  see you (read by bob) (disappears {disappears})"
+            )),
+            "{text}"
+        );
+        assert!(
+            lines[5].ends_with("carol  > bob: (unknown message)"),
+            "{text}"
+        );
+        assert!(lines[6].ends_with("       what?"), "{text}");
+
+        let with_ids = render(
+            &views[..1],
+            Columns {
+                conversation: true,
+                ids: true,
+            },
+            &style,
+        );
+        assert!(
+            with_ids.contains(&format!("  {}  team  bob  >", "01".repeat(16))),
+            "{with_ids}"
+        );
+
+        let json = serde_json::to_value(views[0].json()).unwrap();
+        assert_eq!(json["reply_to"]["sender"], "alice");
+        assert_eq!(json["reactions"][0]["by"][1], "carol");
+        assert_eq!(json["edited"], true);
+        assert!(json.get("deleted").is_none(), "empty fields stay absent");
+        assert!(json.get("type").is_none(), "only recv's lines are typed");
+        let recv = MessageView {
+            seq: Some(3),
+            ..views[0]
+        };
+        assert_eq!(
+            serde_json::to_value(recv.json()).unwrap()["type"],
+            "message"
         );
     }
 }

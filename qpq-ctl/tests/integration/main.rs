@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod account_changes;
+mod actions;
 mod bot;
 mod daemon;
 mod docs;

@@ -25,7 +25,23 @@ pub fn render(app: &App, f: &mut Frame<'_>, title: Rect, area: Rect) {
             keys.hint(KeyAction::Help),
         );
         let w = usize::from(title.width);
-        let head = format!("── to {} ", wrap::sanitize(&target));
+        // What is under way beats where it goes: a reply's quote or an
+        // edit, then who is typing there.
+        let typing = app.selected.map(|c| app.typing_in(c)).unwrap_or_default();
+        let head = if let Some(c) = &app.compose {
+            format!(
+                "── {} (Esc cancels) ",
+                wrap::sanitize(&crate::update::compose_banner(c)).replace('\n', " ")
+            )
+        } else if !typing.is_empty() {
+            format!(
+                "── to {} · {} ",
+                wrap::sanitize(&target),
+                wrap::sanitize(&typing_words(&typing))
+            )
+        } else {
+            format!("── to {} ", wrap::sanitize(&target))
+        };
         let head = wrap::truncate(&head, w).into_owned();
         let rest = w.saturating_sub(wrap::width(&head));
         let hint = if wrap::width(&hint) + 2 <= rest {
@@ -69,5 +85,15 @@ pub fn render(app: &App, f: &mut Frame<'_>, title: Rect, area: Rect) {
         let x = area.x + (cx as u16).min(area.width - 1);
         let y = area.y + ((cy - first) as u16).min(area.height - 1);
         f.set_cursor_position(Position { x, y });
+    }
+}
+
+/// "alice is typing…", "alice and bob are typing…", "3 people are typing…".
+pub fn typing_words(who: &[&str]) -> String {
+    match who {
+        [] => String::new(),
+        [one] => format!("{one} is typing…"),
+        [a, b] => format!("{a} and {b} are typing…"),
+        more => format!("{} people are typing…", more.len()),
     }
 }

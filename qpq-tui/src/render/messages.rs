@@ -101,6 +101,15 @@ fn state_mark(m: &Message) -> (&'static str, Style) {
     if !m.outgoing {
         return ("  ", Style::default());
     }
+    if !m.meta.read_by.is_empty() {
+        // Read by someone (`read_by`): the read colour.
+        return (
+            "✓✓",
+            Style::default()
+                .fg(Color::LightBlue)
+                .add_modifier(Modifier::BOLD),
+        );
+    }
     match m.state {
         MessageState::Queued => ("… ", Style::default().fg(Color::DarkGray)),
         MessageState::Sent => ("✓ ", Style::default().fg(Color::DarkGray)),
@@ -168,13 +177,47 @@ pub fn block_lines(
     };
     let changed = !own && ctx.changed_keys.contains(&m.sender);
     let (mark, mark_style) = state_mark(m);
-    let text_style = if selected {
-        Style::default().add_modifier(Modifier::REVERSED)
+    let text_style = if m.meta.mentions_me {
+        // A message naming us stands out from the conversation.
+        Style::default()
+            .fg(Color::Yellow)
+            .add_modifier(Modifier::BOLD)
     } else {
         Style::default()
     };
-    let text = wrap::sanitize(&m.text);
+    let mut body_style = if m.meta.deleted {
+        dim.add_modifier(Modifier::ITALIC)
+    } else {
+        text_style
+    };
+    if selected {
+        body_style = body_style.add_modifier(Modifier::REVERSED);
+    }
+    let body = if m.meta.deleted {
+        std::borrow::Cow::Borrowed("message deleted")
+    } else {
+        wrap::sanitize(&m.text)
+    };
+    let suffix = suffix(ctx, m);
+    // The markers wrap with the text, in their own style.
+    let text: std::borrow::Cow<'_, str> = if suffix.is_empty() {
+        body.clone()
+    } else {
+        std::borrow::Cow::Owned(format!("{body}{suffix}"))
+    };
+    let split = body.len();
     let sender = wrap::sanitize(&m.sender);
+    let row = |r: std::ops::Range<usize>| -> Vec<Span<'static>> {
+        let mut spans = Vec::with_capacity(2);
+        let mid = split.clamp(r.start, r.end);
+        if mid > r.start {
+            spans.push(Span::styled(text[r.start..mid].to_owned(), body_style));
+        }
+        if r.end > mid {
+            spans.push(Span::styled(text[mid..r.end].to_owned(), dim));
+        }
+        spans
+    };
 
     if ctx.compact() {
         let nick = wrap::truncate(&sender, width.saturating_sub(9 + usize::from(changed)));
@@ -188,8 +231,14 @@ pub fn block_lines(
             head.push(Span::styled("!", Style::default().fg(Color::LightRed)));
         }
         out.push(Line::from(head));
+        if let Some(q) = quote_line(m, width) {
+            out.push(q);
+        }
         for r in wrap::wrap(&text, width) {
-            out.push(Line::from(Span::styled(text[r].to_owned(), text_style)));
+            out.push(Line::from(row(r)));
+        }
+        if let Some(r) = reactions_line(m, width) {
+            out.push(r);
         }
         return out;
     }
@@ -199,9 +248,16 @@ pub fn block_lines(
     let pad = nw - usize::from(changed) - wrap::width(&nick);
     let text_w = width - ctx.prefix_width();
     let indent = " ".repeat(ctx.prefix_width());
-    for (row, r) in wrap::wrap(&text, text_w).into_iter().enumerate() {
-        let body = Span::styled(text[r].to_owned(), text_style);
-        if row == 0 {
+    let indented = |line: Line<'static>| {
+        let mut spans = vec![Span::raw(indent.clone())];
+        spans.extend(line.spans);
+        Line::from(spans)
+    };
+    if let Some(q) = quote_line(m, text_w) {
+        out.push(indented(q));
+    }
+    for (n, r) in wrap::wrap(&text, text_w).into_iter().enumerate() {
+        if n == 0 {
             let mut spans = vec![
                 Span::styled(format!("{time} "), dim),
                 Span::styled(mark, mark_style),
@@ -213,13 +269,78 @@ pub fn block_lines(
             }
             spans.push(Span::styled(nick.to_string(), nick_style));
             spans.push(Span::raw(" "));
-            spans.push(body);
+            spans.extend(row(r));
             out.push(Line::from(spans));
         } else {
-            out.push(Line::from(vec![Span::raw(indent.clone()), body]));
+            out.push(indented(Line::from(row(r))));
         }
     }
+    if let Some(r) = reactions_line(m, text_w) {
+        out.push(indented(r));
+    }
     out
+}
+
+/// The dimmed markers after a message's text: "(edited)" and when it
+/// disappears (`⏱ 09:05`, with the day when it is not the message's).
+fn suffix(ctx: &BlockCtx<'_>, m: &Message) -> String {
+    let mut s = String::new();
+    if m.meta.edited && !m.meta.deleted {
+        s.push_str(" (edited)");
+    }
+    if let Some(at) = m.meta.expires_at_ms.and_then(|ms| datetime(ctx.tz, ms)) {
+        let same_day = day_of(ctx.tz, m.timestamp_ms) == Some(at.date());
+        let when = if same_day {
+            at.strftime("%H:%M").to_string()
+        } else {
+            at.strftime("%-d %b %H:%M").to_string()
+        };
+        s.push_str(&format!(" ⏱ {when}"));
+    }
+    s
+}
+
+/// The row above a reply: `↱ alice: first words`, dimmed, one row.
+fn quote_line(m: &Message, width: usize) -> Option<Line<'static>> {
+    let q = m.meta.reply_to.as_ref()?;
+    let dim = Style::default().fg(Color::DarkGray);
+    let excerpt = if q.missing {
+        "(unknown message)".to_owned()
+    } else if q.excerpt.is_empty() {
+        // The daemon sends no excerpt of a deleted original.
+        "(message deleted)".to_owned()
+    } else {
+        wrap::sanitize(&q.excerpt).replace('\n', " ")
+    };
+    let text = format!("↱ {}: {excerpt}", wrap::sanitize(&q.sender));
+    Some(Line::from(Span::styled(
+        wrap::truncate(&text, width).into_owned(),
+        dim,
+    )))
+}
+
+/// The row under a message with reactions: `👍 2 alice, bob  🎉 1 carol`,
+/// cut to one row however many there are, so a block's height never
+/// depends on how many reacted.
+fn reactions_line(m: &Message, width: usize) -> Option<Line<'static>> {
+    if m.meta.reactions.is_empty() {
+        return None;
+    }
+    let mut s = String::new();
+    for r in &m.meta.reactions {
+        if !s.is_empty() {
+            s.push_str("  ");
+        }
+        s.push_str(&format!("{} {} {}", r.emoji, r.by.len(), r.by.join(", ")));
+        if wrap::width(&s) > width {
+            break;
+        }
+    }
+    let s = wrap::sanitize(&s).replace('\n', " ");
+    Some(Line::from(Span::styled(
+        wrap::truncate(&s, width).into_owned(),
+        Style::default().fg(Color::Gray),
+    )))
 }
 
 pub fn block_height(ctx: &BlockCtx<'_>, tl: &Timeline, i: usize) -> usize {

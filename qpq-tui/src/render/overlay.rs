@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
-use crate::app::{AccountChange, App, Loadable, Overlay};
+use crate::app::{AccountChange, App, Loadable, Overlay, REACTIONS};
 use crate::commands::COMMANDS;
 use crate::config::KeyAction;
 use crate::wrap;
@@ -47,9 +47,18 @@ pub fn help_lines(app: &App) -> Vec<Line<'static>> {
     }
     for (keys, what) in [
         ("Up/Down", "in an empty input: recall sent messages"),
+        (
+            "r e/+ c d",
+            "on a selected message: reply, react, edit, delete",
+        ),
+        (
+            "h o",
+            "on a selected message: edit history, quoted original",
+        ),
+        ("@name + Tab", "mention (Tab cycles the names)"),
         ("Mouse wheel", "scroll"),
         ("Ctrl+W / Ctrl+U", "delete a word / to the line start"),
-        ("Esc", "close a box, return to the newest message"),
+        ("Esc", "close a box, cancel a reply/edit, back to newest"),
     ] {
         out.push(Line::from(vec![
             Span::styled(format!("  {keys:<24}"), Style::default().fg(Color::Cyan)),
@@ -243,12 +252,107 @@ pub fn render(app: &App, overlay: &Overlay, f: &mut Frame<'_>, area: Rect) {
                 "",
             );
         }
+        Overlay::React { selected, .. } => {
+            let mut spans = Vec::new();
+            for (i, e) in REACTIONS.iter().enumerate() {
+                let style = if i == *selected {
+                    Style::default().add_modifier(Modifier::REVERSED)
+                } else {
+                    Style::default()
+                };
+                spans.push(Span::styled(format!("{}{e}", i + 1), style));
+                spans.push(Span::raw(" "));
+            }
+            let lines = vec![
+                Line::from(spans),
+                Line::from(Span::styled(
+                    "Again on yours takes it back; /react <emoji> for any other.",
+                    Style::default().fg(Color::DarkGray),
+                )),
+            ];
+            let r = centered(area, 62, 4);
+            draw_box(
+                f,
+                r,
+                " React ",
+                Paragraph::new(lines).wrap(Wrap { trim: false }),
+                " ←→ choose · Enter or 1-8 react · Esc close ",
+            );
+        }
+        Overlay::Delete { own, .. } => {
+            let bold = Style::default().add_modifier(Modifier::BOLD);
+            let mut lines = vec![Line::from("Delete this message?"), Line::default()];
+            if *own {
+                lines.push(Line::from(vec![
+                    Span::styled("  e ", bold),
+                    Span::raw("for everyone (a \"message deleted\" marker stays)"),
+                ]));
+            }
+            lines.push(Line::from(vec![
+                Span::styled("  m ", bold),
+                Span::raw("for me (only from this device's history)"),
+            ]));
+            let r = centered(area, 60, lines.len() as u16 + 2);
+            draw_box(
+                f,
+                r,
+                " Delete ",
+                Paragraph::new(lines).wrap(Wrap { trim: false }),
+                " Esc keeps it ",
+            );
+        }
+        Overlay::Edits { current, versions } => {
+            let dim = Style::default().fg(Color::DarkGray);
+            let one_line = |t: &str| wrap::sanitize(t).replace('\n', " ");
+            let mut lines: Vec<Line<'static>> = match versions {
+                Loadable::Loading => vec![Line::from(Span::styled("Loading…", dim))],
+                Loadable::Failed(e) => vec![Line::from(Span::styled(e.clone(), dim))],
+                Loadable::Ready(list) => list
+                    .iter()
+                    .map(|v| {
+                        let when = jiff::Timestamp::from_millisecond(
+                            i64::try_from(v.timestamp_ms).unwrap_or(i64::MAX),
+                        )
+                        .map(|t| app.tz.to_datetime(t).strftime("%-d %b %H:%M").to_string())
+                        .unwrap_or_default();
+                        Line::from(vec![
+                            Span::styled(format!("{when:>12} "), dim),
+                            Span::raw(one_line(&v.text)),
+                        ])
+                    })
+                    .collect(),
+            };
+            lines.push(Line::from(vec![
+                Span::styled(format!("{:>12} ", "now"), dim),
+                Span::styled(
+                    one_line(current),
+                    Style::default().add_modifier(Modifier::BOLD),
+                ),
+            ]));
+            let r = centered(
+                area,
+                area.width.saturating_sub(8).max(20),
+                (lines.len() as u16 + 2).min(area.height.saturating_sub(2)),
+            );
+            draw_box(
+                f,
+                r,
+                " Edit history ",
+                Paragraph::new(lines).wrap(Wrap { trim: false }),
+                " Esc close ",
+            );
+        }
         Overlay::Search {
             query,
             results,
             selected,
         } => {
-            let title = format!(" Search: {} ", wrap::sanitize(query));
+            // No query: the mentions list (`/mentions`).
+            let title = if query.is_empty() {
+                " Mentions of you ".to_owned()
+            } else {
+                format!(" Search: {} ", wrap::sanitize(query))
+            };
             let rows = match results {
                 Loadable::Ready(ms) => ms.len().max(1),
                 _ => 1,
@@ -265,7 +369,12 @@ pub fn render(app: &App, overlay: &Overlay, f: &mut Frame<'_>, area: Rect) {
                 Loadable::Loading => vec![Line::from(Span::styled("Searching…", dim))],
                 Loadable::Failed(e) => vec![Line::from(Span::styled(e.clone(), dim))],
                 Loadable::Ready(ms) if ms.is_empty() => {
-                    vec![Line::from(Span::styled("No message matches.", dim))]
+                    let none = if query.is_empty() {
+                        "Nobody mentioned you."
+                    } else {
+                        "No message matches."
+                    };
+                    vec![Line::from(Span::styled(none, dim))]
                 }
                 Loadable::Ready(ms) => {
                     let first = selected.saturating_sub(inner_h.saturating_sub(1));

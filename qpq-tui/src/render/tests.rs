@@ -446,3 +446,167 @@ fn an_integrity_finding_shows_a_banner_until_acknowledged() {
     assert!(!shown.contains("/ack-integrity"), "{shown}");
     assert!(shown.contains("Acknowledged"), "{shown}");
 }
+
+/// #team's history with every issue-17 annotation: a reply to bob, our
+/// message read by carol with reactions, bob's edited, one deleted, one that
+/// mentions us and disappears.
+fn annotated_app(w: u16, h: u16) -> App {
+    use quicproquo_protocol::ipc::values::{Quote, Reaction};
+    let mut app = app(w, h);
+    let tl = app.timelines.get_mut(&TEAM).unwrap();
+    let ids: Vec<_> = tl.messages().iter().map(|m| m.id).collect();
+    let mut reply = message(TEAM, 5, "carol", 24 * 60 + 8 * 60 + 5, "Which tests?");
+    reply.meta.reply_to = Some(Quote {
+        id: ids[1],
+        sender: "alice".into(),
+        excerpt: "Yes — after the tests pass.".into(),
+        missing: false,
+    });
+    reply.meta.reactions = vec![
+        Reaction {
+            emoji: "👍".into(),
+            by: vec!["alice".into(), "bob".into()],
+        },
+        Reaction {
+            emoji: "🎉".into(),
+            by: vec!["bob".into()],
+        },
+    ];
+    let mut mention = message(TEAM, 6, "bob", 24 * 60 + 8 * 60 + 6, "@alice can you look?");
+    mention.meta.mentions_me = true;
+    mention.meta.expires_at_ms = Some(T0 + (24 * 60 + 9 * 60 + 6) * 60_000);
+    tl.push(reply);
+    tl.push(mention);
+    tl.edit(&ids[0], "Morning! Is the release on for today?");
+    tl.delete_for_everyone(&ids[2]);
+    tl.read(&ids[3], "carol");
+    app
+}
+
+#[test]
+fn replies_reactions_edits_deletes_mentions_and_read_ticks() {
+    let app = annotated_app(100, 20);
+    assert_snapshot!(screen(&app));
+    // What a text dump does not show: the mention's and the read tick's
+    // colours.
+    let mut t = Terminal::new(TestBackend::new(100, 20)).unwrap();
+    t.draw(|f| super::render(&app, f)).unwrap();
+    let buf = t.backend().buffer();
+    let find = |needle: &str| {
+        let text = dump(buf);
+        let row = text.lines().position(|l| l.contains(needle)).unwrap();
+        let line: String = (0..100)
+            .map(|x| buf[(x, row as u16)].symbol().to_owned())
+            .collect();
+        let col = line.find(needle).unwrap();
+        // Columns: characters before it (all one column wide here).
+        let x = line[..col].chars().count() as u16;
+        buf[(x, row as u16)].clone()
+    };
+    assert_eq!(find("@alice can").fg, Color::Yellow, "a mention stands out");
+    assert_eq!(find("✓✓").fg, Color::LightBlue, "read, in the read colour");
+}
+
+#[test]
+fn narrow_annotated_messages() {
+    let app = annotated_app(40, 24);
+    assert_snapshot!(screen(&app));
+}
+
+#[test]
+fn typing_line() {
+    use quicproquo_protocol::ipc::notifications::TypingUpdate;
+    use quicproquo_protocol::ipc::values::Seq;
+    use quicproquo_protocol::ipc::Notification;
+    let mut app = app(100, 12);
+    for by in ["bob", "carol"] {
+        daemon(
+            &mut app,
+            DaemonEvent::Notification(Notification::Typing(TypingUpdate {
+                seq: Seq(1),
+                conversation: TEAM,
+                by: by.into(),
+                on: true,
+            })),
+        );
+    }
+    assert_snapshot!(screen(&app));
+}
+
+#[test]
+fn timer_notice() {
+    use quicproquo_protocol::ipc::notifications::TimerUpdate;
+    use quicproquo_protocol::ipc::values::Seq;
+    use quicproquo_protocol::ipc::Notification;
+    let mut app = app(120, 12);
+    daemon(
+        &mut app,
+        DaemonEvent::Notification(Notification::Timer(TimerUpdate {
+            seq: Seq(1),
+            conversation: crate::testing::BOB,
+            by: "bob".into(),
+            seconds: 8 * 3600,
+        })),
+    );
+    assert_snapshot!(screen(&app));
+}
+
+#[test]
+fn emoji_picker_and_delete_prompt() {
+    let mut app = annotated_app(100, 20);
+    let shift_up = Action::Key(KeyEvent::new(KeyCode::Up, KeyModifiers::SHIFT));
+    act(&mut app, shift_up.clone());
+    act(&mut app, shift_up);
+    act(&mut app, key(KeyCode::Char('e')));
+    act(&mut app, key(KeyCode::Right));
+    assert_snapshot!("emoji_picker", screen(&app));
+    act(&mut app, key(KeyCode::Esc));
+    act(&mut app, key(KeyCode::Char('d')));
+    assert_snapshot!("delete_prompt", screen(&app));
+}
+
+#[test]
+fn replying_banner() {
+    let mut app = annotated_app(100, 14);
+    act(
+        &mut app,
+        Action::Key(KeyEvent::new(KeyCode::Up, KeyModifiers::SHIFT)),
+    );
+    act(&mut app, key(KeyCode::Char('r')));
+    typed(&mut app, "on it");
+    assert_snapshot!(screen(&app));
+}
+
+/// However many reacted, the reactions are one row cut to the pane: a
+/// block's height (what scrolling and the frame measure) does not grow.
+#[test]
+fn many_reactions_are_one_row() {
+    use quicproquo_protocol::ipc::values::Reaction;
+    let mut app = app(80, 20);
+    let id = app.timeline().unwrap().messages()[0].id;
+    let tl = app.timelines.get_mut(&TEAM).unwrap();
+    for (n, e) in ["👍", "🎉", "👀", "🙏", "😂", "😮"].iter().enumerate() {
+        for who in 0..=n * 8 {
+            tl.react(&id, e, &format!("user{who}"), false);
+        }
+    }
+    let r: &Vec<Reaction> = &tl.get(&id).unwrap().meta.reactions;
+    assert_eq!(r.len(), 6);
+    let ctx = messages::BlockCtx::new(&app, 60);
+    let tl = app.timeline().unwrap();
+    let lines = messages::block_lines(&ctx, tl, 0, false);
+    let rows: Vec<String> = lines
+        .iter()
+        .map(|l| l.spans.iter().map(|s| s.content.as_ref()).collect())
+        .collect();
+    let reaction_rows = rows.iter().filter(|r| r.contains("👍")).count();
+    assert_eq!(reaction_rows, 1, "{rows:#?}");
+    assert!(
+        rows.iter().all(|r| crate::wrap::width(r) <= 60),
+        "{rows:#?}"
+    );
+    assert!(
+        rows.iter().any(|r| r.ends_with('…')),
+        "cut, not wrapped: {rows:#?}"
+    );
+}

@@ -3,15 +3,16 @@
 
 use quicproquo_protocol::ipc::methods::{ConversationParams, NoParams, ReadParams, StatusResult};
 use quicproquo_protocol::ipc::values::{
-    ConnectionState, ConversationKind, DeliveryState, IntegrityState, InvitationState,
-    KeystoreState,
+    ConnectionState, ConversationId, DeleteScope, DeliveryState, IntegrityState, InvitationState,
+    KeystoreState, MessageId,
 };
 use quicproquo_protocol::ipc::{Call, IpcErrorCode, Notification};
 
 use super::{is_main, mark_read, maybe_load_older, request_members, select, set_new_marker};
 use crate::action::{DaemonEvent, Effect};
-use crate::app::{AccountForm, App, Daemon, Loadable, Overlay, Screen, UnlockForm};
+use crate::app::{AccountForm, App, Compose, Daemon, Loadable, Overlay, Screen, UnlockForm};
 use crate::timeline::{LoadState, View};
+use crate::{commands, wrap};
 
 pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
     match ev {
@@ -20,6 +21,8 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
                 app.error(format!("qpqd: {reason}"));
             }
             app.daemon = Daemon::Gone(reason);
+            // A new connection is told again what is shown.
+            app.focused = None;
         }
         DaemonEvent::Connected { status } => {
             let was_gone = matches!(app.daemon, Daemon::Gone(_));
@@ -123,6 +126,55 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
                 tl.remove(&id);
             }
             app.info("The failed message was deleted.");
+        }
+        DaemonEvent::Updated(m) => {
+            if let Some(tl) = app.timelines.get_mut(&m.conversation) {
+                tl.replace(m);
+            }
+        }
+        DaemonEvent::Deleted {
+            conversation,
+            id,
+            for_me,
+        } => {
+            let scope = if for_me {
+                DeleteScope::Me
+            } else {
+                DeleteScope::Everyone
+            };
+            deleted(app, conversation, &id, scope);
+        }
+        DaemonEvent::EditFailed {
+            conversation,
+            id,
+            text,
+            failure,
+        } => {
+            if app.editor.is_empty() && app.compose.is_none() && app.selected == Some(conversation)
+            {
+                app.editor.set_text(text);
+                app.compose = Some(Compose::Edit { conversation, id });
+            }
+            app.error(format!("Not edited: {}", failure.message));
+        }
+        DaemonEvent::Edits(list) => {
+            if let Some(Overlay::Edits { versions, .. }) = &mut app.overlay {
+                *versions = Loadable::Ready(list);
+            }
+        }
+        DaemonEvent::Settings(s) => {
+            let on = |b: bool| if b { "on" } else { "off" };
+            let timer = if s.timer_seconds == 0 {
+                "off".to_owned()
+            } else {
+                commands::duration_words(s.timer_seconds)
+            };
+            app.info(format!(
+                "Read receipts {} · typing {} · disappearing {timer} · notify {}",
+                on(s.read_receipts),
+                on(s.typing),
+                commands::notify_word(s.notify)
+            ));
         }
         DaemonEvent::Sent(m) => {
             let id = m.conversation;
@@ -233,10 +285,14 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
             fx.push(Effect::call(Call::Conversations(NoParams {})));
         }
         DaemonEvent::Failed(f) => {
-            if let Some(Overlay::Search { results, .. }) = &mut app.overlay {
-                if *results == Loadable::Loading {
+            match &mut app.overlay {
+                Some(Overlay::Search { results, .. }) if *results == Loadable::Loading => {
                     *results = Loadable::Failed(f.message.clone());
                 }
+                Some(Overlay::Edits { versions, .. }) if *versions == Loadable::Loading => {
+                    *versions = Loadable::Failed(f.message.clone());
+                }
+                _ => {}
             }
             app.error(f.message);
         }
@@ -326,8 +382,10 @@ fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
             let id = m.conversation;
             let known = app.conversation(id).is_some();
             let incoming = !m.outgoing;
-            let sender = m.sender.clone();
-            let preview: String = m.text.chars().take(120).collect();
+            // A message ends its sender's typing indicator.
+            if let Some(list) = app.typing.get_mut(&id) {
+                list.retain(|(who, _)| *who != m.sender);
+            }
             let tl = app.timelines.entry(id).or_default();
             if !tl.push(m) {
                 return;
@@ -353,25 +411,15 @@ fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
                     tl.unseen_below += 1;
                 }
             }
-            let title = match app.conversation(id) {
-                Some(c) if c.kind == ConversationKind::Group => {
-                    format!("{sender} in {}", app.title(c))
-                }
-                _ => sender,
-            };
             if let Loadable::Ready(list) = &mut app.conversations {
                 if let Some(c) = list.iter_mut().find(|c| c.id == id) {
                     c.unread += 1;
                 }
             }
+            // Desktop notifications are qpqd's (it knows `focus`): the TUI
+            // only rings, when configured.
             if app.config.bell {
                 fx.push(Effect::Bell);
-            }
-            if app.config.desktop_notifications {
-                fx.push(Effect::Notify {
-                    title,
-                    body: preview,
-                });
             }
         }
         Notification::Membership(change) => {
@@ -441,14 +489,88 @@ fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
                 app.info(format!("Declined {}'s invitation to {}.", i.from, i.name));
             }
         },
-        // Issue 17: the tui helper shows these.
-        Notification::Reaction(_)
-        | Notification::Edit(_)
-        | Notification::Delete(_)
-        | Notification::Read(_)
-        | Notification::Typing(_)
-        | Notification::Timer(_)
-        | Notification::Conversation(_) => {}
+        Notification::Reaction(r) => {
+            if let Some(tl) = app.timelines.get_mut(&r.conversation) {
+                tl.react(&r.id, &r.emoji, &r.by, r.removed);
+            }
+        }
+        Notification::Edit(e) => {
+            if let Some(tl) = app.timelines.get_mut(&e.conversation) {
+                tl.edit(&e.id, &e.text);
+            }
+        }
+        Notification::Delete(d) => deleted(app, d.conversation, &d.id, d.scope),
+        Notification::Read(r) => {
+            if let Some(tl) = app.timelines.get_mut(&r.conversation) {
+                tl.read(&r.up_to, &r.by);
+            }
+        }
+        Notification::Typing(t) => {
+            if app.me() == Some(t.by.as_str()) {
+                return;
+            }
+            let now = app.now;
+            let list = app.typing.entry(t.conversation).or_default();
+            list.retain(|(who, _)| *who != t.by);
+            if t.on {
+                list.push((t.by, now));
+            }
+        }
+        Notification::Timer(t) => {
+            let who = if app.me() == Some(t.by.as_str()) {
+                "You".to_owned()
+            } else {
+                wrap::sanitize(&t.by).into_owned()
+            };
+            let what = if t.seconds == 0 {
+                format!("{who} turned disappearing messages off")
+            } else {
+                format!(
+                    "{who} set messages to disappear after {}",
+                    commands::duration_words(t.seconds)
+                )
+            };
+            let here = app.selected == Some(t.conversation);
+            let text = match app.conversation(t.conversation) {
+                Some(c) if !here => format!("{}: {what}", app.title(c)),
+                _ => what,
+            };
+            app.info(text);
+        }
+        Notification::Conversation(c) => {
+            let c = c.conversation;
+            match &mut app.conversations {
+                Loadable::Ready(list) => match list.iter_mut().find(|x| x.id == c.id) {
+                    Some(x) => *x = c,
+                    None => list.insert(0, c),
+                },
+                other => *other = Loadable::Ready(vec![c]),
+            }
+        }
+    }
+}
+
+/// A message left the history (`delete` notification or our own `delete`):
+/// for everyone it leaves its marker; for me or expired it goes from view.
+pub(super) fn deleted(
+    app: &mut App,
+    conversation: ConversationId,
+    id: &MessageId,
+    scope: DeleteScope,
+) {
+    let Some(tl) = app.timelines.get_mut(&conversation) else {
+        return;
+    };
+    match scope {
+        DeleteScope::Everyone => tl.delete_for_everyone(id),
+        DeleteScope::Me | DeleteScope::Expired => tl.remove(id),
+    }
+    // A reply or an edit of it being written has nothing left to act on.
+    if let Some(Compose::Reply { id: c, .. } | Compose::Edit { id: c, .. }) = &app.compose {
+        if c == id {
+            app.compose = None;
+            app.info("That message was deleted.");
+        }
     }
 }
 

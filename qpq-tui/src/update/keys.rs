@@ -3,15 +3,15 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 use quicproquo_protocol::ipc::methods::{
     AccountDeleteParams, AccountParams, ConversationParams, DeclineParams, DmOpenParams,
-    GroupCreateParams, GroupMembersParams, InvitationParams, MessageParams, NoParams,
+    EditParams, GroupCreateParams, GroupMembersParams, InvitationParams, MessageParams, NoParams,
     PasswordChangeParams, SearchParams, SendParams, UnlockParams, VerifyParams,
 };
 use quicproquo_protocol::ipc::values::{Ciphersuite, ConversationKind, Limit, Secret};
 use quicproquo_protocol::ipc::Call;
 
-use super::{jump_to, request_members, scroll_by, select, switch};
+use super::{jump_to, message, request_members, scroll_by, select, stop_typing, switch, typed};
 use crate::action::Effect;
-use crate::app::{AccountChange, AccountMode, App, Completing, Loadable, Overlay, Screen};
+use crate::app::{AccountChange, AccountMode, App, Completing, Compose, Loadable, Overlay, Screen};
 use crate::commands::{self, Command, Input};
 use crate::config::KeyAction;
 use crate::input::Editor;
@@ -154,10 +154,20 @@ fn main_key(app: &mut App, key: KeyEvent, bound: Option<KeyAction>, fx: &mut Vec
             KeyAction::PageDown => scroll_by(app, page, fx),
             KeyAction::ToggleMembers => toggle_members(app, fx),
             KeyAction::Complete => complete(app),
+            KeyAction::SelectOlder => message::move_selection(app, -1, fx),
+            KeyAction::SelectNewer => message::move_selection(app, 1, fx),
         }
         return;
     }
+    if message::key(app, &key, fx) {
+        return;
+    }
+    let before = app.editor.text().len();
     if edit(&mut app.editor, &key) {
+        if app.editor.text().len() != before {
+            app.selecting = false;
+            typed(app, fx);
+        }
         return;
     }
     match key.code {
@@ -167,8 +177,16 @@ fn main_key(app: &mut App, key: KeyEvent, bound: Option<KeyAction>, fx: &mut Vec
         KeyCode::Down if !app.editor.recall_next() => {
             app.editor.down();
         }
+        KeyCode::Esc if app.compose.is_some() => {
+            // Cancels the reply or the edit (an edit's text goes with it).
+            if let Some(Compose::Edit { .. }) = app.compose.take() {
+                app.editor.take();
+            }
+            app.notice = None;
+        }
         KeyCode::Esc => {
             app.notice = None;
+            app.selecting = false;
             if let Some(id) = app.selected {
                 if let Some(tl) = app.timelines.get_mut(&id) {
                     if tl.view != View::Follow {
@@ -245,9 +263,28 @@ fn submit(app: &mut App, fx: &mut Vec<Effect>) {
                 app.error("No conversation is open: /dm user or /group create name");
                 return;
             };
+            stop_typing(app, fx);
+            app.notice = None;
+            let reply_to = match app.compose.take() {
+                Some(Compose::Edit { conversation, id }) => {
+                    app.editor.take();
+                    fx.push(Effect::call(Call::Edit(EditParams {
+                        conversation: conversation.into(),
+                        id,
+                        text: m,
+                    })));
+                    return;
+                }
+                Some(Compose::Reply {
+                    conversation,
+                    id: original,
+                    ..
+                }) if conversation == id => Some(original),
+                _ => None,
+            };
             app.editor.remember(&text);
             app.editor.take();
-            app.notice = None;
+            app.selecting = false;
             if let Some(tl) = app.timelines.get_mut(&id) {
                 tl.view = View::Follow;
             }
@@ -255,7 +292,7 @@ fn submit(app: &mut App, fx: &mut Vec<Effect>) {
                 conversation: id.into(),
                 text: m,
                 confirm_changed_keys: false,
-                reply_to: None,
+                reply_to,
             })));
         }
         Ok(Input::Command(cmd)) => {
@@ -271,6 +308,9 @@ fn submit(app: &mut App, fx: &mut Vec<Effect>) {
 
 /// Runs a command; false when it was refused (the notice says why).
 fn run(app: &mut App, cmd: Command, fx: &mut Vec<Effect>) -> bool {
+    if let Some(done) = message::command(app, &cmd, fx) {
+        return done;
+    }
     let current = app.current().map(|c| (c.id, c.kind, app.title(c)));
     let group = || match current.clone() {
         Some((id, ConversationKind::Group, _)) => Ok(id),
@@ -393,6 +433,13 @@ fn run(app: &mut App, cmd: Command, fx: &mut Vec<Effect>) -> bool {
             app.quit = true;
             return true;
         }
+        // Answered by `message::command` above.
+        Command::React(_)
+        | Command::Mentions
+        | Command::Receipts(_)
+        | Command::Typing(_)
+        | Command::Timer(_)
+        | Command::Notify(_) => return true,
     };
     fx.push(Effect::call(call));
     true
@@ -497,6 +544,21 @@ fn overlay_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
                 })
             }
             _ => Some(Overlay::Invites { list, selected }),
+        },
+        Overlay::React {
+            conversation,
+            id,
+            selected,
+        } => message::picker_key(app, conversation, id, selected, &key, fx),
+        Overlay::Delete {
+            conversation,
+            id,
+            own,
+        } => message::delete_key(app, conversation, id, own, &key, fx),
+        Overlay::Edits { current, versions } => match key.code {
+            _ if close => None,
+            KeyCode::Enter | KeyCode::Char('q') => None,
+            _ => Some(Overlay::Edits { current, versions }),
         },
         Overlay::Search {
             query,

@@ -52,10 +52,25 @@ fn send(text: &str, confirm_changed_keys: bool) -> Request {
     }))
 }
 
+/// The requests among the effects, without the hints (`typing`, `focus`)
+/// that [`hints`] lists.
 fn requests(fx: &[Effect]) -> Vec<Request> {
     fx.iter()
         .filter_map(|e| match e {
+            Effect::Request(Request::Call(Call::Typing(_) | Call::Focus(_))) => None,
             Effect::Request(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `typing` and `focus` calls among the effects.
+fn hints(fx: &[Effect]) -> Vec<Call> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Request(Request::Call(c @ (Call::Typing(_) | Call::Focus(_)))) => {
+                Some(c.clone())
+            }
             _ => None,
         })
         .collect()
@@ -214,14 +229,17 @@ fn tab_completes_commands_and_usernames() {
     assert_eq!(app.editor.text(), "/dm bob ");
     app.editor.take();
     typed(&mut app, "/re");
-    key(&mut app, KeyCode::Tab);
-    assert_eq!(app.editor.text(), "/rekey");
-    key(&mut app, KeyCode::Tab);
-    assert_eq!(app.editor.text(), "/remove");
-    key(&mut app, KeyCode::Tab);
-    assert_eq!(app.editor.text(), "/retry");
-    key(&mut app, KeyCode::Tab);
-    assert_eq!(app.editor.text(), "/rekey");
+    for next in [
+        "/react",
+        "/receipts",
+        "/rekey",
+        "/remove",
+        "/retry",
+        "/react",
+    ] {
+        key(&mut app, KeyCode::Tab);
+        assert_eq!(app.editor.text(), next);
+    }
     app.editor.take();
     typed(&mut app, "/v");
     key(&mut app, KeyCode::Tab);
@@ -804,17 +822,38 @@ fn verify_shows_the_safety_number_and_v_confirms() {
     );
 }
 
+/// qpqd notifies the desktop now: the TUI tells it what is shown (`focus`)
+/// whenever that changes, and `focus {}` when it quits; it only rings.
 #[test]
-fn desktop_notifications_when_configured() {
+fn focus_follows_the_shown_conversation_and_only_the_bell_rings() {
+    use quicproquo_protocol::ipc::methods::FocusParams;
+    let focus = |c: Option<ConversationId>| {
+        Call::Focus(FocusParams {
+            conversation: c.map(Into::into),
+        })
+    };
     let mut app = app(80, 20);
-    app.config.desktop_notifications = true;
-    let fx = incoming(&mut app, 1, message(TEAM, 70, "bob", 10, "not elsewhere"));
-    assert!(!fx.iter().any(|e| matches!(e, Effect::Notify { .. })));
+    assert_eq!(app.focused, Some(Some(TEAM)), "told when it opened");
+    let fx = press(&mut app, KeyCode::Down, KeyModifiers::ALT);
+    assert_eq!(hints(&fx), [focus(Some(BOB))]);
+    let fx = key(&mut app, KeyCode::PageUp);
+    assert!(hints(&fx).is_empty(), "told once per change");
     let fx = incoming(&mut app, 2, message(WIDE, 71, "李", 10, "你好"));
-    assert!(fx.contains(&Effect::Notify {
-        title: "李 in #日本語チーム".into(),
-        body: "你好".into()
-    }));
+    assert!(fx.contains(&Effect::Bell));
+    app.config.bell = false;
+    let fx = incoming(&mut app, 3, message(WIDE, 72, "李", 11, "again"));
+    assert!(!fx.contains(&Effect::Bell), "the bell is configurable");
+    // After a reconnect the new connection is told again.
+    daemon(
+        &mut app,
+        DaemonEvent::Disconnected {
+            reason: "gone".into(),
+        },
+    );
+    let fx = daemon(&mut app, DaemonEvent::Connected { status: status() });
+    assert_eq!(hints(&fx), [focus(Some(BOB))]);
+    let fx = press(&mut app, KeyCode::Char('q'), KeyModifiers::CONTROL);
+    assert_eq!(hints(&fx), [focus(None)]);
 }
 
 /// An invitation is a prompt: the notification fetches the list (with each
@@ -921,3 +960,4 @@ fn a_new_state_passphrase_is_chosen_twice() {
 }
 
 mod account_change;
+mod actions;

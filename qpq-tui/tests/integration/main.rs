@@ -7,6 +7,7 @@
 // Test helpers may unwrap: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
 
+mod actions;
 mod tmux;
 mod walkthrough;
 

@@ -1,7 +1,7 @@
 //! Where the last `recv` stopped: a sequence number in a small file in the
 //! profile's data directory (`qpq-ctl.seq`, or `qpq-ctl-<id>.seq` for a
-//! `--conversation` view, so a filtered recv never hides messages from an
-//! unfiltered one). Replaced atomically (write, then rename): a crash leaves
+//! `--conversation` view, and `qpq-ctl-mentions….seq` for `--mentions`, so
+//! a filtered recv never hides messages from an unfiltered one). Replaced atomically (write, then rename): a crash leaves
 //! the old number or the new one, so at worst a message is printed twice,
 //! never skipped.
 
@@ -18,10 +18,11 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    pub fn new(data_dir: &Path, only: Option<ConversationId>) -> Cursor {
+    pub fn new(data_dir: &Path, only: Option<ConversationId>, mentions: bool) -> Cursor {
+        let view = if mentions { "-mentions" } else { "" };
         let file = match only {
-            None => "qpq-ctl.seq".to_owned(),
-            Some(id) => format!("qpq-ctl-{id}.seq"),
+            None => format!("qpq-ctl{view}.seq"),
+            Some(id) => format!("qpq-ctl{view}-{id}.seq"),
         };
         Cursor {
             path: data_dir.join(file),
@@ -71,13 +72,18 @@ mod tests {
     #[tokio::test]
     async fn saves_loads_and_refuses_garbage() {
         let dir = tempfile::tempdir().unwrap();
-        let all = Cursor::new(dir.path(), None);
-        let one = Cursor::new(dir.path(), Some(ConversationId([0xab; 16])));
+        let all = Cursor::new(dir.path(), None, false);
+        let one = Cursor::new(dir.path(), Some(ConversationId([0xab; 16])), false);
+        let mentions = Cursor::new(dir.path(), None, true);
         assert_eq!(all.load().await.unwrap(), None);
         all.save(Seq(41)).await.unwrap();
         all.save(Seq(42)).await.unwrap();
         assert_eq!(all.load().await.unwrap(), Some(Seq(42)));
         assert_eq!(one.load().await.unwrap(), None, "views are separate");
+        assert_eq!(mentions.load().await.unwrap(), None, "views are separate");
+        mentions.save(Seq(7)).await.unwrap();
+        assert!(dir.path().join("qpq-ctl-mentions.seq").is_file());
+        assert_eq!(all.load().await.unwrap(), Some(Seq(42)));
         assert!(dir
             .path()
             .join(format!("qpq-ctl-{}.seq", "ab".repeat(16)))
