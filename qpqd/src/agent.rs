@@ -535,6 +535,40 @@ mod log_tests {
         assert_eq!(next, Seq(1));
     }
 
+    /// An edit's new text is no more kept in the log than a message's; a
+    /// message deleted for me is not replayed.
+    #[test]
+    fn the_log_keeps_no_edit_text_and_replays_no_message_deleted_for_me() {
+        let (_d, mut c, conv) = core();
+        let id = logged_message(&c, conv, "first words");
+        emit(&c, |seq| {
+            Notification::Edit(quicproquo_protocol::ipc::notifications::EditUpdate {
+                seq,
+                conversation: history::conv_id(conv),
+                id: quicproquo_protocol::ipc::values::MessageId(id.0),
+                by: "me".into(),
+                text: "the secret plan".into(),
+                timestamp_ms: 2,
+            })
+        })
+        .unwrap();
+        let logged: String = c
+            .db()
+            .query_row("SELECT group_concat(params) FROM notifications", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(!logged.contains("secret"), "text in the log: {logged}");
+        let (_, page) = backlog_page(&mut c, 0, u64::MAX).unwrap();
+        assert!(
+            matches!(&page[1], Notification::Edit(e) if e.text.is_empty()),
+            "{page:?}"
+        );
+        db::actions::delete(c.db(), id, messages::Deleted::ForMe).unwrap();
+        let (_, page) = backlog_page(&mut c, 0, u64::MAX).unwrap();
+        assert!(texts(&page).is_empty(), "{page:?}");
+    }
+
     #[test]
     fn the_log_is_pruned_to_the_newest_it_keeps() {
         let (_d, c, _) = core();

@@ -45,7 +45,7 @@ const FETCH_WAIT_MS: u32 = 25_000;
 const FETCH_LIMIT: u32 = 250;
 
 /// One fetched message, unpadded and classified before the core trip.
-struct Fetched {
+pub(super) struct Fetched {
     seq: u64,
     parsed: Result<(Incoming, Vec<u8>), String>,
     /// For a Welcome: what it says, read once before the batch is stored
@@ -952,7 +952,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod batch_tests {
+pub(super) mod batch_tests {
     use std::path::Path;
 
     use ed25519_dalek::SigningKey;
@@ -963,7 +963,7 @@ mod batch_tests {
     use crate::mls::{Identity, Suite};
 
     /// A core with its own encrypted state file and an MLS identity.
-    fn core(dir: &Path, name: &str) -> Core {
+    pub(in crate::agent) fn core(dir: &Path, name: &str) -> Core {
         let home = dir.join(name);
         std::fs::create_dir_all(&home).unwrap();
         let no_keyring = FakeKeyring {
@@ -986,18 +986,18 @@ mod batch_tests {
     }
 
     /// One core per name, side by side in `dir`.
-    fn cores<const N: usize>(dir: &Path, names: [&str; N]) -> [Core; N] {
+    pub(in crate::agent) fn cores<const N: usize>(dir: &Path, names: [&str; N]) -> [Core; N] {
         names.map(|n| core(dir, n))
     }
 
     /// The conversation info of a group called "team".
-    fn team() -> ConversationInfo {
+    pub(in crate::agent) fn team() -> ConversationInfo {
         ConversationInfo::Group {
             name: Some("team".into()),
         }
     }
 
-    fn fetched(seq: u64, mls: &[u8]) -> Fetched {
+    pub(in crate::agent) fn fetched(seq: u64, mls: &[u8]) -> Fetched {
         Fetched {
             seq,
             parsed: parse(&padding::pad(mls)),
@@ -1005,14 +1005,14 @@ mod batch_tests {
         }
     }
 
-    fn text(c: &mut Core, group: GroupId, t: &str) -> Vec<u8> {
+    pub(in crate::agent) fn text(c: &mut Core, group: GroupId, t: &str) -> Vec<u8> {
         let body = Payload::text(Id::random(), 1, t).encode();
         c.engine().unwrap().encrypt(group, &body).unwrap()
     }
 
     /// A group `creator` makes with `info` and adds `joiners` to, committed
     /// on the creator's side: the group and the Welcome for the joiners.
-    fn group_of(
+    pub(in crate::agent) fn group_of(
         creator: &mut Core,
         info: ConversationInfo,
         joiners: &mut [&mut Core],
@@ -1033,14 +1033,18 @@ mod batch_tests {
 
     /// [`store_incoming`] with the directory listing `inviter`'s real key
     /// (what the daemon looks up before storing a batch with Welcomes).
-    fn store_from(c: &mut Core, inviter: &Core, batch: Vec<Fetched>) -> Result<Stored, CoreError> {
+    pub(in crate::agent) fn store_from(
+        c: &mut Core,
+        inviter: &Core,
+        batch: Vec<Fetched>,
+    ) -> Result<Stored, CoreError> {
         let e = inviter.engine_ref().unwrap();
         let directory = Directory::from([(e.username().clone(), Some(e.identity_key()))]);
         store_incoming(c, batch, &directory)
     }
 
     /// What a core stored for the conversation of `group`.
-    fn conversation(c: &Core, group: GroupId) -> Conversation {
+    pub(in crate::agent) fn conversation(c: &Core, group: GroupId) -> Conversation {
         conversations::by_group(c.db(), group.as_bytes())
             .unwrap()
             .expect("the joined group has a conversation")
@@ -1214,8 +1218,17 @@ mod batch_tests {
         }
         .encode();
         let renamed = alice.engine().unwrap().encrypt(group, &body).unwrap();
-        store_from(&mut bob, &alice, vec![fetched(5, &renamed)]).unwrap();
+        let stored = store_from(&mut bob, &alice, vec![fetched(5, &renamed)]).unwrap();
         assert_eq!(conversation(&bob, group).name, "renamed");
+        // Front-ends are told (a `conversation` notification), not only
+        // the history.
+        assert!(
+            stored.events.iter().any(
+                |e| matches!(e, Notification::Conversation(u) if u.conversation.name == "renamed")
+            ),
+            "{:?}",
+            stored.events
+        );
         assert_eq!(history(&bob), ["alice named the group “renamed”"]);
     }
 

@@ -612,7 +612,7 @@ pub(super) fn refuse_deleted_peer(
 
 /// `IdentityChanged` if a member's key changed and the user has not
 /// confirmed sending anyway.
-fn refuse_changed_keys(c: &mut Core, group: &[u8]) -> AgentResult<()> {
+pub(super) fn refuse_changed_keys(c: &mut Core, group: &[u8]) -> AgentResult<()> {
     let Some(g) = GroupId::from_slice(group) else {
         return Ok(());
     };

@@ -5,6 +5,7 @@
 // Test helpers outside #[test] fns may unwrap: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
 
+mod actions;
 mod consent;
 mod conversations;
 mod crash;
