@@ -129,7 +129,7 @@ async fn a_failed_schema_step_is_named_not_called_locked() {
     alice.start_again().await;
     let status = alice
         .client
-        .request::<quicproquo_protocol::ipc::method::Status>(
+        .request::<quicproquo_protocol::ipc::methods::method::Status>(
             quicproquo_protocol::ipc::methods::NoParams {},
         )
         .await
@@ -140,7 +140,7 @@ async fn a_failed_schema_step_is_named_not_called_locked() {
     );
     let err = alice
         .client
-        .request::<quicproquo_protocol::ipc::method::Conversations>(
+        .request::<quicproquo_protocol::ipc::methods::method::Conversations>(
             quicproquo_protocol::ipc::methods::NoParams {},
         )
         .await
