@@ -15,7 +15,7 @@
 //! reason about one at a time. The backends:
 //! - [`FileBlobStore`](crate::store::file_blobs::FileBlobStore): files in the
 //!   data directory, for SQLite deployments (one node);
-//! - [`PgBlobStore`](crate::store::pg_blobs::PgBlobStore): chunks as `bytea`
+//! - [`PgBlobStore`](crate::store::postgres::PgBlobStore): chunks as `bytea`
 //!   rows in the shared PostgreSQL database, so every node sees every blob
 //!   (see that module for why not a shared directory).
 //!

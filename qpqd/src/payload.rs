@@ -14,7 +14,7 @@
 //! action's fields): an older daemon shows the fallback as a message
 //! ("reacted 👍 to “deploy done”"), a daemon of this release or later acts
 //! on it, and one that does not know its `type` or `v` shows
-//! "(unsupported message: <fallback>)" instead of losing it. Ephemeral
+//! "(unsupported message: &lt;fallback&gt;)" instead of losing it. Ephemeral
 //! signals (read receipts, typing) are `t: signal` with an envelope and no
 //! fallback: showing them would be noise, so every daemon that does not know
 //! one drops it. Replies and timers on a message are plain fields of `text`

@@ -17,7 +17,7 @@
 //! arrives (`arrived`); each action is applied once (`seen_actions`), so
 //! at-least-once delivery does not re-add a reaction taken back since. An
 //! action whose `type` or version this build does not know is shown as a
-//! message from its sender: "(unsupported message: <fallback>)".
+//! message from its sender: "(unsupported message: &lt;fallback&gt;)".
 
 use quicproquo_protocol::ipc::notifications::{
     DeleteUpdate, EditUpdate, Notification, ReactionUpdate,

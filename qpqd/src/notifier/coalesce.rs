@@ -20,7 +20,7 @@ pub const WINDOW: Duration = Duration::from_secs(2);
 pub struct Incoming {
     pub conversation: ConversationId,
     pub conversation_name: String,
-    /// A DM: the title names the peer instead of "in <conversation>".
+    /// A DM: the title names the peer instead of "in &lt;conversation&gt;".
     pub dm: bool,
     pub sender: String,
     pub text: String,
