@@ -7,7 +7,7 @@
 
 use quicproquo_daemon::db::Id;
 use quicproquo_daemon::payload::{Action, MessageRef};
-use quicproquo_protocol::ipc::client::{CallError, Subscription};
+use quicproquo_protocol::ipc::client::CallError;
 use quicproquo_protocol::ipc::error::IpcErrorCode;
 use quicproquo_protocol::ipc::methods::{
     method, DeleteParams, EditParams, MentionsParams, MessageRefParams, ReactParams, SearchParams,
@@ -18,28 +18,11 @@ use quicproquo_protocol::ipc::values::{
     Ciphersuite, ConversationRef, DeleteScope, Message, MessageId,
 };
 use quicproquo_testkit::mlsrs::{MlsRsUser, Received};
-use quicproquo_testkit::WAIT;
 
-use crate::harness::{Daemon, Server};
+use crate::harness::{next_matching, Daemon, Server};
 
 fn conv(name: &str) -> ConversationRef {
     ConversationRef::parse(name).unwrap()
-}
-
-/// The first notification `pick` accepts, within [`WAIT`].
-async fn next_matching<T>(
-    events: &mut Subscription,
-    mut pick: impl FnMut(Notification) -> Option<T>,
-) -> T {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(t) = pick(events.next().await.unwrap()) {
-                return t;
-            }
-        }
-    })
-    .await
-    .expect("the notification arrives")
 }
 
 async fn react(d: &Daemon, id: MessageId, emoji: &str) -> Result<Message, CallError> {
@@ -118,7 +101,7 @@ async fn each_action_reaches_the_other_member() {
     // Reaction.
     let mine = react(&alice, sent.id, "👍").await.unwrap();
     assert_eq!(mine.meta.reactions[0].by, ["alice"]);
-    let r = next_matching(&mut bob_events, |n| match n {
+    let r = next_matching("the reaction reaches bob", &mut bob_events, |n| match n {
         Notification::Reaction(r) => Some(r),
         _ => None,
     })
@@ -145,7 +128,7 @@ async fn each_action_reaches_the_other_member() {
         reply.meta.reply_to.as_ref().unwrap().excerpt,
         "the deploy is done"
     );
-    let quoted = next_matching(&mut alice_events, |n| match n {
+    let quoted = next_matching("the quote reaches alice", &mut alice_events, |n| match n {
         Notification::Message(m) if m.message.id == reply.id => Some(m.message),
         _ => None,
     })
@@ -183,7 +166,7 @@ async fn each_action_reaches_the_other_member() {
         .await
         .unwrap();
     assert!(edited.meta.edited);
-    let e = next_matching(&mut bob_events, |n| match n {
+    let e = next_matching("the edit reaches bob", &mut bob_events, |n| match n {
         Notification::Edit(e) => Some(e),
         _ => None,
     })
@@ -209,7 +192,7 @@ async fn each_action_reaches_the_other_member() {
     // Delete for everyone.
     assert_eq!(search(&bob, "deploy").await.len(), 1);
     delete(&alice, sent.id, false).await.unwrap();
-    let d = next_matching(&mut bob_events, |n| match n {
+    let d = next_matching("the delete reaches bob", &mut bob_events, |n| match n {
         Notification::Delete(d) => Some(d),
         _ => None,
     })

@@ -3,7 +3,10 @@
 
 use std::path::Path;
 
+use quicproquo_protocol::ipc::client::Subscription;
+use quicproquo_protocol::ipc::notifications::Notification;
 use quicproquo_protocol::paths::Paths;
+use quicproquo_testkit::WAIT;
 pub use quicproquo_testkit::{TestDaemon as Daemon, TestServer as Server};
 
 /// The binary cargo built for these tests (the daemons the test kit starts
@@ -13,4 +16,22 @@ pub const QPQD: &str = env!("CARGO_BIN_EXE_qpqd");
 /// The profile's paths in a daemon's home.
 pub fn paths_for(home: &Path) -> Paths {
     quicproquo_testkit::home::paths(home).unwrap()
+}
+
+/// The first notification `pick` accepts, within [`WAIT`]; `what` names it
+/// when none comes.
+pub async fn next_matching<T>(
+    what: &str,
+    events: &mut Subscription,
+    mut pick: impl FnMut(Notification) -> Option<T>,
+) -> T {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(t) = pick(events.next().await.unwrap()) {
+                return t;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: no such notification within {WAIT:?}"))
 }

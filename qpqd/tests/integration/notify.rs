@@ -208,10 +208,9 @@ async fn messages_notify_without_their_content_once_per_burst_and_not_where_focu
     );
 }
 
-/// `notify_content` shows the sender and the text; `mentions` lets only
-/// a mention through; `none` nothing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_conversation_settings_choose_what_notifies_and_what_it_says() {
+/// A server, alice, and bob whose daemon runs the notify hook, both in the
+/// group `name`.
+async fn hooked_group(name: &str) -> (Server, tempfile::TempDir, Hook, Daemon, Daemon) {
     let srv = Server::start().await;
     let root = quicproquo_testkit::home::root();
     let hook = Hook::new(root.path());
@@ -220,9 +219,17 @@ async fn the_conversation_settings_choose_what_notifies_and_what_it_says() {
     let bob = Daemon::start_with_env(root.path(), "bob", &hook.env).await;
     bob.register(&srv).await;
     alice
-        .create_group("team", &["bob"], Ciphersuite::Hybrid)
+        .create_group(name, &["bob"], Ciphersuite::Hybrid)
         .await;
-    bob.wait_for_conversation("team").await;
+    bob.wait_for_conversation(name).await;
+    (srv, root, hook, alice, bob)
+}
+
+/// `notify_content` shows the sender and the text; `mentions` lets only
+/// a mention through; `none` nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conversation_settings_choose_what_notifies_and_what_it_says() {
+    let (_srv, _root, hook, alice, bob) = hooked_group("team").await;
 
     choose(&bob, "team", NotifyMode::All, true).await;
     alice
@@ -260,19 +267,7 @@ async fn the_conversation_settings_choose_what_notifies_and_what_it_says() {
 /// meanwhile and after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_hook_is_killed_and_does_not_stop_the_next() {
-    let srv = Server::start().await;
-    let root = quicproquo_testkit::home::root();
-
-    let hook = Hook::new(root.path());
-    let alice = Daemon::start(root.path(), "alice").await;
-    alice.register(&srv).await;
-    let bob = Daemon::start_with_env(root.path(), "bob", &hook.env).await;
-    bob.register(&srv).await;
-
-    alice
-        .create_group("hang", &["bob"], Ciphersuite::Hybrid)
-        .await;
-    bob.wait_for_conversation("hang").await;
+    let (_srv, _root, hook, alice, _bob) = hooked_group("hang").await;
     alice.send("hang", "make it hang").await.unwrap();
     hook.wait_for("hang", 1).await;
     let pid = eventually("the hanging hook's pid", || async {

@@ -3,7 +3,6 @@
 //! sent (counted in the recipient's mailbox on the server), and a
 //! disappearing message leaves every member's history and search.
 
-use quicproquo_protocol::ipc::client::Subscription;
 use quicproquo_protocol::ipc::methods::{
     method, ConversationSettingsParams, NoParams, ReadParams, SearchParams, TypingParams,
 };
@@ -13,9 +12,8 @@ use quicproquo_protocol::ipc::values::{
     MessageId, Seq,
 };
 use quicproquo_testkit::agent::eventually;
-use quicproquo_testkit::WAIT;
 
-use crate::harness::{Daemon, Server};
+use crate::harness::{next_matching, Daemon, Server};
 
 fn team() -> ConversationRef {
     ConversationRef::parse("team").unwrap()
@@ -86,23 +84,6 @@ async fn read_and_type(d: &Daemon) {
         .await
         .unwrap();
     typing(d, true).await;
-}
-
-/// The first notification `pick` accepts, within [`WAIT`].
-async fn next_matching<T>(
-    what: &str,
-    events: &mut Subscription,
-    mut pick: impl FnMut(Notification) -> Option<T>,
-) -> T {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(t) = pick(events.next().await.unwrap()) {
-                return t;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{what}: no such notification within {WAIT:?}"))
 }
 
 /// alice makes `team` with bob, and both have a message of the other's.
