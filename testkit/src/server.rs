@@ -160,9 +160,22 @@ impl TestServer {
     /// Starts again on the same address and data directory (a new
     /// certificate if its files were removed).
     pub async fn start_again(&mut self) {
-        let running = server::start(self.config.clone())
-            .await
-            .expect("the test server starts again");
+        // The port was free when the server stopped, but until it is bound
+        // again the kernel may give it to any socket asking for an
+        // ephemeral one (a daemon reconnecting meanwhile, another test):
+        // such a socket lets it go within a connection attempt, so try
+        // again until then (CI saw "Address already in use" once).
+        let deadline = std::time::Instant::now() + crate::WAIT;
+        let running = loop {
+            match server::start(self.config.clone()).await {
+                Err(server::StartError::Bind { reason, .. })
+                    if reason.contains("in use") && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                other => break other.expect("the test server starts again"),
+            }
+        };
         self.fingerprint = running.fingerprint.clone();
         self.running = Some(running);
     }
