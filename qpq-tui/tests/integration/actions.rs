@@ -1,17 +1,15 @@
 //! Issue 17 in two real terminals: alice replies to, reacts to, edits and
 //! deletes a selected message in her qpq-tui, mentions bob with Tab
 //! completion, types and sets a disappearing timer; bob's qpq-tui (another
-//! tmux) shows each one. Real agents and
-//! a real server; skips when this build's qpqd does not carry the actions
-//! yet (the IPC answers "not available in this build").
+//! tmux) shows each one. Real agents and a real server.
 
-use quicproquo_protocol::ipc::methods::{method, MessageRefParams, SendParams};
+use quicproquo_protocol::ipc::methods::{method, SendParams};
 use quicproquo_protocol::ipc::values::ConversationRef;
-use quicproquo_testkit::agent::{first_dm, register, wait_for_message};
+use quicproquo_testkit::agent::wait_for_message;
 use quicproquo_testkit::skip::skip;
-use quicproquo_testkit::{home, InProcessDaemon, TestServer};
 
 use crate::tmux::Tmux;
+use crate::Pair;
 
 const TEST: &str = "reply_react_edit_delete_and_mention_between_two_terminals";
 
@@ -21,46 +19,27 @@ async fn reply_react_edit_delete_and_mention_between_two_terminals() {
         skip(TEST, "tmux is not installed");
         return;
     };
-    let dir = home::root();
-    let mut server = TestServer::start().await;
-    let alice_home = dir.path().join("alice");
-    let mut alice = InProcessDaemon::start(&alice_home, "alice's passphrase")
-        .await
-        .unwrap();
-    let bob_home = dir.path().join("bob");
-    let mut bob = InProcessDaemon::start(&bob_home, "bob's passphrase")
-        .await
-        .unwrap();
-    let ac = alice.client().await.unwrap();
-    let bc = bob.client().await.unwrap();
-    register(&ac, &server, "alice").await.unwrap();
-    register(&bc, &server, "bob").await.unwrap();
-    first_dm(&ac, &bc, "hi bob").await.unwrap();
-    let first = bc
-        .request::<method::Send>(SendParams {
-            conversation: ConversationRef::parse("@alice").unwrap(),
-            text: "first from bob".into(),
-            confirm_changed_keys: false,
-            reply_to: None,
-        })
-        .await
-        .unwrap();
+    let Pair {
+        dir: _dir,
+        mut server,
+        alice_home,
+        bob_home,
+        mut alice,
+        mut bob,
+        ac,
+        bc,
+    } = Pair::in_a_dm().await;
+    bc.request::<method::Send>(SendParams {
+        conversation: ConversationRef::parse("@alice").unwrap(),
+        text: "first from bob".into(),
+        confirm_changed_keys: false,
+        reply_to: None,
+    })
+    .await
+    .unwrap();
     wait_for_message(&ac, "@bob", "first from bob")
         .await
         .unwrap();
-    let probe = ac
-        .request::<method::MessageEdits>(MessageRefParams {
-            conversation: ConversationRef::parse("@bob").unwrap(),
-            id: first.id,
-        })
-        .await;
-    if let Err(e) = &probe {
-        if e.to_string().contains("not available in this build") {
-            skip(TEST, "this qpqd does not carry the issue-17 actions yet");
-            return;
-        }
-    }
-
     let at = |h: &std::path::Path| tmux.start(env!("CARGO_BIN_EXE_qpq-tui"), h, 100, 24);
     let a = at(&alice_home).unwrap();
     let b = at(&bob_home).unwrap();

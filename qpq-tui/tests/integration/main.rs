@@ -84,27 +84,65 @@ impl QpqCtl {
     }
 }
 
+/// Two agents in this process on a real test server, registered as alice
+/// and bob, with their DM open ("hi bob"): where each terminal test starts.
+struct Pair {
+    dir: tempfile::TempDir,
+    server: TestServer,
+    alice_home: PathBuf,
+    bob_home: PathBuf,
+    alice: InProcessDaemon,
+    bob: InProcessDaemon,
+    ac: quicproquo_protocol::ipc::client::IpcClient,
+    bc: quicproquo_protocol::ipc::client::IpcClient,
+}
+
+impl Pair {
+    async fn in_a_dm() -> Pair {
+        let dir = home::root();
+        let server = TestServer::start().await;
+        let alice_home = dir.path().join("alice");
+        let alice = InProcessDaemon::start(&alice_home, "alice's passphrase")
+            .await
+            .unwrap();
+        let bob_home = dir.path().join("bob");
+        let bob = InProcessDaemon::start(&bob_home, "bob's passphrase")
+            .await
+            .unwrap();
+        let ac = alice.client().await.unwrap();
+        let bc = bob.client().await.unwrap();
+        register(&ac, &server, "alice").await.unwrap();
+        register(&bc, &server, "bob").await.unwrap();
+        first_dm(&ac, &bc, "hi bob").await.unwrap();
+        Pair {
+            dir,
+            server,
+            alice_home,
+            bob_home,
+            alice,
+            bob,
+            ac,
+            bc,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_in_a_real_terminal() {
     let Some(tmux) = Tmux::available() else {
         skip("chat_in_a_real_terminal", "tmux is not installed");
         return;
     };
-    let dir = home::root();
-    let mut server = TestServer::start().await;
-    let alice_home = dir.path().join("alice");
-    let mut alice = InProcessDaemon::start(&alice_home, "alice's passphrase")
-        .await
-        .unwrap();
-    let bob_home = dir.path().join("bob");
-    let mut bob = InProcessDaemon::start(&bob_home, "bob's passphrase")
-        .await
-        .unwrap();
-    let ac = alice.client().await.unwrap();
-    let bc = bob.client().await.unwrap();
-    register(&ac, &server, "alice").await.unwrap();
-    register(&bc, &server, "bob").await.unwrap();
-    first_dm(&ac, &bc, "hi bob").await.unwrap();
+    let Pair {
+        dir: _dir,
+        mut server,
+        alice_home,
+        bob_home,
+        mut alice,
+        mut bob,
+        ac: _ac,
+        bc,
+    } = Pair::in_a_dm().await;
 
     // alice's qpq-tui in a 100×30 terminal.
     let mut term = tmux

@@ -10,8 +10,7 @@ use quicproquo_daemon::payload::{Action, MessageRef};
 use quicproquo_protocol::ipc::client::CallError;
 use quicproquo_protocol::ipc::error::IpcErrorCode;
 use quicproquo_protocol::ipc::methods::{
-    method, DeleteParams, EditParams, MentionsParams, MessageRefParams, ReactParams, SearchParams,
-    SendParams,
+    method, DeleteParams, EditParams, MentionsParams, MessageRefParams, ReactParams, SendParams,
 };
 use quicproquo_protocol::ipc::notifications::Notification;
 use quicproquo_protocol::ipc::values::{
@@ -19,7 +18,7 @@ use quicproquo_protocol::ipc::values::{
 };
 use quicproquo_testkit::mlsrs::{MlsRsUser, Received};
 
-use crate::harness::{next_matching, Daemon, Server};
+use crate::harness::{next_matching, search, Daemon, Server};
 
 fn conv(name: &str) -> ConversationRef {
     ConversationRef::parse(name).unwrap()
@@ -55,18 +54,6 @@ async fn delete(d: &Daemon, id: MessageId, for_me: bool) -> Result<(), CallError
         })
         .await
         .map(|_| ())
-}
-
-async fn search(d: &Daemon, words: &str) -> Vec<Message> {
-    d.client
-        .request::<method::Search>(SearchParams {
-            query: words.into(),
-            conversation: None,
-            limit: Default::default(),
-            offset: 0,
-        })
-        .await
-        .unwrap()
 }
 
 /// `id` in `d`'s history of `team`, once `ready` says it is as expected.

@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use quicproquo_protocol::ipc::client::Subscription;
+use quicproquo_protocol::ipc::methods::{method, SearchParams};
 use quicproquo_protocol::ipc::notifications::Notification;
+use quicproquo_protocol::ipc::values::Message;
 use quicproquo_protocol::paths::Paths;
 use quicproquo_testkit::WAIT;
 pub use quicproquo_testkit::{TestDaemon as Daemon, TestServer as Server};
@@ -34,4 +36,17 @@ pub async fn next_matching<T>(
     })
     .await
     .unwrap_or_else(|_| panic!("{what}: no such notification within {WAIT:?}"))
+}
+
+/// What `d`'s `search` finds for `words` across its conversations.
+pub async fn search(d: &Daemon, words: &str) -> Vec<Message> {
+    d.client
+        .request::<method::Search>(SearchParams {
+            query: words.into(),
+            conversation: None,
+            limit: Default::default(),
+            offset: 0,
+        })
+        .await
+        .unwrap()
 }

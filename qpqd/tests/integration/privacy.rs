@@ -4,16 +4,16 @@
 //! disappearing message leaves every member's history and search.
 
 use quicproquo_protocol::ipc::methods::{
-    method, ConversationSettingsParams, NoParams, ReadParams, SearchParams, TypingParams,
+    method, ConversationSettingsParams, NoParams, ReadParams, TypingParams,
 };
 use quicproquo_protocol::ipc::notifications::Notification;
 use quicproquo_protocol::ipc::values::{
-    Ciphersuite, ConnectionState, ConversationRef, ConversationSettings, DeleteScope, Message,
-    MessageId, Seq,
+    Ciphersuite, ConnectionState, ConversationRef, ConversationSettings, DeleteScope, MessageId,
+    Seq,
 };
 use quicproquo_testkit::agent::eventually;
 
-use crate::harness::{next_matching, Daemon, Server};
+use crate::harness::{next_matching, search, Daemon, Server};
 
 fn team() -> ConversationRef {
     ConversationRef::parse("team").unwrap()
@@ -35,18 +35,6 @@ async fn settings(
     set(&mut p);
     d.client
         .request::<method::ConversationSettingsMethod>(p)
-        .await
-        .unwrap()
-}
-
-async fn search(d: &Daemon, words: &str) -> Vec<Message> {
-    d.client
-        .request::<method::Search>(SearchParams {
-            query: words.into(),
-            conversation: None,
-            limit: Default::default(),
-            offset: 0,
-        })
         .await
         .unwrap()
 }
