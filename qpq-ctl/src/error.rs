@@ -158,6 +158,10 @@ fn call_exit(e: &CallError) -> Exit {
                 Exit::InvalidInput
             }
             Some(IpcErrorCode::Conflict) => Exit::Conflict,
+            // Issue 18 (attachments): provisional until qpq-ctl's file
+            // commands give them statuses of their own.
+            Some(IpcErrorCode::FileError) => Exit::InvalidInput,
+            Some(IpcErrorCode::Corrupt) | Some(IpcErrorCode::Expired) => Exit::Failure,
             Some(IpcErrorCode::IdentityChanged) => Exit::IdentityChanged,
             Some(IpcErrorCode::VersionMismatch) | Some(IpcErrorCode::TooSlow) => {
                 Exit::DaemonUnreachable

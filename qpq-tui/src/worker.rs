@@ -466,7 +466,10 @@ async fn answer(client: &IpcClient, call: Call) -> CallResult {
         | Call::Diagnose(_)
         | Call::Shutdown(_)
         // The global defaults are `qpq-ctl settings`'s.
-        | Call::SettingsMethod(_)) => DaemonEvent::Failed(Failure::new(format!(
+        | Call::SettingsMethod(_)
+        // Issue 18: the TUI's attachment work calls these.
+        | Call::Attach(_)
+        | Call::Download(_)) => DaemonEvent::Failed(Failure::new(format!(
             "the chat does not call `{}`",
             other.method()
         ))),

@@ -58,6 +58,9 @@ catalogue! {
     VersionMismatch = -32010, "IPC protocol version mismatch";
     TooSlow = -32012, "the connection fell too far behind and was closed; reconnect and subscribe with `since`";
     NotAllowed = -32013, "not allowed: only a message's sender can edit it or delete it for everyone";
+    FileError = -32014, "the file could not be read or written";
+    Corrupt = -32015, "the attachment failed its integrity check; nothing was kept";
+    Expired = -32016, "the attachment has expired: the server no longer has it";
 }
 
 impl IpcErrorCode {
@@ -201,6 +204,9 @@ mod tests {
             (VersionMismatch, -32010),
             (TooSlow, -32012),
             (NotAllowed, -32013),
+            (FileError, -32014),
+            (Corrupt, -32015),
+            (Expired, -32016),
         ];
         let ours: Vec<(IpcErrorCode, i32)> =
             IpcErrorCode::ALL.iter().map(|&c| (c, c.as_i32())).collect();

@@ -23,9 +23,10 @@ use serde_json::Value;
 
 use super::error::{ErrorObject, IpcError, IpcErrorCode};
 use super::values::{
-    identity_hex, Account, AutoAccept, Ciphersuite, ConnectionState, Conversation, ConversationRef,
-    ConversationSettings, IntegrityState, Invitation, InvitationId, KeystoreState, Limit, Member,
-    Message, MessageId, MessageVersion, NotifyMode, Secret, Seq, Settings, StorageState,
+    identity_hex, Account, Attachment, AutoAccept, Ciphersuite, ConnectionState, Conversation,
+    ConversationRef, ConversationSettings, IntegrityState, Invitation, InvitationId, KeystoreState,
+    Limit, Member, Message, MessageId, MessageVersion, NotifyMode, Secret, Seq, Settings,
+    StorageState,
 };
 use super::IPC_PROTOCOL_VERSION;
 use crate::types::IdentityKey;
@@ -152,6 +153,18 @@ methods! {
     Members = "members", fn members(ConversationParams) -> Vec<Member>;
     /// Returns the message `queued`: durable in the outbox.
     Send = "send", fn send(SendParams) -> Message;
+    /// Sends a file (issue 18): the daemon encrypts it into its own spool
+    /// (so the file may change or go once this returns) and returns the
+    /// message with its attachment `uploading`; the upload goes on in the
+    /// background (`transfer` notifications), resumes after a dropped
+    /// connection or a restart, and the message is sent when it is done.
+    Attach = "attach", fn attach(AttachParams) -> Message;
+    /// Fetches, decrypts and checks a message's attachment into a file:
+    /// returns it `downloading` at once (or `downloaded` if that file is
+    /// already the checked copy); `transfer` notifications follow, the last
+    /// one `downloaded`, `corrupt`, `expired` or `failed`. The file appears
+    /// at `path` only once its integrity check passed.
+    Download = "download", fn download(DownloadParams) -> Attachment;
     /// Adds (or with `remove`, takes back) our reaction to a message;
     /// returns the message with its reactions.
     React = "react", fn react(ReactParams) -> Message;
@@ -475,6 +488,43 @@ pub struct SendParams {
     pub reply_to: Option<MessageId>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachParams {
+    pub conversation: ConversationRef,
+    /// An absolute path to a regular file the daemon can read (front-ends
+    /// resolve a relative path against their own working directory).
+    pub path: String,
+    /// Text sent with the file (at most `MAX_MESSAGE_TEXT_BYTES`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub caption: String,
+    /// The name the members see (default: the path's last component).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A MIME type (default: guessed from the name's extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub confirm_changed_keys: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<MessageId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadParams {
+    pub conversation: ConversationRef,
+    pub id: MessageId,
+    /// An absolute path for the file; absent: the daemon's download
+    /// directory (`<data dir>/downloads/`), under the attachment's name made
+    /// unique. An existing file there is refused (`-32014`) unless
+    /// `overwrite`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overwrite: bool,
+}
+
 /// A message in a conversation. Message ids are the same for every member
 /// (the sender chose it), so a script names a message by its id and its own
 /// name for the conversation.
@@ -719,7 +769,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::ipc::jsonrpc::{request_line, Id, IncomingRequest};
     use crate::ipc::values::{
-        ConversationId, ConversationKind, MessageMeta, MessageState, Quote, Reaction,
+        ConversationId, ConversationKind, MessageMeta, MessageState, Quote, Reaction, TransferState,
     };
 
     fn conv() -> ConversationRef {
@@ -793,6 +843,21 @@ pub(crate) mod tests {
                 text: "hello \u{1F600}\n\"quoted\"".into(),
                 confirm_changed_keys: true,
                 reply_to: Some(msg_id),
+            }),
+            Call::Attach(AttachParams {
+                conversation: conv(),
+                path: "/home/alice/report.pdf".into(),
+                caption: "the report".into(),
+                name: Some("report-v2.pdf".into()),
+                content_type: Some("application/pdf".into()),
+                confirm_changed_keys: true,
+                reply_to: Some(msg_id),
+            }),
+            Call::Download(DownloadParams {
+                conversation: conv(),
+                id: msg_id,
+                path: Some("/tmp/report.pdf".into()),
+                overwrite: true,
             }),
             Call::React(ReactParams {
                 conversation: conv(),
@@ -1111,6 +1176,15 @@ pub(crate) mod tests {
                 mentions_me: true,
                 expires_at_ms: Some(1_700_000_086_400),
                 read_by: vec!["carol".into()],
+                attachment: Some(Attachment {
+                    name: "report.pdf".into(),
+                    size: 5,
+                    content_type: "application/pdf".into(),
+                    sha256: "ab".repeat(32),
+                    state: TransferState::Available,
+                    path: None,
+                    error: None,
+                }),
             },
             ..message.clone()
         };

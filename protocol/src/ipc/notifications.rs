@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::jsonrpc::RawNotification;
 use super::values::{
     ConnectionState, Conversation, ConversationId, DeleteScope, DeliveryState, InvitationId,
-    InvitationState, MembershipEvent, Message, MessageId, Seq,
+    InvitationState, MembershipEvent, Message, MessageId, Seq, TransferDirection, TransferState,
 };
 
 macro_rules! notifications {
@@ -83,6 +83,9 @@ notifications! {
     /// A conversation's name or kind changed (e.g. a member renamed a
     /// group), or it became inactive.
     Conversation = "conversation" (ConversationUpdate);
+    /// An attachment's upload or download moved on: at its start, at most
+    /// every 1 % of the file or 250 ms in between, and at its end.
+    Transfer = "transfer" (TransferUpdate);
 }
 
 impl Notification {
@@ -226,6 +229,27 @@ pub struct ConversationUpdate {
     pub conversation: Conversation,
 }
 
+/// Progress of an attachment's upload (ours) or download.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferUpdate {
+    pub seq: Seq,
+    pub conversation: ConversationId,
+    /// The message the attachment is on.
+    pub id: MessageId,
+    pub direction: TransferDirection,
+    /// `uploading`/`downloading` while it moves, then where it ended.
+    pub state: TransferState,
+    /// Bytes of the file moved so far, of `total`.
+    pub done: u64,
+    pub total: u64,
+    /// With `downloaded`: the file written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// With `failed`, `corrupt` or `expired`: why, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use serde_json::json;
@@ -336,6 +360,17 @@ pub(crate) mod tests {
                     ciphersuite: crate::ipc::values::Ciphersuite::Hybrid,
                     last_activity_ms: 3,
                 },
+            }),
+            Notification::Transfer(TransferUpdate {
+                seq: Seq(14),
+                conversation,
+                id: MessageId([6; 16]),
+                direction: TransferDirection::Down,
+                state: TransferState::Downloaded,
+                done: 5,
+                total: 5,
+                path: Some("/home/a/report.pdf".into()),
+                error: None,
             }),
         ]
     }

@@ -400,6 +400,10 @@ pub struct MessageMeta {
     /// who send read receipts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub read_by: Vec<String>,
+    /// A file sent with the message (issue 18); `text` is then its caption
+    /// (may be empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Attachment>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -436,6 +440,49 @@ pub struct MessageVersion {
     /// edit's).
     pub timestamp_ms: u64,
 }
+
+/// A file on a message (issue 18). The bytes are not in the message: the
+/// sender's daemon uploaded them encrypted, and `download` fetches, checks
+/// and writes them. Every string here but `path` comes from the sender:
+/// front-ends print `name` and `content_type` through `protocol::text`'s
+/// sanitizers like any other text from a peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The file's name as the sender gave it: one path component, no
+    /// control characters (the daemon refuses others).
+    pub name: String,
+    /// Bytes of the file (not of its encrypted form).
+    pub size: u64,
+    /// A MIME type, e.g. `image/png` (`application/octet-stream` when the
+    /// sender did not know).
+    pub content_type: String,
+    /// SHA-256 of the file, hex: checked before a download is kept.
+    pub sha256: String,
+    pub state: TransferState,
+    /// Where the file is on this machine: for ours, the file we attached;
+    /// for theirs, where the last `download` wrote it. Absent until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// With `failed` or `corrupt`: why, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+word_enum!(
+    /// Where an attachment's bytes are. Ours: `uploading` (encrypted on
+    /// this machine, going to the server; the message is sent when it is
+    /// there), `uploaded`. Theirs: `available` (on the server, not
+    /// downloaded), `downloading`, `downloaded` (`path` holds it, checked).
+    /// Either: `failed` (the last transfer stopped: `error` says why; a
+    /// new `download`, or for ours `message.retry`, tries again),
+    /// `corrupt` (the bytes failed their integrity check: nothing was
+    /// kept), `expired` (the server deleted it: nobody can fetch it now).
+    TransferState { Uploading, Uploaded, Available, Downloading, Downloaded, Failed, Corrupt, Expired }
+);
+word_enum!(
+    /// Which way a `transfer` notification's bytes go.
+    TransferDirection { Up, Down }
+);
 
 word_enum!(
     /// When the daemon notifies the desktop of a conversation's messages:

@@ -547,6 +547,9 @@ fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
                 other => *other = Loadable::Ready(vec![c]),
             }
         }
+        // Issue 18: the attachment's progress line and state (the TUI's
+        // attachment work fills this in).
+        Notification::Transfer(_) => {}
     }
 }
 

@@ -16,13 +16,14 @@ use quicproquo_protocol::ipc::methods::{
     SearchParams, SendParams, StatusResult, SubscribeParams, SubscribeResult, UnlockParams,
     VerifyParams, VerifyResult, WhoamiResult,
 };
+use quicproquo_protocol::ipc::methods::{AttachParams, DownloadParams};
 use quicproquo_protocol::ipc::methods::{
     ConversationSettingsParams, DeleteParams, EditParams, FocusParams, MentionsParams,
     MessageRefParams, ReactParams, SettingsParams, TypingParams,
 };
 use quicproquo_protocol::ipc::values::{
-    Account, Conversation, ConversationSettings, Invitation, Member, Message, MessageVersion,
-    Settings,
+    Account, Attachment, Conversation, ConversationSettings, Invitation, Member, Message,
+    MessageVersion, Settings,
 };
 use quicproquo_protocol::ipc::IPC_PROTOCOL_VERSION;
 use zeroize::Zeroizing;
@@ -161,6 +162,17 @@ impl Handler for AgentHandler {
             .await?)
     }
 
+    // Issue 18, attachments: the daemon's part is being built against
+    // this contract; until it lands both answer that they are not here yet.
+
+    async fn attach(&self, _p: AttachParams) -> Answer<Message> {
+        Err(not_yet("attach"))
+    }
+
+    async fn download(&self, _p: DownloadParams) -> Answer<Attachment> {
+        Err(not_yet("download"))
+    }
+
     // Issue 17, actions: react, edit, delete, message.edits, mentions.
 
     async fn react(&self, p: ReactParams) -> Answer<Message> {
@@ -289,4 +301,12 @@ impl Handler for AgentHandler {
         self.agent.request_shutdown();
         Ok(Empty {})
     }
+}
+
+/// A method of the table this build does not do yet.
+fn not_yet(method: &str) -> ErrorObject {
+    ErrorObject::new(
+        quicproquo_protocol::ipc::error::IpcErrorCode::MethodNotFound,
+        format!("`{method}` is not available in this build yet"),
+    )
 }

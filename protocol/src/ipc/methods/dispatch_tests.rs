@@ -107,6 +107,12 @@ impl Handler for Recorder {
     fn send(&self, p: SendParams) -> Answer<Message> {
         self.refuse(Call::Send(p))
     }
+    fn attach(&self, p: AttachParams) -> Answer<Message> {
+        self.refuse(Call::Attach(p))
+    }
+    fn download(&self, p: DownloadParams) -> Answer<Attachment> {
+        self.refuse(Call::Download(p))
+    }
     fn history(&self, p: HistoryParams) -> Answer<Vec<Message>> {
         self.refuse(Call::History(p))
     }
