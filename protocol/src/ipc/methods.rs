@@ -1176,7 +1176,7 @@ pub(crate) mod tests {
                 mentions_me: true,
                 expires_at_ms: Some(1_700_000_086_400),
                 read_by: vec!["carol".into()],
-                attachment: Some(Attachment {
+                attachment: Some(Box::new(Attachment {
                     name: "report.pdf".into(),
                     size: 5,
                     content_type: "application/pdf".into(),
@@ -1184,7 +1184,7 @@ pub(crate) mod tests {
                     state: TransferState::Available,
                     path: None,
                     error: None,
-                }),
+                })),
             },
             ..message.clone()
         };

@@ -403,7 +403,7 @@ pub struct MessageMeta {
     /// A file sent with the message (issue 18); `text` is then its caption
     /// (may be empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attachment: Option<Attachment>,
+    pub attachment: Option<Box<Attachment>>,
 }
 
 fn is_false(b: &bool) -> bool {
