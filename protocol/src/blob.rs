@@ -266,7 +266,7 @@ pub fn padded_len(size: u64) -> u64 {
     let mask = (1u64 << (e - s)) - 1;
     // Rounding up overflows only within 2^(e-s) of u64::MAX, far past any
     // size a chunk count allows; saturate rather than wrap.
-    l.checked_add(mask).map_or(u64::MAX & !mask, |v| v & !mask)
+    l.checked_add(mask).map_or(!mask, |v| v & !mask)
 }
 
 /// How many chunks a file of `size` bytes has once padded: at least one.
