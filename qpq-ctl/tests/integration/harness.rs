@@ -148,6 +148,14 @@ impl User {
         self.run_stdin(args, None).await
     }
 
+    /// `run` with `dir` as the working directory (where relative paths
+    /// given to qpq-ctl are resolved).
+    pub async fn run_in(&self, dir: &Path, args: &[&str]) -> Run {
+        let mut cmd = self.command();
+        cmd.current_dir(dir).args(args);
+        finish(cmd, None).await
+    }
+
     pub async fn run_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Run {
         let mut cmd = self.command();
         cmd.args(args);
