@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{BufReader, Lines};
 use tokio::process::ChildStdout;
 
-use crate::harness::{eventually, next_json, terminate, Run, Server, User};
+use crate::harness::{eventually, next_json, on_path, terminate, Run, Server, User};
 
 /// `len` bytes that are not all alike (a chunk swapped or repeated would
 /// show) and the same every run.
@@ -281,6 +281,26 @@ async fn no_wait_returns_at_once_and_recv_reports_the_end() {
             .any(|x| x["attachment"]["name"] == "renamed.txt")
     })
     .await;
+    // On a terminal (script(1) gives it one), the wait draws a bar.
+    if !on_path("script") {
+        quicproquo_testkit::skip::skip("the progress bar on a terminal", "no script(1)");
+        return;
+    }
+    let big = alice.home.join("big.bin");
+    std::fs::write(&big, contents(2 * 1024 * 1024)).unwrap();
+    let mut cmd = alice.command_for("script");
+    cmd.args([
+        "-qefc",
+        &format!("\"$CTL\" send @bob --file {}", big.display()),
+        "/dev/null",
+    ]);
+    let tty = quicproquo_testkit::process::output(&mut cmd).await;
+    let seen = String::from_utf8_lossy(&tty.stdout);
+    assert_eq!(tty.status.code(), Some(0), "{seen}");
+    assert!(
+        seen.contains("big.bin") && (seen.contains('\r') || seen.contains('\u{1b}')),
+        "a bar was drawn: {seen:?}"
+    );
 }
 
 /// Refusals a script tells apart by status, said before anything is sent

@@ -350,6 +350,12 @@ pub async fn terminate(child: &mut Child) -> i32 {
     status.code().unwrap_or(-1)
 }
 
+/// Whether `program` is on PATH (a test that needs it skips otherwise).
+pub fn on_path(program: &str) -> bool {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .any(|dir| dir.join(program).is_file())
+}
+
 /// Whether `pid` runs (a zombie counts as ended).
 pub fn process_alive(pid: u64) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
