@@ -182,6 +182,10 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+    /// Write conversations to files you keep: JSON lines, Markdown or one self-contained
+    /// HTML page each, with their attachments downloaded next to them
+    #[command(long_about = EXPORT_LONG_ABOUT)]
+    Export(ExportArgs),
 }
 
 const SEND_LONG_ABOUT: &str = "\
@@ -204,6 +208,21 @@ Without -o the file goes to the current directory under the name its sender gave
 (its last component, control characters replaced, no leading dot), made unique with
 ` (1)`, ` (2)`… unless --force. `-o -` writes the file to stdout (not to a
 terminal): qpqd downloads it into the profile's data directory first.";
+
+const EXPORT_LONG_ABOUT: &str = "\
+Write conversations to files you keep: every message oldest first, with its sender,
+time, reply, reactions, edits (and the earlier versions), deletions and attachments.
+
+One file per conversation in DIR (default: a new directory qpq-export-PROFILE-DATE
+in the current directory), named after the conversation; attachments are downloaded
+into CONVERSATION-files/ beside it and linked from it. An attachment that cannot be
+downloaded (expired, corrupt) is listed as such; the export goes on. Existing files
+are never overwritten without --force.
+
+Formats: jsonl (one JSON object per line: the conversation, then each message as the
+IPC gives it, times in UTC), markdown, html (one page with no scripts and nothing
+loaded from elsewhere; light or dark as the browser prefers). Markdown and HTML show
+local times with their UTC offset.";
 
 const SET_LONG_ABOUT: &str = "\
 Change a conversation's setting: set CONVERSATION SETTING VALUE, or the default of
@@ -541,6 +560,35 @@ pub struct SearchArgs {
     /// Show each message's id (without --json)
     #[arg(long)]
     pub ids: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Conversations to export (name, id, or @username); none: every conversation
+    pub conversations: Vec<ConversationRef>,
+    /// jsonl, markdown or html
+    #[arg(long, value_enum, default_value_t = ExportFormat::Html)]
+    pub format: ExportFormat,
+    /// The directory to write to [default: ./qpq-export-PROFILE-DATE]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// List attachments without downloading them
+    #[arg(long)]
+    pub no_attachments: bool,
+    /// Overwrite the files of an earlier export in DIR
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// What `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object per line
+    Jsonl,
+    /// Markdown, readable as it is
+    Markdown,
+    /// One self-contained HTML page
+    Html,
 }
 
 fn parse_fingerprint(s: &str) -> Result<Fingerprint, String> {

@@ -17,6 +17,7 @@ mod conversations;
 mod daemon;
 mod docs;
 mod doctor;
+mod export;
 mod invites;
 mod messages;
 mod names;
@@ -77,5 +78,6 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<Exit, CtlError> {
         Command::Accept { id } => invites::accept(&session()?, out, id).await,
         Command::Decline { id, reason } => invites::decline(&session()?, out, id, reason).await,
         Command::AutoAccept { mode } => invites::auto_accept(&session()?, out, mode).await,
+        Command::Export(a) => export::run(&session()?, out, a).await,
     }
 }

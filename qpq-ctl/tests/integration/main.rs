@@ -14,6 +14,7 @@ mod daemon;
 mod docs;
 mod doctor;
 mod errors;
+mod export;
 mod groups;
 mod harness;
 mod messaging;
