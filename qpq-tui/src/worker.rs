@@ -306,6 +306,9 @@ async fn call(client: &IpcClient, r: Request) -> CallResult {
             dir,
             name,
         } => {
+            // `XDG_DOWNLOAD_DIR` or `download_dir` may name a directory
+            // not made yet (a failure here shows as the daemon's error).
+            let _ = tokio::fs::create_dir_all(&dir).await;
             // The daemon refuses to overwrite (no `overwrite`), so a file
             // appearing meanwhile is an error, never lost.
             let path = crate::attach::unique_path(&dir, &name, Path::exists);

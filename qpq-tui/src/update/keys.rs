@@ -238,8 +238,12 @@ fn complete_path(app: &mut App) -> bool {
     }
     let word = &text[start..cursor];
     let Some(c) = crate::attach::complete_path(word, &app.places, crate::attach::list_dir) else {
-        // In the caption, or nothing matches.
-        return word.split_whitespace().count() <= 1;
+        // In the caption (Tab does nothing there), or nothing matches.
+        let in_path = word.split_whitespace().count() <= 1;
+        if in_path {
+            app.info("No file or directory matches.");
+        }
+        return in_path;
     };
     let with = if c.done {
         format!("{} ", c.replacement)
