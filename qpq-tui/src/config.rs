@@ -91,7 +91,7 @@ impl KeyAction {
             KeyAction::PageDown => "scroll forward a page",
             KeyAction::ToggleMembers => "show/hide the member panel",
             KeyAction::Complete => "complete a command or username",
-            KeyAction::SelectOlder => "select a message (older): then r e c d h o",
+            KeyAction::SelectOlder => "select a message (older): then r e c d h o s v",
             KeyAction::SelectNewer => "select the next newer message",
             KeyAction::SaveAttachment => "on a selected attachment: save it to downloads",
             KeyAction::OpenAttachment => "on a selected attachment: open it",
