@@ -12,10 +12,12 @@ use crate::session::Session;
 mod account;
 mod account_changes;
 mod actions;
+mod attachments;
 mod conversations;
 mod daemon;
 mod docs;
 mod doctor;
+mod export;
 mod invites;
 mod messages;
 mod names;
@@ -52,7 +54,11 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<Exit, CtlError> {
         Command::Members { conversation } => {
             conversations::members(&session()?, out, conversation).await
         }
-        Command::Send(a) => messages::send(&session()?, out, a).await,
+        Command::Send(a) => match a.file.clone() {
+            Some(file) => attachments::send_file(&session()?, out, a, &file).await,
+            None => messages::send(&session()?, out, a).await,
+        },
+        Command::Download(a) => attachments::download(&session()?, out, a).await,
         Command::React(a) => actions::react(&session()?, out, a).await,
         Command::Edit(a) => actions::edit(&session()?, out, a).await,
         Command::Delete(a) => actions::delete(&session()?, out, a).await,
@@ -72,5 +78,6 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<Exit, CtlError> {
         Command::Accept { id } => invites::accept(&session()?, out, id).await,
         Command::Decline { id, reason } => invites::decline(&session()?, out, id, reason).await,
         Command::AutoAccept { mode } => invites::auto_accept(&session()?, out, mode).await,
+        Command::Export(a) => export::run(&session()?, out, a).await,
     }
 }

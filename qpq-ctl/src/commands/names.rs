@@ -71,6 +71,18 @@ impl Names {
     pub fn resolve(&self, r: &ConversationRef) -> Option<ConversationId> {
         resolve(self.conversations.values(), r)
     }
+
+    /// The conversation as the daemon listed it at the last refresh.
+    pub fn conversation(&self, id: ConversationId) -> Option<&Conversation> {
+        self.conversations.get(&id)
+    }
+
+    /// Every conversation listed at the last refresh, by name.
+    pub fn all(&self) -> Vec<&Conversation> {
+        let mut all: Vec<&Conversation> = self.conversations.values().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.to_hex().cmp(&b.id.to_hex())));
+        all
+    }
 }
 
 fn resolve<'a>(

@@ -29,7 +29,7 @@ async fn next_of(lines: &mut Lines<BufReader<ChildStdout>>, kind: &str) -> Value
 }
 
 /// The message `id` in `user`'s history of team.
-async fn message(user: &User, id: &str) -> Value {
+pub(crate) async fn message(user: &User, id: &str) -> Value {
     let history = user.json(&["history", "team", "--limit", "500"]).await;
     history
         .as_array()
@@ -42,7 +42,7 @@ async fn message(user: &User, id: &str) -> Value {
 
 /// A group of alice and bob, called `team` on both sides, with one message
 /// from bob that both have; returns its id.
-async fn team(alice: &User, bob: &User) -> String {
+pub(crate) async fn team(alice: &User, bob: &User) -> String {
     alice.ok(&["group", "create", "team", "bob"]).await;
     eventually("bob is in team", || async {
         bob.run(&["members", "team"]).await.code == 0

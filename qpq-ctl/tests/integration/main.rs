@@ -8,11 +8,13 @@
 
 mod account_changes;
 mod actions;
+mod attachments;
 mod bot;
 mod daemon;
 mod docs;
 mod doctor;
 mod errors;
+mod export;
 mod groups;
 mod harness;
 mod messaging;
