@@ -28,6 +28,7 @@ use quicproquo_protocol::ipc::values::{
 };
 use quicproquo_protocol::ipc::Notification;
 use quicproquo_protocol::text::is_terminal_unsafe;
+use sha2::{Digest, Sha256};
 
 use super::messages::{print_changed, text_argument};
 use super::recv::{reconnect, stop::Stop};
@@ -158,14 +159,22 @@ pub async fn download(
         (path, overwrite, None)
     };
     let sub = client.subscribe(None).await?;
-    let started = client
-        .request::<method::Download>(DownloadParams {
-            conversation: ConversationRef::Id(message.conversation),
-            id,
-            path: Some(utf8(&target)?),
-            overwrite,
-        })
-        .await?;
+    let params = DownloadParams {
+        conversation: ConversationRef::Id(message.conversation),
+        id,
+        path: Some(utf8(&target)?),
+        overwrite,
+    };
+    let mut started = client.request::<method::Download>(params.clone()).await?;
+    // qpqd answers `downloaded` at once when its record says `target`
+    // holds the checked copy; after --force to that path the file may have
+    // changed since. Only a file with the right hash counts: otherwise it
+    // goes (--force said to replace it) and qpqd fetches it anew.
+    if started.state == TransferState::Downloaded && !has_hash(&target, &attachment.sha256).await? {
+        std::fs::remove_file(&target)
+            .map_err(|e| CtlError::io(format!("replacing {}", target.display()), e))?;
+        started = client.request::<method::Download>(params).await?;
+    }
     let watch = Watch {
         conversation: message.conversation,
         conversation_ref: ConversationRef::Id(message.conversation),
@@ -201,6 +210,23 @@ pub async fn download(
         out.line(&crate::output::sanitize_line(&written.to_string_lossy()))?;
     }
     Ok(Exit::Ok)
+}
+
+/// Whether the file at `path` has the SHA-256 `hex` (read off the
+/// runtime's thread: it may be large).
+async fn has_hash(path: &Path, hex: &str) -> Result<bool, CtlError> {
+    let path = path.to_owned();
+    let want = hex.to_ascii_lowercase();
+    crate::input::blocking(move || {
+        let Ok(mut file) = std::fs::File::open(&path) else {
+            return Ok(false);
+        };
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut file, &mut hasher)
+            .map_err(|e| CtlError::io(format!("reading {}", path.display()), e))?;
+        Ok(hex::encode(hasher.finalize()) == want)
+    })
+    .await
 }
 
 /// A file of ours that goes when the command ends, however it ends.

@@ -289,7 +289,8 @@ async fn no_wait_returns_at_once_and_recv_reports_the_end() {
     let big = alice.home.join("big.bin");
     std::fs::write(&big, contents(2 * 1024 * 1024)).unwrap();
     let mut cmd = alice.command_for("script");
-    cmd.args([
+    // No TERM is a dumb terminal, where nothing is drawn either.
+    cmd.env("TERM", "xterm").args([
         "-qefc",
         &format!("\"$CTL\" send @bob --file {}", big.display()),
         "/dev/null",
