@@ -390,3 +390,114 @@ async fn downloads_of_what_is_not_a_file() {
         .expect(5);
     assert!(r.stderr.contains("no message"), "{}", r.stderr);
 }
+
+/// A file changed on the server fails its check on the way down: status 14,
+/// and nothing at the path, not even a part of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_file_is_corrupt_and_nothing_is_written() {
+    let srv = Server::start().await;
+    let root = crate::harness::root();
+    let [alice, bob] = User::registered(root.path(), &srv, ["alice", "bob"]).await;
+    alice.dm_with(&bob, "a file follows").await;
+    let file = alice.home.join("ledger.bin");
+    std::fs::write(&file, contents(300 * 1024)).unwrap();
+    let m = alice
+        .json(&["send", "@bob", "--file", file.to_str().unwrap()])
+        .await;
+    let id = m["id"].as_str().unwrap().to_owned();
+
+    // The server's copy: the one finished blob file in its blob directory.
+    let blobs = srv.config.data_dir.join("blobs");
+    let stored: Vec<_> = std::fs::read_dir(&blobs)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            !name.contains("sqlite") && !name.ends_with(".part")
+        })
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let mut bytes = std::fs::read(&stored[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&stored[0], &bytes).unwrap();
+
+    bob.wait_for_file(&id).await;
+    let target = bob.home.join("ledger.bin");
+    let r = bob
+        .run(&["download", "@alice", &id, "-o", target.to_str().unwrap()])
+        .await
+        .expect(14);
+    assert!(r.stderr.contains("integrity check"), "{}", r.stderr);
+    let r = bob
+        .run(&[
+            "--json",
+            "download",
+            "@alice",
+            &id,
+            "-o",
+            target.to_str().unwrap(),
+        ])
+        .await
+        .expect(14);
+    let err: Value = serde_json::from_str(&r.stderr).unwrap();
+    assert_eq!(err["error"]["kind"], "corrupt", "{err}");
+    let left: Vec<_> = std::fs::read_dir(&bob.home)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ledger"))
+        .collect();
+    assert!(left.is_empty(), "nothing written: {left:?}");
+}
+
+/// The server's size limit and quota: status 6 with the E-code and a hint
+/// naming the setting; nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_size_limit_and_quota_are_refusals_naming_the_limit() {
+    let srv = Server::start_with(|c| {
+        c.quotas.blobs.max_blob_bytes = 1024 * 1024;
+        c.quotas.blobs.quota_bytes = 1536 * 1024;
+    })
+    .await;
+    let root = crate::harness::root();
+    let [alice, bob] = User::registered(root.path(), &srv, ["alice", "bob"]).await;
+    alice.dm_with(&bob, "limits").await;
+    let big = alice.home.join("big.bin");
+    std::fs::write(&big, contents(1024 * 1024 + 1)).unwrap();
+    let r = alice
+        .run(&["--json", "send", "@bob", "--file", big.to_str().unwrap()])
+        .await
+        .expect(6);
+    let err: Value = serde_json::from_str(&r.stderr).unwrap();
+    assert_eq!(err["error"]["server_code"], "E052", "{err}");
+    assert!(
+        err["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("blob_max_mib"),
+        "{err}"
+    );
+    let part = alice.home.join("part.bin");
+    std::fs::write(&part, contents(900 * 1024)).unwrap();
+    alice
+        .ok(&["send", "@bob", "--file", part.to_str().unwrap()])
+        .await;
+    let r = alice
+        .run(&["send", "@bob", "--file", part.to_str().unwrap()])
+        .await
+        .expect(6);
+    assert!(
+        r.stderr.contains("[E053]") && r.stderr.contains("quota"),
+        "{}",
+        r.stderr
+    );
+    let history = alice.json(&["history", "@bob"]).await;
+    let files = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["attachment"].is_object())
+        .count();
+    assert_eq!(files, 1, "the refused files are not in the history");
+}
