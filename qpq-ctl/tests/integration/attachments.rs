@@ -501,3 +501,72 @@ async fn the_size_limit_and_quota_are_refusals_naming_the_limit() {
         .count();
     assert_eq!(files, 1, "the refused files are not in the history");
 }
+
+/// `send --file` waiting on an upload survives a `kill -9` of its daemon:
+/// it starts qpqd again, which resumes the upload, and ends with success
+/// when it is done; the member gets the file byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_send_survives_a_daemon_killed_mid_upload() {
+    let srv = Server::start().await;
+    let root = crate::harness::root();
+    let [alice, bob] = User::registered(root.path(), &srv, ["alice", "bob"]).await;
+    alice.dm_with(&bob, "a big one follows").await;
+    let bytes = contents(8 * 1024 * 1024);
+    let file = alice.home.join("big.bin");
+    std::fs::write(&file, &bytes).unwrap();
+    let (mut send, mut lines) =
+        alice.spawn(&["--json", "send", "@bob", "--file", file.to_str().unwrap()]);
+
+    // Mid-upload: the server holds part of it. Polled tightly (an idle
+    // machine uploads 8 MiB in a blink); should the upload win the race,
+    // the test still checks the rest, and says so.
+    let blobs = srv.config.data_dir.join("blobs");
+    let part_held = || {
+        std::fs::read_dir(&blobs).is_ok_and(|dir| {
+            dir.filter_map(Result::ok).any(|e| {
+                e.file_name().to_string_lossy().ends_with(".part")
+                    && e.metadata().is_ok_and(|m| m.len() > 0)
+            })
+        })
+    };
+    let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
+    let mut killed = None;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no upload reached the server"
+        );
+        if send.try_wait().unwrap().is_some() {
+            eprintln!("the upload ended before it could be interrupted");
+            break;
+        }
+        if part_held() {
+            let pid = alice.daemon_pid().expect("alice's daemon runs");
+            rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid).unwrap(),
+                rustix::process::Signal::KILL,
+            )
+            .unwrap();
+            killed = Some(pid);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+
+    let m = next_json(&mut lines).await;
+    let status = tokio::time::timeout(crate::harness::WAIT, send.wait())
+        .await
+        .expect("send ends")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(m["attachment"]["state"], "uploaded", "{m}");
+    if let Some(pid) = killed {
+        assert_ne!(alice.daemon_pid(), Some(pid), "a new daemon finished it");
+    }
+    let id = m["id"].as_str().unwrap();
+    bob.wait_for_file(id).await;
+    let out = bob.home.join("big.bin");
+    bob.ok(&["download", "@alice", id, "-o", out.to_str().unwrap()])
+        .await;
+    assert!(std::fs::read(&out).unwrap() == bytes, "bob's copy differs");
+}
