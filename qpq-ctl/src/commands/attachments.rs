@@ -23,8 +23,8 @@ use quicproquo_protocol::blob::MAX_FILE_NAME_BYTES;
 use quicproquo_protocol::ipc::client::{CallError, IpcClient, Subscription};
 use quicproquo_protocol::ipc::methods::{method, AttachParams, DownloadParams, HistoryParams};
 use quicproquo_protocol::ipc::values::{
-    Attachment, ConversationId, ConversationRef, DeliveryState, Limit, Message, MessageId,
-    TransferDirection, TransferState,
+    Attachment, ConnectionState, ConversationId, ConversationRef, DeliveryState, Limit, Message,
+    MessageId, TransferDirection, TransferState,
 };
 use quicproquo_protocol::ipc::Notification;
 use quicproquo_protocol::text::is_terminal_unsafe;
@@ -438,6 +438,9 @@ impl Watch {
                         && d.state == DeliveryState::Failed =>
                 {
                     return Err(self.refused(d.reason.as_deref()));
+                }
+                Ok(Notification::Connection(c)) => {
+                    progress.offline(c.state != ConnectionState::Online);
                 }
                 Ok(_) => {}
                 Err(CallError::Disconnected) | Err(CallError::Timeout { .. }) => {
