@@ -19,7 +19,6 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use quicproquo_protocol::blob::MAX_FILE_NAME_BYTES;
 use quicproquo_protocol::ipc::client::{CallError, IpcClient, Subscription};
 use quicproquo_protocol::ipc::methods::{method, AttachParams, DownloadParams, HistoryParams};
 use quicproquo_protocol::ipc::values::{
@@ -27,9 +26,9 @@ use quicproquo_protocol::ipc::values::{
     MessageId, TransferDirection, TransferState,
 };
 use quicproquo_protocol::ipc::Notification;
-use quicproquo_protocol::text::is_terminal_unsafe;
 use sha2::{Digest, Sha256};
 
+use super::export::files::safe_name;
 use super::messages::{print_changed, text_argument};
 use super::recv::{reconnect, stop::Stop};
 use crate::cli::{DownloadArgs, SendArgs};
@@ -294,28 +293,12 @@ fn unique(path: &Path) -> PathBuf {
 }
 
 /// A file name from a peer made safe to create in a directory of ours:
-/// its last component only, control and bidi characters replaced, no
-/// leading dot (no hidden `.bashrc` in the home directory), at most 255
-/// bytes. The daemon already refuses worse names; this does not rely on it.
+/// the export's rule ([`safe_name`]): one component (separators become
+/// `_`), no control or bidi characters, no leading dot (no hidden
+/// `.bashrc` in the home directory), bounded, no device name. The daemon
+/// already refuses worse names; this does not rely on it.
 pub fn safe_file_name(name: &str) -> String {
-    let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
-    let cleaned: String = last
-        .chars()
-        .map(|c| if is_terminal_unsafe(c) { '_' } else { c })
-        .collect();
-    let trimmed = cleaned.trim().trim_start_matches('.').trim_start();
-    let mut safe = String::with_capacity(trimmed.len());
-    for c in trimmed.chars() {
-        if safe.len() + c.len_utf8() > MAX_FILE_NAME_BYTES {
-            break;
-        }
-        safe.push(c);
-    }
-    if safe.is_empty() {
-        FALLBACK_NAME.to_owned()
-    } else {
-        safe
-    }
+    safe_name(name, FALLBACK_NAME)
 }
 
 /// `path` made absolute against our working directory (qpqd has its own).
@@ -572,28 +555,33 @@ fn watch_end(
 
 #[cfg(test)]
 mod tests {
+    use quicproquo_protocol::text::is_terminal_unsafe;
+
     use super::*;
 
     #[test]
-    fn peers_names_decide_only_a_harmless_last_component() {
+    fn peers_names_decide_only_one_harmless_component() {
         assert_eq!(safe_file_name("report.pdf"), "report.pdf");
-        assert_eq!(
-            safe_file_name("../../.ssh/authorized_keys"),
-            "authorized_keys"
-        );
-        assert_eq!(safe_file_name("..\\..\\evil.exe"), "evil.exe");
+        for evil in [
+            "../../.ssh/authorized_keys",
+            "..\\..\\evil.exe",
+            "/etc/passwd",
+        ] {
+            let safe = safe_file_name(evil);
+            assert!(
+                !safe.contains('/') && !safe.contains('\\') && !safe.starts_with('.'),
+                "{evil:?} -> {safe:?}"
+            );
+        }
         assert_eq!(safe_file_name(".bashrc"), "bashrc");
-        assert_eq!(
-            safe_file_name("a\u{1b}[2Jb\u{202E}gpj.exe"),
-            "a_[2Jb_gpj.exe"
-        );
-        for empty in ["", ".", "..", "/", "dir/", "  ", "..."] {
+        let shown = safe_file_name("a\u{1b}[2Jb\u{202E}gpj.exe");
+        assert!(shown.chars().all(|c| !is_terminal_unsafe(c)), "{shown:?}");
+        for empty in ["", ".", "..", "  ", "..."] {
             assert_eq!(safe_file_name(empty), FALLBACK_NAME, "{empty:?}");
         }
-        let long = "é".repeat(200);
+        let long = format!("{}.pdf", "é".repeat(200));
         let safe = safe_file_name(&long);
-        assert!(safe.len() <= MAX_FILE_NAME_BYTES && safe.len() >= MAX_FILE_NAME_BYTES - 1);
-        assert!(safe.chars().all(|c| c == 'é'));
+        assert!(safe.len() <= 255 && safe.ends_with(".pdf"), "{safe}");
     }
 
     #[test]
