@@ -66,10 +66,9 @@ pub async fn send_file(
     } else {
         Some(client.subscribe(None).await?)
     };
-    let conversation = args.conversation;
     let mut sent = client
         .request::<method::Attach>(AttachParams {
-            conversation: conversation.clone(),
+            conversation: args.conversation,
             path: path_text,
             caption,
             name: args.name,
@@ -78,14 +77,9 @@ pub async fn send_file(
             reply_to: args.reply_to,
         })
         .await?;
+    let watch = Watch::of(&sent, TransferDirection::Up);
     let client = match (sub, sent.meta.attachment.as_deref()) {
         (Some(sub), Some(a)) if !transfer_ended(a.state) => {
-            let watch = Watch {
-                conversation: sent.conversation,
-                conversation_ref: ConversationRef::Id(sent.conversation),
-                id: sent.id,
-                direction: TransferDirection::Up,
-            };
             let progress = Progress::new(&a.name, a.size, out.is_json());
             progress.update(0, a.size);
             let (client, _) = watch.wait(session, client, sub, &progress).await?;
@@ -103,8 +97,9 @@ pub async fn send_file(
             };
             client
         }
-        (_, Some(a)) if !args.no_wait => {
-            watch_end(a, TransferDirection::Up, sent.id)?;
+        // Already ended (refused on the way, say): that is the outcome.
+        (Some(_), Some(a)) => {
+            watch.end(a.state, a.path.clone(), a.error.clone())?;
             client
         }
         _ => client,
@@ -174,14 +169,9 @@ pub async fn download(
             .map_err(|e| CtlError::io(format!("replacing {}", target.display()), e))?;
         started = client.request::<method::Download>(params).await?;
     }
-    let watch = Watch {
-        conversation: message.conversation,
-        conversation_ref: ConversationRef::Id(message.conversation),
-        id,
-        direction: TransferDirection::Down,
-    };
+    let watch = Watch::of(&message, TransferDirection::Down);
     let written = if transfer_ended(started.state) {
-        watch_end(&started, TransferDirection::Down, id)?
+        watch.end(started.state, started.path.clone(), started.error.clone())?
     } else {
         let progress = Progress::new(&attachment.name, attachment.size, out.is_json());
         progress.update(0, attachment.size);
@@ -387,6 +377,16 @@ struct Watch {
 }
 
 impl Watch {
+    /// The transfer of `message`'s attachment going `direction`.
+    fn of(message: &Message, direction: TransferDirection) -> Watch {
+        Watch {
+            conversation: message.conversation,
+            conversation_ref: ConversationRef::Id(message.conversation),
+            id: message.id,
+            direction,
+        }
+    }
+
     /// Follows `transfer` notifications (into `progress`) until the
     /// transfer ended: `Ok` with the file written (downloads), or the end's
     /// error. An upload also ends when its message is refused for good.
@@ -535,22 +535,6 @@ impl Watch {
             hint: hint.to_owned(),
         }
     }
-}
-
-/// An answer that already says how the transfer ended (a download of a
-/// file already there): the same outcome as a final notification.
-fn watch_end(
-    a: &Attachment,
-    direction: TransferDirection,
-    id: MessageId,
-) -> Result<Option<String>, CtlError> {
-    let watch = Watch {
-        conversation: ConversationId([0; 16]),
-        conversation_ref: ConversationRef::Id(ConversationId([0; 16])),
-        id,
-        direction,
-    };
-    watch.end(a.state, a.path.clone(), a.error.clone())
 }
 
 #[cfg(test)]
