@@ -254,18 +254,27 @@ async fn no_wait_returns_at_once_and_recv_reports_the_end() {
     let file = alice.home.join("notes.txt");
     std::fs::write(&file, "some notes\n").unwrap();
     let m = alice
-        .json(&[
-            "send",
-            "@bob",
-            "--file",
-            file.to_str().unwrap(),
-            "--no-wait",
-            "--type",
-            "text/plain",
-            "--name",
-            "renamed.txt",
-        ])
-        .await;
+        .run_stdin(
+            &[
+                "--json",
+                "send",
+                "@bob",
+                "--file",
+                file.to_str().unwrap(),
+                "--no-wait",
+                "--type",
+                "text/plain",
+                "--name",
+                "renamed.txt",
+                "--caption",
+                "-",
+            ],
+            Some("a caption\nfrom stdin\n".as_bytes()),
+        )
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(m["text"], "a caption\nfrom stdin", "{m}");
     let a = &m["attachment"];
     assert_eq!(a["name"], "renamed.txt");
     assert_eq!(a["content_type"], "text/plain");
