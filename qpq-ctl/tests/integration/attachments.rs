@@ -481,6 +481,13 @@ async fn the_size_limit_and_quota_are_refusals_naming_the_limit() {
     let err: Value = serde_json::from_str(&r.stderr).unwrap();
     assert_eq!(err["error"]["server_code"], "E052", "{err}");
     assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1048576"),
+        "the message names the limit: {err}"
+    );
+    assert!(
         err["error"]["hint"]
             .as_str()
             .unwrap()
