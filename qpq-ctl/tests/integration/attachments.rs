@@ -401,9 +401,10 @@ async fn downloads_of_what_is_not_a_file() {
 }
 
 /// A file changed on the server fails its check on the way down: status 14,
-/// and nothing at the path, not even a part of it.
+/// and nothing at the path, not even a part of it. A file the server no
+/// longer has: status 15.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tampered_file_is_corrupt_and_nothing_is_written() {
+async fn a_tampered_file_is_corrupt_and_a_deleted_one_expired() {
     let srv = Server::start().await;
     let root = crate::harness::root();
     let [alice, bob] = User::registered(root.path(), &srv, ["alice", "bob"]).await;
@@ -458,6 +459,34 @@ async fn a_tampered_file_is_corrupt_and_nothing_is_written() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("ledger"))
         .collect();
     assert!(left.is_empty(), "nothing written: {left:?}");
+
+    // Gone from the server (as expiry leaves it): status 15 when the
+    // download finds out, and again at once when asked after that.
+    let db = rusqlite::Connection::open(blobs.join("blobs.sqlite3")).unwrap();
+    db.execute("DELETE FROM blobs", []).unwrap();
+    drop(db);
+    std::fs::remove_file(&stored[0]).unwrap();
+    for _ in 0..2 {
+        let r = bob
+            .run(&[
+                "--json",
+                "download",
+                "@alice",
+                &id,
+                "-o",
+                target.to_str().unwrap(),
+            ])
+            .await
+            .expect(15);
+        let err: Value = serde_json::from_str(&r.stderr).unwrap();
+        assert_eq!(err["error"]["kind"], "expired", "{err}");
+        assert!(!target.exists());
+    }
+    let people = bob.ok(&["history", "@alice"]).await;
+    assert!(
+        people.contains("[expired: the server no longer has it]"),
+        "{people}"
+    );
 }
 
 /// The server's size limit and quota: status 6 with the E-code and a hint
