@@ -8,6 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
+use quicproquo_protocol::blob::BlobId;
+use quicproquo_protocol::client::ClientError;
 use quicproquo_protocol::errors::ErrorCode;
 use quicproquo_protocol::ipc::client::{CallError, Subscription};
 use quicproquo_protocol::ipc::error::IpcErrorCode;
@@ -16,6 +18,7 @@ use quicproquo_protocol::ipc::notifications::{Notification, TransferUpdate};
 use quicproquo_protocol::ipc::values::{
     Attachment, Ciphersuite, ConversationRef, Message, MessageId, TransferDirection, TransferState,
 };
+use quicproquo_protocol::wire;
 use quicproquo_testkit::agent::eventually;
 use sha2::{Digest, Sha256};
 
@@ -331,4 +334,188 @@ async fn the_size_limit_and_the_quota_answer_attach() {
     })
     .await
     .unwrap();
+}
+
+/// The server's blob file of the only blob it holds, and its id.
+fn only_blob(srv: &Server) -> (PathBuf, BlobId) {
+    let dir = srv.config.data_dir.join("blobs");
+    let found: Vec<(PathBuf, BlobId)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let mut id = [0u8; 16];
+            let hex = name.strip_suffix(".part").unwrap_or(&name);
+            hex::decode_to_slice(hex, &mut id).ok()?;
+            Some((e.path(), BlobId(id)))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.into_iter().next().unwrap()
+}
+
+/// The bytes the server has stored of blob `id` (its resume point).
+fn stored_on_server(srv: &Server, id: BlobId) -> u64 {
+    let db = rusqlite::Connection::open(srv.config.data_dir.join("blobs/blobs.sqlite3")).unwrap();
+    db.query_row("SELECT stored FROM blobs WHERE id = ?1", [&id.0[..]], |r| {
+        r.get::<_, i64>(0)
+    })
+    .unwrap_or(0) as u64
+}
+
+/// alice's daemon is killed (-9) half-way through an upload and started
+/// again: the upload goes on from what the server has (no notification
+/// after the first says 0 bytes done, the server's count never went back)
+/// and completes; bob downloads the file byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_resumes_after_kill_9() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    // Slow pieces, so that "half-way" lasts long enough to be hit.
+    let mut alice = Daemon::start_with_env(
+        root.path(),
+        "alice",
+        &[("QPQ_TEST_TRANSFER_DELAY_MS", "150".into())],
+    )
+    .await;
+    alice.register(&srv).await;
+    let bob = Daemon::start(root.path(), "bob").await;
+    bob.register(&srv).await;
+    alice
+        .create_group("team", &["bob"], Ciphersuite::Hybrid)
+        .await;
+    bob.wait_for_conversation("team").await;
+    let files = tempfile::tempdir().unwrap();
+    let (path, bytes) = sample_file(files.path(), "big.bin", 8 * 1024 * 1024);
+    let mut events = alice.client.subscribe(None).await.unwrap();
+    let sent = attach(&alice, attach_params("team", &path)).await.unwrap();
+    let total = bytes.len() as u64;
+    let half = next_matching("half the upload", &mut events, |n| match n {
+        Notification::Transfer(t) if t.id == sent.id && t.done >= total * 2 / 5 => Some(t),
+        _ => None,
+    })
+    .await;
+    assert!(half.done < total, "{half:?}");
+    alice.kill9().await;
+    let (_, blob) = only_blob(&srv);
+    let before = stored_on_server(&srv, blob);
+    assert!(before > 0, "the server holds part of the file");
+    // The file may go once `attach` answered: the spool has it.
+    std::fs::remove_file(&path).unwrap();
+    alice.start_again().await;
+
+    attachment_in(&alice, "team", sent.id, TransferState::Uploaded).await;
+    assert!(stored_on_server(&srv, blob) >= before);
+    let mut replay = alice
+        .client
+        .subscribe(Some(quicproquo_protocol::ipc::values::Seq(0)))
+        .await
+        .unwrap();
+    let mut starts_from_zero = 0;
+    next_matching("the replayed end of the upload", &mut replay, |n| match n {
+        Notification::Transfer(t) if t.id == sent.id => {
+            if t.done == 0 {
+                starts_from_zero += 1;
+            }
+            (t.state == TransferState::Uploaded).then_some(())
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(starts_from_zero, 1, "the restarted upload began at 0 again");
+    assert_eq!(spool_files(&alice), 0);
+
+    let got = attachment_in(&bob, "team", sent.id, TransferState::Available).await;
+    assert_eq!(got.size, total);
+    let to = files.path().join("copy.bin");
+    download(&bob, "team", sent.id, Some(&to)).await.unwrap();
+    attachment_in(&bob, "team", sent.id, TransferState::Downloaded).await;
+    assert_eq!(std::fs::read(&to).unwrap(), bytes);
+}
+
+/// dave is not in the group: knowing the blob's id (the part of the
+/// descriptor without the key) he still cannot fetch or query it (E041).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_member_cannot_fetch_the_blob() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, bob] = team(root.path(), &srv, ["alice", "bob"]).await;
+    let files = tempfile::tempdir().unwrap();
+    let (path, _) = sample_file(files.path(), "plan.txt", 10_000);
+    let sent = attach(&alice, attach_params("team", &path)).await.unwrap();
+    attachment_in(&bob, "team", sent.id, TransferState::Available).await;
+    let (_, blob) = only_blob(&srv);
+    let client = srv.client().await;
+    let dave = quicproquo_testkit::wire::register(&client, "dave").await;
+    let e = client
+        .request(wire::BlobDownload {
+            auth: dave.session.token.clone(),
+            blob,
+            offset: 0,
+            length: 1024,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ClientError::Server(w) if w.code == ErrorCode::NotGroupMember),
+        "{e}"
+    );
+    let e = client
+        .request(wire::BlobStatus {
+            auth: dave.session.token,
+            blob,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ClientError::Server(w) if w.code == ErrorCode::NotGroupMember),
+        "{e}"
+    );
+}
+
+/// A blob altered on the server (one byte flipped) and one cut short: each
+/// download ends `corrupt` with the reason, and neither the file nor its
+/// `.part` is left at the path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_or_truncated_blob_is_corrupt_and_nothing_is_kept() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, bob] = team(root.path(), &srv, ["alice", "bob"]).await;
+    let files = tempfile::tempdir().unwrap();
+    let mut events = bob.client.subscribe(None).await.unwrap();
+    for (n, cut) in [(0, false), (1, true)] {
+        let (path, _) = sample_file(files.path(), &format!("f{n}.bin"), 300_000);
+        let sent = attach(&alice, attach_params("team", &path)).await.unwrap();
+        attachment_in(&bob, "team", sent.id, TransferState::Available).await;
+        let (blob_file, blob) = only_blob(&srv);
+        if cut {
+            // The server holds (and serves) 1,000 bytes less than it should.
+            let db = rusqlite::Connection::open(srv.config.data_dir.join("blobs/blobs.sqlite3"))
+                .unwrap();
+            db.execute(
+                "UPDATE blobs SET size = size - 1000, stored = stored - 1000 WHERE id = ?1",
+                [&blob.0[..]],
+            )
+            .unwrap();
+        } else {
+            let mut b = std::fs::read(&blob_file).unwrap();
+            b[150_000] ^= 0x01;
+            std::fs::write(&blob_file, b).unwrap();
+        }
+        let to = files.path().join(format!("copy{n}.bin"));
+        download(&bob, "team", sent.id, Some(&to)).await.unwrap();
+        let end = transfer_end(&mut events, sent.id, false).await;
+        assert_eq!(end.state, TransferState::Corrupt, "{end:?}");
+        let why = end.error.unwrap();
+        assert!(
+            why.contains(if cut { "truncated" } else { "corrupt" }),
+            "{why}"
+        );
+        assert!(!to.exists(), "nothing at the path");
+        assert!(!files.path().join(format!("copy{n}.bin.part")).exists());
+        let shown = attachment_in(&bob, "team", sent.id, TransferState::Corrupt).await;
+        assert!(shown.error.is_some() && shown.path.is_none(), "{shown:?}");
+        // The next file is the only blob again.
+        std::fs::remove_file(&blob_file).unwrap();
+    }
 }
