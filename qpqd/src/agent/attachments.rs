@@ -467,7 +467,7 @@ impl From<AgentError> for Ended {
 }
 
 /// In test (debug) builds, `QPQ_TEST_TRANSFER_DELAY_MS` slows each piece
-/// of an upload, so a test can stop the daemon half-way.
+/// of an upload or a download, so a test can stop something half-way.
 fn test_piece_delay() -> Option<Duration> {
     if !cfg!(debug_assertions) {
         return None;
@@ -911,6 +911,7 @@ impl Agent {
         let mut progress = Progress::new(d.size, 0);
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let mut retries = 0;
+        let delay = test_piece_delay();
         'outer: while received < total {
             let link = self.link().map_err(Ended::from)?;
             let token = self.token().map_err(Ended::from)?;
@@ -961,6 +962,9 @@ impl Agent {
                         }
                     }
                 };
+                if let Some(delay) = delay {
+                    tokio::time::sleep(delay).await;
+                }
                 let short = (data.len() as u64) < asked;
                 dec.update(&data, &mut plain).map_err(corrupt)?;
                 out_file.write_all(&plain).map_err(|e| {

@@ -363,6 +363,32 @@ fn stored_on_server(srv: &Server, id: BlobId) -> u64 {
     .unwrap_or(0) as u64
 }
 
+/// How many of the `transfer` notifications of the upload of message `id`
+/// said 0 bytes were done, up to the one that says it is uploaded.
+async fn upload_starts_from_zero(events: &mut Subscription, id: MessageId) -> usize {
+    let mut from_zero = 0;
+    next_matching("the end of the upload", events, |n| match n {
+        Notification::Transfer(t) if t.id == id => {
+            if t.done == 0 {
+                from_zero += 1;
+            }
+            (t.state == TransferState::Uploaded).then_some(())
+        }
+        _ => None,
+    })
+    .await;
+    from_zero
+}
+
+/// A notification that the transfer of message `id` is at least 40 % done.
+async fn past_40_percent(events: &mut Subscription, id: MessageId, total: u64) -> TransferUpdate {
+    next_matching("40 % of the transfer", events, |n| match n {
+        Notification::Transfer(t) if t.id == id && t.done >= total * 2 / 5 => Some(t),
+        _ => None,
+    })
+    .await
+}
+
 /// alice's daemon is killed (-9) half-way through an upload and started
 /// again: the upload goes on from what the server has (no notification
 /// after the first says 0 bytes done, the server's count never went back)
@@ -390,11 +416,7 @@ async fn an_upload_resumes_after_kill_9() {
     let mut events = alice.client.subscribe(None).await.unwrap();
     let sent = attach(&alice, attach_params("team", &path)).await.unwrap();
     let total = bytes.len() as u64;
-    let half = next_matching("half the upload", &mut events, |n| match n {
-        Notification::Transfer(t) if t.id == sent.id && t.done >= total * 2 / 5 => Some(t),
-        _ => None,
-    })
-    .await;
+    let half = past_40_percent(&mut events, sent.id, total).await;
     assert!(half.done < total, "{half:?}");
     alice.kill9().await;
     let (_, blob) = only_blob(&srv);
@@ -411,18 +433,11 @@ async fn an_upload_resumes_after_kill_9() {
         .subscribe(Some(quicproquo_protocol::ipc::values::Seq(0)))
         .await
         .unwrap();
-    let mut starts_from_zero = 0;
-    next_matching("the replayed end of the upload", &mut replay, |n| match n {
-        Notification::Transfer(t) if t.id == sent.id => {
-            if t.done == 0 {
-                starts_from_zero += 1;
-            }
-            (t.state == TransferState::Uploaded).then_some(())
-        }
-        _ => None,
-    })
-    .await;
-    assert_eq!(starts_from_zero, 1, "the restarted upload began at 0 again");
+    assert_eq!(
+        upload_starts_from_zero(&mut replay, sent.id).await,
+        1,
+        "the restarted upload began at 0 again"
+    );
     assert_eq!(spool_files(&alice), 0);
 
     let got = attachment_in(&bob, "team", sent.id, TransferState::Available).await;
@@ -518,4 +533,45 @@ async fn a_tampered_or_truncated_blob_is_corrupt_and_nothing_is_kept() {
         // The next file is the only blob again.
         std::fs::remove_file(&blob_file).unwrap();
     }
+}
+
+/// The server restarts half-way through an upload, and again half-way
+/// through a download: each goes on from where it stood once the daemon
+/// is back online (the upload never from 0 again), and the file arrives
+/// byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_go_on_after_the_server_restarts() {
+    let mut srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let slow = [("QPQ_TEST_TRANSFER_DELAY_MS", "100".into())];
+    let alice = Daemon::start_with_env(root.path(), "alice", &slow).await;
+    alice.register(&srv).await;
+    let bob = Daemon::start_with_env(root.path(), "bob", &slow).await;
+    bob.register(&srv).await;
+    alice
+        .create_group("team", &["bob"], Ciphersuite::Hybrid)
+        .await;
+    bob.wait_for_conversation("team").await;
+    let files = tempfile::tempdir().unwrap();
+    let (path, bytes) = sample_file(files.path(), "video.mp4", 6 * 1024 * 1024);
+    let total = bytes.len() as u64;
+    let mut events = alice.client.subscribe(None).await.unwrap();
+    let sent = attach(&alice, attach_params("team", &path)).await.unwrap();
+    past_40_percent(&mut events, sent.id, total).await;
+    srv.restart().await;
+    assert_eq!(
+        upload_starts_from_zero(&mut events, sent.id).await,
+        0,
+        "the upload began at 0 again after the restart"
+    );
+
+    attachment_in(&bob, "team", sent.id, TransferState::Available).await;
+    let mut events = bob.client.subscribe(None).await.unwrap();
+    let to = files.path().join("copy.mp4");
+    download(&bob, "team", sent.id, Some(&to)).await.unwrap();
+    past_40_percent(&mut events, sent.id, total).await;
+    srv.restart().await;
+    let end = transfer_end(&mut events, sent.id, false).await;
+    assert_eq!(end.state, TransferState::Downloaded, "{end:?}");
+    assert_eq!(std::fs::read(&to).unwrap(), bytes);
 }
