@@ -13,10 +13,11 @@ use quicproquo_protocol::client::ClientError;
 use quicproquo_protocol::errors::ErrorCode;
 use quicproquo_protocol::ipc::client::{CallError, Subscription};
 use quicproquo_protocol::ipc::error::IpcErrorCode;
-use quicproquo_protocol::ipc::methods::{method, AttachParams, DownloadParams};
+use quicproquo_protocol::ipc::methods::{method, AttachParams, DownloadParams, MessageParams};
 use quicproquo_protocol::ipc::notifications::{Notification, TransferUpdate};
 use quicproquo_protocol::ipc::values::{
-    Attachment, Ciphersuite, ConversationRef, Message, MessageId, TransferDirection, TransferState,
+    Attachment, Ciphersuite, ConversationRef, Message, MessageId, MessageState, TransferDirection,
+    TransferState,
 };
 use quicproquo_protocol::wire;
 use quicproquo_testkit::agent::eventually;
@@ -574,4 +575,92 @@ async fn transfers_go_on_after_the_server_restarts() {
     let end = transfer_end(&mut events, sent.id, false).await;
     assert_eq!(end.state, TransferState::Downloaded, "{end:?}");
     assert_eq!(std::fs::read(&to).unwrap(), bytes);
+}
+
+/// Message `id` of `team` once it is `failed`.
+async fn failed_message(d: &Daemon, id: MessageId) -> Message {
+    eventually("the message fails", || async {
+        d.history("team")
+            .await
+            .into_iter()
+            .find(|m| m.id == id && m.state == MessageState::Failed)
+    })
+    .await
+    .unwrap()
+}
+
+/// Attached while the server is away, a file past its size limit is
+/// accepted (`uploading`), then fails once the server refuses it: the
+/// message is `failed` with E052 and why; `message.retry` tries the upload
+/// again (and fails again), `message.discard` removes the message and its
+/// encrypted copy from the spool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_refused_later_fails_its_message_until_retried_or_discarded() {
+    let mut srv = Server::start_with(|c| c.quotas.blobs.max_blob_bytes = 1024 * 1024).await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, _bob] = team(root.path(), &srv, ["alice", "bob"]).await;
+    let files = tempfile::tempdir().unwrap();
+    let (big, _) = sample_file(files.path(), "big.bin", 2 * 1024 * 1024);
+    srv.stop().await;
+    let sent = attach(&alice, attach_params("team", &big)).await.unwrap();
+    assert_eq!(
+        sent.meta.attachment.as_ref().unwrap().state,
+        TransferState::Uploading
+    );
+    assert_eq!(spool_files(&alice), 1);
+    srv.start_again().await;
+    let m = failed_message(&alice, sent.id).await;
+    assert!(m.failure.as_deref().unwrap_or("").contains("E052"), "{m:?}");
+    let a = m.meta.attachment.unwrap();
+    assert_eq!(a.state, TransferState::Failed);
+    assert!(a.error.unwrap().contains("E052"));
+
+    let again = alice
+        .client
+        .request::<method::MessageRetry>(MessageParams { id: sent.id })
+        .await
+        .unwrap();
+    assert_eq!(again.state, MessageState::Queued);
+    assert_eq!(
+        again.meta.attachment.unwrap().state,
+        TransferState::Uploading
+    );
+    failed_message(&alice, sent.id).await;
+    alice
+        .client
+        .request::<method::MessageDiscard>(MessageParams { id: sent.id })
+        .await
+        .unwrap();
+    assert!(alice.history("team").await.iter().all(|m| m.id != sent.id));
+    assert_eq!(spool_files(&alice), 0, "the spool copy went with it");
+}
+
+/// A blob the server no longer has: the download ends `expired` (with the
+/// server's reason), and asking again is -32016 at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_gone_from_the_server_is_expired() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, bob] = team(root.path(), &srv, ["alice", "bob"]).await;
+    let files = tempfile::tempdir().unwrap();
+    let (path, _) = sample_file(files.path(), "old.txt", 5_000);
+    let sent = attach(&alice, attach_params("team", &path)).await.unwrap();
+    attachment_in(&bob, "team", sent.id, TransferState::Available).await;
+    let (blob_file, blob) = only_blob(&srv);
+    // What the server's expiry does: the row and the file go.
+    let db = rusqlite::Connection::open(srv.config.data_dir.join("blobs/blobs.sqlite3")).unwrap();
+    db.execute("DELETE FROM blobs WHERE id = ?1", [&blob.0[..]])
+        .unwrap();
+    std::fs::remove_file(blob_file).unwrap();
+    let mut events = bob.client.subscribe(None).await.unwrap();
+    let to = files.path().join("copy.txt");
+    download(&bob, "team", sent.id, Some(&to)).await.unwrap();
+    let end = transfer_end(&mut events, sent.id, false).await;
+    assert_eq!(end.state, TransferState::Expired, "{end:?}");
+    assert!(end.error.unwrap().contains("E054"));
+    assert!(!to.exists());
+    let e = download(&bob, "team", sent.id, Some(&to))
+        .await
+        .unwrap_err();
+    assert_eq!(ipc_code(&e), Some(IpcErrorCode::Expired), "{e}");
 }
