@@ -259,8 +259,10 @@ impl Agent {
     /// (and an attachment's encrypted copy from the spool).
     pub async fn discard_message(&self, id: MessageId) -> AgentResult<()> {
         let id = Id(id.0);
-        self.core()?.run(move |c| discard_parked(c, id)).await?;
-        self.sweep_spool().await;
+        let spooled = self.core()?.run(move |c| discard_parked(c, id)).await?;
+        if let Some(name) = spooled {
+            self.drop_spool(&name);
+        }
         Ok(())
     }
 
@@ -878,13 +880,15 @@ fn retry_parked(c: &mut Core, id: Id) -> AgentResult<(Message, IpcMessage, Notif
     })
 }
 
-/// Core operation: a `failed` message out of the outbox and the history.
-fn discard_parked(c: &mut Core, id: Id) -> AgentResult<()> {
+/// Core operation: a `failed` message out of the outbox and the history;
+/// the spool file of its attachment, if it has one, for the caller to delete.
+fn discard_parked(c: &mut Core, id: Id) -> AgentResult<Option<String>> {
     c.atomically(|c| {
         failed_message(c, id)?;
+        let spooled = crate::db::attachments::get(c.db(), id)?.and_then(|a| a.spool);
         outbox::discard(c.db(), id)?;
         messages::delete(c.db(), id)?;
-        Ok(())
+        Ok(spooled)
     })
 }
 

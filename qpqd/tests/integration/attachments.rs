@@ -393,7 +393,9 @@ async fn past_40_percent(events: &mut Subscription, id: MessageId, total: u64) -
 /// alice's daemon is killed (-9) half-way through an upload and started
 /// again: the upload goes on from what the server has (no notification
 /// after the first says 0 bytes done, the server's count never went back)
-/// and completes; bob downloads the file byte-identical.
+/// and completes. bob's is killed half-way through the download: started
+/// again, the attachment says the download was interrupted, its `.part` is
+/// gone, and downloading again gives the file byte-identical.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_resumes_after_kill_9() {
     let srv = Server::start().await;
@@ -406,7 +408,12 @@ async fn an_upload_resumes_after_kill_9() {
     )
     .await;
     alice.register(&srv).await;
-    let bob = Daemon::start(root.path(), "bob").await;
+    let mut bob = Daemon::start_with_env(
+        root.path(),
+        "bob",
+        &[("QPQ_TEST_TRANSFER_DELAY_MS", "150".into())],
+    )
+    .await;
     bob.register(&srv).await;
     alice
         .create_group("team", &["bob"], Ciphersuite::Hybrid)
@@ -444,6 +451,20 @@ async fn an_upload_resumes_after_kill_9() {
     let got = attachment_in(&bob, "team", sent.id, TransferState::Available).await;
     assert_eq!(got.size, total);
     let to = files.path().join("copy.bin");
+    let part = files.path().join("copy.bin.part");
+    let mut events = bob.client.subscribe(None).await.unwrap();
+    download(&bob, "team", sent.id, Some(&to)).await.unwrap();
+    past_40_percent(&mut events, sent.id, total).await;
+    drop(events);
+    bob.kill9().await;
+    assert!(part.exists() && !to.exists());
+    bob.start_again().await;
+    let failed = attachment_in(&bob, "team", sent.id, TransferState::Failed).await;
+    assert!(failed.error.unwrap().contains("interrupted"));
+    assert!(
+        !part.exists(),
+        "the .part of the interrupted download is gone"
+    );
     download(&bob, "team", sent.id, Some(&to)).await.unwrap();
     attachment_in(&bob, "team", sent.id, TransferState::Downloaded).await;
     assert_eq!(std::fs::read(&to).unwrap(), bytes);
