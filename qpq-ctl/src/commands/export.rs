@@ -171,18 +171,23 @@ pub async fn run(session: &Session, out: &mut Out, args: ExportArgs) -> Result<E
             exported_ms,
             messages: 0,
         };
-        written.push(
-            export_one(
-                &client,
-                &mut downloads,
-                args.format,
-                &dir,
-                plan,
-                head,
-                args.force,
-            )
-            .await?,
-        );
+        let w = export_one(
+            &client,
+            &mut downloads,
+            args.format,
+            &dir,
+            plan,
+            head,
+            args.force,
+        )
+        .await?;
+        // People see each conversation when it is done: a long one takes
+        // seconds.
+        if !out.is_json() {
+            out.line(&people_line(&w))?;
+            out.flush()?;
+        }
+        written.push(w);
     }
     if out.is_json() {
         out.json(&Summary {
@@ -191,31 +196,6 @@ pub async fn run(session: &Session, out: &mut Out, args: ExportArgs) -> Result<E
             conversations: &written,
         })?;
     } else {
-        for w in &written {
-            let files = &w.attachments;
-            let mut line = format!(
-                "{}: {} message{}",
-                sanitize_line(&w.name),
-                w.messages,
-                plural(w.messages)
-            );
-            if files.downloaded > 0 {
-                line.push_str(&format!(
-                    ", {} file{}",
-                    files.downloaded,
-                    plural(files.downloaded)
-                ));
-            }
-            if files.failed > 0 {
-                line.push_str(&format!(
-                    ", {} file{} not downloaded",
-                    files.failed,
-                    plural(files.failed)
-                ));
-            }
-            line.push_str(&format!(" → {}", w.file));
-            out.line(&line)?;
-        }
         out.line(&format!(
             "exported {} conversation{} to {dir_text}",
             written.len(),
@@ -223,6 +203,33 @@ pub async fn run(session: &Session, out: &mut Out, args: ExportArgs) -> Result<E
         ))?;
     }
     Ok(Exit::Ok)
+}
+
+/// `team: 120 messages, 3 files → /…/team.html`.
+fn people_line(w: &Written) -> String {
+    let files = &w.attachments;
+    let mut line = format!(
+        "{}: {} message{}",
+        sanitize_line(&w.name),
+        w.messages,
+        plural(w.messages)
+    );
+    if files.downloaded > 0 {
+        line.push_str(&format!(
+            ", {} file{}",
+            files.downloaded,
+            plural(files.downloaded)
+        ));
+    }
+    if files.failed > 0 {
+        line.push_str(&format!(
+            ", {} file{} not downloaded",
+            files.failed,
+            plural(files.failed)
+        ));
+    }
+    line.push_str(&format!(" → {}", w.file));
+    line
 }
 
 /// The conversations named (each once, in the order given), or every one
@@ -685,6 +692,83 @@ mod tests {
         }
         assert_eq!(ids, [1, 3, 4, 5, 6, 7]);
         assert!(pages.next_page().unwrap().is_none());
+    }
+
+    fn render(format: ExportFormat, entry: &Entry<'_>) -> String {
+        let mut out = Vec::new();
+        write_message(format, &mut out, entry).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// A downloaded picture is shown and linked (its peer-chosen name
+    /// escaped, its link percent-encoded); one that is not there says why,
+    /// in every format.
+    #[test]
+    fn attachments_link_their_file_or_say_why_not() {
+        let mut m = message(9);
+        m.text = "the plan".into();
+        m.meta.attachment = Some(Box::new(Attachment {
+            name: "<b>pic</b> 1.png".into(),
+            size: 1536,
+            content_type: "image/png".into(),
+            sha256: "ab".repeat(32),
+            state: TransferState::Downloaded,
+            path: Some("/x/team-files/_b_pic__b_ 1.png".into()),
+            error: None,
+        }));
+        let saved = FileOutcome::Saved {
+            link: "team-files/_b_pic__b_ 1.png".into(),
+        };
+        let entry = Entry {
+            message: &m,
+            edits: &[],
+            file: &saved,
+        };
+        let html = render(ExportFormat::Html, &entry);
+        assert!(
+            html.contains(
+                "<img src=\"team-files/_b_pic__b_%201.png\" alt=\"&lt;b&gt;pic&lt;/b&gt; 1.png\">"
+            ) && html.contains("1.5 KiB · image/png"),
+            "{html}"
+        );
+        let md = render(ExportFormat::Markdown, &entry);
+        assert!(
+            md.contains("![\\<b\\>pic\\</b\\> 1.png](team-files/_b_pic__b_%201.png)"),
+            "{md}"
+        );
+        let line: serde_json::Value =
+            serde_json::from_str(render(ExportFormat::Jsonl, &entry).trim()).unwrap();
+        assert_eq!(
+            line["attachment"]["export_path"],
+            "team-files/_b_pic__b_ 1.png"
+        );
+        assert_eq!(line["attachment"]["name"], "<b>pic</b> 1.png");
+
+        let gone = FileOutcome::NotSaved {
+            reason: "expired: the server deleted it".into(),
+        };
+        let entry = Entry {
+            file: &gone,
+            ..entry
+        };
+        let html = render(ExportFormat::Html, &entry);
+        assert!(
+            !html.contains("<img") && !html.contains("href=\"team-files"),
+            "{html}"
+        );
+        assert!(html.contains("not downloaded: expired: the server deleted it"));
+        let md = render(ExportFormat::Markdown, &entry);
+        assert!(
+            md.contains("*not downloaded: expired: the server deleted it*"),
+            "{md}"
+        );
+        let line: serde_json::Value =
+            serde_json::from_str(render(ExportFormat::Jsonl, &entry).trim()).unwrap();
+        assert_eq!(
+            line["attachment"]["export_error"],
+            "expired: the server deleted it"
+        );
+        assert!(line["attachment"].get("export_path").is_none());
     }
 
     #[test]
