@@ -76,8 +76,8 @@ pub enum FileOutcome {
     /// The message has none.
     NoFile,
     /// Downloaded and checked: `link` is its path relative to the export's
-    /// directory, `/`-separated, not URL-encoded.
-    Saved { link: String },
+    /// directory, `/`-separated, not URL-encoded; `path` the absolute one.
+    Saved { link: String, path: String },
     /// Not downloaded: why, for people (`expired: …`, `corrupt: …`).
     NotSaved { reason: String },
     /// `--no-attachments`.
@@ -495,8 +495,11 @@ impl Downloads<'_> {
             target.used_names,
         );
         let path = dir.join(&name);
+        // The export directory was checked to be UTF-8.
+        let path_text = path.to_string_lossy().into_owned();
         let saved = FileOutcome::Saved {
             link: format!("{}-files/{name}", target.plan.stem),
+            path: path_text.clone(),
         };
         if self.subscription.is_none() {
             self.subscription = Some(self.client.subscribe(None).await?);
@@ -506,8 +509,7 @@ impl Downloads<'_> {
             .request::<method::Download>(DownloadParams {
                 conversation: ConversationRef::Id(target.conversation),
                 id: target.id,
-                // The export directory was checked to be UTF-8.
-                path: Some(path.to_string_lossy().into_owned()),
+                path: Some(path_text),
                 overwrite: self.overwrite,
             })
             .await;
@@ -718,6 +720,7 @@ mod tests {
         }));
         let saved = FileOutcome::Saved {
             link: "team-files/_b_pic__b_ 1.png".into(),
+            path: "/x/team-files/_b_pic__b_ 1.png".into(),
         };
         let entry = Entry {
             message: &m,
@@ -743,6 +746,7 @@ mod tests {
             "team-files/_b_pic__b_ 1.png"
         );
         assert_eq!(line["attachment"]["name"], "<b>pic</b> 1.png");
+        assert_eq!(line["attachment"]["state"], "downloaded");
 
         let gone = FileOutcome::NotSaved {
             reason: "expired: the server deleted it".into(),
