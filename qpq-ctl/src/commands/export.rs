@@ -501,6 +501,22 @@ impl Downloads<'_> {
             link: format!("{}-files/{name}", target.plan.stem),
             path: path_text.clone(),
         };
+        // A download of the same file already under way (another front-end's,
+        // to another path) is answered `downloading` and ends there: then
+        // ours is asked for again, once it is over.
+        for _ in 0..2 {
+            match self.download_once(&target, &path_text).await? {
+                Ended::Here => return Ok(saved),
+                Ended::Elsewhere => continue,
+                Ended::Not(reason) => return Ok(FileOutcome::NotSaved { reason }),
+            }
+        }
+        Ok(FileOutcome::NotSaved {
+            reason: "another download of this file was under way; export again".into(),
+        })
+    }
+
+    async fn download_once(&mut self, target: &Target<'_>, path: &str) -> Result<Ended, CtlError> {
         if self.subscription.is_none() {
             self.subscription = Some(self.client.subscribe(None).await?);
         }
@@ -509,44 +525,59 @@ impl Downloads<'_> {
             .request::<method::Download>(DownloadParams {
                 conversation: ConversationRef::Id(target.conversation),
                 id: target.id,
-                path: Some(path_text),
+                path: Some(path.to_owned()),
                 overwrite: self.overwrite,
             })
             .await;
+        let here = |at: Option<&str>| {
+            if at == Some(path) {
+                Ended::Here
+            } else {
+                Ended::Elsewhere
+            }
+        };
         match started {
             Ok(a) => match ended(a.state, a.error.as_deref()) {
-                Some(None) => return Ok(saved),
-                Some(Some(reason)) => return Ok(FileOutcome::NotSaved { reason }),
+                Some(None) => return Ok(here(a.path.as_deref())),
+                Some(Some(reason)) => return Ok(Ended::Not(reason)),
                 None => {}
             },
-            Err(CallError::Rpc(e)) => return Ok(FileOutcome::NotSaved { reason: e.message }),
+            Err(CallError::Rpc(e)) => return Ok(Ended::Not(e.message)),
             Err(e) => return Err(e.into()),
         }
         let Some(subscription) = self.subscription.as_mut() else {
             return Err(CallError::Disconnected.into());
         };
         loop {
-            let next = match tokio::time::timeout(STALLED, subscription.next()).await {
-                Ok(next) => next?,
-                Err(_) => {
-                    return Ok(FileOutcome::NotSaved {
-                        reason: format!("stalled: no progress for {} s", STALLED.as_secs()),
-                    })
-                }
+            let Ok(next) = tokio::time::timeout(STALLED, subscription.next()).await else {
+                return Ok(Ended::Not(format!(
+                    "stalled: no progress for {} s",
+                    STALLED.as_secs()
+                )));
             };
-            let Notification::Transfer(t) = next else {
+            let Notification::Transfer(t) = next? else {
                 continue;
             };
             if t.id != target.id || t.direction != TransferDirection::Down {
                 continue;
             }
             match ended(t.state, t.error.as_deref()) {
-                Some(None) => return Ok(saved),
-                Some(Some(reason)) => return Ok(FileOutcome::NotSaved { reason }),
+                Some(None) => return Ok(here(t.path.as_deref())),
+                Some(Some(reason)) => return Ok(Ended::Not(reason)),
                 None => {}
             }
         }
     }
+}
+
+/// How one `download` ended.
+enum Ended {
+    /// The file is at our path, checked.
+    Here,
+    /// Downloaded, but by a download to another path that was under way.
+    Elsewhere,
+    /// Not downloaded: why.
+    Not(String),
 }
 
 /// `None` while a download goes on; `Some(None)` when it is done, and
