@@ -23,6 +23,17 @@
 //! over with a new key otherwise. The associated data binds the format
 //! version and the chunk size.
 //!
+//! # Padding
+//!
+//! The server sees how long each blob is, so the sealed plaintext is the
+//! file followed by zero bytes up to [`padded_len`]: at least 4 KiB, then
+//! Padmé (Nikitin et al., "Reducing Metadata Leakage from Encrypted Files
+//! and Communication with PURBs", PETS 2019): the length is rounded up so
+//! that only about log log of its bits stay, which costs at most 12 % and
+//! leaves a size class of files instead of an exact size. The descriptor
+//! carries the true size (inside MLS); the decryptor writes only that many
+//! bytes and refuses padding that is not zero.
+//!
 //! The SHA-256 of the plaintext is in the descriptor and checked at the end
 //! as well; the AEAD already rules out a forged file, the hash names the
 //! file's content for people and tools.
@@ -63,7 +74,8 @@ pub const MAX_FILE_NAME_BYTES: usize = 255;
 pub const MAX_CONTENT_TYPE_BYTES: usize = 127;
 
 /// Bound into every chunk: a later format must not open as this one.
-const FORMAT: &[u8] = b"qpq-blob-v1";
+/// (`v2`: padded; `v1` was never released to users.)
+const FORMAT: &[u8] = b"qpq-blob-v2";
 
 /// Why a file could not be sealed or opened.
 #[derive(Debug, thiserror::Error)]
@@ -239,11 +251,28 @@ fn check_chunk_size(chunk_size: u32) -> Result<(), BlobError> {
     }
 }
 
-/// How many chunks a file of `size` bytes has: at least one (an empty file
-/// is one empty "last" chunk, so even it cannot be cut off unnoticed).
+/// Files shorter than this are padded to it (most small files then look
+/// alike to the server).
+pub const MIN_PADDED_LEN: u64 = 4096;
+
+/// The plaintext length sealed for a file of `size` bytes: Padmé of at
+/// least [`MIN_PADDED_LEN`] (see the module doc). Never shorter than `size`;
+/// at most 12 % longer past the minimum.
+pub fn padded_len(size: u64) -> u64 {
+    let l = size.max(MIN_PADDED_LEN);
+    // e = ⌊log2 l⌋, s = ⌊log2 e⌋ + 1: keep s significant bits after the top.
+    let e = 63 - l.leading_zeros();
+    let s = 32 - e.leading_zeros();
+    let mask = (1u64 << (e - s)) - 1;
+    // Rounding up overflows only within 2^(e-s) of u64::MAX, far past any
+    // size a chunk count allows; saturate rather than wrap.
+    l.checked_add(mask).map_or(!mask, |v| v & !mask)
+}
+
+/// How many chunks a file of `size` bytes has once padded: at least one.
 pub fn chunk_count(size: u64, chunk_size: u32) -> Result<u64, BlobError> {
     check_chunk_size(chunk_size)?;
-    let n = size.div_ceil(u64::from(chunk_size)).max(1);
+    let n = padded_len(size).div_ceil(u64::from(chunk_size)).max(1);
     // StreamBE32 counts chunks in 32 bits and reserves the largest value.
     if n >= u64::from(u32::MAX) {
         return Err(BlobError::TooManyChunks(chunk_size));
@@ -251,9 +280,10 @@ pub fn chunk_count(size: u64, chunk_size: u32) -> Result<u64, BlobError> {
     Ok(n)
 }
 
-/// The ciphertext length of a file of `size` bytes.
+/// The ciphertext length of a file of `size` bytes (padded, with a tag
+/// per chunk).
 pub fn ciphertext_len(size: u64, chunk_size: u32) -> Result<u64, BlobError> {
-    Ok(size + chunk_count(size, chunk_size)? * TAG_LEN)
+    Ok(padded_len(size) + chunk_count(size, chunk_size)? * TAG_LEN)
 }
 
 fn aad(chunk_size: u32) -> [u8; FORMAT.len() + 4] {
@@ -299,23 +329,34 @@ impl Encryptor {
     }
 
     pub fn update(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<(), BlobError> {
-        let chunk = self.chunk_size as usize;
+        self.hasher.update(data);
+        self.size += data.len() as u64;
         while !data.is_empty() {
-            // A full chunk is sealed only once more data shows it is not the last.
-            if self.buf.len() == chunk {
-                self.seal(false, out)?;
-            }
-            let take = (chunk - self.buf.len()).min(data.len());
+            let take = self.room(out)?.min(data.len());
             self.buf.extend_from_slice(&data[..take]);
-            self.hasher.update(&data[..take]);
-            self.size += take as u64;
             data = &data[take..];
         }
         Ok(())
     }
 
-    /// Seals the last chunk; returns the file's size and hash.
+    /// Room left in the chunk being filled. A full chunk is sealed only
+    /// once more bytes show it is not the last, so that happens here.
+    fn room(&mut self, out: &mut Vec<u8>) -> Result<usize, BlobError> {
+        if self.buf.len() == self.chunk_size as usize {
+            self.seal(false, out)?;
+        }
+        Ok(self.chunk_size as usize - self.buf.len())
+    }
+
+    /// Pads, seals the last chunk; returns the file's size and hash.
     pub fn finish(mut self, out: &mut Vec<u8>) -> Result<Sealed, BlobError> {
+        let mut padding = padded_len(self.size) - self.size;
+        while padding > 0 {
+            let take = (self.room(out)? as u64).min(padding) as usize;
+            let filled = self.buf.len();
+            self.buf.resize(filled + take, 0);
+            padding -= take as u64;
+        }
         self.seal(true, out)?;
         Ok(Sealed {
             size: self.size,
@@ -379,7 +420,7 @@ impl Decryptor {
         let plain = if self.index + 1 < self.chunks {
             chunk
         } else {
-            self.size - (self.chunks - 1) * chunk
+            padded_len(self.size) - (self.chunks - 1) * chunk
         };
         (plain + TAG_LEN) as usize
     }
@@ -408,6 +449,13 @@ impl Decryptor {
         self.stream
             .decrypt_in_place(position, last, &self.aad, &mut *self.buf)
             .map_err(|_| BlobError::Corrupt { chunk: self.index })?;
+        // The file's bytes, then (in the last chunks) its zero padding.
+        let start = self.index * u64::from(self.chunk_size);
+        let keep = self.size.saturating_sub(start).min(self.buf.len() as u64) as usize;
+        if self.buf[keep..].iter().any(|&b| b != 0) {
+            return Err(BlobError::Corrupt { chunk: self.index });
+        }
+        self.buf.truncate(keep);
         self.hasher.update(&self.buf);
         out.extend_from_slice(&self.buf);
         self.buf.clear();

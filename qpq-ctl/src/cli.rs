@@ -90,8 +90,13 @@ pub enum Command {
         /// Name, id, or @username
         conversation: ConversationRef,
     },
-    /// Send a message; with no text or `-` it is read from stdin
+    /// Send a message; with no text or `-` it is read from stdin. With --file, send a
+    /// file (end-to-end encrypted), with --caption as its text
+    #[command(long_about = SEND_LONG_ABOUT)]
     Send(SendArgs),
+    /// Download a message's attachment, check it, and write it to a file (or stdout)
+    #[command(long_about = DOWNLOAD_LONG_ABOUT)]
+    Download(DownloadArgs),
     /// React to a message with an emoji, or take the reaction back (--remove)
     React(ReactArgs),
     /// Change the text of one of your messages, for every member; with `-` it is read
@@ -183,6 +188,27 @@ pub enum Command {
     Export(ExportArgs),
 }
 
+const SEND_LONG_ABOUT: &str = "\
+Send a message; with no text or `-` it is read from stdin.
+
+With --file PATH, send a file: qpqd encrypts it with a key of its own into its spool
+(the file may change or go once that is done), uploads it to the server, and sends
+the message (the file's name, size, type, key and hash, and --caption as its text)
+when the upload is complete. send waits for that, with a progress bar on a terminal;
+with --no-wait it returns as soon as qpqd holds the file, and the upload goes on in
+the background (also after Ctrl-C: it resumes after a restart of qpqd). stdin is not
+read for a file's message: --caption - reads the caption from stdin.";
+
+const DOWNLOAD_LONG_ABOUT: &str = "\
+Download a message's attachment: qpqd fetches it, decrypts it and checks its hash,
+and the file appears only once the check passed (a tampered or truncated file is
+`corrupt`, exit status 14, and nothing is written).
+
+Without -o the file goes to the current directory under the name its sender gave
+(its last component, control characters replaced, no leading dot), made unique with
+` (1)`, ` (2)`… unless --force. `-o -` writes the file to stdout (not to a
+terminal): qpqd downloads it into the profile's data directory first.";
+
 const EXPORT_LONG_ABOUT: &str = "\
 Write conversations to files you keep: every message oldest first, with its sender,
 time, reply, reactions, edits (and the earlier versions), deletions and attachments.
@@ -229,7 +255,9 @@ it prints one JSON object per line, flushed per message.
 With --follow it also prints what members do to messages and conversations, each
 as it happens: reactions, edits, deletes, read receipts, typing, timers, and
 conversations renamed (each JSON line has a `type`: message, reaction, edit,
-delete, read, typing, timer or conversation). What this profile did is not shown.
+delete, read, typing, timer, conversation or transfer). What this profile did is
+not shown, except how its file transfers ended (`transfer`: uploaded, downloaded,
+failed, corrupt or expired).
 With --mentions only messages that mention you are printed, and nothing else.";
 
 #[derive(Debug, Subcommand)]
@@ -343,13 +371,41 @@ pub struct SendArgs {
     pub conversation: ConversationRef,
     /// The message; without it, or with `-`, the message is read from stdin
     /// (any UTF-8, any number of lines; trailing line breaks are dropped)
+    #[arg(conflicts_with = "file")]
     pub text: Option<String>,
+    /// Send this file (a path relative to the current directory, or absolute)
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// With --file: the text sent with it (`-`: read from stdin); default none
+    #[arg(long, value_name = "TEXT", requires = "file")]
+    pub caption: Option<String>,
+    /// With --file: the name the members see [default: the file's name]
+    #[arg(long, value_name = "NAME", requires = "file")]
+    pub name: Option<String>,
+    /// With --file: its MIME type, e.g. image/png [default: guessed from the name]
+    #[arg(long = "type", value_name = "TYPE", requires = "file")]
+    pub content_type: Option<String>,
+    /// With --file: return once qpqd holds the file; it uploads and sends in the background
+    #[arg(long, requires = "file")]
+    pub no_wait: bool,
     /// Send even though a member's identity key changed (exit status 11 otherwise)
     #[arg(long)]
     pub confirm_changed_keys: bool,
     /// Answer this message (its id, 32 hex digits, from `history --ids` or `--json`)
     #[arg(long, value_name = "ID")]
     pub reply_to: Option<MessageId>,
+}
+
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    #[command(flatten)]
+    pub message: MessageArgs,
+    /// Write the file here (`-`: stdout) [default: ./NAME, made unique]
+    #[arg(long, short, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Replace a file that is already there
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// A message: its conversation (this profile's name for it) and its id, the

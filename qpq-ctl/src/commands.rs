@@ -12,6 +12,7 @@ use crate::session::Session;
 mod account;
 mod account_changes;
 mod actions;
+mod attachments;
 mod conversations;
 mod daemon;
 mod docs;
@@ -53,7 +54,11 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<Exit, CtlError> {
         Command::Members { conversation } => {
             conversations::members(&session()?, out, conversation).await
         }
-        Command::Send(a) => messages::send(&session()?, out, a).await,
+        Command::Send(a) => match a.file.clone() {
+            Some(file) => attachments::send_file(&session()?, out, a, &file).await,
+            None => messages::send(&session()?, out, a).await,
+        },
+        Command::Download(a) => attachments::download(&session()?, out, a).await,
         Command::React(a) => actions::react(&session()?, out, a).await,
         Command::Edit(a) => actions::edit(&session()?, out, a).await,
         Command::Delete(a) => actions::delete(&session()?, out, a).await,

@@ -40,6 +40,14 @@ pub enum CtlError {
     /// Writing to stdout failed; a broken pipe among these ends quietly.
     #[error("cannot write the output: {0}")]
     Output(#[source] io::Error),
+    /// An attachment's upload or download ended without the file there:
+    /// the daemon's reason, the status it maps to, and what to do next.
+    #[error("{message}")]
+    Transfer {
+        message: String,
+        exit: Exit,
+        hint: String,
+    },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -100,6 +108,7 @@ impl CtlError {
             CtlError::Input(_) => Exit::InvalidInput,
             CtlError::Usage(_) => Exit::Usage,
             CtlError::NotFound(_) => Exit::NotFound,
+            CtlError::Transfer { exit, .. } => *exit,
         }
     }
 
@@ -132,6 +141,7 @@ impl CtlError {
             }
             CtlError::Call(e) => return call_hint(e),
             CtlError::NotFound(_) => "`qpq-ctl list` shows your conversations",
+            CtlError::Transfer { hint, .. } => return Some(hint.clone()),
             _ => return None,
         };
         Some(hint.to_owned())
@@ -158,10 +168,11 @@ fn call_exit(e: &CallError) -> Exit {
                 Exit::InvalidInput
             }
             Some(IpcErrorCode::Conflict) => Exit::Conflict,
-            // Issue 18 (attachments): provisional until qpq-ctl's file
-            // commands give them statuses of their own.
+            // A file that cannot be read or written is the caller's input
+            // (a path), like a bad username; the daemon's message names it.
             Some(IpcErrorCode::FileError) => Exit::InvalidInput,
-            Some(IpcErrorCode::Corrupt) | Some(IpcErrorCode::Expired) => Exit::Failure,
+            Some(IpcErrorCode::Corrupt) => Exit::Corrupt,
+            Some(IpcErrorCode::Expired) => Exit::Expired,
             Some(IpcErrorCode::IdentityChanged) => Exit::IdentityChanged,
             Some(IpcErrorCode::VersionMismatch) | Some(IpcErrorCode::TooSlow) => {
                 Exit::DaemonUnreachable
@@ -207,6 +218,8 @@ fn call_hint(e: &CallError) -> Option<String> {
             "stop the running qpqd (`qpq-ctl daemon stop` from a matching version) and try again"
         }
         IpcErrorCode::MethodNotFound => "the running qpqd is older than qpq-ctl; restart it",
+        IpcErrorCode::Corrupt => CORRUPT_HINT,
+        IpcErrorCode::Expired => EXPIRED_HINT,
         IpcErrorCode::NotAllowed => {
             "only a message's sender can edit it or delete it for everyone; \
              `qpq-ctl delete CONVERSATION ID --for-me` removes it from your history"
@@ -215,6 +228,13 @@ fn call_hint(e: &CallError) -> Option<String> {
     };
     Some(hint.to_owned())
 }
+
+/// What to do about an attachment that failed its integrity check.
+pub const CORRUPT_HINT: &str = "the file on the server was tampered with or cut short, and \
+     nothing was kept; ask the sender to send it again";
+/// What to do about an attachment the server no longer has.
+pub const EXPIRED_HINT: &str = "the server deletes a file one mail TTL (30 days by default) \
+     after it was uploaded; ask the sender to send it again";
 
 fn refusal_hint(code: Option<ErrorCode>) -> String {
     let hint = match code {
@@ -232,6 +252,14 @@ fn refusal_hint(code: Option<ErrorCode>) -> String {
         }
         Some(ErrorCode::NoKeyPackage) => {
             "that user's device has no key package on the server; ask them to start qpq once"
+        }
+        Some(ErrorCode::BlobTooLarge) => {
+            "the server's operator sets the largest file (`quotas.blob_max_mib`, 100 MiB \
+             by default); send a smaller file, or split it"
+        }
+        Some(ErrorCode::BlobQuotaExceeded) => {
+            "the files you sent count against your quota (`quotas.blob_quota_mib`, 1 GiB by \
+             default) until they expire; wait, or ask the server's operator"
         }
         _ => "the server's error catalogue (docs/src/reference/errors.md) explains the code",
     };
@@ -261,6 +289,9 @@ mod tests {
             (IpcErrorCode::IdentityChanged, Exit::IdentityChanged),
             (IpcErrorCode::Internal, Exit::Failure),
             (IpcErrorCode::NotAllowed, Exit::Refused),
+            (IpcErrorCode::FileError, Exit::InvalidInput),
+            (IpcErrorCode::Corrupt, Exit::Corrupt),
+            (IpcErrorCode::Expired, Exit::Expired),
         ];
         for (code, exit) in cases {
             let e = rpc(ErrorObject::new(code, "x"));
@@ -278,6 +309,17 @@ mod tests {
         assert_eq!(e.server_code().as_deref(), Some("E012"));
         assert!(e.to_string().ends_with("[E012]"), "{e}");
         assert_eq!(e.hint().as_deref(), Some("choose another username"));
+
+        let too_large = rpc(ErrorObject::server_refused(&WireError::bare(
+            ErrorCode::BlobTooLarge,
+        )));
+        assert_eq!(too_large.exit(), Exit::Refused);
+        assert!(too_large.to_string().ends_with("[E052]"), "{too_large}");
+        assert!(too_large.hint().is_some_and(|h| h.contains("blob_max_mib")));
+        let quota = rpc(ErrorObject::server_refused(&WireError::bare(
+            ErrorCode::BlobQuotaExceeded,
+        )));
+        assert!(quota.hint().is_some_and(|h| h.contains("quota")));
 
         let unknown = rpc(ErrorObject::server_refused(&WireError::bare(
             ErrorCode::UnknownUser,

@@ -28,6 +28,10 @@ pub enum Exit {
     UntrustedDaemon = 12,
     /// `status` found the state damaged or rolled back (`integrity`).
     Integrity = 13,
+    /// An attachment failed its integrity check (the IPC's `-32015`).
+    Corrupt = 14,
+    /// An attachment's blob is gone from the server (the IPC's `-32016`).
+    Expired = 15,
 }
 
 impl Exit {
@@ -47,6 +51,8 @@ impl Exit {
         Exit::IdentityChanged,
         Exit::UntrustedDaemon,
         Exit::Integrity,
+        Exit::Corrupt,
+        Exit::Expired,
     ];
 
     pub fn code(self) -> u8 {
@@ -70,6 +76,8 @@ impl Exit {
             Exit::IdentityChanged => "identity_changed",
             Exit::UntrustedDaemon => "untrusted_daemon",
             Exit::Integrity => "integrity",
+            Exit::Corrupt => "corrupt",
+            Exit::Expired => "expired",
         }
     }
 
@@ -92,7 +100,9 @@ impl Exit {
             Exit::NetworkDown => "network down: the server cannot be reached",
             Exit::Locked => "locked: qpqd needs the state passphrase (`qpq-ctl unlock`)",
             Exit::InvalidInput => {
-                "invalid input: empty or oversized message, bad username, bad server address"
+                "invalid input: empty or oversized message, bad username, bad server \
+                 address, a file that cannot be read or written (missing, a directory, \
+                 already there without --force)"
             }
             Exit::Conflict => "conflict: already exists (e.g. a second account in one profile)",
             Exit::IdentityChanged => {
@@ -106,6 +116,11 @@ impl Exit {
                 "status: the state was found damaged or rolled back; sending is held until \
                  `qpq-ctl ack-integrity`"
             }
+            Exit::Corrupt => {
+                "an attachment failed its integrity check (tampered with or truncated on \
+                 the server): nothing was written"
+            }
+            Exit::Expired => "an attachment has expired: the server no longer has the file",
         }
     }
 

@@ -20,6 +20,7 @@ use crate::error::CtlError;
 
 pub mod event;
 pub mod message;
+pub mod progress;
 pub mod table;
 
 pub use event::EventView;
@@ -118,6 +119,14 @@ impl Out {
             .map_err(CtlError::Output)
     }
 
+    /// Copies `reader` to stdout as it is (`download -o -`). Blocking, but
+    /// nothing else runs while a command writes its result.
+    pub fn copy_from(&mut self, mut reader: impl io::Read) -> Result<(), CtlError> {
+        io::copy(&mut reader, &mut self.stdout.lock())
+            .map(|_| ())
+            .map_err(CtlError::Output)
+    }
+
     /// Writes `value` as compact JSON on one line.
     pub fn json<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CtlError> {
         let mut line = serde_json::to_vec(value)
@@ -175,6 +184,24 @@ pub fn word<T: Serialize>(value: &T) -> String {
     }
 }
 
+/// A file size for people, in decimal units as file managers show them:
+/// `512 B`, `2.1 MB`, `1.0 GB`.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    // Lossy above 2^53 bytes, which no file reaches.
+    let mut value = bytes as f64 / 1000.0;
+    let mut unit = 0;
+    // 999.95 kB would round to "1000.0 kB": move up a unit first.
+    while value >= 999.95 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// Display width in terminal columns.
 pub fn width(s: &str) -> usize {
     UnicodeWidthStr::width(s)
@@ -229,6 +256,17 @@ mod tests {
             color: true,
         };
         assert_eq!(color.paint(Paint::Bold, "x"), "\x1b[1mx\x1b[0m");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size(0), "0 B");
+        assert_eq!(size(999), "999 B");
+        assert_eq!(size(1000), "1.0 kB");
+        assert_eq!(size(2_100_000), "2.1 MB");
+        assert_eq!(size(999_960), "1.0 MB");
+        assert_eq!(size(100 * 1024 * 1024), "104.9 MB");
+        assert_eq!(size(u64::MAX), "18446.7 PB");
     }
 
     #[test]

@@ -40,7 +40,6 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -51,10 +50,9 @@ use quicproquo_protocol::padding;
 use quicproquo_protocol::types::{IdempotencyKey, SessionToken};
 use quicproquo_protocol::wire::{encode_request, Envelope, Request, Response};
 use quicproquo_protocol::{Fingerprint, ALPN};
+use quicproquo_testkit::server_process::{self, ServerProcess};
 use quicproquo_testkit::{mls, wire, TestServer};
 use rand::RngCore;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::runtime::Runtime;
 use tokio::sync::{watch, Barrier};
 use tokio::task::JoinSet;
@@ -593,145 +591,32 @@ impl Fixture {
     /// The deployment's nodes, started on the fixture's data.
     async fn start_nodes(&mut self) -> Vec<ServerProcess> {
         let database = self.database.as_deref();
-        let mut nodes = vec![ServerProcess::start(self.dir.path(), database).await];
+        let mut nodes = vec![start_server(self.dir.path(), database).await];
         while nodes.len() < deployment().nodes {
             let dir = tempfile::tempdir().expect("tempdir");
-            nodes.push(ServerProcess::start(dir.path(), database).await);
+            nodes.push(start_server(dir.path(), database).await);
             self.more_dirs.push(dir);
         }
         nodes
     }
 }
 
-/// The `qpq-server` binary: the one cargo built for this bench, else the one
-/// next to this executable (`target/release/deps/..`).
+/// The `qpq-server` binary cargo built for this bench, else the one the
+/// test kit finds next to this executable.
 fn server_binary() -> PathBuf {
-    if let Some(bin) = option_env!("CARGO_BIN_EXE_qpq-server").map(PathBuf::from) {
-        if bin.is_file() {
-            return bin;
-        }
-    }
-    let exe = std::env::current_exe().expect("own executable path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("qpq-server"))
-        .filter(|p| p.is_file());
-    match bin {
-        Some(b) => b,
-        None => {
-            eprintln!(
-                "qpq-server binary not found next to {} (expected target/release/qpq-server): \
-                 run `cargo build --release -p quicproquo-server` first",
-                exe.display()
-            );
-            std::process::exit(2);
-        }
-    }
+    option_env!("CARGO_BIN_EXE_qpq-server")
+        .map(PathBuf::from)
+        .filter(|bin| bin.is_file())
+        .unwrap_or_else(server_process::binary)
 }
 
-/// A running `qpq-server` process.
-struct ServerProcess {
-    child: Child,
-    pid: u32,
-    addr: SocketAddr,
-    trust: Trust,
-}
+/// Every client here comes from one loopback address.
+const LOOPBACK_LIMITS: &str =
+    "[network]\nmax_connections_per_address = 100000\npending_logins_per_address = 100000\n";
 
-impl ServerProcess {
-    /// Starts the binary on `data_dir` (and `database`, a PostgreSQL URL,
-    /// if given), listening on a free loopback port, and reads the address
-    /// and fingerprint it prints.
-    async fn start(data_dir: &Path, database: Option<&str>) -> Self {
-        // Every client here comes from one loopback address.
-        std::fs::write(
-            data_dir.join("qpq-server.toml"),
-            "[network]\nmax_connections_per_address = 100000\npending_logins_per_address = 100000\n",
-        )
-        .expect("write qpq-server.toml");
-        let mut command = Command::new(server_binary());
-        if let Some(url) = database {
-            command.args(["--database", url]);
-        }
-        let mut child = command
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("QPQ_DATA_DIR", data_dir)
-            .env("QPQ_LOG", "warn")
-            .args(["--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn qpq-server");
-        let pid = child.id().expect("running");
-        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let (mut addr, mut fingerprint) = (None, None);
-        let read = async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(a) = line.strip_prefix("qpq-server listening on ") {
-                    addr = a.parse().ok();
-                }
-                if let Some(f) = line.strip_prefix("certificate SHA-256 fingerprint: ") {
-                    fingerprint = quicproquo_protocol::parse_fingerprint(f);
-                    break;
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(30), read)
-            .await
-            .expect("qpq-server printed its address and fingerprint");
-        // Keep draining, so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self {
-            child,
-            pid,
-            addr: addr.expect("address line"),
-            trust: Trust::Pin(fingerprint.expect("fingerprint line")),
-        }
-    }
-
-    async fn client(&self) -> Client {
-        Client::connect(self.addr, "localhost", self.trust.clone())
-            .await
-            .expect("connect to qpq-server")
-    }
-
-    /// The server's resident set size in KiB.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
-            .expect("/proc/PID/status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS line")
-    }
-
-    /// `kill -9`, then reap.
-    async fn kill9(mut self) {
-        let status = std::process::Command::new("kill")
-            .args(["-9", &self.pid.to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -9 {} failed", self.pid);
-        let _ = self.child.wait().await;
-    }
-
-    /// SIGTERM (graceful shutdown), SIGKILL if it takes more than 20 s.
-    async fn stop(mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status();
-        if tokio::time::timeout(Duration::from_secs(20), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.start_kill();
-            let _ = self.child.wait().await;
-        }
-    }
+/// Starts `qpq-server` on `data_dir` (and `database`, a PostgreSQL URL).
+async fn start_server(data_dir: &Path, database: Option<&str>) -> ServerProcess {
+    ServerProcess::start(&server_binary(), data_dir, database, LOOPBACK_LIMITS).await
 }
 
 // ----- throughput and kill9 --------------------------------------------------
@@ -997,7 +882,7 @@ async fn throughput(base: &Baseline) {
 async fn kill9() {
     let fixture = Fixture::new(PAIRS).await;
     // One node, killed and started again on the same data.
-    let server = ServerProcess::start(fixture.dir.path(), fixture.database.as_deref()).await;
+    let server = start_server(fixture.dir.path(), fixture.database.as_deref()).await;
     let pairs: Vec<Arc<Pair>> = fixture.pairs.into_iter().map(Arc::new).collect();
     let start = Arc::new(Barrier::new(PAIRS + 1));
     let (kill, kill_rx) = watch::channel(false);
@@ -1028,7 +913,7 @@ async fn kill9() {
         KILL_AFTER.as_secs_f64()
     );
 
-    let server = ServerProcess::start(fixture.dir.path(), fixture.database.as_deref()).await;
+    let server = start_server(fixture.dir.path(), fixture.database.as_deref()).await;
     let (mut lost, mut duplicates, mut unanswered_stored, mut foreign) = (0usize, 0u64, 0u64, 0u64);
     for (i, pair) in pairs.iter().enumerate() {
         let index = i as u32;
@@ -1243,7 +1128,7 @@ async fn healthy_connection(
 
 async fn idle_connections() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = ServerProcess::start(dir.path(), None).await;
+    let server = start_server(dir.path(), None).await;
     let config = idle_client_config(dir.path());
     let endpoints: Vec<quinn::Endpoint> = (0..IDLE_ENDPOINTS)
         .map(|_| {

@@ -1,8 +1,10 @@
 //! Frame render time with 100,000 messages in the open conversation
 //! (target ≤ 2 ms), following the newest and scrolled to the middle, and a
 //! PgUp through `update`; then the same with 10 % of the messages carrying
-//! reactions, a reply's quote or an edit (issue 17), measured in the same
-//! run against the plain baseline. `cargo bench -p quicproquo-tui --bench
+//! reactions, a reply's quote or an edit (issue 17), and with 10 % carrying
+//! a file (issue 18: the 📎 line, a progress line, states, and half-block
+//! image previews on a third of them), measured in the same run against the
+//! plain baseline. `cargo bench -p quicproquo-tui --bench
 //! render`.
 //! Results and the start-up figure: qpq-tui/BENCHMARKS.md.
 
@@ -13,13 +15,15 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use jiff::tz::TimeZone;
 use quicproquo_protocol::ipc::methods::StatusResult;
 use quicproquo_protocol::ipc::values::{
-    Account, Ciphersuite, ConnectionState, Conversation, ConversationId, ConversationKind,
-    KeystoreState, Message, MessageId, MessageMeta, MessageState, Quote, Reaction,
+    Account, Attachment, Ciphersuite, ConnectionState, Conversation, ConversationId,
+    ConversationKind, KeystoreState, Message, MessageId, MessageMeta, MessageState, Quote,
+    Reaction, TransferDirection, TransferState,
 };
 use quicproquo_protocol::types::IdentityKey;
 use quicproquo_tui::action::{Action, DaemonEvent};
-use quicproquo_tui::app::App;
+use quicproquo_tui::app::{App, Progress};
 use quicproquo_tui::config::Config;
+use quicproquo_tui::preview::{Picture, Preview};
 use quicproquo_tui::render::render;
 use quicproquo_tui::timeline::View;
 use quicproquo_tui::update::update;
@@ -67,8 +71,49 @@ fn annotations(i: u32) -> MessageMeta {
     meta
 }
 
-fn app(w: u16, h: u16, annotated: bool) -> App {
+/// What the messages carry besides their text.
+#[derive(Clone, Copy, PartialEq)]
+enum Extra {
+    Plain,
+    Annotated,
+    /// Every tenth message a file: in turn an image with its preview, a
+    /// file moving (progress line), an expired one.
+    Files,
+}
+
+fn attachment(i: u32) -> Option<Box<Attachment>> {
+    if i % 10 != 3 {
+        return None;
+    }
+    let (name, content_type, state) = match (i / 10) % 3 {
+        0 => ("photo.png", "image/png", TransferState::Downloaded),
+        1 => ("slides.pdf", "application/pdf", TransferState::Downloading),
+        _ => ("notes.txt", "text/plain", TransferState::Expired),
+    };
+    Some(Box::new(Attachment {
+        name: format!("{i}-{name}"),
+        size: 2_100_000 + u64::from(i),
+        content_type: content_type.into(),
+        sha256: "00".repeat(32),
+        state,
+        path: Some(format!("/home/alice/Downloads/{i}-{name}")),
+        error: None,
+    }))
+}
+
+/// A preview the size of the largest: 40×16 pixels of a gradient.
+fn picture() -> Picture {
+    Picture::from_rows(
+        (0..16u8)
+            .map(|y| (0..40u8).map(|x| Some([x * 6, y * 16, 128])).collect())
+            .collect(),
+    )
+}
+
+fn app(w: u16, h: u16, extra: Extra) -> App {
     let mut app = App::new(Config::default(), "bench", (w, h));
+    // Previews are placed by hand below; nothing is downloaded.
+    app.config.image_previews = false;
     app.tz = TimeZone::UTC;
     let status = StatusResult {
         profile: "bench".into(),
@@ -127,10 +172,13 @@ fn app(w: u16, h: u16, annotated: bool) -> App {
                     MessageState::Received
                 },
                 failure: None,
-                meta: if annotated {
-                    annotations(i)
-                } else {
-                    MessageMeta::default()
+                meta: match extra {
+                    Extra::Plain => MessageMeta::default(),
+                    Extra::Annotated => annotations(i),
+                    Extra::Files => MessageMeta {
+                        attachment: attachment(i),
+                        ..MessageMeta::default()
+                    },
                 },
             }
         })
@@ -146,23 +194,53 @@ fn app(w: u16, h: u16, annotated: bool) -> App {
         }),
     );
     assert_eq!(app.timeline().unwrap().len(), N as usize);
+    if extra == Extra::Files {
+        let files: Vec<(MessageId, TransferState)> = app
+            .timeline()
+            .unwrap()
+            .messages()
+            .iter()
+            .filter_map(|m| Some((m.id, m.meta.attachment.as_ref()?.state)))
+            .collect();
+        let now = app.now;
+        for (id, state) in files {
+            match state {
+                TransferState::Downloaded => {
+                    app.previews.insert(id, Preview::Ready(picture()));
+                }
+                TransferState::Downloading => {
+                    app.transfers.insert(
+                        id,
+                        Progress {
+                            direction: TransferDirection::Down,
+                            done: 900_000,
+                            total: 2_100_000,
+                            since: now,
+                            done_at_start: 0,
+                            rate: Some(12_300_000.0),
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
     app
 }
 
 fn benches(c: &mut Criterion) {
-    for annotated in [false, true] {
-        let what = if annotated {
-            "100k messages, 10 % annotated"
-        } else {
-            "100k messages"
-        };
-        frames(c, what, annotated);
+    for (extra, what) in [
+        (Extra::Plain, "100k messages"),
+        (Extra::Annotated, "100k messages, 10 % annotated"),
+        (Extra::Files, "100k messages, 10 % with files"),
+    ] {
+        frames(c, what, extra);
     }
 }
 
-fn frames(c: &mut Criterion, what: &str, annotated: bool) {
+fn frames(c: &mut Criterion, what: &str, extra: Extra) {
     let (w, h) = (160, 50);
-    let mut app = app(w, h, annotated);
+    let mut app = app(w, h, extra);
     let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
     c.bench_function(&format!("frame, {what}, newest"), |b| {
         b.iter(|| terminal.draw(|f| render(&app, f)).unwrap().area)

@@ -9,9 +9,13 @@ use crossterm::event::{KeyEvent, MouseEvent};
 use quicproquo_protocol::ipc::client::CallError;
 use quicproquo_protocol::ipc::methods::{StatusResult, VerifyResult};
 use quicproquo_protocol::ipc::values::{
-    Conversation, ConversationId, ConversationSettings, Invitation, Member, Message, MessageId,
-    MessageVersion,
+    Attachment, Conversation, ConversationId, ConversationSettings, Invitation, Member, Message,
+    MessageId, MessageVersion,
 };
+use std::path::PathBuf;
+
+use crate::attach::PastedFile;
+use crate::preview::{Picture, PreviewError};
 use quicproquo_protocol::ipc::{Call, IpcErrorCode, Notification};
 
 /// One input to `update`.
@@ -23,7 +27,17 @@ pub enum Action {
     Key(KeyEvent),
     Mouse(MouseEvent),
     Paste(String),
+    /// A paste that is one existing file's path (the input thread looked).
+    PasteFile {
+        text: String,
+        file: PastedFile,
+    },
     Resize(u16, u16),
+    /// An image preview was decoded (or refused).
+    Preview {
+        id: MessageId,
+        result: Result<Picture, PreviewError>,
+    },
     Daemon(DaemonEvent),
     /// Time passed (about a second): typing indicators expire, ours stops.
     Tick,
@@ -132,6 +146,21 @@ pub enum DaemonEvent {
         id: MessageId,
         for_me: bool,
     },
+    /// `attach` answered: the message, its attachment uploading.
+    Attached(Message),
+    /// `attach` was refused (the daemon's message says why).
+    AttachFailed(Failure),
+    /// `download` answered (`downloading`, or `downloaded` already).
+    Downloading {
+        conversation: ConversationId,
+        id: MessageId,
+        attachment: Attachment,
+    },
+    DownloadFailed {
+        conversation: ConversationId,
+        id: MessageId,
+        failure: Failure,
+    },
     /// `edit` was refused: the text goes back into the input.
     EditFailed {
         conversation: ConversationId,
@@ -162,6 +191,14 @@ pub enum Effect {
     Bell,
     /// Draw again: something changed with time alone (a tick).
     Redraw,
+    /// Hand a file to the desktop's opener (`xdg-open`, `open`).
+    Open(PathBuf),
+    /// Decode an image preview off the UI thread; `Action::Preview` answers.
+    Decode {
+        id: MessageId,
+        path: PathBuf,
+        max_bytes: u64,
+    },
     Quit,
 }
 
@@ -178,6 +215,14 @@ pub enum Request {
         conversation: ConversationId,
         before: Option<MessageId>,
         until: Option<MessageId>,
+    },
+    /// The save key: download message `id`'s attachment into `dir` under
+    /// its name, made unique there (the worker looks at the directory).
+    Save {
+        conversation: ConversationId,
+        id: MessageId,
+        dir: PathBuf,
+        name: String,
     },
 }
 

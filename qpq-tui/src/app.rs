@@ -6,12 +6,14 @@ use std::time::{Duration, Instant};
 
 use jiff::tz::TimeZone;
 use quicproquo_protocol::ipc::methods::{StatusResult, VerifyResult};
+use quicproquo_protocol::ipc::notifications::TransferUpdate;
 use quicproquo_protocol::ipc::values::Invitation;
 use quicproquo_protocol::ipc::values::{
     Ciphersuite, ConnectionState, Conversation, ConversationId, Member, Message, MessageId,
-    MessageVersion,
+    MessageVersion, TransferDirection,
 };
 
+use crate::attach::{PastedFile, Places};
 use crate::commands::Completion;
 use crate::config::Config;
 use crate::input::Editor;
@@ -191,6 +193,13 @@ pub enum Overlay {
         id: MessageId,
         own: bool,
     },
+    /// A pasted (or dropped) file path: `y` attaches the file to the open
+    /// conversation, `n` inserts the pasted text as usual.
+    ConfirmAttach {
+        conversation: ConversationId,
+        file: PastedFile,
+        text: String,
+    },
     /// An edited message's earlier versions (`message.edits`), oldest
     /// first, then the text it has now.
     Edits {
@@ -257,6 +266,30 @@ pub struct Notice {
     pub text: String,
 }
 
+/// An attachment moving (from `transfer` notifications): what the
+/// progress line shows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    pub direction: TransferDirection,
+    pub done: u64,
+    pub total: u64,
+    /// When the first notification of this transfer came, and its `done`:
+    /// the rate is the average since.
+    pub since: Instant,
+    pub done_at_start: u64,
+    /// Bytes per second, once there is a second notification.
+    pub rate: Option<f64>,
+}
+
+/// What happens when a download the user asked for ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterDownload {
+    /// The save key: say where it went.
+    Saved,
+    /// The open key: hand it to the desktop's opener.
+    Open,
+}
+
 /// Tab completion in progress: the candidates and which one is shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completing {
@@ -299,10 +332,26 @@ pub struct App {
     /// The conversation last given to `focus` (`None`: not told yet, e.g.
     /// after a reconnect).
     pub focused: Option<Option<ConversationId>>,
+    /// The working directory, home and download directory (attachments).
+    pub places: Places,
+    /// Attachments moving now, by message.
+    pub transfers: HashMap<MessageId, Progress>,
+    /// Image previews, by message (decoded once; kept while the TUI runs).
+    pub previews: HashMap<MessageId, crate::preview::Preview>,
+    /// Images already downloaded for a preview (asked once each).
+    pub preview_asked: HashSet<MessageId>,
+    /// Downloads the user asked for, and what to do when each ends.
+    pub after_download: HashMap<MessageId, AfterDownload>,
+    /// Transfers that ended before their message arrived (bounded).
+    pub stashed_transfers: HashMap<MessageId, TransferUpdate>,
 }
 
 impl App {
     pub fn new(config: Config, profile: impl Into<String>, size: (u16, u16)) -> App {
+        let mut places = Places::from_env();
+        if let Some(dir) = &config.download_dir {
+            places.downloads = dir.clone();
+        }
         App {
             config,
             tz: TimeZone::try_system().unwrap_or(TimeZone::UTC),
@@ -328,6 +377,12 @@ impl App {
             typing: HashMap::new(),
             own_typing: None,
             focused: None,
+            places,
+            transfers: HashMap::new(),
+            previews: HashMap::new(),
+            preview_asked: HashSet::new(),
+            after_download: HashMap::new(),
+            stashed_transfers: HashMap::new(),
         }
     }
 

@@ -41,6 +41,12 @@ pub enum Command {
     /// Seconds; 0 turns disappearing messages off.
     Timer(u64),
     Notify(NotifyMode),
+    /// Send a file (`path` as typed, unquoted: `update` resolves `~` and
+    /// relative paths) with a caption.
+    Attach {
+        path: String,
+        caption: String,
+    },
     Help,
     Quit,
 }
@@ -172,6 +178,12 @@ pub const COMMANDS: &[Spec] = &[
         users_from: None,
     },
     Spec {
+        name: "attach",
+        args: "PATH [caption]",
+        help: "send a file (Tab completes the path; quote or \\ spaces)",
+        users_from: None,
+    },
+    Spec {
         name: "passwd",
         args: "",
         help: "change the password; other sessions end",
@@ -289,6 +301,10 @@ pub fn parse(text: &str) -> Result<Input, String> {
                 .find(|m| notify_word(*m) == word)
                 .ok_or_else(|| usage("all|mentions|none"))?;
             Command::Notify(mode)
+        }
+        "attach" => {
+            let (path, caption) = crate::attach::split_args(&rest["attach".len()..])?;
+            Command::Attach { path, caption }
         }
         "passwd" => none(&args).map(|_| Command::Passwd)?,
         "delete-account" => none(&args).map(|_| Command::DeleteAccount)?,
@@ -491,6 +507,14 @@ mod tests {
             cmd("/notify mentions"),
             Command::Notify(NotifyMode::Mentions)
         );
+        assert_eq!(
+            cmd("/attach ~/My\\ Photos/a.png  look at this"),
+            Command::Attach {
+                path: "~/My Photos/a.png".into(),
+                caption: "look at this".into()
+            }
+        );
+        assert!(parse("/attach").unwrap_err().contains("usage: /attach"));
     }
 
     #[test]

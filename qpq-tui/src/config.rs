@@ -7,6 +7,9 @@
 //! bell = true                    # ring the terminal bell on a message elsewhere
 //! mouse = true                   # the wheel scrolls (Shift+drag still selects)
 //! default_server = "127.0.0.1:7443"
+//! image_previews = true          # show image attachments inline (half-blocks)
+//! preview_max_mib = 10           # download images up to this size by themselves
+//! download_dir = "/home/me/Downloads"   # where the save key writes
 //! [keys]                         # any action, one key or a list of keys
 //! quit = ["ctrl+q"]
 //! next_conversation = ["alt+down", "ctrl+n"]
@@ -33,6 +36,8 @@ pub enum KeyAction {
     Complete,
     SelectOlder,
     SelectNewer,
+    SaveAttachment,
+    OpenAttachment,
 }
 
 impl KeyAction {
@@ -49,6 +54,8 @@ impl KeyAction {
         KeyAction::Complete,
         KeyAction::SelectOlder,
         KeyAction::SelectNewer,
+        KeyAction::SaveAttachment,
+        KeyAction::OpenAttachment,
     ];
 
     /// The name in the `[keys]` table.
@@ -66,6 +73,8 @@ impl KeyAction {
             KeyAction::Complete => "complete",
             KeyAction::SelectOlder => "select_older",
             KeyAction::SelectNewer => "select_newer",
+            KeyAction::SaveAttachment => "save_attachment",
+            KeyAction::OpenAttachment => "open_attachment",
         }
     }
 
@@ -82,8 +91,10 @@ impl KeyAction {
             KeyAction::PageDown => "scroll forward a page",
             KeyAction::ToggleMembers => "show/hide the member panel",
             KeyAction::Complete => "complete a command or username",
-            KeyAction::SelectOlder => "select a message (older): then r e c d h o",
+            KeyAction::SelectOlder => "select a message (older): then r e c d h o s v",
             KeyAction::SelectNewer => "select the next newer message",
+            KeyAction::SaveAttachment => "on a selected attachment: save it to downloads",
+            KeyAction::OpenAttachment => "on a selected attachment: open it",
         }
     }
 
@@ -101,6 +112,8 @@ impl KeyAction {
             KeyAction::Complete => &["tab"],
             KeyAction::SelectOlder => &["shift+up"],
             KeyAction::SelectNewer => &["shift+down"],
+            KeyAction::SaveAttachment => &["s"],
+            KeyAction::OpenAttachment => &["v"],
         }
     }
 }
@@ -260,6 +273,13 @@ pub struct Config {
     /// Offered on the first-run screen.
     pub default_server: String,
     pub keys: KeyMap,
+    /// Image attachments previewed inline (and downloaded for it).
+    pub image_previews: bool,
+    /// Images up to this many bytes are downloaded for their preview.
+    pub preview_max_bytes: u64,
+    /// Where the save key writes (`None`: `$XDG_DOWNLOAD_DIR`,
+    /// `~/Downloads`, the working directory).
+    pub download_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -269,6 +289,9 @@ impl Default for Config {
             mouse: true,
             default_server: "127.0.0.1:7443".to_owned(),
             keys: KeyMap::default(),
+            image_previews: true,
+            preview_max_bytes: 10 << 20,
+            download_dir: None,
         }
     }
 }
@@ -301,6 +324,9 @@ struct FileConfig {
     _desktop_notifications: Option<bool>,
     mouse: Option<bool>,
     default_server: Option<String>,
+    image_previews: Option<bool>,
+    preview_max_mib: Option<u64>,
+    download_dir: Option<PathBuf>,
     #[serde(default)]
     keys: HashMap<String, OneOrMany>,
 }
@@ -337,6 +363,27 @@ impl Config {
         config.mouse = file.mouse.unwrap_or(config.mouse);
         if let Some(server) = file.default_server {
             config.default_server = server;
+        }
+        config.image_previews = file.image_previews.unwrap_or(config.image_previews);
+        if let Some(mib) = file.preview_max_mib {
+            if mib > 1024 {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    key: "preview_max_mib".into(),
+                    reason: "at most 1024".into(),
+                });
+            }
+            config.preview_max_bytes = mib << 20;
+        }
+        if let Some(dir) = file.download_dir {
+            if !dir.is_absolute() {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    key: "download_dir".into(),
+                    reason: "an absolute path is needed".into(),
+                });
+            }
+            config.download_dir = Some(dir);
         }
         for (name, keys) in file.keys {
             let invalid = |reason: String| ConfigError::Invalid {
@@ -439,6 +486,17 @@ mod tests {
         let e = Config::parse("[keys]\nfly = \"x\"\n", path).unwrap_err();
         assert!(e.to_string().contains("keys.fly"), "{e}");
         assert!(Config::parse("colour = 1\n", path).is_err());
+        let c = Config::parse(
+            "image_previews = false\npreview_max_mib = 2\ndownload_dir = \"/tmp/dl\"\n",
+            path,
+        )
+        .unwrap();
+        assert!(!c.image_previews);
+        assert_eq!(c.preview_max_bytes, 2 << 20);
+        assert_eq!(c.download_dir.as_deref(), Some(Path::new("/tmp/dl")));
+        let e = Config::parse("download_dir = \"dl\"\n", path).unwrap_err();
+        assert!(e.to_string().contains("download_dir"), "{e}");
+        assert!(Config::parse("preview_max_mib = 4096\n", path).is_err());
     }
 
     #[test]

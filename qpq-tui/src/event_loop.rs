@@ -6,7 +6,10 @@
 //! (typing indicators, our `typing off`); it draws only when it did.
 
 use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use quicproquo_protocol::ipc::values::MessageId;
 
 use ratatui::backend::Backend;
 use ratatui::Terminal;
@@ -29,10 +32,18 @@ const TICK: Duration = Duration::from_secs(1);
 /// notifications are qpqd's (its notifier, told what is shown by `focus`).
 pub trait Outside {
     fn bell(&mut self);
+    /// Hands a downloaded file to the desktop's opener.
+    fn open(&mut self, path: &Path);
+    /// Decodes an image preview off the UI thread; the answer comes back
+    /// as [`Action::Preview`].
+    fn decode(&mut self, id: MessageId, path: PathBuf, max_bytes: u64);
 }
 
-/// The real terminal's bell.
-pub struct Desktop;
+/// The real terminal's bell, opener and decoder.
+pub struct Desktop {
+    /// Where decoded previews go (the loop's own channel).
+    pub actions: mpsc::Sender<Action>,
+}
 
 impl Outside for Desktop {
     fn bell(&mut self) {
@@ -40,18 +51,58 @@ impl Outside for Desktop {
         let _ = out.write_all(b"\x07");
         let _ = out.flush();
     }
+
+    fn open(&mut self, path: &Path) {
+        // The path is absolute (the daemon's or ours), so it can never be
+        // read as an option; the name in it is only ever this one
+        // argument. Detached: no terminal I/O, and a thread reaps it.
+        let opener = if cfg!(target_os = "macos") {
+            "open"
+        } else {
+            "xdg-open"
+        };
+        if !path.is_absolute() {
+            return;
+        }
+        let child = std::process::Command::new(opener)
+            .arg(path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        if let Ok(mut child) = child {
+            std::thread::spawn(move || child.wait());
+        }
+    }
+
+    fn decode(&mut self, id: MessageId, path: PathBuf, max_bytes: u64) {
+        let actions = self.actions.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = crate::preview::decode(&path, max_bytes);
+            let _ = actions.blocking_send(Action::Preview { id, result });
+        });
+    }
 }
 
-/// The bell of one batch: a burst of messages rings once.
+/// The bell of one batch (a burst of messages rings once), and the files
+/// to open and images to decode it asked for.
 #[derive(Default)]
 struct Alerts {
     bell: bool,
+    open: Vec<PathBuf>,
+    decode: Vec<(MessageId, PathBuf, u64)>,
 }
 
 impl Alerts {
     fn flush(&mut self, outside: &mut dyn Outside) {
         if std::mem::take(&mut self.bell) {
             outside.bell();
+        }
+        for path in self.open.drain(..) {
+            outside.open(&path);
+        }
+        for (id, path, max) in self.decode.drain(..) {
+            outside.decode(id, path, max);
         }
     }
 }
@@ -156,6 +207,12 @@ fn apply(
                 }
             }
             Effect::Bell => alerts.bell = true,
+            Effect::Open(path) => alerts.open.push(path),
+            Effect::Decode {
+                id,
+                path,
+                max_bytes,
+            } => alerts.decode.push((id, path, max_bytes)),
             Effect::Redraw => redraw = true,
             Effect::Quit => quit = true,
         }
@@ -193,6 +250,7 @@ pub async fn run_terminal(
 
     let (tx, mut actions) = mpsc::channel(1024);
     let (requests, worker) = crate::worker::spawn(target, tx.clone());
+    let tx_loop = tx.clone();
     let (mut terminal, guard) = crate::terminal::setup(session.config.mouse)?;
     let size = terminal.size()?;
     let mut app = App::new(session.config, session.profile, (size.width, size.height));
@@ -205,7 +263,7 @@ pub async fn run_terminal(
         &mut app,
         &mut actions,
         &requests,
-        &mut Desktop,
+        &mut Desktop { actions: tx_loop },
         |app| {
             let t = times.get_or_insert(StartTimes {
                 first_frame: started.elapsed(),
@@ -258,6 +316,8 @@ mod tests {
         fn bell(&mut self) {
             self.bells += 1;
         }
+        fn open(&mut self, _: &Path) {}
+        fn decode(&mut self, _: MessageId, _: PathBuf, _: u64) {}
     }
 
     fn note(seq: u64, conv: quicproquo_protocol::ipc::values::ConversationId) -> Action {

@@ -12,15 +12,18 @@
 //! Also here: the editor ([`input`]), slash commands and completion
 //! ([`commands`]), width-aware wrapping ([`wrap`]), the per-conversation
 //! history window ([`timeline`], [`scroll`]), configuration ([`config`]),
-//! and terminal setup and restore ([`terminal`]). The one-command demo,
+//! and terminal setup and restore ([`terminal`]). Attachments: paths,
+//! completion and pasted files ([`attach`]), image previews ([`preview`]). The one-command demo,
 //! `qpq-demo`, is a crate of its own that uses this one as a library.
 
 pub mod action;
 pub mod app;
+pub mod attach;
 pub mod commands;
 pub mod config;
 pub mod event_loop;
 pub mod input;
+pub mod preview;
 pub mod render;
 pub mod scroll;
 pub mod terminal;

@@ -91,6 +91,7 @@ fn install_panic_hook(mouse: bool) {
 /// gone. The poll timeout only bounds how long stopping takes; events are
 /// forwarded the moment they arrive.
 pub fn spawn_input(tx: mpsc::Sender<Action>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
             match event::poll(STOP_CHECK) {
@@ -101,7 +102,12 @@ pub fn spawn_input(tx: mpsc::Sender<Action>, stop: Arc<AtomicBool>) -> std::thre
             let action = match event::read() {
                 Ok(Event::Key(k)) => Action::Key(k),
                 Ok(Event::Mouse(m)) => Action::Mouse(m),
-                Ok(Event::Paste(p)) => Action::Paste(p),
+                // A pasted or dropped file's path is looked at here, so
+                // `update` gets the answer without touching the disk.
+                Ok(Event::Paste(p)) => match crate::attach::dropped_file(&p, home.as_deref()) {
+                    Some(file) => Action::PasteFile { text: p, file },
+                    None => Action::Paste(p),
+                },
                 Ok(Event::Resize(w, h)) => Action::Resize(w, h),
                 Ok(_) => continue,
                 Err(_) => break,

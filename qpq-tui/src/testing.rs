@@ -102,6 +102,26 @@ pub fn message(conv: ConversationId, n: u32, sender: &str, minutes: u64, text: &
     }
 }
 
+/// `m` carrying a file (its text becomes the caption).
+pub fn with_file(
+    mut m: Message,
+    name: &str,
+    size: u64,
+    content_type: &str,
+    state: quicproquo_protocol::ipc::values::TransferState,
+) -> Message {
+    m.meta.attachment = Some(Box::new(quicproquo_protocol::ipc::values::Attachment {
+        name: name.into(),
+        size,
+        content_type: content_type.into(),
+        sha256: "00".repeat(32),
+        state,
+        path: None,
+        error: None,
+    }));
+    m
+}
+
 /// Runs an action, returns the effects.
 pub fn act(app: &mut App, action: Action) -> Vec<Effect> {
     update(app, action)

@@ -10,7 +10,9 @@
 
 use std::collections::HashSet;
 
-use quicproquo_protocol::ipc::values::{DeliveryState, Message, MessageId, MessageState, Reaction};
+use quicproquo_protocol::ipc::values::{
+    Attachment, DeliveryState, Message, MessageId, MessageState, Reaction,
+};
 
 /// The longest excerpt of a quoted original (as the daemon's `Quote`).
 const QUOTE_CHARS: usize = 80;
@@ -222,6 +224,11 @@ impl Timeline {
     fn get_mut(&mut self, id: &MessageId) -> Option<&mut Message> {
         let i = self.index_of(id)?;
         self.messages.get_mut(i)
+    }
+
+    /// The attachment on message `id`, to follow its transfer.
+    pub fn attachment_mut(&mut self, id: &MessageId) -> Option<&mut Attachment> {
+        self.get_mut(id)?.meta.attachment.as_deref_mut()
     }
 
     /// The daemon's current view of a message (the answer to `react` or

@@ -5,10 +5,12 @@
 //! qpqd's: `update` tells it what is shown with `focus`). Tests drive it
 //! directly, without a terminal or a daemon.
 
+mod attachment;
 mod daemon;
 mod keys;
 mod message;
 
+pub use attachment::progress_words;
 pub use message::compose_banner;
 
 use quicproquo_protocol::ipc::methods::{
@@ -17,7 +19,7 @@ use quicproquo_protocol::ipc::methods::{
 use quicproquo_protocol::ipc::values::{ConversationId, MessageId};
 use quicproquo_protocol::ipc::Call;
 
-use crate::action::{Action, Effect, Request};
+use crate::action::{Action, DaemonEvent, Effect, Request};
 use crate::app::{
     App, Compose, Daemon, Loadable, OwnTyping, Screen, TYPING_IDLE, TYPING_REPEAT, TYPING_SHOWN,
 };
@@ -25,6 +27,7 @@ use crate::render::layout::message_pane;
 use crate::render::messages::BlockCtx;
 use crate::scroll;
 use crate::timeline::{LoadState, View};
+use quicproquo_protocol::ipc::Notification;
 
 /// Load an older page when the top of the view is this close to the oldest
 /// loaded message.
@@ -32,16 +35,40 @@ const PREFETCH: usize = 100;
 
 pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
     let mut fx = Vec::new();
+    // What may bring an image attachment into view. (Not every
+    // notification: a burst of plain messages costs no layout here.)
+    let previews = app.config.image_previews
+        && match &action {
+            Action::Key(_) | Action::Mouse(_) | Action::Resize(..) => true,
+            Action::Daemon(DaemonEvent::Notification(Notification::Message(m))) => {
+                m.message.meta.attachment.is_some()
+            }
+            Action::Daemon(
+                DaemonEvent::History { .. }
+                | DaemonEvent::Attached(_)
+                | DaemonEvent::Conversations(_),
+            ) => true,
+            _ => false,
+        };
     match action {
         Action::Resize(w, h) => {
             app.size = (w, h);
             maybe_load_older(app, &mut fx);
         }
         Action::Paste(text) => keys::paste(app, &text),
+        Action::PasteFile { text, file } => {
+            if !attachment::pasted(app, text.clone(), file) {
+                keys::paste(app, &text);
+            }
+        }
+        Action::Preview { id, result } => attachment::decoded(app, id, result),
         Action::Key(key) => keys::key(app, key, &mut fx),
         Action::Mouse(m) => keys::mouse(app, m, &mut fx),
         Action::Daemon(ev) => daemon::event(app, ev, &mut fx),
         Action::Tick => tick(app, &mut fx),
+    }
+    if previews && is_main(app) {
+        attachment::want_previews(app, &mut fx);
     }
     if app.quit {
         stop_typing(app, &mut fx);

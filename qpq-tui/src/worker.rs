@@ -11,11 +11,12 @@
 //! the last `seq` it saw, so no notification is lost or repeated.
 
 use quicproquo_protocol::backoff::Backoff;
+use std::path::Path;
 use std::time::Duration;
 
 use quicproquo_protocol::ipc::client::CallError;
 use quicproquo_protocol::ipc::client::{ClientOptions, DaemonLauncher, IpcClient, Subscription};
-use quicproquo_protocol::ipc::methods::{method, NoParams};
+use quicproquo_protocol::ipc::methods::{method, DownloadParams, NoParams};
 use quicproquo_protocol::ipc::values::{ConversationId, ConversationRef, Message, Seq};
 use quicproquo_protocol::ipc::{Call, IpcErrorCode};
 use quicproquo_protocol::paths::Paths;
@@ -197,6 +198,15 @@ fn failed(r: Request, f: Failure) -> DaemonEvent {
                 failure: f,
             }
         }
+        Request::Save {
+            conversation, id, ..
+        } => {
+            return DaemonEvent::DownloadFailed {
+                conversation,
+                id,
+                failure: f,
+            }
+        }
         Request::Call(call) => call,
     };
     match call {
@@ -221,6 +231,15 @@ fn failed(r: Request, f: Failure) -> DaemonEvent {
                 conversation,
                 id: p.id,
                 text: p.text,
+                failure: f,
+            },
+            None => DaemonEvent::Failed(f),
+        },
+        Call::Attach(_) => DaemonEvent::AttachFailed(f),
+        Call::Download(p) => match id_of(&p.conversation) {
+            Some(conversation) => DaemonEvent::DownloadFailed {
+                conversation,
+                id: p.id,
                 failure: f,
             },
             None => DaemonEvent::Failed(f),
@@ -281,6 +300,26 @@ async fn call(client: &IpcClient, r: Request) -> CallResult {
             }))
         }
         Request::Call(call) => answer(client, call).await,
+        Request::Save {
+            conversation,
+            id,
+            dir,
+            name,
+        } => {
+            // `XDG_DOWNLOAD_DIR` or `download_dir` may name a directory
+            // not made yet (a failure here shows as the daemon's error).
+            let _ = tokio::fs::create_dir_all(&dir).await;
+            // The daemon refuses to overwrite (no `overwrite`), so a file
+            // appearing meanwhile is an error, never lost.
+            let path = crate::attach::unique_path(&dir, &name, Path::exists);
+            let params = DownloadParams {
+                conversation: conversation.into(),
+                id,
+                path: Some(path.to_string_lossy().into_owned()),
+                overwrite: false,
+            };
+            answer(client, Call::Download(params)).await
+        }
     }
 }
 
@@ -457,6 +496,22 @@ async fn answer(client: &IpcClient, call: Call) -> CallResult {
             client.request::<method::AccountDelete>(p).await?;
             DaemonEvent::AccountDeleted
         }
+        // Returns once the daemon has the file in its spool; the upload
+        // goes on there, reported by `transfer` notifications.
+        Call::Attach(p) => DaemonEvent::Attached(client.request::<method::Attach>(p).await?),
+        // Returns at once; the end comes as a `transfer` notification.
+        Call::Download(p) => {
+            let (conversation, id) = (id_of(&p.conversation), p.id);
+            let attachment = client.request::<method::Download>(p).await?;
+            match conversation {
+                Some(conversation) => DaemonEvent::Downloading {
+                    conversation,
+                    id,
+                    attachment,
+                },
+                None => return Ok(None),
+            }
+        }
         // The connection's own calls (`hello`, `subscribe`) are the
         // worker's, and the TUI offers none of the others.
         other @ (Call::Hello(_)
@@ -466,10 +521,7 @@ async fn answer(client: &IpcClient, call: Call) -> CallResult {
         | Call::Diagnose(_)
         | Call::Shutdown(_)
         // The global defaults are `qpq-ctl settings`'s.
-        | Call::SettingsMethod(_)
-        // Issue 18: the TUI's attachment work calls these.
-        | Call::Attach(_)
-        | Call::Download(_)) => DaemonEvent::Failed(Failure::new(format!(
+        | Call::SettingsMethod(_)) => DaemonEvent::Failed(Failure::new(format!(
             "the chat does not call `{}`",
             other.method()
         ))),

@@ -109,9 +109,40 @@ pub fn truncate(s: &str, max: usize) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `s` cut to at most `max` columns from its start, `…` first: for a path,
+/// whose end (the file's name) says the most.
+pub fn truncate_start(s: &str, max: usize) -> Cow<'_, str> {
+    if width(s) <= max {
+        return Cow::Borrowed(s);
+    }
+    if max == 0 {
+        return Cow::Borrowed("");
+    }
+    let mut kept = Vec::new();
+    let mut used = 0;
+    for g in s.graphemes(true).rev() {
+        let w = grapheme_width(g);
+        if used + w > max - 1 {
+            break;
+        }
+        used += w;
+        kept.push(g);
+    }
+    let mut out = String::from("…");
+    out.extend(kept.into_iter().rev());
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn truncating_from_the_start_keeps_the_end() {
+        assert_eq!(truncate_start("/a/b/view.png", 9), "…view.png");
+        assert_eq!(truncate_start("/a/b", 9), "/a/b");
+        assert_eq!(truncate_start("/日本/x", 4), "…/x");
+    }
 
     fn lines(text: &str, max: usize) -> Vec<&str> {
         wrap(text, max).into_iter().map(|r| &text[r]).collect()

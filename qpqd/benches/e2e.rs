@@ -22,8 +22,16 @@
 //!   it (`react` → bob's `reaction`), edits it (`edit` → `edit`) and
 //!   deletes it for everyone (`delete` → `delete`), interleaved so the four
 //!   figures share the run's conditions.
+//! - `files`: 100 MiB (`QPQ_BENCH_FILE_MIB` to change) attached by alice
+//!   (`attach` → the `transfer` that says `uploaded`) and downloaded by bob
+//!   (`download` → `downloaded`, then compared byte for byte), with
+//!   `qpq-server` in its own process (build it first: `cargo build --profile
+//!   bench -p quicproquo-server`) so its memory is its own; the daemons' and
+//!   the server's resident memory sampled every 10 ms, the peak reported
+//!   above what each held idle just before. Baseline: one bare quinn stream
+//!   each way with the same TLS and transport settings, in this run.
 //!
-//! `cargo bench -j2 -p quicproquo-daemon --bench e2e [-- latency|add250|idle-rss|actions]`
+//! `cargo bench -j2 -p quicproquo-daemon --bench e2e [-- latency|add250|idle-rss|actions|files]`
 //! Prints its figures; writes nothing.
 
 #![allow(clippy::unwrap_used)]
@@ -42,7 +50,9 @@ use quicproquo_protocol::ipc::values::{
 use quicproquo_protocol::padding;
 use quicproquo_protocol::types::{IdempotencyKey, SessionToken, Username};
 use quicproquo_protocol::wire;
-use quicproquo_testkit::agent::first_dm;
+use quicproquo_testkit::agent::{first_dm, register_at};
+use quicproquo_testkit::bulk::{mib_per_s, BareBulk};
+use quicproquo_testkit::server_process::{self, ServerProcess};
 use quicproquo_testkit::{wire as kit, TestDaemon as Daemon, TestServer as Server, WAIT};
 use rusqlite::Connection;
 
@@ -69,6 +79,13 @@ fn main() {
     }
     if wanted("actions") {
         rt.block_on(actions(20, 300));
+    }
+    if wanted("files") {
+        let mib = std::env::var("QPQ_BENCH_FILE_MIB")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100);
+        rt.block_on(files(mib));
     }
     println!(
         "e2e: done {} UTC, load average {}",
@@ -383,15 +400,10 @@ async fn settle(d: &Daemon) {
 
 /// (VmRSS, VmHWM) in KiB.
 fn rss(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    (
+        server_process::status_kib(pid, "VmRSS:"),
+        server_process::status_kib(pid, "VmHWM:"),
+    )
 }
 
 // ----------------------------------------------------------------- actions
@@ -580,4 +592,211 @@ fn now_utc() -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
     out
+}
+
+// ------------------------------------------------------------------- files
+
+async fn files(mib: usize) {
+    use quicproquo_protocol::ipc::methods::{AttachParams, DownloadParams};
+    use quicproquo_protocol::ipc::values::TransferState;
+    let bytes = mib << 20;
+
+    // Baseline first, while nothing else runs.
+    let bare = BareBulk::start();
+    let conn = bare.connect().await;
+    bare.upload(&conn, 8 << 20).await;
+    let bare_up = bare.upload(&conn, bytes).await;
+    let bare_down = bare.download(&conn, bytes).await;
+    drop(conn);
+    println!(
+        "files/baseline bare quinn, one stream: up {:.1} MiB/s, down {:.1} MiB/s",
+        mib_per_s(bytes, bare_up),
+        mib_per_s(bytes, bare_down)
+    );
+
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&server_process::binary(), data.path(), None, "").await;
+    let root = tempfile::tempdir().unwrap();
+    let (alice, bob) = (
+        Daemon::start(root.path(), "alice").await,
+        Daemon::start(root.path(), "bob").await,
+    );
+    for d in [&alice, &bob] {
+        register_at(
+            &d.client,
+            &server.addr.to_string(),
+            server.fingerprint,
+            &d.name,
+        )
+        .await
+        .unwrap();
+    }
+    let dm = first_dm(&alice.client, &bob.client, "a file is coming")
+        .await
+        .unwrap();
+    let file = root.path().join("payload.bin");
+    write_file(&file, bytes);
+    let mut alice_sub = alice.client.subscribe(None).await.unwrap();
+    let mut bob_sub = bob.client.subscribe(None).await.unwrap();
+    settle(&alice).await;
+    let pids = [
+        ("alice's qpqd", alice.child.as_ref().unwrap().id().unwrap()),
+        ("bob's qpqd", bob.child.as_ref().unwrap().id().unwrap()),
+        ("qpq-server", server.pid),
+    ];
+    let idle: Vec<u64> = pids.iter().map(|(_, p)| rss(*p).0).collect();
+    let (stop, peaks) = sample_rss(pids.iter().map(|(_, p)| *p).collect());
+
+    let t0 = Instant::now();
+    let sent = alice
+        .client
+        .request::<method::Attach>(AttachParams {
+            conversation: ConversationRef::Id(dm.id),
+            path: file.to_str().unwrap().to_owned(),
+            caption: String::new(),
+            name: None,
+            content_type: None,
+            confirm_changed_keys: false,
+            reply_to: None,
+        })
+        .await
+        .unwrap();
+    let spooled = t0.elapsed();
+    transfer_end(&mut alice_sub, sent.id, TransferState::Uploaded).await;
+    let up = t0.elapsed();
+    // Bob has the message before he can ask for its file.
+    loop {
+        match tokio::time::timeout(WAIT, bob_sub.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Notification::Message(m) if m.message.id == sent.id => break,
+            _ => {}
+        }
+    }
+    let into = root.path().join("downloaded.bin");
+    let t1 = Instant::now();
+    bob.client
+        .request::<method::Download>(DownloadParams {
+            conversation: ConversationRef::parse("@alice").unwrap(),
+            id: sent.id,
+            path: Some(into.to_str().unwrap().to_owned()),
+            overwrite: false,
+        })
+        .await
+        .unwrap();
+    transfer_end(&mut bob_sub, sent.id, TransferState::Downloaded).await;
+    let down = t1.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peaks = peaks.await.unwrap();
+    assert!(
+        same_bytes(&file, &into),
+        "bob's copy differs from alice's file"
+    );
+
+    println!(
+        "files/upload {mib} MiB: attach returned (encrypted into the spool) after {spooled:?}; \
+         uploaded after {up:?} = {:.1} MiB/s = {:.2}x bare quinn",
+        mib_per_s(bytes, up),
+        bare_up.as_secs_f64() / up.as_secs_f64()
+    );
+    println!(
+        "files/download {mib} MiB: downloaded and checked after {down:?} = {:.1} MiB/s = {:.2}x bare quinn",
+        mib_per_s(bytes, down),
+        bare_down.as_secs_f64() / down.as_secs_f64()
+    );
+    for (((what, _), idle), peak) in pids.iter().zip(idle).zip(peaks) {
+        println!(
+            "files/rss {what}: idle {idle} KiB, peak {peak} KiB, +{:.1} MiB",
+            peak.saturating_sub(idle) as f64 / 1024.0
+        );
+    }
+    server.stop().await;
+}
+
+/// `bytes` of incompressible-looking content (a xorshift stream).
+fn write_file(path: &std::path::Path, bytes: usize) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut piece = vec![0u8; 1 << 20];
+    let mut left = bytes;
+    while left > 0 {
+        for b in piece.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
+        }
+        let n = left.min(piece.len());
+        out.write_all(&piece[..n]).unwrap();
+        left -= n;
+    }
+    out.flush().unwrap();
+}
+
+fn same_bytes(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::io::Read;
+    let (mut a, mut b) = (
+        std::fs::File::open(a).unwrap(),
+        std::fs::File::open(b).unwrap(),
+    );
+    let (mut x, mut y) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = a.read(&mut x).unwrap();
+        if n == 0 {
+            return b.read(&mut y).unwrap() == 0;
+        }
+        if b.read_exact(&mut y[..n]).is_err() || x[..n] != y[..n] {
+            return false;
+        }
+    }
+}
+
+/// Waits for the `transfer` notification that ends `id`'s transfer in
+/// `state` (panics on another end: the figure would be meaningless).
+async fn transfer_end(
+    sub: &mut Subscription,
+    id: quicproquo_protocol::ipc::values::MessageId,
+    state: quicproquo_protocol::ipc::values::TransferState,
+) {
+    use quicproquo_protocol::ipc::values::TransferState as S;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(600), sub.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Notification::Transfer(t) if t.id == id && t.state == state => return,
+            Notification::Transfer(t)
+                if t.id == id && matches!(t.state, S::Failed | S::Corrupt | S::Expired) =>
+            {
+                panic!("the transfer ended {:?}: {:?}", t.state, t.error)
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Samples each pid's VmRSS every 10 ms until `stop`; the peaks, in KiB.
+fn sample_rss(
+    pids: Vec<u32>,
+) -> (
+    Arc<std::sync::atomic::AtomicBool>,
+    tokio::task::JoinHandle<Vec<u64>>,
+) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let task = tokio::spawn(async move {
+        let mut peaks = vec![0; pids.len()];
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            for (peak, pid) in peaks.iter_mut().zip(&pids) {
+                *peak = (*peak).max(rss(*pid).0);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        peaks
+    });
+    (stop, task)
 }

@@ -11,6 +11,7 @@
 //!   through one commit path the server orders;
 //! - `verify`: identity pins, safety numbers, the members list;
 //! - `history`: conversations, history, search, read markers;
+//! - `attachments`: files — the spool, the uploader, downloads;
 //! - `integrity`: the counter file after each acknowledged batch, the hold
 //!   while a damaged or rolled-back state is unacknowledged, and the
 //!   acknowledgement (re-key every group, then send again).
@@ -23,6 +24,7 @@
 
 mod account_changes;
 mod actions;
+mod attachments;
 mod commit;
 mod diagnose;
 mod error;
@@ -121,6 +123,8 @@ pub struct Agent {
     /// asked for (whether their account was deleted): at most once per
     /// `verify::RECHECK_AFTER`, so listing a big group often costs nothing.
     rechecked: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+    /// Attachments: the uploader's wake-up, the downloads under way.
+    transfers: attachments::Transfers,
     /// The conversations front-ends show (`focus`): not notified.
     focus: Arc<crate::notifier::Focus>,
     /// Typing rate limits and the expiry sweeper's wake-up (`privacy`).
@@ -193,6 +197,7 @@ impl Agent {
             profile_deleted: Default::default(),
             rechecked: Default::default(),
             focus: Arc::default(),
+            transfers: Default::default(),
             open_failure: Default::default(),
             privacy: Default::default(),
             options,

@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod actions;
+pub mod attachments;
 pub mod conversations;
 pub mod invitations;
 pub mod messages;

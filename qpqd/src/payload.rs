@@ -137,6 +137,7 @@ const KNOWN_VERSIONS: &[(&str, u32)] = &[
     ("timer", 1),
     ("read", 1),
     ("typing", 1),
+    ("attachment", 1),
 ];
 
 /// What an envelope holds for this build.
@@ -156,23 +157,40 @@ pub const MAX_EMOJI_BYTES: usize = 32;
 pub const MAX_TIMER_SECONDS: u64 = 365 * 24 * 3600;
 
 impl Envelope {
-    fn wrap<T: Serialize>(value: &T) -> Envelope {
+    /// `value`'s fields under `kind` (taken from `value`'s own `type` tag
+    /// when it has one).
+    fn wrap<T: Serialize>(value: &T, kind: &str) -> Envelope {
         let Value::Object(mut fields) = serde_json::to_value(value).expect("our own types") else {
-            unreachable!("actions and signals are tagged objects")
+            unreachable!("envelopes carry objects")
         };
-        let Some(Value::String(kind)) = fields.remove("type") else {
-            unreachable!("actions and signals are tagged with `type`")
+        let kind = match fields.remove("type") {
+            Some(Value::String(tag)) => tag,
+            _ => kind.to_owned(),
         };
         let v = version_of(&kind).expect("every type we send is known");
         Envelope { kind, v, fields }
     }
 
     pub fn of_action(action: &Action) -> Envelope {
-        Envelope::wrap(action)
+        Envelope::wrap(action, "")
     }
 
     pub fn of_signal(signal: &Signal) -> Envelope {
-        Envelope::wrap(signal)
+        Envelope::wrap(signal, "")
+    }
+
+    pub fn is_attachment(&self) -> bool {
+        self.kind == ATTACHMENT
+    }
+
+    /// The attachment, checked (the descriptor's rules and the caption's
+    /// length); a later version is unsupported.
+    pub fn attachment(&self) -> Result<Known<AttachmentX>, PayloadError> {
+        let known = self.known::<AttachmentX>()?;
+        if let Known::Yes(a) = &known {
+            a.check()?;
+        }
+        Ok(known)
     }
 
     fn known<T: serde::de::DeserializeOwned>(&self) -> Result<Known<T>, PayloadError> {
@@ -214,6 +232,83 @@ impl Envelope {
         }
         Ok(known)
     }
+}
+
+/// A file sent with a message (issue 18), carried in a `text`'s `x` whose
+/// `text` is a fallback for daemons before this release ([`fallback`]):
+/// what a member needs to fetch and open it, and the caption.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentX {
+    /// The key is in it: only ever inside an MLS message.
+    pub descriptor: quicproquo_protocol::blob::Descriptor,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub caption: String,
+}
+
+/// The envelope type of an attachment.
+pub const ATTACHMENT: &str = "attachment";
+
+impl AttachmentX {
+    /// The attachment as a payload with the message's `id`, at `ts`,
+    /// answering `reply_to`, under the conversation's timer `ttl`.
+    pub fn payload(
+        &self,
+        id: Id,
+        ts: u64,
+        reply_to: Option<MessageRef>,
+        ttl: Option<u64>,
+    ) -> Payload {
+        Payload::Text {
+            id: id.to_string(),
+            ts,
+            text: self.fallback(),
+            reply_to,
+            ttl,
+            x: Some(Envelope::wrap(self, ATTACHMENT)),
+        }
+    }
+
+    /// What daemons before issue 17 show as the message (those of issue
+    /// 17 show "(unsupported message: …)" around it).
+    pub fn fallback(&self) -> String {
+        let d = &self.descriptor;
+        let mut text = format!(
+            "📎 {} ({}) — this version of qpq cannot receive files",
+            d.file_name,
+            human_size(d.size)
+        );
+        if !self.caption.is_empty() {
+            text.push('\n');
+            text.push_str(&self.caption);
+        }
+        text
+    }
+
+    fn check(&self) -> Result<(), PayloadError> {
+        self.descriptor
+            .validate()
+            .map_err(|e| PayloadError::Format(e.to_string()))?;
+        if self.caption.len() > MAX_TEXT_BYTES {
+            return Err(PayloadError::Format("a caption is too long".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A size for people: "532 B", "2.1 MB" (decimal units, as file managers
+/// show them).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1000.0;
+    let mut unit = 0;
+    while v >= 1000.0 && unit + 1 < UNITS.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
 }
 
 fn version_of(kind: &str) -> Option<u32> {
@@ -401,8 +496,14 @@ impl Payload {
                 if let Some(r) = reply_to {
                     check_ref(r)?;
                 }
-                if let Some(x) = x {
-                    x.action()?;
+                match x {
+                    Some(x) if x.is_attachment() => {
+                        x.attachment()?;
+                    }
+                    Some(x) => {
+                        x.action()?;
+                    }
+                    None => {}
                 }
                 std::slice::from_ref(id)
             }

@@ -299,10 +299,34 @@ CREATE TABLE read_marks (
 INSERT INTO messages_fts (messages_fts, rank) VALUES ('secure-delete', 1);
 "#;
 
+/// Issue 18, attachments (`db::attachments`): one row per message with a
+/// file, gone with its message. The file key is a secret and lives only
+/// here, like the MLS secrets. For ours, `spool` names the encrypted copy
+/// in `<data dir>/spool/` and `body` holds the MLS payload sent once the
+/// upload is finished (NULL once it is in the outbox).
+const SCHEMA_V18: &str = r#"
+CREATE TABLE attachments (
+    message BLOB PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+    blob_id BLOB NOT NULL,
+    file_key BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    chunk_size INTEGER NOT NULL,
+    sha256 BLOB NOT NULL,
+    name TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    path TEXT,
+    state TEXT NOT NULL,
+    error TEXT,
+    spool TEXT,
+    body BLOB
+) WITHOUT ROWID;
+CREATE INDEX attachments_by_state ON attachments (state);
+"#;
+
 const MIGRATIONS: &[&str] = &[
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
     SCHEMA_V9, SCHEMA_V10, SCHEMA_V11, SCHEMA_V12, SCHEMA_V13, SCHEMA_V14, SCHEMA_V15, SCHEMA_V16,
-    SCHEMA_V17,
+    SCHEMA_V17, SCHEMA_V18,
 ];
 
 /// Opens (creating if needed) the state database with `key`. A wrong key is

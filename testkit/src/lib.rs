@@ -24,12 +24,15 @@
 //!   (with [`quick_node_moves`] and [`agent::register_at`]).
 //! - [`mls`]: a bare MLS member over the wire (openmls driven by hand), for
 //!   tests of the server's group rules.
+//! - [`server_process`]: `qpq-server` as its own process (its memory, a
+//!   `kill -9`), and [`bulk`]: the bare-quinn bulk transfer — for benches.
 //! - `mlsrs` (feature `mlsrs`): a user whose MLS is mls-rs, an
 //!   implementation independent of openmls, for the interoperability tests.
 
 pub mod agent;
 pub mod attacker;
 pub mod bench;
+pub mod bulk;
 #[cfg(all(unix, not(target_os = "macos")))]
 pub mod dbus;
 mod error;
@@ -43,6 +46,7 @@ pub mod process;
 mod qpqd;
 pub mod relay;
 mod server;
+pub mod server_process;
 pub mod skip;
 pub mod wire;
 

@@ -79,8 +79,9 @@ fn round_trip_of_several_mib_in_odd_pieces() {
 
 #[test]
 fn a_flipped_byte_is_detected_in_its_chunk() {
-    let (d, ct) = seal(&content(3 * CHUNK as usize), CHUNK);
-    for (pos, chunk) in [(0, 0), (CT_CHUNK + 5, 1), (ct.len() - 1, 2)] {
+    // Eight chunks: a power of two, so no padding chunk follows.
+    let (d, ct) = seal(&content(8 * CHUNK as usize), CHUNK);
+    for (pos, chunk) in [(0, 0), (CT_CHUNK + 5, 1), (ct.len() - 1, 7)] {
         let mut bad = ct.clone();
         bad[pos] ^= 0x01;
         assert!(
@@ -119,11 +120,12 @@ fn a_file_cut_at_a_chunk_boundary_is_truncated() {
 fn a_shortened_file_cannot_pass_as_complete() {
     // Claim a smaller size so that the cut chunk is expected to be the
     // last: the chunk was sealed as "not last", so it does not open.
-    let (mut d, ct) = seal(&content(3 * CHUNK as usize), CHUNK);
-    d.size = 2 * u64::from(CHUNK);
+    let (mut d, ct) = seal(&content(8 * CHUNK as usize), CHUNK);
+    d.size = 6 * u64::from(CHUNK);
+    assert_eq!(padded_len(d.size), d.size, "6 KiB is its own size class");
     assert!(matches!(
-        open(&d, &ct[..2 * CT_CHUNK]),
-        Err(BlobError::Corrupt { chunk: 1 })
+        open(&d, &ct[..6 * CT_CHUNK]),
+        Err(BlobError::Corrupt { chunk: 5 })
     ));
 }
 
@@ -197,13 +199,64 @@ fn descriptors_from_peers_are_checked() {
 
 #[test]
 fn chunk_counts_and_lengths() {
-    assert_eq!(chunk_count(0, CHUNK).unwrap(), 1);
-    assert_eq!(chunk_count(1, CHUNK).unwrap(), 1);
-    assert_eq!(chunk_count(u64::from(CHUNK), CHUNK).unwrap(), 1);
-    assert_eq!(chunk_count(u64::from(CHUNK) + 1, CHUNK).unwrap(), 2);
-    assert_eq!(ciphertext_len(0, CHUNK).unwrap(), TAG_LEN);
+    // Everything up to 4 KiB is padded to 4 KiB: four chunks of 1 KiB.
+    assert_eq!(chunk_count(0, CHUNK).unwrap(), 4);
+    assert_eq!(chunk_count(1, CHUNK).unwrap(), 4);
+    assert_eq!(chunk_count(4096, CHUNK).unwrap(), 4);
+    assert_eq!(chunk_count(4097, CHUNK).unwrap(), 5);
+    assert_eq!(chunk_count(1, DEFAULT_CHUNK_SIZE).unwrap(), 1);
+    assert_eq!(ciphertext_len(0, CHUNK).unwrap(), 4096 + 4 * TAG_LEN);
     assert!(matches!(
         chunk_count(u64::MAX / 2, CHUNK),
         Err(BlobError::TooManyChunks(_))
+    ));
+}
+
+#[test]
+fn padded_lengths_hide_the_exact_size_at_a_bounded_cost() {
+    assert_eq!(padded_len(0), MIN_PADDED_LEN);
+    assert_eq!(padded_len(MIN_PADDED_LEN), MIN_PADDED_LEN);
+    // Padmé keeps ⌊log2 e⌋ + 1 bits after the top one: 100 MiB is already
+    // a multiple of 2 MiB; a byte more rounds up to the next 2 MiB.
+    assert_eq!(padded_len(100 << 20), 100 << 20);
+    assert_eq!(padded_len((100 << 20) + 1), 102 << 20);
+    let mut previous = 0;
+    for size in (0..2_000_000u64)
+        .step_by(997)
+        .chain([u32::MAX.into(), 1 << 40])
+    {
+        let p = padded_len(size);
+        assert!(p >= size && p >= previous, "{size} → {p}");
+        if size > MIN_PADDED_LEN {
+            assert!(p - size <= size / 8, "{size} → {p}: more than 12 %");
+        }
+        previous = p;
+    }
+    assert!(padded_len(u64::MAX) >= u64::MAX - (1 << 58));
+}
+
+#[test]
+fn files_of_nearby_sizes_look_alike_to_the_server() {
+    let (_, small) = seal(&content(5_000), DEFAULT_CHUNK_SIZE);
+    let (_, larger) = seal(&content(5_100), DEFAULT_CHUNK_SIZE);
+    assert_eq!(small.len(), larger.len());
+    let (d, ct) = seal(&content(5_100), DEFAULT_CHUNK_SIZE);
+    assert_eq!(
+        open(&d, &ct).unwrap(),
+        content(5_100),
+        "the padding is not written out"
+    );
+}
+
+#[test]
+fn padding_that_is_not_zero_is_refused() {
+    // A file of 5,000 bytes claimed as 4,990: the ten bytes past the claim
+    // are where padding should be, and they are not zero.
+    let (mut d, ct) = seal(&content(5_000), DEFAULT_CHUNK_SIZE);
+    d.size = 4_990;
+    assert_eq!(padded_len(4_990), padded_len(5_000));
+    assert!(matches!(
+        open(&d, &ct),
+        Err(BlobError::Corrupt { chunk: 0 })
     ));
 }

@@ -32,6 +32,13 @@ pub async fn text_argument(text: Option<String>, out: &Out) -> Result<String, Ct
 }
 
 pub async fn send(session: &Session, out: &mut Out, args: SendArgs) -> Result<Exit, CtlError> {
+    // clap's `requires` does not hold a flag back; a text send has nothing
+    // to wait for, so say so rather than ignore it.
+    if args.no_wait {
+        return Err(CtlError::Usage(
+            "--no-wait is for --file: a text send returns as soon as the message is queued".into(),
+        ));
+    }
     let text = text_argument(args.text, out).await?;
     let client = session.connect().await?;
     let sent = client

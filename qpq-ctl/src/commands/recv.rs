@@ -8,7 +8,10 @@
 //! "received", and a bot answering with `send` must not read its own
 //! answers). `--follow` also keeps the events of issue 17 (`reaction`,
 //! `edit`, `delete`, `read`, `typing`, `timer`, `conversation`) that another
-//! member caused, by the same rule; a one-shot `recv` prints a JSON array
+//! member caused, by the same rule, and the end of each attachment transfer
+//! of this profile (`transfer` with its final state: a script that started
+//! `send --file --no-wait` or a download learns how it went; the progress
+//! steps in between are not shown); a one-shot `recv` prints a JSON array
 //! of messages, as it always did, so it keeps to messages. `--mentions`
 //! keeps only messages that mention us.
 //!
@@ -31,13 +34,13 @@ use super::names::Names;
 use crate::cli::RecvArgs;
 use crate::error::CtlError;
 use crate::exit::Exit;
-use crate::output::event::{actor, conversation_of};
+use crate::output::event::{actor, conversation_of, transfer_ended};
 use crate::output::message::Columns;
 use crate::output::{message, EventView, MessageView, Out};
 use crate::session::Session;
 
 mod cursor;
-mod stop;
+pub(super) mod stop;
 
 use cursor::Cursor;
 use quicproquo_protocol::backoff::Backoff;
@@ -91,6 +94,7 @@ fn wanted(n: Notification, f: &Filter) -> Option<Item> {
         {
             Some(Item::Message(m.seq, m.message))
         }
+        Notification::Transfer(t) if !transfer_ended(t.state) => None,
         n if f.events && !f.mentions => {
             let conversation = conversation_of(&n)?;
             let by_us = actor(&n).is_some_and(|by| f.me.as_deref() == Some(by));
@@ -326,7 +330,7 @@ async fn follow(
 /// Connects and subscribes after `since` again, with back-off, until it
 /// works, a stop is requested (`None`), or the error is one waiting will not
 /// cure.
-async fn reconnect(
+pub(super) async fn reconnect(
     session: &Session,
     since: Seq,
     stop: &mut Stop,
@@ -454,6 +458,37 @@ mod tests {
             by: by.into(),
             removed: false,
         })
+    }
+
+    #[test]
+    fn only_the_ends_of_transfers_when_following() {
+        use quicproquo_protocol::ipc::notifications::TransferUpdate;
+        use quicproquo_protocol::ipc::values::{TransferDirection, TransferState};
+        let transfer = |seq: u64, state| {
+            Notification::Transfer(TransferUpdate {
+                seq: Seq(seq),
+                conversation: ConversationId([1; 16]),
+                id: MessageId([9; 16]),
+                direction: TransferDirection::Up,
+                state,
+                done: 1,
+                total: 2,
+                path: None,
+                error: None,
+            })
+        };
+        let follow = Filter {
+            events: true,
+            me: Some("alice".into()),
+            ..Filter::default()
+        };
+        assert!(wanted(transfer(1, TransferState::Uploading), &follow).is_none());
+        assert_eq!(
+            seq_of(wanted(transfer(2, TransferState::Uploaded), &follow)),
+            Some(2),
+            "ours, and still shown: nobody else sees it"
+        );
+        assert!(wanted(transfer(3, TransferState::Uploaded), &Filter::default()).is_none());
     }
 
     #[test]

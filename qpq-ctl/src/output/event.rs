@@ -1,6 +1,7 @@
 //! What members do to messages and conversations, as `recv --follow` prints
 //! it: reactions, edits, deletes, read receipts, typing, timers, and a
-//! conversation renamed.
+//! conversation renamed; and how this profile's attachment transfers ended
+//! (`transfer`: only the ends, which `recv` picks, not each step).
 //!
 //! JSON: the IPC notification's fields as they are (ipc.md,
 //! "Notifications") plus `type` (the notification's name: `reaction`,
@@ -10,7 +11,9 @@
 //! the peer's words sanitized.
 
 use quicproquo_protocol::ipc::notifications::Notification;
-use quicproquo_protocol::ipc::values::{ConversationId, DeleteScope};
+use quicproquo_protocol::ipc::values::{
+    ConversationId, DeleteScope, TransferDirection, TransferState,
+};
 use serde::Serialize;
 
 use super::{local_time, sanitize_line, word, Paint, Style};
@@ -44,8 +47,18 @@ pub fn conversation_of(n: &Notification) -> Option<ConversationId> {
         Notification::Typing(t) => Some(t.conversation),
         Notification::Timer(t) => Some(t.conversation),
         Notification::Conversation(c) => Some(c.conversation.id),
+        Notification::Transfer(t) => Some(t.conversation),
         _ => None,
     }
+}
+
+/// Whether a `transfer` notification is the end of its transfer (the
+/// steps in between are for progress bars, not for a stream of events).
+pub fn transfer_ended(state: TransferState) -> bool {
+    !matches!(
+        state,
+        TransferState::Uploading | TransferState::Downloading | TransferState::Available
+    )
 }
 
 /// Who caused it, when a member did; `None` for a conversation's change
@@ -81,6 +94,7 @@ impl<'a> EventView<'a> {
             Notification::Typing(p) => line(self, p),
             Notification::Timer(p) => line(self, p),
             Notification::Conversation(p) => line(self, p),
+            Notification::Transfer(p) => line(self, p),
             other => other.to_raw().map(|raw| raw.params.to_string()),
         }
     }
@@ -159,6 +173,29 @@ fn describe(n: &Notification) -> (&str, String) {
                 ),
             )
         }
+        Notification::Transfer(t) => {
+            let what = match t.direction {
+                TransferDirection::Up => "upload",
+                TransferDirection::Down => "download",
+            };
+            let why = t
+                .error
+                .as_deref()
+                .map(|e| format!(": {}", sanitize_line(e)))
+                .unwrap_or_default();
+            let end = match t.state {
+                TransferState::Uploaded => "finished; the message is on its way".to_owned(),
+                TransferState::Downloaded => match &t.path {
+                    Some(p) => format!("finished: {}", sanitize_line(p)),
+                    None => "finished".to_owned(),
+                },
+                TransferState::Corrupt => format!("failed its integrity check{why}"),
+                TransferState::Expired => "impossible: the server no longer has it".to_owned(),
+                TransferState::Failed => format!("failed{why}"),
+                other => word(&other),
+            };
+            ("", format!("{what} of {} {end}", t.id))
+        }
         other => ("", other.method().to_owned()),
     }
 }
@@ -167,7 +204,7 @@ fn describe(n: &Notification) -> (&str, String) {
 mod tests {
     use quicproquo_protocol::ipc::notifications::{
         ConversationUpdate, DeleteUpdate, EditUpdate, ReactionUpdate, ReadUpdate, TimerUpdate,
-        TypingUpdate,
+        TransferUpdate, TypingUpdate,
     };
     use quicproquo_protocol::ipc::values::{
         Ciphersuite, Conversation, ConversationKind, MessageId, Seq,
@@ -237,6 +274,17 @@ mod tests {
                     last_activity_ms: 1_775_397_790_000,
                 },
             }),
+            Notification::Transfer(TransferUpdate {
+                seq: Seq(50),
+                conversation,
+                id,
+                direction: TransferDirection::Down,
+                state: TransferState::Downloaded,
+                done: 5,
+                total: 5,
+                path: Some("/home/bob/report.pdf".into()),
+                error: None,
+            }),
         ]
     }
 
@@ -269,7 +317,8 @@ mod tests {
                 "read",
                 "typing",
                 "timer",
-                "conversation"
+                "conversation",
+                "transfer"
             ]
         );
         let first = EventView {
@@ -299,6 +348,7 @@ mod tests {
             "carol  is typing…".to_owned(),
             "bob  set messages to disappear after 1 day".to_owned(),
             "the conversation is now \"team\" (group, 3 members)".to_owned(),
+            format!("download of {id} finished: /home/bob/report.pdf"),
         ];
         for (n, want) in all().iter().zip(expected) {
             let v = EventView {
@@ -345,5 +395,37 @@ mod tests {
             conversation_name: "c",
         };
         assert!(v.render(false, &PLAIN, 0).contains("bob  took back 🎉 on"));
+        let corrupt = Notification::Transfer(TransferUpdate {
+            seq: Seq(3),
+            conversation: ConversationId([1; 16]),
+            id: MessageId([2; 16]),
+            direction: TransferDirection::Down,
+            state: TransferState::Corrupt,
+            done: 1,
+            total: 2,
+            path: None,
+            error: Some("bad\u{1b}[2J\nchunk".into()),
+        });
+        let v = EventView {
+            event: &corrupt,
+            conversation_name: "c",
+        };
+        let line = v.render(false, &PLAIN, 0);
+        assert!(
+            line.contains("failed its integrity check: bad\u{FFFD}[2J"),
+            "{line:?}"
+        );
+        assert_eq!(line.matches('\n').count(), 1, "one line: {line:?}");
+    }
+
+    #[test]
+    fn only_the_ends_of_transfers_are_events() {
+        use TransferState::*;
+        for s in [Uploaded, Downloaded, Failed, Corrupt, Expired] {
+            assert!(transfer_ended(s), "{s:?}");
+        }
+        for s in [Uploading, Downloading, Available] {
+            assert!(!transfer_ended(s), "{s:?}");
+        }
     }
 }

@@ -4,22 +4,28 @@
 //! JSON: the IPC `Message` fields (`id`, `conversation`, `sender`,
 //! `timestamp_ms`, `text`, `outgoing`, `state`, `failure` when failed, and
 //! issue 17's `reply_to`, `reactions`, `edited`, `deleted`, `mentions_me`,
-//! `expires_at_ms`, `read_by`, each only when not empty) plus
+//! `expires_at_ms`, `read_by`, each only when not empty; issue 18's
+//! `attachment` {name, size, content_type, sha256, state, path?, error?})
+//! plus
 //! `conversation_name`, `timestamp` (RFC 3339, UTC) and, from `recv`, `seq`
 //! and `type: "message"` (recv's lines also carry events).
 //! People get `TIME  [ID]  [CONVERSATION]  SENDER  TEXT`, columns aligned
 //! within one batch and the lines of a multi-line message indented under
 //! the first. A reply starts with the quoted line (`> alice: first words`),
+//! an attachment is a line of its own before its caption (`📎 report.pdf
+//! (2.1 MB, application/pdf)`, then how its transfer stands when that is
+//! news: `uploading`, `downloaded to PATH`, `corrupt: …`),
 //! reactions follow the text on a line of their own (`👍 2 alice, bob`),
 //! and notes end it: `(edited)`, `(read by …)`, `(disappears …)`; a failed
 //! message ends with why and its id, for `retry` or `discard`.
 
 use quicproquo_protocol::ipc::values::{
-    ConversationId, Message, MessageId, MessageMeta, MessageState, Quote, Reaction,
+    Attachment, ConversationId, Message, MessageId, MessageMeta, MessageState, Quote, Reaction,
+    TransferState,
 };
 use serde::Serialize;
 
-use super::{local_time, rfc3339, sanitize, sanitize_line, width, Paint, Style};
+use super::{local_time, rfc3339, sanitize, sanitize_line, size, width, Paint, Style};
 
 /// A message with what the daemon's `Message` lacks for printing.
 #[derive(Debug, Clone, Copy)]
@@ -104,7 +110,7 @@ pub fn render(views: &[MessageView<'_>], columns: Columns, style: &Style) -> Str
             conversation: sanitize_line(v.conversation_name),
             sender: sanitize_line(&v.message.sender),
             lines: body(v.message),
-            text_at: usize::from(quotes(v.message)),
+            text_at: text_at(v.message),
             notes: notes(v.message),
         })
         .collect();
@@ -176,12 +182,63 @@ fn body(m: &Message) -> Vec<(Option<Paint>, String)> {
         lines.push((Some(Paint::Dim), "(message deleted)".to_owned()));
     } else {
         let paint = m.meta.mentions_me.then_some(Paint::Mention);
-        lines.push((paint, sanitize(&m.text)));
+        match &m.meta.attachment {
+            Some(a) => {
+                lines.push((Some(Paint::Bold), attachment(a)));
+                if !m.text.is_empty() {
+                    lines.push((paint, sanitize(&m.text)));
+                }
+            }
+            None => lines.push((paint, sanitize(&m.text))),
+        }
     }
     if !m.meta.reactions.is_empty() {
         lines.push((Some(Paint::Reactions), reactions(&m.meta.reactions)));
     }
     lines
+}
+
+/// Which of [`body`]'s lines the notes follow: the text, or an
+/// attachment's line when it has no caption.
+fn text_at(m: &Message) -> usize {
+    let caption = !m.meta.deleted && m.meta.attachment.is_some() && !m.text.is_empty();
+    usize::from(quotes(m)) + usize::from(caption)
+}
+
+/// `📎 report.pdf (2.1 MB, application/pdf)`, and where its bytes are when
+/// that is news (not for one that simply waits on the server). Name, type
+/// and error come from the sender or the network: sanitized.
+pub fn attachment(a: &Attachment) -> String {
+    let mut line = format!(
+        "📎 {} ({}, {})",
+        sanitize_line(&a.name),
+        size(a.size),
+        sanitize_line(&a.content_type)
+    );
+    let error = || {
+        a.error
+            .as_deref()
+            .map(|e| format!(": {}", sanitize_line(e)))
+            .unwrap_or_default()
+    };
+    let state = match a.state {
+        TransferState::Uploaded | TransferState::Available => String::new(),
+        TransferState::Uploading => "uploading".to_owned(),
+        TransferState::Downloading => "downloading".to_owned(),
+        TransferState::Downloaded => match &a.path {
+            Some(path) => format!("downloaded to {}", sanitize_line(path)),
+            None => "downloaded".to_owned(),
+        },
+        TransferState::Failed => format!("transfer failed{}", error()),
+        TransferState::Corrupt => format!("corrupt{}", error()),
+        TransferState::Expired => "expired: the server no longer has it".to_owned(),
+    };
+    if !state.is_empty() {
+        line.push_str(" [");
+        line.push_str(&state);
+        line.push(']');
+    }
+    line
 }
 
 /// Whether a message shows what it answers: not once it was deleted
@@ -382,6 +439,75 @@ mod tests {
         );
     }
 
+    const PLAIN: Style = Style {
+        json: false,
+        color: false,
+    };
+
+    fn views_in_team<'a>(all: &[&'a Message]) -> Vec<MessageView<'a>> {
+        all.iter()
+            .map(|m| MessageView {
+                message: m,
+                conversation_name: "team",
+                seq: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn attachments_show_as_a_line_before_their_caption() {
+        let file = |state, name: &str| Attachment {
+            name: name.into(),
+            size: 2_100_000,
+            content_type: "application/pdf".into(),
+            sha256: "ab".repeat(32),
+            state,
+            path: None,
+            error: None,
+        };
+        let mut captioned = msg("bob", "the report");
+        captioned.meta.attachment = Some(Box::new(file(TransferState::Available, "report.pdf")));
+        captioned.meta.edited = true;
+        let mut bare = msg("bob", "");
+        let mut evil = file(TransferState::Corrupt, "evil\u{1b}[2J\u{202E}fdp.exe");
+        evil.content_type = "text/x\u{1b}]0;".into();
+        evil.error = Some("chunk 3\nhint: rm".into());
+        bare.meta.attachment = Some(Box::new(evil));
+        let mut mine = msg("alice", "");
+        mine.outgoing = true;
+        mine.state = MessageState::Queued;
+        mine.meta.attachment = Some(Box::new(file(TransferState::Uploading, "a.pdf")));
+        let all = [&captioned, &bare, &mine];
+        let views = views_in_team(&all);
+        let style = PLAIN;
+        let text = render(&views, Columns::default(), &style);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(
+            lines[0].ends_with("bob    📎 report.pdf (2.1 MB, application/pdf)"),
+            "{text}"
+        );
+        assert!(lines[1].ends_with("       the report (edited)"), "{text}");
+        assert!(
+            lines[2].ends_with(
+                "bob    📎 evil\u{FFFD}[2J\u{FFFD}fdp.exe (2.1 MB, text/x\u{FFFD}]0;) \
+                 [corrupt: chunk 3\u{FFFD}hint: rm]"
+            ),
+            "{text}"
+        );
+        assert!(
+            lines[3].ends_with("alice  📎 a.pdf (2.1 MB, application/pdf) [uploading] (queued)"),
+            "{text}"
+        );
+        let json = serde_json::to_value(views[0].json()).unwrap();
+        assert_eq!(json["attachment"]["name"], "report.pdf");
+        assert_eq!(json["attachment"]["size"], 2_100_000);
+        assert_eq!(json["attachment"]["state"], "available");
+        assert_eq!(json["attachment"]["sha256"], "ab".repeat(32));
+        assert!(json["attachment"].get("path").is_none());
+        assert_eq!(json["text"], "the report");
+    }
+
     #[test]
     fn replies_reactions_edits_and_deletes_show() {
         let mut reply = msg("bob", "sure, at 3");
@@ -419,18 +545,8 @@ mod tests {
             missing: true,
         });
         let all = [&reply, &gone, &mine, &unknown];
-        let views: Vec<MessageView<'_>> = all
-            .iter()
-            .map(|m| MessageView {
-                message: m,
-                conversation_name: "team",
-                seq: None,
-            })
-            .collect();
-        let style = Style {
-            json: false,
-            color: false,
-        };
+        let views = views_in_team(&all);
+        let style = PLAIN;
         let text = render(&views, Columns::default(), &style);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 7, "{text}");

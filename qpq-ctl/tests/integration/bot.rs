@@ -4,12 +4,7 @@
 use quicproquo_testkit::skip::skip;
 use std::path::Path;
 
-use crate::harness::{eventually, Server, User, WAIT};
-
-fn on_path(program: &str) -> bool {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .any(|dir| dir.join(program).is_file())
-}
+use crate::harness::{eventually, on_path, Server, User, WAIT};
 
 /// Bob's messages in alice's view of `conversation`.
 async fn answers(alice: &User, conversation: &str) -> Vec<String> {

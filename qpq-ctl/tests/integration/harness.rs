@@ -148,6 +148,14 @@ impl User {
         self.run_stdin(args, None).await
     }
 
+    /// `run` with `dir` as the working directory (where relative paths
+    /// given to qpq-ctl are resolved).
+    pub async fn run_in(&self, dir: &Path, args: &[&str]) -> Run {
+        let mut cmd = self.command();
+        cmd.current_dir(dir).args(args);
+        finish(cmd, None).await
+    }
+
     pub async fn run_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Run {
         let mut cmd = self.command();
         cmd.args(args);
@@ -340,6 +348,12 @@ pub async fn terminate(child: &mut Child) -> i32 {
         .expect("exits after SIGTERM")
         .expect("wait");
     status.code().unwrap_or(-1)
+}
+
+/// Whether `program` is on PATH (a test that needs it skips otherwise).
+pub fn on_path(program: &str) -> bool {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .any(|dir| dir.join(program).is_file())
 }
 
 /// Whether `pid` runs (a zombie counts as ended).

@@ -8,6 +8,7 @@
 
 mod account_changes;
 mod actions;
+mod attachments;
 mod bot;
 mod daemon;
 mod docs;

@@ -10,7 +10,7 @@ use std::path::Path;
 use quicproquo_protocol::types::IdentityKey;
 
 use super::{BlobExpiry, BlobId, BlobInfo, BlobStore, BlobStoreError, BlobUsage, NewBlob};
-use crate::store::file_blobs::FileBlobStore;
+use crate::store::file_blobs::{self, FileBlobStore};
 use crate::store::postgres::{PgBlobStore, PgStore};
 use crate::store::Store;
 
@@ -26,7 +26,7 @@ impl AnyBlobStore {
     pub fn for_store<S: Store>(store: &S, data_dir: &Path) -> Result<Self, BlobStoreError> {
         match (store as &dyn std::any::Any).downcast_ref::<PgStore>() {
             Some(pg) => Ok(AnyBlobStore::Postgres(pg.blob_store())),
-            None => FileBlobStore::open(&data_dir.join("blobs")).map(AnyBlobStore::Files),
+            None => FileBlobStore::open(&file_blobs::dir_in(data_dir)).map(AnyBlobStore::Files),
         }
     }
 }

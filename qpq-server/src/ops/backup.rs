@@ -15,8 +15,21 @@
 //! the old database's `-wal` and `-shm` first: a WAL left beside a
 //! different database file would be replayed into it.
 //!
-//! PostgreSQL is backed up with its own tools (`pg_dump`, base backups);
-//! both commands say so and exit 2 when the database is a PostgreSQL URL.
+//! Attachments (issue 18) live beside the database in `<data dir>/blobs/`.
+//! Backup copies them after the database into `<out>.blobs/`
+//! (`file_blobs::snapshot`: their metadata as of one transaction, then each
+//! finished blob, hard-linked when it can be — a finished blob is never
+//! written again). After the database, so every message in the backup names
+//! a blob finished before it was sent, which the later copy holds unless it
+//! expired meanwhile. Unfinished uploads are left out: their uploaders start
+//! over. The directory is written as `<out>.blobs.partial-<pid>` and renamed
+//! into place. Restore puts `<from>.blobs/` back as the blob directory the
+//! same way (refusing, without `--force`, to replace blobs that are there);
+//! a backup without one leaves the blob directory as it is.
+//!
+//! PostgreSQL is backed up with its own tools (`pg_dump`, base backups),
+//! which include the blobs (they are rows there); both commands say so and
+//! exit 2 when the database is a PostgreSQL URL.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -28,6 +41,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::problem;
 use crate::config::{Cli, Config};
 use crate::lock::DataDirLock;
+use crate::store::file_blobs::{self, Snapshot};
 use crate::store::sqlite::SCHEMA_VERSION;
 
 #[derive(Debug, clap::Args)]
@@ -62,6 +76,8 @@ pub enum BackupError {
 pub struct Copied {
     pub bytes: u64,
     pub schema_version: usize,
+    /// The attachments copied with it (none where there were none).
+    pub blobs: Snapshot,
 }
 
 /// The SQLite file `config` names, or `None` for a PostgreSQL URL.
@@ -94,14 +110,23 @@ pub async fn run_backup(args: BackupArgs, cli: Cli) -> i32 {
         Err(code) => return code,
     };
     let out = args.out.clone();
-    match tokio::task::spawn_blocking(move || backup(&db, &out)).await {
+    let blob_dir = file_blobs::dir_in(&config.data_dir);
+    let done = tokio::task::spawn_blocking(move || {
+        let mut copied = backup(&db, &out)?;
+        copied.blobs = backup_blobs(&blob_dir, &out)?;
+        Ok::<_, BackupError>(copied)
+    })
+    .await;
+    match done {
         Ok(Ok(c)) => {
             println!(
-                "backed up {} ({} bytes, schema version {}) to {}",
+                "backed up {} ({} bytes, schema version {}) to {}, and {} attachments ({} bytes)",
                 config.database,
                 c.bytes,
                 c.schema_version,
-                args.out.display()
+                args.out.display(),
+                c.blobs.blobs,
+                c.blobs.bytes,
             );
             0
         }
@@ -128,11 +153,13 @@ pub async fn run_restore(args: RestoreArgs, cli: Cli) -> i32 {
     match done {
         Ok(Ok(c)) => {
             println!(
-                "restored {} ({} bytes, schema version {}) as {}",
+                "restored {} ({} bytes, schema version {}) as {}, and {} attachments ({} bytes)",
                 args.from.display(),
                 c.bytes,
                 c.schema_version,
-                config.database
+                config.database,
+                c.blobs.blobs,
+                c.blobs.bytes,
             );
             0
         }
@@ -178,7 +205,7 @@ pub fn backup(db: &Path, out: &Path) -> Result<Copied, BackupError> {
     let tmp = temporary_beside(out)?;
     let copied = (|| {
         let mut dst = Connection::open(&tmp).map_err(sql_err(&tmp))?;
-        copy_in_one_step(&src, &mut dst).map_err(sql_err(db))?;
+        crate::store::sqlite::copy_in_one_step(&src, &mut dst).map_err(sql_err(db))?;
         dst.close().map_err(|(_, e)| sql_err(&tmp)(e))?;
         put_in_place(&tmp, out)
     })();
@@ -188,32 +215,63 @@ pub fn backup(db: &Path, out: &Path) -> Result<Copied, BackupError> {
     Ok(Copied {
         bytes: copied?,
         schema_version,
+        blobs: Snapshot::default(),
     })
 }
 
-/// Every page in one `sqlite3_backup_step(-1)`: one read transaction, so
-/// the copy is one consistent snapshot (in steps, a write between two steps
-/// would restart the copy). Retries while the source is busy or locked.
-fn copy_in_one_step(src: &Connection, dst: &mut Connection) -> rusqlite::Result<()> {
-    use rusqlite::backup::{Backup, StepResult};
-    let backup = Backup::new(src, dst)?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        match backup.step(-1)? {
-            StepResult::Done => return Ok(()),
-            StepResult::More | StepResult::Busy | StepResult::Locked
-                if std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            _ => {
-                return Err(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
-                    Some("the database stayed busy for 60 s".into()),
-                ))
-            }
-        }
+/// Where a backup at `out` keeps its attachments.
+pub fn blobs_beside(out: &Path) -> PathBuf {
+    let mut name = out.as_os_str().to_owned();
+    name.push(".blobs");
+    PathBuf::from(name)
+}
+
+/// Copies the blob directory's finished blobs to [`blobs_beside`] `out`
+/// (see the module doc); nothing when the server never stored one. Blocks.
+pub fn backup_blobs(blob_dir: &Path, out: &Path) -> Result<Snapshot, BackupError> {
+    if !blob_dir.join(file_blobs::DB_FILE).is_file() {
+        return Ok(Snapshot::default());
     }
+    let target = blobs_beside(out);
+    replace_dir(&target, |tmp| {
+        file_blobs::snapshot(blob_dir, tmp).map_err(|e| BackupError::File {
+            path: blob_dir.to_path_buf(),
+            reason: e.to_string(),
+        })
+    })
+}
+
+/// Fills a new private directory beside `target` with `fill`, then puts it
+/// in place of `target` (renaming an old one aside and removing it after),
+/// fsyncing the parent: a crash leaves the old directory or the new one.
+fn replace_dir<T>(
+    target: &Path,
+    fill: impl FnOnce(&Path) -> Result<T, BackupError>,
+) -> Result<T, BackupError> {
+    let aside = |what: &str| {
+        let mut name = target.as_os_str().to_owned();
+        name.push(format!(".{what}-{}", std::process::id()));
+        PathBuf::from(name)
+    };
+    let (tmp, old) = (aside("partial"), aside("old"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    crate::server::create_private_dir(&tmp).map_err(|e| BackupError::Refused(e.to_string()))?;
+    let filled = fill(&tmp).and_then(|value| {
+        let had_old = target.exists();
+        if had_old {
+            std::fs::rename(target, &old).map_err(file_err(target))?;
+        }
+        std::fs::rename(&tmp, target).map_err(file_err(target))?;
+        sync_parent(target)?;
+        if had_old {
+            std::fs::remove_dir_all(&old).map_err(file_err(&old))?;
+        }
+        Ok(value)
+    });
+    if filled.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    filled
 }
 
 /// Puts the backup `from` in place as `db` in `data_dir` (see the module
@@ -251,6 +309,14 @@ pub fn restore(
             db.display()
         )));
     }
+    let (blobs_from, blob_dir) = (blobs_beside(from), file_blobs::dir_in(data_dir));
+    let with_blobs = blobs_from.join(file_blobs::DB_FILE).is_file();
+    if with_blobs && blob_dir.exists() && !force {
+        return Err(BackupError::Refused(format!(
+            "attachments already exist at {}; pass --force to replace them",
+            blob_dir.display()
+        )));
+    }
     if let Some(parent) = db.parent() {
         crate::server::create_private_dir(parent)
             .map_err(|e| BackupError::Refused(e.to_string()))?;
@@ -279,9 +345,23 @@ pub fn restore(
     if copied.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
+    let bytes = copied?;
+    let blobs = if with_blobs {
+        // The same copy as a backup's, from the backup's directory: only
+        // finished blobs whose files are there come back.
+        replace_dir(&blob_dir, |tmp| {
+            file_blobs::snapshot(&blobs_from, tmp).map_err(|e| BackupError::File {
+                path: blobs_from.clone(),
+                reason: e.to_string(),
+            })
+        })?
+    } else {
+        Snapshot::default()
+    };
     Ok(Copied {
-        bytes: copied?,
+        bytes,
         schema_version,
+        blobs,
     })
 }
 
@@ -335,14 +415,19 @@ fn put_in_place(tmp: &Path, target: &Path) -> Result<u64, BackupError> {
     f.sync_all().map_err(file_err(tmp))?;
     let bytes = f.metadata().map_err(file_err(tmp))?.len();
     std::fs::rename(tmp, target).map_err(file_err(target))?;
+    sync_parent(target)?;
+    Ok(bytes)
+}
+
+/// fsyncs the directory `target` is in, so a rename into it is durable.
+fn sync_parent(target: &Path) -> Result<(), BackupError> {
     let dir = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(file_err(dir))?;
-    Ok(bytes)
+        .map_err(file_err(dir))
 }
 
 #[cfg(test)]
@@ -378,6 +463,86 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no database"), "{e}");
+    }
+
+    /// A file that passes restore's checks: the current schema version on
+    /// an otherwise empty database (restore does not look further).
+    fn stand_in_database(path: &Path) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let c = Connection::open(path).unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn attachments_are_backed_up_finished_only_and_restored() {
+        use crate::blobs::{BlobId, BlobStore};
+        use crate::store::conformance::blobs;
+        use crate::store::file_blobs::FileBlobStore;
+
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let db = data.join("qpq.db");
+        stand_in_database(&db);
+        let store = FileBlobStore::open(&file_blobs::dir_in(&data)).unwrap();
+        let kept = blobs::upload(&store, 1, b"a finished attachment").await;
+        let unfinished = BlobId([9; 16]);
+        store
+            .create(blobs::new_blob(unfinished, 1, 10))
+            .await
+            .unwrap();
+        store
+            .append(unfinished, blobs::owner(1), 0, b"half".to_vec())
+            .await
+            .unwrap();
+
+        let out = dir.path().join("backup.db");
+        backup(&db, &out).unwrap();
+        let copied = backup_blobs(&file_blobs::dir_in(&data), &out).unwrap();
+        assert_eq!(copied.blobs, 1, "only the finished blob");
+        assert_eq!(copied.bytes, b"a finished attachment".len() as u64);
+        // The server keeps serving while (and after) it is copied.
+        assert_eq!(
+            store.read(kept, 0, 100).await.unwrap(),
+            b"a finished attachment"
+        );
+        // Backing up again replaces the copy and leaves nothing aside.
+        backup_blobs(&file_blobs::dir_in(&data), &out).unwrap();
+        let beside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.contains("partial") || n.contains(".old-"))
+            .collect();
+        assert!(beside.is_empty(), "{beside:?}");
+
+        let second = dir.path().join("second");
+        let restored = restore(&out, &second, &second.join("qpq.db"), false).unwrap();
+        assert_eq!(restored.blobs, copied);
+        let back = FileBlobStore::open(&file_blobs::dir_in(&second)).unwrap();
+        assert_eq!(
+            back.read(kept, 0, 100).await.unwrap(),
+            b"a finished attachment"
+        );
+        assert_eq!(back.info(unfinished).await.unwrap(), None);
+        drop(back);
+
+        // Again over it: refused without --force, then replaced with it.
+        let e = restore(&out, &second, &second.join("qpq.db"), false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--force"), "{e}");
+        let again = restore(&out, &second, &second.join("qpq.db"), true).unwrap();
+        assert_eq!(again.blobs.blobs, 1);
+    }
+
+    #[tokio::test]
+    async fn a_backup_of_a_server_without_attachments_has_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let out = dir.path().join("backup.db");
+        let none = backup_blobs(&file_blobs::dir_in(&data), &out).unwrap();
+        assert_eq!(none, Snapshot::default());
+        assert!(!blobs_beside(&out).exists());
     }
 
     #[test]

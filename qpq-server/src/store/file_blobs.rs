@@ -27,6 +27,9 @@ use crate::blobs::{
     BlobStore, BlobStoreError, BlobUsage, NewBlob,
 };
 
+/// The metadata database's file name in the blob directory.
+pub const DB_FILE: &str = "blobs.sqlite3";
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS blobs (
     id             BLOB PRIMARY KEY,
@@ -115,7 +118,7 @@ impl Inner {
     }
 
     fn done(&self, id: &BlobId) -> PathBuf {
-        self.dir.join(id.to_string())
+        finished_file(&self.dir, id)
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -345,7 +348,7 @@ impl FileBlobStore {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(backend)?;
         }
-        let db = Connection::open(dir.join("blobs.sqlite3")).map_err(backend)?;
+        let db = Connection::open(dir.join(DB_FILE)).map_err(backend)?;
         db.busy_timeout(std::time::Duration::from_secs(5))
             .and_then(|()| db.pragma_update(None, "journal_mode", "WAL"))
             .and_then(|()| db.pragma_update(None, "synchronous", "NORMAL"))
@@ -424,6 +427,96 @@ impl BlobStore for FileBlobStore {
         self.run(move |s| s.delete_where("SELECT id FROM blobs WHERE owner = ?1", [&owner.0[..]]))
             .await
     }
+}
+
+/// The blob directory of a data directory.
+pub fn dir_in(data_dir: &Path) -> PathBuf {
+    data_dir.join("blobs")
+}
+
+/// Where a finished blob's bytes are in the blob directory `dir`.
+fn finished_file(dir: &Path, id: &BlobId) -> PathBuf {
+    dir.join(id.to_string())
+}
+
+/// What [`snapshot`] copied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub blobs: u64,
+    pub bytes: u64,
+}
+
+/// Copies the finished blobs of the blob directory `dir` (of a serving
+/// server or a stopped one) into the empty directory `into`, for `qpq-server
+/// backup`: the metadata as of one read transaction (SQLite's online
+/// backup), then each finished blob's file — hard-linked where `into` is on
+/// the same file system (a finished file is never written again, only
+/// removed), copied otherwise. Unfinished uploads are left out (their
+/// uploader starts over after a restore), as are blobs removed while the
+/// copy ran. Every file and `into` are fsynced. Blocks.
+pub fn snapshot(dir: &Path, into: &Path) -> Result<Snapshot, BlobStoreError> {
+    use rusqlite::OpenFlags;
+    let src = Connection::open_with_flags(dir.join(DB_FILE), OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(backend)?;
+    src.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(backend)?;
+    let mut copy = Connection::open(into.join(DB_FILE)).map_err(backend)?;
+    crate::store::sqlite::copy_in_one_step(&src, &mut copy).map_err(backend)?;
+    copy.execute("DELETE FROM blobs WHERE finished_at_ms IS NULL", [])
+        .map_err(backend)?;
+    let ids: Vec<BlobId> = {
+        let mut st = copy.prepare("SELECT id FROM blobs").map_err(backend)?;
+        let rows = st
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(backend)?;
+        rows.filter_map(|r| r.ok().and_then(|v| v.try_into().ok()).map(BlobId))
+            .collect()
+    };
+    let mut done = Snapshot::default();
+    let mut gone = Vec::new();
+    for id in ids {
+        let (from, to) = (finished_file(dir, &id), finished_file(into, &id));
+        let linked = std::fs::hard_link(&from, &to);
+        let result = match linked {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                gone.push(id);
+                continue;
+            }
+            // Another file system (or one without hard links): copy.
+            Err(_) => std::fs::copy(&from, &to).map(drop),
+        };
+        match result {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                gone.push(id);
+                continue;
+            }
+            Err(e) => return Err(backend(format!("{}: {e}", from.display()))),
+        }
+        let f = File::open(&to).map_err(backend)?;
+        f.sync_all().map_err(backend)?;
+        done.blobs += 1;
+        done.bytes += f.metadata().map_err(backend)?.len();
+    }
+    {
+        let tx = copy.transaction().map_err(backend)?;
+        for id in &gone {
+            tx.execute("DELETE FROM blobs WHERE id = ?1", [&id.0[..]])
+                .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+    }
+    // One file, no WAL beside it: the copy is complete on its own.
+    copy.pragma_update(None, "journal_mode", "DELETE")
+        .map_err(backend)?;
+    drop(copy);
+    File::open(into.join(DB_FILE))
+        .and_then(|f| f.sync_all())
+        .and_then(|()| File::open(into))
+        .and_then(|d| d.sync_all())
+        .map_err(backend)?;
+    Ok(done)
 }
 
 #[cfg(test)]

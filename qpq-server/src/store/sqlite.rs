@@ -360,3 +360,29 @@ impl Store for SqliteStore {
         self.changes.subscribe()
     }
 }
+
+/// Every page in one `sqlite3_backup_step(-1)`: one read transaction, so
+/// the copy is one consistent snapshot (in steps, a write between two steps
+/// would restart the copy). Retries while the source is busy or locked.
+/// `qpq-server backup` copies the store and the blob metadata with it.
+pub(crate) fn copy_in_one_step(src: &Connection, dst: &mut Connection) -> rusqlite::Result<()> {
+    use rusqlite::backup::{Backup, StepResult};
+    let backup = Backup::new(src, dst)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match backup.step(-1)? {
+            StepResult::Done => return Ok(()),
+            StepResult::More | StepResult::Busy | StepResult::Locked
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            _ => {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    Some("the database stayed busy for 60 s".into()),
+                ))
+            }
+        }
+    }
+}

@@ -8,6 +8,8 @@ use quicproquo_protocol::client::Client;
 use quicproquo_protocol::errors::ErrorCode;
 use quicproquo_protocol::types::SessionToken;
 use quicproquo_protocol::wire::{self as w, BlobState};
+use quicproquo_testkit::bulk::{mib_per_s, BareBulk, PIECE};
+use quicproquo_testkit::server_process;
 use quicproquo_testkit::wire;
 
 use crate::groups::{refused, team};
@@ -237,70 +239,10 @@ async fn the_size_limit_and_quota_give_their_codes_and_say_why() {
 // ----- the figure of BENCHMARKS.md: blob calls beside bare quinn -------------
 
 const FIGURE_BYTES: usize = 100 * 1024 * 1024;
-const PIECE: usize = 1024 * 1024;
-
-/// A bare quinn server on loopback (TLS 1.3, aws-lc-rs, the qpq ALPN and
-/// transport settings): each bidirectional stream is read to its end and
-/// discarded; a stream whose first byte is `b'D'` is answered with
-/// [`FIGURE_BYTES`] bytes instead (the download direction).
-fn bare_quinn() -> (std::net::SocketAddr, quicproquo_protocol::Fingerprint) {
-    use std::sync::Arc;
-    let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let cert = generated.cert.der().clone();
-    let fingerprint = quicproquo_protocol::cert_fingerprint(&cert);
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
-    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![cert], key)
-    .unwrap();
-    tls.alpn_protocols = vec![quicproquo_protocol::ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap();
-    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(Arc::new(quicproquo_protocol::client::transport_config()));
-    let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = endpoint.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Some(incoming) = endpoint.accept().await {
-            tokio::spawn(async move {
-                let Ok(conn) = incoming.await else { return };
-                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
-                    tokio::spawn(async move {
-                        let mut buf = vec![0u8; 64 * 1024];
-                        let mut first = None;
-                        while let Ok(Some(n)) = recv.read(&mut buf).await {
-                            first = first.or(buf[..n].first().copied());
-                        }
-                        if first == Some(b'D') {
-                            let piece = vec![0x5A; PIECE];
-                            for _ in 0..FIGURE_BYTES / PIECE {
-                                let _ = send.write_all(&piece).await;
-                            }
-                        }
-                        let _ = send.finish();
-                    });
-                }
-            });
-        }
-    });
-    (addr, fingerprint)
-}
-
-fn mib_per_s(bytes: usize, d: std::time::Duration) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0) / d.as_secs_f64()
-}
 
 /// Peak resident memory of this process (client and in-process server).
 fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    server_process::status_kib(std::process::id(), "VmHWM:")
 }
 
 /// 100 MiB up and down through the blob calls (1 MiB pieces, one at a
@@ -315,35 +257,10 @@ async fn throughput_beside_bare_quinn() {
     );
     let rss_idle = peak_rss_kib();
     // Bare quinn, each way.
-    let (addr, fp) = bare_quinn();
-    let bare = Client::connect(
-        addr,
-        "localhost",
-        quicproquo_protocol::client::Trust::Pin(fp),
-    )
-    .await
-    .unwrap();
-    let piece = vec![0x5A; PIECE];
-    let started = std::time::Instant::now();
-    let (mut send, mut recv) = bare.connection().open_bi().await.unwrap();
-    for _ in 0..FIGURE_BYTES / PIECE {
-        send.write_all(&piece).await.unwrap();
-    }
-    send.finish().unwrap();
-    recv.read_to_end(16).await.unwrap();
-    let bare_up = started.elapsed();
-    let started = std::time::Instant::now();
-    let (mut send, mut recv) = bare.connection().open_bi().await.unwrap();
-    send.write_all(b"D").await.unwrap();
-    send.finish().unwrap();
-    // Read and dropped piece by piece, as the blob download does.
-    let mut buf = vec![0u8; PIECE];
-    let mut got = 0;
-    while let Some(n) = recv.read(&mut buf).await.unwrap() {
-        got += n;
-    }
-    assert_eq!(got, FIGURE_BYTES);
-    let bare_down = started.elapsed();
+    let bare_server = BareBulk::start();
+    let bare = bare_server.connect().await;
+    let bare_up = bare_server.upload(&bare, FIGURE_BYTES).await;
+    let bare_down = bare_server.download(&bare, FIGURE_BYTES).await;
     let rss_bare = peak_rss_kib();
 
     // The blob calls on a real server (in this process).
@@ -352,6 +269,7 @@ async fn throughput_beside_bare_quinn() {
     let a = alice.account.session.token.clone();
     let c = connect(&srv, &a).await;
     let id = BlobId::generate();
+    let piece = vec![0x5A; PIECE];
     let started = std::time::Instant::now();
     c.request(w::BlobCreate {
         auth: a.clone(),

@@ -8,18 +8,21 @@
 //! rows of blocks, and the selected message is a block, so separators never
 //! move the selection.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
-use quicproquo_protocol::ipc::values::{Message, MessageState};
+use quicproquo_protocol::ipc::values::{
+    Attachment, Message, MessageId, MessageState, TransferState,
+};
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use crate::app::App;
+use crate::app::{App, Progress};
+use crate::preview::Preview;
 use crate::timeline::{LoadState, Timeline, View};
 use crate::wrap;
 
@@ -29,6 +32,9 @@ pub struct BlockCtx<'a> {
     pub me: Option<&'a str>,
     pub changed_keys: &'a HashSet<String>,
     pub width: usize,
+    /// Attachments moving now, and image previews, by message.
+    pub transfers: &'a HashMap<MessageId, Progress>,
+    pub previews: &'a HashMap<MessageId, Preview>,
 }
 
 impl<'a> BlockCtx<'a> {
@@ -38,6 +44,8 @@ impl<'a> BlockCtx<'a> {
             me: app.me(),
             changed_keys: &app.changed_keys,
             width,
+            transfers: &app.transfers,
+            previews: &app.previews,
         }
     }
 
@@ -193,11 +201,27 @@ pub fn block_lines(
     if selected {
         body_style = body_style.add_modifier(Modifier::REVERSED);
     }
+    // The text's width: beside the prefix, or the whole row when compact.
+    let text_w = if ctx.compact() {
+        width
+    } else {
+        width - ctx.prefix_width()
+    };
+    let attachment = m.meta.attachment.as_deref().filter(|_| !m.meta.deleted);
     let body = if m.meta.deleted {
         std::borrow::Cow::Borrowed("message deleted")
+    } else if let Some(a) = attachment {
+        // The file's line, then the caption (if any) below it.
+        let line = attachment_line(a, text_w);
+        if m.text.is_empty() {
+            std::borrow::Cow::Owned(line)
+        } else {
+            std::borrow::Cow::Owned(format!("{line}\n{}", wrap::sanitize(&m.text)))
+        }
     } else {
         wrap::sanitize(&m.text)
     };
+    let extra = attachment.map_or_else(Vec::new, |a| attachment_rows(ctx, m, a, text_w));
     let suffix = suffix(ctx, m);
     // The markers wrap with the text, in their own style.
     let text: std::borrow::Cow<'_, str> = if suffix.is_empty() {
@@ -237,6 +261,7 @@ pub fn block_lines(
         for r in wrap::wrap(&text, width) {
             out.push(Line::from(row(r)));
         }
+        out.extend(extra);
         if let Some(r) = reactions_line(m, width) {
             out.push(r);
         }
@@ -246,7 +271,6 @@ pub fn block_lines(
     let nw = ctx.nick_width();
     let nick = wrap::truncate(&sender, nw - usize::from(changed));
     let pad = nw - usize::from(changed) - wrap::width(&nick);
-    let text_w = width - ctx.prefix_width();
     let indent = " ".repeat(ctx.prefix_width());
     let indented = |line: Line<'static>| {
         let mut spans = vec![Span::raw(indent.clone())];
@@ -275,6 +299,9 @@ pub fn block_lines(
             out.push(indented(Line::from(row(r))));
         }
     }
+    for line in extra {
+        out.push(indented(line));
+    }
     if let Some(r) = reactions_line(m, text_w) {
         out.push(indented(r));
     }
@@ -298,6 +325,113 @@ fn suffix(ctx: &BlockCtx<'_>, m: &Message) -> String {
         s.push_str(&format!(" ⏱ {when}"));
     }
     s
+}
+
+/// `📎 name · 2.1 MB · image/png` on one row of `width` columns: the name
+/// (a peer's, sanitized) gives way first, so size and type stay readable.
+fn attachment_line(a: &Attachment, width: usize) -> String {
+    /// Columns the name keeps before the type gives way.
+    const NAME_MIN: usize = 12;
+    let one_line = |s: &str| wrap::sanitize(s).replace('\n', " ");
+    let size = crate::attach::human_size(a.size);
+    let mut tail = format!(
+        " · {size} · {}",
+        wrap::truncate(&one_line(&a.content_type), 40)
+    );
+    if width.saturating_sub(3 + wrap::width(&tail)) < NAME_MIN {
+        tail = format!(" · {size}");
+    }
+    let room = width.saturating_sub(3 + wrap::width(&tail)).max(8);
+    let line = format!("📎 {}{tail}", wrap::truncate(&one_line(&a.name), room));
+    wrap::truncate(&line, width.max(1)).into_owned()
+}
+
+/// The rows under an attachment: how its transfer goes or ended, then the
+/// image preview.
+fn attachment_rows(
+    ctx: &BlockCtx<'_>,
+    m: &Message,
+    a: &Attachment,
+    width: usize,
+) -> Vec<Line<'static>> {
+    let dim = Style::default().fg(Color::DarkGray);
+    let red = Style::default().fg(Color::Red);
+    let why = |default: &str| {
+        a.error.as_deref().map_or_else(
+            || default.to_owned(),
+            |e| wrap::sanitize(e).replace('\n', " "),
+        )
+    };
+    let status = match a.state {
+        TransferState::Uploading | TransferState::Downloading => {
+            Some((progress_line(ctx.transfers.get(&m.id), a.state, width), dim))
+        }
+        TransferState::Downloaded if !m.outgoing => a.path.as_deref().map(|p| {
+            let p = wrap::sanitize(p).replace('\n', " ");
+            let room = width.saturating_sub(2);
+            (format!("↓ {}", wrap::truncate_start(&p, room)), dim)
+        }),
+        TransferState::Failed => {
+            let what = if m.outgoing { "upload" } else { "download" };
+            Some((format!("✗ {what} failed: {}", why("stopped")), red))
+        }
+        TransferState::Corrupt => Some((
+            format!(
+                "✗ corrupt: {}; nothing was kept",
+                why("failed its integrity check")
+            ),
+            red,
+        )),
+        TransferState::Expired => Some((
+            "expired: the server no longer has this file".to_owned(),
+            Style::default().fg(Color::Yellow),
+        )),
+        _ => None,
+    };
+    let mut out: Vec<Line<'static>> = status
+        .map(|(text, style)| {
+            Line::from(Span::styled(
+                wrap::truncate(&text, width.max(1)).into_owned(),
+                style,
+            ))
+        })
+        .into_iter()
+        .collect();
+    match ctx.previews.get(&m.id) {
+        Some(Preview::Ready(p)) => out.extend(p.lines(width)),
+        Some(Preview::Failed(e)) => out.push(Line::from(Span::styled(
+            wrap::truncate(&format!("(no preview: {e})"), width.max(1)).into_owned(),
+            dim,
+        ))),
+        Some(Preview::Decoding) | None => {}
+    }
+    out
+}
+
+/// `uploading ████░░░░ 42 % · 12.3 MB/s`, or the verb alone before the
+/// first notification; the bar shrinks (then goes) in a narrow pane.
+fn progress_line(p: Option<&Progress>, state: TransferState, width: usize) -> String {
+    let Some(p) = p else {
+        return if state == TransferState::Uploading {
+            "uploading…".to_owned()
+        } else {
+            "downloading…".to_owned()
+        };
+    };
+    let words = crate::update::progress_words(p);
+    let bar = width.saturating_sub(wrap::width(&words) + 1).min(16);
+    if bar < 4 {
+        return words;
+    }
+    let filled = (u128::from(p.done.min(p.total)) * bar as u128)
+        .checked_div(u128::from(p.total))
+        .map_or(bar, |n| n as usize);
+    let (verb, rest) = words.split_once(' ').unwrap_or((&words, ""));
+    format!(
+        "{verb} {}{} {rest}",
+        "█".repeat(filled),
+        "░".repeat(bar - filled)
+    )
 }
 
 /// The row above a reply: `↱ alice: first words`, dimmed, one row.

@@ -56,6 +56,8 @@ pub fn help_lines(app: &App) -> Vec<Line<'static>> {
             "on a selected message: edit history, quoted original",
         ),
         ("@name + Tab", "mention (Tab cycles the names)"),
+        ("/attach PATH + Tab", "complete the file's path"),
+        ("Paste a file path", "offers to attach the file"),
         ("Mouse wheel", "scroll"),
         ("Ctrl+W / Ctrl+U", "delete a word / to the line start"),
         ("Esc", "close a box, cancel a reply/edit, back to newest"),
@@ -194,6 +196,37 @@ pub fn render(app: &App, overlay: &Overlay, f: &mut Frame<'_>, area: Rect) {
                 Paragraph::new(lines).wrap(Wrap { trim: false }),
                 "",
             );
+        }
+        Overlay::ConfirmAttach {
+            conversation, file, ..
+        } => {
+            let name = crate::attach::safe_file_name(&file.path.to_string_lossy());
+            let to = app
+                .conversation(*conversation)
+                .map_or_else(|| "this conversation".to_owned(), |c| app.title(c));
+            let question = format!(
+                "Attach {} ({}) to {}?",
+                wrap::sanitize(&name),
+                crate::attach::human_size(file.size),
+                wrap::sanitize(&to)
+            );
+            let lines = vec![
+                Line::from(Span::styled(
+                    wrap::truncate(&question, 60).into_owned(),
+                    Style::default().add_modifier(Modifier::BOLD),
+                )),
+                Line::from(Span::styled(
+                    wrap::truncate(&wrap::sanitize(&file.path.to_string_lossy()), 60).into_owned(),
+                    Style::default().fg(Color::DarkGray),
+                )),
+                Line::default(),
+                Line::from(Span::styled(
+                    "y: attach it · n/Esc: paste the text instead",
+                    Style::default().fg(Color::Cyan),
+                )),
+            ];
+            let r = centered(area, 64, lines.len() as u16 + 2);
+            draw_box(f, r, " Attach a file ", Paragraph::new(lines), "");
         }
         Overlay::Invites { list, selected } => {
             let dim = Style::default().fg(Color::DarkGray);

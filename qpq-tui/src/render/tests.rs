@@ -610,3 +610,153 @@ fn many_reactions_are_one_row() {
         "cut, not wrapped: {rows:#?}"
     );
 }
+
+/// #team with files: bob's image (a preview), alice's upload under way,
+/// one expired, one corrupt, and a hostile name.
+fn attachments_app(w: u16, h: u16) -> App {
+    use quicproquo_protocol::ipc::values::{TransferDirection, TransferState};
+    let mut app = app(w, h);
+    // Nothing is fetched for these: the fixture draws, it does not download.
+    app.config.image_previews = false;
+    let at = 48 * 60;
+    let mut image = with_file(
+        message(TEAM, 10, "bob", at, "the view from here"),
+        "view.png",
+        2_100_000,
+        "image/png",
+        TransferState::Downloaded,
+    );
+    if let Some(a) = image.meta.attachment.as_mut() {
+        a.path = Some("/home/alice/.local/share/qpq/downloads/view.png".into());
+    }
+    let uploading = with_file(
+        message(TEAM, 11, "alice", at + 1, ""),
+        "slides.pdf",
+        48_000_000,
+        "application/pdf",
+        TransferState::Uploading,
+    );
+    let expired = with_file(
+        message(TEAM, 12, "carol", at + 2, "old notes"),
+        "notes.txt",
+        1_200,
+        "text/plain",
+        TransferState::Expired,
+    );
+    let mut corrupt = with_file(
+        message(TEAM, 13, "bob", at + 3, ""),
+        "data.csv",
+        999,
+        "text/csv",
+        TransferState::Corrupt,
+    );
+    if let Some(a) = corrupt.meta.attachment.as_mut() {
+        a.error = Some("sha-256 mismatch".into());
+    }
+    let hostile_name = format!("\u{1b}[2J\u{202e}gnp.{}\u{7}.exe", "x".repeat(300));
+    let hostile = with_file(
+        message(TEAM, 14, "bob", at + 4, "open me\u{1b}]0;pwned\u{7}"),
+        &hostile_name,
+        5,
+        "image/png\u{1b}[31m",
+        TransferState::Available,
+    );
+    for (n, m) in [image.clone(), uploading.clone(), expired, corrupt, hostile]
+        .into_iter()
+        .enumerate()
+    {
+        daemon(
+            &mut app,
+            DaemonEvent::Notification(quicproquo_protocol::ipc::Notification::Message(
+                quicproquo_protocol::ipc::notifications::NewMessage {
+                    seq: quicproquo_protocol::ipc::values::Seq(n as u64 + 1),
+                    message: m,
+                },
+            )),
+        );
+    }
+    app.transfers.insert(
+        uploading.id,
+        crate::app::Progress {
+            direction: TransferDirection::Up,
+            done: 20_160_000,
+            total: 48_000_000,
+            since: app.now,
+            done_at_start: 0,
+            rate: Some(12_300_000.0),
+        },
+    );
+    // A 6×4-pixel picture: red over blue, then a transparent corner.
+    let red = Some([255, 0, 0]);
+    let blue = Some([0, 0, 255]);
+    let rows = vec![
+        vec![red; 6],
+        vec![blue; 6],
+        vec![red, red, red, None, None, None],
+        vec![None; 6],
+    ];
+    app.previews.insert(
+        image.id,
+        crate::preview::Preview::Ready(crate::preview::Picture::from_rows(rows)),
+    );
+    app
+}
+
+#[test]
+fn attachment_lines_progress_states_and_previews() {
+    let app = attachments_app(100, 24);
+    let shown = screen(&app);
+    assert_snapshot!(shown);
+    assert!(
+        shown.contains("📎 view.png · 2.1 MB · image/png"),
+        "{shown}"
+    );
+    assert!(shown.contains("uploading ██████░░░░░░░░░░ 42 % · 12.3 MB/s"));
+    assert!(shown.contains("expired: the server no longer has this file"));
+    assert!(shown.contains("✗ corrupt: sha-256 mismatch; nothing was kept"));
+    // The hostile name: nothing reaches the terminal raw, it is cut to one
+    // row, and size and type stay visible after it.
+    assert!(!shown.contains('\u{1b}') && !shown.contains('\u{202e}'));
+    let row = shown.lines().find(|l| l.contains("gnp.")).unwrap();
+    assert!(
+        row.contains("…") && row.ends_with("· 5 B · image/png�[31m"),
+        "{row:?}"
+    );
+    // The preview's colours: red over blue in one half-block cell.
+    let mut t = Terminal::new(TestBackend::new(100, 24)).unwrap();
+    t.draw(|f| super::render(&app, f)).unwrap();
+    let buf = t.backend().buffer();
+    let (x, y) = (0..24u16)
+        .flat_map(|y| (0..100u16).map(move |x| (x, y)))
+        .find(|&(x, y)| buf[(x, y)].symbol() == "▀")
+        .unwrap();
+    assert_eq!(buf[(x, y)].fg, Color::Rgb(255, 0, 0));
+    assert_eq!(buf[(x, y)].bg, Color::Rgb(0, 0, 255));
+}
+
+#[test]
+fn narrow_attachments() {
+    let app = attachments_app(40, 30);
+    assert_snapshot!(screen(&app));
+}
+
+#[test]
+fn a_pasted_file_asks() {
+    let mut app = app(100, 16);
+    crate::testing::act(
+        &mut app,
+        Action::PasteFile {
+            text: "/tmp/report.pdf".into(),
+            file: crate::attach::PastedFile {
+                path: "/tmp/report.pdf".into(),
+                size: 2_100_000,
+            },
+        },
+    );
+    let shown = screen(&app);
+    assert!(
+        shown.contains("Attach report.pdf (2.1 MB) to #team?"),
+        "{shown}"
+    );
+    assert_snapshot!(shown);
+}

@@ -8,7 +8,9 @@ use quicproquo_protocol::ipc::values::{
 };
 use quicproquo_protocol::ipc::{Call, IpcErrorCode, Notification};
 
-use super::{is_main, mark_read, maybe_load_older, request_members, select, set_new_marker};
+use super::{
+    attachment, is_main, mark_read, maybe_load_older, request_members, select, set_new_marker,
+};
 use crate::action::{DaemonEvent, Effect};
 use crate::app::{AccountForm, App, Compose, Daemon, Loadable, Overlay, Screen, UnlockForm};
 use crate::timeline::{LoadState, View};
@@ -176,6 +178,18 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
                 commands::notify_word(s.notify)
             ));
         }
+        DaemonEvent::Attached(m) => attachment::attached(app, m),
+        DaemonEvent::AttachFailed(f) => attachment::attach_failed(app, f),
+        DaemonEvent::Downloading {
+            conversation,
+            id,
+            attachment: a,
+        } => attachment::downloading(app, conversation, id, a, fx),
+        DaemonEvent::DownloadFailed {
+            conversation,
+            id,
+            failure,
+        } => attachment::download_failed(app, conversation, id, failure),
         DaemonEvent::Sent(m) => {
             let id = m.conversation;
             app.timelines.entry(id).or_default().push(m);
@@ -380,6 +394,7 @@ fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
         Notification::Message(nm) => {
             let m = nm.message;
             let id = m.conversation;
+            let message_id = m.id;
             let known = app.conversation(id).is_some();
             let incoming = !m.outgoing;
             // A message ends its sender's typing indicator.
@@ -391,6 +406,7 @@ fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
                 return;
             }
             let following = tl.view == View::Follow;
+            attachment::unstash(app, id, message_id);
             if !known {
                 // A conversation someone else opened: learn about it.
                 fx.push(Effect::call(Call::Conversations(NoParams {})));
@@ -547,9 +563,7 @@ fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
                 other => *other = Loadable::Ready(vec![c]),
             }
         }
-        // Issue 18: the attachment's progress line and state (the TUI's
-        // attachment work fills this in).
-        Notification::Transfer(_) => {}
+        Notification::Transfer(t) => attachment::transfer(app, t, fx),
     }
 }
 

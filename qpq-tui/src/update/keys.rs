@@ -9,7 +9,9 @@ use quicproquo_protocol::ipc::methods::{
 use quicproquo_protocol::ipc::values::{Ciphersuite, ConversationKind, Limit, Secret};
 use quicproquo_protocol::ipc::Call;
 
-use super::{jump_to, message, request_members, scroll_by, select, stop_typing, switch, typed};
+use super::{
+    attachment, jump_to, message, request_members, scroll_by, select, stop_typing, switch, typed,
+};
 use crate::action::Effect;
 use crate::app::{AccountChange, AccountMode, App, Completing, Compose, Loadable, Overlay, Screen};
 use crate::commands::{self, Command, Input};
@@ -137,9 +139,19 @@ fn edit(editor: &mut Editor, key: &KeyEvent) -> bool {
     true
 }
 
-fn main_key(app: &mut App, key: KeyEvent, bound: Option<KeyAction>, fx: &mut Vec<Effect>) {
+fn main_key(app: &mut App, key: KeyEvent, mut bound: Option<KeyAction>, fx: &mut Vec<Effect>) {
     if bound != Some(KeyAction::Complete) {
         app.completing = None;
+    }
+    // The attachment keys act on a selected message with an empty input,
+    // like the letters in `message`; otherwise a letter bound to them is
+    // typed.
+    if matches!(
+        bound,
+        Some(KeyAction::SaveAttachment | KeyAction::OpenAttachment)
+    ) && !(app.selecting && app.editor.is_empty())
+    {
+        bound = None;
     }
     if let Some(action) = bound {
         let page = message_pane(app).1.saturating_sub(2).max(1) as isize;
@@ -156,6 +168,8 @@ fn main_key(app: &mut App, key: KeyEvent, bound: Option<KeyAction>, fx: &mut Vec
             KeyAction::Complete => complete(app),
             KeyAction::SelectOlder => message::move_selection(app, -1, fx),
             KeyAction::SelectNewer => message::move_selection(app, 1, fx),
+            KeyAction::SaveAttachment => attachment::save(app, fx),
+            KeyAction::OpenAttachment => attachment::open(app, fx),
         }
         return;
     }
@@ -209,8 +223,51 @@ fn toggle_members(app: &mut App, fx: &mut Vec<Effect>) {
     }
 }
 
+/// Tab after `/attach `: complete the path (the first argument).
+/// True when the cursor was in it.
+fn complete_path(app: &mut App) -> bool {
+    const PREFIX: &str = "/attach ";
+    let text = app.editor.text();
+    let cursor = app.editor.cursor();
+    let Some(args) = text.strip_prefix(PREFIX) else {
+        return false;
+    };
+    let start = PREFIX.len() + (args.len() - args.trim_start().len());
+    if cursor < start {
+        return false;
+    }
+    let word = &text[start..cursor];
+    let Some(c) = crate::attach::complete_path(word, &app.places, crate::attach::list_dir) else {
+        // In the caption (Tab does nothing there), or nothing matches.
+        let in_path = word.split_whitespace().count() <= 1;
+        if in_path {
+            app.info("No file or directory matches.");
+        }
+        return in_path;
+    };
+    let with = if c.done {
+        format!("{} ", c.replacement)
+    } else {
+        c.replacement
+    };
+    app.editor.replace_range(start, cursor, &with);
+    if !c.matches.is_empty() {
+        const SHOWN: usize = 40;
+        let mut list = c.matches[..c.matches.len().min(SHOWN)].join("  ");
+        if c.matches.len() > SHOWN {
+            list.push_str(&format!("  … ({} more)", c.matches.len() - SHOWN));
+        }
+        app.info(crate::wrap::sanitize(&list).replace('\n', " "));
+    }
+    true
+}
+
 /// Tab: complete the word before the cursor; again: the next candidate.
 fn complete(app: &mut App) {
+    if complete_path(app) {
+        app.completing = None;
+        return;
+    }
     if let Some(c) = &mut app.completing {
         let cur = &c.completion.candidates[c.index];
         let start = c.completion.start;
@@ -433,6 +490,9 @@ fn run(app: &mut App, cmd: Command, fx: &mut Vec<Effect>) -> bool {
             app.quit = true;
             return true;
         }
+        Command::Attach { path, caption } => {
+            return attachment::command(app, &path, caption, fx);
+        }
         // Answered by `message::command` above.
         Command::React(_)
         | Command::Mentions
@@ -555,6 +615,11 @@ fn overlay_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
             id,
             own,
         } => message::delete_key(app, conversation, id, own, &key, fx),
+        Overlay::ConfirmAttach {
+            conversation,
+            file,
+            text,
+        } => attachment::confirm_key(app, conversation, file, text, &key, fx),
         Overlay::Edits { current, versions } => match key.code {
             _ if close => None,
             KeyCode::Enter | KeyCode::Char('q') => None,

@@ -60,7 +60,7 @@ pub(super) fn move_selection(app: &mut App, delta: isize, fx: &mut Vec<Effect>) 
 }
 
 /// The selected message of the open conversation, if one is.
-fn selected_message(app: &App) -> Option<(ConversationId, &Message)> {
+pub(super) fn selected_message(app: &App) -> Option<(ConversationId, &Message)> {
     let conv = app.selected?;
     let tl = app.timelines.get(&conv)?;
     let m = tl.messages().get(tl.selected()?)?;

@@ -961,3 +961,4 @@ fn a_new_state_passphrase_is_chosen_twice() {
 
 mod account_change;
 mod actions;
+mod attachments;

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod actions;
+mod attachments;
 mod tmux;
 mod walkthrough;
 

@@ -276,7 +276,7 @@ fn apply(
 
 /// An action of a type or version this build does not know: shown as a
 /// message from its sender, so that nothing a member sent vanishes.
-fn unsupported(
+pub(super) fn unsupported(
     c: &mut Core,
     conv: &Conversation,
     sender: &Username,

@@ -40,6 +40,16 @@ pub enum AgentError {
     /// (e.g. a group that kept changing under a commit).
     #[error("{0}")]
     Contended(String),
+    /// A local file could not be read or written (issue 18: `attach`'s
+    /// file, `download`'s target); the message names the path and why.
+    #[error("{0}")]
+    File(String),
+    /// An attachment failed its integrity check: nothing was kept.
+    #[error("{0}")]
+    Corrupt(String),
+    /// An attachment's blob is gone from the server.
+    #[error("{0}")]
+    Expired(String),
     /// Our bug or a broken environment; logged where it is made.
     #[error("internal error: {0}")]
     Internal(String),

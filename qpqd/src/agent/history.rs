@@ -258,11 +258,17 @@ pub(crate) fn stored_messages(
         .filter_map(|m| m.extra.reply_to.as_ref().map(|(id, _)| *id))
         .collect();
     let originals = db::actions::originals_of(db, &quoted)?;
+    let mut attachments = db::attachments::views_of(db, &ids)?;
     let mut out = Vec::with_capacity(ms.len());
     for m in ms {
         let mut ipc = ipc_message(m);
+        ipc.meta.attachment = attachments.remove(&m.id).map(Box::new);
         if m.state == State::Failed {
             ipc.failure = db::outbox::parked_reason(db, m.id)?;
+            // An attachment whose upload was refused never reached the outbox.
+            if ipc.failure.is_none() {
+                ipc.failure = ipc.meta.attachment.as_ref().and_then(|a| a.error.clone());
+            }
         }
         ipc.meta.reactions = reactions.remove(&m.id).unwrap_or_default();
         ipc.meta.reply_to = m

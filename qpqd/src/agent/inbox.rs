@@ -806,7 +806,7 @@ fn application(
             text,
             x: Some(x),
             ..
-        }) => {
+        }) if !x.is_attachment() => {
             let Some(id) = Id::parse_hex(&id) else {
                 return Ok(Stored::nothing());
             };
@@ -819,10 +819,22 @@ fn application(
             text,
             reply_to,
             ttl,
-            x: None,
+            x,
         }) => {
             let Some(id) = Id::parse_hex(&id) else {
                 return Ok(Stored::nothing());
+            };
+            // An attachment (issue 18): the message's text is its caption.
+            let (text, attachment) = match x.map(|x| x.attachment()) {
+                None => (text, None),
+                Some(Ok(crate::payload::Known::Yes(a))) => (a.caption.clone(), Some(a)),
+                Some(Ok(crate::payload::Known::Unsupported(_))) => {
+                    return actions::unsupported(c, conv, sender, id, ts, &text)
+                }
+                Some(Err(e)) => {
+                    tracing::info!(error = %e, "ignored a malformed attachment");
+                    return Ok(Stored::nothing());
+                }
             };
             let mentions_me = db::actions::mentions(&text, super::invites::our_name(c)?.as_str());
             let m = Message {
@@ -844,6 +856,9 @@ fn application(
             };
             if !messages::insert(c.db(), &m)? {
                 return Ok(Stored::nothing());
+            }
+            if let Some(a) = attachment {
+                super::attachments::received(c, id, a)?;
             }
             conversations::touch(c.db(), conv.id, now_ms())?;
             if conv.kind == Kind::Dm {

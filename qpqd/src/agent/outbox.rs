@@ -227,7 +227,16 @@ impl Agent {
         let reply_to = reply_to.map(|m| Id(m.0));
         let (msg, ev) = self
             .core()?
-            .run(move |c| queue_outgoing(c, &r, text, confirm_changed_keys, reply_to))
+            .run(move |c| {
+                queue_outgoing(
+                    c,
+                    &r,
+                    text.into_string(),
+                    confirm_changed_keys,
+                    reply_to,
+                    None,
+                )
+            })
             .await?;
         self.publish(vec![ev]);
         self.outbox_kick.notify_one();
@@ -242,13 +251,17 @@ impl Agent {
         self.queues().clear(msg.conversation);
         self.publish(vec![ev]);
         self.outbox_kick.notify_one();
+        self.transfers.kick.notify_one();
         Ok(ipc_message(&msg))
     }
 
-    /// Removes the `failed` message `id` from the outbox and the history.
+    /// Removes the `failed` message `id` from the outbox and the history
+    /// (and an attachment's encrypted copy from the spool).
     pub async fn discard_message(&self, id: MessageId) -> AgentResult<()> {
         let id = Id(id.0);
-        self.core()?.run(move |c| discard_parked(c, id)).await
+        self.core()?.run(move |c| discard_parked(c, id)).await?;
+        self.sweep_spool().await;
+        Ok(())
     }
 
     fn queues(&self) -> std::sync::MutexGuard<'_, Queues> {
@@ -529,12 +542,17 @@ fn nobody_took(g: &GroupEnqueued) -> AgentResult<Missed> {
 
 /// Core operation: checks and stores an outgoing message — durable in the
 /// history and the outbox, its notification logged — in one transaction.
-fn queue_outgoing(
+/// With an `attachment` (issue 18) the text is its caption and the payload
+/// waits in the attachment's row until the upload is finished
+/// (`agent::attachments`), instead of going to the outbox now. `text` was
+/// checked (`MessageText`; a caption may be empty).
+pub(super) fn queue_outgoing(
     c: &mut Core,
     r: &ConversationRef,
-    text: MessageText,
+    text: String,
     confirm_changed_keys: bool,
     reply_to: Option<Id>,
+    attachment: Option<super::attachments::Spooled>,
 ) -> AgentResult<(IpcMessage, Notification)> {
     c.atomically(|c| {
         let conv = find_active(c, r)?;
@@ -558,7 +576,7 @@ fn queue_outgoing(
             conversation: conv.id,
             sender: me,
             timestamp_ms: now,
-            text: text.into_string(),
+            text,
             outgoing: true,
             state: State::Queued,
             extra: messages::Extra {
@@ -570,16 +588,21 @@ fn queue_outgoing(
             },
         };
         messages::insert(c.db(), &m)?;
-        let body = Payload::Text {
-            id: m.id.to_string(),
-            ts: m.timestamp_ms,
-            text: m.text.clone(),
-            reply_to,
-            ttl,
-            x: None,
+        match attachment {
+            Some(a) => super::attachments::hold(c, &m, a, reply_to, ttl)?,
+            None => {
+                let body = Payload::Text {
+                    id: m.id.to_string(),
+                    ts: m.timestamp_ms,
+                    text: m.text.clone(),
+                    reply_to,
+                    ttl,
+                    x: None,
+                }
+                .encode();
+                outbox::push(c.db(), conv.id, &body, Some(m.id), now_ms())?;
+            }
         }
-        .encode();
-        outbox::push(c.db(), conv.id, &body, Some(m.id), now_ms())?;
         conversations::touch(c.db(), conv.id, m.timestamp_ms)?;
         // With the quote, for a reply.
         let message = stored_message(c.db(), &m)?;
@@ -737,7 +760,7 @@ fn finish_outgoing(
 }
 
 /// The `delivery` notification for our message `id` in `conversation`.
-fn delivery(
+pub(super) fn delivery(
     c: &Core,
     conversation: Id,
     id: Id,
@@ -841,7 +864,7 @@ fn failed_message(c: &Core, id: Id) -> AgentResult<Message> {
 fn retry_parked(c: &mut Core, id: Id) -> AgentResult<(Message, Notification)> {
     c.atomically(|c| {
         let mut m = failed_message(c, id)?;
-        if !outbox::unpark(c.db(), id)? {
+        if !outbox::unpark(c.db(), id)? && !super::attachments::retry_upload(c, id)? {
             return Err(AgentError::InvalidInput(
                 "this message can no longer be sent (its conversation is gone): discard it".into(),
             ));

@@ -299,6 +299,9 @@ impl Agent {
         let me = self.clone();
         let l = link.clone();
         self.spawn(async move { me.receive_loop(l).await });
+        let me = self.clone();
+        let l = link.clone();
+        self.spawn(async move { me.upload_loop(l).await });
         if outbox {
             let me = self.clone();
             self.spawn(async move { me.outbox_loop(link).await });

@@ -206,6 +206,8 @@ pub fn delete(c: &Connection, id: Id, scope: super::messages::Deleted) -> rusqli
         params![id, scope.as_i64()],
     )?;
     c.execute("DELETE FROM message_edits WHERE message = ?1", [id])?;
+    // A deleted message's file cannot be fetched from here any more.
+    super::attachments::forget(c, id)?;
     if scope == super::messages::Deleted::ForMe {
         c.execute("DELETE FROM reactions WHERE message = ?1", [id])?;
     }

@@ -18,6 +18,9 @@ impl From<AgentError> for ErrorObject {
             AgentError::IdentityChanged(_) => IpcErrorCode::IdentityChanged,
             AgentError::NetworkDown(_) => IpcErrorCode::NetworkDown,
             AgentError::Contended(_) => IpcErrorCode::ServerRefused,
+            AgentError::File(_) => IpcErrorCode::FileError,
+            AgentError::Corrupt(_) => IpcErrorCode::Corrupt,
+            AgentError::Expired(_) => IpcErrorCode::Expired,
             AgentError::Internal(_) => IpcErrorCode::Internal,
         };
         ErrorObject::new(code, e.to_string())
@@ -60,6 +63,9 @@ mod tests {
                 AgentError::Contended("busy".into()),
                 IpcErrorCode::ServerRefused,
             ),
+            (AgentError::File("/x: gone".into()), IpcErrorCode::FileError),
+            (AgentError::Corrupt("bad".into()), IpcErrorCode::Corrupt),
+            (AgentError::Expired("gone".into()), IpcErrorCode::Expired),
             (AgentError::Internal("bug".into()), IpcErrorCode::Internal),
         ];
         for (e, code) in cases {

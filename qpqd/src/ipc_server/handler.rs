@@ -162,15 +162,14 @@ impl Handler for AgentHandler {
             .await?)
     }
 
-    // Issue 18, attachments: the daemon's part is being built against
-    // this contract; until it lands both answer that they are not here yet.
+    // Issue 18, attachments.
 
-    async fn attach(&self, _p: AttachParams) -> Answer<Message> {
-        Err(not_yet("attach"))
+    async fn attach(&self, p: AttachParams) -> Answer<Message> {
+        Ok(self.agent.attach(p).await?)
     }
 
-    async fn download(&self, _p: DownloadParams) -> Answer<Attachment> {
-        Err(not_yet("download"))
+    async fn download(&self, p: DownloadParams) -> Answer<Attachment> {
+        Ok(self.agent.download(p).await?)
     }
 
     // Issue 17, actions: react, edit, delete, message.edits, mentions.
@@ -301,12 +300,4 @@ impl Handler for AgentHandler {
         self.agent.request_shutdown();
         Ok(Empty {})
     }
-}
-
-/// A method of the table this build does not do yet.
-fn not_yet(method: &str) -> ErrorObject {
-    ErrorObject::new(
-        quicproquo_protocol::ipc::error::IpcErrorCode::MethodNotFound,
-        format!("`{method}` is not available in this build yet"),
-    )
 }

@@ -23,7 +23,8 @@ fn back_to_schema_12(d: &Daemon) {
     // again. A new schema step adds its undo here (the test fails at
     // start-up, "state is locked", when one is missing).
     c.execute_batch(
-        "DROP TABLE read_marks;
+        "DROP TABLE attachments;
+         DROP TABLE read_marks;
          DROP TABLE reactions; DROP TABLE message_edits; DROP TABLE pending_actions;
          DROP TABLE seen_actions;
          DROP TRIGGER messages_fts_update; DROP INDEX messages_expiring;

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod actions;
+mod attachments;
 mod consent;
 mod conversations;
 mod crash;

@@ -1,0 +1,244 @@
+//! Inline previews of image attachments (issue 18), drawn with half-block
+//! characters: each cell shows two pixels, the upper as the foreground of
+//! `▀` and the lower as its background, so a preview is ordinary styled
+//! text. It scrolls, wraps into the message's block and snapshots like any
+//! other row, and works in every terminal with colour, tmux included —
+//! no graphics protocol to detect, so nothing can hang waiting for a
+//! terminal's answer. (Kitty, iTerm2 and sixel images are left out for
+//! that reason: see docs/src/reference/tui.md.)
+//!
+//! The file was written by the daemon after its integrity check, but its
+//! bytes are the sender's: decoding runs off the UI thread
+//! ([`crate::event_loop`] hands it to a blocking task), only PNG, JPEG and
+//! GIF (first frame) are tried, whatever the content type claims, and an
+//! image over [`MAX_PIXELS`] or a decoder asking for more than
+//! [`MAX_DECODE_BYTES`] is refused before it can take the TUI's memory
+//! (a small file can claim a huge canvas). What is kept per message is
+//! the thumbnail only, a few kilobytes.
+
+use std::path::Path;
+
+use image::{ImageFormat, ImageReader, Limits};
+use ratatui::style::{Color, Style};
+use ratatui::text::{Line, Span};
+
+/// Rows of the terminal a preview takes at most.
+pub const ROWS: u16 = 8;
+/// Columns a preview takes at most.
+pub const COLS: u16 = 40;
+/// Larger images are refused (50 megapixels).
+pub const MAX_PIXELS: u64 = 50_000_000;
+/// What a decoder may allocate at once.
+pub const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Why an image is not previewed (said dimmed in its place).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum PreviewError {
+    #[error("cannot read the file: {0}")]
+    Io(String),
+    #[error("larger than the preview limit ({0} MiB)")]
+    TooLarge(u64),
+    #[error("{0}×{1} pixels is too large to preview")]
+    TooManyPixels(u32, u32),
+    #[error("not a PNG, JPEG or GIF image")]
+    Unsupported,
+    #[error("the image could not be decoded: {0}")]
+    Decode(String),
+}
+
+/// A decoded thumbnail: rows of pixels, `None` where transparent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Picture {
+    pub width: usize,
+    pixels: Vec<Vec<Option<[u8; 3]>>>,
+}
+
+/// A message's preview, as far as it has come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Preview {
+    Decoding,
+    Ready(Picture),
+    Failed(PreviewError),
+}
+
+/// Decodes the image at `path` (at most `max_file_bytes`) into a thumbnail
+/// of at most [`COLS`]×[`ROWS`] cells. Blocking: run it off the UI thread.
+pub fn decode(path: &Path, max_file_bytes: u64) -> Result<Picture, PreviewError> {
+    let io = |e: std::io::Error| PreviewError::Io(e.to_string());
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    if size > max_file_bytes {
+        return Err(PreviewError::TooLarge(max_file_bytes / (1024 * 1024)));
+    }
+    let open = || -> Result<ImageReader<_>, PreviewError> {
+        // The format from the bytes alone, never from the peer's name.
+        let mut reader = ImageReader::open(path).map_err(io)?;
+        reader.clear_format();
+        let mut reader = reader.with_guessed_format().map_err(io)?;
+        if !matches!(
+            reader.format(),
+            Some(ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Gif)
+        ) {
+            return Err(PreviewError::Unsupported);
+        }
+        let mut limits = Limits::default();
+        limits.max_alloc = Some(MAX_DECODE_BYTES);
+        reader.limits(limits);
+        Ok(reader)
+    };
+    // The header first: the canvas size is checked before any pixel.
+    let (w, h) = open()?
+        .into_dimensions()
+        .map_err(|e| PreviewError::Decode(e.to_string()))?;
+    if u64::from(w) * u64::from(h) > MAX_PIXELS {
+        return Err(PreviewError::TooManyPixels(w, h));
+    }
+    let img = open()?
+        .decode()
+        .map_err(|e| PreviewError::Decode(e.to_string()))?;
+    // Half-block pixels are about square: a cell is twice as tall as wide.
+    let thumb = img
+        .thumbnail(u32::from(COLS), u32::from(ROWS) * 2)
+        .to_rgba8();
+    let pixels = thumb
+        .rows()
+        .map(|row| {
+            row.map(|p| {
+                let [r, g, b, a] = p.0;
+                (a >= 128).then_some([r, g, b])
+            })
+            .collect()
+        })
+        .collect();
+    Ok(Picture {
+        width: thumb.width() as usize,
+        pixels,
+    })
+}
+
+impl Picture {
+    /// A picture from pixel rows (tests).
+    pub fn from_rows(pixels: Vec<Vec<Option<[u8; 3]>>>) -> Picture {
+        Picture {
+            width: pixels.first().map_or(0, Vec::len),
+            pixels,
+        }
+    }
+
+    /// The rows of cells, cut to `max_cols`.
+    pub fn lines(&self, max_cols: usize) -> Vec<Line<'static>> {
+        let rgb = |p: [u8; 3]| Color::Rgb(p[0], p[1], p[2]);
+        let cols = self.width.min(max_cols);
+        self.pixels
+            .chunks(2)
+            .map(|pair| {
+                let top = &pair[0];
+                let bottom = pair.get(1);
+                let spans: Vec<Span<'static>> = (0..cols)
+                    .map(|x| {
+                        let t = top.get(x).copied().flatten();
+                        let b = bottom.and_then(|r| r.get(x).copied().flatten());
+                        match (t, b) {
+                            (Some(t), Some(b)) => {
+                                Span::styled("▀", Style::default().fg(rgb(t)).bg(rgb(b)))
+                            }
+                            (Some(t), None) => Span::styled("▀", Style::default().fg(rgb(t))),
+                            (None, Some(b)) => Span::styled("▄", Style::default().fg(rgb(b))),
+                            (None, None) => Span::raw(" "),
+                        }
+                    })
+                    .collect();
+                Line::from(spans)
+            })
+            .collect()
+    }
+
+    /// Rows of the terminal it takes.
+    pub fn rows(&self) -> usize {
+        self.pixels.len().div_ceil(2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn write_png(path: &Path, w: u32, h: u32) {
+        let img = image::RgbaImage::from_fn(w, h, |x, _| {
+            if x < w / 2 {
+                image::Rgba([255, 0, 0, 255])
+            } else {
+                image::Rgba([0, 0, 255, 0])
+            }
+        });
+        img.save_with_format(path, ImageFormat::Png).unwrap();
+    }
+
+    #[test]
+    fn a_png_becomes_half_blocks_within_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("wide.png");
+        write_png(&p, 400, 100);
+        let pic = decode(&p, 10 << 20).unwrap();
+        assert_eq!(pic.width, usize::from(COLS));
+        assert_eq!(pic.rows(), 5, "the aspect ratio kept: 40×10 pixels");
+        let lines = pic.lines(80);
+        assert_eq!(lines.len(), 5);
+        let first = &lines[0].spans;
+        assert_eq!(first.len(), 40);
+        assert_eq!(first[0].content, "▀");
+        assert_eq!(first[0].style.fg, Some(Color::Rgb(255, 0, 0)));
+        assert_eq!(first[39].content, " ", "transparent stays blank");
+        assert_eq!(pic.lines(10)[0].spans.len(), 10, "cut to the pane");
+    }
+
+    #[test]
+    fn bombs_liars_and_oversized_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // A tiny PNG whose header claims 100,000 × 100,000 pixels.
+        let p = dir.path().join("bomb.png");
+        write_png(&p, 1, 1);
+        let mut png = std::fs::read(&p).unwrap();
+        png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+        png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+        let crc = {
+            let mut c = 0xFFFF_FFFFu32;
+            for &b in &png[12..29] {
+                c ^= u32::from(b);
+                for _ in 0..8 {
+                    c = if c & 1 != 0 {
+                        (c >> 1) ^ 0xEDB8_8320
+                    } else {
+                        c >> 1
+                    };
+                }
+            }
+            !c
+        };
+        png[29..33].copy_from_slice(&crc.to_be_bytes());
+        std::fs::write(&p, &png).unwrap();
+        assert_eq!(
+            decode(&p, 10 << 20),
+            Err(PreviewError::TooManyPixels(100_000, 100_000))
+        );
+        // Text named .png is not an image.
+        let t = dir.path().join("fake.png");
+        std::fs::write(&t, b"not an image at all").unwrap();
+        assert_eq!(decode(&t, 10 << 20), Err(PreviewError::Unsupported));
+        // A truncated image is an error, not a panic.
+        let good = dir.path().join("good.png");
+        write_png(&good, 64, 64);
+        let bytes = std::fs::read(&good).unwrap();
+        let cut = dir.path().join("cut.png");
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(matches!(
+            decode(&cut, 10 << 20),
+            Err(PreviewError::Decode(_))
+        ));
+        assert_eq!(decode(&good, 10), Err(PreviewError::TooLarge(0)));
+        assert!(matches!(
+            decode(&dir.path().join("gone.png"), 10 << 20),
+            Err(PreviewError::Io(_))
+        ));
+    }
+}

