@@ -1,6 +1,8 @@
 //! `qpq-ctl export` end to end: a conversation holding every kind of
 //! message (text, a reply, reactions, an edit, a delete for everyone, lines
-//! and characters Markdown and HTML give meaning to) exported by a member in
+//! and characters Markdown and HTML give meaning to, a picture from the other
+//! member and a file of one's own, both downloaded byte-identical beside the
+//! export, or only listed with `--no-attachments`) exported by a member in
 //! the three formats and compared with snapshot files; a group whose
 //! peer-chosen name is a path with `<script>` in it gets a safe file name
 //! and an escaped page; an earlier export is not overwritten without
@@ -12,6 +14,8 @@
 
 use std::path::Path;
 
+use quicproquo_protocol::ipc::client::IpcClient;
+use quicproquo_protocol::ipc::methods::{method, AttachParams};
 use serde_json::Value;
 
 use crate::actions::{message, team};
@@ -152,6 +156,30 @@ async fn wait_message(user: &User, id: &str, what: &str, check: fn(&Value) -> bo
     .await;
 }
 
+/// `user` attaches `file` to team through the IPC (what `send --file`
+/// does); returns the message.
+async fn attach(
+    user: &User,
+    file: &Path,
+    caption: &str,
+    content_type: Option<&str>,
+) -> quicproquo_protocol::ipc::values::Message {
+    let ipc = IpcClient::connect(&quicproquo_testkit::home::paths(&user.home).unwrap())
+        .await
+        .unwrap();
+    ipc.request::<method::Attach>(AttachParams {
+        conversation: "team".parse().unwrap(),
+        path: file.to_str().unwrap().into(),
+        caption: caption.into(),
+        name: None,
+        content_type: content_type.map(str::to_owned),
+        confirm_changed_keys: false,
+        reply_to: None,
+    })
+    .await
+    .unwrap()
+}
+
 fn id(sent: &Value) -> String {
     sent["id"].as_str().unwrap().to_owned()
 }
@@ -184,6 +212,21 @@ async fn every_kind_of_message_exports_as_its_snapshot_and_peer_names_are_defuse
     })
     .await;
     wait_message(&alice, &oops, "the delete", |m| m["deleted"] == true).await;
+    // A picture from bob, with a caption, its name with a space.
+    let picture: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let source = root.path().join("white board.png");
+    std::fs::write(&source, &picture).unwrap();
+    attach(&bob, &source, "the plan", Some("image/png")).await;
+    alice.wait_for_text("team", "the plan").await;
+    // And one of alice's own, without a caption: exported from the server
+    // like the others once it is uploaded.
+    let notes = root.path().join("notes.txt");
+    std::fs::write(&notes, "bring: tea, snacks\n").unwrap();
+    let own = attach(&alice, &notes, "", None).await;
+    wait_message(&alice, &own.id.to_hex(), "her file uploaded", |m| {
+        m["attachment"]["state"] == "uploaded" && m["state"] == "sent"
+    })
+    .await;
 
     // A group named by bob with a path and markup, and a message with markup.
     bob.ok(&["group", "create", EVIL, "alice"]).await;
@@ -204,7 +247,12 @@ async fn every_kind_of_message_exports_as_its_snapshot_and_peer_names_are_defuse
         let conversations = summary["conversations"].as_array().unwrap();
         assert_eq!(conversations.len(), 2, "{summary}");
         let team = conversations.iter().find(|c| c["name"] == "team").unwrap();
-        assert_eq!(team["messages"], 4, "{summary}");
+        assert_eq!(team["messages"], 6, "{summary}");
+        assert_eq!(team["attachments"]["downloaded"], 2, "{summary}");
+        let file = dir.join("team-files/white board.png");
+        assert_eq!(std::fs::read(&file).unwrap(), picture, "{}", file.display());
+        let file = dir.join("team-files/notes.txt");
+        assert_eq!(std::fs::read(&file).unwrap(), b"bring: tea, snacks\n");
         let team_file = dir.join(format!("team.{ext}"));
         assert_eq!(team["file"], team_file.to_str().unwrap(), "{summary}");
         let text = std::fs::read_to_string(&team_file).unwrap();
@@ -223,7 +271,7 @@ async fn every_kind_of_message_exports_as_its_snapshot_and_peer_names_are_defuse
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
-        assert_eq!(names.len(), 2, "nothing else written: {names:?}");
+        assert_eq!(names.len(), 3, "nothing else written: {names:?}");
         if format == "html" {
             assert!(
                 !page.contains("<script") && !page.contains("<img"),
@@ -256,7 +304,25 @@ async fn every_kind_of_message_exports_as_its_snapshot_and_peer_names_are_defuse
     let forced = alice
         .json(&["export", "team", "--out", dir_arg, "--force"])
         .await;
-    assert_eq!(forced["conversations"][0]["messages"], 4, "{forced}");
+    assert_eq!(forced["conversations"][0]["messages"], 6, "{forced}");
+    assert_eq!(
+        forced["conversations"][0]["attachments"]["downloaded"], 2,
+        "{forced}"
+    );
+    let listed = alice
+        .json(&[
+            "export",
+            "team",
+            "--no-attachments",
+            "--out",
+            root.path().join("bare").to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(
+        listed["conversations"][0]["attachments"]["skipped"], 2,
+        "{listed}"
+    );
+    assert!(!root.path().join("bare/team-files").exists());
     let unknown = alice.run(&["export", "nowhere", "--out", dir_arg]).await;
     assert_eq!(unknown.code, 5, "{}", unknown.stderr);
 }
