@@ -156,10 +156,11 @@ async fn wait_message(user: &User, id: &str, what: &str, check: fn(&Value) -> bo
     .await;
 }
 
-/// `user` attaches `file` to team through the IPC (what `send --file`
-/// does); returns the message.
+/// `user` attaches `file` in `conversation` through the IPC (what `send
+/// --file` does); returns the message.
 async fn attach(
     user: &User,
+    conversation: &str,
     file: &Path,
     caption: &str,
     content_type: Option<&str>,
@@ -168,7 +169,7 @@ async fn attach(
         .await
         .unwrap();
     ipc.request::<method::Attach>(AttachParams {
-        conversation: "team".parse().unwrap(),
+        conversation: conversation.parse().unwrap(),
         path: file.to_str().unwrap().into(),
         caption: caption.into(),
         name: None,
@@ -216,13 +217,13 @@ async fn every_kind_of_message_exports_as_its_snapshot_and_peer_names_are_defuse
     let picture: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
     let source = root.path().join("white board.png");
     std::fs::write(&source, &picture).unwrap();
-    attach(&bob, &source, "the plan", Some("image/png")).await;
+    attach(&bob, "team", &source, "the plan", Some("image/png")).await;
     alice.wait_for_text("team", "the plan").await;
     // And one of alice's own, without a caption: exported from the server
     // like the others once it is uploaded.
     let notes = root.path().join("notes.txt");
     std::fs::write(&notes, "bring: tea, snacks\n").unwrap();
-    let own = attach(&alice, &notes, "", None).await;
+    let own = attach(&alice, "team", &notes, "", None).await;
     wait_message(&alice, &own.id.to_hex(), "her file uploaded", |m| {
         m["attachment"]["state"] == "uploaded" && m["state"] == "sent"
     })
@@ -325,6 +326,76 @@ async fn every_kind_of_message_exports_as_its_snapshot_and_peer_names_are_defuse
     assert!(!root.path().join("bare/team-files").exists());
     let unknown = alice.run(&["export", "nowhere", "--out", dir_arg]).await;
     assert_eq!(unknown.code, 5, "{}", unknown.stderr);
+}
+
+/// A file whose bytes on the server were tampered with fails its check when
+/// the export downloads it: it is listed as corrupt, nothing is kept, and
+/// the export still writes the conversation and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_attachment_is_listed_and_the_export_goes_on() {
+    let srv = Server::start().await;
+    let root = crate::harness::root();
+    let [alice, bob] = User::registered(root.path(), &srv, ["alice", "bob"]).await;
+    alice.dm_with(&bob, "hi bob").await;
+    let file = root.path().join("report.bin");
+    std::fs::write(&file, vec![7u8; 200_000]).unwrap();
+    attach(&bob, "@alice", &file, "the report", None).await;
+    alice.wait_for_text("@bob", "the report").await;
+
+    // The one finished blob on the server, a byte in its middle flipped.
+    let blobs: Vec<_> = std::fs::read_dir(srv.config.data_dir.join("blobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().len() == 32)
+        .collect();
+    assert_eq!(blobs.len(), 1, "{blobs:?}");
+    let mut bytes = std::fs::read(&blobs[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&blobs[0], bytes).unwrap();
+
+    let dir = root.path().join("export");
+    let summary = alice
+        .json(&[
+            "export",
+            "@bob",
+            "--format",
+            "jsonl",
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .await;
+    let written = &summary["conversations"][0];
+    assert_eq!(written["messages"], 2, "{summary}");
+    assert_eq!(written["attachments"]["failed"], 1, "{summary}");
+    assert_eq!(written["attachments"]["downloaded"], 0, "{summary}");
+    let text = std::fs::read_to_string(written["file"].as_str().unwrap()).unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let error = last["attachment"]["export_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.starts_with("corrupt"), "{last}");
+    assert!(last["attachment"].get("export_path").is_none(), "{last}");
+    // Nothing half-written or unchecked is left beside the export.
+    let left: Vec<_> = walk(&dir)
+        .into_iter()
+        .filter(|p| p.extension().is_none_or(|e| e != "jsonl"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 #[test]
