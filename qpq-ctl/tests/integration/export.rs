@@ -326,6 +326,26 @@ async fn every_kind_of_message_exports_as_its_snapshot_and_peer_names_are_defuse
     assert!(!root.path().join("bare/team-files").exists());
     let unknown = alice.run(&["export", "nowhere", "--out", dir_arg]).await;
     assert_eq!(unknown.code, 5, "{}", unknown.stderr);
+
+    // For people: a line per conversation as it is done, then where.
+    let dir = root.path().join("for-people");
+    let said = alice
+        .ok(&[
+            "export",
+            "team",
+            "--format",
+            "markdown",
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(
+        said,
+        format!(
+            "team: 6 messages, 2 files → {0}/team.md\nexported 1 conversation to {0}\n",
+            dir.display()
+        )
+    );
 }
 
 /// A file whose bytes on the server were tampered with fails its check when
