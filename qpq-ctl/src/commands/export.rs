@@ -155,8 +155,7 @@ pub async fn run(session: &Session, out: &mut Out, args: ExportArgs) -> Result<E
             }
         }
     }
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| CtlError::io(format!("creating {}", dir.display()), e))?;
+    private_dir(&dir)?;
     let mut downloads = Downloads {
         client: &client,
         enabled: !args.no_attachments,
@@ -488,8 +487,7 @@ impl Downloads<'_> {
             return Ok(FileOutcome::Skipped);
         }
         let dir = &target.plan.files_dir;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| CtlError::io(format!("creating {}", dir.display()), e))?;
+        private_dir(dir)?;
         let name = files::unique(
             files::safe_name(&attachment.name, "attachment"),
             target.used_names,
@@ -578,6 +576,17 @@ enum Ended {
     Elsewhere,
     /// Not downloaded: why.
     Not(String),
+}
+
+/// Creates `dir` (and its parents) for the owner only: an export is the
+/// history in plain text. A directory that exists keeps its mode.
+fn private_dir(dir: &Path) -> Result<(), CtlError> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| CtlError::io(format!("creating {}", dir.display()), e))
 }
 
 /// `None` while a download goes on; `Some(None)` when it is done, and

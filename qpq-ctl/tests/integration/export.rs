@@ -252,9 +252,18 @@ async fn every_kind_of_message_exports_as_its_snapshot_and_peer_names_are_defuse
         assert_eq!(team["attachments"]["downloaded"], 2, "{summary}");
         let file = dir.join("team-files/white board.png");
         assert_eq!(std::fs::read(&file).unwrap(), picture, "{}", file.display());
+        // The history in plain text: for the owner only.
+        let mode = |p: &Path| {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+        };
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("team-files")), 0o700);
+        assert_eq!(mode(&file), 0o600, "the daemon writes downloads private");
         let file = dir.join("team-files/notes.txt");
         assert_eq!(std::fs::read(&file).unwrap(), b"bring: tea, snacks\n");
         let team_file = dir.join(format!("team.{ext}"));
+        assert_eq!(mode(&team_file), 0o600);
         assert_eq!(team["file"], team_file.to_str().unwrap(), "{summary}");
         let text = std::fs::read_to_string(&team_file).unwrap();
         snapshot(
