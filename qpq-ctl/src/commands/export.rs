@@ -815,6 +815,42 @@ mod tests {
         assert!(line["attachment"].get("export_path").is_none());
     }
 
+    /// A notice from the daemon has no sender; a message that was not sent
+    /// says why; both in people's formats.
+    #[test]
+    fn notices_and_unsent_messages_say_what_they_are() {
+        let mut notice = message(3);
+        notice.sender.clear();
+        notice.text = "a message arrived too late to be decrypted".into();
+        let mut failed = message(4);
+        failed.sender = "alice".into();
+        failed.outgoing = true;
+        failed.state = MessageState::Failed;
+        failed.failure = Some("E020: no such user <x>".into());
+        for (format, notice_words, failed_words) in [
+            (
+                ExportFormat::Markdown,
+                "*quicproquo notice*",
+                "*not sent: E020: no such user \\<x\\>*",
+            ),
+            (
+                ExportFormat::Html,
+                "<span class=\"notice\">quicproquo notice</span>",
+                "<span class=\"note\">not sent: E020: no such user &lt;x&gt;</span>",
+            ),
+        ] {
+            let entry = |m| Entry {
+                message: m,
+                edits: &[],
+                file: &FileOutcome::NoFile,
+            };
+            let text = render(format, &entry(&notice));
+            assert!(text.contains(notice_words), "{text}");
+            let text = render(format, &entry(&failed));
+            assert!(text.contains(failed_words), "{text}");
+        }
+    }
+
     #[test]
     fn transfers_end_in_a_file_or_a_reason() {
         assert_eq!(ended(TransferState::Downloading, None), None);
