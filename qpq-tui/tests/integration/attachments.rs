@@ -61,11 +61,11 @@ async fn attach_in_one_terminal_save_and_preview_in_the_other() {
     a.type_text("the numbers");
     a.keys(&["Enter"]);
     // Her own line, and the upload ends (no progress line left).
-    a.wait_until(|s| s.contains("📎 quarterly report.bin · 300.0 kB") && !s.contains("uploading"))
+    a.wait_until(|s| s.contains("📎 quarterly report.bin · 300 kB") && !s.contains("uploading"))
         .await;
 
     // bob sees it with its caption, selects it and saves it.
-    b.wait_until(|s| s.contains("📎 quarterly report.bin · 300.0 kB") && s.contains("the numbers"))
+    b.wait_until(|s| s.contains("📎 quarterly report.bin · 300 kB") && s.contains("the numbers"))
         .await;
     b.keys(&["S-Up"]);
     b.keys(&["s"]);
