@@ -1,5 +1,7 @@
 //! The whole state of the UI. `update` changes it, `render` draws it; no I/O
-//! happens here and nothing here knows about the terminal or the socket.
+//! happens here (but for [`App::new`] reading where it runs: the working,
+//! home and download directories) and nothing here knows about the
+//! terminal or the socket.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
