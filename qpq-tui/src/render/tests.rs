@@ -735,6 +735,29 @@ fn attachment_lines_progress_states_and_previews() {
 }
 
 #[test]
+fn a_selected_file_shows_its_keys() {
+    let mut app = attachments_app(100, 24);
+    let title = |app: &App| {
+        screen(app)
+            .lines()
+            .find(|l| l.contains("── to #team"))
+            .unwrap()
+            .to_owned()
+    };
+    assert!(title(&app).contains("Enter send"), "{}", title(&app));
+    // The newest message (the hostile name) carries a file.
+    crate::testing::act(
+        &mut app,
+        Action::Key(KeyEvent::new(KeyCode::Up, KeyModifiers::SHIFT)),
+    );
+    assert!(
+        title(&app).ends_with("s save file · v open file"),
+        "{}",
+        title(&app)
+    );
+}
+
+#[test]
 fn narrow_attachments() {
     let app = attachments_app(40, 30);
     assert_snapshot!(screen(&app));
