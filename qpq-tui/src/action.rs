@@ -194,11 +194,16 @@ pub enum Effect {
     /// Hand a file to the desktop's opener (`xdg-open`, `open`).
     Open(PathBuf),
     /// Decode an image preview off the UI thread; `Action::Preview` answers.
+    /// With `kitty_id`, also a copy for the terminal under that id.
     Decode {
         id: MessageId,
         path: PathBuf,
         max_bytes: u64,
+        kitty_id: Option<u32>,
     },
+    /// Write these bytes to the terminal before the next frame (an image
+    /// sent through kitty's graphics protocol).
+    Transmit(Vec<u8>),
     Quit,
 }
 

@@ -346,6 +346,11 @@ pub struct App {
     pub after_download: HashMap<MessageId, AfterDownload>,
     /// Transfers that ended before their message arrived (bounded).
     pub stashed_transfers: HashMap<MessageId, TransferUpdate>,
+    /// Previews go to the terminal through kitty's graphics protocol (set
+    /// at start when the terminal has it; half-blocks otherwise).
+    pub kitty_images: bool,
+    /// The id the next image sent to the terminal gets.
+    pub next_image_id: u32,
 }
 
 impl App {
@@ -385,6 +390,8 @@ impl App {
             preview_asked: HashSet::new(),
             after_download: HashMap::new(),
             stashed_transfers: HashMap::new(),
+            kitty_images: false,
+            next_image_id: 1,
         }
     }
 

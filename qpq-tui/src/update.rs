@@ -65,7 +65,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                 keys::paste(app, &text);
             }
         }
-        Action::Preview { id, result } => attachment::decoded(app, id, result),
+        Action::Preview { id, result } => attachment::decoded(app, id, result, &mut fx),
         Action::Key(key) => keys::key(app, key, &mut fx),
         Action::Mouse(m) => keys::mouse(app, m, &mut fx),
         Action::Daemon(ev) => daemon::event(app, ev, &mut fx),

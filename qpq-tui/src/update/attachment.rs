@@ -401,15 +401,24 @@ fn downloaded(
     want_preview(app, conversation, id, fx);
 }
 
-/// A decoded preview (or why there is none).
-pub(super) fn decoded(app: &mut App, id: MessageId, result: Result<Picture, PreviewError>) {
-    app.previews.insert(
-        id,
-        match result {
-            Ok(p) => Preview::Ready(p),
-            Err(e) => Preview::Failed(e),
-        },
-    );
+/// A decoded preview (or why there is none); a copy for kitty's graphics
+/// goes to the terminal before the frame that places it.
+pub(super) fn decoded(
+    app: &mut App,
+    id: MessageId,
+    result: Result<Picture, PreviewError>,
+    fx: &mut Vec<Effect>,
+) {
+    let preview = match result {
+        Ok(mut p) => {
+            if let Some(bytes) = p.send.take() {
+                fx.push(Effect::Transmit(bytes));
+            }
+            Preview::Ready(p)
+        }
+        Err(e) => Preview::Failed(e),
+    };
+    app.previews.insert(id, preview);
 }
 
 /// Previews for the image attachments on screen: downloaded ones decoded,
@@ -465,11 +474,18 @@ fn want_preview(app: &mut App, conversation: ConversationId, id: MessageId, fx: 
     match (&a.path, a.state) {
         (Some(path), _) if on_disk => {
             let path = path.into();
+            let kitty_id = app.kitty_images.then(|| {
+                let n = app.next_image_id;
+                // Ids are the placeholders' 24-bit colour; 0 is none.
+                app.next_image_id = n % 0xFF_FFFF + 1;
+                n
+            });
             app.previews.insert(id, Preview::Decoding);
             fx.push(Effect::Decode {
                 id,
                 path,
                 max_bytes: app.config.preview_max_bytes,
+                kitty_id,
             });
         }
         (_, TransferState::Available) if app.preview_asked.insert(id) => {
