@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use jiff::tz::TimeZone;
-use quicproquo_protocol::ipc::methods::{StatusResult, VerifyResult};
+use quicproquo_protocol::ipc::methods::{AttachParams, StatusResult, VerifyResult};
 use quicproquo_protocol::ipc::notifications::TransferUpdate;
 use quicproquo_protocol::ipc::values::Invitation;
 use quicproquo_protocol::ipc::values::{
@@ -169,6 +169,9 @@ pub enum Overlay {
         text: String,
         /// Members whose key changed, when known.
         changed: Vec<String>,
+        /// A refused `attach`, sent again with the confirmation (`text` is
+        /// then what the box shows of it).
+        attach: Option<Box<AttachParams>>,
     },
     Search {
         query: String,

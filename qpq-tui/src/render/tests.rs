@@ -263,6 +263,7 @@ fn verify_and_confirm_overlays() {
         conversation: TEAM,
         text: "the launch code".into(),
         changed: vec!["bob".into()],
+        attach: None,
     });
     assert_snapshot!("confirm_send", screen(&app));
 }
@@ -377,6 +378,7 @@ fn every_size_renders_and_each_part_stays_in_its_area() {
         conversation: TEAM,
         text: "the launch code".into(),
         changed: vec!["bob".into()],
+        attach: None,
     };
     for w in [1, 2, 5, 10, 19, 20, 33, 49, 50, 69, 70, 120] {
         for h in [1, 2, 3, 4, 5, 8, 13, 30] {

@@ -222,13 +222,30 @@ pub(super) fn attached(app: &mut App, m: Message) {
     unstash(app, conversation, id);
 }
 
-pub(super) fn attach_failed(app: &mut App, f: Failure) {
-    let hint = if f.code == Some(IpcErrorCode::IdentityChanged) {
-        " (/verify the member, then attach again)"
-    } else {
-        ""
+/// `attach` refused: a changed key asks as a send does (`y` attaches
+/// anyway); anything else is said in the daemon's words.
+pub(super) fn attach_failed(app: &mut App, params: Box<AttachParams>, f: Failure) {
+    let conversation = match &params.conversation {
+        quicproquo_protocol::ipc::values::ConversationRef::Id(id) => Some(*id),
+        _ => None,
     };
-    app.error(format!("Not attached: {}{hint}", f.message));
+    match conversation {
+        Some(conversation) if f.code == Some(IpcErrorCode::IdentityChanged) => {
+            let name = shown(&attach::safe_file_name(&params.path));
+            let text = if params.caption.is_empty() {
+                format!("📎 {name}")
+            } else {
+                format!("📎 {name} {}", params.caption)
+            };
+            app.overlay = Some(Overlay::ConfirmSend {
+                conversation,
+                text,
+                changed: super::daemon::changed_members(app, conversation),
+                attach: Some(params),
+            });
+        }
+        _ => app.error(format!("Not attached: {}", f.message)),
+    }
 }
 
 /// `download` answered with the attachment as it is now.

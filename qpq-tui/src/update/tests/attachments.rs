@@ -109,12 +109,34 @@ fn attach_resolves_the_path_and_the_answer_comes_back_at_once() {
     // The daemon's refusal, in its words.
     daemon(
         &mut app,
-        DaemonEvent::AttachFailed(Failure {
-            code: Some(IpcErrorCode::FileError),
-            message: "/work/here/x: no such file".into(),
-        }),
+        DaemonEvent::AttachFailed {
+            params: Box::new(p.clone()),
+            failure: Failure {
+                code: Some(IpcErrorCode::FileError),
+                message: "/work/here/x: no such file".into(),
+            },
+        },
     );
     assert_eq!(notice(&app), "Not attached: /work/here/x: no such file");
+    // A changed key asks, as a send does; `y` attaches anyway.
+    daemon(
+        &mut app,
+        DaemonEvent::AttachFailed {
+            params: Box::new(p.clone()),
+            failure: Failure {
+                code: Some(IpcErrorCode::IdentityChanged),
+                message: "bob's key changed".into(),
+            },
+        },
+    );
+    assert!(
+        matches!(&app.overlay, Some(Overlay::ConfirmSend { text, attach: Some(_), .. }) if text == "📎 notes.txt"),
+        "{:?}",
+        app.overlay
+    );
+    let again = attach_call(&key(&mut app, KeyCode::Char('y'))).unwrap();
+    assert!(again.confirm_changed_keys);
+    assert_eq!(again.path, p.path);
     // An unclosed quote is refused before the daemon.
     typed(&mut app, "/attach \"x");
     assert!(attach_call(&key(&mut app, KeyCode::Enter)).is_none());
