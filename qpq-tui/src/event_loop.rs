@@ -45,6 +45,10 @@ pub trait Outside {
 pub struct Desktop {
     /// Where decoded previews go (the loop's own channel).
     pub actions: mpsc::Sender<Action>,
+    /// One decode at a time: each may hold up to
+    /// [`crate::preview::MAX_DECODE_BYTES`], so a screen of images from a
+    /// peer costs that once, not once per image.
+    pub decoding: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl Outside for Desktop {
@@ -79,8 +83,11 @@ impl Outside for Desktop {
 
     fn decode(&mut self, id: MessageId, path: PathBuf, max_bytes: u64, kitty_id: Option<u32>) {
         let actions = self.actions.clone();
+        let decoding = std::sync::Arc::clone(&self.decoding);
         tokio::task::spawn_blocking(move || {
-            let result = crate::preview::decode(&path, max_bytes, kitty_id);
+            // A decoder that panicked poisoned nothing worth refusing for.
+            let _one = decoding.lock().unwrap_or_else(|e| e.into_inner());
+            let result = crate::preview::decode_guarded(&path, max_bytes, kitty_id);
             let _ = actions.blocking_send(Action::Preview { id, result });
         });
     }
@@ -280,7 +287,10 @@ pub async fn run_terminal(
         &mut app,
         &mut actions,
         &requests,
-        &mut Desktop { actions: tx_loop },
+        &mut Desktop {
+            actions: tx_loop,
+            decoding: Default::default(),
+        },
         |app| {
             let t = times.get_or_insert(StartTimes {
                 first_frame: started.elapsed(),

@@ -73,6 +73,30 @@ pub enum Preview {
     Failed(PreviewError),
 }
 
+thread_local! {
+    /// This thread is decoding a peer's image (see [`decode_guarded`]).
+    static DECODING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a panic now comes from a decoder: the terminal's panic hook then
+/// leaves the screen alone (the TUI goes on; the image gets no preview).
+pub fn in_decoder() -> bool {
+    DECODING.with(std::cell::Cell::get)
+}
+
+/// [`decode`], with a decoder's panic (a bug a crafted image could reach)
+/// turned into an error instead of ending the TUI or resetting the terminal.
+pub fn decode_guarded(
+    path: &Path,
+    max_file_bytes: u64,
+    kitty_id: Option<u32>,
+) -> Result<Picture, PreviewError> {
+    DECODING.with(|d| d.set(true));
+    let result = std::panic::catch_unwind(|| decode(path, max_file_bytes, kitty_id));
+    DECODING.with(|d| d.set(false));
+    result.unwrap_or_else(|_| Err(PreviewError::Decode("the decoder failed".into())))
+}
+
 /// Decodes the image at `path` (at most `max_file_bytes`) into a thumbnail
 /// of at most [`COLS`]×[`ROWS`] cells, and with `kitty_id` a sharper copy
 /// for the terminal under that id. Blocking: run it off the UI thread.
@@ -315,5 +339,15 @@ mod tests {
             decode(&dir.path().join("gone.png"), 10 << 20, None),
             Err(PreviewError::Io(_))
         ));
+        // The guarded decode answers the same, and leaves the flag clear.
+        assert_eq!(
+            decode_guarded(&good, 10 << 20, None),
+            decode(&good, 10 << 20, None)
+        );
+        assert_eq!(
+            decode_guarded(&t, 10 << 20, None),
+            Err(PreviewError::Unsupported)
+        );
+        assert!(!in_decoder());
     }
 }
