@@ -162,7 +162,7 @@ fn attachment(w: &mut dyn Write, a: &Attachment, file: &FileOutcome) -> io::Resu
     );
     w.write_all(b"<div class=\"file\">")?;
     match file {
-        FileOutcome::Saved { link } => {
+        FileOutcome::Saved { link, .. } => {
             // Percent-encoded: only `-._~/`, letters and digits remain,
             // none of which can leave the attribute.
             let url = url_path(link);

@@ -105,7 +105,7 @@ fn attachment(w: &mut dyn Write, a: &Attachment, file: &FileOutcome) -> io::Resu
         escape_line(&sanitize_line(&a.content_type))
     );
     match file {
-        FileOutcome::Saved { link } => {
+        FileOutcome::Saved { link, .. } => {
             let url = url_path(link);
             if is_image(&a.content_type) {
                 writeln!(w, "![{name}]({url})\n")?;
