@@ -323,7 +323,10 @@ async fn export_one(
             } else {
                 Vec::new()
             };
+            // The daemon forgets a deleted message's file; never fetch one
+            // anyway, whatever an older daemon says.
             let file = match &m.meta.attachment {
+                Some(_) if m.meta.deleted => FileOutcome::NoFile,
                 None => FileOutcome::NoFile,
                 Some(a) => {
                     let target = Target {
