@@ -303,7 +303,9 @@ INSERT INTO messages_fts (messages_fts, rank) VALUES ('secure-delete', 1);
 /// file, gone with its message. The file key is a secret and lives only
 /// here, like the MLS secrets. For ours, `spool` names the encrypted copy
 /// in `<data dir>/spool/` and `body` holds the MLS payload sent once the
-/// upload is finished (NULL once it is in the outbox).
+/// upload is finished (NULL once it is in the outbox); `part` is the
+/// `.part` file of a download under way, removed at the next start if the
+/// daemon stopped before it was checked.
 const SCHEMA_V18: &str = r#"
 CREATE TABLE attachments (
     message BLOB PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
@@ -318,7 +320,8 @@ CREATE TABLE attachments (
     state TEXT NOT NULL,
     error TEXT,
     spool TEXT,
-    body BLOB
+    body BLOB,
+    part TEXT
 ) WITHOUT ROWID;
 CREATE INDEX attachments_by_state ON attachments (state);
 "#;

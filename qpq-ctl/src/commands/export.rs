@@ -43,7 +43,9 @@ use crate::exit::Exit;
 use crate::output::{sanitize_line, Out};
 use crate::session::Session;
 
-mod files;
+// Also `download`'s default file name (commands/attachments.rs): one rule
+// for every name a peer chooses that becomes a file.
+pub(super) mod files;
 mod html;
 mod jsonl;
 mod markdown;

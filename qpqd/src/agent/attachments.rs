@@ -467,7 +467,7 @@ impl From<AgentError> for Ended {
 }
 
 /// In test (debug) builds, `QPQ_TEST_TRANSFER_DELAY_MS` slows each piece
-/// of an upload, so a test can stop the daemon half-way.
+/// of an upload or a download, so a test can stop something half-way.
 fn test_piece_delay() -> Option<Duration> {
     if !cfg!(debug_assertions) {
         return None;
@@ -586,7 +586,7 @@ impl Agent {
     /// Uploads what waits whenever the link is up, something is attached
     /// or retried, or a back-off ends.
     pub(crate) async fn upload_loop(self: Arc<Self>, link: Link) {
-        self.sweep_spool().await;
+        self.recover().await;
         let mut shutdown = self.shutdown_signal();
         let mut state = link.watch();
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
@@ -731,29 +731,45 @@ impl Agent {
         }
     }
 
-    /// Deletes spool files no attachment names any more (a discarded or
-    /// deleted upload, one whose row a crash never committed).
-    pub(crate) async fn sweep_spool(&self) {
+    /// At the start: downloads the daemon was doing when it stopped fail
+    /// (their `.part` deleted), and spool files no attachment names any
+    /// more go (a deleted upload, one whose row a crash never committed) —
+    /// unless written in the last minutes, which may be an `attach` in
+    /// flight that has not stored its row yet.
+    async fn recover(&self) {
         let Ok(core) = self.core() else { return };
-        let Ok(kept) = core
+        let Ok((kept, parts)) = core
             .run(|c| -> rusqlite::Result<_> {
-                store::interrupted_downloads(c.db())?;
-                store::spool_files(c.db())
+                let parts = store::interrupted_downloads(c.db())?;
+                Ok((store::spool_files(c.db())?, parts))
             })
             .await
         else {
             return;
         };
+        for part in parts {
+            let _ = std::fs::remove_file(part);
+        }
         let kept: HashSet<String> = kept.into_iter().collect();
         let Ok(entries) = std::fs::read_dir(self.spool_dir()) else {
             return;
         };
+        let recent = |e: &std::fs::DirEntry| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < Duration::from_secs(600)))
+        };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if !kept.contains(&name) {
+            if !kept.contains(&name) && !recent(&e) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
+    }
+
+    /// Deletes the spool file `name` (a discarded upload's).
+    pub(crate) fn drop_spool(&self, name: &str) {
+        let _ = std::fs::remove_file(self.spool_dir().join(name));
     }
 
     /// `download`: see the module doc.
@@ -804,6 +820,7 @@ impl Agent {
             }
         };
         let shown = target.to_string_lossy().into_owned();
+        let part = part_path(&target).to_string_lossy().into_owned();
         check_target(&target, p.overwrite)?;
         if !self.transfers.downloading().insert(id) {
             let mut view = stored.view();
@@ -820,6 +837,7 @@ impl Agent {
             .core()?
             .run(move |c| -> AgentResult<Notification> {
                 store::set_state(c.db(), id, TransferState::Downloading, None, None)?;
+                store::set_part(c.db(), id, Some(&part))?;
                 Ok(moving.event(c, TransferState::Downloading, 0, None, None)?)
             })
             .await;
@@ -885,6 +903,7 @@ impl Agent {
             .run(move |c| -> AgentResult<Notification> {
                 c.atomically(|c| {
                     store::set_state(c.db(), m.id, state, error.as_deref(), path.as_deref())?;
+                    store::set_part(c.db(), m.id, None)?;
                     Ok(m.event(c, state, done, path, error)?)
                 })
             })
@@ -911,6 +930,7 @@ impl Agent {
         let mut progress = Progress::new(d.size, 0);
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let mut retries = 0;
+        let delay = test_piece_delay();
         'outer: while received < total {
             let link = self.link().map_err(Ended::from)?;
             let token = self.token().map_err(Ended::from)?;
@@ -961,6 +981,9 @@ impl Agent {
                         }
                     }
                 };
+                if let Some(delay) = delay {
+                    tokio::time::sleep(delay).await;
+                }
                 let short = (data.len() as u64) < asked;
                 dec.update(&data, &mut plain).map_err(corrupt)?;
                 out_file.write_all(&plain).map_err(|e| {

@@ -31,7 +31,7 @@ use quicproquo_protocol::types::{IdempotencyKey, IdentityKey};
 use quicproquo_protocol::wire::{self, GroupEnqueued};
 use tokio::sync::OwnedMutexGuard;
 
-use super::history::{conv_id, find_active, ipc_message, stored_message};
+use super::history::{conv_id, find_active, stored_message};
 use super::{emit, Agent, AgentError, AgentResult, GroupLocks};
 use crate::core::{Core, CoreError};
 use crate::db::conversations;
@@ -247,20 +247,22 @@ impl Agent {
     /// tries it at once.
     pub async fn retry_message(&self, id: MessageId) -> AgentResult<IpcMessage> {
         let id = Id(id.0);
-        let (msg, ev) = self.core()?.run(move |c| retry_parked(c, id)).await?;
+        let (msg, shown, ev) = self.core()?.run(move |c| retry_parked(c, id)).await?;
         self.queues().clear(msg.conversation);
         self.publish(vec![ev]);
         self.outbox_kick.notify_one();
         self.transfers.kick.notify_one();
-        Ok(ipc_message(&msg))
+        Ok(shown)
     }
 
     /// Removes the `failed` message `id` from the outbox and the history
     /// (and an attachment's encrypted copy from the spool).
     pub async fn discard_message(&self, id: MessageId) -> AgentResult<()> {
         let id = Id(id.0);
-        self.core()?.run(move |c| discard_parked(c, id)).await?;
-        self.sweep_spool().await;
+        let spooled = self.core()?.run(move |c| discard_parked(c, id)).await?;
+        if let Some(name) = spooled {
+            self.drop_spool(&name);
+        }
         Ok(())
     }
 
@@ -861,7 +863,7 @@ fn failed_message(c: &Core, id: Id) -> AgentResult<Message> {
 }
 
 /// Core operation: a `failed` message back in its queue, `queued`.
-fn retry_parked(c: &mut Core, id: Id) -> AgentResult<(Message, Notification)> {
+fn retry_parked(c: &mut Core, id: Id) -> AgentResult<(Message, IpcMessage, Notification)> {
     c.atomically(|c| {
         let mut m = failed_message(c, id)?;
         if !outbox::unpark(c.db(), id)? && !super::attachments::retry_upload(c, id)? {
@@ -872,17 +874,21 @@ fn retry_parked(c: &mut Core, id: Id) -> AgentResult<(Message, Notification)> {
         messages::set_state(c.db(), id, State::Queued)?;
         m.state = State::Queued;
         let ev = delivery(c, m.conversation, id, DeliveryState::Queued, None)?;
-        Ok((m, ev))
+        // With its attachment, as the history shows it.
+        let shown = stored_message(c.db(), &m)?;
+        Ok((m, shown, ev))
     })
 }
 
-/// Core operation: a `failed` message out of the outbox and the history.
-fn discard_parked(c: &mut Core, id: Id) -> AgentResult<()> {
+/// Core operation: a `failed` message out of the outbox and the history;
+/// the spool file of its attachment, if it has one, for the caller to delete.
+fn discard_parked(c: &mut Core, id: Id) -> AgentResult<Option<String>> {
     c.atomically(|c| {
         failed_message(c, id)?;
+        let spooled = crate::db::attachments::get(c.db(), id)?.and_then(|a| a.spool);
         outbox::discard(c.db(), id)?;
         messages::delete(c.db(), id)?;
-        Ok(())
+        Ok(spooled)
     })
 }
 

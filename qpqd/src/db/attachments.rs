@@ -207,15 +207,33 @@ pub fn spool_files(c: &Connection) -> rusqlite::Result<Vec<String>> {
     rows.collect()
 }
 
-/// Downloads the daemon was doing when it stopped: they failed (the
-/// partial file is gone with the process's `.part`), to be asked again.
-pub fn interrupted_downloads(c: &Connection) -> rusqlite::Result<usize> {
+/// Records the `.part` file a download writes (`None` once it is done).
+pub fn set_part(c: &Connection, message: Id, part: Option<&str>) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE attachments SET part = ?2 WHERE message = ?1",
+        params![message, part],
+    )?;
+    Ok(())
+}
+
+/// Downloads the daemon was doing when it stopped: they failed, to be
+/// asked again; returns their `.part` files, for the caller to delete.
+pub fn interrupted_downloads(c: &Connection) -> rusqlite::Result<Vec<String>> {
+    let parts: Vec<String> = c
+        .prepare("SELECT part FROM attachments WHERE part IS NOT NULL")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
     c.execute(
         "UPDATE attachments SET state = 'failed',
              error = 'the download was interrupted (qpqd stopped): download it again'
          WHERE state = 'downloading'",
         [],
-    )
+    )?;
+    c.execute(
+        "UPDATE attachments SET part = NULL WHERE part IS NOT NULL",
+        [],
+    )?;
+    Ok(parts)
 }
 
 /// Forgets the attachment of a message deleted (for me or for everyone):

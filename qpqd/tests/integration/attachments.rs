@@ -8,14 +8,18 @@
 
 use std::path::{Path, PathBuf};
 
+use quicproquo_protocol::blob::BlobId;
+use quicproquo_protocol::client::ClientError;
 use quicproquo_protocol::errors::ErrorCode;
 use quicproquo_protocol::ipc::client::{CallError, Subscription};
 use quicproquo_protocol::ipc::error::IpcErrorCode;
-use quicproquo_protocol::ipc::methods::{method, AttachParams, DownloadParams};
+use quicproquo_protocol::ipc::methods::{method, AttachParams, DownloadParams, MessageParams};
 use quicproquo_protocol::ipc::notifications::{Notification, TransferUpdate};
 use quicproquo_protocol::ipc::values::{
-    Attachment, Ciphersuite, ConversationRef, Message, MessageId, TransferDirection, TransferState,
+    Attachment, Ciphersuite, ConversationRef, Message, MessageId, MessageState, TransferDirection,
+    TransferState,
 };
+use quicproquo_protocol::wire;
 use quicproquo_testkit::agent::eventually;
 use sha2::{Digest, Sha256};
 
@@ -331,4 +335,353 @@ async fn the_size_limit_and_the_quota_answer_attach() {
     })
     .await
     .unwrap();
+}
+
+/// The server's blob file of the only blob it holds, and its id.
+fn only_blob(srv: &Server) -> (PathBuf, BlobId) {
+    let dir = srv.config.data_dir.join("blobs");
+    let found: Vec<(PathBuf, BlobId)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let mut id = [0u8; 16];
+            let hex = name.strip_suffix(".part").unwrap_or(&name);
+            hex::decode_to_slice(hex, &mut id).ok()?;
+            Some((e.path(), BlobId(id)))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.into_iter().next().unwrap()
+}
+
+/// The bytes the server has stored of blob `id` (its resume point).
+fn stored_on_server(srv: &Server, id: BlobId) -> u64 {
+    let db = rusqlite::Connection::open(srv.config.data_dir.join("blobs/blobs.sqlite3")).unwrap();
+    db.query_row("SELECT stored FROM blobs WHERE id = ?1", [&id.0[..]], |r| {
+        r.get::<_, i64>(0)
+    })
+    .unwrap_or(0) as u64
+}
+
+/// How many of the `transfer` notifications of the upload of message `id`
+/// said 0 bytes were done, up to the one that says it is uploaded.
+async fn upload_starts_from_zero(events: &mut Subscription, id: MessageId) -> usize {
+    let mut from_zero = 0;
+    next_matching("the end of the upload", events, |n| match n {
+        Notification::Transfer(t) if t.id == id => {
+            if t.done == 0 {
+                from_zero += 1;
+            }
+            (t.state == TransferState::Uploaded).then_some(())
+        }
+        _ => None,
+    })
+    .await;
+    from_zero
+}
+
+/// A notification that the transfer of message `id` is at least 40 % done.
+async fn past_40_percent(events: &mut Subscription, id: MessageId, total: u64) -> TransferUpdate {
+    next_matching("40 % of the transfer", events, |n| match n {
+        Notification::Transfer(t) if t.id == id && t.done >= total * 2 / 5 => Some(t),
+        _ => None,
+    })
+    .await
+}
+
+/// alice's daemon is killed (-9) half-way through an upload and started
+/// again: the upload goes on from what the server has (no notification
+/// after the first says 0 bytes done, the server's count never went back)
+/// and completes. bob's is killed half-way through the download: started
+/// again, the attachment says the download was interrupted, its `.part` is
+/// gone, and downloading again gives the file byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_resumes_after_kill_9() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    // Slow pieces, so that "half-way" lasts long enough to be hit.
+    let mut alice = Daemon::start_with_env(
+        root.path(),
+        "alice",
+        &[("QPQ_TEST_TRANSFER_DELAY_MS", "150".into())],
+    )
+    .await;
+    alice.register(&srv).await;
+    let mut bob = Daemon::start_with_env(
+        root.path(),
+        "bob",
+        &[("QPQ_TEST_TRANSFER_DELAY_MS", "150".into())],
+    )
+    .await;
+    bob.register(&srv).await;
+    alice
+        .create_group("team", &["bob"], Ciphersuite::Hybrid)
+        .await;
+    bob.wait_for_conversation("team").await;
+    let files = tempfile::tempdir().unwrap();
+    let (path, bytes) = sample_file(files.path(), "big.bin", 8 * 1024 * 1024);
+    let mut events = alice.client.subscribe(None).await.unwrap();
+    let sent = attach(&alice, attach_params("team", &path)).await.unwrap();
+    let total = bytes.len() as u64;
+    let half = past_40_percent(&mut events, sent.id, total).await;
+    assert!(half.done < total, "{half:?}");
+    alice.kill9().await;
+    let (_, blob) = only_blob(&srv);
+    let before = stored_on_server(&srv, blob);
+    assert!(before > 0, "the server holds part of the file");
+    // The file may go once `attach` answered: the spool has it.
+    std::fs::remove_file(&path).unwrap();
+    alice.start_again().await;
+
+    attachment_in(&alice, "team", sent.id, TransferState::Uploaded).await;
+    assert!(stored_on_server(&srv, blob) >= before);
+    let mut replay = alice
+        .client
+        .subscribe(Some(quicproquo_protocol::ipc::values::Seq(0)))
+        .await
+        .unwrap();
+    assert_eq!(
+        upload_starts_from_zero(&mut replay, sent.id).await,
+        1,
+        "the restarted upload began at 0 again"
+    );
+    assert_eq!(spool_files(&alice), 0);
+
+    let got = attachment_in(&bob, "team", sent.id, TransferState::Available).await;
+    assert_eq!(got.size, total);
+    let to = files.path().join("copy.bin");
+    let part = files.path().join("copy.bin.part");
+    let mut events = bob.client.subscribe(None).await.unwrap();
+    download(&bob, "team", sent.id, Some(&to)).await.unwrap();
+    past_40_percent(&mut events, sent.id, total).await;
+    drop(events);
+    bob.kill9().await;
+    assert!(part.exists() && !to.exists());
+    bob.start_again().await;
+    let failed = attachment_in(&bob, "team", sent.id, TransferState::Failed).await;
+    assert!(failed.error.unwrap().contains("interrupted"));
+    assert!(
+        !part.exists(),
+        "the .part of the interrupted download is gone"
+    );
+    download(&bob, "team", sent.id, Some(&to)).await.unwrap();
+    attachment_in(&bob, "team", sent.id, TransferState::Downloaded).await;
+    assert_eq!(std::fs::read(&to).unwrap(), bytes);
+}
+
+/// dave is not in the group: knowing the blob's id (the part of the
+/// descriptor without the key) he still cannot fetch or query it (E041).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_member_cannot_fetch_the_blob() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, bob] = team(root.path(), &srv, ["alice", "bob"]).await;
+    let files = tempfile::tempdir().unwrap();
+    let (path, _) = sample_file(files.path(), "plan.txt", 10_000);
+    let sent = attach(&alice, attach_params("team", &path)).await.unwrap();
+    attachment_in(&bob, "team", sent.id, TransferState::Available).await;
+    let (_, blob) = only_blob(&srv);
+    let client = srv.client().await;
+    let dave = quicproquo_testkit::wire::register(&client, "dave").await;
+    let e = client
+        .request(wire::BlobDownload {
+            auth: dave.session.token.clone(),
+            blob,
+            offset: 0,
+            length: 1024,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ClientError::Server(w) if w.code == ErrorCode::NotGroupMember),
+        "{e}"
+    );
+    let e = client
+        .request(wire::BlobStatus {
+            auth: dave.session.token,
+            blob,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ClientError::Server(w) if w.code == ErrorCode::NotGroupMember),
+        "{e}"
+    );
+}
+
+/// A blob altered on the server (one byte flipped) and one cut short: each
+/// download ends `corrupt` with the reason, and neither the file nor its
+/// `.part` is left at the path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_or_truncated_blob_is_corrupt_and_nothing_is_kept() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, bob] = team(root.path(), &srv, ["alice", "bob"]).await;
+    let files = tempfile::tempdir().unwrap();
+    let mut events = bob.client.subscribe(None).await.unwrap();
+    for (n, cut) in [(0, false), (1, true)] {
+        let (path, _) = sample_file(files.path(), &format!("f{n}.bin"), 300_000);
+        let sent = attach(&alice, attach_params("team", &path)).await.unwrap();
+        attachment_in(&bob, "team", sent.id, TransferState::Available).await;
+        let (blob_file, blob) = only_blob(&srv);
+        if cut {
+            // The server holds (and serves) 1,000 bytes less than it should.
+            let db = rusqlite::Connection::open(srv.config.data_dir.join("blobs/blobs.sqlite3"))
+                .unwrap();
+            db.execute(
+                "UPDATE blobs SET size = size - 1000, stored = stored - 1000 WHERE id = ?1",
+                [&blob.0[..]],
+            )
+            .unwrap();
+        } else {
+            let mut b = std::fs::read(&blob_file).unwrap();
+            b[150_000] ^= 0x01;
+            std::fs::write(&blob_file, b).unwrap();
+        }
+        let to = files.path().join(format!("copy{n}.bin"));
+        download(&bob, "team", sent.id, Some(&to)).await.unwrap();
+        let end = transfer_end(&mut events, sent.id, false).await;
+        assert_eq!(end.state, TransferState::Corrupt, "{end:?}");
+        let why = end.error.unwrap();
+        assert!(
+            why.contains(if cut { "truncated" } else { "corrupt" }),
+            "{why}"
+        );
+        assert!(!to.exists(), "nothing at the path");
+        assert!(!files.path().join(format!("copy{n}.bin.part")).exists());
+        let shown = attachment_in(&bob, "team", sent.id, TransferState::Corrupt).await;
+        assert!(shown.error.is_some() && shown.path.is_none(), "{shown:?}");
+        // The next file is the only blob again.
+        std::fs::remove_file(&blob_file).unwrap();
+    }
+}
+
+/// The server restarts half-way through an upload, and again half-way
+/// through a download: each goes on from where it stood once the daemon
+/// is back online (the upload never from 0 again), and the file arrives
+/// byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_go_on_after_the_server_restarts() {
+    let mut srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let slow = [("QPQ_TEST_TRANSFER_DELAY_MS", "100".into())];
+    let alice = Daemon::start_with_env(root.path(), "alice", &slow).await;
+    alice.register(&srv).await;
+    let bob = Daemon::start_with_env(root.path(), "bob", &slow).await;
+    bob.register(&srv).await;
+    alice
+        .create_group("team", &["bob"], Ciphersuite::Hybrid)
+        .await;
+    bob.wait_for_conversation("team").await;
+    let files = tempfile::tempdir().unwrap();
+    let (path, bytes) = sample_file(files.path(), "video.mp4", 6 * 1024 * 1024);
+    let total = bytes.len() as u64;
+    let mut events = alice.client.subscribe(None).await.unwrap();
+    let sent = attach(&alice, attach_params("team", &path)).await.unwrap();
+    past_40_percent(&mut events, sent.id, total).await;
+    srv.restart().await;
+    assert_eq!(
+        upload_starts_from_zero(&mut events, sent.id).await,
+        0,
+        "the upload began at 0 again after the restart"
+    );
+
+    attachment_in(&bob, "team", sent.id, TransferState::Available).await;
+    let mut events = bob.client.subscribe(None).await.unwrap();
+    let to = files.path().join("copy.mp4");
+    download(&bob, "team", sent.id, Some(&to)).await.unwrap();
+    past_40_percent(&mut events, sent.id, total).await;
+    srv.restart().await;
+    let end = transfer_end(&mut events, sent.id, false).await;
+    assert_eq!(end.state, TransferState::Downloaded, "{end:?}");
+    assert_eq!(std::fs::read(&to).unwrap(), bytes);
+}
+
+/// Message `id` of `team` once it is `failed`.
+async fn failed_message(d: &Daemon, id: MessageId) -> Message {
+    eventually("the message fails", || async {
+        d.history("team")
+            .await
+            .into_iter()
+            .find(|m| m.id == id && m.state == MessageState::Failed)
+    })
+    .await
+    .unwrap()
+}
+
+/// Attached while the server is away, a file past its size limit is
+/// accepted (`uploading`), then fails once the server refuses it: the
+/// message is `failed` with E052 and why; `message.retry` tries the upload
+/// again (and fails again), `message.discard` removes the message and its
+/// encrypted copy from the spool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_refused_later_fails_its_message_until_retried_or_discarded() {
+    let mut srv = Server::start_with(|c| c.quotas.blobs.max_blob_bytes = 1024 * 1024).await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, _bob] = team(root.path(), &srv, ["alice", "bob"]).await;
+    let files = tempfile::tempdir().unwrap();
+    let (big, _) = sample_file(files.path(), "big.bin", 2 * 1024 * 1024);
+    srv.stop().await;
+    let sent = attach(&alice, attach_params("team", &big)).await.unwrap();
+    assert_eq!(
+        sent.meta.attachment.as_ref().unwrap().state,
+        TransferState::Uploading
+    );
+    assert_eq!(spool_files(&alice), 1);
+    srv.start_again().await;
+    let m = failed_message(&alice, sent.id).await;
+    assert!(m.failure.as_deref().unwrap_or("").contains("E052"), "{m:?}");
+    let a = m.meta.attachment.unwrap();
+    assert_eq!(a.state, TransferState::Failed);
+    assert!(a.error.unwrap().contains("E052"));
+
+    let again = alice
+        .client
+        .request::<method::MessageRetry>(MessageParams { id: sent.id })
+        .await
+        .unwrap();
+    assert_eq!(again.state, MessageState::Queued);
+    assert_eq!(
+        again.meta.attachment.unwrap().state,
+        TransferState::Uploading
+    );
+    failed_message(&alice, sent.id).await;
+    alice
+        .client
+        .request::<method::MessageDiscard>(MessageParams { id: sent.id })
+        .await
+        .unwrap();
+    assert!(alice.history("team").await.iter().all(|m| m.id != sent.id));
+    assert_eq!(spool_files(&alice), 0, "the spool copy went with it");
+}
+
+/// A blob the server no longer has: the download ends `expired` (with the
+/// server's reason), and asking again is -32016 at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_gone_from_the_server_is_expired() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, bob] = team(root.path(), &srv, ["alice", "bob"]).await;
+    let files = tempfile::tempdir().unwrap();
+    let (path, _) = sample_file(files.path(), "old.txt", 5_000);
+    let sent = attach(&alice, attach_params("team", &path)).await.unwrap();
+    attachment_in(&bob, "team", sent.id, TransferState::Available).await;
+    let (blob_file, blob) = only_blob(&srv);
+    // What the server's expiry does: the row and the file go.
+    let db = rusqlite::Connection::open(srv.config.data_dir.join("blobs/blobs.sqlite3")).unwrap();
+    db.execute("DELETE FROM blobs WHERE id = ?1", [&blob.0[..]])
+        .unwrap();
+    std::fs::remove_file(blob_file).unwrap();
+    let mut events = bob.client.subscribe(None).await.unwrap();
+    let to = files.path().join("copy.txt");
+    download(&bob, "team", sent.id, Some(&to)).await.unwrap();
+    let end = transfer_end(&mut events, sent.id, false).await;
+    assert_eq!(end.state, TransferState::Expired, "{end:?}");
+    assert!(end.error.unwrap().contains("E054"));
+    assert!(!to.exists());
+    let e = download(&bob, "team", sent.id, Some(&to))
+        .await
+        .unwrap_err();
+    assert_eq!(ipc_code(&e), Some(IpcErrorCode::Expired), "{e}");
 }
