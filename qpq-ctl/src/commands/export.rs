@@ -35,6 +35,7 @@ use quicproquo_protocol::ipc::values::{
     MessageVersion, TransferDirection, TransferState,
 };
 use serde::Serialize;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::names::Names;
 use crate::cli::{ExportArgs, ExportFormat};
@@ -164,6 +165,7 @@ pub async fn run(session: &Session, out: &mut Out, args: ExportArgs) -> Result<E
         overwrite: args.force,
         subscription: None,
     };
+    let mut signals = [SignalKind::interrupt(), SignalKind::terminate()].map(|k| signal(k).ok());
     let mut written = Vec::with_capacity(conversations.len());
     for (conversation, plan) in conversations.iter().zip(&plans) {
         let head = Head {
@@ -172,7 +174,7 @@ pub async fn run(session: &Session, out: &mut Out, args: ExportArgs) -> Result<E
             exported_ms,
             messages: 0,
         };
-        let w = export_one(
+        let one = export_one(
             &client,
             &mut downloads,
             args.format,
@@ -180,8 +182,21 @@ pub async fn run(session: &Session, out: &mut Out, args: ExportArgs) -> Result<E
             plan,
             head,
             args.force,
-        )
-        .await?;
+        );
+        // Interrupted, the conversation being written is dropped with its
+        // temporary files; the ones done are whole.
+        let w = tokio::select! {
+            w = one => w?,
+            () = interrupted(&mut signals) => {
+                return Err(CtlError::io(
+                    format!("exporting {}", sanitize_line(&conversation.name)),
+                    io::Error::new(
+                        io::ErrorKind::Interrupted,
+                        "interrupted; the conversations listed before are complete",
+                    ),
+                ))
+            }
+        };
         // People see each conversation when it is done: a long one takes
         // seconds.
         if !out.is_json() {
@@ -325,7 +340,10 @@ async fn export_one(
             } else {
                 Vec::new()
             };
+            // The daemon forgets a deleted message's file; never fetch one
+            // anyway, whatever an older daemon says.
             let file = match &m.meta.attachment {
+                Some(_) if m.meta.deleted => FileOutcome::NoFile,
                 None => FileOutcome::NoFile,
                 Some(a) => {
                     let target = Target {
@@ -578,6 +596,24 @@ enum Ended {
     Elsewhere,
     /// Not downloaded: why.
     Not(String),
+}
+
+/// Resolves at SIGINT or SIGTERM (never where they cannot be caught).
+async fn interrupted(signals: &mut [Option<Signal>; 2]) {
+    let [int, term] = signals;
+    tokio::select! {
+        () = next_signal(int) => {}
+        () = next_signal(term) => {}
+    }
+}
+
+async fn next_signal(s: &mut Option<Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Creates `dir` (and its parents) for the owner only: an export is the

@@ -69,7 +69,7 @@ pub fn message(w: &mut dyn Write, entry: &Entry<'_>) -> io::Result<()> {
     } else if !m.text.is_empty() {
         writeln!(w, "{}\n", escape(&m.text))?;
     }
-    if let Some(a) = &m.meta.attachment {
+    if let (Some(a), false) = (&m.meta.attachment, m.meta.deleted) {
         attachment(w, a, entry.file)?;
     }
     if !m.meta.reactions.is_empty() {
