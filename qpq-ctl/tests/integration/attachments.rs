@@ -254,18 +254,27 @@ async fn no_wait_returns_at_once_and_recv_reports_the_end() {
     let file = alice.home.join("notes.txt");
     std::fs::write(&file, "some notes\n").unwrap();
     let m = alice
-        .json(&[
-            "send",
-            "@bob",
-            "--file",
-            file.to_str().unwrap(),
-            "--no-wait",
-            "--type",
-            "text/plain",
-            "--name",
-            "renamed.txt",
-        ])
-        .await;
+        .run_stdin(
+            &[
+                "--json",
+                "send",
+                "@bob",
+                "--file",
+                file.to_str().unwrap(),
+                "--no-wait",
+                "--type",
+                "text/plain",
+                "--name",
+                "renamed.txt",
+                "--caption",
+                "-",
+            ],
+            Some("a caption\nfrom stdin\n".as_bytes()),
+        )
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(m["text"], "a caption\nfrom stdin", "{m}");
     let a = &m["attachment"];
     assert_eq!(a["name"], "renamed.txt");
     assert_eq!(a["content_type"], "text/plain");
@@ -392,9 +401,10 @@ async fn downloads_of_what_is_not_a_file() {
 }
 
 /// A file changed on the server fails its check on the way down: status 14,
-/// and nothing at the path, not even a part of it.
+/// and nothing at the path, not even a part of it. A file the server no
+/// longer has: status 15.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tampered_file_is_corrupt_and_nothing_is_written() {
+async fn a_tampered_file_is_corrupt_and_a_deleted_one_expired() {
     let srv = Server::start().await;
     let root = crate::harness::root();
     let [alice, bob] = User::registered(root.path(), &srv, ["alice", "bob"]).await;
@@ -449,6 +459,34 @@ async fn a_tampered_file_is_corrupt_and_nothing_is_written() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("ledger"))
         .collect();
     assert!(left.is_empty(), "nothing written: {left:?}");
+
+    // Gone from the server (as expiry leaves it): status 15 when the
+    // download finds out, and again at once when asked after that.
+    let db = rusqlite::Connection::open(blobs.join("blobs.sqlite3")).unwrap();
+    db.execute("DELETE FROM blobs", []).unwrap();
+    drop(db);
+    std::fs::remove_file(&stored[0]).unwrap();
+    for _ in 0..2 {
+        let r = bob
+            .run(&[
+                "--json",
+                "download",
+                "@alice",
+                &id,
+                "-o",
+                target.to_str().unwrap(),
+            ])
+            .await
+            .expect(15);
+        let err: Value = serde_json::from_str(&r.stderr).unwrap();
+        assert_eq!(err["error"]["kind"], "expired", "{err}");
+        assert!(!target.exists());
+    }
+    let people = bob.ok(&["history", "@alice"]).await;
+    assert!(
+        people.contains("[expired: the server no longer has it]"),
+        "{people}"
+    );
 }
 
 /// The server's size limit and quota: status 6 with the E-code and a hint
@@ -471,6 +509,13 @@ async fn the_size_limit_and_quota_are_refusals_naming_the_limit() {
         .expect(6);
     let err: Value = serde_json::from_str(&r.stderr).unwrap();
     assert_eq!(err["error"]["server_code"], "E052", "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1048576"),
+        "the message names the limit: {err}"
+    );
     assert!(
         err["error"]["hint"]
             .as_str()

@@ -74,7 +74,7 @@ fn attach(
             None
         }
     };
-    let name = attach::safe_file_name(&path);
+    let name = attach::own_name(std::path::Path::new(&path));
     app.info(format!("Attaching {}…", shown(&name)));
     if let Some(tl) = app.timelines.get_mut(&conversation) {
         tl.view = View::Follow;
@@ -231,7 +231,7 @@ pub(super) fn attach_failed(app: &mut App, params: Box<AttachParams>, f: Failure
     };
     match conversation {
         Some(conversation) if f.code == Some(IpcErrorCode::IdentityChanged) => {
-            let name = shown(&attach::safe_file_name(&params.path));
+            let name = shown(&attach::own_name(std::path::Path::new(&params.path)));
             let text = if params.caption.is_empty() {
                 format!("📎 {name}")
             } else {
