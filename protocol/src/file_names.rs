@@ -8,7 +8,8 @@
 //! hidden file such as `.bashrc`, no `..`); it is at most [`MAX_BYTES`]
 //! long (a short extension is kept); a Windows device name (`con`, `nul`,
 //! `com1`…) gets a `_` in front. [`free_path`] then never overwrites: the
-//! name, else `name (1).ext`, `name (2).ext`…
+//! name, else `name (1).ext`, `name (2).ext`… And [`human_size`] is how
+//! every part shows a file's size.
 
 use std::path::{Path, PathBuf};
 
@@ -65,6 +66,28 @@ pub fn free_path(dir: &Path, name: &str, fallback: &str, taken: impl Fn(&Path) -
         .map(|n| dir.join(numbered(&name, n)))
         .find(|p| !taken(p))
         .expect("some number is free")
+}
+
+/// A size as people read it, in decimal units as file managers show them:
+/// `512 B`, `12.3 kB`, `2.1 MB`, `150 MB` (one decimal below 100).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    // Lossy above 2^53 bytes, which no file reaches.
+    let mut v = bytes as f64 / 1000.0;
+    let mut unit = 0;
+    // 999.95 kB would round to "1000.0 kB": move up a unit first.
+    while v >= 999.95 && unit + 1 < UNITS.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if v < 99.95 {
+        format!("{v:.1} {}", UNITS[unit])
+    } else {
+        format!("{v:.0} {}", UNITS[unit])
+    }
 }
 
 /// `("report", ".pdf")`; an extension is letters and digits after the last
@@ -144,6 +167,17 @@ mod tests {
         assert!(name.ends_with(".png"), "{name}");
         let no_ext = "x".repeat(300);
         assert_eq!(safe_file_name(&no_ext, "x").len(), MAX_BYTES);
+    }
+
+    #[test]
+    fn sizes_read_as_file_managers_show_them() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(999), "999 B");
+        assert_eq!(human_size(12_345), "12.3 kB");
+        assert_eq!(human_size(2_100_000), "2.1 MB");
+        assert_eq!(human_size(150_000_000), "150 MB");
+        assert_eq!(human_size(999_999), "1.0 MB");
+        assert_eq!(human_size(u64::MAX), "18447 PB");
     }
 
     #[test]

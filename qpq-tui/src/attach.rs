@@ -277,25 +277,7 @@ pub fn dropped_file(text: &str, home: Option<&Path>) -> Option<PastedFile> {
     })
 }
 
-/// A size as people read it: `512 B`, `12.3 kB`, `2.1 MB` (powers of
-/// 1000, one decimal below 100).
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
-    if bytes < 1000 {
-        return format!("{bytes} B");
-    }
-    let mut v = bytes as f64 / 1000.0;
-    let mut unit = 0;
-    while v >= 999.95 && unit + 1 < UNITS.len() {
-        v /= 1000.0;
-        unit += 1;
-    }
-    if v < 99.95 {
-        format!("{v:.1} {}", UNITS[unit])
-    } else {
-        format!("{v:.0} {}", UNITS[unit])
-    }
-}
+pub use quicproquo_protocol::file_names::human_size;
 
 /// The last component of one of our own paths, for saying what is
 /// attached (sanitized by the caller like any text shown).
@@ -440,13 +422,6 @@ mod tests {
 
     #[test]
     fn sizes_names_and_targets() {
-        assert_eq!(human_size(0), "0 B");
-        assert_eq!(human_size(999), "999 B");
-        assert_eq!(human_size(2_100_000), "2.1 MB");
-        assert_eq!(human_size(12_345), "12.3 kB");
-        assert_eq!(human_size(150_000_000), "150 MB");
-        assert_eq!(human_size(999_999), "1.0 MB");
-        assert_eq!(human_size(u64::MAX), "18447 PB");
         assert!(previewable("image/PNG"));
         assert!(!previewable("image/svg+xml"));
     }

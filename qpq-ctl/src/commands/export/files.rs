@@ -39,20 +39,8 @@ pub fn url_path(link: &str) -> String {
     out
 }
 
-/// A file size for people: `512 B`, `12.3 KiB`, `4.0 MiB`.
-pub fn size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
+/// A file size for people, as the rest of qpq shows it.
+pub use quicproquo_protocol::file_names::human_size as size;
 
 /// Whether a browser shows the type in `<img>` (and a Markdown viewer
 /// inline). The type is the sender's word: a lie shows a broken image.
@@ -99,10 +87,8 @@ mod tests {
             "team-files/my%20photo%20%281%29%23%3F.png"
         );
         assert_eq!(url_path("é"), "%C3%A9");
-        assert_eq!(size(0), "0 B");
-        assert_eq!(size(1023), "1023 B");
-        assert_eq!(size(1536), "1.5 KiB");
-        assert_eq!(size(5 * 1024 * 1024), "5.0 MiB");
+        assert_eq!(size(1536), "1.5 kB");
+        assert_eq!(size(5 * 1024 * 1024), "5.2 MB");
         assert!(is_image("image/PNG; charset=x"));
         assert!(
             !is_image("image/svg+xml"),
