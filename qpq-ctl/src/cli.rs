@@ -205,7 +205,8 @@ and the file appears only once the check passed (a tampered or truncated file is
 `corrupt`, exit status 14, and nothing is written).
 
 Without -o the file goes to the current directory under the name its sender gave
-(its last component, control characters replaced, no leading dot), made unique with
+(made one file name: separators and control characters replaced by `_`, no leading
+dot, at most 80 bytes, as `export` names files), made unique with
 ` (1)`, ` (2)`… unless --force. `-o -` writes the file to stdout (not to a
 terminal): qpqd downloads it into the profile's data directory first.";
 

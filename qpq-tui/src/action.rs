@@ -7,7 +7,7 @@
 
 use crossterm::event::{KeyEvent, MouseEvent};
 use quicproquo_protocol::ipc::client::CallError;
-use quicproquo_protocol::ipc::methods::{StatusResult, VerifyResult};
+use quicproquo_protocol::ipc::methods::{AttachParams, StatusResult, VerifyResult};
 use quicproquo_protocol::ipc::values::{
     Attachment, Conversation, ConversationId, ConversationSettings, Invitation, Member, Message,
     MessageId, MessageVersion,
@@ -148,8 +148,12 @@ pub enum DaemonEvent {
     },
     /// `attach` answered: the message, its attachment uploading.
     Attached(Message),
-    /// `attach` was refused (the daemon's message says why).
-    AttachFailed(Failure),
+    /// `attach` was refused (the daemon's message says why); its params,
+    /// to send again once a changed key is confirmed.
+    AttachFailed {
+        params: Box<AttachParams>,
+        failure: Failure,
+    },
     /// `download` answered (`downloading`, or `downloaded` already).
     Downloading {
         conversation: ConversationId,
@@ -194,11 +198,16 @@ pub enum Effect {
     /// Hand a file to the desktop's opener (`xdg-open`, `open`).
     Open(PathBuf),
     /// Decode an image preview off the UI thread; `Action::Preview` answers.
+    /// With `kitty_id`, also a copy for the terminal under that id.
     Decode {
         id: MessageId,
         path: PathBuf,
         max_bytes: u64,
+        kitty_id: Option<u32>,
     },
+    /// Write these bytes to the terminal before the next frame (an image
+    /// sent through kitty's graphics protocol).
+    Transmit(Vec<u8>),
     Quit,
 }
 

@@ -1,11 +1,13 @@
 //! The whole state of the UI. `update` changes it, `render` draws it; no I/O
-//! happens here and nothing here knows about the terminal or the socket.
+//! happens here (but for [`App::new`] reading where it runs: the working,
+//! home and download directories) and nothing here knows about the
+//! terminal or the socket.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use jiff::tz::TimeZone;
-use quicproquo_protocol::ipc::methods::{StatusResult, VerifyResult};
+use quicproquo_protocol::ipc::methods::{AttachParams, StatusResult, VerifyResult};
 use quicproquo_protocol::ipc::notifications::TransferUpdate;
 use quicproquo_protocol::ipc::values::Invitation;
 use quicproquo_protocol::ipc::values::{
@@ -167,6 +169,9 @@ pub enum Overlay {
         text: String,
         /// Members whose key changed, when known.
         changed: Vec<String>,
+        /// A refused `attach`, sent again with the confirmation (`text` is
+        /// then what the box shows of it).
+        attach: Option<Box<AttachParams>>,
     },
     Search {
         query: String,
@@ -344,6 +349,11 @@ pub struct App {
     pub after_download: HashMap<MessageId, AfterDownload>,
     /// Transfers that ended before their message arrived (bounded).
     pub stashed_transfers: HashMap<MessageId, TransferUpdate>,
+    /// Previews go to the terminal through kitty's graphics protocol (set
+    /// at start when the terminal has it; half-blocks otherwise).
+    pub kitty_images: bool,
+    /// The id the next image sent to the terminal gets.
+    pub next_image_id: u32,
 }
 
 impl App {
@@ -383,6 +393,8 @@ impl App {
             preview_asked: HashSet::new(),
             after_download: HashMap::new(),
             stashed_transfers: HashMap::new(),
+            kitty_images: false,
+            next_image_id: 1,
         }
     }
 

@@ -297,17 +297,27 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
+/// The last component of one of our own paths, for saying what is
+/// attached (sanitized by the caller like any text shown).
+pub fn own_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.to_string_lossy().into_owned(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
 /// A name from a peer made safe to write under a directory of ours: only
-/// its last component, no control characters, never `.`/`..` or empty.
+/// its last component, no control or bidi characters, no leading dot (no
+/// hidden file such as `.bashrc`), never `.`/`..` or empty.
 pub fn safe_file_name(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or("");
     let clean: String = last
         .chars()
         .filter(|c| !quicproquo_protocol::text::is_terminal_unsafe(*c))
         .collect();
-    let clean = clean.trim();
+    let clean = clean.trim_start_matches(['.', ' ']).trim_end();
     match Path::new(clean).components().next() {
-        Some(Component::Normal(_)) if clean != "." && clean != ".." => clean.to_owned(),
+        Some(Component::Normal(_)) => clean.to_owned(),
         _ => "attachment".to_owned(),
     }
 }
@@ -474,6 +484,8 @@ mod tests {
         assert_eq!(safe_file_name("../../etc/passwd"), "passwd");
         assert_eq!(safe_file_name("a\\b\u{1b}[2J.txt"), "b[2J.txt");
         assert_eq!(safe_file_name(".."), "attachment");
+        assert_eq!(safe_file_name(".bashrc"), "bashrc", "never a hidden file");
+        assert_eq!(safe_file_name("..."), "attachment");
         assert_eq!(safe_file_name(""), "attachment");
         assert_eq!(safe_file_name("\u{202e}gpj.exe"), "gpj.exe");
         let taken = ["/d/a.png", "/d/a (2).png"];

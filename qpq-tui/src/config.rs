@@ -10,6 +10,7 @@
 //! image_previews = true          # show image attachments inline (half-blocks)
 //! preview_max_mib = 10           # download images up to this size by themselves
 //! download_dir = "/home/me/Downloads"   # where the save key writes
+//! kitty_graphics = true          # sharp previews in kitty/Ghostty (else half-blocks)
 //! [keys]                         # any action, one key or a list of keys
 //! quit = ["ctrl+q"]
 //! next_conversation = ["alt+down", "ctrl+n"]
@@ -280,6 +281,8 @@ pub struct Config {
     /// Where the save key writes (`None`: `$XDG_DOWNLOAD_DIR`,
     /// `~/Downloads`, the working directory).
     pub download_dir: Option<PathBuf>,
+    /// Previews through kitty's graphics protocol where the terminal has it.
+    pub kitty_graphics: bool,
 }
 
 impl Default for Config {
@@ -292,6 +295,7 @@ impl Default for Config {
             image_previews: true,
             preview_max_bytes: 10 << 20,
             download_dir: None,
+            kitty_graphics: true,
         }
     }
 }
@@ -327,6 +331,7 @@ struct FileConfig {
     image_previews: Option<bool>,
     preview_max_mib: Option<u64>,
     download_dir: Option<PathBuf>,
+    kitty_graphics: Option<bool>,
     #[serde(default)]
     keys: HashMap<String, OneOrMany>,
 }
@@ -365,6 +370,7 @@ impl Config {
             config.default_server = server;
         }
         config.image_previews = file.image_previews.unwrap_or(config.image_previews);
+        config.kitty_graphics = file.kitty_graphics.unwrap_or(config.kitty_graphics);
         if let Some(mib) = file.preview_max_mib {
             if mib > 1024 {
                 return Err(ConfigError::Invalid {

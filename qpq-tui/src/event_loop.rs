@@ -36,13 +36,19 @@ pub trait Outside {
     fn open(&mut self, path: &Path);
     /// Decodes an image preview off the UI thread; the answer comes back
     /// as [`Action::Preview`].
-    fn decode(&mut self, id: MessageId, path: PathBuf, max_bytes: u64);
+    fn decode(&mut self, id: MessageId, path: PathBuf, max_bytes: u64, kitty_id: Option<u32>);
+    /// Writes raw bytes to the terminal between two frames.
+    fn transmit(&mut self, bytes: &[u8]);
 }
 
 /// The real terminal's bell, opener and decoder.
 pub struct Desktop {
     /// Where decoded previews go (the loop's own channel).
     pub actions: mpsc::Sender<Action>,
+    /// One decode at a time: each may hold up to
+    /// [`crate::preview::MAX_DECODE_BYTES`], so a screen of images from a
+    /// peer costs that once, not once per image.
+    pub decoding: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl Outside for Desktop {
@@ -75,12 +81,21 @@ impl Outside for Desktop {
         }
     }
 
-    fn decode(&mut self, id: MessageId, path: PathBuf, max_bytes: u64) {
+    fn decode(&mut self, id: MessageId, path: PathBuf, max_bytes: u64, kitty_id: Option<u32>) {
         let actions = self.actions.clone();
+        let decoding = std::sync::Arc::clone(&self.decoding);
         tokio::task::spawn_blocking(move || {
-            let result = crate::preview::decode(&path, max_bytes);
+            // A decoder that panicked poisoned nothing worth refusing for.
+            let _one = decoding.lock().unwrap_or_else(|e| e.into_inner());
+            let result = crate::preview::decode_guarded(&path, max_bytes, kitty_id);
             let _ = actions.blocking_send(Action::Preview { id, result });
         });
+    }
+
+    fn transmit(&mut self, bytes: &[u8]) {
+        let mut out = io::stdout();
+        let _ = out.write_all(bytes);
+        let _ = out.flush();
     }
 }
 
@@ -90,7 +105,8 @@ impl Outside for Desktop {
 struct Alerts {
     bell: bool,
     open: Vec<PathBuf>,
-    decode: Vec<(MessageId, PathBuf, u64)>,
+    decode: Vec<(MessageId, PathBuf, u64, Option<u32>)>,
+    transmit: Vec<Vec<u8>>,
 }
 
 impl Alerts {
@@ -101,8 +117,12 @@ impl Alerts {
         for path in self.open.drain(..) {
             outside.open(&path);
         }
-        for (id, path, max) in self.decode.drain(..) {
-            outside.decode(id, path, max);
+        for (id, path, max, kitty_id) in self.decode.drain(..) {
+            outside.decode(id, path, max, kitty_id);
+        }
+        // Before the frame that shows the placeholders.
+        for bytes in self.transmit.drain(..) {
+            outside.transmit(&bytes);
         }
     }
 }
@@ -212,7 +232,9 @@ fn apply(
                 id,
                 path,
                 max_bytes,
-            } => alerts.decode.push((id, path, max_bytes)),
+                kitty_id,
+            } => alerts.decode.push((id, path, max_bytes, kitty_id)),
+            Effect::Transmit(bytes) => alerts.transmit.push(bytes),
             Effect::Redraw => redraw = true,
             Effect::Quit => quit = true,
         }
@@ -254,6 +276,8 @@ pub async fn run_terminal(
     let (mut terminal, guard) = crate::terminal::setup(session.config.mouse)?;
     let size = terminal.size()?;
     let mut app = App::new(session.config, session.profile, (size.width, size.height));
+    app.kitty_images =
+        app.config.kitty_graphics && crate::kitty::detected(|k| std::env::var(k).ok());
     let stop = Arc::new(AtomicBool::new(false));
     let input = crate::terminal::spawn_input(tx, Arc::clone(&stop));
     let mut times: Option<StartTimes> = None;
@@ -263,7 +287,10 @@ pub async fn run_terminal(
         &mut app,
         &mut actions,
         &requests,
-        &mut Desktop { actions: tx_loop },
+        &mut Desktop {
+            actions: tx_loop,
+            decoding: Default::default(),
+        },
         |app| {
             let t = times.get_or_insert(StartTimes {
                 first_frame: started.elapsed(),
@@ -317,7 +344,8 @@ mod tests {
             self.bells += 1;
         }
         fn open(&mut self, _: &Path) {}
-        fn decode(&mut self, _: MessageId, _: PathBuf, _: u64) {}
+        fn decode(&mut self, _: MessageId, _: PathBuf, _: u64, _: Option<u32>) {}
+        fn transmit(&mut self, _: &[u8]) {}
     }
 
     fn note(seq: u64, conv: quicproquo_protocol::ipc::values::ConversationId) -> Action {

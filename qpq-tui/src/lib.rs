@@ -23,6 +23,7 @@ pub mod commands;
 pub mod config;
 pub mod event_loop;
 pub mod input;
+pub mod kitty;
 pub mod preview;
 pub mod render;
 pub mod scroll;

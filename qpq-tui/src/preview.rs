@@ -4,8 +4,12 @@
 //! text. It scrolls, wraps into the message's block and snapshots like any
 //! other row, and works in every terminal with colour, tmux included —
 //! no graphics protocol to detect, so nothing can hang waiting for a
-//! terminal's answer. (Kitty, iTerm2 and sixel images are left out for
-//! that reason: see docs/src/reference/tui.md.)
+//! terminal's answer. Where the environment says the terminal is kitty or
+//! Ghostty, a sharper copy goes through kitty's graphics protocol and is
+//! placed with Unicode placeholders, which are text cells too
+//! ([`crate::kitty`]). iTerm2 and sixel images are not used: both draw
+//! pixels at the cursor, outside the cell grid, so they neither scroll
+//! nor clip with the pane.
 //!
 //! The file was written by the daemon after its integrity check, but its
 //! bytes are the sender's: decoding runs off the UI thread
@@ -19,6 +23,8 @@
 use std::path::Path;
 
 use image::{ImageFormat, ImageReader, Limits};
+
+use crate::kitty::Placement;
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 
@@ -46,11 +52,17 @@ pub enum PreviewError {
     Decode(String),
 }
 
-/// A decoded thumbnail: rows of pixels, `None` where transparent.
+/// A decoded thumbnail: rows of pixels, `None` where transparent; in a
+/// terminal with kitty's graphics, also where the sharper copy sent to the
+/// terminal is drawn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Picture {
     pub width: usize,
     pixels: Vec<Vec<Option<[u8; 3]>>>,
+    pub kitty: Option<Placement>,
+    /// The escape sequences that send it to the terminal, until they are
+    /// written (once).
+    pub send: Option<Vec<u8>>,
 }
 
 /// A message's preview, as far as it has come.
@@ -61,9 +73,38 @@ pub enum Preview {
     Failed(PreviewError),
 }
 
+thread_local! {
+    /// This thread is decoding a peer's image (see [`decode_guarded`]).
+    static DECODING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a panic now comes from a decoder: the terminal's panic hook then
+/// leaves the screen alone (the TUI goes on; the image gets no preview).
+pub fn in_decoder() -> bool {
+    DECODING.with(std::cell::Cell::get)
+}
+
+/// [`decode`], with a decoder's panic (a bug a crafted image could reach)
+/// turned into an error instead of ending the TUI or resetting the terminal.
+pub fn decode_guarded(
+    path: &Path,
+    max_file_bytes: u64,
+    kitty_id: Option<u32>,
+) -> Result<Picture, PreviewError> {
+    DECODING.with(|d| d.set(true));
+    let result = std::panic::catch_unwind(|| decode(path, max_file_bytes, kitty_id));
+    DECODING.with(|d| d.set(false));
+    result.unwrap_or_else(|_| Err(PreviewError::Decode("the decoder failed".into())))
+}
+
 /// Decodes the image at `path` (at most `max_file_bytes`) into a thumbnail
-/// of at most [`COLS`]×[`ROWS`] cells. Blocking: run it off the UI thread.
-pub fn decode(path: &Path, max_file_bytes: u64) -> Result<Picture, PreviewError> {
+/// of at most [`COLS`]×[`ROWS`] cells, and with `kitty_id` a sharper copy
+/// for the terminal under that id. Blocking: run it off the UI thread.
+pub fn decode(
+    path: &Path,
+    max_file_bytes: u64,
+    kitty_id: Option<u32>,
+) -> Result<Picture, PreviewError> {
     let io = |e: std::io::Error| PreviewError::Io(e.to_string());
     let size = std::fs::metadata(path).map_err(io)?.len();
     if size > max_file_bytes {
@@ -109,10 +150,41 @@ pub fn decode(path: &Path, max_file_bytes: u64) -> Result<Picture, PreviewError>
             .collect()
         })
         .collect();
+    let (kitty, send) = match kitty_id {
+        Some(id) => {
+            let p = placement(id, img.width(), img.height());
+            let (cw, ch) = crate::kitty::CELL_PX;
+            let big = img
+                .thumbnail(u32::from(p.cols) * cw, u32::from(p.rows) * ch)
+                .to_rgba8();
+            let bytes = crate::kitty::transmit(p, big.as_raw(), big.width(), big.height());
+            (Some(p), Some(bytes))
+        }
+        None => (None, None),
+    };
     Ok(Picture {
         width: thumb.width() as usize,
         pixels,
+        kitty,
+        send,
     })
+}
+
+/// The cells a `w`×`h`-pixel image takes: at most [`COLS`]×[`ROWS`], its
+/// shape kept (a cell is about twice as tall as wide).
+fn placement(id: u32, w: u32, h: u32) -> Placement {
+    let (w, h) = (f64::from(w.max(1)), f64::from(h.max(1)));
+    let (max_c, max_r) = (f64::from(COLS), f64::from(ROWS));
+    let (cols, rows) = if w / h * 2.0 * max_r <= max_c {
+        ((w / h * 2.0 * max_r).round(), max_r)
+    } else {
+        (max_c, (max_c * h / w / 2.0).round())
+    };
+    Placement {
+        id,
+        cols: (cols as u16).clamp(1, COLS),
+        rows: (rows as u16).clamp(1, ROWS),
+    }
 }
 
 impl Picture {
@@ -121,11 +193,21 @@ impl Picture {
         Picture {
             width: pixels.first().map_or(0, Vec::len),
             pixels,
+            kitty: None,
+            send: None,
         }
     }
 
     /// The rows of cells, cut to `max_cols`.
     pub fn lines(&self, max_cols: usize) -> Vec<Line<'static>> {
+        if let Some(k) = self.kitty {
+            let (r, g, b) = k.colour();
+            let style = Style::default().fg(Color::Rgb(r, g, b));
+            let cols = u16::try_from(max_cols).unwrap_or(u16::MAX);
+            return (0..k.rows)
+                .map(|row| Line::from(Span::styled(k.row(row, cols), style)))
+                .collect();
+        }
         let rgb = |p: [u8; 3]| Color::Rgb(p[0], p[1], p[2]);
         let cols = self.width.min(max_cols);
         self.pixels
@@ -154,7 +236,10 @@ impl Picture {
 
     /// Rows of the terminal it takes.
     pub fn rows(&self) -> usize {
-        self.pixels.len().div_ceil(2)
+        match self.kitty {
+            Some(k) => usize::from(k.rows),
+            None => self.pixels.len().div_ceil(2),
+        }
     }
 }
 
@@ -179,7 +264,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("wide.png");
         write_png(&p, 400, 100);
-        let pic = decode(&p, 10 << 20).unwrap();
+        let pic = decode(&p, 10 << 20, None).unwrap();
         assert_eq!(pic.width, usize::from(COLS));
         assert_eq!(pic.rows(), 5, "the aspect ratio kept: 40×10 pixels");
         let lines = pic.lines(80);
@@ -190,6 +275,20 @@ mod tests {
         assert_eq!(first[0].style.fg, Some(Color::Rgb(255, 0, 0)));
         assert_eq!(first[39].content, " ", "transparent stays blank");
         assert_eq!(pic.lines(10)[0].spans.len(), 10, "cut to the pane");
+
+        // For kitty: the same shape in cells, and a sharper copy to send.
+        let pic = decode(&p, 10 << 20, Some(5)).unwrap();
+        let k = pic.kitty.unwrap();
+        assert_eq!((k.id, k.cols, k.rows), (5, 40, 5));
+        let send = String::from_utf8(pic.send.clone().unwrap()).unwrap();
+        assert!(send.starts_with("\x1b_Ga=T,q=2,f=32,s=400,v=100,i=5,U=1,c=40,r=5,"));
+        let lines = pic.lines(80);
+        assert_eq!((lines.len(), pic.rows()), (5, 5));
+        assert_eq!(crate::wrap::width(&lines[4].spans[0].content), 40);
+        assert_eq!(lines[0].spans[0].style.fg, Some(Color::Rgb(0, 0, 5)));
+        // A tall image keeps its shape too.
+        assert_eq!(placement(1, 100, 400).cols, 4);
+        assert_eq!(placement(1, 100, 400).rows, 8);
     }
 
     #[test]
@@ -218,13 +317,13 @@ mod tests {
         png[29..33].copy_from_slice(&crc.to_be_bytes());
         std::fs::write(&p, &png).unwrap();
         assert_eq!(
-            decode(&p, 10 << 20),
+            decode(&p, 10 << 20, None),
             Err(PreviewError::TooManyPixels(100_000, 100_000))
         );
         // Text named .png is not an image.
         let t = dir.path().join("fake.png");
         std::fs::write(&t, b"not an image at all").unwrap();
-        assert_eq!(decode(&t, 10 << 20), Err(PreviewError::Unsupported));
+        assert_eq!(decode(&t, 10 << 20, None), Err(PreviewError::Unsupported));
         // A truncated image is an error, not a panic.
         let good = dir.path().join("good.png");
         write_png(&good, 64, 64);
@@ -232,13 +331,23 @@ mod tests {
         let cut = dir.path().join("cut.png");
         std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
         assert!(matches!(
-            decode(&cut, 10 << 20),
+            decode(&cut, 10 << 20, None),
             Err(PreviewError::Decode(_))
         ));
-        assert_eq!(decode(&good, 10), Err(PreviewError::TooLarge(0)));
+        assert_eq!(decode(&good, 10, None), Err(PreviewError::TooLarge(0)));
         assert!(matches!(
-            decode(&dir.path().join("gone.png"), 10 << 20),
+            decode(&dir.path().join("gone.png"), 10 << 20, None),
             Err(PreviewError::Io(_))
         ));
+        // The guarded decode answers the same, and leaves the flag clear.
+        assert_eq!(
+            decode_guarded(&good, 10 << 20, None),
+            decode(&good, 10 << 20, None)
+        );
+        assert_eq!(
+            decode_guarded(&t, 10 << 20, None),
+            Err(PreviewError::Unsupported)
+        );
+        assert!(!in_decoder());
     }
 }

@@ -82,6 +82,11 @@ pub fn restore(mouse: bool) {
 fn install_panic_hook(mouse: bool) {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        // A decoder's panic is caught and becomes "no preview": the screen
+        // stays as it is, with nothing printed over it.
+        if crate::preview::in_decoder() {
+            return;
+        }
         restore(mouse);
         previous(info);
     }));

@@ -1,9 +1,13 @@
 //! `update(&mut App, Action) -> Vec<Effect>`: every state change of the UI,
 //! with no I/O and no clock (the time is `app.now`, set by the event loop).
-//! Keys, the mouse, resizes, ticks and the worker's results come in;
-//! requests for the worker and the bell go out (desktop notifications are
-//! qpqd's: `update` tells it what is shown with `focus`). Tests drive it
-//! directly, without a terminal or a daemon.
+//! Keys, the mouse, resizes, ticks, pastes (a pasted file already looked at
+//! by the input thread), decoded previews and the worker's results come in;
+//! requests for the worker, the bell, files to open and images to decode go
+//! out (desktop notifications are qpqd's: `update` tells it what is shown
+//! with `focus`). The one exception to "no I/O": Tab after `/attach ` lists
+//! the directory being completed, as a shell does (bounded; tests use
+//! temporary directories). Tests drive it directly, without a terminal or
+//! a daemon.
 
 mod attachment;
 mod daemon;
@@ -61,7 +65,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                 keys::paste(app, &text);
             }
         }
-        Action::Preview { id, result } => attachment::decoded(app, id, result),
+        Action::Preview { id, result } => attachment::decoded(app, id, result, &mut fx),
         Action::Key(key) => keys::key(app, key, &mut fx),
         Action::Mouse(m) => keys::mouse(app, m, &mut fx),
         Action::Daemon(ev) => daemon::event(app, ev, &mut fx),

@@ -235,7 +235,10 @@ fn failed(r: Request, f: Failure) -> DaemonEvent {
             },
             None => DaemonEvent::Failed(f),
         },
-        Call::Attach(_) => DaemonEvent::AttachFailed(f),
+        Call::Attach(p) => DaemonEvent::AttachFailed {
+            params: Box::new(p),
+            failure: f,
+        },
         Call::Download(p) => match id_of(&p.conversation) {
             Some(conversation) => DaemonEvent::DownloadFailed {
                 conversation,

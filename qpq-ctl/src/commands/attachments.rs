@@ -19,16 +19,16 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use quicproquo_protocol::blob::MAX_FILE_NAME_BYTES;
 use quicproquo_protocol::ipc::client::{CallError, IpcClient, Subscription};
 use quicproquo_protocol::ipc::methods::{method, AttachParams, DownloadParams, HistoryParams};
 use quicproquo_protocol::ipc::values::{
-    Attachment, ConversationId, ConversationRef, DeliveryState, Limit, Message, MessageId,
-    TransferDirection, TransferState,
+    Attachment, ConnectionState, ConversationId, ConversationRef, DeliveryState, Limit, Message,
+    MessageId, TransferDirection, TransferState,
 };
 use quicproquo_protocol::ipc::Notification;
-use quicproquo_protocol::text::is_terminal_unsafe;
+use sha2::{Digest, Sha256};
 
+use super::export::files::safe_name;
 use super::messages::{print_changed, text_argument};
 use super::recv::{reconnect, stop::Stop};
 use crate::cli::{DownloadArgs, SendArgs};
@@ -66,10 +66,9 @@ pub async fn send_file(
     } else {
         Some(client.subscribe(None).await?)
     };
-    let conversation = args.conversation;
     let mut sent = client
         .request::<method::Attach>(AttachParams {
-            conversation: conversation.clone(),
+            conversation: args.conversation,
             path: path_text,
             caption,
             name: args.name,
@@ -78,14 +77,9 @@ pub async fn send_file(
             reply_to: args.reply_to,
         })
         .await?;
+    let watch = Watch::of(&sent, TransferDirection::Up);
     let client = match (sub, sent.meta.attachment.as_deref()) {
         (Some(sub), Some(a)) if !transfer_ended(a.state) => {
-            let watch = Watch {
-                conversation: sent.conversation,
-                conversation_ref: ConversationRef::Id(sent.conversation),
-                id: sent.id,
-                direction: TransferDirection::Up,
-            };
             let progress = Progress::new(&a.name, a.size, out.is_json());
             progress.update(0, a.size);
             let (client, _) = watch.wait(session, client, sub, &progress).await?;
@@ -103,8 +97,9 @@ pub async fn send_file(
             };
             client
         }
-        (_, Some(a)) if !args.no_wait => {
-            watch_end(a, TransferDirection::Up, sent.id)?;
+        // Already ended (refused on the way, say): that is the outcome.
+        (Some(_), Some(a)) => {
+            watch.end(a.state, a.path.clone(), a.error.clone())?;
             client
         }
         _ => client,
@@ -158,22 +153,25 @@ pub async fn download(
         (path, overwrite, None)
     };
     let sub = client.subscribe(None).await?;
-    let started = client
-        .request::<method::Download>(DownloadParams {
-            conversation: ConversationRef::Id(message.conversation),
-            id,
-            path: Some(utf8(&target)?),
-            overwrite,
-        })
-        .await?;
-    let watch = Watch {
-        conversation: message.conversation,
-        conversation_ref: ConversationRef::Id(message.conversation),
+    let params = DownloadParams {
+        conversation: ConversationRef::Id(message.conversation),
         id,
-        direction: TransferDirection::Down,
+        path: Some(utf8(&target)?),
+        overwrite,
     };
+    let mut started = client.request::<method::Download>(params.clone()).await?;
+    // qpqd answers `downloaded` at once when its record says `target`
+    // holds the checked copy; after --force to that path the file may have
+    // changed since. Only a file with the right hash counts: otherwise it
+    // goes (--force said to replace it) and qpqd fetches it anew.
+    if started.state == TransferState::Downloaded && !has_hash(&target, &attachment.sha256).await? {
+        std::fs::remove_file(&target)
+            .map_err(|e| CtlError::io(format!("replacing {}", target.display()), e))?;
+        started = client.request::<method::Download>(params).await?;
+    }
+    let watch = Watch::of(&message, TransferDirection::Down);
     let written = if transfer_ended(started.state) {
-        watch_end(&started, TransferDirection::Down, id)?
+        watch.end(started.state, started.path.clone(), started.error.clone())?
     } else {
         let progress = Progress::new(&attachment.name, attachment.size, out.is_json());
         progress.update(0, attachment.size);
@@ -201,6 +199,23 @@ pub async fn download(
         out.line(&crate::output::sanitize_line(&written.to_string_lossy()))?;
     }
     Ok(Exit::Ok)
+}
+
+/// Whether the file at `path` has the SHA-256 `hex` (read off the
+/// runtime's thread: it may be large).
+async fn has_hash(path: &Path, hex: &str) -> Result<bool, CtlError> {
+    let path = path.to_owned();
+    let want = hex.to_ascii_lowercase();
+    crate::input::blocking(move || {
+        let Ok(mut file) = std::fs::File::open(&path) else {
+            return Ok(false);
+        };
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut file, &mut hasher)
+            .map_err(|e| CtlError::io(format!("reading {}", path.display()), e))?;
+        Ok(hex::encode(hasher.finalize()) == want)
+    })
+    .await
 }
 
 /// A file of ours that goes when the command ends, however it ends.
@@ -268,28 +283,12 @@ fn unique(path: &Path) -> PathBuf {
 }
 
 /// A file name from a peer made safe to create in a directory of ours:
-/// its last component only, control and bidi characters replaced, no
-/// leading dot (no hidden `.bashrc` in the home directory), at most 255
-/// bytes. The daemon already refuses worse names; this does not rely on it.
+/// the export's rule ([`safe_name`]): one component (separators become
+/// `_`), no control or bidi characters, no leading dot (no hidden
+/// `.bashrc` in the home directory), bounded, no device name. The daemon
+/// already refuses worse names; this does not rely on it.
 pub fn safe_file_name(name: &str) -> String {
-    let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
-    let cleaned: String = last
-        .chars()
-        .map(|c| if is_terminal_unsafe(c) { '_' } else { c })
-        .collect();
-    let trimmed = cleaned.trim().trim_start_matches('.').trim_start();
-    let mut safe = String::with_capacity(trimmed.len());
-    for c in trimmed.chars() {
-        if safe.len() + c.len_utf8() > MAX_FILE_NAME_BYTES {
-            break;
-        }
-        safe.push(c);
-    }
-    if safe.is_empty() {
-        FALLBACK_NAME.to_owned()
-    } else {
-        safe
-    }
+    safe_name(name, FALLBACK_NAME)
 }
 
 /// `path` made absolute against our working directory (qpqd has its own).
@@ -378,6 +377,16 @@ struct Watch {
 }
 
 impl Watch {
+    /// The transfer of `message`'s attachment going `direction`.
+    fn of(message: &Message, direction: TransferDirection) -> Watch {
+        Watch {
+            conversation: message.conversation,
+            conversation_ref: ConversationRef::Id(message.conversation),
+            id: message.id,
+            direction,
+        }
+    }
+
     /// Follows `transfer` notifications (into `progress`) until the
     /// transfer ended: `Ok` with the file written (downloads), or the end's
     /// error. An upload also ends when its message is refused for good.
@@ -412,6 +421,9 @@ impl Watch {
                         && d.state == DeliveryState::Failed =>
                 {
                     return Err(self.refused(d.reason.as_deref()));
+                }
+                Ok(Notification::Connection(c)) => {
+                    progress.offline(c.state != ConnectionState::Online);
                 }
                 Ok(_) => {}
                 Err(CallError::Disconnected) | Err(CallError::Timeout { .. }) => {
@@ -525,46 +537,35 @@ impl Watch {
     }
 }
 
-/// An answer that already says how the transfer ended (a download of a
-/// file already there): the same outcome as a final notification.
-fn watch_end(
-    a: &Attachment,
-    direction: TransferDirection,
-    id: MessageId,
-) -> Result<Option<String>, CtlError> {
-    let watch = Watch {
-        conversation: ConversationId([0; 16]),
-        conversation_ref: ConversationRef::Id(ConversationId([0; 16])),
-        id,
-        direction,
-    };
-    watch.end(a.state, a.path.clone(), a.error.clone())
-}
-
 #[cfg(test)]
 mod tests {
+    use quicproquo_protocol::text::is_terminal_unsafe;
+
     use super::*;
 
     #[test]
-    fn peers_names_decide_only_a_harmless_last_component() {
+    fn peers_names_decide_only_one_harmless_component() {
         assert_eq!(safe_file_name("report.pdf"), "report.pdf");
-        assert_eq!(
-            safe_file_name("../../.ssh/authorized_keys"),
-            "authorized_keys"
-        );
-        assert_eq!(safe_file_name("..\\..\\evil.exe"), "evil.exe");
+        for evil in [
+            "../../.ssh/authorized_keys",
+            "..\\..\\evil.exe",
+            "/etc/passwd",
+        ] {
+            let safe = safe_file_name(evil);
+            assert!(
+                !safe.contains('/') && !safe.contains('\\') && !safe.starts_with('.'),
+                "{evil:?} -> {safe:?}"
+            );
+        }
         assert_eq!(safe_file_name(".bashrc"), "bashrc");
-        assert_eq!(
-            safe_file_name("a\u{1b}[2Jb\u{202E}gpj.exe"),
-            "a_[2Jb_gpj.exe"
-        );
-        for empty in ["", ".", "..", "/", "dir/", "  ", "..."] {
+        let shown = safe_file_name("a\u{1b}[2Jb\u{202E}gpj.exe");
+        assert!(shown.chars().all(|c| !is_terminal_unsafe(c)), "{shown:?}");
+        for empty in ["", ".", "..", "  ", "..."] {
             assert_eq!(safe_file_name(empty), FALLBACK_NAME, "{empty:?}");
         }
-        let long = "é".repeat(200);
+        let long = format!("{}.pdf", "é".repeat(200));
         let safe = safe_file_name(&long);
-        assert!(safe.len() <= MAX_FILE_NAME_BYTES && safe.len() >= MAX_FILE_NAME_BYTES - 1);
-        assert!(safe.chars().all(|c| c == 'é'));
+        assert!(safe.len() <= 255 && safe.ends_with(".pdf"), "{safe}");
     }
 
     #[test]

@@ -35,6 +35,7 @@ use quicproquo_protocol::ipc::values::{
     MessageVersion, TransferDirection, TransferState,
 };
 use serde::Serialize;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::names::Names;
 use crate::cli::{ExportArgs, ExportFormat};
@@ -43,7 +44,9 @@ use crate::exit::Exit;
 use crate::output::{sanitize_line, Out};
 use crate::session::Session;
 
-mod files;
+// Also `download`'s default file name (commands/attachments.rs): one rule
+// for every name a peer chooses that becomes a file.
+pub(super) mod files;
 mod html;
 mod jsonl;
 mod markdown;
@@ -76,8 +79,8 @@ pub enum FileOutcome {
     /// The message has none.
     NoFile,
     /// Downloaded and checked: `link` is its path relative to the export's
-    /// directory, `/`-separated, not URL-encoded.
-    Saved { link: String },
+    /// directory, `/`-separated, not URL-encoded; `path` the absolute one.
+    Saved { link: String, path: String },
     /// Not downloaded: why, for people (`expired: …`, `corrupt: …`).
     NotSaved { reason: String },
     /// `--no-attachments`.
@@ -155,14 +158,14 @@ pub async fn run(session: &Session, out: &mut Out, args: ExportArgs) -> Result<E
             }
         }
     }
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| CtlError::io(format!("creating {}", dir.display()), e))?;
+    private_dir(&dir)?;
     let mut downloads = Downloads {
         client: &client,
         enabled: !args.no_attachments,
         overwrite: args.force,
         subscription: None,
     };
+    let mut signals = [SignalKind::interrupt(), SignalKind::terminate()].map(|k| signal(k).ok());
     let mut written = Vec::with_capacity(conversations.len());
     for (conversation, plan) in conversations.iter().zip(&plans) {
         let head = Head {
@@ -171,18 +174,36 @@ pub async fn run(session: &Session, out: &mut Out, args: ExportArgs) -> Result<E
             exported_ms,
             messages: 0,
         };
-        written.push(
-            export_one(
-                &client,
-                &mut downloads,
-                args.format,
-                &dir,
-                plan,
-                head,
-                args.force,
-            )
-            .await?,
+        let one = export_one(
+            &client,
+            &mut downloads,
+            args.format,
+            &dir,
+            plan,
+            head,
+            args.force,
         );
+        // Interrupted, the conversation being written is dropped with its
+        // temporary files; the ones done are whole.
+        let w = tokio::select! {
+            w = one => w?,
+            () = interrupted(&mut signals) => {
+                return Err(CtlError::io(
+                    format!("exporting {}", sanitize_line(&conversation.name)),
+                    io::Error::new(
+                        io::ErrorKind::Interrupted,
+                        "interrupted; the conversations listed before are complete",
+                    ),
+                ))
+            }
+        };
+        // People see each conversation when it is done: a long one takes
+        // seconds.
+        if !out.is_json() {
+            out.line(&people_line(&w))?;
+            out.flush()?;
+        }
+        written.push(w);
     }
     if out.is_json() {
         out.json(&Summary {
@@ -191,31 +212,6 @@ pub async fn run(session: &Session, out: &mut Out, args: ExportArgs) -> Result<E
             conversations: &written,
         })?;
     } else {
-        for w in &written {
-            let files = &w.attachments;
-            let mut line = format!(
-                "{}: {} message{}",
-                sanitize_line(&w.name),
-                w.messages,
-                plural(w.messages)
-            );
-            if files.downloaded > 0 {
-                line.push_str(&format!(
-                    ", {} file{}",
-                    files.downloaded,
-                    plural(files.downloaded)
-                ));
-            }
-            if files.failed > 0 {
-                line.push_str(&format!(
-                    ", {} file{} not downloaded",
-                    files.failed,
-                    plural(files.failed)
-                ));
-            }
-            line.push_str(&format!(" → {}", w.file));
-            out.line(&line)?;
-        }
         out.line(&format!(
             "exported {} conversation{} to {dir_text}",
             written.len(),
@@ -223,6 +219,33 @@ pub async fn run(session: &Session, out: &mut Out, args: ExportArgs) -> Result<E
         ))?;
     }
     Ok(Exit::Ok)
+}
+
+/// `team: 120 messages, 3 files → /…/team.html`.
+fn people_line(w: &Written) -> String {
+    let files = &w.attachments;
+    let mut line = format!(
+        "{}: {} message{}",
+        sanitize_line(&w.name),
+        w.messages,
+        plural(w.messages)
+    );
+    if files.downloaded > 0 {
+        line.push_str(&format!(
+            ", {} file{}",
+            files.downloaded,
+            plural(files.downloaded)
+        ));
+    }
+    if files.failed > 0 {
+        line.push_str(&format!(
+            ", {} file{} not downloaded",
+            files.failed,
+            plural(files.failed)
+        ));
+    }
+    line.push_str(&format!(" → {}", w.file));
+    line
 }
 
 /// The conversations named (each once, in the order given), or every one
@@ -317,7 +340,10 @@ async fn export_one(
             } else {
                 Vec::new()
             };
+            // The daemon forgets a deleted message's file; never fetch one
+            // anyway, whatever an older daemon says.
             let file = match &m.meta.attachment {
+                Some(_) if m.meta.deleted => FileOutcome::NoFile,
                 None => FileOutcome::NoFile,
                 Some(a) => {
                     let target = Target {
@@ -481,16 +507,34 @@ impl Downloads<'_> {
             return Ok(FileOutcome::Skipped);
         }
         let dir = &target.plan.files_dir;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| CtlError::io(format!("creating {}", dir.display()), e))?;
+        private_dir(dir)?;
         let name = files::unique(
             files::safe_name(&attachment.name, "attachment"),
             target.used_names,
         );
         let path = dir.join(&name);
+        // The export directory was checked to be UTF-8.
+        let path_text = path.to_string_lossy().into_owned();
         let saved = FileOutcome::Saved {
             link: format!("{}-files/{name}", target.plan.stem),
+            path: path_text.clone(),
         };
+        // A download of the same file already under way (another front-end's,
+        // to another path) is answered `downloading` and ends there: then
+        // ours is asked for again, once it is over.
+        for _ in 0..2 {
+            match self.download_once(&target, &path_text).await? {
+                Ended::Here => return Ok(saved),
+                Ended::Elsewhere => continue,
+                Ended::Not(reason) => return Ok(FileOutcome::NotSaved { reason }),
+            }
+        }
+        Ok(FileOutcome::NotSaved {
+            reason: "another download of this file was under way; export again".into(),
+        })
+    }
+
+    async fn download_once(&mut self, target: &Target<'_>, path: &str) -> Result<Ended, CtlError> {
         if self.subscription.is_none() {
             self.subscription = Some(self.client.subscribe(None).await?);
         }
@@ -499,45 +543,88 @@ impl Downloads<'_> {
             .request::<method::Download>(DownloadParams {
                 conversation: ConversationRef::Id(target.conversation),
                 id: target.id,
-                // The export directory was checked to be UTF-8.
-                path: Some(path.to_string_lossy().into_owned()),
+                path: Some(path.to_owned()),
                 overwrite: self.overwrite,
             })
             .await;
+        let here = |at: Option<&str>| {
+            if at == Some(path) {
+                Ended::Here
+            } else {
+                Ended::Elsewhere
+            }
+        };
         match started {
             Ok(a) => match ended(a.state, a.error.as_deref()) {
-                Some(None) => return Ok(saved),
-                Some(Some(reason)) => return Ok(FileOutcome::NotSaved { reason }),
+                Some(None) => return Ok(here(a.path.as_deref())),
+                Some(Some(reason)) => return Ok(Ended::Not(reason)),
                 None => {}
             },
-            Err(CallError::Rpc(e)) => return Ok(FileOutcome::NotSaved { reason: e.message }),
+            Err(CallError::Rpc(e)) => return Ok(Ended::Not(e.message)),
             Err(e) => return Err(e.into()),
         }
         let Some(subscription) = self.subscription.as_mut() else {
             return Err(CallError::Disconnected.into());
         };
         loop {
-            let next = match tokio::time::timeout(STALLED, subscription.next()).await {
-                Ok(next) => next?,
-                Err(_) => {
-                    return Ok(FileOutcome::NotSaved {
-                        reason: format!("stalled: no progress for {} s", STALLED.as_secs()),
-                    })
-                }
+            let Ok(next) = tokio::time::timeout(STALLED, subscription.next()).await else {
+                return Ok(Ended::Not(format!(
+                    "stalled: no progress for {} s",
+                    STALLED.as_secs()
+                )));
             };
-            let Notification::Transfer(t) = next else {
+            let Notification::Transfer(t) = next? else {
                 continue;
             };
             if t.id != target.id || t.direction != TransferDirection::Down {
                 continue;
             }
             match ended(t.state, t.error.as_deref()) {
-                Some(None) => return Ok(saved),
-                Some(Some(reason)) => return Ok(FileOutcome::NotSaved { reason }),
+                Some(None) => return Ok(here(t.path.as_deref())),
+                Some(Some(reason)) => return Ok(Ended::Not(reason)),
                 None => {}
             }
         }
     }
+}
+
+/// How one `download` ended.
+enum Ended {
+    /// The file is at our path, checked.
+    Here,
+    /// Downloaded, but by a download to another path that was under way.
+    Elsewhere,
+    /// Not downloaded: why.
+    Not(String),
+}
+
+/// Resolves at SIGINT or SIGTERM (never where they cannot be caught).
+async fn interrupted(signals: &mut [Option<Signal>; 2]) {
+    let [int, term] = signals;
+    tokio::select! {
+        () = next_signal(int) => {}
+        () = next_signal(term) => {}
+    }
+}
+
+async fn next_signal(s: &mut Option<Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Creates `dir` (and its parents) for the owner only: an export is the
+/// history in plain text. A directory that exists keeps its mode.
+fn private_dir(dir: &Path) -> Result<(), CtlError> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| CtlError::io(format!("creating {}", dir.display()), e))
 }
 
 /// `None` while a download goes on; `Some(None)` when it is done, and
@@ -685,6 +772,121 @@ mod tests {
         }
         assert_eq!(ids, [1, 3, 4, 5, 6, 7]);
         assert!(pages.next_page().unwrap().is_none());
+    }
+
+    fn render(format: ExportFormat, entry: &Entry<'_>) -> String {
+        let mut out = Vec::new();
+        write_message(format, &mut out, entry).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// A downloaded picture is shown and linked (its peer-chosen name
+    /// escaped, its link percent-encoded); one that is not there says why,
+    /// in every format.
+    #[test]
+    fn attachments_link_their_file_or_say_why_not() {
+        let mut m = message(9);
+        m.text = "the plan".into();
+        m.meta.attachment = Some(Box::new(Attachment {
+            name: "<b>pic</b> 1.png".into(),
+            size: 1536,
+            content_type: "image/png".into(),
+            sha256: "ab".repeat(32),
+            state: TransferState::Downloaded,
+            path: Some("/x/team-files/_b_pic__b_ 1.png".into()),
+            error: None,
+        }));
+        let saved = FileOutcome::Saved {
+            link: "team-files/_b_pic__b_ 1.png".into(),
+            path: "/x/team-files/_b_pic__b_ 1.png".into(),
+        };
+        let entry = Entry {
+            message: &m,
+            edits: &[],
+            file: &saved,
+        };
+        let html = render(ExportFormat::Html, &entry);
+        assert!(
+            html.contains(
+                "<img src=\"team-files/_b_pic__b_%201.png\" alt=\"&lt;b&gt;pic&lt;/b&gt; 1.png\">"
+            ) && html.contains("1.5 KiB · image/png"),
+            "{html}"
+        );
+        let md = render(ExportFormat::Markdown, &entry);
+        assert!(
+            md.contains("![\\<b\\>pic\\</b\\> 1.png](team-files/_b_pic__b_%201.png)"),
+            "{md}"
+        );
+        let line: serde_json::Value =
+            serde_json::from_str(render(ExportFormat::Jsonl, &entry).trim()).unwrap();
+        assert_eq!(
+            line["attachment"]["export_path"],
+            "team-files/_b_pic__b_ 1.png"
+        );
+        assert_eq!(line["attachment"]["name"], "<b>pic</b> 1.png");
+        assert_eq!(line["attachment"]["state"], "downloaded");
+
+        let gone = FileOutcome::NotSaved {
+            reason: "expired: the server deleted it".into(),
+        };
+        let entry = Entry {
+            file: &gone,
+            ..entry
+        };
+        let html = render(ExportFormat::Html, &entry);
+        assert!(
+            !html.contains("<img") && !html.contains("href=\"team-files"),
+            "{html}"
+        );
+        assert!(html.contains("not downloaded: expired: the server deleted it"));
+        let md = render(ExportFormat::Markdown, &entry);
+        assert!(
+            md.contains("*not downloaded: expired: the server deleted it*"),
+            "{md}"
+        );
+        let line: serde_json::Value =
+            serde_json::from_str(render(ExportFormat::Jsonl, &entry).trim()).unwrap();
+        assert_eq!(
+            line["attachment"]["export_error"],
+            "expired: the server deleted it"
+        );
+        assert!(line["attachment"].get("export_path").is_none());
+    }
+
+    /// A notice from the daemon has no sender; a message that was not sent
+    /// says why; both in people's formats.
+    #[test]
+    fn notices_and_unsent_messages_say_what_they_are() {
+        let mut notice = message(3);
+        notice.sender.clear();
+        notice.text = "a message arrived too late to be decrypted".into();
+        let mut failed = message(4);
+        failed.sender = "alice".into();
+        failed.outgoing = true;
+        failed.state = MessageState::Failed;
+        failed.failure = Some("E020: no such user <x>".into());
+        for (format, notice_words, failed_words) in [
+            (
+                ExportFormat::Markdown,
+                "*quicproquo notice*",
+                "*not sent: E020: no such user \\<x\\>*",
+            ),
+            (
+                ExportFormat::Html,
+                "<span class=\"notice\">quicproquo notice</span>",
+                "<span class=\"note\">not sent: E020: no such user &lt;x&gt;</span>",
+            ),
+        ] {
+            let entry = |m| Entry {
+                message: m,
+                edits: &[],
+                file: &FileOutcome::NoFile,
+            };
+            let text = render(format, &entry(&notice));
+            assert!(text.contains(notice_words), "{text}");
+            let text = render(format, &entry(&failed));
+            assert!(text.contains(failed_words), "{text}");
+        }
     }
 
     #[test]

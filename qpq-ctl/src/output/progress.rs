@@ -19,6 +19,8 @@ const REFRESH_HZ: u8 = 8;
 /// A bar, or nothing when nobody watches.
 pub struct Progress {
     bar: Option<ProgressBar>,
+    /// The bar's label, as shown.
+    label: String,
 }
 
 impl Progress {
@@ -30,8 +32,9 @@ impl Progress {
     }
 
     fn with(label: &str, total: u64, shown: bool) -> Progress {
+        let label = short(&sanitize_line(label));
         if !shown {
-            return Progress { bar: None };
+            return Progress { bar: None, label };
         }
         let style = ProgressStyle::with_template(
             "{msg:.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
@@ -43,9 +46,12 @@ impl Progress {
             ProgressDrawTarget::stderr_with_hz(REFRESH_HZ),
         )
         .with_style(style)
-        .with_message(short(&sanitize_line(label)));
+        .with_message(label.clone());
         bar.enable_steady_tick(Duration::from_millis(250));
-        Progress { bar: Some(bar) }
+        Progress {
+            bar: Some(bar),
+            label,
+        }
     }
 
     /// Whether a bar is drawn.
@@ -59,6 +65,18 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.set_length(total);
             bar.set_position(done.min(total));
+        }
+    }
+
+    /// Says on the bar whether the transfer waits for the server (qpqd
+    /// is offline: it goes on by itself once the server is back).
+    pub fn offline(&self, offline: bool) {
+        if let Some(bar) = &self.bar {
+            if offline {
+                bar.set_message(format!("{} (waiting for the server)", self.label));
+            } else {
+                bar.set_message(self.label.clone());
+            }
         }
     }
 
@@ -97,6 +115,7 @@ mod tests {
         let p = Progress::with("report.pdf", 10, false);
         assert!(!p.shown());
         p.update(5, 10);
+        p.offline(true);
         p.clear();
     }
 

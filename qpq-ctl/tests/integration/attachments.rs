@@ -254,18 +254,27 @@ async fn no_wait_returns_at_once_and_recv_reports_the_end() {
     let file = alice.home.join("notes.txt");
     std::fs::write(&file, "some notes\n").unwrap();
     let m = alice
-        .json(&[
-            "send",
-            "@bob",
-            "--file",
-            file.to_str().unwrap(),
-            "--no-wait",
-            "--type",
-            "text/plain",
-            "--name",
-            "renamed.txt",
-        ])
-        .await;
+        .run_stdin(
+            &[
+                "--json",
+                "send",
+                "@bob",
+                "--file",
+                file.to_str().unwrap(),
+                "--no-wait",
+                "--type",
+                "text/plain",
+                "--name",
+                "renamed.txt",
+                "--caption",
+                "-",
+            ],
+            Some("a caption\nfrom stdin\n".as_bytes()),
+        )
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(m["text"], "a caption\nfrom stdin", "{m}");
     let a = &m["attachment"];
     assert_eq!(a["name"], "renamed.txt");
     assert_eq!(a["content_type"], "text/plain");
@@ -289,7 +298,8 @@ async fn no_wait_returns_at_once_and_recv_reports_the_end() {
     let big = alice.home.join("big.bin");
     std::fs::write(&big, contents(2 * 1024 * 1024)).unwrap();
     let mut cmd = alice.command_for("script");
-    cmd.args([
+    // No TERM is a dumb terminal, where nothing is drawn either.
+    cmd.env("TERM", "xterm").args([
         "-qefc",
         &format!("\"$CTL\" send @bob --file {}", big.display()),
         "/dev/null",
@@ -388,4 +398,220 @@ async fn downloads_of_what_is_not_a_file() {
         .await
         .expect(5);
     assert!(r.stderr.contains("no message"), "{}", r.stderr);
+}
+
+/// A file changed on the server fails its check on the way down: status 14,
+/// and nothing at the path, not even a part of it. A file the server no
+/// longer has: status 15.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_file_is_corrupt_and_a_deleted_one_expired() {
+    let srv = Server::start().await;
+    let root = crate::harness::root();
+    let [alice, bob] = User::registered(root.path(), &srv, ["alice", "bob"]).await;
+    alice.dm_with(&bob, "a file follows").await;
+    let file = alice.home.join("ledger.bin");
+    std::fs::write(&file, contents(300 * 1024)).unwrap();
+    let m = alice
+        .json(&["send", "@bob", "--file", file.to_str().unwrap()])
+        .await;
+    let id = m["id"].as_str().unwrap().to_owned();
+
+    // The server's copy: the one finished blob file in its blob directory.
+    let blobs = srv.config.data_dir.join("blobs");
+    let stored: Vec<_> = std::fs::read_dir(&blobs)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            !name.contains("sqlite") && !name.ends_with(".part")
+        })
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let mut bytes = std::fs::read(&stored[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&stored[0], &bytes).unwrap();
+
+    bob.wait_for_file(&id).await;
+    let target = bob.home.join("ledger.bin");
+    let r = bob
+        .run(&["download", "@alice", &id, "-o", target.to_str().unwrap()])
+        .await
+        .expect(14);
+    assert!(r.stderr.contains("integrity check"), "{}", r.stderr);
+    let r = bob
+        .run(&[
+            "--json",
+            "download",
+            "@alice",
+            &id,
+            "-o",
+            target.to_str().unwrap(),
+        ])
+        .await
+        .expect(14);
+    let err: Value = serde_json::from_str(&r.stderr).unwrap();
+    assert_eq!(err["error"]["kind"], "corrupt", "{err}");
+    let left: Vec<_> = std::fs::read_dir(&bob.home)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ledger"))
+        .collect();
+    assert!(left.is_empty(), "nothing written: {left:?}");
+
+    // Gone from the server (as expiry leaves it): status 15 when the
+    // download finds out, and again at once when asked after that.
+    let db = rusqlite::Connection::open(blobs.join("blobs.sqlite3")).unwrap();
+    db.execute("DELETE FROM blobs", []).unwrap();
+    drop(db);
+    std::fs::remove_file(&stored[0]).unwrap();
+    for _ in 0..2 {
+        let r = bob
+            .run(&[
+                "--json",
+                "download",
+                "@alice",
+                &id,
+                "-o",
+                target.to_str().unwrap(),
+            ])
+            .await
+            .expect(15);
+        let err: Value = serde_json::from_str(&r.stderr).unwrap();
+        assert_eq!(err["error"]["kind"], "expired", "{err}");
+        assert!(!target.exists());
+    }
+    let people = bob.ok(&["history", "@alice"]).await;
+    assert!(
+        people.contains("[expired: the server no longer has it]"),
+        "{people}"
+    );
+}
+
+/// The server's size limit and quota: status 6 with the E-code and a hint
+/// naming the setting; nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_size_limit_and_quota_are_refusals_naming_the_limit() {
+    let srv = Server::start_with(|c| {
+        c.quotas.blobs.max_blob_bytes = 1024 * 1024;
+        c.quotas.blobs.quota_bytes = 1536 * 1024;
+    })
+    .await;
+    let root = crate::harness::root();
+    let [alice, bob] = User::registered(root.path(), &srv, ["alice", "bob"]).await;
+    alice.dm_with(&bob, "limits").await;
+    let big = alice.home.join("big.bin");
+    std::fs::write(&big, contents(1024 * 1024 + 1)).unwrap();
+    let r = alice
+        .run(&["--json", "send", "@bob", "--file", big.to_str().unwrap()])
+        .await
+        .expect(6);
+    let err: Value = serde_json::from_str(&r.stderr).unwrap();
+    assert_eq!(err["error"]["server_code"], "E052", "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1048576"),
+        "the message names the limit: {err}"
+    );
+    assert!(
+        err["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("blob_max_mib"),
+        "{err}"
+    );
+    let part = alice.home.join("part.bin");
+    std::fs::write(&part, contents(900 * 1024)).unwrap();
+    alice
+        .ok(&["send", "@bob", "--file", part.to_str().unwrap()])
+        .await;
+    let r = alice
+        .run(&["send", "@bob", "--file", part.to_str().unwrap()])
+        .await
+        .expect(6);
+    assert!(
+        r.stderr.contains("[E053]") && r.stderr.contains("quota"),
+        "{}",
+        r.stderr
+    );
+    let history = alice.json(&["history", "@bob"]).await;
+    let files = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["attachment"].is_object())
+        .count();
+    assert_eq!(files, 1, "the refused files are not in the history");
+}
+
+/// `send --file` waiting on an upload survives a `kill -9` of its daemon:
+/// it starts qpqd again, which resumes the upload, and ends with success
+/// when it is done; the member gets the file byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_send_survives_a_daemon_killed_mid_upload() {
+    let srv = Server::start().await;
+    let root = crate::harness::root();
+    let [alice, bob] = User::registered(root.path(), &srv, ["alice", "bob"]).await;
+    alice.dm_with(&bob, "a big one follows").await;
+    let bytes = contents(8 * 1024 * 1024);
+    let file = alice.home.join("big.bin");
+    std::fs::write(&file, &bytes).unwrap();
+    let (mut send, mut lines) =
+        alice.spawn(&["--json", "send", "@bob", "--file", file.to_str().unwrap()]);
+
+    // Mid-upload: the server holds part of it. Polled tightly (an idle
+    // machine uploads 8 MiB in a blink); should the upload win the race,
+    // the test still checks the rest, and says so.
+    let blobs = srv.config.data_dir.join("blobs");
+    let part_held = || {
+        std::fs::read_dir(&blobs).is_ok_and(|dir| {
+            dir.filter_map(Result::ok).any(|e| {
+                e.file_name().to_string_lossy().ends_with(".part")
+                    && e.metadata().is_ok_and(|m| m.len() > 0)
+            })
+        })
+    };
+    let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
+    let mut killed = None;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no upload reached the server"
+        );
+        if send.try_wait().unwrap().is_some() {
+            eprintln!("the upload ended before it could be interrupted");
+            break;
+        }
+        if part_held() {
+            let pid = alice.daemon_pid().expect("alice's daemon runs");
+            rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid).unwrap(),
+                rustix::process::Signal::KILL,
+            )
+            .unwrap();
+            killed = Some(pid);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+
+    let m = next_json(&mut lines).await;
+    let status = tokio::time::timeout(crate::harness::WAIT, send.wait())
+        .await
+        .expect("send ends")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(m["attachment"]["state"], "uploaded", "{m}");
+    if let Some(pid) = killed {
+        assert_ne!(alice.daemon_pid(), Some(pid), "a new daemon finished it");
+    }
+    let id = m["id"].as_str().unwrap();
+    bob.wait_for_file(id).await;
+    let out = bob.home.join("big.bin");
+    bob.ok(&["download", "@alice", id, "-o", out.to_str().unwrap()])
+        .await;
+    assert!(std::fs::read(&out).unwrap() == bytes, "bob's copy differs");
 }

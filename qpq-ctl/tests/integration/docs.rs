@@ -10,7 +10,7 @@ async fn help_completions_and_man_pages() {
 
     let help = user.ok(&["--help"]).await;
     assert!(help.contains("Exit status:"), "{help}");
-    for code in 0..=11 {
+    for code in 0..=15 {
         assert!(
             help.contains(&format!("  {code:>2}  ")),
             "status {code} in --help"
@@ -18,6 +18,15 @@ async fn help_completions_and_man_pages() {
     }
     let send = user.ok(&["send", "--help"]).await;
     assert!(send.contains("stdin"), "{send}");
+    assert!(
+        send.contains("--file") && send.contains("--no-wait"),
+        "{send}"
+    );
+    let download = user.ok(&["download", "--help"]).await;
+    assert!(
+        download.contains("checks its hash") && download.contains("--force"),
+        "{download}"
+    );
 
     for (shell, needle) in [
         ("bash", "complete -F"),
@@ -26,7 +35,7 @@ async fn help_completions_and_man_pages() {
     ] {
         let script = user.ok(&["completions", shell]).await;
         assert!(script.contains(needle), "{shell}: {script:.200}");
-        for word in ["recv", "rekey", "follow", "password-stdin"] {
+        for word in ["recv", "rekey", "follow", "password-stdin", "download"] {
             assert!(script.contains(word), "{shell} completes {word}");
         }
     }
@@ -44,6 +53,7 @@ async fn help_completions_and_man_pages() {
     for page in [
         "qpq-ctl.1",
         "qpq-ctl-send.1",
+        "qpq-ctl-download.1",
         "qpq-ctl-recv.1",
         "qpq-ctl-group-rekey.1",
     ] {

@@ -1,6 +1,8 @@
 //! `qpq-ctl export` end to end: a conversation holding every kind of
 //! message (text, a reply, reactions, an edit, a delete for everyone, lines
-//! and characters Markdown and HTML give meaning to) exported by a member in
+//! and characters Markdown and HTML give meaning to, a picture from the other
+//! member and a file of one's own, both downloaded byte-identical beside the
+//! export, or only listed with `--no-attachments`) exported by a member in
 //! the three formats and compared with snapshot files; a group whose
 //! peer-chosen name is a path with `<script>` in it gets a safe file name
 //! and an escaped page; an earlier export is not overwritten without
@@ -12,6 +14,8 @@
 
 use std::path::Path;
 
+use quicproquo_protocol::ipc::client::IpcClient;
+use quicproquo_protocol::ipc::methods::{method, AttachParams};
 use serde_json::Value;
 
 use crate::actions::{message, team};
@@ -152,6 +156,31 @@ async fn wait_message(user: &User, id: &str, what: &str, check: fn(&Value) -> bo
     .await;
 }
 
+/// `user` attaches `file` in `conversation` through the IPC (what `send
+/// --file` does); returns the message.
+async fn attach(
+    user: &User,
+    conversation: &str,
+    file: &Path,
+    caption: &str,
+    content_type: Option<&str>,
+) -> quicproquo_protocol::ipc::values::Message {
+    let ipc = IpcClient::connect(&quicproquo_testkit::home::paths(&user.home).unwrap())
+        .await
+        .unwrap();
+    ipc.request::<method::Attach>(AttachParams {
+        conversation: conversation.parse().unwrap(),
+        path: file.to_str().unwrap().into(),
+        caption: caption.into(),
+        name: None,
+        content_type: content_type.map(str::to_owned),
+        confirm_changed_keys: false,
+        reply_to: None,
+    })
+    .await
+    .unwrap()
+}
+
 fn id(sent: &Value) -> String {
     sent["id"].as_str().unwrap().to_owned()
 }
@@ -184,6 +213,21 @@ async fn every_kind_of_message_exports_as_its_snapshot_and_peer_names_are_defuse
     })
     .await;
     wait_message(&alice, &oops, "the delete", |m| m["deleted"] == true).await;
+    // A picture from bob, with a caption, its name with a space.
+    let picture: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let source = root.path().join("white board.png");
+    std::fs::write(&source, &picture).unwrap();
+    attach(&bob, "team", &source, "the plan", Some("image/png")).await;
+    alice.wait_for_text("team", "the plan").await;
+    // And one of alice's own, without a caption: exported from the server
+    // like the others once it is uploaded.
+    let notes = root.path().join("notes.txt");
+    std::fs::write(&notes, "bring: tea, snacks\n").unwrap();
+    let own = attach(&alice, "team", &notes, "", None).await;
+    wait_message(&alice, &own.id.to_hex(), "her file uploaded", |m| {
+        m["attachment"]["state"] == "uploaded" && m["state"] == "sent"
+    })
+    .await;
 
     // A group named by bob with a path and markup, and a message with markup.
     bob.ok(&["group", "create", EVIL, "alice"]).await;
@@ -204,8 +248,22 @@ async fn every_kind_of_message_exports_as_its_snapshot_and_peer_names_are_defuse
         let conversations = summary["conversations"].as_array().unwrap();
         assert_eq!(conversations.len(), 2, "{summary}");
         let team = conversations.iter().find(|c| c["name"] == "team").unwrap();
-        assert_eq!(team["messages"], 4, "{summary}");
+        assert_eq!(team["messages"], 6, "{summary}");
+        assert_eq!(team["attachments"]["downloaded"], 2, "{summary}");
+        let file = dir.join("team-files/white board.png");
+        assert_eq!(std::fs::read(&file).unwrap(), picture, "{}", file.display());
+        // The history in plain text: for the owner only.
+        let mode = |p: &Path| {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+        };
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("team-files")), 0o700);
+        assert_eq!(mode(&file), 0o600, "the daemon writes downloads private");
+        let file = dir.join("team-files/notes.txt");
+        assert_eq!(std::fs::read(&file).unwrap(), b"bring: tea, snacks\n");
         let team_file = dir.join(format!("team.{ext}"));
+        assert_eq!(mode(&team_file), 0o600);
         assert_eq!(team["file"], team_file.to_str().unwrap(), "{summary}");
         let text = std::fs::read_to_string(&team_file).unwrap();
         snapshot(
@@ -223,7 +281,7 @@ async fn every_kind_of_message_exports_as_its_snapshot_and_peer_names_are_defuse
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
-        assert_eq!(names.len(), 2, "nothing else written: {names:?}");
+        assert_eq!(names.len(), 3, "nothing else written: {names:?}");
         if format == "html" {
             assert!(
                 !page.contains("<script") && !page.contains("<img"),
@@ -256,9 +314,117 @@ async fn every_kind_of_message_exports_as_its_snapshot_and_peer_names_are_defuse
     let forced = alice
         .json(&["export", "team", "--out", dir_arg, "--force"])
         .await;
-    assert_eq!(forced["conversations"][0]["messages"], 4, "{forced}");
+    assert_eq!(forced["conversations"][0]["messages"], 6, "{forced}");
+    assert_eq!(
+        forced["conversations"][0]["attachments"]["downloaded"], 2,
+        "{forced}"
+    );
+    let listed = alice
+        .json(&[
+            "export",
+            "team",
+            "--no-attachments",
+            "--out",
+            root.path().join("bare").to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(
+        listed["conversations"][0]["attachments"]["skipped"], 2,
+        "{listed}"
+    );
+    assert!(!root.path().join("bare/team-files").exists());
     let unknown = alice.run(&["export", "nowhere", "--out", dir_arg]).await;
     assert_eq!(unknown.code, 5, "{}", unknown.stderr);
+
+    // For people: a line per conversation as it is done, then where.
+    let dir = root.path().join("for-people");
+    let said = alice
+        .ok(&[
+            "export",
+            "team",
+            "--format",
+            "markdown",
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(
+        said,
+        format!(
+            "team: 6 messages, 2 files → {0}/team.md\nexported 1 conversation to {0}\n",
+            dir.display()
+        )
+    );
+}
+
+/// A file whose bytes on the server were tampered with fails its check when
+/// the export downloads it: it is listed as corrupt, nothing is kept, and
+/// the export still writes the conversation and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_attachment_is_listed_and_the_export_goes_on() {
+    let srv = Server::start().await;
+    let root = crate::harness::root();
+    let [alice, bob] = User::registered(root.path(), &srv, ["alice", "bob"]).await;
+    alice.dm_with(&bob, "hi bob").await;
+    let file = root.path().join("report.bin");
+    std::fs::write(&file, vec![7u8; 200_000]).unwrap();
+    attach(&bob, "@alice", &file, "the report", None).await;
+    alice.wait_for_text("@bob", "the report").await;
+
+    // The one finished blob on the server, a byte in its middle flipped.
+    let blobs: Vec<_> = std::fs::read_dir(srv.config.data_dir.join("blobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().len() == 32)
+        .collect();
+    assert_eq!(blobs.len(), 1, "{blobs:?}");
+    let mut bytes = std::fs::read(&blobs[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&blobs[0], bytes).unwrap();
+
+    let dir = root.path().join("export");
+    let summary = alice
+        .json(&[
+            "export",
+            "@bob",
+            "--format",
+            "jsonl",
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .await;
+    let written = &summary["conversations"][0];
+    assert_eq!(written["messages"], 2, "{summary}");
+    assert_eq!(written["attachments"]["failed"], 1, "{summary}");
+    assert_eq!(written["attachments"]["downloaded"], 0, "{summary}");
+    let text = std::fs::read_to_string(written["file"].as_str().unwrap()).unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let error = last["attachment"]["export_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.starts_with("corrupt"), "{last}");
+    assert!(last["attachment"].get("export_path").is_none(), "{last}");
+    // Nothing half-written or unchecked is left beside the export.
+    let left: Vec<_> = walk(&dir)
+        .into_iter()
+        .filter(|p| p.extension().is_none_or(|e| e != "jsonl"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 #[test]

@@ -254,6 +254,20 @@ impl User {
         .await;
     }
 
+    /// Waits until a message `id` with an attachment is in this user's
+    /// history of any conversation (`recv --since 0` reads them all).
+    pub async fn wait_for_file(&self, id: &str) {
+        eventually(&format!("{} has the file of {id}", self.name), || async {
+            let r = self.run(&["--json", "recv", "--since", "0"]).await;
+            r.code == 0
+                && r.json().as_array().is_some_and(|all| {
+                    all.iter()
+                        .any(|m| m["id"] == id && m["attachment"].is_object())
+                })
+        })
+        .await;
+    }
+
     /// The pid of this user's daemon, from its lock file.
     pub fn daemon_pid(&self) -> Option<i32> {
         std::fs::read_to_string(self.home.join("data/default/qpqd.lock"))

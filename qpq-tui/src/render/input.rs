@@ -18,12 +18,36 @@ pub fn render(app: &App, f: &mut Frame<'_>, title: Rect, area: Rect) {
             .current()
             .map_or_else(|| "no conversation".to_owned(), |c| app.title(c));
         let keys = &app.config.keys;
-        let hint = format!(
-            " {} send · {} newline · {} help ",
-            keys.hint(KeyAction::Send),
-            keys.hint(KeyAction::Newline),
-            keys.hint(KeyAction::Help),
-        );
+        // A letter is shown as typed (`s`), not as the label's capital.
+        let letter = |action: KeyAction| {
+            let h = keys.hint(action);
+            if h.chars().count() == 1 {
+                h.to_lowercase()
+            } else {
+                h
+            }
+        };
+        let on_file = app.selecting
+            && app.editor.is_empty()
+            && app.timeline().is_some_and(|tl| {
+                tl.selected()
+                    .and_then(|i| tl.messages().get(i))
+                    .is_some_and(|m| m.meta.attachment.is_some() && !m.meta.deleted)
+            });
+        let hint = if on_file {
+            format!(
+                " {} save file · {} open file ",
+                letter(KeyAction::SaveAttachment),
+                letter(KeyAction::OpenAttachment),
+            )
+        } else {
+            format!(
+                " {} send · {} newline · {} help ",
+                keys.hint(KeyAction::Send),
+                keys.hint(KeyAction::Newline),
+                keys.hint(KeyAction::Help),
+            )
+        };
         let w = usize::from(title.width);
         // What is under way beats where it goes: a reply's quote or an
         // edit, then who is typing there.

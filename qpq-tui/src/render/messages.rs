@@ -334,13 +334,22 @@ fn attachment_line(a: &Attachment, width: usize) -> String {
     const NAME_MIN: usize = 12;
     let one_line = |s: &str| wrap::sanitize(s).replace('\n', " ");
     let size = crate::attach::human_size(a.size);
-    let mut tail = format!(
+    let full = format!(
         " · {size} · {}",
         wrap::truncate(&one_line(&a.content_type), 40)
     );
-    if width.saturating_sub(3 + wrap::width(&tail)) < NAME_MIN {
-        tail = format!(" · {size}");
-    }
+    let short = format!(" · {size}");
+    let room = |tail: &str| width.saturating_sub(3 + wrap::width(tail));
+    let name_w = wrap::width(&one_line(&a.name));
+    // The type gives way when that lets the whole name show, or when the
+    // name would be left too little room beside it.
+    let tail = if name_w <= room(&full) {
+        full
+    } else if name_w <= room(&short) || room(&full) < NAME_MIN {
+        short
+    } else {
+        full
+    };
     let room = width.saturating_sub(3 + wrap::width(&tail)).max(8);
     let line = format!("📎 {}{tail}", wrap::truncate(&one_line(&a.name), room));
     wrap::truncate(&line, width.max(1)).into_owned()

@@ -200,7 +200,7 @@ pub fn render(app: &App, overlay: &Overlay, f: &mut Frame<'_>, area: Rect) {
         Overlay::ConfirmAttach {
             conversation, file, ..
         } => {
-            let name = crate::attach::safe_file_name(&file.path.to_string_lossy());
+            let name = crate::attach::own_name(&file.path);
             let to = app
                 .conversation(*conversation)
                 .map_or_else(|| "this conversation".to_owned(), |c| app.title(c));

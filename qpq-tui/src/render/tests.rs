@@ -263,6 +263,7 @@ fn verify_and_confirm_overlays() {
         conversation: TEAM,
         text: "the launch code".into(),
         changed: vec!["bob".into()],
+        attach: None,
     });
     assert_snapshot!("confirm_send", screen(&app));
 }
@@ -377,6 +378,7 @@ fn every_size_renders_and_each_part_stays_in_its_area() {
         conversation: TEAM,
         text: "the launch code".into(),
         changed: vec!["bob".into()],
+        attach: None,
     };
     for w in [1, 2, 5, 10, 19, 20, 33, 49, 50, 69, 70, 120] {
         for h in [1, 2, 3, 4, 5, 8, 13, 30] {
@@ -732,6 +734,29 @@ fn attachment_lines_progress_states_and_previews() {
         .unwrap();
     assert_eq!(buf[(x, y)].fg, Color::Rgb(255, 0, 0));
     assert_eq!(buf[(x, y)].bg, Color::Rgb(0, 0, 255));
+}
+
+#[test]
+fn a_selected_file_shows_its_keys() {
+    let mut app = attachments_app(100, 24);
+    let title = |app: &App| {
+        screen(app)
+            .lines()
+            .find(|l| l.contains("── to #team"))
+            .unwrap()
+            .to_owned()
+    };
+    assert!(title(&app).contains("Enter send"), "{}", title(&app));
+    // The newest message (the hostile name) carries a file.
+    crate::testing::act(
+        &mut app,
+        Action::Key(KeyEvent::new(KeyCode::Up, KeyModifiers::SHIFT)),
+    );
+    assert!(
+        title(&app).ends_with("s save file · v open file"),
+        "{}",
+        title(&app)
+    );
 }
 
 #[test]

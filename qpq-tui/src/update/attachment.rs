@@ -74,7 +74,7 @@ fn attach(
             None
         }
     };
-    let name = attach::safe_file_name(&path);
+    let name = attach::own_name(std::path::Path::new(&path));
     app.info(format!("Attaching {}…", shown(&name)));
     if let Some(tl) = app.timelines.get_mut(&conversation) {
         tl.view = View::Follow;
@@ -222,13 +222,30 @@ pub(super) fn attached(app: &mut App, m: Message) {
     unstash(app, conversation, id);
 }
 
-pub(super) fn attach_failed(app: &mut App, f: Failure) {
-    let hint = if f.code == Some(IpcErrorCode::IdentityChanged) {
-        " (/verify the member, then attach again)"
-    } else {
-        ""
+/// `attach` refused: a changed key asks as a send does (`y` attaches
+/// anyway); anything else is said in the daemon's words.
+pub(super) fn attach_failed(app: &mut App, params: Box<AttachParams>, f: Failure) {
+    let conversation = match &params.conversation {
+        quicproquo_protocol::ipc::values::ConversationRef::Id(id) => Some(*id),
+        _ => None,
     };
-    app.error(format!("Not attached: {}{hint}", f.message));
+    match conversation {
+        Some(conversation) if f.code == Some(IpcErrorCode::IdentityChanged) => {
+            let name = shown(&attach::own_name(std::path::Path::new(&params.path)));
+            let text = if params.caption.is_empty() {
+                format!("📎 {name}")
+            } else {
+                format!("📎 {name} {}", params.caption)
+            };
+            app.overlay = Some(Overlay::ConfirmSend {
+                conversation,
+                text,
+                changed: super::daemon::changed_members(app, conversation),
+                attach: Some(params),
+            });
+        }
+        _ => app.error(format!("Not attached: {}", f.message)),
+    }
 }
 
 /// `download` answered with the attachment as it is now.
@@ -401,15 +418,24 @@ fn downloaded(
     want_preview(app, conversation, id, fx);
 }
 
-/// A decoded preview (or why there is none).
-pub(super) fn decoded(app: &mut App, id: MessageId, result: Result<Picture, PreviewError>) {
-    app.previews.insert(
-        id,
-        match result {
-            Ok(p) => Preview::Ready(p),
-            Err(e) => Preview::Failed(e),
-        },
-    );
+/// A decoded preview (or why there is none); a copy for kitty's graphics
+/// goes to the terminal before the frame that places it.
+pub(super) fn decoded(
+    app: &mut App,
+    id: MessageId,
+    result: Result<Picture, PreviewError>,
+    fx: &mut Vec<Effect>,
+) {
+    let preview = match result {
+        Ok(mut p) => {
+            if let Some(bytes) = p.send.take() {
+                fx.push(Effect::Transmit(bytes));
+            }
+            Preview::Ready(p)
+        }
+        Err(e) => Preview::Failed(e),
+    };
+    app.previews.insert(id, preview);
 }
 
 /// Previews for the image attachments on screen: downloaded ones decoded,
@@ -465,11 +491,18 @@ fn want_preview(app: &mut App, conversation: ConversationId, id: MessageId, fx: 
     match (&a.path, a.state) {
         (Some(path), _) if on_disk => {
             let path = path.into();
+            let kitty_id = app.kitty_images.then(|| {
+                let n = app.next_image_id;
+                // Ids are the placeholders' 24-bit colour; 0 is none.
+                app.next_image_id = n % 0xFF_FFFF + 1;
+                n
+            });
             app.previews.insert(id, Preview::Decoding);
             fx.push(Effect::Decode {
                 id,
                 path,
                 max_bytes: app.config.preview_max_bytes,
+                kitty_id,
             });
         }
         (_, TransferState::Available) if app.preview_asked.insert(id) => {

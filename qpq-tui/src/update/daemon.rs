@@ -179,7 +179,9 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
             ));
         }
         DaemonEvent::Attached(m) => attachment::attached(app, m),
-        DaemonEvent::AttachFailed(f) => attachment::attach_failed(app, f),
+        DaemonEvent::AttachFailed { params, failure } => {
+            attachment::attach_failed(app, params, failure)
+        }
         DaemonEvent::Downloading {
             conversation,
             id,
@@ -200,20 +202,11 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
             failure,
         } => {
             if failure.code == Some(IpcErrorCode::IdentityChanged) {
-                let changed: Vec<String> = app
-                    .conversation(conversation)
-                    .map(|c| {
-                        c.members
-                            .iter()
-                            .filter(|m| app.changed_keys.contains(*m))
-                            .cloned()
-                            .collect()
-                    })
-                    .unwrap_or_default();
                 app.overlay = Some(Overlay::ConfirmSend {
                     conversation,
                     text,
-                    changed,
+                    changed: changed_members(app, conversation),
+                    attach: None,
                 });
             } else {
                 if app.editor.is_empty() {
@@ -339,6 +332,19 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
             _ => app.error(f.message),
         },
     }
+}
+
+/// The members of a conversation whose identity key changed.
+pub(super) fn changed_members(app: &App, conversation: ConversationId) -> Vec<String> {
+    app.conversation(conversation)
+        .map(|c| {
+            c.members
+                .iter()
+                .filter(|m| app.changed_keys.contains(*m))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Which screen the daemon's status calls for.

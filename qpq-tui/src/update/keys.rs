@@ -553,14 +553,25 @@ fn overlay_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
             conversation,
             text,
             changed,
+            attach,
         } => match key.code {
             KeyCode::Char('y') | KeyCode::Char('Y') => {
-                fx.push(Effect::call(Call::Send(SendParams {
-                    conversation: conversation.into(),
-                    text,
-                    confirm_changed_keys: true,
-                    reply_to: None,
-                })));
+                fx.push(Effect::call(match attach {
+                    Some(mut p) => {
+                        p.confirm_changed_keys = true;
+                        Call::Attach(*p)
+                    }
+                    None => Call::Send(SendParams {
+                        conversation: conversation.into(),
+                        text,
+                        confirm_changed_keys: true,
+                        reply_to: None,
+                    }),
+                }));
+                None
+            }
+            KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc if attach.is_some() => {
+                app.info("Not attached.");
                 None
             }
             KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
@@ -574,6 +585,7 @@ fn overlay_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
                 conversation,
                 text,
                 changed,
+                attach,
             }),
         },
         Overlay::Invites { list, selected } => match key.code {

@@ -1,7 +1,8 @@
 //! Issue 18 in two real terminals: alice `/attach`es a file in her qpq-tui
 //! (the path completed with Tab), bob's qpq-tui shows its 📎 line, bob
-//! saves it with the save key and the bytes are the same; then an image,
-//! which bob's TUI downloads and previews by itself. Real agents, a real
+//! saves it with the save key and the bytes are the same; then alice drops
+//! an image onto her terminal (a bracketed paste of its path), and bob's
+//! TUI downloads and previews it by itself. Real agents, a real
 //! server, and the daemon's upload and download.
 
 use quicproquo_testkit::agent::eventually;
@@ -54,6 +55,11 @@ async fn attach_in_one_terminal_save_and_preview_in_the_other() {
     a.wait_for("hi bob").await;
     b.wait_for("hi bob").await;
 
+    // What the daemon refuses is said in its words.
+    a.type_text("/attach /nonexistent/file.bin");
+    a.keys(&["Enter"]);
+    a.wait_for("Not attached: ").await;
+
     // Tab completes the path (the space escaped), then a caption.
     a.type_text(&format!("/attach {}/quar", files.display()));
     a.keys(&["Tab"]);
@@ -61,11 +67,11 @@ async fn attach_in_one_terminal_save_and_preview_in_the_other() {
     a.type_text("the numbers");
     a.keys(&["Enter"]);
     // Her own line, and the upload ends (no progress line left).
-    a.wait_until(|s| s.contains("📎 quarterly report.bin · 300.0 kB") && !s.contains("uploading"))
+    a.wait_until(|s| s.contains("📎 quarterly report.bin · 300 kB") && !s.contains("uploading"))
         .await;
 
     // bob sees it with its caption, selects it and saves it.
-    b.wait_until(|s| s.contains("📎 quarterly report.bin · 300.0 kB") && s.contains("the numbers"))
+    b.wait_until(|s| s.contains("📎 quarterly report.bin · 300 kB") && s.contains("the numbers"))
         .await;
     b.keys(&["S-Up"]);
     b.keys(&["s"]);
@@ -89,8 +95,11 @@ async fn attach_in_one_terminal_save_and_preview_in_the_other() {
     image::RgbImage::from_pixel(32, 16, image::Rgb([200, 30, 30]))
         .save(&png)
         .unwrap();
-    a.type_text(&format!("/attach {}", png.display()));
-    a.keys(&["Enter"]);
+    // Dropped onto alice's terminal (a bracketed paste of its quoted
+    // path): she is asked, and `y` attaches it.
+    a.paste(&format!("'{}'", png.display()));
+    a.wait_for("Attach dot.png (").await;
+    a.keys(&["y"]);
     b.wait_until(|s| s.contains("📎 dot.png") && s.contains("▀▀▀▀▀▀▀▀"))
         .await;
 

@@ -106,6 +106,13 @@ impl Session {
         self.tmux(&["send-keys", "-t", "t", "-l", text]).unwrap();
     }
 
+    /// Pastes `text` as a terminal does (bracketed, since the program asked
+    /// for it), the way a dropped file's path arrives.
+    pub fn paste(&self, text: &str) {
+        self.tmux(&["set-buffer", "--", text]).unwrap();
+        self.tmux(&["paste-buffer", "-p", "-d", "-t", "t"]).unwrap();
+    }
+
     /// Presses keys by tmux name (`Enter`, `C-q`, `F1`).
     pub fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", "t"];

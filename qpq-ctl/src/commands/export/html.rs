@@ -127,7 +127,7 @@ pub fn message(w: &mut dyn Write, entry: &Entry<'_>) -> io::Result<()> {
     } else if !m.text.is_empty() {
         writeln!(w, "<p class=\"text\">{}</p>", escape(&sanitize(&m.text)))?;
     }
-    if let Some(a) = &m.meta.attachment {
+    if let (Some(a), false) = (&m.meta.attachment, m.meta.deleted) {
         attachment(w, a, entry.file)?;
     }
     if !m.meta.reactions.is_empty() {
@@ -162,7 +162,7 @@ fn attachment(w: &mut dyn Write, a: &Attachment, file: &FileOutcome) -> io::Resu
     );
     w.write_all(b"<div class=\"file\">")?;
     match file {
-        FileOutcome::Saved { link } => {
+        FileOutcome::Saved { link, .. } => {
             // Percent-encoded: only `-._~/`, letters and digits remain,
             // none of which can leave the attribute.
             let url = url_path(link);

@@ -4,8 +4,8 @@
 //! message, oldest first (`"type": "message"`): the IPC `Message` as the
 //! daemon gives it, plus `timestamp` (RFC 3339, UTC), `edits` (the earlier
 //! versions, when edited) and, on an attachment, `export_path` (the file,
-//! relative to the export's directory) or `export_error` (why it is not
-//! there). Keys are in alphabetical order; text is as the peer wrote it
+//! relative to the export's directory; `state` and `path` then say where it
+//! was downloaded) or `export_error` (why it is not there). Keys are in alphabetical order; text is as the peer wrote it
 //! (JSON escapes what needs escaping).
 
 use std::io::{self, Write};
@@ -53,8 +53,11 @@ pub fn message(w: &mut dyn Write, entry: &Entry<'_>) -> io::Result<()> {
 
 fn annotate(attachment: &mut Map<String, Value>, file: &FileOutcome) {
     match file {
-        FileOutcome::Saved { link } => {
+        FileOutcome::Saved { link, path } => {
+            // The message was read before its file was fetched: it is here now.
             attachment.insert("export_path".into(), link.clone().into());
+            attachment.insert("state".into(), "downloaded".into());
+            attachment.insert("path".into(), path.clone().into());
         }
         FileOutcome::NotSaved { reason } => {
             attachment.insert("export_error".into(), reason.clone().into());

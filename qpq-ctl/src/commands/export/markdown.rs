@@ -69,7 +69,7 @@ pub fn message(w: &mut dyn Write, entry: &Entry<'_>) -> io::Result<()> {
     } else if !m.text.is_empty() {
         writeln!(w, "{}\n", escape(&m.text))?;
     }
-    if let Some(a) = &m.meta.attachment {
+    if let (Some(a), false) = (&m.meta.attachment, m.meta.deleted) {
         attachment(w, a, entry.file)?;
     }
     if !m.meta.reactions.is_empty() {
@@ -105,7 +105,7 @@ fn attachment(w: &mut dyn Write, a: &Attachment, file: &FileOutcome) -> io::Resu
         escape_line(&sanitize_line(&a.content_type))
     );
     match file {
-        FileOutcome::Saved { link } => {
+        FileOutcome::Saved { link, .. } => {
             let url = url_path(link);
             if is_image(&a.content_type) {
                 writeln!(w, "![{name}]({url})\n")?;

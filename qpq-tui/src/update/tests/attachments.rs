@@ -109,12 +109,34 @@ fn attach_resolves_the_path_and_the_answer_comes_back_at_once() {
     // The daemon's refusal, in its words.
     daemon(
         &mut app,
-        DaemonEvent::AttachFailed(Failure {
-            code: Some(IpcErrorCode::FileError),
-            message: "/work/here/x: no such file".into(),
-        }),
+        DaemonEvent::AttachFailed {
+            params: Box::new(p.clone()),
+            failure: Failure {
+                code: Some(IpcErrorCode::FileError),
+                message: "/work/here/x: no such file".into(),
+            },
+        },
     );
     assert_eq!(notice(&app), "Not attached: /work/here/x: no such file");
+    // A changed key asks, as a send does; `y` attaches anyway.
+    daemon(
+        &mut app,
+        DaemonEvent::AttachFailed {
+            params: Box::new(p.clone()),
+            failure: Failure {
+                code: Some(IpcErrorCode::IdentityChanged),
+                message: "bob's key changed".into(),
+            },
+        },
+    );
+    assert!(
+        matches!(&app.overlay, Some(Overlay::ConfirmSend { text, attach: Some(_), .. }) if text == "📎 notes.txt"),
+        "{:?}",
+        app.overlay
+    );
+    let again = attach_call(&key(&mut app, KeyCode::Char('y'))).unwrap();
+    assert!(again.confirm_changed_keys);
+    assert_eq!(again.path, p.path);
     // An unclosed quote is refused before the daemon.
     typed(&mut app, "/attach \"x");
     assert!(attach_call(&key(&mut app, KeyCode::Enter)).is_none());
@@ -335,7 +357,8 @@ fn images_are_downloaded_and_decoded_for_their_preview() {
         fx.contains(&Effect::Decode {
             id,
             path: PathBuf::from("/dl/report.pdf"),
-            max_bytes: 10 << 20
+            max_bytes: 10 << 20,
+            kitty_id: None,
         }),
         "{fx:?}"
     );
@@ -382,4 +405,32 @@ fn a_preview_download_that_fails_stays_quiet() {
         a.meta.attachment.as_ref().unwrap().state,
         TransferState::Expired
     );
+}
+
+#[test]
+fn in_a_kitty_terminal_the_image_is_sent_before_it_is_placed() {
+    let mut app = app(100, 20);
+    app.kitty_images = true;
+    let id = file_from_bob(&mut app, 75, "cat.png", "image/png", 50_000);
+    let fx = transfer(&mut app, id, TransferState::Downloaded, 1000);
+    let kitty_id = fx.iter().find_map(|e| match e {
+        Effect::Decode { kitty_id, .. } => Some(*kitty_id),
+        _ => None,
+    });
+    assert_eq!(kitty_id, Some(Some(1)));
+    assert_eq!(app.next_image_id, 2, "each image its own id");
+    let mut pic = Picture::from_rows(vec![vec![Some([1, 2, 3])]; 2]);
+    pic.send = Some(b"\x1b_Ga=T;AAAA\x1b\\".to_vec());
+    let fx = act(
+        &mut app,
+        Action::Preview {
+            id,
+            result: Ok(pic),
+        },
+    );
+    assert!(fx.contains(&Effect::Transmit(b"\x1b_Ga=T;AAAA\x1b\\".to_vec())));
+    match app.previews.get(&id) {
+        Some(Preview::Ready(p)) => assert!(p.send.is_none(), "sent once, not kept"),
+        other => panic!("{other:?}"),
+    }
 }
