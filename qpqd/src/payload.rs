@@ -212,9 +212,9 @@ impl Envelope {
         if let Ok(Known::Yes(a)) = &known {
             a.check()?;
         }
-        // A signal's type in a `text` is not an action.
+        // A signal's type in a `text` is not an action, nor is a file.
         match known {
-            Err(PayloadError::Format(_)) if is_signal_type(&self.kind) => {
+            Err(PayloadError::Format(_)) if is_signal_type(&self.kind) || self.is_attachment() => {
                 Ok(Known::Unsupported(self.kind.clone()))
             }
             other => other,
@@ -729,6 +729,77 @@ mod tests {
             x: None,
         };
         assert!(Payload::decode(&bad_reply.encode()).is_err());
+    }
+
+    fn descriptor(name: &str) -> quicproquo_protocol::blob::Descriptor {
+        quicproquo_protocol::blob::Descriptor {
+            blob_id: quicproquo_protocol::blob::BlobId([9; 16]),
+            key: quicproquo_protocol::blob::FileKey::from_bytes([7; 32]),
+            size: 2_100_000,
+            chunk_size: quicproquo_protocol::blob::DEFAULT_CHUNK_SIZE,
+            sha256: [1; 32],
+            file_name: name.into(),
+            content_type: "application/pdf".into(),
+        }
+    }
+
+    /// An attachment is a text whose fallback names the file for older
+    /// daemons, with the descriptor and caption in its envelope; a
+    /// descriptor a peer got wrong (a path in the name) or a later version
+    /// is never taken as a file.
+    #[test]
+    fn attachments_travel_as_texts_with_a_fallback() {
+        let a = AttachmentX {
+            descriptor: descriptor("report.pdf"),
+            caption: "the report".into(),
+        };
+        let p = a.payload(Id([4; 16]), 9, Some(target()), Some(60));
+        let decoded = Payload::decode(&p.encode()).unwrap();
+        assert_eq!(decoded, p);
+        let Payload::Text {
+            x: Some(x),
+            text,
+            reply_to,
+            ttl,
+            ..
+        } = decoded
+        else {
+            panic!("an attachment is a text")
+        };
+        assert_eq!(
+            text,
+            "📎 report.pdf (2.1 MB) — this version of qpq cannot receive files\nthe report"
+        );
+        assert_eq!((reply_to, ttl), (Some(target()), Some(60)));
+        assert!(x.is_attachment());
+        assert_eq!(x.attachment().unwrap(), Known::Yes(a.clone()));
+        // Not an action (daemons of issue 17 show it as unsupported).
+        assert_eq!(x.action().unwrap(), Known::Unsupported("attachment".into()));
+
+        for bad in ["../etc/passwd", "a\u{1b}[2J", ""] {
+            let p = AttachmentX {
+                descriptor: descriptor(bad),
+                caption: String::new(),
+            }
+            .payload(Id([4; 16]), 9, None, None);
+            assert!(Payload::decode(&p.encode()).is_err(), "{bad:?}");
+        }
+        let long = AttachmentX {
+            caption: "x".repeat(MAX_TEXT_BYTES + 1),
+            ..a.clone()
+        };
+        assert!(Payload::decode(&long.payload(Id([4; 16]), 9, None, None).encode()).is_err());
+        let Payload::Text { x: Some(mut x), .. } = a.payload(Id([4; 16]), 9, None, None) else {
+            panic!()
+        };
+        x.v = 2;
+        assert_eq!(
+            x.attachment().unwrap(),
+            Known::Unsupported("attachment".into())
+        );
+        assert_eq!(human_size(999), "999 B");
+        assert_eq!(human_size(1_500), "1.5 kB");
+        assert_eq!(human_size(3_000_000_000), "3.0 GB");
     }
 
     #[test]

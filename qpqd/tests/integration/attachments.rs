@@ -685,3 +685,43 @@ async fn a_blob_gone_from_the_server_is_expired() {
         .unwrap_err();
     assert_eq!(ipc_code(&e), Some(IpcErrorCode::Expired), "{e}");
 }
+
+/// 50 MiB through real daemons and the in-process server (behind
+/// `--ignored`: the default run's files are a few MiB): alice's copy
+/// reaches bob byte-identical; prints how fast the spool, the upload and
+/// the download went, in MiB/s. (Test builds seal files at a few MiB/s —
+/// the generic STREAM and keystream code is instantiated in the
+/// unoptimized protocol crate — so this is no throughput figure: that
+/// comes from the bench profile and a server in its own process.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "50 MiB: run with --ignored"]
+async fn a_50_mib_file_reaches_a_member_byte_identical() {
+    let srv = Server::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let [alice, bob] = team(root.path(), &srv, ["alice", "bob"]).await;
+    let files = tempfile::tempdir().unwrap();
+    let (path, bytes) = sample_file(files.path(), "big.bin", 50 * 1024 * 1024);
+    let mib = bytes.len() as f64 / (1024.0 * 1024.0);
+    let mut alice_events = alice.client.subscribe(None).await.unwrap();
+    let mut bob_events = bob.client.subscribe(None).await.unwrap();
+    let t = std::time::Instant::now();
+    let sent = attach(&alice, attach_params("team", &path)).await.unwrap();
+    let spooled = t.elapsed();
+    let end = transfer_end(&mut alice_events, sent.id, true).await;
+    let uploaded = t.elapsed() - spooled;
+    assert_eq!(end.state, TransferState::Uploaded);
+    attachment_in(&bob, "team", sent.id, TransferState::Available).await;
+    let to = files.path().join("copy.bin");
+    let t = std::time::Instant::now();
+    download(&bob, "team", sent.id, Some(&to)).await.unwrap();
+    let end = transfer_end(&mut bob_events, sent.id, false).await;
+    let downloaded = t.elapsed();
+    assert_eq!(end.state, TransferState::Downloaded);
+    assert!(std::fs::read(&to).unwrap() == bytes, "bob's copy differs");
+    eprintln!(
+        "50 MiB: attach (spool) {:.1} MiB/s, upload {:.1} MiB/s, download {:.1} MiB/s",
+        mib / spooled.as_secs_f64(),
+        mib / uploaded.as_secs_f64(),
+        mib / downloaded.as_secs_f64()
+    );
+}
