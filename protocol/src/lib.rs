@@ -12,6 +12,7 @@ pub mod blob;
 pub mod client;
 pub mod compat;
 pub mod errors;
+pub mod file_names;
 pub mod ipc;
 pub mod limits;
 pub mod mls_framing;

@@ -184,23 +184,8 @@ pub fn word<T: Serialize>(value: &T) -> String {
     }
 }
 
-/// A file size for people, in decimal units as file managers show them:
-/// `512 B`, `2.1 MB`, `1.0 GB`.
-pub fn size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
-    if bytes < 1000 {
-        return format!("{bytes} B");
-    }
-    // Lossy above 2^53 bytes, which no file reaches.
-    let mut value = bytes as f64 / 1000.0;
-    let mut unit = 0;
-    // 999.95 kB would round to "1000.0 kB": move up a unit first.
-    while value >= 999.95 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
+/// A file size for people (the rule every part of qpq shows sizes by).
+pub use quicproquo_protocol::file_names::human_size as size;
 
 /// Display width in terminal columns.
 pub fn width(s: &str) -> usize {
@@ -256,17 +241,6 @@ mod tests {
             color: true,
         };
         assert_eq!(color.paint(Paint::Bold, "x"), "\x1b[1mx\x1b[0m");
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(size(0), "0 B");
-        assert_eq!(size(999), "999 B");
-        assert_eq!(size(1000), "1.0 kB");
-        assert_eq!(size(2_100_000), "2.1 MB");
-        assert_eq!(size(999_960), "1.0 MB");
-        assert_eq!(size(100 * 1024 * 1024), "104.9 MB");
-        assert_eq!(size(u64::MAX), "18446.7 PB");
     }
 
     #[test]

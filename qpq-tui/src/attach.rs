@@ -7,7 +7,7 @@
 //! caller passes (completion) and in [`dropped_file`] (which the input
 //! thread calls, not `update`).
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// Where the TUI runs: what `~`, a relative path and "save" mean. Read once
 /// at start ([`Places::from_env`]); tests make their own.
@@ -277,25 +277,7 @@ pub fn dropped_file(text: &str, home: Option<&Path>) -> Option<PastedFile> {
     })
 }
 
-/// A size as people read it: `512 B`, `12.3 kB`, `2.1 MB` (powers of
-/// 1000, one decimal below 100).
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
-    if bytes < 1000 {
-        return format!("{bytes} B");
-    }
-    let mut v = bytes as f64 / 1000.0;
-    let mut unit = 0;
-    while v >= 999.95 && unit + 1 < UNITS.len() {
-        v /= 1000.0;
-        unit += 1;
-    }
-    if v < 99.95 {
-        format!("{v:.1} {}", UNITS[unit])
-    } else {
-        format!("{v:.0} {}", UNITS[unit])
-    }
-}
+pub use quicproquo_protocol::file_names::human_size;
 
 /// The last component of one of our own paths, for saying what is
 /// attached (sanitized by the caller like any text shown).
@@ -304,40 +286,6 @@ pub fn own_name(path: &Path) -> String {
         || path.to_string_lossy().into_owned(),
         |n| n.to_string_lossy().into_owned(),
     )
-}
-
-/// A name from a peer made safe to write under a directory of ours: only
-/// its last component, no control or bidi characters, no leading dot (no
-/// hidden file such as `.bashrc`), never `.`/`..` or empty.
-pub fn safe_file_name(name: &str) -> String {
-    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let clean: String = last
-        .chars()
-        .filter(|c| !quicproquo_protocol::text::is_terminal_unsafe(*c))
-        .collect();
-    let clean = clean.trim_start_matches(['.', ' ']).trim_end();
-    match Path::new(clean).components().next() {
-        Some(Component::Normal(_)) => clean.to_owned(),
-        _ => "attachment".to_owned(),
-    }
-}
-
-/// `dir/name`, or `dir/name (2).ext`, … for the first that `exists` says is
-/// free (the save key's target: a name never overwrites a file).
-pub fn unique_path(dir: &Path, name: &str, exists: impl Fn(&Path) -> bool) -> PathBuf {
-    let name = safe_file_name(name);
-    let first = dir.join(&name);
-    if !exists(&first) {
-        return first;
-    }
-    let (stem, ext) = match name.rfind('.').filter(|&i| i > 0) {
-        Some(i) => (&name[..i], &name[i..]),
-        None => (name.as_str(), ""),
-    };
-    (2..10_000)
-        .map(|n| dir.join(format!("{stem} ({n}){ext}")))
-        .find(|p| !exists(p))
-        .unwrap_or(first)
 }
 
 /// The content types the preview decodes (by their bytes, not this name:
@@ -474,30 +422,6 @@ mod tests {
 
     #[test]
     fn sizes_names_and_targets() {
-        assert_eq!(human_size(0), "0 B");
-        assert_eq!(human_size(999), "999 B");
-        assert_eq!(human_size(2_100_000), "2.1 MB");
-        assert_eq!(human_size(12_345), "12.3 kB");
-        assert_eq!(human_size(150_000_000), "150 MB");
-        assert_eq!(human_size(999_999), "1.0 MB");
-        assert_eq!(human_size(u64::MAX), "18447 PB");
-        assert_eq!(safe_file_name("../../etc/passwd"), "passwd");
-        assert_eq!(safe_file_name("a\\b\u{1b}[2J.txt"), "b[2J.txt");
-        assert_eq!(safe_file_name(".."), "attachment");
-        assert_eq!(safe_file_name(".bashrc"), "bashrc", "never a hidden file");
-        assert_eq!(safe_file_name("..."), "attachment");
-        assert_eq!(safe_file_name(""), "attachment");
-        assert_eq!(safe_file_name("\u{202e}gpj.exe"), "gpj.exe");
-        let taken = ["/d/a.png", "/d/a (2).png"];
-        let exists = |p: &Path| taken.iter().any(|t| Path::new(t) == p);
-        assert_eq!(
-            unique_path(Path::new("/d"), "a.png", exists),
-            Path::new("/d/a (3).png")
-        );
-        assert_eq!(
-            unique_path(Path::new("/d"), "../b", exists),
-            Path::new("/d/b")
-        );
         assert!(previewable("image/PNG"));
         assert!(!previewable("image/svg+xml"));
     }

@@ -11,7 +11,6 @@
 //! the last `seq` it saw, so no notification is lost or repeated.
 
 use quicproquo_protocol::backoff::Backoff;
-use std::path::Path;
 use std::time::Duration;
 
 use quicproquo_protocol::ipc::client::CallError;
@@ -314,7 +313,9 @@ async fn call(client: &IpcClient, r: Request) -> CallResult {
             let _ = tokio::fs::create_dir_all(&dir).await;
             // The daemon refuses to overwrite (no `overwrite`), so a file
             // appearing meanwhile is an error, never lost.
-            let path = crate::attach::unique_path(&dir, &name, Path::exists);
+            let path = quicproquo_protocol::file_names::free_path(&dir, &name, "attachment", |p| {
+                p.symlink_metadata().is_ok()
+            });
             let params = DownloadParams {
                 conversation: conversation.into(),
                 id,

@@ -28,7 +28,6 @@ use quicproquo_protocol::ipc::values::{
 use quicproquo_protocol::ipc::Notification;
 use sha2::{Digest, Sha256};
 
-use super::export::files::safe_name;
 use super::messages::{print_changed, text_argument};
 use super::recv::{reconnect, stop::Stop};
 use crate::cli::{DownloadArgs, SendArgs};
@@ -38,6 +37,7 @@ use crate::output::event::transfer_ended;
 use crate::output::progress::Progress;
 use crate::output::Out;
 use crate::session::Session;
+use quicproquo_protocol::file_names::{self, free_path};
 
 /// What a default download is called when the sender's name leaves
 /// nothing usable.
@@ -263,32 +263,23 @@ fn download_path(
 }
 
 /// `path`, or the first of `stem (1).ext`, `stem (2).ext`… that does not
-/// exist.
+/// exist (`protocol::file_names::free_path`, the rule everywhere).
 fn unique(path: &Path) -> PathBuf {
-    if path.symlink_metadata().is_err() {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return path.to_owned();
-    }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let (stem, ext) = match name.rfind('.') {
-        Some(dot) if dot > 0 => name.split_at(dot),
-        _ => (name.as_str(), ""),
     };
-    (1u32..)
-        .map(|n| path.with_file_name(format!("{stem} ({n}){ext}")))
-        .find(|p| p.symlink_metadata().is_err())
-        .unwrap_or_else(|| path.to_owned())
+    free_path(dir, &name.to_string_lossy(), FALLBACK_NAME, |p| {
+        p.symlink_metadata().is_ok()
+    })
 }
 
 /// A file name from a peer made safe to create in a directory of ours:
-/// the export's rule ([`safe_name`]): one component (separators become
+/// `protocol::file_names`' rule: one component (separators become
 /// `_`), no control or bidi characters, no leading dot (no hidden
 /// `.bashrc` in the home directory), bounded, no device name. The daemon
 /// already refuses worse names; this does not rely on it.
 pub fn safe_file_name(name: &str) -> String {
-    safe_name(name, FALLBACK_NAME)
+    file_names::safe_file_name(name, FALLBACK_NAME)
 }
 
 /// `path` made absolute against our working directory (qpqd has its own).

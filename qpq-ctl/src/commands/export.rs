@@ -334,6 +334,9 @@ async fn export_one(
     let mut used_names = HashSet::new();
     let mut pages = spool.into_pages().map_err(spool_error)?;
     while let Some(page) = pages.next_page().map_err(spool_error)? {
+        // Writing a page awaits nothing unless a message has edits or a
+        // file: yield, so an interruption is seen between pages.
+        tokio::task::yield_now().await;
         for m in &page {
             let edits = if m.meta.edited {
                 edits(client, &reference, m.id).await?

@@ -6,7 +6,8 @@
 //! the three formats and compared with snapshot files; a group whose
 //! peer-chosen name is a path with `<script>` in it gets a safe file name
 //! and an escaped page; an earlier export is not overwritten without
-//! `--force`. And, with `--ignored`, the figure: 100,000 messages.
+//! `--force`; a tampered file is listed as corrupt; an interrupted export
+//! leaves no file. And, with `--ignored`, the figure: 100,000 messages.
 //!
 //! Snapshots (`snapshots/export-team.{jsonl,md,html}`) are compared after
 //! [`normalise`]; `QPQ_UPDATE_SNAPSHOTS=1` writes them instead (then read
@@ -557,6 +558,42 @@ async fn figure_export_of_a_long_history() {
             .unwrap_or_default();
         println!("{size} messages: qpqd's peak RSS since its start {hwm}");
     }
+}
+
+/// An export stopped by SIGTERM while it writes leaves nothing behind: the
+/// conversation's temporary file goes with it, and no file under the
+/// conversation's name claims to be an export.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_export_leaves_no_file() {
+    let srv = Server::start().await;
+    let root = crate::harness::root();
+    let [alice, bob] = User::registered(root.path(), &srv, ["alice", "bob"]).await;
+    team(&alice, &bob).await;
+    alice.ok(&["daemon", "stop"]).await;
+    // Long enough that writing it takes a while, in a debug build too.
+    fill(&alice.home, "alice's state passphrase", 30_000);
+    alice.ok(&["daemon", "start"]).await;
+    let dir = root.path().join("export");
+    let (mut child, _stdout) = alice.spawn(&[
+        "export",
+        "team",
+        "--format",
+        "html",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    // The page is being written once its temporary file is there.
+    eventually("the export writes its page", || async {
+        std::fs::read_dir(&dir).is_ok_and(|mut entries| {
+            entries.any(|e| {
+                e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with(".qpq-export-"))
+            })
+        })
+    })
+    .await;
+    assert_eq!(crate::harness::terminate(&mut child).await, 1);
+    let left = walk(&dir);
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// Adds `n` messages to team in the stopped daemon's state in `home`,

@@ -80,7 +80,7 @@ async fn attach_in_one_terminal_save_and_preview_in_the_other() {
     assert_eq!(std::fs::read(&saved).unwrap(), bytes, "byte-identical");
     // Saving again never overwrites: a second name.
     b.keys(&["s"]);
-    let second = downloads.join("quarterly report (2).bin");
+    let second = downloads.join("quarterly report (1).bin");
     eventually("the second copy is saved", || {
         let (path, want) = (second.clone(), bytes.clone());
         async move { (std::fs::read(&path).ok()? == want).then_some(()) }

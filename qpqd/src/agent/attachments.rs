@@ -49,6 +49,7 @@ use quicproquo_protocol::blob::{
     self, BlobError, BlobId, Decryptor, Descriptor, FileKey, DEFAULT_CHUNK_SIZE,
 };
 use quicproquo_protocol::errors::ErrorCode;
+use quicproquo_protocol::file_names;
 use quicproquo_protocol::ipc::methods::{AttachParams, DownloadParams};
 use quicproquo_protocol::ipc::notifications::{Notification, TransferUpdate};
 use quicproquo_protocol::ipc::values::{
@@ -837,7 +838,9 @@ impl Agent {
             None => {
                 let dir = self.options.data_dir.join("downloads");
                 private_dir(&dir).map_err(|e| file_error(&dir, "cannot be created", e))?;
-                unique_path(&dir, &stored.descriptor.file_name)
+                file_names::free_path(&dir, &stored.descriptor.file_name, "attachment", |p| {
+                    p.symlink_metadata().is_ok()
+                })
             }
         };
         let shown = target.to_string_lossy().into_owned();
@@ -1097,23 +1100,6 @@ fn check_target(target: &Path, overwrite: bool) -> AgentResult<()> {
     }
 }
 
-/// `dir/name`, or `dir/name (1).ext`, `(2)`, … : the first that is free.
-/// `name` passed `Descriptor::validate` (one path component).
-fn unique_path(dir: &Path, name: &str) -> PathBuf {
-    let first = dir.join(name);
-    if !first.exists() {
-        return first;
-    }
-    let (stem, ext) = match name.rsplit_once('.') {
-        Some((s, e)) if !s.is_empty() => (s, format!(".{e}")),
-        _ => (name, String::new()),
-    };
-    (1..)
-        .map(|n| dir.join(format!("{stem} ({n}){ext}")))
-        .find(|p| !p.exists())
-        .expect("some number is free")
-}
-
 /// Core operation: our unfinished uploads with where they go. One whose
 /// conversation we left fails at once.
 fn pending_uploads(c: &mut Core) -> AgentResult<Vec<Upload>> {
@@ -1190,28 +1176,6 @@ mod tests {
         assert_eq!(guess_content_type("report.pdf"), "application/pdf");
         assert_eq!(guess_content_type("noext"), "application/octet-stream");
         assert_eq!(guess_content_type("x.unknown"), "application/octet-stream");
-    }
-
-    #[test]
-    fn default_download_names_are_made_unique() {
-        let d = tempfile::tempdir().unwrap();
-        let first = unique_path(d.path(), "report.pdf");
-        assert_eq!(first, d.path().join("report.pdf"));
-        std::fs::write(&first, b"x").unwrap();
-        assert_eq!(
-            unique_path(d.path(), "report.pdf"),
-            d.path().join("report (1).pdf")
-        );
-        std::fs::write(d.path().join("report (1).pdf"), b"x").unwrap();
-        assert_eq!(
-            unique_path(d.path(), "report.pdf"),
-            d.path().join("report (2).pdf")
-        );
-        std::fs::write(d.path().join(".bashrc"), b"x").unwrap();
-        assert_eq!(
-            unique_path(d.path(), ".bashrc"),
-            d.path().join(".bashrc (1)")
-        );
     }
 
     #[test]
