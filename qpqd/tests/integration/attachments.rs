@@ -233,6 +233,10 @@ async fn a_file_reaches_two_members_byte_identical() {
     let copy = std::fs::read(&at).unwrap();
     assert_eq!(hex::encode(Sha256::digest(&copy)), a.sha256);
     assert_eq!(copy, bytes, "carol's copy");
+    // Asked again: the checked copy is there, nothing is fetched.
+    let again = download(&carol, "team", got.id, None).await.unwrap();
+    assert_eq!(again.state, TransferState::Downloaded);
+    assert_eq!(again.path.as_deref(), Some(at.to_str().unwrap()));
 }
 
 /// What a front-end may get wrong is a clear error, not a panic or a
