@@ -275,7 +275,7 @@ impl AttachmentX {
         let mut text = format!(
             "📎 {} ({}) — this version of qpq cannot receive files",
             d.file_name,
-            human_size(d.size)
+            quicproquo_protocol::file_names::human_size(d.size)
         );
         if !self.caption.is_empty() {
             text.push('\n');
@@ -293,22 +293,6 @@ impl AttachmentX {
         }
         Ok(())
     }
-}
-
-/// A size for people: "532 B", "2.1 MB" (decimal units, as file managers
-/// show them).
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
-    if bytes < 1000 {
-        return format!("{bytes} B");
-    }
-    let mut v = bytes as f64 / 1000.0;
-    let mut unit = 0;
-    while v >= 1000.0 && unit + 1 < UNITS.len() {
-        v /= 1000.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
 }
 
 fn version_of(kind: &str) -> Option<u32> {
@@ -797,9 +781,6 @@ mod tests {
             x.attachment().unwrap(),
             Known::Unsupported("attachment".into())
         );
-        assert_eq!(human_size(999), "999 B");
-        assert_eq!(human_size(1_500), "1.5 kB");
-        assert_eq!(human_size(3_000_000_000), "3.0 GB");
     }
 
     #[test]

@@ -78,12 +78,21 @@ const DOWNLOADS_IN_FLIGHT: usize = 4;
 #[derive(Default)]
 pub(crate) struct Transfers {
     /// Wakes the uploader (a new attachment, a retry).
-    pub(super) kick: Notify,
+    kick: Notify,
+    /// Set once a pass found nothing to upload, until something is
+    /// attached or retried: an idle uploader costs no core trip.
+    idle: std::sync::atomic::AtomicBool,
     /// Messages whose attachment is being downloaded now.
     downloading: std::sync::Mutex<HashSet<Id>>,
 }
 
 impl Transfers {
+    /// Something (may) wait to be uploaded: the uploader looks now.
+    pub(super) fn wake(&self) {
+        self.idle.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.kick.notify_one();
+    }
+
     fn downloading(&self) -> std::sync::MutexGuard<'_, HashSet<Id>> {
         self.downloading.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -562,7 +571,7 @@ impl Agent {
             }
         };
         self.publish(vec![ev]);
-        self.transfers.kick.notify_one();
+        self.transfers.wake();
         Ok(msg)
     }
 
@@ -614,8 +623,16 @@ impl Agent {
     /// Every unfinished upload, oldest first; stops at the first failure
     /// that may pass (tried again after a back-off).
     async fn upload_all(&self, link: &Link) -> AgentResult<()> {
+        use std::sync::atomic::Ordering;
+        if self.transfers.idle.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         let core = self.core()?;
-        let uploads = core.run(pending_uploads).await?;
+        // Cleared before the look, so an attach meanwhile is not missed.
+        self.transfers.idle.store(true, Ordering::SeqCst);
+        let uploads = core.run(pending_uploads).await.inspect_err(|_| {
+            self.transfers.idle.store(false, Ordering::SeqCst);
+        })?;
         for u in uploads {
             if self.is_shutting_down() {
                 return Ok(());
@@ -623,7 +640,10 @@ impl Agent {
             let moving = u.moving();
             match self.upload_one(link, &u).await {
                 Ok(()) => {}
-                Err(Ended::Later(e)) => return Err(e),
+                Err(Ended::Later(e)) => {
+                    self.transfers.idle.store(false, Ordering::SeqCst);
+                    return Err(e);
+                }
                 Err(Ended::Failed(state, reason)) => {
                     tracing::warn!(%reason, "an upload failed; the message waits to be retried or discarded");
                     let events = core
@@ -789,9 +809,10 @@ impl Agent {
             })
             .await?;
         match stored.state {
-            TransferState::Uploading => {
+            // Ours, not on the server (yet).
+            _ if stored.spool.is_some() => {
                 return Err(AgentError::InvalidInput(
-                    "this attachment is still being uploaded".into(),
+                    "this attachment is not uploaded (yet): nothing to download".into(),
                 ))
             }
             TransferState::Expired => {

@@ -251,7 +251,7 @@ impl Agent {
         self.queues().clear(msg.conversation);
         self.publish(vec![ev]);
         self.outbox_kick.notify_one();
-        self.transfers.kick.notify_one();
+        self.transfers.wake();
         Ok(shown)
     }
 

@@ -242,3 +242,81 @@ pub fn forget(c: &Connection, message: Id) -> rusqlite::Result<()> {
     c.execute("DELETE FROM attachments WHERE message = ?1", [message])?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::messages::{self, Deleted, Message, State};
+
+    fn with_file(c: &Connection, conv: Id, state: TransferState) -> Id {
+        let m = Message {
+            id: Id::random(),
+            conversation: conv,
+            sender: "alice".into(),
+            timestamp_ms: 1,
+            text: "caption".into(),
+            outgoing: false,
+            state: State::Received,
+            extra: Default::default(),
+        };
+        messages::insert(c, &m).unwrap();
+        let a = Stored {
+            message: m.id,
+            descriptor: Descriptor {
+                blob_id: BlobId([3; 16]),
+                key: FileKey::from_bytes([5; 32]),
+                size: 10,
+                chunk_size: 1024,
+                sha256: [6; 32],
+                file_name: "a.txt".into(),
+                content_type: "text/plain".into(),
+            },
+            state,
+            path: None,
+            error: None,
+            spool: None,
+        };
+        assert!(insert(c, &a, None).unwrap());
+        assert!(!insert(c, &a, None).unwrap(), "a redelivery adds nothing");
+        m.id
+    }
+
+    /// The row (and its key) goes with its message however it goes:
+    /// removed (expiry, discard, account deletion), deleted for me or for
+    /// everyone. What is read back is what was stored.
+    #[test]
+    fn the_key_goes_with_its_message() {
+        let (_d, c, conv) = crate::db::test_db_with_team();
+        let kept = with_file(&c, conv, TransferState::Available);
+        let got = get(&c, kept).unwrap().unwrap();
+        assert_eq!(got.descriptor.key.expose(), &[5; 32]);
+        assert_eq!(got.view().sha256, hex::encode([6; 32]));
+        let views = views_of(&c, &[kept, Id::random()]).unwrap();
+        assert_eq!(views.len(), 1);
+
+        let removed = with_file(&c, conv, TransferState::Available);
+        c.execute("DELETE FROM messages WHERE id = ?1", [removed])
+            .unwrap();
+        assert!(get(&c, removed).unwrap().is_none(), "cascaded");
+        for scope in [Deleted::ForMe, Deleted::ForEveryone] {
+            let id = with_file(&c, conv, TransferState::Downloaded);
+            crate::db::actions::delete(&c, id, scope).unwrap();
+            assert!(get(&c, id).unwrap().is_none(), "{scope:?}");
+        }
+        assert!(get(&c, kept).unwrap().is_some());
+    }
+
+    /// Downloads under way when the daemon stopped fail, and their `.part`
+    /// files are handed back once.
+    #[test]
+    fn interrupted_downloads_fail_and_name_their_part_files() {
+        let (_d, c, conv) = crate::db::test_db_with_team();
+        let id = with_file(&c, conv, TransferState::Downloading);
+        set_part(&c, id, Some("/tmp/x.part")).unwrap();
+        assert_eq!(interrupted_downloads(&c).unwrap(), ["/tmp/x.part"]);
+        let a = get(&c, id).unwrap().unwrap();
+        assert_eq!(a.state, TransferState::Failed);
+        assert!(a.error.unwrap().contains("interrupted"));
+        assert!(interrupted_downloads(&c).unwrap().is_empty());
+    }
+}

@@ -155,10 +155,11 @@ async fn team<const N: usize>(root: &Path, srv: &Server, names: [&str; N]) -> [D
     ds
 }
 
-/// alice attaches a file with a caption; bob and carol get the message
-/// (`available`, the caption as its text, name, size, type and hash) and
-/// download it byte-identical: one to a path of his choosing, the other to
-/// the daemon's download directory under the sender's name.
+/// alice attaches a file with a caption, answering a message; bob and
+/// carol get it (`available`, the caption as its text, name, size, type and
+/// hash, the quote — in the `message` notification, `history` and
+/// `search`) and download it byte-identical: one to a path of his choosing,
+/// the other to the daemon's download directory under the sender's name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_reaches_two_members_byte_identical() {
     let srv = Server::start().await;
@@ -168,11 +169,14 @@ async fn a_file_reaches_two_members_byte_identical() {
     let (path, bytes) = sample_file(files.path(), "report.pdf", 3 * 1024 * 1024 + 17);
     let mut alice_events = alice.client.subscribe(None).await.unwrap();
     let mut bob_events = bob.client.subscribe(None).await.unwrap();
+    let asked = bob.send("team", "where is the report?").await.unwrap();
+    alice.wait_for("team", "where is the report?").await;
 
     let sent = attach(
         &alice,
         AttachParams {
             caption: "the report".into(),
+            reply_to: Some(asked.id),
             ..attach_params("team", &path)
         },
     )
@@ -192,7 +196,16 @@ async fn a_file_reaches_two_members_byte_identical() {
     // The spool is emptied once the server has the file.
     assert_eq!(spool_files(&alice), 0);
 
-    let got = bob.wait_for("team", "the report").await;
+    let got = next_matching("the message", &mut bob_events, |n| match n {
+        Notification::Message(m) if m.message.id == sent.id => Some(m.message),
+        _ => None,
+    })
+    .await;
+    assert_eq!(got.text, "the report");
+    assert_eq!(got.meta.reply_to.as_ref().map(|q| q.id), Some(asked.id));
+    let found = crate::harness::search(&bob, "report").await;
+    let found = found.iter().find(|m| m.id == sent.id).unwrap();
+    assert_eq!(found.meta.attachment, got.meta.attachment);
     let theirs = got.meta.attachment.clone().unwrap();
     assert_eq!(theirs.state, TransferState::Available);
     assert_eq!(
@@ -220,6 +233,10 @@ async fn a_file_reaches_two_members_byte_identical() {
     let copy = std::fs::read(&at).unwrap();
     assert_eq!(hex::encode(Sha256::digest(&copy)), a.sha256);
     assert_eq!(copy, bytes, "carol's copy");
+    // Asked again: the checked copy is there, nothing is fetched.
+    let again = download(&carol, "team", got.id, None).await.unwrap();
+    assert_eq!(again.state, TransferState::Downloaded);
+    assert_eq!(again.path.as_deref(), Some(at.to_str().unwrap()));
 }
 
 /// What a front-end may get wrong is a clear error, not a panic or a
