@@ -235,7 +235,7 @@ impl Envelope {
 }
 
 /// A file sent with a message (issue 18), carried in a `text`'s `x` whose
-/// `text` is a fallback for daemons before this release ([`fallback`]):
+/// `text` is a fallback for daemons before this release ([`AttachmentX::fallback`]):
 /// what a member needs to fetch and open it, and the caption.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttachmentX {
