@@ -91,7 +91,7 @@ pub fn human_size(bytes: u64) -> String {
 }
 
 /// `("report", ".pdf")`; an extension is letters and digits after the last
-/// dot, at most [`MAX_EXTENSION`] bytes, and not the whole name.
+/// dot, at most 16 bytes with the dot, and not the whole name.
 pub fn split_extension(name: &str) -> (&str, &str) {
     match name.rfind('.') {
         Some(i)
