@@ -146,7 +146,7 @@ impl BlobExpiry {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BlobStoreError {
-    #[error("the file is {size} bytes; this server takes files up to {max} bytes")]
+    #[error("the file is {size} bytes encrypted (padded, with a tag per chunk); this server takes up to {max} bytes encrypted")]
     TooLarge { size: u64, max: u64 },
     #[error("storage quota exceeded: {used} of {quota} bytes used, the file needs {size}")]
     QuotaExceeded { used: u64, quota: u64, size: u64 },
