@@ -812,7 +812,7 @@ mod tests {
         assert!(
             html.contains(
                 "<img src=\"team-files/_b_pic__b_%201.png\" alt=\"&lt;b&gt;pic&lt;/b&gt; 1.png\">"
-            ) && html.contains("1.5 KiB · image/png"),
+            ) && html.contains("1.5 kB · image/png"),
             "{html}"
         );
         let md = render(ExportFormat::Markdown, &entry);
