@@ -22,10 +22,15 @@ use crate::{agent, home, TestServer};
 /// The `qpqd` binary of the build the running test belongs to, built (or
 /// found up to date) by cargo once per test process. Cargo builds only the
 /// tested package's own binaries for its tests; this builds qpqd with the
-/// same cargo, profile and target directory.
+/// same cargo, profile and target directory. `QPQ_QPQD_BIN` names another
+/// (a bench binary run by hand, without cargo).
 pub fn qpqd_binary() -> &'static Path {
     static QPQD: OnceLock<PathBuf> = OnceLock::new();
     QPQD.get_or_init(|| {
+        // A bench run as a bare executable names the binary it measures.
+        if let Some(bin) = std::env::var_os("QPQ_QPQD_BIN").map(PathBuf::from) {
+            return bin;
+        }
         let exe = std::env::current_exe().expect("the test's own path");
         // target/<profile>/deps/<test> or target/<profile>/<bin>
         let mut bin_dir = exe.parent().expect("the test has a directory");

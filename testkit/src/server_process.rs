@@ -60,7 +60,7 @@ impl ServerProcess {
         let mut child = command
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("QPQ_DATA_DIR", data_dir)
+            .env("QPQ_SERVER_DATA_DIR", data_dir)
             .env("QPQ_LOG", "warn")
             .args(["--listen", "127.0.0.1:0"])
             .stdin(Stdio::null())

@@ -84,7 +84,8 @@ notifications! {
     /// group), or it became inactive.
     Conversation = "conversation" (ConversationUpdate);
     /// An attachment's upload or download moved on: at its start, at most
-    /// every 1 % of the file or 250 ms in between, and at its end.
+    /// every 250 ms in between (once 1 % more moved, or every 5 s while
+    /// anything moves), and at its end.
     Transfer = "transfer" (TransferUpdate);
 }
 

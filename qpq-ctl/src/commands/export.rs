@@ -52,7 +52,7 @@ mod jsonl;
 mod markdown;
 
 /// How long a download may go without a `transfer` notification before
-/// it is given up (the daemon sends one at least every 1 % or 250 ms).
+/// it is given up (the daemon sends one at least every 5 s while anything moves).
 const STALLED: Duration = Duration::from_secs(60);
 
 /// What the format writers get about the conversation, before its messages.

@@ -4,7 +4,7 @@
 //! JSON. Anywhere else (a pipe, a log file, a script's `2>&1`) nothing at
 //! all is drawn — no `\r`, no escape sequences — so a script's stderr
 //! holds only a real error. The bar follows the daemon's `transfer`
-//! notifications (at most every 1 % or 250 ms), so it never outruns them.
+//! notifications (at most every 250 ms), so it never outruns them.
 
 use std::io::IsTerminal;
 use std::time::Duration;

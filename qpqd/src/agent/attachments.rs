@@ -35,7 +35,8 @@
 //! over when asked again. The server's E054 makes it `expired`.
 //!
 //! Every step is said in `transfer` notifications: at the start, at most
-//! every 1 % of the file or 250 ms, and at the end.
+//! every 250 ms (once 1 % more moved, or every 5 s while anything moves),
+//! and at the end.
 
 use std::collections::{HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -214,10 +215,16 @@ impl Progress {
         }
     }
 
+    /// At most every 250 ms: once 1 % more moved, or every 5 s while
+    /// anything moves (a slow transfer still shows it is alive). Each one is
+    /// a write to the notification log, and a fast transfer (100 MiB in a
+    /// second on loopback) must not spend its time logging 100 of them.
     fn due(&mut self, done: u64) -> bool {
         let step = (self.total / 100).max(1);
-        let due = done >= self.last_done + step
-            || (done > self.last_done && self.last_at.elapsed() >= Duration::from_millis(250));
+        let since = self.last_at.elapsed();
+        let due = done > self.last_done
+            && since >= Duration::from_millis(250)
+            && (done >= self.last_done + step || since >= Duration::from_secs(5));
         if due {
             self.last_done = done;
             self.last_at = Instant::now();
@@ -1179,13 +1186,19 @@ mod tests {
     }
 
     #[test]
-    fn progress_is_due_every_percent_or_quarter_second() {
+    fn progress_is_due_at_most_every_quarter_second_and_percent() {
         let mut p = Progress::new(1000, 0);
-        assert!(!p.due(5), "less than 1 %, at once");
-        assert!(p.due(10));
-        assert!(!p.due(10), "nothing new");
+        assert!(!p.due(500), "half the file, but at once");
         p.last_at = Instant::now() - Duration::from_millis(300);
-        assert!(p.due(11), "a quarter second later");
+        assert!(!p.due(5), "a quarter second later, less than 1 % more");
+        assert!(p.due(10));
+        assert!(!p.due(20), "1 % more, at once");
+        p.last_at = Instant::now() - Duration::from_millis(300);
+        assert!(p.due(20), "both");
+        p.last_at = Instant::now() - Duration::from_secs(6);
+        assert!(p.due(21), "a slow transfer, every 5 s");
+        p.last_at = Instant::now() - Duration::from_secs(6);
+        assert!(!p.due(21), "nothing moved");
     }
 
     #[test]
