@@ -6,7 +6,7 @@
 //! image previews on a third of them), measured in the same run against the
 //! plain baseline. `cargo bench -p quicproquo-tui --bench
 //! render`.
-//! Results and the start-up figure: qpq-tui/BENCHMARKS.md.
+//! Results and the start-up figure: BENCHMARKS.md at the repository root.
 
 #![allow(clippy::unwrap_used)]
 
