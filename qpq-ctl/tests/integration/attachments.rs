@@ -400,6 +400,18 @@ async fn downloads_of_what_is_not_a_file() {
     assert!(r.stderr.contains("no message"), "{}", r.stderr);
 }
 
+/// `download --json` of alice's file `id` into `target` ends with `status`
+/// and the JSON error of that `kind`.
+async fn download_refused(bob: &User, id: &str, target: &Path, status: i32, kind: &str) {
+    let target = target.to_str().unwrap();
+    let r = bob
+        .run(&["--json", "download", "@alice", id, "-o", target])
+        .await
+        .expect(status);
+    let err: Value = serde_json::from_str(&r.stderr).unwrap();
+    assert_eq!(err["error"]["kind"], kind, "{err}");
+}
+
 /// A file changed on the server fails its check on the way down: status 14,
 /// and nothing at the path, not even a part of it. A file the server no
 /// longer has: status 15.
@@ -440,19 +452,7 @@ async fn a_tampered_file_is_corrupt_and_a_deleted_one_expired() {
         .await
         .expect(14);
     assert!(r.stderr.contains("integrity check"), "{}", r.stderr);
-    let r = bob
-        .run(&[
-            "--json",
-            "download",
-            "@alice",
-            &id,
-            "-o",
-            target.to_str().unwrap(),
-        ])
-        .await
-        .expect(14);
-    let err: Value = serde_json::from_str(&r.stderr).unwrap();
-    assert_eq!(err["error"]["kind"], "corrupt", "{err}");
+    download_refused(&bob, &id, &target, 14, "corrupt").await;
     let left: Vec<_> = std::fs::read_dir(&bob.home)
         .unwrap()
         .filter_map(Result::ok)
@@ -467,19 +467,7 @@ async fn a_tampered_file_is_corrupt_and_a_deleted_one_expired() {
     drop(db);
     std::fs::remove_file(&stored[0]).unwrap();
     for _ in 0..2 {
-        let r = bob
-            .run(&[
-                "--json",
-                "download",
-                "@alice",
-                &id,
-                "-o",
-                target.to_str().unwrap(),
-            ])
-            .await
-            .expect(15);
-        let err: Value = serde_json::from_str(&r.stderr).unwrap();
-        assert_eq!(err["error"]["kind"], "expired", "{err}");
+        download_refused(&bob, &id, &target, 15, "expired").await;
         assert!(!target.exists());
     }
     let people = bob.ok(&["history", "@alice"]).await;
