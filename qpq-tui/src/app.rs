@@ -269,6 +269,9 @@ pub enum NoticeLevel {
 pub struct Notice {
     pub level: NoticeLevel,
     pub text: String,
+    /// Said of something else than the user's last action (someone joined,
+    /// the connection came back): it never hides the answer to that action.
+    pub news: bool,
 }
 
 /// An attachment moving (from `transfer` notifications): what the
@@ -320,6 +323,9 @@ pub struct App {
     pub editor: Editor,
     pub overlay: Option<Overlay>,
     pub notice: Option<Notice>,
+    /// The latest news that came while the answer to the user's action was
+    /// shown: it shows once that answer is dismissed.
+    pub held_news: Option<Notice>,
     /// Users whose identity key changed since it was last verified.
     pub changed_keys: HashSet<String>,
     pub completing: Option<Completing>,
@@ -378,6 +384,7 @@ impl App {
             editor: Editor::default(),
             overlay: None,
             notice: None,
+            held_news: None,
             changed_keys: HashSet::new(),
             completing: None,
             quit: false,
@@ -495,17 +502,35 @@ impl App {
         })
     }
 
+    /// The answer to the user's own action (it replaces what is shown).
     pub fn info(&mut self, text: impl Into<String>) {
-        self.notice = Some(Notice {
-            level: NoticeLevel::Info,
-            text: text.into(),
-        });
+        self.say(NoticeLevel::Info, text.into(), false);
     }
 
+    /// A refusal or a failure (it replaces what is shown).
     pub fn error(&mut self, text: impl Into<String>) {
-        self.notice = Some(Notice {
-            level: NoticeLevel::Error,
-            text: text.into(),
-        });
+        self.say(NoticeLevel::Error, text.into(), false);
+    }
+
+    /// Something that happened by itself (a member joined, a key changed
+    /// elsewhere, the connection came back). It never replaces the answer
+    /// to the user's last action, which they may not have read yet: it
+    /// waits until that one is dismissed ([`App::dismiss_notice`]).
+    pub fn news(&mut self, text: impl Into<String>) {
+        self.say(NoticeLevel::Info, text.into(), true);
+    }
+
+    /// The user moved on (Esc, a message or a command sent): the notice
+    /// goes, and news that waited behind it shows.
+    pub fn dismiss_notice(&mut self) {
+        self.notice = self.held_news.take();
+    }
+
+    fn say(&mut self, level: NoticeLevel, text: String, news: bool) {
+        let notice = Notice { level, text, news };
+        match &self.notice {
+            Some(shown) if news && !shown.news => self.held_news = Some(notice),
+            _ => self.notice = Some(notice),
+        }
     }
 }

@@ -218,7 +218,7 @@ fn download(conversation: ConversationId, id: MessageId) -> Effect {
 pub(super) fn attached(app: &mut App, m: Message) {
     let (conversation, id) = (m.conversation, m.id);
     app.timelines.entry(conversation).or_default().push(m);
-    app.notice = None;
+    app.dismiss_notice();
     unstash(app, conversation, id);
 }
 

@@ -34,7 +34,7 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
             pick_screen(app, fx);
             if is_main(app) {
                 if was_gone {
-                    app.info("Connected to qpqd again.");
+                    app.news("Connected to qpqd again.");
                 }
                 fx.push(Effect::call(Call::Conversations(NoParams {})));
                 // What failed while it was gone is asked again.
@@ -224,7 +224,7 @@ pub(super) fn event(app: &mut App, ev: DaemonEvent, fx: &mut Vec<Effect>) {
                 },
                 other => *other = Loadable::Ready(vec![c]),
             }
-            app.notice = None;
+            app.dismiss_notice();
             select(app, id, fx);
         }
         DaemonEvent::Members {
@@ -450,7 +450,7 @@ fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
             let title = app
                 .conversation(change.conversation)
                 .map_or_else(|| "a group".to_owned(), |c| app.title(c));
-            app.info(format!("{title}: {who} {verb}"));
+            app.news(format!("{title}: {who} {verb}"));
             fx.push(Effect::call(Call::Conversations(NoParams {})));
             if app.show_members && app.selected == Some(change.conversation) {
                 request_members(app, change.conversation, fx);
@@ -483,7 +483,7 @@ fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
                 s.connection = c.state;
             }
             if !c.detail.is_empty() {
-                app.info(c.detail);
+                app.news(c.detail);
             }
         }
         Notification::Identity(i) => {
@@ -499,7 +499,7 @@ fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
                 i.from, i.name, i.reason
             )),
             InvitationState::Pending => {
-                app.info(format!("{} invites you to {}: /invites", i.from, i.name));
+                app.news(format!("{} invites you to {}: /invites", i.from, i.name));
                 // The prompt, with the members and their trust state.
                 fx.push(Effect::call(Call::Invites(NoParams {})));
             }
@@ -557,7 +557,7 @@ fn notification(app: &mut App, n: Notification, fx: &mut Vec<Effect>) {
                 Some(c) if !here => format!("{}: {what}", app.title(c)),
                 _ => what,
             };
-            app.info(text);
+            app.news(text);
         }
         Notification::Conversation(c) => {
             let c = c.conversation;

@@ -196,10 +196,10 @@ fn main_key(app: &mut App, key: KeyEvent, mut bound: Option<KeyAction>, fx: &mut
             if let Some(Compose::Edit { .. }) = app.compose.take() {
                 app.editor.take();
             }
-            app.notice = None;
+            app.dismiss_notice();
         }
         KeyCode::Esc => {
-            app.notice = None;
+            app.dismiss_notice();
             app.selecting = false;
             if let Some(id) = app.selected {
                 if let Some(tl) = app.timelines.get_mut(&id) {
@@ -321,7 +321,7 @@ fn submit(app: &mut App, fx: &mut Vec<Effect>) {
                 return;
             };
             stop_typing(app, fx);
-            app.notice = None;
+            app.dismiss_notice();
             let reply_to = match app.compose.take() {
                 Some(Compose::Edit { conversation, id }) => {
                     app.editor.take();
@@ -353,7 +353,7 @@ fn submit(app: &mut App, fx: &mut Vec<Effect>) {
             })));
         }
         Ok(Input::Command(cmd)) => {
-            app.notice = None;
+            app.dismiss_notice();
             // A command refused here keeps its text for fixing.
             if run(app, cmd, fx) {
                 app.editor.remember(&text);

@@ -681,6 +681,49 @@ fn the_daemon_going_away_and_coming_back() {
     assert_eq!(app.timeline().unwrap().len(), 4, "the history stays");
 }
 
+/// bob re-keys (news from the daemon) just after alice's command was
+/// refused: the refusal stays on the status bar until she dismisses it, and
+/// the news shows then. (CI once saw "Not attached: …" replaced by
+/// "@bob: bob rekeyed" before anyone could read it.)
+#[test]
+fn news_waits_behind_the_answer_to_the_users_action() {
+    use quicproquo_protocol::ipc::notifications::MembershipChange;
+    use quicproquo_protocol::ipc::values::MembershipEvent;
+    let rekeyed = |app: &mut App, seq: u64| {
+        daemon(
+            app,
+            DaemonEvent::Notification(Notification::Membership(MembershipChange {
+                seq: Seq(seq),
+                conversation: TEAM,
+                event: MembershipEvent::Rekeyed,
+                members: vec!["bob".into()],
+                by: "bob".into(),
+            })),
+        );
+    };
+    let shown = |app: &App| app.notice.as_ref().map(|n| n.text.clone());
+    let mut app = app(80, 20);
+    // With nothing shown, news shows at once; later news replaces it.
+    rekeyed(&mut app, 100);
+    assert_eq!(shown(&app).as_deref(), Some("#team: bob rekeyed"));
+    typed(&mut app, "/frobnicate");
+    key(&mut app, KeyCode::Enter);
+    let refusal = shown(&app).expect("the refusal is shown");
+    assert!(refusal.contains("frobnicate"), "{refusal}");
+    rekeyed(&mut app, 101);
+    assert_eq!(shown(&app), Some(refusal), "the refusal is not hidden");
+    assert!(
+        screen(&app).contains("unknown command /f"),
+        "{}",
+        screen(&app)
+    );
+    // Esc dismisses it, and the news that waited shows.
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(shown(&app).as_deref(), Some("#team: bob rekeyed"));
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(shown(&app), None);
+}
+
 #[test]
 fn first_run_registers_then_opens_the_main_screen() {
     let mut app = loading_app(80, 24);
