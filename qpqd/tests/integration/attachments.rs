@@ -372,13 +372,15 @@ fn only_blob(srv: &Server) -> (PathBuf, BlobId) {
     found.into_iter().next().unwrap()
 }
 
-/// The bytes the server has stored of blob `id` (its resume point).
+/// The bytes the server has written of blob `id` (its `.part` while the
+/// upload goes on). Not the recorded resume point in its metadata: that
+/// moves only every `SYNC_EVERY` bytes, when they are fsynced.
 fn stored_on_server(srv: &Server, id: BlobId) -> u64 {
-    let db = rusqlite::Connection::open(srv.config.data_dir.join("blobs/blobs.sqlite3")).unwrap();
-    db.query_row("SELECT stored FROM blobs WHERE id = ?1", [&id.0[..]], |r| {
-        r.get::<_, i64>(0)
-    })
-    .unwrap_or(0) as u64
+    let dir = srv.config.data_dir.join("blobs");
+    [format!("{id}.part"), id.to_string()]
+        .iter()
+        .find_map(|name| std::fs::metadata(dir.join(name)).ok())
+        .map_or(0, |m| m.len())
 }
 
 /// How many of the `transfer` notifications of the upload of message `id`
