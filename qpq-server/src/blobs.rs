@@ -46,6 +46,7 @@
 //! fetched the message had as long to fetch the file. Both free the owner's
 //! quota.
 
+pub mod arrivals;
 mod backend;
 pub mod rules;
 

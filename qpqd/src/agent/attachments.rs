@@ -75,6 +75,38 @@ use crate::payload::{AttachmentX, MessageRef};
 /// busy while one is decrypted and written.
 const DOWNLOADS_IN_FLIGHT: usize = 4;
 
+/// Pieces of an upload sent at once.
+const UPLOADS_IN_FLIGHT: usize = 4;
+
+/// Upload pieces in flight, oldest first; those still running when it is
+/// dropped (a gap, a failure) are cancelled.
+#[derive(Default)]
+struct Flight(VecDeque<tokio::task::JoinHandle<Result<AgentResult<BlobState>, Ended>>>);
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        for piece in &self.0 {
+            piece.abort();
+        }
+    }
+}
+
+/// `len` bytes of the spool file at `offset`.
+async fn read_piece(file: Arc<File>, offset: u64, len: usize) -> Result<Vec<u8>, Ended> {
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; len];
+        std::os::unix::fs::FileExt::read_exact_at(&*file, &mut buf, offset).map(|_| buf)
+    })
+    .await
+    .map_err(AgentError::internal)?
+    .map_err(|e| {
+        Ended::Failed(
+            TransferState::Failed,
+            format!("the spool file is damaged: {e}"),
+        )
+    })
+}
+
 /// The uploader's and the downloads' state in memory.
 #[derive(Default)]
 pub(crate) struct Transfers {
@@ -666,8 +698,7 @@ impl Agent {
     async fn upload_one(&self, link: &Link, u: &Upload) -> Result<(), Ended> {
         let d = &u.stored.descriptor;
         let moving = u.moving();
-        let total_ct = d.ciphertext_len().map_err(AgentError::internal)?;
-        let mut st = self.create_blob(link, d, &u.group).await?;
+        let st = self.create_blob(link, d, &u.group).await?;
         if !st.finished {
             let Some(spool_name) = &u.stored.spool else {
                 return Err(Ended::Failed(
@@ -685,49 +716,7 @@ impl Agent {
             self.notify_transfer(moving, TransferState::Uploading, plain_done(d, st.stored))
                 .await;
             let mut progress = Progress::new(d.size, plain_done(d, st.stored));
-            let delay = test_piece_delay();
-            while st.stored < total_ct {
-                let offset = st.stored;
-                let len = (total_ct - offset).min(MAX_BLOB_CHUNK_BYTES as u64) as usize;
-                let f = Arc::clone(&file);
-                let data = tokio::task::spawn_blocking(move || {
-                    let mut buf = vec![0u8; len];
-                    std::os::unix::fs::FileExt::read_exact_at(&*f, &mut buf, offset).map(|_| buf)
-                })
-                .await
-                .map_err(AgentError::internal)?
-                .map_err(|e| {
-                    Ended::Failed(
-                        TransferState::Failed,
-                        format!("the spool file is damaged: {e}"),
-                    )
-                })?;
-                if let Some(delay) = delay {
-                    tokio::time::sleep(delay).await;
-                }
-                let answer = link
-                    .request(wire::BlobUpload {
-                        auth: self.token()?,
-                        blob: d.blob_id,
-                        offset,
-                        data,
-                    })
-                    .await
-                    .map_err(AgentError::from);
-                st = match answer {
-                    Ok(s) => s,
-                    // Not where the server is: ask where that is.
-                    Err(AgentError::Refused(w)) if w.code == ErrorCode::BlobGap => {
-                        self.create_blob(link, d, &u.group).await?
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                let done = plain_done(d, st.stored);
-                if progress.due(done) && done < d.size {
-                    self.notify_transfer(moving, TransferState::Uploading, done)
-                        .await;
-                }
-            }
+            self.send_pieces(link, u, &file, st, &mut progress).await?;
             link.request(wire::BlobFinish {
                 auth: self.token()?,
                 blob: d.blob_id,
@@ -746,6 +735,75 @@ impl Agent {
             let _ = std::fs::remove_file(self.spool_dir().join(spool_name));
         }
         self.outbox_kick.notify_one();
+        Ok(())
+    }
+
+    /// Sends `u`'s blob from `st.stored` to its end with a few pieces in
+    /// flight (the server orders pieces that overtake each other: one
+    /// round trip per MiB would set the pace otherwise). A gap (the server
+    /// restarted, or a piece waited too long) asks the server where to go
+    /// on and goes on from there.
+    async fn send_pieces(
+        &self,
+        link: &Link,
+        u: &Upload,
+        file: &Arc<File>,
+        mut st: BlobState,
+        progress: &mut Progress,
+    ) -> Result<(), Ended> {
+        let d = &u.stored.descriptor;
+        let total = d.ciphertext_len().map_err(AgentError::internal)?;
+        let delay = test_piece_delay();
+        // A test that slows the pieces wants them one after the other.
+        let in_flight = if delay.is_some() {
+            1
+        } else {
+            UPLOADS_IN_FLIGHT
+        };
+        let token = self.token()?;
+        'resume: while st.stored < total {
+            let mut flight = Flight::default();
+            let mut next = st.stored;
+            loop {
+                while flight.0.len() < in_flight && next < total {
+                    let len = (total - next).min(MAX_BLOB_CHUNK_BYTES as u64) as usize;
+                    let (offset, f, l) = (next, Arc::clone(file), link.clone());
+                    let (auth, blob) = (token.clone(), d.blob_id);
+                    flight.0.push_back(tokio::spawn(async move {
+                        let data = read_piece(f, offset, len).await?;
+                        if let Some(delay) = delay {
+                            tokio::time::sleep(delay).await;
+                        }
+                        let sent = wire::BlobUpload {
+                            auth,
+                            blob,
+                            offset,
+                            data,
+                        };
+                        Ok(l.request(sent).await.map_err(AgentError::from))
+                    }));
+                    next += len as u64;
+                }
+                let Some(piece) = flight.0.pop_front() else {
+                    continue 'resume;
+                };
+                st = match piece.await.map_err(AgentError::internal)?? {
+                    Ok(s) => s,
+                    // Not where the server is: ask where that is.
+                    Err(AgentError::Refused(w)) if w.code == ErrorCode::BlobGap => {
+                        drop(flight);
+                        st = self.create_blob(link, d, &u.group).await?;
+                        continue 'resume;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let done = plain_done(d, st.stored);
+                if progress.due(done) && done < d.size {
+                    self.notify_transfer(u.moving(), TransferState::Uploading, done)
+                        .await;
+                }
+            }
+        }
         Ok(())
     }
 
