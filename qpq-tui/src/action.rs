@@ -198,12 +198,12 @@ pub enum Effect {
     /// Hand a file to the desktop's opener (`xdg-open`, `open`).
     Open(PathBuf),
     /// Decode an image preview off the UI thread; `Action::Preview` answers.
-    /// With `kitty_id`, also a copy for the terminal under that id.
+    /// `target` says which sharper copy the terminal's graphics need.
     Decode {
         id: MessageId,
         path: PathBuf,
         max_bytes: u64,
-        kitty_id: Option<u32>,
+        target: crate::graphics::Target,
     },
     /// Write these bytes to the terminal before the next frame (an image
     /// sent through kitty's graphics protocol).

@@ -305,7 +305,9 @@ fn assert_each_part_stays_in_its_area(app: &App, form: &App) {
         (
             "messages",
             vec![a.messages],
-            Box::new(|f| messages::render(app, f, a.messages)),
+            Box::new(|f| {
+                messages::render(app, f, a.messages);
+            }),
         ),
         (
             "input",
