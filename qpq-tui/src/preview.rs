@@ -323,6 +323,46 @@ mod tests {
     }
 
     #[test]
+    fn iterm2_and_sixel_images_cover_exactly_the_half_blocks_cells() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("wide.png");
+        write_png(&p, 400, 100);
+        // 400×100 keeps its shape in 40×5 cells.
+        let pic = decode(&p, 10 << 20, Target::Iterm2 { cell_px: (8, 16) }).unwrap();
+        let img = pic.image.clone().unwrap();
+        assert_eq!((img.cols, img.rows), (40, 5));
+        assert_eq!((pic.width, pic.rows()), (40, 5), "the cells beneath");
+        assert!(pic.kitty.is_none() && pic.send.is_none());
+        let text = String::from_utf8(img.bytes).unwrap();
+        assert!(
+            text.starts_with("\x1b]1337;File=inline=1;size="),
+            "{text:.60}"
+        );
+        assert!(text.contains(";width=40;height=5;preserveAspectRatio=1:"));
+        // A PNG of the cells' pixels: 40×5 cells of 8×16.
+        let data = text.split_once(':').unwrap().1.trim_end_matches('\x07');
+        let png = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).unwrap();
+        let sharp = image::load_from_memory(&png).unwrap();
+        assert_eq!((sharp.width(), sharp.height()), (320, 80));
+
+        let pic = decode(&p, 10 << 20, Target::Sixel { cell_px: (8, 17) }).unwrap();
+        let img = pic.image.clone().unwrap();
+        assert_eq!((img.cols, img.rows, pic.rows()), (40, 5, 5));
+        let back = icy_sixel::SixelImage::decode(&img.bytes).unwrap();
+        // Never past its cells: 5 rows of 17 pixels are 85, 84 in bands.
+        assert!(
+            back.width <= 320 && back.height <= 84,
+            "{}×{}",
+            back.width,
+            back.height
+        );
+        assert_eq!(back.width, 320);
+        let px = |x: usize, y: usize| &back.pixels[(y * back.width + x) * 4..][..4];
+        assert_eq!(px(10, 10), [255, 0, 0, 255], "the left half red");
+        assert_eq!(px(300, 10)[3], 0, "the right half transparent");
+    }
+
+    #[test]
     fn bombs_liars_and_oversized_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         // A tiny PNG whose header claims 100,000 × 100,000 pixels.

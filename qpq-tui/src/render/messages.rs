@@ -588,7 +588,7 @@ fn visible(
         .into_iter()
         .filter_map(|(from_bottom, i)| {
             let row = total - from_bottom;
-            (row >= start && row + usize::from(i.rows) <= end).then_some(ImageAt {
+            (row >= start && row + usize::from(i.rows) <= end).then(|| ImageAt {
                 row: row - start,
                 ..i
             })
