@@ -33,6 +33,9 @@ pub enum Action {
         file: PastedFile,
     },
     Resize(u16, u16),
+    /// The terminal's cell size in pixels changed (a font size change comes
+    /// as a resize); sent before that resize.
+    CellSize(Option<(u32, u32)>),
     /// An image preview was decoded (or refused).
     Preview {
         id: MessageId,

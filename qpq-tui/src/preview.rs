@@ -16,7 +16,9 @@
 //! image over [`MAX_PIXELS`] or a decoder asking for more than
 //! [`MAX_DECODE_BYTES`] is refused before it can take the TUI's memory
 //! (a small file can claim a huge canvas). What is kept per message is
-//! the thumbnail only, a few kilobytes.
+//! the thumbnail, a few kilobytes, and for iTerm2 and sixel the encoded
+//! image painted over it (for a photo up to a few hundred kilobytes:
+//! painting it again must not cost an encode on the UI thread).
 
 use std::path::Path;
 

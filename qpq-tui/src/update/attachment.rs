@@ -439,6 +439,18 @@ pub(super) fn decoded(
     app.previews.insert(id, preview);
 }
 
+/// The terminal's cells changed size: images painted pixel for pixel
+/// (sixel) or sized for the old cells (iTerm2) are made again for the new
+/// ones as they come into view.
+pub(super) fn cell_size(app: &mut App, px: Option<(u32, u32)>) {
+    if app.cell_px == px {
+        return;
+    }
+    app.cell_px = px;
+    app.previews
+        .retain(|_, p| !matches!(p, Preview::Ready(pic) if pic.image.is_some()));
+}
+
 /// Previews for the image attachments on screen: downloaded ones decoded,
 /// small enough ones downloaded first (each asked once).
 pub(crate) fn want_previews(app: &mut App, fx: &mut Vec<Effect>) {

@@ -443,6 +443,46 @@ fn iterm2_and_sixel_images_are_made_for_the_cell_size() {
     }
 }
 
+/// A font size change: sixel images are made again for the new cells.
+#[test]
+fn new_cell_sizes_make_the_images_again() {
+    let mut app = app(100, 20);
+    app.graphics = Some(Protocol::Sixel);
+    app.cell_px = Some((8, 16));
+    let id = file_from_bob(&mut app, 90, "cat.png", "image/png", 50_000);
+    transfer(&mut app, id, TransferState::Downloaded, 1000);
+    let mut pic = Picture::from_rows(vec![vec![Some([1, 2, 3])]; 2]);
+    pic.image = Some(crate::graphics::Image {
+        cols: 1,
+        rows: 1,
+        bytes: b"\x1bPq\x1b\\".to_vec(),
+    });
+    act(
+        &mut app,
+        Action::Preview {
+            id,
+            result: Ok(pic),
+        },
+    );
+    let fx = act(&mut app, Action::CellSize(Some((8, 16))));
+    assert_eq!(decode_target(&fx), None, "unchanged");
+    let fx = act(&mut app, Action::CellSize(Some((10, 20))));
+    assert_eq!(
+        decode_target(&fx),
+        Some(Target::Sixel { cell_px: (10, 20) })
+    );
+    // The terminal stopped saying: half-blocks.
+    act(
+        &mut app,
+        Action::Preview {
+            id,
+            result: Ok(Picture::from_rows(vec![])),
+        },
+    );
+    let fx = act(&mut app, Action::CellSize(None));
+    assert_eq!(decode_target(&fx), None, "a half-block picture is kept");
+}
+
 #[test]
 fn in_a_kitty_terminal_the_image_is_sent_before_it_is_placed() {
     let mut app = app(100, 20);
