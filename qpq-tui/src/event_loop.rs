@@ -111,6 +111,9 @@ struct Alerts {
     open: Vec<PathBuf>,
     decode: Vec<(MessageId, PathBuf, u64, Target)>,
     transmit: Vec<Vec<u8>>,
+    /// The terminal was resized: it may have dropped painted images even
+    /// where ratatui did not clear the screen (the same size again).
+    resized: bool,
 }
 
 impl Alerts {
@@ -167,6 +170,9 @@ where
             let frame = terminal
                 .draw(|f| paints = render_with_images(app, f))
                 .map_err(io::Error::other)?;
+            if std::mem::take(&mut alerts.resized) {
+                painter.repaint_all();
+            }
             let plan = painter.plan(&paints, frame.area);
             if !plan.is_empty() {
                 let cells = paint::cells(frame.buffer, &plan.rows);
@@ -266,6 +272,7 @@ fn apply(
 ) -> (bool, bool) {
     let (mut quit, mut redraw) = (false, false);
     app.now = Instant::now();
+    alerts.resized |= matches!(action, Action::Resize(..));
     for effect in update(app, action) {
         match effect {
             Effect::Request(r) => {

@@ -52,9 +52,16 @@ impl Plan {
 pub struct Painter {
     shown: Vec<Paint>,
     area: Option<Rect>,
+    repaint: bool,
 }
 
 impl Painter {
+    /// The next frame paints every image again (after a resize, which a
+    /// terminal may answer by dropping images).
+    pub fn repaint_all(&mut self) {
+        self.repaint = true;
+    }
+
     /// What to write after a frame of size `area` whose wholly visible
     /// images are `now`; from then on, `now` is what is shown.
     pub fn plan(&mut self, now: &[Paint], area: Rect) -> Plan {
@@ -72,10 +79,12 @@ impl Painter {
             .collect();
         rows.sort_unstable();
         rows.dedup();
+        let repaint = std::mem::take(&mut self.repaint);
         let paint = now
             .iter()
             .filter(|n| {
-                !before.contains(n)
+                repaint
+                    || !before.contains(n)
                     || rows
                         .iter()
                         .any(|r| (n.rect.top()..n.rect.bottom()).contains(r))
@@ -168,6 +177,15 @@ mod tests {
         // Resized: the screen was cleared; paint all, erase nothing.
         let plan = p.plan(&[paint(2, 9)], Rect::new(0, 0, 100, 30));
         assert_eq!((plan.rows, plan.paint), (vec![], vec![paint(2, 9)]));
+        // Resized back and forth to the same size: ratatui cleared
+        // nothing, but the terminal may have dropped the image.
+        p.repaint_all();
+        let plan = p.plan(&[paint(2, 9)], Rect::new(0, 0, 100, 30));
+        assert_eq!((plan.rows, plan.paint), (vec![], vec![paint(2, 9)]));
+        assert!(
+            p.plan(&[paint(2, 9)], Rect::new(0, 0, 100, 30)).is_empty(),
+            "once"
+        );
     }
 
     #[test]
