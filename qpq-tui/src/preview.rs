@@ -327,7 +327,8 @@ mod tests {
     #[test]
     fn iterm2_and_sixel_images_cover_exactly_the_half_blocks_cells() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("wide.png");
+        // A peer's name never reaches the sequences: only pixels do.
+        let p = dir.path().join("\x1b]0;pwned\x07.png");
         write_png(&p, 400, 100);
         // 400×100 keeps its shape in 40×5 cells.
         let pic = decode(&p, 10 << 20, Target::Iterm2 { cell_px: (8, 16) }).unwrap();
@@ -344,12 +345,14 @@ mod tests {
         // A PNG of the cells' pixels: 40×5 cells of 8×16.
         let data = text.split_once(':').unwrap().1.trim_end_matches('\x07');
         let png = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).unwrap();
+        assert!(!text.contains("pwned"));
         let sharp = image::load_from_memory(&png).unwrap();
         assert_eq!((sharp.width(), sharp.height()), (320, 80));
 
         let pic = decode(&p, 10 << 20, Target::Sixel { cell_px: (8, 17) }).unwrap();
         let img = pic.image.clone().unwrap();
         assert_eq!((img.cols, img.rows, pic.rows()), (40, 5, 5));
+        assert!(!img.bytes.windows(5).any(|w| w == b"pwned"));
         let back = icy_sixel::SixelImage::decode(&img.bytes).unwrap();
         // Never past its cells: 5 rows of 17 pixels are 85, 84 in bands.
         assert!(
