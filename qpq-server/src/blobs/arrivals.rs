@@ -79,8 +79,8 @@ impl Arrivals {
         }
     }
 
-    /// How many uploads have a point here (for tests).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.lock().points.len()
     }
 
