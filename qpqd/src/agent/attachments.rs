@@ -4,15 +4,20 @@
 //! (bounded memory, `protocol::blob`) under a fresh key into the spool,
 //! `<data dir>/spool/<blob id>` (0600 in a 0700 directory, fsync'd before
 //! the answer), so the file may change or go once `attach` returned. When
-//! online it creates the blob on the server at once, so a file past the
-//! server's size limit or the account's quota is the answer's error and
-//! nothing is kept. The message (its text the caption) and its attachment
-//! row are stored in one transaction; the MLS payload waits in the row.
+//! online it creates the blob on the server first (for the size the file
+//! has: one that changes size while it is read is refused), so a file past
+//! the server's size limit or the account's quota is the answer's error and
+//! nothing is kept; then the upload starts at once, sending the spool
+//! file's pieces as the encryptor writes them (an *early upload*), which
+//! the uploader takes over when it ends. The message (its text the caption)
+//! and its attachment row are stored in one transaction; the MLS payload
+//! waits in the row.
 //!
 //! **The uploader** ([`Agent::upload_loop`], one task per link) takes every
-//! attachment still `uploading`: `blobCreate` (idempotent: it answers the
-//! resume point), `blobUpload` in pieces of `MAX_BLOB_CHUNK_BYTES` from
-//! there, `blobFinish`; then the payload goes to the outbox, so the message
+//! attachment still `uploading` (once its early upload, if any, ended):
+//! `blobCreate` (idempotent: it answers the resume point), `blobUpload` in
+//! pieces of `MAX_BLOB_CHUNK_BYTES` from there, four in flight (the server
+//! orders pieces that overtake each other), `blobFinish`; then the payload goes to the outbox, so the message
 //! is sent, retried and reported (`delivery`) like any text, and the spool
 //! file is deleted. The spool holds ciphertext, so a resumed upload sends
 //! the very bytes it sent before (the STREAM nonces never meet other
