@@ -31,12 +31,13 @@
 //! **Receiving** stores the message with its attachment `available`.
 //!
 //! **download** answers at once (`downloading`) and fetches in the
-//! background: `blobDownload` ranges with a few in flight, decrypted as
-//! they come into `<path>.part` (0600), checked at the end (truncation,
-//! the hash), fsync'd and only then moved to `path`. A failed check leaves
+//! background: `blobDownload` ranges with a few in flight (`ranges`),
+//! handed in order to a blocking thread (`sink`) that decrypts them into
+//! `<path>.part` (0600) while the next ones arrive, checks the end
+//! (truncation, the hash) and fsyncs; only then is it moved to `path`. A failed check leaves
 //! nothing: the `.part` is deleted and the attachment is `corrupt`. A
-//! dropped connection resumes from the bytes already written (the
-//! decryptor's state is in memory); a daemon stopped mid-download starts
+//! dropped connection resumes from the bytes already handed to the sink
+//! (the decryptor's state is in its thread); a daemon stopped mid-download starts
 //! over when asked again. The server's E054 makes it `expired`.
 //!
 //! Every step is said in `transfer` notifications: at the start, at most
@@ -51,9 +52,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use quicproquo_protocol::backoff::Backoff;
-use quicproquo_protocol::blob::{
-    self, BlobError, BlobId, Decryptor, Descriptor, FileKey, DEFAULT_CHUNK_SIZE,
-};
+use quicproquo_protocol::blob::{self, BlobError, BlobId, Descriptor, FileKey, DEFAULT_CHUNK_SIZE};
 use quicproquo_protocol::errors::ErrorCode;
 use quicproquo_protocol::file_names;
 use quicproquo_protocol::ipc::methods::{AttachParams, DownloadParams};
@@ -75,6 +74,12 @@ use crate::db::messages::{self, Message, State};
 use crate::db::{now_ms, outbox, Id};
 use crate::link::{ConnState, Link};
 use crate::payload::{AttachmentX, MessageRef};
+
+mod ranges;
+mod sink;
+
+use ranges::Ranges;
+use sink::Sink;
 
 /// Pieces of a download requested at once: enough to keep the connection
 /// busy while one is decrypted and written.
@@ -1302,19 +1307,30 @@ impl Agent {
         }
     }
 
-    /// Fetches, decrypts and checks `d`'s blob into `part`, fsync'd.
+    /// Fetches, decrypts and checks `d`'s blob into `part`, fsync'd. The
+    /// requests run here; decryption and the writes on the sink's thread.
     async fn fetch(&self, m: Moving, d: &Descriptor, part: &Path) -> Result<(), Ended> {
-        let corrupt = |e: BlobError| Ended::Failed(TransferState::Corrupt, e.to_string());
-        let mut dec = Decryptor::new(d).map_err(corrupt)?;
-        let total = d.ciphertext_len().map_err(corrupt)?;
-        let file = private_file(part, false).map_err(|e| {
-            Ended::Failed(
-                TransferState::Failed,
-                format!("`{}` cannot be written: {e}", part.display()),
-            )
-        })?;
-        let mut out_file = BufWriter::with_capacity(MAX_BLOB_CHUNK_BYTES, file);
-        let mut plain = Vec::with_capacity(MAX_BLOB_CHUNK_BYTES);
+        let total = d.ciphertext_len().map_err(sink::corrupt)?;
+        let mut sink = Sink::start(d, part)?;
+        match self.pull(m, d, total, &mut sink).await {
+            Ok(()) => sink.finish().await,
+            Err(e) => {
+                sink.abandon().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Moves `d`'s `total` ciphertext bytes from the server into `sink`,
+    /// ranges in flight, resuming after a dropped connection from what the
+    /// sink was handed.
+    async fn pull(
+        &self,
+        m: Moving,
+        d: &Descriptor,
+        total: u64,
+        sink: &mut Sink,
+    ) -> Result<(), Ended> {
         let mut received = 0u64;
         let mut progress = Progress::new(d.size, 0);
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
@@ -1323,86 +1339,71 @@ impl Agent {
         'outer: while received < total {
             let link = self.link().map_err(Ended::from)?;
             let token = self.token().map_err(Ended::from)?;
-            // A few ranges in flight from where the file stands.
-            let mut flight: VecDeque<(u64, tokio::task::JoinHandle<_>)> = VecDeque::new();
-            let mut next = received;
+            let mut ranges = Ranges::new(
+                link.clone(),
+                token,
+                d.blob_id,
+                received,
+                total,
+                DOWNLOADS_IN_FLIGHT,
+            );
             loop {
-                while flight.len() < DOWNLOADS_IN_FLIGHT && next < total {
-                    let len = (total - next).min(MAX_BLOB_CHUNK_BYTES as u64) as u32;
-                    let (l, t, blob, off) = (link.clone(), token.clone(), d.blob_id, next);
-                    let h = tokio::spawn(async move {
-                        l.request(wire::BlobDownload {
-                            auth: t,
-                            blob,
-                            offset: off,
-                            length: len,
-                        })
-                        .await
-                    });
-                    flight.push_back((u64::from(len), h));
-                    next += u64::from(len);
-                }
-                let Some((asked, h)) = flight.pop_front() else {
+                ranges.fill();
+                let Some((asked, mut answer)) = ranges.next() else {
                     break 'outer;
                 };
-                let answer = h.await.map_err(AgentError::internal)?;
+                // A sink that stopped (a bad piece, a failed write) ends
+                // the download now, not when the next piece is handed over.
+                let answer = tokio::select! {
+                    a = &mut answer => a.map_err(AgentError::internal)?,
+                    e = sink.stopped() => {
+                        answer.abort();
+                        return Err(e);
+                    }
+                };
                 let data = match answer.map_err(AgentError::from) {
                     Ok(data) => data,
-                    Err(e) => {
-                        for (_, h) in flight {
-                            h.abort();
-                        }
-                        match Ended::from(e) {
-                            Ended::Later(e) if retries < 20 && !self.is_shutting_down() => {
-                                retries += 1;
-                                tracing::debug!(error = %e, "a download waits to go on");
-                                if matches!(e, AgentError::NetworkDown(_)) {
-                                    link.wait_online(Duration::from_secs(30)).await;
-                                } else {
-                                    tokio::time::sleep(backoff.wait()).await;
-                                }
-                                continue 'outer;
+                    Err(e) => match Ended::from(e) {
+                        Ended::Later(e) if retries < 20 && !self.is_shutting_down() => {
+                            drop(ranges);
+                            retries += 1;
+                            tracing::debug!(error = %e, "a download waits to go on");
+                            if matches!(e, AgentError::NetworkDown(_)) {
+                                link.wait_online(Duration::from_secs(30)).await;
+                            } else {
+                                tokio::time::sleep(backoff.wait()).await;
                             }
-                            Ended::Later(e) => {
-                                return Err(Ended::Failed(TransferState::Failed, e.to_string()))
-                            }
-                            failed => return Err(failed),
+                            continue 'outer;
                         }
-                    }
+                        Ended::Later(e) => {
+                            return Err(Ended::Failed(TransferState::Failed, e.to_string()))
+                        }
+                        failed => return Err(failed),
+                    },
                 };
                 if let Some(delay) = delay {
                     tokio::time::sleep(delay).await;
                 }
+                // The server has less than the file: the sink's end check
+                // says so.
                 let short = (data.len() as u64) < asked;
-                dec.update(&data, &mut plain).map_err(corrupt)?;
-                out_file.write_all(&plain).map_err(|e| {
-                    Ended::Failed(
-                        TransferState::Failed,
-                        format!("`{}` cannot be written: {e}", part.display()),
-                    )
-                })?;
-                plain.clear();
                 received += data.len() as u64;
-                let done = plain_done(d, received);
+                if !short {
+                    // The next range goes out before this piece waits for
+                    // room in the sink.
+                    ranges.fill();
+                }
+                sink.put(data).await?;
+                let done = plain_done(d, sink.written());
                 if progress.due(done) && done < d.size {
                     self.notify_transfer(m, TransferState::Downloading, done)
                         .await;
                 }
-                // The server has less than the file: `finish` says so.
                 if short {
-                    for (_, h) in flight {
-                        h.abort();
-                    }
                     break 'outer;
                 }
             }
         }
-        dec.finish().map_err(corrupt)?;
-        let file = out_file
-            .into_inner()
-            .map_err(|e| Ended::Failed(TransferState::Failed, format!("writing the file: {e}")))?;
-        file.sync_all()
-            .map_err(|e| Ended::Failed(TransferState::Failed, format!("writing the file: {e}")))?;
         Ok(())
     }
 }
