@@ -249,6 +249,24 @@ impl Inner {
         Ok(after)
     }
 
+    /// `fsync`s `file`, `id`'s upload, then records `point` as its resume
+    /// point (only forward, only while unfinished): every byte before
+    /// `point` was written before the call. Logs what fails: the upload
+    /// then resumes from an earlier point after a restart.
+    fn sync_and_record(&self, id: BlobId, file: &File, point: u64) {
+        let recorded = file.sync_data().map_err(backend).and_then(|()| {
+            self.db()
+                .execute(
+                    "UPDATE blobs SET stored = ?1 WHERE id = ?2 AND stored < ?1 AND finished_at_ms IS NULL",
+                    params![int(point), &id.0[..]],
+                )
+                .map_err(backend)
+        });
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, "an upload's point was not recorded; it resumes from an earlier one after a restart");
+        }
+    }
+
     /// `fsync`s `file` (bytes up to `point` were written before), then
     /// records `point`, off the request's path: the appends go on meanwhile,
     /// so the disk and the network work at once. One at a time per upload;
@@ -265,17 +283,7 @@ impl Inner {
         let spawned = std::thread::Builder::new()
             .name("blob-sync".into())
             .spawn(move || {
-                let recorded = file.sync_data().map_err(backend).and_then(|()| {
-                    me.db()
-                        .execute(
-                            "UPDATE blobs SET stored = ?1 WHERE id = ?2 AND stored < ?1 AND finished_at_ms IS NULL",
-                            params![int(point), &id.0[..]],
-                        )
-                        .map_err(backend)
-                });
-                if let Err(e) = recorded {
-                    tracing::warn!(error = %e, "an upload's point was not recorded; it resumes from an earlier one after a restart");
-                }
+                me.sync_and_record(id, &file, point);
                 syncing.syncing.store(false, Ordering::Release);
             });
         if let Err(e) = spawned {
@@ -437,17 +445,9 @@ impl Drop for Inner {
             if written == 0 {
                 continue;
             }
-            let synced = File::open(self.part(&id)).and_then(|f| f.sync_data());
-            let recorded = synced.map_err(backend).and_then(|()| {
-                self.db()
-                    .execute(
-                        "UPDATE blobs SET stored = ?1 WHERE id = ?2 AND stored < ?1 AND finished_at_ms IS NULL",
-                        params![int(written), &id.0[..]],
-                    )
-                    .map_err(backend)
-            });
-            if let Err(e) = recorded {
-                tracing::warn!(error = %e, "an upload's point was not recorded at stop; it resumes from an earlier one");
+            match File::open(self.part(&id)) {
+                Ok(file) => self.sync_and_record(id, &file, written),
+                Err(e) => tracing::warn!(error = %e, "an upload's file is gone at stop"),
             }
         }
     }
