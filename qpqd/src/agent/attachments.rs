@@ -156,6 +156,31 @@ impl Pieces {
     }
 }
 
+/// What `attach` began (an early upload, a spool file), taken back when
+/// dropped unless [`Undo::disarm`]ed: the message was stored.
+struct Undo {
+    early: Option<tokio::task::JoinHandle<()>>,
+    spool: Option<PathBuf>,
+}
+
+impl Undo {
+    fn disarm(mut self) {
+        self.early = None;
+        self.spool = None;
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Some(early) = self.early.take() {
+            early.abort();
+        }
+        if let Some(path) = self.spool.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// `len` bytes of the spool file at `offset`.
 async fn read_piece(file: Arc<File>, offset: u64, len: usize) -> Result<Vec<u8>, Ended> {
     tokio::task::spawn_blocking(move || {
@@ -818,16 +843,12 @@ impl Agent {
             .and_then(|r| r)
         };
         spooling.end(spooled.is_ok());
-        let (descriptor, spool_name) = match spooled {
-            Ok(d) => d,
-            Err(e) => {
-                if let Some(early) = early {
-                    early.abort();
-                }
-                let _ = std::fs::remove_file(&spool_path);
-                return Err(e);
-            }
+        // Until the message is stored, a failure takes back what was begun.
+        let undo = Undo {
+            early,
+            spool: Some(spool_path),
         };
+        let (descriptor, spool_name) = spooled?;
         let spooled = Spooled {
             x: AttachmentX {
                 descriptor,
@@ -847,16 +868,8 @@ impl Agent {
                 super::outbox::queue_outgoing(c, &r, caption, confirm, reply_to, Some(spooled))
             })
             .await;
-        let (msg, ev) = match queued {
-            Ok(q) => q,
-            Err(e) => {
-                if let Some(early) = early {
-                    early.abort();
-                }
-                let _ = std::fs::remove_file(&spool_path);
-                return Err(e);
-            }
-        };
+        let (msg, ev) = queued?;
+        undo.disarm();
         let _ = moving.set(Moving {
             conversation: Id(msg.conversation.0),
             id: Id(msg.id.0),
