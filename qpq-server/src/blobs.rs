@@ -26,8 +26,16 @@
 //! offset again is accepted and changes nothing, so a retry after a lost
 //! answer is harmless; a gap is refused); `info` tells the resume point;
 //! `finish` seals it once every declared byte is stored; only then may
-//! members `read` it. Once an append's future resolves `Ok`, its bytes are
-//! durable: a resume point never points past what survives a crash.
+//! members `read` it. A resume point never points past what survives a
+//! crash: after a restart `info` tells a point whose bytes are durable. It
+//! may be *behind* what appends answered before the crash (a store may make
+//! appends durable in batches, as [`FileBlobStore`] does every
+//! [`SYNC_EVERY`] bytes), so a client resumes from what `info` (the wire's
+//! `blobCreate`/`blobStatus`) tells, never from its own count. `finish`
+//! answers `Ok` only once every byte is durable.
+//!
+//! [`FileBlobStore`]: crate::store::file_blobs::FileBlobStore
+//! [`SYNC_EVERY`]: crate::store::file_blobs::SYNC_EVERY
 //!
 //! # Expiry
 //!
@@ -38,6 +46,7 @@
 //! fetched the message had as long to fetch the file. Both free the owner's
 //! quota.
 
+pub mod arrivals;
 mod backend;
 pub mod rules;
 

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, watch};
 
 use crate::auth::{Auth, PasswordProof};
+use crate::blobs::arrivals::Arrivals;
 use crate::blobs::rules::BlobContext;
 use crate::blobs::{AnyBlobStore, BlobExpiry, BlobLimits, BlobStore};
 use crate::config::Config;
@@ -88,6 +89,8 @@ pub struct Service<S: Store> {
     /// operator's limits.
     blobs: AnyBlobStore,
     blob_limits: BlobLimits,
+    /// Upload pieces that overtook each other wait here for their turn.
+    blob_arrivals: Arrivals,
 }
 
 /// Applies the store's change announcements (this node's and, with a
@@ -167,6 +170,7 @@ impl<S: Store> Service<S> {
             mail_ttl: config.quotas.mail_ttl,
             blobs,
             blob_limits: config.quotas.blobs,
+            blob_arrivals: Arrivals::default(),
             groups: Arc::default(),
             removal_key,
         };
@@ -481,6 +485,7 @@ impl<S: Store> Service<S> {
             store: &self.store,
             groups: &self.groups,
             blobs: &self.blobs,
+            arrivals: &self.blob_arrivals,
             limits: self.blob_limits,
             me: me.identity_key,
             now,

@@ -33,6 +33,9 @@ pub enum Action {
         file: PastedFile,
     },
     Resize(u16, u16),
+    /// The terminal's cell size in pixels changed (a font size change comes
+    /// as a resize); sent before that resize.
+    CellSize(Option<(u32, u32)>),
     /// An image preview was decoded (or refused).
     Preview {
         id: MessageId,
@@ -198,12 +201,12 @@ pub enum Effect {
     /// Hand a file to the desktop's opener (`xdg-open`, `open`).
     Open(PathBuf),
     /// Decode an image preview off the UI thread; `Action::Preview` answers.
-    /// With `kitty_id`, also a copy for the terminal under that id.
+    /// `target` says which sharper copy the terminal's graphics need.
     Decode {
         id: MessageId,
         path: PathBuf,
         max_bytes: u64,
-        kitty_id: Option<u32>,
+        target: crate::graphics::Target,
     },
     /// Write these bytes to the terminal before the next frame (an image
     /// sent through kitty's graphics protocol).

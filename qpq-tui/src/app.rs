@@ -355,9 +355,11 @@ pub struct App {
     pub after_download: HashMap<MessageId, AfterDownload>,
     /// Transfers that ended before their message arrived (bounded).
     pub stashed_transfers: HashMap<MessageId, TransferUpdate>,
-    /// Previews go to the terminal through kitty's graphics protocol (set
-    /// at start when the terminal has it; half-blocks otherwise).
-    pub kitty_images: bool,
+    /// The terminal graphics previews use (chosen at start from the
+    /// `graphics` setting and the environment; `None`: half-blocks).
+    pub graphics: Option<crate::graphics::Protocol>,
+    /// The terminal's cell size in pixels, when it reports one.
+    pub cell_px: Option<(u32, u32)>,
     /// The id the next image sent to the terminal gets.
     pub next_image_id: u32,
 }
@@ -400,7 +402,8 @@ impl App {
             preview_asked: HashSet::new(),
             after_download: HashMap::new(),
             stashed_transfers: HashMap::new(),
-            kitty_images: false,
+            graphics: None,
+            cell_px: None,
             next_image_id: 1,
         }
     }

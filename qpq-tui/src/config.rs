@@ -10,7 +10,9 @@
 //! image_previews = true          # show image attachments inline (half-blocks)
 //! preview_max_mib = 10           # download images up to this size by themselves
 //! download_dir = "/home/me/Downloads"   # where the save key writes
-//! kitty_graphics = true          # sharp previews in kitty/Ghostty (else half-blocks)
+//! graphics = "auto"             # previews through the terminal's graphics: "auto",
+//!                                # "kitty", "iterm2", "sixel" or "halfblocks"
+//! # kitty_graphics = false       # older key: false means graphics = "halfblocks"
 //! [keys]                         # any action, one key or a list of keys
 //! quit = ["ctrl+q"]
 //! next_conversation = ["alt+down", "ctrl+n"]
@@ -281,8 +283,9 @@ pub struct Config {
     /// Where the save key writes (`None`: `$XDG_DOWNLOAD_DIR`,
     /// `~/Downloads`, the working directory).
     pub download_dir: Option<PathBuf>,
-    /// Previews through kitty's graphics protocol where the terminal has it.
-    pub kitty_graphics: bool,
+    /// Which terminal graphics previews use (`auto`: what the environment
+    /// names; see [`crate::graphics::detect`]).
+    pub graphics: crate::graphics::Setting,
 }
 
 impl Default for Config {
@@ -295,7 +298,7 @@ impl Default for Config {
             image_previews: true,
             preview_max_bytes: 10 << 20,
             download_dir: None,
-            kitty_graphics: true,
+            graphics: crate::graphics::Setting::Auto,
         }
     }
 }
@@ -331,6 +334,9 @@ struct FileConfig {
     image_previews: Option<bool>,
     preview_max_mib: Option<u64>,
     download_dir: Option<PathBuf>,
+    graphics: Option<crate::graphics::Setting>,
+    /// The older switch for kitty's graphics, still read: `false` turns
+    /// terminal graphics off when `graphics` is not given.
     kitty_graphics: Option<bool>,
     #[serde(default)]
     keys: HashMap<String, OneOrMany>,
@@ -370,7 +376,11 @@ impl Config {
             config.default_server = server;
         }
         config.image_previews = file.image_previews.unwrap_or(config.image_previews);
-        config.kitty_graphics = file.kitty_graphics.unwrap_or(config.kitty_graphics);
+        config.graphics = match (file.graphics, file.kitty_graphics) {
+            (Some(g), _) => g,
+            (None, Some(false)) => crate::graphics::Setting::Halfblocks,
+            (None, _) => config.graphics,
+        };
         if let Some(mib) = file.preview_max_mib {
             if mib > 1024 {
                 return Err(ConfigError::Invalid {
@@ -503,6 +513,36 @@ mod tests {
         let e = Config::parse("download_dir = \"dl\"\n", path).unwrap_err();
         assert!(e.to_string().contains("download_dir"), "{e}");
         assert!(Config::parse("preview_max_mib = 4096\n", path).is_err());
+    }
+
+    #[test]
+    fn graphics_is_chosen_and_the_older_kitty_switch_still_works() {
+        use crate::graphics::Setting;
+        let path = Path::new("/x/qpq-tui.toml");
+        let graphics = |text: &str| Config::parse(text, path).map(|c| c.graphics);
+        assert_eq!(graphics("").unwrap(), Setting::Auto);
+        for (name, want) in [
+            ("auto", Setting::Auto),
+            ("kitty", Setting::Kitty),
+            ("iterm2", Setting::Iterm2),
+            ("sixel", Setting::Sixel),
+            ("halfblocks", Setting::Halfblocks),
+        ] {
+            assert_eq!(graphics(&format!("graphics = \"{name}\"\n")).unwrap(), want);
+        }
+        let e = graphics("graphics = \"ascii\"\n").unwrap_err();
+        assert!(e.to_string().contains("graphics"), "{e}");
+        // `kitty_graphics = false` meant no terminal graphics: it still
+        // does, unless `graphics` says otherwise.
+        assert_eq!(
+            graphics("kitty_graphics = false\n").unwrap(),
+            Setting::Halfblocks
+        );
+        assert_eq!(graphics("kitty_graphics = true\n").unwrap(), Setting::Auto);
+        assert_eq!(
+            graphics("kitty_graphics = false\ngraphics = \"sixel\"\n").unwrap(),
+            Setting::Sixel
+        );
     }
 
     #[test]

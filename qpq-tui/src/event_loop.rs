@@ -12,12 +12,16 @@ use std::time::{Duration, Instant};
 use quicproquo_protocol::ipc::values::MessageId;
 
 use ratatui::backend::Backend;
+use ratatui::buffer::Cell;
 use ratatui::Terminal;
 use tokio::sync::mpsc;
 
 use crate::action::{Action, Effect, Request};
 use crate::app::App;
-use crate::render::render;
+use crate::graphics::paint::{self, Painter, Plan};
+use crate::graphics::Target;
+use crate::preview::Preview;
+use crate::render::render_with_images;
 use crate::update::update;
 
 /// The shortest time between two frames (~120 fps at most).
@@ -36,7 +40,7 @@ pub trait Outside {
     fn open(&mut self, path: &Path);
     /// Decodes an image preview off the UI thread; the answer comes back
     /// as [`Action::Preview`].
-    fn decode(&mut self, id: MessageId, path: PathBuf, max_bytes: u64, kitty_id: Option<u32>);
+    fn decode(&mut self, id: MessageId, path: PathBuf, max_bytes: u64, target: Target);
     /// Writes raw bytes to the terminal between two frames.
     fn transmit(&mut self, bytes: &[u8]);
 }
@@ -81,13 +85,13 @@ impl Outside for Desktop {
         }
     }
 
-    fn decode(&mut self, id: MessageId, path: PathBuf, max_bytes: u64, kitty_id: Option<u32>) {
+    fn decode(&mut self, id: MessageId, path: PathBuf, max_bytes: u64, target: Target) {
         let actions = self.actions.clone();
         let decoding = std::sync::Arc::clone(&self.decoding);
         tokio::task::spawn_blocking(move || {
             // A decoder that panicked poisoned nothing worth refusing for.
             let _one = decoding.lock().unwrap_or_else(|e| e.into_inner());
-            let result = crate::preview::decode_guarded(&path, max_bytes, kitty_id);
+            let result = crate::preview::decode_guarded(&path, max_bytes, target);
             let _ = actions.blocking_send(Action::Preview { id, result });
         });
     }
@@ -105,8 +109,11 @@ impl Outside for Desktop {
 struct Alerts {
     bell: bool,
     open: Vec<PathBuf>,
-    decode: Vec<(MessageId, PathBuf, u64, Option<u32>)>,
+    decode: Vec<(MessageId, PathBuf, u64, Target)>,
     transmit: Vec<Vec<u8>>,
+    /// The terminal was resized: it may have dropped painted images even
+    /// where ratatui did not clear the screen (the same size again).
+    resized: bool,
 }
 
 impl Alerts {
@@ -117,8 +124,8 @@ impl Alerts {
         for path in self.open.drain(..) {
             outside.open(&path);
         }
-        for (id, path, max, kitty_id) in self.decode.drain(..) {
-            outside.decode(id, path, max, kitty_id);
+        for (id, path, max, target) in self.decode.drain(..) {
+            outside.decode(id, path, max, target);
         }
         // Before the frame that shows the placeholders.
         for bytes in self.transmit.drain(..) {
@@ -143,6 +150,7 @@ where
     let mut last_draw: Option<Instant> = None;
     let mut dirty = true;
     let mut alerts = Alerts::default();
+    let mut painter = Painter::default();
     let mut ticks = tokio::time::interval_at((Instant::now() + TICK).into(), TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -158,9 +166,18 @@ where
                 }
             }
             alerts.flush(outside);
-            terminal
-                .draw(|f| render(app, f))
+            let mut paints = Vec::new();
+            let frame = terminal
+                .draw(|f| paints = render_with_images(app, f))
                 .map_err(io::Error::other)?;
+            if std::mem::take(&mut alerts.resized) {
+                painter.repaint_all();
+            }
+            let plan = painter.plan(&paints, frame.area);
+            if !plan.is_empty() {
+                let cells = paint::cells(frame.buffer, &plan.rows);
+                paint_images(terminal, app, outside, &plan, &cells)?;
+            }
             if on_frame(app) {
                 return Ok(());
             }
@@ -187,6 +204,42 @@ where
         }
         dirty = true;
     }
+}
+
+/// After a frame, erases the iTerm2 and sixel images that moved and paints
+/// those that need it ([`crate::graphics::paint`]): the erased rows'
+/// cells are written again by the backend, as ratatui has them.
+fn paint_images<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &App,
+    outside: &mut dyn Outside,
+    plan: &Plan,
+    cells: &[(u16, u16, Cell)],
+) -> io::Result<()>
+where
+    B::Error: Send + Sync + 'static,
+{
+    let mut bytes = paint::SAVE.to_vec();
+    bytes.extend(paint::erase(&plan.rows));
+    outside.transmit(&bytes);
+    if !cells.is_empty() {
+        let backend = terminal.backend_mut();
+        backend
+            .draw(cells.iter().map(|(x, y, c)| (*x, *y, c)))
+            .map_err(io::Error::other)?;
+        Backend::flush(backend).map_err(io::Error::other)?;
+    }
+    let mut bytes = Vec::new();
+    for p in &plan.paint {
+        if let Some(Preview::Ready(pic)) = app.previews.get(&p.id) {
+            if let Some(image) = &pic.image {
+                bytes.extend(paint::at(p.rect, &image.bytes));
+            }
+        }
+    }
+    bytes.extend_from_slice(paint::RESTORE);
+    outside.transmit(&bytes);
+    Ok(())
 }
 
 /// Applies every queued action (up to a batch). True on quit.
@@ -219,6 +272,7 @@ fn apply(
 ) -> (bool, bool) {
     let (mut quit, mut redraw) = (false, false);
     app.now = Instant::now();
+    alerts.resized |= matches!(action, Action::Resize(..));
     for effect in update(app, action) {
         match effect {
             Effect::Request(r) => {
@@ -232,8 +286,8 @@ fn apply(
                 id,
                 path,
                 max_bytes,
-                kitty_id,
-            } => alerts.decode.push((id, path, max_bytes, kitty_id)),
+                target,
+            } => alerts.decode.push((id, path, max_bytes, target)),
             Effect::Transmit(bytes) => alerts.transmit.push(bytes),
             Effect::Redraw => redraw = true,
             Effect::Quit => quit = true,
@@ -276,8 +330,9 @@ pub async fn run_terminal(
     let (mut terminal, guard) = crate::terminal::setup(session.config.mouse)?;
     let size = terminal.size()?;
     let mut app = App::new(session.config, session.profile, (size.width, size.height));
-    app.kitty_images =
-        app.config.kitty_graphics && crate::kitty::detected(|k| std::env::var(k).ok());
+    app.cell_px = crate::graphics::terminal_cell_px();
+    app.graphics =
+        crate::graphics::choose(app.config.graphics, |k| std::env::var(k).ok(), app.cell_px);
     let stop = Arc::new(AtomicBool::new(false));
     let input = crate::terminal::spawn_input(tx, Arc::clone(&stop));
     let mut times: Option<StartTimes> = None;
@@ -344,7 +399,7 @@ mod tests {
             self.bells += 1;
         }
         fn open(&mut self, _: &Path) {}
-        fn decode(&mut self, _: MessageId, _: PathBuf, _: u64, _: Option<u32>) {}
+        fn decode(&mut self, _: MessageId, _: PathBuf, _: u64, _: Target) {}
         fn transmit(&mut self, _: &[u8]) {}
     }
 

@@ -4,12 +4,10 @@
 //! text. It scrolls, wraps into the message's block and snapshots like any
 //! other row, and works in every terminal with colour, tmux included —
 //! no graphics protocol to detect, so nothing can hang waiting for a
-//! terminal's answer. Where the environment says the terminal is kitty or
-//! Ghostty, a sharper copy goes through kitty's graphics protocol and is
-//! placed with Unicode placeholders, which are text cells too
-//! ([`crate::kitty`]). iTerm2 and sixel images are not used: both draw
-//! pixels at the cursor, outside the cell grid, so they neither scroll
-//! nor clip with the pane.
+//! terminal's answer. Where the terminal has graphics ([`crate::graphics`]),
+//! a sharper copy is made too: for kitty's protocol, placed with Unicode
+//! placeholders (text cells too); for iTerm2's and sixel, an image painted
+//! over the half-blocks, which stay in the cells beneath it.
 //!
 //! The file was written by the daemon after its integrity check, but its
 //! bytes are the sender's: decoding runs off the UI thread
@@ -18,13 +16,16 @@
 //! image over [`MAX_PIXELS`] or a decoder asking for more than
 //! [`MAX_DECODE_BYTES`] is refused before it can take the TUI's memory
 //! (a small file can claim a huge canvas). What is kept per message is
-//! the thumbnail only, a few kilobytes.
+//! the thumbnail, a few kilobytes, and for iTerm2 and sixel the encoded
+//! image painted over it (for a photo up to a few hundred kilobytes:
+//! painting it again must not cost an encode on the UI thread).
 
 use std::path::Path;
 
 use image::{ImageFormat, ImageReader, Limits};
 
-use crate::kitty::Placement;
+use crate::graphics::kitty::{self, Placement};
+use crate::graphics::{iterm2, sixel, Image, Target};
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 
@@ -63,6 +64,9 @@ pub struct Picture {
     /// The escape sequences that send it to the terminal, until they are
     /// written (once).
     pub send: Option<Vec<u8>>,
+    /// For iTerm2 and sixel: the image painted over the half-blocks, which
+    /// are then exactly its cells.
+    pub image: Option<Image>,
 }
 
 /// A message's preview, as far as it has come.
@@ -89,22 +93,18 @@ pub fn in_decoder() -> bool {
 pub fn decode_guarded(
     path: &Path,
     max_file_bytes: u64,
-    kitty_id: Option<u32>,
+    target: Target,
 ) -> Result<Picture, PreviewError> {
     DECODING.with(|d| d.set(true));
-    let result = std::panic::catch_unwind(|| decode(path, max_file_bytes, kitty_id));
+    let result = std::panic::catch_unwind(|| decode(path, max_file_bytes, target));
     DECODING.with(|d| d.set(false));
     result.unwrap_or_else(|_| Err(PreviewError::Decode("the decoder failed".into())))
 }
 
 /// Decodes the image at `path` (at most `max_file_bytes`) into a thumbnail
-/// of at most [`COLS`]×[`ROWS`] cells, and with `kitty_id` a sharper copy
-/// for the terminal under that id. Blocking: run it off the UI thread.
-pub fn decode(
-    path: &Path,
-    max_file_bytes: u64,
-    kitty_id: Option<u32>,
-) -> Result<Picture, PreviewError> {
+/// of at most [`COLS`]×[`ROWS`] cells, and the sharper copy `target` asks
+/// for. Blocking: run it off the UI thread.
+pub fn decode(path: &Path, max_file_bytes: u64, target: Target) -> Result<Picture, PreviewError> {
     let io = |e: std::io::Error| PreviewError::Io(e.to_string());
     let size = std::fs::metadata(path).map_err(io)?.len();
     if size > max_file_bytes {
@@ -136,10 +136,23 @@ pub fn decode(
     let img = open()?
         .decode()
         .map_err(|e| PreviewError::Decode(e.to_string()))?;
+    let (cols, rows) = match target {
+        Target::HalfBlocks | Target::Kitty(_) => (COLS, ROWS),
+        // The image painted over the half-blocks covers exactly their
+        // cells, so they are sized to its placement.
+        Target::Iterm2 { .. } | Target::Sixel { .. } => {
+            let p = placement(0, img.width(), img.height());
+            (p.cols, p.rows)
+        }
+    };
     // Half-block pixels are about square: a cell is twice as tall as wide.
-    let thumb = img
-        .thumbnail(u32::from(COLS), u32::from(ROWS) * 2)
-        .to_rgba8();
+    let thumb = match target {
+        Target::Iterm2 { .. } | Target::Sixel { .. } => {
+            img.thumbnail_exact(u32::from(cols), u32::from(rows) * 2)
+        }
+        _ => img.thumbnail(u32::from(cols), u32::from(rows) * 2),
+    }
+    .to_rgba8();
     let pixels = thumb
         .rows()
         .map(|row| {
@@ -150,24 +163,43 @@ pub fn decode(
             .collect()
         })
         .collect();
-    let (kitty, send) = match kitty_id {
-        Some(id) => {
+    let mut picture = Picture {
+        width: thumb.width() as usize,
+        pixels,
+        kitty: None,
+        send: None,
+        image: None,
+    };
+    let failed = |e: &dyn std::fmt::Display| PreviewError::Decode(e.to_string());
+    match target {
+        Target::HalfBlocks => {}
+        Target::Kitty(id) => {
             let p = placement(id, img.width(), img.height());
-            let (cw, ch) = crate::kitty::CELL_PX;
+            let (cw, ch) = kitty::CELL_PX;
             let big = img
                 .thumbnail(u32::from(p.cols) * cw, u32::from(p.rows) * ch)
                 .to_rgba8();
-            let bytes = crate::kitty::transmit(p, big.as_raw(), big.width(), big.height());
-            (Some(p), Some(bytes))
+            picture.send = Some(kitty::transmit(p, big.as_raw(), big.width(), big.height()));
+            picture.kitty = Some(p);
         }
-        None => (None, None),
-    };
-    Ok(Picture {
-        width: thumb.width() as usize,
-        pixels,
-        kitty,
-        send,
-    })
+        Target::Iterm2 { cell_px: (cw, ch) } => {
+            let big = img
+                .thumbnail(u32::from(cols) * cw, u32::from(rows) * ch)
+                .to_rgba8();
+            let bytes = iterm2::encode(&big, cols, rows).map_err(|e| failed(&e))?;
+            picture.image = Some(Image { cols, rows, bytes });
+        }
+        Target::Sixel { cell_px: (cw, ch) } => {
+            // Never taller or wider than the cells: sixel is painted pixel
+            // for pixel.
+            let big = img
+                .thumbnail(u32::from(cols) * cw, sixel::max_height(rows, ch))
+                .to_rgba8();
+            let bytes = sixel::encode(&big).map_err(|e| failed(&e))?;
+            picture.image = Some(Image { cols, rows, bytes });
+        }
+    }
+    Ok(picture)
 }
 
 /// The cells a `w`×`h`-pixel image takes: at most [`COLS`]×[`ROWS`], its
@@ -195,6 +227,7 @@ impl Picture {
             pixels,
             kitty: None,
             send: None,
+            image: None,
         }
     }
 
@@ -264,7 +297,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("wide.png");
         write_png(&p, 400, 100);
-        let pic = decode(&p, 10 << 20, None).unwrap();
+        let pic = decode(&p, 10 << 20, Target::HalfBlocks).unwrap();
         assert_eq!(pic.width, usize::from(COLS));
         assert_eq!(pic.rows(), 5, "the aspect ratio kept: 40×10 pixels");
         let lines = pic.lines(80);
@@ -277,7 +310,7 @@ mod tests {
         assert_eq!(pic.lines(10)[0].spans.len(), 10, "cut to the pane");
 
         // For kitty: the same shape in cells, and a sharper copy to send.
-        let pic = decode(&p, 10 << 20, Some(5)).unwrap();
+        let pic = decode(&p, 10 << 20, Target::Kitty(5)).unwrap();
         let k = pic.kitty.unwrap();
         assert_eq!((k.id, k.cols, k.rows), (5, 40, 5));
         let send = String::from_utf8(pic.send.clone().unwrap()).unwrap();
@@ -289,6 +322,49 @@ mod tests {
         // A tall image keeps its shape too.
         assert_eq!(placement(1, 100, 400).cols, 4);
         assert_eq!(placement(1, 100, 400).rows, 8);
+    }
+
+    #[test]
+    fn iterm2_and_sixel_images_cover_exactly_the_half_blocks_cells() {
+        let dir = tempfile::tempdir().unwrap();
+        // A peer's name never reaches the sequences: only pixels do.
+        let p = dir.path().join("\x1b]0;pwned\x07.png");
+        write_png(&p, 400, 100);
+        // 400×100 keeps its shape in 40×5 cells.
+        let pic = decode(&p, 10 << 20, Target::Iterm2 { cell_px: (8, 16) }).unwrap();
+        let img = pic.image.clone().unwrap();
+        assert_eq!((img.cols, img.rows), (40, 5));
+        assert_eq!((pic.width, pic.rows()), (40, 5), "the cells beneath");
+        assert!(pic.kitty.is_none() && pic.send.is_none());
+        let text = String::from_utf8(img.bytes).unwrap();
+        assert!(
+            text.starts_with("\x1b]1337;File=inline=1;size="),
+            "{text:.60}"
+        );
+        assert!(text.contains(";width=40;height=5;preserveAspectRatio=1:"));
+        // A PNG of the cells' pixels: 40×5 cells of 8×16.
+        let data = text.split_once(':').unwrap().1.trim_end_matches('\x07');
+        let png = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).unwrap();
+        assert!(!text.contains("pwned"));
+        let sharp = image::load_from_memory(&png).unwrap();
+        assert_eq!((sharp.width(), sharp.height()), (320, 80));
+
+        let pic = decode(&p, 10 << 20, Target::Sixel { cell_px: (8, 17) }).unwrap();
+        let img = pic.image.clone().unwrap();
+        assert_eq!((img.cols, img.rows, pic.rows()), (40, 5, 5));
+        assert!(!img.bytes.windows(5).any(|w| w == b"pwned"));
+        let back = icy_sixel::SixelImage::decode(&img.bytes).unwrap();
+        // Never past its cells: 5 rows of 17 pixels are 85, 84 in bands.
+        assert!(
+            back.width <= 320 && back.height <= 84,
+            "{}×{}",
+            back.width,
+            back.height
+        );
+        assert_eq!(back.width, 320);
+        let px = |x: usize, y: usize| &back.pixels[(y * back.width + x) * 4..][..4];
+        assert_eq!(px(10, 10), [255, 0, 0, 255], "the left half red");
+        assert_eq!(px(300, 10)[3], 0, "the right half transparent");
     }
 
     #[test]
@@ -317,13 +393,16 @@ mod tests {
         png[29..33].copy_from_slice(&crc.to_be_bytes());
         std::fs::write(&p, &png).unwrap();
         assert_eq!(
-            decode(&p, 10 << 20, None),
+            decode(&p, 10 << 20, Target::HalfBlocks),
             Err(PreviewError::TooManyPixels(100_000, 100_000))
         );
         // Text named .png is not an image.
         let t = dir.path().join("fake.png");
         std::fs::write(&t, b"not an image at all").unwrap();
-        assert_eq!(decode(&t, 10 << 20, None), Err(PreviewError::Unsupported));
+        assert_eq!(
+            decode(&t, 10 << 20, Target::HalfBlocks),
+            Err(PreviewError::Unsupported)
+        );
         // A truncated image is an error, not a panic.
         let good = dir.path().join("good.png");
         write_png(&good, 64, 64);
@@ -331,21 +410,24 @@ mod tests {
         let cut = dir.path().join("cut.png");
         std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
         assert!(matches!(
-            decode(&cut, 10 << 20, None),
+            decode(&cut, 10 << 20, Target::HalfBlocks),
             Err(PreviewError::Decode(_))
         ));
-        assert_eq!(decode(&good, 10, None), Err(PreviewError::TooLarge(0)));
+        assert_eq!(
+            decode(&good, 10, Target::HalfBlocks),
+            Err(PreviewError::TooLarge(0))
+        );
         assert!(matches!(
-            decode(&dir.path().join("gone.png"), 10 << 20, None),
+            decode(&dir.path().join("gone.png"), 10 << 20, Target::HalfBlocks),
             Err(PreviewError::Io(_))
         ));
         // The guarded decode answers the same, and leaves the flag clear.
         assert_eq!(
-            decode_guarded(&good, 10 << 20, None),
-            decode(&good, 10 << 20, None)
+            decode_guarded(&good, 10 << 20, Target::HalfBlocks),
+            decode(&good, 10 << 20, Target::HalfBlocks)
         );
         assert_eq!(
-            decode_guarded(&t, 10 << 20, None),
+            decode_guarded(&t, 10 << 20, Target::HalfBlocks),
             Err(PreviewError::Unsupported)
         );
         assert!(!in_decoder());

@@ -11,6 +11,7 @@ mod input;
 mod overlay;
 mod status;
 
+use ratatui::buffer::Cell;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -20,12 +21,20 @@ use ratatui::Frame;
 use quicproquo_protocol::ipc::values::IntegrityState;
 
 use crate::app::{App, Screen};
+use crate::graphics::paint::{self, Paint};
 
 /// Draws the whole screen.
 pub fn render(app: &App, f: &mut Frame<'_>) {
+    render_with_images(app, f);
+}
+
+/// Draws the whole screen, and returns the images (iTerm2, sixel) to paint
+/// over it afterwards: those wholly in the message pane with nothing drawn
+/// over their cells (an overlay, the "new below" badge).
+pub fn render_with_images(app: &App, f: &mut Frame<'_>) -> Vec<Paint> {
     let area = f.area();
     if area.width == 0 || area.height == 0 {
-        return;
+        return Vec::new();
     }
     match &app.screen {
         Screen::Starting => {
@@ -47,11 +56,12 @@ pub fn render(app: &App, f: &mut Frame<'_>) {
         }
         Screen::Account(form) => account::render_account(app, form, f, area),
         Screen::Unlock(form) => account::render_unlock(app, form, f, area),
-        Screen::Main => render_main(app, f, area),
+        Screen::Main => return render_main(app, f, area),
     }
+    Vec::new()
 }
 
-fn render_main(app: &App, f: &mut Frame<'_>, area: Rect) {
+fn render_main(app: &App, f: &mut Frame<'_>, area: Rect) -> Vec<Paint> {
     let a = layout::areas(app, area);
     if let Some(list) = a.list {
         conversations::render(app, f, list);
@@ -64,7 +74,10 @@ fn render_main(app: &App, f: &mut Frame<'_>, area: Rect) {
         Some(s) => render_integrity_banner(s.integrity, f, a.header),
         None => render_header(app, f, a.header),
     }
-    messages::render(app, f, a.messages);
+    let images: Vec<(Paint, Vec<Cell>)> = messages::render(app, f, a.messages)
+        .into_iter()
+        .map(|p| (p, paint::snapshot(f.buffer_mut(), p.rect)))
+        .collect();
     if let Some(members) = a.members {
         conversations::render_members(app, f, members);
     }
@@ -73,6 +86,11 @@ fn render_main(app: &App, f: &mut Frame<'_>, area: Rect) {
     if let Some(o) = &app.overlay {
         overlay::render(app, o, f, area);
     }
+    images
+        .into_iter()
+        .filter(|(p, cells)| paint::snapshot(f.buffer_mut(), p.rect) == *cells)
+        .map(|(p, _)| p)
+        .collect()
 }
 
 /// In place of the conversation's title while the daemon holds sending

@@ -98,6 +98,7 @@ fn install_panic_hook(mouse: bool) {
 pub fn spawn_input(tx: mpsc::Sender<Action>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     std::thread::spawn(move || {
+        let mut cell_px = crate::graphics::terminal_cell_px();
         while !stop.load(Ordering::Relaxed) {
             match event::poll(STOP_CHECK) {
                 Ok(true) => {}
@@ -113,7 +114,16 @@ pub fn spawn_input(tx: mpsc::Sender<Action>, stop: Arc<AtomicBool>) -> std::thre
                     Some(file) => Action::PasteFile { text: p, file },
                     None => Action::Paste(p),
                 },
-                Ok(Event::Resize(w, h)) => Action::Resize(w, h),
+                Ok(Event::Resize(w, h)) => {
+                    let now = crate::graphics::terminal_cell_px();
+                    if now != cell_px {
+                        cell_px = now;
+                        if tx.blocking_send(Action::CellSize(now)).is_err() {
+                            break;
+                        }
+                    }
+                    Action::Resize(w, h)
+                }
                 Ok(_) => continue,
                 Err(_) => break,
             };

@@ -43,7 +43,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
     // notification: a burst of plain messages costs no layout here.)
     let previews = app.config.image_previews
         && match &action {
-            Action::Key(_) | Action::Mouse(_) | Action::Resize(..) => true,
+            Action::Key(_) | Action::Mouse(_) | Action::Resize(..) | Action::CellSize(_) => true,
             Action::Daemon(DaemonEvent::Notification(Notification::Message(m))) => {
                 m.message.meta.attachment.is_some()
             }
@@ -66,6 +66,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             }
         }
         Action::Preview { id, result } => attachment::decoded(app, id, result, &mut fx),
+        Action::CellSize(px) => attachment::cell_size(app, px),
         Action::Key(key) => keys::key(app, key, &mut fx),
         Action::Mouse(m) => keys::mouse(app, m, &mut fx),
         Action::Daemon(ev) => daemon::event(app, ev, &mut fx),

@@ -542,17 +542,30 @@ async fn the_size_limit_and_quota_are_refusals_naming_the_limit() {
 async fn a_waiting_send_survives_a_daemon_killed_mid_upload() {
     let srv = Server::start().await;
     let root = crate::harness::root();
-    let [alice, bob] = User::registered(root.path(), &srv, ["alice", "bob"]).await;
+    let [mut alice, bob] = User::registered(root.path(), &srv, ["alice", "bob"]).await;
     alice.dm_with(&bob, "a big one follows").await;
+    // Slow pieces (one at a time, 100 ms each), so that the upload is still
+    // going on once `attach` answered: attach starts uploading while it
+    // encrypts, and a daemon killed before it answered sent nothing.
+    alice
+        .restart_daemon_with(&[("QPQ_TEST_TRANSFER_DELAY_MS", "100")])
+        .await;
     let bytes = contents(8 * 1024 * 1024);
     let file = alice.home.join("big.bin");
     std::fs::write(&file, &bytes).unwrap();
     let (mut send, mut lines) =
         alice.spawn(&["--json", "send", "@bob", "--file", file.to_str().unwrap()]);
 
-    // Mid-upload: the server holds part of it. Polled tightly (an idle
-    // machine uploads 8 MiB in a blink); should the upload win the race,
-    // the test still checks the rest, and says so.
+    // Mid-upload: `attach` answered (the message is in alice's history)
+    // and the server holds part of it. Should the upload still win the
+    // race, the test checks the rest, and says so.
+    let attached = || async {
+        let r = alice.run(&["--json", "history", "@bob"]).await;
+        r.code == 0
+            && r.json()
+                .as_array()
+                .is_some_and(|all| all.iter().any(|m| m["attachment"]["state"] == "uploading"))
+    };
     let blobs = srv.config.data_dir.join("blobs");
     let part_held = || {
         std::fs::read_dir(&blobs).is_ok_and(|dir| {
@@ -573,7 +586,7 @@ async fn a_waiting_send_survives_a_daemon_killed_mid_upload() {
             eprintln!("the upload ended before it could be interrupted");
             break;
         }
-        if part_held() {
+        if part_held() && attached().await {
             let pid = alice.daemon_pid().expect("alice's daemon runs");
             rustix::process::kill_process(
                 rustix::process::Pid::from_raw(pid).unwrap(),

@@ -268,6 +268,17 @@ impl User {
         .await;
     }
 
+    /// Stops this user's daemon and starts it again with `vars` added to
+    /// its environment (e.g. a test's transfer delay).
+    pub async fn restart_daemon_with(&mut self, vars: &[(&str, &str)]) {
+        self.ok(&["daemon", "stop"]).await;
+        self.env.extend(
+            vars.iter()
+                .map(|(k, v)| ((*k).to_owned(), OsString::from(v))),
+        );
+        self.ok(&["daemon", "start"]).await;
+    }
+
     /// The pid of this user's daemon, from its lock file.
     pub fn daemon_pid(&self) -> Option<i32> {
         std::fs::read_to_string(self.home.join("data/default/qpqd.lock"))

@@ -7,6 +7,7 @@ use quicproquo_protocol::errors::{ErrorCode, WireError};
 use quicproquo_protocol::types::{BlobId, IdentityKey};
 use quicproquo_protocol::wire::BlobState;
 
+use super::arrivals::Arrivals;
 use super::{BlobInfo, BlobLimits, BlobStore, BlobStoreError, NewBlob};
 use crate::groups::Groups;
 use crate::service::{internal, Now};
@@ -17,6 +18,7 @@ pub struct BlobContext<'a, S: Store, B: BlobStore> {
     pub store: &'a S,
     pub groups: &'a Groups,
     pub blobs: &'a B,
+    pub arrivals: &'a Arrivals,
     pub limits: BlobLimits,
     /// The caller's identity key.
     pub me: IdentityKey,
@@ -90,6 +92,9 @@ impl<S: Store, B: BlobStore> BlobContext<'_, S, B> {
             })
             .await
             .map_err(wire_error)?;
+        if info.finished_at_ms.is_none() {
+            self.arrivals.set(blob, info.stored);
+        }
         Ok(state(&info))
     }
 
@@ -99,11 +104,13 @@ impl<S: Store, B: BlobStore> BlobContext<'_, S, B> {
         offset: u64,
         data: Vec<u8>,
     ) -> Result<BlobState, WireError> {
+        self.arrivals.wait_turn(blob, offset).await;
         let stored = self
             .blobs
             .append(blob, self.me, offset, data)
             .await
             .map_err(wire_error)?;
+        self.arrivals.set(blob, stored);
         let info = self.info(blob).await?;
         Ok(BlobState {
             stored,
@@ -126,6 +133,7 @@ impl<S: Store, B: BlobStore> BlobContext<'_, S, B> {
             .finish(blob, self.me, self.now.unix_ms)
             .await
             .map_err(wire_error)?;
+        self.arrivals.forget(&blob);
         Ok(state(&info))
     }
 

@@ -3,20 +3,27 @@
 //! beside them (`blobs/blobs.sqlite3`, its own file so that bulk uploads
 //! never queue behind the main store's group-commit writer).
 //!
-//! An upload is `<id>.part`: each append writes at the resume point and
-//! `fsync`s the file *before* the metadata's resume point moves, so after a
-//! crash the recorded point is never past the bytes on disk (bytes past it,
-//! from an append whose metadata did not commit, are overwritten by the
-//! resumed upload). `finish` renames it to `<id>` and `fsync`s the
+//! An upload is `<id>.part`. Appends write at the *written* point, kept in
+//! memory; every [`SYNC_EVERY`] bytes (and at the last byte) the file is
+//! `fsync`ed and only then does the metadata's *recorded* point move up to
+//! it. So after a crash the recorded point is never past the bytes on disk
+//! (bytes past it, from appends after the last `fsync`, are overwritten by
+//! the resumed upload, which starts from the recorded point: the client
+//! asks `blobCreate` where to go on, never trusts what an append answered).
+//! An `fsync` per 1 MiB append cost 3.4–6 ms on our disk, more than the
+//! append's transfer; one per 8 MiB keeps at most 8 MiB per upload to
+//! re-send after a power loss. `finish` renames it to `<id>` and `fsync`s the
 //! directory; a crash between the rename and the metadata is repaired by
 //! the retried `finish`. Metadata and file operations of one call run on a
 //! blocking thread; the metadata connection is held only for its queries,
 //! never across a file write, so uploads to different blobs go on in
 //! parallel.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use quicproquo_protocol::types::IdentityKey;
@@ -29,6 +36,10 @@ use crate::blobs::{
 
 /// The metadata database's file name in the blob directory.
 pub const DB_FILE: &str = "blobs.sqlite3";
+
+/// How far an upload's written point may run ahead of its recorded
+/// (`fsync`ed) point.
+pub const SYNC_EVERY: u64 = 8 << 20;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS blobs (
@@ -52,6 +63,20 @@ pub struct FileBlobStore {
 struct Inner {
     dir: PathBuf,
     db: Mutex<Connection>,
+    /// Uploads under way: each one's written point when it is past the
+    /// recorded one. Its own lock orders the appends to one blob; the map's
+    /// lock is held only to find it.
+    written: Mutex<HashMap<BlobId, Arc<Upload>>>,
+}
+
+/// An upload's appends in order, and how far they wrote.
+#[derive(Default)]
+struct Upload {
+    order: Mutex<()>,
+    /// Read without `order` (by `info`), so never ahead of the file.
+    written: AtomicU64,
+    /// A background `fsync` of this upload is running.
+    syncing: AtomicBool,
 }
 
 impl std::fmt::Debug for FileBlobStore {
@@ -130,7 +155,7 @@ impl Inner {
     fn create(&self, new: NewBlob) -> Result<BlobInfo, BlobStoreError> {
         let mut db = self.db();
         let tx = db.transaction().map_err(backend)?;
-        if let Some(existing) = info(&tx, &new.id)? {
+        if let Some(existing) = self.info(&tx, &new.id)? {
             return new.retry_of(existing);
         }
         let used: i64 = tx
@@ -150,14 +175,53 @@ impl Inner {
         Ok(new.into_info())
     }
 
+    /// `id`'s upload under way (a new one, written point 0, if none is).
+    fn upload(&self, id: &BlobId) -> Arc<Upload> {
+        let mut map = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(map.entry(*id).or_default())
+    }
+
+    /// `id` as stored, its resume point the written one. Takes the
+    /// metadata connection (`db`) and the map's lock after it, as
+    /// `delete_rows` does; `append` never holds the map's lock while it
+    /// waits for `db`.
+    fn info(&self, db: &Connection, id: &BlobId) -> Result<Option<BlobInfo>, BlobStoreError> {
+        let Some(mut blob) = info(db, id)? else {
+            return Ok(None);
+        };
+        let map = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(u) = map.get(id) {
+            blob.stored = blob.stored.max(u.written.load(Ordering::Acquire));
+        }
+        Ok(Some(blob))
+    }
+
+    fn forget_upload(&self, id: &BlobId) {
+        let mut map = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(id);
+    }
+
     fn append(
-        &self,
+        self: &Arc<Self>,
         id: BlobId,
         owner: IdentityKey,
         offset: u64,
         data: &[u8],
     ) -> Result<u64, BlobStoreError> {
-        let before = owned(&self.db(), &id, &owner)?;
+        // Checked before an entry is made, so that appends to blobs that do
+        // not exist or are someone else's leave nothing in memory.
+        owned(&self.db(), &id, &owner)?;
+        let upload = self.upload(&id);
+        let _order = upload.order.lock().unwrap_or_else(|p| p.into_inner());
+        let mut before = match owned(&self.db(), &id, &owner) {
+            Ok(b) => b,
+            Err(e) => {
+                self.forget_upload(&id);
+                return Err(e);
+            }
+        };
+        let recorded = before.stored;
+        before.stored = recorded.max(upload.written.load(Ordering::Acquire));
         let Some(skip) = plan_append(&before, offset, data.len())? else {
             return Ok(before.stored);
         };
@@ -170,32 +234,53 @@ impl Inner {
             .map_err(backend)?;
         file.seek(SeekFrom::Start(before.stored))
             .and_then(|_| file.write_all(&data[skip..]))
-            .and_then(|()| file.sync_data())
             .map_err(backend)?;
-        let after = before.stored + (data.len() - skip) as u64;
-        let db = self.db();
-        let moved = db
-            .execute(
-                "UPDATE blobs SET stored = ?1 WHERE id = ?2 AND stored = ?3 AND finished_at_ms IS NULL",
-                params![int(after), &id.0[..], int(before.stored)],
-            )
-            .map_err(backend)?;
-        if moved == 1 {
-            return Ok(after);
+        // Deleted or expired meanwhile: drop the file we wrote.
+        if info(&self.db(), &id)?.is_none() {
+            self.forget_upload(&id);
+            remove_if_present(&path)?;
+            return Err(BlobStoreError::NotFound);
         }
-        // Another call got there first: the same append retried (fine), or
-        // the blob was deleted or expired meanwhile (drop the file we wrote).
-        match info(&db, &id)? {
-            Some(now) if now.stored >= after => Ok(now.stored),
-            Some(now) => Err(BlobStoreError::Gap {
-                offset,
-                stored: now.stored,
-            }),
-            None => {
-                drop(db);
-                remove_if_present(&path)?;
-                Err(BlobStoreError::NotFound)
-            }
+        let after = before.stored + (data.len() - skip) as u64;
+        upload.written.store(after, Ordering::Release);
+        if after - recorded >= SYNC_EVERY && !upload.syncing.swap(true, Ordering::AcqRel) {
+            self.sync_in_background(id, file, after, upload.clone());
+        }
+        Ok(after)
+    }
+
+    /// `fsync`s `file` (bytes up to `point` were written before), then
+    /// records `point`, off the request's path: the appends go on meanwhile,
+    /// so the disk and the network work at once. One at a time per upload;
+    /// `finish` `fsync`s whatever is left.
+    fn sync_in_background(
+        self: &Arc<Self>,
+        id: BlobId,
+        file: File,
+        point: u64,
+        upload: Arc<Upload>,
+    ) {
+        let me = Arc::clone(self);
+        let syncing = Arc::clone(&upload);
+        let spawned = std::thread::Builder::new()
+            .name("blob-sync".into())
+            .spawn(move || {
+                let recorded = file.sync_data().map_err(backend).and_then(|()| {
+                    me.db()
+                        .execute(
+                            "UPDATE blobs SET stored = ?1 WHERE id = ?2 AND stored < ?1 AND finished_at_ms IS NULL",
+                            params![int(point), &id.0[..]],
+                        )
+                        .map_err(backend)
+                });
+                if let Err(e) = recorded {
+                    tracing::warn!(error = %e, "an upload's point was not recorded; it resumes from an earlier one after a restart");
+                }
+                syncing.syncing.store(false, Ordering::Release);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no thread to fsync an upload; finish does it");
+            upload.syncing.store(false, Ordering::Release);
         }
     }
 
@@ -206,7 +291,7 @@ impl Inner {
         now_ms: u64,
     ) -> Result<BlobInfo, BlobStoreError> {
         let db = self.db();
-        let mut blob = owned(&db, &id, &owner)?;
+        let mut blob = owned_by(self.info(&db, &id)?, &owner)?;
         if !plan_finish(&blob)? {
             return Ok(blob);
         }
@@ -232,11 +317,13 @@ impl Inner {
             .and_then(|()| File::open(&self.dir)?.sync_all())
             .map_err(backend)?;
         db.execute(
-            "UPDATE blobs SET finished_at_ms = ?1 WHERE id = ?2",
+            "UPDATE blobs SET finished_at_ms = ?1, stored = size WHERE id = ?2",
             params![int(now_ms), &id.0[..]],
         )
         .map_err(backend)?;
         blob.finished_at_ms = Some(now_ms);
+        drop(db);
+        self.forget_upload(&id);
         Ok(blob)
     }
 
@@ -257,6 +344,7 @@ impl Inner {
                 .map_err(backend)?;
             remove_if_present(&self.part(id))?;
             remove_if_present(&self.done(id))?;
+            self.forget_upload(id);
         }
         Ok(())
     }
@@ -338,6 +426,33 @@ impl Inner {
     }
 }
 
+/// A server that stops (not one that crashes) records how far each upload
+/// under way got, so a restart costs its clients nothing: the bytes are
+/// `fsync`ed, then the point recorded (moving only forward).
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let uploads = std::mem::take(self.written.get_mut().unwrap_or_else(|p| p.into_inner()));
+        for (id, upload) in uploads {
+            let written = upload.written.load(Ordering::Acquire);
+            if written == 0 {
+                continue;
+            }
+            let synced = File::open(self.part(&id)).and_then(|f| f.sync_data());
+            let recorded = synced.map_err(backend).and_then(|()| {
+                self.db()
+                    .execute(
+                        "UPDATE blobs SET stored = ?1 WHERE id = ?2 AND stored < ?1 AND finished_at_ms IS NULL",
+                        params![int(written), &id.0[..]],
+                    )
+                    .map_err(backend)
+            });
+            if let Err(e) = recorded {
+                tracing::warn!(error = %e, "an upload's point was not recorded at stop; it resumes from an earlier one");
+            }
+        }
+    }
+}
+
 impl FileBlobStore {
     /// Opens (creating it, private to this user) the blob directory `dir`.
     pub fn open(dir: &Path) -> Result<Self, BlobStoreError> {
@@ -357,6 +472,7 @@ impl FileBlobStore {
         let inner = Inner {
             dir: dir.to_owned(),
             db: Mutex::new(db),
+            written: Mutex::new(HashMap::new()),
         };
         let orphans = inner.remove_orphans()?;
         if orphans > 0 {
@@ -370,7 +486,7 @@ impl FileBlobStore {
     /// Runs `work` on a blocking thread: file and SQLite calls block.
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Inner) -> Result<T, BlobStoreError> + Send + 'static,
+        work: impl FnOnce(&Arc<Inner>) -> Result<T, BlobStoreError> + Send + 'static,
     ) -> Result<T, BlobStoreError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || work(&inner))
@@ -395,7 +511,7 @@ impl BlobStore for FileBlobStore {
     }
 
     async fn info(&self, id: BlobId) -> Result<Option<BlobInfo>, BlobStoreError> {
-        self.run(move |s| info(&s.db(), &id)).await
+        self.run(move |s| s.info(&s.db(), &id)).await
     }
 
     async fn finish(
@@ -545,7 +661,11 @@ mod tests {
         let store = FileBlobStore::open(dir.path()).expect("open");
         let total = 100 << 20;
         let times = blobs::time_upload_and_read(&store, total, 1 << 20).await;
-        blobs::report("files (fsync per append)", total, times);
+        blobs::report(
+            "files (fsync every 8 MiB, beside the appends)",
+            total,
+            times,
+        );
     }
 
     #[tokio::test]
@@ -576,6 +696,118 @@ mod tests {
         assert!(!orphan.exists() && !orphan_part.exists());
         assert_eq!(store.read(kept, 0, 10).await.expect("read"), b"kept");
         assert!(dir.path().join("blobs.sqlite3").exists());
+    }
+
+    /// Appends are fsynced and recorded every `SYNC_EVERY` bytes: a restart
+    /// (the written point was only in memory) resumes from the last
+    /// recorded point, never past it, and the upload completes
+    /// byte-identical over the bytes written after it.
+    #[tokio::test]
+    async fn a_restart_resumes_from_the_last_synced_point() {
+        const MIB: usize = 1 << 20;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = FileBlobStore::open(dir.path()).expect("open");
+        let id = BlobId([9; 16]);
+        let data: Vec<u8> = (0..11 * MIB).map(|i| (i * 7 % 251) as u8).collect();
+        store
+            .create(blobs::new_blob(id, 1, data.len() as u64))
+            .await
+            .unwrap();
+        for piece in 0..10 {
+            let at = piece * MIB;
+            let point = store
+                .append(id, blobs::owner(1), at as u64, data[at..at + MIB].to_vec())
+                .await
+                .unwrap();
+            assert_eq!(point, (at + MIB) as u64, "the answer is the written point");
+        }
+        let info = store.info(id).await.unwrap().unwrap();
+        assert_eq!(info.stored, 10 * MIB as u64, "info tells the written point");
+        // The fsync runs beside the appends: wait until it recorded 8 MiB.
+        let recorded = || {
+            let db = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            db.query_row("SELECT stored FROM blobs", [], |r| r.get::<_, i64>(0))
+                .unwrap() as u64
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while recorded() < SYNC_EVERY && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // A crash: what was in memory is lost (no drop runs).
+        std::mem::forget(store);
+
+        let store = FileBlobStore::open(dir.path()).expect("reopen");
+        let info = store.info(id).await.unwrap().unwrap();
+        assert_eq!(
+            info.stored, SYNC_EVERY,
+            "the recorded point is the last fsync"
+        );
+        // The client asks where to go on and sends the rest from there.
+        let mut at = info.stored as usize;
+        while at < data.len() {
+            let end = (at + MIB).min(data.len());
+            at = store
+                .append(id, blobs::owner(1), at as u64, data[at..end].to_vec())
+                .await
+                .unwrap() as usize;
+        }
+        store.finish(id, blobs::owner(1), 2).await.unwrap();
+        let mut back = Vec::new();
+        while back.len() < data.len() {
+            back.extend(store.read(id, back.len() as u64, MIB as u32).await.unwrap());
+        }
+        assert!(back == data, "byte-identical after the resume");
+    }
+
+    /// A store that closes (the server stops) records how far its uploads
+    /// got: the restarted upload goes on from there.
+    #[tokio::test]
+    async fn a_stop_records_the_written_point() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = FileBlobStore::open(dir.path()).expect("open");
+        let id = BlobId([8; 16]);
+        store.create(blobs::new_blob(id, 1, 1 << 20)).await.unwrap();
+        store
+            .append(id, blobs::owner(1), 0, vec![1; 3000])
+            .await
+            .unwrap();
+        drop(store);
+        let store = FileBlobStore::open(dir.path()).expect("reopen");
+        assert_eq!(store.info(id).await.unwrap().unwrap().stored, 3000);
+    }
+
+    /// An append refused (no such blob, or someone else's) leaves no
+    /// upload state in memory: strangers cannot grow the map.
+    #[tokio::test]
+    async fn refused_appends_keep_nothing_in_memory() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = FileBlobStore::open(dir.path()).expect("open");
+        let id = BlobId([5; 16]);
+        store.create(blobs::new_blob(id, 1, 10)).await.unwrap();
+        for n in 0..100u8 {
+            let stranger = BlobId([n + 100; 16]);
+            assert!(store
+                .append(stranger, blobs::owner(1), 0, b"x".to_vec())
+                .await
+                .is_err());
+        }
+        assert!(store
+            .append(id, blobs::owner(2), 0, b"x".to_vec())
+            .await
+            .is_err());
+        let held = store.inner.written.lock().unwrap().len();
+        assert_eq!(held, 0, "refused appends left upload state behind");
+        store
+            .append(id, blobs::owner(1), 0, b"xy".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(store.inner.written.lock().unwrap().len(), 1);
+        store.delete(id).await.unwrap();
+        assert_eq!(
+            store.inner.written.lock().unwrap().len(),
+            0,
+            "deleting forgets it"
+        );
     }
 
     #[tokio::test]

@@ -22,6 +22,7 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use crate::app::{App, Progress};
+use crate::graphics::paint::Paint;
 use crate::preview::Preview;
 use crate::timeline::{LoadState, Timeline, View};
 use crate::wrap;
@@ -136,9 +137,32 @@ pub fn block_lines(
     i: usize,
     selected: bool,
 ) -> Vec<Line<'static>> {
+    block(ctx, tl, i, selected).0
+}
+
+/// Where an image painted over a preview (iTerm2, sixel) sits: its
+/// top-left cell, counted from its block's (or the pane's) top-left, and
+/// its size in cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageAt {
+    pub id: MessageId,
+    pub row: usize,
+    pub col: usize,
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// The rows of message `i`'s block, and where its painted image goes (when
+/// its whole width fits).
+fn block(
+    ctx: &BlockCtx<'_>,
+    tl: &Timeline,
+    i: usize,
+    selected: bool,
+) -> (Vec<Line<'static>>, Option<ImageAt>) {
     let msgs = tl.messages();
     let Some(m) = msgs.get(i) else {
-        return Vec::new();
+        return (Vec::new(), None);
     };
     let width = ctx.width.max(1);
     let mut out = Vec::new();
@@ -222,6 +246,25 @@ pub fn block_lines(
         wrap::sanitize(&m.text)
     };
     let extra = attachment.map_or_else(Vec::new, |a| attachment_rows(ctx, m, a, text_w));
+    // The preview's rows end `extra`; an image is painted over them only
+    // when none of its columns is cut.
+    let image = match ctx.previews.get(&m.id) {
+        Some(Preview::Ready(p)) if attachment.is_some() => p
+            .image
+            .as_ref()
+            .filter(|img| usize::from(img.cols) <= text_w)
+            .map(|img| (img.cols, img.rows)),
+        _ => None,
+    };
+    let image_at = |top: usize, col: usize| {
+        image.map(|(cols, rows)| ImageAt {
+            id: m.id,
+            row: top + extra.len().saturating_sub(usize::from(rows)),
+            col,
+            cols,
+            rows,
+        })
+    };
     let suffix = suffix(ctx, m);
     // The markers wrap with the text, in their own style.
     let text: std::borrow::Cow<'_, str> = if suffix.is_empty() {
@@ -261,11 +304,12 @@ pub fn block_lines(
         for r in wrap::wrap(&text, width) {
             out.push(Line::from(row(r)));
         }
+        let at = image_at(out.len(), 0);
         out.extend(extra);
         if let Some(r) = reactions_line(m, width) {
             out.push(r);
         }
-        return out;
+        return (out, at);
     }
 
     let nw = ctx.nick_width();
@@ -299,13 +343,14 @@ pub fn block_lines(
             out.push(indented(Line::from(row(r))));
         }
     }
+    let at = image_at(out.len(), ctx.prefix_width());
     for line in extra {
         out.push(indented(line));
     }
     if let Some(r) = reactions_line(m, text_w) {
         out.push(indented(r));
     }
-    out
+    (out, at)
 }
 
 /// The dimmed markers after a message's text: "(edited)" and when it
@@ -497,8 +542,19 @@ pub fn visible_lines(
     tl: &Timeline,
     height: usize,
 ) -> (Vec<Line<'static>>, usize) {
+    let (lines, top, _) = visible(ctx, tl, height);
+    (lines, top)
+}
+
+/// [`visible_lines`], and the painted images wholly among them (rows
+/// counted from the first visible row).
+fn visible(
+    ctx: &BlockCtx<'_>,
+    tl: &Timeline,
+    height: usize,
+) -> (Vec<Line<'static>>, usize, Vec<ImageAt>) {
     if tl.is_empty() || height == 0 {
-        return (Vec::new(), 0);
+        return (Vec::new(), 0, Vec::new());
     }
     let (mut idx, skip, selected) = match tl.view {
         View::Follow => (tl.len() - 1, 0, None),
@@ -508,11 +564,14 @@ pub fn visible_lines(
         }
     };
     let mut blocks: Vec<Vec<Line<'static>>> = Vec::new();
+    let mut images = Vec::new();
     let mut rows = 0;
     let top;
     loop {
-        let block = block_lines(ctx, tl, idx, selected == Some(idx));
+        let (block, image) = block(ctx, tl, idx, selected == Some(idx));
         rows += block.len();
+        // Counted from the bottom of the last block for now.
+        images.extend(image.map(|i| (rows - i.row, i)));
         blocks.push(block);
         if rows >= height + skip || idx == 0 {
             top = idx;
@@ -521,15 +580,28 @@ pub fn visible_lines(
         idx -= 1;
     }
     let mut lines: Vec<Line<'static>> = blocks.into_iter().rev().flatten().collect();
-    lines.truncate(lines.len().saturating_sub(skip));
+    let total = lines.len();
+    lines.truncate(total.saturating_sub(skip));
     let start = lines.len().saturating_sub(height);
-    (lines.split_off(start), top)
+    let end = lines.len();
+    let images = images
+        .into_iter()
+        .filter_map(|(from_bottom, i)| {
+            let row = total - from_bottom;
+            (row >= start && row + usize::from(i.rows) <= end).then(|| ImageAt {
+                row: row - start,
+                ..i
+            })
+        })
+        .collect();
+    (lines.split_off(start), top, images)
 }
 
 /// Draws the pane: the conversation's messages, or which state it is in.
-pub fn render(app: &App, f: &mut Frame<'_>, area: Rect) {
+/// Returns the images to paint over previews wholly in the pane.
+pub fn render(app: &App, f: &mut Frame<'_>, area: Rect) -> Vec<Paint> {
     if area.height == 0 || area.width == 0 {
-        return;
+        return Vec::new();
     }
     let dim = Style::default().fg(Color::DarkGray);
     let placeholder = |f: &mut Frame<'_>, text: &str| {
@@ -549,7 +621,7 @@ pub fn render(app: &App, f: &mut Frame<'_>, area: Rect) {
             crate::app::Loadable::Failed(_) => "Conversations could not be loaded.",
         };
         placeholder(f, text);
-        return;
+        return Vec::new();
     };
     if tl.is_empty() {
         let text = match &tl.load {
@@ -558,15 +630,32 @@ pub fn render(app: &App, f: &mut Frame<'_>, area: Rect) {
             LoadState::Failed(e) => format!("The history could not be loaded: {e}"),
         };
         placeholder(f, &text);
-        return;
+        return Vec::new();
     }
     let ctx = BlockCtx::new(app, usize::from(area.width));
-    let (lines, _) = visible_lines(&ctx, tl, usize::from(area.height));
+    let (lines, _, images) = visible(&ctx, tl, usize::from(area.height));
     // Chat style: the newest message sits on the bottom row.
     let pad = usize::from(area.height).saturating_sub(lines.len());
     let mut all = vec![Line::default(); pad];
     all.extend(lines);
     f.render_widget(Paragraph::new(all), area);
+    // Within the pane by construction: rows among the visible ones, columns
+    // within the text's width.
+    let mut paints: Vec<Paint> = images
+        .into_iter()
+        .filter_map(|i| {
+            Some(Paint {
+                id: i.id,
+                rect: Rect {
+                    x: area.x + u16::try_from(i.col).ok()?,
+                    y: area.y + u16::try_from(pad + i.row).ok()?,
+                    width: i.cols,
+                    height: i.rows,
+                },
+            })
+        })
+        .filter(|p| area.intersection(p.rect) == p.rect)
+        .collect();
     if tl.unseen_below > 0 && matches!(tl.view, View::At { .. }) {
         let text = format!(" ↓ {} new below (PgDn) ", tl.unseen_below);
         let w = (wrap::width(&text) as u16).min(area.width);
@@ -580,5 +669,7 @@ pub fn render(app: &App, f: &mut Frame<'_>, area: Rect) {
             Paragraph::new(text).style(Style::default().fg(Color::Black).bg(Color::Yellow)),
             r,
         );
+        paints.retain(|p| p.rect.intersection(r).is_empty());
     }
+    paints
 }

@@ -305,7 +305,9 @@ fn assert_each_part_stays_in_its_area(app: &App, form: &App) {
         (
             "messages",
             vec![a.messages],
-            Box::new(|f| messages::render(app, f, a.messages)),
+            Box::new(|f| {
+                messages::render(app, f, a.messages);
+            }),
         ),
         (
             "input",
@@ -784,4 +786,247 @@ fn a_pasted_file_asks() {
         "{shown}"
     );
     assert_snapshot!(shown);
+}
+
+/// [`attachments_app`] in an iTerm2 or sixel terminal: bob's picture has an
+/// image to paint over its 6×2 cells.
+fn painted_app(w: u16, h: u16) -> (App, quicproquo_protocol::ipc::values::MessageId) {
+    let mut app = attachments_app(w, h);
+    let (id, preview) = app
+        .previews
+        .iter_mut()
+        .next()
+        .map(|(id, p)| (*id, p))
+        .unwrap();
+    let crate::preview::Preview::Ready(pic) = preview else {
+        panic!("the fixture's preview is ready");
+    };
+    pic.image = Some(crate::graphics::Image {
+        cols: 6,
+        rows: 2,
+        bytes: b"<IMG>".to_vec(),
+    });
+    (app, id)
+}
+
+fn paints(
+    app: &App,
+    w: u16,
+    h: u16,
+) -> (Vec<crate::graphics::paint::Paint>, Terminal<TestBackend>) {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    let mut paints = Vec::new();
+    t.draw(|f| paints = super::render_with_images(app, f))
+        .unwrap();
+    (paints, t)
+}
+
+#[test]
+fn an_image_is_painted_only_where_its_preview_is_whole_and_uncovered() {
+    let (mut app, id) = painted_app(100, 24);
+    let (found, t) = paints(&app, 100, 24);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].id, id);
+    let r = found[0].rect;
+    assert_eq!((r.width, r.height), (6, 2));
+    // Over the half-blocks, which stay beneath it in ratatui's buffer.
+    let buf = t.backend().buffer();
+    assert_eq!(buf[(r.x, r.y)].symbol(), "▀");
+    assert_eq!(buf[(r.x, r.y)].fg, Color::Rgb(255, 0, 0));
+    assert_eq!(buf[(r.x + 3, r.y + 1)].symbol(), " ");
+    assert_eq!(buf[(r.x - 1, r.y)].symbol(), " ", "its left edge");
+
+    // Scrolled so that its bottom row is cut: half-blocks only.
+    let tl = app.timelines.get_mut(&TEAM).unwrap();
+    let index = tl.messages().iter().position(|m| m.id == id).unwrap();
+    tl.view = crate::timeline::View::At { index, skip: 1 };
+    let (found, t) = paints(&app, 100, 24);
+    assert_eq!(found, []);
+    let shown = screen(&app);
+    assert!(shown.contains('▀'), "the half-blocks still show: {shown}");
+    let _ = t;
+    // Its top row cut: none either. Followed, the preview keeps its
+    // distance from the bottom, so a shorter terminal moves it up.
+    app.timelines.get_mut(&TEAM).unwrap().view = crate::timeline::View::Follow;
+    let pane_top = |h: u16| layout::areas(&app, Rect::new(0, 0, 100, h)).messages.y;
+    let from_bottom = 24 - r.y;
+    let h = from_bottom + pane_top(24) - 1;
+    assert_eq!(pane_top(h), pane_top(24), "the same layout");
+    let (found, t) = paints(&app, 100, h);
+    assert_eq!(found, [], "cut at the top");
+    let row2 = t.backend().buffer()[(r.x, pane_top(h))].clone();
+    assert_eq!((row2.symbol(), row2.fg), ("▀", Color::Rgb(255, 0, 0)));
+    let (found, _) = paints(&app, 100, h + 1);
+    assert_eq!(found.len(), 1, "one row more: whole again");
+
+    // A box over it: none.
+    app.overlay = Some(Overlay::Help { scroll: 0 });
+    let (found, t) = paints(&app, 100, 24);
+    let covered = t.backend().buffer()[(r.x, r.y)].symbol() != "▀";
+    assert!(covered, "the help box covers the preview");
+    assert_eq!(found, []);
+    app.overlay = None;
+
+    // Narrower than the image: cut, so none.
+    let (mut app, _) = painted_app(100, 24);
+    if let Some(crate::preview::Preview::Ready(p)) = app.previews.values_mut().next() {
+        p.image.as_mut().unwrap().cols = 200;
+    }
+    assert_eq!(paints(&app, 100, 24).0, []);
+}
+
+/// What the loop writes to the terminal: the backend's bytes and the
+/// loop's own (images), in one stream, and the latter one write apiece.
+#[derive(Clone, Default)]
+struct Wire {
+    bytes: std::rc::Rc<std::cell::RefCell<Vec<u8>>>,
+    sent: std::rc::Rc<std::cell::RefCell<Vec<Vec<u8>>>>,
+}
+
+impl std::io::Write for Wire {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.bytes.borrow_mut().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl crate::event_loop::Outside for Wire {
+    fn bell(&mut self) {}
+    fn open(&mut self, _: &std::path::Path) {}
+    fn decode(
+        &mut self,
+        _: quicproquo_protocol::ipc::values::MessageId,
+        _: std::path::PathBuf,
+        _: u64,
+        _: crate::graphics::Target,
+    ) {
+    }
+    fn transmit(&mut self, bytes: &[u8]) {
+        self.bytes.borrow_mut().extend_from_slice(bytes);
+        self.sent.borrow_mut().push(bytes.to_vec());
+    }
+}
+
+/// The loop paints an image once after the frame that shows it, leaves it
+/// alone while nothing moves, and erases it (rewriting its rows from the
+/// frame) when it is covered.
+#[tokio::test]
+async fn the_loop_paints_after_the_frame_and_erases_what_went() {
+    use crate::graphics::paint;
+    let (mut app, _) = painted_app(100, 24);
+    let (found, _) = paints(&app, 100, 24);
+    let rect = found[0].rect;
+    let mut terminal = Terminal::new(TestBackend::new(100, 24)).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let (req_tx, _req_rx) = tokio::sync::mpsc::channel(64);
+    let mut out = Wire::default();
+    let mut frames = 0;
+    let (help, quit) = (
+        KeyEvent::new(KeyCode::F(1), KeyModifiers::NONE),
+        KeyEvent::new(KeyCode::Char('q'), KeyModifiers::CONTROL),
+    );
+    let steps = [
+        // A keystroke that changes the input, not the pane.
+        Action::Key(KeyEvent::new(KeyCode::Char('x'), KeyModifiers::NONE)),
+        Action::Key(help),
+        Action::Key(quit),
+    ];
+    crate::event_loop::run(&mut terminal, &mut app, &mut rx, &req_tx, &mut out, |_| {
+        frames += 1;
+        if let Some(step) = steps.get(frames - 1) {
+            tx.try_send(step.clone()).unwrap();
+        }
+        false
+    })
+    .await
+    .unwrap();
+    assert_eq!(frames, 3, "the first frame, the keystroke's, help's");
+    let mut first = paint::SAVE.to_vec();
+    first.extend(paint::erase(&[]));
+    let mut image = paint::at(rect, b"<IMG>");
+    image.extend_from_slice(paint::RESTORE);
+    let mut gone = paint::SAVE.to_vec();
+    gone.extend(paint::erase(&[rect.y, rect.y + 1]));
+    // Painted after the first frame; nothing after the keystroke's; its
+    // rows erased (and redrawn) when help covers it, nothing painted.
+    assert_eq!(
+        *out.sent.borrow(),
+        [first, image, gone, paint::RESTORE.to_vec()]
+    );
+    // The rows were written again from the frame: help's box shows there.
+    let buf = terminal.backend().buffer();
+    assert_ne!(buf[(rect.x, rect.y)].symbol(), "▀");
+}
+
+/// The same through crossterm's real backend, frame and painting in one
+/// byte stream as the terminal gets it: the image comes after the frame,
+/// with the cursor saved around it, and when covered its rows are erased,
+/// then rewritten from the frame, before the cursor is restored.
+#[tokio::test]
+async fn the_terminal_gets_frame_then_image_then_the_rows_rewritten() {
+    let (mut app, _) = painted_app(100, 24);
+    let rect = paints(&app, 100, 24).0[0].rect;
+    let stream = Wire::default();
+    let mut terminal = Terminal::with_options(
+        ratatui::backend::CrosstermBackend::new(stream.clone()),
+        ratatui::TerminalOptions {
+            viewport: ratatui::Viewport::Fixed(Rect::new(0, 0, 100, 24)),
+        },
+    )
+    .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let (req_tx, _req_rx) = tokio::sync::mpsc::channel(64);
+    let mut out = stream.clone();
+    let mut frames = 0;
+    let mut after_first = 0;
+    crate::event_loop::run(&mut terminal, &mut app, &mut rx, &req_tx, &mut out, |_| {
+        frames += 1;
+        let key = if frames == 1 {
+            after_first = stream.bytes.borrow().len();
+            KeyEvent::new(KeyCode::F(1), KeyModifiers::NONE)
+        } else {
+            KeyEvent::new(KeyCode::Char('q'), KeyModifiers::CONTROL)
+        };
+        tx.try_send(Action::Key(key)).unwrap();
+        false
+    })
+    .await
+    .unwrap();
+    let bytes = stream.bytes.borrow().clone();
+    let find = |from: usize, what: &[u8]| {
+        bytes[from..]
+            .windows(what.len())
+            .position(|w| w == what)
+            .map(|i| i + from)
+    };
+    // First frame: the frame's own text, then the image, last.
+    let image = format!("\x1b7\x1b[{};{}H<IMG>\x1b8", rect.y + 1, rect.x + 1);
+    let at = find(0, image.as_bytes()).expect("the image is painted");
+    assert!(find(0, b"here").unwrap() < at, "after the text");
+    assert_eq!(
+        at + image.len(),
+        after_first,
+        "written last in the first frame"
+    );
+    // Help covers it: its rows erased, rewritten, and nothing painted.
+    let erase = format!(
+        "\x1b7\x1b[{};1H\x1b[2K\x1b[{};1H\x1b[2K",
+        rect.y + 1,
+        rect.y + 2
+    );
+    let e = find(after_first, erase.as_bytes()).expect("its rows are erased");
+    let restore = find(e, b"\x1b8").unwrap();
+    let rewrite = &bytes[e + erase.len()..restore];
+    assert!(
+        find(e, format!("\x1b[{};1H", rect.y + 1).as_bytes()).unwrap() < restore,
+        "the erased rows are written again from their first column"
+    );
+    assert!(rewrite.len() > 100, "{}", String::from_utf8_lossy(rewrite));
+    assert!(
+        find(after_first, b"<IMG>").is_none(),
+        "not painted under help"
+    );
 }

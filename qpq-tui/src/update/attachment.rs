@@ -19,6 +19,7 @@ use super::message::selected_message;
 use crate::action::{Effect, Failure, Request};
 use crate::app::{AfterDownload, App, Compose, Overlay, Progress};
 use crate::attach::{self, human_size, PastedFile};
+use crate::graphics::{kitty, Protocol, Target};
 use crate::preview::{Picture, Preview, PreviewError};
 use crate::render::layout::message_pane;
 use crate::render::messages::BlockCtx;
@@ -438,6 +439,18 @@ pub(super) fn decoded(
     app.previews.insert(id, preview);
 }
 
+/// The terminal's cells changed size: images painted pixel for pixel
+/// (sixel) or sized for the old cells (iTerm2) are made again for the new
+/// ones as they come into view.
+pub(super) fn cell_size(app: &mut App, px: Option<(u32, u32)>) {
+    if app.cell_px == px {
+        return;
+    }
+    app.cell_px = px;
+    app.previews
+        .retain(|_, p| !matches!(p, Preview::Ready(pic) if pic.image.is_some()));
+}
+
 /// Previews for the image attachments on screen: downloaded ones decoded,
 /// small enough ones downloaded first (each asked once).
 pub(crate) fn want_previews(app: &mut App, fx: &mut Vec<Effect>) {
@@ -491,18 +504,29 @@ fn want_preview(app: &mut App, conversation: ConversationId, id: MessageId, fx: 
     match (&a.path, a.state) {
         (Some(path), _) if on_disk => {
             let path = path.into();
-            let kitty_id = app.kitty_images.then(|| {
-                let n = app.next_image_id;
-                // Ids are the placeholders' 24-bit colour; 0 is none.
-                app.next_image_id = n % 0xFF_FFFF + 1;
-                n
-            });
+            let target = match app.graphics {
+                Some(Protocol::Kitty) => {
+                    let n = app.next_image_id;
+                    // Ids are the placeholders' 24-bit colour; 0 is none.
+                    app.next_image_id = n % 0xFF_FFFF + 1;
+                    Target::Kitty(n)
+                }
+                Some(Protocol::Iterm2) => Target::Iterm2 {
+                    // iTerm2 scales to the cells: a guess only costs
+                    // sharpness.
+                    cell_px: app.cell_px.unwrap_or(kitty::CELL_PX),
+                },
+                Some(Protocol::Sixel) => app
+                    .cell_px
+                    .map_or(Target::HalfBlocks, |cell_px| Target::Sixel { cell_px }),
+                None => Target::HalfBlocks,
+            };
             app.previews.insert(id, Preview::Decoding);
             fx.push(Effect::Decode {
                 id,
                 path,
                 max_bytes: app.config.preview_max_bytes,
-                kitty_id,
+                target,
             });
         }
         (_, TransferState::Available) if app.preview_asked.insert(id) => {

@@ -4,15 +4,20 @@
 //! (bounded memory, `protocol::blob`) under a fresh key into the spool,
 //! `<data dir>/spool/<blob id>` (0600 in a 0700 directory, fsync'd before
 //! the answer), so the file may change or go once `attach` returned. When
-//! online it creates the blob on the server at once, so a file past the
-//! server's size limit or the account's quota is the answer's error and
-//! nothing is kept. The message (its text the caption) and its attachment
-//! row are stored in one transaction; the MLS payload waits in the row.
+//! online it creates the blob on the server first (for the size the file
+//! has: one that changes size while it is read is refused), so a file past
+//! the server's size limit or the account's quota is the answer's error and
+//! nothing is kept; then the upload starts at once, sending the spool
+//! file's pieces as the encryptor writes them (an *early upload*), which
+//! the uploader takes over when it ends. The message (its text the caption)
+//! and its attachment row are stored in one transaction; the MLS payload
+//! waits in the row.
 //!
 //! **The uploader** ([`Agent::upload_loop`], one task per link) takes every
-//! attachment still `uploading`: `blobCreate` (idempotent: it answers the
-//! resume point), `blobUpload` in pieces of `MAX_BLOB_CHUNK_BYTES` from
-//! there, `blobFinish`; then the payload goes to the outbox, so the message
+//! attachment still `uploading` (once its early upload, if any, ended):
+//! `blobCreate` (idempotent: it answers the resume point), `blobUpload` in
+//! pieces of `MAX_BLOB_CHUNK_BYTES` from there, four in flight (the server
+//! orders pieces that overtake each other), `blobFinish`; then the payload goes to the outbox, so the message
 //! is sent, retried and reported (`delivery`) like any text, and the spool
 //! file is deleted. The spool holds ciphertext, so a resumed upload sends
 //! the very bytes it sent before (the STREAM nonces never meet other
@@ -39,11 +44,11 @@
 //! every 250 ms (once 1 % more moved, or every 5 s while anything moves),
 //! and at the end.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, BufWriter, Read};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use quicproquo_protocol::backoff::Backoff;
@@ -80,6 +85,93 @@ use sink::Sink;
 /// busy while one is decrypted and written.
 const DOWNLOADS_IN_FLIGHT: usize = 4;
 
+/// Pieces of an upload sent at once.
+const UPLOADS_IN_FLIGHT: usize = 4;
+
+/// Upload pieces in flight, oldest first; those still running when it is
+/// dropped (a gap, a failure) are cancelled.
+#[derive(Default)]
+struct Flight(VecDeque<tokio::task::JoinHandle<Result<AgentResult<BlobState>, Ended>>>);
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        for piece in &self.0 {
+            piece.abort();
+        }
+    }
+}
+
+/// One upload's pieces, as [`Agent::send_pieces`] needs them.
+struct Pieces {
+    blob: BlobId,
+    group: Vec<u8>,
+    /// The blob's size (ciphertext).
+    total: u64,
+    /// The file's size.
+    size: u64,
+    /// The spool file.
+    file: Arc<File>,
+    /// While `attach` still writes it.
+    spooling: Option<Arc<Spooling>>,
+    /// Whose progress to tell, once the message exists.
+    moving: Arc<OnceLock<Moving>>,
+}
+
+impl Pieces {
+    /// The bytes of the spool file that may be sent.
+    fn ready(&self) -> u64 {
+        match &self.spooling {
+            Some(s) => match s.available() {
+                (_, true) => self.total,
+                (written, false) => written,
+            },
+            None => self.total,
+        }
+    }
+
+    /// Waits until more than `ready` bytes are spooled; an error once
+    /// spooling stopped without finishing.
+    async fn spooled_past(&self, ready: u64) -> Result<(), Ended> {
+        let Some(s) = &self.spooling else {
+            return Ok(());
+        };
+        loop {
+            let mut moved = std::pin::pin!(s.moved.notified());
+            moved.as_mut().enable();
+            if s.failed.load(std::sync::atomic::Ordering::Acquire) {
+                return Err(Ended::Later(AgentError::internal("spooling stopped")));
+            }
+            if self.ready() > ready {
+                return Ok(());
+            }
+            moved.await;
+        }
+    }
+
+    /// Bytes of the file that `stored` bytes of the blob carry (for
+    /// progress).
+    fn plain(&self, stored: u64) -> u64 {
+        let ct = self.total.max(1);
+        ((u128::from(stored.min(ct)) * u128::from(self.size)) / u128::from(ct)) as u64
+    }
+}
+
+/// `len` bytes of the spool file at `offset`.
+async fn read_piece(file: Arc<File>, offset: u64, len: usize) -> Result<Vec<u8>, Ended> {
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; len];
+        std::os::unix::fs::FileExt::read_exact_at(&*file, &mut buf, offset).map(|_| buf)
+    })
+    .await
+    .map_err(AgentError::internal)?
+    .map_err(|e| {
+        Ended::Failed(
+            TransferState::Failed,
+            format!("the spool file is damaged: {e}"),
+        )
+    })
+}
+
 /// The uploader's and the downloads' state in memory.
 #[derive(Default)]
 pub(crate) struct Transfers {
@@ -90,6 +182,9 @@ pub(crate) struct Transfers {
     idle: std::sync::atomic::AtomicBool,
     /// Messages whose attachment is being downloaded now.
     downloading: std::sync::Mutex<HashSet<Id>>,
+    /// Blobs `attach` is uploading while it spools them: the uploader
+    /// waits for each to end before it takes the blob over.
+    early: std::sync::Mutex<HashMap<BlobId, Arc<Notify>>>,
 }
 
 impl Transfers {
@@ -101,6 +196,97 @@ impl Transfers {
 
     fn downloading(&self) -> std::sync::MutexGuard<'_, HashSet<Id>> {
         self.downloading.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn early(&self) -> std::sync::MutexGuard<'_, HashMap<BlobId, Arc<Notify>>> {
+        self.early.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until no early upload of `blob` runs.
+    async fn early_ended(&self, blob: BlobId) {
+        loop {
+            let Some(ended) = self.early().get(&blob).cloned() else {
+                return;
+            };
+            let mut notified = std::pin::pin!(ended.notified());
+            notified.as_mut().enable();
+            if !self.early().contains_key(&blob) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// An early upload registered in [`Transfers`]; ends it when dropped
+/// (finished, failed, or its task cancelled before it ran alike).
+struct EarlyUpload {
+    agent: Arc<Agent>,
+    blob: BlobId,
+}
+
+impl EarlyUpload {
+    fn start(agent: Arc<Agent>, blob: BlobId) -> Self {
+        agent.transfers.early().insert(blob, Arc::default());
+        EarlyUpload { agent, blob }
+    }
+}
+
+impl Drop for EarlyUpload {
+    fn drop(&mut self) {
+        if let Some(ended) = self.agent.transfers.early().remove(&self.blob) {
+            ended.notify_waiters();
+        }
+    }
+}
+
+/// How far `attach` has written the spool file: an early upload sends only
+/// what is there.
+#[derive(Default)]
+struct Spooling {
+    written: std::sync::atomic::AtomicU64,
+    /// Every byte is written (`written` is the file's length).
+    done: std::sync::atomic::AtomicBool,
+    /// Spooling stopped without finishing.
+    failed: std::sync::atomic::AtomicBool,
+    moved: Notify,
+}
+
+impl Spooling {
+    /// Bytes of the spool file that may be read, and whether it is whole.
+    fn available(&self) -> (u64, bool) {
+        use std::sync::atomic::Ordering;
+        let done = self.done.load(Ordering::Acquire);
+        (self.written.load(Ordering::Acquire), done)
+    }
+
+    fn end(&self, ok: bool) {
+        use std::sync::atomic::Ordering;
+        let flag = if ok { &self.done } else { &self.failed };
+        flag.store(true, Ordering::Release);
+        self.moved.notify_waiters();
+    }
+}
+
+/// The spool file under its buffer: counts what reached it.
+struct Counting<'a> {
+    file: &'a File,
+    spooling: Option<&'a Spooling>,
+}
+
+impl Write for Counting<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        if let Some(s) = self.spooling {
+            s.written
+                .fetch_add(n as u64, std::sync::atomic::Ordering::AcqRel);
+            s.moved.notify_waiters();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -361,12 +547,9 @@ fn sync_dir(dir: &Path) {
 
 /// Encrypts `source` into a new spool file under `dir` (one pass, one
 /// chunk in memory); returns its descriptor and the spool file's name.
-fn spool(
-    source: &Path,
-    dir: &Path,
-    name: String,
-    content_type: String,
-) -> AgentResult<(Descriptor, String)> {
+/// The file to attach, open, and its size: an absolute path to a readable
+/// regular file.
+fn open_source(source: &Path) -> AgentResult<(File, u64)> {
     if !source.is_absolute() {
         return Err(AgentError::File(format!(
             "`{}` is not an absolute path",
@@ -381,26 +564,76 @@ fn spool(
         )));
     }
     let input = File::open(source).map_err(|e| file_error(source, "cannot be read", e))?;
-    private_dir(dir).map_err(|e| AgentError::internal(format!("the spool directory: {e}")))?;
-    let blob_id = BlobId::generate();
-    let file_name = hex::encode(blob_id.0);
+    Ok((input, meta.len()))
+}
+
+/// What `attach` decided before spooling: the blob's id and key, and the
+/// size the file had (the blob is created for it; a file that changes size
+/// while it is read is refused).
+struct SpoolPlan {
+    blob_id: BlobId,
+    key: FileKey,
+    size: u64,
+}
+
+impl SpoolPlan {
+    fn new(size: u64) -> Self {
+        SpoolPlan {
+            blob_id: BlobId::generate(),
+            key: FileKey::generate(),
+            size,
+        }
+    }
+
+    /// The ciphertext's length: the blob's size on the server.
+    fn sealed_len(&self) -> AgentResult<u64> {
+        blob::ciphertext_len(self.size, DEFAULT_CHUNK_SIZE)
+            .map_err(|e| AgentError::File(format!("this file cannot be attached: {e}")))
+    }
+}
+
+/// Encrypts `input` (the file at `source`) under `plan` into `out`, the
+/// new spool file `<dir>/<blob id>`, fsync'd; says how far it got in
+/// `spooling`, if given. On an error the spool file is removed. Blocks.
+#[allow(clippy::too_many_arguments)]
+fn spool(
+    source: &Path,
+    input: File,
+    out: File,
+    dir: &Path,
+    name: String,
+    content_type: String,
+    plan: SpoolPlan,
+    spooling: Option<&Spooling>,
+) -> AgentResult<(Descriptor, String)> {
+    let file_name = hex::encode(plan.blob_id.0);
     let path = dir.join(&file_name);
-    let out = private_file(&path, true)
-        .map_err(|e| AgentError::internal(format!("a spool file: {e}")))?;
-    let key = FileKey::generate();
     let mut reader = Tagged {
         inner: BufReader::with_capacity(MAX_BLOB_CHUNK_BYTES, input),
         failed: None,
     };
     let sealed = blob::encrypt_stream(
-        &key,
+        &plan.key,
         DEFAULT_CHUNK_SIZE,
         &mut reader,
-        BufWriter::with_capacity(MAX_BLOB_CHUNK_BYTES, &out),
+        BufWriter::with_capacity(
+            MAX_BLOB_CHUNK_BYTES,
+            Counting {
+                file: &out,
+                spooling,
+            },
+        ),
     )
     .and_then(|s| out.sync_all().map(|_| s).map_err(BlobError::from));
     let sealed = match sealed {
-        Ok(s) => s,
+        Ok(s) if s.size == plan.size => s,
+        Ok(_) => {
+            let _ = std::fs::remove_file(&path);
+            return Err(AgentError::File(format!(
+                "`{}` changed size while it was read: attach it again once it is complete",
+                source.display()
+            )));
+        }
         Err(e) => {
             let _ = std::fs::remove_file(&path);
             return Err(match reader.failed {
@@ -412,8 +645,8 @@ fn spool(
     sync_dir(dir);
     Ok((
         Descriptor {
-            blob_id,
-            key,
+            blob_id: plan.blob_id,
+            key: plan.key,
             size: sealed.size,
             chunk_size: DEFAULT_CHUNK_SIZE,
             sha256: sealed.sha256,
@@ -536,26 +769,65 @@ impl Agent {
             .core()?
             .run(move |c| -> AgentResult<Vec<u8>> { Ok(find_active(c, &r)?.group_id) })
             .await?;
+        let (input, size) = open_source(&source)?;
+        let plan = SpoolPlan::new(size);
+        let (blob_id, sealed_len) = (plan.blob_id, plan.sealed_len()?);
         let dir = self.spool_dir();
-        let src = source.clone();
-        let (descriptor, spool_name) =
-            tokio::task::spawn_blocking(move || spool(&src, &dir, name, content_type))
-                .await
-                .map_err(AgentError::internal)??;
-        let spool_path = self.spool_dir().join(&spool_name);
-        // Online, the server's limits answer now (nothing is kept);
-        // offline, the uploader meets them later.
+        private_dir(&dir).map_err(|e| AgentError::internal(format!("the spool directory: {e}")))?;
+        let spool_path = dir.join(hex::encode(blob_id.0));
+        let out = private_file(&spool_path, true)
+            .map_err(|e| AgentError::internal(format!("a spool file: {e}")))?;
+        let spooling = Arc::new(Spooling::default());
+        let moving = Arc::new(OnceLock::new());
+        // Online, the server's limits answer now (nothing is kept) and the
+        // upload starts while the file is still being encrypted; offline,
+        // the uploader meets them later.
+        let mut early = None;
         if let Ok(link) = self.link() {
             if link.state() == ConnState::Online {
-                if let Err(e) = self.create_blob(&link, &descriptor, &group).await {
-                    if matches!(e, AgentError::Refused(_)) {
+                match self.create_blob(&link, blob_id, sealed_len, &group).await {
+                    Ok(st) => {
+                        let pieces = File::open(&spool_path).map(|file| Pieces {
+                            blob: blob_id,
+                            group: group.clone(),
+                            total: sealed_len,
+                            size,
+                            file: Arc::new(file),
+                            spooling: Some(Arc::clone(&spooling)),
+                            moving: Arc::clone(&moving),
+                        });
+                        if let Ok(pieces) = pieces {
+                            early = Some(self.start_early(link, pieces, st));
+                        }
+                    }
+                    Err(e @ AgentError::Refused(_)) => {
                         let _ = std::fs::remove_file(&spool_path);
                         return Err(e);
                     }
-                    tracing::debug!(error = %e, "the blob is created later");
+                    Err(e) => tracing::debug!(error = %e, "the blob is created later"),
                 }
             }
         }
+        let spooled = {
+            let (src, dir, sp) = (source.clone(), dir.clone(), Arc::clone(&spooling));
+            tokio::task::spawn_blocking(move || {
+                spool(&src, input, out, &dir, name, content_type, plan, Some(&*sp))
+            })
+            .await
+            .map_err(AgentError::internal)
+            .and_then(|r| r)
+        };
+        spooling.end(spooled.is_ok());
+        let (descriptor, spool_name) = match spooled {
+            Ok(d) => d,
+            Err(e) => {
+                if let Some(early) = early {
+                    early.abort();
+                }
+                let _ = std::fs::remove_file(&spool_path);
+                return Err(e);
+            }
+        };
         let spooled = Spooled {
             x: AttachmentX {
                 descriptor,
@@ -578,31 +850,66 @@ impl Agent {
         let (msg, ev) = match queued {
             Ok(q) => q,
             Err(e) => {
+                if let Some(early) = early {
+                    early.abort();
+                }
                 let _ = std::fs::remove_file(&spool_path);
                 return Err(e);
             }
         };
+        let _ = moving.set(Moving {
+            conversation: Id(msg.conversation.0),
+            id: Id(msg.id.0),
+            direction: TransferDirection::Up,
+            total: size,
+        });
         self.publish(vec![ev]);
         self.transfers.wake();
         Ok(msg)
     }
 
-    /// `blobCreate` for our file: the server's state of it.
+    /// `blobCreate` for our file (`size` bytes sealed): the server's state
+    /// of it.
     async fn create_blob(
         &self,
         link: &Link,
-        d: &Descriptor,
+        blob: BlobId,
+        size: u64,
         group: &[u8],
     ) -> AgentResult<BlobState> {
-        let size = d.ciphertext_len().map_err(AgentError::internal)?;
         Ok(link
             .request(wire::BlobCreate {
                 auth: self.token()?,
-                blob: d.blob_id,
+                blob,
                 group: group.to_vec(),
                 size,
             })
             .await?)
+    }
+
+    /// Uploads `pieces` while `attach` spools them, registered so that the
+    /// uploader takes the blob over (the rest, `blobFinish`, the message)
+    /// only once this ended, however it ends.
+    fn start_early(
+        self: &Arc<Self>,
+        link: Link,
+        pieces: Pieces,
+        st: BlobState,
+    ) -> tokio::task::JoinHandle<()> {
+        let guard = EarlyUpload::start(Arc::clone(self), pieces.blob);
+        tokio::spawn(async move {
+            let agent = Arc::clone(&guard.agent);
+            let mut progress = Progress::new(pieces.size, 0);
+            if let Err(e) = agent.send_pieces(&link, &pieces, st, &mut progress).await {
+                let why = match e {
+                    Ended::Later(e) => e.to_string(),
+                    Ended::Failed(_, why) => why,
+                };
+                tracing::debug!(%why, "the upload begun while spooling stopped; the uploader goes on");
+            }
+            drop(guard);
+            agent.transfers.wake();
+        })
     }
 
     /// Uploads what waits whenever the link is up, something is attached
@@ -671,8 +978,10 @@ impl Agent {
     async fn upload_one(&self, link: &Link, u: &Upload) -> Result<(), Ended> {
         let d = &u.stored.descriptor;
         let moving = u.moving();
-        let total_ct = d.ciphertext_len().map_err(AgentError::internal)?;
-        let mut st = self.create_blob(link, d, &u.group).await?;
+        // `attach` may still be sending it: take over where that ends.
+        self.transfers.early_ended(d.blob_id).await;
+        let total = d.ciphertext_len().map_err(AgentError::internal)?;
+        let st = self.create_blob(link, d.blob_id, total, &u.group).await?;
         if !st.finished {
             let Some(spool_name) = &u.stored.spool else {
                 return Err(Ended::Failed(
@@ -686,53 +995,20 @@ impl Agent {
                     format!("the encrypted copy of the file cannot be read from the spool: {e}"),
                 )
             })?;
-            let file = Arc::new(file);
-            self.notify_transfer(moving, TransferState::Uploading, plain_done(d, st.stored))
+            let pieces = Pieces {
+                blob: d.blob_id,
+                group: u.group.clone(),
+                total,
+                size: d.size,
+                file: Arc::new(file),
+                spooling: None,
+                moving: Arc::new(OnceLock::from(moving)),
+            };
+            let done = pieces.plain(st.stored);
+            self.notify_transfer(moving, TransferState::Uploading, done)
                 .await;
-            let mut progress = Progress::new(d.size, plain_done(d, st.stored));
-            let delay = test_piece_delay();
-            while st.stored < total_ct {
-                let offset = st.stored;
-                let len = (total_ct - offset).min(MAX_BLOB_CHUNK_BYTES as u64) as usize;
-                let f = Arc::clone(&file);
-                let data = tokio::task::spawn_blocking(move || {
-                    let mut buf = vec![0u8; len];
-                    std::os::unix::fs::FileExt::read_exact_at(&*f, &mut buf, offset).map(|_| buf)
-                })
-                .await
-                .map_err(AgentError::internal)?
-                .map_err(|e| {
-                    Ended::Failed(
-                        TransferState::Failed,
-                        format!("the spool file is damaged: {e}"),
-                    )
-                })?;
-                if let Some(delay) = delay {
-                    tokio::time::sleep(delay).await;
-                }
-                let answer = link
-                    .request(wire::BlobUpload {
-                        auth: self.token()?,
-                        blob: d.blob_id,
-                        offset,
-                        data,
-                    })
-                    .await
-                    .map_err(AgentError::from);
-                st = match answer {
-                    Ok(s) => s,
-                    // Not where the server is: ask where that is.
-                    Err(AgentError::Refused(w)) if w.code == ErrorCode::BlobGap => {
-                        self.create_blob(link, d, &u.group).await?
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                let done = plain_done(d, st.stored);
-                if progress.due(done) && done < d.size {
-                    self.notify_transfer(moving, TransferState::Uploading, done)
-                        .await;
-                }
-            }
+            let mut progress = Progress::new(d.size, done);
+            self.send_pieces(link, &pieces, st, &mut progress).await?;
             link.request(wire::BlobFinish {
                 auth: self.token()?,
                 blob: d.blob_id,
@@ -751,6 +1027,88 @@ impl Agent {
             let _ = std::fs::remove_file(self.spool_dir().join(spool_name));
         }
         self.outbox_kick.notify_one();
+        Ok(())
+    }
+
+    /// Sends `p`'s blob from `st.stored` to its end with a few pieces in
+    /// flight (the server orders pieces that overtake each other: one
+    /// round trip per MiB would set the pace otherwise), never past what
+    /// is spooled yet. A gap (the server restarted, or a piece waited too
+    /// long) asks the server where to go on and goes on from there.
+    async fn send_pieces(
+        &self,
+        link: &Link,
+        p: &Pieces,
+        mut st: BlobState,
+        progress: &mut Progress,
+    ) -> Result<(), Ended> {
+        let delay = test_piece_delay();
+        // A test that slows the pieces wants them one after the other.
+        let in_flight = if delay.is_some() {
+            1
+        } else {
+            UPLOADS_IN_FLIGHT
+        };
+        let token = self.token()?;
+        // `upload_one` said the start itself.
+        let mut told = p.spooling.is_none();
+        'resume: while st.stored < p.total {
+            let mut flight = Flight::default();
+            let mut next = st.stored;
+            loop {
+                let ready = p.ready();
+                while flight.0.len() < in_flight && next < p.total {
+                    let len = (p.total - next).min(MAX_BLOB_CHUNK_BYTES as u64);
+                    if next + len > ready {
+                        break;
+                    }
+                    let (offset, f, l) = (next, Arc::clone(&p.file), link.clone());
+                    let (auth, blob) = (token.clone(), p.blob);
+                    flight.0.push_back(tokio::spawn(async move {
+                        let data = read_piece(f, offset, len as usize).await?;
+                        if let Some(delay) = delay {
+                            tokio::time::sleep(delay).await;
+                        }
+                        let sent = wire::BlobUpload {
+                            auth,
+                            blob,
+                            offset,
+                            data,
+                        };
+                        Ok(l.request(sent).await.map_err(AgentError::from))
+                    }));
+                    next += len;
+                }
+                let Some(piece) = flight.0.pop_front() else {
+                    if next < p.total {
+                        p.spooled_past(ready).await?;
+                        continue;
+                    }
+                    continue 'resume;
+                };
+                st = match piece.await.map_err(AgentError::internal)?? {
+                    Ok(s) => s,
+                    // Not where the server is: ask where that is.
+                    Err(AgentError::Refused(w)) if w.code == ErrorCode::BlobGap => {
+                        drop(flight);
+                        st = self.create_blob(link, p.blob, p.total, &p.group).await?;
+                        continue 'resume;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let done = p.plain(st.stored);
+                if let Some(m) = p.moving.get() {
+                    // The first once the message exists (an early upload
+                    // starts before it), then as progress is due.
+                    let first = !told;
+                    told = true;
+                    if (first || progress.due(done)) && done < p.size {
+                        self.notify_transfer(*m, TransferState::Uploading, done)
+                            .await;
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -1206,7 +1564,22 @@ mod tests {
     fn spooling_refuses_what_is_not_a_readable_regular_file() {
         let d = tempfile::tempdir().unwrap();
         let spool_dir = d.path().join("spool");
-        let go = |p: &Path| spool(p, &spool_dir, "n".into(), "t/t".into());
+        let go = |p: &Path| {
+            let (input, size) = open_source(p)?;
+            let plan = SpoolPlan::new(size);
+            private_dir(&spool_dir).unwrap();
+            let out = private_file(&spool_dir.join(hex::encode(plan.blob_id.0)), true).unwrap();
+            spool(
+                p,
+                input,
+                out,
+                &spool_dir,
+                "n".into(),
+                "t/t".into(),
+                plan,
+                None,
+            )
+        };
         assert!(matches!(go(Path::new("rel/a")), Err(AgentError::File(_))));
         assert!(matches!(go(d.path()), Err(AgentError::File(_))));
         assert!(matches!(
@@ -1221,5 +1594,44 @@ mod tests {
         let mut back = Vec::new();
         blob::decrypt_stream(&desc, ct.as_slice(), &mut back).unwrap();
         assert_eq!(back, vec![7u8; 200_000]);
+    }
+
+    /// The blob is created for the size the file had when `attach` looked;
+    /// a file that grew or shrank before it was read to the end is refused
+    /// and its spool file removed (it would not fit the blob).
+    #[test]
+    fn a_file_that_changes_size_while_spooled_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let spool_dir = d.path().join("spool");
+        private_dir(&spool_dir).unwrap();
+        let f = d.path().join("growing.log");
+        std::fs::write(&f, vec![1u8; 5_000]).unwrap();
+        let (input, size) = open_source(&f).unwrap();
+        // It grows after the look.
+        std::fs::write(&f, vec![1u8; 9_000]).unwrap();
+        let plan = SpoolPlan::new(size);
+        let path = spool_dir.join(hex::encode(plan.blob_id.0));
+        let out = private_file(&path, true).unwrap();
+        let spooling = Spooling::default();
+        let r = spool(
+            &f,
+            input,
+            out,
+            &spool_dir,
+            "g".into(),
+            "t/t".into(),
+            plan,
+            Some(&spooling),
+        );
+        match r {
+            Err(AgentError::File(why)) => assert!(why.contains("changed size"), "{why}"),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        assert!(!path.exists(), "the spool file is removed");
+        assert_eq!(
+            spooling.written.load(std::sync::atomic::Ordering::Acquire),
+            blob::ciphertext_len(9_000, DEFAULT_CHUNK_SIZE).unwrap(),
+            "what was spooled was counted as it was written"
+        );
     }
 }

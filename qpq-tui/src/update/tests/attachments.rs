@@ -12,6 +12,7 @@ use quicproquo_protocol::ipc::values::{Attachment, MessageId, TransferDirection,
 use super::*;
 use crate::app::AfterDownload;
 use crate::attach::{PastedFile, Places};
+use crate::graphics::{Protocol, Target};
 use crate::preview::{Picture, Preview};
 
 fn places(app: &mut App, cwd: &Path) {
@@ -358,7 +359,7 @@ fn images_are_downloaded_and_decoded_for_their_preview() {
             id,
             path: PathBuf::from("/dl/report.pdf"),
             max_bytes: 10 << 20,
-            kitty_id: None,
+            target: Target::HalfBlocks,
         }),
         "{fx:?}"
     );
@@ -407,17 +408,88 @@ fn a_preview_download_that_fails_stays_quiet() {
     );
 }
 
+fn decode_target(fx: &[Effect]) -> Option<Target> {
+    fx.iter().find_map(|e| match e {
+        Effect::Decode { target, .. } => Some(*target),
+        _ => None,
+    })
+}
+
+/// iTerm2 and sixel images are made for the terminal's cell size; sixel
+/// (painted pixel for pixel) only when the terminal reports it.
+#[test]
+fn iterm2_and_sixel_images_are_made_for_the_cell_size() {
+    let cases = [
+        (
+            Protocol::Iterm2,
+            Some((8, 16)),
+            Target::Iterm2 { cell_px: (8, 16) },
+        ),
+        (Protocol::Iterm2, None, Target::Iterm2 { cell_px: (10, 20) }),
+        (
+            Protocol::Sixel,
+            Some((8, 16)),
+            Target::Sixel { cell_px: (8, 16) },
+        ),
+        (Protocol::Sixel, None, Target::HalfBlocks),
+    ];
+    for (n, (protocol, cell_px, want)) in cases.into_iter().enumerate() {
+        let mut app = app(100, 20);
+        app.graphics = Some(protocol);
+        app.cell_px = cell_px;
+        let id = file_from_bob(&mut app, 80 + n as u32, "cat.png", "image/png", 50_000);
+        let fx = transfer(&mut app, id, TransferState::Downloaded, 1000);
+        assert_eq!(decode_target(&fx), Some(want));
+    }
+}
+
+/// A font size change: sixel images are made again for the new cells.
+#[test]
+fn new_cell_sizes_make_the_images_again() {
+    let mut app = app(100, 20);
+    app.graphics = Some(Protocol::Sixel);
+    app.cell_px = Some((8, 16));
+    let id = file_from_bob(&mut app, 90, "cat.png", "image/png", 50_000);
+    transfer(&mut app, id, TransferState::Downloaded, 1000);
+    let mut pic = Picture::from_rows(vec![vec![Some([1, 2, 3])]; 2]);
+    pic.image = Some(crate::graphics::Image {
+        cols: 1,
+        rows: 1,
+        bytes: b"\x1bPq\x1b\\".to_vec(),
+    });
+    act(
+        &mut app,
+        Action::Preview {
+            id,
+            result: Ok(pic),
+        },
+    );
+    let fx = act(&mut app, Action::CellSize(Some((8, 16))));
+    assert_eq!(decode_target(&fx), None, "unchanged");
+    let fx = act(&mut app, Action::CellSize(Some((10, 20))));
+    assert_eq!(
+        decode_target(&fx),
+        Some(Target::Sixel { cell_px: (10, 20) })
+    );
+    // The terminal stopped saying: half-blocks.
+    act(
+        &mut app,
+        Action::Preview {
+            id,
+            result: Ok(Picture::from_rows(vec![])),
+        },
+    );
+    let fx = act(&mut app, Action::CellSize(None));
+    assert_eq!(decode_target(&fx), None, "a half-block picture is kept");
+}
+
 #[test]
 fn in_a_kitty_terminal_the_image_is_sent_before_it_is_placed() {
     let mut app = app(100, 20);
-    app.kitty_images = true;
+    app.graphics = Some(Protocol::Kitty);
     let id = file_from_bob(&mut app, 75, "cat.png", "image/png", 50_000);
     let fx = transfer(&mut app, id, TransferState::Downloaded, 1000);
-    let kitty_id = fx.iter().find_map(|e| match e {
-        Effect::Decode { kitty_id, .. } => Some(*kitty_id),
-        _ => None,
-    });
-    assert_eq!(kitty_id, Some(Some(1)));
+    assert_eq!(decode_target(&fx), Some(Target::Kitty(1)));
     assert_eq!(app.next_image_id, 2, "each image its own id");
     let mut pic = Picture::from_rows(vec![vec![Some([1, 2, 3])]; 2]);
     pic.send = Some(b"\x1b_Ga=T;AAAA\x1b\\".to_vec());

@@ -7,9 +7,7 @@
 //! the half-block previews do; the terminal draws the image's pixels over
 //! them.
 //!
-//! Detection reads the environment only (no query to the terminal, so
-//! nothing can wait for an answer); inside tmux, which passes these
-//! sequences on only when configured to, the half-blocks are used.
+//! Detection reads the environment only ([`super::detect`]).
 //! Transmission asks the terminal for no reply (`q=2`): an answer would
 //! arrive as keystrokes.
 
@@ -33,12 +31,9 @@ pub const MAX_CELLS: u16 = DIACRITICS.len() as u16;
 /// to the cells; this only sets how sharp it is).
 pub const CELL_PX: (u32, u32) = (10, 20);
 
-/// Whether the terminal draws kitty's Unicode placeholders, from the
-/// environment alone (`var` reads a variable).
-pub fn detected(var: impl Fn(&str) -> Option<String>) -> bool {
-    if var("TMUX").is_some() {
-        return false;
-    }
+/// Whether the environment names kitty or Ghostty (`var` reads a
+/// variable); [`super::detect`] also rules out tmux and screen.
+pub fn detected(var: &impl Fn(&str) -> Option<String>) -> bool {
     var("KITTY_WINDOW_ID").is_some()
         || var("TERM").as_deref() == Some("xterm-kitty")
         || var("TERM").as_deref() == Some("xterm-ghostty")
@@ -76,7 +71,7 @@ pub fn transmit(p: Placement, rgba: &[u8], w: u32, h: u32) -> Vec<u8> {
     /// Base64 bytes per escape sequence (the protocol's limit, a multiple
     /// of 4).
     const CHUNK: usize = 4096;
-    let data = base64(rgba);
+    let data = super::base64(rgba);
     let chunks: Vec<&[u8]> = data.as_bytes().chunks(CHUNK).collect();
     let mut out = Vec::with_capacity(data.len() + chunks.len() * 16 + 64);
     for (i, chunk) in chunks.iter().enumerate() {
@@ -98,51 +93,9 @@ pub fn transmit(p: Placement, rgba: &[u8], w: u32, h: u32) -> Vec<u8> {
     out
 }
 
-/// Standard base64 with padding.
-fn base64(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for group in bytes.chunks(3) {
-        let b = [
-            group[0],
-            group.get(1).copied().unwrap_or(0),
-            group.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= group.len() {
-                out.push(char::from(ABC[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn detection_reads_the_environment_and_stays_off_in_tmux() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| (*v).to_owned())
-            }
-        };
-        assert!(detected(env(&[("KITTY_WINDOW_ID", "1")])));
-        assert!(detected(env(&[("TERM", "xterm-kitty")])));
-        assert!(detected(env(&[("TERM_PROGRAM", "ghostty")])));
-        assert!(!detected(env(&[("TERM", "xterm-256color")])));
-        assert!(!detected(env(&[
-            ("KITTY_WINDOW_ID", "1"),
-            ("TMUX", "/tmp/tmux-0/default,1,0")
-        ])));
-    }
 
     #[test]
     fn placeholders_are_one_column_each_and_name_their_cell() {
@@ -163,10 +116,6 @@ mod tests {
 
     #[test]
     fn transmission_is_chunked_base64_and_asks_for_no_reply() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
         let p = Placement {
             id: 7,
             cols: 4,
