@@ -37,6 +37,8 @@ use quicproquo_protocol::ipc::values::{
 use serde::Serialize;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
+use super::recv::stop::next_signal;
+
 use super::names::Names;
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::error::CtlError;
@@ -607,15 +609,6 @@ async fn interrupted(signals: &mut [Option<Signal>; 2]) {
     tokio::select! {
         () = next_signal(int) => {}
         () = next_signal(term) => {}
-    }
-}
-
-async fn next_signal(s: &mut Option<Signal>) {
-    match s {
-        Some(s) => {
-            s.recv().await;
-        }
-        None => std::future::pending().await,
     }
 }
 

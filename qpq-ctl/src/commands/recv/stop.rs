@@ -37,8 +37,8 @@ impl Stop {
         let mut term = signal(SignalKind::terminate()).ok();
         let task = tokio::spawn(async move {
             tokio::select! {
-                () = next(&mut int) => {}
-                () = next(&mut term) => {}
+                () = next_signal(&mut int) => {}
+                () = next_signal(&mut term) => {}
                 () = gone => {}
             }
             let _ = tx.send(true);
@@ -52,7 +52,8 @@ impl Stop {
     }
 }
 
-async fn next(s: &mut Option<Signal>) {
+/// Resolves at the next `s` (never when it could not be caught).
+pub(crate) async fn next_signal(s: &mut Option<Signal>) {
     match s {
         Some(s) => {
             s.recv().await;
