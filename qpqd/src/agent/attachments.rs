@@ -34,11 +34,12 @@
 //! background: `blobDownload` ranges with a few in flight (`ranges`),
 //! handed in order to a blocking thread (`sink`) that decrypts them into
 //! `<path>.part` (0600) while the next ones arrive, checks the end
-//! (truncation, the hash) and fsyncs; only then is it moved to `path`. A failed check leaves
-//! nothing: the `.part` is deleted and the attachment is `corrupt`. A
-//! dropped connection resumes from the bytes already handed to the sink
-//! (the decryptor's state is in its thread); a daemon stopped mid-download starts
-//! over when asked again. The server's E054 makes it `expired`.
+//! (truncation, the hash) and fsyncs; only then is it moved to `path`. A
+//! failed check leaves nothing: the `.part` is deleted and the attachment
+//! is `corrupt`. A dropped connection resumes from the bytes already
+//! handed to the sink (the decryptor's state is in its thread); a daemon
+//! stopped mid-download starts over when asked again. The server's E054
+//! makes it `expired`.
 //!
 //! Every step is said in `transfer` notifications: at the start, at most
 //! every 250 ms (once 1 % more moved, or every 5 s while anything moves),

