@@ -1206,16 +1206,25 @@ impl Agent {
             }
             _ => {}
         }
-        // Already downloaded and still there: nothing to do (to the same
-        // path, or with none given).
-        let there = stored.path.as_deref().map(Path::new);
+        // Already downloaded and still the checked copy: nothing to do (to
+        // the same path, or with none given). A copy changed since (edited,
+        // cut short) is not the file: downloaded again, elsewhere or, with
+        // `overwrite`, over it.
+        let there = stored.path.as_deref().map(PathBuf::from);
         if stored.state == TransferState::Downloaded
-            && there.is_some_and(Path::is_file)
             && p.path
                 .as_deref()
-                .is_none_or(|asked| there == Some(Path::new(asked)))
+                .is_none_or(|asked| there.as_deref() == Some(Path::new(asked)))
         {
-            return Ok(stored.view());
+            if let Some(there) = there {
+                let d = stored.descriptor.clone();
+                let same = tokio::task::spawn_blocking(move || holds(&there, &d))
+                    .await
+                    .unwrap_or(false);
+                if same {
+                    return Ok(stored.view());
+                }
+            }
         }
         let target = match &p.path {
             Some(path) => PathBuf::from(path),
@@ -1419,6 +1428,27 @@ impl Agent {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether the regular file at `path` is `d`'s file: its size and SHA-256.
+/// Blocks (reads the file).
+fn holds(path: &Path, d: &Descriptor) -> bool {
+    use sha2::{Digest, Sha256};
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    if !file
+        .metadata()
+        .is_ok_and(|m| m.is_file() && m.len() == d.size)
+    {
+        return false;
+    }
+    let mut hasher = Sha256::new();
+    let mut reader = BufReader::with_capacity(MAX_BLOB_CHUNK_BYTES, file);
+    match std::io::copy(&mut reader, &mut hasher) {
+        Ok(n) => n == d.size && hasher.finalize()[..] == d.sha256[..],
+        Err(_) => false,
     }
 }
 

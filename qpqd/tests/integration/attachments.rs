@@ -237,6 +237,23 @@ async fn a_file_reaches_two_members_byte_identical() {
     let again = download(&carol, "team", got.id, None).await.unwrap();
     assert_eq!(again.state, TransferState::Downloaded);
     assert_eq!(again.path.as_deref(), Some(at.to_str().unwrap()));
+    // Changed since (same size, one byte): no longer the checked copy. To
+    // its path without `overwrite` it is not replaced (-32014); with none
+    // given, a fresh copy goes beside it.
+    let mut changed = copy.clone();
+    changed[1000] ^= 1;
+    std::fs::write(&at, &changed).unwrap();
+    let e = download(&carol, "team", got.id, Some(&at))
+        .await
+        .unwrap_err();
+    assert_eq!(ipc_code(&e), Some(IpcErrorCode::FileError), "{e}");
+    assert_eq!(std::fs::read(&at).unwrap(), changed, "left as it was");
+    let fresh = download(&carol, "team", got.id, None).await.unwrap();
+    assert_eq!(fresh.state, TransferState::Downloading, "fetched again");
+    let fresh_at = PathBuf::from(fresh.path.unwrap());
+    assert_ne!(fresh_at, at);
+    attachment_in(&carol, "team", got.id, TransferState::Downloaded).await;
+    assert_eq!(std::fs::read(&fresh_at).unwrap(), bytes, "the fresh copy");
 }
 
 /// What a front-end may get wrong is a clear error, not a panic or a
