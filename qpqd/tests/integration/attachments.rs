@@ -371,6 +371,23 @@ async fn the_size_limit_and_the_quota_answer_attach() {
     .unwrap();
 }
 
+/// alice attaches a new file of `size` bytes in "team" and bob has it
+/// `available`: her message, and the server's only blob (file and id).
+async fn shared_with_bob(
+    srv: &Server,
+    alice: &Daemon,
+    bob: &Daemon,
+    dir: &Path,
+    name: &str,
+    size: usize,
+) -> (Message, PathBuf, BlobId) {
+    let (path, _) = sample_file(dir, name, size);
+    let sent = attach(alice, attach_params("team", &path)).await.unwrap();
+    attachment_in(bob, "team", sent.id, TransferState::Available).await;
+    let (file, blob) = only_blob(srv);
+    (sent, file, blob)
+}
+
 /// The server's blob file of the only blob it holds, and its id.
 fn only_blob(srv: &Server) -> (PathBuf, BlobId) {
     let dir = srv.config.data_dir.join("blobs");
@@ -515,10 +532,7 @@ async fn a_non_member_cannot_fetch_the_blob() {
     let root = tempfile::tempdir().unwrap();
     let [alice, bob] = team(root.path(), &srv, ["alice", "bob"]).await;
     let files = tempfile::tempdir().unwrap();
-    let (path, _) = sample_file(files.path(), "plan.txt", 10_000);
-    let sent = attach(&alice, attach_params("team", &path)).await.unwrap();
-    attachment_in(&bob, "team", sent.id, TransferState::Available).await;
-    let (_, blob) = only_blob(&srv);
+    let (_, _, blob) = shared_with_bob(&srv, &alice, &bob, files.path(), "plan.txt", 10_000).await;
     let client = srv.client().await;
     let dave = quicproquo_testkit::wire::register(&client, "dave").await;
     let e = client
@@ -701,10 +715,8 @@ async fn a_blob_gone_from_the_server_is_expired() {
     let root = tempfile::tempdir().unwrap();
     let [alice, bob] = team(root.path(), &srv, ["alice", "bob"]).await;
     let files = tempfile::tempdir().unwrap();
-    let (path, _) = sample_file(files.path(), "old.txt", 5_000);
-    let sent = attach(&alice, attach_params("team", &path)).await.unwrap();
-    attachment_in(&bob, "team", sent.id, TransferState::Available).await;
-    let (blob_file, blob) = only_blob(&srv);
+    let (sent, blob_file, blob) =
+        shared_with_bob(&srv, &alice, &bob, files.path(), "old.txt", 5_000).await;
     // What the server's expiry does: the row and the file go.
     let db = rusqlite::Connection::open(srv.config.data_dir.join("blobs/blobs.sqlite3")).unwrap();
     db.execute("DELETE FROM blobs WHERE id = ?1", [&blob.0[..]])
