@@ -834,6 +834,12 @@ impl Agent {
                 }
             }
         }
+        // Until the message is stored, a failure (or this call dropped, at
+        // shutdown) takes back what was begun.
+        let undo = Undo {
+            early,
+            spool: Some(spool_path),
+        };
         let spooled = {
             let (src, dir, sp) = (source.clone(), dir.clone(), Arc::clone(&spooling));
             tokio::task::spawn_blocking(move || {
@@ -844,11 +850,6 @@ impl Agent {
             .and_then(|r| r)
         };
         spooling.end(spooled.is_ok());
-        // Until the message is stored, a failure takes back what was begun.
-        let undo = Undo {
-            early,
-            spool: Some(spool_path),
-        };
         let (descriptor, spool_name) = spooled?;
         let spooled = Spooled {
             x: AttachmentX {
